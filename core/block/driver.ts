@@ -1,0 +1,180 @@
+// The BlockDriver contract: what an opened image or protocol node offers the block layer
+
+import type { ParsedOptions } from "../options.ts";
+
+/** The allocation status of a run of bytes, as QEMU's `bdrv_block_status` reports it. */
+export interface BlockStatus {
+  /** How many bytes from the queried offset share this status (> 0). */
+  bytes: number;
+  /** The bytes are defined by this node (not passed through to its backing node). */
+  allocated: boolean;
+  /** The bytes hold data in this node's storage (QEMU's BDRV_BLOCK_DATA). */
+  data: boolean;
+  /** The bytes read as zeroes (QEMU's BDRV_BLOCK_ZERO). */
+  zero: boolean;
+  /** Where the bytes sit unchanged in `file` (QEMU's BDRV_BLOCK_OFFSET_VALID), if they do. */
+  hostOffset?: number;
+  /** The node `hostOffset` refers to (the format's file or data-file node). */
+  file?: BlockNode;
+  /** The bytes are stored compressed. */
+  compressed?: boolean;
+}
+
+/** A problem count and report from {@linkcode BlockNode.check}. */
+export interface CheckResult {
+  /** Errors that mean the image is corrupt (refcount too low, bad L2 entries...). */
+  corruptions: number;
+  /** Clusters allocated but unused. */
+  leaks: number;
+  /** Errors that could not be checked (I/O errors). */
+  checkErrors: number;
+  corruptionsFixed: number;
+  leaksFixed: number;
+  /** Image end offset in bytes, when the format knows it. */
+  imageEndOffset?: number;
+  /** Clusters allocated / total and fragmentation, as `qemu-img check` reports them. */
+  allocatedClusters?: number;
+  totalClusters?: number;
+  fragmentedClusters?: number;
+  compressedClusters?: number;
+  /** One line per problem found, as qemu-img prints them (`Leaked cluster 5 refcount=1 reference=0`). */
+  messages: string[];
+}
+
+/** What `repair` asks of {@linkcode BlockNode.check}. */
+export type RepairMode = "none" | "leaks" | "all";
+
+/** Preallocation modes, as qemu-img spells them. */
+export type Preallocation = "off" | "metadata" | "falloc" | "full";
+
+/** The format-specific part of `qemu-img info` (json `format-specific`). */
+export interface FormatSpecificInfo {
+  /** `type` in json (`qcow2`, `vmdk`...). */
+  type: string;
+  /** The `data` object, already in QEMU's json field names and order. */
+  data: Record<string, unknown>;
+  /**
+   * Lines for the human `Format specific information:` block, already indented
+   * one level, in QEMU's order (`compat: 1.1`, `compression type: zlib`...).
+   */
+  humanLines: string[];
+}
+
+/** An internal snapshot as `qemu-img snapshot -l` and `info` list them. */
+export interface SnapshotInfo {
+  id: string;
+  name: string;
+  vmStateSize: number;
+  dateSec: number;
+  dateNsec: number;
+  vmClockNs: number;
+  icount?: number;
+}
+
+/**
+ * An opened node in the block graph: a protocol node (a host file) or a format
+ * node (qcow2, raw...) sitting on one. Every method may be called concurrently;
+ * the scheduler above serialises what must be.
+ *
+ * Offsets and lengths are bytes as `number` (exact to 2^53).
+ */
+export interface BlockNode {
+  /** The driver name (`file`, `raw`, `qcow2`). */
+  readonly driver: string;
+  /** The file name this node was opened from, as the user gave it. */
+  readonly filename: string;
+  /** True when opened read-only: every write path throws. */
+  readonly readOnly: boolean;
+  /** The protocol child (`file`), or null for a protocol node. */
+  readonly file: BlockNode | null;
+  /** The backing node, if this format has one and it was opened. */
+  readonly backing: BlockNode | null;
+  /** The backing file name as stored in the image (unresolved), if any. */
+  readonly backingFilename?: string;
+  /** The backing format as stored in the image, if any. */
+  readonly backingFormat?: string;
+  /** Allocation granularity in bytes (qcow2 cluster size), if the format has one. */
+  readonly clusterSize?: number;
+
+  /** The virtual size in bytes. */
+  size(): number;
+  /** Reads `buf.length` bytes at `offset`; reads past the end are an error. */
+  read(offset: number, buf: Uint8Array): Promise<void>;
+  /** Writes `data` at `offset`. */
+  write(offset: number, data: Uint8Array): Promise<void>;
+  /** Makes `bytes` at `offset` read as zeroes; `unmap` allows deallocation. */
+  writeZeroes(offset: number, bytes: number, options?: { unmap?: boolean }): Promise<void>;
+  /** Tells the node the range is no longer needed (it may read back as anything, usually zero). */
+  discard(offset: number, bytes: number): Promise<void>;
+  /** Writes cached metadata and asks the host to make everything durable. */
+  flush(): Promise<void>;
+  /** Allocation status of the run starting at `offset`, at most `bytes` long. */
+  blockStatus(offset: number, bytes: number): Promise<BlockStatus>;
+  /** Changes the virtual size. */
+  truncate(sizeBytes: number, options?: TruncateOptions): Promise<void>;
+  /** Bytes the node occupies on the host (`disk size` in `info`), or -1 if unknown. */
+  allocatedBytes(): number;
+  /** Flushes and releases the node and its children. */
+  close(): Promise<void>;
+
+  /** Writes one compressed cluster (formats with compression only). */
+  writeCompressed?(offset: number, data: Uint8Array): Promise<void>;
+  /** Format-specific `info` data. */
+  formatInfo?(): FormatSpecificInfo | undefined;
+  /** Internal snapshots, if the format has them. */
+  snapshots?(): SnapshotInfo[];
+  /** Checks (and optionally repairs) the image's metadata. */
+  check?(repair: RepairMode): Promise<CheckResult>;
+  /** True when the image is marked dirty (`lazy_refcounts` left it so). */
+  isDirty?(): boolean;
+  /** Driver counters for `bench` and benchmarks (`l2CacheHits`...). */
+  stats?(): Record<string, number>;
+}
+
+/** Options of {@linkcode BlockNode.truncate}. */
+export interface TruncateOptions {
+  /** Allow making the image smaller (data past the new end is lost). */
+  shrink?: boolean;
+  /** How to allocate a grown area. */
+  preallocation?: Preallocation;
+}
+
+/** How an image is opened through the graph. */
+export interface ImageOpenOptions {
+  /** Format name; probed from the file when absent. */
+  format?: string;
+  readOnly?: boolean;
+  /** Do not open the backing chain (`-u`, `info` without `--backing-chain` still opens it). */
+  noBacking?: boolean;
+  /** Take no lock (`-U`). */
+  forceShare?: boolean;
+  /** `cache=none|directsync`: bypass the host page cache. */
+  direct?: boolean;
+  /** Format runtime options (`l2-cache-size`...), already typed. */
+  formatOptions?: ParsedOptions;
+}
+
+/** What a format's `open` gets from the graph: the way to reach other nodes. */
+export interface OpenContext {
+  /** Open options for this node. */
+  readonly options: ImageOpenOptions;
+  /**
+   * Opens a backing image named as stored in this image, resolved relative to
+   * this image's directory as QEMU does; loops and missing files are reported clearly.
+   */
+  openBacking(backingName: string, format: string | undefined): Promise<BlockNode>;
+  /** Opens another file as a protocol node (for `data_file`), resolved as a backing name is. */
+  openFile(name: string, options: { readOnly: boolean; mustExist?: boolean }): Promise<BlockNode>;
+}
+
+/** What a format's `create` gets from the graph. */
+export interface CreateContext {
+  /** Creates the protocol-level file (sparse, with preallocation where asked). */
+  createFile(filename: string, sizeBytes: number, opts: ParsedOptions): Promise<void>;
+  /** Opens a protocol node read-write (to write the new image's metadata). */
+  openFile(filename: string, options: { readOnly: boolean }): Promise<BlockNode>;
+  /** Opens an image through the graph (to read a backing file's size). */
+  openImage(filename: string, options: ImageOpenOptions): Promise<BlockNode>;
+  /** Resolves a backing name relative to the image being created, as QEMU does. */
+  resolveBacking(imageFilename: string, backingName: string): string;
+}
