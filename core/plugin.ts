@@ -37,8 +37,21 @@ export interface FormatDescriptor extends PluginBase {
   open(file: BlockNode, opts: ParsedOptions, ctx: OpenContext): Promise<BlockNode>;
   /** Runtime (open) options such as `l2-cache-size`; the create options are `options`. */
   readonly openOptions?: readonly OptionSpec[];
-  /** True when the format has a virtual size separate from the file (raw: false). */
-  readonly hasBackingSupport?: boolean;
+  /**
+   * `qemu-img measure`: the file size a new image of this format needs for
+   * `sizeBytes` of guest data of which `allocatedBytes` are allocated (non-zero).
+   */
+  measure?(sizeBytes: number, allocatedBytes: number, opts: ParsedOptions): MeasureResult;
+  /** True when `create` accepts `backing_file` (`-b`). */
+  readonly supportsBacking?: boolean;
+}
+
+/** What `qemu-img measure` prints. */
+export interface MeasureResult {
+  /** Bytes needed for the allocated data and metadata. */
+  required: number;
+  /** Bytes needed when every guest byte is allocated. */
+  fullyAllocated: number;
 }
 
 /** A protocol: where image bytes live (host files, later nbd, http...). */

@@ -150,6 +150,8 @@ export interface ImageOpenOptions {
   forceShare?: boolean;
   /** `cache=none|directsync`: bypass the host page cache. */
   direct?: boolean;
+  /** Open backing files read-write (for `commit`). */
+  backingReadWrite?: boolean;
   /** Format runtime options (`l2-cache-size`...), already typed. */
   formatOptions?: ParsedOptions;
 }

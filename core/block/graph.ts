@@ -1,0 +1,178 @@
+// The block graph: opening an image builds format node -> file node (-> backing chain)
+
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { ImageOpenError, OptionError, UsageError, VmkitError } from "../errors.ts";
+import type { ParsedOptions } from "../options.ts";
+import { parseOptions } from "../options.ts";
+import type { FormatDescriptor, Registry } from "../plugin.ts";
+import type { BlockNode, CreateContext, ImageOpenOptions, OpenContext } from "./driver.ts";
+
+/** Bytes read from the start of a file for format probing (QEMU reads 2048). */
+export const PROBE_BYTES = 2048;
+
+/** QEMU refuses backing chains deeper than this (BDRV_MAX_BACKING_DEPTH... we pick a sane bound). */
+export const MAX_BACKING_DEPTH = 64;
+
+/**
+ * Resolves a backing file name stored in an image, as QEMU's `path_combine` does:
+ * an absolute name (or a protocol URL) is kept, a relative one is taken relative to
+ * the directory of the image that names it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { resolveBackingName } from "./graph.ts";
+ *
+ * assert.equal(resolveBackingName("/vm/top.qcow2", "base.qcow2"), "/vm/base.qcow2");
+ * assert.equal(resolveBackingName("dir/top.qcow2", "../base.raw"), "dir/../base.raw");
+ * assert.equal(resolveBackingName("top.qcow2", "/abs/base"), "/abs/base");
+ * ```
+ */
+export function resolveBackingName(imageFilename: string, backingName: string): string {
+  if (backingName.startsWith("/") || /^[a-z][a-z0-9+.-]*:\/\//i.test(backingName)) {
+    return backingName;
+  }
+  const slash = imageFilename.lastIndexOf("/");
+  if (slash < 0) return backingName;
+  return imageFilename.slice(0, slash + 1) + backingName;
+}
+
+function canonical(filename: string): string {
+  try {
+    return fs.realpathSync(filename);
+  } catch {
+    return path.resolve(filename);
+  }
+}
+
+/**
+ * Opens and creates images through the registry's format and protocol plugins.
+ * Formats reach other nodes (backing files, data files) only through the contexts
+ * this graph hands them, so one plugin never imports another.
+ */
+export class BlockGraph {
+  constructor(readonly registry: Registry) {}
+
+  /** Opens a host file (or other protocol) as a protocol node. */
+  openProtocol(filename: string, options: { readOnly: boolean; forceShare?: boolean; direct?: boolean }): Promise<BlockNode> {
+    const protocol = this.registry.require("protocol", "file");
+    return protocol.open(filename, options);
+  }
+
+  /** Finds a format plugin by name, with qemu-img's error for an unknown one. */
+  format(name: string): FormatDescriptor {
+    const f = this.registry.get("format", name);
+    if (!f) throw new UsageError(`Unknown file format '${name}'`);
+    return f;
+  }
+
+  /** Probes which format a protocol node holds (raw when nothing else claims it). */
+  async probe(file: BlockNode): Promise<FormatDescriptor> {
+    const header = new Uint8Array(Math.min(PROBE_BYTES, file.size()));
+    await file.read(0, header);
+    const found = this.registry.probeFormat(header, file.filename);
+    if (!found) throw new ImageOpenError(`Could not determine the format of '${file.filename}'`);
+    return found;
+  }
+
+  /**
+   * Opens an image: its protocol node, its format (given or probed) and, unless
+   * `noBacking`, its backing chain.
+   */
+  openImage(filename: string, options: ImageOpenOptions = {}): Promise<BlockNode> {
+    return this.#open(filename, options, []);
+  }
+
+  async #open(filename: string, options: ImageOpenOptions, chain: string[]): Promise<BlockNode> {
+    const real = canonical(filename);
+    if (chain.includes(real)) {
+      throw new ImageOpenError(
+        `Backing file loop: '${filename}' is its own backing file (chain: ${
+          [...chain, real].map((p) => `'${p}'`).join(" -> ")
+        })`,
+      );
+    }
+    if (chain.length > MAX_BACKING_DEPTH) {
+      throw new ImageOpenError(`Backing chain of '${filename}' is deeper than ${MAX_BACKING_DEPTH}`);
+    }
+    const readOnly = options.readOnly ?? false;
+    let file: BlockNode;
+    try {
+      file = await this.openProtocol(filename, {
+        readOnly,
+        forceShare: options.forceShare,
+        direct: options.direct,
+      });
+    } catch (e) {
+      throw new ImageOpenError(`Could not open '${filename}'`, { cause: e });
+    }
+    try {
+      const format = options.format ? this.format(options.format) : await this.probe(file);
+      const formatOptions = options.formatOptions ?? {};
+      const context: OpenContext = {
+        options,
+        openBacking: (backingName, backingFormat) => {
+          const resolved = resolveBackingName(filename, backingName);
+          return this.#open(resolved, {
+            format: backingFormat,
+            // QEMU opens backing files read-only; commit reopens them read-write.
+            readOnly: options.backingReadWrite ? false : true,
+            forceShare: options.forceShare,
+            direct: options.direct,
+          }, [...chain, real]).catch((e) => {
+            if (e instanceof VmkitError && e.message.startsWith("Backing file loop")) throw e;
+            throw new ImageOpenError(`Could not open backing file '${resolved}'`, { cause: e });
+          });
+        },
+        openFile: (name, o) => this.openProtocol(resolveBackingName(filename, name), o),
+      };
+      return await format.open(file, formatOptions, context);
+    } catch (e) {
+      await file.close();
+      if (e instanceof ImageOpenError && e.message.startsWith("Could not open")) throw e;
+      throw new ImageOpenError(`Could not open '${filename}'`, { cause: e });
+    }
+  }
+
+  /** The context formats use while creating an image. */
+  createContext(): CreateContext {
+    return {
+      createFile: (filename, sizeBytes, opts) =>
+        this.registry.require("protocol", "file").create(filename, sizeBytes, opts),
+      openFile: (filename, o) => this.openProtocol(filename, o),
+      openImage: (filename, o) => this.openImage(filename, o),
+      resolveBacking: resolveBackingName,
+    };
+  }
+
+  /**
+   * Creates an image of `format`. `options` is the raw `-o` text merged by the caller;
+   * it is checked against the format's and the protocol's option lists, so a typo is
+   * refused before anything is written.
+   */
+  async createImage(
+    formatName: string,
+    filename: string,
+    sizeBytes: number,
+    opts: ParsedOptions,
+  ): Promise<void> {
+    const format = this.format(formatName);
+    await format.create(filename, sizeBytes, opts, this.createContext());
+  }
+
+  /** Parses `-o` text against a format's create options plus the file protocol's. */
+  parseCreateOptions(formatName: string, text: string, into: ParsedOptions = {}): ParsedOptions {
+    const format = this.format(formatName);
+    const specs = [...format.options];
+    for (const s of this.registry.require("protocol", "file").options) {
+      if (!specs.some((f) => f.name === s.name)) specs.push(s);
+    }
+    try {
+      return parseOptions(text, specs, { into });
+    } catch (e) {
+      if (e instanceof OptionError) throw e;
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,78 @@
+// Host calls node:fs lacks (SEEK_DATA/SEEK_HOLE, fallocate, ioctl), through Deno FFI when it is allowed
+
+/** `lseek` whence values on Linux. */
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
+/** `fallocate` mode bits on Linux. */
+export const FALLOC_FL_KEEP_SIZE = 0x01;
+export const FALLOC_FL_PUNCH_HOLE = 0x02;
+export const FALLOC_FL_ZERO_RANGE = 0x10;
+/** `ioctl` requests for the inode flags (`chattr +C`). */
+export const FS_IOC_GETFLAGS = 0x80086601;
+export const FS_IOC_SETFLAGS = 0x40086602;
+export const FS_NOCOW_FL = 0x00800000;
+
+const SYMBOLS = {
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
+  fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let libc: Libc | null | undefined;
+
+/** The host libc through FFI, or null where FFI is not allowed or libc is not found. */
+export function hostLibc(): Libc | null {
+  if (libc !== undefined) return libc;
+  libc = null;
+  if (Deno.build.os !== "linux") return libc;
+  for (const path of ["libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"]) {
+    try {
+      libc = Deno.dlopen(path, SYMBOLS).symbols;
+      break;
+    } catch {
+      // Not allowed (--allow-ffi missing) or not at that path; try the next.
+    }
+  }
+  return libc;
+}
+
+function errno(lib: Libc): number {
+  const p = lib.__errno_location();
+  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+}
+
+const ENXIO = 6;
+
+/**
+ * Finds the next data or hole boundary with `lseek(SEEK_DATA|SEEK_HOLE)`.
+ *
+ * @returns the offset, `-1` when no data follows `offset` (ENXIO), or `null` when
+ * the host cannot tell (no FFI, or the filesystem does not support it).
+ */
+export function seekDataHole(fd: number, offset: number, whence: number): number | null {
+  const lib = hostLibc();
+  if (!lib) return null;
+  const r = Number(lib.lseek(fd, BigInt(offset), whence));
+  if (r >= 0) return r;
+  return errno(lib) === ENXIO ? -1 : null;
+}
+
+/** Calls `fallocate`; returns true on success, false where the host or filesystem refuses. */
+export function fallocate(fd: number, mode: number, offset: number, length: number): boolean {
+  const lib = hostLibc();
+  if (!lib || length <= 0) return false;
+  return lib.fallocate(fd, mode, BigInt(offset), BigInt(length)) === 0;
+}
+
+/** Sets the no-copy-on-write inode flag (btrfs); returns false where it cannot be applied. */
+export function setNoCow(fd: number): boolean {
+  const lib = hostLibc();
+  if (!lib) return false;
+  const flags = new Int32Array(1);
+  if (lib.ioctl(fd, BigInt(FS_IOC_GETFLAGS), flags) !== 0) return false;
+  flags[0] |= FS_NOCOW_FL;
+  return lib.ioctl(fd, BigInt(FS_IOC_SETFLAGS), flags) === 0;
+}

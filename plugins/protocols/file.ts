@@ -1,0 +1,300 @@
+// The `file` protocol: host files with positional I/O, sparse extents and preallocation
+
+import * as fs from "node:fs";
+import type { BlockNode, BlockStatus, TruncateOptions } from "../../core/block/driver.ts";
+import { hostIoError, IoError, NotSupportedError } from "../../core/errors.ts";
+import type { OptionSpec, ParsedOptions } from "../../core/options.ts";
+import type { ProtocolDescriptor, ProtocolOpenOptions } from "../../core/plugin.ts";
+import {
+  fallocate,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  FALLOC_FL_ZERO_RANGE,
+  SEEK_DATA,
+  SEEK_HOLE,
+  seekDataHole,
+  setNoCow,
+} from "./_posix.ts";
+
+/** The create options of the file protocol, as `qemu-img create -o help FILE` lists them. */
+export const FILE_CREATE_OPTIONS: readonly OptionSpec[] = [
+  { name: "size", type: "size", help: "Virtual disk size" },
+  {
+    name: "preallocation",
+    type: "enum",
+    values: ["off", "falloc", "full"],
+    help: "Preallocation mode (allowed values: off, falloc, full)",
+  },
+  { name: "nocow", type: "bool", help: "Turn off copy-on-write (valid only on btrfs)" },
+  {
+    name: "extent_size_hint",
+    type: "size",
+    help: "Extent size hint for the image file, 0 to disable",
+  },
+];
+
+// Zeroes written in chunks of this size when the host cannot allocate zeroed extents.
+const ZERO_CHUNK_BYTES = 1 << 20;
+let zeroChunk: Uint8Array | undefined;
+function zeroes(bytes: number): Uint8Array {
+  zeroChunk ??= new Uint8Array(ZERO_CHUNK_BYTES);
+  return bytes >= ZERO_CHUNK_BYTES ? zeroChunk : zeroChunk.subarray(0, bytes);
+}
+
+/**
+ * A host file opened as a protocol node. Reads and writes are synchronous positional
+ * calls (`pread`/`pwrite`): on a cached file they cost about a microsecond, far less
+ * than a round trip through an async file API.
+ */
+export class FileNode implements BlockNode {
+  readonly driver = "file";
+  readonly file = null;
+  readonly backing = null;
+  #fd: number;
+  #size: number;
+  #closed = false;
+
+  constructor(readonly filename: string, fd: number, readonly readOnly: boolean) {
+    this.#fd = fd;
+    this.#size = fs.fstatSync(fd).size;
+  }
+
+  /** The host file descriptor (for tools that need it). */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  size(): number {
+    return this.#size;
+  }
+
+  read(offset: number, buf: Uint8Array): Promise<void> {
+    this.readSync(offset, buf);
+    return Promise.resolve();
+  }
+
+  /** The synchronous read behind {@linkcode read}; bytes past the end of the file read as zero. */
+  readSync(offset: number, buf: Uint8Array): void {
+    let done = 0;
+    while (done < buf.length) {
+      let n: number;
+      try {
+        n = fs.readSync(this.#fd, buf, done, buf.length - done, offset + done);
+      } catch (e) {
+        throw hostIoError(e, `Could not read '${this.filename}'`);
+      }
+      if (n === 0) {
+        buf.fill(0, done);
+        return;
+      }
+      done += n;
+    }
+  }
+
+  write(offset: number, data: Uint8Array): Promise<void> {
+    this.writeSync(offset, data);
+    return Promise.resolve();
+  }
+
+  /** The synchronous write behind {@linkcode write}. */
+  writeSync(offset: number, data: Uint8Array): void {
+    this.#checkWritable();
+    let done = 0;
+    while (done < data.length) {
+      try {
+        done += fs.writeSync(this.#fd, data, done, data.length - done, offset + done);
+      } catch (e) {
+        throw hostIoError(e, `Could not write to '${this.filename}'`);
+      }
+    }
+    if (offset + data.length > this.#size) this.#size = offset + data.length;
+  }
+
+  writeZeroes(offset: number, bytes: number, options: { unmap?: boolean } = {}): Promise<void> {
+    this.#checkWritable();
+    if (bytes <= 0) return Promise.resolve();
+    const end = offset + bytes;
+    // Within the file: punch a hole (reads back zero) or ask for a zeroed range.
+    const inside = Math.min(end, this.#size) - offset;
+    if (inside > 0) {
+      const mode = options.unmap
+        ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+        : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+      if (!fallocate(this.#fd, mode, offset, inside)) {
+        for (let done = 0; done < inside;) {
+          const n = Math.min(inside - done, ZERO_CHUNK_BYTES);
+          this.writeSync(offset + done, zeroes(n));
+          done += n;
+        }
+      }
+    }
+    // Past the end: growing the file leaves a hole that reads as zero.
+    if (end > this.#size) this.#truncateSync(end);
+    return Promise.resolve();
+  }
+
+  discard(offset: number, bytes: number): Promise<void> {
+    this.#checkWritable();
+    const inside = Math.min(offset + bytes, this.#size) - offset;
+    if (inside > 0) fallocate(this.#fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, inside);
+    return Promise.resolve();
+  }
+
+  flush(): Promise<void> {
+    if (this.readOnly || this.#closed) return Promise.resolve();
+    try {
+      fs.fdatasyncSync(this.#fd);
+    } catch (e) {
+      throw hostIoError(e, `Could not flush '${this.filename}'`);
+    }
+    return Promise.resolve();
+  }
+
+  blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
+    return Promise.resolve(this.blockStatusSync(offset, bytes));
+  }
+
+  /** Data/hole status from the host's SEEK_DATA/SEEK_HOLE; all data where the host cannot say. */
+  blockStatusSync(offset: number, bytes: number): BlockStatus {
+    const end = Math.min(offset + bytes, Math.max(this.#size, offset + 1));
+    if (offset >= this.#size) {
+      return { bytes: Math.max(1, end - offset), allocated: true, data: false, zero: true };
+    }
+    const data = seekDataHole(this.#fd, offset, SEEK_DATA);
+    if (data === null) {
+      return { bytes: end - offset, allocated: true, data: true, zero: false, hostOffset: offset, file: this };
+    }
+    if (data === -1 || data > offset) {
+      // A hole up to the next data (or to the end of the file).
+      const holeEnd = data === -1 ? this.#size : data;
+      return {
+        bytes: Math.min(end, holeEnd) - offset,
+        allocated: true,
+        data: false,
+        zero: true,
+      };
+    }
+    const hole = seekDataHole(this.#fd, offset, SEEK_HOLE);
+    const dataEnd = hole === null || hole < 0 ? this.#size : hole;
+    return {
+      bytes: Math.min(end, Math.max(dataEnd, offset + 1)) - offset,
+      allocated: true,
+      data: true,
+      zero: false,
+      hostOffset: offset,
+      file: this,
+    };
+  }
+
+  truncate(sizeBytes: number, options: TruncateOptions = {}): Promise<void> {
+    this.#checkWritable();
+    const old = this.#size;
+    if (sizeBytes < old && options.shrink === false) {
+      throw new NotSupportedError("Use the --shrink option to perform a shrink operation");
+    }
+    this.#truncateSync(sizeBytes);
+    if (sizeBytes > old) preallocate(this, old, sizeBytes - old, options.preallocation ?? "off");
+    return Promise.resolve();
+  }
+
+  #truncateSync(sizeBytes: number): void {
+    try {
+      fs.ftruncateSync(this.#fd, sizeBytes);
+    } catch (e) {
+      throw hostIoError(e, `Could not resize '${this.filename}'`);
+    }
+    this.#size = sizeBytes;
+  }
+
+  allocatedBytes(): number {
+    try {
+      const st = fs.fstatSync(this.#fd);
+      return (st.blocks ?? 0) * 512;
+    } catch {
+      return -1;
+    }
+  }
+
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    try {
+      fs.closeSync(this.#fd);
+    } catch {
+      // Already closed by the host; nothing left to release.
+    }
+    return Promise.resolve();
+  }
+
+  #checkWritable(): void {
+    if (this.readOnly) throw new IoError(`Cannot write to read-only '${this.filename}'`);
+  }
+}
+
+/** Allocates `[offset, offset+bytes)` of a file node as `falloc` or `full` asks. */
+export function preallocate(
+  node: FileNode,
+  offset: number,
+  bytes: number,
+  mode: string,
+): void {
+  if (bytes <= 0 || mode === "off" || mode === "metadata") return;
+  if (mode === "falloc") {
+    if (fallocate(node.fd, 0, offset, bytes)) return;
+    // No fallocate here: fall back to writing zeroes, which allocates the same way.
+  }
+  for (let done = 0; done < bytes;) {
+    const n = Math.min(bytes - done, ZERO_CHUNK_BYTES);
+    node.writeSync(offset + done, zeroes(n));
+    done += n;
+  }
+}
+
+/** Opens a host file as a protocol node. */
+export function openFile(filename: string, options: ProtocolOpenOptions): FileNode {
+  let fd: number;
+  try {
+    const st = fs.statSync(filename);
+    if (st.isDirectory()) throw Object.assign(new Error("dir"), { code: "EISDIR" });
+    fd = fs.openSync(filename, options.readOnly ? "r" : "r+");
+  } catch (e) {
+    throw hostIoError(e, `Could not open '${filename}'`);
+  }
+  return new FileNode(filename, fd, options.readOnly);
+}
+
+/** Creates (or truncates) a host file of `sizeBytes`, sparse unless preallocation asks otherwise. */
+export function createFile(filename: string, sizeBytes: number, opts: ParsedOptions): Promise<void> {
+  const prealloc = String(opts.preallocation ?? "off");
+  if (!["off", "falloc", "full"].includes(prealloc)) {
+    throw new NotSupportedError(`Unsupported preallocation mode: ${prealloc}`);
+  }
+  let fd: number;
+  try {
+    fd = fs.openSync(filename, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o644);
+  } catch (e) {
+    throw hostIoError(e, `Could not create '${filename}'`);
+  }
+  const node = new FileNode(filename, fd, false);
+  try {
+    // nocow must be set while the file is still empty to take effect (btrfs).
+    if (opts.nocow === true) setNoCow(fd);
+    node.truncate(sizeBytes, { preallocation: prealloc as "off" });
+    // QEMU allocates the first block of a new file so later opens can probe
+    // the alignment; we match it so `info` and `map` read the same.
+    if (prealloc === "off" && sizeBytes > 0) node.writeSync(0, zeroes(Math.min(4096, sizeBytes)));
+  } finally {
+    node.close();
+  }
+  return Promise.resolve();
+}
+
+/** The `file` protocol plugin. */
+export default {
+  kind: "protocol",
+  name: "file",
+  summary: "Host file",
+  options: FILE_CREATE_OPTIONS,
+  create: createFile,
+  open: (filename: string, options: ProtocolOpenOptions) => Promise.resolve(openFile(filename, options)),
+} satisfies ProtocolDescriptor;
