@@ -288,7 +288,9 @@ export function parseOptions(
       throw new OptionError(`Invalid parameter '${item.key}'`);
     }
     if (item.bare) {
-      if (spec.type !== "bool") throw new OptionError(`Parameter '${spec.name}' is missing a value`);
+      if (spec.type !== "bool") {
+        throw new OptionError(`Parameter '${spec.name}' is missing a value`);
+      }
       out[spec.name] = true;
       continue;
     }

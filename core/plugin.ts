@@ -1,6 +1,6 @@
 // Plugin descriptors for every kind, and the Registry that finds them and prints their help
 
-import type { BlockNode, OpenContext, CreateContext } from "./block/driver.ts";
+import type { BlockNode, CreateContext, OpenContext } from "./block/driver.ts";
 import { UsageError } from "./errors.ts";
 import type { OptionSpec, ParsedOptions } from "./options.ts";
 
@@ -32,7 +32,12 @@ export interface FormatDescriptor extends PluginBase {
    */
   probe?(header: Uint8Array, filename: string): number;
   /** Writes a new image of `sizeBytes` to `filename` with create options `opts`. */
-  create(filename: string, sizeBytes: number, opts: ParsedOptions, ctx: CreateContext): Promise<void>;
+  create(
+    filename: string,
+    sizeBytes: number,
+    opts: ParsedOptions,
+    ctx: CreateContext,
+  ): Promise<void>;
   /** Opens an image that sits on the protocol node `file`. */
   open(file: BlockNode, opts: ParsedOptions, ctx: OpenContext): Promise<BlockNode>;
   /** Runtime (open) options such as `l2-cache-size`; the create options are `options`. */

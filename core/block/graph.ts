@@ -55,7 +55,10 @@ export class BlockGraph {
   constructor(readonly registry: Registry) {}
 
   /** Opens a host file (or other protocol) as a protocol node. */
-  openProtocol(filename: string, options: { readOnly: boolean; forceShare?: boolean; direct?: boolean }): Promise<BlockNode> {
+  openProtocol(
+    filename: string,
+    options: { readOnly: boolean; forceShare?: boolean; direct?: boolean },
+  ): Promise<BlockNode> {
     const protocol = this.registry.require("protocol", "file");
     return protocol.open(filename, options);
   }
@@ -94,7 +97,9 @@ export class BlockGraph {
       );
     }
     if (chain.length > MAX_BACKING_DEPTH) {
-      throw new ImageOpenError(`Backing chain of '${filename}' is deeper than ${MAX_BACKING_DEPTH}`);
+      throw new ImageOpenError(
+        `Backing chain of '${filename}' is deeper than ${MAX_BACKING_DEPTH}`,
+      );
     }
     const readOnly = options.readOnly ?? false;
     let file: BlockNode;

@@ -1,2 +1,5 @@
 // The block layer: driver contract, node graph, scheduler and backend
 export * from "./driver.ts";
+export * from "./graph.ts";
+export * from "./scheduler.ts";
+export * from "./backend.ts";

@@ -1,6 +1,11 @@
 // The raw format: guest bytes are the file's bytes, optionally a window of it
 
-import type { BlockNode, BlockStatus, CreateContext, TruncateOptions } from "../../core/block/driver.ts";
+import type {
+  BlockNode,
+  BlockStatus,
+  CreateContext,
+  TruncateOptions,
+} from "../../core/block/driver.ts";
 import { ImageOpenError, IoError } from "../../core/errors.ts";
 import type { OptionSpec, ParsedOptions } from "../../core/options.ts";
 import type { FormatDescriptor } from "../../core/plugin.ts";
@@ -110,6 +115,8 @@ export default {
   openOptions: RAW_OPEN_OPTIONS,
   // raw claims every file, with the lowest score: it wins only when nothing else does.
   probe: () => 1,
+  // Every guest byte is a file byte, allocated or not.
+  measure: (sizeBytes: number) => ({ required: sizeBytes, fullyAllocated: sizeBytes }),
   create(filename: string, sizeBytes: number, opts: ParsedOptions, ctx: CreateContext) {
     return ctx.createFile(filename, sizeBytes, opts);
   },

@@ -6,10 +6,10 @@ import { hostIoError, IoError, NotSupportedError } from "../../core/errors.ts";
 import type { OptionSpec, ParsedOptions } from "../../core/options.ts";
 import type { ProtocolDescriptor, ProtocolOpenOptions } from "../../core/plugin.ts";
 import {
-  fallocate,
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
   FALLOC_FL_ZERO_RANGE,
+  fallocate,
   SEEK_DATA,
   SEEK_HOLE,
   seekDataHole,
@@ -162,7 +162,14 @@ export class FileNode implements BlockNode {
     }
     const data = seekDataHole(this.#fd, offset, SEEK_DATA);
     if (data === null) {
-      return { bytes: end - offset, allocated: true, data: true, zero: false, hostOffset: offset, file: this };
+      return {
+        bytes: end - offset,
+        allocated: true,
+        data: true,
+        zero: false,
+        hostOffset: offset,
+        file: this,
+      };
     }
     if (data === -1 || data > offset) {
       // A hole up to the next data (or to the end of the file).
@@ -264,14 +271,22 @@ export function openFile(filename: string, options: ProtocolOpenOptions): FileNo
 }
 
 /** Creates (or truncates) a host file of `sizeBytes`, sparse unless preallocation asks otherwise. */
-export function createFile(filename: string, sizeBytes: number, opts: ParsedOptions): Promise<void> {
+export function createFile(
+  filename: string,
+  sizeBytes: number,
+  opts: ParsedOptions,
+): Promise<void> {
   const prealloc = String(opts.preallocation ?? "off");
   if (!["off", "falloc", "full"].includes(prealloc)) {
     throw new NotSupportedError(`Unsupported preallocation mode: ${prealloc}`);
   }
   let fd: number;
   try {
-    fd = fs.openSync(filename, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o644);
+    fd = fs.openSync(
+      filename,
+      fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC,
+      0o644,
+    );
   } catch (e) {
     throw hostIoError(e, `Could not create '${filename}'`);
   }
@@ -296,5 +311,6 @@ export default {
   summary: "Host file",
   options: FILE_CREATE_OPTIONS,
   create: createFile,
-  open: (filename: string, options: ProtocolOpenOptions) => Promise.resolve(openFile(filename, options)),
+  open: (filename: string, options: ProtocolOpenOptions) =>
+    Promise.resolve(openFile(filename, options)),
 } satisfies ProtocolDescriptor;

@@ -1,0 +1,126 @@
+// Shared pieces of the `img` subcommands: context, image opening, option helpers
+
+import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
+import type { BlockNode } from "../../core/block/driver.ts";
+import { BlockGraph } from "../../core/block/graph.ts";
+import { UsageError, VmkitError } from "../../core/errors.ts";
+import { type ParsedOptions, parseOptions } from "../../core/options.ts";
+import type { Registry } from "../../core/plugin.ts";
+import type { ParsedOpt } from "../getopt.ts";
+
+/** What every `img` subcommand gets. */
+export interface ImgContext {
+  readonly registry: Registry;
+  readonly graph: BlockGraph;
+  /** `qemu-img` or `vmkit img`, for messages such as `Try 'qemu-img --help'`. */
+  readonly program: string;
+  /** Prints the `--help` text and returns exit code 0 (`-h` in any subcommand). */
+  printHelp(): number;
+}
+
+/** One `img` subcommand: its name, synopsis line for `--help`, and its runner. */
+export interface ImgCommand {
+  readonly name: string;
+  readonly synopsis: string;
+  /** Runs the command; resolves to the process exit code. */
+  run(args: string[], ctx: ImgContext): Promise<number>;
+}
+
+/** A failure whose message qemu-img prints and whose exit code is not 1. */
+export class ExitError extends VmkitError {}
+
+/** Options every command that opens an image shares. */
+export interface OpenImageOptions {
+  format?: string;
+  readOnly: boolean;
+  forceShare?: boolean;
+  cache?: string;
+  noBacking?: boolean;
+  /** `-o`-style runtime options for the format (`l2-cache-size=...`). */
+  formatOptionsText?: string;
+}
+
+/** Opens an image as `img` commands do, with typed format options and the cache mode. */
+export async function openImage(
+  ctx: ImgContext,
+  filename: string,
+  options: OpenImageOptions,
+): Promise<BlockNode> {
+  const cache = options.cache ? parseCacheMode(options.cache) : undefined;
+  let formatOptions: ParsedOptions | undefined;
+  if (options.formatOptionsText) {
+    const fmt = options.format ? ctx.graph.format(options.format) : undefined;
+    formatOptions = parseOptions(options.formatOptionsText, fmt?.openOptions ?? [], {
+      allowUnknown: fmt === undefined,
+    });
+  }
+  return await ctx.graph.openImage(filename, {
+    format: options.format,
+    readOnly: options.readOnly,
+    forceShare: options.forceShare,
+    direct: cache?.direct,
+    noBacking: options.noBacking,
+    formatOptions,
+  });
+}
+
+/** Opens an image and wraps it in a backend with the cache mode. */
+export async function openBackend(
+  ctx: ImgContext,
+  filename: string,
+  options: OpenImageOptions & { maxQueueDepth?: number },
+): Promise<BlockBackend> {
+  const node = await openImage(ctx, filename, options);
+  return new BlockBackend(node, {
+    cache: (options.cache ?? "writeback") as CacheMode,
+    maxQueueDepth: options.maxQueueDepth,
+  });
+}
+
+/** The last value of option `name`, or undefined. */
+export function lastOpt(opts: readonly ParsedOpt[], name: string): string | undefined {
+  let v: string | undefined;
+  for (const o of opts) if (o.name === name) v = o.value;
+  return v;
+}
+
+/** True when flag `name` was given. */
+export function hasOpt(opts: readonly ParsedOpt[], name: string): boolean {
+  return opts.some((o) => o.name === name);
+}
+
+/** Every `-o` value joined with commas, as qemu-img accumulates them. */
+export function joinedOpt(opts: readonly ParsedOpt[], name: string): string | undefined {
+  const values = opts.filter((o) => o.name === name).map((o) => o.value);
+  return values.length ? values.join(",") : undefined;
+}
+
+/** Reads `--output=human|json`. */
+export function outputFormat(opts: readonly ParsedOpt[]): "human" | "json" {
+  const v = lastOpt(opts, "output") ?? "human";
+  if (v !== "human" && v !== "json") {
+    throw new UsageError("--output must be used with human or json as argument.");
+  }
+  return v;
+}
+
+/** Requires exactly `count` positional arguments, with qemu-img's wording. */
+export function expectArgs(positional: string[], min: number, max = min): void {
+  if (positional.length < min) throw new UsageError("Expecting one image file name");
+  if (positional.length > max) {
+    throw new UsageError(`Expecting one image file name`);
+  }
+}
+
+/** Closes nodes, ignoring errors of the already-failed path. */
+export async function closeQuietly(
+  ...nodes: (BlockNode | BlockBackend | undefined)[]
+): Promise<void> {
+  for (const n of nodes) {
+    try {
+      await n?.close();
+    } catch {
+      // The command already failed; its first error is the one the user needs.
+    }
+  }
+}

@@ -1,0 +1,115 @@
+// `img compare`: do two images read the same (exit 0), differ (1), or fail (2)
+
+import type { BlockNode } from "../../core/block/driver.ts";
+import { UsageError, VmkitError } from "../../core/errors.ts";
+import { getopt } from "../getopt.ts";
+import { writeOut } from "../output.ts";
+import {
+  closeQuietly,
+  hasOpt,
+  type ImgCommand,
+  type ImgContext,
+  lastOpt,
+  openImage,
+} from "./common.ts";
+import { chainStatus } from "./map.ts";
+import { Progress } from "./progress.ts";
+
+const CHUNK_BYTES = 1 << 20;
+const SECTOR = 512;
+
+/** Offset of the first 512-byte sector where `a` and `b` differ, or -1. */
+export function firstMismatch(a: Uint8Array, b: Uint8Array, length: number): number {
+  for (let i = 0; i < length; i++) {
+    if (a[i] !== b[i]) return i - (i % SECTOR);
+  }
+  return -1;
+}
+
+function firstNonZero(a: Uint8Array, length: number): number {
+  for (let i = 0; i < length; i++) if (a[i] !== 0) return i - (i % SECTOR);
+  return -1;
+}
+
+/** Compares two opened images; returns the exit code and the message to print. */
+export async function compareImages(
+  a: BlockNode,
+  b: BlockNode,
+  options: { strict?: boolean; progress?: Progress } = {},
+): Promise<{ code: number; message: string }> {
+  const sizeA = a.size();
+  const sizeB = b.size();
+  if (options.strict && sizeA !== sizeB) {
+    return { code: 1, message: "Strict mode: Image size mismatch!" };
+  }
+  const common = Math.min(sizeA, sizeB);
+  const bufA = new Uint8Array(CHUNK_BYTES);
+  const bufB = new Uint8Array(CHUNK_BYTES);
+  const total = Math.max(sizeA, sizeB);
+  let offset = 0;
+  while (offset < common) {
+    const sa = await chainStatus(a, offset, Math.min(common - offset, CHUNK_BYTES));
+    const sb = await chainStatus(b, offset, sa.length);
+    const n = Math.min(sa.length, sb.length);
+    if (options.strict && sa.present !== sb.present) {
+      return { code: 1, message: `Strict mode: Offset ${offset} block status mismatch!` };
+    }
+    if (!(sa.zero && sb.zero)) {
+      await a.read(offset, bufA.subarray(0, n));
+      await b.read(offset, bufB.subarray(0, n));
+      const at = firstMismatch(bufA, bufB, n);
+      if (at >= 0) return { code: 1, message: `Content mismatch at offset ${offset + at}!` };
+    }
+    offset += n;
+    options.progress?.update(offset, total);
+  }
+  // The longer image must read as zeroes past the end of the shorter one.
+  const longer = sizeA > sizeB ? a : b;
+  while (offset < total) {
+    const s = await chainStatus(longer, offset, Math.min(total - offset, CHUNK_BYTES));
+    if (!s.zero) {
+      await longer.read(offset, bufA.subarray(0, s.length));
+      const at = firstNonZero(bufA, s.length);
+      if (at >= 0) return { code: 1, message: `Content mismatch at offset ${offset + at}!` };
+    }
+    offset += s.length;
+    options.progress?.update(offset, total);
+  }
+  return { code: 0, message: "Images are identical." };
+}
+
+async function run(args: string[], ctx: ImgContext): Promise<number> {
+  const { opts, positional } = getopt(args, "hf:F:T:pqsU", [
+    { name: "help", hasArg: false, short: "h" },
+    { name: "force-share", hasArg: false, short: "U" },
+    { name: "image-opts", hasArg: false },
+    { name: "object", hasArg: true },
+  ]);
+  if (hasOpt(opts, "h")) return ctx.printHelp();
+  let a: BlockNode | undefined;
+  let b: BlockNode | undefined;
+  try {
+    if (positional.length !== 2) throw new UsageError("Expecting two image file names");
+    const shared = { readOnly: true, forceShare: hasOpt(opts, "U"), cache: lastOpt(opts, "T") };
+    a = await openImage(ctx, positional[0], { ...shared, format: lastOpt(opts, "f") });
+    b = await openImage(ctx, positional[1], { ...shared, format: lastOpt(opts, "F") });
+    const progress = hasOpt(opts, "p") && !hasOpt(opts, "q") ? new Progress() : undefined;
+    const result = await compareImages(a, b, { strict: hasOpt(opts, "s"), progress });
+    progress?.finish();
+    if (!hasOpt(opts, "q")) writeOut(result.message + "\n");
+    return result.code;
+  } catch (e) {
+    // compare reports every failure with exit code 2, mismatches with 1.
+    if (e instanceof VmkitError) throw new VmkitError(e.message, { cause: e.cause, exitCode: 2 });
+    throw e;
+  } finally {
+    await closeQuietly(a, b);
+  }
+}
+
+/** The `compare` subcommand. */
+export const compareCommand: ImgCommand = {
+  name: "compare",
+  synopsis: "compare [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] filename1 filename2",
+  run,
+};

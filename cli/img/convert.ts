@@ -1,0 +1,325 @@
+// `img convert`: copy images between formats, sparse, compressed, in parallel
+
+import { BlockBackend, type CacheMode } from "../../core/block/backend.ts";
+import type { BlockNode } from "../../core/block/driver.ts";
+import { isZero } from "../../core/block/zero.ts";
+import { NotSupportedError, UsageError } from "../../core/errors.ts";
+import { isHelpRequest, parseSize } from "../../core/options.ts";
+import { getopt } from "../getopt.ts";
+import { writeOut } from "../output.ts";
+import {
+  closeQuietly,
+  hasOpt,
+  type ImgCommand,
+  type ImgContext,
+  joinedOpt,
+  lastOpt,
+  openImage,
+} from "./common.ts";
+import { createOptionsHelp, parseCreateOptions } from "./create.ts";
+import { chainStatus } from "./map.ts";
+import { Progress } from "./progress.ts";
+
+/** Bytes a convert worker moves at once (QEMU's default buffer is 2 MiB). */
+const CHUNK_BYTES = 2 << 20;
+
+/** Settings of one conversion. */
+export interface ConvertOptions {
+  /** Write every cluster compressed. */
+  compress: boolean;
+  /** Zero runs at least this long are left unwritten (0: write everything). */
+  sparseBytes: number;
+  /** The target reads as zero before we write (fresh image, or `--target-is-zero`). */
+  targetIsZero: boolean;
+  /** The target has a backing file: regions unallocated in the source's top layer are skipped. */
+  targetHasBacking: boolean;
+  /** Parallel workers (`-m`). */
+  workers: number;
+  /** Allow out-of-order writes (`-W`). */
+  outOfOrder: boolean;
+  progress?: Progress;
+}
+
+interface Extent {
+  /** Offset in the concatenated source space. */
+  offset: number;
+  length: number;
+  source: BlockNode;
+  sourceOffset: number;
+}
+
+/** Copies `sources` (concatenated) into `target` by the rules of {@linkcode ConvertOptions}. */
+export async function convertImages(
+  sources: BlockNode[],
+  target: BlockBackend,
+  options: ConvertOptions,
+): Promise<void> {
+  const total = sources.reduce((n, s) => n + s.size(), 0);
+  const clusterSize = target.root.clusterSize ?? 65536;
+  // Compressed writes go one whole cluster at a time.
+  const chunk = options.compress ? clusterSize : Math.max(CHUNK_BYTES, clusterSize);
+  const extents: Extent[] = [];
+  let base = 0;
+  for (const source of sources) {
+    for (let o = 0; o < source.size(); o += chunk) {
+      extents.push({
+        offset: base + o,
+        length: Math.min(chunk, source.size() - o),
+        source,
+        sourceOffset: o,
+      });
+    }
+    base += source.size();
+  }
+  let next = 0;
+  let done = 0;
+  let writeTurn = 0;
+  const turnWaiters = new Map<number, () => void>();
+  const worker = async () => {
+    const buf = new Uint8Array(chunk);
+    while (next < extents.length) {
+      const index = next++;
+      const e = extents[index];
+      const plan = await planExtent(e, options);
+      if (plan.read) await e.source.read(e.sourceOffset, buf.subarray(0, e.length));
+      // Without -W, writes land in order: wait for the previous extent's writes.
+      if (!options.outOfOrder && writeTurn !== index) {
+        await new Promise<void>((resolve) => turnWaiters.set(index, resolve));
+      }
+      try {
+        await writeExtent(target, e, buf, plan, options, clusterSize);
+      } finally {
+        writeTurn = index + 1;
+        turnWaiters.get(index + 1)?.();
+        turnWaiters.delete(index + 1);
+      }
+      done += e.length;
+      options.progress?.update(done, total);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, options.workers) }, worker));
+  await target.flush();
+}
+
+interface Plan {
+  /** Read the source bytes (data to copy or to scan for zeroes). */
+  read: boolean;
+  /** Runs of `[offset, length, kind]` relative to the extent. */
+  runs: [number, number, "copy" | "zero" | "skip"][];
+}
+
+async function planExtent(e: Extent, options: ConvertOptions): Promise<Plan> {
+  const runs: Plan["runs"] = [];
+  let o = 0;
+  let read = false;
+  while (o < e.length) {
+    const st = options.targetHasBacking
+      ? await topStatus(e.source, e.sourceOffset + o, e.length - o)
+      : await chainStatus(e.source, e.sourceOffset + o, e.length - o);
+    const n = Math.min(st.length, e.length - o);
+    let kind: "copy" | "zero" | "skip";
+    if (options.targetHasBacking && !st.present) kind = "skip";
+    else if (st.zero && options.sparseBytes > 0) kind = options.targetIsZero ? "skip" : "zero";
+    else {
+      kind = "copy";
+      read = true;
+    }
+    const last = runs[runs.length - 1];
+    if (last && last[2] === kind) last[1] += n;
+    else runs.push([o, n, kind]);
+    o += n;
+  }
+  return { read, runs };
+}
+
+async function topStatus(node: BlockNode, offset: number, bytes: number) {
+  const s = await node.blockStatus(offset, bytes);
+  return { length: s.bytes, present: s.allocated, zero: s.zero };
+}
+
+async function writeExtent(
+  target: BlockBackend,
+  e: Extent,
+  buf: Uint8Array,
+  plan: Plan,
+  options: ConvertOptions,
+  clusterSize: number,
+): Promise<void> {
+  for (const [start, length, kind] of plan.runs) {
+    const at = e.offset + start;
+    if (kind === "skip") continue;
+    if (kind === "zero") {
+      await target.writeZeroes(at, length, { unmap: true });
+      continue;
+    }
+    if (options.compress) {
+      // One cluster per extent: all-zero clusters stay unallocated.
+      const data = buf.subarray(start, start + length);
+      if (isZero(data)) {
+        if (!options.targetIsZero) await target.writeZeroes(at, length, { unmap: true });
+      } else if (length === clusterSize) await target.writeCompressed(at, data);
+      else await target.write(at, data);
+      continue;
+    }
+    await writeSparse(target, at, buf.subarray(start, start + length), options);
+  }
+}
+
+/** Writes `data`, leaving zero runs of at least `sparseBytes` unwritten (or zeroed). */
+async function writeSparse(
+  target: BlockBackend,
+  offset: number,
+  data: Uint8Array,
+  options: ConvertOptions,
+): Promise<void> {
+  const s = options.sparseBytes;
+  if (s <= 0) {
+    await target.write(offset, data);
+    return;
+  }
+  let runStart = 0;
+  let runZero = isZero(data, 0, Math.min(s, data.length));
+  for (let o = s; o <= data.length; o += s) {
+    const n = Math.min(s, data.length - o);
+    const zero = o < data.length ? isZero(data, o, n) : !runZero;
+    if (zero !== runZero || o >= data.length) {
+      const end = Math.min(o, data.length);
+      if (runZero) {
+        if (!options.targetIsZero) {
+          await target.writeZeroes(offset + runStart, end - runStart, { unmap: true });
+        }
+      } else await target.write(offset + runStart, data.subarray(runStart, end));
+      runStart = end;
+      runZero = zero;
+    }
+  }
+  if (runStart < data.length) {
+    if (runZero) {
+      if (!options.targetIsZero) {
+        await target.writeZeroes(offset + runStart, data.length - runStart, { unmap: true });
+      }
+    } else await target.write(offset + runStart, data.subarray(runStart));
+  }
+}
+
+async function run(args: string[], ctx: ImgContext): Promise<number> {
+  const { opts, positional } = getopt(args, "hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:", [
+    { name: "help", hasArg: false, short: "h" },
+    { name: "object", hasArg: true },
+    { name: "image-opts", hasArg: false },
+    { name: "target-image-opts", hasArg: false },
+    { name: "target-is-zero", hasArg: false },
+    { name: "force-share", hasArg: false, short: "U" },
+    { name: "salvage", hasArg: false },
+    { name: "bitmaps", hasArg: false },
+  ]);
+  if (hasOpt(opts, "h")) return ctx.printHelp();
+  const outFormat = lastOpt(opts, "O") ?? "raw";
+  const optionText = joinedOpt(opts, "o");
+  if (optionText !== undefined && isHelpRequest(optionText)) {
+    ctx.graph.format(outFormat);
+    writeOut(createOptionsHelp(ctx, outFormat, positional.length > 0));
+    return 0;
+  }
+  if (positional.length < 2) throw new UsageError("Must specify image file name");
+  const outName = positional[positional.length - 1];
+  const inNames = positional.slice(0, -1);
+  const skipCreate = hasOpt(opts, "n");
+  const compress = hasOpt(opts, "c");
+  const targetIsZeroFlag = hasOpt(opts, "target-is-zero");
+  if (targetIsZeroFlag && !skipCreate) {
+    throw new UsageError("--target-is-zero requires use of -n flag");
+  }
+  const workers = Number(lastOpt(opts, "m") ?? "8");
+  if (!Number.isInteger(workers) || workers < 1 || workers > 32) {
+    throw new UsageError(
+      "Invalid number of coroutines. Allowed number of coroutines is between 1 and 32",
+    );
+  }
+  const sparseText = lastOpt(opts, "S");
+  let sparseBytes = 4096;
+  if (sparseText !== undefined) {
+    try {
+      sparseBytes = parseSize(sparseText);
+    } catch {
+      throw new UsageError("Invalid buffer size for sparse output specified");
+    }
+    if (sparseBytes % 512 !== 0 || sparseBytes > 2 ** 31) {
+      throw new UsageError("Invalid buffer size for sparse output specified");
+    }
+  }
+  if (sparseBytes === 0 && compress) {
+    throw new UsageError("Cannot enable copy offloading when -c is used");
+  }
+  const backingName = lastOpt(opts, "B");
+  if (backingName !== undefined && skipCreate) {
+    throw new UsageError("Specifying backing image makes no sense when not creating target");
+  }
+  const quiet = hasOpt(opts, "q");
+  const forceShare = hasOpt(opts, "U");
+  const sources: BlockNode[] = [];
+  let target: BlockBackend | undefined;
+  try {
+    for (const name of inNames) {
+      sources.push(
+        await openImage(ctx, name, {
+          format: lastOpt(opts, "f"),
+          readOnly: true,
+          forceShare,
+          cache: lastOpt(opts, "T"),
+        }),
+      );
+    }
+    const total = sources.reduce((n, s) => n + s.size(), 0);
+    const format = ctx.graph.format(outFormat);
+    if (!skipCreate) {
+      const parsed = parseCreateOptions(ctx, outFormat, optionText ?? "");
+      if (backingName !== undefined) {
+        parsed.backing_file = backingName;
+        const bf = lastOpt(opts, "F");
+        if (bf !== undefined) parsed.backing_fmt = bf;
+      }
+      if (compress && !format.options.some((o) => o.name === "compression_type")) {
+        throw new NotSupportedError("Compression not supported for this file format");
+      }
+      parsed.size ??= total;
+      await format.create(outName, parsed.size as number, parsed, ctx.graph.createContext());
+    }
+    const cache = (lastOpt(opts, "t") ?? "unsafe") as CacheMode;
+    const node = await openImage(ctx, outName, {
+      format: outFormat,
+      readOnly: false,
+      cache,
+      noBacking: false,
+    });
+    target = new BlockBackend(node, { cache, maxQueueDepth: workers * 4 });
+    if (compress && !node.writeCompressed) {
+      throw new NotSupportedError("Compression not supported for this file format");
+    }
+    if (skipCreate && node.size() < total) {
+      throw new UsageError(`Error: target image is smaller than source`);
+    }
+    const progress = hasOpt(opts, "p") && !quiet ? new Progress() : undefined;
+    await convertImages(sources, target, {
+      compress,
+      sparseBytes,
+      targetIsZero: !skipCreate ? backingName === undefined : targetIsZeroFlag,
+      targetHasBacking: backingName !== undefined,
+      workers,
+      outOfOrder: hasOpt(opts, "W"),
+      progress,
+    });
+    progress?.finish();
+  } finally {
+    await closeQuietly(...sources, target);
+  }
+  return 0;
+}
+
+/** The `convert` subcommand. */
+export const convertCommand: ImgCommand = {
+  name: "convert",
+  synopsis:
+    "convert [--target-is-zero] [-U] [-c] [-p] [-q] [-n] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] [-m num_coroutines] [-W] filename [filename2 [...]] output_filename",
+  run,
+};

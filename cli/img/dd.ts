@@ -1,0 +1,112 @@
+// `img dd`: copy blocks between images, dd style (bs, count, skip, if, of)
+
+import { UsageError } from "../../core/errors.ts";
+import { parseSize } from "../../core/options.ts";
+import type { BlockNode } from "../../core/block/driver.ts";
+import { getopt } from "../getopt.ts";
+import {
+  closeQuietly,
+  hasOpt,
+  type ImgCommand,
+  type ImgContext,
+  lastOpt,
+  openImage,
+} from "./common.ts";
+
+/** The parsed `key=value` operands of dd. */
+export interface DdOperands {
+  bs: number;
+  count?: number;
+  skip: number;
+  input?: string;
+  output?: string;
+}
+
+/** Parses dd's operands with qemu-img's messages. */
+export function parseDdOperands(operands: readonly string[]): DdOperands {
+  const r: DdOperands = { bs: 512, skip: 0 };
+  for (const op of operands) {
+    const eq = op.indexOf("=");
+    if (eq < 0) throw new UsageError(`unrecognized operand ${op}`);
+    const key = op.slice(0, eq);
+    const value = op.slice(eq + 1);
+    const num = () => {
+      try {
+        return parseSize(value);
+      } catch {
+        throw new UsageError(`invalid number: '${value}'`);
+      }
+    };
+    switch (key) {
+      case "bs":
+        r.bs = num();
+        if (r.bs === 0) throw new UsageError(`invalid number: '${value}'`);
+        break;
+      case "count":
+        r.count = num();
+        break;
+      case "skip":
+        r.skip = num();
+        break;
+      case "if":
+        r.input = value;
+        break;
+      case "of":
+        r.output = value;
+        break;
+      default:
+        throw new UsageError(`unrecognized operand ${op}`);
+    }
+  }
+  return r;
+}
+
+async function run(args: string[], ctx: ImgContext): Promise<number> {
+  const { opts, positional } = getopt(args, "hf:O:U", [
+    { name: "help", hasArg: false, short: "h" },
+    { name: "image-opts", hasArg: false },
+    { name: "force-share", hasArg: false, short: "U" },
+    { name: "object", hasArg: true },
+  ]);
+  if (hasOpt(opts, "h")) return ctx.printHelp();
+  const dd = parseDdOperands(positional);
+  if (!dd.input || !dd.output) throw new UsageError("Must specify both input and output files");
+  const outFormat = lastOpt(opts, "O") ?? "raw";
+  let input: BlockNode | undefined;
+  let output: BlockNode | undefined;
+  try {
+    input = await openImage(ctx, dd.input, {
+      format: lastOpt(opts, "f"),
+      readOnly: true,
+      forceShare: hasOpt(opts, "U"),
+    });
+    // `count` counts input blocks from the start of the input, `skip` blocks are left out.
+    let end = input.size();
+    if (dd.count !== undefined && end > dd.count * dd.bs) end = dd.count * dd.bs;
+    const start = dd.skip * dd.bs;
+    const outSize = start > end ? 0 : end - start;
+    const format = ctx.graph.format(outFormat);
+    const createOpts = { size: outSize };
+    await format.create(dd.output, outSize, createOpts, ctx.graph.createContext());
+    output = await openImage(ctx, dd.output, { format: outFormat, readOnly: false });
+    const buf = new Uint8Array(Math.min(dd.bs, 1 << 24));
+    for (let at = start; at < end;) {
+      const n = Math.min(buf.length, end - at);
+      await input.read(at, buf.subarray(0, n));
+      await output.write(at - start, buf.subarray(0, n));
+      at += n;
+    }
+    await output.flush();
+  } finally {
+    await closeQuietly(input, output);
+  }
+  return 0;
+}
+
+/** The `dd` subcommand. */
+export const ddCommand: ImgCommand = {
+  name: "dd",
+  synopsis:
+    "dd [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output",
+  run,
+};

@@ -1,0 +1,221 @@
+// `img info`: what an image is, in qemu-img's human layout or its JSON
+
+import type { BlockNode, SnapshotInfo } from "../../core/block/driver.ts";
+import { resolveBackingName } from "../../core/block/graph.ts";
+import { ImageOpenError } from "../../core/errors.ts";
+import { getopt } from "../getopt.ts";
+import { type Json, qemuJson, sizeToStr, writeOut } from "../output.ts";
+import {
+  hasOpt,
+  type ImgCommand,
+  type ImgContext,
+  lastOpt,
+  openImage,
+  outputFormat,
+} from "./common.ts";
+import { UsageError } from "../../core/errors.ts";
+
+/** Everything `info` reports about one image. */
+export interface ImageInfo {
+  filename: string;
+  format: string;
+  virtualSize: number;
+  actualSize: number;
+  clusterSize?: number;
+  dirty: boolean;
+  backingFilename?: string;
+  fullBackingFilename?: string;
+  backingFormat?: string;
+  snapshots?: SnapshotInfo[];
+  formatSpecific?: { type: string; data: Record<string, unknown>; humanLines: string[] };
+  /** vmkit's addition: the qcow2 L2 cache size that covers the whole image. */
+  l2CacheFullCoverage?: number;
+}
+
+/** Collects {@linkcode ImageInfo} from an opened node. */
+export function collectInfo(node: BlockNode, filename: string): ImageInfo {
+  const specific = node.formatInfo?.();
+  const info: ImageInfo = {
+    filename,
+    format: node.driver,
+    virtualSize: node.size(),
+    actualSize: node.allocatedBytes(),
+    clusterSize: node.clusterSize,
+    dirty: node.isDirty?.() ?? false,
+    snapshots: node.snapshots?.(),
+    formatSpecific: specific,
+  };
+  if (node.backingFilename) {
+    info.backingFilename = node.backingFilename;
+    info.fullBackingFilename = resolveBackingName(filename, node.backingFilename);
+    info.backingFormat = node.backingFormat;
+  }
+  if (node.driver === "qcow2" && node.clusterSize) {
+    // One L2 entry (8 bytes, 16 with extended L2) per cluster of guest data.
+    const entryBytes = specific?.data["extended-l2"] === true ? 16 : 8;
+    const clusters = Math.ceil(info.virtualSize / node.clusterSize);
+    info.l2CacheFullCoverage = clusters * entryBytes;
+  }
+  return info;
+}
+
+/** The JSON object qemu-img prints, with its field order. */
+export function infoJson(info: ImageInfo): Record<string, Json | undefined> {
+  return {
+    "snapshots": info.snapshots?.length ? info.snapshots.map(snapshotJson) : undefined,
+    "backing-filename-format": info.backingFormat,
+    "virtual-size": info.virtualSize,
+    "filename": info.filename,
+    "cluster-size": info.clusterSize,
+    "format": info.format,
+    "actual-size": info.actualSize >= 0 ? info.actualSize : undefined,
+    "format-specific": info.formatSpecific
+      ? { type: info.formatSpecific.type, data: info.formatSpecific.data as Json }
+      : undefined,
+    "full-backing-filename": info.fullBackingFilename,
+    "backing-filename": info.backingFilename,
+    "dirty-flag": info.dirty,
+    "l2-cache-full-coverage": info.l2CacheFullCoverage,
+  };
+}
+
+function snapshotJson(s: SnapshotInfo): Json {
+  return {
+    "icount": s.icount,
+    "vm-clock-nsec": s.vmClockNs % 1e9,
+    "name": s.name,
+    "date-sec": s.dateSec,
+    "date-nsec": s.dateNsec,
+    "vm-clock-sec": Math.floor(s.vmClockNs / 1e9),
+    "id": s.id,
+    "vm-state-size": s.vmStateSize,
+  };
+}
+
+function pad2(n: number): string {
+  return String(n).padStart(2, "0");
+}
+
+/** The snapshot table as `info` and `snapshot -l` print it. */
+export function snapshotTable(snapshots: readonly SnapshotInfo[]): string {
+  const row = (
+    id: string,
+    tag: string,
+    size: string,
+    date: string,
+    clock: string,
+    icount: string,
+  ) =>
+    `${id.padEnd(9)} ${tag.padEnd(17)} ${size.padStart(8)} ${date.padStart(20)} ${
+      clock.padStart(13)
+    } ${icount.padStart(11)}`;
+  const lines = [row("ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT")];
+  for (const s of snapshots) {
+    const d = new Date(s.dateSec * 1000);
+    const date = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${
+      pad2(d.getHours())
+    }:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+    const ms = Math.floor(s.vmClockNs / 1e6);
+    const clock = `${pad2(Math.floor(ms / 3600000))}:${pad2(Math.floor(ms / 60000) % 60)}:${
+      pad2(Math.floor(ms / 1000) % 60)
+    }.${String(ms % 1000).padStart(3, "0")}`;
+    lines.push(
+      row(
+        s.id,
+        s.name,
+        sizeToStr(s.vmStateSize),
+        date,
+        clock,
+        s.icount === undefined ? "" : String(s.icount),
+      ),
+    );
+  }
+  return lines.join("\n");
+}
+
+/** The human `info` text for one image. */
+export function infoHuman(info: ImageInfo): string {
+  const lines = [
+    `image: ${info.filename}`,
+    `file format: ${info.format}`,
+    `virtual size: ${sizeToStr(info.virtualSize)} (${info.virtualSize} bytes)`,
+    `disk size: ${info.actualSize >= 0 ? sizeToStr(info.actualSize) : "unavailable"}`,
+  ];
+  if (info.clusterSize !== undefined) lines.push(`cluster_size: ${info.clusterSize}`);
+  if (info.dirty) lines.push("cleanly shut down: no");
+  if (info.backingFilename !== undefined) {
+    let line = `backing file: ${info.backingFilename}`;
+    if (info.fullBackingFilename !== info.backingFilename) {
+      line += ` (actual path: ${info.fullBackingFilename})`;
+    }
+    lines.push(line);
+  }
+  if (info.backingFormat !== undefined) lines.push(`backing file format: ${info.backingFormat}`);
+  if (info.snapshots?.length) {
+    lines.push("Snapshot list:");
+    lines.push(snapshotTable(info.snapshots));
+  }
+  if (info.formatSpecific) {
+    lines.push("Format specific information:");
+    lines.push(...info.formatSpecific.humanLines);
+  }
+  if (info.l2CacheFullCoverage !== undefined) {
+    lines.push(`l2 cache for full coverage: ${sizeToStr(info.l2CacheFullCoverage)}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+async function run(args: string[], ctx: ImgContext): Promise<number> {
+  const { opts, positional } = getopt(args, "f:hU", [
+    { name: "help", hasArg: false, short: "h" },
+    { name: "output", hasArg: true },
+    { name: "backing-chain", hasArg: false },
+    { name: "force-share", hasArg: false, short: "U" },
+    { name: "image-opts", hasArg: false },
+    { name: "object", hasArg: true },
+  ]);
+  if (hasOpt(opts, "h")) return ctx.printHelp();
+  const output = outputFormat(opts);
+  if (positional.length !== 1) throw new UsageError("Expecting one image file name");
+  const chain = hasOpt(opts, "backing-chain");
+  const forceShare = hasOpt(opts, "U");
+  const infos: ImageInfo[] = [];
+  let filename: string | undefined = positional[0];
+  let format = lastOpt(opts, "f");
+  const seen = new Set<string>();
+  while (filename !== undefined) {
+    if (seen.has(filename)) {
+      throw new ImageOpenError(`Backing file '${filename}' creates an infinite loop.`);
+    }
+    seen.add(filename);
+    const node = await openImage(ctx, filename, {
+      format,
+      readOnly: true,
+      forceShare,
+      noBacking: true,
+    });
+    try {
+      infos.push(collectInfo(node, filename));
+    } finally {
+      await node.close();
+    }
+    const last = infos[infos.length - 1];
+    if (!chain) break;
+    filename = last.fullBackingFilename;
+    format = last.backingFormat;
+  }
+  if (output === "json") {
+    const objs = infos.map(infoJson);
+    writeOut(qemuJson(chain ? objs as Json : objs[0] as Json) + "\n");
+  } else {
+    writeOut(infos.map(infoHuman).join("\n"));
+  }
+  return 0;
+}
+
+/** The `info` subcommand. */
+export const infoCommand: ImgCommand = {
+  name: "info",
+  synopsis: "info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename",
+  run,
+};

@@ -1,0 +1,191 @@
+// `img map`: where each guest extent lives, through the backing chain
+
+import type { BlockNode } from "../../core/block/driver.ts";
+import { UsageError } from "../../core/errors.ts";
+import { parseSize } from "../../core/options.ts";
+import { getopt } from "../getopt.ts";
+import { writeOut } from "../output.ts";
+import {
+  closeQuietly,
+  hasOpt,
+  type ImgCommand,
+  type ImgContext,
+  lastOpt,
+  openImage,
+  outputFormat,
+} from "./common.ts";
+
+/** One extent of the map, as qemu-img's MapEntry. */
+export interface MapEntry {
+  start: number;
+  length: number;
+  depth: number;
+  present: boolean;
+  zero: boolean;
+  data: boolean;
+  compressed: boolean;
+  offset?: number;
+  filename?: string;
+}
+
+/** The status of `[offset, offset+bytes)` through the chain: the first layer that defines it. */
+export async function chainStatus(
+  top: BlockNode,
+  offset: number,
+  bytes: number,
+): Promise<MapEntry> {
+  let node: BlockNode | null = top;
+  let depth = 0;
+  let n = bytes;
+  for (;;) {
+    const s = await node.blockStatus(offset, Math.min(n, node.size() - offset));
+    n = Math.min(n, s.bytes);
+    if (s.allocated) {
+      return {
+        start: offset,
+        length: n,
+        depth,
+        present: true,
+        zero: s.zero,
+        data: s.data,
+        compressed: s.compressed ?? false,
+        offset: s.hostOffset,
+        filename: s.file?.filename,
+      };
+    }
+    if (!node.backing || offset >= node.backing.size()) {
+      // No backing, or a backing file shorter than this layer: reads as zero, allocated nowhere.
+      return {
+        start: offset,
+        length: n,
+        depth,
+        present: false,
+        zero: true,
+        data: false,
+        compressed: false,
+      };
+    }
+    n = Math.min(n, node.backing.size() - offset);
+    node = node.backing;
+    depth++;
+  }
+}
+
+function mergeable(a: MapEntry, b: MapEntry): boolean {
+  return a.depth === b.depth && a.present === b.present && a.zero === b.zero &&
+    a.data === b.data && a.compressed === b.compressed && a.filename === b.filename &&
+    (a.offset === undefined) === (b.offset === undefined) &&
+    (a.offset === undefined || a.offset + a.length === b.offset);
+}
+
+/** Walks `[start, end)` and yields merged extents. */
+export async function* mapExtents(
+  node: BlockNode,
+  start: number,
+  end: number,
+): AsyncGenerator<MapEntry> {
+  let pending: MapEntry | undefined;
+  let offset = start;
+  while (offset < end) {
+    const e = await chainStatus(node, offset, Math.min(end - offset, 1 << 30));
+    if (e.length <= 0) throw new Error(`block status made no progress at ${offset}`);
+    offset += e.length;
+    if (pending && mergeable(pending, e)) {
+      pending.length += e.length;
+      continue;
+    }
+    if (pending) yield pending;
+    pending = e;
+  }
+  if (pending) yield pending;
+}
+
+function hex(n: number): string {
+  return n === 0 ? "0" : `0x${n.toString(16)}`;
+}
+
+async function run(args: string[], ctx: ImgContext): Promise<number> {
+  const { opts, positional } = getopt(args, "f:hU", [
+    { name: "help", hasArg: false, short: "h" },
+    { name: "output", hasArg: true },
+    { name: "start-offset", hasArg: true, short: "s" },
+    { name: "max-length", hasArg: true, short: "l" },
+    { name: "force-share", hasArg: false, short: "U" },
+    { name: "image-opts", hasArg: false },
+    { name: "object", hasArg: true },
+  ]);
+  if (hasOpt(opts, "h")) return ctx.printHelp();
+  const output = outputFormat(opts);
+  if (positional.length !== 1) throw new UsageError("Expecting one image file name");
+  const startText = lastOpt(opts, "s");
+  const lengthText = lastOpt(opts, "l");
+  const start = startText
+    ? parseSizeOrThrow(
+      startText,
+      "Invalid start offset specified! You may use k, M, G, T, P or E suffixes for ",
+    )
+    : 0;
+  const node = await openImage(ctx, positional[0], {
+    format: lastOpt(opts, "f"),
+    readOnly: true,
+    forceShare: hasOpt(opts, "U"),
+  });
+  try {
+    const size = node.size();
+    const end = lengthText
+      ? Math.min(
+        size,
+        start +
+          parseSizeOrThrow(
+            lengthText,
+            "Invalid length specified! You may use k, M, G, T, P or E suffixes for ",
+          ),
+      )
+      : size;
+    let first = true;
+    if (output === "human") {
+      writeOut(`${"Offset".padEnd(16)}${"Length".padEnd(16)}${"Mapped to".padEnd(16)}File\n`);
+    } else writeOut("[");
+    for await (const e of mapExtents(node, Math.min(start, size), end)) {
+      if (output === "human") {
+        if (e.data && e.offset === undefined) {
+          throw new UsageError("File contains external, encrypted or compressed clusters.");
+        }
+        if (e.data && !e.zero) {
+          writeOut(
+            `${hex(e.start).padEnd(16)}${hex(e.length).padEnd(16)}${
+              hex(e.offset!).padEnd(16)
+            }${e.filename}\n`,
+          );
+        }
+        continue;
+      }
+      let line =
+        `{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, ` +
+        `"zero": ${e.zero}, "data": ${e.data}`;
+      if (e.offset !== undefined) line += `, "offset": ${e.offset}`;
+      line += "}";
+      writeOut((first ? "" : ",\n") + line);
+      first = false;
+    }
+    if (output === "json") writeOut("]\n");
+  } finally {
+    await closeQuietly(node);
+  }
+  return 0;
+}
+
+function parseSizeOrThrow(text: string, message: string): number {
+  try {
+    return parseSize(text);
+  } catch {
+    throw new UsageError(message.trim());
+  }
+}
+
+/** The `map` subcommand. */
+export const mapCommand: ImgCommand = {
+  name: "map",
+  synopsis: "map [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] [-U] filename",
+  run,
+};

@@ -1,0 +1,97 @@
+// `img measure`: how big a new image would be, for a size or for an existing image
+
+import { UsageError } from "../../core/errors.ts";
+import { isHelpRequest, optNumber } from "../../core/options.ts";
+import { getopt } from "../getopt.ts";
+import { qemuJson, writeOut } from "../output.ts";
+import {
+  closeQuietly,
+  hasOpt,
+  type ImgCommand,
+  type ImgContext,
+  joinedOpt,
+  lastOpt,
+  openImage,
+  outputFormat,
+} from "./common.ts";
+import { createOptionsHelp, parseCreateOptions, parseImageSize } from "./create.ts";
+import { chainStatus } from "./map.ts";
+
+async function run(args: string[], ctx: ImgContext): Promise<number> {
+  const { opts, positional } = getopt(args, "hf:o:O:l:U", [
+    { name: "help", hasArg: false, short: "h" },
+    { name: "output", hasArg: true },
+    { name: "size", hasArg: true },
+    { name: "force-share", hasArg: false, short: "U" },
+    { name: "image-opts", hasArg: false },
+    { name: "object", hasArg: true },
+  ]);
+  if (hasOpt(opts, "h")) return ctx.printHelp();
+  const output = outputFormat(opts);
+  const outFormat = lastOpt(opts, "O") ?? "raw";
+  const optionText = joinedOpt(opts, "o");
+  if (optionText !== undefined && isHelpRequest(optionText)) {
+    writeOut(createOptionsHelp(ctx, outFormat, false));
+    return 0;
+  }
+  const sizeText = lastOpt(opts, "size");
+  if (sizeText !== undefined && positional.length > 0) {
+    throw new UsageError("--size N cannot be used together with a filename.");
+  }
+  if (sizeText === undefined && positional.length === 0) {
+    throw new UsageError("Either --size N or one filename must be specified.");
+  }
+  if (positional.length > 1) throw new UsageError("Expecting one image file name");
+  const format = ctx.graph.format(outFormat);
+  if (!format.measure) {
+    throw new UsageError(`Format driver '${outFormat}' does not support measure`);
+  }
+  const createOpts = parseCreateOptions(ctx, outFormat, optionText ?? "");
+  let virtualSize: number;
+  let allocated: number;
+  if (sizeText !== undefined) {
+    virtualSize = parseImageSize(sizeText);
+    allocated = 0;
+  } else {
+    const node = await openImage(ctx, positional[0], {
+      format: lastOpt(opts, "f"),
+      readOnly: true,
+      forceShare: hasOpt(opts, "U"),
+    });
+    try {
+      virtualSize = node.size();
+      // Count whole target clusters that would hold data, as QEMU's measure walks block status.
+      const cluster = optNumber(createOpts, "cluster_size") ?? 65536;
+      allocated = 0;
+      let lastCounted = -1;
+      for (let offset = 0; offset < virtualSize;) {
+        const e = await chainStatus(node, offset, Math.min(virtualSize - offset, 1 << 30));
+        if (e.data && !e.zero) {
+          const first = Math.max(Math.floor(offset / cluster), lastCounted + 1);
+          const last = Math.floor((offset + e.length - 1) / cluster);
+          if (last >= first) {
+            allocated += (last - first + 1) * cluster;
+            lastCounted = last;
+          }
+        }
+        offset += e.length;
+      }
+    } finally {
+      await closeQuietly(node);
+    }
+  }
+  const r = format.measure(virtualSize, allocated, createOpts);
+  if (output === "json") {
+    writeOut(qemuJson({ "required": r.required, "fully-allocated": r.fullyAllocated }) + "\n");
+  } else {
+    writeOut(`required size: ${r.required}\nfully allocated size: ${r.fullyAllocated}\n`);
+  }
+  return 0;
+}
+
+/** The `measure` subcommand. */
+export const measureCommand: ImgCommand = {
+  name: "measure",
+  synopsis: "measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [-f fmt] filename]",
+  run,
+};

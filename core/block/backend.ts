@@ -1,0 +1,131 @@
+// BlockBackend: what devices and `img` commands hold; cache modes live here
+
+import { UsageError } from "../errors.ts";
+import type { BlockNode, BlockStatus } from "./driver.ts";
+import { BlockScheduler } from "./scheduler.ts";
+
+/** QEMU's cache modes (`-t`, `-T`, `-drive cache=`). */
+export type CacheMode = "writeback" | "writethrough" | "none" | "directsync" | "unsafe";
+
+/** What a cache mode means, as QEMU's `bdrv_parse_cache_mode` splits it. */
+export interface CacheFlags {
+  /** Writes complete only once durable (a flush after every write). */
+  writethrough: boolean;
+  /** Bypass the host page cache. */
+  direct: boolean;
+  /** Ignore flushes. */
+  noFlush: boolean;
+}
+
+/**
+ * Splits a cache mode name into its flags; an unknown name is QEMU's error.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseCacheMode } from "./backend.ts";
+ *
+ * assert.deepEqual(parseCacheMode("directsync"), { writethrough: true, direct: true, noFlush: false });
+ * assert.throws(() => parseCacheMode("fast"), /Invalid cache option: fast/);
+ * ```
+ */
+export function parseCacheMode(mode: string): CacheFlags {
+  switch (mode) {
+    case "writeback":
+      return { writethrough: false, direct: false, noFlush: false };
+    case "writethrough":
+      return { writethrough: true, direct: false, noFlush: false };
+    case "none":
+    case "off":
+      return { writethrough: false, direct: true, noFlush: false };
+    case "directsync":
+      return { writethrough: true, direct: true, noFlush: false };
+    case "unsafe":
+      return { writethrough: false, direct: false, noFlush: true };
+    default:
+      throw new UsageError(`Invalid cache option: ${mode}`);
+  }
+}
+
+/** Options of a {@linkcode BlockBackend}. */
+export interface BlockBackendOptions {
+  cache?: CacheMode;
+  maxQueueDepth?: number;
+}
+
+/**
+ * The front of a block graph: requests from a device or an `img` command go through
+ * the scheduler to the root node, with the cache mode's flush rules applied.
+ */
+export class BlockBackend {
+  readonly scheduler: BlockScheduler;
+  readonly cache: CacheFlags;
+  readonly cacheMode: CacheMode;
+
+  constructor(readonly root: BlockNode, options: BlockBackendOptions = {}) {
+    this.cacheMode = options.cache ?? "writeback";
+    this.cache = parseCacheMode(this.cacheMode);
+    this.scheduler = new BlockScheduler(root, { maxQueueDepth: options.maxQueueDepth });
+  }
+
+  /** Virtual size in bytes. */
+  size(): number {
+    return this.root.size();
+  }
+
+  get readOnly(): boolean {
+    return this.root.readOnly;
+  }
+
+  read(offset: number, buf: Uint8Array): Promise<void> {
+    return this.scheduler.submit("read", offset, buf.length, () => this.root.read(offset, buf));
+  }
+
+  write(offset: number, data: Uint8Array): Promise<void> {
+    return this.scheduler.submit("write", offset, data.length, async () => {
+      await this.root.write(offset, data);
+      if (this.cache.writethrough) await this.root.flush();
+    });
+  }
+
+  /** Writes one compressed cluster (the format must support it). */
+  writeCompressed(offset: number, data: Uint8Array): Promise<void> {
+    const root = this.root;
+    if (!root.writeCompressed) {
+      return Promise.reject(
+        new UsageError(`Compression is not supported by format '${root.driver}'`),
+      );
+    }
+    return this.scheduler.submit("write", offset, data.length, async () => {
+      await root.writeCompressed!(offset, data);
+      if (this.cache.writethrough) await root.flush();
+    });
+  }
+
+  writeZeroes(offset: number, bytes: number, options?: { unmap?: boolean }): Promise<void> {
+    return this.scheduler.submit("zero", offset, bytes, async () => {
+      await this.root.writeZeroes(offset, bytes, options);
+      if (this.cache.writethrough) await this.root.flush();
+    });
+  }
+
+  discard(offset: number, bytes: number): Promise<void> {
+    return this.scheduler.submit("discard", offset, bytes, () => this.root.discard(offset, bytes));
+  }
+
+  flush(): Promise<void> {
+    if (this.cache.noFlush) return Promise.resolve();
+    return this.scheduler.submit("flush", 0, 0, () => this.root.flush());
+  }
+
+  blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
+    return this.root.blockStatus(offset, bytes);
+  }
+
+  /** Drains, flushes (unless `unsafe`) and closes the graph. */
+  async close(): Promise<void> {
+    await this.scheduler.drain();
+    if (!this.root.readOnly && !this.cache.noFlush) await this.root.flush();
+    await this.root.close();
+  }
+}
