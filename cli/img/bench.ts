@@ -111,6 +111,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   }
   const backend = await openBackend(ctx, positional[0], {
     format: lastOpt(opts, "f"),
+    imageOpts: hasOpt(opts, "image-opts"),
     readOnly: !write,
     forceShare: hasOpt(opts, "U"),
     cache: lastOpt(opts, "t") ?? "writeback",

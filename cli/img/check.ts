@@ -119,10 +119,10 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   const filename = positional[0];
   const node = await openImage(ctx, filename, {
     format: lastOpt(opts, "f"),
+    imageOpts: hasOpt(opts, "image-opts"),
     readOnly: repair === "none",
     forceShare: hasOpt(opts, "U"),
     cache: lastOpt(opts, "T"),
-    noBacking: true,
   });
   try {
     if (!node.check) {

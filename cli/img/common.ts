@@ -4,7 +4,7 @@ import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/b
 import type { BlockNode } from "../../core/block/driver.ts";
 import { BlockGraph } from "../../core/block/graph.ts";
 import { UsageError, VmkitError } from "../../core/errors.ts";
-import { type ParsedOptions, parseOptions } from "../../core/options.ts";
+import { type ParsedOptions, parseKeyValueList, parseOptions } from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
 import type { ParsedOpt } from "../getopt.ts";
 
@@ -38,6 +38,28 @@ export interface OpenImageOptions {
   noBacking?: boolean;
   /** `-o`-style runtime options for the format (`l2-cache-size=...`). */
   formatOptionsText?: string;
+  /** `--image-opts`: the file name is an option string (`driver=qcow2,file.filename=x`). */
+  imageOpts?: boolean;
+}
+
+/**
+ * Splits an `--image-opts` string into the file name, the format and the format's
+ * runtime options, as qemu-img reads `driver=qcow2,file.filename=a.qcow2,l2-cache-size=1M`.
+ */
+export function parseImageOpts(text: string): { filename: string; format?: string; rest: string } {
+  let filename: string | undefined;
+  let format: string | undefined;
+  const rest: string[] = [];
+  for (const item of parseKeyValueList(text)) {
+    if (item.key === "file.filename" || item.key === "filename") filename = item.value;
+    else if (item.key === "driver") format = item.value;
+    else if (item.key === "file.driver" && item.value !== "file") {
+      throw new UsageError(`Unknown protocol '${item.value}'`);
+    } else if (item.key === "file.driver") continue;
+    else rest.push(`${item.key}=${item.value.replaceAll(",", ",,")}`);
+  }
+  if (filename === undefined) throw new UsageError('A block device must be specified for "file"');
+  return { filename, format, rest: rest.join(",") };
 }
 
 /** Opens an image as `img` commands do, with typed format options and the cache mode. */
@@ -46,13 +68,22 @@ export async function openImage(
   filename: string,
   options: OpenImageOptions,
 ): Promise<BlockNode> {
+  if (options.imageOpts) {
+    const parsed = parseImageOpts(filename);
+    filename = parsed.filename;
+    options = {
+      ...options,
+      imageOpts: false,
+      format: parsed.format ?? options.format,
+      formatOptionsText: [parsed.rest, options.formatOptionsText].filter(Boolean).join(","),
+    };
+  }
   const cache = options.cache ? parseCacheMode(options.cache) : undefined;
   let formatOptions: ParsedOptions | undefined;
   if (options.formatOptionsText) {
-    const fmt = options.format ? ctx.graph.format(options.format) : undefined;
-    formatOptions = parseOptions(options.formatOptionsText, fmt?.openOptions ?? [], {
-      allowUnknown: fmt === undefined,
-    });
+    if (!options.format) throw new UsageError("Image options need an explicit format (driver=)");
+    const fmt = ctx.graph.format(options.format);
+    formatOptions = parseOptions(options.formatOptionsText, fmt.openOptions ?? []);
   }
   return await ctx.graph.openImage(filename, {
     format: options.format,

@@ -90,7 +90,12 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   let b: BlockNode | undefined;
   try {
     if (positional.length !== 2) throw new UsageError("Expecting two image file names");
-    const shared = { readOnly: true, forceShare: hasOpt(opts, "U"), cache: lastOpt(opts, "T") };
+    const shared = {
+      readOnly: true,
+      forceShare: hasOpt(opts, "U"),
+      cache: lastOpt(opts, "T"),
+      imageOpts: hasOpt(opts, "image-opts"),
+    };
     a = await openImage(ctx, positional[0], { ...shared, format: lastOpt(opts, "f") });
     b = await openImage(ctx, positional[1], { ...shared, format: lastOpt(opts, "F") });
     const progress = hasOpt(opts, "p") && !hasOpt(opts, "q") ? new Progress() : undefined;

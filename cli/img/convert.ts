@@ -264,6 +264,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       sources.push(
         await openImage(ctx, name, {
           format: lastOpt(opts, "f"),
+          imageOpts: hasOpt(opts, "image-opts"),
           readOnly: true,
           forceShare,
           cache: lastOpt(opts, "T"),
@@ -288,6 +289,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     const cache = (lastOpt(opts, "t") ?? "unsafe") as CacheMode;
     const node = await openImage(ctx, outName, {
       format: outFormat,
+      imageOpts: hasOpt(opts, "target-image-opts"),
       readOnly: false,
       cache,
       noBacking: false,

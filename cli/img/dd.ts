@@ -77,6 +77,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   try {
     input = await openImage(ctx, dd.input, {
       format: lastOpt(opts, "f"),
+      imageOpts: hasOpt(opts, "image-opts"),
       readOnly: true,
       forceShare: hasOpt(opts, "U"),
     });

@@ -55,6 +55,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   } else {
     const node = await openImage(ctx, positional[0], {
       format: lastOpt(opts, "f"),
+      imageOpts: hasOpt(opts, "image-opts"),
       readOnly: true,
       forceShare: hasOpt(opts, "U"),
     });

@@ -39,7 +39,11 @@ async function run(argv: string[], ctx: ImgContext): Promise<number> {
   if (!["off", "metadata", "falloc", "full"].includes(prealloc)) {
     throw new UsageError(`Invalid preallocation mode '${prealloc}'`);
   }
-  const node = await openImage(ctx, positional[0], { format: lastOpt(opts, "f"), readOnly: false });
+  const node = await openImage(ctx, positional[0], {
+    format: lastOpt(opts, "f"),
+    imageOpts: hasOpt(opts, "image-opts"),
+    readOnly: false,
+  });
   try {
     const current = node.size();
     const target = size.relative ? current + size.bytes : size.bytes;

@@ -2,7 +2,7 @@
 
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ImageOpenError, OptionError, UsageError, VmkitError } from "../errors.ts";
+import { ImageOpenError, UsageError } from "../errors.ts";
 import type { ParsedOptions } from "../options.ts";
 import { parseOptions } from "../options.ts";
 import type { FormatDescriptor, Registry } from "../plugin.ts";
@@ -13,6 +13,14 @@ export const PROBE_BYTES = 2048;
 
 /** QEMU refuses backing chains deeper than this (BDRV_MAX_BACKING_DEPTH... we pick a sane bound). */
 export const MAX_BACKING_DEPTH = 64;
+
+/** A backing chain that leads back to an image already in it. */
+export class BackingLoopError extends ImageOpenError {
+  constructor(message: string) {
+    super(message);
+    this.name = "BackingLoopError";
+  }
+}
 
 /**
  * Resolves a backing file name stored in an image, as QEMU's `path_combine` does:
@@ -87,10 +95,15 @@ export class BlockGraph {
     return this.#open(filename, options, []);
   }
 
+  /**
+   * Opens one node of a chain. Errors read as QEMU's: the top image adds
+   * `Could not open 'top'`, a backing image adds `Could not open backing file`.
+   */
   async #open(filename: string, options: ImageOpenOptions, chain: string[]): Promise<BlockNode> {
+    const isBacking = chain.length > 0;
     const real = canonical(filename);
     if (chain.includes(real)) {
-      throw new ImageOpenError(
+      throw new BackingLoopError(
         `Backing file loop: '${filename}' is its own backing file (chain: ${
           [...chain, real].map((p) => `'${p}'`).join(" -> ")
         })`,
@@ -110,6 +123,7 @@ export class BlockGraph {
         direct: options.direct,
       });
     } catch (e) {
+      if (isBacking) throw e;
       throw new ImageOpenError(`Could not open '${filename}'`, { cause: e });
     }
     try {
@@ -126,8 +140,8 @@ export class BlockGraph {
             forceShare: options.forceShare,
             direct: options.direct,
           }, [...chain, real]).catch((e) => {
-            if (e instanceof VmkitError && e.message.startsWith("Backing file loop")) throw e;
-            throw new ImageOpenError(`Could not open backing file '${resolved}'`, { cause: e });
+            if (e instanceof BackingLoopError) throw e;
+            throw new ImageOpenError("Could not open backing file", { cause: e });
           });
         },
         openFile: (name, o) => this.openProtocol(resolveBackingName(filename, name), o),
@@ -135,7 +149,7 @@ export class BlockGraph {
       return await format.open(file, formatOptions, context);
     } catch (e) {
       await file.close();
-      if (e instanceof ImageOpenError && e.message.startsWith("Could not open")) throw e;
+      if (isBacking || (e instanceof BackingLoopError && chain.length > 0)) throw e;
       throw new ImageOpenError(`Could not open '${filename}'`, { cause: e });
     }
   }
@@ -173,11 +187,6 @@ export class BlockGraph {
     for (const s of this.registry.require("protocol", "file").options) {
       if (!specs.some((f) => f.name === s.name)) specs.push(s);
     }
-    try {
-      return parseOptions(text, specs, { into });
-    } catch (e) {
-      if (e instanceof OptionError) throw e;
-      throw e;
-    }
+    return parseOptions(text, specs, { into });
   }
 }

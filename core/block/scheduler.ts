@@ -89,19 +89,17 @@ export class BlockScheduler {
     bytes: number,
     fn: () => Promise<void>,
   ): Promise<void> {
-    // Fast path: nothing in flight means nothing to wait for (queue depth 1 hot path).
-    if (this.#inFlight.size > 0) await this.#waitForTurn(kind, offset, bytes);
     const g = this.#granularity;
-    const start = kind === "flush" ? 0 : Math.floor(offset / g) * g;
-    const end = kind === "flush" ? Infinity : Math.ceil((offset + bytes) / g) * g;
     let finish!: () => void;
     const entry: InFlight = {
       kind,
-      start,
-      end,
+      start: kind === "flush" ? 0 : Math.floor(offset / g) * g,
+      end: kind === "flush" ? Infinity : Math.ceil((offset + bytes) / g) * g,
       done: new Promise<void>((r) => (finish = r)),
     };
-    this.#inFlight.add(entry);
+    // Fast path (the queue depth 1 case): nothing in flight, nothing to wait for.
+    if (this.#inFlight.size === 0) this.#inFlight.add(entry);
+    else await this.#admit(entry);
     if (this.#inFlight.size > this.stats.maxInFlight) this.stats.maxInFlight = this.#inFlight.size;
     try {
       await fn();
@@ -112,36 +110,46 @@ export class BlockScheduler {
     } finally {
       this.#inFlight.delete(entry);
       finish();
-      const next = this.#waiters.shift();
-      if (next) next();
+      this.#wake();
     }
   }
 
-  async #waitForTurn(kind: RequestKind, offset: number, bytes: number): Promise<void> {
-    if (kind === "flush") {
-      // A flush covers everything submitted before it.
-      await Promise.all([...this.#inFlight].map((r) => r.done));
-    } else if (kind !== "read") {
-      const g = this.#granularity;
-      const start = Math.floor(offset / g) * g;
-      const end = Math.ceil((offset + bytes) / g) * g;
-      let waited = false;
-      for (;;) {
-        const overlapping = [...this.#inFlight].filter((r) =>
-          r.kind !== "read" && r.kind !== "flush" && r.start < end && start < r.end
+  /** Waits until `entry` may start, then adds it to the in-flight set in the same step. */
+  async #admit(entry: InFlight): Promise<void> {
+    // A flush covers exactly the requests submitted before it.
+    const before = entry.kind === "flush" ? [...this.#inFlight] : [];
+    let waitedForOverlap = false;
+    let waitedForSlot = false;
+    for (;;) {
+      const blocker = entry.kind === "flush"
+        ? before.find((r) => this.#inFlight.has(r))
+        : entry.kind === "read"
+        ? undefined
+        : [...this.#inFlight].find((r) =>
+          r.kind !== "read" && r.kind !== "flush" && r.start < entry.end && entry.start < r.end
         );
-        if (overlapping.length === 0) break;
-        waited = true;
-        await Promise.all(overlapping.map((r) => r.done));
+      if (blocker) {
+        waitedForOverlap ||= entry.kind !== "flush";
+        await blocker.done;
+        continue;
       }
-      if (waited) this.stats.serialised++;
-    }
-    if (this.#inFlight.size >= this.maxQueueDepth) {
-      this.stats.queued++;
-      while (this.#inFlight.size >= this.maxQueueDepth) {
+      if (this.#inFlight.size >= this.maxQueueDepth) {
+        waitedForSlot = true;
         await new Promise<void>((resolve) => this.#waiters.push(resolve));
+        continue;
       }
+      // Checked and admitted with no await in between, so no other request slips in.
+      this.#inFlight.add(entry);
+      if (waitedForOverlap) this.stats.serialised++;
+      if (waitedForSlot) this.stats.queued++;
+      return;
     }
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
   }
 
   #count(kind: RequestKind, bytes: number): void {

@@ -260,9 +260,14 @@ export function preallocate(
 /** Opens a host file as a protocol node. */
 export function openFile(filename: string, options: ProtocolOpenOptions): FileNode {
   let fd: number;
+  let isFile = true;
   try {
-    const st = fs.statSync(filename);
-    if (st.isDirectory()) throw Object.assign(new Error("dir"), { code: "EISDIR" });
+    isFile = fs.statSync(filename).isFile() || fs.statSync(filename).isBlockDevice();
+  } catch (e) {
+    throw hostIoError(e, `Could not open '${filename}'`);
+  }
+  if (!isFile) throw new IoError(`'file' driver requires '${filename}' to be a regular file`);
+  try {
     fd = fs.openSync(filename, options.readOnly ? "r" : "r+");
   } catch (e) {
     throw hostIoError(e, `Could not open '${filename}'`);

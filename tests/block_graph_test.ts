@@ -1,0 +1,141 @@
+// BlockGraph with the real file protocol and raw format, plus a tiny overlay format made here
+
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import type { BlockNode, OpenContext } from "../core/block/driver.ts";
+import { BlockGraph } from "../core/block/graph.ts";
+import { errorChainMessage } from "../core/errors.ts";
+import { type FormatDescriptor, Registry } from "../core/plugin.ts";
+import { RawNode } from "../plugins/formats/raw.ts";
+import raw from "../plugins/formats/raw.ts";
+import file from "../plugins/protocols/file.ts";
+import { tempDir } from "./test_util.ts";
+
+// A format whose first 512 bytes are "OVLY" + a backing name; guest bytes follow.
+const HEADER = 512;
+const encoder = new TextEncoder();
+const overlay: FormatDescriptor = {
+  kind: "format",
+  name: "overlay",
+  summary: "test overlay",
+  options: [],
+  probe: (h) => (h[0] === 0x4f && h[1] === 0x56 && h[2] === 0x4c && h[3] === 0x59 ? 100 : 0),
+  async create(filename, size, opts, ctx) {
+    await ctx.createFile(filename, HEADER + size, {});
+    const node = await ctx.openFile(filename, { readOnly: false });
+    await node.write(0, encoder.encode(`OVLY${opts.backing_file ?? ""}\0`));
+    await node.close();
+  },
+  async open(fileNode: BlockNode, _opts, ctx: OpenContext) {
+    const header = new Uint8Array(HEADER);
+    await fileNode.read(0, header);
+    const name = new TextDecoder().decode(header.subarray(4, header.indexOf(0, 4)));
+    const backing = name && !ctx.options.noBacking ? await ctx.openBacking(name, undefined) : null;
+    const node = new RawNode(fileNode, { offset: HEADER });
+    return Object.assign(node, { driver: "overlay", backing, backingFilename: name || undefined });
+  },
+};
+
+function graph(): BlockGraph {
+  return new BlockGraph(new Registry().addAll([file, raw, overlay]));
+}
+
+Deno.test("BlockGraph.openImage() probes raw for a file no format claims", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const g = graph();
+    await g.createImage("raw", path.join(dir, "a.raw"), 1 << 20, {});
+    const node = await g.openImage(path.join(dir, "a.raw"), { readOnly: true });
+    assert.equal(node.driver, "raw");
+    assert.equal(node.size(), 1 << 20);
+    await node.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("BlockGraph.openImage() resolves a relative backing name against the image's directory", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const g = graph();
+    await Deno.mkdir(path.join(dir, "sub"));
+    await g.createImage("raw", path.join(dir, "base.raw"), 4096, {});
+    await g.createImage("overlay", path.join(dir, "sub", "top.img"), 4096, {
+      backing_file: "../base.raw",
+    });
+    const node = await g.openImage(path.join(dir, "sub", "top.img"), { readOnly: true });
+    assert.equal(node.backing?.driver, "raw");
+    assert.equal(node.backing?.filename, `${dir}/sub/../base.raw`);
+    await node.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("BlockGraph.openImage() reports a missing backing file with its resolved name", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const g = graph();
+    await g.createImage("overlay", path.join(dir, "top.img"), 4096, { backing_file: "gone.raw" });
+    await assert.rejects(g.openImage(path.join(dir, "top.img")), (e) => {
+      assert.match(
+        errorChainMessage(e),
+        /^Could not open '.*top\.img': Could not open backing file: Could not open '.*gone\.raw': No such file or directory$/,
+      );
+      return true;
+    });
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("BlockGraph.openImage() refuses a backing loop instead of recursing", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const g = graph();
+    await g.createImage("overlay", path.join(dir, "a.img"), 4096, { backing_file: "b.img" });
+    await g.createImage("overlay", path.join(dir, "b.img"), 4096, { backing_file: "a.img" });
+    await assert.rejects(g.openImage(path.join(dir, "a.img")), (e) => {
+      assert.match(errorChainMessage(e), /Backing file loop/);
+      return true;
+    });
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("BlockGraph.openImage() names an unknown format as qemu-img does", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const g = graph();
+    await g.createImage("raw", path.join(dir, "a.raw"), 4096, {});
+    await assert.rejects(
+      g.openImage(path.join(dir, "a.raw"), { format: "vmdk9" }),
+      (e) => /Unknown file format 'vmdk9'/.test(errorChainMessage(e)),
+    );
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("FileNode.writeZeroes() punches a hole that block status reports as zero", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const g = graph();
+    const name = path.join(dir, "z.raw");
+    await g.createImage("raw", name, 1 << 20, {});
+    const node = await g.openImage(name, { format: "raw" });
+    await node.write(0, new Uint8Array(1 << 20).fill(7));
+    await node.writeZeroes(65536, 65536, { unmap: true });
+    const s = await node.blockStatus(65536, 65536);
+    assert.equal(s.zero, true);
+    const back = new Uint8Array(65536);
+    await node.read(65536, back);
+    assert.ok(back.every((b) => b === 0));
+    await node.read(0, back);
+    assert.ok(back.every((b) => b === 7));
+    await node.close();
+  } finally {
+    await cleanup();
+  }
+});
