@@ -1,0 +1,17 @@
+// Runs every side-by-side benchmark and prints the ratio tables (`--short` for CI)
+
+import { printTable, SHORT } from "./bench_util.ts";
+import { convertRows } from "./convert_bench.ts";
+import { qcow2L2CacheRows } from "./qcow2_l2_cache_bench.ts";
+
+console.log(
+  `vmkit benchmarks${SHORT ? " (short mode)" : ""}; ratio > 1 means vmkit is faster than QEMU`,
+);
+printTable(
+  "qcow2 L2 cache: 4 KiB reads (8 GiB image, metadata preallocated)",
+  await qcow2L2CacheRows(),
+);
+printTable(
+  `img convert throughput (${SHORT ? "64 MiB" : "1 GiB"} of mixed data and zero extents)`,
+  await convertRows(),
+);
