@@ -80,6 +80,7 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
         registry,
         graph: new BlockGraph(registry),
         program: program === "vmkit" ? "vmkit img" : program,
+        errorPrefix: program,
       });
     }
     return await runSystem(rest, { registry, program });

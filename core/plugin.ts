@@ -199,10 +199,11 @@ export class Registry {
   machineHelp(): string {
     const lines = ["Supported machines are:"];
     for (const m of this.list("machine").filter((m) => !m.hidden)) {
-      lines.push(`${m.name.padEnd(20)} ${m.summary}${m.isDefault ? " (default)" : ""}`);
+      // QEMU lists a machine's short alias (`pc`) just before its versioned name.
       for (const alias of m.aliases ?? []) {
         lines.push(`${alias.padEnd(20)} ${m.summary} (alias of ${m.name})`);
       }
+      lines.push(`${m.name.padEnd(20)} ${m.summary}${m.isDefault ? " (default)" : ""}`);
     }
     return lines.join("\n");
   }

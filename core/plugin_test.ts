@@ -73,8 +73,8 @@ Deno.test("Registry.machineHelp() lists machines with aliases and the default", 
   assert.equal(
     r.machineHelp(),
     "Supported machines are:\n" +
-      "pc-i440fx-7.2        Standard PC (i440FX + PIIX, 1996) (default)\n" +
-      "pc                   Standard PC (i440FX + PIIX, 1996) (alias of pc-i440fx-7.2)",
+      "pc                   Standard PC (i440FX + PIIX, 1996) (alias of pc-i440fx-7.2)\n" +
+      "pc-i440fx-7.2        Standard PC (i440FX + PIIX, 1996) (default)",
   );
 });
 

@@ -1,11 +1,15 @@
 // The built-in plugins, imported statically so `deno compile` embeds every one
 
 import type { PluginDescriptor } from "../core/plugin.ts";
+import { DEVICE_PLUGINS } from "./devices/mod.ts";
 import raw from "./formats/raw.ts";
+import pcMachine from "./machines/pc.ts";
 import file from "./protocols/file.ts";
 
 /** Every built-in plugin descriptor, in the order help listings show them. */
 export const BUILTIN_PLUGINS: readonly PluginDescriptor[] = [
   file,
   raw,
+  ...DEVICE_PLUGINS,
+  pcMachine,
 ];

@@ -137,6 +137,9 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       throw new VmkitError("Check failed", { cause: e, exitCode: CHECK_FAILED });
     }
     for (const line of result.messages) writeErr(line + "\n");
+    if (result.failed) {
+      throw new VmkitError(`Check failed: ${result.failed}`, { exitCode: CHECK_FAILED });
+    }
     if (repair !== "none" && (result.corruptionsFixed || result.leaksFixed)) {
       if (output === "human" && !quiet) {
         writeOut(

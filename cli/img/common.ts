@@ -14,6 +14,8 @@ export interface ImgContext {
   readonly graph: BlockGraph;
   /** `qemu-img` or `vmkit img`, for messages such as `Try 'qemu-img --help'`. */
   readonly program: string;
+  /** The prefix of error and warning lines: `vmkit` or `qemu-img`. */
+  readonly errorPrefix: string;
   /** Prints the `--help` text and returns exit code 0 (`-h` in any subcommand). */
   printHelp(): number;
 }

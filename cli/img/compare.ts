@@ -35,7 +35,7 @@ function firstNonZero(a: Uint8Array, length: number): number {
 export async function compareImages(
   a: BlockNode,
   b: BlockNode,
-  options: { strict?: boolean; progress?: Progress } = {},
+  options: { strict?: boolean; progress?: Progress; warn?: (line: string) => void } = {},
 ): Promise<{ code: number; message: string }> {
   const sizeA = a.size();
   const sizeB = b.size();
@@ -64,6 +64,7 @@ export async function compareImages(
     options.progress?.update(offset, total);
   }
   // The longer image must read as zeroes past the end of the shorter one.
+  if (sizeA !== sizeB) options.warn?.("Warning: Image size mismatch!");
   const longer = sizeA > sizeB ? a : b;
   while (offset < total) {
     const s = await chainStatus(longer, offset, Math.min(total - offset, CHUNK_BYTES));
@@ -99,9 +100,14 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     a = await openImage(ctx, positional[0], { ...shared, format: lastOpt(opts, "f") });
     b = await openImage(ctx, positional[1], { ...shared, format: lastOpt(opts, "F") });
     const progress = hasOpt(opts, "p") && !hasOpt(opts, "q") ? new Progress() : undefined;
-    const result = await compareImages(a, b, { strict: hasOpt(opts, "s"), progress });
+    const quiet = hasOpt(opts, "q");
+    const result = await compareImages(a, b, {
+      strict: hasOpt(opts, "s"),
+      progress,
+      warn: (line) => quiet || writeOut(line + "\n"),
+    });
     progress?.finish();
-    if (!hasOpt(opts, "q")) writeOut(result.message + "\n");
+    if (!quiet) writeOut(result.message + "\n");
     return result.code;
   } catch (e) {
     // compare reports every failure with exit code 2, mismatches with 1.

@@ -49,9 +49,9 @@ async function run(argv: string[], ctx: ImgContext): Promise<number> {
     const target = size.relative ? current + size.bytes : size.bytes;
     if (target < 0) throw new UsageError("New image size must be positive");
     if (target < current && !hasOpt(opts, "shrink")) {
-      writeErr(`${ctx.program}: Use the --shrink option to perform a shrink operation.\n`);
+      writeErr(`${ctx.errorPrefix}: Use the --shrink option to perform a shrink operation.\n`);
       writeErr(
-        `${ctx.program}: warning: Shrinking an image will delete all data beyond the shrunken image's end. ` +
+        `${ctx.errorPrefix}: warning: Shrinking an image will delete all data beyond the shrunken image's end. ` +
           "Before performing such an operation, make sure there is no important data there.\n",
       );
       return 1;

@@ -39,6 +39,12 @@ export interface CheckResult {
   compressedClusters?: number;
   /** One line per problem found, as qemu-img prints them (`Leaked cluster 5 refcount=1 reference=0`). */
   messages: string[];
+  /**
+   * Set when the check could not finish (qemu-img then prints `Check failed: <failed>`
+   * after the messages and exits 1), e.g. `Input/output error` when `-r leaks` meets
+   * damage only a refcount rebuild (`-r all`) can fix.
+   */
+  failed?: string;
 }
 
 /** What `repair` asks of {@linkcode BlockNode.check}. */

@@ -125,7 +125,7 @@ export class AddressSpace {
   #rebuild(): void {
     this.pageKind.fill(PAGE_UNMAPPED);
     this.pageRegion.fill(-1);
-    const order = this.#regions.map((r, i) => i).sort((a, b) =>
+    const order = this.#regions.map((_r, i) => i).sort((a, b) =>
       this.#regions[a].priority - this.#regions[b].priority
     );
     for (const i of order) {

@@ -1,0 +1,450 @@
+// The virtual clock, timers and deferred work; run() gives the CPUs slices between deadlines
+
+/**
+ * What the loop runs: the machine's CPUs seen as one executor. The machine adapts
+ * its CPU backends to this shape.
+ */
+export interface SliceExecutor {
+  /**
+   * Runs at most `maxInstructions` instructions and returns how many ran. May return
+   * early: on HLT (then {@linkcode isIdle} is true), or after {@linkcode interrupt}.
+   */
+  runSlice(maxInstructions: number): number;
+  /** True when no CPU can run until an interrupt arrives (all halted). */
+  isIdle(): boolean;
+  /** Instructions retired since the machine started (monotonic); reads mid-slice are exact. */
+  instructionsRetired(): number;
+  /** Asks the running slice to end at the next instruction boundary (optional). */
+  interrupt?(): void;
+}
+
+/** Options of an {@linkcode EventLoop}. */
+export interface EventLoopOptions {
+  /**
+   * Virtual nanoseconds one guest instruction takes (default 8, a 125 MIPS guest).
+   * The virtual clock is driven by instructions retired, so a run is deterministic:
+   * the same guest and inputs give the same clock readings on any host.
+   */
+  nsPerInstruction?: number;
+  /**
+   * When the CPUs are idle (HLT), wait for host time to reach the next deadline
+   * instead of jumping to it, and wait for host input when nothing is scheduled.
+   * Interactive runs want this; tests leave it off and time skips ahead.
+   */
+  realtime?: boolean;
+  /** The longest slice in instructions (default 100000), which bounds input latency. */
+  maxSliceInstructions?: number;
+  /** Host milliseconds between turns of the host event loop while the guest runs (default 5). */
+  hostYieldMs?: number;
+}
+
+/** Why {@linkcode EventLoop.run} returned. */
+export type RunStopReason =
+  /** {@linkcode EventLoop.requestStop} was called (reset, shutdown, guest exit, error). */
+  | "stop"
+  /** The instruction budget given to run() is used up. */
+  | "budget"
+  /** The virtual clock reached the `untilNs` given to run(). */
+  | "until"
+  /** The CPUs are halted and nothing can ever wake them (no timer, no I/O, no input source). */
+  | "idle";
+
+/** The result of {@linkcode EventLoop.run}. */
+export interface RunResult {
+  reason: RunStopReason;
+  /** The argument of requestStop() when reason is `stop`. */
+  detail?: string;
+  /** Instructions this call ran. */
+  instructions: number;
+}
+
+/** Options of {@linkcode EventLoop.run}. */
+export interface RunOptions {
+  /** Stop after about this many instructions (checked between slices, never overshot). */
+  maxInstructions?: number;
+  /** Stop when the virtual clock reaches this time. */
+  untilNs?: number;
+}
+
+/**
+ * A timer on the virtual clock. It fires once per arming, between CPU slices (or
+ * at the exact instruction when the CPU honours {@linkcode SliceExecutor.interrupt});
+ * a periodic device re-arms it from its callback.
+ */
+export class Timer {
+  #loop: EventLoop;
+  #deadlineNs = Infinity;
+  readonly #callback: (nowNs: number) => void;
+
+  /** Made by {@linkcode EventLoop.createTimer}. */
+  constructor(loop: EventLoop, readonly name: string, callback: (nowNs: number) => void) {
+    this.#loop = loop;
+    this.#callback = callback;
+  }
+
+  /** The virtual time the timer fires at, or Infinity when not armed. */
+  get deadlineNs(): number {
+    return this.#deadlineNs;
+  }
+
+  /** True when armed. */
+  get armed(): boolean {
+    return this.#deadlineNs !== Infinity;
+  }
+
+  /** Arms (or re-arms) the timer for an absolute virtual time. */
+  arm(deadlineNs: number): void {
+    this.#deadlineNs = deadlineNs;
+    this.#loop._timerChanged(this);
+  }
+
+  /** Arms the timer `delayNs` after now. */
+  armIn(delayNs: number): void {
+    this.arm(this.#loop.nowNs + delayNs);
+  }
+
+  /** Disarms the timer. */
+  cancel(): void {
+    this.#deadlineNs = Infinity;
+  }
+
+  /** @internal Called by the loop when the deadline has passed. */
+  _fire(nowNs: number): void {
+    this.#deadlineNs = Infinity;
+    this.#callback(nowNs);
+  }
+}
+
+/**
+ * The virtual clock and the main loop of a machine.
+ *
+ * The clock counts virtual nanoseconds from machine start; it advances by
+ * `nsPerInstruction` for each instruction the CPUs retire, and jumps to the next
+ * timer deadline when every CPU is halted. {@linkcode run} alternates CPU slices
+ * (each one up to the next deadline) with firing timers, running deferred work and,
+ * every few host milliseconds or whenever host I/O is in flight, a turn of the host
+ * event loop so that async disk and console I/O complete.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { EventLoop } from "./event_loop.ts";
+ *
+ * const loop = new EventLoop();
+ * const fired: number[] = [];
+ * const timer = loop.createTimer("tick", (now) => fired.push(now));
+ * timer.armIn(1000);
+ * loop.advanceTo(5000);
+ * assert.deepEqual(fired, [1000]);
+ * assert.equal(loop.nowNs, 5000);
+ * ```
+ */
+export class EventLoop {
+  /** Virtual nanoseconds per guest instruction. */
+  readonly nsPerInstruction: number;
+  /** True when idle time is spent in host time (see {@linkcode EventLoopOptions.realtime}). */
+  readonly realtime: boolean;
+  readonly #maxSlice: number;
+  readonly #hostYieldMs: number;
+  #baseNs = 0;
+  #executor: SliceExecutor | null = null;
+  #sliceStartRetired = 0;
+  #sliceEndNs = Infinity;
+  #timers: Timer[] = [];
+  #deferred: (() => void)[] = [];
+  #pendingIo = 0;
+  #hostSources = 0;
+  #stopDetail: string | null = null;
+  #wake: (() => void) | null = null;
+  #woken = false;
+  #running = false;
+
+  constructor(options: EventLoopOptions = {}) {
+    this.nsPerInstruction = options.nsPerInstruction ?? 8;
+    this.realtime = options.realtime ?? false;
+    this.#maxSlice = options.maxSliceInstructions ?? 100_000;
+    this.#hostYieldMs = options.hostYieldMs ?? 5;
+    if (!(this.nsPerInstruction > 0)) {
+      throw new RangeError(`nsPerInstruction must be positive: got ${this.nsPerInstruction}`);
+    }
+  }
+
+  /** The virtual time in nanoseconds, exact to the instruction even inside a slice. */
+  get nowNs(): number {
+    const ex = this.#executor;
+    if (ex === null) return this.#baseNs;
+    return this.#baseNs +
+      (ex.instructionsRetired() - this.#sliceStartRetired) * this.nsPerInstruction;
+  }
+
+  /** Makes a timer; it is not armed. */
+  createTimer(name: string, callback: (nowNs: number) => void): Timer {
+    const timer = new Timer(this, name, callback);
+    this.#timers.push(timer);
+    return timer;
+  }
+
+  /** Forgets a timer for good (a device being removed). */
+  deleteTimer(timer: Timer): void {
+    timer.cancel();
+    this.#timers = this.#timers.filter((t) => t !== timer);
+  }
+
+  /** @internal A timer was armed: end the slice early if it is due before the slice ends. */
+  _timerChanged(timer: Timer): void {
+    if (this.#executor && timer.deadlineNs < this.#sliceEndNs) this.#executor.interrupt?.();
+    this.wake();
+  }
+
+  /** The earliest armed deadline, or Infinity. */
+  nextDeadlineNs(): number {
+    let next = Infinity;
+    for (const t of this.#timers) if (t.deadlineNs < next) next = t.deadlineNs;
+    return next;
+  }
+
+  /** Runs `fn` between slices, before timers (QEMU's bottom half). */
+  defer(fn: () => void): void {
+    this.#deferred.push(fn);
+    this.#executor?.interrupt?.();
+    this.wake();
+  }
+
+  /**
+   * Tracks host I/O a device started (a disk read): while any is in flight the loop
+   * turns the host event loop after every slice, and does not report `idle`.
+   *
+   * @returns the same promise
+   */
+  track<T>(promise: Promise<T>): Promise<T> {
+    this.#pendingIo++;
+    const done = () => {
+      this.#pendingIo--;
+      this.wake();
+    };
+    promise.then(done, done);
+    return promise;
+  }
+
+  /** Host I/O operations in flight. */
+  get pendingIo(): number {
+    return this.#pendingIo;
+  }
+
+  /**
+   * Registers a host input source (a console reading stdin) that may wake a halted
+   * guest at any time; while one is registered the loop waits instead of reporting
+   * `idle`.
+   *
+   * @returns a function that unregisters it
+   */
+  addHostSource(): () => void {
+    this.#hostSources++;
+    let done = false;
+    return () => {
+      if (!done) this.#hostSources--;
+      done = true;
+    };
+  }
+
+  /** Wakes a loop waiting in an idle period (host input arrived, an IRQ was raised). */
+  wake(): void {
+    this.#woken = true;
+    const w = this.#wake;
+    if (w) {
+      this.#wake = null;
+      w();
+    }
+  }
+
+  /** Asks {@linkcode run} to return at the end of the current slice with reason `stop`. */
+  requestStop(detail = "stop"): void {
+    if (this.#stopDetail === null) this.#stopDetail = detail;
+    this.#executor?.interrupt?.();
+    this.wake();
+  }
+
+  /** True while a stop request is pending. */
+  get stopRequested(): boolean {
+    return this.#stopDetail !== null;
+  }
+
+  /**
+   * Moves the clock forward to `ns` without running a CPU, firing timers in deadline
+   * order (for device tests and for idle periods).
+   */
+  advanceTo(ns: number): void {
+    if (this.#running && this.#executor) throw new Error("advanceTo() during a slice");
+    for (;;) {
+      this.#runDeferred();
+      const next = this.nextDeadlineNs();
+      if (next > ns) break;
+      if (next > this.#baseNs) this.#baseNs = next;
+      this.#fireDue();
+    }
+    if (ns > this.#baseNs) this.#baseNs = ns;
+    this.#runDeferred();
+  }
+
+  /** {@linkcode advanceTo} by a delta. */
+  advanceBy(ns: number): void {
+    this.advanceTo(this.nowNs + ns);
+  }
+
+  /**
+   * Runs the guest: CPU slices up to the next deadline, timers, deferred work and host
+   * I/O, until a stop request, the budget, `untilNs`, or an idle machine.
+   */
+  async run(executor: SliceExecutor, options: RunOptions = {}): Promise<RunResult> {
+    if (this.#running) throw new Error("EventLoop.run() is already running");
+    this.#running = true;
+    const budget = options.maxInstructions ?? Infinity;
+    const untilNs = options.untilNs ?? Infinity;
+    let ran = 0;
+    let lastYield = performance.now();
+    // Realtime idling maps virtual time to host time from this anchor.
+    let anchorHostMs = lastYield;
+    let anchorNs = this.#baseNs;
+    try {
+      for (;;) {
+        this.#runDeferred();
+        this.#fireDue();
+        if (this.#stopDetail !== null) {
+          const detail = this.#stopDetail;
+          this.#stopDetail = null;
+          return { reason: "stop", detail, instructions: ran };
+        }
+        if (ran >= budget) return { reason: "budget", instructions: ran };
+        if (this.#baseNs >= untilNs) return { reason: "until", instructions: ran };
+
+        if (!executor.isIdle()) {
+          const next = Math.min(this.nextDeadlineNs(), untilNs);
+          let slice = Math.ceil((next - this.#baseNs) / this.nsPerInstruction);
+          if (!(slice < this.#maxSlice)) slice = this.#maxSlice;
+          if (slice < 1) slice = 1;
+          if (slice > budget - ran) slice = budget - ran;
+          this.#sliceEndNs = this.#baseNs + slice * this.nsPerInstruction;
+          this.#executor = executor;
+          this.#sliceStartRetired = executor.instructionsRetired();
+          let done = 0;
+          try {
+            done = executor.runSlice(slice);
+          } finally {
+            const retired = executor.instructionsRetired() - this.#sliceStartRetired;
+            this.#baseNs += retired * this.nsPerInstruction;
+            this.#executor = null;
+            this.#sliceEndNs = Infinity;
+            ran += retired > 0 ? retired : done;
+          }
+          const nowMs = performance.now();
+          if (this.#pendingIo > 0 || nowMs - lastYield >= this.#hostYieldMs) {
+            await hostTurn();
+            lastYield = performance.now();
+          }
+          continue;
+        }
+
+        // Every CPU is halted: move time to the next event.
+        const next = Math.min(this.nextDeadlineNs(), untilNs);
+        if (this.#deferred.length > 0) continue;
+        if (next === Infinity && this.#pendingIo === 0 && this.#hostSources === 0) {
+          return { reason: "idle", instructions: ran };
+        }
+        if (this.realtime || next === Infinity) {
+          // Wait in host time for the deadline, for I/O, or for input.
+          const nowMs = performance.now();
+          const hostNs = anchorNs + (nowMs - anchorHostMs) * 1e6;
+          if (hostNs > this.#baseNs + 50e6 || hostNs < this.#baseNs - 1e9) {
+            // The guest fell behind host time (a slow interpreter) or ran far ahead of
+            // it: re-anchor rather than rush or stall the clock.
+            anchorHostMs = nowMs;
+            anchorNs = this.#baseNs;
+          }
+          const targetMs = next === Infinity ? Infinity : anchorHostMs + (next - anchorNs) / 1e6;
+          const waitMs = targetMs - nowMs;
+          if (waitMs > 0.05) {
+            const woken = await this.#sleep(waitMs);
+            lastYield = performance.now();
+            if (woken) {
+              // Time passed in the host: let the clock follow it, up to the deadline.
+              const hostNs = anchorNs + (lastYield - anchorHostMs) * 1e6;
+              const to = Math.min(next, hostNs);
+              if (to > this.#baseNs) this.#baseNs = to;
+              continue;
+            }
+          }
+        } else if (this.#pendingIo > 0) {
+          await hostTurn();
+          lastYield = performance.now();
+          if (executor.isIdle() && this.#pendingIo > 0 && this.#deferred.length === 0) {
+            // I/O in flight and a halted guest: give the host real time rather than
+            // skipping virtual time past a completion the guest is waiting for.
+            await this.#sleep(1);
+            continue;
+          }
+          continue;
+        }
+        if (next !== Infinity && next > this.#baseNs) this.#baseNs = next;
+      }
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  #fireDue(): void {
+    // Timers may re-arm themselves or others; loop until nothing is due.
+    for (let guard = 0; guard < 10000; guard++) {
+      let due: Timer | null = null;
+      for (const t of this.#timers) {
+        if (t.deadlineNs <= this.#baseNs && (due === null || t.deadlineNs < due.deadlineNs)) {
+          due = t;
+        }
+      }
+      if (due === null) return;
+      due._fire(this.#baseNs);
+    }
+  }
+
+  #runDeferred(): void {
+    while (this.#deferred.length > 0) {
+      const work = this.#deferred;
+      this.#deferred = [];
+      for (const fn of work) fn();
+    }
+  }
+
+  /** Sleeps up to `ms` host milliseconds; resolves true when woken early. */
+  #sleep(ms: number): Promise<boolean> {
+    if (this.#woken) {
+      this.#woken = false;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => {
+      const id = ms === Infinity ? undefined : setTimeout(() => {
+        this.#wake = null;
+        resolve(false);
+      }, ms);
+      this.#wake = () => {
+        if (id !== undefined) clearTimeout(id);
+        this.#woken = false;
+        resolve(true);
+      };
+    });
+  }
+}
+
+/**
+ * One turn of the host event loop, so completed async I/O runs its callbacks. A
+ * MessageChannel round trip costs tens of microseconds where setTimeout(0) is clamped
+ * to milliseconds once nested.
+ */
+function hostTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(0);
+  });
+}

@@ -1,0 +1,376 @@
+// The Machine: owns memory, port I/O, devices, CPUs and the event loop, and runs them
+
+import type { BlockNode } from "./block/driver.ts";
+import type { Chardev } from "./chardev.ts";
+import type { CpuBackend } from "./cpu.ts";
+import { RunExit } from "./cpu.ts";
+import type { Device, DeviceState } from "./device.ts";
+import {
+  EventLoop,
+  type EventLoopOptions,
+  type RunOptions,
+  type SliceExecutor,
+} from "./event_loop.ts";
+import { AddressSpace } from "./memory/address_space.ts";
+import { PortIoSpace } from "./memory/port_io.ts";
+import { invariant, UsageError } from "./errors.ts";
+import type { ParsedOptions } from "./options.ts";
+import type { Registry } from "./plugin.ts";
+
+/** One `-drive` (or `-hda`, `-cdrom`) as the board sees it. */
+export interface DriveConfig {
+  /** The drive id (`drive0`, or `id=` from the command line). */
+  id: string;
+  /** The opened image; null for an empty CD-ROM drive. */
+  node: BlockNode | null;
+  /** Where the drive attaches: `ide` (the default on pc), `none` (for `-device`), ... */
+  interface: "ide" | "floppy" | "virtio" | "scsi" | "none";
+  /** The `index=` of the drive (`-hda` is 0, `-hdb` 1, `-cdrom` 2); computed when absent. */
+  index?: number;
+  /** `disk` or `cdrom`. */
+  media: "disk" | "cdrom";
+  readOnly: boolean;
+  /** `serial=` of the drive, reported by IDENTIFY. */
+  serial?: string;
+}
+
+/** A Linux kernel to boot directly (`-kernel`, `-initrd`, `-append`). */
+export interface KernelConfig {
+  kernel: Uint8Array;
+  initrd?: Uint8Array;
+  cmdline: string;
+}
+
+/**
+ * What the CLI fills in to build a machine. Boards read what applies to them and
+ * refuse what they cannot do with a {@linkcode UsageError}.
+ */
+export interface MachineConfig {
+  /** Guest RAM in bytes (`-m`, QEMU's default 128 MiB). */
+  ramBytes: number;
+  /** Number of CPUs (`-smp`). */
+  smp: number;
+  /** Maximum CPUs (`-smp maxcpus=`); defaults to `smp`. */
+  maxCpus?: number;
+  /** The firmware image, already read (`-bios`, or the board's default looked up by the CLI or board). */
+  firmware?: Uint8Array;
+  /** `-bios FILE` as given (the board looks it up when `firmware` is absent). */
+  biosPath?: string;
+  /** `-L DIR` directories searched for firmware, before the built-in ones. */
+  dataDirs?: string[];
+  /** Drives in command-line order. */
+  drives: DriveConfig[];
+  /** Serial port backends in order (`-serial`, `-nographic` gives stdio); empty for none. */
+  serial: Chardev[];
+  /** The backend of `-debugcon` (an isa-debugcon at 0xe9), if given. */
+  debugcon?: Chardev;
+  /** `-boot order=` drive letters (`c` disk, `d` CD-ROM, `a` floppy, `n` network); default `cad`. */
+  bootOrder?: string;
+  /** `-boot menu=on`. */
+  bootMenu?: boolean;
+  /** `-boot splash-time=` in ms (the boot menu wait). */
+  bootSplashTimeMs?: number;
+  /** `-boot reboot-timeout=` in ms (-1 means never retry, QEMU's default). */
+  bootRebootTimeoutMs?: number;
+  /** True with `-nographic` (firmware then uses the serial console). */
+  nographic: boolean;
+  /** Direct kernel boot. */
+  kernel?: KernelConfig;
+  /** `-uuid`. */
+  uuid?: string;
+  /** `-rtc base=`: the guest's wall clock at start (default: the host's time, UTC). */
+  rtcBase?: Date;
+  /** `-no-reboot`: a guest reset exits instead. */
+  noReboot?: boolean;
+  /** Other chardevs (`-chardev`), found by id as `chardev=` options name them. */
+  chardevs?: Chardev[];
+  /** The plugin registry boards create their devices through (`-device` models). */
+  registry?: Registry;
+  /** Clock options (`-icount shift=N` maps to `nsPerInstruction: 2 ** N`). */
+  clock?: EventLoopOptions;
+  /**
+   * Makes CPU `index` for the machine (the CLI wraps the chosen CPU plugin). The
+   * board calls it once per CPU after the memory and port spaces exist.
+   */
+  createCpu(machine: Machine, index: number): CpuBackend;
+}
+
+/** Why {@linkcode Machine.run} returned. */
+export interface MachineExit {
+  /**
+   * `shutdown`: the guest powered off (or reset with -no-reboot); `exit`: a device
+   * asked vmkit to exit (isa-debug-exit, the monitor's quit); `budget`/`until`: the
+   * run options' limits; `idle`: halted forever with nothing pending.
+   */
+  reason: "shutdown" | "exit" | "budget" | "until" | "idle";
+  /** The process exit code to use. */
+  exitCode: number;
+}
+
+/**
+ * A machine: the address space, the I/O port space, the devices, the CPUs and the
+ * event loop. A board plugin (`pc`) creates one and populates it; the CLI then runs it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Machine } from "./machine.ts";
+ *
+ * const machine = new Machine({
+ *   ramBytes: 1 << 20, smp: 1, drives: [], serial: [], nographic: true,
+ *   createCpu: () => { throw new Error("no CPU in this example"); },
+ * });
+ * machine.memory.addRam("ram", 0, 1 << 20);
+ * assert.equal(machine.devices.length, 0);
+ * ```
+ */
+export class Machine {
+  /** The configuration the machine was built from. */
+  readonly config: MachineConfig;
+  /** Guest physical memory. */
+  readonly memory: AddressSpace;
+  /** The x86 I/O port space. */
+  readonly io: PortIoSpace;
+  /** The virtual clock and main loop. */
+  readonly loop: EventLoop;
+  /** The CPUs, index 0 first (the boot processor). */
+  readonly cpus: CpuBackend[] = [];
+  #devices: Device[] = [];
+  #services = new Map<string, unknown>();
+  #a20 = true;
+  #a20Listeners: ((enabled: boolean) => void)[] = [];
+  #exitCode = 0;
+  #realized = false;
+  #executor: MachineExecutor;
+
+  constructor(config: MachineConfig) {
+    this.config = config;
+    this.memory = new AddressSpace();
+    this.io = new PortIoSpace();
+    this.loop = new EventLoop(config.clock);
+    this.#executor = new MachineExecutor(this);
+  }
+
+  /** Creates the CPUs through `config.createCpu` (the board calls it once memory is mapped). */
+  createCpus(): void {
+    if (this.cpus.length > 0) return;
+    for (let i = 0; i < this.config.smp; i++) this.cpus.push(this.config.createCpu(this, i));
+  }
+
+  /**
+   * Publishes a service other devices use through a core interface: `pic` and
+   * `ioapic` (IrqController), `isa` (IsaBus), `pci` (PciBus), `fw_cfg` (FirmwareConfig),
+   * `cpu-irq` (the InterruptSource the CPUs poll).
+   */
+  provide(name: string, service: unknown): void {
+    this.#services.set(name, service);
+  }
+
+  /** A published service, or undefined. */
+  findService<T>(name: string): T | undefined {
+    return this.#services.get(name) as T | undefined;
+  }
+
+  /** A published service that must exist (the board wires it before devices need it). */
+  service<T>(name: string): T {
+    const s = this.#services.get(name);
+    invariant(s !== undefined, `Machine service '${name}' is not provided`);
+    return s as T;
+  }
+
+  /** A chardev by id (serial ports, `-debugcon`, `-chardev`). */
+  chardev(id: string): Chardev {
+    const all = [...this.config.serial, ...(this.config.chardevs ?? [])];
+    if (this.config.debugcon) all.push(this.config.debugcon);
+    const found = all.find((c) => c.id === id);
+    if (!found) throw new UsageError(`chardev '${id}' not found`);
+    return found;
+  }
+
+  /** A drive by id. */
+  drive(id: string): DriveConfig {
+    const found = this.config.drives.find((d) => d.id === id);
+    if (!found) throw new UsageError(`Property 'drive' can't find value '${id}'`);
+    return found;
+  }
+
+  /**
+   * Creates a device through its plugin (`-device model,opts`, or a board's built-in
+   * device) and adds it to the machine.
+   */
+  createDevice(model: string, opts: ParsedOptions = {}): Device {
+    const registry = this.config.registry;
+    if (!registry) throw new UsageError(`'${model}' is not a valid device model name`);
+    const descriptor = registry.require("device", model);
+    const device = descriptor.create(this, opts) as Device;
+    if (!this.#devices.includes(device)) this.addDevice(device);
+    return device;
+  }
+
+  /** Wakes the loop and makes the CPUs look at their interrupt source (an IRQ was raised). */
+  kick(): void {
+    this.loop.wake();
+    for (const c of this.cpus) c.requestExit();
+  }
+
+  /** Every device, in creation order. */
+  get devices(): readonly Device[] {
+    return this.#devices;
+  }
+
+  /** Adds a device (ids must be unique); returns it. */
+  addDevice<T extends Device>(device: T): T {
+    if (this.#devices.some((d) => d.id === device.id)) {
+      throw new UsageError(`Duplicate ID '${device.id}' for device`);
+    }
+    this.#devices.push(device);
+    return device;
+  }
+
+  /** A device by id. */
+  device(id: string): Device | undefined {
+    return this.#devices.find((d) => d.id === id);
+  }
+
+  /** A free device id `${prefix}${n}`. */
+  freeId(prefix: string): string {
+    for (let n = 0;; n++) if (!this.device(`${prefix}${n}`)) return `${prefix}${n}`;
+  }
+
+  /** True when address line 20 is enabled (the A20 gate of the i8042 and port 0x92). */
+  get a20(): boolean {
+    return this.#a20;
+  }
+
+  /** Sets the A20 gate; listeners (a CPU that masks A20) hear changes. */
+  setA20(enabled: boolean): void {
+    if (enabled === this.#a20) return;
+    this.#a20 = enabled;
+    for (const l of this.#a20Listeners) l(enabled);
+  }
+
+  /** Listens to A20 gate changes. */
+  onA20Change(listener: (enabled: boolean) => void): void {
+    this.#a20Listeners.push(listener);
+  }
+
+  /** A system reset request (keyboard controller pulse, 0xcf9, triple fault). */
+  requestReset(): void {
+    this.loop.requestStop(this.config.noReboot ? "shutdown" : "reset");
+  }
+
+  /** A power-off request (ACPI S5). */
+  requestShutdown(): void {
+    this.loop.requestStop("shutdown");
+  }
+
+  /** Asks vmkit to exit with `exitCode` (isa-debug-exit, the monitor's quit). */
+  requestExit(exitCode: number): void {
+    this.#exitCode = exitCode;
+    this.loop.requestStop("exit");
+  }
+
+  /** Realizes every device (once) and resets the machine. */
+  async realize(): Promise<void> {
+    if (this.#realized) return;
+    this.#realized = true;
+    for (const d of this.#devices) await d.realize?.();
+    this.reset();
+  }
+
+  /** System reset: every device, then every CPU. */
+  reset(): void {
+    this.setA20(true);
+    for (const d of this.#devices) d.reset();
+    for (const c of this.cpus) c.reset();
+  }
+
+  /**
+   * Runs the guest until it powers off, exits, or a limit in `options` is reached.
+   * Resets requested by the guest are carried out here and the run goes on.
+   */
+  async run(options: RunOptions = {}): Promise<MachineExit> {
+    await this.realize();
+    let budget = options.maxInstructions ?? Infinity;
+    for (;;) {
+      const result = await this.loop.run(this.#executor, {
+        maxInstructions: budget,
+        untilNs: options.untilNs,
+      });
+      budget -= result.instructions;
+      switch (result.reason) {
+        case "stop":
+          if (result.detail === "reset") {
+            this.reset();
+            continue;
+          }
+          if (result.detail === "exit") return { reason: "exit", exitCode: this.#exitCode };
+          return { reason: "shutdown", exitCode: 0 };
+        case "budget":
+        case "until":
+        case "idle":
+          return { reason: result.reason, exitCode: 0 };
+      }
+    }
+  }
+
+  /** The state of every device, keyed by device id. */
+  saveState(): Record<string, DeviceState> {
+    const out: Record<string, DeviceState> = {};
+    for (const d of this.#devices) out[d.id] = d.saveState();
+    return out;
+  }
+
+  /** Restores device states saved by {@linkcode saveState}. */
+  loadState(states: Record<string, DeviceState>): void {
+    for (const d of this.#devices) {
+      const s = states[d.id];
+      if (s) d.loadState(s);
+    }
+  }
+}
+
+/** Adapts the machine's CPUs to the event loop: the boot CPU runs; APs wait for SIPI. */
+class MachineExecutor implements SliceExecutor {
+  #machine: Machine;
+  #noProgress = false;
+
+  constructor(machine: Machine) {
+    this.#machine = machine;
+  }
+
+  runSlice(maxInstructions: number): number {
+    const cpu = this.#machine.cpus[0];
+    if (!cpu) {
+      this.#noProgress = true;
+      return 0;
+    }
+    const before = cpu.instructionsRetired;
+    const exit = cpu.run(maxInstructions);
+    const ran = cpu.instructionsRetired - before;
+    if (exit === RunExit.Shutdown) this.#machine.requestReset();
+    // HLT with IF=0 and a halt that made no progress leave the CPU idle until an event.
+    this.#noProgress = ran === 0 &&
+      (exit === RunExit.Halt || exit === RunExit.HaltNoInterrupts || cpu.halted);
+    return ran;
+  }
+
+  isIdle(): boolean {
+    const cpu = this.#machine.cpus[0];
+    if (!cpu) return true;
+    if (this.#noProgress) {
+      // Try again once something happened: the loop calls isIdle() again after timers.
+      this.#noProgress = false;
+      return true;
+    }
+    return false;
+  }
+
+  instructionsRetired(): number {
+    return this.#machine.cpus[0]?.instructionsRetired ?? 0;
+  }
+
+  interrupt(): void {
+    this.#machine.cpus[0]?.requestExit();
+  }
+}

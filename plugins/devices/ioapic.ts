@@ -1,0 +1,179 @@
+// The I/O APIC (MMIO 0xfec00000): 24 redirection entries delivering interrupts to the local APIC
+
+import type { Device, DeviceState } from "../../core/device.ts";
+import type { IrqController } from "../../core/irq.ts";
+import type { Machine } from "../../core/machine.ts";
+import type { DeviceDescriptor } from "../../core/plugin.ts";
+
+/** The default physical base of the IOAPIC. */
+export const IOAPIC_DEFAULT_BASE = 0xfec00000;
+/** Inputs of QEMU's IOAPIC. */
+export const IOAPIC_NUM_PINS = 24;
+
+const IOAPIC_LVT_MASKED = 1 << 16;
+const IOAPIC_LVT_TRIGGER_LEVEL = 1 << 15;
+const IOAPIC_LVT_REMOTE_IRR = 1 << 14;
+const IOAPIC_LVT_DELIV_STATUS = 1 << 12;
+
+/** Where the IOAPIC sends interrupts: the local APIC(s). */
+export interface ApicBus {
+  /** Delivers `vector` (fixed or lowest-priority delivery; level says how to EOI). */
+  deliver(vector: number, level: boolean): void;
+}
+
+/**
+ * An 82093AA-style IOAPIC (version 0x20, as QEMU 7.2 models it). ISA IRQ 0 is wired to
+ * pin 2, as on QEMU's pc board and as the MADT interrupt source override says.
+ */
+export class IoApic implements Device, IrqController {
+  readonly model = "ioapic";
+  #apic: ApicBus | null;
+  #select = 0;
+  #id = 0;
+  #entries = new Float64Array(IOAPIC_NUM_PINS);
+  #levels = new Uint8Array(IOAPIC_NUM_PINS);
+
+  constructor(readonly id: string, apic: ApicBus | null, machine: Machine | null) {
+    this.#apic = apic;
+    this.#resetEntries();
+    machine?.memory.addMmio(id, IOAPIC_DEFAULT_BASE, 0x1000, {
+      read: (offset) => this.read(offset),
+      write: (offset, _size, value) => this.write(offset, value >>> 0),
+    });
+  }
+
+  #resetEntries(): void {
+    this.#entries.fill(IOAPIC_LVT_MASKED);
+  }
+
+  #entryLow(pin: number): number {
+    return this.#entries[pin] % 2 ** 32;
+  }
+
+  #setEntryLow(pin: number, low: number): void {
+    const high = Math.floor(this.#entries[pin] / 2 ** 32);
+    this.#entries[pin] = high * 2 ** 32 + (low >>> 0);
+  }
+
+  /** Sets input `pin`; ISA IRQ 0 arrives on pin 2. */
+  setIrq(pin: number, level: boolean): void {
+    const p = pin === 0 ? 2 : pin;
+    if (p >= IOAPIC_NUM_PINS) return;
+    const was = this.#levels[p] !== 0;
+    this.#levels[p] = level ? 1 : 0;
+    const low = this.#entryLow(p);
+    if (low & IOAPIC_LVT_TRIGGER_LEVEL) {
+      if (level) this.#service(p);
+    } else if (level && !was) {
+      this.#service(p);
+    }
+  }
+
+  #service(pin: number): void {
+    const low = this.#entryLow(pin);
+    if (low & IOAPIC_LVT_MASKED) return;
+    const levelTriggered = (low & IOAPIC_LVT_TRIGGER_LEVEL) !== 0;
+    if (levelTriggered) {
+      if (low & IOAPIC_LVT_REMOTE_IRR) return;
+      this.#setEntryLow(pin, low | IOAPIC_LVT_REMOTE_IRR);
+    }
+    const mode = (low >> 8) & 7;
+    if (mode === 0 || mode === 1) this.#apic?.deliver(low & 0xff, levelTriggered);
+  }
+
+  /** The local APIC's EOI of a level-triggered `vector`: clears Remote IRR and re-checks. */
+  eoi(vector: number): void {
+    for (let pin = 0; pin < IOAPIC_NUM_PINS; pin++) {
+      const low = this.#entryLow(pin);
+      if ((low & 0xff) !== vector || !(low & IOAPIC_LVT_REMOTE_IRR)) continue;
+      this.#setEntryLow(pin, low & ~IOAPIC_LVT_REMOTE_IRR);
+      if (this.#levels[pin]) this.#service(pin);
+    }
+  }
+
+  /** A read of IOREGSEL (0x00) or IOWIN (0x10). */
+  read(offset: number): number {
+    if (offset === 0x00) return this.#select;
+    if (offset !== 0x10) return 0;
+    const r = this.#select;
+    if (r === 0x00) return this.#id << 24;
+    if (r === 0x01) return ((IOAPIC_NUM_PINS - 1) << 16) | 0x20;
+    if (r === 0x02) return 0;
+    if (r >= 0x10 && r < 0x10 + 2 * IOAPIC_NUM_PINS) {
+      const pin = (r - 0x10) >> 1;
+      const e = this.#entries[pin];
+      return (r & 1 ? Math.floor(e / 2 ** 32) : e % 2 ** 32) >>> 0;
+    }
+    return 0;
+  }
+
+  /** A write of IOREGSEL, IOWIN or the EOI register (0x40). */
+  write(offset: number, value: number): void {
+    if (offset === 0x00) {
+      this.#select = value & 0xff;
+      return;
+    }
+    if (offset === 0x40) {
+      this.eoi(value & 0xff);
+      return;
+    }
+    if (offset !== 0x10) return;
+    const r = this.#select;
+    if (r === 0x00) {
+      this.#id = (value >>> 24) & 0x0f;
+    } else if (r >= 0x10 && r < 0x10 + 2 * IOAPIC_NUM_PINS) {
+      const pin = (r - 0x10) >> 1;
+      if (r & 1) {
+        this.#entries[pin] = (value >>> 0) * 2 ** 32 + this.#entryLow(pin);
+      } else {
+        // Remote IRR and delivery status are read-only.
+        const keep = this.#entryLow(pin) & (IOAPIC_LVT_REMOTE_IRR | IOAPIC_LVT_DELIV_STATUS);
+        this.#setEntryLow(pin, (value & ~(IOAPIC_LVT_REMOTE_IRR | IOAPIC_LVT_DELIV_STATUS)) | keep);
+        if (this.#levels[pin] && (value & IOAPIC_LVT_TRIGGER_LEVEL)) this.#service(pin);
+      }
+    }
+  }
+
+  reset(): void {
+    this.#select = 0;
+    this.#id = 0;
+    this.#resetEntries();
+  }
+
+  saveState(): DeviceState {
+    return {
+      select: this.#select,
+      id: this.#id,
+      entries: this.#entries.slice(),
+      levels: this.#levels.slice(),
+    };
+  }
+
+  loadState(state: DeviceState): void {
+    this.#select = state.select as number;
+    this.#id = state.id as number;
+    this.#entries.set(state.entries as Float64Array);
+    this.#levels.set(state.levels as Uint8Array);
+  }
+}
+
+/** The IOAPIC of `-M pc`; it delivers to the local APIC service `lapic`. */
+export default {
+  kind: "device",
+  name: "ioapic",
+  summary: "I/O APIC",
+  bus: "System",
+  category: "Misc",
+  userCreatable: false,
+  options: [],
+  create(machine: unknown): IoApic {
+    const m = machine as Machine;
+    const lapic = m.findService<ApicBus & { setEoiListener(l: (v: number) => void): void }>(
+      "lapic",
+    );
+    const ioapic = new IoApic("ioapic", lapic ?? null, m);
+    lapic?.setEoiListener((v) => ioapic.eoi(v));
+    m.provide("ioapic", ioapic);
+    return ioapic;
+  },
+} satisfies DeviceDescriptor;

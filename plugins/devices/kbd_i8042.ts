@@ -1,0 +1,387 @@
+// The i8042 keyboard controller (ports 0x60/0x64) with a PS/2 keyboard and mouse, and port 0x92
+
+import type { Device, DeviceState, IsaBus } from "../../core/device.ts";
+import type { IrqLine } from "../../core/irq.ts";
+import type { Machine } from "../../core/machine.ts";
+import type { DeviceDescriptor } from "../../core/plugin.ts";
+
+const STAT_OBF = 0x01;
+const STAT_SYS = 0x04;
+const STAT_CMD = 0x08;
+const STAT_UNLOCKED = 0x10;
+const STAT_AUX_OBF = 0x20;
+
+const CMD_KBD_INT = 0x01;
+const CMD_AUX_INT = 0x02;
+const CMD_SYS = 0x04;
+const CMD_KBD_DISABLE = 0x10;
+const CMD_AUX_DISABLE = 0x20;
+const CMD_TRANSLATE = 0x40;
+
+/** Output port bits: bit 0 is the CPU reset line (active low), bit 1 the A20 gate. */
+const OUT_RESET = 0x01;
+const OUT_A20 = 0x02;
+const OUT_KBD_OBF = 0x10;
+const OUT_AUX_OBF = 0x20;
+
+const ACK = 0xfa;
+
+/** Hooks the controller drives on the board. */
+export interface I8042Hooks {
+  /** The CPU reset line was pulsed. */
+  reset(): void;
+  /** The A20 gate changed. */
+  setA20(enabled: boolean): void;
+  /** The A20 gate as the board sees it (port 0x92 and the i8042 share it). */
+  a20(): boolean;
+}
+
+interface KbdState {
+  [key: string]: number | boolean | number[];
+  status: number;
+  commandByte: number;
+  outPort: number;
+  /** The controller command waiting for its data byte (0 when none). */
+  pendingCommand: number;
+  /** The keyboard command waiting for its parameter (0 when none). */
+  kbdParamFor: number;
+  /** The mouse command waiting for its parameter (0 when none). */
+  auxParamFor: number;
+  /** The byte in the output buffer. */
+  data: number;
+  kbdQueue: number[];
+  auxQueue: number[];
+  kbdScanning: boolean;
+  scanSet: number;
+  auxEnabled: boolean;
+  auxSampleRate: number;
+  auxResolution: number;
+}
+
+function newState(): KbdState {
+  return {
+    status: STAT_UNLOCKED,
+    commandByte: CMD_KBD_INT | CMD_SYS | CMD_TRANSLATE,
+    outPort: OUT_RESET | OUT_A20,
+    pendingCommand: 0,
+    kbdParamFor: 0,
+    auxParamFor: 0,
+    data: 0,
+    kbdQueue: [],
+    auxQueue: [],
+    kbdScanning: true,
+    scanSet: 2,
+    auxEnabled: false,
+    auxSampleRate: 100,
+    auxResolution: 2,
+  };
+}
+
+/**
+ * The i8042 controller of a PC/AT: the self tests and command byte firmware checks,
+ * the output port that gates A20 and (pulsed low) resets the CPU, and the PS/2
+ * keyboard and mouse answering their command sets.
+ */
+export class I8042 implements Device {
+  readonly model = "i8042";
+  #s: KbdState = newState();
+  #kbdIrq: IrqLine | null;
+  #auxIrq: IrqLine | null;
+  #hooks: I8042Hooks;
+
+  constructor(
+    readonly id: string,
+    irqs: { kbd: IrqLine | null; aux: IrqLine | null },
+    hooks: I8042Hooks,
+    machine: Machine | null,
+  ) {
+    this.#kbdIrq = irqs.kbd;
+    this.#auxIrq = irqs.aux;
+    this.#hooks = hooks;
+    if (machine) {
+      machine.io.register(`${id}-data`, 0x60, 1, {
+        read: () => this.readData(),
+        write: (_p, _s, v) => this.writeData(v & 0xff),
+      });
+      machine.io.register(`${id}-cmd`, 0x64, 1, {
+        read: () => this.readStatus(),
+        write: (_p, _s, v) => this.writeCommand(v & 0xff),
+      });
+      machine.io.register(`${id}-port92`, 0x92, 1, {
+        read: () => (this.#hooks.a20() ? 0x02 : 0),
+        write: (_p, _s, v) => {
+          this.#hooks.setA20((v & 0x02) !== 0);
+          if (v & 0x01) this.#hooks.reset();
+        },
+      });
+    }
+  }
+
+  /** Queues scancodes as if keys were pressed (host keyboard input). */
+  sendScancodes(codes: number[]): void {
+    if (!this.#s.kbdScanning) return;
+    this.#s.kbdQueue.push(...codes);
+    this.#refill();
+  }
+
+  /** Reads the status register (port 0x64). */
+  readStatus(): number {
+    return this.#s.status;
+  }
+
+  /** Reads the output buffer (port 0x60). */
+  readData(): number {
+    const s = this.#s;
+    const value = s.data;
+    s.status &= ~(STAT_OBF | STAT_AUX_OBF);
+    this.#updateIrqs();
+    this.#refill();
+    return value;
+  }
+
+  /** Puts a byte from the controller itself in the output buffer queue. */
+  #reply(...bytes: number[]): void {
+    this.#s.kbdQueue.push(...bytes);
+    this.#refill();
+  }
+
+  #auxReply(...bytes: number[]): void {
+    this.#s.auxQueue.push(...bytes);
+    this.#refill();
+  }
+
+  /** Moves the next queued byte into the output buffer when it is empty. */
+  #refill(): void {
+    const s = this.#s;
+    if (s.status & STAT_OBF) return;
+    if (s.kbdQueue.length > 0) {
+      s.data = s.kbdQueue.shift()!;
+      s.status = (s.status | STAT_OBF) & ~STAT_AUX_OBF;
+    } else if (s.auxQueue.length > 0) {
+      s.data = s.auxQueue.shift()!;
+      s.status |= STAT_OBF | STAT_AUX_OBF;
+    }
+    this.#updateIrqs();
+  }
+
+  /** A controller command (port 0x64). */
+  writeCommand(cmd: number): void {
+    const s = this.#s;
+    s.status |= STAT_CMD;
+    if (cmd >= 0x20 && cmd < 0x40) {
+      // Read controller RAM; byte 0 is the command byte.
+      this.#reply(cmd === 0x20 ? s.commandByte : 0);
+      return;
+    }
+    if (cmd >= 0xf0) {
+      // Pulse output port bits low for 6 us; bit 0 low resets the CPU.
+      if ((cmd & 1) === 0) this.#hooks.reset();
+      return;
+    }
+    switch (cmd) {
+      case 0x60: // write command byte
+      case 0xd1: // write output port
+      case 0xd2: // write keyboard output buffer
+      case 0xd3: // write mouse output buffer
+      case 0xd4: // write to mouse
+        s.pendingCommand = cmd;
+        break;
+      case 0xa7:
+        s.commandByte |= CMD_AUX_DISABLE;
+        break;
+      case 0xa8:
+        s.commandByte &= ~CMD_AUX_DISABLE;
+        break;
+      case 0xa9: // test mouse port: OK
+      case 0xab: // test keyboard port: OK
+        this.#reply(0x00);
+        break;
+      case 0xaa: // controller self test
+        s.status |= STAT_SYS;
+        this.#reply(0x55);
+        break;
+      case 0xad:
+        s.commandByte |= CMD_KBD_DISABLE;
+        break;
+      case 0xae:
+        s.commandByte &= ~CMD_KBD_DISABLE;
+        break;
+      case 0xc0: // read input port
+        this.#reply(0x80);
+        break;
+      case 0xd0: { // read output port
+        let out = s.outPort & (OUT_RESET | OUT_A20);
+        if (this.#hooks.a20()) out |= OUT_A20;
+        else out &= ~OUT_A20;
+        if (s.status & STAT_OBF) out |= s.status & STAT_AUX_OBF ? OUT_AUX_OBF : OUT_KBD_OBF;
+        this.#reply(out);
+        break;
+      }
+      case 0xdd:
+        this.#hooks.setA20(false);
+        break;
+      case 0xdf:
+        this.#hooks.setA20(true);
+        break;
+      default:
+        break; // unknown commands are ignored
+    }
+  }
+
+  /** A data byte (port 0x60): a command's parameter or a byte for the keyboard. */
+  writeData(value: number): void {
+    const s = this.#s;
+    s.status &= ~STAT_CMD;
+    const pending = s.pendingCommand;
+    s.pendingCommand = 0;
+    switch (pending) {
+      case 0x60:
+        s.commandByte = value;
+        s.status = (s.status & ~STAT_SYS) | (value & CMD_SYS ? STAT_SYS : 0);
+        this.#updateIrqs();
+        return;
+      case 0xd1:
+        s.outPort = value;
+        this.#hooks.setA20((value & OUT_A20) !== 0);
+        if (!(value & OUT_RESET)) this.#hooks.reset();
+        return;
+      case 0xd2:
+        this.#reply(value);
+        return;
+      case 0xd3:
+        this.#auxReply(value);
+        return;
+      case 0xd4:
+        this.#auxCommand(value);
+        return;
+    }
+    this.#kbdCommand(value);
+  }
+
+  #updateIrqs(): void {
+    const s = this.#s;
+    const full = (s.status & STAT_OBF) !== 0;
+    const aux = (s.status & STAT_AUX_OBF) !== 0;
+    this.#kbdIrq?.set(full && !aux && (s.commandByte & CMD_KBD_INT) !== 0);
+    this.#auxIrq?.set(full && aux && (s.commandByte & CMD_AUX_INT) !== 0);
+  }
+
+  #kbdCommand(value: number): void {
+    const s = this.#s;
+    // Writing to the keyboard enables its interface again.
+    s.commandByte &= ~CMD_KBD_DISABLE;
+    if (s.kbdParamFor) {
+      const cmd = s.kbdParamFor;
+      s.kbdParamFor = 0;
+      if (cmd === 0xf0 && value === 0) this.#reply(ACK, s.scanSet);
+      else {
+        if (cmd === 0xf0 && value >= 1 && value <= 3) s.scanSet = value;
+        this.#reply(ACK);
+      }
+      return;
+    }
+    switch (value) {
+      case 0xed: // set LEDs
+      case 0xf3: // typematic rate
+      case 0xf0: // scan code set
+        s.kbdParamFor = value;
+        this.#reply(ACK);
+        break;
+      case 0xee: // echo
+        this.#reply(0xee);
+        break;
+      case 0xf2: // identify: MF2 keyboard
+        this.#reply(ACK, 0xab, 0x83);
+        break;
+      case 0xf4:
+        s.kbdScanning = true;
+        this.#reply(ACK);
+        break;
+      case 0xf5:
+        s.kbdScanning = false;
+        this.#reply(ACK);
+        break;
+      case 0xff: // reset and self test
+        s.kbdScanning = true;
+        s.scanSet = 2;
+        this.#reply(ACK, 0xaa);
+        break;
+      default:
+        this.#reply(ACK);
+    }
+  }
+
+  #auxCommand(value: number): void {
+    const s = this.#s;
+    if (s.auxParamFor) {
+      const cmd = s.auxParamFor;
+      s.auxParamFor = 0;
+      if (cmd === 0xf3) s.auxSampleRate = value;
+      if (cmd === 0xe8) s.auxResolution = value;
+      this.#auxReply(ACK);
+      return;
+    }
+    switch (value) {
+      case 0xe8:
+      case 0xf3:
+        s.auxParamFor = value;
+        this.#auxReply(ACK);
+        break;
+      case 0xe9: // status request
+        this.#auxReply(ACK, s.auxEnabled ? 0x20 : 0, s.auxResolution, s.auxSampleRate);
+        break;
+      case 0xf2: // get device id
+        this.#auxReply(ACK, 0x00);
+        break;
+      case 0xf4:
+        s.auxEnabled = true;
+        this.#auxReply(ACK);
+        break;
+      case 0xf5:
+        s.auxEnabled = false;
+        this.#auxReply(ACK);
+        break;
+      case 0xff:
+        s.auxEnabled = false;
+        this.#auxReply(ACK, 0xaa, 0x00);
+        break;
+      default:
+        this.#auxReply(ACK);
+    }
+  }
+
+  reset(): void {
+    this.#s = newState();
+    this.#kbdIrq?.lower();
+    this.#auxIrq?.lower();
+  }
+
+  saveState(): DeviceState {
+    return structuredClone(this.#s);
+  }
+
+  loadState(state: DeviceState): void {
+    this.#s = structuredClone(state) as KbdState;
+    this.#updateIrqs();
+  }
+}
+
+/** The PC keyboard controller on ISA IRQ 1 and 12, with port 0x92 (`i8042`). */
+export default {
+  kind: "device",
+  name: "i8042",
+  summary: "i8042 PS/2 keyboard and mouse controller",
+  bus: "ISA",
+  category: "Input",
+  userCreatable: false,
+  options: [],
+  create(machine: unknown): I8042 {
+    const m = machine as Machine;
+    const isa = m.findService<IsaBus>("isa");
+    return new I8042("i8042", { kbd: isa?.irq(1) ?? null, aux: isa?.irq(12) ?? null }, {
+      reset: () => m.requestReset(),
+      setA20: (enabled) => m.setA20(enabled),
+      a20: () => m.a20,
+    }, m);
+  },
+} satisfies DeviceDescriptor;

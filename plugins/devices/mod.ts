@@ -1,0 +1,33 @@
+// The built-in device plugins, for plugins/mod.ts and for tests that build a board
+
+import type { DeviceDescriptor } from "../../core/plugin.ts";
+import apic from "./apic.ts";
+import debugExit from "./debug_exit.ts";
+import debugcon from "./debugcon.ts";
+import fwCfg from "./fw_cfg.ts";
+import ioapic from "./ioapic.ts";
+import kbdI8042 from "./kbd_i8042.ts";
+import i440fx from "./pci/i440fx.ts";
+import piix3 from "./pci/piix3.ts";
+import piix4Pm from "./pci/piix4_pm.ts";
+import picI8259 from "./pic_i8259.ts";
+import pitI8254 from "./pit_i8254.ts";
+import rtcMc146818 from "./rtc_mc146818.ts";
+import serial8250 from "./serial_8250.ts";
+
+/** Every built-in device descriptor. */
+export const DEVICE_PLUGINS: readonly DeviceDescriptor[] = [
+  picI8259,
+  apic,
+  ioapic,
+  i440fx,
+  piix3,
+  piix4Pm,
+  pitI8254,
+  rtcMc146818,
+  kbdI8042,
+  serial8250,
+  debugcon,
+  debugExit,
+  fwCfg,
+];

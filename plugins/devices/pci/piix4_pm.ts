@@ -1,0 +1,182 @@
+// The PIIX4 power management function (00:01.3): ACPI PM1 registers, PM timer and S5 power-off
+
+import type { Device, DeviceState } from "../../../core/device.ts";
+import type { EventLoop } from "../../../core/event_loop.ts";
+import type { Machine } from "../../../core/machine.ts";
+import type { DeviceDescriptor } from "../../../core/plugin.ts";
+import type { PciBus0 } from "./i440fx.ts";
+import { PCI_SUBDEVICE_ID_QEMU, PCI_SUBVENDOR_ID_REDHAT_QUMRANET } from "./i440fx.ts";
+import { PciConfig } from "./pci_config.ts";
+
+/** PM base address register and its enable (PMREGMISC bit 0). */
+export const PIIX4_PMBA = 0x40;
+export const PIIX4_PMREGMISC = 0x80;
+/** SMBus base and host configuration. */
+export const PIIX4_SMBBA = 0x90;
+export const PIIX4_SMBHSTCFG = 0xd2;
+
+/** The ACPI PM timer frequency in Hz. */
+export const PM_TIMER_FREQUENCY = 3579545;
+
+const PM1_CNT_SLP_EN = 1 << 13;
+
+/** The devfn of the PM function on `-M pc` (slot 1, function 3). */
+export const PIIX4_PM_DEVFN = 0x0b;
+
+/**
+ * The PIIX4 ACPI function: a 64-byte PM I/O block at the PMBA the firmware programs,
+ * with PM1 status/enable/control and the 24-bit PM timer read from the virtual clock.
+ * Writing SLP_EN with sleep type 0 (S5 on QEMU's PIIX4) powers the machine off.
+ */
+export class Piix4Pm implements Device {
+  readonly model = "PIIX4_PM";
+  readonly config: PciConfig;
+  #loop: EventLoop;
+  #machine: Machine | null;
+  #mappedBase: number | null = null;
+  #pm1Status = 0;
+  #pm1Enable = 0;
+  #pm1Control = 0;
+  #gpe = new Uint8Array(4);
+
+  constructor(readonly id: string, bus: PciBus0 | null, loop: EventLoop, machine: Machine | null) {
+    this.#loop = loop;
+    this.#machine = machine;
+    this.config = new PciConfig({
+      vendorId: 0x8086,
+      deviceId: 0x7113,
+      revision: 0x03,
+      classCode: 0x068000,
+      subsystemVendorId: PCI_SUBVENDOR_ID_REDHAT_QUMRANET,
+      subsystemId: PCI_SUBDEVICE_ID_QEMU,
+      interruptPin: 1,
+    }, { onWrite: () => this.#remap() });
+    this.config.setWritable(PIIX4_PMBA, [0xc0, 0xff, 0, 0]);
+    this.config.setWritable(PIIX4_PMREGMISC, [0x01]);
+    this.config.setWritable(PIIX4_SMBBA, [0xf0, 0xff, 0, 0]);
+    this.config.setWritable(PIIX4_SMBHSTCFG, [0xff]);
+    this.#resetRegisters();
+    bus?.plug(this.config, PIIX4_PM_DEVFN);
+  }
+
+  #resetRegisters(): void {
+    this.config.reset();
+    this.config.bytes[PIIX4_PMBA] = 0x01;
+    this.config.bytes[PIIX4_SMBBA] = 0x01;
+    // DEVACTB APMC_EN (bit 25 of 0x58) set: SMM counts as already set up, so firmware
+    // skips SMI relocation, as QEMU does when SMM is off (vmkit has no SMM).
+    this.config.bytes[0x5b] = 0x02;
+    this.#remap();
+  }
+
+  /** The PM timer value (24 bits). */
+  pmTimer(): number {
+    return Math.floor(this.#loop.nowNs * PM_TIMER_FREQUENCY / 1e9) & 0xffffff;
+  }
+
+  #remap(): void {
+    // PMIOSE (PMREGMISC bit 0) enables the PM I/O block, whatever the command register says.
+    const enabled = (this.config.bytes[PIIX4_PMREGMISC] & 1) !== 0;
+    const base = enabled ? this.config.get32(PIIX4_PMBA) & 0xffc0 : null;
+    if (base === this.#mappedBase) return;
+    const io = this.#machine?.io;
+    if (io) {
+      if (this.#mappedBase !== null) io.unregister(`${this.id}-pm`);
+      if (base !== null) {
+        io.register(`${this.id}-pm`, base, 64, {
+          read: (port, size) => this.readPm(port - base, size),
+          write: (port, size, value) => this.writePm(port - base, size, value),
+        });
+      }
+    }
+    this.#mappedBase = base;
+  }
+
+  /** A read of the PM I/O block at `offset`. */
+  readPm(offset: number, size: 1 | 2 | 4): number {
+    let v: number;
+    switch (offset & ~3) {
+      case 0x00:
+        v = this.#pm1Status | (this.#pm1Enable << 16);
+        break;
+      case 0x04:
+        v = this.#pm1Control;
+        break;
+      case 0x08:
+        v = this.pmTimer();
+        break;
+      case 0x0c:
+        v = this.#gpe[0] | (this.#gpe[1] << 8) | (this.#gpe[2] << 16) | (this.#gpe[3] << 24);
+        break;
+      default:
+        v = 0;
+    }
+    v = v >>> (8 * (offset & 3));
+    return size === 4 ? v >>> 0 : v & ((1 << (8 * size)) - 1);
+  }
+
+  /** A write of the PM I/O block at `offset`. */
+  writePm(offset: number, size: 1 | 2 | 4, value: number): void {
+    if (offset === 0x00) {
+      this.#pm1Status &= ~value; // write one to clear
+      if (size === 4) this.#pm1Enable = (value >>> 16) & 0xffff;
+    } else if (offset === 0x02) {
+      this.#pm1Enable = value & 0xffff;
+    } else if (offset === 0x04) {
+      this.#pm1Control = value & ~PM1_CNT_SLP_EN & 0xffff;
+      if (value & PM1_CNT_SLP_EN) {
+        const sleepType = (value >> 10) & 7;
+        if (sleepType === 0) this.#machine?.requestShutdown();
+      }
+    } else if (offset >= 0x0c && offset < 0x10) {
+      for (let i = 0; i < size && offset + i < 0x10; i++) {
+        const at = offset - 0x0c + i;
+        const b = (value >>> (8 * i)) & 0xff;
+        if (at < 2) this.#gpe[at] &= ~b;
+        else this.#gpe[at] = b;
+      }
+    }
+  }
+
+  reset(): void {
+    this.#pm1Status = 0;
+    this.#pm1Enable = 0;
+    this.#pm1Control = 0;
+    this.#gpe.fill(0);
+    this.#resetRegisters();
+  }
+
+  saveState(): DeviceState {
+    return {
+      config: this.config.save(),
+      pm1Status: this.#pm1Status,
+      pm1Enable: this.#pm1Enable,
+      pm1Control: this.#pm1Control,
+      gpe: this.#gpe.slice(),
+    };
+  }
+
+  loadState(state: DeviceState): void {
+    this.config.load(state.config as Uint8Array);
+    this.#pm1Status = state.pm1Status as number;
+    this.#pm1Enable = state.pm1Enable as number;
+    this.#pm1Control = state.pm1Control as number;
+    this.#gpe.set(state.gpe as Uint8Array);
+    this.#remap();
+  }
+}
+
+/** The PIIX4 ACPI/PM function of `-M pc` at 00:01.3. */
+export default {
+  kind: "device",
+  name: "PIIX4_PM",
+  summary: "Intel PIIX4 power management (ACPI)",
+  bus: "PCI",
+  category: "Misc",
+  userCreatable: false,
+  options: [],
+  create(machine: unknown): Piix4Pm {
+    const m = machine as Machine;
+    return new Piix4Pm("pm", m.service<PciBus0>("pci"), m.loop, m);
+  },
+} satisfies DeviceDescriptor;

@@ -1,0 +1,225 @@
+// The `-M pc` board (i440FX + PIIX3, QEMU 7.2 layout): memory map, devices, IRQ wiring and fw_cfg contents
+
+import type { CpuBackend, InterruptSource } from "../../core/cpu.ts";
+import type { FirmwareConfig, IsaBus } from "../../core/device.ts";
+import { NotSupportedError, UsageError } from "../../core/errors.ts";
+import { fanOut, type IrqController, IrqLine } from "../../core/irq.ts";
+import { Machine, type MachineConfig } from "../../core/machine.ts";
+import type { MachineDescriptor } from "../../core/plugin.ts";
+import { loadFirmware } from "./firmware.ts";
+
+/** The firmware `-M pc` loads when no `-bios` is given. */
+export const PC_DEFAULT_BIOS = "bios-256k.bin";
+/** Largest RAM below 4 GiB on i440FX when RAM does not fit (QEMU's gigabyte alignment). */
+const PC_LOWMEM_LIMIT = 0xe0000000;
+const PC_LOWMEM_ALIGNED = 0xc0000000;
+/** The ISA BIOS window: the last 128 KiB of the BIOS image shows at 0xe0000-0xfffff. */
+const ISA_BIOS_SIZE = 0x20000;
+
+/** fw_cfg legacy keys the board fills (QEMU docs/specs/fw_cfg.rst). */
+const FW_CFG_UUID = 0x02;
+const FW_CFG_RAM_SIZE = 0x03;
+const FW_CFG_NOGRAPHIC = 0x04;
+const FW_CFG_NB_CPUS = 0x05;
+const FW_CFG_BOOT_MENU = 0x0e;
+const FW_CFG_MAX_CPUS = 0x0f;
+const FW_CFG_IRQ0_OVERRIDE = 0x8002;
+
+const E820_RAM = 1;
+
+/** RTC CMOS bytes the BIOS reads, as QEMU's pc board sets them. */
+interface CmosMemory {
+  readonly cmos: Uint8Array;
+}
+
+/** The boot device codes of CMOS 0x3d/0x38: floppy 1, hard disk 2, CD-ROM 3, network 4. */
+function bootDeviceCode(letter: string): number {
+  switch (letter) {
+    case "a":
+      return 1;
+    case "c":
+      return 2;
+    case "d":
+      return 3;
+    case "n":
+      return 4;
+    default:
+      throw new UsageError(`Invalid boot device for PC: '${letter}'`);
+  }
+}
+
+function le(bytes: number, value: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  const view = new DataView(out.buffer);
+  if (bytes === 2) view.setUint16(0, value, true);
+  else if (bytes === 4) view.setUint32(0, value >>> 0, true);
+  else view.setBigUint64(0, BigInt(value), true);
+  return out;
+}
+
+/** Splits RAM into the parts below and above 4 GiB as QEMU's i440FX board does. */
+export function pcRamSplit(ramBytes: number): { below4g: number; above4g: number } {
+  if (ramBytes < PC_LOWMEM_LIMIT) return { below4g: ramBytes, above4g: 0 };
+  return { below4g: PC_LOWMEM_ALIGNED, above4g: ramBytes - PC_LOWMEM_ALIGNED };
+}
+
+/** The `etc/e820` fw_cfg file: packed { u64 address, u64 length, u32 type } entries. */
+export function e820Table(
+  entries: { address: number; length: number; type: number }[],
+): Uint8Array {
+  const out = new Uint8Array(20 * entries.length);
+  const view = new DataView(out.buffer);
+  entries.forEach((e, i) => {
+    view.setBigUint64(20 * i, BigInt(e.address), true);
+    view.setBigUint64(20 * i + 8, BigInt(e.length), true);
+    view.setUint32(20 * i + 16, e.type, true);
+  });
+  return out;
+}
+
+/** Fills the CMOS memory-size, CPU-count, equipment and boot-order bytes. */
+export function fillPcCmos(
+  cmos: Uint8Array,
+  options: { ramBytes: number; below4g: number; above4g: number; smp: number; bootOrder: string },
+): void {
+  cmos[0x15] = 640 & 0xff; // base memory in KiB
+  cmos[0x16] = 640 >> 8;
+  const ext = Math.min(Math.floor(options.ramBytes / 1024) - 1024, 65535);
+  cmos[0x17] = cmos[0x30] = ext & 0xff;
+  cmos[0x18] = cmos[0x31] = (ext >> 8) & 0xff;
+  const above16m = options.ramBytes >= 16 << 20
+    ? Math.min(Math.floor(options.below4g / 65536) - (16 << 20) / 65536, 65535)
+    : 0;
+  cmos[0x34] = above16m & 0xff;
+  cmos[0x35] = (above16m >> 8) & 0xff;
+  const high = Math.floor(options.above4g / 65536);
+  cmos[0x5b] = high & 0xff;
+  cmos[0x5c] = (high >> 8) & 0xff;
+  cmos[0x5d] = (high >> 16) & 0xff;
+  cmos[0x5f] = options.smp - 1;
+  cmos[0x10] = 0; // no floppy drives
+  cmos[0x14] = 0x02 | 0x04; // FPU present, PS/2 mouse present, no floppies, VGA
+  const codes = [...options.bootOrder.slice(0, 3)].map(bootDeviceCode);
+  while (codes.length < 3) codes.push(0);
+  cmos[0x3d] = (codes[1] << 4) | codes[0];
+  cmos[0x38] = (codes[2] << 4) | 0x01; // bit 0: skip the floppy boot signature check
+}
+
+/**
+ * Builds the pc board: RAM with the PCI hole, the BIOS at the top of 4 GiB and its last
+ * 128 KiB in the ISA window (through the i440FX PAM), the PIC/IOAPIC/LAPIC, PIT, RTC,
+ * i8042, PIIX3 and PIIX4 PM, serial ports, debug ports and fw_cfg.
+ */
+export function createPcMachine(config: MachineConfig): Machine {
+  if (config.smp !== 1) throw new NotSupportedError("-smp greater than 1 is not supported yet");
+  if (config.kernel) throw new NotSupportedError("-kernel is not supported yet");
+  const { below4g, above4g } = pcRamSplit(config.ramBytes);
+  if (above4g > 0) {
+    throw new NotSupportedError(
+      `RAM above 4 GiB is not supported yet: -m must be below ${PC_LOWMEM_LIMIT / 2 ** 20}M`,
+    );
+  }
+  if (below4g < 1 << 20 || below4g % 4096 !== 0) {
+    throw new UsageError(`RAM size must be a multiple of 4 KiB and at least 1M`);
+  }
+  const bios = config.firmware ??
+    loadFirmware(config.biosPath ?? PC_DEFAULT_BIOS, config.dataDirs ?? []).bytes;
+  if (bios.length === 0 || bios.length % 65536 !== 0 || bios.length > 16 << 20) {
+    throw new UsageError(`qemu: could not load PC BIOS '${config.biosPath ?? PC_DEFAULT_BIOS}'`);
+  }
+
+  const machine = new Machine(config);
+  const mem = machine.memory;
+
+  // RAM: one array for everything below 4 GiB; the VGA window 0xa0000-0xbffff is a hole
+  // (no VGA yet) and 0xc0000-0xfffff is the PAM-controlled shadow area.
+  const ram = new Uint8Array(below4g);
+  mem.addRamAlias("pc.ram-low", 0, ram.subarray(0, 0xa0000));
+  mem.addRamAlias("pc.ram-shadow", 0xc0000, ram.subarray(0xc0000, 0x100000));
+  if (below4g > 0x100000) mem.addRamAlias("pc.ram", 0x100000, ram.subarray(0x100000));
+  mem.addRom("pc.bios", 2 ** 32 - bios.length, bios);
+  machine.provide("ram", ram);
+  machine.provide("isa-bios", bios.subarray(Math.max(0, bios.length - ISA_BIOS_SIZE)));
+
+  // Interrupt controllers, then the ISA bus whose lines reach both the PIC and the IOAPIC.
+  const pic = machine.createDevice("i8259") as unknown as IrqController & InterruptSource;
+  machine.createDevice("apic");
+  const ioapic = machine.createDevice("ioapic") as unknown as IrqController;
+  const isaLines: IrqLine[] = [];
+  for (let n = 0; n < 16; n++) {
+    isaLines.push(
+      new IrqLine(`isa-irq${n}`, fanOut((l) => pic.setIrq(n, l), (l) => ioapic.setIrq(n, l))),
+    );
+  }
+  const isa: IsaBus = {
+    irq: (n) => {
+      if (n < 0 || n > 15) throw new RangeError(`ISA IRQ ${n} does not exist`);
+      return isaLines[n];
+    },
+  };
+  machine.provide("isa", isa);
+
+  machine.createDevice("i440FX-pcihost");
+  machine.createDevice("PIIX3");
+  machine.createDevice("PIIX4_PM");
+  machine.createDevice("isa-pit");
+  machine.createDevice("mc146818rtc");
+  machine.createDevice("i8042");
+  config.serial.forEach((chardev, index) => {
+    if (index > 3) throw new UsageError("Maximum number of serial devices is 4");
+    machine.createDevice("isa-serial", { chardev: chardev.id, index });
+  });
+  if (config.debugcon) machine.createDevice("isa-debugcon", { chardev: config.debugcon.id });
+  const ideDrives = config.drives.filter((d) => d.interface === "ide");
+  if (machine.config.registry?.get("device", "piix3-ide")) {
+    machine.createDevice("piix3-ide");
+  } else if (ideDrives.length > 0) {
+    throw new NotSupportedError("IDE drives are not supported yet");
+  }
+  const fwcfg = machine.createDevice("fw_cfg_io") as unknown as FirmwareConfig;
+
+  const bootOrder = config.bootOrder ?? "cad";
+  const rtc = machine.service<CmosMemory>("rtc");
+  fillPcCmos(rtc.cmos, { ramBytes: config.ramBytes, below4g, above4g, smp: config.smp, bootOrder });
+
+  fwcfg.setItem(FW_CFG_RAM_SIZE, le(8, config.ramBytes));
+  fwcfg.setItem(FW_CFG_NOGRAPHIC, le(2, config.nographic ? 1 : 0));
+  fwcfg.setItem(FW_CFG_NB_CPUS, le(2, config.smp));
+  fwcfg.setItem(FW_CFG_MAX_CPUS, le(2, config.maxCpus ?? config.smp));
+  fwcfg.setItem(FW_CFG_BOOT_MENU, le(2, config.bootMenu ? 1 : 0));
+  fwcfg.setItem(FW_CFG_IRQ0_OVERRIDE, le(4, 1));
+  fwcfg.setItem(FW_CFG_UUID, uuidBytes(config.uuid));
+  fwcfg.addFile("etc/e820", e820Table([{ address: 0, length: below4g, type: E820_RAM }]));
+  fwcfg.addFile("etc/boot-fail-wait", le(4, config.bootRebootTimeoutMs ?? -1));
+  if (config.bootMenu && config.bootSplashTimeMs !== undefined) {
+    fwcfg.addFile("etc/boot-menu-wait", le(2, config.bootSplashTimeMs));
+  }
+
+  machine.createCpus();
+  const irqSource = machine.service<InterruptSource>("cpu-irq");
+  machine.cpus.forEach((cpu: CpuBackend) => cpu.setInterruptSource(irqSource));
+  return machine;
+}
+
+/** `-uuid` as 16 bytes in the order QEMU stores it (the text order), zero when absent. */
+function uuidBytes(uuid: string | undefined): Uint8Array {
+  const out = new Uint8Array(16);
+  if (!uuid) return out;
+  const hex = uuid.replace(/-/g, "");
+  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new UsageError(`Invalid UUID '${uuid}'`);
+  for (let i = 0; i < 16; i++) out[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/** The i440FX + PIIX3 PC of QEMU 7.2 (`-M pc`). */
+export default {
+  kind: "machine",
+  name: "pc-i440fx-7.2",
+  aliases: ["pc"],
+  summary: "Standard PC (i440FX + PIIX, 1996)",
+  isDefault: true,
+  options: [],
+  create(config: unknown): Machine {
+    return createPcMachine(config as MachineConfig);
+  },
+} satisfies MachineDescriptor;
