@@ -70,7 +70,12 @@ export class AddressSpace {
   }
 
   /** Adds RAM at `base`; returns its bytes (zeroed). */
-  addRam(name: string, base: number, size: number, options: { priority?: number } = {}): Uint8Array {
+  addRam(
+    name: string,
+    base: number,
+    size: number,
+    options: { priority?: number } = {},
+  ): Uint8Array {
     const bytes = new Uint8Array(size);
     this.#add({ name, base, size, kind: "ram", bytes, priority: options.priority ?? 0 });
     return bytes;
