@@ -3,7 +3,10 @@
 import { UsageError } from "../../core/errors.ts";
 import { formatOptionHelp, isHelpRequest, parseKeyValueList } from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
-import { writeOut } from "../output.ts";
+import { BlockGraph } from "../../core/block/graph.ts";
+import type { Machine } from "../../core/machine.ts";
+import { writeErr, writeOut } from "../output.ts";
+import { buildSystemSetup } from "./config.ts";
 import { versionLine } from "../version.ts";
 import { lastValue, parseSystemArgs, type SystemOpt } from "./options.ts";
 
@@ -79,44 +82,65 @@ function machineHelpRequested(value: string): boolean {
 }
 
 /** Runs the system face; resolves to the exit code. */
-export function runSystem(args: string[], ctx: SystemContext): Promise<number> {
+export async function runSystem(args: string[], ctx: SystemContext): Promise<number> {
   const parsed = parseSystemArgs(args);
   const opts = parsed.opts;
   if (opts.some((o) => o.name === "h" || o.name === "help")) {
     writeOut(SYSTEM_USAGE);
-    return Promise.resolve(0);
+    return 0;
   }
   if (opts.some((o) => o.name === "version")) {
     writeOut(`${versionLine("QEMU emulator")}\n`);
-    return Promise.resolve(0);
+    return 0;
   }
   const help = answerHelpQuery(opts, ctx.registry);
   if (help !== undefined) {
     writeOut(help);
-    return Promise.resolve(0);
+    return 0;
   }
-  const machineName = lastValue(opts, "M", "machine");
-  const type = machineName
-    ? (parseKeyValueList(machineName, { impliedKey: "type" }).find((i) => i.key === "type")?.value)
+  const machineText = lastValue(opts, "M", "machine");
+  const type = machineText
+    ? parseKeyValueList(machineText, { impliedKey: "type" }).find((i) => i.key === "type")?.value
     : undefined;
-  const machine = type
+  const descriptor = type
     ? ctx.registry.get("machine", type)
     : ctx.registry.list("machine").find((m) => m.isDefault);
-  if (type && !machine) {
+  if (!descriptor) {
     throw new UsageError("unsupported machine type\nUse -machine help to list supported machines");
   }
-  for (const o of opts.filter((o) => o.name === "device")) {
-    const driver = parseKeyValueList(o.value, { impliedKey: "driver" }).find((i) =>
-      i.key === "driver"
-    )?.value;
-    if (!driver || !ctx.registry.get("device", driver)) {
-      throw new UsageError(
-        `-device ${o.value}: '${driver ?? ""}' is not a valid device model name`,
-      );
-    }
+  let machine: Machine | undefined;
+  let quit!: () => void;
+  const quitRequested = new Promise<void>((resolve) => (quit = resolve));
+  const setup = await buildSystemSetup(opts, parsed.hda, {
+    registry: ctx.registry,
+    graph: new BlockGraph(ctx.registry),
+    // QEMU's -nographic escapes: Ctrl-A x quits.
+    stdio: {
+      onEscape: (key) => {
+        if (key !== 0x78 /* x */) return false;
+        writeErr("QEMU: Terminated\n");
+        machine?.requestExit(0);
+        quit();
+        return true;
+      },
+    },
+  });
+  const onSignal = () => {
+    writeErr(`${ctx.program}: terminating on signal 2\n`);
+    machine?.requestExit(0);
+    quit();
+  };
+  try {
+    machine = descriptor.create(setup.config) as Machine;
+    for (const d of setup.devices) machine.createDevice(d.model, d.opts);
+    Deno.addSignalListener("SIGINT", onSignal);
+    const exit = await machine.run();
+    // -no-shutdown: the guest stays stopped and the process waits to be told to quit.
+    if (exit.reason === "shutdown" && setup.noShutdown) await quitRequested;
+    return exit.exitCode;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    for (const c of setup.chardevs) await c.close();
+    for (const d of setup.config.drives) await d.node?.close();
   }
-  if (!machine) throw new UsageError("No machine specified, and there is no default");
-  throw new UsageError(
-    `Machine '${machine.name}' cannot start yet: its board is still being built`,
-  );
 }

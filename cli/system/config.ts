@@ -1,0 +1,294 @@
+// Turns a parsed qemu-system command line into a MachineConfig: memory, CPUs, drives, chardevs
+
+import { type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
+import type { BlockGraph } from "../../core/block/graph.ts";
+import { type Chardev, openChardev, type StdioChardevOptions } from "../../core/chardev.ts";
+import type { CpuBackend } from "../../core/cpu.ts";
+import { UsageError } from "../../core/errors.ts";
+import type { DriveConfig, MachineConfig } from "../../core/machine.ts";
+import {
+  type OptionSpec,
+  parseKeyValueList,
+  parseNumber,
+  parseOptions,
+  parseSize,
+} from "../../core/options.ts";
+import type { Registry } from "../../core/plugin.ts";
+import { allValues, lastValue, type SystemOpt } from "./options.ts";
+
+/** QEMU's default guest RAM. */
+export const DEFAULT_RAM_BYTES = 128 << 20;
+
+/** The `-drive` options vmkit knows, named as QEMU names them. */
+export const DRIVE_OPTIONS: readonly OptionSpec[] = [
+  { name: "file", type: "string", help: "disk image" },
+  { name: "format", type: "string", help: "disk format (raw, qcow2, ...)" },
+  {
+    name: "if",
+    type: "enum",
+    values: ["ide", "scsi", "sd", "mtd", "floppy", "pflash", "virtio", "none"],
+    help: "interface",
+  },
+  { name: "index", type: "number", help: "index on the interface" },
+  { name: "bus", type: "number", help: "bus number" },
+  { name: "unit", type: "number", help: "unit number" },
+  { name: "media", type: "enum", values: ["disk", "cdrom"], help: "media type" },
+  {
+    name: "cache",
+    type: "enum",
+    values: ["writeback", "writethrough", "none", "directsync", "unsafe"],
+    help: "host cache mode",
+  },
+  { name: "readonly", type: "bool", help: "open read-only" },
+  { name: "snapshot", type: "bool", help: "discard writes at exit" },
+  { name: "id", type: "string", help: "drive id" },
+  { name: "serial", type: "string", help: "disk serial number" },
+  { name: "aio", type: "string", help: "host AIO implementation (accepted)" },
+  { name: "discard", type: "string", help: "discard mode (accepted)" },
+  { name: "detect-zeroes", type: "string", help: "detect zero writes (accepted)" },
+  { name: "werror", type: "string", help: "write error action (accepted)" },
+  { name: "rerror", type: "string", help: "read error action (accepted)" },
+  { name: "l2-cache-size", type: "size", help: "qcow2 L2 cache size" },
+  { name: "refcount-cache-size", type: "size", help: "qcow2 refcount cache size" },
+  { name: "cache-size", type: "size", help: "qcow2 metadata cache size" },
+  { name: "l2-cache-entry-size", type: "size", help: "qcow2 L2 cache entry size" },
+  { name: "cache-clean-interval", type: "number", help: "qcow2 cache clean interval (s)" },
+];
+
+const QCOW2_RUNTIME = [
+  "l2-cache-size",
+  "refcount-cache-size",
+  "cache-size",
+  "l2-cache-entry-size",
+  "cache-clean-interval",
+];
+
+/** Everything the CLI needs besides the config itself. */
+export interface SystemSetup {
+  config: MachineConfig;
+  /** `-device` models with their parsed options, created after the board. */
+  devices: { model: string; opts: Record<string, string | number | boolean> }[];
+  /** `-no-shutdown`: keep the process after the guest powers off. */
+  noShutdown: boolean;
+  /** Chardevs to close at exit (stdio restores the terminal). */
+  chardevs: Chardev[];
+}
+
+/** Reads `-m 768`, `-m 1G`, `-m size=768M` (a bare number is MiB, as QEMU reads it). */
+export function parseRamSize(text: string): number {
+  const items = parseKeyValueList(text, { impliedKey: "size" });
+  const size = items.find((i) => i.key === "size")?.value;
+  if (size === undefined) throw new UsageError(`-m ${text}: missing 'size'`);
+  let bytes: number;
+  try {
+    bytes = parseSize(size, { defaultSuffix: "m" });
+  } catch {
+    throw new UsageError(`-m ${text}: Parameter 'size' expects a non-negative number below 2^64`);
+  }
+  if (bytes < 1 << 20) throw new UsageError(`-m ${text}: ram size too small`);
+  return bytes;
+}
+
+/** Reads `-smp 2` or `-smp cpus=2,maxcpus=4,...`. */
+export function parseSmp(text: string): { cpus: number; maxCpus: number } {
+  const items = parseKeyValueList(text, { impliedKey: "cpus" });
+  const get = (k: string) => {
+    const v = items.find((i) => i.key === k)?.value;
+    return v === undefined ? undefined : parseNumber(v, k);
+  };
+  const cpus = get("cpus") ?? 1;
+  if (cpus < 1 || cpus > 255) throw new UsageError(`Invalid SMP CPUs ${cpus}`);
+  return { cpus, maxCpus: get("maxcpus") ?? cpus };
+}
+
+/** The accelerator asked for by `-M accel=`, `-accel`, `-enable-kvm` (default `tcg`). */
+export function chosenAccel(opts: readonly SystemOpt[]): string {
+  let accel = "tcg";
+  for (const o of opts) {
+    if (o.name === "enable-kvm") accel = "kvm";
+    else if (o.name === "accel") {
+      accel = parseKeyValueList(o.value, { impliedKey: "accel" }).find((i) =>
+        i.key === "accel"
+      )?.value ??
+        accel;
+    } else if (o.name === "M" || o.name === "machine") {
+      const a = parseKeyValueList(o.value, { impliedKey: "type" }).find((i) => i.key === "accel");
+      if (a) accel = a.value;
+    }
+  }
+  // QEMU takes the first of `kvm:tcg` that works; vmkit has tcg.
+  const choices = accel.split(":");
+  return choices.includes("tcg") ? "tcg" : choices[0];
+}
+
+/** Reads `-boot` (`d`, `order=dc,menu=on,once=d,splash-time=,reboot-timeout=`). */
+export function parseBoot(text: string): Partial<MachineConfig> {
+  const items = parseKeyValueList(text, { impliedKey: "order" });
+  const out: Partial<MachineConfig> = {};
+  for (const i of items) {
+    switch (i.key) {
+      case "order":
+      case "once":
+        if (!/^[a-p]+$/.test(i.value)) {
+          throw new UsageError(`Invalid boot device for PC: '${i.value}'`);
+        }
+        out.bootOrder = i.value;
+        break;
+      case "menu":
+        out.bootMenu = ["on", "yes", "true"].includes(i.value);
+        break;
+      case "splash-time":
+        out.bootSplashTimeMs = parseNumber(i.value, "splash-time");
+        break;
+      case "reboot-timeout":
+        out.bootRebootTimeoutMs = Number(i.value);
+        break;
+      case "strict":
+      case "splash":
+        break;
+      default:
+        throw new UsageError(`-boot ${text}: Invalid parameter '${i.key}'`);
+    }
+  }
+  return out;
+}
+
+/** Opens every drive of the command line (`-drive`, `-hda..-hdd`, `-cdrom`, a bare image). */
+export async function openDrives(
+  opts: readonly SystemOpt[],
+  graph: BlockGraph,
+  hda: string | undefined,
+): Promise<DriveConfig[]> {
+  const specs: string[] = [];
+  if (hda !== undefined) specs.push(`file=${hda.replaceAll(",", ",,")},index=0,media=disk`);
+  for (const o of opts) {
+    const file = o.value.replaceAll(",", ",,");
+    if (o.name === "drive") specs.push(o.value);
+    else if (o.name === "hda") specs.push(`file=${file},index=0,media=disk`);
+    else if (o.name === "hdb") specs.push(`file=${file},index=1,media=disk`);
+    else if (o.name === "hdc") specs.push(`file=${file},index=2,media=disk`);
+    else if (o.name === "hdd") specs.push(`file=${file},index=3,media=disk`);
+    else if (o.name === "cdrom") specs.push(`file=${file},index=2,media=cdrom`);
+  }
+  const drives: DriveConfig[] = [];
+  for (const [n, spec] of specs.entries()) {
+    let o;
+    try {
+      o = parseOptions(spec, DRIVE_OPTIONS, { impliedKey: "file" });
+    } catch (e) {
+      throw new UsageError(`-drive ${spec}: ${(e as Error).message}`);
+    }
+    const media = (o.media as "disk" | "cdrom" | undefined) ?? "disk";
+    const readOnly = o.readonly === true || media === "cdrom";
+    const cache = (o.cache as CacheMode | undefined) ?? "writeback";
+    const file = o.file as string | undefined;
+    let node = null;
+    if (file !== undefined && file !== "") {
+      const formatOptions: Record<string, string | number | boolean> = {};
+      for (const k of QCOW2_RUNTIME) if (o[k] !== undefined) formatOptions[k] = o[k];
+      try {
+        node = await graph.openImage(file, {
+          format: o.format as string | undefined,
+          readOnly,
+          direct: parseCacheMode(cache).direct,
+          formatOptions,
+        });
+      } catch (e) {
+        throw new UsageError(`-drive ${spec}`, { cause: e });
+      }
+    } else if (media === "disk") {
+      throw new UsageError(`-drive ${spec}: A block device must be specified for "file"`);
+    }
+    drives.push({
+      id: (o.id as string | undefined) ?? `${o.if === "virtio" ? "virtio" : "ide"}${n}-hd${n}`,
+      node,
+      interface: (o.if as DriveConfig["interface"] | undefined) ?? "ide",
+      index: o.index as number | undefined,
+      media,
+      readOnly,
+      serial: o.serial as string | undefined,
+    });
+  }
+  return drives;
+}
+
+/** Builds the machine configuration from a parsed command line. */
+export async function buildSystemSetup(
+  opts: readonly SystemOpt[],
+  hda: string | undefined,
+  context: {
+    registry: Registry;
+    graph: BlockGraph;
+    stdio: StdioChardevOptions;
+  },
+): Promise<SystemSetup> {
+  const registry = context.registry;
+  const accel = chosenAccel(opts);
+  const cpuPlugin = registry.list("cpu").find((c) => c.accel === accel);
+  if (!cpuPlugin) {
+    if (accel === "kvm") {
+      throw new UsageError(
+        "accel=kvm is not available yet in vmkit; use -machine accel=tcg (the default)",
+      );
+    }
+    throw new UsageError(`invalid accelerator ${accel}`);
+  }
+  const cpuModel = lastValue(opts, "cpu")?.split(",")[0];
+  if (cpuModel && !cpuPlugin.models.some((m) => m.name === cpuModel)) {
+    throw new UsageError(`unable to find CPU model '${cpuModel}'`);
+  }
+  const nographic = opts.some((o) => o.name === "nographic");
+  const chardevs: Chardev[] = [];
+  const open = (id: string, spec: string) => {
+    const c = openChardev(id, spec, context.stdio);
+    chardevs.push(c);
+    return c;
+  };
+  const serialSpecs = allValues(opts, "serial");
+  if (serialSpecs.length === 0 && nographic) serialSpecs.push("mon:stdio");
+  const serial = serialSpecs.filter((s) => s !== "none").map((spec, i) => open(`serial${i}`, spec));
+  const debugconSpec = lastValue(opts, "debugcon");
+  const debugcon = debugconSpec && debugconSpec !== "none"
+    ? open("debugcon", debugconSpec)
+    : undefined;
+  const smp = parseSmp(lastValue(opts, "smp") ?? "1");
+  const boot = parseBoot(lastValue(opts, "boot") ?? "order=cad");
+  const devices = allValues(opts, "device").map((text) => {
+    const items = parseKeyValueList(text, { impliedKey: "driver" });
+    const model = items.find((i) => i.key === "driver")?.value ?? "";
+    const descriptor = registry.get("device", model);
+    if (!descriptor) {
+      throw new UsageError(`-device ${text}: '${model}' is not a valid device model name`);
+    }
+    const rest = items.filter((i) => i.key !== "driver").map((i) =>
+      i.bare ? i.key : `${i.key}=${i.value}`
+    )
+      .join(",");
+    try {
+      return { model: descriptor.name, opts: parseOptions(rest, descriptor.options) };
+    } catch (e) {
+      throw new UsageError(`-device ${text}: ${(e as Error).message}`);
+    }
+  });
+  const config: MachineConfig = {
+    ramBytes: parseRamSize(lastValue(opts, "m") ?? String(DEFAULT_RAM_BYTES >> 20)),
+    smp: smp.cpus,
+    maxCpus: smp.maxCpus,
+    biosPath: lastValue(opts, "bios"),
+    dataDirs: allValues(opts, "L"),
+    drives: await openDrives(opts, context.graph, hda),
+    serial,
+    debugcon,
+    nographic,
+    noReboot: opts.some((o) => o.name === "no-reboot"),
+    registry,
+    clock: { realtime: true },
+    ...boot,
+    createCpu: (machine, index) =>
+      cpuPlugin.create(
+        { memory: machine.memory, io: machine.io, index, model: cpuModel },
+        {},
+      ) as CpuBackend,
+  };
+  return { config, devices, noShutdown: opts.some((o) => o.name === "no-shutdown"), chardevs };
+}
