@@ -2,6 +2,7 @@
 
 import type { PluginDescriptor } from "../core/plugin.ts";
 import { DEVICE_PLUGINS } from "./devices/mod.ts";
+import qcow2 from "./formats/qcow2/mod.ts";
 import raw from "./formats/raw.ts";
 import pcMachine from "./machines/pc.ts";
 import file from "./protocols/file.ts";
@@ -10,6 +11,7 @@ import file from "./protocols/file.ts";
 export const BUILTIN_PLUGINS: readonly PluginDescriptor[] = [
   file,
   raw,
+  qcow2,
   ...DEVICE_PLUGINS,
   pcMachine,
 ];

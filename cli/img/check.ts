@@ -123,6 +123,8 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     readOnly: repair === "none",
     forceShare: hasOpt(opts, "U"),
     cache: lastOpt(opts, "T"),
+    // Repair opens a corrupt image read-write without the automatic dirty repair, as QEMU's check mode.
+    formatOptions: repair === "none" ? undefined : { "x-check": true },
   });
   try {
     if (!node.check) {

@@ -40,6 +40,8 @@ export interface OpenImageOptions {
   noBacking?: boolean;
   /** `-o`-style runtime options for the format (`l2-cache-size=...`). */
   formatOptionsText?: string;
+  /** Typed runtime options added by the command itself (`x-check` for `check -r`). */
+  formatOptions?: ParsedOptions;
   /** `--image-opts`: the file name is an option string (`driver=qcow2,file.filename=x`). */
   imageOpts?: boolean;
 }
@@ -81,11 +83,13 @@ export async function openImage(
     };
   }
   const cache = options.cache ? parseCacheMode(options.cache) : undefined;
-  let formatOptions: ParsedOptions | undefined;
+  let formatOptions: ParsedOptions | undefined = options.formatOptions;
   if (options.formatOptionsText) {
     if (!options.format) throw new UsageError("Image options need an explicit format (driver=)");
     const fmt = ctx.graph.format(options.format);
-    formatOptions = parseOptions(options.formatOptionsText, fmt.openOptions ?? []);
+    formatOptions = parseOptions(options.formatOptionsText, fmt.openOptions ?? [], {
+      into: { ...formatOptions },
+    });
   }
   return await ctx.graph.openImage(filename, {
     format: options.format,

@@ -12,7 +12,7 @@ import {
   lastOpt,
   openImage,
 } from "./common.ts";
-import { chainStatus } from "./map.ts";
+import { chainStatus } from "../../core/block/status.ts";
 import { Progress } from "./progress.ts";
 
 const CHUNK_BYTES = 1 << 20;

@@ -17,7 +17,7 @@ import {
   openImage,
 } from "./common.ts";
 import { createOptionsHelp, parseCreateOptions } from "./create.ts";
-import { chainStatus } from "./map.ts";
+import { chainStatus } from "../../core/block/status.ts";
 import { Progress } from "./progress.ts";
 
 /** Bytes a convert worker moves at once (QEMU's default buffer is 2 MiB). */

@@ -1,6 +1,7 @@
 // `img map`: where each guest extent lives, through the backing chain
 
 import type { BlockNode } from "../../core/block/driver.ts";
+import { type ChainStatus, chainStatus } from "../../core/block/status.ts";
 import { UsageError } from "../../core/errors.ts";
 import { parseSize } from "../../core/options.ts";
 import { getopt } from "../getopt.ts";
@@ -16,60 +17,7 @@ import {
 } from "./common.ts";
 
 /** One extent of the map, as qemu-img's MapEntry. */
-export interface MapEntry {
-  start: number;
-  length: number;
-  depth: number;
-  present: boolean;
-  zero: boolean;
-  data: boolean;
-  compressed: boolean;
-  offset?: number;
-  filename?: string;
-}
-
-/** The status of `[offset, offset+bytes)` through the chain: the first layer that defines it. */
-export async function chainStatus(
-  top: BlockNode,
-  offset: number,
-  bytes: number,
-): Promise<MapEntry> {
-  let node: BlockNode | null = top;
-  let depth = 0;
-  let n = bytes;
-  for (;;) {
-    const s = await node.blockStatus(offset, Math.min(n, node.size() - offset));
-    n = Math.min(n, s.bytes);
-    if (s.allocated) {
-      return {
-        start: offset,
-        length: n,
-        depth,
-        present: true,
-        zero: s.zero,
-        data: s.data,
-        compressed: s.compressed ?? false,
-        offset: s.hostOffset,
-        filename: s.file?.filename,
-      };
-    }
-    if (!node.backing || offset >= node.backing.size()) {
-      // No backing, or a backing file shorter than this layer: reads as zero, allocated nowhere.
-      return {
-        start: offset,
-        length: n,
-        depth,
-        present: false,
-        zero: true,
-        data: false,
-        compressed: false,
-      };
-    }
-    n = Math.min(n, node.backing.size() - offset);
-    node = node.backing;
-    depth++;
-  }
-}
+export type MapEntry = ChainStatus;
 
 function mergeable(a: MapEntry, b: MapEntry): boolean {
   return a.depth === b.depth && a.present === b.present && a.zero === b.zero &&

@@ -15,7 +15,7 @@ import {
   outputFormat,
 } from "./common.ts";
 import { createOptionsHelp, parseCreateOptions, parseImageSize } from "./create.ts";
-import { chainStatus } from "./map.ts";
+import { chainStatus } from "../../core/block/status.ts";
 
 async function run(args: string[], ctx: ImgContext): Promise<number> {
   const { opts, positional } = getopt(args, "hf:o:O:l:U", [

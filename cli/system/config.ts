@@ -223,6 +223,23 @@ export async function buildSystemSetup(
   },
 ): Promise<SystemSetup> {
   const registry = context.registry;
+  const devices = allValues(opts, "device").map((text) => {
+    const items = parseKeyValueList(text, { impliedKey: "driver" });
+    const model = items.find((i) => i.key === "driver")?.value ?? "";
+    const descriptor = registry.get("device", model);
+    if (!descriptor) {
+      throw new UsageError(`-device ${text}: '${model}' is not a valid device model name`);
+    }
+    const rest = items.filter((i) => i.key !== "driver").map((i) =>
+      i.bare ? i.key : `${i.key}=${i.value}`
+    )
+      .join(",");
+    try {
+      return { model: descriptor.name, opts: parseOptions(rest, descriptor.options) };
+    } catch (e) {
+      throw new UsageError(`-device ${text}: ${(e as Error).message}`);
+    }
+  });
   const accel = chosenAccel(opts);
   const cpuPlugin = registry.list("cpu").find((c) => c.accel === accel);
   if (!cpuPlugin) {
@@ -253,23 +270,6 @@ export async function buildSystemSetup(
     : undefined;
   const smp = parseSmp(lastValue(opts, "smp") ?? "1");
   const boot = parseBoot(lastValue(opts, "boot") ?? "order=cad");
-  const devices = allValues(opts, "device").map((text) => {
-    const items = parseKeyValueList(text, { impliedKey: "driver" });
-    const model = items.find((i) => i.key === "driver")?.value ?? "";
-    const descriptor = registry.get("device", model);
-    if (!descriptor) {
-      throw new UsageError(`-device ${text}: '${model}' is not a valid device model name`);
-    }
-    const rest = items.filter((i) => i.key !== "driver").map((i) =>
-      i.bare ? i.key : `${i.key}=${i.value}`
-    )
-      .join(",");
-    try {
-      return { model: descriptor.name, opts: parseOptions(rest, descriptor.options) };
-    } catch (e) {
-      throw new UsageError(`-device ${text}: ${(e as Error).message}`);
-    }
-  });
   const config: MachineConfig = {
     ramBytes: parseRamSize(lastValue(opts, "m") ?? String(DEFAULT_RAM_BYTES >> 20)),
     smp: smp.cpus,

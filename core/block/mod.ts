@@ -3,3 +3,5 @@ export * from "./driver.ts";
 export * from "./graph.ts";
 export * from "./scheduler.ts";
 export * from "./backend.ts";
+export * from "./status.ts";
+export * from "./zero.ts";

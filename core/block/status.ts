@@ -1,0 +1,82 @@
+// Block status through a backing chain and down into the file, as qemu-img map and convert see it
+
+import type { BlockNode } from "./driver.ts";
+
+/** The status of one extent of guest data, with the layer that defines it. */
+export interface ChainStatus {
+  /** Guest offset of the extent. */
+  start: number;
+  length: number;
+  /** How many backing layers below the top the status comes from. */
+  depth: number;
+  /** Allocated in some layer of the chain. */
+  present: boolean;
+  /** Reads as zeroes. */
+  zero: boolean;
+  /** Holds data in some layer's storage. */
+  data: boolean;
+  compressed: boolean;
+  /** Where the bytes sit in `filename`, when they sit there unchanged. */
+  offset?: number;
+  filename?: string;
+}
+
+/**
+ * The status of `[offset, offset+bytes)` through the chain: the first layer that
+ * defines it, as QEMU's `bdrv_block_status_above`. Like QEMU, a data extent whose
+ * host range is a hole in the file is also reported as zero, and a region past the
+ * end of a shorter backing file reads as zero.
+ */
+export async function chainStatus(
+  top: BlockNode,
+  offset: number,
+  bytes: number,
+): Promise<ChainStatus> {
+  let node: BlockNode = top;
+  let depth = 0;
+  let n = bytes;
+  for (;;) {
+    const s = await node.blockStatus(offset, Math.min(n, node.size() - offset));
+    n = Math.min(n, s.bytes);
+    if (s.allocated) {
+      let zero = s.zero;
+      // Data at a known place in a protocol node: ask that node whether it is a hole.
+      if (
+        s.data && !zero && s.hostOffset !== undefined && s.file && s.file !== node && !s.compressed
+      ) {
+        const fs = await s.file.blockStatus(s.hostOffset, n);
+        if (fs.zero && !fs.data) {
+          zero = true;
+          n = Math.min(n, fs.bytes);
+        }
+      }
+      return {
+        start: offset,
+        length: n,
+        depth,
+        present: true,
+        zero,
+        data: s.data,
+        compressed: s.compressed ?? false,
+        offset: s.hostOffset,
+        filename: s.file?.filename,
+      };
+    }
+    const backing: BlockNode | null = node.backing;
+    if (!backing || offset >= backing.size()) {
+      // No backing, or a backing file shorter than this layer: reads as zero, allocated nowhere.
+      return {
+        start: offset,
+        length: n,
+        depth,
+        present: false,
+        zero: true,
+        data: false,
+        compressed: false,
+      };
+    }
+    n = Math.min(n, backing.size() - offset);
+    node = backing;
+    depth++;
+  }
+}

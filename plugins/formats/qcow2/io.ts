@@ -1,0 +1,425 @@
+// qcow2 guest I/O: reads through the mapping, allocating writes with copy-on-write, zeroes and discard
+
+import { IoError } from "../../../core/errors.ts";
+import { newMapping } from "./cluster.ts";
+import { compressCluster, decompressCluster } from "./compress.ts";
+import { markDirty, type Qcow2Image } from "./image.ts";
+import {
+  entryOffset,
+  offsetHi,
+  offsetLo,
+  QCOW2_SUBCLUSTER_COMPRESSED,
+  QCOW2_SUBCLUSTER_NORMAL,
+  QCOW2_SUBCLUSTER_ZERO_ALLOC,
+  QCOW2_SUBCLUSTER_ZERO_PLAIN,
+  QCOW_OFLAG_COMPRESSED_HI,
+  QCOW_OFLAG_COPIED_HI,
+  QCOW_OFLAG_ZERO,
+} from "./layout.ts";
+
+/**
+ * Reads guest bytes `[offset, offset + buf.length)`, which must lie inside the
+ * virtual disk. An L2 cache hit on allocated data costs one lookup and one read.
+ */
+export function readGuest(img: Qcow2Image, offset: number, buf: Uint8Array): Promise<void> | void {
+  const m = img.scratch;
+  const len = buf.length;
+  let pos = 0;
+  while (pos < len) {
+    img.map.lookup(offset + pos, len - pos, m);
+    const n = m.bytes;
+    const out = n === len ? buf : buf.subarray(pos, pos + n);
+    switch (m.type) {
+      case QCOW2_SUBCLUSTER_NORMAL:
+        img.data.readSync(m.hostOffset, out);
+        break;
+      case QCOW2_SUBCLUSTER_ZERO_PLAIN:
+      case QCOW2_SUBCLUSTER_ZERO_ALLOC:
+        out.fill(0);
+        break;
+      case QCOW2_SUBCLUSTER_COMPRESSED:
+        readCompressed(img, offset + pos, m.hostOffset, m.compressedBytes, out);
+        break;
+      default:
+        if (img.backing !== null) return readRest(img, offset, buf, pos);
+        out.fill(0);
+    }
+    pos += n;
+  }
+}
+
+// The slow path once a backing read is needed: awaits, so it cannot share the scratch mapping.
+async function readRest(
+  img: Qcow2Image,
+  offset: number,
+  buf: Uint8Array,
+  pos: number,
+): Promise<void> {
+  const m = newMapping();
+  while (pos < buf.length) {
+    img.map.lookup(offset + pos, buf.length - pos, m);
+    const n = m.bytes;
+    const out = buf.subarray(pos, pos + n);
+    switch (m.type) {
+      case QCOW2_SUBCLUSTER_NORMAL:
+        img.data.readSync(m.hostOffset, out);
+        break;
+      case QCOW2_SUBCLUSTER_ZERO_PLAIN:
+      case QCOW2_SUBCLUSTER_ZERO_ALLOC:
+        out.fill(0);
+        break;
+      case QCOW2_SUBCLUSTER_COMPRESSED:
+        readCompressed(img, offset + pos, m.hostOffset, m.compressedBytes, out);
+        break;
+      default:
+        await readBacking(img, offset + pos, out);
+    }
+    pos += n;
+  }
+}
+
+/** Reads from the backing node; bytes past its end read as zeroes. */
+export async function readBacking(img: Qcow2Image, offset: number, out: Uint8Array): Promise<void> {
+  const backing = img.backing;
+  const have = backing === null ? 0 : Math.max(0, Math.min(out.length, backing.size() - offset));
+  if (have > 0) await backing!.read(offset, have === out.length ? out : out.subarray(0, have));
+  if (have < out.length) out.fill(0, have);
+}
+
+function readCompressed(
+  img: Qcow2Image,
+  guest: number,
+  host: number,
+  bytes: number,
+  out: Uint8Array,
+): void {
+  const cs = img.layout.clusterSize;
+  let cached = img.decompressed;
+  if (cached === null || cached.offset !== host) {
+    const input = new Uint8Array(bytes);
+    img.file.readSync(host, input);
+    cached = { offset: host, data: decompressCluster(img.header.compressionType, input, cs) };
+    img.decompressed = cached;
+  }
+  const inCluster = guest % cs;
+  out.set(cached.data.subarray(inCluster, inCluster + out.length));
+}
+
+/** Reads guest bytes, with the part past the virtual size reading as zeroes (for copy-on-write). */
+async function readClamped(img: Qcow2Image, offset: number, out: Uint8Array): Promise<void> {
+  const have = Math.max(0, Math.min(out.length, img.header.size - offset));
+  if (have > 0) await readGuest(img, offset, have === out.length ? out : out.subarray(0, have));
+  if (have < out.length) out.fill(0, have);
+}
+
+/** Notes the first allocating change of a lazy-refcount image. */
+function beforeMetadataChange(img: Qcow2Image): void {
+  if (img.lazy) markDirty(img);
+}
+
+/** Allocates a host cluster for guest cluster `c` (the guest offset itself with a data file). */
+function allocData(img: Qcow2Image, c: number): number {
+  if (img.hasDataFile) return c * img.layout.clusterSize;
+  return img.refcounts.allocClusters(1);
+}
+
+/** Drops the reference an old L2 entry held (a shared or compressed cluster being replaced). */
+function releaseOld(img: Qcow2Image, hi: number, lo: number): void {
+  if (img.hasDataFile) return;
+  if ((hi & QCOW_OFLAG_COMPRESSED_HI) !== 0) {
+    img.refcounts.free(img.layout.compressedOffset(hi, lo), img.layout.compressedBytes(hi, lo));
+    return;
+  }
+  const host = entryOffset(hi, lo);
+  if (host !== 0) img.refcounts.free(host, img.layout.clusterSize);
+}
+
+function bitRange(first: number, last: number): number {
+  // Bits first..last inclusive of a 32-bit subcluster bitmap.
+  const count = last - first + 1;
+  return count >= 32 ? 0xffffffff : (((1 << count) - 1) << first) >>> 0;
+}
+
+/** Writes guest bytes `[offset, offset + data.length)`, cluster by cluster. */
+export async function writeGuest(img: Qcow2Image, offset: number, data: Uint8Array): Promise<void> {
+  const cs = img.layout.clusterSize;
+  let pos = 0;
+  while (pos < data.length) {
+    const guest = offset + pos;
+    const c = Math.floor(guest / cs);
+    const a = guest - c * cs;
+    const n = Math.min(cs - a, data.length - pos);
+    const chunk = n === data.length ? data : data.subarray(pos, pos + n);
+    if (!writeInPlace(img, c, a, chunk)) await writeAllocating(img, c, a, chunk);
+    pos += n;
+  }
+}
+
+// Writes into an allocated cluster this image owns alone (COPIED); false when not possible.
+function writeInPlace(img: Qcow2Image, c: number, a: number, chunk: Uint8Array): boolean {
+  const L = img.layout;
+  const s = img.map.slice(c);
+  if (s === null) return false;
+  const v = s.entry.view;
+  const at = s.index * L.l2EntryBytes;
+  const hi = v.getUint32(at);
+  const lo = v.getUint32(at + 4);
+  if ((hi & QCOW_OFLAG_COPIED_HI) === 0 || (hi & QCOW_OFLAG_COMPRESSED_HI) !== 0) return false;
+  if (!L.extendedL2) {
+    if ((lo & QCOW_OFLAG_ZERO) !== 0) return false;
+  } else {
+    const alloc = v.getUint32(at + 12);
+    const mask = bitRange(
+      Math.floor(a / L.subclusterSize),
+      Math.floor((a + chunk.length - 1) / L.subclusterSize),
+    );
+    if ((alloc & mask) >>> 0 !== mask) return false;
+  }
+  const host = entryOffset(hi, lo);
+  if (host === 0 && !img.hasDataFile) return false;
+  img.data.writeSync(host + a, chunk);
+  return true;
+}
+
+async function writeAllocating(
+  img: Qcow2Image,
+  c: number,
+  a: number,
+  chunk: Uint8Array,
+): Promise<void> {
+  const L = img.layout;
+  const cs = L.clusterSize;
+  const b = a + chunk.length;
+  beforeMetadataChange(img);
+  let s = img.map.sliceForWrite(c, img.refcounts, img.lazy);
+  let at = s.index * L.l2EntryBytes;
+  const hi = s.entry.view.getUint32(at);
+  const lo = s.entry.view.getUint32(at + 4);
+  const compressed = (hi & QCOW_OFLAG_COMPRESSED_HI) !== 0;
+  const host = compressed ? 0 : entryOffset(hi, lo);
+  const hasHost = !compressed &&
+    (host !== 0 || (img.hasDataFile && (hi & QCOW_OFLAG_COPIED_HI) !== 0));
+  const owned = hasHost && (hi & QCOW_OFLAG_COPIED_HI) !== 0;
+  // The byte range of the cluster that must hold valid data after this write.
+  let r0 = 0;
+  let r1 = cs;
+  if (L.extendedL2 && !compressed && !(hasHost && !owned)) {
+    r0 = Math.floor(a / L.subclusterSize) * L.subclusterSize;
+    r1 = Math.ceil(b / L.subclusterSize) * L.subclusterSize;
+  }
+  let buf = chunk;
+  if (r0 !== a || r1 !== b) {
+    buf = new Uint8Array(r1 - r0);
+    const base = c * cs;
+    if (a > r0) await readClamped(img, base + r0, buf.subarray(0, a - r0));
+    buf.set(chunk, a - r0);
+    if (r1 > b) await readClamped(img, base + b, buf.subarray(b - r0));
+  }
+  const target = owned ? host : allocData(img, c);
+  img.data.writeSync(target + r0, buf);
+  // Awaiting the backing may have let other requests evict the slice: look it up again.
+  s = img.map.sliceForWrite(c, img.refcounts, img.lazy);
+  at = s.index * L.l2EntryBytes;
+  const v = s.entry.view;
+  v.setUint32(at, (offsetHi(target) | QCOW_OFLAG_COPIED_HI) >>> 0);
+  v.setUint32(at + 4, offsetLo(target));
+  if (L.extendedL2) {
+    const mask = compressed
+      ? 0xffffffff
+      : bitRange(Math.floor(r0 / L.subclusterSize), r1 / L.subclusterSize - 1);
+    v.setUint32(at + 8, (v.getUint32(at + 8) & ~mask) >>> 0);
+    v.setUint32(at + 12, compressed ? 0xffffffff : (v.getUint32(at + 12) | mask) >>> 0);
+  }
+  if (!img.lazy) img.map.cache.setDependency(img.refcounts.cache);
+  img.map.cache.markDirty(s.entry);
+  if (!owned && (compressed || hasHost)) releaseOld(img, hi, lo);
+}
+
+/**
+ * Writes one compressed cluster at the cluster-aligned guest `offset`; data that
+ * does not compress (or a short last cluster) is written normally, as QEMU does.
+ */
+export async function writeCompressedGuest(
+  img: Qcow2Image,
+  offset: number,
+  data: Uint8Array,
+): Promise<void> {
+  const L = img.layout;
+  const cs = L.clusterSize;
+  if (offset % cs !== 0) throw new IoError("Compressed writes must be cluster aligned");
+  if (img.hasDataFile) throw new IoError("Compression is not supported with an external data file");
+  const full = data.length === cs ? data : null;
+  const packed = full ? compressCluster(img.header.compressionType, full, cs) : null;
+  if (packed === null) {
+    await writeGuest(img, offset, data);
+    return;
+  }
+  beforeMetadataChange(img);
+  const c = offset / cs;
+  const s0 = img.map.sliceForWrite(c, img.refcounts, img.lazy);
+  const at0 = s0.index * L.l2EntryBytes;
+  const oldHi = s0.entry.view.getUint32(at0);
+  const oldLo = s0.entry.view.getUint32(at0 + 4);
+  const host = img.refcounts.allocBytes(packed.length);
+  img.file.writeSync(host, packed);
+  const s = img.map.sliceForWrite(c, img.refcounts, img.lazy);
+  const at = s.index * L.l2EntryBytes;
+  const [hi, lo] = L.encodeCompressed(host, packed.length);
+  s.entry.view.setUint32(at, hi);
+  s.entry.view.setUint32(at + 4, lo);
+  if (L.extendedL2) {
+    s.entry.view.setUint32(at + 8, 0);
+    s.entry.view.setUint32(at + 12, 0);
+  }
+  if (!img.lazy) img.map.cache.setDependency(img.refcounts.cache);
+  img.map.cache.markDirty(s.entry);
+  if ((oldHi & QCOW_OFLAG_COMPRESSED_HI) !== 0 || entryOffset(oldHi, oldLo) !== 0) {
+    releaseOld(img, oldHi, oldLo);
+  }
+  img.decompressed = null;
+}
+
+/** How {@linkcode clearRange} rewrites the entries of whole (sub)clusters. */
+type ClearMode = "zero" | "zero-unmap" | "deallocate" | "discard";
+
+/**
+ * Makes `[offset, offset + bytes)` read as zeroes: whole clusters (subclusters with
+ * extended L2) through the zero flag, `unmap` also freeing their host clusters,
+ * the partial ones at the edges with zero bytes. v2 images have no zero flag.
+ */
+export async function zeroGuest(
+  img: Qcow2Image,
+  offset: number,
+  bytes: number,
+  unmap: boolean,
+): Promise<void> {
+  const L = img.layout;
+  const [a0, a1] = innerRange(img, offset, bytes, L.extendedL2 ? L.subclusterSize : L.clusterSize);
+  const zeroFlag = img.header.version >= 3 && !img.dataFileRaw;
+  let mode: ClearMode | null = null;
+  if (zeroFlag) mode = unmap ? "zero-unmap" : "zero";
+  else if (img.backing === null && unmap && !img.dataFileRaw) mode = "deallocate";
+  if (mode === null || a0 >= a1) {
+    await writeZeroBytes(img, offset, bytes);
+    return;
+  }
+  const end = offset + bytes;
+  if (offset < a0) await writeZeroBytes(img, offset, a0 - offset);
+  if (end > a1) await writeZeroBytes(img, a1, end - a1);
+  await clearRange(img, a0, Math.min(a1, end), mode);
+}
+
+/**
+ * Drops whole clusters of `[offset, offset + bytes)` as a guest discard does in
+ * QEMU: v3 entries become zero clusters (so a backing file does not show
+ * through), v2 entries become unallocated; partial clusters are left alone.
+ */
+export async function discardGuest(img: Qcow2Image, offset: number, bytes: number): Promise<void> {
+  const [a0, a1] = innerRange(img, offset, bytes, img.layout.clusterSize);
+  if (a0 < a1) await clearRange(img, a0, Math.min(a1, offset + bytes), "discard");
+}
+
+/** Makes every cluster of `[start, end)` (cluster aligned) unallocated and frees it (shrinking). */
+export async function deallocateGuest(img: Qcow2Image, start: number, end: number): Promise<void> {
+  await clearRange(img, start, end, "deallocate");
+}
+
+// The unit-aligned part of a range; the image end counts as aligned.
+function innerRange(
+  img: Qcow2Image,
+  offset: number,
+  bytes: number,
+  unit: number,
+): [number, number] {
+  const end = offset + bytes;
+  const a0 = Math.ceil(offset / unit) * unit;
+  let a1 = Math.floor(end / unit) * unit;
+  if (end >= img.header.size) a1 = Math.ceil(end / unit) * unit;
+  return [a0, a1];
+}
+
+async function writeZeroBytes(img: Qcow2Image, offset: number, bytes: number): Promise<void> {
+  const chunk = new Uint8Array(Math.min(bytes, 1 << 20));
+  for (let done = 0; done < bytes;) {
+    const n = Math.min(chunk.length, bytes - done);
+    await writeGuest(img, offset + done, n === chunk.length ? chunk : chunk.subarray(0, n));
+    done += n;
+  }
+}
+
+async function clearRange(
+  img: Qcow2Image,
+  start: number,
+  end: number,
+  mode: ClearMode,
+): Promise<void> {
+  const L = img.layout;
+  const cs = L.clusterSize;
+  const scs = L.subclusterSize;
+  const zeroFlag = mode === "zero" || mode === "zero-unmap" ||
+    (mode === "discard" && img.header.version >= 3);
+  let metadataChanged = false;
+  for (let pos = start; pos < end;) {
+    const c = Math.floor(pos / cs);
+    const inCluster = pos - c * cs;
+    const n = Math.min(cs - inCluster, end - pos);
+    const guest = pos;
+    pos += n;
+    const peek = img.map.slice(c);
+    let hi = 0;
+    let lo = 0;
+    if (peek !== null) {
+      hi = peek.entry.view.getUint32(peek.index * L.l2EntryBytes);
+      lo = peek.entry.view.getUint32(peek.index * L.l2EntryBytes + 4);
+    }
+    const compressed = (hi & QCOW_OFLAG_COMPRESSED_HI) !== 0;
+    const host = compressed ? 0 : entryOffset(hi, lo);
+    const owned = (hi & QCOW_OFLAG_COPIED_HI) !== 0 && !compressed;
+    const allocated = compressed || host !== 0 || (img.hasDataFile && owned);
+    // Unallocated without a backing file already reads as zeroes.
+    if (
+      !allocated && (img.backing === null || mode === "deallocate") && (lo & QCOW_OFLAG_ZERO) === 0
+    ) continue;
+    const wholeCluster = inCluster === 0 && n >= Math.min(cs, img.header.size - guest);
+    if (L.extendedL2 && !wholeCluster && compressed) {
+      await writeZeroBytes(img, guest, n);
+      continue;
+    }
+    if (!metadataChanged) {
+      beforeMetadataChange(img);
+      metadataChanged = true;
+    }
+    const s = img.map.sliceForWrite(c, img.refcounts, img.lazy);
+    const v = s.entry.view;
+    const at = s.index * L.l2EntryBytes;
+    const free = allocated && (mode !== "zero" || compressed || !owned);
+    if (L.extendedL2 && !wholeCluster) {
+      // Some subclusters only: keep the host cluster, flip their bitmap bits.
+      const mask = bitRange(inCluster / scs, Math.ceil((inCluster + n) / scs) - 1);
+      v.setUint32(at + 8, (v.getUint32(at + 8) | mask) >>> 0);
+      v.setUint32(at + 12, (v.getUint32(at + 12) & ~mask) >>> 0);
+    } else if (free || !zeroFlag) {
+      v.setUint32(at, 0);
+      v.setUint32(at + 4, zeroFlag && !L.extendedL2 ? QCOW_OFLAG_ZERO : 0);
+      if (L.extendedL2) {
+        v.setUint32(at + 8, zeroFlag ? 0xffffffff : 0);
+        v.setUint32(at + 12, 0);
+      }
+    } else if (L.extendedL2) {
+      v.setUint32(at + 8, 0xffffffff);
+      v.setUint32(at + 12, 0);
+    } else {
+      v.setUint32(at + 4, (lo | QCOW_OFLAG_ZERO) >>> 0);
+    }
+    if (!img.lazy) img.map.cache.setDependency(img.refcounts.cache);
+    img.map.cache.markDirty(s.entry);
+    if (free && !(L.extendedL2 && !wholeCluster) && !img.hasDataFile) {
+      releaseOld(img, hi, lo);
+      if (!compressed && img.refcounts.get(host / cs) === 0) {
+        // Let the host reclaim the space too (QEMU passes guest discards down).
+        await img.file.node.discard(host, cs);
+      }
+    }
+  }
+  img.decompressed = null;
+}

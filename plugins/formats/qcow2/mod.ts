@@ -1,0 +1,24 @@
+// The qcow2 format plugin: QEMU copy-on-write images, versions 2 and 3
+
+import type { FormatDescriptor } from "../../../core/plugin.ts";
+import { QCOW2_OPEN_OPTIONS } from "./cache_options.ts";
+import { createQcow2, QCOW2_CREATE_OPTIONS } from "./create.ts";
+import { probe } from "./header.ts";
+import { measureQcow2 } from "./measure.ts";
+import { openQcow2 } from "./node.ts";
+
+export { Qcow2Node } from "./node.ts";
+
+/** The qcow2 image format, versions 2 (compat=0.10) and 3 (compat=1.1). */
+export default {
+  kind: "format",
+  name: "qcow2",
+  summary: "QEMU copy-on-write image",
+  options: QCOW2_CREATE_OPTIONS,
+  openOptions: QCOW2_OPEN_OPTIONS,
+  supportsBacking: true,
+  probe,
+  create: createQcow2,
+  open: openQcow2,
+  measure: measureQcow2,
+} satisfies FormatDescriptor;

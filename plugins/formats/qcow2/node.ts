@@ -1,0 +1,472 @@
+// The qcow2 block node: opening an image and the BlockNode methods on top of the mapping and I/O code
+
+import type {
+  BlockNode,
+  BlockStatus,
+  CheckResult,
+  FormatSpecificInfo,
+  OpenContext,
+  RepairMode,
+  SnapshotInfo,
+  TruncateOptions,
+} from "../../../core/block/driver.ts";
+import { ImageFormatError, IoError, NotSupportedError } from "../../../core/errors.ts";
+import type { ParsedOptions } from "../../../core/options.ts";
+import { type CacheSizes, cacheSizes } from "./cache_options.ts";
+import { checkImage } from "./check.ts";
+import { ClusterMap, newMapping } from "./cluster.ts";
+import { compressionTypeName } from "./compress.ts";
+import {
+  parseHeader,
+  QCOW2_AUTOCLEAR_DATA_FILE_RAW,
+  QCOW2_AUTOCLEAR_MASK,
+  QCOW2_COMPAT_LAZY_REFCOUNTS,
+  QCOW2_COMPRESSION_TYPE_ZSTD,
+  QCOW2_INCOMPAT_COMPRESSION,
+  QCOW2_INCOMPAT_CORRUPT,
+  QCOW2_INCOMPAT_DATA_FILE,
+  QCOW2_INCOMPAT_DIRTY,
+  QCOW2_INCOMPAT_EXTL2,
+  QCOW2_INCOMPAT_MASK,
+  QCOW_MAX_L1_SIZE,
+  QCOW_MAX_REFTABLE_SIZE,
+  unsupportedFeatureMessage,
+} from "./header.ts";
+import {
+  markClean,
+  type Qcow2Image,
+  writeHeader,
+  writeL1Location,
+  writeReftableLocation,
+} from "./image.ts";
+import { discardGuest, readGuest, writeCompressedGuest, writeGuest, zeroGuest } from "./io.ts";
+import {
+  Layout,
+  QCOW2_SUBCLUSTER_COMPRESSED,
+  QCOW2_SUBCLUSTER_NORMAL,
+  QCOW2_SUBCLUSTER_UNALLOCATED_ALLOC,
+  QCOW2_SUBCLUSTER_ZERO_ALLOC,
+  QCOW2_SUBCLUSTER_ZERO_PLAIN,
+  type SyncFile,
+  syncFile,
+} from "./layout.ts";
+import { Refcounts } from "./refcount.ts";
+import { readSnapshots, snapshotInfos, validateTable } from "./snapshot.ts";
+import { truncateImage } from "./truncate.ts";
+
+const RESOLVED = Promise.resolve();
+
+/** An opened qcow2 image. */
+export class Qcow2Node implements BlockNode {
+  readonly driver = "qcow2";
+  #img: Qcow2Image;
+  #caches: CacheSizes;
+  #dataNode: BlockNode | null;
+  #tail: Promise<unknown> = RESOLVED;
+  #busy = 0;
+  #closed = false;
+  #cleanTimer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(img: Qcow2Image, caches: CacheSizes, dataNode: BlockNode | null) {
+    this.#img = img;
+    this.#caches = caches;
+    this.#dataNode = dataNode;
+    if (caches.cleanIntervalSec > 0 && !img.readOnly) {
+      const timer = setInterval(() => {
+        if (this.#busy === 0) {
+          img.map.cache.cleanUnused();
+          img.refcounts.cache.cleanUnused();
+        }
+      }, caches.cleanIntervalSec * 1000);
+      Deno.unrefTimer(timer as unknown as number);
+      this.#cleanTimer = timer;
+    }
+  }
+
+  get filename(): string {
+    return this.#img.file.node.filename;
+  }
+  get readOnly(): boolean {
+    return this.#img.readOnly;
+  }
+  get file(): BlockNode {
+    return this.#img.file.node;
+  }
+  get backing(): BlockNode | null {
+    return this.#img.backing;
+  }
+  get backingFilename(): string | undefined {
+    return this.#img.header.backingFile;
+  }
+  get backingFormat(): string | undefined {
+    return this.#img.header.backingFormat;
+  }
+  get clusterSize(): number {
+    return this.#img.layout.clusterSize;
+  }
+  /** The external data file node, if the image has one. */
+  get dataFile(): BlockNode | null {
+    return this.#dataNode;
+  }
+
+  size(): number {
+    return this.#img.header.size;
+  }
+
+  read(offset: number, buf: Uint8Array): Promise<void> {
+    if (offset < 0 || offset + buf.length > this.#img.header.size) {
+      return Promise.reject(this.#rangeError(offset, buf.length));
+    }
+    try {
+      return readGuest(this.#img, offset, buf) ?? RESOLVED;
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  write(offset: number, data: Uint8Array): Promise<void> {
+    this.#checkWrite(offset, data.length);
+    return this.#serialize(() => writeGuest(this.#img, offset, data));
+  }
+
+  writeZeroes(offset: number, bytes: number, options?: { unmap?: boolean }): Promise<void> {
+    this.#checkWrite(offset, bytes);
+    return this.#serialize(() => zeroGuest(this.#img, offset, bytes, options?.unmap ?? false));
+  }
+
+  discard(offset: number, bytes: number): Promise<void> {
+    this.#checkWrite(offset, bytes);
+    return this.#serialize(() => discardGuest(this.#img, offset, bytes));
+  }
+
+  writeCompressed(offset: number, data: Uint8Array): Promise<void> {
+    this.#checkWrite(offset, data.length);
+    return this.#serialize(() => writeCompressedGuest(this.#img, offset, data));
+  }
+
+  flush(): Promise<void> {
+    if (this.#img.readOnly || this.#closed) return RESOLVED;
+    return this.#serialize(async () => {
+      this.#flushMetadata();
+      await this.#img.file.node.flush();
+      if (this.#dataNode) await this.#dataNode.flush();
+    });
+  }
+
+  #flushMetadata(): void {
+    const img = this.#img;
+    img.map.cache.flush();
+    img.refcounts.flush();
+  }
+
+  async blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
+    const img = this.#img;
+    const n = Math.min(bytes, img.header.size - offset);
+    if (n <= 0) throw this.#rangeError(offset, bytes);
+    const m = newMapping();
+    img.map.lookup(offset, n, m);
+    const s: BlockStatus = { bytes: m.bytes, allocated: false, data: false, zero: false };
+    switch (m.type) {
+      case QCOW2_SUBCLUSTER_NORMAL:
+        s.allocated = true;
+        s.data = true;
+        break;
+      case QCOW2_SUBCLUSTER_ZERO_PLAIN:
+      case QCOW2_SUBCLUSTER_ZERO_ALLOC:
+        s.allocated = true;
+        s.zero = true;
+        break;
+      case QCOW2_SUBCLUSTER_COMPRESSED:
+        s.allocated = true;
+        s.data = true;
+        s.compressed = true;
+        break;
+      default:
+        if (img.backing === null) s.zero = true;
+    }
+    if (
+      m.type === QCOW2_SUBCLUSTER_NORMAL || m.type === QCOW2_SUBCLUSTER_ZERO_ALLOC ||
+      m.type === QCOW2_SUBCLUSTER_UNALLOCATED_ALLOC
+    ) {
+      if (m.type === QCOW2_SUBCLUSTER_NORMAL) {
+        s.hostOffset = m.hostOffset;
+        s.file = img.data.node;
+      }
+    }
+    return await Promise.resolve(s);
+  }
+
+  truncate(sizeBytes: number, options: TruncateOptions = {}): Promise<void> {
+    if (this.#img.readOnly) {
+      return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
+    }
+    return this.#serialize(() => truncateImage(this.#img, sizeBytes, options));
+  }
+
+  allocatedBytes(): number {
+    const own = this.#img.file.node.allocatedBytes();
+    if (this.#dataNode === null || own < 0) return own;
+    const data = this.#dataNode.allocatedBytes();
+    return data < 0 ? own : own + data;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#cleanTimer !== undefined) clearInterval(this.#cleanTimer);
+    await this.#tail.catch(() => {});
+    const img = this.#img;
+    try {
+      if (!img.readOnly) {
+        this.#flushMetadata();
+        img.file.syncSync();
+        // A lazy-refcount image is consistent again once everything is on disk.
+        if (img.lazy) markClean(img);
+      }
+    } finally {
+      this.#closed = true;
+      await img.file.node.close();
+      if (this.#dataNode) await this.#dataNode.close();
+      if (img.backing) await img.backing.close();
+    }
+  }
+
+  formatInfo(): FormatSpecificInfo {
+    const h = this.#img.header;
+    const data: Record<string, unknown> = {};
+    const human: string[] = [];
+    const add = (key: string, label: string, value: unknown) => {
+      data[key] = value;
+      human.push(`    ${label}: ${value}`);
+    };
+    add("compat", "compat", h.version >= 3 ? "1.1" : "0.10");
+    add("compression-type", "compression type", compressionTypeName(h.compressionType));
+    if (h.version >= 3) {
+      add(
+        "lazy-refcounts",
+        "lazy refcounts",
+        (h.compatibleFeatures & QCOW2_COMPAT_LAZY_REFCOUNTS) !== 0n,
+      );
+    }
+    add("refcount-bits", "refcount bits", this.#img.layout.refcountBits);
+    if (h.version >= 3) {
+      if (this.#img.hasDataFile && h.dataFile !== undefined) {
+        add("data-file", "data file", h.dataFile);
+      }
+      if (this.#img.hasDataFile) add("data-file-raw", "data file raw", this.#img.dataFileRaw);
+      add("corrupt", "corrupt", (h.incompatibleFeatures & QCOW2_INCOMPAT_CORRUPT) !== 0n);
+      add("extended-l2", "extended l2", this.#img.layout.extendedL2);
+    }
+    return { type: "qcow2", data, humanLines: human };
+  }
+
+  snapshots(): SnapshotInfo[] {
+    return snapshotInfos(this.#img.snapshots);
+  }
+
+  check(repair: RepairMode): Promise<CheckResult> {
+    return this.#serialize(() => checkImage(this.#img, repair));
+  }
+
+  isDirty(): boolean {
+    return (this.#img.header.incompatibleFeatures & QCOW2_INCOMPAT_DIRTY) !== 0n;
+  }
+
+  stats(): Record<string, number> {
+    const img = this.#img;
+    return {
+      l2CacheHits: img.map.cache.hits,
+      l2CacheMisses: img.map.cache.misses,
+      l2CacheEntries: this.#caches.l2Entries,
+      l2CacheEntryBytes: this.#caches.l2EntryBytes,
+      l2CacheBytes: this.#caches.l2Entries * this.#caches.l2EntryBytes,
+      l2CacheFullCoverageBytes: this.#caches.l2FullCoverageBytes,
+      refcountCacheHits: img.refcounts.cache.hits,
+      refcountCacheMisses: img.refcounts.cache.misses,
+      refcountCacheEntries: this.#caches.refcountEntries,
+    };
+  }
+
+  #serialize<T>(fn: () => Promise<T> | T): Promise<T> {
+    this.#busy++;
+    const run = this.#tail.then(fn).finally(() => {
+      this.#busy--;
+    });
+    this.#tail = run.catch(() => {});
+    return run;
+  }
+
+  #checkWrite(offset: number, bytes: number): void {
+    if (this.#img.readOnly) throw new IoError(`Cannot write to read-only '${this.filename}'`);
+    if (offset < 0 || bytes < 0 || offset + bytes > this.#img.header.size) {
+      throw this.#rangeError(offset, bytes);
+    }
+  }
+
+  #rangeError(offset: number, bytes: number): IoError {
+    return new IoError(
+      `Request out of range: offset ${offset} length ${bytes} in an image of ${this.#img.header.size} bytes`,
+    );
+  }
+}
+
+/** Reads cluster 0: enough bytes for the header, its extensions and the backing name. */
+function readHeaderCluster(file: SyncFile): Uint8Array {
+  const probe = new Uint8Array(Math.max(104, Math.min(file.size(), 65536)));
+  file.readSync(0, probe);
+  const bits = new DataView(probe.buffer).getUint32(20);
+  if (bits >= 9 && bits <= 21 && 2 ** bits > probe.length) {
+    const full = new Uint8Array(2 ** bits);
+    file.readSync(0, full);
+    return full;
+  }
+  return probe;
+}
+
+/** Opens the qcow2 image on protocol node `file`, as QEMU's `qcow2_do_open`. */
+export async function openQcow2(
+  file: BlockNode,
+  opts: ParsedOptions,
+  ctx: OpenContext,
+): Promise<BlockNode> {
+  const io = syncFile(file);
+  const h = parseHeader(readHeaderCluster(io));
+  const readOnly = file.readOnly;
+  const cs = 2 ** h.clusterBits;
+  const unknown = h.incompatibleFeatures & ~QCOW2_INCOMPAT_MASK;
+  if (unknown !== 0n) {
+    throw new NotSupportedError(unsupportedFeatureMessage(h.featureTable, unknown));
+  }
+  const forCheck = opts["x-check"] === true;
+  if ((h.incompatibleFeatures & QCOW2_INCOMPAT_CORRUPT) !== 0n && !readOnly && !forCheck) {
+    throw new ImageFormatError("qcow2: Image is corrupt; cannot be opened read/write");
+  }
+  if (h.refcountOrder > 6) {
+    throw new ImageFormatError("Reference count entry width too large; may not exceed 64 bits");
+  }
+  const compressionBit = (h.incompatibleFeatures & QCOW2_INCOMPAT_COMPRESSION) !== 0n;
+  if (h.compressionType > QCOW2_COMPRESSION_TYPE_ZSTD) {
+    throw new NotSupportedError(`qcow2: unknown compression type: ${h.compressionType}`);
+  }
+  if (h.compressionType === 0 && compressionBit) {
+    throw new ImageFormatError("qcow2: Compression type incompatible feature bit must not be set");
+  }
+  if (h.compressionType !== 0 && !compressionBit) {
+    throw new ImageFormatError("qcow2: Compression type incompatible feature bit must be set");
+  }
+  if (h.cryptMethod !== 0) {
+    throw new NotSupportedError(`Unsupported encryption method ${h.cryptMethod}`);
+  }
+  const extendedL2 = (h.incompatibleFeatures & QCOW2_INCOMPAT_EXTL2) !== 0n;
+  if (extendedL2 && cs / 32 < 512) {
+    throw new ImageFormatError(`Unsupported subcluster size: ${cs / 32}`);
+  }
+  if (h.refcountTableClusters === 0) {
+    throw new ImageFormatError("Image does not contain a reference count table");
+  }
+  validateTable(
+    h.refcountTableOffset,
+    h.refcountTableClusters,
+    cs,
+    QCOW_MAX_REFTABLE_SIZE,
+    cs,
+    "Reference count table",
+  );
+  if (h.l1Size > QCOW_MAX_L1_SIZE / 8) throw new ImageFormatError("Active L1 table too large");
+  const layout = new Layout(h.clusterBits, h.refcountOrder, extendedL2);
+  if (h.l1Size < layout.l1EntriesFor(h.size)) throw new ImageFormatError("L1 table is too small");
+  validateTable(h.l1TableOffset, h.l1Size, 8, QCOW_MAX_L1_SIZE, cs, "Active L1 table");
+  const snapshots = readSnapshots(io, h.snapshotsOffset, h.nbSnapshots, cs);
+
+  const opened: BlockNode[] = [];
+  try {
+    let dataNode: BlockNode | null = null;
+    const hasDataFile = (h.incompatibleFeatures & QCOW2_INCOMPAT_DATA_FILE) !== 0n;
+    const dataOption = typeof opts["data-file"] === "string"
+      ? opts["data-file"] as string
+      : undefined;
+    if (hasDataFile) {
+      const name = dataOption ?? h.dataFile;
+      if (name === undefined) throw new ImageFormatError("'data-file' is required for this image");
+      dataNode = await ctx.openFile(name, { readOnly, mustExist: true });
+      opened.push(dataNode);
+    } else if (dataOption !== undefined) {
+      throw new ImageFormatError(
+        "'data-file' can only be set for images with an external data file",
+      );
+    }
+    const dataFileRaw = (h.autoclearFeatures & QCOW2_AUTOCLEAR_DATA_FILE_RAW) !== 0n;
+    if (dataFileRaw && !hasDataFile) {
+      throw new ImageFormatError("data-file-raw requires a data file");
+    }
+
+    const caches = cacheSizes(layout, h.size, opts);
+    const headerRef = { file: io, header: h };
+    const refcounts = new Refcounts(layout, io, {
+      cacheEntries: caches.refcountEntries,
+      location: { offset: h.refcountTableOffset, clusters: h.refcountTableClusters },
+      onTableMoved: (loc) => writeReftableLocation(headerRef, loc.offset, loc.clusters),
+    });
+    const map = new ClusterMap(layout, io, {
+      l1: { offset: h.l1TableOffset, size: h.l1Size },
+      cacheEntries: caches.l2Entries,
+      sliceBytes: caches.l2EntryBytes,
+      hasDataFile,
+      onL1Moved: (loc) => writeL1Location(headerRef, loc.offset, loc.size),
+    });
+    refcounts.onFreed = (offset) => {
+      // A freed cluster may have held a cached table: never write it back there.
+      map.cache.discard(offset);
+      for (let s = map.cache.entryBytes; s < cs; s += map.cache.entryBytes) {
+        map.cache.discard(offset + s);
+      }
+      refcounts.cache.discard(offset);
+    };
+    let backing: BlockNode | null = null;
+    if (h.backingFile !== undefined && !ctx.options.noBacking) {
+      backing = await ctx.openBacking(h.backingFile, h.backingFormat);
+      opened.push(backing);
+    }
+    const lazyOption = opts["lazy-refcounts"];
+    const img: Qcow2Image = {
+      layout,
+      header: h,
+      file: io,
+      data: dataNode ? syncFile(dataNode) : io,
+      hasDataFile,
+      dataFileRaw,
+      map,
+      refcounts,
+      backing,
+      readOnly,
+      lazy: typeof lazyOption === "boolean"
+        ? lazyOption
+        : (h.compatibleFeatures & QCOW2_COMPAT_LAZY_REFCOUNTS) !== 0n,
+      scratch: newMapping(),
+      snapshots,
+      decompressed: null,
+    };
+    if (img.lazy && h.version < 3) {
+      throw new ImageFormatError(
+        "Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level",
+      );
+    }
+    if (!readOnly) {
+      if ((h.incompatibleFeatures & QCOW2_INCOMPAT_DIRTY) !== 0n && !forCheck) {
+        const result = await checkImage(img, "all");
+        if (result.corruptions > 0 || result.checkErrors > 0 || result.failed) {
+          throw new IoError("Could not repair dirty image");
+        }
+        markClean(img);
+      }
+      if ((h.autoclearFeatures & ~QCOW2_AUTOCLEAR_MASK) !== 0n) {
+        // Bits for features vmkit does not maintain (bitmaps) must be cleared before writing.
+        h.autoclearFeatures &= QCOW2_AUTOCLEAR_MASK;
+        writeHeader(img);
+      }
+    }
+    return new Qcow2Node(img, caches, dataNode);
+  } catch (e) {
+    for (const n of opened) await n.close().catch(() => {});
+    throw e;
+  }
+}
