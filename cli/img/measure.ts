@@ -49,6 +49,8 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   const createOpts = parseCreateOptions(ctx, outFormat, optionText ?? "");
   let virtualSize: number;
   let allocated: number;
+  // qemu-img adds the size of persistent bitmaps when both sides are qcow2 (none are copied yet).
+  let bitmaps: number | undefined;
   if (sizeText !== undefined) {
     virtualSize = parseImageSize(sizeText);
     allocated = 0;
@@ -60,6 +62,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       forceShare: hasOpt(opts, "U"),
     });
     try {
+      if (node.driver === "qcow2" && outFormat === "qcow2") bitmaps = 0;
       virtualSize = node.size();
       // Count whole target clusters that would hold data, as QEMU's measure walks block status.
       const cluster = optNumber(createOpts, "cluster_size") ?? 65536;
@@ -83,9 +86,17 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   }
   const r = format.measure(virtualSize, allocated, createOpts);
   if (output === "json") {
-    writeOut(qemuJson({ "required": r.required, "fully-allocated": r.fullyAllocated }) + "\n");
+    writeOut(
+      qemuJson({
+        "bitmaps": bitmaps,
+        "required": r.required,
+        "fully-allocated": r.fullyAllocated,
+      }) +
+        "\n",
+    );
   } else {
     writeOut(`required size: ${r.required}\nfully allocated size: ${r.fullyAllocated}\n`);
+    if (bitmaps !== undefined) writeOut(`bitmaps size: ${bitmaps}\n`);
   }
   return 0;
 }

@@ -20,12 +20,28 @@ import { openQcow2 } from "./node.ts";
 
 /** The create options of qcow2, as `qemu-img create -f qcow2 -o help` lists them. */
 export const QCOW2_CREATE_OPTIONS: readonly OptionSpec[] = [
+  // In the order `qemu-img create` prints them in its Formatting line; an option with a
+  // default is printed even when not given, as QEMU does.
+  { name: "cluster_size", type: "size", help: "qcow2 cluster size", default: 65536 },
+  { name: "extended_l2", type: "bool", help: "Extended L2 tables", default: false },
+  {
+    name: "preallocation",
+    type: "enum",
+    values: ["off", "metadata", "falloc", "full"],
+    help: "Preallocation mode (allowed values: off, metadata, falloc, full)",
+  },
+  {
+    name: "compression_type",
+    type: "enum",
+    values: ["zlib", "zstd"],
+    help: "Compression method used for image cluster compression",
+    default: "zlib",
+  },
   { name: "size", type: "size", help: "Virtual disk size" },
   {
     name: "compat",
     type: "string",
     help: "Compatibility level (v2 [0.10] or v3 [1.1])",
-    default: "1.1",
   },
   { name: "backing_file", type: "string", help: "File name of a base image" },
   { name: "backing_fmt", type: "string", help: "Image format of the base image" },
@@ -60,13 +76,6 @@ export const QCOW2_CREATE_OPTIONS: readonly OptionSpec[] = [
   },
   { name: "encrypt.hash-alg", type: "string", help: "Name of encryption hash algorithm" },
   { name: "encrypt.iter-time", type: "number", help: "Time to spend in PBKDF in milliseconds" },
-  { name: "cluster_size", type: "size", help: "qcow2 cluster size", default: 65536 },
-  {
-    name: "preallocation",
-    type: "enum",
-    values: ["off", "metadata", "falloc", "full"],
-    help: "Preallocation mode (allowed values: off, metadata, falloc, full)",
-  },
   { name: "lazy_refcounts", type: "bool", help: "Postpone refcount updates", default: false },
   {
     name: "refcount_bits",
@@ -74,14 +83,6 @@ export const QCOW2_CREATE_OPTIONS: readonly OptionSpec[] = [
     help: "Width of a reference count entry in bits",
     default: 16,
   },
-  {
-    name: "compression_type",
-    type: "enum",
-    values: ["zlib", "zstd"],
-    help: "Compression method used for image cluster compression",
-    default: "zlib",
-  },
-  { name: "extended_l2", type: "bool", help: "Extended L2 tables", default: false },
 ];
 
 /** The validated settings of a new image. */

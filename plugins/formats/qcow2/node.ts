@@ -204,10 +204,8 @@ export class Qcow2Node implements BlockNode {
   }
 
   allocatedBytes(): number {
-    const own = this.#img.file.node.allocatedBytes();
-    if (this.#dataNode === null || own < 0) return own;
-    const data = this.#dataNode.allocatedBytes();
-    return data < 0 ? own : own + data;
+    // qemu-img's "disk size" counts the image file only, not an external data file.
+    return this.#img.file.node.allocatedBytes();
   }
 
   async close(): Promise<void> {
