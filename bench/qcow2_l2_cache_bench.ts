@@ -16,10 +16,12 @@ interface Scenario {
   step: number;
 }
 
-// A step of one L2 table's reach plus 4 KiB visits every table in turn, so a cache that
-// covers fewer tables than the image has misses on every request (LRU on a cycle).
-const TABLE_REACH = 512 * 2 ** 20;
-const STRIDE = TABLE_REACH + 4096;
+// A cache smaller than full coverage holds 4 KiB slices of L2 tables (QEMU's rule), and one
+// slice maps 512 clusters = 32 MiB. A step of one slice's reach plus 4 KiB visits all 256
+// slices in turn, so a cache of fewer slices misses on every request (LRU on a cycle),
+// while full coverage hits on every request once warm.
+const SLICE_REACH = 32 * 2 ** 20;
+const STRIDE = SLICE_REACH + 4096;
 
 const SCENARIOS: Scenario[] = [
   { name: "QD1, 100% L2 coverage (warm)", l2CacheBytes: FULL_L2_BYTES, depth: 1, step: STRIDE },

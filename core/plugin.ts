@@ -75,6 +75,8 @@ export interface ProtocolOpenOptions {
   direct?: boolean;
   /** Take no lock (`-U`, `force-share`). */
   forceShare?: boolean;
+  /** Ignore flushes (`cache=unsafe`): also the ordering flushes a format makes. */
+  noFlush?: boolean;
 }
 
 /** A CPU backend (the x86 interpreter, KVM...). `create` returns the backend object. */

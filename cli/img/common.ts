@@ -96,6 +96,7 @@ export async function openImage(
     readOnly: options.readOnly,
     forceShare: options.forceShare,
     direct: cache?.direct,
+    noFlush: cache?.noFlush,
     noBacking: options.noBacking,
     formatOptions,
   });

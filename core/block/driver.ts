@@ -156,6 +156,8 @@ export interface ImageOpenOptions {
   forceShare?: boolean;
   /** `cache=none|directsync`: bypass the host page cache. */
   direct?: boolean;
+  /** `cache=unsafe`: the protocol ignores flushes, including a format's ordering flushes. */
+  noFlush?: boolean;
   /** Open backing files read-write (for `commit`). */
   backingReadWrite?: boolean;
   /** Format runtime options (`l2-cache-size`...), already typed. */

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { ImageOpenError, UsageError } from "../errors.ts";
 import type { ParsedOptions } from "../options.ts";
 import { parseOptions } from "../options.ts";
-import type { FormatDescriptor, Registry } from "../plugin.ts";
+import type { FormatDescriptor, ProtocolOpenOptions, Registry } from "../plugin.ts";
 import type { BlockNode, CreateContext, ImageOpenOptions, OpenContext } from "./driver.ts";
 
 /** Bytes read from the start of a file for format probing (QEMU reads 2048). */
@@ -65,7 +65,7 @@ export class BlockGraph {
   /** Opens a host file (or other protocol) as a protocol node. */
   openProtocol(
     filename: string,
-    options: { readOnly: boolean; forceShare?: boolean; direct?: boolean },
+    options: ProtocolOpenOptions,
   ): Promise<BlockNode> {
     const protocol = this.registry.require("protocol", "file");
     return protocol.open(filename, options);
@@ -121,6 +121,7 @@ export class BlockGraph {
         readOnly,
         forceShare: options.forceShare,
         direct: options.direct,
+        noFlush: options.noFlush,
       });
     } catch (e) {
       if (isBacking) throw e;

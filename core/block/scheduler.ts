@@ -27,7 +27,12 @@ interface InFlight {
   readonly kind: RequestKind;
   readonly start: number;
   readonly end: number;
-  readonly done: Promise<void>;
+  /** Who waits for this request; created only when someone does (rare at queue depth 1). */
+  waiters: (() => void)[] | null;
+}
+
+function whenDone(entry: InFlight): Promise<void> {
+  return new Promise<void>((resolve) => (entry.waiters ??= []).push(resolve));
 }
 
 /**
@@ -90,12 +95,11 @@ export class BlockScheduler {
     fn: () => Promise<void>,
   ): Promise<void> {
     const g = this.#granularity;
-    let finish!: () => void;
     const entry: InFlight = {
       kind,
       start: kind === "flush" ? 0 : Math.floor(offset / g) * g,
       end: kind === "flush" ? Infinity : Math.ceil((offset + bytes) / g) * g,
-      done: new Promise<void>((r) => (finish = r)),
+      waiters: null,
     };
     // Fast path (the queue depth 1 case): nothing in flight, nothing to wait for.
     if (this.#inFlight.size === 0) this.#inFlight.add(entry);
@@ -109,8 +113,8 @@ export class BlockScheduler {
       throw e;
     } finally {
       this.#inFlight.delete(entry);
-      finish();
-      this.#wake();
+      if (entry.waiters) { for (const w of entry.waiters) w(); }
+      if (this.#waiters.length) this.#wake();
     }
   }
 
@@ -130,7 +134,7 @@ export class BlockScheduler {
         );
       if (blocker) {
         waitedForOverlap ||= entry.kind !== "flush";
-        await blocker.done;
+        await whenDone(blocker);
         continue;
       }
       if (this.#inFlight.size >= this.maxQueueDepth) {
@@ -177,6 +181,6 @@ export class BlockScheduler {
 
   /** Waits until every request in flight has finished. */
   async drain(): Promise<void> {
-    while (this.#inFlight.size > 0) await Promise.all([...this.#inFlight].map((r) => r.done));
+    while (this.#inFlight.size > 0) await Promise.all([...this.#inFlight].map(whenDone));
   }
 }

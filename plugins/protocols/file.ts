@@ -54,8 +54,16 @@ export class FileNode implements BlockNode {
   #size: number;
   #closed = false;
 
-  constructor(readonly filename: string, fd: number, readonly readOnly: boolean) {
+  #noFlush: boolean;
+
+  constructor(
+    readonly filename: string,
+    fd: number,
+    readonly readOnly: boolean,
+    options: { noFlush?: boolean } = {},
+  ) {
     this.#fd = fd;
+    this.#noFlush = options.noFlush ?? false;
     this.#size = fs.fstatSync(fd).size;
   }
 
@@ -141,13 +149,21 @@ export class FileNode implements BlockNode {
   }
 
   flush(): Promise<void> {
-    if (this.readOnly || this.#closed) return Promise.resolve();
+    this.flushSync();
+    return Promise.resolve();
+  }
+
+  /**
+   * Makes written data durable (`fdatasync`), the ordering point a format relies on
+   * before it references new metadata; a no-op with `cache=unsafe`.
+   */
+  flushSync(): void {
+    if (this.readOnly || this.#closed || this.#noFlush) return;
     try {
       fs.fdatasyncSync(this.#fd);
     } catch (e) {
       throw hostIoError(e, `Could not flush '${this.filename}'`);
     }
-    return Promise.resolve();
   }
 
   blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
@@ -272,7 +288,7 @@ export function openFile(filename: string, options: ProtocolOpenOptions): FileNo
   } catch (e) {
     throw hostIoError(e, `Could not open '${filename}'`);
   }
-  return new FileNode(filename, fd, options.readOnly);
+  return new FileNode(filename, fd, options.readOnly, { noFlush: options.noFlush });
 }
 
 /** Creates (or truncates) a host file of `sizeBytes`, sparse unless preallocation asks otherwise. */

@@ -1,6 +1,5 @@
 // qcow2 geometry and entry encodings: cluster/L2/refcount sizes, L1/L2 entry bit fields, sync file I/O
 
-import * as fs from "node:fs";
 import type { BlockNode } from "../../../core/block/driver.ts";
 import type { MetadataStore } from "../../../core/block/metadata_cache.ts";
 import { NotSupportedError } from "../../../core/errors.ts";
@@ -151,7 +150,7 @@ export interface SyncFile extends MetadataStore {
 interface SyncCapable {
   readSync?(offset: number, buf: Uint8Array): void;
   writeSync?(offset: number, data: Uint8Array): void;
-  fd?: number;
+  flushSync?(): void;
 }
 
 /**
@@ -171,14 +170,8 @@ export function syncFile(node: BlockNode): SyncFile {
     node,
     readSync,
     writeSync,
-    syncSync() {
-      if (node.readOnly || typeof n.fd !== "number") return;
-      try {
-        fs.fdatasyncSync(n.fd);
-      } catch {
-        // Hosts without fdatasync on this file (pipes, some devices): ordering is best effort.
-      }
-    },
+    // The protocol's flush: durable on the host, or nothing with cache=unsafe.
+    syncSync: () => n.flushSync?.(),
     size: () => node.size(),
   };
 }

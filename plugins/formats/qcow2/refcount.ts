@@ -217,7 +217,9 @@ export class Refcounts {
       if (changed) continue;
       const cs = this.#layout.clusterSize;
       this.update(start * cs, count * cs, 1);
-      if (start === this.#freeClusterIndex) this.#freeClusterIndex = start + count;
+      // Everything before the run is in use (for one cluster) or too fragmented for this
+      // request; like QEMU's free_cluster_index, the next search starts after it.
+      this.#freeClusterIndex = start + count;
       return start * cs;
     }
   }
