@@ -7,6 +7,7 @@ import { UsageError, VmkitError } from "../../core/errors.ts";
 import { type ParsedOptions, parseKeyValueList, parseOptions } from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
 import type { ParsedOpt } from "../getopt.ts";
+import { writeErr } from "../output.ts";
 
 /** What every `img` subcommand gets. */
 export interface ImgContext {
@@ -91,7 +92,7 @@ export async function openImage(
       into: { ...formatOptions },
     });
   }
-  return await ctx.graph.openImage(filename, {
+  const node = await ctx.graph.openImage(filename, {
     format: options.format,
     readOnly: options.readOnly,
     forceShare: options.forceShare,
@@ -100,6 +101,15 @@ export async function openImage(
     noBacking: options.noBacking,
     formatOptions,
   });
+  if (!options.readOnly && !options.format && node.driver === "raw") {
+    writeErr(
+      `WARNING: Image format was not specified for '${filename}' and probing guessed raw.\n` +
+        "         Automatically detecting the format is dangerous for raw images, " +
+        "write operations on block 0 will be restricted.\n" +
+        "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+    );
+  }
+  return node;
 }
 
 /** Opens an image and wraps it in a backend with the cache mode. */
