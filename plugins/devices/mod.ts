@@ -5,6 +5,7 @@ import apic from "./apic.ts";
 import debugExit from "./debug_exit.ts";
 import debugcon from "./debugcon.ts";
 import fwCfg from "./fw_cfg.ts";
+import piix3Ide from "./ide/mod.ts";
 import ioapic from "./ioapic.ts";
 import kbdI8042 from "./kbd_i8042.ts";
 import i440fx from "./pci/i440fx.ts";
@@ -23,6 +24,7 @@ export const DEVICE_PLUGINS: readonly DeviceDescriptor[] = [
   i440fx,
   piix3,
   piix4Pm,
+  piix3Ide,
   pitI8254,
   rtcMc146818,
   kbdI8042,

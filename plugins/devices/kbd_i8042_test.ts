@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { IrqLine } from "../../core/irq.ts";
+import { I8042 } from "./kbd_i8042.ts";
+
+function setup() {
+  const events: string[] = [];
+  let a20 = true;
+  const kbd = new IrqLine("irq1");
+  const i8042 = new I8042("i8042", { kbd, aux: new IrqLine("irq12") }, {
+    reset: () => events.push("reset"),
+    setA20: (enabled) => {
+      a20 = enabled;
+      events.push(`a20 ${enabled}`);
+    },
+    a20: () => a20,
+  }, null);
+  return { i8042, kbd, events };
+}
+
+/** Reads every byte waiting in the output buffer. */
+function drain(i8042: I8042): number[] {
+  const out: number[] = [];
+  while (i8042.readStatus() & 0x01) out.push(i8042.readData());
+  return out;
+}
+
+Deno.test("I8042 self test 0xAA answers 0x55 and sets the system flag", () => {
+  const { i8042 } = setup();
+  i8042.writeCommand(0xaa);
+  assert.equal(i8042.readStatus() & 0x05, 0x05);
+  assert.deepEqual(drain(i8042), [0x55]);
+});
+
+Deno.test("I8042 command byte is read with 0x20 and written with 0x60", () => {
+  const { i8042, kbd } = setup();
+  i8042.writeCommand(0x20);
+  assert.deepEqual(drain(i8042), [0x45]);
+  i8042.writeCommand(0x60);
+  i8042.writeData(0x44); // interrupts off
+  i8042.writeCommand(0x20);
+  assert.equal(kbd.level, false);
+  assert.deepEqual(drain(i8042), [0x44]);
+});
+
+Deno.test("I8042 output port write 0xD1 drives the A20 gate", () => {
+  const { i8042, events } = setup();
+  i8042.writeCommand(0xd1);
+  i8042.writeData(0x01); // A20 off, reset line high (inactive)
+  i8042.writeCommand(0xd1);
+  i8042.writeData(0x03);
+  assert.deepEqual(events, ["a20 false", "a20 true"]);
+  i8042.writeCommand(0xd0);
+  assert.equal(drain(i8042)[0] & 0x03, 0x03);
+});
+
+Deno.test("I8042 pulse command 0xFE requests a machine reset", () => {
+  const { i8042, events } = setup();
+  i8042.writeCommand(0xfe);
+  assert.deepEqual(events, ["reset"]);
+  i8042.writeCommand(0xff); // pulses no line
+  assert.deepEqual(events, ["reset"]);
+});
+
+Deno.test("I8042 keyboard reset 0xFF answers ACK then self-test passed, with IRQ 1", () => {
+  const { i8042, kbd } = setup();
+  i8042.writeData(0xff);
+  assert.equal(kbd.level, true);
+  assert.deepEqual(drain(i8042), [0xfa, 0xaa]);
+  assert.equal(kbd.level, false);
+});

@@ -1,0 +1,39 @@
+import assert from "node:assert/strict";
+import { EventLoop } from "../../../core/event_loop.ts";
+import { Machine } from "../../../core/machine.ts";
+import { testConfig } from "../../machines/test_util.ts";
+import { Piix4Pm, PM_TIMER_FREQUENCY } from "./piix4_pm.ts";
+
+Deno.test("Piix4Pm.pmTimer() counts at 3.579545 MHz of virtual time and wraps at 24 bits", () => {
+  const loop = new EventLoop();
+  const pm = new Piix4Pm("pm", null, loop, null);
+  assert.equal(pm.pmTimer(), 0);
+  loop.advanceTo(1e9);
+  assert.equal(pm.pmTimer(), PM_TIMER_FREQUENCY);
+  assert.equal(pm.readPm(0x08, 4), PM_TIMER_FREQUENCY);
+  loop.advanceTo(10e9);
+  assert.equal(pm.pmTimer(), (10 * PM_TIMER_FREQUENCY) & 0xffffff);
+});
+
+Deno.test("Piix4Pm PM1 control with SLP_EN and sleep type 0 (S5) requests a shutdown", async () => {
+  const machine = new Machine(testConfig());
+  const pm = new Piix4Pm("pm", null, machine.loop, machine);
+  pm.writePm(0x04, 2, 0x0001); // SCI_EN only
+  assert.equal(machine.loop.stopRequested, false);
+  assert.equal(pm.readPm(0x04, 2), 0x0001);
+  pm.writePm(0x04, 2, (1 << 13) | (0 << 10) | 1);
+  assert.equal(machine.loop.stopRequested, true);
+  assert.equal(pm.readPm(0x04, 2) & (1 << 13), 0); // SLP_EN reads back as zero
+  const exit = await machine.run();
+  assert.equal(exit.reason, "shutdown");
+});
+
+Deno.test("Piix4Pm maps its PM I/O block at PMBA once PMREGMISC enables it", () => {
+  const machine = new Machine(testConfig());
+  const pm = new Piix4Pm("pm", null, machine.loop, machine);
+  pm.config.configWrite(0x40, 4, 0xb001);
+  assert.equal(machine.io.in(0xb008, 4), 0xffffffff);
+  pm.config.configWrite(0x80, 1, 1);
+  machine.loop.advanceTo(1e6);
+  assert.equal(machine.io.in(0xb008, 4), Math.floor(1e6 * PM_TIMER_FREQUENCY / 1e9));
+});
