@@ -2,6 +2,7 @@
 
 import { printTable, SHORT } from "./bench_util.ts";
 import { convertRows } from "./convert_bench.ts";
+import { emulationLoopRows } from "./emulation_loop_bench.ts";
 import { qcow2L2CacheRows } from "./qcow2_l2_cache_bench.ts";
 
 console.log(
@@ -14,4 +15,8 @@ printTable(
 printTable(
   `img convert throughput (${SHORT ? "64 MiB" : "1 GiB"} of mixed data and zero extents)`,
   await convertRows(),
+);
+printTable(
+  "Emulation loops: Multiboot guests, vmkit interpreter vs qemu-system-i386 -accel tcg",
+  await emulationLoopRows(),
 );

@@ -9,7 +9,8 @@ import type { PortIoSpace } from "./memory/port_io.ts";
  * enabled, so sleep until the next timer or device event and call `run` again;
  * `HaltNoInterrupts` — HLT with IF=0, only NMI, SMI or reset wakes it;
  * `Shutdown` — triple fault (a PC board resets the machine); `Exit` — someone called
- * {@linkcode CpuBackend.requestExit}.
+ * {@linkcode CpuBackend.requestExit}; `Reset` — a device asked for a system reset with
+ * {@linkcode CpuBackend.requestReset} (port CF9h, the keyboard controller's pulse).
  */
 export const RunExit = {
   Budget: 0,
@@ -17,6 +18,7 @@ export const RunExit = {
   HaltNoInterrupts: 2,
   Shutdown: 3,
   Exit: 4,
+  Reset: 5,
 } as const;
 
 /** One of the {@linkcode RunExit} codes. */
@@ -42,7 +44,10 @@ export interface CpuBackend {
   readonly arch: string;
   /** The CPU model in use (`qemu32`, `486`...). */
   readonly model: string;
-  /** Instructions retired since creation; monotonic, usable as a virtual clock. */
+  /**
+   * Instructions retired since creation; monotonic, usable as a virtual clock. It stands
+   * still while the CPU halts: the event loop then moves time to its next deadline.
+   */
   readonly instructionsRetired: number;
   /** True while the CPU sits in HLT waiting for an interrupt. */
   readonly halted: boolean;
@@ -63,6 +68,11 @@ export interface CpuBackend {
    * makes the CPU look at its interrupt source again.
    */
   requestExit(): void;
+  /**
+   * Asks `run` to return `RunExit.Reset` at the next instruction boundary; the machine
+   * then resets its devices and calls {@linkcode reset}.
+   */
+  requestReset(): void;
   /** Named register values for the monitor (`info registers`) and debugging. */
   registers(): Record<string, number>;
 }

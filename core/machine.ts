@@ -1,6 +1,6 @@
 // The Machine: owns memory, port I/O, devices, CPUs and the event loop, and runs them
 
-import type { BlockNode } from "./block/driver.ts";
+import type { BlockIo } from "./block/backend.ts";
 import type { Chardev } from "./chardev.ts";
 import type { CpuBackend } from "./cpu.ts";
 import { RunExit } from "./cpu.ts";
@@ -21,8 +21,8 @@ import type { Registry } from "./plugin.ts";
 export interface DriveConfig {
   /** The drive id (`drive0`, or `id=` from the command line). */
   id: string;
-  /** The opened image; null for an empty CD-ROM drive. */
-  node: BlockNode | null;
+  /** The image as the device sees it (a BlockBackend with the cache mode); null for an empty CD-ROM drive. */
+  node: BlockIo | null;
   /** Where the drive attaches: `ide` (the default on pc), `none` (for `-device`), ... */
   interface: "ide" | "floppy" | "virtio" | "scsi" | "none";
   /** The `index=` of the drive (`-hda` is 0, `-hdb` 1, `-cdrom` 2); computed when absent. */
@@ -39,6 +39,13 @@ export interface KernelConfig {
   kernel: Uint8Array;
   initrd?: Uint8Array;
   cmdline: string;
+  /** The `-kernel` path as typed (a Multiboot command line starts with it, as in QEMU). */
+  kernelName?: string;
+  /**
+   * `-initrd` split on commas as QEMU splits it for Multiboot: each module's bytes and
+   * its command line (the whole entry, `"file args"`).
+   */
+  modules?: { bytes: Uint8Array; cmdline: string }[];
 }
 
 /**
@@ -256,18 +263,25 @@ export class Machine {
 
   /** A system reset request (keyboard controller pulse, 0xcf9, triple fault). */
   requestReset(): void {
-    this.loop.requestStop(this.config.noReboot ? "shutdown" : "reset");
+    this.#stop(this.config.noReboot ? "shutdown" : "reset");
   }
 
   /** A power-off request (ACPI S5). */
   requestShutdown(): void {
-    this.loop.requestStop("shutdown");
+    this.#stop("shutdown");
   }
 
   /** Asks vmkit to exit with `exitCode` (isa-debug-exit, the monitor's quit). */
   requestExit(exitCode: number): void {
     this.#exitCode = exitCode;
-    this.loop.requestStop("exit");
+    this.#stop("exit");
+  }
+
+  // The CPUs leave their slice at the next instruction boundary: nothing runs after
+  // the device write that asked for the stop.
+  #stop(detail: string): void {
+    this.loop.requestStop(detail);
+    for (const c of this.cpus) c.requestExit();
   }
 
   /** Realizes every device (once) and resets the machine. */
@@ -348,7 +362,7 @@ class MachineExecutor implements SliceExecutor {
     const before = cpu.instructionsRetired;
     const exit = cpu.run(maxInstructions);
     const ran = cpu.instructionsRetired - before;
-    if (exit === RunExit.Shutdown) this.#machine.requestReset();
+    if (exit === RunExit.Shutdown || exit === RunExit.Reset) this.#machine.requestReset();
     // HLT with IF=0 and a halt that made no progress leave the CPU idle until an event.
     this.#noProgress = ran === 0 &&
       (exit === RunExit.Halt || exit === RunExit.HaltNoInterrupts || cpu.halted);

@@ -1,6 +1,7 @@
 // The built-in plugins, imported statically so `deno compile` embeds every one
 
 import type { PluginDescriptor } from "../core/plugin.ts";
+import x86 from "./cpus/x86/mod.ts";
 import { DEVICE_PLUGINS } from "./devices/mod.ts";
 import qcow2 from "./formats/qcow2/mod.ts";
 import raw from "./formats/raw.ts";
@@ -12,6 +13,7 @@ export const BUILTIN_PLUGINS: readonly PluginDescriptor[] = [
   file,
   raw,
   qcow2,
+  x86,
   ...DEVICE_PLUGINS,
   pcMachine,
 ];

@@ -1,11 +1,11 @@
 // Turns a parsed qemu-system command line into a MachineConfig: memory, CPUs, drives, chardevs
 
-import { type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
+import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
 import type { BlockGraph } from "../../core/block/graph.ts";
 import { type Chardev, openChardev, type StdioChardevOptions } from "../../core/chardev.ts";
 import type { CpuBackend } from "../../core/cpu.ts";
-import { UsageError } from "../../core/errors.ts";
-import type { DriveConfig, MachineConfig } from "../../core/machine.ts";
+import { hostIoError, UsageError } from "../../core/errors.ts";
+import type { DriveConfig, KernelConfig, MachineConfig } from "../../core/machine.ts";
 import {
   type OptionSpec,
   parseKeyValueList,
@@ -72,6 +72,8 @@ export interface SystemSetup {
   noShutdown: boolean;
   /** Chardevs to close at exit (stdio restores the terminal). */
   chardevs: Chardev[];
+  /** The drives' backends, drained, flushed and closed at exit. */
+  backends: BlockBackend[];
 }
 
 /** Reads `-m 768`, `-m 1G`, `-m size=768M` (a bare number is MiB, as QEMU reads it). */
@@ -153,6 +155,54 @@ export function parseBoot(text: string): Partial<MachineConfig> {
   return out;
 }
 
+/** Splits `-initrd` on single commas (`,,` is a literal comma), as QEMU does for Multiboot modules. */
+export function splitModules(text: string): string[] {
+  const out: string[] = [];
+  let cur = "";
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === "," && text[i + 1] === ",") {
+      cur += ",";
+      i++;
+    } else if (text[i] === ",") {
+      out.push(cur);
+      cur = "";
+    } else cur += text[i];
+  }
+  out.push(cur);
+  return out.filter((m) => m !== "");
+}
+
+function readKernelFile(path: string, what: string): Uint8Array {
+  try {
+    return Deno.readFileSync(path);
+  } catch (e) {
+    throw new UsageError(`could not load ${what} '${path}'`, { cause: hostIoError(e, path) });
+  }
+}
+
+/** Reads `-kernel`, `-initrd` and `-append` into the board's kernel configuration. */
+export function readKernelConfig(opts: readonly SystemOpt[]): KernelConfig | undefined {
+  const kernelPath = lastValue(opts, "kernel");
+  const initrd = lastValue(opts, "initrd");
+  const append = lastValue(opts, "append");
+  if (kernelPath === undefined) {
+    if (initrd !== undefined) throw new UsageError("-initrd only allowed with -kernel option");
+    if (append !== undefined) throw new UsageError("-append only allowed with -kernel option");
+    return undefined;
+  }
+  const modules = initrd === undefined ? undefined : splitModules(initrd).map((entry) => ({
+    bytes: readKernelFile(entry.split(" ")[0], "initrd"),
+    cmdline: entry,
+  }));
+  return {
+    kernel: readKernelFile(kernelPath, "kernel"),
+    kernelName: kernelPath,
+    cmdline: append ?? "",
+    initrd: initrd === undefined ? undefined : modules?.[0]?.bytes,
+    modules,
+  };
+}
+
 /** Opens every drive of the command line (`-drive`, `-hda..-hdd`, `-cdrom`, a bare image). */
 export async function openDrives(
   opts: readonly SystemOpt[],
@@ -182,17 +232,21 @@ export async function openDrives(
     const readOnly = o.readonly === true || media === "cdrom";
     const cache = (o.cache as CacheMode | undefined) ?? "writeback";
     const file = o.file as string | undefined;
-    let node = null;
+    let node: BlockBackend | null = null;
     if (file !== undefined && file !== "") {
       const formatOptions: Record<string, string | number | boolean> = {};
       for (const k of QCOW2_RUNTIME) if (o[k] !== undefined) formatOptions[k] = o[k];
       try {
-        node = await graph.openImage(file, {
+        const flags = parseCacheMode(cache);
+        const root = await graph.openImage(file, {
           format: o.format as string | undefined,
           readOnly,
-          direct: parseCacheMode(cache).direct,
+          direct: flags.direct,
+          noFlush: flags.noFlush,
           formatOptions,
         });
+        // The guest's disk goes through the same backend and scheduler as `img`.
+        node = new BlockBackend(root, { cache });
       } catch (e) {
         throw new UsageError(`-drive ${spec}`, { cause: e });
       }
@@ -281,6 +335,7 @@ export async function buildSystemSetup(
     debugcon,
     nographic,
     noReboot: opts.some((o) => o.name === "no-reboot"),
+    kernel: readKernelConfig(opts),
     registry,
     clock: { realtime: true },
     ...boot,
@@ -290,5 +345,12 @@ export async function buildSystemSetup(
         {},
       ) as CpuBackend,
   };
-  return { config, devices, noShutdown: opts.some((o) => o.name === "no-shutdown"), chardevs };
+  const backends = config.drives.map((d) => d.node).filter((n) => n instanceof BlockBackend);
+  return {
+    config,
+    devices,
+    noShutdown: opts.some((o) => o.name === "no-shutdown"),
+    chardevs,
+    backends,
+  };
 }

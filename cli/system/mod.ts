@@ -141,6 +141,6 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
     for (const c of setup.chardevs) await c.close();
-    for (const d of setup.config.drives) await d.node?.close();
+    for (const b of setup.backends) await b.close();
   }
 }

@@ -47,6 +47,18 @@ export function parseCacheMode(mode: string): CacheFlags {
   }
 }
 
+/**
+ * The I/O a guest device needs from its disk: a size and byte-addressed reads,
+ * writes and flushes, as TinyEMU's `BlockDevice`. A {@linkcode BlockBackend} gives it
+ * with the cache mode applied; a bare {@linkcode BlockNode} also fits (tests).
+ */
+export interface BlockIo {
+  size(): number;
+  read(offset: number, buf: Uint8Array): Promise<void>;
+  write(offset: number, data: Uint8Array): Promise<void>;
+  flush(): Promise<void>;
+}
+
 /** Options of a {@linkcode BlockBackend}. */
 export interface BlockBackendOptions {
   cache?: CacheMode;

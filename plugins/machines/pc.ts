@@ -7,6 +7,7 @@ import { fanOut, type IrqController, IrqLine } from "../../core/irq.ts";
 import { Machine, type MachineConfig } from "../../core/machine.ts";
 import type { MachineDescriptor } from "../../core/plugin.ts";
 import { loadFirmware } from "./firmware.ts";
+import { MultibootLoader, prepareMultibootBoot } from "./multiboot.ts";
 
 /** The firmware `-M pc` loads when no `-bios` is given. */
 export const PC_DEFAULT_BIOS = "bios-256k.bin";
@@ -112,7 +113,6 @@ export function fillPcCmos(
  */
 export function createPcMachine(config: MachineConfig): Machine {
   if (config.smp !== 1) throw new NotSupportedError("-smp greater than 1 is not supported yet");
-  if (config.kernel) throw new NotSupportedError("-kernel is not supported yet");
   const { below4g, above4g } = pcRamSplit(config.ramBytes);
   if (above4g > 0) {
     throw new NotSupportedError(
@@ -122,7 +122,9 @@ export function createPcMachine(config: MachineConfig): Machine {
   if (below4g < 1 << 20 || below4g % 4096 !== 0) {
     throw new UsageError(`RAM size must be a multiple of 4 KiB and at least 1M`);
   }
-  const bios = config.firmware ??
+  // -kernel with a Multiboot kernel: a generated boot ROM takes the BIOS's place.
+  const multiboot = config.kernel ? prepareMultibootBoot(config.kernel, below4g) : undefined;
+  const bios = multiboot?.rom ?? config.firmware ??
     loadFirmware(config.biosPath ?? PC_DEFAULT_BIOS, config.dataDirs ?? []).bytes;
   if (bios.length === 0 || bios.length % 65536 !== 0 || bios.length > 16 << 20) {
     throw new UsageError(`qemu: could not load PC BIOS '${config.biosPath ?? PC_DEFAULT_BIOS}'`);
@@ -139,6 +141,7 @@ export function createPcMachine(config: MachineConfig): Machine {
   if (below4g > 0x100000) mem.addRamAlias("pc.ram", 0x100000, ram.subarray(0x100000));
   mem.addRom("pc.bios", 2 ** 32 - bios.length, bios);
   machine.provide("ram", ram);
+  if (multiboot) machine.addDevice(new MultibootLoader(multiboot.plan, mem));
   machine.provide("isa-bios", bios.subarray(Math.max(0, bios.length - ISA_BIOS_SIZE)));
 
   // Interrupt controllers, then the ISA bus whose lines reach both the PIC and the IOAPIC.

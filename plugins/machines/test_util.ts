@@ -29,6 +29,7 @@ export class IdleCpu implements CpuBackend {
   }
   raiseNmi(): void {}
   requestExit(): void {}
+  requestReset(): void {}
   registers(): Record<string, number> {
     return {};
   }

@@ -1,6 +1,6 @@
 // One IDE device (ATA disk or ATAPI CD-ROM): task file registers, PIO data engine and async I/O
 
-import type { BlockNode } from "../../../core/block/driver.ts";
+import type { BlockIo } from "../../../core/block/backend.ts";
 import type { DeviceState } from "../../../core/device.ts";
 import { type BusMaster, DmaOutcome } from "./bus_master.ts";
 import {
@@ -119,7 +119,7 @@ function powerOnRegs(): DriveRegs {
 export interface DriveOptions {
   kind: "disk" | "cdrom";
   /** The image; null for an empty CD-ROM. */
-  node: BlockNode | null;
+  node: BlockIo | null;
   serial: string;
   readOnly: boolean;
 }
@@ -140,7 +140,7 @@ export class Drive {
   readonly readOnly: boolean;
   /** The physical geometry (disks; set by {@linkcode init}). */
   geometry: ChsGeometry = { cylinders: 2, heads: 16, sectors: 63 };
-  #node: BlockNode | null;
+  #node: BlockIo | null;
   #bus: DriveBus;
   /** Bumped by resets so that completions of I/O started before are dropped. */
   #generation = 0;
@@ -164,7 +164,7 @@ export class Drive {
   }
 
   /** The image, or null when a CD-ROM has no medium. */
-  get node(): BlockNode | null {
+  get node(): BlockIo | null {
     return this.#node;
   }
 
@@ -444,7 +444,7 @@ export class Drive {
   }
 
   /** Changes the CD-ROM medium (null ejects); the guest sees UNIT ATTENTION next. */
-  changeMedium(node: BlockNode | null): void {
+  changeMedium(node: BlockIo | null): void {
     this.#node = node;
     const r = this.regs;
     r.trayOpen = false;

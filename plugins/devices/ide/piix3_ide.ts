@@ -1,6 +1,6 @@
 // The PIIX3 IDE function (00:01.1): legacy ATA ports on IRQ 14/15 and the BAR4 bus master block
 
-import type { BlockNode } from "../../../core/block/driver.ts";
+import type { BlockIo } from "../../../core/block/backend.ts";
 import type { Device, DeviceState, IsaBus, PciBus } from "../../../core/device.ts";
 import type { IrqLine } from "../../../core/irq.ts";
 import type { Machine } from "../../../core/machine.ts";
@@ -35,7 +35,7 @@ export interface IdeDriveConfig {
   /** 0..3: primary master, primary slave, secondary master, secondary slave. */
   index: number;
   media: "disk" | "cdrom";
-  node: BlockNode | null;
+  node: BlockIo | null;
   readOnly: boolean;
   serial?: string;
 }

@@ -1,0 +1,272 @@
+// The x86 interpreter backend: reset state, the run loop, interrupts and the A20 gate
+
+import {
+  type CpuBackend,
+  type CpuContext,
+  type InterruptSource,
+  RunExit,
+} from "../../../core/cpu.ts";
+import { resetPrefixes } from "./decode.ts";
+import { getFlags } from "./flags.ts";
+import { deliverException, deliverInterrupt, INT_EXCEPTION, INT_EXTERNAL } from "./interrupts.ts";
+import { fetch8 } from "./memory.ts";
+import type { CpuModel } from "./models.ts";
+import { flushTlb } from "./paging.ts";
+import { setCpl, setSegCache } from "./segmentation.ts";
+import { CpuCore, CS, EDX, FAULT, IF, LDTR, TF, TR } from "./state.ts";
+import { opTables } from "./tables.ts";
+import "./fpu_core.ts";
+
+const REG_NAMES = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"];
+const SEG_NAMES = ["es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr"];
+
+/**
+ * Runs instructions until the budget ends or something needs the boundary handler.
+ * Kept free of try/catch so the engine optimises it as a plain loop.
+ */
+function execute(c: CpuCore, end: number): void {
+  while (c.retired < end && !c.attention) {
+    c.instrStart = c.eip;
+    c.table[fetch8(c)](c);
+    c.retired++;
+  }
+}
+
+/** The boundary asks for one instruction followed by a single-step trap. */
+const SINGLE_STEP = -2;
+
+/** Executes one instruction with EFLAGS.TF set, then raises the #DB trap (DR6.BS). */
+function singleStep(c: CpuCore): void {
+  c.instrStart = c.eip;
+  c.table[fetch8(c)](c);
+  c.retired++;
+  c.dr[6] |= 0x4000;
+  c.instrStart = c.eip;
+  deliverInterrupt(c, 1, INT_EXCEPTION, -1);
+}
+
+/**
+ * One x86 CPU run by the table-driven interpreter (QEMU's `accel=tcg` role).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AddressSpace, PortIoSpace } from "../../../core/memory/mod.ts";
+ * import { RunExit } from "../../../core/cpu.ts";
+ * import { X86Cpu } from "./cpu.ts";
+ * import { findModel } from "./models.ts";
+ *
+ * const memory = new AddressSpace();
+ * const ram = memory.addRam("ram", 0, 1 << 20);
+ * ram.set([0xb8, 0x34, 0x12, 0xf4], 0x7c00); // mov ax, 0x1234; hlt
+ * const cpu = new X86Cpu({ memory, io: new PortIoSpace() }, findModel("qemu32")!);
+ * cpu.jumpReal(0, 0x7c00);
+ * assert.equal(cpu.run(100), RunExit.HaltNoInterrupts);
+ * assert.equal(cpu.registers().eax & 0xffff, 0x1234);
+ * ```
+ */
+export class X86Cpu implements CpuBackend {
+  readonly arch = "x86";
+  #c: CpuCore;
+
+  constructor(context: CpuContext, model: CpuModel) {
+    const c = new CpuCore(context.memory, context.io, model);
+    c.apicId = context.index ?? 0;
+    const tables = opTables();
+    c.table16 = tables.t16;
+    c.table32 = tables.t32;
+    c.table = tables.t16;
+    this.#c = c;
+    this.reset();
+  }
+
+  /** The interpreter state (for tests, debuggers and state save). */
+  get core(): CpuCore {
+    return this.#c;
+  }
+
+  get model(): string {
+    return this.#c.model.name;
+  }
+
+  get instructionsRetired(): number {
+    return this.#c.retired;
+  }
+
+  get halted(): boolean {
+    return this.#c.halted;
+  }
+
+  reset(): void {
+    const c = this.#c;
+    c.regs.fill(0);
+    const m = c.model;
+    c.regs[EDX] = (m.family << 8) | (m.model << 4) | m.stepping;
+    c.flags = 2;
+    c.lzMask = 0;
+    c.cr0 = m.family <= 2 ? 0 : 0x60000010;
+    c.cr2 =
+      c.cr3 =
+      c.cr4 =
+      c.efer =
+        0;
+    c.dr.fill(0);
+    c.dr[6] = 0xffff0ff0 | 0;
+    c.dr[7] = 0x400;
+    c.gdtBase = c.idtBase = 0;
+    c.gdtLimit = c.idtLimit = 0xffff;
+    for (let s = 0; s < 6; s++) setSegCache(c, s, 0, 0, 0xffff, 0x93);
+    setSegCache(c, CS, 0xf000, 0xffff0000, 0xffff, 0x93);
+    setSegCache(c, LDTR, 0, 0, 0xffff, 0x82);
+    setSegCache(c, TR, 0, 0, 0xffff, 0x8b);
+    setCpl(c, 0);
+    c.eip = 0xfff0;
+    c.halted =
+      c.shutdown =
+      c.nmiPending =
+      c.nmiBlocked =
+      c.shadow =
+        false;
+    c.exitRequested = c.resetRequested = false;
+    c.attention = true;
+    c.sysenterCs = c.sysenterEsp = c.sysenterEip = 0;
+    c.apicBase = c.apicId === 0 ? 0xfee00900 : 0xfee00800; // BSP flag on CPU 0
+    c.msrs.clear();
+    c.fpu.init();
+    resetPrefixes(c);
+    flushTlb(c);
+  }
+
+  /** Sets CS:IP the real-mode way (loaders, tests). */
+  jumpReal(cs: number, ip: number): void {
+    const c = this.#c;
+    setSegCache(c, CS, cs, cs << 4, 0xffff, 0x93);
+    c.eip = ip;
+    c.halted = false;
+  }
+
+  run(maxInstructions: number): RunExit {
+    const c = this.#c;
+    const end = c.retired + maxInstructions;
+    c.attention = true;
+    for (;;) {
+      try {
+        for (;;) {
+          if (c.attention) {
+            const exit = this.#boundary();
+            if (exit >= 0) return exit as RunExit;
+            if (exit === SINGLE_STEP) {
+              if (c.retired >= end) return RunExit.Budget;
+              singleStep(c);
+              continue;
+            }
+          }
+          if (c.retired >= end) return RunExit.Budget;
+          execute(c, end);
+        }
+      } catch (e) {
+        if (e !== FAULT) throw e;
+        c.eip = c.instrStart;
+        resetPrefixes(c);
+        if (!deliverException(c, FAULT)) {
+          c.shutdown = true;
+          return RunExit.Shutdown;
+        }
+      }
+    }
+  }
+
+  /** The instruction-boundary work: memory map changes, exits, NMI and INTR. */
+  #boundary(): number {
+    const c = this.#c;
+    c.attention = false;
+    if (c.memGeneration !== c.mem.generation) flushTlb(c);
+    if (c.shutdown) return RunExit.Shutdown;
+    if (c.resetRequested) {
+      c.resetRequested = false;
+      c.attention = true;
+      return RunExit.Reset;
+    }
+    if (c.exitRequested) {
+      c.exitRequested = false;
+      c.attention = true;
+      return RunExit.Exit;
+    }
+    if (c.shadow) {
+      c.shadow = false;
+      c.attention = true;
+      return -1;
+    }
+    if (c.nmiPending && !c.nmiBlocked) {
+      c.nmiPending = false;
+      c.nmiBlocked = true;
+      c.instrStart = c.eip;
+      deliverInterrupt(c, 2, INT_EXTERNAL, -1);
+    } else if ((c.flags & IF) !== 0 && c.intSource !== null && c.intSource.hasPending()) {
+      c.instrStart = c.eip;
+      const vector = c.intSource.acknowledge();
+      deliverInterrupt(c, vector & 0xff, INT_EXTERNAL, -1);
+    }
+    if (c.halted) {
+      c.attention = true;
+      return (c.flags & IF) !== 0 ? RunExit.Halt : RunExit.HaltNoInterrupts;
+    }
+    if ((c.flags & TF) !== 0) {
+      c.attention = true;
+      return SINGLE_STEP;
+    }
+    return -1;
+  }
+
+  setInterruptSource(source: InterruptSource | null): void {
+    this.#c.intSource = source;
+    this.#c.attention = true;
+  }
+
+  raiseNmi(): void {
+    this.#c.nmiPending = true;
+    this.#c.attention = true;
+  }
+
+  requestExit(): void {
+    this.#c.exitRequested = true;
+    this.#c.attention = true;
+  }
+
+  requestReset(): void {
+    this.#c.resetRequested = true;
+    this.#c.attention = true;
+  }
+
+  /** Drives the A20 gate (keyboard controller or port 92h): off masks address bit 20. */
+  setA20(enabled: boolean): void {
+    const mask = enabled ? -1 : ~(1 << 20);
+    if (mask !== this.#c.a20Mask) {
+      this.#c.a20Mask = mask;
+      flushTlb(this.#c);
+    }
+  }
+
+  registers(): Record<string, number> {
+    const c = this.#c;
+    const out: Record<string, number> = {};
+    REG_NAMES.forEach((n, i) => (out[n] = c.regs[i] >>> 0));
+    out.eip = c.eip >>> 0;
+    out.eflags = getFlags(c) >>> 0;
+    SEG_NAMES.forEach((n, i) => {
+      out[n] = c.segSel[i];
+      out[`${n}_base`] = c.segBase[i] >>> 0;
+      out[`${n}_limit`] = c.segLimit[i];
+    });
+    out.cr0 = c.cr0 >>> 0;
+    out.cr2 = c.cr2 >>> 0;
+    out.cr3 = c.cr3 >>> 0;
+    out.cr4 = c.cr4 >>> 0;
+    out.gdt_base = c.gdtBase >>> 0;
+    out.gdt_limit = c.gdtLimit;
+    out.idt_base = c.idtBase >>> 0;
+    out.idt_limit = c.idtLimit;
+    out.cpl = c.cpl;
+    return out;
+  }
+}

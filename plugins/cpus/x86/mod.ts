@@ -1,0 +1,27 @@
+// The x86 interpreter plugin: QEMU's accel=tcg CPU backend for i386 guests
+
+import type { CpuContext } from "../../../core/cpu.ts";
+import { UsageError } from "../../../core/errors.ts";
+import type { CpuDescriptor } from "../../../core/plugin.ts";
+import { X86Cpu } from "./cpu.ts";
+import { CPU_MODELS, DEFAULT_MODEL, findModel } from "./models.ts";
+
+export { X86Cpu } from "./cpu.ts";
+export { CPU_MODELS, type CpuModel, findModel } from "./models.ts";
+
+/** The x86 interpreter (`-accel tcg`), with the models `-cpu help` lists. */
+export default {
+  kind: "cpu",
+  name: "x86",
+  summary: "x86 interpreter (i386, TCG)",
+  accel: "tcg",
+  models: CPU_MODELS.map((m) => ({ name: m.name, description: m.description })),
+  options: [],
+  create(context: unknown, _opts) {
+    const ctx = context as CpuContext;
+    const name = ctx.model ?? DEFAULT_MODEL;
+    const model = findModel(name);
+    if (!model) throw new UsageError(`unable to find CPU model '${name}'`);
+    return new X86Cpu(ctx, model);
+  },
+} satisfies CpuDescriptor;
