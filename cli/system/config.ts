@@ -266,6 +266,71 @@ export async function openDrives(
   return drives;
 }
 
+/** The options vmkit acts on; every other QEMU option is refused, never silently ignored. */
+const IMPLEMENTED = new Set([
+  "name",
+  "M",
+  "machine",
+  "accel",
+  "enable-kvm",
+  "m",
+  "smp",
+  "boot",
+  "drive",
+  "hda",
+  "hdb",
+  "hdc",
+  "hdd",
+  "cdrom",
+  "device",
+  "kernel",
+  "initrd",
+  "append",
+  "nographic",
+  "display",
+  "serial",
+  "debugcon",
+  "cpu",
+  "bios",
+  "L",
+  "no-reboot",
+  "no-shutdown",
+  "vga",
+  "net",
+  "nodefaults",
+  "no-user-config",
+  "nouserconfig",
+  "version",
+  "h",
+  "help",
+]);
+
+/** Values of implemented options that ask for something not built yet. */
+function refuseUnbuilt(o: SystemOpt): void {
+  const first = o.value.split(",")[0];
+  if (o.name === "display" && !["none", "curses"].includes(first.replace(/^type=/, ""))) {
+    throw new UsageError(
+      `-display ${o.value}: vmkit has no graphical display yet; use -display none or -nographic`,
+    );
+  }
+  if (o.name === "vga" && first !== "none") {
+    throw new UsageError(
+      `-vga ${o.value}: VGA adapters are not supported by vmkit yet; use -vga none`,
+    );
+  }
+  if (o.name === "net" && first !== "none") {
+    throw new UsageError(`-net ${o.value}: network devices are not supported by vmkit yet`);
+  }
+}
+
+/** Refuses every option vmkit parses but does not implement, with its name. */
+export function checkImplemented(opts: readonly SystemOpt[]): void {
+  for (const o of opts) {
+    if (!IMPLEMENTED.has(o.name)) throw new UsageError(`-${o.name}: not supported by vmkit yet`);
+    refuseUnbuilt(o);
+  }
+}
+
 /** Builds the machine configuration from a parsed command line. */
 export async function buildSystemSetup(
   opts: readonly SystemOpt[],
@@ -274,9 +339,12 @@ export async function buildSystemSetup(
     registry: Registry;
     graph: BlockGraph;
     stdio: StdioChardevOptions;
+    /** Prints a warning line (`<program>: warning: ...`). */
+    warn?: (message: string) => void;
   },
 ): Promise<SystemSetup> {
   const registry = context.registry;
+  checkImplemented(opts);
   const devices = allValues(opts, "device").map((text) => {
     const items = parseKeyValueList(text, { impliedKey: "driver" });
     const model = items.find((i) => i.key === "driver")?.value ?? "";
@@ -323,11 +391,16 @@ export async function buildSystemSetup(
     ? open("debugcon", debugconSpec)
     : undefined;
   const smp = parseSmp(lastValue(opts, "smp") ?? "1");
+  if (smp.cpus > 1) {
+    // Starting application processors (INIT/SIPI) arrives with the Linux boot work; until
+    // then the guest gets one CPU, and firmware is told so, so it does not wait for others.
+    context.warn?.(`-smp ${smp.cpus}: vmkit runs 1 vCPU for now; the guest will see 1 CPU`);
+  }
   const boot = parseBoot(lastValue(opts, "boot") ?? "order=cad");
   const config: MachineConfig = {
     ramBytes: parseRamSize(lastValue(opts, "m") ?? String(DEFAULT_RAM_BYTES >> 20)),
-    smp: smp.cpus,
-    maxCpus: smp.maxCpus,
+    smp: 1,
+    maxCpus: 1,
     biosPath: lastValue(opts, "bios"),
     dataDirs: allValues(opts, "L"),
     drives: await openDrives(opts, context.graph, hda),

@@ -114,6 +114,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
   const setup = await buildSystemSetup(opts, parsed.hda, {
     registry: ctx.registry,
     graph: new BlockGraph(ctx.registry),
+    warn: (message) => writeErr(`${ctx.program}: warning: ${message}\n`),
     // QEMU's -nographic escapes: Ctrl-A x quits.
     stdio: {
       onEscape: (key) => {
