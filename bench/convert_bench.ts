@@ -40,7 +40,7 @@ export async function writeMixedImage(file: string, bytes: number): Promise<void
 /** Runs the three conversions with both tools; returns rows in MiB/s of virtual size. */
 export async function convertRows(): Promise<Row[]> {
   const { dir, cleanup } = await scratch();
-  const bytes = SHORT ? 64 << 20 : 1 << 30;
+  const bytes = SHORT ? 256 << 20 : 1 << 30;
   const haveQemu = have("qemu-img");
   const runs = SHORT ? 1 : 3;
   try {
@@ -78,7 +78,7 @@ export async function convertRows(): Promise<Row[]> {
 
 if (import.meta.main) {
   printTable(
-    `img convert throughput (${SHORT ? "64 MiB" : "1 GiB"} of mixed data and zero extents)`,
+    `img convert throughput (${SHORT ? "256 MiB" : "1 GiB"} of mixed data and zero extents)`,
     await convertRows(),
   );
 }

@@ -13,7 +13,7 @@ printTable(
   await qcow2L2CacheRows(),
 );
 printTable(
-  `img convert throughput (${SHORT ? "64 MiB" : "1 GiB"} of mixed data and zero extents)`,
+  `img convert throughput (${SHORT ? "256 MiB" : "1 GiB"} of mixed data and zero extents)`,
   await convertRows(),
 );
 printTable(
