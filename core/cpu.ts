@@ -73,6 +73,12 @@ export interface CpuBackend {
    * then resets its devices and calls {@linkcode reset}.
    */
   requestReset(): void;
+  /**
+   * Follows the board's A20 gate (i8042 output port, port 0x92): with A20 off, address
+   * line 20 reads as 0, so addresses wrap at 1 MiB as on an 8086. Optional: a backend
+   * without it always has A20 on.
+   */
+  setA20?(enabled: boolean): void;
   /** Named register values for the monitor (`info registers`) and debugging. */
   registers(): Record<string, number>;
 }

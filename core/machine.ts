@@ -161,7 +161,11 @@ export class Machine {
   /** Creates the CPUs through `config.createCpu` (the board calls it once memory is mapped). */
   createCpus(): void {
     if (this.cpus.length > 0) return;
-    for (let i = 0; i < this.config.smp; i++) this.cpus.push(this.config.createCpu(this, i));
+    for (let i = 0; i < this.config.smp; i++) {
+      const cpu = this.config.createCpu(this, i);
+      cpu.setA20?.(this.#a20);
+      this.cpus.push(cpu);
+    }
   }
 
   /**
@@ -253,6 +257,7 @@ export class Machine {
   setA20(enabled: boolean): void {
     if (enabled === this.#a20) return;
     this.#a20 = enabled;
+    for (const c of this.cpus) c.setA20?.(enabled);
     for (const l of this.#a20Listeners) l(enabled);
   }
 

@@ -290,6 +290,7 @@ const IMPLEMENTED = new Set([
   "display",
   "serial",
   "debugcon",
+  "chardev",
   "cpu",
   "bios",
   "L",
@@ -383,9 +384,29 @@ export async function buildSystemSetup(
     chardevs.push(c);
     return c;
   };
+  // -chardev BACKEND,id=ID[,path=FILE]: named backends that -device ...,chardev=ID and
+  // -serial chardev:ID use.
+  const named: Chardev[] = allValues(opts, "chardev").map((text) => {
+    const items = parseKeyValueList(text, { impliedKey: "backend" });
+    const get = (k: string) => items.find((i) => i.key === k)?.value;
+    const id = get("id");
+    if (!id) throw new UsageError(`-chardev ${text}: chardev: "id" is required`);
+    const backend = get("backend");
+    const spec = backend === "file" ? `file:${get("path") ?? ""}` : backend ?? "";
+    if (!["stdio", "null"].includes(spec) && !spec.startsWith("file:")) {
+      throw new UsageError(`-chardev ${text}: '${backend}' is not a valid char driver name`);
+    }
+    if (spec === "file:") throw new UsageError(`-chardev ${text}: chardev: "path" is required`);
+    return open(id, spec);
+  });
   const serialSpecs = allValues(opts, "serial");
   if (serialSpecs.length === 0 && nographic) serialSpecs.push("mon:stdio");
-  const serial = serialSpecs.filter((s) => s !== "none").map((spec, i) => open(`serial${i}`, spec));
+  const serial = serialSpecs.filter((s) => s !== "none").map((spec, i) => {
+    if (!spec.startsWith("chardev:")) return open(`serial${i}`, spec);
+    const found = named.find((c) => c.id === spec.slice(8));
+    if (!found) throw new UsageError(`-serial ${spec}: chardev '${spec.slice(8)}' not found`);
+    return found;
+  });
   const debugconSpec = lastValue(opts, "debugcon");
   const debugcon = debugconSpec && debugconSpec !== "none"
     ? open("debugcon", debugconSpec)
@@ -408,6 +429,7 @@ export async function buildSystemSetup(
     debugcon,
     nographic,
     noReboot: opts.some((o) => o.name === "no-reboot"),
+    chardevs: named.filter((c) => !serial.includes(c)),
     kernel: readKernelConfig(opts),
     registry,
     clock: { realtime: true },
