@@ -10,6 +10,8 @@ import {
   FALLOC_FL_PUNCH_HOLE,
   FALLOC_FL_ZERO_RANGE,
   fallocate,
+  pread,
+  pwrite,
   SEEK_DATA,
   SEEK_HOLE,
   seekDataHole,
@@ -87,7 +89,8 @@ export class FileNode implements BlockNode {
     while (done < buf.length) {
       let n: number;
       try {
-        n = fs.readSync(this.#fd, buf, done, buf.length - done, offset + done);
+        n = pread(this.#fd, buf.subarray(done), offset + done) ??
+          fs.readSync(this.#fd, buf, done, buf.length - done, offset + done);
       } catch (e) {
         throw hostIoError(e, `Could not read '${this.filename}'`);
       }
@@ -110,7 +113,8 @@ export class FileNode implements BlockNode {
     let done = 0;
     while (done < data.length) {
       try {
-        done += fs.writeSync(this.#fd, data, done, data.length - done, offset + done);
+        done += pwrite(this.#fd, data.subarray(done), offset + done) ??
+          fs.writeSync(this.#fd, data, done, data.length - done, offset + done);
       } catch (e) {
         throw hostIoError(e, `Could not write to '${this.filename}'`);
       }
