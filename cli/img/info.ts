@@ -98,6 +98,7 @@ function pad2(n: number): string {
 
 /** The snapshot table as `info` and `snapshot -l` print it. */
 export function snapshotTable(snapshots: readonly SnapshotInfo[]): string {
+  // QEMU's bdrv_snapshot_dump: "%-9s %-17s %7s%20s%13s%11s" (the header: "%-10s%-17s%8s...").
   const row = (
     id: string,
     tag: string,
@@ -106,10 +107,14 @@ export function snapshotTable(snapshots: readonly SnapshotInfo[]): string {
     clock: string,
     icount: string,
   ) =>
-    `${id.padEnd(9)} ${tag.padEnd(17)} ${size.padStart(8)} ${date.padStart(20)} ${
+    `${id.padEnd(9)} ${tag.padEnd(17)} ${size.padStart(7)}${date.padStart(20)}${
       clock.padStart(13)
-    } ${icount.padStart(11)}`;
-  const lines = [row("ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT")];
+    }${icount.padStart(11)}`;
+  const lines = [
+    `${"ID".padEnd(10)}${"TAG".padEnd(17)}${"VM SIZE".padStart(8)}${"DATE".padStart(20)}${
+      "VM CLOCK".padStart(13)
+    }${"ICOUNT".padStart(11)}`,
+  ];
   for (const s of snapshots) {
     const d = new Date(s.dateSec * 1000);
     const date = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${

@@ -6,6 +6,7 @@ import { versionLine } from "../version.ts";
 import { benchCommand } from "./bench.ts";
 import { checkCommand } from "./check.ts";
 import type { ImgCommand, ImgContext } from "./common.ts";
+import { commitCommand } from "./commit.ts";
 import { compareCommand } from "./compare.ts";
 import { convertCommand } from "./convert.ts";
 import { createCommand } from "./create.ts";
@@ -13,12 +14,15 @@ import { ddCommand } from "./dd.ts";
 import { infoCommand } from "./info.ts";
 import { mapCommand } from "./map.ts";
 import { measureCommand } from "./measure.ts";
+import { rebaseCommand } from "./rebase.ts";
 import { resizeCommand } from "./resize.ts";
+import { snapshotCommand } from "./snapshot.ts";
 
 /** Every `img` subcommand, in the order `--help` lists them. */
 export const IMG_COMMANDS: readonly ImgCommand[] = [
   benchCommand,
   checkCommand,
+  commitCommand,
   compareCommand,
   convertCommand,
   createCommand,
@@ -26,6 +30,8 @@ export const IMG_COMMANDS: readonly ImgCommand[] = [
   infoCommand,
   mapCommand,
   measureCommand,
+  snapshotCommand,
+  rebaseCommand,
   resizeCommand,
 ];
 
@@ -85,6 +91,13 @@ Parameters to convert subcommand:
   '-m' specifies how many coroutines work in parallel during the convert
        process (defaults to 8)
   '-W' allow to write to the target out of order rather than sequential
+
+Parameters to snapshot subcommand:
+  'snapshot' is the name of the snapshot to create, apply or delete
+  '-a' applies a snapshot (revert disk to saved state)
+  '-c' creates a snapshot
+  '-d' deletes a snapshot
+  '-l' lists all snapshots in the given image
 
 Parameters to compare subcommand:
   '-f' first image format

@@ -77,6 +77,21 @@ export interface SnapshotInfo {
   icount?: number;
 }
 
+/** What {@linkcode BlockNode.snapshotCreate} may record besides the name (qemu-img leaves them 0). */
+export interface SnapshotCreateOptions {
+  /** The id to give the snapshot; one more than the largest numeric id when absent. */
+  id?: string;
+  /** Wall clock time of the snapshot; now when absent. */
+  dateSec?: number;
+  dateNsec?: number;
+  /** Guest clock at the snapshot, in ns. */
+  vmClockNs?: number;
+  /** Bytes of saved VM state (0 for a disk-only snapshot). */
+  vmStateSize?: number;
+  /** Guest instructions executed (record/replay), if counted. */
+  icount?: number;
+}
+
 /**
  * An opened node in the block graph: a protocol node (a host file) or a format
  * node (qcow2, raw...) sitting on one. Every method may be called concurrently;
@@ -129,6 +144,28 @@ export interface BlockNode {
   formatInfo?(): FormatSpecificInfo | undefined;
   /** Internal snapshots, if the format has them. */
   snapshots?(): SnapshotInfo[];
+  /** Creates an internal snapshot named `name` of the current disk state. */
+  snapshotCreate?(name: string, options?: SnapshotCreateOptions): Promise<SnapshotInfo>;
+  /**
+   * Reverts the disk to the snapshot with id `idOrName` (or, failing that, that name).
+   * @throws VmkitError `Failed to load snapshot: No such file or directory` when none matches.
+   */
+  snapshotApply?(idOrName: string): Promise<void>;
+  /**
+   * Deletes the snapshot with id `idOrName` (or, failing that, that name), freeing
+   * the clusters only it used.
+   */
+  snapshotDelete?(idOrName: string): Promise<void>;
+  /**
+   * Deallocates every cluster so that all data comes from the backing node again
+   * (QEMU's `bdrv_make_empty`, what `commit` does to the committed image).
+   */
+  makeEmpty?(): Promise<void>;
+  /**
+   * Rewrites the backing file name and format stored in the image (no data moves;
+   * `undefined` removes them), as QEMU's `bdrv_change_backing_file`.
+   */
+  changeBackingFile?(name: string | undefined, format: string | undefined): Promise<void>;
   /** Checks (and optionally repairs) the image's metadata. */
   check?(repair: RepairMode): Promise<CheckResult>;
   /** True when the image is marked dirty (`lazy_refcounts` left it so). */

@@ -149,6 +149,22 @@ export class ClusterMap {
     return [this.#l1View.getUint32(i * 8), this.#l1View.getUint32(i * 8 + 4)];
   }
 
+  /** A copy of the active L1 table's entries, as stored (big-endian). */
+  copyL1(): Uint8Array {
+    return this.#l1.slice(0, this.#l1Size * 8);
+  }
+
+  /**
+   * Replaces every entry of the active L1 table (snapshot revert), in memory and
+   * on disk; `table` holds at most `l1Size` entries, the rest become zero.
+   */
+  replaceL1(table: Uint8Array): void {
+    this.#l1.fill(0);
+    this.#l1.set(table.subarray(0, this.#l1.length));
+    this.#file.writeSync(this.#l1Offset, this.#l1);
+    this.#file.syncSync();
+  }
+
   /** Writes L1 entry `i` in memory and on disk. */
   setL1(i: number, hi: number, lo: number): void {
     this.#l1View.setUint32(i * 8, hi);

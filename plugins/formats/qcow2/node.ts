@@ -7,6 +7,7 @@ import type {
   FormatSpecificInfo,
   OpenContext,
   RepairMode,
+  SnapshotCreateOptions,
   SnapshotInfo,
   TruncateOptions,
 } from "../../../core/block/driver.ts";
@@ -39,7 +40,14 @@ import {
   writeL1Location,
   writeReftableLocation,
 } from "./image.ts";
-import { discardGuest, readGuest, writeCompressedGuest, writeGuest, zeroGuest } from "./io.ts";
+import {
+  deallocateGuest,
+  discardGuest,
+  readGuest,
+  writeCompressedGuest,
+  writeGuest,
+  zeroGuest,
+} from "./io.ts";
 import {
   Layout,
   QCOW2_SUBCLUSTER_COMPRESSED,
@@ -52,6 +60,7 @@ import {
 } from "./layout.ts";
 import { Refcounts } from "./refcount.ts";
 import { readSnapshots, snapshotInfos, validateTable } from "./snapshot.ts";
+import { applySnapshot, createSnapshot, deleteSnapshot } from "./snapshot_ops.ts";
 import { truncateImage } from "./truncate.ts";
 
 const RESOLVED = Promise.resolve();
@@ -259,6 +268,55 @@ export class Qcow2Node implements BlockNode {
 
   snapshots(): SnapshotInfo[] {
     return snapshotInfos(this.#img.snapshots);
+  }
+
+  snapshotCreate(name: string, options?: SnapshotCreateOptions): Promise<SnapshotInfo> {
+    if (this.#img.readOnly) {
+      return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
+    }
+    return this.#serialize(() => createSnapshot(this.#img, name, options));
+  }
+
+  snapshotApply(idOrName: string): Promise<void> {
+    if (this.#img.readOnly) {
+      return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
+    }
+    return this.#serialize(() => applySnapshot(this.#img, idOrName));
+  }
+
+  snapshotDelete(idOrName: string): Promise<void> {
+    if (this.#img.readOnly) {
+      return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
+    }
+    return this.#serialize(() => deleteSnapshot(this.#img, idOrName));
+  }
+
+  changeBackingFile(name: string | undefined, format: string | undefined): Promise<void> {
+    if (this.#img.readOnly) {
+      return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
+    }
+    return this.#serialize(() => {
+      const h = this.#img.header;
+      const old = { file: h.backingFile, format: h.backingFormat };
+      h.backingFile = name === "" ? undefined : name;
+      h.backingFormat = h.backingFile === undefined ? undefined : format;
+      try {
+        writeHeader(this.#img);
+      } catch (e) {
+        h.backingFile = old.file;
+        h.backingFormat = old.format;
+        throw e;
+      }
+    });
+  }
+
+  makeEmpty(): Promise<void> {
+    if (this.#img.readOnly) {
+      return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
+    }
+    const cs = this.#img.layout.clusterSize;
+    const end = Math.ceil(this.#img.header.size / cs) * cs;
+    return this.#serialize(() => deallocateGuest(this.#img, 0, end));
   }
 
   check(repair: RepairMode): Promise<CheckResult> {

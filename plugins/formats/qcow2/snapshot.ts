@@ -123,3 +123,73 @@ export function snapshotInfos(entries: readonly SnapshotEntry[]): SnapshotInfo[]
     return info;
   });
 }
+
+/** Bytes of the extra data QEMU writes: vm_state_size_large, disk_size, icount. */
+export const QCOW2_SNAPSHOT_EXTRA_BYTES = 24;
+
+const encoder = new TextEncoder();
+
+function putU64(view: DataView, at: number, value: number): void {
+  view.setUint32(at, Math.floor(value / 0x100000000));
+  view.setUint32(at + 4, value >>> 0);
+}
+
+/** The bytes an entry occupies in the table as it is stored now (without the final padding). */
+export function entryBytes(s: SnapshotEntry): number {
+  return QCOW2_SNAPSHOT_HEADER_BYTES + s.extra.length + encoder.encode(s.id).length +
+    encoder.encode(s.name).length;
+}
+
+/** The size of the stored table: entries aligned to 8 bytes, the last one unpadded. */
+export function tableBytes(entries: readonly SnapshotEntry[]): number {
+  let at = 0;
+  for (const s of entries) at = ((at + 7) & ~7) + entryBytes(s);
+  return at;
+}
+
+/**
+ * Gives an entry the extra data QEMU writes (at least 24 bytes: vm_state_size_large,
+ * disk_size, icount), keeping bytes past them that a newer writer added.
+ */
+export function normalizeExtra(s: SnapshotEntry, diskSizeBytes: number): void {
+  if (s.extra.length >= QCOW2_SNAPSHOT_EXTRA_BYTES) return;
+  const extra = new Uint8Array(QCOW2_SNAPSHOT_EXTRA_BYTES);
+  const v = new DataView(extra.buffer);
+  putU64(v, 0, s.vmStateSize);
+  putU64(v, 8, s.diskSize ?? diskSizeBytes);
+  s.diskSize ??= diskSizeBytes;
+  // No instruction count recorded: QEMU's -1.
+  v.setUint32(16, 0xffffffff);
+  v.setUint32(20, 0xffffffff);
+  s.extra = extra;
+}
+
+/** Encodes the whole snapshot table, as QEMU's `qcow2_write_snapshots` lays it out. */
+export function serializeSnapshots(entries: readonly SnapshotEntry[]): Uint8Array {
+  const buf = new Uint8Array(tableBytes(entries));
+  const view = new DataView(buf.buffer);
+  let at = 0;
+  for (const s of entries) {
+    at = (at + 7) & ~7;
+    const id = encoder.encode(s.id);
+    const name = encoder.encode(s.name);
+    putU64(view, at, s.l1TableOffset);
+    view.setUint32(at + 8, s.l1Size);
+    view.setUint16(at + 12, id.length);
+    view.setUint16(at + 14, name.length);
+    view.setUint32(at + 16, s.dateSec);
+    view.setUint32(at + 20, s.dateNsec);
+    putU64(view, at + 24, s.vmClockNs);
+    // The 32-bit field holds the size when it fits; the extra data holds it in full.
+    view.setUint32(at + 32, s.vmStateSize > 0xffffffff ? 0 : s.vmStateSize);
+    view.setUint32(at + 36, s.extra.length);
+    at += QCOW2_SNAPSHOT_HEADER_BYTES;
+    buf.set(s.extra, at);
+    at += s.extra.length;
+    buf.set(id, at);
+    at += id.length;
+    buf.set(name, at);
+    at += name.length;
+  }
+  return buf;
+}
