@@ -12,6 +12,7 @@ import {
   type ImgContext,
   lastOpt,
   openBackend,
+  STANDARD_LONG,
 } from "./common.ts";
 
 /** Settings of one benchmark run. */
@@ -77,13 +78,10 @@ function sizeOpt(text: string | undefined, fallback: number, what: string): numb
 
 async function run(args: string[], ctx: ImgContext): Promise<number> {
   const { opts, positional } = getopt(args, "hc:d:f:ni:o:qs:S:t:wU", [
-    { name: "help", hasArg: false, short: "h" },
+    ...STANDARD_LONG,
     { name: "flush-interval", hasArg: true },
-    { name: "image-opts", hasArg: false },
     { name: "pattern", hasArg: true },
     { name: "no-drain", hasArg: false },
-    { name: "force-share", hasArg: false, short: "U" },
-    { name: "object", hasArg: true },
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
   if (positional.length !== 1) throw new UsageError("Expecting one image file name");

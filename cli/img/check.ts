@@ -12,6 +12,7 @@ import {
   lastOpt,
   openImage,
   outputFormat,
+  STANDARD_LONG,
 } from "./common.ts";
 
 /** qemu-img check's exit codes. */
@@ -92,12 +93,9 @@ export function checkExitCode(r: CheckResult): number {
 
 async function run(args: string[], ctx: ImgContext): Promise<number> {
   const { opts, positional } = getopt(args, "hf:r:T:qU", [
-    { name: "help", hasArg: false, short: "h" },
+    ...STANDARD_LONG,
     { name: "repair", hasArg: true, short: "r" },
     { name: "output", hasArg: true },
-    { name: "force-share", hasArg: false, short: "U" },
-    { name: "image-opts", hasArg: false },
-    { name: "object", hasArg: true },
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
   const output = outputFormat(opts);

@@ -6,7 +6,7 @@ import { BlockGraph } from "../../core/block/graph.ts";
 import { UsageError, VmkitError } from "../../core/errors.ts";
 import { type ParsedOptions, parseKeyValueList, parseOptions } from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
-import type { ParsedOpt } from "../getopt.ts";
+import type { LongOption, ParsedOpt } from "../getopt.ts";
 import { writeErr } from "../output.ts";
 
 /** What every `img` subcommand gets. */
@@ -20,6 +20,17 @@ export interface ImgContext {
   /** Prints the `--help` text and returns exit code 0 (`-h` in any subcommand). */
   printHelp(): number;
 }
+
+/**
+ * The long options every subcommand takes: `--help`, `--object` (accepted; secrets
+ * and other objects are not used yet), `--image-opts` and `--force-share` (`-U`).
+ */
+export const STANDARD_LONG: readonly LongOption[] = [
+  { name: "help", hasArg: false, short: "h" },
+  { name: "object", hasArg: true },
+  { name: "image-opts", hasArg: false },
+  { name: "force-share", hasArg: false, short: "U" },
+];
 
 /** One `img` subcommand: its name, synopsis line for `--help`, and its runner. */
 export interface ImgCommand {

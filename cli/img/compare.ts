@@ -11,6 +11,7 @@ import {
   type ImgContext,
   lastOpt,
   openImage,
+  STANDARD_LONG,
 } from "./common.ts";
 import { chainStatus } from "../../core/block/status.ts";
 import { Progress } from "./progress.ts";
@@ -81,10 +82,7 @@ export async function compareImages(
 
 async function run(args: string[], ctx: ImgContext): Promise<number> {
   const { opts, positional } = getopt(args, "hf:F:T:pqsU", [
-    { name: "help", hasArg: false, short: "h" },
-    { name: "force-share", hasArg: false, short: "U" },
-    { name: "image-opts", hasArg: false },
-    { name: "object", hasArg: true },
+    ...STANDARD_LONG,
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
   let a: BlockNode | undefined;

@@ -15,6 +15,7 @@ import {
   joinedOpt,
   lastOpt,
   openImage,
+  STANDARD_LONG,
 } from "./common.ts";
 import { createOptionsHelp, parseCreateOptions } from "./create.ts";
 import { chainStatus } from "../../core/block/status.ts";
@@ -204,12 +205,9 @@ async function writeSparse(
 
 async function run(args: string[], ctx: ImgContext): Promise<number> {
   const { opts, positional } = getopt(args, "hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:", [
-    { name: "help", hasArg: false, short: "h" },
-    { name: "object", hasArg: true },
-    { name: "image-opts", hasArg: false },
+    ...STANDARD_LONG,
     { name: "target-image-opts", hasArg: false },
     { name: "target-is-zero", hasArg: false },
-    { name: "force-share", hasArg: false, short: "U" },
     { name: "salvage", hasArg: false },
     { name: "bitmaps", hasArg: false },
   ]);

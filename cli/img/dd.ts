@@ -11,6 +11,7 @@ import {
   type ImgContext,
   lastOpt,
   openImage,
+  STANDARD_LONG,
 } from "./common.ts";
 
 /** The parsed `key=value` operands of dd. */
@@ -63,10 +64,7 @@ export function parseDdOperands(operands: readonly string[]): DdOperands {
 
 async function run(args: string[], ctx: ImgContext): Promise<number> {
   const { opts, positional } = getopt(args, "hf:O:U", [
-    { name: "help", hasArg: false, short: "h" },
-    { name: "image-opts", hasArg: false },
-    { name: "force-share", hasArg: false, short: "U" },
-    { name: "object", hasArg: true },
+    ...STANDARD_LONG,
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
   const dd = parseDdOperands(positional);

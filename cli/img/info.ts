@@ -12,6 +12,7 @@ import {
   lastOpt,
   openImage,
   outputFormat,
+  STANDARD_LONG,
 } from "./common.ts";
 import { UsageError } from "../../core/errors.ts";
 
@@ -172,12 +173,9 @@ export function infoHuman(info: ImageInfo): string {
 
 async function run(args: string[], ctx: ImgContext): Promise<number> {
   const { opts, positional } = getopt(args, "f:hU", [
-    { name: "help", hasArg: false, short: "h" },
+    ...STANDARD_LONG,
     { name: "output", hasArg: true },
     { name: "backing-chain", hasArg: false },
-    { name: "force-share", hasArg: false, short: "U" },
-    { name: "image-opts", hasArg: false },
-    { name: "object", hasArg: true },
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
   const output = outputFormat(opts);

@@ -14,6 +14,7 @@ import {
   lastOpt,
   openImage,
   outputFormat,
+  STANDARD_LONG,
 } from "./common.ts";
 
 /** One extent of the map, as qemu-img's MapEntry. */
@@ -54,13 +55,10 @@ function hex(n: number): string {
 
 async function run(args: string[], ctx: ImgContext): Promise<number> {
   const { opts, positional } = getopt(args, "f:hU", [
-    { name: "help", hasArg: false, short: "h" },
+    ...STANDARD_LONG,
     { name: "output", hasArg: true },
     { name: "start-offset", hasArg: true, short: "s" },
     { name: "max-length", hasArg: true, short: "l" },
-    { name: "force-share", hasArg: false, short: "U" },
-    { name: "image-opts", hasArg: false },
-    { name: "object", hasArg: true },
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
   const output = outputFormat(opts);

@@ -13,18 +13,16 @@ import {
   lastOpt,
   openImage,
   outputFormat,
+  STANDARD_LONG,
 } from "./common.ts";
 import { createOptionsHelp, parseCreateOptions, parseImageSize } from "./create.ts";
 import { chainStatus } from "../../core/block/status.ts";
 
 async function run(args: string[], ctx: ImgContext): Promise<number> {
   const { opts, positional } = getopt(args, "hf:o:O:l:U", [
-    { name: "help", hasArg: false, short: "h" },
+    ...STANDARD_LONG,
     { name: "output", hasArg: true },
     { name: "size", hasArg: true },
-    { name: "force-share", hasArg: false, short: "U" },
-    { name: "image-opts", hasArg: false },
-    { name: "object", hasArg: true },
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
   const output = outputFormat(opts);
