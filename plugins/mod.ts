@@ -5,6 +5,8 @@ import x86 from "./cpus/x86/mod.ts";
 import { DEVICE_PLUGINS } from "./devices/mod.ts";
 import qcow2 from "./formats/qcow2/mod.ts";
 import raw from "./formats/raw.ts";
+import vdi from "./formats/vdi.ts";
+import vpc from "./formats/vpc/mod.ts";
 import pcMachine from "./machines/pc.ts";
 import file from "./protocols/file.ts";
 
@@ -13,6 +15,8 @@ export const BUILTIN_PLUGINS: readonly PluginDescriptor[] = [
   file,
   raw,
   qcow2,
+  vdi,
+  vpc,
   x86,
   ...DEVICE_PLUGINS,
   pcMachine,

@@ -1,0 +1,76 @@
+// Tests of the vdi format: create layout, block allocation, reads of holes, probe and check
+
+import assert from "node:assert/strict";
+import type { CreateContext } from "../../core/block/driver.ts";
+import { MemoryFileNode } from "../../core/block/test_util.ts";
+import { createVdi, openVdi, probeVdi, VDI_UNALLOCATED } from "./vdi.ts";
+
+async function newImage(sizeBytes: number, isStatic = false) {
+  let file = new MemoryFileNode("a.vdi");
+  const ctx = {
+    createFile(filename: string, bytes: number) {
+      file = new MemoryFileNode(filename, bytes);
+      return Promise.resolve();
+    },
+    openFile: () => Promise.resolve(file),
+  } as unknown as CreateContext;
+  await createVdi("a.vdi", sizeBytes, { static: isStatic }, ctx);
+  return { file, node: await openVdi(file) };
+}
+
+Deno.test("createVdi() lays out a dynamic image as header, unallocated map and no data", async () => {
+  const { file, node } = await newImage(3 << 20);
+  const bytes = file.bytes();
+  assert.equal(bytes.length, 1024);
+  assert.equal(probeVdi(bytes), 100);
+  assert.equal(new DataView(bytes.buffer).getUint32(0x200, true), VDI_UNALLOCATED);
+  assert.equal(node.size(), 3 << 20);
+  assert.equal(node.clusterSize, 1 << 20);
+});
+
+Deno.test("createVdi() with static maps every block in order", async () => {
+  const { file, node } = await newImage(1536 << 10, true);
+  assert.equal(file.size(), 1024 + (2 << 20));
+  const status = await node.blockStatus(0, 1536 << 10);
+  assert.equal(status.allocated, true);
+  assert.equal(status.bytes, 1536 << 10);
+  assert.equal(status.hostOffset, 1024);
+});
+
+Deno.test("VdiNode.write() allocates a block at the end and reads back what was written", async () => {
+  const { file, node } = await newImage(4 << 20);
+  const data = new Uint8Array(1000).fill(0xab);
+  await node.write((2 << 20) + 500, data);
+  assert.equal(file.size(), 1024 + (1 << 20));
+  const back = new Uint8Array(3000);
+  await node.read((2 << 20) - 1000, back);
+  assert.deepEqual(back.subarray(0, 1500), new Uint8Array(1500));
+  assert.deepEqual(back.subarray(1500, 2500), data);
+  assert.deepEqual(back.subarray(2500), new Uint8Array(500));
+  assert.equal((await node.blockStatus(0, 4 << 20)).allocated, false);
+  const reopened = await openVdi(file);
+  const again = new Uint8Array(1000);
+  await reopened.read((2 << 20) + 500, again);
+  assert.deepEqual(again, data);
+  assert.equal((await reopened.check("none")).corruptions, 0);
+});
+
+Deno.test("VdiNode.check() reports a block used twice and a wrong allocated count", async () => {
+  const { file } = await newImage(4 << 20);
+  const node = await openVdi(file);
+  await node.write(0, new Uint8Array(512).fill(1));
+  // Map block 1 onto the data of block 0.
+  file.writeSync(0x204, new Uint8Array([0, 0, 0, 0]));
+  const result = await (await openVdi(file)).check("none");
+  assert.equal(result.corruptions, 2);
+  assert.deepEqual(result.messages, [
+    "ERROR: block index 0 also used by 0",
+    "ERROR: allocated blocks mismatch, is 2, should be 1",
+  ]);
+});
+
+Deno.test("openVdi() refuses a file without the VDI signature", async () => {
+  const { file } = await newImage(1 << 20);
+  file.writeSync(0x40, new Uint8Array(4));
+  await assert.rejects(openVdi(file), /not in VDI format/);
+});
