@@ -7,7 +7,8 @@ import { fanOut, type IrqController, IrqLine } from "../../core/irq.ts";
 import { Machine, type MachineConfig } from "../../core/machine.ts";
 import type { MachineDescriptor } from "../../core/plugin.ts";
 import { loadFirmware } from "./firmware.ts";
-import { MultibootLoader, prepareMultibootBoot } from "./multiboot.ts";
+import { setupLinuxBoot } from "./linux_boot.ts";
+import { isLinuxKernel, MultibootLoader, prepareMultibootBoot } from "./multiboot.ts";
 
 /** The firmware `-M pc` loads when no `-bios` is given. */
 export const PC_DEFAULT_BIOS = "bios-256k.bin";
@@ -122,8 +123,12 @@ export function createPcMachine(config: MachineConfig): Machine {
   if (below4g < 1 << 20 || below4g % 4096 !== 0) {
     throw new UsageError(`RAM size must be a multiple of 4 KiB and at least 1M`);
   }
-  // -kernel with a Multiboot kernel: a generated boot ROM takes the BIOS's place.
-  const multiboot = config.kernel ? prepareMultibootBoot(config.kernel, below4g) : undefined;
+  // -kernel with a Multiboot kernel: a generated boot ROM takes the BIOS's place. A Linux
+  // bzImage keeps SeaBIOS, which runs QEMU's linuxboot_dma.bin (set up with fw_cfg below).
+  const linux = config.kernel && isLinuxKernel(config.kernel.kernel) ? config.kernel : undefined;
+  const multiboot = config.kernel && !linux
+    ? prepareMultibootBoot(config.kernel, below4g)
+    : undefined;
   const bios = multiboot?.rom ?? config.firmware ??
     loadFirmware(config.biosPath ?? PC_DEFAULT_BIOS, config.dataDirs ?? []).bytes;
   if (bios.length === 0 || bios.length % 65536 !== 0 || bios.length > 16 << 20) {
@@ -197,6 +202,7 @@ export function createPcMachine(config: MachineConfig): Machine {
   if (config.bootMenu && config.bootSplashTimeMs !== undefined) {
     fwcfg.addFile("etc/boot-menu-wait", le(2, config.bootSplashTimeMs));
   }
+  if (linux) setupLinuxBoot(linux, fwcfg, { ramBelow4g: below4g, dataDirs: config.dataDirs });
 
   machine.createCpus();
   const irqSource = machine.service<InterruptSource>("cpu-irq");

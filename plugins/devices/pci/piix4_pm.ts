@@ -19,6 +19,13 @@ export const PIIX4_SMBHSTCFG = 0xd2;
 export const PM_TIMER_FREQUENCY = 3579545;
 
 const PM1_CNT_SLP_EN = 1 << 13;
+const PM1_CNT_SCI_EN = 1 << 0;
+
+/** The APM control and status ports (QEMU's apm device); the FADT names 0xb2 as SMI_CMD. */
+export const APM_CNT_IOPORT = 0xb2;
+/** The values the FADT tells the OS to write to SMI_CMD (QEMU's ACPI_ENABLE/ACPI_DISABLE). */
+export const ACPI_ENABLE = 0xf1;
+export const ACPI_DISABLE = 0xf0;
 
 /** The devfn of the PM function on `-M pc` (slot 1, function 3). */
 export const PIIX4_PM_DEVFN = 0x0b;
@@ -38,6 +45,8 @@ export class Piix4Pm implements Device {
   #pm1Enable = 0;
   #pm1Control = 0;
   #gpe = new Uint8Array(4);
+  #apmControl = 0;
+  #apmStatus = 0;
 
   constructor(readonly id: string, bus: PciBus0 | null, loop: EventLoop, machine: Machine | null) {
     this.#loop = loop;
@@ -57,6 +66,13 @@ export class Piix4Pm implements Device {
     this.config.setWritable(PIIX4_SMBHSTCFG, [0xff]);
     this.#resetRegisters();
     bus?.plug(this.config, PIIX4_PM_DEVFN);
+    machine?.io.register(`${id}-apm`, APM_CNT_IOPORT, 2, {
+      read: (port) => (port === APM_CNT_IOPORT ? this.#apmControl : this.#apmStatus),
+      write: (port, _size, value) => {
+        if (port === APM_CNT_IOPORT) this.writeApmControl(value & 0xff);
+        else this.#apmStatus = value & 0xff;
+      },
+    });
   }
 
   #resetRegisters(): void {
@@ -138,7 +154,20 @@ export class Piix4Pm implements Device {
     }
   }
 
+  /**
+   * A write to the APM control port. With no SMM to run, the values that ask firmware
+   * to switch ACPI mode act directly on SCI_EN, as QEMU's PIIX4 does (ACPI 6.5 §4.8.2.5:
+   * the OS writes ACPI_ENABLE to SMI_CMD, then polls SCI_EN).
+   */
+  writeApmControl(value: number): void {
+    this.#apmControl = value;
+    if (value === ACPI_ENABLE) this.#pm1Control |= PM1_CNT_SCI_EN;
+    else if (value === ACPI_DISABLE) this.#pm1Control &= ~PM1_CNT_SCI_EN;
+  }
+
   reset(): void {
+    this.#apmControl = 0;
+    this.#apmStatus = 0;
     this.#pm1Status = 0;
     this.#pm1Enable = 0;
     this.#pm1Control = 0;
@@ -153,6 +182,8 @@ export class Piix4Pm implements Device {
       pm1Enable: this.#pm1Enable,
       pm1Control: this.#pm1Control,
       gpe: this.#gpe.slice(),
+      apmControl: this.#apmControl,
+      apmStatus: this.#apmStatus,
     };
   }
 
@@ -162,6 +193,8 @@ export class Piix4Pm implements Device {
     this.#pm1Enable = state.pm1Enable as number;
     this.#pm1Control = state.pm1Control as number;
     this.#gpe.set(state.gpe as Uint8Array);
+    this.#apmControl = (state.apmControl as number | undefined) ?? 0;
+    this.#apmStatus = (state.apmStatus as number | undefined) ?? 0;
     this.#remap();
   }
 }

@@ -37,3 +37,16 @@ Deno.test("Piix4Pm maps its PM I/O block at PMBA once PMREGMISC enables it", () 
   machine.loop.advanceTo(1e6);
   assert.equal(machine.io.in(0xb008, 4), Math.floor(1e6 * PM_TIMER_FREQUENCY / 1e9));
 });
+
+Deno.test("Piix4Pm.writeApmControl() sets and clears SCI_EN for ACPI_ENABLE and ACPI_DISABLE on port 0xb2", () => {
+  const machine = new Machine(testConfig());
+  const pm = new Piix4Pm("pm", null, machine.loop, machine);
+  assert.equal(pm.readPm(0x04, 2) & 1, 0);
+  machine.io.out(0xb2, 1, 0xf1);
+  assert.equal(pm.readPm(0x04, 2) & 1, 1, "ACPI mode on");
+  assert.equal(machine.io.in(0xb2, 1), 0xf1);
+  machine.io.out(0xb3, 1, 0x5a);
+  assert.equal(machine.io.in(0xb3, 1), 0x5a);
+  machine.io.out(0xb2, 1, 0xf0);
+  assert.equal(pm.readPm(0x04, 2) & 1, 0, "ACPI mode off");
+});
