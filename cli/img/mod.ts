@@ -3,6 +3,7 @@
 import { UsageError } from "../../core/errors.ts";
 import { writeOut } from "../output.ts";
 import { versionLine } from "../version.ts";
+import { amendCommand } from "./amend.ts";
 import { benchCommand } from "./bench.ts";
 import { checkCommand } from "./check.ts";
 import type { ImgCommand, ImgContext } from "./common.ts";
@@ -20,6 +21,7 @@ import { snapshotCommand } from "./snapshot.ts";
 
 /** Every `img` subcommand, in the order `--help` lists them. */
 export const IMG_COMMANDS: readonly ImgCommand[] = [
+  amendCommand,
   benchCommand,
   checkCommand,
   commitCommand,

@@ -136,6 +136,18 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     for (const d of setup.devices) machine.createDevice(d.model, d.opts);
     Deno.addSignalListener("SIGINT", onSignal);
     const exit = await machine.run();
+    if (exit.reason === "idle") {
+      // The guest halted with nothing left that could wake it. QEMU would sit there; so
+      // does vmkit (Ctrl-A x or a signal ends it), saying why under VMKIT_DEBUG.
+      if (Deno.env.get("VMKIT_DEBUG") === "1") {
+        const regs = machine.cpus[0]?.registers() ?? {};
+        const text = Object.entries(regs).map(([k, v]) => `${k}=${v.toString(16)}`).join(" ");
+        writeErr(
+          `${ctx.program}: the guest is halted with no timer or interrupt pending: ${text}\n`,
+        );
+      }
+      await quitRequested;
+    }
     // -no-shutdown: the guest stays stopped and the process waits to be told to quit.
     if (exit.reason === "shutdown" && setup.noShutdown) await quitRequested;
     return exit.exitCode;

@@ -1,6 +1,6 @@
 // The BlockDriver contract: what an opened image or protocol node offers the block layer
 
-import type { ParsedOptions } from "../options.ts";
+import type { OptionSpec, ParsedOptions } from "../options.ts";
 
 /** The allocation status of a run of bytes, as QEMU's `bdrv_block_status` reports it. */
 export interface BlockStatus {
@@ -166,12 +166,27 @@ export interface BlockNode {
    * `undefined` removes them), as QEMU's `bdrv_change_backing_file`.
    */
   changeBackingFile?(name: string | undefined, format: string | undefined): Promise<void>;
+  /** The options {@linkcode BlockNode.amend} accepts, as `qemu-img amend -o help` lists them. */
+  readonly amendOptions?: readonly OptionSpec[];
+  /**
+   * Changes format options of the open image in place (`qemu-img amend`): `opts`
+   * are already typed against {@linkcode BlockNode.amendOptions}.
+   */
+  amend?(opts: ParsedOptions, options?: AmendOptions): Promise<void>;
   /** Checks (and optionally repairs) the image's metadata. */
   check?(repair: RepairMode): Promise<CheckResult>;
   /** True when the image is marked dirty (`lazy_refcounts` left it so). */
   isDirty?(): boolean;
   /** Driver counters for `bench` and benchmarks (`l2CacheHits`...). */
   stats?(): Record<string, number>;
+}
+
+/** What {@linkcode BlockNode.amend} gets besides the options. */
+export interface AmendOptions {
+  /** `--force`: allow changes that may lose data (QEMU uses it for encryption keyslots). */
+  force?: boolean;
+  /** Called as the work advances. */
+  progress?: (done: number, total: number) => void;
 }
 
 /** Options of {@linkcode BlockNode.truncate}. */

@@ -1,6 +1,7 @@
 // The qcow2 block node: opening an image and the BlockNode methods on top of the mapping and I/O code
 
 import type {
+  AmendOptions,
   BlockNode,
   BlockStatus,
   CheckResult,
@@ -12,7 +13,8 @@ import type {
   TruncateOptions,
 } from "../../../core/block/driver.ts";
 import { ImageFormatError, IoError, NotSupportedError } from "../../../core/errors.ts";
-import type { ParsedOptions } from "../../../core/options.ts";
+import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
+import { amendImage, QCOW2_AMEND_OPTIONS } from "./amend.ts";
 import { type CacheSizes, cacheSizes } from "./cache_options.ts";
 import { checkImage } from "./check.ts";
 import { ClusterMap, newMapping } from "./cluster.ts";
@@ -317,6 +319,24 @@ export class Qcow2Node implements BlockNode {
     const cs = this.#img.layout.clusterSize;
     const end = Math.ceil(this.#img.header.size / cs) * cs;
     return this.#serialize(() => deallocateGuest(this.#img, 0, end));
+  }
+
+  get amendOptions(): readonly OptionSpec[] {
+    return QCOW2_AMEND_OPTIONS;
+  }
+
+  amend(opts: ParsedOptions, options?: AmendOptions): Promise<void> {
+    if (this.#img.readOnly) {
+      return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
+    }
+    return this.#serialize(() =>
+      amendImage(this.#img, opts, {
+        ...options,
+        onReplaced: (img) => {
+          this.#img = img;
+        },
+      })
+    );
   }
 
   check(repair: RepairMode): Promise<CheckResult> {

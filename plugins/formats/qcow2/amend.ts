@@ -1,0 +1,369 @@
+// qcow2 amend: change the compat level, lazy refcounts, refcount width, data file and size in place
+
+import type { AmendOptions } from "../../../core/block/driver.ts";
+import { NotSupportedError, OptionError } from "../../../core/errors.ts";
+import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
+import {
+  QCOW2_AUTOCLEAR_DATA_FILE_RAW,
+  QCOW2_COMPAT_LAZY_REFCOUNTS,
+  QCOW2_COMPRESSION_TYPE_ZLIB,
+  QCOW2_INCOMPAT_COMPRESSION,
+  QCOW2_INCOMPAT_CORRUPT,
+  QCOW2_INCOMPAT_DIRTY,
+} from "./header.ts";
+import { markClean, type Qcow2Image, writeHeader, writeReftableLocation } from "./image.ts";
+import {
+  entryOffset,
+  Layout,
+  offsetHi,
+  offsetLo,
+  QCOW_OFLAG_COMPRESSED_HI,
+  QCOW_OFLAG_COPIED_HI,
+  QCOW_OFLAG_ZERO,
+} from "./layout.ts";
+import { maxRefcount, Refcounts, writeRefcount } from "./refcount.ts";
+import { truncateImage } from "./truncate.ts";
+
+/** The options `qemu-img amend -f qcow2 -o help` lists, with QEMU 7.2's help texts. */
+export const QCOW2_AMEND_OPTIONS: readonly OptionSpec[] = [
+  { name: "backing_file", type: "string", help: "File name of a base image" },
+  { name: "backing_fmt", type: "string", help: "Image format of the base image" },
+  { name: "compat", type: "string", help: "Compatibility level (v2 [0.10] or v3 [1.1])" },
+  { name: "data_file", type: "string", help: "File name of an external data file" },
+  {
+    name: "data_file_raw",
+    type: "bool",
+    help: "The external data file must stay valid as a raw image",
+  },
+  { name: "encrypt.iter-time", type: "number", help: "Time to spend in PBKDF in milliseconds" },
+  { name: "encrypt.keyslot", type: "number", help: "Select a single keyslot to modify explicitly" },
+  {
+    name: "encrypt.new-secret",
+    type: "string",
+    help: "New secret to set in the matching keyslots. Empty string to erase",
+  },
+  {
+    name: "encrypt.old-secret",
+    type: "string",
+    help: "Select all keyslots that match this password",
+  },
+  {
+    name: "encrypt.state",
+    type: "string",
+    help: "Select new state of affected keyslots (active/inactive)",
+  },
+  { name: "lazy_refcounts", type: "bool", help: "Postpone refcount updates" },
+  { name: "refcount_bits", type: "number", help: "Width of a reference count entry in bits" },
+  { name: "size", type: "size", help: "Virtual disk size" },
+];
+
+const V3_ONLY_HINT = "(use compat=1.1 or greater)";
+
+/** The settings an amend asks for, checked against the image before anything changes. */
+interface AmendPlan {
+  version: number;
+  lazy?: boolean;
+  refcountOrder?: number;
+  dataFile?: string;
+  clearDataFileRaw: boolean;
+  size?: number;
+}
+
+/** Reads `compat=` as QEMU does: `0.10`/`v2` or `1.1`/`v3`. */
+export function parseCompat(text: string): number {
+  if (text === "0.10" || text === "v2") return 2;
+  if (text === "1.1" || text === "v3") return 3;
+  throw new OptionError(`Unknown compatibility level ${text}`);
+}
+
+function plan(img: Qcow2Image, opts: ParsedOptions): AmendPlan {
+  const h = img.header;
+  const p: AmendPlan = { version: h.version, clearDataFileRaw: false };
+  if (typeof opts.compat === "string") p.version = parseCompat(opts.compat);
+  if (typeof opts.lazy_refcounts === "boolean") p.lazy = opts.lazy_refcounts;
+  if (typeof opts.refcount_bits === "number") {
+    const bits = opts.refcount_bits;
+    if (bits < 1 || bits > 64 || (bits & (bits - 1)) !== 0) {
+      throw new OptionError("Refcount width must be a power of two and may not exceed 64 bits");
+    }
+    p.refcountOrder = Math.log2(bits);
+  }
+  if (typeof opts.data_file === "string") {
+    if (!img.hasDataFile) {
+      throw new OptionError("data-file can only be set for images that use an external data file");
+    }
+    p.dataFile = opts.data_file;
+  }
+  if (typeof opts.data_file_raw === "boolean") {
+    if (opts.data_file_raw && !img.dataFileRaw) {
+      throw new OptionError("data-file-raw cannot be set on existing images");
+    }
+    p.clearDataFileRaw = !opts.data_file_raw && img.dataFileRaw;
+  }
+  if (Object.keys(opts).some((k) => k.startsWith("encrypt."))) {
+    throw new NotSupportedError("Can't amend encryption options - encryption not present");
+  }
+  if ("backing_file" in opts || "backing_fmt" in opts) {
+    if (opts.backing_file !== h.backingFile || opts.backing_fmt !== h.backingFormat) {
+      throw new NotSupportedError(
+        "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.",
+      );
+    }
+  }
+  if (typeof opts.size === "number") p.size = opts.size;
+  if (p.lazy === true && p.version < 3) {
+    throw new OptionError(
+      `Lazy refcounts only supported with compatibility level 1.1 and above ${V3_ONLY_HINT}`,
+    );
+  }
+  if (p.refcountOrder !== undefined && p.refcountOrder !== 4 && p.version < 3) {
+    throw new OptionError(
+      `Refcount widths other than 16 bits require compatibility level 1.1 or above ${V3_ONLY_HINT}`,
+    );
+  }
+  return p;
+}
+
+/** Writes every cached table and makes the refcounts on disk exact (dirty bit cleared). */
+function settle(img: Qcow2Image): void {
+  img.map.cache.flush();
+  img.refcounts.flush();
+  img.file.syncSync();
+  markClean(img);
+}
+
+/**
+ * Amends an open, writable image as QEMU's `qcow2_amend_options`: checks every
+ * option first, then upgrades, changes the refcount width, the data file name,
+ * lazy refcounts and the size, and downgrades last. Errors use QEMU's words.
+ *
+ * A new refcount width or data file setting replaces the image state: `onReplaced`
+ * gets the state to use from then on, also when a later step fails.
+ */
+export async function amendImage(
+  img: Qcow2Image,
+  opts: ParsedOptions,
+  options: AmendOptions & { onReplaced?: (img: Qcow2Image) => void } = {},
+): Promise<void> {
+  const p = plan(img, opts);
+  const replace = (next: Qcow2Image) => {
+    img = next;
+    options.onReplaced?.(next);
+  };
+  const h = img.header;
+  const progress = options.progress ?? (() => {});
+  progress(0, 100);
+  if (p.version > h.version) {
+    settle(img);
+    h.version = 3;
+    h.incompatibleFeatures = 0n;
+    h.compatibleFeatures = 0n;
+    h.autoclearFeatures = 0n;
+    h.compressionType = QCOW2_COMPRESSION_TYPE_ZLIB;
+    writeHeader(img);
+  }
+  if (p.refcountOrder !== undefined && p.refcountOrder !== h.refcountOrder) {
+    replace(changeRefcountOrder(img, p.refcountOrder));
+  }
+  if (p.dataFile !== undefined || p.clearDataFileRaw) {
+    if (p.dataFile !== undefined) h.dataFile = p.dataFile;
+    if (p.clearDataFileRaw) {
+      h.autoclearFeatures &= ~QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+      replace({ ...img, dataFileRaw: false });
+    }
+    writeHeader(img);
+  }
+  if (p.lazy !== undefined) {
+    const on = (h.compatibleFeatures & QCOW2_COMPAT_LAZY_REFCOUNTS) !== 0n;
+    if (p.lazy && !on) {
+      h.compatibleFeatures |= QCOW2_COMPAT_LAZY_REFCOUNTS;
+      writeHeader(img);
+      img.lazy = true;
+    } else if (!p.lazy && (on || img.lazy)) {
+      // Refcounts must be exact on disk before the image stops promising a repair.
+      settle(img);
+      h.compatibleFeatures &= ~QCOW2_COMPAT_LAZY_REFCOUNTS;
+      writeHeader(img);
+      img.lazy = false;
+    }
+  }
+  if (p.size !== undefined && p.size !== h.size) {
+    await truncateImage(img, p.size, { shrink: true });
+  }
+  if (p.version < h.version) downgrade(img);
+  progress(100, 100);
+}
+
+/** Rewrites a v3 image as v2 (QEMU's `qcow2_downgrade`), refusing what v2 cannot express. */
+function downgrade(img: Qcow2Image): void {
+  const h = img.header;
+  if (h.refcountOrder !== 4) throw new NotSupportedError("compat=0.10 requires refcount_bits=16");
+  if (img.hasDataFile) throw new NotSupportedError("Cannot downgrade an image with a data file");
+  // The dirty bit is settled below; QEMU 7.2 lets the compression type bit through.
+  const blocking = h.incompatibleFeatures &
+    ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_COMPRESSION);
+  if (blocking !== 0n) {
+    throw new NotSupportedError(
+      `Cannot downgrade an image with incompatible features 0x${blocking.toString(16)} set`,
+    );
+  }
+  // A v2 snapshot entry has no room for its own disk size or a 64-bit VM state size.
+  for (const s of img.snapshots) {
+    if ((s.diskSize !== undefined && s.diskSize !== h.size) || s.vmStateSize > 0xffffffff) {
+      throw new NotSupportedError("Internal snapshots prevent downgrade of image");
+    }
+  }
+  settle(img);
+  img.lazy = false;
+  expandZeroClusters(img);
+  h.version = 2;
+  h.incompatibleFeatures = 0n;
+  h.compatibleFeatures = 0n;
+  h.autoclearFeatures = 0n;
+  h.compressionType = QCOW2_COMPRESSION_TYPE_ZLIB;
+  h.unknownHeaderFields = new Uint8Array(0);
+  writeHeader(img);
+}
+
+/**
+ * Replaces zero clusters, which v2 cannot express, in the active and every
+ * snapshot L2 table: a preallocated one is zero-filled and becomes normal data;
+ * a plain one is dropped without a backing file and gets a zeroed cluster with one.
+ */
+function expandZeroClusters(img: Qcow2Image): void {
+  const L = img.layout;
+  const cs = L.clusterSize;
+  const backed = img.header.backingFile !== undefined;
+  const zeros = new Uint8Array(cs);
+  const l2Tables = new Set<number>();
+  for (let i = 0; i < img.map.l1Size; i++) l2Tables.add(img.map.l2Offset(i));
+  for (const s of img.snapshots) {
+    const raw = new Uint8Array(s.l1Size * 8);
+    if (s.l1Size > 0) img.file.readSync(s.l1TableOffset, raw);
+    const v = new DataView(raw.buffer);
+    for (let i = 0; i < s.l1Size; i++) {
+      l2Tables.add(entryOffset(v.getUint32(i * 8), v.getUint32(i * 8 + 4)));
+    }
+  }
+  l2Tables.delete(0);
+  // Tables are edited on disk: drop the (already flushed) cached slices first.
+  img.map.cache.clear();
+  for (const l2 of l2Tables) {
+    const table = new Uint8Array(cs);
+    img.file.readSync(l2, table);
+    const v = new DataView(table.buffer);
+    const l2Refs = img.refcounts.get(l2 / cs);
+    let changed = false;
+    for (let j = 0; j < L.l2Entries; j++) {
+      const hi = v.getUint32(j * 8);
+      const lo = v.getUint32(j * 8 + 4);
+      if ((hi & QCOW_OFLAG_COMPRESSED_HI) !== 0 || (lo & QCOW_OFLAG_ZERO) === 0) continue;
+      let host = entryOffset(hi, lo);
+      if (host === 0) {
+        if (!backed) {
+          v.setUint32(j * 8, 0);
+          v.setUint32(j * 8 + 4, 0);
+          changed = true;
+          continue;
+        }
+        host = img.refcounts.allocClusters(1);
+        // A shared L2 table gives the new cluster one reference per referrer.
+        if (l2Refs > 1) img.refcounts.update(host, cs, l2Refs - 1);
+      }
+      img.data.writeSync(host, zeros);
+      const copied = img.refcounts.get(host / cs) === 1 ? QCOW_OFLAG_COPIED_HI : 0;
+      v.setUint32(j * 8, (offsetHi(host) | copied) >>> 0);
+      v.setUint32(j * 8 + 4, offsetLo(host));
+      changed = true;
+    }
+    if (changed) {
+      img.refcounts.flush();
+      img.data.syncSync();
+      img.file.writeSync(l2, table);
+    }
+  }
+  img.refcounts.flush();
+  img.file.syncSync();
+}
+
+/**
+ * Rebuilds the refcount table and blocks at width `2^order` after the current
+ * end of the file, then points the header at them; the old structures become free.
+ */
+export function changeRefcountOrder(img: Qcow2Image, order: number): Qcow2Image {
+  settle(img);
+  const h = img.header;
+  const L = img.layout;
+  const cs = L.clusterSize;
+  const fileClusters = Math.ceil(img.file.size() / cs);
+  const counts = new Float64Array(fileClusters);
+  const max = maxRefcount(order);
+  for (let c = 0; c < fileClusters; c++) {
+    const r = img.refcounts.get(c);
+    if (r > max) {
+      throw new NotSupportedError(
+        `Cannot decrease refcount entry width to ${2 ** order} bits: Cluster at offset 0x${
+          (c * cs).toString(16)
+        } has a refcount of ${r}`,
+      );
+    }
+    counts[c] = r;
+  }
+  // The old table and blocks are not referenced once the header moves on.
+  const old = img.refcounts.location;
+  for (let k = 0; k < old.clusters; k++) counts[old.offset / cs + k] = 0;
+  for (const block of img.refcounts.table) if (block !== 0) counts[block / cs] = 0;
+
+  const entries = (cs * 8) / 2 ** order;
+  const start = fileClusters;
+  const used = new Set<number>();
+  for (let c = 0; c < fileClusters; c++) if (counts[c] > 0) used.add(Math.floor(c / entries));
+  // New table clusters, then blocks, from `start`; each may need a block of its own.
+  let total = 0;
+  let blocks: number[] = [];
+  let tableClusters = 0;
+  for (;;) {
+    const need = new Set(used);
+    for (let c = start; c < start + total; c++) need.add(Math.floor(c / entries));
+    blocks = [...need].sort((a, b) => a - b);
+    const top = blocks.length > 0 ? blocks[blocks.length - 1] + 1 : 1;
+    tableClusters = Math.ceil((top * 8) / cs);
+    const next = tableClusters + blocks.length;
+    if (next <= total) break;
+    total = next;
+  }
+  const table = new Uint8Array(tableClusters * cs);
+  const tv = new DataView(table.buffer);
+  blocks.forEach((t, k) => {
+    const at = (start + tableClusters + k) * cs;
+    tv.setUint32(t * 8, offsetHi(at));
+    tv.setUint32(t * 8 + 4, offsetLo(at));
+    const block = new Uint8Array(cs);
+    const bv = new DataView(block.buffer);
+    for (let i = 0; i < entries; i++) {
+      const c = t * entries + i;
+      const r = c < fileClusters ? counts[c] : c < start + total ? 1 : 0;
+      if (r > 0) writeRefcount(bv, i, order, r);
+    }
+    img.file.writeSync(at, block);
+  });
+  img.file.writeSync(start * cs, table);
+  img.file.syncSync();
+  h.refcountOrder = order;
+  h.refcountTableOffset = start * cs;
+  h.refcountTableClusters = tableClusters;
+  writeHeader(img);
+
+  const layout = new Layout(h.clusterBits, order, L.extendedL2);
+  const refcounts = new Refcounts(layout, img.file, {
+    cacheEntries: img.refcounts.cache.capacity,
+    location: { offset: start * cs, clusters: tableClusters },
+    onTableMoved: (loc) => writeReftableLocation(img, loc.offset, loc.clusters),
+  });
+  refcounts.onFreed = (offset) => {
+    // A freed cluster may have held a cached table: never write it back there.
+    for (let s = 0; s < cs; s += img.map.cache.entryBytes) img.map.cache.discard(offset + s);
+    refcounts.cache.discard(offset);
+  };
+  return { ...img, layout, refcounts };
+}
