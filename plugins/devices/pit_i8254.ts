@@ -159,6 +159,9 @@ export class Pit implements Device {
     let edgeTick: number;
     switch (c.mode) {
       case 0:
+      case 4:
+        // Mode 0 raises OUT at terminal count; mode 4 (software-triggered strobe, what
+        // Linux's one-shot PIT clockevent uses) strobes it there once. Both fire once.
         if (d >= c.count) return Infinity;
         edgeTick = c.count;
         break;
@@ -210,7 +213,7 @@ export class Pit implements Device {
       c.pausedTicks = 0;
     }
     if (n === 0) {
-      if (c.mode === 0) this.#irq?.lower();
+      if (c.mode === 0 || c.mode === 4) this.#irq?.lower();
       this.#armTimer();
     }
   }

@@ -86,3 +86,23 @@ Deno.test("Pit read-back latches the status byte", () => {
   pit.writePort(3, 0xe2); // read-back status of counter 0
   assert.equal(pit.readPort(0), 0x80 | 0x34);
 });
+
+Deno.test("Pit strobes IRQ 0 once at terminal count in mode 4, as Linux's one-shot clockevent needs", () => {
+  const { loop, pit, edges } = setup();
+  pit.writePort(3, 0x38); // counter 0, LSB then MSB, mode 4
+  pit.writePort(0, 100);
+  pit.writePort(0, 0);
+  edges.length = 0;
+  loop.advanceTo(Math.ceil(90 * TICK_NS));
+  assert.equal(edges.length, 0);
+  loop.advanceTo(Math.ceil(110 * TICK_NS));
+  assert.equal(edges.length, 1);
+  assert.ok(Math.abs(edges[0] - 100 * TICK_NS) < 2);
+  loop.advanceTo(Math.ceil(5000 * TICK_NS));
+  assert.equal(edges.length, 1, "a strobe fires once per load");
+  // Reloading the count arms the next strobe.
+  pit.writePort(0, 50);
+  pit.writePort(0, 0);
+  loop.advanceTo(Math.ceil(5100 * TICK_NS));
+  assert.equal(edges.length, 2);
+});
