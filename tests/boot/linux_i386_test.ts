@@ -106,7 +106,7 @@ Deno.test({
     `vmkit system-x86_64 -kernel vmlinuz-i386 -initrd runs SeaBIOS, linuxboot_dma.bin and the kernel's first lines${IGNORED}`,
   ignore: why !== "",
   async fn() {
-    const { text } = await runUntil(/Kernel command line: .*\n/, BANNER_TIMEOUT_MS);
+    const { text } = await runUntil(/Kernel command line: [^\r\n]*\r?\n/, BANNER_TIMEOUT_MS);
     assert.match(text, /SeaBIOS \(version/, tail(text));
     assert.match(text, /Booting from ROM\.\.\./, tail(text));
     assert.match(text, /Linux version \d+\.\d+\.\d+\S*-686 /, tail(text));

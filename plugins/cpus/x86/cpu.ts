@@ -9,6 +9,7 @@ import {
 import { resetPrefixes } from "./decode.ts";
 import { getFlags } from "./flags.ts";
 import { deliverException, deliverInterrupt, INT_EXCEPTION, INT_EXTERNAL } from "./interrupts.ts";
+import { BlockCache, executeWithBlocks } from "./jit/dispatch.ts";
 import { fetch8 } from "./memory.ts";
 import type { CpuModel } from "./models.ts";
 import { flushTlb } from "./paging.ts";
@@ -45,8 +46,35 @@ function singleStep(c: CpuCore): void {
   deliverInterrupt(c, 1, INT_EXCEPTION, -1);
 }
 
+/** Options of {@linkcode X86Cpu}. */
+export interface X86CpuOptions {
+  /**
+   * Translate hot 32-bit code into JavaScript functions (the block translator). The
+   * default comes from the environment: `VMKIT_JIT=0` turns it off, `VMKIT_JIT=1` on.
+   */
+  jit?: boolean;
+}
+
+/** The block translator's default: {@linkcode JIT_DEFAULT} unless `VMKIT_JIT` says otherwise. */
+function jitFromEnvironment(): boolean {
+  let v: string | undefined;
+  try {
+    v = Deno.env.get("VMKIT_JIT");
+  } catch {
+    v = undefined; // no --allow-env: keep the default
+  }
+  if (v === undefined || v === "") return JIT_DEFAULT;
+  return v !== "0" && v !== "off" && v !== "false";
+}
+
+/** Whether the block translator is on when neither the option nor the environment says. */
+export const JIT_DEFAULT = true;
+
 /**
- * One x86 CPU run by the table-driven interpreter (QEMU's `accel=tcg` role).
+ * One x86 CPU run by the table-driven interpreter (QEMU's `accel=tcg` role). Hot flat
+ * 32-bit code is translated into JavaScript functions (jit/), unless
+ * {@linkcode X86CpuOptions.jit} or `VMKIT_JIT=0` turns that off; the interpreter stays
+ * the reference and runs everything the translator leaves out.
  *
  * @example
  * ```ts
@@ -68,8 +96,9 @@ function singleStep(c: CpuCore): void {
 export class X86Cpu implements CpuBackend {
   readonly arch = "x86";
   #c: CpuCore;
+  #blocks: BlockCache | null;
 
-  constructor(context: CpuContext, model: CpuModel) {
+  constructor(context: CpuContext, model: CpuModel, options: X86CpuOptions = {}) {
     const c = new CpuCore(context.memory, context.io, model);
     c.apicId = context.index ?? 0;
     const tables = opTables();
@@ -77,6 +106,7 @@ export class X86Cpu implements CpuBackend {
     c.table32 = tables.t32;
     c.table = tables.t16;
     this.#c = c;
+    this.#blocks = (options.jit ?? jitFromEnvironment()) ? new BlockCache() : null;
     this.reset();
   }
 
@@ -91,6 +121,11 @@ export class X86Cpu implements CpuBackend {
 
   get instructionsRetired(): number {
     return this.#c.retired;
+  }
+
+  /** The block translator's cache, or null when it is off. */
+  get blocks(): BlockCache | null {
+    return this.#blocks;
   }
 
   get halted(): boolean {
@@ -162,7 +197,8 @@ export class X86Cpu implements CpuBackend {
             }
           }
           if (c.retired >= end) return RunExit.Budget;
-          execute(c, end);
+          if (this.#blocks !== null) executeWithBlocks(c, end, this.#blocks);
+          else execute(c, end);
         }
       } catch (e) {
         if (e !== FAULT) throw e;

@@ -107,6 +107,7 @@ export function linWrite16(c: CpuCore, lin: number, v: number): void {
   const hi = translate(c, (lin + 1) | 0, ACCESS_WRITE);
   c.mem.write8(lo, v & 0xff);
   c.mem.write8(hi, (v >> 8) & 0xff);
+  c.attention = true;
 }
 
 /** Writes a dword at a linear address. */

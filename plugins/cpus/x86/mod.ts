@@ -6,7 +6,7 @@ import type { CpuDescriptor } from "../../../core/plugin.ts";
 import { X86Cpu } from "./cpu.ts";
 import { CPU_MODELS, DEFAULT_MODEL, findModel } from "./models.ts";
 
-export { X86Cpu } from "./cpu.ts";
+export { JIT_DEFAULT, X86Cpu, type X86CpuOptions } from "./cpu.ts";
 export { CPU_MODELS, type CpuModel, findModel } from "./models.ts";
 
 /** The x86 interpreter (`-accel tcg`), with the models `-cpu help` lists. */

@@ -173,5 +173,5 @@ export function tlbFill(c: CpuCore, lin: number, phys: number, writable: boolean
   c.tlbI32[i] = views.i32;
   c.tlbOff[i] = page * 4096 - region.base;
   c.tlbTagR[i] = pn;
-  c.tlbTagW[i] = writable && kind === PAGE_RAM ? pn : -1;
+  c.tlbTagW[i] = writable && kind === PAGE_RAM && c.codePages[page] !== 1 ? pn : -1;
 }

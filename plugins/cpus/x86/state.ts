@@ -147,6 +147,11 @@ export class CpuCore {
   fetchOff = 0;
   fetchBase = 0;
   fetchLen = 0;
+  /**
+   * One byte per 4 KiB physical page: 1 where the block translator holds code from the
+   * page. The TLB never maps such a page for direct writes, so stores take the slow path.
+   */
+  readonly codePages: Uint8Array = new Uint8Array(1 << 20);
   /** Force every fetch through the slow path (instruction length check). */
   lenCheck = false;
 

@@ -1,0 +1,108 @@
+// The translation cache and the run loop that enters translated blocks between interpreted steps
+
+import { fetch8 } from "../memory.ts";
+import { type CpuCore, TLB_SIZE } from "../state.ts";
+import { type Block, blockMode, MODE_FLAT32, translateBlock } from "./translate.ts";
+
+/** Slots of the block table (indexed by the code's offset in its region). */
+const TABLE_BITS = 17;
+const TABLE_MASK = (1 << TABLE_BITS) - 1;
+/**
+ * Interpreted visits to an address before it is translated. Translation costs a
+ * `new Function` and a V8 compile, so only code that repeats earns one.
+ */
+const HOT_THRESHOLD = 40;
+
+/**
+ * Translated blocks of one CPU, keyed by the place of their first byte in guest memory
+ * (region bytes and offset): the key is physical, so paging, segment bases and A20 only
+ * change which key the current CS:EIP reaches, and nothing needs flushing when they
+ * change. A block re-checks its guest bytes on entry (DMA and loaders write RAM behind
+ * the CPU's back); CPU stores to a page holding translated code take the TLB's slow path
+ * (see `codePages`), which raises `attention` so a running block stops at once.
+ */
+export class BlockCache {
+  readonly table: (Block | undefined)[] = new Array(1 << TABLE_BITS).fill(undefined);
+  readonly hot: Uint8Array = new Uint8Array(1 << TABLE_BITS);
+  /** Blocks translated so far (statistics and tests). */
+  translated = 0;
+  /** Translations dropped because their guest bytes changed. */
+  invalidated = 0;
+
+  /** Forgets every translation. */
+  clear(): void {
+    this.table.fill(undefined);
+    this.hot.fill(0);
+  }
+
+  /** Translates the code at the current EIP, `o` bytes into the fetch window. */
+  compile(c: CpuCore, o: number): Block {
+    const block = translateBlock(c, o);
+    if (block.run !== null) {
+      this.translated++;
+      protectCode(c, block.bytes, block.lo, block.hi - block.lo);
+    }
+    return block;
+  }
+}
+
+/**
+ * Marks the physical pages under `bytes[off, off + len)` as holding code and drops the
+ * TLB's direct-write entries for them, so later CPU stores there take the slow path.
+ */
+function protectCode(c: CpuCore, bytes: Uint8Array, off: number, len: number): void {
+  for (const region of c.mem.regions) {
+    if (region.bytes !== bytes) continue;
+    for (let p = off >>> 12; p <= (off + len - 1) >>> 12; p++) {
+      c.codePages[(region.base / 4096 + p) >>> 0] = 1;
+    }
+  }
+  const first = off & ~0xfff, last = (off + len - 1) & ~0xfff;
+  for (let i = 0; i < 2 * TLB_SIZE; i++) {
+    if (c.tlbTagW[i] !== -1 && c.tlbBytes[i] === bytes) {
+      const o = c.tlbOff[i];
+      if (o === first || o === last) c.tlbTagW[i] = -1;
+    }
+  }
+}
+
+/**
+ * Runs instructions until the budget ends or something needs the boundary handler,
+ * entering translated blocks where they exist and interpreting everything else. Same
+ * contract as the interpreter's loop: `c.retired` counts every instruction exactly.
+ */
+export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): void {
+  const table = cache.table, hot = cache.hot;
+  while (c.retired < end && !c.attention) {
+    const o = (c.eip - c.fetchBase) >>> 0;
+    if (o < c.fetchLen && c.code32) {
+      const off = c.fetchOff + o;
+      const h = off & TABLE_MASK;
+      const b = table[h];
+      if (
+        b !== undefined && b.off === off && b.bytes === c.fetchBytes && b.eip === c.eip &&
+        b.mode === blockMode(c)
+      ) {
+        const run = b.run;
+        if (
+          run !== null && c.retired + b.n <= end && b.lo >= c.fetchOff &&
+          b.hi <= c.fetchOff + c.fetchLen
+        ) {
+          if (run(c, end)) continue;
+          // The guest rewrote this code: translate it again when it is hot again.
+          table[h] = undefined;
+          hot[h] = 0;
+          cache.invalidated++;
+        }
+      } else if (++hot[h] >= HOT_THRESHOLD && blockMode(c) === MODE_FLAT32) {
+        hot[h] = 0;
+        const nb = cache.compile(c, o);
+        table[h] = nb;
+        if (nb.run !== null && c.retired + nb.n <= end && nb.run(c, end)) continue;
+      }
+    }
+    c.instrStart = c.eip;
+    c.table[fetch8(c)](c);
+    c.retired++;
+  }
+}
