@@ -17,6 +17,6 @@ printTable(
   await convertRows(),
 );
 printTable(
-  "Emulation loops: Multiboot guests, vmkit interpreter vs qemu-system-i386 -accel tcg",
+  "Emulation loops: Multiboot guests, vmkit (interpreter + block translator) vs qemu-system-i386 -accel tcg",
   await emulationLoopRows(),
 );

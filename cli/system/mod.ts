@@ -145,6 +145,11 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
         writeErr(
           `${ctx.program}: the guest is halted with no timer or interrupt pending: ${text}\n`,
         );
+        const states = JSON.stringify(
+          machine.saveState(),
+          (_k, v) => (ArrayBuffer.isView(v) ? Array.from(v as Uint8Array) : v),
+        );
+        writeErr(`${ctx.program}: device states: ${states}\n`);
       }
       await quitRequested;
     }
