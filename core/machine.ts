@@ -368,9 +368,10 @@ class MachineExecutor implements SliceExecutor {
     const exit = cpu.run(maxInstructions);
     const ran = cpu.instructionsRetired - before;
     if (exit === RunExit.Shutdown || exit === RunExit.Reset) this.#machine.requestReset();
-    // HLT with IF=0 and a halt that made no progress leave the CPU idle until an event.
-    this.#noProgress = ran === 0 &&
-      (exit === RunExit.Halt || exit === RunExit.HaltNoInterrupts || cpu.halted);
+    // A halt that made no progress leaves the CPU idle until an event. An Exit (a device
+    // kicked the CPU, often to deliver the interrupt that ends the halt) is not idleness:
+    // the next slice must run so the CPU looks at its interrupt source.
+    this.#noProgress = ran === 0 && (exit === RunExit.Halt || exit === RunExit.HaltNoInterrupts);
     return ran;
   }
 

@@ -112,7 +112,7 @@ Deno.test({
           "-drive",
           `file=${disk},format=raw,if=ide,index=0,media=disk`,
         ],
-        /boot sector test: hello/,
+        /vmkit boot sector test: hello/,
         60_000,
       );
       assert.match(out, /Booting from Hard Disk\.\./, out);
@@ -162,7 +162,7 @@ Deno.test({
           "-drive",
           `file=${path.join(dir, "top.qcow2")},format=qcow2,if=ide,cache=writethrough`,
         ],
-        /booted through qcow2/,
+        /booted through qcow2 and its backing file/,
         60_000,
       );
       assert.match(out, /booted through qcow2 and its backing file/, out);
