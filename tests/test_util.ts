@@ -63,6 +63,25 @@ export async function runVmkit(
   }
 }
 
+/**
+ * Runs `program` (or vmkit as `qemu-img` when `program` is "vmkit", so its messages
+ * read exactly like qemu-img's) and returns what it printed.
+ */
+export function runTool(program: string, args: string[], cwd: string): Promise<RunResult> {
+  return program === "vmkit"
+    ? runVmkit(args, { cwd, argv0: "qemu-img" })
+    : runCommand(program, args, { cwd });
+}
+
+/** {@linkcode runTool} that must exit 0; a failure names the command and its stderr. */
+export async function runToolOk(program: string, args: string[], cwd: string): Promise<RunResult> {
+  const r = await runTool(program, args, cwd);
+  if (r.code !== 0) {
+    throw new Error(`${program} ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  }
+  return r;
+}
+
 /** True when a program runs (`qemu-img --version` answers). */
 export function haveProgram(program: string): boolean {
   try {

@@ -1,22 +1,13 @@
 // Interop: `vmkit img amend` judged by real qemu-img (check, info, compare, error text)
 
 import assert from "node:assert/strict";
-import { HAVE_QEMU_IMG, haveProgram, runCommand, runVmkit, tempDir } from "../test_util.ts";
+import { HAVE_QEMU_IMG, haveProgram, runTool, runToolOk, tempDir } from "../test_util.ts";
 
 const ignore = !HAVE_QEMU_IMG || !haveProgram("qemu-io");
 const NEEDS = ignore ? " (ignored: qemu-img/qemu-io missing; apt-get install qemu-utils)" : "";
 
-async function run(program: string, args: string[], cwd: string) {
-  return program === "vmkit"
-    ? await runVmkit(args, { cwd, argv0: "qemu-img" })
-    : await runCommand(program, args, { cwd });
-}
-
-async function ok(program: string, args: string[], cwd: string) {
-  const r = await run(program, args, cwd);
-  assert.equal(r.code, 0, `${program} ${args.join(" ")}: ${r.stderr}`);
-  return r;
-}
+const run = runTool;
+const ok = runToolOk;
 
 /** Images with data, zero clusters, a backing file and a snapshot; raw copies of their guest view. */
 async function images(dir: string) {

@@ -1,18 +1,19 @@
 // Interop: `vmkit img commit` against real qemu-img on a three-image qcow2 chain
 
 import assert from "node:assert/strict";
-import { HAVE_QEMU_IMG, haveProgram, runCommand, runVmkit, tempDir } from "../test_util.ts";
+import {
+  HAVE_QEMU_IMG,
+  haveProgram,
+  runCommand,
+  runToolOk,
+  runVmkit,
+  tempDir,
+} from "../test_util.ts";
 
 const ignore = !HAVE_QEMU_IMG || !haveProgram("qemu-io");
 const NEEDS = ignore ? " (ignored: qemu-img/qemu-io missing; apt-get install qemu-utils)" : "";
 
-async function ok(program: string, args: string[], cwd: string) {
-  const r = program === "vmkit"
-    ? await runVmkit(args, { cwd, argv0: "qemu-img" })
-    : await runCommand(program, args, { cwd });
-  assert.equal(r.code, 0, `${program} ${args.join(" ")}: ${r.stderr}`);
-  return r;
-}
+const ok = runToolOk;
 
 /** base <- mid <- top, with data in each layer and a zeroed cluster in top. */
 async function chain(dir: string) {

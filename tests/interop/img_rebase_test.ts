@@ -1,18 +1,19 @@
 // Interop: `vmkit img rebase` (safe, unsafe, flatten) judged by real qemu-img
 
 import assert from "node:assert/strict";
-import { HAVE_QEMU_IMG, haveProgram, runCommand, runVmkit, tempDir } from "../test_util.ts";
+import {
+  HAVE_QEMU_IMG,
+  haveProgram,
+  runCommand,
+  runToolOk,
+  runVmkit,
+  tempDir,
+} from "../test_util.ts";
 
 const ignore = !HAVE_QEMU_IMG || !haveProgram("qemu-io");
 const NEEDS = ignore ? " (ignored: qemu-img/qemu-io missing; apt-get install qemu-utils)" : "";
 
-async function ok(program: string, args: string[], cwd: string) {
-  const r = program === "vmkit"
-    ? await runVmkit(args, { cwd, argv0: "qemu-img" })
-    : await runCommand(program, args, { cwd });
-  assert.equal(r.code, 0, `${program} ${args.join(" ")}: ${r.stderr}`);
-  return r;
-}
+const ok = runToolOk;
 
 /** base <- mid <- top with data in each layer; want.raw is the top's guest view. */
 async function chain(dir: string) {
