@@ -136,23 +136,20 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     for (const d of setup.devices) machine.createDevice(d.model, d.opts);
     Deno.addSignalListener("SIGINT", onSignal);
     const exit = await machine.run();
-    if (exit.reason === "idle") {
-      // The guest halted with nothing left that could wake it. QEMU would sit there; so
-      // does vmkit (Ctrl-A x or a signal ends it), saying why under VMKIT_DEBUG.
-      if (Deno.env.get("VMKIT_DEBUG") === "1") {
-        const regs = machine.cpus[0]?.registers() ?? {};
-        const text = Object.entries(regs).map(([k, v]) => `${k}=${v.toString(16)}`).join(" ");
-        writeErr(
-          `${ctx.program}: the guest is halted with no timer or interrupt pending: ${text}\n`,
-        );
-        const states = JSON.stringify(
-          machine.saveState(),
-          (_k, v) => (ArrayBuffer.isView(v) ? Array.from(v as Uint8Array) : v),
-        );
-        writeErr(`${ctx.program}: device states: ${states}\n`);
-      }
-      await quitRequested;
+    // Under VMKIT_DEBUG, say why the run ended and what the CPU and devices looked like.
+    if (Deno.env.get("VMKIT_DEBUG") === "1") {
+      const regs = machine.cpus[0]?.registers() ?? {};
+      const text = Object.entries(regs).map(([k, v]) => `${k}=${v.toString(16)}`).join(" ");
+      const states = JSON.stringify(
+        machine.saveState(),
+        (_k, v) => (ArrayBuffer.isView(v) ? Array.from(v as Uint8Array) : v),
+      );
+      writeErr(`${ctx.program}: run ended (${exit.reason}): ${text}\n`);
+      writeErr(`${ctx.program}: device states: ${states}\n`);
     }
+    // The guest halted with nothing left that could wake it. QEMU would sit there; so
+    // does vmkit, until Ctrl-A x or a signal ends it.
+    if (exit.reason === "idle") await quitRequested;
     // -no-shutdown: the guest stays stopped and the process waits to be told to quit.
     if (exit.reason === "shutdown" && setup.noShutdown) await quitRequested;
     return exit.exitCode;
