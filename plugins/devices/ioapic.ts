@@ -32,6 +32,12 @@ export class IoApic implements Device, IrqController {
   #id = 0;
   #entries = new Float64Array(IOAPIC_NUM_PINS);
   #levels = new Uint8Array(IOAPIC_NUM_PINS);
+  /**
+   * Edges that arrived while their pin was masked (QEMU's IOAPIC IRR): delivered when
+   * the pin is unmasked. Linux masks a line while a driver starts up, and a UART's
+   * THRE edge in that window would otherwise be lost for good.
+   */
+  #pendingEdges = new Uint8Array(IOAPIC_NUM_PINS);
 
   constructor(readonly id: string, apic: ApicBus | null, machine: Machine | null) {
     this.#apic = apic;
@@ -65,7 +71,8 @@ export class IoApic implements Device, IrqController {
     if (low & IOAPIC_LVT_TRIGGER_LEVEL) {
       if (level) this.#service(p);
     } else if (level && !was) {
-      this.#service(p);
+      if (low & IOAPIC_LVT_MASKED) this.#pendingEdges[p] = 1;
+      else this.#service(p);
     }
   }
 
@@ -129,7 +136,14 @@ export class IoApic implements Device, IrqController {
         // Remote IRR and delivery status are read-only.
         const keep = this.#entryLow(pin) & (IOAPIC_LVT_REMOTE_IRR | IOAPIC_LVT_DELIV_STATUS);
         this.#setEntryLow(pin, (value & ~(IOAPIC_LVT_REMOTE_IRR | IOAPIC_LVT_DELIV_STATUS)) | keep);
-        if (this.#levels[pin] && (value & IOAPIC_LVT_TRIGGER_LEVEL)) this.#service(pin);
+        if (value & IOAPIC_LVT_MASKED) return;
+        if (value & IOAPIC_LVT_TRIGGER_LEVEL) {
+          this.#pendingEdges[pin] = 0;
+          if (this.#levels[pin]) this.#service(pin);
+        } else if (this.#pendingEdges[pin]) {
+          this.#pendingEdges[pin] = 0;
+          this.#service(pin);
+        }
       }
     }
   }
@@ -138,6 +152,7 @@ export class IoApic implements Device, IrqController {
     this.#select = 0;
     this.#id = 0;
     this.#resetEntries();
+    this.#pendingEdges.fill(0);
   }
 
   saveState(): DeviceState {
@@ -146,6 +161,7 @@ export class IoApic implements Device, IrqController {
       id: this.#id,
       entries: this.#entries.slice(),
       levels: this.#levels.slice(),
+      pendingEdges: this.#pendingEdges.slice(),
     };
   }
 
@@ -154,6 +170,7 @@ export class IoApic implements Device, IrqController {
     this.#id = state.id as number;
     this.#entries.set(state.entries as Float64Array);
     this.#levels.set(state.levels as Uint8Array);
+    if (state.pendingEdges) this.#pendingEdges.set(state.pendingEdges as Uint8Array);
   }
 }
 
