@@ -30,7 +30,10 @@ export class IoApic implements Device, IrqController {
   #apic: ApicBus | null;
   #select = 0;
   #id = 0;
-  #entries = new Float64Array(IOAPIC_NUM_PINS);
+  // Redirection entries as two 32-bit halves: a float64 cannot hold 64 bits, and the
+  // destination in bits 56-63 would round away the vector in the low bits.
+  #low = new Uint32Array(IOAPIC_NUM_PINS);
+  #high = new Uint32Array(IOAPIC_NUM_PINS);
   #levels = new Uint8Array(IOAPIC_NUM_PINS);
   /**
    * Edges that arrived while their pin was masked (QEMU's IOAPIC IRR): delivered when
@@ -49,16 +52,16 @@ export class IoApic implements Device, IrqController {
   }
 
   #resetEntries(): void {
-    this.#entries.fill(IOAPIC_LVT_MASKED);
+    this.#low.fill(IOAPIC_LVT_MASKED);
+    this.#high.fill(0);
   }
 
   #entryLow(pin: number): number {
-    return this.#entries[pin] % 2 ** 32;
+    return this.#low[pin];
   }
 
   #setEntryLow(pin: number, low: number): void {
-    const high = Math.floor(this.#entries[pin] / 2 ** 32);
-    this.#entries[pin] = high * 2 ** 32 + (low >>> 0);
+    this.#low[pin] = low >>> 0;
   }
 
   /** Sets input `pin`; ISA IRQ 0 arrives on pin 2. */
@@ -108,8 +111,7 @@ export class IoApic implements Device, IrqController {
     if (r === 0x02) return 0;
     if (r >= 0x10 && r < 0x10 + 2 * IOAPIC_NUM_PINS) {
       const pin = (r - 0x10) >> 1;
-      const e = this.#entries[pin];
-      return (r & 1 ? Math.floor(e / 2 ** 32) : e % 2 ** 32) >>> 0;
+      return (r & 1 ? this.#high[pin] : this.#low[pin]) >>> 0;
     }
     return 0;
   }
@@ -131,7 +133,7 @@ export class IoApic implements Device, IrqController {
     } else if (r >= 0x10 && r < 0x10 + 2 * IOAPIC_NUM_PINS) {
       const pin = (r - 0x10) >> 1;
       if (r & 1) {
-        this.#entries[pin] = (value >>> 0) * 2 ** 32 + this.#entryLow(pin);
+        this.#high[pin] = value >>> 0;
       } else {
         // Remote IRR and delivery status are read-only.
         const keep = this.#entryLow(pin) & (IOAPIC_LVT_REMOTE_IRR | IOAPIC_LVT_DELIV_STATUS);
@@ -159,7 +161,8 @@ export class IoApic implements Device, IrqController {
     return {
       select: this.#select,
       id: this.#id,
-      entries: this.#entries.slice(),
+      low: this.#low.slice(),
+      high: this.#high.slice(),
       levels: this.#levels.slice(),
       pendingEdges: this.#pendingEdges.slice(),
     };
@@ -168,7 +171,8 @@ export class IoApic implements Device, IrqController {
   loadState(state: DeviceState): void {
     this.#select = state.select as number;
     this.#id = state.id as number;
-    this.#entries.set(state.entries as Float64Array);
+    this.#low.set(state.low as Uint32Array);
+    this.#high.set(state.high as Uint32Array);
     this.#levels.set(state.levels as Uint8Array);
     if (state.pendingEdges) this.#pendingEdges.set(state.pendingEdges as Uint8Array);
   }

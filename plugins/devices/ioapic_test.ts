@@ -38,3 +38,16 @@ Deno.test("IoApic maps ISA IRQ 0 to pin 2", () => {
   ioapic.setIrq(0, true);
   assert.deepEqual(delivered, [0x30]);
 });
+
+Deno.test("IoApic keeps every vector bit when the destination field is set", () => {
+  const { ioapic, delivered, program } = setup();
+  ioapic.write(0x00, 0x10 + 2 * 4 + 1);
+  ioapic.write(0x10, 0x01000000); // logical destination 1, as Linux programs it
+  program(4, 0x821); // vector 0x21, logical destination mode
+  ioapic.write(0x00, 0x10 + 2 * 4);
+  assert.equal(ioapic.read(0x10), 0x821);
+  ioapic.write(0x00, 0x10 + 2 * 4 + 1);
+  assert.equal(ioapic.read(0x10), 0x01000000);
+  ioapic.setIrq(4, true);
+  assert.deepEqual(delivered, [0x21]);
+});
