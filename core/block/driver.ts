@@ -138,6 +138,13 @@ export interface BlockNode {
   /** Flushes and releases the node and its children. */
   close(): Promise<void>;
 
+  /**
+   * Synchronous positional I/O, offered by protocol nodes that can (the file protocol);
+   * formats reach it through `requireSyncIo` in sync_io.ts.
+   */
+  readSync?(offset: number, buf: Uint8Array): void;
+  writeSync?(offset: number, data: Uint8Array): void;
+  flushSync?(): void;
   /** Writes one compressed cluster (formats with compression only). */
   writeCompressed?(offset: number, data: Uint8Array): Promise<void>;
   /** Format-specific `info` data. */

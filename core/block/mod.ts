@@ -5,3 +5,4 @@ export * from "./scheduler.ts";
 export * from "./backend.ts";
 export * from "./status.ts";
 export * from "./zero.ts";
+export * from "./sync_io.ts";

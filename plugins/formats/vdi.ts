@@ -1,5 +1,6 @@
 // The vdi format: VirtualBox disk images (header 1.1, static and dynamic) with their block map
 
+import { requireSyncIo, type SyncIo } from "../../core/block/sync_io.ts";
 import type {
   BlockNode,
   BlockStatus,
@@ -142,22 +143,6 @@ function roundUp(n: number, to: number): number {
   return Math.ceil(n / to) * to;
 }
 
-/** Synchronous positional I/O of the file protocol, reached by duck typing. */
-interface SyncIo {
-  readSync(offset: number, buf: Uint8Array): void;
-  writeSync(offset: number, data: Uint8Array): void;
-}
-
-function syncIo(node: BlockNode): SyncIo {
-  const n = node as BlockNode & Partial<SyncIo>;
-  if (typeof n.readSync !== "function" || typeof n.writeSync !== "function") {
-    throw new NotSupportedError(
-      `vdi needs a protocol with positional I/O under '${node.filename}'`,
-    );
-  }
-  return { readSync: n.readSync.bind(n), writeSync: n.writeSync.bind(n) };
-}
-
 /**
  * An opened VDI image. Every request runs synchronously on the file, so block
  * allocation needs no lock: two writes cannot allocate the same block twice.
@@ -172,7 +157,7 @@ export class VdiNode implements BlockNode {
   #bmap: Uint32Array;
 
   constructor(readonly file: BlockNode, headerBytes: Uint8Array, bmap: Uint32Array) {
-    this.#io = syncIo(file);
+    this.#io = requireSyncIo(file, "vdi");
     this.#headerBytes = headerBytes;
     this.#header = parseVdiHeader(headerBytes);
     this.#bmap = bmap;

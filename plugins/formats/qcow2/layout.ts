@@ -1,8 +1,8 @@
 // qcow2 geometry and entry encodings: cluster/L2/refcount sizes, L1/L2 entry bit fields, sync file I/O
 
+import { requireSyncIo } from "../../../core/block/sync_io.ts";
 import type { BlockNode } from "../../../core/block/driver.ts";
 import type { MetadataStore } from "../../../core/block/metadata_cache.ts";
-import { NotSupportedError } from "../../../core/errors.ts";
 
 /** L1/L2 entry bit 63 (in the high 32-bit half): refcount is exactly one. */
 export const QCOW_OFLAG_COPIED_HI = 0x80000000;
@@ -147,31 +147,18 @@ export interface SyncFile extends MetadataStore {
   size(): number;
 }
 
-interface SyncCapable {
-  readSync?(offset: number, buf: Uint8Array): void;
-  writeSync?(offset: number, data: Uint8Array): void;
-  flushSync?(): void;
-}
-
 /**
- * Wraps a protocol node that offers synchronous positional I/O (the file
- * protocol's `readSync`/`writeSync`); qcow2 metadata lookups run synchronously.
+ * Wraps a protocol node that offers synchronous positional I/O (core's
+ * {@linkcode requireSyncIo}); qcow2 metadata lookups run synchronously.
  */
 export function syncFile(node: BlockNode): SyncFile {
-  const n = node as BlockNode & SyncCapable;
-  if (typeof n.readSync !== "function" || typeof n.writeSync !== "function") {
-    throw new NotSupportedError(
-      `qcow2 needs a protocol with positional I/O under '${node.filename}'`,
-    );
-  }
-  const readSync = n.readSync.bind(n);
-  const writeSync = n.writeSync.bind(n);
+  const io = requireSyncIo(node, "qcow2");
+  // The metadata cache's ordering point is the protocol's flush (nothing with cache=unsafe).
   return {
     node,
-    readSync,
-    writeSync,
-    // The protocol's flush: durable on the host, or nothing with cache=unsafe.
-    syncSync: () => n.flushSync?.(),
+    readSync: io.readSync,
+    writeSync: io.writeSync,
+    syncSync: io.flushSync,
     size: () => node.size(),
   };
 }

@@ -1,5 +1,6 @@
 // An opened VHD image: fixed (data then footer) or dynamic (BAT, per-block sector bitmaps)
 
+import { requireSyncIo, type SyncIo } from "../../../core/block/sync_io.ts";
 import type { BlockNode, BlockStatus } from "../../../core/block/driver.ts";
 import { ImageFormatError, IoError, NotSupportedError } from "../../../core/errors.ts";
 import {
@@ -15,22 +16,6 @@ import {
 } from "./footer.ts";
 
 const SECTOR_SIZE = 512;
-
-/** Synchronous positional I/O of the file protocol, reached by duck typing. */
-interface SyncIo {
-  readSync(offset: number, buf: Uint8Array): void;
-  writeSync(offset: number, data: Uint8Array): void;
-}
-
-function syncIo(node: BlockNode): SyncIo {
-  const n = node as BlockNode & Partial<SyncIo>;
-  if (typeof n.readSync !== "function" || typeof n.writeSync !== "function") {
-    throw new NotSupportedError(
-      `vpc needs a protocol with positional I/O under '${node.filename}'`,
-    );
-  }
-  return { readSync: n.readSync.bind(n), writeSync: n.writeSync.bind(n) };
-}
 
 /** What a dynamic disk adds to the footer. */
 interface DynamicState {
@@ -62,7 +47,7 @@ export class VpcNode implements BlockNode {
     sizeBytes: number,
     dyn: DynamicState | undefined,
   ) {
-    this.#io = syncIo(file);
+    this.#io = requireSyncIo(file, "vpc");
     this.#footer = footer;
     this.#size = sizeBytes;
     this.#dyn = dyn;
