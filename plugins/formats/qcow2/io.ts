@@ -1,7 +1,7 @@
 // qcow2 guest I/O: reads through the mapping, allocating writes with copy-on-write, zeroes and discard
 
 import { IoError } from "../../../core/errors.ts";
-import { newMapping } from "./cluster.ts";
+import { type Mapping, newMapping } from "./cluster.ts";
 import { compressCluster, decompressCluster } from "./compress.ts";
 import { markDirty, type Qcow2Image } from "./image.ts";
 import {
@@ -29,22 +29,32 @@ export function readGuest(img: Qcow2Image, offset: number, buf: Uint8Array): Pro
     img.map.lookup(offset + pos, len - pos, m);
     const n = m.bytes;
     const out = n === len ? buf : buf.subarray(pos, pos + n);
-    switch (m.type) {
-      case QCOW2_SUBCLUSTER_NORMAL:
-        img.data.readSync(m.hostOffset, out);
-        break;
-      case QCOW2_SUBCLUSTER_ZERO_PLAIN:
-      case QCOW2_SUBCLUSTER_ZERO_ALLOC:
-        out.fill(0);
-        break;
-      case QCOW2_SUBCLUSTER_COMPRESSED:
-        readCompressed(img, offset + pos, m.hostOffset, m.compressedBytes, out);
-        break;
-      default:
-        if (img.backing !== null) return readRest(img, offset, buf, pos);
-        out.fill(0);
+    if (!readMapped(img, m, offset + pos, out)) {
+      if (img.backing !== null) return readRest(img, offset, buf, pos);
+      out.fill(0);
     }
     pos += n;
+  }
+}
+
+/**
+ * Fills `out` from where mapping `m` says the guest bytes at `guestOffset` live.
+ * @returns false when this layer does not have them (read the backing file, or zeroes)
+ */
+function readMapped(img: Qcow2Image, m: Mapping, guestOffset: number, out: Uint8Array): boolean {
+  switch (m.type) {
+    case QCOW2_SUBCLUSTER_NORMAL:
+      img.data.readSync(m.hostOffset, out);
+      return true;
+    case QCOW2_SUBCLUSTER_ZERO_PLAIN:
+    case QCOW2_SUBCLUSTER_ZERO_ALLOC:
+      out.fill(0);
+      return true;
+    case QCOW2_SUBCLUSTER_COMPRESSED:
+      readCompressed(img, guestOffset, m.hostOffset, m.compressedBytes, out);
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -60,20 +70,7 @@ async function readRest(
     img.map.lookup(offset + pos, buf.length - pos, m);
     const n = m.bytes;
     const out = buf.subarray(pos, pos + n);
-    switch (m.type) {
-      case QCOW2_SUBCLUSTER_NORMAL:
-        img.data.readSync(m.hostOffset, out);
-        break;
-      case QCOW2_SUBCLUSTER_ZERO_PLAIN:
-      case QCOW2_SUBCLUSTER_ZERO_ALLOC:
-        out.fill(0);
-        break;
-      case QCOW2_SUBCLUSTER_COMPRESSED:
-        readCompressed(img, offset + pos, m.hostOffset, m.compressedBytes, out);
-        break;
-      default:
-        await readBacking(img, offset + pos, out);
-    }
+    if (!readMapped(img, m, offset + pos, out)) await readBacking(img, offset + pos, out);
     pos += n;
   }
 }
