@@ -78,7 +78,7 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
     if (face === "img") {
       return await runImg(rest, {
         registry,
-        graph: new BlockGraph(registry),
+        graph: new BlockGraph(registry, (line) => writeErr(line + "\n")),
         program: program === "vmkit" ? "vmkit img" : program,
         errorPrefix: program,
       });

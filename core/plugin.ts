@@ -49,6 +49,11 @@ export interface FormatDescriptor extends PluginBase {
   measure?(sizeBytes: number, allocatedBytes: number, opts: ParsedOptions): MeasureResult;
   /** True when `create` accepts `backing_file` (`-b`). */
   readonly supportsBacking?: boolean;
+  /**
+   * The options `qemu-img amend` takes for this format, so `amend -f fmt -o help` lists
+   * them without opening an image; absent when the format cannot be amended.
+   */
+  readonly amendOptions?: readonly OptionSpec[];
 }
 
 /** What `qemu-img measure` prints. */

@@ -75,19 +75,20 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   }
   const format = lastOpt(opts, "f");
   const help = isHelpRequest(optionText);
-  if (format !== undefined && help) ctx.graph.format(format);
+  if (format !== undefined && help) {
+    // As qemu-img: with -f, the help comes from the format alone; no image is opened.
+    const descriptor = ctx.graph.format(format);
+    if (!descriptor.amendOptions) throw notSupported(descriptor.name);
+    writeOut(amendOptionsHelp(descriptor.name, descriptor.amendOptions));
+    return 0;
+  }
   if (positional.length !== 1) throw new UsageError("Expecting one image file name");
   const quiet = hasOpt(opts, "q");
   let node: BlockNode | undefined;
   try {
-    // With -f, qemu-img prints the help without opening the image; vmkit opens it
-    // read-only to ask the node. Without -f, both open it for writing first.
-    const peek = help && format !== undefined;
+    // Without -f, qemu-img opens the image for writing before it prints the help, too.
     node = await openImage(ctx, positional[0], {
       format,
-      readOnly: peek,
-      forceShare: peek,
-      noBacking: peek,
       cache: lastOpt(opts, "t") ?? "writeback",
       imageOpts: hasOpt(opts, "image-opts"),
     });

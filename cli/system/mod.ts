@@ -113,7 +113,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
   const quitRequested = new Promise<void>((resolve) => (quit = resolve));
   const setup = await buildSystemSetup(opts, parsed.hda, {
     registry: ctx.registry,
-    graph: new BlockGraph(ctx.registry),
+    graph: new BlockGraph(ctx.registry, (line) => writeErr(line + "\n")),
     warn: (message) => writeErr(`${ctx.program}: warning: ${message}\n`),
     // QEMU's -nographic escapes: Ctrl-A x quits.
     stdio: {

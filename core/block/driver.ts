@@ -234,6 +234,8 @@ export interface OpenContext {
   openBacking(backingName: string, format: string | undefined): Promise<BlockNode>;
   /** Opens another file as a protocol node (for `data_file`), resolved as a backing name is. */
   openFile(name: string, options: { readOnly: boolean; mustExist?: boolean }): Promise<BlockNode>;
+  /** Prints a line for the user (stderr in the CLI); absent when nobody listens. */
+  report?(line: string): void;
 }
 
 /** What a format's `create` gets from the graph. */

@@ -60,7 +60,14 @@ function canonical(filename: string): string {
  * this graph hands them, so one plugin never imports another.
  */
 export class BlockGraph {
-  constructor(readonly registry: Registry) {}
+  /**
+   * `report` receives the lines a format prints for the user while it opens an image
+   * (qcow2's repair of a dirty image lists what it fixed, as QEMU does on stderr).
+   */
+  constructor(
+    readonly registry: Registry,
+    readonly report: (line: string) => void = () => {},
+  ) {}
 
   /** Opens a host file (or other protocol) as a protocol node. */
   openProtocol(
@@ -146,6 +153,7 @@ export class BlockGraph {
           });
         },
         openFile: (name, o) => this.openProtocol(resolveBackingName(filename, name), o),
+        report: this.report,
       };
       return await format.open(file, formatOptions, context);
     } catch (e) {

@@ -1,6 +1,7 @@
 // The qcow2 format plugin: QEMU copy-on-write images, versions 2 and 3
 
 import type { FormatDescriptor } from "../../../core/plugin.ts";
+import { QCOW2_AMEND_OPTIONS } from "./amend.ts";
 import { QCOW2_OPEN_OPTIONS } from "./cache_options.ts";
 import { createQcow2, QCOW2_CREATE_OPTIONS } from "./create.ts";
 import { probe } from "./header.ts";
@@ -16,6 +17,7 @@ export default {
   summary: "QEMU copy-on-write image",
   options: QCOW2_CREATE_OPTIONS,
   openOptions: QCOW2_OPEN_OPTIONS,
+  amendOptions: QCOW2_AMEND_OPTIONS,
   supportsBacking: true,
   probe,
   create: createQcow2,

@@ -529,6 +529,7 @@ export async function openQcow2(
     if (!readOnly) {
       if ((h.incompatibleFeatures & QCOW2_INCOMPAT_DIRTY) !== 0n && !forCheck) {
         const result = await checkImage(img, "all");
+        for (const line of result.messages) ctx.report?.(line);
         if (result.corruptions > 0 || result.checkErrors > 0 || result.failed) {
           throw new IoError("Could not repair dirty image");
         }
