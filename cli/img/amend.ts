@@ -89,6 +89,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     // Without -f, qemu-img opens the image for writing before it prints the help, too.
     node = await openImage(ctx, positional[0], {
       format,
+      readOnly: false,
       cache: lastOpt(opts, "t") ?? "writeback",
       imageOpts: hasOpt(opts, "image-opts"),
     });
