@@ -2,6 +2,7 @@
 
 import { printTable, SHORT } from "./bench_util.ts";
 import { convertRows } from "./convert_bench.ts";
+import { convertFormatRows, convertFormatsTitle } from "./convert_formats_bench.ts";
 import { emulationLoopRows } from "./emulation_loop_bench.ts";
 import { qcow2L2CacheRows } from "./qcow2_l2_cache_bench.ts";
 
@@ -16,6 +17,7 @@ printTable(
   `img convert throughput (${SHORT ? "256 MiB" : "1 GiB"} of mixed data and zero extents)`,
   await convertRows(),
 );
+printTable(convertFormatsTitle(), await convertFormatRows());
 printTable(
   "Emulation loops: Multiboot guests, vmkit (interpreter + block translator) vs qemu-system-i386 -accel tcg",
   await emulationLoopRows(),
