@@ -49,6 +49,8 @@ export interface FormatDescriptor extends PluginBase {
   measure?(sizeBytes: number, allocatedBytes: number, opts: ParsedOptions): MeasureResult;
   /** True when `create` accepts `backing_file` (`-b`). */
   readonly supportsBacking?: boolean;
+  /** True when `convert -c` may write this format compressed (qcow2 tells by `compression_type`). */
+  readonly supportsCompression?: boolean;
   /**
    * The options `qemu-img amend` takes for this format, so `amend -f fmt -o help` lists
    * them without opening an image; absent when the format cannot be amended.

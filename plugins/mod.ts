@@ -7,6 +7,7 @@ import qcow2 from "./formats/qcow2/mod.ts";
 import raw from "./formats/raw.ts";
 import vdi from "./formats/vdi.ts";
 import vpc from "./formats/vpc/mod.ts";
+import vmdk from "./formats/vmdk/mod.ts";
 import pcMachine from "./machines/pc.ts";
 import file from "./protocols/file.ts";
 
@@ -17,6 +18,7 @@ export const BUILTIN_PLUGINS: readonly PluginDescriptor[] = [
   qcow2,
   vdi,
   vpc,
+  vmdk,
   x86,
   ...DEVICE_PLUGINS,
   pcMachine,

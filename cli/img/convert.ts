@@ -82,6 +82,8 @@ export async function convertImages(
       const index = next++;
       const e = extents[index];
       const plan = await planExtent(e, options);
+      // A compressed cluster is written whole: zero runs inside it are part of its data.
+      if (options.compress && plan.read) plan.runs = [[0, e.length, "copy"]];
       if (plan.read) await e.source.read(e.sourceOffset, buf.subarray(0, e.length));
       // Without -W, writes land in order: wait for the previous extent's writes.
       if (!options.outOfOrder && writeTurn !== index) {
@@ -278,7 +280,10 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
         const bf = lastOpt(opts, "F");
         if (bf !== undefined) parsed.backing_fmt = bf;
       }
-      if (compress && !format.options.some((o) => o.name === "compression_type")) {
+      if (
+        compress && !format.supportsCompression &&
+        !format.options.some((o) => o.name === "compression_type")
+      ) {
         throw new NotSupportedError("Compression not supported for this file format");
       }
       parsed.size ??= total;
@@ -301,7 +306,8 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     }
     const progress = hasOpt(opts, "p") && !quiet ? new Progress() : undefined;
     await convertImages(sources, target, {
-      compress,
+      // A streamOptimized vmdk takes compressed grains only, as QEMU's needs_compressed_writes.
+      compress: compress || node.needsCompressedWrites === true,
       sparseBytes,
       targetIsZero: !skipCreate ? backingName === undefined : targetIsZeroFlag,
       targetHasBacking: backingName !== undefined,

@@ -42,7 +42,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   if (positional.length > 1) throw new UsageError("Expecting one image file name");
   const format = ctx.graph.format(outFormat);
   if (!format.measure) {
-    throw new UsageError(`Format driver '${outFormat}' does not support measure`);
+    throw new UsageError(`Block driver '${outFormat}' does not support size measurement`);
   }
   const createOpts = parseCreateOptions(ctx, outFormat, optionText ?? "");
   let virtualSize: number;

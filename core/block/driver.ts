@@ -116,6 +116,8 @@ export interface BlockNode {
   readonly backingFormat?: string;
   /** Allocation granularity in bytes (qcow2 cluster size), if the format has one. */
   readonly clusterSize?: number;
+  /** True when data may only be written compressed, whole clusters in order (vmdk streamOptimized). */
+  readonly needsCompressedWrites?: boolean;
 
   /** The virtual size in bytes. */
   size(): number;

@@ -45,10 +45,9 @@ export async function chainStatus(
         s.data && !zero && s.hostOffset !== undefined && s.file && s.file !== node && !s.compressed
       ) {
         const fs = await s.file.blockStatus(s.hostOffset, n);
-        if (fs.zero && !fs.data) {
-          zero = true;
-          n = Math.min(n, fs.bytes);
-        }
+        // QEMU limits the answer to the run the protocol reported, hole or data.
+        n = Math.min(n, fs.bytes);
+        if (fs.zero && !fs.data) zero = true;
       }
       return {
         start: offset,
