@@ -8,6 +8,8 @@ import raw from "./formats/raw.ts";
 import vdi from "./formats/vdi.ts";
 import vpc from "./formats/vpc/mod.ts";
 import vmdk from "./formats/vmdk/mod.ts";
+import vhdx from "./formats/vhdx/mod.ts";
+import qcow from "./formats/qcow/mod.ts";
 import pcMachine from "./machines/pc.ts";
 import file from "./protocols/file.ts";
 
@@ -19,6 +21,8 @@ export const BUILTIN_PLUGINS: readonly PluginDescriptor[] = [
   vdi,
   vpc,
   vmdk,
+  vhdx,
+  qcow,
   x86,
   ...DEVICE_PLUGINS,
   pcMachine,

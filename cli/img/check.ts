@@ -121,8 +121,9 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     readOnly: repair === "none",
     forceShare: hasOpt(opts, "U"),
     cache: lastOpt(opts, "T"),
-    // Repair opens a corrupt image read-write without the automatic dirty repair, as QEMU's check mode.
-    formatOptions: repair === "none" ? undefined : { "x-check": true },
+    // Check mode, as QEMU's BDRV_O_CHECK: a repair opens a corrupt image read-write without the
+    // automatic dirty repair, and a format opens damage it would refuse (vhdx BAT) to report it.
+    formatOptions: { "x-check": true },
   });
   try {
     if (!node.check) {

@@ -115,6 +115,13 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       writeOut((first ? "" : ",\n") + line);
       first = false;
     }
+    if (output === "json" && first) {
+      // Nothing to map (an empty image): qemu-img prints its initial, empty entry.
+      writeOut(
+        `{ "start": ${Math.min(start, size)}, "length": 0, "depth": 0, "present": false, ` +
+          `"zero": false, "data": false}`,
+      );
+    }
     if (output === "json") writeOut("]\n");
   } finally {
     await closeQuietly(node);

@@ -87,8 +87,10 @@ export class BlockGraph {
 
   /** Probes which format a protocol node holds (raw when nothing else claims it). */
   async probe(file: BlockNode): Promise<FormatDescriptor> {
-    const header = new Uint8Array(Math.min(PROBE_BYTES, file.size()));
-    await file.read(0, header);
+    // Always PROBE_BYTES, zero-filled past the end of a short file, as QEMU's probe buffer is:
+    // a truncated header probes as its format (and then fails to open), not as raw.
+    const header = new Uint8Array(PROBE_BYTES);
+    await file.read(0, header.subarray(0, Math.min(PROBE_BYTES, file.size())));
     const found = this.registry.probeFormat(header, file.filename);
     if (!found) throw new ImageOpenError(`Could not determine the format of '${file.filename}'`);
     return found;

@@ -1,0 +1,34 @@
+// The vhdx format plugin: Hyper-V VHDX images, dynamic and fixed, with log replay
+
+import type { BlockNode } from "../../../core/block/driver.ts";
+import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
+import type { FormatDescriptor } from "../../../core/plugin.ts";
+import { createVhdx, VHDX_CREATE_OPTIONS } from "./create.ts";
+import { probeVhdx } from "./header.ts";
+import { openVhdx } from "./node.ts";
+
+export { VhdxNode } from "./node.ts";
+export { VHDX_CREATE_OPTIONS } from "./create.ts";
+
+/** Runtime options: only the check mode `img check` sets. */
+export const VHDX_OPEN_OPTIONS: readonly OptionSpec[] = [
+  {
+    name: "x-check",
+    type: "bool",
+    help: "Open for check (qemu-img check): BAT entries past the end of the file are reported, " +
+      "not refused",
+    hidden: true,
+  },
+];
+
+/** The vhdx image format (Hyper-V). */
+export default {
+  kind: "format",
+  name: "vhdx",
+  summary: "Hyper-V VHDX image format",
+  options: VHDX_CREATE_OPTIONS,
+  openOptions: VHDX_OPEN_OPTIONS,
+  probe: probeVhdx,
+  create: createVhdx,
+  open: (file: BlockNode, opts: ParsedOptions) => openVhdx(file, opts),
+} satisfies FormatDescriptor;
