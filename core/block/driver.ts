@@ -18,6 +18,12 @@ export interface BlockStatus {
   file?: BlockNode;
   /** The bytes are stored compressed. */
   compressed?: boolean;
+  /**
+   * Ask `file` too (QEMU's BDRV_BLOCK_RECURSE): a hole there under this data reads as
+   * zero. Formats set it where the file's holes mean something: metadata-preallocated
+   * qcow2, flat vmdk extents.
+   */
+  recurse?: boolean;
 }
 
 /** A problem count and report from {@linkcode BlockNode.check}. */

@@ -23,8 +23,8 @@ export interface ChainStatus {
 
 /**
  * The status of `[offset, offset+bytes)` through the chain: the first layer that
- * defines it, as QEMU's `bdrv_block_status_above`. Like QEMU, a data extent whose
- * host range is a hole in the file is also reported as zero, and a region past the
+ * defines it, as QEMU's `bdrv_block_status_above`. Like QEMU, a data extent the format
+ * marks `recurse` whose host range is a hole in the file is also reported as zero, and a region past the
  * end of a shorter backing file reads as zero.
  */
 export async function chainStatus(
@@ -40,9 +40,11 @@ export async function chainStatus(
     n = Math.min(n, s.bytes);
     if (s.allocated) {
       let zero = s.zero;
-      // Data at a known place in a protocol node: ask that node whether it is a hole.
+      // Data at a known place in a protocol node, where the format says the file's holes
+      // matter: ask that node whether it is a hole.
       if (
-        s.data && !zero && s.hostOffset !== undefined && s.file && s.file !== node && !s.compressed
+        s.recurse && s.data && !zero && s.hostOffset !== undefined && s.file && s.file !== node &&
+        !s.compressed
       ) {
         const fs = await s.file.blockStatus(s.hostOffset, n);
         // QEMU limits the answer to the run the protocol reported, hole or data.

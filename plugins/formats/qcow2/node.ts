@@ -170,6 +170,9 @@ export class Qcow2Node implements BlockNode {
     img.refcounts.flush();
   }
 
+  /** Whether the image looks metadata-preallocated; decided at the first block status. */
+  #metadataPreallocation: boolean | undefined;
+
   async blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
     const img = this.#img;
     const n = Math.min(bytes, img.header.size - offset);
@@ -202,6 +205,8 @@ export class Qcow2Node implements BlockNode {
       if (m.type === QCOW2_SUBCLUSTER_NORMAL) {
         s.hostOffset = m.hostOffset;
         s.file = img.data.node;
+        this.#metadataPreallocation ??= detectMetadataPreallocation(img);
+        s.recurse = this.#metadataPreallocation;
       }
     }
     return await Promise.resolve(s);
@@ -386,6 +391,23 @@ export class Qcow2Node implements BlockNode {
 }
 
 /** Reads cluster 0: enough bytes for the header, its extensions and the backing name. */
+/**
+ * True when more clusters are in use than the file has storage for (by 10%): the image
+ * was preallocated with metadata only, so holes in the file under data clusters read as
+ * zero. QEMU decides the same way before it lets block status look into the file.
+ */
+function detectMetadataPreallocation(img: Qcow2Image): boolean {
+  const cs = img.layout.clusterSize;
+  const realClusters = Math.floor(img.file.node.allocatedBytes() / cs);
+  const threshold = Math.max(Math.floor(realClusters * 10 / 9), 1);
+  const end = Math.ceil(img.file.size() / cs);
+  let inUse = 0;
+  for (let i = 0; i < end && inUse < threshold; i++) {
+    if (img.refcounts.get(i) !== 0) inUse++;
+  }
+  return inUse >= threshold;
+}
+
 function readHeaderCluster(file: SyncFile): Uint8Array {
   const probe = new Uint8Array(Math.max(104, Math.min(file.size(), 65536)));
   file.readSync(0, probe);

@@ -200,6 +200,7 @@ export class VmdkNode implements BlockNode {
         zero: false,
         hostOffset: extent.flatStartBytes + inExtent,
         file: extent.file,
+        recurse: true,
       });
     }
     const first = extent.lookup(inExtent);
