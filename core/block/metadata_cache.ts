@@ -76,6 +76,7 @@ export class MetadataCache {
   #name: string;
   #lruCounter = 0;
   #dependsOn: MetadataCache | null = null;
+  #dependsOnFlush = false;
   #dirtyCount = 0;
   #hits = 0;
   #misses = 0;
@@ -167,14 +168,28 @@ export class MetadataCache {
    */
   setDependency(other: MetadataCache): void {
     if (other === this) throw new RangeError("A cache cannot depend on itself");
+    // Two caches never wait on each other: if `other` waits on something (this
+    // cache, say), settle that first, as qcow2_cache_set_dependency does.
+    if (other.#dependsOn !== null) other.#flushDependency();
     if (this.#dependsOn !== null && this.#dependsOn !== other) this.#flushDependency();
     this.#dependsOn = other;
   }
 
+  /**
+   * Makes the next write-back of this cache sync the store first, as
+   * `qcow2_cache_depends_on_flush`: guest data written directly to the file must be
+   * durable before a table entry pointing to it is.
+   */
+  setDependsOnFlush(): void {
+    this.#dependsOnFlush = true;
+  }
+
   /** Writes every dirty slice (dependencies first); the caller syncs the store if it must. */
   flush(): void {
-    if (this.#dirtyCount === 0) return;
+    // A dependency is settled even when this cache is clean, so it never outlives its changes.
     this.#flushDependency();
+    if (this.#dirtyCount === 0) return;
+    this.#syncIfDependsOnFlush();
     // Write in offset order: neighbouring slices then reach the disk sequentially.
     const dirty = this.#slots.filter((s) => s.dirty).sort((a, b) => a.offset - b.offset);
     for (const slot of dirty) this.#writeSlot(slot);
@@ -207,6 +222,12 @@ export class MetadataCache {
     this.#slots = [];
     this.#byOffset.clear();
     this.#dirtyCount = 0;
+  }
+
+  #syncIfDependsOnFlush(): void {
+    if (!this.#dependsOnFlush) return;
+    this.#dependsOnFlush = false;
+    this.#store.syncSync();
   }
 
   #flushDependency(): void {
@@ -249,6 +270,7 @@ export class MetadataCache {
       }
       if (victim.dirty) {
         this.#flushDependency();
+        this.#syncIfDependsOnFlush();
         this.#writeSlot(victim);
       }
       if (victim.offset >= 0) this.#byOffset.delete(victim.offset);

@@ -84,3 +84,36 @@ Deno.test("MetadataCache constructor refuses a size that is not a power of two",
     RangeError,
   );
 });
+
+Deno.test("MetadataCache.setDependency() settles a reverse dependency first, so no cycle forms", () => {
+  const store = memoryStore();
+  const l2 = new MetadataCache(store, { entries: 2, entryBytes: 512, name: "L2" });
+  const refcount = new MetadataCache(store, { entries: 2, entryBytes: 512, name: "refcount" });
+  // A new cluster: the L2 entry waits for its refcount.
+  const r = refcount.get(0);
+  refcount.markDirty(r);
+  l2.setDependency(refcount);
+  const e = l2.get(4096);
+  l2.markDirty(e);
+  // A freed cluster: the refcount now waits for the L2 entry, so the pending rise goes out first.
+  refcount.setDependency(l2);
+  assert.deepEqual(store.writes, [[0, 512]]);
+  assert.equal(store.syncs, 1);
+  const r2 = refcount.get(512);
+  refcount.markDirty(r2);
+  refcount.flush();
+  assert.deepEqual(store.writes, [[0, 512], [4096, 512], [512, 512]]);
+});
+
+Deno.test("MetadataCache.setDependsOnFlush() syncs the store before the next write-back", () => {
+  const store = memoryStore();
+  const cache = new MetadataCache(store, { entries: 2, entryBytes: 512 });
+  const e = cache.get(0);
+  cache.markDirty(e);
+  cache.setDependsOnFlush();
+  cache.flush();
+  assert.equal(store.syncs, 1);
+  cache.markDirty(cache.get(0));
+  cache.flush();
+  assert.equal(store.syncs, 1);
+});

@@ -369,7 +369,11 @@ export class ClusterMap {
     this.#cache.flush();
     this.#file.syncSync();
     this.setL1(l1Index, (offsetHi(fresh) | QCOW_OFLAG_COPIED_HI) >>> 0, offsetLo(fresh));
-    if (old !== 0) refcounts.free(old, cs);
+    if (old !== 0) {
+      // The shared table loses a reference only once the L1 entry that dropped it is durable.
+      this.#file.syncSync();
+      refcounts.free(old, cs);
+    }
   }
 
   /**

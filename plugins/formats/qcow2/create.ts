@@ -277,9 +277,12 @@ export async function createQcow2(
     const rb = new DataView(refblock.buffer);
     // Clusters 0-2 (header, refcount table, refcount block) are in use.
     for (let i = 0; i < 3; i++) writeOne(rb, i, settings.refcountOrder);
-    await file.write(0, serializeHeader(header));
+    // The tables first and the header last: a crash in between leaves a file that
+    // is not yet a qcow2 image, rather than a header pointing at missing tables.
     await file.write(cs, reftable);
     await file.write(2 * cs, refblock);
+    await file.flush();
+    await file.write(0, serializeHeader(header));
     await file.flush();
   } catch (e) {
     await file.close();

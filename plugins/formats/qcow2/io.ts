@@ -123,6 +123,9 @@ function allocData(img: Qcow2Image, c: number): number {
 /** Drops the reference an old L2 entry held (a shared or compressed cluster being replaced). */
 function releaseOld(img: Qcow2Image, hi: number, lo: number): void {
   if (img.hasDataFile) return;
+  // The L2 entry that dropped the reference reaches the disk before the lower
+  // refcount does: a crash in between leaks the cluster instead of freeing one in use.
+  if (!img.lazy) img.refcounts.cache.setDependency(img.map.cache);
   if ((hi & QCOW_OFLAG_COMPRESSED_HI) !== 0) {
     img.refcounts.free(img.layout.compressedOffset(hi, lo), img.layout.compressedBytes(hi, lo));
     return;
@@ -214,8 +217,13 @@ async function writeAllocating(
   }
   const target = owned ? host : allocData(img, c);
   img.data.writeSync(target + r0, buf);
+  // Power loss must not leave an L2 entry pointing at data that never reached the disk.
+  img.map.cache.setDependsOnFlush();
   // Awaiting the backing may have let other requests evict the slice: look it up again.
   s = img.map.sliceForWrite(c, img.refcounts, img.lazy);
+  // Set before the entry changes: settling the order may write this slice out, and
+  // it must not carry the new entry ahead of the new cluster's refcount.
+  if (!img.lazy) img.map.cache.setDependency(img.refcounts.cache);
   at = s.index * L.l2EntryBytes;
   const v = s.entry.view;
   v.setUint32(at, (offsetHi(target) | QCOW_OFLAG_COPIED_HI) >>> 0);
@@ -227,7 +235,6 @@ async function writeAllocating(
     v.setUint32(at + 8, (v.getUint32(at + 8) & ~mask) >>> 0);
     v.setUint32(at + 12, compressed ? 0xffffffff : (v.getUint32(at + 12) | mask) >>> 0);
   }
-  if (!img.lazy) img.map.cache.setDependency(img.refcounts.cache);
   img.map.cache.markDirty(s.entry);
   if (!owned && (compressed || hasHost)) releaseOld(img, hi, lo);
 }
@@ -259,7 +266,9 @@ export async function writeCompressedGuest(
   const oldLo = s0.entry.view.getUint32(at0 + 4);
   const host = img.refcounts.allocBytes(packed.length);
   img.file.writeSync(host, packed);
+  img.map.cache.setDependsOnFlush();
   const s = img.map.sliceForWrite(c, img.refcounts, img.lazy);
+  if (!img.lazy) img.map.cache.setDependency(img.refcounts.cache);
   const at = s.index * L.l2EntryBytes;
   const [hi, lo] = L.encodeCompressed(host, packed.length);
   s.entry.view.setUint32(at, hi);
@@ -268,7 +277,6 @@ export async function writeCompressedGuest(
     s.entry.view.setUint32(at + 8, 0);
     s.entry.view.setUint32(at + 12, 0);
   }
-  if (!img.lazy) img.map.cache.setDependency(img.refcounts.cache);
   img.map.cache.markDirty(s.entry);
   if ((oldHi & QCOW_OFLAG_COMPRESSED_HI) !== 0 || entryOffset(oldHi, oldLo) !== 0) {
     releaseOld(img, oldHi, oldLo);
@@ -356,6 +364,8 @@ async function clearRange(
   const zeroFlag = mode === "zero" || mode === "zero-unmap" ||
     (mode === "discard" && img.header.version >= 3);
   let metadataChanged = false;
+  // Host clusters freed here, discarded on the host only once no table on disk points to them.
+  const freed: number[] = [];
   for (let pos = start; pos < end;) {
     const c = Math.floor(pos / cs);
     const inCluster = pos - c * cs;
@@ -408,15 +418,29 @@ async function clearRange(
     } else {
       v.setUint32(at + 4, (lo | QCOW_OFLAG_ZERO) >>> 0);
     }
-    if (!img.lazy) img.map.cache.setDependency(img.refcounts.cache);
+    // No refcount rises here: the entry only waits for the refcounts that drop (releaseOld).
     img.map.cache.markDirty(s.entry);
     if (free && !(L.extendedL2 && !wholeCluster) && !img.hasDataFile) {
       releaseOld(img, hi, lo);
-      if (!compressed && img.refcounts.get(host / cs) === 0) {
-        // Let the host reclaim the space too (QEMU passes guest discards down).
-        await img.file.node.discard(host, cs);
-      }
+      if (!compressed && img.refcounts.get(host / cs) === 0) freed.push(host);
     }
   }
   img.decompressed = null;
+  if (freed.length > 0) await discardFreed(img, freed);
+}
+
+/**
+ * Lets the host reclaim freed clusters (QEMU passes guest discards down), after the
+ * L2 entries and refcounts that let go of them are on disk: punching a hole first
+ * would leave a table on disk pointing at zeroes if the process died in between.
+ */
+async function discardFreed(img: Qcow2Image, hosts: number[]): Promise<void> {
+  const cs = img.layout.clusterSize;
+  img.map.cache.flush();
+  img.refcounts.flush();
+  img.file.syncSync();
+  for (const host of hosts) {
+    // A later allocation in the same request may have reused the cluster.
+    if (img.refcounts.get(host / cs) === 0) await img.file.node.discard(host, cs);
+  }
 }

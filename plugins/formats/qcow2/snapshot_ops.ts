@@ -3,7 +3,7 @@
 import type { SnapshotCreateOptions, SnapshotInfo } from "../../../core/block/driver.ts";
 import { ImageFormatError, NotSupportedError, VmkitError } from "../../../core/errors.ts";
 import { encodeU64, QCOW_MAX_SNAPSHOTS, QCOW_MAX_SNAPSHOTS_SIZE } from "./header.ts";
-import { type Qcow2Image, writeSize } from "./image.ts";
+import { markClean, markDirty, type Qcow2Image, writeSize } from "./image.ts";
 import { entryOffset, QCOW_OFLAG_COMPRESSED_HI, QCOW_OFLAG_COPIED_HI } from "./layout.ts";
 import { maxRefcount } from "./refcount.ts";
 import {
@@ -153,6 +153,51 @@ function flushAll(img: Qcow2Image): void {
 }
 
 /**
+ * Writes the refcount blocks a pass lowered before the L1 entries the next pass
+ * rewrites in place: a COPIED flag must never reach the disk ahead of the refcount
+ * of one that makes it true.
+ */
+function flushRefcounts(img: Qcow2Image): void {
+  img.refcounts.flush();
+  img.file.syncSync();
+}
+
+/**
+ * The order of the next refcount pass, as QEMU's cache dependencies give it. Raising
+ * refcounts clears COPIED flags, so the tables go first; lowering them sets COPIED
+ * flags, so the refcount blocks go first. Either way a crash in between leaves a
+ * flag missing (one needless copy-on-write), never a COPIED flag on a shared cluster.
+ */
+function orderFor(img: Qcow2Image, addend: number): void {
+  if (addend > 0) img.refcounts.cache.setDependency(img.map.cache);
+  else img.map.cache.setDependency(img.refcounts.cache);
+}
+
+/**
+ * Sets the dirty bit (v3 images) before a refcount pass. Refcounts and COPIED flags
+ * live in different clusters, so no write order keeps both exact at every moment; a
+ * crash inside the pass leaves the bit set, and the next read-write open (QEMU's or
+ * ours) rebuilds what the pass left half done. v2 images have no such bit.
+ */
+function beginRefcountPass(img: Qcow2Image): void {
+  if (img.header.version >= 3) markDirty(img);
+}
+
+/** Clears the dirty bit once the pass is on disk (a lazy-refcount image keeps it until close). */
+function endRefcountPass(img: Qcow2Image): void {
+  if (img.header.version >= 3 && !img.lazy) markClean(img);
+}
+
+/** An L1 table copy with every COPIED flag cleared (a snapshot's tables are shared). */
+function withoutCopied(table: Uint8Array): Uint8Array {
+  const v = new DataView(table.buffer, table.byteOffset, table.byteLength);
+  for (let at = 0; at < table.length; at += 8) {
+    v.setUint32(at, (v.getUint32(at) & ~QCOW_OFLAG_COPIED_HI) >>> 0);
+  }
+  return table;
+}
+
+/**
  * Writes `entries` as the new snapshot table in freshly allocated clusters, points
  * the header at it, then frees the old table (QEMU's `qcow2_write_snapshots`).
  */
@@ -226,13 +271,19 @@ export function createSnapshot(
   const cs = img.layout.clusterSize;
   flushAll(img);
   checkIncrement(img, activeL1(img));
-  const l1 = img.map.copyL1();
+  // Count the active tables once more (clearing their COPIED flags), then copy the
+  // L1 table: the copy, like QEMU's, carries no COPIED flags. A crash before the
+  // snapshot table names the copy only leaks clusters.
+  beginRefcountPass(img);
+  orderFor(img, 1);
+  updateSnapshotRefcount(img, activeL1(img), 1);
+  flushAll(img);
+  const l1 = withoutCopied(img.map.copyL1());
   let l1Offset = 0;
   if (l1.length > 0) {
     l1Offset = img.refcounts.allocClusters(Math.ceil(l1.length / cs));
     img.file.writeSync(l1Offset, l1);
   }
-  updateSnapshotRefcount(img, activeL1(img), 1);
   flushAll(img);
   const vmStateSize = options.vmStateSize ?? 0;
   // qemu-img records an icount of 0, not QEMU's "none" (-1).
@@ -254,6 +305,7 @@ export function createSnapshot(
     extra,
   };
   writeSnapshotTable(img, [...img.snapshots, entry]);
+  endRefcountPass(img);
   return snapshotInfos([entry])[0];
 }
 
@@ -265,18 +317,25 @@ export function applySnapshot(img: Qcow2Image, idOrName: string): void {
   }
   refuseDataFile(img);
   flushAll(img);
-  const snL1 = readSnapshotL1(img, sn);
+  const snL1 = withoutCopied(readSnapshotL1(img, sn));
   checkIncrement(img, tableL1(snL1));
   if (sn.l1Size > img.map.l1Size) img.map.growL1(sn.l1Size, img.refcounts, true);
-  // Count the snapshot's clusters once more before the current ones are dropped,
-  // so that clusters both share never reach zero on the way.
+  // QEMU's qcow2_snapshot_goto order: count the snapshot's clusters once more, point
+  // the active L1 at its tables (synced), and only then drop the old tables' counts.
+  // A crash at any point leaves refcounts too high (leaks), never too low.
+  beginRefcountPass(img);
+  orderFor(img, 1);
   updateSnapshotRefcount(img, tableL1(snL1), 1);
-  updateSnapshotRefcount(img, activeL1(img), -1);
   flushAll(img);
+  const oldL1 = img.map.copyL1();
   img.map.replaceL1(snL1);
+  orderFor(img, -1);
+  updateSnapshotRefcount(img, tableL1(oldL1), -1);
+  flushRefcounts(img);
   updateSnapshotRefcount(img, activeL1(img), 0);
   flushAll(img);
   if (sn.diskSize !== undefined && sn.diskSize !== img.header.size) writeSize(img, sn.diskSize);
+  endRefcountPass(img);
   img.decompressed = null;
 }
 
@@ -287,8 +346,12 @@ export function deleteSnapshot(img: Qcow2Image, idOrName: string): void {
   flushAll(img);
   // The table stops naming the snapshot first: a crash then only leaks clusters.
   writeSnapshotTable(img, img.snapshots.filter((s) => s !== sn));
+  beginRefcountPass(img);
+  orderFor(img, -1);
   updateSnapshotRefcount(img, tableL1(readSnapshotL1(img, sn)), -1);
   if (sn.l1Size > 0) img.refcounts.free(sn.l1TableOffset, sn.l1Size * 8);
+  flushRefcounts(img);
   updateSnapshotRefcount(img, activeL1(img), 0);
   flushAll(img);
+  endRefcountPass(img);
 }

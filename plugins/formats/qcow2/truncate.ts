@@ -87,6 +87,8 @@ export async function preallocate(
       if (s.entry.view.getUint32(at) === 0 && (s.entry.view.getUint32(at + 4) & ~1) === 0) need++;
     }
     let host = need > 0 && !img.hasDataFile ? img.refcounts.allocClusters(need) : 0;
+    // Before any entry changes: settling the order may write the slices out.
+    img.map.cache.setDependency(img.refcounts.cache);
     for (let k = c; k < tableEnd; k++) {
       const s = img.map.slice(k)!;
       const v = s.entry.view;
@@ -99,7 +101,6 @@ export async function preallocate(
         v.setUint32(at + 8, 0);
         v.setUint32(at + 12, 0xffffffff);
       }
-      img.map.cache.setDependency(img.refcounts.cache);
       img.map.cache.markDirty(s.entry);
       if (!img.hasDataFile) host += cs;
       lastHostEnd = Math.max(lastHostEnd, target + cs);
