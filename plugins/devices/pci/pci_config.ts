@@ -14,6 +14,11 @@ export const PCI_HEADER_TYPE = 0x0e;
 export const PCI_BASE_ADDRESS_0 = 0x10;
 export const PCI_SUBSYSTEM_VENDOR_ID = 0x2c;
 export const PCI_SUBSYSTEM_ID = 0x2e;
+/** Expansion ROM base address register (PCI Local Bus 3.0 §6.2.5.2). */
+export const PCI_ROM_ADDRESS = 0x30;
+export const PCI_ROM_ADDRESS_ENABLE = 0x1;
+/** The ROM base decodes bits 31..11: 2 KiB is the smallest expansion ROM. */
+const PCI_ROM_ADDRESS_MASK = 0xfffff800;
 export const PCI_INTERRUPT_LINE = 0x3c;
 export const PCI_INTERRUPT_PIN = 0x3d;
 
@@ -41,8 +46,24 @@ export interface PciBar {
   size: number;
   /** True for an I/O BAR. */
   io: boolean;
+  /** A memory BAR the host may prefetch from (type bit 3), such as a framebuffer. */
+  prefetchable?: boolean;
   /** Called with the new base when the BAR is enabled or moved, and null when disabled. */
   map(base: number | null): void;
+}
+
+/** The expansion ROM BAR (offset 0x30): decoded only while its enable bit is set. */
+export interface PciRomBar {
+  /** Size in bytes (a power of two, at least 2 KiB). */
+  size: number;
+  /** Called with the base when the ROM is decoded, and null when it is not. */
+  map(base: number | null): void;
+}
+
+/** The read-only low bits of a BAR: the I/O flag, or memory type and prefetchable flag. */
+function barTypeBits(bar: PciBar): number {
+  if (bar.io) return 0x01;
+  return bar.prefetchable ? 0x08 : 0x00;
 }
 
 /**
@@ -57,6 +78,8 @@ export class PciConfig implements PciFunction {
   readonly wmask = new Uint8Array(256);
   #bars: (PciBar | null)[] = [null, null, null, null, null, null];
   #mapped: (number | null)[] = [null, null, null, null, null, null];
+  #rom: PciRomBar | null = null;
+  #romMapped: number | null = null;
   #onWrite: ((offset: number, size: number) => void) | null;
   #view: DataView;
 
@@ -91,16 +114,26 @@ export class PciConfig implements PciFunction {
     this.wmask[0x0d] = 0xff; // latency timer
     for (let i = 0; i < 6; i++) {
       const bar = this.#bars[i];
-      if (bar) this.set32(PCI_BASE_ADDRESS_0 + 4 * i, bar.io ? 1 : 0);
+      if (bar) this.set32(PCI_BASE_ADDRESS_0 + 4 * i, barTypeBits(bar));
       this.#remap(i);
     }
+    this.#remapRom();
   }
 
   /** Declares BAR `index`; its base is writable in the bits above its size. */
   addBar(index: number, bar: PciBar): void {
     if (bar.size & (bar.size - 1)) throw new RangeError("PCI BAR size must be a power of two");
     this.#bars[index] = bar;
-    this.set32(PCI_BASE_ADDRESS_0 + 4 * index, bar.io ? 1 : 0);
+    this.set32(PCI_BASE_ADDRESS_0 + 4 * index, barTypeBits(bar));
+  }
+
+  /** Declares the expansion ROM BAR; firmware sizes it, places it and sets its enable bit. */
+  addRomBar(rom: PciRomBar): void {
+    if (rom.size < 0x800 || rom.size & (rom.size - 1)) {
+      throw new RangeError("PCI expansion ROM size must be a power of two of at least 2 KiB");
+    }
+    this.#rom = rom;
+    this.set32(PCI_ROM_ADDRESS, 0);
   }
 
   /** Marks bytes writable with `mask` (one mask byte per byte). */
@@ -144,15 +177,24 @@ export class PciConfig implements PciFunction {
         this.#writeBarByte(barIndex, (at - PCI_BASE_ADDRESS_0) & 3, byte);
         continue;
       }
+      if (at >= PCI_ROM_ADDRESS && at < PCI_ROM_ADDRESS + 4 && this.#rom) {
+        const lane = at - PCI_ROM_ADDRESS;
+        const sizeMask = (PCI_ROM_ADDRESS_MASK & ~(this.#rom.size - 1)) >>> 0;
+        const writable = ((sizeMask >>> (8 * lane)) & 0xff) | (lane === 0 ? 1 : 0);
+        this.bytes[at] = byte & writable;
+        continue;
+      }
       const m = this.wmask[at];
       this.bytes[at] = (this.bytes[at] & ~m) | (byte & m);
     }
     if (offset < PCI_COMMAND + 2 && offset + size > PCI_COMMAND) {
       for (let b = 0; b < 6; b++) this.#remap(b);
+      this.#remapRom();
     }
     if (offset < PCI_BASE_ADDRESS_0 + 24 && offset + size > PCI_BASE_ADDRESS_0) {
       for (let b = 0; b < 6; b++) this.#remap(b);
     }
+    if (offset < PCI_ROM_ADDRESS + 4 && offset + size > PCI_ROM_ADDRESS) this.#remapRom();
     this.#onWrite?.(offset, size);
   }
 
@@ -161,7 +203,7 @@ export class PciConfig implements PciFunction {
     const at = PCI_BASE_ADDRESS_0 + 4 * index;
     const sizeMask = (~(bar.size - 1)) >>> 0;
     const laneMask = (sizeMask >>> (8 * lane)) & 0xff;
-    const fixed = lane === 0 ? (bar.io ? 1 : 0) : 0;
+    const fixed = lane === 0 ? barTypeBits(bar) : 0;
     const keepMask = lane === 0 ? (bar.io ? 0x03 : 0x0f) : 0;
     const writable = laneMask & ~keepMask;
     this.bytes[at + lane] = (byte & writable) | fixed;
@@ -182,6 +224,29 @@ export class PciConfig implements PciFunction {
     return base;
   }
 
+  /**
+   * The base of the expansion ROM as programmed, or null while it is not decoded: the
+   * enable bit and memory space must both be on (PCI Local Bus 3.0 §6.2.5.2).
+   */
+  romBase(): number | null {
+    const rom = this.#rom;
+    if (!rom) return null;
+    if (!(this.get16(PCI_COMMAND) & PCI_COMMAND_MEMORY)) return null;
+    const raw = this.get32(PCI_ROM_ADDRESS);
+    if (!(raw & PCI_ROM_ADDRESS_ENABLE)) return null;
+    const base = (raw & PCI_ROM_ADDRESS_MASK) >>> 0;
+    if (base === 0 || base === ((PCI_ROM_ADDRESS_MASK & ~(rom.size - 1)) >>> 0)) return null;
+    return base;
+  }
+
+  #remapRom(): void {
+    if (!this.#rom) return;
+    const base = this.romBase();
+    if (base === this.#romMapped) return;
+    this.#romMapped = base;
+    this.#rom.map(base);
+  }
+
   #remap(index: number): void {
     const bar = this.#bars[index];
     if (!bar) return;
@@ -200,5 +265,6 @@ export class PciConfig implements PciFunction {
   load(bytes: Uint8Array): void {
     this.bytes.set(bytes);
     for (let b = 0; b < 6; b++) this.#remap(b);
+    this.#remapRom();
   }
 }

@@ -1,0 +1,140 @@
+// Helpers the PCI VGA adapters share: option ROM lookup, region (re)mapping and byte-split handlers
+
+import { UsageError, VmkitError } from "../../../core/errors.ts";
+import type { AddressSpace, MmioHandler } from "../../../core/memory/address_space.ts";
+import type { PortHandler, PortIoSpace } from "../../../core/memory/port_io.ts";
+
+/** Where VGA BIOS images are searched after the `-L` directories (as the board's firmware). */
+export const VGA_ROM_DIRS = ["/usr/share/seabios", "/usr/share/qemu"];
+
+/** The base of the legacy VGA memory window and its size. */
+export const VGA_WINDOW_BASE = 0xa0000;
+export const VGA_WINDOW_SIZE = 0x20000;
+
+/** PCI BARs and the VGA window sit above RAM (priority 0), as QEMU overlaps them at priority 1. */
+export const VGA_REGION_PRIORITY = 1;
+
+/** A VGA BIOS that could not be found or read. */
+export class VgaRomError extends VmkitError {
+  constructor(message: string) {
+    super(message, { exitCode: 1 });
+    this.name = "VgaRomError";
+  }
+}
+
+/**
+ * Reads a VGA BIOS (`vgabios-stdvga.bin`) from the `-L` directories, then
+ * {@linkcode VGA_ROM_DIRS}; a name with a `/` is used as given. The image is padded
+ * to a power of two, the size the expansion ROM BAR decodes.
+ */
+export function loadVgaRom(name: string, dataDirs: readonly string[] = []): Uint8Array {
+  const candidates = name.includes("/")
+    ? [name]
+    : [...dataDirs, ...VGA_ROM_DIRS].map((d) => `${d.replace(/\/$/, "")}/${name}`);
+  for (const path of candidates) {
+    let bytes: Uint8Array;
+    try {
+      bytes = Deno.readFileSync(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.IsADirectory) {
+        continue;
+      }
+      throw new VgaRomError(`Could not load option rom '${path}': ${(error as Error).message}`);
+    }
+    if (bytes.length === 0) throw new VgaRomError(`Option rom '${path}' is empty`);
+    let size = 0x800;
+    while (size < bytes.length) size *= 2;
+    const rom = new Uint8Array(size);
+    rom.set(bytes);
+    return rom;
+  }
+  if (name.includes("/")) throw new VgaRomError(`failed to find romfile "${name}"`);
+  throw new VgaRomError(
+    `failed to find romfile "${name}" (searched: ${candidates.join(", ")}); ` +
+      `install SeaBIOS (Debian package seabios) or give -L DIR`,
+  );
+}
+
+/**
+ * Moves a named region: removes it, then adds it at `base` unless `base` is null. A
+ * base that collides with another region leaves it unmapped, as a guest that
+ * programs two BARs on top of each other sees neither decode.
+ */
+export function placeRegion(
+  memory: AddressSpace,
+  name: string,
+  base: number | null,
+  add: (base: number) => void,
+): void {
+  memory.remove(name);
+  if (base === null) return;
+  try {
+    add(base);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+  }
+}
+
+/**
+ * Runs the registration of the legacy VGA window and ports, turning a clash with an
+ * adapter that already holds them into a clear error.
+ */
+export function claimLegacyVga(register: () => void): void {
+  try {
+    register();
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    throw new UsageError(
+      "Only one VGA adapter can use the legacy VGA resources (0xa0000 and ports 0x3b0-0x3df)",
+    );
+  }
+}
+
+/** Wraps a byte-wide MMIO reader and writer so 16- and 32-bit accesses split into bytes. */
+export function byteMmio(
+  read: (offset: number) => number,
+  write: (offset: number, value: number) => void,
+): MmioHandler {
+  return {
+    read(offset, size) {
+      if (size === 1) return read(offset);
+      let value = 0;
+      for (let i = 0; i < size; i++) value |= read(offset + i) << (8 * i);
+      return value >>> 0;
+    },
+    write(offset, size, value) {
+      if (size === 1) {
+        write(offset, value & 0xff);
+        return;
+      }
+      for (let i = 0; i < size; i++) write(offset + i, (value >>> (8 * i)) & 0xff);
+    },
+  };
+}
+
+/** Registers ports whose byte handlers also answer 16- and 32-bit accesses (low byte first). */
+export function registerBytePorts(
+  io: PortIoSpace,
+  name: string,
+  base: number,
+  count: number,
+  read: (port: number) => number,
+  write: (port: number, value: number) => void,
+): void {
+  const handler: PortHandler = {
+    read(port, size) {
+      if (size === 1) return read(port);
+      let value = 0;
+      for (let i = 0; i < size; i++) value |= read(port + i) << (8 * i);
+      return value >>> 0;
+    },
+    write(port, size, value) {
+      if (size === 1) {
+        write(port, value & 0xff);
+        return;
+      }
+      for (let i = 0; i < size; i++) write(port + i, (value >>> (8 * i)) & 0xff);
+    },
+  };
+  io.register(name, base, count, handler);
+}

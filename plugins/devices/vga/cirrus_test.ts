@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import type { PciBus, PciFunction } from "../../../core/device.ts";
+import { IrqLine } from "../../../core/irq.ts";
+import { AddressSpace } from "../../../core/memory/address_space.ts";
+import { PortIoSpace } from "../../../core/memory/port_io.ts";
+import { PCI_COMMAND, PCI_COMMAND_MEMORY } from "../pci/pci_config.ts";
+import { CIRRUS_ID_CLGD5446, CirrusVga } from "./cirrus.ts";
+
+class OneSlotBus implements PciBus {
+  fn: PciFunction | null = null;
+  plug(fn: PciFunction): number {
+    this.fn = fn;
+    return 0x10;
+  }
+  intx(): IrqLine {
+    return new IrqLine("intx", () => {});
+  }
+}
+
+function board() {
+  const memory = new AddressSpace();
+  memory.addRam("ram", 0, 0xa0000);
+  const io = new PortIoSpace();
+  const pci = new OneSlotBus();
+  const vga = new CirrusVga("vga0", { memory, io, pci });
+  io.out(0x3c2, 1, 0x67);
+  return { memory, io, pci, vga };
+}
+
+function sr(io: PortIoSpace, index: number, value?: number): number {
+  io.out(0x3c4, 1, index);
+  if (value !== undefined) io.out(0x3c5, 1, value);
+  return io.in(0x3c5, 1);
+}
+
+function gr(io: PortIoSpace, index: number, value?: number): number {
+  io.out(0x3ce, 1, index);
+  if (value !== undefined) io.out(0x3cf, 1, value);
+  return io.in(0x3cf, 1);
+}
+
+function cr(io: PortIoSpace, index: number): number {
+  io.out(0x3d4, 1, index);
+  return io.in(0x3d5, 1);
+}
+
+Deno.test("CirrusVga presents a GD5446 on PCI: 1013:00b8 with a 32 MiB aperture and 4 KiB MMIO", () => {
+  const { pci } = board();
+  const fn = pci.fn!;
+  assert.equal(fn.configRead(0, 4), 0x00b81013);
+  assert.equal(fn.configRead(0x08, 4) >>> 8, 0x030000);
+  fn.configWrite(0x10, 4, 0xffffffff);
+  assert.equal(fn.configRead(0x10, 4), 0xfe000008);
+  fn.configWrite(0x14, 4, 0xffffffff);
+  assert.equal(fn.configRead(0x14, 4), 0xfffff000);
+});
+
+Deno.test("CirrusVga SR06 unlocks the extensions with 0x12 and locks with anything else", () => {
+  const { io } = board();
+  assert.equal(sr(io, 0x06), 0x0f);
+  assert.equal(sr(io, 0x06, 0x12), 0x12);
+  assert.equal(sr(io, 0x06, 0x00), 0x0f);
+  assert.equal(sr(io, 0x06, 0x12 | 0xe8), 0x12, "bits outside 0x17 are ignored");
+});
+
+Deno.test("CirrusVga reports the chip ID in CR27 and QEMU's memory configuration", () => {
+  const { io } = board();
+  assert.equal(cr(io, 0x27), CIRRUS_ID_CLGD5446);
+  assert.equal(sr(io, 0x0f), 0x98);
+  assert.equal(sr(io, 0x1f), 0x2d);
+  assert.equal(sr(io, 0x17), 0x20);
+  assert.equal(sr(io, 0x17, 0xff), 0xe7, "SR17 bits 3-5 (bus type) are read-only");
+  assert.equal(sr(io, 0x07, 0x01), 0x01);
+});
+
+Deno.test("CirrusVga shows the hidden DAC register on the fifth read of 0x3c6", () => {
+  const { io } = board();
+  io.in(0x3c8, 1); // resets the read counter
+  for (let i = 0; i < 4; i++) assert.equal(io.in(0x3c6, 1), 0xff, "PEL mask");
+  io.out(0x3c6, 1, 0xe1); // after four reads: the hidden DAC
+  for (let i = 0; i < 4; i++) io.in(0x3c6, 1);
+  assert.equal(io.in(0x3c6, 1), 0xe1);
+  io.out(0x3c6, 1, 0x7f); // an ordinary write: PEL mask
+  assert.equal(io.in(0x3c6, 1), 0x7f);
+});
+
+Deno.test("CirrusVga banks GR09/GR0A/GR0B window VRAM at 0xa0000 in extended modes", () => {
+  const { memory, io, vga } = board();
+  sr(io, 0x06, 0x12);
+  sr(io, 0x07, 0x01); // SVGA, 8 bpp
+  gr(io, 0x0b, 0x00); // single bank, 4 KiB granularity
+  gr(io, 0x09, 0x10); // bank at 64 KiB
+  memory.write8(0xa0000, 0x5a);
+  memory.write8(0xa8001, 0x5b); // the second half continues the single bank
+  assert.equal(vga.core.vram[0x10000], 0x5a);
+  assert.equal(vga.core.vram[0x18001], 0x5b);
+  gr(io, 0x0b, 0x21); // dual banks, 16 KiB granularity
+  gr(io, 0x09, 0x04); // 64 KiB
+  gr(io, 0x0a, 0x08); // 128 KiB
+  memory.write8(0xa8002, 0x5c);
+  assert.equal(vga.core.vram[0x20002], 0x5c);
+  assert.equal(memory.read8(0xa0000), 0x5a);
+  sr(io, 0x07, 0x00); // back to VGA: the standard window rules
+  assert.equal(memory.read8(0xa0000), 0, "VGA mode reads plane 0, not the bank");
+});
+
+Deno.test("CirrusVga maps VRAM linearly at BAR 0 and the VGA ports at BAR 1", () => {
+  const { memory, pci, vga } = board();
+  const fn = pci.fn!;
+  fn.configWrite(0x10, 4, 0xfc000000);
+  fn.configWrite(0x14, 4, 0xfebf0000);
+  fn.configWrite(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+  memory.write32(0xfc000400, 0x01020304);
+  assert.equal(vga.core.vram[0x400], 0x04);
+  assert.equal(memory.read8(0xfd000000), 0xff, "the BitBLT aperture is not emulated");
+  memory.write8(0xfebf0004, 0x06); // 0x3c4
+  memory.write8(0xfebf0005, 0x12); // 0x3c5
+  assert.equal(vga.core.sr[0x06], 0x12);
+  assert.equal(memory.read8(0xfebf0100 + 0x40), 0, "BitBLT status: idle");
+});
+
+Deno.test("CirrusVga completes a BitBLT start at once (BitBLT itself is not emulated)", () => {
+  const { io } = board();
+  assert.equal(gr(io, 0x31, 0x02), 0x00);
+});
