@@ -10,7 +10,9 @@ import type { PortIoSpace } from "./memory/port_io.ts";
  * `HaltNoInterrupts` — HLT with IF=0, only NMI, SMI or reset wakes it;
  * `Shutdown` — triple fault (a PC board resets the machine); `Exit` — someone called
  * {@linkcode CpuBackend.requestExit}; `Reset` — a device asked for a system reset with
- * {@linkcode CpuBackend.requestReset} (port CF9h, the keyboard controller's pulse).
+ * {@linkcode CpuBackend.requestReset} (port CF9h, the keyboard controller's pulse);
+ * `Yield` — in a multiprocessor machine, the guest spins (x86 PAUSE) and offers its turn
+ * to another CPU, as QEMU's round-robin TCG leaves a CPU on PAUSE.
  */
 export const RunExit = {
   Budget: 0,
@@ -19,6 +21,7 @@ export const RunExit = {
   Shutdown: 3,
   Exit: 4,
   Reset: 5,
+  Yield: 6,
 } as const;
 
 /** One of the {@linkcode RunExit} codes. */
@@ -49,7 +52,10 @@ export interface CpuBackend {
    * still while the CPU halts: the event loop then moves time to its next deadline.
    */
   readonly instructionsRetired: number;
-  /** True while the CPU sits in HLT waiting for an interrupt. */
+  /**
+   * True while the CPU cannot run until something arrives: HLT waiting for an interrupt,
+   * or (x86) an application processor waiting for a STARTUP IPI.
+   */
   readonly halted: boolean;
   /** Puts the CPU in its power-on/RESET state (x86: CS:IP = F000:FFF0). */
   reset(): void;
@@ -79,8 +85,56 @@ export interface CpuBackend {
    * without it always has A20 on.
    */
   setA20?(enabled: boolean): void;
+  /**
+   * The INIT signal (x86: an INIT IPI): the CPU takes its INIT state at the next
+   * boundary; an application processor then waits for a STARTUP IPI. Optional.
+   */
+  init?(): void;
+  /**
+   * A STARTUP IPI with `vector` (x86: the CPU leaves wait-for-SIPI in real mode at
+   * CS = vector << 8, IP = 0). Ignored unless the CPU waits for one. Optional.
+   */
+  startup?(vector: number): void;
   /** Named register values for the monitor (`info registers`) and debugging. */
   registers(): Record<string, number>;
+}
+
+/** The `-smp` topology: CPUs per level, QEMU's sockets, dies, cores and threads. */
+export interface CpuTopology {
+  sockets: number;
+  dies: number;
+  cores: number;
+  threads: number;
+}
+
+/** Bits a topology level takes in an x86 APIC ID: enough for `count` items. */
+function fieldBits(count: number): number {
+  return count <= 1 ? 0 : 32 - Math.clz32(count - 1);
+}
+
+/**
+ * The x86 APIC ID of CPU `index` under `topology`, packed as QEMU packs it (each level
+ * gets the bits its count needs: thread, core, die, then socket). With one level in use,
+ * the IDs are 0..N-1.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { apicIdOf } from "./cpu.ts";
+ *
+ * assert.equal(apicIdOf(3, { sockets: 2, dies: 1, cores: 2, threads: 1 }), 3);
+ * assert.equal(apicIdOf(3, { sockets: 2, dies: 1, cores: 3, threads: 1 }), 4);
+ * ```
+ */
+export function apicIdOf(index: number, topology: CpuTopology): number {
+  const threadBits = fieldBits(topology.threads);
+  const coreBits = fieldBits(topology.cores);
+  const dieBits = fieldBits(topology.dies);
+  const thread = index % topology.threads;
+  const core = Math.floor(index / topology.threads) % topology.cores;
+  const die = Math.floor(index / (topology.threads * topology.cores)) % topology.dies;
+  const socket = Math.floor(index / (topology.threads * topology.cores * topology.dies));
+  return (((socket << dieBits | die) << coreBits | core) << threadBits | thread) >>> 0;
 }
 
 /** What a CPU plugin's `create` receives from the machine. */
@@ -91,6 +145,21 @@ export interface CpuContext {
   readonly io: PortIoSpace;
   /** The model name from `-cpu` (the plugin's default when absent). */
   readonly model?: string;
-  /** The CPU index in a multiprocessor machine (APIC ID); 0 when absent. */
+  /** The CPU index in a multiprocessor machine (0 is the boot processor); 0 when absent. */
   readonly index?: number;
+  /** The x86 APIC ID (from the topology); `index` when absent. */
+  readonly apicId?: number;
+  /**
+   * CPUs the machine runs; above 1 the CPU behaves as one of several: x86 PAUSE yields
+   * ({@linkcode RunExit.Yield}) and the time-stamp counter follows `clock`.
+   */
+  readonly cpuCount?: number;
+  /** The machine's CPU topology (x86 CPUID leaves 1 and 4 report it); one CPU when absent. */
+  readonly topology?: CpuTopology;
+  /**
+   * A machine-wide clock in instruction ticks (virtual ns / ns per instruction), which
+   * the CPUs of a multiprocessor share as their time-stamp counter so it agrees between
+   * them and runs on while they idle.
+   */
+  readonly clock?: () => number;
 }

@@ -2,8 +2,8 @@
 
 import type { BlockIo } from "./block/backend.ts";
 import type { Chardev } from "./chardev.ts";
-import type { CpuBackend } from "./cpu.ts";
-import { RunExit } from "./cpu.ts";
+import type { CpuBackend, CpuContext, CpuTopology } from "./cpu.ts";
+import { apicIdOf, RunExit } from "./cpu.ts";
 import type { Device, DeviceState } from "./device.ts";
 import {
   EventLoop,
@@ -14,6 +14,7 @@ import {
 import { AddressSpace } from "./memory/address_space.ts";
 import { PortIoSpace } from "./memory/port_io.ts";
 import { invariant, UsageError } from "./errors.ts";
+import type { NetClient } from "./net.ts";
 import type { ParsedOptions } from "./options.ts";
 import type { Registry } from "./plugin.ts";
 
@@ -32,6 +33,18 @@ export interface DriveConfig {
   readOnly: boolean;
   /** `serial=` of the drive, reported by IDENTIFY. */
   serial?: string;
+}
+
+/** A NIC the board creates (`-net nic`, `-nic`), linked to a network backend. */
+export interface NicConfig {
+  /** `model=` as typed (`virtio`, `virtio-net-pci`). */
+  model: string;
+  /** `macaddr=`/`mac=`; absent means the next default address. */
+  mac?: string;
+  /** The id of the NetClient it links to (a netdev or a hub port); absent for none. */
+  netdev?: string;
+  /** `id=`/`name=` of the NIC. */
+  id?: string;
 }
 
 /** A Linux kernel to boot directly (`-kernel`, `-initrd`, `-append`). */
@@ -59,6 +72,11 @@ export interface MachineConfig {
   smp: number;
   /** Maximum CPUs (`-smp maxcpus=`); defaults to `smp`. */
   maxCpus?: number;
+  /**
+   * The `-smp` topology over `maxCpus` CPUs; absent means one socket of `smp` cores
+   * (QEMU's default since 6.2).
+   */
+  topology?: CpuTopology;
   /** The firmware image, already read (`-bios`, or the board's default looked up by the CLI or board). */
   firmware?: Uint8Array;
   /** `-bios FILE` as given (the board looks it up when `firmware` is absent). */
@@ -73,6 +91,8 @@ export interface MachineConfig {
   debugcon?: Chardev;
   /** `-boot order=` drive letters (`c` disk, `d` CD-ROM, `a` floppy, `n` network); default `cad`. */
   bootOrder?: string;
+  /** `-boot once=` drive letters: used for the first boot only, then `bootOrder` again. */
+  bootOnce?: string;
   /** `-boot menu=on`. */
   bootMenu?: boolean;
   /** `-boot splash-time=` in ms (the boot menu wait). */
@@ -81,6 +101,8 @@ export interface MachineConfig {
   bootRebootTimeoutMs?: number;
   /** True with `-nographic` (firmware then uses the serial console). */
   nographic: boolean;
+  /** `-vga`: `std`, `cirrus` or `none`; absent means the board's default (std on pc). */
+  vga?: string;
   /** Direct kernel boot. */
   kernel?: KernelConfig;
   /** `-uuid`. */
@@ -89,6 +111,10 @@ export interface MachineConfig {
   rtcBase?: Date;
   /** `-no-reboot`: a guest reset exits instead. */
   noReboot?: boolean;
+  /** NICs the board creates, in order (before `-device` ones, as QEMU's pc does). */
+  nics?: NicConfig[];
+  /** Network backends and hub ports, found by id as `netdev=` options name them. */
+  netdevs?: NetClient[];
   /** Other chardevs (`-chardev`), found by id as `chardev=` options name them. */
   chardevs?: Chardev[];
   /** The plugin registry boards create their devices through (`-device` models). */
@@ -148,14 +174,64 @@ export class Machine {
   #a20Listeners: ((enabled: boolean) => void)[] = [];
   #exitCode = 0;
   #realized = false;
-  #executor: MachineExecutor;
+  #executor: CpuExecutor;
 
   constructor(config: MachineConfig) {
     this.config = config;
     this.memory = new AddressSpace();
     this.io = new PortIoSpace();
     this.loop = new EventLoop(config.clock);
-    this.#executor = new MachineExecutor(this);
+    this.#executor = config.smp > 1 ? new RoundRobinExecutor(this) : new MachineExecutor(this);
+  }
+
+  /** The CPU topology: `config.topology`, or one socket with a core per CPU. */
+  get topology(): CpuTopology {
+    const n = Math.max(this.config.maxCpus ?? this.config.smp, this.config.smp);
+    return this.config.topology ?? { sockets: 1, dies: 1, cores: n, threads: 1 };
+  }
+
+  /** The x86 APIC ID of CPU `index` (QEMU's packing of the topology). */
+  apicId(index: number): number {
+    return apicIdOf(index, this.topology);
+  }
+
+  /**
+   * What a CPU plugin's `create` gets for CPU `index`: the memory and port spaces, its
+   * APIC ID, the topology and, with several CPUs, the shared clock: the virtual clock in
+   * instruction ticks (QEMU's TCG derives the TSC from its virtual clock too), so the
+   * CPUs' TSCs agree and keep pace with the ACPI PM timer across idle periods.
+   */
+  cpuContext(index: number, model?: string): CpuContext {
+    return {
+      memory: this.memory,
+      io: this.io,
+      model,
+      index,
+      apicId: this.apicId(index),
+      cpuCount: this.config.smp,
+      topology: this.topology,
+      clock: this.config.smp > 1
+        ? () => Math.floor(this.loop.nowNs / this.loop.nsPerInstruction)
+        : undefined,
+    };
+  }
+
+  /**
+   * Instructions retired by all CPUs together (exact mid-slice: only one CPU runs at a
+   * time). The virtual clock advances by this count; idle jumps come on top.
+   */
+  get instructionsRetired(): number {
+    let n = 0;
+    for (const c of this.cpus) n += c.instructionsRetired;
+    return n;
+  }
+
+  /**
+   * The index of the CPU running now (whose MMIO access is being served); 0 between
+   * slices. Per-CPU devices such as the local APIC use it to find their own.
+   */
+  get currentCpu(): number {
+    return this.#executor.current;
   }
 
   /** Creates the CPUs through `config.createCpu` (the board calls it once memory is mapped). */
@@ -221,7 +297,17 @@ export class Machine {
   /** Wakes the loop and makes the CPUs look at their interrupt source (an IRQ was raised). */
   kick(): void {
     this.loop.wake();
-    for (const c of this.cpus) c.requestExit();
+    this.#executor.kick(-1);
+  }
+
+  /**
+   * Makes CPU `index` look at its interrupt source (its local APIC accepted an
+   * interrupt, an INIT or a STARTUP): a running CPU leaves its slice; with several CPUs
+   * the one running gives its turn up so the woken one runs soon (QEMU's RR kick).
+   */
+  kickCpu(index: number): void {
+    this.loop.wake();
+    this.#executor.kick(index);
   }
 
   /** Every device, in creation order. */
@@ -349,8 +435,17 @@ export class Machine {
   }
 }
 
-/** Adapts the machine's CPUs to the event loop: the boot CPU runs; APs wait for SIPI. */
-class MachineExecutor implements SliceExecutor {
+/** The machine's side of the event loop's executor: which CPU runs, and kicks. */
+interface CpuExecutor extends SliceExecutor {
+  /** The CPU index running now; 0 between slices. */
+  readonly current: number;
+  /** Makes CPU `index` (-1: every CPU) look at its interrupts. */
+  kick(index: number): void;
+}
+
+/** Adapts a one-CPU machine's CPU to the event loop (the fast path, unchanged by SMP). */
+class MachineExecutor implements CpuExecutor {
+  readonly current = 0;
   #machine: Machine;
   #noProgress = false;
 
@@ -392,5 +487,133 @@ class MachineExecutor implements SliceExecutor {
 
   interrupt(): void {
     this.#machine.cpus[0]?.requestExit();
+  }
+
+  kick(_index: number): void {
+    for (const c of this.#machine.cpus) c.requestExit();
+  }
+}
+
+/**
+ * The longest turn of one CPU, in instructions, while another CPU could run: bounds how
+ * long a spinning CPU (without PAUSE) keeps the others waiting. 10000 instructions are
+ * 80 µs of virtual time at the default clock.
+ */
+export const SMP_QUANTUM = 10_000;
+
+/**
+ * Several CPUs on the one emulation thread, as QEMU's single-threaded round-robin TCG:
+ * each {@linkcode runSlice} is one CPU's turn, of at most the loop's slice (so up to the
+ * next timer deadline) and at most {@linkcode SMP_QUANTUM} while another CPU can run.
+ * The turn passes to the next CPU in index order when the CPU used its budget, halted,
+ * spun on PAUSE while another CPU can run, or an interrupt arrived for another CPU.
+ * Halted CPUs (HLT, wait-for-SIPI) are passed over in the same call and cost nothing.
+ *
+ * The virtual clock advances by the instructions of the CPU that ran (the sum over all
+ * CPUs), and jumps to the next deadline when all halt; the order of turns depends only
+ * on guest state and virtual time, so a run is as deterministic as with one CPU.
+ */
+class RoundRobinExecutor implements CpuExecutor {
+  #machine: Machine;
+  #next = 0;
+  #current = -1;
+  #rotate = false;
+  #noProgress = false;
+  /** CPUs an interrupt reached since they last ran (they may have left HLT). */
+  #woken: Uint8Array;
+
+  constructor(machine: Machine) {
+    this.#machine = machine;
+    this.#woken = new Uint8Array(Math.max(1, machine.config.smp));
+  }
+
+  get current(): number {
+    return this.#current < 0 ? 0 : this.#current;
+  }
+
+  /** True when a CPU other than `index` can run. */
+  #othersRunnable(index: number): boolean {
+    const cpus = this.#machine.cpus;
+    for (let i = 0; i < cpus.length; i++) {
+      if (i !== index && (!cpus[i].halted || this.#woken[i])) return true;
+    }
+    return false;
+  }
+
+  runSlice(maxInstructions: number): number {
+    const cpus = this.#machine.cpus;
+    const n = cpus.length;
+    if (n === 0) {
+      this.#noProgress = true;
+      return 0;
+    }
+    let total = 0;
+    // Each CPU gets one look per call; a halted one returns at once with nothing done.
+    for (let tries = 0; tries < n; tries++) {
+      const i = this.#next;
+      const cpu = cpus[i];
+      this.#woken[i] = 0;
+      this.#rotate = false;
+      this.#current = i;
+      let exit: RunExit;
+      let ran = 0;
+      try {
+        for (;;) {
+          const budget = maxInstructions - total - ran;
+          const slice = this.#othersRunnable(i) && budget > SMP_QUANTUM ? SMP_QUANTUM : budget;
+          const before = cpu.instructionsRetired;
+          exit = cpu.run(slice);
+          ran += cpu.instructionsRetired - before;
+          // PAUSE with nobody else to run: keep going on this CPU.
+          if (exit !== RunExit.Yield || this.#rotate || this.#othersRunnable(i)) break;
+          if (ran + total >= maxInstructions) break;
+        }
+      } finally {
+        this.#current = -1;
+      }
+      total += ran;
+      if (exit === RunExit.Shutdown || exit === RunExit.Reset) {
+        this.#machine.requestReset();
+        return total;
+      }
+      const halted = exit === RunExit.Halt || exit === RunExit.HaltNoInterrupts;
+      if (halted || exit === RunExit.Budget || exit === RunExit.Yield || this.#rotate) {
+        this.#next = i + 1 === n ? 0 : i + 1;
+      }
+      if (ran > 0 || !halted) {
+        this.#noProgress = false;
+        return total;
+      }
+    }
+    this.#noProgress = true;
+    return total;
+  }
+
+  isIdle(): boolean {
+    if (this.#machine.cpus.length === 0) return true;
+    if (this.#noProgress) {
+      this.#noProgress = false;
+      return true;
+    }
+    return false;
+  }
+
+  instructionsRetired(): number {
+    return this.#machine.instructionsRetired;
+  }
+
+  interrupt(): void {
+    if (this.#current >= 0) this.#machine.cpus[this.#current].requestExit();
+  }
+
+  kick(index: number): void {
+    if (index < 0) this.#woken.fill(1);
+    else if (index < this.#woken.length) this.#woken[index] = 1;
+    const cur = this.#current;
+    if (cur < 0) return;
+    // The running CPU stops at its next boundary: to take its own interrupt, or to let
+    // the woken CPU have a turn.
+    if (index !== cur) this.#rotate = true;
+    this.#machine.cpus[cur].requestExit();
   }
 }

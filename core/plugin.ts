@@ -136,7 +136,8 @@ export interface MachineDescriptor extends PluginBase {
 /** A network backend (`-netdev user`, `-net user`). */
 export interface NetdevDescriptor extends PluginBase {
   readonly kind: "netdev";
-  create(opts: ParsedOptions): unknown;
+  /** Makes the backend's NetClient; `context` is core/net.ts's NetdevContext (the hubs). */
+  create(opts: ParsedOptions, context?: unknown): unknown;
 }
 
 /** Any plugin descriptor. */

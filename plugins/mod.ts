@@ -11,6 +11,7 @@ import vmdk from "./formats/vmdk/mod.ts";
 import vhdx from "./formats/vhdx/mod.ts";
 import qcow from "./formats/qcow/mod.ts";
 import pcMachine from "./machines/pc.ts";
+import { NETDEV_PLUGINS } from "./netdevs/mod.ts";
 import file from "./protocols/file.ts";
 
 /** Every built-in plugin descriptor, in the order help listings show them. */
@@ -26,4 +27,5 @@ export const BUILTIN_PLUGINS: readonly PluginDescriptor[] = [
   x86,
   ...DEVICE_PLUGINS,
   pcMachine,
+  ...NETDEV_PLUGINS,
 ];

@@ -3,7 +3,7 @@
 import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
 import type { BlockGraph } from "../../core/block/graph.ts";
 import { type Chardev, openChardev, type StdioChardevOptions } from "../../core/chardev.ts";
-import type { CpuBackend } from "../../core/cpu.ts";
+import type { CpuBackend, CpuTopology } from "../../core/cpu.ts";
 import { hostIoError, UsageError } from "../../core/errors.ts";
 import type { DriveConfig, KernelConfig, MachineConfig } from "../../core/machine.ts";
 import {
@@ -14,6 +14,8 @@ import {
   parseSize,
 } from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
+import { finishDrives, indexFromBusUnit } from "./drives.ts";
+import { buildNetwork } from "./net.ts";
 import { allValues, lastValue, type SystemOpt } from "./options.ts";
 
 /** QEMU's default guest RAM. */
@@ -91,16 +93,79 @@ export function parseRamSize(text: string): number {
   return bytes;
 }
 
-/** Reads `-smp 2` or `-smp cpus=2,maxcpus=4,...`. */
-export function parseSmp(text: string): { cpus: number; maxCpus: number } {
+/** What `-smp` says: CPUs at start, the most there can be, and the topology. */
+export interface SmpConfig {
+  cpus: number;
+  maxCpus: number;
+  topology: CpuTopology;
+  /** QEMU's warning for a zero parameter (still accepted, as QEMU 7.2 does). */
+  warning?: string;
+}
+
+const SMP_KEYS = ["cpus", "sockets", "dies", "clusters", "cores", "threads", "maxcpus"];
+/** `-M pc`'s limit (QEMU's `max_cpus` of pc-i440fx-7.2). */
+const SMP_MAX_CPUS = 255;
+
+/**
+ * Reads `-smp 2` or `-smp cpus=2,sockets=1,cores=2,threads=1,maxcpus=4` and fills in
+ * what is left out as QEMU 7.2 does on `-M pc` (cores before sockets since 6.2), with
+ * QEMU's errors for combinations that do not multiply out.
+ */
+export function parseSmp(text: string): SmpConfig {
   const items = parseKeyValueList(text, { impliedKey: "cpus" });
-  const get = (k: string) => {
-    const v = items.find((i) => i.key === k)?.value;
-    return v === undefined ? undefined : parseNumber(v, k);
-  };
-  const cpus = get("cpus") ?? 1;
-  if (cpus < 1 || cpus > 255) throw new UsageError(`Invalid SMP CPUs ${cpus}`);
-  return { cpus, maxCpus: get("maxcpus") ?? cpus };
+  const given = new Map<string, number>();
+  for (const i of items) {
+    if (!SMP_KEYS.includes(i.key)) throw new UsageError(`Parameter 'smp.${i.key}' is unexpected`);
+    if (!/^\d+$/.test(i.value.trim())) {
+      throw new UsageError(`Parameter 'smp.${i.key}' expects integer`);
+    }
+    given.set(i.key, Number(i.value.trim()));
+  }
+  const warning = [...given.values()].some((v) => v === 0)
+    ? "Deprecated CPU topology (considered invalid): CPU topology parameters must be greater than zero"
+    : undefined;
+  const get = (k: string) => given.get(k) ?? 0;
+  let cpus = get("cpus"), maxCpus = get("maxcpus");
+  let sockets = get("sockets"), cores = get("cores"), threads = get("threads");
+  const dies = get("dies") || 1;
+  const clusters = get("clusters") || 1;
+  if (clusters > 1) throw new UsageError("clusters not supported by this machine's CPU topology");
+  if (cpus === 0 && maxCpus === 0) {
+    sockets ||= 1;
+    cores ||= 1;
+    threads ||= 1;
+  } else {
+    maxCpus ||= cpus;
+    if (cores === 0) {
+      sockets ||= 1;
+      threads ||= 1;
+      cores = Math.floor(maxCpus / (sockets * dies * threads));
+    } else if (sockets === 0) {
+      threads ||= 1;
+      sockets = Math.floor(maxCpus / (dies * cores * threads));
+    }
+    if (threads === 0) threads = Math.floor(maxCpus / (sockets * dies * cores));
+  }
+  maxCpus ||= sockets * dies * cores * threads;
+  cpus ||= maxCpus;
+  const hierarchy =
+    `sockets (${sockets}) * dies (${dies}) * cores (${cores}) * threads (${threads})`;
+  if (sockets * dies * cores * threads !== maxCpus) {
+    throw new UsageError(
+      `Invalid CPU topology: product of the hierarchy must match maxcpus: ${hierarchy} != maxcpus (${maxCpus})`,
+    );
+  }
+  if (maxCpus < cpus) {
+    throw new UsageError(
+      `Invalid CPU topology: maxcpus must be equal to or greater than smp: ${hierarchy} == maxcpus (${maxCpus}) < smp_cpus (${cpus})`,
+    );
+  }
+  if (maxCpus > SMP_MAX_CPUS) {
+    throw new UsageError(
+      `Invalid SMP CPUs ${maxCpus}. The max CPUs supported by machine 'pc-i440fx-7.2' is ${SMP_MAX_CPUS}`,
+    );
+  }
+  return { cpus, maxCpus, topology: { sockets, dies, cores, threads }, warning };
 }
 
 /** The accelerator asked for by `-M accel=`, `-accel`, `-enable-kvm` (default `tcg`). */
@@ -134,7 +199,14 @@ export function parseBoot(text: string): Partial<MachineConfig> {
         if (!/^[a-p]+$/.test(i.value)) {
           throw new UsageError(`Invalid boot device for PC: '${i.value}'`);
         }
-        out.bootOrder = i.value;
+        for (const [n, letter] of [...i.value].entries()) {
+          if (i.value.indexOf(letter) !== n) {
+            throw new UsageError(`Boot device '${letter}' was given twice`);
+          }
+        }
+        // once= is the order of the first boot only; the board restores order= on reset.
+        if (i.key === "once") out.bootOnce = i.value;
+        else out.bootOrder = i.value;
         break;
       case "menu":
         out.bootMenu = ["on", "yes", "true"].includes(i.value);
@@ -221,7 +293,7 @@ export async function openDrives(
     else if (o.name === "cdrom") specs.push(`file=${file},index=2,media=cdrom`);
   }
   const drives: DriveConfig[] = [];
-  for (const [n, spec] of specs.entries()) {
+  for (const spec of specs) {
     let o;
     try {
       o = parseOptions(spec, DRIVE_OPTIONS, { impliedKey: "file" });
@@ -253,11 +325,14 @@ export async function openDrives(
     } else if (media === "disk") {
       throw new UsageError(`-drive ${spec}: A block device must be specified for "file"`);
     }
+    const iface = (o.if as DriveConfig["interface"] | undefined) ?? "ide";
     drives.push({
-      id: (o.id as string | undefined) ?? `${o.if === "virtio" ? "virtio" : "ide"}${n}-hd${n}`,
+      // finishDrives() names drives without id= as QEMU does (ide0-hd0, virtio0...).
+      id: (o.id as string | undefined) ?? "",
       node,
-      interface: (o.if as DriveConfig["interface"] | undefined) ?? "ide",
-      index: o.index as number | undefined,
+      interface: iface,
+      index: (o.index as number | undefined) ??
+        indexFromBusUnit(iface, o.bus as number | undefined, o.unit as number | undefined),
       media,
       readOnly,
       serial: o.serial as string | undefined,
@@ -298,6 +373,9 @@ const IMPLEMENTED = new Set([
   "no-shutdown",
   "vga",
   "net",
+  "netdev",
+  "nic",
+  "balloon",
   "nodefaults",
   "no-user-config",
   "nouserconfig",
@@ -305,6 +383,10 @@ const IMPLEMENTED = new Set([
   "h",
   "help",
 ]);
+
+/** The `-vga` types vmkit builds, and the others QEMU knows. */
+const VGA_TYPES = ["std", "cirrus", "none"];
+const QEMU_VGA_TYPES = ["vmware", "qxl", "xenfb", "tcx", "cg3", "virtio"];
 
 /** Values of implemented options that ask for something not built yet. */
 function refuseUnbuilt(o: SystemOpt): void {
@@ -314,14 +396,21 @@ function refuseUnbuilt(o: SystemOpt): void {
       `-display ${o.value}: vmkit has no graphical display yet; use -display none or -nographic`,
     );
   }
-  if (o.name === "vga" && first !== "none") {
+  if (o.name === "vga" && !VGA_TYPES.includes(o.value)) {
     throw new UsageError(
-      `-vga ${o.value}: VGA adapters are not supported by vmkit yet; use -vga none`,
+      QEMU_VGA_TYPES.includes(o.value)
+        ? `-vga ${o.value}: not supported by vmkit yet; use -vga std, cirrus or none`
+        : `unknown vga type: ${o.value}`,
     );
   }
-  if (o.name === "net" && first !== "none") {
-    throw new UsageError(`-net ${o.value}: network devices are not supported by vmkit yet`);
-  }
+}
+
+/** `-balloon none` or `-balloon virtio[,opts]` as the `-device` it stands for. */
+function balloonDevice(text: string): string[] {
+  const { 0: type, length } = text.split(",");
+  if (type === "none" && length === 1) return [];
+  if (type === "virtio") return [`virtio-balloon-pci${text.slice(type.length)}`];
+  throw new UsageError(`-balloon ${text}: unknown balloon device '${type}': use virtio or none`);
 }
 
 /** Refuses every option vmkit parses but does not implement, with its name. */
@@ -346,7 +435,13 @@ export async function buildSystemSetup(
 ): Promise<SystemSetup> {
   const registry = context.registry;
   checkImplemented(opts);
-  const devices = allValues(opts, "device").map((text) => {
+  // -balloon virtio is the older spelling of -device virtio-balloon (QEMU 7.2 dropped it).
+  const deviceSpecs = opts.flatMap((o) => {
+    if (o.name === "device") return [o.value];
+    if (o.name === "balloon") return balloonDevice(o.value);
+    return [];
+  });
+  const devices = deviceSpecs.map((text) => {
     const items = parseKeyValueList(text, { impliedKey: "driver" });
     const model = items.find((i) => i.key === "driver")?.value ?? "";
     const descriptor = registry.get("device", model);
@@ -354,7 +449,7 @@ export async function buildSystemSetup(
       throw new UsageError(`-device ${text}: '${model}' is not a valid device model name`);
     }
     const rest = items.filter((i) => i.key !== "driver").map((i) =>
-      i.bare ? i.key : `${i.key}=${i.value}`
+      i.bare ? i.key : `${i.key}=${i.value.replaceAll(",", ",,")}`
     )
       .join(",");
     try {
@@ -412,22 +507,32 @@ export async function buildSystemSetup(
     ? open("debugcon", debugconSpec)
     : undefined;
   const smp = parseSmp(lastValue(opts, "smp") ?? "1");
-  if (smp.cpus > 1) {
-    // Starting application processors (INIT/SIPI) arrives with the Linux boot work; until
-    // then the guest gets one CPU, and firmware is told so, so it does not wait for others.
-    context.warn?.(`-smp ${smp.cpus}: vmkit runs 1 vCPU for now; the guest will see 1 CPU`);
-  }
+  if (smp.warning) context.warn?.(smp.warning);
   const boot = parseBoot(lastValue(opts, "boot") ?? "order=cad");
+  const network = buildNetwork(
+    opts,
+    registry,
+    devices.map((d) => d.opts.netdev).filter((n) => typeof n === "string"),
+  );
+  for (const w of network.warnings) context.warn?.(w);
   const config: MachineConfig = {
     ramBytes: parseRamSize(lastValue(opts, "m") ?? String(DEFAULT_RAM_BYTES >> 20)),
-    smp: 1,
-    maxCpus: 1,
+    smp: smp.cpus,
+    maxCpus: smp.maxCpus,
+    topology: smp.topology,
     biosPath: lastValue(opts, "bios"),
     dataDirs: allValues(opts, "L"),
-    drives: await openDrives(opts, context.graph, hda),
+    drives: finishDrives(await openDrives(opts, context.graph, hda), {
+      defaultCdrom: !opts.some((o) => o.name === "nodefaults"),
+    }),
+    nics: network.nics,
+    netdevs: network.netdevs,
     serial,
     debugcon,
     nographic,
+    // -nodefaults drops the default VGA as it does in QEMU; an explicit -vga still wins.
+    vga: lastValue(opts, "vga") ??
+      (opts.some((o) => o.name === "nodefaults") ? "none" : undefined),
     noReboot: opts.some((o) => o.name === "no-reboot"),
     chardevs: named.filter((c) => !serial.includes(c)),
     kernel: readKernelConfig(opts),
@@ -435,11 +540,13 @@ export async function buildSystemSetup(
     clock: { realtime: true },
     ...boot,
     createCpu: (machine, index) =>
-      cpuPlugin.create(
-        { memory: machine.memory, io: machine.io, index, model: cpuModel },
-        {},
-      ) as CpuBackend,
+      cpuPlugin.create(machine.cpuContext(index, cpuModel), {}) as CpuBackend,
   };
+  // -drive if=virtio becomes a virtio-blk-pci after the -device list, as QEMU's drive_new
+  // appends it to the device options.
+  for (const d of config.drives) {
+    if (d.interface === "virtio") devices.push({ model: "virtio-blk-pci", opts: { drive: d.id } });
+  }
   const backends = config.drives.map((d) => d.node).filter((n) => n instanceof BlockBackend);
   return {
     config,

@@ -19,10 +19,51 @@ Deno.test("parseRamSize() reads a bare number as MiB and suffixes as QEMU does",
   assert.throws(() => parseRamSize("0"), /ram size too small/);
 });
 
-Deno.test("parseSmp() reads -smp N and the cpus= form", () => {
-  assert.deepEqual(parseSmp("2"), { cpus: 2, maxCpus: 2 });
-  assert.deepEqual(parseSmp("cpus=2,maxcpus=4"), { cpus: 2, maxCpus: 4 });
-  assert.throws(() => parseSmp("0"), /Invalid SMP CPUs/);
+Deno.test("parseSmp() reads -smp N and the cpus= form, one socket of N cores as QEMU 7.2", () => {
+  const topo = (sockets: number, cores: number, threads: number, dies = 1) => ({
+    sockets,
+    dies,
+    cores,
+    threads,
+  });
+  assert.deepEqual(parseSmp("2"), {
+    cpus: 2,
+    maxCpus: 2,
+    topology: topo(1, 2, 1),
+    warning: undefined,
+  });
+  assert.deepEqual(parseSmp("cpus=2,maxcpus=4").topology, topo(1, 4, 1));
+  assert.equal(parseSmp("cpus=2,maxcpus=4").maxCpus, 4);
+  assert.deepEqual(parseSmp("2,sockets=1,cores=2,threads=1").topology, topo(1, 2, 1));
+  assert.deepEqual(parseSmp("4,sockets=2").topology, topo(2, 2, 1));
+  assert.deepEqual(parseSmp("maxcpus=4"), {
+    cpus: 4,
+    maxCpus: 4,
+    topology: topo(1, 4, 1),
+    warning: undefined,
+  });
+  assert.deepEqual(parseSmp("2,dies=2").topology, topo(1, 1, 1, 2));
+});
+
+Deno.test("parseSmp() refuses what QEMU refuses, in QEMU's words", () => {
+  assert.throws(
+    () => parseSmp("3,sockets=2,cores=2"),
+    /^UsageError: Invalid CPU topology: product of the hierarchy must match maxcpus: sockets \(2\) \* dies \(1\) \* cores \(2\) \* threads \(0\) != maxcpus \(3\)$/,
+  );
+  assert.throws(
+    () => parseSmp("4,maxcpus=2"),
+    /maxcpus must be equal to or greater than smp: sockets \(1\) \* dies \(1\) \* cores \(2\) \* threads \(1\) == maxcpus \(2\) < smp_cpus \(4\)/,
+  );
+  assert.throws(
+    () => parseSmp("300"),
+    /Invalid SMP CPUs 300. The max CPUs supported by machine 'pc-i440fx-7.2' is 255/,
+  );
+  assert.throws(() => parseSmp("2,foo=1"), /Parameter 'smp.foo' is unexpected/);
+  assert.throws(() => parseSmp("abc"), /Parameter 'smp.cpus' expects integer/);
+  // Zero is deprecated but accepted: one CPU and QEMU's warning.
+  const zero = parseSmp("0");
+  assert.equal(zero.cpus, 1);
+  assert.match(zero.warning ?? "", /CPU topology parameters must be greater than zero/);
 });
 
 Deno.test("chosenAccel() follows -machine accel=, -accel and -enable-kvm, preferring tcg in a list", () => {
@@ -57,6 +98,13 @@ Deno.test("checkImplemented() refuses what vmkit does not do yet instead of igno
     () => checkImplemented(opts("-monitor", "stdio")),
     /-monitor: not supported by vmkit yet/,
   );
-  assert.throws(() => checkImplemented(opts("-vga", "cirrus")), /VGA adapters are not supported/);
-  assert.throws(() => checkImplemented(opts("-net", "user")), /network devices are not supported/);
+  checkImplemented(opts("-vga", "std", "-vga", "cirrus"));
+  assert.throws(
+    () => checkImplemented(opts("-vga", "qxl")),
+    /-vga qxl: not supported by vmkit yet/,
+  );
+  assert.throws(() => checkImplemented(opts("-vga", "foo")), /unknown vga type: foo/);
+  checkImplemented(
+    opts("-net", "user", "-netdev", "user,id=n0", "-nic", "none", "-balloon", "virtio"),
+  );
 });

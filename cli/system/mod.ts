@@ -1,7 +1,12 @@
 // The `system-x86_64` face: qemu-system's command line, help queries, and starting a machine
 
 import { UsageError } from "../../core/errors.ts";
-import { formatOptionHelp, isHelpRequest, parseKeyValueList } from "../../core/options.ts";
+import {
+  formatOptionHelp,
+  isHelpRequest,
+  isHelpWord,
+  parseKeyValueList,
+} from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
 import { BlockGraph } from "../../core/block/graph.ts";
 import type { Machine } from "../../core/machine.ts";
@@ -29,7 +34,15 @@ Standard options:
                 accel=accel1[:accel2[:...]] selects accelerator (tcg)
 -cpu cpu        select CPU ('-cpu help' for list)
 -accel [accel=]accelerator
--smp n          set the number of CPUs to 'n'
+-smp [[cpus=]n][,maxcpus=maxcpus][,sockets=sockets][,dies=dies][,clusters=clusters][,cores=cores][,threads=threads]
+                set the number of initial CPUs to 'n' [default=1]
+                maxcpus= maximum number of total CPUs, including
+                offline CPUs for hotplug, etc
+                sockets= number of sockets on the machine board
+                dies= number of dies in one socket
+                clusters= number of clusters in one die
+                cores= number of cores in one cluster
+                threads= number of threads in one core
 -m megs         set virtual RAM size to megs MB
 -name string    set the name of the guest
 -boot [order=drives][,once=drives][,menu=on|off]
@@ -59,7 +72,7 @@ export function answerHelpQuery(
     }
     if (o.name === "cpu" && isHelpRequest(o.value)) return registry.cpuHelp() + "\n";
     if (o.name === "device") {
-      if (isHelpRequest(o.value)) return registry.deviceHelp() + "\n";
+      if (isHelpWord(o.value)) return registry.deviceHelp() + "\n";
       const items = parseKeyValueList(o.value, { impliedKey: "driver" });
       const driver = items.find((i) => i.key === "driver")?.value;
       if (driver && items.some((i) => i.bare && (i.key === "help" || i.key === "?"))) {

@@ -1,10 +1,22 @@
-// The local APIC of the boot CPU (MMIO 0xfee00000): IRR/ISR, EOI, LVTs, timer, and ExtINT from the PIC
+// The local APICs (MMIO 0xfee00000, one per CPU): IRR/ISR, EOI, LVTs, timer, IPIs, and ExtINT from the PIC
 
-import type { InterruptSource } from "../../core/cpu.ts";
+import type { CpuBackend, InterruptSource } from "../../core/cpu.ts";
 import type { Device, DeviceState } from "../../core/device.ts";
 import type { EventLoop, Timer } from "../../core/event_loop.ts";
 import type { Machine } from "../../core/machine.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
+import {
+  APIC_DM_EXTINT,
+  APIC_DM_FIXED,
+  APIC_DM_INIT,
+  APIC_DM_LOWPRI,
+  APIC_DM_NMI,
+  APIC_DM_STARTUP,
+  ApicBus,
+  type ApicMessage,
+  type BusApic,
+  msiMessage,
+} from "./apic_bus.ts";
 
 /** The default physical base of the local APIC. */
 export const APIC_DEFAULT_BASE = 0xfee00000;
@@ -12,7 +24,6 @@ export const APIC_DEFAULT_BASE = 0xfee00000;
 const APIC_LVT_TIMER = 0;
 const APIC_LVT_LINT0 = 3;
 const APIC_LVT_MASKED = 1 << 16;
-const APIC_DM_EXTINT = 7;
 const APIC_SV_ENABLE = 1 << 8;
 /** LVT registers at 0x320.. in order: timer, thermal, perf, LINT0, LINT1, error. */
 const LVT_COUNT = 6;
@@ -37,11 +48,11 @@ interface ApicState {
   lvt: Uint32Array;
 }
 
-function newState(id: number): ApicState {
+function newState(id: number, bsp: boolean): ApicState {
   const lvt = new Uint32Array(LVT_COUNT).fill(APIC_LVT_MASKED);
   // The BSP's LINT0 starts as ExtINT so the PIC reaches the CPU before the OS sets
   // up the APIC (as QEMU does at reset).
-  if (id === 0) lvt[APIC_LVT_LINT0] = APIC_DM_EXTINT << 8;
+  if (bsp) lvt[APIC_LVT_LINT0] = APIC_DM_EXTINT << 8;
   return {
     id,
     tpr: 0,
@@ -68,45 +79,109 @@ function highestBit(words: Uint32Array): number {
   return -1;
 }
 
+/** Options of a {@linkcode LocalApic}. */
+export interface LocalApicOptions {
+  /** The APIC ID (0 when absent). */
+  apicId?: number;
+  /** The CPU index; CPU 0 is the bootstrap processor (0 when absent). */
+  index?: number;
+  /** The PIC, reached through LINT0 in ExtINT mode. */
+  extInt?: InterruptSource | null;
+  /** Level-triggered EOIs go here (the IOAPIC). */
+  onEoi?: (vector: number) => void;
+  /** The bus IPIs travel on; without one, only a fixed IPI to self is delivered. */
+  bus?: ApicBus | null;
+  /** The CPU the APIC drives (INIT, STARTUP, NMI); looked up when needed. */
+  cpu?: () => CpuBackend | undefined;
+}
+
 /**
  * A local APIC. It is the CPU's InterruptSource: its own accepted vectors first, then
- * the PIC through LINT0 in ExtINT mode. The IOAPIC delivers into it with
- * {@linkcode deliver}; level-triggered EOIs are broadcast back through `onEoi`.
+ * the PIC through LINT0 in ExtINT mode. The IOAPIC delivers into it through the bus
+ * ({@linkcode receive}) or with {@linkcode deliver}; level-triggered EOIs are broadcast
+ * back through `onEoi`. ICR writes send IPIs on the bus.
  */
-export class LocalApic implements Device, InterruptSource {
+export class LocalApic implements Device, InterruptSource, BusApic {
   readonly model = "apic";
+  readonly index: number;
   #s: ApicState;
   #loop: EventLoop;
   #timer: Timer;
   #extInt: InterruptSource | null;
   #onEoi: (vector: number) => void;
   #kick: () => void;
+  #bus: ApicBus | null;
+  #cpu: () => CpuBackend | undefined;
 
   constructor(
     readonly id: string,
     loop: EventLoop,
     machine: Machine | null,
-    options: {
-      apicId?: number;
-      extInt?: InterruptSource | null;
-      onEoi?: (vector: number) => void;
-    } = {},
+    options: LocalApicOptions = {},
   ) {
-    this.#s = newState(options.apicId ?? 0);
+    this.index = options.index ?? 0;
+    this.#s = newState(options.apicId ?? 0, this.index === 0);
     this.#loop = loop;
     this.#extInt = options.extInt ?? null;
     this.#onEoi = options.onEoi ?? (() => {});
-    this.#kick = () => machine?.kick();
+    this.#kick = () => machine?.kickCpu(this.index);
+    this.#bus = options.bus ?? null;
+    this.#cpu = options.cpu ?? (() => machine?.cpus[this.index]);
     this.#timer = loop.createTimer(`${id}-timer`, () => this.#onTimer());
-    machine?.memory.addMmio(id, APIC_DEFAULT_BASE, 0x1000, {
-      read: (offset) => this.readRegister(offset & 0xff0),
-      write: (offset, _size, value) => this.writeRegister(offset & 0xff0, value >>> 0),
-    });
   }
 
   /** Connects the IOAPIC's EOI broadcast. */
   setEoiListener(listener: (vector: number) => void): void {
     this.#onEoi = listener;
+  }
+
+  /** Connects the bus IPIs travel on. */
+  setBus(bus: ApicBus | null): void {
+    this.#bus = bus;
+  }
+
+  get apicId(): number {
+    return this.#s.id;
+  }
+
+  get logicalId(): number {
+    return this.#s.ldr >>> 24;
+  }
+
+  get destinationModel(): number {
+    return this.#s.dfr >>> 28;
+  }
+
+  get arbitrationPriority(): number {
+    return this.#s.tpr & 0xf0;
+  }
+
+  /** Accepts a bus message: fixed and lowest priority into IRR, NMI, INIT and STARTUP to the CPU. */
+  receive(message: ApicMessage): void {
+    switch (message.deliveryMode) {
+      case APIC_DM_FIXED:
+      case APIC_DM_LOWPRI:
+        this.deliver(message.vector, message.level);
+        return;
+      case APIC_DM_NMI:
+        this.#cpu()?.raiseNmi();
+        this.#kick();
+        return;
+      case APIC_DM_INIT:
+        // The APIC takes its INIT state with its CPU (QEMU's apic_init_reset).
+        this.#initReset();
+        this.#cpu()?.init?.();
+        this.#kick();
+        return;
+      case APIC_DM_STARTUP:
+        this.#cpu()?.startup?.(message.vector);
+        this.#kick();
+        return;
+      case APIC_DM_EXTINT:
+        // ExtINT on the bus (an IOAPIC entry in mode 7): the PIC gives the vector.
+        this.#kick();
+        return;
+    }
   }
 
   /** Accepts a fixed interrupt `vector` (from the IOAPIC, the timer or an IPI). */
@@ -303,9 +378,16 @@ export class LocalApic implements Device, InterruptSource {
     }
   }
 
-  /** Interprocessor interrupts: a fixed IPI to self is delivered; INIT/SIPI have no AP to reach. */
+  /**
+   * Sends the IPI the ICR describes on the bus. Delivery is immediate, so the delivery
+   * status bit (12) always reads idle afterwards, as a guest polling it expects.
+   */
   #sendIpi(): void {
     const s = this.#s;
+    if (this.#bus) {
+      this.#bus.sendIpi(this, s.icrLow, s.icrHigh);
+      return;
+    }
     const mode = (s.icrLow >> 8) & 7;
     const shorthand = (s.icrLow >> 18) & 3;
     const dest = s.icrHigh >>> 24;
@@ -313,8 +395,17 @@ export class LocalApic implements Device, InterruptSource {
     if (mode === 0 && toSelf) this.deliver(s.icrLow & 0xff);
   }
 
+  /**
+   * The INIT state (SDM vol. 3 §10.4.7.3): like power-up but the APIC ID (and base)
+   * survive, and LINT0 is masked on every CPU.
+   */
+  #initReset(): void {
+    this.#s = newState(this.#s.id, false);
+    this.#timer.cancel();
+  }
+
   reset(): void {
-    this.#s = newState(this.#s.id);
+    this.#s = newState(this.#s.id, this.index === 0);
     this.#timer.cancel();
   }
 
@@ -328,22 +419,108 @@ export class LocalApic implements Device, InterruptSource {
   }
 }
 
-/** The boot CPU's local APIC; it takes over as the CPU's interrupt source (`cpu-irq`). */
+/**
+ * The local APICs of all CPUs, one device: the bus between them and the IOAPIC, and the
+ * MMIO window at 0xfee00000. A CPU's register access reaches its own APIC (the machine
+ * says which CPU runs); a write that cannot be a register access (address bits 19:12
+ * set, or register 0) is an MSI, as QEMU decodes the shared window.
+ */
+export class LocalApics implements Device {
+  readonly model = "apic";
+  /** The APICs by CPU index. */
+  readonly apics: LocalApic[];
+  /** The bus IPIs, IOAPIC messages and MSIs travel on. */
+  readonly bus: ApicBus;
+  #machine: Machine | null;
+
+  constructor(
+    readonly id: string,
+    loop: EventLoop,
+    machine: Machine | null,
+    options: { count: number; apicId?: (index: number) => number; extInt?: InterruptSource | null },
+  ) {
+    this.#machine = machine;
+    this.apics = [];
+    for (let i = 0; i < options.count; i++) {
+      this.apics.push(
+        new LocalApic(i === 0 ? id : `${id}${i}`, loop, machine, {
+          index: i,
+          apicId: options.apicId?.(i) ?? i,
+          extInt: options.extInt ?? null,
+        }),
+      );
+    }
+    this.bus = new ApicBus(this.apics);
+    for (const a of this.apics) a.setBus(this.bus);
+    machine?.memory.addMmio(id, APIC_DEFAULT_BASE, APIC_WINDOW_BYTES, {
+      read: (offset) => offset < 0x1000 ? this.#own().readRegister(offset & 0xff0) : 0,
+      write: (offset, _size, value) => {
+        if (offset >= 0x1000 || (offset & 0xff0) === 0) {
+          this.bus.deliver(msiMessage(offset, value));
+        } else {
+          this.#own().writeRegister(offset & 0xff0, value >>> 0);
+        }
+      },
+    });
+  }
+
+  /** The APIC of the CPU running now. */
+  #own(): LocalApic {
+    return this.apics[this.#machine?.currentCpu ?? 0] ?? this.apics[0];
+  }
+
+  /** Delivers an IOAPIC or MSI message (the IOAPIC's view of the bus). */
+  deliver(message: ApicMessage): void {
+    this.bus.deliver(message);
+  }
+
+  /** Connects the IOAPIC's EOI broadcast to every APIC. */
+  setEoiListener(listener: (vector: number) => void): void {
+    for (const a of this.apics) a.setEoiListener(listener);
+  }
+
+  reset(): void {
+    for (const a of this.apics) a.reset();
+  }
+
+  saveState(): DeviceState {
+    return { apics: this.apics.map((a) => a.saveState()) };
+  }
+
+  loadState(state: DeviceState): void {
+    const list = state.apics as DeviceState[] | undefined;
+    // A state from the one-APIC days is the boot CPU's.
+    if (!list) this.apics[0].loadState(state);
+    else list.forEach((s, i) => this.apics[i]?.loadState(s));
+  }
+}
+
+/** The APIC MMIO window: registers in the first 4 KiB, MSI addresses in the whole 1 MiB. */
+const APIC_WINDOW_BYTES = 0x100000;
+
+/**
+ * The local APICs of `-M pc`, one per CPU; each takes over as its CPU's interrupt source
+ * (services `cpu-irq0`.., and `cpu-irq` for the boot CPU); the IOAPIC reaches them
+ * through `lapic`.
+ */
 export default {
   kind: "device",
   name: "apic",
-  summary: "Local APIC of the boot CPU",
+  summary: "Local APIC of each CPU",
   bus: "System",
   category: "Misc",
   userCreatable: false,
   options: [],
-  create(machine: unknown): LocalApic {
+  create(machine: unknown): LocalApics {
     const m = machine as Machine;
-    const apic = new LocalApic("apic", m.loop, m, {
+    const apics = new LocalApics("apic", m.loop, m, {
+      count: Math.max(1, m.config.smp),
+      apicId: (i) => m.apicId(i),
       extInt: m.findService<InterruptSource>("pic") ?? null,
     });
-    m.provide("lapic", apic);
-    m.provide("cpu-irq", apic);
-    return apic;
+    m.provide("lapic", apics);
+    m.provide("cpu-irq", apics.apics[0]);
+    apics.apics.forEach((a, i) => m.provide(`cpu-irq${i}`, a));
+    return apics;
   },
 } satisfies DeviceDescriptor;

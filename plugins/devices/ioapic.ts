@@ -1,9 +1,10 @@
-// The I/O APIC (MMIO 0xfec00000): 24 redirection entries delivering interrupts to the local APIC
+// The I/O APIC (MMIO 0xfec00000): 24 redirection entries delivering interrupts to the local APICs
 
 import type { Device, DeviceState } from "../../core/device.ts";
 import type { IrqController } from "../../core/irq.ts";
 import type { Machine } from "../../core/machine.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
+import type { ApicMessage } from "./apic_bus.ts";
 
 /** The default physical base of the IOAPIC. */
 export const IOAPIC_DEFAULT_BASE = 0xfec00000;
@@ -14,11 +15,12 @@ const IOAPIC_LVT_MASKED = 1 << 16;
 const IOAPIC_LVT_TRIGGER_LEVEL = 1 << 15;
 const IOAPIC_LVT_REMOTE_IRR = 1 << 14;
 const IOAPIC_LVT_DELIV_STATUS = 1 << 12;
+const IOAPIC_LVT_DEST_LOGICAL = 1 << 11;
 
-/** Where the IOAPIC sends interrupts: the local APIC(s). */
+/** Where the IOAPIC sends interrupts: the APIC bus. */
 export interface ApicBus {
-  /** Delivers `vector` (fixed or lowest-priority delivery; level says how to EOI). */
-  deliver(vector: number, level: boolean): void;
+  /** Delivers a message to the local APIC(s) it names (level says how to EOI). */
+  deliver(message: ApicMessage): void;
 }
 
 /**
@@ -87,8 +89,15 @@ export class IoApic implements Device, IrqController {
       if (low & IOAPIC_LVT_REMOTE_IRR) return;
       this.#setEntryLow(pin, low | IOAPIC_LVT_REMOTE_IRR);
     }
-    const mode = (low >> 8) & 7;
-    if (mode === 0 || mode === 1) this.#apic?.deliver(low & 0xff, levelTriggered);
+    // The destination (bits 63:56) is an APIC ID or, in logical mode, a set of APICs
+    // (Linux on i386 with few CPUs: logical flat, one bit per CPU).
+    this.#apic?.deliver({
+      vector: low & 0xff,
+      deliveryMode: (low >> 8) & 7,
+      destination: this.#high[pin] >>> 24,
+      logical: (low & IOAPIC_LVT_DEST_LOGICAL) !== 0,
+      level: levelTriggered,
+    });
   }
 
   /** The local APIC's EOI of a level-triggered `vector`: clears Remote IRR and re-checks. */
@@ -178,7 +187,7 @@ export class IoApic implements Device, IrqController {
   }
 }
 
-/** The IOAPIC of `-M pc`; it delivers to the local APIC service `lapic`. */
+/** The IOAPIC of `-M pc`; it delivers to the local APICs' bus, the service `lapic`. */
 export default {
   kind: "device",
   name: "ioapic",

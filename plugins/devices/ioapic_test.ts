@@ -3,7 +3,7 @@ import { IoApic } from "./ioapic.ts";
 
 function setup() {
   const delivered: number[] = [];
-  const ioapic = new IoApic("ioapic", { deliver: (vector) => delivered.push(vector) }, null);
+  const ioapic = new IoApic("ioapic", { deliver: (m) => delivered.push(m.vector) }, null);
   const program = (pin: number, low: number) => {
     ioapic.write(0x00, 0x10 + 2 * pin);
     ioapic.write(0x10, low);

@@ -15,6 +15,8 @@ import picI8259 from "./pic_i8259.ts";
 import pitI8254 from "./pit_i8254.ts";
 import rtcMc146818 from "./rtc_mc146818.ts";
 import serial8250 from "./serial_8250.ts";
+import { VGA_PLUGINS } from "./vga/mod.ts";
+import { VIRTIO_DEVICE_PLUGINS } from "./virtio/mod.ts";
 
 /** Every built-in device descriptor. */
 export const DEVICE_PLUGINS: readonly DeviceDescriptor[] = [
@@ -32,4 +34,6 @@ export const DEVICE_PLUGINS: readonly DeviceDescriptor[] = [
   debugcon,
   debugExit,
   fwCfg,
+  ...VGA_PLUGINS,
+  ...VIRTIO_DEVICE_PLUGINS,
 ];

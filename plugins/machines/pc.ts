@@ -10,6 +10,8 @@ import { loadFirmware } from "./firmware.ts";
 import { setupLinuxBoot } from "./linux_boot.ts";
 import { isLinuxKernel, MultibootLoader, prepareMultibootBoot } from "./multiboot.ts";
 
+/** CPUs an i440FX board takes (xAPIC IDs below the 0xff broadcast), as QEMU's `max_cpus`. */
+export const PC_MAX_CPUS = 255;
 /** The firmware `-M pc` loads when no `-bios` is given. */
 export const PC_DEFAULT_BIOS = "bios-256k.bin";
 /** Largest RAM below 4 GiB on i440FX when RAM does not fit (QEMU's gigabyte alignment). */
@@ -38,6 +40,7 @@ interface CmosMemory {
 function bootDeviceCode(letter: string): number {
   switch (letter) {
     case "a":
+    case "b":
       return 1;
     case "c":
       return 2;
@@ -113,7 +116,13 @@ export function fillPcCmos(
  * i8042, PIIX3 and PIIX4 PM, serial ports, debug ports and fw_cfg.
  */
 export function createPcMachine(config: MachineConfig): Machine {
-  if (config.smp !== 1) throw new NotSupportedError("-smp greater than 1 is not supported yet");
+  if (config.smp < 1 || config.smp > PC_MAX_CPUS || (config.maxCpus ?? 1) > PC_MAX_CPUS) {
+    throw new UsageError(
+      `Invalid SMP CPUs ${
+        Math.max(config.smp, config.maxCpus ?? 0)
+      }. The max CPUs supported by machine 'pc-i440fx-7.2' is ${PC_MAX_CPUS}`,
+    );
+  }
   const { below4g, above4g } = pcRamSplit(config.ramBytes);
   if (above4g > 0) {
     throw new NotSupportedError(
@@ -139,7 +148,7 @@ export function createPcMachine(config: MachineConfig): Machine {
   const mem = machine.memory;
 
   // RAM: one array for everything below 4 GiB; the VGA window 0xa0000-0xbffff is a hole
-  // (no VGA yet) and 0xc0000-0xfffff is the PAM-controlled shadow area.
+  // (the VGA adapter maps it) and 0xc0000-0xfffff is the PAM-controlled shadow area.
   const ram = new Uint8Array(below4g);
   mem.addRamAlias("pc.ram-low", 0, ram.subarray(0, 0xa0000));
   mem.addRamAlias("pc.ram-shadow", 0xc0000, ram.subarray(0xc0000, 0x100000));
@@ -184,11 +193,43 @@ export function createPcMachine(config: MachineConfig): Machine {
   } else if (ideDrives.length > 0) {
     throw new NotSupportedError("IDE drives are not supported yet");
   }
+  // The display adapter takes slot 2 as on QEMU's pc: std VGA unless -vga says otherwise.
+  const vgaModel = { std: "VGA", cirrus: "cirrus-vga" }[config.vga ?? "std"];
+  if (vgaModel && (config.vga || machine.config.registry?.get("device", vgaModel))) {
+    machine.createDevice(vgaModel);
+  }
   const fwcfg = machine.createDevice("fw_cfg_io") as unknown as FirmwareConfig;
+  // NICs of -net nic / -nic take the next PCI slots, before -device ones (QEMU's pc_nic_init).
+  for (const nic of config.nics ?? []) {
+    if (!["virtio", "virtio-net-pci", "virtio-net"].includes(nic.model)) {
+      throw new NotSupportedError(
+        `NIC model '${nic.model}' is not supported by vmkit yet: use model=virtio`,
+      );
+    }
+    const opts: Record<string, string> = {};
+    if (nic.mac !== undefined) opts.mac = nic.mac;
+    if (nic.netdev !== undefined) opts.netdev = nic.netdev;
+    if (nic.id !== undefined) opts.id = nic.id;
+    machine.createDevice("virtio-net-pci", opts);
+  }
 
   const bootOrder = config.bootOrder ?? "cad";
   const rtc = machine.service<CmosMemory>("rtc");
-  fillPcCmos(rtc.cmos, { ramBytes: config.ramBytes, below4g, above4g, smp: config.smp, bootOrder });
+  const cmos = { ramBytes: config.ramBytes, below4g, above4g, smp: config.smp, bootOrder };
+  fillPcCmos(rtc.cmos, { ...cmos, bootOrder: config.bootOnce ?? bootOrder });
+  if (config.bootOnce) {
+    // QEMU's restore_boot_order: the start-up reset keeps once=, any later reset restores.
+    let resets = 0;
+    machine.addDevice({
+      id: "boot-once",
+      model: "boot-once",
+      reset: () => {
+        if (resets++ > 0) fillPcCmos(rtc.cmos, cmos);
+      },
+      saveState: () => ({ resets }),
+      loadState: (state) => void (resets = state.resets as number),
+    });
+  }
 
   fwcfg.setItem(FW_CFG_RAM_SIZE, le(8, config.ramBytes));
   fwcfg.setItem(FW_CFG_NOGRAPHIC, le(2, config.nographic ? 1 : 0));
@@ -206,7 +247,10 @@ export function createPcMachine(config: MachineConfig): Machine {
 
   machine.createCpus();
   const irqSource = machine.service<InterruptSource>("cpu-irq");
-  machine.cpus.forEach((cpu: CpuBackend) => cpu.setInterruptSource(irqSource));
+  // Each CPU polls its own local APIC (`cpu-irqN`).
+  machine.cpus.forEach((cpu: CpuBackend, i) =>
+    cpu.setInterruptSource(machine.findService<InterruptSource>(`cpu-irq${i}`) ?? irqSource)
+  );
   return machine;
 }
 

@@ -23,13 +23,17 @@ Deno.test("createPcMachine() maps the BIOS at the top of 4 GiB and in the ISA wi
   assert.equal(m.memory.read8(0xf0000), 0x5a);
 });
 
-Deno.test("createPcMachine() answers PCI IDs of the i440FX, PIIX3 and PIIX4 PM", () => {
+Deno.test("createPcMachine() answers PCI IDs of the i440FX, PIIX3, PIIX4 PM and the VGA", () => {
   const m = createPcMachine(testConfig({ firmware: fakeBios() }));
   assert.equal(pciRead(m, 0x00, 0), 0x12378086);
   assert.equal(pciRead(m, 0x00, 0x2c), 0x11001af4);
   assert.equal(pciRead(m, 0x08, 0), 0x70008086);
   assert.equal(pciRead(m, 0x0b, 0), 0x71138086);
-  assert.equal(pciRead(m, 0x10, 0), 0xffffffff);
+  // QEMU's default display adapter, the std VGA, sits in slot 2; -vga none leaves it empty.
+  assert.equal(pciRead(m, 0x10, 0), 0x11111234);
+  assert.equal(pciRead(m, 0x18, 0), 0xffffffff);
+  const bare = createPcMachine(testConfig({ firmware: fakeBios(), vga: "none" }));
+  assert.equal(pciRead(bare, 0x10, 0), 0xffffffff);
 });
 
 Deno.test("createPcMachine() shadows the BIOS in RAM through the PAM registers", () => {
@@ -106,8 +110,19 @@ Deno.test("pcRamSplit() and e820Table() follow QEMU's layout", () => {
   assert.equal(new DataView(t.buffer).getUint32(8, true), 0x8000000);
 });
 
-Deno.test("createPcMachine() refuses SMP and reports a missing BIOS clearly", () => {
-  assert.throws(() => createPcMachine(testConfig({ smp: 2 })), /-smp greater than 1/);
+Deno.test("createPcMachine() gives each CPU its own local APIC as interrupt source", () => {
+  const m = createPcMachine(testConfig({ firmware: fakeBios(), smp: 3 }));
+  assert.equal(m.cpus.length, 3);
+  const sources = m.cpus.map((c) => (c as IdleCpu).source);
+  assert.equal(new Set(sources).size, 3);
+  sources.forEach((s, i) => assert.equal(s, m.findService(`cpu-irq${i}`)));
+});
+
+Deno.test("createPcMachine() refuses too many CPUs and reports a missing BIOS clearly", () => {
+  assert.throws(
+    () => createPcMachine(testConfig({ smp: 256 })),
+    /Invalid SMP CPUs 256. The max CPUs supported by machine 'pc-i440fx-7.2' is 255/,
+  );
   assert.throws(
     () => createPcMachine(testConfig({ biosPath: "no-such-bios.bin", dataDirs: ["/nonexistent"] })),
     /Could not find firmware 'no-such-bios.bin' \(searched: \/nonexistent\/no-such-bios.bin/,

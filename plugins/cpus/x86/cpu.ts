@@ -100,7 +100,20 @@ export class X86Cpu implements CpuBackend {
 
   constructor(context: CpuContext, model: CpuModel, options: X86CpuOptions = {}) {
     const c = new CpuCore(context.memory, context.io, model);
-    c.apicId = context.index ?? 0;
+    c.apicId = context.apicId ?? context.index ?? 0;
+    c.bsp = (context.index ?? 0) === 0;
+    const topo = context.topology;
+    if (topo) {
+      c.topoCores = topo.cores;
+      c.topoThreads = topo.threads;
+      // The APIC ID bits below the die: thread bits then core bits (QEMU's packing).
+      const bits = (n: number) => (n <= 1 ? 0 : 32 - Math.clz32(n - 1));
+      c.dieOffset = bits(topo.threads) + bits(topo.cores);
+    }
+    if ((context.cpuCount ?? 1) > 1) {
+      c.yieldOnPause = true;
+      c.tscClock = context.clock ?? null;
+    }
     const tables = opTables();
     c.table16 = tables.t16;
     c.table32 = tables.t32;
@@ -129,10 +142,26 @@ export class X86Cpu implements CpuBackend {
   }
 
   get halted(): boolean {
-    return this.#c.halted;
+    const c = this.#c;
+    return (c.halted || c.waitSipi) && !c.initPending && c.sipiVector < 0;
   }
 
   reset(): void {
+    const c = this.#c;
+    this.#initState();
+    c.apicBase = c.bsp ? 0xfee00900 : 0xfee00800; // BSP flag on CPU 0
+    c.msrs.clear();
+    c.fpu.init();
+    c.initPending = false;
+    c.sipiVector = -1;
+  }
+
+  /**
+   * The state RESET and INIT share (SDM vol. 3 table 9-1): registers, segments and
+   * control registers; the x87 state, MTRRs, PAT and IA32_APIC_BASE survive an INIT.
+   * An application processor then waits for a STARTUP IPI.
+   */
+  #initState(): void {
     const c = this.#c;
     c.regs.fill(0);
     const m = c.model;
@@ -165,11 +194,23 @@ export class X86Cpu implements CpuBackend {
     c.exitRequested = c.resetRequested = false;
     c.attention = true;
     c.sysenterCs = c.sysenterEsp = c.sysenterEip = 0;
-    c.apicBase = c.apicId === 0 ? 0xfee00900 : 0xfee00800; // BSP flag on CPU 0
-    c.msrs.clear();
-    c.fpu.init();
+    c.yieldRequested = false;
+    c.waitSipi = !c.bsp;
     resetPrefixes(c);
     flushTlb(c);
+  }
+
+  init(): void {
+    this.#c.initPending = true;
+    this.#c.attention = true;
+  }
+
+  startup(vector: number): void {
+    const c = this.#c;
+    // A SIPI reaches only an AP in wait-for-SIPI (or about to be, after a pending INIT).
+    if (!c.waitSipi && !(c.initPending && !c.bsp)) return;
+    c.sipiVector = vector & 0xff;
+    c.attention = true;
   }
 
   /** Sets CS:IP the real-mode way (loaders, tests). */
@@ -223,10 +264,30 @@ export class X86Cpu implements CpuBackend {
       c.attention = true;
       return RunExit.Reset;
     }
+    if (c.initPending || c.waitSipi) {
+      if (c.initPending) {
+        c.initPending = false;
+        this.#initState();
+        if (!c.waitSipi) c.sipiVector = -1;
+      }
+      if (c.waitSipi) {
+        c.attention = true;
+        if (c.sipiVector < 0) return RunExit.HaltNoInterrupts;
+        // SDM vol. 3 §8.4.4.1: the AP starts in real mode at vector << 12.
+        this.jumpReal(c.sipiVector << 8, 0);
+        c.sipiVector = -1;
+        c.waitSipi = false;
+      }
+    }
     if (c.exitRequested) {
       c.exitRequested = false;
       c.attention = true;
       return RunExit.Exit;
+    }
+    if (c.yieldRequested) {
+      c.yieldRequested = false;
+      c.attention = true;
+      return RunExit.Yield;
     }
     if (c.shadow) {
       c.shadow = false;

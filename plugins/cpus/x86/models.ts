@@ -6,6 +6,8 @@ export const FEAT_TSC = 1 << 4, FEAT_MSR = 1 << 5, FEAT_PAE = 1 << 6, FEAT_MCE =
 export const FEAT_CX8 = 1 << 8, FEAT_APIC = 1 << 9, FEAT_SEP = 1 << 11, FEAT_MTRR = 1 << 12;
 export const FEAT_PGE = 1 << 13, FEAT_MCA = 1 << 14, FEAT_CMOV = 1 << 15, FEAT_PAT = 1 << 16;
 export const FEAT_PSE36 = 1 << 17;
+/** Several logical processors per package (with CPUID.1:EBX[23:16]). */
+export const FEAT_HTT = 1 << 28;
 /** CPUID.80000001h:EDX bits. */
 export const EXT_NX = 1 << 20;
 

@@ -515,7 +515,12 @@ function installMov(t16: OpHandler[], t32: OpHandler[]): void {
     };
   }
   t16[0x90] = t32[0x90] = (c) => {
-    if (c.rep === 0xf3) c.attention = true; // PAUSE: a spin loop; let the loop look around
+    if (c.rep === 0xf3) {
+      // PAUSE: a spin loop; let the loop look around, and with several CPUs let another
+      // one run (what the spinner waits for is usually another CPU's store).
+      c.attention = true;
+      c.yieldRequested = c.yieldOnPause;
+    }
   };
   const moffs = (c: CpuCore) => (c.addr32 ? fetch32(c) >>> 0 : fetch16(c));
   t16[0xa0] = t32[0xa0] = (c) => setReg8(c, 0, read8(c, dataSeg(c), moffs(c)));

@@ -175,6 +175,30 @@ export class CpuCore {
   intSource: InterruptSource | null = null;
   retired = 0;
   tscOffset = 0;
+  /**
+   * The machine-wide clock (instruction ticks) a multiprocessor's CPUs share as their
+   * TSC; null on a single CPU, whose TSC is its own `retired`.
+   */
+  tscClock: (() => number) | null = null;
+
+  // Multiprocessor state (SDM vol. 3 §8.4, §10.6).
+  /** The bootstrap processor (CPU index 0): reset runs it; APs wait for a SIPI. */
+  bsp = true;
+  /** Wait-for-SIPI: an AP after RESET or INIT, until a STARTUP IPI arrives. */
+  waitSipi = false;
+  /** An INIT arrived; taken at the next instruction boundary. */
+  initPending = false;
+  /** The vector of a STARTUP IPI to take at the next boundary, or -1. */
+  sipiVector = -1;
+  /** PAUSE ends the run with RunExit.Yield (set when the machine has several CPUs). */
+  yieldOnPause = false;
+  /** A PAUSE asked for the yield. */
+  yieldRequested = false;
+  /** Cores per die and threads per core (CPUID leaves 1 and 4). */
+  topoCores = 1;
+  topoThreads = 1;
+  /** Bits of the APIC ID below the die field (thread and core bits), for CPUID leaf 4. */
+  dieOffset = 0;
 
   readonly model: CpuModel;
   /** Longest legal instruction in bytes (10 on the 286, 15 later). */

@@ -3,7 +3,7 @@
 import { decodeModrm, readE16, setReg16, writeE16 } from "./decode.ts";
 import { getFlags, setArithFlags } from "./flags.ts";
 import { fetch8, read16, read32, sysWrite32, write16, write32 } from "./memory.ts";
-import { EXT_NX, FEAT_SEP } from "./models.ts";
+import { EXT_NX, FEAT_HTT, FEAT_SEP } from "./models.ts";
 import { flushTlb, flushTlbPage } from "./paging.ts";
 import {
   ATTR_P,
@@ -56,9 +56,17 @@ function requireCpl0(c: CpuCore): void {
   if ((c.flags & VM) !== 0 || (isProtected(c) && c.cpl !== 0)) gp(c, 0);
 }
 
-/** The virtual time-stamp counter: instructions retired plus the guest's offset. */
+/**
+ * The virtual time-stamp counter: instructions retired plus the guest's offset. With
+ * several CPUs it is the machine's clock instead (`tscClock`), so every CPU reads one
+ * TSC that only moves forward, as Linux's TSC synchronisation check expects.
+ */
 export function readTsc(c: CpuCore): number {
-  return c.retired + c.tscOffset;
+  return tscBase(c) + c.tscOffset;
+}
+
+function tscBase(c: CpuCore): number {
+  return c.tscClock === null ? c.retired : c.tscClock();
 }
 
 /** Writes CR0, flushing translations and switching modes as needed. */
@@ -126,7 +134,7 @@ function isMtrrOrPat(index: number): boolean {
 export function writeMsr(c: CpuCore, index: number, lo: number, hi: number): void {
   switch (index) {
     case MSR_IA32_TSC:
-      c.tscOffset = (hi >>> 0) * 4294967296 + (lo >>> 0) - c.retired;
+      c.tscOffset = (hi >>> 0) * 4294967296 + (lo >>> 0) - tscBase(c);
       return;
     case MSR_IA32_APICBASE:
       c.apicBase = (lo & 0xfffff900) >>> 0;
@@ -162,6 +170,18 @@ export function writeMsr(c: CpuCore, index: number, lo: number, hi: number): voi
   gp(c, 0);
 }
 
+/**
+ * The caches CPUID leaf 4 describes, subleaf by subleaf: QEMU's legacy L1d, L1i, L2 and
+ * L3 (32 KiB 8-way, 32 KiB 8-way, 4 MiB 16-way, 16 MiB 16-way). `type`: 1 data,
+ * 2 instruction, 3 unified; `edx`: bit 0 no WBINVD sharing, 1 inclusive, 2 complex.
+ */
+const LEGACY_CACHES = [
+  { type: 1, level: 1, ways: 8, sets: 64, edx: 1 },
+  { type: 2, level: 1, ways: 8, sets: 64, edx: 1 },
+  { type: 3, level: 2, ways: 16, sets: 4096, edx: 1 },
+  { type: 3, level: 3, ways: 16, sets: 16384, edx: 7 },
+];
+
 function cpuid(c: CpuCore): void {
   const r = c.regs;
   const m = c.model;
@@ -180,6 +200,26 @@ function cpuid(c: CpuCore): void {
     b = (8 << 8) | (c.apicId << 24); // CLFLUSH line size 8 * 8 bytes, initial APIC ID
     cx = m.featuresEcx;
     d = m.features;
+    // Several logical processors per package: their count and HTT, as QEMU 7.2 reports
+    // cores * threads (-smp 2 is one socket of two cores since QEMU 6.2).
+    const perPackage = c.topoCores * c.topoThreads;
+    if (perPackage > 1) {
+      b |= Math.min(perPackage, 255) << 16;
+      d |= FEAT_HTT;
+    }
+  } else if (leaf === 4 && m.level >= 4) {
+    // Deterministic cache parameters: QEMU's legacy Intel caches, with the cores per
+    // package in EAX[31:26] (Linux counts cores from it, threads from leaf 1).
+    const sub = r[ECX] >>> 0;
+    const cache = LEGACY_CACHES[sub];
+    if (cache !== undefined) {
+      const sharing = sub < 2 ? 1 : sub === 2 ? c.topoThreads : 1 << c.dieOffset;
+      a = cache.type | (cache.level << 5) | (1 << 8) | ((c.topoCores - 1) << 26) |
+        ((sharing - 1) << 14);
+      b = (64 - 1) | ((cache.ways - 1) << 22); // 64-byte lines, one partition
+      cx = cache.sets - 1;
+      d = cache.edx;
+    }
   } else if (leaf === 2 && m.level >= 2) {
     a = 1;
   } else if (leaf === 0x80000000 && m.xlevel !== 0) {

@@ -123,7 +123,9 @@ export class IdeChannel implements DriveBus {
     if (reg === ATA_REG_DATA) return drive ? drive.readData(size) : 0;
     if (this.#noDevices()) return 0;
     const hob = (this.#control & ATA_DC_HOB) !== 0;
-    const r = (drive ?? this.drives[0]!).regs;
+    // Register writes reach both devices, so an absent selected device reads back the
+    // shadow registers of the one that is present (device 1 alone, e.g. a CD at index=1).
+    const r = (drive ?? this.drives[0] ?? this.drives[1]!).regs;
     switch (reg) {
       case ATA_REG_ERROR_FEATURE:
         if (!drive) return 0;

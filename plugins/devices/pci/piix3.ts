@@ -98,6 +98,9 @@ export class Piix3 implements Device {
       if (levels[irq] !== this.#levels[irq]) {
         this.#levels[irq] = levels[irq];
         this.#pic?.setIrq(irq, levels[irq]);
+        // A routed PIRQ drives the ISA IRQ line, which reaches the IOAPIC pin of the same
+        // number too (QEMU's gsi lines): an APIC-mode guest's _PRT names those GSIs.
+        this.#ioapic?.setIrq(irq, levels[irq]);
       }
     }
   }

@@ -27,6 +27,11 @@ export const APM_CNT_IOPORT = 0xb2;
 export const ACPI_ENABLE = 0xf1;
 export const ACPI_DISABLE = 0xf0;
 
+/** QEMU's GPE0 block (status then enable, 2 bytes each) and PCI hotplug block on `-M pc`. */
+export const PIIX4_GPE0_BLK = 0xafe0;
+export const PCI_HOTPLUG_ADDR = 0xae00;
+export const PCI_HOTPLUG_SIZE = 0x14;
+
 /** The devfn of the PM function on `-M pc` (slot 1, function 3). */
 export const PIIX4_PM_DEVFN = 0x0b;
 
@@ -72,6 +77,18 @@ export class Piix4Pm implements Device {
         if (port === APM_CNT_IOPORT) this.writeApmControl(value & 0xff);
         else this.#apmStatus = value & 0xff;
       },
+    });
+    // QEMU's fixed GPE0 block and PCI hotplug registers, which the FADT and DSDT SeaBIOS
+    // builds point at. Unbacked ports read all ones: a guest would see every GPE pending
+    // and every slot asking to be ejected, and Linux's acpiphp would remove every device.
+    machine?.io.register(`${id}-gpe0`, PIIX4_GPE0_BLK, 4, {
+      read: (port, size) => this.readPm(0x0c + (port - PIIX4_GPE0_BLK), size),
+      write: (port, size, value) => this.writePm(0x0c + (port - PIIX4_GPE0_BLK), size, value),
+    });
+    // up, down, eject, removable, selector: nothing is ever hot-plugged.
+    machine?.io.register(`${id}-pcihp`, PCI_HOTPLUG_ADDR, PCI_HOTPLUG_SIZE, {
+      read: () => 0,
+      write: () => {},
     });
   }
 

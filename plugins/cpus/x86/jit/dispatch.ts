@@ -20,6 +20,11 @@ const HOT_THRESHOLD = 40;
  * change. A block re-checks its guest bytes on entry (DMA and loaders write RAM behind
  * the CPU's back); CPU stores to a page holding translated code take the TLB's slow path
  * (see `codePages`), which raises `attention` so a running block stops at once.
+ *
+ * With several CPUs each has its own cache, and `codePages` protects only its owner's
+ * stores. Another CPU's store to translated code is still seen: CPUs take turns on one
+ * thread, so such a store lands between the owner's turns, and the owner's next entry
+ * into the block fails the byte check and translates again.
  */
 export class BlockCache {
   readonly table: (Block | undefined)[] = new Array(1 << TABLE_BITS).fill(undefined);

@@ -1,0 +1,175 @@
+// -net, -nic and -netdev: network backends, hub 0 for the legacy forms, and the NICs the board adds
+
+import { UsageError } from "../../core/errors.ts";
+import type { NicConfig } from "../../core/machine.ts";
+import { connectNetClients, type NetClient, netHubs } from "../../core/net.ts";
+import {
+  type OptionSpec,
+  type ParsedOptions,
+  parseKeyValueList,
+  parseOptions,
+} from "../../core/options.ts";
+import type { Registry } from "../../core/plugin.ts";
+import type { SystemOpt } from "./options.ts";
+
+/** QEMU's default NIC model on `-M pc` (vmkit has no e1000 yet: the board says so). */
+export const PC_DEFAULT_NIC_MODEL = "e1000";
+
+/** What the network options build for the machine config. */
+export interface NetworkSetup {
+  /** Backends and hub ports, by id. */
+  netdevs: NetClient[];
+  /** NICs for the board to create, in order. */
+  nics: NicConfig[];
+  /** QEMU's start-up warnings (`hub 0 is not connected to host network`...). */
+  warnings: string[];
+}
+
+/** Backends QEMU 7.2 has that vmkit does not (yet): refused as unbuilt, not as unknown. */
+const QEMU_NETDEV_TYPES = [
+  "tap",
+  "bridge",
+  "socket",
+  "stream",
+  "dgram",
+  "vde",
+  "l2tpv3",
+  "vhost-user",
+  "vhost-vdpa",
+];
+
+/** `-net nic` options, as QEMU's NetLegacyNicOptions names them. */
+const NIC_OPTIONS: readonly OptionSpec[] = [
+  { name: "model", type: "string", help: "NIC model (virtio)" },
+  { name: "macaddr", type: "string", help: "MAC address" },
+  { name: "netdev", type: "string", help: "netdev to link to (instead of hub 0)" },
+  { name: "name", type: "string", help: "NIC name" },
+  { name: "id", type: "string", help: "NIC id" },
+  { name: "addr", type: "string", help: "PCI address (accepted)" },
+  { name: "vectors", type: "number", help: "MSI-X vectors (accepted)" },
+];
+
+function split(text: string): { type: string; rest: string } {
+  const items = parseKeyValueList(text, { impliedKey: "type" });
+  const type = items.find((i) => i.key === "type")?.value ?? "";
+  const rest = items.filter((i) => i.key !== "type")
+    .map((i) => (i.bare ? i.key : `${i.key}=${i.value.replaceAll(",", ",,")}`)).join(",");
+  return { type, rest };
+}
+
+/**
+ * Builds the network of a command line: `-netdev TYPE,id=ID` backends; legacy
+ * `-net nic` / `-net TYPE` clients all on hub 0 (QEMU 7.2 has no VLANs any more);
+ * `-nic TYPE,model=M` as a backend plus a NIC. `deviceNetdevs` are the `netdev=` ids
+ * of `-device` NICs, for the "has no peer" warnings.
+ */
+export function buildNetwork(
+  opts: readonly SystemOpt[],
+  registry: Registry,
+  deviceNetdevs: readonly string[] = [],
+): NetworkSetup {
+  const hubs = netHubs();
+  const netdevs: NetClient[] = [];
+  const nics: NicConfig[] = [];
+  const byType = new Map<string, number>();
+  const hubPortOfNic = new Set<string>();
+
+  const createBackend = (where: string, type: string, rest: string, id?: string) => {
+    const descriptor = registry.get("netdev", type);
+    if (!descriptor && QEMU_NETDEV_TYPES.includes(type)) {
+      throw new UsageError(`${where}: network backend '${type}' is not supported by vmkit yet`);
+    }
+    if (!descriptor || (type === "hubport" && !where.startsWith("-netdev "))) {
+      throw new UsageError(`${where}: Parameter 'type' does not accept value '${type}'`);
+    }
+    let parsed: ParsedOptions;
+    try {
+      parsed = parseOptions(rest, descriptor.options);
+    } catch (e) {
+      throw new UsageError(`${where}: ${(e as Error).message}`);
+    }
+    if (id !== undefined) parsed.id = id;
+    const clientId = parsed.id as string | undefined;
+    if (clientId !== undefined && netdevs.some((n) => n.id === clientId)) {
+      throw new UsageError(`${where}: Duplicate ID '${clientId}' for netdev`);
+    }
+    let client: NetClient;
+    try {
+      client = descriptor.create(parsed, hubs) as NetClient;
+    } catch (e) {
+      throw new UsageError(where, { cause: e });
+    }
+    netdevs.push(client);
+    return client;
+  };
+
+  let nicIndex = 0;
+  for (const o of opts) {
+    const where = `-${o.name} ${o.value}`;
+    if (o.name === "netdev") {
+      const { type, rest } = split(o.value);
+      createBackend(where, type, rest);
+    } else if (o.name === "net") {
+      const { type, rest } = split(o.value);
+      if (type === "none") continue;
+      if (type === "nic") {
+        let p: ParsedOptions;
+        try {
+          p = parseOptions(rest, NIC_OPTIONS);
+        } catch (e) {
+          throw new UsageError(`${where}: ${(e as Error).message}`);
+        }
+        let netdev = p.netdev as string | undefined;
+        if (netdev === undefined) {
+          const port = hubs.hub(0).addPort();
+          netdevs.push(port);
+          hubPortOfNic.add(port.id);
+          netdev = port.id;
+        }
+        nics.push({
+          model: (p.model as string | undefined) ?? PC_DEFAULT_NIC_MODEL,
+          mac: p.macaddr as string | undefined,
+          netdev,
+          id: (p.id ?? p.name) as string | undefined,
+        });
+        continue;
+      }
+      // A legacy backend: named TYPE.N unless id= or name= says otherwise, on hub 0.
+      const items = parseKeyValueList(rest);
+      const named = items.find((i) => i.key === "id" || i.key === "name")?.value;
+      const restNoName = items.filter((i) => i.key !== "name" && i.key !== "id")
+        .map((i) => (i.bare ? i.key : `${i.key}=${i.value.replaceAll(",", ",,")}`)).join(",");
+      const n = byType.get(type) ?? 0;
+      byType.set(type, n + 1);
+      const client = createBackend(where, type, restNoName, named ?? `${type}.${n}`);
+      const port = hubs.hub(0).addPort();
+      netdevs.push(port);
+      connectNetClients(client, port);
+    } else if (o.name === "nic") {
+      const { type, rest } = split(o.value);
+      if (type === "none") continue;
+      const items = parseKeyValueList(rest);
+      const get = (k: string) => items.find((i) => i.key === k)?.value;
+      const backendRest = items.filter((i) => !["model", "mac", "id"].includes(i.key))
+        .map((i) => (i.bare ? i.key : `${i.key}=${i.value.replaceAll(",", ",,")}`)).join(",");
+      const id = `__org.qemu.nic${nicIndex++}`;
+      createBackend(where, type, backendRest, id);
+      nics.push({ model: get("model") ?? PC_DEFAULT_NIC_MODEL, mac: get("mac"), netdev: id });
+    }
+  }
+
+  const warnings: string[] = [];
+  const linked = new Set([...nics.map((n) => n.netdev), ...deviceNetdevs]);
+  for (const [id, hub] of hubs.hubs) {
+    const hasNic = hub.ports.some((p) => hubPortOfNic.has(p.id) || linked.has(p.id));
+    const hasHost = hub.ports.some((p) => p.peer !== null);
+    if (hasHost && !hasNic) warnings.push(`hub ${id} with no nics`);
+    if (hasNic && !hasHost) warnings.push(`hub ${id} is not connected to host network`);
+  }
+  for (const n of netdevs) {
+    if (n.model !== "hubport" && !n.peer && !linked.has(n.id)) {
+      warnings.push(`netdev ${n.id} has no peer`);
+    }
+  }
+  return { netdevs, nics, warnings };
+}

@@ -1,0 +1,108 @@
+// Network clients and hubs: how a NIC and a network backend (`-netdev`) exchange Ethernet frames
+
+/**
+ * One end of a network link, as QEMU's NetClientState: a NIC model or a backend. Frames
+ * a client sends go to its peer's {@linkcode NetClient.receive}.
+ */
+export interface NetClient {
+  /** The id a user names it by (`-netdev user,id=n0`), or a generated one (`hub0port1`). */
+  readonly id: string;
+  /** What the client is (`user`, `hubport`, `virtio-net-pci`). */
+  readonly model: string;
+  /** The other end of the link, set by {@linkcode connectNetClients}. */
+  peer: NetClient | null;
+  /**
+   * Takes one frame from the peer. Returns false when the client cannot take it now
+   * (a NIC with no receive buffers); the frame is then dropped, as a real wire would.
+   */
+  receive(frame: Uint8Array): boolean;
+}
+
+/**
+ * Links two clients as peers; a client already linked is refused (one peer each).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectNetClients, type NetClient } from "./net.ts";
+ *
+ * const got: number[] = [];
+ * const a: NetClient = { id: "a", model: "test", peer: null, receive: () => true };
+ * const b: NetClient = { id: "b", model: "test", peer: null, receive: (f) => got.push(f.length) > 0 };
+ * connectNetClients(a, b);
+ * a.peer?.receive(new Uint8Array(60));
+ * assert.deepEqual(got, [60]);
+ * ```
+ */
+export function connectNetClients(a: NetClient, b: NetClient): void {
+  if (a.peer && a.peer !== b) throw new RangeError(`Network client '${a.id}' already has a peer`);
+  if (b.peer && b.peer !== a) throw new RangeError(`Network client '${b.id}' already has a peer`);
+  a.peer = b;
+  b.peer = a;
+}
+
+/**
+ * A hub, as QEMU's legacy `-net` options build one: every frame that enters one port
+ * leaves through all the others (to each port's peer).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectNetClients, NetHub, type NetClient } from "./net.ts";
+ *
+ * const hub = new NetHub(0);
+ * const seen: string[] = [];
+ * const nic = (id: string): NetClient => ({
+ *   id, model: "test", peer: null, receive: () => seen.push(id) > 0,
+ * });
+ * const a = nic("a");
+ * const b = nic("b");
+ * connectNetClients(a, hub.addPort());
+ * connectNetClients(b, hub.addPort());
+ * a.peer!.receive(new Uint8Array(64));
+ * assert.deepEqual(seen, ["b"]);
+ * ```
+ */
+export class NetHub {
+  /** The ports in creation order. */
+  readonly ports: NetClient[] = [];
+
+  constructor(readonly hubId: number) {}
+
+  /** Adds a port named `hub<id>port<n>` (or `id` when given); link it to a client. */
+  addPort(id?: string): NetClient {
+    const port: NetClient = {
+      id: id ?? `hub${this.hubId}port${this.ports.length}`,
+      model: "hubport",
+      peer: null,
+      receive: (frame: Uint8Array): boolean => {
+        let taken = false;
+        for (const other of this.ports) {
+          if (other !== port && other.peer?.receive(frame)) taken = true;
+        }
+        return taken;
+      },
+    };
+    this.ports.push(port);
+    return port;
+  }
+}
+
+/** What a netdev plugin's `create` gets besides its options: the machine's hubs. */
+export interface NetdevContext {
+  /** The hub with `hubId`, created on first use. */
+  hub(hubId: number): NetHub;
+}
+
+/** A fresh set of hubs for one machine (legacy `-net` options all use hub 0). */
+export function netHubs(): NetdevContext & { readonly hubs: Map<number, NetHub> } {
+  const hubs = new Map<number, NetHub>();
+  return {
+    hubs,
+    hub(hubId: number): NetHub {
+      let hub = hubs.get(hubId);
+      if (!hub) hubs.set(hubId, hub = new NetHub(hubId));
+      return hub;
+    },
+  };
+}

@@ -1,0 +1,205 @@
+// The virtio PCI plugins: virtio-blk-pci, virtio-net-pci and virtio-balloon-pci descriptors
+
+import type { DriveConfig, Machine } from "../../../core/machine.ts";
+import type { PciBus } from "../../../core/device.ts";
+import { UsageError } from "../../../core/errors.ts";
+import { connectNetClients } from "../../../core/net.ts";
+import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
+import type { DeviceDescriptor } from "../../../core/plugin.ts";
+import { VirtioBalloon } from "./balloon.ts";
+import { VirtioBlk } from "./blk.ts";
+import { DEFAULT_MAC, parseMac, VirtioNet } from "./net.ts";
+import { type VirtioDeviceModel, VirtioPciDevice } from "./pci.ts";
+
+export { VirtioBalloon } from "./balloon.ts";
+export { VirtioBlk, virtioBlkGeometry } from "./blk.ts";
+export { DEFAULT_MAC, formatMac, parseMac, VirtioNet } from "./net.ts";
+export { type VirtioDeviceModel, type VirtioHost, VirtioPciDevice } from "./pci.ts";
+export { type DescChain, VirtQueue, VirtQueueError } from "./queue.ts";
+
+/** Options every virtio PCI device takes. */
+const COMMON_OPTIONS: readonly OptionSpec[] = [
+  { name: "id", type: "string", help: "device id" },
+  { name: "addr", type: "string", help: "PCI slot[.function] (hex)" },
+  {
+    name: "disable-legacy",
+    type: "enum",
+    values: ["on", "off", "auto"],
+    help: "turn off the legacy (0.9.5) I/O BAR interface (auto: off on a PCI bus)",
+  },
+  { name: "disable-modern", type: "bool", help: "turn off the virtio 1.x interface" },
+  { name: "bootindex", type: "number", help: "boot priority (accepted)" },
+];
+
+/** Reads `addr=` (`5`, `0x5`, `05.0`) as a devfn, as QEMU spells PCI addresses. */
+export function parsePciAddr(model: string, text: string): number {
+  const m = /^(?:0x)?([0-9a-fA-F]{1,2})(?:\.([0-7]))?$/.exec(text);
+  const slot = m ? Number.parseInt(m[1], 16) : NaN;
+  if (!m || slot > 31) {
+    throw new UsageError(`Property '${model}.addr' doesn't take value '${text}'`);
+  }
+  return (slot << 3) | Number(m[2] ?? 0);
+}
+
+/** Drives a virtio-blk device has taken (a drive backs one device). */
+const claimedDrives = new WeakSet<DriveConfig>();
+/** The default-MAC indexes in use per machine (QEMU's mac_table). */
+const usedMacIndexes = new WeakMap<Machine, Set<number>>();
+
+function plugTransport(
+  machine: Machine,
+  model: string,
+  prefix: string,
+  device: VirtioDeviceModel,
+  opts: ParsedOptions,
+): VirtioPciDevice {
+  const devfn = opts.addr === undefined ? undefined : parsePciAddr(model, String(opts.addr));
+  const id = (opts.id as string | undefined) ?? machine.freeId(prefix);
+  if (machine.device(id)) throw new UsageError(`Duplicate ID '${id}' for device`);
+  try {
+    return new VirtioPciDevice(id, model, device, {
+      memory: machine.memory,
+      io: machine.io,
+      pci: machine.findService<PciBus>("pci") ?? null,
+      devfn,
+      track: (promise) => machine.loop.track(promise),
+      kick: () => machine.kick(),
+    }, {
+      legacy: opts["disable-legacy"] !== "on",
+      modern: opts["disable-modern"] !== true,
+    });
+  } catch (e) {
+    if (e instanceof RangeError) throw new UsageError(`${e.message} for ${model}`);
+    throw e;
+  }
+}
+
+/** Creates a virtio-blk-pci on the drive `drive=` names. */
+export function createVirtioBlkPci(machine: Machine, opts: ParsedOptions): VirtioPciDevice {
+  const model = "virtio-blk-pci";
+  const driveId = opts.drive as string | undefined;
+  if (driveId === undefined) throw new UsageError("drive property not set");
+  const drive = machine.config.drives.find((d) => d.id === driveId);
+  if (!drive) throw new UsageError(`Property '${model}.drive' can't find value '${driveId}'`);
+  if (claimedDrives.has(drive) || (drive.interface !== "none" && drive.interface !== "virtio")) {
+    throw new UsageError(`Property '${model}.drive' can't take value '${driveId}', it's in use`);
+  }
+  if (!drive.node) throw new UsageError("Device needs media, but drive is empty");
+  const blk = new VirtioBlk(drive.node, {
+    readOnly: drive.readOnly,
+    serial: (opts.serial as string | undefined) ?? drive.serial,
+    queueSize: opts["queue-size"] as number | undefined,
+  });
+  const device = plugTransport(machine, model, "virtio-blk", blk, opts);
+  claimedDrives.add(drive);
+  return device;
+}
+
+/** Creates a virtio-net-pci linked to `netdev=` (or to nothing). */
+export function createVirtioNetPci(machine: Machine, opts: ParsedOptions): VirtioPciDevice {
+  const model = "virtio-net-pci";
+  let used = usedMacIndexes.get(machine);
+  if (!used) usedMacIndexes.set(machine, used = new Set());
+  const base = parseMac(DEFAULT_MAC)!;
+  let mac: Uint8Array;
+  if (opts.mac !== undefined) {
+    const parsed = parseMac(String(opts.mac));
+    if (!parsed) throw new UsageError(`Property '${model}.mac' doesn't take value '${opts.mac}'`);
+    mac = parsed;
+  } else {
+    // QEMU's qemu_macaddr_default_if_unset: the first free 52:54:00:12:34:xx from 0x56.
+    let last = base[5];
+    while (used.has(last) && last < 0xff) last++;
+    mac = base.slice();
+    mac[5] = last;
+  }
+  if (mac.subarray(0, 5).every((b, i) => b === base[i])) used.add(mac[5]);
+  const netdevId = opts.netdev as string | undefined;
+  const netdev = netdevId === undefined
+    ? undefined
+    : (machine.config.netdevs ?? []).find((c) => c.id === netdevId);
+  if (netdevId !== undefined && !netdev) {
+    throw new UsageError(`Property '${model}.netdev' can't find value '${netdevId}'`);
+  }
+  if (netdev?.peer) {
+    throw new UsageError(`Property '${model}.netdev' can't take value '${netdevId}', it's in use`);
+  }
+  const id = (opts.id as string | undefined) ?? machine.freeId("virtio-net");
+  const net = new VirtioNet(id, mac, { mrgRxbuf: opts.mrg_rxbuf as boolean | undefined });
+  const device = plugTransport(machine, model, "virtio-net", net, { ...opts, id });
+  if (netdev) connectNetClients(net, netdev);
+  return device;
+}
+
+/** A virtio block device on PCI (`-device virtio-blk-pci,drive=ID`, `-drive if=virtio`). */
+export const virtioBlkPci = {
+  kind: "device",
+  name: "virtio-blk-pci",
+  aliases: ["virtio-blk"],
+  summary: "Virtio block device",
+  bus: "PCI",
+  category: "Storage",
+  userCreatable: true,
+  options: [
+    ...COMMON_OPTIONS,
+    {
+      name: "drive",
+      type: "string",
+      help: "Node name or ID of a block device to use as a backend",
+    },
+    { name: "serial", type: "string", help: "disk serial number (GET_ID)" },
+    { name: "queue-size", type: "number", help: "virtqueue size (default 256)" },
+  ],
+  create(machine: unknown, opts: ParsedOptions): VirtioPciDevice {
+    return createVirtioBlkPci(machine as Machine, opts);
+  },
+} satisfies DeviceDescriptor;
+
+/** A virtio network card on PCI (`-device virtio-net-pci,netdev=ID`, `-net nic,model=virtio`). */
+export const virtioNetPci = {
+  kind: "device",
+  name: "virtio-net-pci",
+  aliases: ["virtio-net"],
+  summary: "Virtio network device",
+  bus: "PCI",
+  category: "Network",
+  userCreatable: true,
+  options: [
+    ...COMMON_OPTIONS,
+    { name: "netdev", type: "string", help: "ID of a netdev to use as a backend" },
+    { name: "mac", type: "string", help: "Ethernet 6-byte MAC Address" },
+    { name: "mrg_rxbuf", type: "bool", help: "mergeable receive buffers (default on)" },
+    {
+      name: "romfile",
+      type: "string",
+      help: "option ROM (accepted; vmkit loads none)",
+      hidden: true,
+    },
+  ],
+  create(machine: unknown, opts: ParsedOptions): VirtioPciDevice {
+    return createVirtioNetPci(machine as Machine, opts);
+  },
+} satisfies DeviceDescriptor;
+
+/** The virtio memory balloon on PCI (`-device virtio-balloon`, `-balloon virtio`). */
+export const virtioBalloonPci = {
+  kind: "device",
+  name: "virtio-balloon-pci",
+  aliases: ["virtio-balloon"],
+  summary: "Virtio memory balloon",
+  bus: "PCI",
+  category: "Misc",
+  userCreatable: true,
+  options: COMMON_OPTIONS,
+  create(machine: unknown, opts: ParsedOptions): VirtioPciDevice {
+    const m = machine as Machine;
+    return plugTransport(m, "virtio-balloon-pci", "virtio-balloon", new VirtioBalloon(), opts);
+  },
+} satisfies DeviceDescriptor;
+
+/** The three virtio device plugins, in the order help lists them. */
+export const VIRTIO_DEVICE_PLUGINS: readonly DeviceDescriptor[] = [
+  virtioBlkPci,
+  virtioNetPci,
+  virtioBalloonPci,
+];

@@ -1,0 +1,119 @@
+// Boot test of -smp 2: Debian's i386 kernel brings up both CPUs (INIT/SIPI, TSC sync, IPIs)
+
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { MAIN } from "../test_util.ts";
+
+/** Where tools/fetch_guests.sh leaves the guests. */
+const GUESTS = Deno.env.get("VMKIT_GUESTS") ??
+  path.join(Deno.env.get("HOME") ?? "/root", ".cache", "vmkit-guests");
+const KERNEL = path.join(GUESTS, "vmlinuz-i386");
+const INITRD = path.join(GUESTS, "initrd-i386.gz");
+const FIRMWARE = ["/usr/share/seabios/bios-256k.bin", "/usr/share/qemu/linuxboot_dma.bin"];
+/** The /init of the fetched initramfs prints this, then runs `poweroff -f`. */
+const MARKER = /VMKIT-GUEST-READY/;
+/** The kernel's line once every CPU is up (kernel/smp.c). */
+const BROUGHT_UP = /smp: Brought up 1 node, 2 CPUs/;
+/** What a CPU that did not come up, or a TSC that did not agree, looks like in the log. */
+const FAILURES = [
+  /CPU1 failed to boot/,
+  /Not responding/,
+  /CPU1: Stuck/,
+  /Marking TSC unstable/,
+  /TSC synchronization.*Measured/,
+  /Kernel panic/,
+];
+/**
+ * The interpreter reaches the SMP bring-up in a few minutes and /init in several; the
+ * limit leaves room for a loaded machine. VMKIT_LINUX_BOOT_TIMEOUT_MS overrides it.
+ */
+const TIMEOUT_MS = Number(Deno.env.get("VMKIT_LINUX_BOOT_TIMEOUT_MS") ?? 30 * 60_000);
+/**
+ * By default the boot goes on to /init's marker, so reschedule and TLB-shootdown IPIs
+ * run on the way; VMKIT_LINUX_FULL_BOOT=0 stops at the bring-up line.
+ */
+const FULL_BOOT = Deno.env.get("VMKIT_LINUX_FULL_BOOT") !== "0";
+
+function isFile(file: string): boolean {
+  try {
+    return Deno.statSync(file).isFile;
+  } catch {
+    return false;
+  }
+}
+
+const missing = [KERNEL, INITRD].filter((f) => !isFile(f));
+const missingFirmware = FIRMWARE.filter((f) => !isFile(f));
+const why = [
+  missing.length ? `${missing.join(", ")} missing: run tools/fetch_guests.sh` : "",
+  missingFirmware.length
+    ? `${missingFirmware.join(", ")} missing: apt-get install seabios qemu-system-data`
+    : "",
+].filter((s) => s).join("; ");
+if (why) console.log(`linux_smp_test: skipped: ${why}`);
+
+/** Runs vmkit until its output matches `until` or it ends; returns what it printed. */
+async function runUntil(args: string[], until: RegExp, timeoutMs: number): Promise<string> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", MAIN, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const decoder = new TextDecoder();
+  let text = "";
+  const errors = new Response(child.stderr).text();
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  try {
+    for await (const chunk of child.stdout) {
+      text += decoder.decode(chunk, { stream: true });
+      if (until.test(text)) break;
+    }
+  } finally {
+    clearTimeout(timer);
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already exited
+    }
+    await child.status;
+  }
+  const stderr = await errors;
+  return stderr ? `${text}\n--- stderr ---\n${stderr}` : text;
+}
+
+function tail(text: string): string {
+  return text.split("\n").slice(-40).join("\n");
+}
+
+Deno.test({
+  name: `vmkit system-x86_64 -smp 2 boots Debian's i386 kernel with both CPUs brought up${
+    FULL_BOOT ? " and runs /init" : ""
+  }${why ? ` (ignored: ${why})` : ""}`,
+  ignore: why !== "",
+  async fn() {
+    const text = await runUntil(
+      [
+        "system-x86_64",
+        "-nographic",
+        "-m",
+        "256",
+        "-smp",
+        "2",
+        "-kernel",
+        KERNEL,
+        "-initrd",
+        INITRD,
+        "-append",
+        "console=ttyS0 panic=-1",
+      ],
+      FULL_BOOT ? MARKER : BROUGHT_UP,
+      TIMEOUT_MS,
+    );
+    assert.match(text, /Linux version/, tail(text));
+    assert.match(text, /x86: Booting SMP configuration/, tail(text));
+    assert.match(text, BROUGHT_UP, tail(text));
+    for (const bad of FAILURES) assert.doesNotMatch(text, bad, tail(text));
+    if (FULL_BOOT) assert.match(text, MARKER, tail(text));
+  },
+});
