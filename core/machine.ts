@@ -197,9 +197,10 @@ export class Machine {
 
   /**
    * What a CPU plugin's `create` gets for CPU `index`: the memory and port spaces, its
-   * APIC ID, the topology and, with several CPUs, the shared clock: the virtual clock in
-   * instruction ticks (QEMU's TCG derives the TSC from its virtual clock too), so the
-   * CPUs' TSCs agree and keep pace with the ACPI PM timer across idle periods.
+   * APIC ID, the topology and the clock the TSC counts: the virtual clock in instruction
+   * ticks (QEMU's TCG derives the TSC from its virtual clock too), so the CPUs' TSCs
+   * agree and keep pace with the ACPI PM timer across idle periods (a TSC that stopped
+   * while the guest idles makes Linux's clocksource watchdog call it unstable).
    */
   cpuContext(index: number, model?: string): CpuContext {
     return {
@@ -210,9 +211,7 @@ export class Machine {
       apicId: this.apicId(index),
       cpuCount: this.config.smp,
       topology: this.topology,
-      clock: this.config.smp > 1
-        ? () => Math.floor(this.loop.nowNs / this.loop.nsPerInstruction)
-        : undefined,
+      clock: () => Math.floor(this.loop.nowNs / this.loop.nsPerInstruction),
     };
   }
 

@@ -110,10 +110,8 @@ export class X86Cpu implements CpuBackend {
       const bits = (n: number) => (n <= 1 ? 0 : 32 - Math.clz32(n - 1));
       c.dieOffset = bits(topo.threads) + bits(topo.cores);
     }
-    if ((context.cpuCount ?? 1) > 1) {
-      c.yieldOnPause = true;
-      c.tscClock = context.clock ?? null;
-    }
+    if ((context.cpuCount ?? 1) > 1) c.yieldOnPause = true;
+    c.tscClock = context.clock ?? null;
     const tables = opTables();
     c.table16 = tables.t16;
     c.table32 = tables.t32;

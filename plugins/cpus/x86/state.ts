@@ -176,8 +176,8 @@ export class CpuCore {
   retired = 0;
   tscOffset = 0;
   /**
-   * The machine-wide clock (instruction ticks) a multiprocessor's CPUs share as their
-   * TSC; null on a single CPU, whose TSC is its own `retired`.
+   * The machine's virtual clock (instruction ticks) its CPUs share as their TSC; null
+   * for a CPU outside a machine (unit tests), whose TSC is its own `retired`.
    */
   tscClock: (() => number) | null = null;
 

@@ -57,9 +57,10 @@ function requireCpl0(c: CpuCore): void {
 }
 
 /**
- * The virtual time-stamp counter: instructions retired plus the guest's offset. With
- * several CPUs it is the machine's clock instead (`tscClock`), so every CPU reads one
- * TSC that only moves forward, as Linux's TSC synchronisation check expects.
+ * The virtual time-stamp counter: the machine's virtual clock (`tscClock`) plus the
+ * guest's offset, so every CPU reads one TSC that only moves forward and keeps pace with
+ * the other timers across idle periods; a CPU outside a machine counts its own
+ * instructions.
  */
 export function readTsc(c: CpuCore): number {
   return tscBase(c) + c.tscOffset;
