@@ -1,6 +1,7 @@
 // Runs every side-by-side benchmark and prints the ratio tables (`--short` for CI)
 
 import { printTable, SHORT } from "./bench_util.ts";
+import { bootRows } from "./boot_bench.ts";
 import { convertRows } from "./convert_bench.ts";
 import { convertFormatRows, convertFormatsTitle } from "./convert_formats_bench.ts";
 import { emulationLoopRows } from "./emulation_loop_bench.ts";
@@ -21,4 +22,9 @@ printTable(convertFormatsTitle(), await convertFormatRows());
 printTable(
   "Emulation loops: Multiboot guests, vmkit (interpreter + block translator) vs qemu-system-i386 -accel tcg",
   await emulationLoopRows(),
+);
+// Last: minutes of vmkit boot; the tables above are printed even if CI's timeout stops it.
+printTable(
+  "Linux boot: i386 kernel + initramfs to the shell prompt, vmkit vs QEMU TCG (s)",
+  await bootRows(),
 );

@@ -1,18 +1,37 @@
 #!/usr/bin/env bash
-# Fetches vmkit's Linux test guests from Debian: an i386 kernel and a busybox initramfs
+# Builds vmkit's Linux test guests from Debian packages: an i386 kernel, a busybox initramfs
+# with the virtio/IDE/CD modules, and an ISOLINUX CD that boots the pair
 #
 # Usage: tools/fetch_guests.sh [DIR]
 #
 #   DIR defaults to ${VMKIT_GUESTS:-$HOME/.cache/vmkit-guests}. It ends up holding
 #     vmlinuz-i386     the kernel of Debian's linux-image-686 (a bzImage)
-#     initrd-i386.gz   a gzip'd newc initramfs: busybox-static:i386 and an /init that
-#                      prints VMKIT-GUEST-READY on the console and powers off
+#     initrd-i386.gz   a gzip'd newc initramfs: busybox-static:i386, the kernel's virtio,
+#                      ATA, SCSI disk/CD and isofs modules, and the /init described below
+#     boot-i386.iso    an El Torito CD (ISOLINUX) booting the same kernel and initramfs with
+#                      console=ttyS0, plus a file VMKIT-ISO.TXT (needs xorriso; skipped
+#                      with a warning when it is missing)
+#     MANIFEST.txt     sha256, size and package=version of each output
 #   plus debs/ (the downloaded packages) and apt/ (a private apt state).
 #
+# /init (busybox ash) mounts proc, sys and devtmpfs, insmods the modules in dependency
+# order, and prints on the console:
+#   VMKIT-GUEST-READY <kernel release> <machine>
+#   nproc=N
+#   net: <ifname> <mac>          one line for each /sys/class/net/* except lo
+#   balloon: yes|no              a virtio device with device ID 5 is present
+#   vda: <hex of 32 bytes>       the first 32 bytes of /dev/vda, when it exists
+#   sr0: <text>                  VMKIT-ISO.TXT (or any *.TXT) of a CD in /dev/sr0, if any
+# Then it writes 4 KiB of "VMKIT-GUEST-WROTE-THIS........." lines to /dev/vda at byte
+# offset 1 MiB (when /dev/vda exists), syncs, prints VMKIT-GUEST-DONE and runs
+# `poweroff -f`. With guest.shell=1 on the kernel command line it writes nothing and runs
+# a shell on the console instead (`exit` powers off).
+#
 # The host's dpkg architectures and apt lists are never changed: apt runs with its own
-# state directory and APT::Architecture=i386, reading the host's sources. When both
-# files exist and were built by this version of the script from the packages apt last
-# resolved, nothing is fetched (no network). REFRESH=1 re-reads the package indexes.
+# state directory and APT::Architecture=i386, reading the host's sources. When the
+# outputs exist and were built by this version of the script, nothing is fetched (no
+# network). REFRESH=1 re-reads the package indexes. The outputs are reproducible
+# (SOURCE_DATE_EPOCH, sorted newc cpio, gzip -n, xorriso honours SOURCE_DATE_EPOCH).
 set -euo pipefail
 
 OUT=${1:-${VMKIT_GUESTS:-${HOME:-/root}/.cache/vmkit-guests}}
@@ -20,8 +39,16 @@ ARCH=i386
 KERNEL_META=${KERNEL_META:-linux-image-686}
 REFRESH=${REFRESH:-0}
 export LC_ALL=C TZ=UTC
-# A fixed timestamp keeps the initramfs byte-for-byte reproducible.
+# A fixed timestamp keeps the initramfs and the ISO byte-for-byte reproducible.
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1686355200}
+
+# The modules /init loads; their dependencies (modinfo depends=) come along.
+MODULES=(
+  virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
+  virtio_blk failover net_failover virtio_net virtio_balloon
+  scsi_common scsi_mod libata ata_piix cdrom sr_mod sd_mod isofs
+)
+ISO_MARKER_TEXT="VMKIT-ISO-MARKER: this file is on boot-i386.iso"
 
 say() { printf 'fetch_guests: %s\n' "$*" >&2; }
 die() {
@@ -29,19 +56,28 @@ die() {
   exit 1
 }
 
-for tool in apt-get apt-cache dpkg-deb cpio gzip sha256sum; do
+for tool in apt-get apt-cache dpkg-deb cpio gzip sha256sum tar; do
   command -v "$tool" >/dev/null || die "$tool is missing (this script needs a Debian or Ubuntu host)"
 done
+HAVE_XORRISO=0
+command -v xorriso >/dev/null && HAVE_XORRISO=1
 
-mkdir -p "$OUT"
+mkdir -p "$OUT" 2>/dev/null || die "cannot create the output folder '$OUT'"
 OUT=$(cd "$OUT" && pwd -P)
 SELF_SUM=$(sha256sum <"${BASH_SOURCE[0]}" | cut -d' ' -f1)
 STAMP=$OUT/.fetch_guests.stamp
 
-# Fast path: the outputs exist and match the stamp this script wrote.
-if [[ $REFRESH != 1 && -s $OUT/vmlinuz-$ARCH && -s $OUT/initrd-$ARCH.gz && -f $STAMP ]] &&
-  [[ $(head -n1 "$STAMP") == "$SELF_SUM" ]] &&
-  (cd "$OUT" && tail -n +2 "$STAMP" | sha256sum --quiet -c - >/dev/null 2>&1); then
+# up_to_date: the outputs exist and match the stamp this version of the script wrote; a
+# build without the ISO counts only while xorriso is still missing.
+up_to_date() {
+  [[ $REFRESH != 1 && -f $STAMP && $(sed -n 1p "$STAMP") == "$SELF_SUM" ]] || return 1
+  local iso
+  iso=$(sed -n 2p "$STAMP")
+  [[ $iso == "iso=yes" || ($iso == "iso=no" && $HAVE_XORRISO == 0) ]] || return 1
+  (cd "$OUT" && tail -n +3 "$STAMP" | sha256sum --quiet -c - >/dev/null 2>&1)
+}
+
+if up_to_date; then
   say "up to date in $OUT (REFRESH=1 looks for newer packages)"
   exit 0
 fi
@@ -49,8 +85,14 @@ fi
 if command -v flock >/dev/null; then
   exec 9>"$OUT/.lock"
   flock 9
+  # Another run may have finished the build while this one waited.
+  if up_to_date; then
+    say "up to date in $OUT"
+    exit 0
+  fi
 fi
 
+START_S=$SECONDS
 APT=$OUT/apt/$ARCH
 DEBS=$OUT/debs
 mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$DEBS"
@@ -77,10 +119,11 @@ if [[ $REFRESH == 1 ]] || ! compgen -G "$APT/lists/*_Packages*" >/dev/null; then
     say "apt-get update reported errors; continuing with what it fetched: $(grep -E '^(E|W):' "$WORK/update.log" | head -n3)"
 fi
 
-# field PKG NAME: a field of the candidate version's record.
+# field PKG NAME: a field of the candidate version's record (one apt-cache call a package).
 field() {
-  papt apt-cache show --no-all-versions "$1" 2>/dev/null |
-    awk -v f="$2:" '$1 == f { sub(/^[^:]*: */, ""); print; exit }'
+  local rec=$WORK/$1.record
+  [[ -f $rec ]] || papt apt-cache show --no-all-versions "$1" >"$rec" 2>/dev/null || true
+  awk -v f="$2:" '$1 == f { sub(/^[^:]*: */, ""); print; exit }' "$rec"
 }
 
 # The metapackage depends on the versioned image package that holds /boot/vmlinuz-*.
@@ -88,15 +131,17 @@ KERNEL_PKG=$(field "$KERNEL_META" Depends | tr ',' '\n' | sed 's/^ *//; s/ .*//'
   grep -E '^linux-image-[0-9]' | head -n1) || true
 [[ -n $KERNEL_PKG ]] || die "cannot resolve $KERNEL_META for $ARCH (is the Debian archive reachable?)"
 
+MANIFEST_PKGS=()
 # fetch PKG: prints the path of the verified .deb, downloading it when needed.
 fetch() {
-  local pkg=$1 version sha deb
+  local pkg=$1 version sha arch deb
   version=$(field "$pkg" Version)
   sha=$(field "$pkg" SHA256)
+  arch=$(field "$pkg" Architecture)
   [[ -n $version ]] || die "package $pkg not found for $ARCH"
-  deb="$DEBS/${pkg}_${version//:/%3a}_$ARCH.deb"
+  deb="$DEBS/${pkg}_${version//:/%3a}_$arch.deb"
   if [[ ! -s $deb || $(sha256sum <"$deb" | cut -d' ' -f1) != "$sha" ]]; then
-    say "downloading $pkg=$version ($ARCH)"
+    say "downloading $pkg=$version ($arch)"
     rm -f "$deb" "$DEBS"/"${pkg}"_*.deb
     (cd "$WORK" && papt apt-get download "$pkg=$version" >"$WORK/download.log" 2>&1) ||
       die "apt-get download $pkg=$version failed: $(tail -n3 "$WORK/download.log")"
@@ -107,40 +152,218 @@ fetch() {
 
 KERNEL_DEB=$(fetch "$KERNEL_PKG")
 BUSYBOX_DEB=$(fetch busybox-static)
+DEB_LIST=("$KERNEL_DEB" "$BUSYBOX_DEB")
+if [[ $HAVE_XORRISO == 1 ]]; then
+  ISOLINUX_DEB=$(fetch isolinux)
+  SYSLINUX_DEB=$(fetch syslinux-common)
+  DEB_LIST+=("$ISOLINUX_DEB" "$SYSLINUX_DEB")
+else
+  say "warning: xorriso is missing, so boot-i386.iso is not built (apt-get install xorriso)"
+fi
+pkgver() { basename "$1" .deb | sed 's/_/=/; s/_[^_]*$//; s/%3a/:/'; }
 
-say "unpacking $(basename "$KERNEL_DEB")"
-mkdir -p "$WORK/kernel"
-dpkg-deb --fsys-tarfile "$KERNEL_DEB" | tar -x -C "$WORK/kernel" --wildcards './boot/vmlinuz-*'
-VMLINUZ=$(compgen -G "$WORK/kernel/boot/vmlinuz-*" | head -n1) || die "no /boot/vmlinuz-* in $KERNEL_PKG"
+say "unpacking the kernel and its modules from $(basename "$KERNEL_DEB")"
+KROOT=$WORK/kernel
+mkdir -p "$KROOT"
+# The package's tar is decompressed once; each pass below reads the plain tar.
+dpkg-deb --fsys-tarfile "$KERNEL_DEB" >"$WORK/kernel.tar"
+# extract_kernel PATTERN...: pulls the matching members out of the kernel package.
+extract_kernel() {
+  tar -x -f "$WORK/kernel.tar" -C "$KROOT" --wildcards "$@" 2>"$WORK/tar.log" || true
+}
+extract_kernel './boot/vmlinuz-*' './lib/modules/*/modules.builtin'
+VMLINUZ=$(compgen -G "$KROOT/boot/vmlinuz-*" | head -n1) || die "no /boot/vmlinuz-* in $KERNEL_PKG"
+KREL=${VMLINUZ##*/vmlinuz-}
+MODDIR=$KROOT/lib/modules/$KREL
+[[ -f $MODDIR/modules.builtin ]] || die "no modules.builtin for $KREL in $KERNEL_PKG"
+
+# A module's name in depends= uses '_' where its file name may use '-' (crc-t10dif.ko).
+ko_of() {
+  find "$MODDIR" -name '*.ko' | awk -v n="$1" '{
+    f = $0; sub(/.*\//, "", f); sub(/\.ko$/, "", f); gsub(/-/, "_", f)
+    if (f == n) { print; exit }
+  }'
+}
+is_builtin() { sed 's/.*\///; s/\.ko$//; s/-/_/g' "$MODDIR/modules.builtin" | grep -qx "$1"; }
+depends_of() { tr '\0' '\n' <"$1" | sed -n 's/^depends=//p' | tr ',-' ' _'; }
+
+# Closure of MODULES under depends=, extracting missing .ko files a pass at a time.
+declare -A KO=() BUILTIN=()
+pending=("${MODULES[@]}")
+while ((${#pending[@]})); do
+  patterns=()
+  for m in "${pending[@]}"; do patterns+=("./lib/modules/*/${m//_/[-_]}.ko"); done
+  extract_kernel "${patterns[@]}"
+  next=()
+  for m in "${pending[@]}"; do
+    [[ -n ${KO[$m]:-} || -n ${BUILTIN[$m]:-} ]] && continue
+    ko=$(ko_of "$m")
+    if [[ -z $ko ]]; then
+      is_builtin "$m" || die "module $m is neither a .ko nor built into $KREL"
+      BUILTIN[$m]=1
+      continue
+    fi
+    KO[$m]=$ko
+    for d in $(depends_of "$ko"); do
+      [[ -n ${KO[$d]:-} || -n ${BUILTIN[$d]:-} ]] || next+=("$d")
+    done
+  done
+  pending=()
+  ((${#next[@]} == 0)) || mapfile -t pending < <(printf '%s\n' "${next[@]}" | sort -u)
+done
+
+# Dependency order: a module after everything it depends on (depth-first, MODULES order).
+ORDER=()
+declare -A PLACED=()
+place() {
+  local m=$1 d
+  [[ -n ${PLACED[$m]:-} || -z ${KO[$m]:-} ]] && return
+  PLACED[$m]=1
+  for d in $(depends_of "${KO[$m]}"); do place "$d"; done
+  ORDER+=("$m")
+}
+for m in "${MODULES[@]}"; do place "$m"; done
+((${#BUILTIN[@]} == 0)) || say "built into $KREL: ${!BUILTIN[*]}"
+say "modules in load order: ${ORDER[*]}"
+rm -f "$WORK/kernel.tar"
 
 say "building initrd-$ARCH.gz from $(basename "$BUSYBOX_DEB")"
 ROOT=$WORK/root
-mkdir -p "$ROOT"/{bin,sbin,dev,proc,sys,tmp,usr/bin,usr/sbin}
+mkdir -p "$ROOT"/{bin,sbin,dev,etc,mnt,proc,sys,tmp,usr/bin,usr/sbin,lib/modules}
 dpkg-deb --fsys-tarfile "$BUSYBOX_DEB" | tar -x -C "$WORK" ./bin/busybox
 install -m 0755 "$WORK/bin/busybox" "$ROOT/bin/busybox"
 ln -s busybox "$ROOT/bin/sh"
+for m in "${ORDER[@]}"; do install -m 0644 "${KO[$m]}" "$ROOT/lib/modules/$m.ko"; done
+printf '%s\n' "${ORDER[@]}" >"$ROOT/etc/modules"
 cat >"$ROOT/init" <<'EOF'
 #!/bin/sh
-# /init of vmkit's test initramfs (tools/fetch_guests.sh): report, then power off
+# /init of vmkit's test initramfs (tools/fetch_guests.sh): load the drivers, report what
+# the machine gave the guest, write a pattern to the virtio disk, power off
 /bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# A module's init waits for the async probing it started (ATA ports, SCSI scans), so
+# every device node exists once its insmod returns.
+for m in $(cat /etc/modules); do
+  insmod "/lib/modules/$m.ko" || echo "insmod $m failed"
+done
+# Only errors from here on, so the report lines stay whole on the console.
+dmesg -n 4
+shell=0
+case " $(cat /proc/cmdline) " in *" guest.shell=1 "*) shell=1 ;; esac
+
 echo
-echo "VMKIT-GUEST-READY $(/bin/busybox uname -r) $(/bin/busybox uname -m)"
-/bin/busybox poweroff -f
+echo "VMKIT-GUEST-READY $(uname -r) $(uname -m)"
+echo "nproc=$(grep -c '^processor' /proc/cpuinfo)"
+for n in /sys/class/net/*; do
+  [ "${n##*/}" = lo ] || [ ! -e "$n/address" ] || echo "net: ${n##*/} $(cat "$n/address")"
+done
+balloon=no
+for d in /sys/bus/virtio/devices/*; do
+  [ "$(cat "$d/device" 2>/dev/null)" = 0x0005 ] && balloon=yes
+done
+[ -d /sys/bus/virtio/drivers/virtio_balloon ] &&
+  ls /sys/bus/virtio/drivers/virtio_balloon | grep -q '^virtio' && balloon=yes
+echo "balloon: $balloon"
+[ -b /dev/vda ] && echo "vda: $(hexdump -v -n 32 -e '32/1 "%02x"' /dev/vda)"
+if [ -b /dev/sr0 ] && mount -t iso9660 -o ro /dev/sr0 /mnt 2>/dev/null; then
+  for f in /mnt/VMKIT-ISO.TXT /mnt/*.TXT /mnt/*.txt; do
+    [ -f "$f" ] && echo "sr0: $(cat "$f")" && break
+  done
+  umount /mnt
+fi
+
+if [ "$shell" = 1 ]; then
+  echo "VMKIT-GUEST-SHELL (exit powers off)"
+  cd /
+  setsid cttyhack sh -l
+  poweroff -f
+fi
+if [ -b /dev/vda ]; then
+  i=0
+  while [ "$i" -lt 128 ]; do
+    echo "VMKIT-GUEST-WROTE-THIS........."
+    i=$((i + 1))
+  done >/tmp/pattern
+  # 4 KiB at byte offset 1 MiB, through to the device.
+  dd if=/tmp/pattern of=/dev/vda bs=4096 seek=256 count=1 conv=notrunc,fsync 2>/dev/null ||
+    echo "vda: write failed"
+  sync
+fi
+echo "VMKIT-GUEST-DONE"
+poweroff -f
 EOF
 chmod 0755 "$ROOT/init"
 find "$ROOT" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 (cd "$ROOT" && find . -mindepth 1 | sort | cpio -o -H newc -R 0:0 --reproducible --quiet) |
   gzip -n -9 >"$WORK/initrd.gz"
+OUTPUTS=("vmlinuz-$ARCH" "initrd-$ARCH.gz")
+
+ISO_BUILT=no
+if [[ $HAVE_XORRISO == 1 ]]; then
+  say "building boot-$ARCH.iso (ISOLINUX from $(basename "$ISOLINUX_DEB"))"
+  ISO=$WORK/iso
+  mkdir -p "$ISO/isolinux" "$ISO/boot" "$WORK/syslinux"
+  dpkg-deb --fsys-tarfile "$ISOLINUX_DEB" | tar -x -C "$WORK/syslinux" ./usr/lib/ISOLINUX/isolinux.bin
+  dpkg-deb --fsys-tarfile "$SYSLINUX_DEB" |
+    tar -x -C "$WORK/syslinux" ./usr/lib/syslinux/modules/bios/ldlinux.c32
+  install -m 0644 "$WORK/syslinux/usr/lib/ISOLINUX/isolinux.bin" "$ISO/isolinux/isolinux.bin"
+  install -m 0644 "$WORK/syslinux/usr/lib/syslinux/modules/bios/ldlinux.c32" "$ISO/isolinux/"
+  install -m 0644 "$VMLINUZ" "$ISO/boot/vmlinuz"
+  install -m 0644 "$WORK/initrd.gz" "$ISO/boot/initrd.gz"
+  # SERIAL makes ISOLINUX talk on COM1 too, so a -nographic console shows it.
+  cat >"$ISO/isolinux/isolinux.cfg" <<'EOF'
+SERIAL 0 115200
+DEFAULT vmkit
+PROMPT 0
+TIMEOUT 0
+LABEL vmkit
+  KERNEL /boot/vmlinuz
+  APPEND initrd=/boot/initrd.gz console=ttyS0 panic=-1
+EOF
+  echo "$ISO_MARKER_TEXT" >"$ISO/VMKIT-ISO.TXT"
+  find "$ISO" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+  xorriso -as mkisofs -quiet -o "$WORK/boot.iso" -V VMKIT_I386 -R -J \
+    -b isolinux/isolinux.bin -c isolinux/boot.cat -no-emul-boot -boot-load-size 4 \
+    -boot-info-table "$ISO" >"$WORK/xorriso.log" 2>&1 ||
+    die "xorriso failed: $(tail -n3 "$WORK/xorriso.log")"
+  ISO_BUILT=yes
+fi
 
 install -m 0644 "$VMLINUZ" "$OUT/vmlinuz-$ARCH"
 install -m 0644 "$WORK/initrd.gz" "$OUT/initrd-$ARCH.gz"
+if [[ $ISO_BUILT == yes ]]; then
+  install -m 0644 "$WORK/boot.iso" "$OUT/boot-$ARCH.iso"
+  OUTPUTS+=("boot-$ARCH.iso")
+else
+  rm -f "$OUT/boot-$ARCH.iso"
+fi
 # Drop packages an earlier run fetched that are no longer the candidates.
 for deb in "$DEBS"/*.deb; do
-  [[ $deb == "$KERNEL_DEB" || $deb == "$BUSYBOX_DEB" ]] || rm -f "$deb"
+  keep=0
+  for d in "${DEB_LIST[@]}"; do [[ $deb == "$d" ]] && keep=1; done
+  [[ $keep == 1 ]] || rm -f "$deb"
 done
 {
+  for f in "${OUTPUTS[@]}"; do
+    case $f in
+    vmlinuz-*) from=$(pkgver "$KERNEL_DEB") ;;
+    initrd-*) from="$(pkgver "$BUSYBOX_DEB") + modules of $(pkgver "$KERNEL_DEB")" ;;
+    *.iso) from="$(pkgver "$ISOLINUX_DEB"), $(pkgver "$SYSLINUX_DEB") + the two above" ;;
+    esac
+    printf '%s %9d %s  %s\n' "$(cd "$OUT" && sha256sum "$f" | cut -d' ' -f1)" \
+      "$(stat -c %s "$OUT/$f")" "$f" "$from"
+  done
+} >"$OUT/MANIFEST.txt"
+{
   echo "$SELF_SUM"
-  (cd "$OUT" && sha256sum "vmlinuz-$ARCH" "initrd-$ARCH.gz")
+  echo "iso=$ISO_BUILT"
+  (cd "$OUT" && sha256sum "${OUTPUTS[@]}")
 } >"$STAMP"
-say "done: $OUT/vmlinuz-$ARCH ($(basename "$VMLINUZ")), $OUT/initrd-$ARCH.gz ($(stat -c %s "$OUT/initrd-$ARCH.gz") bytes)"
+say "done in $((SECONDS - START_S)) s: $OUT/{$(
+  IFS=,
+  echo "${OUTPUTS[*]}"
+)}"
+sed 's/^/fetch_guests:   /' "$OUT/MANIFEST.txt" >&2

@@ -1,141 +1,212 @@
-// Boot test: Debian's i386 kernel and a busybox initramfs through -kernel/-initrd (SeaBIOS + linuxboot_dma.bin)
+// Boot test: Debian's i386 kernel and the test initramfs through -kernel/-initrd, with the
+// guide's virtio disk, NIC and balloon, then the disk the guest wrote read back by both tools
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { MAIN } from "../test_util.ts";
-
-/** Where tools/fetch_guests.sh leaves the guests. */
-const GUESTS = Deno.env.get("VMKIT_GUESTS") ??
-  path.join(Deno.env.get("HOME") ?? "/root", ".cache", "vmkit-guests");
-const KERNEL = path.join(GUESTS, "vmlinuz-i386");
-const INITRD = path.join(GUESTS, "initrd-i386.gz");
-const FIRMWARE = ["/usr/share/seabios/bios-256k.bin", "/usr/share/qemu/linuxboot_dma.bin"];
-/** The /init of the fetched initramfs prints this, then runs `poweroff -f`. */
-const MARKER = /VMKIT-GUEST-READY/;
-/**
- * The interpreter reaches "Linux version" in about a minute (the decompressor is the
- * long part) and /init in several; these limits leave room for a loaded machine.
- * VMKIT_LINUX_BOOT_TIMEOUT_MS overrides the second.
- */
-const BANNER_TIMEOUT_MS = 5 * 60_000;
-const MARKER_TIMEOUT_MS = Number(Deno.env.get("VMKIT_LINUX_BOOT_TIMEOUT_MS") ?? 15 * 60_000);
-
-function isFile(file: string): boolean {
-  try {
-    return Deno.statSync(file).isFile;
-  } catch {
-    return false;
-  }
-}
-
-const missingGuests = [KERNEL, INITRD].filter((f) => !isFile(f));
-const missingFirmware = FIRMWARE.filter((f) => !isFile(f));
-const why = [
-  missingGuests.length ? `${missingGuests.join(", ")} missing: run tools/fetch_guests.sh` : "",
-  missingFirmware.length
-    ? `${missingFirmware.join(", ")} missing: apt-get install seabios qemu-system-data`
-    : "",
-].filter((s) => s).join("; ");
-const IGNORED = why ? ` (ignored: ${why})` : "";
-/**
- * The boot to /init (about 3 minutes here with the block translator) runs by default;
- * VMKIT_LINUX_FULL_BOOT=0 runs only the shorter check of the kernel's first lines.
- */
-const FULL_BOOT = Deno.env.get("VMKIT_LINUX_FULL_BOOT") !== "0";
-
-const ARGS = [
-  "system-x86_64",
-  "-nographic",
-  "-m",
-  "256",
-  "-kernel",
-  KERNEL,
-  "-initrd",
+import { HAVE_QEMU_IMG, runCommand, runVmkit, tempDir } from "../test_util.ts";
+import {
+  BOOT_TIMEOUT_MS,
+  type BootResult,
+  bootVmkit,
+  DONE,
+  GUEST_WRITE_OFFSET,
+  guestPattern,
+  GUIDE_MAC,
+  hex,
+  hostSector0,
   INITRD,
-  "-append",
-  "console=ttyS0 panic=-1",
-];
+  KERNEL,
+  logTimes,
+  missingDevices,
+  missingFiles,
+  offered,
+  parseReport,
+  READY,
+  smpRefused,
+  tail,
+} from "./guest_util.ts";
 
-/**
- * Runs `vmkit ARGS` until its output matches `until`, the process ends, or `timeoutMs`
- * passes; returns everything it printed (stderr appended) and whether it exited itself.
- */
-async function runUntil(
-  until: RegExp,
-  timeoutMs: number,
-): Promise<{ text: string; exited: boolean }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, ...ARGS],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const decoder = new TextDecoder();
-  let text = "";
-  let exited = true;
-  const errors = new Response(child.stderr).text();
-  const timer = setTimeout(() => {
-    exited = false;
-    child.kill("SIGKILL");
-  }, timeoutMs);
-  try {
-    for await (const chunk of child.stdout) {
-      text += decoder.decode(chunk, { stream: true });
-      if (until.test(text)) {
-        exited = false;
-        break;
-      }
-    }
-  } finally {
-    clearTimeout(timer);
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already exited
-    }
-    await child.status;
-  }
-  const stderr = await errors;
-  return { text: stderr ? `${text}\n--- stderr ---\n${stderr}` : text, exited };
-}
+const whyNoGuest = missingFiles([KERNEL, INITRD]);
+const whyNoDevices = whyNoGuest ? "" : missingDevices(offered());
 
-/** The end of the console, for failure messages. */
-function tail(text: string): string {
-  return `\n--- last serial output ---\n${text.slice(-4000)}`;
+/** The guide's command line (issue 1 and 3), with the disk the test makes. */
+function guideArgs(disk: string): string[] {
+  return [
+    "system-x86_64",
+    "-name",
+    "test",
+    "-M",
+    "pc",
+    "-machine",
+    "accel=tcg",
+    "-m",
+    "768",
+    "-smp",
+    "2",
+    "-nographic",
+    "-no-reboot",
+    "-kernel",
+    KERNEL,
+    "-initrd",
+    INITRD,
+    "-append",
+    "console=ttyS0 panic=-1",
+    "-drive",
+    `file=${disk},if=virtio,index=0,media=disk,format=qcow2`,
+    "-net",
+    `nic,model=virtio,macaddr=${GUIDE_MAC}`,
+    "-net",
+    "user",
+    "-vga",
+    "cirrus",
+    "-device",
+    "virtio-balloon",
+  ];
 }
 
 /** What SeaBIOS, linuxboot_dma.bin and the kernel print first, as QEMU's run shows them. */
-function assertBanner(text: string): void {
-  assert.match(text, /SeaBIOS \(version/, tail(text));
-  assert.match(text, /Booting from ROM\.\.\./, tail(text));
-  assert.match(text, /Linux version \d+\.\d+\.\d+\S*-686 /, tail(text));
-  assert.match(text, /BIOS-e820: \[mem 0x0000000000100000-/, tail(text));
-  assert.match(text, /RAMDISK: \[mem 0x/, tail(text));
-  assert.match(text, /Kernel command line: console=ttyS0 panic=-1/, tail(text));
+function assertBanner(result: BootResult): void {
+  const text = result.text;
+  assert.match(text, /SeaBIOS \(version/, tail(result));
+  assert.match(text, /Booting from ROM\.\.\./, tail(result));
+  assert.match(text, /Linux version \d+\.\d+\.\d+\S*-686 /, tail(result));
+  assert.match(text, /Kernel command line: console=ttyS0 panic=-1/, tail(result));
+}
+
+/** The 4 KiB at 1 MiB and sector 0 of a raw image file. */
+async function readBack(rawFile: string): Promise<{ sector0: Uint8Array; written: Uint8Array }> {
+  const file = await Deno.open(rawFile, { read: true });
+  try {
+    const sector0 = new Uint8Array(512);
+    const written = new Uint8Array(4096);
+    await file.read(sector0);
+    await file.seek(GUEST_WRITE_OFFSET, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < written.length) {
+      const n = await file.read(written.subarray(got));
+      if (n === null) break;
+      got += n;
+    }
+    return { sector0, written };
+  } finally {
+    file.close();
+  }
 }
 
 Deno.test({
   name:
-    `vmkit system-x86_64 -kernel vmlinuz-i386 -initrd runs SeaBIOS, linuxboot_dma.bin and the kernel's first lines${
-      IGNORED || (FULL_BOOT ? " (ignored: the boot to /init below checks the same lines)" : "")
+    `vmkit system-x86_64 with the guide's -kernel command line boots Linux with virtio disk, NIC and balloon, and the guest's write reads back through vmkit img and qemu-img${
+      whyNoGuest || whyNoDevices ? ` (ignored: ${whyNoGuest || whyNoDevices})` : ""
     }`,
-  ignore: why !== "" || FULL_BOOT,
+  ignore: whyNoGuest !== "" || whyNoDevices !== "",
   async fn() {
-    const { text } = await runUntil(/Kernel command line: [^\r\n]*\r?\n/, BANNER_TIMEOUT_MS);
-    assertBanner(text);
+    const { dir, cleanup } = await tempDir();
+    try {
+      // A qcow2 overlay on a raw backing file whose sector 0 the host wrote.
+      const base = path.join(dir, "base.raw");
+      const disk = path.join(dir, "disk.qcow2");
+      const f = await Deno.open(base, { write: true, create: true });
+      await f.write(hostSector0());
+      await f.truncate(64 << 20);
+      f.close();
+      const created = await runVmkit([
+        "img",
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        base,
+        "-F",
+        "raw",
+        disk,
+      ]);
+      assert.equal(created.code, 0, created.stderr);
+
+      const result = await bootVmkit(guideArgs(disk), {
+        marker: READY,
+        timeoutMs: BOOT_TIMEOUT_MS,
+      });
+      logTimes("guide -kernel boot", result);
+      assertBanner(result);
+      assert.match(result.text, READY, tail(result));
+      const report = parseReport(result.text);
+      assert.equal(report.vda, hex(hostSector0().subarray(0, 32)), tail(result));
+      if (smpRefused(result.stderr)) {
+        console.log(`note: -smp 2 ran 1 vCPU ("${result.stderr.trim()}"): nproc=2 not checked`);
+      } else {
+        assert.equal(report.nproc, 2, tail(result));
+      }
+      assert.equal(report.net.get("eth0"), GUIDE_MAC, tail(result));
+      assert.equal(report.balloon, "yes", tail(result));
+      assert.ok(report.done, `no VMKIT-GUEST-DONE${tail(result)}`);
+      assert.equal(result.code, 0, `vmkit did not exit 0 after poweroff${tail(result)}`);
+
+      // The guest's write, read back by vmkit img and by real qemu-img.
+      const viaVmkit = path.join(dir, "vmkit.raw");
+      const conv = await runVmkit(["img", "convert", "-O", "raw", disk, viaVmkit]);
+      assert.equal(conv.code, 0, conv.stderr);
+      const fromVmkit = await readBack(viaVmkit);
+      assert.deepEqual(fromVmkit.written, guestPattern());
+      assert.deepEqual(fromVmkit.sector0, hostSector0());
+      const vmkitCheck = await runVmkit(["img", "check", disk]);
+      assert.equal(vmkitCheck.code, 0, vmkitCheck.stdout + vmkitCheck.stderr);
+      if (!HAVE_QEMU_IMG) {
+        console.log("note: qemu-img is missing: the read-back through real qemu-img is skipped");
+        return;
+      }
+      const viaQemu = path.join(dir, "qemu.raw");
+      const qconv = await runCommand("qemu-img", ["convert", "-O", "raw", disk, viaQemu]);
+      assert.equal(qconv.code, 0, qconv.stderr);
+      const fromQemu = await readBack(viaQemu);
+      assert.deepEqual(fromQemu.written, guestPattern());
+      assert.deepEqual(fromQemu.sector0, hostSector0());
+      const check = await runCommand("qemu-img", ["check", disk]);
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      assert.match(check.stdout, /No errors were found on the image/);
+    } finally {
+      await cleanup();
+    }
   },
 });
 
+/**
+ * Without the guide's devices, the plain -kernel boot runs instead (the test above covers
+ * it once they are registered): /init reports no disk, NIC or balloon and powers off.
+ */
 Deno.test({
   name:
-    `vmkit system-x86_64 -kernel vmlinuz-i386 -initrd reaches /init, which prints the marker and powers off${
-      IGNORED ||
-      (FULL_BOOT ? "" : " (ignored: VMKIT_LINUX_FULL_BOOT=0)")
+    `vmkit system-x86_64 -kernel vmlinuz-i386 -initrd reaches /init, which reports and powers off${
+      whyNoGuest
+        ? ` (ignored: ${whyNoGuest})`
+        : whyNoDevices
+        ? ""
+        : " (ignored: the guide's command line above boots the same kernel)"
     }`,
-  ignore: why !== "" || !FULL_BOOT,
+  ignore: whyNoGuest !== "" || whyNoDevices === "",
   async fn() {
-    const { text } = await runUntil(MARKER, MARKER_TIMEOUT_MS);
-    assertBanner(text);
-    assert.match(text, MARKER, tail(text));
+    const args = [
+      "system-x86_64",
+      "-nographic",
+      "-no-reboot",
+      "-m",
+      "256",
+      "-kernel",
+      KERNEL,
+      "-initrd",
+      INITRD,
+      "-append",
+      "console=ttyS0 panic=-1",
+    ];
+    const result = await bootVmkit(args, { marker: READY, timeoutMs: BOOT_TIMEOUT_MS });
+    logTimes("plain -kernel boot", result);
+    assertBanner(result);
+    assert.match(result.text, READY, tail(result));
+    const report = parseReport(result.text);
+    assert.equal(report.nproc, 1, tail(result));
+    assert.equal(report.balloon, "no", tail(result));
+    assert.equal(report.vda, undefined, tail(result));
+    assert.match(result.text, DONE, tail(result));
+    assert.equal(result.code, 0, `vmkit did not exit 0 after poweroff${tail(result)}`);
   },
 });

@@ -27,12 +27,13 @@ const FAILURES = [
  * The interpreter reaches the SMP bring-up in a few minutes and /init in several; the
  * limit leaves room for a loaded machine. VMKIT_LINUX_BOOT_TIMEOUT_MS overrides it.
  */
-const TIMEOUT_MS = Number(Deno.env.get("VMKIT_LINUX_BOOT_TIMEOUT_MS") ?? 30 * 60_000);
+const TIMEOUT_MS = Number(Deno.env.get("VMKIT_LINUX_BOOT_TIMEOUT_MS") ?? 15 * 60_000);
 /**
- * By default the boot goes on to /init's marker, so reschedule and TLB-shootdown IPIs
- * run on the way; VMKIT_LINUX_FULL_BOOT=0 stops at the bring-up line.
+ * By default the boot stops at the bring-up line: the guide's command lines in
+ * linux_i386_test.ts and linux_iso_test.ts boot -smp 2 to /init and check nproc=2, so
+ * the IPIs of a whole boot are covered there. VMKIT_LINUX_FULL_BOOT=1 goes on to /init.
  */
-const FULL_BOOT = Deno.env.get("VMKIT_LINUX_FULL_BOOT") !== "0";
+const FULL_BOOT = Deno.env.get("VMKIT_LINUX_FULL_BOOT") === "1";
 
 function isFile(file: string): boolean {
   try {

@@ -1,0 +1,272 @@
+// Helpers for the Linux guest boot tests: the guests tools/fetch_guests.sh builds, what
+// vmkit's registry offers, running vmkit to a console marker, and reading /init's report
+
+import * as path from "node:path";
+import { pathToFileURL } from "node:url";
+import { MAIN, ROOT } from "../test_util.ts";
+
+/** Where tools/fetch_guests.sh leaves the guests. */
+export const GUESTS = Deno.env.get("VMKIT_GUESTS") ??
+  path.join(Deno.env.get("HOME") ?? "/root", ".cache", "vmkit-guests");
+export const KERNEL = path.join(GUESTS, "vmlinuz-i386");
+export const INITRD = path.join(GUESTS, "initrd-i386.gz");
+export const ISO = path.join(GUESTS, "boot-i386.iso");
+/** The text of VMKIT-ISO.TXT on boot-i386.iso; /init prints it as `sr0: <text>`. */
+export const ISO_MARKER_TEXT = "VMKIT-ISO-MARKER: this file is on boot-i386.iso";
+/** Firmware the boots load: SeaBIOS, and linuxboot_dma.bin for -kernel. */
+export const FIRMWARE = ["/usr/share/seabios/bios-256k.bin", "/usr/share/qemu/linuxboot_dma.bin"];
+
+/** /init prints this once its modules are loaded. */
+export const READY = /VMKIT-GUEST-READY/;
+/** /init prints this after writing the disk, just before `poweroff -f`. */
+export const DONE = /VMKIT-GUEST-DONE/;
+/**
+ * With guest.shell=1: the marker, then busybox ash's prompt (`/ # `, `~ # `), which ash
+ * follows with a cursor position query (ESC [6n) to learn the terminal's width.
+ */
+export const SHELL_PROMPT =
+  // deno-lint-ignore no-control-regex
+  /VMKIT-GUEST-SHELL[^\n]*\n(?:[\s\S]*\n)?[^\n]*# (?:\x1b\[[0-9;?]*[A-Za-z])*$/;
+
+/** Sector 0 of the disks the tests give the guest, written by the host. */
+export function hostSector0(): Uint8Array {
+  const sector = new Uint8Array(512).fill(0x2e); // '.'
+  sector.set(new TextEncoder().encode("HOST-WROTE-THIS-SECTOR-0"));
+  return sector;
+}
+
+/** The guest's write: 128 lines of 32 bytes, 4 KiB at byte offset {@linkcode GUEST_WRITE_OFFSET}. */
+export function guestPattern(): Uint8Array {
+  return new TextEncoder().encode("VMKIT-GUEST-WROTE-THIS.........\n".repeat(128));
+}
+export const GUEST_WRITE_OFFSET = 1 << 20;
+
+/** Bytes as lowercase hex, the way /init prints `vda:`. */
+export function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function isFile(file: string): boolean {
+  try {
+    return Deno.statSync(file).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** Why files a boot needs are missing ("" when all are there), with the fix. */
+export function missingFiles(guestFiles: readonly string[]): string {
+  const guests = guestFiles.filter((f) => !isFile(f));
+  const firmware = FIRMWARE.filter((f) => !isFile(f));
+  return [
+    guests.length ? `${guests.join(", ")} missing: run tools/fetch_guests.sh` : "",
+    firmware.length
+      ? `${firmware.join(", ")} missing: apt-get install seabios qemu-system-data`
+      : "",
+  ].filter((s) => s).join("; ");
+}
+
+/** The names (and aliases) of vmkit's registered plugins, by kind. */
+export interface Offered {
+  device: Set<string>;
+  netdev: Set<string>;
+  /** Set when the registry could not be read (a plugin mid-edit): why. */
+  error?: string;
+}
+
+/**
+ * Reads vmkit's plugin registry in a child process (a module that does not load then
+ * cannot break the test file that asks), as `-device help` would list it.
+ */
+export function offered(): Offered {
+  const registry = pathToFileURL(path.join(ROOT, "cli", "registry.ts")).href;
+  const script = `import { buildRegistry } from ${JSON.stringify(registry)};
+const r = await buildRegistry();
+const names = (k) => r.list(k).flatMap((p) => [p.name, ...(p.aliases ?? [])]);
+console.log(JSON.stringify({ device: names("device"), netdev: names("netdev") }));`;
+  try {
+    const out = new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--quiet", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).outputSync();
+    const decoder = new TextDecoder();
+    if (!out.success) {
+      const error = decoder.decode(out.stderr).trim().split("\n")[0];
+      return { device: new Set(), netdev: new Set(), error };
+    }
+    const lists = JSON.parse(decoder.decode(out.stdout));
+    return { device: new Set(lists.device), netdev: new Set(lists.netdev) };
+  } catch (e) {
+    return { device: new Set(), netdev: new Set(), error: (e as Error).message };
+  }
+}
+
+/**
+ * What the guide's command lines need from the registry: each entry is the option that
+ * asks for it and the names that satisfy it.
+ */
+const DEVICE_NEEDS: readonly { option: string; kind: "device" | "netdev"; names: string[] }[] = [
+  { option: "-drive if=virtio", kind: "device", names: ["virtio-blk-pci"] },
+  { option: "-net nic,model=virtio", kind: "device", names: ["virtio-net-pci"] },
+  { option: "-net user", kind: "netdev", names: ["user"] },
+  {
+    option: "-device virtio-balloon / -balloon virtio",
+    kind: "device",
+    names: ["virtio-balloon-pci", "virtio-balloon"],
+  },
+  { option: "-vga cirrus", kind: "device", names: ["cirrus-vga"] },
+];
+
+/** Why the full device command line cannot run yet ("" when every device is registered). */
+export function missingDevices(have: Offered): string {
+  if (have.error) return `vmkit's plugin registry did not load: ${have.error}`;
+  const missing = DEVICE_NEEDS.filter((n) => !n.names.some((name) => have[n.kind].has(name)));
+  if (missing.length === 0) return "";
+  return `not in vmkit's registry yet: ${
+    missing.map((n) => `${n.names[0]} (${n.option})`).join(", ")
+  }`;
+}
+
+/** What one vmkit run printed and how it ended. */
+export interface BootResult {
+  /** The serial console (stdout). */
+  text: string;
+  stderr: string;
+  /** The exit code, or null when the run was stopped (marker seen, or timeout). */
+  code: number | null;
+  timedOut: boolean;
+  /** Wall seconds from spawning vmkit to the first match of `until` (NaN if none). */
+  secondsToMarker: number;
+  /** Wall seconds from spawning vmkit to its end. */
+  seconds: number;
+}
+
+/**
+ * Runs `vmkit ARGS` (through `deno run`, as a user would) and collects the console.
+ * With `stopAt`, the run is killed once the console matches it; otherwise it runs until
+ * it exits. `marker` is only timed. The run is killed after `timeoutMs`.
+ */
+export async function bootVmkit(
+  args: readonly string[],
+  options: { marker: RegExp; stopAt?: RegExp; timeoutMs: number; cwd?: string },
+): Promise<BootResult> {
+  const t0 = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", MAIN, ...args],
+    cwd: options.cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const decoder = new TextDecoder();
+  let text = "";
+  let stopped = false;
+  let timedOut = false;
+  let secondsToMarker = NaN;
+  const errors = new Response(child.stderr).text();
+  // VMKIT_BOOT_LOG_DIR=DIR: the console also goes to DIR/boot-<pid>.log as it arrives,
+  // to watch a boot that takes minutes.
+  const logDir = Deno.env.get("VMKIT_BOOT_LOG_DIR");
+  const log = logDir
+    ? await Deno.open(path.join(logDir, `boot-${child.pid}.log`), { write: true, create: true })
+    : undefined;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill("SIGKILL");
+  }, options.timeoutMs);
+  try {
+    for await (const chunk of child.stdout) {
+      text += decoder.decode(chunk, { stream: true });
+      await log?.write(chunk);
+      if (Number.isNaN(secondsToMarker) && options.marker.test(text)) {
+        secondsToMarker = (performance.now() - t0) / 1000;
+      }
+      if (options.stopAt?.test(text)) {
+        stopped = true;
+        break;
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+    log?.close();
+    if (stopped || timedOut) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already exited
+      }
+    }
+  }
+  const status = await child.status;
+  const seconds = (performance.now() - t0) / 1000;
+  return {
+    text,
+    stderr: await errors,
+    code: stopped || timedOut ? null : status.code,
+    timedOut,
+    secondsToMarker,
+    seconds,
+  };
+}
+
+/** Prints how long a boot took, as information (never checked: the machine may be loaded). */
+export function logTimes(what: string, result: BootResult): void {
+  const marker = Number.isNaN(result.secondsToMarker)
+    ? "no VMKIT-GUEST-READY"
+    : `${result.secondsToMarker.toFixed(1)} s to VMKIT-GUEST-READY`;
+  const end = result.timedOut ? "timed out" : result.code === null ? "stopped" : "exited";
+  console.log(
+    `${what}: ${marker}, ${end} after ${result.seconds.toFixed(1)} s (information, not checked)`,
+  );
+}
+
+/** The end of a run's console and its stderr, for failure messages. */
+export function tail(result: { text: string; stderr: string }): string {
+  return `\n--- last serial output ---\n${result.text.slice(-4000)}${
+    result.stderr ? `\n--- stderr ---\n${result.stderr.slice(-2000)}` : ""
+  }`;
+}
+
+/** The lines /init prints after its marker (tools/fetch_guests.sh). */
+export interface GuestReport {
+  nproc?: number;
+  /** Interface name to MAC address. */
+  net: Map<string, string>;
+  balloon?: "yes" | "no";
+  /** The first 32 bytes of /dev/vda in hex. */
+  vda?: string;
+  /** The marker file on the CD in /dev/sr0. */
+  sr0?: string;
+  done: boolean;
+}
+
+/** Reads /init's report from the console. */
+export function parseReport(text: string): GuestReport {
+  const lines = text.split(/\r?\n/).map((l) => l.replace(/\r$/, ""));
+  const report: GuestReport = { net: new Map(), done: false };
+  for (const line of lines) {
+    let m: RegExpMatchArray | null;
+    if ((m = line.match(/^nproc=(\d+)$/))) report.nproc = Number(m[1]);
+    else if ((m = line.match(/^net: (\S+) (\S+)$/))) report.net.set(m[1], m[2]);
+    else if ((m = line.match(/^balloon: (yes|no)$/))) report.balloon = m[1] as "yes" | "no";
+    else if ((m = line.match(/^vda: ([0-9a-f]*)$/))) report.vda = m[1];
+    else if ((m = line.match(/^sr0: (.*)$/))) report.sr0 = m[1];
+    else if (/^VMKIT-GUEST-DONE$/.test(line)) report.done = true;
+  }
+  return report;
+}
+
+/** True when vmkit said it runs fewer vCPUs than `-smp` asked for. */
+export function smpRefused(stderr: string): boolean {
+  return /vmkit runs 1 vCPU/.test(stderr);
+}
+
+/**
+ * The boot timeout: VMKIT_LINUX_BOOT_TIMEOUT_MS, or 15 minutes (a boot takes about 5 on
+ * an idle 2-core machine; raise it on a loaded one).
+ */
+export const BOOT_TIMEOUT_MS = Number(Deno.env.get("VMKIT_LINUX_BOOT_TIMEOUT_MS") ?? 15 * 60_000);
+
+/** The guide's network options: one virtio NIC with a fixed MAC on the user netdev. */
+export const GUIDE_MAC = "52:54:00:05:11:11";
