@@ -48,7 +48,7 @@ export async function convertFormatRows(): Promise<Row[]> {
   const haveQemu = have("qemu-img");
   const { dir, cleanup } = await scratch();
   const bytes = SHORT ? 256 << 20 : 1 << 30;
-  const runs = SHORT ? 2 : 3;
+  const runs = SHORT ? 2 : 5;
   const rows: Row[] = [];
   try {
     const raw = path.join(dir, "src.raw");
