@@ -64,7 +64,10 @@ function maskedFiles(dir: string): Map<string, Uint8Array> {
       continue;
     }
     const bytes = readBytes(file);
-    const text = new TextDecoder("latin1").decode(bytes).replace(/\nCID=[0-9a-f]+\n/, "\nCID=x\n");
+    // The random CID is printed without leading zeros, so a shorter one leaves one NUL more
+    // after the descriptor text: mask the CID and drop the NULs that follow the text.
+    const text = new TextDecoder("latin1").decode(bytes)
+      .replace(/\nCID=[0-9a-f]+\n([^\0]*)\0*/, "\nCID=x\n$1");
     out.set(e.name, new TextEncoder().encode(text));
   }
   return out;
