@@ -3,6 +3,8 @@
 import { UsageError, VmkitError } from "../../../core/errors.ts";
 import type { AddressSpace, MmioHandler } from "../../../core/memory/address_space.ts";
 import type { PortHandler, PortIoSpace } from "../../../core/memory/port_io.ts";
+import type { PciConfig } from "../pci/pci_config.ts";
+import type { VgaCore } from "./vga_core.ts";
 
 /** Where VGA BIOS images are searched after the `-L` directories (as the board's firmware). */
 export const VGA_ROM_DIRS = ["/usr/share/seabios", "/usr/share/qemu"];
@@ -137,4 +139,45 @@ export function registerBytePorts(
     },
   };
   io.register(name, base, count, handler);
+}
+
+/** Gives an adapter its VGA BIOS as the PCI expansion ROM, mapped read-only where the BIOS puts it. */
+export function addVgaRomBar(
+  config: PciConfig,
+  memory: AddressSpace | null | undefined,
+  id: string,
+  rom: Uint8Array | null,
+): void {
+  if (!rom) return;
+  config.addRomBar({
+    size: rom.length,
+    map: (base) => {
+      if (!memory) return;
+      placeRegion(memory, `${id}.rom`, base, (b) => {
+        memory.addRom(`${id}.rom`, b, rom, VGA_REGION_PRIORITY);
+      });
+    },
+  });
+}
+
+/**
+ * Claims the legacy VGA resources for `core`: the 0xa0000 window, then whatever ports
+ * `registerPorts` adds; a second adapter gets a clear error.
+ */
+export function claimLegacyWindow(
+  memory: AddressSpace | null | undefined,
+  id: string,
+  core: VgaCore,
+  registerPorts: () => void,
+): void {
+  claimLegacyVga(() => {
+    memory?.addMmio(
+      `${id}.lowmem`,
+      VGA_WINDOW_BASE,
+      VGA_WINDOW_SIZE,
+      byteMmio((o) => core.readWindow(o), (o, v) => core.writeWindow(o, v)),
+      VGA_REGION_PRIORITY,
+    );
+    registerPorts();
+  });
 }

@@ -8,14 +8,13 @@ import { optNumber, optString } from "../../../core/options.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
 import { PciConfig } from "../pci/pci_config.ts";
 import {
+  addVgaRomBar,
   byteMmio,
-  claimLegacyVga,
+  claimLegacyWindow,
   loadVgaRom,
   placeRegion,
   registerBytePorts,
   VGA_REGION_PRIORITY,
-  VGA_WINDOW_BASE,
-  VGA_WINDOW_SIZE,
 } from "./_pci_display.ts";
 import { VgaCore } from "./vga_core.ts";
 
@@ -415,27 +414,9 @@ export class CirrusVga implements Device {
             VGA_REGION_PRIORITY,
           )),
     });
-    const rom = this.rom;
-    if (rom) {
-      this.config.addRomBar({
-        size: rom.length,
-        map: (base) =>
-          this.#place(
-            `${id}.rom`,
-            base,
-            (b) => host.memory?.addRom(`${id}.rom`, b, rom, VGA_REGION_PRIORITY),
-          ),
-      });
-    }
+    addVgaRomBar(this.config, host.memory, id, this.rom);
     this.reset();
-    claimLegacyVga(() => {
-      host.memory?.addMmio(
-        `${id}.lowmem`,
-        VGA_WINDOW_BASE,
-        VGA_WINDOW_SIZE,
-        byteMmio((o) => this.core.readWindow(o), (o, v) => this.core.writeWindow(o, v)),
-        VGA_REGION_PRIORITY,
-      );
+    claimLegacyWindow(host.memory, id, this.core, () => {
       if (host.io) {
         registerBytePorts(
           host.io,

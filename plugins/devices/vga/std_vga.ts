@@ -8,14 +8,12 @@ import { optBool, optNumber, optString } from "../../../core/options.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
 import { PciConfig } from "../pci/pci_config.ts";
 import {
-  byteMmio,
-  claimLegacyVga,
+  addVgaRomBar,
+  claimLegacyWindow,
   loadVgaRom,
   placeRegion,
   registerBytePorts,
   VGA_REGION_PRIORITY,
-  VGA_WINDOW_BASE,
-  VGA_WINDOW_SIZE,
 } from "./_pci_display.ts";
 import { BochsDispi, VBE_DISPI_IOPORT_INDEX } from "./vbe.ts";
 import { VgaCore } from "./vga_core.ts";
@@ -106,27 +104,9 @@ export class StdVga implements Device {
         map: (base) => this.#place(`${id}.mmio`, base, (b) => this.#addMmio(b)),
       });
     }
-    const rom = this.rom;
-    if (rom) {
-      this.config.addRomBar({
-        size: rom.length,
-        map: (base) =>
-          this.#place(
-            `${id}.rom`,
-            base,
-            (b) => host.memory?.addRom(`${id}.rom`, b, rom, VGA_REGION_PRIORITY),
-          ),
-      });
-    }
+    addVgaRomBar(this.config, host.memory, id, this.rom);
     this.reset();
-    claimLegacyVga(() => {
-      host.memory?.addMmio(
-        `${id}.lowmem`,
-        VGA_WINDOW_BASE,
-        VGA_WINDOW_SIZE,
-        byteMmio((o) => this.core.readWindow(o), (o, v) => this.core.writeWindow(o, v)),
-        VGA_REGION_PRIORITY,
-      );
+    claimLegacyWindow(host.memory, id, this.core, () => {
       if (host.io) this.#registerPorts(host.io);
     });
     host.pci?.plug(this.config);
