@@ -1,8 +1,8 @@
 // Boot test of -smp 2: Debian's i386 kernel brings up both CPUs (INIT/SIPI, TSC sync, IPIs)
 
 import assert from "node:assert/strict";
+import { runVmkitUntil } from "./boot_util.ts";
 import * as path from "node:path";
-import { MAIN } from "../test_util.ts";
 
 /** Where tools/fetch_guests.sh leaves the guests. */
 const GUESTS = Deno.env.get("VMKIT_GUESTS") ??
@@ -53,36 +53,6 @@ const why = [
 ].filter((s) => s).join("; ");
 if (why) console.log(`linux_smp_test: skipped: ${why}`);
 
-/** Runs vmkit until its output matches `until` or it ends; returns what it printed. */
-async function runUntil(args: string[], until: RegExp, timeoutMs: number): Promise<string> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const decoder = new TextDecoder();
-  let text = "";
-  const errors = new Response(child.stderr).text();
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  try {
-    for await (const chunk of child.stdout) {
-      text += decoder.decode(chunk, { stream: true });
-      if (until.test(text)) break;
-    }
-  } finally {
-    clearTimeout(timer);
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already exited
-    }
-    await child.status;
-  }
-  const stderr = await errors;
-  return stderr ? `${text}\n--- stderr ---\n${stderr}` : text;
-}
-
 function tail(text: string): string {
   return text.split("\n").slice(-40).join("\n");
 }
@@ -93,7 +63,7 @@ Deno.test({
   }${why ? ` (ignored: ${why})` : ""}`,
   ignore: why !== "",
   async fn() {
-    const text = await runUntil(
+    const text = await runVmkitUntil(
       [
         "system-x86_64",
         "-nographic",

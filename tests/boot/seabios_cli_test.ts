@@ -2,59 +2,15 @@
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { AL, Assembler, AX, DS, DX, SI } from "../../plugins/machines/x86_asm.ts";
+import { bootSector, HAVE_BIOS, NEEDS_BIOS, runVmkitUntil } from "./boot_util.ts";
 import { MAIN, tempDir } from "../test_util.ts";
-
-const BIOS = "/usr/share/seabios/bios-256k.bin";
-const haveBios = (() => {
-  try {
-    return Deno.statSync(BIOS).isFile;
-  } catch {
-    return false;
-  }
-})();
-const NEEDS = haveBios ? "" : ` (ignored: ${BIOS} is missing; apt-get install seabios)`;
-
-/**
- * Runs `vmkit ARGS` and collects its stdout until `until` matches or `timeoutMs`
- * passes, then stops it. Returns what it printed.
- */
-async function runUntil(args: string[], until: RegExp, timeoutMs: number): Promise<string> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const decoder = new TextDecoder();
-  let text = "";
-  // Collected so a failure shows what vmkit said on stderr too.
-  const errors = new Response(child.stderr).text();
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  try {
-    for await (const chunk of child.stdout) {
-      text += decoder.decode(chunk, { stream: true });
-      if (until.test(text)) break;
-    }
-  } finally {
-    clearTimeout(timer);
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already exited
-    }
-    await child.status;
-  }
-  const stderr = await errors;
-  return stderr ? `${text}\n--- stderr ---\n${stderr}` : text;
-}
 
 Deno.test({
   name:
-    `vmkit system-x86_64 -nographic -m 128 prints the SeaBIOS banner and its boot attempts${NEEDS}`,
-  ignore: !haveBios,
+    `vmkit system-x86_64 -nographic -m 128 prints the SeaBIOS banner and its boot attempts${NEEDS_BIOS}`,
+  ignore: !HAVE_BIOS,
   async fn() {
-    const out = await runUntil(
+    const out = await runVmkitUntil(
       ["system-x86_64", "-nographic", "-m", "128"],
       /No bootable device|Booting from Hard Disk/,
       60_000,
@@ -64,38 +20,10 @@ Deno.test({
   },
 });
 
-/** A boot sector that writes `message` to COM1 and halts. */
-function bootSector(message: string): Uint8Array {
-  const a = new Assembler({ bits: 16, origin: 0x7c00 });
-  a.xor(AX, AX);
-  a.mov(DS, AX);
-  a.mov(SI, "message");
-  a.mov(DX, 0x3f8);
-  a.label("next");
-  a.lodsb();
-  a.test(AL, AL);
-  a.jcc("z", "done");
-  a.out(DX, AL);
-  a.jmp("next");
-  a.label("done");
-  a.cli();
-  a.label("halt");
-  a.hlt();
-  a.jmp("halt");
-  a.label("message");
-  a.ascii(message + "\r\n\0");
-  const code = a.assemble();
-  const sector = new Uint8Array(512);
-  sector.set(code);
-  sector[510] = 0x55;
-  sector[511] = 0xaa;
-  return sector;
-}
-
 Deno.test({
   name:
-    `vmkit system-x86_64 boots a disk whose boot sector the test built and shows its message${NEEDS}`,
-  ignore: !haveBios,
+    `vmkit system-x86_64 boots a disk whose boot sector the test built and shows its message${NEEDS_BIOS}`,
+  ignore: !HAVE_BIOS,
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -103,7 +31,7 @@ Deno.test({
       const image = new Uint8Array(1 << 20);
       image.set(bootSector("vmkit boot sector test: hello"));
       await Deno.writeFile(disk, image);
-      const out = await runUntil(
+      const out = await runVmkitUntil(
         [
           "system-x86_64",
           "-nographic",
@@ -125,8 +53,8 @@ Deno.test({
 
 Deno.test({
   name:
-    `vmkit system-x86_64 boots from a qcow2 overlay whose backing file holds the boot sector${NEEDS}`,
-  ignore: !haveBios,
+    `vmkit system-x86_64 boots from a qcow2 overlay whose backing file holds the boot sector${NEEDS_BIOS}`,
+  ignore: !HAVE_BIOS,
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -153,7 +81,7 @@ Deno.test({
         cwd: dir,
       }).outputSync();
       assert.ok(create.success, new TextDecoder().decode(create.stderr));
-      const out = await runUntil(
+      const out = await runVmkitUntil(
         [
           "system-x86_64",
           "-nographic",

@@ -1,0 +1,82 @@
+// Shared by the firmware and boot tests: run vmkit until its console says something, boot sectors
+
+import { AL, Assembler, AX, DS, DX, SI } from "../../plugins/machines/x86_asm.ts";
+import { MAIN } from "../test_util.ts";
+
+/** The SeaBIOS image `-M pc` loads, and the skip note for tests that need it. */
+export const BIOS = "/usr/share/seabios/bios-256k.bin";
+export const HAVE_BIOS = (() => {
+  try {
+    return Deno.statSync(BIOS).isFile;
+  } catch {
+    return false;
+  }
+})();
+export const NEEDS_BIOS = HAVE_BIOS
+  ? ""
+  : ` (ignored: ${BIOS} is missing; apt-get install seabios)`;
+
+/**
+ * Runs `vmkit ARGS` and collects its stdout until `until` matches, it ends, or
+ * `timeoutMs` passes, then stops it. Returns what it printed, with its stderr appended
+ * (so a failure shows what vmkit said there too).
+ */
+export async function runVmkitUntil(
+  args: string[],
+  until: RegExp,
+  timeoutMs: number,
+): Promise<string> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", MAIN, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const decoder = new TextDecoder();
+  let text = "";
+  const errors = new Response(child.stderr).text();
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  try {
+    for await (const chunk of child.stdout) {
+      text += decoder.decode(chunk, { stream: true });
+      if (until.test(text)) break;
+    }
+  } finally {
+    clearTimeout(timer);
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already exited
+    }
+    await child.status;
+  }
+  const stderr = await errors;
+  return stderr ? `${text}\n--- stderr ---\n${stderr}` : text;
+}
+
+/** A boot sector that writes `message` to COM1 and halts. */
+export function bootSector(message: string): Uint8Array {
+  const a = new Assembler({ bits: 16, origin: 0x7c00 });
+  a.xor(AX, AX);
+  a.mov(DS, AX);
+  a.mov(SI, "message");
+  a.mov(DX, 0x3f8);
+  a.label("next");
+  a.lodsb();
+  a.test(AL, AL);
+  a.jcc("z", "done");
+  a.out(DX, AL);
+  a.jmp("next");
+  a.label("done");
+  a.cli();
+  a.label("halt");
+  a.hlt();
+  a.jmp("halt");
+  a.label("message");
+  a.ascii(message + "\r\n\0");
+  const sector = new Uint8Array(512);
+  sector.set(a.assemble());
+  sector[510] = 0x55;
+  sector[511] = 0xaa;
+  return sector;
+}
