@@ -76,20 +76,23 @@ async function guestWrites(node: BlockNode, rng: Prng, count: number): Promise<v
   }
 }
 
+/** `qemu-img create -q -f qcow2 -o OPTIONS FILE SIZE` in `dir`. */
+function createQcow2(dir: string, file: string, size: string, options: string): Promise<void> {
+  return ok("qemu-img", ["create", "-q", "-f", "qcow2", "-o", options, file, size], dir);
+}
+
+/** The work of the write scenarios: 60 guest writes into a.qcow2, then close. */
+async function writeAndClose(graph: BlockGraph, dir: string, rng: Prng): Promise<void> {
+  const node = await open(graph, dir, "a.qcow2");
+  await guestWrites(node, rng, 60);
+  await node.close();
+}
+
 const SCENARIOS: Scenario[] = [
   {
     name: "allocating writes, zeroes and discards (512 B clusters: L1 and refcount table growth)",
     async setup(dir) {
-      await ok("qemu-img", [
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-o",
-        "cluster_size=512",
-        "a.qcow2",
-        "8M",
-      ], dir);
+      await createQcow2(dir, "a.qcow2", "8M", "cluster_size=512");
       return ["a.qcow2"];
     },
     async run(graph, dir, rng) {
@@ -102,60 +105,25 @@ const SCENARIOS: Scenario[] = [
   {
     name: "allocating writes with lazy_refcounts (the dirty bit covers lagging refcounts)",
     async setup(dir) {
-      await ok("qemu-img", [
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-o",
-        "cluster_size=4k,lazy_refcounts=on",
-        "a.qcow2",
-        "16M",
-      ], dir);
+      await createQcow2(dir, "a.qcow2", "16M", "cluster_size=4k,lazy_refcounts=on");
       return ["a.qcow2"];
     },
-    async run(graph, dir, rng) {
-      const node = await open(graph, dir, "a.qcow2");
-      await guestWrites(node, rng, 60);
-      await node.close();
-    },
+    run: (graph, dir, rng) => writeAndClose(graph, dir, rng),
   },
   {
     name: "copy-on-write over an internal snapshot (4 KiB clusters)",
     async setup(dir, rng) {
-      await ok("qemu-img", [
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-o",
-        "cluster_size=4k",
-        "a.qcow2",
-        "16M",
-      ], dir);
+      await createQcow2(dir, "a.qcow2", "16M", "cluster_size=4k");
       await qemuIo(dir, "a.qcow2", ["write -P 0x5a 0 12M", ...scatter(rng, 16 * MiB, 8)]);
       await ok("qemu-img", ["snapshot", "-c", "s1", "a.qcow2"], dir);
       return ["a.qcow2"];
     },
-    async run(graph, dir, rng) {
-      const node = await open(graph, dir, "a.qcow2");
-      await guestWrites(node, rng, 60);
-      await node.close();
-    },
+    run: (graph, dir, rng) => writeAndClose(graph, dir, rng),
   },
   {
     name: "snapshot create",
     async setup(dir, rng) {
-      await ok("qemu-img", [
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-o",
-        "cluster_size=4k",
-        "a.qcow2",
-        "16M",
-      ], dir);
+      await createQcow2(dir, "a.qcow2", "16M", "cluster_size=4k");
       await qemuIo(dir, "a.qcow2", ["write -P 0x33 0 10M", ...scatter(rng, 16 * MiB, 8)]);
       if (rng.chance(0.5)) await ok("qemu-img", ["snapshot", "-c", "old", "a.qcow2"], dir);
       await ok("qemu-img", ["convert", "-O", "raw", "a.qcow2", "view.raw"], dir);
@@ -171,16 +139,7 @@ const SCENARIOS: Scenario[] = [
   {
     name: "snapshot delete",
     async setup(dir, rng) {
-      await ok("qemu-img", [
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-o",
-        "cluster_size=4k",
-        "a.qcow2",
-        "16M",
-      ], dir);
+      await createQcow2(dir, "a.qcow2", "16M", "cluster_size=4k");
       await qemuIo(dir, "a.qcow2", ["write -P 0x44 0 10M"]);
       await ok("qemu-img", ["snapshot", "-c", "s1", "a.qcow2"], dir);
       await qemuIo(dir, "a.qcow2", scatter(rng, 16 * MiB, 10));
@@ -199,16 +158,7 @@ const SCENARIOS: Scenario[] = [
   {
     name: "snapshot apply",
     async setup(dir, rng) {
-      await ok("qemu-img", [
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-o",
-        "cluster_size=4k",
-        "a.qcow2",
-        "16M",
-      ], dir);
+      await createQcow2(dir, "a.qcow2", "16M", "cluster_size=4k");
       await qemuIo(dir, "a.qcow2", ["write -P 0x55 0 10M", ...scatter(rng, 16 * MiB, 4)]);
       await ok("qemu-img", ["snapshot", "-c", "s1", "a.qcow2"], dir);
       await ok("qemu-img", ["convert", "-O", "raw", "a.qcow2", "s1.raw"], dir);
@@ -226,16 +176,7 @@ const SCENARIOS: Scenario[] = [
   {
     name: "commit into the base and empty the overlay",
     async setup(dir, rng) {
-      await ok("qemu-img", [
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-o",
-        "cluster_size=4k",
-        "base.qcow2",
-        "16M",
-      ], dir);
+      await createQcow2(dir, "base.qcow2", "16M", "cluster_size=4k");
       await qemuIo(dir, "base.qcow2", ["write -P 0x66 0 8M"]);
       await ok("qemu-img", [
         "create",
