@@ -54,6 +54,21 @@ const DATA = [
 /** The same kinds of mapping within 1 MiB, for formats that store every byte. */
 const SMALL_DATA = ["write -P 0x11 0 64k", "write -P 0x22 100k 300k", "write -P 0x44 900k 1k"];
 
+/** A `make` that has qemu-img create `file` and qemu-io write `data` into it. */
+function created(
+  format: string,
+  file: string,
+  size: string,
+  data: string[],
+  createArgs: string[] = [],
+): (dir: string) => Promise<string> {
+  return async (dir) => {
+    await ok("qemu-img", ["create", "-q", "-f", format, ...createArgs, file, size], dir);
+    await io(dir, format, file, data);
+    return file;
+  };
+}
+
 /** The first 64 KiB and the last 512 bytes: headers and footers of any format. */
 export function genericRegions(bytes: Uint8Array): Region[] {
   return [
@@ -224,67 +239,39 @@ export const TARGETS: readonly FuzzTarget[] = [
     format: "vdi",
     littleEndian: true,
     regions: vdiRegions,
-    async make(dir) {
-      await ok("qemu-img", ["create", "-q", "-f", "vdi", "a.vdi", "4M"], dir);
-      await io(dir, "vdi", "a.vdi", DATA);
-      return "a.vdi";
-    },
+    make: created("vdi", "a.vdi", "4M", DATA),
   },
   {
     name: "vpc-dynamic",
     format: "vpc",
     littleEndian: false,
     regions: vpcRegions,
-    async make(dir) {
-      await ok("qemu-img", ["create", "-q", "-f", "vpc", "a.vhd", "4M"], dir);
-      await io(dir, "vpc", "a.vhd", DATA);
-      return "a.vhd";
-    },
+    make: created("vpc", "a.vhd", "4M", DATA),
   },
   {
     name: "vpc-fixed",
     format: "vpc",
     littleEndian: false,
     regions: vpcRegions,
-    async make(dir) {
-      await ok(
-        "qemu-img",
-        ["create", "-q", "-f", "vpc", "-o", "subformat=fixed", "a.vhd", "1M"],
-        dir,
-      );
-      await io(dir, "vpc", "a.vhd", SMALL_DATA);
-      return "a.vhd";
-    },
+    make: created("vpc", "a.vhd", "1M", SMALL_DATA, ["-o", "subformat=fixed"]),
   },
   {
     name: "vmdk",
     format: "vmdk",
     littleEndian: true,
-    async make(dir) {
-      await ok("qemu-img", ["create", "-q", "-f", "vmdk", "a.vmdk", "4M"], dir);
-      await io(dir, "vmdk", "a.vmdk", DATA);
-      return "a.vmdk";
-    },
+    make: created("vmdk", "a.vmdk", "4M", DATA),
   },
   {
     name: "vhdx",
     format: "vhdx",
     littleEndian: true,
-    async make(dir) {
-      await ok("qemu-img", ["create", "-q", "-f", "vhdx", "a.vhdx", "4M"], dir);
-      await io(dir, "vhdx", "a.vhdx", DATA);
-      return "a.vhdx";
-    },
+    make: created("vhdx", "a.vhdx", "4M", DATA),
   },
   {
     name: "qcow",
     format: "qcow",
     littleEndian: false,
-    async make(dir) {
-      await ok("qemu-img", ["create", "-q", "-f", "qcow", "a.qcow", "4M"], dir);
-      await io(dir, "qcow", "a.qcow", DATA);
-      return "a.qcow";
-    },
+    make: created("qcow", "a.qcow", "4M", DATA),
   },
 ];
 
