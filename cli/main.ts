@@ -3,6 +3,7 @@
 import process from "node:process";
 import { BlockGraph } from "../core/block/graph.ts";
 import { errorChainMessage, InvariantError, VmkitError } from "../core/errors.ts";
+import type { MachineExit } from "../core/machine.ts";
 import { runImg } from "./img/mod.ts";
 import { writeErr, writeOut } from "./output.ts";
 import { buildRegistry } from "./registry.ts";
@@ -38,6 +39,8 @@ Set VMKIT_DEBUG=1 to see stack traces.
 export interface MainOptions {
   /** The name the executable was started under (argv[0]). */
   argv0?: string;
+  /** Called with how the guest's run ended, when the system face ran a machine. */
+  onGuestExit?: (exit: MachineExit) => void;
 }
 
 /**
@@ -83,7 +86,7 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
         errorPrefix: program,
       });
     }
-    return await runSystem(rest, { registry, program });
+    return await runSystem(rest, { registry, program, onExit: options.onGuestExit });
   } catch (e) {
     return reportError(e, program);
   }

@@ -83,6 +83,8 @@ export interface MachineConfig {
   biosPath?: string;
   /** `-L DIR` directories searched for firmware, before the built-in ones. */
   dataDirs?: string[];
+  /** Prints a start-up warning (`<program>: warning: ...`), as QEMU's warn_report(). */
+  warn?: (message: string) => void;
   /** Drives in command-line order. */
   drives: DriveConfig[];
   /** Serial port backends in order (`-serial`, `-nographic` gives stdio); empty for none. */

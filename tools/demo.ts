@@ -3,6 +3,7 @@
 import * as path from "node:path";
 import { BlockBackend } from "../core/block/backend.ts";
 import { BlockGraph } from "../core/block/graph.ts";
+import type { MachineExit } from "../core/machine.ts";
 import { main } from "../cli/main.ts";
 import { writeOut } from "../cli/output.ts";
 import { buildRegistry } from "../cli/registry.ts";
@@ -49,7 +50,8 @@ async function imageDemo(dir: string): Promise<number> {
  * Part two: boot the built-in demo guest (a Multiboot kernel our own x86 emitter
  * generates; no SeaBIOS and no assembler needed) through the system face, exactly as
  * a user types it, and show its serial console. The guest ends by writing to
- * isa-debug-exit, which makes the exit status its own.
+ * isa-debug-exit, which makes the exit status its own; the closing line says what
+ * really happened, from how the machine's run ended.
  */
 async function guestDemo(dir: string): Promise<number> {
   const kernel = path.join(dir, "demo.bin");
@@ -66,13 +68,30 @@ async function guestDemo(dir: string): Promise<number> {
   ];
   writeOut(`\n$ vmkit ${args.map((a) => (a.includes(" ") ? `'${a}'` : a)).join(" ")}\n`);
   const t0 = performance.now();
-  const code = await main(args);
-  writeOut(
-    `\n[the guest exited with status ${code} through isa-debug-exit after ${
-      (performance.now() - t0).toFixed(0)
-    } ms]\n`,
-  );
-  return code === DEMO_EXIT_CODE ? 0 : 1;
+  let exit: MachineExit | undefined;
+  const code = await main(args, { onGuestExit: (e) => (exit = e) });
+  const ms = (performance.now() - t0).toFixed(0);
+  writeOut(`\n[${describeGuestExit(exit, code, ms)}]\n`);
+  return exit?.reason === "exit" && code === DEMO_EXIT_CODE ? 0 : code === 0 ? 1 : code;
+}
+
+/** The demo's closing line: how the guest's run ended, or that it never started. */
+export function describeGuestExit(
+  exit: MachineExit | undefined,
+  status: number,
+  elapsed: string,
+): string {
+  if (!exit) return `the guest did not run: vmkit stopped with status ${status} before starting it`;
+  if (exit.reason === "exit") {
+    const value = `0x${(exit.exitCode >> 1).toString(16)}`;
+    const verdict = status === DEMO_EXIT_CODE
+      ? "as the demo guest does when it finishes"
+      : `the demo guest ends with status ${DEMO_EXIT_CODE}`;
+    return `the guest wrote ${value} to isa-debug-exit after ${elapsed} ms: ` +
+      `vmkit exits with status ${status} ((${value} << 1) | 1), ${verdict}`;
+  }
+  return `the guest's run ended (${exit.reason}) after ${elapsed} ms with status ${status}, ` +
+    `not through isa-debug-exit`;
 }
 
 /** Runs the demo in a temporary directory; resolves to the exit code. */

@@ -522,6 +522,7 @@ export async function buildSystemSetup(
     topology: smp.topology,
     biosPath: lastValue(opts, "bios"),
     dataDirs: allValues(opts, "L"),
+    warn: context.warn,
     drives: finishDrives(await openDrives(opts, context.graph, hda), {
       defaultCdrom: !opts.some((o) => o.name === "nodefaults"),
     }),

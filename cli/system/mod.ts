@@ -9,17 +9,20 @@ import {
 } from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
 import { BlockGraph } from "../../core/block/graph.ts";
-import type { Machine } from "../../core/machine.ts";
+import { firmwareDirs } from "../../core/firmware.ts";
+import type { Machine, MachineExit } from "../../core/machine.ts";
 import { writeErr, writeOut } from "../output.ts";
 import { buildSystemSetup } from "./config.ts";
 import { versionLine } from "../version.ts";
-import { lastValue, parseSystemArgs, type SystemOpt } from "./options.ts";
+import { allValues, lastValue, parseSystemArgs, type SystemOpt } from "./options.ts";
 
 /** What the system face needs. */
 export interface SystemContext {
   readonly registry: Registry;
   /** The name errors start with (`vmkit`, `qemu-system-x86_64`). */
   readonly program: string;
+  /** Called with how the guest's run ended, when a machine was built and ran (the demo). */
+  readonly onExit?: (exit: MachineExit) => void;
 }
 
 const SYSTEM_USAGE = `usage: qemu-system-x86_64 [options] [disk_image]
@@ -106,6 +109,12 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     writeOut(`${versionLine("QEMU emulator")}\n`);
     return 0;
   }
+  // -L help lists the firmware directories, in search order, as QEMU's list_data_dirs.
+  const dataDirs = allValues(opts, "L");
+  if (dataDirs.some(isHelpWord)) {
+    writeOut(firmwareDirs(dataDirs.filter((d) => !isHelpWord(d))).map((d) => `${d}\n`).join(""));
+    return 0;
+  }
   const help = answerHelpQuery(opts, ctx.registry);
   if (help !== undefined) {
     writeOut(help);
@@ -149,6 +158,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     for (const d of setup.devices) machine.createDevice(d.model, d.opts);
     Deno.addSignalListener("SIGINT", onSignal);
     const exit = await machine.run();
+    ctx.onExit?.(exit);
     // Under VMKIT_DEBUG, say why the run ended and what the CPU and devices looked like.
     if (Deno.env.get("VMKIT_DEBUG") === "1") {
       const regs = machine.cpus[0]?.registers() ?? {};

@@ -3,7 +3,7 @@
 import { UsageError } from "../../core/errors.ts";
 import type { FirmwareConfig } from "../../core/device.ts";
 import type { KernelConfig } from "../../core/machine.ts";
-import { loadFirmware } from "./firmware.ts";
+import { loadFirmware } from "../../core/firmware.ts";
 
 // fw_cfg keys of direct kernel boot (QEMU docs/specs/fw_cfg.rst, include/standard-headers
 // fw_cfg_keys): the option ROM selects each of these through DMA.

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { FirmwareConfig } from "../../core/device.ts";
+import { builtinFirmwareDirs } from "../../core/firmware.ts";
 import {
   CAN_USE_HEAP,
   FW_CFG_CMDLINE_ADDR,
@@ -202,7 +203,7 @@ Deno.test("setupLinuxBoot() fills fw_cfg and adds the option ROM first in the bo
   assert.equal(u32(items.get(FW_CFG_KERNEL_ADDR)!, 0), 0x100000);
 });
 
-const HOST_HAS_ROM = ["/usr/share/seabios", "/usr/share/qemu"].some((dir) => {
+const HOST_HAS_ROM = builtinFirmwareDirs().some((dir) => {
   try {
     return Deno.statSync(`${dir}/linuxboot_dma.bin`).isFile;
   } catch {
@@ -212,7 +213,9 @@ const HOST_HAS_ROM = ["/usr/share/seabios", "/usr/share/qemu"].some((dir) => {
 
 Deno.test({
   name: "setupLinuxBoot() names the package to install when the option ROM is missing" +
-    (HOST_HAS_ROM ? " (ignored: the host has linuxboot_dma.bin in a default directory)" : ""),
+    (HOST_HAS_ROM
+      ? " (ignored: the host has linuxboot_dma.bin in a built-in directory; VMKIT_FIRMWARE_PATH= hides it)"
+      : ""),
   ignore: HOST_HAS_ROM,
   fn() {
     const fwcfg: FirmwareConfig = { setItem() {}, addFile() {} };

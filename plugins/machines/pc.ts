@@ -6,7 +6,7 @@ import { NotSupportedError, UsageError } from "../../core/errors.ts";
 import { fanOut, type IrqController, IrqLine } from "../../core/irq.ts";
 import { Machine, type MachineConfig } from "../../core/machine.ts";
 import type { MachineDescriptor } from "../../core/plugin.ts";
-import { loadFirmware } from "./firmware.ts";
+import { loadFirmware } from "../../core/firmware.ts";
 import { setupLinuxBoot } from "./linux_boot.ts";
 import { isLinuxKernel, MultibootLoader, prepareMultibootBoot } from "./multiboot.ts";
 
@@ -194,9 +194,11 @@ export function createPcMachine(config: MachineConfig): Machine {
     throw new NotSupportedError("IDE drives are not supported yet");
   }
   // The display adapter takes slot 2 as on QEMU's pc: std VGA unless -vga says otherwise.
+  // A Multiboot kernel starts from vmkit's generated boot ROM, which runs no option ROMs:
+  // the adapter then goes without its VGA BIOS instead of reading one nothing executes.
   const vgaModel = { std: "VGA", cirrus: "cirrus-vga" }[config.vga ?? "std"];
   if (vgaModel && (config.vga || machine.config.registry?.get("device", vgaModel))) {
-    machine.createDevice(vgaModel);
+    machine.createDevice(vgaModel, multiboot ? { romfile: "" } : {});
   }
   const fwcfg = machine.createDevice("fw_cfg_io") as unknown as FirmwareConfig;
   // NICs of -net nic / -nic take the next PCI slots, before -device ones (QEMU's pc_nic_init).

@@ -125,6 +125,6 @@ Deno.test("createPcMachine() refuses too many CPUs and reports a missing BIOS cl
   );
   assert.throws(
     () => createPcMachine(testConfig({ biosPath: "no-such-bios.bin", dataDirs: ["/nonexistent"] })),
-    /Could not find firmware 'no-such-bios.bin' \(searched: \/nonexistent\/no-such-bios.bin/,
+    /Could not find firmware 'no-such-bios.bin' \(searched: no-such-bios.bin, \/nonexistent\/no-such-bios.bin/,
   );
 });

@@ -1,13 +1,12 @@
 // Helpers the PCI VGA adapters share: option ROM lookup, region (re)mapping and byte-split handlers
 
 import { UsageError, VmkitError } from "../../../core/errors.ts";
+import { findFirmware } from "../../../core/firmware.ts";
+import type { Machine } from "../../../core/machine.ts";
 import type { AddressSpace, MmioHandler } from "../../../core/memory/address_space.ts";
 import type { PortHandler, PortIoSpace } from "../../../core/memory/port_io.ts";
 import type { PciConfig } from "../pci/pci_config.ts";
 import type { VgaCore } from "./vga_core.ts";
-
-/** Where VGA BIOS images are searched after the `-L` directories (as the board's firmware). */
-export const VGA_ROM_DIRS = ["/usr/share/seabios", "/usr/share/qemu"];
 
 /** The base of the legacy VGA memory window and its size. */
 export const VGA_WINDOW_BASE = 0xa0000;
@@ -25,36 +24,57 @@ export class VgaRomError extends VmkitError {
 }
 
 /**
- * Reads a VGA BIOS (`vgabios-stdvga.bin`) from the `-L` directories, then
- * {@linkcode VGA_ROM_DIRS}; a name with a `/` is used as given. The image is padded
- * to a power of two, the size the expansion ROM BAR decodes.
+ * Reads a VGA BIOS (`vgabios-stdvga.bin`) found as firmware is (the name as given, the
+ * `-L` directories, then the built-in ones) and pads it to a power of two, the size the
+ * expansion ROM BAR decodes.
+ *
+ * @throws VgaRomError with QEMU's `failed to find romfile` when it is nowhere
  */
 export function loadVgaRom(name: string, dataDirs: readonly string[] = []): Uint8Array {
-  const candidates = name.includes("/")
-    ? [name]
-    : [...dataDirs, ...VGA_ROM_DIRS].map((d) => `${d.replace(/\/$/, "")}/${name}`);
-  for (const path of candidates) {
-    let bytes: Uint8Array;
-    try {
-      bytes = Deno.readFileSync(path);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.IsADirectory) {
-        continue;
-      }
-      throw new VgaRomError(`Could not load option rom '${path}': ${(error as Error).message}`);
-    }
-    if (bytes.length === 0) throw new VgaRomError(`Option rom '${path}' is empty`);
-    let size = 0x800;
-    while (size < bytes.length) size *= 2;
-    const rom = new Uint8Array(size);
-    rom.set(bytes);
-    return rom;
+  const { path, searched } = findFirmware(name, dataDirs);
+  if (path === null) {
+    throw new VgaRomError(
+      `failed to find romfile "${name}" (searched: ${searched.join(", ")}); ` +
+        `install SeaBIOS (Debian package seabios) or give -L DIR`,
+    );
   }
-  if (name.includes("/")) throw new VgaRomError(`failed to find romfile "${name}"`);
-  throw new VgaRomError(
-    `failed to find romfile "${name}" (searched: ${candidates.join(", ")}); ` +
-      `install SeaBIOS (Debian package seabios) or give -L DIR`,
-  );
+  let bytes: Uint8Array;
+  try {
+    bytes = Deno.readFileSync(path);
+  } catch (error) {
+    throw new VgaRomError(`Could not load option rom '${path}': ${(error as Error).message}`);
+  }
+  if (bytes.length === 0) throw new VgaRomError(`Option rom '${path}' is empty`);
+  let size = 0x800;
+  while (size < bytes.length) size *= 2;
+  const rom = new Uint8Array(size);
+  rom.set(bytes);
+  return rom;
+}
+
+/**
+ * The option ROM of a VGA adapter being created. `romfile=` given names a ROM the user
+ * asked for: it must exist, as in QEMU (an empty value means none). Without `romfile=`
+ * the adapter's own VGA BIOS is a default nobody asked for: when it is missing (SeaBIOS
+ * not installed) the adapter works without it, after one warning, since the
+ * adapter's registers and framebuffer do not depend on it.
+ */
+export function adapterRom(
+  machine: Machine,
+  romfile: string | undefined,
+  defaultRom: string,
+): Uint8Array | null {
+  const dataDirs = machine.config.dataDirs ?? [];
+  if (romfile === "") return null;
+  if (romfile !== undefined) return loadVgaRom(romfile, dataDirs);
+  if (findFirmware(defaultRom, dataDirs).path === null) {
+    machine.config.warn?.(
+      `VGA BIOS "${defaultRom}" not found (Debian package seabios, or -L DIR): ` +
+        `the VGA runs without its option ROM, so the BIOS shows no video`,
+    );
+    return null;
+  }
+  return loadVgaRom(defaultRom, dataDirs);
 }
 
 /**

@@ -8,10 +8,10 @@ import { optNumber, optString } from "../../../core/options.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
 import { PciConfig } from "../pci/pci_config.ts";
 import {
+  adapterRom,
   addVgaRomBar,
   byteMmio,
   claimLegacyWindow,
-  loadVgaRom,
   placeRegion,
   registerBytePorts,
   VGA_REGION_PRIORITY,
@@ -501,14 +501,13 @@ export default {
   ],
   create(machine: unknown, opts): CirrusVga {
     const m = machine as Machine;
-    const romfile = optString(opts, "romfile") ?? CIRRUS_ROM;
     return new CirrusVga(m.freeId("vga"), {
       memory: m.memory,
       io: m.io,
       pci: m.findService<PciBus>("pci") ?? null,
     }, {
       vgamemMb: optNumber(opts, "vgamem_mb"),
-      rom: romfile === "" ? null : loadVgaRom(romfile, m.config.dataDirs ?? []),
+      rom: adapterRom(m, optString(opts, "romfile"), CIRRUS_ROM),
     });
   },
 } satisfies DeviceDescriptor;

@@ -8,9 +8,9 @@ import { optBool, optNumber, optString } from "../../../core/options.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
 import { PciConfig } from "../pci/pci_config.ts";
 import {
+  adapterRom,
   addVgaRomBar,
   claimLegacyWindow,
-  loadVgaRom,
   placeRegion,
   registerBytePorts,
   VGA_REGION_PRIORITY,
@@ -222,7 +222,6 @@ export default {
   ],
   create(machine: unknown, opts): StdVga {
     const m = machine as Machine;
-    const romfile = optString(opts, "romfile") ?? STDVGA_ROM;
     return new StdVga(m.freeId("vga"), {
       memory: m.memory,
       io: m.io,
@@ -231,7 +230,7 @@ export default {
       vgamemMb: optNumber(opts, "vgamem_mb"),
       mmio: optBool(opts, "mmio"),
       qemuExtendedRegs: optBool(opts, "qemu-extended-regs"),
-      rom: romfile === "" ? null : loadVgaRom(romfile, m.config.dataDirs ?? []),
+      rom: adapterRom(m, optString(opts, "romfile"), STDVGA_ROM),
     });
   },
 } satisfies DeviceDescriptor;

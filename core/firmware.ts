@@ -1,0 +1,109 @@
+// Finding firmware and option ROMs by name, as QEMU's qemu_find_file() does
+
+import { VmkitError } from "./errors.ts";
+
+/** The directories Debian installs SeaBIOS and QEMU's ROMs in, searched after `-L` ones. */
+export const DEFAULT_FIRMWARE_DIRS: readonly string[] = ["/usr/share/seabios", "/usr/share/qemu"];
+
+/**
+ * The environment variable that replaces {@linkcode DEFAULT_FIRMWARE_DIRS}: a
+ * colon-separated list of directories; set but empty, no built-in directory is searched
+ * (QEMU fixes the list when it is built; a single vmkit binary lets the user move it).
+ */
+export const FIRMWARE_PATH_ENV = "VMKIT_FIRMWARE_PATH";
+
+/** A firmware file that could not be found anywhere searched, or not read. */
+export class FirmwareNotFoundError extends VmkitError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, { exitCode: 1, ...options });
+    this.name = "FirmwareNotFoundError";
+  }
+}
+
+/** The built-in firmware directories: `$VMKIT_FIRMWARE_PATH` when set, else the defaults. */
+export function builtinFirmwareDirs(): string[] {
+  let value: string | undefined;
+  try {
+    value = Deno.env.get(FIRMWARE_PATH_ENV);
+  } catch {
+    // No permission to read the environment: the defaults.
+  }
+  if (value === undefined) return [...DEFAULT_FIRMWARE_DIRS];
+  return value.split(":").filter((d) => d !== "");
+}
+
+/**
+ * The directories searched for a firmware name, in order: `dataDirs` (`-L`), then
+ * {@linkcode builtinFirmwareDirs}. This is what `-L help` lists.
+ */
+export function firmwareDirs(dataDirs: readonly string[] = []): string[] {
+  return [...dataDirs, ...builtinFirmwareDirs()];
+}
+
+function isReadableFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Finds a firmware file the way QEMU's qemu_find_file() does: the name as given first
+ * (so `-bios test.bin` uses ./test.bin), then the name inside each of
+ * {@linkcode firmwareDirs}.
+ *
+ * @returns the path found (or null) and every path tried, for the error message
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { findFirmware } from "./firmware.ts";
+ *
+ * const dir = Deno.makeTempDirSync();
+ * Deno.writeFileSync(`${dir}/rom.bin`, new Uint8Array(512));
+ * assert.equal(findFirmware("rom.bin", [dir]).path, `${dir}/rom.bin`);
+ * assert.equal(findFirmware(`${dir}/rom.bin`).path, `${dir}/rom.bin`);
+ * assert.equal(findFirmware("no-such.bin", [dir]).path, null);
+ * Deno.removeSync(dir, { recursive: true });
+ * ```
+ */
+export function findFirmware(
+  name: string,
+  dataDirs: readonly string[] = [],
+): { path: string | null; searched: string[] } {
+  const searched = [name];
+  if (isReadableFile(name)) return { path: name, searched };
+  // An absolute name is not looked for under the data directories.
+  if (name.startsWith("/")) return { path: null, searched };
+  for (const dir of firmwareDirs(dataDirs)) {
+    const path = `${dir.replace(/\/$/, "")}/${name}`;
+    searched.push(path);
+    if (isReadableFile(path)) return { path, searched };
+  }
+  return { path: null, searched };
+}
+
+/**
+ * Finds ({@linkcode findFirmware}) and reads a firmware file.
+ *
+ * @returns the path found and the bytes
+ * @throws FirmwareNotFoundError when it is nowhere, naming the places searched
+ */
+export function loadFirmware(
+  name: string,
+  dataDirs: readonly string[] = [],
+): { path: string; bytes: Uint8Array } {
+  const { path, searched } = findFirmware(name, dataDirs);
+  if (path === null) {
+    throw new FirmwareNotFoundError(
+      `Could not find firmware '${name}' (searched: ${searched.join(", ")}); ` +
+        `install SeaBIOS (Debian package seabios) or give -bios FILE or -L DIR`,
+    );
+  }
+  try {
+    return { path, bytes: Deno.readFileSync(path) };
+  } catch (error) {
+    throw new FirmwareNotFoundError(`Could not load firmware '${path}'`, { cause: error });
+  }
+}
