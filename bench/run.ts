@@ -6,10 +6,12 @@ import { convertRows } from "./convert_bench.ts";
 import { convertFormatRows, convertFormatsTitle } from "./convert_formats_bench.ts";
 import { emulationLoopRows } from "./emulation_loop_bench.ts";
 import { qcow2L2CacheRows } from "./qcow2_l2_cache_bench.ts";
+import { printStartup } from "./startup_bench.ts";
 
 console.log(
   `vmkit benchmarks${SHORT ? " (short mode)" : ""}; ratio > 1 means vmkit is faster than QEMU`,
 );
+await printStartup();
 printTable(
   "qcow2 L2 cache: 4 KiB reads (8 GiB image, metadata preallocated)",
   await qcow2L2CacheRows(),

@@ -1,13 +1,9 @@
 // vmkit's entry point: one executable, two faces (img and system-x86_64)
 
-import process from "node:process";
-import { BlockGraph } from "../core/block/graph.ts";
 import { errorChainMessage, InvariantError, VmkitError } from "../core/errors.ts";
 import type { MachineExit } from "../core/machine.ts";
-import { runImg } from "./img/mod.ts";
 import { writeErr, writeOut } from "./output.ts";
 import { buildRegistry } from "./registry.ts";
-import { runSystem } from "./system/mod.ts";
 import { versionLine } from "./version.ts";
 
 /** The faces, by the name the executable may be started under. */
@@ -77,8 +73,14 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
       rest = rest.slice(1);
       program = "vmkit";
     }
-    const registry = await buildRegistry(pluginFiles);
+    // Each face loads only its own modules (img needs no CPU, devices or machines): the
+    // module count is most of vmkit's start-up time.
+    const registry = await buildRegistry(pluginFiles, face === "img" ? "block" : "all");
     if (face === "img") {
+      const [{ runImg }, { BlockGraph }] = await Promise.all([
+        import("./img/mod.ts"),
+        import("../core/block/graph.ts"),
+      ]);
       return await runImg(rest, {
         registry,
         graph: new BlockGraph(registry, (line) => writeErr(line + "\n")),
@@ -86,6 +88,7 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
         errorPrefix: program,
       });
     }
+    const { runSystem } = await import("./system/mod.ts");
     return await runSystem(rest, { registry, program, onExit: options.onGuestExit });
   } catch (e) {
     return reportError(e, program);
@@ -109,7 +112,21 @@ export function reportError(error: unknown, program: string): number {
   return 1;
 }
 
+/**
+ * argv[0] as the system gave it (the name of a `qemu-img` symlink), read from
+ * /proc/self/cmdline: node:process has it too, but loading Node's compatibility layer
+ * would cost more than the rest of vmkit's start-up.
+ */
+async function processArgv0(): Promise<string> {
+  try {
+    const cmdline = Deno.readTextFileSync("/proc/self/cmdline");
+    return cmdline.slice(0, cmdline.indexOf("\0"));
+  } catch {
+    return (await import("node:process")).default.argv0;
+  }
+}
+
 if (import.meta.main) {
-  const code = await main(Deno.args, { argv0: process.argv0 });
+  const code = await main(Deno.args, { argv0: await processArgv0() });
   Deno.exit(code);
 }

@@ -1,6 +1,5 @@
 // `img commit`: copy what an image holds into a backing file of its chain, then empty it
 
-import * as fs from "node:fs";
 import type { BlockNode } from "../../core/block/driver.ts";
 import { parseCacheMode } from "../../core/block/backend.ts";
 import { UsageError, VmkitError } from "../../core/errors.ts";
@@ -15,7 +14,7 @@ const COMMIT_CHUNK_BYTES = 1 << 20;
 function sameFile(a: string, b: string): boolean {
   if (a === b) return true;
   try {
-    return fs.realpathSync(a) === fs.realpathSync(b);
+    return Deno.realPathSync(a) === Deno.realPathSync(b);
   } catch {
     return false;
   }

@@ -1,7 +1,5 @@
 // The block graph: opening an image builds format node -> file node (-> backing chain)
 
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { ImageOpenError, UsageError } from "../errors.ts";
 import type { ParsedOptions } from "../options.ts";
 import { parseOptions } from "../options.ts";
@@ -46,11 +44,20 @@ export function resolveBackingName(imageFilename: string, backingName: string): 
   return imageFilename.slice(0, slash + 1) + backingName;
 }
 
+/** The file's real path (symlinks resolved), for loop detection; lexical where it does not exist. */
 function canonical(filename: string): string {
   try {
-    return fs.realpathSync(filename);
+    return Deno.realPathSync(filename);
   } catch {
-    return path.resolve(filename);
+    // Absolute, with "." and ".." folded (what node:path's resolve() gives; kept off
+    // node: so `img` starts without Node's compatibility layer).
+    const parts: string[] = [];
+    const full = filename.startsWith("/") ? filename : `${Deno.cwd()}/${filename}`;
+    for (const part of full.split("/")) {
+      if (part === "..") parts.pop();
+      else if (part !== "" && part !== ".") parts.push(part);
+    }
+    return `/${parts.join("/")}`;
   }
 }
 

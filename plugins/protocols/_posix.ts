@@ -1,4 +1,4 @@
-// Host calls node:fs lacks (SEEK_DATA/SEEK_HOLE, fallocate, ioctl), through Deno FFI when it is allowed
+// libc calls through Deno FFI when it is allowed: positional I/O on raw descriptors, and what Deno lacks (SEEK_DATA/SEEK_HOLE, fallocate, ioctl)
 
 /** `lseek` whence values on Linux. */
 export const SEEK_DATA = 3;
@@ -13,6 +13,10 @@ export const FS_IOC_SETFLAGS = 0x40086602;
 export const FS_NOCOW_FL = 0x00800000;
 
 const SYMBOLS = {
+  open: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  fdatasync: { parameters: ["i32"], result: "i32" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
@@ -48,6 +52,10 @@ function errno(lib: Libc): number {
 
 const ENXIO = 6;
 const EINTR = 4;
+/** `open` flags on Linux (the asm-generic values x86-64 and arm64 share). */
+export const O_RDONLY = 0;
+export const O_RDWR = 2;
+const O_CLOEXEC = 0o2000000;
 
 /** errno values to the code names node:fs uses, for the messages users read. */
 const ERRNO_CODES: Record<number, string> = {
@@ -55,7 +63,11 @@ const ERRNO_CODES: Record<number, string> = {
   2: "ENOENT",
   5: "EIO",
   9: "EBADF",
+  11: "EAGAIN",
   13: "EACCES",
+  16: "EBUSY",
+  17: "EEXIST",
+  20: "ENOTDIR",
   21: "EISDIR",
   22: "EINVAL",
   27: "EFBIG",
@@ -67,6 +79,41 @@ const ERRNO_CODES: Record<number, string> = {
 function errnoError(lib: Libc, call: string): Error {
   const n = errno(lib);
   return Object.assign(new Error(`${call} failed with errno ${n}`), { code: ERRNO_CODES[n] });
+}
+
+/**
+ * Opens `path` with `open(2)` (close-on-exec); returns the descriptor, or null without
+ * FFI. A failure throws an error with node:fs's `code` (ENOENT...).
+ */
+export function openFd(path: string, flags: number, mode = 0o644): number | null {
+  const lib = hostLibc();
+  if (!lib) return null;
+  const name = new TextEncoder().encode(`${path}\0`);
+  for (;;) {
+    const fd = lib.open(name, flags | O_CLOEXEC, mode);
+    if (fd >= 0) return fd;
+    if (errno(lib) !== EINTR) throw errnoError(lib, "open");
+  }
+}
+
+/** Calls `close`; errors are ignored (the descriptor is gone either way on Linux). */
+export function closeFd(fd: number): void {
+  hostLibc()?.close(fd);
+}
+
+/** Calls `ftruncate`, throwing on failure. */
+export function ftruncateFd(fd: number, sizeBytes: number): void {
+  const lib = hostLibc()!;
+  if (lib.ftruncate(fd, BigInt(sizeBytes)) !== 0) throw errnoError(lib, "ftruncate");
+}
+
+/** Calls `fdatasync`, throwing on failure. */
+export function fdatasyncFd(fd: number): void {
+  const lib = hostLibc()!;
+  for (;;) {
+    if (lib.fdatasync(fd) === 0) return;
+    if (errno(lib) !== EINTR) throw errnoError(lib, "fdatasync");
+  }
 }
 
 /**

@@ -1,17 +1,15 @@
 // The `file` protocol: host files with positional I/O, sparse extents and preallocation
 
-import * as fs from "node:fs";
 import type { BlockNode, BlockStatus, TruncateOptions } from "../../core/block/driver.ts";
 import { hostIoError, IoError, NotSupportedError } from "../../core/errors.ts";
 import type { OptionSpec, ParsedOptions } from "../../core/options.ts";
 import type { ProtocolDescriptor, ProtocolOpenOptions } from "../../core/plugin.ts";
+import { HostFile } from "./_host_file.ts";
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
   FALLOC_FL_ZERO_RANGE,
   fallocate,
-  pread,
-  pwrite,
   SEEK_DATA,
   SEEK_HOLE,
   seekDataHole,
@@ -45,14 +43,14 @@ function zeroes(bytes: number): Uint8Array {
 
 /**
  * A host file opened as a protocol node. Reads and writes are synchronous positional
- * calls (`pread`/`pwrite`): on a cached file they cost about a microsecond, far less
+ * calls (`pread`/`pwrite`, see `_host_file.ts`): on a cached file they cost about a microsecond, far less
  * than a round trip through an async file API.
  */
 export class FileNode implements BlockNode {
   readonly driver = "file";
   readonly file = null;
   readonly backing = null;
-  #fd: number;
+  #host: HostFile;
   #size: number;
   #closed = false;
 
@@ -60,18 +58,25 @@ export class FileNode implements BlockNode {
 
   constructor(
     readonly filename: string,
-    fd: number,
+    host: HostFile,
     readonly readOnly: boolean,
     options: { noFlush?: boolean } = {},
   ) {
-    this.#fd = fd;
+    this.#host = host;
     this.#noFlush = options.noFlush ?? false;
-    this.#size = fs.fstatSync(fd).size;
+    this.#size = host.size();
   }
 
-  /** The host file descriptor (for tools that need it). */
-  get fd(): number {
-    return this.#fd;
+  /** A host file descriptor (opened on first use), or null where there is none (no FFI). */
+  get fd(): number | null {
+    return this.#host.fd();
+  }
+
+  /** Calls `fallocate`; false where the host, the filesystem or a missing descriptor refuses. */
+  fallocate(mode: number, offset: number, bytes: number): boolean {
+    if (bytes <= 0) return false;
+    const fd = this.#host.fd();
+    return fd !== null && fallocate(fd, mode, offset, bytes);
   }
 
   size(): number {
@@ -89,8 +94,7 @@ export class FileNode implements BlockNode {
     while (done < buf.length) {
       let n: number;
       try {
-        n = pread(this.#fd, buf.subarray(done), offset + done) ??
-          fs.readSync(this.#fd, buf, done, buf.length - done, offset + done);
+        n = this.#host.pread(buf.subarray(done), offset + done);
       } catch (e) {
         throw hostIoError(e, `Could not read '${this.filename}'`);
       }
@@ -113,8 +117,7 @@ export class FileNode implements BlockNode {
     let done = 0;
     while (done < data.length) {
       try {
-        done += pwrite(this.#fd, data.subarray(done), offset + done) ??
-          fs.writeSync(this.#fd, data, done, data.length - done, offset + done);
+        done += this.#host.pwrite(data.subarray(done), offset + done);
       } catch (e) {
         throw hostIoError(e, `Could not write to '${this.filename}'`);
       }
@@ -132,7 +135,7 @@ export class FileNode implements BlockNode {
       const mode = options.unmap
         ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
         : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
-      if (!fallocate(this.#fd, mode, offset, inside)) {
+      if (!this.fallocate(mode, offset, inside)) {
         for (let done = 0; done < inside;) {
           const n = Math.min(inside - done, ZERO_CHUNK_BYTES);
           this.writeSync(offset + done, zeroes(n));
@@ -148,7 +151,7 @@ export class FileNode implements BlockNode {
   discard(offset: number, bytes: number): Promise<void> {
     this.#checkWritable();
     const inside = Math.min(offset + bytes, this.#size) - offset;
-    if (inside > 0) fallocate(this.#fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, inside);
+    if (inside > 0) this.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, inside);
     return Promise.resolve();
   }
 
@@ -164,7 +167,7 @@ export class FileNode implements BlockNode {
   flushSync(): void {
     if (this.readOnly || this.#closed || this.#noFlush) return;
     try {
-      fs.fdatasyncSync(this.#fd);
+      this.#host.datasync();
     } catch (e) {
       throw hostIoError(e, `Could not flush '${this.filename}'`);
     }
@@ -180,7 +183,8 @@ export class FileNode implements BlockNode {
     if (offset >= this.#size) {
       return { bytes: Math.max(1, end - offset), allocated: true, data: false, zero: true };
     }
-    const data = seekDataHole(this.#fd, offset, SEEK_DATA);
+    const fd = this.#host.fd();
+    const data = fd === null ? null : seekDataHole(fd, offset, SEEK_DATA);
     if (data === null) {
       return {
         bytes: end - offset,
@@ -201,7 +205,7 @@ export class FileNode implements BlockNode {
         zero: true,
       };
     }
-    const hole = seekDataHole(this.#fd, offset, SEEK_HOLE);
+    const hole = seekDataHole(fd!, offset, SEEK_HOLE);
     const dataEnd = hole === null || hole < 0 ? this.#size : hole;
     return {
       bytes: Math.min(end, Math.max(dataEnd, offset + 1)) - offset,
@@ -226,7 +230,7 @@ export class FileNode implements BlockNode {
 
   #truncateSync(sizeBytes: number): void {
     try {
-      fs.ftruncateSync(this.#fd, sizeBytes);
+      this.#host.truncate(sizeBytes);
     } catch (e) {
       throw hostIoError(e, `Could not resize '${this.filename}'`);
     }
@@ -235,8 +239,7 @@ export class FileNode implements BlockNode {
 
   allocatedBytes(): number {
     try {
-      const st = fs.fstatSync(this.#fd);
-      return (st.blocks ?? 0) * 512;
+      return this.#host.allocatedBytes();
     } catch {
       return -1;
     }
@@ -246,7 +249,7 @@ export class FileNode implements BlockNode {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
     try {
-      fs.closeSync(this.#fd);
+      this.#host.close();
     } catch {
       // Already closed by the host; nothing left to release.
     }
@@ -267,7 +270,7 @@ export function preallocate(
 ): void {
   if (bytes <= 0 || mode === "off" || mode === "metadata") return;
   if (mode === "falloc") {
-    if (fallocate(node.fd, 0, offset, bytes)) return;
+    if (node.fallocate(0, offset, bytes)) return;
     // No fallocate here: fall back to writing zeroes, which allocates the same way.
   }
   for (let done = 0; done < bytes;) {
@@ -279,20 +282,21 @@ export function preallocate(
 
 /** Opens a host file as a protocol node. */
 export function openFile(filename: string, options: ProtocolOpenOptions): FileNode {
-  let fd: number;
+  let host: HostFile;
   let isFile = true;
   try {
-    isFile = fs.statSync(filename).isFile() || fs.statSync(filename).isBlockDevice();
+    const st = Deno.statSync(filename);
+    isFile = st.isFile || st.isBlockDevice === true;
   } catch (e) {
     throw hostIoError(e, `Could not open '${filename}'`);
   }
   if (!isFile) throw new IoError(`'file' driver requires '${filename}' to be a regular file`);
   try {
-    fd = fs.openSync(filename, options.readOnly ? "r" : "r+");
+    host = HostFile.open(filename, options.readOnly ? "read" : "write");
   } catch (e) {
     throw hostIoError(e, `Could not open '${filename}'`);
   }
-  return new FileNode(filename, fd, options.readOnly, { noFlush: options.noFlush });
+  return new FileNode(filename, host, options.readOnly, { noFlush: options.noFlush });
 }
 
 /** Creates (or truncates) a host file of `sizeBytes`, sparse unless preallocation asks otherwise. */
@@ -305,20 +309,17 @@ export function createFile(
   if (!["off", "falloc", "full"].includes(prealloc)) {
     throw new NotSupportedError(`Unsupported preallocation mode: ${prealloc}`);
   }
-  let fd: number;
+  let host: HostFile;
   try {
-    fd = fs.openSync(
-      filename,
-      fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC,
-      0o644,
-    );
+    host = HostFile.open(filename, "create");
   } catch (e) {
     throw hostIoError(e, `Could not create '${filename}'`);
   }
-  const node = new FileNode(filename, fd, false);
+  const node = new FileNode(filename, host, false);
   try {
     // nocow must be set while the file is still empty to take effect (btrfs).
-    if (opts.nocow === true) setNoCow(fd);
+    const fd = opts.nocow === true ? host.fd() : null;
+    if (fd !== null) setNoCow(fd);
     node.truncate(sizeBytes, { preallocation: prealloc as "off" });
     // QEMU allocates the first block of a new file so later opens can probe
     // the alignment; we match it so `info` and `map` read the same.

@@ -1,9 +1,9 @@
 // An opened qcow (version 1) image: two-level cluster map, compressed clusters, backing file
 
-import * as zlib from "node:zlib";
 import { requireSyncIo, type SyncIo } from "../../../core/block/sync_io.ts";
 import type { BlockNode, BlockStatus, OpenContext } from "../../../core/block/driver.ts";
 import { ImageFormatError, IoError, NotSupportedError } from "../../../core/errors.ts";
+import { loadZlib, zlibLoaded, zlibSync } from "../../../core/zlib.ts";
 import { l1Entries, parseQcowHeader, QCOW_HEADER_SIZE, type QcowHeader } from "./header.ts";
 
 /** Bit 63 of an L2 entry: the cluster is compressed; its size sits below the flag. */
@@ -68,6 +68,7 @@ export class QcowNode implements BlockNode {
       const m = this.#map(at);
       if (m.kind === "normal") this.#io.readSync(m.offset + inCluster, part);
       else if (m.kind === "compressed") {
+        if (!zlibLoaded()) await loadZlib();
         part.set(this.#decompress(m).subarray(inCluster, inCluster + n));
       } else await this.#readBacking(at, part);
       done += n;
@@ -186,8 +187,10 @@ export class QcowNode implements BlockNode {
       } else {
         const whole = new Uint8Array(cs);
         if (n < cs) {
-          if (m.kind === "compressed") whole.set(this.#decompress(m));
-          else {await this.#readBacking(
+          if (m.kind === "compressed") {
+            if (!zlibLoaded()) await loadZlib();
+            whole.set(this.#decompress(m));
+          } else {await this.#readBacking(
               at - inCluster,
               whole.subarray(0, this.size() - (at - inCluster)),
             );}
@@ -296,6 +299,7 @@ export class QcowNode implements BlockNode {
     let out: Uint8Array;
     try {
       // QEMU deflates raw (no zlib header); a partial last block still inflates in sync-flush mode.
+      const zlib = zlibSync();
       out = zlib.inflateRawSync(input, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
     } catch (e) {
       throw new IoError("Could not decompress cluster: Input/output error", { cause: e });

@@ -1,7 +1,7 @@
 // qcow2 compressed clusters: zlib raw deflate (window 2^12, as QEMU) and zstd frames
 
-import * as zlib from "node:zlib";
 import { IoError, NotSupportedError } from "../../../core/errors.ts";
+import { zlibSync } from "../../../core/zlib.ts";
 import { QCOW2_COMPRESSION_TYPE_ZLIB, QCOW2_COMPRESSION_TYPE_ZSTD } from "./header.ts";
 
 // QEMU deflates with windowBits -12: raw deflate, 4 KiB window (qcow2-threads.c).
@@ -14,7 +14,7 @@ interface ZstdApi {
 }
 
 function zstd(): ZstdApi {
-  const api = zlib as unknown as Partial<ZstdApi>;
+  const api = zlibSync() as unknown as Partial<ZstdApi>;
   if (typeof api.zstdCompressSync !== "function" || typeof api.zstdDecompressSync !== "function") {
     throw new NotSupportedError("zstd compression is not available in this runtime");
   }
@@ -27,7 +27,7 @@ export function compressionTypeName(type: number): string {
 }
 
 /**
- * Compresses one cluster. Returns null when the result would not be smaller than
+ * Compresses one cluster (after `loadZlib()`). Returns null when the result would not be smaller than
  * the cluster (QEMU then writes the cluster uncompressed).
  */
 export function compressCluster(
@@ -37,7 +37,7 @@ export function compressCluster(
 ): Uint8Array | null {
   let out: Uint8Array;
   if (type === QCOW2_COMPRESSION_TYPE_ZLIB) {
-    out = zlib.deflateRawSync(data, { windowBits: ZLIB_WINDOW_BITS, level: 6 });
+    out = zlibSync().deflateRawSync(data, { windowBits: ZLIB_WINDOW_BITS, level: 6 });
   } else if (type === QCOW2_COMPRESSION_TYPE_ZSTD) {
     out = zstd().zstdCompressSync(data);
   } else {
@@ -47,7 +47,7 @@ export function compressCluster(
 }
 
 /**
- * Decompresses one cluster from `input` (which may run past the compressed
+ * Decompresses one cluster (after `loadZlib()`) from `input` (which may run past the compressed
  * data: the tail of the last sector belongs to nobody or to the next cluster).
  */
 export function decompressCluster(
@@ -58,7 +58,7 @@ export function decompressCluster(
   let out: Uint8Array;
   try {
     if (type === QCOW2_COMPRESSION_TYPE_ZLIB) {
-      out = zlib.inflateRawSync(input, { windowBits: ZLIB_WINDOW_BITS });
+      out = zlibSync().inflateRawSync(input, { windowBits: ZLIB_WINDOW_BITS });
     } else if (type === QCOW2_COMPRESSION_TYPE_ZSTD) {
       out = zstdFrames(input, clusterSize);
     } else {

@@ -1,7 +1,10 @@
 // Tests of cluster compression
 
 import assert from "node:assert/strict";
+import { loadZlib } from "../../../core/zlib.ts";
 import { compressCluster, decompressCluster, zstdFrameLength } from "./compress.ts";
+
+await loadZlib();
 
 const data = new Uint8Array(65536).map((_, i) => (i >> 7) & 0xff);
 

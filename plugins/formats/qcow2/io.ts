@@ -1,6 +1,7 @@
 // qcow2 guest I/O: reads through the mapping, allocating writes with copy-on-write, zeroes and discard
 
 import { IoError } from "../../../core/errors.ts";
+import { loadZlib, zlibLoaded } from "../../../core/zlib.ts";
 import { type Mapping, newMapping } from "./cluster.ts";
 import { compressCluster, decompressCluster } from "./compress.ts";
 import { markDirty, type Qcow2Image } from "./image.ts";
@@ -27,6 +28,10 @@ export function readGuest(img: Qcow2Image, offset: number, buf: Uint8Array): Pro
   let pos = 0;
   while (pos < len) {
     img.map.lookup(offset + pos, len - pos, m);
+    // node:zlib loads with the first compressed cluster read, on the async path.
+    if (m.type === QCOW2_SUBCLUSTER_COMPRESSED && !zlibLoaded()) {
+      return loadZlib().then(() => readRest(img, offset, buf, pos));
+    }
     const n = m.bytes;
     const out = n === len ? buf : buf.subarray(pos, pos + n);
     if (!readMapped(img, m, offset + pos, out)) {
@@ -68,6 +73,7 @@ async function readRest(
   const m = newMapping();
   while (pos < buf.length) {
     img.map.lookup(offset + pos, buf.length - pos, m);
+    if (m.type === QCOW2_SUBCLUSTER_COMPRESSED && !zlibLoaded()) await loadZlib();
     const n = m.bytes;
     const out = buf.subarray(pos, pos + n);
     if (!readMapped(img, m, offset + pos, out)) await readBacking(img, offset + pos, out);
@@ -253,6 +259,7 @@ export async function writeCompressedGuest(
   if (offset % cs !== 0) throw new IoError("Compressed writes must be cluster aligned");
   if (img.hasDataFile) throw new IoError("Compression is not supported with an external data file");
   const full = data.length === cs ? data : null;
+  if (full && !zlibLoaded()) await loadZlib();
   const packed = full ? compressCluster(img.header.compressionType, full, cs) : null;
   if (packed === null) {
     await writeGuest(img, offset, data);

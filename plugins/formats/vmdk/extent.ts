@@ -1,9 +1,9 @@
 // VMDK extents: flat ones map straight into a file; sparse ones go through grain directory and tables
 
-import * as zlib from "node:zlib";
 import type { BlockNode } from "../../../core/block/driver.ts";
 import type { SyncIo } from "../../../core/block/sync_io.ts";
 import { ImageFormatError, IoError } from "../../../core/errors.ts";
+import { type ZlibOptions, zlibSync } from "../../../core/zlib.ts";
 import {
   MAX_GRANULARITY_SECTORS,
   MAX_L1_ENTRIES,
@@ -216,9 +216,9 @@ export class SparseExtent implements ExtentCommon {
       );
     }
     try {
-      const out = zlib.inflateSync(data.subarray(0, length), {
+      const out = zlibSync().inflateSync(data.subarray(0, length), {
         maxOutputLength: this.clusterBytes,
-      } as zlib.ZlibOptions);
+      } as ZlibOptions);
       const grain = new Uint8Array(this.clusterBytes);
       grain.set(out.subarray(0, Math.min(out.length, grain.length)));
       return grain;
@@ -231,7 +231,7 @@ export class SparseExtent implements ExtentCommon {
 
   /** A grain marker (lba, size) followed by the deflated `data`, as QEMU writes a stream grain. */
   static compressedGrain(lba: number, data: Uint8Array): Uint8Array {
-    const deflated = zlib.deflateSync(data);
+    const deflated = zlibSync().deflateSync(data);
     const out = new Uint8Array(12 + deflated.length);
     const v = new DataView(out.buffer);
     v.setBigUint64(0, BigInt(lba), true);

@@ -9,6 +9,7 @@ import type {
 } from "../../../core/block/driver.ts";
 import type { SyncIo } from "../../../core/block/sync_io.ts";
 import { IoError, NotSupportedError } from "../../../core/errors.ts";
+import { loadZlib, zlibLoaded } from "../../../core/zlib.ts";
 import { descriptorText, withCid } from "./descriptor.ts";
 import { type Extent, SparseExtent } from "./extent.ts";
 import { DESC_SIZE, SECTOR_SIZE } from "./header.ts";
@@ -97,6 +98,8 @@ export class VmdkNode implements BlockNode {
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
     this.#checkRange(offset, buf.length);
+    // node:zlib loads with the first read or write of a streamOptimized image.
+    if (this.needsCompressedWrites && !zlibLoaded()) await loadZlib();
     for (let done = 0; done < buf.length;) {
       const at = offset + done;
       const { extent, inExtent } = this.#find(at);
@@ -126,6 +129,7 @@ export class VmdkNode implements BlockNode {
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.#checkWritable();
     this.#checkRange(offset, data.length);
+    if (this.needsCompressedWrites && !zlibLoaded()) await loadZlib();
     for (let done = 0; done < data.length;) {
       const at = offset + done;
       const { extent, inExtent } = this.#find(at);
