@@ -3,42 +3,48 @@
 import { UsageError } from "../../core/errors.ts";
 import { writeOut } from "../output.ts";
 import { versionLine } from "../version.ts";
-import { amendCommand } from "./amend.ts";
-import { benchCommand } from "./bench.ts";
-import { checkCommand } from "./check.ts";
 import type { ImgCommand, ImgContext } from "./common.ts";
-import { commitCommand } from "./commit.ts";
-import { compareCommand } from "./compare.ts";
-import { convertCommand } from "./convert.ts";
-import { createCommand } from "./create.ts";
-import { ddCommand } from "./dd.ts";
-import { infoCommand } from "./info.ts";
-import { mapCommand } from "./map.ts";
-import { measureCommand } from "./measure.ts";
-import { rebaseCommand } from "./rebase.ts";
-import { resizeCommand } from "./resize.ts";
-import { snapshotCommand } from "./snapshot.ts";
 
-/** Every `img` subcommand, in the order `--help` lists them. */
-export const IMG_COMMANDS: readonly ImgCommand[] = [
-  amendCommand,
-  benchCommand,
-  checkCommand,
-  commitCommand,
-  compareCommand,
-  convertCommand,
-  createCommand,
-  ddCommand,
-  infoCommand,
-  mapCommand,
-  measureCommand,
-  snapshotCommand,
-  rebaseCommand,
-  resizeCommand,
-];
+/**
+ * Every `img` subcommand's module by name, in the order `--help` lists them. A command's
+ * module loads when it runs, so `img info` loads none of the others: the number of
+ * modules is most of vmkit's start-up time. (String literals: `deno compile` embeds them.)
+ */
+const IMG_COMMAND_LOADERS: Readonly<Record<string, () => Promise<ImgCommand>>> = {
+  amend: () => import("./amend.ts").then((m) => m.amendCommand),
+  bench: () => import("./bench.ts").then((m) => m.benchCommand),
+  check: () => import("./check.ts").then((m) => m.checkCommand),
+  commit: () => import("./commit.ts").then((m) => m.commitCommand),
+  compare: () => import("./compare.ts").then((m) => m.compareCommand),
+  convert: () => import("./convert.ts").then((m) => m.convertCommand),
+  create: () => import("./create.ts").then((m) => m.createCommand),
+  dd: () => import("./dd.ts").then((m) => m.ddCommand),
+  info: () => import("./info.ts").then((m) => m.infoCommand),
+  map: () => import("./map.ts").then((m) => m.mapCommand),
+  measure: () => import("./measure.ts").then((m) => m.measureCommand),
+  snapshot: () => import("./snapshot.ts").then((m) => m.snapshotCommand),
+  rebase: () => import("./rebase.ts").then((m) => m.rebaseCommand),
+  resize: () => import("./resize.ts").then((m) => m.resizeCommand),
+};
+
+/** Loads every subcommand, in the order `--help` lists them. */
+export function loadImgCommands(): Promise<ImgCommand[]> {
+  return Promise.all(Object.values(IMG_COMMAND_LOADERS).map((load) => load()));
+}
+
+/**
+ * True for an argument that may ask for help (`-h`, `--help`, `--he`, `-qh`...): then
+ * every command loads first, for the synopses the help text lists.
+ */
+function mayAskForHelp(arg: string): boolean {
+  return /^-[^-]*h/.test(arg) || arg.startsWith("--h");
+}
 
 /** The `--help` text, in qemu-img's layout, listing what vmkit implements. */
-export function imgHelp(ctx: Pick<ImgContext, "program" | "registry">): string {
+export function imgHelp(
+  ctx: Pick<ImgContext, "program" | "registry">,
+  commands: readonly ImgCommand[],
+): string {
   const formats = ctx.registry.list("format").map((f) => f.name)
     .concat(ctx.registry.list("protocol").map((p) => p.name)).sort();
   return `${versionLine(ctx.program)}
@@ -49,7 +55,7 @@ QEMU disk image utility
     '-V', '--version'    output version information and exit
 
 Command syntax:
-${IMG_COMMANDS.map((c) => `  ${c.synopsis}`).join("\n")}
+${commands.map((c) => `  ${c.synopsis}`).join("\n")}
 
 Command parameters:
   'filename' is a disk image filename
@@ -119,10 +125,11 @@ Supported formats: ${formats.join(" ")}
 
 /** Runs `img` with its arguments; resolves to the exit code. */
 export async function runImg(args: string[], ctx: Omit<ImgContext, "printHelp">): Promise<number> {
+  const commands = args.some(mayAskForHelp) ? await loadImgCommands() : [];
   const full: ImgContext = {
     ...ctx,
     printHelp: () => {
-      writeOut(imgHelp(ctx));
+      writeOut(imgHelp(ctx, commands));
       return 0;
     },
   };
@@ -150,11 +157,11 @@ export async function runImg(args: string[], ctx: Omit<ImgContext, "printHelp">)
     throw new UsageError(`Not enough arguments\nTry '${ctx.program} --help' for more information`);
   }
   const name = args[i];
-  const command = IMG_COMMANDS.find((c) => c.name === name);
-  if (!command) {
+  const load = Object.hasOwn(IMG_COMMAND_LOADERS, name) ? IMG_COMMAND_LOADERS[name] : undefined;
+  if (!load) {
     throw new UsageError(
       `Command not found: ${name}\nTry '${ctx.program} --help' for more information`,
     );
   }
-  return await command.run(args.slice(i + 1), full);
+  return await (await load()).run(args.slice(i + 1), full);
 }

@@ -5,9 +5,8 @@ import { NotSupportedError } from "../../../core/errors.ts";
 import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
 import type { FormatDescriptor } from "../../../core/plugin.ts";
 import { encodeQcowHeader, probeQcow, QCOW_CRYPT_NONE, QCOW_HEADER_SIZE } from "./header.ts";
-import { openQcow } from "./node.ts";
 
-export { QcowNode } from "./node.ts";
+export type { QcowNode } from "./node.ts";
 
 /** Create options, in QEMU's declaration order (`-o help` sorts them). */
 export const QCOW_CREATE_OPTIONS: readonly OptionSpec[] = [
@@ -82,5 +81,7 @@ export default {
   supportsBacking: true,
   probe: probeQcow,
   create: createQcow,
-  open: (file: BlockNode, _opts: ParsedOptions, ctx: OpenContext) => openQcow(file, ctx),
+  // The node code loads with the first open: probing and `img info` on other formats skip it.
+  open: async (file: BlockNode, _opts: ParsedOptions, ctx: OpenContext) =>
+    (await import("./node.ts")).openQcow(file, ctx),
 } satisfies FormatDescriptor;

@@ -5,9 +5,8 @@ import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
 import type { FormatDescriptor } from "../../../core/plugin.ts";
 import { createVhdx, VHDX_CREATE_OPTIONS } from "./create.ts";
 import { probeVhdx } from "./header.ts";
-import { openVhdx } from "./node.ts";
 
-export { VhdxNode } from "./node.ts";
+export type { VhdxNode } from "./node.ts";
 export { VHDX_CREATE_OPTIONS } from "./create.ts";
 
 /** Runtime options: only the check mode `img check` sets. */
@@ -30,5 +29,7 @@ export default {
   openOptions: VHDX_OPEN_OPTIONS,
   probe: probeVhdx,
   create: createVhdx,
-  open: (file: BlockNode, opts: ParsedOptions) => openVhdx(file, opts),
+  // The node code loads with the first open: probing and `img info` on other formats skip it.
+  open: async (file: BlockNode, opts: ParsedOptions) =>
+    (await import("./node.ts")).openVhdx(file, opts),
 } satisfies FormatDescriptor;

@@ -5,11 +5,9 @@ import type { ParsedOptions } from "../../../core/options.ts";
 import type { FormatDescriptor } from "../../../core/plugin.ts";
 import { createVmdk, VMDK_CREATE_OPTIONS } from "./create.ts";
 import { probeVmdk } from "./header.ts";
-import { openVmdk } from "./open.ts";
 
 export { createVmdk, VMDK_CREATE_OPTIONS } from "./create.ts";
-export { VmdkNode } from "./node.ts";
-export { openVmdk } from "./open.ts";
+export type { VmdkNode } from "./node.ts";
 
 /** The vmdk image format (VMware Virtual Disk). */
 export default {
@@ -19,7 +17,9 @@ export default {
   options: VMDK_CREATE_OPTIONS,
   probe: probeVmdk,
   create: createVmdk,
-  open: (file: BlockNode, _opts: ParsedOptions, ctx: OpenContext) => openVmdk(file, ctx),
+  // The node code loads with the first open: probing and `img info` on other formats skip it.
+  open: async (file: BlockNode, _opts: ParsedOptions, ctx: OpenContext) =>
+    (await import("./open.ts")).openVmdk(file, ctx),
   supportsBacking: true,
   supportsCompression: true,
 } satisfies FormatDescriptor;

@@ -18,9 +18,8 @@ import {
   VHD_NO_OFFSET,
   VHD_TIMESTAMP_BASE,
 } from "./footer.ts";
-import { openVpc } from "./node.ts";
 
-export { VpcNode } from "./node.ts";
+export type { VpcNode } from "./node.ts";
 
 /** Create options, in the order `qemu-img create` prints them (none has a printed default). */
 export const VPC_CREATE_OPTIONS: readonly OptionSpec[] = [
@@ -108,5 +107,6 @@ export default {
   options: VPC_CREATE_OPTIONS,
   probe: probeVpc,
   create: createVpc,
-  open: (file: BlockNode) => openVpc(file),
+  // The node code loads with the first open: probing and `img info` on other formats skip it.
+  open: async (file: BlockNode) => (await import("./node.ts")).openVpc(file),
 } satisfies FormatDescriptor;
