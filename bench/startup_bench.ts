@@ -1,7 +1,7 @@
 // Process start-up: `vmkit img info` on a small qcow2 against `qemu-img info` and an empty `deno run`
 
 import * as path from "node:path";
-import { have, printTable, ROOT, type Row, scratch, SHORT } from "./bench_util.ts";
+import { have, printTable, ROOT, type Row, scratch, SHORT, vmkit } from "./bench_util.ts";
 
 const MAIN = path.join(ROOT, "cli", "main.ts");
 /** Starts per program; the best (smallest) and the median are reported. */
@@ -54,23 +54,7 @@ export async function startupRows(): Promise<{ rows: Row[]; notes: string[] }> {
     await Deno.writeTextFile(empty, "");
     const deno = Deno.execPath();
     const haveQemuImg = have("qemu-img");
-    if (haveQemuImg) {
-      await startMs("qemu-img", ["create", "-q", "-f", "qcow2", image, "64M"], dir);
-    } else {
-      await startMs(deno, [
-        "run",
-        "-A",
-        "--quiet",
-        MAIN,
-        "img",
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        image,
-        "64M",
-      ], dir);
-    }
+    await vmkit(["img", "create", "-q", "-f", "qcow2", image, "64M"], dir);
     const commands: Record<string, [string, string[]]> = {
       empty: [deno, ["run", "-A", "--quiet", empty]],
       version: [deno, ["run", "-A", "--quiet", MAIN, "--version"]],

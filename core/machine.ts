@@ -83,6 +83,8 @@ export interface MachineConfig {
   biosPath?: string;
   /** `-L DIR` directories searched for firmware, before the built-in ones. */
   dataDirs?: string[];
+  /** `-option-rom FILE`: ROMs the firmware runs (fw_cfg `genroms/`), found like firmware. */
+  optionRoms?: string[];
   /** Prints a start-up warning (`<program>: warning: ...`), as QEMU's warn_report(). */
   warn?: (message: string) => void;
   /** Drives in command-line order. */

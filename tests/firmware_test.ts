@@ -133,3 +133,61 @@ Deno.test("the README's demo runs with no firmware installed and reports the gue
     await cleanup();
   }
 });
+
+/**
+ * A 512-byte PCI-less option ROM (0x55 0xaa, one block, the init entry at offset 3) that
+ * writes `value` to isa-debug-exit, with the checksum byte that makes the ROM sum to zero.
+ */
+function exitOptionRom(value: number): Uint8Array {
+  const rom = new Uint8Array(512);
+  rom.set([0x55, 0xaa, 1, 0xb0, value, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd]);
+  rom[511] = (256 - rom.reduce((sum, b) => (sum + b) & 0xff, 0)) & 0xff;
+  return rom;
+}
+
+const HAVE_SEABIOS = (() => {
+  try {
+    return Deno.statSync("/usr/share/seabios/bios-256k.bin").isFile;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: "vmkit system-x86_64 -option-rom rom.bin runs ./rom.bin under SeaBIOS, as QEMU does" +
+    (HAVE_SEABIOS ? "" : " (ignored: SeaBIOS is not installed: apt-get install seabios)"),
+  ignore: !HAVE_SEABIOS,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      await Deno.writeFile(path.join(dir, "rom.bin"), exitOptionRom(0x2b));
+      const args = ["-display", "none", "-nodefaults", "-option-rom", "rom.bin", ...EXIT_DEVICE];
+      const r = await runVmkit(["system-x86_64", ...args], { cwd: dir });
+      assert.equal(r.code, (0x2b << 1) | 1, r.stderr);
+      if (HAVE_QEMU_SYSTEM) {
+        const q = await runCommand("qemu-system-x86_64", args, { cwd: dir });
+        assert.equal(q.code, (0x2b << 1) | 1, q.stderr);
+      }
+      // A ROM that is nowhere is reported and left out; the machine still starts (QEMU too).
+      await Deno.writeFile(path.join(dir, "test.bin"), exitBios());
+      const missing = ["-bios", "test.bin", "-display", "none", "-nodefaults", "-option-rom"];
+      const m = await runVmkit(["system-x86_64", ...missing, "nope.bin", ...EXIT_DEVICE], {
+        cwd: dir,
+      });
+      assert.equal(m.code, EXIT_STATUS, m.stderr);
+      assert.equal(
+        m.stderr,
+        "vmkit: warning: Could not open option rom 'nope.bin': No such file or directory\n",
+      );
+      if (HAVE_QEMU_SYSTEM) {
+        const q = await runCommand("qemu-system-x86_64", [...missing, "nope.bin", ...EXIT_DEVICE], {
+          cwd: dir,
+        });
+        assert.equal(q.code, EXIT_STATUS, q.stderr);
+        assert.equal(q.stderr, "Could not open option rom 'nope.bin': No such file or directory\n");
+      }
+    } finally {
+      await cleanup();
+    }
+  },
+});

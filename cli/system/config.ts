@@ -369,6 +369,7 @@ const IMPLEMENTED = new Set([
   "cpu",
   "bios",
   "L",
+  "option-rom",
   "no-reboot",
   "no-shutdown",
   "vga",
@@ -403,6 +404,18 @@ function refuseUnbuilt(o: SystemOpt): void {
         : `unknown vga type: ${o.value}`,
     );
   }
+}
+
+/** The file of `-option-rom FILE` (`romfile=FILE` too); `bootindex=` is not built yet. */
+function optionRomFile(text: string): string {
+  const items = parseKeyValueList(text, { impliedKey: "romfile" });
+  const other = items.find((i) => i.key !== "romfile");
+  if (other) {
+    throw new UsageError(`-option-rom ${text}: '${other.key}' is not supported by vmkit yet`);
+  }
+  const file = items.find((i) => i.key === "romfile")?.value;
+  if (!file) throw new UsageError(`-option-rom ${text}: a ROM file name is required`);
+  return file;
 }
 
 /** `-balloon none` or `-balloon virtio[,opts]` as the `-device` it stands for. */
@@ -522,6 +535,7 @@ export async function buildSystemSetup(
     topology: smp.topology,
     biosPath: lastValue(opts, "bios"),
     dataDirs: allValues(opts, "L"),
+    optionRoms: allValues(opts, "option-rom").map(optionRomFile),
     warn: context.warn,
     drives: finishDrives(await openDrives(opts, context.graph, hda), {
       defaultCdrom: !opts.some((o) => o.name === "nodefaults"),

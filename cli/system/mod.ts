@@ -55,7 +55,7 @@ Standard options:
 -net nic[,model=...][,macaddr=...] | -net user  -netdev user,id=str
 -vga [std|cirrus|none]
 -kernel bzImage -initrd file -append cmdline
--bios file      -L path
+-bios file      -L path     -option-rom file
 -nographic      -display none
 -serial dev     -monitor dev     -qmp dev     -debugcon dev
 -no-reboot      -no-shutdown

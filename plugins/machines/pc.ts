@@ -2,11 +2,11 @@
 
 import type { CpuBackend, InterruptSource } from "../../core/cpu.ts";
 import type { FirmwareConfig, IsaBus } from "../../core/device.ts";
-import { NotSupportedError, UsageError } from "../../core/errors.ts";
+import { hostIoError, NotSupportedError, UsageError } from "../../core/errors.ts";
 import { fanOut, type IrqController, IrqLine } from "../../core/irq.ts";
 import { Machine, type MachineConfig } from "../../core/machine.ts";
 import type { MachineDescriptor } from "../../core/plugin.ts";
-import { loadFirmware } from "../../core/firmware.ts";
+import { findFirmware, loadFirmware } from "../../core/firmware.ts";
 import { setupLinuxBoot } from "./linux_boot.ts";
 import { isLinuxKernel, MultibootLoader, prepareMultibootBoot } from "./multiboot.ts";
 
@@ -246,6 +246,7 @@ export function createPcMachine(config: MachineConfig): Machine {
     fwcfg.addFile("etc/boot-menu-wait", le(2, config.bootSplashTimeMs));
   }
   if (linux) setupLinuxBoot(linux, fwcfg, { ramBelow4g: below4g, dataDirs: config.dataDirs });
+  addOptionRoms(fwcfg, config);
 
   machine.createCpus();
   const irqSource = machine.service<InterruptSource>("cpu-irq");
@@ -254,6 +255,25 @@ export function createPcMachine(config: MachineConfig): Machine {
     cpu.setInterruptSource(machine.findService<InterruptSource>(`cpu-irq${i}`) ?? irqSource)
   );
   return machine;
+}
+
+/**
+ * `-option-rom FILE`: each ROM goes to fw_cfg as `genroms/<basename>`, which SeaBIOS runs
+ * while it initialises, as QEMU's rom_add_option() does. A ROM that cannot be read is
+ * reported and left out, and the machine starts anyway, as QEMU's pc board does.
+ */
+function addOptionRoms(fwcfg: FirmwareConfig, config: MachineConfig): void {
+  for (const name of config.optionRoms ?? []) {
+    const path = findFirmware(name, config.dataDirs ?? []).path ?? name;
+    let bytes: Uint8Array;
+    try {
+      bytes = Deno.readFileSync(path);
+    } catch (error) {
+      config.warn?.(hostIoError(error, `Could not open option rom '${path}'`).message);
+      continue;
+    }
+    fwcfg.addFile(`genroms/${path.split("/").pop()}`, bytes);
+  }
 }
 
 /** `-uuid` as 16 bytes in the order QEMU stores it (the text order), zero when absent. */
