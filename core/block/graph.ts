@@ -156,6 +156,8 @@ export class BlockGraph {
         },
         openFile: (name, o) => this.openProtocol(resolveBackingName(filename, name), o),
         report: this.report,
+        probed: !options.format,
+        probeFormat: (header) => this.registry.probeFormat(header, file.filename)?.name,
       };
       return await format.open(file, formatOptions, context);
     } catch (e) {
