@@ -2,12 +2,11 @@
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { BlockGraph } from "../core/block/graph.ts";
+import { BlockGraph, probedRawWarning } from "../core/block/graph.ts";
 import type { Machine } from "../core/machine.ts";
 import { buildRegistry } from "../cli/registry.ts";
 import { buildSystemSetup, type SystemSetup } from "../cli/system/config.ts";
 import { parseSystemArgs } from "../cli/system/options.ts";
-import { probedRawWarning } from "../plugins/formats/raw.ts";
 import { HAVE_QEMU_IMG, readBytes, runTool, runVmkit, tempDir } from "./test_util.ts";
 
 const registry = await buildRegistry();

@@ -124,6 +124,12 @@ export interface BlockNode {
   readonly clusterSize?: number;
   /** True when data may only be written compressed, whole clusters in order (vmdk streamOptimized). */
   readonly needsCompressedWrites?: boolean;
+  /**
+   * True when the format was probed and writes that would make the file probe as
+   * another format are refused with EPERM (a probed raw image opened read-write, as
+   * QEMU restricts it). The CLI prints `probedRawWarning` for such a node.
+   */
+  readonly restrictsBlockZero?: boolean;
 
   /** The virtual size in bytes. */
   size(): number;

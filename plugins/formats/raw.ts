@@ -23,17 +23,6 @@ export const RAW_OPEN_OPTIONS: readonly OptionSpec[] = [
   { name: "size", type: "size", help: "virtual disk size" },
 ];
 
-/**
- * What QEMU 7.2 prints (raw-format.c, on stderr, without a program prefix) when a raw
- * image opened read-write was probed rather than named with `format=raw`.
- */
-export function probedRawWarning(filename: string): string {
-  return `WARNING: Image format was not specified for '${filename}' and probing guessed raw.\n` +
-    "         Automatically detecting the format is dangerous for raw images, " +
-    "write operations on block 0 will be restricted.\n" +
-    "         Specify the 'raw' format explicitly to remove the restrictions.";
-}
-
 /** How a {@linkcode RawNode} is opened. */
 export interface RawNodeOptions {
   /** Bytes of the file before guest offset 0 (`offset=`). */
@@ -213,10 +202,10 @@ export default {
     if (offset !== undefined && offset > file.size()) {
       return Promise.reject(new ImageOpenError("The sum of offset and size exceeds the file size"));
     }
-    // QEMU's rule for a probed raw image opened read-write: say so, and guard block 0,
-    // whichever front end (IDE, virtio-blk, an `img` command) writes to it.
+    // QEMU's rule for a probed raw image opened read-write: guard block 0, whichever
+    // front end (IDE, virtio-blk, an `img` command) writes to it. The CLI prints QEMU's
+    // warning when it sees `restrictsBlockZero`.
     const probeFormat = ctx?.probed && !file.readOnly ? ctx.probeFormat : undefined;
-    if (probeFormat) ctx?.report?.(probedRawWarning(file.filename));
     return Promise.resolve(new RawNode(file, { offset, size, probeFormat }));
   },
 } satisfies FormatDescriptor;
