@@ -1,7 +1,7 @@
 // Turns a parsed qemu-system command line into a MachineConfig: memory, CPUs, drives, chardevs
 
 import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
-import type { BlockGraph } from "../../core/block/graph.ts";
+import { type BlockGraph, probedRawWarning } from "../../core/block/graph.ts";
 import { type Chardev, openChardev, type StdioChardevOptions } from "../../core/chardev.ts";
 import type { CpuBackend, CpuTopology } from "../../core/cpu.ts";
 import { hostIoError, UsageError } from "../../core/errors.ts";
@@ -317,6 +317,8 @@ export async function openDrives(
           noFlush: flags.noFlush,
           formatOptions,
         });
+        // QEMU's warning: block 0 of a probed raw disk is guarded (plugins/formats/raw.ts).
+        if (root.restrictsBlockZero) graph.report(probedRawWarning(file));
         // The guest's disk goes through the same backend and scheduler as `img`.
         node = new BlockBackend(root, { cache });
       } catch (e) {

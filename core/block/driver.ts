@@ -124,6 +124,12 @@ export interface BlockNode {
   readonly clusterSize?: number;
   /** True when data may only be written compressed, whole clusters in order (vmdk streamOptimized). */
   readonly needsCompressedWrites?: boolean;
+  /**
+   * True when the format was probed and writes that would make the file probe as
+   * another format are refused with EPERM (a probed raw image opened read-write, as
+   * QEMU restricts it). The CLI prints `probedRawWarning` for such a node.
+   */
+  readonly restrictsBlockZero?: boolean;
 
   /** The virtual size in bytes. */
   size(): number;
@@ -244,6 +250,17 @@ export interface OpenContext {
   openFile(name: string, options: { readOnly: boolean; mustExist?: boolean }): Promise<BlockNode>;
   /** Prints a line for the user (stderr in the CLI); absent when nobody listens. */
   report?(line: string): void;
+  /**
+   * True when no format was given and probing chose this one (QEMU's `bs->probed`).
+   * A probed raw node must refuse writes that would make the file probe as another
+   * format: a guest could otherwise turn its disk into an image naming host files.
+   */
+  readonly probed?: boolean;
+  /**
+   * The name of the format a file starting with `header` (graph.ts's `PROBE_BYTES` long,
+   * zero-filled past the file's end) probes as, by the same rules the graph used.
+   */
+  probeFormat?(header: Uint8Array): string | undefined;
 }
 
 /** What a format's `create` gets from the graph. */

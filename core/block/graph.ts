@@ -9,6 +9,26 @@ import type { BlockNode, CreateContext, ImageOpenOptions, OpenContext } from "./
 /** Bytes read from the start of a file for format probing (QEMU reads 2048). */
 export const PROBE_BYTES = 2048;
 
+/**
+ * What QEMU 7.2 prints (on stderr, without a program prefix) when a raw image opened
+ * read-write was probed rather than named with `format=raw`: block 0 is then guarded
+ * (see {@linkcode BlockNode.restrictsBlockZero}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { probedRawWarning } from "./graph.ts";
+ *
+ * assert.match(probedRawWarning("d.img"), /^WARNING: Image format was not specified for 'd.img'/);
+ * ```
+ */
+export function probedRawWarning(filename: string): string {
+  return `WARNING: Image format was not specified for '${filename}' and probing guessed raw.\n` +
+    "         Automatically detecting the format is dangerous for raw images, " +
+    "write operations on block 0 will be restricted.\n" +
+    "         Specify the 'raw' format explicitly to remove the restrictions.";
+}
+
 /** QEMU refuses backing chains deeper than this (BDRV_MAX_BACKING_DEPTH... we pick a sane bound). */
 export const MAX_BACKING_DEPTH = 64;
 
@@ -161,8 +181,16 @@ export class BlockGraph {
             throw new ImageOpenError("Could not open backing file", { cause: e });
           });
         },
-        openFile: (name, o) => this.openProtocol(resolveBackingName(filename, name), o),
+        // An image opened read-only opens nothing read-write: its data file and extents
+        // follow it, whatever the format (or the image's metadata) asks for.
+        openFile: (name, o) =>
+          this.openProtocol(resolveBackingName(filename, name), {
+            ...o,
+            readOnly: o.readOnly || readOnly,
+          }),
         report: this.report,
+        probed: !options.format,
+        probeFormat: (header) => this.registry.probeFormat(header, file.filename)?.name,
       };
       return await format.open(file, formatOptions, context);
     } catch (e) {

@@ -4,8 +4,10 @@ import type {
   BlockNode,
   BlockStatus,
   CreateContext,
+  OpenContext,
   TruncateOptions,
 } from "../../core/block/driver.ts";
+import { PROBE_BYTES } from "../../core/block/graph.ts";
 import { ImageOpenError, IoError } from "../../core/errors.ts";
 import type { OptionSpec, ParsedOptions } from "../../core/options.ts";
 import type { FormatDescriptor } from "../../core/plugin.ts";
@@ -21,16 +23,39 @@ export const RAW_OPEN_OPTIONS: readonly OptionSpec[] = [
   { name: "size", type: "size", help: "virtual disk size" },
 ];
 
+/** How a {@linkcode RawNode} is opened. */
+export interface RawNodeOptions {
+  /** Bytes of the file before guest offset 0 (`offset=`). */
+  offset?: number;
+  /** The virtual size (`size=`); the file's size minus `offset` when absent. */
+  size?: number;
+  /**
+   * Set when the format was probed: the format a file starting with a given probe
+   * buffer probes as. Writes that would make it probe as anything but raw are refused.
+   */
+  probeFormat?: (header: Uint8Array) => string | undefined;
+}
+
 /** A raw image: every guest byte at `offset + guest offset` in the file. */
 export class RawNode implements BlockNode {
   readonly driver = "raw";
   readonly backing = null;
   #offset: number;
   #size: number | undefined;
+  #probeFormat: ((header: Uint8Array) => string | undefined) | undefined;
+  // Changes to the probe window run one at a time, so that two writes each harmless
+  // alone cannot pass their checks together and combine into another format's header.
+  #windowTail: Promise<void> = Promise.resolve();
 
-  constructor(readonly file: BlockNode, window: { offset?: number; size?: number } = {}) {
-    this.#offset = window.offset ?? 0;
-    this.#size = window.size;
+  constructor(readonly file: BlockNode, options: RawNodeOptions = {}) {
+    this.#offset = options.offset ?? 0;
+    this.#size = options.size;
+    this.#probeFormat = options.probeFormat;
+  }
+
+  /** True when writes to the probe window are checked (the format was probed). */
+  get restrictsBlockZero(): boolean {
+    return this.#probeFormat !== undefined;
   }
 
   get filename(): string {
@@ -51,17 +76,68 @@ export class RawNode implements BlockNode {
 
   write(offset: number, data: Uint8Array): Promise<void> {
     this.#checkRange(offset, data.length);
-    return this.file.write(this.#offset + offset, data);
+    const at = this.#offset + offset;
+    return this.#guarded(
+      at,
+      data.length,
+      (header) => header.set(data.subarray(0, PROBE_BYTES - at), at),
+      () => this.file.write(at, data),
+    );
   }
 
   writeZeroes(offset: number, bytes: number, options?: { unmap?: boolean }): Promise<void> {
     this.#checkRange(offset, bytes);
-    return this.file.writeZeroes(this.#offset + offset, bytes, options);
+    const at = this.#offset + offset;
+    return this.#guarded(
+      at,
+      bytes,
+      (header) => header.fill(0, at, Math.min(PROBE_BYTES, at + bytes)),
+      () => this.file.writeZeroes(at, bytes, options),
+    );
   }
 
   discard(offset: number, bytes: number): Promise<void> {
     this.#checkRange(offset, bytes);
-    return this.file.discard(this.#offset + offset, bytes);
+    const at = this.#offset + offset;
+    // A discarded range may read back as zeroes: check it as a zero write.
+    return this.#guarded(
+      at,
+      bytes,
+      (header) => header.fill(0, at, Math.min(PROBE_BYTES, at + bytes)),
+      () => this.file.discard(at, bytes),
+    );
+  }
+
+  /**
+   * Runs `change` of the file bytes `[at, at + bytes)`. On a probed node, a change
+   * touching the probe window is first applied to a copy of the window (`overlay`) and
+   * probed: if the file would then probe as another format, the change is refused with
+   * EPERM, as QEMU's raw driver refuses it, and the file is left as it was.
+   */
+  #guarded(
+    at: number,
+    bytes: number,
+    overlay: (header: Uint8Array) => void,
+    change: () => Promise<void>,
+  ): Promise<void> {
+    const probeFormat = this.#probeFormat;
+    if (!probeFormat || bytes === 0 || at >= PROBE_BYTES) return change();
+    const run = this.#windowTail.then(async () => {
+      const header = new Uint8Array(PROBE_BYTES);
+      await this.file.read(0, header.subarray(0, Math.min(PROBE_BYTES, this.file.size())));
+      overlay(header);
+      const format = probeFormat(header);
+      if (format !== "raw") {
+        throw new IoError(
+          `Write to block 0 of '${this.filename}' refused: the image would probe as ` +
+            `${format ?? "no known format"}: Operation not permitted`,
+          { code: "EPERM" },
+        );
+      }
+      await change();
+    });
+    this.#windowTail = run.catch(() => {});
+    return run;
   }
 
   flush(): Promise<void> {
@@ -120,12 +196,16 @@ export default {
   create(filename: string, sizeBytes: number, opts: ParsedOptions, ctx: CreateContext) {
     return ctx.createFile(filename, sizeBytes, opts);
   },
-  open(file: BlockNode, opts: ParsedOptions) {
+  open(file: BlockNode, opts: ParsedOptions, ctx?: OpenContext) {
     const offset = typeof opts.offset === "number" ? opts.offset : undefined;
     const size = typeof opts.size === "number" ? opts.size : undefined;
     if (offset !== undefined && offset > file.size()) {
       return Promise.reject(new ImageOpenError("The sum of offset and size exceeds the file size"));
     }
-    return Promise.resolve(new RawNode(file, { offset, size }));
+    // QEMU's rule for a probed raw image opened read-write: guard block 0, whichever
+    // front end (IDE, virtio-blk, an `img` command) writes to it. The CLI prints QEMU's
+    // warning when it sees `restrictsBlockZero`.
+    const probeFormat = ctx?.probed && !file.readOnly ? ctx.probeFormat : undefined;
+    return Promise.resolve(new RawNode(file, { offset, size, probeFormat }));
   },
 } satisfies FormatDescriptor;
