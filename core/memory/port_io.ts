@@ -88,6 +88,11 @@ export class PortIoSpace {
     this.#repaint(base, count);
   }
 
+  /** The registered ranges, in registration order (for tools: the fuzzer, the monitor). */
+  get ranges(): readonly { name: string; base: number; count: number }[] {
+    return this.#ranges;
+  }
+
   /** Removes a registration by name (a PCI I/O BAR moving). */
   unregister(name: string): void {
     const gone = this.#ranges.filter((r) => r.name === name);
