@@ -1,6 +1,7 @@
 // Runs every side-by-side benchmark and prints the ratio tables (`--short` for CI)
 
 import { printTable, SHORT } from "./bench_util.ts";
+import { barRemapRows } from "./bar_remap_bench.ts";
 import { bootRows } from "./boot_bench.ts";
 import { convertRows } from "./convert_bench.ts";
 import { convertFormatRows, convertFormatsTitle } from "./convert_formats_bench.ts";
@@ -21,6 +22,10 @@ printTable(
   await convertRows(),
 );
 printTable(convertFormatsTitle(), await convertFormatRows());
+printTable(
+  "PCI BAR / PAM remap through 0xcf8/0xcfc (guest config writes; QEMU via qtest)",
+  await barRemapRows(),
+);
 printTable(
   "Emulation loops: Multiboot guests, vmkit (interpreter + block translator) vs qemu-system-i386 -accel tcg",
   await emulationLoopRows(),

@@ -30,12 +30,39 @@ export interface MemoryRegion {
   readonly handler?: MmioHandler;
   /** Higher priority regions cover lower ones (ROM shadowing, PCI BAR over RAM hole). */
   readonly priority: number;
+  /** True for a window the guest places (a BAR, PAM, an I/O base): it may overlap others. */
+  readonly overlap: boolean;
+}
+
+/**
+ * How a region is placed. `priority` orders overlapping regions (higher covers lower);
+ * `overlap: true` marks a window the guest programs (a PCI BAR, a PAM segment), which
+ * may land on anything, as QEMU's `memory_region_add_subregion_overlap`. Among regions
+ * of equal priority the one mapped last covers the others, as in QEMU's subregion order.
+ * Fixed board wiring leaves `overlap` off so a real collision is refused at build time.
+ */
+export interface RegionOptions {
+  priority?: number;
+  overlap?: boolean;
+}
+
+function regionOptions(options: number | RegionOptions | undefined): Required<RegionOptions> {
+  if (typeof options === "number") return { priority: options, overlap: false };
+  return { priority: options?.priority ?? 0, overlap: options?.overlap ?? false };
+}
+
+interface Slot {
+  region: MemoryRegion;
+  /** Mapping order: among equal priorities the later mapping wins. */
+  order: number;
 }
 
 /**
  * A 32-bit (4 GiB) guest physical address space, flattened into one entry per 4 KiB
- * page so an access costs one table lookup. Regions must not overlap other regions
- * of the same priority; a higher priority region covers a lower one.
+ * page so an access costs one table lookup. Fixed regions of equal priority must not
+ * overlap (a wiring bug, refused); guest-programmed windows (`overlap: true`) may, and
+ * the flattened view shows the highest priority, then the latest mapping. A change
+ * repaints only the pages of the region that moved.
  *
  * @example
  * ```ts
@@ -48,17 +75,34 @@ export interface MemoryRegion {
  * assert.equal(mem.read32(0x1000), 0xdeadbeef);
  * assert.equal(mem.read8(0x1003), 0xde);
  * assert.equal(mem.read32(0x80000000), 0xffffffff); // unmapped reads float high
+ * // A guest-programmed window over RAM covers it; removing it shows the RAM again.
+ * mem.addMmio("bar", 0x1000, 0x1000, { read: () => 0x55, write: () => {} }, { overlap: true });
+ * assert.equal(mem.read8(0x1000), 0x55);
+ * mem.remove("bar");
+ * assert.equal(mem.read8(0x1000), 0xef);
  * ```
  */
 export class AddressSpace {
   /** Page kind per 4 KiB page (PAGE_RAM...). */
   readonly pageKind: Uint8Array;
-  /** Index into {@linkcode regions} per page. */
+  /** Index into the region slots per page (see {@linkcode regionAt}). */
   readonly pageRegion: Int32Array;
-  #regions: MemoryRegion[] = [];
-  /** Regions in registration order (read-only view). */
+  /** Region slots; a removed region leaves a hole so page indexes stay valid. */
+  #slots: (Slot | undefined)[] = [];
+  /** The region of each slot, for the hot access paths. */
+  #byIndex: MemoryRegion[] = [];
+  #freeSlots: number[] = [];
+  #nextOrder = 0;
+  #liveRegions: MemoryRegion[] | null = [];
+  /** Pages repainted since construction (a measure of remapping cost). */
+  pagesRepainted = 0;
+  /** Live regions in mapping order (read-only view). */
   get regions(): readonly MemoryRegion[] {
-    return this.#regions;
+    if (this.#liveRegions === null) {
+      this.#liveRegions = this.#slots.filter((s): s is Slot => s !== undefined)
+        .sort((a, b) => a.order - b.order).map((s) => s.region);
+    }
+    return this.#liveRegions;
   }
   /** Incremented whenever the page table changes (CPU TLBs compare it). */
   generation = 0;
@@ -74,34 +118,55 @@ export class AddressSpace {
     name: string,
     base: number,
     size: number,
-    options: { priority?: number } = {},
+    options: RegionOptions = {},
   ): Uint8Array {
     const bytes = new Uint8Array(size);
-    this.#add({ name, base, size, kind: "ram", bytes, priority: options.priority ?? 0 });
+    this.#add({ name, base, size, kind: "ram", bytes, ...regionOptions(options) });
     return bytes;
   }
 
   /** Adds existing bytes as RAM (an alias of another region's memory). */
-  addRamAlias(name: string, base: number, bytes: Uint8Array, priority = 0): void {
-    this.#add({ name, base, size: bytes.length, kind: "ram", bytes, priority });
+  addRamAlias(
+    name: string,
+    base: number,
+    bytes: Uint8Array,
+    options?: number | RegionOptions,
+  ): void {
+    this.#add({ name, base, size: bytes.length, kind: "ram", bytes, ...regionOptions(options) });
   }
 
   /** Adds read-only memory holding `data`; guest writes are ignored. */
-  addRom(name: string, base: number, data: Uint8Array, priority = 0): void {
-    this.#add({ name, base, size: data.length, kind: "rom", bytes: data, priority });
+  addRom(name: string, base: number, data: Uint8Array, options?: number | RegionOptions): void {
+    this.#add({
+      name,
+      base,
+      size: data.length,
+      kind: "rom",
+      bytes: data,
+      ...regionOptions(options),
+    });
   }
 
   /** Adds an MMIO window served by `handler`. */
-  addMmio(name: string, base: number, size: number, handler: MmioHandler, priority = 0): void {
-    this.#add({ name, base, size, kind: "mmio", handler, priority });
+  addMmio(
+    name: string,
+    base: number,
+    size: number,
+    handler: MmioHandler,
+    options?: number | RegionOptions,
+  ): void {
+    this.#add({ name, base, size, kind: "mmio", handler, ...regionOptions(options) });
   }
 
   /** Removes a region by name (a PCI BAR moving, a ROM being unmapped). */
   remove(name: string): void {
-    const index = this.#regions.findIndex((r) => r.name === name);
+    const index = this.#slots.findIndex((s) => s?.region.name === name);
     if (index < 0) return;
-    this.#regions.splice(index, 1);
-    this.#rebuild();
+    const region = this.#slots[index]!.region;
+    this.#slots[index] = undefined;
+    this.#freeSlots.push(index);
+    this.#liveRegions = null;
+    this.#repaint(region.base, region.size);
   }
 
   #add(region: MemoryRegion): void {
@@ -112,36 +177,56 @@ export class AddressSpace {
         }`,
       );
     }
-    if (region.base + region.size > 2 ** this.addressBits) {
+    if (region.base < 0 || region.base + region.size > 2 ** this.addressBits) {
       throw new RangeError(`Region '${region.name}' lies outside the address space`);
     }
-    for (const r of this.#regions) {
-      if (
-        r.priority === region.priority && region.base < r.base + r.size &&
-        r.base < region.base + region.size
-      ) {
-        throw new RangeError(`Region '${region.name}' overlaps region '${r.name}'`);
+    if (!region.overlap) {
+      for (const s of this.#slots) {
+        const r = s?.region;
+        if (
+          r && !r.overlap && r.priority === region.priority &&
+          region.base < r.base + r.size && r.base < region.base + region.size
+        ) {
+          throw new RangeError(`Region '${region.name}' overlaps region '${r.name}'`);
+        }
       }
     }
-    this.#regions.push(region);
-    this.#rebuild();
+    const slot = { region, order: this.#nextOrder++ };
+    const index = this.#freeSlots.pop() ?? this.#slots.length;
+    this.#slots[index] = slot;
+    this.#byIndex[index] = region;
+    this.#liveRegions = null;
+    this.#repaint(region.base, region.size);
   }
 
-  #rebuild(): void {
-    this.pageKind.fill(PAGE_UNMAPPED);
-    this.pageRegion.fill(-1);
-    const order = this.#regions.map((_r, i) => i).sort((a, b) =>
-      this.#regions[a].priority - this.#regions[b].priority
-    );
-    for (const i of order) {
-      const r = this.#regions[i];
-      const kind = r.kind === "ram" ? PAGE_RAM : r.kind === "rom" ? PAGE_ROM : PAGE_MMIO;
-      const first = r.base >>> PAGE_BITS;
-      const last = (r.base + r.size - 1) / PAGE_SIZE | 0;
-      for (let p = first; p <= last; p++) {
-        this.pageKind[p] = kind;
-        this.pageRegion[p] = i;
+  /**
+   * Repaints the pages of `[base, base + size)`: the regions touching that span are
+   * painted lowest first (priority, then mapping order), each clipped to the span, so
+   * the cost follows the size of the change, not the size of the address space.
+   */
+  #repaint(base: number, size: number): void {
+    const first = base >>> PAGE_BITS;
+    const end = first + size / PAGE_SIZE;
+    this.pageKind.fill(PAGE_UNMAPPED, first, end);
+    this.pageRegion.fill(-1, first, end);
+    const touching: number[] = [];
+    this.#slots.forEach((s, i) => {
+      if (s && s.region.base < base + size && base < s.region.base + s.region.size) {
+        touching.push(i);
       }
+    });
+    touching.sort((a, b) => {
+      const sa = this.#slots[a]!, sb = this.#slots[b]!;
+      return sa.region.priority - sb.region.priority || sa.order - sb.order;
+    });
+    for (const i of touching) {
+      const r = this.#slots[i]!.region;
+      const kind = r.kind === "ram" ? PAGE_RAM : r.kind === "rom" ? PAGE_ROM : PAGE_MMIO;
+      const from = Math.max(first, r.base >>> PAGE_BITS);
+      const to = Math.min(end, (r.base + r.size) / PAGE_SIZE);
+      this.pageKind.fill(kind, from, to);
+      this.pageRegion.fill(i, from, to);
+      this.pagesRepainted += to - from;
     }
     this.generation++;
   }
@@ -149,18 +234,18 @@ export class AddressSpace {
   /** The region covering a physical address, if any. */
   regionAt(address: number): MemoryRegion | undefined {
     const index = this.pageRegion[address >>> PAGE_BITS];
-    return index < 0 ? undefined : this.#regions[index];
+    return index < 0 ? undefined : this.#byIndex[index];
   }
 
   read8(address: number): number {
     const page = address >>> PAGE_BITS;
     const kind = this.pageKind[page];
     if (kind === PAGE_RAM || kind === PAGE_ROM) {
-      const r = this.#regions[this.pageRegion[page]];
+      const r = this.#byIndex[this.pageRegion[page]];
       return r.bytes![address - r.base];
     }
     if (kind === PAGE_MMIO) {
-      const r = this.#regions[this.pageRegion[page]];
+      const r = this.#byIndex[this.pageRegion[page]];
       return r.handler!.read(address - r.base, 1) & 0xff;
     }
     return 0xff;
@@ -171,13 +256,13 @@ export class AddressSpace {
       const page = address >>> PAGE_BITS;
       const kind = this.pageKind[page];
       if (kind === PAGE_RAM || kind === PAGE_ROM) {
-        const r = this.#regions[this.pageRegion[page]];
+        const r = this.#byIndex[this.pageRegion[page]];
         const o = address - r.base;
         const b = r.bytes!;
         return b[o] | (b[o + 1] << 8);
       }
       if (kind === PAGE_MMIO) {
-        const r = this.#regions[this.pageRegion[page]];
+        const r = this.#byIndex[this.pageRegion[page]];
         return r.handler!.read(address - r.base, 2) & 0xffff;
       }
       if (kind === PAGE_UNMAPPED) return 0xffff;
@@ -190,13 +275,13 @@ export class AddressSpace {
       const page = address >>> PAGE_BITS;
       const kind = this.pageKind[page];
       if (kind === PAGE_RAM || kind === PAGE_ROM) {
-        const r = this.#regions[this.pageRegion[page]];
+        const r = this.#byIndex[this.pageRegion[page]];
         const o = address - r.base;
         const b = r.bytes!;
         return (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
       }
       if (kind === PAGE_MMIO) {
-        const r = this.#regions[this.pageRegion[page]];
+        const r = this.#byIndex[this.pageRegion[page]];
         return r.handler!.read(address - r.base, 4) >>> 0;
       }
       if (kind === PAGE_UNMAPPED) return 0xffffffff;
@@ -208,10 +293,10 @@ export class AddressSpace {
     const page = address >>> PAGE_BITS;
     const kind = this.pageKind[page];
     if (kind === PAGE_RAM) {
-      const r = this.#regions[this.pageRegion[page]];
+      const r = this.#byIndex[this.pageRegion[page]];
       r.bytes![address - r.base] = value;
     } else if (kind === PAGE_MMIO) {
-      const r = this.#regions[this.pageRegion[page]];
+      const r = this.#byIndex[this.pageRegion[page]];
       r.handler!.write(address - r.base, 1, value & 0xff);
     }
   }
@@ -221,14 +306,14 @@ export class AddressSpace {
       const page = address >>> PAGE_BITS;
       const kind = this.pageKind[page];
       if (kind === PAGE_RAM) {
-        const r = this.#regions[this.pageRegion[page]];
+        const r = this.#byIndex[this.pageRegion[page]];
         const o = address - r.base;
         r.bytes![o] = value;
         r.bytes![o + 1] = value >> 8;
         return;
       }
       if (kind === PAGE_MMIO) {
-        const r = this.#regions[this.pageRegion[page]];
+        const r = this.#byIndex[this.pageRegion[page]];
         r.handler!.write(address - r.base, 2, value & 0xffff);
         return;
       }
@@ -243,7 +328,7 @@ export class AddressSpace {
       const page = address >>> PAGE_BITS;
       const kind = this.pageKind[page];
       if (kind === PAGE_RAM) {
-        const r = this.#regions[this.pageRegion[page]];
+        const r = this.#byIndex[this.pageRegion[page]];
         const o = address - r.base;
         const b = r.bytes!;
         b[o] = value;
@@ -253,7 +338,7 @@ export class AddressSpace {
         return;
       }
       if (kind === PAGE_MMIO) {
-        const r = this.#regions[this.pageRegion[page]];
+        const r = this.#byIndex[this.pageRegion[page]];
         r.handler!.write(address - r.base, 4, value >>> 0);
         return;
       }
@@ -264,19 +349,38 @@ export class AddressSpace {
   }
 
   /**
-   * Copies guest memory into `out` for a device's DMA. Every page must be RAM or ROM:
-   * a guest address outside memory is refused with a RangeError the device turns into
-   * an error status for the guest.
+   * Copies guest memory into `out` for a device's DMA. The copy sees the same flattened
+   * view as the CPU: every page must be RAM or ROM at the priority that wins there. A
+   * range touching MMIO or nothing is refused, before any byte moves, with a RangeError
+   * the device turns into an error status for the guest.
    */
   dmaRead(address: number, out: Uint8Array): void {
     this.#dma(address, out.length, (r, o, done, n) => out.set(r.bytes!.subarray(o, o + n), done));
   }
 
-  /** Copies `data` into guest RAM for a device's DMA, with the same checks as {@linkcode dmaRead}. */
+  /**
+   * Copies `data` into guest RAM for a device's DMA, with the same checks as
+   * {@linkcode dmaRead}; the parts that land on ROM (a write-protected shadow) are dropped.
+   */
   dmaWrite(address: number, data: Uint8Array): void {
     this.#dma(address, data.length, (r, o, done, n) => {
       if (r.kind === "ram") r.bytes!.set(data.subarray(done, done + n), o);
     });
+  }
+
+  /** True when `[address, address + length)` is all RAM or ROM in the flattened view. */
+  isDmaAddressable(address: number, length: number): boolean {
+    if (!Number.isInteger(address) || !Number.isInteger(length) || address < 0 || length < 0) {
+      return false;
+    }
+    if (address + length > 2 ** this.addressBits) return false;
+    if (length === 0) return true;
+    const last = (address + length - 1) / PAGE_SIZE | 0;
+    for (let p = address >>> PAGE_BITS; p <= last; p++) {
+      const kind = this.pageKind[p];
+      if (kind !== PAGE_RAM && kind !== PAGE_ROM) return false;
+    }
+    return true;
   }
 
   #dma(
@@ -287,17 +391,26 @@ export class AddressSpace {
     if (!Number.isInteger(address) || address < 0 || address + length > 2 ** this.addressBits) {
       throw new RangeError(`DMA outside the address space at 0x${address.toString(16)}`);
     }
+    if (!this.isDmaAddressable(address, length)) {
+      let a = address;
+      while (this.isDmaAddressable(a, 1)) a = (a & ~(PAGE_SIZE - 1)) + PAGE_SIZE;
+      throw new RangeError(`DMA to unbacked guest address 0x${a.toString(16)}`);
+    }
+    // Walk page by page, merging pages that the same region serves contiguously, so a
+    // higher-priority region in the middle of a RAM run is honoured.
     let done = 0;
     while (done < length) {
       const a = address + done;
-      const r = this.regionAt(a);
-      if (!r || r.kind === "mmio") {
-        throw new RangeError(`DMA to unbacked guest address 0x${a.toString(16)}`);
+      const index = this.pageRegion[a >>> PAGE_BITS];
+      const r = this.#byIndex[index];
+      let n = Math.min(length - done, PAGE_SIZE - (a & (PAGE_SIZE - 1)));
+      while (
+        done + n < length && this.pageRegion[(a + n) >>> PAGE_BITS] === index
+      ) {
+        n = Math.min(length - done, n + PAGE_SIZE);
       }
-      const offset = a - r.base;
-      const n = Math.min(length - done, r.size - offset);
       invariant(n > 0, "DMA step makes progress");
-      step(r, offset, done, n);
+      step(r, a - r.base, done, n);
       done += n;
     }
   }

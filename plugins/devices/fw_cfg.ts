@@ -54,6 +54,9 @@ export const FW_CFG_DMA_CTL_WRITE = 0x10;
 /** The longest file name in the directory, with its NUL. */
 export const FW_CFG_MAX_FILE_PATH = 56;
 
+/** Zeros written for the part of a DMA read past the end of the item. */
+const FW_CFG_ZERO_CHUNK = new Uint8Array(64 << 10);
+
 /** "QEMU CFG", what a read of the DMA address register returns (big-endian). */
 const DMA_SIGNATURE = [0x51454d55, 0x20434647];
 
@@ -212,13 +215,19 @@ export class FwCfg implements Device, FirmwareConfig {
     const data = this.#current();
     try {
       if (control & FW_CFG_DMA_CTL_READ) {
-        const out = new Uint8Array(length);
+        // The guest's length is up to 4 GiB: copy the item's part straight from the
+        // item, and write the rest as zeros (QEMU's dma_memory_set) from a small buffer.
+        if (!mem.isDmaAddressable(target, length)) throw new RangeError("DMA target not RAM");
+        let n = 0;
         if (data && this.#offset < data.length) {
-          const n = Math.min(length, data.length - this.#offset);
-          out.set(data.subarray(this.#offset, this.#offset + n));
+          n = Math.min(length, data.length - this.#offset);
+          mem.dmaWrite(target, data.subarray(this.#offset, this.#offset + n));
           this.#offset += n;
         }
-        mem.dmaWrite(target, out);
+        for (let done = n; done < length; done += FW_CFG_ZERO_CHUNK.length) {
+          const step = Math.min(FW_CFG_ZERO_CHUNK.length, length - done);
+          mem.dmaWrite(target + done, FW_CFG_ZERO_CHUNK.subarray(0, step));
+        }
       } else if (control & FW_CFG_DMA_CTL_SKIP) {
         if (data) this.#offset = Math.min(data.length, this.#offset + length);
       } else if (control & FW_CFG_DMA_CTL_WRITE) {

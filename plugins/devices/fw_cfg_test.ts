@@ -61,3 +61,29 @@ Deno.test("FwCfg.runDma() skips bytes before a read", () => {
   fw.runDma(0x100);
   assert.equal(fw.readData(1), 4);
 });
+
+Deno.test("FwCfg DMA with a 4 GiB length errors without allocating it; a length past the item zero-fills RAM", () => {
+  const mem = new AddressSpace();
+  const ram = mem.addRam("ram", 0, 1 << 20);
+  const fw = new FwCfg("fw", mem, null);
+  fw.addFile("etc/sercon-port", new Uint8Array([0xf8, 0x03]));
+  const access = new DataView(ram.buffer, 0x1000, 16);
+  const rssBefore = Deno.memoryUsage().rss;
+  // The guest asks for 0xffffffff bytes into RAM at 0x2000: far past its 1 MiB.
+  access.setUint32(0, (0x20 << 16) | 0x08 | 0x02);
+  access.setUint32(4, 0xffffffff);
+  access.setUint32(12, 0x2000);
+  fw.writeDmaRegister(0, 4, 0);
+  fw.writeDmaRegister(4, 4, 0x00100000); // the port sees 0x1000 byte-swapped
+  assert.equal(access.getUint32(0), 1, "FW_CFG_DMA_CTL_ERROR");
+  assert.ok(Deno.memoryUsage().rss - rssBefore < 512 << 20, "no 4 GiB buffer");
+  // 512 KiB into RAM: 2 bytes of the item, then zeros over what was there.
+  ram.fill(0xcc, 0x2000, 0x2000 + (512 << 10) + 1);
+  access.setUint32(0, (0x20 << 16) | 0x08 | 0x02);
+  access.setUint32(4, 512 << 10);
+  fw.runDma(0x1000);
+  assert.equal(access.getUint32(0), 0);
+  assert.deepEqual(Array.from(ram.subarray(0x2000, 0x2004)), [0xf8, 0x03, 0, 0]);
+  assert.equal(ram[0x2000 + (512 << 10) - 1], 0);
+  assert.equal(ram[0x2000 + (512 << 10)], 0xcc, "untouched past the length");
+});

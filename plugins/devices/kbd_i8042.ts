@@ -26,6 +26,20 @@ const OUT_AUX_OBF = 0x20;
 
 const ACK = 0xfa;
 
+/**
+ * Bytes a PS/2 device queues: input events up to PS2_QUEUE_SIZE, command replies up
+ * to PS2_QUEUE_HEADROOM more (QEMU's ps2.c numbers). A guest that writes commands
+ * without reading the answers loses the newest answers instead of growing the queue.
+ */
+export const PS2_QUEUE_SIZE = 16;
+export const PS2_QUEUE_HEADROOM = 8;
+
+/** Appends `bytes` to `queue` unless that would pass `limit` (the whole reply is dropped). */
+function enqueue(queue: number[], bytes: number[], limit: number): void {
+  if (queue.length + bytes.length > limit) return;
+  for (const b of bytes) queue.push(b);
+}
+
 /** Hooks the controller drives on the board. */
 export interface I8042Hooks {
   /** The CPU reset line was pulsed. */
@@ -120,7 +134,7 @@ export class I8042 implements Device {
   /** Queues scancodes as if keys were pressed (host keyboard input). */
   sendScancodes(codes: number[]): void {
     if (!this.#s.kbdScanning) return;
-    this.#s.kbdQueue.push(...codes);
+    enqueue(this.#s.kbdQueue, codes, PS2_QUEUE_SIZE);
     this.#refill();
   }
 
@@ -141,12 +155,12 @@ export class I8042 implements Device {
 
   /** Puts a byte from the controller itself in the output buffer queue. */
   #reply(...bytes: number[]): void {
-    this.#s.kbdQueue.push(...bytes);
+    enqueue(this.#s.kbdQueue, bytes, PS2_QUEUE_SIZE + PS2_QUEUE_HEADROOM);
     this.#refill();
   }
 
   #auxReply(...bytes: number[]): void {
-    this.#s.auxQueue.push(...bytes);
+    enqueue(this.#s.auxQueue, bytes, PS2_QUEUE_SIZE + PS2_QUEUE_HEADROOM);
     this.#refill();
   }
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { IrqLine } from "../../core/irq.ts";
-import { I8042 } from "./kbd_i8042.ts";
+import { I8042, PS2_QUEUE_HEADROOM, PS2_QUEUE_SIZE } from "./kbd_i8042.ts";
 
 function setup() {
   const events: string[] = [];
@@ -67,4 +67,23 @@ Deno.test("I8042 keyboard reset 0xFF answers ACK then self-test passed, with IRQ
   assert.equal(kbd.level, true);
   assert.deepEqual(drain(i8042), [0xfa, 0xaa]);
   assert.equal(kbd.level, false);
+});
+
+Deno.test("I8042 keeps its reply queues bounded when a guest loops `out 0x60, 0xee` without reading", () => {
+  const { i8042 } = setup();
+  for (let i = 0; i < 1_000_000; i++) i8042.writeData(0xee);
+  // The mouse too: 0xd4 then GET DEVICE ID, forever.
+  for (let i = 0; i < 100_000; i++) {
+    i8042.writeCommand(0xd4);
+    i8042.writeData(0xf2);
+  }
+  const state = i8042.saveState() as { kbdQueue: number[]; auxQueue: number[] };
+  assert.ok(state.kbdQueue.length <= PS2_QUEUE_SIZE + PS2_QUEUE_HEADROOM);
+  assert.ok(state.auxQueue.length <= PS2_QUEUE_SIZE + PS2_QUEUE_HEADROOM);
+  const bytes = drain(i8042);
+  assert.ok(bytes.length <= 2 * (PS2_QUEUE_SIZE + PS2_QUEUE_HEADROOM) + 1);
+  assert.equal(bytes[0], 0xee, "the first answers are kept, the newest dropped");
+  // The controller still works once the guest reads.
+  i8042.writeCommand(0xaa);
+  assert.deepEqual(drain(i8042), [0x55]);
 });

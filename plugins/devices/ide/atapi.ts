@@ -164,6 +164,9 @@ function nextReadBlock(drive: Drive): void {
   });
 }
 
+/** The host buffer of an ATAPI DMA read: a READ(12) of the whole disc moves through it piece by piece. */
+export const ATAPI_DMA_CHUNK_BYTES = 128 << 10;
+
 /** Runs a queued ATAPI DMA transfer through the bus master's PRD table. */
 export function atapiStartDma(drive: Drive): void {
   const r = drive.regs;
@@ -180,11 +183,23 @@ export function atapiStartDma(drive: Drive): void {
   r.dmaKind = DmaKind.None;
   const node = drive.node;
   if (!node) return checkCondition(drive, SENSE_NOT_READY, ASC_MEDIUM_NOT_PRESENT);
-  const data = new Uint8Array(r.left);
-  drive.runIo(() => node.read(r.lba, data), (error) => {
-    if (error) return checkCondition(drive, SENSE_MEDIUM_ERROR, 0x11);
-    drive.finishDma(bm.scatter(data), () => ok(drive), failed);
-  });
+  // A READ(12) may ask for the whole disc: move it through one bounded buffer, a piece
+  // at a time, continuing the PRD walk where the previous piece stopped.
+  const cursor = bm.cursor();
+  const buffer = new Uint8Array(Math.min(r.left, ATAPI_DMA_CHUNK_BYTES));
+  const next = (): void => {
+    const n = Math.min(r.left, buffer.length);
+    const piece = buffer.subarray(0, n);
+    drive.runIo(() => node.read(r.lba, piece), (error) => {
+      if (error) return checkCondition(drive, SENSE_MEDIUM_ERROR, 0x11);
+      r.lba += n;
+      r.left -= n;
+      const outcome = cursor.scatter(piece, r.left === 0);
+      if (outcome === null) return next();
+      drive.finishDma(outcome, () => ok(drive), failed);
+    });
+  };
+  next();
 }
 
 function be16(b: Uint8Array, at: number): number {

@@ -178,3 +178,75 @@ Deno.test("Piix3Ide ATAPI READ TOC, MODE SENSE and disc commands answer", async 
   packet(io, [0x1b, 0, 0, 0, 2]); // eject while locked
   assert.equal(io.in(PRI + 1, 1) >> 4, 0x02);
 });
+
+/** A 2 GiB disc that hands out zeros and records the largest read it was asked for. */
+class HugeDisc extends PatternDisk {
+  largestRead = 0;
+  bytesRead = 0;
+  constructor() {
+    super(2 ** 31, "huge.iso", true);
+  }
+  override read(_offset: number, buf: Uint8Array): Promise<void> {
+    this.largestRead = Math.max(this.largestRead, buf.length);
+    this.bytesRead += buf.length;
+    buf.fill(0x5a);
+    return Promise.resolve();
+  }
+}
+
+Deno.test("Piix3Ide ATAPI READ(12) of a whole 2 GiB disc by DMA moves it in bounded pieces, not one buffer", async () => {
+  const disc = new HugeDisc();
+  const { ide, io, ram } = await ideRig([{ index: 0, media: "cdrom", node: disc, readOnly: true }]);
+  const view = new DataView(ram.buffer);
+  // The guest's PRD table: all 8192 entries of 64 KiB point at one 64 KiB buffer, the
+  // last with EOT. That is 512 MiB of PRD space for a 2 GiB request.
+  for (let i = 0; i < 8192; i++) {
+    view.setUint32(0x10000 + 8 * i, 0x40000, true);
+    view.setUint32(0x10000 + 8 * i + 4, i === 8191 ? PRD_EOT : 0, true);
+  }
+  ide.writeBusMaster(4, 4, 0x10000);
+  ide.writeBusMaster(0, 1, 0x09);
+  const rssBefore = Deno.memoryUsage().rss;
+  const sectors = 2 ** 31 / 2048;
+  packet(io, [
+    0xa8,
+    0,
+    0,
+    0,
+    0,
+    0,
+    (sectors >>> 24) & 0xff,
+    (sectors >>> 16) & 0xff,
+    (sectors >>> 8) & 0xff,
+    sectors & 0xff,
+    0,
+    0,
+  ], { dma: true });
+  await ide.settled();
+  assert.ok(disc.largestRead <= 128 << 10, `largest host buffer ${disc.largestRead}`);
+  // The table runs out after 512 MiB (+ one piece read ahead): the drive stops there
+  // without an interrupt and the bus master stays active, as QEMU does on a short table.
+  assert.ok(disc.bytesRead <= (512 << 20) + (128 << 10), `${disc.bytesRead} bytes read`);
+  assert.equal(ram[0x40000], 0x5a);
+  assert.ok(Deno.memoryUsage().rss - rssBefore < 256 << 20, "host memory stays bounded");
+  // The guest can reset the channel and use the drive again.
+  io.out(0x3f6, 1, 0x04);
+  io.out(0x3f6, 1, 0x00);
+  await ide.settled();
+  packet(io, [0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // TEST UNIT READY
+  await ide.settled();
+  assert.equal(io.in(PRI + 7, 1) & 0x89, 0x00);
+});
+
+Deno.test("Piix3Ide ATAPI DMA into a PRD pointing at nothing ends with ERR and the bus master Error bit", async () => {
+  const { ide, io, ram } = await cdRig();
+  const view = new DataView(ram.buffer);
+  view.setUint32(0x1000, 0xe0000000, true); // no RAM there
+  view.setUint32(0x1004, 4096 | PRD_EOT, true);
+  ide.writeBusMaster(4, 4, 0x1000);
+  ide.writeBusMaster(0, 1, 0x09);
+  packet(io, [0xa8, 0, 0, 0, 0, 10, 0, 0, 0, 2, 0, 0], { dma: true });
+  await ide.settled();
+  assert.equal(io.in(PRI + 7, 1) & 0x01, 0x01, "ERR");
+  assert.equal(ide.readBusMaster(2, 1) & 0x02, 0x02, "bus master Error");
+});

@@ -144,42 +144,102 @@ export class BusMaster {
 
   /** Copies `data` into guest memory through the PRD table (a device-to-memory transfer). */
   scatter(data: Uint8Array): DmaOutcome {
-    return this.#walk(data.length, (address, done, n) => {
-      this.#memory.dmaWrite(address, data.subarray(done, done + n));
-    });
+    const cursor = this.cursor();
+    return cursor.scatter(data, true)!;
   }
 
   /** Fills `out` from guest memory through the PRD table (a memory-to-device transfer). */
   gather(out: Uint8Array): DmaOutcome {
-    return this.#walk(out.length, (address, done, n) => {
+    const cursor = this.cursor();
+    return cursor.gather(out, true)!;
+  }
+
+  /**
+   * A walk of the PRD table from its first entry that a transfer can feed in pieces,
+   * so a long read (an ATAPI READ(12) of a whole disc) never needs one host buffer for
+   * all of it.
+   */
+  cursor(): PrdCursor {
+    return new PrdCursor(this.#memory, this.regs.prdTable);
+  }
+}
+
+/**
+ * A position in a PRD table: the entry being filled and the bytes used of it. Each
+ * piece of a transfer continues where the previous one stopped.
+ */
+export class PrdCursor {
+  #memory: AddressSpace;
+  #table: number;
+  #index = 0;
+  #entryAddress = 0;
+  #entryLength = 0;
+  #entryEot = false;
+  /** Bytes of the current entry already used; -1 before the entry is read. */
+  #used = -1;
+  #entry = new Uint8Array(8);
+  #view = new DataView(this.#entry.buffer);
+
+  constructor(memory: AddressSpace, table: number) {
+    this.#memory = memory;
+    this.#table = table;
+  }
+
+  /**
+   * Copies the next `data.length` bytes of a device-to-memory transfer. Returns null
+   * when more pieces may follow, or how the transfer ended: Fault or Short at once,
+   * Exact or Larger after the piece marked `final`.
+   */
+  scatter(data: Uint8Array, final: boolean): DmaOutcome | null {
+    return this.#walk(data.length, final, (address, done, n) => {
+      this.#memory.dmaWrite(address, data.subarray(done, done + n));
+    });
+  }
+
+  /** The memory-to-device twin of {@linkcode scatter}. */
+  gather(out: Uint8Array, final: boolean): DmaOutcome | null {
+    return this.#walk(out.length, final, (address, done, n) => {
       this.#memory.dmaRead(address, out.subarray(done, done + n));
     });
   }
 
-  #walk(bytes: number, step: (address: number, done: number, n: number) => void): DmaOutcome {
-    const entry = new Uint8Array(8);
-    const view = new DataView(entry.buffer);
+  #walk(
+    bytes: number,
+    final: boolean,
+    step: (address: number, done: number, n: number) => void,
+  ): DmaOutcome | null {
     let done = 0;
     try {
-      for (let i = 0; i < PRD_MAX_ENTRIES; i++) {
-        // The table may not cross a 64 KiB boundary: the entry pointer wraps inside it.
-        const at = (this.regs.prdTable & 0xffff0000) + ((this.regs.prdTable + 8 * i) & 0xffff);
-        this.#memory.dmaRead(at >>> 0, entry);
-        const address = view.getUint32(0, true) & ~1;
-        const flags = view.getUint32(4, true);
-        let length = flags & 0xfffe;
-        if (length === 0) length = 0x10000;
-        const n = Math.min(length, bytes - done);
-        if (n > 0) step(address >>> 0, done, n);
+      while (done < bytes) {
+        if (this.#used < 0 || this.#used === this.#entryLength) {
+          if (this.#used >= 0 && this.#entryEot) return DmaOutcome.Short;
+          if (this.#used >= 0) this.#index++;
+          if (this.#index >= PRD_MAX_ENTRIES) return DmaOutcome.Short;
+          this.#readEntry();
+        }
+        const n = Math.min(this.#entryLength - this.#used, bytes - done);
+        step((this.#entryAddress + this.#used) >>> 0, done, n);
+        this.#used += n;
         done += n;
-        const eot = (flags & PRD_EOT) !== 0;
-        if (done === bytes) return eot && n === length ? DmaOutcome.Exact : DmaOutcome.Larger;
-        if (eot) return DmaOutcome.Short;
       }
-      return DmaOutcome.Short;
     } catch (error) {
       if (error instanceof RangeError) return DmaOutcome.Fault;
       throw error;
     }
+    if (!final) return null;
+    return this.#entryEot && this.#used === this.#entryLength
+      ? DmaOutcome.Exact
+      : DmaOutcome.Larger;
+  }
+
+  #readEntry(): void {
+    // The table may not cross a 64 KiB boundary: the entry pointer wraps inside it.
+    const at = (this.#table & 0xffff0000) + ((this.#table + 8 * this.#index) & 0xffff);
+    this.#memory.dmaRead(at >>> 0, this.#entry);
+    this.#entryAddress = this.#view.getUint32(0, true) & ~1;
+    const flags = this.#view.getUint32(4, true);
+    this.#entryLength = flags & 0xfffe || 0x10000;
+    this.#entryEot = (flags & PRD_EOT) !== 0;
+    this.#used = 0;
   }
 }

@@ -122,10 +122,12 @@ export class Piix3Ide implements Device {
     if (!io) return;
     io.unregister(`${this.id}-bmdma`);
     if (base === null) return;
+    // BAR4 is guest-programmed: placed over the IDE command ports, it covers them
+    // (an I/O BAR decodes at priority 1, above the fixed ISA ports, as in QEMU).
     io.register(`${this.id}-bmdma`, base, 16, {
       read: (port, size) => this.readBusMaster(port - base, size),
       write: (port, size, value) => this.writeBusMaster(port - base, size, value),
-    });
+    }, { priority: 1, overlap: true });
   }
 
   /** A read of the bus master block at `offset` (0..15). */

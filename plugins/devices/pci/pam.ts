@@ -2,8 +2,11 @@
 
 import type { AddressSpace } from "../../../core/memory/address_space.ts";
 
-/** Priority of PAM overlays above plain RAM (priority 0). */
-const PAM_PRIORITY = 1;
+/**
+ * PAM overlays sit above plain RAM (priority 0) and are guest-programmed: a PCI BAR the
+ * guest placed in the same window may share it, and the later mapping decodes.
+ */
+const PAM_PRIORITY = { priority: 1, overlap: true };
 
 /** One PAM segment: 16 KiB from 0xc0000 to 0xeffff, and 64 KiB at 0xf0000. */
 interface Segment {

@@ -116,10 +116,12 @@ export class Piix4Pm implements Device {
     if (io) {
       if (this.#mappedBase !== null) io.unregister(`${this.id}-pm`);
       if (base !== null) {
+        // PMBA is the guest's to program: a base over other ports (PMBA 0 covers the
+        // PIC) decodes to the PM block, as QEMU's later-mapped subregion wins.
         io.register(`${this.id}-pm`, base, 64, {
           read: (port, size) => this.readPm(port - base, size),
           write: (port, size, value) => this.writePm(port - base, size, value),
-        });
+        }, { overlap: true });
       }
     }
     this.#mappedBase = base;

@@ -14,6 +14,8 @@ export const VGA_WINDOW_SIZE = 0x20000;
 
 /** PCI BARs and the VGA window sit above RAM (priority 0), as QEMU overlaps them at priority 1. */
 export const VGA_REGION_PRIORITY = 1;
+/** A BAR window: guest-programmed, so it may land on anything and covers it (QEMU's overlap). */
+export const VGA_BAR_REGION = { priority: VGA_REGION_PRIORITY, overlap: true };
 
 /** A VGA BIOS that could not be found or read. */
 export class VgaRomError extends VmkitError {
@@ -78,9 +80,10 @@ export function adapterRom(
 }
 
 /**
- * Moves a named region: removes it, then adds it at `base` unless `base` is null. A
- * base that collides with another region leaves it unmapped, as a guest that
- * programs two BARs on top of each other sees neither decode.
+ * Moves a named region: removes it, then adds it at `base` unless `base` is null. The
+ * windows are added with `overlap`, so a base on top of another region covers it (the
+ * address space's priority rule); a base the address space cannot hold at all (past
+ * 4 GiB, not page aligned) leaves the BAR unmapped.
  */
 export function placeRegion(
   memory: AddressSpace,
@@ -174,7 +177,7 @@ export function addVgaRomBar(
     map: (base) => {
       if (!memory) return;
       placeRegion(memory, `${id}.rom`, base, (b) => {
-        memory.addRom(`${id}.rom`, b, rom, VGA_REGION_PRIORITY);
+        memory.addRom(`${id}.rom`, b, rom, VGA_BAR_REGION);
       });
     },
   });

@@ -14,6 +14,7 @@ import {
   claimLegacyWindow,
   placeRegion,
   registerBytePorts,
+  VGA_BAR_REGION,
   VGA_REGION_PRIORITY,
 } from "./_pci_display.ts";
 import { VgaCore } from "./vga_core.ts";
@@ -411,7 +412,7 @@ export class CirrusVga implements Device {
             b,
             CIRRUS_PNPMMIO_SIZE,
             byteMmio((o) => this.readMmio(o), (o, v) => this.writeMmio(o, v)),
-            VGA_REGION_PRIORITY,
+            VGA_BAR_REGION,
           )),
     });
     addVgaRomBar(this.config, host.memory, id, this.rom);
@@ -451,13 +452,17 @@ export class CirrusVga implements Device {
         memory.addMmio(`${this.id}.lfb`, b, CIRRUS_LINEAR_SIZE, {
           read: (_o, size) => (size === 4 ? 0xffffffff : (1 << (8 * size)) - 1),
           write: () => {},
-        }, VGA_REGION_PRIORITY),
+        }, VGA_BAR_REGION),
     );
     placeRegion(
       memory,
       `${this.id}.vram`,
       base,
-      (b) => memory.addRamAlias(`${this.id}.vram`, b, this.core.vram, VGA_REGION_PRIORITY + 1),
+      (b) =>
+        memory.addRamAlias(`${this.id}.vram`, b, this.core.vram, {
+          priority: VGA_REGION_PRIORITY + 1,
+          overlap: true,
+        }),
     );
   }
 

@@ -13,7 +13,7 @@ import {
   claimLegacyWindow,
   placeRegion,
   registerBytePorts,
-  VGA_REGION_PRIORITY,
+  VGA_BAR_REGION,
 } from "./_pci_display.ts";
 import { BochsDispi, VBE_DISPI_IOPORT_INDEX } from "./vbe.ts";
 import { VgaCore } from "./vga_core.ts";
@@ -140,14 +140,14 @@ export class StdVga implements Device {
   }
 
   #addVram(base: number): void {
-    this.#memory?.addRamAlias(`${this.id}.vram`, base, this.core.vram, VGA_REGION_PRIORITY);
+    this.#memory?.addRamAlias(`${this.id}.vram`, base, this.core.vram, VGA_BAR_REGION);
   }
 
   #addMmio(base: number): void {
     this.#memory?.addMmio(`${this.id}.mmio`, base, PCI_VGA_MMIO_SIZE, {
       read: (offset, size) => this.readMmio(offset, size),
       write: (offset, size, value) => this.writeMmio(offset, size, value),
-    }, VGA_REGION_PRIORITY);
+    }, VGA_BAR_REGION);
   }
 
   /** A read of BAR 2: VGA ports at 0x400, VBE registers at 0x500, QEMU extensions at 0x600. */

@@ -49,6 +49,8 @@ export class VirtioBalloon implements VirtioDeviceModel {
   readonly config = new Uint8Array(8);
   /** Page frame numbers the guest has given up. */
   readonly inflated = new Set<number>();
+  /** Pages zeroed by inflate so far (each page once while it stays in the balloon). */
+  pagesZeroed = 0;
   /** The last statistics, by tag. */
   stats: Record<number, number> = {};
   #host!: VirtioHost;
@@ -128,11 +130,15 @@ export class VirtioBalloon implements VirtioDeviceModel {
         this.inflated.delete(pfn);
         continue;
       }
+      // A page already in the balloon is not zeroed again: repeating one PFN 8M times
+      // in a notify costs a set lookup each, not 32 GiB of writes.
+      if (this.inflated.has(pfn)) continue;
       const addr = pfn * 2 ** VIRTIO_BALLOON_PFN_SHIFT;
       const r = addr < 2 ** memory.addressBits ? memory.regionAt(addr) : undefined;
       // Frames that are not RAM are ignored, as QEMU does.
       if (!r || r.kind !== "ram") continue;
       r.bytes!.fill(0, addr - r.base, Math.min(addr - r.base + 4096, r.size));
+      this.pagesZeroed++;
       this.inflated.add(pfn);
     }
   }

@@ -55,3 +55,24 @@ Deno.test("VirtioBalloon keeps the stats buffer until requestStats() and reads t
   balloon.requestStats();
   assert.deepEqual(d.takeUsed(2), [{ id: 0, len: 0 }]);
 });
+
+Deno.test("VirtioBalloon inflate with one PFN repeated across a full queue zeroes that page once", () => {
+  const balloon = new VirtioBalloon();
+  const d = new TestDriver(balloon, "modern");
+  d.init(3);
+  const r = d.rings(0);
+  // One 256 KiB buffer of 65536 copies of PFN 0x200, referenced by every chain: the
+  // driver asks for 65536 x size page zeroings (32 GiB at size 128) in one notify.
+  const list = d.alloc(1 << 18, pfns(...new Array(1 << 16).fill(0x200)));
+  for (let i = 0; i < r.size; i++) {
+    d.writeDesc(r.desc, i, list, 1 << 18, 0);
+    d.publish(0, i);
+  }
+  d.ram.fill(0x77, 0x200000, 0x201000);
+  d.notify(0);
+  assert.equal(d.takeUsed(0).length, r.size);
+  assert.equal(balloon.pagesZeroed, 1);
+  assert.ok(d.ram.subarray(0x200000, 0x201000).every((b) => b === 0));
+  assert.deepEqual([...balloon.inflated], [0x200]);
+  assert.equal(d.status() & 0x40, 0, "the device keeps running");
+});

@@ -65,6 +65,12 @@ const MAX_ZERO_SECTORS = 0x3fffff;
  * attack on host memory) completes with IOERR.
  */
 export const MAX_REQUEST_BYTES = 64 << 20;
+/**
+ * The data bytes vmkit holds for requests in flight at once. vmkit copies guest buffers
+ * instead of mapping them, so without a bound one notify of 256 requests of 64 MiB
+ * would ask the host for 16 GiB; past it, the queue waits for completions.
+ */
+export const MAX_BYTES_IN_FLIGHT = 64 << 20;
 
 /** The disk a virtio-blk device drives: BlockIo plus what a BlockBackend adds when present. */
 export type VirtioBlkDisk = BlockIo & {
@@ -93,6 +99,11 @@ export interface VirtioBlkStats {
   unsupported: number;
   /** Chains with no room for a status byte (completed with nothing written). */
   malformed: number;
+}
+
+/** The data bytes a request holds while in flight: its buffers, at most MAX_REQUEST_BYTES. */
+function dataBytes(chain: DescChain): number {
+  return Math.min(Math.max(chain.readableBytes, chain.writableBytes), MAX_REQUEST_BYTES);
 }
 
 /** CHS geometry as QEMU's hd_geometry_guess picks it for a non-IDE disk. */
@@ -148,6 +159,9 @@ export class VirtioBlk implements VirtioDeviceModel {
   #host!: VirtioHost;
   #view: DataView;
   #inFlight = new Set<Promise<void>>();
+  #bytesInFlight = 0;
+  /** True while a queue waits for bytes in flight to drain before popping more. */
+  #throttled = false;
   #geometry = { cylinders: 2, heads: 16, sectors: 63 };
 
   constructor(disk: VirtioBlkDisk, options: VirtioBlkOptions) {
@@ -225,14 +239,27 @@ export class VirtioBlk implements VirtioDeviceModel {
 
   queueNotify(index: number): void {
     const q = this.#host.queue(index);
+    this.#throttled = false;
     for (;;) {
       const chain = q.pop();
       if (!chain) break;
-      this.#start(q, chain);
+      const bytes = dataBytes(chain);
+      if (this.#bytesInFlight > 0 && this.#bytesInFlight + bytes > MAX_BYTES_IN_FLIGHT) {
+        // Taken again when a completion frees room (see #complete).
+        q.unpop();
+        this.#throttled = true;
+        break;
+      }
+      this.#start(q, chain, bytes);
     }
   }
 
-  #start(q: VirtQueue, chain: DescChain): void {
+  /** Bytes currently held for requests in flight (for tests). */
+  get bytesInFlight(): number {
+    return this.#bytesInFlight;
+  }
+
+  #start(q: VirtQueue, chain: DescChain, bytes: number): void {
     const generation = this.#host.generation;
     if (chain.writableBytes < 1) {
       // No status byte: nothing can be said to the driver; hand the chain back empty.
@@ -241,9 +268,19 @@ export class VirtioBlk implements VirtioDeviceModel {
       this.#host.notifyQueue(q.index);
       return;
     }
+    this.#bytesInFlight += bytes;
+    const release = () => {
+      this.#bytesInFlight -= bytes;
+    };
     const work = this.#handle(q, chain).then(
-      (r) => this.#complete(q, chain, generation, r.status, r.written),
-      () => this.#complete(q, chain, generation, VIRTIO_BLK_S_IOERR, 0),
+      (r) => {
+        release();
+        this.#complete(q, chain, generation, r.status, r.written);
+      },
+      () => {
+        release();
+        this.#complete(q, chain, generation, VIRTIO_BLK_S_IOERR, 0);
+      },
     );
     const tracked = this.#host.track(work);
     this.#inFlight.add(tracked);
@@ -264,6 +301,7 @@ export class VirtioBlk implements VirtioDeviceModel {
     try {
       q.push(chain.head, len);
       this.#host.notifyQueue(q.index);
+      if (this.#throttled && q.s.ready && this.#host.driverOk) this.queueNotify(q.index);
     } catch (e) {
       this.#host.fail(e);
     }
@@ -271,7 +309,8 @@ export class VirtioBlk implements VirtioDeviceModel {
 
   async #handle(q: VirtQueue, chain: DescChain): Promise<{ status: number; written: number }> {
     const ioerr = { status: VIRTIO_BLK_S_IOERR, written: 0 };
-    if (chain.readableBytes < HEADER_BYTES) return ioerr;
+    // A buffer outside RAM is refused before anything is allocated for it.
+    if (chain.readableBytes < HEADER_BYTES || chain.unmapped) return ioerr;
     const header = new Uint8Array(HEADER_BYTES);
     try {
       q.readFrom(chain, 0, header);
@@ -372,6 +411,7 @@ export class VirtioBlk implements VirtioDeviceModel {
 
   reset(): void {
     // In-flight requests finish on the host but their completions are dropped.
+    this.#throttled = false;
     this.config[BLK_CFG_WRITEBACK] = this.#writebackDefault() ? 1 : 0;
   }
 

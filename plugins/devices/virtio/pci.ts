@@ -334,12 +334,13 @@ export class VirtioPciDevice implements Device, PciFunction {
       read: (offset, size) => this.readModern(offset, size),
       write: (offset, size, value) => this.writeModern(offset, size, value),
     };
-    try {
-      this.#host.memory.addMmio(name, base, VIRTIO_MODERN_BAR_SIZE, handler);
-      this.#modernBase = base;
-    } catch {
-      // A base on top of RAM or another window is not decoded (the guest's mistake).
-    }
+    // A guest-programmed BAR: over RAM or another window it covers them (priority 1,
+    // as QEMU maps BARs) until it moves away.
+    this.#host.memory.addMmio(name, base, VIRTIO_MODERN_BAR_SIZE, handler, {
+      priority: 1,
+      overlap: true,
+    });
+    this.#modernBase = base;
   }
 
   #mapLegacy(base: number | null): void {
@@ -350,15 +351,11 @@ export class VirtioPciDevice implements Device, PciFunction {
     this.#legacyBase = null;
     if (base === null) return;
     const size = u32Pow2Ceil(VIRTIO_PCI_CONFIG_OFF + this.#model.config.length);
-    try {
-      io.register(name, base, size, {
-        read: (port, sz) => this.readLegacy(port - base, sz),
-        write: (port, sz, value) => this.writeLegacy(port - base, sz, value),
-      });
-      this.#legacyBase = base;
-    } catch {
-      // Overlapping another device's ports: left undecoded.
-    }
+    io.register(name, base, size, {
+      read: (port, sz) => this.readLegacy(port - base, sz),
+      write: (port, sz, value) => this.writeLegacy(port - base, sz, value),
+    }, { priority: 1, overlap: true });
+    this.#legacyBase = base;
   }
 
   /** The device model behind the transport (VirtioBlk, VirtioNet, VirtioBalloon). */

@@ -40,6 +40,11 @@ export interface DescChain {
   writable: Segment[];
   readableBytes: number;
   writableBytes: number;
+  /**
+   * True when some buffer does not lie in RAM or ROM of the flattened view (checked when
+   * the chain is popped, so a device refuses the request before it allocates anything).
+   */
+  unmapped?: boolean;
 }
 
 /** The RAM bytes behind `len` bytes at guest address `addr`, or a RangeError. */
@@ -48,7 +53,9 @@ function ram(memory: AddressSpace, addr: number, len: number): { bytes: Uint8Arr
     throw new RangeError(`Guest address 0x${addr.toString(16)} is outside the address space`);
   }
   const r = memory.regionAt(addr);
-  if (!r || r.kind !== "ram" || addr + len > r.base + r.size) {
+  if (
+    !r || r.kind !== "ram" || addr + len > r.base + r.size || memory.regionAt(addr + len - 1) !== r
+  ) {
     throw new RangeError(`Guest address 0x${addr.toString(16)} is not RAM`);
   }
   return { bytes: r.bytes!, at: addr - r.base };
@@ -105,6 +112,8 @@ export class VirtQueue {
   eventIdx = false;
   /** True when VIRTIO_F_RING_INDIRECT_DESC was offered (indirect tables are accepted). */
   indirect = true;
+  /** Chains popped and not yet pushed back (QEMU's `inuse`). */
+  inUse = 0;
   #memory: AddressSpace;
 
   constructor(memory: AddressSpace, readonly index: number, readonly maxSize: number) {
@@ -136,6 +145,7 @@ export class VirtQueue {
       signalledValid: false,
     });
     this.eventIdx = false;
+    this.inUse = 0;
   }
 
   /** The legacy interface's page frame number of the ring (0 when the queue is off). */
@@ -163,6 +173,7 @@ export class VirtQueue {
     const used = Math.ceil(availEnd / VIRTIO_PCI_VRING_ALIGN) * VIRTIO_PCI_VRING_ALIGN;
     Object.assign(this.s, { desc, avail, used, ready: true, lastAvail: 0, usedIdx: 0 });
     this.s.signalledValid = false;
+    this.inUse = 0;
   }
 
   /** Enables the queue with the addresses a modern driver wrote; the indexes start at 0. */
@@ -171,6 +182,7 @@ export class VirtQueue {
     this.s.lastAvail = 0;
     this.s.usedIdx = 0;
     this.s.signalledValid = false;
+    this.inUse = 0;
   }
 
   /** The driver's avail.idx. */
@@ -197,12 +209,17 @@ export class VirtQueue {
 
   /**
    * Takes the next available chain, or null when there is none. With EVENT_IDX, an
-   * emptied queue asks the driver to notify at the next entry (avail_event).
+   * emptied queue asks the driver to notify at the next entry (avail_event). A driver
+   * that makes more chains available than the queue holds while the device still owns
+   * earlier ones breaks the queue, as QEMU's "Virtqueue size exceeded".
    */
   pop(): DescChain | null {
     if (this.pending() === 0) {
       this.#publishAvailEvent();
       return null;
+    }
+    if (this.inUse >= this.s.size) {
+      throw new VirtQueueError(`virtqueue ${this.index}: Virtqueue size exceeded`);
     }
     const slot = this.s.lastAvail % this.s.size;
     let head: number;
@@ -213,6 +230,7 @@ export class VirtQueue {
     }
     this.s.lastAvail = (this.s.lastAvail + 1) & 0xffff;
     const chain = this.#walk(head);
+    this.inUse++;
     this.#publishAvailEvent();
     return chain;
   }
@@ -220,6 +238,7 @@ export class VirtQueue {
   /** Puts a taken chain back (the device could not use it yet: a NIC with a too-short buffer). */
   unpop(): void {
     this.s.lastAvail = (this.s.lastAvail - 1) & 0xffff;
+    if (this.inUse > 0) this.inUse--;
   }
 
   #publishAvailEvent(): void {
@@ -257,6 +276,7 @@ export class VirtQueue {
       writable: [],
       readableBytes: 0,
       writableBytes: 0,
+      unmapped: false,
     };
     const size = this.s.size;
     if (head >= size) {
@@ -296,6 +316,7 @@ export class VirtQueue {
         continue;
       }
       const seg = { addr: d.addr, len: d.len };
+      if (!this.#memory.isDmaAddressable(d.addr, d.len)) chain.unmapped = true;
       if (d.flags & VIRTQ_DESC_F_WRITE) {
         chain.writable.push(seg);
         chain.writableBytes += d.len;
@@ -325,6 +346,7 @@ export class VirtQueue {
       write32(this.#memory, s.used + 4 + 8 * slot, head);
       write32(this.#memory, s.used + 4 + 8 * slot + 4, len);
       s.usedIdx = (s.usedIdx + 1) & 0xffff;
+      if (this.inUse > 0) this.inUse--;
       // The element is written before the index that publishes it.
       write16(this.#memory, s.used + 2, s.usedIdx);
     } catch (e) {
