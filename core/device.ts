@@ -83,26 +83,7 @@ export interface IsaBus {
   irq(n: number): IrqLine;
 }
 
-/** A PCI function's configuration space as the host bridge reaches it. */
-export interface PciFunction {
-  /** Reads `size` bytes at `offset` (0..255) of configuration space. */
-  configRead(offset: number, size: 1 | 2 | 4): number;
-  /** Writes `size` bytes at `offset` of configuration space. */
-  configWrite(offset: number, size: 1 | 2 | 4, value: number): void;
-}
-
-/** A PCI bus: functions plug in at a device/function number and get INTx lines. */
-export interface PciBus {
-  /**
-   * Plugs a function in at `devfn` (slot << 3 | function), or in function 0 of the
-   * first free slot when `devfn` is undefined.
-   *
-   * @returns the devfn used
-   */
-  plug(fn: PciFunction, devfn?: number): number;
-  /** The interrupt line that INTx `pin` (1 = INTA .. 4 = INTD) of `devfn` drives. */
-  intx(devfn: number, pin: number): IrqLine;
-}
+export type { PciBus, PciFunction } from "./pci.ts";
 
 /** QEMU's firmware configuration device as a board fills it (see plugins/devices/fw_cfg.ts). */
 export interface FirmwareConfig {

@@ -7,8 +7,8 @@ import type { Machine } from "../../../core/machine.ts";
 import type { AddressSpace } from "../../../core/memory/address_space.ts";
 import type { PortIoSpace } from "../../../core/memory/port_io.ts";
 import { UsageError } from "../../../core/errors.ts";
-import { PCI_SUBDEVICE_ID_QEMU, PCI_SUBVENDOR_ID_REDHAT_QUMRANET } from "../pci/i440fx.ts";
-import { PCI_STATUS, PciConfig } from "../pci/pci_config.ts";
+import { PCI_SUBDEVICE_ID_QEMU, PCI_SUBVENDOR_ID_REDHAT_QUMRANET } from "../../../core/pci.ts";
+import { PCI_STATUS, PciConfig } from "../../../core/pci.ts";
 import { IdeChannel } from "./channel.ts";
 import type { Drive } from "./drive.ts";
 

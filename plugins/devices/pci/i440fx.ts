@@ -6,11 +6,12 @@ import type { Machine } from "../../../core/machine.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
 import type { AddressSpace } from "../../../core/memory/address_space.ts";
 import { Pam } from "./pam.ts";
-import { PciConfig } from "./pci_config.ts";
-
-/** QEMU's subsystem IDs on its PCI devices (SeaBIOS checks them to detect QEMU). */
-export const PCI_SUBVENDOR_ID_REDHAT_QUMRANET = 0x1af4;
-export const PCI_SUBDEVICE_ID_QEMU = 0x1100;
+// QEMU's subsystem IDs on its PCI devices (SeaBIOS checks them to detect QEMU).
+import {
+  PCI_SUBDEVICE_ID_QEMU,
+  PCI_SUBVENDOR_ID_REDHAT_QUMRANET,
+  PciConfig,
+} from "../../../core/pci.ts";
 
 /** PAM0 (the 0xf0000 segment is its high nibble); PAM1..PAM6 follow. */
 export const I440FX_PAM = 0x59;

@@ -5,8 +5,8 @@ import type { IrqController } from "../../../core/irq.ts";
 import type { Machine } from "../../../core/machine.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
 import type { PciBus0 } from "./i440fx.ts";
-import { PCI_SUBDEVICE_ID_QEMU, PCI_SUBVENDOR_ID_REDHAT_QUMRANET } from "./i440fx.ts";
-import { PciConfig } from "./pci_config.ts";
+import { PCI_SUBDEVICE_ID_QEMU, PCI_SUBVENDOR_ID_REDHAT_QUMRANET } from "../../../core/pci.ts";
+import { PciConfig } from "../../../core/pci.ts";
 
 /** PIRQ route control registers PIRQRC[A..D] (bit 7 disables, bits 3:0 the ISA IRQ). */
 export const PIIX_PIRQCA = 0x60;

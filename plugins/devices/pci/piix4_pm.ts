@@ -5,8 +5,8 @@ import type { EventLoop } from "../../../core/event_loop.ts";
 import type { Machine } from "../../../core/machine.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
 import type { PciBus0 } from "./i440fx.ts";
-import { PCI_SUBDEVICE_ID_QEMU, PCI_SUBVENDOR_ID_REDHAT_QUMRANET } from "./i440fx.ts";
-import { PciConfig } from "./pci_config.ts";
+import { PCI_SUBDEVICE_ID_QEMU, PCI_SUBVENDOR_ID_REDHAT_QUMRANET } from "../../../core/pci.ts";
+import { PciConfig } from "../../../core/pci.ts";
 
 /** PM base address register and its enable (PMREGMISC bit 0). */
 export const PIIX4_PMBA = 0x40;

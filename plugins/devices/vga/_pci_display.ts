@@ -3,7 +3,7 @@
 import { UsageError, VmkitError } from "../../../core/errors.ts";
 import type { AddressSpace, MmioHandler } from "../../../core/memory/address_space.ts";
 import type { PortHandler, PortIoSpace } from "../../../core/memory/port_io.ts";
-import type { PciConfig } from "../pci/pci_config.ts";
+import type { PciConfig } from "../../../core/pci.ts";
 import type { VgaCore } from "./vga_core.ts";
 
 /** Where VGA BIOS images are searched after the `-L` directories (as the board's firmware). */

@@ -6,7 +6,7 @@ import type { Machine } from "../../../core/machine.ts";
 import type { AddressSpace } from "../../../core/memory/address_space.ts";
 import { optBool, optNumber, optString } from "../../../core/options.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
-import { PciConfig } from "../pci/pci_config.ts";
+import { PciConfig } from "../../../core/pci.ts";
 import {
   addVgaRomBar,
   claimLegacyWindow,

@@ -5,7 +5,7 @@ import {
   PCI_COMMAND_MEMORY,
   PCI_ROM_ADDRESS,
   PciConfig,
-} from "./pci_config.ts";
+} from "./pci.ts";
 
 function config(): PciConfig {
   return new PciConfig({ vendorId: 0x1234, deviceId: 0x1111, classCode: 0x030000 });

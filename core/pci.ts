@@ -1,8 +1,38 @@
-// A PCI function's 256-byte configuration space: IDs, write masks, command register and BARs
+// The PCI contract every PCI device shares: the bus, a function's 256-byte configuration
+// space (IDs, write masks, command register, BARs, expansion ROM) and the IDs QEMU uses
 
-import type { PciFunction } from "../../../core/device.ts";
+import type { IrqLine } from "./irq.ts";
+
+/** A PCI function's configuration space as the host bridge reaches it. */
+export interface PciFunction {
+  /** Reads `size` bytes at `offset` (0..255) of configuration space. */
+  configRead(offset: number, size: 1 | 2 | 4): number;
+  /** Writes `size` bytes at `offset` of configuration space. */
+  configWrite(offset: number, size: 1 | 2 | 4, value: number): void;
+}
+
+/** A PCI bus: functions plug in at a device/function number and get INTx lines. */
+export interface PciBus {
+  /**
+   * Plugs a function in at `devfn` (slot << 3 | function), or in function 0 of the
+   * first free slot when `devfn` is undefined.
+   *
+   * @returns the devfn used
+   */
+  plug(fn: PciFunction, devfn?: number): number;
+  /** The interrupt line that INTx `pin` (1 = INTA .. 4 = INTD) of `devfn` drives. */
+  intx(devfn: number, pin: number): IrqLine;
+}
+
+/** Red Hat / Qumranet's vendor ID, which QEMU puts in the subsystem vendor of its devices. */
+export const PCI_SUBVENDOR_ID_REDHAT_QUMRANET = 0x1af4;
+/** The subsystem ID QEMU gives its devices. */
+export const PCI_SUBDEVICE_ID_QEMU = 0x1100;
+/** The vendor ID of QEMU's own devices (`edu`, std VGA): 1234h. */
+export const PCI_VENDOR_ID_QEMU = 0x1234;
 
 /** Standard header offsets (PCI Local Bus 3.0 §6.1). */
+
 export const PCI_VENDOR_ID = 0x00;
 export const PCI_DEVICE_ID = 0x02;
 export const PCI_COMMAND = 0x04;
