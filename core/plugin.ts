@@ -1,11 +1,41 @@
 // Plugin descriptors for every kind, and the Registry that finds them and prints their help
 
 import type { BlockNode, CreateContext, OpenContext } from "./block/driver.ts";
+import type { Chardev } from "./chardev.ts";
+import type { CpuBackend, CpuContext } from "./cpu.ts";
+import type { Device, DeviceContext } from "./device.ts";
 import { UsageError } from "./errors.ts";
+import type { Machine, MachineConfig } from "./machine.ts";
+import type { NetClient, NetdevContext } from "./net.ts";
 import type { OptionSpec, ParsedOptions } from "./options.ts";
 
+/**
+ * The plugin API this vmkit implements. A plugin declares the version it was written
+ * for in `apiVersion`; vmkit loads it when the numbers are equal. The number goes up
+ * when a descriptor or context changes in a way an existing plugin would notice.
+ */
+export const PLUGIN_API_VERSION = 1;
+
 /** The kinds of plugin vmkit knows. */
-export type PluginKind = "format" | "protocol" | "cpu" | "device" | "machine" | "netdev";
+export type PluginKind =
+  | "format"
+  | "protocol"
+  | "cpu"
+  | "device"
+  | "machine"
+  | "netdev"
+  | "chardev";
+
+/** Every kind, in the order `vmkit plugin list` shows them. */
+export const PLUGIN_KINDS: readonly PluginKind[] = [
+  "format",
+  "protocol",
+  "cpu",
+  "device",
+  "machine",
+  "netdev",
+  "chardev",
+];
 
 /** Fields every plugin descriptor has. */
 export interface PluginBase {
@@ -21,6 +51,11 @@ export interface PluginBase {
   readonly aliases?: readonly string[];
   /** Leave out of help listings. */
   readonly hidden?: boolean;
+  /**
+   * The plugin API version the plugin was written for ({@linkcode PLUGIN_API_VERSION});
+   * required of a plugin loaded with `--plugin`, optional for built-ins.
+   */
+  readonly apiVersion?: number;
 }
 
 /** An image format: probe, create and open (the BlockDriver of QEMU). */
@@ -93,7 +128,8 @@ export interface CpuDescriptor extends PluginBase {
   readonly accel: string;
   /** CPU models (`-cpu help`): name and description. */
   readonly models: readonly { name: string; description: string; alias?: string }[];
-  create(context: unknown, opts: ParsedOptions): unknown;
+  /** Makes CPU `context.index` of a machine, on its memory and port spaces. */
+  create(context: CpuContext, opts: ParsedOptions): CpuBackend;
 }
 
 /** QEMU's device categories, in the order `-device help` prints them. */
@@ -122,7 +158,12 @@ export interface DeviceDescriptor extends PluginBase {
   readonly category: DeviceCategory;
   /** True when a user may add it with `-device` (board-internal devices are not). */
   readonly userCreatable: boolean;
-  create(machine: unknown, opts: ParsedOptions): unknown;
+  /**
+   * Makes the device in the machine `ctx`: registers its ports and MMIO windows, plugs
+   * into its bus, takes its IRQ lines and publishes its services. The returned device
+   * is added to the machine (unless `create` already added it).
+   */
+  create(ctx: DeviceContext, opts: ParsedOptions): Device;
 }
 
 /** A machine board (`-M pc`). */
@@ -130,14 +171,25 @@ export interface MachineDescriptor extends PluginBase {
   readonly kind: "machine";
   /** Marked `(default)` in `-M help`. */
   readonly isDefault?: boolean;
-  create(config: unknown): unknown;
+  /** Builds the board: a Machine with its memory map, built-in devices and CPUs. */
+  create(config: MachineConfig): Machine;
 }
 
 /** A network backend (`-netdev user`, `-net user`). */
 export interface NetdevDescriptor extends PluginBase {
   readonly kind: "netdev";
-  /** Makes the backend's NetClient; `context` is core/net.ts's NetdevContext (the hubs). */
-  create(opts: ParsedOptions, context?: unknown): unknown;
+  /**
+   * Makes the backend's NetClient, with the machine's event loop and hubs in `ctx`
+   * (core/net.ts says what a backend may do with them); `close()` is called at exit.
+   */
+  create(opts: ParsedOptions, ctx: NetdevContext): NetClient;
+}
+
+/** A character backend (`-chardev NAME,id=ID,...`, `-serial NAME:...`). */
+export interface ChardevDescriptor extends PluginBase {
+  readonly kind: "chardev";
+  /** Opens the backend `id`; `close()` is called at exit. */
+  create(id: string, opts: ParsedOptions): Chardev;
 }
 
 /** Any plugin descriptor. */
@@ -147,7 +199,8 @@ export type PluginDescriptor =
   | CpuDescriptor
   | DeviceDescriptor
   | MachineDescriptor
-  | NetdevDescriptor;
+  | NetdevDescriptor
+  | ChardevDescriptor;
 
 type ByKind<K extends PluginKind> = Extract<PluginDescriptor, { kind: K }>;
 
@@ -161,7 +214,10 @@ type ByKind<K extends PluginKind> = Extract<PluginDescriptor, { kind: K }>;
  * import { Registry } from "./plugin.ts";
  *
  * const registry = new Registry();
- * registry.add({ kind: "netdev", name: "user", summary: "user-mode networking", options: [], create: () => ({}) });
+ * registry.add({
+ *   kind: "netdev", name: "user", summary: "user-mode networking", options: [],
+ *   create: () => ({ id: "u", model: "user", peer: null, receive: () => true }),
+ * });
  * assert.equal(registry.get("netdev", "user")?.summary, "user-mode networking");
  * assert.equal(registry.get("netdev", "tap"), undefined);
  * ```
@@ -281,13 +337,16 @@ function unknownPluginMessage(kind: PluginKind, name: string): string {
       return `unable to find CPU model '${name}'`;
     case "netdev":
       return `Parameter 'type' does not accept value '${name}'`;
+    case "chardev":
+      return `'${name}' is not a valid char driver name`;
   }
 }
 
 function checkDescriptor(d: PluginDescriptor): void {
   if (!d || typeof d !== "object") throw new TypeError("A plugin descriptor must be an object");
-  const kinds: PluginKind[] = ["format", "protocol", "cpu", "device", "machine", "netdev"];
-  if (!kinds.includes(d.kind)) throw new TypeError(`Unknown plugin kind '${String(d.kind)}'`);
+  if (!PLUGIN_KINDS.includes(d.kind)) {
+    throw new TypeError(`Unknown plugin kind '${String(d.kind)}'`);
+  }
   if (typeof d.name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9_.+-]*$/.test(d.name)) {
     throw new TypeError(`Invalid plugin name '${String(d.name)}'`);
   }
@@ -296,4 +355,29 @@ function checkDescriptor(d: PluginDescriptor): void {
   if (typeof (d as { create?: unknown }).create !== "function") {
     throw new TypeError(`Plugin '${d.name}' has no create()`);
   }
+}
+
+/**
+ * Checks the `apiVersion` a plugin loaded from outside declares against this vmkit's.
+ *
+ * @returns null when it may load, else the one line that says why not
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { apiVersionProblem, PLUGIN_API_VERSION } from "./plugin.ts";
+ *
+ * assert.equal(apiVersionProblem({ name: "edu", apiVersion: PLUGIN_API_VERSION }), null);
+ * assert.match(apiVersionProblem({ name: "edu", apiVersion: 99 })!, /needs plugin API 99/);
+ * ```
+ */
+export function apiVersionProblem(d: { name?: unknown; apiVersion?: unknown }): string | null {
+  const name = String(d.name);
+  if (d.apiVersion === undefined) {
+    return `Plugin '${name}' declares no apiVersion (this vmkit's plugin API is ${PLUGIN_API_VERSION})`;
+  }
+  if (d.apiVersion !== PLUGIN_API_VERSION) {
+    return `Plugin '${name}' needs plugin API ${String(d.apiVersion)}, ` +
+      `but this vmkit has plugin API ${PLUGIN_API_VERSION}`;
+  }
+  return null;
 }

@@ -526,7 +526,7 @@ export async function buildSystemSetup(
       defaultCdrom: !opts.some((o) => o.name === "nodefaults"),
     }),
     nics: network.nics,
-    netdevs: network.netdevs,
+    network: network.plan,
     serial,
     debugcon,
     nographic,

@@ -145,7 +145,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     quit();
   };
   try {
-    machine = descriptor.create(setup.config) as Machine;
+    machine = descriptor.create(setup.config);
     for (const d of setup.devices) machine.createDevice(d.model, d.opts);
     Deno.addSignalListener("SIGINT", onSignal);
     const exit = await machine.run();
@@ -168,6 +168,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     return exit.exitCode;
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
+    await machine?.close();
     for (const c of setup.chardevs) await c.close();
     for (const b of setup.backends) await b.close();
   }
