@@ -108,6 +108,11 @@ export interface ProtocolDescriptor extends PluginBase {
   create(filename: string, sizeBytes: number, opts: ParsedOptions): Promise<void>;
   /** Opens `filename` as a protocol node. */
   open(filename: string, opts: ProtocolOpenOptions): Promise<BlockNode>;
+  /**
+   * Runtime options a user gives as `file.NAME=` on `-drive` and `-blockdev`; they reach
+   * `open` typed, in `opts.options`.
+   */
+  readonly openOptions?: readonly OptionSpec[];
 }
 
 /** How a protocol node is opened. */
@@ -119,6 +124,8 @@ export interface ProtocolOpenOptions {
   forceShare?: boolean;
   /** Ignore flushes (`cache=unsafe`): also the ordering flushes a format makes. */
   noFlush?: boolean;
+  /** The protocol's own runtime options (`file.locking=off`), typed by its `openOptions`. */
+  options?: ParsedOptions;
 }
 
 /** A CPU backend (the x86 interpreter, KVM...). `create` returns the backend object. */
