@@ -5,7 +5,8 @@ import { BlockGraph } from "../core/block/graph.ts";
 import { errorChainMessage, InvariantError, VmkitError } from "../core/errors.ts";
 import { runImg } from "./img/mod.ts";
 import { writeErr, writeOut } from "./output.ts";
-import { buildRegistry } from "./registry.ts";
+import { runPluginCommand } from "./plugin_command.ts";
+import { buildRegistry, type BuildRegistryOptions } from "./registry.ts";
 import { runSystem } from "./system/mod.ts";
 import { versionLine } from "./version.ts";
 
@@ -16,7 +17,7 @@ const PERSONALITIES: Record<string, "img" | "system"> = {
   "qemu-system-i386": "system",
 };
 
-const USAGE = `usage: vmkit [--plugin FILE]... <command> [arguments]
+const USAGE = `usage: vmkit [--plugin PATH|URL]... <command> [arguments]
 
 vmkit is QEMU as one TypeScript program.
 
@@ -24,9 +25,14 @@ Commands:
   img ...              the disk image utility (qemu-img); 'vmkit img --help'
   system-x86_64 ...    the PC emulator (qemu-system-x86_64); 'vmkit system-x86_64 -help'
   system-i386 ...      the same emulator under its 32-bit name
+  plugin list          the plugins loaded, and where from
+  plugin build F.ts -o F.js
+                       bundle a plugin into one file a compiled vmkit can load
 
 Options:
-  --plugin FILE        load an extra plugin (a module whose default export is a descriptor)
+  --plugin PATH|URL    load an extra plugin (a module or bundle whose default export is a
+                       descriptor); also before the arguments of qemu-img and qemu-system-*
+                       VMKIT_PLUGINS=a.ts:b.js loads plugins under every name
   -h, --help           show this help
   -V, --version        show the version
 
@@ -51,14 +57,15 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
   const pluginFiles: string[] = [];
   let rest = args;
   try {
+    // Leading --plugin options, under every name vmkit answers to.
+    let i = 0;
+    while (i < rest.length && rest[i] === "--plugin") {
+      if (i + 1 >= rest.length) throw new VmkitError("--plugin needs a path or URL");
+      pluginFiles.push(rest[i + 1]);
+      i += 2;
+    }
+    rest = rest.slice(i);
     if (!face) {
-      let i = 0;
-      while (i < rest.length && rest[i] === "--plugin") {
-        if (i + 1 >= rest.length) throw new VmkitError("--plugin needs a file name");
-        pluginFiles.push(rest[i + 1]);
-        i += 2;
-      }
-      rest = rest.slice(i);
       const command = rest[0];
       if (command === undefined || command === "-h" || command === "--help" || command === "help") {
         writeOut(USAGE);
@@ -68,13 +75,17 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
         writeOut(`${versionLine("vmkit")}\n`);
         return 0;
       }
+      if (command === "plugin") {
+        const registry = await buildRegistry(pluginFiles, registryOptions("vmkit"));
+        return await runPluginCommand(rest.slice(1), registry);
+      }
       if (command === "img") face = "img";
       else if (command === "system-x86_64" || command === "system-i386") face = "system";
       else throw new VmkitError(`Unknown command '${command}'; try 'vmkit --help'`);
       rest = rest.slice(1);
       program = "vmkit";
     }
-    const registry = await buildRegistry(pluginFiles);
+    const registry = await buildRegistry(pluginFiles, registryOptions(program));
     if (face === "img") {
       return await runImg(rest, {
         registry,
@@ -87,6 +98,14 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
   } catch (e) {
     return reportError(e, program);
   }
+}
+
+/** Where plugins come from besides --plugin, and how a refused one is reported. */
+function registryOptions(program: string): BuildRegistryOptions {
+  return {
+    envPlugins: Deno.env.get("VMKIT_PLUGINS"),
+    warn: (line) => writeErr(`${program}: warning: ${line}\n`),
+  };
 }
 
 /** Prints an error the way a user should see it and returns its exit code. */

@@ -1,28 +1,25 @@
-// Builds the process's plugin registry: the built-ins plus any `--plugin FILE`
+// Builds the process's plugin registry: the built-ins plus external plugins (`--plugin`,
+// `VMKIT_PLUGINS`), each refused with one line when it cannot load
 
-import * as path from "node:path";
-import { pathToFileURL } from "node:url";
-import { UsageError } from "../core/errors.ts";
-import { type PluginDescriptor, Registry } from "../core/plugin.ts";
+import { Registry } from "../core/plugin.ts";
 import { BUILTIN_PLUGINS } from "../plugins/mod.ts";
+import { loadPlugins, splitPluginList } from "./plugin_loader.ts";
 
-/** A registry with every built-in plugin and the external plugin files given. */
-export async function buildRegistry(pluginFiles: readonly string[] = []): Promise<Registry> {
+/** Options of {@linkcode buildRegistry}. */
+export interface BuildRegistryOptions {
+  /** Prints a refused plugin's line (`plugin 'x.ts' refused: ...`); silent when absent. */
+  warn?: (line: string) => void;
+  /** The `VMKIT_PLUGINS` value (paths separated by `:`), loaded before `pluginSpecs`. */
+  envPlugins?: string;
+}
+
+/** A registry with every built-in plugin and the external plugins given (paths or URLs). */
+export async function buildRegistry(
+  pluginSpecs: readonly string[] = [],
+  options: BuildRegistryOptions = {},
+): Promise<Registry> {
   const registry = new Registry().addAll(BUILTIN_PLUGINS);
-  for (const file of pluginFiles) {
-    let mod: { default?: PluginDescriptor | PluginDescriptor[] };
-    try {
-      mod = await import(pathToFileURL(path.resolve(file)).href);
-    } catch (e) {
-      throw new UsageError(`Could not load plugin '${file}'`, { cause: e });
-    }
-    const exported = mod.default;
-    if (!exported) throw new UsageError(`Plugin '${file}' has no default export`);
-    try {
-      for (const d of Array.isArray(exported) ? exported : [exported]) registry.add(d);
-    } catch (e) {
-      throw new UsageError(`Could not register plugin '${file}'`, { cause: e });
-    }
-  }
+  const specs = [...splitPluginList(options.envPlugins ?? ""), ...pluginSpecs];
+  if (specs.length > 0) await loadPlugins(registry, specs, options.warn ?? (() => {}));
   return registry;
 }

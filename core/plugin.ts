@@ -231,16 +231,46 @@ type ByKind<K extends PluginKind> = Extract<PluginDescriptor, { kind: K }>;
  */
 export class Registry {
   #plugins: PluginDescriptor[] = [];
+  #sources = new Map<PluginDescriptor, string>();
 
-  /** Adds one descriptor; a second plugin of the same kind and name is refused. */
-  add(descriptor: PluginDescriptor): void {
-    checkDescriptor(descriptor);
-    for (const name of [descriptor.name, ...(descriptor.aliases ?? [])]) {
-      if (this.get(descriptor.kind, name)) {
-        throw new UsageError(`A ${descriptor.kind} plugin named '${name}' is already registered`);
+  /**
+   * Adds one descriptor; a second plugin of the same kind and name is refused.
+   *
+   * @param source where it came from, for `vmkit plugin list` (a path or URL)
+   */
+  add(descriptor: PluginDescriptor, source = "built-in"): void {
+    this.addGroup([descriptor], source);
+  }
+
+  /**
+   * Adds the descriptors of one plugin module together: all of them, or none when one
+   * is malformed or its name is taken (by the registry or by another in the group).
+   */
+  addGroup(descriptors: readonly PluginDescriptor[], source = "built-in"): void {
+    const taken = new Set<string>();
+    for (const d of descriptors) {
+      checkDescriptor(d);
+      for (const name of [d.name, ...(d.aliases ?? [])]) {
+        if (this.get(d.kind, name) || taken.has(`${d.kind}:${name}`)) {
+          throw new UsageError(`A ${d.kind} plugin named '${name}' is already registered`);
+        }
+        taken.add(`${d.kind}:${name}`);
       }
     }
-    this.#plugins.push(descriptor);
+    for (const d of descriptors) {
+      this.#plugins.push(d);
+      this.#sources.set(d, source);
+    }
+  }
+
+  /** Where a registered descriptor came from: `built-in`, or the path or URL it was loaded from. */
+  sourceOf(descriptor: PluginDescriptor): string | undefined {
+    return this.#sources.get(descriptor);
+  }
+
+  /** Every plugin, in registration order. */
+  all(): readonly PluginDescriptor[] {
+    return this.#plugins;
   }
 
   /** Adds every descriptor of a list. */
