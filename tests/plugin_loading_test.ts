@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import { BUNDLE_MARKER, evaluateBundle, loadPlugins } from "../cli/plugin_loader.ts";
 import { buildRegistry } from "../cli/registry.ts";
-import { ROOT, runCommand, runVmkit, tempDir } from "./test_util.ts";
+import { HAVE_ESBUILD, ROOT, runCommand, runVmkit, tempDir } from "./test_util.ts";
 
 const MOD = JSON.stringify(path.join(ROOT, "mod.ts"));
 
@@ -224,14 +224,6 @@ Deno.test("a bundle served over HTTP loads while remote module imports are forbi
     }
   });
 });
-
-const HAVE_ESBUILD = (() => {
-  try {
-    return Deno.statSync(path.join(ROOT, "node_modules", "esbuild", "package.json")).isFile;
-  } catch {
-    return false;
-  }
-})();
 
 Deno.test({
   name: HAVE_ESBUILD

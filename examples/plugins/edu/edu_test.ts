@@ -28,9 +28,9 @@ import edu, {
   EDU_STATUS,
   factorial32,
 } from "./edu.ts";
+import { HAVE_ESBUILD, haveProgram, ROOT } from "../../../tests/test_util.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, "..", "..", "..");
 const PLUGIN = path.join(HERE, "edu.ts");
 
 /** A machine with RAM at 0 and a one-slot PCI bus published under the typed PCI_BUS key. */
@@ -164,15 +164,6 @@ Deno.test("Edu state survives saveState()/loadState() and reset() returns it to 
   assert.equal(edu.read(EDU_LIVENESS, 4), 0xfffffffe);
   assert.equal(edu.read(EDU_IRQ_STATUS, 4), 0x20);
 });
-
-function haveProgram(program: string): boolean {
-  try {
-    return new Deno.Command(program, { args: ["--version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
 
 const HAVE_NASM = haveProgram("nasm");
 const HAVE_QEMU = haveProgram("qemu-system-x86_64");
@@ -311,14 +302,6 @@ Deno.test({
     }
   },
 });
-
-const HAVE_ESBUILD = (() => {
-  try {
-    return Deno.statSync(path.join(ROOT, "node_modules", "esbuild", "package.json")).isFile;
-  } catch {
-    return false;
-  }
-})();
 
 Deno.test({
   name: HAVE_NASM && HAVE_ESBUILD

@@ -6,20 +6,11 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { IrqLine, ISA_BUS, Machine, Registry } from "../../../mod.ts";
 import scratch, { type Scratch } from "./scratch.ts";
+import { HAVE_QEMU_IMG } from "../../../tests/test_util.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const MAIN = path.resolve(HERE, "..", "..", "..", "cli", "main.ts");
 const decoder = new TextDecoder();
-
-function haveProgram(program: string): boolean {
-  try {
-    return new Deno.Command(program, { args: ["--version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
-const HAVE_QEMU_IMG = haveProgram("qemu-img");
 
 /** Runs vmkit as `qemu-img --plugin boxed.ts ARGS` (a symlink gives it that name). */
 async function vmkitImg(args: string[], cwd: string): Promise<{ code: number; out: string }> {

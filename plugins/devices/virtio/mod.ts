@@ -2,6 +2,7 @@
 
 import type { DriveConfig } from "../../../core/machine.ts";
 import { type DeviceContext, PCI_BUS } from "../../../core/device.ts";
+import { parsePciAddr } from "../../../core/pci.ts";
 import { UsageError } from "../../../core/errors.ts";
 import { connectNetClients } from "../../../core/net.ts";
 import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
@@ -31,15 +32,8 @@ const COMMON_OPTIONS: readonly OptionSpec[] = [
   { name: "bootindex", type: "number", help: "boot priority (accepted)" },
 ];
 
-/** Reads `addr=` (`5`, `0x5`, `05.0`) as a devfn, as QEMU spells PCI addresses. */
-export function parsePciAddr(model: string, text: string): number {
-  const m = /^(?:0x)?([0-9a-fA-F]{1,2})(?:\.([0-7]))?$/.exec(text);
-  const slot = m ? Number.parseInt(m[1], 16) : NaN;
-  if (!m || slot > 31) {
-    throw new UsageError(`Property '${model}.addr' doesn't take value '${text}'`);
-  }
-  return (slot << 3) | Number(m[2] ?? 0);
-}
+/** Reads `addr=` as a devfn (moved to core/pci.ts; re-exported for this plugin's users). */
+export { parsePciAddr };
 
 /** Drives a virtio-blk device has taken (a drive backs one device). */
 const claimedDrives = new WeakSet<DriveConfig>();
