@@ -278,9 +278,9 @@ export class Machine implements DeviceContext {
   }
 
   /**
-   * Publishes a service other devices use through a core interface: `pic` and
-   * `ioapic` (IrqController), `isa` (IsaBus), `pci` (PciBus), `fw_cfg` (FirmwareConfig),
-   * `cpu-irq` (the InterruptSource the CPUs poll).
+   * Publishes a service other devices use through a core interface, under a typed key
+   * of core/device.ts: `PIC`, `IOAPIC`, `ISA_BUS`, `PCI_BUS`, `FW_CFG`, `CPU_IRQ`... (a
+   * plain string is the older, untyped form, kept for callers not yet moved).
    */
   provide<T>(key: ServiceKey<T> | string, service: T): void {
     this.#services.set(typeof key === "string" ? key : key.name, service);
