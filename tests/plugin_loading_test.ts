@@ -4,6 +4,10 @@
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { BUNDLE_MARKER, evaluateBundle, loadPlugins } from "../cli/plugin_loader.ts";
+import { buildSystemSetup } from "../cli/system/config.ts";
+import { parseSystemArgs } from "../cli/system/options.ts";
+import { BlockGraph } from "../core/block/graph.ts";
+import { MemoryChardev } from "../core/chardev.ts";
 import { buildRegistry } from "../cli/registry.ts";
 import { HAVE_ESBUILD, ROOT, runCommand, runVmkit, tempDir } from "./test_util.ts";
 
@@ -260,4 +264,38 @@ Deno.test({
       assert.match(bad.stderr, /is inside vmkit \(core\/\): import vmkit's API from its mod\.ts/);
     });
   },
+});
+
+Deno.test("a chardev plugin answers -chardev NAME,id=ID with its declared options", async () => {
+  const registry = await buildRegistry();
+  const made: { id: string; prefix: unknown }[] = [];
+  registry.add({
+    kind: "chardev",
+    name: "memlog",
+    summary: "keeps what the guest writes",
+    apiVersion: 1,
+    options: [{ name: "prefix", type: "string", help: "a label" }],
+    create(id, opts) {
+      made.push({ id, prefix: opts.prefix });
+      return new MemoryChardev(id);
+    },
+  }, "test");
+  const setup = await buildSystemSetup(
+    parseSystemArgs(["-nodefaults", "-chardev", "memlog,id=c0,prefix=x", "-serial", "chardev:c0"])
+      .opts,
+    undefined,
+    { registry, graph: new BlockGraph(registry), stdio: {} },
+  );
+  assert.deepEqual(made, [{ id: "c0", prefix: "x" }]);
+  assert.equal(setup.config.serial[0].id, "c0");
+  await assert.rejects(
+    () =>
+      buildSystemSetup(
+        parseSystemArgs(["-chardev", "memlog,id=c1,colour=red"]).opts,
+        undefined,
+        { registry, graph: new BlockGraph(registry), stdio: {} },
+      ),
+    /-chardev memlog,id=c1,colour=red: Invalid parameter 'colour'/,
+  );
+  for (const c of setup.chardevs) await c.close();
 });
