@@ -3,7 +3,7 @@
 import { errorChainMessage, InvariantError, VmkitError } from "../core/errors.ts";
 import type { MachineExit } from "../core/machine.ts";
 import { writeErr, writeOut } from "./output.ts";
-import { buildRegistry } from "./registry.ts";
+import { buildRegistry, type BuildRegistryOptions } from "./registry.ts";
 import { versionLine } from "./version.ts";
 
 /** The faces, by the name the executable may be started under. */
@@ -13,7 +13,7 @@ const PERSONALITIES: Record<string, "img" | "system"> = {
   "qemu-system-i386": "system",
 };
 
-const USAGE = `usage: vmkit [--plugin FILE]... <command> [arguments]
+const USAGE = `usage: vmkit [--plugin PATH|URL]... <command> [arguments]
 
 vmkit is QEMU as one TypeScript program.
 
@@ -21,9 +21,14 @@ Commands:
   img ...              the disk image utility (qemu-img); 'vmkit img --help'
   system-x86_64 ...    the PC emulator (qemu-system-x86_64); 'vmkit system-x86_64 -help'
   system-i386 ...      the same emulator under its 32-bit name
+  plugin list          the plugins loaded, and where from
+  plugin build F.ts -o F.js
+                       bundle a plugin into one file a compiled vmkit can load
 
 Options:
-  --plugin FILE        load an extra plugin (a module whose default export is a descriptor)
+  --plugin PATH|URL    load an extra plugin (a module or bundle whose default export is a
+                       descriptor); also before the arguments of qemu-img and qemu-system-*
+                       VMKIT_PLUGINS=a.ts:b.js loads plugins under every name
   -h, --help           show this help
   -V, --version        show the version
 
@@ -50,14 +55,15 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
   const pluginFiles: string[] = [];
   let rest = args;
   try {
+    // Leading --plugin options, under every name vmkit answers to.
+    let i = 0;
+    while (i < rest.length && rest[i] === "--plugin") {
+      if (i + 1 >= rest.length) throw new VmkitError("--plugin needs a path or URL");
+      pluginFiles.push(rest[i + 1]);
+      i += 2;
+    }
+    rest = rest.slice(i);
     if (!face) {
-      let i = 0;
-      while (i < rest.length && rest[i] === "--plugin") {
-        if (i + 1 >= rest.length) throw new VmkitError("--plugin needs a file name");
-        pluginFiles.push(rest[i + 1]);
-        i += 2;
-      }
-      rest = rest.slice(i);
       const command = rest[0];
       if (command === undefined || command === "-h" || command === "--help" || command === "help") {
         writeOut(USAGE);
@@ -67,6 +73,11 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
         writeOut(`${versionLine("vmkit")}\n`);
         return 0;
       }
+      if (command === "plugin") {
+        const registry = await buildRegistry(pluginFiles, registryOptions("vmkit"));
+        const { runPluginCommand } = await import("./plugin_command.ts");
+        return await runPluginCommand(rest.slice(1), registry);
+      }
       if (command === "img") face = "img";
       else if (command === "system-x86_64" || command === "system-i386") face = "system";
       else throw new VmkitError(`Unknown command '${command}'; try 'vmkit --help'`);
@@ -75,7 +86,10 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
     }
     // Each face loads only its own modules (img needs no CPU, devices or machines): the
     // module count is most of vmkit's start-up time.
-    const registry = await buildRegistry(pluginFiles, face === "img" ? "block" : "all");
+    const registry = await buildRegistry(pluginFiles, {
+      ...registryOptions(program),
+      builtins: face === "img" ? "block" : "all",
+    });
     if (face === "img") {
       const [{ runImg }, { BlockGraph }] = await Promise.all([
         import("./img/mod.ts"),
@@ -93,6 +107,14 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
   } catch (e) {
     return reportError(e, program);
   }
+}
+
+/** Where plugins come from besides --plugin, and how a refused one is reported. */
+function registryOptions(program: string): BuildRegistryOptions {
+  return {
+    envPlugins: Deno.env.get("VMKIT_PLUGINS"),
+    warn: (line) => writeErr(`${program}: warning: ${line}\n`),
+  };
 }
 
 /** Prints an error the way a user should see it and returns its exit code. */

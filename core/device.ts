@@ -1,6 +1,15 @@
-// The device contract: realize, reset, and save/load of plain state; the buses devices plug into
+// The device contract: realize, reset, save/load of plain state; the buses devices plug into;
+// the typed context a device plugin's create() receives and the typed keys of machine services
 
-import type { IrqLine } from "./irq.ts";
+import type { Chardev } from "./chardev.ts";
+import type { CpuBackend, InterruptSource } from "./cpu.ts";
+import type { EventLoop } from "./event_loop.ts";
+import type { IrqController, IrqLine } from "./irq.ts";
+import type { DriveConfig, MachineConfig } from "./machine.ts";
+import type { AddressSpace } from "./memory/address_space.ts";
+import type { PortIoSpace } from "./memory/port_io.ts";
+import type { NetClient } from "./net.ts";
+import type { PciBus } from "./pci.ts";
 
 /** A value a device may keep in its saved state: plain data and typed arrays only. */
 export type StateValue =
@@ -83,26 +92,7 @@ export interface IsaBus {
   irq(n: number): IrqLine;
 }
 
-/** A PCI function's configuration space as the host bridge reaches it. */
-export interface PciFunction {
-  /** Reads `size` bytes at `offset` (0..255) of configuration space. */
-  configRead(offset: number, size: 1 | 2 | 4): number;
-  /** Writes `size` bytes at `offset` of configuration space. */
-  configWrite(offset: number, size: 1 | 2 | 4, value: number): void;
-}
-
-/** A PCI bus: functions plug in at a device/function number and get INTx lines. */
-export interface PciBus {
-  /**
-   * Plugs a function in at `devfn` (slot << 3 | function), or in function 0 of the
-   * first free slot when `devfn` is undefined.
-   *
-   * @returns the devfn used
-   */
-  plug(fn: PciFunction, devfn?: number): number;
-  /** The interrupt line that INTx `pin` (1 = INTA .. 4 = INTD) of `devfn` drives. */
-  intx(devfn: number, pin: number): IrqLine;
-}
+export type { PciBus, PciFunction } from "./pci.ts";
 
 /** QEMU's firmware configuration device as a board fills it (see plugins/devices/fw_cfg.ts). */
 export interface FirmwareConfig {
@@ -110,4 +100,123 @@ export interface FirmwareConfig {
   setItem(key: number, data: Uint8Array): void;
   /** Adds (or replaces) a named file in the file directory (`etc/e820`, `bootorder`). */
   addFile(name: string, data: Uint8Array): void;
+}
+
+/**
+ * The typed name of a service one device publishes for others (the PCI bus, the ISA
+ * IRQ lines, fw_cfg): `provide(KEY, value)` and `service(KEY)` agree on the type, so
+ * no cast is needed and a wrong type is a compile error. Make one with
+ * {@linkcode serviceKey}.
+ */
+export interface ServiceKey<T> {
+  /** The name the service is published under (unique in a machine). */
+  readonly name: string;
+  /** Never set: carries the service's type for the compiler. */
+  readonly __type?: T;
+}
+
+/**
+ * Makes a typed service key. A plugin that publishes a service of its own exports its
+ * key; the well-known keys of a PC board are below.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serviceKey } from "./device.ts";
+ *
+ * const DOORBELL = serviceKey<{ ring(): number }>("my-doorbell");
+ * assert.equal(DOORBELL.name, "my-doorbell");
+ * ```
+ */
+export function serviceKey<T>(name: string): ServiceKey<T> {
+  return Object.freeze({ name });
+}
+
+/** The ISA bus: the 16 legacy IRQ lines (published by the board). */
+export const ISA_BUS: ServiceKey<IsaBus> = serviceKey("isa");
+/** PCI bus 0 (published by the host bridge). */
+export const PCI_BUS: ServiceKey<PciBus> = serviceKey("pci");
+/** QEMU's firmware configuration device (published by fw_cfg). */
+export const FW_CFG: ServiceKey<FirmwareConfig> = serviceKey("fw_cfg");
+/** The i8259 pair: its inputs, and the interrupt source a CPU or local APIC polls. */
+export const PIC: ServiceKey<IrqController & InterruptSource> = serviceKey("pic");
+/** The IOAPIC's inputs. */
+export const IOAPIC: ServiceKey<IrqController> = serviceKey("ioapic");
+/** The interrupt source CPU 0 polls (its local APIC, or the PIC without one). */
+export const CPU_IRQ: ServiceKey<InterruptSource> = serviceKey("cpu-irq");
+/** The interrupt source CPU `index` polls. */
+export function cpuIrqKey(index: number): ServiceKey<InterruptSource> {
+  return serviceKey(`cpu-irq${index}`);
+}
+/** The RTC's CMOS bytes, which a board fills for the firmware (published by the RTC). */
+export interface CmosMemory {
+  readonly cmos: Uint8Array;
+}
+/** The RTC's CMOS memory. */
+export const RTC_CMOS: ServiceKey<CmosMemory> = serviceKey("rtc");
+/** Guest RAM as one byte array (published by the board). */
+export const GUEST_RAM: ServiceKey<Uint8Array> = serviceKey("ram");
+/** The last 128 KiB of the firmware image, which the board maps below 1 MiB. */
+export const ISA_BIOS: ServiceKey<Uint8Array> = serviceKey("isa-bios");
+
+/**
+ * What a device plugin's `create(ctx, opts)` receives: the machine as a device sees it.
+ * The memory bus and port space to register windows on, the event loop for timers and
+ * host I/O tracking, IRQ lines through the buses' services, and the backends the command
+ * line named (drives, chardevs, netdevs). The Machine implements it.
+ */
+export interface DeviceContext {
+  /** The configuration the machine was built from (RAM size, CPUs, boot order...). */
+  readonly config: MachineConfig;
+  /** Guest physical memory: add RAM, ROM and MMIO windows; DMA through it. */
+  readonly memory: AddressSpace;
+  /** The x86 I/O port space: register port windows. */
+  readonly io: PortIoSpace;
+  /**
+   * The virtual clock: `createTimer(name, cb)` for timers, `track(promise)` for host I/O
+   * the loop must wait for, `addHostSource()` for a host event source, `defer(fn)`.
+   */
+  readonly loop: EventLoop;
+  /** The CPUs, index 0 first. */
+  readonly cpus: readonly CpuBackend[];
+  /** The index of the CPU whose access is being served (0 between slices). */
+  readonly currentCpu: number;
+  /** Every device, in creation order. */
+  readonly devices: readonly Device[];
+  /** True while address line 20 is enabled. */
+  readonly a20: boolean;
+  /** Publishes a service under a typed key (a second provide replaces the first). */
+  provide<T>(key: ServiceKey<T>, service: T): void;
+  /** A published service, or undefined when no device published it. */
+  findService<T>(key: ServiceKey<T>): T | undefined;
+  /** A published service that must exist (the board wires it before devices need it). */
+  service<T>(key: ServiceKey<T>): T;
+  /** A chardev by id (`chardev=` options); a missing one is a usage error. */
+  chardev(id: string): Chardev;
+  /** A drive by id (`drive=` options); a missing one is a usage error. */
+  drive(id: string): DriveConfig;
+  /** A network backend or hub port by id (`netdev=` options), or undefined. */
+  netClient(id: string): NetClient | undefined;
+  /** A device by id. */
+  device(id: string): Device | undefined;
+  /** A free device id `${prefix}${n}`. */
+  freeId(prefix: string): string;
+  /** Adds a device made outside `create` (a board's helper); ids must be unique. */
+  addDevice<T extends Device>(device: T): T;
+  /** The x86 APIC ID of CPU `index`. */
+  apicId(index: number): number;
+  /** Wakes the loop and makes the CPUs look at their interrupt source. */
+  kick(): void;
+  /** Makes CPU `index` look at its interrupt source. */
+  kickCpu(index: number): void;
+  /** Sets the A20 gate. */
+  setA20(enabled: boolean): void;
+  /** Listens to A20 gate changes. */
+  onA20Change(listener: (enabled: boolean) => void): void;
+  /** A system reset request. */
+  requestReset(): void;
+  /** A power-off request. */
+  requestShutdown(): void;
+  /** Asks vmkit to exit with `exitCode`. */
+  requestExit(exitCode: number): void;
 }

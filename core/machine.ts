@@ -4,7 +4,7 @@ import type { BlockIo } from "./block/backend.ts";
 import type { Chardev } from "./chardev.ts";
 import type { CpuBackend, CpuContext, CpuTopology } from "./cpu.ts";
 import { apicIdOf, RunExit } from "./cpu.ts";
-import type { Device, DeviceState } from "./device.ts";
+import type { Device, DeviceContext, DeviceState, ServiceKey } from "./device.ts";
 import {
   EventLoop,
   type EventLoopOptions,
@@ -14,7 +14,7 @@ import {
 import { AddressSpace } from "./memory/address_space.ts";
 import { PortIoSpace } from "./memory/port_io.ts";
 import { invariant, UsageError } from "./errors.ts";
-import type { NetClient } from "./net.ts";
+import { type NetClient, type NetdevContext, netHubs, type NetworkPlan } from "./net.ts";
 import type { ParsedOptions } from "./options.ts";
 import type { Registry } from "./plugin.ts";
 
@@ -117,8 +117,14 @@ export interface MachineConfig {
   noReboot?: boolean;
   /** NICs the board creates, in order (before `-device` ones, as QEMU's pc does). */
   nics?: NicConfig[];
-  /** Network backends and hub ports, found by id as `netdev=` options name them. */
+  /** Network backends and hub ports made before the machine, found by id as `netdev=` names them. */
   netdevs?: NetClient[];
+  /**
+   * The network backends to create with the machine's event loop (`-netdev`, `-net`,
+   * `-nic`); the machine creates them before the board adds its NICs and closes them in
+   * {@linkcode Machine.close}.
+   */
+  network?: NetworkPlan;
   /** Other chardevs (`-chardev`), found by id as `chardev=` options name them. */
   chardevs?: Chardev[];
   /** The plugin registry boards create their devices through (`-device` models). */
@@ -161,7 +167,7 @@ export interface MachineExit {
  * assert.equal(machine.devices.length, 0);
  * ```
  */
-export class Machine {
+export class Machine implements DeviceContext {
   /** The configuration the machine was built from. */
   readonly config: MachineConfig;
   /** Guest physical memory. */
@@ -179,6 +185,8 @@ export class Machine {
   #exitCode = 0;
   #realized = false;
   #executor: CpuExecutor;
+  #netClients: NetClient[] = [];
+  #closed = false;
 
   constructor(config: MachineConfig) {
     this.config = config;
@@ -186,6 +194,32 @@ export class Machine {
     this.io = new PortIoSpace();
     this.loop = new EventLoop(config.clock);
     this.#executor = config.smp > 1 ? new RoundRobinExecutor(this) : new MachineExecutor(this);
+    this.#netClients.push(...(config.netdevs ?? []));
+    if (config.network) {
+      const hubs = netHubs();
+      const context: NetdevContext = { loop: this.loop, hub: (id) => hubs.hub(id) };
+      this.#netClients.push(...config.network.create(context));
+    }
+  }
+
+  /** A network backend or hub port by id (`netdev=` options name them). */
+  netClient(id: string): NetClient | undefined {
+    return this.#netClients.find((c) => c.id === id);
+  }
+
+  /** Every network backend and hub port of the machine. */
+  get netClients(): readonly NetClient[] {
+    return this.#netClients;
+  }
+
+  /**
+   * Releases what the machine holds on the host: closes its network backends (sockets,
+   * timers). Chardevs and drives belong to the caller that opened them. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const c of this.#netClients) await c.close?.();
   }
 
   /** The CPU topology: `config.topology`, or one socket with a core per CPU. */
@@ -248,21 +282,22 @@ export class Machine {
   }
 
   /**
-   * Publishes a service other devices use through a core interface: `pic` and
-   * `ioapic` (IrqController), `isa` (IsaBus), `pci` (PciBus), `fw_cfg` (FirmwareConfig),
-   * `cpu-irq` (the InterruptSource the CPUs poll).
+   * Publishes a service other devices use through a core interface, under a typed key
+   * of core/device.ts: `PIC`, `IOAPIC`, `ISA_BUS`, `PCI_BUS`, `FW_CFG`, `CPU_IRQ`... (a
+   * plain string is the older, untyped form, kept for callers not yet moved).
    */
-  provide(name: string, service: unknown): void {
-    this.#services.set(name, service);
+  provide<T>(key: ServiceKey<T> | string, service: T): void {
+    this.#services.set(typeof key === "string" ? key : key.name, service);
   }
 
-  /** A published service, or undefined. */
-  findService<T>(name: string): T | undefined {
-    return this.#services.get(name) as T | undefined;
+  /** A published service, or undefined (a string name is the older, untyped form). */
+  findService<T>(key: ServiceKey<T> | string): T | undefined {
+    return this.#services.get(typeof key === "string" ? key : key.name) as T | undefined;
   }
 
   /** A published service that must exist (the board wires it before devices need it). */
-  service<T>(name: string): T {
+  service<T>(key: ServiceKey<T> | string): T {
+    const name = typeof key === "string" ? key : key.name;
     const s = this.#services.get(name);
     invariant(s !== undefined, `Machine service '${name}' is not provided`);
     return s as T;

@@ -1,4 +1,7 @@
-// Network clients and hubs: how a NIC and a network backend (`-netdev`) exchange Ethernet frames
+// The netdev contract: network clients and hubs (how a NIC and a `-netdev` backend exchange
+// Ethernet frames), the context a backend is created with, and its close at exit
+
+import type { EventLoop } from "./event_loop.ts";
 
 /**
  * One end of a network link, as QEMU's NetClientState: a NIC model or a backend. Frames
@@ -16,6 +19,11 @@ export interface NetClient {
    * (a NIC with no receive buffers); the frame is then dropped, as a real wire would.
    */
   receive(frame: Uint8Array): boolean;
+  /**
+   * Releases what the client holds on the host (sockets, timers, host sources); the
+   * machine calls it once at exit. After it, `receive` is not called again.
+   */
+  close?(): void | Promise<void>;
 }
 
 /**
@@ -88,14 +96,38 @@ export class NetHub {
   }
 }
 
-/** What a netdev plugin's `create` gets besides its options: the machine's hubs. */
+/**
+ * What a netdev plugin's `create(opts, ctx)` receives: the machine's event loop and its hubs.
+ *
+ * A backend that talks to the host does it through the loop, so the guest sees its
+ * answers at the right virtual time and the loop keeps running while they are pending:
+ * - `ctx.loop.createTimer(name, cb)` for retransmits and timeouts (virtual ns);
+ * - `ctx.loop.track(promise)` around every host operation (a socket read, a DNS lookup);
+ *   the loop then waits for it instead of declaring the guest idle;
+ * - `ctx.loop.addHostSource()` while a listener may deliver frames at any time (returns
+ *   the function that removes it), and `ctx.loop.wake()` when a frame arrives;
+ * - frames for the guest go to `this.peer?.receive(frame)`, called from a timer, a
+ *   deferred function (`ctx.loop.defer`) or a tracked promise's continuation.
+ * Whatever it opens, the backend releases in {@linkcode NetClient.close}.
+ */
 export interface NetdevContext {
+  /** The machine's virtual clock: timers, deferred work and host I/O tracking. */
+  readonly loop: EventLoop;
   /** The hub with `hubId`, created on first use. */
   hub(hubId: number): NetHub;
 }
 
+/**
+ * The network of a command line, made once the machine's event loop exists: the CLI
+ * checks every option first, and the machine calls `create` in its constructor.
+ */
+export interface NetworkPlan {
+  /** Creates the backends and hub ports, in command-line order. */
+  create(context: NetdevContext): NetClient[];
+}
+
 /** A fresh set of hubs for one machine (legacy `-net` options all use hub 0). */
-export function netHubs(): NetdevContext & { readonly hubs: Map<number, NetHub> } {
+export function netHubs(): { hub(hubId: number): NetHub; readonly hubs: Map<number, NetHub> } {
   const hubs = new Map<number, NetHub>();
   return {
     hubs,

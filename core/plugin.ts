@@ -1,11 +1,41 @@
 // Plugin descriptors for every kind, and the Registry that finds them and prints their help
 
 import type { BlockNode, CreateContext, OpenContext } from "./block/driver.ts";
+import type { Chardev } from "./chardev.ts";
+import type { CpuBackend, CpuContext } from "./cpu.ts";
+import type { Device, DeviceContext } from "./device.ts";
 import { UsageError } from "./errors.ts";
+import type { Machine, MachineConfig } from "./machine.ts";
+import type { NetClient, NetdevContext } from "./net.ts";
 import type { OptionSpec, ParsedOptions } from "./options.ts";
 
+/**
+ * The plugin API this vmkit implements. A plugin declares the version it was written
+ * for in `apiVersion`; vmkit loads it when the numbers are equal. The number goes up
+ * when a descriptor or context changes in a way an existing plugin would notice.
+ */
+export const PLUGIN_API_VERSION = 1;
+
 /** The kinds of plugin vmkit knows. */
-export type PluginKind = "format" | "protocol" | "cpu" | "device" | "machine" | "netdev";
+export type PluginKind =
+  | "format"
+  | "protocol"
+  | "cpu"
+  | "device"
+  | "machine"
+  | "netdev"
+  | "chardev";
+
+/** Every kind, in the order `vmkit plugin list` shows them. */
+export const PLUGIN_KINDS: readonly PluginKind[] = [
+  "format",
+  "protocol",
+  "cpu",
+  "device",
+  "machine",
+  "netdev",
+  "chardev",
+];
 
 /** Fields every plugin descriptor has. */
 export interface PluginBase {
@@ -21,6 +51,11 @@ export interface PluginBase {
   readonly aliases?: readonly string[];
   /** Leave out of help listings. */
   readonly hidden?: boolean;
+  /**
+   * The plugin API version the plugin was written for ({@linkcode PLUGIN_API_VERSION});
+   * required of a plugin loaded with `--plugin`, optional for built-ins.
+   */
+  readonly apiVersion?: number;
 }
 
 /** An image format: probe, create and open (the BlockDriver of QEMU). */
@@ -73,6 +108,11 @@ export interface ProtocolDescriptor extends PluginBase {
   create(filename: string, sizeBytes: number, opts: ParsedOptions): Promise<void>;
   /** Opens `filename` as a protocol node. */
   open(filename: string, opts: ProtocolOpenOptions): Promise<BlockNode>;
+  /**
+   * Runtime options a user gives as `file.NAME=` on `-drive` and `-blockdev`; they reach
+   * `open` typed, in `opts.options`.
+   */
+  readonly openOptions?: readonly OptionSpec[];
 }
 
 /** How a protocol node is opened. */
@@ -84,6 +124,8 @@ export interface ProtocolOpenOptions {
   forceShare?: boolean;
   /** Ignore flushes (`cache=unsafe`): also the ordering flushes a format makes. */
   noFlush?: boolean;
+  /** The protocol's own runtime options (`file.locking=off`), typed by its `openOptions`. */
+  options?: ParsedOptions;
 }
 
 /** A CPU backend (the x86 interpreter, KVM...). `create` returns the backend object. */
@@ -93,7 +135,8 @@ export interface CpuDescriptor extends PluginBase {
   readonly accel: string;
   /** CPU models (`-cpu help`): name and description. */
   readonly models: readonly { name: string; description: string; alias?: string }[];
-  create(context: unknown, opts: ParsedOptions): unknown;
+  /** Makes CPU `context.index` of a machine, on its memory and port spaces. */
+  create(context: CpuContext, opts: ParsedOptions): CpuBackend;
 }
 
 /** QEMU's device categories, in the order `-device help` prints them. */
@@ -122,7 +165,12 @@ export interface DeviceDescriptor extends PluginBase {
   readonly category: DeviceCategory;
   /** True when a user may add it with `-device` (board-internal devices are not). */
   readonly userCreatable: boolean;
-  create(machine: unknown, opts: ParsedOptions): unknown;
+  /**
+   * Makes the device in the machine `ctx`: registers its ports and MMIO windows, plugs
+   * into its bus, takes its IRQ lines and publishes its services. The returned device
+   * is added to the machine (unless `create` already added it).
+   */
+  create(ctx: DeviceContext, opts: ParsedOptions): Device;
 }
 
 /** A machine board (`-M pc`). */
@@ -130,14 +178,25 @@ export interface MachineDescriptor extends PluginBase {
   readonly kind: "machine";
   /** Marked `(default)` in `-M help`. */
   readonly isDefault?: boolean;
-  create(config: unknown): unknown;
+  /** Builds the board: a Machine with its memory map, built-in devices and CPUs. */
+  create(config: MachineConfig): Machine;
 }
 
 /** A network backend (`-netdev user`, `-net user`). */
 export interface NetdevDescriptor extends PluginBase {
   readonly kind: "netdev";
-  /** Makes the backend's NetClient; `context` is core/net.ts's NetdevContext (the hubs). */
-  create(opts: ParsedOptions, context?: unknown): unknown;
+  /**
+   * Makes the backend's NetClient, with the machine's event loop and hubs in `ctx`
+   * (core/net.ts says what a backend may do with them); `close()` is called at exit.
+   */
+  create(opts: ParsedOptions, ctx: NetdevContext): NetClient;
+}
+
+/** A character backend (`-chardev NAME,id=ID,...`, `-serial NAME:...`). */
+export interface ChardevDescriptor extends PluginBase {
+  readonly kind: "chardev";
+  /** Opens the backend `id`; `close()` is called at exit. */
+  create(id: string, opts: ParsedOptions): Chardev;
 }
 
 /** Any plugin descriptor. */
@@ -147,7 +206,8 @@ export type PluginDescriptor =
   | CpuDescriptor
   | DeviceDescriptor
   | MachineDescriptor
-  | NetdevDescriptor;
+  | NetdevDescriptor
+  | ChardevDescriptor;
 
 type ByKind<K extends PluginKind> = Extract<PluginDescriptor, { kind: K }>;
 
@@ -161,23 +221,56 @@ type ByKind<K extends PluginKind> = Extract<PluginDescriptor, { kind: K }>;
  * import { Registry } from "./plugin.ts";
  *
  * const registry = new Registry();
- * registry.add({ kind: "netdev", name: "user", summary: "user-mode networking", options: [], create: () => ({}) });
+ * registry.add({
+ *   kind: "netdev", name: "user", summary: "user-mode networking", options: [],
+ *   create: () => ({ id: "u", model: "user", peer: null, receive: () => true }),
+ * });
  * assert.equal(registry.get("netdev", "user")?.summary, "user-mode networking");
  * assert.equal(registry.get("netdev", "tap"), undefined);
  * ```
  */
 export class Registry {
   #plugins: PluginDescriptor[] = [];
+  #sources = new Map<PluginDescriptor, string>();
 
-  /** Adds one descriptor; a second plugin of the same kind and name is refused. */
-  add(descriptor: PluginDescriptor): void {
-    checkDescriptor(descriptor);
-    for (const name of [descriptor.name, ...(descriptor.aliases ?? [])]) {
-      if (this.get(descriptor.kind, name)) {
-        throw new UsageError(`A ${descriptor.kind} plugin named '${name}' is already registered`);
+  /**
+   * Adds one descriptor; a second plugin of the same kind and name is refused.
+   *
+   * @param source where it came from, for `vmkit plugin list` (a path or URL)
+   */
+  add(descriptor: PluginDescriptor, source = "built-in"): void {
+    this.addGroup([descriptor], source);
+  }
+
+  /**
+   * Adds the descriptors of one plugin module together: all of them, or none when one
+   * is malformed or its name is taken (by the registry or by another in the group).
+   */
+  addGroup(descriptors: readonly PluginDescriptor[], source = "built-in"): void {
+    const taken = new Set<string>();
+    for (const d of descriptors) {
+      checkDescriptor(d);
+      for (const name of [d.name, ...(d.aliases ?? [])]) {
+        if (this.get(d.kind, name) || taken.has(`${d.kind}:${name}`)) {
+          throw new UsageError(`A ${d.kind} plugin named '${name}' is already registered`);
+        }
+        taken.add(`${d.kind}:${name}`);
       }
     }
-    this.#plugins.push(descriptor);
+    for (const d of descriptors) {
+      this.#plugins.push(d);
+      this.#sources.set(d, source);
+    }
+  }
+
+  /** Where a registered descriptor came from: `built-in`, or the path or URL it was loaded from. */
+  sourceOf(descriptor: PluginDescriptor): string | undefined {
+    return this.#sources.get(descriptor);
+  }
+
+  /** Every plugin, in registration order. */
+  all(): readonly PluginDescriptor[] {
+    return this.#plugins;
   }
 
   /** Adds every descriptor of a list. */
@@ -281,13 +374,16 @@ function unknownPluginMessage(kind: PluginKind, name: string): string {
       return `unable to find CPU model '${name}'`;
     case "netdev":
       return `Parameter 'type' does not accept value '${name}'`;
+    case "chardev":
+      return `'${name}' is not a valid char driver name`;
   }
 }
 
 function checkDescriptor(d: PluginDescriptor): void {
   if (!d || typeof d !== "object") throw new TypeError("A plugin descriptor must be an object");
-  const kinds: PluginKind[] = ["format", "protocol", "cpu", "device", "machine", "netdev"];
-  if (!kinds.includes(d.kind)) throw new TypeError(`Unknown plugin kind '${String(d.kind)}'`);
+  if (!PLUGIN_KINDS.includes(d.kind)) {
+    throw new TypeError(`Unknown plugin kind '${String(d.kind)}'`);
+  }
   if (typeof d.name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9_.+-]*$/.test(d.name)) {
     throw new TypeError(`Invalid plugin name '${String(d.name)}'`);
   }
@@ -296,4 +392,29 @@ function checkDescriptor(d: PluginDescriptor): void {
   if (typeof (d as { create?: unknown }).create !== "function") {
     throw new TypeError(`Plugin '${d.name}' has no create()`);
   }
+}
+
+/**
+ * Checks the `apiVersion` a plugin loaded from outside declares against this vmkit's.
+ *
+ * @returns null when it may load, else the one line that says why not
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { apiVersionProblem, PLUGIN_API_VERSION } from "./plugin.ts";
+ *
+ * assert.equal(apiVersionProblem({ name: "edu", apiVersion: PLUGIN_API_VERSION }), null);
+ * assert.match(apiVersionProblem({ name: "edu", apiVersion: 99 })!, /needs plugin API 99/);
+ * ```
+ */
+export function apiVersionProblem(d: { name?: unknown; apiVersion?: unknown }): string | null {
+  const name = String(d.name);
+  if (d.apiVersion === undefined) {
+    return `Plugin '${name}' declares no apiVersion (this vmkit's plugin API is ${PLUGIN_API_VERSION})`;
+  }
+  if (d.apiVersion !== PLUGIN_API_VERSION) {
+    return `Plugin '${name}' needs plugin API ${String(d.apiVersion)}, ` +
+      `but this vmkit has plugin API ${PLUGIN_API_VERSION}`;
+  }
+  return null;
 }

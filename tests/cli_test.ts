@@ -166,7 +166,7 @@ Deno.test("an unexpected exception is reported as a bug with exit code 1 and no 
     const plugin = path.join(dir, "broken.ts");
     await Deno.writeTextFile(
       plugin,
-      `export default { kind: "format", name: "broken", summary: "", options: [],
+      `export default { kind: "format", name: "broken", summary: "", options: [], apiVersion: 1,
         create() { throw new Error("boom"); }, open() { throw new Error("boom"); } };`,
     );
     const r = await runVmkit(["--plugin", plugin, "img", "create", "-f", "broken", "x", "1M"], {

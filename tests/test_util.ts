@@ -92,6 +92,15 @@ export function haveProgram(program: string): boolean {
   }
 }
 
+/** True when esbuild is installed from npm (`npm ci`): `vmkit plugin build` needs it. */
+export const HAVE_ESBUILD = (() => {
+  try {
+    return Deno.statSync(path.join(ROOT, "node_modules", "esbuild", "package.json")).isFile;
+  } catch {
+    return false;
+  }
+})();
+
 /** True when the real `qemu-img` is installed. */
 export const HAVE_QEMU_IMG = haveProgram("qemu-img");
 

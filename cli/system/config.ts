@@ -6,14 +6,9 @@ import { type Chardev, openChardev, type StdioChardevOptions } from "../../core/
 import type { CpuBackend, CpuTopology } from "../../core/cpu.ts";
 import { hostIoError, UsageError } from "../../core/errors.ts";
 import type { DriveConfig, KernelConfig, MachineConfig } from "../../core/machine.ts";
-import {
-  type OptionSpec,
-  parseKeyValueList,
-  parseNumber,
-  parseOptions,
-  parseSize,
-} from "../../core/options.ts";
+import { parseKeyValueList, parseNumber, parseOptions, parseSize } from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
+import { openBlockdevs, parseDriveOptions } from "./block_options.ts";
 import { finishDrives, indexFromBusUnit } from "./drives.ts";
 import { buildNetwork } from "./net.ts";
 import { allValues, lastValue, type SystemOpt } from "./options.ts";
@@ -21,49 +16,7 @@ import { allValues, lastValue, type SystemOpt } from "./options.ts";
 /** QEMU's default guest RAM. */
 export const DEFAULT_RAM_BYTES = 128 << 20;
 
-/** The `-drive` options vmkit knows, named as QEMU names them. */
-export const DRIVE_OPTIONS: readonly OptionSpec[] = [
-  { name: "file", type: "string", help: "disk image" },
-  { name: "format", type: "string", help: "disk format (raw, qcow2, ...)" },
-  {
-    name: "if",
-    type: "enum",
-    values: ["ide", "scsi", "sd", "mtd", "floppy", "pflash", "virtio", "none"],
-    help: "interface",
-  },
-  { name: "index", type: "number", help: "index on the interface" },
-  { name: "bus", type: "number", help: "bus number" },
-  { name: "unit", type: "number", help: "unit number" },
-  { name: "media", type: "enum", values: ["disk", "cdrom"], help: "media type" },
-  {
-    name: "cache",
-    type: "enum",
-    values: ["writeback", "writethrough", "none", "directsync", "unsafe"],
-    help: "host cache mode",
-  },
-  { name: "readonly", type: "bool", help: "open read-only" },
-  { name: "snapshot", type: "bool", help: "discard writes at exit" },
-  { name: "id", type: "string", help: "drive id" },
-  { name: "serial", type: "string", help: "disk serial number" },
-  { name: "aio", type: "string", help: "host AIO implementation (accepted)" },
-  { name: "discard", type: "string", help: "discard mode (accepted)" },
-  { name: "detect-zeroes", type: "string", help: "detect zero writes (accepted)" },
-  { name: "werror", type: "string", help: "write error action (accepted)" },
-  { name: "rerror", type: "string", help: "read error action (accepted)" },
-  { name: "l2-cache-size", type: "size", help: "qcow2 L2 cache size" },
-  { name: "refcount-cache-size", type: "size", help: "qcow2 refcount cache size" },
-  { name: "cache-size", type: "size", help: "qcow2 metadata cache size" },
-  { name: "l2-cache-entry-size", type: "size", help: "qcow2 L2 cache entry size" },
-  { name: "cache-clean-interval", type: "number", help: "qcow2 cache clean interval (s)" },
-];
-
-const QCOW2_RUNTIME = [
-  "l2-cache-size",
-  "refcount-cache-size",
-  "cache-size",
-  "l2-cache-entry-size",
-  "cache-clean-interval",
-];
+export { DRIVE_OPTIONS } from "./block_options.ts";
 
 /** Everything the CLI needs besides the config itself. */
 export interface SystemSetup {
@@ -295,8 +248,10 @@ export async function openDrives(
   const drives: DriveConfig[] = [];
   for (const spec of specs) {
     let o;
+    let formatOptions;
+    let protocolOptions;
     try {
-      o = parseOptions(spec, DRIVE_OPTIONS, { impliedKey: "file" });
+      ({ drive: o, formatOptions, protocolOptions } = parseDriveOptions(spec, graph.registry));
     } catch (e) {
       throw new UsageError(`-drive ${spec}: ${(e as Error).message}`);
     }
@@ -306,8 +261,6 @@ export async function openDrives(
     const file = o.file as string | undefined;
     let node: BlockBackend | null = null;
     if (file !== undefined && file !== "") {
-      const formatOptions: Record<string, string | number | boolean> = {};
-      for (const k of QCOW2_RUNTIME) if (o[k] !== undefined) formatOptions[k] = o[k];
       try {
         const flags = parseCacheMode(cache);
         const root = await graph.openImage(file, {
@@ -316,6 +269,7 @@ export async function openDrives(
           direct: flags.direct,
           noFlush: flags.noFlush,
           formatOptions,
+          protocolOptions,
         });
         // QEMU's warning: block 0 of a probed raw disk is guarded (plugins/formats/raw.ts).
         if (root.restrictsBlockZero) graph.report(probedRawWarning(file));
@@ -354,6 +308,7 @@ const IMPLEMENTED = new Set([
   "smp",
   "boot",
   "drive",
+  "blockdev",
   "hda",
   "hdb",
   "hdc",
@@ -502,6 +457,21 @@ export async function buildSystemSetup(
     const id = get("id");
     if (!id) throw new UsageError(`-chardev ${text}: chardev: "id" is required`);
     const backend = get("backend");
+    // A chardev plugin (`--plugin`) answers to its own name with its declared options.
+    const plugin = backend === undefined ? undefined : registry.get("chardev", backend);
+    if (plugin) {
+      const rest = items.filter((i) => i.key !== "backend" && i.key !== "id")
+        .map((i) => (i.bare ? i.key : `${i.key}=${i.value.replaceAll(",", ",,")}`)).join(",");
+      let parsed;
+      try {
+        parsed = parseOptions(rest, plugin.options);
+      } catch (e) {
+        throw new UsageError(`-chardev ${text}: ${(e as Error).message}`);
+      }
+      const c = plugin.create(id, parsed);
+      chardevs.push(c);
+      return c;
+    }
     const spec = backend === "file" ? `file:${get("path") ?? ""}` : backend ?? "";
     if (!["stdio", "null"].includes(spec) && !spec.startsWith("file:")) {
       throw new UsageError(`-chardev ${text}: '${backend}' is not a valid char driver name`);
@@ -539,11 +509,14 @@ export async function buildSystemSetup(
     dataDirs: allValues(opts, "L"),
     optionRoms: allValues(opts, "option-rom").map(optionRomFile),
     warn: context.warn,
-    drives: finishDrives(await openDrives(opts, context.graph, hda), {
-      defaultCdrom: !opts.some((o) => o.name === "nodefaults"),
-    }),
+    drives: [
+      ...finishDrives(await openDrives(opts, context.graph, hda), {
+        defaultCdrom: !opts.some((o) => o.name === "nodefaults"),
+      }),
+      ...await openBlockdevs(allValues(opts, "blockdev"), context.graph),
+    ],
     nics: network.nics,
-    netdevs: network.netdevs,
+    network: network.plan,
     serial,
     debugcon,
     nographic,

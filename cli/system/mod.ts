@@ -86,8 +86,42 @@ export function answerHelpQuery(
         return `${d.name} options:\n${formatOptionHelp(d.options)}\n`;
       }
     }
+    if (o.name === "netdev" || o.name === "blockdev" || o.name === "drive") {
+      const help = pluginOptionHelp(o.name, o.value, registry);
+      if (help !== undefined) return help;
+    }
   }
   return undefined;
+}
+
+/**
+ * `-netdev user,help`, `-blockdev driver=qcow2,help` and `-drive format=qcow2,help`:
+ * the options the plugin declares, from its descriptor.
+ */
+function pluginOptionHelp(name: string, value: string, registry: Registry): string | undefined {
+  const implied = name === "netdev" ? "type" : name === "drive" ? "file" : "driver";
+  const items = parseKeyValueList(value, { impliedKey: implied });
+  if (!items.some((i) => i.bare && (i.key === "help" || i.key === "?"))) return undefined;
+  if (name === "netdev") {
+    const type = items.find((i) => i.key === "type")?.value;
+    if (!type) return undefined;
+    const d = registry.get("netdev", type);
+    if (!d) {
+      throw new UsageError(`-netdev ${value}: Parameter 'type' does not accept value '${type}'`);
+    }
+    return `${d.name} options:\n${formatOptionHelp(d.options)}\n`;
+  }
+  const driver = items.find((i) => i.key === (name === "drive" ? "format" : "driver"))?.value;
+  if (!driver) return undefined;
+  const format = registry.get("format", driver);
+  const protocol = registry.get("protocol", driver);
+  const specs = format?.openOptions ?? protocol?.openOptions;
+  if (!format && !protocol) throw new UsageError(`-${name} ${value}: Unknown driver '${driver}'`);
+  const file = registry.get("protocol", "file")?.openOptions ?? [];
+  const fileHelp = format && file.length > 0
+    ? `\nfile (protocol) options, as file.NAME=:\n${formatOptionHelp(file)}`
+    : "";
+  return `${driver} options:\n${formatOptionHelp(specs ?? [])}${fileHelp}\n`;
 }
 
 function machineHelpRequested(value: string): boolean {
@@ -154,7 +188,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     quit();
   };
   try {
-    machine = descriptor.create(setup.config) as Machine;
+    machine = descriptor.create(setup.config);
     for (const d of setup.devices) machine.createDevice(d.model, d.opts);
     Deno.addSignalListener("SIGINT", onSignal);
     const exit = await machine.run();
@@ -178,6 +212,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     return exit.exitCode;
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
+    await machine?.close();
     for (const c of setup.chardevs) await c.close();
     for (const b of setup.backends) await b.close();
   }

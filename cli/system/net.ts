@@ -2,7 +2,12 @@
 
 import { UsageError } from "../../core/errors.ts";
 import type { NicConfig } from "../../core/machine.ts";
-import { connectNetClients, type NetClient, netHubs } from "../../core/net.ts";
+import {
+  connectNetClients,
+  type NetClient,
+  type NetdevContext,
+  type NetworkPlan,
+} from "../../core/net.ts";
 import {
   type OptionSpec,
   type ParsedOptions,
@@ -17,8 +22,8 @@ export const PC_DEFAULT_NIC_MODEL = "e1000";
 
 /** What the network options build for the machine config. */
 export interface NetworkSetup {
-  /** Backends and hub ports, by id. */
-  netdevs: NetClient[];
+  /** The backends and hub ports, checked now and created with the machine's event loop. */
+  plan: NetworkPlan;
   /** NICs for the board to create, in order. */
   nics: NicConfig[];
   /** QEMU's start-up warnings (`hub 0 is not connected to host network`...). */
@@ -68,11 +73,27 @@ export function buildNetwork(
   registry: Registry,
   deviceNetdevs: readonly string[] = [],
 ): NetworkSetup {
-  const hubs = netHubs();
-  const netdevs: NetClient[] = [];
+  // Everything is checked here, before the machine exists; `steps` replay it in
+  // plan.create() once the machine's loop does. The shape (ports, peers) is recorded as
+  // it will be, for the warnings QEMU prints at start-up.
+  const steps: ((ctx: NetdevContext, out: NetClient[]) => NetClient | void)[] = [];
+  const ids = new Set<string>();
+  const ports: { hubId: number; id: string; hasPeer: boolean; nicPort: boolean }[] = [];
+  const backends: { id: string; type: string; hasPeer: boolean }[] = [];
   const nics: NicConfig[] = [];
   const byType = new Map<string, number>();
-  const hubPortOfNic = new Set<string>();
+  let lastClient: NetClient | undefined;
+
+  const addPort = (hubId: number, nicPort: boolean, hasPeer: boolean): string => {
+    const id = `hub${hubId}port${ports.filter((p) => p.hubId === hubId).length}`;
+    ports.push({ hubId, id, hasPeer, nicPort });
+    steps.push((ctx, out) => {
+      const port = ctx.hub(hubId).addPort();
+      out.push(port);
+      return port;
+    });
+    return id;
+  };
 
   const createBackend = (where: string, type: string, rest: string, id?: string) => {
     const descriptor = registry.get("netdev", type);
@@ -90,17 +111,26 @@ export function buildNetwork(
     }
     if (id !== undefined) parsed.id = id;
     const clientId = parsed.id as string | undefined;
-    if (clientId !== undefined && netdevs.some((n) => n.id === clientId)) {
+    if (clientId !== undefined && ids.has(clientId)) {
       throw new UsageError(`${where}: Duplicate ID '${clientId}' for netdev`);
     }
-    let client: NetClient;
-    try {
-      client = descriptor.create(parsed, hubs) as NetClient;
-    } catch (e) {
-      throw new UsageError(where, { cause: e });
+    if (clientId !== undefined) ids.add(clientId);
+    if (type === "hubport" && clientId !== undefined && typeof parsed.hubid === "number") {
+      ports.push({ hubId: parsed.hubid, id: clientId, hasPeer: false, nicPort: false });
+    } else {
+      backends.push({ id: clientId ?? "", type, hasPeer: false });
     }
-    netdevs.push(client);
-    return client;
+    steps.push((ctx, out) => {
+      let client: NetClient;
+      try {
+        client = descriptor.create(parsed, ctx);
+      } catch (e) {
+        throw new UsageError(where, { cause: e });
+      }
+      out.push(client);
+      lastClient = client;
+      return client;
+    });
   };
 
   let nicIndex = 0;
@@ -120,12 +150,7 @@ export function buildNetwork(
           throw new UsageError(`${where}: ${(e as Error).message}`);
         }
         let netdev = p.netdev as string | undefined;
-        if (netdev === undefined) {
-          const port = hubs.hub(0).addPort();
-          netdevs.push(port);
-          hubPortOfNic.add(port.id);
-          netdev = port.id;
-        }
+        if (netdev === undefined) netdev = addPort(0, true, false);
         nics.push({
           model: (p.model as string | undefined) ?? PC_DEFAULT_NIC_MODEL,
           mac: p.macaddr as string | undefined,
@@ -141,10 +166,16 @@ export function buildNetwork(
         .map((i) => (i.bare ? i.key : `${i.key}=${i.value.replaceAll(",", ",,")}`)).join(",");
       const n = byType.get(type) ?? 0;
       byType.set(type, n + 1);
-      const client = createBackend(where, type, restNoName, named ?? `${type}.${n}`);
-      const port = hubs.hub(0).addPort();
-      netdevs.push(port);
-      connectNetClients(client, port);
+      createBackend(where, type, restNoName, named ?? `${type}.${n}`);
+      backends[backends.length - 1].hasPeer = true;
+      addPort(0, false, true);
+      // The port made just now links to the backend made just before it.
+      const linkStep = steps.pop()!;
+      steps.push((ctx, out) => {
+        const client = lastClient!;
+        const port = linkStep(ctx, out) as NetClient;
+        connectNetClients(client, port);
+      });
     } else if (o.name === "nic") {
       const { type, rest } = split(o.value);
       if (type === "none") continue;
@@ -160,16 +191,22 @@ export function buildNetwork(
 
   const warnings: string[] = [];
   const linked = new Set([...nics.map((n) => n.netdev), ...deviceNetdevs]);
-  for (const [id, hub] of hubs.hubs) {
-    const hasNic = hub.ports.some((p) => hubPortOfNic.has(p.id) || linked.has(p.id));
-    const hasHost = hub.ports.some((p) => p.peer !== null);
-    if (hasHost && !hasNic) warnings.push(`hub ${id} with no nics`);
-    if (hasNic && !hasHost) warnings.push(`hub ${id} is not connected to host network`);
+  for (const hubId of new Set(ports.map((p) => p.hubId))) {
+    const on = ports.filter((p) => p.hubId === hubId);
+    const hasNic = on.some((p) => p.nicPort || linked.has(p.id));
+    const hasHost = on.some((p) => p.hasPeer);
+    if (hasHost && !hasNic) warnings.push(`hub ${hubId} with no nics`);
+    if (hasNic && !hasHost) warnings.push(`hub ${hubId} is not connected to host network`);
   }
-  for (const n of netdevs) {
-    if (n.model !== "hubport" && !n.peer && !linked.has(n.id)) {
-      warnings.push(`netdev ${n.id} has no peer`);
-    }
+  for (const b of backends) {
+    if (!b.hasPeer && !linked.has(b.id)) warnings.push(`netdev ${b.id} has no peer`);
   }
-  return { netdevs, nics, warnings };
+  const plan: NetworkPlan = {
+    create(ctx: NetdevContext): NetClient[] {
+      const out: NetClient[] = [];
+      for (const step of steps) step(ctx, out);
+      return out;
+    },
+  };
+  return { plan, nics, warnings };
 }

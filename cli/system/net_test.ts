@@ -58,7 +58,7 @@ Deno.test("-net nic,model=virtio,macaddr=... -net user puts a virtio-net-pci and
   assert.deepEqual(lspci(machine).slice(4), ["02.0 1af4:1000"]);
   assert.deepEqual(nicMacs(machine), ["52:54:00:05:11:11"]);
   assert.deepEqual(warnings, []);
-  const user = machine.config.netdevs!.find((n) => n.model === "user")!;
+  const user = machine.netClients.find((n) => n.model === "user")!;
   assert.equal(user.id, "user.0");
   assert.equal(user.peer?.model, "hubport");
 });
@@ -70,7 +70,7 @@ Deno.test("-netdev user,id=n0 -device virtio-net-pci,netdev=n0,mac=... links the
     "-device",
     "virtio-net-pci,netdev=n0,mac=52:54:00:aa:bb:cc",
   );
-  const n0 = machine.config.netdevs!.find((n) => n.id === "n0")!;
+  const n0 = machine.netClients.find((n) => n.id === "n0")!;
   assert.equal(n0.peer?.model, "virtio-net-pci");
   assert.deepEqual(nicMacs(machine), ["52:54:00:aa:bb:cc"]);
 });
@@ -79,7 +79,7 @@ Deno.test("-nic user,model=virtio twice gives QEMU's default MACs 52:54:00:12:34
   const { machine } = await boot("-nic", "user,model=virtio", "-nic", "user,model=virtio");
   assert.deepEqual(nicMacs(machine), ["52:54:00:12:34:56", "52:54:00:12:34:57"]);
   assert.deepEqual(
-    machine.config.netdevs!.map((n) => n.id),
+    machine.netClients.map((n) => n.id),
     ["__org.qemu.nic0", "__org.qemu.nic1"],
   );
 });
@@ -166,9 +166,9 @@ Deno.test("-netdev hubport,hubid=0 puts a -device NIC on the hub the legacy -net
     "user",
   );
   assert.deepEqual(warnings, []);
-  const h0 = machine.config.netdevs!.find((n) => n.id === "h0")!;
+  const h0 = machine.netClients.find((n) => n.id === "h0")!;
   assert.equal(h0.peer?.model, "virtio-net-pci");
-  const user = machine.config.netdevs!.find((n) => n.model === "user") as unknown as {
+  const user = machine.netClients.find((n) => n.model === "user") as unknown as {
     framesDropped: number;
   };
   // A frame the NIC sends crosses the hub to the user backend.

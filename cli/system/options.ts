@@ -12,6 +12,7 @@ const WITH_ARG = new Set([
   "smp",
   "boot",
   "drive",
+  "blockdev",
   "hda",
   "hdb",
   "hdc",

@@ -235,6 +235,8 @@ export interface ImageOpenOptions {
   backingReadWrite?: boolean;
   /** Format runtime options (`l2-cache-size`...), already typed. */
   formatOptions?: ParsedOptions;
+  /** The protocol's runtime options for the image's own file (`file.locking`), typed. */
+  protocolOptions?: ParsedOptions;
 }
 
 /** What a format's `open` gets from the graph: the way to reach other nodes. */

@@ -158,6 +158,7 @@ export class BlockGraph {
         forceShare: options.forceShare,
         direct: options.direct,
         noFlush: options.noFlush,
+        options: isBacking ? undefined : options.protocolOptions,
       });
     } catch (e) {
       if (isBacking) throw e;

@@ -1,9 +1,15 @@
 // The local APICs (MMIO 0xfee00000, one per CPU): IRR/ISR, EOI, LVTs, timer, IPIs, and ExtINT from the PIC
 
 import type { CpuBackend, InterruptSource } from "../../core/cpu.ts";
-import type { Device, DeviceState } from "../../core/device.ts";
+import {
+  CPU_IRQ,
+  cpuIrqKey,
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  PIC,
+} from "../../core/device.ts";
 import type { EventLoop, Timer } from "../../core/event_loop.ts";
-import type { Machine } from "../../core/machine.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 import {
   APIC_DM_EXTINT,
@@ -15,6 +21,7 @@ import {
   ApicBus,
   type ApicMessage,
   type BusApic,
+  LAPIC,
   msiMessage,
 } from "./apic_bus.ts";
 
@@ -116,7 +123,7 @@ export class LocalApic implements Device, InterruptSource, BusApic {
   constructor(
     readonly id: string,
     loop: EventLoop,
-    machine: Machine | null,
+    machine: DeviceContext | null,
     options: LocalApicOptions = {},
   ) {
     this.index = options.index ?? 0;
@@ -431,12 +438,12 @@ export class LocalApics implements Device {
   readonly apics: LocalApic[];
   /** The bus IPIs, IOAPIC messages and MSIs travel on. */
   readonly bus: ApicBus;
-  #machine: Machine | null;
+  #machine: DeviceContext | null;
 
   constructor(
     readonly id: string,
     loop: EventLoop,
-    machine: Machine | null,
+    machine: DeviceContext | null,
     options: { count: number; apicId?: (index: number) => number; extInt?: InterruptSource | null },
   ) {
     this.#machine = machine;
@@ -511,16 +518,16 @@ export default {
   category: "Misc",
   userCreatable: false,
   options: [],
-  create(machine: unknown): LocalApics {
-    const m = machine as Machine;
+  create(machine: DeviceContext): LocalApics {
+    const m = machine;
     const apics = new LocalApics("apic", m.loop, m, {
       count: Math.max(1, m.config.smp),
       apicId: (i) => m.apicId(i),
-      extInt: m.findService<InterruptSource>("pic") ?? null,
+      extInt: m.findService(PIC) ?? null,
     });
-    m.provide("lapic", apics);
-    m.provide("cpu-irq", apics.apics[0]);
-    apics.apics.forEach((a, i) => m.provide(`cpu-irq${i}`, a));
+    m.provide(LAPIC, apics);
+    m.provide(CPU_IRQ, apics.apics[0]);
+    apics.apics.forEach((a, i) => m.provide(cpuIrqKey(i), a));
     return apics;
   },
 } satisfies DeviceDescriptor;

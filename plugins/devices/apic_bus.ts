@@ -1,6 +1,8 @@
 // The APIC bus: routes IPIs, IOAPIC redirections and MSI writes to the local APICs they name
 
 /** Delivery modes of an interrupt message (SDM vol. 3 §10.6.1, ICR bits 10:8). */
+import { type ServiceKey, serviceKey } from "../../core/device.ts";
+
 export const APIC_DM_FIXED = 0;
 export const APIC_DM_LOWPRI = 1;
 export const APIC_DM_SMI = 2;
@@ -166,3 +168,12 @@ export class ApicBus {
     for (const a of targets.slice()) a.receive(message);
   }
 }
+
+/** The local APICs as the IOAPIC reaches them: message delivery, and the EOIs it listens to. */
+export interface LocalApicBus {
+  deliver(message: ApicMessage): void;
+  setEoiListener(listener: (vector: number) => void): void;
+}
+
+/** The local APICs of the machine (published by the `apic` device). */
+export const LAPIC: ServiceKey<LocalApicBus> = serviceKey("lapic");

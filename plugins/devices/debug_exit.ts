@@ -1,7 +1,6 @@
 // The `isa-debug-exit` device: a guest write ends vmkit with exit code (value << 1) | 1
 
-import type { Device, DeviceState } from "../../core/device.ts";
-import type { Machine } from "../../core/machine.ts";
+import { type Device, type DeviceContext, type DeviceState } from "../../core/device.ts";
 import { optNumber } from "../../core/options.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 
@@ -12,7 +11,7 @@ export class DebugExit implements Device {
   constructor(
     readonly id: string,
     onExit: (code: number) => void,
-    machine: Machine | null,
+    machine: DeviceContext | null,
     readonly iobase = 0x501,
     readonly iosize = 2,
   ) {
@@ -43,8 +42,8 @@ export default {
     { name: "iobase", type: "number", help: "I/O base (default 0x501)", default: 0x501 },
     { name: "iosize", type: "number", help: "I/O size (default 2)", default: 2 },
   ],
-  create(machine: unknown, opts): DebugExit {
-    const m = machine as Machine;
+  create(machine: DeviceContext, opts): DebugExit {
+    const m = machine;
     return new DebugExit(
       m.freeId("debug-exit"),
       (code) => m.requestExit(code),

@@ -1,8 +1,7 @@
 // The ISA debug console (`isa-debugcon`): bytes written to one port go to a chardev
 
 import type { Chardev } from "../../core/chardev.ts";
-import type { Device, DeviceState } from "../../core/device.ts";
-import type { Machine } from "../../core/machine.ts";
+import { type Device, type DeviceContext, type DeviceState } from "../../core/device.ts";
 import { optNumber, optString } from "../../core/options.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 
@@ -18,7 +17,7 @@ export class DebugCon implements Device {
   constructor(
     readonly id: string,
     chardev: Chardev | null,
-    machine: Machine | null,
+    machine: DeviceContext | null,
     readonly iobase = 0xe9,
     readonly readback = 0xe9,
   ) {
@@ -57,8 +56,8 @@ export default {
     { name: "iobase", type: "number", help: "I/O port (default 0xe9)", default: 0xe9 },
     { name: "readback-value", type: "number", help: "Value port reads return", default: 0xe9 },
   ],
-  create(machine: unknown, opts): DebugCon {
-    const m = machine as Machine;
+  create(machine: DeviceContext, opts): DebugCon {
+    const m = machine;
     const chardevId = optString(opts, "chardev");
     return new DebugCon(
       m.freeId("debugcon"),

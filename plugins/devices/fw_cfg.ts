@@ -1,8 +1,13 @@
 // QEMU's firmware configuration device (fw_cfg) on I/O ports 0x510-0x51b, with the DMA interface
 
 import type { AddressSpace } from "../../core/memory/address_space.ts";
-import type { Device, DeviceState, FirmwareConfig } from "../../core/device.ts";
-import type { Machine } from "../../core/machine.ts";
+import {
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  type FirmwareConfig,
+  FW_CFG,
+} from "../../core/device.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 
 /** Legacy item keys (QEMU docs/specs/fw_cfg.rst, SeaBIOS src/fw/paravirt.c). */
@@ -84,7 +89,7 @@ export class FwCfg implements Device, FirmwareConfig {
   constructor(
     readonly id: string,
     memory: AddressSpace | null,
-    machine: Machine | null,
+    machine: DeviceContext | null,
     options: { iobase?: number; dma?: boolean } = {},
   ) {
     this.#memory = memory;
@@ -295,10 +300,10 @@ export default {
   category: "Misc",
   userCreatable: false,
   options: [{ name: "dma_enabled", type: "bool", help: "Enable the DMA interface", default: true }],
-  create(machine: unknown, opts): FwCfg {
-    const m = machine as Machine;
+  create(machine: DeviceContext, opts): FwCfg {
+    const m = machine;
     const fw = new FwCfg("fw_cfg", m.memory, m, { dma: opts.dma_enabled !== false });
-    m.provide("fw_cfg", fw);
+    m.provide(FW_CFG, fw);
     return fw;
   },
 } satisfies DeviceDescriptor;

@@ -1,10 +1,9 @@
 // The I/O APIC (MMIO 0xfec00000): 24 redirection entries delivering interrupts to the local APICs
 
-import type { Device, DeviceState } from "../../core/device.ts";
+import { type Device, type DeviceContext, type DeviceState, IOAPIC } from "../../core/device.ts";
 import type { IrqController } from "../../core/irq.ts";
-import type { Machine } from "../../core/machine.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
-import type { ApicMessage } from "./apic_bus.ts";
+import { type ApicMessage, LAPIC } from "./apic_bus.ts";
 
 /** The default physical base of the IOAPIC. */
 export const IOAPIC_DEFAULT_BASE = 0xfec00000;
@@ -29,7 +28,7 @@ export interface ApicBus {
  */
 export class IoApic implements Device, IrqController {
   readonly model = "ioapic";
-  #apic: ApicBus | null;
+  #apic: Pick<ApicBus, "deliver"> | null;
   #select = 0;
   #id = 0;
   // Redirection entries as two 32-bit halves: a float64 cannot hold 64 bits, and the
@@ -44,7 +43,11 @@ export class IoApic implements Device, IrqController {
    */
   #pendingEdges = new Uint8Array(IOAPIC_NUM_PINS);
 
-  constructor(readonly id: string, apic: ApicBus | null, machine: Machine | null) {
+  constructor(
+    readonly id: string,
+    apic: Pick<ApicBus, "deliver"> | null,
+    machine: DeviceContext | null,
+  ) {
     this.#apic = apic;
     this.#resetEntries();
     machine?.memory.addMmio(id, IOAPIC_DEFAULT_BASE, 0x1000, {
@@ -196,14 +199,12 @@ export default {
   category: "Misc",
   userCreatable: false,
   options: [],
-  create(machine: unknown): IoApic {
-    const m = machine as Machine;
-    const lapic = m.findService<ApicBus & { setEoiListener(l: (v: number) => void): void }>(
-      "lapic",
-    );
+  create(machine: DeviceContext): IoApic {
+    const m = machine;
+    const lapic = m.findService(LAPIC);
     const ioapic = new IoApic("ioapic", lapic ?? null, m);
     lapic?.setEoiListener((v) => ioapic.eoi(v));
-    m.provide("ioapic", ioapic);
+    m.provide(IOAPIC, ioapic);
     return ioapic;
   },
 } satisfies DeviceDescriptor;

@@ -1,8 +1,7 @@
 // The i8042 keyboard controller (ports 0x60/0x64) with a PS/2 keyboard and mouse, and port 0x92
 
-import type { Device, DeviceState, IsaBus } from "../../core/device.ts";
+import { type Device, type DeviceContext, type DeviceState, ISA_BUS } from "../../core/device.ts";
 import type { IrqLine } from "../../core/irq.ts";
-import type { Machine } from "../../core/machine.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 
 const STAT_OBF = 0x01;
@@ -107,7 +106,7 @@ export class I8042 implements Device {
     readonly id: string,
     irqs: { kbd: IrqLine | null; aux: IrqLine | null },
     hooks: I8042Hooks,
-    machine: Machine | null,
+    machine: DeviceContext | null,
   ) {
     this.#kbdIrq = irqs.kbd;
     this.#auxIrq = irqs.aux;
@@ -389,9 +388,9 @@ export default {
   category: "Input",
   userCreatable: false,
   options: [],
-  create(machine: unknown): I8042 {
-    const m = machine as Machine;
-    const isa = m.findService<IsaBus>("isa");
+  create(machine: DeviceContext): I8042 {
+    const m = machine;
+    const isa = m.findService(ISA_BUS);
     return new I8042("i8042", { kbd: isa?.irq(1) ?? null, aux: isa?.irq(12) ?? null }, {
       reset: () => m.requestReset(),
       setA20: (enabled) => m.setA20(enabled),

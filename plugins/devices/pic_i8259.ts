@@ -1,9 +1,15 @@
 // The i8259A programmable interrupt controller pair of a PC, with the PIIX edge/level registers (ELCR)
 
 import type { InterruptSource } from "../../core/cpu.ts";
-import { assignState, cloneState, type Device, type DeviceState } from "../../core/device.ts";
+import {
+  assignState,
+  cloneState,
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  PIC,
+} from "../../core/device.ts";
 import type { IrqController } from "../../core/irq.ts";
-import type { Machine } from "../../core/machine.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 
 /** The registers of one 8259A. */
@@ -138,7 +144,7 @@ export class PicPair implements Device, IrqController, InterruptSource {
   /** Spurious interrupts delivered (an acknowledge found nothing). */
   spurious = 0;
 
-  constructor(readonly id: string, machine: Machine | null, options: PicPairOptions = {}) {
+  constructor(readonly id: string, machine: DeviceContext | null, options: PicPairOptions = {}) {
     this.#onOutput = options.onOutput ?? (() => {});
     if (machine && options.registerPorts !== false) {
       const handler = (chip: number) => ({
@@ -345,10 +351,10 @@ export default {
   category: "Misc",
   userCreatable: false,
   options: [],
-  create(machine: unknown): PicPair {
-    const m = machine as Machine;
+  create(machine: DeviceContext): PicPair {
+    const m = machine;
     const pic = new PicPair("pic", m, { onOutput: (level) => level && m.kick() });
-    m.provide("pic", pic);
+    m.provide(PIC, pic);
     return pic;
   },
 } satisfies DeviceDescriptor;

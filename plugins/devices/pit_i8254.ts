@@ -1,10 +1,15 @@
 // The i8254 programmable interval timer (ports 0x40-0x43) and the port 0x61 speaker/refresh register
 
-import { assignState, cloneState, type Device, type DeviceState } from "../../core/device.ts";
+import {
+  assignState,
+  cloneState,
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  ISA_BUS,
+} from "../../core/device.ts";
 import type { EventLoop, Timer } from "../../core/event_loop.ts";
 import type { IrqLine } from "../../core/irq.ts";
-import type { IsaBus } from "../../core/device.ts";
-import type { Machine } from "../../core/machine.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 import { optNumber } from "../../core/options.ts";
 
@@ -85,7 +90,7 @@ export class Pit implements Device {
     readonly id: string,
     loop: EventLoop,
     irq: IrqLine | null,
-    machine: Machine | null,
+    machine: DeviceContext | null,
     options: { iobase?: number } = {},
   ) {
     this.#loop = loop;
@@ -409,9 +414,9 @@ export default {
   category: "Misc",
   userCreatable: false,
   options: [{ name: "iobase", type: "number", help: "I/O base (default 0x40)", default: 0x40 }],
-  create(machine: unknown, opts): Pit {
-    const m = machine as Machine;
-    const isa = m.findService<IsaBus>("isa");
+  create(machine: DeviceContext, opts): Pit {
+    const m = machine;
+    const isa = m.findService(ISA_BUS);
     return new Pit("pit", m.loop, isa?.irq(0) ?? null, m, { iobase: optNumber(opts, "iobase") });
   },
 } satisfies DeviceDescriptor;

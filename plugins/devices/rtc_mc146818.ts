@@ -1,9 +1,14 @@
 // The MC146818 real-time clock and CMOS memory (ports 0x70-0x71), with the bytes a PC BIOS reads
 
-import { type Device, type DeviceState, type IsaBus } from "../../core/device.ts";
+import {
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  ISA_BUS,
+  RTC_CMOS,
+} from "../../core/device.ts";
 import type { EventLoop, Timer } from "../../core/event_loop.ts";
 import type { IrqLine } from "../../core/irq.ts";
-import type { Machine } from "../../core/machine.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 
 /** CMOS register numbers (MC146818 datasheet and the PC/AT BIOS layout). */
@@ -69,7 +74,7 @@ export class Rtc implements Device {
     readonly id: string,
     loop: EventLoop,
     irq: IrqLine | null,
-    machine: Machine | null,
+    machine: DeviceContext | null,
     options: { base?: Date } = {},
   ) {
     this.#loop = loop;
@@ -341,11 +346,11 @@ export default {
   category: "Misc",
   userCreatable: false,
   options: [],
-  create(machine: unknown): Rtc {
-    const m = machine as Machine;
-    const isa = m.findService<IsaBus>("isa");
+  create(machine: DeviceContext): Rtc {
+    const m = machine;
+    const isa = m.findService(ISA_BUS);
     const rtc = new Rtc("rtc", m.loop, isa?.irq(8) ?? null, m, { base: m.config.rtcBase });
-    m.provide("rtc", rtc);
+    m.provide(RTC_CMOS, rtc);
     return rtc;
   },
 } satisfies DeviceDescriptor;

@@ -1,9 +1,8 @@
 // The 16550A UART (`isa-serial`): registers, 16-byte FIFOs and interrupts, wired to a chardev
 
 import type { Chardev } from "../../core/chardev.ts";
-import type { Device, DeviceState, IsaBus } from "../../core/device.ts";
+import { type Device, type DeviceContext, type DeviceState, ISA_BUS } from "../../core/device.ts";
 import type { IrqLine } from "../../core/irq.ts";
-import type { Machine } from "../../core/machine.ts";
 import { optNumber, optString } from "../../core/options.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 
@@ -94,7 +93,7 @@ export class Uart implements Device {
     readonly id: string,
     chardev: Chardev | null,
     irq: IrqLine | null,
-    machine: Machine | null,
+    machine: DeviceContext | null,
     options: { iobase?: number } = {},
   ) {
     this.#chardev = chardev;
@@ -295,8 +294,8 @@ export default {
     { name: "iobase", type: "number", help: "I/O base address" },
     { name: "irq", type: "number", help: "ISA interrupt" },
   ],
-  create(machine: unknown, opts): Uart {
-    const m = machine as Machine;
+  create(machine: DeviceContext, opts): Uart {
+    const m = machine;
     let index = optNumber(opts, "index");
     if (index === undefined) {
       index = 0;
@@ -306,7 +305,7 @@ export default {
     const chardevId = optString(opts, "chardev");
     const chardev = chardevId ? m.chardev(chardevId) : null;
     const irqNumber = optNumber(opts, "irq") ?? defaults.irq;
-    const irq = m.findService<IsaBus>("isa")?.irq(irqNumber) ?? null;
+    const irq = m.findService(ISA_BUS)?.irq(irqNumber) ?? null;
     return new Uart(m.freeId("serial"), chardev, irq, m, {
       iobase: optNumber(opts, "iobase") ?? defaults.iobase,
     });

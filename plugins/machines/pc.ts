@@ -1,7 +1,16 @@
 // The `-M pc` board (i440FX + PIIX3, QEMU 7.2 layout): memory map, devices, IRQ wiring and fw_cfg contents
 
 import type { CpuBackend, InterruptSource } from "../../core/cpu.ts";
-import type { FirmwareConfig, IsaBus } from "../../core/device.ts";
+import {
+  CPU_IRQ,
+  cpuIrqKey,
+  type FirmwareConfig,
+  GUEST_RAM,
+  ISA_BIOS,
+  ISA_BUS,
+  type IsaBus,
+  RTC_CMOS,
+} from "../../core/device.ts";
 import { hostIoError, NotSupportedError, UsageError } from "../../core/errors.ts";
 import { fanOut, type IrqController, IrqLine } from "../../core/irq.ts";
 import { Machine, type MachineConfig } from "../../core/machine.ts";
@@ -154,9 +163,9 @@ export function createPcMachine(config: MachineConfig): Machine {
   mem.addRamAlias("pc.ram-shadow", 0xc0000, ram.subarray(0xc0000, 0x100000));
   if (below4g > 0x100000) mem.addRamAlias("pc.ram", 0x100000, ram.subarray(0x100000));
   mem.addRom("pc.bios", 2 ** 32 - bios.length, bios);
-  machine.provide("ram", ram);
+  machine.provide(GUEST_RAM, ram);
   if (multiboot) machine.addDevice(new MultibootLoader(multiboot.plan, mem));
-  machine.provide("isa-bios", bios.subarray(Math.max(0, bios.length - ISA_BIOS_SIZE)));
+  machine.provide(ISA_BIOS, bios.subarray(Math.max(0, bios.length - ISA_BIOS_SIZE)));
 
   // Interrupt controllers, then the ISA bus whose lines reach both the PIC and the IOAPIC.
   const pic = machine.createDevice("i8259") as unknown as IrqController & InterruptSource;
@@ -174,7 +183,7 @@ export function createPcMachine(config: MachineConfig): Machine {
       return isaLines[n];
     },
   };
-  machine.provide("isa", isa);
+  machine.provide(ISA_BUS, isa);
 
   machine.createDevice("i440FX-pcihost");
   machine.createDevice("PIIX3");
@@ -216,7 +225,7 @@ export function createPcMachine(config: MachineConfig): Machine {
   }
 
   const bootOrder = config.bootOrder ?? "cad";
-  const rtc = machine.service<CmosMemory>("rtc");
+  const rtc = machine.service(RTC_CMOS);
   const cmos = { ramBytes: config.ramBytes, below4g, above4g, smp: config.smp, bootOrder };
   fillPcCmos(rtc.cmos, { ...cmos, bootOrder: config.bootOnce ?? bootOrder });
   if (config.bootOnce) {
@@ -249,10 +258,10 @@ export function createPcMachine(config: MachineConfig): Machine {
   addOptionRoms(fwcfg, config);
 
   machine.createCpus();
-  const irqSource = machine.service<InterruptSource>("cpu-irq");
+  const irqSource = machine.service(CPU_IRQ);
   // Each CPU polls its own local APIC (`cpu-irqN`).
   machine.cpus.forEach((cpu: CpuBackend, i) =>
-    cpu.setInterruptSource(machine.findService<InterruptSource>(`cpu-irq${i}`) ?? irqSource)
+    cpu.setInterruptSource(machine.findService(cpuIrqKey(i)) ?? irqSource)
   );
   return machine;
 }
@@ -294,7 +303,7 @@ export default {
   summary: "Standard PC (i440FX + PIIX, 1996)",
   isDefault: true,
   options: [],
-  create(config: unknown): Machine {
-    return createPcMachine(config as MachineConfig);
+  create(config: MachineConfig): Machine {
+    return createPcMachine(config);
   },
 } satisfies MachineDescriptor;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { EventLoop } from "../../core/event_loop.ts";
 import type { NetClient } from "../../core/net.ts";
 import { createPcMachine } from "./pc.ts";
 import { testConfig } from "./test_util.ts";
@@ -26,7 +27,12 @@ Deno.test("createPcMachine() takes `b` as a floppy boot letter", () => {
 
 Deno.test("createPcMachine() creates the NICs of config.nics as virtio-net-pci", () => {
   const user = NETDEV_PLUGINS.find((p) => p.name === "user")!;
-  const n0 = user.create({ id: "n0" }) as NetClient;
+  const n0: NetClient = user.create({ id: "n0" }, {
+    loop: new EventLoop(),
+    hub: () => {
+      throw new Error("no hubs in this test");
+    },
+  });
   const m = createPcMachine(testConfig({
     firmware: new Uint8Array(256 * 1024),
     nics: [{ model: "virtio", netdev: "n0" }],

@@ -14,12 +14,10 @@ export default {
     { name: "id", type: "string", help: "netdev id" },
     { name: "hubid", type: "number", help: "the hub to plug into" },
   ],
-  create(opts: ParsedOptions, context?: unknown): NetClient {
+  create(opts: ParsedOptions, hubs: NetdevContext): NetClient {
     const id = opts.id as string | undefined;
     if (!id) throw new UsageError("Parameter 'id' is missing");
     if (opts.hubid === undefined) throw new UsageError("Parameter 'hubid' is missing");
-    const hubs = context as NetdevContext | undefined;
-    if (!hubs) throw new UsageError("hubport: no hubs in this machine");
     return hubs.hub(opts.hubid as number).addPort(id);
   },
 } satisfies NetdevDescriptor;

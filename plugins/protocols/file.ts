@@ -336,6 +336,20 @@ export default {
   name: "file",
   summary: "Host file",
   options: FILE_CREATE_OPTIONS,
+  openOptions: [
+    {
+      name: "locking",
+      type: "enum",
+      values: ["on", "off", "auto"],
+      help: "whether to lock the file (accepted: vmkit takes no host locks)",
+    },
+    {
+      name: "aio",
+      type: "enum",
+      values: ["threads", "native", "io_uring"],
+      help: "host AIO implementation (accepted: vmkit uses positional I/O)",
+    },
+  ],
   create: createFile,
   open: (filename: string, options: ProtocolOpenOptions) =>
     Promise.resolve(openFile(filename, options)),

@@ -1,6 +1,6 @@
 // The IDE plugin: the `piix3-ide` device descriptor and the controller's public surface
 
-import type { Machine } from "../../../core/machine.ts";
+import type { DeviceContext } from "../../../core/device.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
 import { createPiix3Ide, type Piix3Ide } from "./piix3_ide.ts";
 
@@ -25,7 +25,7 @@ export default {
   category: "Storage",
   userCreatable: false,
   options: [],
-  create(machine: unknown): Piix3Ide {
-    return createPiix3Ide(machine as Machine);
+  create(machine: DeviceContext): Piix3Ide {
+    return createPiix3Ide(machine);
   },
 } satisfies DeviceDescriptor;

@@ -1,14 +1,20 @@
 // The PIIX3 IDE function (00:01.1): legacy ATA ports on IRQ 14/15 and the BAR4 bus master block
 
 import type { BlockIo } from "../../../core/block/backend.ts";
-import type { Device, DeviceState, IsaBus, PciBus } from "../../../core/device.ts";
+import {
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  ISA_BUS,
+  PCI_BUS,
+  type PciBus,
+} from "../../../core/device.ts";
 import type { IrqLine } from "../../../core/irq.ts";
-import type { Machine } from "../../../core/machine.ts";
 import type { AddressSpace } from "../../../core/memory/address_space.ts";
 import type { PortIoSpace } from "../../../core/memory/port_io.ts";
 import { UsageError } from "../../../core/errors.ts";
-import { PCI_SUBDEVICE_ID_QEMU, PCI_SUBVENDOR_ID_REDHAT_QUMRANET } from "../pci/i440fx.ts";
-import { PCI_STATUS, PciConfig } from "../pci/pci_config.ts";
+import { PCI_SUBDEVICE_ID_QEMU, PCI_SUBVENDOR_ID_REDHAT_QUMRANET } from "../../../core/pci.ts";
+import { PCI_STATUS, PciConfig } from "../../../core/pci.ts";
 import { IdeChannel } from "./channel.ts";
 import type { Drive } from "./drive.ts";
 
@@ -175,8 +181,8 @@ export class Piix3Ide implements Device {
 }
 
 /** Creates the controller of a machine with its `if=ide` drives. */
-export function createPiix3Ide(machine: Machine): Piix3Ide {
-  const isa = machine.findService<IsaBus>("isa");
+export function createPiix3Ide(machine: DeviceContext): Piix3Ide {
+  const isa = machine.findService(ISA_BUS);
   const drives: IdeDriveConfig[] = [];
   let next = 0;
   for (const d of machine.config.drives) {
@@ -197,7 +203,7 @@ export function createPiix3Ide(machine: Machine): Piix3Ide {
   return new Piix3Ide("ide", {
     memory: machine.memory,
     io: machine.io,
-    pci: machine.findService<PciBus>("pci") ?? null,
+    pci: machine.findService(PCI_BUS) ?? null,
     irqs: [isa?.irq(14) ?? null, isa?.irq(15) ?? null],
     track: (promise) => machine.loop.track(promise),
   }, drives);

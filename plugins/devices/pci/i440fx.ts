@@ -1,16 +1,27 @@
 // The i440FX host bridge: PCI configuration mechanism #1 (0xcf8/0xcfc), bus 0, and the PAM registers
 
-import type { Device, DeviceState, PciBus, PciFunction } from "../../../core/device.ts";
+import {
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  GUEST_RAM,
+  ISA_BIOS,
+  PCI_BUS,
+  type PciBus,
+  type PciFunction,
+  type ServiceKey,
+  serviceKey,
+} from "../../../core/device.ts";
 import { IrqLine } from "../../../core/irq.ts";
-import type { Machine } from "../../../core/machine.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
 import type { AddressSpace } from "../../../core/memory/address_space.ts";
 import { Pam } from "./pam.ts";
-import { PciConfig } from "./pci_config.ts";
-
-/** QEMU's subsystem IDs on its PCI devices (SeaBIOS checks them to detect QEMU). */
-export const PCI_SUBVENDOR_ID_REDHAT_QUMRANET = 0x1af4;
-export const PCI_SUBDEVICE_ID_QEMU = 0x1100;
+// QEMU's subsystem IDs on its PCI devices (SeaBIOS checks them to detect QEMU).
+import {
+  PCI_SUBDEVICE_ID_QEMU,
+  PCI_SUBVENDOR_ID_REDHAT_QUMRANET,
+  PciConfig,
+} from "../../../core/pci.ts";
 
 /** PAM0 (the 0xf0000 segment is its high nibble); PAM1..PAM6 follow. */
 export const I440FX_PAM = 0x59;
@@ -25,6 +36,9 @@ export type PirqRouter = (pirq: number, level: boolean) => void;
  * PCI bus 0 behind the i440FX: functions by devfn, configuration mechanism #1 and
  * INTx lines that follow the PIIX barber-pole swizzle (PIRQ = (slot + pin - 2) & 3).
  */
+/** Bus 0 with its function table, for the PIIX functions that route its INTx lines. */
+export const PCI_BUS0: ServiceKey<PciBus0> = serviceKey("pci");
+
 export class PciBus0 implements PciBus {
   readonly functions: (PciFunction | undefined)[] = new Array(256);
   #pirqRouter: PirqRouter = () => {};
@@ -96,7 +110,7 @@ export class I440fx implements Device {
 
   constructor(
     readonly id: string,
-    machine: Machine | null,
+    machine: DeviceContext | null,
     options: { memory?: AddressSpace; ram?: Uint8Array; isaBios?: Uint8Array | null } = {},
   ) {
     this.config = new PciConfig({
@@ -192,13 +206,13 @@ export default {
   category: "Controller/Bridge/Hub",
   userCreatable: false,
   options: [],
-  create(machine: unknown): I440fx {
-    const m = machine as Machine;
+  create(machine: DeviceContext): I440fx {
+    const m = machine;
     const host = new I440fx("i440fx", m, {
-      ram: m.findService<Uint8Array>("ram"),
-      isaBios: m.findService<Uint8Array>("isa-bios") ?? null,
+      ram: m.findService(GUEST_RAM),
+      isaBios: m.findService(ISA_BIOS) ?? null,
     });
-    m.provide("pci", host.bus);
+    m.provide(PCI_BUS, host.bus);
     return host;
   },
 } satisfies DeviceDescriptor;

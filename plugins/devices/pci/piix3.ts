@@ -1,12 +1,17 @@
 // The PIIX3 PCI-to-ISA bridge (00:01.0): PIRQ routing registers and the 0xcf9 reset control register
 
-import type { Device, DeviceState } from "../../../core/device.ts";
+import {
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  IOAPIC,
+  PIC,
+} from "../../../core/device.ts";
 import type { IrqController } from "../../../core/irq.ts";
-import type { Machine } from "../../../core/machine.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
-import type { PciBus0 } from "./i440fx.ts";
-import { PCI_SUBDEVICE_ID_QEMU, PCI_SUBVENDOR_ID_REDHAT_QUMRANET } from "./i440fx.ts";
-import { PciConfig } from "./pci_config.ts";
+import { PCI_BUS0, type PciBus0 } from "./i440fx.ts";
+import { PCI_SUBDEVICE_ID_QEMU, PCI_SUBVENDOR_ID_REDHAT_QUMRANET } from "../../../core/pci.ts";
+import { PciConfig } from "../../../core/pci.ts";
 
 /** PIRQ route control registers PIRQRC[A..D] (bit 7 disables, bits 3:0 the ISA IRQ). */
 export const PIIX_PIRQCA = 0x60;
@@ -34,7 +39,7 @@ export class Piix3 implements Device {
   constructor(
     readonly id: string,
     bus: PciBus0,
-    machine: Machine | null,
+    machine: DeviceContext | null,
     options: { pic?: IrqController | null; ioapic?: IrqController | null; onReset?: () => void } =
       {},
   ) {
@@ -141,12 +146,12 @@ export default {
   category: "Controller/Bridge/Hub",
   userCreatable: false,
   options: [],
-  create(machine: unknown): Piix3 {
-    const m = machine as Machine;
-    const bus = m.service<PciBus0>("pci");
+  create(machine: DeviceContext): Piix3 {
+    const m = machine;
+    const bus = m.service(PCI_BUS0);
     return new Piix3("piix3", bus, m, {
-      pic: m.findService<IrqController>("pic") ?? null,
-      ioapic: m.findService<IrqController>("ioapic") ?? null,
+      pic: m.findService(PIC) ?? null,
+      ioapic: m.findService(IOAPIC) ?? null,
     });
   },
 } satisfies DeviceDescriptor;

@@ -1,12 +1,11 @@
 // The PIIX4 power management function (00:01.3): ACPI PM1 registers, PM timer and S5 power-off
 
-import type { Device, DeviceState } from "../../../core/device.ts";
+import { type Device, type DeviceContext, type DeviceState } from "../../../core/device.ts";
 import type { EventLoop } from "../../../core/event_loop.ts";
-import type { Machine } from "../../../core/machine.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
-import type { PciBus0 } from "./i440fx.ts";
-import { PCI_SUBDEVICE_ID_QEMU, PCI_SUBVENDOR_ID_REDHAT_QUMRANET } from "./i440fx.ts";
-import { PciConfig } from "./pci_config.ts";
+import { PCI_BUS0, type PciBus0 } from "./i440fx.ts";
+import { PCI_SUBDEVICE_ID_QEMU, PCI_SUBVENDOR_ID_REDHAT_QUMRANET } from "../../../core/pci.ts";
+import { PciConfig } from "../../../core/pci.ts";
 
 /** PM base address register and its enable (PMREGMISC bit 0). */
 export const PIIX4_PMBA = 0x40;
@@ -44,7 +43,7 @@ export class Piix4Pm implements Device {
   readonly model = "PIIX4_PM";
   readonly config: PciConfig;
   #loop: EventLoop;
-  #machine: Machine | null;
+  #machine: DeviceContext | null;
   #mappedBase: number | null = null;
   #pm1Status = 0;
   #pm1Enable = 0;
@@ -53,7 +52,12 @@ export class Piix4Pm implements Device {
   #apmControl = 0;
   #apmStatus = 0;
 
-  constructor(readonly id: string, bus: PciBus0 | null, loop: EventLoop, machine: Machine | null) {
+  constructor(
+    readonly id: string,
+    bus: PciBus0 | null,
+    loop: EventLoop,
+    machine: DeviceContext | null,
+  ) {
     this.#loop = loop;
     this.#machine = machine;
     this.config = new PciConfig({
@@ -227,8 +231,8 @@ export default {
   category: "Misc",
   userCreatable: false,
   options: [],
-  create(machine: unknown): Piix4Pm {
-    const m = machine as Machine;
-    return new Piix4Pm("pm", m.service<PciBus0>("pci"), m.loop, m);
+  create(machine: DeviceContext): Piix4Pm {
+    const m = machine;
+    return new Piix4Pm("pm", m.service(PCI_BUS0), m.loop, m);
   },
 } satisfies DeviceDescriptor;

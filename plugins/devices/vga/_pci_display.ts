@@ -2,10 +2,10 @@
 
 import { UsageError, VmkitError } from "../../../core/errors.ts";
 import { findFirmware } from "../../../core/firmware.ts";
-import type { Machine } from "../../../core/machine.ts";
+import type { DeviceContext } from "../../../core/device.ts";
 import type { AddressSpace, MmioHandler } from "../../../core/memory/address_space.ts";
 import type { PortHandler, PortIoSpace } from "../../../core/memory/port_io.ts";
-import type { PciConfig } from "../pci/pci_config.ts";
+import type { PciConfig } from "../../../core/pci.ts";
 import type { VgaCore } from "./vga_core.ts";
 
 /** The base of the legacy VGA memory window and its size. */
@@ -62,7 +62,7 @@ export function loadVgaRom(name: string, dataDirs: readonly string[] = []): Uint
  * adapter's registers and framebuffer do not depend on it.
  */
 export function adapterRom(
-  machine: Machine,
+  machine: DeviceContext,
   romfile: string | undefined,
   defaultRom: string,
 ): Uint8Array | null {

@@ -1,12 +1,17 @@
 // The Cirrus Logic GD5446 (`-vga cirrus`, `-device cirrus-vga`): extended registers, banks, linear window
 
-import type { Device, DeviceState, PciBus } from "../../../core/device.ts";
+import {
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  PCI_BUS,
+  type PciBus,
+} from "../../../core/device.ts";
 import { UsageError } from "../../../core/errors.ts";
-import type { Machine } from "../../../core/machine.ts";
 import type { AddressSpace } from "../../../core/memory/address_space.ts";
 import { optNumber, optString } from "../../../core/options.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
-import { PciConfig } from "../pci/pci_config.ts";
+import { PciConfig } from "../../../core/pci.ts";
 import {
   adapterRom,
   addVgaRomBar,
@@ -379,7 +384,7 @@ export class CirrusVga implements Device {
 
   constructor(
     readonly id: string,
-    host: { memory: AddressSpace | null; io: Machine["io"] | null; pci: PciBus | null },
+    host: { memory: AddressSpace | null; io: DeviceContext["io"] | null; pci: PciBus | null },
     options: { vgamemMb?: number; rom?: Uint8Array | null } = {},
   ) {
     const mb = options.vgamemMb ?? 4;
@@ -504,12 +509,12 @@ export default {
     { name: "vgamem_mb", type: "number", help: "video memory in MiB: 4, 8 or 16", default: 4 },
     { name: "romfile", type: "string", help: "VGA BIOS image (empty for none)" },
   ],
-  create(machine: unknown, opts): CirrusVga {
-    const m = machine as Machine;
+  create(machine: DeviceContext, opts): CirrusVga {
+    const m = machine;
     return new CirrusVga(m.freeId("vga"), {
       memory: m.memory,
       io: m.io,
-      pci: m.findService<PciBus>("pci") ?? null,
+      pci: m.findService(PCI_BUS) ?? null,
     }, {
       vgamemMb: optNumber(opts, "vgamem_mb"),
       rom: adapterRom(m, optString(opts, "romfile"), CIRRUS_ROM),

@@ -3,7 +3,7 @@ import type { PciBus, PciFunction } from "../../../core/device.ts";
 import { IrqLine } from "../../../core/irq.ts";
 import { AddressSpace } from "../../../core/memory/address_space.ts";
 import { PortIoSpace } from "../../../core/memory/port_io.ts";
-import { PCI_COMMAND, PCI_COMMAND_MEMORY } from "../pci/pci_config.ts";
+import { PCI_COMMAND, PCI_COMMAND_MEMORY } from "../../../core/pci.ts";
 import { CIRRUS_ID_CLGD5446, CirrusVga } from "./cirrus.ts";
 
 class OneSlotBus implements PciBus {

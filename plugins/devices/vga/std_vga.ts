@@ -1,12 +1,17 @@
 // The standard VGA (`-vga std`, `-device VGA`): PCI 1234:1111 with Bochs VBE, a linear framebuffer and vgabios-stdvga.bin
 
-import type { Device, DeviceState, PciBus } from "../../../core/device.ts";
+import {
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  PCI_BUS,
+  type PciBus,
+} from "../../../core/device.ts";
 import { UsageError } from "../../../core/errors.ts";
-import type { Machine } from "../../../core/machine.ts";
 import type { AddressSpace } from "../../../core/memory/address_space.ts";
 import { optBool, optNumber, optString } from "../../../core/options.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
-import { PciConfig } from "../pci/pci_config.ts";
+import { PciConfig } from "../../../core/pci.ts";
 import {
   adapterRom,
   addVgaRomBar,
@@ -70,7 +75,7 @@ export class StdVga implements Device {
 
   constructor(
     readonly id: string,
-    host: { memory: AddressSpace | null; io: Machine["io"] | null; pci: PciBus | null },
+    host: { memory: AddressSpace | null; io: DeviceContext["io"] | null; pci: PciBus | null },
     options: StdVgaOptions = {},
   ) {
     const mb = options.vgamemMb ?? 16;
@@ -112,7 +117,7 @@ export class StdVga implements Device {
     host.pci?.plug(this.config);
   }
 
-  #registerPorts(io: Machine["io"]): void {
+  #registerPorts(io: DeviceContext["io"]): void {
     const read = (port: number) => this.core.ioRead(port);
     const write = (port: number, value: number) => this.core.ioWrite(port, value);
     // The same ports QEMU's std VGA claims; the rest of 0x3b0-0x3df stays unassigned.
@@ -220,12 +225,12 @@ export default {
     },
     { name: "romfile", type: "string", help: "VGA BIOS image (empty for none)" },
   ],
-  create(machine: unknown, opts): StdVga {
-    const m = machine as Machine;
+  create(machine: DeviceContext, opts): StdVga {
+    const m = machine;
     return new StdVga(m.freeId("vga"), {
       memory: m.memory,
       io: m.io,
-      pci: m.findService<PciBus>("pci") ?? null,
+      pci: m.findService(PCI_BUS) ?? null,
     }, {
       vgamemMb: optNumber(opts, "vgamem_mb"),
       mmio: optBool(opts, "mmio"),

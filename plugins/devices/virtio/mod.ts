@@ -1,7 +1,8 @@
 // The virtio PCI plugins: virtio-blk-pci, virtio-net-pci and virtio-balloon-pci descriptors
 
-import type { DriveConfig, Machine } from "../../../core/machine.ts";
-import type { PciBus } from "../../../core/device.ts";
+import type { DriveConfig } from "../../../core/machine.ts";
+import { type DeviceContext, PCI_BUS } from "../../../core/device.ts";
+import { parsePciAddr } from "../../../core/pci.ts";
 import { UsageError } from "../../../core/errors.ts";
 import { connectNetClients } from "../../../core/net.ts";
 import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
@@ -31,23 +32,16 @@ const COMMON_OPTIONS: readonly OptionSpec[] = [
   { name: "bootindex", type: "number", help: "boot priority (accepted)" },
 ];
 
-/** Reads `addr=` (`5`, `0x5`, `05.0`) as a devfn, as QEMU spells PCI addresses. */
-export function parsePciAddr(model: string, text: string): number {
-  const m = /^(?:0x)?([0-9a-fA-F]{1,2})(?:\.([0-7]))?$/.exec(text);
-  const slot = m ? Number.parseInt(m[1], 16) : NaN;
-  if (!m || slot > 31) {
-    throw new UsageError(`Property '${model}.addr' doesn't take value '${text}'`);
-  }
-  return (slot << 3) | Number(m[2] ?? 0);
-}
+/** Reads `addr=` as a devfn (moved to core/pci.ts; re-exported for this plugin's users). */
+export { parsePciAddr };
 
 /** Drives a virtio-blk device has taken (a drive backs one device). */
 const claimedDrives = new WeakSet<DriveConfig>();
 /** The default-MAC indexes in use per machine (QEMU's mac_table). */
-const usedMacIndexes = new WeakMap<Machine, Set<number>>();
+const usedMacIndexes = new WeakMap<DeviceContext, Set<number>>();
 
 function plugTransport(
-  machine: Machine,
+  machine: DeviceContext,
   model: string,
   prefix: string,
   device: VirtioDeviceModel,
@@ -60,7 +54,7 @@ function plugTransport(
     return new VirtioPciDevice(id, model, device, {
       memory: machine.memory,
       io: machine.io,
-      pci: machine.findService<PciBus>("pci") ?? null,
+      pci: machine.findService(PCI_BUS) ?? null,
       devfn,
       track: (promise) => machine.loop.track(promise),
       kick: () => machine.kick(),
@@ -75,7 +69,7 @@ function plugTransport(
 }
 
 /** Creates a virtio-blk-pci on the drive `drive=` names. */
-export function createVirtioBlkPci(machine: Machine, opts: ParsedOptions): VirtioPciDevice {
+export function createVirtioBlkPci(machine: DeviceContext, opts: ParsedOptions): VirtioPciDevice {
   const model = "virtio-blk-pci";
   const driveId = opts.drive as string | undefined;
   if (driveId === undefined) throw new UsageError("drive property not set");
@@ -96,7 +90,7 @@ export function createVirtioBlkPci(machine: Machine, opts: ParsedOptions): Virti
 }
 
 /** Creates a virtio-net-pci linked to `netdev=` (or to nothing). */
-export function createVirtioNetPci(machine: Machine, opts: ParsedOptions): VirtioPciDevice {
+export function createVirtioNetPci(machine: DeviceContext, opts: ParsedOptions): VirtioPciDevice {
   const model = "virtio-net-pci";
   let used = usedMacIndexes.get(machine);
   if (!used) usedMacIndexes.set(machine, used = new Set());
@@ -115,9 +109,7 @@ export function createVirtioNetPci(machine: Machine, opts: ParsedOptions): Virti
   }
   if (mac.subarray(0, 5).every((b, i) => b === base[i])) used.add(mac[5]);
   const netdevId = opts.netdev as string | undefined;
-  const netdev = netdevId === undefined
-    ? undefined
-    : (machine.config.netdevs ?? []).find((c) => c.id === netdevId);
+  const netdev = netdevId === undefined ? undefined : machine.netClient(netdevId);
   if (netdevId !== undefined && !netdev) {
     throw new UsageError(`Property '${model}.netdev' can't find value '${netdevId}'`);
   }
@@ -150,8 +142,8 @@ export const virtioBlkPci = {
     { name: "serial", type: "string", help: "disk serial number (GET_ID)" },
     { name: "queue-size", type: "number", help: "virtqueue size (default 256)" },
   ],
-  create(machine: unknown, opts: ParsedOptions): VirtioPciDevice {
-    return createVirtioBlkPci(machine as Machine, opts);
+  create(machine: DeviceContext, opts: ParsedOptions): VirtioPciDevice {
+    return createVirtioBlkPci(machine, opts);
   },
 } satisfies DeviceDescriptor;
 
@@ -176,8 +168,8 @@ export const virtioNetPci = {
       hidden: true,
     },
   ],
-  create(machine: unknown, opts: ParsedOptions): VirtioPciDevice {
-    return createVirtioNetPci(machine as Machine, opts);
+  create(machine: DeviceContext, opts: ParsedOptions): VirtioPciDevice {
+    return createVirtioNetPci(machine, opts);
   },
 } satisfies DeviceDescriptor;
 
@@ -191,8 +183,8 @@ export const virtioBalloonPci = {
   category: "Misc",
   userCreatable: true,
   options: COMMON_OPTIONS,
-  create(machine: unknown, opts: ParsedOptions): VirtioPciDevice {
-    const m = machine as Machine;
+  create(machine: DeviceContext, opts: ParsedOptions): VirtioPciDevice {
+    const m = machine;
     return plugTransport(m, "virtio-balloon-pci", "virtio-balloon", new VirtioBalloon(), opts);
   },
 } satisfies DeviceDescriptor;

@@ -4,7 +4,7 @@ import type { Device, DeviceState, PciBus, PciFunction } from "../../../core/dev
 import type { IrqLine } from "../../../core/irq.ts";
 import type { AddressSpace, MmioHandler } from "../../../core/memory/address_space.ts";
 import type { PortIoSpace } from "../../../core/memory/port_io.ts";
-import { PCI_COMMAND, PCI_COMMAND_MEMORY, PCI_STATUS, PciConfig } from "../pci/pci_config.ts";
+import { PCI_COMMAND, PCI_COMMAND_MEMORY, PCI_STATUS, PciConfig } from "../../../core/pci.ts";
 import {
   PCI_DEVICE_ID_VIRTIO_MODERN_BASE,
   PCI_DEVICE_ID_VIRTIO_TRANSITIONAL,

@@ -1,6 +1,6 @@
 // Where the virtio PCI transport puts things: the modern BAR's layout and the capability chain
 
-import { PCI_STATUS, type PciConfig } from "../pci/pci_config.ts";
+import { PCI_STATUS, type PciConfig } from "../../../core/pci.ts";
 import {
   VIRTIO_PCI_CAP_COMMON_CFG,
   VIRTIO_PCI_CAP_DEVICE_CFG,

@@ -1,8 +1,40 @@
-// A PCI function's 256-byte configuration space: IDs, write masks, command register and BARs
+// The PCI contract every PCI device shares: the bus, a function's 256-byte configuration
+// space (IDs, write masks, command register, BARs, expansion ROM) and the IDs QEMU uses
 
-import type { PciFunction } from "../../../core/device.ts";
+import { UsageError } from "./errors.ts";
+import type { IrqLine } from "./irq.ts";
+import type { AddressSpace, MmioHandler } from "./memory/address_space.ts";
+
+/** A PCI function's configuration space as the host bridge reaches it. */
+export interface PciFunction {
+  /** Reads `size` bytes at `offset` (0..255) of configuration space. */
+  configRead(offset: number, size: 1 | 2 | 4): number;
+  /** Writes `size` bytes at `offset` of configuration space. */
+  configWrite(offset: number, size: 1 | 2 | 4, value: number): void;
+}
+
+/** A PCI bus: functions plug in at a device/function number and get INTx lines. */
+export interface PciBus {
+  /**
+   * Plugs a function in at `devfn` (slot << 3 | function), or in function 0 of the
+   * first free slot when `devfn` is undefined.
+   *
+   * @returns the devfn used
+   */
+  plug(fn: PciFunction, devfn?: number): number;
+  /** The interrupt line that INTx `pin` (1 = INTA .. 4 = INTD) of `devfn` drives. */
+  intx(devfn: number, pin: number): IrqLine;
+}
+
+/** Red Hat / Qumranet's vendor ID, which QEMU puts in the subsystem vendor of its devices. */
+export const PCI_SUBVENDOR_ID_REDHAT_QUMRANET = 0x1af4;
+/** The subsystem ID QEMU gives its devices. */
+export const PCI_SUBDEVICE_ID_QEMU = 0x1100;
+/** The vendor ID of QEMU's own devices (`edu`, std VGA): 1234h. */
+export const PCI_VENDOR_ID_QEMU = 0x1234;
 
 /** Standard header offsets (PCI Local Bus 3.0 §6.1). */
+
 export const PCI_VENDOR_ID = 0x00;
 export const PCI_DEVICE_ID = 0x02;
 export const PCI_COMMAND = 0x04;
@@ -19,6 +51,14 @@ export const PCI_ROM_ADDRESS = 0x30;
 export const PCI_ROM_ADDRESS_ENABLE = 0x1;
 /** The ROM base decodes bits 31..11: 2 KiB is the smallest expansion ROM. */
 const PCI_ROM_ADDRESS_MASK = 0xfffff800;
+/** Status bit: the function has a capability list at {@linkcode PCI_CAPABILITY_LIST}. */
+export const PCI_STATUS_CAP_LIST = 0x10;
+/** Offset of the first capability's offset (PCI Local Bus 3.0 §6.7). */
+export const PCI_CAPABILITY_LIST = 0x34;
+/** Capability ID of MSI (PCI Local Bus 3.0 §6.8.1). */
+export const PCI_CAP_ID_MSI = 0x05;
+/** Command bit 10: the function must not assert INTx. */
+export const PCI_COMMAND_INTX_DISABLE = 0x400;
 export const PCI_INTERRUPT_LINE = 0x3c;
 export const PCI_INTERRUPT_PIN = 0x3d;
 
@@ -79,6 +119,8 @@ export class PciConfig implements PciFunction {
   #bars: (PciBar | null)[] = [null, null, null, null, null, null];
   #mapped: (number | null)[] = [null, null, null, null, null, null];
   #rom: PciRomBar | null = null;
+  /** Capabilities in list order: offset, contents and write mask, rebuilt on reset. */
+  #caps: { offset: number; bytes: number[]; wmask: number[] }[] = [];
   #romMapped: number | null = null;
   #onWrite: ((offset: number, size: number) => void) | null;
   #view: DataView;
@@ -112,6 +154,7 @@ export class PciConfig implements PciFunction {
     this.wmask[PCI_INTERRUPT_LINE] = 0xff;
     this.wmask[0x0c] = 0xff; // cache line size
     this.wmask[0x0d] = 0xff; // latency timer
+    this.#writeCapabilities();
     for (let i = 0; i < 6; i++) {
       const bar = this.#bars[i];
       if (bar) this.set32(PCI_BASE_ADDRESS_0 + 4 * i, barTypeBits(bar));
@@ -134,6 +177,32 @@ export class PciConfig implements PciFunction {
     }
     this.#rom = rom;
     this.set32(PCI_ROM_ADDRESS, 0);
+  }
+
+  /**
+   * Adds a capability to the list (after the standard header, 4-byte aligned, in order)
+   * and returns its offset. `bytes` starts with the ID and a placeholder next pointer;
+   * `wmask` says which of its bits the guest may write. Reset restores both.
+   */
+  addCapability(bytes: readonly number[], wmask: readonly number[] = []): number {
+    const last = this.#caps[this.#caps.length - 1];
+    const offset = last ? (last.offset + last.bytes.length + 3) & ~3 : 0x40;
+    if (offset + bytes.length > 256) throw new RangeError("PCI capability does not fit");
+    this.#caps.push({ offset, bytes: [...bytes], wmask: [...wmask] });
+    this.#writeCapabilities();
+    return offset;
+  }
+
+  #writeCapabilities(): void {
+    if (this.#caps.length === 0) return;
+    this.bytes[PCI_CAPABILITY_LIST] = this.#caps[0].offset;
+    this.set16(PCI_STATUS, this.get16(PCI_STATUS) | PCI_STATUS_CAP_LIST);
+    this.#caps.forEach((cap, i) => {
+      this.bytes.set(cap.bytes, cap.offset);
+      this.bytes[cap.offset + 1] = this.#caps[i + 1]?.offset ?? 0;
+      this.wmask.fill(0, cap.offset, cap.offset + cap.bytes.length);
+      this.wmask.set(cap.wmask, cap.offset);
+    });
   }
 
   /** Marks bytes writable with `mask` (one mask byte per byte). */
@@ -267,4 +336,142 @@ export class PciConfig implements PciFunction {
     for (let b = 0; b < 6; b++) this.#remap(b);
     this.#remapRom();
   }
+}
+
+/** MSI message control bits (PCI Local Bus 3.0 §6.8.1.3). */
+const PCI_MSI_FLAGS_ENABLE = 0x0001;
+const PCI_MSI_FLAGS_64BIT = 0x0080;
+
+/**
+ * A single-vector MSI capability with a 64-bit address, as QEMU gives its simple devices:
+ * the guest programs the address and data and sets the enable bit; the device then
+ * signals by a memory write of the data to the address (on a PC, into the local APICs'
+ * window at 0xfee00000) instead of asserting INTx.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AddressSpace } from "./memory/address_space.ts";
+ * import { PciConfig, PciMsi } from "./pci.ts";
+ *
+ * const config = new PciConfig({ vendorId: 0x1234, deviceId: 0x11e8, classCode: 0xff0000 });
+ * const memory = new AddressSpace();
+ * const writes: number[][] = [];
+ * memory.addMmio("apic", 0xfee00000, 0x1000, { read: () => 0, write: (o, _s, v) => writes.push([o, v]) });
+ * const msi = new PciMsi(config, memory);
+ * assert.equal(msi.notify(), false, "disabled: the device uses INTx");
+ * config.configWrite(msi.offset + 4, 4, 0xfee00000);
+ * config.configWrite(msi.offset + 12, 2, 0x41);
+ * config.configWrite(msi.offset + 2, 2, 1);
+ * config.configWrite(4, 2, 0x4); // bus master: the function may write memory
+ * assert.equal(msi.notify(), true);
+ * assert.deepEqual(writes, [[0, 0x41]]);
+ * ```
+ */
+export class PciMsi {
+  /** Where the capability sits in configuration space. */
+  readonly offset: number;
+  /** Messages that could not be delivered (an address outside the guest's 32-bit space). */
+  dropped = 0;
+  #config: PciConfig;
+  #memory: AddressSpace;
+
+  constructor(config: PciConfig, memory: AddressSpace) {
+    this.#config = config;
+    this.#memory = memory;
+    // ID, next, control (64-bit capable, one vector), address low/high, data.
+    this.offset = config.addCapability(
+      [PCI_CAP_ID_MSI, 0, PCI_MSI_FLAGS_64BIT, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+      [
+        0,
+        0,
+        PCI_MSI_FLAGS_ENABLE | 0x70,
+        0,
+        0xfc,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+      ],
+    );
+  }
+
+  /** True while the guest has MSI enabled. */
+  get enabled(): boolean {
+    return (this.#config.get16(this.offset + 2) & PCI_MSI_FLAGS_ENABLE) !== 0;
+  }
+
+  /**
+   * Sends the message if MSI is enabled and bus mastering is on.
+   *
+   * @returns true when MSI is enabled (the message went, or was dropped as undeliverable);
+   *   false when the device should use INTx instead
+   */
+  notify(): boolean {
+    if (!this.enabled) return false;
+    if (!(this.#config.get16(PCI_COMMAND) & PCI_COMMAND_MASTER)) {
+      // Without bus mastering the function cannot write memory, so no message.
+      this.dropped++;
+      return true;
+    }
+    const low = this.#config.get32(this.offset + 4);
+    const high = this.#config.get32(this.offset + 8);
+    const data = this.#config.get16(this.offset + 12);
+    if (high !== 0) {
+      this.dropped++;
+      return true;
+    }
+    this.#memory.write32(low, data);
+    return true;
+  }
+}
+
+/**
+ * Reads `addr=` (`5`, `0x5`, `05.0`) as a devfn, as QEMU spells PCI addresses.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parsePciAddr } from "./pci.ts";
+ *
+ * assert.equal(parsePciAddr("edu", "05.1"), (5 << 3) | 1);
+ * assert.throws(() => parsePciAddr("edu", "40"), /Property 'edu.addr' doesn't take value '40'/);
+ * ```
+ */
+export function parsePciAddr(model: string, text: string): number {
+  const m = /^(?:0x)?([0-9a-fA-F]{1,2})(?:\.([0-7]))?$/.exec(text);
+  const slot = m ? Number.parseInt(m[1], 16) : NaN;
+  if (!m || slot > 31) {
+    throw new UsageError(`Property '${model}.addr' doesn't take value '${text}'`);
+  }
+  return (slot << 3) | Number(m[2] ?? 0);
+}
+
+/**
+ * A memory BAR's `map` callback that decodes `handler` at the BAR's base under `name`
+ * and stops decoding when the guest moves or disables it. A base that overlaps RAM or
+ * another window is not decoded (the guest's mistake), as on real hardware.
+ *
+ * @returns the {@linkcode PciBar.map} function
+ */
+export function mmioBarMapper(
+  memory: AddressSpace,
+  name: string,
+  sizeBytes: number,
+  handler: MmioHandler,
+): (base: number | null) => void {
+  return (base) => {
+    memory.remove(name);
+    if (base === null) return;
+    try {
+      memory.addMmio(name, base, sizeBytes, handler);
+    } catch {
+      // Left unmapped: reads of the window find nothing, as an undecoded address.
+    }
+  };
 }

@@ -1,11 +1,16 @@
 import assert from "node:assert/strict";
+import { AddressSpace } from "./memory/address_space.ts";
 import {
   PCI_BASE_ADDRESS_0,
+  PCI_CAPABILITY_LIST,
   PCI_COMMAND,
   PCI_COMMAND_MEMORY,
   PCI_ROM_ADDRESS,
+  PCI_STATUS,
+  PCI_STATUS_CAP_LIST,
   PciConfig,
-} from "./pci_config.ts";
+  PciMsi,
+} from "./pci.ts";
 
 function config(): PciConfig {
   return new PciConfig({ vendorId: 0x1234, deviceId: 0x1111, classCode: 0x030000 });
@@ -52,4 +57,27 @@ Deno.test("PciConfig.addRomBar() refuses a size that is not a power of two of at
   const c = config();
   assert.throws(() => c.addRomBar({ size: 0x400, map: () => {} }), RangeError);
   assert.throws(() => c.addRomBar({ size: 0x3000, map: () => {} }), RangeError);
+});
+
+Deno.test("PciConfig.addCapability() chains capabilities from 0x40 and keeps them across reset", () => {
+  const c = config();
+  const msi = new PciMsi(c, new AddressSpace());
+  const vendor = c.addCapability([0x09, 0, 4, 0xab], [0, 0, 0, 0xff]);
+  assert.equal(msi.offset, 0x40);
+  assert.equal(vendor, 0x50);
+  const check = () => {
+    assert.equal(c.configRead(PCI_STATUS, 2) & PCI_STATUS_CAP_LIST, PCI_STATUS_CAP_LIST);
+    assert.equal(c.configRead(PCI_CAPABILITY_LIST, 1), 0x40);
+    assert.equal(c.configRead(0x40, 2), 0x5005, "MSI, next at 0x50");
+    assert.equal(c.configRead(0x50, 2), 0x0009, "vendor capability ends the list");
+  };
+  check();
+  c.configWrite(0x40, 2, 0xffff); // ID and next pointer are read-only
+  c.configWrite(0x53, 1, 0x12);
+  c.configWrite(msi.offset + 2, 2, 1);
+  assert.equal(msi.enabled, true);
+  c.reset();
+  check();
+  assert.equal(c.configRead(0x53, 1), 0xab);
+  assert.equal(msi.enabled, false);
 });
