@@ -2,6 +2,9 @@
 
 import type { AddressSpace } from "./memory/address_space.ts";
 import type { PortIoSpace } from "./memory/port_io.ts";
+import type { X86State } from "./x86_state.ts";
+
+export { X86_STATE_BYTES, x86RegisterValues, type X86Segment, X86State } from "./x86_state.ts";
 
 /**
  * Why {@linkcode CpuBackend.run} returned. The event loop reacts to each:
@@ -97,6 +100,18 @@ export interface CpuBackend {
   startup?(vector: number): void;
   /** Named register values for the monitor (`info registers`) and debugging. */
   registers(): Record<string, number>;
+  /**
+   * Copies the CPU's architectural state into `state` (x86 backends): what the monitor,
+   * savevm and another backend (KVM) read. Executor scratch (lazy flags, TLBs,
+   * translations) is made concrete or left out. Optional for backends of other
+   * architectures.
+   */
+  getState?(state: X86State): void;
+  /**
+   * Replaces the CPU's architectural state with `state` (loadvm, a backend switch); what
+   * the executor derives from it (segment checks, TLBs, translations) is rebuilt.
+   */
+  setState?(state: X86State): void;
 }
 
 /** The `-smp` topology: CPUs per level, QEMU's sockets, dies, cores and threads. */

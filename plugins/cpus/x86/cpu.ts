@@ -6,8 +6,9 @@ import {
   type InterruptSource,
   RunExit,
 } from "../../../core/cpu.ts";
+import { x86RegisterValues, X86State } from "../../../core/x86_state.ts";
+import { loadArchState, saveArchState } from "./arch_state.ts";
 import { resetPrefixes } from "./decode.ts";
-import { getFlags } from "./flags.ts";
 import { deliverException, deliverInterrupt, INT_EXCEPTION, INT_EXTERNAL } from "./interrupts.ts";
 import { BlockCache, executeWithBlocks } from "./jit/dispatch.ts";
 import { fetch8 } from "./memory.ts";
@@ -15,11 +16,9 @@ import type { CpuModel } from "./models.ts";
 import { flushTlb } from "./paging.ts";
 import { setCpl, setSegCache } from "./segmentation.ts";
 import { CpuCore, CS, EDX, FAULT, IF, LDTR, TF, TR } from "./state.ts";
+import { CpuStats, statsFromEnvironment } from "./stats.ts";
 import { opTables } from "./tables.ts";
 import "./fpu_core.ts";
-
-const REG_NAMES = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"];
-const SEG_NAMES = ["es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr"];
 
 /**
  * Runs instructions until the budget ends or something needs the boundary handler.
@@ -97,6 +96,7 @@ export class X86Cpu implements CpuBackend {
   readonly arch = "x86";
   #c: CpuCore;
   #blocks: BlockCache | null;
+  #stats: CpuStats | null;
 
   constructor(context: CpuContext, model: CpuModel, options: X86CpuOptions = {}) {
     const c = new CpuCore(context.memory, context.io, model);
@@ -118,6 +118,7 @@ export class X86Cpu implements CpuBackend {
     c.table = tables.t16;
     this.#c = c;
     this.#blocks = (options.jit ?? jitFromEnvironment()) ? new BlockCache() : null;
+    this.#stats = statsFromEnvironment() ? new CpuStats(context.index ?? 0) : null;
     this.reset();
   }
 
@@ -220,6 +221,20 @@ export class X86Cpu implements CpuBackend {
   }
 
   run(maxInstructions: number): RunExit {
+    const stats = this.#stats;
+    if (stats === null) return this.#run(maxInstructions);
+    const t0 = stats.enter();
+    const exit = this.#run(maxInstructions);
+    stats.leave(
+      t0,
+      exit === RunExit.Halt || exit === RunExit.HaltNoInterrupts,
+      this.#c,
+      this.#blocks,
+    );
+    return exit;
+  }
+
+  #run(maxInstructions: number): RunExit {
     const c = this.#c;
     const end = c.retired + maxInstructions;
     c.attention = true;
@@ -343,25 +358,17 @@ export class X86Cpu implements CpuBackend {
   }
 
   registers(): Record<string, number> {
-    const c = this.#c;
-    const out: Record<string, number> = {};
-    REG_NAMES.forEach((n, i) => (out[n] = c.regs[i] >>> 0));
-    out.eip = c.eip >>> 0;
-    out.eflags = getFlags(c) >>> 0;
-    SEG_NAMES.forEach((n, i) => {
-      out[n] = c.segSel[i];
-      out[`${n}_base`] = c.segBase[i] >>> 0;
-      out[`${n}_limit`] = c.segLimit[i];
-    });
-    out.cr0 = c.cr0 >>> 0;
-    out.cr2 = c.cr2 >>> 0;
-    out.cr3 = c.cr3 >>> 0;
-    out.cr4 = c.cr4 >>> 0;
-    out.gdt_base = c.gdtBase >>> 0;
-    out.gdt_limit = c.gdtLimit;
-    out.idt_base = c.idtBase >>> 0;
-    out.idt_limit = c.idtLimit;
-    out.cpl = c.cpl;
-    return out;
+    const state = new X86State();
+    this.getState(state);
+    return x86RegisterValues(state);
+  }
+
+  getState(state: X86State): void {
+    saveArchState(this.#c, state);
+  }
+
+  setState(state: X86State): void {
+    loadArchState(this.#c, state);
+    this.#blocks?.clear();
   }
 }

@@ -33,6 +33,11 @@ export class BlockCache {
   translated = 0;
   /** Translations dropped because their guest bytes changed. */
   invalidated = 0;
+  /** Instructions retired inside translated blocks, and block entries (statistics). */
+  blockRetired = 0;
+  blockEntries = 0;
+  /** Host milliseconds spent translating (statistics). */
+  compileMs = 0;
 
   /** Forgets every translation. */
   clear(): void {
@@ -42,7 +47,9 @@ export class BlockCache {
 
   /** Translates the code at the current EIP, `o` bytes into the fetch window. */
   compile(c: CpuCore, o: number): Block {
+    const t0 = performance.now();
     const block = translateBlock(c, o);
+    this.compileMs += performance.now() - t0;
     if (block.run !== null) {
       this.translated++;
       protectCode(c, block.bytes, block.lo, block.hi - block.lo);
@@ -93,7 +100,12 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
           run !== null && c.retired + b.n <= end && b.lo >= c.fetchOff &&
           b.hi <= c.fetchOff + c.fetchLen
         ) {
-          if (run(c, end)) continue;
+          const before = c.retired;
+          if (run(c, end)) {
+            cache.blockRetired += c.retired - before;
+            cache.blockEntries++;
+            continue;
+          }
           // The guest rewrote this code: translate it again when it is hot again.
           table[h] = undefined;
           hot[h] = 0;
@@ -103,7 +115,12 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
         hot[h] = 0;
         const nb = cache.compile(c, o);
         table[h] = nb;
-        if (nb.run !== null && c.retired + nb.n <= end && nb.run(c, end)) continue;
+        const before = c.retired;
+        if (nb.run !== null && c.retired + nb.n <= end && nb.run(c, end)) {
+          cache.blockRetired += c.retired - before;
+          cache.blockEntries++;
+          continue;
+        }
       }
     }
     c.instrStart = c.eip;
