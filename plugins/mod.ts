@@ -2,6 +2,7 @@
 
 import type { PluginDescriptor } from "../core/plugin.ts";
 import x86 from "./cpus/x86/mod.ts";
+import kvm from "./cpus/kvm/mod.ts";
 import { DEVICE_PLUGINS } from "./devices/mod.ts";
 import qcow2 from "./formats/qcow2/mod.ts";
 import raw from "./formats/raw.ts";
@@ -25,6 +26,7 @@ export const BUILTIN_PLUGINS: readonly PluginDescriptor[] = [
   vhdx,
   qcow,
   x86,
+  kvm,
   ...DEVICE_PLUGINS,
   pcMachine,
   ...NETDEV_PLUGINS,
