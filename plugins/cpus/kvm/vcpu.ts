@@ -252,7 +252,7 @@ export class KvmCpu implements CpuBackend {
     console.error(
       `kvm cpu${this.index}: ${JSON.stringify(this.stats)} cs:eip=${regs.cs.toString(16)}:${
         regs.eip.toString(16)
-      } eflags=${regs.eflags.toString(16)}`,
+      } eflags=${regs.eflags.toString(16)} eax=${regs.eax.toString(16)} ecx=${regs.ecx.toString(16)}`,
     );
   }
 
