@@ -6,6 +6,7 @@ import { bootRows } from "./boot_bench.ts";
 import { convertRows } from "./convert_bench.ts";
 import { convertFormatRows, convertFormatsTitle } from "./convert_formats_bench.ts";
 import { emulationLoopRows } from "./emulation_loop_bench.ts";
+import { kvmRows } from "./kvm_bench.ts";
 import { qcow2L2CacheRows } from "./qcow2_l2_cache_bench.ts";
 import { printStartup } from "./startup_bench.ts";
 
@@ -29,6 +30,10 @@ printTable(
 printTable(
   "Emulation loops: Multiboot guests, vmkit (interpreter + block translator) vs qemu-system-i386 -accel tcg",
   await emulationLoopRows(),
+);
+printTable(
+  "accel=kvm: exits per second (port I/O, MMIO) and time to the SeaBIOS banner, vmkit vs qemu-system-x86_64 -accel kvm",
+  await kvmRows(),
 );
 // Last: minutes of vmkit boot; the tables above are printed even if CI's timeout stops it.
 printTable(

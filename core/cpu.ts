@@ -1,5 +1,6 @@
 // The CPU backend contract: run a slice of instructions, take interrupts, report why it stopped
 
+import type { EventLoop } from "./event_loop.ts";
 import type { AddressSpace } from "./memory/address_space.ts";
 import type { PortIoSpace } from "./memory/port_io.ts";
 import type { X86State } from "./x86_state.ts";
@@ -177,4 +178,9 @@ export interface CpuContext {
    * them and runs on while they idle.
    */
   readonly clock?: () => number;
+  /**
+   * The machine's event loop: a backend that runs on host time (KVM) reads its clock
+   * (`nowNs`, `nsPerInstruction`) to turn a slice into a host deadline.
+   */
+  readonly loop?: EventLoop;
 }

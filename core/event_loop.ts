@@ -36,6 +36,13 @@ export interface EventLoopOptions {
   maxSliceInstructions?: number;
   /** Host milliseconds between turns of the host event loop while the guest runs (default 5). */
   hostYieldMs?: number;
+  /**
+   * The clock is host time (accel=kvm: the guest runs at host speed and its own TSC is
+   * the host's): {@linkcode EventLoop.nowNs} follows the host's monotonic clock from the
+   * loop's creation, slices end at host deadlines and idle periods wait in host time.
+   * Instructions retired then only count against run budgets. Off by default.
+   */
+  hostClock?: boolean;
 }
 
 /** Why {@linkcode EventLoop.run} returned. */
@@ -144,6 +151,9 @@ export class EventLoop {
   readonly nsPerInstruction: number;
   /** True when idle time is spent in host time (see {@linkcode EventLoopOptions.realtime}). */
   readonly realtime: boolean;
+  /** True when the clock is host time (see {@linkcode EventLoopOptions.hostClock}). */
+  readonly hostClock: boolean;
+  readonly #hostOriginMs = performance.now();
   readonly #maxSlice: number;
   readonly #hostYieldMs: number;
   #baseNs = 0;
@@ -161,7 +171,8 @@ export class EventLoop {
 
   constructor(options: EventLoopOptions = {}) {
     this.nsPerInstruction = options.nsPerInstruction ?? 8;
-    this.realtime = options.realtime ?? false;
+    this.hostClock = options.hostClock ?? false;
+    this.realtime = (options.realtime ?? false) || this.hostClock;
     this.#maxSlice = options.maxSliceInstructions ?? 100_000;
     this.#hostYieldMs = options.hostYieldMs ?? 5;
     if (!(this.nsPerInstruction > 0)) {
@@ -171,6 +182,12 @@ export class EventLoop {
 
   /** The virtual time in nanoseconds, exact to the instruction even inside a slice. */
   get nowNs(): number {
+    if (this.hostClock) {
+      // Monotonic: advanceTo() may have moved the clock past host time (device tests).
+      const hostNs = (performance.now() - this.#hostOriginMs) * 1e6;
+      if (hostNs > this.#baseNs) this.#baseNs = hostNs;
+      return this.#baseNs;
+    }
     const ex = this.#executor;
     if (ex === null) return this.#baseNs;
     return this.#baseNs +
@@ -307,6 +324,7 @@ export class EventLoop {
     let anchorNs = this.#baseNs;
     try {
       for (;;) {
+        if (this.hostClock) void this.nowNs; // brings the clock up to host time
         this.#runDeferred();
         this.#fireDue();
         if (this.#stopDetail !== null) {
@@ -331,7 +349,7 @@ export class EventLoop {
             done = executor.runSlice(slice);
           } finally {
             const retired = executor.instructionsRetired() - this.#sliceStartRetired;
-            this.#baseNs += retired * this.nsPerInstruction;
+            if (!this.hostClock) this.#baseNs += retired * this.nsPerInstruction;
             this.#executor = null;
             this.#sliceEndNs = Infinity;
             ran += retired > 0 ? retired : done;
@@ -349,6 +367,15 @@ export class EventLoop {
         if (this.#deferred.length > 0) continue;
         if (next === Infinity && this.#pendingIo === 0 && this.#hostSources === 0) {
           return { reason: "idle", instructions: ran };
+        }
+        if (this.hostClock) {
+          // The clock moves by itself: sleep until the deadline, I/O or input.
+          const waitMs = (next - this.nowNs) / 1e6;
+          if (waitMs > 0.05) {
+            await this.#sleep(waitMs);
+            lastYield = performance.now();
+          }
+          continue;
         }
         if (this.realtime || next === Infinity) {
           // Wait in host time for the deadline, for I/O, or for input.

@@ -132,6 +132,11 @@ export interface MachineConfig {
   /** Clock options (`-icount shift=N` maps to `nsPerInstruction: 2 ** N`). */
   clock?: EventLoopOptions;
   /**
+   * Allocates guest RAM (the CPU backend's allocator: KVM maps host memory); absent
+   * means an ordinary zeroed array. See {@linkcode Machine.allocateRam}.
+   */
+  allocateRam?(bytes: number): Uint8Array;
+  /**
    * Makes CPU `index` for the machine (the CLI wraps the chosen CPU plugin). The
    * board calls it once per CPU after the memory and port spaces exist.
    */
@@ -222,6 +227,15 @@ export class Machine implements DeviceContext {
     for (const c of this.#netClients) await c.close?.();
   }
 
+  /**
+   * Zeroed guest RAM of `bytes` for a board to map: from the CPU backend's allocator
+   * when it has one (KVM runs the guest from host memory it maps, and devices' DMA then
+   * reaches the same bytes), else an ordinary array.
+   */
+  allocateRam(bytes: number): Uint8Array {
+    return this.config.allocateRam?.(bytes) ?? new Uint8Array(bytes);
+  }
+
   /** The CPU topology: `config.topology`, or one socket with a core per CPU. */
   get topology(): CpuTopology {
     const n = Math.max(this.config.maxCpus ?? this.config.smp, this.config.smp);
@@ -250,6 +264,7 @@ export class Machine implements DeviceContext {
       cpuCount: this.config.smp,
       topology: this.topology,
       clock: () => Math.floor(this.loop.nowNs / this.loop.nsPerInstruction),
+      loop: this.loop,
     };
   }
 

@@ -137,6 +137,21 @@ export interface CpuDescriptor extends PluginBase {
   readonly models: readonly { name: string; description: string; alias?: string }[];
   /** Makes CPU `context.index` of a machine, on its memory and port spaces. */
   create(context: CpuContext, opts: ParsedOptions): CpuBackend;
+  /**
+   * Checks that the accelerator can run on this host (KVM: /dev/kvm opens and answers)
+   * before a machine is built; throws when it cannot. Optional: absent means always.
+   */
+  probe?(): void;
+  /**
+   * Allocates guest RAM the backend can run from (KVM: anonymous host memory it maps
+   * into the VM); absent means an ordinary zeroed array.
+   */
+  allocateRam?(bytes: number): Uint8Array;
+  /**
+   * The clock the machine runs on with this backend: `instructions` (the default) for a
+   * deterministic interpreter, `host` when the guest runs at host speed (KVM).
+   */
+  readonly clock?: "instructions" | "host";
 }
 
 /** QEMU's device categories, in the order `-device help` prints them. */

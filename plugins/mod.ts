@@ -3,6 +3,7 @@
 import type { PluginDescriptor } from "../core/plugin.ts";
 import { BLOCK_PLUGINS } from "./block.ts";
 import x86 from "./cpus/x86/mod.ts";
+import kvm from "./cpus/kvm/mod.ts";
 import { DEVICE_PLUGINS } from "./devices/mod.ts";
 import pcMachine from "./machines/pc.ts";
 import { NETDEV_PLUGINS } from "./netdevs/mod.ts";
@@ -11,6 +12,7 @@ import { NETDEV_PLUGINS } from "./netdevs/mod.ts";
 export const BUILTIN_PLUGINS: readonly PluginDescriptor[] = [
   ...BLOCK_PLUGINS,
   x86,
+  kvm,
   ...DEVICE_PLUGINS,
   pcMachine,
   ...NETDEV_PLUGINS,

@@ -8,6 +8,7 @@ import { hostIoError, UsageError } from "../../core/errors.ts";
 import type { DriveConfig, KernelConfig, MachineConfig } from "../../core/machine.ts";
 import { parseKeyValueList, parseNumber, parseOptions, parseSize } from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
+import { chooseCpuPlugin } from "./accel.ts";
 import { openBlockdevs, parseDriveOptions } from "./block_options.ts";
 import { finishDrives, indexFromBusUnit } from "./drives.ts";
 import { buildNetwork } from "./net.ts";
@@ -121,25 +122,7 @@ export function parseSmp(text: string): SmpConfig {
   return { cpus, maxCpus, topology: { sockets, dies, cores, threads }, warning };
 }
 
-/** The accelerator asked for by `-M accel=`, `-accel`, `-enable-kvm` (default `tcg`). */
-export function chosenAccel(opts: readonly SystemOpt[]): string {
-  let accel = "tcg";
-  for (const o of opts) {
-    if (o.name === "enable-kvm") accel = "kvm";
-    else if (o.name === "accel") {
-      accel = parseKeyValueList(o.value, { impliedKey: "accel" }).find((i) =>
-        i.key === "accel"
-      )?.value ??
-        accel;
-    } else if (o.name === "M" || o.name === "machine") {
-      const a = parseKeyValueList(o.value, { impliedKey: "type" }).find((i) => i.key === "accel");
-      if (a) accel = a.value;
-    }
-  }
-  // QEMU takes the first of `kvm:tcg` that works; vmkit has tcg.
-  const choices = accel.split(":");
-  return choices.includes("tcg") ? "tcg" : choices[0];
-}
+export { chosenAccel } from "./accel.ts";
 
 /** Reads `-boot` (`d`, `order=dc,menu=on,once=d,splash-time=,reboot-timeout=`). */
 export function parseBoot(text: string): Partial<MachineConfig> {
@@ -401,6 +384,10 @@ export async function buildSystemSetup(
     stdio: StdioChardevOptions;
     /** Prints a warning line (`<program>: warning: ...`). */
     warn?: (message: string) => void;
+    /** Prints a line to stderr as it is (accelerator fallbacks); console.error when absent. */
+    report?: (line: string) => void;
+    /** The program name messages start with (`qemu-system-x86_64`). */
+    program?: string;
   },
 ): Promise<SystemSetup> {
   const registry = context.registry;
@@ -428,16 +415,12 @@ export async function buildSystemSetup(
       throw new UsageError(`-device ${text}: ${(e as Error).message}`);
     }
   });
-  const accel = chosenAccel(opts);
-  const cpuPlugin = registry.list("cpu").find((c) => c.accel === accel);
-  if (!cpuPlugin) {
-    if (accel === "kvm") {
-      throw new UsageError(
-        "accel=kvm is not available yet in vmkit; use -machine accel=tcg (the default)",
-      );
-    }
-    throw new UsageError(`invalid accelerator ${accel}`);
-  }
+  const cpuPlugin = chooseCpuPlugin(
+    opts,
+    registry,
+    context.report ?? ((line) => console.error(line)),
+    context.program,
+  );
   const cpuModel = lastValue(opts, "cpu")?.split(",")[0];
   if (cpuModel && !cpuPlugin.models.some((m) => m.name === cpuModel)) {
     throw new UsageError(`unable to find CPU model '${cpuModel}'`);
@@ -527,7 +510,11 @@ export async function buildSystemSetup(
     chardevs: named.filter((c) => !serial.includes(c)),
     kernel: readKernelConfig(opts),
     registry,
-    clock: { realtime: true },
+    clock: cpuPlugin.clock === "host"
+      // KVM slices end at host deadlines; a longer cap costs no input latency there.
+      ? { realtime: true, hostClock: true, maxSliceInstructions: 1_250_000 }
+      : { realtime: true },
+    allocateRam: cpuPlugin.allocateRam,
     ...boot,
     createCpu: (machine, index) =>
       cpuPlugin.create(machine.cpuContext(index, cpuModel), {}) as CpuBackend,

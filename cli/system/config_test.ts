@@ -66,10 +66,10 @@ Deno.test("parseSmp() refuses what QEMU refuses, in QEMU's words", () => {
   assert.match(zero.warning ?? "", /CPU topology parameters must be greater than zero/);
 });
 
-Deno.test("chosenAccel() follows -machine accel=, -accel and -enable-kvm, preferring tcg in a list", () => {
+Deno.test("chosenAccel() follows -machine accel=, -accel and -enable-kvm, first of a list", () => {
   assert.equal(chosenAccel(opts()), "tcg");
   assert.equal(chosenAccel(opts("-machine", "accel=kvm")), "kvm");
-  assert.equal(chosenAccel(opts("-M", "pc,accel=kvm:tcg")), "tcg");
+  assert.equal(chosenAccel(opts("-M", "pc,accel=kvm:tcg")), "kvm");
   assert.equal(chosenAccel(opts("-accel", "tcg")), "tcg");
   assert.equal(chosenAccel(opts("-enable-kvm")), "kvm");
 });

@@ -34,7 +34,7 @@ Standard options:
 -version        display version information and exit
 -machine [type=]name[,prop[=value][,...]]
                 selects emulated machine ('-machine help' for list)
-                accel=accel1[:accel2[:...]] selects accelerator (tcg)
+                accel=accel1[:accel2[:...]] selects accelerator (kvm, tcg)
 -cpu cpu        select CPU ('-cpu help' for list)
 -accel [accel=]accelerator
 -smp [[cpus=]n][,maxcpus=maxcpus][,sockets=sockets][,dies=dies][,clusters=clusters][,cores=cores][,threads=threads]
@@ -171,6 +171,8 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     registry: ctx.registry,
     graph: new BlockGraph(ctx.registry, (line) => writeErr(line + "\n")),
     warn: (message) => writeErr(`${ctx.program}: warning: ${message}\n`),
+    report: (line) => writeErr(`${line}\n`),
+    program: ctx.program,
     // QEMU's -nographic escapes: Ctrl-A x quits.
     stdio: {
       onEscape: (key) => {

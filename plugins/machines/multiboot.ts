@@ -405,9 +405,12 @@ export function writeMultibootPlan(plan: MultibootPlan, memory: AddressSpace): v
  */
 export function multibootBootRom(entry: number, mbiAddress: number): Uint8Array {
   const a = new Assembler({ bits: 16, origin: MULTIBOOT_ROM_BASE });
+  // The descriptors come with their accessed bit set: the CPU would otherwise write it
+  // back into this read-only GDT when loading them (KVM cannot complete that write to a
+  // read-only memory slot).
   a.label("gdt").dd(0, 0); // null descriptor
-  a.dd(0x0000ffff, 0x00cf9a00); // 0x08: code, base 0, limit 4 GiB, 32-bit, execute/read
-  a.dd(0x0000ffff, 0x00cf9200); // 0x10: data, base 0, limit 4 GiB, read/write
+  a.dd(0x0000ffff, 0x00cf9b00); // 0x08: code, base 0, limit 4 GiB, 32-bit, execute/read
+  a.dd(0x0000ffff, 0x00cf9300); // 0x10: data, base 0, limit 4 GiB, read/write
   a.label("gdtr").dw(0x17).dd("gdt");
   a.align(16);
 

@@ -158,7 +158,7 @@ export function createPcMachine(config: MachineConfig): Machine {
 
   // RAM: one array for everything below 4 GiB; the VGA window 0xa0000-0xbffff is a hole
   // (the VGA adapter maps it) and 0xc0000-0xfffff is the PAM-controlled shadow area.
-  const ram = new Uint8Array(below4g);
+  const ram = machine.allocateRam(below4g);
   mem.addRamAlias("pc.ram-low", 0, ram.subarray(0, 0xa0000));
   mem.addRamAlias("pc.ram-shadow", 0xc0000, ram.subarray(0xc0000, 0x100000));
   if (below4g > 0x100000) mem.addRamAlias("pc.ram", 0x100000, ram.subarray(0x100000));

@@ -1,0 +1,38 @@
+// The KVM plugin: QEMU's accel=kvm CPU backend, guest code on the host CPU through /dev/kvm
+
+import type { CpuContext } from "../../../core/cpu.ts";
+import { UsageError } from "../../../core/errors.ts";
+import type { CpuDescriptor } from "../../../core/plugin.ts";
+import { KVM_CPU_MODELS, KVM_DEFAULT_MODEL } from "./cpuid.ts";
+import { KvmCpu } from "./vcpu.ts";
+import { allocateHostRam, openKvm, vmFor } from "./vm.ts";
+import { closeFd } from "./_libc.ts";
+
+export { KvmCpu, type KvmExitStats } from "./vcpu.ts";
+export { KVM_DEVICE, KvmInitError, KvmVm, vmFor } from "./vm.ts";
+export { KVM_CPU_MODELS } from "./cpuid.ts";
+
+/** Checks that /dev/kvm opens and speaks API 12; throws {@linkcode KvmInitError} otherwise. */
+export function probeKvm(): void {
+  closeFd(openKvm());
+}
+
+/** The KVM backend (`-accel kvm`, `-enable-kvm`, `-machine accel=kvm`). */
+export default {
+  kind: "cpu",
+  name: "kvm",
+  summary: "KVM: guest code on the host CPU (x86-64 Linux, /dev/kvm)",
+  accel: "kvm",
+  clock: "host",
+  models: KVM_CPU_MODELS.map((m) => ({ name: m.name, description: m.description })),
+  options: [],
+  probe: probeKvm,
+  allocateRam: allocateHostRam,
+  create(context: unknown, _opts) {
+    const ctx = context as CpuContext;
+    const name = ctx.model ?? KVM_DEFAULT_MODEL;
+    const model = KVM_CPU_MODELS.find((m) => m.name === name);
+    if (!model) throw new UsageError(`unable to find CPU model '${name}'`);
+    return new KvmCpu(vmFor(ctx.memory), ctx, model);
+  },
+} satisfies CpuDescriptor;

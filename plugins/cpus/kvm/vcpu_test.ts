@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import { RunExit, X86State } from "../../../core/cpu.ts";
+import { AddressSpace } from "../../../core/memory/address_space.ts";
+import { PortIoSpace } from "../../../core/memory/port_io.ts";
+import { X86_CS } from "../../../core/x86_state.ts";
+import { AL, Assembler, AX, byte, DS } from "../../machines/x86_asm.ts";
+import { KvmCpu } from "./vcpu.ts";
+import { KVM_CPU_MODELS } from "./cpuid.ts";
+import { allocateHostRam, KvmVm } from "./vm.ts";
+import { NEEDS_KVM } from "../../../tests/kvm/kvm_util.ts";
+
+const IGNORE = NEEDS_KVM !== "";
+const CODE = 0x7c00;
+const MMIO_BASE = 0xd0000;
+const VECTOR = 0x20;
+const HANDLER = 0x7e00;
+
+/** A real-mode program: port and MMIO accesses, HLT for an interrupt, then HLT with IF=0. */
+function program(): { code: Uint8Array; handler: Uint8Array } {
+  const a = new Assembler({ bits: 16, origin: CODE });
+  a.mov(AL, 0x41).out(0x10, AL);
+  a.mov(AX, MMIO_BASE >> 4).mov(DS, AX);
+  a.mov(byte(null, 4), 0x42); // MMIO write
+  a.mov(AL, byte(null, 8)).out(0x10, AL); // MMIO read, echoed to the port
+  a.mov(AX, 0).mov(DS, AX);
+  a.mov(byte(null, 0xc0010), 0x99 & 0xff); // a write to the read-only overlay is dropped
+  a.sti().hlt();
+  a.mov(AL, 0x12).out(0x10, AL);
+  a.cli().hlt();
+  const h = new Assembler({ bits: 16, origin: HANDLER });
+  h.mov(AL, 0x11).out(0x10, AL);
+  h.db(0xcf); // iret
+  return { code: a.assemble(), handler: h.assemble() };
+}
+
+function machine() {
+  const memory = new AddressSpace();
+  const ram = allocateHostRam(1 << 20);
+  memory.addRamAlias("ram", 0, ram);
+  // A read-only overlay over RAM, as the i440FX PAM makes one (mode 1).
+  memory.addRom("pam", 0xc0000, ram.subarray(0xc0000, 0xd0000), 1);
+  const mmio: [string, number, number][] = [];
+  memory.addMmio("dev", MMIO_BASE, 0x1000, {
+    // (priority 1: over the RAM, as a PCI BAR covers a hole)
+    read: (offset, size) => (mmio.push(["r", offset, size]), 0x5a),
+    write: (offset, _size, value) => void mmio.push(["w", offset, value]),
+  }, 1);
+  const io = new PortIoSpace();
+  const out: number[] = [];
+  io.register("probe", 0x10, 1, { read: () => 0xff, write: (_p, _s, v) => void out.push(v) });
+  return { memory, ram, io, out, mmio };
+}
+
+Deno.test({
+  name: `KvmCpu.run() sends port and MMIO exits to the devices, injects an interrupt and halts${NEEDS_KVM}`,
+  ignore: IGNORE,
+  fn() {
+    const m = machine();
+    const { code, handler } = program();
+    m.ram.set(code, CODE);
+    m.ram.set(handler, HANDLER);
+    m.ram[0xc0010] = 0x77;
+    new DataView(m.ram.buffer, m.ram.byteOffset).setUint32(VECTOR * 4, HANDLER, true); // 0000:7E00
+    const vm = new KvmVm(m.memory);
+    const model = KVM_CPU_MODELS.find((x) => x.name === "qemu64")!;
+    const cpu = new KvmCpu(vm, { memory: m.memory, io: m.io }, model);
+    cpu.reset();
+    const s = new X86State();
+    cpu.getState(s);
+    assert.equal(s.segment(X86_CS).base, 0xffff0000);
+    assert.equal(s.rip, 0xfff0);
+    s.setSegment(X86_CS, { selector: 0, attributes: 0x9b, limit: 0xffff, base: 0 });
+    s.rip = CODE;
+    cpu.setState(s);
+
+    let pending = false;
+    cpu.setInterruptSource({
+      hasPending: () => pending,
+      acknowledge: () => ((pending = false), VECTOR),
+    });
+    assert.equal(cpu.run(1e9), RunExit.Halt);
+    assert.deepEqual(m.out, [0x41, 0x5a]);
+    assert.deepEqual(m.mmio, [["w", 4, 0x42], ["r", 8, 1]]);
+    assert.equal(m.ram[0xc0010], 0x77, "the read-only slot dropped the write");
+    assert.ok(cpu.halted);
+    // Halted with nothing pending: run returns at once.
+    assert.equal(cpu.run(1e9), RunExit.Halt);
+    pending = true;
+    assert.equal(cpu.run(1e9), RunExit.HaltNoInterrupts);
+    assert.deepEqual(m.out, [0x41, 0x5a, 0x11, 0x12]);
+    assert.equal(cpu.stats.injected, 1);
+    // The memory slots: RAM split around the MMIO window and the read-only overlay.
+    const slots = vm.slots().map((x) => [x.guestAddress, x.size, x.flags]);
+    assert.deepEqual(slots, [[0, 0xc0000, 0], [0xc0000, 0x10000, 2], [0xd1000, 0x2f000, 0]]);
+  },
+});
+
+Deno.test({
+  name: `KvmVm.sync() follows the address space when an overlay goes away${NEEDS_KVM}`,
+  ignore: IGNORE,
+  fn() {
+    const m = machine();
+    const vm = new KvmVm(m.memory);
+    vm.sync();
+    const before = vm.slotUpdates;
+    m.memory.remove("pam");
+    m.memory.remove("dev");
+    vm.sync();
+    assert.deepEqual(vm.slots().map((x) => [x.guestAddress, x.size, x.flags]), [[0, 0x100000, 0]]);
+    assert.ok(vm.slotUpdates > before);
+    const after = vm.slotUpdates;
+    vm.sync(); // nothing changed: no ioctl
+    assert.equal(vm.slotUpdates, after);
+  },
+});

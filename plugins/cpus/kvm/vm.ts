@@ -1,0 +1,324 @@
+// A KVM virtual machine: /dev/kvm, the VM file descriptor and guest memory slots from the address space
+
+import type { AddressSpace, MemoryRegion } from "../../../core/memory/address_space.ts";
+import { PAGE_BITS } from "../../../core/memory/address_space.ts";
+import {
+  CPUID_ENTRY_BYTES,
+  KVM_API_VERSION,
+  KVM_CAP_READONLY_MEM,
+  KVM_CAP_USER_MEMORY,
+  KVM_CHECK_EXTENSION,
+  KVM_CREATE_VM,
+  KVM_GET_API_VERSION,
+  KVM_GET_MSR_INDEX_LIST,
+  KVM_GET_SUPPORTED_CPUID,
+  KVM_GET_VCPU_MMAP_SIZE,
+  KVM_MEM_READONLY,
+  KVM_SET_IDENTITY_MAP_ADDR,
+  KVM_SET_TSS_ADDR,
+  KVM_SET_USER_MEMORY_REGION,
+} from "./_abi.ts";
+import {
+  closeFd,
+  errno,
+  type HostMapping,
+  ioctl,
+  ioctlBuffer,
+  lib,
+  mapAnonymous,
+  openDevice,
+  SysError,
+} from "./_libc.ts";
+
+/** The KVM device node. */
+export const KVM_DEVICE = "/dev/kvm";
+const E2BIG = 7;
+
+/**
+ * Why KVM cannot be used: QEMU's words. `preface` is the line QEMU prints on its own
+ * first ("Could not access KVM kernel module: ..."); the message follows "failed to
+ * initialize kvm: ".
+ */
+export class KvmInitError extends Error {
+  constructor(message: string, readonly preface: string) {
+    super(message);
+    this.name = "KvmInitError";
+  }
+}
+
+/**
+ * Opens /dev/kvm and checks the API version, as QEMU's kvm_init does; throws
+ * {@linkcode KvmInitError} with QEMU's text when it cannot.
+ */
+export function openKvm(): number {
+  let fd: number;
+  try {
+    fd = openDevice(KVM_DEVICE);
+  } catch (e) {
+    if (e instanceof SysError) {
+      throw new KvmInitError(e.message, `Could not access KVM kernel module: ${e.message}`);
+    }
+    // No FFI permission or no libc: the same failure as far as the user is concerned.
+    const text = e instanceof Error ? e.message : String(e);
+    throw new KvmInitError(text, `Could not access KVM kernel module: ${text}`);
+  }
+  let version: number;
+  try {
+    version = ioctl(fd, KVM_GET_API_VERSION);
+  } catch (e) {
+    closeFd(fd);
+    // QEMU reads a failed ioctl as a version below 12.
+    const text = e instanceof Error ? e.message : String(e);
+    throw new KvmInitError(text, "kvm version too old");
+  }
+  if (version !== KVM_API_VERSION) {
+    closeFd(fd);
+    throw new KvmInitError("Operation not supported", "kvm version not supported");
+  }
+  return fd;
+}
+
+// Guest RAM a KVM machine allocated (by ArrayBuffer), and host copies of ROM bytes that
+// live in ordinary JS memory (by the buffer, then offset and length). Host memory is
+// never freed while a machine may still run from it; a process runs one machine.
+const hostRam = new WeakMap<ArrayBufferLike, HostMapping>();
+const romCopies = new WeakMap<ArrayBufferLike, Map<string, HostMapping>>();
+
+/**
+ * Zeroed guest RAM in anonymous host memory: the machine's `Uint8Array` is a view of the
+ * same bytes KVM maps into the guest, so device DMA and the guest share them without copies.
+ */
+export function allocateHostRam(bytes: number): Uint8Array {
+  const size = Math.ceil(bytes / 4096) * 4096;
+  const mapping = mapAnonymous(Math.max(size, 4096));
+  hostRam.set(mapping.bytes.buffer, mapping);
+  return mapping.bytes.subarray(0, bytes);
+}
+
+/** The host address of `bytes` when they are host memory KVM can map, else null. */
+function hostAddressOf(bytes: Uint8Array): bigint | null {
+  const mapping = hostRam.get(bytes.buffer);
+  return mapping ? mapping.address + BigInt(bytes.byteOffset) : null;
+}
+
+/** A host copy of ROM bytes held in JS memory (ROM never changes under the guest). */
+function romHostAddress(bytes: Uint8Array): bigint {
+  let copies = romCopies.get(bytes.buffer);
+  if (!copies) romCopies.set(bytes.buffer, copies = new Map());
+  const key = `${bytes.byteOffset}:${bytes.length}`;
+  let mapping = copies.get(key);
+  if (!mapping) {
+    mapping = mapAnonymous(Math.ceil(bytes.length / 4096) * 4096);
+    mapping.bytes.set(bytes);
+    copies.set(key, mapping);
+  }
+  return mapping.address;
+}
+
+/** One KVM memory slot as installed. */
+interface Slot {
+  id: number;
+  guestAddress: number;
+  size: number;
+  hostAddress: bigint;
+  flags: number;
+}
+
+function slotKey(s: Omit<Slot, "id">): string {
+  return `${s.guestAddress}:${s.size}:${s.hostAddress}:${s.flags}`;
+}
+
+/** The identity map page and TSS KVM needs for real mode on Intel hosts (QEMU's addresses). */
+const IDENTITY_MAP_ADDRESS = 0xfeffc000;
+
+/**
+ * A KVM VM: the fds, the supported CPUID and MSR lists, and the memory slots kept equal
+ * to the machine's flattened address space. RAM and ROM regions backed by host memory
+ * become slots (ROM read-only); MMIO and RAM held in JS memory (a display's VRAM) stay
+ * out, so the guest's accesses there exit to the same device code the interpreter calls.
+ */
+export class KvmVm {
+  readonly kvmFd: number;
+  readonly vmFd: number;
+  /** Bytes of each vCPU's shared kvm_run mapping. */
+  readonly runBytes: number;
+  readonly readonlyMemory: boolean;
+  #memory: AddressSpace;
+  #generation = -1;
+  #slots = new Map<string, Slot>();
+  #freeIds: number[] = [];
+  #nextId = 0;
+  #supportedCpuid: Uint8Array | null = null;
+  #msrIndexList: Set<number> | null = null;
+  /** Slot updates made (a test and the bench read it). */
+  slotUpdates = 0;
+
+  constructor(memory: AddressSpace) {
+    this.#memory = memory;
+    this.kvmFd = openKvm();
+    try {
+      if (ioctl(this.kvmFd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY) <= 0) {
+        throw new KvmInitError("Operation not supported", "kvm: user memory is not supported");
+      }
+      this.vmFd = ioctl(this.kvmFd, KVM_CREATE_VM, 0);
+    } catch (e) {
+      closeFd(this.kvmFd);
+      throw e;
+    }
+    this.runBytes = ioctl(this.kvmFd, KVM_GET_VCPU_MMAP_SIZE);
+    this.readonlyMemory = ioctl(this.vmFd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) > 0;
+    // Intel's VMX needs a TSS and an identity-mapped page table for real mode; QEMU puts
+    // them just below the BIOS. Other hosts refuse or ignore it.
+    try {
+      const addr = new Uint8Array(8);
+      new DataView(addr.buffer).setBigUint64(0, BigInt(IDENTITY_MAP_ADDRESS), true);
+      ioctlBuffer(this.vmFd, KVM_SET_IDENTITY_MAP_ADDR, addr);
+      ioctl(this.vmFd, KVM_SET_TSS_ADDR, IDENTITY_MAP_ADDRESS + 0x1000);
+    } catch {
+      // Not needed on this host.
+    }
+  }
+
+  /** Installs the slots for the current address space when it changed since the last call. */
+  sync(): void {
+    if (this.#memory.generation === this.#generation) return;
+    this.#generation = this.#memory.generation;
+    const wanted = new Map<string, Omit<Slot, "id">>();
+    for (const s of this.#flatten()) wanted.set(slotKey(s), s);
+    // Remove first: KVM refuses a slot overlapping another.
+    for (const [key, slot] of this.#slots) {
+      if (wanted.has(key)) continue;
+      this.#setSlot(slot.id, 0, 0, 0n, 0);
+      this.#slots.delete(key);
+      this.#freeIds.push(slot.id);
+    }
+    for (const [key, s] of wanted) {
+      if (this.#slots.has(key)) continue;
+      const id = this.#freeIds.pop() ?? this.#nextId++;
+      this.#setSlot(id, s.guestAddress, s.size, s.hostAddress, s.flags);
+      this.#slots.set(key, { id, ...s });
+    }
+  }
+
+  /** The slots as installed (guest address order), for tests and `info kvm`. */
+  slots(): readonly Slot[] {
+    return [...this.#slots.values()].sort((a, b) => a.guestAddress - b.guestAddress);
+  }
+
+  #setSlot(id: number, guest: number, size: number, host: bigint, flags: number): void {
+    const region = new Uint8Array(32);
+    const v = new DataView(region.buffer);
+    v.setUint32(0, id, true);
+    v.setUint32(4, flags, true);
+    v.setBigUint64(8, BigInt(guest), true);
+    v.setBigUint64(16, BigInt(size), true);
+    v.setBigUint64(24, host, true);
+    ioctlBuffer(this.vmFd, KVM_SET_USER_MEMORY_REGION, region);
+    this.slotUpdates++;
+  }
+
+  /**
+   * The address space as runs of pages with one covering region: every region edge is a
+   * boundary, so between two consecutive boundaries the page table names one region.
+   */
+  #flatten(): Omit<Slot, "id">[] {
+    const mem = this.#memory;
+    const regions = mem.regions;
+    const edges = new Set<number>();
+    for (const r of regions) {
+      edges.add(r.base);
+      edges.add(r.base + r.size);
+    }
+    const points = [...edges].sort((a, b) => a - b);
+    const out: Omit<Slot, "id">[] = [];
+    let run: { region: MemoryRegion; start: number; end: number } | null = null;
+    const flush = () => {
+      if (run) out.push(...this.#slotFor(run.region, run.start, run.end));
+      run = null;
+    };
+    for (let i = 0; i + 1 < points.length; i++) {
+      const start = points[i], end = points[i + 1];
+      const index = mem.pageRegion[start >>> PAGE_BITS];
+      const region = index < 0 ? undefined : regions[index];
+      if (run !== null && region === (run as { region: MemoryRegion }).region) {
+        (run as { end: number }).end = end;
+        continue;
+      }
+      flush();
+      if (region) run = { region, start, end };
+    }
+    flush();
+    return out;
+  }
+
+  #slotFor(r: MemoryRegion, start: number, end: number): Omit<Slot, "id">[] {
+    if (r.kind === "mmio" || !r.bytes) return [];
+    let host = hostAddressOf(r.bytes);
+    if (r.kind === "ram") {
+      // RAM in JS memory (VRAM) cannot be mapped: its accesses exit as MMIO.
+      if (host === null) return [];
+      return [{
+        guestAddress: start,
+        size: end - start,
+        hostAddress: host + BigInt(start - r.base),
+        flags: 0,
+      }];
+    }
+    if (!this.readonlyMemory) return []; // ROM without read-only slots: every access exits
+    if (host === null) host = romHostAddress(r.bytes);
+    return [{
+      guestAddress: start,
+      size: end - start,
+      hostAddress: host + BigInt(start - r.base),
+      flags: KVM_MEM_READONLY,
+    }];
+  }
+
+  /** KVM_GET_SUPPORTED_CPUID: the entries (40 bytes each) the host lets a guest see. */
+  supportedCpuid(): Uint8Array {
+    if (this.#supportedCpuid) return this.#supportedCpuid;
+    for (let n = 64;; n *= 2) {
+      const buf = new Uint8Array(8 + n * CPUID_ENTRY_BYTES);
+      new DataView(buf.buffer).setUint32(0, n, true);
+      const r = lib().ioctl_ptr(this.kvmFd, KVM_GET_SUPPORTED_CPUID, buf);
+      if (r < 0) {
+        const code = errno();
+        if (code === E2BIG && n < 4096) continue;
+        throw new SysError("KVM_GET_SUPPORTED_CPUID", code);
+      }
+      const count = new DataView(buf.buffer).getUint32(0, true);
+      this.#supportedCpuid = buf.slice(8, 8 + count * CPUID_ENTRY_BYTES);
+      return this.#supportedCpuid;
+    }
+  }
+
+  /** KVM_GET_MSR_INDEX_LIST: the MSRs KVM saves and restores. */
+  msrIndexList(): Set<number> {
+    if (this.#msrIndexList) return this.#msrIndexList;
+    for (let n = 256;; n *= 2) {
+      const buf = new Uint8Array(4 + 4 * n);
+      new DataView(buf.buffer).setUint32(0, n, true);
+      const r = lib().ioctl_ptr(this.kvmFd, KVM_GET_MSR_INDEX_LIST, buf);
+      if (r < 0) {
+        const code = errno();
+        if (code === E2BIG && n < 65536) continue;
+        throw new SysError("KVM_GET_MSR_INDEX_LIST", code);
+      }
+      const v = new DataView(buf.buffer);
+      const count = v.getUint32(0, true);
+      const out = new Set<number>();
+      for (let i = 0; i < count; i++) out.add(v.getUint32(4 + 4 * i, true));
+      this.#msrIndexList = out;
+      return out;
+    }
+  }
+}
+
+const vms = new WeakMap<AddressSpace, KvmVm>();
+
+/** The VM of a machine (by its address space), made when its first vCPU is. */
+export function vmFor(memory: AddressSpace): KvmVm {
+  let vm = vms.get(memory);
+  if (!vm) vms.set(memory, vm = new KvmVm(memory));
+  return vm;
+}
