@@ -12,6 +12,7 @@ import { BlockGraph } from "../../core/block/graph.ts";
 import type { Machine } from "../../core/machine.ts";
 import { writeErr, writeOut } from "../output.ts";
 import { buildSystemSetup } from "./config.ts";
+import { nicModelHelp } from "./net.ts";
 import { versionLine } from "../version.ts";
 import { lastValue, parseSystemArgs, type SystemOpt } from "./options.ts";
 
@@ -83,6 +84,8 @@ export function answerHelpQuery(
         return `${d.name} options:\n${formatOptionHelp(d.options)}\n`;
       }
     }
+    const nicHelp = nicModelHelp(o.name, o.value, registry);
+    if (nicHelp !== undefined) return nicHelp;
     if (o.name === "netdev" || o.name === "blockdev" || o.name === "drive") {
       const help = pluginOptionHelp(o.name, o.value, registry);
       if (help !== undefined) return help;

@@ -221,3 +221,20 @@ export function buildNetwork(
   };
   return { plan, nics, warnings };
 }
+
+/**
+ * `-net nic,model=help` and `-nic user,model=help`: the NIC models, as QEMU lists them;
+ * undefined when the option does not ask.
+ */
+export function nicModelHelp(name: string, value: string, registry: Registry): string | undefined {
+  if (name !== "net" && name !== "nic") return undefined;
+  const items = parseKeyValueList(value, { impliedKey: "type" });
+  if (name === "net" && items.find((i) => i.key === "type")?.value !== "nic") return undefined;
+  const model = items.find((i) => i.key === "model")?.value;
+  if (model !== "help" && model !== "?") return undefined;
+  const names = registry.list("device")
+    .filter((d) => d.kind === "device" && d.category === "Network")
+    .map((d) => d.name)
+    .sort();
+  return `Supported NIC models:\n${names.join("\n")}\n`;
+}

@@ -49,6 +49,8 @@ export interface UserNetStats {
   dropped: number;
   /** Connections and datagrams refused by policy (restrict=on, addresses inside the net). */
   refused: number;
+  /** Frames whose handling threw (a bug: every bad input should be a clean drop). */
+  errors: number;
 }
 
 interface UdpFlow {
@@ -78,7 +80,13 @@ export function stackMac(addr: number): Uint8Array {
 
 /** One user network: takes the guest's frames, sends frames back through `toGuest`. */
 export class UserStack {
-  readonly stats: UserNetStats = { framesIn: 0, framesOut: 0, dropped: 0, refused: 0 };
+  readonly stats: UserNetStats = {
+    framesIn: 0,
+    framesOut: 0,
+    dropped: 0,
+    refused: 0,
+    errors: 0,
+  };
   readonly dhcp: DhcpServer;
   readonly dns: DnsForwarder;
   readonly tftp: TftpServer | null;
@@ -160,7 +168,7 @@ export class UserStack {
     try {
       if (!this.#input(frame)) this.stats.dropped++;
     } catch {
-      this.stats.dropped++;
+      this.stats.errors++;
     }
   }
 

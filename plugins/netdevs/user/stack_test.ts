@@ -337,9 +337,11 @@ Deno.test({
       flags: TCP_ACK | TCP_PSH,
       payload: new TextEncoder().encode("200 OK"),
     }));
-    await h.settle();
     const buf = new Uint8Array(64);
-    const n = await client.read(buf);
+    let n: number | null = null;
+    const reading = client.read(buf).then((got) => (n = got));
+    await h.settle(() => n !== null);
+    await reading;
     assert.equal(new TextDecoder().decode(buf.subarray(0, n!)), "200 OK");
     client.close();
     h.close();
