@@ -31,6 +31,9 @@
 # 10.0.2.2, the sha256 of http://10.0.2.2:PORT/file, the address nslookup gets for
 # vmkit.test through 10.0.2.3; then it serves "VMKIT-GUEST-HTTPD" with httpd on port 80
 # until http://10.0.2.2:PORT/done answers (the host has fetched it through a hostfwd).
+# guest.netbig=1 adds a download of http://10.0.2.2:PORT/big to /dev/null, then a fetch of
+# /big-done, and then powers off at once (bench/net_bench.ts times the two, in vmkit and
+# in QEMU, whose user network would send a DNS lookup to the host's real resolver).
 #
 # The host's dpkg architectures and apt lists are never changed: apt runs with its own
 # state directory and APT::Architecture=i386, reading the host's sources. When the
@@ -260,8 +263,12 @@ dmesg -n 4
 shell=0
 case " $(cat /proc/cmdline) " in *" guest.shell=1 "*) shell=1 ;; esac
 netport=
+netbig=
 for a in $(cat /proc/cmdline); do
-  case $a in guest.net=*) netport=${a#guest.net=} ;; esac
+  case $a in
+  guest.net=*) netport=${a#guest.net=} ;;
+  guest.netbig=1) netbig=1 ;;
+  esac
 done
 
 echo
@@ -305,6 +312,14 @@ DHCP
     echo "net-http: $(sha256sum </tmp/file | cut -d' ' -f1)"
   else
     echo "net-http: failed"
+  fi
+  if [ -n "$netbig" ]; then
+    # A timed download for bench/net_bench.ts: the host times /big to /big-done.
+    if wget -q -T 600 -O /dev/null "http://10.0.2.2:$netport/big"; then echo "net-big: ok"; else echo "net-big: failed"; fi
+    wget -q -T 30 -O /dev/null "http://10.0.2.2:$netport/big-done" 2>/dev/null
+    # Nothing else: QEMU's user network would send the DNS lookup to the host's resolver.
+    echo "VMKIT-GUEST-DONE"
+    poweroff -f
   fi
   echo "net-dns: $(nslookup vmkit.test 10.0.2.3 2>&1 | grep -A2 '^Name:' | sed -n 's/^Address[^:]*: *//p' | head -n1)"
   mkdir -p /www

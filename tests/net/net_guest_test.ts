@@ -90,17 +90,21 @@ async function networkBoot(nic: "virtio-net-pci" | "e1000"): Promise<void> {
   const fileHash = await sha256(file);
   const fwdPort = freePort();
   let hostfwdBody = "";
+  let hostfwdFetch: Promise<void> | undefined;
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
     const url = new URL(req.url);
     if (url.pathname === "/file") return new Response(file);
     if (url.pathname === "/done") {
-      // The guest asks once its httpd runs: fetch its page through the hostfwd first.
-      try {
-        hostfwdBody = await (await fetch(`http://127.0.0.1:${fwdPort}/`)).text();
-      } catch (e) {
-        hostfwdBody = `error ${(e as Error).message}`;
-      }
-      return new Response(hostfwdBody.includes("VMKIT-GUEST-HTTPD") ? "hostfwd-ok" : "hostfwd-bad");
+      // The guest polls once its httpd runs: the first poll starts a fetch of its page
+      // through the hostfwd, and the guest is told "hostfwd-ok" once that has it (its
+      // polls time out quickly, so they never wait on the fetch).
+      if (hostfwdBody.includes("VMKIT-GUEST-HTTPD")) return new Response("hostfwd-ok");
+      hostfwdFetch ??= fetch(`http://127.0.0.1:${fwdPort}/`)
+        .then((r) => r.text())
+        .then((text) => void (hostfwdBody = text))
+        .catch((e) => void (hostfwdBody = `error ${(e as Error).message}`))
+        .finally(() => (hostfwdFetch = undefined));
+      return new Response("not yet", { status: 503 });
     }
     return new Response("not found", { status: 404 });
   });

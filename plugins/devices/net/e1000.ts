@@ -354,7 +354,7 @@ export class E1000 implements Device, NetClient {
     }
     if (!extended && cmd & R.TXD_CMD_IC) {
       // Legacy: CSS and CSO in the descriptor.
-      const css = desc[14];
+      const css = desc[13];
       const cso = desc[10];
       offloadChecksums(packet, { ...emptyTxContext(), tucss: css, tucso: cso }, false, true);
     } else if (extended) {

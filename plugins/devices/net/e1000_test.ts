@@ -203,3 +203,23 @@ Deno.test("E1000 survives descriptors that point outside RAM and rings with bogu
   wr(R.CTRL, R.CTRL_RST);
   assert.equal(nic.readRegister(R.RCTL), 0);
 });
+
+Deno.test("E1000 inserts a legacy descriptor's checksum at CSO over CSS..end", () => {
+  const { ram, dv, sent, wr } = setup();
+  const ring = 0x10000;
+  const buf = 0x20000;
+  const frame = ram.subarray(buf, buf + 34);
+  frame.set([0x45, 0, 0, 20, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 2, 15, 10, 0, 2, 2], 14);
+  dv.setUint32(ring, buf, true);
+  dv.setUint16(ring + 8, 34, true);
+  ram[ring + 10] = 24; // CSO: the IPv4 header checksum
+  ram[ring + 11] = R.TXD_CMD_EOP | R.TXD_CMD_IC;
+  ram[ring + 13] = 14; // CSS
+  wr(R.TDBAL, ring);
+  wr(R.TDLEN, 8 * 16);
+  wr(R.TCTL, R.TCTL_EN);
+  wr(R.TDT, 1);
+  assert.equal(sent.length, 1);
+  assert.ok(checksumOk(sent[0].subarray(14, 34)));
+  assert.notEqual(sent[0][24] | sent[0][25], 0);
+});
