@@ -7,7 +7,7 @@
 #   DIR defaults to ${VMKIT_GUESTS:-$HOME/.cache/vmkit-guests}. It ends up holding
 #     vmlinuz-i386     the kernel of Debian's linux-image-686 (a bzImage)
 #     initrd-i386.gz   a gzip'd newc initramfs: busybox-static:i386, the kernel's virtio,
-#                      ATA, SCSI disk/CD and isofs modules, and the /init described below
+#                      ATA, SCSI disk/CD, isofs and e1000/8139 NIC modules, and the /init described below
 #     boot-i386.iso    an El Torito CD (ISOLINUX) booting the same kernel and initramfs with
 #                      console=ttyS0, plus a file VMKIT-ISO.TXT (needs xorriso; skipped
 #                      with a warning when it is missing)
@@ -26,6 +26,14 @@
 # offset 1 MiB (when /dev/vda exists), syncs, prints VMKIT-GUEST-DONE and runs
 # `poweroff -f`. With guest.shell=1 on the kernel command line it writes nothing and runs
 # a shell on the console instead (`exit` powers off).
+# With guest.net=PORT (and nothing else changes without it) /init first brings up eth0
+# with udhcpc and reports, on lines starting "net-": the address DHCP gave, a ping of
+# 10.0.2.2, the sha256 of http://10.0.2.2:PORT/file, the address nslookup gets for
+# vmkit.test through 10.0.2.3; then it serves "VMKIT-GUEST-HTTPD" with httpd on port 80
+# until http://10.0.2.2:PORT/done answers (the host has fetched it through a hostfwd).
+# guest.netbig=1 adds a download of http://10.0.2.2:PORT/big to /dev/null, then a fetch of
+# /big-done, and then powers off at once (bench/net_bench.ts times the two, in vmkit and
+# in QEMU, whose user network would send a DNS lookup to the host's real resolver).
 #
 # The host's dpkg architectures and apt lists are never changed: apt runs with its own
 # state directory and APT::Architecture=i386, reading the host's sources. When the
@@ -47,6 +55,7 @@ MODULES=(
   virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
   virtio_blk failover net_failover virtio_net virtio_balloon
   scsi_common scsi_mod libata ata_piix cdrom sr_mod sd_mod isofs
+  e1000 mii 8139cp 8139too
 )
 ISO_MARKER_TEXT="VMKIT-ISO-MARKER: this file is on boot-i386.iso"
 
@@ -253,6 +262,14 @@ done
 dmesg -n 4
 shell=0
 case " $(cat /proc/cmdline) " in *" guest.shell=1 "*) shell=1 ;; esac
+netport=
+netbig=
+for a in $(cat /proc/cmdline); do
+  case $a in
+  guest.net=*) netport=${a#guest.net=} ;;
+  guest.netbig=1) netbig=1 ;;
+  esac
+done
 
 echo
 echo "VMKIT-GUEST-READY $(uname -r) $(uname -m)"
@@ -273,6 +290,49 @@ if [ -b /dev/sr0 ] && mount -t iso9660 -o ro /dev/sr0 /mnt 2>/dev/null; then
     [ -f "$f" ] && echo "sr0: $(cat "$f")" && break
   done
   umount /mnt
+fi
+
+if [ -n "$netport" ]; then
+  # udhcpc runs this with $ip, $subnet, $router, $dns in the environment.
+  cat >/tmp/dhcp.sh <<'DHCP'
+#!/bin/sh
+[ "$1" = bound ] || [ "$1" = renew ] || exit 0
+ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}" up
+for r in $router; do route add default gw "$r" dev "$interface"; done
+: >/etc/resolv.conf
+for d in $dns; do echo "nameserver $d" >>/etc/resolv.conf; done
+echo "net-dhcp: $ip $subnet router=$router dns=$dns host=$hostname domain=$domain"
+DHCP
+  chmod 0755 /tmp/dhcp.sh
+  ifconfig lo 127.0.0.1 up
+  ifconfig eth0 up
+  udhcpc -i eth0 -s /tmp/dhcp.sh -n -q -t 10 -T 2 >/dev/null 2>&1 || echo "net-dhcp: failed"
+  if ping -c 1 -W 5 10.0.2.2 >/dev/null 2>&1; then echo "net-ping: ok"; else echo "net-ping: failed"; fi
+  if wget -q -T 30 -O /tmp/file "http://10.0.2.2:$netport/file"; then
+    echo "net-http: $(sha256sum </tmp/file | cut -d' ' -f1)"
+  else
+    echo "net-http: failed"
+  fi
+  if [ -n "$netbig" ]; then
+    # A timed download for bench/net_bench.ts: the host times /big to /big-done.
+    if wget -q -T 600 -O /dev/null "http://10.0.2.2:$netport/big"; then echo "net-big: ok"; else echo "net-big: failed"; fi
+    wget -q -T 30 -O /dev/null "http://10.0.2.2:$netport/big-done" 2>/dev/null
+    # Nothing else: QEMU's user network would send the DNS lookup to the host's resolver.
+    echo "VMKIT-GUEST-DONE"
+    poweroff -f
+  fi
+  echo "net-dns: $(nslookup vmkit.test 10.0.2.3 2>&1 | grep -A2 '^Name:' | sed -n 's/^Address[^:]*: *//p' | head -n1)"
+  mkdir -p /www
+  echo VMKIT-GUEST-HTTPD >/www/index.html
+  httpd -p 80 -h /www
+  echo "net-httpd: ready"
+  i=0
+  while [ "$i" -lt 120 ]; do
+    wget -q -T 5 -O /tmp/done "http://10.0.2.2:$netport/done" 2>/dev/null && break
+    sleep 1
+    i=$((i + 1))
+  done
+  echo "net-done: $(cat /tmp/done 2>/dev/null)"
 fi
 
 if [ "$shell" = 1 ]; then

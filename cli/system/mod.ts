@@ -13,6 +13,7 @@ import { firmwareDirs } from "../../core/firmware.ts";
 import type { Machine, MachineExit } from "../../core/machine.ts";
 import { writeErr, writeOut } from "../output.ts";
 import { buildSystemSetup } from "./config.ts";
+import { nicModelHelp } from "./net.ts";
 import { versionLine } from "../version.ts";
 import { allValues, lastValue, parseSystemArgs, type SystemOpt } from "./options.ts";
 
@@ -86,6 +87,8 @@ export function answerHelpQuery(
         return `${d.name} options:\n${formatOptionHelp(d.options)}\n`;
       }
     }
+    const nicHelp = nicModelHelp(o.name, o.value, registry);
+    if (nicHelp !== undefined) return nicHelp;
     if (o.name === "netdev" || o.name === "blockdev" || o.name === "drive") {
       const help = pluginOptionHelp(o.name, o.value, registry);
       if (help !== undefined) return help;

@@ -43,6 +43,9 @@ const QEMU_NETDEV_TYPES = [
   "vhost-vdpa",
 ];
 
+/** Backend options that may be given several times (QEMU's lists: hostfwd, guestfwd, dnssearch). */
+const REPEATABLE = ["hostfwd", "guestfwd", "dnssearch"];
+
 /** `-net nic` options, as QEMU's NetLegacyNicOptions names them. */
 const NIC_OPTIONS: readonly OptionSpec[] = [
   { name: "model", type: "string", help: "NIC model (virtio)" },
@@ -106,6 +109,14 @@ export function buildNetwork(
     let parsed: ParsedOptions;
     try {
       parsed = parseOptions(rest, descriptor.options);
+      // hostfwd=, guestfwd= and dnssearch= may come several times: the backend gets
+      // them all, one a line.
+      const repeated = new Map<string, string[]>();
+      for (const item of parseKeyValueList(rest)) {
+        if (!REPEATABLE.includes(item.key) || item.bare) continue;
+        repeated.set(item.key, [...(repeated.get(item.key) ?? []), item.value]);
+      }
+      for (const [key, values] of repeated) parsed[key] = values.join("\n");
     } catch (e) {
       throw new UsageError(`${where}: ${(e as Error).message}`);
     }
@@ -209,4 +220,21 @@ export function buildNetwork(
     },
   };
   return { plan, nics, warnings };
+}
+
+/**
+ * `-net nic,model=help` and `-nic user,model=help`: the NIC models, as QEMU lists them;
+ * undefined when the option does not ask.
+ */
+export function nicModelHelp(name: string, value: string, registry: Registry): string | undefined {
+  if (name !== "net" && name !== "nic") return undefined;
+  const items = parseKeyValueList(value, { impliedKey: "type" });
+  if (name === "net" && items.find((i) => i.key === "type")?.value !== "nic") return undefined;
+  const model = items.find((i) => i.key === "model")?.value;
+  if (model !== "help" && model !== "?") return undefined;
+  const names = registry.list("device")
+    .filter((d) => d.kind === "device" && d.category === "Network")
+    .map((d) => d.name)
+    .sort();
+  return `Supported NIC models:\n${names.join("\n")}\n`;
 }

@@ -8,6 +8,7 @@ import fwCfg from "./fw_cfg.ts";
 import piix3Ide from "./ide/mod.ts";
 import ioapic from "./ioapic.ts";
 import kbdI8042 from "./kbd_i8042.ts";
+import { NET_DEVICE_PLUGINS } from "./net/mod.ts";
 import i440fx from "./pci/i440fx.ts";
 import piix3 from "./pci/piix3.ts";
 import piix4Pm from "./pci/piix4_pm.ts";
@@ -36,4 +37,5 @@ export const DEVICE_PLUGINS: readonly DeviceDescriptor[] = [
   fwCfg,
   ...VGA_PLUGINS,
   ...VIRTIO_DEVICE_PLUGINS,
+  ...NET_DEVICE_PLUGINS,
 ];

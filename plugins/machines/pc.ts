@@ -212,16 +212,19 @@ export function createPcMachine(config: MachineConfig): Machine {
   const fwcfg = machine.createDevice("fw_cfg_io") as unknown as FirmwareConfig;
   // NICs of -net nic / -nic take the next PCI slots, before -device ones (QEMU's pc_nic_init).
   for (const nic of config.nics ?? []) {
-    if (!["virtio", "virtio-net-pci", "virtio-net"].includes(nic.model)) {
+    // -net nic,model=M names a NIC plugin by QEMU's short name or its device name.
+    const device = nic.model === "virtio" ? "virtio-net-pci" : nic.model;
+    const plugin = machine.config.registry?.get("device", device);
+    if (!plugin || (plugin as { category?: string }).category !== "Network") {
       throw new NotSupportedError(
-        `NIC model '${nic.model}' is not supported by vmkit yet: use model=virtio`,
+        `NIC model '${nic.model}' is not supported by vmkit yet: use model=virtio or model=e1000`,
       );
     }
     const opts: Record<string, string> = {};
     if (nic.mac !== undefined) opts.mac = nic.mac;
     if (nic.netdev !== undefined) opts.netdev = nic.netdev;
     if (nic.id !== undefined) opts.id = nic.id;
-    machine.createDevice("virtio-net-pci", opts);
+    machine.createDevice(plugin.name, opts);
   }
 
   const bootOrder = config.bootOrder ?? "cad";

@@ -2,7 +2,7 @@
 
 import type { NetdevDescriptor } from "../../core/plugin.ts";
 import hubport from "./hubport.ts";
-import user from "./user.ts";
+import user from "./user/mod.ts";
 
 /** Every built-in netdev descriptor. */
 export const NETDEV_PLUGINS: readonly NetdevDescriptor[] = [user, hubport];

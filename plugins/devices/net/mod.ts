@@ -1,0 +1,93 @@
+// The NIC plugins that are not virtio: e1000 (82540EM)
+
+import { type DeviceContext, PCI_BUS } from "../../../core/device.ts";
+import { UsageError } from "../../../core/errors.ts";
+import { connectNetClients } from "../../../core/net.ts";
+import type { ParsedOptions } from "../../../core/options.ts";
+import type { DeviceDescriptor } from "../../../core/plugin.ts";
+import { E1000 } from "./e1000.ts";
+
+export { E1000 } from "./e1000.ts";
+
+/** QEMU's first default MAC; each further NIC without one takes the next last byte. */
+const DEFAULT_MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+const usedMacs = new WeakMap<DeviceContext, Set<string>>();
+
+function parseMac(text: string): Uint8Array | null {
+  const parts = text.split(/[:-]/);
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{1,2}$/.test(p))) return null;
+  return new Uint8Array(parts.map((p) => Number.parseInt(p, 16)));
+}
+
+function parseAddr(model: string, text: string): number {
+  const m = /^(?:0x)?([0-9a-fA-F]{1,2})(?:\.([0-7]))?$/.exec(text);
+  const slot = m ? Number.parseInt(m[1], 16) : NaN;
+  if (!m || slot > 31) {
+    throw new UsageError(`Property '${model}.addr' doesn't take value '${text}'`);
+  }
+  return (slot << 3) | Number(m[2] ?? 0);
+}
+
+/** The MAC for a NIC: `mac=`, or the next free 52:54:00:12:34:xx from 0x56 in this machine. */
+function nicMac(machine: DeviceContext, model: string, opts: ParsedOptions): Uint8Array {
+  let used = usedMacs.get(machine);
+  if (!used) usedMacs.set(machine, used = new Set());
+  let mac: Uint8Array;
+  if (opts.mac !== undefined) {
+    const parsed = parseMac(String(opts.mac));
+    if (!parsed) throw new UsageError(`Property '${model}.mac' doesn't take value '${opts.mac}'`);
+    mac = parsed;
+  } else {
+    mac = new Uint8Array(DEFAULT_MAC);
+    while (used.has(mac.join(":")) && mac[5] < 0xff) mac[5]++;
+  }
+  used.add(mac.join(":"));
+  return mac;
+}
+
+/** `-device e1000,netdev=ID` and `-net nic,model=e1000` (QEMU's default NIC on pc). */
+export const e1000Device = {
+  kind: "device",
+  name: "e1000",
+  aliases: ["e1000-82540em"],
+  summary: "Intel Gigabit Ethernet (82540EM)",
+  bus: "PCI",
+  category: "Network",
+  userCreatable: true,
+  options: [
+    { name: "id", type: "string", help: "device id" },
+    { name: "addr", type: "string", help: "PCI slot[.function] (hex)" },
+    { name: "netdev", type: "string", help: "ID of a netdev to use as a backend" },
+    { name: "mac", type: "string", help: "Ethernet 6-byte MAC Address" },
+    { name: "bootindex", type: "number", help: "boot priority (accepted)" },
+    { name: "romfile", type: "string", help: "option ROM (accepted; vmkit loads none)" },
+  ],
+  create(machine: DeviceContext, opts: ParsedOptions): E1000 {
+    const model = "e1000";
+    const netdevId = opts.netdev as string | undefined;
+    const netdev = netdevId === undefined ? undefined : machine.netClient(netdevId);
+    if (netdevId !== undefined && !netdev) {
+      throw new UsageError(`Property '${model}.netdev' can't find value '${netdevId}'`);
+    }
+    if (netdev?.peer) {
+      throw new UsageError(
+        `Property '${model}.netdev' can't take value '${netdevId}', it's in use`,
+      );
+    }
+    const id = (opts.id as string | undefined) ?? machine.freeId("e1000");
+    if (machine.device(id)) throw new UsageError(`Duplicate ID '${id}' for device`);
+    const mac = nicMac(machine, model, opts);
+    const nic = new E1000(id, mac, {
+      memory: machine.memory,
+      io: machine.io,
+      pci: machine.findService(PCI_BUS) ?? null,
+      devfn: opts.addr === undefined ? undefined : parseAddr(model, String(opts.addr)),
+      kick: () => machine.kick(),
+    });
+    if (netdev) connectNetClients(nic, netdev);
+    return nic;
+  },
+} satisfies DeviceDescriptor;
+
+/** The non-virtio NIC plugins. */
+export const NET_DEVICE_PLUGINS: readonly DeviceDescriptor[] = [e1000Device];

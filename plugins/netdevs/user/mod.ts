@@ -1,0 +1,82 @@
+// The `user` network backend: QEMU's user-mode networking (slirp) written for vmkit
+
+import { UsageError } from "../../../core/errors.ts";
+import type { EventLoop, Timer } from "../../../core/event_loop.ts";
+import type { NetClient, NetdevContext } from "../../../core/net.ts";
+import type { ParsedOptions } from "../../../core/options.ts";
+import type { NetdevDescriptor } from "../../../core/plugin.ts";
+import { USER_OPTIONS, type UserNetConfig, userNetConfig } from "./config.ts";
+import { HostSockets } from "./sockets.ts";
+import { UserStack } from "./stack.ts";
+
+/** Frames for the guest held while its NIC has no receive buffers. */
+const RX_BACKLOG = 512;
+/** How often a held frame is offered again (virtual time). */
+const RX_RETRY_NS = 1e6;
+
+/**
+ * The `user` netdev: the NetClient a NIC or hub links to, around a {@linkcode UserStack}.
+ * Frames for the guest are handed over between CPU slices and held (up to
+ * {@linkcode RX_BACKLOG}) while the NIC has nowhere to put them.
+ */
+export class UserNetdev implements NetClient {
+  readonly model = "user";
+  peer: NetClient | null = null;
+  readonly stack: UserStack;
+  /** Resolves once the hostfwd listeners are open (rejects when one cannot be). */
+  readonly ready: Promise<void>;
+  #backlog: Uint8Array[] = [];
+  #retry: Timer;
+  #loop: EventLoop;
+
+  constructor(readonly id: string, config: UserNetConfig, loop: EventLoop) {
+    this.#loop = loop;
+    this.stack = new UserStack(config, loop, new HostSockets(loop), (f) => this.#toGuest(f));
+    this.#retry = loop.createTimer(`user-rx ${id}`, () => this.#flush());
+    this.ready = loop.track(this.stack.start());
+    this.ready.catch((e: Error) => {
+      console.error(`vmkit: -netdev user,id=${id}: ${e.message}: ${(e.cause as Error)?.message}`);
+    });
+  }
+
+  #toGuest(frame: Uint8Array): void {
+    if (this.#backlog.length >= RX_BACKLOG) return;
+    this.#backlog.push(frame);
+    if (this.#backlog.length === 1) this.#loop.defer(() => this.#flush());
+  }
+
+  #flush(): void {
+    while (this.#backlog.length > 0) {
+      if (!this.peer?.receive(this.#backlog[0])) {
+        if (!this.#retry.armed) this.#retry.arm(this.#loop.nowNs + RX_RETRY_NS);
+        return;
+      }
+      this.#backlog.shift();
+    }
+  }
+
+  /** A frame from the guest. */
+  receive(frame: Uint8Array): boolean {
+    this.stack.input(frame);
+    return true;
+  }
+
+  close(): void {
+    this.stack.close();
+    this.#loop.deleteTimer(this.#retry);
+    this.#backlog = [];
+  }
+}
+
+/** `-netdev user,id=ID,...`, `-net user` and `-nic user`. */
+export default {
+  kind: "netdev",
+  name: "user",
+  summary: "user-mode network stack (DHCP, DNS, TCP/UDP NAT to the host, hostfwd, TFTP)",
+  options: USER_OPTIONS,
+  create(opts: ParsedOptions, ctx: NetdevContext): UserNetdev {
+    const id = opts.id as string | undefined;
+    if (!id) throw new UsageError("Parameter 'id' is missing");
+    return new UserNetdev(id, userNetConfig(opts), ctx.loop);
+  },
+} satisfies NetdevDescriptor;
