@@ -16,7 +16,9 @@ function cpu(accel: string, probe?: () => void): CpuDescriptor {
     accel,
     models: [],
     options: [],
-    create: () => ({}),
+    create: () => {
+      throw new Error("the accelerator-choice tests build no CPU");
+    },
     probe,
   };
 }
