@@ -2,7 +2,6 @@
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { fileURLToPath } from "node:url";
 import { buildRegistry } from "../../cli/registry.ts";
 import { BlockGraph } from "../../mod.ts";
 import {
@@ -13,35 +12,14 @@ import {
   runVmkit,
   tempDir,
 } from "../../tests/test_util.ts";
+import { examplePlugin, patternRaw, pluginImg, pluginImgOk, sameBytes } from "./test_util.ts";
 
-const PLUGIN = path.join(path.dirname(fileURLToPath(import.meta.url)), "qed.ts");
+const PLUGIN = examplePlugin("qed.ts");
 const ignore = !HAVE_QEMU_IMG;
 if (ignore) console.log("qed_test: qemu-img is not installed; the interop tests need it");
 
-/** `vmkit --plugin qed.ts img ARGS` in `cwd`. */
-function vmkitImg(args: string[], cwd: string) {
-  return runVmkit(["--plugin", PLUGIN, "img", ...args], { cwd });
-}
-
-async function vmkitImgOk(args: string[], cwd: string) {
-  const r = await vmkitImg(args, cwd);
-  if (r.code !== 0) throw new Error(`vmkit img ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-  return r;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
-
-/** A raw file with data in a few places, a zeroed range and holes. */
-async function patternRaw(dir: string, name: string, sizeBytes: number): Promise<void> {
-  const bytes = new Uint8Array(sizeBytes);
-  bytes.fill(0x11, 0, 64 << 10);
-  bytes.fill(0x22, 100 << 10, 400 << 10);
-  bytes.fill(0x44, 3 << 20, (3 << 20) + 1024);
-  for (let i = 5 << 20; i < (5 << 20) + 8192; i++) bytes[i] = i * 7;
-  await Deno.writeFile(path.join(dir, name), bytes);
-}
+const vmkitImg = (args: string[], cwd: string) => pluginImg(PLUGIN, args, cwd);
+const vmkitImgOk = (args: string[], cwd: string) => pluginImgOk(PLUGIN, args, cwd);
 
 Deno.test({
   name: "qed is not built in: vmkit knows it only with --plugin examples/plugins/qed.ts",
