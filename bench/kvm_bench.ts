@@ -3,6 +3,7 @@
 import * as path from "node:path";
 import { AL, type Assembler, dword, EAX, EBX, ECX, ESI } from "../plugins/machines/x86_asm.ts";
 import { multibootGuest } from "../tools/demo_guest.ts";
+import { runProgramUntil, runVmkitUntil } from "../tests/boot/boot_util.ts";
 import { haveQemuKvm, kvmUnavailable } from "../tests/kvm/kvm_util.ts";
 import { bestOf, printTable, ROOT, type Row, scratch, SHORT } from "./bench_util.ts";
 
@@ -85,48 +86,13 @@ async function exitsPerSecond(program: string, kernel: string): Promise<number> 
 
 /** Seconds from start until the SeaBIOS banner appears on the serial console. */
 async function bannerSeconds(program: string): Promise<number> {
-  const prefix = program === "vmkit"
-    ? [Deno.execPath(), "run", "-A", "--quiet", MAIN, "system-x86_64"]
-    : [QEMU];
+  const args = ["-accel", "kvm", "-m", "64", "-nographic", "-nodefaults", "-serial", "stdio"];
   const t0 = performance.now();
-  const child = new Deno.Command(prefix[0], {
-    args: [
-      ...prefix.slice(1),
-      "-accel",
-      "kvm",
-      "-m",
-      "64",
-      "-nographic",
-      "-nodefaults",
-      "-serial",
-      "stdio",
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const decoder = new TextDecoder();
-  let text = "";
-  let seconds = Infinity;
-  const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
-  try {
-    for await (const chunk of child.stdout) {
-      text += decoder.decode(chunk, { stream: true });
-      if (BANNER.test(text)) {
-        seconds = (performance.now() - t0) / 1000;
-        break;
-      }
-    }
-  } finally {
-    clearTimeout(timer);
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-    await child.status;
-  }
-  if (seconds === Infinity) throw new Error(`${program}: no SeaBIOS banner in 120 s`);
+  const out = program === "vmkit"
+    ? await runVmkitUntil(["system-x86_64", ...args], BANNER, 120_000)
+    : await runProgramUntil(QEMU, args, BANNER, 120_000);
+  const seconds = (performance.now() - t0) / 1000;
+  if (!BANNER.test(out)) throw new Error(`${program}: no SeaBIOS banner in 120 s: ${out}`);
   return seconds;
 }
 

@@ -3,8 +3,7 @@ import { Registry } from "../../core/plugin.ts";
 import type { CpuDescriptor } from "../../core/plugin.ts";
 import { accelChoices, chooseCpuPlugin } from "./accel.ts";
 import { parseSystemArgs } from "./options.ts";
-import { haveProgram } from "../../tests/kvm/kvm_util.ts";
-import { MAIN } from "../../tests/test_util.ts";
+import { haveProgram, MAIN } from "../../tests/test_util.ts";
 
 const opts = (...args: string[]) => parseSystemArgs(args).opts;
 

@@ -21,13 +21,28 @@ export const NEEDS_BIOS = HAVE_BIOS
  * `timeoutMs` passes, then stops it. Returns what it printed, with its stderr appended
  * (so a failure shows what vmkit said there too).
  */
-export async function runVmkitUntil(
+export function runVmkitUntil(
   args: string[],
   until: RegExp,
   timeoutMs: number,
 ): Promise<string> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, ...args],
+  return runProgramUntil(
+    Deno.execPath(),
+    ["run", "-A", "--quiet", MAIN, ...args],
+    until,
+    timeoutMs,
+  );
+}
+
+/** {@linkcode runVmkitUntil} for any program (real QEMU beside vmkit). */
+export async function runProgramUntil(
+  program: string,
+  args: string[],
+  until: RegExp,
+  timeoutMs: number,
+): Promise<string> {
+  const child = new Deno.Command(program, {
+    args,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -43,6 +58,55 @@ export async function runVmkitUntil(
     }
   } finally {
     clearTimeout(timer);
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already exited
+    }
+    await child.status;
+  }
+  const stderr = await errors;
+  return stderr ? `${text}\n--- stderr ---\n${stderr}` : text;
+}
+
+/**
+ * Runs `program args` with SeaBIOS's debug port (CONFIG_DEBUG_IO, port 0x402) going to
+ * the file `log` until the log matches `until` (or `timeoutMs` passes), then stops it;
+ * returns the debug log, with the program's stderr appended.
+ */
+export async function debugLogUntil(
+  program: string,
+  args: string[],
+  log: string,
+  until: RegExp,
+  timeoutMs: number,
+): Promise<string> {
+  const child = new Deno.Command(program, {
+    args: [
+      ...args,
+      "-chardev",
+      `file,id=dbg,path=${log}`,
+      "-device",
+      "isa-debugcon,iobase=0x402,chardev=dbg",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const errors = new Response(child.stderr).text();
+  const deadline = Date.now() + timeoutMs;
+  let text = "";
+  try {
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      try {
+        text = await Deno.readTextFile(log);
+      } catch {
+        continue; // not created yet
+      }
+      if (until.test(text)) break;
+    }
+  } finally {
     try {
       child.kill("SIGKILL");
     } catch {

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { MAIN, tempDir } from "../test_util.ts";
+import { debugLogUntil } from "./boot_util.ts";
 
 const BIOS = "/usr/share/seabios/bios-256k.bin";
 const QEMU = "qemu-system-x86_64";
@@ -30,58 +31,17 @@ const NEEDS_QEMU = haveQemu
 if (NEEDS) console.log(`seabios_smp_test: skipped:${NEEDS}`);
 if (!haveQemu) console.log(`seabios_smp_test: QEMU comparison skipped:${NEEDS_QEMU}`);
 
-/** SeaBIOS's debug port (CONFIG_DEBUG_IO): an isa-debugcon at 0x402 writes it to a file. */
-function debugconArgs(file: string): string[] {
-  return [
-    "-chardev",
-    `file,id=dbg,path=${file}`,
-    "-device",
-    "isa-debugcon,iobase=0x402,chardev=dbg",
-  ];
-}
-
 /** SeaBIOS's CPU count line, e.g. `Found 2 cpu(s) max supported 4 cpu(s)`. */
 const FOUND = /Found \d+ cpu\(s\) max supported \d+ cpu\(s\)/;
 
-/**
- * Runs `program args` until the debugcon file shows SeaBIOS's CPU count line (or
- * `timeoutMs` passes), then stops it; returns the debug log.
- */
-async function debugLogUntilCpuCount(
+/** Runs `program args` until SeaBIOS's debug log counts the CPUs; returns the log. */
+function debugLogUntilCpuCount(
   program: string,
   args: string[],
   log: string,
   timeoutMs: number,
 ): Promise<string> {
-  const child = new Deno.Command(program, {
-    args: [...args, ...debugconArgs(log)],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const errors = new Response(child.stderr).text();
-  const deadline = Date.now() + timeoutMs;
-  let text = "";
-  try {
-    while (Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 200));
-      try {
-        text = await Deno.readTextFile(log);
-      } catch {
-        continue; // not created yet
-      }
-      if (FOUND.test(text)) break;
-    }
-  } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already exited
-    }
-    await child.status;
-  }
-  const stderr = await errors;
-  return stderr ? `${text}\n--- stderr ---\n${stderr}` : text;
+  return debugLogUntil(program, args, log, FOUND, timeoutMs);
 }
 
 function vmkitArgs(smp: string): string[] {

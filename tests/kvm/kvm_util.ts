@@ -1,6 +1,7 @@
 // Shared by the KVM tests and bench: can this host run KVM guests, and the skip note when not
 
 import { probeKvm } from "../../plugins/cpus/kvm/mod.ts";
+import { haveProgram } from "../test_util.ts";
 
 /** Why KVM cannot be used here (`/dev/kvm: No such file or directory`), or null when it can. */
 export function kvmUnavailable(): string | null {
@@ -22,16 +23,6 @@ export const NEEDS_KVM = (() => {
   const why = kvmUnavailable();
   return why === null ? "" : ` (ignored: KVM cannot be used here: ${why})`;
 })();
-
-/** True when a program answers `--version`. */
-export function haveProgram(program: string): boolean {
-  try {
-    return new Deno.Command(program, { args: ["--version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
 
 /** True when real QEMU can be run with -accel kvm for a comparison (it and /dev/kvm exist). */
 export function haveQemuKvm(): boolean {

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { X86_CR0, X86_CS, X86_GDTR_BASE, X86_SS, X86_TR, X86State } from "../../../core/x86_state.ts";
+import {
+  X86_CR0,
+  X86_CS,
+  X86_GDTR_BASE,
+  X86_SS,
+  X86_TR,
+  X86State,
+} from "../../../core/x86_state.ts";
 import { KVM_FPU_BYTES, KVM_REGS_BYTES, KVM_SREGS_BYTES } from "./_abi.ts";
 import {
   fpuToState,

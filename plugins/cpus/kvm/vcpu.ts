@@ -250,9 +250,11 @@ export class KvmCpu implements CpuBackend {
     this.#statsAtMs = now;
     const regs = this.registers();
     console.error(
-      `kvm cpu${this.index}: ${JSON.stringify(this.stats)} cs:eip=${regs.cs.toString(16)}:${
-        regs.eip.toString(16)
-      } eflags=${regs.eflags.toString(16)} eax=${regs.eax.toString(16)} ecx=${regs.ecx.toString(16)}`,
+      `kvm cpu${this.index}: ${JSON.stringify(this.stats)} slots=${this.#vm.slotUpdates} cs:eip=${
+        regs.cs.toString(16)
+      }:${regs.eip.toString(16)} eflags=${regs.eflags.toString(16)} eax=${
+        regs.eax.toString(16)
+      } ecx=${regs.ecx.toString(16)}`,
     );
   }
 
@@ -266,8 +268,11 @@ export class KvmCpu implements CpuBackend {
     const injectBuf = new Uint8Array(4);
     for (;;) {
       vm.sync(); // PAM or a BAR moved: the slots follow the address space
-      // Interrupts from vmkit's PIC/APIC: inject when KVM can take one now, else ask
-      // KVM to exit as soon as the guest opens its interrupt window.
+      // Interrupts from vmkit's PIC/APIC: inject when KVM can take one now. With IF=1
+      // but an interrupt shadow (STI, MOV SS), ask KVM to exit when the window opens,
+      // one instruction later. With IF=0 do not: a paravirtual KVM without hardware
+      // interrupt-window exiting (PVM) emulates every instruction until IF=1, hundreds
+      // of times slower; the next exit or the slice's kick looks again instead.
       const source = this.#source;
       if (source !== null && source.hasPending()) {
         if (run[RUN_READY_FOR_INTERRUPT_INJECTION] && run[RUN_IF_FLAG]) {
@@ -275,9 +280,9 @@ export class KvmCpu implements CpuBackend {
           new DataView(injectBuf.buffer).setUint32(0, vector, true);
           ioctlBuffer(fd, KVM_INTERRUPT, injectBuf);
           this.stats.injected++;
-          run[RUN_REQUEST_INTERRUPT_WINDOW] = source.hasPending() ? 1 : 0;
+          run[RUN_REQUEST_INTERRUPT_WINDOW] = 0;
         } else {
-          run[RUN_REQUEST_INTERRUPT_WINDOW] = 1;
+          run[RUN_REQUEST_INTERRUPT_WINDOW] = run[RUN_IF_FLAG];
         }
       } else {
         run[RUN_REQUEST_INTERRUPT_WINDOW] = 0;

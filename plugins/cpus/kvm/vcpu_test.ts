@@ -52,7 +52,8 @@ function machine() {
 }
 
 Deno.test({
-  name: `KvmCpu.run() sends port and MMIO exits to the devices, injects an interrupt and halts${NEEDS_KVM}`,
+  name:
+    `KvmCpu.run() sends port and MMIO exits to the devices, injects an interrupt and halts${NEEDS_KVM}`,
   ignore: IGNORE,
   fn() {
     const m = machine();

@@ -1,0 +1,40 @@
+// accel=kvm with -smp 2: SeaBIOS wakes the second vCPU with INIT/SIPI and counts both, as under QEMU+KVM
+
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { debugLogUntil, HAVE_BIOS, NEEDS_BIOS } from "../boot/boot_util.ts";
+import { MAIN, tempDir } from "../test_util.ts";
+import { haveQemuKvm, NEEDS_KVM } from "./kvm_util.ts";
+
+/** SeaBIOS's CPU count line on its debug port. */
+const FOUND = /Found \d+ cpu\(s\) max supported \d+ cpu\(s\)/;
+
+/** SeaBIOS's CPU count line from `program args`, or the log's end when it never came. */
+async function cpuCountLine(program: string[], args: string[], log: string): Promise<string> {
+  const text = await debugLogUntil(program[0], [...program.slice(1), ...args], log, FOUND, 180_000);
+  return text.match(FOUND)?.[0] ?? `(no CPU count line)\n${text.slice(-2000)}`;
+}
+
+Deno.test({
+  name:
+    `vmkit -accel kvm -smp 2 brings the second vCPU up under SeaBIOS as qemu -accel kvm does${NEEDS_KVM}${NEEDS_BIOS}`,
+  ignore: NEEDS_KVM !== "" || !HAVE_BIOS,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const args = ["-accel", "kvm", "-smp", "2", "-m", "64", "-nographic", "-nodefaults"];
+      const vmkit = await cpuCountLine(
+        [Deno.execPath(), "run", "-A", "--quiet", MAIN, "system-x86_64"],
+        args,
+        path.join(dir, "vmkit.log"),
+      );
+      assert.equal(vmkit, "Found 2 cpu(s) max supported 2 cpu(s)");
+      if (haveQemuKvm()) {
+        const qemu = await cpuCountLine(["qemu-system-x86_64"], args, path.join(dir, "qemu.log"));
+        assert.equal(vmkit, qemu);
+      }
+    } finally {
+      await cleanup();
+    }
+  },
+});
