@@ -91,7 +91,7 @@ async function networkBoot(nic: "virtio-net-pci" | "e1000"): Promise<void> {
   const fwdPort = freePort();
   let hostfwdBody = "";
   let hostfwdFetch: Promise<void> | undefined;
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
     const url = new URL(req.url);
     if (url.pathname === "/file") return new Response(file);
     if (url.pathname === "/done") {
