@@ -104,7 +104,9 @@ export async function netRows(): Promise<Row[]> {
     return [];
   }
   const rows: Row[] = [];
-  for (const nic of ["virtio-net-pci", "e1000"]) {
+  // --nic=MODEL measures one NIC only.
+  const only = Deno.args.find((a) => a.startsWith("--nic="))?.slice(6);
+  for (const nic of ["virtio-net-pci", "e1000"].filter((n) => !only || n === only)) {
     const args = commonArgs(nic);
     try {
       const vmkit = await downloadRate(Deno.execPath(), [

@@ -293,6 +293,7 @@ if [ -b /dev/sr0 ] && mount -t iso9660 -o ro /dev/sr0 /mnt 2>/dev/null; then
 fi
 
 if [ -n "$netport" ]; then
+  # (busybox 1.35's wget crashes with -T, so no wget here has a timeout: the host's test does.)
   # udhcpc runs this with $ip, $subnet, $router, $dns in the environment.
   cat >/tmp/dhcp.sh <<'DHCP'
 #!/bin/sh
@@ -301,22 +302,26 @@ ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}" up
 for r in $router; do route add default gw "$r" dev "$interface"; done
 : >/etc/resolv.conf
 for d in $dns; do echo "nameserver $d" >>/etc/resolv.conf; done
-echo "net-dhcp: $ip $subnet router=$router dns=$dns host=$hostname domain=$domain"
+echo "net-dhcp: $ip $subnet router=$router dns=$dns host=$hostname domain=$domain" >/tmp/dhcp.line
 DHCP
   chmod 0755 /tmp/dhcp.sh
   ifconfig lo 127.0.0.1 up
   ifconfig eth0 up
-  udhcpc -i eth0 -s /tmp/dhcp.sh -n -q -t 10 -T 2 >/dev/null 2>&1 || echo "net-dhcp: failed"
+  if udhcpc -i eth0 -s /tmp/dhcp.sh -n -q -t 10 -T 2 >/dev/null 2>&1; then
+    cat /tmp/dhcp.line
+  else
+    echo "net-dhcp: failed"
+  fi
   if ping -c 1 -W 5 10.0.2.2 >/dev/null 2>&1; then echo "net-ping: ok"; else echo "net-ping: failed"; fi
-  if wget -q -T 30 -O /tmp/file "http://10.0.2.2:$netport/file"; then
+  if wget -q -O /tmp/file "http://10.0.2.2:$netport/file" 2>/tmp/wget.err; then
     echo "net-http: $(sha256sum </tmp/file | cut -d' ' -f1)"
   else
-    echo "net-http: failed"
+    echo "net-http: failed: $(head -c 200 /tmp/wget.err)"
   fi
   if [ -n "$netbig" ]; then
     # A timed download for bench/net_bench.ts: the host times /big to /big-done.
-    if wget -q -T 600 -O /dev/null "http://10.0.2.2:$netport/big"; then echo "net-big: ok"; else echo "net-big: failed"; fi
-    wget -q -T 30 -O /dev/null "http://10.0.2.2:$netport/big-done" 2>/dev/null
+    if wget -q -O /dev/null "http://10.0.2.2:$netport/big"; then echo "net-big: ok"; else echo "net-big: failed"; fi
+    wget -q -O /dev/null "http://10.0.2.2:$netport/big-done" 2>/dev/null
     # Nothing else: QEMU's user network would send the DNS lookup to the host's resolver.
     echo "VMKIT-GUEST-DONE"
     poweroff -f
@@ -328,7 +333,7 @@ DHCP
   echo "net-httpd: ready"
   i=0
   while [ "$i" -lt 120 ]; do
-    wget -q -T 5 -O /tmp/done "http://10.0.2.2:$netport/done" 2>/dev/null && break
+    wget -q -O /tmp/done "http://10.0.2.2:$netport/done" 2>/dev/null && break
     sleep 1
     i=$((i + 1))
   done

@@ -17,7 +17,7 @@ import {
 import type { Registry } from "../../core/plugin.ts";
 import type { SystemOpt } from "./options.ts";
 
-/** QEMU's default NIC model on `-M pc` (vmkit has no e1000 yet: the board says so). */
+/** QEMU's default NIC model on `-M pc`. */
 export const PC_DEFAULT_NIC_MODEL = "e1000";
 
 /** What the network options build for the machine config. */
@@ -48,7 +48,7 @@ const REPEATABLE = ["hostfwd", "guestfwd", "dnssearch"];
 
 /** `-net nic` options, as QEMU's NetLegacyNicOptions names them. */
 const NIC_OPTIONS: readonly OptionSpec[] = [
-  { name: "model", type: "string", help: "NIC model (virtio)" },
+  { name: "model", type: "string", help: "NIC model (e1000, virtio; help lists them)" },
   { name: "macaddr", type: "string", help: "MAC address" },
   { name: "netdev", type: "string", help: "netdev to link to (instead of hub 0)" },
   { name: "name", type: "string", help: "NIC name" },

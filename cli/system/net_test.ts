@@ -139,13 +139,17 @@ Deno.test("the CLI refuses bad network and virtio options with one clear line", 
       /Property 'virtio-net-pci.netdev' can't find value 'nope'/,
     ],
     [["-device", "virtio-net-pci,mac=zz"], /Property 'virtio-net-pci.mac' doesn't take value 'zz'/],
-    [["-net", "nic,model=e1000"], /NIC model 'e1000' is not supported by vmkit yet/],
-    [["-nic", "user"], /NIC model 'e1000' is not supported/],
+    [["-net", "nic,model=ne2k_pci"], /NIC model 'ne2k_pci' is not supported by vmkit yet/],
+    [["-nic", "user,model=virtio-blk-pci"], /NIC model 'virtio-blk-pci' is not supported/],
+    [["-device", "e1000,netdev=nope"], /Property 'e1000.netdev' can't find value 'nope'/],
     [["-device", "virtio-blk-pci"], /drive property not set/],
     [["-device", "virtio-blk-pci,drive=x"], /can't find value 'x'/],
     [["-device", "virtio-balloon,addr=0x40"], /doesn't take value '0x40'/],
     [["-balloon", "frob"], /unknown balloon device 'frob'/],
-    [["-netdev", "user,id=n0,hostfwd=tcp::2222-:22"], /hostfwd is not supported/],
+    [["-netdev", "user,id=n0,hostfwd=tcp::99999-:22"], /Invalid forwarding rule .* bad port/],
+    [["-netdev", "user,id=n0,hostfwd=tcp::2222-:22,hostfwd=sctp::1-:2"], /Bad protocol name/],
+    [["-netdev", "user,id=n0,net=10.0.2.0/24,host=10.9.9.9"], /not in net/],
+    [["-netdev", "user,id=n0,guestfwd=tcp:10.0.2.9:80-cmd:cat"], /not supported by vmkit/],
   ];
   for (const [args, error] of cases) {
     await assert.rejects(
@@ -169,11 +173,43 @@ Deno.test("-netdev hubport,hubid=0 puts a -device NIC on the hub the legacy -net
   const h0 = machine.netClients.find((n) => n.id === "h0")!;
   assert.equal(h0.peer?.model, "virtio-net-pci");
   const user = machine.netClients.find((n) => n.model === "user") as unknown as {
-    framesDropped: number;
+    stack: { stats: { framesIn: number } };
   };
   // A frame the NIC sends crosses the hub to the user backend.
   h0.receive(new Uint8Array(60));
-  assert.equal(user.framesDropped, 1);
+  assert.equal(user.stack.stats.framesIn, 1);
+});
+
+Deno.test("-nic user without a model gives pc's default NIC, an e1000 (8086:100e), on the user network", async () => {
+  const { machine } = await boot(
+    "-nic",
+    "user",
+    "-net",
+    "nic,model=e1000,macaddr=52:54:00:00:00:09",
+  );
+  assert.deepEqual(lspci(machine).slice(4), ["02.0 8086:100e", "03.0 8086:100e"]);
+  const nic = machine.netClients.find((n) => n.id === "__org.qemu.nic0")!;
+  assert.equal(nic.peer?.model, "e1000");
+});
+
+Deno.test("-netdev user takes several hostfwd= rules and QEMU's address options", async () => {
+  const { machine } = await boot(
+    "-netdev",
+    "user,id=n0,net=192.168.76.0/24,dhcpstart=192.168.76.9,hostname=g,dnssearch=a.test," +
+      "dnssearch=b.test,hostfwd=tcp:127.0.0.1:0-:22,hostfwd=udp:127.0.0.1:0-:53,restrict=on",
+    "-device",
+    "e1000,netdev=n0",
+  );
+  const n0 = machine.netClients.find((n) => n.id === "n0") as unknown as {
+    stack: { config: { hostfwd: unknown[]; dnssearch: string[]; restrict: boolean } };
+    ready: Promise<void>;
+    close(): void;
+  };
+  await n0.ready;
+  assert.equal(n0.stack.config.hostfwd.length, 2);
+  assert.deepEqual(n0.stack.config.dnssearch, ["a.test", "b.test"]);
+  assert.equal(n0.stack.config.restrict, true);
+  n0.close();
 });
 
 Deno.test("buildNetwork() warns as QEMU does about unlinked hubs and netdevs", () => {

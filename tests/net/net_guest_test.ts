@@ -5,11 +5,14 @@
 // test opens is on the loopback.
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import * as dgram from "node:dgram";
+import * as path from "node:path";
 import {
   BOOT_TIMEOUT_MS,
   bootVmkit,
   DONE,
+  GUESTS,
   INITRD,
   KERNEL,
   logTimes,
@@ -17,8 +20,30 @@ import {
   READY,
   tail,
 } from "../boot/guest_util.ts";
+import { ROOT } from "../test_util.ts";
 
-const whyNoGuest = missingFiles([KERNEL, INITRD]);
+/**
+ * Why the cached guests cannot run this test: missing, or built by an older
+ * tools/fetch_guests.sh whose /init has no network mode (its stamp names the script's hash).
+ */
+function whyNoNetGuest(): string {
+  const missing = missingFiles([KERNEL, INITRD]);
+  if (missing) return missing;
+  try {
+    const stamp = Deno.readTextFileSync(path.join(GUESTS, ".fetch_guests.stamp")).split("\n")[0];
+    const script = Deno.readFileSync(path.join(ROOT, "tools", "fetch_guests.sh"));
+    const hex = [...new Uint8Array(createHash("sha256").update(script).digest())]
+      .map((b) => b.toString(16).padStart(2, "0")).join("");
+    if (stamp !== hex) {
+      return `the guests in ${GUESTS} are older than tools/fetch_guests.sh: run it`;
+    }
+  } catch {
+    return `no build stamp in ${GUESTS}: run tools/fetch_guests.sh`;
+  }
+  return "";
+}
+
+const whyNoGuest = whyNoNetGuest();
 /** The address the test's resolver gives vmkit.test (TEST-NET-1: never contacted). */
 const DNS_ANSWER = "192.0.2.44";
 
@@ -91,7 +116,7 @@ async function networkBoot(nic: "virtio-net-pci" | "e1000"): Promise<void> {
   const fwdPort = freePort();
   let hostfwdBody = "";
   let hostfwdFetch: Promise<void> | undefined;
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
     const url = new URL(req.url);
     if (url.pathname === "/file") return new Response(file);
     if (url.pathname === "/done") {

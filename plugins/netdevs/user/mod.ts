@@ -13,6 +13,8 @@ import { UserStack } from "./stack.ts";
 const RX_BACKLOG = 512;
 /** How often a held frame is offered again (virtual time). */
 const RX_RETRY_NS = 1e6;
+/** A held frame older than this is dropped, as a wire would have lost it. */
+const RX_HOLD_NS = 1e9;
 
 /**
  * The `user` netdev: the NetClient a NIC or hub links to, around a {@linkcode UserStack}.
@@ -25,7 +27,9 @@ export class UserNetdev implements NetClient {
   readonly stack: UserStack;
   /** Resolves once the hostfwd listeners are open (rejects when one cannot be). */
   readonly ready: Promise<void>;
-  #backlog: Uint8Array[] = [];
+  #backlog: { frame: Uint8Array; sinceNs: number }[] = [];
+  /** Frames for the guest its NIC never took. */
+  framesDropped = 0;
   #retry: Timer;
   #loop: EventLoop;
 
@@ -41,14 +45,23 @@ export class UserNetdev implements NetClient {
 
   #toGuest(frame: Uint8Array): void {
     if (this.#backlog.length >= RX_BACKLOG) return;
-    this.#backlog.push(frame);
+    this.#backlog.push({ frame, sinceNs: this.#loop.nowNs });
     if (this.#backlog.length === 1) this.#loop.defer(() => this.#flush());
   }
 
   #flush(): void {
     while (this.#backlog.length > 0) {
-      if (!this.peer?.receive(this.#backlog[0])) {
-        if (!this.#retry.armed) this.#retry.arm(this.#loop.nowNs + RX_RETRY_NS);
+      const head = this.#backlog[0];
+      if (!this.peer?.receive(head.frame)) {
+        // The NIC has no room (or is not up): try again soon; drop what waited too long.
+        const now = this.#loop.nowNs;
+        while (this.#backlog.length > 0 && now - this.#backlog[0].sinceNs > RX_HOLD_NS) {
+          this.#backlog.shift();
+          this.framesDropped++;
+        }
+        if (this.#backlog.length > 0 && !this.#retry.armed) {
+          this.#retry.arm(now + RX_RETRY_NS);
+        }
         return;
       }
       this.#backlog.shift();
