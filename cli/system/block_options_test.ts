@@ -5,6 +5,7 @@ import { BlockGraph } from "../../core/block/graph.ts";
 import { errorChainMessage } from "../../core/errors.ts";
 import { buildRegistry } from "../registry.ts";
 import { openBlockdevs, parseDriveOptions } from "./block_options.ts";
+import { buildSystemSetup } from "./config.ts";
 import { answerHelpQuery } from "./mod.ts";
 import { parseSystemArgs } from "./options.ts";
 
@@ -99,4 +100,32 @@ Deno.test("answerHelpQuery() lists a netdev's and a format's declared options", 
   );
   assert.match(ask("-drive", "format=raw,help"), /file\.NAME=(.|\n)*locking=/);
   assert.throws(() => ask("-netdev", "tap0,help"), /Parameter 'type' does not accept value 'tap0'/);
+});
+
+Deno.test("-blockdev node-name=NAME is the drive -device virtio-blk-pci,drive=NAME takes", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = await qcow2Image(dir, "c.qcow2", 1 << 20);
+    const graph = new BlockGraph(registry);
+    const setup = await buildSystemSetup(
+      parseSystemArgs([
+        "-nodefaults",
+        "-blockdev",
+        `driver=qcow2,node-name=disk0,file.driver=file,file.filename=${file}`,
+        "-device",
+        "virtio-blk-pci,drive=disk0",
+      ]).opts,
+      undefined,
+      { registry, graph, stdio: {} },
+    );
+    const machine = registry.require("machine", "pc")
+      .create({ ...setup.config, firmware: new Uint8Array(256 * 1024) });
+    for (const d of setup.devices) machine.createDevice(d.model, d.opts);
+    assert.equal(machine.drive("disk0").node, setup.backends[0]);
+    assert.equal(machine.devices.filter((d) => d.model === "virtio-blk-pci").length, 1);
+    await machine.close();
+    for (const b of setup.backends) await b.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
