@@ -17,6 +17,7 @@ import {
   type OpenContext,
   type OptionSpec,
   type ParsedOptions,
+  PLUGIN_API_VERSION,
   type RepairMode,
   UsageError,
 } from "../../mod.ts";
@@ -463,6 +464,7 @@ export async function createParallels(
 
 /** The parallels image format plugin. */
 export default {
+  apiVersion: PLUGIN_API_VERSION,
   kind: "format",
   name: "parallels",
   summary: "Parallels disk image (example plugin)",

@@ -16,6 +16,7 @@ import {
   type OpenContext,
   type OptionSpec,
   type ParsedOptions,
+  PLUGIN_API_VERSION,
   type RepairMode,
   type TruncateOptions,
   UsageError,
@@ -678,6 +679,7 @@ export async function createQed(
 
 /** The qed image format plugin. */
 export default {
+  apiVersion: PLUGIN_API_VERSION,
   kind: "format",
   name: "qed",
   summary: "QEMU Enhanced Disk image (example plugin)",
