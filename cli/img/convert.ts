@@ -20,6 +20,7 @@ import {
 import { createOptionsHelp, parseCreateOptions } from "./create.ts";
 import { chainStatus } from "../../core/block/status.ts";
 import { Progress } from "./progress.ts";
+import { loadSnapshotParam, parseSnapshotParam } from "./snapshot_param.ts";
 
 /** Bytes a convert worker moves at once (QEMU's default buffer is 2 MiB). */
 const CHUNK_BYTES = 2 << 20;
@@ -257,6 +258,8 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   }
   const quiet = hasOpt(opts, "q");
   const forceShare = hasOpt(opts, "U");
+  const snapshotText = lastOpt(opts, "l");
+  const snapshot = snapshotText === undefined ? undefined : parseSnapshotParam(snapshotText, ctx);
   const sources: BlockNode[] = [];
   let target: BlockBackend | undefined;
   try {
@@ -272,6 +275,13 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       );
     }
     const total = sources.reduce((n, s) => n + s.size(), 0);
+    if (snapshot) {
+      // Only the first source is read as the snapshot; a bare id-or-name refuses more sources.
+      if (snapshot.kind === "idOrName" && sources.length > 1) {
+        throw new UsageError("No support for concatenating multiple snapshot");
+      }
+      await loadSnapshotParam(sources[0], snapshot);
+    }
     const format = ctx.graph.format(outFormat);
     if (!skipCreate) {
       const parsed = parseCreateOptions(ctx, outFormat, optionText ?? "");

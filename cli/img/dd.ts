@@ -4,6 +4,7 @@ import { UsageError } from "../../core/errors.ts";
 import { parseSize } from "../../core/options.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import { getopt } from "../getopt.ts";
+import { writeErr } from "../output.ts";
 import {
   closeQuietly,
   hasOpt,
@@ -80,6 +81,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       forceShare: hasOpt(opts, "U"),
     });
     // `count` counts input blocks from the start of the input, `skip` blocks are left out.
+    // The last block may be partial: it is copied as far as the input goes, as qemu-img does.
     let end = input.size();
     if (dd.count !== undefined && end > dd.count * dd.bs) end = dd.count * dd.bs;
     const start = dd.skip * dd.bs;
@@ -88,6 +90,10 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     const createOpts = { size: outSize };
     await format.create(dd.output, outSize, createOpts, ctx.graph.createContext());
     output = await openImage(ctx, dd.output, { format: outFormat, readOnly: false });
+    if (start > end) {
+      // qemu-img creates an empty output, says why and still exits 0.
+      writeErr(`${ctx.errorPrefix}: ${dd.input}: cannot skip to specified offset\n`);
+    }
     const buf = new Uint8Array(Math.min(dd.bs, 1 << 24));
     for (let at = start; at < end;) {
       const n = Math.min(buf.length, end - at);

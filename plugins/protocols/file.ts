@@ -176,10 +176,11 @@ export class FileNode implements BlockNode {
 
   /** Data/hole status from the host's SEEK_DATA/SEEK_HOLE; all data where the host cannot say. */
   blockStatusSync(offset: number, bytes: number): BlockStatus {
-    const end = Math.min(offset + bytes, Math.max(this.#size, offset + 1));
     if (offset >= this.#size) {
-      return { bytes: Math.max(1, end - offset), allocated: true, data: false, zero: true };
+      // Past the end (the tail of a sector-rounded length): a hole to the end of the request.
+      return { bytes: Math.max(1, bytes), allocated: true, data: false, zero: true };
     }
+    const end = Math.min(offset + bytes, this.#size);
     const data = seekDataHole(this.#fd, offset, SEEK_DATA);
     if (data === null) {
       return {
@@ -315,6 +316,8 @@ export function createFile(
   } catch (e) {
     throw hostIoError(e, `Could not create '${filename}'`);
   }
+  // Like QEMU's file-posix create, a new file is a whole number of sectors long.
+  sizeBytes = Math.ceil(sizeBytes / 512) * 512;
   const node = new FileNode(filename, fd, false);
   try {
     // nocow must be set while the file is still empty to take effect (btrfs).

@@ -165,6 +165,17 @@ export class ClusterMap {
     this.#file.syncSync();
   }
 
+  /**
+   * Points lookups at another L1 table, in memory only (a snapshot's, for
+   * `convert -l`); the image must be read-only, as nothing may be written through it.
+   */
+  useL1InMemory(table: Uint8Array, offset: number): void {
+    this.#l1 = table;
+    this.#l1Size = table.length / 8;
+    this.#l1Offset = offset;
+    this.#l1View = new DataView(table.buffer, table.byteOffset, table.length);
+  }
+
   /** Writes L1 entry `i` in memory and on disk. */
   setL1(i: number, hi: number, lo: number): void {
     this.#l1View.setUint32(i * 8, hi);

@@ -127,7 +127,6 @@ export function createSettings(sizeBytes: number, opts: ParsedOptions): CreateSe
       );
     }
   }
-  if (sizeBytes % 512 !== 0) throw new OptionError("Image size must be a multiple of 512 bytes");
   const backingFile = opts.backing_file === undefined ? undefined : String(opts.backing_file);
   const backingFormat = opts.backing_fmt === undefined ? undefined : String(opts.backing_fmt);
   if (backingFormat !== undefined && backingFile === undefined) {
@@ -230,7 +229,8 @@ export async function createQcow2(
       await backing.close();
     }
   }
-  size = Math.max(size, 0);
+  // qcow2_co_create_opts rounds the size up to a whole sector (blockdev-create would refuse it).
+  size = Math.ceil(Math.max(size, 0) / 512) * 512;
   const fileOpts: ParsedOptions = { ...opts };
   delete fileOpts.preallocation;
   await ctx.createFile(filename, 0, fileOpts);

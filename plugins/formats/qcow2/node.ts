@@ -62,7 +62,7 @@ import {
 } from "./layout.ts";
 import { Refcounts } from "./refcount.ts";
 import { readSnapshots, snapshotInfos, validateTable } from "./snapshot.ts";
-import { applySnapshot, createSnapshot, deleteSnapshot } from "./snapshot_ops.ts";
+import { applySnapshot, createSnapshot, deleteSnapshot, loadSnapshotTmp } from "./snapshot_ops.ts";
 import { truncateImage } from "./truncate.ts";
 
 const RESOLVED = Promise.resolve();
@@ -289,6 +289,11 @@ export class Qcow2Node implements BlockNode {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
     return this.#serialize(() => applySnapshot(this.#img, idOrName));
+  }
+
+  snapshotLoadTmp(id: string | undefined, name: string | undefined): Promise<boolean> {
+    if (!this.#img.readOnly) return Promise.reject(new IoError("Device is not readonly"));
+    return this.#serialize(() => loadSnapshotTmp(this.#img, id, name));
   }
 
   snapshotDelete(idOrName: string): Promise<void> {

@@ -2,7 +2,12 @@
 
 import type { SnapshotCreateOptions, SnapshotInfo } from "../../../core/block/driver.ts";
 import { ImageFormatError, NotSupportedError, VmkitError } from "../../../core/errors.ts";
-import { encodeU64, QCOW_MAX_SNAPSHOTS, QCOW_MAX_SNAPSHOTS_SIZE } from "./header.ts";
+import {
+  encodeU64,
+  QCOW_MAX_L1_SIZE,
+  QCOW_MAX_SNAPSHOTS,
+  QCOW_MAX_SNAPSHOTS_SIZE,
+} from "./header.ts";
 import { markClean, markDirty, type Qcow2Image, writeSize } from "./image.ts";
 import { entryOffset, QCOW_OFLAG_COMPRESSED_HI, QCOW_OFLAG_COPIED_HI } from "./layout.ts";
 import { maxRefcount } from "./refcount.ts";
@@ -12,6 +17,7 @@ import {
   type SnapshotEntry,
   snapshotInfos,
   tableBytes,
+  validateTable,
 } from "./snapshot.ts";
 
 /** A snapshot name or id that names no snapshot of the image. */
@@ -244,6 +250,32 @@ function readSnapshotL1(img: Qcow2Image, sn: SnapshotEntry): Uint8Array {
   const table = new Uint8Array(sn.l1Size * 8);
   if (table.length > 0) img.file.readSync(sn.l1TableOffset, table);
   return table;
+}
+
+/**
+ * Reads the image through snapshot `id` and/or `name` from now on, without writing
+ * anything (QEMU's `qcow2_snapshot_load_tmp`, behind `convert -l` and `measure -l`).
+ * With both given, one snapshot must match both. Returns false when none matches.
+ */
+export function loadSnapshotTmp(
+  img: Qcow2Image,
+  id: string | undefined,
+  name: string | undefined,
+): boolean {
+  const sn = img.snapshots.find((s) =>
+    (id === undefined || s.id === id) && (name === undefined || s.name === name)
+  );
+  if (!sn) return false;
+  validateTable(
+    sn.l1TableOffset,
+    sn.l1Size,
+    8,
+    QCOW_MAX_L1_SIZE,
+    img.layout.clusterSize,
+    "Snapshot L1 table",
+  );
+  img.map.useL1InMemory(readSnapshotL1(img, sn), sn.l1TableOffset);
+  return true;
 }
 
 /** Creates an internal snapshot of the current disk state (QEMU's `qcow2_snapshot_create`). */
