@@ -54,7 +54,7 @@ function hex(n: number): string {
 }
 
 async function run(args: string[], ctx: ImgContext): Promise<number> {
-  const { opts, positional } = getopt(args, "f:hU", [
+  const { opts, positional } = getopt(args, "f:hUs:l:", [
     ...STANDARD_LONG,
     { name: "output", hasArg: true },
     { name: "start-offset", hasArg: true, short: "s" },
@@ -65,12 +65,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   if (positional.length !== 1) throw new UsageError("Expecting one image file name");
   const startText = lastOpt(opts, "s");
   const lengthText = lastOpt(opts, "l");
-  const start = startText
-    ? parseSizeOrThrow(
-      startText,
-      "Invalid start offset specified! You may use k, M, G, T, P or E suffixes for ",
-    )
-    : 0;
+  const start = startText ? parseSizeOrThrow(startText, "start offset", ctx) : 0;
   const node = await openImage(ctx, positional[0], {
     format: lastOpt(opts, "f"),
     imageOpts: hasOpt(opts, "image-opts"),
@@ -83,10 +78,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       ? Math.min(
         size,
         start +
-          parseSizeOrThrow(
-            lengthText,
-            "Invalid length specified! You may use k, M, G, T, P or E suffixes for ",
-          ),
+          parseSizeOrThrow(lengthText, "max length", ctx),
       )
       : size;
     let first = true;
@@ -118,7 +110,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     if (output === "json" && first) {
       // Nothing to map (an empty image): qemu-img prints its initial, empty entry.
       writeOut(
-        `{ "start": ${Math.min(start, size)}, "length": 0, "depth": 0, "present": false, ` +
+        `{ "start": ${start}, "length": 0, "depth": 0, "present": false, ` +
           `"zero": false, "data": false}`,
       );
     }
@@ -129,12 +121,21 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   return 0;
 }
 
-function parseSizeOrThrow(text: string, message: string): number {
+/** A size operand read as qemu-img's cvtnum_full, with its two-line message. */
+function parseSizeOrThrow(text: string, what: string, ctx: ImgContext): number {
+  let n = -1;
   try {
-    return parseSize(text);
+    if (!text.startsWith("-")) n = parseSize(text);
   } catch {
-    throw new UsageError(message.trim());
+    // Reported below.
   }
+  if (n < 0) {
+    throw new UsageError(
+      `Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for\n` +
+        `${ctx.errorPrefix}: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`,
+    );
+  }
+  return n;
 }
 
 /** The `map` subcommand. */

@@ -246,7 +246,8 @@ export class ClusterMap {
       const h2 = view.getUint32(i * 8);
       const l2 = view.getUint32(i * 8 + 4);
       if (subclusterType(h2, l2, 0, 0, 0, false, this.#hasDataFile) !== type) break;
-      if (type === QCOW2_SUBCLUSTER_NORMAL) {
+      // count_contiguous_subclusters: clusters with a host cluster must also be contiguous.
+      if (type === QCOW2_SUBCLUSTER_NORMAL || type === QCOW2_SUBCLUSTER_ZERO_ALLOC) {
         if (entryOffset(h2, l2) !== expect) break;
         expect += cs;
       }
@@ -297,7 +298,7 @@ export class ClusterMap {
     if (hasHost && host % cs !== 0) {
       throw new IoError(`Cluster allocation offset 0x${host.toString(16)} unaligned`);
     }
-    m.hostOffset = type === QCOW2_SUBCLUSTER_NORMAL ? host + inCluster : 0;
+    m.hostOffset = hasHost ? host + inCluster : 0;
     let bytes = (sc + 1) * scs - inCluster;
     let expectHost = host;
     // Walk subclusters, then following entries, while the type (and contiguity) holds.
@@ -315,7 +316,7 @@ export class ClusterMap {
       }
       if (bytes >= maxBytes) break;
       if (subclusterType(hi, lo, zero, alloc, sc, true, this.#hasDataFile) !== type) break;
-      if (type === QCOW2_SUBCLUSTER_NORMAL && entryOffset(hi, lo) !== expectHost) break;
+      if (hasHost && entryOffset(hi, lo) !== expectHost) break;
       bytes += scs;
     }
     void offset;

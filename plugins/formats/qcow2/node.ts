@@ -198,13 +198,14 @@ export class Qcow2Node implements BlockNode {
       default:
         if (img.backing === null) s.zero = true;
     }
+    // qcow2_co_block_status: every cluster with a host cluster has a known offset, zeroed or not.
     if (
       m.type === QCOW2_SUBCLUSTER_NORMAL || m.type === QCOW2_SUBCLUSTER_ZERO_ALLOC ||
       m.type === QCOW2_SUBCLUSTER_UNALLOCATED_ALLOC
     ) {
+      s.hostOffset = m.hostOffset;
+      s.file = img.data.node;
       if (m.type === QCOW2_SUBCLUSTER_NORMAL) {
-        s.hostOffset = m.hostOffset;
-        s.file = img.data.node;
         this.#metadataPreallocation ??= detectMetadataPreallocation(img);
         s.recurse = this.#metadataPreallocation;
       }
@@ -404,7 +405,7 @@ export class Qcow2Node implements BlockNode {
 function detectMetadataPreallocation(img: Qcow2Image): boolean {
   const cs = img.layout.clusterSize;
   const realClusters = Math.floor(img.file.node.allocatedBytes() / cs);
-  const threshold = Math.max(Math.floor(realClusters * 10 / 9), 1);
+  const threshold = Math.max(Math.floor(realClusters * 10 / 9), realClusters + 2);
   const end = Math.ceil(img.file.size() / cs);
   let inUse = 0;
   for (let i = 0; i < end && inUse < threshold; i++) {
