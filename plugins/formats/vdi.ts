@@ -175,7 +175,7 @@ export class VdiNode implements BlockNode {
     return this.#header.diskSizeBytes;
   }
 
-  read(offset: number, buf: Uint8Array): Promise<void> {
+  async read(offset: number, buf: Uint8Array): Promise<void> {
     this.#checkRange(offset, buf.length);
     const bs = this.#header.blockSize;
     for (let done = 0; done < buf.length;) {
@@ -185,11 +185,11 @@ export class VdiNode implements BlockNode {
       const n = Math.min(buf.length - done, bs - inBlock);
       const part = buf.subarray(done, done + n);
       const entry = this.#bmap[block];
+      // Data goes through the file node's read: a large one then runs off the event loop.
       if (entry >= VDI_DISCARDED) part.fill(0);
-      else this.#io.readSync(this.#dataOffset(entry) + inBlock, part);
+      else await this.file.read(this.#dataOffset(entry) + inBlock, part);
       done += n;
     }
-    return Promise.resolve();
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {

@@ -11,7 +11,9 @@ import {
   FALLOC_FL_ZERO_RANGE,
   fallocate,
   pread,
+  preadAsync,
   pwrite,
+  pwriteAsync,
   SEEK_DATA,
   SEEK_HOLE,
   seekDataHole,
@@ -35,6 +37,13 @@ export const FILE_CREATE_OPTIONS: readonly OptionSpec[] = [
   },
 ];
 
+/**
+ * Transfers at least this large go through the thread pool (preadAsync/pwriteAsync);
+ * smaller ones, metadata and guest sectors, stay synchronous, where a round trip to
+ * another thread would cost more than the copy.
+ */
+const ASYNC_MIN_BYTES = 256 << 10;
+
 // Zeroes written in chunks of this size when the host cannot allocate zeroed extents.
 const ZERO_CHUNK_BYTES = 1 << 20;
 let zeroChunk: Uint8Array | undefined;
@@ -55,6 +64,7 @@ export class FileNode implements BlockNode {
   #fd: number;
   #size: number;
   #closed = false;
+  #inFlight = new Set<Promise<void>>();
 
   #noFlush: boolean;
 
@@ -79,8 +89,32 @@ export class FileNode implements BlockNode {
   }
 
   read(offset: number, buf: Uint8Array): Promise<void> {
-    this.readSync(offset, buf);
-    return Promise.resolve();
+    if (buf.length < ASYNC_MIN_BYTES) {
+      this.readSync(offset, buf);
+      return Promise.resolve();
+    }
+    return this.#track(this.#readAsync(offset, buf));
+  }
+
+  async #readAsync(offset: number, buf: Uint8Array): Promise<void> {
+    let done = 0;
+    while (done < buf.length) {
+      let n: number | null;
+      try {
+        n = await preadAsync(this.#fd, buf.subarray(done), offset + done);
+      } catch (e) {
+        throw hostIoError(e, `Could not read '${this.filename}'`);
+      }
+      if (n === null) {
+        this.readSync(offset + done, buf.subarray(done));
+        return;
+      }
+      if (n === 0) {
+        buf.fill(0, done);
+        return;
+      }
+      done += n;
+    }
   }
 
   /** The synchronous read behind {@linkcode read}; bytes past the end of the file read as zero. */
@@ -103,8 +137,45 @@ export class FileNode implements BlockNode {
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
-    this.writeSync(offset, data);
-    return Promise.resolve();
+    if (data.length < ASYNC_MIN_BYTES) {
+      this.writeSync(offset, data);
+      return Promise.resolve();
+    }
+    this.#checkWritable();
+    // The size grows now, as a synchronous write would make it, so later requests see it.
+    if (offset + data.length > this.#size) this.#size = offset + data.length;
+    return this.#track(this.#writeAsync(offset, data));
+  }
+
+  async #writeAsync(offset: number, data: Uint8Array): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      let n: number | null;
+      try {
+        n = await pwriteAsync(this.#fd, data.subarray(done), offset + done);
+      } catch (e) {
+        throw hostIoError(e, `Could not write to '${this.filename}'`);
+      }
+      if (n === null) {
+        this.writeSync(offset + done, data.subarray(done));
+        return;
+      }
+      done += n;
+    }
+  }
+
+  /** Counts a transfer in flight, so flush and close wait for it. */
+  #track(op: Promise<void>): Promise<void> {
+    this.#inFlight.add(op);
+    const settle = () => {
+      this.#inFlight.delete(op);
+    };
+    op.then(settle, settle);
+    return op;
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
   }
 
   /** The synchronous write behind {@linkcode write}. */
@@ -152,9 +223,9 @@ export class FileNode implements BlockNode {
     return Promise.resolve();
   }
 
-  flush(): Promise<void> {
+  async flush(): Promise<void> {
+    await this.#drain();
     this.flushSync();
-    return Promise.resolve();
   }
 
   /**
@@ -246,12 +317,19 @@ export class FileNode implements BlockNode {
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
-    try {
-      fs.closeSync(this.#fd);
-    } catch {
-      // Already closed by the host; nothing left to release.
+    const closeFd = () => {
+      try {
+        fs.closeSync(this.#fd);
+      } catch {
+        // Already closed by the host; nothing left to release.
+      }
+    };
+    if (this.#inFlight.size === 0) {
+      closeFd();
+      return Promise.resolve();
     }
-    return Promise.resolve();
+    // A transfer on the thread pool still uses the descriptor.
+    return this.#drain().then(closeFd);
   }
 
   #checkWritable(): void {
