@@ -102,6 +102,10 @@ export async function convertImages(
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, options.workers) }, worker));
+  // qemu-img signals the end of a compressed stream with an empty compressed write.
+  if (options.compress && !options.targetHasBacking && target.root.writeCompressed) {
+    await target.writeCompressed(0, new Uint8Array(0));
+  }
   await target.flush();
 }
 

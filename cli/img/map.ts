@@ -3,11 +3,12 @@
 import type { BlockNode } from "../../core/block/driver.ts";
 import { type ChainStatus, chainStatus } from "../../core/block/status.ts";
 import { UsageError } from "../../core/errors.ts";
-import { parseSize } from "../../core/options.ts";
 import { getopt } from "../getopt.ts";
 import { writeOut } from "../output.ts";
 import {
   closeQuietly,
+  cvtnum,
+  ErrorExit,
   hasOpt,
   type ImgCommand,
   type ImgContext,
@@ -62,10 +63,10 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
   const output = outputFormat(opts);
-  if (positional.length !== 1) throw new UsageError("Expecting one image file name");
+  if (positional.length !== 1) throw new ErrorExit("Expecting one image file name");
   const startText = lastOpt(opts, "s");
   const lengthText = lastOpt(opts, "l");
-  const start = startText ? parseSizeOrThrow(startText, "start offset", ctx) : 0;
+  const start = startText ? cvtnum(ctx, "start offset", startText) : 0;
   const node = await openImage(ctx, positional[0], {
     format: lastOpt(opts, "f"),
     imageOpts: hasOpt(opts, "image-opts"),
@@ -78,7 +79,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       ? Math.min(
         size,
         start +
-          parseSizeOrThrow(lengthText, "max length", ctx),
+          cvtnum(ctx, "max length", lengthText),
       )
       : size;
     let first = true;
@@ -119,23 +120,6 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     await closeQuietly(node);
   }
   return 0;
-}
-
-/** A size operand read as qemu-img's cvtnum_full, with its two-line message. */
-function parseSizeOrThrow(text: string, what: string, ctx: ImgContext): number {
-  let n = -1;
-  try {
-    if (!text.startsWith("-")) n = parseSize(text);
-  } catch {
-    // Reported below.
-  }
-  if (n < 0) {
-    throw new UsageError(
-      `Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for\n` +
-        `${ctx.errorPrefix}: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`,
-    );
-  }
-  return n;
 }
 
 /** The `map` subcommand. */

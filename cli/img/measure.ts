@@ -48,7 +48,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   ) {
     throw new UsageError("--image-opts, -f, and -l require a filename argument.");
   }
-  if (positional.length > 1) throw new UsageError("Expecting one image file name");
+  if (positional.length > 1) throw new UsageError("At most one filename argument is allowed.");
   const format = ctx.graph.format(outFormat);
   if (!format.measure) {
     throw new UsageError(`Block driver '${outFormat}' does not support size measurement`);
@@ -59,7 +59,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   // qemu-img adds the size of persistent bitmaps when both sides are qcow2 (none are copied yet).
   let bitmaps: number | undefined;
   if (sizeText !== undefined) {
-    virtualSize = parseImageSize(sizeText);
+    virtualSize = parseImageSize(sizeText, ctx);
     allocated = 0;
   } else {
     const node = await openImage(ctx, positional[0], {

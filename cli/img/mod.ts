@@ -6,7 +6,8 @@ import { versionLine } from "../version.ts";
 import { amendCommand } from "./amend.ts";
 import { benchCommand } from "./bench.ts";
 import { checkCommand } from "./check.ts";
-import type { ImgCommand, ImgContext } from "./common.ts";
+import { ErrorExit, type ImgCommand, type ImgContext } from "./common.ts";
+import { GetoptError } from "../getopt.ts";
 import { commitCommand } from "./commit.ts";
 import { compareCommand } from "./compare.ts";
 import { convertCommand } from "./convert.ts";
@@ -156,5 +157,13 @@ export async function runImg(args: string[], ctx: Omit<ImgContext, "printHelp">)
       `Command not found: ${name}\nTry '${ctx.program} --help' for more information`,
     );
   }
-  return await command.run(args.slice(i + 1), full);
+  try {
+    return await command.run(args.slice(i + 1), full);
+  } catch (e) {
+    // qemu-img's error_exit, unrecognized_option and missing_argument add this line.
+    if (e instanceof GetoptError || e instanceof ErrorExit) {
+      throw new UsageError(`${e.message}\nTry '${ctx.program} --help' for more information`);
+    }
+    throw e;
+  }
 }

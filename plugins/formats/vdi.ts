@@ -251,7 +251,9 @@ export class VdiNode implements BlockNode {
       if (allocated && e !== this.#bmap[block] + (b - block)) break;
       n = Math.min(limit, n + bs);
     }
-    if (!allocated) return Promise.resolve({ bytes: n, allocated: false, data: false, zero: true });
+    // An unallocated block reads as zeroes defined by this image (the format has no
+    // backing file), so QEMU reports it zero and allocated.
+    if (!allocated) return Promise.resolve({ bytes: n, allocated: true, data: false, zero: true });
     return Promise.resolve({
       bytes: n,
       allocated: true,

@@ -152,6 +152,15 @@ export class Qcow2Node implements BlockNode {
 
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {
     this.#checkWrite(offset, data.length);
+    if (data.length === 0) {
+      // No data: the end of a compressed stream. Like qcow2_co_pwritev_compressed_part,
+      // round the file up to a whole sector to ease sector-based readers.
+      return this.#serialize(() => {
+        const file = this.#img.file.node;
+        const end = file.size();
+        if (end % 512 !== 0) return file.truncate(Math.ceil(end / 512) * 512);
+      });
+    }
     return this.#serialize(() => writeCompressedGuest(this.#img, offset, data));
   }
 
@@ -282,14 +291,16 @@ export class Qcow2Node implements BlockNode {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
-    return this.#serialize(() => createSnapshot(this.#img, name, options));
+    return this.#serialize(() =>
+      this.#discardingFreed(() => createSnapshot(this.#img, name, options))
+    );
   }
 
   snapshotApply(idOrName: string): Promise<void> {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
-    return this.#serialize(() => applySnapshot(this.#img, idOrName));
+    return this.#serialize(() => this.#discardingFreed(() => applySnapshot(this.#img, idOrName)));
   }
 
   snapshotLoadTmp(id: string | undefined, name: string | undefined): Promise<boolean> {
@@ -301,7 +312,7 @@ export class Qcow2Node implements BlockNode {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
-    return this.#serialize(() => deleteSnapshot(this.#img, idOrName));
+    return this.#serialize(() => this.#discardingFreed(() => deleteSnapshot(this.#img, idOrName)));
   }
 
   changeBackingFile(name: string | undefined, format: string | undefined): Promise<void> {
@@ -371,6 +382,32 @@ export class Qcow2Node implements BlockNode {
       refcountCacheMisses: img.refcounts.cache.misses,
       refcountCacheEntries: this.#caches.refcountEntries,
     };
+  }
+
+  /**
+   * Runs a snapshot operation, then punches holes where it freed clusters, as QEMU
+   * does with pass-discard-snapshot (on by default). The operation has written its
+   * refcounts by then, so a crash never leaves a hole under a counted cluster.
+   */
+  async #discardingFreed<T>(work: () => T): Promise<T> {
+    const img = this.#img;
+    const freed: number[] = [];
+    const previous = img.refcounts.onFreed;
+    img.refcounts.onFreed = (offset, clusters) => {
+      previous?.(offset, clusters);
+      freed.push(offset);
+    };
+    let result: T;
+    try {
+      result = work();
+    } finally {
+      img.refcounts.onFreed = previous;
+    }
+    const cs = img.layout.clusterSize;
+    for (const offset of freed) {
+      if (img.refcounts.get(offset / cs) === 0) await img.file.node.discard(offset, cs);
+    }
+    return result;
   }
 
   #serialize<T>(fn: () => Promise<T> | T): Promise<T> {

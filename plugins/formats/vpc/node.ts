@@ -162,7 +162,9 @@ export class VpcNode implements BlockNode {
       }
       n = Math.min(limit, n + dyn.blockSize);
     }
-    if (!allocated) return Promise.resolve({ bytes: n, allocated: false, data: false, zero: true });
+    // An unallocated block reads as zeroes defined by this image (the format has no
+    // backing file), so QEMU reports it zero and allocated.
+    if (!allocated) return Promise.resolve({ bytes: n, allocated: true, data: false, zero: true });
     return Promise.resolve({
       bytes: n,
       allocated: true,
