@@ -94,7 +94,9 @@ async function compareFiles(
     [...theirs.written.keys()].sort(),
     "the same files are written",
   );
-  const byContent = row.masks?.some((m) => m === "random-ids" || m === "snapshot-clock");
+  const byContent = row.masks?.some((m) =>
+    m === "random-ids" || m === "snapshot-clock" || m === "parallel-allocation"
+  );
   for (const [name, bytes] of theirs.written) {
     const mine = ours.written.get(name)!;
     if (!byContent) {
