@@ -48,6 +48,12 @@ const OTHER_FIXTURES = ["v.vmdk", "so.vmdk", "v.vdi", "v.vpc", "v.vhdx", "v.qcow
 const RAW_FIXTURES = ["odd.raw", "odd2.raw", "sparse.raw", "hole.raw", "empty.raw"];
 const DAMAGED = ["trunc.qcow2", "badl1.qcow2", "badmagic.qcow2", "bad.vmdk"];
 
+/** Fixtures that name others as backing files: a case using one gets them too. */
+export const FIXTURE_DEPENDENCIES: Record<string, string[]> = {
+  "top.qcow2": ["mid.qcow2", "base.raw"],
+  "mid.qcow2": ["base.raw"],
+};
+
 /** The table, grouped by subcommand. */
 export const DIFF_TABLE: Record<string, DiffCase[]> = {
   info: [
