@@ -61,9 +61,16 @@ export async function loadSnapshotParam(node: BlockNode, param: SnapshotParam): 
       `Block format '${node.driver}' used by device '' does not support temporarily loading internal snapshots`,
     );
   }
-  const found = param.kind === "exact"
-    ? await node.snapshotLoadTmp(param.id, param.name)
-    : await node.snapshotLoadTmp(param.idOrName, undefined) ||
-      await node.snapshotLoadTmp(undefined, param.idOrName);
+  let found: boolean;
+  try {
+    found = param.kind === "exact"
+      ? await node.snapshotLoadTmp(param.id, param.name)
+      : await node.snapshotLoadTmp(param.idOrName, undefined) ||
+        await node.snapshotLoadTmp(undefined, param.idOrName);
+  } catch (e) {
+    // A damaged snapshot (its L1 table out of bounds...) is reported as a failed load.
+    if (e instanceof VmkitError) throw new SnapshotLoadError(e.message);
+    throw e;
+  }
   if (!found) throw new SnapshotLoadError("Can't find snapshot");
 }
