@@ -102,13 +102,21 @@ export async function openImage(
 ): Promise<BlockNode> {
   if (options.imageOpts) {
     const parsed = parseImageOpts(filename);
-    filename = parsed.filename;
-    options = {
-      ...options,
-      imageOpts: false,
-      format: parsed.format ?? options.format,
-      formatOptionsText: [parsed.rest, options.formatOptionsText].filter(Boolean).join(","),
-    };
+    const text = filename;
+    try {
+      return await openImage(ctx, parsed.filename, {
+        ...options,
+        imageOpts: false,
+        format: parsed.format ?? options.format,
+        formatOptionsText: [parsed.rest, options.formatOptionsText].filter(Boolean).join(","),
+      });
+    } catch (e) {
+      // qemu-img names the option string in the outer message, the file in the inner one.
+      if (e instanceof VmkitError && e.message === `Could not open '${parsed.filename}'`) {
+        throw new VmkitError(`Could not open '${text}'`, { cause: e.cause, exitCode: e.exitCode });
+      }
+      throw e;
+    }
   }
   const cache = options.cache ? parseCacheMode(options.cache) : undefined;
   let formatOptions: ParsedOptions | undefined = options.formatOptions;

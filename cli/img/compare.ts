@@ -1,7 +1,7 @@
 // `img compare`: do two images read the same (exit 0), differ (1), or fail (2)
 
 import type { BlockNode } from "../../core/block/driver.ts";
-import { UsageError, VmkitError } from "../../core/errors.ts";
+import { VmkitError } from "../../core/errors.ts";
 import { getopt } from "../getopt.ts";
 import { writeOut } from "../output.ts";
 import {

@@ -4,11 +4,12 @@ import { BlockBackend, type CacheMode } from "../../core/block/backend.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import { isZero } from "../../core/block/zero.ts";
 import { NotSupportedError, UsageError } from "../../core/errors.ts";
-import { isHelpRequest, parseSize } from "../../core/options.ts";
+import { isHelpRequest } from "../../core/options.ts";
 import { getopt } from "../getopt.ts";
 import { writeOut } from "../output.ts";
 import {
   closeQuietly,
+  cvtnum,
   hasOpt,
   type ImgCommand,
   type ImgContext,
@@ -235,25 +236,26 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   if (targetIsZeroFlag && !skipCreate) {
     throw new UsageError("--target-is-zero requires use of -n flag");
   }
+  // qemu-img's MAX_COROUTINES.
   const workers = Number(lastOpt(opts, "m") ?? "8");
-  if (!Number.isInteger(workers) || workers < 1 || workers > 32) {
+  if (!Number.isInteger(workers) || workers < 1 || workers > 16) {
     throw new UsageError(
-      "Invalid number of coroutines. Allowed number of coroutines is between 1 and 32",
+      "Invalid number of coroutines. Allowed number of coroutines is between 1 and 16",
     );
   }
   const sparseText = lastOpt(opts, "S");
   let sparseBytes = 4096;
   if (sparseText !== undefined) {
-    try {
-      sparseBytes = parseSize(sparseText);
-    } catch {
-      throw new UsageError("Invalid buffer size for sparse output specified");
-    }
-    if (sparseBytes % 512 !== 0 || sparseBytes > 2 ** 31) {
-      throw new UsageError("Invalid buffer size for sparse output specified");
+    sparseBytes = cvtnum(ctx, "buffer size for sparse output", sparseText);
+    // MAX_BUF_SECTORS: 32768 sectors.
+    if (sparseBytes % 512 !== 0 || sparseBytes > 16 << 20) {
+      throw new UsageError(
+        "Invalid buffer size for sparse output specified. Valid sizes are multiples of 512 " +
+          "up to 16777216. Select 0 to disable sparse detection (fully allocates output).",
+      );
     }
   }
-  if (sparseBytes === 0 && compress) {
+  if (hasOpt(opts, "C") && compress) {
     throw new UsageError("Cannot enable copy offloading when -c is used");
   }
   const backingName = lastOpt(opts, "B");

@@ -122,9 +122,11 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
           // Could not open it either: the missing format is the first thing to fix.
         }
       }
-      // qemu-img prints this one without a final newline.
+      // qemu-img prints the detected-format variant without a final newline.
       writeErr(
-        `${ctx.errorPrefix}: ${filename}: Backing file specified without backing format${detected}`,
+        `${ctx.errorPrefix}: ${filename}: Backing file specified without backing format${
+          detected || "\n"
+        }`,
       );
       return 1;
     }

@@ -13,9 +13,9 @@ import {
   lastOpt,
   openImage,
   outputFormat,
+  parseImageOpts,
   STANDARD_LONG,
 } from "./common.ts";
-import { UsageError } from "../../core/errors.ts";
 
 /** Everything `info` reports about one image. */
 export interface ImageInfo {
@@ -185,9 +185,15 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       readOnly: true,
       forceShare,
       noBacking: true,
+      // Only the named image comes as an option string; its backing files are names.
+      imageOpts: hasOpt(opts, "image-opts") && infos.length === 0,
     });
     try {
-      infos.push(collectInfo(node, filename));
+      // With --image-opts the image is shown by its file name, as qemu-img does.
+      const shown = hasOpt(opts, "image-opts") && infos.length === 0
+        ? parseImageOpts(filename).filename
+        : filename;
+      infos.push(collectInfo(node, shown));
     } finally {
       await node.close();
     }

@@ -12,8 +12,8 @@ export type MaskRule =
   /** `bench` prints its own run time. */
   | "bench-time"
   /**
-   * qemu-img commit runs QEMU's mirror job, whose parallel copies allocate clusters
-   * in a different order from run to run: files compared by content.
+   * qemu-img commit (QEMU's mirror job) and convert -W copy in parallel, so clusters are
+   * allocated in a different order from run to run: files compared by content.
    */
   | "parallel-allocation";
 
@@ -30,7 +30,6 @@ export interface DiffCase {
 }
 
 const c = (...args: string[]): DiffCase => ({ steps: [args] });
-const w = (...args: string[]): DiffCase => ({ steps: [args], writes: true });
 const seq = (...steps: string[][]): DiffCase => ({ steps, writes: true });
 
 const QCOW2_FIXTURES = [
@@ -261,6 +260,32 @@ export const DIFF_TABLE: Record<string, DiffCase[]> = {
       masks: ["bench-time"],
       writes: true,
     },
+  ],
+  "documented options": [
+    c("info", "--image-opts", "driver=qcow2,file.filename=a.qcow2"),
+    c("map", "--image-opts", "--output=json", "driver=qcow2,file.filename=c4k.qcow2"),
+    {
+      ...c("convert", "-W", "-m", "2", "-O", "qcow2", "a.qcow2", "out.qcow2"),
+      masks: ["parallel-allocation"],
+    },
+    c("convert", "-m", "0", "-O", "raw", "a.qcow2", "out.raw"),
+    c("convert", "-C", "-c", "-O", "qcow2", "a.qcow2", "out.qcow2"),
+    c("convert", "-S", "32M", "-O", "raw", "a.qcow2", "out.raw"),
+    c("convert", "-t", "writeback", "-T", "none", "-O", "raw", "c4k.qcow2", "out.raw"),
+    c("convert", "-U", "-p", "-q", "-O", "raw", "snap.qcow2", "out.raw"),
+    c("convert", "-m", "99", "-O", "raw", "a.qcow2", "out.raw"),
+    c("convert", "-S", "1000", "-O", "raw", "a.qcow2", "out.raw"),
+    c("convert", "-c", "-S", "0", "-O", "qcow2", "a.qcow2", "out.qcow2"),
+    c("convert", "--target-is-zero", "-O", "raw", "a.qcow2", "out.raw"),
+    c("create", "-u", "-f", "qcow2", "-b", "nosuch.qcow2", "-F", "qcow2", "new.qcow2", "1M"),
+    c("create", "-f", "qcow2", "-b", "nosuch.qcow2", "-F", "qcow2", "new.qcow2"),
+    c("check", "-U", "--output=json", "-f", "qcow2", "c4k.qcow2"),
+    c("compare", "-U", "-f", "qcow2", "-F", "qcow2", "a.qcow2", "vm.qcow2"),
+    c("measure", "--output=json", "-O", "qcow2", "-o", "cluster_size=2M", "--size", "10G"),
+    c("snapshot", "-l", "-U", "snap.qcow2"),
+    c("create", "-u", "-f", "qcow2", "-b", "nosuch.qcow2", "new.qcow2", "1M"),
+    { ...seq(["snapshot", "-c", "", "a.qcow2"]), masks: ["snapshot-clock"] },
+    c("info", "--output=json", "--backing-chain", "-U", "mid.qcow2"),
   ],
   "odd sizes and damaged files": [
     c("info", "odd2.raw"),

@@ -211,7 +211,12 @@ export async function createQcow2(
   // A raw external data file must map 1:1 from the start (QEMU forces this too).
   if (settings.dataFileRaw && settings.preallocation === "off") settings.preallocation = "metadata";
   let size = sizeBytes;
-  if (settings.backingFile !== undefined) {
+  // The backing file is opened only when it must give the size or its format (qemu-img
+  // create checks it before, unless -u): an explicit size never needs it.
+  const sizeGiven = size > 0 || (size === 0 && opts.size !== undefined);
+  if (
+    settings.backingFile !== undefined && (!sizeGiven || settings.backingFormat === undefined)
+  ) {
     const resolved = ctx.resolveBacking(filename, settings.backingFile);
     const backing = await ctx.openImage(resolved, {
       format: settings.backingFormat,
