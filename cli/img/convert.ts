@@ -162,9 +162,10 @@ async function writeExtent(
       continue;
     }
     if (options.compress) {
-      // One cluster per extent: all-zero clusters stay unallocated.
+      // One cluster per extent: all-zero clusters stay unallocated, unless -S 0 asked
+      // for no zero detection (qemu-img then compresses zero clusters too).
       const data = buf.subarray(start, start + length);
-      if (isZero(data)) {
+      if (options.sparseBytes > 0 && isZero(data)) {
         if (!options.targetIsZero) await target.writeZeroes(at, length, { unmap: true });
       } else if (length === clusterSize) await target.writeCompressed(at, data);
       else await target.write(at, data);
