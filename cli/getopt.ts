@@ -26,6 +26,17 @@ export interface GetoptResult {
 }
 
 /**
+ * A command line getopt refuses, worded as qemu-img's `unrecognized_option` and
+ * `missing_argument` (the caller adds the `Try ... --help` line).
+ */
+export class GetoptError extends UsageError {
+  constructor(message: string) {
+    super(message);
+    this.name = "GetoptError";
+  }
+}
+
+/**
  * Parses arguments as GNU `getopt_long` does: `short` is a getopt string (`"hf:o:q"`,
  * a colon after a letter means it takes an argument); options and positional
  * arguments may be mixed; `--` ends the options; short flags may be grouped (`-qp`);
@@ -73,7 +84,7 @@ export function getopt(
       const exact = long.find((l) => l.name === name);
       const prefixed = exact ? [exact] : long.filter((l) => l.name.startsWith(name));
       if (prefixed.length !== 1) {
-        throw new UsageError(
+        throw new GetoptError(
           prefixed.length === 0 ? `unrecognized option '${arg}'` : `option '${arg}' is ambiguous`,
         );
       }
@@ -82,9 +93,9 @@ export function getopt(
       if (opt.hasArg) {
         if (eq >= 0) value = arg.slice(eq + 1);
         else if (i + 1 < args.length) value = args[++i];
-        else throw new UsageError(`option '--${opt.name}' requires an argument`);
+        else throw new GetoptError(`missing argument for option '${arg}'`);
       } else if (eq >= 0) {
-        throw new UsageError(`option '--${opt.name}' doesn't allow an argument`);
+        throw new GetoptError(`unrecognized option '${arg}'`);
       }
       opts.push({ name: opt.short ?? opt.name, value });
       continue;
@@ -93,7 +104,12 @@ export function getopt(
       for (let j = 1; j < arg.length; j++) {
         const ch = arg[j];
         const takesArg = shortArg.get(ch);
-        if (takesArg === undefined) throw new UsageError(`invalid option -- '${ch}'`);
+        if (takesArg === undefined) {
+          // qemu-img names argv[optind - 1]: this argument once its last letter is read,
+          // the one before it while letters of this one remain.
+          const named = j === arg.length - 1 ? arg : (i > 0 ? args[i - 1] : arg);
+          throw new GetoptError(`unrecognized option '${named}'`);
+        }
         if (!takesArg) {
           opts.push({ name: ch, value: "" });
           continue;
@@ -101,7 +117,7 @@ export function getopt(
         let value: string;
         if (j + 1 < arg.length) value = arg.slice(j + 1);
         else if (i + 1 < args.length) value = args[++i];
-        else throw new UsageError(`option requires an argument -- '${ch}'`);
+        else throw new GetoptError(`missing argument for option '${arg}'`);
         opts.push({ name: ch, value });
         break;
       }

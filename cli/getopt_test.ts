@@ -26,12 +26,14 @@ Deno.test("getopt() maps a long option to its short letter and accepts a unique 
   assert.deepEqual(r.opts, [{ name: "U", value: "" }, { name: "output", value: "json" }]);
 });
 
-Deno.test("getopt() reports unknown and incomplete options as GNU does", () => {
-  assert.throws(() => getopt(["-z"], "q"), /invalid option -- 'z'/);
-  assert.throws(() => getopt(["-f"], "f:"), /option requires an argument -- 'f'/);
+Deno.test("getopt() reports unknown and incomplete options in qemu-img's words", () => {
+  assert.throws(() => getopt(["-z"], "q"), /unrecognized option '-z'/);
+  // A letter inside a cluster is named by the argument before it, as argv[optind - 1].
+  assert.throws(() => getopt(["-f", "qcow2", "-zq"], "f:q"), /unrecognized option 'qcow2'/);
+  assert.throws(() => getopt(["-f"], "f:"), /missing argument for option '-f'/);
   assert.throws(() => getopt(["--nope"], "q"), /unrecognized option '--nope'/);
   assert.throws(
     () => getopt(["--output"], "", [{ name: "output", hasArg: true }]),
-    /requires an argument/,
+    /missing argument for option '--output'/,
   );
 });

@@ -109,8 +109,9 @@ Deno.test("vmkit img create refuses a bad size with qemu-img's two-line message"
     assert.equal(r.code, 1);
     assert.equal(
       r.stderr,
-      "vmkit: a.raw: Invalid image size specified. You may use k, M, G, T, P or E suffixes for\n" +
-        "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.\n",
+      // qemu-img reads the size before naming the image, and prefixes both lines.
+      "vmkit: Invalid image size specified. You may use k, M, G, T, P or E suffixes for\n" +
+        "vmkit: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.\n",
     );
   } finally {
     await cleanup();

@@ -1,4 +1,4 @@
-// `img bench`: timed read or write requests at a queue depth, plus the L2 cache hit rate
+// `img bench`: timed read or write requests at a queue depth
 
 import type { BlockBackend } from "../../core/block/backend.ts";
 import { UsageError } from "../../core/errors.ts";
@@ -7,6 +7,7 @@ import { getopt } from "../getopt.ts";
 import { writeOut } from "../output.ts";
 import {
   closeQuietly,
+  ErrorExit,
   hasOpt,
   type ImgCommand,
   type ImgContext,
@@ -84,7 +85,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     { name: "no-drain", hasArg: false },
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
-  if (positional.length !== 1) throw new UsageError("Expecting one image file name");
+  if (positional.length !== 1) throw new ErrorExit("Expecting one image file name");
   const write = hasOpt(opts, "w");
   const o: BenchOptions = {
     count: intOpt(lastOpt(opts, "c"), 75000, "request count"),
@@ -129,13 +130,6 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     const seconds = await runBench(backend, o);
     if (!quiet) {
       writeOut(`Run completed in ${seconds.toFixed(3)} seconds.\n`);
-      const stats = backend.root.stats?.();
-      if (stats && stats.l2CacheHits !== undefined) {
-        const hits = stats.l2CacheHits;
-        const misses = stats.l2CacheMisses ?? 0;
-        const rate = hits + misses ? (hits * 100) / (hits + misses) : 100;
-        writeOut(`L2 cache: ${hits} hits, ${misses} misses, hit rate ${rate.toFixed(2)}%\n`);
-      }
     }
   } finally {
     await closeQuietly(backend);

@@ -3,9 +3,11 @@
 import type { CheckResult, RepairMode } from "../../core/block/driver.ts";
 import { UsageError, VmkitError } from "../../core/errors.ts";
 import { getopt } from "../getopt.ts";
+import { qdictOrder } from "./qdict_order.ts";
 import { type Json, qemuJson, writeErr, writeOut } from "../output.ts";
 import {
   closeQuietly,
+  ErrorExit,
   hasOpt,
   type ImgCommand,
   type ImgContext,
@@ -22,8 +24,15 @@ export const CHECK_CORRUPT = 2;
 export const CHECK_LEAKS = 3;
 export const CHECK_NOT_SUPPORTED = 63;
 
+/** `%.2f` of a percentage as glibc prints it: an exact tie rounds to even (3.125 -> 3.12). */
 function percent(part: number, whole: number): string {
-  return (whole ? (part * 100) / whole : 0).toFixed(2);
+  const value = whole ? (part * 100) / whole : 0;
+  const scaled = value * 100;
+  if (Number.isInteger(scaled * 2) && !Number.isInteger(scaled)) {
+    const down = Math.floor(scaled);
+    return ((down % 2 === 0 ? down : down + 1) / 100).toFixed(2);
+  }
+  return value.toFixed(2);
 }
 
 /** The human report, as qemu-img prints it after the driver's own lines. */
@@ -80,7 +89,10 @@ export function checkJson(r: CheckResult, filename: string, format: string): Jso
     "filename": filename,
     "format": format,
   };
-  return obj as Json;
+  // qemu-img builds this object as a QDict: its keys print in hash order.
+  const present: Record<string, Json> = {};
+  for (const [k, v] of Object.entries(obj)) if (v !== undefined) present[k] = v;
+  return qdictOrder(present) as Json;
 }
 
 /** The exit code for a finished check. */
@@ -99,12 +111,12 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
   const output = outputFormat(opts);
-  if (positional.length !== 1) throw new UsageError("Expecting one image file name");
+  if (positional.length !== 1) throw new ErrorExit("Expecting one image file name");
   const repairText = lastOpt(opts, "r");
   let repair: RepairMode = "none";
   if (repairText !== undefined) {
     if (repairText !== "leaks" && repairText !== "all") {
-      throw new UsageError(
+      throw new ErrorExit(
         `Unknown option value for -r (expecting 'leaks' or 'all'): ${repairText}`,
       );
     }

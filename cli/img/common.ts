@@ -4,7 +4,12 @@ import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/b
 import type { BlockNode } from "../../core/block/driver.ts";
 import { BlockGraph } from "../../core/block/graph.ts";
 import { UsageError, VmkitError } from "../../core/errors.ts";
-import { type ParsedOptions, parseKeyValueList, parseOptions } from "../../core/options.ts";
+import {
+  type ParsedOptions,
+  parseKeyValueList,
+  parseOptions,
+  parseSize,
+} from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
 import type { LongOption, ParsedOpt } from "../getopt.ts";
 import { writeErr } from "../output.ts";
@@ -38,6 +43,17 @@ export interface ImgCommand {
   readonly synopsis: string;
   /** Runs the command; resolves to the process exit code. */
   run(args: string[], ctx: ImgContext): Promise<number>;
+}
+
+/**
+ * A usage error qemu-img reports through `error_exit`: the message, then the
+ * `Try '<program> --help' for more information` line (runImg adds it).
+ */
+export class ErrorExit extends UsageError {
+  constructor(message: string) {
+    super(message);
+    this.name = "ErrorExit";
+  }
 }
 
 /** A failure whose message qemu-img prints and whose exit code is not 1. */
@@ -86,13 +102,21 @@ export async function openImage(
 ): Promise<BlockNode> {
   if (options.imageOpts) {
     const parsed = parseImageOpts(filename);
-    filename = parsed.filename;
-    options = {
-      ...options,
-      imageOpts: false,
-      format: parsed.format ?? options.format,
-      formatOptionsText: [parsed.rest, options.formatOptionsText].filter(Boolean).join(","),
-    };
+    const text = filename;
+    try {
+      return await openImage(ctx, parsed.filename, {
+        ...options,
+        imageOpts: false,
+        format: parsed.format ?? options.format,
+        formatOptionsText: [parsed.rest, options.formatOptionsText].filter(Boolean).join(","),
+      });
+    } catch (e) {
+      // qemu-img names the option string in the outer message, the file in the inner one.
+      if (e instanceof VmkitError && e.message === `Could not open '${parsed.filename}'`) {
+        throw new VmkitError(`Could not open '${text}'`, { cause: e.cause, exitCode: e.exitCode });
+      }
+      throw e;
+    }
   }
   const cache = options.cache ? parseCacheMode(options.cache) : undefined;
   let formatOptions: ParsedOptions | undefined = options.formatOptions;
@@ -136,6 +160,35 @@ export async function openBackend(
   });
 }
 
+/**
+ * A number with an optional size suffix, read as qemu-img's `cvtnum_full`: a bad or
+ * negative value gets the two-line suffix hint, an out-of-range one the bounds.
+ */
+export function cvtnum(
+  ctx: Pick<ImgContext, "errorPrefix">,
+  name: string,
+  text: string,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  let n = -1;
+  try {
+    if (!text.trimStart().startsWith("-")) n = parseSize(text);
+  } catch {
+    // Reported below.
+  }
+  if (n < 0) {
+    throw new UsageError(
+      `Invalid ${name} specified. You may use k, M, G, T, P or E suffixes for\n` +
+        `${ctx.errorPrefix}: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`,
+    );
+  }
+  if (n < min || n > max) {
+    throw new UsageError(`Invalid ${name} specified. Must be between ${min} and ${max}.`);
+  }
+  return n;
+}
+
 /** The last value of option `name`, or undefined. */
 export function lastOpt(opts: readonly ParsedOpt[], name: string): string | undefined {
   let v: string | undefined;
@@ -165,9 +218,8 @@ export function outputFormat(opts: readonly ParsedOpt[]): "human" | "json" {
 
 /** Requires exactly `count` positional arguments, with qemu-img's wording. */
 export function expectArgs(positional: string[], min: number, max = min): void {
-  if (positional.length < min) throw new UsageError("Expecting one image file name");
-  if (positional.length > max) {
-    throw new UsageError(`Expecting one image file name`);
+  if (positional.length < min || positional.length > max) {
+    throw new ErrorExit("Expecting one image file name");
   }
 }
 

@@ -1,11 +1,12 @@
 // `img compare`: do two images read the same (exit 0), differ (1), or fail (2)
 
 import type { BlockNode } from "../../core/block/driver.ts";
-import { UsageError, VmkitError } from "../../core/errors.ts";
+import { VmkitError } from "../../core/errors.ts";
 import { getopt } from "../getopt.ts";
 import { writeOut } from "../output.ts";
 import {
   closeQuietly,
+  ErrorExit,
   hasOpt,
   type ImgCommand,
   type ImgContext,
@@ -13,7 +14,7 @@ import {
   openImage,
   STANDARD_LONG,
 } from "./common.ts";
-import { chainStatus } from "../../core/block/status.ts";
+import { type ChainStatus, chainStatus } from "../../core/block/status.ts";
 import { Progress } from "./progress.ts";
 
 const CHUNK_BYTES = 1 << 20;
@@ -30,6 +31,15 @@ export function firstMismatch(a: Uint8Array, b: Uint8Array, length: number): num
 function firstNonZero(a: Uint8Array, length: number): number {
   for (let i = 0; i < length; i++) if (a[i] !== 0) return i - (i % SECTOR);
   return -1;
+}
+
+/**
+ * The flags QEMU's strict compare sees in `bdrv_block_status_above`: data, zero,
+ * offset-valid, allocated and end-of-file.
+ */
+function statusWord(s: ChainStatus, size: number): number {
+  return (s.data ? 1 : 0) | (s.zero ? 2 : 0) | (s.offset !== undefined ? 4 : 0) |
+    (s.present ? 0x10 : 0) | (s.start + s.length >= size ? 0x20 : 0);
 }
 
 /** Compares two opened images; returns the exit code and the message to print. */
@@ -49,10 +59,12 @@ export async function compareImages(
   const total = Math.max(sizeA, sizeB);
   let offset = 0;
   while (offset < common) {
-    const sa = await chainStatus(a, offset, Math.min(common - offset, CHUNK_BYTES));
-    const sb = await chainStatus(b, offset, sa.length);
-    const n = Math.min(sa.length, sb.length);
-    if (options.strict && sa.present !== sb.present) {
+    // Each image is asked about the rest of itself, as img_compare does, so the end-of-file
+    // flag of the status means the same on both sides.
+    const sa = await chainStatus(a, offset, sizeA - offset);
+    const sb = await chainStatus(b, offset, sizeB - offset);
+    const n = Math.min(sa.length, sb.length, common - offset, CHUNK_BYTES);
+    if (options.strict && statusWord(sa, sizeA) !== statusWord(sb, sizeB)) {
       return { code: 1, message: `Strict mode: Offset ${offset} block status mismatch!` };
     }
     if (!(sa.zero && sb.zero)) {
@@ -85,10 +97,11 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     ...STANDARD_LONG,
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
+  // A usage error exits 1 (error_exit); failures after this point exit 2.
+  if (positional.length !== 2) throw new ErrorExit("Expecting two image file names");
   let a: BlockNode | undefined;
   let b: BlockNode | undefined;
   try {
-    if (positional.length !== 2) throw new UsageError("Expecting two image file names");
     const shared = {
       readOnly: true,
       forceShare: hasOpt(opts, "U"),

@@ -4,11 +4,12 @@ import { BlockBackend, type CacheMode } from "../../core/block/backend.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import { isZero } from "../../core/block/zero.ts";
 import { NotSupportedError, UsageError } from "../../core/errors.ts";
-import { isHelpRequest, parseSize } from "../../core/options.ts";
+import { isHelpRequest } from "../../core/options.ts";
 import { getopt } from "../getopt.ts";
 import { writeOut } from "../output.ts";
 import {
   closeQuietly,
+  cvtnum,
   hasOpt,
   type ImgCommand,
   type ImgContext,
@@ -20,6 +21,7 @@ import {
 import { createOptionsHelp, parseCreateOptions } from "./create.ts";
 import { chainStatus } from "../../core/block/status.ts";
 import { Progress } from "./progress.ts";
+import { loadSnapshotParam, parseSnapshotParam } from "./snapshot_param.ts";
 
 /** Bytes a convert worker moves at once (QEMU's default buffer is 2 MiB). */
 const CHUNK_BYTES = 2 << 20;
@@ -101,6 +103,10 @@ export async function convertImages(
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, options.workers) }, worker));
+  // qemu-img signals the end of a compressed stream with an empty compressed write.
+  if (options.compress && !options.targetHasBacking && target.root.writeCompressed) {
+    await target.writeCompressed(0, new Uint8Array(0));
+  }
   await target.flush();
 }
 
@@ -156,9 +162,10 @@ async function writeExtent(
       continue;
     }
     if (options.compress) {
-      // One cluster per extent: all-zero clusters stay unallocated.
+      // One cluster per extent: all-zero clusters stay unallocated, unless -S 0 asked
+      // for no zero detection (qemu-img then compresses zero clusters too).
       const data = buf.subarray(start, start + length);
-      if (isZero(data)) {
+      if (options.sparseBytes > 0 && isZero(data)) {
         if (!options.targetIsZero) await target.writeZeroes(at, length, { unmap: true });
       } else if (length === clusterSize) await target.writeCompressed(at, data);
       else await target.write(at, data);
@@ -230,25 +237,26 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   if (targetIsZeroFlag && !skipCreate) {
     throw new UsageError("--target-is-zero requires use of -n flag");
   }
+  // qemu-img's MAX_COROUTINES.
   const workers = Number(lastOpt(opts, "m") ?? "8");
-  if (!Number.isInteger(workers) || workers < 1 || workers > 32) {
+  if (!Number.isInteger(workers) || workers < 1 || workers > 16) {
     throw new UsageError(
-      "Invalid number of coroutines. Allowed number of coroutines is between 1 and 32",
+      "Invalid number of coroutines. Allowed number of coroutines is between 1 and 16",
     );
   }
   const sparseText = lastOpt(opts, "S");
   let sparseBytes = 4096;
   if (sparseText !== undefined) {
-    try {
-      sparseBytes = parseSize(sparseText);
-    } catch {
-      throw new UsageError("Invalid buffer size for sparse output specified");
-    }
-    if (sparseBytes % 512 !== 0 || sparseBytes > 2 ** 31) {
-      throw new UsageError("Invalid buffer size for sparse output specified");
+    sparseBytes = cvtnum(ctx, "buffer size for sparse output", sparseText);
+    // MAX_BUF_SECTORS: 32768 sectors.
+    if (sparseBytes % 512 !== 0 || sparseBytes > 16 << 20) {
+      throw new UsageError(
+        "Invalid buffer size for sparse output specified. Valid sizes are multiples of 512 " +
+          "up to 16777216. Select 0 to disable sparse detection (fully allocates output).",
+      );
     }
   }
-  if (sparseBytes === 0 && compress) {
+  if (hasOpt(opts, "C") && compress) {
     throw new UsageError("Cannot enable copy offloading when -c is used");
   }
   const backingName = lastOpt(opts, "B");
@@ -257,6 +265,8 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   }
   const quiet = hasOpt(opts, "q");
   const forceShare = hasOpt(opts, "U");
+  const snapshotText = lastOpt(opts, "l");
+  const snapshot = snapshotText === undefined ? undefined : parseSnapshotParam(snapshotText, ctx);
   const sources: BlockNode[] = [];
   let target: BlockBackend | undefined;
   try {
@@ -272,6 +282,13 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       );
     }
     const total = sources.reduce((n, s) => n + s.size(), 0);
+    if (snapshot) {
+      // Only the first source is read as the snapshot; a bare id-or-name refuses more sources.
+      if (snapshot.kind === "idOrName" && sources.length > 1) {
+        throw new UsageError("No support for concatenating multiple snapshot");
+      }
+      await loadSnapshotParam(sources[0], snapshot);
+    }
     const format = ctx.graph.format(outFormat);
     if (!skipCreate) {
       const parsed = parseCreateOptions(ctx, outFormat, optionText ?? "");

@@ -9,11 +9,18 @@ import {
   parseSize,
 } from "../../core/options.ts";
 import { getopt } from "../getopt.ts";
-import { writeOut } from "../output.ts";
-import { hasOpt, type ImgCommand, type ImgContext, joinedOpt, lastOpt } from "./common.ts";
+import { writeErr, writeOut } from "../output.ts";
+import {
+  ErrorExit,
+  hasOpt,
+  type ImgCommand,
+  type ImgContext,
+  joinedOpt,
+  lastOpt,
+} from "./common.ts";
 
 /** Reads the size argument of create, with qemu-img's two-line error. */
-export function parseImageSize(text: string): number {
+export function parseImageSize(text: string, ctx: Pick<ImgContext, "errorPrefix">): number {
   try {
     // qemu-img ignores a trailing 'b' and refuses negative sizes.
     if (text.startsWith("-")) throw new Error("negative");
@@ -21,7 +28,7 @@ export function parseImageSize(text: string): number {
   } catch {
     throw new UsageError(
       "Invalid image size specified. You may use k, M, G, T, P or E suffixes for\n" +
-        "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.",
+        `${ctx.errorPrefix}: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`,
     );
   }
 }
@@ -73,10 +80,12 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     writeOut(createOptionsHelp(ctx, format, filename !== undefined));
     return 0;
   }
-  if (filename === undefined) throw new UsageError("Expecting image file name");
+  if (filename === undefined) throw new ErrorExit("Expecting image file name");
   if (positional.length > 2) throw new UsageError("Expecting one image file name");
   const quiet = hasOpt(opts, "q");
   const unsafe = hasOpt(opts, "u");
+  // The size argument is read before the image is named in messages, as img_create does.
+  const sizeArg = positional[1] === undefined ? undefined : parseImageSize(positional[1], ctx);
   try {
     const descriptor = ctx.graph.format(format);
     const specs = createOptionList(ctx, format);
@@ -85,11 +94,11 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     const bf = lastOpt(opts, "F");
     if (b !== undefined) parsed.backing_file = b;
     if (bf !== undefined) parsed.backing_fmt = bf;
-    if (positional[1] !== undefined) {
+    if (sizeArg !== undefined) {
       if (parsed.size !== undefined) {
         throw new UsageError("The image size must be specified only once");
       }
-      parsed.size = parseImageSize(positional[1]);
+      parsed.size = sizeArg;
     }
     const backing = parsed.backing_file as string | undefined;
     if (backing !== undefined && !specs.some((s) => s.name === "backing_file")) {
@@ -113,7 +122,13 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
           // Could not open it either: the missing format is the first thing to fix.
         }
       }
-      throw new UsageError(`Backing file specified without backing format${detected}`);
+      // qemu-img prints the detected-format variant without a final newline.
+      writeErr(
+        `${ctx.errorPrefix}: ${filename}: Backing file specified without backing format${
+          detected || "\n"
+        }`,
+      );
+      return 1;
     }
     if (parsed.size === undefined && (backing === undefined || unsafe)) {
       throw new UsageError("Image creation needs a size parameter");

@@ -1,11 +1,12 @@
 // `img dd`: copy blocks between images, dd style (bs, count, skip, if, of)
 
 import { UsageError } from "../../core/errors.ts";
-import { parseSize } from "../../core/options.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import { getopt } from "../getopt.ts";
+import { writeErr } from "../output.ts";
 import {
   closeQuietly,
+  cvtnum,
   hasOpt,
   type ImgCommand,
   type ImgContext,
@@ -24,30 +25,26 @@ export interface DdOperands {
 }
 
 /** Parses dd's operands with qemu-img's messages. */
-export function parseDdOperands(operands: readonly string[]): DdOperands {
+export function parseDdOperands(
+  operands: readonly string[],
+  ctx: Pick<ImgContext, "errorPrefix">,
+): DdOperands {
   const r: DdOperands = { bs: 512, skip: 0 };
   for (const op of operands) {
     const eq = op.indexOf("=");
+    // qemu-img names the operand by its key alone.
     if (eq < 0) throw new UsageError(`unrecognized operand ${op}`);
     const key = op.slice(0, eq);
     const value = op.slice(eq + 1);
-    const num = () => {
-      try {
-        return parseSize(value);
-      } catch {
-        throw new UsageError(`invalid number: '${value}'`);
-      }
-    };
     switch (key) {
       case "bs":
-        r.bs = num();
-        if (r.bs === 0) throw new UsageError(`invalid number: '${value}'`);
+        r.bs = cvtnum(ctx, "bs", value, 1, 2 ** 31 - 1);
         break;
       case "count":
-        r.count = num();
+        r.count = cvtnum(ctx, "count", value);
         break;
       case "skip":
-        r.skip = num();
+        r.skip = cvtnum(ctx, "skip", value);
         break;
       case "if":
         r.input = value;
@@ -56,7 +53,7 @@ export function parseDdOperands(operands: readonly string[]): DdOperands {
         r.output = value;
         break;
       default:
-        throw new UsageError(`unrecognized operand ${op}`);
+        throw new UsageError(`unrecognized operand ${key}`);
     }
   }
   return r;
@@ -67,7 +64,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     ...STANDARD_LONG,
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
-  const dd = parseDdOperands(positional);
+  const dd = parseDdOperands(positional, ctx);
   if (!dd.input || !dd.output) throw new UsageError("Must specify both input and output files");
   const outFormat = lastOpt(opts, "O") ?? "raw";
   let input: BlockNode | undefined;
@@ -80,6 +77,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       forceShare: hasOpt(opts, "U"),
     });
     // `count` counts input blocks from the start of the input, `skip` blocks are left out.
+    // The last block may be partial: it is copied as far as the input goes, as qemu-img does.
     let end = input.size();
     if (dd.count !== undefined && end > dd.count * dd.bs) end = dd.count * dd.bs;
     const start = dd.skip * dd.bs;
@@ -88,6 +86,10 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     const createOpts = { size: outSize };
     await format.create(dd.output, outSize, createOpts, ctx.graph.createContext());
     output = await openImage(ctx, dd.output, { format: outFormat, readOnly: false });
+    if (start > end) {
+      // qemu-img creates an empty output, says why and still exits 0.
+      writeErr(`${ctx.errorPrefix}: ${dd.input}: cannot skip to specified offset\n`);
+    }
     const buf = new Uint8Array(Math.min(dd.bs, 1 << 24));
     for (let at = start; at < end;) {
       const n = Math.min(buf.length, end - at);

@@ -6,15 +6,16 @@ import { ImageOpenError } from "../../core/errors.ts";
 import { getopt } from "../getopt.ts";
 import { type Json, qemuJson, sizeToStr, writeOut } from "../output.ts";
 import {
+  ErrorExit,
   hasOpt,
   type ImgCommand,
   type ImgContext,
   lastOpt,
   openImage,
   outputFormat,
+  parseImageOpts,
   STANDARD_LONG,
 } from "./common.ts";
-import { UsageError } from "../../core/errors.ts";
 
 /** Everything `info` reports about one image. */
 export interface ImageInfo {
@@ -29,8 +30,6 @@ export interface ImageInfo {
   backingFormat?: string;
   snapshots?: SnapshotInfo[];
   formatSpecific?: { type: string; data: Record<string, unknown>; humanLines: string[] };
-  /** vmkit's addition: the qcow2 L2 cache size that covers the whole image. */
-  l2CacheFullCoverage?: number;
 }
 
 /** Collects {@linkcode ImageInfo} from an opened node. */
@@ -51,12 +50,6 @@ export function collectInfo(node: BlockNode, filename: string): ImageInfo {
     info.fullBackingFilename = resolveBackingName(filename, node.backingFilename);
     info.backingFormat = node.backingFormat;
   }
-  if (node.driver === "qcow2" && node.clusterSize) {
-    // One L2 entry (8 bytes, 16 with extended L2) per cluster of guest data.
-    const entryBytes = specific?.data["extended-l2"] === true ? 16 : 8;
-    const clusters = Math.ceil(info.virtualSize / node.clusterSize);
-    info.l2CacheFullCoverage = clusters * entryBytes;
-  }
   return info;
 }
 
@@ -76,7 +69,6 @@ export function infoJson(info: ImageInfo): Record<string, Json | undefined> {
     "full-backing-filename": info.fullBackingFilename,
     "backing-filename": info.backingFilename,
     "dirty-flag": info.dirty,
-    "l2-cache-full-coverage": info.l2CacheFullCoverage,
   };
 }
 
@@ -165,9 +157,6 @@ export function infoHuman(info: ImageInfo): string {
     lines.push("Format specific information:");
     lines.push(...info.formatSpecific.humanLines);
   }
-  if (info.l2CacheFullCoverage !== undefined) {
-    lines.push(`l2 cache for full coverage: ${sizeToStr(info.l2CacheFullCoverage)}`);
-  }
   return lines.join("\n") + "\n";
 }
 
@@ -179,7 +168,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
   const output = outputFormat(opts);
-  if (positional.length !== 1) throw new UsageError("Expecting one image file name");
+  if (positional.length !== 1) throw new ErrorExit("Expecting one image file name");
   const chain = hasOpt(opts, "backing-chain");
   const forceShare = hasOpt(opts, "U");
   const infos: ImageInfo[] = [];
@@ -196,9 +185,15 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       readOnly: true,
       forceShare,
       noBacking: true,
+      // Only the named image comes as an option string; its backing files are names.
+      imageOpts: hasOpt(opts, "image-opts") && infos.length === 0,
     });
     try {
-      infos.push(collectInfo(node, filename));
+      // With --image-opts the image is shown by its file name, as qemu-img does.
+      const shown = hasOpt(opts, "image-opts") && infos.length === 0
+        ? parseImageOpts(filename).filename
+        : filename;
+      infos.push(collectInfo(node, shown));
     } finally {
       await node.close();
     }

@@ -3,11 +3,12 @@
 import type { BlockNode } from "../../core/block/driver.ts";
 import { type ChainStatus, chainStatus } from "../../core/block/status.ts";
 import { UsageError } from "../../core/errors.ts";
-import { parseSize } from "../../core/options.ts";
 import { getopt } from "../getopt.ts";
 import { writeOut } from "../output.ts";
 import {
   closeQuietly,
+  cvtnum,
+  ErrorExit,
   hasOpt,
   type ImgCommand,
   type ImgContext,
@@ -54,7 +55,7 @@ function hex(n: number): string {
 }
 
 async function run(args: string[], ctx: ImgContext): Promise<number> {
-  const { opts, positional } = getopt(args, "f:hU", [
+  const { opts, positional } = getopt(args, "f:hUs:l:", [
     ...STANDARD_LONG,
     { name: "output", hasArg: true },
     { name: "start-offset", hasArg: true, short: "s" },
@@ -62,15 +63,10 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
   const output = outputFormat(opts);
-  if (positional.length !== 1) throw new UsageError("Expecting one image file name");
+  if (positional.length !== 1) throw new ErrorExit("Expecting one image file name");
   const startText = lastOpt(opts, "s");
   const lengthText = lastOpt(opts, "l");
-  const start = startText
-    ? parseSizeOrThrow(
-      startText,
-      "Invalid start offset specified! You may use k, M, G, T, P or E suffixes for ",
-    )
-    : 0;
+  const start = startText ? cvtnum(ctx, "start offset", startText) : 0;
   const node = await openImage(ctx, positional[0], {
     format: lastOpt(opts, "f"),
     imageOpts: hasOpt(opts, "image-opts"),
@@ -83,10 +79,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       ? Math.min(
         size,
         start +
-          parseSizeOrThrow(
-            lengthText,
-            "Invalid length specified! You may use k, M, G, T, P or E suffixes for ",
-          ),
+          cvtnum(ctx, "max length", lengthText),
       )
       : size;
     let first = true;
@@ -118,7 +111,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     if (output === "json" && first) {
       // Nothing to map (an empty image): qemu-img prints its initial, empty entry.
       writeOut(
-        `{ "start": ${Math.min(start, size)}, "length": 0, "depth": 0, "present": false, ` +
+        `{ "start": ${start}, "length": 0, "depth": 0, "present": false, ` +
           `"zero": false, "data": false}`,
       );
     }
@@ -127,14 +120,6 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     await closeQuietly(node);
   }
   return 0;
-}
-
-function parseSizeOrThrow(text: string, message: string): number {
-  try {
-    return parseSize(text);
-  } catch {
-    throw new UsageError(message.trim());
-  }
 }
 
 /** The `map` subcommand. */

@@ -17,6 +17,7 @@ import {
 } from "./common.ts";
 import { createOptionsHelp, parseCreateOptions, parseImageSize } from "./create.ts";
 import { chainStatus } from "../../core/block/status.ts";
+import { loadSnapshotParam, parseSnapshotParam } from "./snapshot_param.ts";
 
 async function run(args: string[], ctx: ImgContext): Promise<number> {
   const { opts, positional } = getopt(args, "hf:o:O:l:U", [
@@ -39,7 +40,15 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   if (sizeText === undefined && positional.length === 0) {
     throw new UsageError("Either --size N or one filename must be specified.");
   }
-  if (positional.length > 1) throw new UsageError("Expecting one image file name");
+  const snapshotText = lastOpt(opts, "l");
+  const snapshot = snapshotText === undefined ? undefined : parseSnapshotParam(snapshotText, ctx);
+  if (
+    positional.length === 0 &&
+    (hasOpt(opts, "image-opts") || hasOpt(opts, "f") || snapshot !== undefined)
+  ) {
+    throw new UsageError("--image-opts, -f, and -l require a filename argument.");
+  }
+  if (positional.length > 1) throw new UsageError("At most one filename argument is allowed.");
   const format = ctx.graph.format(outFormat);
   if (!format.measure) {
     throw new UsageError(`Block driver '${outFormat}' does not support size measurement`);
@@ -50,7 +59,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   // qemu-img adds the size of persistent bitmaps when both sides are qcow2 (none are copied yet).
   let bitmaps: number | undefined;
   if (sizeText !== undefined) {
-    virtualSize = parseImageSize(sizeText);
+    virtualSize = parseImageSize(sizeText, ctx);
     allocated = 0;
   } else {
     const node = await openImage(ctx, positional[0], {
@@ -60,6 +69,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       forceShare: hasOpt(opts, "U"),
     });
     try {
+      if (snapshot) await loadSnapshotParam(node, snapshot);
       if (node.driver === "qcow2" && outFormat === "qcow2") bitmaps = 0;
       virtualSize = node.size();
       // Count whole target clusters that would hold data, as QEMU's measure walks block status.

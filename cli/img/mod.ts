@@ -3,7 +3,8 @@
 import { UsageError } from "../../core/errors.ts";
 import { writeOut } from "../output.ts";
 import { versionLine } from "../version.ts";
-import type { ImgCommand, ImgContext } from "./common.ts";
+import { GetoptError } from "../getopt.ts";
+import { ErrorExit, type ImgCommand, type ImgContext } from "./common.ts";
 
 /**
  * Every `img` subcommand's module by name, in the order `--help` lists them. A command's
@@ -163,5 +164,14 @@ export async function runImg(args: string[], ctx: Omit<ImgContext, "printHelp">)
       `Command not found: ${name}\nTry '${ctx.program} --help' for more information`,
     );
   }
-  return await (await load()).run(args.slice(i + 1), full);
+  const command = await load();
+  try {
+    return await command.run(args.slice(i + 1), full);
+  } catch (e) {
+    // qemu-img's error_exit, unrecognized_option and missing_argument add this line.
+    if (e instanceof GetoptError || e instanceof ErrorExit) {
+      throw new UsageError(`${e.message}\nTry '${ctx.program} --help' for more information`);
+    }
+    throw e;
+  }
 }

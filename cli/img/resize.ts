@@ -7,6 +7,7 @@ import { getopt } from "../getopt.ts";
 import { writeErr, writeOut } from "../output.ts";
 import {
   closeQuietly,
+  ErrorExit,
   hasOpt,
   type ImgCommand,
   type ImgContext,
@@ -17,7 +18,7 @@ import {
 async function run(argv: string[], ctx: ImgContext): Promise<number> {
   // qemu-img takes the size off the end first, so `-1G` is never read as an option.
   if (argv.length < 2 && !argv.some((a) => a === "-h" || a === "--help")) {
-    throw new UsageError("Not enough arguments");
+    throw new ErrorExit("Not enough arguments");
   }
   const sizeText = argv[argv.length - 1];
   const { opts, positional } = getopt(argv.slice(0, -1), "f:hqU", [
@@ -28,7 +29,7 @@ async function run(argv: string[], ctx: ImgContext): Promise<number> {
     { name: "object", hasArg: true },
   ]);
   if (hasOpt(opts, "h") || sizeText === "-h" || sizeText === "--help") return ctx.printHelp();
-  if (positional.length !== 1) throw new UsageError("Expecting image file name and size");
+  if (positional.length !== 1) throw new ErrorExit("Expecting image file name and size");
   let size: { relative: boolean; bytes: number };
   try {
     size = parseSignedSize(sizeText);

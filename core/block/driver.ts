@@ -173,6 +173,14 @@ export interface BlockNode {
    */
   snapshotApply?(idOrName: string): Promise<void>;
   /**
+   * Reads the image as snapshot `id` and/or `name` left it from now on, changing
+   * nothing on disk (QEMU's `bdrv_snapshot_load_tmp`, behind `convert -l` and
+   * `measure -l`); the node must be read-only. With both given, one snapshot must
+   * match both.
+   * @returns false when no snapshot matches.
+   */
+  snapshotLoadTmp?(id: string | undefined, name: string | undefined): Promise<boolean>;
+  /**
    * Deletes the snapshot with id `idOrName` (or, failing that, that name), freeing
    * the clusters only it used.
    */

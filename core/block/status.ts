@@ -64,16 +64,22 @@ export async function chainStatus(
       };
     }
     const backing: BlockNode | null = node.backing;
-    if (!backing || offset >= backing.size()) {
-      // No backing, or a backing file shorter than this layer: reads as zero, allocated nowhere.
+    // qemu-img's get_block_status stops at the first layer that says zero or data,
+    // allocated or not: a format without a backing file (or past the end of a shorter
+    // one) reads as zero here, and keeps any host offset it gave (an extended-L2
+    // cluster whose subclusters are unallocated).
+    if (!backing || offset >= backing.size() || s.zero || s.data) {
+      const placed = s.hostOffset !== undefined && s.file !== undefined;
       return {
         start: offset,
         length: n,
         depth,
         present: false,
         zero: true,
-        data: false,
+        data: s.data,
         compressed: false,
+        offset: placed ? s.hostOffset : undefined,
+        filename: placed ? s.file!.filename : undefined,
       };
     }
     n = Math.min(n, backing.size() - offset);

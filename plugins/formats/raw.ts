@@ -66,7 +66,11 @@ export class RawNode implements BlockNode {
   }
 
   size(): number {
-    return this.#size ?? Math.max(0, this.file.size() - this.#offset);
+    // QEMU counts every node's length in whole sectors (bdrv_getlength): a file of
+    // 1000 bytes is a 1024-byte disk whose tail reads as zeroes.
+    return roundUpToSector(
+      this.#size ?? Math.max(0, roundUpToSector(this.file.size()) - this.#offset),
+    );
   }
 
   read(offset: number, buf: Uint8Array): Promise<void> {
@@ -180,6 +184,10 @@ export class RawNode implements BlockNode {
       );
     }
   }
+}
+
+function roundUpToSector(bytes: number): number {
+  return Math.ceil(bytes / 512) * 512;
 }
 
 /** The raw format plugin. */

@@ -175,7 +175,7 @@ export class VdiNode implements BlockNode {
     return this.#header.diskSizeBytes;
   }
 
-  read(offset: number, buf: Uint8Array): Promise<void> {
+  async read(offset: number, buf: Uint8Array): Promise<void> {
     this.#checkRange(offset, buf.length);
     const bs = this.#header.blockSize;
     for (let done = 0; done < buf.length;) {
@@ -185,11 +185,11 @@ export class VdiNode implements BlockNode {
       const n = Math.min(buf.length - done, bs - inBlock);
       const part = buf.subarray(done, done + n);
       const entry = this.#bmap[block];
+      // Data goes through the file node's read: a large one then runs off the event loop.
       if (entry >= VDI_DISCARDED) part.fill(0);
-      else this.#io.readSync(this.#dataOffset(entry) + inBlock, part);
+      else await this.file.read(this.#dataOffset(entry) + inBlock, part);
       done += n;
     }
-    return Promise.resolve();
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
@@ -251,7 +251,9 @@ export class VdiNode implements BlockNode {
       if (allocated && e !== this.#bmap[block] + (b - block)) break;
       n = Math.min(limit, n + bs);
     }
-    if (!allocated) return Promise.resolve({ bytes: n, allocated: false, data: false, zero: true });
+    // An unallocated block reads as zeroes defined by this image (the format has no
+    // backing file), so QEMU reports it zero and allocated.
+    if (!allocated) return Promise.resolve({ bytes: n, allocated: true, data: false, zero: true });
     return Promise.resolve({
       bytes: n,
       allocated: true,

@@ -27,6 +27,14 @@ const SYMBOLS = {
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
+/** The same two calls run on Deno's blocking thread pool, so large transfers overlap. */
+const ASYNC_SYMBOLS = {
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize", nonblocking: true },
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize", nonblocking: true },
+} as const;
+
+type AsyncLibc = Deno.DynamicLibrary<typeof ASYNC_SYMBOLS>["symbols"];
+
 let libc: Libc | null | undefined;
 
 /** The host libc through FFI, or null where FFI is not allowed or libc is not found. */
@@ -43,6 +51,23 @@ export function hostLibc(): Libc | null {
     }
   }
   return libc;
+}
+
+let asyncLibc: AsyncLibc | null | undefined;
+
+function hostAsyncLibc(): AsyncLibc | null {
+  if (asyncLibc !== undefined) return asyncLibc;
+  asyncLibc = null;
+  if (!hostLibc()) return asyncLibc;
+  for (const path of ["libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"]) {
+    try {
+      asyncLibc = Deno.dlopen(path, ASYNC_SYMBOLS).symbols;
+      break;
+    } catch {
+      // As in hostLibc: try the next path.
+    }
+  }
+  return asyncLibc;
 }
 
 function errno(lib: Libc): number {
@@ -127,6 +152,42 @@ export function pread(fd: number, buf: Uint8Array, offset: number): number | nul
     const n = Number(lib.pread(fd, buf, BigInt(buf.length), BigInt(offset)));
     if (n >= 0) return n;
     if (errno(lib) !== EINTR) throw errnoError(lib, "pread");
+  }
+}
+
+/**
+ * `pread` on a worker thread: the event loop keeps running, so several large
+ * reads and writes (a convert's 2 MiB chunks) proceed at once, as QEMU's thread
+ * pool does. Resolves to bytes read, or null without FFI. An error reports EIO,
+ * since errno of the pool thread cannot be read reliably afterwards.
+ */
+export async function preadAsync(
+  fd: number,
+  buf: Uint8Array,
+  offset: number,
+): Promise<number | null> {
+  const lib = hostAsyncLibc();
+  if (!lib) return null;
+  for (let attempt = 0;; attempt++) {
+    const n = Number(await lib.pread(fd, buf, BigInt(buf.length), BigInt(offset)));
+    if (n >= 0) return n;
+    // EINTR is retried; anything else is retried once synchronously to learn its errno.
+    if (attempt > 0) return pread(fd, buf, offset);
+  }
+}
+
+/** `pwrite` on a worker thread, as {@linkcode preadAsync}. */
+export async function pwriteAsync(
+  fd: number,
+  data: Uint8Array,
+  offset: number,
+): Promise<number | null> {
+  const lib = hostAsyncLibc();
+  if (!lib) return null;
+  for (let attempt = 0;; attempt++) {
+    const n = Number(await lib.pwrite(fd, data, BigInt(data.length), BigInt(offset)));
+    if (n >= 0) return n;
+    if (attempt > 0) return pwrite(fd, data, offset);
   }
 }
 

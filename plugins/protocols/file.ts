@@ -10,6 +10,8 @@ import {
   FALLOC_FL_PUNCH_HOLE,
   FALLOC_FL_ZERO_RANGE,
   fallocate,
+  preadAsync,
+  pwriteAsync,
   SEEK_DATA,
   SEEK_HOLE,
   seekDataHole,
@@ -33,6 +35,13 @@ export const FILE_CREATE_OPTIONS: readonly OptionSpec[] = [
   },
 ];
 
+/**
+ * Transfers at least this large go through the thread pool (preadAsync/pwriteAsync);
+ * smaller ones, metadata and guest sectors, stay synchronous, where a round trip to
+ * another thread would cost more than the copy.
+ */
+const ASYNC_MIN_BYTES = 256 << 10;
+
 // Zeroes written in chunks of this size when the host cannot allocate zeroed extents.
 const ZERO_CHUNK_BYTES = 1 << 20;
 let zeroChunk: Uint8Array | undefined;
@@ -53,6 +62,7 @@ export class FileNode implements BlockNode {
   #host: HostFile;
   #size: number;
   #closed = false;
+  #inFlight = new Set<Promise<void>>();
 
   #noFlush: boolean;
 
@@ -84,8 +94,34 @@ export class FileNode implements BlockNode {
   }
 
   read(offset: number, buf: Uint8Array): Promise<void> {
-    this.readSync(offset, buf);
-    return Promise.resolve();
+    if (buf.length < ASYNC_MIN_BYTES) {
+      this.readSync(offset, buf);
+      return Promise.resolve();
+    }
+    return this.#track(this.#readAsync(offset, buf));
+  }
+
+  async #readAsync(offset: number, buf: Uint8Array): Promise<void> {
+    let done = 0;
+    while (done < buf.length) {
+      let n: number | null;
+      try {
+        // The libc descriptor: worth opening for a transfer this large.
+        const fd = this.#host.fd();
+        n = fd === null ? null : await preadAsync(fd, buf.subarray(done), offset + done);
+      } catch (e) {
+        throw hostIoError(e, `Could not read '${this.filename}'`);
+      }
+      if (n === null) {
+        this.readSync(offset + done, buf.subarray(done));
+        return;
+      }
+      if (n === 0) {
+        buf.fill(0, done);
+        return;
+      }
+      done += n;
+    }
   }
 
   /** The synchronous read behind {@linkcode read}; bytes past the end of the file read as zero. */
@@ -107,8 +143,46 @@ export class FileNode implements BlockNode {
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
-    this.writeSync(offset, data);
-    return Promise.resolve();
+    if (data.length < ASYNC_MIN_BYTES) {
+      this.writeSync(offset, data);
+      return Promise.resolve();
+    }
+    this.#checkWritable();
+    // The size grows now, as a synchronous write would make it, so later requests see it.
+    if (offset + data.length > this.#size) this.#size = offset + data.length;
+    return this.#track(this.#writeAsync(offset, data));
+  }
+
+  async #writeAsync(offset: number, data: Uint8Array): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      let n: number | null;
+      try {
+        const fd = this.#host.fd();
+        n = fd === null ? null : await pwriteAsync(fd, data.subarray(done), offset + done);
+      } catch (e) {
+        throw hostIoError(e, `Could not write to '${this.filename}'`);
+      }
+      if (n === null) {
+        this.writeSync(offset + done, data.subarray(done));
+        return;
+      }
+      done += n;
+    }
+  }
+
+  /** Counts a transfer in flight, so flush and close wait for it. */
+  #track(op: Promise<void>): Promise<void> {
+    this.#inFlight.add(op);
+    const settle = () => {
+      this.#inFlight.delete(op);
+    };
+    op.then(settle, settle);
+    return op;
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
   }
 
   /** The synchronous write behind {@linkcode write}. */
@@ -155,9 +229,9 @@ export class FileNode implements BlockNode {
     return Promise.resolve();
   }
 
-  flush(): Promise<void> {
+  async flush(): Promise<void> {
+    await this.#drain();
     this.flushSync();
-    return Promise.resolve();
   }
 
   /**
@@ -179,10 +253,11 @@ export class FileNode implements BlockNode {
 
   /** Data/hole status from the host's SEEK_DATA/SEEK_HOLE; all data where the host cannot say. */
   blockStatusSync(offset: number, bytes: number): BlockStatus {
-    const end = Math.min(offset + bytes, Math.max(this.#size, offset + 1));
     if (offset >= this.#size) {
-      return { bytes: Math.max(1, end - offset), allocated: true, data: false, zero: true };
+      // Past the end (the tail of a sector-rounded length): a hole to the end of the request.
+      return { bytes: Math.max(1, bytes), allocated: true, data: false, zero: true };
     }
+    const end = Math.min(offset + bytes, this.#size);
     const fd = this.#host.fd();
     const data = fd === null ? null : seekDataHole(fd, offset, SEEK_DATA);
     if (data === null) {
@@ -248,12 +323,19 @@ export class FileNode implements BlockNode {
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
-    try {
-      this.#host.close();
-    } catch {
-      // Already closed by the host; nothing left to release.
+    const closeFd = () => {
+      try {
+        this.#host.close();
+      } catch {
+        // Already closed by the host; nothing left to release.
+      }
+    };
+    if (this.#inFlight.size === 0) {
+      closeFd();
+      return Promise.resolve();
     }
-    return Promise.resolve();
+    // A transfer on the thread pool still uses the descriptor.
+    return this.#drain().then(closeFd);
   }
 
   #checkWritable(): void {
@@ -315,6 +397,8 @@ export function createFile(
   } catch (e) {
     throw hostIoError(e, `Could not create '${filename}'`);
   }
+  // Like QEMU's file-posix create, a new file is a whole number of sectors long.
+  sizeBytes = Math.ceil(sizeBytes / 512) * 512;
   const node = new FileNode(filename, host, false);
   try {
     // nocow must be set while the file is still empty to take effect (btrfs).

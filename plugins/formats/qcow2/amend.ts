@@ -189,13 +189,15 @@ export async function amendImage(
   }
   if (p.size !== undefined && p.size !== h.size) {
     await truncateImage(img, p.size, { shrink: true });
+    // qcow2_amend_options rewrites the header after the resize.
+    writeHeader(img);
   }
-  if (p.version < h.version) downgrade(img);
+  if (p.version < h.version) await downgrade(img);
   progress(100, 100);
 }
 
 /** Rewrites a v3 image as v2 (QEMU's `qcow2_downgrade`), refusing what v2 cannot express. */
-function downgrade(img: Qcow2Image): void {
+async function downgrade(img: Qcow2Image): Promise<void> {
   const h = img.header;
   if (h.refcountOrder !== 4) throw new NotSupportedError("compat=0.10 requires refcount_bits=16");
   if (img.hasDataFile) throw new NotSupportedError("Cannot downgrade an image with a data file");
@@ -215,7 +217,7 @@ function downgrade(img: Qcow2Image): void {
   }
   settle(img);
   img.lazy = false;
-  expandZeroClusters(img);
+  await expandZeroClusters(img);
   h.version = 2;
   h.incompatibleFeatures = 0n;
   h.compatibleFeatures = 0n;
@@ -230,11 +232,10 @@ function downgrade(img: Qcow2Image): void {
  * snapshot L2 table: a preallocated one is zero-filled and becomes normal data;
  * a plain one is dropped without a backing file and gets a zeroed cluster with one.
  */
-function expandZeroClusters(img: Qcow2Image): void {
+async function expandZeroClusters(img: Qcow2Image): Promise<void> {
   const L = img.layout;
   const cs = L.clusterSize;
   const backed = img.header.backingFile !== undefined;
-  const zeros = new Uint8Array(cs);
   const l2Tables = new Set<number>();
   for (let i = 0; i < img.map.l1Size; i++) l2Tables.add(img.map.l2Offset(i));
   for (const s of img.snapshots) {
@@ -270,7 +271,9 @@ function expandZeroClusters(img: Qcow2Image): void {
         // A shared L2 table gives the new cluster one reference per referrer.
         if (l2Refs > 1) img.refcounts.update(host, cs, l2Refs - 1);
       }
-      img.data.writeSync(host, zeros);
+      // As qcow2_expand_zero_clusters: write zeroes through the file, which may
+      // allocate them as zeroed extents rather than data.
+      await img.data.node.writeZeroes(host, cs);
       const copied = img.refcounts.get(host / cs) === 1 ? QCOW_OFLAG_COPIED_HI : 0;
       v.setUint32(j * 8, (offsetHi(host) | copied) >>> 0);
       v.setUint32(j * 8 + 4, offsetLo(host));

@@ -165,6 +165,17 @@ export class ClusterMap {
     this.#file.syncSync();
   }
 
+  /**
+   * Points lookups at another L1 table, in memory only (a snapshot's, for
+   * `convert -l`); the image must be read-only, as nothing may be written through it.
+   */
+  useL1InMemory(table: Uint8Array, offset: number): void {
+    this.#l1 = table;
+    this.#l1Size = table.length / 8;
+    this.#l1Offset = offset;
+    this.#l1View = new DataView(table.buffer, table.byteOffset, table.length);
+  }
+
   /** Writes L1 entry `i` in memory and on disk. */
   setL1(i: number, hi: number, lo: number): void {
     this.#l1View.setUint32(i * 8, hi);
@@ -235,7 +246,8 @@ export class ClusterMap {
       const h2 = view.getUint32(i * 8);
       const l2 = view.getUint32(i * 8 + 4);
       if (subclusterType(h2, l2, 0, 0, 0, false, this.#hasDataFile) !== type) break;
-      if (type === QCOW2_SUBCLUSTER_NORMAL) {
+      // count_contiguous_subclusters: clusters with a host cluster must also be contiguous.
+      if (type === QCOW2_SUBCLUSTER_NORMAL || type === QCOW2_SUBCLUSTER_ZERO_ALLOC) {
         if (entryOffset(h2, l2) !== expect) break;
         expect += cs;
       }
@@ -286,7 +298,7 @@ export class ClusterMap {
     if (hasHost && host % cs !== 0) {
       throw new IoError(`Cluster allocation offset 0x${host.toString(16)} unaligned`);
     }
-    m.hostOffset = type === QCOW2_SUBCLUSTER_NORMAL ? host + inCluster : 0;
+    m.hostOffset = hasHost ? host + inCluster : 0;
     let bytes = (sc + 1) * scs - inCluster;
     let expectHost = host;
     // Walk subclusters, then following entries, while the type (and contiguity) holds.
@@ -304,7 +316,7 @@ export class ClusterMap {
       }
       if (bytes >= maxBytes) break;
       if (subclusterType(hi, lo, zero, alloc, sc, true, this.#hasDataFile) !== type) break;
-      if (type === QCOW2_SUBCLUSTER_NORMAL && entryOffset(hi, lo) !== expectHost) break;
+      if (hasHost && entryOffset(hi, lo) !== expectHost) break;
       bytes += scs;
     }
     void offset;

@@ -127,7 +127,6 @@ export function createSettings(sizeBytes: number, opts: ParsedOptions): CreateSe
       );
     }
   }
-  if (sizeBytes % 512 !== 0) throw new OptionError("Image size must be a multiple of 512 bytes");
   const backingFile = opts.backing_file === undefined ? undefined : String(opts.backing_file);
   const backingFormat = opts.backing_fmt === undefined ? undefined : String(opts.backing_fmt);
   if (backingFormat !== undefined && backingFile === undefined) {
@@ -212,7 +211,12 @@ export async function createQcow2(
   // A raw external data file must map 1:1 from the start (QEMU forces this too).
   if (settings.dataFileRaw && settings.preallocation === "off") settings.preallocation = "metadata";
   let size = sizeBytes;
-  if (settings.backingFile !== undefined) {
+  // The backing file is opened only when it must give the size or its format (qemu-img
+  // create checks it before, unless -u): an explicit size never needs it.
+  const sizeGiven = size > 0 || (size === 0 && opts.size !== undefined);
+  if (
+    settings.backingFile !== undefined && (!sizeGiven || settings.backingFormat === undefined)
+  ) {
     const resolved = ctx.resolveBacking(filename, settings.backingFile);
     const backing = await ctx.openImage(resolved, {
       format: settings.backingFormat,
@@ -230,7 +234,8 @@ export async function createQcow2(
       await backing.close();
     }
   }
-  size = Math.max(size, 0);
+  // qcow2_co_create_opts rounds the size up to a whole sector (blockdev-create would refuse it).
+  size = Math.ceil(Math.max(size, 0) / 512) * 512;
   const fileOpts: ParsedOptions = { ...opts };
   delete fileOpts.preallocation;
   await ctx.createFile(filename, 0, fileOpts);

@@ -38,9 +38,12 @@ export interface Qcow2Image {
   decompressed: { offset: number; data: Uint8Array } | null;
 }
 
-/** Rewrites the whole header cluster (extensions included) and syncs. */
+/** Rewrites the whole header cluster (extensions included, zero-padded, as qcow2_update_header) and syncs. */
 export function writeHeader(img: Qcow2Image): void {
-  img.file.writeSync(0, serializeHeader(img.header));
+  const header = serializeHeader(img.header);
+  const cluster = new Uint8Array(Math.max(header.length, img.layout.clusterSize));
+  cluster.set(header);
+  img.file.writeSync(0, cluster);
   img.file.syncSync();
 }
 

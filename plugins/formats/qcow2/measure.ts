@@ -82,7 +82,12 @@ export function measureQcow2(
     Math.log2(refcountBits),
     extendedL2,
   );
-  const required = fullyAllocated - virtualSize +
-    Math.ceil(allocatedBytes / clusterSize) * clusterSize;
+  // preallocation=falloc|full writes every data cluster, so the whole disk is required
+  // (qcow2_measure counts the full virtual size for them, the source's allocation otherwise).
+  const prealloc = opts.preallocation;
+  const dataBytes = prealloc === "full" || prealloc === "falloc"
+    ? virtualSize
+    : Math.ceil(allocatedBytes / clusterSize) * clusterSize;
+  const required = fullyAllocated - virtualSize + dataBytes;
   return { required, fullyAllocated };
 }

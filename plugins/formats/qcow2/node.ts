@@ -62,7 +62,7 @@ import {
 } from "./layout.ts";
 import { Refcounts } from "./refcount.ts";
 import { readSnapshots, snapshotInfos, validateTable } from "./snapshot.ts";
-import { applySnapshot, createSnapshot, deleteSnapshot } from "./snapshot_ops.ts";
+import { applySnapshot, createSnapshot, deleteSnapshot, loadSnapshotTmp } from "./snapshot_ops.ts";
 import { truncateImage } from "./truncate.ts";
 
 const RESOLVED = Promise.resolve();
@@ -152,6 +152,15 @@ export class Qcow2Node implements BlockNode {
 
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {
     this.#checkWrite(offset, data.length);
+    if (data.length === 0) {
+      // No data: the end of a compressed stream. Like qcow2_co_pwritev_compressed_part,
+      // round the file up to a whole sector to ease sector-based readers.
+      return this.#serialize(() => {
+        const file = this.#img.file.node;
+        const end = file.size();
+        if (end % 512 !== 0) return file.truncate(Math.ceil(end / 512) * 512);
+      });
+    }
     return this.#serialize(() => writeCompressedGuest(this.#img, offset, data));
   }
 
@@ -198,13 +207,14 @@ export class Qcow2Node implements BlockNode {
       default:
         if (img.backing === null) s.zero = true;
     }
+    // qcow2_co_block_status: every cluster with a host cluster has a known offset, zeroed or not.
     if (
       m.type === QCOW2_SUBCLUSTER_NORMAL || m.type === QCOW2_SUBCLUSTER_ZERO_ALLOC ||
       m.type === QCOW2_SUBCLUSTER_UNALLOCATED_ALLOC
     ) {
+      s.hostOffset = m.hostOffset;
+      s.file = img.data.node;
       if (m.type === QCOW2_SUBCLUSTER_NORMAL) {
-        s.hostOffset = m.hostOffset;
-        s.file = img.data.node;
         this.#metadataPreallocation ??= detectMetadataPreallocation(img);
         s.recurse = this.#metadataPreallocation;
       }
@@ -281,21 +291,28 @@ export class Qcow2Node implements BlockNode {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
-    return this.#serialize(() => createSnapshot(this.#img, name, options));
+    return this.#serialize(() =>
+      this.#discardingFreed(() => createSnapshot(this.#img, name, options))
+    );
   }
 
   snapshotApply(idOrName: string): Promise<void> {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
-    return this.#serialize(() => applySnapshot(this.#img, idOrName));
+    return this.#serialize(() => this.#discardingFreed(() => applySnapshot(this.#img, idOrName)));
+  }
+
+  snapshotLoadTmp(id: string | undefined, name: string | undefined): Promise<boolean> {
+    if (!this.#img.readOnly) return Promise.reject(new IoError("Device is not readonly"));
+    return this.#serialize(() => loadSnapshotTmp(this.#img, id, name));
   }
 
   snapshotDelete(idOrName: string): Promise<void> {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
-    return this.#serialize(() => deleteSnapshot(this.#img, idOrName));
+    return this.#serialize(() => this.#discardingFreed(() => deleteSnapshot(this.#img, idOrName)));
   }
 
   changeBackingFile(name: string | undefined, format: string | undefined): Promise<void> {
@@ -367,6 +384,32 @@ export class Qcow2Node implements BlockNode {
     };
   }
 
+  /**
+   * Runs a snapshot operation, then punches holes where it freed clusters, as QEMU
+   * does with pass-discard-snapshot (on by default). The operation has written its
+   * refcounts by then, so a crash never leaves a hole under a counted cluster.
+   */
+  async #discardingFreed<T>(work: () => T): Promise<T> {
+    const img = this.#img;
+    const freed: number[] = [];
+    const previous = img.refcounts.onFreed;
+    img.refcounts.onFreed = (offset, clusters) => {
+      previous?.(offset, clusters);
+      freed.push(offset);
+    };
+    let result: T;
+    try {
+      result = work();
+    } finally {
+      img.refcounts.onFreed = previous;
+    }
+    const cs = img.layout.clusterSize;
+    for (const offset of freed) {
+      if (img.refcounts.get(offset / cs) === 0) await img.file.node.discard(offset, cs);
+    }
+    return result;
+  }
+
   #serialize<T>(fn: () => Promise<T> | T): Promise<T> {
     this.#busy++;
     const run = this.#tail.then(fn).finally(() => {
@@ -399,7 +442,7 @@ export class Qcow2Node implements BlockNode {
 function detectMetadataPreallocation(img: Qcow2Image): boolean {
   const cs = img.layout.clusterSize;
   const realClusters = Math.floor(img.file.node.allocatedBytes() / cs);
-  const threshold = Math.max(Math.floor(realClusters * 10 / 9), 1);
+  const threshold = Math.max(Math.floor(realClusters * 10 / 9), realClusters + 2);
   const end = Math.ceil(img.file.size() / cs);
   let inUse = 0;
   for (let i = 0; i < end && inUse < threshold; i++) {

@@ -182,6 +182,22 @@ export class Refcounts {
     }
   }
 
+  /**
+   * Writes the whole refcount table, every cluster of it, from memory (as
+   * `qcow2_shrink_reftable` does after a shrink) and syncs.
+   */
+  rewriteTable(): void {
+    const bytes = this.#location.clusters * this.#layout.clusterSize;
+    const buf = new Uint8Array(bytes);
+    const view = new DataView(buf.buffer);
+    for (let t = 0; t < this.#table.length && t * 8 < bytes; t++) {
+      view.setUint32(t * 8, Math.floor(this.#table[t] / 0x100000000));
+      view.setUint32(t * 8 + 4, this.#table[t] >>> 0);
+    }
+    this.#file.writeSync(this.#location.offset, buf);
+    this.#file.syncSync();
+  }
+
   /** Sets the refcount of cluster `index` to `value` (check repair). */
   set(index: number, value: number): void {
     const entries = this.#layout.refcountBlockEntries;

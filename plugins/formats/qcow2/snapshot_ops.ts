@@ -2,7 +2,12 @@
 
 import type { SnapshotCreateOptions, SnapshotInfo } from "../../../core/block/driver.ts";
 import { ImageFormatError, NotSupportedError, VmkitError } from "../../../core/errors.ts";
-import { encodeU64, QCOW_MAX_SNAPSHOTS, QCOW_MAX_SNAPSHOTS_SIZE } from "./header.ts";
+import {
+  encodeU64,
+  QCOW_MAX_L1_SIZE,
+  QCOW_MAX_SNAPSHOTS,
+  QCOW_MAX_SNAPSHOTS_SIZE,
+} from "./header.ts";
 import { markClean, markDirty, type Qcow2Image, writeSize } from "./image.ts";
 import { entryOffset, QCOW_OFLAG_COMPRESSED_HI, QCOW_OFLAG_COPIED_HI } from "./layout.ts";
 import { maxRefcount } from "./refcount.ts";
@@ -12,6 +17,7 @@ import {
   type SnapshotEntry,
   snapshotInfos,
   tableBytes,
+  validateTable,
 } from "./snapshot.ts";
 
 /** A snapshot name or id that names no snapshot of the image. */
@@ -246,6 +252,32 @@ function readSnapshotL1(img: Qcow2Image, sn: SnapshotEntry): Uint8Array {
   return table;
 }
 
+/**
+ * Reads the image through snapshot `id` and/or `name` from now on, without writing
+ * anything (QEMU's `qcow2_snapshot_load_tmp`, behind `convert -l` and `measure -l`).
+ * With both given, one snapshot must match both. Returns false when none matches.
+ */
+export function loadSnapshotTmp(
+  img: Qcow2Image,
+  id: string | undefined,
+  name: string | undefined,
+): boolean {
+  const sn = img.snapshots.find((s) =>
+    (id === undefined || s.id === id) && (name === undefined || s.name === name)
+  );
+  if (!sn) return false;
+  validateTable(
+    sn.l1TableOffset,
+    sn.l1Size,
+    8,
+    QCOW_MAX_L1_SIZE,
+    img.layout.clusterSize,
+    "Snapshot L1 table",
+  );
+  img.map.useL1InMemory(readSnapshotL1(img, sn), sn.l1TableOffset);
+  return true;
+}
+
 /** Creates an internal snapshot of the current disk state (QEMU's `qcow2_snapshot_create`). */
 export function createSnapshot(
   img: Qcow2Image,
@@ -271,19 +303,19 @@ export function createSnapshot(
   const cs = img.layout.clusterSize;
   flushAll(img);
   checkIncrement(img, activeL1(img));
-  // Count the active tables once more (clearing their COPIED flags), then copy the
-  // L1 table: the copy, like QEMU's, carries no COPIED flags. A crash before the
-  // snapshot table names the copy only leaks clusters.
-  beginRefcountPass(img);
-  orderFor(img, 1);
-  updateSnapshotRefcount(img, activeL1(img), 1);
-  flushAll(img);
-  const l1 = withoutCopied(img.map.copyL1());
+  // As qcow2_snapshot_create: copy the active L1 table as it is (COPIED flags and all)
+  // to new clusters, then count the active tables once more (clearing their COPIED
+  // flags). A crash before the snapshot table names the copy only leaks clusters.
+  const l1 = img.map.copyL1();
   let l1Offset = 0;
   if (l1.length > 0) {
     l1Offset = img.refcounts.allocClusters(Math.ceil(l1.length / cs));
     img.file.writeSync(l1Offset, l1);
   }
+  flushAll(img);
+  beginRefcountPass(img);
+  orderFor(img, 1);
+  updateSnapshotRefcount(img, activeL1(img), 1);
   flushAll(img);
   const vmStateSize = options.vmStateSize ?? 0;
   // qemu-img records an icount of 0, not QEMU's "none" (-1).
@@ -317,7 +349,8 @@ export function applySnapshot(img: Qcow2Image, idOrName: string): void {
   }
   refuseDataFile(img);
   flushAll(img);
-  const snL1 = withoutCopied(readSnapshotL1(img, sn));
+  const stored = readSnapshotL1(img, sn);
+  const snL1 = withoutCopied(stored.slice());
   checkIncrement(img, tableL1(snL1));
   if (sn.l1Size > img.map.l1Size) img.map.growL1(sn.l1Size, img.refcounts, true);
   // QEMU's qcow2_snapshot_goto order: count the snapshot's clusters once more, point
@@ -326,6 +359,9 @@ export function applySnapshot(img: Qcow2Image, idOrName: string): void {
   beginRefcountPass(img);
   orderFor(img, 1);
   updateSnapshotRefcount(img, tableL1(snL1), 1);
+  // qcow2_update_snapshot_refcount writes the snapshot's own table back when the
+  // COPIED flags it recomputed differ from what is stored.
+  if (snL1.some((b, i) => b !== stored[i])) img.file.writeSync(sn.l1TableOffset, snL1);
   flushAll(img);
   const oldL1 = img.map.copyL1();
   img.map.replaceL1(snL1);

@@ -51,3 +51,27 @@ Deno.test("Qcow2Node.snapshotDelete() frees what only the snapshot used", async 
     await node.close();
   });
 });
+
+Deno.test("Qcow2Node.snapshotLoadTmp() reads the snapshot's data and leaves the file unchanged", async () => {
+  await withImage(async (g, img) => {
+    const rw = await g.openImage(img);
+    await rw.write(0, new Uint8Array(8192).fill(1));
+    await rw.snapshotCreate!("s1", { dateSec: 1, dateNsec: 2 });
+    await rw.write(0, new Uint8Array(4096).fill(2));
+    await rw.close();
+    const before = Deno.readFileSync(img);
+    const node = await g.openImage(img, { readOnly: true });
+    assert.equal(await node.snapshotLoadTmp!("nosuch", undefined), false);
+    // By id, by name, and both must match when both are given.
+    assert.equal(await node.snapshotLoadTmp!("1", "other"), false);
+    assert.equal(await node.snapshotLoadTmp!(undefined, "s1"), true);
+    const back = new Uint8Array(8192);
+    await node.read(0, back);
+    assert.ok(back.every((b) => b === 1));
+    await node.close();
+    assert.deepEqual(Deno.readFileSync(img), before);
+    const writable = await g.openImage(img);
+    await assert.rejects(() => writable.snapshotLoadTmp!("1", undefined), /not readonly/);
+    await writable.close();
+  });
+});

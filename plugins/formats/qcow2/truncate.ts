@@ -41,6 +41,8 @@ export async function truncateImage(
     }
     img.map.cache.flush();
     img.refcounts.flush();
+    // qcow2_shrink_reftable rewrites the whole table, every cluster of it.
+    img.refcounts.rewriteTable();
     writeSize(img, sizeBytes);
     await trimFile(img);
     return;

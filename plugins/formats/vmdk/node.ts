@@ -103,9 +103,10 @@ export class VmdkNode implements BlockNode {
     for (let done = 0; done < buf.length;) {
       const at = offset + done;
       const { extent, inExtent } = this.#find(at);
-      const part = buf.subarray(done, done + this.#pieceBytes(extent, inExtent, buf.length - done));
+      let part = buf.subarray(done, done + this.#pieceBytes(extent, inExtent, buf.length - done));
       if (extent.flat) {
-        extent.io.readSync(extent.flatStartBytes + inExtent, part);
+        // Through the file node: a large read then runs off the event loop.
+        await extent.file.read(extent.flatStartBytes + inExtent, part);
       } else {
         const g = extent.lookup(inExtent);
         const inCluster = inExtent % extent.clusterBytes;
@@ -114,7 +115,17 @@ export class VmdkNode implements BlockNode {
             const grain = extent.readCompressed(g.hostOffset);
             part.set(grain.subarray(inCluster, inCluster + part.length));
           } else {
-            extent.io.readSync(g.hostOffset + inCluster, part);
+            // Grains that follow each other in the file are read in one request.
+            let length = part.length;
+            while (done + length < buf.length) {
+              const next = inExtent + length;
+              if (next >= extent.sectors * SECTOR_SIZE) break;
+              const n = extent.lookup(next);
+              if (n.kind !== "data" || n.hostOffset !== g.hostOffset + inCluster + length) break;
+              length += Math.min(extent.clusterBytes, buf.length - done - length);
+            }
+            part = buf.subarray(done, done + length);
+            await extent.file.read(g.hostOffset + inCluster, part);
           }
         } else if (g.kind === "unallocated" && this.backing) {
           await this.#readBacking(at, part);

@@ -68,13 +68,11 @@ export class VpcNode implements BlockNode {
     return this.#size;
   }
 
-  read(offset: number, buf: Uint8Array): Promise<void> {
+  async read(offset: number, buf: Uint8Array): Promise<void> {
     this.#checkRange(offset, buf.length);
     const dyn = this.#dyn;
-    if (!dyn) {
-      this.#io.readSync(offset, buf);
-      return Promise.resolve();
-    }
+    // Data goes through the file node's read: a large one then runs off the event loop.
+    if (!dyn) return await this.file.read(offset, buf);
     for (let done = 0; done < buf.length;) {
       const at = offset + done;
       const block = Math.floor(at / dyn.blockSize);
@@ -83,10 +81,9 @@ export class VpcNode implements BlockNode {
       const part = buf.subarray(done, done + n);
       // A dynamic disk has no parent: a sector of an unallocated block reads as zeroes.
       if (dyn.bat[block] === VHD_BAT_UNUSED) part.fill(0);
-      else this.#io.readSync(this.#dataOffset(block) + inBlock, part);
+      else await this.file.read(this.#dataOffset(block) + inBlock, part);
       done += n;
     }
-    return Promise.resolve();
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
@@ -165,7 +162,9 @@ export class VpcNode implements BlockNode {
       }
       n = Math.min(limit, n + dyn.blockSize);
     }
-    if (!allocated) return Promise.resolve({ bytes: n, allocated: false, data: false, zero: true });
+    // An unallocated block reads as zeroes defined by this image (the format has no
+    // backing file), so QEMU reports it zero and allocated.
+    if (!allocated) return Promise.resolve({ bytes: n, allocated: true, data: false, zero: true });
     return Promise.resolve({
       bytes: n,
       allocated: true,

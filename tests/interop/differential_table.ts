@@ -1,0 +1,299 @@
+// The differential suite's table: qemu-img command lines run through vmkit and qemu-img 7.2 alike
+
+/**
+ * Named rules for differences that are on purpose; docs/img-differences.md gives the
+ * reason for each. A case names the rules it needs; nothing else is masked.
+ */
+export type MaskRule =
+  /** Files written with random ids (vmdk CID, vdi/vpc/vhdx UUIDs): compared by content, not bytes. */
+  | "random-ids"
+  /** Snapshots taken during the case carry the wall-clock time: files compared by content. */
+  | "snapshot-clock"
+  /** `bench` prints its own run time. */
+  | "bench-time"
+  /**
+   * qemu-img commit (QEMU's mirror job) and convert -W copy in parallel, so clusters are
+   * allocated in a different order from run to run: files compared by content.
+   */
+  | "parallel-allocation";
+
+/** One row: command lines run in order in a fresh copy of the fixtures. */
+export interface DiffCase {
+  /** Each step is a qemu-img argument list (without `qemu-img`); names are relative. */
+  steps: string[][];
+  masks?: MaskRule[];
+  /**
+   * The case writes into fixture files (snapshot, amend, resize, rebase, commit):
+   * they are copied for it instead of linked.
+   */
+  writes?: boolean;
+}
+
+const c = (...args: string[]): DiffCase => ({ steps: [args] });
+const seq = (...steps: string[][]): DiffCase => ({ steps, writes: true });
+
+const QCOW2_FIXTURES = [
+  "a.qcow2",
+  "c4k.qcow2",
+  "pre.qcow2",
+  "ext.qcow2",
+  "snap.qcow2",
+  "top.qcow2",
+  "mid.qcow2",
+  "comp.qcow2",
+  "vm.qcow2",
+];
+const OTHER_FIXTURES = ["v.vmdk", "so.vmdk", "v.vdi", "v.vpc", "v.vhdx", "v.qcow"];
+const RAW_FIXTURES = ["odd.raw", "odd2.raw", "sparse.raw", "hole.raw", "empty.raw"];
+const DAMAGED = ["trunc.qcow2", "badl1.qcow2", "badmagic.qcow2", "bad.vmdk"];
+
+/** Fixtures that name others as backing files: a case using one gets them too. */
+export const FIXTURE_DEPENDENCIES: Record<string, string[]> = {
+  "top.qcow2": ["mid.qcow2", "base.raw"],
+  "mid.qcow2": ["base.raw"],
+};
+
+/** The table, grouped by subcommand. */
+export const DIFF_TABLE: Record<string, DiffCase[]> = {
+  info: [
+    ...[...QCOW2_FIXTURES, ...OTHER_FIXTURES, ...RAW_FIXTURES].flatMap((f) => [
+      c("info", f),
+      c("info", "--output=json", f),
+    ]),
+    c("info", "--backing-chain", "top.qcow2"),
+    c("info", "--backing-chain", "--output=json", "top.qcow2"),
+    c("info", "-f", "raw", "a.qcow2"),
+    c("info", "-f", "qcow2", "odd.raw"),
+    c("info", "-U", "snap.qcow2"),
+    c("info", "--output=xml", "a.qcow2"),
+    c("info", "nosuch.qcow2"),
+    c("info"),
+    ...DAMAGED.map((f) => c("info", f)),
+  ],
+  map: [
+    ...[...QCOW2_FIXTURES, ...RAW_FIXTURES, "v.vmdk", "v.vdi", "v.vpc", "v.vhdx"].flatMap((f) => [
+      c("map", f),
+      c("map", "--output=json", f),
+    ]),
+    c("map", "--output=json", "-s", "100k", "-l", "1M", "top.qcow2"),
+    c("map", "--start-offset=65537", "--max-length=5", "top.qcow2"),
+    c("map", "--output=json", "-s", "10M", "top.qcow2"),
+    c("map", "-s", "1x", "top.qcow2"),
+    c("map", "-l", "-5", "top.qcow2"),
+    c("map", "--output=json", "-f", "raw", "top.qcow2"),
+    c("map", "badl1.qcow2"),
+  ],
+  check: [
+    ...[...QCOW2_FIXTURES, "v.vmdk", "v.vdi", "v.vhdx", "v.vpc", "odd.raw"].flatMap((f) => [
+      c("check", f),
+      c("check", "--output=json", f),
+    ]),
+    ...DAMAGED.map((f) => c("check", f)),
+    c("check", "--output=json", "badl1.qcow2"),
+    c("check", "-q", "a.qcow2"),
+    c("check", "-r", "nonsense", "a.qcow2"),
+  ],
+  compare: [
+    c("compare", "a.qcow2", "a.qcow2"),
+    c("compare", "sparse.raw", "v.vmdk"),
+    c("compare", "sparse.raw", "v.vdi"),
+    c("compare", "sparse.raw", "comp.qcow2"),
+    c("compare", "-s", "sparse.raw", "v.vhdx"),
+    c("compare", "sparse.raw", "vm.qcow2"),
+    c("compare", "a.qcow2", "c4k.qcow2"),
+    c("compare", "odd.raw", "odd2.raw"),
+    c("compare", "-s", "odd.raw", "hole.raw"),
+    c("compare", "top.qcow2", "mid.qcow2"),
+    c("compare", "-f", "qcow2", "-F", "raw", "top.qcow2", "base.raw"),
+    c("compare", "-q", "a.qcow2", "snap.qcow2"),
+    c("compare", "a.qcow2"),
+  ],
+  convert: [
+    ...[...QCOW2_FIXTURES, ...OTHER_FIXTURES, ...RAW_FIXTURES].map((f) =>
+      c("convert", "-O", "raw", f, "out.raw")
+    ),
+    ...["a.qcow2", "c4k.qcow2", "top.qcow2", "odd.raw", "sparse.raw", "v.vdi"].map((f) =>
+      c("convert", "-O", "qcow2", f, "out.qcow2")
+    ),
+    c("convert", "-O", "qcow2", "-o", "cluster_size=4096", "a.qcow2", "out.qcow2"),
+    c("convert", "-O", "qcow2", "-o", "compat=0.10", "c4k.qcow2", "out.qcow2"),
+    c("convert", "-c", "-O", "qcow2", "a.qcow2", "out.qcow2"),
+    c("convert", "-S", "0", "-O", "raw", "sparse.raw", "out.raw"),
+    c("convert", "-O", "raw", "sparse.raw", "odd.raw", "out.raw"),
+    c("convert", "-B", "base.raw", "-F", "raw", "-O", "qcow2", "mid.qcow2", "out.qcow2"),
+    { ...c("convert", "-O", "vmdk", "sparse.raw", "out.vmdk"), masks: ["random-ids"] },
+    { ...c("convert", "-O", "vdi", "a.qcow2", "out.vdi"), masks: ["random-ids"] },
+    { ...c("convert", "-O", "vpc", "a.qcow2", "out.vpc"), masks: ["random-ids"] },
+    { ...c("convert", "-O", "vhdx", "a.qcow2", "out.vhdx"), masks: ["random-ids"] },
+    c("convert", "-O", "qcow2", "-o", "preallocation=metadata", "sparse.raw", "out.qcow2"),
+    // -l / snapshot.id / snapshot.name, and the error paths qemu-img reports
+    c("convert", "-O", "raw", "-l", "first", "snap.qcow2", "out.raw"),
+    c("convert", "-O", "raw", "-l", "2", "snap.qcow2", "out.raw"),
+    c("convert", "-O", "raw", "-l", "snapshot.name=second", "snap.qcow2", "out.raw"),
+    c("convert", "-O", "raw", "-l", "snapshot.id=1", "snap.qcow2", "out.raw"),
+    c("convert", "-O", "raw", "-l", "snapshot.id=1,snapshot.name=second", "snap.qcow2", "out.raw"),
+    c("convert", "-O", "raw", "-l", "snapshot.name=1", "snap.qcow2", "out.raw"),
+    c("convert", "-O", "raw", "-l", "snapshot.foo=1", "snap.qcow2", "out.raw"),
+    c("convert", "-O", "raw", "-l", "nosuch", "snap.qcow2", "out.raw"),
+    c("convert", "-O", "raw", "-l", "first", "snap.qcow2", "a.qcow2", "out.raw"),
+    c("convert", "-O", "raw", "-l", "snapshot.name=first", "snap.qcow2", "a.qcow2", "out.raw"),
+    c("convert", "-O", "raw", "-l", "first", "-f", "raw", "odd.raw", "out.raw"),
+    c("convert", "-O", "qcow2", "-l", "vsnap", "vm.qcow2", "out.qcow2"),
+    c("convert", "-s", "first", "-O", "raw", "snap.qcow2", "out.raw"),
+    c("convert", "-O", "raw", "nosuch.qcow2", "out.raw"),
+    c("convert", "-O", "nosuch", "a.qcow2", "out.raw"),
+    c("convert", "-O", "raw", "trunc.qcow2", "out.raw"),
+    c("convert", "-O", "raw", "badl1.qcow2", "out.raw"),
+  ],
+  create: [
+    c("create", "-f", "qcow2", "new.qcow2", "1G"),
+    c("create", "-f", "qcow2", "new.qcow2", "1000"),
+    c("create", "-f", "qcow2", "-o", "cluster_size=4096,lazy_refcounts=on", "new.qcow2", "64M"),
+    c("create", "-f", "qcow2", "-o", "compat=0.10", "new.qcow2", "64M"),
+    c("create", "-f", "qcow2", "-o", "extended_l2=on", "new.qcow2", "64M"),
+    c("create", "-f", "qcow2", "-o", "preallocation=metadata", "new.qcow2", "8M"),
+    c("create", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", "new.qcow2"),
+    c("create", "-f", "qcow2", "-b", "a.qcow2", "new.qcow2"),
+    c("create", "-f", "raw", "new.raw", "1000"),
+    c("create", "-f", "raw", "new.raw", "1x"),
+    c("create", "-f", "qcow2", "new.qcow2", "-1"),
+    c("create", "-f", "qcow2", "-o", "cluster_size=1000", "new.qcow2", "1M"),
+    c("create", "-f", "nosuch", "new.img", "1M"),
+    { ...c("create", "-f", "vdi", "new.vdi", "1000"), masks: ["random-ids"] },
+    { ...c("create", "-f", "vmdk", "new.vmdk", "1G"), masks: ["random-ids"] },
+    { ...c("create", "-f", "vpc", "new.vpc", "10M"), masks: ["random-ids"] },
+    { ...c("create", "-f", "vhdx", "new.vhdx", "10M"), masks: ["random-ids"] },
+    c("create", "-f", "qcow2", "-o", "help"),
+    c("create", "-f", "raw", "-o", "help"),
+    c("create", "-q", "-f", "qcow2", "new.qcow2", "1M"),
+  ],
+  dd: [
+    c(
+      "dd",
+      "-f",
+      "raw",
+      "-O",
+      "raw",
+      "bs=3000",
+      "skip=2",
+      "count=100",
+      "if=odd2.raw",
+      "of=out.raw",
+    ),
+    c("dd", "-O", "qcow2", "bs=3000", "skip=2", "count=10", "if=odd2.raw", "of=out.qcow2"),
+    c("dd", "bs=3000", "count=10", "if=odd.raw", "of=out.raw"),
+    c("dd", "bs=3000", "skip=2", "if=odd.raw", "of=out.raw"),
+    c("dd", "bs=64k", "if=a.qcow2", "of=out.raw"),
+    c("dd", "bs=1M", "count=2", "if=top.qcow2", "of=out.raw"),
+    c("dd", "bs=0", "if=a.qcow2", "of=out.raw"),
+    c("dd", "if=a.qcow2"),
+    c("dd", "bogus=1", "if=a.qcow2", "of=out.raw"),
+  ],
+  measure: [
+    c("measure", "--size", "1G"),
+    c("measure", "-O", "qcow2", "--size", "1G"),
+    c("measure", "-O", "qcow2", "--size", "1000"),
+    c("measure", "-O", "qcow2", "-o", "preallocation=full", "--size", "100M"),
+    c("measure", "-O", "qcow2", "-o", "preallocation=full", "a.qcow2"),
+    c("measure", "-O", "qcow2", "-o", "preallocation=falloc", "snap.qcow2"),
+    c("measure", "-O", "qcow2", "-o", "preallocation=metadata", "snap.qcow2"),
+    c("measure", "-O", "qcow2", "--output=json", "top.qcow2"),
+    c("measure", "-O", "qcow2", "-o", "cluster_size=4096", "c4k.qcow2"),
+    c("measure", "-O", "qcow2", "odd.raw"),
+    c("measure", "-O", "qcow2", "-l", "first", "snap.qcow2"),
+    c("measure", "-O", "qcow2", "-l", "1", "snap.qcow2"),
+    c("measure", "-O", "qcow2", "-l", "snapshot.name=second", "snap.qcow2"),
+    c("measure", "-O", "qcow2", "-l", "snapshot.name=1", "snap.qcow2"),
+    c("measure", "-O", "qcow2", "-l", "nosuch", "snap.qcow2"),
+    c("measure", "-O", "qcow2", "-l", "first", "--size", "1G"),
+    c("measure", "-O", "qcow2", "-l", "first", "-f", "raw", "odd.raw"),
+    c("measure", "-O", "vdi", "a.qcow2"),
+    c("measure", "--size", "1G", "a.qcow2"),
+    c("measure"),
+  ],
+  snapshot: [
+    c("snapshot", "-l", "snap.qcow2"),
+    c("snapshot", "-l", "vm.qcow2"),
+    c("snapshot", "-l", "a.qcow2"),
+    c("snapshot", "-l", "odd.raw"),
+    seq(["snapshot", "-a", "first", "snap.qcow2"], ["check", "snap.qcow2"]),
+    seq(["snapshot", "-d", "second", "snap.qcow2"], ["snapshot", "-l", "snap.qcow2"]),
+    seq(["snapshot", "-d", "nosuch", "snap.qcow2"]),
+    seq(["snapshot", "-a", "nosuch", "snap.qcow2"]),
+    {
+      ...seq(["snapshot", "-c", "third", "a.qcow2"], ["check", "a.qcow2"]),
+      masks: ["snapshot-clock"],
+    },
+  ],
+  amend: [
+    seq(["amend", "-o", "compat=0.10", "a.qcow2"], ["info", "a.qcow2"]),
+    seq(["amend", "-o", "lazy_refcounts=on", "a.qcow2"], ["check", "a.qcow2"]),
+    seq(["amend", "-o", "cluster_size=4096", "a.qcow2"]),
+    seq(["amend", "-o", "help", "-f", "qcow2"]),
+    seq(["amend", "-o", "size=8M", "a.qcow2"], ["info", "a.qcow2"]),
+  ],
+  resize: [
+    seq(["resize", "a.qcow2", "8M"], ["info", "a.qcow2"]),
+    seq(["resize", "--shrink", "a.qcow2", "-1M"], ["info", "a.qcow2"]),
+    seq(["resize", "--shrink", "a.qcow2", "2M"], ["check", "a.qcow2"]),
+    seq(["resize", "-f", "raw", "odd.raw", "1500"]),
+    seq(["resize", "-f", "raw", "odd.raw", "+1K"]),
+    seq(["resize", "snap.qcow2", "16M"]),
+  ],
+  rebase: [
+    seq(["rebase", "-u", "-b", "base.raw", "-F", "raw", "top.qcow2"], ["info", "top.qcow2"]),
+    seq(["rebase", "-b", "base.raw", "-F", "raw", "top.qcow2"], ["map", "top.qcow2"]),
+    seq(["rebase", "-b", "", "top.qcow2"], ["check", "top.qcow2"]),
+  ],
+  commit: [
+    {
+      // No `check` after it: its fragmentation count follows the allocation order too.
+      ...seq(["commit", "top.qcow2"], ["compare", "mid.qcow2", "top.qcow2"]),
+      masks: ["parallel-allocation"],
+    },
+    seq(["commit", "-d", "mid.qcow2"], ["compare", "mid.qcow2", "top.qcow2"]),
+  ],
+  bench: [
+    { steps: [["bench", "-c", "100", "a.qcow2"]], masks: ["bench-time"] },
+    {
+      steps: [["bench", "-w", "-c", "10", "-s", "4k", "a.qcow2"], ["check", "a.qcow2"]],
+      masks: ["bench-time"],
+      writes: true,
+    },
+  ],
+  "documented options": [
+    c("info", "--image-opts", "driver=qcow2,file.filename=a.qcow2"),
+    c("map", "--image-opts", "--output=json", "driver=qcow2,file.filename=c4k.qcow2"),
+    {
+      ...c("convert", "-W", "-m", "2", "-O", "qcow2", "a.qcow2", "out.qcow2"),
+      masks: ["parallel-allocation"],
+    },
+    c("convert", "-m", "0", "-O", "raw", "a.qcow2", "out.raw"),
+    c("convert", "-C", "-c", "-O", "qcow2", "a.qcow2", "out.qcow2"),
+    c("convert", "-S", "32M", "-O", "raw", "a.qcow2", "out.raw"),
+    c("convert", "-t", "writeback", "-T", "none", "-O", "raw", "c4k.qcow2", "out.raw"),
+    c("convert", "-U", "-p", "-q", "-O", "raw", "snap.qcow2", "out.raw"),
+    c("convert", "-m", "99", "-O", "raw", "a.qcow2", "out.raw"),
+    c("convert", "-S", "1000", "-O", "raw", "a.qcow2", "out.raw"),
+    c("convert", "-c", "-S", "0", "-O", "qcow2", "a.qcow2", "out.qcow2"),
+    c("convert", "--target-is-zero", "-O", "raw", "a.qcow2", "out.raw"),
+    c("create", "-u", "-f", "qcow2", "-b", "nosuch.qcow2", "-F", "qcow2", "new.qcow2", "1M"),
+    c("create", "-f", "qcow2", "-b", "nosuch.qcow2", "-F", "qcow2", "new.qcow2"),
+    c("check", "-U", "--output=json", "-f", "qcow2", "c4k.qcow2"),
+    c("compare", "-U", "-f", "qcow2", "-F", "qcow2", "a.qcow2", "vm.qcow2"),
+    c("measure", "--output=json", "-O", "qcow2", "-o", "cluster_size=2M", "--size", "10G"),
+    c("snapshot", "-l", "-U", "snap.qcow2"),
+    c("create", "-u", "-f", "qcow2", "-b", "nosuch.qcow2", "new.qcow2", "1M"),
+    { ...seq(["snapshot", "-c", "", "a.qcow2"]), masks: ["snapshot-clock"] },
+    c("info", "--output=json", "--backing-chain", "-U", "mid.qcow2"),
+  ],
+  "odd sizes and damaged files": [
+    c("info", "odd2.raw"),
+    c("compare", "odd.raw", "odd.raw"),
+    c("convert", "-O", "qcow2", "odd2.raw", "out.qcow2"),
+    c("map", "--output=json", "hole.raw"),
+    c("check", "trunc.qcow2"),
+    c("convert", "-O", "raw", "badmagic.qcow2", "out.raw"),
+    c("info", "--output=json", "bad.vmdk"),
+  ],
+};
