@@ -237,7 +237,9 @@ export class KvmCpu implements CpuBackend {
     } finally {
       const nowNs = loop ? loop.nowNs : performance.now() * 1e6;
       this.#retired += Math.max(0, Math.floor((nowNs - startNs) / nsPerTick));
-      if (exit !== RunExit.Budget && exit !== RunExit.Exit) this.#kick?.disarm();
+      // A slice that used its budget is followed by the next at once; anything else
+      // (halt, a stop, a reset) may leave the thread in the host event loop for long.
+      if (exit !== RunExit.Budget) this.#kick?.disarm();
     }
     return exit;
   }

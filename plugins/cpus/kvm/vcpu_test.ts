@@ -114,3 +114,71 @@ Deno.test({
     assert.equal(vm.slotUpdates, after);
   },
 });
+
+/**
+ * Runs a real-mode guest on KVM's own interrupt controllers: it programs the master
+ * 8259 (vectors 20h..27h, IRQ0 unmasked) and, with `pit`, the 8254's channel 0 (1 ms,
+ * rate generator), says 41h on port 10h, waits in HLT with IF=1, and its IRQ0 handler
+ * says 11h, sends EOI and returns; then it says 12h. Returns what port 10h saw.
+ */
+function runOnKernelIrqchip(pit: boolean, onMarker: (vm: KvmVm) => void): number[] {
+  const m = machine();
+  const a = new Assembler({ bits: 16, origin: CODE });
+  const init = [[0x20, 0x11], [0x21, VECTOR], [0x21, 4], [0x21, 1], [0x21, 0xfe]];
+  if (pit) init.push([0x43, 0x34], [0x40, 1193 & 0xff], [0x40, 1193 >> 8]);
+  for (const [port, value] of init) a.mov(AL, value).out(port, AL);
+  a.mov(AL, 0x41).out(0x10, AL);
+  a.sti().hlt();
+  a.mov(AL, 0x12).out(0x10, AL);
+  a.cli().hlt();
+  const h = new Assembler({ bits: 16, origin: HANDLER });
+  h.mov(AL, 0x11).out(0x10, AL).mov(AL, 0x20).out(0x20, AL);
+  h.db(0xcf); // iret
+  m.ram.set(a.assemble(), CODE);
+  m.ram.set(h.assemble(), HANDLER);
+  new DataView(m.ram.buffer, m.ram.byteOffset).setUint32(VECTOR * 4, HANDLER, true);
+
+  const vm = new KvmVm(m.memory);
+  vm.createIrqchip({ pit });
+  const model = KVM_CPU_MODELS.find((x) => x.name === "qemu64")!;
+  const cpu = new KvmCpu(vm, { memory: m.memory, io: m.io }, model);
+  cpu.reset();
+  const s = new X86State();
+  cpu.getState(s);
+  s.setSegment(X86_CS, { selector: 0, attributes: 0x9b, limit: 0xffff, base: 0 });
+  s.rip = CODE;
+  cpu.setState(s);
+  // The guest's OUTs to the PIC and PIT never reach vmkit's port space; port 10h does.
+  const out: number[] = [];
+  m.io.unregister("probe");
+  m.io.register("probe", 0x10, 1, {
+    read: () => 0xff,
+    write: (_p, _s, v) => {
+      out.push(v);
+      if (v === 0x41) onMarker(vm);
+      if (v === 0x12) cpu.requestExit();
+    },
+  });
+  assert.equal(cpu.run(1e9), RunExit.Exit);
+  assert.equal(cpu.stats.injected, 0, "KVM's PIC delivered it, not vmkit");
+  return out;
+}
+
+Deno.test({
+  name:
+    `KvmVm.createIrqchip() gives the guest KVM's own PIC: a line raised with irqLine() wakes HLT${NEEDS_KVM}`,
+  ignore: IGNORE,
+  fn() {
+    // An edge on IRQ0 while the guest is busy.
+    assert.deepEqual(runOnKernelIrqchip(false, (vm) => vm.irqLine(0, true)), [0x41, 0x11, 0x12]);
+  },
+});
+
+Deno.test({
+  name:
+    `KvmVm.createIrqchip({ pit: true }) gives the guest KVM's 8254, whose tick wakes HLT${NEEDS_KVM}`,
+  ignore: IGNORE,
+  fn() {
+    assert.deepEqual(runOnKernelIrqchip(true, () => {}), [0x41, 0x11, 0x12]);
+  },
+});

@@ -5,14 +5,18 @@ import { PAGE_BITS } from "../../../core/memory/address_space.ts";
 import {
   CPUID_ENTRY_BYTES,
   KVM_API_VERSION,
+  KVM_CAP_IRQCHIP,
   KVM_CAP_READONLY_MEM,
   KVM_CAP_USER_MEMORY,
   KVM_CHECK_EXTENSION,
+  KVM_CREATE_IRQCHIP,
+  KVM_CREATE_PIT2,
   KVM_CREATE_VM,
   KVM_GET_API_VERSION,
   KVM_GET_MSR_INDEX_LIST,
   KVM_GET_SUPPORTED_CPUID,
   KVM_GET_VCPU_MMAP_SIZE,
+  KVM_IRQ_LINE,
   KVM_MEM_READONLY,
   KVM_SET_IDENTITY_MAP_ADDR,
   KVM_SET_TSS_ADDR,
@@ -272,6 +276,34 @@ export class KvmVm {
       hostAddress: host + BigInt(start - r.base),
       flags: KVM_MEM_READONLY,
     }];
+  }
+
+  /** True once {@linkcode createIrqchip} made the in-kernel PIC, IOAPIC and local APICs. */
+  irqchipInKernel = false;
+
+  /**
+   * Makes KVM's own interrupt controllers (QEMU's `kernel-irqchip=on`): two 8259 PICs,
+   * an IOAPIC and a local APIC per vCPU created afterwards; with `pit`, the 8254 too.
+   * Must come before the first vCPU. Port and MMIO accesses to them then never exit,
+   * HLT waits inside KVM_RUN, and devices raise lines with {@linkcode irqLine}.
+   */
+  createIrqchip(options: { pit?: boolean } = {}): void {
+    if (ioctl(this.vmFd, KVM_CHECK_EXTENSION, KVM_CAP_IRQCHIP) <= 0) {
+      throw new KvmInitError("Operation not supported", "kvm: no in-kernel irqchip");
+    }
+    ioctl(this.vmFd, KVM_CREATE_IRQCHIP);
+    this.irqchipInKernel = true;
+    // struct kvm_pit_config: flags u32 (0: port 61h stays with user space), then padding.
+    if (options.pit) ioctlBuffer(this.vmFd, KVM_CREATE_PIT2, new Uint8Array(64));
+  }
+
+  /** Sets in-kernel interrupt line `gsi` (ISA IRQs 0..15 reach both PIC and IOAPIC) to `level`. */
+  irqLine(gsi: number, level: boolean): void {
+    const buf = new Uint8Array(8);
+    const v = new DataView(buf.buffer);
+    v.setUint32(0, gsi, true);
+    v.setUint32(4, level ? 1 : 0, true);
+    ioctlBuffer(this.vmFd, KVM_IRQ_LINE, buf);
   }
 
   /** KVM_GET_SUPPORTED_CPUID: the entries (40 bytes each) the host lets a guest see. */
