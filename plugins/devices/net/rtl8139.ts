@@ -5,10 +5,11 @@
 
 import type { Device, DeviceState } from "../../../core/device.ts";
 import type { IrqLine } from "../../../core/irq.ts";
-import type { AddressSpace, MmioHandler } from "../../../core/memory/address_space.ts";
+import type { AddressSpace } from "../../../core/memory/address_space.ts";
 import type { PortIoSpace } from "../../../core/memory/port_io.ts";
 import type { NetClient } from "../../../core/net.ts";
 import { type PciBus, PciConfig } from "../../../core/pci.ts";
+import { mapIoWindow, MmioWindow } from "./_windows.ts";
 import { MicrowireEeprom } from "./e1000_eeprom.ts";
 import { emptyTxContext, segment } from "./e1000_tx.ts";
 
@@ -139,7 +140,6 @@ export class Rtl8139 implements Device, NetClient {
   #mac: Uint8Array;
   #host: Rtl8139Host;
   #irq: IrqLine | null;
-  #mmioBase: number | null = null;
   #txIndex = 0;
   #rxIndex = 0;
 
@@ -161,8 +161,17 @@ export class Rtl8139 implements Device, NetClient {
       subsystemId: 0x1100,
       interruptPin: 1,
     });
-    this.pci.addBar(0, { size: REGS_BYTES, io: true, map: (b) => this.#mapIo(b) });
-    this.pci.addBar(1, { size: MMIO_BAR_BYTES, io: false, map: (b) => this.#mapMmio(b) });
+    const regs = {
+      read: (offset: number, size: 1 | 2 | 4) => this.read(offset, size),
+      write: (offset: number, size: 1 | 2 | 4, value: number) => this.write(offset, size, value),
+    };
+    const mmio = new MmioWindow(host.memory, `${id}-mmio`, MMIO_BAR_BYTES, regs);
+    this.pci.addBar(0, {
+      size: REGS_BYTES,
+      io: true,
+      map: (b) => mapIoWindow(host.io, `${id}-io`, b, REGS_BYTES, regs),
+    });
+    this.pci.addBar(1, { size: MMIO_BAR_BYTES, io: false, map: (b) => mmio.map(b) });
     this.devfn = host.pci?.plug(this.pci, host.devfn) ?? host.devfn ?? 0;
     this.#irq = host.pci?.intx(this.devfn, 1) ?? null;
     this.#reset();
@@ -171,37 +180,6 @@ export class Rtl8139 implements Device, NetClient {
   /** The MAC address the EEPROM holds. */
   get mac(): Uint8Array {
     return this.#mac.slice();
-  }
-
-  #mapIo(base: number | null): void {
-    const name = `${this.id}-io`;
-    this.#host.io.unregister(name);
-    if (base === null) return;
-    try {
-      this.#host.io.register(name, base, REGS_BYTES, {
-        read: (port, size) => this.read(port - base, size),
-        write: (port, size, value) => this.write(port - base, size, value),
-      });
-    } catch {
-      // Overlapping ports: not decoded.
-    }
-  }
-
-  #mapMmio(base: number | null): void {
-    const name = `${this.id}-mmio`;
-    if (this.#mmioBase !== null) this.#host.memory.remove(name);
-    this.#mmioBase = null;
-    if (base === null) return;
-    const handler: MmioHandler = {
-      read: (offset, size) => this.read(offset, size),
-      write: (offset, size, value) => this.write(offset, size, value),
-    };
-    try {
-      this.#host.memory.addMmio(name, base, MMIO_BAR_BYTES, handler);
-      this.#mmioBase = base;
-    } catch {
-      // A base on top of RAM or another window is not decoded.
-    }
   }
 
   #reset(): void {
