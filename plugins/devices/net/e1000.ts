@@ -4,10 +4,11 @@
 
 import type { Device, DeviceState } from "../../../core/device.ts";
 import type { IrqLine } from "../../../core/irq.ts";
-import type { AddressSpace, MmioHandler } from "../../../core/memory/address_space.ts";
+import type { AddressSpace } from "../../../core/memory/address_space.ts";
 import type { PortIoSpace } from "../../../core/memory/port_io.ts";
 import type { NetClient } from "../../../core/net.ts";
 import { type PciBus, PciConfig } from "../../../core/pci.ts";
+import { mapIoWindow, MmioWindow } from "./_windows.ts";
 import { eepromImage, MicrowireEeprom, Phy } from "./e1000_eeprom.ts";
 import * as R from "./e1000_regs.ts";
 import {
@@ -54,7 +55,6 @@ export class E1000 implements Device, NetClient {
   #mac: Uint8Array;
   #host: E1000Host;
   #irq: IrqLine | null;
-  #mmioBase: number | null = null;
   #ioAddr = 0;
   #ctx: TxContext = emptyTxContext();
   #txPacket = new Uint8Array(MAX_TX_PACKET);
@@ -76,7 +76,11 @@ export class E1000 implements Device, NetClient {
       subsystemId: R.E1000_DEV_ID_82540EM,
       interruptPin: 1,
     });
-    this.pci.addBar(0, { size: R.E1000_MMIO_BYTES, io: false, map: (b) => this.#mapMmio(b) });
+    const mmio = new MmioWindow(host.memory, `${id}-mmio`, R.E1000_MMIO_BYTES, {
+      read: (offset, size) => this.#readSized(offset, size),
+      write: (offset, size, value) => this.#writeSized(offset, size, value),
+    });
+    this.pci.addBar(0, { size: R.E1000_MMIO_BYTES, io: false, map: (b) => mmio.map(b) });
     this.pci.addBar(1, { size: R.E1000_IO_BYTES, io: true, map: (b) => this.#mapIo(b) });
     this.devfn = host.pci?.plug(this.pci, host.devfn) ?? host.devfn ?? 0;
     this.#irq = host.pci?.intx(this.devfn, 1) ?? null;
@@ -88,44 +92,20 @@ export class E1000 implements Device, NetClient {
     return this.#mac.slice();
   }
 
-  #mapMmio(base: number | null): void {
-    const name = `${this.id}-mmio`;
-    if (this.#mmioBase !== null) this.#host.memory.remove(name);
-    this.#mmioBase = null;
-    if (base === null) return;
-    const handler: MmioHandler = {
-      read: (offset, size) => this.#readSized(offset, size),
-      write: (offset, size, value) => this.#writeSized(offset, size, value),
-    };
-    try {
-      this.#host.memory.addMmio(name, base, R.E1000_MMIO_BYTES, handler);
-      this.#mmioBase = base;
-    } catch {
-      // A base on top of RAM or another window is not decoded (the guest's mistake).
-    }
-  }
-
   #mapIo(base: number | null): void {
-    const name = `${this.id}-io`;
-    this.#host.io.unregister(name);
-    if (base === null) return;
-    try {
-      this.#host.io.register(name, base, R.E1000_IO_BYTES, {
-        read: (port, size) => {
-          const off = (port - base) & ~3;
-          if (off === 0) return this.#ioAddr;
-          if (off === 4) return this.readRegister(this.#ioAddr & 0x1fffc) >>> 0;
-          return size === 4 ? 0xffffffff : (1 << (8 * size)) - 1;
-        },
-        write: (port, _size, value) => {
-          const off = (port - base) & ~3;
-          if (off === 0) this.#ioAddr = value >>> 0;
-          else if (off === 4) this.writeRegister(this.#ioAddr & 0x1fffc, value >>> 0);
-        },
-      });
-    } catch {
-      // Overlapping ports: not decoded.
-    }
+    mapIoWindow(this.#host.io, `${this.id}-io`, base, R.E1000_IO_BYTES, {
+      read: (offset, size) => {
+        const off = offset & ~3;
+        if (off === 0) return this.#ioAddr;
+        if (off === 4) return this.readRegister(this.#ioAddr & 0x1fffc) >>> 0;
+        return size === 4 ? 0xffffffff : (1 << (8 * size)) - 1;
+      },
+      write: (offset, _size, value) => {
+        const off = offset & ~3;
+        if (off === 0) this.#ioAddr = value >>> 0;
+        else if (off === 4) this.writeRegister(this.#ioAddr & 0x1fffc, value >>> 0);
+      },
+    });
   }
 
   #readSized(offset: number, size: number): number {

@@ -1,5 +1,6 @@
 // The 82540EM's serial EEPROM (a Microwire 93C46 the driver bit-bangs through EECD, or
-// reads a word at a time through EERD) and its PHY registers behind MDIC
+// reads a word at a time through EERD; the RTL8139's is the same part behind 9346CR) and
+// the 82540EM's PHY registers behind MDIC
 
 import {
   EECD_CS,
@@ -41,6 +42,8 @@ export function eepromImage(mac: Uint8Array, deviceId: number, vendorId: number)
  * first, one bit per rising edge, rolling on to the next word.
  */
 export class MicrowireEeprom {
+  /** The register bits wired to the EEPROM's pins (the 8254x EECD's by default). */
+  readonly pins: { cs: number; sk: number; di: number; do: number };
   #cs = false;
   #sk = false;
   #bitsIn = 0;
@@ -50,17 +53,27 @@ export class MicrowireEeprom {
   #outBit = 0;
   #do = 0;
 
-  constructor(readonly words: Uint16Array) {}
+  constructor(
+    readonly words: Uint16Array,
+    pins: { cs: number; sk: number; di: number; do: number } = {
+      cs: EECD_CS,
+      sk: EECD_SK,
+      di: EECD_DI,
+      do: EECD_DO,
+    },
+  ) {
+    this.pins = pins;
+  }
 
   /** The EECD bits the EEPROM drives (DO) merged into `value`. */
   read(value: number): number {
-    return (value & ~EECD_DO) | (this.#do ? EECD_DO : 0);
+    return (value & ~this.pins.do) | (this.#do ? this.pins.do : 0);
   }
 
   /** The driver wrote EECD. */
   write(value: number): void {
-    const cs = (value & EECD_CS) !== 0;
-    const sk = (value & EECD_SK) !== 0;
+    const cs = (value & this.pins.cs) !== 0;
+    const sk = (value & this.pins.sk) !== 0;
     if (!cs) {
       this.#bitsIn = 0;
       this.#shift = 0;
@@ -75,7 +88,7 @@ export class MicrowireEeprom {
           this.#address = (this.#address + 1) % EEPROM_WORDS;
         }
       } else if (this.#bitsIn < 3 + ADDRESS_BITS) {
-        this.#shift = (this.#shift << 1) | (value & EECD_DI ? 1 : 0);
+        this.#shift = (this.#shift << 1) | (value & this.pins.di ? 1 : 0);
         this.#bitsIn++;
         if (this.#bitsIn === 3 + ADDRESS_BITS && this.#shift >> ADDRESS_BITS === MICROWIRE_READ) {
           this.#reading = true;

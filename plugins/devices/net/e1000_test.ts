@@ -78,6 +78,15 @@ Deno.test("E1000 MDIC reads the M88 PHY's IDs at address 1 and errors elsewhere"
   assert.ok(rd(R.STATUS) & R.STATUS_LU);
 });
 
+Deno.test("E1000 reaches its registers through the I/O BAR's IOADDR and IODATA", () => {
+  const { io, rd } = setup();
+  io.out(0xc000, 4, R.STATUS);
+  assert.equal(io.in(0xc004, 4), rd(R.STATUS));
+  io.out(0xc000, 4, R.IMS);
+  io.out(0xc004, 4, R.ICR_RXT0);
+  assert.equal(rd(R.IMS), R.ICR_RXT0);
+});
+
 Deno.test("E1000 transmits a legacy descriptor to its peer, sets DD and raises TXDW", () => {
   const { ram, dv, nic, sent, rd, wr } = setup();
   const ring = 0x10000;

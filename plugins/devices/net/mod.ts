@@ -1,13 +1,15 @@
-// The NIC plugins that are not virtio: e1000 (82540EM)
+// The NIC plugins that are not virtio: e1000 (82540EM) and rtl8139 (RTL8139C+)
 
-import { type DeviceContext, PCI_BUS } from "../../../core/device.ts";
+import { type Device, type DeviceContext, PCI_BUS } from "../../../core/device.ts";
 import { UsageError } from "../../../core/errors.ts";
-import { connectNetClients } from "../../../core/net.ts";
+import { connectNetClients, type NetClient } from "../../../core/net.ts";
 import type { ParsedOptions } from "../../../core/options.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
-import { E1000 } from "./e1000.ts";
+import { E1000, type E1000Host } from "./e1000.ts";
+import { Rtl8139 } from "./rtl8139.ts";
 
 export { E1000 } from "./e1000.ts";
+export { Rtl8139 } from "./rtl8139.ts";
 
 /** QEMU's first default MAC; each further NIC without one takes the next last byte. */
 const DEFAULT_MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
@@ -45,6 +47,44 @@ function nicMac(machine: DeviceContext, model: string, opts: ParsedOptions): Uin
   return mac;
 }
 
+/** Options every NIC here takes. */
+const NIC_OPTIONS = [
+  { name: "id", type: "string", help: "device id" },
+  { name: "addr", type: "string", help: "PCI slot[.function] (hex)" },
+  { name: "netdev", type: "string", help: "ID of a netdev to use as a backend" },
+  { name: "mac", type: "string", help: "Ethernet 6-byte MAC Address" },
+  { name: "bootindex", type: "number", help: "boot priority (accepted)" },
+  { name: "romfile", type: "string", help: "option ROM (accepted; vmkit loads none)" },
+] as const;
+
+/** Checks a NIC's options, makes it with `make` and links it to its `netdev=`. */
+function createNic<T extends Device & NetClient>(
+  machine: DeviceContext,
+  opts: ParsedOptions,
+  model: string,
+  make: (id: string, mac: Uint8Array, host: E1000Host) => T,
+): T {
+  const netdevId = opts.netdev as string | undefined;
+  const netdev = netdevId === undefined ? undefined : machine.netClient(netdevId);
+  if (netdevId !== undefined && !netdev) {
+    throw new UsageError(`Property '${model}.netdev' can't find value '${netdevId}'`);
+  }
+  if (netdev?.peer) {
+    throw new UsageError(`Property '${model}.netdev' can't take value '${netdevId}', it's in use`);
+  }
+  const id = (opts.id as string | undefined) ?? machine.freeId(model);
+  if (machine.device(id)) throw new UsageError(`Duplicate ID '${id}' for device`);
+  const nic = make(id, nicMac(machine, model, opts), {
+    memory: machine.memory,
+    io: machine.io,
+    pci: machine.findService(PCI_BUS) ?? null,
+    devfn: opts.addr === undefined ? undefined : parseAddr(model, String(opts.addr)),
+    kick: () => machine.kick(),
+  });
+  if (netdev) connectNetClients(nic, netdev);
+  return nic;
+}
+
 /** `-device e1000,netdev=ID` and `-net nic,model=e1000` (QEMU's default NIC on pc). */
 export const e1000Device = {
   kind: "device",
@@ -54,40 +94,25 @@ export const e1000Device = {
   bus: "PCI",
   category: "Network",
   userCreatable: true,
-  options: [
-    { name: "id", type: "string", help: "device id" },
-    { name: "addr", type: "string", help: "PCI slot[.function] (hex)" },
-    { name: "netdev", type: "string", help: "ID of a netdev to use as a backend" },
-    { name: "mac", type: "string", help: "Ethernet 6-byte MAC Address" },
-    { name: "bootindex", type: "number", help: "boot priority (accepted)" },
-    { name: "romfile", type: "string", help: "option ROM (accepted; vmkit loads none)" },
-  ],
+  options: NIC_OPTIONS,
   create(machine: DeviceContext, opts: ParsedOptions): E1000 {
-    const model = "e1000";
-    const netdevId = opts.netdev as string | undefined;
-    const netdev = netdevId === undefined ? undefined : machine.netClient(netdevId);
-    if (netdevId !== undefined && !netdev) {
-      throw new UsageError(`Property '${model}.netdev' can't find value '${netdevId}'`);
-    }
-    if (netdev?.peer) {
-      throw new UsageError(
-        `Property '${model}.netdev' can't take value '${netdevId}', it's in use`,
-      );
-    }
-    const id = (opts.id as string | undefined) ?? machine.freeId("e1000");
-    if (machine.device(id)) throw new UsageError(`Duplicate ID '${id}' for device`);
-    const mac = nicMac(machine, model, opts);
-    const nic = new E1000(id, mac, {
-      memory: machine.memory,
-      io: machine.io,
-      pci: machine.findService(PCI_BUS) ?? null,
-      devfn: opts.addr === undefined ? undefined : parseAddr(model, String(opts.addr)),
-      kick: () => machine.kick(),
-    });
-    if (netdev) connectNetClients(nic, netdev);
-    return nic;
+    return createNic(machine, opts, "e1000", (id, mac, host) => new E1000(id, mac, host));
+  },
+} satisfies DeviceDescriptor;
+
+/** `-device rtl8139,netdev=ID` and `-net nic,model=rtl8139`: an RTL8139C+ in C+ mode. */
+export const rtl8139Device = {
+  kind: "device",
+  name: "rtl8139",
+  summary: "Realtek RTL8139C+ (C+ mode only: Linux 8139cp)",
+  bus: "PCI",
+  category: "Network",
+  userCreatable: true,
+  options: NIC_OPTIONS,
+  create(machine: DeviceContext, opts: ParsedOptions): Rtl8139 {
+    return createNic(machine, opts, "rtl8139", (id, mac, host) => new Rtl8139(id, mac, host));
   },
 } satisfies DeviceDescriptor;
 
 /** The non-virtio NIC plugins. */
-export const NET_DEVICE_PLUGINS: readonly DeviceDescriptor[] = [e1000Device];
+export const NET_DEVICE_PLUGINS: readonly DeviceDescriptor[] = [e1000Device, rtl8139Device];

@@ -366,3 +366,60 @@ Deno.test({
     h.close();
   },
 });
+
+Deno.test({
+  name: "UserStack carries 1 MiB from a loopback server to the guest in order, within its window",
+  ...opts,
+  fn: async () => {
+    const data = new Uint8Array(1 << 20);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 10)) & 0xff;
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const serving = (async () => {
+      const conn = await listener.accept();
+      await conn.write(data);
+      conn.close();
+    })();
+    const h = harness();
+    const g = { srcPort: 41000, dstPort: (listener.addr as Deno.NetAddr).port };
+    h.stack.input(guestTcp(HOST_IP, { ...g, seq: 100, flags: TCP_SYN, mss: 1460, window: 8192 }));
+    await h.settle(() => h.out.length > 0);
+    const synAck = readFrame(h.out.shift()!).tcp!;
+    let rcv = (synAck.seq + 1) >>> 0;
+    const ack = (window = 8192) =>
+      h.stack.input(guestTcp(HOST_IP, { ...g, seq: 101, ack: rcv, flags: TCP_ACK, window }));
+    ack();
+    const got: Uint8Array[] = [];
+    let bytes = 0;
+    let fin = false;
+    let maxInFlight = 0;
+    await h.settle(() => {
+      let sent = 0;
+      for (const f of h.out.splice(0)) {
+        const t = readFrame(f).tcp!;
+        sent += t.payload.length;
+        if (t.seq !== rcv) continue; // out of order: the guest drops it
+        got.push(t.payload.slice());
+        bytes += t.payload.length;
+        rcv = (rcv + t.payload.length + (t.flags & TCP_FIN ? 1 : 0)) >>> 0;
+        if (t.flags & TCP_FIN) fin = true;
+      }
+      maxInFlight = Math.max(maxInFlight, sent);
+      if (sent > 0) ack();
+      h.loop.advanceBy(1e6);
+      return fin;
+    });
+    assert.ok(fin, `FIN after ${bytes} bytes`);
+    assert.equal(bytes, data.length);
+    const all = new Uint8Array(bytes);
+    let at = 0;
+    for (const p of got) {
+      all.set(p, at);
+      at += p.length;
+    }
+    assert.deepEqual(all, data);
+    assert.ok(maxInFlight <= 8192, `${maxInFlight} bytes sent past an 8 KiB window`);
+    h.close();
+    listener.close();
+    await serving;
+  },
+});
