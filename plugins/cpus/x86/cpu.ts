@@ -236,6 +236,9 @@ export class X86Cpu implements CpuBackend {
 
   #run(maxInstructions: number): RunExit {
     const c = this.#c;
+    // Devices, timers and other CPUs ran since the last slice: translated code re-checks
+    // its guest bytes.
+    c.codeEpoch++;
     const end = c.retired + maxInstructions;
     c.attention = true;
     for (;;) {

@@ -1,18 +1,24 @@
 // Guest memory as the CPU sees it: linear and segment-checked accesses through the TLB, and fetch
 
-import { PAGE_RAM, PAGE_ROM } from "../../../core/memory/address_space.ts";
+import { PAGE_MMIO, PAGE_RAM, PAGE_ROM } from "../../../core/memory/address_space.ts";
 import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, tlbFill, translate } from "./paging.ts";
 import { type CpuCore, CS, EXC_GP, EXC_SS, fault, SS, TLB_MASK } from "./state.ts";
+
+// Translated code re-checks its guest bytes after `codeEpoch` moves (see jit/dispatch.ts):
+// every store that reaches the bus moves it (it may hit a page holding code, which the
+// TLB never maps for direct writes), and so does a read from MMIO (a device may DMA).
 
 function slowRead8(c: CpuCore, lin: number): number {
   const phys = translate(c, lin, ACCESS_READ);
   tlbFill(c, lin, phys, c.xlWritable);
+  if (c.mem.pageKind[phys >>> 12] === PAGE_MMIO) c.codeEpoch++;
   return c.mem.read8(phys);
 }
 
 function slowWrite8(c: CpuCore, lin: number, v: number): void {
   const phys = translate(c, lin, ACCESS_WRITE);
   tlbFill(c, lin, phys, true);
+  c.codeEpoch++;
   c.mem.write8(phys, v);
   // A slow write may reach MMIO (an interrupt controller, a memory map register).
   c.attention = true;
@@ -40,11 +46,14 @@ export function linRead16(c: CpuCore, lin: number): number {
   if (o !== 0xfff) {
     const phys = translate(c, lin, ACCESS_READ);
     tlbFill(c, lin, phys, c.xlWritable);
+    if (c.mem.pageKind[phys >>> 12] === PAGE_MMIO) c.codeEpoch++;
     return c.mem.read16(phys);
   }
   // Crossing a page: both pages must translate before anything is read.
   const lo = translate(c, lin, ACCESS_READ);
   const hi = translate(c, (lin + 1) | 0, ACCESS_READ);
+  const k = c.mem.pageKind;
+  if (k[lo >>> 12] === PAGE_MMIO || k[hi >>> 12] === PAGE_MMIO) c.codeEpoch++;
   return c.mem.read8(lo) | (c.mem.read8(hi) << 8);
 }
 
@@ -62,6 +71,7 @@ export function linRead32(c: CpuCore, lin: number): number {
   if (o <= 0xffc) {
     const phys = translate(c, lin, ACCESS_READ);
     tlbFill(c, lin, phys, c.xlWritable);
+    if (c.mem.pageKind[phys >>> 12] === PAGE_MMIO) c.codeEpoch++;
     return c.mem.read32(phys) | 0;
   }
   translate(c, (lin + 3) | 0, ACCESS_READ);
@@ -99,12 +109,14 @@ export function linWrite16(c: CpuCore, lin: number, v: number): void {
   if (o !== 0xfff) {
     const phys = translate(c, lin, ACCESS_WRITE);
     tlbFill(c, lin, phys, true);
+    c.codeEpoch++;
     c.mem.write16(phys, v & 0xffff);
     c.attention = true;
     return;
   }
   const lo = translate(c, lin, ACCESS_WRITE);
   const hi = translate(c, (lin + 1) | 0, ACCESS_WRITE);
+  c.codeEpoch++;
   c.mem.write8(lo, v & 0xff);
   c.mem.write8(hi, (v >> 8) & 0xff);
   c.attention = true;
@@ -131,6 +143,7 @@ export function linWrite32(c: CpuCore, lin: number, v: number): void {
   if (o <= 0xffc) {
     const phys = translate(c, lin, ACCESS_WRITE);
     tlbFill(c, lin, phys, true);
+    c.codeEpoch++;
     c.mem.write32(phys, v >>> 0);
     c.attention = true;
     return;
@@ -219,6 +232,7 @@ function fetchSlow(c: CpuCore): number {
     c.fetchLen = end - start + 1;
   }
   c.eip = (c.eip + 1) | 0;
+  if (c.mem.pageKind[phys >>> 12] === PAGE_MMIO) c.codeEpoch++;
   return c.mem.read8(phys);
 }
 

@@ -194,6 +194,7 @@ export function installControl(t16: OpHandler[], t32: OpHandler[]): void {
   // Port I/O.
   const inPort = (c: CpuCore, port: number, bytes: 1 | 2 | 4) => {
     checkIoPermission(c, port, bytes);
+    c.codeEpoch++; // a device may write guest RAM
     const v = c.io.in(port, bytes);
     const r = c.regs;
     if (bytes === 1) r[0] = (r[0] & ~0xff) | (v & 0xff);
@@ -204,6 +205,7 @@ export function installControl(t16: OpHandler[], t32: OpHandler[]): void {
   const outPort = (c: CpuCore, port: number, bytes: 1 | 2 | 4) => {
     checkIoPermission(c, port, bytes);
     const v = c.regs[0];
+    c.codeEpoch++;
     c.io.out(port, bytes, bytes === 1 ? v & 0xff : bytes === 2 ? v & 0xffff : v >>> 0);
     c.attention = true;
   };

@@ -200,6 +200,7 @@ function stringOp(c: CpuCore, kind: number, bytes: number): void {
       }
       case INS: {
         checkWrite(c, ES, di >>> 0, bytes);
+        c.codeEpoch++; // a device may write guest RAM
         const v = c.io.in(r[2] & 0xffff, bytes as 1 | 2 | 4);
         wr(c, ES, di >>> 0, v, bytes);
         r[EDI] = (r[EDI] & ~mask) | ((di + step) & mask);
@@ -208,6 +209,7 @@ function stringOp(c: CpuCore, kind: number, bytes: number): void {
       }
       default: {
         const v = rd(c, dataSeg(c), si >>> 0, bytes);
+        c.codeEpoch++;
         c.io.out(r[2] & 0xffff, bytes as 1 | 2 | 4, bytes === 4 ? v >>> 0 : v);
         r[ESI] = (r[ESI] & ~mask) | ((si + step) & mask);
         c.attention = true;

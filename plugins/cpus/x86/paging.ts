@@ -81,7 +81,10 @@ export function translate(c: CpuCore, lin: number, kind: number): number {
       phys = ((pde & 0xffe00000) | (lin & 0x1fffff)) >>> 0;
       if (!checkPerm(c, perm, write, user, kind, nx)) return pageFault(c, lin, errBase | 1);
       const upd = pde | 0x20 | (write ? 0x40 : 0);
-      if (upd !== pde) mem.write32(pdeAddr & c.a20Mask, upd);
+      if (upd !== pde) {
+        c.codeEpoch++; // accessed and dirty bits: a store to RAM
+        mem.write32(pdeAddr & c.a20Mask, upd);
+      }
       dirty = (upd & 0x40) !== 0;
     } else {
       const pteAddr = ((pde & ~0xfff) + (((lin >>> 12) & 0x1ff) << 3)) >>> 0;
@@ -91,9 +94,15 @@ export function translate(c: CpuCore, lin: number, kind: number): number {
       if (nxe && (pteHi & 0x80000000) !== 0) nx = true;
       perm = pde & pte;
       if (!checkPerm(c, perm, write, user, kind, nx)) return pageFault(c, lin, errBase | 1);
-      if ((pde & 0x20) === 0) mem.write32(pdeAddr & c.a20Mask, pde | 0x20);
+      if ((pde & 0x20) === 0) {
+        c.codeEpoch++; // accessed and dirty bits: a store to RAM
+        mem.write32(pdeAddr & c.a20Mask, pde | 0x20);
+      }
       const upd = pte | 0x20 | (write ? 0x40 : 0);
-      if (upd !== pte) mem.write32(pteAddr & c.a20Mask, upd);
+      if (upd !== pte) {
+        c.codeEpoch++; // accessed and dirty bits: a store to RAM
+        mem.write32(pteAddr & c.a20Mask, upd);
+      }
       phys = ((pte & ~0xfff) | (lin & 0xfff)) >>> 0;
       dirty = (upd & 0x40) !== 0;
     }
@@ -105,7 +114,10 @@ export function translate(c: CpuCore, lin: number, kind: number): number {
       perm = pde;
       if (!checkPerm(c, perm, write, user, kind, false)) return pageFault(c, lin, errBase | 1);
       const upd = pde | 0x20 | (write ? 0x40 : 0);
-      if (upd !== pde) mem.write32(pdeAddr & c.a20Mask, upd);
+      if (upd !== pde) {
+        c.codeEpoch++; // accessed and dirty bits: a store to RAM
+        mem.write32(pdeAddr & c.a20Mask, upd);
+      }
       phys = ((pde & 0xffc00000) | (lin & 0x3fffff)) >>> 0;
       dirty = (upd & 0x40) !== 0;
     } else {
@@ -114,9 +126,15 @@ export function translate(c: CpuCore, lin: number, kind: number): number {
       if ((pte & 1) === 0) return pageFault(c, lin, errBase);
       perm = pde & pte;
       if (!checkPerm(c, perm, write, user, kind, false)) return pageFault(c, lin, errBase | 1);
-      if ((pde & 0x20) === 0) mem.write32(pdeAddr & c.a20Mask, pde | 0x20);
+      if ((pde & 0x20) === 0) {
+        c.codeEpoch++; // accessed and dirty bits: a store to RAM
+        mem.write32(pdeAddr & c.a20Mask, pde | 0x20);
+      }
       const upd = pte | 0x20 | (write ? 0x40 : 0);
-      if (upd !== pte) mem.write32(pteAddr & c.a20Mask, upd);
+      if (upd !== pte) {
+        c.codeEpoch++; // accessed and dirty bits: a store to RAM
+        mem.write32(pteAddr & c.a20Mask, upd);
+      }
       phys = ((pte & ~0xfff) | (lin & 0xfff)) >>> 0;
       dirty = (upd & 0x40) !== 0;
     }

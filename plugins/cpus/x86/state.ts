@@ -152,6 +152,14 @@ export class CpuCore {
    * page. The TLB never maps such a page for direct writes, so stores take the slow path.
    */
   readonly codePages: Uint8Array = new Uint8Array(1 << 20);
+  /**
+   * Counts the moments at which guest RAM may have changed behind the translated code's
+   * back: a new `run` (devices, timers and other CPUs ran in between), port I/O, every
+   * store that went to the bus rather than through the TLB (stores to pages holding code
+   * take that path), MMIO reads (a device may DMA) and page-table A/D updates. A
+   * translated block checks its guest bytes only on its first entry in an epoch.
+   */
+  codeEpoch = 0;
   /** Force every fetch through the slow path (instruction length check). */
   lenCheck = false;
 

@@ -2,7 +2,7 @@
 
 import { fetch8 } from "../memory.ts";
 import { type CpuCore, TLB_SIZE } from "../state.ts";
-import { type Block, blockMode, MODE_FLAT32, translateBlock } from "./translate.ts";
+import { type Block, blockMode, MODE_FLAT32, sameCode, translateBlock } from "./translate.ts";
 
 /** Slots of the block table (indexed by the code's offset in its region). */
 const TABLE_BITS = 17;
@@ -17,14 +17,18 @@ const HOT_THRESHOLD = 40;
  * Translated blocks of one CPU, keyed by the place of their first byte in guest memory
  * (region bytes and offset): the key is physical, so paging, segment bases and A20 only
  * change which key the current CS:EIP reaches, and nothing needs flushing when they
- * change. A block re-checks its guest bytes on entry (DMA and loaders write RAM behind
- * the CPU's back); CPU stores to a page holding translated code take the TLB's slow path
- * (see `codePages`), which raises `attention` so a running block stops at once.
+ * change. A block's guest bytes are compared with its copy on its first entry in each
+ * code epoch (`codeEpoch` moves with each slice, port I/O, store that reaches the bus,
+ * MMIO read and page-table A/D update), since DMA and loaders write RAM behind the
+ * CPU's back only at such moments. The check stays out of the generated code: there it
+ * cost a third of the time of hot blocks (docs/cpu-performance.md). CPU stores to a page
+ * holding translated code take the TLB's slow path (see `codePages`), which raises
+ * `attention` so a running block stops at once, and starts a new epoch.
  *
  * With several CPUs each has its own cache, and `codePages` protects only its owner's
  * stores. Another CPU's store to translated code is still seen: CPUs take turns on one
- * thread, so such a store lands between the owner's turns, and the owner's next entry
- * into the block fails the byte check and translates again.
+ * thread, so such a store lands between the owner's turns (each turn a new epoch), and
+ * the owner's next entry into the block fails the byte check and translates again.
  */
 export class BlockCache {
   readonly table: (Block | undefined)[] = new Array(1 << TABLE_BITS).fill(undefined);
@@ -100,8 +104,10 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
           run !== null && c.retired + b.n <= end && b.lo >= c.fetchOff &&
           b.hi <= c.fetchOff + c.fetchLen
         ) {
-          const before = c.retired;
-          if (run(c, end)) {
+          if (b.epoch === c.codeEpoch || sameCode(b)) {
+            b.epoch = c.codeEpoch;
+            const before = c.retired;
+            run(c, end);
             cache.blockRetired += c.retired - before;
             cache.blockEntries++;
             continue;
@@ -115,8 +121,9 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
         hot[h] = 0;
         const nb = cache.compile(c, o);
         table[h] = nb;
-        const before = c.retired;
-        if (nb.run !== null && c.retired + nb.n <= end && nb.run(c, end)) {
+        if (nb.run !== null && c.retired + nb.n <= end) {
+          const before = c.retired;
+          nb.run(c, end);
           cache.blockRetired += c.retired - before;
           cache.blockEntries++;
           continue;

@@ -239,6 +239,28 @@ Deno.test("X86Cpu with the block translator notices RAM rewritten behind the CPU
   }
 });
 
+Deno.test("X86Cpu with the block translator sees code a device rewrites during the guest's port I/O", () => {
+  // loop: add eax, 1 (imm8 at +2); dec ecx; out 0x99, al; jnz loop; hlt. The port's
+  // handler rewrites the ADD's immediate in RAM (as DMA would) on the 150th write, in the
+  // middle of a slice, while the loop's block is translated and hot.
+  const code = new Uint8Array([0x83, 0xc0, 0x01, 0x49, 0xe6, 0x99, 0x75, 0xf8, 0xf4]);
+  const runs = [true, false].map((jit) => {
+    let writes = 0;
+    return runFlat(code, {
+      jit,
+      setup: (_ram, cpu) => void (cpu.core.regs[1] = 300),
+      ports: (io, ram) =>
+        io.register("dma", 0x99, 1, {
+          read: () => 0,
+          write: () => void (++writes === 150 && (ram[0x100002] = 7)),
+        }),
+    });
+  });
+  assertSameRun(runs[0], runs[1], "code rewritten by a port write");
+  assert.equal(runs[1].registers.eax, 150 + 150 * 7);
+  assert.ok(runs[0].cpu.blocks!.invalidated > 0, "the rewritten block was not dropped");
+});
+
 Deno.test("X86Cpu with the block translator stops at a faulting access with exact state", () => {
   // Paging on with one page missing: the store loop walks into it; no IDT, so the
   // #PF escalates to a shutdown that freezes the state at the faulting instruction.

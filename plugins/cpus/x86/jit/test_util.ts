@@ -36,6 +36,8 @@ export function runFlat(
     slices?: number[];
     maxInstructions?: number;
     setup?: (ram: Uint8Array, cpu: X86Cpu) => void;
+    /** Registers extra I/O ports (a device that writes RAM, say). */
+    ports?: (io: PortIoSpace, ram: Uint8Array) => void;
   },
 ): FlatRun {
   const load = options.load ?? 0x100000;
@@ -49,6 +51,7 @@ export function runFlat(
     write: (port, _size, value) => void (port === 0x3f8 && output.push(value & 0xff)),
   });
   io.register("exit", 0xf4, 4, { read: () => 0, write: (_p, _s, v) => void output.push(v) });
+  options.ports?.(io, ram);
   const cpu = new X86Cpu({ memory, io }, findModel("qemu32")!, { jit: options.jit });
   const c = cpu.core;
   c.cr0 |= CR0_PE;

@@ -6,11 +6,8 @@ import { type CpuCore, fault } from "../state.ts";
 import { Emitter, N_MARK, WB_MARK } from "./emitter.ts";
 import { shiftCf, writeBackFlags } from "./flag_expr.ts";
 
-/**
- * A translated block: runs its instructions from `c.eip` and returns true, or returns
- * false without doing anything when the guest bytes no longer match the translation.
- */
-export type BlockFn = (c: CpuCore, end: number) => boolean;
+/** A translated block: runs its instructions from `c.eip`. */
+export type BlockFn = (c: CpuCore, end: number) => void;
 
 /** One translation, found by where its first byte lives in a RAM or ROM region. */
 export interface Block {
@@ -29,6 +26,23 @@ export interface Block {
   readonly mode: number;
   /** The compiled code, or null where the first instruction is left to the interpreter. */
   readonly run: BlockFn | null;
+  /** A copy of `bytes[lo, hi)` as translated, to tell when the guest changed them. */
+  readonly code: Uint8Array;
+  /** The CPU's `codeEpoch` in which `code` last matched the guest bytes. */
+  epoch: number;
+}
+
+/**
+ * True while the guest bytes under `b` are still those it was translated from. The
+ * dispatcher asks once per code epoch, so the check stays out of the block's own code
+ * (where V8 would pay for it on every entry).
+ */
+export function sameCode(b: Block): boolean {
+  const bytes = b.bytes, code = b.code, lo = b.lo;
+  for (let i = 0; i < code.length; i++) {
+    if (bytes[lo + i] !== code[i]) return false;
+  }
+  return true;
 }
 
 /** Mode bits a translation depends on: CS.D and SS.B (both set for flat 32-bit code). */
@@ -38,6 +52,8 @@ export function blockMode(c: CpuCore): number {
 
 /** The only mode translated so far: 32-bit code with a 32-bit stack. */
 export const MODE_FLAT32 = 3;
+
+const NO_CODE = new Uint8Array(0);
 
 const HELPERS = {
   R8: read8,
@@ -54,39 +70,6 @@ const HELPERS = {
   writeBackFlags,
 };
 
-const I32_VIEWS = new WeakMap<Uint8Array, Int32Array | null>();
-
-function i32View(bytes: Uint8Array): Int32Array | null {
-  let v = I32_VIEWS.get(bytes);
-  if (v === undefined) {
-    v = (bytes.byteOffset & 3) !== 0
-      ? null
-      : new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length >> 2);
-    I32_VIEWS.set(bytes, v);
-  }
-  return v;
-}
-
-/** The guard that the guest bytes `bytes[lo, hi)` are still the ones translated. */
-function verifyExpr(bytes: Uint8Array, lo: number, hi: number): string {
-  const view = i32View(bytes);
-  const tests: string[] = [];
-  if (view === null) {
-    for (let p = lo; p < hi; p++) tests.push(`B[${p}] !== ${bytes[p]}`);
-  } else {
-    for (let w = lo >> 2; w <= (hi - 1) >> 2; w++) {
-      let mask = 0;
-      for (let b = 0; b < 4; b++) {
-        const p = w * 4 + b;
-        if (p >= lo && p < hi) mask |= 0xff << (8 * b);
-      }
-      const v = view[w] & mask;
-      tests.push(mask === -1 ? `I32[${w}] !== ${v}` : `(I32[${w}] & ${mask}) !== ${v}`);
-    }
-  }
-  return tests.join(" || ");
-}
-
 /**
  * Translates the code at the current EIP of `c`, which lies `o` bytes into the fetch
  * window. Returns a block whose `run` is null when the first instruction is not one
@@ -97,7 +80,9 @@ export function translateBlock(c: CpuCore, o: number): Block {
   const e = new Emitter(bytes, base, c.fetchLen, c.fetchBase | 0, o);
   const n = mode === MODE_FLAT32 ? e.run() : 0;
   const off = base + o;
-  if (n === 0) return { bytes, off, eip, lo: off, hi: off, n: 0, mode, run: null };
+  if (n === 0) {
+    return { bytes, off, eip, lo: off, hi: off, n: 0, mode, run: null, code: NO_CODE, epoch: -1 };
+  }
   const lo = base + e.lo, hi = base + e.hi;
   const regs = [...Array(8).keys()];
   const load = regs.filter((r) => (e.used >> r) & 1).map((r) => `r${r} = R[${r}]`);
@@ -108,9 +93,8 @@ export function translateBlock(c: CpuCore, o: number): Block {
   const body = e.lines.join("\n").replaceAll(N_MARK, String(n)).replaceAll(WB_MARK, wb);
   const src = `"use strict";
 const { R8, R16, R32, W8, W16, W32, fault, condition, getCF, PARITY, shiftCf, writeBackFlags } = H;
-const B = H.bytes, I32 = H.i32, EIPS = H.eips;
+const EIPS = H.eips;
 return function block_${(eip >>> 0).toString(16)}(c, end) {
-  if (${verifyExpr(bytes, lo, hi)}) return false;
   const R = c.regs, lim = c.segLimit[1], tu = c.tlbUser;
   const TR = c.tlbTagR, TW = c.tlbTagW, TO = c.tlbOff, TB = c.tlbBytes, TI = c.tlbI32;
   const SB = c.segBase, RL = c.rdLo, RH = c.rdHi, WL = c.wrLo, WH = c.wrHi;
@@ -138,9 +122,8 @@ ${body}
   c.retired = rb + n;
   c.instrStart = EIPS[n - 1];
   c.eip = eip;
-  return true;
 };`;
   const factory = new Function("H", src) as (h: unknown) => BlockFn;
-  const run = factory({ ...HELPERS, bytes, i32: i32View(bytes), eips: e.eips });
-  return { bytes, off, eip, lo, hi, n, mode, run };
+  const run = factory({ ...HELPERS, eips: e.eips });
+  return { bytes, off, eip, lo, hi, n, mode, run, code: bytes.slice(lo, hi), epoch: c.codeEpoch };
 }
