@@ -228,7 +228,7 @@ function registersText(ctx: MonitorContext, all: boolean): string {
       ? ["RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP"]
       : ["EAX", "EBX", "ECX", "EDX", "ESI", "EDI", "EBP", "ESP"];
     const order = [0, 3, 1, 2, 6, 7, 5, 4];
-    const lines = [`CPU#${index}`];
+    const lines = ["", `CPU#${index}`];
     lines.push(names.slice(0, 4).map((n, i) => `${n}=${reg(order[i])}`).join(" "));
     lines.push(names.slice(4).map((n, i) => `${n}=${reg(order[i + 4])}`).join(" "));
     if (long) {
