@@ -11,7 +11,6 @@ import {
   type MonitorOutput,
   type MonitorSession,
 } from "../../core/monitor/mod.ts";
-import { parseKeyValueList } from "../../core/options.ts";
 
 /** One `-monitor` or `-qmp` as parsed. */
 export interface MonitorSpec {
@@ -48,9 +47,14 @@ export function parseMonitorSpec(mode: "hmp" | "qmp", text: string): MonitorSpec
   if (text === "none") return null;
   if (text === "stdio") return { mode, transport: "stdio", wait: false, text };
   const [head, ...rest] = text.split(",");
+  const kind = head.includes(":") ? head.slice(0, head.indexOf(":")) : head;
+  if (!["unix", "tcp", "telnet"].includes(kind)) {
+    throw new UsageError(`${option} ${text}: '${kind}' is not a valid char driver`);
+  }
   const flags = new Map<string, string>();
-  for (const item of parseKeyValueList(rest.join(","), { impliedKey: "server" })) {
-    flags.set(item.key, item.bare ? "on" : item.value);
+  for (const item of rest) {
+    const eq = item.indexOf("=");
+    flags.set(eq < 0 ? item : item.slice(0, eq), eq < 0 ? "on" : item.slice(eq + 1));
   }
   for (const key of flags.keys()) {
     if (!["server", "wait", "nowait", "nodelay"].includes(key)) {
@@ -58,12 +62,11 @@ export function parseMonitorSpec(mode: "hmp" | "qmp", text: string): MonitorSpec
     }
   }
   const server = flags.get("server");
-  if (server !== "on" && server !== "") {
+  if (server !== "on") {
     throw new UsageError(`${option} ${text}: vmkit's monitor listens only: add server=on`);
   }
   const wait = flags.has("nowait") ? false : flags.get("wait") !== "off";
   const colon = head.indexOf(":");
-  const kind = colon < 0 ? head : head.slice(0, colon);
   const where = colon < 0 ? "" : head.slice(colon + 1);
   if (kind === "unix") {
     if (!where) throw new UsageError(`${option} ${text}: a unix socket needs a path`);
@@ -297,10 +300,16 @@ export class StdioMux {
       return true;
     }
     if (key === 0x68 /* h */) {
-      const help = "\r\nC-a h    print this help\r\nC-a x    exit emulator\r\n" +
-        "C-a s    save disk data back to file (if -snapshot)\r\n" +
-        "C-a t    toggle console timestamps\r\nC-a b    send break (magic sysrq)\r\n" +
-        "C-a c    switch between console and monitor\r\nC-a C-a  sends C-a\r\n";
+      // QEMU's mux_print_help: each line ends in LF CR.
+      const help = "\n\r" + [
+        "C-a h    print this help",
+        "C-a x    exit emulator",
+        "C-a s    save disk data back to file (if -snapshot)",
+        "C-a t    toggle console timestamps",
+        "C-a b    send break (magic sysrq)",
+        "C-a c    switch between console and monitor",
+        "C-a C-a  sends C-a",
+      ].map((l) => `${l}\n\r`).join("");
       this.#stdio.write(new TextEncoder().encode(help));
       return true;
     }

@@ -137,7 +137,7 @@ export class Monitor implements MonitorContext {
   attachHmp(out: MonitorOutput): MonitorSession {
     const v = this.host.version;
     out.write(
-      `QEMU ${v.major}.${v.minor}.${v.micro} monitor - type 'help' for more information\n(qemu) `,
+      `QEMU ${v.major}.${v.minor}.${v.micro} monitor - type 'help' for more information\r\n(qemu) `,
     );
     const decoder = new TextDecoder();
     let pending = "";

@@ -174,7 +174,7 @@ Deno.test("HMP: banner, prompt, unknown commands and a huge line", async () => {
   s.receive(enc.encode("\ninfo name\n"));
   await until(() => out.join("").includes("(qemu) t\r\n(qemu) "));
   const text = out.join("");
-  assert.ok(text.startsWith("QEMU 7.2.0 monitor - type 'help' for more information\n(qemu) "));
+  assert.ok(text.startsWith("QEMU 7.2.0 monitor - type 'help' for more information\r\n(qemu) "));
   assert.match(text, /VM status: running\r\n\(qemu\) unknown command: 'bogus'\r\n\(qemu\) /);
   assert.match(text, /\(qemu\) t\r\n\(qemu\) $/);
 });

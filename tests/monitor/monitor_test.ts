@@ -254,3 +254,74 @@ Deno.test({
     }
   },
 });
+
+/** Runs a VM with `-nographic` on piped stdio: sends each step once `waitFor` shows in its output. */
+async function nographic(
+  program: string,
+  pre: string[],
+  steps: { send: string; waitFor?: string }[],
+): Promise<{ code: number; out: string }> {
+  const child = new Deno.Command(program, {
+    args: [...pre, "-nographic"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const reader = child.stdout.getReader();
+  let out = "";
+  const decoder = new TextDecoder();
+  const killer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+  try {
+    for (const step of steps) {
+      while (step.waitFor && !out.includes(step.waitFor)) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        out += decoder.decode(value, { stream: true });
+      }
+      await writer.write(new TextEncoder().encode(step.send));
+    }
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += decoder.decode(value, { stream: true });
+    }
+    await writer.close().catch(() => {});
+    const status = await child.status;
+    await child.stderr.cancel();
+    return { code: status.code, out };
+  } finally {
+    clearTimeout(killer);
+  }
+}
+
+Deno.test({
+  name: "-nographic: Ctrl-A h lists the keys, Ctrl-A c switches to the monitor, Ctrl-A x quits",
+  ignore: !HAVE_QEMU,
+  async fn() {
+    const steps = (booted: string) => [
+      { send: "\x01h", waitFor: booted },
+      { send: "\x01c", waitFor: "C-a C-a  sends C-a\n\r" },
+      { send: "info status\n", waitFor: "(qemu) " },
+      { send: "stop\n", waitFor: "VM status: running\r\n(qemu) " },
+      { send: "info status\n" },
+      { send: "\x01x", waitFor: "VM status: paused\r\n(qemu) " },
+    ];
+    const v = await nographic(
+      Deno.execPath(),
+      ["run", "-A", "--quiet", MAIN, "system-x86_64", "-net", "none"],
+      steps("No bootable device."),
+    );
+    const q = await nographic("qemu-system-x86_64", ["-net", "none"], steps("No bootable device."));
+    for (const r of [v, q]) {
+      assert.equal(r.code, 0, r.out);
+      const help = r.out.indexOf("\n\rC-a h    print this help\n\rC-a x    exit emulator\n\r");
+      const banner = r.out.search(
+        /QEMU 7\.2\.\d+ monitor - type 'help' for more information\r\n\(qemu\) /,
+      );
+      assert.ok(help >= 0 && banner > help, JSON.stringify(r.out.slice(-800)));
+      assert.ok(r.out.includes("C-a c    switch between console and monitor\n\r"));
+      assert.ok(r.out.indexOf("VM status: paused\r\n") > r.out.indexOf("VM status: running\r\n"));
+    }
+  },
+});
