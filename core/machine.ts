@@ -498,8 +498,12 @@ export class Machine implements DeviceContext {
     let budget = options.maxInstructions ?? Infinity;
     for (;;) {
       // Paused: nothing runs (and the virtual clock stands) until resumed or stopped.
-      while (this.#paused && !this.loop.stopRequested) {
-        await new Promise<void>((resolve) => (this.#resumeWaiter = resolve));
+      if (this.#paused && !this.loop.stopRequested) {
+        this.loop.holdClock();
+        while (this.#paused && !this.loop.stopRequested) {
+          await new Promise<void>((resolve) => (this.#resumeWaiter = resolve));
+        }
+        this.loop.releaseClock();
       }
       const result = await this.loop.run(this.#executor, {
         maxInstructions: budget,

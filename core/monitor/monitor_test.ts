@@ -27,14 +27,14 @@ class BusyCpu implements CpuBackend {
   }
 }
 
-function setup() {
+function setup(hostClock = false) {
   const machine = new Machine({
     ramBytes: 1 << 20,
     smp: 1,
     drives: [],
     serial: [],
     nographic: true,
-    clock: { hostYieldMs: 1 },
+    clock: { hostYieldMs: 1, hostClock },
     createCpu: () => new BusyCpu(),
   });
   machine.memory.addRam("ram", 0, 1 << 20);
@@ -89,6 +89,30 @@ Deno.test("stop pauses the CPU and the virtual clock; cont resumes both; quit en
   assert.equal(quits(), 1);
   const events = messages().filter((m) => m.event).map((m) => m.event);
   assert.deepEqual(events, ["STOP", "RESET", "RESUME", "SHUTDOWN"]);
+});
+
+Deno.test("stop holds a host clock (accel=kvm) too: no time passes for the guest while paused", async () => {
+  const { machine, send, cpu } = setup(true);
+  const run = machine.run();
+  send('{"execute": "qmp_capabilities"}');
+  await until(() => cpu.instructionsRetired > 0);
+  send('{"execute": "stop"}');
+  // Once the run loop has parked, the clock stands still for good.
+  let last = -1;
+  for (let i = 0; i < 2000 && machine.loop.nowNs !== last; i++) {
+    last = machine.loop.nowNs;
+    await tick(20);
+  }
+  const clock = machine.loop.nowNs;
+  await tick(100);
+  assert.equal(machine.loop.nowNs, clock);
+  const contAt = performance.now();
+  send('{"execute": "cont"}');
+  await until(() => machine.loop.nowNs > clock);
+  // It goes on from where it stood: no more time passed than since cont.
+  assert.ok(machine.loop.nowNs - clock <= (performance.now() - contAt) * 1e6);
+  send('{"execute": "quit"}');
+  await run;
 });
 
 Deno.test("a plugin's command joins the table, and bad requests get QMP errors, never a throw", async () => {
