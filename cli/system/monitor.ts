@@ -347,7 +347,13 @@ export function monitorHost(o: MonitorHostOptions): MonitorHost {
       const list = o.chardevs.map((c) => ({ label: c.id, filename: chardevFilename(c) }));
       o.specs.forEach((s, i) => {
         const label = s.mode === "hmp" ? `compat_monitor${i}` : `qmp${i}`;
-        list.push({ label, filename: s.transport === "stdio" ? "stdio" : s.text });
+        // QEMU names a listening socket by its address and server=on.
+        const filename = s.transport === "stdio"
+          ? "stdio"
+          : s.transport === "unix"
+          ? `unix:${s.path},server=on`
+          : `${s.text.split(":")[0]}:${s.host}:${s.port},server=on`;
+        list.push({ label, filename });
       });
       return list.sort((a, b) => (a.label < b.label ? -1 : 1));
     },

@@ -195,9 +195,7 @@ function blockText(ctx: MonitorContext): string {
     if (d.file === null) {
       return `${d.id}: [not inserted]\n    Removable device: not locked, tray closed\n`;
     }
-    let s = `${d.id} (#block${d.id.length}): ${d.file} (${d.format ?? "raw"}${
-      d.readOnly ? ", read-only" : ""
-    })\n`;
+    let s = `${d.id}: ${d.file} (${d.format ?? "raw"}${d.readOnly ? ", read-only" : ""})\n`;
     if (d.removable) s += "    Removable device: not locked, tray closed\n";
     s += `    Cache mode:       ${d.cache ?? "writeback"}\n`;
     return s;
