@@ -329,3 +329,29 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "QMP on tcp with wait=on: the guest starts once the client connected, and quits on its word",
+  ignore: !HAVE_PYTHON,
+  async fn() {
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const r = await session(
+      "vmkit",
+      ["-qmp", `tcp:127.0.0.1:${port},server=on`],
+      [
+        "qmp",
+        `tcp:127.0.0.1:${port}`,
+        '{"execute": "qmp_capabilities"}',
+        '{"execute": "query-status"}',
+        '{"execute": "quit"}',
+      ],
+    );
+    assert.equal(r.vmCode, 0, r.vmErr);
+    const msgs = r.lines.filter((l) => l).map((l) => JSON.parse(l));
+    assert.deepEqual(msgs[2], { return: { status: "running", singlestep: false, running: true } });
+    assert.equal(msgs.at(-2).event, "SHUTDOWN");
+  },
+});

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small QMP/HMP client on Python's standard library, used by the monitor tests.
 
-usage: qmp_client.py qmp SOCKET 'JSON' ['JSON'...]   prints every line received
+usage: qmp_client.py qmp SOCKET|tcp:HOST:PORT 'JSON' ['JSON'...]   prints every line received
        qmp_client.py hmp SOCKET 'line' ['line'...]   prints everything received
 Waits for the socket to appear (up to 30 s); after each command waits for its answer.
 """
@@ -12,9 +12,13 @@ import time
 
 
 def connect(path):
+    """A unix socket path, or tcp:HOST:PORT."""
     deadline = time.time() + 30
     while True:
         try:
+            if path.startswith("tcp:"):
+                host, port = path[4:].rsplit(":", 1)
+                return socket.create_connection((host, int(port)))
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.connect(path)
             return s
