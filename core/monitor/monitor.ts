@@ -4,7 +4,7 @@ import type { Machine } from "../machine.ts";
 import { addBuiltinCommands } from "./builtins.ts";
 import {
   checkQmpArgs,
-  type CommandTable,
+  CommandTable,
   monitorCommands,
   type MonitorContext,
   MonitorError,
@@ -49,7 +49,7 @@ export class Monitor implements MonitorContext {
     this.machine = machine;
     this.host = host;
     this.table = monitorCommands(machine);
-    const own = new (this.table.constructor as new () => CommandTable)();
+    const own = new CommandTable();
     addBuiltinCommands(own);
     // Built-ins first; commands plugins added already keep their place over them.
     for (const c of own.qmpCommands()) if (!this.table.qmp(c.name)) this.table.addQmp(c);
