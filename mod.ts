@@ -17,3 +17,4 @@ export * from "./core/net.ts";
 export * from "./core/chardev.ts";
 export * from "./core/cpu.ts";
 export * from "./core/machine.ts";
+export * from "./core/monitor/mod.ts";

@@ -153,7 +153,8 @@ export class EventLoop {
   readonly realtime: boolean;
   /** True when the clock is host time (see {@linkcode EventLoopOptions.hostClock}). */
   readonly hostClock: boolean;
-  readonly #hostOriginMs = performance.now();
+  #hostOriginMs = performance.now();
+  #heldAtMs: number | null = null;
   readonly #maxSlice: number;
   readonly #hostYieldMs: number;
   #baseNs = 0;
@@ -184,7 +185,7 @@ export class EventLoop {
   get nowNs(): number {
     if (this.hostClock) {
       // Monotonic: advanceTo() may have moved the clock past host time (device tests).
-      const hostNs = (performance.now() - this.#hostOriginMs) * 1e6;
+      const hostNs = ((this.#heldAtMs ?? performance.now()) - this.#hostOriginMs) * 1e6;
       if (hostNs > this.#baseNs) this.#baseNs = hostNs;
       return this.#baseNs;
     }
@@ -192,6 +193,21 @@ export class EventLoop {
     if (ex === null) return this.#baseNs;
     return this.#baseNs +
       (ex.instructionsRetired() - this.#sliceStartRetired) * this.nsPerInstruction;
+  }
+
+  /**
+   * Stops a host clock while the machine is paused (the monitor's `stop`), until
+   * {@linkcode releaseClock}. A virtual clock needs neither: it only moves in run().
+   */
+  holdClock(): void {
+    if (this.hostClock && this.#heldAtMs === null) this.#heldAtMs = performance.now();
+  }
+
+  /** Lets a held host clock run again from where it stood. */
+  releaseClock(): void {
+    if (this.#heldAtMs === null) return;
+    this.#hostOriginMs += performance.now() - this.#heldAtMs;
+    this.#heldAtMs = null;
   }
 
   /** Makes a timer; it is not armed. */

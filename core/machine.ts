@@ -155,6 +155,9 @@ export interface MachineExit {
   exitCode: number;
 }
 
+/** What {@linkcode Machine.run} carried out: a system reset, a power-off, an exit request. */
+export type MachineRunEvent = "reset" | "shutdown" | "exit";
+
 /**
  * A machine: the address space, the I/O port space, the devices, the CPUs and the
  * event loop. A board plugin (`pc`) creates one and populates it; the CLI then runs it.
@@ -192,6 +195,9 @@ export class Machine implements DeviceContext {
   #executor: CpuExecutor;
   #netClients: NetClient[] = [];
   #closed = false;
+  #paused = false;
+  #resumeWaiter: (() => void) | null = null;
+  #runListeners: ((event: MachineRunEvent) => void)[] = [];
 
   constructor(config: MachineConfig) {
     this.config = config;
@@ -426,6 +432,46 @@ export class Machine implements DeviceContext {
   #stop(detail: string): void {
     this.loop.requestStop(detail);
     for (const c of this.cpus) c.requestExit();
+    this.#wakePaused();
+  }
+
+  /**
+   * Pauses the guest (the monitor's `stop`): the CPUs leave their slice at the next
+   * instruction boundary and neither they nor the virtual clock and its timers move
+   * until {@linkcode resume}. Reset, shutdown and exit requests are still carried out.
+   */
+  pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    this.loop.requestStop("pause");
+    for (const c of this.cpus) c.requestExit();
+  }
+
+  /** Resumes a guest paused by {@linkcode pause} (the monitor's `cont`). */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.#wakePaused();
+  }
+
+  /** True while paused by {@linkcode pause}. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Listens to the resets and power-offs {@linkcode run} carries out (QMP's events). */
+  onRunEvent(listener: (event: MachineRunEvent) => void): void {
+    this.#runListeners.push(listener);
+  }
+
+  #emit(event: MachineRunEvent): void {
+    for (const l of this.#runListeners) l(event);
+  }
+
+  #wakePaused(): void {
+    const w = this.#resumeWaiter;
+    this.#resumeWaiter = null;
+    w?.();
   }
 
   /** Realizes every device (once) and resets the machine. */
@@ -451,6 +497,14 @@ export class Machine implements DeviceContext {
     await this.realize();
     let budget = options.maxInstructions ?? Infinity;
     for (;;) {
+      // Paused: nothing runs (and the virtual clock stands) until resumed or stopped.
+      if (this.#paused && !this.loop.stopRequested) {
+        this.loop.holdClock();
+        while (this.#paused && !this.loop.stopRequested) {
+          await new Promise<void>((resolve) => (this.#resumeWaiter = resolve));
+        }
+        this.loop.releaseClock();
+      }
       const result = await this.loop.run(this.#executor, {
         maxInstructions: budget,
         untilNs: options.untilNs,
@@ -458,11 +512,17 @@ export class Machine implements DeviceContext {
       budget -= result.instructions;
       switch (result.reason) {
         case "stop":
+          if (result.detail === "pause") continue;
           if (result.detail === "reset") {
             this.reset();
+            this.#emit("reset");
             continue;
           }
-          if (result.detail === "exit") return { reason: "exit", exitCode: this.#exitCode };
+          if (result.detail === "exit") {
+            this.#emit("exit");
+            return { reason: "exit", exitCode: this.#exitCode };
+          }
+          this.#emit("shutdown");
           return { reason: "shutdown", exitCode: 0 };
         case "budget":
         case "until":

@@ -94,9 +94,10 @@ Deno.test("checkImplemented() refuses what vmkit does not do yet instead of igno
   checkImplemented(
     opts("-m", "128", "-nographic", "-vga", "none", "-display", "none", "-net", "none"),
   );
+  checkImplemented(opts("-monitor", "stdio", "-qmp", "unix:/tmp/q,server=on,wait=off", "-S"));
   assert.throws(
-    () => checkImplemented(opts("-monitor", "stdio")),
-    /-monitor: not supported by vmkit yet/,
+    () => checkImplemented(opts("-incoming", "tcp:0:4444")),
+    /-incoming: not supported by vmkit yet/,
   );
   checkImplemented(opts("-vga", "std", "-vga", "cirrus"));
   assert.throws(

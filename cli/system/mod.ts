@@ -14,7 +14,14 @@ import type { Machine, MachineExit } from "../../core/machine.ts";
 import { writeErr, writeOut } from "../output.ts";
 import { buildSystemSetup } from "./config.ts";
 import { nicModelHelp } from "./net.ts";
-import { versionLine } from "../version.ts";
+import { QEMU_VERSION, versionLine, VMKIT_VERSION } from "../version.ts";
+import {
+  monitorHost,
+  type MonitorServers,
+  monitorSpecs,
+  startMonitors,
+  StdioMux,
+} from "./monitor.ts";
 import { allValues, lastValue, parseSystemArgs, type SystemOpt } from "./options.ts";
 
 /** What the system face needs. */
@@ -168,6 +175,14 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     throw new UsageError("unsupported machine type\nUse -machine help to list supported machines");
   }
   let machine: Machine | undefined;
+  let mux: StdioMux | undefined;
+  const specs = monitorSpecs(opts);
+  // -nographic puts QEMU's default monitor on the stdio multiplexer with serial0.
+  const defaultMonitor = opts.some((o) => o.name === "nographic") &&
+    !opts.some((o) => o.name === "monitor" || o.name === "serial");
+  if (defaultMonitor) {
+    specs.push({ mode: "hmp", transport: "stdio", wait: false, text: "stdio" });
+  }
   let quit!: () => void;
   const quitRequested = new Promise<void>((resolve) => (quit = resolve));
   const setup = await buildSystemSetup(opts, parsed.hda, {
@@ -179,6 +194,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     // QEMU's -nographic escapes: Ctrl-A x quits.
     stdio: {
       onEscape: (key) => {
+        if (mux?.escape(key)) return true;
         if (key !== 0x78 /* x */) return false;
         writeErr("QEMU: Terminated\n");
         machine?.requestExit(0);
@@ -192,9 +208,41 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     machine?.requestExit(0);
     quit();
   };
+  let monitors: MonitorServers | undefined;
   try {
+    // -nographic: the first serial port shares stdio with the monitor (Ctrl-A c).
+    const stdioMonitor = specs.find((s) => s.transport === "stdio");
+    const serialStdio = setup.config.serial.findIndex((c) => c.constructor.name === "StdioChardev");
+    if (stdioMonitor && serialStdio >= 0) {
+      if (!opts.some((o) => o.name === "nographic")) {
+        throw new UsageError("cannot use stdio by multiple character devices");
+      }
+      mux = new StdioMux(setup.config.serial[serialStdio]);
+      setup.config.serial[serialStdio] = mux.serial;
+    }
     machine = descriptor.create(setup.config);
     for (const d of setup.devices) machine.createDevice(d.model, d.opts);
+    if (specs.length > 0) {
+      const nameText = lastValue(opts, "name");
+      const name = nameText === undefined
+        ? undefined
+        : parseKeyValueList(nameText, { impliedKey: "guest" })
+          .find((i) => i.key === "guest")?.value;
+      monitors = await startMonitors(
+        machine,
+        specs,
+        monitorHost({
+          name,
+          version: QEMU_VERSION,
+          vmkitVersion: VMKIT_VERSION,
+          chardevs: setup.chardevs,
+          drives: setup.config.drives,
+          specs,
+          quit,
+        }),
+        { startPaused: opts.some((o) => o.name === "S"), mux, keepAlive: !defaultMonitor },
+      );
+    }
     Deno.addSignalListener("SIGINT", onSignal);
     const exit = await machine.run();
     ctx.onExit?.(exit);
@@ -217,6 +265,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     return exit.exitCode;
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
+    await monitors?.close();
     await machine?.close();
     for (const c of setup.chardevs) await c.close();
     for (const b of setup.backends) await b.close();

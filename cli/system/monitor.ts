@@ -1,0 +1,396 @@
+// -monitor and -qmp: the transports (stdio, unix and tcp/telnet sockets) the Monitor's
+// HMP and QMP sessions run on, and the -nographic serial/monitor multiplexer on stdio
+
+import type { Chardev, ChardevFrontend } from "../../core/chardev.ts";
+import { UsageError } from "../../core/errors.ts";
+import type { BlockNode } from "../../core/block/driver.ts";
+import type { DriveConfig, Machine } from "../../core/machine.ts";
+import {
+  Monitor,
+  type MonitorHost,
+  type MonitorOutput,
+  type MonitorSession,
+} from "../../core/monitor/mod.ts";
+
+/** One `-monitor` or `-qmp` as parsed. */
+export interface MonitorSpec {
+  /** `hmp` for -monitor, `qmp` for -qmp. */
+  mode: "hmp" | "qmp";
+  /** `stdio`, `unix` (path) or `tcp` (host and port; `telnet:` is tcp without negotiation). */
+  transport: "stdio" | "unix" | "tcp";
+  path?: string;
+  host?: string;
+  port?: number;
+  /** `wait=on` (QEMU's default for a server): start the guest once a client connected. */
+  wait: boolean;
+  /** The text as given, for messages and `info chardev`. */
+  text: string;
+}
+
+/**
+ * Parses `-monitor`/`-qmp` values; `none` gives nothing.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseMonitorSpec } from "./monitor.ts";
+ *
+ * const s = parseMonitorSpec("qmp", "unix:/tmp/q.sock,server=on,wait=off")!;
+ * assert.equal(s.transport, "unix");
+ * assert.equal(s.path, "/tmp/q.sock");
+ * assert.equal(s.wait, false);
+ * assert.equal(parseMonitorSpec("hmp", "none"), null);
+ * ```
+ */
+export function parseMonitorSpec(mode: "hmp" | "qmp", text: string): MonitorSpec | null {
+  const option = mode === "hmp" ? "-monitor" : "-qmp";
+  if (text === "none") return null;
+  if (text === "stdio") return { mode, transport: "stdio", wait: false, text };
+  const [head, ...rest] = text.split(",");
+  const kind = head.includes(":") ? head.slice(0, head.indexOf(":")) : head;
+  if (!["unix", "tcp", "telnet"].includes(kind)) {
+    throw new UsageError(`${option} ${text}: '${kind}' is not a valid char driver`);
+  }
+  const flags = new Map<string, string>();
+  for (const item of rest) {
+    const eq = item.indexOf("=");
+    flags.set(eq < 0 ? item : item.slice(0, eq), eq < 0 ? "on" : item.slice(eq + 1));
+  }
+  for (const key of flags.keys()) {
+    if (!["server", "wait", "nowait", "nodelay"].includes(key)) {
+      throw new UsageError(`${option} ${text}: Invalid parameter '${key}'`);
+    }
+  }
+  const server = flags.get("server");
+  if (server !== "on") {
+    throw new UsageError(`${option} ${text}: vmkit's monitor listens only: add server=on`);
+  }
+  const wait = flags.has("nowait") ? false : flags.get("wait") !== "off";
+  const colon = head.indexOf(":");
+  const where = colon < 0 ? "" : head.slice(colon + 1);
+  if (kind === "unix") {
+    if (!where) throw new UsageError(`${option} ${text}: a unix socket needs a path`);
+    return { mode, transport: "unix", path: where, wait, text };
+  }
+  if (kind === "tcp" || kind === "telnet") {
+    const m = /^(.*):(\d+)$/.exec(where);
+    if (!m || Number(m[2]) > 65535) {
+      throw new UsageError(`${option} ${text}: expected HOST:PORT`);
+    }
+    const host = m[1].replace(/^\[(.*)\]$/, "$1") || "0.0.0.0";
+    return { mode, transport: "tcp", host, port: Number(m[2]), wait, text };
+  }
+  throw new UsageError(`${option} ${text}: '${kind}' is not a valid char driver`);
+}
+
+/** The running monitors of one vmkit: close() stops listening and hangs up on clients. */
+export interface MonitorServers {
+  readonly monitor: Monitor;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the monitors `specs` names on `machine`: listens on their sockets (and waits
+ * for the first client of a `wait=on` one), or reads stdin.
+ */
+export async function startMonitors(
+  machine: Machine,
+  specs: readonly MonitorSpec[],
+  host: MonitorHost,
+  options: { startPaused?: boolean; mux?: StdioMux; keepAlive?: boolean } = {},
+): Promise<MonitorServers> {
+  const monitor = new Monitor(machine, host, { startPaused: options.startPaused });
+  const listeners: Deno.Listener[] = [];
+  const conns = new Set<Deno.Conn>();
+  const cleanups: (() => void)[] = [];
+  // The guest may halt with nothing pending; a monitor can still wake it.
+  if (options.keepAlive ?? true) cleanups.push(machine.loop.addHostSource());
+  const waits: Promise<void>[] = [];
+  const encoder = new TextEncoder();
+
+  const serve = (conn: Deno.Conn, mode: "hmp" | "qmp") => {
+    conns.add(conn);
+    const out: MonitorOutput = {
+      write: (text) => {
+        conn.write(encoder.encode(text)).catch(() => {});
+      },
+      close: () => conn.close(),
+    };
+    const session = mode === "hmp" ? monitor.attachHmp(out) : monitor.attachQmp(out);
+    (async () => {
+      const buf = new Uint8Array(65536);
+      try {
+        for (;;) {
+          const n = await conn.read(buf);
+          if (n === null) break;
+          session.receive(buf.slice(0, n));
+          machine.loop.wake();
+        }
+      } catch {
+        // the peer went away
+      }
+      session.detach();
+      conns.delete(conn);
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+    })();
+  };
+
+  for (const spec of specs) {
+    if (spec.transport === "stdio") {
+      if (options.mux) {
+        options.mux.attach(monitor, spec.mode);
+        continue;
+      }
+      const session = attachStdio(monitor, spec.mode);
+      cleanups.push(session);
+      continue;
+    }
+    let listener: Deno.Listener;
+    try {
+      if (spec.transport === "unix") {
+        try {
+          Deno.removeSync(spec.path!);
+        } catch {
+          // nothing there
+        }
+        listener = Deno.listen({ transport: "unix", path: spec.path! });
+      } else {
+        listener = Deno.listen({ transport: "tcp", hostname: spec.host!, port: spec.port! });
+      }
+    } catch (e) {
+      throw new UsageError(
+        `${spec.mode === "hmp" ? "-monitor" : "-qmp"} ${spec.text}: ${(e as Error).message}`,
+      );
+    }
+    listeners.push(listener);
+    let firstConnected!: () => void;
+    if (spec.wait) waits.push(new Promise<void>((resolve) => (firstConnected = resolve)));
+    (async () => {
+      try {
+        for await (const conn of listener) {
+          serve(conn, spec.mode);
+          firstConnected?.();
+        }
+      } catch {
+        // listener closed
+      }
+    })();
+  }
+  for (const w of waits) await w;
+  return {
+    monitor,
+    close: async () => {
+      for (const l of listeners) {
+        try {
+          l.close();
+        } catch {
+          // already closed
+        }
+      }
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch {
+          // already closed
+        }
+      }
+      for (const spec of specs) {
+        if (spec.transport === "unix") {
+          try {
+            await Deno.remove(spec.path!);
+          } catch {
+            // gone already
+          }
+        }
+      }
+      for (const c of cleanups) c();
+    },
+  };
+}
+
+function attachStdio(monitor: Monitor, mode: "hmp" | "qmp"): () => void {
+  const encoder = new TextEncoder();
+  const out: MonitorOutput = {
+    write: (text) => {
+      const data = encoder.encode(text);
+      let done = 0;
+      while (done < data.length) done += Deno.stdout.writeSync(data.subarray(done));
+    },
+  };
+  const session = mode === "hmp" ? monitor.attachHmp(out) : monitor.attachQmp(out);
+  const reader = Deno.stdin.readable.getReader();
+  let closed = false;
+  (async () => {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || closed) break;
+        session.receive(value);
+        monitor.machine.loop.wake();
+      }
+    } catch {
+      // stdin closed
+    }
+  })();
+  return () => {
+    closed = true;
+    reader.cancel().catch(() => {});
+  };
+}
+
+/**
+ * The `-nographic` multiplexer: stdio shared by the first serial port and the monitor.
+ * Ctrl-A c switches between them, Ctrl-A h lists the keys; the serial port talks to the
+ * {@linkcode StdioMux.serial} chardev.
+ */
+export class StdioMux {
+  readonly #stdio: Chardev;
+  #frontend: ChardevFrontend | null = null;
+  #session: MonitorSession | null = null;
+  #focusMonitor = false;
+  #held = "";
+  readonly serial: Chardev;
+
+  constructor(stdio: Chardev) {
+    this.#stdio = stdio;
+    const focused = () => this.#focusMonitor;
+    this.serial = {
+      id: stdio.id,
+      write: (data) => {
+        if (!this.#focusMonitor) stdio.write(data);
+      },
+      connect: (frontend) => {
+        this.#frontend = frontend;
+        stdio.connect(frontend ? { inputAvailable: () => this.#input() } : null);
+      },
+      get pendingInput() {
+        return focused() ? 0 : stdio.pendingInput;
+      },
+      readInput: (max) => (this.#focusMonitor ? new Uint8Array(0) : stdio.readInput(max)),
+      close: () => stdio.close(),
+    };
+  }
+
+  /** Connects the monitor that Ctrl-A c switches to. */
+  attach(monitor: Monitor, mode: "hmp" | "qmp"): void {
+    const encoder = new TextEncoder();
+    const out: MonitorOutput = {
+      write: (text) => {
+        if (this.#focusMonitor) this.#stdio.write(encoder.encode(text));
+        // The banner and any output while the console has the focus wait for Ctrl-A c.
+        else if (this.#held.length < 1 << 16) this.#held += text;
+      },
+    };
+    this.#session = mode === "hmp" ? monitor.attachHmp(out) : monitor.attachQmp(out);
+  }
+
+  /** Handles the key after Ctrl-A; true when it was a mux key. */
+  escape(key: number): boolean {
+    if (key === 0x63 /* c */) {
+      if (!this.#session) return false;
+      this.#focusMonitor = !this.#focusMonitor;
+      if (this.#focusMonitor) {
+        this.#stdio.write(new TextEncoder().encode(this.#held || "\r\n(qemu) "));
+        this.#held = "";
+      } else this.#input();
+      return true;
+    }
+    if (key === 0x68 /* h */) {
+      // QEMU's mux_print_help: each line ends in LF CR.
+      const help = "\n\r" + [
+        "C-a h    print this help",
+        "C-a x    exit emulator",
+        "C-a s    save disk data back to file (if -snapshot)",
+        "C-a t    toggle console timestamps",
+        "C-a b    send break (magic sysrq)",
+        "C-a c    switch between console and monitor",
+        "C-a C-a  sends C-a",
+      ].map((l) => `${l}\n\r`).join("");
+      this.#stdio.write(new TextEncoder().encode(help));
+      return true;
+    }
+    return false;
+  }
+
+  #input(): void {
+    if (this.#focusMonitor && this.#session) {
+      const data = this.#stdio.readInput(this.#stdio.pendingInput);
+      if (data.length > 0) this.#session.receive(data);
+      return;
+    }
+    this.#frontend?.inputAvailable();
+  }
+}
+
+/** The facts the monitor shows that the command line decides. */
+export interface MonitorHostOptions {
+  name?: string;
+  version: string;
+  vmkitVersion: string;
+  chardevs: readonly Chardev[];
+  drives: readonly DriveConfig[];
+  specs: readonly MonitorSpec[];
+  quit(): void;
+}
+
+/** Builds the {@linkcode MonitorHost} of a vmkit run. */
+export function monitorHost(o: MonitorHostOptions): MonitorHost {
+  const [major, minor, micro] = o.version.split(".").map(Number);
+  return {
+    name: o.name,
+    version: { major, minor, micro, package: ` (vmkit ${o.vmkitVersion})` },
+    chardevs: () => {
+      const list = o.chardevs.map((c) => ({ label: c.id, filename: chardevFilename(c) }));
+      o.specs.forEach((s, i) => {
+        const label = s.mode === "hmp" ? `compat_monitor${i}` : `qmp${i}`;
+        // QEMU names a listening socket by its address and server=on.
+        const filename = s.transport === "stdio"
+          ? "stdio"
+          : s.transport === "unix"
+          ? `unix:${s.path},server=on`
+          : `${s.text.split(":")[0]}:${s.host}:${s.port},server=on`;
+        list.push({ label, filename });
+      });
+      return list.sort((a, b) => (a.label < b.label ? -1 : 1));
+    },
+    drives: () =>
+      o.drives.map((d) => {
+        const root = (d.node as { root?: BlockNode } | null)?.root;
+        return {
+          id: d.id,
+          file: d.node ? root?.filename ?? "" : null,
+          format: root?.driver,
+          readOnly: d.readOnly,
+          removable: d.media === "cdrom",
+          cache: (d.node as { cacheMode?: string } | null)?.cacheMode,
+        };
+      }),
+    quit: o.quit,
+  };
+}
+
+function chardevFilename(c: Chardev): string {
+  const kind = c.constructor.name;
+  if (kind === "StdioChardev") return "stdio";
+  if (kind === "NullChardev") return "null";
+  if (kind === "FileChardev") return "file";
+  return kind.replace(/Chardev$/, "").toLowerCase() || "unknown";
+}
+
+/** The `-monitor` and `-qmp` options of a command line, in order; `none` drops out. */
+export function monitorSpecs(opts: readonly { name: string; value: string }[]): MonitorSpec[] {
+  const specs: MonitorSpec[] = [];
+  for (const o of opts) {
+    if (o.name !== "monitor" && o.name !== "qmp") continue;
+    const s = parseMonitorSpec(o.name === "monitor" ? "hmp" : "qmp", o.value);
+    if (s) specs.push(s);
+  }
+  if (specs.filter((s) => s.transport === "stdio").length > 1) {
+    throw new UsageError("cannot use stdio by multiple character devices");
+  }
+  return specs;
+}

@@ -1,0 +1,393 @@
+// The built-in monitor commands: run state, versions, registers, PCI, block, chardevs, memory
+
+import {
+  X86_CR0,
+  X86_CR2,
+  X86_CR3,
+  X86_CR4,
+  X86_DR,
+  X86_EFER,
+  X86_EV_HALTED,
+  X86_EVENTS,
+} from "../x86_state.ts";
+import {
+  X86_GDTR_BASE,
+  X86_GDTR_LIMIT,
+  X86_IDTR_BASE,
+  X86_IDTR_LIMIT,
+  X86_RFLAGS,
+} from "../x86_state.ts";
+import { X86_CPL, X86_SEG, X86_SEG_SIZE, X86State } from "../x86_state.ts";
+import type { CommandTable, MonitorContext } from "./commands.ts";
+import { MonitorError } from "./commands.ts";
+
+/** Adds the built-in QMP and HMP commands to `table`. */
+export function addBuiltinCommands(table: CommandTable): void {
+  const none = [] as const;
+  table.addQmp({ name: "query-status", args: none, run: (ctx) => statusInfo(ctx) });
+  table.addQmp({
+    name: "query-version",
+    args: none,
+    run: (ctx) => {
+      const v = ctx.host.version;
+      return { qemu: { micro: v.micro, minor: v.minor, major: v.major }, package: v.package };
+    },
+  });
+  table.addQmp({
+    name: "query-name",
+    args: none,
+    run: (ctx) => (ctx.host.name === undefined ? {} : { name: ctx.host.name }),
+  });
+  table.addQmp({
+    name: "query-commands",
+    args: none,
+    run: () => table.qmpCommands().map((c) => ({ name: c.name })),
+  });
+  table.addQmp({ name: "stop", args: none, run: (ctx) => (ctx.stop(), {}) });
+  table.addQmp({ name: "cont", args: none, run: (ctx) => (ctx.cont(), {}) });
+  table.addQmp({ name: "system_reset", args: none, run: (ctx) => (ctx.systemReset(), {}) });
+  table.addQmp({ name: "quit", args: none, run: (ctx) => (ctx.quit(), {}) });
+  table.addQmp({
+    name: "human-monitor-command",
+    args: [{ name: "command-line", type: "str" }, {
+      name: "cpu-index",
+      type: "int",
+      optional: true,
+    }],
+    run: async (ctx, args) =>
+      (await ctx.hmp(args["command-line"] as string)).replace(/\r?\n/g, "\r\n"),
+  });
+
+  table.addHmp({
+    name: "help|?",
+    params: "[cmd]",
+    help: "show the help",
+    run: (_ctx, args) => helpText(table.hmpCommands(), args[0]),
+  });
+  table.addHmp({
+    name: "info",
+    params: "[subcommand]",
+    help: "show various information about the system state",
+    run: (ctx, args) => {
+      if (args.length === 0) return helpText(table.infoCommands(), undefined, "info ");
+      const sub = table.info(args[0]);
+      if (!sub) throw new MonitorError("CommandNotFound", `unknown command: 'info ${args[0]}'`);
+      return sub.run(ctx, args.slice(1));
+    },
+  });
+  table.addHmp({
+    name: "stop|s",
+    params: "",
+    help: "stop emulation",
+    run: (ctx) => (ctx.stop(), ""),
+  });
+  table.addHmp({
+    name: "cont|c",
+    params: "",
+    help: "resume emulation",
+    run: (ctx) => (ctx.cont(), ""),
+  });
+  table.addHmp({
+    name: "system_reset",
+    params: "",
+    help: "reset the system",
+    run: (ctx) => (ctx.systemReset(), ""),
+  });
+  table.addHmp({
+    name: "quit|q",
+    params: "",
+    help: "quit the emulator",
+    run: (ctx) => (ctx.quit(), ""),
+  });
+  table.addHmp({
+    name: "x",
+    params: "/fmt addr",
+    help: "virtual memory dump starting at 'addr'",
+    run: (ctx, args) => memoryDump(ctx, args, false),
+  });
+  table.addHmp({
+    name: "xp",
+    params: "/fmt addr",
+    help: "physical memory dump starting at 'addr'",
+    run: (ctx, args) => memoryDump(ctx, args, true),
+  });
+
+  table.addInfo({
+    name: "status",
+    params: "",
+    help: "show the current VM status (running|paused)",
+    run: (ctx) => {
+      const s = statusInfo(ctx);
+      const detail = s.status === "running" || s.status === "paused" ? "" : ` (${s.status})`;
+      return `VM status: ${s.running ? "running" : "paused"}${detail}\n`;
+    },
+  });
+  table.addInfo({
+    name: "version",
+    params: "",
+    help: "show the version of QEMU",
+    run: (ctx) => {
+      const v = ctx.host.version;
+      return `${v.major}.${v.minor}.${v.micro}${v.package}\n`;
+    },
+  });
+  table.addInfo({
+    name: "name",
+    params: "",
+    help: "show the current VM name",
+    run: (ctx) => (ctx.host.name === undefined ? "" : `${ctx.host.name}\n`),
+  });
+  table.addInfo({
+    name: "chardev",
+    params: "",
+    help: "show the character devices",
+    run: (ctx) => ctx.host.chardevs().map((c) => `${c.label}: filename=${c.filename}\n`).join(""),
+  });
+  table.addInfo({
+    name: "block",
+    params: "[-n] [-v] [device]",
+    help:
+      "show info of one block device or all block devices (-n: show named nodes; -v: show details)",
+    run: (ctx) => blockText(ctx),
+  });
+  table.addInfo({
+    name: "registers",
+    params: "[-a|-c]",
+    help:
+      "show the cpu registers (-a: show register info for all cpus; -c: show register info for current cpu)",
+    run: (ctx, args) => registersText(ctx, args.includes("-a")),
+  });
+  table.addInfo({
+    name: "pci",
+    params: "",
+    help: "show PCI info",
+    run: (ctx) => pciText(ctx),
+  });
+}
+
+function statusInfo(
+  ctx: MonitorContext,
+): { status: string; singlestep: boolean; running: boolean } {
+  return { status: ctx.status, singlestep: false, running: ctx.status === "running" };
+}
+
+function helpText(
+  commands: { name: string; params: string; help: string }[],
+  only?: string,
+  prefix = "",
+): string {
+  const chosen = only === undefined
+    ? commands
+    : commands.filter((c) => c.name.split("|").includes(only));
+  return chosen.map((c) => `${prefix}${c.name} ${c.params} -- ${c.help}\n`).join("");
+}
+
+function hex(value: number, digits: number): string {
+  return (value >>> 0).toString(16).padStart(digits, "0");
+}
+
+function hex64(value: number): string {
+  return Math.floor(value).toString(16).padStart(16, "0");
+}
+
+function blockText(ctx: MonitorContext): string {
+  const parts = ctx.host.drives().map((d) => {
+    if (d.file === null) {
+      return `${d.id}: [not inserted]\n    Removable device: not locked, tray closed\n`;
+    }
+    let s = `${d.id}: ${d.file} (${d.format ?? "raw"}${d.readOnly ? ", read-only" : ""})\n`;
+    if (d.removable) s += "    Removable device: not locked, tray closed\n";
+    s += `    Cache mode:       ${d.cache ?? "writeback"}\n`;
+    return s;
+  });
+  return parts.join("\n");
+}
+
+const SEG_NAMES = ["ES =", "CS =", "SS =", "DS =", "FS =", "GS =", "LDT=", "TR ="];
+
+// QEMU's x86_cpu_dump_state, the 32-bit layout (the machine is in legacy mode until the
+// guest enables long mode; then the 64-bit layout).
+function registersText(ctx: MonitorContext, all: boolean): string {
+  const cpus = all ? ctx.machine.cpus : ctx.machine.cpus.slice(0, 1);
+  let out = "";
+  cpus.forEach((cpu, index) => {
+    if (!cpu.getState) {
+      out += `\nCPU#${index}\n`;
+      out += Object.entries(cpu.registers()).map(([k, v]) =>
+        `${k.toUpperCase()}=${hex(v, 8)}`
+      ).join(" ") + "\n";
+      return;
+    }
+    const st = new X86State();
+    cpu.getState(st);
+    const long = (st.u64(X86_EFER) & 0x400) !== 0;
+    const reg = (r: number) => (long ? hex64(Number(st.gpr(r))) : hex(st.gpr32(r), 8));
+    const names = long
+      ? ["RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP"]
+      : ["EAX", "EBX", "ECX", "EDX", "ESI", "EDI", "EBP", "ESP"];
+    const order = [0, 3, 1, 2, 6, 7, 5, 4];
+    const lines = ["", `CPU#${index}`];
+    lines.push(names.slice(0, 4).map((n, i) => `${n}=${reg(order[i])}`).join(" "));
+    lines.push(names.slice(4).map((n, i) => `${n}=${reg(order[i + 4])}`).join(" "));
+    if (long) {
+      for (let r = 8; r < 16; r += 4) {
+        lines.push(
+          [r, r + 1, r + 2, r + 3].map((n) => `R${String(n).padEnd(2)}=${reg(n)}`).join(" "),
+        );
+      }
+    }
+    const fl = st.u64(X86_RFLAGS);
+    const flagText = [[11, "O"], [10, "D"], [7, "S"], [6, "Z"], [4, "A"], [2, "P"], [0, "C"]]
+      .map(([bit, ch]) => (fl & (1 << (bit as number)) ? ch : "-")).join("");
+    const halted = (st.u16(X86_EVENTS) & X86_EV_HALTED) ? 1 : 0;
+    const ip = long ? `RIP=${hex64(st.rip)}` : `EIP=${hex(st.rip, 8)}`;
+    lines.push(
+      `${ip} ${long ? "RFL" : "EFL"}=${hex(fl, 8)} [${flagText}] CPL=${st.u16(X86_CPL) & 3} II=0 ` +
+        `A20=${ctx.machine.a20 ? 1 : 0} SMM=0 HLT=${halted}`,
+    );
+    for (let s = 0; s < 8; s++) {
+      const o = X86_SEG + s * X86_SEG_SIZE;
+      const base = long ? hex64(st.u64(o + 8)) : hex(st.u64(o + 8), 8);
+      const flags = (st.u16(o + 2) & 0xf0ff) << 8;
+      lines.push(
+        `${SEG_NAMES[s]}${hex(st.u16(o), 4)} ${base} ${hex(st.u32(o + 4), 8)} ${hex(flags, 8)}`,
+      );
+    }
+    const b = (off: number) => (long ? hex64(st.u64(off)) : hex(st.u64(off), 8));
+    lines.push(`GDT=     ${b(X86_GDTR_BASE)} ${hex(st.u32(X86_GDTR_LIMIT), 8)}`);
+    lines.push(`IDT=     ${b(X86_IDTR_BASE)} ${hex(st.u32(X86_IDTR_LIMIT), 8)}`);
+    lines.push(
+      `CR0=${hex(st.u64(X86_CR0), 8)} CR2=${b(X86_CR2)} CR3=${b(X86_CR3)} CR4=${
+        hex(st.u64(X86_CR4), 8)
+      }`,
+    );
+    lines.push([0, 1, 2, 3].map((i) => `DR${i}=${hex64(st.u64(X86_DR + 8 * i))}`).join(" ") + " ");
+    lines.push(`DR6=${hex64(st.u64(X86_DR + 48))} DR7=${hex64(st.u64(X86_DR + 56))}`);
+    lines.push(`EFER=${hex64(st.u64(X86_EFER))}`);
+    out += lines.join("\n") + "\n";
+  });
+  return out;
+}
+
+const PCI_CLASSES: Record<number, string> = {
+  0x0100: "SCSI controller",
+  0x0101: "IDE controller",
+  0x0106: "SATA controller",
+  0x0180: "Storage controller",
+  0x0200: "Ethernet controller",
+  0x0300: "VGA controller",
+  0x0600: "Host bridge",
+  0x0601: "ISA bridge",
+  0x0680: "Bridge",
+  0x00ff: "RAM controller",
+};
+
+// Reads configuration space through the host bridge's ports 0xcf8/0xcfc (between slices,
+// restoring the guest's address latch), as QEMU's `info pci` walks its bus.
+function pciText(ctx: MonitorContext): string {
+  const io = ctx.machine.io;
+  const latch = io.in(0xcf8, 4);
+  const cfg = (devfn: number, off: number) => {
+    io.out(0xcf8, 4, (0x80000000 | (devfn << 8) | (off & 0xfc)) >>> 0);
+    return io.in(0xcfc, 4) >>> 0;
+  };
+  const setCfg = (devfn: number, off: number, v: number) => {
+    io.out(0xcf8, 4, (0x80000000 | (devfn << 8) | (off & 0xfc)) >>> 0);
+    io.out(0xcfc, 4, v >>> 0);
+  };
+  let out = "";
+  try {
+    for (let devfn = 0; devfn < 256; devfn++) {
+      const id = cfg(devfn, 0);
+      if ((id & 0xffff) === 0xffff || id === 0) continue;
+      const cls = cfg(devfn, 8) >>> 16;
+      const sub = cfg(devfn, 0x2c);
+      const intr = cfg(devfn, 0x3c);
+      const header = (cfg(devfn, 0x0c) >>> 16) & 0x7f;
+      const name = PCI_CLASSES[cls] ?? `Class ${hex(cls, 4)}`;
+      out += `  Bus  0, device ${String(devfn >> 3).padStart(3)}, function ${devfn & 7}:\n`;
+      out += `    ${name}: PCI device ${hex(id & 0xffff, 4)}:${hex(id >>> 16, 4)}\n`;
+      out += `      PCI subsystem ${hex(sub & 0xffff, 4)}:${hex(sub >>> 16, 4)}\n`;
+      const pin = (intr >> 8) & 0xff;
+      if (pin) out += `      IRQ ${intr & 0xff}, pin ${String.fromCharCode(64 + pin)}\n`;
+      if (header === 0) {
+        for (let bar = 0; bar < 6; bar++) {
+          const off = 0x10 + bar * 4;
+          const value = cfg(devfn, off);
+          setCfg(devfn, off, 0xffffffff);
+          const mask = cfg(devfn, off);
+          setCfg(devfn, off, value);
+          if (mask === 0) continue;
+          if (value & 1) {
+            const size = ((~(mask & 0xfffc) & 0xffff) + 1) >>> 0;
+            const base = value & 0xfffc;
+            const at = base === 0 ? "0xffffffffffffffff" : `0x${hex(base, 4)}`;
+            const last = base === 0 ? size - 2 : base + size - 1;
+            out += `      BAR${bar}: I/O at ${at} [0x${hex(last, 4)}].\n`;
+            continue;
+          }
+          const size = ((~(mask & 0xfffffff0)) + 1) >>> 0;
+          const base = (value & 0xfffffff0) >>> 0;
+          const pf = value & 8 ? " prefetchable" : "";
+          const at = base === 0 ? "0xffffffffffffffff" : `0x${hex(base, 8)}`;
+          const last = base === 0 ? size - 2 : base + size - 1;
+          out += `      BAR${bar}: 32 bit${pf} memory at ${at} [0x${hex(last, 8)}].\n`;
+          if ((value & 6) === 4) bar++;
+        }
+      }
+      out += `      id ""\n`;
+      if (devfn % 8 === 0 && !((cfg(devfn, 0x0c) >>> 16) & 0x80)) devfn += 7;
+    }
+  } finally {
+    io.out(0xcf8, 4, latch >>> 0);
+  }
+  return out;
+}
+
+// `x /fmt addr` and `xp /fmt addr`: count, format (x d u o c) and size (b h w g).
+function memoryDump(ctx: MonitorContext, args: string[], physical: boolean): string {
+  let fmt = "x", size = 4, count = 1;
+  let rest = args;
+  if (rest[0]?.startsWith("/")) {
+    const m = /^\/(\d*)([xduoc]?)([bhwg]?)$/.exec(rest[0]);
+    if (!m) throw new MonitorError("GenericError", `invalid char in format: '${rest[0].slice(1)}'`);
+    if (m[1]) count = Number(m[1]);
+    if (m[2]) fmt = m[2];
+    if (m[3]) size = { b: 1, h: 2, w: 4, g: 8 }[m[3]]!;
+    else if (fmt === "c") size = 1;
+    rest = rest.slice(1);
+  }
+  if (rest.length !== 1) throw new MonitorError("GenericError", "missing address");
+  const addr = Number(rest[0]);
+  if (!Number.isSafeInteger(addr) || addr < 0) {
+    throw new MonitorError("GenericError", `invalid address: '${rest[0]}'`);
+  }
+  if (count > 4096) count = 4096;
+  if (!physical && ctx.machine.cpus[0]?.getState) {
+    // Paging is not walked here: linear equals physical while CR0.PG is clear.
+    const st = new X86State();
+    ctx.machine.cpus[0].getState(st);
+    if (st.u64(X86_CR0) & 0x80000000) {
+      throw new MonitorError("GenericError", "x with paging enabled is not supported yet; use xp");
+    }
+  }
+  const bytes = new Uint8Array(count * size);
+  ctx.machine.memory.dmaRead(addr, bytes);
+  const perLine = size === 8 ? 2 : size === 1 ? 8 : 4;
+  let out = "";
+  for (let i = 0; i < count; i++) {
+    if (i % perLine === 0) out += `${hex64(addr + i * size)}:`;
+    let v = 0n;
+    for (let k = size - 1; k >= 0; k--) v = (v << 8n) | BigInt(bytes[i * size + k]);
+    let text: string;
+    if (fmt === "x") text = `0x${v.toString(16).padStart(size * 2, "0")}`;
+    else if (fmt === "o") text = `0${v.toString(8)}`;
+    else if (fmt === "c") text = `'${String.fromCharCode(Number(v & 0xffn))}'`;
+    else if (fmt === "d" && v >> BigInt(size * 8 - 1)) {
+      text = (v - (1n << BigInt(size * 8))).toString();
+    } else text = v.toString();
+    out += ` ${text}`;
+    if (i % perLine === perLine - 1 || i === count - 1) out += "\n";
+  }
+  return out;
+}
