@@ -15,5 +15,6 @@ export * from "./core/irq.ts";
 export * from "./core/event_loop.ts";
 export * from "./core/net.ts";
 export * from "./core/chardev.ts";
+export * from "./core/display.ts";
 export * from "./core/cpu.ts";
 export * from "./core/machine.ts";

@@ -1,0 +1,315 @@
+// Turns VGA memory into pixels: text mode (font from plane 2, attributes, cursor) and the Bochs VBE framebuffer, redrawing only what changed
+
+import type { DisplaySurface, GraphicConsole } from "../../../core/display.ts";
+import { DisplaySurface as Surface } from "../../../core/display.ts";
+import type { BochsDispi } from "./vbe.ts";
+import {
+  VGA_ATC_COLOR_PAGE,
+  VGA_ATC_MODE,
+  VGA_CRTC_H_DISP,
+  VGA_CRTC_LINE_COMPARE,
+  VGA_CRTC_MAX_SCAN,
+  VGA_CRTC_OFFSET,
+  VGA_CRTC_OVERFLOW,
+  VGA_CRTC_START_HI,
+  VGA_CRTC_START_LO,
+  VGA_CRTC_V_DISP_END,
+  VGA_GFX_MISC,
+  VGA_SEQ_CHARACTER_MAP,
+  VGA_SEQ_CLOCK_MODE,
+  type VgaCore,
+} from "./vga_core.ts";
+
+/** CRTC cursor registers (VGA CR0A, CR0B, CR0E, CR0F). */
+const CRTC_CURSOR_START = 0x0a;
+const CRTC_CURSOR_END = 0x0b;
+const CRTC_CURSOR_HI = 0x0e;
+const CRTC_CURSOR_LO = 0x0f;
+/** SR01 bit 0: 8-dot characters (else 9); bit 3: dot clock halved (16-pixel characters). */
+const SR01_8DOTS = 0x01;
+const SR01_HALF_CLOCK = 0x08;
+/** AR10 bit 2: line graphics, the 9th column repeats the 8th for characters 0xb0-0xdf. */
+const AR10_LINE_GRAPHICS = 0x04;
+/** AR10 bit 7: palette bits 5-4 come from the colour select register. */
+const AR10_P54_SELECT = 0x80;
+/** Bytes of one font (256 characters of 32 lines) in plane 2. */
+const FONT_BYTES = 256 * 32;
+
+/** A 6-bit DAC component widened to 8 bits the way QEMU does (low bit repeated). */
+function c6to8(v: number): number {
+  v &= 0x3f;
+  const b = v & 1;
+  return (v << 2) | (b << 1) | b;
+}
+
+/** What the last update showed. */
+export type VgaScreenMode = "text" | "vbe" | "blank" | "unsupported";
+
+/**
+ * The screen of a VGA adapter: renders its VRAM into a {@linkcode DisplaySurface} on
+ * each {@linkcode update}, touching (and marking dirty) only the cells and lines that
+ * changed since the previous one.
+ */
+export class VgaConsole implements GraphicConsole {
+  readonly surface: Surface = new Surface(640, 480);
+  /** The mode the last update rendered. */
+  mode: VgaScreenMode = "blank";
+  /**
+   * Whether the text cursor is drawn (the blink phase). QEMU flips its phase every
+   * 250 ms of virtual time; a display front end may flip this on its own timer.
+   */
+  cursorVisible = true;
+  readonly #core: VgaCore;
+  readonly #vbe: BochsDispi | null;
+  /** The cells as last drawn (character | attribute << 8), and the geometry they had. */
+  #cells = new Uint16Array(0);
+  #geometry = "";
+  #cursorCell = -1;
+  #cursorShape = -1;
+  readonly #palette = new Uint32Array(16);
+  readonly #font = new Uint8Array(2 * FONT_BYTES);
+  #full = true;
+
+  constructor(readonly id: string, core: VgaCore, vbe: BochsDispi | null = null) {
+    this.#core = core;
+    this.#vbe = vbe;
+  }
+
+  /** Asks for the next update to redraw everything. */
+  invalidate(): void {
+    this.#full = true;
+  }
+
+  update(): DisplaySurface {
+    const core = this.#core;
+    let mode: VgaScreenMode;
+    if (this.#vbe?.enabled) mode = "vbe";
+    else if (!(core.arIndex & 0x20)) mode = "blank"; // the palette is being loaded: no video
+    else if (core.gr[VGA_GFX_MISC] & 1) mode = "unsupported";
+    else mode = "text";
+    if (mode !== this.mode) this.#full = true;
+    this.mode = mode;
+    if (mode === "text") this.#drawText();
+    else if (mode === "vbe") this.#drawVbe();
+    else this.#drawBlank();
+    this.#full = false;
+    return this.surface;
+  }
+
+  #drawBlank(): void {
+    if (!this.#full) return;
+    this.surface.pixels.fill(0);
+    this.surface.markDirty(0, 0, this.surface.width, this.surface.height);
+  }
+
+  /** The 16 attribute colours through the attribute controller and the DAC. */
+  #updatePalette16(): boolean {
+    const core = this.#core;
+    const ar = core.ar;
+    let changed = false;
+    for (let i = 0; i < 16; i++) {
+      let v = ar[i];
+      if (ar[VGA_ATC_MODE] & AR10_P54_SELECT) {
+        v = ((ar[VGA_ATC_COLOR_PAGE] & 0x0f) << 4) | (v & 0x0f);
+      } else v = ((ar[VGA_ATC_COLOR_PAGE] & 0x0c) << 4) | (v & 0x3f);
+      const p = core.palette;
+      const color = (c6to8(p[v * 3]) << 16) | (c6to8(p[v * 3 + 1]) << 8) | c6to8(p[v * 3 + 2]);
+      if (this.#palette[i] !== color) {
+        this.#palette[i] = color;
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+  /** Copies the two selected fonts out of plane 2; true when they differ from the last copy. */
+  #updateFonts(): boolean {
+    const core = this.#core;
+    const v = core.sr[VGA_SEQ_CHARACTER_MAP];
+    // SR03: font B (bits 4, 1, 0) for attribute bit 3 clear, font A (bits 5, 3, 2) for it
+    // set, each at 8 KiB steps of plane 2 with bit 4 (5) the low bit.
+    const bases = [((v >> 4) & 1) | ((v << 1) & 6), ((v >> 5) & 1) | ((v >> 1) & 6)];
+    const vram = core.vram;
+    const font = this.#font;
+    let changed = false;
+    for (let f = 0; f < 2; f++) {
+      const from = bases[f] * 8192;
+      for (let i = 0; i < FONT_BYTES; i++) {
+        const byte = vram[((from + i) << 2) | 2];
+        if (font[f * FONT_BYTES + i] !== byte) {
+          font[f * FONT_BYTES + i] = byte;
+          changed = true;
+        }
+      }
+    }
+    return changed;
+  }
+
+  #drawText(): void {
+    const core = this.#core;
+    const cr = core.cr;
+    const sr1 = core.sr[VGA_SEQ_CLOCK_MODE];
+    const cw = sr1 & SR01_HALF_CLOCK ? 16 : sr1 & SR01_8DOTS ? 8 : 9;
+    const cheight = (cr[VGA_CRTC_MAX_SCAN] & 0x1f) + 1;
+    const cols = cr[VGA_CRTC_H_DISP] + 1;
+    const cr7 = cr[VGA_CRTC_OVERFLOW];
+    const lines = (cr[VGA_CRTC_V_DISP_END] | ((cr7 & 0x02) << 7) | ((cr7 & 0x40) << 3)) + 1;
+    const rows = Math.floor(lines / cheight);
+    if (cols * rows <= 1) return; // a mode being programmed: keep the last picture
+    const geometry = `${cols}x${rows}x${cw}x${cheight}`;
+    if (geometry !== this.#geometry) {
+      this.#geometry = geometry;
+      this.surface.resize(cols * cw, rows * cheight);
+      this.#cells = new Uint16Array(cols * rows);
+      this.#full = true;
+    }
+    if (this.#updatePalette16()) this.#full = true;
+    if (this.#updateFonts()) this.#full = true;
+    const start = (cr[VGA_CRTC_START_HI] << 8) | cr[VGA_CRTC_START_LO];
+    // CR13 counts words of the CRTC's address; in word mode a row is 2 * CR13 characters.
+    const pitch = cr[VGA_CRTC_OFFSET] * 2;
+    const lineCompare = cr[VGA_CRTC_LINE_COMPARE] | ((cr7 & 0x10) << 4) |
+      ((cr[VGA_CRTC_MAX_SCAN] & 0x40) << 3);
+    const cursorAddress = (cr[CRTC_CURSOR_HI] << 8) | cr[CRTC_CURSOR_LO];
+    const cursorShape = this.cursorVisible && !(cr[CRTC_CURSOR_START] & 0x20)
+      ? (cr[CRTC_CURSOR_START] & 0x1f) | ((cr[CRTC_CURSOR_END] & 0x1f) << 8)
+      : -1;
+    const planeWords = core.vram32.length;
+    const vram = core.vram;
+    let address = start;
+    let line = 0;
+    let cursorCell = -1;
+    const full = this.#full;
+    for (let row = 0; row < rows; row++) {
+      for (let col = 0; col < cols; col++) {
+        const cell = row * cols + col;
+        // Word mode: character address k is plane offset 2k; character in plane 0, attribute in plane 1.
+        const at = ((2 * (address + col)) % planeWords) << 2;
+        const value = vram[at] | (vram[at + 1] << 8);
+        const isCursor = address + col === cursorAddress && cursorShape >= 0;
+        if (isCursor) cursorCell = cell;
+        const wasCursor = cell === this.#cursorCell;
+        if (
+          full || value !== this.#cells[cell] || isCursor !== wasCursor ||
+          (isCursor && cursorShape !== this.#cursorShape)
+        ) {
+          this.#cells[cell] = value;
+          this.#drawCell(col * cw, row * cheight, value, cw, cheight, isCursor ? cursorShape : -1);
+        }
+      }
+      const next = line + cheight;
+      address += pitch;
+      // The line compare register restarts the scan at address 0 (split screen).
+      if (line < lineCompare && next >= lineCompare) address = 0;
+      line = next;
+    }
+    this.#cursorCell = cursorCell;
+    this.#cursorShape = cursorShape;
+  }
+
+  /** Draws one character cell at pixel (x, y), with the cursor's scan lines when `cursor` >= 0. */
+  #drawCell(x: number, y: number, value: number, cw: number, ch: number, cursor: number): void {
+    const code = value & 0xff;
+    const attr = value >> 8;
+    const fg = this.#palette[attr & 0x0f];
+    const bg = this.#palette[attr >> 4];
+    const fontAt = ((attr >> 3) & 1) * FONT_BYTES + code * 32;
+    const dup9 = cw === 9 && code >= 0xb0 && code <= 0xdf &&
+      (this.#core.ar[VGA_ATC_MODE] & AR10_LINE_GRAPHICS) !== 0;
+    let cursorFirst = ch;
+    let cursorLast = -1;
+    if (cursor >= 0) {
+      cursorFirst = cursor & 0x1f;
+      cursorLast = Math.min(cursor >> 8, ch - 1);
+    }
+    const s = this.surface;
+    const pixels = s.pixels;
+    const width = s.width;
+    for (let l = 0; l < ch; l++) {
+      // Font lines past 31 read as blank (a font holds 32 lines per character).
+      let bits = l < 32 ? this.#font[fontAt + l] : 0;
+      let ninth = dup9 ? bits & 1 : 0;
+      if (l >= cursorFirst && l <= cursorLast) {
+        bits = 0xff;
+        ninth = 1;
+      }
+      let o = (y + l) * width + x;
+      if (cw === 16) {
+        for (let b = 7; b >= 0; b--) {
+          const c = (bits >> b) & 1 ? fg : bg;
+          pixels[o++] = c;
+          pixels[o++] = c;
+        }
+      } else {
+        for (let b = 7; b >= 0; b--) pixels[o++] = (bits >> b) & 1 ? fg : bg;
+        if (cw === 9) pixels[o] = ninth ? fg : bg;
+      }
+    }
+    s.markDirty(x, y, cw, ch);
+  }
+
+  /** The Bochs VBE framebuffer: each line compared with what the surface shows, changed spans redrawn. */
+  #drawVbe(): void {
+    const vbe = this.#vbe!;
+    const core = this.#core;
+    const width = vbe.regs[1];
+    const height = vbe.regs[2];
+    const bpp = vbe.regs[3];
+    if (width < 1 || height < 1 || ![8, 15, 16, 24, 32].includes(bpp)) {
+      this.mode = "unsupported";
+      this.#drawBlank();
+      return;
+    }
+    if (this.surface.width !== width || this.surface.height !== height) {
+      this.surface.resize(width, height);
+      this.#full = true;
+    }
+    let palette: Uint32Array | null = null;
+    if (bpp === 8) {
+      palette = new Uint32Array(256);
+      const p = core.palette;
+      for (let i = 0; i < 256; i++) {
+        palette[i] = core.dac8Bit
+          ? (p[i * 3] << 16) | (p[i * 3 + 1] << 8) | p[i * 3 + 2]
+          : (c6to8(p[i * 3]) << 16) | (c6to8(p[i * 3 + 1]) << 8) | c6to8(p[i * 3 + 2]);
+      }
+    }
+    const vram = core.vram;
+    const pixels = this.surface.pixels;
+    const bytesPerPixel = (bpp + 7) >> 3;
+    for (let y = 0; y < height; y++) {
+      let at = vbe.startAddress + y * vbe.lineOffset;
+      let first = -1;
+      let last = -1;
+      let o = y * width;
+      for (let x = 0; x < width; x++, o++, at += bytesPerPixel) {
+        let color = 0;
+        if (at + bytesPerPixel <= vram.length) {
+          switch (bpp) {
+            case 8:
+              color = palette![vram[at]];
+              break;
+            case 15: {
+              const v = vram[at] | (vram[at + 1] << 8);
+              color = (((v >> 7) & 0xf8) << 16) | (((v >> 2) & 0xf8) << 8) | ((v << 3) & 0xf8);
+              break;
+            }
+            case 16: {
+              const v = vram[at] | (vram[at + 1] << 8);
+              color = (((v >> 8) & 0xf8) << 16) | (((v >> 3) & 0xfc) << 8) | ((v << 3) & 0xf8);
+              break;
+            }
+            default:
+              color = (vram[at + 2] << 16) | (vram[at + 1] << 8) | vram[at];
+          }
+        }
+        if (pixels[o] !== color || this.#full) {
+          pixels[o] = color;
+          if (first < 0) first = x;
+          last = x;
+        }
+      }
+      if (first >= 0) this.surface.markDirty(first, y, last - first + 1, 1);
+    }
+  }
+}
