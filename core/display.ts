@@ -82,7 +82,10 @@ export class DisplaySurface {
     this.#dirty = [{ x: 0, y: 0, width, height }];
   }
 
-  /** Records that a rectangle changed (clipped to the surface; merged with the last one when it extends it). */
+  /**
+   * Records that a rectangle changed, clipped to the surface. A rect the last one covers
+   * is dropped; one of the same columns right under the last one extends it.
+   */
   markDirty(x: number, y: number, width: number, height: number): void {
     const x0 = Math.max(0, x);
     const y0 = Math.max(0, y);
@@ -90,6 +93,12 @@ export class DisplaySurface {
     const y1 = Math.min(this.#height, y + height);
     if (x1 <= x0 || y1 <= y0) return;
     const last = this.#dirty[this.#dirty.length - 1];
+    if (
+      last && last.x <= x0 && last.y <= y0 && last.x + last.width >= x1 &&
+      last.y + last.height >= y1
+    ) {
+      return; // already covered
+    }
     // Renderers go top to bottom: a rect of the same columns right under the last one grows it.
     if (last && last.x === x0 && last.width === x1 - x0 && last.y + last.height === y0) {
       last.height += y1 - y0;

@@ -181,6 +181,8 @@ export class VgaConsole implements GraphicConsole {
     let cursorCell = -1;
     const full = this.#full;
     for (let row = 0; row < rows; row++) {
+      let first = -1;
+      let last = -1;
       for (let col = 0; col < cols; col++) {
         const cell = row * cols + col;
         // Word mode: character address k is plane offset 2k; character in plane 0, attribute in plane 1.
@@ -195,7 +197,13 @@ export class VgaConsole implements GraphicConsole {
         ) {
           this.#cells[cell] = value;
           this.#drawCell(col * cw, row * cheight, value, cw, cheight, isCursor ? cursorShape : -1);
+          if (first < 0) first = col;
+          last = col;
         }
+      }
+      // One rectangle per row of cells, from the first changed cell to the last.
+      if (first >= 0) {
+        this.surface.markDirty(first * cw, row * cheight, (last - first + 1) * cw, cheight);
       }
       const next = line + cheight;
       address += pitch;
@@ -245,7 +253,6 @@ export class VgaConsole implements GraphicConsole {
         if (cw === 9) pixels[o] = ninth ? fg : bg;
       }
     }
-    s.markDirty(x, y, cw, ch);
   }
 
   /** The Bochs VBE framebuffer: each line compared with what the surface shows, changed spans redrawn. */
