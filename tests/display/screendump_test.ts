@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import { MemoryChardev } from "../../core/chardev.ts";
 import type { CpuBackend } from "../../core/cpu.ts";
-import { decodePpm, DISPLAY, type PpmImage } from "../../core/display.ts";
+import { decodePpm, DISPLAY, encodePpm, type PpmImage } from "../../core/display.ts";
 import type { CpuDescriptor } from "../../core/plugin.ts";
 import x86 from "../../plugins/cpus/x86/mod.ts";
 import type { VgaConsole, VgaCore } from "../../plugins/devices/vga/mod.ts";
@@ -13,7 +13,10 @@ import { testConfig } from "../../plugins/machines/test_util.ts";
 import { haveProgram, tempDir } from "../test_util.ts";
 
 const BIOS = "/usr/share/seabios/bios-256k.bin";
-const HAVE_FIRMWARE = [BIOS, "/usr/share/seabios/vgabios-stdvga.bin"].every((f) => {
+const HAVE_FIRMWARE = [
+  BIOS,
+  ...["stdvga", "cirrus"].map((v) => `/usr/share/seabios/vgabios-${v}.bin`),
+].every((f) => {
   try {
     return Deno.statSync(f).isFile;
   } catch {
@@ -57,14 +60,17 @@ function cellKey(image: PpmImage, x: number, y: number, cw: number, ch: number):
 }
 
 /** Boots SeaBIOS with no disk in vmkit (in-process) to its "No bootable device" screen. */
-async function vmkitScreen(dumpFile: string): Promise<{ core: VgaCore; console: VgaConsole }> {
+async function vmkitScreen(
+  type: string,
+  dumpFile: string,
+): Promise<{ core: VgaCore; console: VgaConsole }> {
   const cpu = x86 as CpuDescriptor;
   const serial = new MemoryChardev("serial0");
   const machine = createPcMachine(testConfig({
     ramBytes: 64 << 20,
     firmware: Deno.readFileSync(BIOS),
     serial: [serial],
-    vga: "std",
+    vga: type,
     createCpu: (m, index) => cpu.create({ memory: m.memory, io: m.io, index }, {}) as CpuBackend,
   }));
   serial.onOutput(() => {
@@ -75,7 +81,8 @@ async function vmkitScreen(dumpFile: string): Promise<{ core: VgaCore; console: 
   const display = machine.findService(DISPLAY);
   assert.ok(display, "the VGA publishes the display service");
   await display.screendump(dumpFile);
-  const vga = machine.devices.find((d) => d.model === "VGA") as unknown as {
+  const model = type === "std" ? "VGA" : "cirrus-vga";
+  const vga = machine.devices.find((d) => d.model === model) as unknown as {
     core: VgaCore;
     console: VgaConsole;
   };
@@ -83,7 +90,7 @@ async function vmkitScreen(dumpFile: string): Promise<{ core: VgaCore; console: 
 }
 
 /** Runs real QEMU to the same screen and has its monitor write `screendump FILE`. */
-async function qemuScreen(dir: string, dumpFile: string): Promise<void> {
+async function qemuScreen(type: string, dir: string, dumpFile: string): Promise<void> {
   const log = path.join(dir, "seabios.log");
   const socket = path.join(dir, "monitor.sock");
   const child = new Deno.Command("qemu-system-x86_64", {
@@ -94,7 +101,11 @@ async function qemuScreen(dir: string, dumpFile: string): Promise<void> {
       "-m",
       "64",
       "-vga",
-      "std",
+      type,
+      // QEMU loads kvmvapic.bin, a legacy option ROM that SeaBIOS counts as a hard disk
+      // boot entry, ahead of the floppy; vmkit has no VAPIC ROM, so turn it off here.
+      "-global",
+      "apic-common.vapic=off",
       "-display",
       "none",
       "-monitor",
@@ -137,68 +148,64 @@ async function qemuScreen(dir: string, dumpFile: string): Promise<void> {
   }
 }
 
-Deno.test({
-  name: `screendump of SeaBIOS's "No bootable device" text screen (std VGA): every text row ` +
-    `is QEMU 7.2's screendump pixel for pixel${SKIP}`,
-  ignore: SKIP !== "",
-  async fn() {
-    const { dir, cleanup } = await tempDir();
-    try {
-      const oursFile = path.join(dir, "vmkit.ppm");
-      const theirsFile = path.join(dir, "qemu.ppm");
-      const vga = await vmkitScreen(oursFile);
-      await qemuScreen(dir, theirsFile);
-      const oursBytes = await Deno.readFile(oursFile);
-      const theirsBytes = await Deno.readFile(theirsFile);
-      const ours = decodePpm(oursBytes);
-      const theirs = decodePpm(theirsBytes);
-      assert.deepEqual([ours.width, ours.height], [720, 400], "mode 3: 80x25 of 9x16 cells");
-      assert.deepEqual([theirs.width, theirs.height], [ours.width, ours.height]);
+for (const type of ["std", "cirrus"]) {
+  Deno.test({
+    name: `screendump of SeaBIOS's "No bootable device" text screen (-vga ${type}) is QEMU 7.2's ` +
+      `screendump byte for byte${SKIP}`,
+    ignore: SKIP !== "",
+    async fn() {
+      const { dir, cleanup } = await tempDir();
+      try {
+        const oursFile = path.join(dir, "vmkit.ppm");
+        const theirsFile = path.join(dir, "qemu.ppm");
+        const vga = await vmkitScreen(type, oursFile);
+        await qemuScreen(type, dir, theirsFile);
+        const oursBytes = await Deno.readFile(oursFile);
+        const theirsBytes = await Deno.readFile(theirsFile);
+        const ours = decodePpm(oursBytes);
+        const theirs = decodePpm(theirsBytes);
+        assert.deepEqual([ours.width, ours.height], [720, 400], "mode 3: 80x25 of 9x16 cells");
+        assert.deepEqual([theirs.width, theirs.height], [ours.width, ours.height]);
 
-      // Every cell's picture in vmkit, with the cursor drawn and without it, names its character.
-      const lines = vga.core.textLines();
-      assert.ok(lines.some((l) => l.startsWith("No bootable device.")), lines.join("\n"));
-      const glyphs = new Map<string, string>();
-      const strips: Uint32Array[][] = [[], []];
-      for (const [phase, visible] of [true, false].entries()) {
-        vga.console.cursorVisible = visible;
-        vga.console.invalidate();
-        const frame = { width: 720, height: 400, pixels: vga.console.update().pixels.slice() };
-        for (let row = 0; row < 25; row++) {
-          strips[phase].push(frame.pixels.slice(row * 16 * 720, (row + 1) * 16 * 720));
-          for (let col = 0; col < 80; col++) {
-            glyphs.set(cellKey(frame, col * 9, row * 16, 9, 16), lines[row][col] ?? " ");
+        // Every cell's picture in vmkit, with the cursor drawn and without it, names its character.
+        const lines = vga.core.textLines();
+        assert.ok(lines.some((l) => l.startsWith("No bootable device.")), lines.join("\n"));
+        const glyphs = new Map<string, string>();
+        const dumps: Uint8Array[] = [];
+        for (const visible of [true, false]) {
+          vga.console.cursorVisible = visible;
+          vga.console.invalidate();
+          const frame = { width: 720, height: 400, pixels: vga.console.update().pixels.slice() };
+          dumps.push(encodePpm(vga.console.surface));
+          for (let row = 0; row < 25; row++) {
+            for (let col = 0; col < 80; col++) {
+              glyphs.set(cellKey(frame, col * 9, row * 16, 9, 16), lines[row][col] ?? " ");
+            }
           }
         }
-      }
 
-      // QEMU's screen, read with vmkit's glyphs, holds the same lines of text.
-      const text = screenText(theirs, glyphs);
-      assert.deepEqual([...text].sort(), [...lines, ...Array(25 - lines.length).fill("")].sort());
+        // QEMU's screen, read with vmkit's glyphs, holds the same lines of text.
+        const text = screenText(theirs, glyphs);
+        assert.deepEqual(text, [...lines, ...Array(25 - lines.length).fill("")]);
 
-      // Each 16-pixel row of QEMU's picture is, pixel for pixel, vmkit's row with the same
-      // text (QEMU blinks the cursor on its own clock: either phase). The rows are matched
-      // by text because vmkit's board tries the floppy before the hard disk where QEMU's
-      // tries the hard disk first, so two pairs of lines trade places.
-      const used = new Set<number>();
-      let samePlace = 0;
-      for (let row = 0; row < 25; row++) {
-        const theirsStrip = theirs.pixels.subarray(row * 16 * 720, (row + 1) * 16 * 720);
-        const candidates = [row, ...lines.keys()].filter((k) =>
-          !used.has(k) && (lines[k] ?? "") === text[row]
+        // The file the display service wrote is the frame with the cursor drawn.
+        assert.deepEqual(oursBytes, dumps[0]);
+        // QEMU blinks the cursor on its own clock: its dump is vmkit's, byte for byte, with the
+        // cursor drawn or without it.
+        const differing = dumps.map((ppm) => {
+          let diff = Math.abs(ppm.length - theirsBytes.length);
+          for (let i = 0; i < Math.min(ppm.length, theirsBytes.length); i++) {
+            if (ppm[i] !== theirsBytes[i]) diff++;
+          }
+          return diff;
+        });
+        assert.ok(
+          differing.includes(0),
+          `bytes differing from QEMU's screendump (cursor on, off): ${differing}`,
         );
-        const match = candidates.find((k) =>
-          strips.some((phase) => phase[k].every((p, i) => p === theirsStrip[i]))
-        );
-        assert.notEqual(match, undefined, `row ${row} ("${text[row]}") differs from QEMU's`);
-        used.add(match!);
-        if (match === row) samePlace++;
+      } finally {
+        await cleanup();
       }
-      assert.ok(samePlace >= 21, `${samePlace} of 25 rows in the same place`);
-      // The file header is QEMU's byte for byte.
-      assert.deepEqual(oursBytes.subarray(0, 15), theirsBytes.subarray(0, 15));
-    } finally {
-      await cleanup();
-    }
-  },
-});
+    },
+  });
+}
