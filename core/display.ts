@@ -1,6 +1,7 @@
 // The display contract: a surface a graphics device renders into, the consoles of a machine, input flowing back, and PPM screendumps
 
 import { type ServiceKey, serviceKey } from "./device.ts";
+import { IoError, UsageError } from "./errors.ts";
 
 /**
  * The pixel format of a surface: one 32-bit word per pixel, `0x00RRGGBB` (the low byte
@@ -180,14 +181,30 @@ export class DisplayRegistry {
   }
 
   /**
-   * Writes console `index`'s current screen to `path` as QEMU's `screendump` does (PPM).
+   * Writes console `index`'s current screen to `path` as QEMU's `screendump` does (PPM),
+   * with QEMU's messages when it cannot.
    *
-   * @throws RangeError when there is no such console
+   * @throws UsageError when there is no such console
+   * @throws IoError when the file cannot be written
    */
   async screendump(path: string, index = 0): Promise<void> {
     const console = this.#consoles[index];
-    if (!console) throw new RangeError(`There is no graphical console ${index}`);
-    await Deno.writeFile(path, encodePpm(console.update()));
+    if (!console) {
+      throw new UsageError(
+        index === 0
+          ? "There is no console to take a screendump from"
+          : `There is no console ${index} to take a screendump from`,
+      );
+    }
+    const ppm = encodePpm(console.update());
+    try {
+      await Deno.writeFile(path, ppm);
+    } catch (error) {
+      // QEMU 7.2 words both messages the same (checked with its HMP screendump).
+      // QEMU: "failed to open file '<path>': <strerror>"; Deno adds " (os error N): ...".
+      const reason = (error as Error).message.replace(/ \(os error \d+\).*$/s, "");
+      throw new IoError(`failed to open file '${path}': ${reason}`, { cause: error });
+    }
   }
 }
 

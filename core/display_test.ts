@@ -12,6 +12,7 @@ import {
   type InputEvent,
 } from "./display.ts";
 import type { ServiceKey } from "./device.ts";
+import { UsageError } from "./errors.ts";
 
 Deno.test("DisplaySurface: dirty rectangles are clipped, and stacked ones merge", () => {
   const s = new DisplaySurface(10, 10);
@@ -57,12 +58,14 @@ Deno.test("decodePpm: hostile input is a clear RangeError, never a huge allocati
   for (const bytes of cases) assert.throws(() => decodePpm(bytes), RangeError);
 });
 
-Deno.test("DisplayRegistry: screendump writes console 0 as PPM; no console is an error", async () => {
+Deno.test("DisplayRegistry: screendump writes console 0 as PPM; no console or a bad path is QEMU's error", async () => {
   const registry = new DisplayRegistry();
   const dir = await Deno.makeTempDir();
   try {
     const file = path.join(dir, "shot.ppm");
-    await assert.rejects(() => registry.screendump(file), RangeError);
+    await assert.rejects(() => registry.screendump(file), {
+      message: "There is no console to take a screendump from",
+    });
     const surface = new DisplaySurface(2, 2);
     surface.pixels.fill(0x336699);
     let updates = 0;
@@ -77,7 +80,13 @@ Deno.test("DisplayRegistry: screendump writes console 0 as PPM; no console is an
     assert.equal(updates, 1, "the console is brought up to date first");
     const bytes = await Deno.readFile(file);
     assert.deepEqual(bytes, encodePpm(surface));
-    await assert.rejects(() => registry.screendump(file, 1), RangeError);
+    await assert.rejects(() => registry.screendump(file, 1), UsageError);
+    // An unwritable path: QEMU's message.
+    const missing = path.join(dir, "no-such-dir", "shot.ppm");
+    await assert.rejects(() => registry.screendump(missing), {
+      name: "IoError",
+      message: `failed to open file '${missing}': No such file or directory`,
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
