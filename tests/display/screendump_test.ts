@@ -11,6 +11,7 @@ import type { VgaConsole, VgaCore } from "../../plugins/devices/vga/mod.ts";
 import { createPcMachine } from "../../plugins/machines/pc.ts";
 import { testConfig } from "../../plugins/machines/test_util.ts";
 import { haveProgram, tempDir } from "../test_util.ts";
+import { qemuScreendump } from "./qemu_screen.ts";
 
 const BIOS = "/usr/share/seabios/bios-256k.bin";
 const HAVE_FIRMWARE = [
@@ -89,65 +90,6 @@ async function vmkitScreen(
   return vga;
 }
 
-/** Runs real QEMU to the same screen and has its monitor write `screendump FILE`. */
-async function qemuScreen(type: string, dir: string, dumpFile: string): Promise<void> {
-  const log = path.join(dir, "seabios.log");
-  const socket = path.join(dir, "monitor.sock");
-  const child = new Deno.Command("qemu-system-x86_64", {
-    args: [
-      "-nodefaults",
-      "-accel",
-      "tcg",
-      "-m",
-      "64",
-      "-vga",
-      type,
-      // QEMU loads kvmvapic.bin, a legacy option ROM that SeaBIOS counts as a hard disk
-      // boot entry, ahead of the floppy; vmkit has no VAPIC ROM, so turn it off here.
-      "-global",
-      "apic-common.vapic=off",
-      "-display",
-      "none",
-      "-monitor",
-      `unix:${socket},server=on,wait=off`,
-      "-chardev",
-      `file,id=seabios,path=${log}`,
-      "-device",
-      "isa-debugcon,iobase=0x402,chardev=seabios",
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  try {
-    const deadline = Date.now() + 60_000;
-    let text = "";
-    while (Date.now() < deadline && !NO_BOOT.test(text)) {
-      await new Promise((r) => setTimeout(r, 200));
-      text = await Deno.readTextFile(log).catch(() => "");
-    }
-    assert.match(text, NO_BOOT, "QEMU's SeaBIOS gave up booting");
-    const conn = await Deno.connect({ transport: "unix", path: socket });
-    try {
-      await conn.write(new TextEncoder().encode(`screendump ${dumpFile}\n`));
-      // The dump is complete when the file has its header and all the pixels.
-      const want = "P6\n720 400\n255\n".length + 720 * 400 * 3;
-      while (Date.now() < deadline) {
-        const size = await Deno.stat(dumpFile).then((s) => s.size, () => 0);
-        if (size >= want) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    } finally {
-      conn.close();
-    }
-  } finally {
-    child.kill("SIGKILL");
-    await child.status;
-    await stderr;
-  }
-}
-
 for (const type of ["std", "cirrus"]) {
   Deno.test({
     name: `screendump of SeaBIOS's "No bootable device" text screen (-vga ${type}) is QEMU 7.2's ` +
@@ -159,7 +101,32 @@ for (const type of ["std", "cirrus"]) {
         const oursFile = path.join(dir, "vmkit.ppm");
         const theirsFile = path.join(dir, "qemu.ppm");
         const vga = await vmkitScreen(type, oursFile);
-        await qemuScreen(type, dir, theirsFile);
+        const log = path.join(dir, "seabios.log");
+        await qemuScreendump({
+          args: [
+            "-nodefaults",
+            "-accel",
+            "tcg",
+            "-m",
+            "64",
+            "-vga",
+            type,
+            // QEMU loads kvmvapic.bin, a legacy option ROM that SeaBIOS counts as a hard disk
+            // boot entry, ahead of the floppy; vmkit has no VAPIC ROM, so turn it off here.
+            "-global",
+            "apic-common.vapic=off",
+            "-chardev",
+            `file,id=seabios,path=${log}`,
+            "-device",
+            "isa-debugcon,iobase=0x402,chardev=seabios",
+          ],
+          dir,
+          readyFile: log,
+          ready: NO_BOOT,
+          dumpFile: theirsFile,
+          width: 720,
+          height: 400,
+        });
         const oursBytes = await Deno.readFile(oursFile);
         const theirsBytes = await Deno.readFile(theirsFile);
         const ours = decodePpm(oursBytes);
