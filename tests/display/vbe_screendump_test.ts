@@ -1,0 +1,193 @@
+// vmkit's screendump of a Bochs VBE 32 bpp mode a guest drew in, against real QEMU's of the same guest
+
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import type { BlockIo } from "../../core/block/backend.ts";
+import { MemoryChardev } from "../../core/chardev.ts";
+import type { CpuBackend } from "../../core/cpu.ts";
+import { decodePpm, DISPLAY } from "../../core/display.ts";
+import type { CpuDescriptor } from "../../core/plugin.ts";
+import x86 from "../../plugins/cpus/x86/mod.ts";
+import type { StdVga } from "../../plugins/devices/vga/mod.ts";
+import { createPcMachine } from "../../plugins/machines/pc.ts";
+import { testConfig } from "../../plugins/machines/test_util.ts";
+import {
+  AL,
+  Assembler,
+  AX,
+  BX,
+  CX,
+  DS,
+  DX,
+  EAX,
+  EDI,
+  ES,
+  mem,
+  SI,
+} from "../../plugins/machines/x86_asm.ts";
+import { haveProgram, tempDir } from "../test_util.ts";
+import { qemuScreendump } from "./qemu_screen.ts";
+
+const BIOS = "/usr/share/seabios/bios-256k.bin";
+const HAVE_FIRMWARE = [BIOS, "/usr/share/seabios/vgabios-stdvga.bin"].every((f) => {
+  try {
+    return Deno.statSync(f).isFile;
+  } catch {
+    return false;
+  }
+});
+const SKIP = !HAVE_FIRMWARE
+  ? " (ignored: SeaBIOS is missing; apt-get install seabios)"
+  : !haveProgram("qemu-system-x86_64")
+  ? " (ignored: qemu-system-x86_64 is not installed)"
+  : "";
+
+/** SeaBIOS's VGA BIOS (Bochs VBE) mode 0x142: 640x480 at 32 bits per pixel. */
+const MODE = 0x142;
+const DONE = /VBE-DONE/;
+
+/**
+ * A boot sector that sets VBE mode 0x142 (banked), fills the first 64 KiB bank with a
+ * pattern of 32-bit pixels, and says VBE-DONE on COM1.
+ */
+function bootSector(): Uint8Array {
+  const a = new Assembler({ bits: 16, origin: 0x7c00 });
+  a.xor(AX, AX);
+  a.mov(DS, AX);
+  a.mov(ES, AX);
+  a.mov(AX, 0x4f02);
+  a.mov(BX, MODE);
+  a.db(0xcd, 0x10); // int 10h: set VBE mode
+  a.mov(mem(null, 0x7e00, { bits: 16 }), AX);
+  a.mov(AX, 0xa000);
+  a.mov(ES, AX);
+  a.xor(EDI, EDI);
+  a.mov(CX, 0x4000); // 16384 pixels: the first 64 KiB bank
+  a.label("fill");
+  a.mov(EAX, EDI);
+  a.shl(EAX, 5);
+  a.xor(EAX, EDI);
+  a.stosd();
+  a.loop("fill");
+  a.mov(SI, "message");
+  a.mov(DX, 0x3f8);
+  a.label("next");
+  a.lodsb();
+  a.test(AL, AL);
+  a.jcc("z", "done");
+  a.out(DX, AL);
+  a.jmp("next");
+  a.label("done");
+  a.cli();
+  a.label("halt");
+  a.hlt();
+  a.jmp("halt");
+  a.label("message");
+  a.ascii("VBE-DONE\r\n\0");
+  const sector = new Uint8Array(512);
+  sector.set(a.assemble());
+  sector[510] = 0x55;
+  sector[511] = 0xaa;
+  return sector;
+}
+
+/** A disk image in memory. */
+class MemoryDisk implements BlockIo {
+  constructor(readonly bytes: Uint8Array) {}
+  size(): number {
+    return this.bytes.length;
+  }
+  read(offset: number, buf: Uint8Array): Promise<void> {
+    buf.set(this.bytes.subarray(offset, offset + buf.length));
+    return Promise.resolve();
+  }
+  write(offset: number, data: Uint8Array): Promise<void> {
+    this.bytes.set(data, offset);
+    return Promise.resolve();
+  }
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+Deno.test({
+  name: `screendump of a VBE 640x480x32 picture a guest drew is QEMU 7.2's byte for byte${SKIP}`,
+  ignore: SKIP !== "",
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const image = new Uint8Array(1 << 20);
+      image.set(bootSector());
+      const disk = path.join(dir, "disk.img");
+      await Deno.writeFile(disk, image);
+
+      const serial = new MemoryChardev("serial0");
+      const cpu = x86 as CpuDescriptor;
+      const machine = createPcMachine(testConfig({
+        ramBytes: 64 << 20,
+        firmware: Deno.readFileSync(BIOS),
+        serial: [serial],
+        vga: "std",
+        drives: [{
+          id: "ide0-hd0",
+          node: new MemoryDisk(image.slice()),
+          interface: "ide",
+          index: 0,
+          media: "disk",
+          readOnly: false,
+        }],
+        createCpu: (m, index) =>
+          cpu.create({ memory: m.memory, io: m.io, index }, {}) as CpuBackend,
+      }));
+      serial.onOutput(() => {
+        if (DONE.test(serial.text())) machine.requestExit(0);
+      });
+      await machine.run({ maxInstructions: 600_000_000 });
+      assert.match(serial.text(), DONE, serial.text());
+      assert.equal(machine.memory.read16(0x7e00), 0x004f, "the VGA BIOS set the mode");
+      const vga = machine.devices.find((d) => d.model === "VGA") as StdVga;
+      assert.deepEqual([1, 2, 3].map((i) => vga.vbe.read(i)), [640, 480, 32]);
+      const oursFile = path.join(dir, "vmkit.ppm");
+      await machine.findService(DISPLAY)!.screendump(oursFile);
+      assert.equal(vga.console.mode, "vbe");
+
+      const theirsFile = path.join(dir, "qemu.ppm");
+      const serialLog = path.join(dir, "serial.log");
+      await qemuScreendump({
+        args: [
+          "-nodefaults",
+          "-accel",
+          "tcg",
+          "-m",
+          "64",
+          "-vga",
+          "std",
+          "-drive",
+          `file=${disk},format=raw,if=ide`,
+          "-serial",
+          `file:${serialLog}`,
+        ],
+        dir,
+        readyFile: serialLog,
+        ready: DONE,
+        dumpFile: theirsFile,
+        width: 640,
+        height: 480,
+      });
+      const ours = await Deno.readFile(oursFile);
+      const theirs = await Deno.readFile(theirsFile);
+      const a = decodePpm(ours);
+      const b = decodePpm(theirs);
+      assert.deepEqual([a.width, a.height], [640, 480]);
+      assert.deepEqual([b.width, b.height], [640, 480]);
+      // The pattern is there (not a black screen on both sides).
+      assert.ok(new Set(a.pixels.subarray(0, 16384)).size > 1000, "the guest's pattern is drawn");
+      let diff = 0;
+      for (let i = 0; i < a.pixels.length; i++) if (a.pixels[i] !== b.pixels[i]) diff++;
+      assert.equal(diff, 0, "pixels that differ from QEMU's screendump");
+      assert.deepEqual(ours, theirs);
+    } finally {
+      await cleanup();
+    }
+  },
+});
