@@ -2,7 +2,6 @@
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import type { BlockIo } from "../../core/block/backend.ts";
 import { MemoryChardev } from "../../core/chardev.ts";
 import type { CpuBackend } from "../../core/cpu.ts";
 import { decodePpm, DISPLAY } from "../../core/display.ts";
@@ -26,6 +25,7 @@ import {
   SI,
 } from "../../plugins/machines/x86_asm.ts";
 import { haveProgram, tempDir } from "../test_util.ts";
+import { MemoryDisk } from "../fuzz/device_machine.ts";
 import { qemuScreendump } from "./qemu_screen.ts";
 
 const BIOS = "/usr/share/seabios/bios-256k.bin";
@@ -91,35 +91,16 @@ function bootSector(): Uint8Array {
   return sector;
 }
 
-/** A disk image in memory. */
-class MemoryDisk implements BlockIo {
-  constructor(readonly bytes: Uint8Array) {}
-  size(): number {
-    return this.bytes.length;
-  }
-  read(offset: number, buf: Uint8Array): Promise<void> {
-    buf.set(this.bytes.subarray(offset, offset + buf.length));
-    return Promise.resolve();
-  }
-  write(offset: number, data: Uint8Array): Promise<void> {
-    this.bytes.set(data, offset);
-    return Promise.resolve();
-  }
-  flush(): Promise<void> {
-    return Promise.resolve();
-  }
-}
-
 Deno.test({
   name: `screendump of a VBE 640x480x32 picture a guest drew is QEMU 7.2's byte for byte${SKIP}`,
   ignore: SKIP !== "",
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
-      const image = new Uint8Array(1 << 20);
-      image.set(bootSector());
+      const image = new MemoryDisk(1 << 20);
+      image.bytes.set(bootSector());
       const disk = path.join(dir, "disk.img");
-      await Deno.writeFile(disk, image);
+      await Deno.writeFile(disk, image.bytes);
 
       const serial = new MemoryChardev("serial0");
       const cpu = x86 as CpuDescriptor;
@@ -130,7 +111,7 @@ Deno.test({
         vga: "std",
         drives: [{
           id: "ide0-hd0",
-          node: new MemoryDisk(image.slice()),
+          node: image,
           interface: "ide",
           index: 0,
           media: "disk",
