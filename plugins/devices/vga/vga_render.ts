@@ -283,6 +283,10 @@ export class VgaConsole implements GraphicConsole {
     }
     const vram = core.vram;
     const pixels = this.surface.pixels;
+    if (bpp === 32 && ((vbe.startAddress | vbe.lineOffset) & 3) === 0) {
+      this.#drawVbe32(width, height);
+      return;
+    }
     const bytesPerPixel = (bpp + 7) >> 3;
     for (let y = 0; y < height; y++) {
       let at = vbe.startAddress + y * vbe.lineOffset;
@@ -311,6 +315,29 @@ export class VgaConsole implements GraphicConsole {
           }
         }
         if (pixels[o] !== color || this.#full) {
+          pixels[o] = color;
+          if (first < 0) first = x;
+          last = x;
+        }
+      }
+      if (first >= 0) this.surface.markDirty(first, y, last - first + 1, 1);
+    }
+  }
+
+  /** The aligned 32 bpp case: whole words compared and copied (the common 1024x768x32). */
+  #drawVbe32(width: number, height: number): void {
+    const vbe = this.#vbe!;
+    const words = this.#core.vram32;
+    const pixels = this.surface.pixels;
+    const full = this.#full;
+    for (let y = 0; y < height; y++) {
+      let at = (vbe.startAddress + y * vbe.lineOffset) >>> 2;
+      let o = y * width;
+      let first = -1;
+      let last = -1;
+      for (let x = 0; x < width; x++, o++, at++) {
+        const color = at < words.length ? words[at] & 0xffffff : 0;
+        if (pixels[o] !== color || full) {
           pixels[o] = color;
           if (first < 0) first = x;
           last = x;
