@@ -9,12 +9,14 @@ import {
   VGA_CRTC_H_DISP,
   VGA_CRTC_LINE_COMPARE,
   VGA_CRTC_MAX_SCAN,
+  VGA_CRTC_MODE,
   VGA_CRTC_OFFSET,
   VGA_CRTC_OVERFLOW,
   VGA_CRTC_START_HI,
   VGA_CRTC_START_LO,
   VGA_CRTC_V_DISP_END,
   VGA_GFX_MISC,
+  VGA_GFX_MODE,
   VGA_SEQ_CHARACTER_MAP,
   VGA_SEQ_CLOCK_MODE,
   type VgaCore,
@@ -43,7 +45,7 @@ function c6to8(v: number): number {
 }
 
 /** What the last update showed. */
-export type VgaScreenMode = "text" | "vbe" | "blank" | "unsupported";
+export type VgaScreenMode = "text" | "vbe" | "vga256" | "blank" | "unsupported";
 
 /**
  * The screen of a VGA adapter: renders its VRAM into a {@linkcode DisplaySurface} on
@@ -85,12 +87,15 @@ export class VgaConsole implements GraphicConsole {
     let mode: VgaScreenMode;
     if (this.#vbe?.enabled) mode = "vbe";
     else if (!(core.arIndex & 0x20)) mode = "blank"; // the palette is being loaded: no video
-    else if (core.gr[VGA_GFX_MISC] & 1) mode = "unsupported";
-    else mode = "text";
+    else if (core.gr[VGA_GFX_MISC] & 1) {
+      // GR05 bits 6-5, the shift control: 2 or 3 is 256-colour (mode 13h, mode X).
+      mode = (core.gr[VGA_GFX_MODE] >> 5) & 2 ? "vga256" : "unsupported";
+    } else mode = "text";
     if (mode !== this.mode) this.#full = true;
     this.mode = mode;
     if (mode === "text") this.#drawText();
     else if (mode === "vbe") this.#drawVbe();
+    else if (mode === "vga256") this.#draw256();
     else this.#drawBlank();
     this.#full = false;
     return this.surface;
@@ -271,16 +276,7 @@ export class VgaConsole implements GraphicConsole {
       this.surface.resize(width, height);
       this.#full = true;
     }
-    let palette: Uint32Array | null = null;
-    if (bpp === 8) {
-      palette = new Uint32Array(256);
-      const p = core.palette;
-      for (let i = 0; i < 256; i++) {
-        palette[i] = core.dac8Bit
-          ? (p[i * 3] << 16) | (p[i * 3 + 1] << 8) | p[i * 3 + 2]
-          : (c6to8(p[i * 3]) << 16) | (c6to8(p[i * 3 + 1]) << 8) | c6to8(p[i * 3 + 2]);
-      }
-    }
+    const palette = bpp === 8 ? this.#palette256() : null;
     const vram = core.vram;
     const pixels = this.surface.pixels;
     if (bpp === 32 && ((vbe.startAddress | vbe.lineOffset) & 3) === 0) {
@@ -344,6 +340,72 @@ export class VgaConsole implements GraphicConsole {
         }
       }
       if (first >= 0) this.surface.markDirty(first, y, last - first + 1, 1);
+    }
+  }
+
+  /** The 256 DAC colours (6-bit components widened, or 8-bit ones with the VBE 8-bit DAC). */
+  #palette256(): Uint32Array {
+    const core = this.#core;
+    const p = core.palette;
+    const out = new Uint32Array(256);
+    for (let i = 0; i < 256; i++) {
+      out[i] = core.dac8Bit
+        ? (p[i * 3] << 16) | (p[i * 3 + 1] << 8) | p[i * 3 + 2]
+        : (c6to8(p[i * 3]) << 16) | (c6to8(p[i * 3 + 1]) << 8) | c6to8(p[i * 3 + 2]);
+    }
+    return out;
+  }
+
+  /**
+   * 256-colour VGA graphics (mode 13h): one byte per pixel, each drawn two dots wide
+   * (the 8-bit pixel takes two dot clocks), each scan line repeated per CR09's scan
+   * count and double scan, rows advanced by CR13 doublewords as QEMU's CRTC walks them.
+   */
+  #draw256(): void {
+    const core = this.#core;
+    const cr = core.cr;
+    const cr7 = cr[VGA_CRTC_OVERFLOW];
+    const width = (cr[VGA_CRTC_H_DISP] + 1) * 8;
+    const height = (cr[VGA_CRTC_V_DISP_END] | ((cr7 & 0x02) << 7) | ((cr7 & 0x40) << 3)) + 1;
+    if (width * height <= 1) return;
+    if (this.surface.width !== width || this.surface.height !== height) {
+      this.surface.resize(width, height);
+      this.#full = true;
+    }
+    const palette = this.#palette256();
+    const multiScan = (((cr[VGA_CRTC_MAX_SCAN] & 0x1f) + 1) << (cr[VGA_CRTC_MAX_SCAN] >> 7)) - 1;
+    const lineOffset = cr[VGA_CRTC_OFFSET] << 3;
+    const lineCompare = cr[VGA_CRTC_LINE_COMPARE] | ((cr7 & 0x10) << 4) |
+      ((cr[VGA_CRTC_MAX_SCAN] & 0x40) << 3);
+    // CR17 bits 0-1 clear: the CGA-style line interleave advances every 2nd or 4th row.
+    const mask = (cr[VGA_CRTC_MODE] & 3) ^ 3;
+    const vram = core.vram;
+    const pixels = this.surface.pixels;
+    let rowAddress = ((cr[VGA_CRTC_START_HI] << 8) | cr[VGA_CRTC_START_LO]) * 4;
+    let run = multiScan;
+    let y1 = 0;
+    for (let y = 0; y < height; y++) {
+      let o = y * width;
+      let first = -1;
+      let last = -1;
+      for (let x = 0; x < width; x += 2, o += 2) {
+        const at = rowAddress + (x >> 1);
+        const color = at < vram.length ? palette[vram[at]] : 0;
+        if (pixels[o] !== color || pixels[o + 1] !== color || this.#full) {
+          pixels[o] = pixels[o + 1] = color;
+          if (first < 0) first = x;
+          last = x + 1;
+        }
+      }
+      if (first >= 0) this.surface.markDirty(first, y, last - first + 1, 1);
+      if (run === 0) {
+        if ((y1 & mask) === mask) rowAddress += lineOffset;
+        y1++;
+        run = multiScan;
+      } else {
+        run--;
+      }
+      if (y === lineCompare) rowAddress = 0;
     }
   }
 }
