@@ -180,3 +180,34 @@ Deno.test("VgaConsole: a Bochs VBE mode shows the framebuffer at each depth; onl
   core.vram[2] = 7;
   assert.equal(screen.update().pixels[2], 0xff0057);
 });
+
+Deno.test("VgaConsole: 256-colour mode 13h draws each byte two dots wide and each line twice", () => {
+  const core = new VgaCore(0x40000);
+  core.reset();
+  core.arIndex = 0x20;
+  core.gr[0x06] = 0x05; // graphics, 0xa0000 64 KiB
+  core.gr[0x05] = 0x40; // 256-colour shift mode
+  core.sr[0x02] = 0x0f; // all planes writable
+  core.sr[0x04] = 0x0e; // chain 4
+  core.cr[0x01] = 0x4f; // 80 character clocks: 640 dots
+  core.cr[0x12] = 0x8f; // 400 lines
+  core.cr[0x07] = 0x1f;
+  core.cr[0x09] = 0x41; // each line twice
+  core.cr[0x13] = 0x28; // 320 bytes a row
+  core.cr[0x17] = 0xa3;
+  core.cr[0x18] = 0xff;
+  core.palette.set([0x3f, 0, 0], 4 * 3);
+  const screen = new VgaConsole("vga0", core);
+  core.writeWindow(1, 4); // pixel (1, 0) through the chain-4 window
+  core.writeWindow(320, 4); // pixel (0, 1)
+  const s = screen.update();
+  assert.equal(screen.mode, "vga256");
+  assert.deepEqual([s.width, s.height], [640, 400]);
+  assert.deepEqual([...s.pixels.subarray(0, 4)], [0, 0, 0xff0000, 0xff0000]);
+  assert.deepEqual([...s.pixels.subarray(640, 644)], [0, 0, 0xff0000, 0xff0000]);
+  assert.deepEqual([...s.pixels.subarray(2 * 640, 2 * 640 + 2)], [0xff0000, 0xff0000]);
+  s.takeDirty();
+  core.writeWindow(321, 4);
+  screen.update();
+  assert.deepEqual(s.takeDirty(), [{ x: 2, y: 2, width: 2, height: 2 }]);
+});
