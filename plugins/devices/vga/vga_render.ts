@@ -6,6 +6,7 @@ import type { BochsDispi } from "./vbe.ts";
 import {
   VGA_ATC_COLOR_PAGE,
   VGA_ATC_MODE,
+  VGA_ATC_PLANE_ENABLE,
   VGA_CRTC_H_DISP,
   VGA_CRTC_LINE_COMPARE,
   VGA_CRTC_MAX_SCAN,
@@ -45,7 +46,7 @@ function c6to8(v: number): number {
 }
 
 /** What the last update showed. */
-export type VgaScreenMode = "text" | "vbe" | "vga256" | "blank" | "unsupported";
+export type VgaScreenMode = "text" | "vbe" | "vga16" | "vga256" | "blank" | "unsupported";
 
 /**
  * The screen of a VGA adapter: renders its VRAM into a {@linkcode DisplaySurface} on
@@ -89,13 +90,15 @@ export class VgaConsole implements GraphicConsole {
     else if (!(core.arIndex & 0x20)) mode = "blank"; // the palette is being loaded: no video
     else if (core.gr[VGA_GFX_MISC] & 1) {
       // GR05 bits 6-5, the shift control: 2 or 3 is 256-colour (mode 13h, mode X).
-      mode = (core.gr[VGA_GFX_MODE] >> 5) & 2 ? "vga256" : "unsupported";
+      // 0 is 16-colour planar (modes 0Dh-12h); 1, CGA's interleave, is not drawn yet.
+      const shift = (core.gr[VGA_GFX_MODE] >> 5) & 3;
+      mode = shift & 2 ? "vga256" : shift === 0 ? "vga16" : "unsupported";
     } else mode = "text";
     if (mode !== this.mode) this.#full = true;
     this.mode = mode;
     if (mode === "text") this.#drawText();
     else if (mode === "vbe") this.#drawVbe();
-    else if (mode === "vga256") this.#draw256();
+    else if (mode === "vga256" || mode === "vga16") this.#drawGraphics(mode);
     else this.#drawBlank();
     this.#full = false;
     return this.surface;
@@ -357,22 +360,32 @@ export class VgaConsole implements GraphicConsole {
   }
 
   /**
-   * 256-colour VGA graphics (mode 13h): one byte per pixel, each drawn two dots wide
-   * (the 8-bit pixel takes two dot clocks), each scan line repeated per CR09's scan
-   * count and double scan, rows advanced by CR13 doublewords as QEMU's CRTC walks them.
+   * VGA graphics as QEMU's CRTC walks them: 256-colour (mode 13h: one byte per pixel,
+   * drawn two dots wide as the 8-bit pixel takes two dot clocks) or 16-colour planar
+   * (modes 0Dh-12h: one 32-bit word holds 8 pixels, a bit from each plane, through the
+   * plane enable mask and the attribute palette; SR01 bit 3 halves the dot clock), each
+   * scan line repeated per CR09's scan count and double scan, rows CR13 doublewords apart.
    */
-  #draw256(): void {
+  #drawGraphics(mode: "vga16" | "vga256"): void {
     const core = this.#core;
     const cr = core.cr;
     const cr7 = cr[VGA_CRTC_OVERFLOW];
-    const width = (cr[VGA_CRTC_H_DISP] + 1) * 8;
+    let width = (cr[VGA_CRTC_H_DISP] + 1) * 8;
+    const halfClock = mode === "vga16" && (core.sr[VGA_SEQ_CLOCK_MODE] & SR01_HALF_CLOCK) !== 0;
+    if (halfClock) width *= 2;
     const height = (cr[VGA_CRTC_V_DISP_END] | ((cr7 & 0x02) << 7) | ((cr7 & 0x40) << 3)) + 1;
     if (width * height <= 1) return;
     if (this.surface.width !== width || this.surface.height !== height) {
       this.surface.resize(width, height);
       this.#full = true;
     }
-    const palette = this.#palette256();
+    let palette: Uint32Array;
+    if (mode === "vga256") palette = this.#palette256();
+    else {
+      this.#updatePalette16();
+      palette = this.#palette;
+    }
+    const planeMask = core.ar[VGA_ATC_PLANE_ENABLE] & 0x0f;
     const multiScan = (((cr[VGA_CRTC_MAX_SCAN] & 0x1f) + 1) << (cr[VGA_CRTC_MAX_SCAN] >> 7)) - 1;
     const lineOffset = cr[VGA_CRTC_OFFSET] << 3;
     const lineCompare = cr[VGA_CRTC_LINE_COMPARE] | ((cr7 & 0x10) << 4) |
@@ -380,21 +393,38 @@ export class VgaConsole implements GraphicConsole {
     // CR17 bits 0-1 clear: the CGA-style line interleave advances every 2nd or 4th row.
     const mask = (cr[VGA_CRTC_MODE] & 3) ^ 3;
     const vram = core.vram;
+    const words = core.vram32;
+    const row = new Uint32Array(width);
     const pixels = this.surface.pixels;
     let rowAddress = ((cr[VGA_CRTC_START_HI] << 8) | cr[VGA_CRTC_START_LO]) * 4;
     let run = multiScan;
     let y1 = 0;
     for (let y = 0; y < height; y++) {
+      if (mode === "vga256") {
+        for (let x = 0; x < width; x += 2) {
+          const at = rowAddress + (x >> 1);
+          row[x] = row[x + 1] = at < vram.length ? palette[vram[at]] : 0;
+        }
+      } else {
+        const dot = halfClock ? 2 : 1;
+        for (let x = 0, w = rowAddress >>> 2; x < width; x += 8 * dot, w++) {
+          const word = w < words.length ? words[w] : 0;
+          for (let b = 7, o = x; b >= 0; b--, o += dot) {
+            let index = 0;
+            for (let p = 0; p < 4; p++) index |= ((word >>> (8 * p + b)) & 1) << p;
+            row[o] = palette[index & planeMask];
+            if (dot === 2) row[o + 1] = row[o];
+          }
+        }
+      }
       let o = y * width;
       let first = -1;
       let last = -1;
-      for (let x = 0; x < width; x += 2, o += 2) {
-        const at = rowAddress + (x >> 1);
-        const color = at < vram.length ? palette[vram[at]] : 0;
-        if (pixels[o] !== color || pixels[o + 1] !== color || this.#full) {
-          pixels[o] = pixels[o + 1] = color;
+      for (let x = 0; x < width; x++, o++) {
+        if (pixels[o] !== row[x] || this.#full) {
+          pixels[o] = row[x];
           if (first < 0) first = x;
-          last = x + 1;
+          last = x;
         }
       }
       if (first >= 0) this.surface.markDirty(first, y, last - first + 1, 1);
