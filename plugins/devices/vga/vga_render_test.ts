@@ -211,3 +211,35 @@ Deno.test("VgaConsole: 256-colour mode 13h draws each byte two dots wide and eac
   screen.update();
   assert.deepEqual(s.takeDirty(), [{ x: 2, y: 2, width: 2, height: 2 }]);
 });
+
+Deno.test("VgaConsole: 16-colour planar pixels take a bit from each enabled plane, MSB leftmost", () => {
+  const core = new VgaCore(0x40000);
+  core.reset();
+  core.arIndex = 0x20;
+  core.gr[0x06] = 0x05; // graphics
+  core.cr[0x01] = 0x4f; // 640 dots
+  core.cr[0x12] = 0xdf; // 480 lines
+  core.cr[0x07] = 0x3e;
+  core.cr[0x13] = 0x28;
+  core.cr[0x17] = 0xe3;
+  core.cr[0x18] = 0xff;
+  core.ar[0x12] = 0x0f; // all planes enabled
+  for (let i = 0; i < 16; i++) core.ar[i] = i;
+  core.palette.set([0x3f, 0x3f, 0x3f], 5 * 3); // colour 5: planes 0 and 2
+  core.palette.set([0x3f, 0, 0], 1 * 3); // colour 1: plane 0 only
+  core.vram[0] = 0x80; // plane 0, leftmost pixel
+  core.vram[2] = 0x80; // plane 2, leftmost pixel
+  const screen = new VgaConsole("vga0", core);
+  let s = screen.update();
+  assert.equal(screen.mode, "vga16");
+  assert.deepEqual([s.width, s.height], [640, 480]);
+  assert.deepEqual([...s.pixels.subarray(0, 2)], [0xffffff, 0]);
+  core.ar[0x12] = 0x01; // plane 2 masked off
+  assert.equal(screen.update().pixels[0], 0xff0000);
+  // SR01 bit 3 halves the dot clock: 320 dots drawn two wide.
+  core.sr[0x01] = 0x08;
+  core.cr[0x01] = 0x27;
+  s = screen.update();
+  assert.equal(s.width, 640);
+  assert.deepEqual([...s.pixels.subarray(0, 3)], [0xff0000, 0xff0000, 0]);
+});
