@@ -17,8 +17,11 @@ export interface Rect {
   height: number;
 }
 
-/** The largest surface a device may ask for (VBE's 16000x12000 limit and no more). */
-export const MAX_SURFACE_PIXELS = 16000 * 12000;
+/**
+ * The largest surface a device may ask for: 64 Mi pixels (256 MiB), past any real mode
+ * (8K is 33 Mi) yet bounded, where VBE alone would allow 16000x12000 (768 MiB).
+ */
+export const MAX_SURFACE_PIXELS = 8192 * 8192;
 
 /**
  * The pixels a graphics device draws into, with the rectangles that changed since a

@@ -1,7 +1,7 @@
 // Turns VGA memory into pixels: text mode (font from plane 2, attributes, cursor) and the Bochs VBE framebuffer, redrawing only what changed
 
 import type { DisplaySurface, GraphicConsole } from "../../../core/display.ts";
-import { DisplaySurface as Surface } from "../../../core/display.ts";
+import { DisplaySurface as Surface, MAX_SURFACE_PIXELS } from "../../../core/display.ts";
 import type { BochsDispi } from "./vbe.ts";
 import {
   VGA_ATC_COLOR_PAGE,
@@ -270,7 +270,12 @@ export class VgaConsole implements GraphicConsole {
     const width = vbe.regs[1];
     const height = vbe.regs[2];
     const bpp = vbe.regs[3];
-    if (width < 1 || height < 1 || ![8, 15, 16, 24, 32].includes(bpp)) {
+    // A mode past MAX_SURFACE_PIXELS (a guest with 256 MiB of VRAM can ask for
+    // 16000x12000) is not drawn rather than allocating gigabytes for it.
+    if (
+      width < 1 || height < 1 || width * height > MAX_SURFACE_PIXELS ||
+      ![8, 15, 16, 24, 32].includes(bpp)
+    ) {
       this.mode = "unsupported";
       this.#drawBlank();
       return;

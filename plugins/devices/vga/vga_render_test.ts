@@ -243,3 +243,18 @@ Deno.test("VgaConsole: 16-colour planar pixels take a bit from each enabled plan
   assert.equal(s.width, 640);
   assert.deepEqual([...s.pixels.subarray(0, 3)], [0xff0000, 0xff0000, 0]);
 });
+
+Deno.test("VgaConsole: a VBE mode too large to draw (16000x8388 on 128 MiB) is refused, not allocated", () => {
+  const core = new VgaCore(128 << 20);
+  core.reset();
+  const vbe = new BochsDispi(core);
+  const screen = new VgaConsole("vga0", core, vbe);
+  vbe.write(1, 16000);
+  vbe.write(2, 12000);
+  vbe.write(3, 8);
+  vbe.write(4, 0x41 | 0x80); // enabled, LFB, keep memory (no 128 MiB clear)
+  assert.deepEqual([vbe.read(1), vbe.read(2)], [16000, 8388]);
+  const s = screen.update();
+  assert.equal(screen.mode, "unsupported");
+  assert.ok(s.width * s.height <= 8192 * 8192);
+});
