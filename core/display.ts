@@ -152,7 +152,23 @@ export interface GraphicConsole {
 
 /**
  * The screens and input handlers of a machine: devices add consoles, the monitor,
- * VNC and the web console read them and send input back.
+ * VNC and the web console read them and send input back. A graphics device publishes
+ * it under {@linkcode DISPLAY} with {@linkcode displayRegistry}; the monitor's
+ * `screendump FILE` is `machine.findService(DISPLAY)?.screendump(FILE)`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DisplayRegistry, DisplaySurface } from "./display.ts";
+ *
+ * const registry = new DisplayRegistry();
+ * const surface = new DisplaySurface(2, 2);
+ * registry.addConsole({ id: "vga0", update: () => surface });
+ * const file = await Deno.makeTempFile({ suffix: ".ppm" });
+ * await registry.screendump(file);
+ * assert.equal((await Deno.readFile(file)).length, "P6\n2 2\n255\n".length + 2 * 2 * 3);
+ * await Deno.remove(file);
+ * ```
  */
 export class DisplayRegistry {
   readonly #consoles: GraphicConsole[] = [];
