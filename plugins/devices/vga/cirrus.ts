@@ -396,7 +396,8 @@ export class CirrusVga implements Device {
       throw new UsageError(`Invalid cirrus_vga ram size '${mb}'`);
     }
     this.core = new CirrusCore(mb << 20);
-    this.console = new VgaConsole(id, this.core);
+    // The Cirrus extended (SVGA) modes are not drawn yet.
+    this.console = new VgaConsole(id, this.core, null, () => this.core.extendedMode);
     this.rom = options.rom ?? null;
     this.#memory = host.memory;
     this.config = new PciConfig({

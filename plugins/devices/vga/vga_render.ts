@@ -73,9 +73,22 @@ export class VgaConsole implements GraphicConsole {
   readonly #font = new Uint8Array(2 * FONT_BYTES);
   #full = true;
 
-  constructor(readonly id: string, core: VgaCore, vbe: BochsDispi | null = null) {
+  readonly #extended: () => boolean;
+
+  /**
+   * @param vbe the Bochs VBE registers of a std VGA (null for others)
+   * @param extended true while the adapter is in a mode of its own this renderer does
+   *   not draw (Cirrus SR07 bit 0): the screen shows black rather than a wrong picture
+   */
+  constructor(
+    readonly id: string,
+    core: VgaCore,
+    vbe: BochsDispi | null = null,
+    extended: () => boolean = () => false,
+  ) {
     this.#core = core;
     this.#vbe = vbe;
+    this.#extended = extended;
   }
 
   /** Asks for the next update to redraw everything. */
@@ -87,6 +100,7 @@ export class VgaConsole implements GraphicConsole {
     const core = this.#core;
     let mode: VgaScreenMode;
     if (this.#vbe?.enabled) mode = "vbe";
+    else if (this.#extended()) mode = "unsupported";
     else if (!(core.arIndex & 0x20)) mode = "blank"; // the palette is being loaded: no video
     else if (core.gr[VGA_GFX_MISC] & 1) {
       // GR05 bits 6-5, the shift control: 2 or 3 is 256-colour (mode 13h, mode X).
