@@ -15,6 +15,7 @@ export * from "./core/irq.ts";
 export * from "./core/event_loop.ts";
 export * from "./core/net.ts";
 export * from "./core/chardev.ts";
+export * from "./core/display.ts";
 export * from "./core/cpu.ts";
 export * from "./core/machine.ts";
 export * from "./core/monitor/mod.ts";

@@ -7,6 +7,7 @@ import {
   PCI_BUS,
   type PciBus,
 } from "../../../core/device.ts";
+import { displayRegistry } from "../../../core/display.ts";
 import { UsageError } from "../../../core/errors.ts";
 import type { AddressSpace } from "../../../core/memory/address_space.ts";
 import { optNumber, optString } from "../../../core/options.ts";
@@ -23,6 +24,7 @@ import {
   VGA_REGION_PRIORITY,
 } from "./_pci_display.ts";
 import { VgaCore } from "./vga_core.ts";
+import { VgaConsole } from "./vga_render.ts";
 
 /** PCI IDs: Cirrus Logic, CL-GD5446. */
 export const PCI_VENDOR_ID_CIRRUS = 0x1013;
@@ -379,6 +381,8 @@ export class CirrusVga implements Device {
   readonly model = "cirrus-vga";
   readonly config: PciConfig;
   readonly core: CirrusCore;
+  /** The screen (VGA text mode; the Cirrus extended modes are not rendered yet). */
+  readonly console: VgaConsole;
   readonly rom: Uint8Array | null;
   #memory: AddressSpace | null;
 
@@ -392,6 +396,8 @@ export class CirrusVga implements Device {
       throw new UsageError(`Invalid cirrus_vga ram size '${mb}'`);
     }
     this.core = new CirrusCore(mb << 20);
+    // The Cirrus extended (SVGA) modes are not drawn yet.
+    this.console = new VgaConsole(id, this.core, null, () => this.core.extendedMode);
     this.rom = options.rom ?? null;
     this.#memory = host.memory;
     this.config = new PciConfig({
@@ -511,7 +517,7 @@ export default {
   ],
   create(machine: DeviceContext, opts): CirrusVga {
     const m = machine;
-    return new CirrusVga(m.freeId("vga"), {
+    const vga = new CirrusVga(m.freeId("vga"), {
       memory: m.memory,
       io: m.io,
       pci: m.findService(PCI_BUS) ?? null,
@@ -519,5 +525,7 @@ export default {
       vgamemMb: optNumber(opts, "vgamem_mb"),
       rom: adapterRom(m, optString(opts, "romfile"), CIRRUS_ROM),
     });
+    displayRegistry(m).addConsole(vga.console);
+    return vga;
   },
 } satisfies DeviceDescriptor;

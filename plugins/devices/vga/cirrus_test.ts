@@ -123,3 +123,21 @@ Deno.test("CirrusVga completes a BitBLT start at once (BitBLT itself is not emul
   const { io } = board();
   assert.equal(gr(io, 0x31, 0x02), 0x00);
 });
+
+Deno.test("CirrusVga: an extended (SVGA) mode, not drawn yet, shows black instead of a wrong picture", () => {
+  const vga = new CirrusVga("vga0", { memory: null, io: null, pci: null });
+  const core = vga.core;
+  core.arIndex = 0x20;
+  core.gr[0x06] = 0x05;
+  core.gr[0x05] = 0x40;
+  core.cr[0x01] = 0x4f;
+  core.cr[0x12] = 0x8f;
+  core.cr[0x13] = 0x28;
+  core.palette.set([0x3f, 0x3f, 0x3f], 3);
+  core.vram.fill(1, 0, 1000);
+  assert.equal(vga.console.update().pixels[0], 0xffffff);
+  assert.equal(vga.console.mode, "vga256");
+  core.sr[0x07] = 0x01; // SVGA mode on
+  assert.equal(vga.console.update().pixels[0], 0);
+  assert.equal(vga.console.mode, "unsupported");
+});

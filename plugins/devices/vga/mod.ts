@@ -9,6 +9,7 @@ export { CIRRUS_ROM, CirrusCore, CirrusVga } from "./cirrus.ts";
 export { loadVgaRom, VgaRomError } from "./_pci_display.ts";
 export { StdVga, STDVGA_ROM } from "./std_vga.ts";
 export { VgaCore } from "./vga_core.ts";
+export { VgaConsole, type VgaScreenMode } from "./vga_render.ts";
 
 /** The VGA device descriptors, for plugins/devices/mod.ts. */
 export const VGA_PLUGINS: readonly DeviceDescriptor[] = [stdVga, cirrusVga];

@@ -7,6 +7,7 @@ import {
   PCI_BUS,
   type PciBus,
 } from "../../../core/device.ts";
+import { displayRegistry } from "../../../core/display.ts";
 import { UsageError } from "../../../core/errors.ts";
 import type { AddressSpace } from "../../../core/memory/address_space.ts";
 import { optBool, optNumber, optString } from "../../../core/options.ts";
@@ -22,6 +23,7 @@ import {
 } from "./_pci_display.ts";
 import { BochsDispi, VBE_DISPI_IOPORT_INDEX } from "./vbe.ts";
 import { VgaCore } from "./vga_core.ts";
+import { VgaConsole } from "./vga_render.ts";
 
 /** QEMU's PCI IDs for its VGA (PCI_VENDOR_ID_QEMU, PCI_DEVICE_ID_QEMU_VGA). */
 export const PCI_VENDOR_ID_QEMU = 0x1234;
@@ -68,6 +70,8 @@ export class StdVga implements Device {
   readonly config: PciConfig;
   readonly core: VgaCore;
   readonly vbe: BochsDispi;
+  /** The screen: VRAM rendered into a display surface. */
+  readonly console: VgaConsole;
   /** The padded option ROM (null with `romfile=`). */
   readonly rom: Uint8Array | null;
   #memory: AddressSpace | null;
@@ -84,6 +88,7 @@ export class StdVga implements Device {
     }
     this.core = new VgaCore(mb << 20);
     this.vbe = new BochsDispi(this.core);
+    this.console = new VgaConsole(id, this.core, this.vbe);
     this.rom = options.rom ?? null;
     this.#memory = host.memory;
     this.#qext = options.qemuExtendedRegs ?? true;
@@ -227,7 +232,7 @@ export default {
   ],
   create(machine: DeviceContext, opts): StdVga {
     const m = machine;
-    return new StdVga(m.freeId("vga"), {
+    const vga = new StdVga(m.freeId("vga"), {
       memory: m.memory,
       io: m.io,
       pci: m.findService(PCI_BUS) ?? null,
@@ -237,5 +242,7 @@ export default {
       qemuExtendedRegs: optBool(opts, "qemu-extended-regs"),
       rom: adapterRom(m, optString(opts, "romfile"), STDVGA_ROM),
     });
+    displayRegistry(m).addConsole(vga.console);
+    return vga;
   },
 } satisfies DeviceDescriptor;
