@@ -1,7 +1,6 @@
 // A KVM virtual machine: /dev/kvm, the VM file descriptor and guest memory slots from the address space
 
 import type { AddressSpace, MemoryRegion } from "../../../core/memory/address_space.ts";
-import { PAGE_BITS } from "../../../core/memory/address_space.ts";
 import {
   CPUID_ENTRY_BYTES,
   KVM_API_VERSION,
@@ -242,8 +241,7 @@ export class KvmVm {
     };
     for (let i = 0; i + 1 < points.length; i++) {
       const start = points[i], end = points[i + 1];
-      const index = mem.pageRegion[start >>> PAGE_BITS];
-      const region = index < 0 ? undefined : regions[index];
+      const region = mem.regionAt(start);
       if (run !== null && region === (run as { region: MemoryRegion }).region) {
         (run as { end: number }).end = end;
         continue;
