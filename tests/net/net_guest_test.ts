@@ -1,4 +1,4 @@
-// Boot test: a Linux guest on vmkit's user network (virtio-net, e1000). One boot does
+// Boot test: a Linux guest on vmkit's user network (virtio-net, e1000, rtl8139). One boot does
 // DHCP, a ping of the gateway, an HTTP download from a server this test runs on the
 // host's loopback, a DNS lookup through 10.0.2.3 answered by a resolver this test runs
 // on 127.0.0.1, and serves HTTP that the test fetches through hostfwd. Every address the
@@ -102,7 +102,7 @@ async function sha256(bytes: Uint8Array): Promise<string> {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-async function networkBoot(nic: "virtio-net-pci" | "e1000"): Promise<void> {
+async function networkBoot(nic: "virtio-net-pci" | "e1000" | "rtl8139"): Promise<void> {
   // 256 KiB of a fixed pseudo-random pattern: the guest downloads it and prints its hash.
   const file = new Uint8Array(256 * 1024);
   let x = 0x12345678;
@@ -175,12 +175,12 @@ async function networkBoot(nic: "virtio-net-pci" | "e1000"): Promise<void> {
   }
 }
 
-for (const nic of ["virtio-net-pci", "e1000"] as const) {
+for (const nic of ["virtio-net-pci", "e1000", "rtl8139"] as const) {
   Deno.test({
     name: `Linux on ${nic} gets 10.0.2.15 by DHCP, pings 10.0.2.2, downloads over HTTP, ` +
       `resolves through 10.0.2.3 and serves through hostfwd` +
       (whyNoGuest ? ` (skipped: ${whyNoGuest})` : ""),
-    ignore: whyNoGuest !== "" || (nic === "e1000" && Deno.env.get("VMKIT_NET_E1000") === "0"),
+    ignore: whyNoGuest !== "",
     sanitizeResources: false,
     sanitizeOps: false,
     fn: () => networkBoot(nic),

@@ -423,3 +423,41 @@ Deno.test({
     await serving;
   },
 });
+
+Deno.test({
+  name: "UserStack serves tftp= files by 512-byte blocks and refuses paths out of the folder",
+  ...opts,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const file = new Uint8Array(1300);
+    for (let i = 0; i < file.length; i++) file[i] = i & 0xff;
+    await Deno.writeFile(`${dir}/pxe.bin`, file);
+    const h = harness({ tftp: dir });
+    const rrq = (name: string) =>
+      h.stack.input(
+        guestUdp(HOST_IP, 2000, 69, new TextEncoder().encode(`\0\x01${name}\0octet\0`)),
+      );
+    rrq("pxe.bin");
+    await h.settle(() => h.out.length > 0);
+    const got: number[] = [];
+    for (let block = 1;; block++) {
+      const d = readFrame(h.out.shift()!).udp!;
+      assert.deepEqual([...d.payload.subarray(0, 4)], [0, 3, block >> 8, block & 0xff]);
+      got.push(...d.payload.subarray(4));
+      // The ACK goes to the transfer's own port.
+      h.stack.input(
+        guestUdp(HOST_IP, 2000, d.srcPort, new Uint8Array([0, 4, block >> 8, block & 0xff])),
+      );
+      if (d.payload.length < 4 + 512) break;
+    }
+    assert.deepEqual(new Uint8Array(got), file);
+    rrq("../../etc/passwd");
+    await h.settle(() => h.out.length > 0);
+    const err = readFrame(h.out.shift()!).udp!;
+    assert.deepEqual([...err.payload.subarray(0, 4)], [0, 5, 0, 2], "access violation");
+    h.stack.input(guestUdp(HOST_IP, 2000, 69, new TextEncoder().encode("\0\x02x\0octet\0")));
+    assert.deepEqual([...readFrame(h.out.shift()!).udp!.payload.subarray(0, 4)], [0, 5, 0, 2]);
+    h.close();
+    await Deno.remove(dir, { recursive: true });
+  },
+});

@@ -102,7 +102,8 @@ export class TftpServer {
     this.loop.track(this.#open(name)).then((data) => {
       this.loop.defer(() => {
         if (typeof data === "string") {
-          this.send(TFTP_PORT, guestAddr, guestPort, tftpError(1, data));
+          const code = data === "Access violation" ? 2 : data === "File not found" ? 1 : 0;
+          this.send(TFTP_PORT, guestAddr, guestPort, tftpError(code, data));
           return;
         }
         const port = this.#allocPort();
