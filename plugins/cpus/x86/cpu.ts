@@ -35,11 +35,22 @@ function execute(c: CpuCore, end: number): void {
 /** The boundary asks for one instruction followed by a single-step trap. */
 const SINGLE_STEP = -2;
 
-/** Executes one instruction with EFLAGS.TF set, then raises the #DB trap (DR6.BS). */
-function singleStep(c: CpuCore): void {
+/**
+ * The boundary asks for exactly one instruction with interrupts held off (the STI and
+ * MOV SS shadow), then another look at the boundary.
+ */
+const SHADOWED = -3;
+
+/** Executes one instruction, outside the run loops that stop at `attention`. */
+function stepOne(c: CpuCore): void {
   c.instrStart = c.eip;
   c.table[fetch8(c)](c);
   c.retired++;
+}
+
+/** Executes one instruction with EFLAGS.TF set, then raises the #DB trap (DR6.BS). */
+function singleStep(c: CpuCore): void {
+  stepOne(c);
   c.dr[6] |= 0x4000;
   c.instrStart = c.eip;
   deliverInterrupt(c, 1, INT_EXCEPTION, -1);
@@ -247,6 +258,17 @@ export class X86Cpu implements CpuBackend {
           if (c.attention) {
             const exit = this.#boundary();
             if (exit >= 0) return exit as RunExit;
+            if (exit === SHADOWED) {
+              // A slice that ends before the shadowed instruction keeps the shadow, or the
+              // next slice would deliver an interrupt between `sti` and `hlt` and the
+              // handler would return onto the HLT.
+              if (c.retired >= end) {
+                c.shadow = true;
+                return RunExit.Budget;
+              }
+              stepOne(c);
+              continue;
+            }
             if (exit === SINGLE_STEP) {
               if (c.retired >= end) return RunExit.Budget;
               singleStep(c);
@@ -308,7 +330,7 @@ export class X86Cpu implements CpuBackend {
     if (c.shadow) {
       c.shadow = false;
       c.attention = true;
-      return -1;
+      return SHADOWED;
     }
     if (c.nmiPending && !c.nmiBlocked) {
       c.nmiPending = false;

@@ -62,6 +62,30 @@ Deno.test("X86Cpu.run() wakes from HLT for a pending interrupt and runs its IVT 
   assert.equal(r.eax & 0xff, 1);
 });
 
+Deno.test("X86Cpu keeps the STI shadow across a slice that ends right after STI", () => {
+  // sti; hlt; mov al, 1; cli; hlt     handler at 0:0x8000: mov bl, 0x42; iret
+  const { cpu, ram } = machine([0xfb, 0xf4, 0xb0, 0x01, 0xfa, 0xf4]);
+  ram.set([0xb3, 0x42, 0xcf], 0x8000);
+  ram.set([0x00, 0x80, 0x00, 0x00], 0x20 * 4);
+  let pending = true;
+  cpu.setInterruptSource({
+    hasPending: () => pending,
+    acknowledge: () => {
+      pending = false;
+      return 0x20;
+    },
+  });
+  // The slice ends after STI with the interrupt already pending; HLT must still run
+  // first, so the handler returns past it instead of onto it.
+  assert.equal(cpu.run(1), RunExit.Budget);
+  assert.equal(cpu.registers().eip, 0x7c01);
+  assert.equal(cpu.run(100), RunExit.HaltNoInterrupts);
+  const r = cpu.registers();
+  assert.equal(r.ebx & 0xff, 0x42);
+  assert.equal(r.eax & 0xff, 1, "the handler returned past the HLT");
+  assert.equal(r.eip, 0x7c06);
+});
+
 Deno.test("X86Cpu.raiseNmi() delivers vector 2 even with IF clear", () => {
   const { cpu, ram } = machine([0xfa, 0xf4, 0xf4]);
   ram.set([0xb3, 0x99, 0xcf], 0x8000);
