@@ -1,5 +1,6 @@
 // `img bench`: timed read or write requests at a queue depth
 
+import { blockAlignedBuffer } from "../../core/block/buffer.ts";
 import type { BlockBackend } from "../../core/block/backend.ts";
 import { UsageError } from "../../core/errors.ts";
 import { parseSize } from "../../core/options.ts";
@@ -43,7 +44,7 @@ export async function runBench(backend: BlockBackend, o: BenchOptions): Promise<
   };
   const start = performance.now();
   const lane = async () => {
-    const buf = new Uint8Array(o.bufferBytes);
+    const buf = blockAlignedBuffer(o.bufferBytes);
     if (o.write) buf.fill(o.pattern);
     while (issued < o.count) {
       issued++;

@@ -1,5 +1,6 @@
 // `img commit`: copy what an image holds into a backing file of its chain, then empty it
 
+import { blockAlignedBuffer } from "../../core/block/buffer.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import { parseCacheMode } from "../../core/block/backend.ts";
 import { UsageError, VmkitError } from "../../core/errors.ts";
@@ -32,7 +33,7 @@ export async function commitRanges(
 ): Promise<void> {
   const size = top.size();
   if (target.size() < size) await target.truncate(size);
-  const buf = new Uint8Array(COMMIT_CHUNK_BYTES);
+  const buf = blockAlignedBuffer(COMMIT_CHUNK_BYTES);
   for (let pos = 0; pos < size;) {
     let run = Math.min(COMMIT_CHUNK_BYTES, size - pos);
     let defined: { zero: boolean; data: boolean } | undefined;

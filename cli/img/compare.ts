@@ -1,5 +1,6 @@
 // `img compare`: do two images read the same (exit 0), differ (1), or fail (2)
 
+import { blockAlignedBuffer } from "../../core/block/buffer.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import { VmkitError } from "../../core/errors.ts";
 import { getopt } from "../getopt.ts";
@@ -54,8 +55,8 @@ export async function compareImages(
     return { code: 1, message: "Strict mode: Image size mismatch!" };
   }
   const common = Math.min(sizeA, sizeB);
-  const bufA = new Uint8Array(CHUNK_BYTES);
-  const bufB = new Uint8Array(CHUNK_BYTES);
+  const bufA = blockAlignedBuffer(CHUNK_BYTES);
+  const bufB = blockAlignedBuffer(CHUNK_BYTES);
   const total = Math.max(sizeA, sizeB);
   let offset = 0;
   while (offset < common) {

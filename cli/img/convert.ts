@@ -1,5 +1,6 @@
 // `img convert`: copy images between formats, sparse, compressed, in parallel
 
+import { blockAlignedBuffer } from "../../core/block/buffer.ts";
 import { BlockBackend, type CacheMode } from "../../core/block/backend.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import { isZero } from "../../core/block/zero.ts";
@@ -79,7 +80,7 @@ export async function convertImages(
   let writeTurn = 0;
   const turnWaiters = new Map<number, () => void>();
   const worker = async () => {
-    const buf = new Uint8Array(chunk);
+    const buf = blockAlignedBuffer(chunk);
     while (next < extents.length) {
       const index = next++;
       const e = extents[index];

@@ -1,6 +1,7 @@
 // `img dd`: copy blocks between images, dd style (bs, count, skip, if, of)
 
 import { UsageError } from "../../core/errors.ts";
+import { blockAlignedBuffer } from "../../core/block/buffer.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import { getopt } from "../getopt.ts";
 import { writeErr } from "../output.ts";
@@ -90,7 +91,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       // qemu-img creates an empty output, says why and still exits 0.
       writeErr(`${ctx.errorPrefix}: ${dd.input}: cannot skip to specified offset\n`);
     }
-    const buf = new Uint8Array(Math.min(dd.bs, 1 << 24));
+    const buf = blockAlignedBuffer(Math.min(dd.bs, 1 << 24));
     for (let at = start; at < end;) {
       const n = Math.min(buf.length, end - at);
       await input.read(at, buf.subarray(0, n));

@@ -1,5 +1,6 @@
 // `img rebase`: change an image's backing file, copying what differs (safe) or only the header (-u)
 
+import { blockAlignedBuffer } from "../../core/block/buffer.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import { parseCacheMode } from "../../core/block/backend.ts";
 import { resolveBackingName } from "../../core/block/graph.ts";
@@ -35,8 +36,8 @@ export async function copyDifferences(
 ): Promise<void> {
   const size = top.size();
   const unit = top.clusterSize ?? 65536;
-  const oldBuf = new Uint8Array(REBASE_CHUNK_BYTES);
-  const newBuf = new Uint8Array(REBASE_CHUNK_BYTES);
+  const oldBuf = blockAlignedBuffer(REBASE_CHUNK_BYTES);
+  const newBuf = blockAlignedBuffer(REBASE_CHUNK_BYTES);
   for (let pos = 0; pos < size;) {
     const st = await top.blockStatus(pos, Math.min(REBASE_CHUNK_BYTES, size - pos));
     const n = st.bytes;

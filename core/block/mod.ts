@@ -5,4 +5,5 @@ export * from "./scheduler.ts";
 export * from "./backend.ts";
 export * from "./status.ts";
 export * from "./zero.ts";
+export * from "./buffer.ts";
 export * from "./sync_io.ts";

@@ -1,0 +1,48 @@
+// Transfer buffers for large block I/O, aligned as QEMU's qemu_blockalign aligns them
+
+/** The alignment of {@linkcode blockAlignedBuffer}: a host page, which every cache line divides. */
+export const BUFFER_ALIGNMENT = 4096;
+
+let canLocate: boolean | undefined;
+
+/** True when a buffer's address can be read (`Deno.UnsafePointer.of` needs the ffi permission). */
+function addressesVisible(): boolean {
+  if (canLocate === undefined) {
+    try {
+      // query, never request: a command must not stop at a permission prompt for this.
+      canLocate = Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+    } catch {
+      canLocate = false;
+    }
+  }
+  return canLocate;
+}
+
+/**
+ * A zeroed buffer of `bytes` that starts on a page boundary where its address can be
+ * known (the ffi permission, which positional I/O through libc needs anyway), else a
+ * plain one.
+ *
+ * Why: V8 places a large ArrayBuffer 16 bytes past a page boundary (malloc's header),
+ * and the kernel's copy between the page cache and a destination that is not
+ * cache-line aligned to its source ran about twice as slow here: `img convert` of a
+ * 1 GiB vhdx to raw spent 0.70 s of system time with such buffers and 0.33 s with
+ * page-aligned ones (qemu-img, whose buffers are page aligned, 0.33 s).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { blockAlignedBuffer } from "./buffer.ts";
+ * const buf = blockAlignedBuffer(3 << 20);
+ * assert.equal(buf.length, 3 << 20);
+ * assert.ok(buf.every((b) => b === 0));
+ * ```
+ */
+export function blockAlignedBuffer(bytes: number): Uint8Array {
+  if (bytes < BUFFER_ALIGNMENT || !addressesVisible()) return new Uint8Array(bytes);
+  // The padding up to the alignment is wasted on purpose: at most one page.
+  const backing = new Uint8Array(bytes + BUFFER_ALIGNMENT);
+  const address = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(backing)));
+  const pad = (BUFFER_ALIGNMENT - (address % BUFFER_ALIGNMENT)) % BUFFER_ALIGNMENT;
+  return backing.subarray(pad, pad + bytes);
+}
