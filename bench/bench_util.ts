@@ -94,3 +94,49 @@ export async function scratch(): Promise<{ dir: string; cleanup: () => Promise<v
   const dir = await Deno.makeTempDir({ prefix: "vmkit-bench-" });
   return { dir, cleanup: () => Deno.remove(dir, { recursive: true }) };
 }
+
+/** bash, whose `time` reads a child's CPU time. */
+const HAVE_BASH = have("bash");
+
+/** Seconds one run of a child took: wall clock, and CPU (user + system) of the child and its children. */
+export interface ChildTime {
+  wall: number;
+  cpu: number;
+}
+
+/**
+ * Runs `program args` (which must succeed) and returns its {@linkcode ChildTime}, read
+ * from bash's `time` so neither this process nor bash's own start counts. CPU time is
+ * what other jobs on a shared machine disturb least. Without bash, CPU is NaN.
+ */
+export async function timeChild(program: string, args: string[], cwd?: string): Promise<ChildTime> {
+  if (!HAVE_BASH) {
+    const t0 = performance.now();
+    await run(program, args, cwd);
+    return { wall: (performance.now() - t0) / 1000, cpu: NaN };
+  }
+  const script = 'TIMEFORMAT="@time %3R %3U %3S"; time "$@" >/dev/null';
+  const out = await new Deno.Command("bash", {
+    args: ["-c", script, "bash", program, ...args],
+    cwd,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const err = decoder.decode(out.stderr);
+  if (!out.success) throw new Error(`${program} ${args.join(" ")} failed: ${err}`);
+  const m = err.match(/@time ([\d.]+) ([\d.]+) ([\d.]+)\s*$/);
+  if (!m) throw new Error(`no timing from bash for ${program}: ${err}`);
+  return { wall: +m[1], cpu: +m[2] + +m[3] };
+}
+
+/** The median of a non-empty list of numbers. */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/** Writes dirty page-cache pages back, so one run's output does not throttle the next run's writes. */
+export async function syncDisks(): Promise<void> {
+  await new Deno.Command("sync", { stdout: "null", stderr: "null" }).output().catch(() => {});
+}

@@ -4,14 +4,17 @@ import * as path from "node:path";
 import { BUILTIN_PLUGINS } from "../plugins/mod.ts";
 import { writeMixedImage } from "./convert_bench.ts";
 import {
-  bestOf,
+  type ChildTime,
   have,
+  median,
   printTable,
+  ROOT,
   type Row,
   run,
   scratch,
   SHORT,
-  timed,
+  syncDisks,
+  timeChild,
   vmkit,
 } from "./bench_util.ts";
 
@@ -34,21 +37,35 @@ const CASES: readonly FormatCase[] = [
   { format: "qcow", fromOnly: true },
 ];
 
+/** Timed runs of every conversion by each tool; the median is reported. */
+const RUNS = SHORT ? 5 : 9;
+const MAIN = path.join(ROOT, "cli", "main.ts");
+
 function vmkitHasFormat(name: string): boolean {
   return BUILTIN_PLUGINS.some((p) => p.kind === "format" && p.name === name);
 }
 
 /**
  * For each format both tools have: `raw -> fmt` and `fmt -> raw` in MiB/s of virtual
- * size, each tool's process start-up (the same conversion of a 1 MiB image) subtracted.
- * Source images of the format are written by qemu-img when it is present, so both tools
- * read the same bytes.
+ * size, by wall clock and by CPU time (user + system), each the median of
+ * {@linkcode RUNS} runs with the median start-up (the same conversion of a 4 MiB image)
+ * subtracted. Source images of the format are written by qemu-img when it is present,
+ * so both tools read the same bytes.
+ *
+ * Steadiness: the tools take turns (qemu-img, vmkit, then vmkit, qemu-img, ...), so
+ * load from other jobs falls on both alike; every run starts after `sync`, so the
+ * previous run's dirty pages are not written back (and throttled) inside the next one;
+ * outputs are deleted before every run, so neither tool pays for truncating the other's
+ * file; and the median, not the best, is reported, with CPU time beside the wall clock
+ * because a shared machine disturbs CPU time less.
+ *
+ * Measured on the 2-core development VM, `--short` (256 MiB), same run, ratio =
+ * vmkit/qemu-img throughput, wall (CPU): see docs/img-differences.md, "Speed".
  */
 export async function convertFormatRows(): Promise<Row[]> {
   const haveQemu = have("qemu-img");
   const { dir, cleanup } = await scratch();
   const bytes = SHORT ? 256 << 20 : 1 << 30;
-  const runs = SHORT ? 2 : 5;
   const rows: Row[] = [];
   try {
     const raw = path.join(dir, "src.raw");
@@ -56,13 +73,15 @@ export async function convertFormatRows(): Promise<Row[]> {
     await writeMixedImage(raw, bytes);
     await writeMixedImage(tinyRaw, 4 << 20);
     const out = path.join(dir, "out");
-    const once = (tool: "vmkit" | "qemu", args: string[]) =>
-      timed(async () => {
-        await Deno.remove(out).catch(() => {});
-        if (tool === "vmkit") await vmkit(["img", ...args, out]);
-        else await run("qemu-img", [...args, out]);
-      });
+    const once = async (tool: "vmkit" | "qemu", args: string[]): Promise<ChildTime> => {
+      await Deno.remove(out).catch(() => {});
+      await syncDisks();
+      return tool === "vmkit"
+        ? await timeChild(Deno.execPath(), ["run", "-A", "--quiet", MAIN, "img", ...args, out])
+        : await timeChild("qemu-img", [...args, out]);
+    };
     const mib = bytes / 2 ** 20;
+    const tools: ("vmkit" | "qemu")[] = haveQemu ? ["qemu", "vmkit"] : ["vmkit"];
     for (const c of CASES) {
       if (!vmkitHasFormat(c.format)) continue;
       const name = c.label ? `${c.format} (${c.label})` : c.format;
@@ -84,21 +103,34 @@ export async function convertFormatRows(): Promise<Row[]> {
         ]);
       }
       for (const [label, args] of directions) {
-        const startOurs = await bestOf(runs, () => once("vmkit", args(tiny, tinyRaw)));
-        const ours = await bestOf(runs, () => once("vmkit", args(src, raw)));
-        let theirs: number | undefined;
-        if (haveQemu) {
-          const startTheirs = await bestOf(runs, () => once("qemu", args(tiny, tinyRaw)));
-          const t = await bestOf(runs, () => once("qemu", args(src, raw)));
-          theirs = mib / Math.max(1e-3, t - startTheirs);
+        const samples = {
+          vmkit: { start: [] as ChildTime[], full: [] as ChildTime[] },
+          qemu: { start: [] as ChildTime[], full: [] as ChildTime[] },
+        };
+        // One untimed run each first, so caches (Deno's, the page cache) are warm.
+        for (const tool of tools) await once(tool, args(src, raw));
+        for (let i = 0; i < RUNS; i++) {
+          const order = i % 2 ? [...tools].reverse() : tools;
+          for (const tool of order) {
+            samples[tool].start.push(await once(tool, args(tiny, tinyRaw)));
+            samples[tool].full.push(await once(tool, args(src, raw)));
+          }
         }
-        rows.push({
-          name: label,
-          unit: "MiB/s",
-          qemu: theirs,
-          vmkit: mib / Math.max(1e-3, ours - startOurs),
-          higherIsBetter: true,
-        });
+        const speed = (tool: "vmkit" | "qemu", m: keyof ChildTime) => {
+          const s = samples[tool];
+          const t = median(s.full.map((x) => x[m])) - median(s.start.map((x) => x[m]));
+          return mib / Math.max(1e-3, t);
+        };
+        for (const m of ["wall", "cpu"] as const) {
+          if (Number.isNaN(speed("vmkit", m))) continue;
+          rows.push({
+            name: `${label} (${m}, median of ${RUNS})`,
+            unit: "MiB/s",
+            qemu: haveQemu ? speed("qemu", m) : undefined,
+            vmkit: speed("vmkit", m),
+            higherIsBetter: true,
+          });
+        }
       }
     }
     return rows;
@@ -111,7 +143,7 @@ export async function convertFormatRows(): Promise<Row[]> {
 export function convertFormatsTitle(): string {
   return `img convert between raw and other formats (${
     SHORT ? "256 MiB" : "1 GiB"
-  } of mixed data and zero extents; start-up subtracted)`;
+  } of mixed data and zero extents; medians, start-up subtracted)`;
 }
 
 if (import.meta.main) {
