@@ -30,9 +30,15 @@ export interface GetoptResult {
  * `missing_argument` (the caller adds the `Try ... --help` line).
  */
 export class GetoptError extends UsageError {
-  constructor(message: string) {
+  /**
+   * What glibc's getopt itself prints after `PROGRAM: ` when the caller leaves error
+   * reporting to it (no leading `:` in the option string, as qemu-img's `measure`).
+   */
+  readonly glibcMessage: string;
+  constructor(message: string, glibcMessage: string = message) {
     super(message);
     this.name = "GetoptError";
+    this.glibcMessage = glibcMessage;
   }
 }
 
@@ -84,18 +90,31 @@ export function getopt(
       const exact = long.find((l) => l.name === name);
       const prefixed = exact ? [exact] : long.filter((l) => l.name.startsWith(name));
       if (prefixed.length !== 1) {
-        throw new GetoptError(
-          prefixed.length === 0 ? `unrecognized option '${arg}'` : `option '${arg}' is ambiguous`,
-        );
+        throw prefixed.length === 0
+          ? new GetoptError(`unrecognized option '${arg}'`)
+          : new GetoptError(
+            `option '${arg}' is ambiguous`,
+            `option '${arg}' is ambiguous; possibilities:${
+              prefixed.map((l) => ` '--${l.name}'`).join("")
+            }`,
+          );
       }
       const opt = prefixed[0];
       let value = "";
       if (opt.hasArg) {
         if (eq >= 0) value = arg.slice(eq + 1);
         else if (i + 1 < args.length) value = args[++i];
-        else throw new GetoptError(`missing argument for option '${arg}'`);
+        else {
+          throw new GetoptError(
+            `missing argument for option '${arg}'`,
+            `option '--${opt.name}' requires an argument`,
+          );
+        }
       } else if (eq >= 0) {
-        throw new GetoptError(`unrecognized option '${arg}'`);
+        throw new GetoptError(
+          `unrecognized option '${arg}'`,
+          `option '--${opt.name}' doesn't allow an argument`,
+        );
       }
       opts.push({ name: opt.short ?? opt.name, value });
       continue;
@@ -108,7 +127,7 @@ export function getopt(
           // qemu-img names argv[optind - 1]: this argument once its last letter is read,
           // the one before it while letters of this one remain.
           const named = j === arg.length - 1 ? arg : (i > 0 ? args[i - 1] : arg);
-          throw new GetoptError(`unrecognized option '${named}'`);
+          throw new GetoptError(`unrecognized option '${named}'`, `invalid option -- '${ch}'`);
         }
         if (!takesArg) {
           opts.push({ name: ch, value: "" });
@@ -117,7 +136,12 @@ export function getopt(
         let value: string;
         if (j + 1 < arg.length) value = arg.slice(j + 1);
         else if (i + 1 < args.length) value = args[++i];
-        else throw new GetoptError(`missing argument for option '${arg}'`);
+        else {
+          throw new GetoptError(
+            `missing argument for option '${arg}'`,
+            `option requires an argument -- '${ch}'`,
+          );
+        }
         opts.push({ name: ch, value });
         break;
       }

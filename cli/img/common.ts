@@ -23,7 +23,7 @@ export interface ImgContext {
   /** The prefix of error and warning lines: `vmkit` or `qemu-img`. */
   readonly errorPrefix: string;
   /** Prints the `--help` text and returns exit code 0 (`-h` in any subcommand). */
-  printHelp(): number;
+  printHelp(): Promise<number>;
 }
 
 /**

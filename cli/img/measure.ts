@@ -2,8 +2,8 @@
 
 import { UsageError } from "../../core/errors.ts";
 import { isHelpRequest, optNumber } from "../../core/options.ts";
-import { getopt } from "../getopt.ts";
-import { qemuJson, writeOut } from "../output.ts";
+import { getopt, GetoptError, type GetoptResult } from "../getopt.ts";
+import { qemuJson, writeErr, writeOut } from "../output.ts";
 import {
   closeQuietly,
   hasOpt,
@@ -20,11 +20,22 @@ import { chainStatus } from "../../core/block/status.ts";
 import { loadSnapshotParam, parseSnapshotParam } from "./snapshot_param.ts";
 
 async function run(args: string[], ctx: ImgContext): Promise<number> {
-  const { opts, positional } = getopt(args, "hf:o:O:l:U", [
-    ...STANDARD_LONG,
-    { name: "output", hasArg: true },
-    { name: "size", hasArg: true },
-  ]);
+  let parsed: GetoptResult;
+  try {
+    parsed = getopt(args, "hf:o:O:l:U", [
+      ...STANDARD_LONG,
+      { name: "output", hasArg: true },
+      { name: "size", hasArg: true },
+    ]);
+  } catch (e) {
+    // qemu-img 7.2's measure alone leaves a bad option to getopt (no leading ':' in its
+    // option string): glibc prints its own line under the name "measure", then the
+    // command prints the full help and exits 0.
+    if (!(e instanceof GetoptError)) throw e;
+    writeErr(`measure: ${e.glibcMessage}\n`);
+    return ctx.printHelp();
+  }
+  const { opts, positional } = parsed;
   if (hasOpt(opts, "h")) return ctx.printHelp();
   const output = outputFormat(opts);
   const outFormat = lastOpt(opts, "O") ?? "raw";

@@ -33,14 +33,6 @@ export function loadImgCommands(): Promise<ImgCommand[]> {
   return Promise.all(Object.values(IMG_COMMAND_LOADERS).map((load) => load()));
 }
 
-/**
- * True for an argument that may ask for help (`-h`, `--help`, `--he`, `-qh`...): then
- * every command loads first, for the synopses the help text lists.
- */
-function mayAskForHelp(arg: string): boolean {
-  return /^-[^-]*h/.test(arg) || arg.startsWith("--h");
-}
-
 /** The `--help` text, in qemu-img's layout, listing what vmkit implements. */
 export function imgHelp(
   ctx: Pick<ImgContext, "program" | "registry">,
@@ -126,11 +118,11 @@ Supported formats: ${formats.join(" ")}
 
 /** Runs `img` with its arguments; resolves to the exit code. */
 export async function runImg(args: string[], ctx: Omit<ImgContext, "printHelp">): Promise<number> {
-  const commands = args.some(mayAskForHelp) ? await loadImgCommands() : [];
   const full: ImgContext = {
     ...ctx,
-    printHelp: () => {
-      writeOut(imgHelp(ctx, commands));
+    // Every command loads only here, for the synopses the help text lists.
+    printHelp: async () => {
+      writeOut(imgHelp(ctx, await loadImgCommands()));
       return 0;
     },
   };
