@@ -97,6 +97,12 @@ export const DIFF_TABLE: Record<string, DiffCase[]> = {
     c("check", "--output=json", "badl1.qcow2"),
     c("check", "-q", "a.qcow2"),
     c("check", "-r", "nonsense", "a.qcow2"),
+    // Repairs write: the freed clusters are discarded (holes) as QEMU's update_refcount does.
+    ...["leaks", "all"].flatMap((mode) => [
+      seq(["check", "-r", mode, "badl1.qcow2"], ["check", "badl1.qcow2"]),
+      seq(["check", "-r", mode, "--output=json", "badl1.qcow2"]),
+      seq(["check", "-r", mode, "trunc.qcow2"]),
+    ]),
   ],
   compare: [
     c("compare", "a.qcow2", "a.qcow2"),

@@ -49,6 +49,8 @@ interface CheckState {
   fileBytes: number;
   repair: RepairMode;
   rebuild: boolean;
+  /** Cluster indexes whose refcount a repair set to zero: discarded on the host at the end. */
+  freed: number[];
 }
 
 /** Counts a reference to every cluster overlapping `[offset, offset + bytes)`. */
@@ -295,6 +297,7 @@ function compare(st: CheckState, fixLeaks: boolean, fixErrors: boolean): number 
     res.messages.push(`${word} cluster ${i} refcount=${onDisk} reference=${counted}`);
     if (fixed) {
       refcounts.set(i, counted);
+      if (counted === 0) st.freed.push(i);
       if (fixed === "leaks") res.leaksFixed++;
       else res.corruptionsFixed++;
       continue;
@@ -449,7 +452,7 @@ function checkCopied(st: CheckState, fix: boolean): void {
  * allows: `leaks` sets too-high refcounts right, `all` also fixes too-low ones,
  * rebuilding the whole refcount structure when a referenced cluster has none.
  */
-export function checkImage(img: Qcow2Image, repair: RepairMode): Promise<CheckResult> {
+export async function checkImage(img: Qcow2Image, repair: RepairMode): Promise<CheckResult> {
   const cs = img.layout.clusterSize;
   if (!img.readOnly) {
     img.map.cache.flush();
@@ -477,6 +480,7 @@ export function checkImage(img: Qcow2Image, repair: RepairMode): Promise<CheckRe
     fileBytes,
     repair,
     rebuild: false,
+    freed: [],
   };
   calculate(st);
   const before = { ...res, messages: [] as string[] };
@@ -514,7 +518,7 @@ export function checkImage(img: Qcow2Image, repair: RepairMode): Promise<CheckRe
       res.messages.push("ERROR need to rebuild refcount structures");
       res.checkErrors++;
       res.failed = "Input/output error";
-      return Promise.resolve(res);
+      return res;
     }
     if (res.leaks > 0 || res.corruptions > 0) {
       Object.assign(res, before, { messages: res.messages });
@@ -535,5 +539,26 @@ export function checkImage(img: Qcow2Image, repair: RepairMode): Promise<CheckRe
       markClean(img);
     }
   }
-  return Promise.resolve(res);
+  await discardFreed(st);
+  return res;
+}
+
+/**
+ * Lets the host reclaim the clusters a repair freed, as QEMU's update_refcount does
+ * with QCOW2_DISCARD_ALWAYS (qemu-img check -r punches holes there), runs of adjacent
+ * clusters in one request. Called once the new refcounts are on disk, so a crash never
+ * leaves a counted cluster reading as zeroes.
+ */
+async function discardFreed(st: CheckState): Promise<void> {
+  const { img } = st;
+  const cs = img.layout.clusterSize;
+  // A rebuilt refcount structure may have reused a cluster freed before it.
+  const free = [...new Set(st.freed)].filter((c) => img.refcounts.get(c) === 0)
+    .sort((a, b) => a - b);
+  for (let i = 0; i < free.length;) {
+    let j = i + 1;
+    while (j < free.length && free[j] === free[j - 1] + 1) j++;
+    await img.file.node.discard(free[i] * cs, (j - i) * cs);
+    i = j;
+  }
 }
