@@ -37,6 +37,10 @@ const CASES: readonly FormatCase[] = [
   { format: "qcow", fromOnly: true },
 ];
 
+/** `--formats=vdi,vhdx` measures only those formats (all by default). */
+const ONLY = Deno.args.find((a) => a.startsWith("--formats="))?.slice("--formats=".length)
+  .split(",");
+
 /** Timed runs of every conversion by each tool; the median is reported. */
 const RUNS = SHORT ? 5 : 9;
 const MAIN = path.join(ROOT, "cli", "main.ts");
@@ -83,7 +87,7 @@ export async function convertFormatRows(): Promise<Row[]> {
     const mib = bytes / 2 ** 20;
     const tools: ("vmkit" | "qemu")[] = haveQemu ? ["qemu", "vmkit"] : ["vmkit"];
     for (const c of CASES) {
-      if (!vmkitHasFormat(c.format)) continue;
+      if (!vmkitHasFormat(c.format) || (ONLY && !ONLY.includes(c.format))) continue;
       const name = c.label ? `${c.format} (${c.label})` : c.format;
       const opts = c.options ? ["-o", c.options] : [];
       const src = path.join(dir, `src.${c.format}`);

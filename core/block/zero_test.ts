@@ -17,3 +17,15 @@ Deno.test("isZero() treats the bit pattern of -0.0 as non-zero", () => {
   buf[7] = 0x80; // little-endian float64 -0.0 in the first word
   assert.equal(isZero(buf), false);
 });
+
+Deno.test("isZero() sees every byte of a word-aligned range, through the unrolled steps and the tail", () => {
+  const buf = new Uint8Array(4 + 300 + 4);
+  for (let at = 4; at < 304; at++) {
+    buf[at] = 1;
+    assert.equal(isZero(buf, 4, 300), false, `byte ${at}`);
+    buf[at] = 0;
+  }
+  buf[3] = 1;
+  buf[304] = 1;
+  assert.equal(isZero(buf, 4, 300), true, "bytes outside the range do not count");
+});
