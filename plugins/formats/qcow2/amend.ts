@@ -2,7 +2,7 @@
 
 import type { AmendOptions } from "../../../core/block/driver.ts";
 import { NotSupportedError, OptionError } from "../../../core/errors.ts";
-import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
+import type { ParsedOptions } from "../../../core/options.ts";
 import {
   QCOW2_AUTOCLEAR_DATA_FILE_RAW,
   QCOW2_COMPAT_LAZY_REFCOUNTS,
@@ -24,38 +24,7 @@ import {
 import { maxRefcount, Refcounts, writeRefcount } from "./refcount.ts";
 import { truncateImage } from "./truncate.ts";
 
-/** The options `qemu-img amend -f qcow2 -o help` lists, with QEMU 7.2's help texts. */
-export const QCOW2_AMEND_OPTIONS: readonly OptionSpec[] = [
-  { name: "backing_file", type: "string", help: "File name of a base image" },
-  { name: "backing_fmt", type: "string", help: "Image format of the base image" },
-  { name: "compat", type: "string", help: "Compatibility level (v2 [0.10] or v3 [1.1])" },
-  { name: "data_file", type: "string", help: "File name of an external data file" },
-  {
-    name: "data_file_raw",
-    type: "bool",
-    help: "The external data file must stay valid as a raw image",
-  },
-  { name: "encrypt.iter-time", type: "number", help: "Time to spend in PBKDF in milliseconds" },
-  { name: "encrypt.keyslot", type: "number", help: "Select a single keyslot to modify explicitly" },
-  {
-    name: "encrypt.new-secret",
-    type: "string",
-    help: "New secret to set in the matching keyslots. Empty string to erase",
-  },
-  {
-    name: "encrypt.old-secret",
-    type: "string",
-    help: "Select all keyslots that match this password",
-  },
-  {
-    name: "encrypt.state",
-    type: "string",
-    help: "Select new state of affected keyslots (active/inactive)",
-  },
-  { name: "lazy_refcounts", type: "bool", help: "Postpone refcount updates" },
-  { name: "refcount_bits", type: "number", help: "Width of a reference count entry in bits" },
-  { name: "size", type: "size", help: "Virtual disk size" },
-];
+export { QCOW2_AMEND_OPTIONS } from "./options.ts";
 
 const V3_ONLY_HINT = "(use compat=1.1 or greater)";
 

@@ -2,7 +2,7 @@
 
 import type { CreateContext, OpenContext, Preallocation } from "../../../core/block/driver.ts";
 import { ImageFormatError, NotSupportedError, OptionError } from "../../../core/errors.ts";
-import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
+import type { ParsedOptions } from "../../../core/options.ts";
 import {
   QCOW2_AUTOCLEAR_DATA_FILE_RAW,
   QCOW2_COMPAT_LAZY_REFCOUNTS,
@@ -17,73 +17,9 @@ import {
 } from "./header.ts";
 import { Layout } from "./layout.ts";
 import { openQcow2 } from "./node.ts";
+import { QCOW2_CREATE_OPTIONS } from "./options.ts";
 
-/** The create options of qcow2, as `qemu-img create -f qcow2 -o help` lists them. */
-export const QCOW2_CREATE_OPTIONS: readonly OptionSpec[] = [
-  // In the order `qemu-img create` prints them in its Formatting line; an option with a
-  // default is printed even when not given, as QEMU does.
-  { name: "cluster_size", type: "size", help: "qcow2 cluster size", default: 65536 },
-  { name: "extended_l2", type: "bool", help: "Extended L2 tables", default: false },
-  {
-    name: "preallocation",
-    type: "enum",
-    values: ["off", "metadata", "falloc", "full"],
-    help: "Preallocation mode (allowed values: off, metadata, falloc, full)",
-  },
-  {
-    name: "compression_type",
-    type: "enum",
-    values: ["zlib", "zstd"],
-    help: "Compression method used for image cluster compression",
-    default: "zlib",
-  },
-  { name: "size", type: "size", help: "Virtual disk size" },
-  {
-    name: "compat",
-    type: "string",
-    help: "Compatibility level (v2 [0.10] or v3 [1.1])",
-  },
-  { name: "backing_file", type: "string", help: "File name of a base image" },
-  { name: "backing_fmt", type: "string", help: "Image format of the base image" },
-  { name: "data_file", type: "string", help: "File name of an external data file" },
-  {
-    name: "data_file_raw",
-    type: "bool",
-    help: "The external data file must stay valid as a raw image",
-  },
-  {
-    name: "encryption",
-    type: "bool",
-    help: "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)",
-  },
-  {
-    name: "encrypt.format",
-    type: "string",
-    help: "Encrypt the image, format choices: 'aes', 'luks'",
-  },
-  {
-    name: "encrypt.key-secret",
-    type: "string",
-    help: "ID of secret providing qcow AES key or LUKS passphrase",
-  },
-  { name: "encrypt.cipher-alg", type: "string", help: "Name of encryption cipher algorithm" },
-  { name: "encrypt.cipher-mode", type: "string", help: "Name of encryption cipher mode" },
-  { name: "encrypt.ivgen-alg", type: "string", help: "Name of IV generator algorithm" },
-  {
-    name: "encrypt.ivgen-hash-alg",
-    type: "string",
-    help: "Name of IV generator hash algorithm",
-  },
-  { name: "encrypt.hash-alg", type: "string", help: "Name of encryption hash algorithm" },
-  { name: "encrypt.iter-time", type: "number", help: "Time to spend in PBKDF in milliseconds" },
-  { name: "lazy_refcounts", type: "bool", help: "Postpone refcount updates", default: false },
-  {
-    name: "refcount_bits",
-    type: "number",
-    help: "Width of a reference count entry in bits",
-    default: 16,
-  },
-];
+export { QCOW2_CREATE_OPTIONS };
 
 /** The validated settings of a new image. */
 export interface CreateSettings {

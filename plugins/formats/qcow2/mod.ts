@@ -1,12 +1,13 @@
 // The qcow2 format plugin: QEMU copy-on-write images, versions 2 and 3
 
+import type { CreateContext } from "../../../core/block/driver.ts";
+import type { ParsedOptions } from "../../../core/options.ts";
 import type { FormatDescriptor } from "../../../core/plugin.ts";
-import { QCOW2_AMEND_OPTIONS } from "./amend.ts";
 import { QCOW2_OPEN_OPTIONS } from "./cache_options.ts";
-import { createQcow2, QCOW2_CREATE_OPTIONS } from "./create.ts";
 import { probe } from "./header.ts";
 import { measureQcow2 } from "./measure.ts";
 import { openQcow2 } from "./node.ts";
+import { QCOW2_AMEND_OPTIONS, QCOW2_CREATE_OPTIONS } from "./options.ts";
 
 export { Qcow2Node } from "./node.ts";
 
@@ -20,7 +21,9 @@ export default {
   amendOptions: QCOW2_AMEND_OPTIONS,
   supportsBacking: true,
   probe,
-  create: createQcow2,
+  // Creating loads with the first create: `img info` and the guest's disk never need it.
+  create: async (filename: string, sizeBytes: number, opts: ParsedOptions, ctx: CreateContext) =>
+    (await import("./create.ts")).createQcow2(filename, sizeBytes, opts, ctx),
   open: openQcow2,
   measure: measureQcow2,
 } satisfies FormatDescriptor;

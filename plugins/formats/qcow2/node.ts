@@ -14,9 +14,8 @@ import type {
 } from "../../../core/block/driver.ts";
 import { ImageFormatError, IoError, NotSupportedError } from "../../../core/errors.ts";
 import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
-import { amendImage, QCOW2_AMEND_OPTIONS } from "./amend.ts";
+import { QCOW2_AMEND_OPTIONS } from "./options.ts";
 import { type CacheSizes, cacheSizes } from "./cache_options.ts";
-import { checkImage } from "./check.ts";
 import { ClusterMap, newMapping } from "./cluster.ts";
 import { compressionTypeName } from "./compress.ts";
 import {
@@ -62,8 +61,6 @@ import {
 } from "./layout.ts";
 import { Refcounts } from "./refcount.ts";
 import { readSnapshots, snapshotInfos, validateTable } from "./snapshot.ts";
-import { applySnapshot, createSnapshot, deleteSnapshot, loadSnapshotTmp } from "./snapshot_ops.ts";
-import { truncateImage } from "./truncate.ts";
 
 const RESOLVED = Promise.resolve();
 
@@ -226,7 +223,9 @@ export class Qcow2Node implements BlockNode {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
-    return this.#serialize(() => truncateImage(this.#img, sizeBytes, options));
+    return this.#serialize(async () =>
+      (await import("./truncate.ts")).truncateImage(this.#img, sizeBytes, options)
+    );
   }
 
   allocatedBytes(): number {
@@ -291,28 +290,37 @@ export class Qcow2Node implements BlockNode {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
-    return this.#serialize(() =>
-      this.#discardingFreed(() => createSnapshot(this.#img, name, options))
-    );
+    return this.#serialize(async () => {
+      const { createSnapshot } = await import("./snapshot_ops.ts");
+      return this.#discardingFreed(() => createSnapshot(this.#img, name, options));
+    });
   }
 
   snapshotApply(idOrName: string): Promise<void> {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
-    return this.#serialize(() => this.#discardingFreed(() => applySnapshot(this.#img, idOrName)));
+    return this.#serialize(async () => {
+      const { applySnapshot } = await import("./snapshot_ops.ts");
+      return this.#discardingFreed(() => applySnapshot(this.#img, idOrName));
+    });
   }
 
   snapshotLoadTmp(id: string | undefined, name: string | undefined): Promise<boolean> {
     if (!this.#img.readOnly) return Promise.reject(new IoError("Device is not readonly"));
-    return this.#serialize(() => loadSnapshotTmp(this.#img, id, name));
+    return this.#serialize(async () =>
+      (await import("./snapshot_ops.ts")).loadSnapshotTmp(this.#img, id, name)
+    );
   }
 
   snapshotDelete(idOrName: string): Promise<void> {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
-    return this.#serialize(() => this.#discardingFreed(() => deleteSnapshot(this.#img, idOrName)));
+    return this.#serialize(async () => {
+      const { deleteSnapshot } = await import("./snapshot_ops.ts");
+      return this.#discardingFreed(() => deleteSnapshot(this.#img, idOrName));
+    });
   }
 
   changeBackingFile(name: string | undefined, format: string | undefined): Promise<void> {
@@ -351,8 +359,8 @@ export class Qcow2Node implements BlockNode {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
-    return this.#serialize(() =>
-      amendImage(this.#img, opts, {
+    return this.#serialize(async () =>
+      (await import("./amend.ts")).amendImage(this.#img, opts, {
         ...options,
         onReplaced: (img) => {
           this.#img = img;
@@ -362,7 +370,7 @@ export class Qcow2Node implements BlockNode {
   }
 
   check(repair: RepairMode): Promise<CheckResult> {
-    return this.#serialize(() => checkImage(this.#img, repair));
+    return this.#serialize(async () => (await import("./check.ts")).checkImage(this.#img, repair));
   }
 
   isDirty(): boolean {
@@ -593,6 +601,7 @@ export async function openQcow2(
     }
     if (!readOnly) {
       if ((h.incompatibleFeatures & QCOW2_INCOMPAT_DIRTY) !== 0n && !forCheck) {
+        const { checkImage } = await import("./check.ts");
         const result = await checkImage(img, "all");
         for (const line of result.messages) ctx.report?.(line);
         if (result.corruptions > 0 || result.checkErrors > 0 || result.failed) {

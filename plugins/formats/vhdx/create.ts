@@ -2,7 +2,7 @@
 
 import type { CreateContext } from "../../../core/block/driver.ts";
 import { UsageError } from "../../../core/errors.ts";
-import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
+import type { ParsedOptions } from "../../../core/options.ts";
 import {
   batGeometry,
   batIndex,
@@ -25,29 +25,9 @@ import {
   VHDX_REGION_TABLE2_OFFSET,
   VHDX_REGION_TABLE_OFFSET,
 } from "./header.ts";
+import { VHDX_CREATE_OPTIONS } from "./probe.ts";
 
-/** Create options, as `qemu-img create -f vhdx -o help` lists them (QEMU's declaration order). */
-export const VHDX_CREATE_OPTIONS: readonly OptionSpec[] = [
-  { name: "size", type: "size", help: "Virtual disk size; max of 64TB." },
-  { name: "log_size", type: "size", help: "Log size; min 1MB.", default: 1048576 },
-  {
-    name: "block_size",
-    type: "size",
-    help: "Block Size; min 1MB, max 256MB. 0 means auto-calculate based on image size.",
-    default: 0,
-  },
-  {
-    name: "subformat",
-    type: "string",
-    help: "VHDX format type, can be either 'dynamic' or 'fixed'. Default is 'dynamic'.",
-  },
-  {
-    name: "block_state_zero",
-    type: "bool",
-    help: "Force use of payload blocks of type 'ZERO'. Non-standard, but default.  " +
-      "Do not set to 'off' when using 'qemu-img convert' with subformat=dynamic.",
-  },
-];
+export { VHDX_CREATE_OPTIONS };
 
 /** The creator string in the file identifier (diagnostic only). */
 const VHDX_CREATOR = "vmkit";

@@ -2,6 +2,9 @@
 
 import { ImageFormatError, NotSupportedError } from "../../../core/errors.ts";
 import { setVhdxChecksum, vhdxChecksumValid } from "./crc32c.ts";
+import { VHDX_FILE_SIGNATURE } from "./probe.ts";
+
+export { probeVhdx, VHDX_FILE_SIGNATURE } from "./probe.ts";
 
 /** 1 MiB: the unit of every VHDX object placement (MS-VHDX §2.1). */
 export const MiB = 1 << 20;
@@ -23,7 +26,6 @@ export const VHDX_METADATA_TABLE_MAX_SIZE = 32 * 2048;
 /** Metadata items of a new image start 64 KiB into the metadata region. */
 export const VHDX_METADATA_ITEMS_OFFSET = 64 * 1024;
 
-export const VHDX_FILE_SIGNATURE = "vhdxfile";
 export const VHDX_HEADER_SIGNATURE = "head";
 export const VHDX_REGION_SIGNATURE = "regi";
 export const VHDX_METADATA_SIGNATURE = "metadata";
@@ -110,11 +112,6 @@ function u64(v: DataView, at: number): number {
 function putU64(v: DataView, at: number, value: number): void {
   v.setUint32(at, value % 2 ** 32, true);
   v.setUint32(at + 4, Math.floor(value / 2 ** 32), true);
-}
-
-/** Scores a file header: 100 when it starts with the `vhdxfile` signature. */
-export function probeVhdx(header: Uint8Array): number {
-  return header.length >= 8 && ascii(header, 0, 8) === VHDX_FILE_SIGNATURE ? 100 : 0;
 }
 
 /** The file type identifier: the signature and the creator in UTF-16LE (diagnostic only). */

@@ -1,13 +1,12 @@
 // The vhdx format plugin: Hyper-V VHDX images, dynamic and fixed, with log replay
 
-import type { BlockNode } from "../../../core/block/driver.ts";
+import type { BlockNode, CreateContext } from "../../../core/block/driver.ts";
 import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
 import type { FormatDescriptor } from "../../../core/plugin.ts";
-import { createVhdx, VHDX_CREATE_OPTIONS } from "./create.ts";
-import { probeVhdx } from "./header.ts";
+import { probeVhdx, VHDX_CREATE_OPTIONS } from "./probe.ts";
 
 export type { VhdxNode } from "./node.ts";
-export { VHDX_CREATE_OPTIONS } from "./create.ts";
+export { VHDX_CREATE_OPTIONS } from "./probe.ts";
 
 /** Runtime options: only the check mode `img check` sets. */
 export const VHDX_OPEN_OPTIONS: readonly OptionSpec[] = [
@@ -28,7 +27,9 @@ export default {
   options: VHDX_CREATE_OPTIONS,
   openOptions: VHDX_OPEN_OPTIONS,
   probe: probeVhdx,
-  create: createVhdx,
+  // The header and create code load with the first create or open: probing skips them.
+  create: async (filename: string, sizeBytes: number, opts: ParsedOptions, ctx: CreateContext) =>
+    (await import("./create.ts")).createVhdx(filename, sizeBytes, opts, ctx),
   // The node code loads with the first open: probing and `img info` on other formats skip it.
   open: async (file: BlockNode, opts: ParsedOptions) =>
     (await import("./node.ts")).openVhdx(file, opts),

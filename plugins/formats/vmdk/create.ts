@@ -2,7 +2,7 @@
 
 import type { BlockNode, CreateContext } from "../../../core/block/driver.ts";
 import { UsageError } from "../../../core/errors.ts";
-import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
+import type { ParsedOptions } from "../../../core/options.ts";
 import { formatDescriptor } from "./descriptor.ts";
 import {
   encodeVmdk4Header,
@@ -15,6 +15,9 @@ import {
   VMDK4_FLAG_ZERO_GRAIN,
 } from "./header.ts";
 import type { VmdkNode } from "./node.ts";
+import { VMDK_CREATE_OPTIONS } from "./options.ts";
+
+export { VMDK_CREATE_OPTIONS };
 
 /** The subformats `subformat=` takes. */
 export const VMDK_SUBFORMATS = [
@@ -27,35 +30,6 @@ export const VMDK_SUBFORMATS = [
 
 /** The adapter types `adapter_type=` takes. */
 export const VMDK_ADAPTER_TYPES = ["ide", "buslogic", "lsilogic", "legacyESX"] as const;
-
-/**
- * Create options, in the order QEMU declares them (that is the order of the
- * `Formatting ...` line; `-o help` sorts them by name).
- */
-export const VMDK_CREATE_OPTIONS: readonly OptionSpec[] = [
-  { name: "size", type: "size", help: "Virtual disk size" },
-  {
-    name: "adapter_type",
-    type: "string",
-    help: "Virtual adapter type, can be one of ide (default), lsilogic, buslogic or legacyESX",
-  },
-  { name: "backing_file", type: "string", help: "File name of a base image" },
-  { name: "backing_fmt", type: "string", help: "Must be 'vmdk' if present" },
-  { name: "compat6", type: "bool", help: "VMDK version 6 image", default: false },
-  { name: "hwversion", type: "string", help: "VMDK hardware version", default: "undefined" },
-  { name: "toolsversion", type: "string", help: "VMware guest tools version" },
-  {
-    name: "subformat",
-    type: "string",
-    help:
-      "VMDK flat extent format, can be one of {monolithicSparse (default) | monolithicFlat | twoGbMaxExtentSparse | twoGbMaxExtentFlat | streamOptimized} ",
-  },
-  {
-    name: "zeroed_grain",
-    type: "bool",
-    help: "Enable efficient zero writes using the zeroed-grain GTE feature",
-  },
-];
 
 /** Split subformats put at most 2 GiB in each extent file. */
 const SPLIT_BYTES = 0x80000000;
