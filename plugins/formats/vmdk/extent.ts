@@ -84,6 +84,7 @@ export class SparseExtent implements ExtentCommon {
   /** Where the next grain goes, in sectors (the file end rounded up to a grain). */
   nextClusterSector: number;
   #l2Cache = new Map<number, Uint32Array>();
+  #compressedScratch: Uint8Array | null = null;
 
   constructor(
     readonly file: BlockNode,
@@ -200,33 +201,51 @@ export class SparseExtent implements ExtentCommon {
     this.#l2Cache.get(l2Sector)?.set([value], l2Index);
   }
 
-  /** Reads compressed grain data at `hostOffset` and inflates it to a whole grain. */
+  /**
+   * Reads compressed grain data at `hostOffset` and inflates it to a whole grain. The
+   * result may be a view of a buffer the next call reuses: copy it before another read.
+   */
   readCompressed(hostOffset: number): Uint8Array {
-    const raw = new Uint8Array(this.clusterBytes * 2);
-    this.io.readSync(hostOffset, raw);
+    // One scratch buffer per extent (the read is synchronous, so nothing else runs while
+    // it is in use): a stream of grains no longer allocates and zeroes 128 KiB each.
+    const raw = this.#compressedScratch ??= new Uint8Array(this.clusterBytes * 2);
+    // A deflated grain is almost always smaller than the grain: read that much (plus the
+    // marker) first and the rest only when the marker says the data is longer.
+    const first = Math.min(raw.length, this.clusterBytes + SECTOR_SIZE);
+    this.io.readSync(hostOffset, raw.subarray(0, first));
     let data = raw;
     let length = this.clusterBytes;
     if (this.layout.hasMarker) {
-      length = new DataView(raw.buffer).getUint32(8, true);
+      length = new DataView(raw.buffer, raw.byteOffset).getUint32(8, true);
       data = raw.subarray(12);
+      if (length + 12 > first && length <= data.length) {
+        this.io.readSync(hostOffset + first, raw.subarray(first));
+      }
     }
     if (length === 0 || length > data.length) {
       throw new IoError(
         `Invalid compressed grain at offset ${hostOffset} in '${this.file.filename}'`,
       );
     }
+    let out: Uint8Array;
     try {
-      const out = zlibSync().inflateSync(data.subarray(0, length), {
+      // One output chunk that holds a whole grain (node:zlib's default is 16 KiB): no
+      // further chunks to allocate and concatenate per grain. The slack lets zlib see the
+      // end of the stream without asking for a second chunk.
+      out = zlibSync().inflateSync(data.subarray(0, length), {
         maxOutputLength: this.clusterBytes,
+        chunkSize: this.clusterBytes + 1024,
       } as ZlibOptions);
-      const grain = new Uint8Array(this.clusterBytes);
-      grain.set(out.subarray(0, Math.min(out.length, grain.length)));
-      return grain;
     } catch {
       throw new IoError(
         `Invalid compressed grain at offset ${hostOffset} in '${this.file.filename}'`,
       );
     }
+    // A whole grain is returned as it came out of zlib; a short one is padded with zeroes.
+    if (out.length === this.clusterBytes) return out;
+    const grain = new Uint8Array(this.clusterBytes);
+    grain.set(out.subarray(0, Math.min(out.length, grain.length)));
+    return grain;
   }
 
   /** A grain marker (lba, size) followed by the deflated `data`, as QEMU writes a stream grain. */
