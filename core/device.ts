@@ -154,6 +154,13 @@ export interface CmosMemory {
 }
 /** The RTC's CMOS memory. */
 export const RTC_CMOS: ServiceKey<CmosMemory> = serviceKey("rtc");
+/** The ACPI power button a board's PM device offers (`system_powerdown`). */
+export interface PowerButton {
+  /** Presses the button: the guest sees a power-button event (SCI on ACPI boards). */
+  powerDown(): void;
+}
+/** The ACPI power button (published by the PM device, PIIX4 PM on `-M pc`). */
+export const POWER_BUTTON: ServiceKey<PowerButton> = serviceKey("power-button");
 /** Guest RAM as one byte array (published by the board). */
 export const GUEST_RAM: ServiceKey<Uint8Array> = serviceKey("ram");
 /** The last 128 KiB of the firmware image, which the board maps below 1 MiB. */

@@ -18,6 +18,7 @@ import {
   X86_RFLAGS,
 } from "../x86_state.ts";
 import { X86_CPL, X86_SEG, X86_SEG_SIZE, X86State } from "../x86_state.ts";
+import { POWER_BUTTON } from "../device.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
 import { MonitorError } from "./commands.ts";
 
@@ -47,6 +48,7 @@ export function addBuiltinCommands(table: CommandTable): void {
   table.addQmp({ name: "cont", args: none, run: (ctx) => (ctx.cont(), {}) });
   table.addQmp({ name: "system_reset", args: none, run: (ctx) => (ctx.systemReset(), {}) });
   table.addQmp({ name: "quit", args: none, run: (ctx) => (ctx.quit(), {}) });
+  table.addQmp({ name: "system_powerdown", args: none, run: (ctx) => (powerDown(ctx), {}) });
   table.addQmp({
     name: "human-monitor-command",
     args: [{ name: "command-line", type: "str" }, {
@@ -92,6 +94,12 @@ export function addBuiltinCommands(table: CommandTable): void {
     params: "",
     help: "reset the system",
     run: (ctx) => (ctx.systemReset(), ""),
+  });
+  table.addHmp({
+    name: "system_powerdown",
+    params: "",
+    help: "send system power down event",
+    run: (ctx) => (powerDown(ctx), ""),
   });
   table.addHmp({
     name: "quit|q",
@@ -163,6 +171,14 @@ export function addBuiltinCommands(table: CommandTable): void {
     help: "show PCI info",
     run: (ctx) => pciText(ctx),
   });
+}
+
+// QEMU's qmp_system_powerdown: the board's power button, then the POWERDOWN event.
+function powerDown(ctx: MonitorContext): void {
+  const button = ctx.machine.findService(POWER_BUTTON);
+  if (!button) throw new MonitorError("GenericError", "This machine has no ACPI power button");
+  button.powerDown();
+  ctx.emit("POWERDOWN");
 }
 
 function statusInfo(

@@ -355,3 +355,35 @@ Deno.test({
     assert.equal(msgs.at(-2).event, "SHUTDOWN");
   },
 });
+
+Deno.test({
+  name: "QMP system_powerdown presses the ACPI power button and sends POWERDOWN as QEMU 7.2 does",
+  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const script = [
+        '{"execute": "qmp_capabilities"}',
+        '{"execute": "system_powerdown"}',
+        '{"execute": "human-monitor-command", "arguments": {"command-line": "system_powerdown"}}',
+        '{"execute": "quit"}',
+      ];
+      const results: Record<string, ReturnType<typeof parse>> = {};
+      for (const vm of ["vmkit", "qemu"] as const) {
+        const sock = path.join(dir, `${vm}-pd.sock`);
+        const r = await session(vm, ["-qmp", `unix:${sock},server=on,wait=off`], [
+          "qmp",
+          sock,
+          ...script,
+        ]);
+        assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
+        results[vm] = parse(r.lines);
+      }
+      assert.deepEqual(results.vmkit.replies, results.qemu.replies);
+      assert.deepEqual(results.vmkit.events, ["POWERDOWN", "POWERDOWN", "SHUTDOWN"]);
+      assert.deepEqual(results.vmkit.events, results.qemu.events);
+    } finally {
+      await cleanup();
+    }
+  },
+});
