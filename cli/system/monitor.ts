@@ -3,6 +3,7 @@
 
 import type { Chardev, ChardevFrontend } from "../../core/chardev.ts";
 import { UsageError } from "../../core/errors.ts";
+import type { BlockIo } from "../../core/block/backend.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import type { DriveConfig, Machine } from "../../core/machine.ts";
 import {
@@ -11,6 +12,8 @@ import {
   type MonitorOutput,
   type MonitorSession,
 } from "../../core/monitor/mod.ts";
+import { addSnapshotCommands } from "../../core/monitor/snapshots.ts";
+import { snapshotTable } from "../img/info.ts";
 
 /** One `-monitor` or `-qmp` as parsed. */
 export interface MonitorSpec {
@@ -100,6 +103,7 @@ export async function startMonitors(
   options: { startPaused?: boolean; mux?: StdioMux; keepAlive?: boolean } = {},
 ): Promise<MonitorServers> {
   const monitor = new Monitor(machine, host, { startPaused: options.startPaused });
+  addSnapshotCommands(monitor.table, snapshotTable);
   const listeners: Deno.Listener[] = [];
   const conns = new Set<Deno.Conn>();
   const cleanups: (() => void)[] = [];
@@ -335,6 +339,8 @@ export interface MonitorHostOptions {
   drives: readonly DriveConfig[];
   specs: readonly MonitorSpec[];
   quit(): void;
+  /** Opens an image as a new removable medium (the monitor's change). */
+  openMedium?(file: string, format?: string): Promise<BlockIo>;
 }
 
 /** Builds the {@linkcode MonitorHost} of a vmkit run. */
@@ -370,6 +376,7 @@ export function monitorHost(o: MonitorHostOptions): MonitorHost {
         };
       }),
     quit: o.quit,
+    openMedium: o.openMedium,
   };
 }
 

@@ -20,10 +20,12 @@ import {
 import { X86_CPL, X86_SEG, X86_SEG_SIZE, X86State } from "../x86_state.ts";
 import { POWER_BUTTON } from "../device.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
+import { addMediaCommands } from "./media.ts";
 import { MonitorError } from "./commands.ts";
 
 /** Adds the built-in QMP and HMP commands to `table`. */
 export function addBuiltinCommands(table: CommandTable): void {
+  addMediaCommands(table);
   const none = [] as const;
   table.addQmp({ name: "query-status", args: none, run: (ctx) => statusInfo(ctx) });
   table.addQmp({
@@ -42,7 +44,7 @@ export function addBuiltinCommands(table: CommandTable): void {
   table.addQmp({
     name: "query-commands",
     args: none,
-    run: () => table.qmpCommands().map((c) => ({ name: c.name })),
+    run: (ctx) => ctx.table.qmpCommands().map((c) => ({ name: c.name })),
   });
   table.addQmp({ name: "stop", args: none, run: (ctx) => (ctx.stop(), {}) });
   table.addQmp({ name: "cont", args: none, run: (ctx) => (ctx.cont(), {}) });
@@ -64,15 +66,15 @@ export function addBuiltinCommands(table: CommandTable): void {
     name: "help|?",
     params: "[cmd]",
     help: "show the help",
-    run: (_ctx, args) => helpText(table.hmpCommands(), args[0]),
+    run: (ctx, args) => helpText(ctx.table.hmpCommands(), args[0]),
   });
   table.addHmp({
     name: "info",
     params: "[subcommand]",
     help: "show various information about the system state",
     run: (ctx, args) => {
-      if (args.length === 0) return helpText(table.infoCommands(), undefined, "info ");
-      const sub = table.info(args[0]);
+      if (args.length === 0) return helpText(ctx.table.infoCommands(), undefined, "info ");
+      const sub = ctx.table.info(args[0]);
       if (!sub) throw new MonitorError("CommandNotFound", `unknown command: 'info ${args[0]}'`);
       return sub.run(ctx, args.slice(1));
     },

@@ -1,5 +1,6 @@
 // The Monitor: one machine's run state and command table, and the HMP and QMP sessions on it
 
+import { errorChainMessage } from "../errors.ts";
 import type { Machine } from "../machine.ts";
 import { addBuiltinCommands } from "./builtins.ts";
 import {
@@ -129,7 +130,7 @@ export class Monitor implements MonitorContext {
       return await command.run(this, words.slice(1));
     } catch (e) {
       if (e instanceof MonitorError) return `${e.message}\n`;
-      return `Error: ${e instanceof Error ? e.message : String(e)}\n`;
+      return `Error: ${errorChainMessage(e)}\n`;
     }
   }
 
@@ -251,7 +252,7 @@ export class Monitor implements MonitorContext {
     } catch (e) {
       const error = e instanceof MonitorError
         ? { class: e.errorClass, desc: e.message }
-        : { class: "GenericError", desc: e instanceof Error ? e.message : String(e) };
+        : { class: "GenericError", desc: errorChainMessage(e) };
       return withId({ error });
     }
   }

@@ -387,3 +387,68 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "QMP eject and blockdev-change-medium move the CD-ROM tray with QEMU 7.2's events",
+  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const iso1 = path.join(dir, "one.img");
+      const iso2 = path.join(dir, "two.img");
+      await Deno.writeFile(iso1, new Uint8Array(1 << 20).fill(0x31));
+      await Deno.writeFile(iso2, new Uint8Array(1 << 20).fill(0x32));
+      const hmp = (line: string) =>
+        JSON.stringify({ execute: "human-monitor-command", arguments: { "command-line": line } });
+      const script = [
+        '{"execute": "qmp_capabilities"}',
+        '{"execute": "eject", "arguments": {"device": "ide1-cd0"}}',
+        '{"execute": "eject", "arguments": {"device": "ide1-cd0"}}',
+        JSON.stringify({
+          execute: "blockdev-change-medium",
+          arguments: { device: "ide1-cd0", filename: iso2, format: "raw" },
+        }),
+        '{"execute": "eject", "arguments": {"device": "nosuch"}}',
+        '{"execute": "eject", "arguments": {"device": "ide1-cd0", "force": "yes"}}',
+        hmp("eject -f ide1-cd0"),
+        hmp(`change ide1-cd0 ${iso1} raw`),
+        hmp(`change ide1-cd0 ${iso2} raw`),
+        hmp("eject nosuch"),
+        hmp(`change ide1-cd0 ${path.join(dir, "missing.iso")}`),
+        '{"execute": "quit"}',
+      ];
+      const results: Record<string, ReturnType<typeof parse>> = {};
+      for (const vm of ["vmkit", "qemu"] as const) {
+        const sock = path.join(dir, `${vm}-cd.sock`);
+        const r = await session(vm, [
+          "-net",
+          "none",
+          "-drive",
+          `file=${iso1},media=cdrom,format=raw,if=ide,index=2`,
+          "-qmp",
+          `unix:${sock},server=on,wait=off`,
+        ], ["qmp", sock, ...script]);
+        assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
+        results[vm] = parse(r.lines);
+      }
+      const v = results.vmkit, q = results.qemu;
+      assert.deepEqual(v.replies, q.replies);
+      assert.equal(
+        (v.replies[4].error as { desc: string }).desc,
+        "Device 'nosuch' not found",
+      );
+      const trays = (p: ReturnType<typeof parse>) =>
+        p.eventMsgs.map((m) => {
+          const data = m.data as Record<string, unknown> | undefined;
+          return `${m.event} ${data?.device ?? ""} ${data?.["tray-open"] ?? ""}`;
+        });
+      assert.deepEqual(trays(v), trays(q));
+      assert.deepEqual(trays(v).slice(0, 2), [
+        "DEVICE_TRAY_MOVED ide1-cd0 true",
+        "DEVICE_TRAY_MOVED ide1-cd0 false",
+      ]);
+    } finally {
+      await cleanup();
+    }
+  },
+});

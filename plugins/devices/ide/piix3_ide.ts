@@ -8,6 +8,7 @@ import {
   ISA_BUS,
   PCI_BUS,
   type PciBus,
+  REMOVABLE_MEDIA,
 } from "../../../core/device.ts";
 import type { IrqLine } from "../../../core/irq.ts";
 import type { AddressSpace } from "../../../core/memory/address_space.ts";
@@ -200,11 +201,25 @@ export function createPiix3Ide(machine: DeviceContext): Piix3Ide {
       serial: d.serial,
     });
   }
-  return new Piix3Ide("ide", {
+  const ide = new Piix3Ide("ide", {
     memory: machine.memory,
     io: machine.io,
     pci: machine.findService(PCI_BUS) ?? null,
     irqs: [isa?.irq(14) ?? null, isa?.irq(15) ?? null],
     track: (promise) => machine.loop.track(promise),
   }, drives);
+  publishRemovable(machine, ide, drives);
+  return ide;
+}
+
+// The CD-ROM drives go on the machine's list of removable media (eject, change).
+function publishRemovable(machine: DeviceContext, ide: Piix3Ide, drives: IdeDriveConfig[]): void {
+  const configs = machine.config.drives.filter((d) => d.interface === "ide");
+  drives.forEach((d, i) => {
+    const drive = ide.drive(d.index);
+    if (d.media !== "cdrom" || !drive) return;
+    let media = machine.findService(REMOVABLE_MEDIA);
+    if (!media) machine.provide(REMOVABLE_MEDIA, media = new Map());
+    media.set(configs[i].id, drive);
+  });
 }
