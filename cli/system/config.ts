@@ -315,6 +315,7 @@ const IMPLEMENTED = new Set([
   "monitor",
   "qmp",
   "S",
+  "loadvm",
   "vga",
   "net",
   "netdev",

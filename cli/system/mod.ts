@@ -260,7 +260,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
       try {
         await loadVm(machine, loadvmTag);
       } catch (e) {
-        throw new VmkitError(e instanceof Error ? e.message : String(e), { cause: e });
+        throw new VmkitError(e instanceof Error ? e.message : String(e));
       }
     }
     Deno.addSignalListener("SIGINT", onSignal);

@@ -17,6 +17,8 @@ interface SnapshotDisk {
 /** Bytes written to the VM state area at a time. */
 const VMSTATE_WRITE_BYTES = 1 << 20;
 
+const NO_VMSTATE_DISK = "no block device can store vmstate for snapshot";
+
 /**
  * The disks savevm writes to, in drive order (the first takes the VM state), as QEMU's
  * bdrv_all_can_snapshot: every writable disk with a medium, each able to snapshot.
@@ -32,7 +34,7 @@ function snapshotDisks(machine: Machine): SnapshotDisk[] {
     }
     out.push({ id: d.id, node, backend: d.node });
   }
-  if (out.length === 0) throw new Error("No block device can accept snapshots");
+  if (out.length === 0) throw new Error(NO_VMSTATE_DISK);
   return out;
 }
 
@@ -160,14 +162,22 @@ export async function loadVm(machine: Machine, name: string): Promise<void> {
 
 /** Deletes snapshot `name` from every disk that has it (none having it is no error, as QEMU). */
 export async function deleteVm(machine: Machine, name: string): Promise<void> {
-  for (const d of snapshotDisks(machine)) {
+  let disks: SnapshotDisk[];
+  try {
+    disks = snapshotDisks(machine);
+  } catch (e) {
+    // No disk to delete from: nothing to do, as QEMU (a disk that cannot is an error).
+    if (e instanceof Error && e.message === NO_VMSTATE_DISK) return;
+    throw e;
+  }
+  for (const d of disks) {
     if (findSnapshot(d.node, name)) await d.node.snapshotDelete!(name);
   }
 }
 
 /** The snapshots every writable disk has (by name), the first disk's entries. */
 export function commonSnapshots(machine: Machine): SnapshotInfo[] {
-  const disks = snapshotDisks(machine);
+  const disks = snapshotDisks(machine).filter((d) => d.node.snapshots);
   const first = disks[0].node.snapshots?.() ?? [];
   return first.filter((s) => disks.every((d) => findSnapshot(d.node, s.name)));
 }
@@ -217,7 +227,12 @@ export function addSnapshotCommands(
     params: "",
     help: "show the currently saved VM snapshots",
     run: (ctx) => {
-      const list = commonSnapshots(ctx.machine);
+      let list: SnapshotInfo[];
+      try {
+        list = commonSnapshots(ctx.machine);
+      } catch {
+        return `${NO_VMSTATE_DISK}\n`; // QEMU prints it as a plain line here
+      }
       if (list.length === 0) return "There is no snapshot available.\n";
       const text = formatTable(list.map((s) => ({ ...s, id: "--" })));
       return `List of snapshots present on all disks:\n${text}\n`;
