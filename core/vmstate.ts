@@ -292,29 +292,42 @@ function section(name: string, version: number, payload: Uint8Array[]): Uint8Arr
   return [w.done(), ...payload];
 }
 
+/** True when `bytes[start, end)` holds anything but zeroes (`words` views the same bytes). */
+function pageUsed(bytes: Uint8Array, words: Int32Array | null, start: number, end: number): boolean {
+  let i = start;
+  if (words) {
+    // Eight words at a time: a page of zeroes is the common case.
+    let w = i / 4;
+    const last = Math.floor(end / 4);
+    for (; w + 8 <= last; w += 8) {
+      if (
+        (words[w] | words[w + 1] | words[w + 2] | words[w + 3] | words[w + 4] | words[w + 5] |
+          words[w + 6] | words[w + 7]) !== 0
+      ) return true;
+    }
+    for (; w < last; w++) if (words[w] !== 0) return true;
+    i = w * 4;
+  }
+  for (; i < end; i++) if (bytes[i] !== 0) return true;
+  return false;
+}
+
+function wordsOf(bytes: Uint8Array): Int32Array | null {
+  return bytes.byteOffset % 4 === 0
+    ? new Int32Array(bytes.buffer, bytes.byteOffset, Math.floor(bytes.length / 4))
+    : null;
+}
+
 /** Which 4 KiB pages of `bytes` hold anything but zeroes: a bitmap, and runs of them. */
 function usedPages(bytes: Uint8Array): { bitmap: Uint8Array; runs: [number, number][] } {
   const P = VMSTATE_PAGE_BYTES;
   const pages = Math.ceil(bytes.length / P);
   const bitmap = new Uint8Array(Math.ceil(pages / 8));
   const runs: [number, number][] = [];
-  const aligned = bytes.byteOffset % 4 === 0;
-  const words = aligned ? new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length >> 2) : null;
+  const words = wordsOf(bytes);
   let runStart = -1;
   for (let p = 0; p < pages; p++) {
-    let used = false;
-    const end = Math.min((p + 1) * P, bytes.length);
-    let i = p * P;
-    if (words) {
-      for (const last = end >> 2; (i >> 2) < last; i += 4) {
-        if (words[i >> 2] !== 0) {
-          used = true;
-          break;
-        }
-      }
-    }
-    for (; !used && i < end; i++) if (bytes[i] !== 0) used = true;
-    if (used) {
+    if (pageUsed(bytes, words, p * P, Math.min((p + 1) * P, bytes.length))) {
       bitmap[p >> 3] |= 1 << (p & 7);
       if (runStart < 0) runStart = p;
     } else if (runStart >= 0) {
@@ -340,11 +353,13 @@ function ramSection(ram: Uint8Array): Uint8Array[] {
 function readPages(out: Uint8Array, r: ByteReader): void {
   const pages = Math.ceil(out.length / VMSTATE_PAGE_BYTES);
   const bitmap = r.bytes(Math.ceil(pages / 8));
-  out.fill(0);
+  const words = wordsOf(out);
   for (let p = 0; p < pages; p++) {
-    if (!(bitmap[p >> 3] & (1 << (p & 7)))) continue;
     const at = p * VMSTATE_PAGE_BYTES;
-    out.set(r.bytes(Math.min(VMSTATE_PAGE_BYTES, out.length - at)), at);
+    const end = Math.min(at + VMSTATE_PAGE_BYTES, out.length);
+    if (bitmap[p >> 3] & (1 << (p & 7))) out.set(r.bytes(end - at), at);
+    // Only pages that are not zero already are written: RAM never touched stays unmapped.
+    else if (pageUsed(out, words, at, end)) out.fill(0, at, end);
   }
 }
 
