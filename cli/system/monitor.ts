@@ -3,6 +3,7 @@
 
 import type { Chardev, ChardevFrontend } from "../../core/chardev.ts";
 import { UsageError } from "../../core/errors.ts";
+import { parseKeyValueList } from "../../core/options.ts";
 import type { BlockIo } from "../../core/block/backend.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import type { DriveConfig, Machine } from "../../core/machine.ts";
@@ -28,6 +29,8 @@ export interface MonitorSpec {
   wait: boolean;
   /** The text as given, for messages and `info chardev`. */
   text: string;
+  /** The chardev id of a `-mon chardev=ID` (its label in `info chardev`). */
+  label?: string;
 }
 
 /**
@@ -352,7 +355,7 @@ export function monitorHost(o: MonitorHostOptions): MonitorHost {
     chardevs: () => {
       const list = o.chardevs.map((c) => ({ label: c.id, filename: chardevFilename(c) }));
       o.specs.forEach((s, i) => {
-        const label = s.mode === "hmp" ? `compat_monitor${i}` : `qmp${i}`;
+        const label = s.label ?? (s.mode === "hmp" ? `compat_monitor${i}` : `qmp${i}`);
         // QEMU names a listening socket by its address and server=on.
         const filename = s.transport === "stdio"
           ? "stdio"
@@ -392,6 +395,10 @@ function chardevFilename(c: Chardev): string {
 export function monitorSpecs(opts: readonly { name: string; value: string }[]): MonitorSpec[] {
   const specs: MonitorSpec[] = [];
   for (const o of opts) {
+    if (o.name === "mon") {
+      specs.push(monSpec(o.value, opts));
+      continue;
+    }
     if (o.name !== "monitor" && o.name !== "qmp") continue;
     const s = parseMonitorSpec(o.name === "monitor" ? "hmp" : "qmp", o.value);
     if (s) specs.push(s);
@@ -400,4 +407,57 @@ export function monitorSpecs(opts: readonly { name: string; value: string }[]): 
     throw new UsageError("cannot use stdio by multiple character devices");
   }
   return specs;
+}
+
+/** The `-chardev` ids that `-mon` options take for monitors (config leaves them alone). */
+export function monitorChardevIds(opts: readonly { name: string; value: string }[]): Set<string> {
+  const ids = new Set<string>();
+  for (const o of opts) {
+    if (o.name !== "mon") continue;
+    const id = parseKeyValueList(o.value, { impliedKey: "chardev" }).find((i) =>
+      i.key === "chardev"
+    )?.value;
+    if (id) ids.add(id);
+  }
+  return ids;
+}
+
+// `-mon chardev=ID[,mode=readline|control][,pretty=on|off]` over `-chardev socket|stdio,id=ID,...`.
+function monSpec(text: string, opts: readonly { name: string; value: string }[]): MonitorSpec {
+  const items = parseKeyValueList(text, { impliedKey: "chardev" });
+  const get = (k: string) => items.find((i) => i.key === k)?.value;
+  for (const i of items) {
+    if (!["chardev", "mode", "pretty"].includes(i.key)) {
+      throw new UsageError(`-mon ${text}: Invalid parameter '${i.key}'`);
+    }
+  }
+  const id = get("chardev");
+  if (!id) throw new UsageError(`-mon ${text}: Parameter 'chardev' is missing`);
+  const modeText = get("mode") ?? "readline";
+  if (modeText !== "readline" && modeText !== "control") {
+    throw new UsageError(`-mon ${text}: unknown monitor mode '${modeText}'`);
+  }
+  const mode = modeText === "control" ? "qmp" : "hmp";
+  const chardev = opts.filter((o) => o.name === "chardev")
+    .map((o) => ({ text: o.value, items: parseKeyValueList(o.value, { impliedKey: "backend" }) }))
+    .find((c) => c.items.some((i) => i.key === "id" && i.value === id));
+  if (!chardev) throw new UsageError(`-mon ${text}: chardev "${id}" not found`);
+  const cget = (k: string) => chardev.items.find((i) => i.key === k)?.value;
+  const backend = cget("backend");
+  let spec: MonitorSpec | null;
+  if (backend === "stdio") {
+    spec = { mode, transport: "stdio", wait: false, text: "stdio" };
+  } else if (backend === "socket") {
+    const flags = ["server", "wait"].filter((k) => cget(k) !== undefined)
+      .map((k) => `${k}=${cget(k)}`);
+    const where = cget("path") !== undefined
+      ? `unix:${cget("path")}`
+      : `${cget("telnet") === "on" ? "telnet" : "tcp"}:${cget("host") ?? ""}:${cget("port") ?? ""}`;
+    spec = parseMonitorSpec(mode, [where, ...flags].join(","));
+  } else {
+    throw new UsageError(
+      `-chardev ${chardev.text}: a monitor chardev must be 'socket' or 'stdio' in vmkit`,
+    );
+  }
+  return { ...spec!, label: id };
 }

@@ -623,3 +623,84 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "-chardev socket with -mon mode=control and mode=readline serve QMP and HMP as QEMU 7.2",
+  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const out: Record<string, { qmp: ReturnType<typeof parse>; hmp: string[] }> = {};
+      for (const vm of ["vmkit", "qemu"] as const) {
+        const q = path.join(dir, `${vm}-c.sock`);
+        const h = path.join(dir, `${vm}-h.sock`);
+        const args = [
+          "-net",
+          "none",
+          "-chardev",
+          `socket,id=qmpmon,path=${q},server=on,wait=off`,
+          "-mon",
+          "chardev=qmpmon,mode=control",
+          "-chardev",
+          `socket,id=hmpmon,path=${h},server=on,wait=off`,
+          "-mon",
+          "chardev=hmpmon,mode=readline",
+        ];
+        const child = new Deno.Command(
+          vm === "vmkit" ? Deno.execPath() : "qemu-system-x86_64",
+          {
+            args: [
+              ...(vm === "vmkit" ? ["run", "-A", "--quiet", MAIN, "system-x86_64"] : []),
+              "-display",
+              "none",
+              ...args,
+            ],
+            stdin: "null",
+            stdout: "piped",
+            stderr: "piped",
+          },
+        ).spawn();
+        try {
+          const hr = await runCommand("timeout", [
+            "60",
+            "python3",
+            CLIENT,
+            "hmp",
+            h,
+            "info status",
+            "info chardev",
+          ]);
+          const qr = await runCommand("timeout", ["60", "python3", CLIENT, "qmp", q, ...[
+            '{"execute": "qmp_capabilities"}',
+            '{"execute": "query-status"}',
+            '{"execute": "quit"}',
+          ]]);
+          assert.equal(qr.code, 0, qr.stderr);
+          const status = await child.output();
+          assert.equal(status.code, 0, new TextDecoder().decode(status.stderr));
+          out[vm] = {
+            qmp: parse(qr.stdout.split("\n")),
+            hmp: hmpBody(hr.stdout.split("\n").map((l) => l.replace(/\r$/, "")))
+              // (QEMU says "disconnected:" of the QMP socket nobody has opened yet.)
+              .filter((l) => !/^((parallel|serial)0: filename=vc|qmpmon: .*)$/.test(l))
+              .map((l) => l.replace(`${vm}-h.sock`, "X-h.sock")),
+          };
+        } finally {
+          try {
+            child.kill("SIGKILL");
+          } catch {
+            // exited
+          }
+        }
+      }
+      assert.deepEqual(out.vmkit.qmp.replies, out.qemu.qmp.replies);
+      assert.deepEqual(out.vmkit.hmp, out.qemu.hmp);
+      assert.equal(out.vmkit.hmp[0], "VM status: running");
+      assert.ok(
+        out.vmkit.hmp.includes(`hmpmon: filename=unix:${path.join(dir, "X-h.sock")},server=on`),
+      );
+    } finally {
+      await cleanup();
+    }
+  },
+});
