@@ -5,119 +5,12 @@
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { haveProgram, MAIN, runCommand, tempDir } from "../test_util.ts";
+import { haveProgram, runCommand, tempDir } from "../test_util.ts";
+import { Vm } from "./vm_util.ts";
 import { BOOT_TIMEOUT_MS, INITRD, KERNEL, missingFiles, SHELL_PROMPT } from "../boot/guest_util.ts";
 
 const whyNot = missingFiles([KERNEL, INITRD]) ||
   (haveProgram("qemu-img") ? "" : "qemu-img is not installed");
-
-/** A vmkit run with its serial console on piped stdio and its HMP on a unix socket. */
-class Vm {
-  #child: Deno.ChildProcess;
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
-  text = "";
-  #ended: Promise<void>;
-  readonly monitorPath: string;
-
-  constructor(args: string[], monitorPath: string) {
-    this.monitorPath = monitorPath;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--quiet",
-        MAIN,
-        "system-x86_64",
-        ...args,
-        "-monitor",
-        `unix:${monitorPath},server=on,wait=off`,
-      ],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#child = child;
-    this.#writer = child.stdin.getWriter();
-    const decoder = new TextDecoder();
-    // VMKIT_BOOT_LOG_DIR=DIR: the console also goes to DIR/savevm-<pid>.log as it arrives.
-    const logDir = Deno.env.get("VMKIT_BOOT_LOG_DIR");
-    const log = logDir ? path.join(logDir, `savevm-${child.pid}.log`) : undefined;
-    this.#ended = (async () => {
-      for await (const chunk of child.stdout) {
-        this.text += decoder.decode(chunk);
-        if (log) await Deno.writeFile(log, chunk, { append: true });
-      }
-    })();
-  }
-
-  /** Waits until the console matches `re` after `from`; returns the match. */
-  async waitFor(re: RegExp, timeoutMs: number, from = 0): Promise<RegExpMatchArray> {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const m = this.text.slice(from).match(re);
-      if (m) return m;
-      if (Date.now() > end) {
-        throw new Error(`timed out waiting for ${re}; console tail:\n${this.text.slice(-3000)}`);
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-
-  async type(text: string): Promise<void> {
-    await this.#writer.write(new TextEncoder().encode(text));
-  }
-
-  /** Runs HMP lines on a fresh connection; returns what each printed. */
-  async hmp(...lines: string[]): Promise<string[]> {
-    let conn: Deno.UnixConn | undefined;
-    for (let i = 0; !conn; i++) {
-      try {
-        conn = await Deno.connect({ transport: "unix", path: this.monitorPath });
-      } catch (e) {
-        if (i > 300) throw e;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    const decoder = new TextDecoder();
-    let got = "";
-    const buf = new Uint8Array(65536);
-    const untilPrompt = async () => {
-      while (!got.endsWith("(qemu) ")) {
-        const n = await conn!.read(buf);
-        if (n === null) return;
-        got += decoder.decode(buf.subarray(0, n));
-      }
-    };
-    await untilPrompt();
-    const out: string[] = [];
-    for (const line of lines) {
-      got = "";
-      await conn.write(new TextEncoder().encode(line + "\n"));
-      await untilPrompt();
-      out.push(got.replace(/\(qemu\) $/, "").replace(/\r\n/g, "\n"));
-    }
-    conn.close();
-    return out;
-  }
-
-  async end(): Promise<{ code: number; stderr: string }> {
-    await this.#writer.close().catch(() => {});
-    const timer = setTimeout(() => this.#child.kill("SIGKILL"), 60_000);
-    const status = await this.#child.status;
-    clearTimeout(timer);
-    await this.#ended;
-    const stderr = await new Response(this.#child.stderr).text();
-    return { code: status.code, stderr };
-  }
-
-  kill(): void {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // gone
-    }
-  }
-}
 
 function counts(text: string): number[] {
   return [...text.matchAll(/COUNT-(\d+)\r?\n/g)].map((m) => Number(m[1]));

@@ -145,6 +145,7 @@ export class Drive {
   /** Bumped by resets so that completions of I/O started before are dropped. */
   #generation = 0;
   #pending: Promise<void> = Promise.resolve();
+  #ioInFlight = 0;
 
   constructor(bus: DriveBus, options: DriveOptions) {
     this.#bus = bus;
@@ -251,10 +252,11 @@ export class Drive {
     } catch (error) {
       promise = Promise.reject(error);
     }
+    this.#ioInFlight++;
     const finished = promise.then(
       () => generation === this.#generation && done(null),
       (error) => generation === this.#generation && done(error ?? new Error("I/O error")),
-    ).then(() => {});
+    ).then(() => {}).finally(() => this.#ioInFlight--);
     this.#pending = this.#bus.track(finished);
   }
 
@@ -441,6 +443,11 @@ export class Drive {
     this.regs = { ...(state.regs as DriveRegs) };
     this.buffer.set(state.buffer as Uint8Array);
     this.geometry = { ...(state.geometry as unknown as ChsGeometry) };
+  }
+
+  /** Host I/O of a command still running (savevm waits for none: see migrationBlocker). */
+  get ioInFlight(): number {
+    return this.#ioInFlight;
   }
 
   // --- the tray, as the monitor's eject and change see it (RemovableMedium) ---

@@ -167,6 +167,12 @@ export class Piix3Ide implements Device {
     for (const c of this.channels) c.reset();
   }
 
+  /** savevm drains disk I/O first; a command still waiting for the disk cannot be saved. */
+  migrationBlocker(): string | null {
+    const busy = [0, 1, 2, 3].some((n) => (this.drive(n)?.ioInFlight ?? 0) > 0);
+    return busy ? "an IDE command is waiting for its disk I/O" : null;
+  }
+
   saveState(): DeviceState {
     return {
       config: this.config.save(),
