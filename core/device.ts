@@ -198,6 +198,13 @@ export interface RemovableMedium {
 export const REMOVABLE_MEDIA: ServiceKey<Map<string, RemovableMedium>> = serviceKey(
   "removable-media",
 );
+/** A keyboard the monitor's sendkey types on. */
+export interface Keyboard {
+  /** Queues scancode bytes as the guest reads them (set 1 through an i8042 that translates). */
+  sendScancodes(codes: number[]): void;
+}
+/** The machine's keyboard (published by the i8042 on `-M pc`). */
+export const KEYBOARD: ServiceKey<Keyboard> = serviceKey("keyboard");
 /** Guest RAM as one byte array (published by the board). */
 export const GUEST_RAM: ServiceKey<Uint8Array> = serviceKey("ram");
 /** The last 128 KiB of the firmware image, which the board maps below 1 MiB. */

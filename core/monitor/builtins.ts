@@ -21,11 +21,13 @@ import { X86_CPL, X86_SEG, X86_SEG_SIZE, X86State } from "../x86_state.ts";
 import { POWER_BUTTON } from "../device.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
 import { addMediaCommands } from "./media.ts";
+import { addSendKeyCommands } from "./sendkey.ts";
 import { MonitorError } from "./commands.ts";
 
 /** Adds the built-in QMP and HMP commands to `table`. */
 export function addBuiltinCommands(table: CommandTable): void {
   addMediaCommands(table);
+  addSendKeyCommands(table);
   const none = [] as const;
   table.addQmp({ name: "query-status", args: none, run: (ctx) => statusInfo(ctx) });
   table.addQmp({
