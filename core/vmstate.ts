@@ -284,6 +284,17 @@ export interface VmStateStream {
   bytes: number;
 }
 
+/** The stream's pieces as one array (what loadMachineState takes). */
+export function streamBytes(stream: VmStateStream): Uint8Array {
+  const out = new Uint8Array(stream.bytes);
+  let at = 0;
+  for (const c of stream.chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
 function section(name: string, version: number, payload: Uint8Array[]): Uint8Array[] {
   const w = new ByteWriter();
   w.string(name);
@@ -293,7 +304,12 @@ function section(name: string, version: number, payload: Uint8Array[]): Uint8Arr
 }
 
 /** True when `bytes[start, end)` holds anything but zeroes (`words` views the same bytes). */
-function pageUsed(bytes: Uint8Array, words: Int32Array | null, start: number, end: number): boolean {
+function pageUsed(
+  bytes: Uint8Array,
+  words: Int32Array | null,
+  start: number,
+  end: number,
+): boolean {
   let i = start;
   if (words) {
     // Eight words at a time: a page of zeroes is the common case.

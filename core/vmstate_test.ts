@@ -8,6 +8,7 @@ import {
   loadMachineState,
   migrationBlockers,
   saveMachineState,
+  streamBytes,
   VmStateError,
 } from "./vmstate.ts";
 import { X86State } from "./x86_state.ts";
@@ -29,7 +30,10 @@ Deno.test("encodeState() round-trips plain values, typed arrays and a sparse lar
   };
   const bytes = encodeState(state);
   // Two pages hold data; the other 62 take a bit each.
-  assert.ok(bytes.length < 2 * 4096 + 512, `a mostly zero 256 KiB array took ${bytes.length} bytes`);
+  assert.ok(
+    bytes.length < 2 * 4096 + 512,
+    `a mostly zero 256 KiB array took ${bytes.length} bytes`,
+  );
   assert.deepEqual(decodeState(bytes), state);
 });
 
@@ -125,16 +129,6 @@ function machine(): { m: Machine; dev: Counter; cpu: StateCpu; ram: Uint8Array }
   return { m, dev, cpu, ram };
 }
 
-function join(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
-
 Deno.test("saveMachineState() and loadMachineState() carry RAM, CPU, devices, clock and timers", () => {
   const a = machine();
   a.ram.set([1, 2, 3], 4096 * 3);
@@ -153,7 +147,7 @@ Deno.test("saveMachineState() and loadMachineState() carry RAM, CPU, devices, cl
   b.ram.fill(0xee); // loadvm over a running machine: every page is replaced
   const firedB: number[] = [];
   b.m.loop.createTimer("tick", (now) => firedB.push(now));
-  loadMachineState(b.m, join(stream.chunks));
+  loadMachineState(b.m, streamBytes(stream));
   assert.deepEqual(b.ram, a.ram);
   assert.equal(b.cpu.st.rip, 0x1234);
   assert.equal(b.dev.value, 42);
@@ -176,7 +170,7 @@ Deno.test("migrationBlockers() names the devices and CPUs that stop a savevm", (
 
 Deno.test("loadMachineState() refuses another machine's state and damaged streams", () => {
   const a = machine();
-  const bytes = join(saveMachineState(a.m).chunks);
+  const bytes = streamBytes(saveMachineState(a.m));
   const b = machine();
   b.m.addDevice(new Counter("counter1"));
   assert.throws(() => loadMachineState(b.m, bytes), /lacks device 'counter1'/);

@@ -1,6 +1,7 @@
 // eject and change (HMP), eject and blockdev-change-medium (QMP): the tray of a
 // removable-media drive, with QEMU's DEVICE_TRAY_MOVED events
 
+import type { BlockIo } from "../block/backend.ts";
 import { errorChainMessage } from "../errors.ts";
 import { REMOVABLE_MEDIA, type RemovableMedium } from "../device.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
@@ -19,8 +20,13 @@ function trayMoved(ctx: MonitorContext, device: string, open: boolean): void {
   ctx.emit("DEVICE_TRAY_MOVED", { device, "tray-open": open, id: "" });
 }
 
-/** Opens the tray and removes the medium (QEMU's qmp_eject). */
-export function ejectMedium(ctx: MonitorContext, device: string, force: boolean): void {
+// Opens the tray (an event if it moved) and puts `node` in, or takes the medium out.
+function swapMedium(
+  ctx: MonitorContext,
+  device: string,
+  force: boolean,
+  node: BlockIo | null,
+): RemovableMedium {
   const m = medium(ctx, device);
   const wasOpen = m.trayOpen;
   if (!m.openTray(force)) {
@@ -30,9 +36,15 @@ export function ejectMedium(ctx: MonitorContext, device: string, force: boolean)
     );
   }
   if (!wasOpen) trayMoved(ctx, device, true);
-  m.setMedium(null);
+  m.setMedium(node);
   const config = ctx.machine.config.drives.find((d) => d.id === device);
-  if (config) config.node = null;
+  if (config) config.node = node;
+  return m;
+}
+
+/** Opens the tray and removes the medium (QEMU's qmp_eject). */
+export function ejectMedium(ctx: MonitorContext, device: string, force: boolean): void {
+  swapMedium(ctx, device, force, null);
 }
 
 /** Opens the tray, puts `file` in and closes it (QEMU's blockdev-change-medium). */
@@ -42,7 +54,7 @@ export async function changeMedium(
   file: string,
   options: { format?: string; force?: boolean } = {},
 ): Promise<void> {
-  const m = medium(ctx, device);
+  medium(ctx, device);
   if (!ctx.host.openMedium) throw new MonitorError("GenericError", "Cannot open images here");
   let node;
   try {
@@ -52,18 +64,7 @@ export async function changeMedium(
     const parts = errorChainMessage(e).split(": ");
     throw new Error(parts.filter((p, i) => p !== parts[i - 1]).join(": "));
   }
-  const wasOpen = m.trayOpen;
-  if (!m.openTray(options.force ?? false)) {
-    throw new MonitorError(
-      "GenericError",
-      `Device '${device}' is locked and force was not specified, wait for tray to open and try again`,
-    );
-  }
-  if (!wasOpen) trayMoved(ctx, device, true);
-  m.setMedium(node);
-  const config = ctx.machine.config.drives.find((d) => d.id === device);
-  if (config) config.node = node;
-  m.closeTray();
+  swapMedium(ctx, device, options.force ?? false, node).closeTray();
   trayMoved(ctx, device, false);
 }
 
