@@ -18,7 +18,7 @@ import {
   X86_RFLAGS,
 } from "../x86_state.ts";
 import { X86_CPL, X86_SEG, X86_SEG_SIZE, X86State } from "../x86_state.ts";
-import { POWER_BUTTON } from "../device.ts";
+import { POWER_BUTTON, REMOVABLE_MEDIA } from "../device.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
 import { addMediaCommands } from "./media.ts";
 import { addSendKeyCommands } from "./sendkey.ts";
@@ -212,11 +212,14 @@ function hex64(value: number): string {
 
 function blockText(ctx: MonitorContext): string {
   const parts = ctx.host.drives().map((d) => {
-    if (d.file === null) {
-      return `${d.id}: [not inserted]\n    Removable device: not locked, tray closed\n`;
-    }
+    // The tray as the drive has it (eject leaves it open; the guest may lock it).
+    const media = ctx.machine.findService(REMOVABLE_MEDIA)?.get(d.id);
+    const tray = `    Removable device: ${media?.locked ? "locked" : "not locked"}, tray ${
+      media?.trayOpen ? "open" : "closed"
+    }\n`;
+    if (d.file === null) return `${d.id}: [not inserted]\n${tray}`;
     let s = `${d.id}: ${d.file} (${d.format ?? "raw"}${d.readOnly ? ", read-only" : ""})\n`;
-    if (d.removable) s += "    Removable device: not locked, tray closed\n";
+    if (d.removable) s += tray;
     s += `    Cache mode:       ${d.cache ?? "writeback"}\n`;
     return s;
   });

@@ -43,7 +43,7 @@ Deno.test({
         "-initrd",
         INITRD,
         "-append",
-        "console=ttyS0 panic=-1 guest.shell=1",
+        "console=ttyS0 panic=-1 quiet guest.shell=1",
         "-drive",
         `file=${disk},if=virtio,format=qcow2`,
         "-net",

@@ -87,7 +87,9 @@ export class Vm {
       got = "";
       await conn.write(new TextEncoder().encode(line + "\n"));
       await untilPrompt();
-      out.push(got.replace(/\(qemu\) $/, "").replace(/\r\n/g, "\n"));
+      // Past the echo of the typed line (QEMU's readline redraws it, then CR LF).
+      const reply = got.slice(got.indexOf("\n") + 1);
+      out.push(reply.replace(/\(qemu\) $/, "").replace(/\r\n/g, "\n"));
     }
     conn.close();
     return out;
