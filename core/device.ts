@@ -1,6 +1,7 @@
 // The device contract: realize, reset, save/load of plain state; the buses devices plug into;
 // the typed context a device plugin's create() receives and the typed keys of machine services
 
+import type { BlockIo } from "./block/backend.ts";
 import type { Chardev } from "./chardev.ts";
 import type { CpuBackend, InterruptSource } from "./cpu.ts";
 import type { EventLoop } from "./event_loop.ts";
@@ -49,6 +50,18 @@ export interface Device {
   saveState(): DeviceState;
   /** Restores a state returned by {@linkcode saveState} of the same model. */
   loadState(state: DeviceState): void;
+  /**
+   * The version of the state {@linkcode saveState} returns (1 when absent); raise it
+   * when the fields change, and accept older ones in {@linkcode loadState}. savevm
+   * stores it and loadvm refuses a state newer than the device.
+   */
+  readonly stateVersion?: number;
+  /**
+   * Why the device cannot be saved now (QEMU's migration blocker), or null/undefined:
+   * a savevm stops with this reason. A device whose state is not (yet) complete says so
+   * here rather than saving half of it.
+   */
+  migrationBlocker?(): string | null | undefined;
 }
 
 /**
@@ -154,6 +167,44 @@ export interface CmosMemory {
 }
 /** The RTC's CMOS memory. */
 export const RTC_CMOS: ServiceKey<CmosMemory> = serviceKey("rtc");
+/** The ACPI power button a board's PM device offers (`system_powerdown`). */
+export interface PowerButton {
+  /** Presses the button: the guest sees a power-button event (SCI on ACPI boards). */
+  powerDown(): void;
+}
+/** The ACPI power button (published by the PM device, PIIX4 PM on `-M pc`). */
+export const POWER_BUTTON: ServiceKey<PowerButton> = serviceKey("power-button");
+/**
+ * A drive with removable media (a CD-ROM), as the monitor's eject and change drive it:
+ * QEMU's tray model, where a medium goes in or out only while the tray is open.
+ */
+export interface RemovableMedium {
+  readonly trayOpen: boolean;
+  /** The guest locked the tray (PREVENT ALLOW MEDIUM REMOVAL). */
+  readonly locked: boolean;
+  /** A medium is in the drive. */
+  readonly inserted: boolean;
+  /**
+   * Opens the tray, as a user pressing eject: refused (false) while the guest holds the
+   * lock, unless `force`; the guest is then asked to eject (a media event).
+   */
+  openTray(force: boolean): boolean;
+  /** Puts `node` in the open tray, or takes the medium out (null). */
+  setMedium(node: BlockIo | null): void;
+  /** Closes the tray; the guest sees the new medium (UNIT ATTENTION, a media event). */
+  closeTray(): void;
+}
+/** Removable-media drives by drive id (`ide1-cd0`); a device adds its own at creation. */
+export const REMOVABLE_MEDIA: ServiceKey<Map<string, RemovableMedium>> = serviceKey(
+  "removable-media",
+);
+/** A keyboard the monitor's sendkey types on. */
+export interface Keyboard {
+  /** Queues scancode bytes as the guest reads them (set 1 through an i8042 that translates). */
+  sendScancodes(codes: number[]): void;
+}
+/** The machine's keyboard (published by the i8042 on `-M pc`). */
+export const KEYBOARD: ServiceKey<Keyboard> = serviceKey("keyboard");
 /** Guest RAM as one byte array (published by the board). */
 export const GUEST_RAM: ServiceKey<Uint8Array> = serviceKey("ram");
 /** The last 128 KiB of the firmware image, which the board maps below 1 MiB. */

@@ -434,6 +434,57 @@ export class EventLoop {
     }
   }
 
+  // --- savevm/loadvm (core/vmstate.ts) ---
+
+  /** True while {@linkcode run} is running (false once a paused machine parked). */
+  get running(): boolean {
+    return this.#running;
+  }
+
+  /** Runs the deferred work queued while the loop was not running (before a savevm). */
+  flushDeferred(): void {
+    this.#runDeferred();
+  }
+
+  /** Every timer's name and deadline (Infinity when disarmed), in creation order. */
+  saveTimers(): { name: string; deadlineNs: number }[] {
+    return this.#timers.map((t) => ({ name: t.name, deadlineNs: t.deadlineNs }));
+  }
+
+  /**
+   * Re-arms timers from {@linkcode saveTimers}: the k-th timer of a name takes the k-th
+   * saved deadline of that name (the same command line makes the same timers in the
+   * same order); a timer with no saved counterpart is left alone.
+   */
+  restoreTimers(saved: readonly { name: string; deadlineNs: number }[]): void {
+    const byName = new Map<string, number[]>();
+    for (const s of saved) {
+      const list = byName.get(s.name) ?? [];
+      list.push(s.deadlineNs);
+      byName.set(s.name, list);
+    }
+    const seen = new Map<string, number>();
+    for (const t of this.#timers) {
+      const k = seen.get(t.name) ?? 0;
+      seen.set(t.name, k + 1);
+      const deadline = byName.get(t.name)?.[k];
+      if (deadline === undefined) continue;
+      if (deadline === Infinity) t.cancel();
+      else t.arm(deadline);
+    }
+  }
+
+  /** Sets the clock to `ns` (loadvm); only between runs. */
+  restoreClock(ns: number): void {
+    if (this.#running && this.#executor) throw new Error("restoreClock() during a slice");
+    if (!Number.isFinite(ns) || ns < 0) throw new RangeError(`bad clock value ${ns}`);
+    if (this.hostClock) {
+      const nowMs = this.#heldAtMs ?? performance.now();
+      this.#hostOriginMs = nowMs - ns / 1e6;
+    }
+    this.#baseNs = ns;
+  }
+
   #fireDue(): void {
     // Timers may re-arm themselves or others; loop until nothing is due.
     for (let guard = 0; guard < 10000; guard++) {

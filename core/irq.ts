@@ -47,6 +47,14 @@ export class IrqLine {
     this.#handler(level);
   }
 
+  /**
+   * Sets the level a saved state recorded without calling the handler (loadvm): the
+   * receiving controller restores its own view of the line from its own state.
+   */
+  restoreLevel(level: boolean): void {
+    this.#level = level;
+  }
+
   /** Drives the line high. */
   raise(): void {
     this.set(true);

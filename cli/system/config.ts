@@ -3,6 +3,7 @@
 import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
 import { type BlockGraph, probedRawWarning } from "../../core/block/graph.ts";
 import { type Chardev, openChardev, type StdioChardevOptions } from "../../core/chardev.ts";
+import { monitorChardevIds } from "./monitor.ts";
 import type { CpuBackend, CpuTopology } from "../../core/cpu.ts";
 import { hostIoError, UsageError } from "../../core/errors.ts";
 import type { DriveConfig, KernelConfig, MachineConfig } from "../../core/machine.ts";
@@ -306,6 +307,7 @@ const IMPLEMENTED = new Set([
   "serial",
   "debugcon",
   "chardev",
+  "mon",
   "cpu",
   "bios",
   "L",
@@ -315,6 +317,7 @@ const IMPLEMENTED = new Set([
   "monitor",
   "qmp",
   "S",
+  "loadvm",
   "vga",
   "net",
   "netdev",
@@ -437,11 +440,14 @@ export async function buildSystemSetup(
   };
   // -chardev BACKEND,id=ID[,path=FILE]: named backends that -device ...,chardev=ID and
   // -serial chardev:ID use.
-  const named: Chardev[] = allValues(opts, "chardev").map((text) => {
+  // A chardev a `-mon` names is the monitor's (cli/system/monitor.ts opens it).
+  const forMonitors = monitorChardevIds(opts);
+  const named: Chardev[] = allValues(opts, "chardev").flatMap((text) => {
     const items = parseKeyValueList(text, { impliedKey: "backend" });
     const get = (k: string) => items.find((i) => i.key === k)?.value;
     const id = get("id");
     if (!id) throw new UsageError(`-chardev ${text}: chardev: "id" is required`);
+    if (forMonitors.has(id)) return [];
     const backend = get("backend");
     // A chardev plugin (`--plugin`) answers to its own name with its declared options.
     const plugin = backend === undefined ? undefined : registry.get("chardev", backend);

@@ -1,6 +1,7 @@
 // The `system-x86_64` face: qemu-system's command line, help queries, and starting a machine
 
-import { UsageError } from "../../core/errors.ts";
+import { UsageError, VmkitError } from "../../core/errors.ts";
+import { loadVm } from "../../core/monitor/snapshots.ts";
 import {
   formatOptionHelp,
   isHelpRequest,
@@ -8,6 +9,7 @@ import {
   parseKeyValueList,
 } from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
+import { BlockBackend } from "../../core/block/backend.ts";
 import { BlockGraph } from "../../core/block/graph.ts";
 import { firmwareDirs } from "../../core/firmware.ts";
 import type { Machine, MachineExit } from "../../core/machine.ts";
@@ -185,9 +187,10 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
   }
   let quit!: () => void;
   const quitRequested = new Promise<void>((resolve) => (quit = resolve));
+  const graph = new BlockGraph(ctx.registry, (line) => writeErr(line + "\n"));
   const setup = await buildSystemSetup(opts, parsed.hda, {
     registry: ctx.registry,
-    graph: new BlockGraph(ctx.registry, (line) => writeErr(line + "\n")),
+    graph,
     warn: (message) => writeErr(`${ctx.program}: warning: ${message}\n`),
     report: (line) => writeErr(`${line}\n`),
     program: ctx.program,
@@ -239,9 +242,26 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
           drives: setup.config.drives,
           specs,
           quit,
+          openMedium: async (file, format) => {
+            const root = await graph.openImage(file, { format, readOnly: true });
+            const backend = new BlockBackend(root);
+            setup.backends.push(backend);
+            return backend;
+          },
         }),
         { startPaused: opts.some((o) => o.name === "S"), mux, keepAlive: !defaultMonitor },
       );
+    }
+    // -loadvm TAG: the machine starts where snapshot TAG left it (after realize, whose
+    // reset would undo it).
+    const loadvmTag = lastValue(opts, "loadvm");
+    if (loadvmTag !== undefined) {
+      await machine.realize();
+      try {
+        await loadVm(machine, loadvmTag);
+      } catch (e) {
+        throw new VmkitError(e instanceof Error ? e.message : String(e));
+      }
     }
     Deno.addSignalListener("SIGINT", onSignal);
     const exit = await machine.run();

@@ -3,6 +3,8 @@
 
 import type { Chardev, ChardevFrontend } from "../../core/chardev.ts";
 import { UsageError } from "../../core/errors.ts";
+import { parseKeyValueList } from "../../core/options.ts";
+import type { BlockIo } from "../../core/block/backend.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import type { DriveConfig, Machine } from "../../core/machine.ts";
 import {
@@ -11,6 +13,8 @@ import {
   type MonitorOutput,
   type MonitorSession,
 } from "../../core/monitor/mod.ts";
+import { addSnapshotCommands } from "../../core/monitor/snapshots.ts";
+import { snapshotTable } from "../img/info.ts";
 
 /** One `-monitor` or `-qmp` as parsed. */
 export interface MonitorSpec {
@@ -25,6 +29,8 @@ export interface MonitorSpec {
   wait: boolean;
   /** The text as given, for messages and `info chardev`. */
   text: string;
+  /** The chardev id of a `-mon chardev=ID` (its label in `info chardev`). */
+  label?: string;
 }
 
 /**
@@ -100,6 +106,7 @@ export async function startMonitors(
   options: { startPaused?: boolean; mux?: StdioMux; keepAlive?: boolean } = {},
 ): Promise<MonitorServers> {
   const monitor = new Monitor(machine, host, { startPaused: options.startPaused });
+  addSnapshotCommands(monitor.table, snapshotTable);
   const listeners: Deno.Listener[] = [];
   const conns = new Set<Deno.Conn>();
   const cleanups: (() => void)[] = [];
@@ -335,6 +342,8 @@ export interface MonitorHostOptions {
   drives: readonly DriveConfig[];
   specs: readonly MonitorSpec[];
   quit(): void;
+  /** Opens an image as a new removable medium (the monitor's change). */
+  openMedium?(file: string, format?: string): Promise<BlockIo>;
 }
 
 /** Builds the {@linkcode MonitorHost} of a vmkit run. */
@@ -346,7 +355,7 @@ export function monitorHost(o: MonitorHostOptions): MonitorHost {
     chardevs: () => {
       const list = o.chardevs.map((c) => ({ label: c.id, filename: chardevFilename(c) }));
       o.specs.forEach((s, i) => {
-        const label = s.mode === "hmp" ? `compat_monitor${i}` : `qmp${i}`;
+        const label = s.label ?? (s.mode === "hmp" ? `compat_monitor${i}` : `qmp${i}`);
         // QEMU names a listening socket by its address and server=on.
         const filename = s.transport === "stdio"
           ? "stdio"
@@ -370,6 +379,7 @@ export function monitorHost(o: MonitorHostOptions): MonitorHost {
         };
       }),
     quit: o.quit,
+    openMedium: o.openMedium,
   };
 }
 
@@ -385,6 +395,10 @@ function chardevFilename(c: Chardev): string {
 export function monitorSpecs(opts: readonly { name: string; value: string }[]): MonitorSpec[] {
   const specs: MonitorSpec[] = [];
   for (const o of opts) {
+    if (o.name === "mon") {
+      specs.push(monSpec(o.value, opts));
+      continue;
+    }
     if (o.name !== "monitor" && o.name !== "qmp") continue;
     const s = parseMonitorSpec(o.name === "monitor" ? "hmp" : "qmp", o.value);
     if (s) specs.push(s);
@@ -393,4 +407,57 @@ export function monitorSpecs(opts: readonly { name: string; value: string }[]): 
     throw new UsageError("cannot use stdio by multiple character devices");
   }
   return specs;
+}
+
+/** The `-chardev` ids that `-mon` options take for monitors (config leaves them alone). */
+export function monitorChardevIds(opts: readonly { name: string; value: string }[]): Set<string> {
+  const ids = new Set<string>();
+  for (const o of opts) {
+    if (o.name !== "mon") continue;
+    const id = parseKeyValueList(o.value, { impliedKey: "chardev" }).find((i) =>
+      i.key === "chardev"
+    )?.value;
+    if (id) ids.add(id);
+  }
+  return ids;
+}
+
+// `-mon chardev=ID[,mode=readline|control][,pretty=on|off]` over `-chardev socket|stdio,id=ID,...`.
+function monSpec(text: string, opts: readonly { name: string; value: string }[]): MonitorSpec {
+  const items = parseKeyValueList(text, { impliedKey: "chardev" });
+  const get = (k: string) => items.find((i) => i.key === k)?.value;
+  for (const i of items) {
+    if (!["chardev", "mode", "pretty"].includes(i.key)) {
+      throw new UsageError(`-mon ${text}: Invalid parameter '${i.key}'`);
+    }
+  }
+  const id = get("chardev");
+  if (!id) throw new UsageError(`-mon ${text}: Parameter 'chardev' is missing`);
+  const modeText = get("mode") ?? "readline";
+  if (modeText !== "readline" && modeText !== "control") {
+    throw new UsageError(`-mon ${text}: unknown monitor mode '${modeText}'`);
+  }
+  const mode = modeText === "control" ? "qmp" : "hmp";
+  const chardev = opts.filter((o) => o.name === "chardev")
+    .map((o) => ({ text: o.value, items: parseKeyValueList(o.value, { impliedKey: "backend" }) }))
+    .find((c) => c.items.some((i) => i.key === "id" && i.value === id));
+  if (!chardev) throw new UsageError(`-mon ${text}: chardev "${id}" not found`);
+  const cget = (k: string) => chardev.items.find((i) => i.key === k)?.value;
+  const backend = cget("backend");
+  let spec: MonitorSpec | null;
+  if (backend === "stdio") {
+    spec = { mode, transport: "stdio", wait: false, text: "stdio" };
+  } else if (backend === "socket") {
+    const flags = ["server", "wait"].filter((k) => cget(k) !== undefined)
+      .map((k) => `${k}=${cget(k)}`);
+    const where = cget("path") !== undefined
+      ? `unix:${cget("path")}`
+      : `${cget("telnet") === "on" ? "telnet" : "tcp"}:${cget("host") ?? ""}:${cget("port") ?? ""}`;
+    spec = parseMonitorSpec(mode, [where, ...flags].join(","));
+  } else {
+    throw new UsageError(
+      `-chardev ${chardev.text}: a monitor chardev must be 'socket' or 'stdio' in vmkit`,
+    );
+  }
+  return { ...spec!, label: id };
 }

@@ -94,7 +94,7 @@ export interface SnapshotCreateOptions {
   vmClockNs?: number;
   /** Bytes of saved VM state (0 for a disk-only snapshot). */
   vmStateSize?: number;
-  /** Guest instructions executed (record/replay), if counted. */
+  /** Guest instructions executed (record/replay), if counted; -1 records "none" as savevm does. */
   icount?: number;
 }
 
@@ -185,6 +185,13 @@ export interface BlockNode {
    * the clusters only it used.
    */
   snapshotDelete?(idOrName: string): Promise<void>;
+  /**
+   * Writes `data` at `offset` of the VM state area, which a snapshot created next with
+   * `vmStateSize` keeps (qcow2: past the end of the disk, QEMU's `bdrv_save_vmstate`).
+   */
+  writeVmState?(offset: number, data: Uint8Array): Promise<void>;
+  /** Reads the VM state area (after {@linkcode snapshotApply}: the snapshot's). */
+  readVmState?(offset: number, buf: Uint8Array): Promise<void>;
   /**
    * Deallocates every cluster so that all data comes from the backing node again
    * (QEMU's `bdrv_make_empty`, what `commit` does to the committed image).

@@ -18,11 +18,16 @@ import {
   X86_RFLAGS,
 } from "../x86_state.ts";
 import { X86_CPL, X86_SEG, X86_SEG_SIZE, X86State } from "../x86_state.ts";
+import { POWER_BUTTON, REMOVABLE_MEDIA } from "../device.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
+import { addMediaCommands } from "./media.ts";
+import { addSendKeyCommands } from "./sendkey.ts";
 import { MonitorError } from "./commands.ts";
 
 /** Adds the built-in QMP and HMP commands to `table`. */
 export function addBuiltinCommands(table: CommandTable): void {
+  addMediaCommands(table);
+  addSendKeyCommands(table);
   const none = [] as const;
   table.addQmp({ name: "query-status", args: none, run: (ctx) => statusInfo(ctx) });
   table.addQmp({
@@ -41,12 +46,13 @@ export function addBuiltinCommands(table: CommandTable): void {
   table.addQmp({
     name: "query-commands",
     args: none,
-    run: () => table.qmpCommands().map((c) => ({ name: c.name })),
+    run: (ctx) => ctx.table.qmpCommands().map((c) => ({ name: c.name })),
   });
   table.addQmp({ name: "stop", args: none, run: (ctx) => (ctx.stop(), {}) });
   table.addQmp({ name: "cont", args: none, run: (ctx) => (ctx.cont(), {}) });
   table.addQmp({ name: "system_reset", args: none, run: (ctx) => (ctx.systemReset(), {}) });
   table.addQmp({ name: "quit", args: none, run: (ctx) => (ctx.quit(), {}) });
+  table.addQmp({ name: "system_powerdown", args: none, run: (ctx) => (powerDown(ctx), {}) });
   table.addQmp({
     name: "human-monitor-command",
     args: [{ name: "command-line", type: "str" }, {
@@ -62,15 +68,15 @@ export function addBuiltinCommands(table: CommandTable): void {
     name: "help|?",
     params: "[cmd]",
     help: "show the help",
-    run: (_ctx, args) => helpText(table.hmpCommands(), args[0]),
+    run: (ctx, args) => helpText(ctx.table.hmpCommands(), args[0]),
   });
   table.addHmp({
     name: "info",
     params: "[subcommand]",
     help: "show various information about the system state",
     run: (ctx, args) => {
-      if (args.length === 0) return helpText(table.infoCommands(), undefined, "info ");
-      const sub = table.info(args[0]);
+      if (args.length === 0) return helpText(ctx.table.infoCommands(), undefined, "info ");
+      const sub = ctx.table.info(args[0]);
       if (!sub) throw new MonitorError("CommandNotFound", `unknown command: 'info ${args[0]}'`);
       return sub.run(ctx, args.slice(1));
     },
@@ -92,6 +98,12 @@ export function addBuiltinCommands(table: CommandTable): void {
     params: "",
     help: "reset the system",
     run: (ctx) => (ctx.systemReset(), ""),
+  });
+  table.addHmp({
+    name: "system_powerdown",
+    params: "",
+    help: "send system power down event",
+    run: (ctx) => (powerDown(ctx), ""),
   });
   table.addHmp({
     name: "quit|q",
@@ -165,6 +177,14 @@ export function addBuiltinCommands(table: CommandTable): void {
   });
 }
 
+// QEMU's qmp_system_powerdown: the board's power button, then the POWERDOWN event.
+function powerDown(ctx: MonitorContext): void {
+  const button = ctx.machine.findService(POWER_BUTTON);
+  if (!button) throw new MonitorError("GenericError", "This machine has no ACPI power button");
+  button.powerDown();
+  ctx.emit("POWERDOWN");
+}
+
 function statusInfo(
   ctx: MonitorContext,
 ): { status: string; singlestep: boolean; running: boolean } {
@@ -192,11 +212,14 @@ function hex64(value: number): string {
 
 function blockText(ctx: MonitorContext): string {
   const parts = ctx.host.drives().map((d) => {
-    if (d.file === null) {
-      return `${d.id}: [not inserted]\n    Removable device: not locked, tray closed\n`;
-    }
+    // The tray as the drive has it (eject leaves it open; the guest may lock it).
+    const media = ctx.machine.findService(REMOVABLE_MEDIA)?.get(d.id);
+    const tray = `    Removable device: ${media?.locked ? "locked" : "not locked"}, tray ${
+      media?.trayOpen ? "open" : "closed"
+    }\n`;
+    if (d.file === null) return `${d.id}: [not inserted]\n${tray}`;
     let s = `${d.id}: ${d.file} (${d.format ?? "raw"}${d.readOnly ? ", read-only" : ""})\n`;
-    if (d.removable) s += "    Removable device: not locked, tray closed\n";
+    if (d.removable) s += tray;
     s += `    Cache mode:       ${d.cache ?? "writeback"}\n`;
     return s;
   });

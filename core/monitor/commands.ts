@@ -1,6 +1,7 @@
 // The monitor's command table, shared by the human monitor (HMP) and QMP: built-in
 // commands, and the ones plugins add through monitorCommands(machine)
 
+import type { BlockIo } from "../block/backend.ts";
 import type { Machine } from "../machine.ts";
 
 /** A QMP error: its class (`GenericError`, `CommandNotFound`...) and description. */
@@ -24,6 +25,8 @@ export interface QmpArg {
 /** What a command runs against: the machine and the monitor around it. */
 export interface MonitorContext {
   readonly machine: Machine;
+  /** The commands this monitor serves (built-ins and the ones plugins added). */
+  readonly table: CommandTable;
   /** Facts the machine does not know (the `-name`, the version, the chardevs). */
   readonly host: MonitorHost;
   /** The run state QMP reports (`running`, `paused`, `shutdown`...). */
@@ -54,6 +57,11 @@ export interface MonitorHost {
   drives(): MonitorDrive[];
   /** Ends vmkit after the machine stopped (closes the monitors). */
   quit(): void;
+  /**
+   * Opens an image read-only as a new medium (`change`, `blockdev-change-medium`); the
+   * host closes it at exit. Absent where images cannot be opened.
+   */
+  openMedium?(file: string, format?: string): Promise<BlockIo>;
 }
 
 /** One drive as `info block` shows it. */

@@ -2,3 +2,4 @@
 
 export * from "./commands.ts";
 export * from "./monitor.ts";
+export * from "./snapshots.ts";

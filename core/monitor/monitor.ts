@@ -1,5 +1,7 @@
 // The Monitor: one machine's run state and command table, and the HMP and QMP sessions on it
 
+import { errorChainMessage } from "../errors.ts";
+import { LineEditor } from "./readline.ts";
 import type { Machine } from "../machine.ts";
 import { addBuiltinCommands } from "./builtins.ts";
 import {
@@ -129,7 +131,7 @@ export class Monitor implements MonitorContext {
       return await command.run(this, words.slice(1));
     } catch (e) {
       if (e instanceof MonitorError) return `${e.message}\n`;
-      return `Error: ${e instanceof Error ? e.message : String(e)}\n`;
+      return `Error: ${errorChainMessage(e)}\n`;
     }
   }
 
@@ -140,24 +142,17 @@ export class Monitor implements MonitorContext {
       `QEMU ${v.major}.${v.minor}.${v.micro} monitor - type 'help' for more information\r\n(qemu) `,
     );
     const decoder = new TextDecoder();
-    let pending = "";
+    const editor = new LineEditor((text) => out.write(text));
     let queue = Promise.resolve();
     return {
       receive: (data) => {
-        pending += decoder.decode(data, { stream: true });
-        for (;;) {
-          const nl = pending.search(/\r?\n|\r/);
-          if (nl < 0) break;
-          const line = pending.slice(0, nl);
-          pending = pending.slice(nl).replace(/^(\r\n|\n|\r)/, "");
-          if (pending.length > 1 << 20) pending = "";
+        for (const line of editor.feed(decoder.decode(data, { stream: true }))) {
           queue = queue.then(async () => {
             const text = await this.hmp(line);
             // After quit the connection closes without a new prompt, as in QEMU.
             out.write(text.replace(/\r?\n/g, "\r\n") + (this.#quitting ? "" : "(qemu) "));
           });
         }
-        if (pending.length > 1 << 20) pending = ""; // a line past 1 MiB is dropped
       },
       detach: () => {},
     };
@@ -251,7 +246,7 @@ export class Monitor implements MonitorContext {
     } catch (e) {
       const error = e instanceof MonitorError
         ? { class: e.errorClass, desc: e.message }
-        : { class: "GenericError", desc: e instanceof Error ? e.message : String(e) };
+        : { class: "GenericError", desc: errorChainMessage(e) };
       return withId({ error });
     }
   }

@@ -1,6 +1,7 @@
 // The i8042 keyboard controller (ports 0x60/0x64) with a PS/2 keyboard and mouse, and port 0x92
 
 import { type Device, type DeviceContext, type DeviceState, ISA_BUS } from "../../core/device.ts";
+import { KEYBOARD } from "../../core/device.ts";
 import type { IrqLine } from "../../core/irq.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 
@@ -391,10 +392,12 @@ export default {
   create(machine: DeviceContext): I8042 {
     const m = machine;
     const isa = m.findService(ISA_BUS);
-    return new I8042("i8042", { kbd: isa?.irq(1) ?? null, aux: isa?.irq(12) ?? null }, {
+    const i8042 = new I8042("i8042", { kbd: isa?.irq(1) ?? null, aux: isa?.irq(12) ?? null }, {
       reset: () => m.requestReset(),
       setA20: (enabled) => m.setA20(enabled),
       a20: () => m.a20,
     }, m);
+    m.provide(KEYBOARD, i8042); // the monitor's sendkey
+    return i8042;
   },
 } satisfies DeviceDescriptor;

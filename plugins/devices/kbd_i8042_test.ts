@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import { IrqLine } from "../../core/irq.ts";
+import { Machine } from "../../core/machine.ts";
+import { Monitor } from "../../core/monitor/monitor.ts";
+import { testConfig } from "../machines/test_util.ts";
 import { I8042, PS2_QUEUE_HEADROOM, PS2_QUEUE_SIZE } from "./kbd_i8042.ts";
 
 function setup() {
@@ -86,4 +89,20 @@ Deno.test("I8042 keeps its reply queues bounded when a guest loops `out 0x60, 0x
   // The controller still works once the guest reads.
   i8042.writeCommand(0xaa);
   assert.deepEqual(drain(i8042), [0x55]);
+});
+
+Deno.test("the monitor's sendkey reaches the guest through port 0x60", async () => {
+  const machine = new Machine(testConfig());
+  machine.createDevice("i8042");
+  await machine.realize();
+  const monitor = new Monitor(machine, {
+    version: { major: 7, minor: 2, micro: 0, package: "" },
+    chardevs: () => [],
+    drives: () => [],
+    quit: () => {},
+  });
+  assert.equal(await monitor.hmp("sendkey ctrl-c 0"), "");
+  const read: number[] = [];
+  for (let i = 0; i < 8 && (machine.io.in(0x64, 1) & 1); i++) read.push(machine.io.in(0x60, 1));
+  assert.deepEqual(read, [0x1d, 0x2e, 0xae, 0x9d]);
 });

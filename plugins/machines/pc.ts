@@ -13,6 +13,7 @@ import {
 } from "../../core/device.ts";
 import { hostIoError, NotSupportedError, UsageError } from "../../core/errors.ts";
 import { fanOut, type IrqController, IrqLine } from "../../core/irq.ts";
+import type { Device, DeviceState } from "../../core/device.ts";
 import { Machine, type MachineConfig } from "../../core/machine.ts";
 import type { MachineDescriptor } from "../../core/plugin.ts";
 import { findFirmware, loadFirmware } from "../../core/firmware.ts";
@@ -184,6 +185,7 @@ export function createPcMachine(config: MachineConfig): Machine {
     },
   };
   machine.provide(ISA_BUS, isa);
+  machine.addDevice(new IsaIrqLevels(isaLines));
 
   machine.createDevice("i440FX-pcihost");
   machine.createDevice("PIIX3");
@@ -310,3 +312,21 @@ export default {
     return createPcMachine(config);
   },
 } satisfies MachineDescriptor;
+
+/**
+ * The levels of the 16 ISA lines, saved with the machine so a restored device's next
+ * edge is one its interrupt controllers see (the lines are the board's, not a
+ * device's). Created before the ISA devices, so it is restored before they drive them.
+ */
+class IsaIrqLevels implements Device {
+  readonly id = "isa-irq";
+  readonly model = "isa-irq-lines";
+  constructor(readonly lines: readonly IrqLine[]) {}
+  reset(): void {}
+  saveState(): DeviceState {
+    return { levels: this.lines.map((l) => l.level) };
+  }
+  loadState(state: DeviceState): void {
+    (state.levels as boolean[]).forEach((level, n) => this.lines[n]?.restoreLevel(level));
+  }
+}

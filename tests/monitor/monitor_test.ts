@@ -237,10 +237,11 @@ Deno.test({
         ],
       );
       assert.equal(r.vmCode, 0, r.vmErr);
-      const text = r.lines.join("\n");
+      // Past the echo of each typed line (which ends in ESC [K).
+      const text = r.lines.map((l) => l.split(`${String.fromCharCode(27)}[K`).at(-1)).join("\n");
       assert.match(text, /VM status: paused \(prelaunch\)/);
       // QEMU starts each CPU's dump with an empty line.
-      assert.match(text, /^\(qemu\) \nCPU#0\nEAX=/m);
+      assert.match(text, /^\nCPU#0\nEAX=/m);
       // -S: the CPU has not run a single instruction; it sits at the reset vector.
       assert.match(text, /EIP=0000fff0 EFL=00000002 \[-------\] CPL=0 II=0 A20=1 SMM=0 HLT=0/);
       assert.match(text, /^CS =f000 ffff0000 0000ffff /m);
@@ -353,5 +354,363 @@ Deno.test({
     const msgs = r.lines.filter((l) => l).map((l) => JSON.parse(l));
     assert.deepEqual(msgs[2], { return: { status: "running", singlestep: false, running: true } });
     assert.equal(msgs.at(-2).event, "SHUTDOWN");
+  },
+});
+
+Deno.test({
+  name: "QMP system_powerdown presses the ACPI power button and sends POWERDOWN as QEMU 7.2 does",
+  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const script = [
+        '{"execute": "qmp_capabilities"}',
+        '{"execute": "system_powerdown"}',
+        '{"execute": "human-monitor-command", "arguments": {"command-line": "system_powerdown"}}',
+        '{"execute": "quit"}',
+      ];
+      const results: Record<string, ReturnType<typeof parse>> = {};
+      for (const vm of ["vmkit", "qemu"] as const) {
+        const sock = path.join(dir, `${vm}-pd.sock`);
+        const r = await session(vm, ["-qmp", `unix:${sock},server=on,wait=off`], [
+          "qmp",
+          sock,
+          ...script,
+        ]);
+        assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
+        results[vm] = parse(r.lines);
+      }
+      assert.deepEqual(results.vmkit.replies, results.qemu.replies);
+      assert.deepEqual(results.vmkit.events, ["POWERDOWN", "POWERDOWN", "SHUTDOWN"]);
+      assert.deepEqual(results.vmkit.events, results.qemu.events);
+    } finally {
+      await cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "QMP eject and blockdev-change-medium move the CD-ROM tray with QEMU 7.2's events",
+  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const iso1 = path.join(dir, "one.img");
+      const iso2 = path.join(dir, "two.img");
+      await Deno.writeFile(iso1, new Uint8Array(1 << 20).fill(0x31));
+      await Deno.writeFile(iso2, new Uint8Array(1 << 20).fill(0x32));
+      const hmp = (line: string) =>
+        JSON.stringify({ execute: "human-monitor-command", arguments: { "command-line": line } });
+      const script = [
+        '{"execute": "qmp_capabilities"}',
+        '{"execute": "eject", "arguments": {"device": "ide1-cd0"}}',
+        '{"execute": "eject", "arguments": {"device": "ide1-cd0"}}',
+        JSON.stringify({
+          execute: "blockdev-change-medium",
+          arguments: { device: "ide1-cd0", filename: iso2, format: "raw" },
+        }),
+        '{"execute": "eject", "arguments": {"device": "nosuch"}}',
+        '{"execute": "eject", "arguments": {"device": "ide1-cd0", "force": "yes"}}',
+        hmp("eject -f ide1-cd0"),
+        hmp(`change ide1-cd0 ${iso1} raw`),
+        hmp(`change ide1-cd0 ${iso2} raw`),
+        hmp("eject nosuch"),
+        hmp(`change ide1-cd0 ${path.join(dir, "missing.iso")}`),
+        '{"execute": "eject", "arguments": {"device": "ide1-cd0"}}',
+        hmp("info block"),
+        '{"execute": "quit"}',
+      ];
+      const results: Record<string, ReturnType<typeof parse>> = {};
+      for (const vm of ["vmkit", "qemu"] as const) {
+        const sock = path.join(dir, `${vm}-cd.sock`);
+        const r = await session(vm, [
+          "-net",
+          "none",
+          "-drive",
+          `file=${iso1},media=cdrom,format=raw,if=ide,index=2`,
+          "-qmp",
+          `unix:${sock},server=on,wait=off`,
+        ], ["qmp", sock, ...script]);
+        assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
+        results[vm] = parse(r.lines);
+      }
+      const v = results.vmkit, q = results.qemu;
+      // info block: QEMU adds "Attached to:" lines and its floppy and SD drives.
+      const info = v.replies.length - 2;
+      assert.deepEqual(v.replies.toSpliced(info, 1), q.replies.toSpliced(info, 1));
+      for (const r of [v, q]) {
+        assert.match(
+          r.replies[info].return as string,
+          /ide1-cd0: \[not inserted\]\r\n( {4}Attached to: .*\r\n)? {4}Removable device: not locked, tray open/,
+        );
+      }
+      assert.equal(
+        (v.replies[4].error as { desc: string }).desc,
+        "Device 'nosuch' not found",
+      );
+      const trays = (p: ReturnType<typeof parse>) =>
+        p.eventMsgs.map((m) => {
+          const data = m.data as Record<string, unknown> | undefined;
+          return `${m.event} ${data?.device ?? ""} ${data?.["tray-open"] ?? ""}`;
+        });
+      assert.deepEqual(trays(v), trays(q));
+      assert.deepEqual(trays(v).slice(0, 2), [
+        "DEVICE_TRAY_MOVED ide1-cd0 true",
+        "DEVICE_TRAY_MOVED ide1-cd0 false",
+      ]);
+    } finally {
+      await cleanup();
+    }
+  },
+});
+
+/** HMP lines of a session, without the banner, prompts and QEMU's echo escapes. */
+function hmpBody(lines: string[]): string[] {
+  return lines.map((l) => l.split(`${String.fromCharCode(27)}[K`).at(-1)!)
+    .slice(1).map((l) => l.replace(/^(\(qemu\) ?)+/, "")).filter((l) => l);
+}
+
+Deno.test({
+  name: "HMP savevm, loadvm, delvm and info snapshots answer as QEMU 7.2 without a snapshot disk",
+  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const raw = path.join(dir, "r.raw");
+      await Deno.writeFile(raw, new Uint8Array(1 << 20));
+      const out: Record<string, string[]> = {};
+      for (const vm of ["vmkit", "qemu"] as const) {
+        const body: string[] = [];
+        for (const drive of [[], ["-drive", `file=${raw},format=raw`]]) {
+          const sock = path.join(dir, `${vm}-sn.sock`);
+          const r = await session(
+            vm,
+            ["-net", "none", ...drive, "-monitor", `unix:${sock},server=on,wait=off`],
+            ["hmp", sock, "savevm x", "info snapshots", "loadvm x", "delvm x", "quit"],
+          );
+          assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
+          body.push(...hmpBody(r.lines));
+        }
+        out[vm] = body;
+      }
+      assert.deepEqual(out.vmkit, out.qemu);
+      assert.deepEqual(out.vmkit.slice(0, 3), [
+        "Error: no block device can store vmstate for snapshot",
+        "no block device can store vmstate for snapshot",
+        "Error: no block device can store vmstate for snapshot",
+      ]);
+      assert.equal(
+        out.vmkit[3],
+        "Error: Device 'ide0-hd0' is writable but does not support snapshots",
+      );
+    } finally {
+      await cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "savevm into a qcow2 disk: qemu-img lists the VM state and checks clean; -loadvm resumes it",
+  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const disk = path.join(dir, "d.qcow2");
+      const made = await runCommand("qemu-img", ["create", "-f", "qcow2", disk, "64M"]);
+      assert.equal(made.code, 0, made.stderr);
+      const sock = path.join(dir, "s.sock");
+      const args = ["-net", "none", "-drive", `file=${disk},format=qcow2`];
+      const r = await session("vmkit", [...args, "-monitor", `unix:${sock},server=on,wait=off`], [
+        "hmp",
+        sock,
+        "info snapshots",
+        "savevm first",
+        "stop",
+        "savevm second",
+        "info status",
+        "info snapshots",
+        "loadvm nosuch",
+        "delvm first",
+        "loadvm second",
+        "info status",
+        "quit",
+      ]);
+      assert.equal(r.vmCode, 0, r.vmErr);
+      const body = hmpBody(r.lines);
+      assert.equal(body[0], "There is no snapshot available.");
+      assert.equal(body[1], "VM status: paused");
+      assert.equal(body[2], "List of snapshots present on all disks:");
+      // QEMU's header, then one row per snapshot with "--" for the ID.
+      assert.equal(
+        body[3],
+        "ID        TAG               VM SIZE                DATE     VM CLOCK     ICOUNT",
+      );
+      assert.match(
+        body[4],
+        /^-- {8}first +[\d.]+ [KMG]iB \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \d\d:\d\d:\d\d\.\d{3} {11}$/,
+      );
+      assert.equal(body[4].search(/\d{4}-/), 36, "the DATE column ends where QEMU's does");
+      assert.match(body[5], /^-- {8}second /);
+      assert.equal(body[6], "Error: Snapshot 'nosuch' does not exist in one or more devices");
+      // loadvm on a paused machine leaves it paused, as QEMU.
+      assert.equal(body[7], "VM status: paused");
+
+      const list = await runCommand("qemu-img", ["snapshot", "-l", disk]);
+      assert.equal(list.code, 0, list.stderr);
+      const rows = list.stdout.trim().split("\n").slice(2);
+      assert.equal(rows.length, 1, list.stdout);
+      assert.match(rows[0], /^2 +second +\d+(\.\d+)? [KM]iB \d{4}-/);
+      const check = await runCommand("qemu-img", ["check", disk]);
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      assert.match(check.stdout, /No errors were found on the image/);
+
+      // -loadvm at start: the machine runs from the snapshot; a missing one is an error.
+      const sock2 = path.join(dir, "s2.sock");
+      const r2 = await session(
+        "vmkit",
+        [...args, "-loadvm", "second", "-monitor", `unix:${sock2},server=on,wait=off`],
+        ["hmp", sock2, "info status", "quit"],
+      );
+      assert.equal(r2.vmCode, 0, r2.vmErr);
+      assert.deepEqual(hmpBody(r2.lines), ["VM status: running"]);
+      const bad = await runCommand(Deno.execPath(), [
+        "run",
+        "-A",
+        "--quiet",
+        MAIN,
+        "system-x86_64",
+        "-display",
+        "none",
+        ...args,
+        "-loadvm",
+        "nosuch",
+      ]);
+      assert.equal(bad.code, 1);
+      assert.equal(bad.stderr, "vmkit: Snapshot 'nosuch' does not exist in one or more devices\n");
+      const after = await runCommand("qemu-img", ["check", disk]);
+      assert.equal(after.code, 0, after.stdout + after.stderr);
+    } finally {
+      await cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "HMP line editing: echo, Backspace, arrows, Delete, Ctrl-A/E and history as QEMU 7.2",
+  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const esc = "\x1b";
+      const keys = [
+        "info statsu\x7f\x7fus", // Backspace
+        `${esc}[A`, // Up: the last line again
+        `xinfo name\x01${esc}[3~`, // Ctrl-A, Delete
+        `info ${esc}[D${esc}[D${esc}[Cx\x05 version`, // Left, Right, insert, Ctrl-E
+        `${esc}[A${esc}[A${esc}[A${esc}[B`, // Up thrice, Down once
+        "quit",
+      ];
+      const out: Record<string, string> = {};
+      for (const vm of ["vmkit", "qemu"] as const) {
+        const sock = path.join(dir, `${vm}-rl.sock`);
+        const r = await session(
+          vm,
+          ["-name", "rl", "-monitor", `unix:${sock},server=on,wait=off`],
+          ["hmp", sock, ...keys],
+        );
+        assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
+        // Past the banner (the version differs); the rest byte for byte.
+        out[vm] = r.lines.slice(1).join("\n").replace(
+          /\d+\.\d+\.\d+ \(vmkit[^)]*\)|7\.2\.\d+/g,
+          "V",
+        );
+      }
+      assert.equal(out.vmkit, out.qemu);
+      assert.match(out.vmkit, /VM status: running\r?\n.*VM status: running/s);
+    } finally {
+      await cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "-chardev socket with -mon mode=control and mode=readline serve QMP and HMP as QEMU 7.2",
+  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const out: Record<string, { qmp: ReturnType<typeof parse>; hmp: string[] }> = {};
+      for (const vm of ["vmkit", "qemu"] as const) {
+        const q = path.join(dir, `${vm}-c.sock`);
+        const h = path.join(dir, `${vm}-h.sock`);
+        const args = [
+          "-net",
+          "none",
+          "-chardev",
+          `socket,id=qmpmon,path=${q},server=on,wait=off`,
+          "-mon",
+          "chardev=qmpmon,mode=control",
+          "-chardev",
+          `socket,id=hmpmon,path=${h},server=on,wait=off`,
+          "-mon",
+          "chardev=hmpmon,mode=readline",
+        ];
+        const child = new Deno.Command(
+          vm === "vmkit" ? Deno.execPath() : "qemu-system-x86_64",
+          {
+            args: [
+              ...(vm === "vmkit" ? ["run", "-A", "--quiet", MAIN, "system-x86_64"] : []),
+              "-display",
+              "none",
+              ...args,
+            ],
+            stdin: "null",
+            stdout: "piped",
+            stderr: "piped",
+          },
+        ).spawn();
+        try {
+          const hr = await runCommand("timeout", [
+            "60",
+            "python3",
+            CLIENT,
+            "hmp",
+            h,
+            "info status",
+            "info chardev",
+          ]);
+          const qr = await runCommand("timeout", ["60", "python3", CLIENT, "qmp", q, ...[
+            '{"execute": "qmp_capabilities"}',
+            '{"execute": "query-status"}',
+            '{"execute": "quit"}',
+          ]]);
+          assert.equal(qr.code, 0, qr.stderr);
+          const status = await child.output();
+          assert.equal(status.code, 0, new TextDecoder().decode(status.stderr));
+          out[vm] = {
+            qmp: parse(qr.stdout.split("\n")),
+            hmp: hmpBody(hr.stdout.split("\n").map((l) => l.replace(/\r$/, "")))
+              // (QEMU says "disconnected:" of the QMP socket nobody has opened yet.)
+              .filter((l) => !/^((parallel|serial)0: filename=vc|qmpmon: .*)$/.test(l))
+              .map((l) => l.replace(`${vm}-h.sock`, "X-h.sock")),
+          };
+        } finally {
+          try {
+            child.kill("SIGKILL");
+          } catch {
+            // exited
+          }
+        }
+      }
+      assert.deepEqual(out.vmkit.qmp.replies, out.qemu.qmp.replies);
+      assert.deepEqual(out.vmkit.hmp, out.qemu.hmp);
+      assert.equal(out.vmkit.hmp[0], "VM status: running");
+      assert.ok(
+        out.vmkit.hmp.includes(`hmpmon: filename=unix:${path.join(dir, "X-h.sock")},server=on`),
+      );
+    } finally {
+      await cleanup();
+    }
   },
 });

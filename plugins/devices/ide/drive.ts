@@ -145,6 +145,7 @@ export class Drive {
   /** Bumped by resets so that completions of I/O started before are dropped. */
   #generation = 0;
   #pending: Promise<void> = Promise.resolve();
+  #ioInFlight = 0;
 
   constructor(bus: DriveBus, options: DriveOptions) {
     this.#bus = bus;
@@ -251,10 +252,11 @@ export class Drive {
     } catch (error) {
       promise = Promise.reject(error);
     }
+    this.#ioInFlight++;
     const finished = promise.then(
       () => generation === this.#generation && done(null),
       (error) => generation === this.#generation && done(error ?? new Error("I/O error")),
-    ).then(() => {});
+    ).then(() => {}).finally(() => this.#ioInFlight--);
     this.#pending = this.#bus.track(finished);
   }
 
@@ -441,6 +443,56 @@ export class Drive {
     this.regs = { ...(state.regs as DriveRegs) };
     this.buffer.set(state.buffer as Uint8Array);
     this.geometry = { ...(state.geometry as unknown as ChsGeometry) };
+  }
+
+  /** Host I/O of a command still running (savevm waits for none: see migrationBlocker). */
+  get ioInFlight(): number {
+    return this.#ioInFlight;
+  }
+
+  // --- the tray, as the monitor's eject and change see it (RemovableMedium) ---
+
+  get trayOpen(): boolean {
+    return this.regs.trayOpen;
+  }
+
+  get locked(): boolean {
+    return this.regs.locked;
+  }
+
+  get inserted(): boolean {
+    return this.#node !== null;
+  }
+
+  /** Opens the tray unless the guest locked it (then asks the guest to eject); `force` unlocks. */
+  openTray(force: boolean): boolean {
+    const r = this.regs;
+    if (r.locked && !force) {
+      r.mediaEvent = 1; // eject request
+      return false;
+    }
+    r.locked = false;
+    if (!r.trayOpen) {
+      r.trayOpen = true;
+      if (this.#node) r.mediaEvent = 3; // media removal
+    }
+    return true;
+  }
+
+  /** Puts a medium in the open tray, or takes it out (null). */
+  setMedium(node: BlockIo | null): void {
+    this.#node = node;
+  }
+
+  /** Closes the tray; with a medium in, the guest sees UNIT ATTENTION and a new-media event. */
+  closeTray(): void {
+    const r = this.regs;
+    if (!r.trayOpen) return;
+    r.trayOpen = false;
+    if (this.#node) {
+      r.unitAttention = true;
+      r.mediaEvent = 2; // new media
+    }
   }
 
   /** Changes the CD-ROM medium (null ejects); the guest sees UNIT ATTENTION next. */

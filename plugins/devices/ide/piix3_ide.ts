@@ -8,6 +8,7 @@ import {
   ISA_BUS,
   PCI_BUS,
   type PciBus,
+  REMOVABLE_MEDIA,
 } from "../../../core/device.ts";
 import type { IrqLine } from "../../../core/irq.ts";
 import type { AddressSpace } from "../../../core/memory/address_space.ts";
@@ -166,6 +167,12 @@ export class Piix3Ide implements Device {
     for (const c of this.channels) c.reset();
   }
 
+  /** savevm drains disk I/O first; a command still waiting for the disk cannot be saved. */
+  migrationBlocker(): string | null {
+    const busy = [0, 1, 2, 3].some((n) => (this.drive(n)?.ioInFlight ?? 0) > 0);
+    return busy ? "an IDE command is waiting for its disk I/O" : null;
+  }
+
   saveState(): DeviceState {
     return {
       config: this.config.save(),
@@ -200,11 +207,25 @@ export function createPiix3Ide(machine: DeviceContext): Piix3Ide {
       serial: d.serial,
     });
   }
-  return new Piix3Ide("ide", {
+  const ide = new Piix3Ide("ide", {
     memory: machine.memory,
     io: machine.io,
     pci: machine.findService(PCI_BUS) ?? null,
     irqs: [isa?.irq(14) ?? null, isa?.irq(15) ?? null],
     track: (promise) => machine.loop.track(promise),
   }, drives);
+  publishRemovable(machine, ide, drives);
+  return ide;
+}
+
+// The CD-ROM drives go on the machine's list of removable media (eject, change).
+function publishRemovable(machine: DeviceContext, ide: Piix3Ide, drives: IdeDriveConfig[]): void {
+  const configs = machine.config.drives.filter((d) => d.interface === "ide");
+  drives.forEach((d, i) => {
+    const drive = ide.drive(d.index);
+    if (d.media !== "cdrom" || !drive) return;
+    let media = machine.findService(REMOVABLE_MEDIA);
+    if (!media) machine.provide(REMOVABLE_MEDIA, media = new Map());
+    media.set(configs[i].id, drive);
+  });
 }

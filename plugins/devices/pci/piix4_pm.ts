@@ -1,6 +1,13 @@
 // The PIIX4 power management function (00:01.3): ACPI PM1 registers, PM timer and S5 power-off
 
-import { type Device, type DeviceContext, type DeviceState } from "../../../core/device.ts";
+import {
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  ISA_BUS,
+} from "../../../core/device.ts";
+import { POWER_BUTTON } from "../../../core/device.ts";
+import type { IrqLine } from "../../../core/irq.ts";
 import type { EventLoop } from "../../../core/event_loop.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
 import { PCI_BUS0, type PciBus0 } from "./i440fx.ts";
@@ -19,6 +26,15 @@ export const PM_TIMER_FREQUENCY = 3579545;
 
 const PM1_CNT_SLP_EN = 1 << 13;
 const PM1_CNT_SCI_EN = 1 << 0;
+/** PM1 status/enable bits that raise SCI (ACPI 6.5 §4.8.3.1): timer carry, global, power button, RTC. */
+const ACPI_BITMASK_TIMER = 1 << 0;
+const ACPI_BITMASK_GLOBAL_LOCK = 1 << 5;
+const ACPI_BITMASK_POWER_BUTTON = 1 << 8;
+const ACPI_BITMASK_RT_CLOCK = 1 << 10;
+const PM1_SCI_EVENTS = ACPI_BITMASK_TIMER | ACPI_BITMASK_GLOBAL_LOCK | ACPI_BITMASK_POWER_BUTTON |
+  ACPI_BITMASK_RT_CLOCK;
+/** The ISA IRQ of SCI on QEMU's pc board (the FADT's SCI_INT). */
+export const PIIX4_SCI_IRQ = 9;
 
 /** The APM control and status ports (QEMU's apm device); the FADT names 0xb2 as SMI_CMD. */
 export const APM_CNT_IOPORT = 0xb2;
@@ -51,6 +67,7 @@ export class Piix4Pm implements Device {
   #gpe = new Uint8Array(4);
   #apmControl = 0;
   #apmStatus = 0;
+  #sci: IrqLine | null = null;
 
   constructor(
     readonly id: string,
@@ -75,6 +92,8 @@ export class Piix4Pm implements Device {
     this.config.setWritable(PIIX4_SMBHSTCFG, [0xff]);
     this.#resetRegisters();
     bus?.plug(this.config, PIIX4_PM_DEVFN);
+    this.#sci = machine?.findService(ISA_BUS)?.irq(PIIX4_SCI_IRQ) ?? null;
+    machine?.provide(POWER_BUTTON, this);
     machine?.io.register(`${id}-apm`, APM_CNT_IOPORT, 2, {
       read: (port) => (port === APM_CNT_IOPORT ? this.#apmControl : this.#apmStatus),
       write: (port, _size, value) => {
@@ -154,6 +173,22 @@ export class Piix4Pm implements Device {
     return size === 4 ? v >>> 0 : v & ((1 << (8 * size)) - 1);
   }
 
+  /**
+   * Presses the power button (the monitor's `system_powerdown`): PWRBTN_STS is set and,
+   * when the guest enabled it, SCI is raised, as QEMU's `acpi_pm1_evt_power_down`.
+   */
+  powerDown(): void {
+    this.#pm1Status |= ACPI_BITMASK_POWER_BUTTON;
+    this.#updateSci();
+  }
+
+  // SCI is a level: high while an enabled PM1 event or GPE0 event is pending.
+  #updateSci(): void {
+    const pm1 = (this.#pm1Status & this.#pm1Enable & PM1_SCI_EVENTS) !== 0;
+    const gpe = ((this.#gpe[0] & this.#gpe[2]) | (this.#gpe[1] & this.#gpe[3])) !== 0;
+    this.#sci?.set(pm1 || gpe);
+  }
+
   /** A write of the PM I/O block at `offset`. */
   writePm(offset: number, size: 1 | 2 | 4, value: number): void {
     if (offset === 0x00) {
@@ -175,6 +210,7 @@ export class Piix4Pm implements Device {
         else this.#gpe[at] = b;
       }
     }
+    this.#updateSci();
   }
 
   /**
@@ -196,6 +232,7 @@ export class Piix4Pm implements Device {
     this.#pm1Control = 0;
     this.#gpe.fill(0);
     this.#resetRegisters();
+    this.#updateSci();
   }
 
   saveState(): DeviceState {
@@ -219,6 +256,7 @@ export class Piix4Pm implements Device {
     this.#apmControl = (state.apmControl as number | undefined) ?? 0;
     this.#apmStatus = (state.apmStatus as number | undefined) ?? 0;
     this.#remap();
+    this.#updateSci();
   }
 }
 

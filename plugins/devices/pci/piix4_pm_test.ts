@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { ISA_BUS } from "../../../core/device.ts";
 import { EventLoop } from "../../../core/event_loop.ts";
+import { IrqLine } from "../../../core/irq.ts";
 import { Machine } from "../../../core/machine.ts";
 import { testConfig } from "../../machines/test_util.ts";
 import { Piix4Pm, PM_TIMER_FREQUENCY } from "./piix4_pm.ts";
@@ -49,4 +51,24 @@ Deno.test("Piix4Pm.writeApmControl() sets and clears SCI_EN for ACPI_ENABLE and 
   assert.equal(machine.io.in(0xb3, 1), 0x5a);
   machine.io.out(0xb2, 1, 0xf0);
   assert.equal(pm.readPm(0x04, 2) & 1, 0, "ACPI mode off");
+});
+
+Deno.test("Piix4Pm.powerDown() sets PWRBTN_STS and raises SCI on ISA IRQ 9 once enabled", () => {
+  const machine = new Machine(testConfig());
+  const levels: boolean[] = [];
+  machine.provide(ISA_BUS, {
+    irq: (n: number) => {
+      assert.equal(n, 9);
+      return new IrqLine("sci", (level) => levels.push(level));
+    },
+  });
+  const pm = new Piix4Pm("pm", null, machine.loop, machine);
+  pm.powerDown();
+  assert.equal(pm.readPm(0x00, 2) & 0x100, 0x100);
+  assert.equal(levels.at(-1) ?? false, false); // PWRBTN_EN is clear: no SCI
+  pm.writePm(0x02, 2, 0x100);
+  assert.equal(levels.at(-1), true);
+  pm.writePm(0x00, 2, 0x100); // the guest's handler clears the status
+  assert.equal(pm.readPm(0x00, 2) & 0x100, 0);
+  assert.equal(levels.at(-1), false);
 });

@@ -415,6 +415,11 @@ export class VirtioBlk implements VirtioDeviceModel {
     this.config[BLK_CFG_WRITEBACK] = this.#writebackDefault() ? 1 : 0;
   }
 
+  /** savevm drains disk I/O first; requests still on the host cannot be saved. */
+  migrationBlocker(): string | null {
+    return this.#inFlight.size > 0 ? `${this.#inFlight.size} disk requests are in flight` : null;
+  }
+
   saveState(): DeviceState {
     return { writeback: this.config[BLK_CFG_WRITEBACK] };
   }

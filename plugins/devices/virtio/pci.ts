@@ -99,6 +99,8 @@ export interface VirtioDeviceModel {
   realize?(): void | Promise<void>;
   saveState(): DeviceState;
   loadState(state: DeviceState): void;
+  /** Why the device cannot be saved now (savevm), if it cannot. */
+  migrationBlocker?(): string | null;
 }
 
 /** What the transport offers a device model. */
@@ -725,6 +727,10 @@ export class VirtioPciDevice implements Device, PciFunction {
     this.#t.configGeneration = 0;
     this.#resetConfig();
     this.#updateIrq();
+  }
+
+  migrationBlocker(): string | null {
+    return this.#model.migrationBlocker?.() ?? null;
   }
 
   saveState(): DeviceState {

@@ -63,6 +63,8 @@ import { Refcounts } from "./refcount.ts";
 import { readSnapshots, snapshotInfos, validateTable } from "./snapshot.ts";
 
 const RESOLVED = Promise.resolve();
+/** The largest VM state savevm may store in an image (1 TiB). */
+const QCOW2_MAX_VMSTATE_BYTES = 2 ** 40;
 
 /** An opened qcow2 image. */
 export class Qcow2Node implements BlockNode {
@@ -292,8 +294,47 @@ export class Qcow2Node implements BlockNode {
     }
     return this.#serialize(async () => {
       const { createSnapshot } = await import("./snapshot_ops.ts");
-      return this.#discardingFreed(() => createSnapshot(this.#img, name, options));
+      const info = await this.#discardingFreed(() => createSnapshot(this.#img, name, options));
+      // The snapshot keeps the VM state; the active table lets go of it, as QEMU's
+      // qcow2_snapshot_create does (else the next savevm would copy it on write).
+      const vmBytes = options?.vmStateSize ?? 0;
+      if (vmBytes > 0) {
+        const cs = this.#img.layout.clusterSize;
+        await discardGuest(this.#img, this.#vmStateOffset(), Math.ceil(vmBytes / cs) * cs);
+      }
+      return info;
     });
+  }
+
+  // --- the VM state area of savevm (QEMU's qcow2_save_vmstate/qcow2_load_vmstate) ---
+
+  /** Where the VM state lives: the first L1 entry past the disk (qcow2_vm_state_offset). */
+  #vmStateOffset(): number {
+    const L = this.#img.layout;
+    return L.l1EntriesFor(this.#img.header.size) * L.l2Entries * L.clusterSize;
+  }
+
+  #checkVmState(offset: number, bytes: number): void {
+    if (offset < 0 || bytes < 0 || offset + bytes > QCOW2_MAX_VMSTATE_BYTES) {
+      throw new IoError(`VM state request out of range: offset ${offset} length ${bytes}`);
+    }
+  }
+
+  writeVmState(offset: number, data: Uint8Array): Promise<void> {
+    if (this.#img.readOnly) {
+      return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
+    }
+    this.#checkVmState(offset, data.length);
+    return this.#serialize(() => writeGuest(this.#img, this.#vmStateOffset() + offset, data));
+  }
+
+  readVmState(offset: number, buf: Uint8Array): Promise<void> {
+    try {
+      this.#checkVmState(offset, buf.length);
+      return readGuest(this.#img, this.#vmStateOffset() + offset, buf) ?? RESOLVED;
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   snapshotApply(idOrName: string): Promise<void> {

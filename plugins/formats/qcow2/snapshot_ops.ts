@@ -322,7 +322,9 @@ export function createSnapshot(
   const extra = new Uint8Array(24);
   extra.set(encodeU64(vmStateSize), 0);
   extra.set(encodeU64(img.header.size), 8);
-  extra.set(encodeU64(options.icount ?? 0), 16);
+  // -1 is QEMU's "none" (savevm without record/replay): all ones on disk.
+  const noIcount = options.icount === -1;
+  extra.set(noIcount ? new Uint8Array(8).fill(0xff) : encodeU64(options.icount ?? 0), 16);
   const entry: SnapshotEntry = {
     l1TableOffset: l1Offset,
     l1Size: l1.length / 8,
@@ -333,7 +335,7 @@ export function createSnapshot(
     vmClockNs: options.vmClockNs ?? 0,
     vmStateSize,
     diskSize: img.header.size,
-    icount: options.icount ?? 0,
+    icount: noIcount ? 0xffffffffffffffff : options.icount ?? 0,
     extra,
   };
   writeSnapshotTable(img, [...img.snapshots, entry]);

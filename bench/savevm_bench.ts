@@ -1,0 +1,141 @@
+// savevm and loadvm of a 768 MiB guest (SeaBIOS, idle at its boot prompt) into a qcow2
+// disk through HMP: the time of each command and the VM state size, vmkit vs QEMU
+
+import * as path from "node:path";
+import { have, printTable, ROOT, type Row, run, scratch } from "./bench_util.ts";
+
+const MAIN = path.join(ROOT, "cli", "main.ts");
+
+/** An HMP connection on a unix socket: `command` returns once the next prompt arrived. */
+async function hmpClient(socket: string): Promise<{
+  command(line: string): Promise<string>;
+  close(): void;
+}> {
+  let conn: Deno.UnixConn | undefined;
+  for (let i = 0; !conn; i++) {
+    try {
+      conn = await Deno.connect({ transport: "unix", path: socket });
+    } catch (e) {
+      if (i > 600) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const c = conn;
+  const decoder = new TextDecoder();
+  const buf = new Uint8Array(65536);
+  let got = "";
+  const untilPrompt = async () => {
+    while (!got.endsWith("(qemu) ")) {
+      const n = await c.read(buf);
+      if (n === null) return;
+      got += decoder.decode(buf.subarray(0, n));
+    }
+  };
+  await untilPrompt();
+  return {
+    async command(line) {
+      got = "";
+      await c.write(new TextEncoder().encode(line + "\n"));
+      await untilPrompt();
+      return got;
+    },
+    close: () => c.close(),
+  };
+}
+
+async function measure(
+  program: string,
+  pre: string[],
+  dir: string,
+): Promise<{ save: number; load: number; bytes: number }> {
+  const disk = path.join(dir, `${program.replaceAll("/", "_")}.qcow2`);
+  await run("qemu-img", ["create", "-q", "-f", "qcow2", disk, "1G"]);
+  const socket = path.join(dir, "bench.sock");
+  const child = new Deno.Command(program, {
+    args: [
+      ...pre,
+      "-display",
+      "none",
+      "-m",
+      "768",
+      "-net",
+      "none",
+      "-drive",
+      `file=${disk},format=qcow2`,
+      "-monitor",
+      `unix:${socket},server=on,wait=off`,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    const hmp = await hmpClient(socket);
+    await new Promise((r) => setTimeout(r, 5000)); // SeaBIOS reaches its boot prompt
+    let t0 = performance.now();
+    const saved = await hmp.command("savevm bench");
+    const save = (performance.now() - t0) / 1000;
+    t0 = performance.now();
+    const loaded = await hmp.command("loadvm bench");
+    const load = (performance.now() - t0) / 1000;
+    if (/Error/.test(saved + loaded)) throw new Error(`${program}: ${saved} ${loaded}`);
+    await hmp.command("quit").catch(() => "");
+    hmp.close();
+    await child.status;
+    const info = JSON.parse(await run("qemu-img", ["info", "--output=json", disk]));
+    return { save, load, bytes: info.snapshots[0]["vm-state-size"] };
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // exited
+    }
+  }
+}
+
+/** Rows: savevm and loadvm seconds, and the VM state size in MiB. */
+export async function savevmRows(): Promise<Row[]> {
+  if (!have("qemu-img")) {
+    console.log("savevm benchmark skipped: qemu-img is not installed");
+    return [];
+  }
+  const { dir, cleanup } = await scratch();
+  try {
+    const v = await measure(Deno.execPath(), ["run", "-A", "--quiet", MAIN, "system-x86_64"], dir);
+    const q = have("qemu-system-x86_64")
+      ? await measure("qemu-system-x86_64", ["-accel", "tcg"], dir)
+      : undefined;
+    return [
+      {
+        name: "savevm, 768 MiB guest",
+        unit: "s",
+        qemu: q?.save,
+        vmkit: v.save,
+        higherIsBetter: false,
+      },
+      {
+        name: "loadvm, 768 MiB guest",
+        unit: "s",
+        qemu: q?.load,
+        vmkit: v.load,
+        higherIsBetter: false,
+      },
+      {
+        name: "VM state size, 768 MiB guest",
+        unit: "MiB",
+        qemu: q === undefined ? undefined : q.bytes / 2 ** 20,
+        vmkit: v.bytes / 2 ** 20,
+        higherIsBetter: false,
+      },
+    ];
+  } finally {
+    await cleanup();
+  }
+}
+
+if (import.meta.main) {
+  printTable(
+    "savevm/loadvm into qcow2, 768 MiB guest at SeaBIOS's boot prompt",
+    await savevmRows(),
+  );
+}

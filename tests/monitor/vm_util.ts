@@ -1,0 +1,181 @@
+// A vmkit run for the monitor's Linux tests: the serial console on piped stdio, HMP and
+// QMP clients on unix sockets
+
+import * as path from "node:path";
+import { MAIN } from "../test_util.ts";
+
+/** A vmkit run with its serial console on piped stdio and its HMP on a unix socket. */
+export class Vm {
+  #child: Deno.ChildProcess;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  text = "";
+  #ended: Promise<void>;
+  readonly monitorPath: string;
+
+  constructor(args: string[], monitorPath: string) {
+    this.monitorPath = monitorPath;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--quiet",
+        MAIN,
+        "system-x86_64",
+        ...args,
+        "-monitor",
+        `unix:${monitorPath},server=on,wait=off`,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#child = child;
+    this.#writer = child.stdin.getWriter();
+    const decoder = new TextDecoder();
+    // VMKIT_BOOT_LOG_DIR=DIR: the console also goes to DIR/savevm-<pid>.log as it arrives.
+    const logDir = Deno.env.get("VMKIT_BOOT_LOG_DIR");
+    const log = logDir ? path.join(logDir, `savevm-${child.pid}.log`) : undefined;
+    this.#ended = (async () => {
+      for await (const chunk of child.stdout) {
+        this.text += decoder.decode(chunk);
+        if (log) await Deno.writeFile(log, chunk, { append: true });
+      }
+    })();
+  }
+
+  /** Waits until the console matches `re` after `from`; returns the match. */
+  async waitFor(re: RegExp, timeoutMs: number, from = 0): Promise<RegExpMatchArray> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.text.slice(from).match(re);
+      if (m) return m;
+      if (Date.now() > end) {
+        throw new Error(`timed out waiting for ${re}; console tail:\n${this.text.slice(-3000)}`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  async type(text: string): Promise<void> {
+    await this.#writer.write(new TextEncoder().encode(text));
+  }
+
+  /** Runs HMP lines on a fresh connection; returns what each printed. */
+  async hmp(...lines: string[]): Promise<string[]> {
+    let conn: Deno.UnixConn | undefined;
+    for (let i = 0; !conn; i++) {
+      try {
+        conn = await Deno.connect({ transport: "unix", path: this.monitorPath });
+      } catch (e) {
+        if (i > 300) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    const decoder = new TextDecoder();
+    let got = "";
+    const buf = new Uint8Array(65536);
+    const untilPrompt = async () => {
+      while (!got.endsWith("(qemu) ")) {
+        const n = await conn!.read(buf);
+        if (n === null) return;
+        got += decoder.decode(buf.subarray(0, n));
+      }
+    };
+    await untilPrompt();
+    const out: string[] = [];
+    for (const line of lines) {
+      got = "";
+      await conn.write(new TextEncoder().encode(line + "\n"));
+      await untilPrompt();
+      // Past the echo of the typed line (QEMU's readline redraws it, then CR LF).
+      const reply = got.slice(got.indexOf("\n") + 1);
+      out.push(reply.replace(/\(qemu\) $/, "").replace(/\r\n/g, "\n"));
+    }
+    conn.close();
+    return out;
+  }
+
+  async end(): Promise<{ code: number; stderr: string }> {
+    await this.#writer.close().catch(() => {});
+    const timer = setTimeout(() => this.#child.kill("SIGKILL"), 60_000);
+    const status = await this.#child.status;
+    clearTimeout(timer);
+    await this.#ended;
+    const stderr = await new Response(this.#child.stderr).text();
+    return { code: status.code, stderr };
+  }
+
+  kill(): void {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+}
+
+/** A QMP client on a unix socket: negotiates, runs commands, keeps the events. */
+export class QmpClient {
+  readonly events: Record<string, unknown>[] = [];
+  #conn: Deno.UnixConn;
+  #buf = "";
+  #replies: Record<string, unknown>[] = [];
+  #reading: Promise<void>;
+
+  private constructor(conn: Deno.UnixConn) {
+    this.#conn = conn;
+    this.#reading = this.#read();
+  }
+
+  static async connect(socket: string): Promise<QmpClient> {
+    for (let i = 0;; i++) {
+      try {
+        const c = new QmpClient(await Deno.connect({ transport: "unix", path: socket }));
+        await c.execute("qmp_capabilities");
+        return c;
+      } catch (e) {
+        if (i > 600) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  async #read(): Promise<void> {
+    const decoder = new TextDecoder();
+    const buf = new Uint8Array(65536);
+    for (;;) {
+      const n = await this.#conn.read(buf).catch(() => null);
+      if (n === null) return;
+      this.#buf += decoder.decode(buf.subarray(0, n));
+      let nl;
+      while ((nl = this.#buf.indexOf("\n")) >= 0) {
+        const line = this.#buf.slice(0, nl).trim();
+        this.#buf = this.#buf.slice(nl + 1);
+        if (!line) continue;
+        const msg = JSON.parse(line);
+        if ("event" in msg) this.events.push(msg);
+        else if ("return" in msg || "error" in msg) this.#replies.push(msg);
+      }
+    }
+  }
+
+  /** Runs a command; its reply (`{return}` or `{error}`). */
+  async execute(name: string, args?: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const want = this.#replies.length + 1;
+    const request = args ? { execute: name, arguments: args } : { execute: name };
+    await this.#conn.write(new TextEncoder().encode(JSON.stringify(request) + "\n"));
+    for (let i = 0; this.#replies.length < want; i++) {
+      if (i > 3000) throw new Error(`no reply to ${name}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return this.#replies[want - 1];
+  }
+
+  close(): void {
+    try {
+      this.#conn.close();
+    } catch {
+      // closed
+    }
+  }
+}
