@@ -34,8 +34,14 @@ export const MAX_CUT_TEXT_BYTES = 1 << 20;
 export const MAX_QUEUED_BYTES = 1 << 20;
 /** Connections served at once; more are closed at once (each holds a copy of the screen). */
 export const MAX_CLIENTS = 16;
-/** How often the screen is looked at for changes while a client waits (QEMU's 30 ms). */
+/**
+ * How often the screen is looked at for changes while a client is connected: QEMU's
+ * 30 ms, growing by 50 ms each look that finds nothing up to 1 s, and back to 30 ms on a
+ * change or client input (QEMU's VNC_REFRESH_INTERVAL_BASE/INC; its maximum is 3 s).
+ */
 export const REFRESH_INTERVAL_MS = 30;
+export const REFRESH_INTERVAL_INC_MS = 50;
+export const REFRESH_INTERVAL_MAX_MS = 1000;
 
 /** Tile size of the change detection (ZRLE's tile, so a changed tile encodes as one). */
 const TILE = 64;
@@ -719,7 +725,12 @@ export class RfbServer {
   readonly #share: SharePolicy;
   readonly #refreshMs: number;
   readonly #clients = new Set<RfbConnection>();
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #intervalMs: number;
+  #lastRefresh = -Infinity;
+  #wakeQueued = false;
+  /** Screen looks taken (a test reads it to see requests do not force renders). */
+  refreshes = 0;
   #blank = new DisplaySurface(640, 480);
   #width = 0;
   #height = 0;
@@ -729,6 +740,7 @@ export class RfbServer {
     this.name = options.name;
     this.#share = options.share ?? "allow-exclusive";
     this.#refreshMs = options.refreshMs ?? REFRESH_INTERVAL_MS;
+    this.#intervalMs = this.#refreshMs;
   }
 
   /** Clients connected now. */
@@ -766,7 +778,7 @@ export class RfbServer {
   /** Closes every client and stops looking at the screen. */
   close(): void {
     for (const c of [...this.#clients]) c.close();
-    if (this.#timer !== undefined) clearInterval(this.#timer);
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
   }
 
@@ -781,29 +793,62 @@ export class RfbServer {
     for (const c of [...this.#clients]) if (c !== client) c.close();
   }
 
-  /** Input from a client to the guest. */
+  /** Input from a client to the guest: the screen is looked at often again. */
   input(event: InputEvent): void {
     this.#display?.sendInput(event);
+    this.#quicken();
   }
 
   forget(client: RfbConnection): void {
     this.#clients.delete(client);
     if (this.#clients.size === 0 && this.#timer !== undefined) {
-      clearInterval(this.#timer);
+      clearTimeout(this.#timer);
       this.#timer = undefined;
     }
   }
 
-  /** A client may want an update now (a request arrived or a write finished). */
+  /**
+   * A client may want an update now (a request arrived or a write finished): the screen
+   * is looked at at once unless it was within the refresh period, so a client that
+   * floods requests cannot make the guest's screen be rendered more often than that.
+   */
   wake(): void {
-    queueMicrotask(() => this.#refresh());
+    if (this.#wakeQueued) return;
+    if (performance.now() - this.#lastRefresh < this.#refreshMs) {
+      this.#quicken();
+      return;
+    }
+    this.#wakeQueued = true;
+    queueMicrotask(() => {
+      this.#wakeQueued = false;
+      if (this.#refresh()) this.#quicken();
+    });
   }
 
   #schedule(): void {
-    this.#timer ??= setInterval(() => this.#refresh(), this.#refreshMs);
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined;
+      const changed = this.#refresh();
+      this.#intervalMs = changed
+        ? this.#refreshMs
+        : Math.min(REFRESH_INTERVAL_MAX_MS, this.#intervalMs + REFRESH_INTERVAL_INC_MS);
+      if (this.#clients.size > 0) this.#schedule();
+    }, this.#intervalMs);
   }
 
-  #refresh(): void {
+  /** Back to the quick refresh: something may change soon. */
+  #quicken(): void {
+    if (this.#intervalMs === this.#refreshMs) return;
+    this.#intervalMs = this.#refreshMs;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#schedule();
+  }
+
+  /** Looks at the screen and sends updates; true when something changed. */
+  #refresh(): boolean {
+    this.#lastRefresh = performance.now();
+    this.refreshes++;
     const surface = this.surface();
     const dirty = surface.takeDirty();
     const resized = surface.width !== this.#width || surface.height !== this.#height;
@@ -814,5 +859,6 @@ export class RfbServer {
       if (!resized) c.markDirty(dirty);
       c.maybeUpdate(surface);
     }
+    return resized || dirty.length > 0;
   }
 }

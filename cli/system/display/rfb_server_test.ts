@@ -285,3 +285,40 @@ Deno.test("RfbServer: past MAX_CLIENTS connections are closed at once", async ()
     assert.equal(server.clientCount, MAX_CLIENTS);
   });
 });
+
+Deno.test("RfbServer: a flood of update requests does not make the screen render more than once a period", async () => {
+  const surface = new DisplaySurface(64, 64);
+  const { registry } = display(surface);
+  let renders = 0;
+  const counting = new DisplayRegistry();
+  counting.addConsole({
+    id: "vga0",
+    update: () => {
+      renders++;
+      return registry.console(0)!.update();
+    },
+  });
+  const server = new RfbServer(counting, { name: "QEMU", refreshMs: 1000 });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = server.accept(listener);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  try {
+    const c = new TestRfbClient(conn);
+    await c.handshake();
+    const start = performance.now();
+    const flood = new Uint8Array(10 * 5000);
+    for (let i = 0; i < 5000; i++) flood.set([3, 1, 0, 0, 0, 0, 0, 64, 0, 64], i * 10);
+    const before = renders;
+    await c.write(flood);
+    await c.request(true);
+    await waitFor(() => server.stats.connections === 1 && renders > before, "a render");
+    await new Promise((r) => setTimeout(r, 200));
+    const periods = Math.ceil((performance.now() - start) / 1000);
+    assert.ok(renders - before <= periods + 1, `${renders - before} renders in ${periods} periods`);
+  } finally {
+    conn.close();
+    listener.close();
+    server.close();
+    await accepting;
+  }
+});
