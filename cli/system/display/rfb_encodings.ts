@@ -100,9 +100,13 @@ export function encodeZrle(
 ): Uint8Array {
   const out = new ByteWriter();
   const tile = new Uint32Array(ZRLE_TILE * ZRLE_TILE);
+  // Each pixel's palette index, valid while the tile has at most 127 colours.
+  const index = new Uint8Array(ZRLE_TILE * ZRLE_TILE);
   const palette = new Map<number, number>();
   const colours: number[] = [];
   const cp = conv.compactBytes;
+  // The surface's own format: a CPIXEL is the value's three low bytes, low first.
+  const fast = conv.identity;
   for (let ty = rect.y; ty < rect.y + rect.height; ty += ZRLE_TILE) {
     const th = Math.min(ZRLE_TILE, rect.y + rect.height - ty);
     for (let tx = rect.x; tx < rect.x + rect.width; tx += ZRLE_TILE) {
@@ -110,31 +114,43 @@ export function encodeZrle(
       const n = tw * th;
       palette.clear();
       colours.length = 0;
+      let overflow = false;
       let runs = 0;
       let runBytes = 0; // length bytes of runs longer than 1
       let runLength = 0;
       let last = -1;
+      let lastIndex = 0;
       for (let y = 0, i = 0; y < th; y++) {
         const row = (ty + y) * stride + tx;
         for (let x = 0; x < tw; x++, i++) {
-          const v = conv.value(pixels[row + x]);
+          const v = fast ? pixels[row + x] & 0xffffff : conv.value(pixels[row + x]);
           tile[i] = v;
           if (v === last) {
             runLength++;
-          } else {
-            if (runLength > 1) runBytes += Math.floor((runLength - 1) / 255) + 1;
-            runs++;
-            runLength = 1;
-            last = v;
+            index[i] = lastIndex;
+            continue;
           }
-          if (palette.size <= 127 && !palette.has(v)) {
-            palette.set(v, palette.size);
+          if (runLength > 1) runBytes += Math.floor((runLength - 1) / 255) + 1;
+          runs++;
+          runLength = 1;
+          last = v;
+          if (overflow) continue;
+          // The palette is looked up only where a run starts.
+          let k = palette.get(v);
+          if (k === undefined) {
+            if (palette.size === 127) {
+              overflow = true;
+              continue;
+            }
+            k = palette.size;
+            palette.set(v, k);
             colours.push(v);
           }
+          index[i] = lastIndex = k;
         }
       }
       if (runLength > 1) runBytes += Math.floor((runLength - 1) / 255) + 1;
-      const size = palette.size;
+      const size = overflow ? 128 : palette.size;
       if (size === 1) {
         out.byte(1);
         out.length = conv.putCompact(out.reserve(cp), out.length, tile[0]);
@@ -153,7 +169,7 @@ export function encodeZrle(
           let acc = 0;
           let nbits = 0;
           for (let x = 0; x < tw; x++) {
-            acc = (acc << bits) | palette.get(tile[y * tw + x])!;
+            acc = (acc << bits) | index[y * tw + x];
             nbits += bits;
             if (nbits === 8) {
               out.byte(acc);
@@ -176,13 +192,13 @@ export function encodeZrle(
           while (j < n && tile[j] === v) j++;
           const length = j - i;
           if (usePalette) {
-            const index = palette.get(v)!;
+            const k = index[i];
             if (length === 1) {
-              out.byte(index);
+              out.byte(k);
               i = j;
               continue;
             }
-            out.byte(index | 0x80);
+            out.byte(k | 0x80);
           } else {
             out.length = conv.putCompact(out.reserve(cp), out.length, v);
           }
@@ -198,7 +214,17 @@ export function encodeZrle(
         out.byte(0);
         const b = out.reserve(raw);
         let at = out.length;
-        for (let i = 0; i < n; i++) at = conv.putCompact(b, at, tile[i]);
+        if (fast) {
+          for (let i = 0; i < n; i++) {
+            const v = tile[i];
+            b[at] = v & 0xff;
+            b[at + 1] = (v >>> 8) & 0xff;
+            b[at + 2] = v >>> 16;
+            at += 3;
+          }
+        } else {
+          for (let i = 0; i < n; i++) at = conv.putCompact(b, at, tile[i]);
+        }
         out.length = at;
       }
     }

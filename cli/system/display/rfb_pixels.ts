@@ -101,6 +101,8 @@ export class PixelConverter {
   readonly #rBits: number;
   readonly #gBits: number;
   readonly #bBits: number;
+  readonly #compactBytes: number;
+  readonly #compactLow: boolean;
 
   constructor(pf: RfbPixelFormat) {
     // A palette client is sent indexes into the 3-3-2 map the server gave it.
@@ -112,6 +114,13 @@ export class PixelConverter {
     this.#bBits = Math.log2(p.blueMax + 1);
     this.#identity = p.bitsPerPixel === 32 && p.redMax === 255 && p.greenMax === 255 &&
       p.blueMax === 255 && p.redShift === 16 && p.greenShift === 8 && p.blueShift === 0;
+    const mask = this.#mask();
+    this.#compactLow = (mask & 0xff000000) === 0;
+    this.#compactBytes = p.bitsPerPixel !== 32 || p.depth > 24
+      ? this.bytes
+      : this.#compactLow || (mask & 0xff) === 0
+      ? 3
+      : 4;
   }
 
   /** The client's value for one surface pixel (the top bits of each channel, as QEMU keeps). */
@@ -140,10 +149,7 @@ export class PixelConverter {
    * depth 24 or less fits in its three low or three high bytes, else the full pixel.
    */
   get compactBytes(): number {
-    const pf = this.#pf;
-    if (pf.bitsPerPixel !== 32 || pf.depth > 24) return this.bytes;
-    const mask = this.#mask();
-    return (mask & 0xff000000) === 0 || (mask & 0xff) === 0 ? 3 : 4;
+    return this.#compactBytes;
   }
 
   /** True when the client's pixels are x8r8g8b8 little-endian: the surface's own bytes. */
@@ -153,13 +159,13 @@ export class PixelConverter {
 
   /** Whether 3-byte CPIXELs are the low bytes of the value (else the high ones). */
   get compactLow(): boolean {
-    return (this.#mask() & 0xff000000) === 0;
+    return this.#compactLow;
   }
 
   /** Writes a ZRLE CPIXEL. */
   putCompact(out: Uint8Array, at: number, v: number): number {
-    if (this.compactBytes !== 3) return this.put(out, at, v);
-    const w = this.compactLow ? v : v >>> 8;
+    if (this.#compactBytes !== 3) return this.put(out, at, v);
+    const w = this.#compactLow ? v : v >>> 8;
     if (this.#pf.bigEndian) {
       out[at] = (w >>> 16) & 0xff;
       out[at + 1] = (w >>> 8) & 0xff;
