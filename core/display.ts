@@ -1,6 +1,7 @@
 // The display contract: a surface a graphics device renders into, the consoles of a machine, input flowing back, and PPM screendumps
 
 import { type ServiceKey, serviceKey } from "./device.ts";
+import { encodePng } from "./display_png.ts";
 import { IoError, UsageError } from "./errors.ts";
 
 /**
@@ -200,13 +201,13 @@ export class DisplayRegistry {
   }
 
   /**
-   * Writes console `index`'s current screen to `path` as QEMU's `screendump` does (PPM),
-   * with QEMU's messages when it cannot.
+   * Writes console `index`'s current screen to `path` as QEMU's `screendump` does (PPM,
+   * or PNG with `format` `"png"`), with QEMU's messages when it cannot.
    *
    * @throws UsageError when there is no such console
    * @throws IoError when the file cannot be written
    */
-  async screendump(path: string, index = 0): Promise<void> {
+  async screendump(path: string, index = 0, format: ScreendumpFormat = "ppm"): Promise<void> {
     const console = this.#consoles[index];
     if (!console) {
       throw new UsageError(
@@ -215,9 +216,12 @@ export class DisplayRegistry {
           : `There is no console ${index} to take a screendump from`,
       );
     }
-    const ppm = encodePpm(console.update());
+    const surface = console.update();
+    const image = format === "png"
+      ? await encodePng(surface.width, surface.height, surface.pixels)
+      : encodePpm(surface);
     try {
-      await Deno.writeFile(path, ppm);
+      await Deno.writeFile(path, image);
     } catch (error) {
       // QEMU 7.2 words both messages the same (checked with its HMP screendump).
       // QEMU: "failed to open file '<path>': <strerror>"; Deno adds " (os error N): ...".
@@ -226,6 +230,9 @@ export class DisplayRegistry {
     }
   }
 }
+
+/** The image formats `screendump` writes, as QEMU 7.2 names them. */
+export type ScreendumpFormat = "ppm" | "png";
 
 /** The machine's displays (published by the first graphics device). */
 export const DISPLAY: ServiceKey<DisplayRegistry> = serviceKey("display");

@@ -14,8 +14,9 @@ cd "$(dirname "$0")/.."
 
 # qemu-utils: qemu-img and qemu-io; qemu-system-x86 and qemu-system-data: qemu-system-* and
 # linuxboot_dma.bin; seabios: the BIOS and VGA BIOSes; ipxe-qemu: the NIC ROMs QEMU loads
-# for -net nic; nasm: the CPU tests' assembler; cpio and xorriso: the guest initramfs and ISO.
-PACKAGES=(qemu-utils qemu-system-x86 qemu-system-data seabios ipxe-qemu nasm cpio xorriso)
+# for -net nic; nasm: the CPU tests' assembler; cpio and xorriso: the guest initramfs and ISO;
+# vncsnapshot and libjpeg-turbo-progs (djpeg): a real VNC client for the display tests.
+PACKAGES=(qemu-utils qemu-system-x86 qemu-system-data seabios ipxe-qemu nasm cpio xorriso vncsnapshot libjpeg-turbo-progs)
 
 say() { printf 'test setup: %s\n' "$*" >&2; }
 

@@ -304,6 +304,7 @@ const IMPLEMENTED = new Set([
   "append",
   "nographic",
   "display",
+  "vnc",
   "serial",
   "debugcon",
   "chardev",
@@ -338,9 +339,13 @@ const QEMU_VGA_TYPES = ["vmware", "qxl", "xenfb", "tcx", "cg3", "virtio"];
 /** Values of implemented options that ask for something not built yet. */
 function refuseUnbuilt(o: SystemOpt): void {
   const first = o.value.split(",")[0];
-  if (o.name === "display" && !["none", "curses"].includes(first.replace(/^type=/, ""))) {
+  const display = first.replace(/^type=/, "");
+  if (
+    o.name === "display" && !["none", "curses"].includes(display) && !display.startsWith("vnc=")
+  ) {
     throw new UsageError(
-      `-display ${o.value}: vmkit has no graphical display yet; use -display none or -nographic`,
+      `-display ${o.value}: vmkit has no such display yet; use -display none, -display vnc=... ` +
+        `or -nographic`,
     );
   }
   if (o.name === "vga" && !VGA_TYPES.includes(o.value)) {

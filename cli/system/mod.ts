@@ -15,6 +15,7 @@ import { firmwareDirs } from "../../core/firmware.ts";
 import type { Machine, MachineExit } from "../../core/machine.ts";
 import { writeErr, writeOut } from "../output.ts";
 import { buildSystemSetup } from "./config.ts";
+import { startDisplays, type VncHandle } from "./display/mod.ts";
 import { nicModelHelp } from "./net.ts";
 import { QEMU_VERSION, versionLine, VMKIT_VERSION } from "../version.ts";
 import {
@@ -66,7 +67,9 @@ Standard options:
 -vga [std|cirrus|none]
 -kernel bzImage -initrd file -append cmdline
 -bios file      -L path     -option-rom file
--nographic      -display none
+-nographic      -display none|vnc=...
+-vnc [host]:N|unix:path[,share=allow-exclusive|force-shared|ignore][,to=L]
+                 VNC server on port 5900+N (RFB 3.8: raw, CopyRect, ZRLE, Tight)
 -serial dev     -monitor dev     -qmp dev     -debugcon dev
 -no-reboot      -no-shutdown
 `;
@@ -212,6 +215,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     quit();
   };
   let monitors: MonitorServers | undefined;
+  let vnc: VncHandle | undefined;
   try {
     // -nographic: the first serial port shares stdio with the monitor (Ctrl-A c).
     const stdioMonitor = specs.find((s) => s.transport === "stdio");
@@ -225,12 +229,13 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     }
     machine = descriptor.create(setup.config);
     for (const d of setup.devices) machine.createDevice(d.model, d.opts);
+    const nameText = lastValue(opts, "name");
+    const name = nameText === undefined
+      ? undefined
+      : parseKeyValueList(nameText, { impliedKey: "guest" })
+        .find((i) => i.key === "guest")?.value;
+    vnc = startDisplays(machine, opts, name);
     if (specs.length > 0) {
-      const nameText = lastValue(opts, "name");
-      const name = nameText === undefined
-        ? undefined
-        : parseKeyValueList(nameText, { impliedKey: "guest" })
-          .find((i) => i.key === "guest")?.value;
       monitors = await startMonitors(
         machine,
         specs,
@@ -286,6 +291,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
     await monitors?.close();
+    await vnc?.close();
     await machine?.close();
     for (const c of setup.chardevs) await c.close();
     for (const b of setup.backends) await b.close();

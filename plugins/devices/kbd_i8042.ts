@@ -2,6 +2,7 @@
 
 import { type Device, type DeviceContext, type DeviceState, ISA_BUS } from "../../core/device.ts";
 import { KEYBOARD } from "../../core/device.ts";
+import { displayRegistry, type InputEvent } from "../../core/display.ts";
 import type { IrqLine } from "../../core/irq.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 
@@ -25,6 +26,123 @@ const OUT_KBD_OBF = 0x10;
 const OUT_AUX_OBF = 0x20;
 
 const ACK = 0xfa;
+
+/**
+ * Scancode set 2 of each set 1 code 0x00-0x5f (0 where set 1 has no key). The same
+ * table serves 0xe0-prefixed keys: set 2 prefixes them with 0xe0 as set 1 does.
+ */
+const SET1_TO_SET2 = [
+  0x00,
+  0x76,
+  0x16,
+  0x1e,
+  0x26,
+  0x25,
+  0x2e,
+  0x36,
+  0x3d,
+  0x3e,
+  0x46,
+  0x45,
+  0x4e,
+  0x55,
+  0x66,
+  0x0d,
+  0x15,
+  0x1d,
+  0x24,
+  0x2d,
+  0x2c,
+  0x35,
+  0x3c,
+  0x43,
+  0x44,
+  0x4d,
+  0x54,
+  0x5b,
+  0x5a,
+  0x14,
+  0x1c,
+  0x1b,
+  0x23,
+  0x2b,
+  0x34,
+  0x33,
+  0x3b,
+  0x42,
+  0x4b,
+  0x4c,
+  0x52,
+  0x0e,
+  0x12,
+  0x5d,
+  0x1a,
+  0x22,
+  0x21,
+  0x2a,
+  0x32,
+  0x31,
+  0x3a,
+  0x41,
+  0x49,
+  0x4a,
+  0x59,
+  0x7c,
+  0x11,
+  0x29,
+  0x58,
+  0x05,
+  0x06,
+  0x04,
+  0x0c,
+  0x03,
+  0x0b,
+  0x83,
+  0x0a,
+  0x01,
+  0x09,
+  0x77,
+  0x7e,
+  0x6c,
+  0x75,
+  0x7d,
+  0x7b,
+  0x6b,
+  0x73,
+  0x74,
+  0x79,
+  0x69,
+  0x72,
+  0x7a,
+  0x70,
+  0x71,
+  0x84,
+  0x00,
+  0x61,
+  0x78,
+  0x07,
+  0x00,
+  0x00,
+  0x1f,
+  0x27,
+  0x2f,
+  0x00,
+  0x00,
+];
+
+/**
+ * The bytes a key press or release sends, from its set 1 code (0xe0xx for prefixed
+ * keys): set 1 codes with the release bit 0x80 when the controller translates or the
+ * keyboard is in set 1, else set 2 codes with the 0xf0 release prefix.
+ */
+export function keyBytes(scancode: number, down: boolean, set: number): number[] {
+  const prefix = scancode > 0xff ? [0xe0] : [];
+  const code = scancode & 0x7f;
+  if (set === 1) return [...prefix, down ? code : code | 0x80];
+  const code2 = SET1_TO_SET2[code] ?? 0;
+  if (code2 === 0) return [];
+  return down ? [...prefix, code2] : [...prefix, 0xf0, code2];
+}
 
 /**
  * Bytes a PS/2 device queues: input events up to PS2_QUEUE_SIZE, command replies up
@@ -102,6 +220,10 @@ export class I8042 implements Device {
   #kbdIrq: IrqLine | null;
   #auxIrq: IrqLine | null;
   #hooks: I8042Hooks;
+  /** The last absolute pointer position and buttons seen (-1: none yet): host side, not saved. */
+  #pointerX = -1;
+  #pointerY = -1;
+  #pointerButtons = 0;
 
   constructor(
     readonly id: string,
@@ -136,6 +258,58 @@ export class I8042 implements Device {
     if (!this.#s.kbdScanning) return;
     enqueue(this.#s.kbdQueue, codes, PS2_QUEUE_SIZE);
     this.#refill();
+  }
+
+  /**
+   * A key pressed or released on the host (VNC, the browser console), named by its set 1
+   * code: queued in the set the guest sees (set 1 when the controller translates).
+   */
+  keyEvent(scancode: number, down: boolean): void {
+    const s = this.#s;
+    const set = s.commandByte & CMD_TRANSLATE ? 1 : s.scanSet === 1 ? 1 : 2;
+    const bytes = keyBytes(scancode, down, set);
+    if (bytes.length > 0) this.sendScancodes(bytes);
+  }
+
+  /**
+   * The host pointer moved or its buttons changed: one PS/2 mouse packet per step of at
+   * most 255 counts, while the guest has enabled reporting (0xf4). `dy` grows downwards
+   * as on the screen; the packet's Y grows upwards.
+   */
+  mouseMotion(dx: number, dy: number, buttons: number): void {
+    const s = this.#s;
+    if (!s.auxEnabled) return;
+    dy = -dy;
+    do {
+      const stepX = Math.max(-255, Math.min(255, dx));
+      const stepY = Math.max(-255, Math.min(255, dy));
+      dx -= stepX;
+      dy -= stepY;
+      const head = 0x08 | (buttons & 0x07) | (stepX < 0 ? 0x10 : 0) | (stepY < 0 ? 0x20 : 0);
+      // A full queue drops the packet whole (never half a packet).
+      enqueue(s.auxQueue, [head, stepX & 0xff, stepY & 0xff], PS2_QUEUE_SIZE);
+    } while (dx !== 0 || dy !== 0);
+    this.#refill();
+  }
+
+  /** Host input from the display (keys and pointer), for the display registry. */
+  input(event: InputEvent): void {
+    if (event.type === "key") {
+      this.keyEvent(event.scancode, event.down);
+      return;
+    }
+    let dx = event.x;
+    let dy = event.y;
+    if (event.absolute) {
+      // A relative mouse follows an absolute pointer by the difference.
+      dx = this.#pointerX < 0 ? 0 : event.x - this.#pointerX;
+      dy = this.#pointerY < 0 ? 0 : event.y - this.#pointerY;
+      this.#pointerX = event.x;
+      this.#pointerY = event.y;
+    }
+    if (dx === 0 && dy === 0 && event.buttons === this.#pointerButtons) return;
+    this.#pointerButtons = event.buttons;
+    this.mouseMotion(Math.trunc(dx), Math.trunc(dy), event.buttons);
   }
 
   /** Reads the status register (port 0x64). */
@@ -398,6 +572,7 @@ export default {
       a20: () => m.a20,
     }, m);
     m.provide(KEYBOARD, i8042); // the monitor's sendkey
+    displayRegistry(m).addInputHandler((event) => i8042.input(event));
     return i8042;
   },
 } satisfies DeviceDescriptor;

@@ -106,3 +106,62 @@ Deno.test("the monitor's sendkey reaches the guest through port 0x60", async () 
   for (let i = 0; i < 8 && (machine.io.in(0x64, 1) & 1); i++) read.push(machine.io.in(0x60, 1));
   assert.deepEqual(read, [0x1d, 0x2e, 0xae, 0x9d]);
 });
+
+Deno.test("I8042.keyEvent() sends set 1 codes while the controller translates, set 2 codes when it does not", () => {
+  const { i8042 } = setup();
+  // Firmware default: translation on (command byte bit 6).
+  i8042.keyEvent(0x1e, true); // 'a'
+  i8042.keyEvent(0x1e, false);
+  i8042.keyEvent(0xe048, true); // Up
+  i8042.keyEvent(0xe048, false);
+  assert.deepEqual(drain(i8042), [0x1e, 0x9e, 0xe0, 0x48, 0xe0, 0xc8]);
+  // Translation off (Linux's atkbd may ask for raw set 2): make codes and F0 breaks.
+  i8042.writeCommand(0x60);
+  i8042.writeData(0x05);
+  for (const [code, make] of [[0x1e, 0x1c], [0x1c, 0x5a], [0x41, 0x83], [0x58, 0x07]]) {
+    i8042.keyEvent(code, true);
+    i8042.keyEvent(code, false);
+    assert.deepEqual(drain(i8042), [make, 0xf0, make], `set 1 code ${code.toString(16)}`);
+  }
+  i8042.keyEvent(0xe048, true);
+  i8042.keyEvent(0xe048, false);
+  assert.deepEqual(drain(i8042), [0xe0, 0x75, 0xe0, 0xf0, 0x75]);
+  // The keyboard told to stop scanning (0xF5) sends nothing.
+  i8042.writeData(0xf5);
+  drain(i8042);
+  i8042.keyEvent(0x1e, true);
+  assert.deepEqual(drain(i8042), []);
+});
+
+Deno.test("keyBytes: set 1 to set 2 gives every key its own code", async () => {
+  const { keyBytes } = await import("./kbd_i8042.ts");
+  const seen = new Map<number, number>();
+  for (let code = 1; code < 0x60; code++) {
+    const bytes = keyBytes(code, true, 2);
+    if (bytes.length === 0) continue;
+    assert.equal(seen.get(bytes[0]), undefined, `set 1 ${code.toString(16)} collides`);
+    seen.set(bytes[0], code);
+  }
+  assert.ok(seen.size >= 88, `${seen.size} keys mapped`);
+});
+
+Deno.test("I8042 input(): pointer moves become PS/2 mouse packets once the guest enables reporting", () => {
+  const { i8042 } = setup();
+  const aux = (v: number) => {
+    i8042.writeCommand(0xd4);
+    i8042.writeData(v);
+  };
+  i8042.input({ type: "pointer", x: 10, y: 10, absolute: true, buttons: 0 });
+  assert.deepEqual(drain(i8042), [], "no packets before 0xF4");
+  aux(0xf4);
+  assert.deepEqual(drain(i8042), [0xfa]);
+  // Right 5 and down 3 (PS/2 Y grows upwards) with the left button.
+  i8042.input({ type: "pointer", x: 15, y: 13, absolute: true, buttons: 1 });
+  assert.deepEqual(drain(i8042), [0x08 | 0x01 | 0x20, 5, 0xfd]);
+  // A jump of 300 to the left goes out as two packets of at most 255.
+  i8042.input({ type: "pointer", x: -300, y: 0, absolute: false, buttons: 0 });
+  assert.deepEqual(drain(i8042), [0x08 | 0x10, 1, 0, 0x08 | 0x10, 0xd3, 0]);
+  // Keys go to the keyboard, not the mouse.
+  i8042.input({ type: "key", scancode: 0x1c, down: true });
+  assert.deepEqual(drain(i8042), [0x1c]);
+});

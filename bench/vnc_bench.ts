@@ -1,0 +1,275 @@
+// The VNC server under load and at rest: a guest repaints a 1024x768x32 screen without
+// pause while one client takes every update it can (frames per second, raw and ZRLE), and
+// the CPU an emulator spends with a client connected to a still screen; vmkit vs QEMU TCG
+// with the same guest and the same client, in the same run
+
+import * as path from "node:path";
+import { Assembler, AX, CX, DI, DX, EAX, EBX, ES, SI } from "../plugins/machines/x86_asm.ts";
+import { TestRfbClient } from "../cli/system/display/test_client.ts";
+import { RfbServer } from "../cli/system/display/rfb_server.ts";
+import { DisplayRegistry, DisplaySurface } from "../core/display.ts";
+import { have, printTable, ROOT, type Row, scratch, SHORT } from "./bench_util.ts";
+
+const MAIN = path.join(ROOT, "cli", "main.ts");
+const SECONDS = SHORT ? 3 : 8;
+
+/**
+ * A boot sector that sets Bochs VBE 1024x768x32 (banked, through the DISPI ports) and
+ * fills the 48 64-KiB banks with a colour that changes every frame; `still` paints one
+ * frame, then halts with interrupts on.
+ */
+export function bootDisk(still: boolean): Uint8Array {
+  const a = new Assembler({ bits: 16, origin: 0x7c00 });
+  const dispi = (index: number, value: number) => {
+    a.mov(DX, 0x1ce);
+    a.mov(AX, index);
+    a.out(DX, AX);
+    a.mov(DX, 0x1cf);
+    a.mov(AX, value);
+    a.out(DX, AX);
+  };
+  dispi(4, 0); // disable while changing the mode
+  dispi(1, 1024);
+  dispi(2, 768);
+  dispi(3, 32);
+  dispi(4, 1); // enable, banked
+  a.mov(AX, 0xa000);
+  a.mov(ES, AX);
+  a.xor(EBX, EBX);
+  a.label("frame");
+  a.xor(SI, SI);
+  a.label("bank");
+  a.mov(DX, 0x1ce);
+  a.mov(AX, 5);
+  a.out(DX, AX);
+  a.mov(DX, 0x1cf);
+  a.mov(AX, SI);
+  a.out(DX, AX);
+  a.mov(EAX, EBX);
+  a.shl(EAX, 10);
+  a.add(AX, SI);
+  a.xor(DI, DI);
+  a.mov(CX, 16384);
+  // A loop, not rep stosd: each store is one instruction to every CPU model.
+  a.label("store");
+  a.stosd();
+  a.loop("store");
+  a.inc(SI);
+  a.cmp(SI, 48);
+  a.jcc("nz", "bank");
+  a.inc(EBX);
+  if (still) {
+    a.label("idle");
+    a.sti();
+    a.hlt();
+    a.jmp("idle");
+  } else {
+    a.jmp("frame");
+  }
+  const disk = new Uint8Array(1 << 20);
+  disk.set(a.assemble());
+  disk[510] = 0x55;
+  disk[511] = 0xaa;
+  return disk;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks
+}
+
+async function connect(port: number): Promise<TestRfbClient> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      const client = new TestRfbClient(await Deno.connect({ hostname: "127.0.0.1", port }));
+      await client.handshake();
+      return client;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+/** Runs an emulator on the disk with `-vnc`, measures with `fn`, stops it. */
+async function withEmulator<T>(
+  program: string,
+  prefix: string[],
+  disk: string,
+  fn: (client: TestRfbClient, pid: number) => Promise<T>,
+): Promise<T> {
+  const display = 60 + Math.floor(Math.random() * 30);
+  const child = new Deno.Command(program, {
+    args: [
+      ...prefix,
+      "-nodefaults",
+      "-m",
+      "64",
+      "-vga",
+      "std",
+      "-display",
+      "none",
+      "-vnc",
+      `127.0.0.1:${display}`,
+      "-drive",
+      `file=${disk},format=raw,if=ide`,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    const client = await connect(5900 + display);
+    try {
+      return await fn(client, child.pid);
+    } finally {
+      client.conn.close();
+    }
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+  }
+}
+
+/** Waits for the guest's 1024x768 mode, then counts the updates received in SECONDS. */
+async function framesPerSecond(client: TestRfbClient, encoding: number): Promise<number> {
+  await client.setEncodings([encoding, -223]);
+  await client.request(false);
+  const deadline = Date.now() + 120_000;
+  while (client.frame.width !== 1024 && Date.now() < deadline) {
+    await client.update();
+    await client.request(true);
+  }
+  if (client.frame.width !== 1024) throw new Error("the guest did not set 1024x768");
+  await client.update();
+  let frames = 0;
+  const start = performance.now();
+  while (performance.now() - start < SECONDS * 1000) {
+    await client.request(true);
+    await client.update();
+    frames++;
+  }
+  return frames / ((performance.now() - start) / 1000);
+}
+
+/** The CPU share (percent of one core) the emulator uses with a client on a still screen. */
+async function idleCpu(client: TestRfbClient, pid: number): Promise<number> {
+  await client.setEncodings([16, -223]);
+  await client.request(false);
+  while (client.frame.width !== 1024) {
+    await client.update();
+    await client.request(false);
+  }
+  await new Promise((r) => setTimeout(r, 2000)); // let start-up work settle
+  // The client keeps one incremental request waiting, as a viewer does.
+  await client.request(true);
+  const before = await cpuSeconds(pid);
+  const start = performance.now();
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  const used = (await cpuSeconds(pid)) - before;
+  return (used / ((performance.now() - start) / 1000)) * 100;
+}
+
+/**
+ * The server alone, no guest: a 1024x768 surface whose every pixel changes before each
+ * request, served in-process to the same client over loopback (the encoder's ceiling).
+ */
+async function serverOnlyFps(encoding: number): Promise<number> {
+  const surface = new DisplaySurface(1024, 768);
+  const registry = new DisplayRegistry();
+  registry.addConsole({ id: "vga0", update: () => surface });
+  const server = new RfbServer(registry, { name: "QEMU", refreshMs: 1 });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = server.accept(listener);
+  const client = new TestRfbClient(
+    await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+  );
+  try {
+    await client.handshake();
+    await client.setEncodings([encoding]);
+    let frames = 0;
+    const start = performance.now();
+    while (performance.now() - start < SECONDS * 1000) {
+      // A gradient that moves: every pixel changes, neighbours differ (no solid tiles).
+      const shift = frames * 7;
+      for (let i = 0; i < surface.pixels.length; i++) {
+        surface.pixels[i] = (i + shift) * 2654435 & 0xffffff;
+      }
+      surface.markDirty(0, 0, 1024, 768);
+      await client.request(frames > 0);
+      await client.update();
+      frames++;
+    }
+    return frames / ((performance.now() - start) / 1000);
+  } finally {
+    client.conn.close();
+    listener.close();
+    server.close();
+    await accepting;
+  }
+}
+
+/** The rows: fps for raw and ZRLE, idle CPU; QEMU first, vmkit second, same guest and client. */
+export async function vncRows(): Promise<Row[]> {
+  const { dir, cleanup } = await scratch();
+  const rows: Row[] = [];
+  try {
+    const moving = path.join(dir, "moving.img");
+    const still = path.join(dir, "still.img");
+    await Deno.writeFile(moving, bootDisk(false));
+    await Deno.writeFile(still, bootDisk(true));
+    const vmkitPrefix = ["run", "-A", "--quiet", MAIN, "system-x86_64"];
+    const haveQemu = have("qemu-system-x86_64");
+    for (const [label, encoding] of [["raw", 0], ["ZRLE", 16]] as const) {
+      const qemu = haveQemu
+        ? await withEmulator("qemu-system-x86_64", [], moving, (c) => framesPerSecond(c, encoding))
+        : undefined;
+      const vmkit = await withEmulator(
+        Deno.execPath(),
+        vmkitPrefix,
+        moving,
+        (c) => framesPerSecond(c, encoding),
+      );
+      rows.push({
+        name: `full-screen updates 1024x768x32 (${label})`,
+        unit: "frames/s",
+        qemu,
+        vmkit,
+        higherIsBetter: true,
+      });
+    }
+    for (const [label, encoding] of [["raw", 0], ["ZRLE", 16]] as const) {
+      rows.push({
+        name: `server alone, 1024x768 all changed (${label})`,
+        unit: "frames/s",
+        qemu: undefined,
+        vmkit: await serverOnlyFps(encoding),
+        higherIsBetter: true,
+      });
+    }
+    const qemuIdle = haveQemu
+      ? await withEmulator("qemu-system-x86_64", [], still, idleCpu)
+      : undefined;
+    const vmkitIdle = await withEmulator(Deno.execPath(), vmkitPrefix, still, idleCpu);
+    rows.push({
+      name: "CPU with a client on a still 1024x768 screen",
+      unit: "% of a core",
+      qemu: qemuIdle,
+      vmkit: vmkitIdle,
+      higherIsBetter: false,
+    });
+  } finally {
+    await cleanup();
+  }
+  return rows;
+}
+
+if (import.meta.main) {
+  printTable(
+    "VNC server: full-screen update rate and idle cost, vmkit vs QEMU TCG",
+    await vncRows(),
+  );
+}

@@ -1,0 +1,96 @@
+// The machine's screen outside the guest: the VNC server (`-vnc`, `-display vnc=`) and the monitor's `screendump`
+
+import { DISPLAY, type ScreendumpFormat } from "../../../core/display.ts";
+import { UsageError } from "../../../core/errors.ts";
+import type { Machine } from "../../../core/machine.ts";
+import { monitorCommands, MonitorError } from "../../../core/monitor/mod.ts";
+import { startVnc, type VncHandle, vncSpecFromOptions } from "./vnc.ts";
+
+export { parseVncSpec, startVnc, type VncHandle, type VncSpec, vncSpecFromOptions } from "./vnc.ts";
+export { RfbServer } from "./rfb_server.ts";
+
+/** The console `device` names (a device id), or console 0 without one. */
+function consoleIndex(machine: Machine, device: string | undefined): number {
+  if (device === undefined) return 0;
+  const consoles = machine.findService(DISPLAY)?.consoles ?? [];
+  const index = consoles.findIndex((c) => c.id === device);
+  if (index < 0) throw new UsageError(`Device '${device}' not found`);
+  return index;
+}
+
+async function screendump(
+  machine: Machine,
+  file: string,
+  format: ScreendumpFormat,
+  device?: string,
+): Promise<void> {
+  const display = machine.findService(DISPLAY);
+  if (!display) throw new UsageError("There is no console to take a screendump from");
+  await display.screendump(file, consoleIndex(machine, device), format);
+}
+
+/**
+ * Adds `screendump` to the machine's monitors, as QEMU 7.2 has it: HMP
+ * `screendump FILE [-f ppm|png] [DEVICE [HEAD]]` and the QMP command with `filename`,
+ * `device`, `head` and `format`.
+ */
+export function addScreendumpCommands(machine: Machine): void {
+  const table = monitorCommands(machine);
+  table.addHmp({
+    name: "screendump",
+    params: "filename [-f format] [device [head]]",
+    help: "save screen from head 'head' of display device 'device'" +
+      "in specified format 'format' as image 'filename'." +
+      "Currently only 'png' and 'ppm' formats are supported.",
+    async run(_ctx, args) {
+      const words = [...args];
+      let format: string = "ppm";
+      const flag = words.indexOf("-f");
+      if (flag >= 0) {
+        format = words[flag + 1] ?? "";
+        words.splice(flag, 2);
+      }
+      const [file, device] = words;
+      if (!file) throw new MonitorError("GenericError", "Parameter 'filename' is missing");
+      if (format !== "ppm" && format !== "png") {
+        throw new Error(`invalid parameter value: ${format}`);
+      }
+      await screendump(machine, file, format, device);
+      return "";
+    },
+  });
+  table.addQmp({
+    name: "screendump",
+    args: [
+      { name: "filename", type: "str" },
+      { name: "device", type: "str", optional: true },
+      { name: "head", type: "int", optional: true },
+      { name: "format", type: "str", optional: true },
+    ],
+    async run(_ctx, args) {
+      const format = (args.format as string | undefined) ?? "ppm";
+      if (format !== "ppm" && format !== "png") {
+        throw new MonitorError(
+          "GenericError",
+          `Parameter 'format' does not accept value '${format}'`,
+        );
+      }
+      await screendump(machine, args.filename as string, format, args.device as string | undefined);
+      return {};
+    },
+  });
+}
+
+/**
+ * Starts what the command line asks of the screen: the VNC server of `-vnc` or
+ * `-display vnc=`, and the monitor's `screendump`.
+ */
+export function startDisplays(
+  machine: Machine,
+  opts: readonly { name: string; value: string }[],
+  guestName?: string,
+): VncHandle | undefined {
+  addScreendumpCommands(machine);
+  const spec = vncSpecFromOptions(opts);
+  return spec ? startVnc(machine, spec, guestName) : undefined;
+}

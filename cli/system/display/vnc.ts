@@ -1,0 +1,193 @@
+// `-vnc` and `-display vnc=...`: where the VNC server listens, its options, and starting it on a machine
+
+import { DISPLAY } from "../../../core/display.ts";
+import { UsageError } from "../../../core/errors.ts";
+import type { Machine } from "../../../core/machine.ts";
+import { parseKeyValueList } from "../../../core/options.ts";
+import { RfbServer, type SharePolicy } from "./rfb_server.ts";
+
+/** The first VNC display's TCP port: display N listens on 5900 + N. */
+export const VNC_PORT_BASE = 5900;
+
+/** Where a VNC server listens and how it serves. */
+export interface VncSpec {
+  /** The text given, for messages. */
+  text: string;
+  transport: "tcp" | "unix";
+  /** TCP: the host ("" for every address, as QEMU's `:N`). */
+  host: string;
+  /** TCP: the display number, and the last one to try when it is taken (`to=`). */
+  display: number;
+  to: number;
+  /** Unix: the socket path. */
+  path: string;
+  share: SharePolicy;
+}
+
+const SHARE_POLICIES: readonly SharePolicy[] = ["allow-exclusive", "force-shared", "ignore"];
+
+/**
+ * Parses the argument of `-vnc` (also the value of `-display vnc=`): `:N`, `HOST:N`,
+ * `[V6ADDR]:N`, `unix:PATH` or `none`, then `share=`, `to=`, `password=`. Undefined
+ * for `none`.
+ *
+ * @throws UsageError for anything else, naming the part at fault
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseVncSpec } from "./vnc.ts";
+ *
+ * const spec = parseVncSpec("127.0.0.1:3,share=force-shared")!;
+ * assert.deepEqual([spec.host, spec.display, spec.share], ["127.0.0.1", 3, "force-shared"]);
+ * assert.equal(parseVncSpec("unix:/tmp/vnc.sock")?.path, "/tmp/vnc.sock");
+ * ```
+ */
+export function parseVncSpec(text: string): VncSpec | undefined {
+  const items = parseKeyValueList(text, { impliedKey: "vnc" });
+  const address = items.find((i) => i.key === "vnc")?.value ?? "";
+  if (address === "none") return undefined;
+  const spec: VncSpec = {
+    text,
+    transport: "tcp",
+    host: "",
+    display: 0,
+    to: 0,
+    path: "",
+    share: "allow-exclusive",
+  };
+  if (address.startsWith("unix:")) {
+    spec.transport = "unix";
+    spec.path = address.slice(5);
+    if (spec.path === "") throw new UsageError(`-vnc ${text}: a unix socket path is required`);
+  } else {
+    const match = /^(\[[0-9a-fA-F:.]+\]|[^:]*):(\d+)$/.exec(address);
+    if (!match) {
+      throw new UsageError(
+        `-vnc ${text}: address '${address}' is not HOST:DISPLAY, :DISPLAY or unix:PATH`,
+      );
+    }
+    spec.host = match[1].replace(/^\[(.*)\]$/, "$1");
+    spec.display = Number(match[2]);
+    if (spec.display > 65535 - VNC_PORT_BASE) {
+      throw new UsageError(`-vnc ${text}: display ${spec.display} is out of range`);
+    }
+    spec.to = spec.display;
+  }
+  for (const item of items) {
+    if (item.key === "vnc") continue;
+    switch (item.key) {
+      case "share":
+        if (!SHARE_POLICIES.includes(item.value as SharePolicy)) {
+          throw new UsageError(`-vnc ${text}: unknown vnc share policy '${item.value}'`);
+        }
+        spec.share = item.value as SharePolicy;
+        break;
+      case "to": {
+        const to = Number(item.value);
+        if (!Number.isInteger(to) || to < spec.display || to > 65535 - VNC_PORT_BASE) {
+          throw new UsageError(
+            `-vnc ${text}: to=${item.value} is not a display number >= the first`,
+          );
+        }
+        spec.to = to;
+        break;
+      }
+      case "password":
+        if (["on", "yes", "true"].includes(item.value) || item.bare) {
+          throw new UsageError(
+            `-vnc ${text}: password=on (VNC authentication) is not supported by vmkit yet`,
+          );
+        }
+        break;
+      default:
+        throw new UsageError(`-vnc ${text}: option '${item.key}' is not supported by vmkit yet`);
+    }
+  }
+  return spec;
+}
+
+/**
+ * The VNC server the command line asks for: the last `-vnc`, or `-display vnc=...`.
+ * `-display none` with no `-vnc` means none.
+ */
+export function vncSpecFromOptions(
+  opts: readonly { name: string; value: string }[],
+): VncSpec | undefined {
+  let text: string | undefined;
+  for (const o of opts) {
+    if (o.name === "vnc") text = o.value;
+    if (o.name === "display" && /^(type=)?vnc=/.test(o.value)) {
+      text = o.value.replace(/^(type=)?vnc=/, "");
+    }
+  }
+  return text === undefined ? undefined : parseVncSpec(text);
+}
+
+/** A running VNC server and where it listens. */
+export interface VncHandle {
+  readonly server: RfbServer;
+  /** The TCP port, or the unix path. */
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the VNC server of `spec` on `machine`'s display, named as QEMU names it
+ * ("QEMU", or "QEMU (NAME)" with `-name NAME`).
+ *
+ * @throws UsageError when no display in range can be listened on
+ */
+export function startVnc(machine: Machine, spec: VncSpec, guestName?: string): VncHandle {
+  const server = new RfbServer(machine.findService(DISPLAY), {
+    name: guestName ? `QEMU (${guestName})` : "QEMU",
+    share: spec.share,
+  });
+  let listener: Deno.Listener | undefined;
+  let address = "";
+  if (spec.transport === "unix") {
+    try {
+      Deno.removeSync(spec.path);
+    } catch {
+      // nothing there
+    }
+    try {
+      listener = Deno.listen({ transport: "unix", path: spec.path });
+    } catch (error) {
+      throw new UsageError(`Failed to start VNC server: ${(error as Error).message}`);
+    }
+    address = spec.path;
+  } else {
+    let lastError: unknown;
+    for (let n = spec.display; n <= spec.to && !listener; n++) {
+      try {
+        listener = Deno.listen({
+          transport: "tcp",
+          hostname: spec.host === "" ? "0.0.0.0" : spec.host,
+          port: VNC_PORT_BASE + n,
+        });
+        address = String(VNC_PORT_BASE + n);
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    if (!listener) {
+      throw new UsageError(
+        `Failed to start VNC server: ${
+          (lastError as Error).message.replace(/ \(os error.*$/s, "")
+        }`,
+      );
+    }
+  }
+  const accepting = server.accept(listener);
+  return {
+    server,
+    address,
+    async close() {
+      listener.close();
+      server.close();
+      await accepting;
+      if (spec.transport === "unix") await Deno.remove(spec.path).catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,336 @@
+// vmkit's VNC server with real clients and a real guest: vncsnapshot and an RFB client see the screen QEMU shows; keys reach the guest; a mode change resizes the client
+
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { decodePpm, type PpmImage } from "../../core/display.ts";
+import { decodePng } from "../../core/display_png.ts";
+import { AL, Assembler, AX, BX, CX, DX, EAX, EDI, ES } from "../../plugins/machines/x86_asm.ts";
+import { TestRfbClient } from "../../cli/system/display/test_client.ts";
+import { haveProgram, MAIN, tempDir } from "../test_util.ts";
+import { qemuScreendump } from "./qemu_screen.ts";
+
+const FIRMWARE = ["bios-256k.bin", "vgabios-stdvga.bin"].map((f) => `/usr/share/seabios/${f}`);
+const HAVE_FIRMWARE = FIRMWARE.every((f) => {
+  try {
+    return Deno.statSync(f).isFile;
+  } catch {
+    return false;
+  }
+});
+const SKIP = !HAVE_FIRMWARE
+  ? " (ignored: SeaBIOS is missing; apt-get install seabios)"
+  : !haveProgram("qemu-system-x86_64")
+  ? " (ignored: qemu-system-x86_64 is not installed)"
+  : "";
+/** True when `program` is on PATH (vncsnapshot has no --version that succeeds). */
+function onPath(program: string): boolean {
+  return (Deno.env.get("PATH") ?? "").split(":").some((dir) => {
+    try {
+      return Deno.statSync(path.join(dir, program)).isFile;
+    } catch {
+      return false;
+    }
+  });
+}
+const HAVE_VNCSNAPSHOT = onPath("vncsnapshot") && onPath("djpeg");
+const SNAPSHOT_NOTE = HAVE_VNCSNAPSHOT
+  ? ""
+  : " (vncsnapshot part ignored: apt-get install vncsnapshot libjpeg-turbo-progs)";
+
+/**
+ * A boot sector that says READY on COM1, then echoes each key the BIOS reads (int 16h)
+ * to COM1; `m` switches to VBE mode 0x142 (640x480x32), fills the first bank and says MODE.
+ */
+function bootDisk(): Uint8Array {
+  const a = new Assembler({ bits: 16, origin: 0x7c00 });
+  a.mov(DX, 0x3f8);
+  for (const c of "READY\r\n") {
+    a.mov(AL, c.charCodeAt(0));
+    a.out(DX, AL);
+  }
+  a.label("key");
+  a.mov(AX, 0);
+  a.db(0xcd, 0x16); // int 16h: wait for a key, AL = its character
+  a.cmp(AL, 0x6d);
+  a.jcc("z", "mode");
+  a.mov(DX, 0x3f8);
+  a.out(DX, AL);
+  a.jmp("key");
+  a.label("mode");
+  a.mov(AX, 0x4f02);
+  a.mov(BX, 0x142);
+  a.db(0xcd, 0x10);
+  a.mov(AX, 0xa000);
+  a.mov(ES, AX);
+  a.xor(EDI, EDI);
+  a.mov(CX, 0x4000);
+  a.label("fill");
+  a.mov(EAX, EDI);
+  a.shl(EAX, 5);
+  a.stosd();
+  a.loop("fill");
+  a.mov(DX, 0x3f8);
+  for (const c of "MODE\r\n") {
+    a.mov(AL, c.charCodeAt(0));
+    a.out(DX, AL);
+  }
+  a.label("halt");
+  a.hlt();
+  a.jmp("halt");
+  const disk = new Uint8Array(1 << 20);
+  disk.set(a.assemble());
+  disk[510] = 0x55;
+  disk[511] = 0xaa;
+  return disk;
+}
+
+/** A free VNC display number (port 5900 + N) on loopback. */
+function freeDisplay(): number {
+  for (let n = 40 + Math.floor(Math.random() * 50); n < 200; n++) {
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port: 5900 + n }).close();
+      return n;
+    } catch {
+      // taken
+    }
+  }
+  throw new Error("no free VNC display");
+}
+
+async function waitForText(file: string, pattern: RegExp, what: string): Promise<void> {
+  const deadline = Date.now() + 240_000;
+  while (Date.now() < deadline) {
+    const text = await Deno.readTextFile(file).catch(() => "");
+    if (pattern.test(text)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** The bounding box of the pixels where two same-size pictures differ (null when none). */
+function diffBox(a: { width: number; pixels: Uint32Array }, b: { pixels: Uint32Array }) {
+  let box: { x0: number; y0: number; x1: number; y1: number } | null = null;
+  for (let i = 0; i < a.pixels.length; i++) {
+    if (a.pixels[i] === b.pixels[i]) continue;
+    const x = i % a.width;
+    const y = Math.floor(i / a.width);
+    box ??= { x0: x, y0: y, x1: x, y1: y };
+    box.x0 = Math.min(box.x0, x);
+    box.y0 = Math.min(box.y0, y);
+    box.x1 = Math.max(box.x1, x);
+    box.y1 = Math.max(box.y1, y);
+  }
+  return box;
+}
+
+/** The text cursor's blink: pictures may differ inside one 9x16 cell and nowhere else. */
+function assertSameButCursor(
+  ours: { width: number; height: number; pixels: Uint32Array },
+  theirs: PpmImage,
+  what: string,
+): void {
+  assert.deepEqual([theirs.width, theirs.height], [ours.width, ours.height], what);
+  const box = diffBox(ours, theirs);
+  if (box) {
+    assert.ok(
+      box.x1 - box.x0 < 9 && box.y1 - box.y0 < 16,
+      `${what}: pixels differ beyond the cursor cell: ${JSON.stringify(box)}`,
+    );
+  }
+}
+
+Deno.test({
+  name: `-vnc: vncsnapshot and an RFB client see SeaBIOS's text screen as vmkit's and QEMU's ` +
+    `screendumps do; typed keys reach the guest; a mode change resizes the client${SKIP}` +
+    SNAPSHOT_NOTE,
+  ignore: SKIP !== "",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    const disk = path.join(dir, "boot.img");
+    await Deno.writeFile(disk, bootDisk());
+    const serialLog = path.join(dir, "serial.log");
+    const monitorSock = path.join(dir, "monitor.sock");
+    const display = freeDisplay();
+    const vmkit = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        MAIN,
+        "system-x86_64",
+        "-nodefaults",
+        "-m",
+        "64",
+        "-vga",
+        "std",
+        "-name",
+        "vnc-test",
+        "-display",
+        "none",
+        "-vnc",
+        `127.0.0.1:${display}`,
+        "-drive",
+        `file=${disk},format=raw,if=ide`,
+        "-serial",
+        `file:${serialLog}`,
+        "-monitor",
+        `unix:${monitorSock},server=on,wait=off`,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const stderr = new Response(vmkit.stderr).text();
+    try {
+      await waitForText(serialLog, /READY/, "vmkit's guest to get ready");
+      // vmkit's own screendump, PPM and PNG, through the monitor.
+      const monitor = await Deno.connect({ transport: "unix", path: monitorSock });
+      const ppmFile = path.join(dir, "vmkit.ppm");
+      const pngFile = path.join(dir, "vmkit.png");
+      await monitor.write(
+        new TextEncoder().encode(`screendump ${ppmFile}\nscreendump ${pngFile} -f png\n`),
+      );
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline) {
+        const sizes = await Promise.all(
+          [ppmFile, pngFile].map((f) => Deno.stat(f).then((s) => s.size, () => 0)),
+        );
+        if (sizes[0] >= 720 * 400 * 3 && sizes[1] > 0) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await new Promise((r) => setTimeout(r, 300)); // the PNG is written in one call
+      const dump = decodePpm(await Deno.readFile(ppmFile));
+      assert.deepEqual([dump.width, dump.height], [720, 400], "text mode 80x25 of 9x16 cells");
+      const png = await decodePng(await Deno.readFile(pngFile));
+      assert.deepEqual(png, dump, "screendump -f png holds the same pixels as the PPM");
+
+      // An RFB client taking ZRLE: pixel for pixel the screendump.
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: 5900 + display });
+      const client = new TestRfbClient(conn);
+      assert.equal(await client.handshake(), "QEMU (vnc-test)");
+      await client.setEncodings([16, 1, -223]);
+      await client.request(false);
+      const frame = await client.update();
+      assert.deepEqual([frame.width, frame.height], [720, 400]);
+      assert.equal(diffBox(frame, dump), null, "the VNC frame is the screendump");
+
+      // vncsnapshot (TightVNC's client: Tight, CopyRect, raw) writes a JPEG: within JPEG's error.
+      if (HAVE_VNCSNAPSHOT) {
+        const jpeg = path.join(dir, "snap.jpg");
+        const snap = await new Deno.Command("vncsnapshot", {
+          // Tight (lossless, no JPEG) is what it asks of vmkit's server.
+          args: [
+            "-quiet",
+            "-nojpeg",
+            "-encodings",
+            "tight copyrect",
+            "-quality",
+            "100",
+            `127.0.0.1:${display}`,
+            jpeg,
+          ],
+          stdout: "null",
+          stderr: "piped",
+        }).output();
+        assert.equal(snap.code, 0, new TextDecoder().decode(snap.stderr));
+        const ppm = await new Deno.Command("djpeg", { args: ["-pnm", jpeg], stdout: "piped" })
+          .output();
+        const shot = decodePpm(ppm.stdout);
+        assert.deepEqual([shot.width, shot.height], [720, 400]);
+        let worst = 0;
+        let wrongClass = 0;
+        for (let i = 0; i < dump.pixels.length; i++) {
+          const a = dump.pixels[i];
+          const b = shot.pixels[i];
+          const d = Math.max(
+            Math.abs(((a >> 16) & 255) - ((b >> 16) & 255)),
+            Math.abs(((a >> 8) & 255) - ((b >> 8) & 255)),
+            Math.abs((a & 255) - (b & 255)),
+          );
+          worst = Math.max(worst, d);
+          // Grey text on black: each JPEG pixel is nearer the right one of the two.
+          if ((a === 0) !== (((b >> 8) & 255) < 0x54)) wrongClass++;
+        }
+        if (Deno.env.get("VNC_TEST_DEBUG")) console.log("vncsnapshot", { worst, wrongClass });
+        assert.ok(worst <= 8, `vncsnapshot's picture is off by up to ${worst} in a channel`);
+        assert.ok(
+          wrongClass < dump.pixels.length / 1000,
+          `vncsnapshot's picture: ${wrongClass} pixels on the wrong side (worst error ${worst})`,
+        );
+      }
+
+      // QEMU, same disk, same moment: its screendump is vmkit's VNC frame (but the blinking cursor).
+      const qemuLog = path.join(dir, "qemu-serial.log");
+      const qemuDump = path.join(dir, "qemu.ppm");
+      await qemuScreendump({
+        args: [
+          "-nodefaults",
+          "-accel",
+          "tcg",
+          "-m",
+          "64",
+          "-vga",
+          "std",
+          "-global",
+          "apic-common.vapic=off",
+          "-drive",
+          `file=${disk},format=raw,if=ide`,
+          "-serial",
+          `file:${qemuLog}`,
+        ],
+        dir,
+        readyFile: qemuLog,
+        ready: /READY/,
+        dumpFile: qemuDump,
+        width: 720,
+        height: 400,
+      });
+      const qemuFrame = decodePpm(await Deno.readFile(qemuDump));
+      if (Deno.env.get("VNC_TEST_DEBUG")) console.log("qemu diff", diffBox(frame, qemuFrame));
+      assertSameButCursor(frame, qemuFrame, "QEMU's screendump");
+
+      // Keys typed through the client reach the guest, which echoes them to COM1.
+      const typed = "hello";
+      for (const c of typed) {
+        await client.key(c.charCodeAt(0), true);
+        await client.key(c.charCodeAt(0), false);
+      }
+      await waitForText(serialLog, /READY\r\nhello/, "the typed keys in the guest's echo");
+      // Shift+1 is '!' to the guest.
+      await client.key(0xffe1, true);
+      await client.key(0x21, true);
+      await client.key(0x21, false);
+      await client.key(0xffe1, false);
+      await waitForText(serialLog, /hello!/, "a shifted key");
+
+      // `m`: the guest sets VBE 640x480x32; the client is told the new size and gets the picture.
+      await client.key(0x6d, true);
+      await client.key(0x6d, false);
+      await waitForText(serialLog, /MODE/, "the mode change");
+      client.frame.encodings = [];
+      for (let i = 0; i < 20 && client.frame.width !== 640; i++) {
+        await client.request(true);
+        await client.update();
+      }
+      assert.ok(client.frame.encodings.includes(-223), "a DesktopSize rectangle arrived");
+      assert.deepEqual([client.frame.width, client.frame.height], [640, 480]);
+      await client.request(false);
+      await client.update();
+      await monitor.write(new TextEncoder().encode(`screendump ${ppmFile}.2\n`));
+      while ((await Deno.stat(`${ppmFile}.2`).then((s) => s.size, () => 0)) < 640 * 480 * 3) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const dump2 = decodePpm(await Deno.readFile(`${ppmFile}.2`));
+      assert.equal(diffBox(client.frame, dump2), null, "the VBE picture through VNC");
+      conn.close();
+      monitor.close();
+    } finally {
+      vmkit.kill("SIGKILL");
+      await vmkit.status;
+      const err = await stderr;
+      if (err.trim() !== "") console.error(err);
+      await cleanup();
+    }
+  },
+});
