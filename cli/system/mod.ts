@@ -12,6 +12,7 @@ import { BlockGraph } from "../../core/block/graph.ts";
 import { firmwareDirs } from "../../core/firmware.ts";
 import type { Machine, MachineExit } from "../../core/machine.ts";
 import { writeErr, writeOut } from "../output.ts";
+import { addAccelCommands } from "./accel.ts";
 import { buildSystemSetup } from "./config.ts";
 import { nicModelHelp } from "./net.ts";
 import { QEMU_VERSION, versionLine, VMKIT_VERSION } from "../version.ts";
@@ -221,6 +222,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
       setup.config.serial[serialStdio] = mux.serial;
     }
     machine = descriptor.create(setup.config);
+    addAccelCommands(machine, setup.accel, ctx.registry);
     for (const d of setup.devices) machine.createDevice(d.model, d.opts);
     if (specs.length > 0) {
       const nameText = lastValue(opts, "name");

@@ -19,7 +19,7 @@ import {
 } from "../x86_state.ts";
 import { X86_CPL, X86_SEG, X86_SEG_SIZE, X86State } from "../x86_state.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
-import { MonitorError } from "./commands.ts";
+import { MonitorError, monitorCommands } from "./commands.ts";
 
 /** Adds the built-in QMP and HMP commands to `table`. */
 export function addBuiltinCommands(table: CommandTable): void {
@@ -69,8 +69,10 @@ export function addBuiltinCommands(table: CommandTable): void {
     params: "[subcommand]",
     help: "show various information about the system state",
     run: (ctx, args) => {
-      if (args.length === 0) return helpText(table.infoCommands(), undefined, "info ");
-      const sub = table.info(args[0]);
+      // The machine's table holds the built-ins and what plugins added (`info kvm`).
+      const all = monitorCommands(ctx.machine);
+      if (args.length === 0) return helpText(all.infoCommands(), undefined, "info ");
+      const sub = all.info(args[0]);
       if (!sub) throw new MonitorError("CommandNotFound", `unknown command: 'info ${args[0]}'`);
       return sub.run(ctx, args.slice(1));
     },
