@@ -19,7 +19,7 @@ import {
 } from "../x86_state.ts";
 import { X86_CPL, X86_SEG, X86_SEG_SIZE, X86State } from "../x86_state.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
-import { MonitorError, monitorCommands } from "./commands.ts";
+import { monitorCommands, MonitorError } from "./commands.ts";
 
 /** Adds the built-in QMP and HMP commands to `table`. */
 export function addBuiltinCommands(table: CommandTable): void {
