@@ -1,5 +1,6 @@
 // The CPU backend contract: run a slice of instructions, take interrupts, report why it stopped
 
+import type { ServiceKey } from "./device.ts";
 import type { EventLoop } from "./event_loop.ts";
 import type { AddressSpace } from "./memory/address_space.ts";
 import type { PortIoSpace } from "./memory/port_io.ts";
@@ -183,4 +184,10 @@ export interface CpuContext {
    * (`nowNs`, `nsPerInstruction`) to turn a slice into a host deadline.
    */
   readonly loop?: EventLoop;
+  /**
+   * The machine's published services (core/device.ts keys): a backend that brings its
+   * own interrupt controllers (KVM's in-kernel irqchip) finds the board's PIC and IOAPIC
+   * here to take their input lines over.
+   */
+  readonly findService?: <T>(key: ServiceKey<T>) => T | undefined;
 }

@@ -267,6 +267,7 @@ export class Machine implements DeviceContext {
       topology: this.topology,
       clock: () => Math.floor(this.loop.nowNs / this.loop.nsPerInstruction),
       loop: this.loop,
+      findService: (key) => this.findService(key),
     };
   }
 

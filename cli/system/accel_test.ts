@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Registry } from "../../core/plugin.ts";
 import type { CpuDescriptor } from "../../core/plugin.ts";
-import { accelChoices, chooseCpuPlugin } from "./accel.ts";
+import { accelChoices, accelProperties, chooseCpuPlugin } from "./accel.ts";
 import { parseSystemArgs } from "./options.ts";
 import { haveProgram, MAIN } from "../../tests/test_util.ts";
 
@@ -117,3 +117,130 @@ Deno.test({
     }
   },
 });
+
+Deno.test("accelProperties() reads kernel-irqchip from -machine and -accel as QEMU 7.2 does", () => {
+  const props = (...args: string[]) => {
+    const o = opts(...args);
+    const warnings: string[] = [];
+    const out = accelProperties(o, accelChoices(o)[0], (w) => warnings.push(w));
+    return { out, warnings };
+  };
+  assert.deepEqual(props("-accel", "kvm").out, { "kernel-irqchip": "on" });
+  assert.deepEqual(props("-M", "pc,accel=kvm,kernel_irqchip=split").out, {
+    "kernel-irqchip": "split",
+  });
+  // The -accel property wins over the -machine sugar; the last -machine value wins.
+  assert.deepEqual(
+    props("-M", "kernel-irqchip=off", "-M", "kernel-irqchip=split", "-accel", "kvm").out,
+    { "kernel-irqchip": "split" },
+  );
+  assert.deepEqual(props("-M", "kernel-irqchip=off", "-accel", "kvm,kernel-irqchip=on").out, {
+    "kernel-irqchip": "on",
+  });
+  assert.deepEqual(props("-enable-kvm", "-M", "kernel-irqchip=off").warnings, [
+    "Userspace local APIC is deprecated for KVM.",
+    "Do not use kernel-irqchip except for the -M isapc machine type.",
+  ]);
+  // tcg ignores the -machine sugar, and refuses the -accel property.
+  assert.deepEqual(props("-M", "kernel-irqchip=bogus").out, {});
+  assert.deepEqual(props("-accel", "tcg,thread=single").out, {});
+  assert.throws(
+    () => props("-accel", "tcg,kernel-irqchip=on"),
+    /^UsageError: -accel tcg,kernel-irqchip=on: Property 'tcg-accel.kernel-irqchip' not found$/,
+  );
+  assert.throws(
+    () => props("-accel", "kvm,kernel_irqchip=on"),
+    /^UsageError: -accel kvm,kernel_irqchip=on: Property 'kvm-accel.kernel_irqchip' not found$/,
+  );
+  assert.throws(
+    () => props("-accel", "kvm,kernel-irqchip=foo"),
+    /^UsageError: -accel kvm,kernel-irqchip=foo: Parameter 'kernel-irqchip' does not accept value 'foo'$/,
+  );
+  assert.throws(
+    () => props("-M", "kernel-irqchip=foo", "-accel", "kvm"),
+    /^UsageError: -accel kvm: can't apply global kvm-accel.kernel-irqchip=foo: Parameter 'kernel-irqchip' does not accept value 'foo'$/,
+  );
+  assert.throws(
+    () => props("-machine", "accel=kvm,kernel-irqchip=foo"),
+    /^UsageError: can't apply global kvm-accel.kernel-irqchip=foo: Parameter 'kernel-irqchip' does not accept value 'foo'$/,
+  );
+});
+
+/**
+ * `info kvm` and `query-kvm` from `program` (`-S`: no guest code runs) under `accel`:
+ * the monitor's output up to the answer, then the program is ended.
+ */
+function askKvm(program: string[], accel: string): Promise<[string, string]> {
+  const run = async (monitor: string, input: string, answer: RegExp) => {
+    const child = new Deno.Command("timeout", {
+      args: [
+        "60",
+        ...program,
+        "-accel",
+        accel,
+        "-S",
+        "-nodefaults",
+        "-display",
+        "none",
+        monitor,
+        "stdio",
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(input));
+    let text = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stdout) {
+      text += decoder.decode(chunk, { stream: true });
+      if (answer.test(text)) break;
+    }
+    try {
+      child.kill();
+    } catch {
+      // It ended by itself (the timeout, or it failed): the assertions say what came.
+    }
+    await writer.close().catch(() => {});
+    await child.status;
+    return text;
+  };
+  return Promise.all([
+    run("-monitor", "info kvm\n", /kvm support: \w+\r?\n/),
+    run("-qmp", '{"execute":"qmp_capabilities"}\n{"execute":"query-kvm"}\n', /"present": \w+\}\}/),
+  ]);
+}
+
+const KVM_OPENS = (() => {
+  try {
+    Deno.openSync("/dev/kvm", { read: true, write: true }).close();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+for (const accel of ["kvm", "tcg"]) {
+  const skip = accel === "kvm" && !KVM_OPENS;
+  Deno.test({
+    name: `info kvm and query-kvm under -accel ${accel} answer as QEMU 7.2 does${
+      skip ? " (ignored: /dev/kvm cannot be opened)" : ""
+    }`,
+    ignore: skip,
+    async fn() {
+      const enabled = accel === "kvm";
+      const line = `kvm support: ${enabled ? "enabled" : "disabled"}`;
+      const reply = `{"return": {"enabled": ${enabled}, "present": true}}`;
+      const vmkit = [Deno.execPath(), "run", "-A", "--quiet", MAIN, "system-x86_64"];
+      const [hmp, qmp] = await askKvm(vmkit, accel);
+      assert.ok(hmp.includes(`${line}\r\n`), hmp);
+      assert.ok(qmp.includes(reply), qmp);
+      if (haveProgram("qemu-system-x86_64")) {
+        const [qemuHmp, qemuQmp] = await askKvm(["qemu-system-x86_64"], accel);
+        assert.ok(qemuHmp.includes(`${line}\r\n`), qemuHmp);
+        assert.ok(qemuQmp.includes(reply), qemuQmp);
+      }
+    },
+  });
+}

@@ -9,7 +9,7 @@ import { hostIoError, UsageError } from "../../core/errors.ts";
 import type { DriveConfig, KernelConfig, MachineConfig } from "../../core/machine.ts";
 import { parseKeyValueList, parseNumber, parseOptions, parseSize } from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
-import { chooseCpuPlugin } from "./accel.ts";
+import { accelProperties, chooseAccelerator } from "./accel.ts";
 import { openBlockdevs, parseDriveOptions } from "./block_options.ts";
 import { finishDrives, indexFromBusUnit } from "./drives.ts";
 import { buildNetwork } from "./net.ts";
@@ -31,6 +31,8 @@ export interface SystemSetup {
   chardevs: Chardev[];
   /** The drives' backends, drained, flushed and closed at exit. */
   backends: BlockBackend[];
+  /** The accelerator that runs the machine (`tcg`, `kvm`), for `info kvm`. */
+  accel: string;
 }
 
 /** Reads `-m 768`, `-m 1G`, `-m size=768M` (a bare number is MiB, as QEMU reads it). */
@@ -426,12 +428,13 @@ export async function buildSystemSetup(
       throw new UsageError(`-device ${text}: ${(e as Error).message}`);
     }
   });
-  const cpuPlugin = chooseCpuPlugin(
+  const { plugin: cpuPlugin, choice: accelChoice } = chooseAccelerator(
     opts,
     registry,
     context.report ?? ((line) => console.error(line)),
     context.program,
   );
+  const accelOpts = accelProperties(opts, accelChoice, context.warn);
   const cpuModel = lastValue(opts, "cpu")?.split(",")[0];
   if (cpuModel && !cpuPlugin.models.some((m) => m.name === cpuModel)) {
     throw new UsageError(`unable to find CPU model '${cpuModel}'`);
@@ -531,7 +534,7 @@ export async function buildSystemSetup(
     allocateRam: cpuPlugin.allocateRam,
     ...boot,
     createCpu: (machine, index) =>
-      cpuPlugin.create(machine.cpuContext(index, cpuModel), {}) as CpuBackend,
+      cpuPlugin.create(machine.cpuContext(index, cpuModel), accelOpts) as CpuBackend,
   };
   // -drive if=virtio becomes a virtio-blk-pci after the -device list, as QEMU's drive_new
   // appends it to the device options.
@@ -545,5 +548,6 @@ export async function buildSystemSetup(
     noShutdown: opts.some((o) => o.name === "no-shutdown"),
     chardevs,
     backends,
+    accel: cpuPlugin.accel,
   };
 }

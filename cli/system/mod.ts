@@ -14,6 +14,7 @@ import { BlockGraph } from "../../core/block/graph.ts";
 import { firmwareDirs } from "../../core/firmware.ts";
 import type { Machine, MachineExit } from "../../core/machine.ts";
 import { writeErr, writeOut } from "../output.ts";
+import { addAccelCommands } from "./accel.ts";
 import { buildSystemSetup } from "./config.ts";
 import { startDisplays, type VncHandle } from "./display/mod.ts";
 import { nicModelHelp } from "./net.ts";
@@ -228,6 +229,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
       setup.config.serial[serialStdio] = mux.serial;
     }
     machine = descriptor.create(setup.config);
+    addAccelCommands(machine, setup.accel, ctx.registry);
     for (const d of setup.devices) machine.createDevice(d.model, d.opts);
     const nameText = lastValue(opts, "name");
     const name = nameText === undefined

@@ -32,26 +32,41 @@ function lines(text: string): string[] {
     .filter((l) => l.length > 0);
 }
 
-Deno.test({
-  name: `vmkit -accel kvm runs SeaBIOS to its boot attempts as qemu -accel kvm does${NEEDS_KVM}${
-    HAVE_BIOS ? "" : " (ignored: no SeaBIOS)"
-  }${QEMU_NOTE}`,
-  ignore: !CAN_RUN || !HAVE_BIOS,
-  async fn() {
-    const args = ["-accel", "kvm", "-m", "64", "-nographic", "-nodefaults", "-serial", "stdio"];
-    const until = /No bootable device\./;
-    const out = await runVmkitUntil(["system-x86_64", ...args], until, TIMEOUT_MS);
-    assert.match(out, /SeaBIOS \(version [^)]+\)/, out);
-    assert.match(out, /Booting from Hard Disk\.\.\./, out);
-    assert.match(out, /No bootable device/, out);
-    if (WITH_QEMU) {
-      const qemu = await runQemuUntil(args, until, TIMEOUT_MS);
-      // The same banner, attempts and failures; vmkit's pc board tries the floppy before
-      // the disk under -nodefaults (the board's boot order, not the accelerator's).
-      assert.deepEqual(lines(out).sort(), lines(qemu).sort());
-    }
-  },
-});
+for (const irqchip of ["on", "off"]) {
+  Deno.test({
+    name:
+      `vmkit -accel kvm,kernel-irqchip=${irqchip} runs SeaBIOS through its boot menu prompt to its boot attempts as qemu does${NEEDS_KVM}${
+        HAVE_BIOS ? "" : " (ignored: no SeaBIOS)"
+      }${QEMU_NOTE}`,
+    ignore: !CAN_RUN || !HAVE_BIOS,
+    async fn() {
+      const args = [
+        "-accel",
+        `kvm,kernel-irqchip=${irqchip}`,
+        "-m",
+        "64",
+        "-nographic",
+        "-nodefaults",
+        "-serial",
+        "stdio",
+        "-boot",
+        "menu=on,splash-time=500",
+      ];
+      const until = /No bootable device\./;
+      const out = await runVmkitUntil(["system-x86_64", ...args], until, TIMEOUT_MS);
+      assert.match(out, /SeaBIOS \(version [^)]+\)/, out);
+      assert.match(out, /Press ESC for boot menu\./, out);
+      assert.match(out, /Booting from Hard Disk\.\.\./, out);
+      assert.match(out, /No bootable device/, out);
+      if (WITH_QEMU) {
+        const qemu = await runQemuUntil(args, until, TIMEOUT_MS);
+        // The same banner, prompt, attempts and failures; vmkit's pc board tries the floppy
+        // before the disk under -nodefaults (the board's boot order, not the accelerator's).
+        assert.deepEqual(lines(out).sort(), lines(qemu).sort());
+      }
+    },
+  });
+}
 
 Deno.test({
   name: `vmkit -enable-kvm boots a qcow2 disk's boot sector as qemu -enable-kvm does${NEEDS_KVM}${
@@ -99,47 +114,49 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name:
-    `vmkit -machine accel=kvm runs the Multiboot demo guest to its isa-debug-exit with QEMU's output${NEEDS_KVM}${QEMU_NOTE}`,
-  ignore: !CAN_RUN,
-  async fn() {
-    const { dir, cleanup } = await tempDir();
-    try {
-      const kernel = path.join(dir, "demo.bin");
-      await Deno.writeFile(kernel, buildDemoGuest());
-      const args = [
-        "-machine",
-        "accel=kvm",
-        "-nographic",
-        "-kernel",
-        kernel,
-        "-append",
-        "greeting=hi",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        "-net",
-        "none",
-      ];
-      const out = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--quiet", MAIN, "system-x86_64", ...args],
-        stdin: "null",
-      }).outputSync();
-      const text = new TextDecoder().decode(out.stdout);
-      assert.equal(out.code, DEMO_EXIT_CODE, text + new TextDecoder().decode(out.stderr));
-      const guest = lines(text.slice(text.indexOf(DEMO_BANNER)));
-      assert.equal(guest[0], DEMO_BANNER);
-      assert.ok(guest.includes("Sum of the primes below 10000: 5736396"), text);
-      if (WITH_QEMU) {
-        const qemu = await runQemuUntil(args, /Bye!/, TIMEOUT_MS);
-        // QEMU boots through SeaBIOS and its multiboot option ROM first; the guest's own
-        // lines must match (the memory size differs only by what the firmware reserves).
-        const qemuGuest = lines(qemu.slice(qemu.indexOf(DEMO_BANNER)));
-        const strip = (l: string[]) => l.filter((x) => !x.startsWith("Memory:"));
-        assert.deepEqual(strip(guest), strip(qemuGuest));
+for (const irqchip of ["on", "off"]) {
+  Deno.test({
+    name:
+      `vmkit -machine accel=kvm,kernel-irqchip=${irqchip} runs the Multiboot demo guest to its isa-debug-exit with QEMU's output${NEEDS_KVM}${QEMU_NOTE}`,
+    ignore: !CAN_RUN,
+    async fn() {
+      const { dir, cleanup } = await tempDir();
+      try {
+        const kernel = path.join(dir, "demo.bin");
+        await Deno.writeFile(kernel, buildDemoGuest());
+        const args = [
+          "-machine",
+          `accel=kvm,kernel-irqchip=${irqchip}`,
+          "-nographic",
+          "-kernel",
+          kernel,
+          "-append",
+          "greeting=hi",
+          "-device",
+          "isa-debug-exit,iobase=0xf4,iosize=0x04",
+          "-net",
+          "none",
+        ];
+        const out = new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "--quiet", MAIN, "system-x86_64", ...args],
+          stdin: "null",
+        }).outputSync();
+        const text = new TextDecoder().decode(out.stdout);
+        assert.equal(out.code, DEMO_EXIT_CODE, text + new TextDecoder().decode(out.stderr));
+        const guest = lines(text.slice(text.indexOf(DEMO_BANNER)));
+        assert.equal(guest[0], DEMO_BANNER);
+        assert.ok(guest.includes("Sum of the primes below 10000: 5736396"), text);
+        if (WITH_QEMU) {
+          const qemu = await runQemuUntil(args, /Bye!/, TIMEOUT_MS);
+          // QEMU boots through SeaBIOS and its multiboot option ROM first; the guest's own
+          // lines must match (the memory size differs only by what the firmware reserves).
+          const qemuGuest = lines(qemu.slice(qemu.indexOf(DEMO_BANNER)));
+          const strip = (l: string[]) => l.filter((x) => !x.startsWith("Memory:"));
+          assert.deepEqual(strip(guest), strip(qemuGuest));
+        }
+      } finally {
+        await cleanup();
       }
-    } finally {
-      await cleanup();
-    }
-  },
-});
+    },
+  });
+}

@@ -15,26 +15,43 @@ async function cpuCountLine(program: string[], args: string[], log: string): Pro
   return text.match(FOUND)?.[0] ?? `(no CPU count line)\n${text.slice(-2000)}`;
 }
 
-Deno.test({
-  name:
-    `vmkit -accel kvm -smp 2 brings the second vCPU up under SeaBIOS as qemu -accel kvm does${NEEDS_KVM}${NEEDS_BIOS}`,
-  ignore: NEEDS_KVM !== "" || !HAVE_BIOS,
-  async fn() {
-    const { dir, cleanup } = await tempDir();
-    try {
-      const args = ["-accel", "kvm", "-smp", "2", "-m", "64", "-nographic", "-nodefaults"];
-      const vmkit = await cpuCountLine(
-        [Deno.execPath(), "run", "-A", "--quiet", MAIN, "system-x86_64"],
-        args,
-        path.join(dir, "vmkit.log"),
-      );
-      assert.equal(vmkit, "Found 2 cpu(s) max supported 2 cpu(s)");
-      if (haveQemuKvm()) {
-        const qemu = await cpuCountLine(["qemu-system-x86_64"], args, path.join(dir, "qemu.log"));
-        assert.equal(vmkit, qemu);
+for (const irqchip of ["on", "off"]) {
+  Deno.test({
+    name:
+      `vmkit -accel kvm,kernel-irqchip=${irqchip} -smp 2 brings the second vCPU up under SeaBIOS ${
+        irqchip === "on"
+          ? " as qemu does"
+          : " (QEMU's userspace APIC never gets there on this PVM: no comparison)"
+      }${NEEDS_KVM}${NEEDS_BIOS}`,
+    ignore: NEEDS_KVM !== "" || !HAVE_BIOS,
+    async fn() {
+      const { dir, cleanup } = await tempDir();
+      try {
+        const args = [
+          "-accel",
+          `kvm,kernel-irqchip=${irqchip}`,
+          "-smp",
+          "2",
+          "-m",
+          "64",
+          "-nographic",
+          "-nodefaults",
+        ];
+        const vmkit = await cpuCountLine(
+          [Deno.execPath(), "run", "-A", "--quiet", MAIN, "system-x86_64"],
+          args,
+          path.join(dir, "vmkit.log"),
+        );
+        assert.equal(vmkit, "Found 2 cpu(s) max supported 2 cpu(s)");
+        // QEMU's own userspace local APIC (kernel-irqchip=off) never gets SeaBIOS to its CPU
+        // count on this host's paravirtual KVM (150 s tried): the comparison is for `on`.
+        if (haveQemuKvm() && irqchip === "on") {
+          const qemu = await cpuCountLine(["qemu-system-x86_64"], args, path.join(dir, "qemu.log"));
+          assert.equal(vmkit, qemu);
+        }
+      } finally {
+        await cleanup();
       }
-    } finally {
-      await cleanup();
-    }
-  },
-});
+    },
+  });
+}

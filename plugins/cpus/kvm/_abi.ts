@@ -34,6 +34,9 @@ export const KVM_SET_CPUID2 = kvmIoctl(1, 0x90, 8);
 export const KVM_GET_MP_STATE = kvmIoctl(2, 0x98, 4);
 export const KVM_SET_MP_STATE = kvmIoctl(1, 0x99, 4);
 export const KVM_NMI = kvmIoctl(0, 0x9a, 0);
+export const KVM_ENABLE_CAP = kvmIoctl(1, 0xa3, 104);
+export const KVM_SIGNAL_MSI = kvmIoctl(1, 0xa5, 32);
+export const KVM_GET_DIRTY_LOG = kvmIoctl(1, 0x42, 16);
 export const KVM_GET_VCPU_EVENTS = kvmIoctl(2, 0x9f, 64);
 export const KVM_SET_VCPU_EVENTS = kvmIoctl(1, 0xa0, 64);
 
@@ -52,8 +55,17 @@ export const KVM_CAP_SET_IDENTITY_MAP_ADDR = 37;
 export const KVM_CAP_MAX_VCPUS = 66;
 export const KVM_CAP_READONLY_MEM = 81;
 export const KVM_CAP_IMMEDIATE_EXIT = 136;
+export const KVM_CAP_SPLIT_IRQCHIP = 121;
+export const KVM_CAP_SIGNAL_MSI = 77;
+
+/** `struct kvm_pit_config` flags: port 61h (gate and OUT of counter 2) answered in the kernel. */
+export const KVM_PIT_SPEAKER_DUMMY = 1;
+/** `struct kvm_mp_state` values. */
+export const KVM_MP_STATE_RUNNABLE = 0;
+export const KVM_MP_STATE_UNINITIALIZED = 1;
 
 /** `struct kvm_userspace_memory_region` flags. */
+export const KVM_MEM_LOG_DIRTY_PAGES = 1 << 0;
 export const KVM_MEM_READONLY = 1 << 1;
 
 /** `kvm_run.exit_reason` values. */

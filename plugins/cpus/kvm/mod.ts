@@ -1,11 +1,11 @@
 // The KVM plugin: QEMU's accel=kvm CPU backend, guest code on the host CPU through /dev/kvm
 
 import type { CpuContext } from "../../../core/cpu.ts";
-import { UsageError } from "../../../core/errors.ts";
+import { NotSupportedError, UsageError } from "../../../core/errors.ts";
 import type { CpuDescriptor } from "../../../core/plugin.ts";
 import { KVM_CPU_MODELS, KVM_DEFAULT_MODEL } from "./cpuid.ts";
 import { KvmCpu } from "./vcpu.ts";
-import { allocateHostRam, openKvm, vmFor } from "./vm.ts";
+import { allocateHostRam, type KernelIrqchip, openKvm, vmFor } from "./vm.ts";
 import { closeFd } from "./_libc.ts";
 
 export { KvmCpu, type KvmExitStats } from "./vcpu.ts";
@@ -25,14 +25,27 @@ export default {
   accel: "kvm",
   clock: "host",
   models: KVM_CPU_MODELS.map((m) => ({ name: m.name, description: m.description })),
-  options: [],
+  options: [{
+    name: "kernel-irqchip",
+    type: "enum",
+    values: ["on", "off", "split"],
+    default: "on",
+    help: "interrupt controllers: on (KVM's PIC, IOAPIC, PIT, local APICs), off (vmkit's)",
+  }],
   probe: probeKvm,
   allocateRam: allocateHostRam,
-  create(context: unknown, _opts) {
+  create(context: unknown, opts) {
     const ctx = context as CpuContext;
     const name = ctx.model ?? KVM_DEFAULT_MODEL;
     const model = KVM_CPU_MODELS.find((m) => m.name === name);
     if (!model) throw new UsageError(`unable to find CPU model '${name}'`);
-    return new KvmCpu(vmFor(ctx.memory), ctx, model);
+    const irqchip = String(opts["kernel-irqchip"] ?? "on") as KernelIrqchip;
+    if (irqchip === "split") {
+      throw new NotSupportedError(
+        "kernel-irqchip=split is not supported by vmkit's KVM backend yet: use on or off",
+      );
+    }
+    const vm = vmFor(ctx.memory, { irqchip, findService: ctx.findService });
+    return new KvmCpu(vm, ctx, model);
   },
 } satisfies CpuDescriptor;

@@ -31,11 +31,14 @@ import {
   KVM_GET_REGS,
   KVM_GET_SREGS,
   KVM_INTERRUPT,
+  KVM_MP_STATE_RUNNABLE,
+  KVM_MP_STATE_UNINITIALIZED,
   KVM_NMI,
   KVM_REGS_BYTES,
   KVM_RUN,
   KVM_SET_CPUID2,
   KVM_SET_FPU,
+  KVM_SET_MP_STATE,
   KVM_SET_MSRS,
   KVM_SET_REGS,
   KVM_SET_SREGS,
@@ -144,7 +147,8 @@ export class KvmCpu implements CpuBackend {
   }
 
   get halted(): boolean {
-    return this.#halted || this.#waitSipi;
+    // With KVM's irqchip, HLT and wait-for-SIPI happen inside KVM_RUN, unseen here.
+    return !this.#vm.irqchipInKernel && (this.#halted || this.#waitSipi);
   }
 
   reset(): void {
@@ -159,6 +163,17 @@ export class KvmCpu implements CpuBackend {
     this.#halted = false;
     this.#waitSipi = waitSipi;
     this.#run[RUN_REQUEST_INTERRUPT_WINDOW] = 0;
+    if (this.#vm.irqchipInKernel) {
+      // KVM's local APIC runs INIT/SIPI: an application processor waits for its SIPI.
+      this.#waitSipi = false;
+      const mp = new Uint8Array(4);
+      new DataView(mp.buffer).setUint32(
+        0,
+        waitSipi ? KVM_MP_STATE_UNINITIALIZED : KVM_MP_STATE_RUNNABLE,
+        true,
+      );
+      ioctlBuffer(this.#fd, KVM_SET_MP_STATE, mp);
+    }
   }
 
   init(): void {
@@ -206,6 +221,7 @@ export class KvmCpu implements CpuBackend {
 
   /** True when an interrupt is requested and the guest's IF (from the last exit) allows it. */
   #interruptible(): boolean {
+    if (this.#vm.irqchipInKernel) return true; // KVM's HLT exits only when it is woken
     return this.#source !== null && this.#source.hasPending() && this.#run[RUN_IF_FLAG] !== 0;
   }
 
@@ -275,7 +291,7 @@ export class KvmCpu implements CpuBackend {
       // one instruction later. With IF=0 do not: a paravirtual KVM without hardware
       // interrupt-window exiting (PVM) emulates every instruction until IF=1, hundreds
       // of times slower; the next exit or the slice's kick looks again instead.
-      const source = this.#source;
+      const source = this.#vm.irqchipInKernel ? null : this.#source;
       if (source !== null && source.hasPending()) {
         if (run[RUN_READY_FOR_INTERRUPT_INJECTION] && run[RUN_IF_FLAG]) {
           const vector = source.acknowledge();

@@ -1,10 +1,14 @@
 // A KVM virtual machine: /dev/kvm, the VM file descriptor and guest memory slots from the address space
 
+import type { CpuContext } from "../../../core/cpu.ts";
+import { IOAPIC, PIC } from "../../../core/device.ts";
+import type { IrqController } from "../../../core/irq.ts";
 import type { AddressSpace, MemoryRegion } from "../../../core/memory/address_space.ts";
 import {
   CPUID_ENTRY_BYTES,
   KVM_API_VERSION,
   KVM_CAP_IRQCHIP,
+  KVM_CAP_PIT2,
   KVM_CAP_READONLY_MEM,
   KVM_CAP_USER_MEMORY,
   KVM_CHECK_EXTENSION,
@@ -17,6 +21,7 @@ import {
   KVM_GET_VCPU_MMAP_SIZE,
   KVM_IRQ_LINE,
   KVM_MEM_READONLY,
+  KVM_PIT_SPEAKER_DUMMY,
   KVM_SET_IDENTITY_MAP_ADDR,
   KVM_SET_TSS_ADDR,
   KVM_SET_USER_MEMORY_REGION,
@@ -130,6 +135,9 @@ interface Slot {
 function slotKey(s: Omit<Slot, "id">): string {
   return `${s.guestAddress}:${s.size}:${s.hostAddress}:${s.flags}`;
 }
+
+/** Inputs of KVM's IOAPIC (its PICs take GSI 0..15 of them). */
+const KVM_IRQCHIP_PINS = 24;
 
 /** The identity map page and TSS KVM needs for real mode on Intel hosts (QEMU's addresses). */
 const IDENTITY_MAP_ADDRESS = 0xfeffc000;
@@ -278,12 +286,16 @@ export class KvmVm {
 
   /** True once {@linkcode createIrqchip} made the in-kernel PIC, IOAPIC and local APICs. */
   irqchipInKernel = false;
+  /** Per GSI, a bit per source that drives it high (the PIC side, the IOAPIC side). */
+  #gsiLevels = new Uint8Array(KVM_IRQCHIP_PINS);
+  #irqLineBuf = new Uint8Array(8);
 
   /**
    * Makes KVM's own interrupt controllers (QEMU's `kernel-irqchip=on`): two 8259 PICs,
-   * an IOAPIC and a local APIC per vCPU created afterwards; with `pit`, the 8254 too.
-   * Must come before the first vCPU. Port and MMIO accesses to them then never exit,
-   * HLT waits inside KVM_RUN, and devices raise lines with {@linkcode irqLine}.
+   * an IOAPIC and a local APIC per vCPU created afterwards; with `pit`, the 8254 too
+   * (port 61h included). Must come before the first vCPU. Port and MMIO accesses to them
+   * then never exit, HLT waits inside KVM_RUN, and devices raise lines with
+   * {@linkcode irqLine}.
    */
   createIrqchip(options: { pit?: boolean } = {}): void {
     if (ioctl(this.vmFd, KVM_CHECK_EXTENSION, KVM_CAP_IRQCHIP) <= 0) {
@@ -291,17 +303,42 @@ export class KvmVm {
     }
     ioctl(this.vmFd, KVM_CREATE_IRQCHIP);
     this.irqchipInKernel = true;
-    // struct kvm_pit_config: flags u32 (0: port 61h stays with user space), then padding.
-    if (options.pit) ioctlBuffer(this.vmFd, KVM_CREATE_PIT2, new Uint8Array(64));
+    if (options.pit) {
+      if (ioctl(this.vmFd, KVM_CHECK_EXTENSION, KVM_CAP_PIT2) <= 0) {
+        throw new KvmInitError("Operation not supported", "kvm: no in-kernel PIT");
+      }
+      // struct kvm_pit_config: flags u32, then padding.
+      const config = new Uint8Array(64);
+      new DataView(config.buffer).setUint32(0, KVM_PIT_SPEAKER_DUMMY, true);
+      ioctlBuffer(this.vmFd, KVM_CREATE_PIT2, config);
+    }
   }
 
   /** Sets in-kernel interrupt line `gsi` (ISA IRQs 0..15 reach both PIC and IOAPIC) to `level`. */
   irqLine(gsi: number, level: boolean): void {
-    const buf = new Uint8Array(8);
-    const v = new DataView(buf.buffer);
+    const v = new DataView(this.#irqLineBuf.buffer);
     v.setUint32(0, gsi, true);
     v.setUint32(4, level ? 1 : 0, true);
-    ioctlBuffer(this.vmFd, KVM_IRQ_LINE, buf);
+    ioctlBuffer(this.vmFd, KVM_IRQ_LINE, this.#irqLineBuf);
+  }
+
+  /**
+   * Moves the inputs of the board's PIC and IOAPIC (core's `IrqController`s) to KVM's:
+   * the devices keep raising their lines as with any accelerator, and the levels go to
+   * KVM_IRQ_LINE. An ISA line reaches both controllers on a PC, and KVM's default
+   * routing sends GSI 0..15 to both as well, so a GSI is high while either side drives
+   * it (a PCI INTx routed by the PIIX3 to an ISA IRQ shares it with ISA devices).
+   */
+  takeIrqInputs(pic: IrqController | undefined, ioapic: IrqController | undefined): void {
+    const set = (bit: number) => (pin: number, level: boolean) => {
+      if (pin < 0 || pin >= KVM_IRQCHIP_PINS) return;
+      const before = this.#gsiLevels[pin] !== 0;
+      this.#gsiLevels[pin] = level ? this.#gsiLevels[pin] | bit : this.#gsiLevels[pin] & ~bit;
+      const after = this.#gsiLevels[pin] !== 0;
+      if (after !== before) this.irqLine(pin, after);
+    };
+    if (pic) pic.setIrq = set(1);
+    if (ioapic) ioapic.setIrq = set(2);
   }
 
   /** KVM_GET_SUPPORTED_CPUID: the entries (40 bytes each) the host lets a guest see. */
@@ -346,9 +383,26 @@ export class KvmVm {
 
 const vms = new WeakMap<AddressSpace, KvmVm>();
 
-/** The VM of a machine (by its address space), made when its first vCPU is. */
-export function vmFor(memory: AddressSpace): KvmVm {
+/** QEMU's `kernel-irqchip`: where the interrupt controllers live. */
+export type KernelIrqchip = "on" | "off" | "split";
+
+/**
+ * The VM of a machine (by its address space), made when its first vCPU is; with
+ * `irqchip` `on`, KVM's PICs, IOAPIC and PIT are made with it (before any vCPU, as KVM
+ * requires) and take the board's interrupt lines (`findService` finds its PIC and IOAPIC).
+ */
+export function vmFor(
+  memory: AddressSpace,
+  options: { irqchip?: KernelIrqchip; findService?: CpuContext["findService"] } = {},
+): KvmVm {
   let vm = vms.get(memory);
-  if (!vm) vms.set(memory, vm = new KvmVm(memory));
+  if (!vm) {
+    vm = new KvmVm(memory);
+    vms.set(memory, vm);
+    if (options.irqchip === "on") {
+      vm.createIrqchip({ pit: true });
+      vm.takeIrqInputs(options.findService?.(PIC), options.findService?.(IOAPIC));
+    }
+  }
   return vm;
 }
