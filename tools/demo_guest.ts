@@ -228,6 +228,7 @@ export async function runPcKernel(
     nographic: true,
     kernel: kernelConfig,
     registry: new Registry().addAll(BUILTIN_PLUGINS),
+    allocateRam: cpuPlugin.allocateRam,
     createCpu: (m, index) =>
       cpuPlugin.create({ memory: m.memory, io: m.io, index }, {}) as CpuBackend,
   });

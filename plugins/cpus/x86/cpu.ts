@@ -11,6 +11,7 @@ import { loadArchState, saveArchState } from "./arch_state.ts";
 import { resetPrefixes } from "./decode.ts";
 import { deliverException, deliverInterrupt, INT_EXCEPTION, INT_EXTERNAL } from "./interrupts.ts";
 import { BlockCache, executeWithBlocks } from "./jit/dispatch.ts";
+import { WasmTier } from "./wasm/runtime.ts";
 import { fetch8 } from "./memory.ts";
 import type { CpuModel } from "./models.ts";
 import { flushTlb } from "./paging.ts";
@@ -63,19 +64,28 @@ export interface X86CpuOptions {
    * default comes from the environment: `VMKIT_JIT=0` turns it off, `VMKIT_JIT=1` on.
    */
   jit?: boolean;
+  /**
+   * Compile hot code further into WebAssembly (wasm/), on top of the block translator,
+   * when guest RAM lives in a WebAssembly.Memory (the plugin's `allocateRam`). The
+   * default comes from `VMKIT_WASM` (`1` on, `0` off), else {@linkcode WASM_DEFAULT}.
+   */
+  wasm?: boolean;
 }
 
-/** The block translator's default: {@linkcode JIT_DEFAULT} unless `VMKIT_JIT` says otherwise. */
-function jitFromEnvironment(): boolean {
+/** A switch from the environment variable `name`, else `fallback`. */
+function switchFromEnvironment(name: string, fallback: boolean): boolean {
   let v: string | undefined;
   try {
-    v = Deno.env.get("VMKIT_JIT");
+    v = Deno.env.get(name);
   } catch {
     v = undefined; // no --allow-env: keep the default
   }
-  if (v === undefined || v === "") return JIT_DEFAULT;
+  if (v === undefined || v === "") return fallback;
   return v !== "0" && v !== "off" && v !== "false";
 }
+
+/** Whether the wasm tier is on when neither the option nor `VMKIT_WASM` says. */
+export const WASM_DEFAULT = false;
 
 /** Whether the block translator is on when neither the option nor the environment says. */
 export const JIT_DEFAULT = true;
@@ -128,7 +138,9 @@ export class X86Cpu implements CpuBackend {
     c.table32 = tables.t32;
     c.table = tables.t16;
     this.#c = c;
-    this.#blocks = (options.jit ?? jitFromEnvironment()) ? new BlockCache() : null;
+    const jit = options.jit ?? switchFromEnvironment("VMKIT_JIT", JIT_DEFAULT);
+    const wasm = jit && (options.wasm ?? switchFromEnvironment("VMKIT_WASM", WASM_DEFAULT));
+    this.#blocks = jit ? new BlockCache(wasm ? new WasmTier(c) : null) : null;
     this.#stats = statsFromEnvironment() ? new CpuStats(context.index ?? 0) : null;
     this.reset();
   }

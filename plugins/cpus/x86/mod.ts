@@ -5,8 +5,10 @@ import { UsageError } from "../../../core/errors.ts";
 import type { CpuDescriptor } from "../../../core/plugin.ts";
 import { X86Cpu } from "./cpu.ts";
 import { CPU_MODELS, DEFAULT_MODEL, findModel } from "./models.ts";
+import { allocateWasmRam } from "./wasm/ram.ts";
 
-export { JIT_DEFAULT, X86Cpu, type X86CpuOptions } from "./cpu.ts";
+export { JIT_DEFAULT, WASM_DEFAULT, X86Cpu, type X86CpuOptions } from "./cpu.ts";
+export { allocateWasmRam } from "./wasm/ram.ts";
 export { CPU_MODELS, type CpuModel, findModel } from "./models.ts";
 
 /** The x86 interpreter (`-accel tcg`), with the models `-cpu help` lists. */
@@ -17,6 +19,8 @@ export default {
   accel: "tcg",
   models: CPU_MODELS.map((m) => ({ name: m.name, description: m.description })),
   options: [],
+  // Guest RAM in a WebAssembly.Memory, which the wasm tier compiles code against.
+  allocateRam: allocateWasmRam,
   create(context: unknown, _opts) {
     const ctx = context as CpuContext;
     const name = ctx.model ?? DEFAULT_MODEL;

@@ -21,6 +21,7 @@ export const ACCESS_READ = 0, ACCESS_WRITE = 1, ACCESS_EXEC = 2;
 export function flushTlb(c: CpuCore): void {
   c.tlbTagR.fill(-1);
   c.tlbTagW.fill(-1);
+  c.wtlb?.fill(-1);
   c.fetchLen = 0;
   c.memGeneration = c.mem.generation;
 }
@@ -32,6 +33,10 @@ export function flushTlbPage(c: CpuCore, lin: number): void {
     const i = (pn & TLB_MASK) | half;
     if (c.tlbTagR[i] === pn) c.tlbTagR[i] = -1;
     if (c.tlbTagW[i] === pn) c.tlbTagW[i] = -1;
+    const w = c.wtlb;
+    if (w !== null && (w[i << 3] === pn || w[(i << 3) + 2] === pn)) {
+      w.fill(-1, i << 3, (i << 3) + 4);
+    }
   }
   c.fetchLen = 0;
 }
@@ -192,4 +197,17 @@ export function tlbFill(c: CpuCore, lin: number, phys: number, writable: boolean
   c.tlbOff[i] = page * 4096 - region.base;
   c.tlbTagR[i] = pn;
   c.tlbTagW[i] = writable && kind === PAGE_RAM && c.codePages[page] !== 1 ? pn : -1;
+  const w = c.wtlb;
+  if (w !== null) {
+    // The wasm mirror: the page number as an i64 (low, high word), the host address.
+    const k = i << 3;
+    if (bytes.buffer === c.wtlbBuffer) {
+      w[k] = pn;
+      w[k + 1] = 0;
+      const wr = c.tlbTagW[i] === pn;
+      w[k + 2] = wr ? pn : -1;
+      w[k + 3] = wr ? 0 : -1;
+      w[k + 4] = bytes.byteOffset + c.tlbOff[i];
+    } else w.fill(-1, k, k + 4);
+  }
 }

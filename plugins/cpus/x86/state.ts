@@ -60,8 +60,11 @@ const EMPTY_BYTES = new Uint8Array(0);
  * path; code outside the folder uses {@linkcode X86Cpu}.
  */
 export class CpuCore {
-  /** General registers as int32. */
-  readonly regs: Int32Array = new Int32Array(16);
+  /**
+   * General registers as int32. The wasm tier replaces the array with a view of its
+   * state area in guest RAM's memory (between instructions, values kept).
+   */
+  regs: Int32Array = new Int32Array(16);
   /** Offset of the next instruction byte in CS (int32 bit pattern). */
   eip = 0;
   /** EIP of the instruction being executed (faults restart from here). */
@@ -138,6 +141,12 @@ export class CpuCore {
   /** Word and dword views of the same backing memory, for aligned accesses. */
   readonly tlbU16: Uint16Array[] = new Array(2 * TLB_SIZE).fill(new Uint16Array(0));
   readonly tlbI32: Int32Array[] = new Array(2 * TLB_SIZE).fill(new Int32Array(0));
+  /**
+   * The wasm tier's mirror of the TLB (see wasm/ram.ts: eight int32 per entry, page
+   * numbers as i64) and the memory whose addresses it holds; null until attached.
+   */
+  wtlb: Int32Array | null = null;
+  wtlbBuffer: ArrayBufferLike | null = null;
   /** TLB_SIZE when accesses are user-mode (CPL 3), else 0. */
   tlbUser = 0;
   /** Set by the page walker: the translated page may be written without a walk. */

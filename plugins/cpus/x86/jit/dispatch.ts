@@ -3,6 +3,7 @@
 import { fetch8 } from "../memory.ts";
 import { type CpuCore, TLB_SIZE } from "../state.ts";
 import { type Block, blockMode, MODE_FLAT32, sameCode, translateBlock } from "./translate.ts";
+import { ENTERED, STALE, type WasmTier } from "../wasm/runtime.ts";
 
 /** Slots of the block table (indexed by the code's offset in its region). */
 const TABLE_BITS = 17;
@@ -12,6 +13,11 @@ const TABLE_MASK = (1 << TABLE_BITS) - 1;
  * `new Function` and a V8 compile, so only code that repeats earns one.
  */
 const HOT_THRESHOLD = 40;
+/**
+ * Instructions a translated block retires before the wasm tier compiles the region
+ * entered there (a block that loops in place counts every pass).
+ */
+export const WASM_HOT_THRESHOLD = 2000;
 
 /**
  * Translated blocks of one CPU, keyed by the place of their first byte in guest memory
@@ -42,6 +48,11 @@ export class BlockCache {
   blockEntries = 0;
   /** Host milliseconds spent translating (statistics). */
   compileMs = 0;
+  /** Blocks that retired this many instructions get a wasm region (when {@linkcode wasm} is on). */
+  wasmHot = WASM_HOT_THRESHOLD;
+
+  /** @param wasm the wasm tier of the same CPU, or null for JavaScript blocks only. */
+  constructor(readonly wasm: WasmTier | null = null) {}
 
   /** Forgets every translation. */
   clear(): void {
@@ -77,7 +88,10 @@ function protectCode(c: CpuCore, bytes: Uint8Array, off: number, len: number): v
   for (let i = 0; i < 2 * TLB_SIZE; i++) {
     if (c.tlbTagW[i] !== -1 && c.tlbBytes[i] === bytes) {
       const o = c.tlbOff[i];
-      if (o === first || o === last) c.tlbTagW[i] = -1;
+      if (o === first || o === last) {
+        c.tlbTagW[i] = -1;
+        c.wtlb?.fill(-1, (i << 3) + 2, (i << 3) + 4);
+      }
     }
   }
 }
@@ -88,7 +102,7 @@ function protectCode(c: CpuCore, bytes: Uint8Array, off: number, len: number): v
  * contract as the interpreter's loop: `c.retired` counts every instruction exactly.
  */
 export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): void {
-  const table = cache.table, hot = cache.hot;
+  const table = cache.table, hot = cache.hot, wasm = cache.wasm;
   while (c.retired < end && !c.attention) {
     const o = (c.eip - c.fetchBase) >>> 0;
     if (o < c.fetchLen && c.code32) {
@@ -106,8 +120,27 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
         ) {
           if (b.epoch === c.codeEpoch || sameCode(b)) {
             b.epoch = c.codeEpoch;
+            if (wasm !== null) {
+              const rg = b.region;
+              if (rg === undefined) {
+                if (b.hits >= cache.wasmHot) {
+                  const r = wasm.compile(o);
+                  b.region = r;
+                  if (r !== null) protectCode(c, r.bytes, r.lo, r.hi - r.lo);
+                }
+              } else if (rg !== null) {
+                const k = wasm.enter(rg, end);
+                if (k === ENTERED) continue;
+                if (k === STALE) {
+                  b.region = undefined;
+                  b.hits = 0;
+                  cache.invalidated++;
+                }
+              }
+            }
             const before = c.retired;
             run(c, end);
+            b.hits += c.retired - before;
             cache.blockRetired += c.retired - before;
             cache.blockEntries++;
             continue;

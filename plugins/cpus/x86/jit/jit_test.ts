@@ -15,7 +15,7 @@ function multibootSetup(cmdline: string) {
     const text = new TextEncoder();
     ram.set(text.encode(`${cmdline}\0`), CMDLINE);
     ram.set(text.encode("test\0"), LOADER_NAME);
-    const mbi = new DataView(ram.buffer, MBI);
+    const mbi = new DataView(ram.buffer, ram.byteOffset + MBI);
     mbi.setUint32(8, 15 * 1024, true); // mem_upper in KiB
     mbi.setUint32(16, CMDLINE, true);
     mbi.setUint32(64, LOADER_NAME, true);
@@ -34,29 +34,6 @@ function both(
 ): [FlatRun, FlatRun] {
   return [runFlat(code, { ...options, jit: true }), runFlat(code, { ...options, jit: false })];
 }
-
-Deno.test("X86Cpu with the block translator runs every bench loop guest like the interpreter", () => {
-  for (const guest of loopGuests()) {
-    for (const slices of [[100_000], [997, 13, 4096, 1]]) {
-      const [jit, interp] = both(guest.image, {
-        entry: entryOf(guest.image),
-        slices,
-        setup: multibootSetup("exit 700"),
-      });
-      assert.equal(interp.exits.at(-1), RunExit.HaltNoInterrupts, guest.name);
-      assertSameRun(jit, interp, `${guest.name} in slices ${slices}`);
-      assert.ok(jit.cpu.blocks!.translated > 0, `${guest.name}: nothing was translated`);
-    }
-  }
-});
-
-Deno.test("X86Cpu with the block translator runs the demo guest like the interpreter", () => {
-  const image = buildDemoGuest();
-  const [jit, interp] = both(image, { entry: entryOf(image), setup: multibootSetup("demo") });
-  assertSameRun(jit, interp, "demo guest");
-  const text = new TextDecoder().decode(new Uint8Array(jit.output.slice(0, -1)));
-  assert.match(text, /Sum of the primes below 10000: 5736396/);
-});
 
 /** A small seeded generator (xorshift32), so failures reproduce. */
 function random(seed: number): (n: number) => number {
@@ -163,6 +140,31 @@ function randomInsn(r: (n: number) => number): number[] {
       ]);
     case 24:
       return [0x0f, 0x80 + cc, ...le32(0)];
+    case 25: // 16-bit operands (66h)
+      return pick([
+        [0x66, op * 8 + 1, modrm(3, src, dst)],
+        [0x66, op * 8 + 3, modrm(1, dst, 6), d()],
+        [0x66, op * 8 + 5, r(256), r(256)],
+        [0x66, 0x89, modrm(1, src, 6), d()],
+        [0x66, 0x8b, modrm(1, dst, 6), d()],
+        [0x66, 0xc1, modrm(3, pick([4, 5, 7]), dst), r(34)],
+        [0x66, 0xd1, modrm(1, pick([4, 5, 7]), 6), d()],
+        [0x66, 0x81, modrm(3, op, dst), r(256), r(256)],
+        [0x66, 0x83, modrm(3, op, dst), r(256)],
+        [0x66, 0xb8 + dst, r(256), r(256)],
+        [0x66, 0xf7, modrm(3, 2 + r(2), dst)],
+        [0x66, (r(2) ? 0x40 : 0x48) + dst],
+        [0x66, 0x0f, pick([0xb6, 0xbe]), modrm(3, dst, pick(DST8))],
+        [0x66, 0xc7, modrm(1, 0, 6), d(), r(256), r(256)],
+      ]);
+    case 26: // IMUL and the conditions that read its flags
+      return pick([
+        [0x0f, 0xaf, modrm(3, dst, src)],
+        [0x0f, 0xaf, modrm(1, dst, 6), d()],
+        [0x66, 0x0f, 0xaf, modrm(3, dst, src)],
+        [0x0f, 0xaf, modrm(3, dst, src), 0x0f, 0x90 + cc, modrm(3, 0, pick(DST8))],
+        [0x0f, 0xaf, modrm(3, dst, src), 0x70 + cc, 1, 0x90],
+      ]);
     default:
       return [op * 8 + 1, modrm(3, src, dst)];
   }
@@ -179,142 +181,210 @@ function randomProgram(seed: number, iterations: number): Uint8Array {
   return new Uint8Array([0xbe, ...le32(DATA), 0xb9, ...le32(iterations), ...body, 0xf4]);
 }
 
-Deno.test("X86Cpu with the block translator matches the interpreter on random instruction streams", () => {
-  let translated = 0;
-  for (let seed = 1; seed <= 60; seed++) {
-    const code = randomProgram(seed * 7919, 150);
-    const r = random(seed);
-    const data = Uint8Array.from({ length: 256 }, () => r(256));
-    for (const slices of [[1_000_000], [41, 3, 1000]]) {
-      const [jit, interp] = both(code, {
-        slices,
-        maxInstructions: 200_000,
-        setup: (ram, cpu) => {
-          ram.set(data, DATA);
-          cpu.core.regs.set([0x12345678, 0, 0x9abcdef0, 0x0fedcba9, 0x80000, 0x55, 0, 0x7fffffff]);
-        },
-      });
-      assertSameRun(jit, interp, `seed ${seed} in slices ${slices}`);
-      translated += jit.cpu.blocks!.translated;
-    }
-  }
-  assert.ok(translated > 100, `only ${translated} blocks translated`);
-});
+/** The translators under test: JavaScript blocks, and the wasm tier compiling over them. */
+const MODES = [
+  { name: "the block translator", extra: {}, wasm: false },
+  { name: "the wasm tier", extra: { wasmHot: 1 }, wasm: true },
+];
 
-Deno.test("X86Cpu with the block translator sees code the guest rewrites inside a running loop", () => {
-  // loop: add eax, imm32 (at +0); inc dword [loop + 1]; dec ecx; jnz loop; hlt
-  const at = 0x100000;
-  const code = new Uint8Array([
-    0x05,
-    ...le32(1), // add eax, 1 (its immediate grows every pass)
-    0xff,
-    0x05,
-    ...le32(at + 1), // inc dword [at + 1]
-    0x49, // dec ecx
-    0x75,
-    0xf2, // jnz at
-    0xf4,
-  ]);
-  const [jit, interp] = both(code, {
-    setup: (_ram, cpu) => void (cpu.core.regs[1] = 300),
-  });
-  assertSameRun(jit, interp, "self-modifying loop");
-  assert.ok(jit.cpu.blocks!.invalidated > 0, "the rewritten block was not dropped");
-  assert.equal(interp.registers.eax, (300 * 301) / 2);
-});
-
-Deno.test("X86Cpu with the block translator notices RAM rewritten behind the CPU", () => {
-  // A hot loop translated, then the loader rewrites its immediate between runs.
-  const code = new Uint8Array([0x05, ...le32(2), 0x49, 0x75, 0xf8, 0xf4]); // add eax,2; dec ecx; jnz
-  for (const jit of [true, false]) {
-    const run = runFlat(code, { jit, setup: (_ram, cpu) => void (cpu.core.regs[1] = 200) });
-    assert.equal(run.registers.eax, 400);
-    run.ram.set(le32(5), 0x100001);
-    const c = run.cpu.core;
-    c.eip = 0x100000;
-    c.regs[1] = 100;
-    c.halted = false;
-    run.cpu.run(10_000);
-    assert.equal(run.cpu.registers().eax, 900, `jit ${jit}`);
-  }
-});
-
-Deno.test("X86Cpu with the block translator sees code a device rewrites during the guest's port I/O", () => {
-  // loop: add eax, 1 (imm8 at +2); dec ecx; out 0x99, al; jnz loop; hlt. The port's
-  // handler rewrites the ADD's immediate in RAM (as DMA would) on the 150th write, in the
-  // middle of a slice, while the loop's block is translated and hot.
-  const code = new Uint8Array([0x83, 0xc0, 0x01, 0x49, 0xe6, 0x99, 0x75, 0xf8, 0xf4]);
-  const runs = [true, false].map((jit) => {
-    let writes = 0;
-    return runFlat(code, {
-      jit,
-      setup: (_ram, cpu) => void (cpu.core.regs[1] = 300),
-      ports: (io, ram) =>
-        io.register("dma", 0x99, 1, {
-          read: () => 0,
-          write: () => void (++writes === 150 && (ram[0x100002] = 7)),
-        }),
-    });
-  });
-  assertSameRun(runs[0], runs[1], "code rewritten by a port write");
-  assert.equal(runs[1].registers.eax, 150 + 150 * 7);
-  assert.ok(runs[0].cpu.blocks!.invalidated > 0, "the rewritten block was not dropped");
-});
-
-Deno.test("X86Cpu with the block translator stops at a faulting access with exact state", () => {
-  // Paging on with one page missing: the store loop walks into it; no IDT, so the
-  // #PF escalates to a shutdown that freezes the state at the faulting instruction.
-  const pd = 0x300000, pt = 0x301000;
-  const code = new Uint8Array([
-    0xbf,
-    ...le32(0x500000), // mov edi, 0x500000
-    0x89,
-    0x07, // loop: mov [edi], eax
-    0x40, // inc eax
-    0x81,
-    0xc7,
-    ...le32(0x1000), // add edi, 4096
-    0xeb,
-    0xf5, // jmp loop
-  ]);
-  const [jit, interp] = both(code, {
-    setup: (ram, cpu) => {
-      const v = new DataView(ram.buffer);
-      for (let i = 0; i < 1024; i++) v.setUint32(pt + i * 4, i === 0x540 ? 0 : (i << 12) | 3, true);
-      v.setUint32(pd, pt | 3, true);
-      for (let i = 1; i < 1024; i++) v.setUint32(pd + i * 4, 0, true);
-      // 4 MiB pages would need PSE; map 0..4 MiB and 4..8 MiB with the same table shape.
-      v.setUint32(pd + 4, (pt + 0x1000) | 3, true);
-      for (let i = 0; i < 1024; i++) {
-        v.setUint32(pt + 0x1000 + i * 4, i === 0x140 ? 0 : ((i + 1024) << 12) | 3, true);
+for (const mode of MODES) {
+  Deno.test(`X86Cpu with ${mode.name} runs every bench loop guest like the interpreter`, () => {
+    let wasmRetired = 0;
+    for (const guest of loopGuests()) {
+      for (const slices of [[100_000], [997, 13, 4096, 1]]) {
+        const [jit, interp] = both(guest.image, {
+          ...mode.extra,
+          entry: entryOf(guest.image),
+          slices,
+          setup: multibootSetup("exit 700"),
+        });
+        assert.equal(interp.exits.at(-1), RunExit.HaltNoInterrupts, guest.name);
+        assertSameRun(jit, interp, `${guest.name} in slices ${slices}`);
+        assert.ok(jit.cpu.blocks!.translated > 0, `${guest.name}: nothing was translated`);
+        if (mode.wasm) {
+          const w = jit.cpu.blocks!.wasm!;
+          assert.equal(w.failed, 0, `${guest.name}: a wasm module did not compile`);
+          wasmRetired += w.retired;
+        }
       }
-      const c = cpu.core;
-      c.cr3 = pd;
-      c.cr0 |= 0x80000000 | 0;
-      c.idtLimit = 0;
-    },
-  });
-  assertSameRun(jit, interp, "page fault in a block");
-  assert.equal(interp.exits.at(-1), RunExit.Shutdown);
-  assert.equal(interp.registers.cr2, 0x540000);
-});
-
-Deno.test("X86Cpu with the block translator boots SeaBIOS and the demo guest in as many instructions as the interpreter", async () => {
-  const { runPcKernel } = await import("../../../../tools/demo_guest.ts");
-  const { MemoryChardev } = await import("../../../../core/chardev.ts");
-  const image = buildDemoGuest();
-  const saved = Deno.env.get("VMKIT_JIT");
-  const runs = [];
-  try {
-    for (const flag of ["1", "0"]) {
-      Deno.env.set("VMKIT_JIT", flag);
-      const serial = new MemoryChardev("serial0");
-      const run = await runPcKernel(image, { serial, cmdline: "same" });
-      runs.push({ exit: run.exit.reason, instructions: run.instructions, text: serial.text() });
     }
-  } finally {
-    if (saved === undefined) Deno.env.delete("VMKIT_JIT");
-    else Deno.env.set("VMKIT_JIT", saved);
-  }
-  assert.deepEqual(runs[0], runs[1]);
-});
+    if (mode.wasm) assert.ok(wasmRetired > 10_000, `only ${wasmRetired} instructions ran in wasm`);
+  });
+
+  Deno.test(`X86Cpu with ${mode.name} runs the demo guest like the interpreter`, () => {
+    const image = buildDemoGuest();
+    const [jit, interp] = both(image, {
+      ...mode.extra,
+      entry: entryOf(image),
+      setup: multibootSetup("demo"),
+    });
+    assertSameRun(jit, interp, "demo guest");
+    const text = new TextDecoder().decode(new Uint8Array(jit.output.slice(0, -1)));
+    assert.match(text, /Sum of the primes below 10000: 5736396/);
+  });
+
+  Deno.test(`X86Cpu with ${mode.name} matches the interpreter on random instruction streams`, () => {
+    let translated = 0, wasmRetired = 0;
+    for (let seed = 1; seed <= 60; seed++) {
+      const code = randomProgram(seed * 7919, 150);
+      const r = random(seed);
+      const data = Uint8Array.from({ length: 256 }, () => r(256));
+      for (const slices of [[1_000_000], [41, 3, 1000]]) {
+        const [jit, interp] = both(code, {
+          ...mode.extra,
+          slices,
+          maxInstructions: 200_000,
+          setup: (ram, cpu) => {
+            ram.set(data, DATA);
+            cpu.core.regs.set([
+              0x12345678,
+              0,
+              0x9abcdef0,
+              0x0fedcba9,
+              0x80000,
+              0x55,
+              0,
+              0x7fffffff,
+            ]);
+          },
+        });
+        assertSameRun(jit, interp, `seed ${seed} in slices ${slices}`);
+        translated += jit.cpu.blocks!.translated;
+        wasmRetired += jit.cpu.blocks!.wasm?.retired ?? 0;
+        assert.equal(jit.cpu.blocks!.wasm?.failed ?? 0, 0, "a wasm module did not compile");
+      }
+    }
+    assert.ok(translated > 100, `only ${translated} blocks translated`);
+    if (mode.wasm) assert.ok(wasmRetired > 200_000, `only ${wasmRetired} instructions in wasm`);
+  });
+
+  Deno.test(`X86Cpu with ${mode.name} sees code the guest rewrites inside a running loop`, () => {
+    // loop: add eax, imm32 (at +0); inc dword [loop + 1]; dec ecx; jnz loop; hlt
+    const at = 0x100000;
+    const code = new Uint8Array([
+      0x05,
+      ...le32(1), // add eax, 1 (its immediate grows every pass)
+      0xff,
+      0x05,
+      ...le32(at + 1), // inc dword [at + 1]
+      0x49, // dec ecx
+      0x75,
+      0xf2, // jnz at
+      0xf4,
+    ]);
+    const [jit, interp] = both(code, {
+      ...mode.extra,
+      setup: (_ram, cpu) => void (cpu.core.regs[1] = 300),
+    });
+    assertSameRun(jit, interp, "self-modifying loop");
+    assert.ok(jit.cpu.blocks!.invalidated > 0, "the rewritten block was not dropped");
+    assert.equal(interp.registers.eax, (300 * 301) / 2);
+  });
+
+  Deno.test(`X86Cpu with ${mode.name} notices RAM rewritten behind the CPU`, () => {
+    // A hot loop translated, then the loader rewrites its immediate between runs.
+    const code = new Uint8Array([0x05, ...le32(2), 0x49, 0x75, 0xf8, 0xf4]); // add eax,2; dec ecx; jnz
+    for (const jit of [true, false]) {
+      const run = runFlat(code, {
+        ...mode.extra,
+        jit,
+        setup: (_ram, cpu) => void (cpu.core.regs[1] = 200),
+      });
+      assert.equal(run.registers.eax, 400);
+      run.ram.set(le32(5), 0x100001);
+      const c = run.cpu.core;
+      c.eip = 0x100000;
+      c.regs[1] = 100;
+      c.halted = false;
+      run.cpu.run(10_000);
+      assert.equal(run.cpu.registers().eax, 900, `jit ${jit}`);
+    }
+  });
+
+  Deno.test(`X86Cpu with ${mode.name} sees code a device rewrites during the guest's port I/O`, () => {
+    // loop: add eax, 1 (imm8 at +2); dec ecx; out 0x99, al; jnz loop; hlt. The port's
+    // handler rewrites the ADD's immediate in RAM (as DMA would) on the 150th write, in the
+    // middle of a slice, while the loop's block is translated and hot.
+    const code = new Uint8Array([0x83, 0xc0, 0x01, 0x49, 0xe6, 0x99, 0x75, 0xf8, 0xf4]);
+    const runs = [true, false].map((jit) => {
+      let writes = 0;
+      return runFlat(code, {
+        ...mode.extra,
+        jit,
+        setup: (_ram, cpu) => void (cpu.core.regs[1] = 300),
+        ports: (io, ram) =>
+          io.register("dma", 0x99, 1, {
+            read: () => 0,
+            write: () => void (++writes === 150 && (ram[0x100002] = 7)),
+          }),
+      });
+    });
+    assertSameRun(runs[0], runs[1], "code rewritten by a port write");
+    assert.equal(runs[1].registers.eax, 150 + 150 * 7);
+    assert.ok(runs[0].cpu.blocks!.invalidated > 0, "the rewritten block was not dropped");
+  });
+
+  Deno.test(`X86Cpu with ${mode.name} stops at a faulting access with exact state`, () => {
+    // Paging on with one page missing: the store loop walks into it; no IDT, so the
+    // #PF escalates to a shutdown that freezes the state at the faulting instruction.
+    const pd = 0x300000, pt = 0x301000;
+    const code = new Uint8Array([
+      0xbf,
+      ...le32(0x500000), // mov edi, 0x500000
+      0x89,
+      0x07, // loop: mov [edi], eax
+      0x40, // inc eax
+      0x81,
+      0xc7,
+      ...le32(0x1000), // add edi, 4096
+      0xeb,
+      0xf5, // jmp loop
+    ]);
+    const [jit, interp] = both(code, {
+      ...mode.extra,
+      setup: (ram, cpu) => {
+        const v = new DataView(ram.buffer, ram.byteOffset);
+        for (let i = 0; i < 1024; i++) {
+          v.setUint32(pt + i * 4, i === 0x540 ? 0 : (i << 12) | 3, true);
+        }
+        v.setUint32(pd, pt | 3, true);
+        for (let i = 1; i < 1024; i++) v.setUint32(pd + i * 4, 0, true);
+        // 4 MiB pages would need PSE; map 0..4 MiB and 4..8 MiB with the same table shape.
+        v.setUint32(pd + 4, (pt + 0x1000) | 3, true);
+        for (let i = 0; i < 1024; i++) {
+          v.setUint32(pt + 0x1000 + i * 4, i === 0x140 ? 0 : ((i + 1024) << 12) | 3, true);
+        }
+        const c = cpu.core;
+        c.cr3 = pd;
+        c.cr0 |= 0x80000000 | 0;
+        c.idtLimit = 0;
+      },
+    });
+    assertSameRun(jit, interp, "page fault in a block");
+    assert.equal(interp.exits.at(-1), RunExit.Shutdown);
+    assert.equal(interp.registers.cr2, 0x540000);
+  });
+
+  Deno.test(`X86Cpu with ${mode.name} boots SeaBIOS and the demo guest in as many instructions as the interpreter`, async () => {
+    const { runPcKernel } = await import("../../../../tools/demo_guest.ts");
+    const { MemoryChardev } = await import("../../../../core/chardev.ts");
+    const image = buildDemoGuest();
+    const saved = Deno.env.get("VMKIT_JIT"), savedWasm = Deno.env.get("VMKIT_WASM");
+    const runs = [];
+    try {
+      for (const flag of ["1", "0"]) {
+        Deno.env.set("VMKIT_JIT", flag);
+        Deno.env.set("VMKIT_WASM", mode.wasm ? flag : "0");
+        const serial = new MemoryChardev("serial0");
+        const run = await runPcKernel(image, { serial, cmdline: "same" });
+        runs.push({ exit: run.exit.reason, instructions: run.instructions, text: serial.text() });
+      }
+    } finally {
+      if (saved === undefined) Deno.env.delete("VMKIT_JIT");
+      else Deno.env.set("VMKIT_JIT", saved);
+      if (savedWasm === undefined) Deno.env.delete("VMKIT_WASM");
+      else Deno.env.set("VMKIT_WASM", savedWasm);
+    }
+    assert.deepEqual(runs[0], runs[1]);
+  });
+}

@@ -8,6 +8,7 @@ import { X86Cpu } from "../cpu.ts";
 import { resetPrefixes } from "../decode.ts";
 import { findModel } from "../models.ts";
 import { setSegCache } from "../segmentation.ts";
+import { allocateWasmRam } from "../wasm/ram.ts";
 import { CR0_PE, CS } from "../state.ts";
 
 /** What one run of a guest left behind. */
@@ -31,6 +32,8 @@ export function runFlat(
   code: Uint8Array,
   options: {
     jit: boolean;
+    /** Guest RAM in a WebAssembly.Memory and the wasm tier on, compiling blocks entered this often. */
+    wasmHot?: number;
     load?: number;
     entry?: number;
     slices?: number[];
@@ -42,7 +45,9 @@ export function runFlat(
 ): FlatRun {
   const load = options.load ?? 0x100000;
   const memory = new AddressSpace();
-  const ram = memory.addRam("ram", 0, 16 << 20);
+  const wasm = options.wasmHot !== undefined;
+  const ram = wasm ? allocateWasmRam(16 << 20) : new Uint8Array(16 << 20);
+  memory.addRamAlias("ram", 0, ram);
   ram.set(code, load);
   const io = new PortIoSpace();
   const output: number[] = [];
@@ -52,7 +57,11 @@ export function runFlat(
   });
   io.register("exit", 0xf4, 4, { read: () => 0, write: (_p, _s, v) => void output.push(v) });
   options.ports?.(io, ram);
-  const cpu = new X86Cpu({ memory, io }, findModel("qemu32")!, { jit: options.jit });
+  const cpu = new X86Cpu({ memory, io }, findModel("qemu32")!, {
+    jit: options.jit,
+    wasm,
+  });
+  if (wasm && cpu.blocks !== null) cpu.blocks.wasmHot = options.wasmHot!;
   const c = cpu.core;
   c.cr0 |= CR0_PE;
   setSegCache(c, CS, 0x08, 0, 0xffffffff, 0xc09b);

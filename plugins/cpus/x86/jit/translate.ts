@@ -5,6 +5,7 @@ import { read16, read32, read8, write16, write32, write8 } from "../memory.ts";
 import { type CpuCore, fault } from "../state.ts";
 import { Emitter, N_MARK, WB_MARK } from "./emitter.ts";
 import { shiftCf, writeBackFlags } from "./flag_expr.ts";
+import type { Region } from "../wasm/runtime.ts";
 
 /** A translated block: runs its instructions from `c.eip`. */
 export type BlockFn = (c: CpuCore, end: number) => void;
@@ -30,6 +31,10 @@ export interface Block {
   readonly code: Uint8Array;
   /** The CPU's `codeEpoch` in which `code` last matched the guest bytes. */
   epoch: number;
+  /** Instructions retired in this block so far (the wasm tier compiles hot blocks). */
+  hits: number;
+  /** The wasm region entered here: undefined not tried yet, null not compilable. */
+  region: Region | null | undefined;
 }
 
 /**
@@ -81,7 +86,20 @@ export function translateBlock(c: CpuCore, o: number): Block {
   const n = mode === MODE_FLAT32 ? e.run() : 0;
   const off = base + o;
   if (n === 0) {
-    return { bytes, off, eip, lo: off, hi: off, n: 0, mode, run: null, code: NO_CODE, epoch: -1 };
+    return {
+      bytes,
+      off,
+      eip,
+      lo: off,
+      hi: off,
+      n: 0,
+      mode,
+      run: null,
+      code: NO_CODE,
+      epoch: -1,
+      hits: 0,
+      region: undefined,
+    };
   }
   const lo = base + e.lo, hi = base + e.hi;
   const regs = [...Array(8).keys()];
@@ -125,5 +143,18 @@ ${body}
 };`;
   const factory = new Function("H", src) as (h: unknown) => BlockFn;
   const run = factory({ ...HELPERS, eips: e.eips });
-  return { bytes, off, eip, lo, hi, n, mode, run, code: bytes.slice(lo, hi), epoch: c.codeEpoch };
+  return {
+    bytes,
+    off,
+    eip,
+    lo,
+    hi,
+    n,
+    mode,
+    run,
+    code: bytes.slice(lo, hi),
+    epoch: c.codeEpoch,
+    hits: 0,
+    region: undefined,
+  };
 }

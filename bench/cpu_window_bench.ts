@@ -1,0 +1,71 @@
+// Steady-state CPU speed on real kernel code: a window of the Debian i386 kernel's boot, in-process
+
+import * as os from "node:os";
+import { MemoryChardev } from "../core/chardev.ts";
+import type { CpuBackend } from "../core/cpu.ts";
+import { type CpuDescriptor, Registry } from "../core/plugin.ts";
+import { BUILTIN_PLUGINS } from "../plugins/mod.ts";
+import { createPcMachine } from "../plugins/machines/pc.ts";
+import type { X86Cpu } from "../plugins/cpus/x86/cpu.ts";
+import { INITRD, KERNEL } from "../tests/boot/guest_util.ts";
+
+/**
+ * Usage: `deno run -A bench/cpu_window_bench.ts [FROM] [COUNT] [ROUNDS]` (millions of
+ * instructions; default 150 150 2). Boots the guide's `-kernel` line on `-M pc` with one
+ * CPU, runs FROM M instructions, then times the next COUNT M in CPU seconds
+ * (`process.cpuUsage`), with the wasm tier off and on, interleaved ROUNDS times.
+ * 150..300 M is the kernel's decompressor; 3000 M on is kernel init.
+ */
+const [from, count, rounds] = [150, 150, 2].map((d, i) => Number(Deno.args[i] ?? d));
+
+async function window(wasm: boolean) {
+  Deno.env.set("VMKIT_WASM", wasm ? "1" : "0");
+  const cpuPlugin = (await import("../plugins/cpus/x86/mod.ts")).default as CpuDescriptor;
+  const machine = createPcMachine({
+    ramBytes: 768 << 20,
+    smp: 1,
+    drives: [],
+    serial: [new MemoryChardev("serial0")],
+    nographic: true,
+    kernel: {
+      kernel: Deno.readFileSync(KERNEL),
+      kernelName: KERNEL,
+      cmdline: "console=ttyS0 panic=-1",
+      initrd: Deno.readFileSync(INITRD),
+    },
+    registry: new Registry().addAll(BUILTIN_PLUGINS),
+    allocateRam: cpuPlugin.allocateRam,
+    createCpu: (m, index) =>
+      cpuPlugin.create({ memory: m.memory, io: m.io, index }, {}) as CpuBackend,
+  });
+  await machine.realize();
+  await machine.run({ maxInstructions: from * 1e6 });
+  const cpu = machine.cpus[0] as X86Cpu;
+  const i0 = cpu.instructionsRetired;
+  const u0 = process.cpuUsage();
+  const w = cpu.blocks?.wasm;
+  const w0 = w?.retired ?? 0, c0 = w?.compileMs ?? 0, e0 = w?.entries ?? 0;
+  const s0 = w?.slowCalls ?? 0, f0 = w?.condCalls ?? 0;
+  await machine.run({ maxInstructions: count * 1e6 });
+  const u = process.cpuUsage(u0);
+  const n = cpu.instructionsRetired - i0;
+  const s = (u.user + u.system) / 1e6;
+  return {
+    wasm,
+    mips: +(n / s / 1e6).toFixed(1),
+    cpuSeconds: +s.toFixed(2),
+    inWasm: w ? +(((w.retired - w0) / n) * 100).toFixed(1) : 0,
+    regions: w?.regions ?? 0,
+    perEntry: w ? +((w.retired - w0) / (w.entries - e0)).toFixed(1) : 0,
+    slowPerK: w ? +(((w.slowCalls - s0) / n) * 1000).toFixed(1) : 0,
+    condPerK: w ? +(((w.condCalls - f0) / n) * 1000).toFixed(1) : 0,
+    compileMs: w ? Math.round(w.compileMs - c0) : 0,
+    eip: (cpu.core.eip >>> 0).toString(16),
+  };
+}
+
+console.log(`load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+for (let r = 0; r < rounds; r++) {
+  for (const wasm of [false, true]) console.log(JSON.stringify(await window(wasm)));
+}
+console.log(`load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);

@@ -1,0 +1,1272 @@
+// Region compiler: the code reachable from one entry inside one fetch window, as a wasm function
+
+import {
+  ARITH_FLAGS,
+  CF,
+  DS,
+  LZ_ADD,
+  LZ_LOGIC,
+  LZ_SAR,
+  LZ_SHL,
+  LZ_SHR,
+  LZ_SUB,
+  SS,
+} from "../state.ts";
+import { Code, I32, OP } from "./encoder.ts";
+import {
+  ST_EIP,
+  ST_FLAGS,
+  ST_LZDST,
+  ST_LZMASK,
+  ST_LZOP,
+  ST_LZRES,
+  ST_LZSIZE,
+  ST_LZSRC,
+  ST_REGS,
+  ST_STATUS,
+  ST_TLB,
+  ST_TLBUSER,
+} from "./ram.ts";
+
+/** Imported helpers, by function index. */
+export const IMP_RD = 0, IMP_WR = 1, IMP_COND = 2;
+/** Function types: the region, then the helpers in import order. */
+export const TYPES = [
+  { params: [I32], results: [I32] },
+  { params: [I32, I32, I32, I32], results: [I32] },
+  { params: [I32, I32, I32, I32, I32], results: [] },
+  { params: [I32], results: [I32] },
+];
+export const IMPORTS = [
+  { name: "rd", type: 1 },
+  { name: "wr", type: 2 },
+  { name: "cond", type: 3 },
+];
+
+/** Most basic blocks and instructions in one region, and instructions per basic block. */
+const MAX_BLOCKS = 48, MAX_REGION_INSNS = 600, MAX_BLOCK_INSNS = 64;
+
+// Locals: 0 is the budget parameter.
+const L_BUDGET = 0, L_REG = 1, L_N = 9, L_NEXT = 10, L_EIP = 11, L_F = 12, L_M = 13;
+const L_OP = 14, L_SZ = 15, L_D = 16, L_S = 17, L_R = 18, L_LIN = 19, L_A = 20, L_B = 21;
+const L_V = 22, L_E = 23, L_ST = 24, L_TU = 25, L_T = 26, L_CNT = 27;
+const N_LOCALS = 27;
+
+/** What the compiler knows of the flags: null when they are only in the locals' run-time state. */
+interface Flags {
+  op: number;
+  size: number;
+  /** A SUB or CMP: conditions compare the operands directly. */
+  pure: boolean;
+  /** INC/DEC: CF is bit 0 of the `F` local. */
+  noCf: boolean;
+  /** The count of a shift by a constant. */
+  count: number;
+}
+
+const TRUNCATED = new Error("instruction crosses the fetch window");
+const MASK: Record<number, number> = { 8: 0xff, 16: 0xffff, 32: -1 };
+/** One-byte opcodes translated with a 66h prefix (16-bit operands). */
+const SIZE16_OK = new Uint8Array(256);
+for (let op = 0; op < 0x40; op++) if ((op & 7) < 6) SIZE16_OK[op] = 1;
+for (
+  const op of [0x0f, 0x81, 0x83, 0x85, 0x89, 0x8b, 0xa1, 0xa3, 0xa9, 0xc1, 0xc7, 0xd1, 0xf7, 0xff]
+) SIZE16_OK[op] = 1;
+for (let op = 0xb8; op < 0xc0; op++) SIZE16_OK[op] = 1;
+const NEXT = 1, END = 2;
+/** A flag state with every arithmetic flag in the `F` local (after IMUL). */
+const CONCRETE = -1;
+
+interface ModRm {
+  mod: number;
+  reg: number;
+  rm: number;
+  base: number;
+  index: number;
+  scale: number;
+  disp: number;
+  seg: number;
+}
+
+/** The result: the function body and what the dispatcher needs to know about it. */
+export interface RegionCode {
+  body: Code;
+  locals: number[];
+  /** Window positions of the lowest and past the highest byte decoded. */
+  lo: number;
+  hi: number;
+  /** Instructions of the entry block (a call needs at least this budget). */
+  firstLen: number;
+  instructions: number;
+  blocks: number;
+}
+
+/**
+ * Compiles the code reachable from window position `startPos` (direct jumps, branches,
+ * calls and returns to those calls that stay in the window) into one function: guest
+ * registers in locals, a `br_table` loop over the basic blocks, lazy flags whose
+ * conditions are computed from the last producer's operands, and guest memory through
+ * an inline TLB. Returns null when the first instruction is not translatable.
+ *
+ * The function takes the instruction budget and returns the instructions retired; it
+ * leaves EIP, the registers and the lazy flags in the CPU's state area at `stateBase`.
+ */
+export function compileRegion(
+  bytes: Uint8Array,
+  base: number,
+  avail: number,
+  winEip: number,
+  startPos: number,
+  stateBase: number,
+): RegionCode | null {
+  const rc = new RegionCompiler(bytes, base, avail, winEip, stateBase);
+  return rc.compile(startPos);
+}
+
+class RegionCompiler {
+  code = new Code();
+  /** Window position of each basic block's start. */
+  starts: number[] = [];
+  byPos = new Map<number, number>();
+  lens: number[] = [];
+  /** Blocks cut at the size limit (they go on in the block at the next instruction). */
+  cuts: boolean[] = [];
+  cur = 0;
+  /** Blocks that begin at the return address of a call inside the region. */
+  returnBlocks = new Set<number>();
+  discovering = true;
+  total = 0;
+  lo: number;
+  hi: number;
+  pos = 0;
+  /** Index of the instruction in its basic block, and the block's length. */
+  j = 0;
+  len = 0;
+  insnStart = 0;
+  fl: Flags | null = null;
+  segOvr = -1;
+  /** Operand size of the instruction: 16 after a 66h prefix, else 32. */
+  osz = 32;
+  usedRegs = 0;
+  writtenRegs = 0;
+  lExit = 0;
+  lLoop = 0;
+  /** The instruction touched memory through a helper that may ask for the boundary. */
+  slow = false;
+
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly base: number,
+    readonly avail: number,
+    readonly winEip: number,
+    readonly sb: number,
+  ) {
+    this.lo = avail;
+    this.hi = 0;
+  }
+
+  compile(startPos: number): RegionCode | null {
+    // Pass 1: find the blocks (and their lengths) with a scratch body.
+    this.blockAt(startPos);
+    for (let i = 0; i < this.starts.length; i++) {
+      this.code = new Code();
+      this.lens[i] = 0;
+      this.translateBlock(i);
+    }
+    if (this.lens[0] === 0) return null;
+    this.discovering = false;
+    const c = (this.code = new Code());
+    const sb = this.sb;
+    // Prologue: registers, flags and the TLB half from the state area.
+    for (let r = 0; r < 8; r++) {
+      if ((this.usedRegs >> r) & 1) c.i32(0).mem(OP.i32Load, sb + ST_REGS + 4 * r).set(L_REG + r);
+    }
+    const fl: [number, number][] = [
+      [L_F, ST_FLAGS],
+      [L_M, ST_LZMASK],
+      [L_OP, ST_LZOP],
+      [L_SZ, ST_LZSIZE],
+      [L_D, ST_LZDST],
+      [L_S, ST_LZSRC],
+      [L_R, ST_LZRES],
+    ];
+    for (const [l, o] of fl) c.i32(0).mem(OP.i32Load, sb + o).set(l);
+    c.i32(0).mem(OP.i32Load, sb + ST_TLBUSER).set(L_TU);
+    this.lExit = c.open(OP.block);
+    this.lLoop = c.open(OP.loop);
+    const n = this.starts.length;
+    const labels: number[] = [];
+    for (let i = n - 1; i >= 0; i--) labels[i] = c.open(OP.block);
+    c.get(L_NEXT).brTable(labels, labels[0]);
+    for (let i = 0; i < n; i++) {
+      c.end();
+      this.translateBlock(i);
+    }
+    c.end(); // loop
+    c.end(); // exit block
+    // Epilogue.
+    for (let r = 0; r < 8; r++) {
+      if ((this.writtenRegs >> r) & 1) {
+        c.i32(0).get(L_REG + r).mem(OP.i32Store, sb + ST_REGS + 4 * r);
+      }
+    }
+    for (const [l, o] of fl) c.i32(0).get(l).mem(OP.i32Store, sb + o);
+    c.i32(0).get(L_EIP).mem(OP.i32Store, sb + ST_EIP);
+    c.get(L_CNT);
+    return {
+      body: c,
+      locals: new Array(N_LOCALS).fill(I32),
+      lo: this.lo,
+      hi: this.hi,
+      firstLen: this.lens[0],
+      instructions: this.lens.reduce((a, b) => a + b, 0),
+      blocks: n,
+    };
+  }
+
+  /** The block starting at window position `p`, made in the first pass while room is left. */
+  blockAt(p: number): number {
+    const i = this.byPos.get(p);
+    if (i !== undefined || !this.discovering) return i ?? -1;
+    if (this.starts.length >= MAX_BLOCKS || this.total >= MAX_REGION_INSNS) return -1;
+    this.starts.push(p);
+    this.byPos.set(p, this.starts.length - 1);
+    return this.starts.length - 1;
+  }
+
+  eipAt(p: number): number {
+    return (this.winEip + p) | 0;
+  }
+  posOf(eip: number): number {
+    const p = (eip - this.winEip) >>> 0;
+    return p < this.avail ? p : -1;
+  }
+
+  // ---- decoding
+  u8(): number {
+    if (this.pos >= this.avail) throw TRUNCATED;
+    if (this.pos < this.lo) this.lo = this.pos;
+    if (this.pos >= this.hi) this.hi = this.pos + 1;
+    return this.bytes[this.base + this.pos++];
+  }
+  s8(): number {
+    return (this.u8() << 24) >> 24;
+  }
+  s32(): number {
+    return this.u8() | (this.u8() << 8) | (this.u8() << 16) | (this.u8() << 24);
+  }
+  /** An immediate of the operand size (zero-extended below 32 bits). */
+  imm(size: number): number {
+    if (size === 8) return this.u8();
+    if (size === 16) return this.u8() | (this.u8() << 8);
+    return this.s32();
+  }
+  modrm(): ModRm {
+    const m = this.u8();
+    const mod = m >> 6, reg = (m >> 3) & 7, rm = m & 7;
+    const r: ModRm = { mod, reg, rm, base: -1, index: -1, scale: 0, disp: 0, seg: DS };
+    if (mod === 3) return r;
+    if (rm === 4) {
+      const sib = this.u8();
+      const b = sib & 7, x = (sib >> 3) & 7;
+      r.scale = sib >> 6;
+      if (x !== 4) r.index = x;
+      if (b === 5 && mod === 0) r.disp = this.s32();
+      else {
+        r.base = b;
+        if (b === 4 || b === 5) r.seg = SS;
+      }
+    } else if (rm === 5 && mod === 0) {
+      r.disp = this.s32();
+    } else {
+      r.base = rm;
+      if (rm === 5) r.seg = SS;
+    }
+    if (mod === 1) r.disp = (r.disp + this.s8()) | 0;
+    else if (mod === 2) r.disp = (r.disp + this.s32()) | 0;
+    if (this.segOvr >= 0) r.seg = this.segOvr;
+    return r;
+  }
+
+  // ---- emission helpers
+  reg(r: number): void {
+    this.usedRegs |= 1 << r;
+    this.code.get(L_REG + r);
+  }
+  /** Pops the stack top into register `r`. */
+  setReg(r: number): void {
+    this.usedRegs |= 1 << r;
+    this.writtenRegs |= 1 << r;
+    this.code.set(L_REG + r);
+  }
+  /** Pushes register operand `r` of `size` bits (zero-extended). */
+  getR(r: number, size: number): void {
+    const c = this.code;
+    if (size === 32) this.reg(r);
+    else if (size === 16) {
+      this.reg(r);
+      c.i32(0xffff).op(OP.i32And);
+    } else if (r < 4) {
+      this.reg(r);
+      c.i32(0xff).op(OP.i32And);
+    } else {
+      this.reg(r - 4);
+      c.i32(8).op(OP.i32ShrU).i32(0xff).op(OP.i32And);
+    }
+  }
+  /** Writes local `l` into register operand `r` of `size` bits. */
+  setR(r: number, size: number, l: number): void {
+    const c = this.code;
+    if (size === 32) {
+      c.get(l);
+      this.setReg(r);
+    } else if (size === 16) {
+      this.reg(r);
+      c.i32(~0xffff).op(OP.i32And).get(l).i32(0xffff).op(OP.i32And).op(OP.i32Or);
+      this.setReg(r);
+    } else if (r < 4) {
+      this.reg(r);
+      c.i32(~0xff).op(OP.i32And).get(l).i32(0xff).op(OP.i32And).op(OP.i32Or);
+      this.setReg(r);
+    } else {
+      this.reg(r - 4);
+      c.i32(~0xff00).op(OP.i32And).get(l).i32(0xff).op(OP.i32And).i32(8).op(OP.i32Shl)
+        .op(OP.i32Or);
+      this.setReg(r - 4);
+    }
+  }
+  /** Computes the effective address of `m` into the LIN local. */
+  ea(m: ModRm): void {
+    const c = this.code;
+    let any = false;
+    if (m.base >= 0) {
+      this.reg(m.base);
+      any = true;
+    }
+    if (m.index >= 0) {
+      this.reg(m.index);
+      if (m.scale) c.i32(m.scale).op(OP.i32Shl);
+      if (any) c.op(OP.i32Add);
+      any = true;
+    }
+    if (!any) c.i32(m.disp);
+    else if (m.disp !== 0) c.i32(m.disp).op(OP.i32Add);
+    c.set(L_LIN);
+  }
+  /** Pushes the count of instructions retired before instruction `j` of the current block. */
+  count(j: number): void {
+    this.code.get(L_N).i32(j - this.len).op(OP.i32Add);
+  }
+  /** Leaves the region: `j` instructions of this block done, EIP the constant `eip`. */
+  exit(j: number, eip: number): void {
+    this.count(j);
+    this.code.set(L_CNT).i32(eip).set(L_EIP).br(this.lExit);
+  }
+  /** Leaves with EIP from local `l`. */
+  exitDyn(j: number, l: number): void {
+    this.count(j);
+    this.code.set(L_CNT).get(l).set(L_EIP).br(this.lExit);
+  }
+  /** Goes on at `eip` after instruction `j` completes: a block of the region, or leave. */
+  jumpTo(eip: number): void {
+    const p = this.posOf(eip);
+    const b = p < 0 ? -1 : this.blockAt(p);
+    if (b < 0) {
+      this.exit(this.j + 1, eip);
+      return;
+    }
+    // N counted the whole block on entry: a branch out of its middle takes back the rest.
+    const back = this.j + 1 - this.len;
+    if (back !== 0) this.code.get(L_N).i32(back).op(OP.i32Add).set(L_N);
+    this.code.i32(b).set(L_NEXT).br(this.lLoop);
+  }
+
+  /** After a helper call: leave at this instruction when it faulted. */
+  faultCheck(): void {
+    const c = this.code;
+    c.i32(0).mem(OP.i32Load, this.sb + ST_STATUS).tee(L_ST).i32(2).op(OP.i32Eq);
+    c.open(OP.if);
+    this.exit(this.j, this.eipAt(this.insnStart));
+    c.end();
+    this.slow = true;
+  }
+  /**
+   * At the end of an instruction that called a helper: leave when the boundary is wanted,
+   * for the next instruction or the constant `target` of a jump.
+   */
+  memEnd(target = this.eipAt(this.pos)): void {
+    if (!this.slow) return;
+    const c = this.code;
+    c.get(L_ST).open(OP.if);
+    this.exit(this.j + 1, target);
+    c.end();
+  }
+
+  /** Pushes the TLB check for an access of `size` bits at LIN (tag at `tagOff`). */
+  tlbHit(size: number, tagOff: number): void {
+    const c = this.code;
+    c.get(L_LIN).i32(12).op(OP.i32ShrU).i32(1023).op(OP.i32And).i32(5).op(OP.i32Shl).get(L_TU)
+      .op(OP.i32Add).tee(L_E);
+    c.mem(OP.i64Load, this.sb + ST_TLB + tagOff);
+    c.get(L_LIN).op(OP.i64ExtendI32U).op(OP.i64Const).sleb(12).op(OP.i64ShrU).op(OP.i64Eq);
+    if (size > 8) {
+      c.get(L_LIN).i32(0xfff).op(OP.i32And).i32(4096 - size / 8).op(OP.i32LeU).op(OP.i32And);
+    }
+  }
+  /** Pushes the host address of LIN in a TLB hit (entry in E). */
+  hostAddr(): void {
+    this.code.get(L_E).mem(OP.i32Load, this.sb + ST_TLB + 16).get(L_LIN).i32(0xfff)
+      .op(OP.i32And).op(OP.i32Add);
+  }
+  /** Pushes the `size`-bit value at LIN through segment `seg`. */
+  read(seg: number, size: number): void {
+    const c = this.code;
+    const slow = () => {
+      c.i32(size).i32(seg).get(L_LIN);
+      this.count(this.j);
+      c.call(IMP_RD).set(L_T);
+      this.faultCheck();
+      c.get(L_T);
+    };
+    if (seg !== DS && seg !== SS) {
+      slow();
+      return;
+    }
+    this.tlbHit(size, 0);
+    c.open(OP.if, I32);
+    this.hostAddr();
+    c.mem(size === 8 ? OP.i32Load8U : size === 16 ? OP.i32Load16U : OP.i32Load, 0);
+    c.else();
+    slow();
+    c.end();
+  }
+  /** Writes local `l` (`size` bits) at LIN through segment `seg`. */
+  write(seg: number, size: number, l: number): void {
+    const c = this.code;
+    const slow = () => {
+      c.i32(size).i32(seg).get(L_LIN).get(l);
+      this.count(this.j);
+      c.call(IMP_WR);
+      this.faultCheck();
+    };
+    if (seg !== DS && seg !== SS) {
+      slow();
+      return;
+    }
+    this.tlbHit(size, 8);
+    c.open(OP.if);
+    this.hostAddr();
+    c.get(l).mem(size === 8 ? OP.i32Store8 : size === 16 ? OP.i32Store16 : OP.i32Store, 0);
+    c.else();
+    slow();
+    c.end();
+  }
+  /** Pushes operand E of `m` (LIN already computed for memory). */
+  readE(m: ModRm, size: number): void {
+    if (m.mod === 3) this.getR(m.rm, size);
+    else this.read(m.seg, size);
+  }
+  writeE(m: ModRm, size: number, l: number): void {
+    if (m.mod === 3) this.setR(m.rm, size, l);
+    else this.write(m.seg, size, l);
+  }
+
+  // ---- flags
+  /** Records a producer: D, S, R from locals `d` (or constant), `s`, `r`. */
+  produce(op: number, size: number, pure: boolean, d: number, s: number | null, sConst = 0) {
+    const c = this.code;
+    c.get(d).set(L_D);
+    if (s === null) c.i32(sConst).set(L_S);
+    else c.get(s).set(L_S);
+    c.get(L_V).set(L_R);
+    c.i32(op).set(L_OP).i32(size).set(L_SZ).i32(ARITH_FLAGS).set(L_M);
+    this.fl = { op, size, pure, noCf: false, count: sConst };
+  }
+  /** Stores the flag locals where the `cond` helper reads them. */
+  storeFlags(): void {
+    const c = this.code;
+    const pairs: [number, number][] = [
+      [L_F, ST_FLAGS],
+      [L_M, ST_LZMASK],
+      [L_OP, ST_LZOP],
+      [L_SZ, ST_LZSIZE],
+      [L_D, ST_LZDST],
+      [L_S, ST_LZSRC],
+      [L_R, ST_LZRES],
+    ];
+    for (const [l, o] of pairs) c.i32(0).get(l).mem(OP.i32Store, this.sb + o);
+  }
+  /** Pushes (x >>> sh) & 1. */
+  bit(sh: number): void {
+    this.code.i32(sh).op(OP.i32ShrU).i32(1).op(OP.i32And);
+  }
+  /** Pushes CF (0 or 1). */
+  cf(): void {
+    const c = this.code, f = this.fl;
+    if (f === null) {
+      this.storeFlags();
+      c.i32(2).call(IMP_COND);
+      return;
+    }
+    if (f.noCf || f.op === CONCRETE) {
+      c.get(L_F).i32(1).op(OP.i32And);
+      return;
+    }
+    const sh = f.size - 1;
+    switch (f.op) {
+      case LZ_ADD: // ((d & s) | ((d | s) & ~r)) >>> sh & 1
+        c.get(L_D).get(L_S).op(OP.i32And).get(L_D).get(L_S).op(OP.i32Or).get(L_R).i32(-1)
+          .op(OP.i32Xor).op(OP.i32And).op(OP.i32Or);
+        this.bit(sh);
+        return;
+      case LZ_SUB:
+        if (f.pure) {
+          c.get(L_D).get(L_S).op(OP.i32LtU);
+          return;
+        }
+        // ((~d & s) | ((~d | s) & r)) >>> sh & 1
+        c.get(L_D).i32(-1).op(OP.i32Xor).get(L_S).op(OP.i32And).get(L_D).i32(-1).op(OP.i32Xor)
+          .get(L_S).op(OP.i32Or).get(L_R).op(OP.i32And).op(OP.i32Or);
+        this.bit(sh);
+        return;
+      case LZ_LOGIC:
+        c.i32(0);
+        return;
+    }
+    this.shiftCf(f);
+  }
+  shiftCf(f: Flags): void {
+    const c = this.code, n = f.count, size = f.size;
+    if (f.op === LZ_SHL) {
+      if (n > size) c.i32(0);
+      else {
+        c.get(L_D);
+        this.bit(size - n);
+      }
+    } else if (f.op === LZ_SHR) {
+      c.get(L_D);
+      this.bit(n - 1);
+    } else {
+      c.get(L_D).i32(32 - size).op(OP.i32Shl).i32(32 - size).op(OP.i32ShrS).i32(n - 1)
+        .op(OP.i32ShrS).i32(1).op(OP.i32And);
+    }
+  }
+  of(f: Flags): void {
+    const c = this.code, sh = f.size - 1;
+    switch (f.op) {
+      case LZ_ADD:
+        c.get(L_D).get(L_R).op(OP.i32Xor).get(L_S).get(L_R).op(OP.i32Xor).op(OP.i32And);
+        this.bit(sh);
+        return;
+      case LZ_SUB:
+        c.get(L_D).get(L_S).op(OP.i32Xor).get(L_D).get(L_R).op(OP.i32Xor).op(OP.i32And);
+        this.bit(sh);
+        return;
+      case LZ_SHL:
+        c.get(L_R);
+        this.bit(sh);
+        this.shiftCf(f);
+        c.op(OP.i32Xor);
+        return;
+      case LZ_SHR:
+        if (f.count === 1) {
+          c.get(L_D);
+          this.bit(sh);
+        } else c.i32(0);
+        return;
+      default:
+        c.i32(0);
+    }
+  }
+  zf(): void {
+    this.code.get(L_R).op(OP.i32Eqz);
+  }
+  sf(f: Flags): void {
+    this.code.get(L_R);
+    this.bit(f.size - 1);
+  }
+  /** Pushes condition `cc` (0/1). */
+  cond(cc: number): void {
+    const c = this.code, f = this.fl;
+    if (f === null) {
+      this.storeFlags();
+      c.i32(cc).call(IMP_COND);
+      return;
+    }
+    if (f.op === CONCRETE) {
+      const bitF = (b: number) => {
+        c.get(L_F);
+        this.bit(b);
+      };
+      switch (cc >> 1) {
+        case 0:
+          bitF(11);
+          break;
+        case 1:
+          bitF(0);
+          break;
+        case 2:
+          bitF(6);
+          break;
+        case 3:
+          c.get(L_F).i32(0x41).op(OP.i32And).i32(0).op(OP.i32Ne);
+          break;
+        case 4:
+          bitF(7);
+          break;
+        case 5:
+          bitF(2);
+          break;
+        case 6:
+          bitF(7);
+          bitF(11);
+          c.op(OP.i32Xor);
+          break;
+        default:
+          bitF(7);
+          bitF(11);
+          c.op(OP.i32Xor);
+          bitF(6);
+          c.op(OP.i32Or);
+      }
+      if (cc & 1) c.op(OP.i32Eqz);
+      return;
+    }
+    const ext = (l: number) => {
+      c.get(l);
+      if (f.size < 32) c.i32(32 - f.size).op(OP.i32Shl);
+    };
+    const pureSub = f.pure && !f.noCf;
+    switch (cc >> 1) {
+      case 0:
+        this.of(f);
+        break;
+      case 1:
+        this.cf();
+        break;
+      case 2:
+        this.zf();
+        break;
+      case 3:
+        if (pureSub) c.get(L_D).get(L_S).op(OP.i32LeU);
+        else {
+          this.cf();
+          this.zf();
+          c.op(OP.i32Or);
+        }
+        break;
+      case 4:
+        this.sf(f);
+        break;
+      case 5:
+        c.get(L_R).i32(0xff).op(OP.i32And).op(OP.i32Popcnt).i32(1).op(OP.i32And).op(OP.i32Eqz);
+        break;
+      case 6:
+        if (pureSub) {
+          ext(L_D);
+          ext(L_S);
+          c.op(OP.i32LtS);
+        } else {
+          this.sf(f);
+          this.of(f);
+          c.op(OP.i32Xor);
+        }
+        break;
+      default:
+        if (pureSub) {
+          ext(L_D);
+          ext(L_S);
+          c.op(OP.i32LeS);
+        } else {
+          this.sf(f);
+          this.of(f);
+          c.op(OP.i32Xor);
+          this.zf();
+          c.op(OP.i32Or);
+        }
+    }
+    if (cc & 1) c.op(OP.i32Eqz);
+  }
+
+  /** Masks the stack top to `size` bits (32: nothing). */
+  fix(size: number): void {
+    if (size < 32) this.code.i32(size === 8 ? 0xff : 0xffff).op(OP.i32And);
+  }
+
+  /** ALU `op` on A and B into V (V unchanged for CMP/TEST's sake too); flags recorded. */
+  alu(op: number, size: number): void {
+    const c = this.code;
+    let lz = LZ_LOGIC;
+    switch (op) {
+      case 0:
+        c.get(L_A).get(L_B).op(OP.i32Add);
+        lz = LZ_ADD;
+        break;
+      case 1:
+        c.get(L_A).get(L_B).op(OP.i32Or);
+        break;
+      case 2:
+        c.get(L_A).get(L_B).op(OP.i32Add);
+        this.cf();
+        c.op(OP.i32Add);
+        lz = LZ_ADD;
+        break;
+      case 3:
+        c.get(L_A).get(L_B).op(OP.i32Sub);
+        this.cf();
+        c.op(OP.i32Sub);
+        lz = LZ_SUB;
+        break;
+      case 4:
+        c.get(L_A).get(L_B).op(OP.i32And);
+        break;
+      case 6:
+        c.get(L_A).get(L_B).op(OP.i32Xor);
+        break;
+      default:
+        c.get(L_A).get(L_B).op(OP.i32Sub);
+        lz = LZ_SUB;
+    }
+    this.fix(size);
+    c.set(L_V);
+    this.produce(lz, size, op === 5 || op === 7, L_A, L_B);
+  }
+
+  // ---- blocks and instructions
+  translateBlock(i: number): void {
+    const c = this.code;
+    this.pos = this.starts[i];
+    this.cur = i;
+    this.fl = null;
+    this.j = 0;
+    this.len = this.discovering ? 0 : this.lens[i];
+    if (!this.discovering) {
+      // Budget: leave before the block when it does not fit.
+      c.get(L_BUDGET).get(L_N).op(OP.i32Sub).i32(this.len).op(OP.i32LtS).open(OP.if);
+      c.get(L_N).set(L_CNT).i32(this.eipAt(this.pos)).set(L_EIP).br(this.lExit);
+      c.end();
+      c.get(L_N).i32(this.len).op(OP.i32Add).set(L_N);
+    }
+    for (;;) {
+      const full = this.discovering
+        ? this.j >= MAX_BLOCK_INSNS || this.total >= MAX_REGION_INSNS
+        : this.cuts[this.cur] && this.j >= this.len;
+      if (full) {
+        if (this.discovering) this.cuts[this.cur] = true;
+        this.j--;
+        this.jumpTo(this.eipAt(this.pos));
+        this.j++;
+        break;
+      }
+      const at = this.pos, mark = c.mark(), fl = this.fl;
+      const used = this.usedRegs, written = this.writtenRegs, lo = this.lo, hi = this.hi;
+      let kind = 0;
+      this.insnStart = at;
+      this.slow = false;
+      try {
+        kind = this.insn();
+      } catch (e) {
+        if (e !== TRUNCATED) throw e;
+      }
+      if (kind === 0) {
+        c.reset(mark);
+        this.pos = at;
+        this.fl = fl;
+        this.usedRegs = used;
+        this.writtenRegs = written;
+        this.lo = lo;
+        this.hi = hi;
+        this.exit(this.j, this.eipAt(at));
+        break;
+      }
+      this.j++;
+      if (this.discovering) this.total++;
+      if (kind === END) break;
+    }
+    if (this.discovering) this.lens[i] = this.j;
+  }
+
+  /** Translates one instruction at `pos`: NEXT, END, or 0 to leave it to the interpreter. */
+  insn(): number {
+    const c = this.code;
+    this.segOvr = -1;
+    this.osz = 32;
+    let op = this.u8();
+    for (let k = 0; k < 2; k++) {
+      const sp = [0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65].indexOf(op);
+      if (sp >= 0 && this.segOvr < 0) this.segOvr = sp;
+      else if (op === 0x66 && this.osz === 32) this.osz = 16;
+      else break;
+      op = this.u8();
+    }
+    const osz = this.osz;
+    if (op < 0x40 && (op & 7) < 6) return this.aluForm(op >> 3, op & 7);
+    if (op >= 0x40 && op < 0x50) {
+      this.getR(op & 7, osz);
+      c.set(L_A);
+      this.incDec(op >= 0x48, osz);
+      this.setR(op & 7, osz, L_V);
+      return NEXT;
+    }
+    if (osz === 16 && !SIZE16_OK[op]) return 0;
+    if (op >= 0x50 && op < 0x58) {
+      this.reg(op & 7);
+      c.set(L_B);
+      return this.push();
+    }
+    if (op >= 0x58 && op < 0x60) {
+      this.pop();
+      c.get(L_V);
+      this.setReg(op & 7);
+      this.memEnd();
+      return NEXT;
+    }
+    if (op === 0x68 || op === 0x6a) {
+      c.i32(op === 0x68 ? this.s32() : this.s8()).set(L_B);
+      return this.push();
+    }
+    if (op >= 0x70 && op < 0x80) return this.jcc(op & 15, this.s8());
+    if (op >= 0xb0 && op < 0xb8) {
+      c.i32(this.u8()).set(L_V);
+      this.setR(op & 7, 8, L_V);
+      return NEXT;
+    }
+    if (op >= 0xb8 && op < 0xc0) {
+      c.i32(this.imm(osz)).set(L_V);
+      this.setR(op & 7, osz, L_V);
+      return NEXT;
+    }
+    switch (op) {
+      case 0x0f:
+        return this.twoByte();
+      case 0x80:
+      case 0x81:
+      case 0x83: {
+        const size = op === 0x80 ? 8 : osz;
+        const m = this.modrm();
+        const imm = op === 0x81 ? this.imm(size) : op === 0x83 ? this.s8() & MASK[size] : this.u8();
+        if (m.mod !== 3) this.ea(m);
+        this.readE(m, size);
+        c.set(L_A).i32(imm).set(L_B);
+        this.alu(m.reg, size);
+        if (m.reg !== 7) this.writeE(m, size, L_V);
+        this.memEnd();
+        return NEXT;
+      }
+      case 0x84:
+      case 0x85: {
+        const size = op === 0x84 ? 8 : osz;
+        const m = this.modrm();
+        if (m.mod !== 3) this.ea(m);
+        this.readE(m, size);
+        c.set(L_A);
+        this.getR(m.reg, size);
+        c.set(L_B);
+        this.alu(4, size);
+        this.memEnd();
+        return NEXT;
+      }
+      case 0x87: {
+        const m = this.modrm();
+        if (m.mod !== 3) return 0;
+        this.reg(m.rm);
+        c.set(L_T);
+        this.reg(m.reg);
+        this.setReg(m.rm);
+        c.get(L_T);
+        this.setReg(m.reg);
+        return NEXT;
+      }
+      case 0x88:
+      case 0x89:
+      case 0x8a:
+      case 0x8b: {
+        const size = (op & 1) === 0 ? 8 : osz;
+        const m = this.modrm();
+        if (m.mod !== 3) this.ea(m);
+        if (op < 0x8a) {
+          this.getR(m.reg, size);
+          c.set(L_V);
+          this.writeE(m, size, L_V);
+        } else {
+          this.readE(m, size);
+          c.set(L_V);
+          this.setR(m.reg, size, L_V);
+        }
+        this.memEnd();
+        return NEXT;
+      }
+      case 0x8d: {
+        const m = this.modrm();
+        if (m.mod === 3) return 0;
+        this.ea(m);
+        c.get(L_LIN);
+        this.setReg(m.reg);
+        return NEXT;
+      }
+      case 0x90:
+        return NEXT;
+      case 0x98:
+        this.reg(0);
+        c.i32(16).op(OP.i32Shl).i32(16).op(OP.i32ShrS);
+        this.setReg(0);
+        return NEXT;
+      case 0x99:
+        this.reg(0);
+        c.i32(31).op(OP.i32ShrS);
+        this.setReg(2);
+        return NEXT;
+      case 0xa0:
+      case 0xa1:
+      case 0xa2:
+      case 0xa3: {
+        const size = (op & 1) === 0 ? 8 : osz;
+        c.i32(this.s32()).set(L_LIN);
+        const seg = this.segOvr >= 0 ? this.segOvr : DS;
+        if (op < 0xa2) {
+          this.read(seg, size);
+          c.set(L_V);
+          this.setR(0, size, L_V);
+        } else {
+          this.getR(0, size);
+          c.set(L_V);
+          this.write(seg, size, L_V);
+        }
+        this.memEnd();
+        return NEXT;
+      }
+      case 0xa8:
+      case 0xa9: {
+        const size = op === 0xa8 ? 8 : osz;
+        this.getR(0, size);
+        c.set(L_A).i32(this.imm(size)).set(L_B);
+        this.alu(4, size);
+        return NEXT;
+      }
+      case 0xc0:
+      case 0xc1:
+      case 0xd0:
+      case 0xd1:
+        return this.shift(op);
+      case 0xc2:
+      case 0xc3: {
+        const extra = op === 0xc2 ? this.u8() | (this.u8() << 8) : 0;
+        this.reg(4);
+        c.set(L_LIN);
+        this.read(SS, 32);
+        c.set(L_A);
+        this.reg(4);
+        c.i32(4 + extra).op(OP.i32Add);
+        this.setReg(4);
+        if (this.slow) {
+          c.get(L_ST).open(OP.if);
+          this.exitDyn(this.j + 1, L_A);
+          c.end();
+        }
+        // A return to a call made in this region goes on inside it.
+        if (!this.discovering) {
+          for (const b of this.returnBlocks) {
+            c.get(L_A).i32(this.eipAt(this.starts[b])).op(OP.i32Eq).open(OP.if);
+            if (this.j + 1 !== this.len) {
+              c.get(L_N).i32(this.j + 1 - this.len).op(OP.i32Add).set(L_N);
+            }
+            c.i32(b).set(L_NEXT).br(this.lLoop);
+            c.end();
+          }
+        }
+        this.exitDyn(this.j + 1, L_A);
+        return END;
+      }
+      case 0xc6:
+      case 0xc7: {
+        const size = op === 0xc6 ? 8 : osz;
+        const m = this.modrm();
+        if (m.reg !== 0) return 0;
+        const imm = this.imm(size);
+        if (m.mod !== 3) this.ea(m);
+        c.i32(imm).set(L_V);
+        this.writeE(m, size, L_V);
+        this.memEnd();
+        return NEXT;
+      }
+      case 0xc9: {
+        // LEAVE: ESP = EBP, then POP EBP.
+        this.reg(5);
+        c.set(L_LIN);
+        this.read(SS, 32);
+        c.set(L_V);
+        this.reg(5);
+        c.i32(4).op(OP.i32Add);
+        this.setReg(4);
+        c.get(L_V);
+        this.setReg(5);
+        this.memEnd();
+        return NEXT;
+      }
+      case 0xe8: {
+        const d = this.s32();
+        const ret = this.eipAt(this.pos);
+        const target = (ret + d) | 0;
+        this.reg(4);
+        c.i32(4).op(OP.i32Sub).set(L_LIN).i32(ret).set(L_B);
+        this.write(SS, 32, L_B);
+        c.get(L_LIN);
+        this.setReg(4);
+        this.memEnd(target);
+        const rp = this.posOf(ret);
+        if (rp >= 0) {
+          const b = this.blockAt(rp);
+          if (b >= 0 && this.discovering) this.returnBlocks.add(b);
+        }
+        this.jumpTo(target);
+        return END;
+      }
+      case 0xe9:
+      case 0xeb: {
+        const d = op === 0xe9 ? this.s32() : this.s8();
+        this.jumpTo((this.eipAt(this.pos) + d) | 0);
+        return END;
+      }
+      case 0xf6:
+      case 0xf7:
+        return this.group3(op === 0xf6 ? 8 : osz);
+      case 0xfe:
+      case 0xff:
+        return this.group5(op === 0xfe ? 8 : osz);
+    }
+    return 0;
+  }
+
+  aluForm(op: number, form: number): number {
+    const c = this.code;
+    const size = (form & 1) === 0 ? 8 : this.osz;
+    if (form >= 4) {
+      this.getR(0, size);
+      c.set(L_A).i32(this.imm(size)).set(L_B);
+      this.alu(op, size);
+      if (op !== 7) this.setR(0, size, L_V);
+      return NEXT;
+    }
+    const m = this.modrm();
+    if (m.mod !== 3) this.ea(m);
+    if (form < 2) {
+      this.readE(m, size);
+      c.set(L_A);
+      this.getR(m.reg, size);
+      c.set(L_B);
+      this.alu(op, size);
+      if (op !== 7) this.writeE(m, size, L_V);
+    } else {
+      this.getR(m.reg, size);
+      c.set(L_A);
+      this.readE(m, size);
+      c.set(L_B);
+      this.alu(op, size);
+      if (op !== 7) this.setR(m.reg, size, L_V);
+    }
+    this.memEnd();
+    return NEXT;
+  }
+
+  /** INC/DEC of A into V, with their flags (CF kept from the producer before). */
+  incDec(dec: boolean, size: number): void {
+    const c = this.code;
+    c.get(L_F).i32(~CF).op(OP.i32And);
+    this.cf();
+    c.op(OP.i32Or).set(L_F);
+    c.get(L_A).i32(1).op(dec ? OP.i32Sub : OP.i32Add);
+    this.fix(size);
+    c.set(L_V);
+    c.get(L_A).set(L_D).i32(1).set(L_S).get(L_V).set(L_R);
+    const lz = dec ? LZ_SUB : LZ_ADD;
+    c.i32(lz).set(L_OP).i32(size).set(L_SZ).i32(ARITH_FLAGS & ~CF).set(L_M);
+    this.fl = { op: lz, size, pure: false, noCf: true, count: 0 };
+  }
+
+  /** PUSH of local B. */
+  push(): number {
+    const c = this.code;
+    this.reg(4);
+    c.i32(4).op(OP.i32Sub).set(L_LIN);
+    this.write(SS, 32, L_B);
+    c.get(L_LIN);
+    this.setReg(4);
+    this.memEnd();
+    return NEXT;
+  }
+  /** POP into local V (ESP updated; the caller writes the destination). */
+  pop(): void {
+    const c = this.code;
+    this.reg(4);
+    c.set(L_LIN);
+    this.read(SS, 32);
+    c.set(L_V);
+    this.reg(4);
+    c.i32(4).op(OP.i32Add);
+    this.setReg(4);
+  }
+
+  jcc(cc: number, d: number): number {
+    const target = (this.eipAt(this.pos) + d) | 0;
+    this.cond(cc);
+    this.code.open(OP.if);
+    this.jumpTo(target);
+    this.code.end();
+    return NEXT;
+  }
+
+  shift(op: number): number {
+    const c = this.code;
+    const size = (op & 1) === 0 ? 8 : this.osz;
+    const m = this.modrm();
+    const count = (op >= 0xd0 ? 1 : this.u8()) & 31;
+    const kind = m.reg === 6 ? 4 : m.reg;
+    if (kind < 4 || count === 0) return 0;
+    if (m.mod !== 3) this.ea(m);
+    this.readE(m, size);
+    c.set(L_A);
+    let lz: number;
+    if (kind === 4) {
+      c.get(L_A).i32(count).op(OP.i32Shl);
+      this.fix(size);
+      lz = LZ_SHL;
+    } else if (kind === 5) {
+      c.get(L_A).i32(count).op(OP.i32ShrU);
+      this.fix(size);
+      lz = LZ_SHR;
+    } else {
+      c.get(L_A);
+      if (size < 32) c.i32(32 - size).op(OP.i32Shl).i32(32 - size).op(OP.i32ShrS);
+      c.i32(count).op(OP.i32ShrS);
+      this.fix(size);
+      lz = LZ_SAR;
+    }
+    c.set(L_V);
+    this.writeE(m, size, L_V);
+    this.produce(lz, size, false, L_A, null, count);
+    this.memEnd();
+    return NEXT;
+  }
+
+  group3(size: number): number {
+    const c = this.code;
+    const m = this.modrm();
+    if (m.reg === 1 || m.reg > 3) return 0;
+    const imm = m.reg === 0 ? this.imm(size) : 0;
+    if (m.mod !== 3) this.ea(m);
+    this.readE(m, size);
+    if (m.reg === 0) {
+      c.set(L_A).i32(imm).set(L_B);
+      this.alu(4, size);
+    } else if (m.reg === 2) {
+      c.i32(-1).op(OP.i32Xor);
+      this.fix(size);
+      c.set(L_V);
+      this.writeE(m, size, L_V);
+    } else {
+      c.set(L_B).i32(0).set(L_A);
+      c.i32(0).get(L_B).op(OP.i32Sub);
+      this.fix(size);
+      c.set(L_V);
+      this.writeE(m, size, L_V);
+      this.produce(LZ_SUB, size, true, L_A, L_B);
+    }
+    this.memEnd();
+    return NEXT;
+  }
+
+  group5(size: number): number {
+    const c = this.code;
+    const m = this.modrm();
+    if (m.reg > 1 && (size !== 32 || (m.reg !== 2 && m.reg !== 4 && m.reg !== 6))) return 0;
+    if (m.mod !== 3) this.ea(m);
+    this.readE(m, size);
+    if (m.reg <= 1) {
+      c.set(L_A);
+      this.incDec(m.reg === 1, size);
+      this.writeE(m, size, L_V);
+      this.memEnd();
+      return NEXT;
+    }
+    c.set(L_B);
+    if (m.reg === 4) {
+      this.exitDyn(this.j + 1, L_B);
+      return END;
+    }
+    if (m.reg === 6) return this.push();
+    // CALL r/m32: push the return address, leave for the target.
+    c.get(L_B).set(L_A).i32(this.eipAt(this.pos)).set(L_B);
+    this.reg(4);
+    c.i32(4).op(OP.i32Sub).set(L_LIN);
+    this.write(SS, 32, L_B);
+    c.get(L_LIN);
+    this.setReg(4);
+    this.exitDyn(this.j + 1, L_A);
+    return END;
+  }
+
+  /** IMUL r, r/m (0F AF): CF and OF on overflow, SF, ZF, PF of the low result, AF clear. */
+  imul(size: number): number {
+    const c = this.code;
+    const m = this.modrm();
+    if (m.mod !== 3) this.ea(m);
+    this.getR(m.reg, size);
+    c.set(L_A);
+    this.readE(m, size);
+    c.set(L_B);
+    if (size === 32) {
+      c.get(L_A).get(L_B).op(OP.i32Mul).set(L_V);
+      c.get(L_A).op(OP.i64ExtendI32S).get(L_B).op(OP.i64ExtendI32S).op(OP.i64Mul);
+      c.get(L_V).op(OP.i64ExtendI32S).op(OP.i64Ne).set(L_T);
+    } else {
+      c.get(L_A).i32(16).op(OP.i32Shl).i32(16).op(OP.i32ShrS);
+      c.get(L_B).i32(16).op(OP.i32Shl).i32(16).op(OP.i32ShrS).op(OP.i32Mul).set(L_V);
+      c.get(L_V).i32(16).op(OP.i32Shl).i32(16).op(OP.i32ShrS).get(L_V).op(OP.i32Ne).set(L_T);
+    }
+    c.get(L_F).i32(~ARITH_FLAGS).op(OP.i32And);
+    c.get(L_T).i32(0x801).op(OP.i32Mul).op(OP.i32Or);
+    c.get(L_V).i32(0xff).op(OP.i32And).op(OP.i32Popcnt).i32(1).op(OP.i32And).op(OP.i32Eqz)
+      .i32(2).op(OP.i32Shl).op(OP.i32Or);
+    c.get(L_V);
+    this.fix(size);
+    c.op(OP.i32Eqz).i32(6).op(OP.i32Shl).op(OP.i32Or);
+    c.get(L_V);
+    this.bit(size - 1);
+    c.i32(7).op(OP.i32Shl).op(OP.i32Or).set(L_F);
+    c.i32(0).set(L_M);
+    this.fl = { op: CONCRETE, size, pure: false, noCf: false, count: 0 };
+    this.setR(m.reg, size, L_V);
+    this.memEnd();
+    return NEXT;
+  }
+
+  twoByte(): number {
+    const c = this.code;
+    const op = this.u8();
+    const osz = this.osz;
+    if (osz === 16 && op !== 0xaf && op !== 0xb6 && op !== 0xbe) return 0;
+    if (op >= 0x80 && op < 0x90) return this.jcc(op & 15, this.s32());
+    if (op === 0xaf) return this.imul(osz);
+    if (op >= 0x90 && op < 0xa0) {
+      const m = this.modrm();
+      if (m.mod !== 3) this.ea(m);
+      this.cond(op & 15);
+      c.set(L_V);
+      this.writeE(m, 8, L_V);
+      this.memEnd();
+      return NEXT;
+    }
+    if (op === 0xb6 || op === 0xb7 || op === 0xbe || op === 0xbf) {
+      const size = (op & 1) === 0 ? 8 : 16;
+      const m = this.modrm();
+      if (m.mod !== 3) this.ea(m);
+      this.readE(m, size);
+      if (op >= 0xb8) c.i32(32 - size).op(OP.i32Shl).i32(32 - size).op(OP.i32ShrS);
+      c.set(L_V);
+      this.setR(m.reg, osz, L_V);
+      this.memEnd();
+      return NEXT;
+    }
+    return 0;
+  }
+}

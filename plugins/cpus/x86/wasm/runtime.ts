@@ -1,0 +1,227 @@
+// The wasm tier of one CPU: attaching to guest RAM's memory, compiling regions, entering them
+
+import { condition } from "../flags.ts";
+import { read16, read32, read8, write16, write32, write8 } from "../memory.ts";
+import { flushTlb } from "../paging.ts";
+import { type CpuCore, DS, FAULT, SS, TLB_SIZE } from "../state.ts";
+import { assembleModule } from "./encoder.ts";
+import {
+  CPU_AREA,
+  ST_EIP,
+  ST_FLAGS,
+  ST_LZDST,
+  ST_LZMASK,
+  ST_LZOP,
+  ST_LZRES,
+  ST_LZSIZE,
+  ST_LZSRC,
+  ST_REGS,
+  ST_STATUS,
+  ST_TLB,
+  ST_TLBUSER,
+  TLB_ENTRY,
+  type WasmRam,
+  wasmRamOf,
+} from "./ram.ts";
+import { compileRegion, IMPORTS, TYPES } from "./region.ts";
+
+/** A compiled region: entered at one EIP, covering `bytes[lo, hi)`. */
+export interface Region {
+  readonly fn: (budget: number) => number;
+  readonly bytes: Uint8Array;
+  readonly lo: number;
+  readonly hi: number;
+  /** Instructions of the entry block: the least budget worth a call. */
+  readonly firstLen: number;
+  /** A copy of `bytes[lo, hi)` as compiled. */
+  readonly code: Uint8Array;
+  epoch: number;
+}
+
+/** What {@linkcode WasmTier.enter} did. */
+export const ENTERED = 0, NOT_NOW = 1, STALE = 2;
+
+const F = ST_FLAGS >> 2, M = ST_LZMASK >> 2, OPI = ST_LZOP >> 2, SZ = ST_LZSIZE >> 2;
+const D = ST_LZDST >> 2, S = ST_LZSRC >> 2, R = ST_LZRES >> 2, EIP = ST_EIP >> 2;
+const TU = ST_TLBUSER >> 2, STATUS = ST_STATUS >> 2;
+
+/**
+ * Compiles hot code of one CPU into WebAssembly and runs it. Guest RAM must live in a
+ * {@linkcode WasmRam} (the backend's `allocateRam`); on first use the CPU takes a state
+ * area there: its `regs` become a view of it and the TLB is mirrored into it.
+ */
+export class WasmTier {
+  #ram: WasmRam | null = null;
+  #area = -1;
+  #s: Int32Array = new Int32Array(0);
+  #rb = 0;
+  #imports: WebAssembly.Imports | null = null;
+  /** Statistics: regions compiled, failures, host ms compiling, instructions and entries. */
+  regions = 0;
+  failed = 0;
+  compileMs = 0;
+  retired = 0;
+  entries = 0;
+  bytes = 0;
+  /** Calls from compiled code into the memory slow path and the flag helper. */
+  slowCalls = 0;
+  condCalls = 0;
+
+  constructor(readonly c: CpuCore) {}
+
+  #attach(bytes: Uint8Array): boolean {
+    if (this.#ram !== null) return wasmRamOf(bytes) === this.#ram;
+    const ram = wasmRamOf(bytes);
+    if (ram === undefined) return false;
+    const area = ram.allocateCpuArea();
+    if (area < 0) return false;
+    const c = this.c;
+    this.#ram = ram;
+    this.#area = area;
+    this.#s = new Int32Array(ram.buffer, area, CPU_AREA >> 2);
+    const regs = new Int32Array(ram.buffer, area + ST_REGS, 16);
+    regs.set(c.regs);
+    c.regs = regs;
+    c.wtlb = new Int32Array(ram.buffer, area + ST_TLB, (2 * TLB_SIZE * TLB_ENTRY) >> 2);
+    c.wtlbBuffer = ram.buffer;
+    flushTlb(c);
+    const s = this.#s;
+    const done = (v: number) => {
+      s[STATUS] = c.attention ? 1 : 0;
+      return v;
+    };
+    this.#imports = {
+      env: {
+        memory: ram.memory,
+        rd: (size: number, seg: number, off: number, n: number) => {
+          this.slowCalls++;
+          c.retired = this.#rb + n;
+          try {
+            const o = off >>> 0;
+            return done(
+              size === 8 ? read8(c, seg, o) : size === 16 ? read16(c, seg, o) : read32(c, seg, o),
+            );
+          } catch (e) {
+            if (e !== FAULT) throw e;
+            s[STATUS] = 2;
+            return 0;
+          }
+        },
+        wr: (size: number, seg: number, off: number, v: number, n: number) => {
+          this.slowCalls++;
+          c.retired = this.#rb + n;
+          try {
+            const o = off >>> 0;
+            if (size === 8) write8(c, seg, o, v & 0xff);
+            else if (size === 16) write16(c, seg, o, v & 0xffff);
+            else write32(c, seg, o, v);
+            done(0);
+          } catch (e) {
+            if (e !== FAULT) throw e;
+            s[STATUS] = 2;
+          }
+        },
+        cond: (cc: number) => {
+          this.condCalls++;
+          c.flags = s[F];
+          c.lzMask = s[M];
+          c.lzOp = s[OPI];
+          c.lzSize = s[SZ];
+          c.lzDst = s[D];
+          c.lzSrc = s[S];
+          c.lzRes = s[R];
+          return condition(c, cc) ? 1 : 0;
+        },
+      },
+    };
+    return true;
+  }
+
+  /**
+   * Compiles the code at the current EIP (`o` bytes into the fetch window), or returns
+   * null when it cannot be (not in wasm RAM, first instruction not translatable).
+   */
+  compile(o: number): Region | null {
+    const c = this.c;
+    const bytes = c.fetchBytes;
+    if (!this.#attach(bytes)) return null;
+    const t0 = performance.now();
+    try {
+      const rc = compileRegion(bytes, c.fetchOff, c.fetchLen, c.fetchBase | 0, o, this.#area);
+      if (rc === null) return null;
+      const wasm = assembleModule(TYPES, IMPORTS, [{ type: 0, locals: rc.locals, body: rc.body }]);
+      this.bytes += wasm.length;
+      const instance = new WebAssembly.Instance(
+        new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>),
+        this.#imports!,
+      );
+      const lo = c.fetchOff + rc.lo, hi = c.fetchOff + rc.hi;
+      this.regions++;
+      return {
+        fn: instance.exports.f0 as (budget: number) => number,
+        bytes,
+        lo,
+        hi,
+        firstLen: rc.firstLen,
+        code: bytes.slice(lo, hi),
+        epoch: c.codeEpoch,
+      };
+    } catch (e) {
+      if (e instanceof WebAssembly.CompileError || e instanceof WebAssembly.LinkError) {
+        this.failed++;
+        return null;
+      }
+      throw e;
+    } finally {
+      this.compileMs += performance.now() - t0;
+    }
+  }
+
+  /**
+   * Runs region `r` from the current EIP when it may: flat DS and SS (the inline TLB
+   * path), CS limit 4 GiB, the region inside the fetch window, enough budget, and its
+   * guest bytes unchanged (checked once per code epoch).
+   */
+  enter(r: Region, end: number): number {
+    const c = this.c;
+    const budget = end - c.retired;
+    if (budget < r.firstLen || r.lo < c.fetchOff || r.hi > c.fetchOff + c.fetchLen) return NOT_NOW;
+    const SB = c.segBase, RL = c.rdLo, RH = c.rdHi, WL = c.wrLo, WH = c.wrHi;
+    if (
+      SB[DS] !== 0 || SB[SS] !== 0 || RL[DS] !== 0 || RL[SS] !== 0 || WL[DS] !== 0 ||
+      WL[SS] !== 0 || RH[DS] !== 4294967295 || RH[SS] !== 4294967295 ||
+      WH[DS] !== 4294967295 || WH[SS] !== 4294967295 || c.segLimit[1] !== 4294967295
+    ) return NOT_NOW;
+    if (r.epoch !== c.codeEpoch) {
+      const bytes = r.bytes, code = r.code, lo = r.lo;
+      for (let i = 0; i < code.length; i++) if (bytes[lo + i] !== code[i]) return STALE;
+      r.epoch = c.codeEpoch;
+    }
+    const s = this.#s;
+    s[F] = c.flags;
+    s[M] = c.lzMask;
+    s[OPI] = c.lzOp;
+    s[SZ] = c.lzSize;
+    s[D] = c.lzDst;
+    s[S] = c.lzSrc;
+    s[R] = c.lzRes;
+    s[TU] = c.tlbUser * TLB_ENTRY;
+    s[STATUS] = 0;
+    const rb = (this.#rb = c.retired);
+    const n = r.fn(Math.min(budget, 0x3fffffff));
+    c.retired = rb + n;
+    this.retired += n;
+    this.entries++;
+    c.eip = s[EIP];
+    c.instrStart = c.eip;
+    c.flags = s[F];
+    c.lzMask = s[M];
+    c.lzOp = s[OPI];
+    c.lzSize = s[SZ];
+    c.lzDst = s[D];
+    c.lzSrc = s[S];
+    c.lzRes = s[R];
+    if (s[STATUS] === 2) throw FAULT;
+    return ENTERED;
+  }
+}
