@@ -63,8 +63,8 @@ function vmkitHasFormat(name: string): boolean {
  * file; and the median, not the best, is reported, with CPU time beside the wall clock
  * because a shared machine disturbs CPU time less.
  *
- * Measured on the 2-core development VM, `--short` (256 MiB), same run, ratio =
- * vmkit/qemu-img throughput, wall (CPU): see docs/img-differences.md, "Speed".
+ * Results, what each change bought, and how noisy the kernel's page-cache copies make
+ * them: docs/img-performance.md.
  */
 export async function convertFormatRows(): Promise<Row[]> {
   const haveQemu = have("qemu-img");

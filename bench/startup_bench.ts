@@ -66,7 +66,10 @@ async function measureAll(
   return result;
 }
 
-/** The start-up rows: vmkit against qemu-img, and the ratios to an empty `deno run`. */
+/**
+ * The start-up rows: vmkit against qemu-img, and the ratios to an empty `deno run`.
+ * Results and what bought them: docs/img-performance.md.
+ */
 export async function startupRows(): Promise<{ rows: Row[]; notes: string[] }> {
   const { dir, cleanup } = await scratch();
   try {
