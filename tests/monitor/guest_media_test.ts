@@ -60,10 +60,12 @@ async function initrdWithButton(dir: string): Promise<string> {
   ]);
   assert.equal(made.code, 0, made.stderr);
   const combined = path.join(dir, "initrd-button");
+  // The kernel finds an uncompressed archive only at a 4-byte boundary; zeroes pad to it.
   const a = await Deno.readFile(INITRD), b = await Deno.readFile(cpio);
-  const out = new Uint8Array(a.length + b.length);
+  const at = Math.ceil(a.length / 4) * 4;
+  const out = new Uint8Array(at + b.length);
   out.set(a);
-  out.set(b, a.length);
+  out.set(b, at);
   await Deno.writeFile(combined, out);
   return combined;
 }
@@ -99,7 +101,7 @@ Deno.test({
         "-initrd",
         initrd,
         "-append",
-        "console=ttyS0 panic=-1 guest.shell=1",
+        "console=ttyS0 panic=-1 quiet guest.shell=1",
         "-cdrom",
         ISO,
         "-net",
