@@ -4,46 +4,8 @@
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { haveProgram, MAIN, ROOT, runCommand, tempDir } from "../test_util.ts";
-
-const CLIENT = path.join(ROOT, "tests", "monitor", "qmp_client.py");
-const HAVE_PYTHON = haveProgram("python3");
-const HAVE_QEMU = haveProgram("qemu-system-x86_64");
-
-/** Starts a VM (vmkit or QEMU), runs the client on `socket`, returns what the client printed. */
-async function session(
-  vm: "vmkit" | "qemu",
-  vmArgs: string[],
-  client: string[],
-): Promise<{ lines: string[]; vmCode: number; vmErr: string }> {
-  const [program, pre] = vm === "vmkit"
-    ? [Deno.execPath(), ["run", "-A", "--quiet", MAIN, "system-x86_64"]]
-    : ["qemu-system-x86_64", []];
-  const child = new Deno.Command(program, {
-    args: [...pre, "-display", "none", ...vmArgs],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  try {
-    const r = await runCommand("timeout", ["120", "python3", CLIENT, ...client]);
-    assert.equal(r.code, 0, r.stderr);
-    const out = await child.output();
-    return {
-      lines: r.stdout.split("\n").map((l) => l.replace(/\r$/, "")),
-      vmCode: out.code,
-      vmErr: new TextDecoder().decode(out.stderr),
-    };
-  } catch (e) {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // gone
-    }
-    await child.output();
-    throw e;
-  }
-}
+import { MAIN, runCommand, tempDir } from "../test_util.ts";
+import { CLIENT, HAVE_PYTHON, HAVE_QEMU, hmpBody, parse, session, shape } from "./session_util.ts";
 
 const QMP_SCRIPT = [
   '{"execute": "query-status"}',
@@ -64,26 +26,6 @@ const QMP_SCRIPT = [
   '{"execute": "system_reset"}',
   '{"execute": "quit"}',
 ];
-
-/** The messages of a QMP transcript, events apart. */
-function parse(lines: string[]) {
-  const msgs = lines.filter((l) => l).map((l) => JSON.parse(l) as Record<string, unknown>);
-  return {
-    greeting: msgs[0],
-    replies: msgs.slice(1).filter((m) => !("event" in m)),
-    events: msgs.filter((m) => "event" in m).map((m) => m.event as string),
-    eventMsgs: msgs.filter((m) => "event" in m),
-  };
-}
-
-/** The JSON structure of a value: keys and types, not the values. */
-function shape(v: unknown): unknown {
-  if (Array.isArray(v)) return v.length ? [shape(v[0])] : [];
-  if (v && typeof v === "object") {
-    return Object.fromEntries(Object.keys(v).sort().map((k) => [k, shape((v as never)[k])]));
-  }
-  return typeof v;
-}
 
 Deno.test({
   name: "QMP over a unix socket: vmkit answers a real client as qemu-system-x86_64 7.2 does",
@@ -458,138 +400,6 @@ Deno.test({
         "DEVICE_TRAY_MOVED ide1-cd0 true",
         "DEVICE_TRAY_MOVED ide1-cd0 false",
       ]);
-    } finally {
-      await cleanup();
-    }
-  },
-});
-
-/** HMP lines of a session, without the banner, prompts and QEMU's echo escapes. */
-function hmpBody(lines: string[]): string[] {
-  return lines.map((l) => l.split(`${String.fromCharCode(27)}[K`).at(-1)!)
-    .slice(1).map((l) => l.replace(/^(\(qemu\) ?)+/, "")).filter((l) => l);
-}
-
-Deno.test({
-  name: "HMP savevm, loadvm, delvm and info snapshots answer as QEMU 7.2 without a snapshot disk",
-  ignore: !HAVE_PYTHON || !HAVE_QEMU,
-  async fn() {
-    const { dir, cleanup } = await tempDir();
-    try {
-      const raw = path.join(dir, "r.raw");
-      await Deno.writeFile(raw, new Uint8Array(1 << 20));
-      const out: Record<string, string[]> = {};
-      for (const vm of ["vmkit", "qemu"] as const) {
-        const body: string[] = [];
-        for (const drive of [[], ["-drive", `file=${raw},format=raw`]]) {
-          const sock = path.join(dir, `${vm}-sn.sock`);
-          const r = await session(
-            vm,
-            ["-net", "none", ...drive, "-monitor", `unix:${sock},server=on,wait=off`],
-            ["hmp", sock, "savevm x", "info snapshots", "loadvm x", "delvm x", "quit"],
-          );
-          assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
-          body.push(...hmpBody(r.lines));
-        }
-        out[vm] = body;
-      }
-      assert.deepEqual(out.vmkit, out.qemu);
-      assert.deepEqual(out.vmkit.slice(0, 3), [
-        "Error: no block device can store vmstate for snapshot",
-        "no block device can store vmstate for snapshot",
-        "Error: no block device can store vmstate for snapshot",
-      ]);
-      assert.equal(
-        out.vmkit[3],
-        "Error: Device 'ide0-hd0' is writable but does not support snapshots",
-      );
-    } finally {
-      await cleanup();
-    }
-  },
-});
-
-Deno.test({
-  name:
-    "savevm into a qcow2 disk: qemu-img lists the VM state and checks clean; -loadvm resumes it",
-  ignore: !HAVE_PYTHON || !HAVE_QEMU,
-  async fn() {
-    const { dir, cleanup } = await tempDir();
-    try {
-      const disk = path.join(dir, "d.qcow2");
-      const made = await runCommand("qemu-img", ["create", "-f", "qcow2", disk, "64M"]);
-      assert.equal(made.code, 0, made.stderr);
-      const sock = path.join(dir, "s.sock");
-      const args = ["-net", "none", "-drive", `file=${disk},format=qcow2`];
-      const r = await session("vmkit", [...args, "-monitor", `unix:${sock},server=on,wait=off`], [
-        "hmp",
-        sock,
-        "info snapshots",
-        "savevm first",
-        "stop",
-        "savevm second",
-        "info status",
-        "info snapshots",
-        "loadvm nosuch",
-        "delvm first",
-        "loadvm second",
-        "info status",
-        "quit",
-      ]);
-      assert.equal(r.vmCode, 0, r.vmErr);
-      const body = hmpBody(r.lines);
-      assert.equal(body[0], "There is no snapshot available.");
-      assert.equal(body[1], "VM status: paused");
-      assert.equal(body[2], "List of snapshots present on all disks:");
-      // QEMU's header, then one row per snapshot with "--" for the ID.
-      assert.equal(
-        body[3],
-        "ID        TAG               VM SIZE                DATE     VM CLOCK     ICOUNT",
-      );
-      assert.match(
-        body[4],
-        /^-- {8}first +[\d.]+ [KMG]iB \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \d\d:\d\d:\d\d\.\d{3} {11}$/,
-      );
-      assert.equal(body[4].search(/\d{4}-/), 36, "the DATE column ends where QEMU's does");
-      assert.match(body[5], /^-- {8}second /);
-      assert.equal(body[6], "Error: Snapshot 'nosuch' does not exist in one or more devices");
-      // loadvm on a paused machine leaves it paused, as QEMU.
-      assert.equal(body[7], "VM status: paused");
-
-      const list = await runCommand("qemu-img", ["snapshot", "-l", disk]);
-      assert.equal(list.code, 0, list.stderr);
-      const rows = list.stdout.trim().split("\n").slice(2);
-      assert.equal(rows.length, 1, list.stdout);
-      assert.match(rows[0], /^2 +second +\d+(\.\d+)? [KM]iB \d{4}-/);
-      const check = await runCommand("qemu-img", ["check", disk]);
-      assert.equal(check.code, 0, check.stdout + check.stderr);
-      assert.match(check.stdout, /No errors were found on the image/);
-
-      // -loadvm at start: the machine runs from the snapshot; a missing one is an error.
-      const sock2 = path.join(dir, "s2.sock");
-      const r2 = await session(
-        "vmkit",
-        [...args, "-loadvm", "second", "-monitor", `unix:${sock2},server=on,wait=off`],
-        ["hmp", sock2, "info status", "quit"],
-      );
-      assert.equal(r2.vmCode, 0, r2.vmErr);
-      assert.deepEqual(hmpBody(r2.lines), ["VM status: running"]);
-      const bad = await runCommand(Deno.execPath(), [
-        "run",
-        "-A",
-        "--quiet",
-        MAIN,
-        "system-x86_64",
-        "-display",
-        "none",
-        ...args,
-        "-loadvm",
-        "nosuch",
-      ]);
-      assert.equal(bad.code, 1);
-      assert.equal(bad.stderr, "vmkit: Snapshot 'nosuch' does not exist in one or more devices\n");
-      const after = await runCommand("qemu-img", ["check", disk]);
-      assert.equal(after.code, 0, after.stdout + after.stderr);
     } finally {
       await cleanup();
     }

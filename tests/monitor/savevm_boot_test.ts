@@ -103,9 +103,13 @@ Deno.test({
       const r2 = await second.end();
       assert.equal(r2.code, 0, r2.stderr);
       const read = await runCommand("qemu-io", ["-f", "qcow2", "-c", "read -v 0 16", disk]);
-      const ascii = read.stdout.split("\n")[0].split("  ").at(-1) ?? "";
+      // qemu-io's dump: "00000000:  44 49 53 4b 2d 36 0a 00 ...  DISK.6.."; the hex is exact.
+      const hexBytes =
+        (read.stdout.split("\n")[0].match(/^[0-9a-f]+: +((?:[0-9a-f]{2} ?)+)/)?.[1] ??
+          "").trim().split(" ").map((h) => parseInt(h, 16));
+      const onDisk = new TextDecoder().decode(new Uint8Array(hexBytes)).split("\n")[0];
       assert.ok(
-        ascii.startsWith(`DISK-${last}.`) || ascii.startsWith(`DISK-${last - 1}.`),
+        onDisk === `DISK-${last}` || onDisk === `DISK-${last - 1}`,
         `${read.stdout} after count ${last}`,
       );
     } finally {
