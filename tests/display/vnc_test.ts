@@ -107,6 +107,77 @@ async function waitForText(file: string, pattern: RegExp, what: string): Promise
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/**
+ * A loopback proxy in front of port `to` that records what its client sends: the
+ * encodings vncsnapshot asks for are read from its SetEncodings message.
+ */
+function recordingProxy(to: number): { display: number; sent: () => Uint8Array; close(): void } {
+  const display = freeDisplay();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 5900 + display });
+  const chunks: Uint8Array[] = [];
+  const conns: Deno.Conn[] = [];
+  (async () => {
+    for await (const client of listener) {
+      const server = await Deno.connect({ hostname: "127.0.0.1", port: to });
+      conns.push(client, server);
+      const pipe = async (from: Deno.Conn, into: Deno.Conn, record: boolean) => {
+        const buf = new Uint8Array(65536);
+        try {
+          for (;;) {
+            const n = await from.read(buf);
+            if (n === null) break;
+            if (record) chunks.push(buf.slice(0, n));
+            let at = 0;
+            while (at < n) at += await into.write(buf.subarray(at, n));
+          }
+        } catch { /* closed */ }
+        try {
+          into.close();
+        } catch { /* closed */ }
+      };
+      pipe(client, server, true);
+      pipe(server, client, false);
+    }
+  })().catch(() => {});
+  return {
+    display,
+    sent: () => {
+      const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+      let o = 0;
+      for (const c of chunks) {
+        all.set(c, o);
+        o += c.length;
+      }
+      return all;
+    },
+    close: () => {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+    },
+  };
+}
+
+/** The encodings in a client's SetEncodings, read from everything it sent. */
+function clientEncodings(sent: Uint8Array): number[] {
+  const view = new DataView(sent.buffer);
+  const version = new TextDecoder().decode(sent.subarray(0, 12));
+  let at = 12 + (version === "RFB 003.003\n" ? 1 : 2); // security choice (3.7+), ClientInit
+  while (at < sent.length) {
+    const type = sent[at];
+    if (type === 0) at += 20;
+    else if (type === 3) at += 10;
+    else if (type === 2) {
+      const count = view.getUint16(at + 2);
+      return Array.from({ length: count }, (_, i) => view.getInt32(at + 4 + 4 * i));
+    } else break;
+  }
+  return [];
+}
+
 /** The bounding box of the pixels where two same-size pictures differ (null when none). */
 function diffBox(a: { width: number; pixels: Uint32Array }, b: { pixels: Uint32Array }) {
   let box: { x0: number; y0: number; x1: number; y1: number } | null = null;
@@ -218,6 +289,7 @@ Deno.test({
       // vncsnapshot (TightVNC's client: Tight, CopyRect, raw) writes a JPEG: within JPEG's error.
       if (HAVE_VNCSNAPSHOT) {
         const jpeg = path.join(dir, "snap.jpg");
+        const proxy = recordingProxy(5900 + display);
         const snap = await new Deno.Command("vncsnapshot", {
           // Tight (lossless, no JPEG) is what it asks of vmkit's server.
           args: [
@@ -227,13 +299,22 @@ Deno.test({
             "tight copyrect",
             "-quality",
             "100",
-            `127.0.0.1:${display}`,
+            `127.0.0.1:${proxy.display}`,
             jpeg,
           ],
           stdout: "null",
           stderr: "piped",
+          signal: AbortSignal.timeout(60_000),
         }).output();
+        proxy.close();
         assert.equal(snap.code, 0, new TextDecoder().decode(snap.stderr));
+        // The server answers in the first of Tight (7), ZRLE (16) and raw (0) the client lists.
+        const asked = clientEncodings(proxy.sent());
+        assert.equal(
+          asked.find((e) => e === 0 || e === 7 || e === 16),
+          7,
+          `vncsnapshot's encodings: ${asked}`,
+        );
         const ppm = await new Deno.Command("djpeg", { args: ["-pnm", jpeg], stdout: "piped" })
           .output();
         const shot = decodePpm(ppm.stdout);

@@ -79,6 +79,40 @@ export function addScreendumpCommands(machine: Machine): void {
       return {};
     },
   });
+  const setPassword = (password: string) => {
+    if (!machine.findService(DISPLAY)?.setPassword("vnc", password)) {
+      throw new MonitorError("GenericError", "Could not set password");
+    }
+  };
+  table.addQmp({
+    name: "change-vnc-password",
+    args: [{ name: "password", type: "str" }],
+    run(_ctx, args) {
+      setPassword(args.password as string);
+      return {};
+    },
+  });
+  table.addQmp({
+    name: "set_password",
+    args: [
+      { name: "protocol", type: "str" },
+      { name: "password", type: "str" },
+      { name: "connected", type: "str", optional: true },
+      { name: "display", type: "str", optional: true },
+    ],
+    run(_ctx, args) {
+      if (args.protocol !== "vnc") {
+        throw new MonitorError(
+          "GenericError",
+          args.protocol === "spice"
+            ? "spice is not enabled"
+            : `Parameter 'protocol' does not accept value '${args.protocol}'`,
+        );
+      }
+      setPassword(args.password as string);
+      return {};
+    },
+  });
 }
 
 /**

@@ -21,7 +21,9 @@ Deno.test("parseVncSpec() reads QEMU's forms and refuses the rest with the part 
   assert.throws(() => parseVncSpec("5900"), /is not HOST:DISPLAY/);
   assert.throws(() => parseVncSpec(":1,share=maybe"), /unknown vnc share policy 'maybe'/);
   assert.throws(() => parseVncSpec(":3,to=2"), /to=2/);
-  assert.throws(() => parseVncSpec(":1,password=on"), /not supported by vmkit yet/);
+  assert.equal(parseVncSpec(":1,password=on")!.password, true);
+  assert.equal(parseVncSpec(":1")!.password, false);
+  assert.throws(() => parseVncSpec(":1,password=maybe"), /password=maybe/);
   assert.throws(() => parseVncSpec(":1,websocket=on"), /'websocket' is not supported/);
   assert.throws(() => parseVncSpec(":70000"), /out of range/);
   assert.equal(

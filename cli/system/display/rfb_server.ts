@@ -3,6 +3,7 @@
 import { type DisplayRegistry, DisplaySurface, type InputEvent } from "../../../core/display.ts";
 import { loadZlib } from "../../../core/zlib.ts";
 import { keysymToScancode, xtKeycodeToScancode } from "./keysym.ts";
+import { vncAuthResponse } from "./vnc_auth.ts";
 import {
   ByteWriter,
   encodeTight,
@@ -56,6 +57,11 @@ export interface RfbServerOptions {
   share?: SharePolicy;
   /** The screen-change check period (tests and benches shorten it). */
   refreshMs?: number;
+  /**
+   * `password=on`: clients must pass VNC Authentication with the password the monitor
+   * sets; until one is set, nobody gets in (as in QEMU).
+   */
+  passwordRequired?: boolean;
 }
 
 /** Counters a test or bench reads. */
@@ -106,7 +112,11 @@ class InputBuffer {
   }
 }
 
-type Phase = "version" | "security" | "init" | "normal" | "closed";
+type Phase = "version" | "security" | "auth" | "init" | "normal" | "closed";
+
+/** RFB security types (RFC 6143 §7.2). */
+const SECURITY_NONE = 1;
+const SECURITY_VNC_AUTH = 2;
 
 /** One connected client: its protocol state, its copy of the screen and its wishes. */
 class RfbConnection {
@@ -133,6 +143,7 @@ class RfbConnection {
   #writes: Promise<void> = Promise.resolve();
   #pressed = new Set<number>();
   #queued = 0;
+  #challenge = new Uint8Array(16);
   /** The surface size this client's copy was made for (differs from its own without DesktopSize). */
   #sourceWidth = 0;
   #sourceHeight = 0;
@@ -162,6 +173,10 @@ class RfbConnection {
         this.#in.push(chunk.subarray(0, n));
         if (!this.#parse()) {
           this.#server.stats.rejected++;
+          // Let a refusal's reason reach the client, for a moment at most.
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          await Promise.race([this.#writes, new Promise((r) => (timer = setTimeout(r, 500)))]);
+          clearTimeout(timer);
           break;
         }
       }
@@ -233,6 +248,8 @@ class RfbConnection {
         return have >= 12 ? 12 : 0;
       case "security":
         return have >= 1 ? 1 : 0;
+      case "auth":
+        return have >= 16 ? 16 : 0;
       case "init":
         return have >= 1 ? 1 : 0;
       case "closed":
@@ -274,14 +291,31 @@ class RfbConnection {
       case "version":
         return this.#version(msg);
       case "security":
-        // The client's choice (3.7, 3.8): only None (1) was offered.
-        if (msg[0] !== 1) {
+        // The client's choice (3.7, 3.8) of the one type offered.
+        if (msg[0] !== this.#securityType()) {
           if (this.#minor >= 8) this.#failSecurity("Unsupported security type");
           return false;
+        }
+        if (msg[0] === SECURITY_VNC_AUTH) {
+          this.#sendChallenge();
+          return true;
         }
         if (this.#minor >= 8) this.#send(new Uint8Array([0, 0, 0, 0])); // SecurityResult OK
         this.#phase = "init";
         return true;
+      case "auth": {
+        const password = this.#server.password;
+        const expected = password === null ? null : vncAuthResponse(password, this.#challenge);
+        if (!expected || expected.some((b, i) => b !== msg[i])) {
+          // 3.3 and 3.7 end with the failed result, 3.8 adds a reason.
+          if (this.#minor >= 8) this.#failSecurity("Authentication failed");
+          else this.#send(new Uint8Array([0, 0, 0, 1]));
+          return false;
+        }
+        this.#send(new Uint8Array([0, 0, 0, 0]));
+        this.#phase = "init";
+        return true;
+      }
       case "init":
         this.#server.clientInit(this, msg[0] !== 0);
         this.#serverInit();
@@ -361,14 +395,27 @@ class RfbConnection {
     const minor = Number(match[2]);
     // RFC 6143 §7.1.1: a version the server does not know is taken as 3.3.
     this.#minor = minor >= 8 ? 8 : minor === 7 ? 7 : 3;
+    const type = this.#securityType();
     if (this.#minor === 3) {
-      this.#send(new Uint8Array([0, 0, 0, 1])); // the server picks None
-      this.#phase = "init";
+      this.#send(new Uint8Array([0, 0, 0, type])); // the server picks
+      if (type === SECURITY_VNC_AUTH) this.#sendChallenge();
+      else this.#phase = "init";
     } else {
-      this.#send(new Uint8Array([1, 1])); // one type: None
+      this.#send(new Uint8Array([1, type])); // one type offered
       this.#phase = "security";
     }
     return true;
+  }
+
+  /** VNC Authentication with `password=on`, else None. */
+  #securityType(): number {
+    return this.#server.passwordRequired ? SECURITY_VNC_AUTH : SECURITY_NONE;
+  }
+
+  #sendChallenge(): void {
+    this.#challenge = crypto.getRandomValues(new Uint8Array(16));
+    this.#send(this.#challenge.slice());
+    this.#phase = "auth";
   }
 
   #failSecurity(reason: string): void {
@@ -725,6 +772,10 @@ export class RfbServer {
   readonly #share: SharePolicy;
   readonly #refreshMs: number;
   readonly #clients = new Set<RfbConnection>();
+  /** True when clients must authenticate: `password=on`, or since a password was set. */
+  passwordRequired: boolean;
+  /** The VNC password (`change-vnc-password`, `set_password`); null: none set. */
+  password: string | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #intervalMs: number;
   #lastRefresh = -Infinity;
@@ -739,8 +790,18 @@ export class RfbServer {
     this.#display = display;
     this.name = options.name;
     this.#share = options.share ?? "allow-exclusive";
+    this.passwordRequired = options.passwordRequired ?? false;
     this.#refreshMs = options.refreshMs ?? REFRESH_INTERVAL_MS;
     this.#intervalMs = this.#refreshMs;
+  }
+
+  /**
+   * Sets the password clients authenticate with; like QEMU, setting one on a server
+   * without `password=on` turns VNC Authentication on for later connections.
+   */
+  setPassword(password: string): void {
+    this.password = password;
+    this.passwordRequired = true;
   }
 
   /** Clients connected now. */
