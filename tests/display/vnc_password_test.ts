@@ -5,28 +5,7 @@ import * as path from "node:path";
 import { TestRfbClient } from "../../cli/system/display/test_client.ts";
 import { vncAuthResponse } from "../../cli/system/display/vnc_auth.ts";
 import { haveProgram, MAIN, tempDir } from "../test_util.ts";
-
-function onPath(program: string): boolean {
-  return (Deno.env.get("PATH") ?? "").split(":").some((dir) => {
-    try {
-      return Deno.statSync(path.join(dir, program)).isFile;
-    } catch {
-      return false;
-    }
-  });
-}
-
-function freeDisplay(): number {
-  for (let n = 100 + Math.floor(Math.random() * 50); n < 300; n++) {
-    try {
-      Deno.listen({ hostname: "127.0.0.1", port: 5900 + n }).close();
-      return n;
-    } catch {
-      // taken
-    }
-  }
-  throw new Error("no free VNC display");
-}
+import { freeDisplay, onPath } from "./vnc_util.ts";
 
 /** Runs an emulator with `-vnc ...,password=on` and a QMP socket; sets the password over QMP. */
 async function withPasswordServer(
@@ -37,7 +16,7 @@ async function withPasswordServer(
 ): Promise<void> {
   const { dir, cleanup } = await tempDir();
   const qmp = path.join(dir, "qmp.sock");
-  const display = freeDisplay();
+  const display = freeDisplay(100);
   const child = new Deno.Command(program, {
     args: [
       ...prefix,

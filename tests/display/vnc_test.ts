@@ -8,6 +8,7 @@ import { AL, Assembler, AX, BX, CX, DX, EAX, EDI, ES } from "../../plugins/machi
 import { TestRfbClient } from "../../cli/system/display/test_client.ts";
 import { haveProgram, MAIN, tempDir } from "../test_util.ts";
 import { qemuScreendump } from "./qemu_screen.ts";
+import { bootSectorDisk, freeDisplay, onPath, qemuDiskGuestArgs } from "./vnc_util.ts";
 
 const FIRMWARE = ["bios-256k.bin", "vgabios-stdvga.bin"].map((f) => `/usr/share/seabios/${f}`);
 const HAVE_FIRMWARE = FIRMWARE.every((f) => {
@@ -22,16 +23,6 @@ const SKIP = !HAVE_FIRMWARE
   : !haveProgram("qemu-system-x86_64")
   ? " (ignored: qemu-system-x86_64 is not installed)"
   : "";
-/** True when `program` is on PATH (vncsnapshot has no --version that succeeds). */
-function onPath(program: string): boolean {
-  return (Deno.env.get("PATH") ?? "").split(":").some((dir) => {
-    try {
-      return Deno.statSync(path.join(dir, program)).isFile;
-    } catch {
-      return false;
-    }
-  });
-}
 const HAVE_VNCSNAPSHOT = onPath("vncsnapshot") && onPath("djpeg");
 const SNAPSHOT_NOTE = HAVE_VNCSNAPSHOT
   ? ""
@@ -77,24 +68,7 @@ function bootDisk(): Uint8Array {
   a.label("halt");
   a.hlt();
   a.jmp("halt");
-  const disk = new Uint8Array(1 << 20);
-  disk.set(a.assemble());
-  disk[510] = 0x55;
-  disk[511] = 0xaa;
-  return disk;
-}
-
-/** A free VNC display number (port 5900 + N) on loopback. */
-function freeDisplay(): number {
-  for (let n = 40 + Math.floor(Math.random() * 50); n < 200; n++) {
-    try {
-      Deno.listen({ hostname: "127.0.0.1", port: 5900 + n }).close();
-      return n;
-    } catch {
-      // taken
-    }
-  }
-  throw new Error("no free VNC display");
+  return bootSectorDisk(a.assemble());
 }
 
 async function waitForText(file: string, pattern: RegExp, what: string): Promise<void> {
@@ -345,21 +319,7 @@ Deno.test({
       const qemuLog = path.join(dir, "qemu-serial.log");
       const qemuDump = path.join(dir, "qemu.ppm");
       await qemuScreendump({
-        args: [
-          "-nodefaults",
-          "-accel",
-          "tcg",
-          "-m",
-          "64",
-          "-vga",
-          "std",
-          "-global",
-          "apic-common.vapic=off",
-          "-drive",
-          `file=${disk},format=raw,if=ide`,
-          "-serial",
-          `file:${qemuLog}`,
-        ],
+        args: [...qemuDiskGuestArgs("std", disk, qemuLog), "-global", "apic-common.vapic=off"],
         dir,
         readyFile: qemuLog,
         ready: /READY/,
