@@ -63,11 +63,12 @@ Deno.test("screendump: HMP and QMP write PPM and PNG of the VGA's screen with QE
     send({ execute: "qmp_capabilities" });
     send({ execute: "screendump", arguments: { filename: png, format: "png" }, id: 1 });
     send({ execute: "screendump", arguments: { filename: png, format: "jpg" }, id: 2 });
+    send({ execute: "change-vnc-password", arguments: { password: "x" }, id: 3 });
     const deadline = Date.now() + 5000;
     const replies = () =>
       sent.join("").split("\r\n").filter((l) => l).map((l) => JSON.parse(l))
         .filter((m) => m.id !== undefined);
-    while (replies().length < 2 && Date.now() < deadline) {
+    while (replies().length < 3 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
     }
     assert.deepEqual(replies(), [
@@ -76,6 +77,7 @@ Deno.test("screendump: HMP and QMP write PPM and PNG of the VGA's screen with QE
         error: { class: "GenericError", desc: "Parameter 'format' does not accept value 'jpg'" },
         id: 2,
       },
+      { error: { class: "GenericError", desc: "Could not set password" }, id: 3 },
     ]);
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -772,8 +772,8 @@ export class RfbServer {
   readonly #share: SharePolicy;
   readonly #refreshMs: number;
   readonly #clients = new Set<RfbConnection>();
-  /** True when clients must authenticate: `password=on`, or since a password was set. */
-  passwordRequired: boolean;
+  /** True when clients must authenticate (`password=on`). */
+  readonly passwordRequired: boolean;
   /** The VNC password (`change-vnc-password`, `set_password`); null: none set. */
   password: string | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -796,12 +796,13 @@ export class RfbServer {
   }
 
   /**
-   * Sets the password clients authenticate with; like QEMU, setting one on a server
-   * without `password=on` turns VNC Authentication on for later connections.
+   * Sets the password clients authenticate with; false on a server started without
+   * `password=on`, which stays open to all (QEMU 7.2 answers "Could not set password").
    */
-  setPassword(password: string): void {
+  setPassword(password: string): boolean {
+    if (!this.passwordRequired) return false;
     this.password = password;
-    this.passwordRequired = true;
+    return true;
   }
 
   /** Clients connected now. */

@@ -343,7 +343,12 @@ Deno.test("RfbServer: with password=on, VNC Authentication lets the right passwo
     );
     // A client that offers only None is refused.
     await assert.rejects(() => connect().then((c) => c.handshake()), /no security type/);
-    server.setPassword("s3cret");
+    assert.equal(server.setPassword("s3cret"), true);
+    assert.equal(
+      new RfbServer(registry, { name: "QEMU" }).setPassword("x"),
+      false,
+      "no password on a server without password=on",
+    );
     await assert.rejects(
       () => connect().then((c) => c.handshake({ password: "wrong" })),
       /Authentication failed/,
