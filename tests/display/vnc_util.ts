@@ -1,6 +1,7 @@
 // Helpers the VNC tests and bench share: finding programs and free displays, and a disk from a boot sector
 
 import * as path from "node:path";
+import { AL, Assembler, AX, BX, CX, DX, EAX, EDI, ES } from "../../plugins/machines/x86_asm.ts";
 
 /** True when `program` is on PATH (vncsnapshot has no --version that succeeds). */
 export function onPath(program: string): boolean {
@@ -51,4 +52,57 @@ export function qemuDiskGuestArgs(vga: string, disk: string, serialLog: string):
     "-serial",
     `file:${serialLog}`,
   ];
+}
+
+/**
+ * A boot sector that says READY on COM1, then echoes each key the BIOS reads (int 16h)
+ * to COM1; `m` switches to VBE mode 0x142 (640x480x32), fills the first bank and says MODE.
+ */
+export function echoGuestDisk(): Uint8Array {
+  const a = new Assembler({ bits: 16, origin: 0x7c00 });
+  a.mov(DX, 0x3f8);
+  for (const c of "READY\r\n") {
+    a.mov(AL, c.charCodeAt(0));
+    a.out(DX, AL);
+  }
+  a.label("key");
+  a.mov(AX, 0);
+  a.db(0xcd, 0x16); // int 16h: wait for a key, AL = its character
+  a.cmp(AL, 0x6d);
+  a.jcc("z", "mode");
+  a.mov(DX, 0x3f8);
+  a.out(DX, AL);
+  a.jmp("key");
+  a.label("mode");
+  a.mov(AX, 0x4f02);
+  a.mov(BX, 0x142);
+  a.db(0xcd, 0x10);
+  a.mov(AX, 0xa000);
+  a.mov(ES, AX);
+  a.xor(EDI, EDI);
+  a.mov(CX, 0x4000);
+  a.label("fill");
+  a.mov(EAX, EDI);
+  a.shl(EAX, 5);
+  a.stosd();
+  a.loop("fill");
+  a.mov(DX, 0x3f8);
+  for (const c of "MODE\r\n") {
+    a.mov(AL, c.charCodeAt(0));
+    a.out(DX, AL);
+  }
+  a.label("halt");
+  a.hlt();
+  a.jmp("halt");
+  return bootSectorDisk(a.assemble());
+}
+
+export async function waitForText(file: string, pattern: RegExp, what: string): Promise<void> {
+  const deadline = Date.now() + 240_000;
+  while (Date.now() < deadline) {
+    const text = await Deno.readTextFile(file).catch(() => "");
+    if (pattern.test(text)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}`);
 }

@@ -7,7 +7,7 @@ import { decodePng } from "../../../core/display_png.ts";
 import { Monitor, type MonitorHost } from "../../../core/monitor/mod.ts";
 import { createPcMachine } from "../../../plugins/machines/pc.ts";
 import { testConfig } from "../../../plugins/machines/test_util.ts";
-import { addScreendumpCommands, parseVncSpec, vncSpecFromOptions } from "./mod.ts";
+import { addScreendumpCommands, parseVncSpec, parseWebDisplay, vncSpecFromOptions } from "./mod.ts";
 
 Deno.test("parseVncSpec() reads QEMU's forms and refuses the rest with the part at fault", () => {
   assert.deepEqual(
@@ -83,4 +83,15 @@ Deno.test("screendump: HMP and QMP write PPM and PNG of the VGA's screen with QE
     await Deno.remove(dir, { recursive: true });
     await machine.close();
   }
+});
+
+Deno.test("parseWebDisplay() reads web and web=HOST:PORT, and leaves other displays alone", () => {
+  assert.deepEqual(parseWebDisplay("web"), { host: "127.0.0.1", port: 5800 });
+  assert.deepEqual(parseWebDisplay("web=0.0.0.0:8080"), { host: "0.0.0.0", port: 8080 });
+  assert.deepEqual(parseWebDisplay("web=:8081"), { host: "127.0.0.1", port: 8081 });
+  assert.deepEqual(parseWebDisplay("web=[::1]:9000"), { host: "::1", port: 9000 });
+  assert.equal(parseWebDisplay("none"), undefined);
+  assert.equal(parseWebDisplay("vnc=:1"), undefined);
+  assert.throws(() => parseWebDisplay("web=8080"), /is not HOST:PORT/);
+  assert.throws(() => parseWebDisplay("web=h:99999"), /is not HOST:PORT/);
 });

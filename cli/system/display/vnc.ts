@@ -134,19 +134,30 @@ export interface VncHandle {
 }
 
 /**
- * Starts the VNC server of `spec` on `machine`'s display, named as QEMU names it
- * ("QEMU", or "QEMU (NAME)" with `-name NAME`).
- *
- * @throws UsageError when no display in range can be listened on
+ * The RFB server over `machine`'s display, named as QEMU names it ("QEMU", or
+ * "QEMU (NAME)" with `-name NAME`); VNC clients and the browser console share it.
  */
-export function startVnc(machine: Machine, spec: VncSpec, guestName?: string): VncHandle {
+export function rfbServer(
+  machine: Machine,
+  spec: VncSpec | undefined,
+  guestName?: string,
+): RfbServer {
   const display = machine.findService(DISPLAY);
   const server = new RfbServer(display, {
     name: guestName ? `QEMU (${guestName})` : "QEMU",
-    share: spec.share,
-    passwordRequired: spec.password,
+    share: spec?.share,
+    passwordRequired: spec?.password,
   });
   display?.addPasswordTarget("vnc", (password) => server.setPassword(password));
+  return server;
+}
+
+/**
+ * Starts listening for VNC clients as `spec` says, served by `server`.
+ *
+ * @throws UsageError when no display in range can be listened on
+ */
+export function startVnc(server: RfbServer, spec: VncSpec): VncHandle {
   let listener: Deno.Listener | undefined;
   let address = "";
   if (spec.transport === "unix") {
@@ -189,7 +200,6 @@ export function startVnc(machine: Machine, spec: VncSpec, guestName?: string): V
     address,
     async close() {
       listener.close();
-      server.close();
       await accepting;
       if (spec.transport === "unix") await Deno.remove(spec.path).catch(() => {});
     },
