@@ -8,6 +8,7 @@ import { Assembler, AX, CX, DI, DX, EAX, EBX, ES, SI } from "../plugins/machines
 import { TestRfbClient } from "../cli/system/display/test_client.ts";
 import { RfbServer } from "../cli/system/display/rfb_server.ts";
 import { DisplayRegistry, DisplaySurface } from "../core/display.ts";
+import { bootSectorDisk } from "../tests/display/vnc_util.ts";
 import { have, printTable, ROOT, type Row, scratch, SHORT } from "./bench_util.ts";
 
 const MAIN = path.join(ROOT, "cli", "main.ts");
@@ -66,11 +67,7 @@ export function bootDisk(still: boolean): Uint8Array {
   } else {
     a.jmp("frame");
   }
-  const disk = new Uint8Array(1 << 20);
-  disk.set(a.assemble());
-  disk[510] = 0x55;
-  disk[511] = 0xaa;
-  return disk;
+  return bootSectorDisk(a.assemble());
 }
 
 /** CPU seconds (user + system) a process has used, from /proc. */

@@ -174,6 +174,7 @@ export interface GraphicConsole {
 export class DisplayRegistry {
   readonly #consoles: GraphicConsole[] = [];
   readonly #inputs: InputHandler[] = [];
+  readonly #passwordTargets = new Map<string, (password: string) => boolean>();
 
   /** Adds a console; the first one added is console 0. */
   addConsole(console: GraphicConsole): void {
@@ -198,6 +199,20 @@ export class DisplayRegistry {
   /** Sends an input event to every handler. */
   sendInput(event: InputEvent): void {
     for (const handler of this.#inputs) handler(event);
+  }
+
+  /** Registers a remote display server (`vnc`) that takes a password from the monitor. */
+  addPasswordTarget(protocol: string, setPassword: (password: string) => boolean): void {
+    this.#passwordTargets.set(protocol, setPassword);
+  }
+
+  /**
+   * Sets the password of the `protocol` server (`change vnc password`, QMP
+   * `set_password`); false when no such server runs or it takes no password (QEMU's
+   * "Could not set password").
+   */
+  setPassword(protocol: string, password: string): boolean {
+    return this.#passwordTargets.get(protocol)?.(password) ?? false;
   }
 
   /**

@@ -343,10 +343,11 @@ function refuseUnbuilt(o: SystemOpt): void {
   const first = o.value.split(",")[0];
   const display = first.replace(/^type=/, "");
   if (
-    o.name === "display" && !["none", "curses"].includes(display) && !display.startsWith("vnc=")
+    o.name === "display" && !["none", "curses", "web"].includes(display) &&
+    !display.startsWith("vnc=") && !display.startsWith("web=")
   ) {
     throw new UsageError(
-      `-display ${o.value}: vmkit has no such display yet; use -display none, -display vnc=... ` +
+      `-display ${o.value}: vmkit has no such display yet; use -display none, vnc=..., web ` +
         `or -nographic`,
     );
   }

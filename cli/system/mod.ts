@@ -16,7 +16,7 @@ import type { Machine, MachineExit } from "../../core/machine.ts";
 import { writeErr, writeOut } from "../output.ts";
 import { addAccelCommands } from "./accel.ts";
 import { buildSystemSetup } from "./config.ts";
-import { startDisplays, type VncHandle } from "./display/mod.ts";
+import { type DisplayServers, startDisplays } from "./display/mod.ts";
 import { nicModelHelp } from "./net.ts";
 import { QEMU_VERSION, versionLine, VMKIT_VERSION } from "../version.ts";
 import {
@@ -68,7 +68,7 @@ Standard options:
 -vga [std|cirrus|none]
 -kernel bzImage -initrd file -append cmdline
 -bios file      -L path     -option-rom file
--nographic      -display none|vnc=...
+-nographic      -display none|vnc=...|web[=host:port] (a page with the screen, default port 5800)
 -vnc [host]:N|unix:path[,share=allow-exclusive|force-shared|ignore][,to=L]
                  VNC server on port 5900+N (RFB 3.8: raw, CopyRect, ZRLE, Tight)
 -serial dev     -monitor dev     -qmp dev     -debugcon dev
@@ -216,7 +216,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     quit();
   };
   let monitors: MonitorServers | undefined;
-  let vnc: VncHandle | undefined;
+  let vnc: DisplayServers | undefined;
   try {
     // -nographic: the first serial port shares stdio with the monitor (Ctrl-A c).
     const stdioMonitor = specs.find((s) => s.transport === "stdio");

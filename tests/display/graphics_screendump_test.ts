@@ -30,6 +30,7 @@ import {
 import { haveProgram, tempDir } from "../test_util.ts";
 import { MemoryDisk } from "../fuzz/device_machine.ts";
 import { qemuScreendump } from "./qemu_screen.ts";
+import { qemuDiskGuestArgs } from "./vnc_util.ts";
 
 const BIOS = "/usr/share/seabios/bios-256k.bin";
 const HAVE_FIRMWARE = [BIOS, "/usr/share/seabios/vgabios-stdvga.bin"].every((f) => {
@@ -179,19 +180,7 @@ for (const { mode, what, width, height } of CASES) {
         const theirsFile = path.join(dir, "qemu.ppm");
         const serialLog = path.join(dir, "serial.log");
         await qemuScreendump({
-          args: [
-            "-nodefaults",
-            "-accel",
-            "tcg",
-            "-m",
-            "64",
-            "-vga",
-            "std",
-            "-drive",
-            `file=${disk},format=raw,if=ide`,
-            "-serial",
-            `file:${serialLog}`,
-          ],
+          args: qemuDiskGuestArgs("std", disk, serialLog),
           dir,
           readyFile: serialLog,
           ready: DONE,

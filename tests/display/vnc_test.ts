@@ -4,10 +4,10 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import { decodePpm, type PpmImage } from "../../core/display.ts";
 import { decodePng } from "../../core/display_png.ts";
-import { AL, Assembler, AX, BX, CX, DX, EAX, EDI, ES } from "../../plugins/machines/x86_asm.ts";
 import { TestRfbClient } from "../../cli/system/display/test_client.ts";
 import { haveProgram, MAIN, tempDir } from "../test_util.ts";
 import { qemuScreendump } from "./qemu_screen.ts";
+import { echoGuestDisk, freeDisplay, onPath, qemuDiskGuestArgs, waitForText } from "./vnc_util.ts";
 
 const FIRMWARE = ["bios-256k.bin", "vgabios-stdvga.bin"].map((f) => `/usr/share/seabios/${f}`);
 const HAVE_FIRMWARE = FIRMWARE.every((f) => {
@@ -22,89 +22,80 @@ const SKIP = !HAVE_FIRMWARE
   : !haveProgram("qemu-system-x86_64")
   ? " (ignored: qemu-system-x86_64 is not installed)"
   : "";
-/** True when `program` is on PATH (vncsnapshot has no --version that succeeds). */
-function onPath(program: string): boolean {
-  return (Deno.env.get("PATH") ?? "").split(":").some((dir) => {
-    try {
-      return Deno.statSync(path.join(dir, program)).isFile;
-    } catch {
-      return false;
-    }
-  });
-}
 const HAVE_VNCSNAPSHOT = onPath("vncsnapshot") && onPath("djpeg");
 const SNAPSHOT_NOTE = HAVE_VNCSNAPSHOT
   ? ""
   : " (vncsnapshot part ignored: apt-get install vncsnapshot libjpeg-turbo-progs)";
 
 /**
- * A boot sector that says READY on COM1, then echoes each key the BIOS reads (int 16h)
- * to COM1; `m` switches to VBE mode 0x142 (640x480x32), fills the first bank and says MODE.
+ * A loopback proxy in front of port `to` that records what its client sends: the
+ * encodings vncsnapshot asks for are read from its SetEncodings message.
  */
-function bootDisk(): Uint8Array {
-  const a = new Assembler({ bits: 16, origin: 0x7c00 });
-  a.mov(DX, 0x3f8);
-  for (const c of "READY\r\n") {
-    a.mov(AL, c.charCodeAt(0));
-    a.out(DX, AL);
-  }
-  a.label("key");
-  a.mov(AX, 0);
-  a.db(0xcd, 0x16); // int 16h: wait for a key, AL = its character
-  a.cmp(AL, 0x6d);
-  a.jcc("z", "mode");
-  a.mov(DX, 0x3f8);
-  a.out(DX, AL);
-  a.jmp("key");
-  a.label("mode");
-  a.mov(AX, 0x4f02);
-  a.mov(BX, 0x142);
-  a.db(0xcd, 0x10);
-  a.mov(AX, 0xa000);
-  a.mov(ES, AX);
-  a.xor(EDI, EDI);
-  a.mov(CX, 0x4000);
-  a.label("fill");
-  a.mov(EAX, EDI);
-  a.shl(EAX, 5);
-  a.stosd();
-  a.loop("fill");
-  a.mov(DX, 0x3f8);
-  for (const c of "MODE\r\n") {
-    a.mov(AL, c.charCodeAt(0));
-    a.out(DX, AL);
-  }
-  a.label("halt");
-  a.hlt();
-  a.jmp("halt");
-  const disk = new Uint8Array(1 << 20);
-  disk.set(a.assemble());
-  disk[510] = 0x55;
-  disk[511] = 0xaa;
-  return disk;
-}
-
-/** A free VNC display number (port 5900 + N) on loopback. */
-function freeDisplay(): number {
-  for (let n = 40 + Math.floor(Math.random() * 50); n < 200; n++) {
-    try {
-      Deno.listen({ hostname: "127.0.0.1", port: 5900 + n }).close();
-      return n;
-    } catch {
-      // taken
+function recordingProxy(to: number): { display: number; sent: () => Uint8Array; close(): void } {
+  const display = freeDisplay();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 5900 + display });
+  const chunks: Uint8Array[] = [];
+  const conns: Deno.Conn[] = [];
+  (async () => {
+    for await (const client of listener) {
+      const server = await Deno.connect({ hostname: "127.0.0.1", port: to });
+      conns.push(client, server);
+      const pipe = async (from: Deno.Conn, into: Deno.Conn, record: boolean) => {
+        const buf = new Uint8Array(65536);
+        try {
+          for (;;) {
+            const n = await from.read(buf);
+            if (n === null) break;
+            if (record) chunks.push(buf.slice(0, n));
+            let at = 0;
+            while (at < n) at += await into.write(buf.subarray(at, n));
+          }
+        } catch { /* closed */ }
+        try {
+          into.close();
+        } catch { /* closed */ }
+      };
+      pipe(client, server, true);
+      pipe(server, client, false);
     }
-  }
-  throw new Error("no free VNC display");
+  })().catch(() => {});
+  return {
+    display,
+    sent: () => {
+      const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+      let o = 0;
+      for (const c of chunks) {
+        all.set(c, o);
+        o += c.length;
+      }
+      return all;
+    },
+    close: () => {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+    },
+  };
 }
 
-async function waitForText(file: string, pattern: RegExp, what: string): Promise<void> {
-  const deadline = Date.now() + 240_000;
-  while (Date.now() < deadline) {
-    const text = await Deno.readTextFile(file).catch(() => "");
-    if (pattern.test(text)) return;
-    await new Promise((r) => setTimeout(r, 200));
+/** The encodings in a client's SetEncodings, read from everything it sent. */
+function clientEncodings(sent: Uint8Array): number[] {
+  const view = new DataView(sent.buffer);
+  const version = new TextDecoder().decode(sent.subarray(0, 12));
+  let at = 12 + (version === "RFB 003.003\n" ? 1 : 2); // security choice (3.7+), ClientInit
+  while (at < sent.length) {
+    const type = sent[at];
+    if (type === 0) at += 20;
+    else if (type === 3) at += 10;
+    else if (type === 2) {
+      const count = view.getUint16(at + 2);
+      return Array.from({ length: count }, (_, i) => view.getInt32(at + 4 + 4 * i));
+    } else break;
   }
-  throw new Error(`timed out waiting for ${what}`);
+  return [];
 }
 
 /** The bounding box of the pixels where two same-size pictures differ (null when none). */
@@ -149,7 +140,7 @@ Deno.test({
   async fn() {
     const { dir, cleanup } = await tempDir();
     const disk = path.join(dir, "boot.img");
-    await Deno.writeFile(disk, bootDisk());
+    await Deno.writeFile(disk, echoGuestDisk());
     const serialLog = path.join(dir, "serial.log");
     const monitorSock = path.join(dir, "monitor.sock");
     const display = freeDisplay();
@@ -218,6 +209,7 @@ Deno.test({
       // vncsnapshot (TightVNC's client: Tight, CopyRect, raw) writes a JPEG: within JPEG's error.
       if (HAVE_VNCSNAPSHOT) {
         const jpeg = path.join(dir, "snap.jpg");
+        const proxy = recordingProxy(5900 + display);
         const snap = await new Deno.Command("vncsnapshot", {
           // Tight (lossless, no JPEG) is what it asks of vmkit's server.
           args: [
@@ -227,13 +219,22 @@ Deno.test({
             "tight copyrect",
             "-quality",
             "100",
-            `127.0.0.1:${display}`,
+            `127.0.0.1:${proxy.display}`,
             jpeg,
           ],
           stdout: "null",
           stderr: "piped",
+          signal: AbortSignal.timeout(60_000),
         }).output();
+        proxy.close();
         assert.equal(snap.code, 0, new TextDecoder().decode(snap.stderr));
+        // The server answers in the first of Tight (7), ZRLE (16) and raw (0) the client lists.
+        const asked = clientEncodings(proxy.sent());
+        assert.equal(
+          asked.find((e) => e === 0 || e === 7 || e === 16),
+          7,
+          `vncsnapshot's encodings: ${asked}`,
+        );
         const ppm = await new Deno.Command("djpeg", { args: ["-pnm", jpeg], stdout: "piped" })
           .output();
         const shot = decodePpm(ppm.stdout);
@@ -264,21 +265,7 @@ Deno.test({
       const qemuLog = path.join(dir, "qemu-serial.log");
       const qemuDump = path.join(dir, "qemu.ppm");
       await qemuScreendump({
-        args: [
-          "-nodefaults",
-          "-accel",
-          "tcg",
-          "-m",
-          "64",
-          "-vga",
-          "std",
-          "-global",
-          "apic-common.vapic=off",
-          "-drive",
-          `file=${disk},format=raw,if=ide`,
-          "-serial",
-          `file:${qemuLog}`,
-        ],
+        args: [...qemuDiskGuestArgs("std", disk, qemuLog), "-global", "apic-common.vapic=off"],
         dir,
         readyFile: qemuLog,
         ready: /READY/,
@@ -326,7 +313,11 @@ Deno.test({
       conn.close();
       monitor.close();
     } finally {
-      vmkit.kill("SIGKILL");
+      try {
+        vmkit.kill("SIGKILL");
+      } catch {
+        // it ended by itself: its stderr says why
+      }
       await vmkit.status;
       const err = await stderr;
       if (err.trim() !== "") console.error(err);

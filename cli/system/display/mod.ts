@@ -4,9 +4,11 @@ import { DISPLAY, type ScreendumpFormat } from "../../../core/display.ts";
 import { UsageError } from "../../../core/errors.ts";
 import type { Machine } from "../../../core/machine.ts";
 import { monitorCommands, MonitorError } from "../../../core/monitor/mod.ts";
-import { startVnc, type VncHandle, vncSpecFromOptions } from "./vnc.ts";
+import { rfbServer, startVnc, vncSpecFromOptions } from "./vnc.ts";
+import { parseWebDisplay, startWeb } from "./web.ts";
 
 export { parseVncSpec, startVnc, type VncHandle, type VncSpec, vncSpecFromOptions } from "./vnc.ts";
+export { parseWebDisplay, startWeb } from "./web.ts";
 export { RfbServer } from "./rfb_server.ts";
 
 /** The console `device` names (a device id), or console 0 without one. */
@@ -79,18 +81,84 @@ export function addScreendumpCommands(machine: Machine): void {
       return {};
     },
   });
+  const setPassword = (password: string) => {
+    if (!machine.findService(DISPLAY)?.setPassword("vnc", password)) {
+      throw new MonitorError("GenericError", "Could not set password");
+    }
+  };
+  table.addQmp({
+    name: "change-vnc-password",
+    args: [{ name: "password", type: "str" }],
+    run(_ctx, args) {
+      setPassword(args.password as string);
+      return {};
+    },
+  });
+  table.addQmp({
+    name: "set_password",
+    args: [
+      { name: "protocol", type: "str" },
+      { name: "password", type: "str" },
+      { name: "connected", type: "str", optional: true },
+      { name: "display", type: "str", optional: true },
+    ],
+    run(_ctx, args) {
+      if (args.protocol !== "vnc") {
+        throw new MonitorError(
+          "GenericError",
+          args.protocol === "spice"
+            ? "spice is not enabled"
+            : `Parameter 'protocol' does not accept value '${args.protocol}'`,
+        );
+      }
+      setPassword(args.password as string);
+      return {};
+    },
+  });
+}
+
+/** The display servers running for a machine. */
+export interface DisplayServers {
+  /** The VNC TCP port or unix path, when `-vnc` is on. */
+  readonly vncAddress?: string;
+  /** The browser console's port, when `-display web` is on. */
+  readonly webPort?: number;
+  close(): Promise<void>;
 }
 
 /**
  * Starts what the command line asks of the screen: the VNC server of `-vnc` or
- * `-display vnc=`, and the monitor's `screendump`.
+ * `-display vnc=`, the browser console of `-display web[=HOST:PORT]`, and the
+ * monitor's `screendump`.
  */
 export function startDisplays(
   machine: Machine,
   opts: readonly { name: string; value: string }[],
   guestName?: string,
-): VncHandle | undefined {
+): DisplayServers | undefined {
   addScreendumpCommands(machine);
   const spec = vncSpecFromOptions(opts);
-  return spec ? startVnc(machine, spec, guestName) : undefined;
+  let web: { host: string; port: number } | undefined;
+  for (const o of opts) if (o.name === "display") web = parseWebDisplay(o.value) ?? web;
+  if (!spec && !web) return undefined;
+  const server = rfbServer(machine, spec, guestName);
+  const closers: (() => Promise<void>)[] = [];
+  try {
+    const vnc = spec ? startVnc(server, spec) : undefined;
+    if (vnc) closers.push(() => vnc.close());
+    const page = web ? startWeb(server, web.host, web.port) : undefined;
+    if (page) closers.push(() => page.close());
+    return {
+      vncAddress: vnc?.address,
+      webPort: page?.port,
+      async close() {
+        for (const c of closers) await c();
+        server.close();
+      },
+    };
+  } catch (error) {
+    for (const c of closers) c();
+    server.close();
+    throw error;
+  }
 }

@@ -7,7 +7,7 @@ import { decodePng } from "../../../core/display_png.ts";
 import { Monitor, type MonitorHost } from "../../../core/monitor/mod.ts";
 import { createPcMachine } from "../../../plugins/machines/pc.ts";
 import { testConfig } from "../../../plugins/machines/test_util.ts";
-import { addScreendumpCommands, parseVncSpec, vncSpecFromOptions } from "./mod.ts";
+import { addScreendumpCommands, parseVncSpec, parseWebDisplay, vncSpecFromOptions } from "./mod.ts";
 
 Deno.test("parseVncSpec() reads QEMU's forms and refuses the rest with the part at fault", () => {
   assert.deepEqual(
@@ -21,7 +21,9 @@ Deno.test("parseVncSpec() reads QEMU's forms and refuses the rest with the part 
   assert.throws(() => parseVncSpec("5900"), /is not HOST:DISPLAY/);
   assert.throws(() => parseVncSpec(":1,share=maybe"), /unknown vnc share policy 'maybe'/);
   assert.throws(() => parseVncSpec(":3,to=2"), /to=2/);
-  assert.throws(() => parseVncSpec(":1,password=on"), /not supported by vmkit yet/);
+  assert.equal(parseVncSpec(":1,password=on")!.password, true);
+  assert.equal(parseVncSpec(":1")!.password, false);
+  assert.throws(() => parseVncSpec(":1,password=maybe"), /password=maybe/);
   assert.throws(() => parseVncSpec(":1,websocket=on"), /'websocket' is not supported/);
   assert.throws(() => parseVncSpec(":70000"), /out of range/);
   assert.equal(
@@ -61,11 +63,12 @@ Deno.test("screendump: HMP and QMP write PPM and PNG of the VGA's screen with QE
     send({ execute: "qmp_capabilities" });
     send({ execute: "screendump", arguments: { filename: png, format: "png" }, id: 1 });
     send({ execute: "screendump", arguments: { filename: png, format: "jpg" }, id: 2 });
+    send({ execute: "change-vnc-password", arguments: { password: "x" }, id: 3 });
     const deadline = Date.now() + 5000;
     const replies = () =>
       sent.join("").split("\r\n").filter((l) => l).map((l) => JSON.parse(l))
         .filter((m) => m.id !== undefined);
-    while (replies().length < 2 && Date.now() < deadline) {
+    while (replies().length < 3 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
     }
     assert.deepEqual(replies(), [
@@ -74,9 +77,21 @@ Deno.test("screendump: HMP and QMP write PPM and PNG of the VGA's screen with QE
         error: { class: "GenericError", desc: "Parameter 'format' does not accept value 'jpg'" },
         id: 2,
       },
+      { error: { class: "GenericError", desc: "Could not set password" }, id: 3 },
     ]);
   } finally {
     await Deno.remove(dir, { recursive: true });
     await machine.close();
   }
+});
+
+Deno.test("parseWebDisplay() reads web and web=HOST:PORT, and leaves other displays alone", () => {
+  assert.deepEqual(parseWebDisplay("web"), { host: "127.0.0.1", port: 5800 });
+  assert.deepEqual(parseWebDisplay("web=0.0.0.0:8080"), { host: "0.0.0.0", port: 8080 });
+  assert.deepEqual(parseWebDisplay("web=:8081"), { host: "127.0.0.1", port: 8081 });
+  assert.deepEqual(parseWebDisplay("web=[::1]:9000"), { host: "::1", port: 9000 });
+  assert.equal(parseWebDisplay("none"), undefined);
+  assert.equal(parseWebDisplay("vnc=:1"), undefined);
+  assert.throws(() => parseWebDisplay("web=8080"), /is not HOST:PORT/);
+  assert.throws(() => parseWebDisplay("web=h:99999"), /is not HOST:PORT/);
 });

@@ -2,36 +2,20 @@
 
 import { type DisplayRegistry, DisplaySurface, type InputEvent } from "../../../core/display.ts";
 import { loadZlib } from "../../../core/zlib.ts";
-import { keysymToScancode, xtKeycodeToScancode } from "./keysym.ts";
-import {
-  ByteWriter,
-  encodeTight,
-  encodeZrle,
-  type PixelRect,
-  tightPieces,
-  ZlibStream,
-} from "./rfb_encodings.ts";
-import {
-  encodeRaw,
-  PixelConverter,
-  readPixelFormat,
-  type RfbPixelFormat,
-  SERVER_PIXEL_FORMAT,
-  writePixelFormat,
-} from "./rfb_pixels.ts";
+import { RfbConnection } from "./rfb_connection.ts";
 
-/** Encoding numbers (RFC 6143 §7.7, §7.8; Tight and QEMU's from the RFB community registry). */
-export const ENCODING_RAW = 0;
-export const ENCODING_COPYRECT = 1;
-export const ENCODING_TIGHT = 7;
-export const ENCODING_ZRLE = 16;
-export const ENCODING_DESKTOP_SIZE = -223;
-export const ENCODING_QEMU_EXTENDED_KEY_EVENT = -258;
+export {
+  ENCODING_COPYRECT,
+  ENCODING_DESKTOP_SIZE,
+  ENCODING_QEMU_EXTENDED_KEY_EVENT,
+  ENCODING_RAW,
+  ENCODING_TIGHT,
+  ENCODING_ZRLE,
+  MAX_CUT_TEXT_BYTES,
+  MAX_QUEUED_BYTES,
+} from "./rfb_connection.ts";
+export { tileRects } from "./rfb_changes.ts";
 
-/** The most a ClientCutText may carry; more closes the connection (QEMU's 1 MiB limit). */
-export const MAX_CUT_TEXT_BYTES = 1 << 20;
-/** Replies other than updates that may wait for a client that does not read. */
-export const MAX_QUEUED_BYTES = 1 << 20;
 /** Connections served at once; more are closed at once (each holds a copy of the screen). */
 export const MAX_CLIENTS = 16;
 /**
@@ -43,9 +27,6 @@ export const REFRESH_INTERVAL_MS = 30;
 export const REFRESH_INTERVAL_INC_MS = 50;
 export const REFRESH_INTERVAL_MAX_MS = 1000;
 
-/** Tile size of the change detection (ZRLE's tile, so a changed tile encodes as one). */
-const TILE = 64;
-
 /** Who may keep a connection when another connects (`share=`), as QEMU names the policies. */
 export type SharePolicy = "allow-exclusive" | "force-shared" | "ignore";
 
@@ -56,6 +37,11 @@ export interface RfbServerOptions {
   share?: SharePolicy;
   /** The screen-change check period (tests and benches shorten it). */
   refreshMs?: number;
+  /**
+   * `password=on`: clients must pass VNC Authentication with the password the monitor
+   * sets; until one is set, nobody gets in (as in QEMU).
+   */
+  passwordRequired?: boolean;
 }
 
 /** Counters a test or bench reads. */
@@ -69,655 +55,7 @@ export interface RfbStats {
 }
 
 /** The bytes a connection has sent that are not yet parsed. */
-class InputBuffer {
-  #buf = new Uint8Array(4096);
-  #start = 0;
-  #end = 0;
 
-  get available(): number {
-    return this.#end - this.#start;
-  }
-
-  push(data: Uint8Array): void {
-    if (this.#end + data.length > this.#buf.length) {
-      const live = this.#end - this.#start;
-      let size = this.#buf.length;
-      while (size < live + data.length) size *= 2;
-      const grown = size === this.#buf.length ? this.#buf : new Uint8Array(size);
-      grown.copyWithin(0, this.#start, this.#end); // no-op copy when grown is new
-      if (grown !== this.#buf) grown.set(this.#buf.subarray(this.#start, this.#end));
-      this.#buf = grown;
-      this.#start = 0;
-      this.#end = live;
-    }
-    this.#buf.set(data, this.#end);
-    this.#end += data.length;
-  }
-
-  peek(n: number): Uint8Array {
-    return this.#buf.subarray(this.#start, this.#start + n);
-  }
-
-  take(n: number): Uint8Array {
-    const out = this.#buf.subarray(this.#start, this.#start + n);
-    this.#start += n;
-    if (this.#start === this.#end) this.#start = this.#end = 0;
-    return out;
-  }
-}
-
-type Phase = "version" | "security" | "init" | "normal" | "closed";
-
-/** One connected client: its protocol state, its copy of the screen and its wishes. */
-class RfbConnection {
-  readonly #server: RfbServer;
-  readonly #conn: Deno.Conn;
-  #phase: Phase = "version";
-  #minor = 8;
-  #in = new InputBuffer();
-  #pf: RfbPixelFormat = SERVER_PIXEL_FORMAT;
-  #conv = new PixelConverter(SERVER_PIXEL_FORMAT);
-  #encodings: number[] = [];
-  #zrle = new ZlibStream();
-  #tight = new ZlibStream();
-  /** What the client holds: its framebuffer size and pixels, as last sent. */
-  #width = 0;
-  #height = 0;
-  #shadow = new Uint32Array(0);
-  #dirty = new Uint8Array(0);
-  #tilesX = 0;
-  #wantUpdate = false;
-  #forced: PixelRect | null = null;
-  #announceKeys = false;
-  #sending = false;
-  #writes: Promise<void> = Promise.resolve();
-  #pressed = new Set<number>();
-  #queued = 0;
-  /** The surface size this client's copy was made for (differs from its own without DesktopSize). */
-  #sourceWidth = 0;
-  #sourceHeight = 0;
-  #buttons = 0;
-
-  constructor(server: RfbServer, conn: Deno.Conn) {
-    this.#server = server;
-    this.#conn = conn;
-  }
-
-  get ready(): boolean {
-    return this.#phase === "normal";
-  }
-
-  get closed(): boolean {
-    return this.#phase === "closed";
-  }
-
-  /** Reads and answers the client until it goes away. */
-  async serve(): Promise<void> {
-    this.#send(new TextEncoder().encode("RFB 003.008\n"));
-    const chunk = new Uint8Array(65536);
-    try {
-      while (this.#phase !== "closed") {
-        const n = await this.#conn.read(chunk);
-        if (n === null) break;
-        this.#in.push(chunk.subarray(0, n));
-        if (!this.#parse()) {
-          this.#server.stats.rejected++;
-          break;
-        }
-      }
-    } catch {
-      // A reset connection ends the session like a close.
-    }
-    this.close();
-  }
-
-  /** Closes the connection and lets go of keys the client held. */
-  close(): void {
-    if (this.#phase === "closed") return;
-    this.#phase = "closed";
-    for (const code of this.#pressed) {
-      this.#server.input({ type: "key", scancode: code, down: false });
-    }
-    this.#pressed.clear();
-    try {
-      this.#conn.close();
-    } catch {
-      // already closed
-    }
-    this.#server.forget(this);
-  }
-
-  /**
-   * Queues bytes behind those already being written. Besides the one update in flight,
-   * a client that does not read may leave at most {@linkcode MAX_QUEUED_BYTES} of other
-   * replies (colour maps, handshake) waiting; past that it is closed.
-   */
-  #send(bytes: Uint8Array, update = false): Promise<void> {
-    const conn = this.#conn;
-    if (!update) {
-      this.#queued += bytes.length;
-      if (this.#queued > MAX_QUEUED_BYTES) {
-        this.#server.stats.rejected++;
-        this.close();
-        return Promise.resolve();
-      }
-    }
-    this.#writes = this.#writes.then(async () => {
-      if (!update) this.#queued -= bytes.length;
-      let at = 0;
-      while (at < bytes.length && this.#phase !== "closed") {
-        at += await conn.write(bytes.subarray(at));
-      }
-      this.#server.stats.bytesSent += bytes.length;
-    }).catch(() => this.close());
-    return this.#writes;
-  }
-
-  /** Parses what has arrived; false for a violation that closes the connection. */
-  #parse(): boolean {
-    for (;;) {
-      const need = this.#needed();
-      if (need === 0) return true;
-      if (need < 0) return false;
-      const msg = this.#in.take(need);
-      if (!this.#handle(msg)) return false;
-      if (this.#phase === "closed") return true;
-    }
-  }
-
-  /** The length of the next message once enough of it is here; 0 to wait; -1 when invalid. */
-  #needed(): number {
-    const have = this.#in.available;
-    switch (this.#phase) {
-      case "version":
-        return have >= 12 ? 12 : 0;
-      case "security":
-        return have >= 1 ? 1 : 0;
-      case "init":
-        return have >= 1 ? 1 : 0;
-      case "closed":
-        return 0;
-    }
-    if (have < 1) return 0;
-    const head = this.#in.peek(Math.min(have, 8));
-    const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
-    const fixed = (n: number) => (have >= n ? n : 0);
-    switch (head[0]) {
-      case 0: // SetPixelFormat
-        return fixed(20);
-      case 2: // SetEncodings: 4 + 4 per encoding (at most 65535: 256 KiB)
-        return have < 4 ? 0 : fixed(4 + 4 * view.getUint16(2));
-      case 3: // FramebufferUpdateRequest
-        return fixed(10);
-      case 4: // KeyEvent
-        return fixed(8);
-      case 5: // PointerEvent
-        return fixed(6);
-      case 6: { // ClientCutText
-        if (have < 8) return 0;
-        const length = view.getInt32(4);
-        // A negative length is the extended-clipboard form, which this server never offered.
-        if (length < 0 || length > MAX_CUT_TEXT_BYTES) return -1;
-        return fixed(8 + length);
-      }
-      case 255: // QEMU client message: subtype 0 is the extended key event
-        if (have < 2) return 0;
-        return head[1] === 0 ? fixed(12) : -1;
-      default:
-        return -1;
-    }
-  }
-
-  #handle(msg: Uint8Array): boolean {
-    const view = new DataView(msg.buffer, msg.byteOffset, msg.byteLength);
-    switch (this.#phase) {
-      case "version":
-        return this.#version(msg);
-      case "security":
-        // The client's choice (3.7, 3.8): only None (1) was offered.
-        if (msg[0] !== 1) {
-          if (this.#minor >= 8) this.#failSecurity("Unsupported security type");
-          return false;
-        }
-        if (this.#minor >= 8) this.#send(new Uint8Array([0, 0, 0, 0])); // SecurityResult OK
-        this.#phase = "init";
-        return true;
-      case "init":
-        this.#server.clientInit(this, msg[0] !== 0);
-        this.#serverInit();
-        this.#phase = "normal";
-        return true;
-    }
-    switch (msg[0]) {
-      case 0: {
-        const pf = readPixelFormat(msg, 4);
-        if (!pf) return false;
-        this.#pf = pf;
-        this.#conv = new PixelConverter(pf);
-        if (!pf.trueColour) this.#sendColourMap();
-        this.#invalidate();
-        return true;
-      }
-      case 2: {
-        const count = view.getUint16(2);
-        this.#encodings = [];
-        for (let i = 0; i < count; i++) this.#encodings.push(view.getInt32(4 + 4 * i));
-        this.#announceKeys = this.#encodings.includes(ENCODING_QEMU_EXTENDED_KEY_EVENT);
-        return true;
-      }
-      case 3: {
-        const incremental = msg[1] !== 0;
-        const rect = {
-          x: view.getUint16(2),
-          y: view.getUint16(4),
-          width: view.getUint16(6),
-          height: view.getUint16(8),
-        };
-        this.#wantUpdate = true;
-        if (!incremental) this.#forced = rect;
-        this.#server.wake();
-        return true;
-      }
-      case 4: {
-        const code = keysymToScancode(view.getUint32(4));
-        if (code !== undefined) this.#key(code, msg[1] !== 0);
-        return true;
-      }
-      case 5: {
-        const mask = msg[1];
-        // RFB buttons: 1 left, 2 middle, 4 right, 8/16 wheel; the display's: left 1, right 2, middle 4.
-        this.#buttons = (mask & 1) | ((mask & 4) >> 1) | ((mask & 2) << 1) | (mask & 0x18);
-        this.#server.input({
-          type: "pointer",
-          x: Math.min(view.getUint16(2), Math.max(0, this.#width - 1)),
-          y: Math.min(view.getUint16(4), Math.max(0, this.#height - 1)),
-          absolute: true,
-          buttons: this.#buttons,
-        });
-        return true;
-      }
-      case 6:
-        return true; // the guest has no clipboard to receive it
-      case 255: {
-        const code = xtKeycodeToScancode(view.getUint32(8)) ??
-          keysymToScancode(view.getUint32(4));
-        if (code !== undefined) this.#key(code, view.getUint16(2) !== 0);
-        return true;
-      }
-    }
-    return false;
-  }
-
-  #key(code: number, down: boolean): void {
-    if (down) this.#pressed.add(code);
-    else this.#pressed.delete(code);
-    this.#server.input({ type: "key", scancode: code, down });
-  }
-
-  #version(msg: Uint8Array): boolean {
-    const text = new TextDecoder().decode(msg);
-    const match = /^RFB (\d{3})\.(\d{3})\n$/.exec(text);
-    if (!match || Number(match[1]) !== 3) return false;
-    const minor = Number(match[2]);
-    // RFC 6143 §7.1.1: a version the server does not know is taken as 3.3.
-    this.#minor = minor >= 8 ? 8 : minor === 7 ? 7 : 3;
-    if (this.#minor === 3) {
-      this.#send(new Uint8Array([0, 0, 0, 1])); // the server picks None
-      this.#phase = "init";
-    } else {
-      this.#send(new Uint8Array([1, 1])); // one type: None
-      this.#phase = "security";
-    }
-    return true;
-  }
-
-  #failSecurity(reason: string): void {
-    const text = new TextEncoder().encode(reason);
-    const out = new ByteWriter();
-    out.u32(1);
-    out.u32(text.length);
-    out.bytes(text);
-    this.#send(out.view().slice());
-  }
-
-  #serverInit(): void {
-    const surface = this.#server.surface();
-    this.#resizeShadow(surface.width, surface.height);
-    this.#sourceWidth = surface.width;
-    this.#sourceHeight = surface.height;
-    const name = new TextEncoder().encode(this.#server.name);
-    const out = new Uint8Array(24 + name.length);
-    const view = new DataView(out.buffer);
-    view.setUint16(0, surface.width);
-    view.setUint16(2, surface.height);
-    writePixelFormat(SERVER_PIXEL_FORMAT, out, 4);
-    view.setUint32(20, name.length);
-    out.set(name, 24);
-    this.#send(out);
-  }
-
-  /** SetColourMapEntries with the 3-3-2 map a palette client is given. */
-  #sendColourMap(): void {
-    const out = new ByteWriter();
-    out.byte(1);
-    out.byte(0);
-    out.u16(0);
-    out.u16(256);
-    for (let i = 0; i < 256; i++) {
-      out.u16(Math.round(((i >> 5) & 7) * 65535 / 7));
-      out.u16(Math.round(((i >> 2) & 7) * 65535 / 7));
-      out.u16(Math.round((i & 3) * 65535 / 3));
-    }
-    this.#send(out.view().slice());
-  }
-
-  #resizeShadow(width: number, height: number): void {
-    this.#width = width;
-    this.#height = height;
-    this.#shadow = new Uint32Array(width * height);
-    this.#tilesX = Math.ceil(width / TILE);
-    this.#dirty = new Uint8Array(this.#tilesX * Math.ceil(height / TILE)).fill(1);
-  }
-
-  /** Forgets what the client holds: the next update sends everything. */
-  #invalidate(): void {
-    this.#dirty.fill(1);
-    this.#forced = { x: 0, y: 0, width: this.#width, height: this.#height };
-  }
-
-  /** Notes rectangles of the surface that changed. */
-  markDirty(rects: readonly PixelRect[]): void {
-    for (const r of rects) {
-      const tx1 = Math.min(this.#tilesX, Math.ceil((r.x + r.width) / TILE));
-      const ty1 = Math.min(this.#dirty.length / this.#tilesX, Math.ceil((r.y + r.height) / TILE));
-      for (let ty = Math.floor(r.y / TILE); ty < ty1; ty++) {
-        for (let tx = Math.floor(r.x / TILE); tx < tx1; tx++) {
-          this.#dirty[ty * this.#tilesX + tx] = 1;
-        }
-      }
-    }
-  }
-
-  /** Sends an update when the client asked for one, nothing is in flight and something changed. */
-  maybeUpdate(surface: DisplaySurface): void {
-    if (this.#phase !== "normal" || !this.#wantUpdate || this.#sending) return;
-    const rects: Uint8Array[] = [];
-    let count = 0;
-    const add = (
-      x: number,
-      y: number,
-      w: number,
-      h: number,
-      encoding: number,
-      data: Uint8Array,
-    ) => {
-      const head = new Uint8Array(12);
-      const v = new DataView(head.buffer);
-      v.setUint16(0, x);
-      v.setUint16(2, y);
-      v.setUint16(4, w);
-      v.setUint16(6, h);
-      v.setInt32(8, encoding);
-      rects.push(head, data);
-      count++;
-    };
-    if (this.#announceKeys) {
-      // A pseudo-rectangle tells the client the server takes QEMU extended key events.
-      add(0, 0, 0, 0, ENCODING_QEMU_EXTENDED_KEY_EVENT, new Uint8Array(0));
-      this.#announceKeys = false;
-    }
-    if (surface.width !== this.#sourceWidth || surface.height !== this.#sourceHeight) {
-      this.#sourceWidth = surface.width;
-      this.#sourceHeight = surface.height;
-      if (surface.width === this.#width && surface.height === this.#height) {
-        this.#dirty.fill(1);
-      } else if (this.#encodings.includes(ENCODING_DESKTOP_SIZE)) {
-        add(0, 0, surface.width, surface.height, ENCODING_DESKTOP_SIZE, new Uint8Array(0));
-        this.#resizeShadow(surface.width, surface.height);
-        this.#forced = { x: 0, y: 0, width: surface.width, height: surface.height };
-      } else {
-        // The client keeps its size: it is sent the part of the screen that fits.
-        this.#shadow.fill(0xff000000); // no surface pixel has a top byte: all differ
-        this.#dirty.fill(1);
-      }
-    }
-    const width = Math.min(this.#width, surface.width);
-    const height = Math.min(this.#height, surface.height);
-    const changed = this.#changedTiles(surface, width, height);
-    if (this.#encodings.includes(ENCODING_COPYRECT) && changed.count * 4 >= changed.tiles.length) {
-      const scroll = this.#findScroll(surface, width, height);
-      if (scroll) {
-        add(0, scroll.y, width, scroll.height, ENCODING_COPYRECT, u16Pair(0, scroll.y + scroll.dy));
-        this.#applyScroll(scroll, width);
-        const again = this.#changedTiles(surface, width, height);
-        changed.tiles = again.tiles;
-        changed.count = again.count;
-      }
-    }
-    for (const r of tileRects(changed.tiles, this.#tilesX, width, height)) {
-      this.#copyToShadow(surface, r);
-      for (const [encoding, data] of this.#encode(surface, r)) {
-        add(data.rect.x, data.rect.y, data.rect.width, data.rect.height, encoding, data.bytes);
-      }
-    }
-    this.#dirty.fill(0);
-    this.#forced = null;
-    if (count === 0) return; // nothing changed: the request waits
-    this.#wantUpdate = false;
-    const out = new ByteWriter();
-    out.byte(0);
-    out.byte(0);
-    out.u16(count);
-    for (const part of rects) out.bytes(part);
-    this.#sending = true;
-    this.#server.stats.updates++;
-    this.#server.stats.rects += count;
-    this.#send(out.view(), true).finally(() => {
-      this.#sending = false;
-      this.#server.wake();
-    });
-  }
-
-  /** The tiles whose pixels differ from the client's copy, plus those a full request forces. */
-  #changedTiles(surface: DisplaySurface, width: number, height: number) {
-    const tiles = new Uint8Array(this.#dirty.length);
-    let count = 0;
-    const px = surface.pixels;
-    const sw = surface.width;
-    const shadow = this.#shadow;
-    const f = this.#forced;
-    for (let ty = 0, t = 0; ty * TILE < height; ty++) {
-      for (let tx = 0; tx < this.#tilesX; tx++, t++) {
-        const x0 = tx * TILE;
-        const y0 = ty * TILE;
-        if (x0 >= width) continue;
-        const x1 = Math.min(width, x0 + TILE);
-        const y1 = Math.min(height, y0 + TILE);
-        let differs = f !== null && x0 < f.x + f.width && f.x < x1 && y0 < f.y + f.height &&
-          f.y < y1;
-        if (!differs && this.#dirty[t]) {
-          for (let y = y0; y < y1 && !differs; y++) {
-            const a = y * sw;
-            const b = y * this.#width;
-            for (let x = x0; x < x1; x++) {
-              if (px[a + x] !== shadow[b + x]) {
-                differs = true;
-                break;
-              }
-            }
-          }
-        }
-        if (differs) {
-          tiles[t] = 1;
-          count++;
-        }
-      }
-    }
-    return { tiles, count };
-  }
-
-  /**
-   * A vertical scroll of the screen against the client's copy: the longest band of rows
-   * that equals the client's rows `dy` further down (or up), found by voting with row
-   * hashes. Null when no band of at least a quarter of the screen matches.
-   */
-  #findScroll(surface: DisplaySurface, width: number, height: number) {
-    const px = surface.pixels;
-    const hashNew = new Int32Array(height);
-    const hashOld = new Int32Array(height);
-    for (let y = 0; y < height; y++) {
-      hashNew[y] = rowHash(px, y * surface.width, width);
-      hashOld[y] = rowHash(this.#shadow, y * this.#width, width);
-    }
-    // Rows that occur often (blank lines) say nothing about the offset.
-    const where = new Map<number, number[]>();
-    for (let y = 0; y < height; y++) {
-      const list = where.get(hashOld[y]);
-      if (!list) where.set(hashOld[y], [y]);
-      else if (list.length < 4) list.push(y);
-    }
-    const votes = new Map<number, number>();
-    for (let y = 0; y < height; y++) {
-      const list = where.get(hashNew[y]);
-      if (!list || list.length > 2) continue;
-      for (const src of list) {
-        const dy = src - y;
-        if (dy !== 0) votes.set(dy, (votes.get(dy) ?? 0) + 1);
-      }
-    }
-    let dy = 0;
-    let best = 0;
-    for (const [d, n] of votes) if (n > best) [dy, best] = [d, n];
-    if (best * 4 < height) return null;
-    // The longest band of rows that really equal the shifted old rows.
-    let bandStart = 0;
-    let bandLength = 0;
-    let start = -1;
-    for (let y = 0; y <= height; y++) {
-      const src = y + dy;
-      const same = y < height && src >= 0 && src < height && hashNew[y] === hashOld[src] &&
-        rowsEqual(px, y * surface.width, this.#shadow, src * this.#width, width);
-      if (same && start < 0) start = y;
-      if (!same && start >= 0) {
-        if (y - start > bandLength) [bandStart, bandLength] = [start, y - start];
-        start = -1;
-      }
-    }
-    if (bandLength * 4 < height) return null;
-    return { y: bandStart, height: bandLength, dy };
-  }
-
-  /** Moves the client's copy as the CopyRect will move the client's framebuffer. */
-  #applyScroll(scroll: { y: number; height: number; dy: number }, width: number): void {
-    const w = this.#width;
-    const moved = this.#shadow.slice(
-      (scroll.y + scroll.dy) * w,
-      (scroll.y + scroll.dy + scroll.height) * w,
-    );
-    for (let y = 0; y < scroll.height; y++) {
-      this.#shadow.set(moved.subarray(y * w, y * w + width), (scroll.y + y) * w);
-    }
-    this.#dirty.fill(1);
-  }
-
-  #copyToShadow(surface: DisplaySurface, r: PixelRect): void {
-    for (let y = r.y; y < r.y + r.height; y++) {
-      const from = y * surface.width + r.x;
-      this.#shadow.set(surface.pixels.subarray(from, from + r.width), y * this.#width + r.x);
-    }
-  }
-
-  /** The rectangle in the client's preferred encoding it can take. */
-  #encode(
-    surface: DisplaySurface,
-    r: PixelRect,
-  ): [number, { rect: PixelRect; bytes: Uint8Array }][] {
-    const px = surface.pixels;
-    const stride = surface.width;
-    const preferred =
-      this.#encodings.find((e) =>
-        e === ENCODING_ZRLE || e === ENCODING_TIGHT || e === ENCODING_RAW
-      ) ?? ENCODING_RAW;
-    if (preferred === ENCODING_ZRLE) {
-      return [[ENCODING_ZRLE, {
-        rect: r,
-        bytes: encodeZrle(px, stride, r, this.#conv, this.#zrle),
-      }]];
-    }
-    if (preferred === ENCODING_TIGHT) {
-      const pf = this.#pf;
-      const rgb24 = pf.trueColour && pf.bitsPerPixel === 32 && pf.depth === 24 &&
-        pf.redMax === 255 && pf.greenMax === 255 && pf.blueMax === 255;
-      return tightPieces(r).map((p) => [
-        ENCODING_TIGHT,
-        { rect: p, bytes: encodeTight(px, stride, p, this.#conv, this.#tight, rgb24) },
-      ]);
-    }
-    return [[ENCODING_RAW, { rect: r, bytes: encodeRaw(px, stride, r, this.#conv) }]];
-  }
-}
-
-function u16Pair(a: number, b: number): Uint8Array {
-  return new Uint8Array([a >> 8, a & 0xff, b >> 8, b & 0xff]);
-}
-
-function rowHash(px: Uint32Array, at: number, width: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < width; i++) h = Math.imul(h ^ px[at + i], 0x01000193);
-  return h;
-}
-
-function rowsEqual(a: Uint32Array, at: number, b: Uint32Array, bt: number, width: number): boolean {
-  for (let i = 0; i < width; i++) if (a[at + i] !== b[bt + i]) return false;
-  return true;
-}
-
-/** Changed tiles as rectangles: runs of tiles along a tile row, joined with equal runs below. */
-export function tileRects(
-  tiles: Uint8Array,
-  tilesX: number,
-  width: number,
-  height: number,
-): PixelRect[] {
-  const rects: PixelRect[] = [];
-  let open = new Map<string, PixelRect>();
-  for (let ty = 0; ty * TILE < height; ty++) {
-    const next = new Map<string, PixelRect>();
-    let tx = 0;
-    while (tx < tilesX) {
-      if (!tiles[ty * tilesX + tx]) {
-        tx++;
-        continue;
-      }
-      const start = tx;
-      while (tx < tilesX && tiles[ty * tilesX + tx]) tx++;
-      const x = start * TILE;
-      const w = Math.min(width, tx * TILE) - x;
-      const y = ty * TILE;
-      const h = Math.min(height, y + TILE) - y;
-      if (w <= 0) continue;
-      const key = `${x},${w}`;
-      const above = open.get(key);
-      if (above && above.y + above.height === y) {
-        above.height += h;
-        next.set(key, above);
-      } else {
-        const r = { x, y, width: w, height: h };
-        rects.push(r);
-        next.set(key, r);
-      }
-    }
-    open = next;
-  }
-  return rects;
-}
-
-/**
- * A VNC server over a machine's display: clients attach with {@linkcode RfbServer.serve},
- * a timer looks at the screen while any client waits for an update, and input from
- * clients goes to the display's input handlers. The guest never waits for a client:
- * a client that reads slowly gets fewer, later updates, each at most one screen.
- */
 export class RfbServer {
   readonly name: string;
   readonly stats: RfbStats = { connections: 0, updates: 0, rects: 0, bytesSent: 0, rejected: 0 };
@@ -725,6 +63,10 @@ export class RfbServer {
   readonly #share: SharePolicy;
   readonly #refreshMs: number;
   readonly #clients = new Set<RfbConnection>();
+  /** True when clients must authenticate (`password=on`). */
+  readonly passwordRequired: boolean;
+  /** The VNC password (`change-vnc-password`, `set_password`); null: none set. */
+  password: string | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #intervalMs: number;
   #lastRefresh = -Infinity;
@@ -739,8 +81,19 @@ export class RfbServer {
     this.#display = display;
     this.name = options.name;
     this.#share = options.share ?? "allow-exclusive";
+    this.passwordRequired = options.passwordRequired ?? false;
     this.#refreshMs = options.refreshMs ?? REFRESH_INTERVAL_MS;
     this.#intervalMs = this.#refreshMs;
+  }
+
+  /**
+   * Sets the password clients authenticate with; false on a server started without
+   * `password=on`, which stays open to all (QEMU 7.2 answers "Could not set password").
+   */
+  setPassword(password: string): boolean {
+    if (!this.passwordRequired) return false;
+    this.password = password;
+    return true;
   }
 
   /** Clients connected now. */

@@ -322,3 +322,49 @@ Deno.test("RfbServer: a flood of update requests does not make the screen render
     await accepting;
   }
 });
+
+Deno.test("RfbServer: with password=on, VNC Authentication lets the right password in and no other", async () => {
+  const surface = new DisplaySurface(64, 64);
+  const { registry } = display(surface);
+  const server = new RfbServer(registry, { name: "QEMU", passwordRequired: true });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = server.accept(listener);
+  const open: Deno.Conn[] = [];
+  const connect = async () => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    open.push(conn);
+    return new TestRfbClient(conn);
+  };
+  try {
+    // No password set yet: nobody gets in, not even with an empty one.
+    await assert.rejects(
+      () => connect().then((c) => c.handshake({ password: "" })),
+      /Authentication failed/,
+    );
+    // A client that offers only None is refused.
+    await assert.rejects(() => connect().then((c) => c.handshake()), /no security type/);
+    assert.equal(server.setPassword("s3cret"), true);
+    assert.equal(
+      new RfbServer(registry, { name: "QEMU" }).setPassword("x"),
+      false,
+      "no password on a server without password=on",
+    );
+    await assert.rejects(
+      () => connect().then((c) => c.handshake({ password: "wrong" })),
+      /Authentication failed/,
+    );
+    for (const version of ["RFB 003.008\n", "RFB 003.007\n", "RFB 003.003\n"]) {
+      const c = await connect();
+      assert.equal(await c.handshake({ password: "s3cret", version }), "QEMU");
+    }
+  } finally {
+    for (const c of open) {
+      try {
+        c.close();
+      } catch { /* closed by the server */ }
+    }
+    listener.close();
+    server.close();
+    await accepting;
+  }
+});

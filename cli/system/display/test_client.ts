@@ -1,6 +1,7 @@
 // A small RFB client for tests: handshake, pixel format, encodings, and a framebuffer kept from raw, CopyRect, ZRLE, Tight and DesktopSize
 
 import { loadZlib, zlibSync } from "../../../core/zlib.ts";
+import { vncAuthResponse } from "./vnc_auth.ts";
 
 /** What the test client saw from the server. */
 export interface ClientFrame {
@@ -47,20 +48,45 @@ export class TestRfbClient {
     while (at < data.length) at += await this.conn.write(data.subarray(at));
   }
 
-  /** The RFB 3.8 handshake with security None; returns the server's name. */
-  async handshake(options: { shared?: boolean; version?: string } = {}): Promise<string> {
+  /**
+   * The RFB handshake (3.8 unless `version` says otherwise) with security None, or VNC
+   * Authentication when the server asks and `password` is given; returns the server's
+   * name. Throws with the server's reason when it refuses.
+   */
+  async handshake(
+    options: { shared?: boolean; version?: string; password?: string } = {},
+  ): Promise<string> {
     await loadZlib();
     const version = new TextDecoder().decode(await this.#need(12));
-    if (version !== "RFB 003.008\n") throw new Error(`server version ${version}`);
+    if (!version.startsWith("RFB 003.00")) throw new Error(`server version ${version}`);
     const mine = options.version ?? "RFB 003.008\n";
     await this.write(new TextEncoder().encode(mine));
+    let type: number;
     if (mine === "RFB 003.003\n") {
-      await this.#need(4);
+      type = new DataView((await this.#need(4)).buffer).getUint32(0);
+      if (type === 0) throw new Error("refused");
     } else {
       const count = (await this.#need(1))[0];
-      await this.#need(count);
-      await this.write([1]);
-      if (mine === "RFB 003.008\n") await this.#need(4);
+      if (count === 0) throw new Error("refused");
+      const types = await this.#need(count);
+      type = types.includes(1) ? 1 : types.includes(2) && options.password !== undefined ? 2 : 0;
+      if (type === 0) throw new Error(`no security type to choose from ${[...types]}`);
+      await this.write([type]);
+    }
+    if (type === 2) {
+      const challenge = await this.#need(16);
+      await this.write(vncAuthResponse(options.password ?? "", challenge));
+    }
+    if (type === 2 || mine === "RFB 003.008\n") {
+      const result = new DataView((await this.#need(4)).buffer).getUint32(0);
+      if (result !== 0) {
+        let reason = "";
+        if (mine === "RFB 003.008\n") {
+          const length = new DataView((await this.#need(4)).buffer).getUint32(0);
+          reason = new TextDecoder().decode(await this.#need(length));
+        }
+        throw new Error(`security failed: ${reason}`);
+      }
     }
     await this.write([options.shared === false ? 0 : 1]);
     const init = await this.#need(24);

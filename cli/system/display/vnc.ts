@@ -22,6 +22,8 @@ export interface VncSpec {
   /** Unix: the socket path. */
   path: string;
   share: SharePolicy;
+  /** `password=on`: VNC Authentication with the password the monitor sets. */
+  password: boolean;
 }
 
 const SHARE_POLICIES: readonly SharePolicy[] = ["allow-exclusive", "force-shared", "ignore"];
@@ -55,6 +57,7 @@ export function parseVncSpec(text: string): VncSpec | undefined {
     to: 0,
     path: "",
     share: "allow-exclusive",
+    password: false,
   };
   if (address.startsWith("unix:")) {
     spec.transport = "unix";
@@ -94,11 +97,9 @@ export function parseVncSpec(text: string): VncSpec | undefined {
         break;
       }
       case "password":
-        if (["on", "yes", "true"].includes(item.value) || item.bare) {
-          throw new UsageError(
-            `-vnc ${text}: password=on (VNC authentication) is not supported by vmkit yet`,
-          );
-        }
+        if (item.bare || ["on", "yes", "true"].includes(item.value)) spec.password = true;
+        else if (["off", "no", "false"].includes(item.value)) spec.password = false;
+        else throw new UsageError(`-vnc ${text}: password=${item.value} is not on or off`);
         break;
       default:
         throw new UsageError(`-vnc ${text}: option '${item.key}' is not supported by vmkit yet`);
@@ -133,16 +134,30 @@ export interface VncHandle {
 }
 
 /**
- * Starts the VNC server of `spec` on `machine`'s display, named as QEMU names it
- * ("QEMU", or "QEMU (NAME)" with `-name NAME`).
+ * The RFB server over `machine`'s display, named as QEMU names it ("QEMU", or
+ * "QEMU (NAME)" with `-name NAME`); VNC clients and the browser console share it.
+ */
+export function rfbServer(
+  machine: Machine,
+  spec: VncSpec | undefined,
+  guestName?: string,
+): RfbServer {
+  const display = machine.findService(DISPLAY);
+  const server = new RfbServer(display, {
+    name: guestName ? `QEMU (${guestName})` : "QEMU",
+    share: spec?.share,
+    passwordRequired: spec?.password,
+  });
+  display?.addPasswordTarget("vnc", (password) => server.setPassword(password));
+  return server;
+}
+
+/**
+ * Starts listening for VNC clients as `spec` says, served by `server`.
  *
  * @throws UsageError when no display in range can be listened on
  */
-export function startVnc(machine: Machine, spec: VncSpec, guestName?: string): VncHandle {
-  const server = new RfbServer(machine.findService(DISPLAY), {
-    name: guestName ? `QEMU (${guestName})` : "QEMU",
-    share: spec.share,
-  });
+export function startVnc(server: RfbServer, spec: VncSpec): VncHandle {
   let listener: Deno.Listener | undefined;
   let address = "";
   if (spec.transport === "unix") {
@@ -185,7 +200,6 @@ export function startVnc(machine: Machine, spec: VncSpec, guestName?: string): V
     address,
     async close() {
       listener.close();
-      server.close();
       await accepting;
       if (spec.transport === "unix") await Deno.remove(spec.path).catch(() => {});
     },

@@ -1,0 +1,108 @@
+// Helpers the VNC tests and bench share: finding programs and free displays, and a disk from a boot sector
+
+import * as path from "node:path";
+import { AL, Assembler, AX, BX, CX, DX, EAX, EDI, ES } from "../../plugins/machines/x86_asm.ts";
+
+/** True when `program` is on PATH (vncsnapshot has no --version that succeeds). */
+export function onPath(program: string): boolean {
+  return (Deno.env.get("PATH") ?? "").split(":").some((dir) => {
+    try {
+      return Deno.statSync(path.join(dir, program)).isFile;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** A VNC display number (port 5900 + N) free on loopback, searched from a random start. */
+export function freeDisplay(from = 40): number {
+  for (let n = from + Math.floor(Math.random() * 50); n < from + 200; n++) {
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port: 5900 + n }).close();
+      return n;
+    } catch {
+      // taken
+    }
+  }
+  throw new Error("no free VNC display");
+}
+
+/** A 1 MiB raw disk whose first sector is `code` with the 0x55 0xAA boot signature. */
+export function bootSectorDisk(code: Uint8Array): Uint8Array {
+  if (code.length > 510) throw new RangeError(`boot sector code is ${code.length} bytes`);
+  const disk = new Uint8Array(1 << 20);
+  disk.set(code);
+  disk[510] = 0x55;
+  disk[511] = 0xaa;
+  return disk;
+}
+
+/** QEMU's arguments for a disk guest as the display tests run it (TCG, 64 MiB, COM1 to a file). */
+export function qemuDiskGuestArgs(vga: string, disk: string, serialLog: string): string[] {
+  return [
+    "-nodefaults",
+    "-accel",
+    "tcg",
+    "-m",
+    "64",
+    "-vga",
+    vga,
+    "-drive",
+    `file=${disk},format=raw,if=ide`,
+    "-serial",
+    `file:${serialLog}`,
+  ];
+}
+
+/**
+ * A boot sector that says READY on COM1, then echoes each key the BIOS reads (int 16h)
+ * to COM1; `m` switches to VBE mode 0x142 (640x480x32), fills the first bank and says MODE.
+ */
+export function echoGuestDisk(): Uint8Array {
+  const a = new Assembler({ bits: 16, origin: 0x7c00 });
+  a.mov(DX, 0x3f8);
+  for (const c of "READY\r\n") {
+    a.mov(AL, c.charCodeAt(0));
+    a.out(DX, AL);
+  }
+  a.label("key");
+  a.mov(AX, 0);
+  a.db(0xcd, 0x16); // int 16h: wait for a key, AL = its character
+  a.cmp(AL, 0x6d);
+  a.jcc("z", "mode");
+  a.mov(DX, 0x3f8);
+  a.out(DX, AL);
+  a.jmp("key");
+  a.label("mode");
+  a.mov(AX, 0x4f02);
+  a.mov(BX, 0x142);
+  a.db(0xcd, 0x10);
+  a.mov(AX, 0xa000);
+  a.mov(ES, AX);
+  a.xor(EDI, EDI);
+  a.mov(CX, 0x4000);
+  a.label("fill");
+  a.mov(EAX, EDI);
+  a.shl(EAX, 5);
+  a.stosd();
+  a.loop("fill");
+  a.mov(DX, 0x3f8);
+  for (const c of "MODE\r\n") {
+    a.mov(AL, c.charCodeAt(0));
+    a.out(DX, AL);
+  }
+  a.label("halt");
+  a.hlt();
+  a.jmp("halt");
+  return bootSectorDisk(a.assemble());
+}
+
+export async function waitForText(file: string, pattern: RegExp, what: string): Promise<void> {
+  const deadline = Date.now() + 240_000;
+  while (Date.now() < deadline) {
+    const text = await Deno.readTextFile(file).catch(() => "");
+    if (pattern.test(text)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

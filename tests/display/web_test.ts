@@ -1,0 +1,216 @@
+// `-display web` in a real browser: headless chromium shows the guest's screen pixel for pixel as vmkit's screendump, and keys typed on the page reach the guest
+
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { decodePpm } from "../../core/display.ts";
+import { decodePng } from "../../core/display_png.ts";
+import { MAIN, tempDir } from "../test_util.ts";
+import { echoGuestDisk, onPath, waitForText } from "./vnc_util.ts";
+
+const HAVE_FIRMWARE = ["bios-256k.bin", "vgabios-stdvga.bin"].every((f) => {
+  try {
+    return Deno.statSync(`/usr/share/seabios/${f}`).isFile;
+  } catch {
+    return false;
+  }
+});
+const BROWSER = ["chromium", "chromium-browser", "google-chrome"].find(onPath);
+const SKIP = !HAVE_FIRMWARE
+  ? " (ignored: SeaBIOS is missing; apt-get install seabios)"
+  : !BROWSER
+  ? " (ignored: no chromium; apt-get install chromium)"
+  : "";
+
+/** A free TCP port on loopback. */
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  return port;
+}
+
+/** A Chrome DevTools Protocol session with the page's target. */
+class DevTools {
+  #ws: WebSocket;
+  #id = 0;
+  #pending = new Map<number, (reply: Record<string, unknown>) => void>();
+
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
+    ws.onmessage = (e) => {
+      const msg = JSON.parse(e.data as string);
+      this.#pending.get(msg.id)?.(msg);
+      this.#pending.delete(msg.id);
+    };
+  }
+
+  static async open(port: number): Promise<DevTools> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      try {
+        const list = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+        const page = list.find((t: { type: string; url: string }) => t.type === "page");
+        if (page?.webSocketDebuggerUrl) {
+          const ws = new WebSocket(page.webSocketDebuggerUrl);
+          await new Promise((resolve, reject) => {
+            ws.onopen = resolve;
+            ws.onerror = reject;
+          });
+          return new DevTools(ws);
+        }
+      } catch (error) {
+        if (Date.now() > deadline) throw error;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  call(method: string, params: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+    const id = ++this.#id;
+    this.#ws.send(JSON.stringify({ id, method, params }));
+    return new Promise((resolve) => this.#pending.set(id, resolve));
+  }
+
+  /** Evaluates `expression` in the page; its value. */
+  async eval(expression: string): Promise<unknown> {
+    const reply = await this.call("Runtime.evaluate", {
+      expression,
+      awaitPromise: true,
+      returnByValue: true,
+    });
+    const result = reply.result as { result?: { value?: unknown } } | undefined;
+    return result?.result?.value;
+  }
+
+  close(): void {
+    this.#ws.close();
+  }
+}
+
+Deno.test({
+  name: `-display web: headless chromium draws the guest's screen as vmkit's screendump and ` +
+    `sends typed keys to the guest${SKIP}`,
+  ignore: SKIP !== "",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    const disk = path.join(dir, "boot.img");
+    await Deno.writeFile(disk, echoGuestDisk());
+    const serialLog = path.join(dir, "serial.log");
+    const monitorSock = path.join(dir, "monitor.sock");
+    const webPort = freePort();
+    const vmkit = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        MAIN,
+        "system-x86_64",
+        "-nodefaults",
+        "-m",
+        "64",
+        "-vga",
+        "std",
+        "-name",
+        "web-test",
+        "-display",
+        `web=127.0.0.1:${webPort}`,
+        "-drive",
+        `file=${disk},format=raw,if=ide`,
+        "-serial",
+        `file:${serialLog}`,
+        "-monitor",
+        `unix:${monitorSock},server=on,wait=off`,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const stderr = new Response(vmkit.stderr).text();
+    let browser: Deno.ChildProcess | undefined;
+    let devtools: DevTools | undefined;
+    try {
+      await waitForText(serialLog, /READY/, "the guest to get ready");
+      const debugPort = freePort();
+      browser = new Deno.Command(BROWSER!, {
+        args: [
+          "--headless=new",
+          "--no-sandbox",
+          "--disable-gpu",
+          "--no-first-run",
+          "--force-device-scale-factor=1",
+          `--user-data-dir=${path.join(dir, "chromium")}`,
+          `--remote-debugging-port=${debugPort}`,
+          "--window-size=800,500",
+          `http://127.0.0.1:${webPort}/`,
+        ],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      devtools = await DevTools.open(debugPort);
+      const deadline = Date.now() + 60_000;
+      while (Number(await devtools.eval("window.vmkitUpdates ?? 0")) < 1) {
+        if (Date.now() > deadline) throw new Error("the page drew no update");
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.equal(await devtools.eval("document.title"), "QEMU (web-test)");
+      // The canvas, read back as PNG, against vmkit's own screendump.
+      const dataUrl = String(
+        await devtools.eval("document.getElementById('screen').toDataURL('image/png')"),
+      );
+      const canvas = await decodePng(
+        Uint8Array.from(atob(dataUrl.slice(dataUrl.indexOf(",") + 1)), (c) => c.charCodeAt(0)),
+      );
+      const monitor = await Deno.connect({ transport: "unix", path: monitorSock });
+      const dumpFile = path.join(dir, "vmkit.ppm");
+      await monitor.write(new TextEncoder().encode(`screendump ${dumpFile}\n`));
+      while ((await Deno.stat(dumpFile).then((s) => s.size, () => 0)) < 720 * 400 * 3) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      monitor.close();
+      const dump = decodePpm(await Deno.readFile(dumpFile));
+      assert.deepEqual([canvas.width, canvas.height], [720, 400]);
+      let differ = 0;
+      for (let i = 0; i < dump.pixels.length; i++) {
+        if (canvas.pixels[i] !== dump.pixels[i]) differ++;
+      }
+      assert.equal(differ, 0, "pixels where the browser's canvas differs from the screendump");
+
+      // Keys typed into the page reach the guest, which echoes them on COM1.
+      for (const c of "web") {
+        const code = `Key${c.toUpperCase()}`;
+        const vk = c.toUpperCase().charCodeAt(0);
+        await devtools.call("Input.dispatchKeyEvent", {
+          type: "keyDown",
+          key: c,
+          code,
+          text: c,
+          windowsVirtualKeyCode: vk,
+        });
+        await devtools.call("Input.dispatchKeyEvent", {
+          type: "keyUp",
+          key: c,
+          code,
+          windowsVirtualKeyCode: vk,
+        });
+      }
+      await waitForText(serialLog, /READY\r\nweb/, "the keys typed in the browser");
+    } finally {
+      devtools?.close();
+      if (browser) {
+        browser.kill("SIGKILL");
+        await browser.status;
+      }
+      try {
+        vmkit.kill("SIGKILL");
+      } catch {
+        // it ended by itself: its stderr says why
+      }
+      await vmkit.status;
+      const err = await stderr;
+      if (err.trim() !== "") console.error(err);
+      await cleanup();
+    }
+  },
+});
