@@ -184,8 +184,7 @@ Deno.test({
 });
 
 Deno.test({
-  name:
-    `KvmVm.dirtyLog.collect() names exactly the logged pages the guest wrote, once${NEEDS_KVM}`,
+  name: `KvmVm.dirtyLog.collect() names exactly the logged pages the guest wrote, once${NEEDS_KVM}`,
   ignore: IGNORE,
   fn() {
     const m = machine();
