@@ -41,8 +41,20 @@ export function mmioGuest(): Uint8Array {
   return exitLoopGuest((a) => a.mov(dword(null, BENCH_MMIO), EAX));
 }
 
+/** How a run is set up: vCPUs, and (vmkit) whether vCPUs run on their own threads. */
+interface RunShape {
+  smp: number;
+  /** VMKIT_KVM_THREADS for vmkit (unset: the default, threads from -smp 2). */
+  threads?: "0" | "1";
+}
+
 /** Wall seconds of one run of `program` booting `kernel` with N on its command line. */
-async function kernelSeconds(program: string, kernel: string, n: number): Promise<number> {
+async function kernelSeconds(
+  program: string,
+  kernel: string,
+  n: number,
+  shape: RunShape,
+): Promise<number> {
   const prefix = program === "vmkit" ? [Deno.execPath(), "run", "-A", "--quiet", MAIN] : [QEMU];
   const args = [
     ...prefix.slice(1),
@@ -53,6 +65,8 @@ async function kernelSeconds(program: string, kernel: string, n: number): Promis
     "pc",
     "-m",
     "128",
+    "-smp",
+    String(shape.smp),
     "-nographic",
     "-nodefaults",
     "-kernel",
@@ -68,6 +82,7 @@ async function kernelSeconds(program: string, kernel: string, n: number): Promis
     stdin: "null",
     stdout: "null",
     stderr: "piped",
+    env: shape.threads === undefined ? {} : { VMKIT_KVM_THREADS: shape.threads },
   }).output();
   const seconds = (performance.now() - t0) / 1000;
   // The guest writes 0 to isa-debug-exit: both exit with (0 << 1) | 1 = 1.
@@ -78,9 +93,13 @@ async function kernelSeconds(program: string, kernel: string, n: number): Promis
 }
 
 /** Exits per second: N exits' wall time minus the same kernel's at N = 0 (start-up, boot). */
-async function exitsPerSecond(program: string, kernel: string): Promise<number> {
-  const empty = await bestOf(RUNS + 1, () => kernelSeconds(program, kernel, 0));
-  const full = await bestOf(RUNS, () => kernelSeconds(program, kernel, EXITS));
+async function exitsPerSecond(
+  program: string,
+  kernel: string,
+  shape: RunShape = { smp: 1 },
+): Promise<number> {
+  const empty = await bestOf(RUNS + 1, () => kernelSeconds(program, kernel, 0, shape));
+  const full = await bestOf(RUNS, () => kernelSeconds(program, kernel, EXITS, shape));
   return EXITS / Math.max(full - empty, 1e-3);
 }
 
@@ -107,17 +126,22 @@ export async function kvmRows(): Promise<Row[]> {
   const rows: Row[] = [];
   const { dir, cleanup } = await scratch();
   try {
-    for (
-      const [name, image] of [["port I/O exits (out 80h)", portIoGuest()], [
-        "MMIO exits (store to unmapped)",
-        mmioGuest(),
-      ]] as const
-    ) {
-      const kernel = path.join(dir, `${name.split(" ")[0].replace(/\W/g, "")}.bin`);
-      await Deno.writeFile(kernel, image);
+    const port = path.join(dir, "port.bin");
+    const mmio = path.join(dir, "mmio.bin");
+    await Deno.writeFile(port, portIoGuest());
+    await Deno.writeFile(mmio, mmioGuest());
+    // The loop runs on the boot vCPU; with -smp 2 the other waits for a SIPI, and the
+    // exits cross from vmkit's vCPU thread to the main thread's devices and back.
+    const cases: [string, string, RunShape][] = [
+      ["port I/O exits (out 80h), -smp 1", port, { smp: 1 }],
+      ["port I/O exits, -smp 1, vCPU thread", port, { smp: 1, threads: "1" }],
+      ["port I/O exits, -smp 2 (vCPU threads)", port, { smp: 2 }],
+      ["MMIO exits (store to unmapped)", mmio, { smp: 1 }],
+    ];
+    for (const [name, kernel, shape] of cases) {
       // Interleaved, so both sides see the same load from other jobs.
-      const qemu = withQemu ? await exitsPerSecond(QEMU, kernel) : undefined;
-      const vmkit = await exitsPerSecond("vmkit", kernel);
+      const qemu = withQemu ? await exitsPerSecond(QEMU, kernel, shape) : undefined;
+      const vmkit = await exitsPerSecond("vmkit", kernel, shape);
       rows.push({
         name,
         unit: "kexits/s",

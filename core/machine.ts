@@ -133,6 +133,11 @@ export interface MachineConfig {
    */
   allocateRam?(bytes: number): Uint8Array;
   /**
+   * The CPU backend's executor for this machine (KVM: a host thread per vCPU); absent
+   * or undefined means the machine's own: one CPU straight through, or round-robin.
+   */
+  createExecutor?(machine: Machine): CpuExecutor | undefined;
+  /**
    * Makes CPU `index` for the machine (the CLI wraps the chosen CPU plugin). The
    * board calls it once per CPU after the memory and port spaces exist.
    */
@@ -200,7 +205,8 @@ export class Machine implements DeviceContext {
     this.memory = new AddressSpace();
     this.io = new PortIoSpace();
     this.loop = new EventLoop(config.clock);
-    this.#executor = config.smp > 1 ? new RoundRobinExecutor(this) : new MachineExecutor(this);
+    this.#executor = config.createExecutor?.(this) ??
+      (config.smp > 1 ? new RoundRobinExecutor(this) : new MachineExecutor(this));
     this.#netClients.push(...(config.netdevs ?? []));
     if (config.network) {
       const hubs = netHubs();

@@ -3,6 +3,7 @@
 import type { BlockNode, CreateContext, OpenContext } from "./block/driver.ts";
 import type { Chardev } from "./chardev.ts";
 import type { CpuBackend, CpuContext } from "./cpu.ts";
+import type { CpuExecutor } from "./cpu_executor.ts";
 import type { Device, DeviceContext } from "./device.ts";
 import { UsageError } from "./errors.ts";
 import type { Machine, MachineConfig } from "./machine.ts";
@@ -152,6 +153,12 @@ export interface CpuDescriptor extends PluginBase {
    * deterministic interpreter, `host` when the guest runs at host speed (KVM).
    */
   readonly clock?: "instructions" | "host";
+  /**
+   * The executor that runs a machine's CPUs with this backend (KVM: a host thread per
+   * vCPU), given the accelerator's options; absent, or undefined returned, means the
+   * machine's own (one CPU straight through, or round-robin).
+   */
+  createExecutor?(machine: Machine, opts: ParsedOptions): CpuExecutor | undefined;
 }
 
 /** QEMU's device categories, in the order `-device help` prints them. */

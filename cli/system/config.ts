@@ -533,6 +533,7 @@ export async function buildSystemSetup(
       ? { realtime: true, hostClock: true, maxSliceInstructions: 1_250_000 }
       : { realtime: true },
     allocateRam: cpuPlugin.allocateRam,
+    createExecutor: (machine) => cpuPlugin.createExecutor?.(machine, accelOpts),
     ...boot,
     createCpu: (machine, index) =>
       cpuPlugin.create(machine.cpuContext(index, cpuModel), accelOpts) as CpuBackend,

@@ -18,6 +18,8 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
   gettid: { parameters: [], result: "i32" },
+  getpid: { parameters: [], result: "i32" },
+  tgkill: { parameters: ["i32", "i32", "i32"], result: "i32" },
   dlsym: { parameters: ["pointer", "buffer"], result: "pointer" },
   sigaction: { parameters: ["i32", "buffer", "pointer"], result: "i32" },
   timer_create: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
@@ -121,6 +123,12 @@ export function mapShared(fd: number, size: number): HostMapping {
 /** Unmaps memory from {@linkcode mapAnonymous} or {@linkcode mapShared}. */
 export function unmap(mapping: HostMapping): void {
   lib().munmap(mapping.pointer, BigInt(mapping.bytes.byteLength));
+}
+
+/** Sends {@linkcode KICK_SIGNAL} to thread `tid` of this process (a vCPU thread in KVM_RUN). */
+export function tgkill(tid: number): void {
+  installKickHandler();
+  lib().tgkill(lib().getpid(), tid, KICK_SIGNAL);
 }
 
 let handlerInstalled = false;

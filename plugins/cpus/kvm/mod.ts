@@ -4,6 +4,7 @@ import type { CpuContext } from "../../../core/cpu.ts";
 import { NotSupportedError, UsageError } from "../../../core/errors.ts";
 import type { CpuDescriptor } from "../../../core/plugin.ts";
 import { KVM_CPU_MODELS, KVM_DEFAULT_MODEL } from "./cpuid.ts";
+import { KvmThreadExecutor } from "./threads.ts";
 import { KvmCpu } from "./vcpu.ts";
 import { allocateHostRam, type KernelIrqchip, openKvm, vmFor } from "./vm.ts";
 import { closeFd } from "./_libc.ts";
@@ -34,6 +35,13 @@ export default {
   }],
   probe: probeKvm,
   allocateRam: allocateHostRam,
+  // A thread per vCPU with -smp 2 and up; one vCPU runs on the main thread, where a port
+  // exit costs no thread switch (VMKIT_KVM_THREADS=1 or 0 forces either way).
+  createExecutor(machine) {
+    const forced = Deno.env.get("VMKIT_KVM_THREADS");
+    const threads = forced === undefined ? machine.config.smp > 1 : forced === "1";
+    return threads ? new KvmThreadExecutor(machine) : undefined;
+  },
   create(context: unknown, opts) {
     const ctx = context as CpuContext;
     const name = ctx.model ?? KVM_DEFAULT_MODEL;

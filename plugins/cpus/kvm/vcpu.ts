@@ -47,6 +47,7 @@ import {
   RUN_EXIT_REASON,
   RUN_FAIL_ENTRY_REASON,
   RUN_IF_FLAG,
+  RUN_IMMEDIATE_EXIT,
   RUN_INTERNAL_SUBERROR,
   RUN_IO_COUNT,
   RUN_IO_DATA_OFFSET,
@@ -61,7 +62,7 @@ import {
   RUN_REQUEST_INTERRUPT_WINDOW,
   SREGS_APIC_BASE,
 } from "./_abi.ts";
-import { errno, ioctl, ioctlBuffer, KickTimer, lib, mapShared, SysError } from "./_libc.ts";
+import { errno, ioctl, ioctlBuffer, KickTimer, lib, mapShared, SysError, tgkill } from "./_libc.ts";
 import { buildCpuid, type KvmCpuModel } from "./cpuid.ts";
 import {
   fpuToState,
@@ -123,6 +124,7 @@ export class KvmCpu implements CpuBackend {
   #regs = new Uint8Array(KVM_REGS_BYTES);
   #sregs = new Uint8Array(KVM_SREGS_BYTES);
   #fpu = new Uint8Array(KVM_FPU_BYTES);
+  #injectBuf = new Uint8Array(4);
 
   constructor(vm: KvmVm, ctx: CpuContext, model: KvmCpuModel) {
     this.#vm = vm;
@@ -277,77 +279,128 @@ export class KvmCpu implements CpuBackend {
   }
 
   #runUntil(endNs: number): RunExit {
-    const run = this.#run;
-    const view = this.#runView;
     const fd = this.#fd;
     const ffi = lib();
     const loop = this.#loop;
-    const vm = this.#vm;
-    const injectBuf = new Uint8Array(4);
     for (;;) {
-      vm.sync(); // PAM or a BAR moved: the slots follow the address space
-      // Interrupts from vmkit's PIC/APIC: inject when KVM can take one now. With IF=1
-      // but an interrupt shadow (STI, MOV SS), ask KVM to exit when the window opens,
-      // one instruction later. With IF=0 do not: a paravirtual KVM without hardware
-      // interrupt-window exiting (PVM) emulates every instruction until IF=1, hundreds
-      // of times slower; the next exit or the slice's kick looks again instead.
-      const source = this.#vm.irqchipInKernel ? null : this.#source;
-      if (source !== null && source.hasPending()) {
-        if (run[RUN_READY_FOR_INTERRUPT_INJECTION] && run[RUN_IF_FLAG]) {
-          const vector = source.acknowledge();
-          new DataView(injectBuf.buffer).setUint32(0, vector, true);
-          ioctlBuffer(fd, KVM_INTERRUPT, injectBuf);
-          this.stats.injected++;
-          run[RUN_REQUEST_INTERRUPT_WINDOW] = 0;
-        } else {
-          run[RUN_REQUEST_INTERRUPT_WINDOW] = run[RUN_IF_FLAG];
-        }
-      } else {
-        run[RUN_REQUEST_INTERRUPT_WINDOW] = 0;
-      }
+      this.enter();
       const r = ffi.ioctl(fd, KVM_RUN, 0);
-      if (r < 0) {
-        const code = errno();
-        if (code !== EINTR && code !== EAGAIN) throw new SysError("KVM_RUN", code);
-        this.stats.intr++;
-      } else {
-        switch (view.getUint32(RUN_EXIT_REASON, true)) {
-          case KVM_EXIT_IO:
-            this.stats.io++;
-            this.#portIo(view);
-            break;
-          case KVM_EXIT_MMIO:
-            this.stats.mmio++;
-            this.#mmio(view);
-            break;
-          case KVM_EXIT_HLT:
-            this.stats.hlt++;
-            if (!this.#interruptible()) {
-              this.#halted = true;
-              return run[RUN_IF_FLAG] ? RunExit.Halt : RunExit.HaltNoInterrupts;
-            }
-            break;
-          case KVM_EXIT_IRQ_WINDOW_OPEN:
-            this.stats.irqWindow++;
-            break;
-          case KVM_EXIT_INTR:
-            this.stats.intr++;
-            break;
-          case KVM_EXIT_SHUTDOWN:
-            return RunExit.Shutdown;
-          case KVM_EXIT_SYSTEM_EVENT:
-            return view.getUint32(32, true) === 2 ? RunExit.Reset : RunExit.Shutdown;
-          default:
-            throw this.#failure(view);
-        }
-      }
-      if (this.#resetRequested) {
-        this.#resetRequested = false;
-        return RunExit.Reset;
-      }
-      if (this.#exitRequested) return RunExit.Exit;
+      const exit = this.exited(r < 0 ? errno() : 0);
+      if (exit !== null) return exit;
       if (loop && loop.nowNs >= endNs) return RunExit.Budget;
     }
+  }
+
+  /** True when KVM's irqchip delivers this vCPU's interrupts. */
+  get irqchipInKernel(): boolean {
+    return this.#vm.irqchipInKernel;
+  }
+
+  /** The vCPU's file descriptor (a vCPU thread runs KVM_RUN on it). */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** True when an exit was requested (a stop, a reset) since the last {@linkcode clearExitRequest}. */
+  get exitRequested(): boolean {
+    return this.#exitRequested;
+  }
+
+  /** Forgets a handled exit request (the thread executor's start of a slice). */
+  clearExitRequest(): void {
+    this.#exitRequested = false;
+  }
+
+  /**
+   * Makes a KVM_RUN on another thread return soon: KVM leaves at once when
+   * `immediate_exit` is set before it enters, and the signal ends a run in progress.
+   */
+  kickThread(tid: number): void {
+    this.#run[RUN_IMMEDIATE_EXIT] = 1;
+    tgkill(tid);
+  }
+
+  /** True when a halted vCPU has an interrupt to take (it may run again). */
+  get wakeable(): boolean {
+    return !this.#waitSipi && this.#interruptible();
+  }
+
+  /**
+   * Readies the next KVM_RUN: the slots follow the address space, and an interrupt from
+   * vmkit's PIC/APIC is injected when KVM can take one now. With IF=1 but an interrupt
+   * shadow (STI, MOV SS), KVM is asked to exit when the window opens, one instruction
+   * later. With IF=0 it is not: a paravirtual KVM without hardware interrupt-window
+   * exiting (PVM) emulates every instruction until IF=1, hundreds of times slower; the
+   * next exit or the slice's kick looks again instead.
+   */
+  enter(): void {
+    const run = this.#run;
+    run[RUN_IMMEDIATE_EXIT] = 0;
+    this.#halted = false;
+    this.#vm.sync(); // PAM or a BAR moved: the slots follow the address space
+    const source = this.#vm.irqchipInKernel ? null : this.#source;
+    if (source !== null && source.hasPending()) {
+      if (run[RUN_READY_FOR_INTERRUPT_INJECTION] && run[RUN_IF_FLAG]) {
+        const vector = source.acknowledge();
+        new DataView(this.#injectBuf.buffer).setUint32(0, vector, true);
+        ioctlBuffer(this.#fd, KVM_INTERRUPT, this.#injectBuf);
+        this.stats.injected++;
+        run[RUN_REQUEST_INTERRUPT_WINDOW] = 0;
+      } else {
+        run[RUN_REQUEST_INTERRUPT_WINDOW] = run[RUN_IF_FLAG];
+      }
+    } else {
+      run[RUN_REQUEST_INTERRUPT_WINDOW] = 0;
+    }
+  }
+
+  /**
+   * Handles what ended a KVM_RUN (`error` is its errno, 0 when it returned an exit):
+   * port and MMIO exits go to the devices. Returns null when the vCPU should simply run
+   * again, else why it stops (HLT with nothing to take, a shutdown, a reset, a request).
+   */
+  exited(error: number): RunExit | null {
+    const view = this.#runView;
+    if (error !== 0) {
+      if (error !== EINTR && error !== EAGAIN) throw new SysError("KVM_RUN", error);
+      this.stats.intr++;
+    } else {
+      switch (view.getUint32(RUN_EXIT_REASON, true)) {
+        case KVM_EXIT_IO:
+          this.stats.io++;
+          this.#portIo(view);
+          break;
+        case KVM_EXIT_MMIO:
+          this.stats.mmio++;
+          this.#mmio(view);
+          break;
+        case KVM_EXIT_HLT:
+          this.stats.hlt++;
+          if (!this.#interruptible()) {
+            this.#halted = true;
+            return this.#run[RUN_IF_FLAG] ? RunExit.Halt : RunExit.HaltNoInterrupts;
+          }
+          break;
+        case KVM_EXIT_IRQ_WINDOW_OPEN:
+          this.stats.irqWindow++;
+          break;
+        case KVM_EXIT_INTR:
+          this.stats.intr++;
+          break;
+        case KVM_EXIT_SHUTDOWN:
+          return RunExit.Shutdown;
+        case KVM_EXIT_SYSTEM_EVENT:
+          return view.getUint32(32, true) === 2 ? RunExit.Reset : RunExit.Shutdown;
+        default:
+          throw this.#failure(view);
+      }
+    }
+    if (this.#resetRequested) {
+      this.#resetRequested = false;
+      return RunExit.Reset;
+    }
+    if (this.#exitRequested) return RunExit.Exit;
+    return null;
   }
 
   #portIo(view: DataView): void {

@@ -182,3 +182,38 @@ Deno.test({
     assert.deepEqual(runOnKernelIrqchip(true, () => {}), [0x41, 0x11, 0x12]);
   },
 });
+
+Deno.test({
+  name: `KvmVm.dirtyLog.collect() names exactly the logged pages the guest wrote, once${NEEDS_KVM}`,
+  ignore: IGNORE,
+  fn() {
+    const m = machine();
+    const a = new Assembler({ bits: 16, origin: CODE });
+    a.mov(AX, 0).mov(DS, AX);
+    a.mov(byte(null, 0x3000), 0x11); // page 1 of the logged range
+    a.mov(byte(null, 0x5004), 0x22); // page 3
+    a.mov(byte(null, 0x9000), 0x33); // outside it
+    a.cli().hlt();
+    m.ram.set(a.assemble(), CODE);
+    const vm = new KvmVm(m.memory);
+    const model = KVM_CPU_MODELS.find((x) => x.name === "qemu64")!;
+    const cpu = new KvmCpu(vm, { memory: m.memory, io: m.io }, model);
+    cpu.reset();
+    const s = new X86State();
+    cpu.getState(s);
+    s.setSegment(X86_CS, { selector: 0, attributes: 0x9b, limit: 0xffff, base: 0 });
+    s.rip = CODE;
+    cpu.setState(s);
+    const log = vm.dirtyLog;
+    log.start(0x2000, 0x6000);
+    assert.deepEqual([...log.collect(0x2000, 0x6000)], [0b111111], "every page starts dirty");
+    assert.deepEqual([...log.collect(0x2000, 0x6000)], [0]);
+    assert.equal(cpu.run(1e9), RunExit.HaltNoInterrupts);
+    assert.equal(m.ram[0x5004], 0x22);
+    assert.deepEqual([...log.collect(0x2000, 0x6000)], [0b1010]);
+    assert.deepEqual([...log.collect(0x2000, 0x6000)], [0], "collect() forgets what it told");
+    assert.ok(vm.slots().some((slot) => slot.guestAddress === 0x2000 && slot.size === 0x6000));
+    log.stop(0x2000, 0x6000);
+    assert.ok(!vm.slots().some((slot) => slot.guestAddress === 0x2000));
+  },
+});

@@ -2,6 +2,7 @@
 
 import type { CpuContext } from "../../../core/cpu.ts";
 import { IOAPIC, PIC } from "../../../core/device.ts";
+import { DIRTY_PAGE_BYTES, type DirtyLog, setDirtyLog } from "../../../core/dirty_log.ts";
 import type { IrqController } from "../../../core/irq.ts";
 import type { AddressSpace, MemoryRegion } from "../../../core/memory/address_space.ts";
 import {
@@ -16,10 +17,12 @@ import {
   KVM_CREATE_PIT2,
   KVM_CREATE_VM,
   KVM_GET_API_VERSION,
+  KVM_GET_DIRTY_LOG,
   KVM_GET_MSR_INDEX_LIST,
   KVM_GET_SUPPORTED_CPUID,
   KVM_GET_VCPU_MMAP_SIZE,
   KVM_IRQ_LINE,
+  KVM_MEM_LOG_DIRTY_PAGES,
   KVM_MEM_READONLY,
   KVM_PIT_SPEAKER_DUMMY,
   KVM_SET_IDENTITY_MAP_ADDR,
@@ -190,15 +193,22 @@ export class KvmVm {
     }
   }
 
+  /** Guest ranges whose RAM slots carry KVM_MEM_LOG_DIRTY_PAGES (see {@linkcode DirtyLog}). */
+  #logged: { address: number; bytes: number }[] = [];
+  /** Dirty bits KVM handed over that a slot change would otherwise lose, by page number. */
+  #carried = new Set<number>();
+
   /** Installs the slots for the current address space when it changed since the last call. */
-  sync(): void {
-    if (this.#memory.generation === this.#generation) return;
+  sync(force = false): void {
+    if (this.#memory.generation === this.#generation && !force) return;
     this.#generation = this.#memory.generation;
     const wanted = new Map<string, Omit<Slot, "id">>();
     for (const s of this.#flatten()) wanted.set(slotKey(s), s);
     // Remove first: KVM refuses a slot overlapping another.
     for (const [key, slot] of this.#slots) {
       if (wanted.has(key)) continue;
+      // A logged slot's bits go with it: keep them for the next collect().
+      if (slot.flags & KVM_MEM_LOG_DIRTY_PAGES) this.#carryDirty(slot);
       this.#setSlot(slot.id, 0, 0, 0n, 0);
       this.#slots.delete(key);
       this.#freeIds.push(slot.id);
@@ -267,12 +277,24 @@ export class KvmVm {
     if (r.kind === "ram") {
       // RAM in JS memory (VRAM) cannot be mapped: its accesses exit as MMIO.
       if (host === null) return [];
-      return [{
-        guestAddress: start,
-        size: end - start,
-        hostAddress: host + BigInt(start - r.base),
-        flags: 0,
-      }];
+      // A logged range splits the run: only its pages pay for the log.
+      const out: Omit<Slot, "id">[] = [];
+      const cuts = new Set([start, end]);
+      for (const l of this.#logged) {
+        for (const at of [l.address, l.address + l.bytes]) if (at > start && at < end) cuts.add(at);
+      }
+      const points = [...cuts].sort((a, b) => a - b);
+      for (let i = 0; i + 1 < points.length; i++) {
+        const a = points[i], b = points[i + 1];
+        const logged = this.#logged.some((l) => l.address <= a && l.address + l.bytes >= b);
+        out.push({
+          guestAddress: a,
+          size: b - a,
+          hostAddress: host + BigInt(a - r.base),
+          flags: logged ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+        });
+      }
+      return out;
     }
     if (!this.readonlyMemory) return []; // ROM without read-only slots: every access exits
     if (host === null) host = romHostAddress(r.bytes);
@@ -341,6 +363,72 @@ export class KvmVm {
     if (ioapic) ioapic.setIrq = set(2);
   }
 
+  /** The dirty log of this VM's RAM slots (core's {@linkcode DirtyLog}). */
+  readonly dirtyLog: DirtyLog = {
+    start: (address, bytes) => {
+      this.#logged.push({ address, bytes });
+      for (let p = address / DIRTY_PAGE_BYTES; p < (address + bytes) / DIRTY_PAGE_BYTES; p++) {
+        this.#carried.add(p);
+      }
+      this.sync(true);
+    },
+    collect: (address, bytes) => this.#collect(address, bytes),
+    stop: (address, bytes) => {
+      this.#logged = this.#logged.filter((l) => l.address !== address || l.bytes !== bytes);
+      this.sync(true);
+    },
+  };
+
+  /** KVM_GET_DIRTY_LOG of one slot: its bitmap (a bit per page, 64-bit words). */
+  #slotDirty(slot: Slot): Uint8Array {
+    const pages = slot.size / DIRTY_PAGE_BYTES;
+    const bitmap = new Uint8Array(Math.ceil(pages / 64) * 8);
+    const request = new Uint8Array(16);
+    const v = new DataView(request.buffer);
+    v.setUint32(0, slot.id, true);
+    const pointer = Deno.UnsafePointer.of(bitmap as Uint8Array<ArrayBuffer>);
+    v.setBigUint64(8, BigInt(Deno.UnsafePointer.value(pointer)), true);
+    ioctlBuffer(this.vmFd, KVM_GET_DIRTY_LOG, request);
+    return bitmap;
+  }
+
+  #carryDirty(slot: Slot): void {
+    const bitmap = this.#slotDirty(slot);
+    const first = slot.guestAddress / DIRTY_PAGE_BYTES;
+    for (let i = 0; i < slot.size / DIRTY_PAGE_BYTES; i++) {
+      if (bitmap[i >> 3] & (1 << (i & 7))) this.#carried.add(first + i);
+    }
+  }
+
+  #collect(address: number, bytes: number): Uint8Array {
+    this.sync();
+    const firstPage = Math.floor(address / DIRTY_PAGE_BYTES);
+    const pages = Math.ceil(bytes / DIRTY_PAGE_BYTES);
+    const out = new Uint8Array(Math.ceil(pages / 8));
+    const mark = (page: number) => {
+      const i = page - firstPage;
+      if (i >= 0 && i < pages) out[i >> 3] |= 1 << (i & 7);
+    };
+    for (const slot of this.#slots.values()) {
+      if (!(slot.flags & KVM_MEM_LOG_DIRTY_PAGES)) continue;
+      if (slot.guestAddress >= address + bytes || slot.guestAddress + slot.size <= address) {
+        continue;
+      }
+      const bitmap = this.#slotDirty(slot);
+      const first = slot.guestAddress / DIRTY_PAGE_BYTES;
+      for (let i = 0; i < slot.size / DIRTY_PAGE_BYTES; i++) {
+        if (bitmap[i >> 3] & (1 << (i & 7))) mark(first + i);
+      }
+    }
+    for (const page of this.#carried) {
+      if (page >= firstPage && page < firstPage + pages) {
+        mark(page);
+        this.#carried.delete(page);
+      }
+    }
+    return out;
+  }
+
   /** KVM_GET_SUPPORTED_CPUID: the entries (40 bytes each) the host lets a guest see. */
   supportedCpuid(): Uint8Array {
     if (this.#supportedCpuid) return this.#supportedCpuid;
@@ -399,6 +487,7 @@ export function vmFor(
   if (!vm) {
     vm = new KvmVm(memory);
     vms.set(memory, vm);
+    setDirtyLog(memory, vm.dirtyLog);
     if (options.irqchip === "on") {
       vm.createIrqchip({ pit: true });
       vm.takeIrqInputs(options.findService?.(PIC), options.findService?.(IOAPIC));
