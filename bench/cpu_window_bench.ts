@@ -13,12 +13,16 @@ import { INITRD, KERNEL } from "../tests/boot/guest_util.ts";
  * Usage: `deno run -A bench/cpu_window_bench.ts [FROM] [COUNT] [ROUNDS]` (millions of
  * instructions; default 150 150 2). Boots the guide's `-kernel` line on `-M pc` with one
  * CPU, runs FROM M instructions, then times the next COUNT M in CPU seconds
- * (`process.cpuUsage`), with the wasm tier off and on, interleaved ROUNDS times.
+ * (`process.cpuUsage`) for each of {@linkcode VARIANTS}, interleaved ROUNDS times.
  * 150..300 M is the kernel's decompressor; 3000 M on is kernel init.
  */
 const [from, count, rounds] = [150, 150, 2].map((d, i) => Number(Deno.args[i] ?? d));
 
-async function window(wasm: boolean) {
+/** The variants: RAM in an ordinary array, RAM in a WebAssembly.Memory, and the wasm tier on. */
+const VARIANTS = ["plain", "wasm-ram", "wasm"] as const;
+
+async function window(variant: typeof VARIANTS[number]) {
+  const wasm = variant === "wasm";
   Deno.env.set("VMKIT_WASM", wasm ? "1" : "0");
   const cpuPlugin = (await import("../plugins/cpus/x86/mod.ts")).default as CpuDescriptor;
   const machine = createPcMachine({
@@ -34,7 +38,7 @@ async function window(wasm: boolean) {
       initrd: Deno.readFileSync(INITRD),
     },
     registry: new Registry().addAll(BUILTIN_PLUGINS),
-    allocateRam: cpuPlugin.allocateRam,
+    allocateRam: variant === "plain" ? undefined : cpuPlugin.allocateRam,
     createCpu: (m, index) =>
       cpuPlugin.create({ memory: m.memory, io: m.io, index }, {}) as CpuBackend,
   });
@@ -51,7 +55,7 @@ async function window(wasm: boolean) {
   const n = cpu.instructionsRetired - i0;
   const s = (u.user + u.system) / 1e6;
   return {
-    wasm,
+    variant,
     mips: +(n / s / 1e6).toFixed(1),
     cpuSeconds: +s.toFixed(2),
     inWasm: w ? +(((w.retired - w0) / n) * 100).toFixed(1) : 0,
@@ -66,6 +70,6 @@ async function window(wasm: boolean) {
 
 console.log(`load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 for (let r = 0; r < rounds; r++) {
-  for (const wasm of [false, true]) console.log(JSON.stringify(await window(wasm)));
+  for (const v of VARIANTS) console.log(JSON.stringify(await window(v)));
 }
 console.log(`load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);

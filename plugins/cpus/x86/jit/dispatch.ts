@@ -3,7 +3,7 @@
 import { fetch8 } from "../memory.ts";
 import { type CpuCore, TLB_SIZE } from "../state.ts";
 import { type Block, blockMode, MODE_FLAT32, sameCode, translateBlock } from "./translate.ts";
-import { ENTERED, STALE, type WasmTier } from "../wasm/runtime.ts";
+import { DEMOTED, ENTERED, STALE, type WasmTier } from "../wasm/runtime.ts";
 
 /** Slots of the block table (indexed by the code's offset in its region). */
 const TABLE_BITS = 17;
@@ -131,7 +131,8 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
               } else if (rg !== null) {
                 const k = wasm.enter(rg, end);
                 if (k === ENTERED) continue;
-                if (k === STALE) {
+                if (k === DEMOTED) b.region = null;
+                else if (k === STALE) {
                   b.region = undefined;
                   b.hits = 0;
                   cache.invalidated++;

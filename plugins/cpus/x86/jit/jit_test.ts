@@ -258,6 +258,23 @@ for (const mode of MODES) {
     if (mode.wasm) assert.ok(wasmRetired > 200_000, `only ${wasmRetired} instructions in wasm`);
   });
 
+  Deno.test(`X86Cpu with ${mode.name} runs a loop longer than one translation`, () => {
+    // loop: test cl, 1; jnz tail; 1450 x add eax, ecx; tail: 50 x xor ebx, eax; dec ecx;
+    // jnz loop; hlt. The branch target and the straight run both pass the size limits.
+    const run = Array.from({ length: 1450 }, () => [0x01, 0xc8]).flat();
+    const tail = Array.from({ length: 50 }, () => [0x31, 0xc3]).flat();
+    const head = [0xf6, 0xc1, 0x01, 0x0f, 0x85, ...le32(run.length)];
+    const loop = [...head, ...run, ...tail, 0x49];
+    const code = new Uint8Array([...loop, 0x0f, 0x85, ...le32(-(loop.length + 6)), 0xf4]);
+    const [jit, interp] = both(code, {
+      ...mode.extra,
+      slices: [5000, 7, 100_000],
+      setup: (_ram, cpu) => void (cpu.core.regs[1] = 300),
+    });
+    assertSameRun(jit, interp, "long loop");
+    if (mode.wasm) assert.ok(jit.cpu.blocks!.wasm!.retired > 0, "nothing ran in wasm");
+  });
+
   Deno.test(`X86Cpu with ${mode.name} sees code the guest rewrites inside a running loop`, () => {
     // loop: add eax, imm32 (at +0); inc dword [loop + 1]; dec ecx; jnz loop; hlt
     const at = 0x100000;

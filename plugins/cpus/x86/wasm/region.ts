@@ -1,18 +1,8 @@
 // Region compiler: the code reachable from one entry inside one fetch window, as a wasm function
 
-import {
-  ARITH_FLAGS,
-  CF,
-  DS,
-  LZ_ADD,
-  LZ_LOGIC,
-  LZ_SAR,
-  LZ_SHL,
-  LZ_SHR,
-  LZ_SUB,
-  SS,
-} from "../state.ts";
+import { ARITH_FLAGS, CF, DS, LZ_ADD, LZ_LOGIC, LZ_SHL, LZ_SHR, LZ_SUB, SS } from "../state.ts";
 import { Code, I32, OP } from "./encoder.ts";
+import { translateInsn } from "./insns.ts";
 import {
   ST_EIP,
   ST_FLAGS,
@@ -47,9 +37,9 @@ export const IMPORTS = [
 const MAX_BLOCKS = 48, MAX_REGION_INSNS = 600, MAX_BLOCK_INSNS = 64;
 
 // Locals: 0 is the budget parameter.
-const L_BUDGET = 0, L_REG = 1, L_N = 9, L_NEXT = 10, L_EIP = 11, L_F = 12, L_M = 13;
-const L_OP = 14, L_SZ = 15, L_D = 16, L_S = 17, L_R = 18, L_LIN = 19, L_A = 20, L_B = 21;
-const L_V = 22, L_E = 23, L_ST = 24, L_TU = 25, L_T = 26, L_CNT = 27;
+export const L_BUDGET = 0, L_REG = 1, L_N = 9, L_NEXT = 10, L_EIP = 11, L_F = 12, L_M = 13;
+export const L_OP = 14, L_SZ = 15, L_D = 16, L_S = 17, L_R = 18, L_LIN = 19, L_A = 20, L_B = 21;
+export const L_V = 22, L_E = 23, L_ST = 24, L_TU = 25, L_T = 26, L_CNT = 27;
 const N_LOCALS = 27;
 
 /** What the compiler knows of the flags: null when they are only in the locals' run-time state. */
@@ -65,17 +55,9 @@ interface Flags {
 }
 
 const TRUNCATED = new Error("instruction crosses the fetch window");
-const MASK: Record<number, number> = { 8: 0xff, 16: 0xffff, 32: -1 };
-/** One-byte opcodes translated with a 66h prefix (16-bit operands). */
-const SIZE16_OK = new Uint8Array(256);
-for (let op = 0; op < 0x40; op++) if ((op & 7) < 6) SIZE16_OK[op] = 1;
-for (
-  const op of [0x0f, 0x81, 0x83, 0x85, 0x89, 0x8b, 0xa1, 0xa3, 0xa9, 0xc1, 0xc7, 0xd1, 0xf7, 0xff]
-) SIZE16_OK[op] = 1;
-for (let op = 0xb8; op < 0xc0; op++) SIZE16_OK[op] = 1;
-const NEXT = 1, END = 2;
+export const NEXT = 1, END = 2;
 /** A flag state with every arithmetic flag in the `F` local (after IMUL). */
-const CONCRETE = -1;
+export const CONCRETE = -1;
 
 interface ModRm {
   mod: number;
@@ -123,7 +105,7 @@ export function compileRegion(
   return rc.compile(startPos);
 }
 
-class RegionCompiler {
+export class RegionCompiler {
   code = new Code();
   /** Window position of each basic block's start. */
   starts: number[] = [];
@@ -753,9 +735,14 @@ class RegionCompiler {
         : this.cuts[this.cur] && this.j >= this.len;
       if (full) {
         if (this.discovering) this.cuts[this.cur] = true;
-        this.j--;
-        this.jumpTo(this.eipAt(this.pos));
-        this.j++;
+        if (this.j === 0) {
+          // Nothing fits any more: leave (a jump to itself would loop without retiring).
+          this.exit(0, this.eipAt(this.pos));
+        } else {
+          this.j--;
+          this.jumpTo(this.eipAt(this.pos));
+          this.j++;
+        }
         break;
       }
       const at = this.pos, mark = c.mark(), fl = this.fl;
@@ -764,7 +751,7 @@ class RegionCompiler {
       this.insnStart = at;
       this.slow = false;
       try {
-        kind = this.insn();
+        kind = translateInsn(this);
       } catch (e) {
         if (e !== TRUNCATED) throw e;
       }
@@ -786,288 +773,6 @@ class RegionCompiler {
     if (this.discovering) this.lens[i] = this.j;
   }
 
-  /** Translates one instruction at `pos`: NEXT, END, or 0 to leave it to the interpreter. */
-  insn(): number {
-    const c = this.code;
-    this.segOvr = -1;
-    this.osz = 32;
-    let op = this.u8();
-    for (let k = 0; k < 2; k++) {
-      const sp = [0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65].indexOf(op);
-      if (sp >= 0 && this.segOvr < 0) this.segOvr = sp;
-      else if (op === 0x66 && this.osz === 32) this.osz = 16;
-      else break;
-      op = this.u8();
-    }
-    const osz = this.osz;
-    if (op < 0x40 && (op & 7) < 6) return this.aluForm(op >> 3, op & 7);
-    if (op >= 0x40 && op < 0x50) {
-      this.getR(op & 7, osz);
-      c.set(L_A);
-      this.incDec(op >= 0x48, osz);
-      this.setR(op & 7, osz, L_V);
-      return NEXT;
-    }
-    if (osz === 16 && !SIZE16_OK[op]) return 0;
-    if (op >= 0x50 && op < 0x58) {
-      this.reg(op & 7);
-      c.set(L_B);
-      return this.push();
-    }
-    if (op >= 0x58 && op < 0x60) {
-      this.pop();
-      c.get(L_V);
-      this.setReg(op & 7);
-      this.memEnd();
-      return NEXT;
-    }
-    if (op === 0x68 || op === 0x6a) {
-      c.i32(op === 0x68 ? this.s32() : this.s8()).set(L_B);
-      return this.push();
-    }
-    if (op >= 0x70 && op < 0x80) return this.jcc(op & 15, this.s8());
-    if (op >= 0xb0 && op < 0xb8) {
-      c.i32(this.u8()).set(L_V);
-      this.setR(op & 7, 8, L_V);
-      return NEXT;
-    }
-    if (op >= 0xb8 && op < 0xc0) {
-      c.i32(this.imm(osz)).set(L_V);
-      this.setR(op & 7, osz, L_V);
-      return NEXT;
-    }
-    switch (op) {
-      case 0x0f:
-        return this.twoByte();
-      case 0x80:
-      case 0x81:
-      case 0x83: {
-        const size = op === 0x80 ? 8 : osz;
-        const m = this.modrm();
-        const imm = op === 0x81 ? this.imm(size) : op === 0x83 ? this.s8() & MASK[size] : this.u8();
-        if (m.mod !== 3) this.ea(m);
-        this.readE(m, size);
-        c.set(L_A).i32(imm).set(L_B);
-        this.alu(m.reg, size);
-        if (m.reg !== 7) this.writeE(m, size, L_V);
-        this.memEnd();
-        return NEXT;
-      }
-      case 0x84:
-      case 0x85: {
-        const size = op === 0x84 ? 8 : osz;
-        const m = this.modrm();
-        if (m.mod !== 3) this.ea(m);
-        this.readE(m, size);
-        c.set(L_A);
-        this.getR(m.reg, size);
-        c.set(L_B);
-        this.alu(4, size);
-        this.memEnd();
-        return NEXT;
-      }
-      case 0x87: {
-        const m = this.modrm();
-        if (m.mod !== 3) return 0;
-        this.reg(m.rm);
-        c.set(L_T);
-        this.reg(m.reg);
-        this.setReg(m.rm);
-        c.get(L_T);
-        this.setReg(m.reg);
-        return NEXT;
-      }
-      case 0x88:
-      case 0x89:
-      case 0x8a:
-      case 0x8b: {
-        const size = (op & 1) === 0 ? 8 : osz;
-        const m = this.modrm();
-        if (m.mod !== 3) this.ea(m);
-        if (op < 0x8a) {
-          this.getR(m.reg, size);
-          c.set(L_V);
-          this.writeE(m, size, L_V);
-        } else {
-          this.readE(m, size);
-          c.set(L_V);
-          this.setR(m.reg, size, L_V);
-        }
-        this.memEnd();
-        return NEXT;
-      }
-      case 0x8d: {
-        const m = this.modrm();
-        if (m.mod === 3) return 0;
-        this.ea(m);
-        c.get(L_LIN);
-        this.setReg(m.reg);
-        return NEXT;
-      }
-      case 0x90:
-        return NEXT;
-      case 0x98:
-        this.reg(0);
-        c.i32(16).op(OP.i32Shl).i32(16).op(OP.i32ShrS);
-        this.setReg(0);
-        return NEXT;
-      case 0x99:
-        this.reg(0);
-        c.i32(31).op(OP.i32ShrS);
-        this.setReg(2);
-        return NEXT;
-      case 0xa0:
-      case 0xa1:
-      case 0xa2:
-      case 0xa3: {
-        const size = (op & 1) === 0 ? 8 : osz;
-        c.i32(this.s32()).set(L_LIN);
-        const seg = this.segOvr >= 0 ? this.segOvr : DS;
-        if (op < 0xa2) {
-          this.read(seg, size);
-          c.set(L_V);
-          this.setR(0, size, L_V);
-        } else {
-          this.getR(0, size);
-          c.set(L_V);
-          this.write(seg, size, L_V);
-        }
-        this.memEnd();
-        return NEXT;
-      }
-      case 0xa8:
-      case 0xa9: {
-        const size = op === 0xa8 ? 8 : osz;
-        this.getR(0, size);
-        c.set(L_A).i32(this.imm(size)).set(L_B);
-        this.alu(4, size);
-        return NEXT;
-      }
-      case 0xc0:
-      case 0xc1:
-      case 0xd0:
-      case 0xd1:
-        return this.shift(op);
-      case 0xc2:
-      case 0xc3: {
-        const extra = op === 0xc2 ? this.u8() | (this.u8() << 8) : 0;
-        this.reg(4);
-        c.set(L_LIN);
-        this.read(SS, 32);
-        c.set(L_A);
-        this.reg(4);
-        c.i32(4 + extra).op(OP.i32Add);
-        this.setReg(4);
-        if (this.slow) {
-          c.get(L_ST).open(OP.if);
-          this.exitDyn(this.j + 1, L_A);
-          c.end();
-        }
-        // A return to a call made in this region goes on inside it.
-        if (!this.discovering) {
-          for (const b of this.returnBlocks) {
-            c.get(L_A).i32(this.eipAt(this.starts[b])).op(OP.i32Eq).open(OP.if);
-            if (this.j + 1 !== this.len) {
-              c.get(L_N).i32(this.j + 1 - this.len).op(OP.i32Add).set(L_N);
-            }
-            c.i32(b).set(L_NEXT).br(this.lLoop);
-            c.end();
-          }
-        }
-        this.exitDyn(this.j + 1, L_A);
-        return END;
-      }
-      case 0xc6:
-      case 0xc7: {
-        const size = op === 0xc6 ? 8 : osz;
-        const m = this.modrm();
-        if (m.reg !== 0) return 0;
-        const imm = this.imm(size);
-        if (m.mod !== 3) this.ea(m);
-        c.i32(imm).set(L_V);
-        this.writeE(m, size, L_V);
-        this.memEnd();
-        return NEXT;
-      }
-      case 0xc9: {
-        // LEAVE: ESP = EBP, then POP EBP.
-        this.reg(5);
-        c.set(L_LIN);
-        this.read(SS, 32);
-        c.set(L_V);
-        this.reg(5);
-        c.i32(4).op(OP.i32Add);
-        this.setReg(4);
-        c.get(L_V);
-        this.setReg(5);
-        this.memEnd();
-        return NEXT;
-      }
-      case 0xe8: {
-        const d = this.s32();
-        const ret = this.eipAt(this.pos);
-        const target = (ret + d) | 0;
-        this.reg(4);
-        c.i32(4).op(OP.i32Sub).set(L_LIN).i32(ret).set(L_B);
-        this.write(SS, 32, L_B);
-        c.get(L_LIN);
-        this.setReg(4);
-        this.memEnd(target);
-        const rp = this.posOf(ret);
-        if (rp >= 0) {
-          const b = this.blockAt(rp);
-          if (b >= 0 && this.discovering) this.returnBlocks.add(b);
-        }
-        this.jumpTo(target);
-        return END;
-      }
-      case 0xe9:
-      case 0xeb: {
-        const d = op === 0xe9 ? this.s32() : this.s8();
-        this.jumpTo((this.eipAt(this.pos) + d) | 0);
-        return END;
-      }
-      case 0xf6:
-      case 0xf7:
-        return this.group3(op === 0xf6 ? 8 : osz);
-      case 0xfe:
-      case 0xff:
-        return this.group5(op === 0xfe ? 8 : osz);
-    }
-    return 0;
-  }
-
-  aluForm(op: number, form: number): number {
-    const c = this.code;
-    const size = (form & 1) === 0 ? 8 : this.osz;
-    if (form >= 4) {
-      this.getR(0, size);
-      c.set(L_A).i32(this.imm(size)).set(L_B);
-      this.alu(op, size);
-      if (op !== 7) this.setR(0, size, L_V);
-      return NEXT;
-    }
-    const m = this.modrm();
-    if (m.mod !== 3) this.ea(m);
-    if (form < 2) {
-      this.readE(m, size);
-      c.set(L_A);
-      this.getR(m.reg, size);
-      c.set(L_B);
-      this.alu(op, size);
-      if (op !== 7) this.writeE(m, size, L_V);
-    } else {
-      this.getR(m.reg, size);
-      c.set(L_A);
-      this.readE(m, size);
-      c.set(L_B);
-      this.alu(op, size);
-      if (op !== 7) this.setR(m.reg, size, L_V);
-    }
-    this.memEnd();
-    return NEXT;
-  }
-
   /** INC/DEC of A into V, with their flags (CF kept from the producer before). */
   incDec(dec: boolean, size: number): void {
     const c = this.code;
@@ -1081,192 +786,5 @@ class RegionCompiler {
     const lz = dec ? LZ_SUB : LZ_ADD;
     c.i32(lz).set(L_OP).i32(size).set(L_SZ).i32(ARITH_FLAGS & ~CF).set(L_M);
     this.fl = { op: lz, size, pure: false, noCf: true, count: 0 };
-  }
-
-  /** PUSH of local B. */
-  push(): number {
-    const c = this.code;
-    this.reg(4);
-    c.i32(4).op(OP.i32Sub).set(L_LIN);
-    this.write(SS, 32, L_B);
-    c.get(L_LIN);
-    this.setReg(4);
-    this.memEnd();
-    return NEXT;
-  }
-  /** POP into local V (ESP updated; the caller writes the destination). */
-  pop(): void {
-    const c = this.code;
-    this.reg(4);
-    c.set(L_LIN);
-    this.read(SS, 32);
-    c.set(L_V);
-    this.reg(4);
-    c.i32(4).op(OP.i32Add);
-    this.setReg(4);
-  }
-
-  jcc(cc: number, d: number): number {
-    const target = (this.eipAt(this.pos) + d) | 0;
-    this.cond(cc);
-    this.code.open(OP.if);
-    this.jumpTo(target);
-    this.code.end();
-    return NEXT;
-  }
-
-  shift(op: number): number {
-    const c = this.code;
-    const size = (op & 1) === 0 ? 8 : this.osz;
-    const m = this.modrm();
-    const count = (op >= 0xd0 ? 1 : this.u8()) & 31;
-    const kind = m.reg === 6 ? 4 : m.reg;
-    if (kind < 4 || count === 0) return 0;
-    if (m.mod !== 3) this.ea(m);
-    this.readE(m, size);
-    c.set(L_A);
-    let lz: number;
-    if (kind === 4) {
-      c.get(L_A).i32(count).op(OP.i32Shl);
-      this.fix(size);
-      lz = LZ_SHL;
-    } else if (kind === 5) {
-      c.get(L_A).i32(count).op(OP.i32ShrU);
-      this.fix(size);
-      lz = LZ_SHR;
-    } else {
-      c.get(L_A);
-      if (size < 32) c.i32(32 - size).op(OP.i32Shl).i32(32 - size).op(OP.i32ShrS);
-      c.i32(count).op(OP.i32ShrS);
-      this.fix(size);
-      lz = LZ_SAR;
-    }
-    c.set(L_V);
-    this.writeE(m, size, L_V);
-    this.produce(lz, size, false, L_A, null, count);
-    this.memEnd();
-    return NEXT;
-  }
-
-  group3(size: number): number {
-    const c = this.code;
-    const m = this.modrm();
-    if (m.reg === 1 || m.reg > 3) return 0;
-    const imm = m.reg === 0 ? this.imm(size) : 0;
-    if (m.mod !== 3) this.ea(m);
-    this.readE(m, size);
-    if (m.reg === 0) {
-      c.set(L_A).i32(imm).set(L_B);
-      this.alu(4, size);
-    } else if (m.reg === 2) {
-      c.i32(-1).op(OP.i32Xor);
-      this.fix(size);
-      c.set(L_V);
-      this.writeE(m, size, L_V);
-    } else {
-      c.set(L_B).i32(0).set(L_A);
-      c.i32(0).get(L_B).op(OP.i32Sub);
-      this.fix(size);
-      c.set(L_V);
-      this.writeE(m, size, L_V);
-      this.produce(LZ_SUB, size, true, L_A, L_B);
-    }
-    this.memEnd();
-    return NEXT;
-  }
-
-  group5(size: number): number {
-    const c = this.code;
-    const m = this.modrm();
-    if (m.reg > 1 && (size !== 32 || (m.reg !== 2 && m.reg !== 4 && m.reg !== 6))) return 0;
-    if (m.mod !== 3) this.ea(m);
-    this.readE(m, size);
-    if (m.reg <= 1) {
-      c.set(L_A);
-      this.incDec(m.reg === 1, size);
-      this.writeE(m, size, L_V);
-      this.memEnd();
-      return NEXT;
-    }
-    c.set(L_B);
-    if (m.reg === 4) {
-      this.exitDyn(this.j + 1, L_B);
-      return END;
-    }
-    if (m.reg === 6) return this.push();
-    // CALL r/m32: push the return address, leave for the target.
-    c.get(L_B).set(L_A).i32(this.eipAt(this.pos)).set(L_B);
-    this.reg(4);
-    c.i32(4).op(OP.i32Sub).set(L_LIN);
-    this.write(SS, 32, L_B);
-    c.get(L_LIN);
-    this.setReg(4);
-    this.exitDyn(this.j + 1, L_A);
-    return END;
-  }
-
-  /** IMUL r, r/m (0F AF): CF and OF on overflow, SF, ZF, PF of the low result, AF clear. */
-  imul(size: number): number {
-    const c = this.code;
-    const m = this.modrm();
-    if (m.mod !== 3) this.ea(m);
-    this.getR(m.reg, size);
-    c.set(L_A);
-    this.readE(m, size);
-    c.set(L_B);
-    if (size === 32) {
-      c.get(L_A).get(L_B).op(OP.i32Mul).set(L_V);
-      c.get(L_A).op(OP.i64ExtendI32S).get(L_B).op(OP.i64ExtendI32S).op(OP.i64Mul);
-      c.get(L_V).op(OP.i64ExtendI32S).op(OP.i64Ne).set(L_T);
-    } else {
-      c.get(L_A).i32(16).op(OP.i32Shl).i32(16).op(OP.i32ShrS);
-      c.get(L_B).i32(16).op(OP.i32Shl).i32(16).op(OP.i32ShrS).op(OP.i32Mul).set(L_V);
-      c.get(L_V).i32(16).op(OP.i32Shl).i32(16).op(OP.i32ShrS).get(L_V).op(OP.i32Ne).set(L_T);
-    }
-    c.get(L_F).i32(~ARITH_FLAGS).op(OP.i32And);
-    c.get(L_T).i32(0x801).op(OP.i32Mul).op(OP.i32Or);
-    c.get(L_V).i32(0xff).op(OP.i32And).op(OP.i32Popcnt).i32(1).op(OP.i32And).op(OP.i32Eqz)
-      .i32(2).op(OP.i32Shl).op(OP.i32Or);
-    c.get(L_V);
-    this.fix(size);
-    c.op(OP.i32Eqz).i32(6).op(OP.i32Shl).op(OP.i32Or);
-    c.get(L_V);
-    this.bit(size - 1);
-    c.i32(7).op(OP.i32Shl).op(OP.i32Or).set(L_F);
-    c.i32(0).set(L_M);
-    this.fl = { op: CONCRETE, size, pure: false, noCf: false, count: 0 };
-    this.setR(m.reg, size, L_V);
-    this.memEnd();
-    return NEXT;
-  }
-
-  twoByte(): number {
-    const c = this.code;
-    const op = this.u8();
-    const osz = this.osz;
-    if (osz === 16 && op !== 0xaf && op !== 0xb6 && op !== 0xbe) return 0;
-    if (op >= 0x80 && op < 0x90) return this.jcc(op & 15, this.s32());
-    if (op === 0xaf) return this.imul(osz);
-    if (op >= 0x90 && op < 0xa0) {
-      const m = this.modrm();
-      if (m.mod !== 3) this.ea(m);
-      this.cond(op & 15);
-      c.set(L_V);
-      this.writeE(m, 8, L_V);
-      this.memEnd();
-      return NEXT;
-    }
-    if (op === 0xb6 || op === 0xb7 || op === 0xbe || op === 0xbf) {
-      const size = (op & 1) === 0 ? 8 : 16;
-      const m = this.modrm();
-      if (m.mod !== 3) this.ea(m);
-      this.readE(m, size);
-      if (op >= 0xb8) c.i32(32 - size).op(OP.i32Shl).i32(32 - size).op(OP.i32ShrS);
-      c.set(L_V);
-      this.setR(m.reg, osz, L_V);
-      this.memEnd();
-      return NEXT;
-    }
-    return 0;
   }
 }

@@ -33,13 +33,27 @@ export interface Region {
   readonly hi: number;
   /** Instructions of the entry block: the least budget worth a call. */
   readonly firstLen: number;
-  /** A copy of `bytes[lo, hi)` as compiled. */
-  readonly code: Uint8Array;
+  /**
+   * The guest bytes as compiled, as dwords from the aligned `words` index: `view` sees
+   * the same memory as `bytes`.
+   */
+  readonly code: Int32Array;
+  readonly view: Int32Array;
+  readonly words: number;
   epoch: number;
+  /** Entries and instructions retired (a region that leaves at once is not worth it). */
+  entries: number;
+  retired: number;
 }
 
 /** What {@linkcode WasmTier.enter} did. */
-export const ENTERED = 0, NOT_NOW = 1, STALE = 2;
+export const ENTERED = 0, NOT_NOW = 1, STALE = 2, DEMOTED = 3;
+/**
+ * A region that retires fewer than DEMOTE_PER_ENTRY instructions per entry over its
+ * first DEMOTE_ENTRIES entries costs more to enter (state copies, the byte check after
+ * port I/O) than it saves: the JavaScript block runs instead.
+ */
+const DEMOTE_ENTRIES = 256, DEMOTE_PER_ENTRY = 12;
 
 const F = ST_FLAGS >> 2, M = ST_LZMASK >> 2, OPI = ST_LZOP >> 2, SZ = ST_LZSIZE >> 2;
 const D = ST_LZDST >> 2, S = ST_LZSRC >> 2, R = ST_LZRES >> 2, EIP = ST_EIP >> 2;
@@ -156,6 +170,8 @@ export class WasmTier {
         this.#imports!,
       );
       const lo = c.fetchOff + rc.lo, hi = c.fetchOff + rc.hi;
+      const view = new Int32Array(bytes.buffer, 0, bytes.buffer.byteLength >> 2);
+      const words = (bytes.byteOffset + lo) >> 2;
       this.regions++;
       return {
         fn: instance.exports.f0 as (budget: number) => number,
@@ -163,8 +179,12 @@ export class WasmTier {
         lo,
         hi,
         firstLen: rc.firstLen,
-        code: bytes.slice(lo, hi),
+        code: view.slice(words, (hi + bytes.byteOffset + 3) >> 2),
+        view,
+        words,
         epoch: c.codeEpoch,
+        entries: 0,
+        retired: 0,
       };
     } catch (e) {
       if (e instanceof WebAssembly.CompileError || e instanceof WebAssembly.LinkError) {
@@ -192,9 +212,10 @@ export class WasmTier {
       WL[SS] !== 0 || RH[DS] !== 4294967295 || RH[SS] !== 4294967295 ||
       WH[DS] !== 4294967295 || WH[SS] !== 4294967295 || c.segLimit[1] !== 4294967295
     ) return NOT_NOW;
+    if (r.epoch === -2) return DEMOTED;
     if (r.epoch !== c.codeEpoch) {
-      const bytes = r.bytes, code = r.code, lo = r.lo;
-      for (let i = 0; i < code.length; i++) if (bytes[lo + i] !== code[i]) return STALE;
+      const view = r.view, code = r.code, w = r.words;
+      for (let i = 0; i < code.length; i++) if (view[w + i] !== code[i]) return STALE;
       r.epoch = c.codeEpoch;
     }
     const s = this.#s;
@@ -212,6 +233,10 @@ export class WasmTier {
     c.retired = rb + n;
     this.retired += n;
     this.entries++;
+    r.retired += n;
+    if (++r.entries === DEMOTE_ENTRIES && r.retired < DEMOTE_ENTRIES * DEMOTE_PER_ENTRY) {
+      r.epoch = -2; // from now on the dispatcher runs the JavaScript block instead
+    }
     c.eip = s[EIP];
     c.instrStart = c.eip;
     c.flags = s[F];
