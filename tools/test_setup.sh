@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 # qemu-utils: qemu-img and qemu-io; qemu-system-x86 and qemu-system-data: qemu-system-* and
 # linuxboot_dma.bin; seabios: the BIOS and VGA BIOSes; ipxe-qemu: the NIC ROMs QEMU loads
 # for -net nic; nasm: the CPU tests' assembler; cpio and xorriso: the guest initramfs and ISO.
-PACKAGES=(qemu-utils qemu-system-x86 qemu-system-data seabios ipxe-qemu nasm cpio xorriso)
+PACKAGES=(qemu-utils qemu-system-x86 qemu-system-data seabios ipxe-qemu ipxe nasm cpio xorriso)
 
 say() { printf 'test setup: %s\n' "$*" >&2; }
 

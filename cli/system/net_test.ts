@@ -84,9 +84,21 @@ Deno.test("-nic user,model=virtio twice gives QEMU's default MACs 52:54:00:12:34
   );
 });
 
-Deno.test("-net none, or nothing, gives no NIC (vmkit has no default e1000)", async () => {
+Deno.test("-net none, or nothing under -nodefaults, gives no NIC", async () => {
   assert.equal(nicMacs((await boot("-net", "none")).machine).length, 0);
   assert.equal(nicMacs((await boot()).machine).length, 0);
+});
+
+Deno.test("buildNetwork() gives QEMU's default e1000 on the user network only when no -net, -nic or -netdev is given", () => {
+  const defaults = buildNetwork(opts(), registry);
+  assert.deepEqual(defaults.nics.map((n) => [n.model, n.netdev]), [["e1000", "hub0port0"]]);
+  assert.deepEqual(defaults.warnings, []);
+  assert.deepEqual(buildNetwork(opts("-device", "e1000"), registry).nics.length, 1);
+  for (
+    const args of [["-nodefaults"], ["-net", "none"], ["-netdev", "user,id=n0"], ["-nic", "none"]]
+  ) {
+    assert.deepEqual(buildNetwork(opts(...args), registry).nics, [], args.join(" "));
+  }
 });
 
 Deno.test("-balloon none adds nothing; -balloon virtio and -device virtio-balloon add the balloon", async () => {

@@ -20,9 +20,11 @@ import {
 import { X86_CPL, X86_SEG, X86_SEG_SIZE, X86State } from "../x86_state.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
 import { MonitorError } from "./commands.ts";
+import { addNetInfoCommands } from "../net_monitor.ts";
 
 /** Adds the built-in QMP and HMP commands to `table`. */
 export function addBuiltinCommands(table: CommandTable): void {
+  addNetInfoCommands(table);
   const none = [] as const;
   table.addQmp({ name: "query-status", args: none, run: (ctx) => statusInfo(ctx) });
   table.addQmp({
