@@ -24,6 +24,8 @@ const WHY_NOT = !HAVE_BIOS
     "FXSAVE at its first real-mode call and loops on #UD"
   : "";
 const TIMEOUT_MS = 30 * 60_000;
+/** A terminal escape sequence (ESC [ ... letter). */
+const ANSI_ESCAPE = new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[a-zA-Z]`, "g");
 
 /** Runs `program args` until it exits; its exit code and stdout. */
 async function runToExit(program: string, args: string[]): Promise<{ code: number; out: string }> {
@@ -34,7 +36,7 @@ async function runToExit(program: string, args: string[]): Promise<{ code: numbe
     const out = await child.output();
     const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
     // SeaBIOS and iPXE draw with escape sequences; keep the text.
-    return { code: out.code, out: text.replace(/\x1b\[[0-9;?]*[a-zA-Z]/g, "") };
+    return { code: out.code, out: text.replace(ANSI_ESCAPE, "") };
   } finally {
     clearTimeout(timer);
   }
