@@ -3,7 +3,11 @@
 import { VmkitError } from "./errors.ts";
 
 /** The directories Debian installs SeaBIOS and QEMU's ROMs in, searched after `-L` ones. */
-export const DEFAULT_FIRMWARE_DIRS: readonly string[] = ["/usr/share/seabios", "/usr/share/qemu"];
+export const DEFAULT_FIRMWARE_DIRS: readonly string[] = [
+  "/usr/share/seabios",
+  "/usr/share/qemu",
+  "/usr/lib/ipxe/qemu",
+];
 
 /**
  * The environment variable that replaces {@linkcode DEFAULT_FIRMWARE_DIRS}: a
@@ -106,4 +110,50 @@ export function loadFirmware(
   } catch (error) {
     throw new FirmwareNotFoundError(`Could not load firmware '${path}'`, { cause: error });
   }
+}
+
+/**
+ * The option ROM a PCI device is created with, as QEMU's pci_add_option_rom() picks it:
+ * `romfile` given names a ROM the user asked for, which must exist (an empty value means
+ * none); without it the device's own default (`efi-e1000.rom`) is used when it is found,
+ * and otherwise the device works without one after a warning (QEMU refuses to start; a
+ * missing ROM package should not cost a NIC its network).
+ *
+ * @returns the image padded with zeros to a power of two of at least 2 KiB (the sizes an
+ * expansion ROM BAR decodes), or null for none
+ * @throws FirmwareNotFoundError with QEMU's `failed to find romfile` when a ROM asked for
+ * is nowhere, or cannot be read
+ */
+export function loadOptionRom(
+  romfile: string | undefined,
+  defaultName: string,
+  options: { dataDirs?: readonly string[]; warn?: (message: string) => void; what?: string } = {},
+): Uint8Array | null {
+  if (romfile === "") return null;
+  const name = romfile ?? defaultName;
+  const { path, searched } = findFirmware(name, options.dataDirs);
+  if (path === null) {
+    if (romfile === undefined) {
+      options.warn?.(
+        `${options.what ?? "device"}: option ROM "${name}" not found (searched: ` +
+          `${searched.join(", ")}): the device runs without it`,
+      );
+      return null;
+    }
+    throw new FirmwareNotFoundError(
+      `failed to find romfile "${name}" (searched: ${searched.join(", ")})`,
+    );
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = Deno.readFileSync(path);
+  } catch (error) {
+    throw new FirmwareNotFoundError(`Could not load option rom '${path}'`, { cause: error });
+  }
+  if (bytes.length === 0) throw new FirmwareNotFoundError(`Option rom '${path}' is empty`);
+  let size = 0x800;
+  while (size < bytes.length) size *= 2;
+  const rom = new Uint8Array(size);
+  rom.set(bytes);
+  return rom;
 }

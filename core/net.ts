@@ -20,6 +20,11 @@ export interface NetClient {
    */
   receive(frame: Uint8Array): boolean;
   /**
+   * A user-mode backend's table of forwarded ports and connections, printed by the
+   * monitor's `info usernet` under a `Hub N (id):` line (lines end in `\n`).
+   */
+  usernetInfo?(): string;
+  /**
    * Releases what the client holds on the host (sockets, timers, host sources); the
    * machine calls it once at exit. After it, `receive` is not called again.
    */
@@ -47,6 +52,13 @@ export function connectNetClients(a: NetClient, b: NetClient): void {
   if (b.peer && b.peer !== a) throw new RangeError(`Network client '${b.id}' already has a peer`);
   a.peer = b;
   b.peer = a;
+}
+
+const hubOfPort = new WeakMap<NetClient, number>();
+
+/** The id of the hub `client` is a port of, or -1 when it is not a hub port (QEMU's `Hub -1`). */
+export function hubIdOf(client: NetClient | null): number {
+  return (client && hubOfPort.get(client)) ?? -1;
 }
 
 /**
@@ -79,6 +91,12 @@ export class NetHub {
 
   /** Adds a port named `hub<id>port<n>` (or `id` when given); link it to a client. */
   addPort(id?: string): NetClient {
+    const port = this.#makePort(id);
+    hubOfPort.set(port, this.hubId);
+    return port;
+  }
+
+  #makePort(id?: string): NetClient {
     const port: NetClient = {
       id: id ?? `hub${this.hubId}port${this.ports.length}`,
       model: "hubport",

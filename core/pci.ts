@@ -475,3 +475,30 @@ export function mmioBarMapper(
     }
   };
 }
+
+/**
+ * Gives a function its option ROM (`efi-e1000.rom`, padded to a power of two) as the
+ * expansion ROM BAR: read-only memory under `name` wherever the firmware places it while
+ * the BAR is enabled. The window is guest-placed, so it may cover other regions (it sits
+ * above RAM, as QEMU's BARs do); a base the address space cannot hold leaves it unmapped.
+ */
+export function addOptionRomBar(
+  config: PciConfig,
+  memory: AddressSpace | null | undefined,
+  name: string,
+  rom: Uint8Array,
+): void {
+  config.addRomBar({
+    size: rom.length,
+    map: (base) => {
+      if (!memory) return;
+      memory.remove(name);
+      if (base === null) return;
+      try {
+        memory.addRom(name, base, rom, { priority: 1, overlap: true });
+      } catch (error) {
+        if (!(error instanceof RangeError)) throw error;
+      }
+    },
+  });
+}

@@ -94,7 +94,7 @@ Deno.test("vmkit system-x86_64 -L help lists the -L directories, then VMKIT_FIRM
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, "/opt/roms\n/a\n/b\n");
   const defaults = await runVmkit(["system-x86_64", "-L", "help"]);
-  assert.equal(defaults.stdout, "/usr/share/seabios\n/usr/share/qemu\n");
+  assert.equal(defaults.stdout, "/usr/share/seabios\n/usr/share/qemu\n/usr/lib/ipxe/qemu\n");
 });
 
 Deno.test("vmkit system-x86_64 without SeaBIOS reports the missing BIOS in one line", async () => {

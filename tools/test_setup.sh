@@ -14,10 +14,10 @@ cd "$(dirname "$0")/.."
 
 # qemu-utils: qemu-img and qemu-io; qemu-system-x86 and qemu-system-data: qemu-system-* and
 # linuxboot_dma.bin; seabios: the BIOS and VGA BIOSes; ipxe-qemu: the NIC ROMs QEMU loads
-# for -net nic; nasm: the CPU tests' assembler; cpio and xorriso: the guest initramfs and ISO;
-# vncsnapshot and libjpeg-turbo-progs (djpeg): a real VNC client for the display tests;
-# chromium: the real browser the -display web test drives headless.
-PACKAGES=(qemu-utils qemu-system-x86 qemu-system-data seabios ipxe-qemu nasm cpio xorriso vncsnapshot libjpeg-turbo-progs chromium)
+# for -net nic; ipxe: the iPXE CD the network tests boot; nasm: the CPU tests' assembler; cpio
+# and xorriso: the guest initramfs and ISO; vncsnapshot and libjpeg-turbo-progs (djpeg): a real VNC
+# client for the display tests; chromium: the real browser the -display web test drives headless.
+PACKAGES=(qemu-utils qemu-system-x86 qemu-system-data seabios ipxe-qemu ipxe nasm cpio xorriso vncsnapshot libjpeg-turbo-progs chromium)
 
 say() { printf 'test setup: %s\n' "$*" >&2; }
 

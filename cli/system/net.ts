@@ -76,6 +76,11 @@ export function buildNetwork(
   registry: Registry,
   deviceNetdevs: readonly string[] = [],
 ): NetworkSetup {
+  // QEMU's default network: with no -net, -nic or -netdev (and no -nodefaults), `pc`
+  // gets `-net nic -net user`, an e1000 on hub 0 with the user backend.
+  if (!opts.some((o) => ["net", "nic", "netdev", "nodefaults"].includes(o.name))) {
+    opts = [...opts, { name: "net", value: "nic" }, { name: "net", value: "user" }];
+  }
   // Everything is checked here, before the machine exists; `steps` replay it in
   // plan.create() once the machine's loop does. The shape (ports, peers) is recorded as
   // it will be, for the warnings QEMU prints at start-up.

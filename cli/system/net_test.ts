@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { BlockGraph } from "../../core/block/graph.ts";
 import type { PciFunction } from "../../core/device.ts";
 import { errorChainMessage } from "../../core/errors.ts";
+import { findFirmware } from "../../core/firmware.ts";
 import type { Machine } from "../../core/machine.ts";
 import type { VirtioNet, VirtioPciDevice } from "../../plugins/devices/virtio/mod.ts";
 import { formatMac } from "../../plugins/devices/virtio/mod.ts";
@@ -84,9 +85,21 @@ Deno.test("-nic user,model=virtio twice gives QEMU's default MACs 52:54:00:12:34
   );
 });
 
-Deno.test("-net none, or nothing, gives no NIC (vmkit has no default e1000)", async () => {
+Deno.test("-net none, or nothing under -nodefaults, gives no NIC", async () => {
   assert.equal(nicMacs((await boot("-net", "none")).machine).length, 0);
   assert.equal(nicMacs((await boot()).machine).length, 0);
+});
+
+Deno.test("buildNetwork() gives QEMU's default e1000 on the user network only when no -net, -nic or -netdev is given", () => {
+  const defaults = buildNetwork(opts(), registry);
+  assert.deepEqual(defaults.nics.map((n) => [n.model, n.netdev]), [["e1000", "hub0port0"]]);
+  assert.deepEqual(defaults.warnings, []);
+  assert.deepEqual(buildNetwork(opts("-device", "e1000"), registry).nics.length, 1);
+  for (
+    const args of [["-nodefaults"], ["-net", "none"], ["-netdev", "user,id=n0"], ["-nic", "none"]]
+  ) {
+    assert.deepEqual(buildNetwork(opts(...args), registry).nics, [], args.join(" "));
+  }
 });
 
 Deno.test("-balloon none adds nothing; -balloon virtio and -device virtio-balloon add the balloon", async () => {
@@ -218,4 +231,43 @@ Deno.test("buildNetwork() warns as QEMU does about unlinked hubs and netdevs", (
   assert.deepEqual(warn("-net", "user"), ["hub 0 with no nics"]);
   assert.deepEqual(warn("-netdev", "user,id=n0"), ["netdev n0 has no peer"]);
   assert.deepEqual(buildNetwork(opts("-netdev", "user,id=n0"), registry, ["n0"]).warnings, []);
+});
+
+/** The size the expansion ROM BAR of the function in `slot` decodes (0: none). */
+function romBarSize(machine: Machine, slot: number): number {
+  const fn = machine.findService<{ functions: (PciFunction | undefined)[] }>("pci")!
+    .functions[slot << 3]!;
+  fn.configWrite(0x30, 4, 0xfffff800);
+  const mask = fn.configRead(0x30, 4) & 0xfffff800;
+  return mask === 0 ? 0 : (~mask + 1) >>> 0;
+}
+
+Deno.test({
+  name: "NICs carry QEMU's iPXE option ROMs in their ROM BAR; romfile= empty gives none, " +
+    "a missing romfile= fails with QEMU's message",
+  ignore: !["efi-e1000.rom", "efi-virtio.rom", "efi-rtl8139.rom"]
+    .every((r) => findFirmware(r).path !== null),
+  fn: async () => {
+    const { machine } = await boot(
+      "-device",
+      "e1000,addr=3",
+      "-device",
+      "virtio-net-pci,addr=4",
+      "-device",
+      "rtl8139,addr=5",
+      "-device",
+      "e1000,addr=6,romfile=",
+    );
+    // efi-*.rom are 240-245 KiB: the BAR decodes the next power of two.
+    assert.deepEqual([3, 4, 5, 6].map((s) => romBarSize(machine, s)), [
+      256 * 1024,
+      256 * 1024,
+      256 * 1024,
+      0,
+    ]);
+    await assert.rejects(
+      () => boot("-device", "e1000,romfile=no-such.rom"),
+      /failed to find romfile "no-such.rom"/,
+    );
+  },
 });

@@ -23,11 +23,13 @@ import type { CommandTable, MonitorContext } from "./commands.ts";
 import { addMediaCommands } from "./media.ts";
 import { addSendKeyCommands } from "./sendkey.ts";
 import { MonitorError } from "./commands.ts";
+import { addNetInfoCommands } from "../net_monitor.ts";
 
 /** Adds the built-in QMP and HMP commands to `table`. */
 export function addBuiltinCommands(table: CommandTable): void {
   addMediaCommands(table);
   addSendKeyCommands(table);
+  addNetInfoCommands(table);
   const none = [] as const;
   table.addQmp({ name: "query-status", args: none, run: (ctx) => statusInfo(ctx) });
   table.addQmp({

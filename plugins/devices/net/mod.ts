@@ -2,8 +2,10 @@
 
 import { type Device, type DeviceContext, PCI_BUS } from "../../../core/device.ts";
 import { UsageError } from "../../../core/errors.ts";
+import { loadOptionRom } from "../../../core/firmware.ts";
 import { connectNetClients, type NetClient } from "../../../core/net.ts";
 import type { ParsedOptions } from "../../../core/options.ts";
+import { addOptionRomBar, type PciConfig } from "../../../core/pci.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
 import { E1000, type E1000Host } from "./e1000.ts";
 import { Rtl8139 } from "./rtl8139.ts";
@@ -54,14 +56,23 @@ const NIC_OPTIONS = [
   { name: "netdev", type: "string", help: "ID of a netdev to use as a backend" },
   { name: "mac", type: "string", help: "Ethernet 6-byte MAC Address" },
   { name: "bootindex", type: "number", help: "boot priority (accepted)" },
-  { name: "romfile", type: "string", help: "option ROM (accepted; vmkit loads none)" },
+  {
+    name: "romfile",
+    type: "string",
+    help: "option ROM in the expansion ROM BAR (default: the iPXE ROM QEMU uses; empty: none)",
+  },
 ] as const;
 
-/** Checks a NIC's options, makes it with `make` and links it to its `netdev=`. */
-function createNic<T extends Device & NetClient>(
+/**
+ * Checks a NIC's options, makes it with `make`, gives it its option ROM (`romfile=`, by
+ * default `defaultRom` as QEMU 7.2 names it, which SeaBIOS runs for `-boot n`) and links
+ * it to its `netdev=`.
+ */
+function createNic<T extends Device & NetClient & { readonly pci: PciConfig }>(
   machine: DeviceContext,
   opts: ParsedOptions,
   model: string,
+  defaultRom: string,
   make: (id: string, mac: Uint8Array, host: E1000Host) => T,
 ): T {
   const netdevId = opts.netdev as string | undefined;
@@ -74,6 +85,14 @@ function createNic<T extends Device & NetClient>(
   }
   const id = (opts.id as string | undefined) ?? machine.freeId(model);
   if (machine.device(id)) throw new UsageError(`Duplicate ID '${id}' for device`);
+  const rom = loadOptionRom(opts.romfile as string | undefined, defaultRom, {
+    dataDirs: machine.config.dataDirs,
+    // A missing default ROM matters only to a network boot: say so then.
+    warn: /n/.test(`${machine.config.bootOrder ?? ""}${machine.config.bootOnce ?? ""}`)
+      ? machine.config.warn
+      : undefined,
+    what: model,
+  });
   const nic = make(id, nicMac(machine, model, opts), {
     memory: machine.memory,
     io: machine.io,
@@ -81,6 +100,7 @@ function createNic<T extends Device & NetClient>(
     devfn: opts.addr === undefined ? undefined : parseAddr(model, String(opts.addr)),
     kick: () => machine.kick(),
   });
+  if (rom) addOptionRomBar(nic.pci, machine.memory, `${id}.rom`, rom);
   if (netdev) connectNetClients(nic, netdev);
   return nic;
 }
@@ -96,7 +116,13 @@ export const e1000Device = {
   userCreatable: true,
   options: NIC_OPTIONS,
   create(machine: DeviceContext, opts: ParsedOptions): E1000 {
-    return createNic(machine, opts, "e1000", (id, mac, host) => new E1000(id, mac, host));
+    return createNic(
+      machine,
+      opts,
+      "e1000",
+      "efi-e1000.rom",
+      (id, mac, host) => new E1000(id, mac, host),
+    );
   },
 } satisfies DeviceDescriptor;
 
@@ -110,7 +136,13 @@ export const rtl8139Device = {
   userCreatable: true,
   options: NIC_OPTIONS,
   create(machine: DeviceContext, opts: ParsedOptions): Rtl8139 {
-    return createNic(machine, opts, "rtl8139", (id, mac, host) => new Rtl8139(id, mac, host));
+    return createNic(
+      machine,
+      opts,
+      "rtl8139",
+      "efi-rtl8139.rom",
+      (id, mac, host) => new Rtl8139(id, mac, host),
+    );
   },
 } satisfies DeviceDescriptor;
 

@@ -2,7 +2,8 @@
 
 import type { DriveConfig } from "../../../core/machine.ts";
 import { type DeviceContext, PCI_BUS } from "../../../core/device.ts";
-import { parsePciAddr } from "../../../core/pci.ts";
+import { addOptionRomBar, parsePciAddr } from "../../../core/pci.ts";
+import { loadOptionRom } from "../../../core/firmware.ts";
 import { UsageError } from "../../../core/errors.ts";
 import { connectNetClients } from "../../../core/net.ts";
 import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
@@ -117,8 +118,18 @@ export function createVirtioNetPci(machine: DeviceContext, opts: ParsedOptions):
     throw new UsageError(`Property '${model}.netdev' can't take value '${netdevId}', it's in use`);
   }
   const id = (opts.id as string | undefined) ?? machine.freeId("virtio-net");
+  // QEMU 7.2's virtio-net-pci romfile: iPXE, which SeaBIOS runs for `-boot n`.
+  const rom = loadOptionRom(opts.romfile as string | undefined, "efi-virtio.rom", {
+    dataDirs: machine.config.dataDirs,
+    // A missing default ROM matters only to a network boot: say so then.
+    warn: /n/.test(`${machine.config.bootOrder ?? ""}${machine.config.bootOnce ?? ""}`)
+      ? machine.config.warn
+      : undefined,
+    what: model,
+  });
   const net = new VirtioNet(id, mac, { mrgRxbuf: opts.mrg_rxbuf as boolean | undefined });
   const device = plugTransport(machine, model, "virtio-net", net, { ...opts, id });
+  if (rom) addOptionRomBar(device.config, machine.memory, `${id}.rom`, rom);
   if (netdev) connectNetClients(net, netdev);
   return device;
 }
@@ -164,8 +175,7 @@ export const virtioNetPci = {
     {
       name: "romfile",
       type: "string",
-      help: "option ROM (accepted; vmkit loads none)",
-      hidden: true,
+      help: "option ROM in the expansion ROM BAR (default efi-virtio.rom; empty: none)",
     },
   ],
   create(machine: DeviceContext, opts: ParsedOptions): VirtioPciDevice {

@@ -7,7 +7,7 @@ import type { ParsedOptions } from "../../../core/options.ts";
 import type { NetdevDescriptor } from "../../../core/plugin.ts";
 import { USER_OPTIONS, type UserNetConfig, userNetConfig } from "./config.ts";
 import { HostSockets } from "./sockets.ts";
-import { UserStack } from "./stack.ts";
+import { usernetTable, UserStack } from "./stack.ts";
 
 /** Frames for the guest held while its NIC has no receive buffers. */
 const RX_BACKLOG = 512;
@@ -66,6 +66,11 @@ export class UserNetdev implements NetClient {
       }
       this.#backlog.shift();
     }
+  }
+
+  /** `info usernet`: the hostfwd rules, TCP connections and UDP flows, in QEMU's table. */
+  usernetInfo(): string {
+    return usernetTable(this.stack.connections());
   }
 
   /** A frame from the guest. */

@@ -45,3 +45,37 @@ Deno.test("UserNetdev drops a frame its NIC never takes after a second", async (
   assert.equal(loop.nextDeadlineNs(), Infinity, "no retry timer left armed");
   user.close();
 });
+
+Deno.test({
+  name: "UserNetdev.usernetInfo() lists hostfwd rules and flows in QEMU's info usernet columns",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const loop = new EventLoop();
+    const user = new UserNetdev(
+      "n0",
+      userNetConfig({ hostfwd: "tcp:127.0.0.1:0-:22\nudp::0-10.0.2.16:53" }),
+      loop,
+    );
+    await user.ready;
+    const [tcpPort, udpPort] = user.stack.forwardedPorts;
+    const lines = user.usernetInfo().split("\n");
+    // QEMU 7.2 prints the same header and columns (its FD column holds a host fd).
+    assert.equal(
+      lines[0],
+      "  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ",
+    );
+    assert.equal(
+      lines[1],
+      `  TCP[HOST_FORWARD]  -1       127.0.0.1 ${String(tcpPort).padStart(5)} ` +
+        "      10.0.2.15    22     0     0",
+    );
+    assert.equal(
+      lines[2],
+      `  UDP[HOST_FORWARD]  -1               * ${String(udpPort).padStart(5)} ` +
+        "      10.0.2.16    53     0     0",
+    );
+    assert.equal(lines.length, 4);
+    user.close();
+  },
+});

@@ -27,7 +27,16 @@ import {
   parseIpv4,
 } from "./ipv4.ts";
 import { type HostListener, type HostSockets, type HostTcp, type HostUdp } from "./sockets.ts";
-import { buildTcp, parseTcp, resetFor, TCP_ACK, TCP_RST, TCP_SYN, TcpConnection } from "./tcp.ts";
+import {
+  buildTcp,
+  parseTcp,
+  resetFor,
+  TCP_ACK,
+  TCP_RST,
+  TCP_SYN,
+  TcpConnection,
+  type TcpState,
+} from "./tcp.ts";
 import { TFTP_PORT, TftpServer } from "./tftp.ts";
 import { buildUdp, parseUdp } from "./udp.ts";
 
@@ -51,6 +60,43 @@ export interface UserNetStats {
   refused: number;
   /** Frames whose handling threw (a bug: every bad input should be a clean drop). */
   errors: number;
+}
+
+/** One line of `info usernet`. */
+export interface UsernetRow {
+  protocol: "TCP" | "UDP";
+  /** `HOST_FORWARD`, a TCP state (`ESTABLISHED`), or a UDP flow's `N sec` to expiry. */
+  state: string;
+  srcAddr: string;
+  srcPort: number;
+  dstAddr: string;
+  dstPort: number;
+  /** Bytes waiting for the guest to acknowledge, and for the host socket to take. */
+  recvQ: number;
+  sendQ: number;
+}
+
+/** The TCP states as slirp's `info usernet` spells them. */
+const TCP_STATE_NAMES: Record<TcpState, string> = {
+  "connecting": "SYN_RCVD",
+  "syn-sent": "SYN_SENT",
+  "syn-received": "SYN_RCVD",
+  "established": "ESTABLISHED",
+  "closed": "CLOSED",
+};
+
+/**
+ * `info usernet`'s table for one stack, in QEMU's columns. vmkit's host sockets have no
+ * file descriptor a user could look up, so the FD column shows -1.
+ */
+export function usernetTable(rows: readonly UsernetRow[]): string {
+  const line = (r: UsernetRow) =>
+    `  ${r.protocol}[${r.state}]`.padEnd(19) + ` ${"-1".padStart(3)} ` +
+    `${r.srcAddr.padStart(15)} ${String(r.srcPort).padStart(5)} ` +
+    `${r.dstAddr.padStart(15)} ${String(r.dstPort).padStart(5)} ` +
+    `${String(r.recvQ).padStart(5)} ${String(r.sendQ).padStart(5)}\n`;
+  return "  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\n" +
+    rows.map(line).join("");
 }
 
 interface UdpFlow {
@@ -145,6 +191,52 @@ export class UserStack {
         throw new Error(`Could not set up host forwarding rule '${where}'`, { cause: e });
       }
     }
+  }
+
+  /**
+   * What the stack carries now, for `info usernet`: the hostfwd rules, the spliced TCP
+   * connections and the UDP flows, as QEMU's slirp lists its sockets.
+   */
+  connections(): UsernetRow[] {
+    const rows: UsernetRow[] = [];
+    this.config.hostfwd.forEach((f, i) => {
+      rows.push({
+        protocol: f.protocol === "tcp" ? "TCP" : "UDP",
+        state: "HOST_FORWARD",
+        srcAddr: f.hostAddr === "0.0.0.0" || f.hostAddr === "" ? "*" : f.hostAddr,
+        srcPort: this.#listeners[i]?.port ?? f.hostPort,
+        dstAddr: formatIpv4Address(f.guestAddr || this.config.dhcpStart),
+        dstPort: f.guestPort,
+        recvQ: 0,
+        sendQ: 0,
+      });
+    });
+    for (const c of this.tcp.values()) {
+      rows.push({
+        protocol: "TCP",
+        state: TCP_STATE_NAMES[c.state],
+        srcAddr: formatIpv4Address(c.guestAddr),
+        srcPort: c.guestPort,
+        dstAddr: formatIpv4Address(c.remoteAddr),
+        dstPort: c.remotePort,
+        recvQ: c.queuedBytes,
+        sendQ: c.host.pendingBytes,
+      });
+    }
+    const now = this.loop.nowNs;
+    for (const f of this.#udp.values()) {
+      rows.push({
+        protocol: "UDP",
+        state: `${Math.max(0, Math.ceil((UDP_IDLE_NS - (now - f.lastNs)) / 1e9))} sec`,
+        srcAddr: formatIpv4Address(f.guestAddr),
+        srcPort: f.guestPort,
+        dstAddr: formatIpv4Address(f.remoteAddr),
+        dstPort: f.remotePort,
+        recvQ: 0,
+        sendQ: 0,
+      });
+    }
+    return rows;
   }
 
   /** The ports the hostfwd rules listen on, in rule order. */

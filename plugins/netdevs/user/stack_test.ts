@@ -301,12 +301,9 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "UserStack hostfwd=tcp makes a host connection into a guest connection to port 80",
-  ...opts,
-  fn: async () => {
-    const h = harness({ hostfwd: "tcp:127.0.0.1:0-:80" });
-    await h.stack.start();
+/** Connects to hostfwd's host port and plays the guest's side of an exchange on port 80. */
+async function hostfwdRoundTrip(h: ReturnType<typeof harness>): Promise<void> {
+  {
     const [port] = h.stack.forwardedPorts;
     // The guest's MAC is known from its DHCP.
     h.stack.input(dhcpMessage(DHCPDISCOVER, 1));
@@ -344,7 +341,39 @@ Deno.test({
     await reading;
     assert.equal(new TextDecoder().decode(buf.subarray(0, n!)), "200 OK");
     client.close();
+  }
+}
+
+Deno.test({
+  name: "UserStack hostfwd=tcp makes a host connection into a guest connection to port 80",
+  ...opts,
+  fn: async () => {
+    const h = harness({ hostfwd: "tcp:127.0.0.1:0-:80" });
+    await h.stack.start();
+    await hostfwdRoundTrip(h);
     h.close();
+  },
+});
+
+Deno.test({
+  name:
+    "UserStack with restrict=on refuses the guest's outbound connection and still carries hostfwd",
+  ...opts,
+  fn: async () => {
+    const server = loopbackServer("x");
+    const h = harness({ restrict: true, hostfwd: "tcp:127.0.0.1:0-:80" });
+    await h.stack.start();
+    h.stack.input(
+      guestTcp(HOST_IP, { srcPort: 40001, dstPort: server.port, seq: 5, flags: TCP_SYN }),
+    );
+    await h.settle(() => h.out.length > 0);
+    assert.equal(readFrame(h.out.shift()!).tcp!.flags, TCP_RST | TCP_ACK);
+    await hostfwdRoundTrip(h);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(server.accepted, 0, "the guest's own connection never reached the host");
+    assert.equal(h.stack.stats.refused, 1);
+    h.close();
+    await server.close();
   },
 });
 

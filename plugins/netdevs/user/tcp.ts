@@ -155,6 +155,11 @@ export class TcpConnection {
     });
   }
 
+  /** Bytes from the host the guest has not acknowledged yet (`info usernet`'s RecvQ). */
+  get queuedBytes(): number {
+    return this.#outBytes;
+  }
+
   /** A guest SYN opened this connection: remember its sequence numbers and MSS. */
   acceptSyn(seg: TcpSegment): void {
     this.#rcvNxt = (seg.seq + 1) >>> 0;
