@@ -16,6 +16,8 @@ export async function qemuScreendump(options: {
   dumpFile: string;
   width: number;
   height: number;
+  /** Also `screendump FILE -f png` into this file, right after the PPM. */
+  pngFile?: string;
 }): Promise<void> {
   const socket = path.join(options.dir, "monitor.sock");
   const child = new Deno.Command("qemu-system-x86_64", {
@@ -41,15 +43,21 @@ export async function qemuScreendump(options: {
     assert.match(text, options.ready, "the QEMU guest did not get ready");
     const conn = await Deno.connect({ transport: "unix", path: socket });
     try {
-      await conn.write(new TextEncoder().encode(`screendump ${options.dumpFile}\n`));
+      const png = options.pngFile ? `screendump ${options.pngFile} -f png\n` : "";
+      await conn.write(new TextEncoder().encode(`screendump ${options.dumpFile}\n${png}`));
       // The dump is complete when the file has its header and all the pixels.
       const header = `P6\n${options.width} ${options.height}\n255\n`;
       const want = header.length + options.width * options.height * 3;
       while (Date.now() < deadline) {
         const size = await Deno.stat(options.dumpFile).then((s) => s.size, () => 0);
-        if (size >= want) break;
+        const pngSize = options.pngFile
+          ? await Deno.stat(options.pngFile).then((s) => s.size, () => 0)
+          : 1;
+        if (size >= want && pngSize > 0) break;
         await new Promise((r) => setTimeout(r, 100));
       }
+      // QEMU writes the PNG through libpng in one go after creating it: give it a moment.
+      if (options.pngFile) await new Promise((r) => setTimeout(r, 500));
     } finally {
       conn.close();
     }

@@ -270,12 +270,17 @@ Deno.test({
         readyFile: qemuLog,
         ready: /READY/,
         dumpFile: qemuDump,
+        pngFile: `${qemuDump}.png`,
         width: 720,
         height: 400,
       });
       const qemuFrame = decodePpm(await Deno.readFile(qemuDump));
       if (Deno.env.get("VNC_TEST_DEBUG")) console.log("qemu diff", diffBox(frame, qemuFrame));
       assertSameButCursor(frame, qemuFrame, "QEMU's screendump");
+      // QEMU's `screendump -f png` (libpng, its own filters) holds its PPM's pixels: the PNG
+      // reader agrees with libpng, and vmkit's PNG (checked above) with QEMU's.
+      const qemuPng = await decodePng(await Deno.readFile(`${qemuDump}.png`));
+      assert.deepEqual(qemuPng, qemuFrame, "QEMU's PNG and PPM screendumps");
 
       // Keys typed through the client reach the guest, which echoes them to COM1.
       const typed = "hello";

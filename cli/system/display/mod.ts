@@ -152,6 +152,8 @@ export function startDisplays(
       vncAddress: vnc?.address,
       webPort: page?.port,
       async close() {
+        // Clients first (a browser's WebSocket would hold the HTTP server's shutdown).
+        server.close();
         for (const c of closers) await c();
         server.close();
       },
