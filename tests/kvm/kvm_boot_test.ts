@@ -35,7 +35,7 @@ function lines(text: string): string[] {
     .filter((l) => l.length > 0);
 }
 
-for (const irqchip of ["on", "off"]) {
+for (const irqchip of ["on", "off", "split"]) {
   Deno.test({
     name:
       `vmkit -accel kvm,kernel-irqchip=${irqchip} runs SeaBIOS through its boot menu prompt to its boot attempts as qemu does${NEEDS_KVM}${
@@ -107,7 +107,7 @@ Deno.test({
   },
 });
 
-for (const irqchip of ["on", "off"]) {
+for (const irqchip of ["on", "off", "split"]) {
   Deno.test({
     name:
       `vmkit -machine accel=kvm,kernel-irqchip=${irqchip} runs the Multiboot demo guest to its isa-debug-exit with QEMU's output${NEEDS_KVM}${QEMU_NOTE}`,
