@@ -13,6 +13,9 @@ const QEMU_NOTE = WITH_QEMU ? "" : " (QEMU comparison skipped: qemu-system-x86_6
 /** SeaBIOS under a paravirtual KVM takes seconds, and the machine is shared: be generous. */
 const TIMEOUT_MS = 180_000;
 
+/** A small machine whose only console is the serial port on stdout. */
+const SERIAL_CONSOLE = ["-m", "64", "-nographic", "-nodefaults", "-serial", "stdio"];
+
 /** Runs real QEMU until its stdout matches `until` (or the timeout). */
 function runQemuUntil(args: string[], until: RegExp, timeoutMs: number): Promise<string> {
   return runProgramUntil("qemu-system-x86_64", args, until, timeoutMs);
@@ -32,7 +35,7 @@ function lines(text: string): string[] {
     .filter((l) => l.length > 0);
 }
 
-for (const irqchip of ["on", "off"]) {
+for (const irqchip of ["on", "off", "split"]) {
   Deno.test({
     name:
       `vmkit -accel kvm,kernel-irqchip=${irqchip} runs SeaBIOS through its boot menu prompt to its boot attempts as qemu does${NEEDS_KVM}${
@@ -43,12 +46,7 @@ for (const irqchip of ["on", "off"]) {
       const args = [
         "-accel",
         `kvm,kernel-irqchip=${irqchip}`,
-        "-m",
-        "64",
-        "-nographic",
-        "-nodefaults",
-        "-serial",
-        "stdio",
+        ...SERIAL_CONSOLE,
         "-boot",
         "menu=on,splash-time=500",
       ];
@@ -90,12 +88,7 @@ Deno.test({
       assert.ok(convert.success, new TextDecoder().decode(convert.stderr));
       const args = [
         "-enable-kvm",
-        "-m",
-        "64",
-        "-nographic",
-        "-nodefaults",
-        "-serial",
-        "stdio",
+        ...SERIAL_CONSOLE,
         "-drive",
         `file=${disk},format=qcow2,if=ide`,
       ];
@@ -114,7 +107,7 @@ Deno.test({
   },
 });
 
-for (const irqchip of ["on", "off"]) {
+for (const irqchip of ["on", "off", "split"]) {
   Deno.test({
     name:
       `vmkit -machine accel=kvm,kernel-irqchip=${irqchip} runs the Multiboot demo guest to its isa-debug-exit with QEMU's output${NEEDS_KVM}${QEMU_NOTE}`,

@@ -1,7 +1,7 @@
 // The KVM plugin: QEMU's accel=kvm CPU backend, guest code on the host CPU through /dev/kvm
 
 import type { CpuContext } from "../../../core/cpu.ts";
-import { NotSupportedError, UsageError } from "../../../core/errors.ts";
+import { UsageError } from "../../../core/errors.ts";
 import type { CpuDescriptor } from "../../../core/plugin.ts";
 import { KVM_CPU_MODELS, KVM_DEFAULT_MODEL } from "./cpuid.ts";
 import { KvmThreadExecutor } from "./threads.ts";
@@ -31,7 +31,7 @@ export default {
     type: "enum",
     values: ["on", "off", "split"],
     default: "on",
-    help: "interrupt controllers: on (KVM's PIC, IOAPIC, PIT, local APICs), off (vmkit's)",
+    help: "interrupt controllers: on (KVM's PIC, IOAPIC, PIT, local APICs), off (vmkit's), split",
   }],
   probe: probeKvm,
   allocateRam: allocateHostRam,
@@ -48,11 +48,6 @@ export default {
     const model = KVM_CPU_MODELS.find((m) => m.name === name);
     if (!model) throw new UsageError(`unable to find CPU model '${name}'`);
     const irqchip = String(opts["kernel-irqchip"] ?? "on") as KernelIrqchip;
-    if (irqchip === "split") {
-      throw new NotSupportedError(
-        "kernel-irqchip=split is not supported by vmkit's KVM backend yet: use on or off",
-      );
-    }
     const vm = vmFor(ctx.memory, { irqchip, findService: ctx.findService });
     return new KvmCpu(vm, ctx, model);
   },

@@ -150,7 +150,7 @@ export class KvmCpu implements CpuBackend {
 
   get halted(): boolean {
     // With KVM's irqchip, HLT and wait-for-SIPI happen inside KVM_RUN, unseen here.
-    return !this.#vm.irqchipInKernel && (this.#halted || this.#waitSipi);
+    return !this.#vm.lapicInKernel && (this.#halted || this.#waitSipi);
   }
 
   reset(): void {
@@ -165,7 +165,7 @@ export class KvmCpu implements CpuBackend {
     this.#halted = false;
     this.#waitSipi = waitSipi;
     this.#run[RUN_REQUEST_INTERRUPT_WINDOW] = 0;
-    if (this.#vm.irqchipInKernel) {
+    if (this.#vm.lapicInKernel) {
       // KVM's local APIC runs INIT/SIPI: an application processor waits for its SIPI.
       this.#waitSipi = false;
       const mp = new Uint8Array(4);
@@ -199,6 +199,9 @@ export class KvmCpu implements CpuBackend {
   }
 
   setInterruptSource(source: InterruptSource | null): void {
+    // kernel-irqchip=split: the local APICs are KVM's, so the boot vCPU takes the PIC's
+    // ExtINT straight from vmkit's PIC (KVM_INTERRUPT) and the others take none from here.
+    if (this.#vm.splitIrqchip) source = this.index === 0 ? this.#vm.splitPic : null;
     this.#source = source;
   }
 
@@ -223,7 +226,7 @@ export class KvmCpu implements CpuBackend {
 
   /** True when an interrupt is requested and the guest's IF (from the last exit) allows it. */
   #interruptible(): boolean {
-    if (this.#vm.irqchipInKernel) return true; // KVM's HLT exits only when it is woken
+    if (this.#vm.lapicInKernel) return true; // KVM's HLT exits only when it is woken
     return this.#source !== null && this.#source.hasPending() && this.#run[RUN_IF_FLAG] !== 0;
   }
 

@@ -140,14 +140,7 @@ function runOnKernelIrqchip(pit: boolean, onMarker: (vm: KvmVm) => void): number
 
   const vm = new KvmVm(m.memory);
   vm.createIrqchip({ pit });
-  const model = KVM_CPU_MODELS.find((x) => x.name === "qemu64")!;
-  const cpu = new KvmCpu(vm, { memory: m.memory, io: m.io }, model);
-  cpu.reset();
-  const s = new X86State();
-  cpu.getState(s);
-  s.setSegment(X86_CS, { selector: 0, attributes: 0x9b, limit: 0xffff, base: 0 });
-  s.rip = CODE;
-  cpu.setState(s);
+  const cpu = realModeCpu(vm, m);
   // The guest's OUTs to the PIC and PIT never reach vmkit's port space; port 10h does.
   const out: number[] = [];
   m.io.unregister("probe");
@@ -162,6 +155,19 @@ function runOnKernelIrqchip(pit: boolean, onMarker: (vm: KvmVm) => void): number
   assert.equal(cpu.run(1e9), RunExit.Exit);
   assert.equal(cpu.stats.injected, 0, "KVM's PIC delivered it, not vmkit");
   return out;
+}
+
+/** A qemu64 vCPU of `vm` after reset, moved to real-mode CS:IP 0000:CODE. */
+function realModeCpu(vm: KvmVm, m: ReturnType<typeof machine>): KvmCpu {
+  const model = KVM_CPU_MODELS.find((x) => x.name === "qemu64")!;
+  const cpu = new KvmCpu(vm, { memory: m.memory, io: m.io }, model);
+  cpu.reset();
+  const s = new X86State();
+  cpu.getState(s);
+  s.setSegment(X86_CS, { selector: 0, attributes: 0x9b, limit: 0xffff, base: 0 });
+  s.rip = CODE;
+  cpu.setState(s);
+  return cpu;
 }
 
 Deno.test({
@@ -196,14 +202,7 @@ Deno.test({
     a.cli().hlt();
     m.ram.set(a.assemble(), CODE);
     const vm = new KvmVm(m.memory);
-    const model = KVM_CPU_MODELS.find((x) => x.name === "qemu64")!;
-    const cpu = new KvmCpu(vm, { memory: m.memory, io: m.io }, model);
-    cpu.reset();
-    const s = new X86State();
-    cpu.getState(s);
-    s.setSegment(X86_CS, { selector: 0, attributes: 0x9b, limit: 0xffff, base: 0 });
-    s.rip = CODE;
-    cpu.setState(s);
+    const cpu = realModeCpu(vm, m);
     const log = vm.dirtyLog;
     log.start(0x2000, 0x6000);
     assert.deepEqual([...log.collect(0x2000, 0x6000)], [0b111111], "every page starts dirty");

@@ -1,7 +1,7 @@
 // A KVM virtual machine: /dev/kvm, the VM file descriptor and guest memory slots from the address space
 
-import type { CpuContext } from "../../../core/cpu.ts";
-import { IOAPIC, PIC } from "../../../core/device.ts";
+import type { CpuContext, InterruptSource } from "../../../core/cpu.ts";
+import { IOAPIC, PIC, serviceKey } from "../../../core/device.ts";
 import { DIRTY_PAGE_BYTES, type DirtyLog, setDirtyLog } from "../../../core/dirty_log.ts";
 import type { IrqController } from "../../../core/irq.ts";
 import type { AddressSpace, MemoryRegion } from "../../../core/memory/address_space.ts";
@@ -11,11 +11,13 @@ import {
   KVM_CAP_IRQCHIP,
   KVM_CAP_PIT2,
   KVM_CAP_READONLY_MEM,
+  KVM_CAP_SPLIT_IRQCHIP,
   KVM_CAP_USER_MEMORY,
   KVM_CHECK_EXTENSION,
   KVM_CREATE_IRQCHIP,
   KVM_CREATE_PIT2,
   KVM_CREATE_VM,
+  KVM_ENABLE_CAP,
   KVM_GET_API_VERSION,
   KVM_GET_DIRTY_LOG,
   KVM_GET_MSR_INDEX_LIST,
@@ -28,6 +30,7 @@ import {
   KVM_SET_IDENTITY_MAP_ADDR,
   KVM_SET_TSS_ADDR,
   KVM_SET_USER_MEMORY_REGION,
+  KVM_SIGNAL_MSI,
 } from "./_abi.ts";
 import {
   closeFd,
@@ -308,6 +311,43 @@ export class KvmVm {
 
   /** True once {@linkcode createIrqchip} made the in-kernel PIC, IOAPIC and local APICs. */
   irqchipInKernel = false;
+  /** True once {@linkcode enableSplitIrqchip} made KVM's local APICs (only those). */
+  splitIrqchip = false;
+  /** With {@linkcode splitIrqchip}: vmkit's PIC, whose ExtINT the boot vCPU injects. */
+  splitPic: InterruptSource | null = null;
+  #msiBuf = new Uint8Array(32);
+
+  /** True when the local APICs are KVM's (`on` and `split`): HLT and INIT/SIPI stay in KVM. */
+  get lapicInKernel(): boolean {
+    return this.irqchipInKernel || this.splitIrqchip;
+  }
+
+  /**
+   * QEMU's `kernel-irqchip=split`: KVM's local APICs, vmkit's PIC, IOAPIC and PIT. Must
+   * come before the first vCPU. The IOAPIC's messages go to KVM as MSIs
+   * ({@linkcode signalMsi}); the PIC's interrupt is injected into the boot vCPU.
+   */
+  enableSplitIrqchip(): void {
+    if (ioctl(this.vmFd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_IRQCHIP) <= 0) {
+      throw new KvmInitError("Operation not supported", "kvm: no split irqchip");
+    }
+    // struct kvm_enable_cap: cap u32, flags u32, args u64[4], pad; args[0]: IOAPIC pins.
+    const cap = new Uint8Array(104);
+    const v = new DataView(cap.buffer);
+    v.setUint32(0, KVM_CAP_SPLIT_IRQCHIP, true);
+    v.setBigUint64(8, BigInt(KVM_IRQCHIP_PINS), true);
+    ioctlBuffer(this.vmFd, KVM_ENABLE_CAP, cap);
+    this.splitIrqchip = true;
+  }
+
+  /** KVM_SIGNAL_MSI: an MSI write of `data` to `address` (0xfeeXXXXX) reaches KVM's APICs. */
+  signalMsi(address: number, data: number): void {
+    const v = new DataView(this.#msiBuf.buffer);
+    v.setUint32(0, address >>> 0, true);
+    v.setUint32(4, 0, true);
+    v.setUint32(8, data >>> 0, true);
+    ioctlBuffer(this.vmFd, KVM_SIGNAL_MSI, this.#msiBuf);
+  }
   /** Per GSI, a bit per source that drives it high (the PIC side, the IOAPIC side). */
   #gsiLevels = new Uint8Array(KVM_IRQCHIP_PINS);
   #irqLineBuf = new Uint8Array(8);
@@ -471,6 +511,33 @@ export class KvmVm {
 
 const vms = new WeakMap<AddressSpace, KvmVm>();
 
+/** The APIC bus message the board's IOAPIC delivers (the `lapic` service's contract). */
+interface ApicMessageLike {
+  vector: number;
+  deliveryMode: number;
+  destination: number;
+  logical: boolean;
+  level: boolean;
+}
+
+/** What the IOAPIC calls on the `lapic` service. */
+interface ApicDelivery {
+  deliver(message: ApicMessageLike): void;
+}
+
+/** The `lapic` service by its name (its typed key lives with the APIC device). */
+const LAPIC_SERVICE = serviceKey<ApicDelivery>("lapic");
+
+/** An APIC message's MSI address (Intel SDM vol. 3 §11.11.1): destination and mode. */
+function msiAddress(m: ApicMessageLike): number {
+  return 0xfee00000 | ((m.destination & 0xff) << 12) | (m.logical ? 1 << 2 : 0);
+}
+
+/** An APIC message's MSI data (§11.11.2): vector, delivery mode, level-triggered and asserted. */
+function msiData(m: ApicMessageLike): number {
+  return (m.vector & 0xff) | ((m.deliveryMode & 7) << 8) | (1 << 14) | (m.level ? 1 << 15 : 0);
+}
+
 /** QEMU's `kernel-irqchip`: where the interrupt controllers live. */
 export type KernelIrqchip = "on" | "off" | "split";
 
@@ -491,6 +558,13 @@ export function vmFor(
     if (options.irqchip === "on") {
       vm.createIrqchip({ pit: true });
       vm.takeIrqInputs(options.findService?.(PIC), options.findService?.(IOAPIC));
+    } else if (options.irqchip === "split") {
+      vm.enableSplitIrqchip();
+      vm.splitPic = options.findService?.(PIC) ?? null;
+      // The IOAPIC hands its messages to the local APICs' service (`lapic`, an
+      // `{ deliver(message) }` of the APIC bus): they become MSIs to KVM's APICs.
+      const lapic = options.findService<ApicDelivery>?.(LAPIC_SERVICE);
+      if (lapic) lapic.deliver = (m) => vm!.signalMsi(msiAddress(m), msiData(m));
     }
   }
   return vm;
