@@ -443,6 +443,10 @@ export async function buildSystemSetup(
   const nographic = opts.some((o) => o.name === "nographic");
   const chardevs: Chardev[] = [];
   const open = (id: string, spec: string) => {
+    // One terminal has one reader: a second stdio backend is refused as QEMU refuses it.
+    if ((spec === "stdio" || spec === "mon:stdio") && chardevs.some(isStdio)) {
+      throw new UsageError("cannot use stdio by multiple character devices");
+    }
     const c = openChardev(id, spec, context.stdio);
     chardevs.push(c);
     return c;
@@ -552,4 +556,8 @@ export async function buildSystemSetup(
     backends,
     accel: cpuPlugin.accel,
   };
+}
+
+function isStdio(c: Chardev): boolean {
+  return c.constructor.name === "StdioChardev";
 }

@@ -109,3 +109,33 @@ Deno.test("checkImplemented() refuses what vmkit does not do yet instead of igno
     opts("-net", "user", "-netdev", "user,id=n0", "-nic", "none", "-balloon", "virtio"),
   );
 });
+
+Deno.test("a second stdio chardev is refused with QEMU's words, not a crash", async () => {
+  const run = async (cmd: string, args: string[]) => {
+    const out = await new Deno.Command(cmd, {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .output();
+    return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+  };
+  const main = new URL("../main.ts", import.meta.url).pathname;
+  for (
+    const line of [["-nographic", "-debugcon", "stdio"], ["-serial", "stdio", "-debugcon", "stdio"]]
+  ) {
+    const vmkit = await run(Deno.execPath(), [
+      "run",
+      "-A",
+      main,
+      "system-x86_64",
+      "-display",
+      "none",
+      ...line,
+    ]);
+    assert.equal(vmkit.code, 1, vmkit.stderr);
+    assert.match(vmkit.stderr, /cannot use stdio by multiple character devices/);
+    assert.doesNotMatch(vmkit.stderr, /bug in vmkit/);
+  }
+});
