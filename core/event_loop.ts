@@ -290,9 +290,13 @@ export class EventLoop {
     }
   }
 
-  /** Asks {@linkcode run} to return at the end of the current slice with reason `stop`. */
+  /**
+   * Asks {@linkcode run} to return at the end of the current slice with reason `stop`.
+   * The first request wins, except that any other request replaces a pending `pause`
+   * (a quit or reset sent to a paused machine must not be lost behind it).
+   */
   requestStop(detail = "stop"): void {
-    if (this.#stopDetail === null) this.#stopDetail = detail;
+    if (this.#stopDetail === null || this.#stopDetail === "pause") this.#stopDetail = detail;
     this.#executor?.interrupt?.();
     this.wake();
   }

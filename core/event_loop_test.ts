@@ -84,6 +84,20 @@ Deno.test("EventLoop.requestStop() from a device ends the run with its detail", 
   assert.deepEqual(result, { reason: "stop", detail: "reset", instructions: 7 });
 });
 
+Deno.test("EventLoop.requestStop(): a quit sent while a pause is pending is not lost behind it", async () => {
+  const loop = new EventLoop();
+  const cpu = new FakeCpu();
+  cpu.onInstruction = () => {
+    if (cpu.retired === 3) {
+      loop.requestStop("pause"); // the monitor's stop (or -S)...
+      loop.requestStop("exit"); // ...then quit before the loop looked
+      loop.requestStop("reset"); // a later request does not replace the quit
+    }
+  };
+  const result = await loop.run(cpu, { maxInstructions: 1000 });
+  assert.deepEqual(result, { reason: "stop", detail: "exit", instructions: 3 });
+});
+
 Deno.test("EventLoop.track() lets async I/O complete while the guest waits", async () => {
   const loop = new EventLoop();
   const cpu = new FakeCpu();
