@@ -8,6 +8,7 @@ import { convertFormatRows, convertFormatsTitle } from "./convert_formats_bench.
 import { emulationLoopRows } from "./emulation_loop_bench.ts";
 import { kvmRows } from "./kvm_bench.ts";
 import { qcow2L2CacheRows } from "./qcow2_l2_cache_bench.ts";
+import { savevmRows } from "./savevm_bench.ts";
 import { printStartup } from "./startup_bench.ts";
 
 console.log(
@@ -34,6 +35,10 @@ printTable(
 printTable(
   "accel=kvm: exits per second (port I/O, MMIO) and time to the SeaBIOS banner, vmkit vs qemu-system-x86_64 -accel kvm",
   await kvmRows(),
+);
+printTable(
+  "savevm/loadvm into qcow2 through HMP, 768 MiB guest at SeaBIOS's boot prompt",
+  await savevmRows(),
 );
 // Last: minutes of vmkit boot; the tables above are printed even if CI's timeout stops it.
 printTable(

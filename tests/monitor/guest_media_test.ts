@@ -1,14 +1,11 @@
-// The monitor's media and power commands as a Linux guest sees them: blockdev-change-medium
-// swaps the disc the guest mounts, eject leaves it without one (DEVICE_TRAY_MOVED each
-// time), and system_powerdown's ACPI power button reaches Linux's button driver, which
-// the guest answers by powering off
+// The monitor's media commands as a Linux guest sees them: blockdev-change-medium swaps
+// the disc the guest mounts, eject leaves it without one (DEVICE_TRAY_MOVED each time)
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { haveProgram, runCommand, tempDir } from "../test_util.ts";
 import {
   BOOT_TIMEOUT_MS,
-  GUESTS,
   INITRD,
   ISO,
   ISO_MARKER_TEXT,
@@ -18,60 +15,11 @@ import {
 } from "../boot/guest_util.ts";
 import { QmpClient, Vm } from "./vm_util.ts";
 
-const DEBS = path.join(GUESTS, "debs");
-
-function kernelDeb(): string | undefined {
-  try {
-    return [...Deno.readDirSync(DEBS)].map((e) => e.name)
-      .find((n) => n.startsWith("linux-image-") && n.endsWith(".deb"));
-  } catch {
-    return undefined;
-  }
-}
-
 const whyNot = missingFiles([KERNEL, INITRD, ISO]) ||
-  (kernelDeb() ? "" : `no linux-image deb in ${DEBS}: run tools/fetch_guests.sh`) ||
-  ["xorriso", "cpio", "dpkg-deb"].filter((p) => !haveProgram(p)).map((p) => `${p} is not installed`)
-    .join(", ");
-
-/**
- * The test initramfs with the kernel's ACPI button and evdev modules appended as a
- * second cpio archive (Linux unpacks concatenated archives in order).
- */
-async function initrdWithButton(dir: string): Promise<string> {
-  const root = path.join(dir, "extra");
-  const unpacked = path.join(dir, "deb");
-  await Deno.mkdir(path.join(root, "lib", "modules"), { recursive: true });
-  await Deno.mkdir(unpacked);
-  const tar = await runCommand("sh", [
-    "-c",
-    `dpkg-deb --fsys-tarfile '${path.join(DEBS, kernelDeb()!)}' | tar -x -C '${unpacked}' ` +
-    "--wildcards '*/drivers/acpi/button.ko' '*/drivers/input/evdev.ko'",
-  ]);
-  assert.equal(tar.code, 0, tar.stderr);
-  const found = await runCommand("find", [unpacked, "-name", "*.ko"]);
-  for (const ko of found.stdout.trim().split("\n")) {
-    await Deno.copyFile(ko, path.join(root, "lib", "modules", path.basename(ko)));
-  }
-  const cpio = path.join(dir, "extra.cpio");
-  const made = await runCommand("sh", [
-    "-c",
-    `cd '${root}' && find lib | cpio -o -H newc -R 0:0 --quiet > '${cpio}'`,
-  ]);
-  assert.equal(made.code, 0, made.stderr);
-  const combined = path.join(dir, "initrd-button");
-  // The kernel finds an uncompressed archive only at a 4-byte boundary; zeroes pad to it.
-  const a = await Deno.readFile(INITRD), b = await Deno.readFile(cpio);
-  const at = Math.ceil(a.length / 4) * 4;
-  const out = new Uint8Array(at + b.length);
-  out.set(a);
-  out.set(b, at);
-  await Deno.writeFile(combined, out);
-  return combined;
-}
+  (haveProgram("xorriso") ? "" : "xorriso is not installed (it makes the second disc)");
 
 Deno.test({
-  name: "a Linux guest sees change and eject on its CD-ROM and powers off on system_powerdown",
+  name: "a Linux guest mounts the disc blockdev-change-medium put in and finds none after eject",
   ignore: whyNot !== "",
   async fn() {
     if (whyNot) return;
@@ -85,7 +33,6 @@ Deno.test({
       const iso2 = path.join(dir, "second.iso");
       const x = await runCommand("xorriso", ["-as", "mkisofs", "-quiet", "-o", iso2, discDir]);
       assert.equal(x.code, 0, x.stderr);
-      const initrd = await initrdWithButton(dir);
       const qmpPath = path.join(dir, "qmp.sock");
       vm = new Vm([
         "-M",
@@ -99,7 +46,7 @@ Deno.test({
         "-kernel",
         KERNEL,
         "-initrd",
-        initrd,
+        INITRD,
         "-append",
         "console=ttyS0 panic=-1 quiet guest.shell=1",
         "-cdrom",
@@ -142,24 +89,12 @@ Deno.test({
         .map((e) => (e.data as Record<string, unknown>)["tray-open"]);
       assert.deepEqual(trays, [true, false, true]);
 
-      // The power button: Linux's ACPI button driver turns it into a key on an input
-      // device; the guest powers off when it reads one.
-      await vm.type(
-        "insmod /lib/modules/evdev.ko; insmod /lib/modules/button.ko; " +
-          "for e in /sys/class/input/event*; do grep -q 'Power Button' $e/device/name && " +
-          "ev=/dev/input/${e##*/}; done; echo BUTTON-$ev; " +
-          "(dd if=$ev bs=16 count=1 of=/dev/null 2>/dev/null; echo POWER-BUTTON-PRESSED; " +
-          "poweroff -f) &\n",
-      );
-      await vm.waitFor(/BUTTON-\/dev\/input\/event\d+/, 120_000);
-      assert.deepEqual(await qmp.execute("system_powerdown"), { return: {} });
-      await vm.waitFor(/POWER-BUTTON-PRESSED/, 180_000);
+      // QEMU's quit: the run ends at once, with QMP's SHUTDOWN.
+      assert.deepEqual(await qmp.execute("quit"), { return: {} });
       const r = await vm.end();
       assert.equal(r.code, 0, r.stderr);
-      const names = qmp.events.map((e) => e.event);
-      assert.ok(names.includes("POWERDOWN"), names.join());
       const shutdown = qmp.events.find((e) => e.event === "SHUTDOWN");
-      assert.deepEqual(shutdown?.data, { guest: true, reason: "guest-shutdown" });
+      assert.deepEqual(shutdown?.data, { guest: false, reason: "host-qmp-quit" });
     } finally {
       qmp?.close();
       vm?.kill();
