@@ -202,6 +202,11 @@ export const REMOVABLE_MEDIA: ServiceKey<Map<string, RemovableMedium>> = service
 export interface Keyboard {
   /** Queues scancode bytes as the guest reads them (set 1 through an i8042 that translates). */
   sendScancodes(codes: number[]): void;
+  /**
+   * A key pressed or released, named by its set 1 code (`0xe0xx` for extended keys), sent
+   * in the scancode set the guest asked for.
+   */
+  keyEvent(scancode: number, down: boolean): void;
 }
 /** The machine's keyboard (published by the i8042 on `-M pc`). */
 export const KEYBOARD: ServiceKey<Keyboard> = serviceKey("keyboard");

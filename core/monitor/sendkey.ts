@@ -81,18 +81,15 @@ function scancodeOf(key: string): number | undefined {
   return QKEYCODE_SCANCODES[key];
 }
 
-function bytes(code: number, down: boolean): number[] {
-  const make = code & 0x7f;
-  const b = down ? make : make | 0x80;
-  return code >= 0xe000 ? [0xe0, b] : [b];
-}
-
 /** Presses the keys in order and, `holdMs` later, releases them in reverse (QEMU's order). */
 export function sendKeys(ctx: MonitorContext, codes: number[], holdMs: number): void {
   const keyboard = ctx.machine.findService(KEYBOARD);
   if (!keyboard) throw new MonitorError("GenericError", "This machine has no keyboard");
-  keyboard.sendScancodes(codes.flatMap((c) => bytes(c, true)));
-  const release = () => keyboard.sendScancodes(codes.toReversed().flatMap((c) => bytes(c, false)));
+  // Through keyEvent: the guest gets set 2 codes when it turned the i8042's translation off.
+  for (const c of codes) keyboard.keyEvent(c, true);
+  const release = () => {
+    for (const c of codes.toReversed()) keyboard.keyEvent(c, false);
+  };
   if (holdMs > 0) setTimeout(release, Math.min(holdMs, 60_000));
   else release();
 }

@@ -16,7 +16,14 @@ function setup() {
     },
   });
   const typed: number[] = [];
-  machine.provide(KEYBOARD, { sendScancodes: (codes) => typed.push(...codes) });
+  // A keyboard in set 1: each key event as the bytes a translating i8042 would queue.
+  machine.provide(KEYBOARD, {
+    sendScancodes: (codes) => typed.push(...codes),
+    keyEvent: (code, down) => {
+      if (code >= 0xe000) typed.push(0xe0);
+      typed.push((code & 0x7f) | (down ? 0 : 0x80));
+    },
+  });
   const host: MonitorHost = {
     version: { major: 7, minor: 2, micro: 0, package: "" },
     chardevs: () => [],
