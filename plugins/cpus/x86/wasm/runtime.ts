@@ -59,6 +59,17 @@ const F = ST_FLAGS >> 2, M = ST_LZMASK >> 2, OPI = ST_LZOP >> 2, SZ = ST_LZSIZE 
 const D = ST_LZDST >> 2, S = ST_LZSRC >> 2, R = ST_LZRES >> 2, EIP = ST_EIP >> 2;
 const TU = ST_TLBUSER >> 2, STATUS = ST_STATUS >> 2;
 
+/** Loads the lazy flags compiled code left in state area `s` into the interpreter's fields. */
+function flagsFromState(c: CpuCore, s: Int32Array): void {
+  c.flags = s[F];
+  c.lzMask = s[M];
+  c.lzOp = s[OPI];
+  c.lzSize = s[SZ];
+  c.lzDst = s[D];
+  c.lzSrc = s[S];
+  c.lzRes = s[R];
+}
+
 /**
  * Compiles hot code of one CPU into WebAssembly and runs it. Guest RAM must live in a
  * {@linkcode WasmRam} (the backend's `allocateRam`); on first use the CPU takes a state
@@ -137,13 +148,7 @@ export class WasmTier {
         },
         cond: (cc: number) => {
           this.condCalls++;
-          c.flags = s[F];
-          c.lzMask = s[M];
-          c.lzOp = s[OPI];
-          c.lzSize = s[SZ];
-          c.lzDst = s[D];
-          c.lzSrc = s[S];
-          c.lzRes = s[R];
+          flagsFromState(c, s);
           return condition(c, cc) ? 1 : 0;
         },
       },
@@ -239,13 +244,7 @@ export class WasmTier {
     }
     c.eip = s[EIP];
     c.instrStart = c.eip;
-    c.flags = s[F];
-    c.lzMask = s[M];
-    c.lzOp = s[OPI];
-    c.lzSize = s[SZ];
-    c.lzDst = s[D];
-    c.lzSrc = s[S];
-    c.lzRes = s[R];
+    flagsFromState(c, s);
     if (s[STATUS] === 2) throw FAULT;
     return ENTERED;
   }
