@@ -20,6 +20,12 @@ export interface NetClient {
    */
   receive(frame: Uint8Array): boolean;
   /**
+   * True while the client takes IPv4 TCP frames longer than the Ethernet MTU (up to
+   * 64 KiB), as a virtio-net whose driver accepted GUEST_TSO4 does: a backend may then
+   * send the guest fewer, larger segments. Absent means no.
+   */
+  readonly largeTcpReceive?: boolean;
+  /**
    * A user-mode backend's table of forwarded ports and connections, printed by the
    * monitor's `info usernet` under a `Hub N (id):` line (lines end in `\n`).
    */
@@ -97,10 +103,16 @@ export class NetHub {
   }
 
   #makePort(id?: string): NetClient {
+    const ports = this.ports;
     const port: NetClient = {
       id: id ?? `hub${this.hubId}port${this.ports.length}`,
       model: "hubport",
       peer: null,
+      // Large frames only when every other port's client takes them.
+      get largeTcpReceive(): boolean {
+        const others = ports.filter((p) => p !== port);
+        return others.length > 0 && others.every((p) => p.peer?.largeTcpReceive === true);
+      },
       receive: (frame: Uint8Array): boolean => {
         let taken = false;
         for (const other of this.ports) {

@@ -127,7 +127,10 @@ export function createVirtioNetPci(machine: DeviceContext, opts: ParsedOptions):
       : undefined,
     what: model,
   });
-  const net = new VirtioNet(id, mac, { mrgRxbuf: opts.mrg_rxbuf as boolean | undefined });
+  const net = new VirtioNet(id, mac, {
+    mrgRxbuf: opts.mrg_rxbuf as boolean | undefined,
+    guestTso4: opts.guest_tso4 as boolean | undefined,
+  });
   const device = plugTransport(machine, model, "virtio-net", net, { ...opts, id });
   if (rom) addOptionRomBar(device.config, machine.memory, `${id}.rom`, rom);
   if (netdev) connectNetClients(net, netdev);
@@ -172,6 +175,11 @@ export const virtioNetPci = {
     { name: "netdev", type: "string", help: "ID of a netdev to use as a backend" },
     { name: "mac", type: "string", help: "Ethernet 6-byte MAC Address" },
     { name: "mrg_rxbuf", type: "bool", help: "mergeable receive buffers (default on)" },
+    {
+      name: "guest_tso4",
+      type: "bool",
+      help: "large TCP/IPv4 frames to the guest, with guest_csum (default off)",
+    },
     {
       name: "romfile",
       type: "string",
