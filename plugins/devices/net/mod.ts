@@ -2,7 +2,7 @@
 
 import { type Device, type DeviceContext, PCI_BUS } from "../../../core/device.ts";
 import { UsageError } from "../../../core/errors.ts";
-import { loadOptionRom } from "../../../core/firmware.ts";
+import { loadOptionRom, netBootRequested } from "../../../core/firmware.ts";
 import { connectNetClients, type NetClient } from "../../../core/net.ts";
 import type { ParsedOptions } from "../../../core/options.ts";
 import { addOptionRomBar, type PciConfig } from "../../../core/pci.ts";
@@ -87,10 +87,8 @@ function createNic<T extends Device & NetClient & { readonly pci: PciConfig }>(
   if (machine.device(id)) throw new UsageError(`Duplicate ID '${id}' for device`);
   const rom = loadOptionRom(opts.romfile as string | undefined, defaultRom, {
     dataDirs: machine.config.dataDirs,
-    // A missing default ROM matters only to a network boot: say so then.
-    warn: /n/.test(`${machine.config.bootOrder ?? ""}${machine.config.bootOnce ?? ""}`)
-      ? machine.config.warn
-      : undefined,
+    warn: machine.config.warn,
+    netBoot: netBootRequested(machine.config),
     what: model,
   });
   const nic = make(id, nicMac(machine, model, opts), {

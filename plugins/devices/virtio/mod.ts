@@ -3,7 +3,7 @@
 import type { DriveConfig } from "../../../core/machine.ts";
 import { type DeviceContext, PCI_BUS } from "../../../core/device.ts";
 import { addOptionRomBar, parsePciAddr } from "../../../core/pci.ts";
-import { loadOptionRom } from "../../../core/firmware.ts";
+import { loadOptionRom, netBootRequested } from "../../../core/firmware.ts";
 import { UsageError } from "../../../core/errors.ts";
 import { connectNetClients } from "../../../core/net.ts";
 import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
@@ -121,10 +121,8 @@ export function createVirtioNetPci(machine: DeviceContext, opts: ParsedOptions):
   // QEMU 7.2's virtio-net-pci romfile: iPXE, which SeaBIOS runs for `-boot n`.
   const rom = loadOptionRom(opts.romfile as string | undefined, "efi-virtio.rom", {
     dataDirs: machine.config.dataDirs,
-    // A missing default ROM matters only to a network boot: say so then.
-    warn: /n/.test(`${machine.config.bootOrder ?? ""}${machine.config.bootOnce ?? ""}`)
-      ? machine.config.warn
-      : undefined,
+    warn: machine.config.warn,
+    netBoot: netBootRequested(machine.config),
     what: model,
   });
   const net = new VirtioNet(id, mac, {
