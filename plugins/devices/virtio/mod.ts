@@ -176,7 +176,7 @@ export const virtioNetPci = {
     {
       name: "guest_tso4",
       type: "bool",
-      help: "large TCP/IPv4 frames to the guest, with guest_csum (default off)",
+      help: "large TCP/IPv4 frames to the guest, with guest_csum (default on)",
     },
     {
       name: "romfile",
