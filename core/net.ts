@@ -168,3 +168,36 @@ export function netHubs(): { hub(hubId: number): NetHub; readonly hubs: Map<numb
     },
   };
 }
+
+/** The default-MAC last bytes in use, per machine (QEMU's mac_table is one for all NICs). */
+const macsInUse = new WeakMap<object, Set<number>>();
+
+/**
+ * A NIC's MAC address as QEMU's qemu_macaddr_default_if_unset() gives it: `mac` when set,
+ * else the first 52:54:00:12:34:xx from 0x56 that no NIC of `machine` (any model) holds.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { nicMacAddress } from "./net.ts";
+ *
+ * const machine = {};
+ * assert.deepEqual([...nicMacAddress(machine)], [0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+ * assert.equal(nicMacAddress(machine)[5], 0x57);
+ * ```
+ */
+export function nicMacAddress(machine: object, mac?: Uint8Array): Uint8Array {
+  let used = macsInUse.get(machine);
+  if (!used) macsInUse.set(machine, used = new Set());
+  const base = [0x52, 0x54, 0x00, 0x12, 0x34];
+  let out: Uint8Array;
+  if (mac) {
+    out = mac.slice(0, 6);
+  } else {
+    let last = 0x56;
+    while (used.has(last) && last < 0xff) last++;
+    out = new Uint8Array([...base, last]);
+  }
+  if (base.every((b, i) => out[i] === b)) used.add(out[5]);
+  return out;
+}

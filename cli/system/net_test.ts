@@ -275,3 +275,20 @@ Deno.test({
     );
   },
 });
+
+Deno.test("NICs of different models share QEMU's default MAC table (52:54:00:12:34:56, then :57)", async () => {
+  const { machine } = await boot(
+    "-device",
+    "e1000",
+    "-device",
+    "virtio-net-pci",
+    "-device",
+    "rtl8139",
+  );
+  const macs = machine.devices.map((d) => {
+    const mac = (d as { mac?: Uint8Array }).mac ??
+      ((d as { device?: { mac?: Uint8Array } }).device?.mac);
+    return mac ? formatMac(mac) : undefined;
+  }).filter((m) => m !== undefined);
+  assert.deepEqual(macs, ["52:54:00:12:34:56", "52:54:00:12:34:57", "52:54:00:12:34:58"]);
+});

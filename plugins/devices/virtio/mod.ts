@@ -5,12 +5,12 @@ import { type DeviceContext, PCI_BUS } from "../../../core/device.ts";
 import { addOptionRomBar, parsePciAddr } from "../../../core/pci.ts";
 import { loadOptionRom, netBootRequested } from "../../../core/firmware.ts";
 import { UsageError } from "../../../core/errors.ts";
-import { connectNetClients } from "../../../core/net.ts";
+import { connectNetClients, nicMacAddress } from "../../../core/net.ts";
 import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
 import { VirtioBalloon } from "./balloon.ts";
 import { VirtioBlk } from "./blk.ts";
-import { DEFAULT_MAC, parseMac, VirtioNet } from "./net.ts";
+import { parseMac, VirtioNet } from "./net.ts";
 import { type VirtioDeviceModel, VirtioPciDevice } from "./pci.ts";
 
 export { VirtioBalloon } from "./balloon.ts";
@@ -38,8 +38,6 @@ export { parsePciAddr };
 
 /** Drives a virtio-blk device has taken (a drive backs one device). */
 const claimedDrives = new WeakSet<DriveConfig>();
-/** The default-MAC indexes in use per machine (QEMU's mac_table). */
-const usedMacIndexes = new WeakMap<DeviceContext, Set<number>>();
 
 function plugTransport(
   machine: DeviceContext,
@@ -93,22 +91,14 @@ export function createVirtioBlkPci(machine: DeviceContext, opts: ParsedOptions):
 /** Creates a virtio-net-pci linked to `netdev=` (or to nothing). */
 export function createVirtioNetPci(machine: DeviceContext, opts: ParsedOptions): VirtioPciDevice {
   const model = "virtio-net-pci";
-  let used = usedMacIndexes.get(machine);
-  if (!used) usedMacIndexes.set(machine, used = new Set());
-  const base = parseMac(DEFAULT_MAC)!;
-  let mac: Uint8Array;
+  let given: Uint8Array | undefined;
   if (opts.mac !== undefined) {
     const parsed = parseMac(String(opts.mac));
     if (!parsed) throw new UsageError(`Property '${model}.mac' doesn't take value '${opts.mac}'`);
-    mac = parsed;
-  } else {
-    // QEMU's qemu_macaddr_default_if_unset: the first free 52:54:00:12:34:xx from 0x56.
-    let last = base[5];
-    while (used.has(last) && last < 0xff) last++;
-    mac = base.slice();
-    mac[5] = last;
+    given = parsed;
   }
-  if (mac.subarray(0, 5).every((b, i) => b === base[i])) used.add(mac[5]);
+  // One table of default MACs for every NIC model of the machine, as QEMU's.
+  const mac = nicMacAddress(machine, given);
   const netdevId = opts.netdev as string | undefined;
   const netdev = netdevId === undefined ? undefined : machine.netClient(netdevId);
   if (netdevId !== undefined && !netdev) {
