@@ -13,7 +13,7 @@ const BIG_BYTES = (SHORT ? 16 : 64) * 1024 * 1024;
 const TIMEOUT_MS = Number(Deno.env.get("VMKIT_NET_BENCH_TIMEOUT_MS") ?? 60 * 60_000);
 
 /** Boots `program ARGS` with guest.netbig=1 and returns the download's MiB/s. */
-async function downloadRate(program: string, args: string[]): Promise<number> {
+export async function downloadRate(program: string, args: string[]): Promise<number> {
   const chunk = new Uint8Array(1024 * 1024).fill(0x5a);
   let started = NaN;
   let seconds = NaN;
@@ -77,7 +77,7 @@ async function downloadRate(program: string, args: string[]): Promise<number> {
   return BIG_BYTES / (1024 * 1024) / seconds;
 }
 
-function commonArgs(nic: string): string[] {
+export function commonArgs(nic: string): string[] {
   return [
     "-M",
     "pc",

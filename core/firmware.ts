@@ -112,12 +112,22 @@ export function loadFirmware(
   }
 }
 
+/** True when a boot order (`-boot order=`/`once=` letters) asks for the network (`n`). */
+export function netBootRequested(config: { bootOrder?: string; bootOnce?: string }): boolean {
+  return `${config.bootOrder ?? ""}${config.bootOnce ?? ""}`.includes("n");
+}
+
 /**
  * The option ROM a PCI device is created with, as QEMU's pci_add_option_rom() picks it:
  * `romfile` given names a ROM the user asked for, which must exist (an empty value means
  * none); without it the device's own default (`efi-e1000.rom`) is used when it is found,
  * and otherwise the device works without one after a warning (QEMU refuses to start; a
  * missing ROM package should not cost a NIC its network).
+ *
+ * Unlike QEMU, the default ROM is only loaded when `netBoot` says the boot order asks
+ * for the network: iPXE needs FXSAVE, which vmkit's x86 interpreter lacks, so a boot that
+ * fell through to the ROM's boot entry would hang there instead of reaching "No bootable
+ * device" (drop this condition once the CPU has FXSAVE).
  *
  * @returns the image padded with zeros to a power of two of at least 2 KiB (the sizes an
  * expansion ROM BAR decodes), or null for none
@@ -127,9 +137,15 @@ export function loadFirmware(
 export function loadOptionRom(
   romfile: string | undefined,
   defaultName: string,
-  options: { dataDirs?: readonly string[]; warn?: (message: string) => void; what?: string } = {},
+  options: {
+    dataDirs?: readonly string[];
+    warn?: (message: string) => void;
+    what?: string;
+    netBoot?: boolean;
+  } = {},
 ): Uint8Array | null {
   if (romfile === "") return null;
+  if (romfile === undefined && options.netBoot === false) return null;
   const name = romfile ?? defaultName;
   const { path, searched } = findFirmware(name, options.dataDirs);
   if (path === null) {

@@ -20,6 +20,12 @@ export interface NetClient {
    */
   receive(frame: Uint8Array): boolean;
   /**
+   * True while the client takes IPv4 TCP frames longer than the Ethernet MTU (up to
+   * 64 KiB), as a virtio-net whose driver accepted GUEST_TSO4 does: a backend may then
+   * send the guest fewer, larger segments. Absent means no.
+   */
+  readonly largeTcpReceive?: boolean;
+  /**
    * A user-mode backend's table of forwarded ports and connections, printed by the
    * monitor's `info usernet` under a `Hub N (id):` line (lines end in `\n`).
    */
@@ -97,10 +103,16 @@ export class NetHub {
   }
 
   #makePort(id?: string): NetClient {
+    const ports = this.ports;
     const port: NetClient = {
       id: id ?? `hub${this.hubId}port${this.ports.length}`,
       model: "hubport",
       peer: null,
+      // Large frames only when every other port's client takes them.
+      get largeTcpReceive(): boolean {
+        const others = ports.filter((p) => p !== port);
+        return others.length > 0 && others.every((p) => p.peer?.largeTcpReceive === true);
+      },
       receive: (frame: Uint8Array): boolean => {
         let taken = false;
         for (const other of this.ports) {
@@ -155,4 +167,37 @@ export function netHubs(): { hub(hubId: number): NetHub; readonly hubs: Map<numb
       return hub;
     },
   };
+}
+
+/** The default-MAC last bytes in use, per machine (QEMU's mac_table is one for all NICs). */
+const macsInUse = new WeakMap<object, Set<number>>();
+
+/**
+ * A NIC's MAC address as QEMU's qemu_macaddr_default_if_unset() gives it: `mac` when set,
+ * else the first 52:54:00:12:34:xx from 0x56 that no NIC of `machine` (any model) holds.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { nicMacAddress } from "./net.ts";
+ *
+ * const machine = {};
+ * assert.deepEqual([...nicMacAddress(machine)], [0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+ * assert.equal(nicMacAddress(machine)[5], 0x57);
+ * ```
+ */
+export function nicMacAddress(machine: object, mac?: Uint8Array): Uint8Array {
+  let used = macsInUse.get(machine);
+  if (!used) macsInUse.set(machine, used = new Set());
+  const base = [0x52, 0x54, 0x00, 0x12, 0x34];
+  let out: Uint8Array;
+  if (mac) {
+    out = mac.slice(0, 6);
+  } else {
+    let last = 0x56;
+    while (used.has(last) && last < 0xff) last++;
+    out = new Uint8Array([...base, last]);
+  }
+  if (base.every((b, i) => out[i] === b)) used.add(out[5]);
+  return out;
 }

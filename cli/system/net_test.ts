@@ -248,7 +248,11 @@ Deno.test({
   ignore: !["efi-e1000.rom", "efi-virtio.rom", "efi-rtl8139.rom"]
     .every((r) => findFirmware(r).path !== null),
   fn: async () => {
+    // The default ROMs come with a network boot (vmkit's CPU cannot run iPXE yet).
+    assert.equal(romBarSize((await boot("-device", "e1000,addr=3")).machine, 3), 0);
     const { machine } = await boot(
+      "-boot",
+      "n",
       "-device",
       "e1000,addr=3",
       "-device",
@@ -270,4 +274,21 @@ Deno.test({
       /failed to find romfile "no-such.rom"/,
     );
   },
+});
+
+Deno.test("NICs of different models share QEMU's default MAC table (52:54:00:12:34:56, then :57)", async () => {
+  const { machine } = await boot(
+    "-device",
+    "e1000",
+    "-device",
+    "virtio-net-pci",
+    "-device",
+    "rtl8139",
+  );
+  const macs = machine.devices.map((d) => {
+    const mac = (d as { mac?: Uint8Array }).mac ??
+      ((d as { device?: { mac?: Uint8Array } }).device?.mac);
+    return mac ? formatMac(mac) : undefined;
+  }).filter((m) => m !== undefined);
+  assert.deepEqual(macs, ["52:54:00:12:34:56", "52:54:00:12:34:57", "52:54:00:12:34:58"]);
 });

@@ -2,8 +2,8 @@
 
 import { type Device, type DeviceContext, PCI_BUS } from "../../../core/device.ts";
 import { UsageError } from "../../../core/errors.ts";
-import { loadOptionRom } from "../../../core/firmware.ts";
-import { connectNetClients, type NetClient } from "../../../core/net.ts";
+import { loadOptionRom, netBootRequested } from "../../../core/firmware.ts";
+import { connectNetClients, type NetClient, nicMacAddress } from "../../../core/net.ts";
 import type { ParsedOptions } from "../../../core/options.ts";
 import { addOptionRomBar, type PciConfig } from "../../../core/pci.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
@@ -12,10 +12,6 @@ import { Rtl8139 } from "./rtl8139.ts";
 
 export { E1000 } from "./e1000.ts";
 export { Rtl8139 } from "./rtl8139.ts";
-
-/** QEMU's first default MAC; each further NIC without one takes the next last byte. */
-const DEFAULT_MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
-const usedMacs = new WeakMap<DeviceContext, Set<string>>();
 
 function parseMac(text: string): Uint8Array | null {
   const parts = text.split(/[:-]/);
@@ -32,21 +28,12 @@ function parseAddr(model: string, text: string): number {
   return (slot << 3) | Number(m[2] ?? 0);
 }
 
-/** The MAC for a NIC: `mac=`, or the next free 52:54:00:12:34:xx from 0x56 in this machine. */
+/** The MAC for a NIC: `mac=`, or the machine's next free default (shared with virtio-net). */
 function nicMac(machine: DeviceContext, model: string, opts: ParsedOptions): Uint8Array {
-  let used = usedMacs.get(machine);
-  if (!used) usedMacs.set(machine, used = new Set());
-  let mac: Uint8Array;
-  if (opts.mac !== undefined) {
-    const parsed = parseMac(String(opts.mac));
-    if (!parsed) throw new UsageError(`Property '${model}.mac' doesn't take value '${opts.mac}'`);
-    mac = parsed;
-  } else {
-    mac = new Uint8Array(DEFAULT_MAC);
-    while (used.has(mac.join(":")) && mac[5] < 0xff) mac[5]++;
-  }
-  used.add(mac.join(":"));
-  return mac;
+  if (opts.mac === undefined) return nicMacAddress(machine);
+  const parsed = parseMac(String(opts.mac));
+  if (!parsed) throw new UsageError(`Property '${model}.mac' doesn't take value '${opts.mac}'`);
+  return nicMacAddress(machine, parsed);
 }
 
 /** Options every NIC here takes. */
@@ -87,10 +74,8 @@ function createNic<T extends Device & NetClient & { readonly pci: PciConfig }>(
   if (machine.device(id)) throw new UsageError(`Duplicate ID '${id}' for device`);
   const rom = loadOptionRom(opts.romfile as string | undefined, defaultRom, {
     dataDirs: machine.config.dataDirs,
-    // A missing default ROM matters only to a network boot: say so then.
-    warn: /n/.test(`${machine.config.bootOrder ?? ""}${machine.config.bootOnce ?? ""}`)
-      ? machine.config.warn
-      : undefined,
+    warn: machine.config.warn,
+    netBoot: netBootRequested(machine.config),
     what: model,
   });
   const nic = make(id, nicMac(machine, model, opts), {

@@ -3,14 +3,14 @@
 import type { DriveConfig } from "../../../core/machine.ts";
 import { type DeviceContext, PCI_BUS } from "../../../core/device.ts";
 import { addOptionRomBar, parsePciAddr } from "../../../core/pci.ts";
-import { loadOptionRom } from "../../../core/firmware.ts";
+import { loadOptionRom, netBootRequested } from "../../../core/firmware.ts";
 import { UsageError } from "../../../core/errors.ts";
-import { connectNetClients } from "../../../core/net.ts";
+import { connectNetClients, nicMacAddress } from "../../../core/net.ts";
 import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
 import { VirtioBalloon } from "./balloon.ts";
 import { VirtioBlk } from "./blk.ts";
-import { DEFAULT_MAC, parseMac, VirtioNet } from "./net.ts";
+import { parseMac, VirtioNet } from "./net.ts";
 import { type VirtioDeviceModel, VirtioPciDevice } from "./pci.ts";
 
 export { VirtioBalloon } from "./balloon.ts";
@@ -38,8 +38,6 @@ export { parsePciAddr };
 
 /** Drives a virtio-blk device has taken (a drive backs one device). */
 const claimedDrives = new WeakSet<DriveConfig>();
-/** The default-MAC indexes in use per machine (QEMU's mac_table). */
-const usedMacIndexes = new WeakMap<DeviceContext, Set<number>>();
 
 function plugTransport(
   machine: DeviceContext,
@@ -93,22 +91,14 @@ export function createVirtioBlkPci(machine: DeviceContext, opts: ParsedOptions):
 /** Creates a virtio-net-pci linked to `netdev=` (or to nothing). */
 export function createVirtioNetPci(machine: DeviceContext, opts: ParsedOptions): VirtioPciDevice {
   const model = "virtio-net-pci";
-  let used = usedMacIndexes.get(machine);
-  if (!used) usedMacIndexes.set(machine, used = new Set());
-  const base = parseMac(DEFAULT_MAC)!;
-  let mac: Uint8Array;
+  let given: Uint8Array | undefined;
   if (opts.mac !== undefined) {
     const parsed = parseMac(String(opts.mac));
     if (!parsed) throw new UsageError(`Property '${model}.mac' doesn't take value '${opts.mac}'`);
-    mac = parsed;
-  } else {
-    // QEMU's qemu_macaddr_default_if_unset: the first free 52:54:00:12:34:xx from 0x56.
-    let last = base[5];
-    while (used.has(last) && last < 0xff) last++;
-    mac = base.slice();
-    mac[5] = last;
+    given = parsed;
   }
-  if (mac.subarray(0, 5).every((b, i) => b === base[i])) used.add(mac[5]);
+  // One table of default MACs for every NIC model of the machine, as QEMU's.
+  const mac = nicMacAddress(machine, given);
   const netdevId = opts.netdev as string | undefined;
   const netdev = netdevId === undefined ? undefined : machine.netClient(netdevId);
   if (netdevId !== undefined && !netdev) {
@@ -121,13 +111,14 @@ export function createVirtioNetPci(machine: DeviceContext, opts: ParsedOptions):
   // QEMU 7.2's virtio-net-pci romfile: iPXE, which SeaBIOS runs for `-boot n`.
   const rom = loadOptionRom(opts.romfile as string | undefined, "efi-virtio.rom", {
     dataDirs: machine.config.dataDirs,
-    // A missing default ROM matters only to a network boot: say so then.
-    warn: /n/.test(`${machine.config.bootOrder ?? ""}${machine.config.bootOnce ?? ""}`)
-      ? machine.config.warn
-      : undefined,
+    warn: machine.config.warn,
+    netBoot: netBootRequested(machine.config),
     what: model,
   });
-  const net = new VirtioNet(id, mac, { mrgRxbuf: opts.mrg_rxbuf as boolean | undefined });
+  const net = new VirtioNet(id, mac, {
+    mrgRxbuf: opts.mrg_rxbuf as boolean | undefined,
+    guestTso4: opts.guest_tso4 as boolean | undefined,
+  });
   const device = plugTransport(machine, model, "virtio-net", net, { ...opts, id });
   if (rom) addOptionRomBar(device.config, machine.memory, `${id}.rom`, rom);
   if (netdev) connectNetClients(net, netdev);
@@ -172,6 +163,11 @@ export const virtioNetPci = {
     { name: "netdev", type: "string", help: "ID of a netdev to use as a backend" },
     { name: "mac", type: "string", help: "Ethernet 6-byte MAC Address" },
     { name: "mrg_rxbuf", type: "bool", help: "mergeable receive buffers (default on)" },
+    {
+      name: "guest_tso4",
+      type: "bool",
+      help: "large TCP/IPv4 frames to the guest, with guest_csum (default on)",
+    },
     {
       name: "romfile",
       type: "string",

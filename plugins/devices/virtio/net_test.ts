@@ -114,3 +114,40 @@ Deno.test("parseMac() reads colon-separated MACs and refuses anything else", () 
   assert.equal(parseMac("52:54:00:12:34"), null);
   assert.equal(parseMac("zz:54:00:12:34:56"), null);
 });
+
+/** An Ethernet + IPv4 (20 bytes) + TCP (32 bytes) frame carrying `data` bytes. */
+function tcpFrame(data: number): Uint8Array {
+  const f = new Uint8Array(14 + 20 + 32 + data);
+  f[12] = 0x08;
+  f[14] = 0x45;
+  f[23] = 6;
+  f[14 + 20 + 12] = 8 << 4;
+  return f;
+}
+
+Deno.test("VirtioNet with GUEST_TSO4 takes a 64 KiB TCP frame as one GSO_TCPV4 packet", () => {
+  const net = new VirtioNet("nic0", parseMac(DEFAULT_MAC)!, { guestTso4: true });
+  const d = new TestDriver(net, "modern");
+  assert.equal(net.largeTcpReceive, false, "not before the driver is ready");
+  d.init(2);
+  assert.equal(net.largeTcpReceive, true);
+  const [buf] = d.submit(0, 0, [{ writeLength: 65536 + 12 }]);
+  assert.equal(net.receive(tcpFrame(44 * 1460)), true);
+  const view = new DataView(d.ram.buffer, d.ram.byteOffset + buf);
+  assert.deepEqual([d.ram[buf], d.ram[buf + 1]], [1, 1], "NEEDS_CSUM, GSO_TCPV4");
+  assert.equal(view.getUint16(2, true), 66, "hdr_len");
+  assert.equal(view.getUint16(4, true), 1448, "gso_size: 1500 less IP and TCP headers");
+  assert.equal(view.getUint16(6, true), 34, "csum_start");
+  assert.equal(view.getUint16(8, true), 16, "csum_offset");
+  // A frame within the MTU keeps a zero header.
+  const [small] = d.submit(0, 1, [{ writeLength: 2048 }]);
+  assert.equal(net.receive(tcpFrame(1000)), true);
+  assert.deepEqual([...d.ram.subarray(small, small + 10)], new Array(10).fill(0));
+});
+
+Deno.test("VirtioNet with guest_tso4=off never reports large receive", () => {
+  const net = new VirtioNet("nic0", parseMac(DEFAULT_MAC)!, { guestTso4: false });
+  const d = new TestDriver(net, "modern");
+  d.init(2);
+  assert.equal(net.largeTcpReceive, false);
+});

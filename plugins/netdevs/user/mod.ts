@@ -35,7 +35,13 @@ export class UserNetdev implements NetClient {
 
   constructor(readonly id: string, config: UserNetConfig, loop: EventLoop) {
     this.#loop = loop;
-    this.stack = new UserStack(config, loop, new HostSockets(loop), (f) => this.#toGuest(f));
+    this.stack = new UserStack(
+      config,
+      loop,
+      new HostSockets(loop),
+      (f) => this.#toGuest(f),
+      () => this.peer?.largeTcpReceive === true,
+    );
     this.#retry = loop.createTimer(`user-rx ${id}`, () => this.#flush());
     this.ready = loop.track(this.stack.start());
     this.ready.catch((e: Error) => {

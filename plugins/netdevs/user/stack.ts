@@ -35,6 +35,7 @@ import {
   TCP_RST,
   TCP_SYN,
   TcpConnection,
+  type TcpOutput,
   type TcpState,
 } from "./tcp.ts";
 import { TFTP_PORT, TftpServer } from "./tftp.ts";
@@ -61,6 +62,12 @@ export interface UserNetStats {
   /** Frames whose handling threw (a bug: every bad input should be a clean drop). */
   errors: number;
 }
+
+/**
+ * The data in one TCP segment to a NIC that takes large frames: the IPv4 limit of 65535
+ * bytes less the IP and TCP headers, rounded down to whole 1460-byte MSS units.
+ */
+const LARGE_TCP_SEGMENT_BYTES = 44 * 1460;
 
 /** One line of `info usernet`. */
 export interface UsernetRow {
@@ -156,6 +163,8 @@ export class UserStack {
     readonly loop: EventLoop,
     readonly sockets: HostSockets,
     readonly toGuest: (frame: Uint8Array) => void,
+    /** True while the guest's NIC takes TCP frames past the MTU (see `largeTcpReceive`). */
+    readonly guestTakesLargeTcp: () => boolean = () => false,
   ) {
     this.dhcp = new DhcpServer(config);
     this.dns = new DnsForwarder(config.resolver, sockets, loop, (addr, port, payload) => {
@@ -238,6 +247,12 @@ export class UserStack {
     }
     return rows;
   }
+
+  /** How TCP connections reach the guest: through IP, in large segments when its NIC allows. */
+  #tcpOutput: TcpOutput = {
+    sendTcp: (s, d, tcp) => this.#sendIp(s, d, IPPROTO_TCP, tcp),
+    largeSegmentBytes: () => (this.guestTakesLargeTcp() ? LARGE_TCP_SEGMENT_BYTES : 0),
+  };
 
   /** The ports the hostfwd rules listen on, in rule order. */
   get forwardedPorts(): number[] {
@@ -523,7 +538,7 @@ export class UserStack {
       dst,
       seg.dstPort,
       host,
-      { sendTcp: (s, d, tcp) => this.#sendIp(s, d, IPPROTO_TCP, tcp) },
+      this.#tcpOutput,
       this.loop,
       (closed) => {
         settle();
@@ -560,7 +575,7 @@ export class UserStack {
       this.config.host,
       port,
       host,
-      { sendTcp: (s, d, tcp) => this.#sendIp(s, d, IPPROTO_TCP, tcp) },
+      this.#tcpOutput,
       this.loop,
       (closed) => this.tcp.delete(closed.key),
       "syn-sent",

@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
 import * as dgram from "node:dgram";
+import { EventLoop } from "../../../core/event_loop.ts";
+import { userNetConfig } from "./config.ts";
+import { HostSockets } from "./sockets.ts";
+import { UserStack } from "./stack.ts";
 import { DHCPACK, DHCPDISCOVER, DHCPOFFER, DHCPREQUEST } from "./dhcp.ts";
 import {
   ARPOP_REPLY,
@@ -488,5 +492,54 @@ Deno.test({
     assert.deepEqual([...readFrame(h.out.shift()!).udp!.payload.subarray(0, 4)], [0, 5, 0, 2]);
     h.close();
     await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name:
+    "UserStack sends segments past the MSS (up to 64240 bytes) while the guest's NIC takes large TCP frames",
+  ...opts,
+  fn: async () => {
+    const data = new Uint8Array(256 * 1024).fill(0x33);
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const serving = (async () => {
+      const conn = await listener.accept();
+      let at = 0;
+      while (at < data.length) at += await conn.write(data.subarray(at));
+      conn.close();
+    })();
+    const loop = new EventLoop();
+    const out: Uint8Array[] = [];
+    const stack = new UserStack(
+      userNetConfig({}),
+      loop,
+      new HostSockets(loop),
+      (f) => out.push(f),
+      () => true,
+    );
+    const g = { srcPort: 41000, dstPort: (listener.addr as Deno.NetAddr).port };
+    stack.input(guestTcp(HOST_IP, { ...g, seq: 100, flags: TCP_SYN, mss: 1460, window: 65535 }));
+    for (let i = 0; i < 300 && out.length === 0; i++) {
+      loop.advanceBy(0);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const rcv = (readFrame(out.shift()!).tcp!.seq + 1) >>> 0;
+    stack.input(guestTcp(HOST_IP, { ...g, seq: 101, ack: rcv, flags: TCP_ACK, window: 65535 }));
+    let largest = 0;
+    let total = 0;
+    for (let i = 0; i < 300 && total < 65535 - 1460; i++) {
+      loop.advanceBy(0);
+      for (const f of out.splice(0)) {
+        const n = readFrame(f).tcp!.payload.length;
+        largest = Math.max(largest, n);
+        total += n;
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(largest > 1460 && largest <= 44 * 1460, `largest segment ${largest}`);
+    assert.ok(total <= 65535, "still within the guest's window");
+    stack.close();
+    listener.close();
+    await serving.catch(() => {});
   },
 });

@@ -102,6 +102,11 @@ function seqLe(a: number, b: number): boolean {
 export interface TcpOutput {
   /** Sends a TCP segment from `src` (the remote as the guest sees it) to `dst` (the guest). */
   sendTcp(src: number, dst: number, tcp: Uint8Array): void;
+  /**
+   * The largest data segment the guest's NIC takes now, when it takes more than the
+   * guest's MSS (a virtio-net with GUEST_TSO4); absent or 0 means the MSS.
+   */
+  largeSegmentBytes?(): number;
 }
 
 /** Connection states, as RFC 9293 names them where they match. */
@@ -254,7 +259,7 @@ export class TcpConnection {
         this.#timer.arm(this.loop.nowNs + RTO_NS);
       }
       if (unsent <= 0 || room <= 0 || this.#finSent) break;
-      const n = Math.min(unsent, room, this.#guestMss);
+      const n = Math.min(unsent, room, this.output.largeSegmentBytes?.() || this.#guestMss);
       this.#send(TCP_ACK | TCP_PSH, this.#sndNxt, this.#slice(sentData, n));
       this.#sndNxt = (this.#sndNxt + n) >>> 0;
       if (!this.#timer.armed) this.#timer.arm(this.loop.nowNs + RTO_NS);
