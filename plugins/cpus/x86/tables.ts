@@ -3,6 +3,7 @@
 import { installPrefixes } from "./decode.ts";
 import { installFpu } from "./fpu.ts";
 import { install0f } from "./ops_0f.ts";
+import { installFxsave } from "./fxsave.ts";
 import { installBasic } from "./ops_basic.ts";
 import { installControl } from "./ops_control.ts";
 import { installGroups } from "./ops_group.ts";
@@ -31,6 +32,7 @@ export function opTables(): OpTables {
   install0f(t16, t32);
   installSystem(t16, t32);
   installFpu(t16, t32);
+  installFxsave(t16, t32);
   installPrefixes(t16, t32);
   cached = { t16, t32 };
   return cached;
