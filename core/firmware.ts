@@ -125,9 +125,9 @@ export function netBootRequested(config: { bootOrder?: string; bootOnce?: string
  * missing ROM package should not cost a NIC its network).
  *
  * Unlike QEMU, the default ROM is only loaded when `netBoot` says the boot order asks
- * for the network: iPXE needs FXSAVE, which vmkit's x86 interpreter lacks, so a boot that
- * fell through to the ROM's boot entry would hang there instead of reaching "No bootable
- * device" (drop this condition once the CPU has FXSAVE).
+ * for the network: under the interpreter iPXE's start-up and its DHCP attempt take
+ * minutes, which every boot that falls through to the ROM's boot entry would pay before
+ * "No bootable device" (drop this condition once guest code runs near QEMU's speed).
  *
  * @returns the image padded with zeros to a power of two of at least 2 KiB (the sizes an
  * expansion ROM BAR decodes), or null for none

@@ -6,22 +6,15 @@
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { findFirmware } from "../../core/firmware.ts";
-import { CPU_MODELS } from "../../plugins/cpus/x86/models.ts";
 import { buildDemoGuest, DEMO_BANNER, DEMO_EXIT_CODE } from "../../tools/demo_guest.ts";
 import { HAVE_BIOS } from "../boot/boot_util.ts";
 import { haveProgram, MAIN, tempDir } from "../test_util.ts";
 
-/** CPUID.1:EDX.FXSR: iPXE's librm saves the FPU/SSE state with FXSAVE on every mode switch. */
-const FEAT_FXSR = 1 << 24;
-const HAVE_FXSAVE = CPU_MODELS.some((m) => m.name === "qemu32" && (m.features & FEAT_FXSR) !== 0);
 const HAVE_ROM = findFirmware("efi-e1000.rom").path !== null;
 const WHY_NOT = !HAVE_BIOS
   ? "SeaBIOS is missing (apt-get install seabios)"
   : !HAVE_ROM
   ? "efi-e1000.rom is missing (apt-get install ipxe-qemu)"
-  : !HAVE_FXSAVE
-  ? "vmkit's x86 CPU has no FXSAVE/FXRSTOR yet (CPUID FXSR clear): iPXE's librm runs " +
-    "FXSAVE at its first real-mode call and loops on #UD"
   : "";
 const TIMEOUT_MS = 30 * 60_000;
 /** A terminal escape sequence (ESC [ ... letter). */
