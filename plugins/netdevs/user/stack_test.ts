@@ -277,6 +277,32 @@ Deno.test({
 });
 
 Deno.test({
+  name: "UserStack carries guestfwd= to its host target even with restrict=on, and nothing else",
+  ...opts,
+  fn: async () => {
+    const server = loopbackServer("x");
+    const h = harness({
+      restrict: true,
+      guestfwd: `tcp:10.0.2.100:1234-tcp:127.0.0.1:${server.port}`,
+    });
+    const fwd = ip("10.0.2.100");
+    h.stack.input(guestTcp(fwd, { srcPort: 40011, dstPort: 1234, seq: 9, flags: TCP_SYN }));
+    await h.settle(() => h.out.length > 0 && server.accepted > 0);
+    const synAck = readFrame(h.out.shift()!).tcp!;
+    assert.equal(synAck.flags, TCP_SYN | TCP_ACK);
+    assert.equal(synAck.ack, 10);
+    assert.equal(server.accepted, 1, "the host target got the connection");
+    // Another port of the same address is not a rule: refused, no host socket.
+    h.stack.input(guestTcp(fwd, { srcPort: 40012, dstPort: 1235, seq: 5, flags: TCP_SYN }));
+    await h.settle(() => h.out.length > 0);
+    assert.equal(readFrame(h.out.shift()!).tcp!.flags, TCP_RST | TCP_ACK);
+    assert.equal(h.sockets.opened, 1);
+    h.close();
+    await server.close();
+  },
+});
+
+Deno.test({
   name:
     "UserStack forwards DNS to 10.0.2.3 to the configured resolver and answers from 10.0.2.3:53",
   ...opts,
