@@ -1,7 +1,7 @@
-// Helpers the PCI VGA adapters share: option ROM lookup, region (re)mapping and byte-split handlers
+// Helpers the PCI VGA adapters share: option ROM choice, region (re)mapping and byte-split handlers
 
-import { UsageError, VmkitError } from "../../../core/errors.ts";
-import { findFirmware } from "../../../core/firmware.ts";
+import { UsageError } from "../../../core/errors.ts";
+import { findFirmware, loadOptionRom } from "../../../core/firmware.ts";
 import type { DeviceContext } from "../../../core/device.ts";
 import type { AddressSpace, MmioHandler } from "../../../core/memory/address_space.ts";
 import type { PortHandler, PortIoSpace } from "../../../core/memory/port_io.ts";
@@ -17,43 +17,6 @@ export const VGA_REGION_PRIORITY = 1;
 /** A BAR window: guest-programmed, so it may land on anything and covers it (QEMU's overlap). */
 export const VGA_BAR_REGION = { priority: VGA_REGION_PRIORITY, overlap: true };
 
-/** A VGA BIOS that could not be found or read. */
-export class VgaRomError extends VmkitError {
-  constructor(message: string) {
-    super(message, { exitCode: 1 });
-    this.name = "VgaRomError";
-  }
-}
-
-/**
- * Reads a VGA BIOS (`vgabios-stdvga.bin`) found as firmware is (the name as given, the
- * `-L` directories, then the built-in ones) and pads it to a power of two, the size the
- * expansion ROM BAR decodes.
- *
- * @throws VgaRomError with QEMU's `failed to find romfile` when it is nowhere
- */
-export function loadVgaRom(name: string, dataDirs: readonly string[] = []): Uint8Array {
-  const { path, searched } = findFirmware(name, dataDirs);
-  if (path === null) {
-    throw new VgaRomError(
-      `failed to find romfile "${name}" (searched: ${searched.join(", ")}); ` +
-        `install SeaBIOS (Debian package seabios) or give -L DIR`,
-    );
-  }
-  let bytes: Uint8Array;
-  try {
-    bytes = Deno.readFileSync(path);
-  } catch (error) {
-    throw new VgaRomError(`Could not load option rom '${path}': ${(error as Error).message}`);
-  }
-  if (bytes.length === 0) throw new VgaRomError(`Option rom '${path}' is empty`);
-  let size = 0x800;
-  while (size < bytes.length) size *= 2;
-  const rom = new Uint8Array(size);
-  rom.set(bytes);
-  return rom;
-}
-
 /**
  * The option ROM of a VGA adapter being created. `romfile=` given names a ROM the user
  * asked for: it must exist, as in QEMU (an empty value means none). Without `romfile=`
@@ -67,16 +30,14 @@ export function adapterRom(
   defaultRom: string,
 ): Uint8Array | null {
   const dataDirs = machine.config.dataDirs ?? [];
-  if (romfile === "") return null;
-  if (romfile !== undefined) return loadVgaRom(romfile, dataDirs);
-  if (findFirmware(defaultRom, dataDirs).path === null) {
+  if (romfile === undefined && findFirmware(defaultRom, dataDirs).path === null) {
     machine.config.warn?.(
       `VGA BIOS "${defaultRom}" not found (Debian package seabios, or -L DIR): ` +
         `the VGA runs without its option ROM, so the BIOS shows no video`,
     );
     return null;
   }
-  return loadVgaRom(defaultRom, dataDirs);
+  return loadOptionRom(romfile, defaultRom, { dataDirs });
 }
 
 /**

@@ -6,7 +6,6 @@ import stdVga from "./std_vga.ts";
 
 export { BochsDispi } from "./vbe.ts";
 export { CIRRUS_ROM, CirrusCore, CirrusVga } from "./cirrus.ts";
-export { loadVgaRom, VgaRomError } from "./_pci_display.ts";
 export { StdVga, STDVGA_ROM } from "./std_vga.ts";
 export { VgaCore } from "./vga_core.ts";
 export { VgaConsole, type VgaScreenMode } from "./vga_render.ts";
