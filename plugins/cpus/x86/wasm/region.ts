@@ -1,8 +1,34 @@
 // Region compiler: the code reachable from one entry inside one fetch window, as a wasm function
 
-import { ARITH_FLAGS, CF, DS, LZ_ADD, LZ_LOGIC, LZ_SHL, LZ_SHR, LZ_SUB, SS } from "../state.ts";
+import { ARITH_FLAGS, CF, DS, LZ_ADD, LZ_LOGIC, LZ_SUB, SS } from "../state.ts";
 import { Code, I32, OP } from "./encoder.ts";
+import { bit, cf, cond, type Flags } from "./flag_emit.ts";
 import { translateInsn } from "./insns.ts";
+import {
+  IMP_RD,
+  IMP_WR,
+  L_A,
+  L_B,
+  L_BUDGET,
+  L_CNT,
+  L_D,
+  L_E,
+  L_EIP,
+  L_F,
+  L_LIN,
+  L_M,
+  L_N,
+  L_NEXT,
+  L_OP,
+  L_R,
+  L_REG,
+  L_S,
+  L_ST,
+  L_SZ,
+  L_T,
+  L_TU,
+  L_V,
+} from "./locals.ts";
 import {
   ST_EIP,
   ST_FLAGS,
@@ -18,8 +44,6 @@ import {
   ST_TLBUSER,
 } from "./ram.ts";
 
-/** Imported helpers, by function index. */
-export const IMP_RD = 0, IMP_WR = 1, IMP_COND = 2;
 /** Function types: the region, then the helpers in import order. */
 export const TYPES = [
   { params: [I32], results: [I32] },
@@ -36,28 +60,14 @@ export const IMPORTS = [
 /** Most basic blocks and instructions in one region, and instructions per basic block. */
 const MAX_BLOCKS = 48, MAX_REGION_INSNS = 600, MAX_BLOCK_INSNS = 64;
 
-// Locals: 0 is the budget parameter.
-export const L_BUDGET = 0, L_REG = 1, L_N = 9, L_NEXT = 10, L_EIP = 11, L_F = 12, L_M = 13;
-export const L_OP = 14, L_SZ = 15, L_D = 16, L_S = 17, L_R = 18, L_LIN = 19, L_A = 20, L_B = 21;
-export const L_V = 22, L_E = 23, L_ST = 24, L_TU = 25, L_T = 26, L_CNT = 27;
 const N_LOCALS = 27;
 
 /** What the compiler knows of the flags: null when they are only in the locals' run-time state. */
-interface Flags {
-  op: number;
-  size: number;
-  /** A SUB or CMP: conditions compare the operands directly. */
-  pure: boolean;
-  /** INC/DEC: CF is bit 0 of the `F` local. */
-  noCf: boolean;
-  /** The count of a shift by a constant. */
-  count: number;
-}
 
 const TRUNCATED = new Error("instruction crosses the fetch window");
 export const NEXT = 1, END = 2;
-/** A flag state with every arithmetic flag in the `F` local (after IMUL). */
-export const CONCRETE = -1;
+export { CONCRETE } from "./flag_emit.ts";
+export * from "./locals.ts";
 
 interface ModRm {
   mod: number;
@@ -480,194 +490,15 @@ export class RegionCompiler {
   }
   /** Pushes (x >>> sh) & 1. */
   bit(sh: number): void {
-    this.code.i32(sh).op(OP.i32ShrU).i32(1).op(OP.i32And);
+    bit(this.code, sh);
   }
   /** Pushes CF (0 or 1). */
   cf(): void {
-    const c = this.code, f = this.fl;
-    if (f === null) {
-      this.storeFlags();
-      c.i32(2).call(IMP_COND);
-      return;
-    }
-    if (f.noCf || f.op === CONCRETE) {
-      c.get(L_F).i32(1).op(OP.i32And);
-      return;
-    }
-    const sh = f.size - 1;
-    switch (f.op) {
-      case LZ_ADD: // ((d & s) | ((d | s) & ~r)) >>> sh & 1
-        c.get(L_D).get(L_S).op(OP.i32And).get(L_D).get(L_S).op(OP.i32Or).get(L_R).i32(-1)
-          .op(OP.i32Xor).op(OP.i32And).op(OP.i32Or);
-        this.bit(sh);
-        return;
-      case LZ_SUB:
-        if (f.pure) {
-          c.get(L_D).get(L_S).op(OP.i32LtU);
-          return;
-        }
-        // ((~d & s) | ((~d | s) & r)) >>> sh & 1
-        c.get(L_D).i32(-1).op(OP.i32Xor).get(L_S).op(OP.i32And).get(L_D).i32(-1).op(OP.i32Xor)
-          .get(L_S).op(OP.i32Or).get(L_R).op(OP.i32And).op(OP.i32Or);
-        this.bit(sh);
-        return;
-      case LZ_LOGIC:
-        c.i32(0);
-        return;
-    }
-    this.shiftCf(f);
-  }
-  shiftCf(f: Flags): void {
-    const c = this.code, n = f.count, size = f.size;
-    if (f.op === LZ_SHL) {
-      if (n > size) c.i32(0);
-      else {
-        c.get(L_D);
-        this.bit(size - n);
-      }
-    } else if (f.op === LZ_SHR) {
-      c.get(L_D);
-      this.bit(n - 1);
-    } else {
-      c.get(L_D).i32(32 - size).op(OP.i32Shl).i32(32 - size).op(OP.i32ShrS).i32(n - 1)
-        .op(OP.i32ShrS).i32(1).op(OP.i32And);
-    }
-  }
-  of(f: Flags): void {
-    const c = this.code, sh = f.size - 1;
-    switch (f.op) {
-      case LZ_ADD:
-        c.get(L_D).get(L_R).op(OP.i32Xor).get(L_S).get(L_R).op(OP.i32Xor).op(OP.i32And);
-        this.bit(sh);
-        return;
-      case LZ_SUB:
-        c.get(L_D).get(L_S).op(OP.i32Xor).get(L_D).get(L_R).op(OP.i32Xor).op(OP.i32And);
-        this.bit(sh);
-        return;
-      case LZ_SHL:
-        c.get(L_R);
-        this.bit(sh);
-        this.shiftCf(f);
-        c.op(OP.i32Xor);
-        return;
-      case LZ_SHR:
-        if (f.count === 1) {
-          c.get(L_D);
-          this.bit(sh);
-        } else c.i32(0);
-        return;
-      default:
-        c.i32(0);
-    }
-  }
-  zf(): void {
-    this.code.get(L_R).op(OP.i32Eqz);
-  }
-  sf(f: Flags): void {
-    this.code.get(L_R);
-    this.bit(f.size - 1);
+    cf(this.code, this.fl, () => this.storeFlags());
   }
   /** Pushes condition `cc` (0/1). */
   cond(cc: number): void {
-    const c = this.code, f = this.fl;
-    if (f === null) {
-      this.storeFlags();
-      c.i32(cc).call(IMP_COND);
-      return;
-    }
-    if (f.op === CONCRETE) {
-      const bitF = (b: number) => {
-        c.get(L_F);
-        this.bit(b);
-      };
-      switch (cc >> 1) {
-        case 0:
-          bitF(11);
-          break;
-        case 1:
-          bitF(0);
-          break;
-        case 2:
-          bitF(6);
-          break;
-        case 3:
-          c.get(L_F).i32(0x41).op(OP.i32And).i32(0).op(OP.i32Ne);
-          break;
-        case 4:
-          bitF(7);
-          break;
-        case 5:
-          bitF(2);
-          break;
-        case 6:
-          bitF(7);
-          bitF(11);
-          c.op(OP.i32Xor);
-          break;
-        default:
-          bitF(7);
-          bitF(11);
-          c.op(OP.i32Xor);
-          bitF(6);
-          c.op(OP.i32Or);
-      }
-      if (cc & 1) c.op(OP.i32Eqz);
-      return;
-    }
-    const ext = (l: number) => {
-      c.get(l);
-      if (f.size < 32) c.i32(32 - f.size).op(OP.i32Shl);
-    };
-    const pureSub = f.pure && !f.noCf;
-    switch (cc >> 1) {
-      case 0:
-        this.of(f);
-        break;
-      case 1:
-        this.cf();
-        break;
-      case 2:
-        this.zf();
-        break;
-      case 3:
-        if (pureSub) c.get(L_D).get(L_S).op(OP.i32LeU);
-        else {
-          this.cf();
-          this.zf();
-          c.op(OP.i32Or);
-        }
-        break;
-      case 4:
-        this.sf(f);
-        break;
-      case 5:
-        c.get(L_R).i32(0xff).op(OP.i32And).op(OP.i32Popcnt).i32(1).op(OP.i32And).op(OP.i32Eqz);
-        break;
-      case 6:
-        if (pureSub) {
-          ext(L_D);
-          ext(L_S);
-          c.op(OP.i32LtS);
-        } else {
-          this.sf(f);
-          this.of(f);
-          c.op(OP.i32Xor);
-        }
-        break;
-      default:
-        if (pureSub) {
-          ext(L_D);
-          ext(L_S);
-          c.op(OP.i32LeS);
-        } else {
-          this.sf(f);
-          this.of(f);
-          c.op(OP.i32Xor);
-          this.zf();
-          c.op(OP.i32Or);
-        }
-    }
-    if (cc & 1) c.op(OP.i32Eqz);
+    cond(this.code, this.fl, cc, () => this.storeFlags());
   }
 
   /** Masks the stack top to `size` bits (32: nothing). */
