@@ -7,11 +7,11 @@ import { PortIoSpace } from "../../../core/memory/port_io.ts";
 import { X86Cpu } from "./cpu.ts";
 import { findModel } from "./models.ts";
 
-function run(code: number[]) {
+function run(code: number[], gpHandler = [0xb3, 0x77, 0xfa, 0xf4]) {
   const memory = new AddressSpace();
   const ram = memory.addRam("ram", 0, 1 << 20);
   ram.set(code, 0x7c00);
-  ram.set([0xb3, 0x77, 0xfa, 0xf4], 0x8000); // #GP handler: mov bl, 0x77; cli; hlt
+  ram.set(gpHandler, 0x8000); // #GP handler, by default: mov bl, 0x77; cli; hlt
   ram.set([0x00, 0x80, 0x00, 0x00], 13 * 4);
   const cpu = new X86Cpu({ memory, io: new PortIoSpace() }, findModel("qemu32")!);
   cpu.jumpReal(0, 0x7c00);
@@ -68,4 +68,36 @@ Deno.test("FXSAVE to an address that is not 16-byte aligned raises #GP and write
   const { ram, cpu } = run([...FNINIT, ...FLD1, ...fx(0, 0x1008), ...HALT]);
   assert.equal(cpu.registers().ebx & 0xff, 0x77, "the #GP handler ran");
   assert.ok(ram.subarray(0x1000, 0x1300).every((b) => b === 0));
+});
+
+Deno.test("FXRSTOR of an image with reserved MXCSR bits raises #GP and leaves the FPU as it was", () => {
+  // The image at 0x1000 is zeros but MXCSR = 0xFFFFFFFF; FLD1 first, so TOP = 7 and ST0 = 1.0
+  // must survive. The #GP handler saves the FPU to 0x1200 before it halts.
+  const { ram, cpu } = run(
+    [
+      ...FNINIT,
+      ...FLD1,
+      ...[0xc7, 0x06, 0x18, 0x10, 0xff, 0xff], // mov word [0x1018], 0xffff
+      ...[0xc7, 0x06, 0x1a, 0x10, 0xff, 0xff], // mov word [0x101a], 0xffff
+      ...fx(1, 0x1000),
+      ...HALT,
+    ],
+    [0xb3, 0x77, ...fx(0, 0x1200), 0xfa, 0xf4],
+  );
+  assert.equal(cpu.registers().ebx & 0xff, 0x77, "the #GP handler ran");
+  const saved = new DataView(ram.buffer, ram.byteOffset + 0x1200, 512);
+  assert.equal(saved.getUint16(2, true), 0x3800, "TOP still 7");
+  assert.equal(saved.getUint8(4), 0x80, "R7 still in use");
+  assert.deepEqual([...ram.subarray(0x1200 + 32, 0x1200 + 42)], [
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0x80,
+    0xff,
+    0x3f,
+  ]);
 });
