@@ -198,6 +198,17 @@ export interface RemovableMedium {
 export const REMOVABLE_MEDIA: ServiceKey<Map<string, RemovableMedium>> = serviceKey(
   "removable-media",
 );
+/** A memory balloon as the monitor drives it (`balloon`, `query-balloon`, BALLOON_CHANGE). */
+export interface MemoryBalloon {
+  /** The 4 KiB pages the guest holds in the balloon (what its driver reported). */
+  readonly actualPages: number;
+  /** Asks the guest to hold `pages` 4 KiB pages in the balloon. */
+  setTargetPages(pages: number): void;
+  /** Calls `listener` whenever the guest reports a new balloon size. */
+  onActualChange(listener: () => void): void;
+}
+/** The machine's memory balloon (published by virtio-balloon; QEMU allows one). */
+export const BALLOON: ServiceKey<MemoryBalloon> = serviceKey("balloon");
 /** A keyboard the monitor's sendkey types on. */
 export interface Keyboard {
   /** Queues scancode bytes as the guest reads them (set 1 through an i8042 that translates). */

@@ -1,7 +1,7 @@
 // The monitor's network commands: `info usernet`, from what each user-mode backend reports
 
 import type { CommandTable, MonitorContext } from "./monitor/commands.ts";
-import { hubIdOf } from "./net.ts";
+import { hubIdOf, type NetClient } from "./net.ts";
 
 /**
  * `info usernet`'s text: for each backend that reports a table
@@ -16,6 +16,45 @@ export function usernetText(ctx: MonitorContext): string {
   return out;
 }
 
+/**
+ * `info network`: each hub and its ports with the client behind each port, then the
+ * clients linked directly, in QEMU's layout. vmkit's clients carry no QEMU info string
+ * (index, net, macaddr...): the line says `type=` the client's model only.
+ */
+export function networkText(ctx: MonitorContext): string {
+  const clients = ctx.machine.netClients;
+  const describe = (c: NetClient | null) => (c ? `${c.id}: type=${c.model}` : "(none)");
+  const hubs = new Map<number, NetClient[]>();
+  const shown = new Set<NetClient>();
+  for (const c of clients) {
+    const hub = hubIdOf(c);
+    if (hub >= 0) {
+      if (!hubs.has(hub)) hubs.set(hub, []);
+      hubs.get(hub)!.push(c);
+      shown.add(c);
+    }
+  }
+  let out = "";
+  for (const [id, ports] of [...hubs].sort((a, b) => a[0] - b[0])) {
+    out += `hub ${id}\n`;
+    // QEMU lists a hub's ports newest first.
+    for (const p of [...ports].reverse()) {
+      out += ` \\ ${p.id}: ${describe(p.peer)}\n`;
+      if (p.peer) shown.add(p.peer);
+    }
+  }
+  for (const c of clients) {
+    if (shown.has(c)) continue;
+    out += `${describe(c)}\n`;
+    shown.add(c);
+    if (c.peer && !shown.has(c.peer)) {
+      out += ` \\ ${describe(c.peer)}\n`;
+      shown.add(c.peer);
+    }
+  }
+  return out;
+}
+
 /** Adds the network `info` commands to a monitor's table. */
 export function addNetInfoCommands(table: CommandTable): void {
   table.addInfo({
@@ -23,5 +62,11 @@ export function addNetInfoCommands(table: CommandTable): void {
     params: "",
     help: "show user network stack connection states",
     run: (ctx) => usernetText(ctx),
+  });
+  table.addInfo({
+    name: "network",
+    params: "",
+    help: "show the network state",
+    run: (ctx) => networkText(ctx),
   });
 }

@@ -529,6 +529,7 @@ export async function buildSystemSetup(
     vga: lastValue(opts, "vga") ??
       (opts.some((o) => o.name === "nodefaults") ? "none" : undefined),
     noReboot: opts.some((o) => o.name === "no-reboot"),
+    uuid: lastValue(opts, "uuid"),
     chardevs: named.filter((c) => !serial.includes(c)),
     kernel: readKernelConfig(opts),
     registry,

@@ -24,12 +24,20 @@ import { addMediaCommands } from "./media.ts";
 import { addSendKeyCommands } from "./sendkey.ts";
 import { MonitorError } from "./commands.ts";
 import { addNetInfoCommands } from "../net_monitor.ts";
+import { addPciCommands } from "./pci_info.ts";
+import { addBlockInfoCommands } from "./block_info.ts";
+import { addMachineInfoCommands } from "./machine_info.ts";
+import { addBalloonCommands } from "./balloon.ts";
 
 /** Adds the built-in QMP and HMP commands to `table`. */
 export function addBuiltinCommands(table: CommandTable): void {
   addMediaCommands(table);
   addSendKeyCommands(table);
   addNetInfoCommands(table);
+  addPciCommands(table);
+  addBlockInfoCommands(table);
+  addMachineInfoCommands(table);
+  addBalloonCommands(table);
   const none = [] as const;
   table.addQmp({ name: "query-status", args: none, run: (ctx) => statusInfo(ctx) });
   table.addQmp({
@@ -171,12 +179,6 @@ export function addBuiltinCommands(table: CommandTable): void {
       "show the cpu registers (-a: show register info for all cpus; -c: show register info for current cpu)",
     run: (ctx, args) => registersText(ctx, args.includes("-a")),
   });
-  table.addInfo({
-    name: "pci",
-    params: "",
-    help: "show PCI info",
-    run: (ctx) => pciText(ctx),
-  });
 }
 
 // QEMU's qmp_system_powerdown: the board's power button, then the POWERDOWN event.
@@ -291,81 +293,6 @@ function registersText(ctx: MonitorContext, all: boolean): string {
     lines.push(`EFER=${hex64(st.u64(X86_EFER))}`);
     out += lines.join("\n") + "\n";
   });
-  return out;
-}
-
-const PCI_CLASSES: Record<number, string> = {
-  0x0100: "SCSI controller",
-  0x0101: "IDE controller",
-  0x0106: "SATA controller",
-  0x0180: "Storage controller",
-  0x0200: "Ethernet controller",
-  0x0300: "VGA controller",
-  0x0600: "Host bridge",
-  0x0601: "ISA bridge",
-  0x0680: "Bridge",
-  0x00ff: "RAM controller",
-};
-
-// Reads configuration space through the host bridge's ports 0xcf8/0xcfc (between slices,
-// restoring the guest's address latch), as QEMU's `info pci` walks its bus.
-function pciText(ctx: MonitorContext): string {
-  const io = ctx.machine.io;
-  const latch = io.in(0xcf8, 4);
-  const cfg = (devfn: number, off: number) => {
-    io.out(0xcf8, 4, (0x80000000 | (devfn << 8) | (off & 0xfc)) >>> 0);
-    return io.in(0xcfc, 4) >>> 0;
-  };
-  const setCfg = (devfn: number, off: number, v: number) => {
-    io.out(0xcf8, 4, (0x80000000 | (devfn << 8) | (off & 0xfc)) >>> 0);
-    io.out(0xcfc, 4, v >>> 0);
-  };
-  let out = "";
-  try {
-    for (let devfn = 0; devfn < 256; devfn++) {
-      const id = cfg(devfn, 0);
-      if ((id & 0xffff) === 0xffff || id === 0) continue;
-      const cls = cfg(devfn, 8) >>> 16;
-      const sub = cfg(devfn, 0x2c);
-      const intr = cfg(devfn, 0x3c);
-      const header = (cfg(devfn, 0x0c) >>> 16) & 0x7f;
-      const name = PCI_CLASSES[cls] ?? `Class ${hex(cls, 4)}`;
-      out += `  Bus  0, device ${String(devfn >> 3).padStart(3)}, function ${devfn & 7}:\n`;
-      out += `    ${name}: PCI device ${hex(id & 0xffff, 4)}:${hex(id >>> 16, 4)}\n`;
-      out += `      PCI subsystem ${hex(sub & 0xffff, 4)}:${hex(sub >>> 16, 4)}\n`;
-      const pin = (intr >> 8) & 0xff;
-      if (pin) out += `      IRQ ${intr & 0xff}, pin ${String.fromCharCode(64 + pin)}\n`;
-      if (header === 0) {
-        for (let bar = 0; bar < 6; bar++) {
-          const off = 0x10 + bar * 4;
-          const value = cfg(devfn, off);
-          setCfg(devfn, off, 0xffffffff);
-          const mask = cfg(devfn, off);
-          setCfg(devfn, off, value);
-          if (mask === 0) continue;
-          if (value & 1) {
-            const size = ((~(mask & 0xfffc) & 0xffff) + 1) >>> 0;
-            const base = value & 0xfffc;
-            const at = base === 0 ? "0xffffffffffffffff" : `0x${hex(base, 4)}`;
-            const last = base === 0 ? size - 2 : base + size - 1;
-            out += `      BAR${bar}: I/O at ${at} [0x${hex(last, 4)}].\n`;
-            continue;
-          }
-          const size = ((~(mask & 0xfffffff0)) + 1) >>> 0;
-          const base = (value & 0xfffffff0) >>> 0;
-          const pf = value & 8 ? " prefetchable" : "";
-          const at = base === 0 ? "0xffffffffffffffff" : `0x${hex(base, 8)}`;
-          const last = base === 0 ? size - 2 : base + size - 1;
-          out += `      BAR${bar}: 32 bit${pf} memory at ${at} [0x${hex(last, 8)}].\n`;
-          if ((value & 6) === 4) bar++;
-        }
-      }
-      out += `      id ""\n`;
-      if (devfn % 8 === 0 && !((cfg(devfn, 0x0c) >>> 16) & 0x80)) devfn += 7;
-    }
-  } finally {
-    io.out(0xcf8, 4, latch >>> 0);
-  }
   return out;
 }
 

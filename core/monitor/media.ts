@@ -6,6 +6,7 @@ import { errorChainMessage } from "../errors.ts";
 import { REMOVABLE_MEDIA, type RemovableMedium } from "../device.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
 import { MonitorError } from "./commands.ts";
+import { drivePath } from "./block_info.ts";
 
 function medium(ctx: MonitorContext, device: string): RemovableMedium {
   const drive = ctx.machine.config.drives.find((d) => d.id === device);
@@ -16,8 +17,14 @@ function medium(ctx: MonitorContext, device: string): RemovableMedium {
 }
 
 function trayMoved(ctx: MonitorContext, device: string, open: boolean): void {
-  // QEMU names the attached device by its QOM path; vmkit has none, so the id is empty.
-  ctx.emit("DEVICE_TRAY_MOVED", { device, "tray-open": open, id: "" });
+  // QEMU's id is the attached device's qdev id, or its QOM path when it has none (a
+  // -cdrom drive's never has one): vmkit's path of it (block_info.ts).
+  const drive = ctx.machine.config.drives.find((d) => d.id === device);
+  ctx.emit("DEVICE_TRAY_MOVED", {
+    device,
+    "tray-open": open,
+    id: drive ? drivePath(ctx, drive) : "",
+  });
 }
 
 // Opens the tray (an event if it moved) and puts `node` in, or takes the medium out.

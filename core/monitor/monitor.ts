@@ -4,6 +4,7 @@ import { errorChainMessage } from "../errors.ts";
 import { LineEditor } from "./readline.ts";
 import type { Machine } from "../machine.ts";
 import { addBuiltinCommands } from "./builtins.ts";
+import { watchBalloon } from "./balloon.ts";
 import {
   checkQmpArgs,
   CommandTable,
@@ -65,6 +66,7 @@ export class Monitor implements MonitorContext {
       machine.pause();
       this.#status = "prelaunch";
     }
+    watchBalloon(machine, (event, data) => this.emit(event, data));
     machine.onRunEvent((event) => {
       if (event === "reset") {
         const reason = this.#hostReason ?? "guest-reset";

@@ -1,6 +1,6 @@
 // The virtio memory balloon (virtio 1.2 §5.5): inflate, deflate and statistics queues
 
-import type { DeviceState } from "../../../core/device.ts";
+import type { DeviceState, MemoryBalloon } from "../../../core/device.ts";
 import { VIRTIO_ID_BALLOON } from "./constants.ts";
 import type { VirtioDeviceModel, VirtioHost } from "./pci.ts";
 import type { DescChain, VirtQueue } from "./queue.ts";
@@ -41,7 +41,7 @@ export const BALLOON_STAT_NAMES: Readonly<Record<number, string>> = {
  * them read back), takes them again through the deflate queue and reports `actual`.
  * The last statistics the driver sent are kept; {@linkcode requestStats} asks for more.
  */
-export class VirtioBalloon implements VirtioDeviceModel {
+export class VirtioBalloon implements VirtioDeviceModel, MemoryBalloon {
   readonly deviceType = VIRTIO_ID_BALLOON;
   readonly classCode = 0x00ff00;
   readonly queueSizes = [128, 128, 128];
@@ -57,6 +57,7 @@ export class VirtioBalloon implements VirtioDeviceModel {
   #view = new DataView(this.config.buffer);
   /** The stats buffer the device holds until it wants fresh numbers. */
   #statsChain: DescChain | null = null;
+  #actualListeners: (() => void)[] = [];
 
   attach(host: VirtioHost): void {
     this.#host = host;
@@ -78,7 +79,13 @@ export class VirtioBalloon implements VirtioDeviceModel {
     this.#host.configChanged();
   }
 
+  /** Calls `listener` when the driver writes a new `actual` (QEMU's BALLOON_CHANGE). */
+  onActualChange(listener: () => void): void {
+    this.#actualListeners.push(listener);
+  }
+
   configWrite(offset: number, size: number, value: number): void {
+    const before = this.actualPages;
     // Only `actual` belongs to the driver.
     for (let i = 0; i < size; i++) {
       const at = offset + i;
@@ -86,6 +93,7 @@ export class VirtioBalloon implements VirtioDeviceModel {
         this.config[at] = (value >>> (8 * i)) & 0xff;
       }
     }
+    if (this.actualPages !== before) { for (const l of this.#actualListeners) l(); }
   }
 
   queueNotify(index: number): void {

@@ -1,7 +1,7 @@
 // The virtio PCI plugins: virtio-blk-pci, virtio-net-pci and virtio-balloon-pci descriptors
 
 import type { DriveConfig } from "../../../core/machine.ts";
-import { type DeviceContext, PCI_BUS } from "../../../core/device.ts";
+import { BALLOON, type DeviceContext, PCI_BUS } from "../../../core/device.ts";
 import { addOptionRomBar, parsePciAddr } from "../../../core/pci.ts";
 import { loadOptionRom, netBootRequested } from "../../../core/firmware.ts";
 import { UsageError } from "../../../core/errors.ts";
@@ -190,8 +190,12 @@ export const virtioBalloonPci = {
   userCreatable: true,
   options: COMMON_OPTIONS,
   create(machine: DeviceContext, opts: ParsedOptions): VirtioPciDevice {
-    const m = machine;
-    return plugTransport(m, "virtio-balloon-pci", "virtio-balloon", new VirtioBalloon(), opts);
+    // The monitor's balloon commands drive the one balloon a machine may have.
+    if (machine.findService(BALLOON)) throw new UsageError("Only one balloon device is supported");
+    const balloon = new VirtioBalloon();
+    const device = plugTransport(machine, "virtio-balloon-pci", "virtio-balloon", balloon, opts);
+    machine.provide(BALLOON, balloon);
+    return device;
   },
 } satisfies DeviceDescriptor;
 

@@ -1,0 +1,178 @@
+// query-block, query-blockstats and `info blockstats`: the drives, their images and the
+// block scheduler's counters, in QEMU 7.2's field names
+
+import { BlockBackend } from "../block/backend.ts";
+import type { BlockNode } from "../block/driver.ts";
+import { REMOVABLE_MEDIA } from "../device.ts";
+import type { DriveConfig } from "../machine.ts";
+import type { CommandTable, MonitorContext } from "./commands.ts";
+
+/**
+ * The QOM-style path of the device a drive is attached to. vmkit has no QOM tree: the
+ * path names the controller and the drive (QEMU numbers its unattached devices
+ * instead); QEMU's events carry it where the device has no id of its own.
+ */
+export function drivePath(ctx: MonitorContext, drive: DriveConfig): string {
+  if (drive.interface === "ide") {
+    const ide = ctx.machine.devices.find((d) => d.model === "piix3-ide");
+    return `/machine/unattached/${ide?.id ?? "ide"}/${drive.id}`;
+  }
+  if (drive.interface === "virtio") return `/machine/peripheral-anon/${drive.id}/virtio-backend`;
+  return `/machine/unattached/${drive.id}`;
+}
+
+function backingDepth(node: BlockNode): number {
+  let depth = 0;
+  for (let b = node.backing; b; b = b.backing) depth++;
+  return depth;
+}
+
+// QEMU's ImageInfo: the fields `qemu-img info --output=json` shows, the backing chain nested.
+function imageInfo(node: BlockNode): Record<string, unknown> {
+  const info: Record<string, unknown> = {
+    "virtual-size": node.size(),
+    filename: node.filename,
+    format: node.driver,
+    "actual-size": node.allocatedBytes(),
+    "dirty-flag": false,
+  };
+  if (node.clusterSize !== undefined && node.driver !== "raw") {
+    info["cluster-size"] = node.clusterSize;
+  }
+  const specific = node.formatInfo?.();
+  if (specific) info["format-specific"] = { type: specific.type, data: specific.data };
+  if (node.backing) {
+    info["backing-filename"] = node.backingFilename ?? node.backing.filename;
+    if (node.backingFormat) info["backing-filename-format"] = node.backingFormat;
+    info["full-backing-filename"] = node.backing.filename;
+    info["backing-image"] = imageInfo(node.backing);
+  }
+  return info;
+}
+
+/** query-block: one entry per drive, as QEMU's qmp_query_block. */
+export function queryBlock(ctx: MonitorContext): Record<string, unknown>[] {
+  const media = ctx.machine.findService(REMOVABLE_MEDIA);
+  return ctx.machine.config.drives.map((d, index) => {
+    const m = media?.get(d.id);
+    const removable = d.media === "cdrom";
+    const entry: Record<string, unknown> = {
+      device: d.id,
+      locked: m?.locked ?? false,
+      removable,
+    };
+    if (removable) entry.tray_open = m?.trayOpen ?? false;
+    entry["io-status"] = "ok";
+    const backend = d.node instanceof BlockBackend ? d.node : null;
+    if (backend) {
+      const node = backend.root;
+      const inserted: Record<string, unknown> = {
+        file: node.filename,
+        "node-name": `#block${String(index).padStart(3, "0")}`,
+        ro: d.readOnly || node.readOnly,
+        drv: node.driver,
+        encrypted: false,
+        detect_zeroes: "off",
+        bps: 0,
+        bps_rd: 0,
+        bps_wr: 0,
+        iops: 0,
+        iops_rd: 0,
+        iops_wr: 0,
+        write_threshold: 0,
+        backing_file_depth: backingDepth(node),
+        cache: {
+          writeback: !backend.cache.writethrough,
+          direct: backend.cache.direct,
+          "no-flush": backend.cache.noFlush,
+        },
+        image: imageInfo(node),
+      };
+      if (node.backing) inserted.backing_file = node.backing.filename;
+      entry.inserted = inserted;
+    }
+    entry.qdev = drivePath(ctx, d);
+    entry.type = "unknown";
+    return entry;
+  });
+}
+
+/** The counters of one drive (zeros for an empty one). */
+function driveStats(d: DriveConfig): Record<string, unknown> {
+  const s = d.node instanceof BlockBackend ? d.node.scheduler.stats : undefined;
+  return {
+    rd_bytes: s?.bytesRead ?? 0,
+    wr_bytes: s?.bytesWritten ?? 0,
+    rd_operations: s?.reads ?? 0,
+    wr_operations: (s?.writes ?? 0) + (s?.zeroes ?? 0),
+    flush_operations: s?.flushes ?? 0,
+    unmap_operations: s?.discards ?? 0,
+    unmap_bytes: 0,
+    // vmkit's scheduler counts failures, not their kind or the time requests take.
+    failed_rd_operations: 0,
+    failed_wr_operations: s?.failed ?? 0,
+    failed_flush_operations: 0,
+    failed_unmap_operations: 0,
+    invalid_rd_operations: 0,
+    invalid_wr_operations: 0,
+    invalid_flush_operations: 0,
+    invalid_unmap_operations: 0,
+    rd_total_time_ns: 0,
+    wr_total_time_ns: 0,
+    flush_total_time_ns: 0,
+    unmap_total_time_ns: 0,
+    rd_merged: 0,
+    wr_merged: 0,
+    unmap_merged: 0,
+    wr_highest_offset: 0,
+    account_invalid: true,
+    account_failed: true,
+    timed_stats: [],
+  };
+}
+
+/** query-blockstats: the counters of each drive. */
+export function queryBlockstats(ctx: MonitorContext): Record<string, unknown>[] {
+  return ctx.machine.config.drives.map((d, index) => {
+    const entry: Record<string, unknown> = { device: d.id, stats: driveStats(d) };
+    if (d.node) entry["node-name"] = `#block${String(index).padStart(3, "0")}`;
+    entry.qdev = drivePath(ctx, d);
+    return entry;
+  });
+}
+
+/** `info blockstats`: QEMU's print_blockstats line for each drive. */
+export function blockstatsText(ctx: MonitorContext): string {
+  const keys = [
+    "rd_bytes",
+    "wr_bytes",
+    "rd_operations",
+    "wr_operations",
+    "flush_operations",
+    "wr_total_time_ns",
+    "rd_total_time_ns",
+    "flush_total_time_ns",
+    "rd_merged",
+    "wr_merged",
+  ];
+  return ctx.machine.config.drives.map((d) => {
+    const s = driveStats(d);
+    return `${d.id}: ${keys.map((k) => `${k}=${s[k]}`).join(" ")} idle_time_ns=0\n`;
+  }).join("");
+}
+
+/** Adds query-block, query-blockstats and `info blockstats`. */
+export function addBlockInfoCommands(table: CommandTable): void {
+  table.addQmp({ name: "query-block", args: [], run: (ctx) => queryBlock(ctx) });
+  table.addQmp({
+    name: "query-blockstats",
+    args: [{ name: "query-nodes", type: "bool", optional: true }],
+    run: (ctx) => queryBlockstats(ctx),
+  });
+  table.addInfo({
+    name: "blockstats",
+    params: "",
+    help: "show block device statistics",
+    run: (ctx) => blockstatsText(ctx),
+  });
+}
