@@ -284,8 +284,18 @@ export async function openDrives(
 }
 
 /** The options vmkit acts on; every other QEMU option is refused, never silently ignored. */
+/** `-uuid`: QEMU's text form, 8-4-4-4-12 hex digits (fw_cfg and the monitor take it). */
+function parseUuid(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  if (!/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/.test(text)) {
+    throw new UsageError(`-uuid ${text}: failed to parse UUID string: wrong format`);
+  }
+  return text;
+}
+
 const IMPLEMENTED = new Set([
   "name",
+  "uuid",
   "M",
   "machine",
   "accel",
@@ -529,7 +539,7 @@ export async function buildSystemSetup(
     vga: lastValue(opts, "vga") ??
       (opts.some((o) => o.name === "nodefaults") ? "none" : undefined),
     noReboot: opts.some((o) => o.name === "no-reboot"),
-    uuid: lastValue(opts, "uuid"),
+    uuid: parseUuid(lastValue(opts, "uuid")),
     chardevs: named.filter((c) => !serial.includes(c)),
     kernel: readKernelConfig(opts),
     registry,

@@ -2,6 +2,7 @@
 
 import { UsageError, VmkitError } from "../../core/errors.ts";
 import { loadVm } from "../../core/monitor/snapshots.ts";
+import { markBlockStatsBaseline } from "../../core/monitor/block_info.ts";
 import {
   formatOptionHelp,
   isHelpRequest,
@@ -269,6 +270,12 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
       } catch (e) {
         throw new VmkitError(e instanceof Error ? e.message : String(e));
       }
+    }
+    if (monitors) {
+      // The monitor's block statistics count the guest's I/O, as QEMU's devices account
+      // it: what realize read (virtio-blk's geometry guess) is not.
+      await machine.realize();
+      markBlockStatsBaseline(machine);
     }
     Deno.addSignalListener("SIGINT", onSignal);
     const exit = await machine.run();

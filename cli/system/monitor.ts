@@ -16,6 +16,11 @@ import {
 import { addSnapshotCommands } from "../../core/monitor/snapshots.ts";
 import { snapshotTable } from "../img/info.ts";
 
+/** Unsent answer bytes past which a monitor connection stops reading requests. */
+const MONITOR_READ_PAUSE_BYTES = 1 << 20;
+/** Unsent bytes past which a client that reads nothing is disconnected. */
+const MONITOR_MAX_UNSENT_BYTES = 16 << 20;
+
 /** One `-monitor` or `-qmp` as parsed. */
 export interface MonitorSpec {
   /** `hmp` for -monitor, `qmp` for -qmp. */
@@ -117,9 +122,29 @@ export async function startMonitors(
 
   const serve = (conn: Deno.Conn, mode: "hmp" | "qmp") => {
     conns.add(conn);
+    // Answers go out in order; the bytes not yet taken by the client are counted, so a
+    // client that does not read is not answered into unbounded memory.
+    let unsentBytes = 0;
+    let sending = Promise.resolve();
+    const writeAll = async (data: Uint8Array) => {
+      for (let done = 0; done < data.length;) done += await conn.write(data.subarray(done));
+    };
     const out: MonitorOutput = {
       write: (text) => {
-        conn.write(encoder.encode(text)).catch(() => {});
+        const data = encoder.encode(text);
+        if (unsentBytes + data.length > MONITOR_MAX_UNSENT_BYTES) {
+          // Events keep coming while the client reads nothing: hang up on it.
+          try {
+            conn.close();
+          } catch {
+            // already closed
+          }
+          return;
+        }
+        unsentBytes += data.length;
+        sending = sending.then(() => writeAll(data)).catch(() => {}).finally(() => {
+          unsentBytes -= data.length;
+        });
       },
       close: () => conn.close(),
     };
@@ -132,6 +157,10 @@ export async function startMonitors(
           if (n === null) break;
           session.receive(buf.slice(0, n));
           machine.loop.wake();
+          // QEMU stops reading a monitor while its requests are queued: answer these
+          // first, and wait for the client to take a backlog of answers.
+          await session.idle();
+          if (unsentBytes > MONITOR_READ_PAUSE_BYTES) await sending;
         }
       } catch {
         // the peer went away

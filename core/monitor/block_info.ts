@@ -4,7 +4,8 @@
 import { BlockBackend } from "../block/backend.ts";
 import type { BlockNode } from "../block/driver.ts";
 import { REMOVABLE_MEDIA } from "../device.ts";
-import type { DriveConfig } from "../machine.ts";
+import type { DriveConfig, Machine } from "../machine.ts";
+import type { SchedulerStats } from "../block/scheduler.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
 
 /**
@@ -97,9 +98,32 @@ export function queryBlock(ctx: MonitorContext): Record<string, unknown>[] {
   });
 }
 
+/**
+ * The scheduler's counters when the monitor started, per backend: what vmkit read
+ * before the guest ran (the geometry guess reads sector 0) is not the guest's I/O, which
+ * is all QEMU's devices account.
+ */
+const baselines = new WeakMap<BlockBackend, SchedulerStats>();
+
+/** Takes the current counters of every drive as the zero of its statistics. */
+export function markBlockStatsBaseline(machine: Machine): void {
+  for (const d of machine.config.drives) {
+    if (d.node instanceof BlockBackend) baselines.set(d.node, { ...d.node.scheduler.stats });
+  }
+}
+
+function guestStats(backend: BlockBackend): SchedulerStats {
+  const now = backend.scheduler.stats;
+  const base = baselines.get(backend);
+  if (!base) return now;
+  const out = { ...now };
+  for (const k of Object.keys(out) as (keyof SchedulerStats)[]) out[k] = now[k] - base[k];
+  return out;
+}
+
 /** The counters of one drive (zeros for an empty one). */
 function driveStats(d: DriveConfig): Record<string, unknown> {
-  const s = d.node instanceof BlockBackend ? d.node.scheduler.stats : undefined;
+  const s = d.node instanceof BlockBackend ? guestStats(d.node) : undefined;
   return {
     rd_bytes: s?.bytesRead ?? 0,
     wr_bytes: s?.bytesWritten ?? 0,

@@ -24,6 +24,8 @@ export interface MonitorOutput {
 /** One connected client: it is given the bytes it sent. */
 export interface MonitorSession {
   receive(data: Uint8Array): void;
+  /** Settles once the commands received so far have been answered. */
+  idle(): Promise<void>;
   /** The client went away. */
   detach(): void;
 }
@@ -47,6 +49,7 @@ export class Monitor implements MonitorContext {
   #qmpSessions = new Set<QmpListener>();
   #hostReason: string | null = null;
   #quitting = false;
+  #throttled = new Map<string, { data?: Record<string, unknown>; pending: boolean }>();
 
   constructor(machine: Machine, host: MonitorHost, options: { startPaused?: boolean } = {}) {
     this.machine = machine;
@@ -115,6 +118,33 @@ export class Monitor implements MonitorContext {
   }
 
   emit(event: string, data?: Record<string, unknown>): void {
+    const rate = THROTTLED_EVENTS_MS[event];
+    if (rate !== undefined) {
+      // QEMU's monitor_qapi_event_queue: the first goes out, later ones within the
+      // period wait, and only the newest of them is sent when the period ends.
+      const held = this.#throttled.get(event);
+      if (held) {
+        held.data = data;
+        held.pending = true;
+        return;
+      }
+      const slot = { data, pending: false };
+      this.#throttled.set(event, slot);
+      const tick = () => {
+        if (!slot.pending) {
+          this.#throttled.delete(event);
+          return;
+        }
+        slot.pending = false;
+        this.#send(event, slot.data);
+        Deno.unrefTimer(setTimeout(tick, rate));
+      };
+      Deno.unrefTimer(setTimeout(tick, rate));
+    }
+    this.#send(event, data);
+  }
+
+  #send(event: string, data?: Record<string, unknown>): void {
     const now = Date.now();
     const message: Record<string, unknown> = {
       timestamp: { seconds: Math.floor(now / 1000), microseconds: (now % 1000) * 1000 },
@@ -156,6 +186,7 @@ export class Monitor implements MonitorContext {
           });
         }
       },
+      idle: () => queue,
       detach: () => {},
     };
   }
@@ -177,12 +208,21 @@ export class Monitor implements MonitorContext {
     };
     const parser = new JsonStreamSplitter();
     let queue = Promise.resolve();
-    const handle = async (text: string) => {
+    const handle = async (item: SplitResult) => {
+      if ("error" in item) {
+        send({ error: { class: "GenericError", desc: item.error } });
+        return;
+      }
       let request: unknown;
       try {
-        request = JSON.parse(text);
+        request = JSON.parse(item.text);
       } catch (e) {
-        const why = e instanceof Error ? e.message : String(e);
+        // A bare word is what QEMU's lexer calls an invalid keyword.
+        const why = /^[A-Za-z_]\w*$/.test(item.text)
+          ? `invalid keyword '${item.text}'`
+          : e instanceof Error
+          ? e.message
+          : String(e);
         send({ error: { class: "GenericError", desc: `JSON parse error, ${why}` } });
         return;
       }
@@ -194,8 +234,9 @@ export class Monitor implements MonitorContext {
     this.#qmpSessions.add(listener);
     return {
       receive: (data) => {
-        for (const text of parser.push(data)) queue = queue.then(() => handle(text));
+        for (const item of parser.push(data)) queue = queue.then(() => handle(item));
       },
+      idle: () => queue,
       detach: () => {
         this.#qmpSessions.delete(listener);
       },
@@ -218,7 +259,24 @@ export class Monitor implements MonitorContext {
         throw new MonitorError("GenericError", "QMP input must be a JSON object");
       }
       const r = request as Record<string, unknown>;
-      const name = r.execute ?? r["exec-oob"];
+      // QEMU's qmp_dispatch_check_obj, in its order (out-of-band execution is not offered).
+      for (const [key, value] of Object.entries(r)) {
+        if (key === "execute") {
+          if (typeof value !== "string") {
+            throw new MonitorError("GenericError", "QMP input member 'execute' must be a string");
+          }
+        } else if (key === "arguments") {
+          if (!value || typeof value !== "object" || Array.isArray(value)) {
+            throw new MonitorError(
+              "GenericError",
+              "QMP input member 'arguments' must be an object",
+            );
+          }
+        } else if (key !== "id") {
+          throw new MonitorError("GenericError", `QMP input member '${key}' is unexpected`);
+        }
+      }
+      const name = r.execute;
       if (typeof name !== "string") {
         throw new MonitorError("GenericError", "QMP input lacks member 'execute'");
       }
@@ -254,57 +312,115 @@ export class Monitor implements MonitorContext {
   }
 }
 
+/** Events QEMU sends at most once per period (ms), the newest winning (monitor/monitor.c). */
+const THROTTLED_EVENTS_MS: Readonly<Record<string, number>> = { BALLOON_CHANGE: 1000 };
+
 type QmpListener = (event: Record<string, unknown>) => void;
+
+/** The most bytes one QMP request may take (QEMU's limit is per token, 64 MiB). */
+export const QMP_MAX_REQUEST_BYTES = 1 << 20;
+/** The deepest nesting a QMP request may have (QEMU's json-streamer MAX_NESTING). */
+export const QMP_MAX_NESTING = 1024;
+
+/** One request the splitter found: its text, or why it was refused. */
+export type SplitResult = { text: string } | { error: string };
+
+const QUOTE = 0x22, BACKSLASH = 0x5c, LF = 0x0a, CR = 0x0d;
+const OPEN_BRACE = 0x7b, CLOSE_BRACE = 0x7d, OPEN_BRACKET = 0x5b, CLOSE_BRACKET = 0x5d;
 
 /**
  * Splits a byte stream into top-level JSON texts (QEMU's JSON lexer does this too: a
- * request may span lines, or several share one). A text past 1 MiB is refused.
+ * request may span lines, or several share one). It scans bytes, which UTF-8 allows:
+ * the bytes it looks for never occur inside a multi-byte character. A request that
+ * grows past {@linkcode QMP_MAX_REQUEST_BYTES} or nests deeper than
+ * {@linkcode QMP_MAX_NESTING} is refused once and the rest of it skipped without being
+ * kept; a request that is not UTF-8 is refused.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { JsonStreamSplitter } from "./monitor.ts";
+ *
+ * const s = new JsonStreamSplitter();
+ * const enc = new TextEncoder();
+ * assert.deepEqual(s.push(enc.encode('{"execute": "a"}{"exe')), [{ text: '{"execute": "a"}' }]);
+ * assert.deepEqual(s.push(enc.encode('cute": "b"}')), [{ text: '{"execute": "b"}' }]);
+ * ```
  */
 export class JsonStreamSplitter {
-  #decoder = new TextDecoder();
-  #buf = "";
+  #decoder = new TextDecoder("utf-8", { fatal: true });
+  #buf = new Uint8Array(4096);
+  #len = 0;
   #depth = 0;
   #inString = false;
   #escape = false;
-  #scanned = 0;
+  /** Skipping the rest of a refused request (its bytes are not kept). */
+  #skipping = false;
 
-  /** Adds bytes; returns the complete texts they finished. */
-  push(data: Uint8Array): string[] {
-    this.#buf += this.#decoder.decode(data, { stream: true });
-    const out: string[] = [];
-    let start = 0;
-    for (let i = this.#scanned; i < this.#buf.length; i++) {
-      const ch = this.#buf[i];
+  /** Adds bytes; returns the requests they finished. */
+  push(data: Uint8Array): SplitResult[] {
+    const out: SplitResult[] = [];
+    for (let i = 0; i < data.length; i++) {
+      const b = data[i];
+      if (!this.#skipping) this.#keep(b);
       if (this.#inString) {
         if (this.#escape) this.#escape = false;
-        else if (ch === "\\") this.#escape = true;
-        else if (ch === '"') this.#inString = false;
-        continue;
-      }
-      if (ch === '"') this.#inString = true;
-      else if (ch === "{" || ch === "[") this.#depth++;
-      else if (ch === "}" || ch === "]") {
-        this.#depth--;
-        if (this.#depth <= 0) {
-          this.#depth = 0;
-          out.push(this.#buf.slice(start, i + 1).trim());
-          start = i + 1;
+        else if (b === BACKSLASH) this.#escape = true;
+        else if (b === QUOTE) this.#inString = false;
+      } else if (b === QUOTE) {
+        this.#inString = true;
+      } else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
+        this.#depth++;
+        if (this.#depth > QMP_MAX_NESTING && !this.#skipping) {
+          this.#refuse(out, "JSON nesting depth limit exceeded");
         }
-      } else if (this.#depth === 0 && (ch === "\n" || ch === "\r")) {
-        const text = this.#buf.slice(start, i).trim();
-        if (text) out.push(text);
-        start = i + 1;
+      } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
+        this.#depth = Math.max(0, this.#depth - 1);
+        if (this.#depth === 0) this.#finish(out);
+      } else if (this.#depth === 0 && (b === LF || b === CR)) {
+        this.#finish(out);
       }
-    }
-    this.#buf = this.#buf.slice(start);
-    this.#scanned = this.#buf.length;
-    if (this.#buf.length > 1 << 20) {
-      this.#buf = "";
-      this.#scanned = 0;
-      this.#depth = 0;
-      this.#inString = false;
-      out.push("<input too long>");
+      if (!this.#skipping && this.#len > QMP_MAX_REQUEST_BYTES) {
+        this.#refuse(out, `JSON parse error, request longer than ${QMP_MAX_REQUEST_BYTES} bytes`);
+      }
     }
     return out;
+  }
+
+  #keep(b: number): void {
+    if (this.#len === this.#buf.length) {
+      const grown = new Uint8Array(this.#buf.length * 2);
+      grown.set(this.#buf);
+      this.#buf = grown;
+    }
+    this.#buf[this.#len++] = b;
+  }
+
+  #refuse(out: SplitResult[], why: string): void {
+    out.push({ error: why });
+    this.#skipping = true;
+    this.#len = 0;
+    if (this.#buf.length > 4096) this.#buf = new Uint8Array(4096);
+    // A refused line of junk outside any object ends at its newline.
+    if (this.#depth === 0 && !this.#inString) this.#skipping = false;
+  }
+
+  #finish(out: SplitResult[]): void {
+    if (this.#skipping) {
+      this.#skipping = false;
+      this.#len = 0;
+      return;
+    }
+    const bytes = this.#buf.subarray(0, this.#len);
+    this.#len = 0;
+    let text: string;
+    try {
+      text = this.#decoder.decode(bytes).trim();
+    } catch {
+      out.push({ error: "JSON parse error, invalid UTF-8 sequence" });
+      return;
+    }
+    if (text) out.push({ text });
+    if (this.#buf.length > 4096) this.#buf = new Uint8Array(4096);
   }
 }

@@ -161,19 +161,32 @@ Deno.test("a plugin's command joins the table, and bad requests get QMP errors, 
   assert.equal(m[10].return, "invalid char in format: 'zz'\r\n");
 });
 
-Deno.test("the JSON splitter takes requests split across reads, several per read, and caps a runaway one", () => {
+Deno.test("JsonStreamSplitter takes requests split across reads, several per read, and refuses runaway ones once", () => {
   const s = new JsonStreamSplitter();
   const enc = new TextEncoder();
   assert.deepEqual(s.push(enc.encode('{"execute": "a", "x": "}{"')), []);
   assert.deepEqual(s.push(enc.encode('}{"execute": "b"}\n{"execute"')), [
-    '{"execute": "a", "x": "}{"}',
-    '{"execute": "b"}',
+    { text: '{"execute": "a", "x": "}{"}' },
+    { text: '{"execute": "b"}' },
   ]);
-  assert.deepEqual(s.push(enc.encode(': "c"}')), ['{"execute": "c"}']);
-  // 2 MiB of an unclosed object: dropped with one error text, and the stream goes on.
-  const out = s.push(enc.encode("{" + "[".repeat(2 << 20)));
-  assert.deepEqual(out, ["<input too long>"]);
-  assert.deepEqual(s.push(enc.encode('{"execute": "d"}')), ['{"execute": "d"}']);
+  assert.deepEqual(s.push(enc.encode(': "c"}')), [{ text: '{"execute": "c"}' }]);
+  // 2 MiB of one request: refused once, the rest skipped, and the stream goes on.
+  const big = s.push(enc.encode('{"x": "' + "[{".repeat(1 << 20) + '"}'));
+  assert.equal(big.length, 1);
+  assert.match((big[0] as { error: string }).error, /longer than 1048576 bytes/);
+  assert.deepEqual(s.push(enc.encode('{"execute": "d"}')), [{ text: '{"execute": "d"}' }]);
+  // Nesting past 1024: refused once, whatever the depth.
+  const deep = s.push(enc.encode("[".repeat(5000) + "]".repeat(5000) + "\n"));
+  assert.deepEqual(deep, [{ error: "JSON nesting depth limit exceeded" }]);
+  // Bytes that are not UTF-8.
+  assert.deepEqual(s.push(new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x7d])), [
+    { error: "JSON parse error, invalid UTF-8 sequence" },
+  ]);
+  // An unclosed runaway is skipped without being kept until it closes.
+  assert.equal(s.push(enc.encode("{" + "[".repeat(3 << 20))).length, 1);
+  assert.deepEqual(s.push(enc.encode("]".repeat(3 << 20) + '}{"execute": "e"}')), [
+    { text: '{"execute": "e"}' },
+  ]);
 });
 
 Deno.test("checkQmpArgs refuses what QEMU refuses", () => {

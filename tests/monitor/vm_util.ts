@@ -4,7 +4,7 @@
 import * as path from "node:path";
 import { MAIN } from "../test_util.ts";
 
-/** A vmkit run with its serial console on piped stdio and its HMP on a unix socket. */
+/** A vmkit (or QEMU) run with its serial console on piped stdio and its HMP on a unix socket. */
 export class Vm {
   #child: Deno.ChildProcess;
   #writer: WritableStreamDefaultWriter<Uint8Array>;
@@ -12,15 +12,13 @@ export class Vm {
   #ended: Promise<void>;
   readonly monitorPath: string;
 
-  constructor(args: string[], monitorPath: string) {
+  /** `program` "qemu" runs real qemu-system-x86_64 on the same arguments. */
+  constructor(args: string[], monitorPath: string, program: "vmkit" | "qemu" = "vmkit") {
     this.monitorPath = monitorPath;
-    const child = new Deno.Command(Deno.execPath(), {
+    const vmkit = ["run", "-A", "--quiet", MAIN, "system-x86_64"];
+    const child = new Deno.Command(program === "qemu" ? "qemu-system-x86_64" : Deno.execPath(), {
       args: [
-        "run",
-        "-A",
-        "--quiet",
-        MAIN,
-        "system-x86_64",
+        ...(program === "qemu" ? [] : vmkit),
         ...args,
         "-monitor",
         `unix:${monitorPath},server=on,wait=off`,
