@@ -114,6 +114,8 @@ export async function startMonitors(
   addSnapshotCommands(monitor.table, snapshotTable);
   const listeners: Deno.Listener[] = [];
   const conns = new Set<Deno.Conn>();
+  /** Each connection's answers still being written. */
+  const flushes = new Map<Deno.Conn, () => Promise<void>>();
   const cleanups: (() => void)[] = [];
   // The guest may halt with nothing pending; a monitor can still wake it.
   if (options.keepAlive ?? true) cleanups.push(machine.loop.addHostSource());
@@ -141,10 +143,14 @@ export async function startMonitors(
           }
           return;
         }
+        // Started now when nothing is queued (so an answer written just before quit
+        // closes the connection still goes out), else after what is queued.
+        const write = unsentBytes === 0 ? writeAll(data) : sending.then(() => writeAll(data));
         unsentBytes += data.length;
-        sending = sending.then(() => writeAll(data)).catch(() => {}).finally(() => {
+        sending = write.catch(() => {}).finally(() => {
           unsentBytes -= data.length;
         });
+        flushes.set(conn, () => sending);
       },
       close: () => conn.close(),
     };
@@ -167,6 +173,7 @@ export async function startMonitors(
       }
       session.detach();
       conns.delete(conn);
+      flushes.delete(conn);
       try {
         conn.close();
       } catch {
@@ -227,6 +234,11 @@ export async function startMonitors(
           // already closed
         }
       }
+      // The last answers (quit's) go out first, unless the client stopped reading.
+      await Promise.race([
+        Promise.all([...flushes.values()].map((f) => f())),
+        new Promise((r) => Deno.unrefTimer(setTimeout(r, 2000))),
+      ]);
       for (const c of conns) {
         try {
           c.close();

@@ -400,6 +400,13 @@ Deno.test({
           return `${m.event} ${data?.device ?? ""} ${data?.["tray-open"] ?? ""}`;
         });
       assert.deepEqual(trays(v), trays(q));
+      // The id names the drive's device: QEMU's QOM path of it (a -cdrom drive's device
+      // has no id), vmkit's path of it.
+      for (const p of [v, q]) {
+        for (const m of p.eventMsgs.filter((m) => m.event === "DEVICE_TRAY_MOVED")) {
+          assert.match((m.data as { id: string }).id, /^\/machine\/unattached\/\S+$/);
+        }
+      }
       assert.deepEqual(trays(v).slice(0, 2), [
         "DEVICE_TRAY_MOVED ide1-cd0 true",
         "DEVICE_TRAY_MOVED ide1-cd0 false",
