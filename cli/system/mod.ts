@@ -256,6 +256,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
             setup.backends.push(backend);
             return backend;
           },
+          openImage: (file, format) => graph.openImage(file, { format, readOnly: false }),
         }),
         { startPaused: opts.some((o) => o.name === "S"), mux, keepAlive: !defaultMonitor },
       );

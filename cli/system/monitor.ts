@@ -15,6 +15,7 @@ import {
 } from "../../core/monitor/mod.ts";
 import { addSnapshotCommands } from "../../core/monitor/snapshots.ts";
 import { snapshotTable } from "../img/info.ts";
+import { commitRanges } from "../img/commit.ts";
 
 /** Unsent answer bytes past which a monitor connection stops reading requests. */
 const MONITOR_READ_PAUSE_BYTES = 1 << 20;
@@ -385,6 +386,8 @@ export interface MonitorHostOptions {
   quit(): void;
   /** Opens an image as a new removable medium (the monitor's change). */
   openMedium?(file: string, format?: string): Promise<BlockIo>;
+  /** Opens an image read-write on its own (the backing file the monitor's commit writes). */
+  openImage?(file: string, format: string): Promise<BlockNode>;
 }
 
 /** Builds the {@linkcode MonitorHost} of a vmkit run. */
@@ -421,6 +424,19 @@ export function monitorHost(o: MonitorHostOptions): MonitorHost {
       }),
     quit: o.quit,
     openMedium: o.openMedium,
+    commitImage: o.openImage && (async (top) => {
+      // The running graph holds the backing file read-only, its caches included; a
+      // read-write node of its own takes the data, and the top keeps its copy so the
+      // guest never reads what the read-only node's caches might still hold stale
+      // (QEMU reopens the backing file instead, and empties the top after).
+      const backing = top.backing!;
+      const target = await o.openImage!(backing.filename, backing.driver);
+      try {
+        await commitRanges(top, [top], target);
+      } finally {
+        await target.close();
+      }
+    }),
   };
 }
 

@@ -28,6 +28,7 @@ import { addPciCommands } from "./pci_info.ts";
 import { addBlockInfoCommands } from "./block_info.ts";
 import { addMachineInfoCommands } from "./machine_info.ts";
 import { addBalloonCommands } from "./balloon.ts";
+import { addCommitCommands } from "./commit.ts";
 
 /** Adds the built-in QMP and HMP commands to `table`. */
 export function addBuiltinCommands(table: CommandTable): void {
@@ -38,6 +39,7 @@ export function addBuiltinCommands(table: CommandTable): void {
   addBlockInfoCommands(table);
   addMachineInfoCommands(table);
   addBalloonCommands(table);
+  addCommitCommands(table);
   const none = [] as const;
   table.addQmp({ name: "query-status", args: none, run: (ctx) => statusInfo(ctx) });
   table.addQmp({

@@ -2,6 +2,7 @@
 // commands, and the ones plugins add through monitorCommands(machine)
 
 import type { BlockIo } from "../block/backend.ts";
+import type { BlockNode } from "../block/driver.ts";
 import type { Machine } from "../machine.ts";
 
 /** A QMP error: its class (`GenericError`, `CommandNotFound`...) and description. */
@@ -62,6 +63,11 @@ export interface MonitorHost {
    * host closes it at exit. Absent where images cannot be opened.
    */
   openMedium?(file: string, format?: string): Promise<BlockIo>;
+  /**
+   * Copies what `top` holds into its backing file (`commit`), through a read-write node
+   * of the backing file the host opens for it. Absent where images cannot be opened.
+   */
+  commitImage?(top: BlockNode): Promise<void>;
 }
 
 /** One drive as `info block` shows it. */

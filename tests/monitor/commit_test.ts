@@ -1,0 +1,81 @@
+// HMP `commit DEVICE`: a running machine's qcow2 disk copies what it holds into its
+// backing file, compared with qemu-system-x86_64 7.2 doing the same, and judged by real
+// qemu-img check, compare and qemu-io
+
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { haveProgram, runCommand, tempDir } from "../test_util.ts";
+import { HAVE_PYTHON, HAVE_QEMU, hmpBody, session } from "./session_util.ts";
+
+const ready = HAVE_PYTHON && HAVE_QEMU && haveProgram("qemu-img") && haveProgram("qemu-io");
+
+async function run(program: string, args: string[]): Promise<string> {
+  const r = await runCommand(program, args);
+  assert.equal(r.code, 0, `${program} ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+
+Deno.test({
+  name: "HMP commit copies a qcow2 disk into its backing file as qemu-system-x86_64 7.2 does",
+  ignore: !ready,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const out: Record<string, string[]> = {};
+      for (const vm of ["vmkit", "qemu"] as const) {
+        const base = path.join(dir, `${vm}-base.qcow2`);
+        const top = path.join(dir, `${vm}-top.qcow2`);
+        await run("qemu-img", ["create", "-q", "-f", "qcow2", base, "64M"]);
+        await run("qemu-io", ["-c", "write -P 0x41 0 64k", base]);
+        await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", top]);
+        await run("qemu-io", ["-c", "write -P 0x42 1M 64k", "-c", "write -P 0x43 0 4k", top]);
+        const sock = path.join(dir, `${vm}.sock`);
+        const r = await session(vm, [
+          "-S",
+          "-net",
+          "none",
+          "-drive",
+          `file=${top},if=virtio,format=qcow2`,
+          "-monitor",
+          `unix:${sock},server=on,wait=off`,
+        ], ["hmp", sock, "commit nosuch", "commit ide1-cd0", "commit", "commit virtio0", "quit"]);
+        assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
+        out[vm] = hmpBody(r.lines);
+        // Both images are clean, the top reads as before, and the base now holds it all.
+        assert.match(await run("qemu-img", ["check", base]), /No errors were found/);
+        assert.match(await run("qemu-img", ["check", top]), /No errors were found/);
+        assert.match(await run("qemu-img", ["compare", top, base]), /Images are identical/);
+        const read = await run("qemu-io", [
+          "-c",
+          "read -P 0x43 0 4k",
+          "-c",
+          "read -P 0x41 4k 60k",
+          "-c",
+          "read -P 0x42 1M 64k",
+          base,
+        ]);
+        assert.doesNotMatch(read, /Pattern verification failed/, read);
+        if (vm === "vmkit") {
+          // vmkit leaves the top its copy (its read-only node of the base keeps caches);
+          // QEMU empties the top.
+          assert.match(
+            await run("qemu-img", ["map", top]),
+            /0x100000 +0x10000 +0x[0-9a-f]+ +\S+top/,
+          );
+        }
+      }
+      assert.deepEqual(out.vmkit.filter((l) => !l.startsWith("QEMU")), [
+        "Device 'nosuch' not found",
+        "Device 'ide1-cd0' has no medium",
+        "commit: block device name expected",
+        'Try "help commit" for more information',
+      ]);
+      assert.deepEqual(
+        out.vmkit.filter((l) => !l.startsWith("QEMU")),
+        out.qemu.filter((l) => !l.startsWith("QEMU")),
+      );
+    } finally {
+      await cleanup();
+    }
+  },
+});
