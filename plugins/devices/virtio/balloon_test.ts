@@ -76,3 +76,17 @@ Deno.test("VirtioBalloon inflate with one PFN repeated across a full queue zeroe
   assert.deepEqual([...balloon.inflated], [0x200]);
   assert.equal(d.status() & 0x40, 0, "the device keeps running");
 });
+
+Deno.test("VirtioBalloon.onActualChange() hears each new actual the driver writes, once", () => {
+  const balloon = new VirtioBalloon();
+  const d = new TestDriver(balloon, "legacy");
+  d.init(3);
+  const seen: number[] = [];
+  balloon.onActualChange(() => seen.push(balloon.actualPages));
+  d.writeConfig(BALLOON_CFG_ACTUAL, 4, 256);
+  d.writeConfig(BALLOON_CFG_ACTUAL, 4, 256); // the same value again: no change
+  d.writeConfig(BALLOON_CFG_ACTUAL, 4, 0);
+  // num_pages belongs to the device; writing it is no change of actual.
+  d.writeConfig(BALLOON_CFG_NUM_PAGES, 4, 9);
+  assert.deepEqual(seen, [256, 0]);
+});
