@@ -45,6 +45,27 @@ function shapeSorted(o: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.keys(o).sort().map((k) => [k, o[k]]));
 }
 
+/** The guide's devices on a stopped machine: a qcow2 virtio disk, the CD, virtio-net, a balloon. */
+function guideDevices(disk: string): string[] {
+  return [
+    "-S",
+    "-m",
+    "256",
+    "-uuid",
+    UUID,
+    "-drive",
+    `file=${disk},if=virtio,format=qcow2`,
+    "-cdrom",
+    ISO,
+    "-net",
+    "nic,model=virtio,macaddr=52:54:00:05:11:11",
+    "-net",
+    "user",
+    "-device",
+    "virtio-balloon",
+  ];
+}
+
 const ready = HAVE_PYTHON && HAVE_QEMU && haveProgram("qemu-img");
 
 /** Each command's output lines: the text between its prompt's echo line and the next prompt. */
@@ -72,21 +93,7 @@ Deno.test({
         assert.equal(made.code, 0, made.stderr);
         const sock = path.join(dir, `${vm}-hmp.sock`);
         const r = await session(vm, [
-          "-S",
-          "-m",
-          "256",
-          "-uuid",
-          UUID,
-          "-drive",
-          `file=${disk},if=virtio,format=qcow2`,
-          "-cdrom",
-          ISO,
-          "-net",
-          "nic,model=virtio,macaddr=52:54:00:05:11:11",
-          "-net",
-          "user",
-          "-device",
-          "virtio-balloon",
+          ...guideDevices(disk),
           "-monitor",
           `unix:${sock},server=on,wait=off`,
         ], ["hmp", sock, ...INFOS, "quit"]);
@@ -176,21 +183,7 @@ Deno.test({
       for (const vm of ["vmkit", "qemu"] as const) {
         const sock = path.join(dir, `${vm}-qmp.sock`);
         const r = await session(vm, [
-          "-S",
-          "-m",
-          "256",
-          "-uuid",
-          UUID,
-          "-drive",
-          `file=${disk},if=virtio,format=qcow2`,
-          "-cdrom",
-          ISO,
-          "-net",
-          "nic,model=virtio,macaddr=52:54:00:05:11:11",
-          "-net",
-          "user",
-          "-device",
-          "virtio-balloon",
+          ...guideDevices(disk),
           "-qmp",
           `unix:${sock},server=on,wait=off`,
         ], ["qmp", sock, ...QUERIES]);
