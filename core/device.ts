@@ -62,6 +62,11 @@ export interface Device {
    * here rather than saving half of it.
    */
   migrationBlocker?(): string | null | undefined;
+  /**
+   * An interrupt controller's count of rising edges on each input since vmkit started
+   * (QEMU's InterruptStatsProvider, printed by the monitor's `info irq` under `name`).
+   */
+  irqStatistics?(): { name: string; counts: readonly number[] };
 }
 
 /**

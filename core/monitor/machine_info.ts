@@ -266,6 +266,22 @@ export function qtreeText(ctx: MonitorContext): string {
   return out;
 }
 
+/** `info irq`: each interrupt controller's inputs that saw an interrupt, and how many. */
+export function irqText(ctx: MonitorContext): string {
+  let out = "";
+  // QEMU lists the IOAPIC before the i8259s.
+  const providers = ctx.machine.devices.filter((d) => d.irqStatistics)
+    .map((d) => d.irqStatistics!())
+    .sort((a, b) => (a.name === "ioapic" ? -1 : b.name === "ioapic" ? 1 : 0));
+  for (const p of providers) {
+    out += `IRQ statistics for ${p.name}:\n`;
+    p.counts.forEach((n, i) => {
+      if (n > 0) out += `${String(i).padStart(2)}: ${n}\n`;
+    });
+  }
+  return out;
+}
+
 /** Adds the board's `info` commands and query-cpus-fast and query-uuid. */
 export function addMachineInfoCommands(table: CommandTable): void {
   table.addQmp({ name: "query-cpus-fast", args: [], run: (ctx) => queryCpusFast(ctx) });
@@ -286,6 +302,12 @@ export function addMachineInfoCommands(table: CommandTable): void {
     run: (ctx) => `${uuidOf(ctx)}\n`,
   });
   table.addInfo({ name: "pic", params: "", help: "show PIC state", run: (ctx) => picText(ctx) });
+  table.addInfo({
+    name: "irq",
+    params: "",
+    help: "show the interrupts statistics (if available)",
+    run: (ctx) => irqText(ctx),
+  });
   table.addInfo({
     name: "lapic",
     params: "[apic-id]",

@@ -28,6 +28,8 @@ export interface ApicBus {
  */
 export class IoApic implements Device, IrqController {
   readonly model = "ioapic";
+  #irqCounts = new Array<number>(IOAPIC_NUM_PINS).fill(0);
+  #statLevels = new Array<boolean>(IOAPIC_NUM_PINS).fill(false);
   #apic: Pick<ApicBus, "deliver"> | null;
   #select = 0;
   #id = 0;
@@ -71,6 +73,11 @@ export class IoApic implements Device, IrqController {
 
   /** Sets input `pin`; ISA IRQ 0 arrives on pin 2. */
   setIrq(pin: number, level: boolean): void {
+    // `info irq` counts by input, before ISA IRQ 0 moves to pin 2 (as QEMU's stats).
+    if (pin < IOAPIC_NUM_PINS && level !== this.#statLevels[pin]) {
+      this.#statLevels[pin] = level;
+      if (level) this.#irqCounts[pin]++;
+    }
     const p = pin === 0 ? 2 : pin;
     if (p >= IOAPIC_NUM_PINS) return;
     const was = this.#levels[p] !== 0;
@@ -167,6 +174,10 @@ export class IoApic implements Device, IrqController {
     this.#id = 0;
     this.#resetEntries();
     this.#pendingEdges.fill(0);
+  }
+
+  irqStatistics(): { name: string; counts: readonly number[] } {
+    return { name: "ioapic", counts: this.#irqCounts };
   }
 
   saveState(): DeviceState {

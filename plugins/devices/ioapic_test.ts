@@ -51,3 +51,15 @@ Deno.test("IoApic keeps every vector bit when the destination field is set", () 
   ioapic.setIrq(4, true);
   assert.deepEqual(delivered, [0x21]);
 });
+
+Deno.test("IoApic.irqStatistics() counts rising edges per input, ISA IRQ 0 as input 0", () => {
+  const { ioapic } = setup();
+  ioapic.setIrq(0, true);
+  ioapic.setIrq(0, false);
+  ioapic.setIrq(0, true);
+  ioapic.setIrq(11, true);
+  ioapic.setIrq(11, true);
+  const s = ioapic.irqStatistics();
+  assert.equal(s.name, "ioapic");
+  assert.deepEqual([s.counts[0], s.counts[2], s.counts[11]], [2, 0, 1]);
+});

@@ -138,6 +138,8 @@ export interface PicPairOptions {
  */
 export class PicPair implements Device, IrqController, InterruptSource {
   readonly model = "i8259";
+  #irqCounts = new Array<number>(16).fill(0);
+  #statLevels = new Array<boolean>(16).fill(false);
   #chips: [ChipState, ChipState] = [newChip(), newChip()];
   #output = false;
   #onOutput: (level: boolean) => void;
@@ -169,6 +171,11 @@ export class PicPair implements Device, IrqController, InterruptSource {
 
   /** Sets the level of ISA input `pin` (0..15). */
   setIrq(pin: number, level: boolean): void {
+    // `info irq`: rising edges per input, as QEMU's pic_stat_update_irq counts them.
+    if (pin < 16 && level !== this.#statLevels[pin]) {
+      this.#statLevels[pin] = level;
+      if (level) this.#irqCounts[pin]++;
+    }
     const chip = pin >> 3;
     setChipInput(this.#chips[chip], pin & 7, level);
     this.#update();
@@ -329,6 +336,10 @@ export class PicPair implements Device, IrqController, InterruptSource {
     this.#chips[MASTER].elcr = 0;
     this.#chips[SLAVE].elcr = 0;
     this.#update();
+  }
+
+  irqStatistics(): { name: string; counts: readonly number[] } {
+    return { name: "isa-i8259", counts: this.#irqCounts };
   }
 
   saveState(): DeviceState {

@@ -100,3 +100,17 @@ Deno.test("PicPair.saveState() round-trips through loadState()", () => {
   b.loadState(a.saveState());
   assert.equal(b.acknowledge(), 0x0e);
 });
+
+Deno.test("PicPair.irqStatistics() counts rising edges per input, as QEMU's info irq", () => {
+  const pic = new PicPair("pic", null);
+  pic.setIrq(0, true);
+  pic.setIrq(0, true); // still high: no new edge
+  pic.setIrq(0, false);
+  pic.setIrq(0, true);
+  pic.setIrq(12, true);
+  const s = pic.irqStatistics();
+  assert.equal(s.name, "isa-i8259");
+  assert.equal(s.counts[0], 2);
+  assert.equal(s.counts[12], 1);
+  assert.equal(s.counts.length, 16);
+});

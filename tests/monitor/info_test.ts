@@ -16,6 +16,7 @@ const INFOS = [
   "info network",
   "info balloon",
   "info pic",
+  "info irq",
   "info lapic",
   "info roms",
   "info qtree",
@@ -80,7 +81,8 @@ function byCommand(text: string, commands: string[]): Record<string, string[]> {
 }
 
 Deno.test({
-  name: "HMP info cpus, uuid, blockstats, network, balloon, pic, lapic, roms, qtree and mtree " +
+  name:
+    "HMP info cpus, uuid, blockstats, network, balloon, pic, irq, lapic, roms, qtree and mtree " +
     "keep QEMU 7.2's layouts on the same devices",
   ignore: !ready,
   async fn() {
@@ -127,6 +129,17 @@ Deno.test({
       // pic: the IOAPIC's table and both i8259s at reset, line for line.
       assert.equal(v["info pic"].length, 29);
       assert.deepEqual(v["info pic"], q["info pic"]);
+      // irq: QEMU's two providers in its order; the counts follow each board's own reset
+      // (QEMU's PIT raises IRQ 0 once before the guest runs, vmkit's does not).
+      const headers = (lines: string[]) => lines.filter((l) => l.startsWith("IRQ statistics"));
+      assert.deepEqual(headers(v["info irq"]), [
+        "IRQ statistics for ioapic:",
+        "IRQ statistics for isa-i8259:",
+      ]);
+      assert.deepEqual(headers(v["info irq"]), headers(q["info irq"]));
+      for (const l of [...v["info irq"], ...q["info irq"]]) {
+        assert.match(l, /^(IRQ statistics for [\w-]+:|[ \d]\d: \d+)$/);
+      }
       // lapic: every line but LVT0, which vmkit's APIC sets to ExtINT at reset (QEMU
       // leaves it masked until the firmware writes it).
       const lapic = (lines: string[]) => lines.filter((l) => !l.startsWith("LVT0\t"));
