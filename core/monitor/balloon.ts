@@ -74,14 +74,15 @@ export function addBalloonCommands(table: CommandTable): void {
     params: "target",
     help: "request VM to change its memory allocation (in MB)",
     run: (ctx, args) => {
+      // QEMU's 'M' argument: an integer expression of megabytes; vmkit takes a number.
+      const retry = 'Try "help balloon" for more information\n';
+      const text = args.join(" ");
+      if (text === "") return `unexpected end of expression\n${retry}`;
+      const m = /^(0x[0-9a-f]+|\d+)(.*)$/i.exec(text);
+      if (!m) return `invalid char '${text[0]}' in expression\n${retry}`;
+      if (m[2] !== "") return `balloon: extraneous characters at the end of line\n${retry}`;
       try {
-        // QEMU's 'M' argument: megabytes, or a size with a suffix (1G, 512M, 4096K).
-        const m = /^(\d+(?:\.\d+)?)([kKmMgGtT]?)$/.exec(args[0] ?? "");
-        if (!m) throw new MonitorError("GenericError", "Parameter 'target' is missing");
-        const unit = { "": 2 ** 20, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[
-          m[2].toLowerCase() as "" | "k" | "m" | "g" | "t"
-        ];
-        setBalloonTarget(ctx.machine, Math.floor(Number(m[1]) * unit));
+        setBalloonTarget(ctx.machine, Number(m[1]) * 2 ** 20);
         return "";
       } catch (e) {
         if (e instanceof MonitorError) return `Error: ${e.message}\n`;

@@ -313,8 +313,11 @@ export function addMachineInfoCommands(table: CommandTable): void {
     params: "[apic-id]",
     help: "show local apic state (apic-id: local apic to read, default is which of current CPU)",
     run: (ctx, args) => {
-      if (args.length > 0 && args[0] !== "0") {
-        throw new MonitorError("GenericError", "vmkit shows the local APIC of CPU 0 only");
+      // The APIC is read through its window as CPU 0 sees it: other CPUs' are not shown.
+      if (args.length > 0 && Number(args[0]) !== ctx.machine.apicId(0)) {
+        return ctx.machine.cpus.some((_, i) => ctx.machine.apicId(i) === Number(args[0]))
+          ? "vmkit shows the local APIC of CPU 0 only\n"
+          : "No CPU available\n";
       }
       return lapicText(ctx);
     },

@@ -24,6 +24,10 @@ const INFOS = [
   "balloon 0",
   "balloon 100",
   "info balloon",
+  "balloon",
+  "balloon abc",
+  "balloon 1G",
+  "info lapic 5",
 ];
 const QUERIES = [
   '{"execute": "qmp_capabilities"}',
@@ -176,6 +180,14 @@ Deno.test({
       assert.deepEqual(v["balloon 0"], ["Error: Parameter 'target' expects a size"]);
       assert.deepEqual(v["balloon 0"], q["balloon 0"]);
       assert.deepEqual(v["balloon 100"], q["balloon 100"]);
+      // Argument errors in the words of QEMU's argument parser.
+      for (const c of ["balloon", "balloon abc", "balloon 1G", "info lapic 5"]) {
+        assert.deepEqual(v[c], q[c], c);
+      }
+      assert.deepEqual(v["balloon abc"], [
+        "invalid char 'a' in expression",
+        'Try "help balloon" for more information',
+      ]);
     } finally {
       await cleanup();
     }
