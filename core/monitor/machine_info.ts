@@ -4,7 +4,6 @@
 import { X86State } from "../x86_state.ts";
 import type { Device, DeviceState } from "../device.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
-import { MonitorError } from "./commands.ts";
 import { type PciDeviceInfo, pciDevices } from "./pci_info.ts";
 import type { PciFunction } from "../pci.ts";
 
