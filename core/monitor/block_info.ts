@@ -22,6 +22,11 @@ export function drivePath(ctx: MonitorContext, drive: DriveConfig): string {
   return `/machine/unattached/${drive.id}`;
 }
 
+/** The node name of drive `index`'s image (QEMU generates `#blockNNN` names too). */
+export function nodeName(index: number): string {
+  return `#block${String(index).padStart(3, "0")}`;
+}
+
 function backingDepth(node: BlockNode): number {
   let depth = 0;
   for (let b = node.backing; b; b = b.backing) depth++;
@@ -69,7 +74,7 @@ export function queryBlock(ctx: MonitorContext): Record<string, unknown>[] {
       const node = backend.root;
       const inserted: Record<string, unknown> = {
         file: node.filename,
-        "node-name": `#block${String(index).padStart(3, "0")}`,
+        "node-name": nodeName(index),
         ro: d.readOnly || node.readOnly,
         drv: node.driver,
         encrypted: false,
@@ -159,7 +164,7 @@ function driveStats(d: DriveConfig): Record<string, unknown> {
 export function queryBlockstats(ctx: MonitorContext): Record<string, unknown>[] {
   return ctx.machine.config.drives.map((d, index) => {
     const entry: Record<string, unknown> = { device: d.id, stats: driveStats(d) };
-    if (d.node) entry["node-name"] = `#block${String(index).padStart(3, "0")}`;
+    if (d.node) entry["node-name"] = nodeName(index);
     entry.qdev = drivePath(ctx, d);
     return entry;
   });

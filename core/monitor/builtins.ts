@@ -25,7 +25,7 @@ import { addSendKeyCommands } from "./sendkey.ts";
 import { MonitorError } from "./commands.ts";
 import { addNetInfoCommands } from "../net_monitor.ts";
 import { addPciCommands } from "./pci_info.ts";
-import { addBlockInfoCommands } from "./block_info.ts";
+import { addBlockInfoCommands, drivePath, nodeName } from "./block_info.ts";
 import { addMachineInfoCommands } from "./machine_info.ts";
 import { addBalloonCommands } from "./balloon.ts";
 import { addCommitCommands } from "./commit.ts";
@@ -217,14 +217,19 @@ function hex64(value: number): string {
 }
 
 function blockText(ctx: MonitorContext): string {
+  const drives = ctx.machine.config.drives;
   const parts = ctx.host.drives().map((d) => {
     // The tray as the drive has it (eject leaves it open; the guest may lock it).
     const media = ctx.machine.findService(REMOVABLE_MEDIA)?.get(d.id);
     const tray = `    Removable device: ${media?.locked ? "locked" : "not locked"}, tray ${
       media?.trayOpen ? "open" : "closed"
     }\n`;
-    if (d.file === null) return `${d.id}: [not inserted]\n${tray}`;
-    let s = `${d.id}: ${d.file} (${d.format ?? "raw"}${d.readOnly ? ", read-only" : ""})\n`;
+    const index = drives.findIndex((c) => c.id === d.id);
+    const attached = index < 0 ? "" : `    Attached to:      ${drivePath(ctx, drives[index])}\n`;
+    if (d.file === null) return `${d.id}: [not inserted]\n${attached}${tray}`;
+    let s = `${d.id}${index < 0 ? "" : ` (${nodeName(index)})`}: ${d.file} (${d.format ?? "raw"}${
+      d.readOnly ? ", read-only" : ""
+    })\n${attached}`;
     if (d.removable) s += tray;
     s += `    Cache mode:       ${d.cache ?? "writeback"}\n`;
     return s;

@@ -10,6 +10,7 @@ import { ISO } from "../boot/guest_util.ts";
 
 const UUID = "4a1b2c3d-0011-2233-4455-66778899aabb";
 const INFOS = [
+  "info block",
   "info cpus",
   "info uuid",
   "info blockstats",
@@ -107,6 +108,17 @@ Deno.test({
         out[vm] = byCommand(r.lines.join("\n"), INFOS);
       }
       const v = out.vmkit, q = out.qemu;
+      // block: QEMU's lines for the drives both have (node names and device paths are
+      // each program's own; QEMU adds its empty floppy0 and sd0).
+      const blocks = (lines: string[]) =>
+        lines.join("\n").split("\n\n").slice(0, 2).map((b) =>
+          b.replace(/ \(#block\d+\):/, " (#N):").replace(/(Attached to: +)\S+/, "$1P")
+        );
+      assert.match(v["info block"][0], /^virtio0 \(#block\d+\): .*vmkit\.qcow2 \(qcow2\)$/);
+      assert.deepEqual(
+        blocks(v["info block"]),
+        blocks(q["info block"]).map((b) => b.replace("qemu.qcow2", "vmkit.qcow2")),
+      );
       // cpus: the one CPU, current, and the host thread that runs it.
       assert.match(v["info cpus"][0], /^\* CPU #0: thread_id=\d+$/);
       assert.equal(v["info cpus"].length, q["info cpus"].length);
