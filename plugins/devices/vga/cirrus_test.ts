@@ -112,32 +112,33 @@ Deno.test("CirrusVga maps VRAM linearly at BAR 0 and the VGA ports at BAR 1", ()
   fn.configWrite(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
   memory.write32(0xfc000400, 0x01020304);
   assert.equal(vga.core.vram[0x400], 0x04);
-  assert.equal(memory.read8(0xfd000000), 0xff, "the BitBLT aperture is not emulated");
+  assert.equal(memory.read8(0xfd000000), 0xff, "the BitBLT source window reads all ones");
   memory.write8(0xfebf0004, 0x06); // 0x3c4
   memory.write8(0xfebf0005, 0x12); // 0x3c5
   assert.equal(vga.core.sr[0x06], 0x12);
   assert.equal(memory.read8(0xfebf0100 + 0x40), 0, "BitBLT status: idle");
 });
 
-Deno.test("CirrusVga completes a BitBLT start at once (BitBLT itself is not emulated)", () => {
-  const { io } = board();
-  assert.equal(gr(io, 0x31, 0x02), 0x00);
-});
-
-Deno.test("CirrusVga: an extended (SVGA) mode, not drawn yet, shows black instead of a wrong picture", () => {
+Deno.test("CirrusVga draws an SVGA mode: 16 bpp 5-6-5 pixels from CR13/CR1B's line offset", () => {
   const vga = new CirrusVga("vga0", { memory: null, io: null, pci: null });
   const core = vga.core;
   core.arIndex = 0x20;
   core.gr[0x06] = 0x05;
   core.gr[0x05] = 0x40;
   core.cr[0x01] = 0x4f;
-  core.cr[0x12] = 0x8f;
-  core.cr[0x13] = 0x28;
-  core.palette.set([0x3f, 0x3f, 0x3f], 3);
-  core.vram.fill(1, 0, 1000);
-  assert.equal(vga.console.update().pixels[0], 0xffffff);
-  assert.equal(vga.console.mode, "vga256");
-  core.sr[0x07] = 0x01; // SVGA mode on
-  assert.equal(vga.console.update().pixels[0], 0);
-  assert.equal(vga.console.mode, "unsupported");
+  core.cr[0x12] = 0xdf;
+  core.cr[0x07] = 0x12;
+  core.cr[0x13] = 0x40;
+  core.cr[0x1b] = 0x10; // line offset 0x140 * 8 = 2560 bytes
+  core.cr[0x17] = 0xc3; // no CGA line interleave
+  core.cr[0x18] = 0xff; // line compare past the screen (with CR07 bit 4, CR09 bit 6)
+  core.cr[0x09] = 0x40;
+  core.vram.set([0x00, 0xf8], 2560); // (0, 1): red in 5-6-5
+  core.sr[0x07] = 0x17; // SVGA, 16 bpp
+  core.hiddenDac = 0xe1;
+  const surface = vga.console.update();
+  assert.equal(vga.console.mode, "svga");
+  assert.deepEqual([surface.width, surface.height], [640, 480]);
+  assert.equal(surface.pixels[640], 0xf80000);
+  assert.equal(surface.pixels[0], 0);
 });

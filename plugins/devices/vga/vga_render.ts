@@ -1,4 +1,4 @@
-// Turns VGA memory into pixels: text mode (font from plane 2, attributes, cursor) and the Bochs VBE framebuffer, redrawing only what changed
+// Turns VGA memory into pixels: text mode (font from plane 2, attributes, cursor), VGA graphics, Cirrus SVGA modes and the Bochs VBE framebuffer, redrawing only what changed
 
 import type { DisplaySurface, GraphicConsole } from "../../../core/display.ts";
 import { DisplaySurface as Surface, MAX_SURFACE_PIXELS } from "../../../core/display.ts";
@@ -46,7 +46,25 @@ function c6to8(v: number): number {
 }
 
 /** What the last update showed. */
-export type VgaScreenMode = "text" | "vbe" | "vga16" | "vga256" | "blank" | "unsupported";
+export type VgaScreenMode = "text" | "vbe" | "vga16" | "vga256" | "svga" | "blank" | "unsupported";
+
+/**
+ * An adapter's own packed-pixel modes (the Cirrus SVGA modes), drawn through the VGA
+ * CRTC's timing (width from CR01, double scan, line compare) with the adapter's
+ * depth, start address and line offset.
+ */
+export interface SvgaModes {
+  /** Bits per pixel of the extended mode in effect (8, 15, 16, 24, 32), or 0 in a VGA mode. */
+  bpp(): number;
+  /** The CRTC start address in bytes, with the adapter's extension bits. */
+  startAddress(): number;
+  /** Bytes from one line to the next. */
+  lineOffset(): number;
+  /** Displayed lines. */
+  height(): number;
+  /** Draws a hardware cursor over display line `y` of `row` (`width` pixels). */
+  drawCursor?(row: Uint32Array, y: number, width: number): void;
+}
 
 /**
  * The screen of a VGA adapter: renders its VRAM into a {@linkcode DisplaySurface} on
@@ -73,22 +91,21 @@ export class VgaConsole implements GraphicConsole {
   readonly #font = new Uint8Array(2 * FONT_BYTES);
   #full = true;
 
-  readonly #extended: () => boolean;
+  readonly #svga: SvgaModes | null;
 
   /**
    * @param vbe the Bochs VBE registers of a std VGA (null for others)
-   * @param extended true while the adapter is in a mode of its own this renderer does
-   *   not draw (Cirrus SR07 bit 0): the screen shows black rather than a wrong picture
+   * @param svga the adapter's extended packed-pixel modes (Cirrus), or null
    */
   constructor(
     readonly id: string,
     core: VgaCore,
     vbe: BochsDispi | null = null,
-    extended: () => boolean = () => false,
+    svga: SvgaModes | null = null,
   ) {
     this.#core = core;
     this.#vbe = vbe;
-    this.#extended = extended;
+    this.#svga = svga;
   }
 
   /** Asks for the next update to redraw everything. */
@@ -100,19 +117,20 @@ export class VgaConsole implements GraphicConsole {
     const core = this.#core;
     let mode: VgaScreenMode;
     if (this.#vbe?.enabled) mode = "vbe";
-    else if (this.#extended()) mode = "unsupported";
     else if (!(core.arIndex & 0x20)) mode = "blank"; // the palette is being loaded: no video
     else if (core.gr[VGA_GFX_MISC] & 1) {
-      // GR05 bits 6-5, the shift control: 2 or 3 is 256-colour (mode 13h, mode X).
-      // 0 is 16-colour planar (modes 0Dh-12h); 1, CGA's interleave, is not drawn yet.
+      // GR05 bits 6-5, the shift control: 2 or 3 is 256-colour (mode 13h, mode X), or
+      // the adapter's packed-pixel depth in its extended modes. 0 is 16-colour planar
+      // (modes 0Dh-12h); 1, CGA's interleave, is not drawn yet.
       const shift = (core.gr[VGA_GFX_MODE] >> 5) & 3;
-      mode = shift & 2 ? "vga256" : shift === 0 ? "vga16" : "unsupported";
+      if (shift & 2) mode = this.#svga?.bpp() ? "svga" : "vga256";
+      else mode = shift === 0 ? "vga16" : "unsupported";
     } else mode = "text";
     if (mode !== this.mode) this.#full = true;
     this.mode = mode;
     if (mode === "text") this.#drawText();
     else if (mode === "vbe") this.#drawVbe();
-    else if (mode === "vga256" || mode === "vga16") this.#drawGraphics(mode);
+    else if (mode === "vga256" || mode === "vga16" || mode === "svga") this.#drawGraphics(mode);
     else this.#drawBlank();
     this.#full = false;
     return this.surface;
@@ -385,28 +403,32 @@ export class VgaConsole implements GraphicConsole {
    * plane enable mask and the attribute palette; SR01 bit 3 halves the dot clock), each
    * scan line repeated per CR09's scan count and double scan, rows CR13 doublewords apart.
    */
-  #drawGraphics(mode: "vga16" | "vga256"): void {
+  #drawGraphics(mode: "vga16" | "vga256" | "svga"): void {
     const core = this.#core;
     const cr = core.cr;
     const cr7 = cr[VGA_CRTC_OVERFLOW];
+    const svga = mode === "svga" ? this.#svga : null;
     let width = (cr[VGA_CRTC_H_DISP] + 1) * 8;
     const halfClock = mode === "vga16" && (core.sr[VGA_SEQ_CLOCK_MODE] & SR01_HALF_CLOCK) !== 0;
     if (halfClock) width *= 2;
-    const height = (cr[VGA_CRTC_V_DISP_END] | ((cr7 & 0x02) << 7) | ((cr7 & 0x40) << 3)) + 1;
+    const height = svga
+      ? svga.height()
+      : (cr[VGA_CRTC_V_DISP_END] | ((cr7 & 0x02) << 7) | ((cr7 & 0x40) << 3)) + 1;
     if (width * height <= 1) return;
     if (this.surface.width !== width || this.surface.height !== height) {
       this.surface.resize(width, height);
       this.#full = true;
     }
     let palette: Uint32Array;
-    if (mode === "vga256") palette = this.#palette256();
+    if (mode === "vga256" || mode === "svga") palette = this.#palette256();
     else {
       this.#updatePalette16();
       palette = this.#palette;
     }
     const planeMask = core.ar[VGA_ATC_PLANE_ENABLE] & 0x0f;
     const multiScan = (((cr[VGA_CRTC_MAX_SCAN] & 0x1f) + 1) << (cr[VGA_CRTC_MAX_SCAN] >> 7)) - 1;
-    const lineOffset = cr[VGA_CRTC_OFFSET] << 3;
+    const lineOffset = svga ? svga.lineOffset() : cr[VGA_CRTC_OFFSET] << 3;
+    const bpp = svga ? svga.bpp() : 0;
     const lineCompare = cr[VGA_CRTC_LINE_COMPARE] | ((cr7 & 0x10) << 4) |
       ((cr[VGA_CRTC_MAX_SCAN] & 0x40) << 3);
     // CR17 bits 0-1 clear: the CGA-style line interleave advances every 2nd or 4th row.
@@ -415,11 +437,16 @@ export class VgaConsole implements GraphicConsole {
     const words = core.vram32;
     const row = new Uint32Array(width);
     const pixels = this.surface.pixels;
-    let rowAddress = ((cr[VGA_CRTC_START_HI] << 8) | cr[VGA_CRTC_START_LO]) * 4;
+    let rowAddress = svga
+      ? svga.startAddress()
+      : ((cr[VGA_CRTC_START_HI] << 8) | cr[VGA_CRTC_START_LO]) * 4;
     let run = multiScan;
     let y1 = 0;
     for (let y = 0; y < height; y++) {
-      if (mode === "vga256") {
+      if (svga) {
+        packedRow(row, vram, rowAddress, bpp, palette);
+        svga.drawCursor?.(row, y, width);
+      } else if (mode === "vga256") {
         for (let x = 0; x < width; x += 2) {
           const at = rowAddress + (x >> 1);
           row[x] = row[x + 1] = at < vram.length ? palette[vram[at]] : 0;
@@ -455,6 +482,46 @@ export class VgaConsole implements GraphicConsole {
         run--;
       }
       if (y === lineCompare) rowAddress = 0;
+    }
+  }
+}
+
+/**
+ * One line of packed pixels at `address` (wrapping at the end of VRAM, as the CRTC's
+ * counter does): 8 bpp through the palette, 15 and 16 bpp 5-5-5 and 5-6-5, 24 and 32
+ * bpp blue first.
+ */
+function packedRow(
+  row: Uint32Array,
+  vram: Uint8Array,
+  address: number,
+  bpp: number,
+  palette: Uint32Array,
+): void {
+  const mask = vram.length - 1;
+  const width = row.length;
+  let at = address;
+  switch (bpp) {
+    case 8:
+      for (let x = 0; x < width; x++) row[x] = palette[vram[at++ & mask]];
+      break;
+    case 15:
+      for (let x = 0; x < width; x++, at += 2) {
+        const v = vram[at & mask] | (vram[(at + 1) & mask] << 8);
+        row[x] = (((v >> 7) & 0xf8) << 16) | (((v >> 2) & 0xf8) << 8) | ((v << 3) & 0xf8);
+      }
+      break;
+    case 16:
+      for (let x = 0; x < width; x++, at += 2) {
+        const v = vram[at & mask] | (vram[(at + 1) & mask] << 8);
+        row[x] = (((v >> 8) & 0xf8) << 16) | (((v >> 3) & 0xfc) << 8) | ((v << 3) & 0xf8);
+      }
+      break;
+    default: {
+      const step = bpp === 24 ? 3 : 4;
+      for (let x = 0; x < width; x++, at += step) {
+        row[x] = (vram[(at + 2) & mask] << 16) | (vram[(at + 1) & mask] << 8) | vram[at & mask];
+      }
     }
   }
 }
