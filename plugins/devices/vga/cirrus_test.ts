@@ -142,3 +142,62 @@ Deno.test("CirrusVga draws an SVGA mode: 16 bpp 5-6-5 pixels from CR13/CR1B's li
   assert.equal(surface.pixels[640], 0xf80000);
   assert.equal(surface.pixels[0], 0);
 });
+
+Deno.test("CirrusVga feeds a system-to-screen blit from BAR 0 (VRAM part and the 16 MiB window)", () => {
+  const { memory, io, pci, vga } = board();
+  const fn = pci.fn!;
+  fn.configWrite(0x10, 4, 0xfc000000);
+  fn.configWrite(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+  sr(io, 0x07, 0x01);
+  // 8 bytes a line, 2 lines, destination 0x1000, pitch 64: plain pixels from the CPU.
+  const blt: [number, number][] = [
+    [0x20, 7],
+    [0x21, 0],
+    [0x22, 1],
+    [0x23, 0],
+    [0x24, 64],
+    [0x25, 0],
+    [0x28, 0x00],
+    [0x29, 0x10],
+    [0x2a, 0],
+    [0x30, 0x04],
+    [0x32, 0x0d],
+    [0x33, 0],
+  ];
+  for (const [i, v] of blt) gr(io, i, v);
+  gr(io, 0x31, 0x02);
+  assert.equal(vga.core.blitter.waiting, true);
+  memory.write32(0xfc000000, 0x04030201); // the VRAM part feeds the blit while it waits
+  memory.write32(0xfd000000, 0x08070605); // and so does the BitBLT window
+  memory.write32(0xfd000010, 0x0c0b0a09);
+  memory.write32(0xfd000020, 0x100f0e0d);
+  assert.equal(vga.core.blitter.waiting, false);
+  assert.deepEqual([...vga.core.vram.subarray(0x1000, 0x1008)], [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.deepEqual([...vga.core.vram.subarray(0x1040, 0x1048)], [9, 10, 11, 12, 13, 14, 15, 16]);
+  assert.equal(vga.core.vram[0], 0, "fed bytes did not land in VRAM");
+  memory.write8(0xfc000000, 0x99);
+  assert.equal(vga.core.vram[0], 0x99, "the aperture is VRAM again");
+});
+
+Deno.test("CirrusVga's aperture takes write mode 5 and the BitBLT registers at the end of VRAM", () => {
+  const { memory, io, pci, vga } = board();
+  const fn = pci.fn!;
+  fn.configWrite(0x10, 4, 0xfc000000);
+  fn.configWrite(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+  sr(io, 0x07, 0x01);
+  gr(io, 0x00, 0x11);
+  gr(io, 0x01, 0xee);
+  gr(io, 0x0b, 0x06); // extended writes, 8x address shift
+  gr(io, 0x05, 0x05); // write mode 5
+  memory.write8(0xfc000010, 0xa5); // pixels 0x80..0x87: 1 -> GR01, 0 -> GR00
+  assert.deepEqual(
+    [...vga.core.vram.subarray(0x80, 0x88)],
+    [0xee, 0x11, 0xee, 0x11, 0x11, 0xee, 0x11, 0xee],
+  );
+  gr(io, 0x05, 0x00);
+  gr(io, 0x0b, 0x00);
+  sr(io, 0x17, 0x44); // MMIO registers in the last 256 bytes of the aperture's VRAM
+  memory.write8(0xfc000000 + (4 << 20) - 256 + 0x1a, 0x59); // BLTROP -> GR32
+  assert.equal(gr(io, 0x32), 0x59);
+  assert.equal(memory.read8(0xfc000000 + (4 << 20) - 256 + 0x1a), 0x59);
+});
