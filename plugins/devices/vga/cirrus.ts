@@ -73,6 +73,7 @@ export class CirrusVga implements Device {
     this.core = new CirrusCore(mb << 20);
     this.console = new VgaConsole(id, this.core, null, this.core);
     this.core.onMemoryAccessChange = () => this.#updateLinearVram();
+    this.core.onDirtyTaken = () => this.#memory?.protectClean(`${id}.vram`);
     this.rom = options.rom ?? null;
     this.#memory = host.memory;
     this.config = new PciConfig({
@@ -174,6 +175,8 @@ export class CirrusVga implements Device {
         memory.addRamAlias(`${this.id}.vram`, b, this.core.vram, {
           priority: VGA_REGION_PRIORITY + 1,
           overlap: true,
+          // Write-tracked: the CPU's framebuffer writes flag their pages for the renderer.
+          dirtyPages: this.core.dirtyPages,
         }),
     );
   }

@@ -118,6 +118,7 @@ export class CirrusCore extends VgaCore implements SvgaModes {
     this.grIndexMask = 0xff;
     this.#addrMask = vramBytes - 1;
     this.blitter = new CirrusBlitter(this.vram);
+    this.blitter.onWrite = (start, end) => this.markDirty(start, end);
   }
 
   override reset(): void {
@@ -408,6 +409,12 @@ export class CirrusCore extends VgaCore implements SvgaModes {
     return cr[0x1a] & 1 ? lines * 2 : lines;
   }
 
+  /** The display lines the hardware cursor covers while it is shown. */
+  cursorBand(): [number, number] {
+    if (!(this.sr[0x12] & CIRRUS_CURSOR_SHOW)) return [0, 0];
+    return [this.cursorY, this.cursorY + (this.sr[0x12] & CIRRUS_CURSOR_LARGE ? 64 : 32)];
+  }
+
   /**
    * Draws the hardware cursor over display line `y`: 32x32 or 64x64 pixels of two
    * bit planes from the last 16 KiB of VRAM (SR13 picks the image), where 01 inverts,
@@ -462,8 +469,10 @@ export class CirrusCore extends VgaCore implements SvgaModes {
     const mode = gr[0x05] & 7;
     if (mode < 4 || mode > 5 || !(gr[0x0b] & CIRRUS_BANKING_EXTWRITE)) {
       this.vram[address] = value;
+      this.dirtyPages[address >>> 12] = 1;
       return;
     }
+    this.markDirty(address, address + 16);
     // Each bit of the byte is a pixel: 1 gets the foreground (GR01), 0 the background
     // (GR00) in mode 5 and is left alone in mode 4; 16-bit pixels with the 16x shift.
     const wide = (gr[0x0b] & CIRRUS_BANKING_SHIFT16) === CIRRUS_BANKING_SHIFT16;

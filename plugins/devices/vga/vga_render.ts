@@ -64,6 +64,8 @@ export interface SvgaModes {
   height(): number;
   /** Draws a hardware cursor over display line `y` of `row` (`width` pixels). */
   drawCursor?(row: Uint32Array, y: number, width: number): void;
+  /** The display lines the cursor may touch, `[first, end)` (every line when absent). */
+  cursorBand?(): [number, number];
 }
 
 /**
@@ -90,6 +92,11 @@ export class VgaConsole implements GraphicConsole {
   readonly #palette = new Uint32Array(16);
   readonly #font = new Uint8Array(2 * FONT_BYTES);
   #full = true;
+  /** What the last graphics frame was drawn from: a change redraws every line. */
+  #layout = "";
+  readonly #lastPalette = new Uint32Array(256);
+  /** Display lines the hardware cursor covered in the last frame. */
+  #cursorBand: [number, number] = [0, 0];
 
   readonly #svga: SvgaModes | null;
 
@@ -133,10 +140,33 @@ export class VgaConsole implements GraphicConsole {
     else if (mode === "vga256" || mode === "vga16" || mode === "svga") this.#drawGraphics(mode);
     else this.#drawBlank();
     this.#full = false;
+    core.takeDirty();
     return this.surface;
   }
 
+  /**
+   * Starts a graphics frame: a different layout or palette than the last frame's means
+   * every line is redrawn; otherwise only lines on VRAM pages written since.
+   */
+  #beginFrame(layout: string, palette: Uint32Array | null): void {
+    if (layout !== this.#layout) {
+      this.#layout = layout;
+      this.#full = true;
+    }
+    if (palette) {
+      const last = this.#lastPalette;
+      for (let i = 0; i < palette.length; i++) {
+        if (last[i] !== palette[i]) {
+          last.set(palette);
+          this.#full = true;
+          break;
+        }
+      }
+    }
+  }
+
   #drawBlank(): void {
+    this.#layout = "";
     if (!this.#full) return;
     this.surface.pixels.fill(0);
     this.surface.markDirty(0, 0, this.surface.width, this.surface.height);
@@ -186,6 +216,7 @@ export class VgaConsole implements GraphicConsole {
   }
 
   #drawText(): void {
+    this.#layout = "";
     const core = this.#core;
     const cr = core.cr;
     const sr1 = core.sr[VGA_SEQ_CLOCK_MODE];
@@ -317,6 +348,10 @@ export class VgaConsole implements GraphicConsole {
       this.#full = true;
     }
     const palette = bpp === 8 ? this.#palette256() : null;
+    this.#beginFrame(
+      `vbe:${width}x${height}x${bpp}:${vbe.startAddress}:${vbe.lineOffset}`,
+      palette,
+    );
     const vram = core.vram;
     const pixels = this.surface.pixels;
     if (bpp === 32 && ((vbe.startAddress | vbe.lineOffset) & 3) === 0) {
@@ -326,6 +361,8 @@ export class VgaConsole implements GraphicConsole {
     const bytesPerPixel = (bpp + 7) >> 3;
     for (let y = 0; y < height; y++) {
       let at = vbe.startAddress + y * vbe.lineOffset;
+      // A line on no written page shows what it showed.
+      if (!this.#full && !core.isDirty(at, at + width * bytesPerPixel)) continue;
       let first = -1;
       let last = -1;
       let o = y * width;
@@ -366,8 +403,10 @@ export class VgaConsole implements GraphicConsole {
     const words = this.#core.vram32;
     const pixels = this.surface.pixels;
     const full = this.#full;
+    const core = this.#core;
     for (let y = 0; y < height; y++) {
       let at = (vbe.startAddress + y * vbe.lineOffset) >>> 2;
+      if (!full && !core.isDirty(at * 4, (at + width) * 4)) continue;
       let o = y * width;
       let first = -1;
       let last = -1;
@@ -440,10 +479,30 @@ export class VgaConsole implements GraphicConsole {
     let rowAddress = svga
       ? svga.startAddress()
       : ((cr[VGA_CRTC_START_HI] << 8) | cr[VGA_CRTC_START_LO]) * 4;
+    this.#beginFrame(
+      `${mode}:${width}x${height}:${bpp}:${rowAddress}:${lineOffset}:${multiScan}:` +
+        `${lineCompare}:${mask}:${planeMask}:${halfClock}`,
+      palette,
+    );
+    // The VRAM bytes one display line reads, to skip lines on unwritten pages.
+    const lineBytes = svga
+      ? width * ((bpp + 7) >> 3)
+      : mode === "vga256"
+      ? width >> 1
+      : (width >> (halfClock ? 4 : 3)) * 4;
+    // Lines the hardware cursor covers (now or in the last frame) are always redrawn.
+    const cursorFrom = svga?.drawCursor ? this.#cursorBand[0] : 0;
+    const cursorTo = svga?.drawCursor ? this.#cursorBand[1] : -1;
+    if (svga?.drawCursor) this.#cursorBand = svga.cursorBand?.() ?? [0, height];
     let run = multiScan;
     let y1 = 0;
     for (let y = 0; y < height; y++) {
-      if (svga) {
+      const skip = !this.#full && !core.isDirty(rowAddress, rowAddress + lineBytes) &&
+        !(y >= cursorFrom && y < cursorTo) &&
+        !(y >= this.#cursorBand[0] && y < this.#cursorBand[1]);
+      if (skip) {
+        // (the CRTC's address still advances below)
+      } else if (svga) {
         packedRow(row, vram, rowAddress, bpp, palette);
         svga.drawCursor?.(row, y, width);
       } else if (mode === "vga256") {
@@ -466,7 +525,7 @@ export class VgaConsole implements GraphicConsole {
       let o = y * width;
       let first = -1;
       let last = -1;
-      for (let x = 0; x < width; x++, o++) {
+      for (let x = 0; !skip && x < width; x++, o++) {
         if (pixels[o] !== row[x] || this.#full) {
           pixels[o] = row[x];
           if (first < 0) first = x;
