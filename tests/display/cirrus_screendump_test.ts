@@ -2,34 +2,14 @@
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { MemoryChardev } from "../../core/chardev.ts";
-import type { CpuBackend } from "../../core/cpu.ts";
 import { decodePpm, DISPLAY } from "../../core/display.ts";
-import type { CpuDescriptor } from "../../core/plugin.ts";
-import x86 from "../../plugins/cpus/x86/mod.ts";
 import type { CirrusVga } from "../../plugins/devices/vga/mod.ts";
-import { createPcMachine } from "../../plugins/machines/pc.ts";
-import { testConfig } from "../../plugins/machines/test_util.ts";
-import { MemoryDisk } from "../fuzz/device_machine.ts";
-import { haveProgram, tempDir } from "../test_util.ts";
+import { tempDir } from "../test_util.ts";
+import { runDiskGuest, skipWithoutQemuAndFirmware } from "./disk_guest.ts";
 import { qemuScreendump } from "./qemu_screen.ts";
 import { qemuDiskGuestArgs } from "./vnc_util.ts";
 
-const BIOS = "/usr/share/seabios/bios-256k.bin";
-const HAVE_FIRMWARE = [BIOS, "/usr/share/seabios/vgabios-cirrus.bin"].every((f) => {
-  try {
-    return Deno.statSync(f).isFile;
-  } catch {
-    return false;
-  }
-});
-const SKIP = !HAVE_FIRMWARE
-  ? " (ignored: SeaBIOS is missing; apt-get install seabios)"
-  : !haveProgram("qemu-system-x86_64")
-  ? " (ignored: qemu-system-x86_64 is not installed)"
-  : !haveProgram("nasm")
-  ? " (ignored: nasm is not installed)"
-  : "";
+const SKIP = skipWithoutQemuAndFirmware("vgabios-cirrus.bin", ["nasm"]);
 const DONE = /CIRRUS-DONE/;
 
 /** Assembles testdata/cirrus_blt.asm for one depth. */
@@ -42,30 +22,7 @@ function assemble(bpp: number, out: string): void {
 
 /** Runs the guest on vmkit with `-vga cirrus` and writes its screendump to `dump`. */
 async function runVmkit(disk: Uint8Array, dump: string): Promise<CirrusVga> {
-  const image = new MemoryDisk(1 << 20);
-  image.bytes.set(disk);
-  const serial = new MemoryChardev("serial0");
-  const cpu = x86 as CpuDescriptor;
-  const machine = createPcMachine(testConfig({
-    ramBytes: 64 << 20,
-    firmware: Deno.readFileSync(BIOS),
-    serial: [serial],
-    vga: "cirrus",
-    drives: [{
-      id: "ide0-hd0",
-      node: image,
-      interface: "ide",
-      index: 0,
-      media: "disk",
-      readOnly: false,
-    }],
-    createCpu: (m, index) => cpu.create({ memory: m.memory, io: m.io, index }, {}) as CpuBackend,
-  }));
-  serial.onOutput(() => {
-    if (DONE.test(serial.text()) || /FAIL/.test(serial.text())) machine.requestExit(0);
-  });
-  await machine.run({ maxInstructions: 800_000_000 });
-  assert.match(serial.text(), DONE, serial.text());
+  const { machine } = await runDiskGuest(disk, "cirrus", DONE);
   await machine.findService(DISPLAY)!.screendump(dump);
   return machine.devices.find((d) => d.model === "cirrus-vga") as CirrusVga;
 }

@@ -9,6 +9,14 @@ import { createPcMachine } from "../../../plugins/machines/pc.ts";
 import { testConfig } from "../../../plugins/machines/test_util.ts";
 import { addScreendumpCommands, parseVncSpec, parseWebDisplay, vncSpecFromOptions } from "./mod.ts";
 
+/** A monitor host with nothing attached, as QEMU 7.2. */
+const HOST: MonitorHost = {
+  version: { major: 7, minor: 2, micro: 0, package: "" },
+  chardevs: () => [],
+  drives: () => [],
+  quit: () => {},
+};
+
 Deno.test("parseVncSpec() reads QEMU's forms and refuses the rest with the part at fault", () => {
   assert.deepEqual(
     [parseVncSpec(":1")!.host, parseVncSpec(":1")!.display, parseVncSpec(":1")!.transport],
@@ -36,13 +44,7 @@ Deno.test("parseVncSpec() reads QEMU's forms and refuses the rest with the part 
 Deno.test("screendump: HMP and QMP write PPM and PNG of the VGA's screen with QEMU's errors", async () => {
   const machine = createPcMachine(testConfig({ vga: "std" }));
   addScreendumpCommands(machine);
-  const host: MonitorHost = {
-    version: { major: 7, minor: 2, micro: 0, package: "" },
-    chardevs: () => [],
-    drives: () => [],
-    quit: () => {},
-  };
-  const monitor = new Monitor(machine, host);
+  const monitor = new Monitor(machine, HOST);
   const dir = await Deno.makeTempDir();
   try {
     const ppm = path.join(dir, "a.ppm");
@@ -99,13 +101,7 @@ Deno.test("parseWebDisplay() reads web and web=HOST:PORT, and leaves other displ
 Deno.test("HMP change vnc password sets the VNC server's password with QEMU 7.2's answers", async () => {
   const machine = createPcMachine(testConfig({ vga: "std" }));
   addScreendumpCommands(machine);
-  const host: MonitorHost = {
-    version: { major: 7, minor: 2, micro: 0, package: "" },
-    chardevs: () => [],
-    drives: () => [],
-    quit: () => {},
-  };
-  const monitor = new Monitor(machine, host);
+  const monitor = new Monitor(machine, HOST);
   try {
     // No VNC server with password=on: QEMU's two lines (its ${dpy} unexpanded).
     assert.equal(

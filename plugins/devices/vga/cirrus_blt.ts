@@ -248,8 +248,7 @@ export class CirrusBlitter {
     switch (this.#op) {
       case "copy":
       case "transp-copy":
-        if (this.#mode & CIRRUS_BLTMODE_BACKWARDS) this.#copyBackward(dst, src, lines);
-        else this.#copyForward(dst, src, lines);
+        this.#copy(dst, src, lines, this.#mode & CIRRUS_BLTMODE_BACKWARDS ? -1 : 1);
         break;
       case "expand":
       case "expand-transp":
@@ -302,13 +301,22 @@ export class CirrusBlitter {
     }
   }
 
-  #copyForward(dst: number, src: number, lines: number): void {
+  /**
+   * A copy through the ROP, forward (`dir` 1: each line left to right, lines going up in
+   * memory) or backward (`dir` -1: from the last byte of a line down, lines going down).
+   * A transparent copy leaves a pixel whose result equals GR34 (GR35 for the second
+   * byte at 16 bpp) as it was.
+   */
+  #copy(dst: number, src: number, lines: number, dir: 1 | -1): void {
     const width = this.#width;
     const vram = this.#vram;
     const mask = this.#mask;
     const rop = this.#rop;
-    // A pitch shorter than the line would overlap itself: the chip draws nothing.
-    if (lines > 1 && (this.#dstPitch < width || (!this.#fromCpu && this.#srcPitch < width))) {
+    // A forward pitch shorter than the line would overlap itself: the chip draws nothing.
+    if (
+      dir === 1 && lines > 1 &&
+      (this.#dstPitch < width || (!this.#fromCpu && this.#srcPitch < width))
+    ) {
       return;
     }
     const transparent = this.#op === "transp-copy";
@@ -318,68 +326,29 @@ export class CirrusBlitter {
     for (let y = 0; y < lines; y++) {
       if (!transparent) {
         for (let x = 0; x < width; x++) {
-          const at = (dst + x) & mask;
-          vram[at] = rop(vram[at], this.#src(src + x));
+          const at = (dst + dir * x) & mask;
+          vram[at] = rop(vram[at], this.#src(src + dir * x));
         }
       } else {
         for (let x = 0; x + pw <= width; x += pw) {
-          const a0 = (dst + x) & mask;
-          const p0 = rop(vram[a0], this.#src(src + x)) & 0xff;
+          const a0 = (dst + dir * x) & mask;
+          const p0 = rop(vram[a0], this.#src(src + dir * x)) & 0xff;
           if (pw === 1) {
             if (p0 !== key0) vram[a0] = p0;
             continue;
           }
-          const a1 = (dst + x + 1) & mask;
-          const p1 = rop(vram[a1], this.#src(src + x + 1)) & 0xff;
+          const a1 = (dst + dir * (x + 1)) & mask;
+          const p1 = rop(vram[a1], this.#src(src + dir * (x + 1))) & 0xff;
           if (p0 !== key0 || p1 !== key1) {
             vram[a0] = p0;
             vram[a1] = p1;
           }
         }
       }
-      this.onWrite(dst & mask, (dst & mask) + width);
-      dst += this.#dstPitch;
-      src += this.#fromCpu ? 0 : this.#srcPitch;
-    }
-  }
-
-  /** Backward: from the last byte of the first line down, each line `pitch` lower in memory. */
-  #copyBackward(dst: number, src: number, lines: number): void {
-    const width = this.#width;
-    const vram = this.#vram;
-    const mask = this.#mask;
-    const rop = this.#rop;
-    const transparent = this.#op === "transp-copy";
-    const key0 = this.#gr[0x34];
-    const key1 = this.#gr[0x35];
-    const pw = this.#pixelBytes;
-    for (let y = 0; y < lines; y++) {
-      if (!transparent) {
-        for (let x = 0; x < width; x++) {
-          const at = (dst - x) & mask;
-          vram[at] = rop(vram[at], this.#src(src - x));
-        }
-      } else {
-        for (let x = 0; x + pw <= width; x += pw) {
-          // Going down in memory the key's low byte meets the pixel's high byte (as the chip does).
-          const a0 = (dst - x) & mask;
-          const p0 = rop(vram[a0], this.#src(src - x)) & 0xff;
-          if (pw === 1) {
-            if (p0 !== key0) vram[a0] = p0;
-            continue;
-          }
-          const a1 = (dst - x - 1) & mask;
-          const p1 = rop(vram[a1], this.#src(src - x - 1)) & 0xff;
-          if (p0 !== key0 || p1 !== key1) {
-            vram[a0] = p0;
-            vram[a1] = p1;
-          }
-        }
-      }
-      const low = (dst - width + 1) & mask;
+      const low = (dir === 1 ? dst : dst - width + 1) & mask;
       this.onWrite(low, low + width);
-      dst -= this.#dstPitch;
-      src -= this.#srcPitch;
+      dst += dir * this.#dstPitch;
+      if (!this.#fromCpu) src += dir * this.#srcPitch;
     }
   }
 
