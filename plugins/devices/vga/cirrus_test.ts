@@ -201,3 +201,45 @@ Deno.test("CirrusVga's aperture takes write mode 5 and the BitBLT registers at t
   assert.equal(gr(io, 0x32), 0x59);
   assert.equal(memory.read8(0xfc000000 + (4 << 20) - 256 + 0x1a), 0x59);
 });
+
+Deno.test("CirrusVga: a BitBLT flags the VRAM pages it wrote, and only those lines are redrawn", () => {
+  const { io, vga } = board();
+  const core = vga.core;
+  core.arIndex = 0x20;
+  core.gr[0x06] = 0x05;
+  core.gr[0x05] = 0x40;
+  core.cr.set([0x4f], 0x01);
+  core.cr[0x12] = 0xdf;
+  core.cr[0x07] = 0x12;
+  core.cr[0x09] = 0x40;
+  core.cr[0x13] = 0x50; // 640 bytes a line
+  core.cr[0x17] = 0xc3;
+  core.cr[0x18] = 0xff;
+  core.palette.set([0x3f, 0, 0], 7 * 3);
+  sr(io, 0x07, 0x11); // SVGA, 8 bpp
+  let surface = vga.console.update();
+  surface.takeDirty();
+  // A solid fill of colour 7: 10x4 pixels at (20, 100).
+  gr(io, 0x01, 7);
+  const fill: [number, number][] = [
+    [0x20, 9],
+    [0x21, 0],
+    [0x22, 3],
+    [0x23, 0],
+    [0x24, 0x80],
+    [0x25, 0x02],
+    [0x28, (100 * 640 + 20) & 0xff],
+    [0x29, ((100 * 640 + 20) >> 8) & 0xff],
+    [0x2a, (100 * 640 + 20) >> 16],
+    [0x30, 0xc0],
+    [0x32, 0x0d],
+    [0x33, 0x04],
+  ];
+  for (const [i, v] of fill) gr(io, i, v);
+  gr(io, 0x31, 0x02);
+  assert.equal(core.dirtyPages[(100 * 640) >>> 12], 1);
+  surface = vga.console.update();
+  assert.equal(surface.pixels[100 * 640 + 20], 0xff0000);
+  assert.deepEqual(surface.takeDirty(), [{ x: 20, y: 100, width: 10, height: 4 }]);
+  assert.deepEqual(vga.console.update().takeDirty(), [], "nothing written, nothing redrawn");
+});
