@@ -409,6 +409,11 @@ export class CirrusCore extends VgaCore implements SvgaModes {
     return cr[0x1a] & 1 ? lines * 2 : lines;
   }
 
+  /** QEMU draws its Cirrus screen itself (never sharing VRAM) while the cursor is on. */
+  forceShadow(): boolean {
+    return (this.sr[0x12] & CIRRUS_CURSOR_SHOW) !== 0;
+  }
+
   /** The display lines the hardware cursor covers while it is shown. */
   cursorBand(): [number, number] {
     if (!(this.sr[0x12] & CIRRUS_CURSOR_SHOW)) return [0, 0];

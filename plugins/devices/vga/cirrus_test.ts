@@ -139,8 +139,12 @@ Deno.test("CirrusVga draws an SVGA mode: 16 bpp 5-6-5 pixels from CR13/CR1B's li
   const surface = vga.console.update();
   assert.equal(vga.console.mode, "svga");
   assert.deepEqual([surface.width, surface.height], [640, 480]);
-  assert.equal(surface.pixels[640], 0xf80000);
+  // As QEMU shows it: the framebuffer shared with the display, components widened by
+  // repeating their top bits; with the hardware cursor on, drawn with the low bits zero.
+  assert.equal(surface.pixels[640], 0xff0000);
   assert.equal(surface.pixels[0], 0);
+  core.sr[0x12] = 0x01;
+  assert.equal(vga.console.update().pixels[640], 0xf80000);
 });
 
 Deno.test("CirrusVga feeds a system-to-screen blit from BAR 0 (VRAM part and the 16 MiB window)", () => {

@@ -45,6 +45,38 @@ function c6to8(v: number): number {
   return (v << 2) | (b << 1) | b;
 }
 
+/**
+ * A 5-6-5 pixel widened to 8 bits a component. QEMU 7.2 draws 16 bpp two ways: into a
+ * shadow surface with the low bits zero (`replicate` false), or, when it shares the
+ * guest's framebuffer with the display (no wrap past the end of VRAM, no Cirrus cursor),
+ * through pixman, which repeats each component's top bits in the low ones. A screendump
+ * shows whichever it did, so vmkit follows the same rule.
+ */
+function rgb565(v: number, replicate: boolean): number {
+  if (!replicate) return (((v >> 8) & 0xf8) << 16) | (((v >> 3) & 0xfc) << 8) | ((v << 3) & 0xf8);
+  const r = (v >> 11) & 0x1f;
+  const g = (v >> 5) & 0x3f;
+  const b = v & 0x1f;
+  return (((r << 3) | (r >> 2)) << 16) | (((g << 2) | (g >> 4)) << 8) | ((b << 3) | (b >> 2));
+}
+
+/**
+ * True when QEMU 7.2 would share the guest's framebuffer with the display for this
+ * mode (see {@linkcode rgb565}): it does for 16, 24 and 32 bpp whose lines do not run
+ * past the end of VRAM.
+ */
+function sharesSurface(
+  bpp: number,
+  start: number,
+  lineOffset: number,
+  width: number,
+  height: number,
+  vramBytes: number,
+): boolean {
+  if (bpp !== 16 && bpp !== 24 && bpp !== 32) return false;
+  return start + lineOffset * (height - 1) + (width * bpp) / 8 <= vramBytes;
+}
+
 /** What the last update showed. */
 export type VgaScreenMode = "text" | "vbe" | "vga16" | "vga256" | "svga" | "blank" | "unsupported";
 
@@ -66,6 +98,8 @@ export interface SvgaModes {
   drawCursor?(row: Uint32Array, y: number, width: number): void;
   /** The display lines the cursor may touch, `[first, end)` (every line when absent). */
   cursorBand?(): [number, number];
+  /** True while the adapter needs a drawn (shadow) screen: QEMU's Cirrus with its cursor on. */
+  forceShadow?(): boolean;
 }
 
 /**
@@ -359,6 +393,14 @@ export class VgaConsole implements GraphicConsole {
       return;
     }
     const bytesPerPixel = (bpp + 7) >> 3;
+    const replicate = sharesSurface(
+      bpp,
+      vbe.startAddress,
+      vbe.lineOffset,
+      width,
+      height,
+      vram.length,
+    );
     for (let y = 0; y < height; y++) {
       let at = vbe.startAddress + y * vbe.lineOffset;
       // A line on no written page shows what it showed.
@@ -378,11 +420,9 @@ export class VgaConsole implements GraphicConsole {
               color = (((v >> 7) & 0xf8) << 16) | (((v >> 2) & 0xf8) << 8) | ((v << 3) & 0xf8);
               break;
             }
-            case 16: {
-              const v = vram[at] | (vram[at + 1] << 8);
-              color = (((v >> 8) & 0xf8) << 16) | (((v >> 3) & 0xfc) << 8) | ((v << 3) & 0xf8);
+            case 16:
+              color = rgb565(vram[at] | (vram[at + 1] << 8), replicate);
               break;
-            }
             default:
               color = (vram[at + 2] << 16) | (vram[at + 1] << 8) | vram[at];
           }
@@ -481,9 +521,11 @@ export class VgaConsole implements GraphicConsole {
       : ((cr[VGA_CRTC_START_HI] << 8) | cr[VGA_CRTC_START_LO]) * 4;
     this.#beginFrame(
       `${mode}:${width}x${height}:${bpp}:${rowAddress}:${lineOffset}:${multiScan}:` +
-        `${lineCompare}:${mask}:${planeMask}:${halfClock}`,
+        `${lineCompare}:${mask}:${planeMask}:${halfClock}:${svga?.forceShadow?.()}`,
       palette,
     );
+    const replicate = svga !== null && !svga.forceShadow?.() &&
+      sharesSurface(bpp, rowAddress, lineOffset, width, height, vram.length);
     // The VRAM bytes one display line reads, to skip lines on unwritten pages.
     const lineBytes = svga
       ? width * ((bpp + 7) >> 3)
@@ -503,7 +545,7 @@ export class VgaConsole implements GraphicConsole {
       if (skip) {
         // (the CRTC's address still advances below)
       } else if (svga) {
-        packedRow(row, vram, rowAddress, bpp, palette);
+        packedRow(row, vram, rowAddress, bpp, palette, replicate);
         svga.drawCursor?.(row, y, width);
       } else if (mode === "vga256") {
         for (let x = 0; x < width; x += 2) {
@@ -548,7 +590,7 @@ export class VgaConsole implements GraphicConsole {
 /**
  * One line of packed pixels at `address` (wrapping at the end of VRAM, as the CRTC's
  * counter does): 8 bpp through the palette, 15 and 16 bpp 5-5-5 and 5-6-5, 24 and 32
- * bpp blue first.
+ * bpp blue first (16 bpp as {@linkcode rgb565} says).
  */
 function packedRow(
   row: Uint32Array,
@@ -556,6 +598,7 @@ function packedRow(
   address: number,
   bpp: number,
   palette: Uint32Array,
+  replicate: boolean,
 ): void {
   const mask = vram.length - 1;
   const width = row.length;
@@ -572,8 +615,7 @@ function packedRow(
       break;
     case 16:
       for (let x = 0; x < width; x++, at += 2) {
-        const v = vram[at & mask] | (vram[(at + 1) & mask] << 8);
-        row[x] = (((v >> 8) & 0xf8) << 16) | (((v >> 3) & 0xfc) << 8) | ((v << 3) & 0xf8);
+        row[x] = rgb565(vram[at & mask] | (vram[(at + 1) & mask] << 8), replicate);
       }
       break;
     default: {
