@@ -9,6 +9,7 @@ import { emulationLoopRows } from "./emulation_loop_bench.ts";
 import { kvmRows } from "./kvm_bench.ts";
 import { qcow2L2CacheRows } from "./qcow2_l2_cache_bench.ts";
 import { savevmRows } from "./savevm_bench.ts";
+import { vncRows } from "./vnc_bench.ts";
 import { printStartup } from "./startup_bench.ts";
 
 console.log(
@@ -39,6 +40,10 @@ printTable(
 printTable(
   "savevm/loadvm into qcow2 through HMP, 768 MiB guest at SeaBIOS's boot prompt",
   await savevmRows(),
+);
+printTable(
+  "VNC: full-screen update rate, render cost and idle CPU at 1024x768x32, vmkit vs QEMU TCG",
+  await vncRows(),
 );
 // Last: minutes of vmkit boot; the tables above are printed even if CI's timeout stops it.
 printTable(

@@ -32,6 +32,8 @@ export interface MemoryRegion {
   readonly priority: number;
   /** True for a window the guest places (a BAR, PAM, an I/O base): it may overlap others. */
   readonly overlap: boolean;
+  /** For write-tracked RAM: one flag per page, set when the guest writes the page. */
+  readonly dirtyPages?: Uint8Array;
 }
 
 /**
@@ -125,14 +127,70 @@ export class AddressSpace {
     return bytes;
   }
 
-  /** Adds existing bytes as RAM (an alias of another region's memory). */
+  /**
+   * Adds existing bytes as RAM (an alias of another region's memory). With
+   * `dirtyPages` (one byte per page of `bytes`) the region's writes are tracked for a
+   * display: a page whose flag is 0 is mapped read-only, so the first write to it
+   * reaches {@linkcode write8} and friends, which set the flag and make the page
+   * writable again; {@linkcode protectClean} read-protects the pages whose flags the
+   * owner cleared. Reads cost nothing either way.
+   */
   addRamAlias(
     name: string,
     base: number,
     bytes: Uint8Array,
-    options?: number | RegionOptions,
+    options?: number | (RegionOptions & { dirtyPages?: Uint8Array }),
   ): void {
-    this.#add({ name, base, size: bytes.length, kind: "ram", bytes, ...regionOptions(options) });
+    const dirtyPages = typeof options === "object" ? options.dirtyPages : undefined;
+    if (dirtyPages && dirtyPages.length * PAGE_SIZE < bytes.length) {
+      throw new RangeError(`Region '${name}' needs a dirty flag for each of its pages`);
+    }
+    this.#add({
+      name,
+      base,
+      size: bytes.length,
+      kind: "ram",
+      bytes,
+      ...regionOptions(options),
+      dirtyPages,
+    });
+  }
+
+  /**
+   * Maps read-only again the pages of write-tracked region `name` whose dirty flags
+   * are 0 (the owner has taken the changes), so the next write to each is seen.
+   */
+  protectClean(name: string): void {
+    const index = this.#slots.findIndex((s) => s?.region.name === name);
+    const r = index < 0 ? undefined : this.#slots[index]!.region;
+    if (!r?.dirtyPages) return;
+    const first = r.base >>> PAGE_BITS;
+    const pages = r.size / PAGE_SIZE;
+    let changed = false;
+    for (let i = 0; i < pages; i++) {
+      const page = first + i;
+      if (
+        r.dirtyPages[i] === 0 && this.pageRegion[page] === index && this.pageKind[page] === PAGE_RAM
+      ) {
+        this.pageKind[page] = PAGE_ROM;
+        changed = true;
+      }
+    }
+    // The CPUs drop their writable translations of the pages (they compare the generation).
+    if (changed) this.generation++;
+  }
+
+  /**
+   * A write reached a read-only page: if it is a clean page of a write-tracked region,
+   * marks it dirty and makes it writable (the CPU's next translation maps it for
+   * writing; its read-only one stays valid), and returns true so the write proceeds.
+   */
+  #unprotect(page: number): boolean {
+    const r = this.#byIndex[this.pageRegion[page]];
+    if (!r?.dirtyPages) return false;
+    r.dirtyPages[page - (r.base >>> PAGE_BITS)] = 1;
+    this.pageKind[page] = PAGE_RAM;
+    return true;
   }
 
   /** Adds read-only memory holding `data`; guest writes are ignored. */
@@ -227,6 +285,10 @@ export class AddressSpace {
       this.pageKind.fill(kind, from, to);
       this.pageRegion.fill(i, from, to);
       this.pagesRepainted += to - from;
+      if (r.dirtyPages) {
+        const first = r.base >>> PAGE_BITS;
+        for (let p = from; p < to; p++) if (!r.dirtyPages[p - first]) this.pageKind[p] = PAGE_ROM;
+      }
     }
     this.generation++;
   }
@@ -291,7 +353,8 @@ export class AddressSpace {
 
   write8(address: number, value: number): void {
     const page = address >>> PAGE_BITS;
-    const kind = this.pageKind[page];
+    let kind = this.pageKind[page];
+    if (kind === PAGE_ROM && this.#unprotect(page)) kind = PAGE_RAM;
     if (kind === PAGE_RAM) {
       const r = this.#byIndex[this.pageRegion[page]];
       r.bytes![address - r.base] = value;
@@ -304,7 +367,8 @@ export class AddressSpace {
   write16(address: number, value: number): void {
     if ((address & (PAGE_SIZE - 1)) <= PAGE_SIZE - 2) {
       const page = address >>> PAGE_BITS;
-      const kind = this.pageKind[page];
+      let kind = this.pageKind[page];
+      if (kind === PAGE_ROM && this.#unprotect(page)) kind = PAGE_RAM;
       if (kind === PAGE_RAM) {
         const r = this.#byIndex[this.pageRegion[page]];
         const o = address - r.base;
@@ -326,7 +390,8 @@ export class AddressSpace {
   write32(address: number, value: number): void {
     if ((address & (PAGE_SIZE - 1)) <= PAGE_SIZE - 4) {
       const page = address >>> PAGE_BITS;
-      const kind = this.pageKind[page];
+      let kind = this.pageKind[page];
+      if (kind === PAGE_ROM && this.#unprotect(page)) kind = PAGE_RAM;
       if (kind === PAGE_RAM) {
         const r = this.#byIndex[this.pageRegion[page]];
         const o = address - r.base;
@@ -364,7 +429,16 @@ export class AddressSpace {
    */
   dmaWrite(address: number, data: Uint8Array): void {
     this.#dma(address, data.length, (r, o, done, n) => {
-      if (r.kind === "ram") r.bytes!.set(data.subarray(done, done + n), o);
+      if (r.kind !== "ram") return;
+      r.bytes!.set(data.subarray(done, done + n), o);
+      if (r.dirtyPages) {
+        r.dirtyPages.fill(1, o >>> PAGE_BITS, ((o + n - 1) >>> PAGE_BITS) + 1);
+        for (let p = (r.base + o) >>> PAGE_BITS; p <= (r.base + o + n - 1) >>> PAGE_BITS; p++) {
+          if (this.pageKind[p] === PAGE_ROM && this.#byIndex[this.pageRegion[p]] === r) {
+            this.pageKind[p] = PAGE_RAM;
+          }
+        }
+      }
     });
   }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AddressSpace, PAGE_MMIO, PAGE_RAM, PAGE_ROM } from "./address_space.ts";
+import { AddressSpace, PAGE_MMIO, PAGE_RAM, PAGE_ROM, PAGE_SIZE } from "./address_space.ts";
 
 const ones = {
   read: (_o: number, size: 1 | 2 | 4) => (size === 4 ? 0xffffffff : 0x5a),
@@ -82,4 +82,37 @@ Deno.test("AddressSpace.dmaWrite() honours the flattened view: ROM and RAM above
   assert.throws(() => mem.dmaRead(0xfffff000, new Uint8Array(0x2000)), RangeError);
   mem.dmaRead(0x2800, out);
   assert.equal(out[0], 0x77);
+});
+
+Deno.test("AddressSpace.addRamAlias() with dirtyPages maps clean pages read-only and flags the first write", () => {
+  const mem = new AddressSpace();
+  const vram = new Uint8Array(4 * PAGE_SIZE);
+  const dirty = new Uint8Array(4);
+  mem.addRamAlias("vram", 0x10000, vram, { dirtyPages: dirty });
+  // Clean pages read as RAM but are mapped read-only, so a CPU's write comes to the bus.
+  assert.equal(mem.pageKind[0x10], PAGE_ROM);
+  mem.write32(0x11004, 0xdeadbeef);
+  assert.deepEqual([...dirty], [0, 1, 0, 0]);
+  assert.equal(mem.pageKind[0x11], PAGE_RAM, "writable until the owner takes the change");
+  assert.equal(mem.read32(0x11004), 0xdeadbeef);
+  mem.write8(0x13fff, 7);
+  mem.write16(0x10000, 0x1234);
+  assert.deepEqual([...dirty], [1, 1, 0, 1]);
+  mem.dmaWrite(0x12ffe, new Uint8Array([1, 2, 3, 4]));
+  assert.deepEqual([...dirty], [1, 1, 1, 1], "DMA marks the pages it writes");
+  assert.equal(vram[0x3000], 3);
+  // The owner took the changes: the pages are protected again, and the CPUs are told.
+  dirty.fill(0);
+  const generation = mem.generation;
+  mem.protectClean("vram");
+  assert.ok(mem.generation > generation);
+  assert.deepEqual([0x10, 0x11, 0x12, 0x13].map((p) => mem.pageKind[p]), [
+    PAGE_ROM,
+    PAGE_ROM,
+    PAGE_ROM,
+    PAGE_ROM,
+  ]);
+  mem.write8(0x12000, 9);
+  assert.deepEqual([...dirty], [0, 0, 1, 0]);
+  assert.equal(vram[0x2000], 9);
 });

@@ -2,14 +2,8 @@
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { MemoryChardev } from "../../core/chardev.ts";
-import type { CpuBackend } from "../../core/cpu.ts";
 import { decodePpm, DISPLAY } from "../../core/display.ts";
-import type { CpuDescriptor } from "../../core/plugin.ts";
-import x86 from "../../plugins/cpus/x86/mod.ts";
 import type { StdVga } from "../../plugins/devices/vga/mod.ts";
-import { createPcMachine } from "../../plugins/machines/pc.ts";
-import { testConfig } from "../../plugins/machines/test_util.ts";
 import {
   AH,
   AL,
@@ -27,24 +21,13 @@ import {
   mem,
   SI,
 } from "../../plugins/machines/x86_asm.ts";
-import { haveProgram, tempDir } from "../test_util.ts";
+import { tempDir } from "../test_util.ts";
 import { MemoryDisk } from "../fuzz/device_machine.ts";
+import { runDiskGuest, skipWithoutQemuAndFirmware } from "./disk_guest.ts";
 import { qemuScreendump } from "./qemu_screen.ts";
 import { qemuDiskGuestArgs } from "./vnc_util.ts";
 
-const BIOS = "/usr/share/seabios/bios-256k.bin";
-const HAVE_FIRMWARE = [BIOS, "/usr/share/seabios/vgabios-stdvga.bin"].every((f) => {
-  try {
-    return Deno.statSync(f).isFile;
-  } catch {
-    return false;
-  }
-});
-const SKIP = !HAVE_FIRMWARE
-  ? " (ignored: SeaBIOS is missing; apt-get install seabios)"
-  : !haveProgram("qemu-system-x86_64")
-  ? " (ignored: qemu-system-x86_64 is not installed)"
-  : "";
+const SKIP = skipWithoutQemuAndFirmware("vgabios-stdvga.bin");
 
 /** SeaBIOS's VGA BIOS (Bochs VBE) mode 0x142: 640x480 at 32 bits per pixel. */
 const MODE = 0x142;
@@ -145,29 +128,7 @@ for (const { mode, what, width, height } of CASES) {
         const disk = path.join(dir, "disk.img");
         await Deno.writeFile(disk, image.bytes);
 
-        const serial = new MemoryChardev("serial0");
-        const cpu = x86 as CpuDescriptor;
-        const machine = createPcMachine(testConfig({
-          ramBytes: 64 << 20,
-          firmware: Deno.readFileSync(BIOS),
-          serial: [serial],
-          vga: "std",
-          drives: [{
-            id: "ide0-hd0",
-            node: image,
-            interface: "ide",
-            index: 0,
-            media: "disk",
-            readOnly: false,
-          }],
-          createCpu: (m, index) =>
-            cpu.create({ memory: m.memory, io: m.io, index }, {}) as CpuBackend,
-        }));
-        serial.onOutput(() => {
-          if (DONE.test(serial.text())) machine.requestExit(0);
-        });
-        await machine.run({ maxInstructions: 600_000_000 });
-        assert.match(serial.text(), DONE, serial.text());
+        const { machine } = await runDiskGuest(image.bytes, "std", DONE);
         const vga = machine.devices.find((d) => d.model === "VGA") as StdVga;
         if (mode === "vbe") {
           assert.equal(machine.memory.read16(0x7e00), 0x004f, "the VGA BIOS set the mode");

@@ -3,7 +3,13 @@
 import { DISPLAY, type ScreendumpFormat } from "../../../core/display.ts";
 import { UsageError } from "../../../core/errors.ts";
 import type { Machine } from "../../../core/machine.ts";
-import { monitorCommands, MonitorError } from "../../../core/monitor/mod.ts";
+import {
+  CommandTable,
+  type HmpCommand,
+  monitorCommands,
+  MonitorError,
+} from "../../../core/monitor/mod.ts";
+import { addMediaCommands } from "../../../core/monitor/media.ts";
 import { rfbServer, startVnc, vncSpecFromOptions } from "./vnc.ts";
 import { parseWebDisplay, startWeb } from "./web.ts";
 
@@ -81,6 +87,7 @@ export function addScreendumpCommands(machine: Machine): void {
       return {};
     },
   });
+  addChangeVnc(table, machine);
   const setPassword = (password: string) => {
     if (!machine.findService(DISPLAY)?.setPassword("vnc", password)) {
       throw new MonitorError("GenericError", "Could not set password");
@@ -113,6 +120,43 @@ export function addScreendumpCommands(machine: Machine): void {
       }
       setPassword(args.password as string);
       return {};
+    },
+  });
+}
+
+/**
+ * HMP `change vnc password PASSWORD` (and `passwd`), as QEMU 7.2 answers it; every
+ * other `change` goes to the monitor's own (removable media). The monitor keeps a
+ * command a plugin added before it over its built-in of the same name, so this works
+ * whichever is registered first.
+ */
+function addChangeVnc(table: CommandTable, machine: Machine): void {
+  let media: HmpCommand | undefined = table.hmp("change");
+  if (!media) {
+    const builtins = new CommandTable();
+    addMediaCommands(builtins);
+    media = builtins.hmp("change")!;
+  }
+  const fallback = media;
+  table.addHmp({
+    name: fallback.name,
+    params: fallback.params,
+    help: fallback.help,
+    run(ctx, args) {
+      if (args[0] !== "vnc" || args.length < 2) return fallback.run(ctx, args);
+      // QEMU prints these two without "Error: ".
+      if (args.length > 3) return "Parameter 'read-only-mode' is invalid for VNC\n";
+      if (args[1] !== "password" && args[1] !== "passwd") {
+        return "Expected 'password' after 'vnc'\n";
+      }
+      // (QEMU prompts for a missing password; this monitor has no prompt to read it.)
+      if (args[2] === undefined) throw new Error("Parameter 'password' is missing");
+      if (!machine.findService(DISPLAY)?.setPassword("vnc", args[2])) {
+        // QEMU's words, its unexpanded ${dpy} included.
+        return "If you want use passwords please enable password auth using " +
+          "'-vnc ${dpy},password'.\nError: Could not set password\n";
+      }
+      return "";
     },
   });
 }

@@ -2,12 +2,20 @@
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { decodePpm } from "../../../core/display.ts";
+import { decodePpm, DISPLAY } from "../../../core/display.ts";
 import { decodePng } from "../../../core/display_png.ts";
 import { Monitor, type MonitorHost } from "../../../core/monitor/mod.ts";
 import { createPcMachine } from "../../../plugins/machines/pc.ts";
 import { testConfig } from "../../../plugins/machines/test_util.ts";
 import { addScreendumpCommands, parseVncSpec, parseWebDisplay, vncSpecFromOptions } from "./mod.ts";
+
+/** A monitor host with nothing attached, as QEMU 7.2. */
+const HOST: MonitorHost = {
+  version: { major: 7, minor: 2, micro: 0, package: "" },
+  chardevs: () => [],
+  drives: () => [],
+  quit: () => {},
+};
 
 Deno.test("parseVncSpec() reads QEMU's forms and refuses the rest with the part at fault", () => {
   assert.deepEqual(
@@ -36,13 +44,7 @@ Deno.test("parseVncSpec() reads QEMU's forms and refuses the rest with the part 
 Deno.test("screendump: HMP and QMP write PPM and PNG of the VGA's screen with QEMU's errors", async () => {
   const machine = createPcMachine(testConfig({ vga: "std" }));
   addScreendumpCommands(machine);
-  const host: MonitorHost = {
-    version: { major: 7, minor: 2, micro: 0, package: "" },
-    chardevs: () => [],
-    drives: () => [],
-    quit: () => {},
-  };
-  const monitor = new Monitor(machine, host);
+  const monitor = new Monitor(machine, HOST);
   const dir = await Deno.makeTempDir();
   try {
     const ppm = path.join(dir, "a.ppm");
@@ -94,4 +96,36 @@ Deno.test("parseWebDisplay() reads web and web=HOST:PORT, and leaves other displ
   assert.equal(parseWebDisplay("vnc=:1"), undefined);
   assert.throws(() => parseWebDisplay("web=8080"), /is not HOST:PORT/);
   assert.throws(() => parseWebDisplay("web=h:99999"), /is not HOST:PORT/);
+});
+
+Deno.test("HMP change vnc password sets the VNC server's password with QEMU 7.2's answers", async () => {
+  const machine = createPcMachine(testConfig({ vga: "std" }));
+  addScreendumpCommands(machine);
+  const monitor = new Monitor(machine, HOST);
+  try {
+    // No VNC server with password=on: QEMU's two lines (its ${dpy} unexpanded).
+    assert.equal(
+      await monitor.hmp("change vnc password secret"),
+      "If you want use passwords please enable password auth using '-vnc ${dpy},password'.\n" +
+        "Error: Could not set password\n",
+    );
+    const set: string[] = [];
+    machine.findService(DISPLAY)!.addPasswordTarget("vnc", (p) => {
+      set.push(p);
+      return true;
+    });
+    assert.equal(await monitor.hmp("change vnc password secret"), "");
+    assert.equal(await monitor.hmp("change vnc passwd abc"), "");
+    assert.deepEqual(set, ["secret", "abc"]);
+    assert.equal(await monitor.hmp("change vnc foo bar"), "Expected 'password' after 'vnc'\n");
+    assert.equal(
+      await monitor.hmp("change vnc password x ro"),
+      "Parameter 'read-only-mode' is invalid for VNC\n",
+    );
+    // Everything else is still the removable-media change.
+    assert.match(await monitor.hmp("change nosuchdrive /tmp/x.iso"), /nosuchdrive/);
+    assert.deepEqual(set, ["secret", "abc"]);
+  } finally {
+    await machine.close();
+  }
 });

@@ -1,4 +1,4 @@
-// The Cirrus Logic GD5446 (`-vga cirrus`, `-device cirrus-vga`): extended registers, banks, linear window
+// The Cirrus Logic GD5446 (`-vga cirrus`, `-device cirrus-vga`): PCI function, linear aperture, MMIO BAR and VGA BIOS
 
 import {
   type Device,
@@ -23,355 +23,27 @@ import {
   VGA_BAR_REGION,
   VGA_REGION_PRIORITY,
 } from "./_pci_display.ts";
-import { VgaCore } from "./vga_core.ts";
+import { CirrusCore } from "./cirrus_core.ts";
 import { VgaConsole } from "./vga_render.ts";
+
+export {
+  CIRRUS_ID_CLGD5446,
+  CIRRUS_SR6_UNLOCK,
+  CIRRUS_SR7_BPP_SVGA,
+  CirrusCore,
+} from "./cirrus_core.ts";
 
 /** PCI IDs: Cirrus Logic, CL-GD5446. */
 export const PCI_VENDOR_ID_CIRRUS = 0x1013;
 export const PCI_DEVICE_ID_CIRRUS_5446 = 0x00b8;
-/** The chip ID CR27 reports: GD5446 (0x2e << 2, the low bits are the revision). */
-export const CIRRUS_ID_CLGD5446 = 0xb8;
 /** The BIOS QEMU loads into the Cirrus expansion ROM. */
 export const CIRRUS_ROM = "vgabios-cirrus.bin";
-
-/** SR06: writing 0x12 unlocks the extensions and reads back 0x12; anything else locks (0x0f). */
-export const CIRRUS_SR6_UNLOCK = 0x12;
-const CIRRUS_SR6_LOCKED = 0x0f;
-/** SR07 bit 0: extended (SVGA) modes, where the window uses the Cirrus banks. */
-export const CIRRUS_SR7_BPP_SVGA = 0x01;
-/** SR12 bit 1: DAC accesses reach the 16 hidden cursor colours. */
-const CIRRUS_CURSOR_HIDDENPEL = 0x02;
-/** SR17 bits 2 and 6: memory-mapped BitBLT registers on, and where (0xb8000 or linear). */
-const CIRRUS_MMIO_ENABLE = 0x04;
-const CIRRUS_MMIO_USE_PCIADDR = 0x40;
-/** GR0B bits: dual banks, 16 KiB bank granularity, and the address shifts of extended writes. */
-const CIRRUS_BANKING_DUAL = 0x01;
-const CIRRUS_BANKING_GRANULARITY_16K = 0x20;
-/** GR31 BitBLT start and reset bits. */
-const CIRRUS_BLT_START = 0x02;
-const CIRRUS_BLT_RESET = 0x04;
-
 /** Sizes of the PCI BARs: the 32 MiB linear aperture (VRAM, then BitBLT) and the MMIO block. */
 export const CIRRUS_LINEAR_SIZE = 0x2000000;
 export const CIRRUS_PNPMMIO_SIZE = 0x1000;
-
-/**
- * The BitBLT registers in memory-mapped order (offset in the block -> graphics
- * register), so MMIO and port accesses land in the same place.
- */
-const BLT_MMIO_TO_GR: Record<number, number> = {
-  0x00: 0x00,
-  0x01: 0x10,
-  0x02: 0x12,
-  0x03: 0x14,
-  0x04: 0x01,
-  0x05: 0x11,
-  0x06: 0x13,
-  0x07: 0x15,
-  0x08: 0x20,
-  0x09: 0x21,
-  0x0a: 0x22,
-  0x0b: 0x23,
-  0x0c: 0x24,
-  0x0d: 0x25,
-  0x0e: 0x26,
-  0x0f: 0x27,
-  0x10: 0x28,
-  0x11: 0x29,
-  0x12: 0x2a,
-  0x14: 0x2c,
-  0x15: 0x2d,
-  0x16: 0x2e,
-  0x17: 0x2f,
-  0x18: 0x30,
-  0x1a: 0x32,
-  0x1b: 0x33,
-  0x1c: 0x34,
-  0x1d: 0x35,
-  0x20: 0x38,
-  0x21: 0x39,
-  0x40: 0x31,
-};
-
-/**
- * The VGA core with the GD5446's extensions: the extended sequencer (SR06 unlock,
- * SR07 mode, SR0F/SR17 memory and bus configuration, SR1F clocks), the graphics
- * controller's bank registers (GR09/GR0A/GR0B) and BitBLT register file, CR1A-CR1D
- * and the CR27 chip ID, and the hidden DAC register behind four reads of 0x3c6.
- */
-export class CirrusCore extends VgaCore {
-  /** GR00/GR01 as written (the standard registers keep 4 bits; BitBLT colours use 8). */
-  shadowGr0 = 0;
-  shadowGr1 = 0;
-  /** Reads of 0x3c6 since the last other DAC access; the fifth read shows the hidden DAC. */
-  hiddenDacLock = 0;
-  hiddenDac = 0;
-  readonly hiddenPalette = new Uint8Array(48);
-  /** Base and size of the two 32 KiB bank windows at 0xa0000 and 0xa8000. */
-  readonly bankBase = new Int32Array(2);
-  readonly bankLimit = new Int32Array(2);
-
-  constructor(vramBytes: number) {
-    super(vramBytes);
-    this.srIndexMask = 0xff;
-    this.grIndexMask = 0xff;
-  }
-
-  override reset(): void {
-    super.reset();
-    this.sr[0x06] = CIRRUS_SR6_LOCKED;
-    // QEMU's GD5446 power-on values: 4 MiB of 64-bit DRAM on PCI.
-    this.sr[0x1f] = 0x2d;
-    this.gr[0x18] = 0x0f;
-    this.sr[0x0f] = 0x98;
-    this.sr[0x17] = 0x20;
-    this.sr[0x15] = 0x04;
-    this.cr[0x27] = CIRRUS_ID_CLGD5446;
-    this.shadowGr0 = this.shadowGr1 = 0;
-    this.hiddenDacLock = 0;
-    this.hiddenDac = 0;
-    this.hiddenPalette.fill(0);
-    this.updateBanks();
-  }
-
-  protected override readSeq(index: number): number {
-    if (index <= 0x04) return super.readSeq(index);
-    // The cursor position registers answer at every index whose low 5 bits are 0x10/0x11.
-    if ((index & 0x1f) === 0x10) return this.sr[0x10];
-    if ((index & 0x1f) === 0x11) return this.sr[0x11];
-    return index <= 0x1f ? this.sr[index] : 0xff;
-  }
-
-  protected override writeSeq(index: number, value: number): void {
-    if (index <= 0x04) {
-      super.writeSeq(index, value);
-    } else if (index === 0x06) {
-      this.sr[0x06] = (value & 0x17) === CIRRUS_SR6_UNLOCK ? CIRRUS_SR6_UNLOCK : CIRRUS_SR6_LOCKED;
-    } else if ((index & 0x1f) === 0x10 || (index & 0x1f) === 0x11) {
-      // Bits 7-5 of the index are the low bits of the cursor coordinate.
-      this.sr[index & 0x1f] = value;
-    } else if (index === 0x17) {
-      // Bits 3-5 report the bus type and memory size: read-only.
-      this.sr[0x17] = (this.sr[0x17] & 0x38) | (value & 0xc7);
-    } else if (index <= 0x1f) {
-      this.sr[index] = value;
-    }
-  }
-
-  protected override readGfx(index: number): number {
-    if (index === 0x00) return this.shadowGr0;
-    if (index === 0x01) return this.shadowGr1;
-    return index < 0x3a ? this.gr[index] : 0xff;
-  }
-
-  protected override writeGfx(index: number, value: number): void {
-    switch (index) {
-      case 0x00:
-        this.shadowGr0 = value;
-        super.writeGfx(index, value);
-        break;
-      case 0x01:
-        this.shadowGr1 = value;
-        super.writeGfx(index, value);
-        break;
-      case 0x05:
-        // Bits 2 and 6 select the Cirrus extended write modes 4 and 5.
-        this.gr[index] = value & 0x7f;
-        this.updateWritePath();
-        break;
-      case 0x09:
-      case 0x0a:
-      case 0x0b:
-        this.gr[index] = value;
-        this.updateBanks();
-        break;
-      case 0x21:
-      case 0x23:
-      case 0x25:
-      case 0x27:
-        this.gr[index] = value & 0x1f;
-        break;
-      case 0x2a:
-      case 0x2e:
-        this.gr[index] = value & 0x3f;
-        break;
-      case 0x31:
-        // BitBLT is not emulated: a started or reset blit completes at once with no effect,
-        // so a driver polling the busy bit moves on.
-        this.gr[index] = value & ~(CIRRUS_BLT_START | CIRRUS_BLT_RESET | 0x01);
-        break;
-      default:
-        if (index <= 0x08) super.writeGfx(index, value);
-        else if (index >= 0x10 && index < 0x3a) this.gr[index] = value;
-    }
-  }
-
-  protected override readCrtc(index: number): number {
-    if (index <= 0x18) return super.readCrtc(index);
-    switch (index) {
-      case 0x19:
-      case 0x1a:
-      case 0x1b:
-      case 0x1c:
-      case 0x1d:
-      case 0x25:
-      case 0x27:
-        return this.cr[index];
-      case 0x22: // graphics data latch selected by GR04
-        return (this.latch >>> ((this.gr[0x04] & 3) << 3)) & 0xff;
-      case 0x24: // attribute controller toggle readback
-        return this.arFlipFlop << 7;
-      case 0x26: // attribute controller index readback
-        return this.arIndex & 0x3f;
-      default:
-        return 0xff;
-    }
-  }
-
-  protected override writeCrtc(index: number, value: number): void {
-    if (index <= 0x18) super.writeCrtc(index, value);
-    else if (index >= 0x19 && index <= 0x1d) this.cr[index] = value;
-  }
-
-  /** 0x3c6: the PEL mask, except that the fifth read in a row returns the hidden DAC. */
-  protected override readPelMask(): number {
-    if (++this.hiddenDacLock === 5) {
-      this.hiddenDacLock = 0;
-      return this.hiddenDac;
-    }
-    return this.dacMask;
-  }
-
-  /** A write after four reads of 0x3c6 goes to the hidden DAC (its colour mode). */
-  protected override writePelMask(value: number): void {
-    if (this.hiddenDacLock === 4) this.hiddenDac = value;
-    else this.dacMask = value;
-    this.hiddenDacLock = 0;
-  }
-
-  protected override readPelWriteIndex(): number {
-    this.hiddenDacLock = 0;
-    return this.dacWriteIndex;
-  }
-
-  protected override readPalette(): number {
-    if (!(this.sr[0x12] & CIRRUS_CURSOR_HIDDENPEL)) return super.readPalette();
-    const value = this.hiddenPalette[(this.dacReadIndex & 0x0f) * 3 + this.dacSubIndex];
-    if (++this.dacSubIndex === 3) {
-      this.dacSubIndex = 0;
-      this.dacReadIndex = (this.dacReadIndex + 1) & 0xff;
-    }
-    return value;
-  }
-
-  protected override writePalette(value: number): void {
-    if (!(this.sr[0x12] & CIRRUS_CURSOR_HIDDENPEL)) {
-      super.writePalette(value);
-      return;
-    }
-    this.dacCache[this.dacSubIndex] = value & 0x3f;
-    if (++this.dacSubIndex === 3) {
-      this.hiddenPalette.set(this.dacCache, (this.dacWriteIndex & 0x0f) * 3);
-      this.dacSubIndex = 0;
-      this.dacWriteIndex = (this.dacWriteIndex + 1) & 0xff;
-    }
-  }
-
-  /**
-   * Recomputes the bank windows from GR09/GR0A/GR0B: one 64 KiB bank (GR09) or two
-   * 32 KiB banks (GR09 at 0xa0000, GR0A at 0xa8000), in 4 KiB or 16 KiB steps.
-   */
-  updateBanks(): void {
-    const gr = this.gr;
-    const size = this.vram.length;
-    for (let bank = 0; bank < 2; bank++) {
-      let offset = gr[0x0b] & CIRRUS_BANKING_DUAL ? gr[0x09 + bank] : gr[0x09];
-      offset *= gr[0x0b] & CIRRUS_BANKING_GRANULARITY_16K ? 0x4000 : 0x1000;
-      let limit = size > offset ? size - offset : 0;
-      if (!(gr[0x0b] & CIRRUS_BANKING_DUAL) && bank === 1) {
-        // A single bank spans both halves: the second continues where the first ends.
-        if (limit > 0x8000) {
-          offset += 0x8000;
-          limit -= 0x8000;
-        } else {
-          limit = 0;
-        }
-      }
-      this.bankBase[bank] = limit > 0 ? offset : 0;
-      this.bankLimit[bank] = limit;
-    }
-  }
-
-  /** True in the extended (SVGA) modes, where the window is banked linear VRAM. */
-  get extendedMode(): boolean {
-    return (this.sr[0x07] & CIRRUS_SR7_BPP_SVGA) !== 0;
-  }
-
-  override readWindow(offset: number): number {
-    if (!this.extendedMode) return super.readWindow(offset);
-    if (offset < 0x10000) {
-      const address = this.#bankAddress(offset);
-      return address < 0 ? 0xff : this.vram[address];
-    }
-    if (offset >= 0x18000 && offset < 0x18100 && this.#mmioAtB8000()) {
-      return this.readBlt(offset & 0xff);
-    }
-    return 0xff;
-  }
-
-  override writeWindow(offset: number, value: number): void {
-    if (!this.extendedMode) {
-      super.writeWindow(offset, value);
-      return;
-    }
-    if (offset < 0x10000) {
-      const address = this.#bankAddress(offset);
-      if (address >= 0) this.vram[address] = value;
-    } else if (offset >= 0x18000 && offset < 0x18100 && this.#mmioAtB8000()) {
-      this.writeBlt(offset & 0xff, value);
-    }
-  }
-
-  #bankAddress(offset: number): number {
-    const bank = offset >> 15;
-    const within = offset & 0x7fff;
-    if (within >= this.bankLimit[bank]) return -1;
-    return (this.bankBase[bank] + within) & (this.vram.length - 1);
-  }
-
-  #mmioAtB8000(): boolean {
-    return (this.sr[0x17] & (CIRRUS_MMIO_ENABLE | CIRRUS_MMIO_USE_PCIADDR)) === CIRRUS_MMIO_ENABLE;
-  }
-
-  /** A read of the memory-mapped BitBLT registers. */
-  readBlt(offset: number): number {
-    const index = BLT_MMIO_TO_GR[offset];
-    return index === undefined ? 0xff : this.readGfx(index);
-  }
-
-  /** A write of the memory-mapped BitBLT registers. */
-  writeBlt(offset: number, value: number): void {
-    const index = BLT_MMIO_TO_GR[offset];
-    if (index !== undefined) this.writeGfx(index, value);
-  }
-
-  override save(): Record<string, number | Uint8Array> {
-    return {
-      ...super.save(),
-      cirrus: Uint8Array.from([this.shadowGr0, this.shadowGr1, this.hiddenDacLock, this.hiddenDac]),
-      hiddenPalette: this.hiddenPalette.slice(),
-    };
-  }
-
-  override load(state: Record<string, unknown>): void {
-    super.load(state);
-    const c = state.cirrus as Uint8Array;
-    [this.shadowGr0, this.shadowGr1, this.hiddenDacLock, this.hiddenDac] = c;
-    this.hiddenPalette.set(state.hiddenPalette as Uint8Array);
-    this.updateBanks();
-  }
-}
-
+/** Where in the aperture the system-to-screen BitBLT source window starts, and its size. */
+const CIRRUS_BITBLT_WINDOW = 0x1000000;
+const CIRRUS_BITBLT_WINDOW_SIZE = 0x400000;
 /**
  * QEMU's `cirrus-vga`: the GD5446 core at ports 0x3b0-0x3df and the VGA window,
  * BAR 0 = the 32 MiB linear aperture (VRAM at its start), BAR 1 = 4 KiB of MMIO
@@ -381,10 +53,13 @@ export class CirrusVga implements Device {
   readonly model = "cirrus-vga";
   readonly config: PciConfig;
   readonly core: CirrusCore;
-  /** The screen (VGA text mode; the Cirrus extended modes are not rendered yet). */
+  /** The screen: VGA modes and the Cirrus SVGA modes with the hardware cursor. */
   readonly console: VgaConsole;
   readonly rom: Uint8Array | null;
   #memory: AddressSpace | null;
+  /** Where BAR 0 is mapped (null: not mapped), and whether VRAM sits there as plain memory. */
+  #linearBase: number | null = null;
+  #linearDirect = false;
 
   constructor(
     readonly id: string,
@@ -396,8 +71,9 @@ export class CirrusVga implements Device {
       throw new UsageError(`Invalid cirrus_vga ram size '${mb}'`);
     }
     this.core = new CirrusCore(mb << 20);
-    // The Cirrus extended (SVGA) modes are not drawn yet.
-    this.console = new VgaConsole(id, this.core, null, () => this.core.extendedMode);
+    this.console = new VgaConsole(id, this.core, null, this.core);
+    this.core.onMemoryAccessChange = () => this.#updateLinearVram();
+    this.core.onDirtyTaken = () => this.#memory?.protectClean(`${id}.vram`);
     this.rom = options.rom ?? null;
     this.#memory = host.memory;
     this.config = new PciConfig({
@@ -448,31 +124,59 @@ export class CirrusVga implements Device {
   }
 
   /**
-   * BAR 0: VRAM as RAM at the start of the aperture (the plain linear framebuffer),
-   * over an MMIO region for the rest, which reads all ones and drops writes (the
-   * BitBLT system-to-screen window at 16 MiB is not emulated).
+   * BAR 0: an MMIO region for the whole aperture (VRAM through the Cirrus address
+   * shifts, write modes and memory-mapped registers; the BitBLT source window at
+   * 16 MiB; all ones elsewhere), with VRAM as plain memory over its start while the
+   * chip is in none of those states, so ordinary framebuffer access costs nothing.
    */
   #mapLinear(base: number | null): void {
     const memory = this.#memory;
     if (!memory) return;
+    this.#linearBase = base;
+    const vramBytes = this.core.vram.length;
     placeRegion(
       memory,
       `${this.id}.lfb`,
       base,
       (b) =>
-        memory.addMmio(`${this.id}.lfb`, b, CIRRUS_LINEAR_SIZE, {
-          read: (_o, size) => (size === 4 ? 0xffffffff : (1 << (8 * size)) - 1),
-          write: () => {},
-        }, VGA_BAR_REGION),
+        memory.addMmio(
+          `${this.id}.lfb`,
+          b,
+          CIRRUS_LINEAR_SIZE,
+          byteMmio((o) => {
+            if (o < vramBytes) return this.core.readLinear(o);
+            return 0xff;
+          }, (o, v) => {
+            if (o < vramBytes) this.core.writeLinear(o, v);
+            else if (
+              o >= CIRRUS_BITBLT_WINDOW && o < CIRRUS_BITBLT_WINDOW + CIRRUS_BITBLT_WINDOW_SIZE
+            ) {
+              this.core.writeBltSource(v);
+            }
+          }),
+          VGA_BAR_REGION,
+        ),
     );
+    this.#linearDirect = false;
+    this.#updateLinearVram();
+  }
+
+  /** Puts VRAM over the aperture as memory, or takes it away, as the chip's state asks. */
+  #updateLinearVram(): void {
+    const memory = this.#memory;
+    const direct = this.#linearBase !== null && this.core.linearDirect;
+    if (!memory || direct === this.#linearDirect) return;
+    this.#linearDirect = direct;
     placeRegion(
       memory,
       `${this.id}.vram`,
-      base,
+      direct ? this.#linearBase : null,
       (b) =>
         memory.addRamAlias(`${this.id}.vram`, b, this.core.vram, {
           priority: VGA_REGION_PRIORITY + 1,
           overlap: true,
+          // Write-tracked: the CPU's framebuffer writes flag their pages for the renderer.
+          dirtyPages: this.core.dirtyPages,
         }),
     );
   }

@@ -89,6 +89,7 @@ export class StdVga implements Device {
     this.core = new VgaCore(mb << 20);
     this.vbe = new BochsDispi(this.core);
     this.console = new VgaConsole(id, this.core, this.vbe);
+    this.core.onDirtyTaken = () => this.#memory?.protectClean(`${id}.vram`);
     this.rom = options.rom ?? null;
     this.#memory = host.memory;
     this.#qext = options.qemuExtendedRegs ?? true;
@@ -150,7 +151,11 @@ export class StdVga implements Device {
   }
 
   #addVram(base: number): void {
-    this.#memory?.addRamAlias(`${this.id}.vram`, base, this.core.vram, VGA_BAR_REGION);
+    // Write-tracked: the CPU's framebuffer writes flag their pages for the renderer.
+    this.#memory?.addRamAlias(`${this.id}.vram`, base, this.core.vram, {
+      ...VGA_BAR_REGION,
+      dirtyPages: this.core.dirtyPages,
+    });
   }
 
   #addMmio(base: number): void {

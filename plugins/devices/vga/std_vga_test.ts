@@ -127,3 +127,34 @@ Deno.test("StdVga answers VGA ports byte- and word-wide at the legacy addresses"
   assert.equal(io.in(0x3c3, 1), 0x01, "the VGA subsystem enable bit");
   assert.equal(io.in(0x3b0, 1), 0xff, "QEMU's std VGA leaves 0x3b0 unassigned");
 });
+
+Deno.test("StdVga redraws only what the CPU wrote through the linear framebuffer (write-tracked pages)", () => {
+  const { memory, io, pci, vga } = board();
+  const fn = pci.fn!;
+  fn.configWrite(0x10, 4, 0xfd000000);
+  fn.configWrite(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+  const dispi = (index: number, value: number) => {
+    io.out(0x1ce, 2, index);
+    io.out(0x1cf, 2, value);
+  };
+  dispi(VBE_DISPI_INDEX_XRES, 1024);
+  dispi(VBE_DISPI_INDEX_YRES, 768);
+  dispi(VBE_DISPI_INDEX_BPP, 32);
+  dispi(VBE_DISPI_INDEX_ENABLE, VBE_DISPI_ENABLED | VBE_DISPI_LFB_ENABLED);
+  let surface = vga.console.update();
+  surface.takeDirty();
+  assert.equal(vga.core.dirtyPages.some((d) => d !== 0), false, "the frame took every page");
+  // Clean framebuffer pages are read-only to the CPU: its first write to one is seen.
+  memory.write32(0xfd000000 + (100 * 1024 + 7) * 4, 0x00abcdef);
+  assert.equal(vga.core.dirtyPages[100], 1);
+  surface = vga.console.update();
+  assert.equal(surface.pixels[100 * 1024 + 7], 0xabcdef);
+  assert.deepEqual(surface.takeDirty(), [{ x: 7, y: 100, width: 1, height: 1 }]);
+  // A still screen: nothing flagged, nothing drawn, nothing dirty.
+  surface = vga.console.update();
+  assert.deepEqual(surface.takeDirty(), []);
+  // The page is protected again: the next write is seen too.
+  memory.write8(0xfd000000 + (100 * 1024 + 9) * 4, 0x42);
+  assert.equal(surface.pixels[100 * 1024 + 9], 0);
+  assert.equal(vga.console.update().pixels[100 * 1024 + 9], 0x42);
+});

@@ -117,6 +117,14 @@ export class VgaCore {
   dac8Bit = false;
   /** True while the write path is the plain one: mode 0, no rotate, no set/reset, all bits. */
   #plainWrite = true;
+  /**
+   * One flag per 4 KiB page of VRAM, set by every write the adapter sees (and, through
+   * the address space's write tracking, by the CPU's writes to the linear framebuffer);
+   * the renderer redraws only lines on flagged pages and then clears them.
+   */
+  readonly dirtyPages: Uint8Array;
+  /** Called after the renderer cleared {@linkcode dirtyPages} (the adapter re-arms its tracking). */
+  onDirtyTaken: () => void = () => {};
   /** Per-read mask of which sequencer index bits exist (Cirrus extends the index). */
   protected srIndexMask = 0x07;
   protected grIndexMask = 0x0f;
@@ -127,6 +135,37 @@ export class VgaCore {
     }
     this.vram = new Uint8Array(vramBytes);
     this.vram32 = new Uint32Array(this.vram.buffer);
+    this.dirtyPages = new Uint8Array(vramBytes >>> 12).fill(1);
+  }
+
+  /** Flags the pages of VRAM bytes `[start, end)`; a range past the end wraps to the start. */
+  markDirty(start: number, end: number): void {
+    const size = this.vram.length;
+    if (end - start >= size) {
+      this.dirtyPages.fill(1);
+      return;
+    }
+    start &= size - 1;
+    end = start + (end - start);
+    if (end <= size) this.dirtyPages.fill(1, start >>> 12, ((end - 1) >>> 12) + 1);
+    else {
+      this.dirtyPages.fill(1, start >>> 12);
+      this.dirtyPages.fill(1, 0, ((end - size - 1) >>> 12) + 1);
+    }
+  }
+
+  /** True when any page of VRAM bytes `[start, end)` is flagged (a range past the end counts as dirty). */
+  isDirty(start: number, end: number): boolean {
+    if (start < 0 || end > this.vram.length) return true;
+    const pages = this.dirtyPages;
+    for (let p = start >>> 12, last = (end - 1) >>> 12; p <= last; p++) if (pages[p]) return true;
+    return false;
+  }
+
+  /** The renderer has drawn every flagged page: clears the flags. */
+  takeDirty(): void {
+    this.dirtyPages.fill(0);
+    this.onDirtyTaken();
   }
 
   /** Power-on state: registers cleared (the VGA BIOS programs a mode), VRAM kept. */
@@ -438,6 +477,7 @@ export class VgaCore {
       if (address >= this.vram.length) return;
       if (this.vbeChain4 || (sr[VGA_SEQ_PLANE_WRITE] & (1 << (address & 3)))) {
         this.vram[address] = value;
+        this.dirtyPages[address >>> 12] = 1;
       }
       return;
     }
@@ -449,6 +489,8 @@ export class VgaCore {
       planes &= address & 1 ? 0x0a : 0x05;
     }
     if (planeOffset >= this.vram32.length || planes === 0) return;
+    // Plane offset o is VRAM bytes 4o..4o+3: page o >> 10.
+    this.dirtyPages[planeOffset >>> 10] = 1;
     if (this.#plainWrite) {
       const at = planeOffset << 2;
       const vram = this.vram;
@@ -596,5 +638,6 @@ export class VgaCore {
     this.latch = state.latch as number;
     this.bankOffset = state.bankOffset as number;
     this.updateWritePath();
+    this.dirtyPages.fill(1);
   }
 }

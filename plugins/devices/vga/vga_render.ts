@@ -1,4 +1,4 @@
-// Turns VGA memory into pixels: text mode (font from plane 2, attributes, cursor) and the Bochs VBE framebuffer, redrawing only what changed
+// Turns VGA memory into pixels: text mode (font from plane 2, attributes, cursor), VGA graphics, Cirrus SVGA modes and the Bochs VBE framebuffer, redrawing only what changed
 
 import type { DisplaySurface, GraphicConsole } from "../../../core/display.ts";
 import { DisplaySurface as Surface, MAX_SURFACE_PIXELS } from "../../../core/display.ts";
@@ -45,8 +45,62 @@ function c6to8(v: number): number {
   return (v << 2) | (b << 1) | b;
 }
 
+/**
+ * A 5-6-5 pixel widened to 8 bits a component. QEMU 7.2 draws 16 bpp two ways: into a
+ * shadow surface with the low bits zero (`replicate` false), or, when it shares the
+ * guest's framebuffer with the display (no wrap past the end of VRAM, no Cirrus cursor),
+ * through pixman, which repeats each component's top bits in the low ones. A screendump
+ * shows whichever it did, so vmkit follows the same rule.
+ */
+function rgb565(v: number, replicate: boolean): number {
+  if (!replicate) return (((v >> 8) & 0xf8) << 16) | (((v >> 3) & 0xfc) << 8) | ((v << 3) & 0xf8);
+  const r = (v >> 11) & 0x1f;
+  const g = (v >> 5) & 0x3f;
+  const b = v & 0x1f;
+  return (((r << 3) | (r >> 2)) << 16) | (((g << 2) | (g >> 4)) << 8) | ((b << 3) | (b >> 2));
+}
+
+/**
+ * True when QEMU 7.2 would share the guest's framebuffer with the display for this
+ * mode (see {@linkcode rgb565}): it does for 16, 24 and 32 bpp whose lines do not run
+ * past the end of VRAM.
+ */
+function sharesSurface(
+  bpp: number,
+  start: number,
+  lineOffset: number,
+  width: number,
+  height: number,
+  vramBytes: number,
+): boolean {
+  if (bpp !== 16 && bpp !== 24 && bpp !== 32) return false;
+  return start + lineOffset * (height - 1) + (width * bpp) / 8 <= vramBytes;
+}
+
 /** What the last update showed. */
-export type VgaScreenMode = "text" | "vbe" | "vga16" | "vga256" | "blank" | "unsupported";
+export type VgaScreenMode = "text" | "vbe" | "vga16" | "vga256" | "svga" | "blank" | "unsupported";
+
+/**
+ * An adapter's own packed-pixel modes (the Cirrus SVGA modes), drawn through the VGA
+ * CRTC's timing (width from CR01, double scan, line compare) with the adapter's
+ * depth, start address and line offset.
+ */
+export interface SvgaModes {
+  /** Bits per pixel of the extended mode in effect (8, 15, 16, 24, 32), or 0 in a VGA mode. */
+  bpp(): number;
+  /** The CRTC start address in bytes, with the adapter's extension bits. */
+  startAddress(): number;
+  /** Bytes from one line to the next. */
+  lineOffset(): number;
+  /** Displayed lines. */
+  height(): number;
+  /** Draws a hardware cursor over display line `y` of `row` (`width` pixels). */
+  drawCursor?(row: Uint32Array, y: number, width: number): void;
+  /** The display lines the cursor may touch, `[first, end)` (every line when absent). */
+  cursorBand?(): [number, number];
+  /** True while the adapter needs a drawn (shadow) screen: QEMU's Cirrus with its cursor on. */
+  forceShadow?(): boolean;
+}
 
 /**
  * The screen of a VGA adapter: renders its VRAM into a {@linkcode DisplaySurface} on
@@ -72,23 +126,27 @@ export class VgaConsole implements GraphicConsole {
   readonly #palette = new Uint32Array(16);
   readonly #font = new Uint8Array(2 * FONT_BYTES);
   #full = true;
+  /** What the last graphics frame was drawn from: a change redraws every line. */
+  #layout = "";
+  readonly #lastPalette = new Uint32Array(256);
+  /** Display lines the hardware cursor covered in the last frame. */
+  #cursorBand: [number, number] = [0, 0];
 
-  readonly #extended: () => boolean;
+  readonly #svga: SvgaModes | null;
 
   /**
    * @param vbe the Bochs VBE registers of a std VGA (null for others)
-   * @param extended true while the adapter is in a mode of its own this renderer does
-   *   not draw (Cirrus SR07 bit 0): the screen shows black rather than a wrong picture
+   * @param svga the adapter's extended packed-pixel modes (Cirrus), or null
    */
   constructor(
     readonly id: string,
     core: VgaCore,
     vbe: BochsDispi | null = null,
-    extended: () => boolean = () => false,
+    svga: SvgaModes | null = null,
   ) {
     this.#core = core;
     this.#vbe = vbe;
-    this.#extended = extended;
+    this.#svga = svga;
   }
 
   /** Asks for the next update to redraw everything. */
@@ -100,25 +158,49 @@ export class VgaConsole implements GraphicConsole {
     const core = this.#core;
     let mode: VgaScreenMode;
     if (this.#vbe?.enabled) mode = "vbe";
-    else if (this.#extended()) mode = "unsupported";
     else if (!(core.arIndex & 0x20)) mode = "blank"; // the palette is being loaded: no video
     else if (core.gr[VGA_GFX_MISC] & 1) {
-      // GR05 bits 6-5, the shift control: 2 or 3 is 256-colour (mode 13h, mode X).
-      // 0 is 16-colour planar (modes 0Dh-12h); 1, CGA's interleave, is not drawn yet.
+      // GR05 bits 6-5, the shift control: 2 or 3 is 256-colour (mode 13h, mode X), or
+      // the adapter's packed-pixel depth in its extended modes. 0 is 16-colour planar
+      // (modes 0Dh-12h); 1, CGA's interleave, is not drawn yet.
       const shift = (core.gr[VGA_GFX_MODE] >> 5) & 3;
-      mode = shift & 2 ? "vga256" : shift === 0 ? "vga16" : "unsupported";
+      if (shift & 2) mode = this.#svga?.bpp() ? "svga" : "vga256";
+      else mode = shift === 0 ? "vga16" : "unsupported";
     } else mode = "text";
     if (mode !== this.mode) this.#full = true;
     this.mode = mode;
     if (mode === "text") this.#drawText();
     else if (mode === "vbe") this.#drawVbe();
-    else if (mode === "vga256" || mode === "vga16") this.#drawGraphics(mode);
+    else if (mode === "vga256" || mode === "vga16" || mode === "svga") this.#drawGraphics(mode);
     else this.#drawBlank();
     this.#full = false;
+    core.takeDirty();
     return this.surface;
   }
 
+  /**
+   * Starts a graphics frame: a different layout or palette than the last frame's means
+   * every line is redrawn; otherwise only lines on VRAM pages written since.
+   */
+  #beginFrame(layout: string, palette: Uint32Array | null): void {
+    if (layout !== this.#layout) {
+      this.#layout = layout;
+      this.#full = true;
+    }
+    if (palette) {
+      const last = this.#lastPalette;
+      for (let i = 0; i < palette.length; i++) {
+        if (last[i] !== palette[i]) {
+          last.set(palette);
+          this.#full = true;
+          break;
+        }
+      }
+    }
+  }
+
   #drawBlank(): void {
+    this.#layout = "";
     if (!this.#full) return;
     this.surface.pixels.fill(0);
     this.surface.markDirty(0, 0, this.surface.width, this.surface.height);
@@ -168,6 +250,7 @@ export class VgaConsole implements GraphicConsole {
   }
 
   #drawText(): void {
+    this.#layout = "";
     const core = this.#core;
     const cr = core.cr;
     const sr1 = core.sr[VGA_SEQ_CLOCK_MODE];
@@ -299,6 +382,10 @@ export class VgaConsole implements GraphicConsole {
       this.#full = true;
     }
     const palette = bpp === 8 ? this.#palette256() : null;
+    this.#beginFrame(
+      `vbe:${width}x${height}x${bpp}:${vbe.startAddress}:${vbe.lineOffset}`,
+      palette,
+    );
     const vram = core.vram;
     const pixels = this.surface.pixels;
     if (bpp === 32 && ((vbe.startAddress | vbe.lineOffset) & 3) === 0) {
@@ -306,8 +393,18 @@ export class VgaConsole implements GraphicConsole {
       return;
     }
     const bytesPerPixel = (bpp + 7) >> 3;
+    const replicate = sharesSurface(
+      bpp,
+      vbe.startAddress,
+      vbe.lineOffset,
+      width,
+      height,
+      vram.length,
+    );
     for (let y = 0; y < height; y++) {
       let at = vbe.startAddress + y * vbe.lineOffset;
+      // A line on no written page shows what it showed.
+      if (!this.#full && !core.isDirty(at, at + width * bytesPerPixel)) continue;
       let first = -1;
       let last = -1;
       let o = y * width;
@@ -323,11 +420,9 @@ export class VgaConsole implements GraphicConsole {
               color = (((v >> 7) & 0xf8) << 16) | (((v >> 2) & 0xf8) << 8) | ((v << 3) & 0xf8);
               break;
             }
-            case 16: {
-              const v = vram[at] | (vram[at + 1] << 8);
-              color = (((v >> 8) & 0xf8) << 16) | (((v >> 3) & 0xfc) << 8) | ((v << 3) & 0xf8);
+            case 16:
+              color = rgb565(vram[at] | (vram[at + 1] << 8), replicate);
               break;
-            }
             default:
               color = (vram[at + 2] << 16) | (vram[at + 1] << 8) | vram[at];
           }
@@ -348,8 +443,10 @@ export class VgaConsole implements GraphicConsole {
     const words = this.#core.vram32;
     const pixels = this.surface.pixels;
     const full = this.#full;
+    const core = this.#core;
     for (let y = 0; y < height; y++) {
       let at = (vbe.startAddress + y * vbe.lineOffset) >>> 2;
+      if (!full && !core.isDirty(at * 4, (at + width) * 4)) continue;
       let o = y * width;
       let first = -1;
       let last = -1;
@@ -385,28 +482,32 @@ export class VgaConsole implements GraphicConsole {
    * plane enable mask and the attribute palette; SR01 bit 3 halves the dot clock), each
    * scan line repeated per CR09's scan count and double scan, rows CR13 doublewords apart.
    */
-  #drawGraphics(mode: "vga16" | "vga256"): void {
+  #drawGraphics(mode: "vga16" | "vga256" | "svga"): void {
     const core = this.#core;
     const cr = core.cr;
     const cr7 = cr[VGA_CRTC_OVERFLOW];
+    const svga = mode === "svga" ? this.#svga : null;
     let width = (cr[VGA_CRTC_H_DISP] + 1) * 8;
     const halfClock = mode === "vga16" && (core.sr[VGA_SEQ_CLOCK_MODE] & SR01_HALF_CLOCK) !== 0;
     if (halfClock) width *= 2;
-    const height = (cr[VGA_CRTC_V_DISP_END] | ((cr7 & 0x02) << 7) | ((cr7 & 0x40) << 3)) + 1;
+    const height = svga
+      ? svga.height()
+      : (cr[VGA_CRTC_V_DISP_END] | ((cr7 & 0x02) << 7) | ((cr7 & 0x40) << 3)) + 1;
     if (width * height <= 1) return;
     if (this.surface.width !== width || this.surface.height !== height) {
       this.surface.resize(width, height);
       this.#full = true;
     }
     let palette: Uint32Array;
-    if (mode === "vga256") palette = this.#palette256();
+    if (mode === "vga256" || mode === "svga") palette = this.#palette256();
     else {
       this.#updatePalette16();
       palette = this.#palette;
     }
     const planeMask = core.ar[VGA_ATC_PLANE_ENABLE] & 0x0f;
     const multiScan = (((cr[VGA_CRTC_MAX_SCAN] & 0x1f) + 1) << (cr[VGA_CRTC_MAX_SCAN] >> 7)) - 1;
-    const lineOffset = cr[VGA_CRTC_OFFSET] << 3;
+    const lineOffset = svga ? svga.lineOffset() : cr[VGA_CRTC_OFFSET] << 3;
+    const bpp = svga ? svga.bpp() : 0;
     const lineCompare = cr[VGA_CRTC_LINE_COMPARE] | ((cr7 & 0x10) << 4) |
       ((cr[VGA_CRTC_MAX_SCAN] & 0x40) << 3);
     // CR17 bits 0-1 clear: the CGA-style line interleave advances every 2nd or 4th row.
@@ -415,11 +516,38 @@ export class VgaConsole implements GraphicConsole {
     const words = core.vram32;
     const row = new Uint32Array(width);
     const pixels = this.surface.pixels;
-    let rowAddress = ((cr[VGA_CRTC_START_HI] << 8) | cr[VGA_CRTC_START_LO]) * 4;
+    let rowAddress = svga
+      ? svga.startAddress()
+      : ((cr[VGA_CRTC_START_HI] << 8) | cr[VGA_CRTC_START_LO]) * 4;
+    this.#beginFrame(
+      `${mode}:${width}x${height}:${bpp}:${rowAddress}:${lineOffset}:${multiScan}:` +
+        `${lineCompare}:${mask}:${planeMask}:${halfClock}:${svga?.forceShadow?.()}`,
+      palette,
+    );
+    const replicate = svga !== null && !svga.forceShadow?.() &&
+      sharesSurface(bpp, rowAddress, lineOffset, width, height, vram.length);
+    // The VRAM bytes one display line reads, to skip lines on unwritten pages.
+    const lineBytes = svga
+      ? width * ((bpp + 7) >> 3)
+      : mode === "vga256"
+      ? width >> 1
+      : (width >> (halfClock ? 4 : 3)) * 4;
+    // Lines the hardware cursor covers (now or in the last frame) are always redrawn.
+    const cursorFrom = svga?.drawCursor ? this.#cursorBand[0] : 0;
+    const cursorTo = svga?.drawCursor ? this.#cursorBand[1] : -1;
+    if (svga?.drawCursor) this.#cursorBand = svga.cursorBand?.() ?? [0, height];
     let run = multiScan;
     let y1 = 0;
     for (let y = 0; y < height; y++) {
-      if (mode === "vga256") {
+      const skip = !this.#full && !core.isDirty(rowAddress, rowAddress + lineBytes) &&
+        !(y >= cursorFrom && y < cursorTo) &&
+        !(y >= this.#cursorBand[0] && y < this.#cursorBand[1]);
+      if (skip) {
+        // (the CRTC's address still advances below)
+      } else if (svga) {
+        packedRow(row, vram, rowAddress, bpp, palette, replicate);
+        svga.drawCursor?.(row, y, width);
+      } else if (mode === "vga256") {
         for (let x = 0; x < width; x += 2) {
           const at = rowAddress + (x >> 1);
           row[x] = row[x + 1] = at < vram.length ? palette[vram[at]] : 0;
@@ -439,7 +567,7 @@ export class VgaConsole implements GraphicConsole {
       let o = y * width;
       let first = -1;
       let last = -1;
-      for (let x = 0; x < width; x++, o++) {
+      for (let x = 0; !skip && x < width; x++, o++) {
         if (pixels[o] !== row[x] || this.#full) {
           pixels[o] = row[x];
           if (first < 0) first = x;
@@ -455,6 +583,46 @@ export class VgaConsole implements GraphicConsole {
         run--;
       }
       if (y === lineCompare) rowAddress = 0;
+    }
+  }
+}
+
+/**
+ * One line of packed pixels at `address` (wrapping at the end of VRAM, as the CRTC's
+ * counter does): 8 bpp through the palette, 15 and 16 bpp 5-5-5 and 5-6-5, 24 and 32
+ * bpp blue first (16 bpp as {@linkcode rgb565} says).
+ */
+function packedRow(
+  row: Uint32Array,
+  vram: Uint8Array,
+  address: number,
+  bpp: number,
+  palette: Uint32Array,
+  replicate: boolean,
+): void {
+  const mask = vram.length - 1;
+  const width = row.length;
+  let at = address;
+  switch (bpp) {
+    case 8:
+      for (let x = 0; x < width; x++) row[x] = palette[vram[at++ & mask]];
+      break;
+    case 15:
+      for (let x = 0; x < width; x++, at += 2) {
+        const v = vram[at & mask] | (vram[(at + 1) & mask] << 8);
+        row[x] = (((v >> 7) & 0xf8) << 16) | (((v >> 2) & 0xf8) << 8) | ((v << 3) & 0xf8);
+      }
+      break;
+    case 16:
+      for (let x = 0; x < width; x++, at += 2) {
+        row[x] = rgb565(vram[at & mask] | (vram[(at + 1) & mask] << 8), replicate);
+      }
+      break;
+    default: {
+      const step = bpp === 24 ? 3 : 4;
+      for (let x = 0; x < width; x++, at += step) {
+        row[x] = (vram[(at + 2) & mask] << 16) | (vram[(at + 1) & mask] << 8) | vram[at & mask];
+      }
     }
   }
 }
