@@ -1,5 +1,7 @@
 // Transfer buffers for large block I/O, aligned as QEMU's qemu_blockalign aligns them
 
+import { wasmBuffer } from "./_zero_scan.ts";
+
 /** The alignment of {@linkcode blockAlignedBuffer}: a host page, which every cache line divides. */
 export const BUFFER_ALIGNMENT = 4096;
 
@@ -19,9 +21,10 @@ function addressesVisible(): boolean {
 }
 
 /**
- * A zeroed buffer of `bytes` that starts on a page boundary where its address can be
- * known (the ffi permission, which positional I/O through libc needs anyway), else a
- * plain one.
+ * A zeroed buffer of `bytes` that starts on a page boundary: a wasm memory of its own,
+ * which `isZero` scans with vector instructions (core/block/_zero_scan.ts); where wasm
+ * is unavailable, a plain buffer aligned by its address where that can be known (the
+ * ffi permission, which positional I/O through libc needs anyway), else a plain one.
  *
  * Why: V8 places a large ArrayBuffer 16 bytes past a page boundary (malloc's header),
  * and the kernel's copy between the page cache and a destination that is not
@@ -39,7 +42,10 @@ function addressesVisible(): boolean {
  * ```
  */
 export function blockAlignedBuffer(bytes: number): Uint8Array {
-  if (bytes < BUFFER_ALIGNMENT || !addressesVisible()) return new Uint8Array(bytes);
+  if (bytes < BUFFER_ALIGNMENT) return new Uint8Array(bytes);
+  const inWasm = wasmBuffer(bytes);
+  if (inWasm) return inWasm;
+  if (!addressesVisible()) return new Uint8Array(bytes);
   // The padding up to the alignment is wasted on purpose: at most one page.
   const backing = new Uint8Array(bytes + BUFFER_ALIGNMENT);
   const address = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(backing)));
