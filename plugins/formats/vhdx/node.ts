@@ -171,15 +171,33 @@ export class VhdxNode implements BlockNode {
 
   /**
    * Every byte reported as allocated data, as QEMU's vhdx driver (which has no
-   * block-status callback) makes `qemu-img map` print.
+   * block-status callback) makes `qemu-img map` print. What reads as zeroes is marked
+   * `readsAsZero` for `convert`: blocks in a zero state, and the file's holes under
+   * present blocks (qemu-img's own zero scan finds the same after reading them; a vhdx
+   * that qemu-img wrote keeps a block's zeroes as such holes).
    */
-  blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
-    return Promise.resolve({
-      bytes: Math.min(bytes, this.size() - offset),
-      allocated: true,
-      data: true,
-      zero: false,
-    });
+  async blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
+    const limit = Math.min(bytes, this.size() - offset);
+    const bs = this.#s.metadata.blockSize;
+    const first = Math.floor(offset / bs);
+    const e = this.batEntry(batIndex(this.#s.geometry, first));
+    let n = Math.min(limit, bs - (offset % bs));
+    let readsAsZero = false;
+    if (e.state === PAYLOAD_BLOCK_FULLY_PRESENT) {
+      // The file answers in one run, hole or data, no further than this block.
+      const fs = await this.file.blockStatus(e.offset + (offset % bs), n);
+      n = Math.min(n, fs.bytes);
+      readsAsZero = fs.zero && !fs.data;
+    } else if (ZERO_STATES.has(e.state)) {
+      readsAsZero = true;
+      // Extend over the following blocks in a zero state.
+      for (let b = first + 1; n < limit; b++) {
+        if (!ZERO_STATES.has(this.batEntry(batIndex(this.#s.geometry, b)).state)) break;
+        n = Math.min(limit, n + bs);
+      }
+    }
+    // Any other state is left to read(), which refuses it.
+    return { bytes: n, allocated: true, data: true, zero: false, readsAsZero };
   }
 
   truncate(): Promise<void> {
