@@ -33,7 +33,7 @@ const LIBC_SYMBOLS = {
 let libcSymbols: Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"] | undefined;
 /** libc, opened when the bench runs (not when a module imports this one). */
 function libc() {
-  return libcSymbols ??= Deno.dlopen("libc().so.6", LIBC_SYMBOLS).symbols;
+  return libcSymbols ??= Deno.dlopen("libc.so.6", LIBC_SYMBOLS).symbols;
 }
 
 function cString(s: string): Uint8Array {
