@@ -41,8 +41,12 @@ const CASES: readonly FormatCase[] = [
 const ONLY = Deno.args.find((a) => a.startsWith("--formats="))?.slice("--formats=".length)
   .split(",");
 
-/** Timed runs of every conversion by each tool; the median is reported. */
-const RUNS = SHORT ? 5 : 9;
+/**
+ * Timed runs of every conversion by each tool; the median is reported. `--runs=N` asks
+ * for more on a busy machine, where five medians still move by ±0.3 in the ratio.
+ */
+const RUNS = Number(Deno.args.find((a) => a.startsWith("--runs="))?.slice("--runs=".length)) ||
+  (SHORT ? 5 : 9);
 const MAIN = path.join(ROOT, "cli", "main.ts");
 
 function vmkitHasFormat(name: string): boolean {

@@ -25,3 +25,18 @@ Deno.test("blockAlignedBuffer() gives a plain buffer below a page", () => {
   assert.equal(small.byteOffset, 0);
   assert.equal(small.buffer.byteLength, 512);
 });
+
+Deno.test("blockAlignedBuffer() starts a buffer of 2 MiB or more on a 2 MiB boundary, for huge pages", () => {
+  const buf = blockAlignedBuffer(2 << 20);
+  assert.equal(buf.length, 2 << 20);
+  assert.ok(buf.every((b) => b === 0));
+  buf[(2 << 20) - 1] = 7;
+  assert.equal(buf[(2 << 20) - 1], 7);
+  if (
+    Deno.build.os === "linux" && Deno.permissions.querySync({ name: "ffi" }).state === "granted"
+  ) {
+    assert.equal(addressOf(buf) % (2 << 20), 0);
+  }
+  // Below 2 MiB a page boundary is enough.
+  assert.equal(addressOf(blockAlignedBuffer(1 << 20)) % BUFFER_ALIGNMENT, 0);
+});

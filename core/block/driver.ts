@@ -24,6 +24,13 @@ export interface BlockStatus {
    * qcow2, flat vmdk extents.
    */
   recurse?: boolean;
+  /**
+   * The bytes read as zeroes though the status says data: a format whose QEMU driver
+   * has no block status (vhdx) keeps reporting data, which `map` prints as qemu-img
+   * does, and marks its unallocated blocks and the file's holes under allocated ones
+   * here, so `convert` skips what its zero scan would only find after reading.
+   */
+  readsAsZero?: boolean;
 }
 
 /** A problem count and report from {@linkcode BlockNode.check}. */

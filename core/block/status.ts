@@ -19,6 +19,8 @@ export interface ChainStatus {
   /** Where the bytes sit in `filename`, when they sit there unchanged. */
   offset?: number;
   filename?: string;
+  /** Data that reads as zeroes (`BlockStatus.readsAsZero`); only `convert` uses it. */
+  readsAsZero?: boolean;
 }
 
 /**
@@ -61,6 +63,7 @@ export async function chainStatus(
         compressed: s.compressed ?? false,
         offset: s.hostOffset,
         filename: s.file?.filename,
+        readsAsZero: s.readsAsZero === true,
       };
     }
     const backing: BlockNode | null = node.backing;

@@ -76,3 +76,33 @@ Deno.test("openVdi() refuses a file without the VDI signature", async () => {
   file.writeSync(0x40, new Uint8Array(4));
   await assert.rejects(openVdi(file), /not in VDI format/);
 });
+
+Deno.test("VdiNode.read() reads blocks contiguous in the file in one request and others apart", async () => {
+  const { file, node } = await newImage(4 << 20);
+  const mb = 1 << 20;
+  // Blocks 2, 0, 1 allocated in that order: 0 and 1 sit next to each other in the file,
+  // block 2 before them; block 3 stays unallocated.
+  for (const [block, byte] of [[2, 0xc2], [0, 0xa0], [1, 0xb1]]) {
+    await node.write(block * mb, new Uint8Array(mb).fill(byte));
+  }
+  const reads: [number, number][] = [];
+  const read = file.read.bind(file);
+  file.read = (offset: number, buf: Uint8Array) => {
+    reads.push([offset, buf.length]);
+    return read(offset, buf);
+  };
+  const buf = new Uint8Array(4 * mb).fill(0xee);
+  await node.read(0, buf);
+  assert.deepEqual(reads.map(([, n]) => n), [2 * mb, mb]);
+  for (const [block, byte] of [[0, 0xa0], [1, 0xb1], [2, 0xc2], [3, 0]]) {
+    assert.ok(
+      buf.subarray(block * mb, (block + 1) * mb).every((b) => b === byte),
+      `block ${block}`,
+    );
+  }
+  // A read that starts inside a block and ends inside the next one.
+  const part = new Uint8Array(mb);
+  await node.read(mb / 2, part);
+  assert.equal(part[0], 0xa0);
+  assert.equal(part[mb - 1], 0xb1);
+});

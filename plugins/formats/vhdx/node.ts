@@ -65,8 +65,9 @@ interface VhdxState {
 
 /**
  * An opened VHDX image (dynamic or fixed; differencing images are refused at open).
- * Reads run synchronously on the file; writes are serialised, since allocating a
- * payload block takes several ordered steps through the log.
+ * Payload reads and writes go through the file node (a large one off the event loop);
+ * writes are serialised, since allocating a payload block takes several ordered steps
+ * through the log.
  */
 export class VhdxNode implements BlockNode {
   readonly driver = "vhdx";
@@ -170,15 +171,33 @@ export class VhdxNode implements BlockNode {
 
   /**
    * Every byte reported as allocated data, as QEMU's vhdx driver (which has no
-   * block-status callback) makes `qemu-img map` print.
+   * block-status callback) makes `qemu-img map` print. What reads as zeroes is marked
+   * `readsAsZero` for `convert`: blocks in a zero state, and the file's holes under
+   * present blocks (qemu-img's own zero scan finds the same after reading them; a vhdx
+   * that qemu-img wrote keeps a block's zeroes as such holes).
    */
-  blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
-    return Promise.resolve({
-      bytes: Math.min(bytes, this.size() - offset),
-      allocated: true,
-      data: true,
-      zero: false,
-    });
+  async blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
+    const limit = Math.min(bytes, this.size() - offset);
+    const bs = this.#s.metadata.blockSize;
+    const first = Math.floor(offset / bs);
+    const e = this.batEntry(batIndex(this.#s.geometry, first));
+    let n = Math.min(limit, bs - (offset % bs));
+    let readsAsZero = false;
+    if (e.state === PAYLOAD_BLOCK_FULLY_PRESENT) {
+      // The file answers in one run, hole or data, no further than this block.
+      const fs = await this.file.blockStatus(e.offset + (offset % bs), n);
+      n = Math.min(n, fs.bytes);
+      readsAsZero = fs.zero && !fs.data;
+    } else if (ZERO_STATES.has(e.state)) {
+      readsAsZero = true;
+      // Extend over the following blocks in a zero state.
+      for (let b = first + 1; n < limit; b++) {
+        if (!ZERO_STATES.has(this.batEntry(batIndex(this.#s.geometry, b)).state)) break;
+        n = Math.min(limit, n + bs);
+      }
+    }
+    // Any other state is left to read(), which refuses it.
+    return { bytes: n, allocated: true, data: true, zero: false, readsAsZero };
   }
 
   truncate(): Promise<void> {
@@ -211,13 +230,19 @@ export class VhdxNode implements BlockNode {
     });
   }
 
-  #serialised(work: () => void): Promise<void> {
+  #serialised(work: () => void | Promise<void>): Promise<void> {
     const run = this.#writeChain.then(work);
     this.#writeChain = run.catch(() => {});
     return run;
   }
 
-  #writeLocked(offset: number, data: Uint8Array): void {
+  /**
+   * Payload goes through the file node's write, so a large one runs off the event loop
+   * (reads of the next convert chunk go on meanwhile); it is awaited before the BAT
+   * entry that makes a new block visible is logged, so a crash still leaves either the
+   * old entry or a block whose data is in place.
+   */
+  async #writeLocked(offset: number, data: Uint8Array): Promise<void> {
     this.#s.headers.beforeFirstWrite();
     const bs = this.#s.metadata.blockSize;
     for (let done = 0; done < data.length;) {
@@ -232,14 +257,14 @@ export class VhdxNode implements BlockNode {
         // zero-fills it, so the bytes around this write read as zeroes.
         const blockOffset = Math.ceil(this.file.size() / MiB) * MiB;
         this.#io.writeSync(blockOffset + bs - 1, new Uint8Array(1));
-        this.#io.writeSync(blockOffset + inBlock, data.subarray(done, done + n));
+        await this.file.write(blockOffset + inBlock, data.subarray(done, done + n));
         this.#setBatEntry(index, blockOffset, PAYLOAD_BLOCK_FULLY_PRESENT);
         e = this.batEntry(index);
       } else if (e.state === PAYLOAD_BLOCK_FULLY_PRESENT) {
         if (e.offset < VHDX_HEADER_SECTION_END) {
           throw new IoError(`VHDX payload block ${block} lies in the header section`);
         }
-        this.#io.writeSync(e.offset + inBlock, data.subarray(done, done + n));
+        await this.file.write(e.offset + inBlock, data.subarray(done, done + n));
       } else {
         throw badState(block, e.state);
       }

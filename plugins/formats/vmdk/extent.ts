@@ -3,7 +3,8 @@
 import type { BlockNode } from "../../../core/block/driver.ts";
 import type { SyncIo } from "../../../core/block/sync_io.ts";
 import { ImageFormatError, IoError } from "../../../core/errors.ts";
-import { type ZlibOptions, zlibSync } from "../../../core/zlib.ts";
+import { zlibSync } from "../../../core/zlib.ts";
+import { inflateInto } from "./_inflate.ts";
 import {
   MAX_GRANULARITY_SECTORS,
   MAX_L1_ENTRIES,
@@ -202,10 +203,10 @@ export class SparseExtent implements ExtentCommon {
   }
 
   /**
-   * Reads compressed grain data at `hostOffset` and inflates it to a whole grain. The
-   * result may be a view of a buffer the next call reuses: copy it before another read.
+   * Reads compressed grain data at `hostOffset` and inflates it into `out` (one whole
+   * grain: a short stream is padded with zeroes).
    */
-  readCompressed(hostOffset: number): Uint8Array {
+  readCompressed(hostOffset: number, out: Uint8Array): void {
     // One scratch buffer per extent (the read is synchronous, so nothing else runs while
     // it is in use): a stream of grains no longer allocates and zeroes 128 KiB each.
     const raw = this.#compressedScratch ??= new Uint8Array(this.clusterBytes * 2);
@@ -227,25 +228,15 @@ export class SparseExtent implements ExtentCommon {
         `Invalid compressed grain at offset ${hostOffset} in '${this.file.filename}'`,
       );
     }
-    let out: Uint8Array;
+    let n: number;
     try {
-      // One output chunk that holds a whole grain (node:zlib's default is 16 KiB): no
-      // further chunks to allocate and concatenate per grain. The slack lets zlib see the
-      // end of the stream without asking for a second chunk.
-      out = zlibSync().inflateSync(data.subarray(0, length), {
-        maxOutputLength: this.clusterBytes,
-        chunkSize: this.clusterBytes + 1024,
-      } as ZlibOptions);
+      n = inflateInto(data.subarray(0, length), out.subarray(0, this.clusterBytes));
     } catch {
       throw new IoError(
         `Invalid compressed grain at offset ${hostOffset} in '${this.file.filename}'`,
       );
     }
-    // A whole grain is returned as it came out of zlib; a short one is padded with zeroes.
-    if (out.length === this.clusterBytes) return out;
-    const grain = new Uint8Array(this.clusterBytes);
-    grain.set(out.subarray(0, Math.min(out.length, grain.length)));
-    return grain;
+    out.fill(0, n, this.clusterBytes);
   }
 
   /** A grain marker (lba, size) followed by the deflated `data`, as QEMU writes a stream grain. */

@@ -47,6 +47,8 @@ export class VmdkNode implements BlockNode {
   #cidUpdated = false;
   #cidChecked = false;
   #closed = false;
+  /** A whole grain for partial reads of a compressed one (used and copied out at once). */
+  #grainBuf: Uint8Array | undefined;
 
   constructor(state: VmdkState) {
     this.#s = state;
@@ -112,8 +114,14 @@ export class VmdkNode implements BlockNode {
         const inCluster = inExtent % extent.clusterBytes;
         if (g.kind === "data") {
           if (extent.layout.compressed) {
-            const grain = extent.readCompressed(g.hostOffset);
-            part.set(grain.subarray(inCluster, inCluster + part.length));
+            if (inCluster === 0 && part.length === extent.clusterBytes) {
+              // A whole grain (every convert chunk): inflated where it belongs.
+              extent.readCompressed(g.hostOffset, part);
+            } else {
+              const grain = this.#grainScratch(extent.clusterBytes);
+              extent.readCompressed(g.hostOffset, grain);
+              part.set(grain.subarray(inCluster, inCluster + part.length));
+            }
           } else {
             // Grains that follow each other in the file are read in one request.
             let length = part.length;
@@ -362,6 +370,11 @@ export class VmdkNode implements BlockNode {
   }
 
   /** The extent holding guest byte `offset` and the offset inside it. */
+  #grainScratch(bytes: number): Uint8Array {
+    if (!this.#grainBuf || this.#grainBuf.length < bytes) this.#grainBuf = new Uint8Array(bytes);
+    return this.#grainBuf;
+  }
+
   #find(offset: number): { extent: Extent; inExtent: number } {
     const extents = this.#s.extents;
     // Few extents (one per 2 GiB at most): a linear walk from the end is fine.
