@@ -1,0 +1,727 @@
+// Seeded generator of x86 test instructions (nasm syntax) with static tracking of undefined EFLAGS
+
+/** EFLAGS status bits (Intel SDM vol. 1 §3.4.3.1). */
+export const CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, OF = 0x800;
+/** The six arithmetic status flags. */
+export const STATUS = CF | PF | AF | ZF | SF | OF;
+
+/** Where the generated code may read and write memory: DATA_BASE..+DATA_BYTES, identity mapped. */
+export const DATA_BASE = 0x8000;
+export const DATA_BYTES = 4096;
+
+/** The CPU mode a program body is generated for. */
+export type Mode = "pm32" | "long";
+
+/** One generated test instruction with the setup lines that make it safe to run. */
+export interface Item {
+  /** Instruction class (the names in docs/cpu-differential.md and known_differences.json). */
+  cls: string;
+  /** The instruction under test, as nasm reads it (the reproducer line). */
+  insn: string;
+  /** Every line to assemble, setup first; `@` is replaced by a label prefix unique to the item. */
+  lines: string[];
+  /** The lines between `@start` and `@end` may raise #DE (the handler resumes at `@end`). */
+  mayFault: boolean;
+  /** Status flags undefined after this item (given those undefined before it). */
+  undefAfter: number;
+  /** Status flags this item itself leaves undefined. */
+  undefOwn: number;
+  /** Status flags the instruction under test reads (CF for ADC, the condition of a Jcc). */
+  reads: number;
+}
+
+/** A small fast PRNG (mulberry32): the same seed gives the same program on every host. */
+export class Rng {
+  #s: number;
+  constructor(seed: number) {
+    this.#s = (seed * 0x9e3779b1 + 0x7f4a7c15) >>> 0;
+  }
+  /** A uniform unsigned 32-bit value. */
+  u32(): number {
+    let t = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  }
+  /** A uniform integer in [0, n). */
+  below(n: number): number {
+    return this.u32() % n;
+  }
+  pick<T>(xs: readonly T[]): T {
+    return xs[this.below(xs.length)];
+  }
+  chance(p: number): boolean {
+    return this.u32() / 0x100000000 < p;
+  }
+}
+
+const EDGE32 = [
+  0,
+  1,
+  2,
+  0x7f,
+  0x80,
+  0xff,
+  0x100,
+  0x7fff,
+  0x8000,
+  0xffff,
+  0x10000,
+  0x7fffffff,
+  0x80000000,
+  0x80000001,
+  0xfffffffe,
+  0xffffffff,
+];
+
+/** A value biased to the edges where flags change (0, ±1, sign boundaries of each width). */
+export function edgeValue(rng: Rng): number {
+  const r = rng.below(8);
+  if (r < 3) return rng.pick(EDGE32);
+  if (r === 3) return rng.below(256);
+  if (r === 4) return (rng.pick(EDGE32) + rng.below(5) - 2) >>> 0;
+  return rng.u32();
+}
+
+function hex(v: number): string {
+  return "0x" + (v >>> 0).toString(16);
+}
+
+const R32 = ["eax", "ebx", "ecx", "edx", "esi", "edi", "ebp"];
+const R16 = ["ax", "bx", "cx", "dx", "si", "di", "bp"];
+const R8 = ["al", "bl", "cl", "dl", "ah", "bh", "ch", "dh"];
+const R64 = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12"];
+/** Byte registers with a 32-bit parent whose low byte movzx can take (base/index setup). */
+const LOW8: Record<string, string> = { eax: "al", ebx: "bl", ecx: "cl", edx: "dl" };
+
+type Width = 8 | 16 | 32 | 64;
+const SIZE: Record<Width, string> = { 8: "byte", 16: "word", 32: "dword", 64: "qword" };
+
+/** Conditions and the flags each reads (SDM vol. 1 appendix B). */
+const CONDS: [string, number][] = [
+  ["o", OF],
+  ["no", OF],
+  ["b", CF],
+  ["ae", CF],
+  ["e", ZF],
+  ["ne", ZF],
+  ["be", CF | ZF],
+  ["a", CF | ZF],
+  ["s", SF],
+  ["ns", SF],
+  ["p", PF],
+  ["np", PF],
+  ["l", SF | OF],
+  ["ge", SF | OF],
+  ["le", ZF | SF | OF],
+  ["g", ZF | SF | OF],
+];
+
+/** Generates the instruction stream of one seed; each call to {@linkcode next} adds one item. */
+export class Generator {
+  readonly rng: Rng;
+  readonly mode: Mode;
+  #undef = 0;
+  #lines: string[] = [];
+  #reads = 0;
+  #def = 0;
+  #undefs = 0;
+
+  /**
+   * @param undefAtStart flags undefined when the body starts (CF: a later pass starts
+   * with the CF the previous pass left, which may be undefined).
+   */
+  constructor(seed: number, mode: Mode, undefAtStart = CF) {
+    this.rng = new Rng(seed);
+    this.mode = mode;
+    this.#undef = undefAtStart;
+  }
+
+  /** The classes this mode generates, with their weights. */
+  classes(): [string, number, () => string][] {
+    const all: [string, number, () => string][] = [
+      ["alu", 14, () => this.#alu()],
+      ["incdec", 4, () => this.#incDec()],
+      ["shift", 10, () => this.#shift()],
+      ["shld", 3, () => this.#shld()],
+      ["mul", 5, () => this.#mul()],
+      ["div", 5, () => this.#div()],
+      ["string", 5, () => this.#string()],
+      ["cond", 8, () => this.#cond()],
+      ["bit", 6, () => this.#bit()],
+      ["xchg", 5, () => this.#xchg()],
+      ["stack", 3, () => this.#stack()],
+      ["lea", 6, () => this.#lea()],
+      ["move", 5, () => this.#move()],
+      ["x87", 5, () => this.#x87()],
+    ];
+    if (this.mode === "pm32") all.push(["bcd", 4, () => this.#bcd()]);
+    return all;
+  }
+
+  /**
+   * The next item of the stream. An item `exclude` refuses is drawn again (the stream
+   * then differs from the unfiltered one from that item on).
+   */
+  next(exclude?: (cls: string, insn: string) => boolean): Item {
+    for (;;) {
+      const undef = this.#undef;
+      const item = this.#draw();
+      if (!exclude?.(item.cls, item.insn)) return item;
+      this.#undef = undef;
+    }
+  }
+
+  #draw(): Item {
+    const classes = this.classes();
+    const total = classes.reduce((s, c) => s + c[1], 0);
+    let r = this.rng.below(total);
+    let chosen = classes[0];
+    for (const c of classes) {
+      if (r < c[1]) {
+        chosen = c;
+        break;
+      }
+      r -= c[1];
+    }
+    this.#lines = [];
+    this.#reads = 0;
+    this.#def = 0;
+    this.#undefs = 0;
+    let mayFault = false;
+    const insn = chosen[2]();
+    if (chosen[0] === "div" || (chosen[0] === "bcd" && insn.startsWith("aam"))) mayFault = true;
+    // A flag reader whose flags are undefined gets a CMP first that defines all six.
+    const pre: string[] = [];
+    if (this.#reads & this.#undef) {
+      pre.push(`cmp ${this.rng.pick(R32)}, ${hex(edgeValue(this.rng))}`);
+      this.#undef = 0;
+    }
+    this.#undef = (this.#undef & ~(this.#def | this.#undefs)) | this.#undefs;
+    return {
+      cls: chosen[0],
+      insn,
+      lines: [...pre, ...this.#lines],
+      mayFault,
+      undefAfter: this.#undef,
+      undefOwn: this.#undefs,
+      reads: this.#reads,
+    };
+  }
+
+  /** Status flags undefined at this point of the stream. */
+  get undefinedFlags(): number {
+    return this.#undef;
+  }
+
+  // ---- helpers: each class pushes setup lines and the instruction, and records flag effects
+
+  #emit(line: string): void {
+    this.#lines.push(line);
+  }
+  /** The item reads `read`, defines `def` and leaves `undef` undefined. */
+  #flags(read: number, def: number, undef: number): void {
+    this.#reads |= read;
+    this.#def |= def;
+    this.#undefs |= undef;
+  }
+  #width(allow64 = true): Width {
+    const ws: Width[] = this.mode === "long" && allow64 ? [8, 16, 32, 64] : [8, 16, 32];
+    return this.rng.pick(ws);
+  }
+  #reg(w: Width): string {
+    if (w === 8) return this.rng.pick(this.mode === "long" ? R8.slice(0, 4) : R8);
+    if (w === 16) return this.rng.pick(R16);
+    if (w === 64) return this.rng.pick(R64);
+    return this.rng.pick(R32);
+  }
+  #imm(w: Width): string {
+    const v = edgeValue(this.rng);
+    if (w === 8) return hex(v & 0xff);
+    if (w === 16) return hex(v & 0xffff);
+    if (w === 64) return String(v | 0); // sign-extended imm32
+    return hex(v);
+  }
+
+  /**
+   * A memory operand inside the data area, in one of the addressing forms: disp32 alone,
+   * base+disp8/disp32 with the base set to a pointer, base+index*scale+disp with small
+   * base and index values (movzx of their low byte or a MOV), index*scale+disp32.
+   * Setup lines use MOV/MOVZX only, so flags stay as they are.
+   */
+  #mem(w: Width, a16ok = true): string {
+    const size = SIZE[w];
+    const span = 16;
+    const pick = this.rng.below(a16ok && this.mode === "pm32" ? 6 : 5);
+    // Offsets that keep base (<= 255) + index (<= 255) * 8 + disp8 + the access inside.
+    const off = () => this.rng.below(DATA_BYTES - 255 - 255 * 8 - 128 - span);
+    const far = () => 128 + this.rng.below(DATA_BYTES - 256 - span);
+    const small = (r: string) => {
+      if (LOW8[r] && this.rng.chance(0.5)) this.#emit(`movzx ${r}, ${LOW8[r]}`);
+      else this.#emit(`mov ${r}, ${hex(this.rng.below(256))}`);
+    };
+    const regs = R32.filter((r) => r !== "ebp" || this.rng.chance(0.5));
+    if (pick === 0) return `${size} [${hex(DATA_BASE + far())}]`;
+    if (pick === 1) {
+      const b = this.rng.pick(regs);
+      this.#emit(`mov ${b}, ${hex(DATA_BASE + far())}`);
+      const d = this.rng.below(3);
+      if (d === 0) return `${size} [${b}]`;
+      return `${size} [${b}${d === 1 ? "+" : "-"}${this.rng.below(128)}]`;
+    }
+    if (pick === 2 || pick === 3) {
+      const b = this.rng.pick(regs);
+      const i = this.rng.pick(R32.filter((r) => r !== b && r !== "ebp"));
+      const scale = this.rng.pick([1, 2, 4, 8]);
+      small(i);
+      if (pick === 2) {
+        small(b);
+        return `${size} [${b}+${i}*${scale}+${hex(DATA_BASE + off())}]`;
+      }
+      this.#emit(`mov ${b}, ${hex(DATA_BASE + off())}`);
+      return `${size} [${b}+${i}*${scale}${this.rng.chance(0.5) ? "" : "+" + this.rng.below(128)}]`;
+    }
+    if (pick === 4) {
+      const i = this.rng.pick(R32.filter((r) => r !== "ebp"));
+      const scale = this.rng.pick([1, 2, 4, 8]);
+      small(i);
+      return `${size} [${i}*${scale}+${hex(DATA_BASE + off())}]`;
+    }
+    // 16-bit addressing: [bx|bp + si|di + disp] inside the first 64 KiB.
+    const b = this.rng.pick(["bx", "bp"]);
+    const i = this.rng.pick(["si", "di"]);
+    this.#emit(`mov ${b}, ${hex(DATA_BASE + off())}`);
+    this.#emit(`mov ${i}, ${hex(this.rng.below(256))}`);
+    return `${size} [${b}+${i}${this.rng.chance(0.5) ? "" : "+" + this.rng.below(128)}]`;
+  }
+
+  /** A register or memory destination of width `w`. */
+  #rm(w: Width): string {
+    return this.rng.chance(0.35) ? this.#mem(w) : this.#reg(w);
+  }
+
+  // ---- instruction classes
+
+  #alu(): string {
+    const op = this.rng.pick(["add", "or", "adc", "sbb", "and", "sub", "xor", "cmp", "test"]);
+    const w = this.#width();
+    const form = this.rng.below(4);
+    let insn: string;
+    if (form === 0) insn = `${op} ${this.#reg(w)}, ${this.#reg(w)}`;
+    else if (form === 1) insn = `${op} ${this.#rm(w)}, ${this.#imm(w)}`;
+    else if (form === 2 && op !== "test") insn = `${op} ${this.#reg(w)}, ${this.#mem(w)}`;
+    else insn = `${op} ${this.#mem(w)}, ${this.#reg(w)}`;
+    if (w !== 8 && form === 1 && this.rng.chance(0.3)) {
+      // The sign-extended imm8 encodings (83 /r).
+      insn = insn.replace(/, [^,]*$/, `, byte ${(this.rng.below(256) - 128)}`);
+      if (op === "test") insn = `test ${this.#reg(w)}, ${this.#imm(w)}`;
+    }
+    this.#emit(insn);
+    const reads = op === "adc" || op === "sbb" ? CF : 0;
+    const logic = op === "and" || op === "or" || op === "xor" || op === "test";
+    this.#flags(reads, logic ? STATUS & ~AF : STATUS, logic ? AF : 0);
+    return insn;
+  }
+
+  #incDec(): string {
+    const op = this.rng.pick(["inc", "dec", "neg", "not"]);
+    const insn = `${op} ${this.#rm(this.#width())}`;
+    this.#emit(insn);
+    if (op === "neg") this.#flags(0, STATUS, 0);
+    else if (op !== "not") this.#flags(0, STATUS & ~CF, 0);
+    return insn;
+  }
+
+  #shift(): string {
+    const op = this.rng.pick(["shl", "shr", "sar", "sal", "rol", "ror", "rcl", "rcr"]);
+    const w = this.#width();
+    const dst = this.#rm(w);
+    const form = this.rng.below(3);
+    let count: number;
+    let insn: string;
+    const pickCount = () =>
+      this.rng.pick([0, 1, 1, 2, w - 1, w, w + 1, 31, 32, 33, 63, 64, 255, this.rng.below(40)]);
+    if (form === 0) {
+      count = 1;
+      insn = `${op} ${dst}, 1`;
+    } else if (form === 1) {
+      count = pickCount() & 0xff;
+      insn = `${op} ${dst}, ${count}`;
+    } else {
+      count = pickCount() & 0xff;
+      // ECX may be the base or index of dst: set CL first, from another register's view.
+      if (/\b(e?cx|cl|ch|rcx)\b/.test(dst)) {
+        insn = `${op} ${dst}, 1`;
+        count = 1;
+      } else {
+        this.#emit(`mov cl, ${count}`);
+        insn = `${op} ${dst}, cl`;
+      }
+    }
+    this.#emit(insn);
+    const masked = count & (w === 64 ? 63 : 31);
+    if (masked === 0) return insn; // flags unchanged (SDM SAL/SAR/SHL/SHR, RCL/RCR/ROL/ROR)
+    const rotate = op.length === 3 && op[0] === "r";
+    if (rotate) {
+      const readsCf = op === "rcl" || op === "rcr" ? CF : 0;
+      // CF is affected for a non-zero masked count; OF only for a count of 1.
+      this.#flags(readsCf, CF | (masked === 1 ? OF : 0), masked === 1 ? 0 : OF);
+      return insn;
+    }
+    // CF is undefined for SHL/SHR with a count >= the operand width; AF always undefined.
+    const cfUndef = op !== "sar" && masked >= w;
+    this.#flags(
+      0,
+      SF | ZF | PF | (cfUndef ? 0 : CF) | (masked === 1 ? OF : 0),
+      AF | (cfUndef ? CF : 0) | (masked === 1 ? 0 : OF),
+    );
+    return insn;
+  }
+
+  #shld(): string {
+    const op = this.rng.pick(["shld", "shrd"]);
+    const w: Width = this.mode === "long" ? this.rng.pick([16, 32, 64]) : this.rng.pick([16, 32]);
+    const dst = this.#rm(w);
+    const src = this.#reg(w);
+    let count = this.rng.pick([0, 1, 2, 7, 8, 15, 16, 17, 31, 32, 33, this.rng.below(64)]);
+    // A 16-bit double shift by more than 16 has an undefined result (SDM SHLD).
+    if (w === 16 && (count & 31) > 16) count = 16;
+    let insn: string;
+    if (this.rng.chance(0.5) && !/\b(e?cx|cl|rcx)\b/.test(dst + src)) {
+      this.#emit(`mov cl, ${count}`);
+      insn = `${op} ${dst}, ${src}, cl`;
+    } else insn = `${op} ${dst}, ${src}, ${count}`;
+    this.#emit(insn);
+    const masked = count & (w === 64 ? 63 : 31);
+    if (masked === 0) return insn;
+    this.#flags(0, SF | ZF | PF | CF | (masked === 1 ? OF : 0), AF | (masked === 1 ? 0 : OF));
+    return insn;
+  }
+
+  #mul(): string {
+    const w = this.#width();
+    const form = w === 8 ? 0 : this.rng.below(3);
+    let insn: string;
+    if (form === 0) insn = `${this.rng.pick(["mul", "imul"])} ${this.#rm(w)}`;
+    else if (form === 1) insn = `imul ${this.#reg(w)}, ${this.#rm(w)}`;
+    else insn = `imul ${this.#reg(w)}, ${this.#rm(w)}, ${this.#imm(w === 64 ? 32 : w)}`;
+    this.#emit(insn);
+    this.#flags(0, CF | OF, SF | ZF | AF | PF);
+    return insn;
+  }
+
+  #div(): string {
+    const op = this.rng.pick(["div", "idiv"]);
+    const w = this.#width();
+    const src = this.#rm(w);
+    // Half the time make the quotient fit, so both the result and #DE are exercised.
+    if (this.rng.chance(0.5) && !/\b([re]?[ad]x|[ad][lh])\b/.test(src)) {
+      const hi = w === 8 ? "ah" : w === 16 ? "dx" : w === 32 ? "edx" : "rdx";
+      this.#emit(
+        op === "div"
+          ? `xor ${hi}, ${hi}`
+          : w === 8
+          ? "cbw"
+          : `${{ 16: "cwd", 32: "cdq", 64: "cqo" }[w]}`,
+      );
+      if (op === "div") this.#flags(0, STATUS & ~AF, AF);
+    }
+    const insn = `${op} ${src}`;
+    this.#emit(insn);
+    this.#flags(0, 0, STATUS);
+    return insn;
+  }
+
+  #bcd(): string {
+    const op = this.rng.pick(["daa", "das", "aaa", "aas", "aam", "aad"]);
+    if (this.rng.chance(0.4)) this.#emit(`mov ax, ${hex(this.rng.u32() & 0xffff)}`);
+    let insn = op;
+    if (op === "aam" || op === "aad") {
+      const base = this.rng.pick([10, 10, 0, 1, 16, 0xff, this.rng.below(256)]);
+      if (base !== 10) insn = `${op} ${base}`;
+    }
+    this.#emit(insn);
+    if (op === "daa" || op === "das") this.#flags(CF | AF, STATUS & ~OF, OF);
+    else if (op === "aaa" || op === "aas") this.#flags(AF, AF | CF, OF | SF | ZF | PF);
+    else this.#flags(0, SF | ZF | PF, OF | AF | CF);
+    return insn;
+  }
+
+  #string(): string {
+    const w = this.rng.pick([8, 16, 32] as Width[]);
+    const sfx = { 8: "b", 16: "w", 32: "d", 64: "q" }[w];
+    const op = this.rng.pick(["movs", "lods", "stos", "cmps", "scas"]);
+    const down = this.rng.chance(0.4);
+    this.#emit(down ? "std" : "cld");
+    const mid = DATA_BASE + 1024 + this.rng.below(2048);
+    this.#emit(`mov esi, ${hex(mid + this.rng.below(64) - 32)}`);
+    this.#emit(`mov edi, ${hex(mid + this.rng.below(64) - 32)}`);
+    const rep = this.rng.below(3);
+    let prefix = "";
+    if (rep > 0) {
+      this.#emit(`mov ecx, ${this.rng.pick([0, 1, 2, 3, 7, 16])}`);
+      prefix = op === "cmps" || op === "scas" ? (rep === 1 ? "repe " : "repne ") : "rep ";
+    }
+    const insn = `${prefix}${op}${sfx}`;
+    this.#emit(insn);
+    if (op === "cmps" || op === "scas") {
+      // With ECX = 0 nothing runs and the flags stay: count them as both kept and set.
+      this.#flags(0, 0, 0);
+      if (rep === 0) this.#flags(0, STATUS, 0);
+    }
+    return insn;
+  }
+
+  #cond(): string {
+    const [cc, reads] = this.rng.pick(CONDS);
+    this.#flags(reads, 0, 0);
+    const form = this.rng.below(3);
+    let insn: string;
+    if (form === 0) {
+      const w = this.rng.pick<Width>(this.mode === "long" ? [16, 32, 64] : [16, 32]);
+      insn = `cmov${cc} ${this.#reg(w)}, ${this.#rm(w)}`;
+      this.#emit(insn);
+    } else if (form === 1) {
+      insn = `set${cc} ${this.#rm(8)}`;
+      this.#emit(insn);
+    } else {
+      insn = `j${cc} @skip`;
+      this.#emit(insn);
+      // The skipped instruction leaves the flags alone.
+      this.#emit(`mov ${this.#reg(32)}, ${hex(edgeValue(this.rng))}`);
+      this.#emit("@skip:");
+    }
+    return insn;
+  }
+
+  #bit(): string {
+    const op = this.rng.pick(["bt", "bts", "btr", "btc", "bsf", "bsr"]);
+    const w = this.rng.pick<Width>(this.mode === "long" ? [16, 32, 64] : [16, 32]);
+    let insn: string;
+    if (op === "bsf" || op === "bsr") {
+      // A zero source leaves the destination as it was in QEMU (AMD documents it).
+      insn = `${op} ${this.#reg(w)}, ${this.#rm(w)}`;
+      this.#emit(insn);
+      this.#flags(0, ZF, CF | OF | SF | AF | PF);
+      return insn;
+    }
+    const form = this.rng.below(4);
+    if (form < 2) {
+      insn = `${op} ${this.#rm(w)}, ${this.rng.below(256)}`;
+    } else if (form === 2) {
+      insn = `${op} ${this.#reg(w)}, ${this.#reg(w)}`;
+    } else {
+      // A register bit offset reaches memory beyond the operand: keep it within 0..255.
+      const r = this.rng.pick(["eax", "ebx", "ecx", "edx"]);
+      const m = this.#mem(w, false);
+      if (m.includes(r)) return this.#bit();
+      this.#emit(`movzx ${r}, ${LOW8[r]}`);
+      const rr = w === 16 ? r.slice(1) : w === 64 ? "r" + r.slice(1) : r;
+      insn = `${op} ${m}, ${rr}`;
+    }
+    this.#emit(insn);
+    this.#flags(0, CF, OF | SF | AF | PF);
+    return insn;
+  }
+
+  #xchg(): string {
+    const op = this.rng.pick(["xchg", "cmpxchg", "xadd", "bswap"]);
+    const w = this.#width();
+    let insn: string;
+    if (op === "bswap") {
+      insn = `bswap ${this.#reg(this.mode === "long" && this.rng.chance(0.3) ? 64 : 32)}`;
+    } else {
+      const lock = op !== "xchg" && this.rng.chance(0.3);
+      const dst = this.#rm(w);
+      insn = `${lock && dst.includes("[") ? "lock " : ""}${op} ${dst}, ${this.#reg(w)}`;
+    }
+    this.#emit(insn);
+    if (op === "cmpxchg" || op === "xadd") this.#flags(0, STATUS, 0);
+    return insn;
+  }
+
+  #stack(): string {
+    const k = this.rng.below(this.mode === "long" ? 3 : 5);
+    const r = this.mode === "long" ? this.rng.pick(R64) : this.rng.pick(R32);
+    if (k === 0) {
+      // PUSHF with the undefined flags masked off in the register it lands in.
+      const keep = ~this.#undefNow() >>> 0;
+      this.#emit(this.mode === "long" ? "pushfq" : "pushfd");
+      this.#emit(`pop ${r}`);
+      const insn = `and ${r}, ${hex(keep & 0x7fffffff)}`;
+      this.#emit(insn);
+      this.#flags(0, STATUS & ~AF, AF);
+      return "pushf";
+    }
+    if (k === 1) {
+      this.#emit(`push ${this.mode === "long" ? "qword" : "dword"} ${edgeValue(this.rng) | 0}`);
+      this.#emit(`pop ${r}`);
+      return `push imm; pop ${r}`;
+    }
+    if (k === 2) {
+      const keep = ~this.#undefNow() & 0xff;
+      this.#emit("lahf");
+      this.#emit(`and ah, ${hex(keep)}`);
+      this.#flags(0, STATUS & ~AF, AF);
+      if (this.rng.chance(0.5)) {
+        this.#emit("sahf");
+        this.#flags(0, SF | ZF | AF | PF | CF, 0);
+      }
+      return "lahf/sahf";
+    }
+    if (k === 3) {
+      this.#emit("pushad");
+      this.#emit(
+        `mov dword [esp+${this.rng.pick([0, 4, 8, 12, 16, 28])}], ${hex(edgeValue(this.rng))}`,
+      );
+      this.#emit("popad");
+      return "pushad; mov [esp+n]; popad";
+    }
+    this.#emit("pushaw");
+    this.#emit(
+      `mov word [esp+${this.rng.pick([0, 2, 6, 8, 14])}], ${hex(edgeValue(this.rng) & 0xffff)}`,
+    );
+    this.#emit("popaw");
+    return "pushaw; mov [esp+n]; popaw";
+  }
+
+  #undefNow(): number {
+    return this.#undef;
+  }
+
+  #lea(): string {
+    const w = this.rng.pick<Width>(this.mode === "long" ? [16, 32, 64] : [16, 32]);
+    const dst = this.#reg(w);
+    const form = this.rng.below(this.mode === "long" ? 6 : 8);
+    const disp = () =>
+      this.rng.pick([
+        "",
+        `+${this.rng.below(128)}`,
+        `-${this.rng.below(129)}`,
+        `+${hex(this.rng.u32() & 0x7fffffff)}`,
+      ]);
+    const base = this.mode === "long" && this.rng.chance(0.5)
+      ? this.rng.pick(R64)
+      : this.rng.pick([...R32, "esp"]);
+    const regsOf = (b: string) => b.startsWith("r") ? R64 : R32;
+    const index = this.rng.pick(regsOf(base));
+    const scale = this.rng.pick([1, 2, 4, 8]);
+    let ea: string;
+    if (form === 0) ea = `[${base}]`;
+    else if (form === 1) ea = `[${base}${disp()}]`;
+    else if (form === 2) ea = `[${base}+${index}*${scale}${disp()}]`;
+    else if (form === 3) ea = `[${index}*${scale}${disp()}]`;
+    else if (form === 4) ea = `[${hex(this.rng.u32())}]`;
+    else if (form === 5) ea = `[${index}*${scale}+${base}${disp()}]`;
+    else if (form === 6) {
+      // 16-bit addressing forms (SDM vol. 2 table 2-1).
+      const d = this.rng.pick([
+        "",
+        `+${this.rng.below(128)}`,
+        `-${this.rng.below(129)}`,
+        `+${hex(this.rng.below(0x10000))}`,
+      ]);
+      ea = `[${this.rng.pick(["bx+si", "bx+di", "bp+si", "bp+di", "si", "di", "bx", "bp"])}${d}]`;
+    } else {
+      const insn = `a16 lea ${dst}, [${hex(this.rng.below(0x10000))}]`;
+      this.#emit(insn);
+      return insn;
+    }
+    const insn = `lea ${dst}, ${ea}`;
+    this.#emit(insn);
+    return insn;
+  }
+
+  #move(): string {
+    const k = this.rng.below(6);
+    let insn: string;
+    if (k === 0) {
+      const w = this.rng.pick([16, 32] as Width[]);
+      insn = `${this.rng.pick(["movzx", "movsx"])} ${this.#reg(w)}, ${this.#rm(8)}`;
+    } else if (k === 1) {
+      insn = `${this.rng.pick(["movzx", "movsx"])} ${this.#reg(32)}, ${this.#rm(16)}`;
+    } else if (k === 2) {
+      insn = this.rng.pick(
+        this.mode === "long"
+          ? ["cbw", "cwde", "cwd", "cdq", "cdqe", "cqo"]
+          : ["cbw", "cwde", "cwd", "cdq"],
+      );
+    } else if (k === 3) {
+      const w = this.#width();
+      insn = `mov ${this.#rm(w)}, ${this.#imm(w === 64 ? 32 : w)}`;
+    } else if (k === 4) {
+      insn = this.rng.pick(["clc", "stc", "cmc"]);
+      this.#flags(insn === "cmc" ? CF : 0, CF, 0);
+    } else {
+      const w = this.#width();
+      insn = this.rng.chance(0.5)
+        ? `mov ${this.#reg(w)}, ${this.#mem(w)}`
+        : `mov ${this.#mem(w)}, ${this.#reg(w)}`;
+    }
+    this.#emit(insn);
+    return insn;
+  }
+
+  /**
+   * x87: loads from the data area, one operation, a store back, the stack left empty.
+   * Exceptions stay masked (FNINIT's control word), so results are QNaN/inf where the
+   * SDM says; the status word's exception bits are in the final dump.
+   */
+  #x87(): string {
+    const slot = () => hex(DATA_BASE + 8 * (32 + this.rng.below(400)));
+    const load = () => {
+      const k = this.rng.below(6);
+      if (k === 0) return `fld dword [${slot()}]`;
+      if (k === 1) return `fld qword [${slot()}]`;
+      if (k === 2) return `fild dword [${slot()}]`;
+      if (k === 3) return `fild word [${slot()}]`;
+      if (k === 4) return this.rng.pick(["fld1", "fldz", "fldpi", "fldl2e", "fldln2"]);
+      return `fild qword [${slot()}]`;
+    };
+    this.#emit(load());
+    this.#emit(load());
+    const op = this.rng.pick([
+      "faddp",
+      "fsubp",
+      "fsubrp",
+      "fmulp",
+      "fdivp",
+      "fdivrp",
+      "fsqrt",
+      "fabs",
+      "fchs",
+      "frndint",
+      "fxch",
+      "fcom",
+      "fucomi",
+      "fcomi",
+      "fprem",
+      "fscale",
+    ]);
+    let insn = op;
+    if (op.endsWith("p")) insn = `${op} st1, st0`;
+    else if (op === "fxch" || op === "fcom") insn = `${op} st1`;
+    else if (op === "fucomi" || op === "fcomi") insn = `${op} st0, st1`;
+    this.#emit(insn);
+    if (op === "fcom") {
+      this.#emit("fnstsw ax");
+      this.#emit("and ax, 0x4500");
+      this.#flags(0, STATUS & ~AF, AF);
+    }
+    if (op === "fucomi" || op === "fcomi") this.#flags(0, STATUS, 0);
+    const depth = op.endsWith("p") ? 1 : 2;
+    const store = this.rng.pick([
+      "fstp qword",
+      "fstp dword",
+      "fistp dword",
+      "fistp qword",
+      "fstp tword",
+    ]);
+    const where = store.endsWith("tword")
+      ? hex(DATA_BASE + 16 * (16 + this.rng.below(200)))
+      : slot();
+    this.#emit(`${store} [${where}]`);
+    if (depth === 2) this.#emit("fstp st0");
+    return insn;
+  }
+}
