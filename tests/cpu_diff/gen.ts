@@ -155,6 +155,7 @@ export class Generator {
       ["move", 5, () => this.#move()],
       ["x87", 5, () => this.#x87()],
     ];
+    all.push(["trap", 2, () => this.#trap()], ["misc", 4, () => this.#misc()]);
     if (this.mode === "pm32") all.push(["bcd", 4, () => this.#bcd()]);
     return all;
   }
@@ -190,7 +191,11 @@ export class Generator {
     this.#undefs = 0;
     let mayFault = false;
     const insn = chosen[2]();
-    if (chosen[0] === "div" || (chosen[0] === "bcd" && insn.startsWith("aam"))) mayFault = true;
+    if (
+      chosen[0] === "div" || chosen[0] === "trap" || (chosen[0] === "bcd" && insn.startsWith("aam"))
+    ) {
+      mayFault = true;
+    }
     // A flag reader whose flags are undefined gets a CMP first that defines all six.
     const pre: string[] = [];
     if (this.#reads & this.#undef) {
@@ -453,23 +458,105 @@ export class Generator {
     const op = this.rng.pick(["movs", "lods", "stos", "cmps", "scas"]);
     const down = this.rng.chance(0.4);
     this.#emit(down ? "std" : "cld");
+    // A quarter use the other address size: SI/DI/CX (a16) in 32-bit code, ESI/EDI/ECX
+    // (a32) in 64-bit code; the high halves of the registers must not take part.
+    const other = this.rng.chance(0.25);
+    const [si, di, cx, asz] = other && this.mode === "pm32"
+      ? ["si", "di", "cx", "a16 "]
+      : ["esi", "edi", "ecx", other ? "a32 " : ""];
     const mid = DATA_BASE + 1024 + this.rng.below(2048);
-    this.#emit(`mov esi, ${hex(mid + this.rng.below(64) - 32)}`);
-    this.#emit(`mov edi, ${hex(mid + this.rng.below(64) - 32)}`);
+    this.#emit(`mov ${si}, ${hex(mid + this.rng.below(64) - 32)}`);
+    this.#emit(`mov ${di}, ${hex(mid + this.rng.below(64) - 32)}`);
     const rep = this.rng.below(3);
     let prefix = "";
+    let count = 1;
     if (rep > 0) {
-      this.#emit(`mov ecx, ${this.rng.pick([0, 1, 2, 3, 7, 16])}`);
+      count = this.rng.pick([0, 1, 2, 3, 7, 16]);
+      this.#emit(`mov ${cx}, ${count}`);
       prefix = op === "cmps" || op === "scas" ? (rep === 1 ? "repe " : "repne ") : "rep ";
     }
-    const insn = `${prefix}${op}${sfx}`;
+    const insn = `${asz}${prefix}${op}${sfx}`;
     this.#emit(insn);
-    if (op === "cmps" || op === "scas") {
-      // With ECX = 0 nothing runs and the flags stay: count them as both kept and set.
-      this.#flags(0, 0, 0);
-      if (rep === 0) this.#flags(0, STATUS, 0);
-    }
+    // With a count of 0 nothing runs and the flags stay as they were.
+    if ((op === "cmps" || op === "scas") && count > 0) this.#flags(0, STATUS, 0);
     return insn;
+  }
+
+  /**
+   * Instructions that raise an exception or trap on purpose: INT3 and INTO (traps: the
+   * handler sees the next EIP), BOUND (#BR) and UD2 (#UD) (faults: the handler resumes
+   * after them). In 64-bit mode INTO and BOUND are invalid and leave out.
+   */
+  #trap(): string {
+    const k = this.rng.below(this.mode === "pm32" ? 4 : 2);
+    if (k === 0) return this.#put("int3");
+    if (k === 1) return this.#put("ud2");
+    if (k === 2) {
+      this.#flags(OF, 0, 0);
+      return this.#put("into");
+    }
+    // BOUND r32, m32&32 / r16, m16&16: the bounds pair comes from the data area.
+    const w = this.rng.pick([16, 32] as Width[]);
+    const r = this.#reg(w);
+    const m = this.#mem(w).replace(/^(word|dword) /, "");
+    return this.#put(`bound ${r}, ${m}`);
+  }
+
+  #put(insn: string): string {
+    this.#emit(insn);
+    return insn;
+  }
+
+  /** XLAT, CMPXCHG8B, LOOP/JECXZ, ENTER/LEAVE, SALC. */
+  #misc(): string {
+    const k = this.rng.below(this.mode === "pm32" ? 5 : 4);
+    if (k === 0) {
+      this.#emit(`mov ebx, ${hex(DATA_BASE + 256 + this.rng.below(DATA_BYTES - 512))}`);
+      return this.#put("xlatb");
+    }
+    if (k === 1) {
+      const m = this.#mem(64, false).replace("qword ", "");
+      if (/\b(e?[abcd]x)\b/.test(m)) return this.#put("nop");
+      if (this.rng.chance(0.5)) {
+        // Make the compare succeed now and then: EDX:EAX from the operand.
+        this.#emit(`mov eax, ${m.replace("[", "dword [")}`);
+        this.#emit(`mov edx, ${m.replace("]", "+4]").replace("[", "dword [")}`);
+      }
+      this.#flags(0, ZF, 0);
+      return this.#put(`${this.rng.chance(0.3) ? "lock " : ""}cmpxchg8b qword ${m}`);
+    }
+    if (k === 2) {
+      const op = this.rng.pick(["loop", "loope", "loopne", "jecxz"]);
+      const a16 = this.mode === "pm32" && this.rng.chance(0.3);
+      const count = this.rng.pick(a16 ? [0, 1, 2, 5, 0xffff] : [0, 1, 2, 5, 0x10000, 0x10001]);
+      this.#emit(`mov ${a16 ? "cx" : "ecx"}, ${hex(count)}`);
+      const r = this.rng.pick(["eax", "ebx", "edx", "esi", "edi"]);
+      this.#emit("@top:");
+      this.#emit(`add ${r}, ${hex(this.rng.pick([1, 0xffffffff, 3, 0x80000000]))}`);
+      // Only small counts loop back; the others test the count and fall through.
+      const back = op !== "jecxz" && count >= 1 && count <= 5;
+      const target = back ? "@top" : "@next";
+      const insn = op === "jecxz"
+        ? `${a16 ? "jcxz" : "jecxz"} ${target}`
+        : `${a16 ? "a16 " : ""}${op} ${target}`;
+      this.#emit(insn);
+      this.#emit("@next:");
+      this.#flags(0, STATUS, 0);
+      return insn;
+    }
+    if (k === 3) {
+      const size = this.rng.pick([0, 4, 16, 100]);
+      this.#emit(`enter ${size}, 0`);
+      this.#emit(
+        `mov ${this.mode === "long" ? "qword" : "dword"} [${this.mode === "long" ? "rbp" : "ebp"}-${
+          size + 4
+        }], ${edgeValue(this.rng) & 0x7fffffff}`,
+      );
+      this.#emit("leave");
+      return `enter ${size}, 0; leave`;
+    }
+    this.#flags(CF, 0, 0);
+    return this.#put("salc");
   }
 
   #cond(): string {

@@ -366,20 +366,33 @@ isr_common:
   jae .nolog
   call log_exc
 .nolog:
-  cmp dword [esp + 32], 0
-  jne .fatal
+  ; a fault at a listed instruction resumes after it; a trap (#BP 3, #OF 4) already
+  ; points after it. A fault's address may be the previous item's end: faults look at
+  ; starts only, traps at ends only.
   mov eax, [esp + 40]
   mov esi, resume_table
+  xor edx, edx
+  mov ecx, [esp + 32]
+  cmp ecx, 3
+  je .trap
+  cmp ecx, 4
+  jne .find
+.trap:
+  mov edx, 4
 .find:
   cmp esi, resume_end
   jae .fatal
-  cmp [esi], eax
-  je .found
+  cmp [esi + edx], eax
+  je .hit
   add esi, 8
   jmp .find
+.hit:
+  test edx, edx
+  jnz .done
 .found:
   mov eax, [esi + 4]
   mov [esp + 40], eax
+.done:
   popad
   add esp, 8
   iretd
@@ -665,20 +678,31 @@ ${
   jae .nolog
   call log_exc
 .nolog:
-  cmp qword [rsp + 120], 0
-  jne .fatal
+  ; faults look at the starts of the listed instructions, traps (#BP, #OF) at their ends
   mov rax, [rsp + 136]
   mov rsi, resume_table
+  xor edx, edx
+  mov rcx, [rsp + 120]
+  cmp rcx, 3
+  je .trap
+  cmp rcx, 4
+  jne .find
+.trap:
+  mov edx, 8
 .find:
   cmp rsi, resume_end
   jae .fatal
-  cmp [rsi], rax
-  je .found
+  cmp [rsi + rdx], rax
+  je .hit
   add rsi, 16
   jmp .find
+.hit:
+  test edx, edx
+  jnz .done
 .found:
   mov rax, [rsi + 8]
   mov [rsp + 136], rax
+.done:
 ${
     [
       "r15",
