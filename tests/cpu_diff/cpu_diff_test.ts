@@ -1,7 +1,7 @@
 // The short differential run: generated x86 programs on real QEMU and on each vmkit CPU tier, dumps compared
 
 import assert from "node:assert/strict";
-import { CF, Generator, OF, STATUS } from "./gen.ts";
+import { CF, DATA_BYTES, Generator, OF, STATUS } from "./gen.ts";
 import {
   compareDumps,
   compareProgram,
@@ -143,7 +143,7 @@ Deno.test("compareDumps() masks the undefined EFLAGS bits and the x87 condition 
     fpuSw: 0,
     fpuCw: 0x37f,
     excCount: 1,
-    data: new Uint8Array(4096),
+    data: new Uint8Array(DATA_BYTES),
     complete: true,
     problem: null,
   });

@@ -5,9 +5,12 @@ export const CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, OF = 0x800;
 /** The six arithmetic status flags. */
 export const STATUS = CF | PF | AF | ZF | SF | OF;
 
-/** Where the generated code may read and write memory: DATA_BASE..+DATA_BYTES, identity mapped. */
+/**
+ * Where the generated code may read and write memory: DATA_BASE..+DATA_BYTES, identity
+ * mapped; two pages, so accesses near 0x9000 cross a page boundary.
+ */
 export const DATA_BASE = 0x8000;
-export const DATA_BYTES = 4096;
+export const DATA_BYTES = 8192;
 
 /** The CPU mode a program body is generated for. */
 export type Mode = "pm32" | "long";
@@ -155,7 +158,11 @@ export class Generator {
       ["move", 5, () => this.#move()],
       ["x87", 5, () => this.#x87()],
     ];
-    all.push(["trap", 2, () => this.#trap()], ["misc", 4, () => this.#misc()]);
+    all.push(
+      ["trap", 2, () => this.#trap()],
+      ["misc", 4, () => this.#misc()],
+      ["smc", 2, () => this.#smc()],
+    );
     if (this.mode === "pm32") all.push(["bcd", 4, () => this.#bcd()]);
     return all;
   }
@@ -500,6 +507,28 @@ export class Generator {
     const r = this.#reg(w);
     const m = this.#mem(w).replace(/^(word|dword) /, "");
     return this.#put(`bound ${r}, ${m}`);
+  }
+
+  /**
+   * Self-modifying code: a store rewrites the imm32 of an ADD a few bytes on (or of one
+   * item further back, already run), so every pass runs different code from the same
+   * bytes' place; translated blocks and wasm regions must see it.
+   */
+  #smc(): string {
+    const src = this.rng.pick(R32.filter((r) => r !== "esp"));
+    const dst = this.rng.pick(["ebx", "ecx", "edx", "esi", "edi", "ebp"]);
+    const store = this.rng.below(3);
+    const width = store === 0
+      ? `dword [@p+2], ${src}`
+      : store === 1
+      ? `word [@p+${2 + this.rng.below(3)}], ${src.replace(/^e/, "")}`
+      : `byte [@p+${2 + this.rng.below(4)}], ${hex(this.rng.below(256))}`;
+    this.#emit(`mov ${width}`);
+    if (this.rng.chance(0.5)) this.#emit(`lea ${dst === "ebx" ? "ecx" : "ebx"}, [${src}+1]`);
+    // 81 /0 id: the immediate sits at byte 2 (strict dword keeps nasm off the 83 form).
+    this.#emit(`@p: add ${dst}, strict dword ${hex(edgeValue(this.rng))}`);
+    this.#flags(0, STATUS, 0);
+    return `mov ${width.replaceAll("@", "")}; @p: add ${dst}, imm32`;
   }
 
   #put(insn: string): string {
