@@ -353,3 +353,15 @@ export async function bisect(
     reproducer,
   };
 }
+
+/**
+ * Runs a program on QEMU alone and says what is wrong with its dump, or null: the check
+ * of the builder itself (the long-mode variant, which vmkit cannot run yet).
+ */
+export async function checkOnQemu(spec: ProgramSpec, dir: string): Promise<string | null> {
+  const program = buildProgram(spec);
+  const d = dumpOf(await runImage("qemu", await assemble(program.source, dir), dir), spec.mode);
+  if (d.problem !== null) return d.problem;
+  if (d.regs.length !== REGS[spec.mode].length) return `${d.regs.length} registers in the dump`;
+  return null;
+}

@@ -2,8 +2,11 @@
 //
 //   deno run -A tests/cpu_diff/run.ts --seeds=1..200 --n=2000 [--passes=60] [--tiers=js,wasm]
 //     [--mode=pm32|long] [--include-known] [--out=DIR] [--jobs=1]
+//
+// --mode=long builds the long-mode variant and, since vmkit has no long mode yet (issue 14),
+// only checks that QEMU runs each program to a whole dump; --vmkit-long compares anyway.
 
-import { bisect, compareProgram, type Finding, type Runner } from "./harness.ts";
+import { bisect, checkOnQemu, compareProgram, type Finding, type Runner } from "./harness.ts";
 import { excludeKnown, loadKnown } from "./known.ts";
 import type { Mode } from "./gen.ts";
 
@@ -51,6 +54,9 @@ async function main(): Promise<number> {
       (includeKnown ? "known differences included" : `${known.length} known differences left out`),
   );
   if (out) await Deno.mkdir(out, { recursive: true });
+  if (mode === "long" && arg("vmkit-long", "false") !== "true") {
+    return await qemuOnly(seeds, n, passes);
+  }
   const results: TierResult[] = [];
   const t0 = performance.now();
   for (const tier of tiers) {
@@ -65,6 +71,10 @@ async function main(): Promise<number> {
           try {
             const c = await compareProgram(spec, tier, dir);
             r.seeds++;
+            if (r.seeds % 10 === 0) {
+              const s = ((performance.now() - t0) / 1000).toFixed(0);
+              console.log(`[${tier}] ${r.seeds} seeds done, ${r.findings.length} differ (${s} s)`);
+            }
             if (c.diffs.length === 0) {
               r.equal++;
               continue;
@@ -107,6 +117,30 @@ async function main(): Promise<number> {
     );
   }
   return results.every((r) => r.findings.length === 0 && r.errors.length === 0) ? 0 : 1;
+}
+
+/** The long-mode builder checked on QEMU alone. */
+async function qemuOnly(seeds: number[], n: number, passes: number): Promise<number> {
+  console.log("vmkit comparison skipped: long mode not implemented yet (issue 14); QEMU only");
+  const dir = await Deno.makeTempDir({ prefix: "vmkit-cpudiff-" });
+  let bad = 0;
+  try {
+    for (const seed of seeds) {
+      const problem = await checkOnQemu({ seed, count: n, mode: "long", passes }, dir);
+      if (problem !== null) {
+        bad++;
+        console.log(`seed ${seed}: ${problem}`);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+  console.log(
+    `summary: ${seeds.length} long-mode programs, ${
+      seeds.length - bad
+    } ran to a whole dump on QEMU`,
+  );
+  return bad === 0 ? 0 : 1;
 }
 
 function report(f: Finding): void {
