@@ -112,10 +112,8 @@ Deno.test("Generator gives the same stream for a seed, whatever the length asked
   const xs = Array.from({ length: 200 }, () => a.next());
   const ys = Array.from({ length: 100 }, () => b.next());
   assert.deepEqual(xs.slice(0, 100), ys);
-  assert.notDeepEqual(
-    xs.slice(0, 50),
-    Array.from({ length: 50 }, () => new Generator(43, "pm32").next()),
-  );
+  const other = new Generator(43, "pm32");
+  assert.notDeepEqual(xs.slice(0, 50), Array.from({ length: 50 }, () => other.next()));
 });
 
 Deno.test("Generator puts a CMP before a flag reader whose flags an earlier item left undefined", () => {
