@@ -45,9 +45,10 @@ Deno.test({
       DONE,
       240_000,
     );
-    assert.match(out, READY);
-    assert.match(out, /VMKIT-GUEST-READY \S+-amd64 x86_64/);
-    assert.match(out, DONE);
+    const tail = `QEMU's console ended with:\n${out.slice(-2000)}`;
+    assert.match(out, READY, tail);
+    assert.match(out, /VMKIT-GUEST-READY \S+-amd64 x86_64/, tail);
+    assert.match(out, DONE, tail);
   },
 });
 
