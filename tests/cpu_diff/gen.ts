@@ -12,6 +12,9 @@ export const STATUS = CF | PF | AF | ZF | SF | OF;
 export const DATA_BASE = 0x8000;
 export const DATA_BYTES = 8192;
 
+/** A read-only page right after the data area, and a not-present page after it (the pf class). */
+export const RO_PAGE = DATA_BASE + DATA_BYTES, NP_PAGE = RO_PAGE + 0x1000;
+
 /** The CPU mode a program body is generated for. */
 export type Mode = "pm32" | "long";
 
@@ -162,6 +165,7 @@ export class Generator {
       ["trap", 2, () => this.#trap()],
       ["misc", 4, () => this.#misc()],
       ["smc", 2, () => this.#smc()],
+      ["pf", 2, () => this.#pf()],
     );
     if (this.mode === "pm32") all.push(["bcd", 4, () => this.#bcd()]);
     return all;
@@ -199,7 +203,8 @@ export class Generator {
     let mayFault = false;
     const insn = chosen[2]();
     if (
-      chosen[0] === "div" || chosen[0] === "trap" || (chosen[0] === "bcd" && insn.startsWith("aam"))
+      chosen[0] === "div" || chosen[0] === "trap" || chosen[0] === "pf" ||
+      (chosen[0] === "bcd" && insn.startsWith("aam"))
     ) {
       mayFault = true;
     }
@@ -529,6 +534,32 @@ export class Generator {
     this.#emit(`@p: add ${dst}, strict dword ${hex(edgeValue(this.rng))}`);
     this.#flags(0, STATUS, 0);
     return `mov ${width.replaceAll("@", "")}; @p: add ${dst}, imm32`;
+  }
+
+  /**
+   * Page faults: reads and writes of the not-present page at {@linkcode NP_PAGE}, writes
+   * to the read-only page at {@linkcode RO_PAGE} (CR0.WP), reads of it, and accesses that
+   * cross from the data area into it or from it into the not-present page (a faulting
+   * write must leave the first page's bytes alone). The handler logs CR2 and resumes after.
+   */
+  #pf(): string {
+    const w = this.rng.pick([8, 16, 32] as Width[]);
+    const r = this.#reg(w);
+    const size = SIZE[w];
+    const at = (page: number) => hex(page + this.rng.below(4096 - w / 8));
+    const k = this.rng.below(7);
+    if (k === 0) return this.#put(`mov ${r}, ${size} [${at(NP_PAGE)}]`);
+    if (k === 1) return this.#put(`mov ${size} [${at(NP_PAGE)}], ${r}`);
+    if (k === 2) return this.#put(`add ${size} [${at(RO_PAGE)}], ${r}`);
+    if (k === 3) {
+      this.#flags(0, STATUS, 0);
+      return this.#put(`add ${r}, ${size} [${at(RO_PAGE)}]`);
+    }
+    const r32 = this.#reg(32);
+    const cross = (page: number) => hex(page - 1 - this.rng.below(3));
+    if (k === 4) return this.#put(`mov dword [${cross(RO_PAGE)}], ${r32}`);
+    if (k === 5) return this.#put(`mov ${r32}, dword [${cross(RO_PAGE)}]`);
+    return this.#put(`mov ${r32}, dword [${cross(NP_PAGE)}]`);
   }
 
   #put(insn: string): string {

@@ -1,6 +1,16 @@
 // Builds a Multiboot test kernel (nasm source, then bytes) around a generated instruction stream
 
-import { DATA_BASE, DATA_BYTES, edgeValue, Generator, type Item, type Mode, Rng } from "./gen.ts";
+import {
+  DATA_BASE,
+  DATA_BYTES,
+  edgeValue,
+  Generator,
+  type Item,
+  type Mode,
+  NP_PAGE,
+  Rng,
+  RO_PAGE,
+} from "./gen.ts";
 
 /** Fixed guest addresses below 1 MiB (the kernel itself loads at 1 MiB). */
 const TABLES = 0x20000; // page tables
@@ -225,6 +235,14 @@ start:
   add eax, 0x1000
   cmp edi, ${hex(TABLES + 0x3000)}
   jb .pt
+  ; the pf class: a read-only page (filled while paging is off) and a not-present one
+  mov esi, data_init
+  mov edi, ${hex(RO_PAGE)}
+  mov ecx, 1024
+  cld
+  rep movsd
+  and dword [${hex(TABLES + 0x1000 + (RO_PAGE >> 12) * 4)}], ~2
+  mov dword [${hex(TABLES + 0x1000 + (NP_PAGE >> 12) * 4)}], 0
   mov eax, ${hex(TABLES)}
   mov cr3, eax
   mov eax, cr0
@@ -417,6 +435,21 @@ log_exc:
   call putc
   mov eax, [esp + 40]
   call hex32
+  ; CR2, and a hash of the registers the handler found (precise state at the exception)
+  mov al, ' '
+  call putc
+  mov eax, cr2
+  call hex32
+  mov al, ' '
+  call putc
+  mov eax, [esp + 4]
+${
+    [8, 12, 20, 24, 28, 32].map((o) =>
+      `  rol eax, 7
+  xor eax, [esp + ${o}]`
+    ).join("\n")
+  }
+  call hex32
   mov al, 10
   call putc
   ret
@@ -481,6 +514,14 @@ start:
   add eax, 0x1000
   cmp edi, ${hex(TABLES + 0x4000)}
   jb .pt
+  ; the pf class: a read-only page (filled while paging is off) and a not-present one
+  mov esi, data_init
+  mov edi, ${hex(RO_PAGE)}
+  mov ecx, 1024
+  cld
+  rep movsd
+  and dword [${hex(TABLES + 0x3000 + (RO_PAGE >> 12) * 8)}], ~2
+  mov dword [${hex(TABLES + 0x3000 + (NP_PAGE >> 12) * 8)}], 0
   mov eax, cr4
   or eax, 0x20 ; PAE
   mov cr4, eax
@@ -745,6 +786,19 @@ log_exc:
   call putc
   mov rax, [rsp + 136]
   call hex32
+  mov al, ' '
+  call putc
+  mov rax, cr2
+  call hex64
+  mov al, ' '
+  call putc
+  mov rax, [rsp + 8]
+${
+    Array.from({ length: 14 }, (_, i) =>
+      `  rol rax, 7
+  xor rax, [rsp + ${16 + 8 * i}]`).join("\n")
+  }
+  call hex64
   mov al, 10
   call putc
   ret
