@@ -1,0 +1,87 @@
+// The test kernel's memory layout and the nasm pieces both CPU modes share
+
+import type { Mode } from "./gen.ts";
+
+/** Fixed guest addresses below 1 MiB (the kernel itself loads at 1 MiB). */
+export const TABLES = 0x20000; // page tables
+export const IDT = 0x30000;
+export const VARS = 0x31000; // harness variables, outside the data area
+export const PASSES_VAR = VARS, FLAGS_VAR = VARS + 8, EXC_COUNT = VARS + 16, SAVE = VARS + 64;
+export const FPU_SW = VARS + 32, FPU_CW = VARS + 40;
+export const STACK_TOP = 0x70000;
+
+/** Register order of the `R` line of the dump, per mode. */
+export const REGS: Record<Mode, string[]> = {
+  pm32: ["eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp"],
+  long: [
+    "rax",
+    "rbx",
+    "rcx",
+    "rdx",
+    "rsi",
+    "rdi",
+    "rbp",
+    "rsp",
+    "r8",
+    "r9",
+    "r10",
+    "r11",
+    "r12",
+  ],
+};
+
+/** What a mode's template fills in: start state, body, resume table, passes. */
+export interface Parts {
+  init: string[];
+  flags: number;
+  data: number[];
+  body: string[];
+  resume: string[];
+  passes: number;
+}
+
+/** The data area's start bytes as `db` lines. */
+export function dataLines(data: number[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < data.length; i += 32) {
+    out.push("db " + data.slice(i, i + 32).join(","));
+  }
+  return out;
+}
+
+/** The Multiboot header (a.out kludge: a flat image, loaded at 1 MiB, entry `start`). */
+export const MULTIBOOT = `
+org 0x100000
+mb_header:
+  dd 0x1badb002, 0x00010000, -(0x1badb002 + 0x00010000)
+  dd mb_header, 0x100000, 0, 0, start
+`;
+
+/** Null, flat 32-bit code (0x08), flat data (0x10), 64-bit code (0x18). */
+export const GDT = `
+align 8
+gdt:
+  dq 0
+  dq 0x00cf9a000000ffff ; 0x08 code32
+  dq 0x00cf92000000ffff ; 0x10 data
+  dq 0x00209a0000000000 ; 0x18 code64
+gdt_end:
+gdtr:
+  dw gdt_end - gdt - 1
+  dd gdt
+`;
+
+/** `0x` and lowercase hex. */
+export function hex(v: number): string {
+  return "0x" + (v >>> 0).toString(16);
+}
+
+/** Interrupt stubs 0..31: each pushes a 0 where the CPU pushes no error code, then its vector. */
+export function isrStubs(): string[] {
+  const stubs: string[] = [];
+  for (let v = 0; v < 32; v++) {
+    const hasCode = [8, 10, 11, 12, 13, 14, 17].includes(v);
+    stubs.push(`isr${v}:`, hasCode ? "" : "  push 0", `  push ${v}`, "  jmp isr_common");
+  }
+  return stubs;
+}
