@@ -1,19 +1,22 @@
 // Seeded generator of x86 test instructions (nasm syntax) with static tracking of undefined EFLAGS
 
-/** EFLAGS status bits (Intel SDM vol. 1 §3.4.3.1). */
-export const CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, OF = 0x800;
-/** The six arithmetic status flags. */
-export const STATUS = CF | PF | AF | ZF | SF | OF;
+import {
+  AF,
+  CF,
+  DATA_BASE,
+  DATA_BYTES,
+  NP_PAGE,
+  OF,
+  PF,
+  RO_PAGE,
+  SF,
+  STATUS,
+  ZF,
+} from "./layout.ts";
+import { edgeValue, hex, Rng } from "./rng.ts";
+import { x87Item } from "./gen_x87.ts";
 
-/**
- * Where the generated code may read and write memory: DATA_BASE..+DATA_BYTES, identity
- * mapped; two pages, so accesses near 0x9000 cross a page boundary.
- */
-export const DATA_BASE = 0x8000;
-export const DATA_BYTES = 8192;
-
-/** A read-only page right after the data area, and a not-present page after it (the pf class). */
-export const RO_PAGE = DATA_BASE + DATA_BYTES, NP_PAGE = RO_PAGE + 0x1000;
+export { AF, CF, DATA_BASE, DATA_BYTES, edgeValue, NP_PAGE, OF, PF, Rng, RO_PAGE, SF, STATUS, ZF };
 
 /** The CPU mode a program body is generated for. */
 export type Mode = "pm32" | "long";
@@ -34,63 +37,6 @@ export interface Item {
   undefOwn: number;
   /** Status flags the instruction under test reads (CF for ADC, the condition of a Jcc). */
   reads: number;
-}
-
-/** A small fast PRNG (mulberry32): the same seed gives the same program on every host. */
-export class Rng {
-  #s: number;
-  constructor(seed: number) {
-    this.#s = (seed * 0x9e3779b1 + 0x7f4a7c15) >>> 0;
-  }
-  /** A uniform unsigned 32-bit value. */
-  u32(): number {
-    let t = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-  /** A uniform integer in [0, n). */
-  below(n: number): number {
-    return this.u32() % n;
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.below(xs.length)];
-  }
-  chance(p: number): boolean {
-    return this.u32() / 0x100000000 < p;
-  }
-}
-
-const EDGE32 = [
-  0,
-  1,
-  2,
-  0x7f,
-  0x80,
-  0xff,
-  0x100,
-  0x7fff,
-  0x8000,
-  0xffff,
-  0x10000,
-  0x7fffffff,
-  0x80000000,
-  0x80000001,
-  0xfffffffe,
-  0xffffffff,
-];
-
-/** A value biased to the edges where flags change (0, ±1, sign boundaries of each width). */
-export function edgeValue(rng: Rng): number {
-  const r = rng.below(8);
-  if (r < 3) return rng.pick(EDGE32);
-  if (r === 3) return rng.below(256);
-  if (r === 4) return (rng.pick(EDGE32) + rng.below(5) - 2) >>> 0;
-  return rng.u32();
-}
-
-function hex(v: number): string {
-  return "0x" + (v >>> 0).toString(16);
 }
 
 const R32 = ["eax", "ebx", "ecx", "edx", "esi", "edi", "ebp"];
@@ -159,7 +105,7 @@ export class Generator {
       ["stack", 3, () => this.#stack()],
       ["lea", 6, () => this.#lea()],
       ["move", 5, () => this.#move()],
-      ["x87", 5, () => this.#x87()],
+      ["x87", 5, () => x87Item(this.rng, (l) => this.#emit(l), (r, d, u) => this.#flags(r, d, u))],
     ];
     all.push(
       ["trap", 2, () => this.#trap()],
@@ -815,71 +761,6 @@ export class Generator {
         : `mov ${this.#mem(w)}, ${this.#reg(w)}`;
     }
     this.#emit(insn);
-    return insn;
-  }
-
-  /**
-   * x87: loads from the data area, one operation, a store back, the stack left empty.
-   * Exceptions stay masked (FNINIT's control word), so results are QNaN/inf where the
-   * SDM says; the status word's exception bits are in the final dump.
-   */
-  #x87(): string {
-    const slot = () => hex(DATA_BASE + 8 * (32 + this.rng.below(400)));
-    const load = () => {
-      const k = this.rng.below(6);
-      if (k === 0) return `fld dword [${slot()}]`;
-      if (k === 1) return `fld qword [${slot()}]`;
-      if (k === 2) return `fild dword [${slot()}]`;
-      if (k === 3) return `fild word [${slot()}]`;
-      if (k === 4) return this.rng.pick(["fld1", "fldz", "fldpi", "fldl2e", "fldln2"]);
-      return `fild qword [${slot()}]`;
-    };
-    this.#emit(load());
-    this.#emit(load());
-    const op = this.rng.pick([
-      "faddp",
-      "fsubp",
-      "fsubrp",
-      "fmulp",
-      "fdivp",
-      "fdivrp",
-      "fsqrt",
-      "fabs",
-      "fchs",
-      "frndint",
-      "fxch",
-      "fcom",
-      "fucomi",
-      "fcomi",
-      "fprem",
-      "fscale",
-    ]);
-    let insn = op;
-    if (op.endsWith("p")) insn = `${op} st1, st0`;
-    else if (op === "fxch" || op === "fcom") insn = `${op} st1`;
-    else if (op === "fucomi" || op === "fcomi") insn = `${op} st0, st1`;
-    this.#emit(insn);
-    if (op === "fcom") {
-      this.#emit("fnstsw ax");
-      this.#emit("and ax, 0x4500");
-      this.#flags(0, STATUS & ~AF, AF);
-    }
-    // FCOMI/FUCOMI clear OF, SF and AF (SDM), but QEMU 7.2 keeps them as they were:
-    // only ZF, PF and CF are compared.
-    if (op === "fucomi" || op === "fcomi") this.#flags(0, ZF | PF | CF, OF | SF | AF);
-    const depth = op.endsWith("p") ? 1 : 2;
-    const store = this.rng.pick([
-      "fstp qword",
-      "fstp dword",
-      "fistp dword",
-      "fistp qword",
-      "fstp tword",
-    ]);
-    const where = store.endsWith("tword")
-      ? hex(DATA_BASE + 16 * (16 + this.rng.below(200)))
-      : slot();
-    this.#emit(`${store} [${where}]`);
-    if (depth === 2) this.#emit("fstp st0");
     return insn;
   }
 }

@@ -2,6 +2,21 @@
 
 import type { Mode } from "./gen.ts";
 
+/** EFLAGS status bits (Intel SDM vol. 1 §3.4.3.1). */
+export const CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, OF = 0x800;
+/** The six arithmetic status flags. */
+export const STATUS = CF | PF | AF | ZF | SF | OF;
+
+/**
+ * Where the generated code may read and write memory: DATA_BASE..+DATA_BYTES, identity
+ * mapped; two pages, so accesses near 0x9000 cross a page boundary.
+ */
+export const DATA_BASE = 0x8000;
+export const DATA_BYTES = 8192;
+
+/** A read-only page right after the data area, and a not-present page after it (the pf class). */
+export const RO_PAGE = DATA_BASE + DATA_BYTES, NP_PAGE = RO_PAGE + 0x1000;
+
 /** Fixed guest addresses below 1 MiB (the kernel itself loads at 1 MiB). */
 export const TABLES = 0x20000; // page tables
 export const IDT = 0x30000;
