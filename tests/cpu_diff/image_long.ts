@@ -2,15 +2,13 @@
 
 import { DATA_BASE, DATA_BYTES, NP_PAGE, RO_PAGE } from "./gen.ts";
 import {
-  dataLines,
+  dumpTail,
   EXC_COUNT,
   FLAGS_VAR,
   FPU_CW,
   FPU_SW,
-  GDT,
   hex,
   IDT,
-  isrStubs,
   MULTIBOOT,
   type Parts,
   PASSES_VAR,
@@ -18,11 +16,11 @@ import {
   SAVE,
   STACK_TOP,
   TABLES,
+  tables,
 } from "./layout.ts";
 
 /** Long mode: EFER.LME, 4-level paging (a 4 KiB table for the first 2 MiB, then 2 MiB pages). */
 export function longSource(p: Parts): string {
-  const stubs = isrStubs();
   const saved = REGS.long;
   return `bits 32
 ${MULTIBOOT}
@@ -153,51 +151,7 @@ ${saved.map((r, i) => `  mov [${hex(SAVE + 8 * i)}], ${r}`).join("\n")}
   call hex32
   mov al, 10
   call putc
-  mov rsi, ${hex(DATA_BASE)}
-.m:
-  mov al, 'M'
-  call putc
-  mov al, ' '
-  call putc
-  mov eax, esi
-  call hex32
-  mov al, ' '
-  call putc
-  mov ecx, 64
-.mb:
-  movzx eax, byte [rsi]
-  call hex8
-  inc rsi
-  loop .mb
-  mov al, 10
-  call putc
-  cmp rsi, ${hex(DATA_BASE + DATA_BYTES)}
-  jb .m
-  mov rsi, s_end
-  call puts
-  xor eax, eax
-exit:
-  out 0xf4, al
-.h:
-  hlt
-  jmp .h
-
-putc:
-  out 0xe9, al
-  ret
-puts:
-  push rsi
-  push rax
-.l:
-  lodsb
-  test al, al
-  jz .e
-  call putc
-  jmp .l
-.e:
-  pop rax
-  pop rsi
-  ret
+${dumpTail("r")}
 ; hex64 / hex32 / hex8: RAX in hex (16, 8 or 2 digits); registers kept
 hex64:
   push rcx
@@ -343,25 +297,5 @@ ${
   mov al, 10
   call putc
   ret
-${stubs.join("\n")}
-isr_table:
-${Array.from({ length: 32 }, (_, v) => `  dd isr${v}`).join("\n")}
-align 8
-resume_table:
-${p.resume.join("\n")}
-resume_end:
-${GDT}
-idtr:
-  dw 32 * 16 - 1
-  dq ${hex(IDT)}
-hexdigits: db "0123456789abcdef"
-s_fl: db " fl=", 0
-s_fpu: db 10, "F ", 0
-s_exc: db 10, "X ", 0
-s_end: db "END", 10, 0
-s_fatal: db "FATAL", 10, 0
-align 8
-data_init:
-${dataLines(p.data).join("\n")}
-`;
+${tables(p, true)}`;
 }

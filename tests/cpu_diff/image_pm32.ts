@@ -2,26 +2,24 @@
 
 import { DATA_BASE, DATA_BYTES, NP_PAGE, RO_PAGE } from "./gen.ts";
 import {
-  dataLines,
+  dumpTail,
   EXC_COUNT,
   FLAGS_VAR,
   FPU_CW,
   FPU_SW,
-  GDT,
   hex,
   IDT,
-  isrStubs,
   MULTIBOOT,
   type Parts,
   PASSES_VAR,
   SAVE,
   STACK_TOP,
   TABLES,
+  tables,
 } from "./layout.ts";
 
 /** 32-bit protected mode with 4 KiB paging over the first 8 MiB. */
 export function pm32Source(p: Parts): string {
-  const stubs = isrStubs();
   return `bits 32
 ${MULTIBOOT}
 start:
@@ -133,54 +131,7 @@ ${
   call hex32
   mov al, 10
   call putc
-  ; the data area, 64 bytes a line
-  mov esi, ${hex(DATA_BASE)}
-.m:
-  mov al, 'M'
-  call putc
-  mov al, ' '
-  call putc
-  mov eax, esi
-  call hex32
-  mov al, ' '
-  call putc
-  mov ecx, 64
-.mb:
-  movzx eax, byte [esi]
-  call hex8
-  inc esi
-  loop .mb
-  mov al, 10
-  call putc
-  cmp esi, ${hex(DATA_BASE + DATA_BYTES)}
-  jb .m
-  mov esi, s_end
-  call puts
-  xor eax, eax
-exit:
-  out 0xf4, al
-.h:
-  hlt
-  jmp .h
-
-; putc: AL to the debugcon port
-putc:
-  out 0xe9, al
-  ret
-; puts: the NUL-terminated string at ESI (ESI is kept)
-puts:
-  push esi
-  push eax
-.l:
-  lodsb
-  test al, al
-  jz .e
-  call putc
-  jmp .l
-.e:
-  pop eax
-  pop esi
-  ret
+${dumpTail("e")}
 ; hex32 / hex8: EAX in hex (8 or 2 digits); every register is kept
 hex32:
   pushad
@@ -281,24 +232,5 @@ ${
   mov al, 10
   call putc
   ret
-${stubs.join("\n")}
-isr_table:
-${Array.from({ length: 32 }, (_, v) => `  dd isr${v}`).join("\n")}
-resume_table:
-${p.resume.join("\n")}
-resume_end:
-${GDT}
-idtr:
-  dw 32 * 8 - 1
-  dd ${hex(IDT)}
-hexdigits: db "0123456789abcdef"
-s_fl: db " fl=", 0
-s_fpu: db 10, "F ", 0
-s_exc: db 10, "X ", 0
-s_end: db "END", 10, 0
-s_fatal: db "FATAL", 10, 0
-align 4
-data_init:
-${dataLines(p.data).join("\n")}
-`;
+${tables(p, false)}`;
 }

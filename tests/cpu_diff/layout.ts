@@ -100,3 +100,85 @@ export function isrStubs(): string[] {
   }
   return stubs;
 }
+
+/**
+ * The end of the dump (the data area as `M` lines, then `END`), the exit through
+ * isa-debug-exit, and `putc`/`puts`, for 32-bit (`r` = "e") or 64-bit (`r` = "r") code.
+ */
+export function dumpTail(r: "e" | "r"): string {
+  return `  ; the data area, 64 bytes a line
+  mov ${r}si, ${hex(DATA_BASE)}
+.m:
+  mov al, 'M'
+  call putc
+  mov al, ' '
+  call putc
+  mov eax, esi
+  call hex32
+  mov al, ' '
+  call putc
+  mov ecx, 64
+.mb:
+  movzx eax, byte [${r}si]
+  call hex8
+  inc ${r}si
+  loop .mb
+  mov al, 10
+  call putc
+  cmp ${r}si, ${hex(DATA_BASE + DATA_BYTES)}
+  jb .m
+  mov ${r}si, s_end
+  call puts
+  xor eax, eax
+exit:
+  out 0xf4, al
+.h:
+  hlt
+  jmp .h
+
+; putc: AL to the debugcon port
+putc:
+  out 0xe9, al
+  ret
+; puts: the NUL-terminated string at ${r.toUpperCase()}SI (kept)
+puts:
+  push ${r}si
+  push ${r}ax
+.l:
+  lodsb
+  test al, al
+  jz .e
+  call putc
+  jmp .l
+.e:
+  pop ${r}ax
+  pop ${r}si
+  ret`;
+}
+
+/**
+ * The tables and data after the code: the interrupt stubs and their table, the resume
+ * table, GDT, IDTR (8- or 16-byte gates), the dump's strings and the data area's start bytes.
+ */
+export function tables(p: Parts, long: boolean): string {
+  return `${isrStubs().join("\n")}
+isr_table:
+${Array.from({ length: 32 }, (_, v) => `  dd isr${v}`).join("\n")}
+${long ? "align 8\n" : ""}resume_table:
+${p.resume.join("\n")}
+resume_end:
+${GDT}
+idtr:
+  dw 32 * ${long ? 16 : 8} - 1
+  ${long ? "dq" : "dd"} ${hex(IDT)}
+hexdigits: db "0123456789abcdef"
+s_fl: db " fl=", 0
+s_fpu: db 10, "F ", 0
+s_exc: db 10, "X ", 0
+s_end: db "END", 10, 0
+s_fatal: db "FATAL", 10, 0
+align ${long ? 8 : 4}
+data_init:
+${dataLines(p.data).join("\n")}
+`;
+}
