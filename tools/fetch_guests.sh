@@ -2,8 +2,13 @@
 # Builds vmkit's Linux test guests from Debian packages: an i386 kernel, a busybox initramfs
 # with the virtio/IDE/CD modules, and an ISOLINUX CD that boots the pair
 #
-# Usage: tools/fetch_guests.sh [DIR]
+# Usage: tools/fetch_guests.sh [--arch=i386|amd64|all] [DIR]
 #
+#   --arch (or GUEST_ARCH) picks the Debian architecture; i386 is the default and what the
+#   boot tests use. amd64 builds the same guest from linux-image-amd64 and amd64 busybox
+#   (vmlinuz-amd64, initrd-amd64.gz, boot-amd64.iso, MANIFEST-amd64.txt) for the x86-64
+#   work; its packages and stamp live apart (debs-amd64/, apt/amd64, .fetch_guests-amd64.stamp),
+#   so the two never invalidate each other. `all` builds i386, then amd64.
 #   DIR defaults to ${VMKIT_GUESTS:-$HOME/.cache/vmkit-guests}. It ends up holding
 #     vmlinuz-i386     the kernel of Debian's linux-image-686 (a bzImage)
 #     initrd-i386.gz   a gzip'd newc initramfs: busybox-static:i386, the kernel's virtio,
@@ -42,9 +47,32 @@
 # (SOURCE_DATE_EPOCH, sorted newc cpio, gzip -n, xorriso honours SOURCE_DATE_EPOCH).
 set -euo pipefail
 
+ARCH=${GUEST_ARCH:-i386}
+while [[ ${1:-} == --arch=* || ${1:-} == --arch ]]; do
+  if [[ $1 == --arch ]]; then
+    ARCH=${2:-}
+    shift 2 || shift
+  else
+    ARCH=${1#--arch=}
+    shift
+  fi
+done
+if [[ $ARCH == all ]]; then
+  GUEST_ARCH=i386 bash "${BASH_SOURCE[0]}" "$@" || exit
+  exec env GUEST_ARCH=amd64 bash "${BASH_SOURCE[0]}" "$@"
+fi
+case $ARCH in
+i386) DEFAULT_KERNEL_META=linux-image-686 ;;
+amd64) DEFAULT_KERNEL_META=linux-image-amd64 ;;
+*)
+  printf 'fetch_guests: error: --arch must be i386, amd64 or all, not "%s"\n' "$ARCH" >&2
+  exit 2
+  ;;
+esac
 OUT=${1:-${VMKIT_GUESTS:-${HOME:-/root}/.cache/vmkit-guests}}
-ARCH=i386
-KERNEL_META=${KERNEL_META:-linux-image-686}
+KERNEL_META=${KERNEL_META:-$DEFAULT_KERNEL_META}
+# The i386 names are the ones the boot tests and older caches know.
+if [[ $ARCH == i386 ]]; then SUFFIX=""; else SUFFIX="-$ARCH"; fi
 REFRESH=${REFRESH:-0}
 export LC_ALL=C TZ=UTC
 # A fixed timestamp keeps the initramfs and the ISO byte-for-byte reproducible.
@@ -57,7 +85,7 @@ MODULES=(
   scsi_common scsi_mod libata ata_piix cdrom sr_mod sd_mod isofs
   e1000 mii 8139cp 8139too
 )
-ISO_MARKER_TEXT="VMKIT-ISO-MARKER: this file is on boot-i386.iso"
+ISO_MARKER_TEXT="VMKIT-ISO-MARKER: this file is on boot-$ARCH.iso"
 
 say() { printf 'fetch_guests: %s\n' "$*" >&2; }
 die() {
@@ -74,7 +102,8 @@ command -v xorriso >/dev/null && HAVE_XORRISO=1
 mkdir -p "$OUT" 2>/dev/null || die "cannot create the output folder '$OUT'"
 OUT=$(cd "$OUT" && pwd -P)
 SELF_SUM=$(sha256sum <"${BASH_SOURCE[0]}" | cut -d' ' -f1)
-STAMP=$OUT/.fetch_guests.stamp
+STAMP=$OUT/.fetch_guests$SUFFIX.stamp
+MANIFEST=$OUT/MANIFEST$SUFFIX.txt
 
 # up_to_date: the outputs exist and match the stamp this version of the script wrote; a
 # build without the ISO counts only while xorriso is still missing.
@@ -103,7 +132,7 @@ fi
 
 START_S=$SECONDS
 APT=$OUT/apt/$ARCH
-DEBS=$OUT/debs
+DEBS=$OUT/debs$SUFFIX
 mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$DEBS"
 : >>"$APT/status"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vmkit-guests.XXXXXX")
@@ -167,7 +196,7 @@ if [[ $HAVE_XORRISO == 1 ]]; then
   SYSLINUX_DEB=$(fetch syslinux-common)
   DEB_LIST+=("$ISOLINUX_DEB" "$SYSLINUX_DEB")
 else
-  say "warning: xorriso is missing, so boot-i386.iso is not built (apt-get install xorriso)"
+  say "warning: xorriso is missing, so boot-$ARCH.iso is not built (apt-get install xorriso)"
 fi
 pkgver() { basename "$1" .deb | sed 's/_/=/; s/_[^_]*$//; s/%3a/:/'; }
 
@@ -390,7 +419,7 @@ LABEL vmkit
 EOF
   echo "$ISO_MARKER_TEXT" >"$ISO/VMKIT-ISO.TXT"
   find "$ISO" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-  xorriso -as mkisofs -quiet -o "$WORK/boot.iso" -V VMKIT_I386 -R -J \
+  xorriso -as mkisofs -quiet -o "$WORK/boot.iso" -V "VMKIT_${ARCH^^}" -R -J \
     -b isolinux/isolinux.bin -c isolinux/boot.cat -no-emul-boot -boot-load-size 4 \
     -boot-info-table "$ISO" >"$WORK/xorriso.log" 2>&1 ||
     die "xorriso failed: $(tail -n3 "$WORK/xorriso.log")"
@@ -421,7 +450,7 @@ done
     printf '%s %9d %s  %s\n' "$(cd "$OUT" && sha256sum "$f" | cut -d' ' -f1)" \
       "$(stat -c %s "$OUT/$f")" "$f" "$from"
   done
-} >"$OUT/MANIFEST.txt"
+} >"$MANIFEST"
 {
   echo "$SELF_SUM"
   echo "iso=$ISO_BUILT"
@@ -431,4 +460,4 @@ say "done in $((SECONDS - START_S)) s: $OUT/{$(
   IFS=,
   echo "${OUTPUTS[*]}"
 )}"
-sed 's/^/fetch_guests:   /' "$OUT/MANIFEST.txt" >&2
+sed 's/^/fetch_guests:   /' "$MANIFEST" >&2
