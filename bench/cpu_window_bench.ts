@@ -19,9 +19,16 @@ import { INITRD, KERNEL } from "../tests/boot/guest_util.ts";
 const [from, count, rounds] = [150, 150, 2].map((d, i) => Number(Deno.args[i] ?? d));
 
 /** The variants: RAM in an ordinary array, RAM in a WebAssembly.Memory, and the wasm tier on. */
-const VARIANTS = ["plain", "wasm-ram", "wasm"] as const;
+const ALL_VARIANTS = ["plain", "wasm-ram", "wasm"] as const;
+/**
+ * `VMKIT_WINDOW_VARIANTS=wasm` (comma-separated) runs only those, e.g. to compare two
+ * checkouts one process each, interleaved by the caller.
+ */
+const VARIANTS = ALL_VARIANTS.filter((v) =>
+  (Deno.env.get("VMKIT_WINDOW_VARIANTS") ?? ALL_VARIANTS.join(",")).split(",").includes(v)
+);
 
-async function window(variant: typeof VARIANTS[number]) {
+async function window(variant: typeof ALL_VARIANTS[number]) {
   const wasm = variant === "wasm";
   Deno.env.set("VMKIT_WASM", wasm ? "1" : "0");
   const cpuPlugin = (await import("../plugins/cpus/x86/mod.ts")).default as CpuDescriptor;

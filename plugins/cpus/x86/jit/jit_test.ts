@@ -61,7 +61,7 @@ function randomInsn(r: (n: number) => number): number[] {
   const modrm = (mod: number, reg: number, rm: number) => (mod << 6) | (reg << 3) | rm;
   const d = () => r(31) * 4 + r(2) * r(4); // [esi + d8], mostly aligned
   const dst = pick(DST), src = r(8), op = r(8), cc = r(16);
-  switch (r(30)) {
+  switch (r(30 + 3)) {
     case 0:
       return [op * 8 + 1, modrm(3, src, dst)];
     case 1:
@@ -164,6 +164,24 @@ function randomInsn(r: (n: number) => number): number[] {
         [0x66, 0x0f, 0xaf, modrm(3, dst, src)],
         [0x0f, 0xaf, modrm(3, dst, src), 0x0f, 0x90 + cc, modrm(3, 0, pick(DST8))],
         [0x0f, 0xaf, modrm(3, dst, src), 0x70 + cc, 1, 0x90],
+      ]);
+    case 27: // MUL, IMUL, DIV, IDIV r/m32 on EDX:EAX, divisors mostly safe (EBX = 3..258)
+      return pick([
+        [0xf7, modrm(3, 4 + r(2), pick(DST))],
+        [0xf7, modrm(1, 4 + r(2), 6), d()],
+        [0xbb, ...le32(3 + r(256)), 0x31, 0xd2, 0xf7, modrm(3, 6, 3)],
+        [0xbb, ...le32(3 + r(256)), 0x99, 0xf7, modrm(3, 7, 3)],
+        [0xbb, ...le32(-3 - r(256)), 0x99, 0xf7, modrm(3, 7, 3)],
+        [0x31, 0xd2, 0xf7, modrm(1, 6, 6), d()],
+        [0xf7, modrm(3, 4, pick(DST)), 0x0f, 0x90 + cc, modrm(3, 0, pick(DST8))],
+      ]);
+    case 28: // CMOVcc (32 and 16 bits, register and memory sources), the 16-bit NOP
+      return pick([
+        [0x0f, 0x40 + cc, modrm(3, dst, src)],
+        [0x0f, 0x40 + cc, modrm(1, dst, 6), d()],
+        [0x66, 0x0f, 0x40 + cc, modrm(3, dst, src)],
+        [0x39, modrm(3, src, dst), 0x0f, 0x40 + cc, modrm(3, dst, src)],
+        [0x66, 0x90],
       ]);
     default:
       return [op * 8 + 1, modrm(3, src, dst)];
@@ -339,6 +357,40 @@ for (const mode of MODES) {
     assertSameRun(runs[0], runs[1], "code rewritten by a port write");
     assert.equal(runs[1].registers.eax, 150 + 150 * 7);
     assert.ok(runs[0].cpu.blocks!.invalidated > 0, "the rewritten block was not dropped");
+  });
+
+  Deno.test(`X86Cpu with ${mode.name} raises #DE for a DIV or IDIV the quotient cannot hold`, () => {
+    // loop: mov eax, ecx; cdq; idiv ebx; (EBX = 1: no fault) add edi, eax; mul ebx;
+    // dec ecx; jnz loop; then div by ESI = 0 (no IDT: #DE escalates to a shutdown with
+    // the state frozen at the DIV), and the same for a quotient past 32 bits.
+    const body = [0x89, 0xc8, 0x99, 0xf7, 0xfb, 0x01, 0xc7, 0xf7, 0xe3, 0x49];
+    const loop = [...body, 0x75, -(body.length + 2) & 0xff];
+    for (const [edx, esi] of [[0, 0], [5, 4]]) {
+      const tail = [0xba, ...le32(edx), 0xf7, 0xf6, 0xf4]; // mov edx, imm; div esi; hlt
+      const code = new Uint8Array([...loop, ...tail]);
+      const [jit, interp] = both(code, {
+        ...mode.extra,
+        slices: [1000, 3],
+        setup: (_ram, cpu) => {
+          const r = cpu.core.regs;
+          r[1] = 500;
+          r[3] = 1;
+          r[6] = esi;
+          cpu.core.idtLimit = 0;
+        },
+      });
+      assertSameRun(jit, interp, `#DE with edx ${edx}, divisor ${esi}`);
+      assert.equal(interp.exits.at(-1), RunExit.Shutdown);
+      assert.equal(interp.registers.eip, 0x100000 + loop.length + 5, "stopped at the DIV");
+      if (mode.wasm) {
+        // The loop stays in wasm across its IDIV and MUL: a few entries, not one per pass.
+        const w = jit.cpu.blocks!.wasm!;
+        assert.ok(
+          w.retired > 3000 && w.entries < 100,
+          `${w.entries} entries, ${w.retired} in wasm`,
+        );
+      }
+    }
   });
 
   Deno.test(`X86Cpu with ${mode.name} stops at a faulting access with exact state`, () => {

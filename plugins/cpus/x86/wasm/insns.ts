@@ -13,9 +13,12 @@ import {
   L_M,
   L_N,
   L_NEXT,
+  L_P,
+  L_Q,
   L_ST,
   L_T,
   L_V,
+  type ModRm,
   NEXT,
   type RegionCompiler,
 } from "./region.ts";
@@ -25,7 +28,23 @@ const MASK: Record<number, number> = { 8: 0xff, 16: 0xffff, 32: -1 };
 const SIZE16_OK = new Uint8Array(256);
 for (let op = 0; op < 0x40; op++) if ((op & 7) < 6) SIZE16_OK[op] = 1;
 for (
-  const op of [0x0f, 0x81, 0x83, 0x85, 0x89, 0x8b, 0xa1, 0xa3, 0xa9, 0xc1, 0xc7, 0xd1, 0xf7, 0xff]
+  const op of [
+    0x0f,
+    0x81,
+    0x83,
+    0x85,
+    0x89,
+    0x8b,
+    0x90,
+    0xa1,
+    0xa3,
+    0xa9,
+    0xc1,
+    0xc7,
+    0xd1,
+    0xf7,
+    0xff,
+  ]
 ) SIZE16_OK[op] = 1;
 for (let op = 0xb8; op < 0xc0; op++) SIZE16_OK[op] = 1;
 
@@ -379,7 +398,8 @@ function shift(rc: RegionCompiler, op: number): number {
 function group3(rc: RegionCompiler, size: number): number {
   const c = rc.code;
   const m = rc.modrm();
-  if (m.reg === 1 || m.reg > 3) return 0;
+  if (m.reg === 1) return 0;
+  if (m.reg >= 4) return size === 32 ? mulDiv32(rc, m) : 0;
   const imm = m.reg === 0 ? rc.imm(size) : 0;
   if (m.mod !== 3) rc.ea(m);
   rc.readE(m, size);
@@ -433,6 +453,87 @@ function group5(rc: RegionCompiler, size: number): number {
   return END;
 }
 
+/**
+ * Concrete flags after a multiply: CF and OF from local T (0/1), SF, ZF, PF of V's low
+ * `size` bits, AF clear (the interpreter's `setMulFlags`).
+ */
+function mulFlags(rc: RegionCompiler, size: number): void {
+  const c = rc.code;
+  c.get(L_F).i32(~ARITH_FLAGS).op(OP.i32And);
+  c.get(L_T).i32(0x801).op(OP.i32Mul).op(OP.i32Or);
+  c.get(L_V).i32(0xff).op(OP.i32And).op(OP.i32Popcnt).i32(1).op(OP.i32And).op(OP.i32Eqz)
+    .i32(2).op(OP.i32Shl).op(OP.i32Or);
+  c.get(L_V);
+  rc.fix(size);
+  c.op(OP.i32Eqz).i32(6).op(OP.i32Shl).op(OP.i32Or);
+  c.get(L_V);
+  rc.bit(size - 1);
+  c.i32(7).op(OP.i32Shl).op(OP.i32Or).set(L_F);
+  c.i32(0).set(L_M);
+  rc.fl = { op: CONCRETE, size, pure: false, noCf: false, count: 0 };
+}
+
+/**
+ * MUL, IMUL, DIV and IDIV r/m32 (F7 /4../7) on EDX:EAX. A divide that would raise #DE
+ * (zero divisor, quotient too large, or IDIV by -1, which wasm's i64.div_s may trap on)
+ * leaves the region before the instruction, so the interpreter raises the exception.
+ */
+function mulDiv32(rc: RegionCompiler, m: ModRm): number {
+  const c = rc.code;
+  if (m.mod !== 3) rc.ea(m);
+  rc.readE(m, 32);
+  c.set(L_B);
+  const op = m.reg;
+  if (op <= 5) {
+    const ext = op === 4 ? OP.i64ExtendI32U : OP.i64ExtendI32S;
+    rc.reg(0);
+    c.op(ext).get(L_B).op(ext).op(OP.i64Mul).tee(L_P).op(OP.i32WrapI64).set(L_V);
+    c.get(L_P).op(OP.i64Const).sleb(32).op(OP.i64ShrU).op(OP.i32WrapI64).set(L_A);
+    c.get(L_V);
+    rc.setReg(0);
+    c.get(L_A);
+    rc.setReg(2);
+    // Overflow: the high half is not the extension of the low half.
+    c.get(L_A);
+    if (op === 4) c.i32(0);
+    else c.get(L_V).i32(31).op(OP.i32ShrS);
+    c.op(OP.i32Ne).set(L_T);
+    mulFlags(rc, 32);
+    rc.memEnd();
+    return NEXT;
+  }
+  // The dividend EDX:EAX as an i64.
+  rc.reg(2);
+  c.op(OP.i64ExtendI32U).op(OP.i64Const).sleb(32).op(OP.i64Shl);
+  rc.reg(0);
+  c.op(OP.i64ExtendI32U).op(OP.i64Or).set(L_P);
+  // #DE (or the IDIV cases left to the interpreter): leave before the instruction.
+  if (op === 6) {
+    c.get(L_B).op(OP.i32Eqz);
+    rc.reg(2);
+    c.get(L_B).op(OP.i32GeU).op(OP.i32Or);
+  } else {
+    c.get(L_B).op(OP.i32Eqz).get(L_B).i32(-1).op(OP.i32Eq).op(OP.i32Or);
+  }
+  c.open(OP.if);
+  rc.exit(rc.j, rc.eipAt(rc.insnStart));
+  c.end();
+  const ext = op === 6 ? OP.i64ExtendI32U : OP.i64ExtendI32S;
+  c.get(L_P).get(L_B).op(ext).op(op === 6 ? OP.i64DivU : OP.i64DivS).set(L_Q);
+  if (op === 7) {
+    // The quotient must fit 32 signed bits.
+    c.get(L_Q).get(L_Q).op(OP.i32WrapI64).op(OP.i64ExtendI32S).op(OP.i64Ne).open(OP.if);
+    rc.exit(rc.j, rc.eipAt(rc.insnStart));
+    c.end();
+  }
+  c.get(L_P).get(L_B).op(ext).op(op === 6 ? OP.i64RemU : OP.i64RemS).op(OP.i32WrapI64);
+  rc.setReg(2);
+  c.get(L_Q).op(OP.i32WrapI64);
+  rc.setReg(0);
+  rc.memEnd();
+  return NEXT;
+}
+
 /** IMUL r, r/m (0F AF): CF and OF on overflow, SF, ZF, PF of the low result, AF clear. */
 function imul(rc: RegionCompiler, size: number): number {
   const c = rc.code;
@@ -451,18 +552,7 @@ function imul(rc: RegionCompiler, size: number): number {
     c.get(L_B).i32(16).op(OP.i32Shl).i32(16).op(OP.i32ShrS).op(OP.i32Mul).set(L_V);
     c.get(L_V).i32(16).op(OP.i32Shl).i32(16).op(OP.i32ShrS).get(L_V).op(OP.i32Ne).set(L_T);
   }
-  c.get(L_F).i32(~ARITH_FLAGS).op(OP.i32And);
-  c.get(L_T).i32(0x801).op(OP.i32Mul).op(OP.i32Or);
-  c.get(L_V).i32(0xff).op(OP.i32And).op(OP.i32Popcnt).i32(1).op(OP.i32And).op(OP.i32Eqz)
-    .i32(2).op(OP.i32Shl).op(OP.i32Or);
-  c.get(L_V);
-  rc.fix(size);
-  c.op(OP.i32Eqz).i32(6).op(OP.i32Shl).op(OP.i32Or);
-  c.get(L_V);
-  rc.bit(size - 1);
-  c.i32(7).op(OP.i32Shl).op(OP.i32Or).set(L_F);
-  c.i32(0).set(L_M);
-  rc.fl = { op: CONCRETE, size, pure: false, noCf: false, count: 0 };
+  mulFlags(rc, size);
   rc.setR(m.reg, size, L_V);
   rc.memEnd();
   return NEXT;
@@ -472,9 +562,23 @@ function twoByte(rc: RegionCompiler): number {
   const c = rc.code;
   const op = rc.u8();
   const osz = rc.osz;
-  if (osz === 16 && op !== 0xaf && op !== 0xb6 && op !== 0xbe) return 0;
+  const cmov = op >= 0x40 && op < 0x50;
+  if (osz === 16 && op !== 0xaf && op !== 0xb6 && op !== 0xbe && !cmov) return 0;
   if (op >= 0x80 && op < 0x90) return jcc(rc, op & 15, rc.s32());
   if (op === 0xaf) return imul(rc, osz);
+  if (cmov) {
+    // CMOVcc: the source is read (and may fault) whatever the condition.
+    const m = rc.modrm();
+    if (m.mod !== 3) rc.ea(m);
+    rc.readE(m, osz);
+    c.set(L_V);
+    rc.cond(op & 15);
+    c.open(OP.if);
+    rc.setR(m.reg, osz, L_V);
+    c.end();
+    rc.memEnd();
+    return NEXT;
+  }
   if (op >= 0x90 && op < 0xa0) {
     const m = rc.modrm();
     if (m.mod !== 3) rc.ea(m);
