@@ -263,6 +263,7 @@ export class X86Cpu implements CpuBackend {
     // its guest bytes.
     c.codeEpoch++;
     const end = c.retired + maxInstructions;
+    c.sliceEnd = end;
     c.attention = true;
     for (;;) {
       try {
