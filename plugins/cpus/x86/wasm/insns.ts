@@ -18,6 +18,7 @@ import {
   L_ST,
   L_T,
   L_V,
+  L_W,
   type ModRm,
   NEXT,
   type RegionCompiler,
@@ -42,6 +43,7 @@ for (
     0xc1,
     0xc7,
     0xd1,
+    0xd3,
     0xf7,
     0xff,
   ]
@@ -209,6 +211,8 @@ export function translateInsn(rc: RegionCompiler): number {
     case 0xc1:
     case 0xd0:
     case 0xd1:
+    case 0xd2:
+    case 0xd3:
       return shift(rc, op);
     case 0xc2:
     case 0xc3: {
@@ -362,35 +366,126 @@ function jcc(rc: RegionCompiler, cc: number, d: number): number {
   return NEXT;
 }
 
+/**
+ * Group 2 by an immediate, by 1 or by CL: SHL, SHR, SAR (lazy flags) and, 32-bit, ROL and
+ * ROR (CF and OF concrete, the other flags left as they were). A count of CL is only known
+ * at run time: a zero count changes nothing, and what the flags hold after is not known to
+ * the compiler (conditions read them through the helper). RCL, RCR and constant zero
+ * counts stay with the interpreter.
+ */
 function shift(rc: RegionCompiler, op: number): number {
   const c = rc.code;
   const size = (op & 1) === 0 ? 8 : rc.osz;
   const m = rc.modrm();
-  const count = (op >= 0xd0 ? 1 : rc.u8()) & 31;
+  const byCl = op === 0xd2 || op === 0xd3;
+  const count = byCl ? -1 : (op >= 0xd0 ? 1 : rc.u8()) & 31;
   const kind = m.reg === 6 ? 4 : m.reg;
-  if (kind < 4 || count === 0) return 0;
+  if (kind === 2 || kind === 3 || count === 0 || (kind < 2 && size !== 32)) return 0;
   if (m.mod !== 3) rc.ea(m);
   rc.readE(m, size);
   c.set(L_A);
-  let lz: number;
-  if (kind === 4) {
-    c.get(L_A).i32(count).op(OP.i32Shl);
-    rc.fix(size);
-    lz = LZ_SHL;
-  } else if (kind === 5) {
-    c.get(L_A).i32(count).op(OP.i32ShrU);
-    rc.fix(size);
-    lz = LZ_SHR;
-  } else {
-    c.get(L_A);
-    if (size < 32) c.i32(32 - size).op(OP.i32Shl).i32(32 - size).op(OP.i32ShrS);
-    c.i32(count).op(OP.i32ShrS);
-    rc.fix(size);
-    lz = LZ_SAR;
+  const n = () => (byCl ? c.get(L_W) : c.i32(count));
+  if (byCl) {
+    rc.reg(1);
+    c.i32(31).op(OP.i32And).tee(L_W).open(OP.if);
   }
-  c.set(L_V);
-  rc.writeE(m, size, L_V);
-  rc.produce(lz, size, false, L_A, null, count);
+  if (kind < 2) {
+    // ROL/ROR r/m32: CF and OF concrete, the other flags stay (lazy or not).
+    c.get(L_A);
+    n();
+    c.op(kind === 0 ? OP.i32Rotl : OP.i32Rotr).set(L_V);
+    rc.writeE(m, size, L_V);
+    c.get(L_F).i32(~0x801).op(OP.i32And);
+    if (kind === 0) {
+      // CF = bit 0, OF = MSB ^ CF
+      c.get(L_V).i32(1).op(OP.i32And).tee(L_T).op(OP.i32Or);
+      c.get(L_V).i32(31).op(OP.i32ShrU).get(L_T).op(OP.i32Xor);
+    } else {
+      // CF = MSB, OF = MSB ^ bit 30
+      c.get(L_V).i32(31).op(OP.i32ShrU).op(OP.i32Or);
+      c.get(L_V).i32(31).op(OP.i32ShrU).get(L_V).i32(30).op(OP.i32ShrU).i32(1).op(OP.i32And)
+        .op(OP.i32Xor);
+    }
+    c.i32(11).op(OP.i32Shl).op(OP.i32Or).set(L_F);
+    c.get(L_M).i32(~0x801).op(OP.i32And).set(L_M);
+    rc.fl = null;
+  } else {
+    let lz: number;
+    c.get(L_A);
+    if (kind === 4) {
+      n();
+      c.op(OP.i32Shl);
+      lz = LZ_SHL;
+    } else if (kind === 5) {
+      n();
+      c.op(OP.i32ShrU);
+      lz = LZ_SHR;
+    } else {
+      if (size < 32) c.i32(32 - size).op(OP.i32Shl).i32(32 - size).op(OP.i32ShrS);
+      n();
+      c.op(OP.i32ShrS);
+      lz = LZ_SAR;
+    }
+    rc.fix(size);
+    c.set(L_V);
+    rc.writeE(m, size, L_V);
+    rc.produce(lz, size, false, L_A, byCl ? L_W : null, count);
+  }
+  if (byCl) {
+    c.end();
+    rc.fl = null;
+  }
+  rc.memEnd();
+  return NEXT;
+}
+
+/** SHLD/SHRD r/m32, r32 by an immediate or CL (0F A4/A5/AC/AD): flags concrete. */
+function shiftDouble(rc: RegionCompiler, op: number): number {
+  const c = rc.code;
+  const left = op < 0xa8;
+  const byCl = (op & 1) === 1;
+  const m = rc.modrm();
+  const count = byCl ? -1 : rc.u8() & 31;
+  if (m.mod !== 3) rc.ea(m);
+  rc.readE(m, 32);
+  c.set(L_A);
+  if (count === 0) {
+    rc.memEnd();
+    return NEXT; // read, nothing written
+  }
+  rc.getR(m.reg, 32);
+  c.set(L_B);
+  const n = () => (byCl ? c.get(L_W) : c.i32(count));
+  const rest = () => {
+    c.i32(32);
+    n();
+    c.op(OP.i32Sub);
+  };
+  if (byCl) {
+    rc.reg(1);
+    c.i32(31).op(OP.i32And).tee(L_W).open(OP.if);
+  }
+  c.get(L_A);
+  n();
+  c.op(left ? OP.i32Shl : OP.i32ShrU).get(L_B);
+  rest();
+  c.op(left ? OP.i32ShrU : OP.i32Shl).op(OP.i32Or).set(L_V);
+  // T = CF | OF << 11: CF the last bit shifted out of A, OF the sign change.
+  c.get(L_A);
+  if (left) rest();
+  else {
+    n();
+    c.i32(1).op(OP.i32Sub);
+  }
+  c.op(OP.i32ShrU).i32(1).op(OP.i32And);
+  c.get(L_V).get(L_A).op(OP.i32Xor).i32(31).op(OP.i32ShrU).i32(11).op(OP.i32Shl).op(OP.i32Or)
+    .set(L_T);
+  resultFlags(rc, 32);
+  rc.writeE(m, 32, L_V);
+  if (byCl) {
+    c.end();
+    rc.fl = null;
+  }
   rc.memEnd();
   return NEXT;
 }
@@ -453,14 +548,19 @@ function group5(rc: RegionCompiler, size: number): number {
   return END;
 }
 
-/**
- * Concrete flags after a multiply: CF and OF from local T (0/1), SF, ZF, PF of V's low
- * `size` bits, AF clear (the interpreter's `setMulFlags`).
- */
+/** Concrete flags after a multiply: CF and OF set when local T is 1 (`setMulFlags`). */
 function mulFlags(rc: RegionCompiler, size: number): void {
+  rc.code.get(L_T).i32(0x801).op(OP.i32Mul).set(L_T);
+  resultFlags(rc, size);
+}
+
+/**
+ * Concrete flags: CF and OF as bits in local T, SF, ZF, PF of V's low `size` bits, AF
+ * clear (the interpreter's `setResultFlags`).
+ */
+function resultFlags(rc: RegionCompiler, size: number): void {
   const c = rc.code;
-  c.get(L_F).i32(~ARITH_FLAGS).op(OP.i32And);
-  c.get(L_T).i32(0x801).op(OP.i32Mul).op(OP.i32Or);
+  c.get(L_F).i32(~ARITH_FLAGS).op(OP.i32And).get(L_T).op(OP.i32Or);
   c.get(L_V).i32(0xff).op(OP.i32And).op(OP.i32Popcnt).i32(1).op(OP.i32And).op(OP.i32Eqz)
     .i32(2).op(OP.i32Shl).op(OP.i32Or);
   c.get(L_V);
@@ -566,6 +666,7 @@ function twoByte(rc: RegionCompiler): number {
   if (osz === 16 && op !== 0xaf && op !== 0xb6 && op !== 0xbe && !cmov) return 0;
   if (op >= 0x80 && op < 0x90) return jcc(rc, op & 15, rc.s32());
   if (op === 0xaf) return imul(rc, osz);
+  if (op === 0xa4 || op === 0xa5 || op === 0xac || op === 0xad) return shiftDouble(rc, op);
   if (cmov) {
     // CMOVcc: the source is read (and may fault) whatever the condition.
     const m = rc.modrm();

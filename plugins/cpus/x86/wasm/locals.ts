@@ -10,3 +10,5 @@ export const L_OP = 14, L_SZ = 15, L_D = 16, L_S = 17, L_R = 18, L_LIN = 19, L_A
 export const L_V = 22, L_E = 23, L_ST = 24, L_TU = 25, L_T = 26, L_CNT = 27;
 /** The i64 locals (a product, a dividend and quotient), after the i32 ones. */
 export const L_P = 28, L_Q = 29;
+/** One more i32 local, after the i64 ones (a shift count from CL). */
+export const L_W = 30;

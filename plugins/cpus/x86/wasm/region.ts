@@ -207,7 +207,7 @@ export class RegionCompiler {
     c.get(L_CNT);
     return {
       body: c,
-      locals: [...new Array(N_LOCALS).fill(I32), I64, I64],
+      locals: [...new Array(N_LOCALS).fill(I32), I64, I64, I32],
       lo: this.lo,
       hi: this.hi,
       firstLen: this.lens[0],
