@@ -3,16 +3,7 @@
 
 import { CF, LZ_ADD, LZ_LOGIC, LZ_SAR, LZ_SHL, LZ_SHR, LZ_SUB, OF, PF, SF, ZF } from "../state.ts";
 import { assembleModule, Code, I32, OP } from "./encoder.ts";
-import {
-  ST_CONDCALLS,
-  ST_FLAGS,
-  ST_LZDST,
-  ST_LZMASK,
-  ST_LZOP,
-  ST_LZRES,
-  ST_LZSIZE,
-  ST_LZSRC,
-} from "./ram.ts";
+import { ST_CONDCALLS, ST_LAZY } from "./ram.ts";
 
 // Locals of the helper: 0 is the condition code (parameter).
 const CC = 0, F = 1, M = 2, OPL = 3, SZ = 4, D = 5, S = 6, R = 7, SH = 8;
@@ -49,16 +40,8 @@ function condBody(sb: number): Code {
   const c = new Code();
   c.i32(0).i32(0).mem(OP.i32Load, sb + ST_CONDCALLS).i32(1).op(OP.i32Add)
     .mem(OP.i32Store, sb + ST_CONDCALLS);
-  const loads: [number, number][] = [
-    [F, ST_FLAGS],
-    [M, ST_LZMASK],
-    [OPL, ST_LZOP],
-    [SZ, ST_LZSIZE],
-    [D, ST_LZDST],
-    [S, ST_LZSRC],
-    [R, ST_LZRES],
-  ];
-  for (const [l, o] of loads) c.i32(0).mem(OP.i32Load, sb + o).set(l);
+  // Locals F..R are in ST_LAZY's order.
+  ST_LAZY.forEach((o, i) => c.i32(0).mem(OP.i32Load, sb + o).set(F + i));
   c.get(SZ).i32(1).op(OP.i32Sub).set(SH);
 
   // CF

@@ -2,16 +2,7 @@ import assert from "node:assert/strict";
 import { condition } from "../flags.ts";
 import { ARITH_FLAGS, type CpuCore, LZ_SAR } from "../state.ts";
 import { conditionHelper } from "./flag_rt.ts";
-import {
-  ST_CONDCALLS,
-  ST_FLAGS,
-  ST_LZDST,
-  ST_LZMASK,
-  ST_LZOP,
-  ST_LZRES,
-  ST_LZSIZE,
-  ST_LZSRC,
-} from "./ram.ts";
+import { ST_CONDCALLS, ST_LAZY } from "./ram.ts";
 
 Deno.test("conditionHelper() agrees with the interpreter's condition() on random lazy flags", () => {
   const memory = new WebAssembly.Memory({ initial: 1 });
@@ -46,13 +37,7 @@ Deno.test("conditionHelper() agrees with the interpreter's condition() on random
       lzSrc: src,
       lzRes: res,
     } as unknown as CpuCore;
-    s[ST_FLAGS >> 2] = flags;
-    s[ST_LZMASK >> 2] = lzMask;
-    s[ST_LZOP >> 2] = op;
-    s[ST_LZSIZE >> 2] = size;
-    s[ST_LZDST >> 2] = d;
-    s[ST_LZSRC >> 2] = src;
-    s[ST_LZRES >> 2] = res;
+    [flags, lzMask, op, size, d, src, res].forEach((v, k) => s[ST_LAZY[k] >> 2] = v);
     for (let cc = 0; cc < 16; cc++) {
       const want = condition(core, cc) ? 1 : 0;
       calls++;
