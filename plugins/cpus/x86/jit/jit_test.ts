@@ -61,7 +61,7 @@ function randomInsn(r: (n: number) => number): number[] {
   const modrm = (mod: number, reg: number, rm: number) => (mod << 6) | (reg << 3) | rm;
   const d = () => r(31) * 4 + r(2) * r(4); // [esi + d8], mostly aligned
   const dst = pick(DST), src = r(8), op = r(8), cc = r(16);
-  switch (r(30 + 4)) {
+  switch (r(30 + 5)) {
     case 0:
       return [op * 8 + 1, modrm(3, src, dst)];
     case 1:
@@ -203,6 +203,17 @@ function randomInsn(r: (n: number) => number): number[] {
           modrm(3, dst, src),
         ]]),
       ];
+    case 30: { // LOCK'd read-modify-write of memory
+      const alu = r(7);
+      return pick([
+        [0xf0, alu * 8 + 1, modrm(1, src, 6), d()],
+        [0xf0, alu * 8, modrm(1, pick(DST8), 6), d()],
+        [0xf0, 0x83, modrm(1, alu, 6), d(), r(256)],
+        [0xf0, 0xff, modrm(1, r(2), 6), d()],
+        [0xf0, 0xf7, modrm(1, 2 + r(2), 6), d()],
+        [0x66, 0xf0, alu * 8 + 1, modrm(1, src, 6), d()],
+      ]);
+    }
     default:
       return [op * 8 + 1, modrm(3, src, dst)];
   }

@@ -56,13 +56,18 @@ export function translateInsn(rc: RegionCompiler): number {
   rc.segOvr = -1;
   rc.osz = 32;
   let op = rc.u8();
-  for (let k = 0; k < 2; k++) {
+  let lock = false;
+  for (let k = 0; k < 3; k++) {
     const sp = [0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65].indexOf(op);
     if (sp >= 0 && rc.segOvr < 0) rc.segOvr = sp;
     else if (op === 0x66 && rc.osz === 32) rc.osz = 16;
+    else if (op === 0xf0 && !lock) lock = true;
     else break;
     op = rc.u8();
   }
+  // LOCK: the CPUs take turns on one thread, so a locked read-modify-write is atomic as
+  // it is; only the forms that allow LOCK are translated (the others raise #UD).
+  if (lock && !lockable(op, rc.peek())) return 0;
   const osz = rc.osz;
   if (op < 0x40 && (op & 7) < 6) return aluForm(rc, op >> 3, op & 7);
   if (op >= 0x40 && op < 0x50) {
@@ -301,6 +306,21 @@ export function translateInsn(rc: RegionCompiler): number {
       return group5(rc, op === 0xfe ? 8 : osz);
   }
   return 0;
+}
+
+/**
+ * Whether LOCK may prefix opcode `op` with ModRM byte `m` among the forms this tier
+ * translates: ADD..XOR (not CMP) to memory, group 1 to memory (not CMP), NOT/NEG and
+ * INC/DEC of memory. SDM vol. 2 "LOCK": other forms raise #UD (left to the interpreter).
+ */
+function lockable(op: number, m: number): boolean {
+  const reg = (m >> 3) & 7;
+  if (m < 0 || m >= 0xc0) return false;
+  if (op < 0x40) return (op & 7) < 2 && op >> 3 !== 7;
+  if (op === 0x80 || op === 0x81 || op === 0x83) return reg !== 7;
+  if (op === 0xf6 || op === 0xf7) return reg === 2 || reg === 3;
+  if (op === 0xfe || op === 0xff) return reg <= 1;
+  return false;
 }
 
 function aluForm(rc: RegionCompiler, op: number, form: number): number {

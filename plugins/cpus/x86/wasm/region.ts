@@ -241,6 +241,10 @@ export class RegionCompiler {
     if (this.pos >= this.hi) this.hi = this.pos + 1;
     return this.bytes[this.base + this.pos++];
   }
+  /** The next byte without consuming it, or -1 past the window. */
+  peek(): number {
+    return this.pos < this.avail ? this.bytes[this.base + this.pos] : -1;
+  }
   s8(): number {
     return (this.u8() << 24) >> 24;
   }
