@@ -208,12 +208,8 @@ export function checkRead(c: CpuCore, seg: number, off: number, size: number): v
   if (off < c.rdLo[seg] || off + size - 1 > c.rdHi[seg]) segFault(c, seg);
 }
 
-function fetchSlow(c: CpuCore): number {
-  const eip = c.eip >>> 0;
-  if (((c.eip - c.instrStart) >>> 0) >= c.maxInstrLen) fault(c, EXC_GP, 0);
-  if (eip > c.segLimit[CS]) fault(c, EXC_GP, 0);
-  const lin = (c.segBase[CS] + eip) | 0;
-  const phys = translate(c, lin, ACCESS_EXEC);
+/** Points the fetch window at the RAM or ROM page holding `lin` (EIP `eip`, physical `phys`). */
+function mapFetch(c: CpuCore, eip: number, lin: number, phys: number): void {
   const page = phys >>> 12;
   const kind = c.mem.pageKind[page];
   if (!c.lenCheck && (kind === PAGE_RAM || kind === PAGE_ROM)) {
@@ -231,6 +227,28 @@ function fetchSlow(c: CpuCore): number {
     c.fetchBase = start | 0;
     c.fetchLen = end - start + 1;
   }
+}
+
+/**
+ * Points the fetch window at the page of CS:EIP before anything is fetched there (a
+ * jump to another page), so the translated code of the target can be found. Call with
+ * `instrStart` at EIP: a page fault is the one the instruction's fetch would raise; a
+ * limit violation is left to that fetch.
+ */
+export function mapFetchWindow(c: CpuCore): void {
+  const eip = c.eip >>> 0;
+  if (eip > c.segLimit[CS]) return;
+  const lin = (c.segBase[CS] + eip) | 0;
+  mapFetch(c, eip, lin, translate(c, lin, ACCESS_EXEC));
+}
+
+function fetchSlow(c: CpuCore): number {
+  const eip = c.eip >>> 0;
+  if (((c.eip - c.instrStart) >>> 0) >= c.maxInstrLen) fault(c, EXC_GP, 0);
+  if (eip > c.segLimit[CS]) fault(c, EXC_GP, 0);
+  const lin = (c.segBase[CS] + eip) | 0;
+  const phys = translate(c, lin, ACCESS_EXEC);
+  mapFetch(c, eip, lin, phys);
   c.eip = (c.eip + 1) | 0;
   if (c.mem.pageKind[phys >>> 12] === PAGE_MMIO) c.codeEpoch++;
   return c.mem.read8(phys);

@@ -427,6 +427,21 @@ for (const mode of MODES) {
     }
   });
 
+  Deno.test(`X86Cpu with ${mode.name} enters the translation of code a jump reaches on another page`, () => {
+    // 0x100000: mov ecx, 500; A: add eax, ecx; inc ebx; jmp B (next page)
+    // 0x101000: B: add edx, eax; dec ecx; jnz A; hlt
+    const code = new Uint8Array(0x1000 + 10);
+    code.set([0xb9, ...le32(500), 0x01, 0xc8, 0x43, 0xe9, ...le32(0x1000 - 0xd)]);
+    code.set([0x01, 0xc2, 0x49, 0x0f, 0x85, ...le32(0x5 - 0x1009), 0xf4], 0x1000);
+    const [jit, interp] = both(code, { ...mode.extra, slices: [700, 100_000] });
+    assertSameRun(jit, interp, "loop across two pages");
+    const b = jit.cpu.blocks!;
+    const interpreted = jit.retired - b.blockRetired - (b.wasm?.retired ?? 0);
+    // Warm-up only: the first instruction after each of the 1 000 page crossings runs
+    // translated, not interpreted.
+    assert.ok(interpreted < 600, `${interpreted} of ${jit.retired} instructions interpreted`);
+  });
+
   Deno.test(`X86Cpu with ${mode.name} stops at a faulting access with exact state`, () => {
     // Paging on with one page missing: the store loop walks into it; no IDT, so the
     // #PF escalates to a shutdown that freezes the state at the faulting instruction.
