@@ -74,7 +74,10 @@ export function linRead32(c: CpuCore, lin: number): number {
     if (c.mem.pageKind[phys >>> 12] === PAGE_MMIO) c.codeEpoch++;
     return c.mem.read32(phys) | 0;
   }
-  translate(c, (lin + 3) | 0, ACCESS_READ);
+  // Crossing a page: the first page faults first; a fault on the second reports its first
+  // byte (CR2), as the SDM and QEMU do, not the access's last byte.
+  translate(c, lin, ACCESS_READ);
+  translate(c, ((lin | 0xfff) + 1) | 0, ACCESS_READ);
   return linRead8(c, lin) | (linRead8(c, (lin + 1) | 0) << 8) |
     (linRead8(c, (lin + 2) | 0) << 16) | (linRead8(c, (lin + 3) | 0) << 24);
 }
@@ -149,7 +152,7 @@ export function linWrite32(c: CpuCore, lin: number, v: number): void {
     return;
   }
   translate(c, lin, ACCESS_WRITE);
-  translate(c, (lin + 3) | 0, ACCESS_WRITE);
+  translate(c, ((lin | 0xfff) + 1) | 0, ACCESS_WRITE);
   linWrite8(c, lin, v & 0xff);
   linWrite8(c, (lin + 1) | 0, (v >> 8) & 0xff);
   linWrite8(c, (lin + 2) | 0, (v >> 16) & 0xff);
