@@ -85,7 +85,7 @@ function switchFromEnvironment(name: string, fallback: boolean): boolean {
 }
 
 /** Whether the wasm tier is on when neither the option nor `VMKIT_WASM` says. */
-export const WASM_DEFAULT = false;
+export const WASM_DEFAULT = true;
 
 /** Whether the block translator is on when neither the option nor the environment says. */
 export const JIT_DEFAULT = true;
@@ -263,6 +263,7 @@ export class X86Cpu implements CpuBackend {
     // its guest bytes.
     c.codeEpoch++;
     const end = c.retired + maxInstructions;
+    c.sliceEnd = end;
     c.attention = true;
     for (;;) {
       try {

@@ -300,3 +300,31 @@ Deno.test("X86Cpu executes backward REP MOVSD and REP STOSB (DF=1) like the elem
   assert.equal(r.esi & 0xffff, (0x2000 - 0x600 * 4) & 0xffff);
   assert.equal(r.edi & 0xffff, 0x8fff - 0x300);
 });
+
+Deno.test("X86Cpu.run() counts each REP iteration as an instruction and stops a long fill at the budget", () => {
+  // mov ax, 0x1000; mov es, ax; xor di, di; mov cx, 0x7000; rep stosw (fast path, RAM);
+  // mov cx, 40; rep lodsb (element loop); cli; hlt
+  const code = [0xb8, 0x00, 0x10, 0x8e, 0xc0, 0x31, 0xff, 0xb9, 0x00, 0x70, 0xf3, 0xab];
+  code.push(0xb9, 40, 0, 0xf3, 0xac, 0xfa, 0xf4);
+  const { cpu, ram } = machine(code);
+  ram.fill(0x55, 0x10000, 0x20000);
+  // Four instructions, then 96 iterations of the fill: the slice ends inside the REP.
+  assert.equal(cpu.run(100), RunExit.Budget);
+  assert.equal(cpu.instructionsRetired, 100);
+  let r = cpu.registers();
+  assert.equal(r.ecx & 0xffff, 0x7000 - 96);
+  assert.equal(r.edi & 0xffff, 2 * 96);
+  assert.equal(r.eip, 0x7c0a, "the REP resumes in the next slice");
+  assert.equal(ram[0x10000 + 2 * 96], 0x55, "no store past the budget");
+  // The element loop (LODSB) stops at the budget too.
+  assert.equal(cpu.run(0x7000 - 96 + 1 + 10), RunExit.Budget);
+  r = cpu.registers();
+  assert.equal(r.ecx & 0xffff, 30);
+  assert.equal(cpu.run(1000), RunExit.HaltNoInterrupts);
+  assert.equal(cpu.instructionsRetired, 4 + 0x7000 + 1 + 40 + 2);
+  assert.deepEqual([...ram.subarray(0x10000 + 2 * 0x7000 - 2, 0x10000 + 2 * 0x7000 + 1)], [
+    0x00,
+    0x10,
+    0x55,
+  ]);
+});

@@ -74,7 +74,10 @@ export function linRead32(c: CpuCore, lin: number): number {
     if (c.mem.pageKind[phys >>> 12] === PAGE_MMIO) c.codeEpoch++;
     return c.mem.read32(phys) | 0;
   }
-  translate(c, (lin + 3) | 0, ACCESS_READ);
+  // Crossing a page: the first page faults first; a fault on the second reports its first
+  // byte (CR2), as the SDM and QEMU do, not the access's last byte.
+  translate(c, lin, ACCESS_READ);
+  translate(c, ((lin | 0xfff) + 1) | 0, ACCESS_READ);
   return linRead8(c, lin) | (linRead8(c, (lin + 1) | 0) << 8) |
     (linRead8(c, (lin + 2) | 0) << 16) | (linRead8(c, (lin + 3) | 0) << 24);
 }
@@ -149,7 +152,7 @@ export function linWrite32(c: CpuCore, lin: number, v: number): void {
     return;
   }
   translate(c, lin, ACCESS_WRITE);
-  translate(c, (lin + 3) | 0, ACCESS_WRITE);
+  translate(c, ((lin | 0xfff) + 1) | 0, ACCESS_WRITE);
   linWrite8(c, lin, v & 0xff);
   linWrite8(c, (lin + 1) | 0, (v >> 8) & 0xff);
   linWrite8(c, (lin + 2) | 0, (v >> 16) & 0xff);
@@ -208,12 +211,8 @@ export function checkRead(c: CpuCore, seg: number, off: number, size: number): v
   if (off < c.rdLo[seg] || off + size - 1 > c.rdHi[seg]) segFault(c, seg);
 }
 
-function fetchSlow(c: CpuCore): number {
-  const eip = c.eip >>> 0;
-  if (((c.eip - c.instrStart) >>> 0) >= c.maxInstrLen) fault(c, EXC_GP, 0);
-  if (eip > c.segLimit[CS]) fault(c, EXC_GP, 0);
-  const lin = (c.segBase[CS] + eip) | 0;
-  const phys = translate(c, lin, ACCESS_EXEC);
+/** Points the fetch window at the RAM or ROM page holding `lin` (EIP `eip`, physical `phys`). */
+function mapFetch(c: CpuCore, eip: number, lin: number, phys: number): void {
   const page = phys >>> 12;
   const kind = c.mem.pageKind[page];
   if (!c.lenCheck && (kind === PAGE_RAM || kind === PAGE_ROM)) {
@@ -231,6 +230,28 @@ function fetchSlow(c: CpuCore): number {
     c.fetchBase = start | 0;
     c.fetchLen = end - start + 1;
   }
+}
+
+/**
+ * Points the fetch window at the page of CS:EIP before anything is fetched there (a
+ * jump to another page), so the translated code of the target can be found. Call with
+ * `instrStart` at EIP: a page fault is the one the instruction's fetch would raise; a
+ * limit violation is left to that fetch.
+ */
+export function mapFetchWindow(c: CpuCore): void {
+  const eip = c.eip >>> 0;
+  if (eip > c.segLimit[CS]) return;
+  const lin = (c.segBase[CS] + eip) | 0;
+  mapFetch(c, eip, lin, translate(c, lin, ACCESS_EXEC));
+}
+
+function fetchSlow(c: CpuCore): number {
+  const eip = c.eip >>> 0;
+  if (((c.eip - c.instrStart) >>> 0) >= c.maxInstrLen) fault(c, EXC_GP, 0);
+  if (eip > c.segLimit[CS]) fault(c, EXC_GP, 0);
+  const lin = (c.segBase[CS] + eip) | 0;
+  const phys = translate(c, lin, ACCESS_EXEC);
+  mapFetch(c, eip, lin, phys);
   c.eip = (c.eip + 1) | 0;
   if (c.mem.pageKind[phys >>> 12] === PAGE_MMIO) c.codeEpoch++;
   return c.mem.read8(phys);

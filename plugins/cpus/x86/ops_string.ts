@@ -22,6 +22,15 @@ const MOVS = 0, CMPS = 1, STOS = 2, LODS = 3, SCAS = 4, INS = 5, OUTS = 6;
 /** Iterations of a REP string op before it yields to the run loop (it resumes itself). */
 const REP_CHUNK = 4096;
 
+/**
+ * Iterations a REP string instruction may do now: each counts as one instruction retired
+ * (as QEMU's icount does), so a REP stops at the end of the slice and resumes in the
+ * next; at least one, as the run loop calls a handler only with budget left.
+ */
+function repBudget(c: CpuCore): number {
+  return Math.max(1, Math.min(REP_CHUNK, c.sliceEnd - c.retired));
+}
+
 function rd(c: CpuCore, seg: number, off: number, bytes: number): number {
   return bytes === 1 ? read8(c, seg, off) : bytes === 2 ? read16(c, seg, off) : read32(c, seg, off);
 }
@@ -87,7 +96,8 @@ function fastRep(c: CpuCore, kind: number, bytes: number): boolean {
   const r = c.regs;
   const mask = c.addr32 ? -1 : 0xffff;
   const count = c.addr32 ? r[ECX] >>> 0 : r[ECX] & 0xffff;
-  if (count < 8) return false;
+  const budget = repBudget(c);
+  if (count < 8 || budget < 8) return false;
   const down = (c.flags & DF) !== 0;
   // Elements that fit between offset `off` (linear `lin`) and the page or segment edge.
   const room = (lin: number, off: number) => {
@@ -103,7 +113,7 @@ function fastRep(c: CpuCore, kind: number, bytes: number): boolean {
   };
   const di = (r[EDI] & mask) >>> 0;
   const dLin = (c.segBase[ES] + di) | 0;
-  let n = Math.min(count, room(dLin, di));
+  let n = Math.min(count, budget, room(dLin, di));
   const ds = dataSeg(c);
   let si = 0, sLin = 0;
   if (kind === MOVS) {
@@ -149,6 +159,7 @@ function fastRep(c: CpuCore, kind: number, bytes: number): boolean {
   r[EDI] = (r[EDI] & ~mask) | ((down ? di - len : di + len) & mask);
   r[ECX] = (r[ECX] & ~mask) | ((count - n) & mask);
   if (count - n > 0) c.eip = c.instrStart;
+  c.retired += n - 1; // the run loop counts the first
   return true;
 }
 
@@ -166,6 +177,9 @@ function stringOp(c: CpuCore, kind: number, bytes: number): void {
   const rep = c.rep;
   let count = rep === 0 ? 1 : a32 ? r[ECX] >>> 0 : r[ECX] & 0xffff;
   let n = 0;
+  const limit = rep === 0 ? 1 : repBudget(c);
+  // Iterations past the first count as instructions retired (the run loop counts one).
+  // A fault in an iteration leaves the iterations before it uncounted.
   while (count > 0) {
     const si = r[ESI] & mask, di = r[EDI] & mask;
     if (c.model.family <= 2) check286(c, kind, bytes, step);
@@ -218,12 +232,14 @@ function stringOp(c: CpuCore, kind: number, bytes: number): void {
     if (rep === 0) return;
     count--;
     r[ECX] = (r[ECX] & ~mask) | (count & mask);
-    if ((kind === CMPS || kind === SCAS) && (getZF(c) !== 0) !== (rep === 0xf3)) return;
-    if (++n >= REP_CHUNK && count > 0) {
+    n++;
+    if ((kind === CMPS || kind === SCAS) && (getZF(c) !== 0) !== (rep === 0xf3)) break;
+    if (n >= limit && count > 0) {
       c.eip = c.instrStart;
-      return;
+      break;
     }
   }
+  if (n > 1) c.retired += n - 1;
 }
 
 /** Installs A4..AF and 6C..6F. */

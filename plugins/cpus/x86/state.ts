@@ -191,6 +191,12 @@ export class CpuCore {
   shadow = false;
   intSource: InterruptSource | null = null;
   retired = 0;
+  /**
+   * Where the current `run()` slice ends, in `retired` instructions: a REP string
+   * instruction retires one instruction per iteration and stops at this bound (it
+   * resumes itself), so a long fill cannot outlast the slice.
+   */
+  sliceEnd = Number.MAX_SAFE_INTEGER;
   tscOffset = 0;
   /**
    * The machine's virtual clock (instruction ticks) its CPUs share as their TSC; null

@@ -1,6 +1,6 @@
 // The translation cache and the run loop that enters translated blocks between interpreted steps
 
-import { fetch8 } from "../memory.ts";
+import { fetch8, mapFetchWindow } from "../memory.ts";
 import { type CpuCore, TLB_SIZE } from "../state.ts";
 import { type Block, blockMode, MODE_FLAT32, sameCode, translateBlock } from "./translate.ts";
 import { DEMOTED, ENTERED, STALE, type WasmTier } from "../wasm/runtime.ts";
@@ -104,7 +104,14 @@ function protectCode(c: CpuCore, bytes: Uint8Array, off: number, len: number): v
 export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): void {
   const table = cache.table, hot = cache.hot, wasm = cache.wasm;
   while (c.retired < end && !c.attention) {
-    const o = (c.eip - c.fetchBase) >>> 0;
+    let o = (c.eip - c.fetchBase) >>> 0;
+    if (o >= c.fetchLen && c.code32) {
+      // A jump, call or return to another page: map it now, or its first instruction
+      // would be interpreted and its translation (entered at that EIP) never found.
+      c.instrStart = c.eip;
+      mapFetchWindow(c);
+      o = (c.eip - c.fetchBase) >>> 0;
+    }
     if (o < c.fetchLen && c.code32) {
       const off = c.fetchOff + o;
       const h = off & TABLE_MASK;

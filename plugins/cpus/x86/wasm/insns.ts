@@ -1,16 +1,15 @@
 // The instructions the wasm tier translates: ALU, INC/DEC, MOV/LEA/MOVZX/MOVSX, IMUL, stack,
-// shifts, SETcc, jumps, calls and returns, 32-bit and (with 66h) 16-bit operands
+// shifts, SETcc, jumps, calls and returns, 32-bit and (with 66h) 16-bit operands (group 2,
+// SHLD/SHRD, MUL/DIV and IMUL are in insns_arith.ts)
 
-import { ARITH_FLAGS, DS, LZ_SAR, LZ_SHL, LZ_SHR, LZ_SUB, SS } from "../state.ts";
+import { DS, LZ_SUB, SS } from "../state.ts";
 import { OP } from "./encoder.ts";
+import { imul, mulDiv32, shift, shiftDouble } from "./insns_arith.ts";
 import {
-  CONCRETE,
   END,
   L_A,
   L_B,
-  L_F,
   L_LIN,
-  L_M,
   L_N,
   L_NEXT,
   L_ST,
@@ -25,7 +24,24 @@ const MASK: Record<number, number> = { 8: 0xff, 16: 0xffff, 32: -1 };
 const SIZE16_OK = new Uint8Array(256);
 for (let op = 0; op < 0x40; op++) if ((op & 7) < 6) SIZE16_OK[op] = 1;
 for (
-  const op of [0x0f, 0x81, 0x83, 0x85, 0x89, 0x8b, 0xa1, 0xa3, 0xa9, 0xc1, 0xc7, 0xd1, 0xf7, 0xff]
+  const op of [
+    0x0f,
+    0x81,
+    0x83,
+    0x85,
+    0x89,
+    0x8b,
+    0x90,
+    0xa1,
+    0xa3,
+    0xa9,
+    0xc1,
+    0xc7,
+    0xd1,
+    0xd3,
+    0xf7,
+    0xff,
+  ]
 ) SIZE16_OK[op] = 1;
 for (let op = 0xb8; op < 0xc0; op++) SIZE16_OK[op] = 1;
 
@@ -35,13 +51,18 @@ export function translateInsn(rc: RegionCompiler): number {
   rc.segOvr = -1;
   rc.osz = 32;
   let op = rc.u8();
-  for (let k = 0; k < 2; k++) {
+  let lock = false;
+  for (let k = 0; k < 3; k++) {
     const sp = [0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65].indexOf(op);
     if (sp >= 0 && rc.segOvr < 0) rc.segOvr = sp;
     else if (op === 0x66 && rc.osz === 32) rc.osz = 16;
+    else if (op === 0xf0 && !lock) lock = true;
     else break;
     op = rc.u8();
   }
+  // LOCK: the CPUs take turns on one thread, so a locked read-modify-write is atomic as
+  // it is; only the forms that allow LOCK are translated (the others raise #UD).
+  if (lock && !lockable(op, rc.peek())) return 0;
   const osz = rc.osz;
   if (op < 0x40 && (op & 7) < 6) return aluForm(rc, op >> 3, op & 7);
   if (op >= 0x40 && op < 0x50) {
@@ -190,6 +211,8 @@ export function translateInsn(rc: RegionCompiler): number {
     case 0xc1:
     case 0xd0:
     case 0xd1:
+    case 0xd2:
+    case 0xd3:
       return shift(rc, op);
     case 0xc2:
     case 0xc3: {
@@ -280,6 +303,21 @@ export function translateInsn(rc: RegionCompiler): number {
   return 0;
 }
 
+/**
+ * Whether LOCK may prefix opcode `op` with ModRM byte `m` among the forms this tier
+ * translates: ADD..XOR (not CMP) to memory, group 1 to memory (not CMP), NOT/NEG and
+ * INC/DEC of memory. SDM vol. 2 "LOCK": other forms raise #UD (left to the interpreter).
+ */
+function lockable(op: number, m: number): boolean {
+  const reg = (m >> 3) & 7;
+  if (m < 0 || m >= 0xc0) return false;
+  if (op < 0x40) return (op & 7) < 2 && op >> 3 !== 7;
+  if (op === 0x80 || op === 0x81 || op === 0x83) return reg !== 7;
+  if (op === 0xf6 || op === 0xf7) return reg === 2 || reg === 3;
+  if (op === 0xfe || op === 0xff) return reg <= 1;
+  return false;
+}
+
 function aluForm(rc: RegionCompiler, op: number, form: number): number {
   const c = rc.code;
   const size = (form & 1) === 0 ? 8 : rc.osz;
@@ -343,43 +381,11 @@ function jcc(rc: RegionCompiler, cc: number, d: number): number {
   return NEXT;
 }
 
-function shift(rc: RegionCompiler, op: number): number {
-  const c = rc.code;
-  const size = (op & 1) === 0 ? 8 : rc.osz;
-  const m = rc.modrm();
-  const count = (op >= 0xd0 ? 1 : rc.u8()) & 31;
-  const kind = m.reg === 6 ? 4 : m.reg;
-  if (kind < 4 || count === 0) return 0;
-  if (m.mod !== 3) rc.ea(m);
-  rc.readE(m, size);
-  c.set(L_A);
-  let lz: number;
-  if (kind === 4) {
-    c.get(L_A).i32(count).op(OP.i32Shl);
-    rc.fix(size);
-    lz = LZ_SHL;
-  } else if (kind === 5) {
-    c.get(L_A).i32(count).op(OP.i32ShrU);
-    rc.fix(size);
-    lz = LZ_SHR;
-  } else {
-    c.get(L_A);
-    if (size < 32) c.i32(32 - size).op(OP.i32Shl).i32(32 - size).op(OP.i32ShrS);
-    c.i32(count).op(OP.i32ShrS);
-    rc.fix(size);
-    lz = LZ_SAR;
-  }
-  c.set(L_V);
-  rc.writeE(m, size, L_V);
-  rc.produce(lz, size, false, L_A, null, count);
-  rc.memEnd();
-  return NEXT;
-}
-
 function group3(rc: RegionCompiler, size: number): number {
   const c = rc.code;
   const m = rc.modrm();
-  if (m.reg === 1 || m.reg > 3) return 0;
+  if (m.reg === 1) return 0;
+  if (m.reg >= 4) return size === 32 ? mulDiv32(rc, m) : 0;
   const imm = m.reg === 0 ? rc.imm(size) : 0;
   if (m.mod !== 3) rc.ea(m);
   rc.readE(m, size);
@@ -433,48 +439,28 @@ function group5(rc: RegionCompiler, size: number): number {
   return END;
 }
 
-/** IMUL r, r/m (0F AF): CF and OF on overflow, SF, ZF, PF of the low result, AF clear. */
-function imul(rc: RegionCompiler, size: number): number {
-  const c = rc.code;
-  const m = rc.modrm();
-  if (m.mod !== 3) rc.ea(m);
-  rc.getR(m.reg, size);
-  c.set(L_A);
-  rc.readE(m, size);
-  c.set(L_B);
-  if (size === 32) {
-    c.get(L_A).get(L_B).op(OP.i32Mul).set(L_V);
-    c.get(L_A).op(OP.i64ExtendI32S).get(L_B).op(OP.i64ExtendI32S).op(OP.i64Mul);
-    c.get(L_V).op(OP.i64ExtendI32S).op(OP.i64Ne).set(L_T);
-  } else {
-    c.get(L_A).i32(16).op(OP.i32Shl).i32(16).op(OP.i32ShrS);
-    c.get(L_B).i32(16).op(OP.i32Shl).i32(16).op(OP.i32ShrS).op(OP.i32Mul).set(L_V);
-    c.get(L_V).i32(16).op(OP.i32Shl).i32(16).op(OP.i32ShrS).get(L_V).op(OP.i32Ne).set(L_T);
-  }
-  c.get(L_F).i32(~ARITH_FLAGS).op(OP.i32And);
-  c.get(L_T).i32(0x801).op(OP.i32Mul).op(OP.i32Or);
-  c.get(L_V).i32(0xff).op(OP.i32And).op(OP.i32Popcnt).i32(1).op(OP.i32And).op(OP.i32Eqz)
-    .i32(2).op(OP.i32Shl).op(OP.i32Or);
-  c.get(L_V);
-  rc.fix(size);
-  c.op(OP.i32Eqz).i32(6).op(OP.i32Shl).op(OP.i32Or);
-  c.get(L_V);
-  rc.bit(size - 1);
-  c.i32(7).op(OP.i32Shl).op(OP.i32Or).set(L_F);
-  c.i32(0).set(L_M);
-  rc.fl = { op: CONCRETE, size, pure: false, noCf: false, count: 0 };
-  rc.setR(m.reg, size, L_V);
-  rc.memEnd();
-  return NEXT;
-}
-
 function twoByte(rc: RegionCompiler): number {
   const c = rc.code;
   const op = rc.u8();
   const osz = rc.osz;
-  if (osz === 16 && op !== 0xaf && op !== 0xb6 && op !== 0xbe) return 0;
+  const cmov = op >= 0x40 && op < 0x50;
+  if (osz === 16 && op !== 0xaf && op !== 0xb6 && op !== 0xbe && !cmov) return 0;
   if (op >= 0x80 && op < 0x90) return jcc(rc, op & 15, rc.s32());
   if (op === 0xaf) return imul(rc, osz);
+  if (op === 0xa4 || op === 0xa5 || op === 0xac || op === 0xad) return shiftDouble(rc, op);
+  if (cmov) {
+    // CMOVcc: the source is read (and may fault) whatever the condition.
+    const m = rc.modrm();
+    if (m.mod !== 3) rc.ea(m);
+    rc.readE(m, osz);
+    c.set(L_V);
+    rc.cond(op & 15);
+    c.open(OP.if);
+    rc.setR(m.reg, osz, L_V);
+    c.end();
+    rc.memEnd();
+    return NEXT;
+  }
   if (op >= 0x90 && op < 0xa0) {
     const m = rc.modrm();
     if (m.mod !== 3) rc.ea(m);

@@ -16,6 +16,18 @@ export const ST_LZSIZE = 80, ST_LZDST = 84, ST_LZSRC = 88, ST_LZRES = 92;
 export const ST_TLBUSER = 96;
 /** Set by the slow-path helpers: 1 something needs the boundary, 2 the access faulted. */
 export const ST_STATUS = 100;
+/** The lazy-flag fields in the order flags, mask, op, size, dst, src, res. */
+export const ST_LAZY = [
+  ST_FLAGS,
+  ST_LZMASK,
+  ST_LZOP,
+  ST_LZSIZE,
+  ST_LZDST,
+  ST_LZSRC,
+  ST_LZRES,
+] as const;
+/** Calls of the condition helper (statistics, counted by the helper itself). */
+export const ST_CONDCALLS = 104;
 /**
  * The wasm TLB: 2 x 1024 entries of 32 bytes: the linear page number that may be read
  * (i64, -1 none) at +0, that may be written at +8, and the memory address of the page at

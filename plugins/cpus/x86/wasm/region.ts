@@ -1,7 +1,7 @@
 // Region compiler: the code reachable from one entry inside one fetch window, as a wasm function
 
 import { ARITH_FLAGS, CF, DS, LZ_ADD, LZ_LOGIC, LZ_SUB, SS } from "../state.ts";
-import { Code, I32, OP } from "./encoder.ts";
+import { Code, I32, I64, OP } from "./encoder.ts";
 import { bit, cf, cond, type Flags } from "./flag_emit.ts";
 import { translateInsn } from "./insns.ts";
 import {
@@ -69,7 +69,7 @@ export const NEXT = 1, END = 2;
 export { CONCRETE } from "./flag_emit.ts";
 export * from "./locals.ts";
 
-interface ModRm {
+export interface ModRm {
   mod: number;
   reg: number;
   rm: number;
@@ -207,7 +207,7 @@ export class RegionCompiler {
     c.get(L_CNT);
     return {
       body: c,
-      locals: new Array(N_LOCALS).fill(I32),
+      locals: [...new Array(N_LOCALS).fill(I32), I64, I64, I32],
       lo: this.lo,
       hi: this.hi,
       firstLen: this.lens[0],
@@ -240,6 +240,10 @@ export class RegionCompiler {
     if (this.pos < this.lo) this.lo = this.pos;
     if (this.pos >= this.hi) this.hi = this.pos + 1;
     return this.bytes[this.base + this.pos++];
+  }
+  /** The next byte without consuming it, or -1 past the window. */
+  peek(): number {
+    return this.pos < this.avail ? this.bytes[this.base + this.pos] : -1;
   }
   s8(): number {
     return (this.u8() << 24) >> 24;

@@ -1,12 +1,13 @@
 // The wasm tier of one CPU: attaching to guest RAM's memory, compiling regions, entering them
 
-import { condition } from "../flags.ts";
 import { read16, read32, read8, write16, write32, write8 } from "../memory.ts";
 import { flushTlb } from "../paging.ts";
 import { type CpuCore, DS, FAULT, SS, TLB_SIZE } from "../state.ts";
 import { assembleModule } from "./encoder.ts";
+import { conditionHelper } from "./flag_rt.ts";
 import {
   CPU_AREA,
+  ST_CONDCALLS,
   ST_EIP,
   ST_FLAGS,
   ST_LZDST,
@@ -88,9 +89,13 @@ export class WasmTier {
   retired = 0;
   entries = 0;
   bytes = 0;
-  /** Calls from compiled code into the memory slow path and the flag helper. */
+  /** Calls from compiled code into the memory slow path. */
   slowCalls = 0;
-  condCalls = 0;
+
+  /** Calls from compiled code into the condition helper (flags not known in the region). */
+  get condCalls(): number {
+    return this.#ram === null ? 0 : this.#s[ST_CONDCALLS >> 2];
+  }
 
   constructor(readonly c: CpuCore) {}
 
@@ -146,11 +151,7 @@ export class WasmTier {
             s[STATUS] = 2;
           }
         },
-        cond: (cc: number) => {
-          this.condCalls++;
-          flagsFromState(c, s);
-          return condition(c, cc) ? 1 : 0;
-        },
+        cond: conditionHelper(ram.memory, area),
       },
     };
     return true;
