@@ -91,7 +91,8 @@ function pad2(n: number): string {
 
 /** The snapshot table as `info` and `snapshot -l` print it. */
 export function snapshotTable(snapshots: readonly SnapshotInfo[]): string {
-  // QEMU's bdrv_snapshot_dump: "%-9s %-17s %7s%20s%13s%11s" (the header: "%-10s%-17s%8s...").
+  // QEMU 7.2's bdrv_snapshot_dump: "%-9s %-16s %8s%20s%13s%11s" (the header: "%-10s%-17s%8s...");
+  // a tag of 16 characters or more is followed by at least one space and the size's column.
   const row = (
     id: string,
     tag: string,
@@ -100,7 +101,7 @@ export function snapshotTable(snapshots: readonly SnapshotInfo[]): string {
     clock: string,
     icount: string,
   ) =>
-    `${id.padEnd(9)} ${tag.padEnd(17)} ${size.padStart(7)}${date.padStart(20)}${
+    `${id.padEnd(9)} ${tag.padEnd(16)} ${size.padStart(8)}${date.padStart(20)}${
       clock.padStart(13)
     }${icount.padStart(11)}`;
   const lines = [

@@ -211,3 +211,25 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: `img snapshot -l and info lay out tags of 5 to 30 characters as qemu-img does${NEEDS}`,
+  ignore,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      await qemuOk("qemu-img", ["create", "-f", "qcow2", "t.qcow2", "1M"], dir);
+      // Around the TAG column's 16 characters: QEMU 7.2 prints "%-16s %8s", so a tag of 16 or
+      // more still has one space and the size's own padding after it.
+      for (const length of [5, 15, 16, 17, 18, 30]) {
+        await qemuOk("qemu-img", ["snapshot", "-c", "t".repeat(length), "t.qcow2"], dir);
+      }
+      await assertSameList("t.qcow2", dir);
+      const ours = await vmkitOk(["info", "t.qcow2"], dir);
+      const theirs = await qemuOk("qemu-img", ["info", "t.qcow2"], dir);
+      assert.equal(ours.stdout, theirs.stdout);
+    } finally {
+      await cleanup();
+    }
+  },
+});
