@@ -62,6 +62,8 @@ export function keyBytes(scancode: number, down: boolean, set: number): number[]
  */
 export const PS2_QUEUE_SIZE = 16;
 export const PS2_QUEUE_HEADROOM = 8;
+/** Host key events that may wait for room in the keyboard queue (a typing burst's worth). */
+export const HOST_KEY_BACKLOG = 1024;
 
 /** Appends `bytes` to `queue` unless that would pass `limit` (the whole reply is dropped). */
 function enqueue(queue: number[], bytes: number[], limit: number): void {
@@ -128,6 +130,8 @@ function newState(): KbdState {
 export class I8042 implements Device {
   readonly model = "i8042";
   #s: KbdState = newState();
+  /** Host key events (keyEvent) waiting for room in the keyboard queue. */
+  #hostKeys: number[][] = [];
   #kbdIrq: IrqLine | null;
   #auxIrq: IrqLine | null;
   #hooks: I8042Hooks;
@@ -177,9 +181,27 @@ export class I8042 implements Device {
    */
   keyEvent(scancode: number, down: boolean): void {
     const s = this.#s;
+    if (!s.kbdScanning) return;
     const set = s.commandByte & CMD_TRANSLATE ? 1 : s.scanSet === 1 ? 1 : 2;
     const bytes = keyBytes(scancode, down, set);
-    if (bytes.length > 0) this.sendScancodes(bytes);
+    if (bytes.length === 0) return;
+    // A VNC client's typing arrives many keys at once, faster than an emulated guest reads
+    // them; QEMU's 16-byte queue would drop some (a lost Shift release sticks). Host keys
+    // wait here instead, in order, and enter the queue as the guest makes room.
+    if (this.#hostKeys.length < HOST_KEY_BACKLOG) this.#hostKeys.push(bytes);
+    this.#drainHostKeys();
+    this.#refill();
+  }
+
+  /** Moves waiting host keys into the keyboard queue while they fit whole. */
+  #drainHostKeys(): void {
+    const queue = this.#s.kbdQueue;
+    while (this.#hostKeys.length > 0) {
+      const next = this.#hostKeys[0];
+      if (queue.length + next.length > PS2_QUEUE_SIZE) return;
+      for (const b of next) queue.push(b);
+      this.#hostKeys.shift();
+    }
   }
 
   /**
@@ -253,6 +275,7 @@ export class I8042 implements Device {
   #refill(): void {
     const s = this.#s;
     if (s.status & STAT_OBF) return;
+    if (this.#hostKeys.length > 0 && s.kbdScanning) this.#drainHostKeys();
     if (s.kbdQueue.length > 0) {
       s.data = s.kbdQueue.shift()!;
       s.status = (s.status | STAT_OBF) & ~STAT_AUX_OBF;
@@ -450,6 +473,7 @@ export class I8042 implements Device {
   }
 
   reset(): void {
+    this.#hostKeys = [];
     this.#s = newState();
     this.#kbdIrq?.lower();
     this.#auxIrq?.lower();

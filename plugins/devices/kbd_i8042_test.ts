@@ -3,7 +3,7 @@ import { IrqLine } from "../../core/irq.ts";
 import { Machine } from "../../core/machine.ts";
 import { Monitor } from "../../core/monitor/monitor.ts";
 import { testConfig } from "../machines/test_util.ts";
-import { I8042, PS2_QUEUE_HEADROOM, PS2_QUEUE_SIZE } from "./kbd_i8042.ts";
+import { HOST_KEY_BACKLOG, I8042, PS2_QUEUE_HEADROOM, PS2_QUEUE_SIZE } from "./kbd_i8042.ts";
 
 function setup() {
   const events: string[] = [];
@@ -164,4 +164,29 @@ Deno.test("I8042 input(): pointer moves become PS/2 mouse packets once the guest
   // Keys go to the keyboard, not the mouse.
   i8042.input({ type: "key", scancode: 0x1c, down: true });
   assert.deepEqual(drain(i8042), [0x1c]);
+});
+
+Deno.test("I8042.keyEvent(): a burst of host keys larger than the queue reaches a slow guest whole and in order", () => {
+  const { i8042 } = setup();
+  // Shift+4 ('$') then 'a', 20 times: 120 bytes at once, where the PS/2 queue holds 16.
+  const expected: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    i8042.keyEvent(0x2a, true);
+    i8042.keyEvent(0x05, true);
+    i8042.keyEvent(0x05, false);
+    i8042.keyEvent(0x2a, false);
+    i8042.keyEvent(0x1e, true);
+    i8042.keyEvent(0x1e, false);
+    expected.push(0x2a, 0x05, 0x85, 0xaa, 0x1e, 0x9e);
+  }
+  assert.deepEqual(drain(i8042), expected);
+  // A flood past the backlog keeps what fits and drops the rest whole: memory stays bounded.
+  for (let i = 0; i < HOST_KEY_BACKLOG + 500; i++) i8042.keyEvent(0x1e, (i & 1) === 0);
+  const got = drain(i8042);
+  assert.ok(got.length <= HOST_KEY_BACKLOG + PS2_QUEUE_SIZE + 1, `${got.length} bytes`); // + the output buffer
+  assert.ok(got.length >= HOST_KEY_BACKLOG, `${got.length} bytes`);
+  // A reset forgets keys still waiting.
+  for (let i = 0; i < 40; i++) i8042.keyEvent(0x1e, (i & 1) === 0);
+  i8042.reset();
+  assert.deepEqual(drain(i8042), []);
 });
