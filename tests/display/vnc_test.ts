@@ -5,9 +5,16 @@ import * as path from "node:path";
 import { decodePpm, type PpmImage } from "../../core/display.ts";
 import { decodePng } from "../../core/display_png.ts";
 import { TestRfbClient } from "../../cli/system/display/test_client.ts";
-import { haveProgram, MAIN, tempDir } from "../test_util.ts";
+import { haveProgram, tempDir } from "../test_util.ts";
 import { qemuScreendump } from "./qemu_screen.ts";
-import { echoGuestDisk, freeDisplay, onPath, qemuDiskGuestArgs, waitForText } from "./vnc_util.ts";
+import {
+  echoGuestDisk,
+  freeDisplay,
+  onPath,
+  qemuDiskGuestArgs,
+  spawnEchoGuest,
+  waitForText,
+} from "./vnc_util.ts";
 
 const FIRMWARE = ["bios-256k.bin", "vgabios-stdvga.bin"].map((f) => `/usr/share/seabios/${f}`);
 const HAVE_FIRMWARE = FIRMWARE.every((f) => {
@@ -144,34 +151,12 @@ Deno.test({
     const serialLog = path.join(dir, "serial.log");
     const monitorSock = path.join(dir, "monitor.sock");
     const display = freeDisplay();
-    const vmkit = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        MAIN,
-        "system-x86_64",
-        "-nodefaults",
-        "-m",
-        "64",
-        "-vga",
-        "std",
-        "-name",
-        "vnc-test",
-        "-display",
-        "none",
-        "-vnc",
-        `127.0.0.1:${display}`,
-        "-drive",
-        `file=${disk},format=raw,if=ide`,
-        "-serial",
-        `file:${serialLog}`,
-        "-monitor",
-        `unix:${monitorSock},server=on,wait=off`,
-      ],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
+    const vmkit = spawnEchoGuest(disk, serialLog, monitorSock, "vnc-test", [
+      "-display",
+      "none",
+      "-vnc",
+      `127.0.0.1:${display}`,
+    ]);
     const stderr = new Response(vmkit.stderr).text();
     try {
       await waitForText(serialLog, /READY/, "vmkit's guest to get ready");

@@ -1,6 +1,7 @@
 // Helpers the VNC tests and bench share: finding programs and free displays, and a disk from a boot sector
 
 import * as path from "node:path";
+import { MAIN } from "../test_util.ts";
 import { AL, Assembler, AX, BX, CX, DX, EAX, EDI, ES } from "../../plugins/machines/x86_asm.ts";
 
 /** True when `program` is on PATH (vncsnapshot has no --version that succeeds). */
@@ -105,4 +106,42 @@ export async function waitForText(file: string, pattern: RegExp, what: string): 
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/**
+ * Starts vmkit on {@linkcode echoGuestDisk}'s disk: std VGA, 64 MiB, COM1 to `serialLog`,
+ * HMP on `monitorSock`, the VM named `name`, with `display` choosing the screen's way out.
+ */
+export function spawnEchoGuest(
+  disk: string,
+  serialLog: string,
+  monitorSock: string,
+  name: string,
+  display: string[],
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      MAIN,
+      "system-x86_64",
+      "-nodefaults",
+      "-m",
+      "64",
+      "-vga",
+      "std",
+      "-name",
+      name,
+      ...display,
+      "-drive",
+      `file=${disk},format=raw,if=ide`,
+      "-serial",
+      `file:${serialLog}`,
+      "-monitor",
+      `unix:${monitorSock},server=on,wait=off`,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
 }

@@ -4,8 +4,8 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import { decodePpm } from "../../core/display.ts";
 import { decodePng } from "../../core/display_png.ts";
-import { MAIN, tempDir } from "../test_util.ts";
-import { echoGuestDisk, onPath, waitForText } from "./vnc_util.ts";
+import { tempDir } from "../test_util.ts";
+import { echoGuestDisk, onPath, spawnEchoGuest, waitForText } from "./vnc_util.ts";
 
 const HAVE_FIRMWARE = ["bios-256k.bin", "vgabios-stdvga.bin"].every((f) => {
   try {
@@ -100,32 +100,10 @@ Deno.test({
     const serialLog = path.join(dir, "serial.log");
     const monitorSock = path.join(dir, "monitor.sock");
     const webPort = freePort();
-    const vmkit = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        MAIN,
-        "system-x86_64",
-        "-nodefaults",
-        "-m",
-        "64",
-        "-vga",
-        "std",
-        "-name",
-        "web-test",
-        "-display",
-        `web=127.0.0.1:${webPort}`,
-        "-drive",
-        `file=${disk},format=raw,if=ide`,
-        "-serial",
-        `file:${serialLog}`,
-        "-monitor",
-        `unix:${monitorSock},server=on,wait=off`,
-      ],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
+    const vmkit = spawnEchoGuest(disk, serialLog, monitorSock, "web-test", [
+      "-display",
+      `web=127.0.0.1:${webPort}`,
+    ]);
     const stderr = new Response(vmkit.stderr).text();
     let browser: Deno.ChildProcess | undefined;
     let devtools: DevTools | undefined;
