@@ -17,37 +17,9 @@ import {
   VIRTIO_F_RING_EVENT_IDX,
   VIRTIO_F_RING_INDIRECT_DESC,
   VIRTIO_F_VERSION_1,
-  VIRTIO_MSI_NO_VECTOR,
-  VIRTIO_PCI_COMMON_CFGGENERATION,
-  VIRTIO_PCI_COMMON_DF,
-  VIRTIO_PCI_COMMON_DFSELECT,
-  VIRTIO_PCI_COMMON_GF,
-  VIRTIO_PCI_COMMON_GFSELECT,
-  VIRTIO_PCI_COMMON_MSIX,
-  VIRTIO_PCI_COMMON_NUMQ,
-  VIRTIO_PCI_COMMON_Q_AVAILHI,
-  VIRTIO_PCI_COMMON_Q_AVAILLO,
-  VIRTIO_PCI_COMMON_Q_DESCHI,
-  VIRTIO_PCI_COMMON_Q_DESCLO,
-  VIRTIO_PCI_COMMON_Q_ENABLE,
-  VIRTIO_PCI_COMMON_Q_MSIX,
-  VIRTIO_PCI_COMMON_Q_NOFF,
-  VIRTIO_PCI_COMMON_Q_SELECT,
-  VIRTIO_PCI_COMMON_Q_SIZE,
-  VIRTIO_PCI_COMMON_Q_USEDHI,
-  VIRTIO_PCI_COMMON_Q_USEDLO,
-  VIRTIO_PCI_COMMON_STATUS,
   VIRTIO_PCI_CONFIG_OFF,
-  VIRTIO_PCI_GUEST_FEATURES,
-  VIRTIO_PCI_HOST_FEATURES,
-  VIRTIO_PCI_ISR,
   VIRTIO_PCI_ISR_CONFIG,
   VIRTIO_PCI_ISR_QUEUE,
-  VIRTIO_PCI_QUEUE_NOTIFY,
-  VIRTIO_PCI_QUEUE_NUM,
-  VIRTIO_PCI_QUEUE_PFN,
-  VIRTIO_PCI_QUEUE_SEL,
-  VIRTIO_PCI_STATUS,
 } from "./constants.ts";
 import {
   BAR4_OFFSET,
@@ -60,6 +32,14 @@ import {
   VIRTIO_NOTIFY_OFFSET,
   writeVirtioCapabilities,
 } from "./pci_layout.ts";
+import {
+  readCommon,
+  readLegacy,
+  type RegisterTarget,
+  type TransportState,
+  writeCommon,
+  writeLegacy,
+} from "./pci_regs.ts";
 import { VirtQueue, VirtQueueError, type VirtQueueState } from "./queue.ts";
 
 export {
@@ -170,7 +150,7 @@ export class VirtioPciDevice implements Device, PciFunction {
   #legacyBase: number | null = null;
   #modernBase: number | null = null;
   #offered: [number, number];
-  #t = {
+  #t: TransportState = {
     status: 0,
     isr: 0,
     deviceFeatureSelect: 0,
@@ -181,6 +161,8 @@ export class VirtioPciDevice implements Device, PciFunction {
     configGeneration: 0,
     generation: 0,
   };
+  /** The register files' view of this transport (pci_regs.ts). */
+  #regs: RegisterTarget;
 
   readonly model: string;
 
@@ -208,6 +190,18 @@ export class VirtioPciDevice implements Device, PciFunction {
       else hi |= 1 << (bit - 32);
     }
     this.#offered = [lo >>> 0, hi >>> 0];
+    this.#regs = {
+      t: this.#t,
+      queues: this.queues,
+      offered: this.#offered,
+      setStatus: (value) => this.#setStatus(value),
+      resetDevice: () => this.#resetDevice(),
+      notify: (index) => this.#notify(index),
+      readIsr: () => this.#readIsr(),
+      applyFeatures: () => this.#applyFeatures(),
+      readDeviceConfig: (offset, size) => this.#readDeviceConfig(offset, size),
+      writeDeviceConfig: (offset, size, value) => this.#writeDeviceConfig(offset, size, value),
+    };
     const type = model.deviceType;
     this.config = new PciConfig({
       vendorId: PCI_VENDOR_ID_REDHAT_QUMRANET,
@@ -533,72 +527,21 @@ export class VirtioPciDevice implements Device, PciFunction {
     this.#model.configWrite?.(offset, size, value);
   }
 
-  // --- the legacy interface (BAR0) ---
+  // --- the legacy interface (BAR0) and the modern one (BAR4) ---
 
   /** A read of the legacy I/O BAR at `offset`. */
   readLegacy(offset: number, size: 1 | 2 | 4): number {
-    const t = this.#t;
-    if (offset >= VIRTIO_PCI_CONFIG_OFF) {
-      return this.#readDeviceConfig(offset - VIRTIO_PCI_CONFIG_OFF, size);
-    }
-    switch (offset) {
-      case VIRTIO_PCI_HOST_FEATURES:
-        return this.#offered[0];
-      case VIRTIO_PCI_GUEST_FEATURES:
-        return t.driverFeaturesLo;
-      case VIRTIO_PCI_QUEUE_PFN:
-        return this.queues[t.queueSelect]?.pfn ?? 0;
-      case VIRTIO_PCI_QUEUE_NUM:
-        return this.queues[t.queueSelect]?.s.size ?? 0;
-      case VIRTIO_PCI_QUEUE_SEL:
-        return t.queueSelect;
-      case VIRTIO_PCI_STATUS:
-        return t.status;
-      case VIRTIO_PCI_ISR:
-        return this.#readIsr();
-      default:
-        return 0;
-    }
+    return readLegacy(this.#regs, offset, size);
   }
 
   /** A write of the legacy I/O BAR at `offset`. */
   writeLegacy(offset: number, size: 1 | 2 | 4, value: number): void {
-    const t = this.#t;
-    if (offset >= VIRTIO_PCI_CONFIG_OFF) {
-      this.#writeDeviceConfig(offset - VIRTIO_PCI_CONFIG_OFF, size, value);
-      return;
-    }
-    switch (offset) {
-      case VIRTIO_PCI_GUEST_FEATURES:
-        // A legacy driver sees 32 feature bits and negotiates by writing them.
-        t.driverFeaturesLo = (value & this.#offered[0]) >>> 0;
-        t.driverFeaturesHi = 0;
-        this.#applyFeatures();
-        break;
-      case VIRTIO_PCI_QUEUE_PFN: {
-        const q = this.queues[t.queueSelect];
-        // As QEMU: writing 0 resets the whole device.
-        if (value === 0) this.#resetDevice();
-        else q?.setLegacyPfn(value >>> 0);
-        break;
-      }
-      case VIRTIO_PCI_QUEUE_SEL:
-        t.queueSelect = value & 0xffff;
-        break;
-      case VIRTIO_PCI_QUEUE_NOTIFY:
-        this.#notify(value & 0xffff);
-        break;
-      case VIRTIO_PCI_STATUS:
-        this.#setStatus(value & 0xff);
-        break;
-    }
+    writeLegacy(this.#regs, offset, size, value);
   }
-
-  // --- the modern interface (BAR4) ---
 
   /** A read of the modern BAR at `offset`. */
   readModern(offset: number, size: 1 | 2 | 4): number {
-    if (offset < VIRTIO_ISR_OFFSET) return this.#readCommon(offset, size);
+    if (offset < VIRTIO_ISR_OFFSET) return readCommon(this.#regs, offset);
     if (offset < VIRTIO_DEVICE_OFFSET) return offset === VIRTIO_ISR_OFFSET ? this.#readIsr() : 0;
     if (offset < VIRTIO_NOTIFY_OFFSET) {
       return this.#readDeviceConfig(offset - VIRTIO_DEVICE_OFFSET, size);
@@ -608,111 +551,12 @@ export class VirtioPciDevice implements Device, PciFunction {
 
   /** A write of the modern BAR at `offset`. */
   writeModern(offset: number, size: 1 | 2 | 4, value: number): void {
-    if (offset < VIRTIO_ISR_OFFSET) this.#writeCommon(offset, size, value);
+    if (offset < VIRTIO_ISR_OFFSET) writeCommon(this.#regs, offset, value);
     else if (offset < VIRTIO_DEVICE_OFFSET) return;
     else if (offset < VIRTIO_NOTIFY_OFFSET) {
       this.#writeDeviceConfig(offset - VIRTIO_DEVICE_OFFSET, size, value);
     } else {
       this.#notify((offset - VIRTIO_NOTIFY_OFFSET) / VIRTIO_NOTIFY_OFF_MULTIPLIER | 0);
-    }
-  }
-
-  #readCommon(offset: number, _size: number): number {
-    const t = this.#t;
-    const q = this.queues[t.queueSelect];
-    const half = (n: number, high: boolean) => high ? Math.floor(n / 2 ** 32) : n >>> 0;
-    switch (offset) {
-      case VIRTIO_PCI_COMMON_DFSELECT:
-        return t.deviceFeatureSelect;
-      case VIRTIO_PCI_COMMON_DF:
-        return t.deviceFeatureSelect < 2 ? this.#offered[t.deviceFeatureSelect] : 0;
-      case VIRTIO_PCI_COMMON_GFSELECT:
-        return t.driverFeatureSelect;
-      case VIRTIO_PCI_COMMON_GF:
-        return t.driverFeatureSelect === 0
-          ? t.driverFeaturesLo
-          : t.driverFeatureSelect === 1
-          ? t.driverFeaturesHi
-          : 0;
-      case VIRTIO_PCI_COMMON_MSIX:
-      case VIRTIO_PCI_COMMON_Q_MSIX:
-        return VIRTIO_MSI_NO_VECTOR;
-      case VIRTIO_PCI_COMMON_NUMQ:
-        return this.queues.length;
-      case VIRTIO_PCI_COMMON_STATUS:
-        return t.status;
-      case VIRTIO_PCI_COMMON_CFGGENERATION:
-        return t.configGeneration;
-      case VIRTIO_PCI_COMMON_Q_SELECT:
-        return t.queueSelect;
-      case VIRTIO_PCI_COMMON_Q_SIZE:
-        return q ? q.s.size : 0;
-      case VIRTIO_PCI_COMMON_Q_ENABLE:
-        return q?.s.ready ? 1 : 0;
-      case VIRTIO_PCI_COMMON_Q_NOFF:
-        return q ? q.index : 0;
-      case VIRTIO_PCI_COMMON_Q_DESCLO:
-      case VIRTIO_PCI_COMMON_Q_DESCHI:
-        return q ? half(q.s.desc, offset === VIRTIO_PCI_COMMON_Q_DESCHI) : 0;
-      case VIRTIO_PCI_COMMON_Q_AVAILLO:
-      case VIRTIO_PCI_COMMON_Q_AVAILHI:
-        return q ? half(q.s.avail, offset === VIRTIO_PCI_COMMON_Q_AVAILHI) : 0;
-      case VIRTIO_PCI_COMMON_Q_USEDLO:
-      case VIRTIO_PCI_COMMON_Q_USEDHI:
-        return q ? half(q.s.used, offset === VIRTIO_PCI_COMMON_Q_USEDHI) : 0;
-      default:
-        return 0;
-    }
-  }
-
-  #writeCommon(offset: number, _size: number, value: number): void {
-    const t = this.#t;
-    const q = this.queues[t.queueSelect];
-    // One 32-bit half of a 64-bit ring address.
-    const setHalf = (n: number, high: boolean) => {
-      const lo = n % 2 ** 32;
-      const hi = Math.floor(n / 2 ** 32);
-      return high ? (value >>> 0) * 2 ** 32 + lo : hi * 2 ** 32 + (value >>> 0);
-    };
-    switch (offset) {
-      case VIRTIO_PCI_COMMON_DFSELECT:
-        t.deviceFeatureSelect = value >>> 0;
-        break;
-      case VIRTIO_PCI_COMMON_GFSELECT:
-        t.driverFeatureSelect = value >>> 0;
-        break;
-      case VIRTIO_PCI_COMMON_GF:
-        if (t.status & VIRTIO_CONFIG_S_FEATURES_OK) break;
-        if (t.driverFeatureSelect === 0) t.driverFeaturesLo = value >>> 0;
-        else if (t.driverFeatureSelect === 1) t.driverFeaturesHi = value >>> 0;
-        break;
-      case VIRTIO_PCI_COMMON_STATUS:
-        this.#setStatus(value & 0xff);
-        break;
-      case VIRTIO_PCI_COMMON_Q_SELECT:
-        t.queueSelect = value & 0xffff;
-        break;
-      case VIRTIO_PCI_COMMON_Q_SIZE:
-        // The driver may shrink a queue before enabling it (virtio 1.2 §4.1.4.3).
-        if (q && !q.s.ready && value >= 1 && value <= q.maxSize) q.s.size = value & 0xffff;
-        break;
-      case VIRTIO_PCI_COMMON_Q_ENABLE:
-        if (q && value === 1 && !q.s.ready) q.enable();
-        break;
-      case VIRTIO_PCI_COMMON_Q_DESCLO:
-      case VIRTIO_PCI_COMMON_Q_DESCHI:
-        if (q && !q.s.ready) q.s.desc = setHalf(q.s.desc, offset === VIRTIO_PCI_COMMON_Q_DESCHI);
-        break;
-      case VIRTIO_PCI_COMMON_Q_AVAILLO:
-      case VIRTIO_PCI_COMMON_Q_AVAILHI:
-        if (q && !q.s.ready) {
-          q.s.avail = setHalf(q.s.avail, offset === VIRTIO_PCI_COMMON_Q_AVAILHI);
-        }
-        break;
-      case VIRTIO_PCI_COMMON_Q_USEDLO:
-      case VIRTIO_PCI_COMMON_Q_USEDHI:
-        if (q && !q.s.ready) q.s.used = setHalf(q.s.used, offset === VIRTIO_PCI_COMMON_Q_USEDHI);
-        break;
     }
   }
 
