@@ -8,6 +8,7 @@ import { convertFormatRows, convertFormatsTitle } from "./convert_formats_bench.
 import { emulationLoopRows } from "./emulation_loop_bench.ts";
 import { kvmRows } from "./kvm_bench.ts";
 import { qcow2L2CacheRows } from "./qcow2_l2_cache_bench.ts";
+import { qmpLatencyRows } from "./qmp_latency_bench.ts";
 import { savevmRows } from "./savevm_bench.ts";
 import { vncRows } from "./vnc_bench.ts";
 import { printStartup } from "./startup_bench.ts";
@@ -44,6 +45,10 @@ printTable(
 printTable(
   "VNC: full-screen update rate, render cost and idle CPU at 1024x768x32, vmkit vs QEMU TCG",
   await vncRows(),
+);
+printTable(
+  "QMP: a command's round trip while the guest is busy (Linux booting), vmkit vs QEMU TCG",
+  await qmpLatencyRows(),
 );
 // Last: minutes of vmkit boot; the tables above are printed even if CI's timeout stops it.
 printTable(

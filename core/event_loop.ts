@@ -37,6 +37,17 @@ export interface EventLoopOptions {
   /** Host milliseconds between turns of the host event loop while the guest runs (default 5). */
   hostYieldMs?: number;
   /**
+   * The longest time in host milliseconds between polls of the host's sockets while the
+   * guest runs (default 50). A turn of the host event loop runs timers and messages but
+   * seldom polls sockets: Deno's runtime polls them when it waits, and otherwise only every
+   * few dozen turns, so with a busy guest a QMP command waited ~0.25-0.45 s for its answer
+   * (the monitor, QMP, user networking and chardev sockets all live on this thread). A poll
+   * lets the runtime wait once, for a timer of 0 ms. That is cheap on an idle host and costs
+   * a few milliseconds on a loaded one (the wait hands the core to another process), so the
+   * loop polls as often as keeps the polls under ~2% of its time: every 5 ms at best.
+   */
+  hostPollMs?: number;
+  /**
    * The clock is host time (accel=kvm: the guest runs at host speed and its own TSC is
    * the host's): {@linkcode EventLoop.nowNs} follows the host's monotonic clock from the
    * loop's creation, slices end at host deadlines and idle periods wait in host time.
@@ -157,6 +168,7 @@ export class EventLoop {
   #heldAtMs: number | null = null;
   readonly #maxSlice: number;
   readonly #hostYieldMs: number;
+  readonly #hostPollMs: number;
   #baseNs = 0;
   #executor: SliceExecutor | null = null;
   #sliceStartRetired = 0;
@@ -176,6 +188,7 @@ export class EventLoop {
     this.realtime = (options.realtime ?? false) || this.hostClock;
     this.#maxSlice = options.maxSliceInstructions ?? 100_000;
     this.#hostYieldMs = options.hostYieldMs ?? 5;
+    this.#hostPollMs = options.hostPollMs ?? 50;
     if (!(this.nsPerInstruction > 0)) {
       throw new RangeError(`nsPerInstruction must be positive: got ${this.nsPerInstruction}`);
     }
@@ -339,6 +352,9 @@ export class EventLoop {
     const untilNs = options.untilNs ?? Infinity;
     let ran = 0;
     let lastYield = performance.now();
+    let lastPoll = lastYield;
+    // What a poll costs (a running average) sets how often to poll.
+    let pollCostMs = 0;
     // Realtime idling maps virtual time to host time from this anchor.
     let anchorHostMs = lastYield;
     let anchorNs = this.#baseNs;
@@ -375,7 +391,12 @@ export class EventLoop {
             ran += retired > 0 ? retired : done;
           }
           const nowMs = performance.now();
-          if (this.#pendingIo > 0 || nowMs - lastYield >= this.#hostYieldMs) {
+          const pollEveryMs = Math.min(this.#hostPollMs, Math.max(5, 50 * pollCostMs));
+          if (nowMs - lastPoll >= pollEveryMs) {
+            await hostPoll();
+            lastYield = lastPoll = performance.now();
+            pollCostMs += (lastPoll - nowMs - pollCostMs) / 4;
+          } else if (this.#pendingIo > 0 || nowMs - lastYield >= this.#hostYieldMs) {
             await hostTurn();
             lastYield = performance.now();
           }
@@ -545,4 +566,12 @@ function hostTurn(): Promise<void> {
     };
     channel.port2.postMessage(0);
   });
+}
+
+/**
+ * A wait of the host event loop for a 0 ms timer: waiting, the runtime polls its sockets
+ * (see {@linkcode EventLoopOptions.hostPollMs}).
+ */
+function hostPoll(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }

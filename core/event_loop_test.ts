@@ -145,3 +145,66 @@ Deno.test("Timer.arm() re-armed from its callback fires periodically", () => {
   assert.deepEqual(fired, [100, 200, 300]);
   assert.equal(timer.deadlineNs, 400);
 });
+
+Deno.test({
+  name: "EventLoop.run(): bytes reaching a socket of this thread are read while the guest is busy",
+  sanitizeResources: false,
+  async fn() {
+    // Each slice keeps the thread busy for 1 ms, as a guest that never halts. Without a
+    // real wait now and then, Deno's runtime polled sockets only every few dozen turns of
+    // its loop: ~0.4 s (median) with such a guest, ~90 turns of 5 ms.
+    const busy: SliceExecutor = {
+      runSlice(max) {
+        const end = performance.now() + 1;
+        while (performance.now() < end) { /* busy */ }
+        retired += max;
+        return max;
+      },
+      isIdle: () => false,
+      instructionsRetired: () => retired,
+    };
+    let retired = 0;
+    const loop = new EventLoop({ maxSliceInstructions: 1000 });
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    // The client runs on a thread of its own; it says "sent" by message (which a turn of
+    // the loop delivers) right after writing its byte.
+    const worker = new Worker(
+      URL.createObjectURL(
+        new Blob([
+          `self.onmessage = async (e) => {
+            const conn = await Deno.connect({ hostname: "127.0.0.1", port: e.data });
+            await conn.write(new Uint8Array([42]));
+            self.postMessage("sent");
+            await new Promise((r) => setTimeout(r, 60_000));
+          };`,
+        ], { type: "application/javascript" }),
+      ),
+      { type: "module" },
+    );
+    let sentAt = -1;
+    let readAt = -1;
+    worker.onmessage = () => sentAt = retired;
+    void (async () => {
+      const conn = await listener.accept();
+      const n = await conn.read(new Uint8Array(1));
+      readAt = retired;
+      assert.equal(n, 1);
+      loop.requestStop("read");
+      conn.close();
+    })();
+    worker.postMessage(listener.addr.port);
+    try {
+      // At most 5 s of busy slices.
+      const result = await loop.run(busy, { maxInstructions: 5000 * 1000 });
+      assert.equal(result.reason, "stop", "the socket was never read while the guest ran");
+      // Busy slices between "sent" and the read: 3-11 measured (the poll comes every 5-50 ms);
+      // 220-290 without the polls (the runtime polled sockets every ~60 turns of its loop).
+      assert.ok(sentAt >= 0);
+      const slices = (readAt - sentAt) / 1000;
+      assert.ok(slices < 100, `the byte waited ${slices} busy slices of 1 ms`);
+    } finally {
+      worker.terminate();
+      listener.close();
+    }
+  },
+});
