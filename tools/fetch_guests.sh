@@ -418,15 +418,21 @@ if [[ $HAVE_XORRISO == 1 ]]; then
   install -m 0644 "$WORK/syslinux/usr/lib/syslinux/modules/bios/ldlinux.c32" "$ISO/isolinux/"
   install -m 0644 "$VMLINUZ" "$ISO/boot/vmlinuz"
   install -m 0644 "$WORK/initrd.gz" "$ISO/boot/initrd.gz"
+  # no_timer_check (amd64): the kernel's boot-time test of the timer interrupt (check_timer)
+  # fails now and then under TCG when the host preempts the emulator, and panics "IO-APIC +
+  # timer doesn't work!"; the amd64 guest test fell so once in four runs. The i386 CD keeps
+  # the line its tests were written against.
+  append="console=ttyS0 panic=-1"
+  [[ $ARCH == amd64 ]] && append+=" no_timer_check"
   # SERIAL makes ISOLINUX talk on COM1 too, so a -nographic console shows it.
-  cat >"$ISO/isolinux/isolinux.cfg" <<'EOF'
+  cat >"$ISO/isolinux/isolinux.cfg" <<EOF
 SERIAL 0 115200
 DEFAULT vmkit
 PROMPT 0
 TIMEOUT 0
 LABEL vmkit
   KERNEL /boot/vmlinuz
-  APPEND initrd=/boot/initrd.gz console=ttyS0 panic=-1
+  APPEND initrd=/boot/initrd.gz $append
 EOF
   echo "$ISO_MARKER_TEXT" >"$ISO/VMKIT-ISO.TXT"
   find "$ISO" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +

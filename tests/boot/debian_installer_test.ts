@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { HAVE_QEMU_IMG, runCommand, tempDir } from "../test_util.ts";
 import {
   bootOn,
+  bootTail,
   DI_INITRD,
   DI_LINUX,
   ignoredNote,
@@ -16,7 +17,6 @@ import {
   type Side,
   whyNoAmd64,
 } from "./amd64_guests.ts";
-import { tail } from "./guest_util.ts";
 
 const WHY = whyNoAmd64([DI_LINUX, DI_INITRD]) ||
   (HAVE_QEMU_IMG ? "" : "qemu-img is missing (apt-get install qemu-utils)");
@@ -38,10 +38,10 @@ async function installerFirstScreen(side: Side): Promise<void> {
       stopAt: SELECT_LANGUAGE,
     });
     logMarkerTime(side, "Debian installer", '"Select a language"', r);
-    assert.match(r.text, /Linux version \d+\.\d+\.\d+\S*-amd64 /, tail(r));
-    assert.match(r.text, /Kernel command line: console=ttyS0,115200n8/, tail(r));
-    assert.match(r.text, SELECT_LANGUAGE, tail(r));
-    assert.equal(r.timedOut, false, tail(r));
+    assert.match(r.text, /Linux version \d+\.\d+\.\d+\S*-amd64 /, bootTail(r));
+    assert.match(r.text, /Kernel command line: console=ttyS0,115200n8/, bootTail(r));
+    assert.match(r.text, SELECT_LANGUAGE, bootTail(r));
+    assert.equal(r.timedOut, false, bootTail(r));
   } finally {
     await cleanup();
   }

@@ -10,6 +10,7 @@ import {
   AMD64_KERNEL,
   amd64KernelArgs,
   bootOn,
+  bootTail,
   ignoredNote,
   logMarkerTime,
   NO_LONG_MODE,
@@ -24,7 +25,6 @@ import {
   hostSector0,
   parseReport,
   READY,
-  tail,
 } from "./guest_util.ts";
 
 const WHY = whyNoAmd64([AMD64_KERNEL, AMD64_INITRD]) ||
@@ -75,19 +75,19 @@ async function guideKernelBoot(side: Side): Promise<void> {
     assert.equal(created.code, 0, created.stderr);
     const r = await bootOn(side, amd64KernelArgs(disk), { marker: READY });
     logMarkerTime(side, "amd64 -kernel boot", "VMKIT-GUEST-READY", r);
-    assert.match(r.text, /SeaBIOS \(version/, tail(r));
-    assert.match(r.text, /Booting from ROM\.\.\./, tail(r));
-    assert.match(r.text, /Linux version \d+\.\d+\.\d+\S*-amd64 /, tail(r));
-    assert.match(r.text, /Kernel command line: console=ttyS0 panic=-1/, tail(r));
+    assert.match(r.text, /SeaBIOS \(version/, bootTail(r));
+    assert.match(r.text, /Booting from ROM\.\.\./, bootTail(r));
+    assert.match(r.text, /Linux version \d+\.\d+\.\d+\S*-amd64 /, bootTail(r));
+    assert.match(r.text, /Kernel command line: console=ttyS0 panic=-1 no_timer_check/, bootTail(r));
     // The 64-bit kernel on the default CPU: the machine is x86_64.
-    assert.match(r.text, /VMKIT-GUEST-READY \S+-amd64 x86_64/, tail(r));
+    assert.match(r.text, /VMKIT-GUEST-READY \S+-amd64 x86_64/, bootTail(r));
     const report = parseReport(r.text);
-    assert.equal(report.vda, hex(hostSector0().subarray(0, 32)), tail(r));
-    assert.equal(report.nproc, 2, tail(r));
-    assert.equal(report.net.get("eth0"), GUIDE_MAC, tail(r));
-    assert.equal(report.balloon, "yes", tail(r));
-    assert.ok(report.done, `no VMKIT-GUEST-DONE${tail(r)}`);
-    assert.equal(r.code, 0, `${side} did not exit 0 after poweroff${tail(r)}`);
+    assert.equal(report.vda, hex(hostSector0().subarray(0, 32)), bootTail(r));
+    assert.equal(report.nproc, 2, bootTail(r));
+    assert.equal(report.net.get("eth0"), GUIDE_MAC, bootTail(r));
+    assert.equal(report.balloon, "yes", bootTail(r));
+    assert.ok(report.done, `no VMKIT-GUEST-DONE${bootTail(r)}`);
+    assert.equal(r.code, 0, `${side} did not exit 0 after poweroff${bootTail(r)}`);
     // The write landed in the overlay; the backing file's sector 0 shows through.
     assert.deepEqual(
       await readRaw(disk, dir, GUEST_WRITE_OFFSET, 4096),
