@@ -15,6 +15,8 @@ import {
 } from "./layout.ts";
 import { edgeValue, hex, Rng } from "./rng.ts";
 import { x87Item } from "./gen_x87.ts";
+import { rexItem, ripItem } from "./gen_long.ts";
+import { sseItem } from "./gen_sse.ts";
 import { LOW8, type Mode, Operands, R32, R64, SIZE, type Width } from "./gen_operands.ts";
 
 export { AF, CF, DATA_BASE, DATA_BYTES, edgeValue, NP_PAGE, OF, PF, Rng, RO_PAGE, SF, STATUS, ZF };
@@ -86,6 +88,13 @@ export class Generator extends Operands {
       ["pf", 2, () => this.#pf()],
     );
     if (this.mode === "pm32") all.push(["bcd", 4, () => this.#bcd()]);
+    else {
+      all.push(
+        ["rex", 8, () => rexItem(this)],
+        ["rip", 4, () => ripItem(this)],
+        ["sse", 16, () => sseItem(this)],
+      );
+    }
     return all;
   }
 
@@ -119,7 +128,7 @@ export class Generator extends Operands {
     const insn = chosen[2]();
     if (
       chosen[0] === "div" || chosen[0] === "trap" || chosen[0] === "pf" ||
-      (chosen[0] === "bcd" && insn.startsWith("aam"))
+      (chosen[0] === "bcd" && insn.startsWith("aam")) || this.faulting
     ) {
       mayFault = true;
     }

@@ -46,6 +46,8 @@ export class Operands {
   protected reads = 0;
   protected defined = 0;
   protected undefs = 0;
+  /** The item's last line may fault on purpose (the handler resumes after it). */
+  protected faulting = false;
 
   /**
    * @param undefAtStart flags undefined when the body starts (CF: a later pass starts
@@ -63,6 +65,12 @@ export class Operands {
     this.reads = 0;
     this.defined = 0;
     this.undefs = 0;
+    this.faulting = false;
+  }
+
+  /** The item's last line may raise an exception on purpose. */
+  markFault(): void {
+    this.faulting = true;
   }
 
   /** Adds a line to the item. */
