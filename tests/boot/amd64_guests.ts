@@ -114,29 +114,57 @@ export function bootTail(r: BootResult): string {
   return tail(r) + timerCheckNote(r.text);
 }
 
-/** The guide's -kernel line for Debian's amd64 kernel, on the default CPU (qemu64). */
-export function amd64KernelArgs(disk: string): string[] {
+/** `-M pc -machine accel=tcg -m MiB -nographic -no-reboot -kernel KERNEL [-initrd INITRD] -append APPEND`. */
+export function kernelArgs(
+  memMiB: number,
+  kernel: string,
+  append: string,
+  initrd?: string,
+): string[] {
   return [
-    "-name",
-    "test",
     "-M",
     "pc",
     "-machine",
     "accel=tcg",
     "-m",
-    "768",
-    "-smp",
-    "2",
+    String(memMiB),
     "-nographic",
     "-no-reboot",
     "-kernel",
-    AMD64_KERNEL,
-    "-initrd",
-    AMD64_INITRD,
+    kernel,
+    ...(initrd === undefined ? [] : ["-initrd", initrd]),
     "-append",
-    `console=ttyS0 panic=-1 ${NO_TIMER_CHECK}`,
+    append,
+  ];
+}
+
+/** The guide's -kernel line: `-name test -smp 2`, the kernel, and the guide's devices on a qcow2 disk. */
+function guideKernelArgs(
+  memMiB: number,
+  kernel: string,
+  initrd: string,
+  append: string,
+  disk: string,
+) {
+  return [
+    "-name",
+    "test",
+    "-smp",
+    "2",
+    ...kernelArgs(memMiB, kernel, append, initrd),
     ...guideDevices(disk, "qcow2"),
   ];
+}
+
+/** The guide's -kernel line for Debian's amd64 kernel, on the default CPU (qemu64). */
+export function amd64KernelArgs(disk: string): string[] {
+  return guideKernelArgs(
+    768,
+    AMD64_KERNEL,
+    AMD64_INITRD,
+    `console=ttyS0 panic=-1 ${NO_TIMER_CHECK}`,
+    disk,
+  );
 }
 
 /**
@@ -167,43 +195,10 @@ export function amd64IsoArgs(): string[] {
 
 /** The Debian 12 installer (netboot) with the guide's devices, its console on the serial port. */
 export function installerArgs(disk: string): string[] {
-  return [
-    "-name",
-    "test",
-    "-M",
-    "pc",
-    "-machine",
-    "accel=tcg",
-    "-m",
-    "1024",
-    "-smp",
-    "2",
-    "-nographic",
-    "-no-reboot",
-    "-kernel",
-    DI_LINUX,
-    "-initrd",
-    DI_INITRD,
-    "-append",
-    "console=ttyS0,115200n8",
-    ...guideDevices(disk, "qcow2"),
-  ];
+  return guideKernelArgs(1024, DI_LINUX, DI_INITRD, "console=ttyS0,115200n8", disk);
 }
 
 /** memtest86+x64.bin through -kernel, its screen on the serial console. */
 export function memtestArgs(): string[] {
-  return [
-    "-M",
-    "pc",
-    "-machine",
-    "accel=tcg",
-    "-m",
-    "512",
-    "-nographic",
-    "-no-reboot",
-    "-kernel",
-    MEMTEST,
-    "-append",
-    "console=ttyS0,115200",
-  ];
+  return kernelArgs(512, MEMTEST, "console=ttyS0,115200");
 }

@@ -8,6 +8,7 @@ import {
   bootOn,
   bootTail,
   ignoredNote,
+  kernelArgs,
   logMarkerTime,
   NO_LONG_MODE,
   NO_TIMER_CHECK,
@@ -22,22 +23,12 @@ const WHY = whyNoAmd64([AMD64_KERNEL, AMD64_INITRD]);
  * No devices, one CPU. It once failed in four runs: the kernel's timer check under a
  * preempted TCG (see NO_TIMER_CHECK), which the line now skips.
  */
-const ARGS = [
-  "-M",
-  "pc",
-  "-machine",
-  "accel=tcg",
-  "-m",
-  "512",
-  "-nographic",
-  "-no-reboot",
-  "-kernel",
+const ARGS = kernelArgs(
+  512,
   AMD64_KERNEL,
-  "-initrd",
-  AMD64_INITRD,
-  "-append",
   `console=ttyS0 quiet panic=-1 ${NO_TIMER_CHECK}`,
-];
+  AMD64_INITRD,
+);
 
 async function plainBoot(side: Side): Promise<void> {
   const r = await bootOn(side, ARGS, { marker: READY });

@@ -3,13 +3,12 @@
 
 import { AF, CF, DATA_BASE, DATA_BYTES, OF, STATUS } from "./layout.ts";
 import { edgeValue, hex } from "./rng.ts";
-import type { Operands } from "./gen_operands.ts";
+import { type Operands, R64 } from "./gen_operands.ts";
 import { low32 } from "./gen_sse.ts";
 
 /** R8..R12 (R13..R15 are not in the dump) at each width, and the REX-only byte registers. */
 const EXT64 = ["r8", "r9", "r10", "r11", "r12"];
 const EXT8 = ["r8b", "r9b", "r10b", "r11b", "r12b", "sil", "dil", "bpl"];
-const ALL64 = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", ...EXT64];
 
 function extReg(o: Operands, w: 8 | 16 | 32 | 64): string {
   if (w === 8) return o.rng.pick(EXT8);
@@ -49,8 +48,8 @@ export function rexItem(o: Operands): string {
     const v = edge64(o);
     return o.put(
       o.rng.chance(0.5)
-        ? `mov ${o.rng.pick(ALL64)}, 0x${v.toString(16)}`
-        : `movsxd ${o.rng.pick(ALL64)}, ${low32(o.rng.pick(ALL64))}`,
+        ? `mov ${o.rng.pick(R64)}, 0x${v.toString(16)}`
+        : `movsxd ${o.rng.pick(R64)}, ${low32(o.rng.pick(R64))}`,
     );
   }
   if (k === 3) {
@@ -58,7 +57,7 @@ export function rexItem(o: Operands): string {
     const op = o.rng.pick(["shl", "shr", "sar", "rol", "ror"]);
     const count = o.rng.pick([1, 31, 32, 33, 63, 64, 65]);
     const masked = count & 63;
-    const insn = o.put(`${op} ${o.rng.pick(ALL64)}, ${count}`);
+    const insn = o.put(`${op} ${o.rng.pick(R64)}, ${count}`);
     if (masked === 0) return insn;
     // OF is defined for a count of 1 only; AF is undefined after the shifts (SDM SAL/SAR/SHL/SHR).
     const of = masked === 1 ? OF : 0;
@@ -72,13 +71,13 @@ export function rexItem(o: Operands): string {
     const src = extReg(o, 64);
     o.flags(0, CF | OF, STATUS & ~(CF | OF));
     if (form === 0) return o.put(`${o.rng.pick(["mul", "imul"])} ${src}`);
-    if (form === 1) return o.put(`imul ${o.rng.pick(ALL64)}, ${src}`);
-    return o.put(`imul ${o.rng.pick(ALL64)}, ${src}, ${edgeValue(o.rng) | 0}`);
+    if (form === 1) return o.put(`imul ${o.rng.pick(R64)}, ${src}`);
+    return o.put(`imul ${o.rng.pick(R64)}, ${src}, ${edgeValue(o.rng) | 0}`);
   }
   if (k === 5) {
     // A 64-bit base and index (R8..R12 among them) with a disp8 or disp32.
-    const base = o.rng.pick(ALL64);
-    const index = o.rng.pick(ALL64.filter((r) => r !== base));
+    const base = o.rng.pick(R64);
+    const index = o.rng.pick(R64.filter((r) => r !== base));
     const scale = o.rng.pick([1, 2, 4, 8]);
     const i = o.rng.below(64);
     const disp = o.rng.pick([0, 8, -8, 100, -100, 0x400]);
@@ -95,7 +94,7 @@ export function rexItem(o: Operands): string {
   }
   if (k === 6) {
     // PUSH/POP of R8..R12 and XCHG/BSWAP/XADD on them.
-    const a = o.rng.pick(EXT64), b = o.rng.pick(ALL64);
+    const a = o.rng.pick(EXT64), b = o.rng.pick(R64);
     const form = o.rng.below(4);
     if (form === 0) {
       o.emit(`push ${a}`);
@@ -133,11 +132,11 @@ export function ripItem(o: Operands): string {
   }
   if (k === 3) {
     o.emit(`@here: nop`);
-    return o.put(`lea ${o.rng.pick(ALL64)}, [rel @here${o.rng.pick(["", "+1", "-16", "+0x100"])}]`);
+    return o.put(`lea ${o.rng.pick(R64)}, [rel @here${o.rng.pick(["", "+1", "-16", "+0x100"])}]`);
   }
   if (k === 4) {
     // The code's own bytes, read through RIP (the assembled image is the same on both).
-    const r = o.rng.pick(ALL64);
+    const r = o.rng.pick(R64);
     o.emit(`mov ${low32(r)}, dword [rel @there]`);
     return o.put(`@there: add ${r}, 1`);
   }
@@ -150,7 +149,7 @@ export function ripItem(o: Operands): string {
   }
   const insn = o.put(`${o.rng.chance(0.3) ? "lock " : ""}cmpxchg16b [${slot}]`);
   o.emit(`setz ${o.rng.pick(["al", "bl", "cl", "dl"])}`);
-  o.emit(`cmp ${o.rng.pick(ALL64)}, ${edgeValue(o.rng) | 0}`);
+  o.emit(`cmp ${o.rng.pick(R64)}, ${edgeValue(o.rng) | 0}`);
   o.flags(0, STATUS, 0);
   return insn;
 }

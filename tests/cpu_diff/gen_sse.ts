@@ -3,26 +3,10 @@
 
 import { DATA_BASE, DATA_BYTES, STATUS } from "./layout.ts";
 import { hex } from "./rng.ts";
-import type { Operands } from "./gen_operands.ts";
+import { type Operands, R64 } from "./gen_operands.ts";
 
 /** The XMM registers (XMM8..15 need a REX prefix); all sixteen are in the dump. */
 const XMM = Array.from({ length: 16 }, (_, i) => `xmm${i}`);
-
-/** 64-bit registers free for setup inside an SSE item (never RSP, R13..R15). */
-const SCRATCH64 = [
-  "rax",
-  "rbx",
-  "rcx",
-  "rdx",
-  "rsi",
-  "rdi",
-  "rbp",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-];
 
 /** Single-precision values at the edges: zeros, denormals, infinities, NaNs, extremes. */
 const EDGE_F32 = [
@@ -148,13 +132,13 @@ function m128(o: Operands): string {
   const k = o.rng.below(4);
   if (k === 0) return `oword [${hex(at)}]`;
   if (k === 1) return `oword [rel ${hex(at)}]`;
-  const base = o.rng.pick(SCRATCH64);
+  const base = o.rng.pick(R64);
   if (k === 2) {
     o.emit(`mov ${base}, ${hex(at)}`);
     return `oword [${base}]`;
   }
   // base + index*scale = at, with a 64-bit base and index.
-  const index = o.rng.pick(SCRATCH64.filter((r) => r !== base));
+  const index = o.rng.pick(R64.filter((r) => r !== base));
   const scale = o.rng.pick([1, 2, 4, 8]);
   const n = 16 * o.rng.below(4);
   o.emit(`mov ${base}, ${hex(at - n * scale)}`);
@@ -209,7 +193,7 @@ export function sseItem(o: Operands): string {
     if (form === 3) return o.put(`${o.rng.pick(["movups", "movdqu"])} ${mAny(o, 16)}, ${x}`);
     if (form === 4) return o.put(`${o.rng.pick(["movups", "movdqu"])} ${x}, ${mAny(o, 16)}`);
     if (form === 5) {
-      const r = o.rng.pick(SCRATCH64);
+      const r = o.rng.pick(R64);
       const r32 = low32(r);
       return o.put(
         o.rng.pick([
@@ -308,11 +292,11 @@ export function sseItem(o: Operands): string {
   // Conversions between integers, singles and doubles (MXCSR's rounding mode applies).
   const [op, dst, src] = o.rng.pick(CVT);
   const x = o.rng.pick(XMM);
-  const r64 = o.rng.pick(SCRATCH64);
+  const r64 = o.rng.pick(R64);
   const d = dst === "x" ? x : dst === "r32" ? low32(r64) : r64;
   let s: string;
   if (src === "r32" || src === "r64") {
-    const r = o.rng.pick(SCRATCH64);
+    const r = o.rng.pick(R64);
     s = src === "r32" ? low32(r) : r;
   } else if (src === "x" && o.rng.chance(0.2)) s = m128(o).replace(/^oword /, "");
   else if (src !== "x" && o.rng.chance(0.4)) s = mAny(o, src === "s32" ? 4 : 8);
