@@ -169,3 +169,38 @@ Deno.test("compareDumps() masks the undefined EFLAGS bits and the x87 condition 
   v.fpuSw = 0x20;
   assert.deepEqual(compareDumps(q, v, "pm32", OF).map((d) => d.what), ["fpu sw", "data +060"]);
 });
+
+Deno.test("compareDumps() reports a differing XMM register and MXCSR of a long-mode dump", () => {
+  const base = (): Dump => ({
+    exceptions: [],
+    regs: Array.from({ length: 13 }, (_, i) => BigInt(i)),
+    flags: 0x202,
+    fpuSw: 0,
+    fpuCw: 0x37f,
+    excCount: 0,
+    mxcsr: 0x1f80,
+    xmm: Array.from({ length: 16 }, (_, i) => BigInt(i) << 64n),
+    data: new Uint8Array(DATA_BYTES),
+    complete: true,
+    problem: null,
+  });
+  const q = base(), v = base();
+  assert.deepEqual(compareDumps(q, v, "long", 0), []);
+  v.xmm[9] ^= 1n << 127n;
+  v.mxcsr = 0x1fa0;
+  assert.deepEqual(compareDumps(q, v, "long", 0).map((d) => d.what), ["mxcsr", "xmm9"]);
+  v.xmm.length = 15;
+  assert.ok(compareDumps(q, v, "long", 0).some((d) => d.what === "xmm15" && d.actual === "none"));
+});
+
+Deno.test("Generator: rex, rip and sse items come in long mode only, with the flags tracked", () => {
+  const long = new Generator(11, "long"), pm32 = new Generator(11, "pm32");
+  const seen = new Set<string>();
+  for (let i = 0; i < 2000; i++) {
+    const it = long.next();
+    seen.add(it.cls);
+    assert.equal(it.undefAfter & ~STATUS, 0);
+    assert.ok(!["rex", "rip", "sse"].includes(pm32.next().cls));
+  }
+  for (const c of ["rex", "rip", "sse"]) assert.ok(seen.has(c), c);
+});
