@@ -3,8 +3,7 @@
 
 import { AF, CF, DATA_BASE, DATA_BYTES, OF, STATUS } from "./layout.ts";
 import { edgeValue, hex } from "./rng.ts";
-import { type Operands, R64 } from "./gen_operands.ts";
-import { low32 } from "./gen_sse.ts";
+import { low32, type Operands, R64 } from "./gen_operands.ts";
 
 /** R8..R12 (R13..R15 are not in the dump) at each width, and the REX-only byte registers. */
 const EXT64 = ["r8", "r9", "r10", "r11", "r12"];

@@ -27,6 +27,11 @@ export const R64 = [
 /** Byte registers with a 32-bit parent whose low byte movzx can take (base/index setup). */
 export const LOW8: Record<string, string> = { eax: "al", ebx: "bl", ecx: "cl", edx: "dl" };
 
+/** The 32-bit half of a 64-bit register (rax -> eax, r8 -> r8d). */
+export function low32(r: string): string {
+  return /^r\d+$/.test(r) ? `${r}d` : `e${r.slice(1)}`;
+}
+
 export type Width = 8 | 16 | 32 | 64;
 export const SIZE: Record<Width, string> = { 8: "byte", 16: "word", 32: "dword", 64: "qword" };
 

@@ -3,7 +3,7 @@
 
 import { DATA_BASE, DATA_BYTES, STATUS } from "./layout.ts";
 import { hex } from "./rng.ts";
-import { type Operands, R64 } from "./gen_operands.ts";
+import { low32, type Operands, R64 } from "./gen_operands.ts";
 
 /** The XMM registers (XMM8..15 need a REX prefix); all sixteen are in the dump. */
 const XMM = Array.from({ length: 16 }, (_, i) => `xmm${i}`);
@@ -120,11 +120,6 @@ const CVT: [string, "x" | "r32" | "r64", "x" | "m64" | "r32" | "r64" | "s32" | "
   ["cvtsd2si", "r64", "s64"],
   ["cvttsd2si", "r64", "s64"],
 ];
-
-/** The 32-bit half of a 64-bit register (rax -> eax, r8 -> r8d). */
-export function low32(r: string): string {
-  return /^r\d+$/.test(r) ? `${r}d` : `e${r.slice(1)}`;
-}
 
 /** An aligned 16-byte slot of the data area, in one of the addressing forms. */
 function m128(o: Operands): string {
