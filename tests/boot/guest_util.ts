@@ -147,13 +147,22 @@ export interface BootResult {
  * With `stopAt`, the run is killed once the console matches it; otherwise it runs until
  * it exits. `marker` is only timed. The run is killed after `timeoutMs`.
  */
-export async function bootVmkit(
+export function bootVmkit(
+  args: readonly string[],
+  options: { marker: RegExp; stopAt?: RegExp; timeoutMs: number; cwd?: string },
+): Promise<BootResult> {
+  return bootProgram(Deno.execPath(), ["run", "-A", "--quiet", MAIN, ...args], options);
+}
+
+/** {@linkcode bootVmkit} for any program (real QEMU on the same command line). */
+export async function bootProgram(
+  program: string,
   args: readonly string[],
   options: { marker: RegExp; stopAt?: RegExp; timeoutMs: number; cwd?: string },
 ): Promise<BootResult> {
   const t0 = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, ...args],
+  const child = new Deno.Command(program, {
+    args: [...args],
     cwd: options.cwd,
     stdin: "null",
     stdout: "piped",

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { CF, DATA_BYTES, Generator, OF, STATUS } from "./gen.ts";
 import {
+  checkOnQemu,
   compareDumps,
   compareProgram,
   type Dump,
@@ -73,12 +74,17 @@ Deno.test({
 });
 
 Deno.test({
-  name: "cpu_diff: the long-mode builder's program runs to its dump on QEMU in 64-bit mode" + NEEDS,
+  name:
+    "cpu_diff: a long-mode program with REX, RIP-relative and SSE/SSE2 items runs to its dump on QEMU in 64-bit mode, the same dump twice" +
+    NEEDS,
   ignore: !HAVE,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "vmkit-cpudiff-" });
     try {
-      const p = buildProgram({ seed: 7, count: 200, mode: "long", passes: 3 });
+      const spec = { seed: 7, count: 200, mode: "long" as const, passes: 3 };
+      const p = buildProgram(spec);
+      const classes = new Set(p.items.map((it) => it.cls));
+      for (const c of ["rex", "rip", "sse"]) assert.ok(classes.has(c), `no ${c} item in seed 7`);
       const r = await runImage("qemu", await assemble(p.source, dir), dir);
       const d = parseDump(r.text, "long");
       assert.equal(d.problem, null, r.text.slice(0, 500));
@@ -86,6 +92,13 @@ Deno.test({
       // 32-bit code cannot hold a register value above 4 GiB: the body ran in 64-bit mode.
       assert.ok(d.regs.some((v) => v > 0xffffffffn), d.regs.map((v) => v.toString(16)).join(" "));
       assert.equal(d.exceptions.length, Math.min(d.excCount, 64));
+      assert.equal(d.xmm.length, 16);
+      assert.notEqual(d.mxcsr, null);
+      // Every exception comes from an item that faults on purpose (else FATAL above):
+      // #DE, #BP, #UD (UD2), #GP (a misaligned MOVAPS/MOVDQA) and #PF.
+      for (const e of d.exceptions) assert.match(e, /^E (00|03|06|0d|0e) /);
+      // The same program again: the same dump (checkOnQemu does both for run.ts --mode=long).
+      assert.equal(await checkOnQemu(spec, dir), null);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -141,6 +154,8 @@ Deno.test("compareDumps() masks the undefined EFLAGS bits and the x87 condition 
     fpuSw: 0,
     fpuCw: 0x37f,
     excCount: 1,
+    mxcsr: null,
+    xmm: [],
     data: new Uint8Array(DATA_BYTES),
     complete: true,
     problem: null,
@@ -153,4 +168,39 @@ Deno.test("compareDumps() masks the undefined EFLAGS bits and the x87 condition 
   v.data[100] = 1;
   v.fpuSw = 0x20;
   assert.deepEqual(compareDumps(q, v, "pm32", OF).map((d) => d.what), ["fpu sw", "data +060"]);
+});
+
+Deno.test("compareDumps() reports a differing XMM register and MXCSR of a long-mode dump", () => {
+  const base = (): Dump => ({
+    exceptions: [],
+    regs: Array.from({ length: 13 }, (_, i) => BigInt(i)),
+    flags: 0x202,
+    fpuSw: 0,
+    fpuCw: 0x37f,
+    excCount: 0,
+    mxcsr: 0x1f80,
+    xmm: Array.from({ length: 16 }, (_, i) => BigInt(i) << 64n),
+    data: new Uint8Array(DATA_BYTES),
+    complete: true,
+    problem: null,
+  });
+  const q = base(), v = base();
+  assert.deepEqual(compareDumps(q, v, "long", 0), []);
+  v.xmm[9] ^= 1n << 127n;
+  v.mxcsr = 0x1fa0;
+  assert.deepEqual(compareDumps(q, v, "long", 0).map((d) => d.what), ["mxcsr", "xmm9"]);
+  v.xmm.length = 15;
+  assert.ok(compareDumps(q, v, "long", 0).some((d) => d.what === "xmm15" && d.actual === "none"));
+});
+
+Deno.test("Generator: rex, rip and sse items come in long mode only, with the flags tracked", () => {
+  const long = new Generator(11, "long"), pm32 = new Generator(11, "pm32");
+  const seen = new Set<string>();
+  for (let i = 0; i < 2000; i++) {
+    const it = long.next();
+    seen.add(it.cls);
+    assert.equal(it.undefAfter & ~STATUS, 0);
+    assert.ok(!["rex", "rip", "sse"].includes(pm32.next().cls));
+  }
+  for (const c of ["rex", "rip", "sse"]) assert.ok(seen.has(c), c);
 });

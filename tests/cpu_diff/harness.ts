@@ -36,6 +36,10 @@ export interface Dump {
   fpuSw: number;
   fpuCw: number;
   excCount: number;
+  /** MXCSR at the end (long mode; null when the dump has none). */
+  mxcsr: number | null;
+  /** XMM0..XMM15 at the end (long mode; empty when the dump has none). */
+  xmm: bigint[];
   data: Uint8Array;
   /** The guest reached the end of the dump. */
   complete: boolean;
@@ -116,6 +120,8 @@ export function parseDump(text: string, mode: Mode): Dump {
     fpuSw: 0,
     fpuCw: 0,
     excCount: 0,
+    mxcsr: null,
+    xmm: [],
     data: new Uint8Array(DATA_BYTES),
     complete: false,
     problem: null,
@@ -131,7 +137,10 @@ export function parseDump(text: string, mode: Mode): Dump {
       d.fpuSw = parseInt(f[1], 16);
       d.fpuCw = parseInt(f[2], 16);
     } else if (f[0] === "X") d.excCount = parseInt(f[1], 16);
-    else if (f[0] === "M") {
+    else if (f[0] === "S") d.mxcsr = parseInt(f[1], 16);
+    else if (f[0] === "V" && /^[0-9a-f]{2}$/.test(f[1]) && /^[0-9a-f]{32}$/.test(f[2] ?? "")) {
+      d.xmm[parseInt(f[1], 16)] = BigInt("0x" + f[2]);
+    } else if (f[0] === "M") {
       const off = parseInt(f[1], 16) & (DATA_BYTES - 1);
       for (let i = 0; i < f[2].length / 2; i++) {
         d.data[off + i] = parseInt(f[2].slice(2 * i, 2 * i + 2), 16);
@@ -212,6 +221,22 @@ export function compareDumps(
   }
   if (qemu.fpuCw !== vmkit.fpuCw) {
     out.push({ what: "fpu cw", expected: h(qemu.fpuCw, 4), actual: h(vmkit.fpuCw, 4) });
+  }
+  if (qemu.mxcsr !== vmkit.mxcsr) {
+    out.push({
+      what: "mxcsr",
+      expected: qemu.mxcsr === null ? "none" : h(qemu.mxcsr),
+      actual: vmkit.mxcsr === null ? "none" : h(vmkit.mxcsr),
+    });
+  }
+  for (let i = 0; i < Math.max(qemu.xmm.length, vmkit.xmm.length); i++) {
+    if (qemu.xmm[i] !== vmkit.xmm[i]) {
+      out.push({
+        what: `xmm${i}`,
+        expected: qemu.xmm[i] === undefined ? "none" : h(qemu.xmm[i], 32),
+        actual: vmkit.xmm[i] === undefined ? "none" : h(vmkit.xmm[i], 32),
+      });
+    }
   }
   for (let i = 0; i < DATA_BYTES; i += 8) {
     let differs = false;
@@ -355,13 +380,30 @@ export async function bisect(
 }
 
 /**
- * Runs a program on QEMU alone and says what is wrong with its dump, or null: the check
- * of the builder itself (the long-mode variant, which vmkit cannot run yet).
+ * Runs a program on QEMU alone, twice, and says what is wrong with it, or null: the check
+ * of the builder itself (the long-mode variant, which vmkit cannot run yet). The program
+ * must run to a whole dump (no exception outside the items that fault on purpose, which
+ * would end it with FATAL), and QEMU's two dumps must be equal (nothing in the dump
+ * depends on the host or the time).
  */
 export async function checkOnQemu(spec: ProgramSpec, dir: string): Promise<string | null> {
   const program = buildProgram(spec);
-  const d = dumpOf(await runImage("qemu", await assemble(program.source, dir), dir), spec.mode);
-  if (d.problem !== null) return d.problem;
-  if (d.regs.length !== REGS[spec.mode].length) return `${d.regs.length} registers in the dump`;
+  const bin = await assemble(program.source, dir);
+  const first = dumpOf(await runImage("qemu", bin, dir), spec.mode);
+  if (first.problem !== null) return first.problem;
+  if (first.regs.length !== REGS[spec.mode].length) {
+    return `${first.regs.length} registers in the dump`;
+  }
+  if (spec.mode === "long" && (first.xmm.length !== 16 || first.mxcsr === null)) {
+    return `the dump has ${first.xmm.length} XMM registers and ${
+      first.mxcsr === null ? "no" : "an"
+    } MXCSR`;
+  }
+  const second = dumpOf(await runImage("qemu", bin, dir), spec.mode);
+  const diffs = compareDumps(first, second, spec.mode, 0);
+  if (diffs.length > 0) {
+    const d = diffs[0];
+    return `QEMU's dump differs between two runs: ${d.what}: ${d.expected} then ${d.actual}`;
+  }
   return null;
 }

@@ -10,6 +10,7 @@ import {
   hex,
   IDT,
   MULTIBOOT,
+  MXCSR_VAR,
   type Parts,
   PASSES_VAR,
   REGS,
@@ -17,6 +18,7 @@ import {
   STACK_TOP,
   TABLES,
   tables,
+  XMM_SAVE,
 } from "./layout.ts";
 
 /** Long mode: EFER.LME, 4-level paging (a 4 KiB table for the first 2 MiB, then 2 MiB pages). */
@@ -62,7 +64,7 @@ start:
   and dword [${hex(TABLES + 0x3000 + (RO_PAGE >> 12) * 8)}], ~2
   mov dword [${hex(TABLES + 0x3000 + (NP_PAGE >> 12) * 8)}], 0
   mov eax, cr4
-  or eax, 0x20 ; PAE
+  or eax, 0x620 ; PAE, OSFXSR, OSXMMEXCPT (SSE on; unmasked SIMD faults would be #XM)
   mov cr4, eax
   mov eax, ${hex(TABLES)}
   mov cr3, eax
@@ -105,6 +107,8 @@ long_entry:
   mov rcx, ${DATA_BYTES / 8}
   cld
   rep movsq
+  ; XMM0..XMM15 start from the seed's data area
+${Array.from({ length: 16 }, (_, i) => `  movdqu xmm${i}, [${hex(DATA_BASE + 16 * i)}]`).join("\n")}
   mov dword [${hex(PASSES_VAR)}], ${p.passes}
   mov dword [${hex(EXC_COUNT)}], 0
   push qword ${hex(p.flags)}
@@ -151,6 +155,38 @@ ${saved.map((r, i) => `  mov [${hex(SAVE + 8 * i)}], ${r}`).join("\n")}
   call hex32
   mov al, 10
   call putc
+  ; MXCSR ("S"), then XMM0..XMM15 ("V n high low"), saved before any other use
+  stmxcsr [${hex(MXCSR_VAR)}]
+${Array.from({ length: 16 }, (_, i) => `  movdqu [${hex(XMM_SAVE + 16 * i)}], xmm${i}`).join("\n")}
+  mov al, 'S'
+  call putc
+  mov al, ' '
+  call putc
+  mov eax, [${hex(MXCSR_VAR)}]
+  call hex32
+  mov al, 10
+  call putc
+  xor ebx, ebx
+.v:
+  mov al, 'V'
+  call putc
+  mov al, ' '
+  call putc
+  mov eax, ebx
+  call hex8
+  mov al, ' '
+  call putc
+  mov rdi, rbx
+  shl rdi, 4
+  mov rax, [${hex(XMM_SAVE + 8)} + rdi]
+  call hex64
+  mov rax, [${hex(XMM_SAVE)} + rdi]
+  call hex64
+  mov al, 10
+  call putc
+  inc ebx
+  cmp ebx, 16
+  jb .v
 ${dumpTail("r")}
 ; hex64 / hex32 / hex8: RAX in hex (16, 8 or 2 digits); registers kept
 hex64:

@@ -22,7 +22,9 @@ export const TABLES = 0x20000; // page tables
 export const IDT = 0x30000;
 export const VARS = 0x31000; // harness variables, outside the data area
 export const PASSES_VAR = VARS, FLAGS_VAR = VARS + 8, EXC_COUNT = VARS + 16, SAVE = VARS + 64;
-export const FPU_SW = VARS + 32, FPU_CW = VARS + 40;
+export const FPU_SW = VARS + 32, FPU_CW = VARS + 40, MXCSR_VAR = VARS + 48;
+/** XMM0..XMM15 saved for the dump (long mode), 16 bytes each. */
+export const XMM_SAVE = VARS + 256;
 export const STACK_TOP = 0x70000;
 
 /** Register order of the `R` line of the dump, per mode. */
