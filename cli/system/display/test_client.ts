@@ -18,11 +18,16 @@ export class TestRfbClient {
   readonly conn: Deno.Conn;
   name = "";
   frame: ClientFrame = { width: 0, height: 0, pixels: new Uint32Array(0), encodings: [] };
+  /** Pixels the rectangles of the last update covered (pseudo-encodings left out). */
+  lastUpdatePixels = 0;
   /** Bytes received and not yet taken: whole chunks, the first from `#at` on. */
   #chunks: Uint8Array[] = [];
   #at = 0;
   #have = 0;
   #zrle: InflateStream | undefined;
+  /** ZRLE rectangles of the update being read, decoded together at its end. */
+  #zrleRects: { x: number; y: number; width: number; height: number }[] = [];
+  #zrleData: Uint8Array[] = [];
   #tight: InflateStream | undefined;
 
   constructor(conn: Deno.Conn) {
@@ -169,6 +174,7 @@ export class TestRfbClient {
     if (type !== 0) throw new Error(`server message ${type}`);
     const head = await this.#need(3);
     const count = new DataView(head.buffer).getUint16(1);
+    this.lastUpdatePixels = 0;
     for (let i = 0; i < count; i++) {
       const r = await this.#need(12);
       const v = new DataView(r.buffer);
@@ -180,8 +186,11 @@ export class TestRfbClient {
         v.getInt32(8),
       ];
       this.frame.encodings.push(enc);
+      if (enc >= 0) this.lastUpdatePixels += w * h;
+      if (enc !== 16) await this.#flushZrle();
       await this.#rect(x, y, w, h, enc);
     }
+    await this.#flushZrle();
     return 0;
   }
 
@@ -221,9 +230,8 @@ export class TestRfbClient {
     }
     if (enc === 16) {
       const length = new DataView((await this.#need(4)).buffer).getUint32(0);
-      this.#zrle ??= new InflateStream();
-      const data = await this.#zrle.inflate(await this.#need(length));
-      this.#decodeZrle(data, x, y, w, h);
+      this.#zrleData.push(await this.#need(length));
+      this.#zrleRects.push({ x, y, width: w, height: h });
       return;
     }
     if (enc === 7) {
@@ -261,8 +269,16 @@ export class TestRfbClient {
     throw new Error(`encoding ${enc}`);
   }
 
-  #decodeZrle(data: Uint8Array, rx: number, ry: number, rw: number, rh: number): void {
-    let at = 0;
+  /** Decodes one ZRLE rectangle from `data` at `start`; returns where the next begins. */
+  #decodeZrle(
+    data: Uint8Array,
+    start: number,
+    rx: number,
+    ry: number,
+    rw: number,
+    rh: number,
+  ): number {
+    let at = start;
     const cpixel = () => {
       const v = data[at] | (data[at + 1] << 8) | (data[at + 2] << 16);
       at += 3;
@@ -325,6 +341,28 @@ export class TestRfbClient {
         for (let r = 0; r < th; r++) this.#put(tx, ty, tw, tile.subarray(r * tw, r * tw + tw), r);
       }
     }
+    return at;
+  }
+
+  /**
+   * Inflates the ZRLE rectangles of an update read so far in one go (one flush of the
+   * stream, not one per rectangle: QEMU sends a rectangle per 64x64 tile) and decodes them.
+   */
+  async #flushZrle(): Promise<void> {
+    if (this.#zrleRects.length === 0) return;
+    const total = this.#zrleData.reduce((n, d) => n + d.length, 0);
+    const joined = new Uint8Array(total);
+    let o = 0;
+    for (const d of this.#zrleData) {
+      joined.set(d, o);
+      o += d.length;
+    }
+    this.#zrle ??= new InflateStream();
+    const data = await this.#zrle.inflate(joined);
+    let at = 0;
+    for (const r of this.#zrleRects) at = this.#decodeZrle(data, at, r.x, r.y, r.width, r.height);
+    this.#zrleRects = [];
+    this.#zrleData = [];
   }
 }
 
