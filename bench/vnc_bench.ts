@@ -18,6 +18,16 @@ import { have, printTable, ROOT, type Row, scratch, SHORT } from "./bench_util.t
 const MAIN = path.join(ROOT, "cli", "main.ts");
 const SECONDS = SHORT ? 3 : 8;
 
+/** Writes Bochs VBE DISPI register `index` (ports 0x1ce/0x1cf) with a value or register. */
+function dispiWrite(a: Assembler, index: number, value: number | typeof SI): void {
+  a.mov(DX, 0x1ce);
+  a.mov(AX, index);
+  a.out(DX, AX);
+  a.mov(DX, 0x1cf);
+  a.mov(AX, value);
+  a.out(DX, AX);
+}
+
 /**
  * A boot sector that paints three 1024x768x32 pages of Bochs VBE memory once (through
  * the 64 KiB bank window, while the screen is 800 pixels wide), widens the screen to
@@ -29,14 +39,7 @@ const SECONDS = SHORT ? 3 : 8;
  */
 export function flipDisk(): Uint8Array {
   const a = new Assembler({ bits: 16, origin: 0x7c00 });
-  const dispi = (index: number, value: number) => {
-    a.mov(DX, 0x1ce);
-    a.mov(AX, index);
-    a.out(DX, AX);
-    a.mov(DX, 0x1cf);
-    a.mov(AX, value);
-    a.out(DX, AX);
-  };
+  const dispi = (index: number, value: number | typeof SI) => dispiWrite(a, index, value);
   dispi(4, 0);
   dispi(1, 800);
   dispi(2, 768);
@@ -48,12 +51,7 @@ export function flipDisk(): Uint8Array {
   a.xor(SI, SI);
   a.xor(EBP, EBP);
   a.label("bank");
-  a.mov(DX, 0x1ce);
-  a.mov(AX, 5);
-  a.out(DX, AX);
-  a.mov(DX, 0x1cf);
-  a.mov(AX, SI);
-  a.out(DX, AX);
+  dispi(5, SI); // the bank
   a.xor(DI, DI);
   a.mov(CX, 16384);
   a.label("store");
@@ -82,14 +80,7 @@ export function flipDisk(): Uint8Array {
  */
 export function bootDisk(still: boolean): Uint8Array {
   const a = new Assembler({ bits: 16, origin: 0x7c00 });
-  const dispi = (index: number, value: number) => {
-    a.mov(DX, 0x1ce);
-    a.mov(AX, index);
-    a.out(DX, AX);
-    a.mov(DX, 0x1cf);
-    a.mov(AX, value);
-    a.out(DX, AX);
-  };
+  const dispi = (index: number, value: number | typeof SI) => dispiWrite(a, index, value);
   dispi(4, 0); // disable while changing the mode
   dispi(1, 1024);
   dispi(2, 768);
@@ -101,12 +92,7 @@ export function bootDisk(still: boolean): Uint8Array {
   a.label("frame");
   a.xor(SI, SI);
   a.label("bank");
-  a.mov(DX, 0x1ce);
-  a.mov(AX, 5);
-  a.out(DX, AX);
-  a.mov(DX, 0x1cf);
-  a.mov(AX, SI);
-  a.out(DX, AX);
+  dispi(5, SI); // the bank
   a.mov(EAX, EBX);
   a.shl(EAX, 10);
   a.add(AX, SI);

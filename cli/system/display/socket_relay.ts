@@ -1,5 +1,6 @@
 // A listener whose sockets live on their own thread (socket_thread.ts): the VNC server reads clients' requests within milliseconds while the guest keeps the main thread busy
 
+import { ChunkQueue } from "./chunk_queue.ts";
 import {
   BOX_BYTES,
   BOX_ERROR_LENGTH,
@@ -31,10 +32,9 @@ export class RelayConn {
   readonly remoteAddr: { transport: "tcp" | "unix"; hostname: string; port: number };
   readonly #relay: SocketRelay;
   readonly #id: number;
-  #chunks: Uint8Array[] = [];
+  #in = new ChunkQueue();
   #ended = false;
   #closed = false;
-  #waiting: (() => void) | null = null;
   #seq = 0;
   #writes = new Map<number, (ok: boolean) => void>();
 
@@ -50,13 +50,12 @@ export class RelayConn {
 
   /** Bytes that arrived from the thread and are not read yet. */
   get buffered(): number {
-    return this.#chunks.reduce((n, c) => n + c.length, 0);
+    return this.#in.buffered;
   }
 
   /** Bytes that arrived from the thread. */
   deliver(bytes: Uint8Array): void {
-    this.#chunks.push(bytes);
-    this.#wake();
+    this.#in.push(bytes);
   }
 
   /** The client went away (or the thread stopped). */
@@ -64,7 +63,7 @@ export class RelayConn {
     this.#ended = true;
     for (const done of this.#writes.values()) done(false);
     this.#writes.clear();
-    this.#wake();
+    this.#in.end();
   }
 
   written(seq: number, ok: boolean): void {
@@ -73,23 +72,10 @@ export class RelayConn {
     done?.(ok);
   }
 
-  #wake(): void {
-    const w = this.#waiting;
-    this.#waiting = null;
-    w?.();
-  }
-
   async read(buf: Uint8Array): Promise<number | null> {
-    while (this.#chunks.length === 0) {
-      if (this.#ended || this.#closed) return null;
-      await new Promise<void>((r) => (this.#waiting = r));
-    }
-    const chunk = this.#chunks[0];
-    const n = Math.min(buf.length, chunk.length);
-    buf.set(chunk.subarray(0, n));
-    if (n === chunk.length) this.#chunks.shift();
-    else this.#chunks[0] = chunk.subarray(n);
-    this.#relay.command({ op: "consumed", id: this.#id, bytes: n });
+    if (this.#closed) return null;
+    const n = await this.#in.read(buf);
+    if (n !== null) this.#relay.command({ op: "consumed", id: this.#id, bytes: n });
     return n;
   }
 

@@ -1,6 +1,7 @@
 // `-display web[=HOST:PORT]`: one page with the guest's screen on a canvas; the page speaks RFB to the VNC server over a WebSocket
 
 import { UsageError } from "../../../core/errors.ts";
+import { ChunkQueue } from "./chunk_queue.ts";
 import type { RfbServer } from "./rfb_server.ts";
 import { WEB_PAGE } from "./web_page.ts";
 
@@ -31,8 +32,7 @@ export function parseWebDisplay(value: string): { host: string; port: number } |
  */
 class WebSocketConn {
   readonly #ws: WebSocket;
-  #chunks: Uint8Array[] = [];
-  #waiting: (() => void) | null = null;
+  #in = new ChunkQueue();
   #closed = false;
   readonly remoteAddr = { transport: "websocket" };
 
@@ -40,36 +40,20 @@ class WebSocketConn {
     this.#ws = ws;
     ws.binaryType = "arraybuffer";
     ws.onmessage = (e) => {
-      if (e.data instanceof ArrayBuffer) this.#chunks.push(new Uint8Array(e.data));
-      this.#wake();
+      if (e.data instanceof ArrayBuffer) this.#in.push(new Uint8Array(e.data));
     };
     ws.onclose = () => {
       this.#closed = true;
-      this.#wake();
+      this.#in.end();
     };
     ws.onerror = () => {
       this.#closed = true;
-      this.#wake();
+      this.#in.end();
     };
   }
 
-  #wake(): void {
-    const w = this.#waiting;
-    this.#waiting = null;
-    w?.();
-  }
-
-  async read(buf: Uint8Array): Promise<number | null> {
-    while (this.#chunks.length === 0) {
-      if (this.#closed) return null;
-      await new Promise<void>((r) => (this.#waiting = r));
-    }
-    const chunk = this.#chunks[0];
-    const n = Math.min(buf.length, chunk.length);
-    buf.set(chunk.subarray(0, n));
-    if (n === chunk.length) this.#chunks.shift();
-    else this.#chunks[0] = chunk.subarray(n);
-    return n;
+  read(buf: Uint8Array): Promise<number | null> {
+    return this.#in.read(buf);
   }
 
   async write(bytes: Uint8Array): Promise<number> {
@@ -88,7 +72,7 @@ class WebSocketConn {
     } catch {
       // already closed
     }
-    this.#wake();
+    this.#in.end();
   }
 }
 
