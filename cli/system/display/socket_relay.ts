@@ -19,17 +19,24 @@ const LISTEN_TIMEOUT_MS = 30_000;
 /** Bytes a client may have sent that the server has not read yet before its reads pause. */
 export const MAX_UNREAD_BYTES = 1 << 20;
 
-/** Where to listen: TCP on `hostname` at the first free of `ports`, or a unix socket. */
+/**
+ * Where to listen: TCP on `hostname` at the first free of `ports`, a unix socket, or HTTP
+ * serving `page` and RFB over a WebSocket at `/websockify` (the browser console).
+ */
 export type RelayAddress =
   | { transport: "tcp"; hostname: string; ports: number[] }
-  | { transport: "unix"; path: string };
+  | { transport: "unix"; path: string }
+  | { transport: "web"; hostname: string; ports: [number]; page: string };
+
+/** How a relayed client is connected. */
+export type RemoteTransport = "tcp" | "unix" | "websocket";
 
 /**
  * One client connection seen through the relay: the `read`, `write` and `close` of a
  * Deno.Conn, which is all the RFB server uses.
  */
 export class RelayConn {
-  readonly remoteAddr: { transport: "tcp" | "unix"; hostname: string; port: number };
+  readonly remoteAddr: { transport: RemoteTransport; hostname: string; port: number };
   readonly #relay: SocketRelay;
   readonly #id: number;
   #in = new ChunkQueue();
@@ -41,7 +48,7 @@ export class RelayConn {
   constructor(
     relay: SocketRelay,
     id: number,
-    remoteAddr: { transport: "tcp" | "unix"; hostname: string; port: number },
+    remoteAddr: { transport: RemoteTransport; hostname: string; port: number },
   ) {
     this.#relay = relay;
     this.#id = id;

@@ -101,3 +101,60 @@ Deno.test("SocketRelay: a client that floods a server that does not read is held
     await relay.close();
   }
 });
+
+Deno.test("SocketRelay: the web transport serves the page and relays a WebSocket's binary messages", async () => {
+  const relay = SocketRelay.listen({
+    transport: "web",
+    hostname: "127.0.0.1",
+    ports: [0],
+    page: "<title>relay</title>",
+  });
+  try {
+    const html = await (await fetch(`http://127.0.0.1:${relay.port}/`)).text();
+    assert.equal(html, "<title>relay</title>");
+    const missing = await fetch(`http://127.0.0.1:${relay.port}/nothing`);
+    assert.equal(missing.status, 404);
+    await missing.body?.cancel();
+    const ws = new WebSocket(`ws://127.0.0.1:${relay.port}/websockify`);
+    ws.binaryType = "arraybuffer";
+    const got: Uint8Array[] = [];
+    ws.onmessage = (e) => got.push(new Uint8Array(e.data as ArrayBuffer));
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    const conn = (await relay[Symbol.asyncIterator]().next()).value!;
+    assert.equal(conn.remoteAddr.transport, "websocket");
+    ws.send(new Uint8Array([1, 2, 3]));
+    const buf = new Uint8Array(8);
+    assert.equal(await conn.read(buf), 3);
+    assert.deepEqual([...buf.subarray(0, 3)], [1, 2, 3]);
+    await conn.write(new Uint8Array([9, 8]));
+    while (got.length === 0) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual([...got[0]], [9, 8]);
+    const closed = new Promise((r) => (ws.onclose = r));
+    ws.close();
+    await closed;
+    assert.equal(await conn.read(buf), null);
+  } finally {
+    await relay.close();
+  }
+});
+
+Deno.test("SocketRelay.listen() refuses a web port in use with the system's message", () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    assert.throws(
+      () =>
+        SocketRelay.listen({
+          transport: "web",
+          hostname: "127.0.0.1",
+          ports: [taken.addr.port],
+          page: "",
+        }),
+      /in use/i,
+    );
+  } finally {
+    taken.close();
+  }
+});

@@ -1,17 +1,23 @@
-// The VNC server's sockets on a thread of their own: a guest that keeps the main thread busy leaves Deno's I/O driver unpolled for up to a second, so reads and writes are done here and relayed
+// The VNC server's sockets (and the browser console's HTTP and WebSocket) on a thread of their own: while a guest keeps the main thread busy, sockets there go unread for up to a second or more, so reads and writes are done here and relayed
 //
 // Messages (main -> thread): ListenRequest once, then RelayCommand. (thread -> main):
 // RelayEvent. The listen answer goes through the shared `box` because the main thread
 // waits for it synchronously (the command line reports a port in use at once).
 
+import { ChunkQueue } from "./chunk_queue.ts";
+
 /** Asks the thread to listen; it answers in `box` (see {@linkcode BOX_STATE}). */
 export interface ListenRequest {
   op: "listen";
-  /** TCP: `hostname` and the ports to try in order; unix: `path`. */
-  transport: "tcp" | "unix";
+  /**
+   * TCP: `hostname` and the ports to try in order; unix: `path`; web: HTTP on `hostname`
+   * and `ports[0]` serving `page` at `/` and RFB over a WebSocket at `/websockify`.
+   */
+  transport: "tcp" | "unix" | "web";
   hostname?: string;
   ports?: number[];
   path?: string;
+  page?: string;
   box: SharedArrayBuffer;
   /** Unread bytes a connection may leave with the main thread before reading pauses. */
   maxUnreadBytes: number;
@@ -26,11 +32,20 @@ export type RelayCommand =
 
 /** What the thread reports. */
 export type RelayEvent =
-  | { op: "open"; id: number; transport: "tcp" | "unix"; hostname: string; port: number }
+  | {
+    op: "open";
+    id: number;
+    transport: "tcp" | "unix" | "websocket";
+    hostname: string;
+    port: number;
+  }
   | { op: "data"; id: number; bytes: ArrayBuffer }
   | { op: "written"; id: number; seq: number; ok: boolean }
   | { op: "end"; id: number }
   | { op: "stopped" };
+
+/** Bytes a WebSocket may hold unsent before a write waits (one update in flight, as TCP). */
+const MAX_WEBSOCKET_BUFFERED = 4 << 20;
 
 /** `box` layout (Int32 slots): the state, the port listened on, the error text's length. */
 export const BOX_STATE = 0;
@@ -45,8 +60,15 @@ export const STATE_WAITING = 0;
 export const STATE_LISTENING = 1;
 export const STATE_FAILED = 2;
 
+/** What the thread relays for: a socket, or a browser's WebSocket seen as one. */
+interface Stream {
+  read(buf: Uint8Array): Promise<number | null>;
+  write(bytes: Uint8Array): Promise<number>;
+  close(): void;
+}
+
 interface Relayed {
-  conn: Deno.Conn;
+  conn: Stream;
   unread: number;
   resume: (() => void) | null;
   writes: Promise<void>;
@@ -112,12 +134,92 @@ if (typeof scope.WorkerGlobalScope !== "undefined" && scope instanceof scope.Wor
     }
   };
 
+  /** The WebSocket's binary messages as a stream; a write waits while the browser is behind. */
+  const webSocketStream = (ws: WebSocket): Stream => {
+    const input = new ChunkQueue();
+    let closed = false;
+    ws.binaryType = "arraybuffer";
+    ws.onmessage = (e) => {
+      if (e.data instanceof ArrayBuffer) input.push(new Uint8Array(e.data));
+    };
+    ws.onclose = ws.onerror = () => {
+      closed = true;
+      input.end();
+    };
+    return {
+      read: (buf) => input.read(buf),
+      async write(bytes) {
+        if (closed || ws.readyState !== WebSocket.OPEN) throw new Error("closed");
+        ws.send(bytes.slice());
+        while (ws.bufferedAmount > MAX_WEBSOCKET_BUFFERED && !closed) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        return bytes.length;
+      },
+      close() {
+        closed = true;
+        try {
+          ws.close();
+        } catch {
+          // already closed
+        }
+        input.end();
+      },
+    };
+  };
+
+  let http: Deno.HttpServer<Deno.NetAddr> | undefined;
+  const serveWeb = (msg: ListenRequest): void => {
+    http = Deno.serve(
+      { hostname: msg.hostname!, port: msg.ports![0], onListen: () => {} },
+      (request) => {
+        const url = new URL(request.url);
+        if (url.pathname === "/websockify") {
+          if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+            return new Response("a WebSocket is expected here\n", { status: 426 });
+          }
+          const { socket, response } = Deno.upgradeWebSocket(request);
+          socket.onopen = () => {
+            const id = nextId++;
+            const relayed: Relayed = {
+              conn: webSocketStream(socket),
+              unread: 0,
+              resume: null,
+              writes: Promise.resolve(),
+            };
+            conns.set(id, relayed);
+            post({ op: "open", id, transport: "websocket", hostname: "", port: 0 });
+            pump(id, relayed);
+          };
+          return response;
+        }
+        if (url.pathname === "/" || url.pathname === "/index.html") {
+          return new Response(msg.page ?? "", {
+            headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" },
+          });
+        }
+        return new Response("not found\n", { status: 404 });
+      },
+    );
+  };
+
   scope.onmessage = (e: MessageEvent<ListenRequest | RelayCommand>) => {
     const msg = e.data;
     switch (msg.op) {
       case "listen": {
         maxUnread = msg.maxUnreadBytes;
         let error = "";
+        if (msg.transport === "web") {
+          try {
+            serveWeb(msg);
+          } catch (err) {
+            answer(msg.box, STATE_FAILED, 0, (err as Error).message);
+            scope.close();
+            return;
+          }
+          answer(msg.box, STATE_LISTENING, http!.addr.port);
+          return;
+        }
         if (msg.transport === "unix") {
           try {
             listener = Deno.listen({ transport: "unix", path: msg.path! });
@@ -185,6 +287,7 @@ if (typeof scope.WorkerGlobalScope !== "undefined" && scope instanceof scope.Wor
         } catch {
           // already closed
         }
+        http?.shutdown().catch(() => {});
         for (const r of conns.values()) {
           try {
             r.conn.close();
