@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { decodePpm } from "../../core/display.ts";
 import { decodePng } from "../../core/display_png.ts";
 import { tempDir } from "../test_util.ts";
-import { BROWSER, DevTools, freePort } from "./devtools.ts";
+import { BROWSER, DevTools, freePort, startBrowser } from "./devtools.ts";
 import { echoGuestDisk, spawnEchoGuest, waitForText } from "./vnc_util.ts";
 
 const HAVE_FIRMWARE = ["bios-256k.bin", "vgabios-stdvga.bin"].every((f) => {
@@ -44,22 +44,7 @@ Deno.test({
     try {
       await waitForText(serialLog, /READY/, "the guest to get ready");
       const debugPort = freePort();
-      browser = new Deno.Command(BROWSER!, {
-        args: [
-          "--headless=new",
-          "--no-sandbox",
-          "--disable-gpu",
-          "--no-first-run",
-          "--force-device-scale-factor=1",
-          `--user-data-dir=${path.join(dir, "chromium")}`,
-          `--remote-debugging-port=${debugPort}`,
-          "--window-size=800,500",
-          `http://127.0.0.1:${webPort}/`,
-        ],
-        stdin: "null",
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
+      browser = startBrowser(`http://127.0.0.1:${webPort}/`, debugPort, path.join(dir, "chr"));
       devtools = await DevTools.open(debugPort);
       const deadline = Date.now() + 60_000;
       while (Number(await devtools.eval("window.vmkitUpdates ?? 0")) < 1) {
