@@ -16,8 +16,9 @@ cd "$(dirname "$0")/.."
 # linuxboot_dma.bin; seabios: the BIOS and VGA BIOSes; ipxe-qemu: the NIC ROMs QEMU loads
 # for -net nic; ipxe: the iPXE CD the network tests boot; nasm: the CPU tests' assembler; cpio
 # and xorriso: the guest initramfs and ISO; vncsnapshot and libjpeg-turbo-progs (djpeg): a real VNC
-# client for the display tests; chromium: the real browser the -display web test drives headless.
-PACKAGES=(qemu-utils qemu-system-x86 qemu-system-data seabios ipxe-qemu ipxe nasm cpio xorriso vncsnapshot libjpeg-turbo-progs chromium)
+# client for the display tests; chromium: the real browser the -display web test drives headless;
+# novnc: noVNC, the HTML5 VNC client the display tests run in that browser (DesktopSize).
+PACKAGES=(qemu-utils qemu-system-x86 qemu-system-data seabios ipxe-qemu ipxe nasm cpio xorriso vncsnapshot libjpeg-turbo-progs chromium novnc)
 
 say() { printf 'test setup: %s\n' "$*" >&2; }
 

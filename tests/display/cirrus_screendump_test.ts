@@ -12,10 +12,11 @@ import { qemuDiskGuestArgs } from "./vnc_util.ts";
 const SKIP = skipWithoutQemuAndFirmware("vgabios-cirrus.bin", ["nasm"]);
 const DONE = /CIRRUS-DONE/;
 
-/** Assembles testdata/cirrus_blt.asm for one depth. */
-function assemble(bpp: number, out: string): void {
+/** Assembles testdata/cirrus_blt.asm for one depth (`doubleScan`: -DDOUBLESCAN). */
+function assemble(bpp: number, out: string, doubleScan = false): void {
   const source = new URL("./testdata/cirrus_blt.asm", import.meta.url).pathname;
-  const r = new Deno.Command("nasm", { args: ["-f", "bin", `-DBPP=${bpp}`, "-o", out, source] })
+  const defines = [`-DBPP=${bpp}`, ...(doubleScan ? ["-DDOUBLESCAN"] : [])];
+  const r = new Deno.Command("nasm", { args: ["-f", "bin", ...defines, "-o", out, source] })
     .outputSync();
   if (!r.success) throw new Error(`nasm failed: ${new TextDecoder().decode(r.stderr)}`);
 }
@@ -27,16 +28,23 @@ async function runVmkit(disk: Uint8Array, dump: string): Promise<CirrusVga> {
   return machine.devices.find((d) => d.model === "cirrus-vga") as CirrusVga;
 }
 
-for (const bpp of [8, 15, 16, 24, 32]) {
+const CASES = [
+  ...[8, 15, 16, 24, 32].map((bpp) => ({ bpp, doubleScan: false })),
+  ...[8, 15, 16, 24, 32].map((bpp) => ({ bpp, doubleScan: true })),
+];
+
+for (const { bpp, doubleScan } of CASES) {
+  const what = doubleScan
+    ? "the same picture with double scan and a line compare, cursor off,"
+    : "fills, copies, ROPs, colour expansion, patterns, system-to-screen and the cursor";
   Deno.test({
-    name:
-      `CirrusVga at ${bpp} bpp: fills, copies, ROPs, colour expansion, patterns, system-to-screen and the cursor match QEMU 7.2's screendump${SKIP}`,
+    name: `CirrusVga at ${bpp} bpp: ${what} match QEMU 7.2's screendump${SKIP}`,
     ignore: SKIP !== "",
     async fn() {
       const { dir, cleanup } = await tempDir();
       try {
         const disk = path.join(dir, "disk.img");
-        assemble(bpp, disk);
+        assemble(bpp, disk, doubleScan);
         const oursFile = path.join(dir, "vmkit.ppm");
         const vga = await runVmkit(await Deno.readFile(disk), oursFile);
         assert.equal(vga.console.mode, "svga");
@@ -56,11 +64,11 @@ for (const bpp of [8, 15, 16, 24, 32]) {
         if (Deno.env.get("VMKIT_KEEP_DUMPS")) {
           await Deno.copyFile(
             oursFile,
-            `${Deno.env.get("VMKIT_KEEP_DUMPS")}/cirrus${bpp}-vmkit.ppm`,
+            `${Deno.env.get("VMKIT_KEEP_DUMPS")}/cirrus${bpp}${doubleScan ? "ds" : ""}-vmkit.ppm`,
           );
           await Deno.copyFile(
             theirsFile,
-            `${Deno.env.get("VMKIT_KEEP_DUMPS")}/cirrus${bpp}-qemu.ppm`,
+            `${Deno.env.get("VMKIT_KEEP_DUMPS")}/cirrus${bpp}${doubleScan ? "ds" : ""}-qemu.ppm`,
           );
         }
         const a = decodePpm(await Deno.readFile(oursFile));

@@ -1,20 +1,67 @@
-// A Linux framebuffer console on vmkit's screen: Debian's i386 kernel with vesafb (`vga=0x311`) on -vga cirrus and -vga std, compared with QEMU 7.2's screendump
+// A Linux framebuffer console on vmkit's screen: Debian's i386 kernel with vesafb (`vga=0x311`) on -vga cirrus and -vga std, compared with QEMU 7.2's screendump and, through vncsnapshot, with what QEMU's VNC server shows
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { MemoryChardev } from "../../core/chardev.ts";
 import type { CpuBackend } from "../../core/cpu.ts";
-import { decodePpm, DISPLAY } from "../../core/display.ts";
+import { decodePpm, DISPLAY, type PpmImage } from "../../core/display.ts";
 import type { CpuDescriptor } from "../../core/plugin.ts";
 import x86 from "../../plugins/cpus/x86/mod.ts";
 import { createPcMachine } from "../../plugins/machines/pc.ts";
 import { testConfig } from "../../plugins/machines/test_util.ts";
 import { BOOT_TIMEOUT_MS, INITRD, KERNEL, missingFiles } from "../boot/guest_util.ts";
 import { haveProgram, tempDir } from "../test_util.ts";
+import { RfbServer } from "../../cli/system/display/rfb_server.ts";
+import { channelDistance, freeDisplay, onPath } from "./vnc_util.ts";
 
 const BIOS = "/usr/share/seabios/bios-256k.bin";
 const whyNot = missingFiles([KERNEL, INITRD]) ||
   (haveProgram("qemu-system-x86_64") ? "" : " (ignored: qemu-system-x86_64 is not installed)");
+const HAVE_VNCSNAPSHOT = onPath("vncsnapshot") && onPath("djpeg");
+const SNAPSHOT_NOTE = HAVE_VNCSNAPSHOT
+  ? ""
+  : " (vncsnapshot part ignored: apt-get install vncsnapshot libjpeg-turbo-progs)";
+
+/**
+ * vncsnapshot (TightVNC's client) takes the screen of the VNC server at `display` on
+ * loopback, asking for lossless Tight (no JPEG on the wire); it can only write a JPEG
+ * file, which djpeg decodes. Null when the tools are missing.
+ */
+async function vncsnapshot(display: number, dir: string, name: string): Promise<PpmImage | null> {
+  if (!HAVE_VNCSNAPSHOT) return null;
+  const jpeg = path.join(dir, `${name}.jpg`);
+  const snap = await new Deno.Command("vncsnapshot", {
+    args: [
+      "-quiet",
+      "-nojpeg",
+      "-encodings",
+      "tight copyrect",
+      "-quality",
+      "100",
+      `127.0.0.1:${display}`,
+      jpeg,
+    ],
+    stdout: "null",
+    stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  assert.equal(snap.code, 0, `vncsnapshot: ${new TextDecoder().decode(snap.stderr)}`);
+  const ppm = await new Deno.Command("djpeg", { args: ["-pnm", jpeg], stdout: "piped" }).output();
+  assert.equal(ppm.code, 0, "djpeg");
+  return decodePpm(ppm.stdout);
+}
+
+/** The largest difference in one channel between two same-size pictures, and how many pixels are off by more than 4. */
+function worstChannel(a: PpmImage, b: PpmImage): { worst: number; over4: number } {
+  let worst = 0;
+  let over4 = 0;
+  for (let i = 0; i < a.pixels.length; i++) {
+    const d = channelDistance(a.pixels[i], b.pixels[i]);
+    if (d > worst) worst = d;
+    if (d > 4) over4++;
+  }
+  return { worst, over4 };
+}
 
 /**
  * The kernel's console on both tty0 (the framebuffer) and ttyS0 (last, so /dev/console
@@ -32,8 +79,15 @@ const COMMANDS = "dmesg -n 1; clear >/dev/tty0; " +
 const SHELL = /VMKIT-GUEST-SHELL/;
 const TYPED = /FB-(\d+),(\d+)-TYPED/;
 
-/** Boots the guest on vmkit, types the commands, and writes the screendump to `dump`. */
-async function vmkitScreen(vga: "cirrus" | "std", dump: string): Promise<string> {
+/**
+ * Boots the guest on vmkit, types the commands, and writes the screendump to `dump`;
+ * then serves the same screen with vmkit's VNC server and takes it with vncsnapshot.
+ */
+async function vmkitScreen(
+  vga: "cirrus" | "std",
+  dir: string,
+  dump: string,
+): Promise<{ log: string; snapshot: PpmImage | null }> {
   const serial = new MemoryChardev("serial0");
   const cpu = x86 as CpuDescriptor;
   const machine = createPcMachine(testConfig({
@@ -64,14 +118,34 @@ async function vmkitScreen(vga: "cirrus" | "std", dump: string): Promise<string>
   } finally {
     clearTimeout(timer);
   }
-  await machine.findService(DISPLAY)!.screendump(dump);
-  return serial.text();
+  const display = machine.findService(DISPLAY)!;
+  await display.screendump(dump);
+  // The guest stands still now: vmkit's VNC server shows this same screen to vncsnapshot.
+  const server = new RfbServer(display, { name: "QEMU" });
+  const number = freeDisplay();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 5900 + number });
+  const accepting = server.accept(listener);
+  try {
+    return { log: serial.text(), snapshot: await vncsnapshot(number, dir, "vmkit") };
+  } finally {
+    listener.close();
+    server.close();
+    await accepting;
+  }
 }
 
-/** The same guest on QEMU (TCG), typed into through a unix socket, with an HMP screendump. */
-async function qemuScreen(vga: string, dir: string, dump: string): Promise<string> {
+/**
+ * The same guest on QEMU (TCG), typed into through a unix socket, with an HMP screendump
+ * and vncsnapshot's picture from QEMU's own VNC server.
+ */
+async function qemuScreen(
+  vga: string,
+  dir: string,
+  dump: string,
+): Promise<{ log: string; snapshot: PpmImage | null }> {
   const serialSock = path.join(dir, "serial.sock");
   const monitorSock = path.join(dir, "monitor.sock");
+  const vncDisplay = freeDisplay();
   const child = new Deno.Command("qemu-system-x86_64", {
     args: [
       "-nodefaults",
@@ -83,6 +157,8 @@ async function qemuScreen(vga: string, dir: string, dump: string): Promise<strin
       vga,
       "-display",
       "none",
+      "-vnc",
+      `127.0.0.1:${vncDisplay}`,
       "-kernel",
       KERNEL,
       "-initrd",
@@ -102,6 +178,7 @@ async function qemuScreen(vga: string, dir: string, dump: string): Promise<strin
   }).spawn();
   const stderr = new Response(child.stderr).text();
   let text = "";
+  let snapshot: PpmImage | null = null;
   try {
     let conn: Deno.UnixConn | undefined;
     for (let i = 0; i < 100 && !conn; i++) {
@@ -132,18 +209,20 @@ async function qemuScreen(vga: string, dir: string, dump: string): Promise<strin
       await new Promise((r) => setTimeout(r, 100));
     }
     mon.close();
+    snapshot = await vncsnapshot(vncDisplay, dir, "qemu");
   } finally {
     child.kill("SIGKILL");
     await child.status;
     await stderr;
   }
-  return text;
+  return { log: text, snapshot };
 }
 
 for (const vga of ["cirrus", "std"] as const) {
   Deno.test({
     name:
-      `Linux's fb console (vesafb, 640x480x16) on -vga ${vga}: vmkit's screendump is QEMU 7.2's${whyNot}`,
+      `Linux's fb console (vesafb, 640x480x16) on -vga ${vga}: vmkit's screendump is QEMU 7.2's; ` +
+      `vncsnapshot sees it through vmkit's VNC server as through QEMU's${whyNot}${SNAPSHOT_NOTE}`,
     ignore: whyNot !== "",
     sanitizeOps: false,
     sanitizeResources: false,
@@ -152,10 +231,10 @@ for (const vga of ["cirrus", "std"] as const) {
       try {
         const ours = path.join(dir, "vmkit.ppm");
         const theirs = path.join(dir, "qemu.ppm");
-        const qemuLog = await qemuScreen(vga, dir, theirs);
-        const log = await vmkitScreen(vga, ours);
-        assert.match(log, /FB-640,480-TYPED/, log.slice(-2000));
-        assert.match(qemuLog, /FB-640,480-TYPED/);
+        const qemu = await qemuScreen(vga, dir, theirs);
+        const vmkit = await vmkitScreen(vga, dir, ours);
+        assert.match(vmkit.log, /FB-640,480-TYPED/, vmkit.log.slice(-2000));
+        assert.match(qemu.log, /FB-640,480-TYPED/);
         const keep = Deno.env.get("VMKIT_KEEP_DUMPS");
         if (keep) {
           await Deno.copyFile(ours, `${keep}/fbcon-${vga}-vmkit.ppm`);
@@ -169,6 +248,28 @@ for (const vga of ["cirrus", "std"] as const) {
         let diff = 0;
         for (let i = 0; i < a.pixels.length; i++) if (a.pixels[i] !== b.pixels[i]) diff++;
         assert.equal(diff, 0, "pixels that differ from QEMU's screendump");
+        if (vmkit.snapshot && qemu.snapshot) {
+          const ours = vmkit.snapshot;
+          const theirs = qemu.snapshot;
+          assert.deepEqual([ours.width, ours.height], [640, 480]);
+          assert.deepEqual([theirs.width, theirs.height], [640, 480]);
+          // The same pixels in the same client through the same JPEG encoder: the same
+          // picture. This is the lossless check of what the client received.
+          let differ = 0;
+          for (let i = 0; i < ours.pixels.length; i++) {
+            if (ours.pixels[i] !== theirs.pixels[i]) differ++;
+          }
+          // Against the screendump, JPEG's loss: at quality 100 every DCT coefficient is
+          // kept to within 1 unit, so what remains is the RGB->YCbCr->RGB rounding and the
+          // 2x2 chroma subsampling, which the console's grey-on-black text hardly feels.
+          const against = worstChannel(a, ours);
+          if (Deno.env.get("VNC_TEST_DEBUG")) console.log(vga, { differ, ...against });
+          assert.equal(differ, 0, "vncsnapshot's pictures from vmkit's and QEMU's VNC servers");
+          assert.ok(
+            against.worst <= 8 && against.over4 < a.pixels.length / 1000,
+            `vncsnapshot's picture against the screendump: ${JSON.stringify(against)}`,
+          );
+        }
       } finally {
         await cleanup();
       }

@@ -8,6 +8,7 @@ import { TestRfbClient } from "../../cli/system/display/test_client.ts";
 import { haveProgram, tempDir } from "../test_util.ts";
 import { qemuScreendump } from "./qemu_screen.ts";
 import {
+  channelDistance,
   echoGuestDisk,
   freeDisplay,
   onPath,
@@ -229,12 +230,7 @@ Deno.test({
         for (let i = 0; i < dump.pixels.length; i++) {
           const a = dump.pixels[i];
           const b = shot.pixels[i];
-          const d = Math.max(
-            Math.abs(((a >> 16) & 255) - ((b >> 16) & 255)),
-            Math.abs(((a >> 8) & 255) - ((b >> 8) & 255)),
-            Math.abs((a & 255) - (b & 255)),
-          );
-          worst = Math.max(worst, d);
+          worst = Math.max(worst, channelDistance(a, b));
           // Grey text on black: each JPEG pixel is nearer the right one of the two.
           if ((a === 0) !== (((b >> 8) & 255) < 0x54)) wrongClass++;
         }

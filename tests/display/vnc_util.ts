@@ -15,6 +15,15 @@ export function onPath(program: string): boolean {
   });
 }
 
+/** The largest difference in one of the red, green and blue bytes of two x8r8g8b8 pixels. */
+export function channelDistance(p: number, q: number): number {
+  return Math.max(
+    Math.abs(((p >> 16) & 255) - ((q >> 16) & 255)),
+    Math.abs(((p >> 8) & 255) - ((q >> 8) & 255)),
+    Math.abs((p & 255) - (q & 255)),
+  );
+}
+
 /** A VNC display number (port 5900 + N) free on loopback, searched from a random start. */
 export function freeDisplay(from = 40): number {
   for (let n = from + Math.floor(Math.random() * 50); n < from + 200; n++) {

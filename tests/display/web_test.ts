@@ -5,7 +5,8 @@ import * as path from "node:path";
 import { decodePpm } from "../../core/display.ts";
 import { decodePng } from "../../core/display_png.ts";
 import { tempDir } from "../test_util.ts";
-import { echoGuestDisk, onPath, spawnEchoGuest, waitForText } from "./vnc_util.ts";
+import { BROWSER, DevTools, freePort, startBrowser } from "./devtools.ts";
+import { echoGuestDisk, spawnEchoGuest, waitForText } from "./vnc_util.ts";
 
 const HAVE_FIRMWARE = ["bios-256k.bin", "vgabios-stdvga.bin"].every((f) => {
   try {
@@ -14,78 +15,11 @@ const HAVE_FIRMWARE = ["bios-256k.bin", "vgabios-stdvga.bin"].every((f) => {
     return false;
   }
 });
-const BROWSER = ["chromium", "chromium-browser", "google-chrome"].find(onPath);
 const SKIP = !HAVE_FIRMWARE
   ? " (ignored: SeaBIOS is missing; apt-get install seabios)"
   : !BROWSER
   ? " (ignored: no chromium; apt-get install chromium)"
   : "";
-
-/** A free TCP port on loopback. */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
-}
-
-/** A Chrome DevTools Protocol session with the page's target. */
-class DevTools {
-  #ws: WebSocket;
-  #id = 0;
-  #pending = new Map<number, (reply: Record<string, unknown>) => void>();
-
-  private constructor(ws: WebSocket) {
-    this.#ws = ws;
-    ws.onmessage = (e) => {
-      const msg = JSON.parse(e.data as string);
-      this.#pending.get(msg.id)?.(msg);
-      this.#pending.delete(msg.id);
-    };
-  }
-
-  static async open(port: number): Promise<DevTools> {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      try {
-        const list = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
-        const page = list.find((t: { type: string; url: string }) => t.type === "page");
-        if (page?.webSocketDebuggerUrl) {
-          const ws = new WebSocket(page.webSocketDebuggerUrl);
-          await new Promise((resolve, reject) => {
-            ws.onopen = resolve;
-            ws.onerror = reject;
-          });
-          return new DevTools(ws);
-        }
-      } catch (error) {
-        if (Date.now() > deadline) throw error;
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-
-  call(method: string, params: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
-    const id = ++this.#id;
-    this.#ws.send(JSON.stringify({ id, method, params }));
-    return new Promise((resolve) => this.#pending.set(id, resolve));
-  }
-
-  /** Evaluates `expression` in the page; its value. */
-  async eval(expression: string): Promise<unknown> {
-    const reply = await this.call("Runtime.evaluate", {
-      expression,
-      awaitPromise: true,
-      returnByValue: true,
-    });
-    const result = reply.result as { result?: { value?: unknown } } | undefined;
-    return result?.result?.value;
-  }
-
-  close(): void {
-    this.#ws.close();
-  }
-}
 
 Deno.test({
   name: `-display web: headless chromium draws the guest's screen as vmkit's screendump and ` +
@@ -110,22 +44,7 @@ Deno.test({
     try {
       await waitForText(serialLog, /READY/, "the guest to get ready");
       const debugPort = freePort();
-      browser = new Deno.Command(BROWSER!, {
-        args: [
-          "--headless=new",
-          "--no-sandbox",
-          "--disable-gpu",
-          "--no-first-run",
-          "--force-device-scale-factor=1",
-          `--user-data-dir=${path.join(dir, "chromium")}`,
-          `--remote-debugging-port=${debugPort}`,
-          "--window-size=800,500",
-          `http://127.0.0.1:${webPort}/`,
-        ],
-        stdin: "null",
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
+      browser = startBrowser(`http://127.0.0.1:${webPort}/`, debugPort, path.join(dir, "chr"));
       devtools = await DevTools.open(debugPort);
       const deadline = Date.now() + 60_000;
       while (Number(await devtools.eval("window.vmkitUpdates ?? 0")) < 1) {

@@ -73,6 +73,10 @@ export class ZlibStream {
     const body = zlib.deflateRawSync(data, {
       level: this.level,
       finishFlush: zlib.constants.Z_SYNC_FLUSH,
+      // One output chunk (deflate's worst case is the input plus ~0.1%): node:zlib's
+      // default 16 KiB chunks cost more than the compression itself on a full screen of
+      // detail (3 MiB: 240 ms at level 6 with 16 KiB chunks; see docs/display.md).
+      chunkSize: Math.max(64 << 10, data.length + (data.length >> 3) + 1024),
     });
     if (this.#started) return new Uint8Array(body.buffer, body.byteOffset, body.length);
     this.#started = true;

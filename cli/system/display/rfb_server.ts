@@ -116,11 +116,16 @@ export class RfbServer {
     await client.serve();
   }
 
-  /** Accepts connections from `listener` until it closes. */
-  async accept(listener: Deno.Listener): Promise<void> {
+  /**
+   * Accepts connections from `listener` until it closes: a Deno.Listener, or a
+   * SocketRelay whose connections are served from a thread of their own.
+   */
+  async accept(listener: AsyncIterable<Deno.Conn>): Promise<void> {
     try {
       for await (const conn of listener) {
-        if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
+        if (conn.remoteAddr.transport === "tcp" && "setNoDelay" in conn) {
+          (conn as Deno.TcpConn).setNoDelay(true);
+        }
         this.serve(conn).catch(() => conn.close());
       }
     } catch {

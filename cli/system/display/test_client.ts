@@ -1,6 +1,7 @@
 // A small RFB client for tests: handshake, pixel format, encodings, and a framebuffer kept from raw, CopyRect, ZRLE, Tight and DesktopSize
 
 import { loadZlib, zlibSync } from "../../../core/zlib.ts";
+import type { Inflate } from "node:zlib";
 import { vncAuthResponse } from "./vnc_auth.ts";
 
 /** What the test client saw from the server. */
@@ -17,28 +18,45 @@ export class TestRfbClient {
   readonly conn: Deno.Conn;
   name = "";
   frame: ClientFrame = { width: 0, height: 0, pixels: new Uint32Array(0), encodings: [] };
-  #buf = new Uint8Array(0);
-  #zrle: Uint8Array[] = [];
-  #zrleUsed = 0;
-  #tight: Uint8Array[] = [];
-  #tightUsed = 0;
+  /** Pixels the rectangles of the last update covered (pseudo-encodings left out). */
+  lastUpdatePixels = 0;
+  /** Bytes received and not yet taken: whole chunks, the first from `#at` on. */
+  #chunks: Uint8Array[] = [];
+  #at = 0;
+  #have = 0;
+  #zrle: InflateStream | undefined;
+  /** ZRLE rectangles of the update being read, decoded together at its end. */
+  #zrleRects: { x: number; y: number; width: number; height: number }[] = [];
+  #zrleData: Uint8Array[] = [];
+  #tight: InflateStream | undefined;
 
   constructor(conn: Deno.Conn) {
     this.conn = conn;
   }
 
+  /** The next `n` bytes from the server (a fresh copy), reading as many as it takes. */
   async #need(n: number): Promise<Uint8Array> {
-    const chunk = new Uint8Array(65536);
-    while (this.#buf.length < n) {
+    while (this.#have < n) {
+      const chunk = new Uint8Array(Math.max(65536, Math.min(n - this.#have, 1 << 22)));
       const got = await this.conn.read(chunk);
       if (got === null) throw new Error("connection closed");
-      const joined = new Uint8Array(this.#buf.length + got);
-      joined.set(this.#buf);
-      joined.set(chunk.subarray(0, got), this.#buf.length);
-      this.#buf = joined;
+      this.#chunks.push(chunk.subarray(0, got));
+      this.#have += got;
     }
-    const out = this.#buf.slice(0, n);
-    this.#buf = this.#buf.slice(n);
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const head = this.#chunks[0];
+      const take = Math.min(n - filled, head.length - this.#at);
+      out.set(head.subarray(this.#at, this.#at + take), filled);
+      filled += take;
+      this.#at += take;
+      if (this.#at === head.length) {
+        this.#chunks.shift();
+        this.#at = 0;
+      }
+    }
+    this.#have -= n;
     return out;
   }
 
@@ -156,6 +174,7 @@ export class TestRfbClient {
     if (type !== 0) throw new Error(`server message ${type}`);
     const head = await this.#need(3);
     const count = new DataView(head.buffer).getUint16(1);
+    this.lastUpdatePixels = 0;
     for (let i = 0; i < count; i++) {
       const r = await this.#need(12);
       const v = new DataView(r.buffer);
@@ -167,8 +186,11 @@ export class TestRfbClient {
         v.getInt32(8),
       ];
       this.frame.encodings.push(enc);
+      if (enc >= 0) this.lastUpdatePixels += w * h;
+      if (enc !== 16) await this.#flushZrle();
       await this.#rect(x, y, w, h, enc);
     }
+    await this.#flushZrle();
     return 0;
   }
 
@@ -208,10 +230,8 @@ export class TestRfbClient {
     }
     if (enc === 16) {
       const length = new DataView((await this.#need(4)).buffer).getUint32(0);
-      this.#zrle.push(await this.#need(length));
-      const data = this.#inflate(this.#zrle, this.#zrleUsed);
-      this.#zrleUsed += data.length;
-      this.#decodeZrle(data, x, y, w, h);
+      this.#zrleData.push(await this.#need(length));
+      this.#zrleRects.push({ x, y, width: w, height: h });
       return;
     }
     if (enc === 7) {
@@ -233,9 +253,8 @@ export class TestRfbClient {
           length |= (i === 2 ? b : b & 0x7f) << (7 * i);
           if (i < 2 && !(b & 0x80)) break;
         }
-        this.#tight.push(await this.#need(length));
-        data = this.#inflate(this.#tight, this.#tightUsed);
-        this.#tightUsed += data.length;
+        this.#tight ??= new InflateStream();
+        data = await this.#tight.inflate(await this.#need(length));
       }
       for (let r = 0; r < h; r++) {
         const row = new Uint32Array(w);
@@ -250,22 +269,16 @@ export class TestRfbClient {
     throw new Error(`encoding ${enc}`);
   }
 
-  /** The new output of a zlib stream given all its input so far. */
-  #inflate(parts: Uint8Array[], used: number): Uint8Array {
-    const total = parts.reduce((n, p) => n + p.length, 0);
-    const all = new Uint8Array(total);
-    let o = 0;
-    for (const p of parts) {
-      all.set(p, o);
-      o += p.length;
-    }
-    const zlib = zlibSync();
-    const out = zlib.inflateSync(all, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
-    return new Uint8Array(out.buffer, out.byteOffset + used, out.length - used);
-  }
-
-  #decodeZrle(data: Uint8Array, rx: number, ry: number, rw: number, rh: number): void {
-    let at = 0;
+  /** Decodes one ZRLE rectangle from `data` at `start`; returns where the next begins. */
+  #decodeZrle(
+    data: Uint8Array,
+    start: number,
+    rx: number,
+    ry: number,
+    rw: number,
+    rh: number,
+  ): number {
+    let at = start;
     const cpixel = () => {
       const v = data[at] | (data[at + 1] << 8) | (data[at + 2] << 16);
       at += 3;
@@ -328,5 +341,63 @@ export class TestRfbClient {
         for (let r = 0; r < th; r++) this.#put(tx, ty, tw, tile.subarray(r * tw, r * tw + tw), r);
       }
     }
+    return at;
+  }
+
+  /**
+   * Inflates the ZRLE rectangles of an update read so far in one go (one flush of the
+   * stream, not one per rectangle: QEMU sends a rectangle per 64x64 tile) and decodes them.
+   */
+  async #flushZrle(): Promise<void> {
+    if (this.#zrleRects.length === 0) return;
+    const total = this.#zrleData.reduce((n, d) => n + d.length, 0);
+    const joined = new Uint8Array(total);
+    let o = 0;
+    for (const d of this.#zrleData) {
+      joined.set(d, o);
+      o += d.length;
+    }
+    this.#zrle ??= new InflateStream();
+    const data = await this.#zrle.inflate(joined);
+    let at = 0;
+    for (const r of this.#zrleRects) at = this.#decodeZrle(data, at, r.x, r.y, r.width, r.height);
+    this.#zrleRects = [];
+    this.#zrleData = [];
+  }
+}
+
+/**
+ * One zlib stream a server keeps for the whole connection (ZRLE's, Tight's stream 0),
+ * inflated piece by piece as the pieces arrive: a piece may refer back to bytes of
+ * earlier ones, as QEMU's do, so the inflater lives as long as the connection.
+ */
+class InflateStream {
+  #stream: Inflate;
+  #out: Uint8Array[] = [];
+  #error: Error | undefined;
+
+  constructor() {
+    // Large output chunks: a full 1024x768 tile stream is a few MiB.
+    this.#stream = zlibSync().createInflate({ chunkSize: 1 << 20 });
+    this.#stream.on("data", (chunk: Uint8Array) => this.#out.push(chunk));
+    this.#stream.on("error", (error: Error) => (this.#error = error));
+  }
+
+  /** What `piece` (ended by the server's sync flush) inflates to. */
+  inflate(piece: Uint8Array): Promise<Uint8Array> {
+    return new Promise((resolve, reject) => {
+      this.#stream.write(piece);
+      this.#stream.flush(zlibSync().constants.Z_SYNC_FLUSH, () => {
+        if (this.#error) return reject(this.#error);
+        const out = new Uint8Array(this.#out.reduce((n, c) => n + c.length, 0));
+        let at = 0;
+        for (const c of this.#out) {
+          out.set(c, at);
+          at += c.length;
+        }
+        this.#out = [];
+        resolve(out);
+      });
+    });
   }
 }

@@ -5,6 +5,7 @@ import { UsageError } from "../../../core/errors.ts";
 import type { Machine } from "../../../core/machine.ts";
 import { parseKeyValueList } from "../../../core/options.ts";
 import { RfbServer, type SharePolicy } from "./rfb_server.ts";
+import { SocketRelay } from "./socket_relay.ts";
 
 /** The first VNC display's TCP port: display N listens on 5900 + N. */
 export const VNC_PORT_BASE = 5900;
@@ -158,8 +159,8 @@ export function rfbServer(
  * @throws UsageError when no display in range can be listened on
  */
 export function startVnc(server: RfbServer, spec: VncSpec): VncHandle {
-  let listener: Deno.Listener | undefined;
-  let address = "";
+  let relay: SocketRelay;
+  let address: string;
   if (spec.transport === "unix") {
     try {
       Deno.removeSync(spec.path);
@@ -167,39 +168,34 @@ export function startVnc(server: RfbServer, spec: VncSpec): VncHandle {
       // nothing there
     }
     try {
-      listener = Deno.listen({ transport: "unix", path: spec.path });
+      relay = SocketRelay.listen({ transport: "unix", path: spec.path });
     } catch (error) {
       throw new UsageError(`Failed to start VNC server: ${(error as Error).message}`);
     }
     address = spec.path;
   } else {
-    let lastError: unknown;
-    for (let n = spec.display; n <= spec.to && !listener; n++) {
-      try {
-        listener = Deno.listen({
-          transport: "tcp",
-          hostname: spec.host === "" ? "0.0.0.0" : spec.host,
-          port: VNC_PORT_BASE + n,
-        });
-        address = String(VNC_PORT_BASE + n);
-      } catch (error) {
-        lastError = error;
-      }
-    }
-    if (!listener) {
+    const ports: number[] = [];
+    for (let n = spec.display; n <= spec.to; n++) ports.push(VNC_PORT_BASE + n);
+    try {
+      // The sockets live on their own thread: see socket_thread.ts for why.
+      relay = SocketRelay.listen({
+        transport: "tcp",
+        hostname: spec.host === "" ? "0.0.0.0" : spec.host,
+        ports,
+      });
+    } catch (error) {
       throw new UsageError(
-        `Failed to start VNC server: ${
-          (lastError as Error).message.replace(/ \(os error.*$/s, "")
-        }`,
+        `Failed to start VNC server: ${(error as Error).message.replace(/ \(os error.*$/s, "")}`,
       );
     }
+    address = String(relay.port);
   }
-  const accepting = server.accept(listener);
+  const accepting = server.accept(relay as AsyncIterable<unknown> as AsyncIterable<Deno.Conn>);
   return {
     server,
     address,
     async close() {
-      listener.close();
+      await relay.close();
       await accepting;
       if (spec.transport === "unix") await Deno.remove(spec.path).catch(() => {});
     },

@@ -2,14 +2,12 @@
 
 import { UsageError } from "../../../core/errors.ts";
 import type { RfbServer } from "./rfb_server.ts";
+import { SocketRelay } from "./socket_relay.ts";
 import { WEB_PAGE } from "./web_page.ts";
 
 /** Where the browser console listens when `-display web` names no address. */
 export const WEB_DEFAULT_HOST = "127.0.0.1";
 export const WEB_DEFAULT_PORT = 5800;
-/** Bytes the WebSocket may hold unsent before a write waits (one update in flight, as TCP). */
-const MAX_BUFFERED_BYTES = 4 << 20;
-
 /** Parses `web[=HOST:PORT]` (the value of `-display`); undefined for any other display. */
 export function parseWebDisplay(value: string): { host: string; port: number } | undefined {
   const match = /^(?:type=)?web(?:=(.*))?$/.exec(value.split(",")[0]);
@@ -25,73 +23,6 @@ export function parseWebDisplay(value: string): { host: string; port: number } |
   return { host: address[1].replace(/^\[(.*)\]$/, "$1") || WEB_DEFAULT_HOST, port };
 }
 
-/**
- * A WebSocket seen as the byte stream the RFB server reads and writes: binary messages
- * in, binary messages out, and a write that waits while the browser is behind.
- */
-class WebSocketConn {
-  readonly #ws: WebSocket;
-  #chunks: Uint8Array[] = [];
-  #waiting: (() => void) | null = null;
-  #closed = false;
-  readonly remoteAddr = { transport: "websocket" };
-
-  constructor(ws: WebSocket) {
-    this.#ws = ws;
-    ws.binaryType = "arraybuffer";
-    ws.onmessage = (e) => {
-      if (e.data instanceof ArrayBuffer) this.#chunks.push(new Uint8Array(e.data));
-      this.#wake();
-    };
-    ws.onclose = () => {
-      this.#closed = true;
-      this.#wake();
-    };
-    ws.onerror = () => {
-      this.#closed = true;
-      this.#wake();
-    };
-  }
-
-  #wake(): void {
-    const w = this.#waiting;
-    this.#waiting = null;
-    w?.();
-  }
-
-  async read(buf: Uint8Array): Promise<number | null> {
-    while (this.#chunks.length === 0) {
-      if (this.#closed) return null;
-      await new Promise<void>((r) => (this.#waiting = r));
-    }
-    const chunk = this.#chunks[0];
-    const n = Math.min(buf.length, chunk.length);
-    buf.set(chunk.subarray(0, n));
-    if (n === chunk.length) this.#chunks.shift();
-    else this.#chunks[0] = chunk.subarray(n);
-    return n;
-  }
-
-  async write(bytes: Uint8Array): Promise<number> {
-    if (this.#closed || this.#ws.readyState !== WebSocket.OPEN) throw new Error("closed");
-    this.#ws.send(bytes.slice());
-    while (this.#ws.bufferedAmount > MAX_BUFFERED_BYTES && !this.#closed) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return bytes.length;
-  }
-
-  close(): void {
-    this.#closed = true;
-    try {
-      this.#ws.close();
-    } catch {
-      // already closed
-    }
-    this.#wake();
-  }
-}
-
 /** The running browser console. */
 export interface WebHandle {
   readonly port: number;
@@ -104,26 +35,14 @@ export interface WebHandle {
  * @throws UsageError when the address cannot be listened on
  */
 export function startWeb(server: RfbServer, host: string, port: number): WebHandle {
-  let http: Deno.HttpServer<Deno.NetAddr>;
+  let relay: SocketRelay;
   try {
-    http = Deno.serve({ hostname: host, port, onListen: () => {} }, (request) => {
-      const url = new URL(request.url);
-      if (url.pathname === "/websockify") {
-        if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-          return new Response("a WebSocket is expected here\n", { status: 426 });
-        }
-        const { socket, response } = Deno.upgradeWebSocket(request);
-        socket.onopen = () => {
-          server.serve(new WebSocketConn(socket) as unknown as Deno.Conn).catch(() => {});
-        };
-        return response;
-      }
-      if (url.pathname === "/" || url.pathname === "/index.html") {
-        return new Response(WEB_PAGE.replace("__TITLE__", escapeHtml(server.name)), {
-          headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" },
-        });
-      }
-      return new Response("not found\n", { status: 404 });
+    // On the socket thread, as VNC's sockets (socket_thread.ts says why).
+    relay = SocketRelay.listen({
+      transport: "web",
+      hostname: host,
+      ports: [port],
+      page: WEB_PAGE.replace("__TITLE__", escapeHtml(server.name)),
     });
   } catch (error) {
     throw new UsageError(
@@ -131,10 +50,12 @@ export function startWeb(server: RfbServer, host: string, port: number): WebHand
         (error as Error).message.replace(/ \(os error.*$/s, ""),
     );
   }
+  const accepting = server.accept(relay as AsyncIterable<unknown> as AsyncIterable<Deno.Conn>);
   return {
-    port: http.addr.port,
+    port: relay.port,
     async close() {
-      await http.shutdown();
+      await relay.close();
+      await accepting;
     },
   };
 }

@@ -526,6 +526,12 @@ export class VgaConsole implements GraphicConsole {
     );
     const replicate = svga !== null && !svga.forceShadow?.() &&
       sharesSurface(bpp, rowAddress, lineOffset, width, height, vram.length);
+    // A shared framebuffer is shown as a plain picture, a line every `lineOffset` bytes:
+    // QEMU 7.2 then ignores double scan, the scan-line count, the line interleave and the
+    // line compare (compared with its screendump in cirrus_screendump_test.ts).
+    const scans = replicate ? 0 : multiScan;
+    const interleave = replicate ? 0 : mask;
+    const compareAt = replicate ? -1 : lineCompare;
     // The VRAM bytes one display line reads, to skip lines on unwritten pages.
     const lineBytes = svga
       ? width * ((bpp + 7) >> 3)
@@ -536,7 +542,7 @@ export class VgaConsole implements GraphicConsole {
     const cursorFrom = svga?.drawCursor ? this.#cursorBand[0] : 0;
     const cursorTo = svga?.drawCursor ? this.#cursorBand[1] : -1;
     if (svga?.drawCursor) this.#cursorBand = svga.cursorBand?.() ?? [0, height];
-    let run = multiScan;
+    let run = scans;
     let y1 = 0;
     for (let y = 0; y < height; y++) {
       const skip = !this.#full && !core.isDirty(rowAddress, rowAddress + lineBytes) &&
@@ -576,13 +582,13 @@ export class VgaConsole implements GraphicConsole {
       }
       if (first >= 0) this.surface.markDirty(first, y, last - first + 1, 1);
       if (run === 0) {
-        if ((y1 & mask) === mask) rowAddress += lineOffset;
+        if ((y1 & interleave) === interleave) rowAddress += lineOffset;
         y1++;
-        run = multiScan;
+        run = scans;
       } else {
         run--;
       }
-      if (y === lineCompare) rowAddress = 0;
+      if (y === compareAt) rowAddress = 0;
     }
   }
 }

@@ -370,6 +370,32 @@ main:
   mov ax, 0x0112
   out dx, ax
 
+%ifdef DOUBLESCAN
+  ; The cursor off again (QEMU then shows 16, 24 and 32 bpp from the guest's own
+  ; framebuffer), double scan on (CR09 bit 7) and the line compare at 200 (CR18, with
+  ; its bit 8 in CR07 and bit 9 in CR09 cleared).
+  mov ax, 0x0012
+  out dx, ax
+  mov dx, 0x3d4
+  mov al, 0x09
+  out dx, al
+  inc dx
+  in al, dx
+  and al, 0xbf
+  or al, 0x80
+  out dx, al
+  dec dx
+  mov al, 0x07
+  out dx, al
+  inc dx
+  in al, dx
+  and al, 0xef
+  out dx, al
+  dec dx
+  mov ax, (200 << 8) | 0x18
+  out dx, ax
+%endif
+
   mov si, donemsg
   call print
   cli
