@@ -25,6 +25,7 @@ import {
   wasmRamOf,
 } from "./ram.ts";
 import { compileRegion, IMPORTS, TYPES } from "./region.ts";
+import { dwordView } from "../jit/translate.ts";
 
 /** A compiled region: entered at one EIP, covering `bytes[lo, hi)`. */
 export interface Region {
@@ -55,6 +56,15 @@ export const ENTERED = 0, NOT_NOW = 1, STALE = 2, DEMOTED = 3;
  * port I/O) than it saves: the JavaScript block runs instead.
  */
 const DEMOTE_ENTRIES = 256, DEMOTE_PER_ENTRY = 12;
+
+/**
+ * Most instructions one call into a region may retire. V8 runs a new module in its
+ * baseline compiler (Liftoff) and moves a function to optimised code in the background;
+ * the optimised code is used from the next call on (wasm has no on-stack replacement),
+ * so a loop that stays inside one call for a whole slice would never leave the baseline
+ * code (the alu loop ran at a third of its speed).
+ */
+const CALL_BUDGET = 50_000;
 
 const F = ST_FLAGS >> 2, M = ST_LZMASK >> 2, OPI = ST_LZOP >> 2, SZ = ST_LZSIZE >> 2;
 const D = ST_LZDST >> 2, S = ST_LZSRC >> 2, R = ST_LZRES >> 2, EIP = ST_EIP >> 2;
@@ -176,7 +186,7 @@ export class WasmTier {
         this.#imports!,
       );
       const lo = c.fetchOff + rc.lo, hi = c.fetchOff + rc.hi;
-      const view = new Int32Array(bytes.buffer, 0, bytes.buffer.byteLength >> 2);
+      const view = dwordView(bytes.buffer);
       const words = (bytes.byteOffset + lo) >> 2;
       this.regions++;
       return {
@@ -235,7 +245,7 @@ export class WasmTier {
     s[TU] = c.tlbUser * TLB_ENTRY;
     s[STATUS] = 0;
     const rb = (this.#rb = c.retired);
-    const n = r.fn(Math.min(budget, 0x3fffffff));
+    const n = r.fn(Math.min(budget, CALL_BUDGET));
     c.retired = rb + n;
     this.retired += n;
     this.entries++;
