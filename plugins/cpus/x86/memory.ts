@@ -218,6 +218,21 @@ export function checkWrite(c: CpuCore, seg: number, off: number, size: number): 
   if (off < c.wrLo[seg] || off + size - 1 > c.wrHi[seg]) segFault(c, seg);
 }
 
+/**
+ * Raises the fault a write of `size` bytes at seg:off would raise, without writing. A
+ * read-modify-write instruction calls it after its read and before it changes any flag
+ * (as QEMU stores before it updates the flags), so a write that faults leaves EFLAGS as
+ * they were. The accessed and dirty bits it sets are those the write sets right after.
+ */
+export function probeWrite(c: CpuCore, seg: number, off: number, size: number): void {
+  if (off < c.wrLo[seg] || off + size - 1 > c.wrHi[seg]) segFault(c, seg);
+  const lin = (c.segBase[seg] + off) | 0;
+  const pn = lin >>> 12;
+  if (c.tlbTagW[(pn & TLB_MASK) | c.tlbUser] === pn && (lin & 0xfff) <= 4096 - size) return;
+  translate(c, lin, ACCESS_WRITE);
+  if ((lin & 0xfff) > 4096 - size) translate(c, ((lin | 0xfff) + 1) | 0, ACCESS_WRITE);
+}
+
 /** Checks that `size` bytes at seg:off may be read. */
 export function checkRead(c: CpuCore, seg: number, off: number, size: number): void {
   if (off < c.rdLo[seg] || off + size - 1 > c.rdHi[seg]) segFault(c, seg);

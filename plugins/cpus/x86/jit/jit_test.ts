@@ -483,6 +483,51 @@ for (const mode of MODES) {
     assert.equal(interp.registers.cr2, 0x540000);
   });
 
+  Deno.test(`X86Cpu with ${mode.name} leaves EFLAGS unchanged when a read-modify-write's write faults`, () => {
+    // Paging on with CR0.WP and one read-only page: `add [edi], eax` reads it and its
+    // write faults; no IDT, so the state freezes at that instruction with the flags of
+    // the XOR before it (ZF and PF), not those of the ADD that never completed (SF).
+    const pd = 0x300000, pt = 0x301000;
+    const code = new Uint8Array([
+      0xbf,
+      ...le32(0x500000), // mov edi, 0x500000
+      0xb8,
+      ...le32(0x80000001), // mov eax, 0x80000001
+      0x31,
+      0xc9, // loop: xor ecx, ecx
+      0x01,
+      0x07, // add [edi], eax
+      0x81,
+      0xc7,
+      ...le32(0x1000), // add edi, 4096
+      0xeb,
+      0xf4, // jmp loop
+    ]);
+    const [jit, interp] = both(code, {
+      ...mode.extra,
+      setup: (ram, cpu) => {
+        const v = new DataView(ram.buffer, ram.byteOffset);
+        for (let i = 0; i < 1024; i++) v.setUint32(pt + i * 4, (i << 12) | 3, true);
+        v.setUint32(pd, pt | 3, true);
+        for (let i = 1; i < 1024; i++) v.setUint32(pd + i * 4, 0, true);
+        v.setUint32(pd + 4, (pt + 0x1000) | 3, true);
+        for (let i = 0; i < 1024; i++) {
+          // Page 0x540 is present and read-only.
+          v.setUint32(pt + 0x1000 + i * 4, ((i + 1024) << 12) | (i === 0x140 ? 1 : 3), true);
+        }
+        const c = cpu.core;
+        c.cr3 = pd;
+        c.cr0 |= 0x80010000 | 0;
+        c.idtLimit = 0;
+      },
+    });
+    assertSameRun(jit, interp, "faulting read-modify-write");
+    assert.equal(interp.exits.at(-1), RunExit.Shutdown);
+    assert.equal(interp.registers.cr2, 0x540000);
+    assert.equal(interp.registers.eip, 0x100000 + 12);
+    assert.equal(interp.registers.eflags & 0x8d5, 0x44);
+  });
+
   Deno.test(`X86Cpu with ${mode.name} boots SeaBIOS and the demo guest in as many instructions as the interpreter`, async () => {
     const { runPcKernel } = await import("../../../../tools/demo_guest.ts");
     const { MemoryChardev } = await import("../../../../core/chardev.ts");
