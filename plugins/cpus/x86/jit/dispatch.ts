@@ -72,8 +72,14 @@ export class BlockCache {
 
   /** Forgets every translation. */
   clear(): void {
+    for (const b of this.table) if (b !== undefined) this.drop(b);
     this.table.fill(undefined);
     this.hot.fill(0);
+  }
+
+  /** Releases the wasm region of block `b`, which is being dropped. */
+  drop(b: Block): void {
+    if (b.region) this.wasm?.release(b.region);
   }
 
   /** Translates the code at the current EIP, `o` bytes into the fetch window. */
@@ -154,8 +160,11 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
               } else if (rg !== null) {
                 const k = wasm.enter(rg, end);
                 if (k === ENTERED) continue;
-                if (k === DEMOTED) b.region = null;
-                else if (k === STALE) {
+                if (k === DEMOTED) {
+                  wasm.release(rg);
+                  b.region = null;
+                } else if (k === STALE) {
+                  wasm.release(rg);
                   b.region = undefined;
                   b.hits = 0;
                   cache.invalidated++;
@@ -170,6 +179,7 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
             continue;
           }
           // The guest rewrote this code: translate it again when it is hot again.
+          cache.drop(b);
           table[h] = undefined;
           hot[h] = 0;
           cache.invalidated++;
@@ -181,6 +191,7 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
       ) {
         hot[h] = 0;
         const nb = cache.compile(c, o);
+        if (b !== undefined) cache.drop(b);
         table[h] = nb;
         if (nb.run !== null && c.retired + nb.n <= end) {
           const before = c.retired;
