@@ -4,6 +4,7 @@ import {
   fetch16,
   fetch32,
   fetch8,
+  probeWrite,
   read16,
   read32,
   read8,
@@ -133,6 +134,38 @@ export function setReg16(c: CpuCore, r: number, v: number): void {
 /** Reads the byte ModRM operand. */
 export function readE8(c: CpuCore): number {
   return c.modMod === 3 ? getReg8(c, c.modRm) : read8(c, c.eaSeg, c.eaOff);
+}
+
+/**
+ * Reads the byte ModRM operand of a read-modify-write instruction: a memory operand
+ * must also be writable (see {@linkcode probeWrite}) before the instruction changes flags.
+ */
+export function readM8(c: CpuCore): number {
+  if (c.modMod === 3) return getReg8(c, c.modRm);
+  const v = read8(c, c.eaSeg, c.eaOff);
+  probeWrite(c, c.eaSeg, c.eaOff, 1);
+  return v;
+}
+
+/** Checks that a memory ModRM operand of `size` bytes could be written (see {@linkcode readM8}). */
+export function probeE(c: CpuCore, size: number): void {
+  if (c.modMod !== 3) probeWrite(c, c.eaSeg, c.eaOff, size);
+}
+
+/** Reads the word ModRM operand of a read-modify-write instruction (see {@linkcode readM8}). */
+export function readM16(c: CpuCore): number {
+  if (c.modMod === 3) return c.regs[c.modRm] & 0xffff;
+  const v = read16(c, c.eaSeg, c.eaOff);
+  probeWrite(c, c.eaSeg, c.eaOff, 2);
+  return v;
+}
+
+/** Reads the dword ModRM operand of a read-modify-write instruction (see {@linkcode readM8}). */
+export function readM32(c: CpuCore): number {
+  if (c.modMod === 3) return c.regs[c.modRm];
+  const v = read32(c, c.eaSeg, c.eaOff);
+  probeWrite(c, c.eaSeg, c.eaOff, 4);
+  return v;
 }
 
 /** Writes the byte ModRM operand. */

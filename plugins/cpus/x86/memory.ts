@@ -5,8 +5,24 @@ import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, tlbFill, translate } from "./pa
 import { type CpuCore, CS, EXC_GP, EXC_SS, fault, SS, TLB_MASK } from "./state.ts";
 
 // Translated code re-checks its guest bytes after `codeEpoch` moves (see jit/dispatch.ts):
-// every store that reaches the bus moves it (it may hit a page holding code, which the
-// TLB never maps for direct writes), and so does a read from MMIO (a device may DMA).
+// a store through the slow path to a page holding code (which the TLB never maps for
+// direct writes) or to anything but RAM moves it, and so does a read from MMIO (a device
+// may DMA).
+
+/**
+ * Before a store that took the slow path reaches `phys`. A store to MMIO may start a
+ * device (which may write RAM by DMA) or change the memory map, and a store to a page
+ * holding translated code changes that code: both start a new code epoch and ask for
+ * the boundary, so running translated code stops after the instruction. A store to
+ * plain RAM (a TLB miss) needs neither, and translated code goes on.
+ */
+function slowStore(c: CpuCore, phys: number): void {
+  const page = phys >>> 12;
+  if (c.mem.pageKind[page] !== PAGE_RAM || c.codePages[page] === 1) {
+    c.codeEpoch++;
+    c.attention = true;
+  }
+}
 
 function slowRead8(c: CpuCore, lin: number): number {
   const phys = translate(c, lin, ACCESS_READ);
@@ -18,10 +34,8 @@ function slowRead8(c: CpuCore, lin: number): number {
 function slowWrite8(c: CpuCore, lin: number, v: number): void {
   const phys = translate(c, lin, ACCESS_WRITE);
   tlbFill(c, lin, phys, true);
-  c.codeEpoch++;
+  slowStore(c, phys);
   c.mem.write8(phys, v);
-  // A slow write may reach MMIO (an interrupt controller, a memory map register).
-  c.attention = true;
 }
 
 /** Reads a byte at a linear address. */
@@ -112,17 +126,16 @@ export function linWrite16(c: CpuCore, lin: number, v: number): void {
   if (o !== 0xfff) {
     const phys = translate(c, lin, ACCESS_WRITE);
     tlbFill(c, lin, phys, true);
-    c.codeEpoch++;
+    slowStore(c, phys);
     c.mem.write16(phys, v & 0xffff);
-    c.attention = true;
     return;
   }
   const lo = translate(c, lin, ACCESS_WRITE);
   const hi = translate(c, (lin + 1) | 0, ACCESS_WRITE);
-  c.codeEpoch++;
+  slowStore(c, lo);
+  slowStore(c, hi);
   c.mem.write8(lo, v & 0xff);
   c.mem.write8(hi, (v >> 8) & 0xff);
-  c.attention = true;
 }
 
 /** Writes a dword at a linear address. */
@@ -146,9 +159,8 @@ export function linWrite32(c: CpuCore, lin: number, v: number): void {
   if (o <= 0xffc) {
     const phys = translate(c, lin, ACCESS_WRITE);
     tlbFill(c, lin, phys, true);
-    c.codeEpoch++;
+    slowStore(c, phys);
     c.mem.write32(phys, v >>> 0);
-    c.attention = true;
     return;
   }
   translate(c, lin, ACCESS_WRITE);
@@ -204,6 +216,21 @@ export function write32(c: CpuCore, seg: number, off: number, v: number): void {
 /** Checks that `size` bytes at seg:off may be written, without writing (for RMW and far pointers). */
 export function checkWrite(c: CpuCore, seg: number, off: number, size: number): void {
   if (off < c.wrLo[seg] || off + size - 1 > c.wrHi[seg]) segFault(c, seg);
+}
+
+/**
+ * Raises the fault a write of `size` bytes at seg:off would raise, without writing. A
+ * read-modify-write instruction calls it after its read and before it changes any flag
+ * (as QEMU stores before it updates the flags), so a write that faults leaves EFLAGS as
+ * they were. The accessed and dirty bits it sets are those the write sets right after.
+ */
+export function probeWrite(c: CpuCore, seg: number, off: number, size: number): void {
+  if (off < c.wrLo[seg] || off + size - 1 > c.wrHi[seg]) segFault(c, seg);
+  const lin = (c.segBase[seg] + off) | 0;
+  const pn = lin >>> 12;
+  if (c.tlbTagW[(pn & TLB_MASK) | c.tlbUser] === pn && (lin & 0xfff) <= 4096 - size) return;
+  translate(c, lin, ACCESS_WRITE);
+  if ((lin & 0xfff) > 4096 - size) translate(c, ((lin | 0xfff) + 1) | 0, ACCESS_WRITE);
 }
 
 /** Checks that `size` bytes at seg:off may be read. */

@@ -4,9 +4,13 @@ import { arith, setResultFlags, shiftDouble } from "./alu.ts";
 import {
   decodeModrm,
   getReg8,
+  probeE,
   readE16,
   readE32,
   readE8,
+  readM16,
+  readM32,
+  readM8,
   setReg16,
   setReg8,
   writeE16,
@@ -35,6 +39,7 @@ function bitOp(c: CpuCore, kind: number, bitOffset: number, fromReg: boolean, si
     bit = bitOffset & (size - 1);
     c.eaOff = off;
     v = size === 16 ? read16(c, c.eaSeg, off) : read32(c, c.eaSeg, off);
+    if (kind !== 0) probeE(c, size / 8);
   }
   const cf = (v >>> bit) & 1;
   setArithFlags(c, CF, cf);
@@ -151,6 +156,7 @@ export function install0f(t16: OpHandler[], t32: OpHandler[]): void {
       const a = readE16(c);
       const n = (imm ? fetch8(c) : c.regs[ECX]) & 31;
       if (n !== 0) {
+        probeE(c, 2);
         writeE16(c, shiftDouble(c, left === 1, a, c.regs[c.modReg] & 0xffff, n, 16));
       }
     };
@@ -158,13 +164,16 @@ export function install0f(t16: OpHandler[], t32: OpHandler[]): void {
       decodeModrm(c);
       const a = readE32(c);
       const n = (imm ? fetch8(c) : c.regs[ECX]) & 31;
-      if (n !== 0) writeE32(c, shiftDouble(c, left === 1, a, c.regs[c.modReg], n, 32));
+      if (n !== 0) {
+        probeE(c, 4);
+        writeE32(c, shiftDouble(c, left === 1, a, c.regs[c.modReg], n, 32));
+      }
     };
   }
   // XADD.
   t16[0x1c0] = t32[0x1c0] = (c) => {
     decodeModrm(c);
-    const a = readE8(c);
+    const a = readM8(c);
     const b = getReg8(c, c.modReg);
     const r = arith(c, 0, a, b, 8);
     // SRC <- DEST then DEST <- sum: with the same register twice the sum wins.
@@ -174,7 +183,7 @@ export function install0f(t16: OpHandler[], t32: OpHandler[]): void {
   };
   t16[0x1c1] = (c) => {
     decodeModrm(c);
-    const a = readE16(c);
+    const a = readM16(c);
     const r = arith(c, 0, a, c.regs[c.modReg] & 0xffff, 16);
     if (c.modMod !== 3) writeE16(c, r);
     setReg16(c, c.modReg, a);
@@ -182,7 +191,7 @@ export function install0f(t16: OpHandler[], t32: OpHandler[]): void {
   };
   t32[0x1c1] = (c) => {
     decodeModrm(c);
-    const a = readE32(c);
+    const a = readM32(c);
     const r = arith(c, 0, a, c.regs[c.modReg], 32);
     if (c.modMod !== 3) writeE32(c, r);
     c.regs[c.modReg] = a;

@@ -9,6 +9,9 @@ import {
   readE16,
   readE32,
   readE8,
+  readM16,
+  readM32,
+  readM8,
   setReg16,
   setReg8,
   writeE16,
@@ -58,7 +61,7 @@ function installArith(t16: OpHandler[], t32: OpHandler[]): void {
     const store = op !== 7;
     t16[b] = t32[b] = (c) => {
       decodeModrm(c);
-      const r = arith(c, op, readE8(c), getReg8(c, c.modReg), 8);
+      const r = arith(c, op, store ? readM8(c) : readE8(c), getReg8(c, c.modReg), 8);
       if (store) writeE8(c, r);
     };
     t16[b + 1] = (c) => {
@@ -70,7 +73,7 @@ function installArith(t16: OpHandler[], t32: OpHandler[]): void {
         return;
       }
       decodeModrmByte(c, m);
-      const r = arith(c, op, readE16(c), c.regs[c.modReg] & 0xffff, 16);
+      const r = arith(c, op, store ? readM16(c) : readE16(c), c.regs[c.modReg] & 0xffff, 16);
       if (store) writeE16(c, r);
     };
     t32[b + 1] = (c) => {
@@ -83,7 +86,7 @@ function installArith(t16: OpHandler[], t32: OpHandler[]): void {
         return;
       }
       decodeModrmByte(c, m);
-      const r = arith(c, op, readE32(c), c.regs[c.modReg], 32);
+      const r = arith(c, op, store ? readM32(c) : readE32(c), c.regs[c.modReg], 32);
       if (store) writeE32(c, r);
     };
     t16[b + 2] = t32[b + 2] = (c) => {

@@ -4,9 +4,13 @@ import { arith, dec, div64, idiv64, imul32, inc, mul32, neg, setMulFlags, shift 
 import {
   decodeModrm,
   decodeModrmByte,
+  probeE,
   readE16,
   readE32,
   readE8,
+  readM16,
+  readM32,
+  readM8,
   setReg16,
   writeE16,
   writeE32,
@@ -31,14 +35,14 @@ export function installGroups(t16: OpHandler[], t32: OpHandler[]): void {
       (c) => {
         decodeModrm(c);
         const op = c.modReg;
-        const a = readE8(c);
+        const a = op !== 7 ? readM8(c) : readE8(c);
         const r = arith(c, op, a, fetch8(c), 8);
         if (op !== 7) writeE8(c, r);
       };
   t16[0x81] = (c) => {
     decodeModrm(c);
     const op = c.modReg;
-    const a = readE16(c);
+    const a = op !== 7 ? readM16(c) : readE16(c);
     const r = arith(c, op, a, fetch16(c), 16);
     if (op !== 7) writeE16(c, r);
   };
@@ -52,14 +56,14 @@ export function installGroups(t16: OpHandler[], t32: OpHandler[]): void {
       return;
     }
     decodeModrmByte(c, m);
-    const a = readE32(c);
+    const a = op !== 7 ? readM32(c) : readE32(c);
     const r = arith(c, op, a, fetch32(c), 32);
     if (op !== 7) writeE32(c, r);
   };
   t16[0x83] = (c) => {
     decodeModrm(c);
     const op = c.modReg;
-    const a = readE16(c);
+    const a = op !== 7 ? readM16(c) : readE16(c);
     const r = arith(c, op, a, ((fetch8(c) << 24) >> 24) & 0xffff, 16);
     if (op !== 7) writeE16(c, r);
   };
@@ -73,7 +77,7 @@ export function installGroups(t16: OpHandler[], t32: OpHandler[]): void {
       return;
     }
     decodeModrmByte(c, m);
-    const a = readE32(c);
+    const a = op !== 7 ? readM32(c) : readE32(c);
     const r = arith(c, op, a, (fetch8(c) << 24) >> 24, 32);
     if (op !== 7) writeE32(c, r);
   };
@@ -85,19 +89,28 @@ export function installGroups(t16: OpHandler[], t32: OpHandler[]): void {
       decodeModrm(c);
       const a = readE8(c);
       const n = count(c, src);
-      if (n !== 0) writeE8(c, shift(c, c.modReg, a, n, 8));
+      if (n !== 0) {
+        probeE(c, 1);
+        writeE8(c, shift(c, c.modReg, a, n, 8));
+      }
     };
     t16[op8 + 1] = (c) => {
       decodeModrm(c);
       const a = readE16(c);
       const n = count(c, src);
-      if (n !== 0) writeE16(c, shift(c, c.modReg, a, n, 16));
+      if (n !== 0) {
+        probeE(c, 2);
+        writeE16(c, shift(c, c.modReg, a, n, 16));
+      }
     };
     t32[op8 + 1] = (c) => {
       decodeModrm(c);
       const a = readE32(c);
       const n = count(c, src);
-      if (n !== 0) writeE32(c, shift(c, c.modReg, a, n, 32));
+      if (n !== 0) {
+        probeE(c, 4);
+        writeE32(c, shift(c, c.modReg, a, n, 32));
+      }
     };
   }
   // Group 3.
@@ -113,7 +126,7 @@ export function installGroups(t16: OpHandler[], t32: OpHandler[]): void {
         writeE8(c, ~readE8(c));
         break;
       case 3:
-        writeE8(c, neg(c, readE8(c), 8));
+        writeE8(c, neg(c, readM8(c), 8));
         break;
       case 4: {
         const p = (r[EAX] & 0xff) * readE8(c);
@@ -158,7 +171,7 @@ export function installGroups(t16: OpHandler[], t32: OpHandler[]): void {
         writeE16(c, ~readE16(c));
         break;
       case 3:
-        writeE16(c, neg(c, readE16(c), 16));
+        writeE16(c, neg(c, readM16(c), 16));
         break;
       case 4: {
         const p = (r[EAX] & 0xffff) * readE16(c);
@@ -207,7 +220,7 @@ export function installGroups(t16: OpHandler[], t32: OpHandler[]): void {
         writeE32(c, ~readE32(c));
         break;
       case 3:
-        writeE32(c, neg(c, readE32(c), 32));
+        writeE32(c, neg(c, readM32(c), 32));
         break;
       case 4: {
         const lo = mul32(r[EAX], readE32(c), HI);
@@ -241,18 +254,18 @@ export function installGroups(t16: OpHandler[], t32: OpHandler[]): void {
   // Group 4 and 5.
   t16[0xfe] = t32[0xfe] = (c) => {
     decodeModrm(c);
-    if (c.modReg === 0) writeE8(c, inc(c, readE8(c), 8));
-    else if (c.modReg === 1) writeE8(c, dec(c, readE8(c), 8));
+    if (c.modReg === 0) writeE8(c, inc(c, readM8(c), 8));
+    else if (c.modReg === 1) writeE8(c, dec(c, readM8(c), 8));
     else ud(c);
   };
   t16[0xff] = (c) => {
     decodeModrm(c);
     switch (c.modReg) {
       case 0:
-        writeE16(c, inc(c, readE16(c), 16));
+        writeE16(c, inc(c, readM16(c), 16));
         break;
       case 1:
-        writeE16(c, dec(c, readE16(c), 16));
+        writeE16(c, dec(c, readM16(c), 16));
         break;
       case 2: {
         const t = readE16(c);
@@ -289,10 +302,10 @@ export function installGroups(t16: OpHandler[], t32: OpHandler[]): void {
     decodeModrm(c);
     switch (c.modReg) {
       case 0:
-        writeE32(c, inc(c, readE32(c), 32));
+        writeE32(c, inc(c, readM32(c), 32));
         break;
       case 1:
-        writeE32(c, dec(c, readE32(c), 32));
+        writeE32(c, dec(c, readM32(c), 32));
         break;
       case 2: {
         const t = readE32(c);

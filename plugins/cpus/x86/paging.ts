@@ -87,7 +87,7 @@ export function translate(c: CpuCore, lin: number, kind: number): number {
       if (!checkPerm(c, perm, write, user, kind, nx)) return pageFault(c, lin, errBase | 1);
       const upd = pde | 0x20 | (write ? 0x40 : 0);
       if (upd !== pde) {
-        c.codeEpoch++; // accessed and dirty bits: a store to RAM
+        tableStore(c, pdeAddr & c.a20Mask);
         mem.write32(pdeAddr & c.a20Mask, upd);
       }
       dirty = (upd & 0x40) !== 0;
@@ -100,12 +100,12 @@ export function translate(c: CpuCore, lin: number, kind: number): number {
       perm = pde & pte;
       if (!checkPerm(c, perm, write, user, kind, nx)) return pageFault(c, lin, errBase | 1);
       if ((pde & 0x20) === 0) {
-        c.codeEpoch++; // accessed and dirty bits: a store to RAM
+        tableStore(c, pdeAddr & c.a20Mask);
         mem.write32(pdeAddr & c.a20Mask, pde | 0x20);
       }
       const upd = pte | 0x20 | (write ? 0x40 : 0);
       if (upd !== pte) {
-        c.codeEpoch++; // accessed and dirty bits: a store to RAM
+        tableStore(c, pteAddr & c.a20Mask);
         mem.write32(pteAddr & c.a20Mask, upd);
       }
       phys = ((pte & ~0xfff) | (lin & 0xfff)) >>> 0;
@@ -120,7 +120,7 @@ export function translate(c: CpuCore, lin: number, kind: number): number {
       if (!checkPerm(c, perm, write, user, kind, false)) return pageFault(c, lin, errBase | 1);
       const upd = pde | 0x20 | (write ? 0x40 : 0);
       if (upd !== pde) {
-        c.codeEpoch++; // accessed and dirty bits: a store to RAM
+        tableStore(c, pdeAddr & c.a20Mask);
         mem.write32(pdeAddr & c.a20Mask, upd);
       }
       phys = ((pde & 0xffc00000) | (lin & 0x3fffff)) >>> 0;
@@ -132,12 +132,12 @@ export function translate(c: CpuCore, lin: number, kind: number): number {
       perm = pde & pte;
       if (!checkPerm(c, perm, write, user, kind, false)) return pageFault(c, lin, errBase | 1);
       if ((pde & 0x20) === 0) {
-        c.codeEpoch++; // accessed and dirty bits: a store to RAM
+        tableStore(c, pdeAddr & c.a20Mask);
         mem.write32(pdeAddr & c.a20Mask, pde | 0x20);
       }
       const upd = pte | 0x20 | (write ? 0x40 : 0);
       if (upd !== pte) {
-        c.codeEpoch++; // accessed and dirty bits: a store to RAM
+        tableStore(c, pteAddr & c.a20Mask);
         mem.write32(pteAddr & c.a20Mask, upd);
       }
       phys = ((pte & ~0xfff) | (lin & 0xfff)) >>> 0;
@@ -175,6 +175,16 @@ function viewsOf(bytes: Uint8Array): { u16: Uint16Array; i32: Int32Array } | nul
     VIEWS.set(bytes, v);
   }
   return v;
+}
+
+/**
+ * Before an accessed or dirty bit update at physical `addr`: a store to RAM that no
+ * TLB saw, so when the page holds translated code (or is not RAM) a new code epoch
+ * starts and translated code re-checks its bytes.
+ */
+function tableStore(c: CpuCore, addr: number): void {
+  const page = addr >>> 12;
+  if (c.mem.pageKind[page] !== PAGE_RAM || c.codePages[page] === 1) c.codeEpoch++;
 }
 
 /**

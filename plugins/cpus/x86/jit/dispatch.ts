@@ -12,7 +12,16 @@ const TABLE_MASK = (1 << TABLE_BITS) - 1;
  * Interpreted visits to an address before it is translated. Translation costs a
  * `new Function` and a V8 compile, so only code that repeats earns one.
  */
-const HOT_THRESHOLD = 40;
+export const HOT_THRESHOLD = 40;
+/**
+ * The same with the wasm tier on, where a JavaScript block is only the step before a
+ * region: V8 runs a new block in its bytecode interpreter for its first hundreds of
+ * calls, so cold kernel code ran slower in blocks than interpreted, and translating it
+ * cost more than it ever saved (docs/cpu-performance.md: 2.9x on a window of early
+ * kernel init). A visit reached by a backward jump inside 4 KiB (a loop) counts
+ * {@linkcode LOOP_WEIGHT} times, so loops still get a block after a few hundred turns.
+ */
+const HOT_THRESHOLD_WASM = 10_000, LOOP_WEIGHT = 16;
 /**
  * Instructions a translated block retires before the wasm tier compiles the region
  * entered there (a block that loops in place counts every pass).
@@ -38,7 +47,7 @@ export const WASM_HOT_THRESHOLD = 2000;
  */
 export class BlockCache {
   readonly table: (Block | undefined)[] = new Array(1 << TABLE_BITS).fill(undefined);
-  readonly hot: Uint8Array = new Uint8Array(1 << TABLE_BITS);
+  readonly hot: Uint16Array = new Uint16Array(1 << TABLE_BITS);
   /** Blocks translated so far (statistics and tests). */
   translated = 0;
   /** Translations dropped because their guest bytes changed. */
@@ -50,14 +59,27 @@ export class BlockCache {
   compileMs = 0;
   /** Blocks that retired this many instructions get a wasm region (when {@linkcode wasm} is on). */
   wasmHot = WASM_HOT_THRESHOLD;
+  /** Interpreted visits to an address before it gets a JavaScript block. */
+  jsHot: number;
+  /** What a visit counts when a backward jump inside 4 KiB led there (a loop). */
+  loopWeight: number;
 
   /** @param wasm the wasm tier of the same CPU, or null for JavaScript blocks only. */
-  constructor(readonly wasm: WasmTier | null = null) {}
+  constructor(readonly wasm: WasmTier | null = null) {
+    this.jsHot = wasm === null ? HOT_THRESHOLD : HOT_THRESHOLD_WASM;
+    this.loopWeight = wasm === null ? 1 : LOOP_WEIGHT;
+  }
 
   /** Forgets every translation. */
   clear(): void {
+    for (const b of this.table) if (b !== undefined) this.drop(b);
     this.table.fill(undefined);
     this.hot.fill(0);
+  }
+
+  /** Releases the wasm region of block `b`, which is being dropped. */
+  drop(b: Block): void {
+    if (b.region) this.wasm?.release(b.region);
   }
 
   /** Translates the code at the current EIP, `o` bytes into the fetch window. */
@@ -138,8 +160,11 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
               } else if (rg !== null) {
                 const k = wasm.enter(rg, end);
                 if (k === ENTERED) continue;
-                if (k === DEMOTED) b.region = null;
-                else if (k === STALE) {
+                if (k === DEMOTED) {
+                  wasm.release(rg);
+                  b.region = null;
+                } else if (k === STALE) {
+                  wasm.release(rg);
                   b.region = undefined;
                   b.hits = 0;
                   cache.invalidated++;
@@ -154,13 +179,19 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
             continue;
           }
           // The guest rewrote this code: translate it again when it is hot again.
+          cache.drop(b);
           table[h] = undefined;
           hot[h] = 0;
           cache.invalidated++;
         }
-      } else if (++hot[h] >= HOT_THRESHOLD && blockMode(c) === MODE_FLAT32) {
+      } else if (
+        (hot[h] += ((c.eip - c.instrStart) | 0) < 0 && ((c.eip - c.instrStart) | 0) > -4096
+            ? cache.loopWeight
+            : 1) >= cache.jsHot && blockMode(c) === MODE_FLAT32
+      ) {
         hot[h] = 0;
         const nb = cache.compile(c, o);
+        if (b !== undefined) cache.drop(b);
         table[h] = nb;
         if (nb.run !== null && c.retired + nb.n <= end) {
           const before = c.retired;

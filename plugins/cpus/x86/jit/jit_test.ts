@@ -51,6 +51,27 @@ const DATA = 0x200000;
 const DST = [0, 2, 3, 5, 7];
 const DST8 = [0, 2, 3, 4, 6, 7];
 
+/**
+ * A `setup` that turns paging on with 0..8 MiB identity-mapped through page tables at 3
+ * MiB, except page `page`, whose entry is `pte`; CR0 gets `cr0` too (WP, say). No IDT,
+ * so a fault escalates to a shutdown that freezes the state at the faulting instruction.
+ */
+function pagedSetup(page: number, pte: number, cr0: number) {
+  const pd = 0x300000, pt = 0x301000;
+  return (ram: Uint8Array, cpu: X86Cpu) => {
+    const v = new DataView(ram.buffer, ram.byteOffset);
+    // 4 MiB pages would need PSE: two page tables, for 0..4 MiB and 4..8 MiB.
+    for (let i = 0; i < 2048; i++) v.setUint32(pt + i * 4, i === page ? pte : (i << 12) | 3, true);
+    v.setUint32(pd, pt | 3, true);
+    v.setUint32(pd + 4, (pt + 0x1000) | 3, true);
+    for (let i = 2; i < 1024; i++) v.setUint32(pd + i * 4, 0, true);
+    const c = cpu.core;
+    c.cr3 = pd;
+    c.cr0 |= 0x80000000 | cr0;
+    c.idtLimit = 0;
+  };
+}
+
 function le32(v: number): number[] {
   return [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
 }
@@ -445,7 +466,6 @@ for (const mode of MODES) {
   Deno.test(`X86Cpu with ${mode.name} stops at a faulting access with exact state`, () => {
     // Paging on with one page missing: the store loop walks into it; no IDT, so the
     // #PF escalates to a shutdown that freezes the state at the faulting instruction.
-    const pd = 0x300000, pt = 0x301000;
     const code = new Uint8Array([
       0xbf,
       ...le32(0x500000), // mov edi, 0x500000
@@ -460,27 +480,42 @@ for (const mode of MODES) {
     ]);
     const [jit, interp] = both(code, {
       ...mode.extra,
-      setup: (ram, cpu) => {
-        const v = new DataView(ram.buffer, ram.byteOffset);
-        for (let i = 0; i < 1024; i++) {
-          v.setUint32(pt + i * 4, i === 0x540 ? 0 : (i << 12) | 3, true);
-        }
-        v.setUint32(pd, pt | 3, true);
-        for (let i = 1; i < 1024; i++) v.setUint32(pd + i * 4, 0, true);
-        // 4 MiB pages would need PSE; map 0..4 MiB and 4..8 MiB with the same table shape.
-        v.setUint32(pd + 4, (pt + 0x1000) | 3, true);
-        for (let i = 0; i < 1024; i++) {
-          v.setUint32(pt + 0x1000 + i * 4, i === 0x140 ? 0 : ((i + 1024) << 12) | 3, true);
-        }
-        const c = cpu.core;
-        c.cr3 = pd;
-        c.cr0 |= 0x80000000 | 0;
-        c.idtLimit = 0;
-      },
+      setup: pagedSetup(0x540, 0, 0),
     });
     assertSameRun(jit, interp, "page fault in a block");
     assert.equal(interp.exits.at(-1), RunExit.Shutdown);
     assert.equal(interp.registers.cr2, 0x540000);
+  });
+
+  Deno.test(`X86Cpu with ${mode.name} leaves EFLAGS unchanged when a read-modify-write's write faults`, () => {
+    // Paging on with CR0.WP and one read-only page: `add [edi], eax` reads it and its
+    // write faults; no IDT, so the state freezes at that instruction with the flags of
+    // the XOR before it (ZF and PF), not those of the ADD that never completed (SF).
+    const code = new Uint8Array([
+      0xbf,
+      ...le32(0x500000), // mov edi, 0x500000
+      0xb8,
+      ...le32(0x80000001), // mov eax, 0x80000001
+      0x31,
+      0xc9, // loop: xor ecx, ecx
+      0x01,
+      0x07, // add [edi], eax
+      0x81,
+      0xc7,
+      ...le32(0x1000), // add edi, 4096
+      0xeb,
+      0xf4, // jmp loop
+    ]);
+    const [jit, interp] = both(code, {
+      ...mode.extra,
+      // Page 0x540 present and read-only.
+      setup: pagedSetup(0x540, (0x540 << 12) | 1, 0x10000),
+    });
+    assertSameRun(jit, interp, "faulting read-modify-write");
+    assert.equal(interp.exits.at(-1), RunExit.Shutdown);
+    assert.equal(interp.registers.cr2, 0x540000);
+    assert.equal(interp.registers.eip, 0x100000 + 12);
+    assert.equal(interp.registers.eflags & 0x8d5, 0x44);
   });
 
   Deno.test(`X86Cpu with ${mode.name} boots SeaBIOS and the demo guest in as many instructions as the interpreter`, async () => {

@@ -9,6 +9,7 @@ import { resetPrefixes } from "../decode.ts";
 import { findModel } from "../models.ts";
 import { setSegCache } from "../segmentation.ts";
 import { allocateWasmRam } from "../wasm/ram.ts";
+import { HOT_THRESHOLD as JS_HOT_THRESHOLD } from "./dispatch.ts";
 import { CR0_PE, CS } from "../state.ts";
 
 /** What one run of a guest left behind. */
@@ -61,7 +62,11 @@ export function runFlat(
     jit: options.jit,
     wasm,
   });
-  if (wasm && cpu.blocks !== null) cpu.blocks.wasmHot = options.wasmHot!;
+  if (wasm && cpu.blocks !== null) {
+    cpu.blocks.wasmHot = options.wasmHot!;
+    // Short test loops: translate after as few visits as without the wasm tier.
+    cpu.blocks.jsHot = JS_HOT_THRESHOLD;
+  }
   const c = cpu.core;
   c.cr0 |= CR0_PE;
   setSegCache(c, CS, 0x08, 0, 0xffffffff, 0xc09b);

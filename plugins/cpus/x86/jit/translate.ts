@@ -27,8 +27,14 @@ export interface Block {
   readonly mode: number;
   /** The compiled code, or null where the first instruction is left to the interpreter. */
   readonly run: BlockFn | null;
-  /** A copy of `bytes[lo, hi)` as translated, to tell when the guest changed them. */
-  readonly code: Uint8Array;
+  /**
+   * A copy of the guest bytes as translated, as the aligned dwords covering
+   * `bytes[lo, hi)` from index `words` of `view` (all of `bytes.buffer`), to tell when
+   * the guest changed them.
+   */
+  readonly code: Int32Array;
+  readonly view: Int32Array;
+  readonly words: number;
   /** The CPU's `codeEpoch` in which `code` last matched the guest bytes. */
   epoch: number;
   /** Instructions retired in this block so far (the wasm tier compiles hot blocks). */
@@ -43,11 +49,23 @@ export interface Block {
  * (where V8 would pay for it on every entry).
  */
 export function sameCode(b: Block): boolean {
-  const bytes = b.bytes, code = b.code, lo = b.lo;
+  const view = b.view, code = b.code, w = b.words;
   for (let i = 0; i < code.length; i++) {
-    if (bytes[lo + i] !== code[i]) return false;
+    if (view[w + i] !== code[i]) return false;
   }
   return true;
+}
+
+const DWORD_VIEWS = new WeakMap<ArrayBufferLike, Int32Array>();
+
+/** All of `buffer` as dwords (one view per buffer). */
+export function dwordView(buffer: ArrayBufferLike): Int32Array {
+  let v = DWORD_VIEWS.get(buffer);
+  if (v === undefined) {
+    v = new Int32Array(buffer, 0, buffer.byteLength >> 2);
+    DWORD_VIEWS.set(buffer, v);
+  }
+  return v;
 }
 
 /** Mode bits a translation depends on: CS.D and SS.B (both set for flat 32-bit code). */
@@ -58,7 +76,7 @@ export function blockMode(c: CpuCore): number {
 /** The only mode translated so far: 32-bit code with a 32-bit stack. */
 export const MODE_FLAT32 = 3;
 
-const NO_CODE = new Uint8Array(0);
+const NO_CODE = new Int32Array(0);
 
 const HELPERS = {
   R8: read8,
@@ -96,6 +114,8 @@ export function translateBlock(c: CpuCore, o: number): Block {
       mode,
       run: null,
       code: NO_CODE,
+      view: NO_CODE,
+      words: 0,
       epoch: -1,
       hits: 0,
       region: undefined,
@@ -142,6 +162,7 @@ ${body}
   c.eip = eip;
 };`;
   const factory = new Function("H", src) as (h: unknown) => BlockFn;
+  const view = dwordView(bytes.buffer), words = (bytes.byteOffset + lo) >> 2;
   const run = factory({ ...HELPERS, eips: e.eips });
   return {
     bytes,
@@ -152,7 +173,9 @@ ${body}
     n,
     mode,
     run,
-    code: bytes.slice(lo, hi),
+    code: view.slice(words, (bytes.byteOffset + hi + 3) >> 2),
+    view,
+    words,
     epoch: c.codeEpoch,
     hits: 0,
     region: undefined,

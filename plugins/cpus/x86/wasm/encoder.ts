@@ -74,17 +74,27 @@ export class Bytes {
   length = 0;
 
   byte(b: number): this {
-    if (this.length === this.#buf.length) {
-      const n = new Uint8Array(this.#buf.length * 2);
-      n.set(this.#buf);
-      this.#buf = n;
-    }
+    if (this.length === this.#buf.length) this.#grow(1);
     this.#buf[this.length++] = b;
     return this;
   }
   bytes(bs: ArrayLike<number>): this {
+    if (bs instanceof Uint8Array) {
+      // Whole function bodies and sections: one copy, not a call per byte.
+      if (this.length + bs.length > this.#buf.length) this.#grow(bs.length);
+      this.#buf.set(bs, this.length);
+      this.length += bs.length;
+      return this;
+    }
     for (let i = 0; i < bs.length; i++) this.byte(bs[i]);
     return this;
+  }
+  #grow(need: number): void {
+    let size = this.#buf.length * 2;
+    while (size < this.length + need) size *= 2;
+    const n = new Uint8Array(size);
+    n.set(this.#buf.subarray(0, this.length));
+    this.#buf = n;
   }
   /** Unsigned LEB128 (up to 2^53). */
   uleb(v: number): this {

@@ -112,8 +112,7 @@ export function translateInsn(rc: RegionCompiler): number {
       if (m.mod !== 3) rc.ea(m);
       rc.readE(m, size);
       c.set(L_A).i32(imm).set(L_B);
-      rc.alu(m.reg, size);
-      if (m.reg !== 7) rc.writeE(m, size, L_V);
+      rc.alu(m.reg, size, m.reg !== 7 ? m : null);
       rc.memEnd();
       return NEXT;
     }
@@ -335,8 +334,7 @@ function aluForm(rc: RegionCompiler, op: number, form: number): number {
     c.set(L_A);
     rc.getR(m.reg, size);
     c.set(L_B);
-    rc.alu(op, size);
-    if (op !== 7) rc.writeE(m, size, L_V);
+    rc.alu(op, size, op !== 7 ? m : null);
   } else {
     rc.getR(m.reg, size);
     c.set(L_A);
@@ -417,8 +415,7 @@ function group5(rc: RegionCompiler, size: number): number {
   rc.readE(m, size);
   if (m.reg <= 1) {
     c.set(L_A);
-    rc.incDec(m.reg === 1, size);
-    rc.writeE(m, size, L_V);
+    rc.incDec(m.reg === 1, size, m);
     rc.memEnd();
     return NEXT;
   }

@@ -133,8 +133,8 @@ export function shiftDouble(rc: RegionCompiler, op: number): number {
   c.op(OP.i32ShrU).i32(1).op(OP.i32And);
   c.get(L_V).get(L_A).op(OP.i32Xor).i32(31).op(OP.i32ShrU).i32(11).op(OP.i32Shl).op(OP.i32Or)
     .set(L_T);
-  resultFlags(rc, 32);
   rc.writeE(m, 32, L_V);
+  resultFlags(rc, 32);
   if (byCl) {
     c.end();
     rc.fl = null;

@@ -510,8 +510,12 @@ export class RegionCompiler {
     if (size < 32) this.code.i32(size === 8 ? 0xff : 0xffff).op(OP.i32And);
   }
 
-  /** ALU `op` on A and B into V (V unchanged for CMP/TEST's sake too); flags recorded. */
-  alu(op: number, size: number): void {
+  /**
+   * ALU `op` on A and B into V (V unchanged for CMP/TEST's sake too); flags recorded.
+   * With `store`, V is written to that operand first: a write that faults leaves the
+   * region with the flags as they were before the instruction.
+   */
+  alu(op: number, size: number, store: ModRm | null = null): void {
     const c = this.code;
     let lz = LZ_LOGIC;
     switch (op) {
@@ -546,6 +550,7 @@ export class RegionCompiler {
     }
     this.fix(size);
     c.set(L_V);
+    if (store !== null) this.writeE(store, size, L_V);
     this.produce(lz, size, op === 5 || op === 7, L_A, L_B);
   }
 
@@ -608,8 +613,11 @@ export class RegionCompiler {
     if (this.discovering) this.lens[i] = this.j;
   }
 
-  /** INC/DEC of A into V, with their flags (CF kept from the producer before). */
-  incDec(dec: boolean, size: number): void {
+  /**
+   * INC/DEC of A into V, with their flags (CF kept from the producer before); with
+   * `store`, V is written there before the flags change (see {@linkcode alu}).
+   */
+  incDec(dec: boolean, size: number, store: ModRm | null = null): void {
     const c = this.code;
     c.get(L_F).i32(~CF).op(OP.i32And);
     this.cf();
@@ -617,6 +625,7 @@ export class RegionCompiler {
     c.get(L_A).i32(1).op(dec ? OP.i32Sub : OP.i32Add);
     this.fix(size);
     c.set(L_V);
+    if (store !== null) this.writeE(store, size, L_V);
     c.get(L_A).set(L_D).i32(1).set(L_S).get(L_V).set(L_R);
     const lz = dec ? LZ_SUB : LZ_ADD;
     c.i32(lz).set(L_OP).i32(size).set(L_SZ).i32(ARITH_FLAGS & ~CF).set(L_M);

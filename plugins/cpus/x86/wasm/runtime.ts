@@ -25,10 +25,13 @@ import {
   wasmRamOf,
 } from "./ram.ts";
 import { compileRegion, IMPORTS, TYPES } from "./region.ts";
+import { dwordView } from "../jit/translate.ts";
 
 /** A compiled region: entered at one EIP, covering `bytes[lo, hi)`. */
 export interface Region {
   readonly fn: (budget: number) => number;
+  /** Its slot in the CPU's table of regions (-1 once released). */
+  slot: number;
   readonly bytes: Uint8Array;
   readonly lo: number;
   readonly hi: number;
@@ -56,9 +59,37 @@ export const ENTERED = 0, NOT_NOW = 1, STALE = 2, DEMOTED = 3;
  */
 const DEMOTE_ENTRIES = 256, DEMOTE_PER_ENTRY = 12;
 
+/**
+ * Most instructions one call into a region may retire. V8 runs a new module in its
+ * baseline compiler (Liftoff) and moves a function to optimised code in the background;
+ * the optimised code is used from the next call on (wasm has no on-stack replacement),
+ * so a loop that stays inside one call for a whole slice would never leave the baseline
+ * code (the alu loop ran at a third of its speed).
+ */
+const CALL_BUDGET = 50_000;
+
 const F = ST_FLAGS >> 2, M = ST_LZMASK >> 2, OPI = ST_LZOP >> 2, SZ = ST_LZSIZE >> 2;
 const D = ST_LZDST >> 2, S = ST_LZSRC >> 2, R = ST_LZRES >> 2, EIP = ST_EIP >> 2;
 const TU = ST_TLBUSER >> 2, STATUS = ST_STATUS >> 2;
+
+/**
+ * `run(slot, budget)`: calls the region in slot `slot` of the imported table `env.t`
+ * with `call_indirect`. Every entry goes through this one exported function, so the
+ * call site in {@linkcode WasmTier.enter} stays monomorphic and V8 keeps its JS-to-wasm
+ * call cheap (calling each region's own export made the site megamorphic: ~1 µs per
+ * entry in a boot's profile).
+ */
+const TRAMPOLINE = new Uint8Array([
+  ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+  // Types: (i32) -> i32, (i32, i32) -> i32.
+  ...[0x01, 0x0c, 0x02, 0x60, 0x01, 0x7f, 0x01, 0x7f, 0x60, 0x02, 0x7f, 0x7f, 0x01, 0x7f],
+  // Import env.t: a funcref table, no maximum.
+  ...[0x02, 0x0b, 0x01, 0x03, 0x65, 0x6e, 0x76, 0x01, 0x74, 0x01, 0x70, 0x00, 0x00],
+  ...[0x03, 0x02, 0x01, 0x01],
+  ...[0x07, 0x07, 0x01, 0x03, 0x72, 0x75, 0x6e, 0x00, 0x00],
+  // Body: local.get 1, local.get 0, call_indirect type 0 table 0.
+  ...[0x0a, 0x0b, 0x01, 0x09, 0x00, 0x20, 0x01, 0x20, 0x00, 0x11, 0x00, 0x00, 0x0b],
+]);
 
 /** Loads the lazy flags compiled code left in state area `s` into the interpreter's fields. */
 function flagsFromState(c: CpuCore, s: Int32Array): void {
@@ -82,6 +113,10 @@ export class WasmTier {
   #s: Int32Array = new Int32Array(0);
   #rb = 0;
   #imports: WebAssembly.Imports | null = null;
+  #table: WebAssembly.Table | null = null;
+  #call: (slot: number, budget: number) => number = () => 0;
+  #free: number[] = [];
+  #slots = 0;
   /** Statistics: regions compiled, failures, host ms compiling, instructions and entries. */
   regions = 0;
   failed = 0;
@@ -154,7 +189,31 @@ export class WasmTier {
         cond: conditionHelper(ram.memory, area),
       },
     };
+    const table = new WebAssembly.Table({ element: "anyfunc", initial: 64 });
+    this.#table = table;
+    this.#call = new WebAssembly.Instance(new WebAssembly.Module(TRAMPOLINE), { env: { t: table } })
+      .exports.run as (slot: number, budget: number) => number;
     return true;
+  }
+
+  /** A table slot holding `fn`. */
+  #slot(fn: (budget: number) => number): number {
+    const table = this.#table!;
+    let slot = this.#free.pop();
+    if (slot === undefined) {
+      slot = this.#slots++;
+      if (slot >= table.length) table.grow(table.length);
+    }
+    table.set(slot, fn);
+    return slot;
+  }
+
+  /** Drops region `r` from the table (its code can then be collected). */
+  release(r: Region): void {
+    if (r.slot < 0) return;
+    this.#table!.set(r.slot, null);
+    this.#free.push(r.slot);
+    r.slot = -1;
   }
 
   /**
@@ -176,11 +235,13 @@ export class WasmTier {
         this.#imports!,
       );
       const lo = c.fetchOff + rc.lo, hi = c.fetchOff + rc.hi;
-      const view = new Int32Array(bytes.buffer, 0, bytes.buffer.byteLength >> 2);
+      const view = dwordView(bytes.buffer);
       const words = (bytes.byteOffset + lo) >> 2;
       this.regions++;
+      const fn = instance.exports.f0 as (budget: number) => number;
       return {
-        fn: instance.exports.f0 as (budget: number) => number,
+        fn,
+        slot: this.#slot(fn),
         bytes,
         lo,
         hi,
@@ -218,7 +279,7 @@ export class WasmTier {
       WL[SS] !== 0 || RH[DS] !== 4294967295 || RH[SS] !== 4294967295 ||
       WH[DS] !== 4294967295 || WH[SS] !== 4294967295 || c.segLimit[1] !== 4294967295
     ) return NOT_NOW;
-    if (r.epoch === -2) return DEMOTED;
+    if (r.epoch === -2 || r.slot < 0) return DEMOTED;
     if (r.epoch !== c.codeEpoch) {
       const view = r.view, code = r.code, w = r.words;
       for (let i = 0; i < code.length; i++) if (view[w + i] !== code[i]) return STALE;
@@ -235,7 +296,7 @@ export class WasmTier {
     s[TU] = c.tlbUser * TLB_ENTRY;
     s[STATUS] = 0;
     const rb = (this.#rb = c.retired);
-    const n = r.fn(Math.min(budget, 0x3fffffff));
+    const n = this.#call(r.slot, Math.min(budget, CALL_BUDGET));
     c.retired = rb + n;
     this.retired += n;
     this.entries++;
