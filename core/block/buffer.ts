@@ -20,47 +20,8 @@ function addressesVisible(): boolean {
   return canLocate;
 }
 
-/** A transparent huge page on x86-64 and arm64 (with 4 KiB base pages). */
-const HUGE_PAGE_BYTES = 2 << 20;
-/** `madvise` advice on Linux: back this range with transparent huge pages. */
-const MADV_HUGEPAGE = 14;
-
-type Madvise = (address: Uint8Array, bytes: bigint, advice: number) => number;
-let madviseFn: Madvise | null | undefined;
-
-/** libc's `madvise` through FFI, loaded on first use; null off Linux or without FFI. */
-function madvise(): Madvise | null {
-  if (madviseFn !== undefined) return madviseFn;
-  madviseFn = null;
-  if (Deno.build.os !== "linux" || !addressesVisible()) return madviseFn;
-  for (const path of ["libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"]) {
-    try {
-      const lib = Deno.dlopen(path, {
-        madvise: { parameters: ["buffer", "usize", "i32"], result: "i32" },
-      });
-      madviseFn = lib.symbols.madvise as Madvise;
-      break;
-    } catch {
-      // Not at that path; try the next.
-    }
-  }
-  return madviseFn;
-}
-
 function addressOf(buf: Uint8Array): number {
   return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
-}
-
-/**
- * `bytes` of `memory` (a fresh, untouched mapping) from its first 2 MiB boundary,
- * advised to use transparent huge pages; the memory holds `bytes` plus one huge page.
- */
-function hugePageAligned(memory: Uint8Array, bytes: number, advise: Madvise): Uint8Array {
-  const pad = (HUGE_PAGE_BYTES - (addressOf(memory) % HUGE_PAGE_BYTES)) % HUGE_PAGE_BYTES;
-  const buf = memory.subarray(pad, pad + bytes);
-  // Advice only: where THP is off the range keeps 4 KiB pages, which work the same.
-  advise(buf, BigInt(Math.floor(bytes / HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES), MADV_HUGEPAGE);
-  return buf;
 }
 
 /**
@@ -68,8 +29,6 @@ function hugePageAligned(memory: Uint8Array, bytes: number, advise: Madvise): Ui
  * which `isZero` scans with vector instructions (core/block/_zero_scan.ts); where wasm
  * is unavailable, a plain buffer aligned by its address where that can be known (the
  * ffi permission, which positional I/O through libc needs anyway), else a plain one.
- * From 2 MiB up, with FFI on Linux, the wasm buffer starts on a 2 MiB boundary and is
- * advised to use transparent huge pages (`madvise(MADV_HUGEPAGE)`).
  *
  * Why aligned: V8 places a large ArrayBuffer 16 bytes past a page boundary (malloc's
  * header), and the kernel's copy between the page cache and a destination that is not
@@ -77,10 +36,13 @@ function hugePageAligned(memory: Uint8Array, bytes: number, advise: Madvise): Ui
  * 1 GiB vhdx to raw spent 0.70 s of system time with such buffers and 0.33 s with
  * page-aligned ones (qemu-img, whose buffers are page aligned, 0.33 s).
  *
- * Why huge pages: not for the copies (bench/convert_buffers_bench.ts: the same within
- * noise as page-aligned 4 KiB pages) but for the first touch. A convert's eight 2 MiB
- * buffers take 4096 page faults in 4 KiB pages, 13-19 ms on this VM (nested paging),
- * against 2.5-6 ms in eight huge pages: a fixed cost a 256 MiB conversion felt.
+ * Why not huge pages: buffers of 2 MiB and more used to start on a 2 MiB boundary,
+ * advised `MADV_HUGEPAGE`, to take 8 page faults instead of 4096 on first touch. On
+ * this VM (virtio-balloon free page reporting) a huge page comes from a 2 MiB free
+ * block, which is exactly what the guest hands back to the host, so its zeroing
+ * (`folio_zero_user`) took a host fault for each of its 512 pages: 57% of the CPU
+ * samples of repeated vdi -> raw conversions, and the conversion's net time 0.34 s
+ * against 0.12 s in 4 KiB pages (256 MiB, medians of 7, same run; qemu-img 0.11 s).
  *
  * @example
  * ```ts
@@ -93,9 +55,8 @@ function hugePageAligned(memory: Uint8Array, bytes: number, advise: Madvise): Ui
  */
 export function blockAlignedBuffer(bytes: number): Uint8Array {
   if (bytes < BUFFER_ALIGNMENT) return new Uint8Array(bytes);
-  const advise = bytes >= HUGE_PAGE_BYTES ? madvise() : null;
-  const inWasm = wasmBuffer(advise ? bytes + HUGE_PAGE_BYTES : bytes);
-  if (inWasm) return advise ? hugePageAligned(inWasm, bytes, advise) : inWasm;
+  const inWasm = wasmBuffer(bytes);
+  if (inWasm) return inWasm;
   if (!addressesVisible()) return new Uint8Array(bytes);
   // The padding up to the alignment is wasted on purpose: at most one page.
   const backing = new Uint8Array(bytes + BUFFER_ALIGNMENT);
