@@ -1,0 +1,91 @@
+// HMP `info network` and `info usernet` on the network set-ups QEMU's guide uses (legacy
+// -net hubs, -netdev with -device, -nic, several NICs and hubs), vmkit against real
+// qemu-system-x86_64 7.2 on the same command line
+
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { tempDir } from "../test_util.ts";
+import { HAVE_PYTHON, HAVE_QEMU, hmpBody, session } from "./session_util.ts";
+
+const CONFIGS = [
+  ["-net", "nic", "-net", "user"],
+  ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:99"],
+  ["-net", "nic,model=e1000", "-net", "user", "-net", "nic,model=virtio"],
+  ["-nic", "user,model=rtl8139"],
+  [
+    "-netdev",
+    "user,id=u1,net=192.168.7.0/24,restrict=on",
+    "-device",
+    "e1000,netdev=u1,id=nic1",
+    "-device",
+    "virtio-net-pci",
+    "-device",
+    "e1000",
+  ],
+  [
+    "-netdev",
+    "hubport,id=p0,hubid=0",
+    "-netdev",
+    "hubport,id=p1,hubid=3",
+    "-netdev",
+    "hubport,id=p2,hubid=0",
+    "-netdev",
+    "user,id=lone",
+    "-device",
+    "rtl8139,netdev=p1",
+  ],
+];
+
+// Words after a command that takes none: QEMU's two lines, for `info` and plain commands.
+const COMMANDS = [
+  "info network",
+  "info usernet",
+  "info network eth0",
+  "info usernet 1",
+  "stop x",
+  "s 1",
+  "system_reset now",
+];
+
+/**
+ * A backend QEMU names itself (`#net` and a counter with two random digits) and the one
+ * vmkit names (`user.0`, `__org.qemu.nic0`) read the same.
+ */
+function unnamed(line: string): string {
+  return line.replace(/#net\d+|\buser\.\d+|__org\.qemu\.nic\d+/g, "<unnamed>");
+}
+
+Deno.test({
+  name: "HMP info network and info usernet print QEMU 7.2's lines for the same network",
+  ignore: !(HAVE_PYTHON && HAVE_QEMU),
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      for (const [i, config] of CONFIGS.entries()) {
+        const out: Record<string, string[]> = {};
+        for (const vm of ["vmkit", "qemu"] as const) {
+          const sock = path.join(dir, `${vm}-${i}.sock`);
+          const r = await session(vm, [
+            "-S",
+            ...config,
+            "-monitor",
+            `unix:${sock},server=on,wait=off`,
+          ], ["hmp", sock, ...COMMANDS, "quit"]);
+          assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
+          out[vm] = hmpBody(r.lines).filter((l) => !l.startsWith("QEMU")).map(unnamed);
+        }
+        assert.deepEqual(out.vmkit, out.qemu, config.join(" "));
+        if (i === 0) {
+          // The legacy hub: QEMU's tree lines, the NIC's model and default MAC.
+          assert.deepEqual(out.vmkit.slice(0, 3), [
+            "hub 0",
+            " \\ hub0port1: <unnamed>: index=0,type=user,net=10.0.2.0,restrict=off",
+            " \\ hub0port0: e1000.0: index=0,type=nic,model=e1000,macaddr=52:54:00:12:34:56",
+          ]);
+        }
+      }
+    } finally {
+      await cleanup();
+    }
+  },
+});
