@@ -89,3 +89,35 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "HMP info pci shows the e1000 of -net nic with QEMU 7.2's IDs, subsystem and BARs",
+  ignore: !(HAVE_PYTHON && HAVE_QEMU),
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const out: Record<string, string[]> = {};
+      for (const vm of ["vmkit", "qemu"] as const) {
+        const sock = path.join(dir, `${vm}-pci.sock`);
+        const r = await session(vm, [
+          "-S",
+          "-net",
+          "nic",
+          "-net",
+          "user",
+          "-vga",
+          "none",
+          "-monitor",
+          `unix:${sock},server=on,wait=off`,
+        ], ["hmp", sock, "info pci", "quit"]);
+        assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
+        out[vm] = hmpBody(r.lines).filter((l) => !l.startsWith("QEMU"));
+      }
+      assert.ok(out.vmkit.includes("      PCI subsystem 1af4:1100"));
+      // vmkit's NICs have their ROM BAR only when they boot from the network.
+      assert.deepEqual(out.vmkit, out.qemu.filter((l) => !l.includes("BAR6:")));
+    } finally {
+      await cleanup();
+    }
+  },
+});
