@@ -4,9 +4,8 @@
 // real qemu-system-x86_64 7.2 on the same command line
 
 import assert from "node:assert/strict";
-import * as path from "node:path";
 import { tempDir } from "../test_util.ts";
-import { HAVE_PYTHON, HAVE_QEMU, hmpBody, session } from "./session_util.ts";
+import { HAVE_PYTHON, HAVE_QEMU, hmpBoth } from "./session_util.ts";
 
 const BAD = [
   "info mtree -",
@@ -38,21 +37,10 @@ Deno.test({
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
-      const out: Record<string, string[]> = {};
-      for (const vm of ["vmkit", "qemu"] as const) {
-        const sock = path.join(dir, `${vm}.sock`);
-        const r = await session(vm, [
-          "-S",
-          "-net",
-          "none",
-          "-vga",
-          "none",
-          "-monitor",
-          `unix:${sock},server=on,wait=off`,
-        ], ["hmp", sock, "info mtree -f", ...BAD, "quit"]);
-        assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
-        out[vm] = hmpBody(r.lines).filter((l) => !l.startsWith("QEMU"));
-      }
+      const out = await hmpBoth(dir, "mtree", ["-S", "-net", "none", "-vga", "none"], [
+        "info mtree -f",
+        ...BAD,
+      ]);
       const flat = (lines: string[]) => lines.slice(0, lines.findIndex((l) => l === BAD[0]));
       const v = flat(out.vmkit), q = flat(out.qemu);
       for (const l of SHARED) {

@@ -3,9 +3,8 @@
 // qemu-system-x86_64 7.2 on the same command line
 
 import assert from "node:assert/strict";
-import * as path from "node:path";
 import { tempDir } from "../test_util.ts";
-import { HAVE_PYTHON, HAVE_QEMU, hmpBody, session } from "./session_util.ts";
+import { HAVE_PYTHON, HAVE_QEMU, hmpBoth } from "./session_util.ts";
 
 const CONFIGS = [
   ["-net", "nic", "-net", "user"],
@@ -62,18 +61,8 @@ Deno.test({
     const { dir, cleanup } = await tempDir();
     try {
       for (const [i, config] of CONFIGS.entries()) {
-        const out: Record<string, string[]> = {};
-        for (const vm of ["vmkit", "qemu"] as const) {
-          const sock = path.join(dir, `${vm}-${i}.sock`);
-          const r = await session(vm, [
-            "-S",
-            ...config,
-            "-monitor",
-            `unix:${sock},server=on,wait=off`,
-          ], ["hmp", sock, ...COMMANDS, "quit"]);
-          assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
-          out[vm] = hmpBody(r.lines).filter((l) => !l.startsWith("QEMU")).map(unnamed);
-        }
+        const got = await hmpBoth(dir, `net${i}`, ["-S", ...config], COMMANDS);
+        const out = { vmkit: got.vmkit.map(unnamed), qemu: got.qemu.map(unnamed) };
         assert.deepEqual(out.vmkit, out.qemu, config.join(" "));
         if (i === 0) {
           // The legacy hub: QEMU's tree lines, the NIC's model and default MAC.
@@ -96,23 +85,15 @@ Deno.test({
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
-      const out: Record<string, string[]> = {};
-      for (const vm of ["vmkit", "qemu"] as const) {
-        const sock = path.join(dir, `${vm}-pci.sock`);
-        const r = await session(vm, [
-          "-S",
-          "-net",
-          "nic",
-          "-net",
-          "user",
-          "-vga",
-          "none",
-          "-monitor",
-          `unix:${sock},server=on,wait=off`,
-        ], ["hmp", sock, "info pci", "quit"]);
-        assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
-        out[vm] = hmpBody(r.lines).filter((l) => !l.startsWith("QEMU"));
-      }
+      const out = await hmpBoth(dir, "pci", [
+        "-S",
+        "-net",
+        "nic",
+        "-net",
+        "user",
+        "-vga",
+        "none",
+      ], ["info pci"]);
       assert.ok(out.vmkit.includes("      PCI subsystem 1af4:1100"));
       // vmkit's NICs have their ROM BAR only when they boot from the network.
       assert.deepEqual(out.vmkit, out.qemu.filter((l) => !l.includes("BAR6:")));

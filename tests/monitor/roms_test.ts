@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import { tempDir } from "../test_util.ts";
 import { KERNEL } from "../boot/guest_util.ts";
-import { HAVE_PYTHON, HAVE_QEMU, hmpBody, session } from "./session_util.ts";
+import { HAVE_PYTHON, HAVE_QEMU, hmpBoth } from "./session_util.ts";
 
 /** QEMU's ROMs vmkit has no counterpart of. */
 const QEMU_ONLY = /^(fw=genroms\/kvmvapic\.bin|\/rom@etc\/)/;
@@ -29,20 +29,10 @@ Deno.test({
           : []),
       ];
       for (const [i, config] of configs.entries()) {
-        const out: Record<string, string[]> = {};
-        for (const vm of ["vmkit", "qemu"] as const) {
-          const sock = path.join(dir, `${vm}-${i}.sock`);
-          const r = await session(vm, [
-            "-S",
-            "-net",
-            "none",
-            ...config,
-            "-monitor",
-            `unix:${sock},server=on,wait=off`,
-          ], ["hmp", sock, "info roms", "info roms x", "quit"]);
-          assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
-          out[vm] = hmpBody(r.lines).filter((l) => !l.startsWith("QEMU"));
-        }
+        const out = await hmpBoth(dir, `roms${i}`, ["-S", "-net", "none", ...config], [
+          "info roms",
+          "info roms x",
+        ]);
         assert.deepEqual(out.vmkit, out.qemu.filter((l) => !QEMU_ONLY.test(l)), config[0]);
         assert.ok(
           out.vmkit.includes('addr=00000000fffc0000 size=0x040000 mem=rom name="bios-256k.bin"'),
