@@ -48,7 +48,18 @@ Deno.test({
           `file=${top},if=virtio,format=qcow2`,
           "-monitor",
           `unix:${sock},server=on,wait=off`,
-        ], ["hmp", sock, "commit nosuch", "commit ide1-cd0", "commit", "commit virtio0", "quit"]);
+        ], [
+          "hmp",
+          sock,
+          "commit nosuch",
+          "commit ide1-cd0",
+          "commit",
+          "commit virtio0 x",
+          "commit all x",
+          `commit ${"a".repeat(300)}`,
+          "commit virtio0",
+          "quit",
+        ]);
         assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
         out[vm] = hmpBody(r.lines);
         // Both images are clean, the top reads as before, and the base now holds it all.
@@ -79,6 +90,11 @@ Deno.test({
         "Device 'ide1-cd0' has no medium",
         "commit: block device name expected",
         'Try "help commit" for more information',
+        "commit: extraneous characters at the end of line",
+        'Try "help commit" for more information',
+        "commit: extraneous characters at the end of line",
+        'Try "help commit" for more information',
+        `Device '${"a".repeat(300)}' not found`,
       ]);
       assert.deepEqual(
         out.vmkit.map((l) => l.replaceAll(dir, "DIR").replaceAll("vmkit-", "VM-")).filter((l) =>
