@@ -346,7 +346,7 @@ export function qtreeText(ctx: MonitorContext): string {
     const name = p.class_info.desc ?? `Class ${hex(p.class_info.class, 4)}`;
     const addr = `${hex(p.slot, 2)}.${p.function}`;
     out += `      dev: ${d?.model ?? "pci-device"}, id "${d?.id ?? ""}"\n`;
-    out += `        addr = ${addr}\n`;
+    out += pciProperties(p, addr, pci);
     out += `        class ${name}, addr 00:${addr}, pci id ${hex(p.id.vendor, 4)}:${
       hex(p.id.device, 4)
     } (sub ${hex(p.id["subsystem-vendor"], 4)}:${hex(p.id.subsystem, 4)})\n`;
@@ -357,6 +357,27 @@ export function qtreeText(ctx: MonitorContext): string {
       out += `        bar ${r.bar}: ${kind} at ${at} [0x${hex(last, 1)}]\n`;
     }
   }
+  return out;
+}
+
+/**
+ * The properties every PCI device has in QEMU (its PCIDevice part), as `info qtree` prints
+ * them. A NIC's or display's ROM file is the device's own (vmkit maps it only when it is
+ * used), so `romfile` and `romsize` are left out there; the other functions have none.
+ */
+function pciProperties(p: PciDeviceInfo, addr: string, all: Map<number, PciDeviceInfo>): string {
+  const devfn = p.slot * 8 + p.function;
+  // Function 0 of a slot whose other functions exist is multifunction (PIIX3 on 01.0).
+  const multi = p.function === 0 &&
+    [1, 2, 3, 4, 5, 6, 7].some((f) => all.has(devfn + f));
+  const cls = p.class_info.class >> 8;
+  const ownRom = cls === 0x02 || cls === 0x03 || p.regions.some((r) => r.bar === 6);
+  let out = `        addr = ${addr}\n`;
+  if (!ownRom) out += `        romfile = ""\n        romsize = 4294967295 (0xffffffff)\n`;
+  out += "        rombar = 1 (0x1)\n";
+  out += `        multifunction = ${multi}\n`;
+  out += "        x-pcie-lnksta-dllla = true\n        x-pcie-extcap-init = true\n";
+  out += `        failover_pair_id = ""\n        acpi-index = 0 (0x0)\n`;
   return out;
 }
 
