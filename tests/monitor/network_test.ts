@@ -102,3 +102,29 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "HMP info usernet lists hostfwd listeners as QEMU 7.2 does (but the host's fd numbers)",
+  ignore: !(HAVE_PYTHON && HAVE_QEMU),
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      // Loopback ports unlikely to be taken on a shared machine; the runs take turns.
+      const port = 40000 + Math.floor(Math.random() * 20000);
+      const out = await hmpBoth(dir, "fwd", [
+        "-S",
+        "-netdev",
+        `user,id=u,hostfwd=tcp:127.0.0.1:${port}-:22,hostfwd=udp:127.0.0.1:${port + 1}-:53`,
+        "-device",
+        "e1000,netdev=u",
+      ], ["info usernet"]);
+      // The FD column is the host socket's descriptor: QEMU's number, -1 in vmkit (Deno
+      // does not expose it).
+      const fd = (l: string) => l.replace(/^( {2}\w+\[\w+\]) +-?\d+ /, "$1 FD ");
+      assert.deepEqual(out.vmkit.map(fd), out.qemu.map(fd));
+      assert.ok(out.vmkit.some((l) => l.includes(`127.0.0.1 ${port}       10.0.2.15    22`)));
+    } finally {
+      await cleanup();
+    }
+  },
+});
