@@ -173,3 +173,33 @@ export function loadOptionRom(
   rom.set(bytes);
   return rom;
 }
+
+/**
+ * A ROM image as `info roms` lists it (QEMU's rom list): one loaded at a guest address
+ * (`addr`), or a file the firmware reads from fw_cfg (`fwDir`/`fwFile`).
+ */
+export type RomEntry =
+  & { readonly name: string; readonly size: number }
+  & (
+    | { readonly addr: number; readonly isRom: boolean }
+    | { readonly fwDir: string; readonly fwFile: string }
+  );
+
+const romsOf = new WeakMap<object, RomEntry[]>();
+
+/** Records a ROM the board loaded for `machine`, for `info roms`. */
+export function recordRom(machine: object, rom: RomEntry): void {
+  let list = romsOf.get(machine);
+  if (!list) romsOf.set(machine, list = []);
+  list.push(rom);
+}
+
+/**
+ * The ROMs {@linkcode recordRom} recorded, in QEMU's order: fw_cfg files (at address 0)
+ * as they were added, then the ROMs at guest addresses by address.
+ */
+export function machineRoms(machine: object): RomEntry[] {
+  const list = romsOf.get(machine) ?? [];
+  const at = (r: RomEntry) => ("addr" in r ? r.addr : 0);
+  return [...list].sort((a, b) => at(a) - at(b));
+}

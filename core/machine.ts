@@ -292,7 +292,23 @@ export class Machine implements DeviceContext {
    * slices. Per-CPU devices such as the local APIC use it to find their own.
    */
   get currentCpu(): number {
-    return this.#executor.current;
+    return this.#cpuOverride ?? this.#executor.current;
+  }
+
+  #cpuOverride: number | undefined;
+
+  /**
+   * Runs `fn` with {@linkcode currentCpu} set to `index`, between slices: the monitor
+   * reads a CPU's own MMIO (its local APIC) as that CPU would.
+   */
+  asCpu<T>(index: number, fn: () => T): T {
+    const previous = this.#cpuOverride;
+    this.#cpuOverride = index;
+    try {
+      return fn();
+    } finally {
+      this.#cpuOverride = previous;
+    }
   }
 
   /** Creates the CPUs through `config.createCpu` (the board calls it once memory is mapped). */

@@ -31,6 +31,11 @@ export interface NetClient {
    */
   usernetInfo?(): string;
   /**
+   * QEMU's `info_str` of a backend: what `info network` prints after its type
+   * (`net=10.0.2.0,restrict=off` for `user`). NICs get theirs from {@linkcode registerNic}.
+   */
+  readonly infoStr?: string;
+  /**
    * Releases what the client holds on the host (sockets, timers, host sources); the
    * machine calls it once at exit. After it, `receive` is not called again.
    */
@@ -167,6 +172,53 @@ export function netHubs(): { hub(hubId: number): NetHub; readonly hubs: Map<numb
       return hub;
     },
   };
+}
+
+/** A NIC as `info network` shows it. */
+export interface NicInfo {
+  readonly nic: NetClient;
+  /** QEMU's name for its net client: the `id=` the user gave, else `MODEL.N`. */
+  readonly name: string;
+  /** Its MAC address now (a legacy virtio driver may change it). */
+  mac(): Uint8Array;
+}
+
+const nicsOf = new WeakMap<object, NicInfo[]>();
+
+/**
+ * Records `nic` as a NIC of `machine` for `info network`, in creation order (QEMU's
+ * net_clients list). Its name is `userId` when the user gave one, else QEMU's
+ * `MODEL.N` (assign_name), N counting the machine's earlier NICs of that model.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { machineNics, type NetClient, registerNic } from "./net.ts";
+ *
+ * const machine = {};
+ * const nic = (model: string): NetClient => ({ id: model, model, peer: null, receive: () => true });
+ * const mac = () => new Uint8Array(6);
+ * registerNic(machine, nic("e1000"), "lan", mac);
+ * registerNic(machine, nic("e1000"), undefined, mac);
+ * registerNic(machine, nic("rtl8139"), undefined, mac);
+ * assert.deepEqual(machineNics(machine).map((n) => n.name), ["lan", "e1000.1", "rtl8139.0"]);
+ * ```
+ */
+export function registerNic(
+  machine: object,
+  nic: NetClient,
+  userId: string | undefined,
+  mac: () => Uint8Array,
+): void {
+  let nics = nicsOf.get(machine);
+  if (!nics) nicsOf.set(machine, nics = []);
+  const same = nics.filter((n) => n.nic.model === nic.model).length;
+  nics.push({ nic, name: userId ?? `${nic.model}.${same}`, mac });
+}
+
+/** The NICs {@linkcode registerNic} recorded for `machine`, oldest first. */
+export function machineNics(machine: object): readonly NicInfo[] {
+  return nicsOf.get(machine) ?? [];
 }
 
 /** The default-MAC last bytes in use, per machine (QEMU's mac_table is one for all NICs). */

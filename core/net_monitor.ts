@@ -1,7 +1,7 @@
 // The monitor's network commands: `info usernet`, from what each user-mode backend reports
 
 import type { CommandTable, MonitorContext } from "./monitor/commands.ts";
-import { hubIdOf, type NetClient } from "./net.ts";
+import { hubIdOf, machineNics, type NetClient } from "./net.ts";
 
 /**
  * `info usernet`'s text: for each backend that reports a table
@@ -17,40 +17,45 @@ export function usernetText(ctx: MonitorContext): string {
 }
 
 /**
- * `info network`: each hub and its ports with the client behind each port, then the
- * clients linked directly, in QEMU's layout. vmkit's clients carry no QEMU info string
- * (index, net, macaddr...): the line says `type=` the client's model only.
+ * `info network` as QEMU's hmp_info_network: the hubs, newest first, each with its
+ * ports newest first and the client behind each port; then, in QEMU's net_clients order
+ * (backends, then NICs as they were made), each NIC with its backend under ` \\ ` and
+ * each client that has no peer. A client prints as `NAME: index=0,type=TYPE,INFO`
+ * (print_net_client); a NIC's INFO is `model=...,macaddr=...`.
  */
 export function networkText(ctx: MonitorContext): string {
-  const clients = ctx.machine.netClients;
-  const describe = (c: NetClient | null) => (c ? `${c.id}: type=${c.model}` : "(none)");
+  const nics = new Map(machineNics(ctx.machine).map((n) => [n.nic, n]));
+  const line = (c: NetClient) => {
+    const nic = nics.get(c);
+    if (nic) {
+      const mac = [...nic.mac()].map((b) => b.toString(16).padStart(2, "0")).join(":");
+      return `${nic.name}: index=0,type=nic,model=${c.model},macaddr=${mac}\n`;
+    }
+    return `${c.id}: index=0,type=${c.model},${c.infoStr ?? ""}\n`;
+  };
+  const clients = [...ctx.machine.netClients, ...nics.keys()];
   const hubs = new Map<number, NetClient[]>();
-  const shown = new Set<NetClient>();
   for (const c of clients) {
     const hub = hubIdOf(c);
-    if (hub >= 0) {
-      if (!hubs.has(hub)) hubs.set(hub, []);
-      hubs.get(hub)!.push(c);
-      shown.add(c);
-    }
+    if (hub < 0) continue;
+    if (!hubs.has(hub)) hubs.set(hub, []);
+    hubs.get(hub)!.push(c);
   }
   let out = "";
-  for (const [id, ports] of [...hubs].sort((a, b) => a[0] - b[0])) {
+  // vmkit makes hubs in the order of their ids' first use, as QEMU; QEMU lists them
+  // and their ports newest first.
+  for (const [id, ports] of [...hubs].reverse()) {
     out += `hub ${id}\n`;
-    // QEMU lists a hub's ports newest first.
     for (const p of [...ports].reverse()) {
-      out += ` \\ ${p.id}: ${describe(p.peer)}\n`;
-      if (p.peer) shown.add(p.peer);
+      out += ` \\ ${p.id}` + (p.peer ? `: ${line(p.peer)}` : "\n");
     }
   }
   for (const c of clients) {
-    if (shown.has(c)) continue;
-    out += `${describe(c)}\n`;
-    shown.add(c);
-    if (c.peer && !shown.has(c.peer)) {
-      out += ` \\ ${describe(c.peer)}\n`;
-      shown.add(c.peer);
-    }
+    // Hub ports and what hangs off them were listed with their hub.
+    if (hubIdOf(c) >= 0 || hubIdOf(c.peer) >= 0) continue;
+    const isNic = nics.has(c);
+    if (!c.peer || isNic) out += line(c);
+    if (c.peer && isNic) out += ` \\ ${line(c.peer)}`;
   }
   return out;
 }

@@ -6,6 +6,7 @@ import { UsageError } from "../../core/errors.ts";
 import { parseKeyValueList } from "../../core/options.ts";
 import type { BlockIo } from "../../core/block/backend.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
+import { blockAlignedBuffer } from "../../core/block/buffer.ts";
 import type { DriveConfig, Machine } from "../../core/machine.ts";
 import {
   Monitor,
@@ -15,12 +16,13 @@ import {
 } from "../../core/monitor/mod.ts";
 import { addSnapshotCommands } from "../../core/monitor/snapshots.ts";
 import { snapshotTable } from "../img/info.ts";
-import { commitRanges } from "../img/commit.ts";
 
 /** Unsent answer bytes past which a monitor connection stops reading requests. */
 const MONITOR_READ_PAUSE_BYTES = 1 << 20;
 /** Unsent bytes past which a client that reads nothing is disconnected. */
 const MONITOR_MAX_UNSENT_BYTES = 16 << 20;
+/** What `commit` copies at a time: QEMU's COMMIT_BUF_SIZE (2048 sectors). */
+const COMMIT_BUF_BYTES = 1 << 20;
 
 /** One `-monitor` or `-qmp` as parsed. */
 export interface MonitorSpec {
@@ -424,20 +426,57 @@ export function monitorHost(o: MonitorHostOptions): MonitorHost {
       }),
     quit: o.quit,
     openMedium: o.openMedium,
-    commitImage: o.openImage && (async (top) => {
-      // The running graph holds the backing file read-only, its caches included; a
-      // read-write node of its own takes the data, and the top keeps its copy so the
-      // guest never reads what the read-only node's caches might still hold stale
-      // (QEMU reopens the backing file instead, and empties the top after).
-      const backing = top.backing!;
-      const target = await o.openImage!(backing.filename, backing.driver);
-      try {
-        await commitRanges(top, [top], target);
-      } finally {
-        await target.close();
-      }
-    }),
+    commitImage: o.openImage &&
+      ((top) =>
+        commitToBacking(top, () => o.openImage!(top.backing!.filename, top.backing!.driver))),
   };
+}
+
+/**
+ * HMP `commit` of one image, as QEMU's bdrv_commit: what `top` holds is copied into its
+ * backing file, then the top is emptied where its driver can (qcow2's make_empty). QEMU
+ * reopens the backing node read-write; vmkit writes through a read-write node of the
+ * same file that `openTarget` opens, then has the graph's read-only backing node read
+ * its metadata again. A backing node that cannot do that leaves the top its copy, so
+ * that the guest never reads through stale metadata.
+ */
+export async function commitToBacking(
+  top: BlockNode,
+  openTarget: () => Promise<BlockNode>,
+): Promise<void> {
+  const backing = top.backing!;
+  const target = await openTarget();
+  try {
+    await copyAllocated(top, target);
+  } finally {
+    await target.close();
+  }
+  if (!backing.invalidateCache || !top.makeEmpty) return;
+  await backing.invalidateCache();
+  await top.makeEmpty();
+  await top.flush();
+}
+
+/**
+ * Copies what `top` itself holds into `target` as QEMU's `bdrv_commit`: a larger top
+ * grows the target first; every allocated run, zero clusters included, is read through
+ * the chain and written as data, 1 MiB at a time (COMMIT_BUF_SIZE).
+ */
+async function copyAllocated(top: BlockNode, target: BlockNode): Promise<void> {
+  const size = top.size();
+  if (target.size() < size) await target.truncate(size);
+  const buf = blockAlignedBuffer(COMMIT_BUF_BYTES);
+  for (let pos = 0; pos < size;) {
+    const st = await top.blockStatus(pos, Math.min(COMMIT_BUF_BYTES, size - pos));
+    const run = Math.max(1, Math.min(st.bytes, size - pos));
+    if (st.allocated) {
+      const part = buf.subarray(0, run);
+      await top.read(pos, part);
+      await target.write(pos, part);
+    }
+    pos += run;
+  }
+  await target.flush();
 }
 
 function chardevFilename(c: Chardev): string {

@@ -205,6 +205,12 @@ export interface BlockNode {
    */
   makeEmpty?(): Promise<void>;
   /**
+   * Forgets what the node keeps of the file in memory (sizes, metadata tables) and reads
+   * it again, after another node of the same file wrote it: HMP `commit` writes into a
+   * backing file the running graph holds read-only (QEMU's `bdrv_co_invalidate_cache`).
+   */
+  invalidateCache?(): Promise<void>;
+  /**
    * Rewrites the backing file name and format stored in the image (no data moves;
    * `undefined` removes them), as QEMU's `bdrv_change_backing_file`.
    */

@@ -21,6 +21,25 @@ export interface SchedulerStats {
   serialised: number;
   /** The most requests in flight at once. */
   maxInFlight: number;
+  /** Bytes discarded. */
+  bytesDiscarded: number;
+  /** Failed requests by kind (write-zeroes count as writes). */
+  failedReads: number;
+  failedWrites: number;
+  failedFlushes: number;
+  failedDiscards: number;
+  /**
+   * Wall-clock nanoseconds requests took from submission to completion, by kind
+   * (write-zeroes count as writes), as QEMU's block accounting on its realtime clock.
+   */
+  readNs: number;
+  writeNs: number;
+  flushNs: number;
+  discardNs: number;
+  /** The end of the highest range written or zeroed (QEMU's wr_highest_offset). */
+  writeHighestOffset: number;
+  /** `performance.now()` in ms when the last request finished, or 0 (QEMU's last access). */
+  lastAccessMs: number;
 }
 
 interface InFlight {
@@ -68,6 +87,17 @@ export class BlockScheduler {
     queued: 0,
     serialised: 0,
     maxInFlight: 0,
+    bytesDiscarded: 0,
+    failedReads: 0,
+    failedWrites: 0,
+    failedFlushes: 0,
+    failedDiscards: 0,
+    readNs: 0,
+    writeNs: 0,
+    flushNs: 0,
+    discardNs: 0,
+    writeHighestOffset: 0,
+    lastAccessMs: 0,
   };
   #inFlight = new Set<InFlight>();
   #waiters: (() => void)[] = [];
@@ -95,6 +125,7 @@ export class BlockScheduler {
     fn: () => Promise<void>,
   ): Promise<void> {
     const g = this.#granularity;
+    const started = performance.now();
     const entry: InFlight = {
       kind,
       start: kind === "flush" ? 0 : Math.floor(offset / g) * g,
@@ -107,11 +138,12 @@ export class BlockScheduler {
     if (this.#inFlight.size > this.stats.maxInFlight) this.stats.maxInFlight = this.#inFlight.size;
     try {
       await fn();
-      this.#count(kind, bytes);
+      this.#count(kind, offset, bytes);
     } catch (e) {
-      this.stats.failed++;
+      this.#countFailed(kind);
       throw e;
     } finally {
+      this.#time(kind, started);
       this.#inFlight.delete(entry);
       if (entry.waiters) { for (const w of entry.waiters) w(); }
       if (this.#waiters.length) this.#wake();
@@ -156,8 +188,31 @@ export class BlockScheduler {
     for (const w of waiters) w();
   }
 
-  #count(kind: RequestKind, bytes: number): void {
+  #time(kind: RequestKind, started: number): void {
     const s = this.stats;
+    const now = performance.now();
+    const ns = Math.round((now - started) * 1e6);
+    if (kind === "read") s.readNs += ns;
+    else if (kind === "flush") s.flushNs += ns;
+    else if (kind === "discard") s.discardNs += ns;
+    else s.writeNs += ns;
+    s.lastAccessMs = now;
+  }
+
+  #countFailed(kind: RequestKind): void {
+    const s = this.stats;
+    s.failed++;
+    if (kind === "read") s.failedReads++;
+    else if (kind === "flush") s.failedFlushes++;
+    else if (kind === "discard") s.failedDiscards++;
+    else s.failedWrites++;
+  }
+
+  #count(kind: RequestKind, offset: number, bytes: number): void {
+    const s = this.stats;
+    if (kind === "write" || kind === "zero") {
+      s.writeHighestOffset = Math.max(s.writeHighestOffset, offset + bytes);
+    }
     switch (kind) {
       case "read":
         s.reads++;
@@ -172,6 +227,7 @@ export class BlockScheduler {
         break;
       case "discard":
         s.discards++;
+        s.bytesDiscarded += bytes;
         break;
       case "flush":
         s.flushes++;

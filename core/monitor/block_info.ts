@@ -117,47 +117,68 @@ export function markBlockStatsBaseline(machine: Machine): void {
   }
 }
 
+/** Counters that are not sums: kept as they are, not counted from the baseline. */
+const NOT_SUMS = new Set<keyof SchedulerStats>([
+  "maxInFlight",
+  "writeHighestOffset",
+  "lastAccessMs",
+]);
+
 function guestStats(backend: BlockBackend): SchedulerStats {
   const now = backend.scheduler.stats;
   const base = baselines.get(backend);
   if (!base) return now;
   const out = { ...now };
-  for (const k of Object.keys(out) as (keyof SchedulerStats)[]) out[k] = now[k] - base[k];
+  for (const k of Object.keys(out) as (keyof SchedulerStats)[]) {
+    if (!NOT_SUMS.has(k)) out[k] = now[k] - base[k];
+  }
+  // The last access is the guest's only once the guest made one.
+  const guestOps = out.reads + out.writes + out.zeroes + out.discards + out.flushes + out.failed;
+  if (guestOps === 0) out.lastAccessMs = 0;
   return out;
 }
 
-/** The counters of one drive (zeros for an empty one). */
+/**
+ * The counters of one drive (zeros for an empty one), as QEMU's block accounting keeps
+ * them for the guest's requests: times on the wall clock from submission to completion,
+ * write-zeroes counted as writes of no bytes, `idle_time_ns` once the guest made a
+ * request. vmkit's devices merge no requests and refuse none before the block layer
+ * (merged and invalid counts are zero).
+ */
 function driveStats(d: DriveConfig): Record<string, unknown> {
   const s = d.node instanceof BlockBackend ? guestStats(d.node) : undefined;
-  return {
+  const out: Record<string, unknown> = {
     rd_bytes: s?.bytesRead ?? 0,
     wr_bytes: s?.bytesWritten ?? 0,
     rd_operations: s?.reads ?? 0,
     wr_operations: (s?.writes ?? 0) + (s?.zeroes ?? 0),
     flush_operations: s?.flushes ?? 0,
     unmap_operations: s?.discards ?? 0,
-    unmap_bytes: 0,
-    // vmkit's scheduler counts failures, not their kind or the time requests take.
-    failed_rd_operations: 0,
-    failed_wr_operations: s?.failed ?? 0,
-    failed_flush_operations: 0,
-    failed_unmap_operations: 0,
+    unmap_bytes: s?.bytesDiscarded ?? 0,
+    failed_rd_operations: s?.failedReads ?? 0,
+    failed_wr_operations: s?.failedWrites ?? 0,
+    failed_flush_operations: s?.failedFlushes ?? 0,
+    failed_unmap_operations: s?.failedDiscards ?? 0,
     invalid_rd_operations: 0,
     invalid_wr_operations: 0,
     invalid_flush_operations: 0,
     invalid_unmap_operations: 0,
-    rd_total_time_ns: 0,
-    wr_total_time_ns: 0,
-    flush_total_time_ns: 0,
-    unmap_total_time_ns: 0,
+    rd_total_time_ns: s?.readNs ?? 0,
+    wr_total_time_ns: s?.writeNs ?? 0,
+    flush_total_time_ns: s?.flushNs ?? 0,
+    unmap_total_time_ns: s?.discardNs ?? 0,
     rd_merged: 0,
     wr_merged: 0,
     unmap_merged: 0,
-    wr_highest_offset: 0,
+    wr_highest_offset: s?.writeHighestOffset ?? 0,
     account_invalid: true,
     account_failed: true,
     timed_stats: [],
   };
+  if (s?.lastAccessMs) {
+    out.idle_time_ns = Math.max(0, Math.round((performance.now() - s.lastAccessMs) * 1e6));
+  }
+  return out;
 }
 
 /** query-blockstats: the counters of each drive. */
@@ -186,7 +207,9 @@ export function blockstatsText(ctx: MonitorContext): string {
   ];
   return ctx.machine.config.drives.map((d) => {
     const s = driveStats(d);
-    return `${d.id}: ${keys.map((k) => `${k}=${s[k]}`).join(" ")} idle_time_ns=0\n`;
+    return `${d.id}: ${keys.map((k) => `${k}=${s[k]}`).join(" ")} idle_time_ns=${
+      s.idle_time_ns ?? 0
+    }\n`;
   }).join("");
 }
 

@@ -22,7 +22,7 @@ import { POWER_BUTTON, REMOVABLE_MEDIA } from "../device.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
 import { addMediaCommands } from "./media.ts";
 import { addSendKeyCommands } from "./sendkey.ts";
-import { MonitorError } from "./commands.ts";
+import { extraneous, MonitorError } from "./commands.ts";
 import { addNetInfoCommands } from "../net_monitor.ts";
 import { addPciCommands } from "./pci_info.ts";
 import { addBlockInfoCommands, drivePath, nodeName } from "./block_info.ts";
@@ -90,6 +90,7 @@ export function addBuiltinCommands(table: CommandTable): void {
       if (args.length === 0) return helpText(ctx.table.infoCommands(), undefined, "info ");
       const sub = ctx.table.info(args[0]);
       if (!sub) throw new MonitorError("CommandNotFound", `unknown command: 'info ${args[0]}'`);
+      if (sub.params === "" && args.length > 1) return extraneous(sub.name, `info ${args[0]}`);
       return sub.run(ctx, args.slice(1));
     },
   });

@@ -226,3 +226,12 @@ export function checkQmpArgs(command: QmpCommand, args: unknown): Record<string,
   }
   return given;
 }
+
+/**
+ * QEMU's answer to words after a command that takes none (monitor_parse_command): the
+ * command's full name (`stop|s`), then help for what was typed (`stop`, `info status`).
+ */
+export function extraneous(name: string, typed: string): string {
+  return `${name}: extraneous characters at the end of line\n` +
+    `Try "help ${typed}" for more information\n`;
+}

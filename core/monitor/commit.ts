@@ -3,7 +3,7 @@
 
 import { BlockBackend } from "../block/backend.ts";
 import type { DriveConfig } from "../machine.ts";
-import type { CommandTable, MonitorContext } from "./commands.ts";
+import { type CommandTable, extraneous, type MonitorContext } from "./commands.ts";
 import { quiesce } from "./snapshots.ts";
 
 // Commits one drive; the error text QEMU's hmp_commit prints, or "".
@@ -33,6 +33,7 @@ export function addCommitCommands(table: CommandTable): void {
       if (device === undefined) {
         return 'commit: block device name expected\nTry "help commit" for more information\n';
       }
+      if (args.length > 1) return extraneous("commit", "commit");
       const drives = ctx.machine.config.drives;
       const chosen = device === "all"
         ? drives.filter((d) => d.node instanceof BlockBackend && d.node.root.backing)

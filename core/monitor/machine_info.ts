@@ -2,6 +2,7 @@
 // query-uuid: what the board holds, in QEMU 7.2's layouts
 
 import { X86State } from "../x86_state.ts";
+import { machineRoms } from "../firmware.ts";
 import type { Device, DeviceState } from "../device.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
 import { type PciDeviceInfo, pciDevices } from "./pci_info.ts";
@@ -94,11 +95,15 @@ const APIC_DELIVERY = ["Fixed", "...", "SMI", "...", "NMI", "INIT", "...", "ExtI
 const SHORTHANDS = ["no-shorthand", "self", "all-self", "all"];
 
 /**
- * `info lapic`: CPU 0's local APIC, its registers read through its MMIO window as the
- * CPU would read them (between slices the window serves CPU 0).
+ * `info lapic`: the local APIC of CPU `index`, its registers read through its MMIO
+ * window as that CPU would read them.
  */
-export function lapicText(ctx: MonitorContext): string {
-  const cpu = ctx.machine.cpus[0];
+export function lapicText(ctx: MonitorContext, index = 0): string {
+  return ctx.machine.asCpu(index, () => lapicOf(ctx, index));
+}
+
+function lapicOf(ctx: MonitorContext, index: number): string {
+  const cpu = ctx.machine.cpus[index];
   let base = 0xfee00000;
   if (cpu?.getState) {
     const st = new X86State();
@@ -142,7 +147,7 @@ export function lapicText(ctx: MonitorContext): string {
     `${name}\t ${list.map((v) => `${v}${tmr.has(v) ? "(level)" : ""} `).join("")}${
       list.length ? "" : "(none)"
     }\n`;
-  let out = "dumping local APIC state for CPU 0 \n\n";
+  let out = `dumping local APIC state for CPU ${index} \n\n`;
   out += lvt("LVT0", 0x350, false) + lvt("LVT1", 0x360, false) + lvt("LVTPC", 0x340, false);
   out += lvt("LVTERR", 0x370, false) + lvt("LVTTHMR", 0x330, false) + lvt("LVTT", 0x320, true);
   const dcr = reg(0x3e0);
@@ -176,12 +181,19 @@ export function lapicText(ctx: MonitorContext): string {
   return out;
 }
 
-/** `info roms`: the ROM regions of the memory map (QEMU lists the ROM blobs it loaded). */
+/**
+ * `info roms`: the ROM images the board loaded, in QEMU's layout (hmp_info_roms): the
+ * fw_cfg files SeaBIOS runs (`-option-rom`, the Linux loader), then the BIOS at its
+ * address, each with its file name.
+ */
 export function romsText(ctx: MonitorContext): string {
-  // The PAM windows are the chipset's shadow of the BIOS, not ROMs of their own.
-  return ctx.machine.memory.regions.filter((r) => r.kind === "rom" && !r.name.startsWith("pam-"))
-    .map((r) => `addr=${hex(r.base, 16)} size=0x${hex(r.size, 6)} mem=rom name="${r.name}"\n`)
-    .join("");
+  return machineRoms(ctx.machine).map((r) =>
+    "addr" in r
+      ? `addr=${hex(r.addr, 16)} size=0x${hex(r.size, 6)} mem=${
+        r.isRom ? "rom" : "ram"
+      } name="${r.name}"\n`
+      : `fw=${r.fwDir}/${r.fwFile} size=0x${hex(r.size, 6)} name="${r.name}"\n`
+  ).join("");
 }
 
 /**
@@ -209,6 +221,89 @@ export function mtreeText(ctx: MonitorContext): string {
     out += `    ${range(p.base, p.count)} (prio 0, i/o): ${p.name}\n`;
   }
   return out + "\n";
+}
+
+/** One range of a flat view: the region that answers there, from `start` for `size` bytes. */
+interface FlatRange {
+  start: number;
+  size: number;
+  name: string;
+  priority: number;
+  kind: string;
+  /** Where the range starts inside its region (QEMU's `@offset`), 0 at its base. */
+  offset: number;
+}
+
+/**
+ * The flat view of regions given in mapping order: at each address the region with the
+ * highest priority answers, the later one among equals (the rule AddressSpace maps by).
+ */
+function flatten(
+  regions: readonly { name: string; base: number; size: number; priority: number; kind: string }[],
+): FlatRange[] {
+  const cuts = [...new Set(regions.flatMap((r) => [r.base, r.base + r.size]))].sort((a, b) =>
+    a - b
+  );
+  const out: FlatRange[] = [];
+  for (let i = 0; i + 1 < cuts.length; i++) {
+    const [a, b] = [cuts[i], cuts[i + 1]];
+    let top: (typeof regions)[number] | undefined;
+    for (const r of regions) {
+      if (r.base <= a && b <= r.base + r.size && (!top || r.priority >= top.priority)) top = r;
+    }
+    if (!top) continue;
+    const last = out.at(-1);
+    if (
+      last && last.name === top.name && last.start + last.size === a &&
+      last.offset + last.size === a - top.base
+    ) {
+      last.size += b - a;
+      continue;
+    }
+    out.push({
+      start: a,
+      size: b - a,
+      name: top.name,
+      priority: top.priority,
+      kind: top.kind,
+      offset: a - top.base,
+    });
+  }
+  return out;
+}
+
+/**
+ * `info mtree -f`: each address space's flat view in QEMU's layout, the memory view
+ * shared by `memory` and each CPU's `cpu-memory-N`, then I/O, whose unassigned ports the
+ * `io` root answers (QEMU's `io @offset` lines).
+ */
+export function mtreeFlatText(ctx: MonitorContext): string {
+  const line = (r: FlatRange) =>
+    `  ${hex(r.start, 16)}-${
+      hex(r.start + r.size - 1, 16)
+    } (prio ${r.priority}, ${r.kind}): ${r.name}${r.offset ? ` @${hex(r.offset, 16)}` : ""}\n`;
+  const memory = flatten(ctx.machine.memory.regions.map((r) => ({
+    name: r.name,
+    base: r.base,
+    size: r.size,
+    priority: r.priority,
+    kind: r.kind === "mmio" ? "i/o" : r.kind,
+  })));
+  let out = 'FlatView #0\n AS "memory", root: system\n';
+  ctx.machine.cpus.forEach((_, i) => out += ` AS "cpu-memory-${i}", root: system\n`);
+  out += " Root memory region: system\n" + memory.map(line).join("") + "\n";
+  const io = flatten([
+    { name: "io", base: 0, size: 0x10000, priority: 0, kind: "i/o" },
+    ...ctx.machine.io.ranges.map((p) => ({
+      name: p.name,
+      base: p.base,
+      size: p.count,
+      priority: 1,
+      kind: "i/o",
+    })),
+  ]).map((r) => ({ ...r, priority: 0 }));
+  out += 'FlatView #1\n AS "I/O", root: io\n Root memory region: io\n';
+  return out + io.map(line).join("") + "\n";
 }
 
 // Where a device sits on bus 0: its `devfn`, or else the function whose IDs and class
@@ -251,7 +346,7 @@ export function qtreeText(ctx: MonitorContext): string {
     const name = p.class_info.desc ?? `Class ${hex(p.class_info.class, 4)}`;
     const addr = `${hex(p.slot, 2)}.${p.function}`;
     out += `      dev: ${d?.model ?? "pci-device"}, id "${d?.id ?? ""}"\n`;
-    out += `        addr = ${addr}\n`;
+    out += pciProperties(p, addr, pci);
     out += `        class ${name}, addr 00:${addr}, pci id ${hex(p.id.vendor, 4)}:${
       hex(p.id.device, 4)
     } (sub ${hex(p.id["subsystem-vendor"], 4)}:${hex(p.id.subsystem, 4)})\n`;
@@ -262,6 +357,27 @@ export function qtreeText(ctx: MonitorContext): string {
       out += `        bar ${r.bar}: ${kind} at ${at} [0x${hex(last, 1)}]\n`;
     }
   }
+  return out;
+}
+
+/**
+ * The properties every PCI device has in QEMU (its PCIDevice part), as `info qtree` prints
+ * them. A NIC's or display's ROM file is the device's own (vmkit maps it only when it is
+ * used), so `romfile` and `romsize` are left out there; the other functions have none.
+ */
+function pciProperties(p: PciDeviceInfo, addr: string, all: Map<number, PciDeviceInfo>): string {
+  const devfn = p.slot * 8 + p.function;
+  // Function 0 of a slot whose other functions exist is multifunction (PIIX3 on 01.0).
+  const multi = p.function === 0 &&
+    [1, 2, 3, 4, 5, 6, 7].some((f) => all.has(devfn + f));
+  const cls = p.class_info.class >> 8;
+  const ownRom = cls === 0x02 || cls === 0x03 || p.regions.some((r) => r.bar === 6);
+  let out = `        addr = ${addr}\n`;
+  if (!ownRom) out += `        romfile = ""\n        romsize = 4294967295 (0xffffffff)\n`;
+  out += "        rombar = 1 (0x1)\n";
+  out += `        multifunction = ${multi}\n`;
+  out += "        x-pcie-lnksta-dllla = true\n        x-pcie-extcap-init = true\n";
+  out += `        failover_pair_id = ""\n        acpi-index = 0 (0x0)\n`;
   return out;
 }
 
@@ -312,13 +428,12 @@ export function addMachineInfoCommands(table: CommandTable): void {
     params: "[apic-id]",
     help: "show local apic state (apic-id: local apic to read, default is which of current CPU)",
     run: (ctx, args) => {
-      // The APIC is read through its window as CPU 0 sees it: other CPUs' are not shown.
-      if (args.length > 0 && Number(args[0]) !== ctx.machine.apicId(0)) {
-        return ctx.machine.cpus.some((_, i) => ctx.machine.apicId(i) === Number(args[0]))
-          ? "vmkit shows the local APIC of CPU 0 only\n"
-          : "No CPU available\n";
-      }
-      return lapicText(ctx);
+      if (args.length === 0) return lapicText(ctx, 0);
+      const id = hmpInt32("lapic", args);
+      if (typeof id === "string") return id;
+      // QEMU's cpu_by_arch_id: the CPU whose APIC ID it is.
+      const index = ctx.machine.cpus.findIndex((_, i) => ctx.machine.apicId(i) === id);
+      return index < 0 ? "No CPU available\n" : lapicText(ctx, index);
     },
   });
   table.addInfo({
@@ -334,7 +449,22 @@ export function addMachineInfoCommands(table: CommandTable): void {
       "-d: dump dispatch tree, valid with -f only);" +
       "-o: dump region owners/parents;" +
       "-D: dump disabled regions",
-    run: (ctx) => mtreeText(ctx),
+    run: (ctx, args) => {
+      // QEMU's flags; -d, -o and -D change nothing here (vmkit has no dispatch tree,
+      // owners or disabled regions to show).
+      const retry = 'Try "help info mtree" for more information\n';
+      for (const a of args) {
+        // QEMU prints the option's letter with its newline; a bare "-" prints neither.
+        if (a === "-") return `mtree: unsupported option -${retry}`;
+        if (a[0] === "-" && !"fdoD".includes(a[1])) {
+          return `mtree: unsupported option -${a[1]}\n${retry}`;
+        }
+        if (a[0] !== "-" || a.length > 2) {
+          return `mtree: extraneous characters at the end of line\n${retry}`;
+        }
+      }
+      return args.includes("-f") ? mtreeFlatText(ctx) : mtreeText(ctx);
+    },
   });
   table.addInfo({
     name: "qtree",
@@ -342,4 +472,32 @@ export function addMachineInfoCommands(table: CommandTable): void {
     help: "show device tree",
     run: (ctx) => qtreeText(ctx),
   });
+}
+
+/**
+ * An HMP `i` argument (a 32-bit integer): decimal, 0x hex or 0 octal, as QEMU's
+ * expression parser reads a number. Returns the value as a signed 32-bit integer, or
+ * QEMU's error lines for the command `name`.
+ */
+export function hmpInt32(name: string, args: string[]): number | string {
+  const retry = `Try "help info ${name}" for more information\n`;
+  const m = /^(-?)(0x[0-9a-f]+|0[0-7]*|[1-9]\d*)(.*)$/i.exec(args[0]);
+  if (!m) {
+    const bad = args[0].replace(/^-/, "")[0] ?? "";
+    return bad === ""
+      ? `unexpected end of expression\n${retry}`
+      : `invalid char '${bad}' in expression\n${retry}`;
+  }
+  if (m[3] !== "" || args.length > 1) {
+    return `${name}: extraneous characters at the end of line\n${retry}`;
+  }
+  const digits = m[2];
+  let v = /^0x/i.test(digits)
+    ? BigInt(digits)
+    : digits.length > 1 && digits[0] === "0"
+    ? BigInt(`0o${digits.slice(1)}`)
+    : BigInt(digits);
+  if (m[1]) v = BigInt.asUintN(64, -v);
+  if (v >> 32n !== 0n) return `'${name}' has failed: integer is for 32-bit values\n${retry}`;
+  return Number(BigInt.asIntN(32, v));
 }

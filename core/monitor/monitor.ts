@@ -8,6 +8,7 @@ import { watchBalloon } from "./balloon.ts";
 import {
   checkQmpArgs,
   CommandTable,
+  extraneous,
   monitorCommands,
   type MonitorContext,
   MonitorError,
@@ -159,6 +160,7 @@ export class Monitor implements MonitorContext {
     if (words.length === 0) return "";
     const command = this.table.hmp(words[0]);
     if (!command) return `unknown command: '${words[0]}'\n`;
+    if (command.params === "" && words.length > 1) return extraneous(command.name, words[0]);
     try {
       return await command.run(this, words.slice(1));
     } catch (e) {

@@ -55,11 +55,11 @@ interface ApicState {
   lvt: Uint32Array;
 }
 
-function newState(id: number, bsp: boolean): ApicState {
+function newState(id: number): ApicState {
+  // Every LVT entry starts masked, LINT0 of the boot CPU too (SDM vol. 3 §10.4.7.1; QEMU
+  // since 2.7): the firmware makes LINT0 ExtINT before it counts on the PIC (SeaBIOS
+  // writes 0x8700 while it sets up the APs).
   const lvt = new Uint32Array(LVT_COUNT).fill(APIC_LVT_MASKED);
-  // The BSP's LINT0 starts as ExtINT so the PIC reaches the CPU before the OS sets
-  // up the APIC (as QEMU does at reset).
-  if (bsp) lvt[APIC_LVT_LINT0] = APIC_DM_EXTINT << 8;
   return {
     id,
     tpr: 0,
@@ -127,7 +127,7 @@ export class LocalApic implements Device, InterruptSource, BusApic {
     options: LocalApicOptions = {},
   ) {
     this.index = options.index ?? 0;
-    this.#s = newState(options.apicId ?? 0, this.index === 0);
+    this.#s = newState(options.apicId ?? 0);
     this.#loop = loop;
     this.#extInt = options.extInt ?? null;
     this.#onEoi = options.onEoi ?? (() => {});
@@ -404,15 +404,15 @@ export class LocalApic implements Device, InterruptSource, BusApic {
 
   /**
    * The INIT state (SDM vol. 3 §10.4.7.3): like power-up but the APIC ID (and base)
-   * survive, and LINT0 is masked on every CPU.
+   * survive.
    */
   #initReset(): void {
-    this.#s = newState(this.#s.id, false);
+    this.#s = newState(this.#s.id);
     this.#timer.cancel();
   }
 
   reset(): void {
-    this.#s = newState(this.#s.id, this.index === 0);
+    this.#s = newState(this.#s.id);
     this.#timer.cancel();
   }
 

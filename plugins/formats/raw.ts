@@ -144,6 +144,11 @@ export class RawNode implements BlockNode {
     return run;
   }
 
+  /** The file's cache (its length); the raw node keeps nothing of its own. */
+  async invalidateCache(): Promise<void> {
+    await this.file.invalidateCache?.();
+  }
+
   flush(): Promise<void> {
     return this.file.flush();
   }

@@ -272,7 +272,13 @@ export function linuxBootOrder(): Uint8Array {
 export function setupLinuxBoot(
   kernel: Pick<KernelConfig, "kernel" | "initrd" | "cmdline">,
   fwcfg: FirmwareConfig,
-  options: { ramBelow4g: number; dataDirs?: readonly string[]; optionRom?: Uint8Array },
+  options: {
+    ramBelow4g: number;
+    dataDirs?: readonly string[];
+    optionRom?: Uint8Array;
+    /** Told the option ROM's size (`info roms`). */
+    onRom?: (size: number) => void;
+  },
 ): LinuxBootPlan {
   const plan = planLinuxBoot(kernel, options.ramBelow4g);
   let rom = options.optionRom;
@@ -289,6 +295,7 @@ export function setupLinuxBoot(
   }
   for (const [key, data] of linuxBootItems(plan)) fwcfg.setItem(key, data);
   fwcfg.addFile(LINUXBOOT_ROM_FILE, rom);
+  options.onRom?.(rom.length);
   fwcfg.addFile("bootorder", linuxBootOrder());
   return plan;
 }

@@ -11,6 +11,7 @@ import {
   CR0,
   CS,
   DS,
+  dword,
   EAX,
   EBP,
   EBX,
@@ -396,11 +397,15 @@ export function writeMultibootPlan(plan: MultibootPlan, memory: AddressSpace): v
   }
 }
 
+/** The local APIC's register window (its reset address). */
+const LAPIC_BASE = 0xfee00000;
+
 /**
  * The 64 KiB boot ROM mapped where the BIOS would be. The reset vector jumps to
  * 16-bit code that loads a flat GDT (code 0x08, data 0x10, base 0, limit 4 GiB), sets
  * CR0.PE and far-jumps to 32-bit code, which loads the data segments, sets
- * EAX = 0x2BADB002 and EBX = the MBI address, clears the other registers and
+ * EAX = 0x2BADB002 and EBX = the MBI address, sets up the local APIC as SeaBIOS does,
+ * clears the other registers and
  * far-jumps to the kernel entry: the machine state of Multiboot 0.6.96 §3.2.
  */
 export function multibootBootRom(entry: number, mbiAddress: number): Uint8Array {
@@ -423,6 +428,11 @@ export function multibootBootRom(entry: number, mbiAddress: number): Uint8Array 
   a.bits(32).align(16).label("start32");
   a.mov(EAX, 0x10);
   for (const s of [DS, ES, FS, GS, SS]) a.mov(s, AX);
+  // The boot CPU's local APIC as SeaBIOS leaves it for QEMU's multiboot loader: software
+  // enabled, LINT0 ExtINT (the PIC's interrupts reach the CPU), LINT1 NMI, both level.
+  a.mov(dword(null, LAPIC_BASE + 0xf0), 0x1ff);
+  a.mov(dword(null, LAPIC_BASE + 0x350), 0x8700);
+  a.mov(dword(null, LAPIC_BASE + 0x360), 0x8400);
   for (const r of [ECX, EDX, ESI, EDI, EBP, ESP]) a.xor(r, r);
   a.mov(EAX, MULTIBOOT_BOOTLOADER_MAGIC).mov(EBX, mbiAddress);
   a.jmpFar(0x08, entry);

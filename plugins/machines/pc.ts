@@ -16,8 +16,8 @@ import { fanOut, type IrqController, IrqLine } from "../../core/irq.ts";
 import type { Device, DeviceState } from "../../core/device.ts";
 import { Machine, type MachineConfig } from "../../core/machine.ts";
 import type { MachineDescriptor } from "../../core/plugin.ts";
-import { findFirmware, loadFirmware } from "../../core/firmware.ts";
-import { setupLinuxBoot } from "./linux_boot.ts";
+import { findFirmware, loadFirmware, recordRom } from "../../core/firmware.ts";
+import { LINUXBOOT_DMA_ROM, setupLinuxBoot } from "./linux_boot.ts";
 import { isLinuxKernel, MultibootLoader, prepareMultibootBoot } from "./multiboot.ts";
 
 /** CPUs an i440FX board takes (xAPIC IDs below the 0xff broadcast), as QEMU's `max_cpus`. */
@@ -164,6 +164,16 @@ export function createPcMachine(config: MachineConfig): Machine {
   mem.addRamAlias("pc.ram-shadow", 0xc0000, ram.subarray(0xc0000, 0x100000));
   if (below4g > 0x100000) mem.addRamAlias("pc.ram", 0x100000, ram.subarray(0x100000));
   mem.addRom("pc.bios", 2 ** 32 - bios.length, bios);
+  // `info roms` names the file (QEMU's rom list); a BIOS given as bytes keeps the region's.
+  const biosName = multiboot?.rom || config.firmware
+    ? "pc.bios"
+    : (config.biosPath ?? PC_DEFAULT_BIOS).split("/").pop()!;
+  recordRom(machine, {
+    addr: 2 ** 32 - bios.length,
+    size: bios.length,
+    isRom: true,
+    name: biosName,
+  });
   machine.provide(GUEST_RAM, ram);
   if (multiboot) machine.addDevice(new MultibootLoader(multiboot.plan, mem));
   machine.provide(ISA_BIOS, bios.subarray(Math.max(0, bios.length - ISA_BIOS_SIZE)));
@@ -259,8 +269,20 @@ export function createPcMachine(config: MachineConfig): Machine {
   if (config.bootMenu && config.bootSplashTimeMs !== undefined) {
     fwcfg.addFile("etc/boot-menu-wait", le(2, config.bootSplashTimeMs));
   }
-  if (linux) setupLinuxBoot(linux, fwcfg, { ramBelow4g: below4g, dataDirs: config.dataDirs });
-  addOptionRoms(fwcfg, config);
+  let linuxRomSize = 0;
+  if (linux) {
+    setupLinuxBoot(linux, fwcfg, {
+      ramBelow4g: below4g,
+      dataDirs: config.dataDirs,
+      onRom: (size) => void (linuxRomSize = size),
+    });
+  }
+  addOptionRoms(fwcfg, config, machine);
+  // QEMU adds the Linux loader's ROM after the -option-rom ones.
+  if (linux) {
+    const name = LINUXBOOT_DMA_ROM;
+    recordRom(machine, { fwDir: "genroms", fwFile: name, name, size: linuxRomSize });
+  }
 
   machine.createCpus();
   const irqSource = machine.service(CPU_IRQ);
@@ -276,7 +298,7 @@ export function createPcMachine(config: MachineConfig): Machine {
  * while it initialises, as QEMU's rom_add_option() does. A ROM that cannot be read is
  * reported and left out, and the machine starts anyway, as QEMU's pc board does.
  */
-function addOptionRoms(fwcfg: FirmwareConfig, config: MachineConfig): void {
+function addOptionRoms(fwcfg: FirmwareConfig, config: MachineConfig, machine: Machine): void {
   for (const name of config.optionRoms ?? []) {
     const path = findFirmware(name, config.dataDirs ?? []).path ?? name;
     let bytes: Uint8Array;
@@ -286,7 +308,10 @@ function addOptionRoms(fwcfg: FirmwareConfig, config: MachineConfig): void {
       config.warn?.(hostIoError(error, `Could not open option rom '${path}'`).message);
       continue;
     }
-    fwcfg.addFile(`genroms/${path.split("/").pop()}`, bytes);
+    const file = path.split("/").pop()!;
+    fwcfg.addFile(`genroms/${file}`, bytes);
+    // `info roms` shows the name as given (fw_cfg has the base name).
+    recordRom(machine, { fwDir: "genroms", fwFile: name, name, size: bytes.length });
   }
 }
 

@@ -81,7 +81,11 @@ Deno.test("createPcMachine() wires serial 0 to COM1 and the PIT to the CPU's int
   assert.equal(serial.text(), "A");
   const cpu = m.cpus[0] as IdleCpu;
   assert.ok(cpu.source);
-  // Program the PIC, unmask IRQ 0, start the PIT: after 55 ms an interrupt waits.
+  // The local APIC as the firmware sets it (it resets with LINT0 masked, as QEMU's):
+  // software enabled, LINT0 ExtINT. Then program the PIC, unmask IRQ 0, start the PIT:
+  // after 55 ms an interrupt waits.
+  m.memory.write32(0xfee000f0, 0x1ff);
+  m.memory.write32(0xfee00350, 0x8700);
   for (const [port, v] of [[0x20, 0x11], [0x21, 0x08], [0x21, 0x04], [0x21, 0x01], [0x21, 0xfe]]) {
     m.io.out(port, 1, v);
   }

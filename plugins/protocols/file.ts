@@ -93,6 +93,12 @@ export class FileNode implements BlockNode {
     return this.#size;
   }
 
+  /** Takes the file's length again (another node may have grown it). */
+  invalidateCache(): Promise<void> {
+    if (!this.#closed) this.#size = this.#host.size();
+    return Promise.resolve();
+  }
+
   read(offset: number, buf: Uint8Array): Promise<void> {
     if (buf.length < ASYNC_MIN_BYTES) {
       this.readSync(offset, buf);

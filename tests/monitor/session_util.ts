@@ -69,3 +69,28 @@ export function hmpBody(lines: string[]): string[] {
   return lines.map((l) => l.split(`${String.fromCharCode(27)}[K`).at(-1)!)
     .slice(1).map((l) => l.replace(/^(\(qemu\) ?)+/, "")).filter((l) => l);
 }
+
+/**
+ * Runs the same HMP lines on vmkit and on real QEMU started with `vmArgs` (and an HMP
+ * socket `name`-vm.sock under `dir`), then `quit`; each one's lines without the banner.
+ */
+export async function hmpBoth(
+  dir: string,
+  name: string,
+  vmArgs: string[],
+  commands: string[],
+): Promise<Record<"vmkit" | "qemu", string[]>> {
+  const out = { vmkit: [] as string[], qemu: [] as string[] };
+  for (const vm of ["vmkit", "qemu"] as const) {
+    const sock = path.join(dir, `${name}-${vm}.sock`);
+    const r = await session(vm, [...vmArgs, "-monitor", `unix:${sock},server=on,wait=off`], [
+      "hmp",
+      sock,
+      ...commands,
+      "quit",
+    ]);
+    assert.equal(r.vmCode, 0, `${vm}: ${r.vmErr}`);
+    out[vm] = hmpBody(r.lines).filter((l) => !l.startsWith("QEMU"));
+  }
+  return out;
+}

@@ -72,8 +72,9 @@ export class E1000 implements Device, NetClient {
       deviceId: R.E1000_DEV_ID_82540EM,
       revision: 3,
       classCode: 0x020000,
-      subsystemVendorId: R.E1000_VENDOR_ID,
-      subsystemId: R.E1000_DEV_ID_82540EM,
+      // QEMU's default subsystem (Red Hat/Qumranet 1af4:1100), which its e1000 keeps.
+      subsystemVendorId: 0x1af4,
+      subsystemId: 0x1100,
       interruptPin: 1,
     });
     const mmio = new MmioWindow(host.memory, `${id}-mmio`, R.E1000_MMIO_BYTES, {

@@ -3,7 +3,12 @@
 import { type Device, type DeviceContext, PCI_BUS } from "../../../core/device.ts";
 import { UsageError } from "../../../core/errors.ts";
 import { loadOptionRom, netBootRequested } from "../../../core/firmware.ts";
-import { connectNetClients, type NetClient, nicMacAddress } from "../../../core/net.ts";
+import {
+  connectNetClients,
+  type NetClient,
+  nicMacAddress,
+  registerNic,
+} from "../../../core/net.ts";
 import type { ParsedOptions } from "../../../core/options.ts";
 import { addOptionRomBar, type PciConfig } from "../../../core/pci.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
@@ -55,7 +60,9 @@ const NIC_OPTIONS = [
  * default `defaultRom` as QEMU 7.2 names it, which SeaBIOS runs for `-boot n`) and links
  * it to its `netdev=`.
  */
-function createNic<T extends Device & NetClient & { readonly pci: PciConfig }>(
+function createNic<
+  T extends Device & NetClient & { readonly pci: PciConfig; readonly mac: Uint8Array },
+>(
   machine: DeviceContext,
   opts: ParsedOptions,
   model: string,
@@ -87,6 +94,7 @@ function createNic<T extends Device & NetClient & { readonly pci: PciConfig }>(
   });
   if (rom) addOptionRomBar(nic.pci, machine.memory, `${id}.rom`, rom);
   if (netdev) connectNetClients(nic, netdev);
+  registerNic(machine, nic, opts.id as string | undefined, () => nic.mac);
   return nic;
 }
 

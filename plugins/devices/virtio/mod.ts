@@ -5,7 +5,7 @@ import { BALLOON, type DeviceContext, PCI_BUS } from "../../../core/device.ts";
 import { addOptionRomBar, parsePciAddr } from "../../../core/pci.ts";
 import { loadOptionRom, netBootRequested } from "../../../core/firmware.ts";
 import { UsageError } from "../../../core/errors.ts";
-import { connectNetClients, nicMacAddress } from "../../../core/net.ts";
+import { connectNetClients, nicMacAddress, registerNic } from "../../../core/net.ts";
 import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
 import { VirtioBalloon } from "./balloon.ts";
@@ -122,6 +122,7 @@ export function createVirtioNetPci(machine: DeviceContext, opts: ParsedOptions):
   const device = plugTransport(machine, model, "virtio-net", net, { ...opts, id });
   if (rom) addOptionRomBar(device.config, machine.memory, `${id}.rom`, rom);
   if (netdev) connectNetClients(net, netdev);
+  registerNic(machine, net, opts.id as string | undefined, () => net.mac);
   return device;
 }
 

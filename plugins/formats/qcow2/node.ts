@@ -15,6 +15,7 @@ import type {
 import { ImageFormatError, IoError, NotSupportedError } from "../../../core/errors.ts";
 import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
 import { QCOW2_AMEND_OPTIONS } from "./options.ts";
+import { canEmptyCompletely, makeCompletelyEmpty } from "./make_empty.ts";
 import { type CacheSizes, cacheSizes } from "./cache_options.ts";
 import { ClusterMap, newMapping } from "./cluster.ts";
 import { compressionTypeName } from "./compress.ts";
@@ -77,15 +78,23 @@ export class Qcow2Node implements BlockNode {
   #closed = false;
   #cleanTimer: ReturnType<typeof setInterval> | undefined;
 
-  constructor(img: Qcow2Image, caches: CacheSizes, dataNode: BlockNode | null) {
+  #opts: ParsedOptions;
+
+  constructor(
+    img: Qcow2Image,
+    caches: CacheSizes,
+    dataNode: BlockNode | null,
+    opts: ParsedOptions,
+  ) {
     this.#img = img;
+    this.#opts = opts;
     this.#caches = caches;
     this.#dataNode = dataNode;
     if (caches.cleanIntervalSec > 0 && !img.readOnly) {
       const timer = setInterval(() => {
         if (this.#busy === 0) {
-          img.map.cache.cleanUnused();
-          img.refcounts.cache.cleanUnused();
+          this.#img.map.cache.cleanUnused();
+          this.#img.refcounts.cache.cleanUnused();
         }
       }, caches.cleanIntervalSec * 1000);
       Deno.unrefTimer(timer as unknown as number);
@@ -383,13 +392,55 @@ export class Qcow2Node implements BlockNode {
     });
   }
 
+  /**
+   * Reads the header, L1 table and snapshot table again and forgets every cached table,
+   * after another node of the same file wrote it (HMP `commit` into a backing file the
+   * running graph holds read-only), as QEMU's `bdrv_co_invalidate_cache`. The backing
+   * and data file nodes stay as they are.
+   */
+  invalidateCache(): Promise<void> {
+    return this.#serialize(async () => {
+      if (!this.#img.readOnly) this.#flushMetadata();
+      await this.#img.file.node.invalidateCache?.();
+      await this.#dataNode?.invalidateCache?.();
+      await this.#reload();
+    });
+  }
+
+  /** Reads the image state from the file again, keeping the backing and data nodes. */
+  async #reload(): Promise<void> {
+    const img = this.#img;
+    const fresh = await openQcow2(img.file.node, this.#opts, {
+      options: { readOnly: img.readOnly, noBacking: img.backing === null },
+      openBacking: () => Promise.reject(new IoError("backing file changed")),
+      openFile: () => Promise.reject(new IoError("data file changed")),
+    }, { backing: img.backing, dataNode: this.#dataNode }) as Qcow2Node;
+    if (fresh.#cleanTimer !== undefined) clearInterval(fresh.#cleanTimer);
+    this.#img = fresh.#img;
+    this.#metadataPreallocation = undefined;
+  }
+
+  /**
+   * Deallocates every cluster so that all data comes from the backing node again, as
+   * QEMU's qcow2_make_empty: most images are rewritten as new and the file cut short
+   * (make_completely_empty); the others have every cluster discarded.
+   */
   makeEmpty(): Promise<void> {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
-    const cs = this.#img.layout.clusterSize;
-    const end = Math.ceil(this.#img.header.size / cs) * cs;
-    return this.#serialize(() => deallocateGuest(this.#img, 0, end));
+    return this.#serialize(async () => {
+      const img = this.#img;
+      if (canEmptyCompletely(img)) {
+        this.#flushMetadata();
+        await makeCompletelyEmpty(img);
+        await this.#reload();
+        return;
+      }
+      const cs = img.layout.clusterSize;
+      const end = Math.ceil(img.header.size / cs) * cs;
+      await deallocateGuest(img, 0, end);
+    });
   }
 
   get amendOptions(): readonly OptionSpec[] {
@@ -517,6 +568,7 @@ export async function openQcow2(
   file: BlockNode,
   opts: ParsedOptions,
   ctx: OpenContext,
+  reuse?: { backing: BlockNode | null; dataNode: BlockNode | null },
 ): Promise<BlockNode> {
   const io = syncFile(file);
   const h = parseHeader(readHeaderCluster(io));
@@ -574,7 +626,10 @@ export async function openQcow2(
     const dataOption = typeof opts["data-file"] === "string"
       ? opts["data-file"] as string
       : undefined;
-    if (hasDataFile) {
+    if (hasDataFile && reuse) {
+      if (!reuse.dataNode) throw new ImageFormatError("'data-file' is required for this image");
+      dataNode = reuse.dataNode;
+    } else if (hasDataFile) {
       const name = dataOption ?? h.dataFile;
       if (name === undefined) throw new ImageFormatError("'data-file' is required for this image");
       dataNode = await ctx.openFile(name, { readOnly, mustExist: true });
@@ -612,7 +667,9 @@ export async function openQcow2(
       refcounts.cache.discard(offset);
     };
     let backing: BlockNode | null = null;
-    if (h.backingFile !== undefined && !ctx.options.noBacking) {
+    if (reuse) {
+      backing = reuse.backing;
+    } else if (h.backingFile !== undefined && !ctx.options.noBacking) {
       backing = await ctx.openBacking(h.backingFile, h.backingFormat);
       opened.push(backing);
     }
@@ -656,7 +713,7 @@ export async function openQcow2(
         writeHeader(img);
       }
     }
-    return new Qcow2Node(img, caches, dataNode);
+    return new Qcow2Node(img, caches, dataNode, opts);
   } catch (e) {
     for (const n of opened) await n.close().catch(() => {});
     throw e;

@@ -27,6 +27,8 @@ export class UserNetdev implements NetClient {
   readonly stack: UserStack;
   /** Resolves once the hostfwd listeners are open (rejects when one cannot be). */
   readonly ready: Promise<void>;
+  /** QEMU's info_str: `net=10.0.2.0,restrict=off`. */
+  readonly infoStr: string;
   #backlog: { frame: Uint8Array; sinceNs: number }[] = [];
   /** Frames for the guest its NIC never took. */
   framesDropped = 0;
@@ -35,6 +37,9 @@ export class UserNetdev implements NetClient {
 
   constructor(readonly id: string, config: UserNetConfig, loop: EventLoop) {
     this.#loop = loop;
+    const net = config.network >>> 0;
+    const dotted = [24, 16, 8, 0].map((s) => (net >>> s) & 0xff).join(".");
+    this.infoStr = `net=${dotted},restrict=${config.restrict ? "on" : "off"}`;
     this.stack = new UserStack(
       config,
       loop,
