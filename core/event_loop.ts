@@ -42,9 +42,10 @@ export interface EventLoopOptions {
    * seldom polls sockets: Deno's runtime polls them when it waits, and otherwise only every
    * few dozen turns, so with a busy guest a QMP command waited ~0.25-0.45 s for its answer
    * (the monitor, QMP, user networking and chardev sockets all live on this thread). A poll
-   * lets the runtime wait once, for a timer of 0 ms. That is cheap on an idle host and costs
-   * a few milliseconds on a loaded one (the wait hands the core to another process), so the
-   * loop polls as often as keeps the polls under ~2% of its time: every 5 ms at best.
+   * makes the runtime wait once: for a byte sent through a loopback connection to itself
+   * (~0.03-0.1 ms), or without network permission for a 0 ms timer (~2 ms: the runtime's
+   * timers fire on millisecond ticks). The loop polls as often as keeps the polls near 2%
+   * of its time, every 5 ms at best.
    */
   hostPollMs?: number;
   /**
@@ -355,6 +356,8 @@ export class EventLoop {
     let lastPoll = lastYield;
     // What a poll costs (a running average) sets how often to poll.
     let pollCostMs = 0;
+    // Made at the first poll (runs shorter than a poll period never need it).
+    let poller: SocketPoller | null | undefined;
     // Realtime idling maps virtual time to host time from this anchor.
     let anchorHostMs = lastYield;
     let anchorNs = this.#baseNs;
@@ -393,7 +396,8 @@ export class EventLoop {
           const nowMs = performance.now();
           const pollEveryMs = Math.min(this.#hostPollMs, Math.max(5, 50 * pollCostMs));
           if (nowMs - lastPoll >= pollEveryMs) {
-            await hostPoll();
+            if (poller === undefined) poller = await SocketPoller.open();
+            await (poller ? poller.poll() : timerPoll());
             lastYield = lastPoll = performance.now();
             pollCostMs += (lastPoll - nowMs - pollCostMs) / 4;
           } else if (this.#pendingIo > 0 || nowMs - lastYield >= this.#hostYieldMs) {
@@ -455,6 +459,7 @@ export class EventLoop {
         if (next !== Infinity && next > this.#baseNs) this.#baseNs = next;
       }
     } finally {
+      poller?.close();
       this.#running = false;
     }
   }
@@ -572,6 +577,53 @@ function hostTurn(): Promise<void> {
  * A wait of the host event loop for a 0 ms timer: waiting, the runtime polls its sockets
  * (see {@linkcode EventLoopOptions.hostPollMs}).
  */
-function hostPoll(): Promise<void> {
+function timerPoll(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/**
+ * A loopback TCP connection to itself. Awaiting a byte sent through it leaves the runtime
+ * nothing to do but wait on its sockets, so it polls them all, and the byte is there at
+ * once (see {@linkcode EventLoopOptions.hostPollMs}).
+ */
+class SocketPoller {
+  readonly #out: Deno.TcpConn;
+  readonly #in: Deno.TcpConn;
+  readonly #byte = new Uint8Array([1]);
+  readonly #buffer = new Uint8Array(64);
+
+  private constructor(out: Deno.TcpConn, into: Deno.TcpConn) {
+    this.#out = out;
+    this.#in = into;
+  }
+
+  /** The connection, or null where it cannot be made (no permission to use the network). */
+  static async open(): Promise<SocketPoller | null> {
+    const permission = Deno.permissions.querySync({ name: "net", host: "127.0.0.1" });
+    if (permission.state !== "granted") return null;
+    let listener: Deno.TcpListener | null = null;
+    try {
+      listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const [out, into] = await Promise.all([
+        Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+        listener.accept(),
+      ]);
+      out.setNoDelay(true);
+      return new SocketPoller(out, into);
+    } catch {
+      return null;
+    } finally {
+      listener?.close();
+    }
+  }
+
+  async poll(): Promise<void> {
+    await this.#out.write(this.#byte);
+    await this.#in.read(this.#buffer);
+  }
+
+  close(): void {
+    this.#out.close();
+    this.#in.close();
+  }
 }

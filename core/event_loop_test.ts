@@ -208,3 +208,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test("EventLoop.run(): without network permission the socket polls fall back to a timer", async () => {
+  // A busy run of ~40 ms (several poll periods) in a process that may not use the network.
+  const script = `
+    import { EventLoop } from ${JSON.stringify(new URL("./event_loop.ts", import.meta.url).href)};
+    let retired = 0;
+    const busy = {
+      runSlice(max) {
+        const end = performance.now() + 1;
+        while (performance.now() < end) {}
+        retired += max;
+        return max;
+      },
+      isIdle: () => false,
+      instructionsRetired: () => retired,
+    };
+    const result = await new EventLoop({ maxSliceInstructions: 1000 }).run(busy, {
+      maxInstructions: 40_000,
+    });
+    console.log(result.reason, result.instructions);
+  `;
+  const dir = await Deno.makeTempDir({ prefix: "vmkit-loop-" });
+  const file = `${dir}/busy.js`;
+  await Deno.writeTextFile(file, script);
+  const out = await new Deno.Command(Deno.execPath(), {
+    // Reading only: `deno eval` would grant everything.
+    args: ["run", "--no-config", "--no-prompt", "--allow-read", file],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  await Deno.remove(dir, { recursive: true });
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.ok(out.success, stderr);
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), "budget 40000");
+});
