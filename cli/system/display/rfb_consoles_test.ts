@@ -148,3 +148,22 @@ Deno.test("RfbServer: with one console, Ctrl-Alt-2 reaches the guest as before",
     ]);
   });
 });
+
+Deno.test("RfbServer: odd keys on a text console send nothing and harm nothing", async () => {
+  await withConsoles(2, async ({ vc, typed, input, client }) => {
+    await tap(client, [CONTROL_L, ALT_L, 0x32]);
+    await frameBecomes(client, vc.update());
+    const heard = input.length;
+    // Unknown keysyms, Unicode ones, modifiers alone, function keys, a key released
+    // that was never pressed, and QEMU's extended key event with a nonsense keycode.
+    for (const sym of [0, 0x1f, 0xffffffff, 0x01000416, 0xffbe, 0xfe50, 0xffe1, 0xffeb]) {
+      await tap(client, [sym]);
+    }
+    await client.key(0x41, false);
+    await client.write([255, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff]);
+    await tap(client, [0x6f, 0x6b]);
+    await frameBecomes(client, vc.update());
+    assert.equal(String.fromCharCode(...typed), "ok");
+    assert.equal(input.length, heard, "the guest heard keys typed on the text console");
+  });
+});
