@@ -346,13 +346,15 @@ export class RfbConnection {
   }
 
   /**
-   * A key from the client. With one console it goes to the guest as ever. With more
+   * A key from the client. With one graphics console it goes to the guest as ever (a
+   * text console alone, as with `-vga none`, takes it). With more
    * (a `vc`), Ctrl-Alt-1..9 shows console 1..9 as in QEMU (the keys the guest holds are
    * let go first, and the digit reaches nobody), and a text console shown takes the
    * keys as keysyms while the guest hears none of them.
    */
   #keyEvent(keysym: number, code: number | undefined, down: boolean): void {
-    if (this.#server.consoleCount <= 1) {
+    const several = this.#server.consoleCount > 1;
+    if (!several && !this.#server.textConsoleShown) {
       if (code !== undefined) this.#key(code, down);
       return;
     }
@@ -362,7 +364,8 @@ export class RfbConnection {
     }
     const ctrl = this.#held.has(0x1d) || this.#held.has(0xe01d);
     if (
-      down && code !== undefined && code >= 0x02 && code <= 0x0a && ctrl && this.#held.has(0x38)
+      down && code !== undefined && code >= 0x02 && code <= 0x0a && ctrl &&
+      this.#held.has(0x38)
     ) {
       this.#releaseGuestKeys();
       this.#held.clear();

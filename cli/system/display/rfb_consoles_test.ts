@@ -33,12 +33,12 @@ async function withConsoles(
   const registry = new DisplayRegistry();
   const vga = new DisplaySurface(720, 400);
   for (let i = 0; i < vga.pixels.length; i++) vga.pixels[i] = (i * 2654435761) & 0xffffff;
-  registry.addConsole({ id: "vga0", update: () => vga });
+  if (consoles > 0) registry.addConsole({ id: "vga0", update: () => vga });
   const vc = new TextConsole("compat_monitor0", testFont());
   const typed: number[] = [];
   vc.onInput = (bytes) => typed.push(...bytes);
   vc.write("compat_monitor0 console\r\n(qemu) ");
-  if (consoles > 1) registry.addConsole(vc);
+  if (consoles !== 1) registry.addConsole(vc);
   const input: InputEvent[] = [];
   registry.addInputHandler((e) => input.push(e));
   const server = new RfbServer(registry, { name: "QEMU", refreshMs: 5 });
@@ -165,5 +165,16 @@ Deno.test("RfbServer: odd keys on a text console send nothing and harm nothing",
     await frameBecomes(client, vc.update());
     assert.equal(String.fromCharCode(...typed), "ok");
     assert.equal(input.length, heard, "the guest heard keys typed on the text console");
+  });
+});
+
+Deno.test("RfbServer: a text console alone (no graphics card) is shown and takes the keys", async () => {
+  await withConsoles(0, async ({ vc, typed, input, client }) => {
+    await frameBecomes(client, vc.update());
+    await tap(client, [0x6f, 0x6b]);
+    await tap(client, [CONTROL_L, ALT_L, 0x31]);
+    await settle();
+    assert.equal(String.fromCharCode(...typed), "ok");
+    assert.deepEqual(input, []);
   });
 });

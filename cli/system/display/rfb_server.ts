@@ -156,6 +156,12 @@ export class RfbServer {
     return this.#display?.consoles.length ?? 0;
   }
 
+  /** True when the console shown is a text console (keys go to it, not to the guest). */
+  get textConsoleShown(): boolean {
+    const display = this.#display;
+    return display?.console(display.active)?.putKeysym !== undefined;
+  }
+
   /** Shows console `index` to every client, as QEMU's console_select; no such console: nothing. */
   selectConsole(index: number): void {
     if (!this.#display?.select(index)) return;
