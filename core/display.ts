@@ -149,6 +149,11 @@ export interface GraphicConsole {
   readonly id: string;
   /** Renders what changed in the device's memory into its surface and returns it. */
   update(): DisplaySurface;
+  /**
+   * A text console (QEMU's `vc`) takes keys as X11 keysyms while it is shown, instead
+   * of the guest's keyboard taking scancodes.
+   */
+  putKeysym?(keysym: number, ctrl: boolean): void;
 }
 
 /**
@@ -175,6 +180,7 @@ export class DisplayRegistry {
   readonly #consoles: GraphicConsole[] = [];
   readonly #inputs: InputHandler[] = [];
   readonly #passwordTargets = new Map<string, (password: string) => boolean>();
+  #active = 0;
 
   /** Adds a console; the first one added is console 0. */
   addConsole(console: GraphicConsole): void {
@@ -189,6 +195,21 @@ export class DisplayRegistry {
   /** A console by index, or undefined. */
   console(index = 0): GraphicConsole | undefined {
     return this.#consoles[index];
+  }
+
+  /** The index of the console display clients show (QEMU's active console; 0 at start). */
+  get active(): number {
+    return this.#active;
+  }
+
+  /**
+   * Shows console `index` (Ctrl-Alt-1..9 in a VNC client); false, and nothing changes,
+   * when there is no such console.
+   */
+  select(index: number): boolean {
+    if (!this.#consoles[index]) return false;
+    this.#active = index;
+    return true;
   }
 
   /** Adds an input handler (keyboard or pointer device). */

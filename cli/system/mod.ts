@@ -12,6 +12,7 @@ import {
 import type { Registry } from "../../core/plugin.ts";
 import { BlockBackend } from "../../core/block/backend.ts";
 import { BlockGraph } from "../../core/block/graph.ts";
+import { displayRegistry } from "../../core/display.ts";
 import { firmwareDirs } from "../../core/firmware.ts";
 import type { Machine, MachineExit } from "../../core/machine.ts";
 import { writeErr, writeOut } from "../output.ts";
@@ -26,6 +27,7 @@ import {
   monitorSpecs,
   startMonitors,
   StdioMux,
+  vcFont,
 } from "./monitor.ts";
 import { allValues, lastValue, parseSystemArgs, type SystemOpt } from "./options.ts";
 
@@ -237,6 +239,9 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
       ? undefined
       : parseKeyValueList(nameText, { impliedKey: "guest" })
         .find((i) => i.key === "guest")?.value;
+    // A vc monitor is a console of the display even on a machine with no graphics card.
+    const vcWanted = specs.some((s) => s.transport === "vc");
+    if (vcWanted) displayRegistry(machine);
     vnc = startDisplays(machine, opts, name);
     if (specs.length > 0) {
       monitors = await startMonitors(
@@ -258,7 +263,12 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
           },
           openImage: (file, format) => graph.openImage(file, { format, readOnly: false }),
         }),
-        { startPaused: opts.some((o) => o.name === "S"), mux, keepAlive: !defaultMonitor },
+        {
+          startPaused: opts.some((o) => o.name === "S"),
+          mux,
+          keepAlive: !defaultMonitor,
+          font: vcWanted ? vcFont(dataDirs) : undefined,
+        },
       );
     }
     // -loadvm TAG: the machine starts where snapshot TAG left it (after realize, whose

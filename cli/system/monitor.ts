@@ -2,6 +2,18 @@
 // HMP and QMP sessions run on, and the -nographic serial/monitor multiplexer on stdio
 
 import type { Chardev, ChardevFrontend } from "../../core/chardev.ts";
+import { displayRegistry } from "../../core/display.ts";
+import { findFirmware } from "../../core/firmware.ts";
+import {
+  COLOUR_BLUE,
+  COLOUR_WHITE,
+  findVgaFont,
+  FONT_HEIGHT,
+  FONT_WIDTH,
+  MAX_TEXT_COLUMNS,
+  MAX_TEXT_ROWS,
+  TextConsole,
+} from "../../core/text_console.ts";
 import { UsageError } from "../../core/errors.ts";
 import { parseKeyValueList } from "../../core/options.ts";
 import type { BlockIo } from "../../core/block/backend.ts";
@@ -28,8 +40,13 @@ const COMMIT_BUF_BYTES = 1 << 20;
 export interface MonitorSpec {
   /** `hmp` for -monitor, `qmp` for -qmp. */
   mode: "hmp" | "qmp";
-  /** `stdio`, `unix` (path) or `tcp` (host and port; `telnet:` is tcp without negotiation). */
-  transport: "stdio" | "unix" | "tcp";
+  /**
+   * `stdio`, `unix` (path), `tcp` (host and port; `telnet:` is tcp without negotiation)
+   * or `vc` (a text console of the display, `columns` x `rows` cells).
+   */
+  transport: "stdio" | "unix" | "tcp" | "vc";
+  columns?: number;
+  rows?: number;
   path?: string;
   host?: string;
   port?: number;
@@ -60,6 +77,7 @@ export function parseMonitorSpec(mode: "hmp" | "qmp", text: string): MonitorSpec
   const option = mode === "hmp" ? "-monitor" : "-qmp";
   if (text === "none") return null;
   if (text === "stdio") return { mode, transport: "stdio", wait: false, text };
+  if (text === "vc" || text.startsWith("vc:")) return { ...parseVcSize(option, text), mode, text };
   const [head, ...rest] = text.split(",");
   const kind = head.includes(":") ? head.slice(0, head.indexOf(":")) : head;
   if (!["unix", "tcp", "telnet"].includes(kind)) {
@@ -97,6 +115,32 @@ export function parseMonitorSpec(mode: "hmp" | "qmp", text: string): MonitorSpec
   throw new UsageError(`${option} ${text}: '${kind}' is not a valid char driver`);
 }
 
+/**
+ * The size of `vc[:WxH|:COLSCxROWSC]` as QEMU 7.2 reads it: pixels (a cell is 8x16) or
+ * columns and rows with a C; 640x480 (80x30 cells) when not given.
+ */
+function parseVcSize(
+  option: string,
+  text: string,
+): { transport: "vc"; wait: false; columns: number; rows: number } {
+  let columns = 640 / FONT_WIDTH;
+  let rows = 480 / FONT_HEIGHT;
+  if (text !== "vc") {
+    const m = /^vc:(\d{1,5})(C?)x(\d{1,5})(C?)$/.exec(text);
+    if (!m) {
+      throw new UsageError(`${option} ${text}: expected vc, vc:WIDTHxHEIGHT or vc:COLSCxROWSC`);
+    }
+    columns = m[2] ? Number(m[1]) : Math.floor(Number(m[1]) / FONT_WIDTH);
+    rows = m[4] ? Number(m[3]) : Math.floor(Number(m[3]) / FONT_HEIGHT);
+  }
+  if (columns < 1 || rows < 1 || columns > MAX_TEXT_COLUMNS || rows > MAX_TEXT_ROWS) {
+    throw new UsageError(
+      `${option} ${text}: a vc is 1x1 to ${MAX_TEXT_COLUMNS}x${MAX_TEXT_ROWS} characters`,
+    );
+  }
+  return { transport: "vc", wait: false, columns, rows };
+}
+
 /** The running monitors of one vmkit: close() stops listening and hangs up on clients. */
 export interface MonitorServers {
   readonly monitor: Monitor;
@@ -111,7 +155,13 @@ export async function startMonitors(
   machine: Machine,
   specs: readonly MonitorSpec[],
   host: MonitorHost,
-  options: { startPaused?: boolean; mux?: StdioMux; keepAlive?: boolean } = {},
+  options: {
+    startPaused?: boolean;
+    mux?: StdioMux;
+    keepAlive?: boolean;
+    /** The VGA 8x16 font a `vc` monitor draws with. */
+    font?: Uint8Array;
+  } = {},
 ): Promise<MonitorServers> {
   const monitor = new Monitor(machine, host, { startPaused: options.startPaused });
   addSnapshotCommands(monitor.table, snapshotTable);
@@ -185,7 +235,11 @@ export async function startMonitors(
     })();
   };
 
-  for (const spec of specs) {
+  for (const [index, spec] of specs.entries()) {
+    if (spec.transport === "vc") {
+      attachVc(monitor, spec, spec.label ?? `compat_monitor${index}`, options.font);
+      continue;
+    }
     if (spec.transport === "stdio") {
       if (options.mux) {
         options.mux.attach(monitor, spec.mode);
@@ -261,6 +315,52 @@ export async function startMonitors(
       for (const c of cleanups) c();
     },
   };
+}
+
+/**
+ * A monitor on a text console of the display (`-monitor vc`): console N+1 after the
+ * graphics card's, titled `LABEL console` on blue as in QEMU; keys typed on it while a
+ * display client shows it go to the monitor's line editor.
+ */
+function attachVc(monitor: Monitor, spec: MonitorSpec, label: string, font?: Uint8Array): void {
+  if (!font) throw new UsageError(`-monitor ${spec.text}: no VGA font to draw a vc with`);
+  const machine = monitor.machine;
+  const vc = new TextConsole(label, font, { columns: spec.columns!, rows: spec.rows! });
+  vc.setColours(COLOUR_WHITE, COLOUR_BLUE);
+  vc.write(`${label} console\r\n`);
+  vc.resetColours();
+  displayRegistry(machine).addConsole(vc);
+  const session = spec.mode === "hmp"
+    ? monitor.attachHmp({ write: (text) => vc.write(text) })
+    : monitor.attachQmp({ write: (text) => vc.write(text) });
+  vc.onInput = (bytes) => {
+    session.receive(bytes);
+    machine.loop.wake();
+  };
+}
+
+/**
+ * The VGA 8x16 font a `vc` draws with: the one the VGA BIOS (the SeaBIOS vgabios the
+ * machine loads) carries, as QEMU's text consoles draw with the same IBM VGA font.
+ *
+ * @throws UsageError when no VGA BIOS with the font can be found
+ */
+export function vcFont(dataDirs: readonly string[]): Uint8Array {
+  for (const name of ["vgabios-stdvga.bin", "vgabios.bin", "vgabios-cirrus.bin"]) {
+    const { path } = findFirmware(name, dataDirs);
+    if (path === null) continue;
+    let bytes: Uint8Array;
+    try {
+      bytes = Deno.readFileSync(path);
+    } catch {
+      continue;
+    }
+    const font = findVgaFont(bytes);
+    if (font) return font;
+  }
+  throw new UsageError(
+    "-monitor vc needs the VGA font of SeaBIOS's vgabios-stdvga.bin (Debian package seabios)",
+  );
 }
 
 function attachStdio(monitor: Monitor, mode: "hmp" | "qmp"): () => void {
@@ -405,6 +505,8 @@ export function monitorHost(o: MonitorHostOptions): MonitorHost {
         // QEMU names a listening socket by its address and server=on.
         const filename = s.transport === "stdio"
           ? "stdio"
+          : s.transport === "vc"
+          ? "vc"
           : s.transport === "unix"
           ? `unix:${s.path},server=on`
           : `${s.text.split(":")[0]}:${s.host}:${s.port},server=on`;
@@ -543,6 +645,16 @@ function monSpec(text: string, opts: readonly { name: string; value: string }[])
   let spec: MonitorSpec | null;
   if (backend === "stdio") {
     spec = { mode, transport: "stdio", wait: false, text: "stdio" };
+  } else if (backend === "vc") {
+    // -chardev vc: cols=/rows= in characters, or width=/height= in pixels.
+    const size = (chars: string, pixels: string, cell: number, fallback: number) =>
+      cget(chars) !== undefined
+        ? `${cget(chars)}C`
+        : String(cget(pixels) !== undefined ? cget(pixels) : fallback * cell);
+    const text = `vc:${size("cols", "width", FONT_WIDTH, 80)}x${
+      size("rows", "height", FONT_HEIGHT, 30)
+    }`;
+    spec = { ...parseVcSize("-chardev", text), mode, text: "vc" };
   } else if (backend === "socket") {
     const flags = ["server", "wait"].filter((k) => cget(k) !== undefined)
       .map((k) => `${k}=${cget(k)}`);
@@ -552,7 +664,7 @@ function monSpec(text: string, opts: readonly { name: string; value: string }[])
     spec = parseMonitorSpec(mode, [where, ...flags].join(","));
   } else {
     throw new UsageError(
-      `-chardev ${chardev.text}: a monitor chardev must be 'socket' or 'stdio' in vmkit`,
+      `-chardev ${chardev.text}: a monitor chardev must be 'socket', 'stdio' or 'vc' in vmkit`,
     );
   }
   return { ...spec!, label: id };

@@ -16,7 +16,7 @@ Deno.test("parseMonitorSpec() takes QEMU's -monitor and -qmp forms and refuses o
   assert.equal(parseMonitorSpec("hmp", "none"), null);
   assert.throws(() => parseMonitorSpec("qmp", "unix:/tmp/s"), /-qmp unix:\/tmp\/s: .*server=on/);
   assert.throws(() => parseMonitorSpec("qmp", "tcp:host:99999,server=on"), /expected HOST:PORT/);
-  assert.throws(() => parseMonitorSpec("hmp", "vc"), /'vc' is not a valid char driver/);
+  assert.throws(() => parseMonitorSpec("hmp", "vcx"), /'vcx' is not a valid char driver/);
   assert.throws(
     () => parseMonitorSpec("hmp", "unix:/x,server=on,bogus=1"),
     /Invalid parameter 'bogus'/,
@@ -25,4 +25,32 @@ Deno.test("parseMonitorSpec() takes QEMU's -monitor and -qmp forms and refuses o
     () => monitorSpecs([{ name: "monitor", value: "stdio" }, { name: "qmp", value: "stdio" }]),
     /cannot use stdio by multiple character devices/,
   );
+});
+
+Deno.test("parseMonitorSpec() takes vc, vc:WxH in pixels and vc:NCxMC in characters as QEMU does", () => {
+  assert.deepEqual(parseMonitorSpec("hmp", "vc"), {
+    mode: "hmp",
+    transport: "vc",
+    wait: false,
+    columns: 80,
+    rows: 30,
+    text: "vc",
+  });
+  const pixels = parseMonitorSpec("hmp", "vc:800x600")!;
+  assert.deepEqual([pixels.columns, pixels.rows], [100, 37]);
+  const chars = parseMonitorSpec("hmp", "vc:80Cx24C")!;
+  assert.deepEqual([chars.columns, chars.rows], [80, 24]);
+  assert.throws(() => parseMonitorSpec("hmp", "vc:0x0"), /-monitor vc:0x0: a vc is 1x1 to/);
+  assert.throws(() => parseMonitorSpec("hmp", "vc:99999Cx2C"), /a vc is 1x1 to 1024x512/);
+  assert.throws(() => parseMonitorSpec("hmp", "vc:big"), /expected vc, vc:WIDTHxHEIGHT/);
+  const mon = monitorSpecs([
+    { name: "chardev", value: "vc,id=mon0,cols=100,rows=40" },
+    { name: "mon", value: "chardev=mon0" },
+  ]);
+  assert.deepEqual([mon[0].transport, mon[0].columns, mon[0].rows, mon[0].label], [
+    "vc",
+    100,
+    40,
+    "mon0",
+  ]);
 });

@@ -12,44 +12,14 @@ import { testConfig } from "../../plugins/machines/test_util.ts";
 import { BOOT_TIMEOUT_MS, INITRD, KERNEL, missingFiles } from "../boot/guest_util.ts";
 import { haveProgram, tempDir } from "../test_util.ts";
 import { RfbServer } from "../../cli/system/display/rfb_server.ts";
-import { channelDistance, freeDisplay, onPath } from "./vnc_util.ts";
+import { channelDistance, freeDisplay, HAVE_VNCSNAPSHOT, vncsnapshot } from "./vnc_util.ts";
 
 const BIOS = "/usr/share/seabios/bios-256k.bin";
 const whyNot = missingFiles([KERNEL, INITRD]) ||
   (haveProgram("qemu-system-x86_64") ? "" : " (ignored: qemu-system-x86_64 is not installed)");
-const HAVE_VNCSNAPSHOT = onPath("vncsnapshot") && onPath("djpeg");
 const SNAPSHOT_NOTE = HAVE_VNCSNAPSHOT
   ? ""
   : " (vncsnapshot part ignored: apt-get install vncsnapshot libjpeg-turbo-progs)";
-
-/**
- * vncsnapshot (TightVNC's client) takes the screen of the VNC server at `display` on
- * loopback, asking for lossless Tight (no JPEG on the wire); it can only write a JPEG
- * file, which djpeg decodes. Null when the tools are missing.
- */
-async function vncsnapshot(display: number, dir: string, name: string): Promise<PpmImage | null> {
-  if (!HAVE_VNCSNAPSHOT) return null;
-  const jpeg = path.join(dir, `${name}.jpg`);
-  const snap = await new Deno.Command("vncsnapshot", {
-    args: [
-      "-quiet",
-      "-nojpeg",
-      "-encodings",
-      "tight copyrect",
-      "-quality",
-      "100",
-      `127.0.0.1:${display}`,
-      jpeg,
-    ],
-    stdout: "null",
-    stderr: "piped",
-    signal: AbortSignal.timeout(60_000),
-  }).output();
-  assert.equal(snap.code, 0, `vncsnapshot: ${new TextDecoder().decode(snap.stderr)}`);
-  const ppm = await new Deno.Command("djpeg", { args: ["-pnm", jpeg], stdout: "piped" }).output();
-  assert.equal(ppm.code, 0, "djpeg");
-  return decodePpm(ppm.stdout);
-}
 
 /** The largest difference in one channel between two same-size pictures, and how many pixels are off by more than 4. */
 function worstChannel(a: PpmImage, b: PpmImage): { worst: number; over4: number } {

@@ -1,6 +1,8 @@
 // Helpers the VNC tests and bench share: finding programs and free displays, and a disk from a boot sector
 
+import assert from "node:assert/strict";
 import * as path from "node:path";
+import { decodePpm, type PpmImage } from "../../core/display.ts";
 import { MAIN } from "../test_util.ts";
 import { AL, Assembler, AX, BX, CX, DX, EAX, EDI, ES } from "../../plugins/machines/x86_asm.ts";
 
@@ -153,4 +155,40 @@ export function spawnEchoGuest(
     stdout: "null",
     stderr: "piped",
   }).spawn();
+}
+
+/** vncsnapshot and djpeg (to read the JPEG it writes) are both installed. */
+export const HAVE_VNCSNAPSHOT = onPath("vncsnapshot") && onPath("djpeg");
+
+/**
+ * vncsnapshot (TightVNC's client) takes the screen of the VNC server at `display` on
+ * loopback, asking for lossless Tight (no JPEG on the wire); it can only write a JPEG
+ * file, which djpeg decodes. Null when the tools are missing.
+ */
+export async function vncsnapshot(
+  display: number,
+  dir: string,
+  name: string,
+): Promise<PpmImage | null> {
+  if (!HAVE_VNCSNAPSHOT) return null;
+  const jpeg = path.join(dir, `${name}.jpg`);
+  const snap = await new Deno.Command("vncsnapshot", {
+    args: [
+      "-quiet",
+      "-nojpeg",
+      "-encodings",
+      "tight copyrect",
+      "-quality",
+      "100",
+      `127.0.0.1:${display}`,
+      jpeg,
+    ],
+    stdout: "null",
+    stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  assert.equal(snap.code, 0, `vncsnapshot: ${new TextDecoder().decode(snap.stderr)}`);
+  const ppm = await new Deno.Command("djpeg", { args: ["-pnm", jpeg], stdout: "piped" }).output();
+  assert.equal(ppm.code, 0, "djpeg");
+  return decodePpm(ppm.stdout);
 }

@@ -106,6 +106,8 @@ export class RfbConnection {
   #sending = false;
   #writes: Promise<void> = Promise.resolve();
   #pressed = new Set<number>();
+  /** Keys the client holds, whoever heard them (for Ctrl-Alt-N with several consoles). */
+  #held = new Set<number>();
   #queued = 0;
   #challenge = new Uint8Array(16);
   /** The surface size this client's copy was made for (differs from its own without DesktopSize). */
@@ -154,10 +156,7 @@ export class RfbConnection {
   close(): void {
     if (this.#phase === "closed") return;
     this.#phase = "closed";
-    for (const code of this.#pressed) {
-      this.#server.input({ type: "key", scancode: code, down: false });
-    }
-    this.#pressed.clear();
+    this.#releaseGuestKeys();
     try {
       this.#conn.close();
     } catch {
@@ -317,8 +316,8 @@ export class RfbConnection {
         return true;
       }
       case 4: {
-        const code = keysymToScancode(view.getUint32(4));
-        if (code !== undefined) this.#key(code, msg[1] !== 0);
+        const keysym = view.getUint32(4);
+        this.#keyEvent(keysym, keysymToScancode(keysym), msg[1] !== 0);
         return true;
       }
       case 5: {
@@ -337,13 +336,53 @@ export class RfbConnection {
       case 6:
         return true; // the guest has no clipboard to receive it
       case 255: {
-        const code = xtKeycodeToScancode(view.getUint32(8)) ??
-          keysymToScancode(view.getUint32(4));
-        if (code !== undefined) this.#key(code, view.getUint16(2) !== 0);
+        const keysym = view.getUint32(4);
+        const code = xtKeycodeToScancode(view.getUint32(8)) ?? keysymToScancode(keysym);
+        this.#keyEvent(keysym, code, view.getUint16(2) !== 0);
         return true;
       }
     }
     return false;
+  }
+
+  /**
+   * A key from the client. With one graphics console it goes to the guest as ever (a
+   * text console alone, as with `-vga none`, takes it). With more
+   * (a `vc`), Ctrl-Alt-1..9 shows console 1..9 as in QEMU (the keys the guest holds are
+   * let go first, and the digit reaches nobody), and a text console shown takes the
+   * keys as keysyms while the guest hears none of them.
+   */
+  #keyEvent(keysym: number, code: number | undefined, down: boolean): void {
+    const several = this.#server.consoleCount > 1;
+    if (!several && !this.#server.textConsoleShown) {
+      if (code !== undefined) this.#key(code, down);
+      return;
+    }
+    if (code !== undefined) {
+      if (down) this.#held.add(code);
+      else this.#held.delete(code);
+    }
+    const ctrl = this.#held.has(0x1d) || this.#held.has(0xe01d);
+    if (
+      down && code !== undefined && code >= 0x02 && code <= 0x0a && ctrl &&
+      this.#held.has(0x38)
+    ) {
+      this.#releaseGuestKeys();
+      this.#held.clear();
+      this.#server.selectConsole(code - 0x02);
+      return;
+    }
+    if (this.#server.textKey(keysym, ctrl, down)) return;
+    // A release of a key the guest never heard pressed (it went to a text console) is dropped.
+    if (code !== undefined && (down || this.#pressed.has(code))) this.#key(code, down);
+  }
+
+  /** Lets go of every key the guest was told is held. */
+  #releaseGuestKeys(): void {
+    for (const code of this.#pressed) {
+      this.#server.input({ type: "key", scancode: code, down: false });
+    }
+    this.#pressed.clear();
   }
 
   #key(code: number, down: boolean): void {

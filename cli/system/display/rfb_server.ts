@@ -76,6 +76,8 @@ export class RfbServer {
   #blank = new DisplaySurface(640, 480);
   #width = 0;
   #height = 0;
+  /** The console the clients were last sent (a switch redraws them all). */
+  #shown = 0;
 
   constructor(display: DisplayRegistry | undefined, options: RfbServerOptions) {
     this.#display = display;
@@ -140,9 +142,46 @@ export class RfbServer {
     this.#timer = undefined;
   }
 
-  /** The screen now, brought up to date (a blank one when the machine has no graphics). */
+  /**
+   * The screen now, brought up to date: the active console's (console 0 unless a client
+   * switched with Ctrl-Alt-N), a blank one when the machine has no graphics.
+   */
   surface(): DisplaySurface {
-    return this.#display?.console(0)?.update() ?? this.#blank;
+    const display = this.#display;
+    return display?.console(display.active)?.update() ?? this.#blank;
+  }
+
+  /** How many consoles the machine has (more than one: Ctrl-Alt-N switches). */
+  get consoleCount(): number {
+    return this.#display?.consoles.length ?? 0;
+  }
+
+  /** True when the console shown is a text console (keys go to it, not to the guest). */
+  get textConsoleShown(): boolean {
+    const display = this.#display;
+    return display?.console(display.active)?.putKeysym !== undefined;
+  }
+
+  /** Shows console `index` to every client, as QEMU's console_select; no such console: nothing. */
+  selectConsole(index: number): void {
+    if (!this.#display?.select(index)) return;
+    this.#quicken();
+    this.wake();
+  }
+
+  /**
+   * A key for the active console when it is a text console (true: taken; releases are
+   * taken and ignored); false when the guest's keyboard should have it.
+   */
+  textKey(keysym: number, ctrl: boolean, down: boolean): boolean {
+    const display = this.#display;
+    const console = display?.console(display.active);
+    if (!console?.putKeysym) return false;
+    if (down) {
+      console.putKeysym(keysym, ctrl);
+      this.#quicken();
+    }
+    return true;
   }
 
   /** A client finished its handshake: an exclusive one (shared-flag 0) ends the others. */
@@ -208,7 +247,13 @@ export class RfbServer {
     this.#lastRefresh = performance.now();
     this.refreshes++;
     const surface = this.surface();
-    const dirty = surface.takeDirty();
+    let dirty = surface.takeDirty();
+    const shown = this.#display?.active ?? 0;
+    if (shown !== this.#shown) {
+      // Another console: all of it is new to the clients.
+      this.#shown = shown;
+      dirty = [{ x: 0, y: 0, width: surface.width, height: surface.height }];
+    }
     const resized = surface.width !== this.#width || surface.height !== this.#height;
     this.#width = surface.width;
     this.#height = surface.height;
