@@ -119,14 +119,42 @@ function protectCode(c: CpuCore, bytes: Uint8Array, off: number, len: number): v
 }
 
 /**
+ * First opcode bytes after which the next instruction may start a block: every jump,
+ * call, return, loop and interrupt, the prefixes and the 0x0F and 0xFF groups (which
+ * hold branches). After any other interpreted instruction execution falls through to
+ * the next byte, which blocks are rarely keyed at, so the dispatcher skips the block
+ * table and the visit count there. Missing an address here costs only speed: faults
+ * leave the loop, and its next call looks first.
+ */
+const LOOK_AFTER = new Uint8Array(256);
+const LOOK_OPS =
+  "0f 26 2e 36 3e 64 65 66 67 9a c2 c3 ca cb cc cd ce cf e0 e1 e2 e3 e8 e9 ea eb f0 f2 f3 ff";
+for (const op of LOOK_OPS.split(" ")) LOOK_AFTER[parseInt(op, 16)] = 1;
+for (let op = 0x70; op <= 0x7f; op++) LOOK_AFTER[op] = 1;
+
+/**
  * Runs instructions until the budget ends or something needs the boundary handler,
  * entering translated blocks where they exist and interpreting everything else. Same
  * contract as the interpreter's loop: `c.retired` counts every instruction exactly.
+ * The block table is looked up where a block can start (see {@linkcode LOOK_AFTER}),
+ * after a block ran, and after an instruction the translator stops at.
  */
 export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): void {
   const table = cache.table, hot = cache.hot, wasm = cache.wasm;
+  let look = 1;
   while (c.retired < end && !c.attention) {
-    let o = (c.eip - c.fetchBase) >>> 0;
+    if (look === 0) {
+      c.instrStart = c.eip;
+      const op = fetch8(c);
+      look = LOOK_AFTER[op];
+      c.table[op](c);
+      c.retired++;
+      continue;
+    }
+    // After a block the next instruction is looked up too: the block may have stopped
+    // at an instruction the translator does not handle.
+    let o = (c.eip - c.fetchBase) >>> 0, stop = look >> 1;
+    look = 1;
     if (o >= c.fetchLen && c.code32) {
       // A jump, call or return to another page: map it now, or its first instruction
       // would be interpreted and its translation (entered at that EIP) never found.
@@ -142,6 +170,7 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
         b !== undefined && b.off === off && b.bytes === c.fetchBytes && b.eip === c.eip &&
         b.mode === blockMode(c)
       ) {
+        stop = 1;
         const run = b.run;
         if (
           run !== null && c.retired + b.n <= end && b.lo >= c.fetchOff &&
@@ -159,7 +188,10 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
                 }
               } else if (rg !== null) {
                 const k = wasm.enter(rg, end);
-                if (k === ENTERED) continue;
+                if (k === ENTERED) {
+                  look = 2;
+                  continue;
+                }
                 if (k === DEMOTED) {
                   wasm.release(rg);
                   b.region = null;
@@ -176,6 +208,7 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
             b.hits += c.retired - before;
             cache.blockRetired += c.retired - before;
             cache.blockEntries++;
+            look = 2;
             continue;
           }
           // The guest rewrote this code: translate it again when it is hot again.
@@ -190,6 +223,7 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
             : 1) >= cache.jsHot && blockMode(c) === MODE_FLAT32
       ) {
         hot[h] = 0;
+        stop = 1;
         const nb = cache.compile(c, o);
         if (b !== undefined) cache.drop(b);
         table[h] = nb;
@@ -198,12 +232,15 @@ export function executeWithBlocks(c: CpuCore, end: number, cache: BlockCache): v
           nb.run(c, end);
           cache.blockRetired += c.retired - before;
           cache.blockEntries++;
+          look = 2;
           continue;
         }
       }
     }
     c.instrStart = c.eip;
-    c.table[fetch8(c)](c);
+    const op = fetch8(c);
+    look = LOOK_AFTER[op] | stop;
+    c.table[op](c);
     c.retired++;
   }
 }
