@@ -12,7 +12,7 @@ import type {
   SnapshotInfo,
   TruncateOptions,
 } from "../../../core/block/driver.ts";
-import { ImageFormatError, IoError, NotSupportedError } from "../../../core/errors.ts";
+import { ImageFormatError, IoError } from "../../../core/errors.ts";
 import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
 import { QCOW2_AMEND_OPTIONS } from "./options.ts";
 import { canEmptyCompletely, makeCompletelyEmpty } from "./make_empty.ts";
@@ -20,20 +20,12 @@ import { type CacheSizes, cacheSizes } from "./cache_options.ts";
 import { ClusterMap, newMapping } from "./cluster.ts";
 import { compressionTypeName } from "./compress.ts";
 import {
-  parseHeader,
   QCOW2_AUTOCLEAR_DATA_FILE_RAW,
   QCOW2_AUTOCLEAR_MASK,
   QCOW2_COMPAT_LAZY_REFCOUNTS,
-  QCOW2_COMPRESSION_TYPE_ZSTD,
-  QCOW2_INCOMPAT_COMPRESSION,
   QCOW2_INCOMPAT_CORRUPT,
   QCOW2_INCOMPAT_DATA_FILE,
   QCOW2_INCOMPAT_DIRTY,
-  QCOW2_INCOMPAT_EXTL2,
-  QCOW2_INCOMPAT_MASK,
-  QCOW_MAX_L1_SIZE,
-  QCOW_MAX_REFTABLE_SIZE,
-  unsupportedFeatureMessage,
 } from "./header.ts";
 import {
   markClean,
@@ -51,17 +43,16 @@ import {
   zeroGuest,
 } from "./io.ts";
 import {
-  Layout,
   QCOW2_SUBCLUSTER_COMPRESSED,
   QCOW2_SUBCLUSTER_NORMAL,
   QCOW2_SUBCLUSTER_UNALLOCATED_ALLOC,
   QCOW2_SUBCLUSTER_ZERO_ALLOC,
   QCOW2_SUBCLUSTER_ZERO_PLAIN,
-  type SyncFile,
   syncFile,
 } from "./layout.ts";
 import { Refcounts } from "./refcount.ts";
-import { readSnapshots, snapshotInfos, validateTable } from "./snapshot.ts";
+import { readCheckedHeader } from "./open_header.ts";
+import { readSnapshots, snapshotInfos } from "./snapshot.ts";
 
 const RESOLVED = Promise.resolve();
 /** The largest VM state savevm may store in an image (1 TiB). */
@@ -551,18 +542,6 @@ function detectMetadataPreallocation(img: Qcow2Image): boolean {
   return inUse >= threshold;
 }
 
-function readHeaderCluster(file: SyncFile): Uint8Array {
-  const probe = new Uint8Array(Math.max(104, Math.min(file.size(), 65536)));
-  file.readSync(0, probe);
-  const bits = new DataView(probe.buffer).getUint32(20);
-  if (bits >= 9 && bits <= 21 && 2 ** bits > probe.length) {
-    const full = new Uint8Array(2 ** bits);
-    file.readSync(0, full);
-    return full;
-  }
-  return probe;
-}
-
 /** Opens the qcow2 image on protocol node `file`, as QEMU's `qcow2_do_open`. */
 export async function openQcow2(
   file: BlockNode,
@@ -571,52 +550,10 @@ export async function openQcow2(
   reuse?: { backing: BlockNode | null; dataNode: BlockNode | null },
 ): Promise<BlockNode> {
   const io = syncFile(file);
-  const h = parseHeader(readHeaderCluster(io));
   const readOnly = file.readOnly;
-  const cs = 2 ** h.clusterBits;
-  const unknown = h.incompatibleFeatures & ~QCOW2_INCOMPAT_MASK;
-  if (unknown !== 0n) {
-    throw new NotSupportedError(unsupportedFeatureMessage(h.featureTable, unknown));
-  }
   const forCheck = opts["x-check"] === true;
-  if ((h.incompatibleFeatures & QCOW2_INCOMPAT_CORRUPT) !== 0n && !readOnly && !forCheck) {
-    throw new ImageFormatError("qcow2: Image is corrupt; cannot be opened read/write");
-  }
-  if (h.refcountOrder > 6) {
-    throw new ImageFormatError("Reference count entry width too large; may not exceed 64 bits");
-  }
-  const compressionBit = (h.incompatibleFeatures & QCOW2_INCOMPAT_COMPRESSION) !== 0n;
-  if (h.compressionType > QCOW2_COMPRESSION_TYPE_ZSTD) {
-    throw new NotSupportedError(`qcow2: unknown compression type: ${h.compressionType}`);
-  }
-  if (h.compressionType === 0 && compressionBit) {
-    throw new ImageFormatError("qcow2: Compression type incompatible feature bit must not be set");
-  }
-  if (h.compressionType !== 0 && !compressionBit) {
-    throw new ImageFormatError("qcow2: Compression type incompatible feature bit must be set");
-  }
-  if (h.cryptMethod !== 0) {
-    throw new NotSupportedError(`Unsupported encryption method ${h.cryptMethod}`);
-  }
-  const extendedL2 = (h.incompatibleFeatures & QCOW2_INCOMPAT_EXTL2) !== 0n;
-  if (extendedL2 && cs / 32 < 512) {
-    throw new ImageFormatError(`Unsupported subcluster size: ${cs / 32}`);
-  }
-  if (h.refcountTableClusters === 0) {
-    throw new ImageFormatError("Image does not contain a reference count table");
-  }
-  validateTable(
-    h.refcountTableOffset,
-    h.refcountTableClusters,
-    cs,
-    QCOW_MAX_REFTABLE_SIZE,
-    cs,
-    "Reference count table",
-  );
-  if (h.l1Size > QCOW_MAX_L1_SIZE / 8) throw new ImageFormatError("Active L1 table too large");
-  const layout = new Layout(h.clusterBits, h.refcountOrder, extendedL2);
-  if (h.l1Size < layout.l1EntriesFor(h.size)) throw new ImageFormatError("L1 table is too small");
-  validateTable(h.l1TableOffset, h.l1Size, 8, QCOW_MAX_L1_SIZE, cs, "Active L1 table");
+  const { header: h, layout } = readCheckedHeader(io, readOnly, forCheck);
+  const cs = layout.clusterSize;
   const snapshots = readSnapshots(io, h.snapshotsOffset, h.nbSnapshots, cs);
 
   const opened: BlockNode[] = [];
