@@ -114,3 +114,13 @@ export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<v
 export function readBytes(file: string): Uint8Array {
   return Deno.readFileSync(file);
 }
+
+/** Kills `child` unless it has already ended (a kill then throws), and waits for its end. */
+export async function stopChild(child: Deno.ChildProcess): Promise<Deno.CommandStatus> {
+  try {
+    child.kill("SIGKILL");
+  } catch {
+    // it ended by itself
+  }
+  return await child.status;
+}

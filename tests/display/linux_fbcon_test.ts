@@ -10,7 +10,7 @@ import x86 from "../../plugins/cpus/x86/mod.ts";
 import { createPcMachine } from "../../plugins/machines/pc.ts";
 import { testConfig } from "../../plugins/machines/test_util.ts";
 import { BOOT_TIMEOUT_MS, INITRD, KERNEL, missingFiles } from "../boot/guest_util.ts";
-import { haveProgram, tempDir } from "../test_util.ts";
+import { haveProgram, stopChild, tempDir } from "../test_util.ts";
 import { RfbServer } from "../../cli/system/display/rfb_server.ts";
 import { channelDistance, freeDisplay, HAVE_VNCSNAPSHOT, vncsnapshot } from "./vnc_util.ts";
 
@@ -181,8 +181,7 @@ async function qemuScreen(
     mon.close();
     snapshot = await vncsnapshot(vncDisplay, dir, "qemu");
   } finally {
-    child.kill("SIGKILL");
-    await child.status;
+    await stopChild(child);
     await stderr;
   }
   return { log: text, snapshot };

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import { TestRfbClient } from "../../cli/system/display/test_client.ts";
 import { BOOT_TIMEOUT_MS, INITRD, KERNEL, missingFiles } from "../boot/guest_util.ts";
-import { haveProgram, MAIN, tempDir } from "../test_util.ts";
+import { haveProgram, MAIN, stopChild, tempDir } from "../test_util.ts";
 import { freeDisplay } from "./vnc_util.ts";
 
 const whyNot = missingFiles([KERNEL, INITRD]) ||
@@ -103,12 +103,7 @@ async function keysReachShell(vm: "vmkit" | "qemu", dir: string): Promise<string
     return log;
   } finally {
     conn?.close();
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-    await child.status;
+    await stopChild(child);
     await stderr;
   }
 }

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import { decodePpm, type PpmImage } from "../../core/display.ts";
 import { decodePng } from "../../core/display_png.ts";
-import { tempDir } from "../test_util.ts";
+import { stopChild, tempDir } from "../test_util.ts";
 import { BROWSER, DevTools, freePort, startBrowser } from "./devtools.ts";
 import { echoGuestDisk, spawnEchoGuest, waitForText } from "./vnc_util.ts";
 
@@ -180,12 +180,7 @@ Deno.test({
         await browser.status;
       }
       await http.shutdown();
-      try {
-        vmkit.kill("SIGKILL");
-      } catch {
-        // it ended by itself: its stderr says why
-      }
-      await vmkit.status;
+      await stopChild(vmkit);
       const err = await stderr;
       if (err.trim() !== "") console.error(err);
       await cleanup();

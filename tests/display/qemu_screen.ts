@@ -1,5 +1,6 @@
 // Real QEMU as the display oracle: run a guest until a log file says it is ready, then take its HMP screendump
 
+import { stopChild } from "../test_util.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 
@@ -62,8 +63,7 @@ export async function qemuScreendump(options: {
       conn.close();
     }
   } finally {
-    child.kill("SIGKILL");
-    await child.status;
+    await stopChild(child);
     await stderr;
   }
 }

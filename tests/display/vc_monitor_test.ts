@@ -7,7 +7,7 @@ import { vcFont } from "../../cli/system/monitor.ts";
 import { QEMU_VERSION } from "../../cli/version.ts";
 import { ENCODING_DESKTOP_SIZE, ENCODING_RAW } from "../../cli/system/display/rfb_server.ts";
 import { type ClientFrame, TestRfbClient } from "../../cli/system/display/test_client.ts";
-import { haveProgram, MAIN, tempDir } from "../test_util.ts";
+import { haveProgram, MAIN, stopChild, tempDir } from "../test_util.ts";
 import {
   echoGuestDisk,
   freeDisplay,
@@ -166,12 +166,7 @@ async function monitorScreen(vm: "vmkit" | "qemu", dir: string): Promise<ClientF
     return screen;
   } finally {
     conn?.close();
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-    await child.status;
+    await stopChild(child);
     await stderr;
   }
 }

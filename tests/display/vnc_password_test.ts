@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import { TestRfbClient } from "../../cli/system/display/test_client.ts";
 import { vncAuthResponse } from "../../cli/system/display/vnc_auth.ts";
-import { haveProgram, MAIN, tempDir } from "../test_util.ts";
+import { haveProgram, MAIN, stopChild, tempDir } from "../test_util.ts";
 import { freeDisplay, onPath } from "./vnc_util.ts";
 
 /** Runs an emulator with `-vnc ...,password=on` and a QMP socket; sets the password over QMP. */
@@ -63,8 +63,7 @@ async function withPasswordServer(
       conn.close();
     }
   } finally {
-    child.kill("SIGKILL");
-    await child.status;
+    await stopChild(child);
     await cleanup();
   }
 }

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { decodePpm, type PpmImage } from "../../core/display.ts";
 import { decodePng } from "../../core/display_png.ts";
 import { TestRfbClient } from "../../cli/system/display/test_client.ts";
-import { haveProgram, tempDir } from "../test_util.ts";
+import { haveProgram, stopChild, tempDir } from "../test_util.ts";
 import { qemuScreendump } from "./qemu_screen.ts";
 import {
   channelDistance,
@@ -299,12 +299,7 @@ Deno.test({
       conn.close();
       monitor.close();
     } finally {
-      try {
-        vmkit.kill("SIGKILL");
-      } catch {
-        // it ended by itself: its stderr says why
-      }
-      await vmkit.status;
+      await stopChild(vmkit);
       const err = await stderr;
       if (err.trim() !== "") console.error(err);
       await cleanup();

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import { decodePpm } from "../../core/display.ts";
 import { decodePng } from "../../core/display_png.ts";
-import { tempDir } from "../test_util.ts";
+import { stopChild, tempDir } from "../test_util.ts";
 import { BROWSER, DevTools, freePort, startBrowser } from "./devtools.ts";
 import { echoGuestDisk, spawnEchoGuest, waitForText } from "./vnc_util.ts";
 
@@ -99,12 +99,7 @@ Deno.test({
         browser.kill("SIGKILL");
         await browser.status;
       }
-      try {
-        vmkit.kill("SIGKILL");
-      } catch {
-        // it ended by itself: its stderr says why
-      }
-      await vmkit.status;
+      await stopChild(vmkit);
       const err = await stderr;
       if (err.trim() !== "") console.error(err);
       await cleanup();
