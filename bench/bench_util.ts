@@ -13,7 +13,10 @@ export interface Row {
   /** What is measured, e.g. `µs/request` or `MiB/s`. */
   unit: string;
   qemu: number | undefined;
-  vmkit: number;
+  /** Undefined when vmkit cannot do the work yet; `note` then says what it said. */
+  vmkit: number | undefined;
+  /** A line printed under the row (e.g. why vmkit has no figure). */
+  note?: string;
   /** True when a bigger number is better (throughput), false for times. */
   higherIsBetter: boolean;
 }
@@ -64,7 +67,7 @@ export async function bestOf(runs: number, measure: () => Promise<number>): Prom
 
 /** vmkit's speed relative to QEMU's: above 1 means vmkit is faster. */
 export function ratio(row: Row): number | undefined {
-  if (row.qemu === undefined) return undefined;
+  if (row.qemu === undefined || row.vmkit === undefined) return undefined;
   return row.higherIsBetter ? row.vmkit / row.qemu : row.qemu / row.vmkit;
 }
 
@@ -86,6 +89,7 @@ export function printTable(title: string, rows: readonly Row[]): void {
         fmt(r.vmkit).padStart(10)
       } ${(q === undefined ? "n/a" : `${q.toFixed(2)}x`).padStart(7)}`,
     );
+    if (r.note) console.log(`  note: ${r.note}`);
   }
 }
 

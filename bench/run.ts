@@ -52,6 +52,6 @@ printTable(
 );
 // Last: minutes of vmkit boot; the tables above are printed even if CI's timeout stops it.
 printTable(
-  "Linux boot: i386 kernel + initramfs to the shell prompt, vmkit vs QEMU TCG (s)",
+  "Linux boot: i386 and amd64 kernels + initramfs to the shell prompt, vmkit vs QEMU TCG (s)",
   await bootRows(),
 );

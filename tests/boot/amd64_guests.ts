@@ -9,13 +9,15 @@ import {
   type BootResult,
   bootVmkit,
   GUESTS,
-  GUIDE_MAC,
+  guideCdArgs,
+  guideKernelArgs,
+  guideLine,
+  kernelArgs,
   missingFiles,
   tail,
 } from "./guest_util.ts";
 
-export const AMD64_KERNEL = path.join(GUESTS, "vmlinuz-amd64");
-export const AMD64_INITRD = path.join(GUESTS, "initrd-amd64.gz");
+export { AMD64_INITRD, AMD64_KERNEL, kernelArgs, NO_TIMER_CHECK } from "./guest_util.ts";
 export const AMD64_ISO = path.join(GUESTS, "boot-amd64.iso");
 /** The text of VMKIT-ISO.TXT on boot-amd64.iso; /init prints it as `sr0: <text>`. */
 export const AMD64_ISO_MARKER_TEXT = "VMKIT-ISO-MARKER: this file is on boot-amd64.iso";
@@ -71,38 +73,11 @@ export function logMarkerTime(side: Side, what: string, marker: string, r: BootR
   console.log(`${side} ${what}: ${to}, ${end} after ${r.seconds.toFixed(1)} s (not checked)`);
 }
 
-/** The guide's devices: the virtio disk, the virtio NIC with its MAC, user net, Cirrus VGA, the balloon. */
-function guideDevices(disk: string, format: "qcow2" | "raw"): string[] {
-  return [
-    "-drive",
-    `file=${disk},if=virtio,index=0,media=disk,format=${format}`,
-    "-net",
-    `nic,model=virtio,macaddr=${GUIDE_MAC}`,
-    "-net",
-    "user",
-    "-vga",
-    "cirrus",
-    // The guide's `-balloon virtio` is gone from QEMU 7.2 ("invalid option"); this is its successor.
-    "-device",
-    "virtio-balloon",
-  ];
-}
-
-/**
- * The kernel's boot-time check of the timer interrupt (check_timer) measures ticks against
- * the TSC; under TCG, a host that preempts the emulator in that window makes it fail
- * ("..MP-BIOS bug: 8254 timer not connected to IO-APIC", seen here on a loaded machine
- * and with QEMU stopped 60 ms in every 80), and when every fallback fails too the kernel
- * panics "IO-APIC + timer doesn't work!" (the amd64 guest test's failure once in four
- * runs). `no_timer_check` skips the check, as cirros, lima and libguestfs do under TCG.
- */
-export const NO_TIMER_CHECK = "no_timer_check";
-
 /** A note for a failed boot whose console shows the timer check failing (see {@linkcode NO_TIMER_CHECK}). */
 export function timerCheckNote(text: string): string {
   if (/IO-APIC \+ timer doesn't work/.test(text)) {
     return "\nnote: the kernel's timer check failed and it panicked: the host preempted the " +
-      "emulator during check_timer (see NO_TIMER_CHECK in tests/boot/amd64_guests.ts)";
+      "emulator during check_timer (see NO_TIMER_CHECK in tests/boot/guest_util.ts)";
   }
   return /MP-BIOS bug: 8254 timer not connected/.test(text)
     ? "\nnote: the kernel's timer check failed once (host preemption under TCG), then recovered"
@@ -114,57 +89,9 @@ export function bootTail(r: BootResult): string {
   return tail(r) + timerCheckNote(r.text);
 }
 
-/** `-M pc -machine accel=tcg -m MiB -nographic -no-reboot -kernel KERNEL [-initrd INITRD] -append APPEND`. */
-export function kernelArgs(
-  memMiB: number,
-  kernel: string,
-  append: string,
-  initrd?: string,
-): string[] {
-  return [
-    "-M",
-    "pc",
-    "-machine",
-    "accel=tcg",
-    "-m",
-    String(memMiB),
-    "-nographic",
-    "-no-reboot",
-    "-kernel",
-    kernel,
-    ...(initrd === undefined ? [] : ["-initrd", initrd]),
-    "-append",
-    append,
-  ];
-}
-
-/** The guide's -kernel line: `-name test -smp 2`, the kernel, and the guide's devices on a qcow2 disk. */
-function guideKernelArgs(
-  memMiB: number,
-  kernel: string,
-  initrd: string,
-  append: string,
-  disk: string,
-) {
-  return [
-    "-name",
-    "test",
-    "-smp",
-    "2",
-    ...kernelArgs(memMiB, kernel, append, initrd),
-    ...guideDevices(disk, "qcow2"),
-  ];
-}
-
 /** The guide's -kernel line for Debian's amd64 kernel, on the default CPU (qemu64). */
 export function amd64KernelArgs(disk: string): string[] {
-  return guideKernelArgs(
-    768,
-    AMD64_KERNEL,
-    AMD64_INITRD,
-    `console=ttyS0 panic=-1 ${NO_TIMER_CHECK}`,
-    disk,
-  );
+  return guideKernelArgs("amd64", disk);
 }
 
 /**
@@ -172,30 +99,18 @@ export function amd64KernelArgs(disk: string): string[] {
  * `install.iso` and the raw disk `hda`.
  */
 export function amd64IsoArgs(): string[] {
-  return [
-    "-name",
-    "sles",
-    "-machine",
-    "accel=tcg",
-    "-M",
-    "pc",
-    "-m",
-    "768",
-    "-smp",
-    "2",
-    "-boot",
-    "d",
-    "-drive",
-    "file=install.iso,index=1,media=cdrom",
-    ...guideDevices("hda", "raw"),
-    "-nographic",
-    "-no-reboot",
-  ];
+  return guideCdArgs("amd64");
 }
 
 /** The Debian 12 installer (netboot) with the guide's devices, its console on the serial port. */
 export function installerArgs(disk: string): string[] {
-  return guideKernelArgs(1024, DI_LINUX, DI_INITRD, "console=ttyS0,115200n8", disk);
+  return guideLine({
+    memMiB: 1024,
+    kernel: DI_LINUX,
+    initrd: DI_INITRD,
+    append: "console=ttyS0,115200n8",
+    disk,
+  });
 }
 
 /** memtest86+x64.bin through -kernel, its screen on the serial console. */

@@ -2,8 +2,6 @@
 // virtio disk; real QEMU runs it now, vmkit runs the same line once it has long mode
 
 import assert from "node:assert/strict";
-import * as path from "node:path";
-import { tempDir } from "../test_util.ts";
 import {
   AMD64_ISO,
   AMD64_ISO_MARKER_TEXT,
@@ -20,6 +18,7 @@ import {
   GUEST_WRITE_OFFSET,
   guestPattern,
   GUIDE_MAC,
+  guideCdFolder,
   hex,
   hostSector0,
   parseReport,
@@ -30,15 +29,9 @@ const WHY = whyNoAmd64([AMD64_ISO]);
 
 /** SeaBIOS boots the CD, ISOLINUX the 64-bit kernel, which mounts the CD and writes the disk. */
 async function guideCdBoot(side: Side): Promise<void> {
-  const { dir, cleanup } = await tempDir();
+  // The guide's line names install.iso and hda in the folder it is typed in.
+  const { dir, hda, cleanup } = await guideCdFolder(AMD64_ISO);
   try {
-    // The guide's line names install.iso and hda in the folder it is typed in.
-    await Deno.symlink(AMD64_ISO, path.join(dir, "install.iso"));
-    const hda = path.join(dir, "hda");
-    const f = await Deno.open(hda, { write: true, create: true });
-    await f.write(hostSector0());
-    await f.truncate(64 << 20);
-    f.close();
     const r = await bootOn(side, amd64IsoArgs(), { marker: READY, cwd: dir });
     logMarkerTime(side, "amd64 -boot d boot", "VMKIT-GUEST-READY", r);
     assert.match(r.text, /SeaBIOS \(version/, bootTail(r));

@@ -25,6 +25,7 @@ import {
   hostSector0,
   parseReport,
   READY,
+  writeHostDisk,
 } from "./guest_util.ts";
 
 const WHY = whyNoAmd64([AMD64_KERNEL, AMD64_INITRD]) ||
@@ -57,10 +58,7 @@ async function guideKernelBoot(side: Side): Promise<void> {
   try {
     const base = path.join(dir, "base.raw");
     const disk = path.join(dir, "disk.qcow2");
-    const f = await Deno.open(base, { write: true, create: true });
-    await f.write(hostSector0());
-    await f.truncate(64 << 20);
-    f.close();
+    await writeHostDisk(base);
     const created = await runCommand("qemu-img", [
       "create",
       "-q",

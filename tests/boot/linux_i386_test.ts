@@ -12,6 +12,7 @@ import {
   GUEST_WRITE_OFFSET,
   guestPattern,
   GUIDE_MAC,
+  guideKernelArgs,
   hex,
   hostSector0,
   INITRD,
@@ -24,44 +25,15 @@ import {
   READY,
   smpRefused,
   tail,
+  writeHostDisk,
 } from "./guest_util.ts";
 
 const whyNoGuest = missingFiles([KERNEL, INITRD]);
 const whyNoDevices = whyNoGuest ? "" : missingDevices(offered());
 
-/** The guide's command line (issue 1 and 3), with the disk the test makes. */
+/** The guide's command line (issues 1 and 3), with the disk the test makes. */
 function guideArgs(disk: string): string[] {
-  return [
-    "system-x86_64",
-    "-name",
-    "test",
-    "-M",
-    "pc",
-    "-machine",
-    "accel=tcg",
-    "-m",
-    "768",
-    "-smp",
-    "2",
-    "-nographic",
-    "-no-reboot",
-    "-kernel",
-    KERNEL,
-    "-initrd",
-    INITRD,
-    "-append",
-    "console=ttyS0 panic=-1",
-    "-drive",
-    `file=${disk},if=virtio,index=0,media=disk,format=qcow2`,
-    "-net",
-    `nic,model=virtio,macaddr=${GUIDE_MAC}`,
-    "-net",
-    "user",
-    "-vga",
-    "cirrus",
-    "-device",
-    "virtio-balloon",
-  ];
+  return ["system-x86_64", ...guideKernelArgs("i386", disk)];
 }
 
 /** What SeaBIOS, linuxboot_dma.bin and the kernel print first, as QEMU's run shows them. */
@@ -105,10 +77,7 @@ Deno.test({
       // A qcow2 overlay on a raw backing file whose sector 0 the host wrote.
       const base = path.join(dir, "base.raw");
       const disk = path.join(dir, "disk.qcow2");
-      const f = await Deno.open(base, { write: true, create: true });
-      await f.write(hostSector0());
-      await f.truncate(64 << 20);
-      f.close();
+      await writeHostDisk(base);
       const created = await runVmkit([
         "img",
         "create",

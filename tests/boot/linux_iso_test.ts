@@ -2,8 +2,6 @@
 // with the guide's exact `-boot d` command line of issue 5 and a raw virtio disk
 
 import assert from "node:assert/strict";
-import * as path from "node:path";
-import { tempDir } from "../test_util.ts";
 import {
   BOOT_TIMEOUT_MS,
   type BootResult,
@@ -12,6 +10,8 @@ import {
   GUEST_WRITE_OFFSET,
   guestPattern,
   GUIDE_MAC,
+  guideCdArgs,
+  guideCdFolder,
   hex,
   hostSector0,
   ISO,
@@ -39,13 +39,6 @@ function assertIsoBoot(result: BootResult): void {
   assert.equal(parseReport(result.text).sr0, ISO_MARKER_TEXT, tail(result));
 }
 
-/** A folder holding `install.iso` (the ladder's CD) for a command line typed as in the guide. */
-async function guideFolder(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
-  const folder = await tempDir();
-  await Deno.symlink(ISO, path.join(folder.dir, "install.iso"));
-  return folder;
-}
-
 Deno.test({
   name:
     `vmkit system-x86_64 with the guide's exact -boot d command line boots the CD's Linux, which sees the CD, the raw virtio disk, the NIC and the balloon, and writes the disk${
@@ -53,42 +46,10 @@ Deno.test({
     }`,
   ignore: whyNoGuest !== "" || whyNoDevices !== "",
   async fn() {
-    const { dir, cleanup } = await guideFolder();
+    const { dir, hda, cleanup } = await guideCdFolder(ISO);
     try {
-      const hda = path.join(dir, "hda");
-      const f = await Deno.open(hda, { write: true, create: true });
-      await f.write(hostSector0());
-      await f.truncate(64 << 20);
-      f.close();
       // Issue 5's line as the guide gives it, with -nographic for a console on stdio.
-      const args = [
-        "system-x86_64",
-        "-name",
-        "sles",
-        "-machine",
-        "accel=tcg",
-        "-M",
-        "pc",
-        "-m",
-        "768",
-        "-smp",
-        "2",
-        "-boot",
-        "d",
-        "-drive",
-        "file=hda,if=virtio,index=0,media=disk,format=raw",
-        "-drive",
-        "file=install.iso,index=1,media=cdrom",
-        "-net",
-        `nic,model=virtio,macaddr=${GUIDE_MAC}`,
-        "-net",
-        "user",
-        "-vga",
-        "cirrus",
-        "-balloon",
-        "virtio",
-        "-nographic",
-      ];
+      const args = ["system-x86_64", ...guideCdArgs("i386")];
       const result = await bootVmkit(args, {
         marker: READY,
         timeoutMs: BOOT_TIMEOUT_MS,
@@ -134,7 +95,7 @@ Deno.test({
     }`,
   ignore: whyNoGuest !== "" || whyNoDevices === "",
   async fn() {
-    const { dir, cleanup } = await guideFolder();
+    const { dir, cleanup } = await guideCdFolder(ISO);
     try {
       const args = [
         "system-x86_64",

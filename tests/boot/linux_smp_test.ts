@@ -2,14 +2,8 @@
 
 import assert from "node:assert/strict";
 import { runVmkitUntil } from "./boot_util.ts";
-import * as path from "node:path";
+import { BOOT_TIMEOUT_MS, INITRD, KERNEL, missingFiles } from "./guest_util.ts";
 
-/** Where tools/fetch_guests.sh leaves the guests. */
-const GUESTS = Deno.env.get("VMKIT_GUESTS") ??
-  path.join(Deno.env.get("HOME") ?? "/root", ".cache", "vmkit-guests");
-const KERNEL = path.join(GUESTS, "vmlinuz-i386");
-const INITRD = path.join(GUESTS, "initrd-i386.gz");
-const FIRMWARE = ["/usr/share/seabios/bios-256k.bin", "/usr/share/qemu/linuxboot_dma.bin"];
 /** The /init of the fetched initramfs prints this, then runs `poweroff -f`. */
 const MARKER = /VMKIT-GUEST-READY/;
 /** The kernel's line once every CPU is up (kernel/smp.c). */
@@ -24,33 +18,13 @@ const FAILURES = [
   /Kernel panic/,
 ];
 /**
- * The interpreter reaches the SMP bring-up in a few minutes and /init in several; the
- * limit leaves room for a loaded machine. VMKIT_LINUX_BOOT_TIMEOUT_MS overrides it.
- */
-const TIMEOUT_MS = Number(Deno.env.get("VMKIT_LINUX_BOOT_TIMEOUT_MS") ?? 15 * 60_000);
-/**
  * By default the boot stops at the bring-up line: the guide's command lines in
  * linux_i386_test.ts and linux_iso_test.ts boot -smp 2 to /init and check nproc=2, so
  * the IPIs of a whole boot are covered there. VMKIT_LINUX_FULL_BOOT=1 goes on to /init.
  */
 const FULL_BOOT = Deno.env.get("VMKIT_LINUX_FULL_BOOT") === "1";
 
-function isFile(file: string): boolean {
-  try {
-    return Deno.statSync(file).isFile;
-  } catch {
-    return false;
-  }
-}
-
-const missing = [KERNEL, INITRD].filter((f) => !isFile(f));
-const missingFirmware = FIRMWARE.filter((f) => !isFile(f));
-const why = [
-  missing.length ? `${missing.join(", ")} missing: run tools/fetch_guests.sh` : "",
-  missingFirmware.length
-    ? `${missingFirmware.join(", ")} missing: apt-get install seabios qemu-system-data`
-    : "",
-].filter((s) => s).join("; ");
+const why = missingFiles([KERNEL, INITRD]);
 if (why) console.log(`linux_smp_test: skipped: ${why}`);
 
 function tail(text: string): string {
@@ -79,7 +53,9 @@ Deno.test({
         "console=ttyS0 panic=-1",
       ],
       FULL_BOOT ? MARKER : BROUGHT_UP,
-      TIMEOUT_MS,
+      // The interpreter reaches the SMP bring-up in a few minutes and /init in several;
+      // the limit leaves room for a loaded machine (VMKIT_LINUX_BOOT_TIMEOUT_MS).
+      BOOT_TIMEOUT_MS,
     );
     assert.match(text, /Linux version/, tail(text));
     assert.match(text, /x86: Booting SMP configuration/, tail(text));
