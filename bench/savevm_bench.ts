@@ -5,7 +5,7 @@
 import * as path from "node:path";
 import { have, printTable, ROOT, type Row, run, scratch } from "./bench_util.ts";
 import { INITRD, KERNEL, missingFiles, SHELL_PROMPT } from "../tests/boot/guest_util.ts";
-import { Vm } from "../tests/monitor/vm_util.ts";
+import { shellGuestArgs, Vm } from "../tests/monitor/vm_util.ts";
 
 const MAIN = path.join(ROOT, "cli", "main.ts");
 
@@ -162,22 +162,11 @@ async function measureLinux(program: "vmkit" | "qemu", dir: string) {
   const vm = new Vm(
     [
       ...(program === "qemu" ? ["-accel", "tcg"] : []),
-      "-m",
-      "768",
-      "-display",
-      "none",
-      "-serial",
-      "stdio",
-      "-kernel",
-      KERNEL,
-      "-initrd",
-      INITRD,
-      "-append",
-      "console=ttyS0 quiet guest.shell=1",
-      "-drive",
-      `file=${disk},if=virtio,format=qcow2`,
-      "-net",
-      "none",
+      ...shellGuestArgs({
+        memMiB: 768,
+        quiet: true,
+        devices: ["-drive", `file=${disk},if=virtio,format=qcow2`],
+      }),
     ],
     path.join(dir, `linux-${program}.sock`),
     program,

@@ -6,7 +6,7 @@ import { decodePpm, type PpmImage } from "../../core/display.ts";
 import { decodePng } from "../../core/display_png.ts";
 import { stopChild, tempDir } from "../test_util.ts";
 import { BROWSER, DevTools, freePort, startBrowser } from "./devtools.ts";
-import { echoGuestDisk, spawnEchoGuest, waitForText } from "./vnc_util.ts";
+import { spawnEchoGuest, waitForText } from "./vnc_util.ts";
 
 const NOVNC = "/usr/share/novnc";
 const HAVE_NOVNC = (() => {
@@ -122,16 +122,12 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const { dir, cleanup } = await tempDir();
-    const disk = path.join(dir, "boot.img");
-    await Deno.writeFile(disk, echoGuestDisk());
-    const serialLog = path.join(dir, "serial.log");
-    const monitorSock = path.join(dir, "monitor.sock");
     const webPort = freePort();
-    const vmkit = spawnEchoGuest(disk, serialLog, monitorSock, "novnc-test", [
-      "-display",
-      `web=127.0.0.1:${webPort}`,
-    ]);
-    const stderr = new Response(vmkit.stderr).text();
+    const { serialLog, monitorSock, child: vmkit, stderr } = await spawnEchoGuest(
+      dir,
+      "novnc-test",
+      { web: webPort },
+    );
     const pagePort = freePort();
     const http = serveNoVnc(pagePort, page(`ws://127.0.0.1:${webPort}/websockify`));
     let browser: Deno.ChildProcess | undefined;

@@ -9,7 +9,6 @@ import { haveProgram, stopChild, tempDir } from "../test_util.ts";
 import { qemuScreendump } from "./qemu_screen.ts";
 import {
   channelDistance,
-  echoGuestDisk,
   freeDisplay,
   onPath,
   qemuDiskGuestArgs,
@@ -147,18 +146,12 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const { dir, cleanup } = await tempDir();
-    const disk = path.join(dir, "boot.img");
-    await Deno.writeFile(disk, echoGuestDisk());
-    const serialLog = path.join(dir, "serial.log");
-    const monitorSock = path.join(dir, "monitor.sock");
     const display = freeDisplay();
-    const vmkit = spawnEchoGuest(disk, serialLog, monitorSock, "vnc-test", [
-      "-display",
-      "none",
-      "-vnc",
-      `127.0.0.1:${display}`,
-    ]);
-    const stderr = new Response(vmkit.stderr).text();
+    const { disk, serialLog, monitorSock, child: vmkit, stderr } = await spawnEchoGuest(
+      dir,
+      "vnc-test",
+      { vnc: display },
+    );
     try {
       await waitForText(serialLog, /READY/, "vmkit's guest to get ready");
       // vmkit's own screendump, PPM and PNG, through the monitor.

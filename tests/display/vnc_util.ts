@@ -119,18 +119,38 @@ export async function waitForText(file: string, pattern: RegExp, what: string): 
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** An echo guest {@linkcode spawnEchoGuest} started: its files, the vmkit child and its stderr. */
+export interface EchoGuest {
+  /** The boot disk, `boot.img` ({@linkcode echoGuestDisk}). */
+  disk: string;
+  /** COM1's file: READY, then the keys the guest read. */
+  serialLog: string;
+  /** HMP's unix socket. */
+  monitorSock: string;
+  child: Deno.ChildProcess;
+  /** All the child writes to stderr, once it has ended. */
+  stderr: Promise<string>;
+}
+
 /**
- * Starts vmkit on {@linkcode echoGuestDisk}'s disk: std VGA, 64 MiB, COM1 to `serialLog`,
- * HMP on `monitorSock`, the VM named `name`, with `display` choosing the screen's way out.
+ * Writes {@linkcode echoGuestDisk} as `boot.img` in `dir` and starts vmkit on it: std VGA,
+ * 64 MiB, COM1 to `serial.log`, HMP on `monitor.sock`, the VM named `name`, its screen
+ * out through `-display web=127.0.0.1:PORT` (`{ web: PORT }`) or a VNC server on loopback
+ * with no local display (`{ vnc: DISPLAY }`).
  */
-export function spawnEchoGuest(
-  disk: string,
-  serialLog: string,
-  monitorSock: string,
+export async function spawnEchoGuest(
+  dir: string,
   name: string,
-  display: string[],
-): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
+  screen: { web: number } | { vnc: number },
+): Promise<EchoGuest> {
+  const disk = path.join(dir, "boot.img");
+  await Deno.writeFile(disk, echoGuestDisk());
+  const serialLog = path.join(dir, "serial.log");
+  const monitorSock = path.join(dir, "monitor.sock");
+  const display = "web" in screen
+    ? ["-display", `web=127.0.0.1:${screen.web}`]
+    : ["-display", "none", "-vnc", `127.0.0.1:${screen.vnc}`];
+  const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
@@ -155,6 +175,7 @@ export function spawnEchoGuest(
     stdout: "null",
     stderr: "piped",
   }).spawn();
+  return { disk, serialLog, monitorSock, child, stderr: new Response(child.stderr).text() };
 }
 
 /** vncsnapshot and djpeg (to read the JPEG it writes) are both installed. */

@@ -6,7 +6,7 @@ import { decodePpm } from "../../core/display.ts";
 import { decodePng } from "../../core/display_png.ts";
 import { stopChild, tempDir } from "../test_util.ts";
 import { BROWSER, DevTools, freePort, startBrowser } from "./devtools.ts";
-import { echoGuestDisk, spawnEchoGuest, waitForText } from "./vnc_util.ts";
+import { spawnEchoGuest, waitForText } from "./vnc_util.ts";
 
 const HAVE_FIRMWARE = ["bios-256k.bin", "vgabios-stdvga.bin"].every((f) => {
   try {
@@ -29,16 +29,12 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const { dir, cleanup } = await tempDir();
-    const disk = path.join(dir, "boot.img");
-    await Deno.writeFile(disk, echoGuestDisk());
-    const serialLog = path.join(dir, "serial.log");
-    const monitorSock = path.join(dir, "monitor.sock");
     const webPort = freePort();
-    const vmkit = spawnEchoGuest(disk, serialLog, monitorSock, "web-test", [
-      "-display",
-      `web=127.0.0.1:${webPort}`,
-    ]);
-    const stderr = new Response(vmkit.stderr).text();
+    const { serialLog, monitorSock, child: vmkit, stderr } = await spawnEchoGuest(
+      dir,
+      "web-test",
+      { web: webPort },
+    );
     let browser: Deno.ChildProcess | undefined;
     let devtools: DevTools | undefined;
     try {

@@ -13,7 +13,7 @@ import {
   missingFiles,
   SHELL_PROMPT,
 } from "../boot/guest_util.ts";
-import { QmpClient, Vm } from "./vm_util.ts";
+import { QmpClient, shellGuestArgs, Vm } from "./vm_util.ts";
 
 const whyNot = missingFiles([KERNEL, INITRD, ISO]) ||
   (haveProgram("xorriso") ? "" : "xorriso is not installed (it makes the second disc)");
@@ -34,28 +34,10 @@ Deno.test({
       const x = await runCommand("xorriso", ["-as", "mkisofs", "-quiet", "-o", iso2, discDir]);
       assert.equal(x.code, 0, x.stderr);
       const qmpPath = path.join(dir, "qmp.sock");
-      vm = new Vm([
-        "-M",
-        "pc",
-        "-m",
-        "256",
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-        "-kernel",
-        KERNEL,
-        "-initrd",
-        INITRD,
-        "-append",
-        "console=ttyS0 panic=-1 quiet guest.shell=1",
-        "-cdrom",
-        ISO,
-        "-net",
-        "none",
-        "-qmp",
-        `unix:${qmpPath},server=on,wait=off`,
-      ], path.join(dir, "hmp.sock"));
+      vm = new Vm(
+        shellGuestArgs({ memMiB: 256, quiet: true, devices: ["-cdrom", ISO], qmp: qmpPath }),
+        path.join(dir, "hmp.sock"),
+      );
       qmp = await QmpClient.connect(qmpPath);
       await vm.waitFor(SHELL_PROMPT, BOOT_TIMEOUT_MS);
       const readDisc = async (tag: string) => {

@@ -15,7 +15,7 @@ import {
   missingFiles,
   SHELL_PROMPT,
 } from "../boot/guest_util.ts";
-import { QmpClient, Vm } from "./vm_util.ts";
+import { QmpClient, shellGuestArgs, Vm } from "./vm_util.ts";
 
 const DEBS = path.join(GUESTS, "debs");
 const MIB = 2 ** 20;
@@ -84,28 +84,12 @@ interface PowerRun {
 async function powerRun(program: "vmkit" | "qemu", dir: string, initrd: string): Promise<PowerRun> {
   const qmpPath = path.join(dir, `${program}-qmp.sock`);
   const vm = new Vm(
-    [
-      "-M",
-      "pc",
-      "-m",
-      "256",
-      "-display",
-      "none",
-      "-serial",
-      "stdio",
-      "-kernel",
-      KERNEL,
-      "-initrd",
+    shellGuestArgs({
+      memMiB: 256,
       initrd,
-      "-append",
-      "console=ttyS0 panic=-1 guest.shell=1",
-      "-net",
-      "none",
-      "-device",
-      "virtio-balloon",
-      "-qmp",
-      `unix:${qmpPath},server=on,wait=off`,
-    ],
+      devices: ["-device", "virtio-balloon"],
+      qmp: qmpPath,
+    }),
     path.join(dir, `${program}-hmp.sock`),
     program,
   );

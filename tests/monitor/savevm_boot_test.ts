@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { haveProgram, runCommand, tempDir } from "../test_util.ts";
-import { Vm } from "./vm_util.ts";
+import { shellGuestArgs, Vm } from "./vm_util.ts";
 import { BOOT_TIMEOUT_MS, INITRD, KERNEL, missingFiles, SHELL_PROMPT } from "../boot/guest_util.ts";
 
 const whyNot = missingFiles([KERNEL, INITRD]) ||
@@ -28,27 +28,12 @@ Deno.test({
     try {
       const made = await runCommand("qemu-img", ["create", "-f", "qcow2", disk, "64M"]);
       assert.equal(made.code, 0, made.stderr);
-      const args = [
-        "-M",
-        "pc",
-        "-m",
-        "256",
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-        "-no-reboot",
-        "-kernel",
-        KERNEL,
-        "-initrd",
-        INITRD,
-        "-append",
-        "console=ttyS0 panic=-1 quiet guest.shell=1",
-        "-drive",
-        `file=${disk},if=virtio,format=qcow2`,
-        "-net",
-        "none",
-      ];
+      const args = shellGuestArgs({
+        memMiB: 256,
+        quiet: true,
+        noReboot: true,
+        devices: ["-drive", `file=${disk},if=virtio,format=qcow2`],
+      });
       const first = new Vm(args, path.join(dir, "m1.sock"));
       vms.push(first);
       await first.waitFor(SHELL_PROMPT, BOOT_TIMEOUT_MS);

@@ -3,6 +3,46 @@
 
 import * as path from "node:path";
 import { MAIN } from "../test_util.ts";
+import { INITRD, KERNEL } from "../boot/guest_util.ts";
+
+/**
+ * A {@linkcode Vm}'s arguments for the test Linux guest (Debian's i386 kernel and the test
+ * initramfs) at a shell on its serial console (guest.shell=1): `-M pc -m MiB -display none
+ * -serial stdio`, the kernel with `console=ttyS0 panic=-1 [quiet] guest.shell=1`, `-net
+ * none`, then `devices`, and with `qmp` a QMP server on that unix socket. `quiet` keeps
+ * kernel lines from coming between a typed command and its answer.
+ */
+export function shellGuestArgs(guest: {
+  memMiB: number;
+  quiet?: boolean;
+  /** Another initramfs in place of the test one. */
+  initrd?: string;
+  noReboot?: boolean;
+  devices?: readonly string[];
+  qmp?: string;
+}): string[] {
+  return [
+    "-M",
+    "pc",
+    "-m",
+    String(guest.memMiB),
+    "-display",
+    "none",
+    "-serial",
+    "stdio",
+    ...(guest.noReboot ? ["-no-reboot"] : []),
+    "-kernel",
+    KERNEL,
+    "-initrd",
+    guest.initrd ?? INITRD,
+    "-append",
+    `console=ttyS0 panic=-1${guest.quiet ? " quiet" : ""} guest.shell=1`,
+    "-net",
+    "none",
+    ...(guest.devices ?? []),
+    ...(guest.qmp === undefined ? [] : ["-qmp", `unix:${guest.qmp},server=on,wait=off`]),
+  ];
+}
 
 /** A vmkit (or QEMU) run with its serial console on piped stdio and its HMP on a unix socket. */
 export class Vm {
