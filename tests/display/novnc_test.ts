@@ -6,7 +6,7 @@ import { decodePpm, type PpmImage } from "../../core/display.ts";
 import { decodePng } from "../../core/display_png.ts";
 import { stopChild, tempDir } from "../test_util.ts";
 import { BROWSER, DevTools, freePort, startBrowser } from "./devtools.ts";
-import { spawnEchoGuest, waitForText } from "./vnc_util.ts";
+import { NO_ECHO_FIRMWARE, spawnEchoGuest, waitForText } from "./vnc_util.ts";
 
 const NOVNC = "/usr/share/novnc";
 const HAVE_NOVNC = (() => {
@@ -16,20 +16,12 @@ const HAVE_NOVNC = (() => {
     return false;
   }
 })();
-const HAVE_FIRMWARE = ["bios-256k.bin", "vgabios-stdvga.bin"].every((f) => {
-  try {
-    return Deno.statSync(`/usr/share/seabios/${f}`).isFile;
-  } catch {
-    return false;
-  }
-});
-const SKIP = !HAVE_FIRMWARE
-  ? " (ignored: SeaBIOS is missing; apt-get install seabios)"
-  : !BROWSER
-  ? " (ignored: no chromium; apt-get install chromium)"
-  : !HAVE_NOVNC
-  ? " (ignored: noVNC is missing; apt-get install novnc)"
-  : "";
+const SKIP = NO_ECHO_FIRMWARE ||
+  (!BROWSER
+    ? " (ignored: no chromium; apt-get install chromium)"
+    : !HAVE_NOVNC
+    ? " (ignored: noVNC is missing; apt-get install novnc)"
+    : "");
 
 /** The page: noVNC's RFB client on vmkit's WebSocket, its canvas and its events for the test. */
 function page(wsUrl: string): string {

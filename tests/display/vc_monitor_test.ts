@@ -12,19 +12,13 @@ import {
   echoGuestDisk,
   freeDisplay,
   HAVE_VNCSNAPSHOT,
+  NO_ECHO_FIRMWARE,
   vncsnapshot,
   waitForText,
 } from "./vnc_util.ts";
 
-const HAVE_FIRMWARE = ["bios-256k.bin", "vgabios-stdvga.bin"].every((f) => {
-  try {
-    return Deno.statSync(`/usr/share/seabios/${f}`).isFile;
-  } catch {
-    return false;
-  }
-});
 const HAVE_QEMU = haveProgram("qemu-system-x86_64");
-const SKIP = HAVE_FIRMWARE ? "" : " (ignored: SeaBIOS is missing; apt-get install seabios)";
+const SKIP = NO_ECHO_FIRMWARE;
 const CONTROL_L = 0xffe3;
 const ALT_L = 0xffe9;
 

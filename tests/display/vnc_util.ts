@@ -17,6 +17,22 @@ export function onPath(program: string): boolean {
   });
 }
 
+/** SeaBIOS and its std VGA BIOS, which the echo guest ({@linkcode spawnEchoGuest}) boots with. */
+export const ECHO_GUEST_FIRMWARE = ["bios-256k.bin", "vgabios-stdvga.bin"].map((f) =>
+  `/usr/share/seabios/${f}`
+);
+
+/** A test name's note when the echo guest's firmware is missing ("" when it is there). */
+export const NO_ECHO_FIRMWARE = ECHO_GUEST_FIRMWARE.every((f) => {
+    try {
+      return Deno.statSync(f).isFile;
+    } catch {
+      return false;
+    }
+  })
+  ? ""
+  : " (ignored: SeaBIOS is missing; apt-get install seabios)";
+
 /** The largest difference in one of the red, green and blue bytes of two x8r8g8b8 pixels. */
 export function channelDistance(p: number, q: number): number {
   return Math.max(

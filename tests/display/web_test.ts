@@ -6,20 +6,10 @@ import { decodePpm } from "../../core/display.ts";
 import { decodePng } from "../../core/display_png.ts";
 import { stopChild, tempDir } from "../test_util.ts";
 import { BROWSER, DevTools, freePort, startBrowser } from "./devtools.ts";
-import { spawnEchoGuest, waitForText } from "./vnc_util.ts";
+import { NO_ECHO_FIRMWARE, spawnEchoGuest, waitForText } from "./vnc_util.ts";
 
-const HAVE_FIRMWARE = ["bios-256k.bin", "vgabios-stdvga.bin"].every((f) => {
-  try {
-    return Deno.statSync(`/usr/share/seabios/${f}`).isFile;
-  } catch {
-    return false;
-  }
-});
-const SKIP = !HAVE_FIRMWARE
-  ? " (ignored: SeaBIOS is missing; apt-get install seabios)"
-  : !BROWSER
-  ? " (ignored: no chromium; apt-get install chromium)"
-  : "";
+const SKIP = NO_ECHO_FIRMWARE ||
+  (BROWSER ? "" : " (ignored: no chromium; apt-get install chromium)");
 
 Deno.test({
   name: `-display web: headless chromium draws the guest's screen as vmkit's screendump and ` +
