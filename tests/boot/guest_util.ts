@@ -1,9 +1,10 @@
 // Helpers for the Linux guest boot tests: the guests tools/fetch_guests.sh builds, what
 // vmkit's registry offers, running vmkit to a console marker, and reading /init's report
 
+import assert from "node:assert/strict";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
-import { MAIN, ROOT, tempDir } from "../test_util.ts";
+import { MAIN, ROOT, runCommand, runVmkit, tempDir } from "../test_util.ts";
 
 /** Where tools/fetch_guests.sh leaves the guests. */
 export const GUESTS = Deno.env.get("VMKIT_GUESTS") ??
@@ -403,6 +404,60 @@ export async function writeHostDisk(file: string): Promise<void> {
   } finally {
     f.close();
   }
+}
+
+/**
+ * The guide's disk in `dir`: `disk.qcow2`, a qcow2 overlay made by `maker` (vmkit img or
+ * real qemu-img) on the raw backing file `base.raw` ({@linkcode writeHostDisk}).
+ */
+export async function makeGuideDisk(dir: string, maker: "vmkit" | "qemu-img"): Promise<string> {
+  const base = path.join(dir, "base.raw");
+  const disk = path.join(dir, "disk.qcow2");
+  await writeHostDisk(base);
+  const args = ["create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", disk];
+  const created = maker === "vmkit"
+    ? await runVmkit(["img", ...args])
+    : await runCommand("qemu-img", args);
+  assert.equal(created.code, 0, created.stderr);
+  return disk;
+}
+
+/**
+ * Checks /init's report after the guide's line: vda's first bytes as the host wrote them,
+ * 2 CPUs (unless vmkit said it runs 1), the NIC's MAC, the balloon, VMKIT-GUEST-DONE, and
+ * `who` exiting 0 after the poweroff. `context` gives a failure's console and stderr.
+ */
+export function assertGuideReport(
+  r: BootResult,
+  who: string,
+  context: (r: BootResult) => string = tail,
+): GuestReport {
+  const report = parseReport(r.text);
+  assert.equal(report.vda, hex(hostSector0().subarray(0, 32)), context(r));
+  if (smpRefused(r.stderr)) {
+    console.log(`note: -smp 2 ran 1 vCPU ("${r.stderr.trim()}"): nproc=2 not checked`);
+  } else {
+    assert.equal(report.nproc, 2, context(r));
+  }
+  assert.equal(report.net.get("eth0"), GUIDE_MAC, context(r));
+  assert.equal(report.balloon, "yes", context(r));
+  assert.ok(report.done, `no VMKIT-GUEST-DONE${context(r)}`);
+  assert.equal(r.code, 0, `${who} did not exit 0 after poweroff${context(r)}`);
+  return report;
+}
+
+/**
+ * Checks a raw image of the guest's disk: sector 0 as the host wrote it
+ * ({@linkcode hostSector0}) and the guest's write ({@linkcode guestPattern}) at
+ * {@linkcode GUEST_WRITE_OFFSET}.
+ */
+export async function assertGuestWrote(rawFile: string): Promise<void> {
+  const bytes = await Deno.readFile(rawFile);
+  assert.deepEqual(bytes.subarray(0, 512), hostSector0());
+  assert.deepEqual(
+    bytes.subarray(GUEST_WRITE_OFFSET, GUEST_WRITE_OFFSET + 4096),
+    guestPattern(),
+  );
 }
 
 /**
