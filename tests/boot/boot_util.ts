@@ -1,7 +1,9 @@
 // Shared by the firmware and boot tests: run vmkit until its console says something, boot sectors
 
 import { AL, Assembler, AX, DS, DX, SI } from "../../plugins/machines/x86_asm.ts";
-import { MAIN } from "../test_util.ts";
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { MAIN, runVmkit } from "../test_util.ts";
 
 /** The SeaBIOS image `-M pc` loads, and the skip note for tests that need it. */
 export const BIOS = "/usr/share/seabios/bios-256k.bin";
@@ -143,4 +145,25 @@ export function bootSector(message: string): Uint8Array {
   sector[510] = 0x55;
   sector[511] = 0xaa;
   return sector;
+}
+
+/**
+ * Writes `base.raw` in `dir` (`bytes` long, {@linkcode bootSector} of `message` first) and
+ * a qcow2 overlay `top.qcow2` on it made by `vmkit img create` (the backing file named
+ * relative to the overlay); returns the overlay's path.
+ */
+export async function bootSectorOverlay(
+  dir: string,
+  message: string,
+  bytes: number,
+): Promise<string> {
+  const image = new Uint8Array(bytes);
+  image.set(bootSector(message));
+  await Deno.writeFile(path.join(dir, "base.raw"), image);
+  const create = await runVmkit(
+    ["img", "create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "top.qcow2"],
+    { cwd: dir },
+  );
+  assert.equal(create.code, 0, create.stderr);
+  return path.join(dir, "top.qcow2");
 }

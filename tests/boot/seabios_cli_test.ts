@@ -2,8 +2,14 @@
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { bootSector, HAVE_BIOS, NEEDS_BIOS, runVmkitUntil } from "./boot_util.ts";
-import { MAIN, tempDir } from "../test_util.ts";
+import {
+  bootSector,
+  bootSectorOverlay,
+  HAVE_BIOS,
+  NEEDS_BIOS,
+  runVmkitUntil,
+} from "./boot_util.ts";
+import { tempDir } from "../test_util.ts";
 
 Deno.test({
   name:
@@ -58,29 +64,11 @@ Deno.test({
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
-      const image = new Uint8Array(1 << 20);
-      image.set(bootSector("booted through qcow2 and its backing file"));
-      await Deno.writeFile(path.join(dir, "base.raw"), image);
-      const create = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "--quiet",
-          MAIN,
-          "img",
-          "create",
-          "-q",
-          "-f",
-          "qcow2",
-          "-b",
-          "base.raw",
-          "-F",
-          "raw",
-          "top.qcow2",
-        ],
-        cwd: dir,
-      }).outputSync();
-      assert.ok(create.success, new TextDecoder().decode(create.stderr));
+      const top = await bootSectorOverlay(
+        dir,
+        "booted through qcow2 and its backing file",
+        1 << 20,
+      );
       const out = await runVmkitUntil(
         [
           "system-x86_64",
@@ -88,7 +76,7 @@ Deno.test({
           "-m",
           "64",
           "-drive",
-          `file=${path.join(dir, "top.qcow2")},format=qcow2,if=ide,cache=writethrough`,
+          `file=${top},format=qcow2,if=ide,cache=writethrough`,
         ],
         /booted through qcow2 and its backing file/,
         60_000,

@@ -2,8 +2,14 @@
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { bootSector, HAVE_BIOS, NEEDS_BIOS, runVmkitUntil } from "./boot_util.ts";
-import { MAIN, tempDir } from "../test_util.ts";
+import {
+  bootSector,
+  bootSectorOverlay,
+  HAVE_BIOS,
+  NEEDS_BIOS,
+  runVmkitUntil,
+} from "./boot_util.ts";
+import { tempDir } from "../test_util.ts";
 
 Deno.test({
   name:
@@ -12,29 +18,7 @@ Deno.test({
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
-      const image = new Uint8Array(4 << 20);
-      image.set(bootSector("hello from a virtio-blk boot sector"));
-      await Deno.writeFile(path.join(dir, "base.raw"), image);
-      const create = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "--quiet",
-          MAIN,
-          "img",
-          "create",
-          "-q",
-          "-f",
-          "qcow2",
-          "-b",
-          "base.raw",
-          "-F",
-          "raw",
-          "top.qcow2",
-        ],
-        cwd: dir,
-      }).outputSync();
-      assert.ok(create.success, new TextDecoder().decode(create.stderr));
+      const top = await bootSectorOverlay(dir, "hello from a virtio-blk boot sector", 4 << 20);
       const out = await runVmkitUntil(
         [
           "system-x86_64",
@@ -44,7 +28,7 @@ Deno.test({
           "-m",
           "256",
           "-drive",
-          `file=${path.join(dir, "top.qcow2")},if=virtio,format=qcow2`,
+          `file=${top},if=virtio,format=qcow2`,
           "-net",
           "nic,model=virtio",
           "-net",
