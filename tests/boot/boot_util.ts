@@ -120,11 +120,16 @@ export async function debugLogUntil(
   return stderr ? `${text}\n--- stderr ---\n${stderr}` : text;
 }
 
-/** A boot sector that writes `message` to COM1 and halts. */
-export function bootSector(message: string): Uint8Array {
+/**
+ * A boot sector that writes `message` to COM1 and halts; `prelude`, when given, adds its
+ * own code first, which starts with AX = DS = 0 and must leave DS = 0 (the message is read
+ * through it).
+ */
+export function bootSector(message: string, prelude?: (a: Assembler) => void): Uint8Array {
   const a = new Assembler({ bits: 16, origin: 0x7c00 });
   a.xor(AX, AX);
   a.mov(DS, AX);
+  prelude?.(a);
   a.mov(SI, "message");
   a.mov(DX, 0x3f8);
   a.label("next");

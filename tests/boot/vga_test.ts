@@ -10,20 +10,9 @@ import { createPcMachine } from "../../plugins/machines/pc.ts";
 import { testConfig } from "../../plugins/machines/test_util.ts";
 import type { VgaCore } from "../../plugins/devices/vga/mod.ts";
 import x86 from "../../plugins/cpus/x86/mod.ts";
-import {
-  AL,
-  Assembler,
-  AX,
-  BX,
-  CX,
-  DI,
-  DS,
-  DX,
-  ES,
-  mem,
-  SI,
-} from "../../plugins/machines/x86_asm.ts";
+import { AX, BX, CX, DI, ES, mem } from "../../plugins/machines/x86_asm.ts";
 import { haveProgram, MAIN, tempDir } from "../test_util.ts";
+import { bootSector } from "./boot_util.ts";
 
 const BIOS = "/usr/share/seabios/bios-256k.bin";
 const ROMS = ["vgabios-stdvga.bin", "vgabios-cirrus.bin"].map((r) => `/usr/share/seabios/${r}`);
@@ -216,39 +205,18 @@ const MODE_INFO = 0x8000;
  * it with the linear framebuffer bit, stores both AX results and says so on COM1.
  */
 function vbeBootSector(): Uint8Array {
-  const a = new Assembler({ bits: 16, origin: 0x7c00 });
-  a.xor(AX, AX);
-  a.mov(DS, AX);
-  a.mov(ES, AX);
-  a.mov(AX, 0x4f01); // return VBE mode information
-  a.mov(CX, 0x0101);
-  a.mov(DI, MODE_INFO);
-  a.db(0xcd, 0x10); // int 10h
-  a.mov(mem(null, RESULT_4F01, { bits: 16 }), AX);
-  a.mov(AX, 0x4f02); // set VBE mode
-  a.mov(BX, 0x4101); // bit 14: use the linear framebuffer
-  a.db(0xcd, 0x10);
-  a.mov(mem(null, RESULT_4F02, { bits: 16 }), AX);
-  a.mov(SI, "message");
-  a.mov(DX, 0x3f8);
-  a.label("next");
-  a.lodsb();
-  a.test(AL, AL);
-  a.jcc("z", "done");
-  a.out(DX, AL);
-  a.jmp("next");
-  a.label("done");
-  a.cli();
-  a.label("halt");
-  a.hlt();
-  a.jmp("halt");
-  a.label("message");
-  a.ascii("VBE-DONE\r\n\0");
-  const sector = new Uint8Array(512);
-  sector.set(a.assemble());
-  sector[510] = 0x55;
-  sector[511] = 0xaa;
-  return sector;
+  return bootSector("VBE-DONE", (a) => {
+    a.mov(ES, AX);
+    a.mov(AX, 0x4f01); // return VBE mode information
+    a.mov(CX, 0x0101);
+    a.mov(DI, MODE_INFO);
+    a.db(0xcd, 0x10); // int 10h
+    a.mov(mem(null, RESULT_4F01, { bits: 16 }), AX);
+    a.mov(AX, 0x4f02); // set VBE mode
+    a.mov(BX, 0x4101); // bit 14: use the linear framebuffer
+    a.db(0xcd, 0x10);
+    a.mov(mem(null, RESULT_4F02, { bits: 16 }), AX);
+  });
 }
 
 for (const type of ["std", "cirrus"]) {

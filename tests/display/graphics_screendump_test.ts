@@ -7,21 +7,19 @@ import type { StdVga } from "../../plugins/devices/vga/mod.ts";
 import {
   AH,
   AL,
-  Assembler,
   AX,
   BH,
   BX,
   CX,
   DI,
-  DS,
   DX,
   EAX,
   EDI,
   ES,
   mem,
-  SI,
 } from "../../plugins/machines/x86_asm.ts";
 import { tempDir } from "../test_util.ts";
+import { bootSector } from "../boot/boot_util.ts";
 import { MemoryDisk } from "../fuzz/device_machine.ts";
 import { runDiskGuest, skipWithoutQemuAndFirmware } from "./disk_guest.ts";
 import { qemuScreendump } from "./qemu_screen.ts";
@@ -38,76 +36,55 @@ const DONE = /VBE-DONE/;
  * a pattern of 32-bit pixels, or sets VGA mode 13h and fills its 64000 pixels; then it
  * says VBE-DONE on COM1.
  */
-function bootSector(mode: "vbe" | "13h" | "12h"): Uint8Array {
-  const a = new Assembler({ bits: 16, origin: 0x7c00 });
-  a.xor(AX, AX);
-  a.mov(DS, AX);
-  a.mov(ES, AX);
-  if (mode === "vbe") {
-    a.mov(AX, 0x4f02);
-    a.mov(BX, MODE);
-  } else {
-    a.mov(AX, mode === "13h" ? 0x0013 : 0x0012);
-  }
-  a.db(0xcd, 0x10); // int 10h: set the mode
-  a.mov(mem(null, 0x7e00, { bits: 16 }), AX);
-  a.mov(AX, 0xa000);
-  a.mov(ES, AX);
-  a.xor(EDI, EDI);
-  if (mode === "vbe") {
-    a.mov(CX, 0x4000); // 16384 pixels: the first 64 KiB bank
-    a.label("fill");
-    a.mov(EAX, EDI);
-    a.shl(EAX, 5);
-    a.xor(EAX, EDI);
-    a.stosd();
-    a.loop("fill");
-  } else if (mode === "12h") {
-    // Each of the 4 planes in turn through the map mask (SR02), with its own pattern.
-    a.mov(BX, 0x0102);
-    a.label("plane");
-    a.mov(DX, 0x3c4);
-    a.mov(AX, BX);
-    a.out(DX, AX);
-    a.xor(DI, DI);
-    a.mov(CX, 38400);
-    a.label("fill");
-    a.mov(AX, DI);
-    a.xor(AL, AH);
-    a.xor(AL, BH);
-    a.stosb();
-    a.loop("fill");
-    a.shl(BH, 1);
-    a.cmp(BH, 0x10);
-    a.jcc("nz", "plane");
-  } else {
-    a.mov(CX, 64000);
-    a.label("fill");
-    a.mov(AX, DI);
-    a.xor(AL, AH);
-    a.stosb();
-    a.loop("fill");
-  }
-  a.mov(SI, "message");
-  a.mov(DX, 0x3f8);
-  a.label("next");
-  a.lodsb();
-  a.test(AL, AL);
-  a.jcc("z", "done");
-  a.out(DX, AL);
-  a.jmp("next");
-  a.label("done");
-  a.cli();
-  a.label("halt");
-  a.hlt();
-  a.jmp("halt");
-  a.label("message");
-  a.ascii("VBE-DONE\r\n\0");
-  const sector = new Uint8Array(512);
-  sector.set(a.assemble());
-  sector[510] = 0x55;
-  sector[511] = 0xaa;
-  return sector;
+function modeBootSector(mode: "vbe" | "13h" | "12h"): Uint8Array {
+  return bootSector("VBE-DONE", (a) => {
+    a.mov(ES, AX);
+    if (mode === "vbe") {
+      a.mov(AX, 0x4f02);
+      a.mov(BX, MODE);
+    } else {
+      a.mov(AX, mode === "13h" ? 0x0013 : 0x0012);
+    }
+    a.db(0xcd, 0x10); // int 10h: set the mode
+    a.mov(mem(null, 0x7e00, { bits: 16 }), AX);
+    a.mov(AX, 0xa000);
+    a.mov(ES, AX);
+    a.xor(EDI, EDI);
+    if (mode === "vbe") {
+      a.mov(CX, 0x4000); // 16384 pixels: the first 64 KiB bank
+      a.label("fill");
+      a.mov(EAX, EDI);
+      a.shl(EAX, 5);
+      a.xor(EAX, EDI);
+      a.stosd();
+      a.loop("fill");
+    } else if (mode === "12h") {
+      // Each of the 4 planes in turn through the map mask (SR02), with its own pattern.
+      a.mov(BX, 0x0102);
+      a.label("plane");
+      a.mov(DX, 0x3c4);
+      a.mov(AX, BX);
+      a.out(DX, AX);
+      a.xor(DI, DI);
+      a.mov(CX, 38400);
+      a.label("fill");
+      a.mov(AX, DI);
+      a.xor(AL, AH);
+      a.xor(AL, BH);
+      a.stosb();
+      a.loop("fill");
+      a.shl(BH, 1);
+      a.cmp(BH, 0x10);
+      a.jcc("nz", "plane");
+    } else {
+      a.mov(CX, 64000);
+      a.label("fill");
+      a.mov(AX, DI);
+      a.xor(AL, AH);
+      a.stosb();
+      a.loop("fill");
+    }
+  });
 }
 
 const CASES = [
@@ -124,7 +101,7 @@ for (const { mode, what, width, height } of CASES) {
       const { dir, cleanup } = await tempDir();
       try {
         const image = new MemoryDisk(1 << 20);
-        image.bytes.set(bootSector(mode));
+        image.bytes.set(modeBootSector(mode));
         const disk = path.join(dir, "disk.img");
         await Deno.writeFile(disk, image.bytes);
 
