@@ -3,8 +3,8 @@
 import { blockAlignedBuffer } from "../../core/block/buffer.ts";
 import { BlockBackend, type CacheMode } from "../../core/block/backend.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
-import { isZero } from "../../core/block/zero.ts";
-import { NotSupportedError, UsageError } from "../../core/errors.ts";
+import { findBlock, isZero } from "../../core/block/zero.ts";
+import { IoError, ioErrorText, NotSupportedError, UsageError } from "../../core/errors.ts";
 import { isHelpRequest } from "../../core/options.ts";
 import { getopt } from "../getopt.ts";
 import { writeOut } from "../output.ts";
@@ -58,6 +58,9 @@ export interface ConvertOptions {
   progress?: Progress;
 }
 
+/** The buffer of an extent that reads nothing. */
+const NO_BUFFER = new Uint8Array(0);
+
 interface Extent {
   /** Offset in the concatenated source space. */
   offset: number;
@@ -93,12 +96,16 @@ export async function convertImages(
   let done = 0;
   let writeTurn = 0;
   const turnWaiters = new Map<number, () => void>();
+  // Transfer buffers are taken only by extents that read, the most recently freed one
+  // first: extents of zeroes touch no buffer, and fewer buffers are ever touched (the
+  // first touch of each page is a page fault), the one reused still warm in the cache.
+  const free: Uint8Array[] = [];
   const worker = async () => {
-    const buf = blockAlignedBuffer(chunk);
     while (next < extents.length) {
       const index = next++;
       const e = extents[index];
       const plan = await planExtent(e, options);
+      const buf = plan.read ? free.pop() ?? blockAlignedBuffer(chunk) : NO_BUFFER;
       // A compressed cluster is written whole: zero runs inside it are part of its data.
       if (options.compress && plan.read) plan.runs = [[0, e.length, "copy"]];
       // Only the runs to copy are read, as qemu-img reads only its data extents: a raw
@@ -106,8 +113,11 @@ export async function convertImages(
       // each (measured: raw -> vhdx read 256 MiB for 128 MiB of data).
       if (plan.read) {
         for (const [start, length, kind] of plan.runs) {
-          if (kind === "copy") {
+          if (kind !== "copy") continue;
+          try {
             await e.source.read(e.sourceOffset + start, buf.subarray(start, start + length));
+          } catch (err) {
+            throw await readFailure(e, start, length, buf, err, options.compress);
           }
         }
       }
@@ -118,6 +128,7 @@ export async function convertImages(
       try {
         await writeExtent(target, e, buf, plan, options, clusterSize);
       } finally {
+        if (buf !== NO_BUFFER) free.push(buf);
         writeTurn = index + 1;
         turnWaiters.get(index + 1)?.();
         turnWaiters.delete(index + 1);
@@ -132,6 +143,41 @@ export async function convertImages(
     await target.writeCompressed(0, new Uint8Array(0));
   }
   await target.flush();
+}
+
+/**
+ * The error qemu-img reports when a source read fails: `error while reading at byte N`
+ * with the strerror text, N the start of qemu-img's request. With -c that request is
+ * one target cluster (an extent here); otherwise it follows the source's block status,
+ * which gives each compressed cluster (the usual failure: one that does not inflate)
+ * on its own, so the run is read again cluster by cluster to find the one that fails.
+ */
+async function readFailure(
+  e: Extent,
+  start: number,
+  length: number,
+  buf: Uint8Array,
+  err: unknown,
+  compress: boolean,
+): Promise<IoError> {
+  let at = e.offset + start;
+  if (!compress) {
+    const cluster = Math.max(512, e.source.clusterSize ?? 65536);
+    for (let o = start; o < start + length;) {
+      const end = Math.min(
+        start + length,
+        (Math.floor((e.sourceOffset + o) / cluster) + 1) * cluster - e.sourceOffset,
+      );
+      try {
+        await e.source.read(e.sourceOffset + o, buf.subarray(o, end));
+      } catch {
+        at = e.offset + o;
+        break;
+      }
+      o = end;
+    }
+  }
+  return new IoError(`error while reading at byte ${at}: ${ioErrorText(err)}`);
 }
 
 interface Plan {
@@ -230,28 +276,18 @@ async function writeSparse(
     await writeInPieces(target, offset, data, most);
     return;
   }
-  let runStart = 0;
+  // Runs of whole sparseBytes blocks (from the start of data, the last one shorter) that
+  // are all zero or all not: each run ends at the first block of the other kind.
   let runZero = isZero(data, 0, Math.min(s, data.length));
-  for (let o = s; o <= data.length; o += s) {
-    const n = Math.min(s, data.length - o);
-    const zero = o < data.length ? isZero(data, o, n) : !runZero;
-    if (zero !== runZero || o >= data.length) {
-      const end = Math.min(o, data.length);
-      if (runZero) {
-        if (!options.targetIsZero) {
-          await target.writeZeroes(offset + runStart, end - runStart, { unmap: true });
-        }
-      } else await writeInPieces(target, offset + runStart, data.subarray(runStart, end), most);
-      runStart = end;
-      runZero = zero;
+  for (let runStart = 0; runStart < data.length;) {
+    const end = runStart + findBlock(data, runStart, data.length - runStart, s, !runZero);
+    if (!runZero) {
+      await writeInPieces(target, offset + runStart, data.subarray(runStart, end), most);
+    } else if (!options.targetIsZero) {
+      await target.writeZeroes(offset + runStart, end - runStart, { unmap: true });
     }
-  }
-  if (runStart < data.length) {
-    if (runZero) {
-      if (!options.targetIsZero) {
-        await target.writeZeroes(offset + runStart, data.length - runStart, { unmap: true });
-      }
-    } else await writeInPieces(target, offset + runStart, data.subarray(runStart), most);
+    runStart = end;
+    runZero = !runZero;
   }
 }
 
