@@ -62,6 +62,7 @@ export async function compareImages(
     try {
       await node.read(offset, buf);
     } catch (e) {
+      if (!(e instanceof VmkitError)) throw e;
       throw new ExitError(`Error while reading offset ${offset} of ${name}: ${ioErrorText(e)}`, {
         exitCode: 4,
       });

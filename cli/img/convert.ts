@@ -4,7 +4,13 @@ import { blockAlignedBuffer } from "../../core/block/buffer.ts";
 import { BlockBackend, type CacheMode } from "../../core/block/backend.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import { findBlock, isZero } from "../../core/block/zero.ts";
-import { IoError, ioErrorText, NotSupportedError, UsageError } from "../../core/errors.ts";
+import {
+  IoError,
+  ioErrorText,
+  NotSupportedError,
+  UsageError,
+  VmkitError,
+} from "../../core/errors.ts";
 import { isHelpRequest } from "../../core/options.ts";
 import { getopt } from "../getopt.ts";
 import { writeOut } from "../output.ts";
@@ -117,6 +123,8 @@ export async function convertImages(
           try {
             await e.source.read(e.sourceOffset + start, buf.subarray(start, start + length));
           } catch (err) {
+            // A bug stays a bug; a read that failed is reported as qemu-img reports it.
+            if (!(err instanceof VmkitError)) throw err;
             throw await readFailure(e, start, length, buf, err, options.compress);
           }
         }

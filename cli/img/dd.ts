@@ -1,6 +1,6 @@
 // `img dd`: copy blocks between images, dd style (bs, count, skip, if, of)
 
-import { IoError, ioErrorText, UsageError } from "../../core/errors.ts";
+import { IoError, ioErrorText, UsageError, VmkitError } from "../../core/errors.ts";
 import { blockAlignedBuffer } from "../../core/block/buffer.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import { getopt } from "../getopt.ts";
@@ -97,6 +97,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       try {
         await input.read(at, buf.subarray(0, n));
       } catch (e) {
+        if (!(e instanceof VmkitError)) throw e;
         throw new IoError(`error while reading from input image file: ${ioErrorText(e)}`);
       }
       await output.write(at - start, buf.subarray(0, n));
