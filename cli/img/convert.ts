@@ -188,18 +188,27 @@ async function readFailure(
   return new IoError(`error while reading at byte ${at}: ${ioErrorText(err)}`);
 }
 
+/**
+ * What becomes of a run of an extent: `copy` is read and written (its zeroes found by
+ * qemu-img's sparse rules), `fill` is data the source says reads as zeroes (a vhdx
+ * hole), which goes the same way as `copy` but is zero-filled instead of read;
+ * `zero` is written as zeroes, `skip` not at all.
+ */
+type RunKind = "copy" | "fill" | "zero" | "skip";
+
 interface Plan {
-  /** Read the source bytes (data to copy or to scan for zeroes). */
+  /** A buffer is needed (data to copy or to scan for zeroes). */
   read: boolean;
   /** Runs of `[offset, length, kind]` relative to the extent. */
-  runs: [number, number, "copy" | "zero" | "skip"][];
+  runs: [number, number, RunKind][];
 }
 
 async function planExtent(e: Extent, options: ConvertOptions): Promise<Plan> {
   const runs: Plan["runs"] = [];
   let read = false;
-  const add = (at: number, n: number, kind: "copy" | "zero" | "skip") => {
-    if (kind === "copy") read = true;
+  const add = (at: number, n: number, kind: RunKind) => {
+    // Zeroes are only ever put in the buffer next to data, or when -S 0 writes them.
+    if (kind === "copy" || (kind === "fill" && options.sparseBytes <= 0)) read = true;
     const last = runs[runs.length - 1];
     if (last && last[2] === kind) last[1] += n;
     else runs.push([at, n, kind]);
@@ -214,21 +223,10 @@ async function planExtent(e: Extent, options: ConvertOptions): Promise<Plan> {
     const n = Math.min(st.length, e.length - o);
     if (options.targetHasBacking && !st.present) add(o, n, "skip");
     else if (st.zero && s > 0) add(o, n, zeroKind);
-    else if ("readsAsZero" in st && st.readsAsZero && s > 0) {
-      // Data that reads as zeroes (a vhdx hole): writeSparse would read it and find
-      // every whole sparseBytes block of it zero, on a grid from the extent's start.
-      // Those blocks are skipped unread; the edges off that grid are copied and
-      // scanned as before, so the output is the same, block for block.
-      const from = Math.ceil(o / s) * s;
-      const to = Math.floor((o + n) / s) * s;
-      if (to > from) {
-        if (from > o) add(o, from - o, "copy");
-        add(from, to - from, zeroKind);
-        // The rest of this run, shorter than a block, is asked for again and copied.
-        o = to;
-        continue;
-      }
-      add(o, n, "copy");
+    else if ("readsAsZero" in st && st.readsAsZero) {
+      // Data that reads as zeroes (a vhdx hole): qemu-img reads it and scans it like any
+      // data; zero-filling the buffer gives the same bytes without the read.
+      add(o, n, "fill");
     } else add(o, n, "copy");
     o += n;
   }
@@ -248,7 +246,24 @@ async function writeExtent(
   options: ConvertOptions,
   clusterSize: number,
 ): Promise<void> {
-  for (const [start, length, kind] of plan.runs) {
+  const isData = (r: number) =>
+    r < plan.runs.length && (plan.runs[r][2] === "copy" || plan.runs[r][2] === "fill");
+  for (let r = 0; r < plan.runs.length; r++) {
+    const start = plan.runs[r][0];
+    let [, length, kind] = plan.runs[r];
+    if (isData(r)) {
+      // Data read and data that reads as zeroes next to it are one request, as qemu-img
+      // reads them: the zero-filled part is scanned with the rest. A request of nothing
+      // but such zeroes is all one hole under any -S, unscanned.
+      const first = r;
+      while (isData(r + 1)) length += plan.runs[++r][1];
+      const group = plan.runs.slice(first, r + 1);
+      if (options.sparseBytes > 0 && group.every(([, , k]) => k === "fill")) {
+        kind = options.targetIsZero ? "skip" : "zero";
+      } else {
+        for (const [from, n, k] of group) if (k === "fill") buf.fill(0, from, from + n);
+      }
+    }
     const at = e.offset + start;
     if (kind === "skip") continue;
     if (kind === "zero") {
@@ -269,7 +284,11 @@ async function writeExtent(
   }
 }
 
-/** Writes `data`, leaving zero runs of at least `sparseBytes` unwritten (or zeroed). */
+/**
+ * Writes one request's `data` as qemu-img's convert_co_write does with `-S`: its sparse
+ * rules (is_allocated_sectors_min) decide, 512-byte sector by sector, what is written
+ * as data and what is left unwritten (or zeroed) as a hole.
+ */
 async function writeSparse(
   target: BlockBackend,
   offset: number,
@@ -279,24 +298,80 @@ async function writeSparse(
 ): Promise<void> {
   // A cluster is never split: a partial write to a fresh one may cost a copy-on-write.
   const most = Math.max(WRITE_BYTES, clusterSize);
-  const s = options.sparseBytes;
-  if (s <= 0) {
+  const minSectors = Math.floor(options.sparseBytes / SECTOR);
+  if (minSectors <= 0) {
     await writeInPieces(target, offset, data, most);
     return;
   }
-  // Runs of whole sparseBytes blocks (from the start of data, the last one shorter) that
-  // are all zero or all not: each run ends at the first block of the other kind.
-  let runZero = isZero(data, 0, Math.min(s, data.length));
-  for (let runStart = 0; runStart < data.length;) {
-    const end = runStart + findBlock(data, runStart, data.length - runStart, s, !runZero);
-    if (!runZero) {
-      await writeInPieces(target, offset + runStart, data.subarray(runStart, end), most);
-    } else if (!options.targetIsZero) {
-      await target.writeZeroes(offset + runStart, end - runStart, { unmap: true });
+  // qemu-img aligns the ends of runs to the largest power of two within -S (its
+  // s.alignment; every vmkit target takes requests of any alignment).
+  const alignment = 2 ** Math.floor(Math.log2(minSectors));
+  const sectors = Math.ceil(data.length / SECTOR);
+  const first = Math.floor(offset / SECTOR);
+  for (let at = 0; at < sectors;) {
+    const [used, n] = sparseRun(data, at, sectors - at, minSectors, first + at, alignment);
+    const from = at * SECTOR;
+    const to = Math.min((at + n) * SECTOR, data.length);
+    if (used) await writeInPieces(target, offset + from, data.subarray(from, to), most);
+    else if (!options.targetIsZero) {
+      await target.writeZeroes(offset + from, to - from, { unmap: true });
     }
-    runStart = end;
-    runZero = !runZero;
+    at += n;
   }
+}
+
+const SECTOR = 512;
+
+/**
+ * The sectors from `at` (of `n`) that are all zero or all data, as qemu-img's
+ * is_allocated_sectors counts them: `[data, count]`. A run that ends before `n` off the
+ * alignment has its end moved: a data run's up to the next boundary, a zero run's down
+ * to the previous one, and a zero run no longer than that tail counts as data.
+ */
+function sectorRun(
+  data: Uint8Array,
+  at: number,
+  n: number,
+  sectorNum: number,
+  alignment: number,
+): [boolean, number] {
+  const bytes = Math.min(n * SECTOR, data.length - at * SECTOR);
+  let zero = isZero(data, at * SECTOR, Math.min(SECTOR, bytes));
+  const rest = findBlock(data, (at + 1) * SECTOR, Math.max(0, bytes - SECTOR), SECTOR, !zero);
+  let i = Math.min(n, 1 + Math.ceil(rest / SECTOR));
+  if (i === n) return [!zero, n];
+  const tail = (sectorNum + i) & (alignment - 1);
+  if (tail) {
+    if (zero && i <= tail) zero = false;
+    i = zero ? i - tail : Math.min(i + alignment - tail, n);
+  }
+  return [!zero, i];
+}
+
+/**
+ * qemu-img's is_allocated_sectors_min: from `at`, a zero run (`[false, count]`), or a
+ * data run (`[true, count]`) that takes in zero runs shorter than `min` sectors between
+ * its data, so small holes do not break up a write.
+ */
+function sparseRun(
+  data: Uint8Array,
+  at: number,
+  n: number,
+  min: number,
+  sectorNum: number,
+  alignment: number,
+): [boolean, number] {
+  const least = Math.min(min, n);
+  const [used, count] = sectorRun(data, at, n, sectorNum, alignment);
+  if (!used) return [false, count];
+  let taken = count;
+  for (let checked = count; checked < n;) {
+    const [more, c] = sectorRun(data, at + checked, n - checked, sectorNum + checked, alignment);
+    checked += c;
+    if (more) taken = checked;
+    else if (c >= least) break;
+  }
+  return [true, taken];
 }
 
 /**
