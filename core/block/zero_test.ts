@@ -86,6 +86,13 @@ Deno.test("findBlock() finds the first zero or non-zero block alike in wasm and 
     [0, 10000, 3000, false, 3000], // a block grid that is not 4 KiB: byte 4096 is in the second
     [60000, 5536, 4096, false, 4096], // the short last block (1440 bytes) holds the last byte
     [7, 0, 4096, true, 0],
+    // Blocks shorter than the 16 bytes f looks at first: scanned whole.
+    [4080, 32, 8, false, 16],
+    [4095, 3, 1, false, 1],
+    [4096, 24, 8, true, 8],
+    // Data past a block's first 16 bytes, and a zero block after data.
+    [8192 + 4095 - 100, 200, 64, false, 64],
+    [4096, 8192, 512, true, 512],
   ];
   for (const [start, length, block, wantZero, expected] of cases) {
     for (const buf of [wasm, plain]) {
