@@ -13,7 +13,7 @@ import {
 } from "../../core/errors.ts";
 import { isHelpRequest } from "../../core/options.ts";
 import { getopt } from "../getopt.ts";
-import { writeOut } from "../output.ts";
+import { writeErr, writeOut } from "../output.ts";
 import {
   closeQuietly,
   cvtnum,
@@ -61,6 +61,13 @@ export interface ConvertOptions {
   workers: number;
   /** Allow out-of-order writes (`-W`). */
   outOfOrder: boolean;
+  /**
+   * `--salvage`: a source read that fails is read again sector by sector, and each
+   * sector that still fails reads as zeroes after a warning (given to `warn`).
+   */
+  salvage?: boolean;
+  /** Prints a warning line (without qemu-img's `prefix: warning: `). */
+  warn?: (line: string) => void;
   progress?: Progress;
 }
 
@@ -125,7 +132,8 @@ export async function convertImages(
           } catch (err) {
             // A bug stays a bug; a read that failed is reported as qemu-img reports it.
             if (!(err instanceof VmkitError)) throw err;
-            throw await readFailure(e, start, length, buf, err, options.compress);
+            if (options.salvage) await salvage(e, start, length, buf, options);
+            else throw await readFailure(e, start, length, buf, err, options.compress);
           }
         }
       }
@@ -186,6 +194,32 @@ async function readFailure(
     }
   }
   return new IoError(`error while reading at byte ${at}: ${ioErrorText(err)}`);
+}
+
+/**
+ * qemu-img's `--salvage`: the failed request is read again one 512-byte sector at a
+ * time; a sector that fails again is zeroes, with `error while reading offset N: ...`
+ * (N within its source image) unless -q.
+ */
+async function salvage(
+  e: Extent,
+  start: number,
+  length: number,
+  buf: Uint8Array,
+  options: ConvertOptions,
+): Promise<void> {
+  for (let o = start; o < start + length; o += SECTOR) {
+    const end = Math.min(o + SECTOR, start + length);
+    try {
+      await e.source.read(e.sourceOffset + o, buf.subarray(o, end));
+    } catch (err) {
+      if (!(err instanceof VmkitError)) throw err;
+      options.warn?.(
+        `error while reading offset ${e.sourceOffset + o}: ${ioErrorText(err)}`,
+      );
+      buf.fill(0, o, end);
+    }
+  }
 }
 
 /**
@@ -509,6 +543,8 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       targetHasBacking: backingName !== undefined,
       workers,
       outOfOrder: hasOpt(opts, "W"),
+      salvage: hasOpt(opts, "salvage"),
+      warn: quiet ? undefined : (line) => writeErr(`${ctx.errorPrefix}: warning: ${line}\n`),
       progress,
     });
     progress?.finish();

@@ -6,7 +6,7 @@ import { BlockGraph } from "../../core/block/graph.ts";
 import { errorChainMessage } from "../../core/errors.ts";
 import { Registry } from "../../core/plugin.ts";
 import { BUILTIN_PLUGINS } from "../../plugins/mod.ts";
-import { HAVE_QEMU_IMG, runCommand, runTool, tempDir } from "../test_util.ts";
+import { HAVE_QEMU_IMG, readBytes, runCommand, runTool, tempDir } from "../test_util.ts";
 import { type CompressedFormat, damageCompressedCluster } from "./compressed_damage.ts";
 
 const NEEDS = HAVE_QEMU_IMG
@@ -129,6 +129,17 @@ Deno.test({
             assert.equal(ours.code, theirs.code, `${args[0]}: exit code`);
             assert.ok(theirs.code !== 0, `${args[0]} fails`);
           }
+          // --salvage reads the bad cluster again sector by sector, warns for each
+          // sector that fails and converts the rest: the same lines, exit code and file.
+          const salvaged = (tag: string) => path.join(dir, `salvaged-${tag}.raw`);
+          const args = (tag: string) => ["convert", "--salvage", "-O", "raw", image, salvaged(tag)];
+          const theirs = await runTool("qemu-img", args("q"), dir);
+          const ours = await runTool("vmkit", args("v"), dir);
+          assert.equal(ours.stderr.replaceAll("salvaged-v", "salvaged-q"), theirs.stderr);
+          assert.equal(ours.code, theirs.code);
+          assert.equal(theirs.code, 0);
+          assert.ok(theirs.stderr.includes("warning: error while reading offset"));
+          assert.deepEqual(readBytes(salvaged("v")), readBytes(salvaged("q")));
         });
       }
     } finally {
