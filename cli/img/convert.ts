@@ -532,7 +532,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       throw new NotSupportedError("Compression not supported for this file format");
     }
     if (skipCreate && node.size() < total) {
-      throw new UsageError(`Error: target image is smaller than source`);
+      throw new UsageError("output file is smaller than input file");
     }
     const progress = hasOpt(opts, "p") && !quiet ? new Progress() : undefined;
     await convertImages(sources, target, {

@@ -311,6 +311,9 @@ export const DIFF_TABLE: Record<string, DiffCase[]> = {
     c("convert", "-S", "1000", "-O", "raw", "a.qcow2", "out.raw"),
     c("convert", "-c", "-S", "0", "-O", "qcow2", "a.qcow2", "out.qcow2"),
     c("convert", "--target-is-zero", "-O", "raw", "a.qcow2", "out.raw"),
+    // -n into an existing image smaller than the source
+    seq(["convert", "-n", "-O", "raw", "a.qcow2", "odd2.raw"]),
+    seq(["convert", "-n", "--target-is-zero", "-O", "raw", "sparse.raw", "odd.raw"]),
     c("create", "-u", "-f", "qcow2", "-b", "nosuch.qcow2", "-F", "qcow2", "new.qcow2", "1M"),
     c("create", "-f", "qcow2", "-b", "nosuch.qcow2", "-F", "qcow2", "new.qcow2"),
     c("check", "-U", "--output=json", "-f", "qcow2", "c4k.qcow2"),
