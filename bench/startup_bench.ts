@@ -12,7 +12,12 @@ const GOAL_VS_EMPTY_DENO = 2.5;
 const HAVE_BASH = have("bash");
 
 type Command = [program: string, args: string[]];
-type Stat = { best: number; median: number };
+/**
+ * `paired`: the median over rounds of this command's time over the empty script's in
+ * the same round. The commands take turns, so a round's load falls on all of them;
+ * the ratio of two medians, taken apart, moved by ±0.5 between runs of 12 at load 5-10.
+ */
+type Stat = { best: number; median: number; paired: number };
 type Measure = "wall" | "cpu";
 
 const decoder = new TextDecoder();
@@ -58,10 +63,15 @@ async function measureAll(
     }
   }
   const result: Record<Measure, Record<string, Stat>> = { wall: {}, cpu: {} };
+  const middle = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   for (const [key, xs] of Object.entries(samples)) {
     const [m, name] = key.split(":") as [Measure, string];
-    xs.sort((a, b) => a - b);
-    result[m][name] = { best: xs[0], median: xs[Math.floor(xs.length / 2)] };
+    const empty = samples[`${m}:empty`];
+    result[m][name] = {
+      best: Math.min(...xs),
+      median: middle(xs),
+      paired: empty ? middle(xs.map((x, i) => x / Math.max(empty[i], 1e-3))) : NaN,
+    };
   }
   return result;
 }
@@ -104,6 +114,17 @@ export async function startupRows(): Promise<{ rows: Row[]; notes: string[] }> {
             (m.info[stat] / m.empty[stat]).toFixed(2)
           }x the empty deno run (goal <= ${GOAL_VS_EMPTY_DENO}x)` +
             (m.qemu ? `, ${(m.info[stat] / m.qemu[stat]).toFixed(1)}x qemu-img info` : ""),
+        );
+      }
+      if (m.empty) {
+        notes.push(
+          `${measure} paired (median of each round's ratio): vmkit img info ${
+            m.info.paired.toFixed(2)
+          }x the empty deno run` + (m.qemu
+            ? `, qemu-img info ${m.qemu.paired.toFixed(2)}x it (vmkit ${
+              (m.info.paired / m.qemu.paired).toFixed(1)
+            }x qemu-img)`
+            : ""),
         );
       }
     }

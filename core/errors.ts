@@ -133,6 +133,24 @@ export function hostIoError(error: unknown, what: string): IoError {
   return new IoError(`${what}: ${text}`, { code: e?.code });
 }
 
+/**
+ * The strerror() text QEMU prints for a failed read or write: the text of the error's
+ * host code (`EINVAL`: "Invalid argument"), "Input/output error" when it has none.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { IoError, ioErrorText } from "./errors.ts";
+ *
+ * assert.equal(ioErrorText(new IoError("bad grain", { code: "EINVAL" })), "Invalid argument");
+ * assert.equal(ioErrorText(new Error("anything")), "Input/output error");
+ * ```
+ */
+export function ioErrorText(error: unknown): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return (typeof code === "string" ? HOST_ERRNO_TEXT[code] : undefined) ?? HOST_ERRNO_TEXT.EIO;
+}
+
 // The strerror() texts QEMU prints, keyed by the code name node:fs reports.
 const HOST_ERRNO_TEXT: Record<string, string> = {
   ENOENT: "No such file or directory",

@@ -1,13 +1,14 @@
-// `img compare`: do two images read the same (exit 0), differ (1), or fail (2)
+// `img compare`: do two images read the same (exit 0), differ (1), fail (2), or fail to read (4)
 
 import { blockAlignedBuffer } from "../../core/block/buffer.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
-import { VmkitError } from "../../core/errors.ts";
+import { ioErrorText, VmkitError } from "../../core/errors.ts";
 import { getopt } from "../getopt.ts";
 import { writeOut } from "../output.ts";
 import {
   closeQuietly,
   ErrorExit,
+  ExitError,
   hasOpt,
   type ImgCommand,
   type ImgContext,
@@ -47,8 +48,26 @@ function statusWord(s: ChainStatus, size: number): number {
 export async function compareImages(
   a: BlockNode,
   b: BlockNode,
-  options: { strict?: boolean; progress?: Progress; warn?: (line: string) => void } = {},
+  options: {
+    strict?: boolean;
+    progress?: Progress;
+    warn?: (line: string) => void;
+    /** The names the command line gave, for a read error's message. */
+    names?: [string, string];
+  } = {},
 ): Promise<{ code: number; message: string }> {
+  const [nameA, nameB] = options.names ?? [a.filename, b.filename];
+  // qemu-img names the image and the start of the chunk whose read failed, and exits 4.
+  const readOrFail = async (node: BlockNode, name: string, offset: number, buf: Uint8Array) => {
+    try {
+      await node.read(offset, buf);
+    } catch (e) {
+      if (!(e instanceof VmkitError)) throw e;
+      throw new ExitError(`Error while reading offset ${offset} of ${name}: ${ioErrorText(e)}`, {
+        exitCode: 4,
+      });
+    }
+  };
   const sizeA = a.size();
   const sizeB = b.size();
   if (options.strict && sizeA !== sizeB) {
@@ -69,8 +88,8 @@ export async function compareImages(
       return { code: 1, message: `Strict mode: Offset ${offset} block status mismatch!` };
     }
     if (!(sa.zero && sb.zero)) {
-      await a.read(offset, bufA.subarray(0, n));
-      await b.read(offset, bufB.subarray(0, n));
+      await readOrFail(a, nameA, offset, bufA.subarray(0, n));
+      await readOrFail(b, nameB, offset, bufB.subarray(0, n));
       const at = firstMismatch(bufA, bufB, n);
       if (at >= 0) return { code: 1, message: `Content mismatch at offset ${offset + at}!` };
     }
@@ -83,7 +102,7 @@ export async function compareImages(
   while (offset < total) {
     const s = await chainStatus(longer, offset, Math.min(total - offset, CHUNK_BYTES));
     if (!s.zero) {
-      await longer.read(offset, bufA.subarray(0, s.length));
+      await readOrFail(longer, longer === a ? nameA : nameB, offset, bufA.subarray(0, s.length));
       const at = firstNonZero(bufA, s.length);
       if (at >= 0) return { code: 1, message: `Content mismatch at offset ${offset + at}!` };
     }
@@ -117,12 +136,14 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       strict: hasOpt(opts, "s"),
       progress,
       warn: (line) => quiet || writeOut(line + "\n"),
+      names: [positional[0], positional[1]],
     });
     progress?.finish();
     if (!quiet) writeOut(result.message + "\n");
     return result.code;
   } catch (e) {
     // compare reports every failure with exit code 2, mismatches with 1.
+    if (e instanceof ExitError) throw e;
     if (e instanceof VmkitError) throw new VmkitError(e.message, { cause: e.cause, exitCode: 2 });
     throw e;
   } finally {

@@ -3,11 +3,17 @@
 import { blockAlignedBuffer } from "../../core/block/buffer.ts";
 import { BlockBackend, type CacheMode } from "../../core/block/backend.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
-import { isZero } from "../../core/block/zero.ts";
-import { NotSupportedError, UsageError } from "../../core/errors.ts";
+import { findBlock, isZero } from "../../core/block/zero.ts";
+import {
+  IoError,
+  ioErrorText,
+  NotSupportedError,
+  UsageError,
+  VmkitError,
+} from "../../core/errors.ts";
 import { isHelpRequest } from "../../core/options.ts";
 import { getopt } from "../getopt.ts";
-import { writeOut } from "../output.ts";
+import { writeErr, writeOut } from "../output.ts";
 import {
   closeQuietly,
   cvtnum,
@@ -55,8 +61,18 @@ export interface ConvertOptions {
   workers: number;
   /** Allow out-of-order writes (`-W`). */
   outOfOrder: boolean;
+  /**
+   * `--salvage`: a source read that fails is read again sector by sector, and each
+   * sector that still fails reads as zeroes after a warning (given to `warn`).
+   */
+  salvage?: boolean;
+  /** Prints a warning line (without qemu-img's `prefix: warning: `). */
+  warn?: (line: string) => void;
   progress?: Progress;
 }
+
+/** The buffer of an extent that reads nothing. */
+const NO_BUFFER = new Uint8Array(0);
 
 interface Extent {
   /** Offset in the concatenated source space. */
@@ -93,12 +109,16 @@ export async function convertImages(
   let done = 0;
   let writeTurn = 0;
   const turnWaiters = new Map<number, () => void>();
+  // Transfer buffers are taken only by extents that read, the most recently freed one
+  // first: extents of zeroes touch no buffer, and fewer buffers are ever touched (the
+  // first touch of each page is a page fault), the one reused still warm in the cache.
+  const free: Uint8Array[] = [];
   const worker = async () => {
-    const buf = blockAlignedBuffer(chunk);
     while (next < extents.length) {
       const index = next++;
       const e = extents[index];
       const plan = await planExtent(e, options);
+      const buf = plan.read ? free.pop() ?? blockAlignedBuffer(chunk) : NO_BUFFER;
       // A compressed cluster is written whole: zero runs inside it are part of its data.
       if (options.compress && plan.read) plan.runs = [[0, e.length, "copy"]];
       // Only the runs to copy are read, as qemu-img reads only its data extents: a raw
@@ -106,8 +126,14 @@ export async function convertImages(
       // each (measured: raw -> vhdx read 256 MiB for 128 MiB of data).
       if (plan.read) {
         for (const [start, length, kind] of plan.runs) {
-          if (kind === "copy") {
+          if (kind !== "copy") continue;
+          try {
             await e.source.read(e.sourceOffset + start, buf.subarray(start, start + length));
+          } catch (err) {
+            // A bug stays a bug; a read that failed is reported as qemu-img reports it.
+            if (!(err instanceof VmkitError)) throw err;
+            if (options.salvage) await salvage(e, start, length, buf, options);
+            else throw await readFailure(e, start, length, buf, err, options.compress);
           }
         }
       }
@@ -118,6 +144,7 @@ export async function convertImages(
       try {
         await writeExtent(target, e, buf, plan, options, clusterSize);
       } finally {
+        if (buf !== NO_BUFFER) free.push(buf);
         writeTurn = index + 1;
         turnWaiters.get(index + 1)?.();
         turnWaiters.delete(index + 1);
@@ -134,18 +161,88 @@ export async function convertImages(
   await target.flush();
 }
 
+/**
+ * The error qemu-img reports when a source read fails: `error while reading at byte N`
+ * with the strerror text, N the start of qemu-img's request. With -c that request is
+ * one target cluster (an extent here); otherwise it follows the source's block status,
+ * which gives each compressed cluster (the usual failure: one that does not inflate)
+ * on its own, so the run is read again cluster by cluster to find the one that fails.
+ */
+async function readFailure(
+  e: Extent,
+  start: number,
+  length: number,
+  buf: Uint8Array,
+  err: unknown,
+  compress: boolean,
+): Promise<IoError> {
+  let at = e.offset + start;
+  if (!compress) {
+    const cluster = Math.max(512, e.source.clusterSize ?? 65536);
+    for (let o = start; o < start + length;) {
+      const end = Math.min(
+        start + length,
+        (Math.floor((e.sourceOffset + o) / cluster) + 1) * cluster - e.sourceOffset,
+      );
+      try {
+        await e.source.read(e.sourceOffset + o, buf.subarray(o, end));
+      } catch {
+        at = e.offset + o;
+        break;
+      }
+      o = end;
+    }
+  }
+  return new IoError(`error while reading at byte ${at}: ${ioErrorText(err)}`);
+}
+
+/**
+ * qemu-img's `--salvage`: the failed request is read again one 512-byte sector at a
+ * time; a sector that fails again is zeroes, with `error while reading offset N: ...`
+ * (N within its source image) unless -q.
+ */
+async function salvage(
+  e: Extent,
+  start: number,
+  length: number,
+  buf: Uint8Array,
+  options: ConvertOptions,
+): Promise<void> {
+  for (let o = start; o < start + length; o += SECTOR) {
+    const end = Math.min(o + SECTOR, start + length);
+    try {
+      await e.source.read(e.sourceOffset + o, buf.subarray(o, end));
+    } catch (err) {
+      if (!(err instanceof VmkitError)) throw err;
+      options.warn?.(
+        `error while reading offset ${e.sourceOffset + o}: ${ioErrorText(err)}`,
+      );
+      buf.fill(0, o, end);
+    }
+  }
+}
+
+/**
+ * What becomes of a run of an extent: `copy` is read and written (its zeroes found by
+ * qemu-img's sparse rules), `fill` is data the source says reads as zeroes (a vhdx
+ * hole), which goes the same way as `copy` but is zero-filled instead of read;
+ * `zero` is written as zeroes, `skip` not at all.
+ */
+type RunKind = "copy" | "fill" | "zero" | "skip";
+
 interface Plan {
-  /** Read the source bytes (data to copy or to scan for zeroes). */
+  /** A buffer is needed (data to copy or to scan for zeroes). */
   read: boolean;
   /** Runs of `[offset, length, kind]` relative to the extent. */
-  runs: [number, number, "copy" | "zero" | "skip"][];
+  runs: [number, number, RunKind][];
 }
 
 async function planExtent(e: Extent, options: ConvertOptions): Promise<Plan> {
   const runs: Plan["runs"] = [];
   let read = false;
-  const add = (at: number, n: number, kind: "copy" | "zero" | "skip") => {
-    if (kind === "copy") read = true;
+  const add = (at: number, n: number, kind: RunKind) => {
+    // Zeroes are only ever put in the buffer next to data, or when -S 0 writes them.
+    if (kind === "copy" || (kind === "fill" && options.sparseBytes <= 0)) read = true;
     const last = runs[runs.length - 1];
     if (last && last[2] === kind) last[1] += n;
     else runs.push([at, n, kind]);
@@ -160,21 +257,10 @@ async function planExtent(e: Extent, options: ConvertOptions): Promise<Plan> {
     const n = Math.min(st.length, e.length - o);
     if (options.targetHasBacking && !st.present) add(o, n, "skip");
     else if (st.zero && s > 0) add(o, n, zeroKind);
-    else if ("readsAsZero" in st && st.readsAsZero && s > 0) {
-      // Data that reads as zeroes (a vhdx hole): writeSparse would read it and find
-      // every whole sparseBytes block of it zero, on a grid from the extent's start.
-      // Those blocks are skipped unread; the edges off that grid are copied and
-      // scanned as before, so the output is the same, block for block.
-      const from = Math.ceil(o / s) * s;
-      const to = Math.floor((o + n) / s) * s;
-      if (to > from) {
-        if (from > o) add(o, from - o, "copy");
-        add(from, to - from, zeroKind);
-        // The rest of this run, shorter than a block, is asked for again and copied.
-        o = to;
-        continue;
-      }
-      add(o, n, "copy");
+    else if ("readsAsZero" in st && st.readsAsZero) {
+      // Data that reads as zeroes (a vhdx hole): qemu-img reads it and scans it like any
+      // data; zero-filling the buffer gives the same bytes without the read.
+      add(o, n, "fill");
     } else add(o, n, "copy");
     o += n;
   }
@@ -194,7 +280,24 @@ async function writeExtent(
   options: ConvertOptions,
   clusterSize: number,
 ): Promise<void> {
-  for (const [start, length, kind] of plan.runs) {
+  const isData = (r: number) =>
+    r < plan.runs.length && (plan.runs[r][2] === "copy" || plan.runs[r][2] === "fill");
+  for (let r = 0; r < plan.runs.length; r++) {
+    const start = plan.runs[r][0];
+    let [, length, kind] = plan.runs[r];
+    if (isData(r)) {
+      // Data read and data that reads as zeroes next to it are one request, as qemu-img
+      // reads them: the zero-filled part is scanned with the rest. A request of nothing
+      // but such zeroes is all one hole under any -S, unscanned.
+      const first = r;
+      while (isData(r + 1)) length += plan.runs[++r][1];
+      const group = plan.runs.slice(first, r + 1);
+      if (options.sparseBytes > 0 && group.every(([, , k]) => k === "fill")) {
+        kind = options.targetIsZero ? "skip" : "zero";
+      } else {
+        for (const [from, n, k] of group) if (k === "fill") buf.fill(0, from, from + n);
+      }
+    }
     const at = e.offset + start;
     if (kind === "skip") continue;
     if (kind === "zero") {
@@ -215,7 +318,11 @@ async function writeExtent(
   }
 }
 
-/** Writes `data`, leaving zero runs of at least `sparseBytes` unwritten (or zeroed). */
+/**
+ * Writes one request's `data` as qemu-img's convert_co_write does with `-S`: its sparse
+ * rules (is_allocated_sectors_min) decide, 512-byte sector by sector, what is written
+ * as data and what is left unwritten (or zeroed) as a hole.
+ */
 async function writeSparse(
   target: BlockBackend,
   offset: number,
@@ -225,34 +332,80 @@ async function writeSparse(
 ): Promise<void> {
   // A cluster is never split: a partial write to a fresh one may cost a copy-on-write.
   const most = Math.max(WRITE_BYTES, clusterSize);
-  const s = options.sparseBytes;
-  if (s <= 0) {
+  const minSectors = Math.floor(options.sparseBytes / SECTOR);
+  if (minSectors <= 0) {
     await writeInPieces(target, offset, data, most);
     return;
   }
-  let runStart = 0;
-  let runZero = isZero(data, 0, Math.min(s, data.length));
-  for (let o = s; o <= data.length; o += s) {
-    const n = Math.min(s, data.length - o);
-    const zero = o < data.length ? isZero(data, o, n) : !runZero;
-    if (zero !== runZero || o >= data.length) {
-      const end = Math.min(o, data.length);
-      if (runZero) {
-        if (!options.targetIsZero) {
-          await target.writeZeroes(offset + runStart, end - runStart, { unmap: true });
-        }
-      } else await writeInPieces(target, offset + runStart, data.subarray(runStart, end), most);
-      runStart = end;
-      runZero = zero;
+  // qemu-img aligns the ends of runs to the largest power of two within -S (its
+  // s.alignment; every vmkit target takes requests of any alignment).
+  const alignment = 2 ** Math.floor(Math.log2(minSectors));
+  const sectors = Math.ceil(data.length / SECTOR);
+  const first = Math.floor(offset / SECTOR);
+  for (let at = 0; at < sectors;) {
+    const [used, n] = sparseRun(data, at, sectors - at, minSectors, first + at, alignment);
+    const from = at * SECTOR;
+    const to = Math.min((at + n) * SECTOR, data.length);
+    if (used) await writeInPieces(target, offset + from, data.subarray(from, to), most);
+    else if (!options.targetIsZero) {
+      await target.writeZeroes(offset + from, to - from, { unmap: true });
     }
+    at += n;
   }
-  if (runStart < data.length) {
-    if (runZero) {
-      if (!options.targetIsZero) {
-        await target.writeZeroes(offset + runStart, data.length - runStart, { unmap: true });
-      }
-    } else await writeInPieces(target, offset + runStart, data.subarray(runStart), most);
+}
+
+const SECTOR = 512;
+
+/**
+ * The sectors from `at` (of `n`) that are all zero or all data, as qemu-img's
+ * is_allocated_sectors counts them: `[data, count]`. A run that ends before `n` off the
+ * alignment has its end moved: a data run's up to the next boundary, a zero run's down
+ * to the previous one, and a zero run no longer than that tail counts as data.
+ */
+function sectorRun(
+  data: Uint8Array,
+  at: number,
+  n: number,
+  sectorNum: number,
+  alignment: number,
+): [boolean, number] {
+  const bytes = Math.min(n * SECTOR, data.length - at * SECTOR);
+  let zero = isZero(data, at * SECTOR, Math.min(SECTOR, bytes));
+  const rest = findBlock(data, (at + 1) * SECTOR, Math.max(0, bytes - SECTOR), SECTOR, !zero);
+  let i = Math.min(n, 1 + Math.ceil(rest / SECTOR));
+  if (i === n) return [!zero, n];
+  const tail = (sectorNum + i) & (alignment - 1);
+  if (tail) {
+    if (zero && i <= tail) zero = false;
+    i = zero ? i - tail : Math.min(i + alignment - tail, n);
   }
+  return [!zero, i];
+}
+
+/**
+ * qemu-img's is_allocated_sectors_min: from `at`, a zero run (`[false, count]`), or a
+ * data run (`[true, count]`) that takes in zero runs shorter than `min` sectors between
+ * its data, so small holes do not break up a write.
+ */
+function sparseRun(
+  data: Uint8Array,
+  at: number,
+  n: number,
+  min: number,
+  sectorNum: number,
+  alignment: number,
+): [boolean, number] {
+  const least = Math.min(min, n);
+  const [used, count] = sectorRun(data, at, n, sectorNum, alignment);
+  if (!used) return [false, count];
+  let taken = count;
+  for (let checked = count; checked < n;) {
+    const [more, c] = sectorRun(data, at + checked, n - checked, sectorNum + checked, alignment);
+    checked += c;
+    if (more) taken = checked;
+    else if (c >= least) break;
+  }
+  return [true, taken];
 }
 
 /**
@@ -379,7 +532,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       throw new NotSupportedError("Compression not supported for this file format");
     }
     if (skipCreate && node.size() < total) {
-      throw new UsageError(`Error: target image is smaller than source`);
+      throw new UsageError("output file is smaller than input file");
     }
     const progress = hasOpt(opts, "p") && !quiet ? new Progress() : undefined;
     await convertImages(sources, target, {
@@ -390,6 +543,8 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       targetHasBacking: backingName !== undefined,
       workers,
       outOfOrder: hasOpt(opts, "W"),
+      salvage: hasOpt(opts, "salvage"),
+      warn: quiet ? undefined : (line) => writeErr(`${ctx.errorPrefix}: warning: ${line}\n`),
       progress,
     });
     progress?.finish();

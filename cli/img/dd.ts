@@ -1,6 +1,6 @@
 // `img dd`: copy blocks between images, dd style (bs, count, skip, if, of)
 
-import { UsageError } from "../../core/errors.ts";
+import { IoError, ioErrorText, UsageError, VmkitError } from "../../core/errors.ts";
 import { blockAlignedBuffer } from "../../core/block/buffer.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import { getopt } from "../getopt.ts";
@@ -94,7 +94,12 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     const buf = blockAlignedBuffer(Math.min(dd.bs, 1 << 24));
     for (let at = start; at < end;) {
       const n = Math.min(buf.length, end - at);
-      await input.read(at, buf.subarray(0, n));
+      try {
+        await input.read(at, buf.subarray(0, n));
+      } catch (e) {
+        if (!(e instanceof VmkitError)) throw e;
+        throw new IoError(`error while reading from input image file: ${ioErrorText(e)}`);
+      }
       await output.write(at - start, buf.subarray(0, n));
       at += n;
     }

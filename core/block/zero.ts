@@ -1,6 +1,6 @@
 // Fast all-zero detection for buffers, used to keep converted images sparse
 
-import { wasmIsZero } from "./_zero_scan.ts";
+import { wasmFindBlock, wasmIsZero } from "./_zero_scan.ts";
 
 /**
  * True when `buf[start, start+length)` is all zero bytes. A buffer from
@@ -42,4 +42,38 @@ export function isZero(buf: Uint8Array, start = 0, length = buf.length - start):
   }
   for (; i < end; i++) if (buf[i] !== 0) return false;
   return true;
+}
+
+/**
+ * The offset, from `start`, of the first block of `buf[start, start+length)` (blocks of
+ * `block` bytes from `start`, the last one shorter) that is all zero when `wantZero`, or
+ * not all zero otherwise; `length` when there is none. A buffer from `blockAlignedBuffer`
+ * is scanned in one wasm call.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { findBlock } from "./zero.ts";
+ *
+ * const buf = new Uint8Array(10000);
+ * buf[5000] = 1;
+ * assert.equal(findBlock(buf, 0, buf.length, 4096, false), 4096);
+ * assert.equal(findBlock(buf, 4096, buf.length - 4096, 4096, true), 4096);
+ * assert.equal(findBlock(buf, 0, 4096, 4096, false), 4096);
+ * ```
+ */
+export function findBlock(
+  buf: Uint8Array,
+  start: number,
+  length: number,
+  block: number,
+  wantZero: boolean,
+): number {
+  const fast = wasmFindBlock(buf, start, length, block, wantZero);
+  if (fast !== undefined) return fast;
+  const step = Math.max(1, block);
+  for (let o = 0; o < length; o += step) {
+    if (isZero(buf, start + o, Math.min(step, length - o)) === wantZero) return o;
+  }
+  return length;
 }

@@ -61,6 +61,28 @@ export async function buildFixtures(dir: string): Promise<void> {
   sparseRaw(path.join(dir, "sparse.raw"), 4 << 20, [0, 65536 * 3, 2 << 20, (4 << 20) - 8192]);
   sparseRaw(path.join(dir, "hole.raw"), 5000, []);
   Deno.writeFileSync(path.join(dir, "empty.raw"), new Uint8Array(0));
+  // Data islands of odd sizes and offsets, some with zero runs inside, written whole (no
+  // holes): -S sizes that are not a multiple of 4 KiB split them by qemu-img's rules.
+  const islands = new Uint8Array(1 << 20);
+  for (
+    const [at, bytes] of [
+      [1000, 700],
+      [5000, 3000],
+      [20000, 100],
+      [30720, 512],
+      [40000, 10000],
+      [
+        69632,
+        1,
+      ],
+      [200000, 5000],
+      [300000, 70000],
+    ]
+  ) islands.set(patternBytes(bytes, at).map((b) => b | 1), at);
+  islands.fill(0, 45000, 45000 + 3072);
+  islands.fill(0, 310000, 310000 + 1536);
+  islands.fill(0, 330000, 330000 + 6144);
+  Deno.writeFileSync(path.join(dir, "islands.raw"), islands);
 
   await Promise.all([
     // qcow2 written by qemu-io: zeroes and discards inside allocated data

@@ -49,7 +49,7 @@ const QCOW2_FIXTURES = [
   "vm.qcow2",
 ];
 const OTHER_FIXTURES = ["v.vmdk", "so.vmdk", "v.vdi", "v.vpc", "v.vhdx", "v.qcow"];
-const RAW_FIXTURES = ["odd.raw", "odd2.raw", "sparse.raw", "hole.raw", "empty.raw"];
+const RAW_FIXTURES = ["odd.raw", "odd2.raw", "sparse.raw", "hole.raw", "empty.raw", "islands.raw"];
 const DAMAGED = ["trunc.qcow2", "badl1.qcow2", "badmagic.qcow2", "bad.vmdk"];
 
 /** Fixtures that name others as backing files: a case using one gets them too. */
@@ -130,6 +130,16 @@ export const DIFF_TABLE: Record<string, DiffCase[]> = {
     c("convert", "-O", "qcow2", "-o", "compat=0.10", "c4k.qcow2", "out.qcow2"),
     c("convert", "-c", "-O", "qcow2", "a.qcow2", "out.qcow2"),
     c("convert", "-S", "0", "-O", "raw", "sparse.raw", "out.raw"),
+    // Where -S leaves holes in a raw target (sector runs, aligned as qemu-img aligns them)
+    ...["512", "1536", "3072", "4096", "6144", "64k"].map((size) =>
+      seq(["convert", "-S", size, "-O", "raw", "islands.raw", "out.raw"], [
+        "map",
+        "--output=json",
+        "-f",
+        "raw",
+        "out.raw",
+      ])
+    ),
     c("convert", "-O", "raw", "sparse.raw", "odd.raw", "out.raw"),
     c("convert", "-B", "base.raw", "-F", "raw", "-O", "qcow2", "mid.qcow2", "out.qcow2"),
     { ...c("convert", "-O", "vmdk", "sparse.raw", "out.vmdk"), masks: ["random-ids"] },
@@ -301,6 +311,9 @@ export const DIFF_TABLE: Record<string, DiffCase[]> = {
     c("convert", "-S", "1000", "-O", "raw", "a.qcow2", "out.raw"),
     c("convert", "-c", "-S", "0", "-O", "qcow2", "a.qcow2", "out.qcow2"),
     c("convert", "--target-is-zero", "-O", "raw", "a.qcow2", "out.raw"),
+    // -n into an existing image smaller than the source
+    seq(["convert", "-n", "-O", "raw", "a.qcow2", "odd2.raw"]),
+    seq(["convert", "-n", "--target-is-zero", "-O", "raw", "sparse.raw", "odd.raw"]),
     c("create", "-u", "-f", "qcow2", "-b", "nosuch.qcow2", "-F", "qcow2", "new.qcow2", "1M"),
     c("create", "-f", "qcow2", "-b", "nosuch.qcow2", "-F", "qcow2", "new.qcow2"),
     c("check", "-U", "--output=json", "-f", "qcow2", "c4k.qcow2"),

@@ -79,10 +79,16 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number {
   const z = handle();
   if (z) {
     z.error = undefined;
-    z.handle.reset();
-    z.handle.writeSync(Z_FINISH, input, 0, input.length, out, 0, out.length);
+    try {
+      z.handle.reset();
+      z.handle.writeSync(Z_FINISH, input, 0, input.length, out, 0, out.length);
+    } catch (e) {
+      z.error ??= e instanceof Error ? e.message : String(e);
+    }
     if (z.error !== undefined) {
-      // A failed stream is not reused.
+      // Each inflate stands alone: a handle that failed, by zlib's report or by a throw,
+      // is dropped, and the next grain gets a fresh one, so one corrupt grain can never
+      // fail the good grains read after it.
       inflater = undefined;
       throw new Error(z.error);
     }

@@ -223,9 +223,11 @@ export class SparseExtent implements ExtentCommon {
         this.io.readSync(hostOffset + first, raw.subarray(first));
       }
     }
+    // QEMU's vmdk fails a grain it cannot inflate with EINVAL ("Invalid argument").
     if (length === 0 || length > data.length) {
       throw new IoError(
         `Invalid compressed grain at offset ${hostOffset} in '${this.file.filename}'`,
+        { code: "EINVAL" },
       );
     }
     let n: number;
@@ -234,6 +236,7 @@ export class SparseExtent implements ExtentCommon {
     } catch {
       throw new IoError(
         `Invalid compressed grain at offset ${hostOffset} in '${this.file.filename}'`,
+        { code: "EINVAL" },
       );
     }
     out.fill(0, n, this.clusterBytes);
