@@ -81,14 +81,14 @@ export function flagNames(words: FeatureWords): string[] {
 }
 
 /**
- * QEMU's warnings about a topology the model cannot describe: an AMD CPU with several
- * threads per core and no TOPOEXT (two lines, as QEMU prints them).
+ * QEMU's warnings about a topology the model cannot describe (warn_report texts): an AMD
+ * CPU with several threads per core and no TOPOEXT.
  */
 export function topologyWarnings(cpu: X86CpuConfig, topology: CpuTopology): string[] {
   const topoext = (cpu.features["8000_0001_ECX"] ?? 0) >>> 22 & 1;
   if (cpu.vendor !== "AuthenticAMD" || topology.threads < 2 || topoext) return [];
   return [
-    `warning: This family of AMD CPU doesn't support hyperthreading(${topology.threads})`,
+    `This family of AMD CPU doesn't support hyperthreading(${topology.threads})\n` +
     "Please configure -smp options properly or try enabling topoext feature.",
   ];
 }

@@ -6,10 +6,21 @@ import { allFlagNames } from "./features.ts";
 /** QEMU wraps the flag list at 75 columns with a two-space indent. */
 const FLAG_LINE_COLUMNS = 75;
 
-/** The whole `-cpu help` text (models, then the recognized flags), ending with a newline. */
-export function x86CpuHelp(): string {
+/**
+ * The whole `-cpu help` text (models, then the recognized flags) as QEMU 7.2 prints it,
+ * ending with its empty line. `extra` models (a plugin's own) go in their sorted place.
+ */
+export function x86CpuHelp(
+  extra: ReadonlyArray<{ name: string; description: string }> = [],
+): string {
   const lines = ["Available CPUs:"];
-  for (const r of MODEL_RECORDS) {
+  const models: Array<{ name: string; description: string }> = [...MODEL_RECORDS];
+  for (const m of extra) {
+    // QEMU's order: byte order of names, with base, host and max last.
+    const at = models.findIndex((r) => r.name === "base" || r.name > m.name);
+    models.splice(at < 0 ? models.length : at, 0, m);
+  }
+  for (const r of models) {
     lines.push(`x86 ${r.name.padEnd(20)}  ${r.description}`);
   }
   lines.push("", "Recognized CPUID flags:");

@@ -26,14 +26,18 @@ export interface X86CpuConfig {
   /** The flags after `+`/`-`/`=on|off` and after the accelerator's filtering. */
   readonly features: FeatureWords;
   /**
-   * The flags after the user's changes, before filtering: QEMU 7.2 sizes the XSAVE
-   * components from these (so TCG lists AVX-512 state in leaf 0xD it does not offer).
+   * Under TCG, the flags after the user's changes before filtering: QEMU 7.2 sizes the XSAVE
+   * components (and leaf 7's subleaf count) from these, so TCG lists AVX-512 state in leaf
+   * 0xD that it does not offer. Under KVM the same as `features`.
    */
   readonly requested: FeatureWords;
   /** The model's own caches (caches.ts MODEL_CACHES key), or undefined for QEMU's legacy ones. */
   readonly caches?: string;
   readonly accel: "tcg" | "kvm";
-  /** QEMU's warnings for the flags the accelerator dropped, one line each, without the program name. */
+  /**
+   * QEMU's warnings (its warn_report texts, without the `program: warning: ` prefix): the
+   * ambiguous `+feat`/`feat=` mixes, then one per flag the accelerator dropped.
+   */
   readonly warnings: readonly string[];
 }
 
@@ -46,6 +50,11 @@ export interface ResolveOptions {
    * own set); for KVM, what KVM_GET_SUPPORTED_CPUID allows (absent: no filtering).
    */
   readonly supported?: FeatureWords;
+  /**
+   * The vendor string to present instead of the model's: QEMU gives a KVM guest the host's
+   * (SYSENTER and SYSCALL in compatibility mode follow the real CPU). `vendor=` still wins.
+   */
+  readonly hostVendor?: string;
 }
 
 const BY_NAME = new Map(MODEL_RECORDS.map((r) => [r.name, r]));
@@ -86,6 +95,8 @@ export interface ParsedCpuOption {
   readonly plus: readonly string[];
   readonly minus: readonly string[];
   readonly props: Readonly<Partial<Record<NumericProp | "vendor" | "model-id", string>>>;
+  /** `enforce`: a flag the accelerator lacks is an error, not a warning. */
+  readonly enforce: boolean;
   /** QEMU's warnings for a flag given both as `+feat`/`-feat` and as `feat=value`. */
   readonly warnings: readonly string[];
 }
@@ -102,6 +113,7 @@ export function parseCpuOption(text: string): ParsedCpuOption {
   const plus: string[] = [], minus: string[] = [];
   const props: Record<string, string> = {};
   const warnings: string[] = [];
+  let enforce = false;
   for (const item of items) {
     if (item === "") continue;
     if (item[0] === "+" || item[0] === "-") {
@@ -121,6 +133,12 @@ export function parseCpuOption(text: string): ParsedCpuOption {
       props[key] = value;
     } else if (key === "vendor" || key === "model-id") {
       props[key] = value;
+    } else if (key === "enforce" || key === "check") {
+      if (value !== "on" && value !== "off") {
+        throw new UsageError(`${where}: Parameter '${key}' expects 'on' or 'off'`);
+      }
+      // check (on by default) only asks for the warnings, which are always given.
+      if (key === "enforce") enforce = value === "on";
     } else if (findFlag(key)) {
       if (value !== "on" && value !== "off") {
         throw new UsageError(`${where}: Parameter '${key}' expects 'on' or 'off'`);
@@ -129,7 +147,7 @@ export function parseCpuOption(text: string): ParsedCpuOption {
       for (const [sign, list] of [["+", plus], ["-", minus]] as const) {
         if (list.includes(name)) {
           warnings.push(
-            `warning: Ambiguous CPU model string. Don't mix both "${sign}${key}" and "${key}=${value}"`,
+            `Ambiguous CPU model string. Don't mix both "${sign}${key}" and "${key}=${value}"`,
           );
         }
       }
@@ -140,10 +158,10 @@ export function parseCpuOption(text: string): ParsedCpuOption {
   }
   if (warnings.length > 0) {
     warnings.push(
-      "warning: Compatibility of ambiguous CPU model strings won't be kept on future QEMU versions",
+      "Compatibility of ambiguous CPU model strings won't be kept on future QEMU versions",
     );
   }
-  return { model, assigned, plus, minus, props, warnings };
+  return { model, assigned, plus, minus, props, enforce, warnings };
 }
 
 function setFlag(words: Record<string, number>, name: string, on: boolean): void {
@@ -177,7 +195,7 @@ function warningFor(accel: string, word: FeatureWord, bit: number): string {
       w.cpuid.leaf.toString(16).toUpperCase().padStart(2, "0")
     }H:${w.cpuid.reg.toUpperCase()}`
     : `MSR(${w.msr!.toString(16).toUpperCase().padStart(2, "0")}H)`;
-  return `warning: ${who} doesn't support requested feature: ${where}.${w.names[bit]} [bit ${bit}]`;
+  return `${who} doesn't support requested feature: ${where}.${w.names[bit]} [bit ${bit}]`;
 }
 
 /**
@@ -227,10 +245,16 @@ export function resolveX86Cpu(text: string, options: ResolveOptions): X86CpuConf
       }
     }
   }
+  if (parsed.enforce && warnings.length > parsed.warnings.length) {
+    const who = options.accel === "tcg" ? "TCG" : "host";
+    // QEMU prints the per-flag warnings first; the error names the missing flags instead.
+    const missing = warnings.slice(parsed.warnings.length).map((w) => w.slice(w.indexOf(": ") + 2));
+    throw new UsageError(`${who} doesn't support requested features: ${missing.join(", ")}`);
+  }
   return {
     name: parsed.model,
     resolvedName: record.name,
-    vendor: parsed.props.vendor ?? record.vendor ?? "",
+    vendor: parsed.props.vendor ?? options.hostVendor ?? record.vendor ?? "",
     family: num("family", record.family ?? 0),
     model: num("model", record.model ?? 0),
     stepping: num("stepping", record.stepping ?? 0),
@@ -240,7 +264,8 @@ export function resolveX86Cpu(text: string, options: ResolveOptions): X86CpuConf
     xlevel2: num("xlevel2", Math.max(record.xlevel2 ?? 0, auto.xlevel2)),
     modelId: parsed.props["model-id"] ?? record.modelId ?? "",
     features: words,
-    requested,
+    // KVM lists only the XSAVE state the host has: there the filtered flags size it.
+    requested: options.accel === "tcg" ? requested : { ...words },
     caches: record.caches,
     accel: options.accel,
     warnings,

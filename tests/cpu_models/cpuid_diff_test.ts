@@ -105,7 +105,9 @@ Deno.test({
             ),
           ),
         ];
-        assert.deepEqual(said, [...cpu.warnings, ...topologyWarnings(cpu, topology)], label);
+        const expected = [...cpu.warnings, ...topologyWarnings(cpu, topology)]
+          .map((w) => `warning: ${w}`).join("\n").split("\n").filter((l) => l);
+        assert.deepEqual(said, expected, label);
       }
       console.log(`cpuid_diff_test: ${cases.length} -cpu cases, ${compared} leaves compared`);
       assert.deepEqual(differences, []);
