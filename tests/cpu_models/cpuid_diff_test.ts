@@ -13,9 +13,10 @@ import {
   topologyWarnings,
   x86ModelNames,
 } from "../../core/x86_cpu_models.ts";
-import { buildGuest, leafList, runOnQemu, toolsPresent } from "./guest.ts";
+import { haveTools } from "../cpu_diff/harness.ts";
+import { buildGuest, leafList, runOnQemu } from "./guest.ts";
 
-const present = toolsPresent();
+const present = haveTools();
 if (!present) console.log("cpuid_diff_test: skipped: qemu-system-x86_64 or nasm is not installed");
 
 interface Case {

@@ -28,18 +28,6 @@ export function leafList(): Array<[number, number]> {
   return out;
 }
 
-/** Whether qemu-system-x86_64 and nasm are installed (the differential test skips without them). */
-export function toolsPresent(): boolean {
-  for (const p of ["qemu-system-x86_64", "nasm"]) {
-    try {
-      new Deno.Command(p, { args: ["--version"], stdout: "null", stderr: "null" }).outputSync();
-    } catch {
-      return false;
-    }
-  }
-  return true;
-}
-
 /** Assembles the guest for `leaves` into `dir` and returns the binary's path. */
 export async function buildGuest(leaves: Array<[number, number]>, dir: string): Promise<string> {
   const inc = leaves.map(([l, s]) => `  dd 0x${l.toString(16)}, 0x${s.toString(16)}`).join("\n");

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import { RunExit, X86State } from "../../../core/cpu.ts";
+import { RunExit } from "../../../core/cpu.ts";
 import { AddressSpace } from "../../../core/memory/address_space.ts";
 import { PortIoSpace } from "../../../core/memory/port_io.ts";
 import { cpuidLeaf, findX86Model } from "../../../core/x86_cpu_models.ts";
-import { X86_CS } from "../../../core/x86_state.ts";
 import { Assembler, EAX, EBX, ECX, EDX } from "../../machines/x86_asm.ts";
 import { buildCpuid, type KvmCpuModel, kvmSupportedFeatures, resolveKvmModel } from "./cpuid.ts";
 import { KvmCpu } from "./vcpu.ts";
+import { enterRealMode } from "./test_util.ts";
 import { allocateHostRam, KvmVm } from "./vm.ts";
 import { CPUID_ENTRY_BYTES } from "./_abi.ts";
 import { NEEDS_KVM } from "../../../tests/kvm/kvm_util.ts";
@@ -135,13 +135,7 @@ function cpuidInGuest(text: string): { model: KvmCpuModel; regs: number[][] } {
   ram.set(a.assemble(), CODE);
   const vm = new KvmVm(memory);
   const model = resolveKvmModel(text, vm.supportedCpuid());
-  const cpu = new KvmCpu(vm, { memory, io }, model);
-  cpu.reset();
-  const s = new X86State();
-  cpu.getState(s);
-  s.setSegment(X86_CS, { selector: 0, attributes: 0x9b, limit: 0xffff, base: 0 });
-  s.rip = CODE;
-  cpu.setState(s);
+  const cpu = enterRealMode(new KvmCpu(vm, { memory, io }, model), CODE);
   assert.equal(cpu.run(1e9), RunExit.HaltNoInterrupts);
   return { model, regs: LEAVES.map((_, i) => out.slice(4 * i, 4 * i + 4)) };
 }

@@ -6,6 +6,7 @@ import { X86_CS } from "../../../core/x86_state.ts";
 import { AL, Assembler, AX, byte, DS } from "../../machines/x86_asm.ts";
 import { KvmCpu } from "./vcpu.ts";
 import { resolveKvmModel } from "./cpuid.ts";
+import { enterRealMode } from "./test_util.ts";
 import { allocateHostRam, KvmVm } from "./vm.ts";
 import { NEEDS_KVM } from "../../../tests/kvm/kvm_util.ts";
 
@@ -163,14 +164,7 @@ function runOnKernelIrqchip(pit: boolean, onMarker: (vm: KvmVm) => void): number
 /** A qemu64 vCPU of `vm` after reset, moved to real-mode CS:IP 0000:CODE. */
 function realModeCpu(vm: KvmVm, m: ReturnType<typeof machine>): KvmCpu {
   const model = resolveKvmModel("qemu64", vm.supportedCpuid());
-  const cpu = new KvmCpu(vm, { memory: m.memory, io: m.io }, model);
-  cpu.reset();
-  const s = new X86State();
-  cpu.getState(s);
-  s.setSegment(X86_CS, { selector: 0, attributes: 0x9b, limit: 0xffff, base: 0 });
-  s.rip = CODE;
-  cpu.setState(s);
-  return cpu;
+  return enterRealMode(new KvmCpu(vm, { memory: m.memory, io: m.io }, model), CODE);
 }
 
 Deno.test({
