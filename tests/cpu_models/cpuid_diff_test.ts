@@ -34,6 +34,7 @@ const CASES: Case[] = [
   { cpu: "qemu64,+ssse3,-sse2,+avx,+xsave,pdpe1gb=on,lm=off" },
   { cpu: "qemu32,+avx2,sse2=off,+sse2,-pae" },
   { cpu: "Haswell,-hle,-rtm,+pcid,xlevel=0x80000004" },
+  { cpu: "n270,xlevel2=0xc0000002,+xstore,family=6,model=0x1c,stepping=2,vendor=CentaurHauls" },
   { cpu: "qemu64", smp: "2", topology: { sockets: 1, dies: 1, cores: 2, threads: 1 } },
   { cpu: "Haswell", smp: "2", topology: { sockets: 1, dies: 1, cores: 2, threads: 1 } },
   { cpu: "EPYC", smp: "2", topology: { sockets: 1, dies: 1, cores: 2, threads: 1 } },
