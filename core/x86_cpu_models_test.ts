@@ -88,6 +88,15 @@ Deno.test("resolveX86Cpu() drops what TCG lacks with QEMU's warning, and max dro
     /^UsageError: TCG doesn't support requested features: CPUID.07H:EBX.avx512f \[bit 16\]$/,
   );
   assert.equal(resolveX86Cpu("qemu64,enforce,check=off", { accel: "tcg" }).warnings.length, 0);
+  const kvm = {
+    accel: "kvm" as const,
+    supported: featureMask(["fpu", "sse2"]),
+    hostVendor: "HygonGenuine",
+  };
+  const host = resolveX86Cpu("host", kvm);
+  assert.deepEqual(flagNames(host.features), ["fpu", "sse2"], "host under KVM: what KVM has");
+  assert.equal(host.vendor, "HygonGenuine");
+  assert.deepEqual(flagNames(resolveX86Cpu("max", kvm).features), ["fpu", "sse2"]);
 });
 
 Deno.test("resolveX86Cpu() with a smaller supported mask presents only that mask", () => {

@@ -216,11 +216,16 @@ function warningFor(accel: string, word: FeatureWord, bit: number): string {
  */
 export function resolveX86Cpu(text: string, options: ResolveOptions): X86CpuConfig {
   const parsed = parseCpuOption(text);
-  const record = findX86Model(parsed.model)!;
-  if (!record.vendor && record.name === "host") {
-    throw new UsageError("CPU model 'host' requires KVM or HVF");
+  let record = findX86Model(parsed.model)!;
+  const everything = record.name === "host" || (record.name === "max" && options.accel === "kvm");
+  if (record.name === "host") {
+    if (options.accel === "tcg") throw new UsageError("CPU model 'host' requires KVM or HVF");
+    record = { ...findX86Model("max")!, name: "host" };
   }
-  const words: Record<string, number> = { ...record.features };
+  // host, and max under KVM, ask for every flag the accelerator has.
+  const words: Record<string, number> = everything
+    ? { ...options.supported }
+    : { ...record.features };
   for (const a of parsed.assigned) setFlag(words, a.name, a.on);
   for (const p of parsed.plus) setFlag(words, p, true);
   for (const m of parsed.minus) setFlag(words, m, false);
@@ -229,7 +234,7 @@ export function resolveX86Cpu(text: string, options: ResolveOptions): X86CpuConf
   const num = (k: NumericProp, fallback: number) =>
     parsed.props[k] !== undefined ? Number(parsed.props[k]) : fallback;
   const warnings: string[] = [...parsed.warnings];
-  const quiet = record.name === "max" || record.name === "base";
+  const quiet = everything || record.name === "max" || record.name === "base";
   const limit = options.accel === "tcg"
     ? intersect(tcgFeatures(), options.supported)
     : options.supported;
