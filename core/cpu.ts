@@ -162,6 +162,13 @@ export interface CpuContext {
   readonly io: PortIoSpace;
   /** The model name from `-cpu` (the plugin's default when absent). */
   readonly model?: string;
+  /**
+   * The whole `-cpu` text, flags included (`Haswell,-hle,+pcid`), for an x86 backend to
+   * resolve with core/x86_cpu_models.ts; absent without `-cpu`.
+   */
+  readonly cpu?: string;
+  /** Prints a start-up warning (`<program>: warning: ...`), e.g. a flag the accelerator lacks. */
+  readonly warn?: (message: string) => void;
   /** The CPU index in a multiprocessor machine (0 is the boot processor); 0 when absent. */
   readonly index?: number;
   /** The x86 APIC ID (from the topology); `index` when absent. */

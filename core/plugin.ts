@@ -1,5 +1,6 @@
 // Plugin descriptors for every kind, and the Registry that finds them and prints their help
 
+import { x86CpuHelp, x86ModelNames } from "./x86_cpu_models.ts";
 import type { BlockNode, CreateContext, OpenContext } from "./block/driver.ts";
 import type { Chardev } from "./chardev.ts";
 import type { CpuBackend, CpuContext } from "./cpu.ts";
@@ -353,18 +354,19 @@ export class Registry {
     return lines.join("\n");
   }
 
-  /** `-cpu help`, as qemu-system-x86_64 prints it. */
+  /**
+   * `-cpu help`, byte for byte as qemu-system-x86_64 7.2 prints it (core/x86_cpu_models.ts),
+   * ending with its empty line; a model a plugin adds beyond QEMU's list joins the list.
+   */
   cpuHelp(): string {
-    const lines = ["Available CPUs:"];
-    const models = this.list("cpu").flatMap((c) => c.models);
-    const seen = new Set<string>();
-    for (const m of models.slice().sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      if (seen.has(m.name)) continue;
-      seen.add(m.name);
-      const desc = m.alias ? `(alias of ${m.alias})` : m.description;
-      lines.push(`x86 ${m.name.padEnd(22)}${desc}`);
-    }
-    return lines.join("\n");
+    const known = new Set(x86ModelNames());
+    const extra = this.list("cpu").flatMap((c) => c.models)
+      .filter((m) => !known.has(m.name))
+      .map((m) => ({
+        name: m.name,
+        description: m.alias ? `(alias of ${m.alias})` : m.description,
+      }));
+    return x86CpuHelp(extra);
   }
 
   /** Probes a file header against every format; the highest score wins (raw at worst). */

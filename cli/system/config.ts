@@ -9,6 +9,7 @@ import { hostIoError, UsageError } from "../../core/errors.ts";
 import type { DriveConfig, KernelConfig, MachineConfig } from "../../core/machine.ts";
 import { parseKeyValueList, parseNumber, parseOptions, parseSize } from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
+import { findX86Model, parseCpuOption } from "../../core/x86_cpu_models.ts";
 import { accelProperties, chooseAccelerator } from "./accel.ts";
 import { openBlockdevs, parseDriveOptions } from "./block_options.ts";
 import { finishDrives, indexFromBusUnit } from "./drives.ts";
@@ -446,7 +447,10 @@ export async function buildSystemSetup(
     context.program,
   );
   const accelOpts = accelProperties(opts, accelChoice, context.warn);
-  const cpuModel = lastValue(opts, "cpu")?.split(",")[0];
+  const cpuText = lastValue(opts, "cpu");
+  const cpuModel = cpuText?.split(",")[0];
+  // QEMU's x86 models: unknown flags and bad values fail with QEMU's words before start-up.
+  if (cpuText && cpuModel && findX86Model(cpuModel)) parseCpuOption(cpuText);
   if (cpuModel && !cpuPlugin.models.some((m) => m.name === cpuModel)) {
     throw new UsageError(`unable to find CPU model '${cpuModel}'`);
   }
@@ -551,7 +555,10 @@ export async function buildSystemSetup(
     createExecutor: (machine) => cpuPlugin.createExecutor?.(machine, accelOpts),
     ...boot,
     createCpu: (machine, index) =>
-      cpuPlugin.create(machine.cpuContext(index, cpuModel), accelOpts) as CpuBackend,
+      cpuPlugin.create(
+        { ...machine.cpuContext(index, cpuModel), cpu: cpuText, warn: context.warn },
+        accelOpts,
+      ) as CpuBackend,
   };
   // -drive if=virtio becomes a virtio-blk-pci after the -device list, as QEMU's drive_new
   // appends it to the device options.

@@ -90,7 +90,7 @@ export function answerHelpQuery(
     if ((o.name === "M" || o.name === "machine") && machineHelpRequested(o.value)) {
       return registry.machineHelp() + "\n";
     }
-    if (o.name === "cpu" && isHelpRequest(o.value)) return registry.cpuHelp() + "\n";
+    if (o.name === "cpu" && isHelpRequest(o.value)) return registry.cpuHelp();
     if (o.name === "device") {
       if (isHelpWord(o.value)) return registry.deviceHelp() + "\n";
       const items = parseKeyValueList(o.value, { impliedKey: "driver" });

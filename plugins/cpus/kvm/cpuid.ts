@@ -1,112 +1,57 @@
-// CPUID for a KVM guest: the -cpu model's leaves, limited to what KVM_GET_SUPPORTED_CPUID allows
+// CPUID for a KVM guest: the -cpu model's leaves from core/x86_cpu_models.ts, limited to what KVM_GET_SUPPORTED_CPUID allows
 
 import type { CpuTopology } from "../../../core/cpu.ts";
+import {
+  cpuidLeaf,
+  FEATURE_WORDS,
+  type FeatureWords,
+  resolveX86Cpu,
+  X86_64_DEFAULT_MODEL,
+  type X86CpuConfig,
+  x86ModelNames,
+} from "../../../core/x86_cpu_models.ts";
 import { CPUID_ENTRY_BYTES } from "./_abi.ts";
 
-/** A `-cpu` model as accel=kvm knows it (QEMU 7.2's definitions of the same names). */
+/**
+ * A `-cpu` choice as accel=kvm builds it: a model of core/x86_cpu_models.ts resolved
+ * against the host (`config`), or `host`/`max`, which take every leaf KVM supports.
+ */
 export interface KvmCpuModel {
   name: string;
   description: string;
-  /** Highest basic leaf and highest extended leaf; absent: the host's. */
-  level?: number;
-  xlevel?: number;
-  family?: number;
-  model?: number;
-  stepping?: number;
-  /** CPUID.1 EDX/ECX and CPUID.80000001h EDX/ECX feature bits; absent: every supported one. */
-  edx1?: number;
-  ecx1?: number;
-  edx81?: number;
-  ecx81?: number;
-  /** The brand string (leaves 80000002h..4); absent: the host's. */
-  modelId?: string;
+  /** The resolved model; absent for `host` and `max`. */
+  config?: X86CpuConfig;
+  /** QEMU's warnings for the flags the host cannot give the guest. */
+  warnings: readonly string[];
 }
-
-// CPUID.1 EDX bits QEMU's PPRO_FEATURES names: FPU VME DE PSE TSC MSR PAE MCE CX8 APIC SEP
-// PGE CMOV PAT MMX FXSR SSE SSE2 (VME is left to the models that add it).
-const PPRO = bits(0, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 15, 16, 23, 24, 25, 26);
-const VME = bits(1), MTRR = bits(12), MCA = bits(14), PSE36 = bits(17), CLFLUSH = bits(19);
-const SSE3 = bits(0), CX16 = bits(13), X2APIC = bits(21), HYPERVISOR = bits(31);
-const SYSCALL = bits(11), NX = bits(20), LM = bits(29), LAHF_LM = bits(0);
-
-function bits(...n: number[]): number {
-  return n.reduce((a, b) => (a | (1 << b)) >>> 0, 0);
-}
-
-/** The models `-accel kvm -cpu help` lists; qemu64 is QEMU's default for x86_64. */
-export const KVM_CPU_MODELS: readonly KvmCpuModel[] = [
-  {
-    name: "qemu64",
-    description: "QEMU Virtual CPU version 2.5+",
-    level: 0xd,
-    xlevel: 0x8000000a,
-    family: 15,
-    model: 107,
-    stepping: 1,
-    edx1: PPRO | VME | MTRR | CLFLUSH | MCA | PSE36,
-    ecx1: SSE3 | CX16,
-    edx81: LM | SYSCALL | NX,
-    ecx81: LAHF_LM,
-    modelId: "QEMU Virtual CPU version 2.5+",
-  },
-  {
-    name: "qemu32",
-    description: "QEMU Virtual CPU version 2.5+",
-    level: 4,
-    xlevel: 0x80000004,
-    family: 6,
-    model: 6,
-    stepping: 3,
-    edx1: PPRO,
-    ecx1: SSE3,
-    edx81: 0,
-    ecx81: 0,
-    modelId: "QEMU Virtual CPU version 2.5+",
-  },
-  {
-    name: "kvm64",
-    description: "Common KVM processor",
-    level: 0xd,
-    xlevel: 0x80000008,
-    family: 15,
-    model: 6,
-    stepping: 1,
-    edx1: PPRO | VME | MTRR | CLFLUSH | MCA | PSE36,
-    ecx1: SSE3 | CX16,
-    edx81: LM | SYSCALL | NX,
-    ecx81: 0,
-    modelId: "Common KVM processor",
-  },
-  {
-    name: "kvm32",
-    description: "Common 32-bit KVM processor",
-    level: 5,
-    xlevel: 0x80000008,
-    family: 15,
-    model: 6,
-    stepping: 1,
-    edx1: PPRO | VME | MTRR | CLFLUSH | MCA | PSE36,
-    ecx1: SSE3,
-    edx81: 0,
-    ecx81: 0,
-    modelId: "Common 32-bit KVM processor",
-  },
-  { name: "host", description: "KVM processor with all supported host features" },
-  {
-    name: "max",
-    description: "Enables all features supported by the accelerator in the current host",
-  },
-];
 
 /** The default model with accel=kvm (qemu-system-x86_64's). */
-export const KVM_DEFAULT_MODEL = "qemu64";
+export const KVM_DEFAULT_MODEL = X86_64_DEFAULT_MODEL;
 
-/** The CPUID.1 EAX signature of a family/model/stepping (extended fields as Intel's SDM packs them). */
-export function signatureOf(family: number, model: number, stepping: number): number {
-  const baseFamily = Math.min(family, 15);
-  return (stepping & 0xf) | (model & 0xf) << 4 | baseFamily << 8 | ((model >> 4) & 0xf) << 16 |
-    (family > 15 ? (family - 15) & 0xff : 0) << 20;
+/** The names `-cpu` takes with accel=kvm: every model QEMU 7.2 lists (`host` and `max` included). */
+export function kvmModelNames(): string[] {
+  return x86ModelNames();
 }
+
+const HYPERVISOR = 1 << 31, X2APIC = 1 << 21, HTT = 1 << 28;
+/** Leaves whose subleaf (ECX) selects the answer: KVM_CPUID_FLAG_SIGNIFCANT_INDEX. */
+const INDEXED = new Set([
+  4,
+  7,
+  0xb,
+  0xd,
+  0xf,
+  0x10,
+  0x12,
+  0x14,
+  0x17,
+  0x18,
+  0x1d,
+  0x1e,
+  0x1f,
+  0x8000001d,
+]);
+const SIGNIFICANT_INDEX = 1;
 
 /** One CPUID leaf/subleaf as KVM lays it out. */
 interface Entry {
@@ -136,7 +81,56 @@ function readEntries(raw: Uint8Array): Entry[] {
   return out;
 }
 
-/** The features a model asks for that the host lacks: QEMU warns about each. */
+/**
+ * The feature words KVM can give a guest (KVM_GET_SUPPORTED_CPUID), plus what QEMU adds
+ * itself: the hypervisor bit, and x2APIC (the in-kernel local APIC emulates it).
+ */
+export function kvmSupportedFeatures(supported: Uint8Array): FeatureWords {
+  const host = readEntries(supported);
+  const out: Record<string, number> = {};
+  for (const w of FEATURE_WORDS) {
+    if (!w.cpuid) continue;
+    const e = host.find((x) => x.fn === w.cpuid!.leaf && x.index === (w.cpuid!.subleaf ?? 0)) ??
+      host.find((x) => x.fn === w.cpuid!.leaf);
+    out[w.key] = e ? e[w.cpuid.reg] >>> 0 : 0;
+  }
+  out["1_ECX"] = (out["1_ECX"] | HYPERVISOR | X2APIC) >>> 0;
+  return out;
+}
+
+/**
+ * Resolves `-cpu` text for accel=kvm: QEMU's model with the user's flags, each flag kept
+ * only when KVM supports it (QEMU's "host doesn't support requested feature" warning for
+ * the rest), and the host's vendor as QEMU presents it under KVM. `host` and `max` take
+ * the host's leaves as they are.
+ */
+export function resolveKvmModel(text: string, supported: Uint8Array): KvmCpuModel {
+  const name = text.split(",")[0];
+  if (name === "host" || name === "max") {
+    const description = name === "host"
+      ? "KVM processor with all supported host features"
+      : "Enables all features supported by the accelerator in the current host";
+    return { name, description, warnings: [] };
+  }
+  const leaf0 = readEntries(supported).find((e) => e.fn === 0);
+  const hostVendor = leaf0 ? vendorOf(leaf0) : undefined;
+  const config = resolveX86Cpu(text, {
+    accel: "kvm",
+    supported: kvmSupportedFeatures(supported),
+    hostVendor,
+  });
+  return { name, description: config.modelId, config, warnings: config.warnings };
+}
+
+/** The vendor string of a leaf 0 entry (EBX, EDX, ECX). */
+function vendorOf(e: Entry): string {
+  const b = new Uint8Array(12);
+  const v = new DataView(b.buffer);
+  [e.ebx, e.edx, e.ecx].forEach((x, i) => v.setUint32(4 * i, x, true));
+  return new TextDecoder().decode(b);
+}
+
+/** The guest's CPUID table for KVM_SET_CPUID2, and the CPUID.1 EAX signature (EDX at reset). */
 export interface CpuidResult {
   /** The `struct kvm_cpuid2` buffer for KVM_SET_CPUID2. */
   buffer: Uint8Array;
@@ -145,9 +139,11 @@ export interface CpuidResult {
 }
 
 /**
- * Builds the guest's CPUID table: the model's leaves and features, each feature only
- * when KVM supports it, the host's vendor (QEMU advertises the real vendor with KVM so
- * SYSENTER/SYSCALL behave), the HYPERVISOR bit, and this CPU's APIC ID and topology.
+ * Builds the guest's CPUID table. A named model's leaves come from core's cpuidLeaf() with
+ * this CPU's APIC ID and topology; the KVM paravirtual leaves (0x40000000...) and the
+ * leaves of SGX, Intel PT, AMX and SEV come from the host when the model keeps their flag.
+ * `host`/`max` take KVM's table as it is, with this CPU's APIC ID, topology and the
+ * hypervisor bit.
  */
 export function buildCpuid(
   supported: Uint8Array,
@@ -155,59 +151,7 @@ export function buildCpuid(
   cpu: { apicId: number; topology: CpuTopology },
 ): CpuidResult {
   const host = readEntries(supported);
-  const find = (fn: number) => host.find((e) => e.fn === fn);
-  const hostLevel = find(0)?.eax ?? 1;
-  const hostXlevel = find(0x80000000)?.eax ?? 0x80000000;
-  const level = Math.min(model.level ?? hostLevel, hostLevel);
-  const xlevel = Math.min(model.xlevel ?? hostXlevel, hostXlevel);
-  const perPackage = cpu.topology.cores * cpu.topology.threads * cpu.topology.dies;
-  const entries: Entry[] = [];
-  const brand = model.modelId ? brandWords(model.modelId) : null;
-  for (const e of host) {
-    const x = { ...e };
-    const basic = x.fn < 0x40000000;
-    if (basic && x.fn > level) continue;
-    if (x.fn >= 0x80000000 && x.fn > xlevel) continue;
-    switch (x.fn) {
-      case 0:
-        x.eax = level;
-        break;
-      case 1:
-        if (model.family !== undefined) {
-          x.eax = signatureOf(model.family, model.model!, model.stepping!);
-        }
-        x.ebx = (x.ebx & 0xff00) | (Math.min(perPackage, 255) << 16) | (cpu.apicId << 24);
-        if (model.edx1 !== undefined) x.edx &= model.edx1;
-        x.ecx =
-          ((model.ecx1 !== undefined ? x.ecx & (model.ecx1 | X2APIC) : x.ecx) | HYPERVISOR) >>> 0;
-        x.edx >>>= 0;
-        if (perPackage > 1) x.edx = (x.edx | bits(28)) >>> 0; // HTT: more than one logical CPU
-        break;
-      case 7:
-        if (model.family !== undefined) x.ebx = x.ecx = x.edx = 0;
-        break;
-      case 0xb:
-      case 0x1f:
-        x.edx = cpu.apicId;
-        break;
-      case 0x80000000:
-        x.eax = xlevel;
-        break;
-      case 0x80000001:
-        if (model.edx81 !== undefined) x.edx = (x.edx & model.edx81) >>> 0;
-        if (model.ecx81 !== undefined) x.ecx = (x.ecx & model.ecx81) >>> 0;
-        break;
-      case 0x80000002:
-      case 0x80000003:
-      case 0x80000004:
-        if (brand) {
-          const at = (x.fn - 0x80000002) * 4;
-          [x.eax, x.ebx, x.ecx, x.edx] = brand.slice(at, at + 4);
-        }
-        break;
-    }
-    entries.push(x);
-  }
+  const entries = model.config ? modelEntries(model.config, host, cpu) : hostEntries(host, cpu);
   const buffer = new Uint8Array(8 + entries.length * CPUID_ENTRY_BYTES);
   const v = new DataView(buffer.buffer);
   v.setUint32(0, entries.length, true);
@@ -225,10 +169,78 @@ export function buildCpuid(
   return { buffer, signature: leaf1?.eax ?? 0x600 };
 }
 
-/** A brand string as the 12 dwords of leaves 80000002h..80000004h (NUL padded). */
-function brandWords(text: string): number[] {
-  const bytes = new Uint8Array(48);
-  bytes.set(new TextEncoder().encode(text).subarray(0, 47));
-  const v = new DataView(bytes.buffer);
-  return Array.from({ length: 12 }, (_, i) => v.getUint32(4 * i, true));
+/** Leaves filled from the host when the model keeps the flag that announces them. */
+function hostLeafWanted(fn: number, c: X86CpuConfig): boolean {
+  const f = c.features;
+  switch (fn) {
+    case 0x12:
+      return ((f["7_0_EBX"] ?? 0) >>> 2 & 1) === 1; // sgx
+    case 0x14:
+      return ((f["7_0_EBX"] ?? 0) >>> 25 & 1) === 1; // intel-pt
+    case 0x1d:
+    case 0x1e:
+      return ((f["7_0_EDX"] ?? 0) >>> 24 & 1) === 1; // amx-tile
+    default:
+      return fn >= 0x40000000 && fn < 0x40000100; // KVM's paravirtual leaves
+  }
+}
+
+function modelEntries(
+  c: X86CpuConfig,
+  host: Entry[],
+  cpu: { apicId: number; topology: CpuTopology },
+): Entry[] {
+  const entries: Entry[] = [];
+  const ctx = { apicId: cpu.apicId, topology: cpu.topology };
+  const add = (fn: number, index: number) => {
+    const [eax, ebx, ecx, edx] = cpuidLeaf(c, ctx, fn, index);
+    entries.push({ fn, index, flags: INDEXED.has(fn) ? SIGNIFICANT_INDEX : 0, eax, ebx, ecx, edx });
+  };
+  const level = cpuidLeaf(c, ctx, 0, 0)[0];
+  for (let fn = 0; fn <= level; fn++) {
+    if (hostLeafWanted(fn, c)) continue;
+    const subleaves = fn === 4 || fn === 0x1f
+      ? 5
+      : fn === 7
+      ? 2
+      : fn === 0xb
+      ? 3
+      : fn === 0xd
+      ? 64
+      : 1;
+    for (let i = 0; i < subleaves; i++) {
+      if (fn === 0xd && i > 1 && cpuidLeaf(c, ctx, fn, i)[0] === 0) continue;
+      add(fn, i);
+    }
+  }
+  for (let fn = 0x80000000; fn <= c.xlevel; fn++) {
+    for (let i = 0; i < (fn === 0x8000001d ? 5 : 1); i++) add(fn, i);
+  }
+  for (let fn = 0xc0000000; c.xlevel2 >= 0xc0000000 && fn <= c.xlevel2; fn++) add(fn, 0);
+  for (const e of host) {
+    if (hostLeafWanted(e.fn, c) && (e.fn >= 0x40000000 || e.fn <= level)) entries.push({ ...e });
+  }
+  return entries;
+}
+
+function hostEntries(host: Entry[], cpu: { apicId: number; topology: CpuTopology }): Entry[] {
+  const t = cpu.topology;
+  const logical = t.cores * t.threads;
+  const entries: Entry[] = [];
+  for (const e of host) {
+    const x = { ...e };
+    switch (x.fn) {
+      case 1:
+        x.ebx = (x.ebx & 0xff00) | (Math.min(logical, 255) << 16) | (cpu.apicId << 24);
+        x.ecx = (x.ecx | HYPERVISOR) >>> 0;
+        if (logical > 1) x.edx = (x.edx | HTT) >>> 0;
+        break;
+      case 0xb:
+      case 0x1f:
+        x.edx = cpu.apicId;
+        break;
+    }
+    entries.push(x);
+  }
+  return entries;
 }

@@ -1,9 +1,8 @@
 // The KVM plugin: QEMU's accel=kvm CPU backend, guest code on the host CPU through /dev/kvm
 
 import type { CpuContext } from "../../../core/cpu.ts";
-import { UsageError } from "../../../core/errors.ts";
 import type { CpuDescriptor } from "../../../core/plugin.ts";
-import { KVM_CPU_MODELS, KVM_DEFAULT_MODEL } from "./cpuid.ts";
+import { KVM_DEFAULT_MODEL, kvmModelNames, resolveKvmModel } from "./cpuid.ts";
 import { KvmThreadExecutor } from "./threads.ts";
 import { KvmCpu } from "./vcpu.ts";
 import { allocateHostRam, type KernelIrqchip, openKvm, vmFor } from "./vm.ts";
@@ -11,7 +10,7 @@ import { closeFd } from "./_libc.ts";
 
 export { KvmCpu, type KvmExitStats } from "./vcpu.ts";
 export { KVM_DEVICE, KvmInitError, KvmVm, vmFor } from "./vm.ts";
-export { KVM_CPU_MODELS } from "./cpuid.ts";
+export { kvmModelNames, resolveKvmModel } from "./cpuid.ts";
 
 /** Checks that /dev/kvm opens and speaks API 12; throws {@linkcode KvmInitError} otherwise. */
 export function probeKvm(): void {
@@ -25,7 +24,8 @@ export default {
   summary: "KVM: guest code on the host CPU (x86-64 Linux, /dev/kvm)",
   accel: "kvm",
   clock: "host",
-  models: KVM_CPU_MODELS.map((m) => ({ name: m.name, description: m.description })),
+  // QEMU 7.2's list (core/x86_cpu_models.ts); `-cpu help` prints it from the same table.
+  models: kvmModelNames().map((name) => ({ name, description: "" })),
   options: [{
     name: "kernel-irqchip",
     type: "enum",
@@ -44,11 +44,12 @@ export default {
   },
   create(context: unknown, opts) {
     const ctx = context as CpuContext;
-    const name = ctx.model ?? KVM_DEFAULT_MODEL;
-    const model = KVM_CPU_MODELS.find((m) => m.name === name);
-    if (!model) throw new UsageError(`unable to find CPU model '${name}'`);
+    const text = ctx.cpu ?? ctx.model ?? KVM_DEFAULT_MODEL;
     const irqchip = String(opts["kernel-irqchip"] ?? "on") as KernelIrqchip;
     const vm = vmFor(ctx.memory, { irqchip, findService: ctx.findService });
+    // Unknown names and flags throw QEMU's UsageError; the host's gaps are warnings (once).
+    const model = resolveKvmModel(text, vm.supportedCpuid());
+    if ((ctx.index ?? 0) === 0) { for (const w of model.warnings) ctx.warn?.(w); }
     return new KvmCpu(vm, ctx, model);
   },
 } satisfies CpuDescriptor;

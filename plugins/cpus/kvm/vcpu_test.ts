@@ -5,7 +5,8 @@ import { PortIoSpace } from "../../../core/memory/port_io.ts";
 import { X86_CS } from "../../../core/x86_state.ts";
 import { AL, Assembler, AX, byte, DS } from "../../machines/x86_asm.ts";
 import { KvmCpu } from "./vcpu.ts";
-import { KVM_CPU_MODELS } from "./cpuid.ts";
+import { resolveKvmModel } from "./cpuid.ts";
+import { enterRealMode } from "./test_util.ts";
 import { allocateHostRam, KvmVm } from "./vm.ts";
 import { NEEDS_KVM } from "../../../tests/kvm/kvm_util.ts";
 
@@ -63,8 +64,11 @@ Deno.test({
     m.ram[0xc0010] = 0x77;
     new DataView(m.ram.buffer, m.ram.byteOffset).setUint32(VECTOR * 4, HANDLER, true); // 0000:7E00
     const vm = new KvmVm(m.memory);
-    const model = KVM_CPU_MODELS.find((x) => x.name === "qemu64")!;
-    const cpu = new KvmCpu(vm, { memory: m.memory, io: m.io }, model);
+    const cpu = new KvmCpu(
+      vm,
+      { memory: m.memory, io: m.io },
+      resolveKvmModel("qemu64", vm.supportedCpuid()),
+    );
     cpu.reset();
     const s = new X86State();
     cpu.getState(s);
@@ -159,15 +163,8 @@ function runOnKernelIrqchip(pit: boolean, onMarker: (vm: KvmVm) => void): number
 
 /** A qemu64 vCPU of `vm` after reset, moved to real-mode CS:IP 0000:CODE. */
 function realModeCpu(vm: KvmVm, m: ReturnType<typeof machine>): KvmCpu {
-  const model = KVM_CPU_MODELS.find((x) => x.name === "qemu64")!;
-  const cpu = new KvmCpu(vm, { memory: m.memory, io: m.io }, model);
-  cpu.reset();
-  const s = new X86State();
-  cpu.getState(s);
-  s.setSegment(X86_CS, { selector: 0, attributes: 0x9b, limit: 0xffff, base: 0 });
-  s.rip = CODE;
-  cpu.setState(s);
-  return cpu;
+  const model = resolveKvmModel("qemu64", vm.supportedCpuid());
+  return enterRealMode(new KvmCpu(vm, { memory: m.memory, io: m.io }, model), CODE);
 }
 
 Deno.test({
