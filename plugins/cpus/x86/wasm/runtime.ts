@@ -2,11 +2,16 @@
 
 import { read16, read32, read8, write16, write32, write8 } from "../memory.ts";
 import { flushTlb } from "../paging.ts";
-import { type CpuCore, DS, FAULT, SS, TLB_SIZE } from "../state.ts";
+import { type CpuCore, CS, DS, FAULT, SS, TLB_SIZE } from "../state.ts";
 import { assembleModule } from "./encoder.ts";
 import { conditionHelper } from "./flag_rt.ts";
 import {
+  chainIndex,
   CPU_AREA,
+  ST_CHAIN,
+  ST_CHAINBASE,
+  ST_CHAINGEN,
+  ST_CHAINHOPS,
   ST_CONDCALLS,
   ST_EIP,
   ST_FLAGS,
@@ -26,6 +31,7 @@ import {
 } from "./ram.ts";
 import { compileRegion, IMPORTS, TYPES } from "./region.ts";
 import { dwordView } from "../jit/translate.ts";
+import { trampolineModule } from "./trampoline.ts";
 
 /** A compiled region: entered at one EIP, covering `bytes[lo, hi)`. */
 export interface Region {
@@ -67,29 +73,14 @@ const DEMOTE_ENTRIES = 256, DEMOTE_PER_ENTRY = 12;
  * code (the alu loop ran at a third of its speed).
  */
 const CALL_BUDGET = 50_000;
+/** Most instructions one entry (a chain of calls) may retire: an int32 for the trampoline. */
+const MAX_CALL = 1 << 30;
 
 const F = ST_FLAGS >> 2, M = ST_LZMASK >> 2, OPI = ST_LZOP >> 2, SZ = ST_LZSIZE >> 2;
 const D = ST_LZDST >> 2, S = ST_LZSRC >> 2, R = ST_LZRES >> 2, EIP = ST_EIP >> 2;
 const TU = ST_TLBUSER >> 2, STATUS = ST_STATUS >> 2;
-
-/**
- * `run(slot, budget)`: calls the region in slot `slot` of the imported table `env.t`
- * with `call_indirect`. Every entry goes through this one exported function, so the
- * call site in {@linkcode WasmTier.enter} stays monomorphic and V8 keeps its JS-to-wasm
- * call cheap (calling each region's own export made the site megamorphic: ~1 µs per
- * entry in a boot's profile).
- */
-const TRAMPOLINE = new Uint8Array([
-  ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
-  // Types: (i32) -> i32, (i32, i32) -> i32.
-  ...[0x01, 0x0c, 0x02, 0x60, 0x01, 0x7f, 0x01, 0x7f, 0x60, 0x02, 0x7f, 0x7f, 0x01, 0x7f],
-  // Import env.t: a funcref table, no maximum.
-  ...[0x02, 0x0b, 0x01, 0x03, 0x65, 0x6e, 0x76, 0x01, 0x74, 0x01, 0x70, 0x00, 0x00],
-  ...[0x03, 0x02, 0x01, 0x01],
-  ...[0x07, 0x07, 0x01, 0x03, 0x72, 0x75, 0x6e, 0x00, 0x00],
-  // Body: local.get 1, local.get 0, call_indirect type 0 table 0.
-  ...[0x0a, 0x0b, 0x01, 0x09, 0x00, 0x20, 0x01, 0x20, 0x00, 0x11, 0x00, 0x00, 0x0b],
-]);
+const GEN = ST_CHAINGEN >> 2, BASE = ST_CHAINBASE >> 2, HOPS = ST_CHAINHOPS >> 2;
+const CHAIN = ST_CHAIN >> 2;
 
 /** Loads the lazy flags compiled code left in state area `s` into the interpreter's fields. */
 function flagsFromState(c: CpuCore, s: Int32Array): void {
@@ -117,6 +108,18 @@ export class WasmTier {
   #call: (slot: number, budget: number) => number = () => 0;
   #free: number[] = [];
   #slots = 0;
+  /**
+   * The chain generation and what it was made under: a chain entry (see
+   * wasm/trampoline.ts) is used only in its generation, which moves when the code epoch,
+   * the TLB (a flush or INVLPG), the privilege, CS's base or the stack size changed since
+   * the last entry, and when a region is released (its slot may be reused).
+   */
+  #gen = 1;
+  #ctxEpoch = -1;
+  #ctxTlb = -1;
+  #ctxUser = -1;
+  #ctxCs = -1;
+  #ctxStack = false;
   /** Statistics: regions compiled, failures, host ms compiling, instructions and entries. */
   regions = 0;
   failed = 0;
@@ -126,6 +129,11 @@ export class WasmTier {
   bytes = 0;
   /** Calls from compiled code into the memory slow path. */
   slowCalls = 0;
+
+  /** Regions entered by chaining from another region, without returning to JavaScript. */
+  get chained(): number {
+    return this.#ram === null ? 0 : this.#s[HOPS];
+  }
 
   /** Calls from compiled code into the condition helper (flags not known in the region). */
   get condCalls(): number {
@@ -151,8 +159,11 @@ export class WasmTier {
     c.wtlbBuffer = ram.buffer;
     flushTlb(c);
     const s = this.#s;
+    s[GEN] = this.#gen;
     const done = (v: number) => {
       s[STATUS] = c.attention ? 1 : 0;
+      // A device read may have written RAM (DMA): no more chaining in this call.
+      if (c.codeEpoch !== this.#ctxEpoch) s[GEN] = ++this.#gen;
       return v;
     };
     this.#imports = {
@@ -160,7 +171,7 @@ export class WasmTier {
         memory: ram.memory,
         rd: (size: number, seg: number, off: number, n: number) => {
           this.slowCalls++;
-          c.retired = this.#rb + n;
+          c.retired = this.#rb + s[BASE] + n;
           try {
             const o = off >>> 0;
             return done(
@@ -174,7 +185,7 @@ export class WasmTier {
         },
         wr: (size: number, seg: number, off: number, v: number, n: number) => {
           this.slowCalls++;
-          c.retired = this.#rb + n;
+          c.retired = this.#rb + s[BASE] + n;
           try {
             const o = off >>> 0;
             if (size === 8) write8(c, seg, o, v & 0xff);
@@ -191,8 +202,10 @@ export class WasmTier {
     };
     const table = new WebAssembly.Table({ element: "anyfunc", initial: 64 });
     this.#table = table;
-    this.#call = new WebAssembly.Instance(new WebAssembly.Module(TRAMPOLINE), { env: { t: table } })
-      .exports.run as (slot: number, budget: number) => number;
+    const trampoline = trampolineModule(area, CALL_BUDGET) as Uint8Array<ArrayBuffer>;
+    this.#call = new WebAssembly.Instance(new WebAssembly.Module(trampoline), {
+      env: { memory: ram.memory, t: table },
+    }).exports.run as (slot: number, budget: number) => number;
     return true;
   }
 
@@ -211,6 +224,7 @@ export class WasmTier {
   /** Drops region `r` from the table (its code can then be collected). */
   release(r: Region): void {
     if (r.slot < 0) return;
+    this.#s[GEN] = ++this.#gen; // chain entries may name the slot
     this.#table!.set(r.slot, null);
     this.#free.push(r.slot);
     r.slot = -1;
@@ -286,6 +300,23 @@ export class WasmTier {
       r.epoch = c.codeEpoch;
     }
     const s = this.#s;
+    if (
+      c.codeEpoch !== this.#ctxEpoch || c.tlbGen !== this.#ctxTlb ||
+      c.tlbUser !== this.#ctxUser || c.segBase[CS] !== this.#ctxCs || c.stack32 !== this.#ctxStack
+    ) {
+      this.#ctxEpoch = c.codeEpoch;
+      this.#ctxTlb = c.tlbGen;
+      this.#ctxUser = c.tlbUser;
+      this.#ctxCs = c.segBase[CS];
+      this.#ctxStack = c.stack32;
+      s[GEN] = ++this.#gen;
+    }
+    // Its bytes are checked in this epoch: other regions of this generation may chain here.
+    const e = CHAIN + (chainIndex(c.eip) << 2);
+    s[e] = c.eip;
+    s[e + 1] = r.slot;
+    s[e + 2] = this.#gen;
+    s[e + 3] = r.firstLen;
     s[F] = c.flags;
     s[M] = c.lzMask;
     s[OPI] = c.lzOp;
@@ -296,7 +327,8 @@ export class WasmTier {
     s[TU] = c.tlbUser * TLB_ENTRY;
     s[STATUS] = 0;
     const rb = (this.#rb = c.retired);
-    const n = this.#call(r.slot, Math.min(budget, CALL_BUDGET));
+    s[BASE] = 0;
+    const n = this.#call(r.slot, Math.min(budget, MAX_CALL));
     c.retired = rb + n;
     this.retired += n;
     this.entries++;
