@@ -1,4 +1,4 @@
-// Chaining from one wasm region to the next without returning to JavaScript (wasm/trampoline.ts)
+// Wasm regions: chaining without a return to JavaScript (trampoline.ts), background compiles
 
 import assert from "node:assert/strict";
 import { RunExit } from "../../../../core/cpu.ts";
@@ -98,4 +98,28 @@ Deno.test("a chained region is not entered after INVLPG remaps its page", () => 
     assert.equal(interp.registers.edx, 3000 + 3000 * 0x100);
     assert.ok(chained(jit) > 1000, `${chained(jit)} chained entries`);
   }
+});
+
+Deno.test("regions compiled in the background are entered once ready, with the same result", async () => {
+  const code = twoPageLoop(20_000);
+  const setup = (_ram: Uint8Array, cpu: X86Cpu) => void (cpu.core.regs[4] = 0x80000);
+  const interp = runFlat(code, { jit: false, setup });
+  // The first turns run before any module is ready: JavaScript blocks and the interpreter.
+  const jit = runFlat(code, {
+    jit: true,
+    wasmHot: 1,
+    wasmAsync: true,
+    setup,
+    maxInstructions: 3000,
+  });
+  const w = jit.cpu.blocks!.wasm!;
+  assert.ok(w.regions > 0, "regions were started");
+  assert.equal(w.retired, 0, "no region ran before its module was ready");
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  let exit: number = RunExit.Budget;
+  while (exit === RunExit.Budget) exit = jit.cpu.run(10_000);
+  assert.equal(exit, interp.exits.at(-1));
+  assert.deepEqual(jit.cpu.registers(), interp.registers);
+  assert.equal(jit.cpu.instructionsRetired, interp.retired);
+  assert.ok(w.retired > 50_000, `${w.retired} instructions in wasm`);
 });

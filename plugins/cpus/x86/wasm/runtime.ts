@@ -1,5 +1,6 @@
 // The wasm tier of one CPU: attaching to guest RAM's memory, compiling regions, entering them
 
+import v8 from "node:v8";
 import { read16, read32, read8, write16, write32, write8 } from "../memory.ts";
 import { flushTlb } from "../paging.ts";
 import { type CpuCore, CS, DS, FAULT, SS, TLB_SIZE } from "../state.ts";
@@ -33,11 +34,32 @@ import { compileRegion, IMPORTS, TYPES } from "./region.ts";
 import { dwordView } from "../jit/translate.ts";
 import { trampolineModule } from "./trampoline.ts";
 
+let eager = false;
+
+/**
+ * Asks V8 to compile wasm functions when their module is compiled rather than on their
+ * first call (`--no-wasm-lazy-compilation`): with lazy compilation a background
+ * `WebAssembly.compile` only validates, and the code would still be made on the run
+ * loop at the first entry.
+ */
+function eagerWasmCompile(): void {
+  if (eager) return;
+  eager = true;
+  try {
+    v8.setFlagsFromString("--no-wasm-lazy-compilation");
+  } catch {
+    // Without it the compile still leaves the run loop's hands, only later.
+  }
+}
+
 /** A compiled region: entered at one EIP, covering `bytes[lo, hi)`. */
 export interface Region {
-  readonly fn: (budget: number) => number;
-  /** Its slot in the CPU's table of regions (-1 once released). */
+  /** Its slot in the CPU's table of regions (-1 before its module is ready and once released). */
   slot: number;
+  /** Compiled and in the table (a background compile sets it when done). */
+  ready: boolean;
+  /** Released: a background compile that ends later leaves it out of the table. */
+  released: boolean;
   readonly bytes: Uint8Array;
   readonly lo: number;
   readonly hi: number;
@@ -140,7 +162,14 @@ export class WasmTier {
     return this.#ram === null ? 0 : this.#s[ST_CONDCALLS >> 2];
   }
 
-  constructor(readonly c: CpuCore) {}
+  /**
+   * @param background compile modules with `WebAssembly.compile` off the run loop (the
+   * region is entered from the first slice after it is done; until then the JavaScript
+   * block runs). Needs an event loop that runs between slices, as a machine's does.
+   */
+  constructor(readonly c: CpuCore, readonly background = false) {
+    if (background) eagerWasmCompile();
+  }
 
   #attach(bytes: Uint8Array): boolean {
     if (this.#ram !== null) return wasmRamOf(bytes) === this.#ram;
@@ -223,6 +252,7 @@ export class WasmTier {
 
   /** Drops region `r` from the table (its code can then be collected). */
   release(r: Region): void {
+    r.released = true;
     if (r.slot < 0) return;
     this.#s[GEN] = ++this.#gen; // chain entries may name the slot
     this.#table!.set(r.slot, null);
@@ -244,18 +274,14 @@ export class WasmTier {
       if (rc === null) return null;
       const wasm = assembleModule(TYPES, IMPORTS, [{ type: 0, locals: rc.locals, body: rc.body }]);
       this.bytes += wasm.length;
-      const instance = new WebAssembly.Instance(
-        new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>),
-        this.#imports!,
-      );
       const lo = c.fetchOff + rc.lo, hi = c.fetchOff + rc.hi;
       const view = dwordView(bytes.buffer);
       const words = (bytes.byteOffset + lo) >> 2;
       this.regions++;
-      const fn = instance.exports.f0 as (budget: number) => number;
-      return {
-        fn,
-        slot: this.#slot(fn),
+      const region: Region = {
+        slot: -1,
+        ready: false,
+        released: false,
         bytes,
         lo,
         hi,
@@ -267,6 +293,19 @@ export class WasmTier {
         entries: 0,
         retired: 0,
       };
+      const code = wasm as Uint8Array<ArrayBuffer>;
+      if (!this.background) {
+        this.#install(region, new WebAssembly.Module(code));
+        return region;
+      }
+      WebAssembly.compile(code).then(
+        (m) => this.#install(region, m),
+        () => {
+          this.failed++;
+          region.epoch = -2; // the dispatcher drops it
+        },
+      );
+      return region;
     } catch (e) {
       if (e instanceof WebAssembly.CompileError || e instanceof WebAssembly.LinkError) {
         this.failed++;
@@ -278,12 +317,21 @@ export class WasmTier {
     }
   }
 
+  /** Instantiates the compiled module of region `r` and puts it in the table. */
+  #install(r: Region, module: WebAssembly.Module): void {
+    if (r.released) return;
+    const instance = new WebAssembly.Instance(module, this.#imports!);
+    r.slot = this.#slot(instance.exports.f0 as (budget: number) => number);
+    r.ready = true;
+  }
+
   /**
    * Runs region `r` from the current EIP when it may: flat DS and SS (the inline TLB
    * path), CS limit 4 GiB, the region inside the fetch window, enough budget, and its
    * guest bytes unchanged (checked once per code epoch).
    */
   enter(r: Region, end: number): number {
+    if (!r.ready) return r.epoch === -2 ? DEMOTED : NOT_NOW;
     const c = this.c;
     const budget = end - c.retired;
     if (budget < r.firstLen || r.lo < c.fetchOff || r.hi > c.fetchOff + c.fetchLen) return NOT_NOW;
