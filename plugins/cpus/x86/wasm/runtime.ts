@@ -1,6 +1,5 @@
 // The wasm tier of one CPU: attaching to guest RAM's memory, compiling regions, entering them
 
-import v8 from "node:v8";
 import { read16, read32, read8, write16, write32, write8 } from "../memory.ts";
 import { flushTlb } from "../paging.ts";
 import { type CpuCore, CS, DS, FAULT, SS, TLB_SIZE } from "../state.ts";
@@ -33,24 +32,6 @@ import {
 import { compileRegion, IMPORTS, TYPES } from "./region.ts";
 import { dwordView } from "../jit/translate.ts";
 import { trampolineModule } from "./trampoline.ts";
-
-let eager = false;
-
-/**
- * Asks V8 to compile wasm functions when their module is compiled rather than on their
- * first call (`--no-wasm-lazy-compilation`): with lazy compilation a background
- * `WebAssembly.compile` only validates, and the code would still be made on the run
- * loop at the first entry.
- */
-function eagerWasmCompile(): void {
-  if (eager) return;
-  eager = true;
-  try {
-    v8.setFlagsFromString("--no-wasm-lazy-compilation");
-  } catch {
-    // Without it the compile still leaves the run loop's hands, only later.
-  }
-}
 
 /** A compiled region: entered at one EIP, covering `bytes[lo, hi)`. */
 export interface Region {
@@ -165,11 +146,11 @@ export class WasmTier {
   /**
    * @param background compile modules with `WebAssembly.compile` off the run loop (the
    * region is entered from the first slice after it is done; until then the JavaScript
-   * block runs). Needs an event loop that runs between slices, as a machine's does.
+   * block runs). Needs an event loop that runs between slices, as a machine's does. V8
+   * still compiles a function's code at its first call unless the process runs with
+   * `--v8-flags=--no-wasm-lazy-compilation` (the flag cannot be set from inside Deno).
    */
-  constructor(readonly c: CpuCore, readonly background = false) {
-    if (background) eagerWasmCompile();
-  }
+  constructor(readonly c: CpuCore, readonly background = false) {}
 
   #attach(bytes: Uint8Array): boolean {
     if (this.#ram !== null) return wasmRamOf(bytes) === this.#ram;
