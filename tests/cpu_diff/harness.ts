@@ -21,7 +21,9 @@ export type Runner = "qemu" | "interp" | "js" | "wasm";
 const TIER_ENV: Record<Exclude<Runner, "qemu">, Record<string, string>> = {
   interp: { VMKIT_JIT: "0", VMKIT_WASM: "0" },
   js: { VMKIT_JIT: "1", VMKIT_WASM: "0" },
-  wasm: { VMKIT_JIT: "1", VMKIT_WASM: "1" },
+  // Regions compiled on the run loop: a short program would end before background
+  // compiles are done, and the wasm tier would hardly run.
+  wasm: { VMKIT_JIT: "1", VMKIT_WASM: "1", VMKIT_WASM_ASYNC: "0" },
 };
 
 /** x87 status word bits C0..C3, undefined after most arithmetic (SDM vol. 1 §8.1.3). */

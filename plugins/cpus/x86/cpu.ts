@@ -70,10 +70,17 @@ export interface X86CpuOptions {
    * default comes from `VMKIT_WASM` (`1` on, `0` off), else {@linkcode WASM_DEFAULT}.
    */
   wasm?: boolean;
+  /**
+   * Compile wasm regions in the background (`WebAssembly.compile`), entering them from
+   * the first slice after they are ready; off by default, where a caller runs slices
+   * back to back without an event loop (tests). The plugin's `create` turns it on;
+   * `VMKIT_WASM_ASYNC=0` turns it off there.
+   */
+  wasmAsync?: boolean;
 }
 
 /** A switch from the environment variable `name`, else `fallback`. */
-function switchFromEnvironment(name: string, fallback: boolean): boolean {
+export function switchFromEnvironment(name: string, fallback: boolean): boolean {
   let v: string | undefined;
   try {
     v = Deno.env.get(name);
@@ -140,7 +147,8 @@ export class X86Cpu implements CpuBackend {
     this.#c = c;
     const jit = options.jit ?? switchFromEnvironment("VMKIT_JIT", JIT_DEFAULT);
     const wasm = jit && (options.wasm ?? switchFromEnvironment("VMKIT_WASM", WASM_DEFAULT));
-    this.#blocks = jit ? new BlockCache(wasm ? new WasmTier(c) : null) : null;
+    const background = options.wasmAsync ?? false;
+    this.#blocks = jit ? new BlockCache(wasm ? new WasmTier(c, background) : null) : null;
     this.#stats = statsFromEnvironment() ? new CpuStats(context.index ?? 0) : null;
     this.reset();
   }

@@ -1,7 +1,7 @@
 // Guest memory as the CPU sees it: linear and segment-checked accesses through the TLB, and fetch
 
 import { PAGE_MMIO, PAGE_RAM, PAGE_ROM } from "../../../core/memory/address_space.ts";
-import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, tlbFill, translate } from "./paging.ts";
+import { ACCESS_READ, ACCESS_WRITE, tlbFill, translate, translateExec } from "./paging.ts";
 import { type CpuCore, CS, EXC_GP, EXC_SS, fault, SS, TLB_MASK } from "./state.ts";
 
 // Translated code re-checks its guest bytes after `codeEpoch` moves (see jit/dispatch.ts):
@@ -269,7 +269,7 @@ export function mapFetchWindow(c: CpuCore): void {
   const eip = c.eip >>> 0;
   if (eip > c.segLimit[CS]) return;
   const lin = (c.segBase[CS] + eip) | 0;
-  mapFetch(c, eip, lin, translate(c, lin, ACCESS_EXEC));
+  mapFetch(c, eip, lin, translateExec(c, lin));
 }
 
 function fetchSlow(c: CpuCore): number {
@@ -277,7 +277,7 @@ function fetchSlow(c: CpuCore): number {
   if (((c.eip - c.instrStart) >>> 0) >= c.maxInstrLen) fault(c, EXC_GP, 0);
   if (eip > c.segLimit[CS]) fault(c, EXC_GP, 0);
   const lin = (c.segBase[CS] + eip) | 0;
-  const phys = translate(c, lin, ACCESS_EXEC);
+  const phys = translateExec(c, lin);
   mapFetch(c, eip, lin, phys);
   c.eip = (c.eip + 1) | 0;
   if (c.mem.pageKind[phys >>> 12] === PAGE_MMIO) c.codeEpoch++;

@@ -3,7 +3,7 @@
 import type { CpuContext } from "../../../core/cpu.ts";
 import { UsageError } from "../../../core/errors.ts";
 import type { CpuDescriptor } from "../../../core/plugin.ts";
-import { X86Cpu } from "./cpu.ts";
+import { switchFromEnvironment, X86Cpu } from "./cpu.ts";
 import { CPU_MODELS, DEFAULT_MODEL, findModel } from "./models.ts";
 import { allocateWasmRam } from "./wasm/ram.ts";
 
@@ -26,6 +26,7 @@ export default {
     const name = ctx.model ?? DEFAULT_MODEL;
     const model = findModel(name);
     if (!model) throw new UsageError(`unable to find CPU model '${name}'`);
-    return new X86Cpu(ctx, model);
+    // Machines run slices from an event loop, so regions can compile in the background.
+    return new X86Cpu(ctx, model, { wasmAsync: switchFromEnvironment("VMKIT_WASM_ASYNC", true) });
   },
 } satisfies CpuDescriptor;

@@ -21,6 +21,8 @@ export const ACCESS_READ = 0, ACCESS_WRITE = 1, ACCESS_EXEC = 2;
 export function flushTlb(c: CpuCore): void {
   c.tlbTagR.fill(-1);
   c.tlbTagW.fill(-1);
+  c.itlbTag.fill(-1);
+  c.tlbGen++;
   c.wtlb?.fill(-1);
   c.fetchLen = 0;
   c.memGeneration = c.mem.generation;
@@ -29,10 +31,12 @@ export function flushTlb(c: CpuCore): void {
 /** Forgets the translations of the page holding `lin` (INVLPG). */
 export function flushTlbPage(c: CpuCore, lin: number): void {
   const pn = lin >>> 12;
+  c.tlbGen++;
   for (const half of [0, TLB_SIZE]) {
     const i = (pn & TLB_MASK) | half;
     if (c.tlbTagR[i] === pn) c.tlbTagR[i] = -1;
     if (c.tlbTagW[i] === pn) c.tlbTagW[i] = -1;
+    if (c.itlbTag[i] === pn) c.itlbTag[i] = -1;
     const w = c.wtlb;
     if (w !== null && (w[i << 3] === pn || w[(i << 3) + 2] === pn)) {
       w.fill(-1, i << 3, (i << 3) + 4);
@@ -146,6 +150,20 @@ export function translate(c: CpuCore, lin: number, kind: number): number {
   }
   c.xlWritable = dirty && ((perm & 2) !== 0 || (!user && (c.cr0 & CR0_WP) === 0));
   return (phys & c.a20Mask) >>> 0;
+}
+
+/**
+ * {@linkcode translate} for an instruction fetch at `lin`, through the fetch TLB: a
+ * hit costs two loads instead of a page walk (the walk already set the accessed bits).
+ */
+export function translateExec(c: CpuCore, lin: number): number {
+  const pn = lin >>> 12;
+  const i = (pn & TLB_MASK) | c.tlbUser;
+  if (c.itlbTag[i] === pn) return (c.itlbPhys[i] | (lin & 0xfff)) >>> 0;
+  const phys = translate(c, lin, ACCESS_EXEC);
+  c.itlbTag[i] = pn;
+  c.itlbPhys[i] = phys & ~0xfff;
+  return phys;
 }
 
 function checkPerm(

@@ -145,6 +145,15 @@ export class CpuCore {
    * The wasm tier's mirror of the TLB (see wasm/ram.ts: eight int32 per entry, page
    * numbers as i64) and the memory whose addresses it holds; null until attached.
    */
+  /**
+   * Instruction fetch translations (linear page to physical page), one half per
+   * privilege as the data TLB: a jump or fall-through to another page maps the fetch
+   * window without a page walk. Flushed with the data TLB.
+   */
+  readonly itlbTag: Int32Array = new Int32Array(2 * TLB_SIZE).fill(-1);
+  readonly itlbPhys: Int32Array = new Int32Array(2 * TLB_SIZE);
+  /** Counts TLB flushes (whole or one page): chained wasm regions depend on the mappings. */
+  tlbGen = 0;
   wtlb: Int32Array | null = null;
   wtlbBuffer: ArrayBufferLike | null = null;
   /** TLB_SIZE when accesses are user-mode (CPL 3), else 0. */

@@ -72,6 +72,7 @@ export class CpuStats {
       compileMs: Math.round(blocks?.compileMs ?? 0),
       wasmRetired: blocks?.wasm?.retired ?? 0,
       wasmEntries: blocks?.wasm?.entries ?? 0,
+      wasmChained: blocks?.wasm?.chained ?? 0,
       wasmRegions: blocks?.wasm?.regions ?? 0,
       wasmCompileMs: Math.round(blocks?.wasm?.compileMs ?? 0),
       wasmKiB: Math.round((blocks?.wasm?.bytes ?? 0) / 1024),

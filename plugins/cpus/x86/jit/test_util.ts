@@ -35,6 +35,8 @@ export function runFlat(
     jit: boolean;
     /** Guest RAM in a WebAssembly.Memory and the wasm tier on, compiling blocks entered this often. */
     wasmHot?: number;
+    /** Compile wasm regions in the background (they are entered once a later turn awaited them). */
+    wasmAsync?: boolean;
     load?: number;
     entry?: number;
     slices?: number[];
@@ -61,6 +63,7 @@ export function runFlat(
   const cpu = new X86Cpu({ memory, io }, findModel("qemu32")!, {
     jit: options.jit,
     wasm,
+    wasmAsync: options.wasmAsync,
   });
   if (wasm && cpu.blocks !== null) {
     cpu.blocks.wasmHot = options.wasmHot!;

@@ -36,6 +36,24 @@ export const ST_CONDCALLS = 104;
  */
 export const ST_TLB = 4096;
 export const TLB_ENTRY = 32;
+/**
+ * Chaining (wasm/trampoline.ts): the generation a chain entry must carry to be used,
+ * the instructions the trampoline retired before the region now running (the slow-path
+ * helpers count from it), and chained calls made (statistics).
+ */
+export const ST_CHAINGEN = 108, ST_CHAINBASE = 112, ST_CHAINHOPS = 116;
+/**
+ * The chain table, after the TLB: {@linkcode CHAIN_ENTRIES} entries of 16 bytes keyed by
+ * a hash of EIP ({@linkcode chainIndex}): EIP, the region's table slot, the generation it
+ * was entered in, and the instructions of its entry block.
+ */
+export const ST_CHAIN = 72 << 10;
+export const CHAIN_ENTRIES = 2048;
+
+/** The chain table entry of `eip` (0 .. CHAIN_ENTRIES - 1). */
+export function chainIndex(eip: number): number {
+  return (eip ^ (eip >>> 12)) & (CHAIN_ENTRIES - 1);
+}
 
 /** A WebAssembly.Memory holding guest RAM past {@linkcode STATE_AREA}. */
 export class WasmRam {

@@ -2,11 +2,16 @@
 
 import { read16, read32, read8, write16, write32, write8 } from "../memory.ts";
 import { flushTlb } from "../paging.ts";
-import { type CpuCore, DS, FAULT, SS, TLB_SIZE } from "../state.ts";
+import { type CpuCore, CS, DS, FAULT, SS, TLB_SIZE } from "../state.ts";
 import { assembleModule } from "./encoder.ts";
 import { conditionHelper } from "./flag_rt.ts";
 import {
+  chainIndex,
   CPU_AREA,
+  ST_CHAIN,
+  ST_CHAINBASE,
+  ST_CHAINGEN,
+  ST_CHAINHOPS,
   ST_CONDCALLS,
   ST_EIP,
   ST_FLAGS,
@@ -26,12 +31,16 @@ import {
 } from "./ram.ts";
 import { compileRegion, IMPORTS, TYPES } from "./region.ts";
 import { dwordView } from "../jit/translate.ts";
+import { trampolineModule } from "./trampoline.ts";
 
 /** A compiled region: entered at one EIP, covering `bytes[lo, hi)`. */
 export interface Region {
-  readonly fn: (budget: number) => number;
-  /** Its slot in the CPU's table of regions (-1 once released). */
+  /** Its slot in the CPU's table of regions (-1 before its module is ready and once released). */
   slot: number;
+  /** Compiled and in the table (a background compile sets it when done). */
+  ready: boolean;
+  /** Released: a background compile that ends later leaves it out of the table. */
+  released: boolean;
   readonly bytes: Uint8Array;
   readonly lo: number;
   readonly hi: number;
@@ -67,29 +76,14 @@ const DEMOTE_ENTRIES = 256, DEMOTE_PER_ENTRY = 12;
  * code (the alu loop ran at a third of its speed).
  */
 const CALL_BUDGET = 50_000;
+/** Most instructions one entry (a chain of calls) may retire: an int32 for the trampoline. */
+const MAX_CALL = 1 << 30;
 
 const F = ST_FLAGS >> 2, M = ST_LZMASK >> 2, OPI = ST_LZOP >> 2, SZ = ST_LZSIZE >> 2;
 const D = ST_LZDST >> 2, S = ST_LZSRC >> 2, R = ST_LZRES >> 2, EIP = ST_EIP >> 2;
 const TU = ST_TLBUSER >> 2, STATUS = ST_STATUS >> 2;
-
-/**
- * `run(slot, budget)`: calls the region in slot `slot` of the imported table `env.t`
- * with `call_indirect`. Every entry goes through this one exported function, so the
- * call site in {@linkcode WasmTier.enter} stays monomorphic and V8 keeps its JS-to-wasm
- * call cheap (calling each region's own export made the site megamorphic: ~1 µs per
- * entry in a boot's profile).
- */
-const TRAMPOLINE = new Uint8Array([
-  ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
-  // Types: (i32) -> i32, (i32, i32) -> i32.
-  ...[0x01, 0x0c, 0x02, 0x60, 0x01, 0x7f, 0x01, 0x7f, 0x60, 0x02, 0x7f, 0x7f, 0x01, 0x7f],
-  // Import env.t: a funcref table, no maximum.
-  ...[0x02, 0x0b, 0x01, 0x03, 0x65, 0x6e, 0x76, 0x01, 0x74, 0x01, 0x70, 0x00, 0x00],
-  ...[0x03, 0x02, 0x01, 0x01],
-  ...[0x07, 0x07, 0x01, 0x03, 0x72, 0x75, 0x6e, 0x00, 0x00],
-  // Body: local.get 1, local.get 0, call_indirect type 0 table 0.
-  ...[0x0a, 0x0b, 0x01, 0x09, 0x00, 0x20, 0x01, 0x20, 0x00, 0x11, 0x00, 0x00, 0x0b],
-]);
+const GEN = ST_CHAINGEN >> 2, BASE = ST_CHAINBASE >> 2, HOPS = ST_CHAINHOPS >> 2;
+const CHAIN = ST_CHAIN >> 2;
 
 /** Loads the lazy flags compiled code left in state area `s` into the interpreter's fields. */
 function flagsFromState(c: CpuCore, s: Int32Array): void {
@@ -117,6 +111,18 @@ export class WasmTier {
   #call: (slot: number, budget: number) => number = () => 0;
   #free: number[] = [];
   #slots = 0;
+  /**
+   * The chain generation and what it was made under: a chain entry (see
+   * wasm/trampoline.ts) is used only in its generation, which moves when the code epoch,
+   * the TLB (a flush or INVLPG), the privilege, CS's base or the stack size changed since
+   * the last entry, and when a region is released (its slot may be reused).
+   */
+  #gen = 1;
+  #ctxEpoch = -1;
+  #ctxTlb = -1;
+  #ctxUser = -1;
+  #ctxCs = -1;
+  #ctxStack = false;
   /** Statistics: regions compiled, failures, host ms compiling, instructions and entries. */
   regions = 0;
   failed = 0;
@@ -127,12 +133,24 @@ export class WasmTier {
   /** Calls from compiled code into the memory slow path. */
   slowCalls = 0;
 
+  /** Regions entered by chaining from another region, without returning to JavaScript. */
+  get chained(): number {
+    return this.#ram === null ? 0 : this.#s[HOPS];
+  }
+
   /** Calls from compiled code into the condition helper (flags not known in the region). */
   get condCalls(): number {
     return this.#ram === null ? 0 : this.#s[ST_CONDCALLS >> 2];
   }
 
-  constructor(readonly c: CpuCore) {}
+  /**
+   * @param background compile modules with `WebAssembly.compile` off the run loop (the
+   * region is entered from the first slice after it is done; until then the JavaScript
+   * block runs). Needs an event loop that runs between slices, as a machine's does. V8
+   * still compiles a function's code at its first call unless the process runs with
+   * `--v8-flags=--no-wasm-lazy-compilation` (the flag cannot be set from inside Deno).
+   */
+  constructor(readonly c: CpuCore, readonly background = false) {}
 
   #attach(bytes: Uint8Array): boolean {
     if (this.#ram !== null) return wasmRamOf(bytes) === this.#ram;
@@ -151,8 +169,11 @@ export class WasmTier {
     c.wtlbBuffer = ram.buffer;
     flushTlb(c);
     const s = this.#s;
+    s[GEN] = this.#gen;
     const done = (v: number) => {
       s[STATUS] = c.attention ? 1 : 0;
+      // A device read may have written RAM (DMA): no more chaining in this call.
+      if (c.codeEpoch !== this.#ctxEpoch) s[GEN] = ++this.#gen;
       return v;
     };
     this.#imports = {
@@ -160,7 +181,7 @@ export class WasmTier {
         memory: ram.memory,
         rd: (size: number, seg: number, off: number, n: number) => {
           this.slowCalls++;
-          c.retired = this.#rb + n;
+          c.retired = this.#rb + s[BASE] + n;
           try {
             const o = off >>> 0;
             return done(
@@ -174,7 +195,7 @@ export class WasmTier {
         },
         wr: (size: number, seg: number, off: number, v: number, n: number) => {
           this.slowCalls++;
-          c.retired = this.#rb + n;
+          c.retired = this.#rb + s[BASE] + n;
           try {
             const o = off >>> 0;
             if (size === 8) write8(c, seg, o, v & 0xff);
@@ -191,8 +212,10 @@ export class WasmTier {
     };
     const table = new WebAssembly.Table({ element: "anyfunc", initial: 64 });
     this.#table = table;
-    this.#call = new WebAssembly.Instance(new WebAssembly.Module(TRAMPOLINE), { env: { t: table } })
-      .exports.run as (slot: number, budget: number) => number;
+    const trampoline = trampolineModule(area, CALL_BUDGET) as Uint8Array<ArrayBuffer>;
+    this.#call = new WebAssembly.Instance(new WebAssembly.Module(trampoline), {
+      env: { memory: ram.memory, t: table },
+    }).exports.run as (slot: number, budget: number) => number;
     return true;
   }
 
@@ -210,7 +233,9 @@ export class WasmTier {
 
   /** Drops region `r` from the table (its code can then be collected). */
   release(r: Region): void {
+    r.released = true;
     if (r.slot < 0) return;
+    this.#s[GEN] = ++this.#gen; // chain entries may name the slot
     this.#table!.set(r.slot, null);
     this.#free.push(r.slot);
     r.slot = -1;
@@ -230,18 +255,14 @@ export class WasmTier {
       if (rc === null) return null;
       const wasm = assembleModule(TYPES, IMPORTS, [{ type: 0, locals: rc.locals, body: rc.body }]);
       this.bytes += wasm.length;
-      const instance = new WebAssembly.Instance(
-        new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>),
-        this.#imports!,
-      );
       const lo = c.fetchOff + rc.lo, hi = c.fetchOff + rc.hi;
       const view = dwordView(bytes.buffer);
       const words = (bytes.byteOffset + lo) >> 2;
       this.regions++;
-      const fn = instance.exports.f0 as (budget: number) => number;
-      return {
-        fn,
-        slot: this.#slot(fn),
+      const region: Region = {
+        slot: -1,
+        ready: false,
+        released: false,
         bytes,
         lo,
         hi,
@@ -253,6 +274,19 @@ export class WasmTier {
         entries: 0,
         retired: 0,
       };
+      const code = wasm as Uint8Array<ArrayBuffer>;
+      if (!this.background) {
+        this.#install(region, new WebAssembly.Module(code));
+        return region;
+      }
+      WebAssembly.compile(code).then(
+        (m) => this.#install(region, m),
+        () => {
+          this.failed++;
+          region.epoch = -2; // the dispatcher drops it
+        },
+      );
+      return region;
     } catch (e) {
       if (e instanceof WebAssembly.CompileError || e instanceof WebAssembly.LinkError) {
         this.failed++;
@@ -264,12 +298,21 @@ export class WasmTier {
     }
   }
 
+  /** Instantiates the compiled module of region `r` and puts it in the table. */
+  #install(r: Region, module: WebAssembly.Module): void {
+    if (r.released) return;
+    const instance = new WebAssembly.Instance(module, this.#imports!);
+    r.slot = this.#slot(instance.exports.f0 as (budget: number) => number);
+    r.ready = true;
+  }
+
   /**
    * Runs region `r` from the current EIP when it may: flat DS and SS (the inline TLB
    * path), CS limit 4 GiB, the region inside the fetch window, enough budget, and its
    * guest bytes unchanged (checked once per code epoch).
    */
   enter(r: Region, end: number): number {
+    if (!r.ready) return r.epoch === -2 ? DEMOTED : NOT_NOW;
     const c = this.c;
     const budget = end - c.retired;
     if (budget < r.firstLen || r.lo < c.fetchOff || r.hi > c.fetchOff + c.fetchLen) return NOT_NOW;
@@ -286,6 +329,23 @@ export class WasmTier {
       r.epoch = c.codeEpoch;
     }
     const s = this.#s;
+    if (
+      c.codeEpoch !== this.#ctxEpoch || c.tlbGen !== this.#ctxTlb ||
+      c.tlbUser !== this.#ctxUser || c.segBase[CS] !== this.#ctxCs || c.stack32 !== this.#ctxStack
+    ) {
+      this.#ctxEpoch = c.codeEpoch;
+      this.#ctxTlb = c.tlbGen;
+      this.#ctxUser = c.tlbUser;
+      this.#ctxCs = c.segBase[CS];
+      this.#ctxStack = c.stack32;
+      s[GEN] = ++this.#gen;
+    }
+    // Its bytes are checked in this epoch: other regions of this generation may chain here.
+    const e = CHAIN + (chainIndex(c.eip) << 2);
+    s[e] = c.eip;
+    s[e + 1] = r.slot;
+    s[e + 2] = this.#gen;
+    s[e + 3] = r.firstLen;
     s[F] = c.flags;
     s[M] = c.lzMask;
     s[OPI] = c.lzOp;
@@ -296,7 +356,8 @@ export class WasmTier {
     s[TU] = c.tlbUser * TLB_ENTRY;
     s[STATUS] = 0;
     const rb = (this.#rb = c.retired);
-    const n = this.#call(r.slot, Math.min(budget, CALL_BUDGET));
+    s[BASE] = 0;
+    const n = this.#call(r.slot, Math.min(budget, MAX_CALL));
     c.retired = rb + n;
     this.retired += n;
     this.entries++;
