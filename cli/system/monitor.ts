@@ -54,9 +54,15 @@ export interface MonitorSpec {
   wait: boolean;
   /** The text as given, for messages and `info chardev`. */
   text: string;
-  /** The chardev id of a `-mon chardev=ID` (its label in `info chardev`). */
+  /**
+   * The label `info chardev` shows: the chardev id of a `-mon chardev=ID`; QEMU's
+   * `compat_monitorN` for the Nth `-monitor`/`-qmp` (set by {@linkcode monitorSpecs}).
+   */
   label?: string;
 }
+
+/** The clients connected to each listening monitor, for `info chardev`'s peer. */
+const peers = new WeakMap<MonitorSpec, Deno.Conn[]>();
 
 /**
  * Parses `-monitor`/`-qmp` values; `none` gives nothing.
@@ -175,8 +181,11 @@ export async function startMonitors(
   const waits: Promise<void>[] = [];
   const encoder = new TextEncoder();
 
-  const serve = (conn: Deno.Conn, mode: "hmp" | "qmp") => {
+  const serve = (conn: Deno.Conn, spec: MonitorSpec) => {
+    const mode = spec.mode;
     conns.add(conn);
+    const specPeers = peers.get(spec) ?? [];
+    peers.set(spec, [...specPeers, conn]);
     // Answers go out in order; the bytes not yet taken by the client are counted, so a
     // client that does not read is not answered into unbounded memory.
     let unsentBytes = 0;
@@ -226,6 +235,7 @@ export async function startMonitors(
       }
       session.detach();
       conns.delete(conn);
+      peers.set(spec, (peers.get(spec) ?? []).filter((c) => c !== conn));
       flushes.delete(conn);
       try {
         conn.close();
@@ -272,7 +282,7 @@ export async function startMonitors(
     (async () => {
       try {
         for await (const conn of listener) {
-          serve(conn, spec.mode);
+          serve(conn, spec);
           firstConnected?.();
         }
       } catch {
@@ -501,16 +511,7 @@ export function monitorHost(o: MonitorHostOptions): MonitorHost {
     chardevs: () => {
       const list = o.chardevs.map((c) => ({ label: c.id, filename: chardevFilename(c) }));
       o.specs.forEach((s, i) => {
-        const label = s.label ?? (s.mode === "hmp" ? `compat_monitor${i}` : `qmp${i}`);
-        // QEMU names a listening socket by its address and server=on.
-        const filename = s.transport === "stdio"
-          ? "stdio"
-          : s.transport === "vc"
-          ? "vc"
-          : s.transport === "unix"
-          ? `unix:${s.path},server=on`
-          : `${s.text.split(":")[0]}:${s.host}:${s.port},server=on`;
-        list.push({ label, filename });
+        list.push({ label: s.label ?? `compat_monitor${i}`, filename: monitorFilename(s) });
       });
       return list.sort((a, b) => (a.label < b.label ? -1 : 1));
     },
@@ -581,6 +582,19 @@ async function copyAllocated(top: BlockNode, target: BlockNode): Promise<void> {
   await target.flush();
 }
 
+// QEMU names a listening socket by its address and server=on, "disconnected:" before it
+// while no client is connected, and a TCP client's address after it.
+function monitorFilename(s: MonitorSpec): string {
+  if (s.transport === "stdio" || s.transport === "vc") return s.transport;
+  const where = s.transport === "unix"
+    ? `unix:${s.path},server=on`
+    : `${s.text.split(":")[0]}:${s.host}:${s.port},server=on`;
+  const conn = peers.get(s)?.[0];
+  if (!conn) return `disconnected:${where}`;
+  const peer = conn.remoteAddr;
+  return peer.transport === "tcp" ? `${where} <-> ${peer.hostname}:${peer.port}` : where;
+}
+
 function chardevFilename(c: Chardev): string {
   const kind = c.constructor.name;
   if (kind === "StdioChardev") return "stdio";
@@ -592,6 +606,8 @@ function chardevFilename(c: Chardev): string {
 /** The `-monitor` and `-qmp` options of a command line, in order; `none` drops out. */
 export function monitorSpecs(opts: readonly { name: string; value: string }[]): MonitorSpec[] {
   const specs: MonitorSpec[] = [];
+  // QEMU counts -monitor and -qmp together: compat_monitor0, compat_monitor1...
+  let unnamed = 0;
   for (const o of opts) {
     if (o.name === "mon") {
       specs.push(monSpec(o.value, opts));
@@ -599,7 +615,7 @@ export function monitorSpecs(opts: readonly { name: string; value: string }[]): 
     }
     if (o.name !== "monitor" && o.name !== "qmp") continue;
     const s = parseMonitorSpec(o.name === "monitor" ? "hmp" : "qmp", o.value);
-    if (s) specs.push(s);
+    if (s) specs.push({ ...s, label: `compat_monitor${unnamed++}` });
   }
   if (specs.filter((s) => s.transport === "stdio").length > 1) {
     throw new UsageError("cannot use stdio by multiple character devices");
