@@ -28,6 +28,7 @@ import {
 } from "../../core/monitor/mod.ts";
 import { addSnapshotCommands } from "../../core/monitor/snapshots.ts";
 import { snapshotTable } from "../img/info.ts";
+import { type RelayConn, SocketRelay } from "./relay/socket_relay.ts";
 
 /** Unsent answer bytes past which a monitor connection stops reading requests. */
 const MONITOR_READ_PAUSE_BYTES = 1 << 20;
@@ -62,7 +63,7 @@ export interface MonitorSpec {
 }
 
 /** The clients connected to each listening monitor, for `info chardev`'s peer. */
-const peers = new WeakMap<MonitorSpec, Deno.Conn[]>();
+const peers = new WeakMap<MonitorSpec, RelayConn[]>();
 
 /**
  * Parses `-monitor`/`-qmp` values; `none` gives nothing.
@@ -171,17 +172,19 @@ export async function startMonitors(
 ): Promise<MonitorServers> {
   const monitor = new Monitor(machine, host, { startPaused: options.startPaused });
   addSnapshotCommands(monitor.table, snapshotTable);
-  const listeners: Deno.Listener[] = [];
-  const conns = new Set<Deno.Conn>();
+  // The sockets live on threads of their own (relay/socket_thread.ts), so a client's
+  // request reaches a busy guest's main thread at the end of the current CPU slice.
+  const relays: SocketRelay[] = [];
+  const conns = new Set<RelayConn>();
   /** Each connection's answers still being written. */
-  const flushes = new Map<Deno.Conn, () => Promise<void>>();
+  const flushes = new Map<RelayConn, () => Promise<void>>();
   const cleanups: (() => void)[] = [];
   // The guest may halt with nothing pending; a monitor can still wake it.
   if (options.keepAlive ?? true) cleanups.push(machine.loop.addHostSource());
   const waits: Promise<void>[] = [];
   const encoder = new TextEncoder();
 
-  const serve = (conn: Deno.Conn, spec: MonitorSpec) => {
+  const serve = (conn: RelayConn, spec: MonitorSpec) => {
     const mode = spec.mode;
     conns.add(conn);
     const specPeers = peers.get(spec) ?? [];
@@ -259,7 +262,7 @@ export async function startMonitors(
       cleanups.push(session);
       continue;
     }
-    let listener: Deno.Listener;
+    let relay: SocketRelay;
     try {
       if (spec.transport === "unix") {
         try {
@@ -267,26 +270,22 @@ export async function startMonitors(
         } catch {
           // nothing there
         }
-        listener = Deno.listen({ transport: "unix", path: spec.path! });
+        relay = SocketRelay.listen({ transport: "unix", path: spec.path! });
       } else {
-        listener = Deno.listen({ transport: "tcp", hostname: spec.host!, port: spec.port! });
+        relay = SocketRelay.listen({ transport: "tcp", hostname: spec.host!, ports: [spec.port!] });
       }
     } catch (e) {
       throw new UsageError(
         `${spec.mode === "hmp" ? "-monitor" : "-qmp"} ${spec.text}: ${(e as Error).message}`,
       );
     }
-    listeners.push(listener);
+    relays.push(relay);
     let firstConnected!: () => void;
     if (spec.wait) waits.push(new Promise<void>((resolve) => (firstConnected = resolve)));
     (async () => {
-      try {
-        for await (const conn of listener) {
-          serve(conn, spec);
-          firstConnected?.();
-        }
-      } catch {
-        // listener closed
+      for await (const conn of relay) {
+        serve(conn, spec);
+        firstConnected?.();
       }
     })();
   }
@@ -294,25 +293,14 @@ export async function startMonitors(
   return {
     monitor,
     close: async () => {
-      for (const l of listeners) {
-        try {
-          l.close();
-        } catch {
-          // already closed
-        }
-      }
       // The last answers (quit's) go out first, unless the client stopped reading.
       await Promise.race([
         Promise.all([...flushes.values()].map((f) => f())),
         new Promise((r) => Deno.unrefTimer(setTimeout(r, 2000))),
       ]);
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch {
-          // already closed
-        }
-      }
+      for (const c of conns) c.close();
+      // Stops listening and ends the threads.
+      await Promise.all(relays.map((r) => r.close()));
       for (const spec of specs) {
         if (spec.transport === "unix") {
           try {
