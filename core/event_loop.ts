@@ -1,5 +1,7 @@
 // The virtual clock, timers and deferred work; run() gives the CPUs slices between deadlines
 
+import { HOST_ATTENTION } from "./host_attention.ts";
+
 /**
  * What the loop runs: the machine's CPUs seen as one executor. The machine adapts
  * its CPU backends to this shape.
@@ -182,6 +184,7 @@ export class EventLoop {
   #wake: (() => void) | null = null;
   #woken = false;
   #running = false;
+  readonly #attention = new Int32Array(HOST_ATTENTION);
 
   constructor(options: EventLoopOptions = {}) {
     this.nsPerInstruction = options.nsPerInstruction ?? 8;
@@ -307,10 +310,15 @@ export class EventLoop {
   /**
    * Asks {@linkcode run} to return at the end of the current slice with reason `stop`.
    * The first request wins, except that any other request replaces a pending `pause`
-   * (a quit or reset sent to a paused machine must not be lost behind it).
+   * (a quit or reset sent to a paused machine must not be lost behind it), and any but
+   * `pause` replaces a pending `reset` (a quit right after a reset still quits, as QEMU,
+   * whose main loop looks at shutdown requests before reset requests).
    */
   requestStop(detail = "stop"): void {
-    if (this.#stopDetail === null || this.#stopDetail === "pause") this.#stopDetail = detail;
+    const pending = this.#stopDetail;
+    if (pending === null || pending === "pause" || (pending === "reset" && detail !== "pause")) {
+      this.#stopDetail = detail;
+    }
     this.#executor?.interrupt?.();
     this.wake();
   }
@@ -395,11 +403,21 @@ export class EventLoop {
           }
           const nowMs = performance.now();
           const pollEveryMs = Math.min(this.#hostPollMs, Math.max(5, 50 * pollCostMs));
+          // A socket thread posted bytes for this thread (core/host_attention.ts).
+          const attention = this.#attention[0] !== 0;
+          if (attention) Atomics.store(this.#attention, 0, 0);
           if (nowMs - lastPoll >= pollEveryMs) {
             if (poller === undefined) poller = await SocketPoller.open();
             await (poller ? poller.poll() : timerPoll());
             lastYield = lastPoll = performance.now();
             pollCostMs += (lastPoll - nowMs - pollCostMs) / 4;
+          } else if (attention) {
+            // A worker's message is delivered by any macrotask turn (no socket poll is
+            // needed); the second turn lets the promises its handler started settle before
+            // this loop runs slices again (they may share the first turn's microtasks).
+            await hostTurn();
+            await hostTurn();
+            lastYield = performance.now();
           } else if (this.#pendingIo > 0 || nowMs - lastYield >= this.#hostYieldMs) {
             await hostTurn();
             lastYield = performance.now();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { EventLoop, type SliceExecutor } from "./event_loop.ts";
+import { HOST_ATTENTION } from "./host_attention.ts";
 
 /** A CPU stand-in: counts instructions, halts when told, runs a hook per instruction. */
 class FakeCpu implements SliceExecutor {
@@ -98,6 +99,25 @@ Deno.test("EventLoop.requestStop(): a quit sent while a pause is pending is not 
   assert.deepEqual(result, { reason: "stop", detail: "exit", instructions: 3 });
 });
 
+Deno.test("EventLoop.requestStop(): a quit sent while a reset is pending wins; a pause does not", async () => {
+  for (
+    const [requests, expected] of [
+      [["reset", "exit"], "exit"],
+      [["reset", "shutdown"], "shutdown"],
+      [["reset", "pause"], "reset"],
+      [["pause", "reset", "pause"], "reset"],
+    ] as const
+  ) {
+    const loop = new EventLoop();
+    const cpu = new FakeCpu();
+    cpu.onInstruction = () => {
+      if (cpu.retired === 3) { for (const r of requests) loop.requestStop(r); }
+    };
+    const result = await loop.run(cpu, { maxInstructions: 1000 });
+    assert.deepEqual(result, { reason: "stop", detail: expected, instructions: 3 }, `${requests}`);
+  }
+});
+
 Deno.test("EventLoop.track() lets async I/O complete while the guest waits", async () => {
   const loop = new EventLoop();
   const cpu = new FakeCpu();
@@ -183,7 +203,13 @@ Deno.test({
     );
     let sentAt = -1;
     let readAt = -1;
-    worker.onmessage = () => sentAt = retired;
+    // (Under load the byte may be read before the message arrives: then it was read at once.)
+    const sent = new Promise<void>((resolve) =>
+      worker.onmessage = () => {
+        sentAt = retired;
+        resolve();
+      }
+    );
     void (async () => {
       const conn = await listener.accept();
       const n = await conn.read(new Uint8Array(1));
@@ -197,6 +223,7 @@ Deno.test({
       // At most 5 s of busy slices.
       const result = await loop.run(busy, { maxInstructions: 5000 * 1000 });
       assert.equal(result.reason, "stop", "the socket was never read while the guest ran");
+      await sent;
       // Busy slices between "sent" and the read: 3-11 measured (the poll comes every 5-50 ms);
       // 220-290 without the polls (the runtime polled sockets every ~60 turns of its loop).
       assert.ok(sentAt >= 0);
@@ -205,6 +232,64 @@ Deno.test({
     } finally {
       worker.terminate();
       listener.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "EventLoop.run(): a thread's message flagged in HOST_ATTENTION is handled after the current slice",
+  sanitizeResources: false,
+  async fn() {
+    // The worker posts, then sets the attention word, then says so through `sync`; the
+    // slice that asked waits for that, so the message is queued before the slice ends.
+    // Slices take no time here: without the word, the next turn of the host loop (every
+    // 5 ms) would come thousands of slices later.
+    const sync = new Int32Array(new SharedArrayBuffer(4));
+    const worker = new Worker(
+      URL.createObjectURL(
+        new Blob([
+          `self.onmessage = (e) => {
+            const [attention, sync] = e.data;
+            self.postMessage("hello");
+            Atomics.store(new Int32Array(attention), 0, 1);
+            Atomics.store(sync, 0, 1);
+            Atomics.notify(sync, 0);
+          };`,
+        ], { type: "application/javascript" }),
+      ),
+      { type: "module" },
+    );
+    let slices = 0;
+    let askedAt = -1;
+    let handledAt = -1;
+    const loop = new EventLoop({ maxSliceInstructions: 1000 });
+    worker.onmessage = () => {
+      handledAt = slices;
+      loop.requestStop("handled");
+    };
+    const executor: SliceExecutor = {
+      runSlice(max) {
+        slices++;
+        if (slices === 100) {
+          askedAt = slices;
+          worker.postMessage([HOST_ATTENTION, sync]);
+          Atomics.wait(sync, 0, 0, 10_000);
+        }
+        return max;
+      },
+      isIdle: () => false,
+      instructionsRetired: () => slices * 1000,
+    };
+    try {
+      const result = await loop.run(executor, { maxInstructions: 1e9 });
+      assert.equal(result.reason, "stop");
+      assert.equal(sync[0], 1, "the worker never answered");
+      assert.equal(askedAt, 100);
+      // Handled in the turn right after the slice that was running.
+      assert.equal(handledAt, askedAt, `handled ${handledAt - askedAt} slices later`);
+    } finally {
+      worker.terminate();
     }
   },
 });

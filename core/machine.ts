@@ -199,6 +199,7 @@ export class Machine implements DeviceContext {
   #paused = false;
   #resumeWaiter: (() => void) | null = null;
   #runListeners: ((event: MachineRunEvent) => void)[] = [];
+  #runCount = 0;
 
   constructor(config: MachineConfig) {
     this.config = config;
@@ -513,6 +514,23 @@ export class Machine implements DeviceContext {
    * Resets requested by the guest are carried out here and the run goes on.
    */
   async run(options: RunOptions = {}): Promise<MachineExit> {
+    this.#runCount++;
+    try {
+      return await this.#run(options);
+    } finally {
+      this.#runCount--;
+    }
+  }
+
+  /**
+   * True while {@linkcode run} is carrying out the guest's run, paused or not: a reset,
+   * shutdown or exit requested now will be carried out (and reported by a run event).
+   */
+  get runActive(): boolean {
+    return this.#runCount > 0;
+  }
+
+  async #run(options: RunOptions): Promise<MachineExit> {
     await this.realize();
     let budget = options.maxInstructions ?? Infinity;
     for (;;) {

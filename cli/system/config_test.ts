@@ -100,6 +100,11 @@ Deno.test("checkImplemented() refuses what vmkit does not do yet instead of igno
     /-incoming: not supported by vmkit yet/,
   );
   checkImplemented(opts("-vga", "std", "-vga", "cirrus"));
+  checkImplemented(opts("-parallel", "none"));
+  assert.throws(
+    () => checkImplemented(opts("-parallel", "file:/tmp/lp")),
+    /-parallel: not supported by vmkit yet/,
+  );
   assert.throws(
     () => checkImplemented(opts("-vga", "qxl")),
     /-vga qxl: not supported by vmkit yet/,

@@ -28,6 +28,7 @@ import {
 } from "../../core/monitor/mod.ts";
 import { addSnapshotCommands } from "../../core/monitor/snapshots.ts";
 import { snapshotTable } from "../img/info.ts";
+import { type RelayConn, SocketRelay } from "./relay/socket_relay.ts";
 
 /** Unsent answer bytes past which a monitor connection stops reading requests. */
 const MONITOR_READ_PAUSE_BYTES = 1 << 20;
@@ -54,9 +55,15 @@ export interface MonitorSpec {
   wait: boolean;
   /** The text as given, for messages and `info chardev`. */
   text: string;
-  /** The chardev id of a `-mon chardev=ID` (its label in `info chardev`). */
+  /**
+   * The label `info chardev` shows: the chardev id of a `-mon chardev=ID`; QEMU's
+   * `compat_monitorN` for the Nth `-monitor`/`-qmp` (set by {@linkcode monitorSpecs}).
+   */
   label?: string;
 }
+
+/** The clients connected to each listening monitor, for `info chardev`'s peer. */
+const peers = new WeakMap<MonitorSpec, RelayConn[]>();
 
 /**
  * Parses `-monitor`/`-qmp` values; `none` gives nothing.
@@ -165,18 +172,23 @@ export async function startMonitors(
 ): Promise<MonitorServers> {
   const monitor = new Monitor(machine, host, { startPaused: options.startPaused });
   addSnapshotCommands(monitor.table, snapshotTable);
-  const listeners: Deno.Listener[] = [];
-  const conns = new Set<Deno.Conn>();
+  // The sockets live on threads of their own (relay/socket_thread.ts), so a client's
+  // request reaches a busy guest's main thread at the end of the current CPU slice.
+  const relays: SocketRelay[] = [];
+  const conns = new Set<RelayConn>();
   /** Each connection's answers still being written. */
-  const flushes = new Map<Deno.Conn, () => Promise<void>>();
+  const flushes = new Map<RelayConn, () => Promise<void>>();
   const cleanups: (() => void)[] = [];
   // The guest may halt with nothing pending; a monitor can still wake it.
   if (options.keepAlive ?? true) cleanups.push(machine.loop.addHostSource());
   const waits: Promise<void>[] = [];
   const encoder = new TextEncoder();
 
-  const serve = (conn: Deno.Conn, mode: "hmp" | "qmp") => {
+  const serve = (conn: RelayConn, spec: MonitorSpec) => {
+    const mode = spec.mode;
     conns.add(conn);
+    const specPeers = peers.get(spec) ?? [];
+    peers.set(spec, [...specPeers, conn]);
     // Answers go out in order; the bytes not yet taken by the client are counted, so a
     // client that does not read is not answered into unbounded memory.
     let unsentBytes = 0;
@@ -226,6 +238,7 @@ export async function startMonitors(
       }
       session.detach();
       conns.delete(conn);
+      peers.set(spec, (peers.get(spec) ?? []).filter((c) => c !== conn));
       flushes.delete(conn);
       try {
         conn.close();
@@ -249,7 +262,7 @@ export async function startMonitors(
       cleanups.push(session);
       continue;
     }
-    let listener: Deno.Listener;
+    let relay: SocketRelay;
     try {
       if (spec.transport === "unix") {
         try {
@@ -257,26 +270,22 @@ export async function startMonitors(
         } catch {
           // nothing there
         }
-        listener = Deno.listen({ transport: "unix", path: spec.path! });
+        relay = SocketRelay.listen({ transport: "unix", path: spec.path! });
       } else {
-        listener = Deno.listen({ transport: "tcp", hostname: spec.host!, port: spec.port! });
+        relay = SocketRelay.listen({ transport: "tcp", hostname: spec.host!, ports: [spec.port!] });
       }
     } catch (e) {
       throw new UsageError(
         `${spec.mode === "hmp" ? "-monitor" : "-qmp"} ${spec.text}: ${(e as Error).message}`,
       );
     }
-    listeners.push(listener);
+    relays.push(relay);
     let firstConnected!: () => void;
     if (spec.wait) waits.push(new Promise<void>((resolve) => (firstConnected = resolve)));
     (async () => {
-      try {
-        for await (const conn of listener) {
-          serve(conn, spec.mode);
-          firstConnected?.();
-        }
-      } catch {
-        // listener closed
+      for await (const conn of relay) {
+        serve(conn, spec);
+        firstConnected?.();
       }
     })();
   }
@@ -284,25 +293,14 @@ export async function startMonitors(
   return {
     monitor,
     close: async () => {
-      for (const l of listeners) {
-        try {
-          l.close();
-        } catch {
-          // already closed
-        }
-      }
       // The last answers (quit's) go out first, unless the client stopped reading.
       await Promise.race([
         Promise.all([...flushes.values()].map((f) => f())),
         new Promise((r) => Deno.unrefTimer(setTimeout(r, 2000))),
       ]);
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch {
-          // already closed
-        }
-      }
+      for (const c of conns) c.close();
+      // Stops listening and ends the threads.
+      await Promise.all(relays.map((r) => r.close()));
       for (const spec of specs) {
         if (spec.transport === "unix") {
           try {
@@ -501,16 +499,7 @@ export function monitorHost(o: MonitorHostOptions): MonitorHost {
     chardevs: () => {
       const list = o.chardevs.map((c) => ({ label: c.id, filename: chardevFilename(c) }));
       o.specs.forEach((s, i) => {
-        const label = s.label ?? (s.mode === "hmp" ? `compat_monitor${i}` : `qmp${i}`);
-        // QEMU names a listening socket by its address and server=on.
-        const filename = s.transport === "stdio"
-          ? "stdio"
-          : s.transport === "vc"
-          ? "vc"
-          : s.transport === "unix"
-          ? `unix:${s.path},server=on`
-          : `${s.text.split(":")[0]}:${s.host}:${s.port},server=on`;
-        list.push({ label, filename });
+        list.push({ label: s.label ?? `compat_monitor${i}`, filename: monitorFilename(s) });
       });
       return list.sort((a, b) => (a.label < b.label ? -1 : 1));
     },
@@ -581,6 +570,19 @@ async function copyAllocated(top: BlockNode, target: BlockNode): Promise<void> {
   await target.flush();
 }
 
+// QEMU names a listening socket by its address and server=on, "disconnected:" before it
+// while no client is connected, and a TCP client's address after it.
+function monitorFilename(s: MonitorSpec): string {
+  if (s.transport === "stdio" || s.transport === "vc") return s.transport;
+  const where = s.transport === "unix"
+    ? `unix:${s.path},server=on`
+    : `${s.text.split(":")[0]}:${s.host}:${s.port},server=on`;
+  const conn = peers.get(s)?.[0];
+  if (!conn) return `disconnected:${where}`;
+  const peer = conn.remoteAddr;
+  return peer.transport === "tcp" ? `${where} <-> ${peer.hostname}:${peer.port}` : where;
+}
+
 function chardevFilename(c: Chardev): string {
   const kind = c.constructor.name;
   if (kind === "StdioChardev") return "stdio";
@@ -592,6 +594,8 @@ function chardevFilename(c: Chardev): string {
 /** The `-monitor` and `-qmp` options of a command line, in order; `none` drops out. */
 export function monitorSpecs(opts: readonly { name: string; value: string }[]): MonitorSpec[] {
   const specs: MonitorSpec[] = [];
+  // QEMU counts -monitor and -qmp together: compat_monitor0, compat_monitor1...
+  let unnamed = 0;
   for (const o of opts) {
     if (o.name === "mon") {
       specs.push(monSpec(o.value, opts));
@@ -599,7 +603,7 @@ export function monitorSpecs(opts: readonly { name: string; value: string }[]): 
     }
     if (o.name !== "monitor" && o.name !== "qmp") continue;
     const s = parseMonitorSpec(o.name === "monitor" ? "hmp" : "qmp", o.value);
-    if (s) specs.push(s);
+    if (s) specs.push({ ...s, label: `compat_monitor${unnamed++}` });
   }
   if (specs.filter((s) => s.transport === "stdio").length > 1) {
     throw new UsageError("cannot use stdio by multiple character devices");

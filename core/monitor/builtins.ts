@@ -62,7 +62,11 @@ export function addBuiltinCommands(table: CommandTable): void {
   });
   table.addQmp({ name: "stop", args: none, run: (ctx) => (ctx.stop(), {}) });
   table.addQmp({ name: "cont", args: none, run: (ctx) => (ctx.cont(), {}) });
-  table.addQmp({ name: "system_reset", args: none, run: (ctx) => (ctx.systemReset(), {}) });
+  table.addQmp({
+    name: "system_reset",
+    args: none,
+    run: async (ctx) => (await ctx.systemReset(), {}),
+  });
   table.addQmp({ name: "quit", args: none, run: (ctx) => (ctx.quit(), {}) });
   table.addQmp({ name: "system_powerdown", args: none, run: (ctx) => (powerDown(ctx), {}) });
   table.addQmp({
@@ -110,7 +114,7 @@ export function addBuiltinCommands(table: CommandTable): void {
     name: "system_reset",
     params: "",
     help: "reset the system",
-    run: (ctx) => (ctx.systemReset(), ""),
+    run: async (ctx) => (await ctx.systemReset(), ""),
   });
   table.addHmp({
     name: "system_powerdown",

@@ -36,8 +36,11 @@ export interface MonitorContext {
   stop(): void;
   /** Resumes the machine and sends `RESUME` (nothing when running). */
   cont(): void;
-  /** Resets the machine on the host's request (`RESET` with `host-qmp-system-reset`). */
-  systemReset(): void;
+  /**
+   * Resets the machine on the host's request (`RESET` with `host-qmp-system-reset`);
+   * settles once the reset is carried out (at once when the machine is not running).
+   */
+  systemReset(): Promise<void>;
   /** Ends vmkit (`SHUTDOWN` with `host-qmp-quit`). */
   quit(): void;
   /** Sends an event to every QMP session. */

@@ -50,6 +50,8 @@ export class Monitor implements MonitorContext {
   #qmpSessions = new Set<QmpListener>();
   #hostReason: string | null = null;
   #quitting = false;
+  /** Resets asked for by a command, settled at the next run event. */
+  #afterRunEvent: (() => void)[] = [];
   #throttled = new Map<string, { data?: Record<string, unknown>; pending: boolean }>();
 
   constructor(machine: Machine, host: MonitorHost, options: { startPaused?: boolean } = {}) {
@@ -72,6 +74,7 @@ export class Monitor implements MonitorContext {
     }
     watchBalloon(machine, (event, data) => this.emit(event, data));
     machine.onRunEvent((event) => {
+      for (const settle of this.#afterRunEvent.splice(0)) settle();
       if (event === "reset") {
         const reason = this.#hostReason ?? "guest-reset";
         this.#hostReason = null;
@@ -105,9 +108,24 @@ export class Monitor implements MonitorContext {
     this.machine.resume();
   }
 
-  systemReset(): void {
+  /**
+   * Requests a system reset and, while the machine's run is active, settles once it has
+   * been carried out: as in QEMU, whose main loop resets before the monitor reads its
+   * next command, the RESET event comes before this command's answer and before
+   * anything a later command does (a quit right after a reset).
+   */
+  async systemReset(): Promise<void> {
     this.#hostReason = "host-qmp-system-reset";
+    if (!this.machine.runActive) {
+      this.machine.requestReset();
+      return;
+    }
+    const done = new Promise<void>((resolve) => this.#afterRunEvent.push(resolve));
     this.machine.requestReset();
+    // (A guard: the run ends some other way without a run event, or never comes round.)
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([done, new Promise((r) => (timer = setTimeout(r, RESET_WAIT_MS)))]);
+    clearTimeout(timer);
   }
 
   quit(): void {
@@ -313,6 +331,9 @@ export class Monitor implements MonitorContext {
     }
   }
 }
+
+/** The longest a `system_reset` waits for the machine to carry it out. */
+const RESET_WAIT_MS = 5000;
 
 /** Events QEMU sends at most once per period (ms), the newest winning (monitor/monitor.c). */
 const THROTTLED_EVENTS_MS: Readonly<Record<string, number>> = { BALLOON_CHANGE: 1000 };

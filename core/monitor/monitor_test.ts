@@ -91,6 +91,26 @@ Deno.test("stop pauses the CPU and the virtual clock; cont resumes both; quit en
   assert.deepEqual(events, ["STOP", "RESET", "RESUME", "SHUTDOWN"]);
 });
 
+Deno.test("system_reset then quit in one read: the reset is carried out first, then vmkit quits", async () => {
+  const { machine, send, messages, cpu, quits } = setup();
+  const run = machine.run();
+  send('{"execute": "qmp_capabilities"}');
+  await until(() => cpu.instructionsRetired > 0);
+  // Both requests reach the monitor together, while the guest runs.
+  send('{"execute": "system_reset"}\n{"execute": "quit"}');
+  // (A quit lost behind the reset would leave the guest running for good.)
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const exit = await Promise.race([run, new Promise((r) => (timer = setTimeout(r, 20_000)))]);
+  clearTimeout(timer);
+  machine.requestExit(1);
+  assert.deepEqual(exit, { reason: "exit", exitCode: 0 });
+  assert.equal(quits(), 1);
+  assert.equal(cpu.resets, 2); // realize's reset, then ours
+  // QEMU's order: RESET before system_reset's answer, SHUTDOWN before quit's.
+  const seen = messages().slice(2).map((m) => (m.event as string) ?? "return");
+  assert.deepEqual(seen, ["RESET", "return", "SHUTDOWN", "return"]);
+});
+
 Deno.test("stop holds a host clock (accel=kvm) too: no time passes for the guest while paused", async () => {
   const { machine, send, cpu } = setup(true);
   const run = machine.run();

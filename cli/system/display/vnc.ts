@@ -5,7 +5,7 @@ import { UsageError } from "../../../core/errors.ts";
 import type { Machine } from "../../../core/machine.ts";
 import { parseKeyValueList } from "../../../core/options.ts";
 import { RfbServer, type SharePolicy } from "./rfb_server.ts";
-import { SocketRelay } from "./socket_relay.ts";
+import { SocketRelay } from "../relay/socket_relay.ts";
 
 /** The first VNC display's TCP port: display N listens on 5900 + N. */
 export const VNC_PORT_BASE = 5900;

@@ -2,7 +2,7 @@
 
 import { UsageError } from "../../../core/errors.ts";
 import type { RfbServer } from "./rfb_server.ts";
-import { SocketRelay } from "./socket_relay.ts";
+import { SocketRelay } from "../relay/socket_relay.ts";
 import { WEB_PAGE } from "./web_page.ts";
 
 /** Where the browser console listens when `-display web` names no address. */

@@ -1,5 +1,6 @@
 // A listener whose sockets live on their own thread (socket_thread.ts): the VNC server reads clients' requests within milliseconds while the guest keeps the main thread busy
 
+import { HOST_ATTENTION } from "../../../core/host_attention.ts";
 import { ChunkQueue } from "./chunk_queue.ts";
 import {
   BOX_BYTES,
@@ -171,6 +172,7 @@ export class SocketRelay {
       op: "listen",
       ...address,
       box,
+      attention: HOST_ATTENTION,
       maxUnreadBytes: MAX_UNREAD_BYTES,
     };
     worker.postMessage(request);

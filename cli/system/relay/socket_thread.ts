@@ -4,6 +4,7 @@
 // RelayEvent. The listen answer goes through the shared `box` because the main thread
 // waits for it synchronously (the command line reports a port in use at once).
 
+import { requestHostAttention } from "../../../core/host_attention.ts";
 import { ChunkQueue } from "./chunk_queue.ts";
 
 /** Asks the thread to listen; it answers in `box` (see {@linkcode BOX_STATE}). */
@@ -19,6 +20,8 @@ export interface ListenRequest {
   path?: string;
   page?: string;
   box: SharedArrayBuffer;
+  /** The main thread's host-attention word (core/host_attention.ts), set after each event. */
+  attention?: SharedArrayBuffer;
   /** Unread bytes a connection may leave with the main thread before reading pauses. */
   maxUnreadBytes: number;
 }
@@ -78,8 +81,12 @@ interface Relayed {
 // deno-lint-ignore no-explicit-any
 const scope = globalThis as any;
 if (typeof scope.WorkerGlobalScope !== "undefined" && scope instanceof scope.WorkerGlobalScope) {
-  const post = (event: RelayEvent, transfer: Transferable[] = []) =>
+  let attention: SharedArrayBuffer | undefined;
+  const post = (event: RelayEvent, transfer: Transferable[] = []) => {
     scope.postMessage(event, transfer);
+    // A busy main thread turns its event loop at the end of its current CPU slice.
+    if (attention) requestHostAttention(attention);
+  };
   const conns = new Map<number, Relayed>();
   let listener: Deno.Listener | undefined;
   let maxUnread = 1 << 20;
@@ -208,6 +215,7 @@ if (typeof scope.WorkerGlobalScope !== "undefined" && scope instanceof scope.Wor
     switch (msg.op) {
       case "listen": {
         maxUnread = msg.maxUnreadBytes;
+        attention = msg.attention;
         let error = "";
         if (msg.transport === "web") {
           try {
