@@ -195,7 +195,7 @@ export class X86Cpu implements CpuBackend {
     const c = this.#c;
     c.regs.fill(0);
     const m = c.model;
-    c.regs[EDX] = (m.family << 8) | (m.model << 4) | m.stepping;
+    c.regs[EDX] = m.signature;
     c.flags = 2;
     c.lzMask = 0;
     c.cr0 = m.family <= 2 ? 0 : 0x60000010;

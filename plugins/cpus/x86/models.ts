@@ -1,4 +1,14 @@
-// CPU models: CPUID vendor, family and feature bits as QEMU reports them
+// CPU models: QEMU 7.2's x86 models (core/x86_cpu_models.ts) limited to the flags this interpreter implements
+
+import { UsageError } from "../../../core/errors.ts";
+import {
+  featureMask,
+  findX86Model,
+  resolveX86Cpu,
+  type X86CpuConfig,
+  x86ModelNames,
+  x86Signature,
+} from "../../../core/x86_cpu_models.ts";
 
 /** CPUID.1:EDX feature bits. */
 export const FEAT_FPU = 1 << 0, FEAT_VME = 1 << 1, FEAT_DE = 1 << 2, FEAT_PSE = 1 << 3;
@@ -21,6 +31,8 @@ export interface CpuModel {
   readonly family: number;
   readonly model: number;
   readonly stepping: number;
+  /** CPUID.1:EAX and EDX at reset: family, model and stepping with their extended fields. */
+  readonly signature: number;
   /** Highest basic CPUID leaf; -1 when the CPU has no CPUID instruction. */
   readonly level: number;
   /** Highest extended leaf (0x8000000x) or 0. */
@@ -33,58 +45,73 @@ export interface CpuModel {
   readonly modelId: string;
 }
 
-const P6_FEATURES = FEAT_FPU | FEAT_DE | FEAT_PSE | FEAT_TSC | FEAT_MSR | FEAT_PAE | FEAT_MCE |
-  FEAT_CX8 | FEAT_APIC | FEAT_SEP | FEAT_MTRR | FEAT_PGE | FEAT_MCA | FEAT_CMOV | FEAT_PAT |
-  FEAT_PSE36;
+/**
+ * The CPUID flags this interpreter implements, in QEMU's names: a model's other flags
+ * are dropped (with QEMU's "TCG doesn't support requested feature" warning when the user
+ * named the model). Grows as the CPU does (mmx, fxsr, sse, sse2, pni, cx16, syscall, lm...).
+ */
+const IMPLEMENTED = featureMask([
+  "fpu",
+  "de",
+  "pse",
+  "tsc",
+  "msr",
+  "pae",
+  "mce",
+  "cx8",
+  "apic",
+  "sep",
+  "mtrr",
+  "pge",
+  "mca",
+  "cmov",
+  "pat",
+  "pse36",
+  "nx",
+  "hypervisor",
+]);
 
-/** The models `-cpu help` lists, in QEMU's spelling; features limited to what we emulate. */
-export const CPU_MODELS: readonly CpuModel[] = [
-  {
-    name: "qemu32",
-    description: "QEMU Virtual CPU version 2.5+",
-    vendor: "GenuineIntel",
-    family: 6,
-    model: 6,
-    stepping: 3,
-    level: 4,
-    xlevel: 0x80000004,
-    features: P6_FEATURES,
-    featuresEcx: 0,
-    extFeatures: EXT_NX,
-    extFeaturesEcx: 0,
-    modelId: "QEMU Virtual CPU version 2.5+",
-  },
-  {
-    name: "pentium",
-    description: "",
-    vendor: "GenuineIntel",
-    family: 5,
-    model: 4,
-    stepping: 3,
-    level: 1,
-    xlevel: 0,
-    features: FEAT_FPU | FEAT_DE | FEAT_PSE | FEAT_TSC | FEAT_MSR | FEAT_MCE | FEAT_CX8,
-    featuresEcx: 0,
-    extFeatures: 0,
-    extFeaturesEcx: 0,
-    modelId: "",
-  },
-  {
-    name: "486",
-    description: "",
-    vendor: "GenuineIntel",
-    family: 4,
-    model: 8,
-    stepping: 0,
-    level: 1,
-    xlevel: 0,
-    features: FEAT_FPU | FEAT_PSE,
-    featuresEcx: 0,
-    extFeatures: 0,
-    extFeaturesEcx: 0,
-    modelId: "",
-  },
-];
+/** A model of core/x86_cpu_models.ts as this interpreter runs it. */
+function fromConfig(cpu: X86CpuConfig, description: string): CpuModel {
+  return {
+    name: cpu.name,
+    description,
+    vendor: cpu.vendor,
+    family: cpu.family,
+    model: cpu.model,
+    stepping: cpu.stepping,
+    signature: x86Signature(cpu.family, cpu.model, cpu.stepping),
+    level: cpu.level,
+    xlevel: cpu.xlevel,
+    features: (cpu.features["1_EDX"] ?? 0) | 0,
+    featuresEcx: (cpu.features["1_ECX"] ?? 0) | 0,
+    extFeatures: (cpu.features["8000_0001_EDX"] ?? 0) | 0,
+    extFeaturesEcx: (cpu.features["8000_0001_ECX"] ?? 0) | 0,
+    modelId: cpu.modelId,
+  };
+}
+
+/** Every model `-cpu help` lists (QEMU 7.2's), as names the plugin accepts. */
+export const CPU_MODELS: readonly { name: string; description: string }[] = x86ModelNames()
+  .map((name) => ({ name, description: findX86Model(name)?.description ?? "" }));
+
+/**
+ * Resolves `-cpu` text (`Haswell,-hle,+pcid`, or a bare name) to the model this
+ * interpreter runs, with QEMU's warnings for the flags it drops.
+ *
+ * @throws UsageError with QEMU's words for an unknown model, flag or value
+ */
+export function resolveModel(text: string): { model: CpuModel; warnings: readonly string[] } {
+  let cpu: X86CpuConfig;
+  try {
+    cpu = resolveX86Cpu(text, { accel: "tcg", supported: IMPLEMENTED });
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError((e as Error).message);
+  }
+  const description = findX86Model(cpu.name)?.description ?? "";
+  return { model: fromConfig(cpu, description), warnings: cpu.warnings };
+}
 
 /**
  * An 80286-compatible model for the real-mode conformance data: no CPUID, FLAGS bits
@@ -97,6 +124,7 @@ export const MODEL_286: CpuModel = {
   family: 2,
   model: 0,
   stepping: 0,
+  signature: 0x200,
   level: -1,
   xlevel: 0,
   features: 0,
@@ -109,8 +137,12 @@ export const MODEL_286: CpuModel = {
 /** The model used when `-cpu` is not given. */
 export const DEFAULT_MODEL = "qemu32";
 
-/** Finds a model by name (including the hidden `286`). */
-export function findModel(name: string): CpuModel | undefined {
-  if (name === MODEL_286.name) return MODEL_286;
-  return CPU_MODELS.find((m) => m.name === name);
+/**
+ * Finds a model by name (including the hidden `286`) or by `-cpu` text with flags
+ * (`qemu32,+nx`), its flags limited to what this interpreter implements.
+ */
+export function findModel(text: string): CpuModel | undefined {
+  if (text === MODEL_286.name) return MODEL_286;
+  if (!findX86Model(text.split(",")[0])) return undefined;
+  return resolveModel(text).model;
 }

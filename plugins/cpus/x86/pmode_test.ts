@@ -39,7 +39,8 @@ Deno.test({
   name: `X86Cpu runs paging.asm: PSE and PAE pages, #PF codes, CR2, WP, INVLPG and NX${why}`,
   ignore: !HAVE_NASM,
   fn() {
-    const run = runProgram(assemble("paging"));
+    // QEMU's qemu32 has no NX; the test turns it on as `-cpu qemu32,+nx` would.
+    const run = runProgram(assemble("paging"), { model: "qemu32,+nx" });
     assert.equal(run.exit, RunExit.HaltNoInterrupts);
     assert.deepEqual(run.reports, [
       "80:100", // paging on

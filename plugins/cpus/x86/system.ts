@@ -197,7 +197,7 @@ function cpuid(c: CpuCore): void {
     d = vendor(m.vendor, 4);
     cx = vendor(m.vendor, 8);
   } else if (leaf === 1 && m.level >= 1) {
-    a = (m.family << 8) | (m.model << 4) | m.stepping;
+    a = m.signature;
     b = (8 << 8) | (c.apicId << 24); // CLFLUSH line size 8 * 8 bytes, initial APIC ID
     cx = m.featuresEcx;
     d = m.features;
@@ -226,7 +226,7 @@ function cpuid(c: CpuCore): void {
   } else if (leaf === 0x80000000 && m.xlevel !== 0) {
     a = m.xlevel;
   } else if (leaf === 0x80000001 && m.xlevel >= 0x80000001) {
-    a = (m.family << 8) | (m.model << 4) | m.stepping;
+    a = m.signature;
     cx = m.extFeaturesEcx;
     d = m.extFeatures;
   } else if (leaf >= 0x80000002 && leaf <= 0x80000004 && m.xlevel >= leaf) {
