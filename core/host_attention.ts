@@ -9,7 +9,7 @@
  */
 export const HOST_ATTENTION: SharedArrayBuffer = new SharedArrayBuffer(4);
 
-/** Sets the word (from any thread that holds the buffer). */
-export function requestHostAttention(buffer: SharedArrayBuffer): void {
-  Atomics.store(new Int32Array(buffer), 0, 1);
+/** Sets the word through a view of {@linkcode HOST_ATTENTION} (from any thread holding it). */
+export function requestHostAttention(word: Int32Array): void {
+  Atomics.store(word, 0, 1);
 }

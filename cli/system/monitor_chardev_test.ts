@@ -1,17 +1,9 @@
 // `info chardev` of -monitor and -qmp sockets, compared with QEMU 7.2 on the same command line
 
 import assert from "node:assert/strict";
-import { MAIN } from "../../tests/test_util.ts";
+import { haveProgram, MAIN } from "../../tests/test_util.ts";
 
-const haveQemu = (() => {
-  try {
-    return new Deno.Command("qemu-system-x86_64", { args: ["--version"] }).outputSync().success;
-  } catch {
-    return false;
-  }
-})();
-
-/** Three loopback ports nobody listens on (taken and released at once). */
+/** Loopback ports nobody listens on (taken and released at once). */
 function freePorts(n: number): number[] {
   const listeners = Array.from(
     { length: n },
@@ -60,7 +52,7 @@ async function infoChardev(port: number): Promise<string[]> {
 
 Deno.test({
   name: "info chardev names -monitor and -qmp as QEMU does, connected or not",
-  ignore: !haveQemu,
+  ignore: !haveProgram("qemu-system-x86_64"),
   async fn() {
     const out: Record<string, string[]> = {};
     for (const vm of ["qemu", "vmkit"]) {

@@ -81,7 +81,7 @@ interface Relayed {
 // deno-lint-ignore no-explicit-any
 const scope = globalThis as any;
 if (typeof scope.WorkerGlobalScope !== "undefined" && scope instanceof scope.WorkerGlobalScope) {
-  let attention: SharedArrayBuffer | undefined;
+  let attention: Int32Array | undefined;
   const post = (event: RelayEvent, transfer: Transferable[] = []) => {
     scope.postMessage(event, transfer);
     // A busy main thread turns its event loop at the end of its current CPU slice.
@@ -215,7 +215,7 @@ if (typeof scope.WorkerGlobalScope !== "undefined" && scope instanceof scope.Wor
     switch (msg.op) {
       case "listen": {
         maxUnread = msg.maxUnreadBytes;
-        attention = msg.attention;
+        attention = msg.attention && new Int32Array(msg.attention);
         let error = "";
         if (msg.transport === "web") {
           try {

@@ -4,8 +4,7 @@ import type { CpuContext } from "../../../core/cpu.ts";
 import { UsageError } from "../../../core/errors.ts";
 import type { CpuDescriptor } from "../../../core/plugin.ts";
 import { switchFromEnvironment, X86Cpu } from "./cpu.ts";
-import { findX86Model } from "../../../core/x86_cpu_models.ts";
-import { CPU_MODELS, DEFAULT_MODEL, MODEL_286, resolveModel } from "./models.ts";
+import { CPU_MODELS, DEFAULT_MODEL, resolveModel } from "./models.ts";
 import { allocateWasmRam } from "./wasm/ram.ts";
 
 export { JIT_DEFAULT, WASM_DEFAULT, X86Cpu, type X86CpuOptions } from "./cpu.ts";
@@ -24,18 +23,11 @@ export default {
   allocateRam: allocateWasmRam,
   create(context: unknown, _opts) {
     const ctx = context as CpuContext;
-    const text = ctx.cpu ?? ctx.model ?? DEFAULT_MODEL;
-    const name = text.split(",")[0];
-    if (name !== MODEL_286.name && !findX86Model(name)) {
-      throw new UsageError(`unable to find CPU model '${name}'`);
-    }
-    const resolved = name === MODEL_286.name
-      ? { model: MODEL_286, warnings: [] }
-      : resolveModel(text);
-    const model = resolved.model;
+    // Unknown models and flags throw QEMU's UsageError (config.ts refuses them earlier).
+    const { model, warnings } = resolveModel(ctx.cpu ?? ctx.model ?? DEFAULT_MODEL);
     // The flags this CPU lacks, in QEMU's words, once and only for a model the user named.
     if ((ctx.index ?? 0) === 0 && ctx.cpu !== undefined) {
-      for (const w of resolved.warnings) ctx.warn?.(w);
+      for (const w of warnings) ctx.warn?.(w);
     }
     // Machines run slices from an event loop, so regions can compile in the background.
     return new X86Cpu(ctx, model, { wasmAsync: switchFromEnvironment("VMKIT_WASM_ASYNC", true) });

@@ -1,6 +1,5 @@
 // CPU models: QEMU 7.2's x86 models (core/x86_cpu_models.ts) limited to the flags this interpreter implements
 
-import { UsageError } from "../../../core/errors.ts";
 import {
   featureMask,
   findX86Model,
@@ -102,13 +101,7 @@ export const CPU_MODELS: readonly { name: string; description: string }[] = x86M
  * @throws UsageError with QEMU's words for an unknown model, flag or value
  */
 export function resolveModel(text: string): { model: CpuModel; warnings: readonly string[] } {
-  let cpu: X86CpuConfig;
-  try {
-    cpu = resolveX86Cpu(text, { accel: "tcg", supported: IMPLEMENTED });
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    throw new UsageError((e as Error).message);
-  }
+  const cpu = resolveX86Cpu(text, { accel: "tcg", supported: IMPLEMENTED });
   const description = findX86Model(cpu.name)?.description ?? "";
   return { model: fromConfig(cpu, description), warnings: cpu.warnings };
 }
