@@ -1,7 +1,6 @@
 // The x86 interpreter plugin: QEMU's accel=tcg CPU backend for i386 guests
 
 import type { CpuContext } from "../../../core/cpu.ts";
-import { UsageError } from "../../../core/errors.ts";
 import type { CpuDescriptor } from "../../../core/plugin.ts";
 import { switchFromEnvironment, X86Cpu } from "./cpu.ts";
 import { CPU_MODELS, DEFAULT_MODEL, resolveModel } from "./models.ts";
