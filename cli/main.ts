@@ -52,6 +52,8 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
   const base = (options.argv0 ?? "vmkit").split("/").pop() ?? "vmkit";
   let face = PERSONALITIES[base];
   let program = face === "img" ? "qemu-img" : face === "system" ? base : "vmkit";
+  // qemu-system-i386 and qemu-system-x86_64 differ in the names their messages quote.
+  let target: "x86_64" | "i386" = base === "qemu-system-i386" ? "i386" : "x86_64";
   const pluginFiles: string[] = [];
   let rest = args;
   try {
@@ -79,8 +81,10 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
         return await runPluginCommand(rest.slice(1), registry);
       }
       if (command === "img") face = "img";
-      else if (command === "system-x86_64" || command === "system-i386") face = "system";
-      else throw new VmkitError(`Unknown command '${command}'; try 'vmkit --help'`);
+      else if (command === "system-x86_64" || command === "system-i386") {
+        face = "system";
+        if (command === "system-i386") target = "i386";
+      } else throw new VmkitError(`Unknown command '${command}'; try 'vmkit --help'`);
       rest = rest.slice(1);
       program = "vmkit";
     }
@@ -103,7 +107,7 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
       });
     }
     const { runSystem } = await import("./system/mod.ts");
-    return await runSystem(rest, { registry, program, onExit: options.onGuestExit });
+    return await runSystem(rest, { registry, program, target, onExit: options.onGuestExit });
   } catch (e) {
     return reportError(e, program);
   }

@@ -53,6 +53,18 @@ Deno.test("parseCpuOption() answers an unknown model, flag or value in QEMU's wo
     "qemu64,level=x",
     "can't apply global qemu64-x86_64-cpu.level=x: Parameter 'level' expects uint64",
   );
+  fails(
+    "qemu64,family=x",
+    "can't apply global qemu64-x86_64-cpu.family=x: Parameter 'family' expects int64",
+  );
+  fails(
+    "qemu64,vendor=abc",
+    "can't apply global qemu64-x86_64-cpu.vendor=abc: Property '.vendor' doesn't take value 'abc'",
+  );
+  assert.throws(
+    () => parseCpuOption("qemu64,+foo", { target: "i386" }),
+    { message: "Property 'qemu64-i386-cpu.foo' not found" },
+  );
 });
 
 Deno.test("resolveX86Cpu() applies feat=on|off, then every +feat, then every -feat, as QEMU 7.2", () => {

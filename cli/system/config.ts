@@ -415,6 +415,8 @@ export async function buildSystemSetup(
     report?: (line: string) => void;
     /** The program name messages start with (`qemu-system-x86_64`). */
     program?: string;
+    /** The qemu-system binary messages speak for (`x86_64` when absent). */
+    target?: "x86_64" | "i386";
   },
 ): Promise<SystemSetup> {
   const registry = context.registry;
@@ -452,7 +454,9 @@ export async function buildSystemSetup(
   const cpuText = lastValue(opts, "cpu");
   const cpuModel = cpuText?.split(",")[0];
   // QEMU's x86 models: unknown flags and bad values fail with QEMU's words before start-up.
-  if (cpuText && cpuModel && findX86Model(cpuModel)) parseCpuOption(cpuText);
+  if (cpuText && cpuModel && findX86Model(cpuModel)) {
+    parseCpuOption(cpuText, { target: context.target });
+  }
   if (cpuModel && !cpuPlugin.models.some((m) => m.name === cpuModel)) {
     throw new UsageError(`unable to find CPU model '${cpuModel}'`);
   }

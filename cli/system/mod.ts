@@ -36,6 +36,8 @@ export interface SystemContext {
   readonly registry: Registry;
   /** The name errors start with (`vmkit`, `qemu-system-x86_64`). */
   readonly program: string;
+  /** The qemu-system binary this face stands for (`x86_64` when absent): `i386` names types `...-i386-cpu`. */
+  readonly target?: "x86_64" | "i386";
   /** Called with how the guest's run ended, when a machine was built and ran (the demo). */
   readonly onExit?: (exit: MachineExit) => void;
 }
@@ -201,6 +203,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     warn: (message) => writeErr(`${ctx.program}: warning: ${message}\n`),
     report: (line) => writeErr(`${line}\n`),
     program: ctx.program,
+    target: ctx.target,
     // QEMU's -nographic escapes: Ctrl-A x quits.
     stdio: {
       onEscape: (key) => {

@@ -101,14 +101,26 @@ export interface ParsedCpuOption {
   readonly warnings: readonly string[];
 }
 
+/** Which qemu-system binary the messages speak for. */
+export interface ParseCpuOptions {
+  /**
+   * `x86_64` (the default) or `i386`: QEMU names a model's type after its binary
+   * (`qemu64-x86_64-cpu`, `qemu64-i386-cpu`) and its messages quote that name.
+   */
+  readonly target?: "x86_64" | "i386";
+}
+
+/** Properties QEMU 7.2 declares signed (`family`...) or unsigned (`level`...), as its messages name them. */
+const SIGNED_PROPS: readonly string[] = ["family", "model", "stepping"];
+
 /**
  * Splits `-cpu` text as QEMU 7.2 does (`,,` is not special here: QEMU's CPU parser splits on
  * every comma). Throws {@linkcode UsageError} with QEMU's words for an unknown model or flag.
  */
-export function parseCpuOption(text: string): ParsedCpuOption {
+export function parseCpuOption(text: string, options: ParseCpuOptions = {}): ParsedCpuOption {
   const [model, ...items] = text.split(",");
   if (!findX86Model(model)) throw new UsageError(`unable to find CPU model '${model}'`);
-  const typeName = `${model}-x86_64-cpu`;
+  const typeName = `${model}-${options.target ?? "x86_64"}-cpu`;
   const assigned: FlagSetting[] = [];
   const plus: string[] = [], minus: string[] = [];
   const props: Record<string, string> = {};
@@ -128,10 +140,15 @@ export function parseCpuOption(text: string): ParsedCpuOption {
     const where = `can't apply global ${typeName}.${key}=${value}`;
     if ((NUMERIC_PROPS as readonly string[]).includes(key)) {
       if (!/^(0x[0-9a-f]+|\d+)$/i.test(value)) {
-        throw new UsageError(`${where}: Parameter '${key}' expects uint64`);
+        const type = SIGNED_PROPS.includes(key) ? "int64" : "uint64";
+        throw new UsageError(`${where}: Parameter '${key}' expects ${type}`);
       }
       props[key] = value;
     } else if (key === "vendor" || key === "model-id") {
+      // CPUID spells the vendor in three 4-byte registers: QEMU takes exactly 12 bytes.
+      if (key === "vendor" && new TextEncoder().encode(value).length !== 12) {
+        throw new UsageError(`${where}: Property '.vendor' doesn't take value '${value}'`);
+      }
       props[key] = value;
     } else if (key === "enforce" || key === "check") {
       if (value !== "on" && value !== "off") {
