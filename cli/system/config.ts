@@ -401,6 +401,18 @@ export function checkImplemented(opts: readonly SystemOpt[]): void {
   }
 }
 
+/** True when the last `-machine ...,graphics=off` (QEMU's machine property) turns graphics off. */
+function machineGraphicsOff(opts: readonly SystemOpt[]): boolean {
+  let off = false;
+  for (const o of opts) {
+    if (o.name !== "M" && o.name !== "machine") continue;
+    for (const i of parseKeyValueList(o.value, { impliedKey: "type" })) {
+      if (i.key === "graphics") off = i.value === "off";
+    }
+  }
+  return off;
+}
+
 /** Builds the machine configuration from a parsed command line. */
 export async function buildSystemSetup(
   opts: readonly SystemOpt[],
@@ -544,7 +556,8 @@ export async function buildSystemSetup(
     network: network.plan,
     serial,
     debugcon,
-    nographic,
+    // `-machine graphics=off` tells the firmware to use the serial console as -nographic does.
+    nographic: nographic || machineGraphicsOff(opts),
     // -nodefaults drops the default VGA as it does in QEMU; an explicit -vga still wins.
     vga: lastValue(opts, "vga") ??
       (opts.some((o) => o.name === "nodefaults") ? "none" : undefined),

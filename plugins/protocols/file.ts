@@ -374,7 +374,9 @@ export function openFile(filename: string, options: ProtocolOpenOptions): FileNo
   let isFile = true;
   try {
     const st = Deno.statSync(filename);
-    isFile = st.isFile || st.isBlockDevice === true;
+    // A character device is what QEMU's host_device protocol takes (`-cdrom /dev/null`: an
+    // empty medium); seeking to its end gives its size, 0 for /dev/null.
+    isFile = st.isFile || st.isBlockDevice === true || st.isCharDevice === true;
   } catch (e) {
     throw hostIoError(e, `Could not open '${filename}'`);
   }
