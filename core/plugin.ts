@@ -1,6 +1,6 @@
 // Plugin descriptors for every kind, and the Registry that finds them and prints their help
 
-import { x86CpuHelp, x86ModelNames } from "./x86_cpu_models.ts";
+import { X86_CPU_FAMILY } from "./x86_cpu_models.ts";
 import type { BlockNode, CreateContext, OpenContext } from "./block/driver.ts";
 import type { Chardev } from "./chardev.ts";
 import type { CpuBackend, CpuContext } from "./cpu.ts";
@@ -130,13 +130,37 @@ export interface ProtocolOpenOptions {
   options?: ParsedOptions;
 }
 
+/** One CPU model a backend offers (`-cpu help`). */
+export interface CpuModelInfo {
+  readonly name: string;
+  readonly description: string;
+  /** The model this name stands for, when it is an alias. */
+  readonly alias?: string;
+}
+
+/**
+ * A CPU family (an architecture): what `-cpu help` prints for a machine whose CPUs are of
+ * it. A plugin adding another family supplies its own; x86's is {@linkcode X86_CPU_FAMILY}.
+ */
+export interface CpuFamily {
+  /** The name backends and machines refer to it by (`x86`, `riscv`). */
+  readonly name: string;
+  /** The whole `-cpu help` text, given every model the family's backends offer. */
+  help(models: readonly CpuModelInfo[]): string;
+}
+
 /** A CPU backend (the x86 interpreter, KVM...). `create` returns the backend object. */
 export interface CpuDescriptor extends PluginBase {
   readonly kind: "cpu";
   /** The `accel=` name this backend answers to (`tcg`, `kvm`). */
   readonly accel: string;
+  /**
+   * The family whose CPUs this backend runs; absent means x86 ({@linkcode X86_CPU_FAMILY}),
+   * which backends written before families existed are.
+   */
+  readonly family?: CpuFamily;
   /** CPU models (`-cpu help`): name and description. */
-  readonly models: readonly { name: string; description: string; alias?: string }[];
+  readonly models: readonly CpuModelInfo[];
   /** Makes CPU `context.index` of a machine, on its memory and port spaces. */
   create(context: CpuContext, opts: ParsedOptions): CpuBackend;
   /**
@@ -201,6 +225,8 @@ export interface MachineDescriptor extends PluginBase {
   readonly kind: "machine";
   /** Marked `(default)` in `-M help`. */
   readonly isDefault?: boolean;
+  /** The CPU family ({@linkcode CpuFamily} name) the board's CPUs are; absent means `x86`. */
+  readonly cpuFamily?: string;
   /** Builds the board: a Machine with its memory map, built-in devices and CPUs. */
   create(config: MachineConfig): Machine;
 }
@@ -355,18 +381,17 @@ export class Registry {
   }
 
   /**
-   * `-cpu help`, byte for byte as qemu-system-x86_64 7.2 prints it (core/x86_cpu_models.ts),
-   * ending with its empty line; a model a plugin adds beyond QEMU's list joins the list.
+   * `-cpu help` for a machine whose CPUs are of `family` (a machine's `cpuFamily`, x86 when
+   * absent): the family's own text (for x86 byte for byte what qemu-system-x86_64 7.2
+   * prints), given the models of every backend of that family. A family no backend brings
+   * (a machine plugin loaded without its CPU plugin) gets an empty `Available CPUs:` list.
    */
-  cpuHelp(): string {
-    const known = new Set(x86ModelNames());
-    const extra = this.list("cpu").flatMap((c) => c.models)
-      .filter((m) => !known.has(m.name))
-      .map((m) => ({
-        name: m.name,
-        description: m.alias ? `(alias of ${m.alias})` : m.description,
-      }));
-    return x86CpuHelp(extra);
+  cpuHelp(family = "x86"): string {
+    const backends = this.list("cpu").filter((c) => (c.family ?? X86_CPU_FAMILY).name === family);
+    const models = backends.flatMap((c) => c.models);
+    const owner = backends.find((c) => c.family)?.family ??
+      (family === X86_CPU_FAMILY.name ? X86_CPU_FAMILY : undefined);
+    return owner ? owner.help(models) : "Available CPUs:\n";
   }
 
   /** Probes a file header against every format; the highest score wins (raw at worst). */

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { type DeviceDescriptor, type MachineDescriptor, Registry } from "./plugin.ts";
+import {
+  type CpuDescriptor,
+  type CpuFamily,
+  type DeviceDescriptor,
+  type MachineDescriptor,
+  Registry,
+} from "./plugin.ts";
+import { x86CpuHelp } from "./x86_cpu_models.ts";
 
 const device = (name: string, category: DeviceDescriptor["category"], extra = {}) =>
   ({
@@ -95,4 +102,34 @@ Deno.test("Registry.probeFormat() picks the highest score", () => {
   });
   r.addAll([fmt("raw", 1), fmt("qcow2", 100), fmt("vpc", 0)]);
   assert.equal(r.probeFormat(new Uint8Array(16), "x")?.name, "qcow2");
+});
+
+Deno.test("Registry.cpuHelp() prints the help of the machine's CPU family, from that family's plugin", () => {
+  const cpu = (name: string, models: CpuDescriptor["models"], family?: CpuFamily) =>
+    ({
+      kind: "cpu",
+      name,
+      summary: "",
+      options: [],
+      accel: name,
+      models,
+      ...(family ? { family } : {}),
+      create: () => {
+        throw new Error("not created in this test");
+      },
+    }) as CpuDescriptor;
+  const toy: CpuFamily = {
+    name: "toy",
+    help: (models) => `Toy CPUs: ${models.map((m) => m.name).join(" ")}\n`,
+  };
+  const r = new Registry();
+  r.add(cpu("tcg", [{ name: "qemu32", description: "QEMU Virtual CPU version 2.5+" }]));
+  r.add(cpu("toy-tcg", [{ name: "t1", description: "the first toy" }], toy));
+  r.add(cpu("toy-kvm", [{ name: "t2", description: "the second toy" }], toy));
+  assert.equal(r.cpuHelp("toy"), "Toy CPUs: t1 t2\n");
+  // x86 backends that name no family are x86's: its help is QEMU's table, no toy model in it.
+  assert.equal(r.cpuHelp(), x86CpuHelp());
+  assert.equal(r.cpuHelp("x86"), x86CpuHelp());
+  // A family no backend brings (a machine plugin loaded without its CPU plugin): an empty list.
+  assert.equal(r.cpuHelp("riscv"), "Available CPUs:\n");
 });

@@ -16,7 +16,7 @@ export {
   x86Signature,
   xsaveComponents,
 } from "./x86_cpu_models/cpuid.ts";
-export { x86CpuHelp } from "./x86_cpu_models/help.ts";
+export { X86_CPU_FAMILY, x86CpuHelp } from "./x86_cpu_models/help.ts";
 export {
   FEATURE_WORDS,
   type FeatureWord,

@@ -9,7 +9,7 @@ import {
   isHelpWord,
   parseKeyValueList,
 } from "../../core/options.ts";
-import type { Registry } from "../../core/plugin.ts";
+import type { MachineDescriptor, Registry } from "../../core/plugin.ts";
 import { BlockBackend } from "../../core/block/backend.ts";
 import { BlockGraph } from "../../core/block/graph.ts";
 import { displayRegistry } from "../../core/display.ts";
@@ -92,7 +92,9 @@ export function answerHelpQuery(
     if ((o.name === "M" || o.name === "machine") && machineHelpRequested(o.value)) {
       return registry.machineHelp() + "\n";
     }
-    if (o.name === "cpu" && isHelpRequest(o.value)) return registry.cpuHelp();
+    if (o.name === "cpu" && isHelpRequest(o.value)) {
+      return registry.cpuHelp(machineOf(opts, registry)?.cpuFamily);
+    }
     if (o.name === "device") {
       if (isHelpWord(o.value)) return registry.deviceHelp() + "\n";
       const items = parseKeyValueList(o.value, { impliedKey: "driver" });
@@ -145,6 +147,15 @@ function pluginOptionHelp(name: string, value: string, registry: Registry): stri
   return `${driver} options:\n${formatOptionHelp(specs ?? [])}${fileHelp}\n`;
 }
 
+/** The board the command line asks for (the last -M/-machine type, else the default), if known. */
+function machineOf(opts: readonly SystemOpt[], registry: Registry): MachineDescriptor | undefined {
+  const machineText = lastValue(opts, "M", "machine");
+  const type = machineText
+    ? parseKeyValueList(machineText, { impliedKey: "type" }).find((i) => i.key === "type")?.value
+    : undefined;
+  return type ? registry.get("machine", type) : registry.list("machine").find((m) => m.isDefault);
+}
+
 function machineHelpRequested(value: string): boolean {
   const items = parseKeyValueList(value, { impliedKey: "type" });
   return items.some((i) =>
@@ -175,13 +186,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     writeOut(help);
     return 0;
   }
-  const machineText = lastValue(opts, "M", "machine");
-  const type = machineText
-    ? parseKeyValueList(machineText, { impliedKey: "type" }).find((i) => i.key === "type")?.value
-    : undefined;
-  const descriptor = type
-    ? ctx.registry.get("machine", type)
-    : ctx.registry.list("machine").find((m) => m.isDefault);
+  const descriptor = machineOf(opts, ctx.registry);
   if (!descriptor) {
     throw new UsageError("unsupported machine type\nUse -machine help to list supported machines");
   }

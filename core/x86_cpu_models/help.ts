@@ -36,3 +36,20 @@ export function x86CpuHelp(
   // QEMU ends the list with an empty line.
   return lines.join("\n") + "\n\n";
 }
+
+/**
+ * The x86 CPU family: `-cpu help` for every machine whose CPUs are x86. Given the models
+ * of the family's backends, it lists QEMU's table plus any model a backend adds beyond it.
+ */
+export const X86_CPU_FAMILY = {
+  name: "x86",
+  help(models: ReadonlyArray<{ name: string; description: string; alias?: string }>): string {
+    const known = new Set(MODEL_RECORDS.map((r) => r.name));
+    return x86CpuHelp(
+      models.filter((m) => !known.has(m.name)).map((m) => ({
+        name: m.name,
+        description: m.alias ? `(alias of ${m.alias})` : m.description,
+      })),
+    );
+  },
+};

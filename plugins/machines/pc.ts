@@ -332,6 +332,7 @@ export default {
   aliases: ["pc"],
   summary: "Standard PC (i440FX + PIIX, 1996)",
   isDefault: true,
+  cpuFamily: "x86",
   options: [],
   create(config: MachineConfig): Machine {
     return createPcMachine(config);
