@@ -23,6 +23,7 @@ import { nicModelHelp } from "./net.ts";
 import { QEMU_VERSION, versionLine, VMKIT_VERSION } from "../version.ts";
 import {
   monitorHost,
+  MonitorPeers,
   type MonitorServers,
   monitorSpecs,
   startMonitors,
@@ -252,6 +253,8 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     if (vcWanted) displayRegistry(machine);
     vnc = startDisplays(machine, opts, name);
     if (specs.length > 0) {
+      // This run's monitor clients, shown by info chardev.
+      const peers = new MonitorPeers();
       monitors = await startMonitors(
         machine,
         specs,
@@ -262,6 +265,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
           chardevs: setup.chardevs,
           drives: setup.config.drives,
           specs,
+          peers,
           quit,
           openMedium: async (file, format) => {
             const root = await graph.openImage(file, { format, readOnly: true });
@@ -275,6 +279,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
           startPaused: opts.some((o) => o.name === "S"),
           mux,
           keepAlive: !defaultMonitor,
+          peers,
           font: vcWanted ? vcFont(dataDirs) : undefined,
         },
       );

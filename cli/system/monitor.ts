@@ -62,8 +62,31 @@ export interface MonitorSpec {
   label?: string;
 }
 
-/** The clients connected to each listening monitor, for `info chardev`'s peer. */
-const peers = new WeakMap<MonitorSpec, RelayConn[]>();
+/**
+ * The clients connected to each listening monitor of one run, for `info chardev`'s peer:
+ * {@linkcode startMonitors} records them, {@linkcode monitorHost} reads them. One per
+ * machine, so two machines in one process never see each other's clients.
+ */
+export class MonitorPeers {
+  #bySpec = new Map<MonitorSpec, RelayConn[]>();
+
+  /** Records a client of `spec`'s monitor. */
+  add(spec: MonitorSpec, conn: RelayConn): void {
+    this.#bySpec.set(spec, [...(this.#bySpec.get(spec) ?? []), conn]);
+  }
+
+  /** Forgets a client that went away. */
+  remove(spec: MonitorSpec, conn: RelayConn): void {
+    const left = (this.#bySpec.get(spec) ?? []).filter((c) => c !== conn);
+    if (left.length > 0) this.#bySpec.set(spec, left);
+    else this.#bySpec.delete(spec);
+  }
+
+  /** The clients of `spec`'s monitor, oldest first. */
+  of(spec: MonitorSpec): readonly RelayConn[] {
+    return this.#bySpec.get(spec) ?? [];
+  }
+}
 
 /**
  * Parses `-monitor`/`-qmp` values; `none` gives nothing.
@@ -168,8 +191,11 @@ export async function startMonitors(
     keepAlive?: boolean;
     /** The VGA 8x16 font a `vc` monitor draws with. */
     font?: Uint8Array;
+    /** Where the connected clients are recorded (the same object the host was given). */
+    peers?: MonitorPeers;
   } = {},
 ): Promise<MonitorServers> {
+  const peers = options.peers ?? new MonitorPeers();
   const monitor = new Monitor(machine, host, { startPaused: options.startPaused });
   addSnapshotCommands(monitor.table, snapshotTable);
   // The sockets live on threads of their own (relay/socket_thread.ts), so a client's
@@ -187,8 +213,7 @@ export async function startMonitors(
   const serve = (conn: RelayConn, spec: MonitorSpec) => {
     const mode = spec.mode;
     conns.add(conn);
-    const specPeers = peers.get(spec) ?? [];
-    peers.set(spec, [...specPeers, conn]);
+    peers.add(spec, conn);
     // Answers go out in order; the bytes not yet taken by the client are counted, so a
     // client that does not read is not answered into unbounded memory.
     let unsentBytes = 0;
@@ -238,7 +263,7 @@ export async function startMonitors(
       }
       session.detach();
       conns.delete(conn);
-      peers.set(spec, (peers.get(spec) ?? []).filter((c) => c !== conn));
+      peers.remove(spec, conn);
       flushes.delete(conn);
       try {
         conn.close();
@@ -483,6 +508,8 @@ export interface MonitorHostOptions {
   chardevs: readonly Chardev[];
   drives: readonly DriveConfig[];
   specs: readonly MonitorSpec[];
+  /** The clients of the monitors (give the same object to {@linkcode startMonitors}). */
+  peers?: MonitorPeers;
   quit(): void;
   /** Opens an image as a new removable medium (the monitor's change). */
   openMedium?(file: string, format?: string): Promise<BlockIo>;
@@ -493,13 +520,14 @@ export interface MonitorHostOptions {
 /** Builds the {@linkcode MonitorHost} of a vmkit run. */
 export function monitorHost(o: MonitorHostOptions): MonitorHost {
   const [major, minor, micro] = o.version.split(".").map(Number);
+  const peers = o.peers ?? new MonitorPeers();
   return {
     name: o.name,
     version: { major, minor, micro, package: ` (vmkit ${o.vmkitVersion})` },
     chardevs: () => {
       const list = o.chardevs.map((c) => ({ label: c.id, filename: chardevFilename(c) }));
       o.specs.forEach((s, i) => {
-        list.push({ label: s.label ?? `compat_monitor${i}`, filename: monitorFilename(s) });
+        list.push({ label: s.label ?? `compat_monitor${i}`, filename: monitorFilename(s, peers) });
       });
       return list.sort((a, b) => (a.label < b.label ? -1 : 1));
     },
@@ -572,12 +600,12 @@ async function copyAllocated(top: BlockNode, target: BlockNode): Promise<void> {
 
 // QEMU names a listening socket by its address and server=on, "disconnected:" before it
 // while no client is connected, and a TCP client's address after it.
-function monitorFilename(s: MonitorSpec): string {
+function monitorFilename(s: MonitorSpec, peers: MonitorPeers): string {
   if (s.transport === "stdio" || s.transport === "vc") return s.transport;
   const where = s.transport === "unix"
     ? `unix:${s.path},server=on`
     : `${s.text.split(":")[0]}:${s.host}:${s.port},server=on`;
-  const conn = peers.get(s)?.[0];
+  const conn = peers.of(s)[0];
   if (!conn) return `disconnected:${where}`;
   const peer = conn.remoteAddr;
   return peer.transport === "tcp" ? `${where} <-> ${peer.hostname}:${peer.port}` : where;

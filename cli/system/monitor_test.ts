@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { monitorSpecs, parseMonitorSpec } from "./monitor.ts";
+import { monitorHost, MonitorPeers, monitorSpecs, parseMonitorSpec } from "./monitor.ts";
+import type { RelayConn } from "./relay/socket_relay.ts";
 
 Deno.test("parseMonitorSpec() takes QEMU's -monitor and -qmp forms and refuses others with one line", () => {
   assert.deepEqual(parseMonitorSpec("hmp", "telnet:127.0.0.1:4444,server=on,wait=off"), {
@@ -53,4 +54,31 @@ Deno.test("parseMonitorSpec() takes vc, vc:WxH in pixels and vc:NCxMC in charact
     40,
     "mon0",
   ]);
+});
+
+Deno.test("MonitorPeers keeps one run's monitor clients: two machines given one spec do not share them", () => {
+  const [spec] = monitorSpecs([{
+    name: "monitor",
+    value: "tcp:127.0.0.1:4444,server=on,wait=off",
+  }]);
+  const host = (peers: MonitorPeers) =>
+    monitorHost({
+      version: "7.2.0",
+      vmkitVersion: "0",
+      chardevs: [],
+      drives: [],
+      specs: [spec],
+      peers,
+      quit: () => {},
+    });
+  const first = new MonitorPeers(), second = new MonitorPeers();
+  const client = {
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 50000 },
+  } as unknown as RelayConn;
+  first.add(spec, client);
+  const filename = (peers: MonitorPeers) => host(peers).chardevs!()[0].filename;
+  assert.equal(filename(first), "tcp:127.0.0.1:4444,server=on <-> 127.0.0.1:50000");
+  assert.equal(filename(second), "disconnected:tcp:127.0.0.1:4444,server=on");
+  first.remove(spec, client);
+  assert.equal(filename(first), "disconnected:tcp:127.0.0.1:4444,server=on");
 });
