@@ -2,6 +2,7 @@
 
 import * as path from "node:path";
 import { INITRD, KERNEL, missingFiles } from "../tests/boot/guest_util.ts";
+import { QmpClient } from "../tests/monitor/vm_util.ts";
 import { have, median, printTable, ROOT, type Row, scratch, SHORT } from "./bench_util.ts";
 
 const MAIN = path.join(ROOT, "cli", "main.ts");
@@ -9,54 +10,6 @@ const MAIN = path.join(ROOT, "cli", "main.ts");
 const ROUND_TRIPS = SHORT ? 20 : 60;
 /** Host milliseconds after the QMP greeting before the first round trip (the kernel runs). */
 const SETTLE_MS = 1500;
-
-/** A QMP connection that sends a command and reads lines up to its answer. */
-class QmpClient {
-  #conn: Deno.UnixConn;
-  #buffer = "";
-  #decoder = new TextDecoder();
-  constructor(conn: Deno.UnixConn) {
-    this.#conn = conn;
-  }
-
-  /** The next message that is not an event. */
-  async reply(): Promise<Record<string, unknown>> {
-    const chunk = new Uint8Array(65536);
-    for (;;) {
-      const nl = this.#buffer.indexOf("\n");
-      if (nl >= 0) {
-        const line = this.#buffer.slice(0, nl);
-        this.#buffer = this.#buffer.slice(nl + 1);
-        const message = JSON.parse(line);
-        if (!("event" in message)) return message;
-        continue;
-      }
-      const n = await this.#conn.read(chunk);
-      if (n === null) throw new Error("QMP connection closed");
-      this.#buffer += this.#decoder.decode(chunk.subarray(0, n));
-    }
-  }
-
-  async command(name: string): Promise<Record<string, unknown>> {
-    await this.#conn.write(new TextEncoder().encode(JSON.stringify({ execute: name }) + "\n"));
-    return await this.reply();
-  }
-
-  close(): void {
-    this.#conn.close();
-  }
-}
-
-async function connect(socket: string): Promise<Deno.UnixConn> {
-  for (let i = 0; i < 600; i++) {
-    try {
-      return await Deno.connect({ transport: "unix", path: socket });
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`no QMP socket at ${socket}`);
-}
 
 /** Milliseconds of the median query-status round trip, the guest booting the i386 kernel. */
 async function medianRoundTripMs(program: string, args: string[], dir: string): Promise<number> {
@@ -83,19 +36,17 @@ async function medianRoundTripMs(program: string, args: string[], dir: string): 
     stderr: "null",
   }).spawn();
   try {
-    const qmp = new QmpClient(await connect(socket));
-    await qmp.reply(); // the greeting
-    await qmp.command("qmp_capabilities");
+    const qmp = await QmpClient.connect(socket);
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const times: number[] = [];
     for (let i = 0; i < ROUND_TRIPS; i++) {
       const t0 = performance.now();
-      const answer = await qmp.command("query-status");
+      const answer = await qmp.execute("query-status");
       times.push(performance.now() - t0);
       if (!("return" in answer)) throw new Error(`query-status: ${JSON.stringify(answer)}`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    await qmp.command("quit").catch(() => {});
+    await qmp.execute("quit").catch(() => {});
     qmp.close();
     return median(times);
   } finally {

@@ -5,46 +5,9 @@
 import * as path from "node:path";
 import { have, printTable, ROOT, type Row, run, scratch } from "./bench_util.ts";
 import { INITRD, KERNEL, missingFiles, SHELL_PROMPT } from "../tests/boot/guest_util.ts";
-import { shellGuestArgs, Vm } from "../tests/monitor/vm_util.ts";
+import { HmpClient, shellGuestArgs, Vm } from "../tests/monitor/vm_util.ts";
 
 const MAIN = path.join(ROOT, "cli", "main.ts");
-
-/** An HMP connection on a unix socket: `command` returns once the next prompt arrived. */
-async function hmpClient(socket: string): Promise<{
-  command(line: string): Promise<string>;
-  close(): void;
-}> {
-  let conn: Deno.UnixConn | undefined;
-  for (let i = 0; !conn; i++) {
-    try {
-      conn = await Deno.connect({ transport: "unix", path: socket });
-    } catch (e) {
-      if (i > 600) throw e;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  const c = conn;
-  const decoder = new TextDecoder();
-  const buf = new Uint8Array(65536);
-  let got = "";
-  const untilPrompt = async () => {
-    while (!got.endsWith("(qemu) ")) {
-      const n = await c.read(buf);
-      if (n === null) return;
-      got += decoder.decode(buf.subarray(0, n));
-    }
-  };
-  await untilPrompt();
-  return {
-    async command(line) {
-      got = "";
-      await c.write(new TextEncoder().encode(line + "\n"));
-      await untilPrompt();
-      return got;
-    },
-    close: () => c.close(),
-  };
-}
 
 async function measure(
   program: string,
@@ -73,7 +36,7 @@ async function measure(
     stderr: "null",
   }).spawn();
   try {
-    const hmp = await hmpClient(socket);
+    const hmp = await HmpClient.connect(socket, 600);
     await new Promise((r) => setTimeout(r, 5000)); // SeaBIOS reaches its boot prompt
     let t0 = performance.now();
     const saved = await hmp.command("savevm bench");

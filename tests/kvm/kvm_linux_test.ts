@@ -2,7 +2,14 @@
 
 import assert from "node:assert/strict";
 import { runVmkitUntil } from "../boot/boot_util.ts";
-import { INITRD, KERNEL, missingFiles, READY } from "../boot/guest_util.ts";
+import {
+  GUIDE_LINUX,
+  INITRD,
+  KERNEL,
+  kernelArgs,
+  missingFiles,
+  READY,
+} from "../boot/guest_util.ts";
 import { NEEDS_KVM } from "./kvm_util.ts";
 
 /**
@@ -31,20 +38,12 @@ Deno.test({
     const out = await runVmkitUntil(
       [
         "system-x86_64",
+        ...kernelArgs(768, KERNEL, GUIDE_LINUX.i386.append, INITRD),
+        // The last -machine accel= wins, as in QEMU.
         "-machine",
-        "type=pc,accel=kvm",
-        "-m",
-        "768",
-        "-nographic",
-        "-no-reboot",
+        "accel=kvm",
         "-net",
         "none",
-        "-kernel",
-        KERNEL,
-        "-initrd",
-        INITRD,
-        "-append",
-        "console=ttyS0 panic=-1",
       ],
       READY,
       600_000,

@@ -100,37 +100,14 @@ export class Vm {
 
   /** Runs HMP lines on a fresh connection; returns what each printed. */
   async hmp(...lines: string[]): Promise<string[]> {
-    let conn: Deno.UnixConn | undefined;
-    for (let i = 0; !conn; i++) {
-      try {
-        conn = await Deno.connect({ transport: "unix", path: this.monitorPath });
-      } catch (e) {
-        if (i > 300) throw e;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+    const hmp = await HmpClient.connect(this.monitorPath);
+    try {
+      const out: string[] = [];
+      for (const line of lines) out.push(await hmp.command(line));
+      return out;
+    } finally {
+      hmp.close();
     }
-    const decoder = new TextDecoder();
-    let got = "";
-    const buf = new Uint8Array(65536);
-    const untilPrompt = async () => {
-      while (!got.endsWith("(qemu) ")) {
-        const n = await conn!.read(buf);
-        if (n === null) return;
-        got += decoder.decode(buf.subarray(0, n));
-      }
-    };
-    await untilPrompt();
-    const out: string[] = [];
-    for (const line of lines) {
-      got = "";
-      await conn.write(new TextEncoder().encode(line + "\n"));
-      await untilPrompt();
-      // Past the echo of the typed line (QEMU's readline redraws it, then CR LF).
-      const reply = got.slice(got.indexOf("\n") + 1);
-      out.push(reply.replace(/\(qemu\) $/, "").replace(/\r\n/g, "\n"));
-    }
-    conn.close();
-    return out;
   }
 
   async end(): Promise<{ code: number; stderr: string }> {
@@ -152,6 +129,63 @@ export class Vm {
   }
 }
 
+/** An HMP connection on a unix socket (vmkit's or QEMU's): one command at a time, to its next prompt. */
+export class HmpClient {
+  #conn: Deno.UnixConn;
+  #got = "";
+  #buf = new Uint8Array(65536);
+  #decoder = new TextDecoder();
+
+  private constructor(conn: Deno.UnixConn) {
+    this.#conn = conn;
+  }
+
+  /**
+   * Connects to the monitor at `socket`, retrying every 100 ms up to `attempts` times while
+   * the emulator starts, and reads its greeting up to the first prompt.
+   */
+  static async connect(socket: string, attempts = 300): Promise<HmpClient> {
+    let conn: Deno.UnixConn | undefined;
+    for (let i = 0; !conn; i++) {
+      try {
+        conn = await Deno.connect({ transport: "unix", path: socket });
+      } catch (e) {
+        if (i > attempts) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    const client = new HmpClient(conn);
+    await client.#untilPrompt();
+    return client;
+  }
+
+  async #untilPrompt(): Promise<void> {
+    while (!this.#got.endsWith("(qemu) ")) {
+      const n = await this.#conn.read(this.#buf);
+      if (n === null) return;
+      this.#got += this.#decoder.decode(this.#buf.subarray(0, n));
+    }
+  }
+
+  /** Runs one line; returns what it printed (past the echo, LF line ends, no prompt). */
+  async command(line: string): Promise<string> {
+    this.#got = "";
+    await this.#conn.write(new TextEncoder().encode(line + "\n"));
+    await this.#untilPrompt();
+    // Past the echo of the typed line (QEMU's readline redraws it, then CR LF).
+    const reply = this.#got.slice(this.#got.indexOf("\n") + 1);
+    return reply.replace(/\(qemu\) $/, "").replace(/\r\n/g, "\n");
+  }
+
+  close(): void {
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
 /** A QMP client on a unix socket: negotiates, runs commands, keeps the events. */
 export class QmpClient {
   readonly events: Record<string, unknown>[] = [];
@@ -159,6 +193,9 @@ export class QmpClient {
   #buf = "";
   #replies: Record<string, unknown>[] = [];
   #reading: Promise<void>;
+  /** Wakes an execute() waiting for its reply (set while one waits). */
+  #changed: (() => void) | undefined;
+  #closed = false;
 
   private constructor(conn: Deno.UnixConn) {
     this.#conn = conn;
@@ -183,7 +220,11 @@ export class QmpClient {
     const buf = new Uint8Array(65536);
     for (;;) {
       const n = await this.#conn.read(buf).catch(() => null);
-      if (n === null) return;
+      if (n === null) {
+        this.#closed = true;
+        this.#changed?.();
+        return;
+      }
       this.#buf += decoder.decode(buf.subarray(0, n));
       let nl;
       while ((nl = this.#buf.indexOf("\n")) >= 0) {
@@ -194,17 +235,29 @@ export class QmpClient {
         if ("event" in msg) this.events.push(msg);
         else if ("return" in msg || "error" in msg) this.#replies.push(msg);
       }
+      this.#changed?.();
     }
   }
 
-  /** Runs a command; its reply (`{return}` or `{error}`). */
+  /**
+   * Runs a command; its reply (`{return}` or `{error}`), as soon as it arrives (the QMP
+   * latency benchmark times this). Throws when the connection closes first, or after 300 s.
+   */
   async execute(name: string, args?: Record<string, unknown>): Promise<Record<string, unknown>> {
     const want = this.#replies.length + 1;
     const request = args ? { execute: name, arguments: args } : { execute: name };
     await this.#conn.write(new TextEncoder().encode(JSON.stringify(request) + "\n"));
-    for (let i = 0; this.#replies.length < want; i++) {
-      if (i > 3000) throw new Error(`no reply to ${name}`);
-      await new Promise((r) => setTimeout(r, 100));
+    const deadline = Date.now() + 300_000;
+    while (this.#replies.length < want) {
+      if (this.#closed) throw new Error(`no reply to ${name}: the connection closed`);
+      if (Date.now() > deadline) throw new Error(`no reply to ${name}`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#changed = resolve;
+        timer = setTimeout(resolve, 1000);
+      });
+      clearTimeout(timer);
+      this.#changed = undefined;
     }
     return this.#replies[want - 1];
   }
