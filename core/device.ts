@@ -226,6 +226,36 @@ export interface Keyboard {
 }
 /** The machine's keyboard (published by the i8042 on `-M pc`). */
 export const KEYBOARD: ServiceKey<Keyboard> = serviceKey("keyboard");
+/**
+ * The ISA DMA controllers (the two 8237s of a PC) as a device on a DMA channel drives
+ * them, QEMU's IsaDma: the device holds DREQ with a transfer callback; the controller
+ * calls it (at once, or when the guest unmasks the channel) and the callback moves bytes
+ * with {@linkcode IsaDma.writeMemory}/{@linkcode IsaDma.readMemory}, each bounded by what
+ * the channel has left. Bytes bound for memory the bus refuses are dropped.
+ */
+export interface IsaDma {
+  /** The channel's mode register: bits 2-3 are the transfer type (1 to memory, 2 from memory). */
+  mode(channel: number): number;
+  /** Bytes the channel has left to move before its terminal count. */
+  remaining(channel: number): number;
+  /** Raises DREQ: `transfer` runs while the channel is unmasked, until released. */
+  hold(channel: number, transfer: () => void): void;
+  /** Drops DREQ. */
+  release(channel: number): void;
+  /** Copies device bytes to guest memory at the channel's position; returns the bytes moved. */
+  writeMemory(channel: number, data: Uint8Array): number;
+  /** Fills `out` from guest memory at the channel's position; returns the bytes moved. */
+  readMemory(channel: number, out: Uint8Array): number;
+}
+/** The ISA DMA controllers (published by the i8257 device on `-M pc`). */
+export const ISA_DMA: ServiceKey<IsaDma> = serviceKey("isa-dma");
+/** What a floppy controller tells the board's CMOS: its drives' types (CMOS 0x10 codes, 0 none). */
+export interface FloppyDrives {
+  /** Drive A's and drive B's type: 1 360K, 2 1.2M, 3 720K, 4 1.44M, 5 2.88M, 0 no drive. */
+  cmosTypes(): readonly [number, number];
+}
+/** The floppy drives (published by the isa-fdc on `-M pc`). */
+export const FLOPPY_DRIVES: ServiceKey<FloppyDrives> = serviceKey("floppy-drives");
 /** Guest RAM as one byte array (published by the board). */
 export const GUEST_RAM: ServiceKey<Uint8Array> = serviceKey("ram");
 /** The last 128 KiB of the firmware image, which the board maps below 1 MiB. */

@@ -231,6 +231,8 @@ export async function openDrives(
     else if (o.name === "hdc") specs.push(`file=${file},index=2,media=disk`);
     else if (o.name === "hdd") specs.push(`file=${file},index=3,media=disk`);
     else if (o.name === "cdrom") specs.push(`file=${file},index=2,media=cdrom`);
+    else if (o.name === "fda") specs.push(`file=${file},if=floppy,index=0`);
+    else if (o.name === "fdb") specs.push(`file=${file},if=floppy,index=1`);
   }
   const drives: DriveConfig[] = [];
   for (const spec of specs) {
@@ -246,6 +248,7 @@ export async function openDrives(
     const readOnly = o.readonly === true || media === "cdrom";
     const cache = (o.cache as CacheMode | undefined) ?? "writeback";
     const file = o.file as string | undefined;
+    const iface = (o.if as DriveConfig["interface"] | undefined) ?? "ide";
     let node: BlockBackend | null = null;
     if (file !== undefined && file !== "") {
       try {
@@ -265,10 +268,10 @@ export async function openDrives(
       } catch (e) {
         throw new UsageError(`-drive ${spec}`, { cause: e });
       }
-    } else if (media === "disk") {
+    } else if (media === "disk" && iface !== "floppy") {
+      // A floppy drive may be empty, as a CD-ROM drive may.
       throw new UsageError(`-drive ${spec}: A block device must be specified for "file"`);
     }
-    const iface = (o.if as DriveConfig["interface"] | undefined) ?? "ide";
     drives.push({
       // finishDrives() names drives without id= as QEMU does (ide0-hd0, virtio0...).
       id: (o.id as string | undefined) ?? "",
@@ -311,6 +314,8 @@ const IMPLEMENTED = new Set([
   "hdc",
   "hdd",
   "cdrom",
+  "fda",
+  "fdb",
   "device",
   "kernel",
   "initrd",
@@ -549,6 +554,7 @@ export async function buildSystemSetup(
     drives: [
       ...finishDrives(await openDrives(opts, context.graph, hda), {
         defaultCdrom: !opts.some((o) => o.name === "nodefaults"),
+        defaultFloppy: !opts.some((o) => o.name === "nodefaults"),
       }),
       ...await openBlockdevs(allValues(opts, "blockdev"), context.graph),
     ],

@@ -19,7 +19,8 @@ export function defaultDriveId(drive: DriveConfig, index: number): string {
  * Gives every drive its index (the first free one on its interface when `index=` was
  * left out, in command-line order as QEMU's drive_new does), an id when it has none,
  * and adds `-M pc`'s empty IDE CD-ROM at index 2 (ide1 master) unless that unit is
- * taken or `defaultCdrom` is false (`-nodefaults`).
+ * taken or `defaultCdrom` is false (`-nodefaults`), then, with `defaultFloppy`, its empty
+ * floppy0 unless a floppy took unit 0.
  *
  * @example
  * ```ts
@@ -33,7 +34,7 @@ export function defaultDriveId(drive: DriveConfig, index: number): string {
  */
 export function finishDrives(
   drives: DriveConfig[],
-  options: { defaultCdrom: boolean },
+  options: { defaultCdrom: boolean; defaultFloppy?: boolean },
 ): DriveConfig[] {
   const used = new Map<string, Set<number>>();
   const ids = new Set<string>();
@@ -60,6 +61,10 @@ export function finishDrives(
   for (const d of drives) place(d);
   if (options.defaultCdrom && !used.get("ide")?.has(2)) {
     place({ id: "", node: null, interface: "ide", index: 2, media: "cdrom", readOnly: true });
+  }
+  // QEMU's pc also gets an empty floppy0 (drive A) unless a floppy takes that unit.
+  if (options.defaultFloppy && !used.get("floppy")?.has(0)) {
+    place({ id: "", node: null, interface: "floppy", index: 0, media: "disk", readOnly: false });
   }
   return out;
 }

@@ -539,7 +539,7 @@ export function monitorHost(o: MonitorHostOptions): MonitorHost {
           file: d.node ? root?.filename ?? "" : null,
           format: root?.driver,
           readOnly: d.readOnly,
-          removable: d.media === "cdrom",
+          removable: d.media === "cdrom" || d.interface === "floppy",
           cache: (d.node as { cacheMode?: string } | null)?.cacheMode,
         };
       }),

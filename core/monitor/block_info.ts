@@ -61,7 +61,7 @@ export function queryBlock(ctx: MonitorContext): Record<string, unknown>[] {
   const media = ctx.machine.findService(REMOVABLE_MEDIA);
   return ctx.machine.config.drives.map((d, index) => {
     const m = media?.get(d.id);
-    const removable = d.media === "cdrom";
+    const removable = d.media === "cdrom" || d.interface === "floppy";
     const entry: Record<string, unknown> = {
       device: d.id,
       locked: m?.locked ?? false,

@@ -4,6 +4,8 @@ import type { DeviceDescriptor } from "../../core/plugin.ts";
 import apic from "./apic.ts";
 import debugExit from "./debug_exit.ts";
 import debugcon from "./debugcon.ts";
+import dmaI8257 from "./dma_i8257.ts";
+import fdcIsa from "./fdc/mod.ts";
 import fwCfg from "./fw_cfg.ts";
 import piix3Ide from "./ide/mod.ts";
 import ioapic from "./ioapic.ts";
@@ -31,6 +33,8 @@ export const DEVICE_PLUGINS: readonly DeviceDescriptor[] = [
   pitI8254,
   rtcMc146818,
   kbdI8042,
+  dmaI8257,
+  fdcIsa,
   serial8250,
   debugcon,
   debugExit,

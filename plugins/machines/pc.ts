@@ -5,6 +5,7 @@ import {
   CPU_IRQ,
   cpuIrqKey,
   type FirmwareConfig,
+  FLOPPY_DRIVES,
   GUEST_RAM,
   ISA_BIOS,
   ISA_BUS,
@@ -95,7 +96,15 @@ export function e820Table(
 /** Fills the CMOS memory-size, CPU-count, equipment and boot-order bytes. */
 export function fillPcCmos(
   cmos: Uint8Array,
-  options: { ramBytes: number; below4g: number; above4g: number; smp: number; bootOrder: string },
+  options: {
+    ramBytes: number;
+    below4g: number;
+    above4g: number;
+    smp: number;
+    bootOrder: string;
+    /** The CMOS types of floppy drives A and B (0: none), from the floppy controller. */
+    floppyTypes?: readonly [number, number];
+  },
 ): void {
   cmos[0x15] = 640 & 0xff; // base memory in KiB
   cmos[0x16] = 640 >> 8;
@@ -112,8 +121,11 @@ export function fillPcCmos(
   cmos[0x5c] = (high >> 8) & 0xff;
   cmos[0x5d] = (high >> 16) & 0xff;
   cmos[0x5f] = options.smp - 1;
-  cmos[0x10] = 0; // no floppy drives
-  cmos[0x14] = 0x02 | 0x04; // FPU present, PS/2 mouse present, no floppies, VGA
+  const [fdA, fdB] = options.floppyTypes ?? [0, 0];
+  cmos[0x10] = fdA << 4 | fdB;
+  const floppies = (fdA ? 1 : 0) + (fdB ? 1 : 0);
+  // FPU present, PS/2 mouse present, VGA; bit 0 and bits 6-7: floppies present, count - 1.
+  cmos[0x14] = 0x02 | 0x04 | (floppies ? 0x01 | (floppies - 1) << 6 : 0);
   const codes = [...options.bootOrder.slice(0, 3)].map(bootDeviceCode);
   while (codes.length < 3) codes.push(0);
   cmos[0x3d] = (codes[1] << 4) | codes[0];
@@ -203,6 +215,11 @@ export function createPcMachine(config: MachineConfig): Machine {
   machine.createDevice("isa-pit");
   machine.createDevice("mc146818rtc");
   machine.createDevice("i8042");
+  // The PC's ISA DMA controllers and its floppy controller (0x3f0, IRQ 6, DMA 2), as QEMU's
+  // pc board always has them; -fda/-fdb/-drive if=floppy give the drives.
+  const registry = machine.config.registry;
+  if (registry?.get("device", "i8257")) machine.createDevice("i8257");
+  if (registry?.get("device", "isa-fdc")) machine.createDevice("isa-fdc");
   config.serial.forEach((chardev, index) => {
     if (index > 3) throw new UsageError("Maximum number of serial devices is 4");
     machine.createDevice("isa-serial", { chardev: chardev.id, index });
@@ -241,7 +258,15 @@ export function createPcMachine(config: MachineConfig): Machine {
 
   const bootOrder = config.bootOrder ?? "cad";
   const rtc = machine.service(RTC_CMOS);
-  const cmos = { ramBytes: config.ramBytes, below4g, above4g, smp: config.smp, bootOrder };
+  const floppyTypes = machine.findService(FLOPPY_DRIVES)?.cmosTypes();
+  const cmos = {
+    ramBytes: config.ramBytes,
+    below4g,
+    above4g,
+    smp: config.smp,
+    bootOrder,
+    floppyTypes,
+  };
   fillPcCmos(rtc.cmos, { ...cmos, bootOrder: config.bootOnce ?? bootOrder });
   if (config.bootOnce) {
     // QEMU's restore_boot_order: the start-up reset keeps once=, any later reset restores.

@@ -1,0 +1,567 @@
+// The PC's floppy disk controller (`isa-fdc`, an Intel 82078 at 0x3f0, IRQ 6, ISA DMA channel 2)
+//
+// Commands arrive byte by byte at the FIFO (0x3f5); a read or write moves whole sectors
+// between the image and guest memory through the DMA controller, then the result phase
+// (ST0 ST1 ST2 C H R N) is read back after IRQ 6. Addressing follows QEMU 7.2's model:
+// a sector outside the geometry ends the command with an error status; a sector inside the
+// geometry but past the end of a short image reads as zeroes, and a write there fails.
+// Image I/O is asynchronous: the controller stays busy (RQM clear) until it completes.
+
+import {
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  type FloppyDrives,
+  type IsaDma,
+} from "../../../core/device.ts";
+import type { BlockIo } from "../../../core/block/backend.ts";
+import type { IrqLine } from "../../../core/irq.ts";
+
+import {
+  DIR_READ,
+  DIR_WRITE,
+  DOR_DMAEN,
+  DOR_MOTEN0,
+  DOR_MOTEN1,
+  DOR_NRESET,
+  DOR_SELMASK,
+  DSR_DRATEMASK,
+  DSR_PWRDOWN,
+  DSR_SWRESET,
+  MSR_CMDBUSY,
+  MSR_DIO,
+  MSR_RQM,
+  RESET_SENSEI_COUNT,
+  SR0_ABNTERM,
+  SR0_HEAD,
+  SR0_INVCMD,
+  SR0_RDYCHG,
+  SR0_SEEK,
+  SR1_EC,
+  SR1_MA,
+  SR1_NW,
+  SRA_INTPEND,
+  SRA_NDRV2,
+  SRB_DR0,
+  SRB_MTR0,
+  SRB_MTR1,
+} from "./registers.ts";
+import { commandFor } from "./commands.ts";
+import {
+  CMOS_DRIVE_TYPE,
+  type Drive,
+  linearSector,
+  newDrive,
+  SECTOR_BYTES,
+  seek,
+} from "./geometry.ts";
+
+/** Data rates (DSR/CCR bits 0-1). */
+
+/** The PC floppy controller with drives A and B. */
+export class FloppyController implements Device, FloppyDrives {
+  readonly model = "isa-fdc";
+  readonly drives: [Drive, Drive];
+  #irq: IrqLine | null;
+  #dma: IsaDma | null;
+  #track: (p: Promise<void>) => Promise<void>;
+  readonly dmaChannel: number;
+
+  sra = 0;
+  srb = 0xc0;
+  dor = DOR_NRESET | DOR_DMAEN;
+  tdr = 0;
+  dsr = 0;
+  msr = MSR_RQM;
+  curDrv = 0;
+  status0 = 0;
+  fifo = new Uint8Array(SECTOR_BYTES);
+  dataPos = 0;
+  dataLen = 0;
+  multiTrack = false;
+  dataDir = DIR_WRITE;
+  eot = 0;
+  config = 0;
+  lock = 0;
+  precompTrack = 0;
+  powerDown = 0;
+  timer0 = 0;
+  timer1 = 0;
+  resetSensei = 0;
+  /** Bumped by every reset: an image transfer begun before it delivers nothing after it. */
+  #generation = 0;
+  /** Transfers whose image I/O has not completed (tests wait on this). */
+  pending: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly id: string,
+    host: {
+      drives: [
+        { node: BlockIo | null; readOnly: boolean } | null,
+        {
+          node: BlockIo | null;
+          readOnly: boolean;
+        } | null,
+      ];
+      irq: IrqLine | null;
+      dma: IsaDma | null;
+      dmaChannel?: number;
+      track?: (p: Promise<void>) => Promise<void>;
+    },
+    machine: DeviceContext | null,
+    iobase = 0x3f0,
+  ) {
+    this.drives = [
+      newDrive(host.drives[0]?.node ?? null, host.drives[0]?.readOnly ?? false),
+      newDrive(host.drives[1]?.node ?? null, host.drives[1]?.readOnly ?? false),
+    ];
+    this.#present = [host.drives[0] !== null, host.drives[1] !== null];
+    this.#irq = host.irq;
+    this.#dma = host.dma;
+    this.dmaChannel = host.dmaChannel ?? 2;
+    this.#track = host.track ?? ((p) => p);
+    // 0x3f0-0x3f5 and 0x3f7: 0x3f6 belongs to the IDE controller's device control.
+    machine?.io.register(id, iobase, 6, {
+      read: (port) => this.readRegister(port - iobase),
+      write: (port, _size, value) => this.writeRegister(port - iobase, value),
+    });
+    machine?.io.register(`${id}-dir`, iobase + 7, 1, {
+      read: () => this.readRegister(7),
+      write: (_port, _size, value) => this.writeRegister(7, value),
+    });
+    this.#reset(false);
+  }
+
+  readonly #present: [boolean, boolean];
+
+  /** CMOS 0x10 codes of drives A and B (0 for a drive slot with no drive). */
+  cmosTypes(): readonly [number, number] {
+    return [0, 1].map((i) => this.#present[i] ? CMOS_DRIVE_TYPE[this.drives[i].type] : 0) as [
+      number,
+      number,
+    ];
+  }
+
+  get #cur(): Drive {
+    return this.drives[this.curDrv & 1];
+  }
+
+  /** Reads register `reg` (0-7 from the base). */
+  readRegister(reg: number): number {
+    switch (reg & 7) {
+      case 0:
+        return this.sra;
+      case 1:
+        return this.srb;
+      case 2:
+        return this.dor | this.curDrv;
+      case 3:
+        return this.tdr;
+      case 4:
+        // Reading the main status takes the controller out of power-down and reset (QEMU).
+        this.dsr &= ~DSR_PWRDOWN;
+        this.dor |= DOR_NRESET;
+        return this.msr;
+      case 5:
+        return this.#readData();
+      case 7:
+        return this.#cur.mediaChanged ? 0x80 : 0;
+      default:
+        return 0xff;
+    }
+  }
+
+  /** Writes register `reg` (0-7 from the base). */
+  writeRegister(reg: number, value: number): void {
+    value &= 0xff;
+    switch (reg & 7) {
+      case 2:
+        this.#writeDor(value);
+        return;
+      case 3:
+        if (this.dor & DOR_NRESET) this.tdr = value & 0x04;
+        return;
+      case 4:
+        if (!(this.dor & DOR_NRESET)) return;
+        if (value & DSR_SWRESET) {
+          this.dor &= ~DOR_NRESET;
+          this.#reset(true);
+          this.dor |= DOR_NRESET;
+        }
+        if (value & DSR_PWRDOWN) this.#reset(true);
+        this.dsr = value;
+        return;
+      case 5:
+        this.#writeData(value);
+        return;
+      case 7:
+        if (this.dor & DOR_NRESET) this.dsr = (this.dsr & ~DSR_DRATEMASK) | (value & DSR_DRATEMASK);
+        return;
+    }
+  }
+
+  #writeDor(value: number): void {
+    this.srb = (this.srb & ~(SRB_MTR0 | SRB_MTR1 | SRB_DR0)) |
+      (value & DOR_MOTEN0 ? SRB_MTR0 : 0) | (value & DOR_MOTEN1 ? SRB_MTR1 : 0) |
+      (value & 1 ? SRB_DR0 : 0);
+    if (value & DOR_NRESET && !(this.dor & DOR_NRESET)) {
+      this.#reset(true);
+      this.dsr &= ~DSR_PWRDOWN;
+    }
+    this.curDrv = value & DOR_SELMASK;
+    this.dor = value;
+  }
+
+  #raiseIrq(): void {
+    if (!(this.sra & SRA_INTPEND)) {
+      this.#irq?.set(true);
+      this.sra |= SRA_INTPEND;
+    }
+    this.resetSensei = 0;
+  }
+
+  #resetIrq(): void {
+    this.status0 = 0;
+    if (!(this.sra & SRA_INTPEND)) return;
+    this.#irq?.set(false);
+    this.sra &= ~SRA_INTPEND;
+  }
+
+  #reset(doIrq: boolean): void {
+    this.#generation++;
+    this.#resetIrq();
+    this.#dma?.release(this.dmaChannel);
+    this.sra = this.#present[1] ? 0 : SRA_NDRV2;
+    this.srb = 0xc0;
+    this.curDrv = 0;
+    this.dor = DOR_NRESET | (this.#dma ? DOR_DMAEN : 0);
+    this.msr = MSR_RQM;
+    this.dataPos = 0;
+    this.dataLen = 0;
+    this.multiTrack = false;
+    for (const d of this.drives) seek(d, 0, 0, 1);
+    this.#resetFifo();
+    if (doIrq) {
+      this.status0 |= SR0_RDYCHG;
+      this.#raiseIrq();
+      this.resetSensei = RESET_SENSEI_COUNT;
+    }
+  }
+
+  #resetFifo(): void {
+    this.dataDir = DIR_WRITE;
+    this.dataPos = 0;
+    this.msr &= ~(MSR_CMDBUSY | MSR_DIO);
+  }
+
+  /** Enters the result phase with `length` bytes of the FIFO to read. */
+  #setFifo(length: number): void {
+    this.dataDir = DIR_READ;
+    this.dataLen = length;
+    this.dataPos = 0;
+    this.msr |= MSR_CMDBUSY | MSR_RQM | MSR_DIO;
+  }
+
+  #readData(): number {
+    if (!(this.msr & MSR_RQM) || !(this.msr & MSR_DIO)) return 0;
+    const value = this.fifo[this.dataPos % SECTOR_BYTES];
+    if (++this.dataPos >= this.dataLen) {
+      this.dataPos = 0;
+      this.#resetFifo();
+      this.#resetIrq();
+    }
+    return value;
+  }
+
+  #writeData(value: number): void {
+    if (!(this.dor & DOR_NRESET)) return;
+    if (!(this.msr & MSR_RQM) || this.msr & MSR_DIO) return;
+    this.dsr &= ~DSR_PWRDOWN;
+    if (this.dataPos === 0) {
+      this.dataLen = commandFor(value).params + 1;
+      this.msr |= MSR_CMDBUSY;
+    }
+    this.fifo[this.dataPos++] = value;
+    if (this.dataPos === this.dataLen) commandFor(this.fifo[0]).run(this);
+  }
+
+  /** Ends a command: the seven result bytes, and IRQ 6 (QEMU's fdctrl_stop_transfer). */
+  stopTransfer(sr0: number, sr1: number, sr2: number): void {
+    const d = this.#cur;
+    this.status0 = (this.status0 & ~0x07) | (this.curDrv & 1) | (d.head ? SR0_HEAD : 0) | sr0;
+    this.fifo.set([this.status0, sr1, sr2, d.track, d.head, d.sect, 2]);
+    this.dataDir = DIR_READ;
+    this.#dma?.release(this.dmaChannel);
+    this.msr |= MSR_RQM | MSR_DIO;
+    this.#setFifo(7);
+    this.#raiseIrq();
+  }
+
+  /** Answers one byte (VERSION, LOCK...). */
+  reply(bytes: number[]): void {
+    this.fifo.set(bytes);
+    this.#setFifo(bytes.length);
+  }
+
+  invalid(): void {
+    this.reply([SR0_INVCMD]);
+  }
+
+  /** Ends a command that has no result phase. */
+  done(raise: boolean): void {
+    this.#resetFifo();
+    if (raise) {
+      this.status0 |= SR0_SEEK;
+      this.#raiseIrq();
+    }
+  }
+
+  selectFromCommand(): Drive {
+    this.curDrv = this.fifo[1] & DOR_SELMASK;
+    return this.#cur;
+  }
+
+  senseInterrupt(): void {
+    if (this.resetSensei > 0) {
+      this.fifo[0] = SR0_RDYCHG + RESET_SENSEI_COUNT - this.resetSensei;
+      this.resetSensei--;
+    } else if (!(this.sra & SRA_INTPEND)) {
+      this.reply([SR0_INVCMD]);
+      return;
+    } else {
+      this.fifo[0] = (this.status0 & ~(SR0_HEAD | 0x03)) | (this.curDrv & 1);
+    }
+    this.fifo[1] = this.#cur.track;
+    this.#setFifo(2);
+    this.#resetIrq();
+    this.status0 = SR0_RDYCHG;
+  }
+
+  readId(): void {
+    const d = this.#cur;
+    d.head = (this.fifo[1] >> 2) & 1;
+    // Pretend the disk spins: the next sector comes under the head (QEMU).
+    if (d.lastSect !== 0) d.sect = (d.sect % d.lastSect) + 1;
+    if ((this.dsr & DSR_DRATEMASK) !== d.rate) this.stopTransfer(SR0_ABNTERM, SR1_MA, 0);
+    else this.stopTransfer(0, 0, 0);
+  }
+
+  /** READ or WRITE: seek to the first sector, then wait for the DMA controller (QEMU's start_transfer). */
+  startTransfer(direction: number): void {
+    const d = this.selectFromCommand();
+    const [kt, kh, ks] = [this.fifo[2], this.fifo[3], this.fifo[4]];
+    const fail = (sr1: number) => {
+      this.stopTransfer(SR0_ABNTERM, sr1, 0);
+      this.fifo.set([kt, kh, ks], 3);
+    };
+    const moved = seek(d, kh, kt, ks);
+    if (moved === 2) return fail(0);
+    if (moved === 3) return fail(SR1_EC);
+    if (moved === 1) this.status0 |= SR0_SEEK;
+    if ((this.dsr & DSR_DRATEMASK) !== d.rate) return fail(SR1_MA);
+    this.dataDir = direction;
+    this.dataPos = 0;
+    this.multiTrack = (this.fifo[0] & 0x80) !== 0;
+    if (this.fifo[5] === 0) this.dataLen = this.fifo[8];
+    else {
+      const sectors = this.fifo[6] - ks + 1 + (this.multiTrack ? this.fifo[6] : 0);
+      this.dataLen = (128 << Math.min(this.fifo[5], 7)) * sectors;
+    }
+    this.eot = this.fifo[6];
+    const dma = this.#dma;
+    const type = dma ? (dma.mode(this.dmaChannel) >> 2) & 3 : -1;
+    const dmaMatches = (direction === DIR_READ && type === 1) ||
+      (direction === DIR_WRITE && type === 2);
+    if (!(this.dor & DOR_DMAEN) || !dma || !dmaMatches) {
+      // Programmed I/O transfers are not modelled: the command ends with an error status.
+      this.stopTransfer(SR0_ABNTERM, 0, 0);
+      return;
+    }
+    this.msr &= ~MSR_RQM;
+    let started = false;
+    dma.hold(this.dmaChannel, () => {
+      if (started) return;
+      started = true;
+      dma.release(this.dmaChannel);
+      this.#transfer(dma);
+    });
+  }
+
+  /** QEMU's fdctrl_seek_to_next_sect: false at the end of the cylinder. */
+  #nextSector(d: Drive): boolean {
+    let [head, track, sect] = [d.head, d.track, d.sect];
+    let more = true;
+    if (sect >= d.lastSect || sect === this.eot) {
+      sect = 1;
+      if (this.multiTrack) {
+        if (head === 0 && d.heads === 2) head = 1;
+        else {
+          head = 0;
+          track++;
+          this.status0 |= SR0_SEEK;
+          if (d.heads === 1) more = false;
+        }
+      } else {
+        this.status0 |= SR0_SEEK;
+        track++;
+        more = false;
+      }
+    } else sect++;
+    seek(d, head, track, sect);
+    return more;
+  }
+
+  /**
+   * The DMA part of a READ or WRITE: walks the sectors the transfer covers (bounded by the
+   * command and by the DMA count), then does the image I/O, then moves the bytes and ends
+   * the command. The walk happens first so the result names the right sector; no guest
+   * access reaches the controller meanwhile (RQM is clear).
+   */
+  #transfer(dma: IsaDma): void {
+    const d = this.#cur;
+    const total = Math.min(dma.remaining(this.dmaChannel), this.dataLen);
+    const chunks: { offset: number; bytes: number }[] = [];
+    for (let pos = 0; pos < total;) {
+      const bytes = Math.min(SECTOR_BYTES, total - pos);
+      chunks.push({ offset: linearSector(d) * SECTOR_BYTES, bytes });
+      pos += bytes;
+      if (pos % SECTOR_BYTES === 0 && !this.#nextSector(d)) break;
+    }
+    const node = d.node;
+    const generation = this.#generation;
+    if (!node) {
+      this.stopTransfer(SR0_ABNTERM, 0, 0);
+      return;
+    }
+    if (this.dataDir === DIR_WRITE && d.readOnly) {
+      this.stopTransfer(SR0_ABNTERM | SR0_SEEK, SR1_NW, 0);
+      return;
+    }
+    const size = node.size();
+    const moved = chunks.reduce((n, c) => n + c.bytes, 0);
+    const work = this.dataDir === DIR_READ
+      ? this.#readChunks(node, size, chunks).then((data) => {
+        if (generation !== this.#generation) return;
+        for (const buf of data) dma.writeMemory(this.dmaChannel, buf);
+        this.dataLen -= moved;
+        this.stopTransfer(0, 0, 0);
+      })
+      : this.#writeChunks(node, size, chunks, dma).then((ok) => {
+        if (generation !== this.#generation) return;
+        this.dataLen -= moved;
+        if (ok) this.stopTransfer(0, 0, 0);
+        else this.stopTransfer(SR0_ABNTERM | SR0_SEEK, 0, 0);
+      });
+    this.pending = this.#track(work.catch(() => {
+      if (generation === this.#generation) this.stopTransfer(SR0_ABNTERM | SR0_SEEK, 0, 0);
+    }));
+  }
+
+  /** Reads whole sectors; outside the image they read as zeroes (QEMU: "image size is too small"). */
+  async #readChunks(
+    node: BlockIo,
+    size: number,
+    chunks: readonly { offset: number; bytes: number }[],
+  ): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    for (const c of chunks) {
+      const sector = new Uint8Array(SECTOR_BYTES);
+      if (c.offset >= 0 && c.offset + SECTOR_BYTES <= size) await node.read(c.offset, sector);
+      out.push(sector.subarray(0, c.bytes));
+    }
+    return out;
+  }
+
+  /** Takes the bytes from memory now, writes them; false when a sector is outside the image. */
+  async #writeChunks(
+    node: BlockIo,
+    size: number,
+    chunks: readonly { offset: number; bytes: number }[],
+    dma: IsaDma,
+  ): Promise<boolean> {
+    const data = chunks.map((c) => {
+      const buf = new Uint8Array(c.bytes);
+      dma.readMemory(this.dmaChannel, buf);
+      return buf;
+    });
+    for (const [i, c] of chunks.entries()) {
+      if (c.offset < 0 || c.offset + SECTOR_BYTES > size) return false;
+      const sector = new Uint8Array(SECTOR_BYTES);
+      if (c.bytes < SECTOR_BYTES) await node.read(c.offset, sector);
+      sector.set(data[i]);
+      await node.write(c.offset, sector);
+    }
+    return true;
+  }
+
+  reset(): void {
+    this.#reset(false);
+    for (const d of this.drives) d.perpendicular = 0;
+    this.dsr = 0;
+    this.tdr = 0;
+    this.config = 0;
+    this.lock = 0;
+  }
+
+  saveState(): DeviceState {
+    return {
+      regs: [
+        this.sra,
+        this.srb,
+        this.dor,
+        this.tdr,
+        this.dsr,
+        this.msr,
+        this.curDrv,
+        this.status0,
+        this.dataPos,
+        this.dataLen,
+        this.multiTrack ? 1 : 0,
+        this.dataDir,
+        this.eot,
+        this.config,
+        this.lock,
+        this.precompTrack,
+        this.powerDown,
+        this.timer0,
+        this.timer1,
+        this.resetSensei,
+      ],
+      fifo: this.fifo.slice(),
+      drives: this.drives.map((d) => [d.head, d.track, d.sect, d.mediaChanged ? 1 : 0]),
+    };
+  }
+
+  loadState(state: DeviceState): void {
+    const r = state.regs as number[];
+    [
+      this.sra,
+      this.srb,
+      this.dor,
+      this.tdr,
+      this.dsr,
+      this.msr,
+      this.curDrv,
+      this.status0,
+      this.dataPos,
+      this.dataLen,
+    ] = r;
+    this.multiTrack = r[10] === 1;
+    [
+      this.dataDir,
+      this.eot,
+      this.config,
+      this.lock,
+      this.precompTrack,
+      this.powerDown,
+      this.timer0,
+      this.timer1,
+      this.resetSensei,
+    ] = r.slice(11);
+    this.fifo.set(state.fifo as Uint8Array);
+    (state.drives as number[][]).forEach((v, i) => {
+      Object.assign(this.drives[i], { head: v[0], track: v[1], sect: v[2], mediaChanged: !!v[3] });
+    });
+    this.#generation++;
+  }
+}

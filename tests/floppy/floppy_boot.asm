@@ -1,0 +1,133 @@
+; Floppy boot guest: a 1.44 MB boot sector that loads sectors with INT 13h AH=02 (SeaBIOS
+; drives the FDC and DMA channel 2), reads that span a track, both heads (multi-track) and
+; the last cylinder, then prints per read "R <AH> <AL> <CF> <a> <b>" on debugcon (0xe9), a
+; and b being a Fletcher-16 style sum (a += byte, b += a, 16 bits) of the bytes loaded, and
+; exits through isa-debug-exit (0xf4).
+bits 16
+org 0x7c00
+start:
+  cli
+  xor ax, ax
+  mov ds, ax
+  mov ss, ax
+  mov sp, 0x7c00
+  sti
+  mov [drive], dl
+  mov si, reads
+.next:
+  mov al, [si]
+  test al, al
+  jz .done
+  mov ch, [si + 1]
+  mov dh, [si + 2]
+  mov cl, [si + 3]
+  mov bx, [si + 4]
+  mov es, bx
+  xor bx, bx
+  mov dl, [drive]
+  mov ah, 2
+  push si
+  int 0x13
+  pop si
+  mov [status], ax
+  mov byte [carry], 0
+  adc byte [carry], 0
+  ; the sums over what the call was asked to load (count * 512 bytes at ES:0)
+  xor ax, ax
+  mov cl, [si]
+  xor ch, ch
+  shl cx, 9
+  xor di, di
+  xor dx, dx
+  xor bx, bx
+.sum:
+  mov al, [es:di]
+  add dx, ax
+  add bx, dx
+  inc di
+  loop .sum
+  push bx
+  push dx
+  mov al, 'R'
+  call putc
+  mov al, [status + 1]
+  call hex8
+  mov al, [status]
+  call hex8
+  mov al, [carry]
+  call hex8
+  pop ax
+  call hex16
+  pop ax
+  call hex16
+  mov al, 10
+  out 0xe9, al
+  add si, 6
+  jmp .next
+.done:
+  mov al, 0
+  out 0xf4, al
+  cli
+  hlt
+
+putc:
+  out 0xe9, al
+  ret
+
+; AL as two hex digits after a space
+hex8:
+  push ax
+  mov al, ' '
+  out 0xe9, al
+  pop ax
+  push ax
+  shr al, 4
+  call digit
+  pop ax
+  and al, 15
+  call digit
+  ret
+
+; AX as four hex digits after a space
+hex16:
+  push ax
+  mov al, ah
+  call hex8
+  pop ax
+  push ax
+  shr al, 4
+  call digit
+  pop ax
+  and al, 15
+  call digit
+  ret
+
+digit:
+  add al, '0'
+  cmp al, '9'
+  jbe .out
+  add al, 7
+.out:
+  out 0xe9, al
+  ret
+
+drive: db 0
+carry: db 0
+status: dw 0
+; count, cylinder, head, sector, destination segment
+reads:
+  db 17, 0, 0, 2
+  dw 0x1000
+  db 18, 0, 1, 1
+  dw 0x2000
+  db 36, 1, 0, 1
+  dw 0x3000
+  db 20, 2, 0, 1
+  dw 0x4000
+  db 1, 79, 1, 18
+  dw 0x5000
+  db 3, 79, 1, 17
+  dw 0x6000
+  db 0
+times 510 - ($ - $$) db 0
+dw 0xaa55
