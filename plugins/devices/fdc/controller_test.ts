@@ -1,0 +1,215 @@
+import assert from "node:assert/strict";
+import type { BlockIo } from "../../../core/block/backend.ts";
+import type { DeviceContext } from "../../../core/device.ts";
+import { IrqLine } from "../../../core/irq.ts";
+import { AddressSpace } from "../../../core/memory/address_space.ts";
+import { PortIoSpace } from "../../../core/memory/port_io.ts";
+import { DmaI8257 } from "../dma_i8257.ts";
+import { FloppyController } from "./controller.ts";
+
+const FDC = 0x3f0;
+const RAM_BYTES = 1 << 20;
+
+/** An image in memory that refuses (and counts) any host access outside its bytes. */
+class MemDisk implements BlockIo {
+  readonly bytes: Uint8Array;
+  outside = 0;
+  reads = 0;
+  constructor(sizeBytes: number) {
+    this.bytes = new Uint8Array(sizeBytes);
+    for (let i = 0; i < sizeBytes; i++) this.bytes[i] = (i * 31 + (i >> 9) * 7) & 0xff;
+  }
+  size(): number {
+    return this.bytes.length;
+  }
+  #check(offset: number, length: number): void {
+    if (offset < 0 || offset + length > this.bytes.length) {
+      this.outside++;
+      throw new RangeError(`outside the image: ${offset}+${length}`);
+    }
+  }
+  read(offset: number, buf: Uint8Array): Promise<void> {
+    this.reads++;
+    this.#check(offset, buf.length);
+    buf.set(this.bytes.subarray(offset, offset + buf.length));
+    return Promise.resolve();
+  }
+  write(offset: number, data: Uint8Array): Promise<void> {
+    this.#check(offset, data.length);
+    this.bytes.set(data, offset);
+    return Promise.resolve();
+  }
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+function rig(imageBytes: number, options: { readOnly?: boolean } = {}) {
+  const memory = new AddressSpace();
+  const ram = memory.addRam("ram", 0, RAM_BYTES);
+  const io = new PortIoSpace();
+  const ctx = { memory, io } as unknown as DeviceContext;
+  const irq = new IrqLine("isa-irq6");
+  const dma = new DmaI8257("dma", ctx);
+  const disk = new MemDisk(imageBytes);
+  const fdc = new FloppyController("fdc", {
+    drives: [{ node: disk, readOnly: options.readOnly ?? false }, null],
+    irq,
+    dma,
+  }, ctx);
+  const out = (port: number, value: number) => io.out(port, 1, value);
+  /** Channel 2 at `address` for `bytes`, `mode` 0x46 (to memory) or 0x4a (from memory). */
+  const programDma = (address: number, bytes: number, mode = 0x46) => {
+    out(0x0a, 0x06);
+    out(0x0c, 0);
+    out(0x04, address & 0xff);
+    out(0x04, (address >> 8) & 0xff);
+    out(0x0c, 0);
+    out(0x05, (bytes - 1) & 0xff);
+    out(0x05, ((bytes - 1) >> 8) & 0xff);
+    out(0x0b, mode);
+    out(0x81, (address >> 16) & 0xff);
+    out(0x0a, 0x02);
+  };
+  const command = (bytes: number[]) => bytes.forEach((b) => out(FDC + 5, b));
+  const result = (n: number) => Array.from({ length: n }, () => io.in(FDC + 5, 1));
+  /** A READ (0xe6: MT, MFM, SK) or WRITE (0xc5) of (c, h, s) to `eot` on drive 0. */
+  const transfer = (op: number, c: number, h: number, s: number, eot: number) =>
+    command([op, h << 2, c, h, s, 2, eot, 0x1b, 0xff]);
+  return { ram, io, irq, dma, disk, fdc, out, programDma, command, result, transfer };
+}
+
+const MB144 = 1474560;
+
+Deno.test("FloppyController READ moves sectors through DMA channel 2 and reports C H R N after IRQ 6", async () => {
+  const r = rig(MB144);
+  r.programDma(0x20000, 1024);
+  r.transfer(0xe6, 0, 0, 1, 18);
+  assert.equal(r.io.in(FDC + 4, 1) & 0x80, 0, "busy while the image is read");
+  await r.fdc.pending;
+  assert.equal(r.irq.level, true);
+  assert.equal(r.io.in(FDC + 4, 1), 0xd0, "RQM, DIO, busy: the result phase");
+  // ST0 (drive 0, head 0), ST1, ST2, then the sector after the last one moved.
+  assert.deepEqual(r.result(7), [0x00, 0, 0, 0, 0, 3, 2]);
+  assert.equal(r.irq.level, false);
+  assert.equal(r.io.in(FDC + 4, 1), 0x80);
+  assert.deepEqual(r.ram.subarray(0x20000, 0x20400), r.disk.bytes.subarray(0, 1024));
+  assert.equal(r.io.in(0x08, 1) & 0x04, 0x04, "channel 2 reached its terminal count");
+});
+
+Deno.test("FloppyController READ with MT crosses to head 1 at the end of the track", async () => {
+  const r = rig(MB144);
+  r.programDma(0x30000, 4 * 512);
+  r.transfer(0xe6, 3, 0, 17, 18);
+  await r.fdc.pending;
+  // Seek end (cylinder 0 to 3) and head 1 in ST0; the next sector is head 1's third.
+  assert.deepEqual(r.result(7), [0x24, 0, 0, 3, 1, 3, 2]);
+  const lba = (3 * 2 + 0) * 18 + 16;
+  assert.deepEqual(
+    r.ram.subarray(0x30000, 0x30800),
+    r.disk.bytes.subarray(lba * 512, (lba + 4) * 512),
+  );
+});
+
+Deno.test("FloppyController refuses a cylinder past the disk and a sector past the track with an error status", async () => {
+  const r = rig(MB144);
+  r.ram.fill(0x55, 0x20000, 0x20400);
+  r.programDma(0x20000, 1024);
+  r.transfer(0xe6, 200, 0, 1, 18);
+  assert.equal(r.irq.level, true);
+  // Abnormal termination; the result names the sector asked for.
+  assert.deepEqual(r.result(7), [0x40, 0, 0, 200, 0, 1, 2]);
+  r.transfer(0xe6, 5, 1, 40, 40);
+  // End of cylinder; the head never moved, so ST0 names head 0.
+  assert.deepEqual(r.result(7), [0x40, 0x80, 0, 5, 1, 40, 2], "end of cylinder");
+  await r.fdc.pending;
+  assert.equal(r.disk.reads, 0);
+  assert.ok(r.ram.subarray(0x20000, 0x20400).every((b) => b === 0x55));
+});
+
+Deno.test("FloppyController with a DMA address past RAM completes without touching RAM or the host beyond the image", async () => {
+  const r = rig(MB144);
+  const before = r.ram.slice();
+  // Page 0xff: 0xff0000, far past the 1 MiB of RAM; a 64 KiB count, more than the command needs.
+  r.programDma(0xff0000, 0x10000);
+  r.transfer(0xe6, 0, 0, 1, 18);
+  await r.fdc.pending;
+  assert.deepEqual(r.result(7), [0x20, 0, 0, 1, 0, 1, 2], "the whole track, then a step");
+  assert.deepEqual(r.ram, before);
+  assert.equal(r.disk.outside, 0);
+});
+
+Deno.test("FloppyController reads zeroes past the end of a short image and fails a write there", async () => {
+  // 100 KiB matches no format: QEMU's fallback drive (2.88 MB: 36 sectors, 1 Mbit/s).
+  const r = rig(100 * 1024);
+  r.out(FDC + 7, 3); // data rate 1M
+  r.ram.fill(0x55, 0x20000, 0x20400);
+  r.programDma(0x20000, 1024);
+  r.transfer(0xe6, 10, 0, 1, 36);
+  await r.fdc.pending;
+  assert.equal(r.result(7)[0] & 0xc0, 0, "a read inside the geometry succeeds");
+  assert.ok(r.ram.subarray(0x20000, 0x20400).every((b) => b === 0), "zeroes past the image");
+  r.programDma(0x20000, 512, 0x4a);
+  r.transfer(0xc5, 10, 0, 1, 36);
+  await r.fdc.pending;
+  assert.equal(r.result(7)[0] & 0x40, 0x40, "a write past the image ends abnormally");
+  assert.equal(r.disk.outside, 0, "the host file is never asked for bytes it does not have");
+});
+
+Deno.test("FloppyController sizes an oversized image as the fallback drive and stays inside it", async () => {
+  const r = rig(3 << 20);
+  r.out(FDC + 7, 3);
+  r.programDma(0x20000, 512);
+  r.transfer(0xe6, 79, 1, 36, 36); // the last sector of a 2.88 MB geometry
+  await r.fdc.pending;
+  assert.equal(r.result(7)[0] & 0xc0, 0);
+  const lba = (79 * 2 + 1) * 36 + 35;
+  assert.deepEqual(
+    r.ram.subarray(0x20000, 0x20200),
+    r.disk.bytes.subarray(lba * 512, lba * 512 + 512),
+  );
+  // The wrong data rate for the medium: missing address mark, as QEMU's check_media_rate.
+  r.out(FDC + 7, 0);
+  r.transfer(0xe6, 0, 0, 1, 36);
+  assert.deepEqual(r.result(7).slice(0, 2), [0x60, 0x01], "the seek to cylinder 0 happened first");
+});
+
+Deno.test("FloppyController refuses a write to a read-only medium before any DMA", async () => {
+  const r = rig(MB144, { readOnly: true });
+  const before = r.disk.bytes.slice();
+  r.programDma(0x20000, 512, 0x4a);
+  r.transfer(0xc5, 0, 0, 1, 18);
+  await r.fdc.pending;
+  assert.deepEqual(r.result(2), [0x60, 0x02], "abnormal termination, not writable");
+  assert.deepEqual(r.disk.bytes, before);
+});
+
+Deno.test("FloppyController answers an unknown command, a sense with nothing pending, and a reset as QEMU", async () => {
+  const r = rig(MB144);
+  r.command([0x1f]);
+  assert.deepEqual(r.result(1), [0x80]);
+  r.command([0x08]);
+  assert.deepEqual(r.result(1), [0x80]);
+  r.command([0x10]);
+  assert.deepEqual(r.result(1), [0x90], "VERSION: an 82078");
+  // A reset through the DOR, while a read waits for its image bytes: the read delivers nothing.
+  r.ram.fill(0x55, 0x20000, 0x20200);
+  r.programDma(0x20000, 512);
+  r.transfer(0xe6, 0, 0, 1, 18);
+  r.out(FDC + 2, 0x00);
+  r.out(FDC + 2, 0x0c);
+  await r.fdc.pending;
+  assert.ok(r.ram.subarray(0x20000, 0x20200).every((b) => b === 0x55));
+  assert.equal(r.irq.level, true);
+  for (let drive = 0; drive < 4; drive++) {
+    r.command([0x08]);
+    assert.deepEqual(r.result(2), [0xc0 + drive, 0]);
+  }
+  // Recalibrate and seek raise IRQ 6; sense interrupt gives ST0 with seek end and the cylinder.
+  r.command([0x0f, 0, 42]);
+  r.command([0x08]);
+  assert.deepEqual(r.result(2), [0x20, 42]);
+  r.command([0x07, 0]);
+  r.command([0x08]);
+  assert.deepEqual(r.result(2), [0x20, 0]);
+});
