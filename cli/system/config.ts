@@ -249,6 +249,12 @@ export async function openDrives(
     const cache = (o.cache as CacheMode | undefined) ?? "writeback";
     const file = o.file as string | undefined;
     const iface = (o.if as DriveConfig["interface"] | undefined) ?? "ide";
+    // The pc board's floppy bus has units 0 and 1 (QEMU's words).
+    if (iface === "floppy" && typeof o.index === "number" && o.index > 1) {
+      throw new UsageError(
+        `-drive ${spec}: machine type does not support if=floppy,bus=0,unit=${o.index}`,
+      );
+    }
     let node: BlockBackend | null = null;
     if (file !== undefined && file !== "") {
       try {

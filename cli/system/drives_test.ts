@@ -23,6 +23,15 @@ Deno.test("finishDrives() adds the empty CD-ROM at ide1 master unless it is take
   ]);
 });
 
+Deno.test("finishDrives() adds the empty floppy0 after the CD-ROM unless unit 0 is taken", () => {
+  const both = { defaultCdrom: true, defaultFloppy: true };
+  assert.deepEqual(summary(finishDrives([], both)), ["ide1-cd0@2", "floppy0@0"]);
+  const b = drive("floppy", { index: 1 });
+  assert.deepEqual(summary(finishDrives([b], both)), ["floppy1@1", "ide1-cd0@2", "floppy0@0"]);
+  const a = drive("floppy");
+  assert.deepEqual(summary(finishDrives([a], both)), ["floppy0@0", "ide1-cd0@2"]);
+});
+
 Deno.test("finishDrives() names drives as QEMU does and keeps indexes per interface", () => {
   const drives = [
     drive("virtio"),

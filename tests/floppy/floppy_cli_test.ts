@@ -1,0 +1,69 @@
+// -fda, -fdb and -drive if=floppy on the command line: `info block`'s floppy lines and the refusal
+// of a third unit, vmkit against real qemu-system-i386 7.2 on the same command line
+
+import assert from "node:assert/strict";
+import { haveProgram, runCommand, runVmkit, tempDir } from "../test_util.ts";
+import { Vm } from "../monitor/vm_util.ts";
+
+const QEMU = haveProgram("qemu-system-x86_64") && haveProgram("qemu-system-i386");
+if (!QEMU) console.log("floppy_cli_test: skipped: qemu-system-x86_64 or -i386 is not installed");
+
+/** The floppy drives of `info block`, without node numbers and QOM paths (vmkit names its own). */
+function floppyBlocks(infoBlock: string): string[] {
+  return infoBlock.split("\n\n").filter((b) => b.startsWith("floppy"))
+    .map((b) =>
+      b.split("\n").filter((l) => l && !l.includes("Attached to:"))
+        .map((l) => l.replace(/ \(#block\d+\)/, "")).join("\n")
+    );
+}
+
+Deno.test({
+  name: "vmkit -fda/-fdb/-drive if=floppy list the floppy drives in info block as QEMU 7.2",
+  ignore: !QEMU,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const a = `${dir}/a.img`, b = `${dir}/b.img`;
+      await Deno.writeFile(a, new Uint8Array(1474560));
+      await Deno.writeFile(b, new Uint8Array(737280));
+      const lines: string[][] = [
+        [],
+        ["-nodefaults"],
+        ["-drive", "if=floppy"],
+        ["-fda", a, "-fdb", b],
+        ["-drive", `if=floppy,index=1,format=raw,file=${b}`],
+        ["-drive", `if=floppy,format=raw,readonly=on,file=${a}`],
+      ];
+      for (const extra of lines) {
+        const args = ["-M", "pc", "-S", "-display", "none", "-net", "none", ...extra];
+        const info = async (program: "vmkit" | "qemu") => {
+          const vm = new Vm(args, `${dir}/${program}.sock`, program);
+          try {
+            const [text] = await vm.hmp("info block");
+            await vm.hmp("quit");
+            await vm.end();
+            return floppyBlocks(text);
+          } finally {
+            vm.kill();
+          }
+        };
+        assert.deepEqual(await info("vmkit"), await info("qemu"), extra.join(" "));
+      }
+    } finally {
+      await cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "vmkit -drive if=floppy,index=2 is refused with QEMU 7.2's message",
+  ignore: !QEMU,
+  async fn() {
+    const args = ["-drive", "if=floppy,index=2", "-display", "none", "-S"];
+    const qemu = await runCommand("qemu-system-i386", args);
+    const vmkit = await runVmkit(["system-i386", ...args]);
+    assert.notEqual(vmkit.code, 0);
+    const message = (text: string) => text.trim().split("\n")[0].replace(/^[^:]+: /, "");
+    assert.equal(message(vmkit.stderr), message(qemu.stderr));
+  },
+});
