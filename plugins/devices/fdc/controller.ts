@@ -58,6 +58,14 @@ import {
 
 /** Data rates (DSR/CCR bits 0-1). */
 
+/** One sector of a transfer: where it is in the image, how much of it moves, and the drive's
+ * head, track, sector and ST0 before it (restored when a write stops there). */
+interface Chunk {
+  readonly offset: number;
+  readonly bytes: number;
+  readonly at: [number, number, number, number];
+}
+
 /** The PC floppy controller with drives A and B. */
 export class FloppyController implements Device, FloppyDrives {
   readonly model = "isa-fdc";
@@ -112,8 +120,8 @@ export class FloppyController implements Device, FloppyDrives {
     iobase = 0x3f0,
   ) {
     this.drives = [
-      newDrive(host.drives[0]?.node ?? null, host.drives[0]?.readOnly ?? false),
-      newDrive(host.drives[1]?.node ?? null, host.drives[1]?.readOnly ?? false),
+      newDrive(host.drives[0]?.node ?? null, host.drives[0]?.readOnly ?? false, !!host.drives[0]),
+      newDrive(host.drives[1]?.node ?? null, host.drives[1]?.readOnly ?? false, !!host.drives[1]),
     ];
     this.#present = [host.drives[0] !== null, host.drives[1] !== null];
     this.#irq = host.irq;
@@ -364,6 +372,8 @@ export class FloppyController implements Device, FloppyDrives {
     this.multiTrack = (this.fifo[0] & 0x80) !== 0;
     if (this.fifo[5] === 0) this.dataLen = this.fifo[8];
     else {
+      // An end-of-track sector before the first one: QEMU 7.2 refuses it (missing address mark).
+      if (this.fifo[6] - ks + 1 < 0) return fail(SR1_MA);
       const sectors = this.fifo[6] - ks + 1 + (this.multiTrack ? this.fifo[6] : 0);
       this.dataLen = (128 << Math.min(this.fifo[5], 7)) * sectors;
     }
@@ -420,10 +430,14 @@ export class FloppyController implements Device, FloppyDrives {
   #transfer(dma: IsaDma): void {
     const d = this.#cur;
     const total = Math.min(dma.remaining(this.dmaChannel), this.dataLen);
-    const chunks: { offset: number; bytes: number }[] = [];
+    const chunks: Chunk[] = [];
     for (let pos = 0; pos < total;) {
       const bytes = Math.min(SECTOR_BYTES, total - pos);
-      chunks.push({ offset: linearSector(d) * SECTOR_BYTES, bytes });
+      chunks.push({
+        offset: linearSector(d) * SECTOR_BYTES,
+        bytes,
+        at: [d.head, d.track, d.sect, this.status0],
+      });
       pos += bytes;
       if (pos % SECTOR_BYTES === 0 && !this.#nextSector(d)) break;
     }
@@ -446,11 +460,13 @@ export class FloppyController implements Device, FloppyDrives {
         this.dataLen -= moved;
         this.stopTransfer(0, 0, 0);
       })
-      : this.#writeChunks(node, size, chunks, dma).then((ok) => {
+      : this.#writeChunks(node, size, chunks, dma).then((failed) => {
         if (generation !== this.#generation) return;
         this.dataLen -= moved;
-        if (ok) this.stopTransfer(0, 0, 0);
-        else this.stopTransfer(SR0_ABNTERM | SR0_SEEK, 0, 0);
+        if (failed < 0) return this.stopTransfer(0, 0, 0);
+        // QEMU stops on the sector it could not write: the result names that sector.
+        [d.head, d.track, d.sect, this.status0] = chunks[failed].at;
+        this.stopTransfer(SR0_ABNTERM | SR0_SEEK, 0, 0);
       });
     this.pending = this.#track(work.catch(() => {
       if (generation === this.#generation) this.stopTransfer(SR0_ABNTERM | SR0_SEEK, 0, 0);
@@ -461,7 +477,7 @@ export class FloppyController implements Device, FloppyDrives {
   async #readChunks(
     node: BlockIo,
     size: number,
-    chunks: readonly { offset: number; bytes: number }[],
+    chunks: readonly Chunk[],
   ): Promise<Uint8Array[]> {
     const out: Uint8Array[] = [];
     for (const c of chunks) {
@@ -472,26 +488,29 @@ export class FloppyController implements Device, FloppyDrives {
     return out;
   }
 
-  /** Takes the bytes from memory now, writes them; false when a sector is outside the image. */
+  /**
+   * Takes the bytes from memory now, then writes them in order; the index of the first sector
+   * outside the image (nothing written from it on), or -1 when all were written.
+   */
   async #writeChunks(
     node: BlockIo,
     size: number,
-    chunks: readonly { offset: number; bytes: number }[],
+    chunks: readonly Chunk[],
     dma: IsaDma,
-  ): Promise<boolean> {
+  ): Promise<number> {
     const data = chunks.map((c) => {
       const buf = new Uint8Array(c.bytes);
       dma.readMemory(this.dmaChannel, buf);
       return buf;
     });
     for (const [i, c] of chunks.entries()) {
-      if (c.offset < 0 || c.offset + SECTOR_BYTES > size) return false;
+      if (c.offset < 0 || c.offset + SECTOR_BYTES > size) return i;
       const sector = new Uint8Array(SECTOR_BYTES);
       if (c.bytes < SECTOR_BYTES) await node.read(c.offset, sector);
       sector.set(data[i]);
       await node.write(c.offset, sector);
     }
-    return true;
+    return -1;
   }
 
   reset(): void {

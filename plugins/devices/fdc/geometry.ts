@@ -77,8 +77,11 @@ export interface Drive {
   perpendicular: number;
 }
 
-/** A drive holding `node` (null: empty), its geometry from the medium's size. */
-export function newDrive(node: BlockIo | null, readOnly: boolean): Drive {
+/**
+ * A drive holding `node` (null: empty), its geometry from the medium's size; with `present`
+ * false, the slot of a drive the board does not have (QEMU's zeroed drive: no sector fits).
+ */
+export function newDrive(node: BlockIo | null, readOnly: boolean, present = true): Drive {
   const d: Drive = {
     node,
     readOnly,
@@ -102,9 +105,11 @@ export function newDrive(node: BlockIo | null, readOnly: boolean): Drive {
       heads: f.heads,
       rate: f.rate,
     });
-  } else {
+  } else if (present) {
     // QEMU lets an empty drive's head move anywhere (its empty-seek hack).
     Object.assign(d, { lastSect: 0xff, maxTrack: 0xff });
+  } else {
+    Object.assign(d, { heads: 1 });
   }
   return d;
 }

@@ -1,0 +1,179 @@
+; Hostile floppy guest: a boot sector that programs the FDC (0x3f0) and DMA channel 2 itself
+; with bad values and prints, per case, the result bytes the controller gives back and a
+; Fletcher-style sum of the 64 KiB DMA target at 0x10000 (debugcon 0xe9), then exits through
+; isa-debug-exit (0xf4). The controller must answer every case; none may hang or crash it.
+bits 16
+org 0x7c00
+FDC_MSR equ 0x3f4
+FDC_FIFO equ 0x3f5
+start:
+  cli
+  xor ax, ax
+  mov ds, ax
+  mov ss, ax
+  mov sp, 0x7c00
+  mov si, cases
+.next:
+  cmp byte [si], 0xff
+  je .done
+  ; DMA channel 2: mask, clear flip-flop, address, count, mode, page, unmask
+  mov al, 0x06
+  out 0x0a, al
+  out 0x0c, al
+  mov al, [si + 1]
+  out 0x04, al
+  mov al, [si + 2]
+  out 0x04, al
+  out 0x0c, al
+  mov al, [si + 3]
+  out 0x05, al
+  mov al, [si + 4]
+  out 0x05, al
+  mov al, [si + 5]
+  out 0x0b, al
+  mov al, [si]
+  out 0x81, al
+  mov al, 0x02
+  out 0x0a, al
+  ; the command: a length byte, then the bytes
+  mov cl, [si + 6]
+  xor ch, ch
+  lea bx, [si + 7]
+.cmd:
+  call wait_write
+  mov al, [bx]
+  mov dx, FDC_FIFO
+  out dx, al
+  inc bx
+  loop .cmd
+  mov al, 'C'
+  out 0xe9, al
+  ; result bytes while the controller offers them (RQM and DIO)
+  mov cx, 16
+.result:
+  call wait_ready
+  mov dx, FDC_MSR
+  in al, dx
+  and al, 0xc0
+  cmp al, 0xc0
+  jne .sum
+  mov dx, FDC_FIFO
+  in al, dx
+  call hex8
+  loop .result
+.sum:
+  push si
+  mov ax, 0x1000
+  mov es, ax
+  xor di, di
+  xor dx, dx
+  xor bx, bx
+  mov cx, 0x8000
+.s:
+  mov al, [es:di]
+  xor ah, ah
+  add dx, ax
+  add bx, dx
+  mov al, [es:di + 1]
+  add dx, ax
+  add bx, dx
+  add di, 2
+  loop .s
+  mov ax, dx
+  call hex16
+  mov ax, bx
+  call hex16
+  mov al, 10
+  out 0xe9, al
+  pop si
+  mov al, [si + 6]
+  xor ah, ah
+  add si, ax
+  add si, 7
+  jmp .next
+.done:
+  mov al, 0
+  out 0xf4, al
+  hlt
+
+; waits until the FIFO takes a byte (RQM set, DIO clear)
+wait_write:
+  mov dx, FDC_MSR
+.w:
+  in al, dx
+  and al, 0xc0
+  cmp al, 0x80
+  jne .w
+  ret
+
+; waits until the controller is not busy with a transfer (RQM set)
+wait_ready:
+  mov dx, FDC_MSR
+.r:
+  in al, dx
+  test al, 0x80
+  jz .r
+  ret
+
+hex8:
+  push ax
+  mov al, ' '
+  out 0xe9, al
+  pop ax
+  push ax
+  shr al, 4
+  call digit
+  pop ax
+  and al, 15
+  call digit
+  ret
+
+hex16:
+  push ax
+  mov al, ah
+  call hex8
+  pop ax
+  push ax
+  shr al, 4
+  call digit
+  pop ax
+  and al, 15
+  call digit
+  ret
+
+digit:
+  add al, '0'
+  cmp al, '9'
+  jbe .o
+  add al, 7
+.o:
+  out 0xe9, al
+  ret
+
+; page, address low/high, count-1 low/high, DMA mode, command length, command bytes
+cases:
+  ; a cylinder past the disk
+  db 0x01, 0, 0, 0xff, 0x03, 0x46, 9, 0xe6, 0, 200, 0, 1, 2, 18, 0x1b, 0xff
+  ; a sector past the track
+  db 0x01, 0, 0, 0xff, 0x03, 0x46, 9, 0xe6, 4, 5, 1, 40, 2, 40, 0x1b, 0xff
+  ; sector 0
+  db 0x01, 0, 0, 0xff, 0x01, 0x46, 9, 0xe6, 0, 3, 0, 0, 2, 1, 0x1b, 0xff
+  ; a DMA count larger than the command: the command's length wins
+  db 0x01, 0, 0, 0xff, 0xff, 0x46, 9, 0xe6, 0, 6, 0, 1, 2, 18, 0x1b, 0xff
+  ; a DMA address past RAM (page 0xf0 with -m 8)
+  db 0xf0, 0, 0, 0xff, 0x0f, 0x46, 9, 0xe6, 0, 7, 0, 1, 2, 18, 0x1b, 0xff
+  ; a DMA count shorter than one sector
+  db 0x01, 0, 0, 99, 0, 0x46, 9, 0xe6, 0, 8, 1, 3, 2, 18, 0x1b, 0xff
+  ; EOT before the start sector, no multi-track
+  db 0x01, 0, 0, 0xff, 0x03, 0x46, 9, 0x66, 0, 9, 0, 10, 2, 4, 0x1b, 0xff
+  ; an unknown command, then sense interrupt with nothing pending, then VERSION
+  db 0x01, 0, 0, 0, 0, 0x46, 1, 0x1f
+  db 0x01, 0, 0, 0, 0, 0x46, 1, 0x08
+  db 0x01, 0, 0, 0, 0, 0x46, 1, 0x10
+  ; drive B, which has no medium
+  db 0x01, 0, 0, 0xff, 0x01, 0x46, 9, 0xe6, 1, 0, 0, 1, 2, 18, 0x1b, 0xff
+  ; a write past the end of a short image (only a short image makes it fail)
+  db 0x01, 0, 0, 0xff, 0x01, 0x4a, 9, 0xc5, 0, 70, 0, 1, 2, 1, 0x1b, 0xff
+  db 0xff
+times 510 - ($ - $$) db 0
+dw 0xaa55
