@@ -74,42 +74,7 @@ putc:
   out 0xe9, al
   ret
 
-; AL as two hex digits after a space
-hex8:
-  push ax
-  mov al, ' '
-  out 0xe9, al
-  pop ax
-  push ax
-  shr al, 4
-  call digit
-  pop ax
-  and al, 15
-  call digit
-  ret
-
-; AX as four hex digits after a space
-hex16:
-  push ax
-  mov al, ah
-  call hex8
-  pop ax
-  push ax
-  shr al, 4
-  call digit
-  pop ax
-  and al, 15
-  call digit
-  ret
-
-digit:
-  add al, '0'
-  cmp al, '9'
-  jbe .out
-  add al, 7
-.out:
-  out 0xe9, al
-  ret
+%include "debugcon_hex.inc"
 
 drive: db 0
 carry: db 0

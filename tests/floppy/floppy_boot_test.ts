@@ -33,6 +33,8 @@ async function buildImage(
   const out = await runCommand("nasm", [
     "-f",
     "bin",
+    "-I",
+    `${HERE}/`,
     "-o",
     boot,
     path.join(HERE, asm),

@@ -115,40 +115,7 @@ wait_ready:
   jz .r
   ret
 
-hex8:
-  push ax
-  mov al, ' '
-  out 0xe9, al
-  pop ax
-  push ax
-  shr al, 4
-  call digit
-  pop ax
-  and al, 15
-  call digit
-  ret
-
-hex16:
-  push ax
-  mov al, ah
-  call hex8
-  pop ax
-  push ax
-  shr al, 4
-  call digit
-  pop ax
-  and al, 15
-  call digit
-  ret
-
-digit:
-  add al, '0'
-  cmp al, '9'
-  jbe .o
-  add al, 7
-.o:
-  out 0xe9, al
-  ret
+%include "debugcon_hex.inc"
 
 ; page, address low/high, count-1 low/high, DMA mode, command length, command bytes
 cases:

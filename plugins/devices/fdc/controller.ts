@@ -66,6 +66,29 @@ interface Chunk {
   readonly at: [number, number, number, number];
 }
 
+/** The controller's registers savevm keeps, in order. */
+const SAVED_FIELDS = [
+  "sra",
+  "srb",
+  "dor",
+  "tdr",
+  "dsr",
+  "msr",
+  "curDrv",
+  "status0",
+  "dataPos",
+  "dataLen",
+  "dataDir",
+  "eot",
+  "config",
+  "lock",
+  "precompTrack",
+  "powerDown",
+  "timer0",
+  "timer1",
+  "resetSensei",
+] as const;
+
 /** The PC floppy controller with drives A and B. */
 export class FloppyController implements Device, FloppyDrives {
   readonly model = "isa-fdc";
@@ -524,59 +547,17 @@ export class FloppyController implements Device, FloppyDrives {
 
   saveState(): DeviceState {
     return {
-      regs: [
-        this.sra,
-        this.srb,
-        this.dor,
-        this.tdr,
-        this.dsr,
-        this.msr,
-        this.curDrv,
-        this.status0,
-        this.dataPos,
-        this.dataLen,
-        this.multiTrack ? 1 : 0,
-        this.dataDir,
-        this.eot,
-        this.config,
-        this.lock,
-        this.precompTrack,
-        this.powerDown,
-        this.timer0,
-        this.timer1,
-        this.resetSensei,
-      ],
+      regs: SAVED_FIELDS.map((k) => this[k]),
+      multiTrack: this.multiTrack,
       fifo: this.fifo.slice(),
       drives: this.drives.map((d) => [d.head, d.track, d.sect, d.mediaChanged ? 1 : 0]),
     };
   }
 
   loadState(state: DeviceState): void {
-    const r = state.regs as number[];
-    [
-      this.sra,
-      this.srb,
-      this.dor,
-      this.tdr,
-      this.dsr,
-      this.msr,
-      this.curDrv,
-      this.status0,
-      this.dataPos,
-      this.dataLen,
-    ] = r;
-    this.multiTrack = r[10] === 1;
-    [
-      this.dataDir,
-      this.eot,
-      this.config,
-      this.lock,
-      this.precompTrack,
-      this.powerDown,
-      this.timer0,
-      this.timer1,
-      this.resetSensei,
-    ] = r.slice(11);
+    const regs = state.regs as number[];
+    SAVED_FIELDS.forEach((k, i) => this[k] = regs[i]);
+    this.multiTrack = state.multiTrack as boolean;
     this.fifo.set(state.fifo as Uint8Array);
     (state.drives as number[][]).forEach((v, i) => {
       Object.assign(this.drives[i], { head: v[0], track: v[1], sect: v[2], mediaChanged: !!v[3] });

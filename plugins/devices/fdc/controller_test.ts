@@ -213,3 +213,15 @@ Deno.test("FloppyController answers an unknown command, a sense with nothing pen
   r.command([0x08]);
   assert.deepEqual(r.result(2), [0x20, 0]);
 });
+
+Deno.test("FloppyController.loadState() resumes a result phase another controller saved", async () => {
+  const a = rig(MB144);
+  a.programDma(0x20000, 512);
+  a.transfer(0xe6, 2, 1, 5, 18);
+  await a.fdc.pending;
+  const b = rig(MB144);
+  b.fdc.loadState(structuredClone(a.fdc.saveState()));
+  assert.equal(b.io.in(FDC + 4, 1), a.io.in(FDC + 4, 1));
+  assert.deepEqual(b.result(7), a.result(7));
+  assert.deepEqual(b.fdc.saveState(), a.fdc.saveState());
+});
