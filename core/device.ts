@@ -184,6 +184,8 @@ export const POWER_BUTTON: ServiceKey<PowerButton> = serviceKey("power-button");
  * QEMU's tray model, where a medium goes in or out only while the tray is open.
  */
 export interface RemovableMedium {
+  /** False for a drive without a tray (a floppy drive): no tray events, no `tray_open`. */
+  readonly hasTray?: boolean;
   readonly trayOpen: boolean;
   /** The guest locked the tray (PREVENT ALLOW MEDIUM REMOVAL). */
   readonly locked: boolean;

@@ -67,7 +67,7 @@ export function queryBlock(ctx: MonitorContext): Record<string, unknown>[] {
       locked: m?.locked ?? false,
       removable,
     };
-    if (removable) entry.tray_open = m?.trayOpen ?? false;
+    if (removable && m?.hasTray !== false) entry.tray_open = m?.trayOpen ?? false;
     entry["io-status"] = "ok";
     const backend = d.node instanceof BlockBackend ? d.node : null;
     if (backend) {

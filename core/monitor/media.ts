@@ -42,7 +42,7 @@ function swapMedium(
       `Device '${device}' is locked and force was not specified, wait for tray to open and try again`,
     );
   }
-  if (!wasOpen) trayMoved(ctx, device, true);
+  if (!wasOpen && m.hasTray !== false) trayMoved(ctx, device, true);
   m.setMedium(node);
   const config = ctx.machine.config.drives.find((d) => d.id === device);
   if (config) config.node = node;
@@ -71,8 +71,9 @@ export async function changeMedium(
     const parts = errorChainMessage(e).split(": ");
     throw new Error(parts.filter((p, i) => p !== parts[i - 1]).join(": "));
   }
-  swapMedium(ctx, device, options.force ?? false, node).closeTray();
-  trayMoved(ctx, device, false);
+  const m = swapMedium(ctx, device, options.force ?? false, node);
+  m.closeTray();
+  if (m.hasTray !== false) trayMoved(ctx, device, false);
 }
 
 /** Adds eject and change to HMP, eject and blockdev-change-medium to QMP. */

@@ -56,6 +56,47 @@ Deno.test({
 });
 
 Deno.test({
+  name: "vmkit eject and change on a floppy drive (no tray) show in info block as QEMU 7.2",
+  ignore: !QEMU,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const a = `${dir}/a.img`, b = `${dir}/b.img`;
+      await Deno.writeFile(a, new Uint8Array(1474560));
+      await Deno.writeFile(b, new Uint8Array(737280));
+      const args = ["-M", "pc", "-S", "-display", "none", "-net", "none", "-drive"];
+      const steps = async (program: "vmkit" | "qemu") => {
+        const vm = new Vm(
+          [...args, `if=floppy,format=raw,file=${a}`],
+          `${dir}/${program}.sock`,
+          program,
+        );
+        try {
+          const out = await vm.hmp(
+            "eject floppy0",
+            "info block",
+            `change floppy0 ${b} raw`,
+            "info block",
+          );
+          await vm.hmp("quit");
+          await vm.end();
+          return [out[0], floppyBlocks(out[1]), out[2], floppyBlocks(out[3])];
+        } finally {
+          vm.kill();
+        }
+      };
+      const qemu = await steps("qemu");
+      assert.deepEqual(await steps("vmkit"), qemu);
+      assert.deepEqual(qemu[1], [
+        "floppy0: [not inserted]\n    Removable device: not locked, tray closed",
+      ]);
+    } finally {
+      await cleanup();
+    }
+  },
+});
+
+Deno.test({
   name: "vmkit -drive if=floppy,index=2 is refused with QEMU 7.2's message",
   ignore: !QEMU,
   async fn() {

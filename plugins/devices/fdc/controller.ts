@@ -165,6 +165,23 @@ export class FloppyController implements Device, FloppyDrives {
 
   readonly #present: [boolean, boolean];
 
+  /**
+   * Puts `node` in drive `unit` (null: takes the medium out), as the monitor's change and
+   * eject do: the geometry follows the new medium, the head stays, the disk-change line is set.
+   */
+  insert(unit: number, node: BlockIo | null): void {
+    const old = this.drives[unit];
+    const fresh = newDrive(node, old.readOnly, true);
+    Object.assign(old, {
+      node,
+      lastSect: fresh.lastSect,
+      maxTrack: fresh.maxTrack,
+      heads: fresh.heads,
+      rate: fresh.rate,
+      mediaChanged: true,
+    });
+  }
+
   /** CMOS 0x10 codes of drives A and B (0 for a drive slot with no drive). */
   cmosTypes(): readonly [number, number] {
     return [0, 1].map((i) => this.#present[i] ? CMOS_DRIVE_TYPE[this.drives[i].type] : 0) as [

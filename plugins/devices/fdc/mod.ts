@@ -1,6 +1,12 @@
 // `isa-fdc`: the PC's floppy controller plugin (controller.ts), with drives from -fda/-fdb/-drive if=floppy
 
-import { type DeviceContext, FLOPPY_DRIVES, ISA_BUS, ISA_DMA } from "../../../core/device.ts";
+import {
+  type DeviceContext,
+  FLOPPY_DRIVES,
+  ISA_BUS,
+  ISA_DMA,
+  REMOVABLE_MEDIA,
+} from "../../../core/device.ts";
 import type { BlockIo } from "../../../core/block/backend.ts";
 import { UsageError } from "../../../core/errors.ts";
 import type { DeviceDescriptor } from "../../../core/plugin.ts";
@@ -38,6 +44,23 @@ export default {
       track: (p) => machine.loop.track(p),
     }, machine);
     machine.provide(FLOPPY_DRIVES, fdc);
+    // The monitor's eject and change: a floppy drive has no tray, only a medium.
+    let media = machine.findService(REMOVABLE_MEDIA);
+    if (!media) machine.provide(REMOVABLE_MEDIA, media = new Map());
+    for (const d of floppies) {
+      const unit = d.index ?? 0;
+      media.set(d.id, {
+        hasTray: false,
+        trayOpen: false,
+        locked: false,
+        get inserted() {
+          return fdc.drives[unit].node !== null;
+        },
+        openTray: () => true,
+        setMedium: (node) => fdc.insert(unit, node),
+        closeTray: () => {},
+      });
+    }
     return fdc;
   },
 } satisfies DeviceDescriptor;
