@@ -68,7 +68,8 @@ export function queryBlock(ctx: MonitorContext): Record<string, unknown>[] {
       removable,
     };
     if (removable && m?.hasTray !== false) entry.tray_open = m?.trayOpen ?? false;
-    entry["io-status"] = "ok";
+    // QEMU reports io-status only for devices that keep one (not its floppy drives).
+    if (d.interface !== "floppy") entry["io-status"] = "ok";
     const backend = d.node instanceof BlockBackend ? d.node : null;
     if (backend) {
       const node = backend.root;

@@ -109,7 +109,7 @@ Deno.test({
       }
       const v = out.vmkit, q = out.qemu;
       // block: QEMU's lines for the drives both have (node names and device paths are
-      // each program's own; QEMU adds its empty floppy0 and sd0).
+      // each program's own; QEMU adds its empty sd0).
       const blocks = (lines: string[]) =>
         lines.join("\n").split("\n\n").slice(0, 2).map((b) =>
           b.replace(/ \(#block\d+\):/, " (#N):").replace(/(Attached to: +)\S+/, "$1P")
@@ -125,11 +125,11 @@ Deno.test({
       assert.deepEqual(v["info uuid"], [UUID]);
       assert.deepEqual(v["info uuid"], q["info uuid"]);
       // blockstats: QEMU's counters in its order, for the drives both have (QEMU adds its
-      // empty floppy0 and sd0); -S, so no request has run in either.
+      // empty sd0); -S, so no request has run in either.
       const stats = (lines: string[]) =>
         new Map(lines.filter((l) => l).map((l) => [l.split(":")[0], l]));
       const vs = stats(v["info blockstats"]), qs = stats(q["info blockstats"]);
-      assert.deepEqual([...vs.keys()], ["virtio0", "ide1-cd0"]);
+      assert.deepEqual([...vs.keys()], ["virtio0", "ide1-cd0", "floppy0"]);
       for (const [dev, line] of vs) assert.equal(line, qs.get(dev), dev);
       // network: the hub and its two ports, QEMU's lines; the user backend QEMU names
       // itself (#net and random digits) is vmkit's user.0 (network_test.ts has more).
@@ -244,7 +244,7 @@ Deno.test({
       const byDevice = (list: unknown) =>
         new Map((list as Entry[]).map((e) => [e.device as string, e]));
       const vb = byDevice(v[1].return), qb = byDevice(q[1].return);
-      assert.deepEqual([...vb.keys()], ["virtio0", "ide1-cd0"]);
+      assert.deepEqual([...vb.keys()], ["virtio0", "ide1-cd0", "floppy0"]);
       for (const [dev, e] of vb) {
         const qe = qb.get(dev)!;
         assert.deepEqual(shape(e), shape(qe), dev);
