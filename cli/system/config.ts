@@ -5,7 +5,7 @@ import { type BlockGraph, probedRawWarning } from "../../core/block/graph.ts";
 import { type Chardev, openChardev, type StdioChardevOptions } from "../../core/chardev.ts";
 import { monitorChardevIds } from "./monitor.ts";
 import type { CpuBackend, CpuTopology } from "../../core/cpu.ts";
-import { hostIoError, UsageError } from "../../core/errors.ts";
+import { errorChainMessage, hostIoError, UsageError } from "../../core/errors.ts";
 import type { DriveConfig, KernelConfig, MachineConfig } from "../../core/machine.ts";
 import { parseKeyValueList, parseNumber, parseOptions, parseSize } from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
@@ -221,28 +221,36 @@ export async function openDrives(
   graph: BlockGraph,
   hda: string | undefined,
 ): Promise<DriveConfig[]> {
-  const specs: string[] = [];
-  if (hda !== undefined) specs.push(`file=${hda.replaceAll(",", ",,")},index=0,media=disk`);
+  // Each drive as -drive text, and the option as typed, which QEMU's messages name.
+  const specs: { spec: string; typed: string }[] = [];
+  if (hda !== undefined) {
+    specs.push({ spec: `file=${hda.replaceAll(",", ",,")},index=0,media=disk`, typed: hda });
+  }
+  const SHORTHANDS: Record<string, string> = {
+    hda: "index=0,media=disk",
+    hdb: "index=1,media=disk",
+    hdc: "index=2,media=disk",
+    hdd: "index=3,media=disk",
+    cdrom: "index=2,media=cdrom",
+    fda: "if=floppy,index=0",
+    fdb: "if=floppy,index=1",
+  };
   for (const o of opts) {
     const file = o.value.replaceAll(",", ",,");
-    if (o.name === "drive") specs.push(o.value);
-    else if (o.name === "hda") specs.push(`file=${file},index=0,media=disk`);
-    else if (o.name === "hdb") specs.push(`file=${file},index=1,media=disk`);
-    else if (o.name === "hdc") specs.push(`file=${file},index=2,media=disk`);
-    else if (o.name === "hdd") specs.push(`file=${file},index=3,media=disk`);
-    else if (o.name === "cdrom") specs.push(`file=${file},index=2,media=cdrom`);
-    else if (o.name === "fda") specs.push(`file=${file},if=floppy,index=0`);
-    else if (o.name === "fdb") specs.push(`file=${file},if=floppy,index=1`);
+    if (o.name === "drive") specs.push({ spec: o.value, typed: `-drive ${o.value}` });
+    else if (SHORTHANDS[o.name]) {
+      specs.push({ spec: `file=${file},${SHORTHANDS[o.name]}`, typed: `-${o.name} ${o.value}` });
+    }
   }
   const drives: DriveConfig[] = [];
-  for (const spec of specs) {
+  for (const { spec, typed } of specs) {
     let o;
     let formatOptions;
     let protocolOptions;
     try {
       ({ drive: o, formatOptions, protocolOptions } = parseDriveOptions(spec, graph.registry));
     } catch (e) {
-      throw new UsageError(`-drive ${spec}: ${(e as Error).message}`);
+      throw new UsageError(`${typed}: ${(e as Error).message}`);
     }
     const media = (o.media as "disk" | "cdrom" | undefined) ?? "disk";
     const readOnly = o.readonly === true || media === "cdrom";
@@ -252,7 +260,7 @@ export async function openDrives(
     // The pc board's floppy bus has units 0 and 1 (QEMU's words).
     if (iface === "floppy" && typeof o.index === "number" && o.index > 1) {
       throw new UsageError(
-        `-drive ${spec}: machine type does not support if=floppy,bus=0,unit=${o.index}`,
+        `${typed}: machine type does not support if=floppy,bus=0,unit=${o.index}`,
       );
     }
     let node: BlockBackend | null = null;
@@ -272,11 +280,14 @@ export async function openDrives(
         // The guest's disk goes through the same backend and scheduler as `img`.
         node = new BlockBackend(root, { cache });
       } catch (e) {
-        throw new UsageError(`-drive ${spec}`, { cause: e });
+        // The graph may name the file at two levels: say it once, as QEMU does.
+        const parts = errorChainMessage(e).split(": ");
+        const message = parts.filter((p, i) => p !== parts[i - 1]).join(": ");
+        throw new UsageError(`${typed}: ${message}`);
       }
     } else if (media === "disk" && iface !== "floppy") {
       // A floppy drive may be empty, as a CD-ROM drive may.
-      throw new UsageError(`-drive ${spec}: A block device must be specified for "file"`);
+      throw new UsageError(`${typed}: A block device must be specified for "file"`);
     }
     drives.push({
       // finishDrives() names drives without id= as QEMU does (ide0-hd0, virtio0...).

@@ -108,3 +108,34 @@ Deno.test({
     assert.equal(message(vmkit.stderr), message(qemu.stderr));
   },
 });
+
+Deno.test({
+  name:
+    "vmkit names a missing image by the option that gave it (-fda, -hda, -cdrom, bare, -drive) as QEMU 7.2",
+  ignore: !QEMU,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const gone = `${dir}/gone.img`;
+      for (
+        const line of [
+          ["-fda", gone],
+          ["-fdb", gone],
+          ["-hda", gone],
+          ["-cdrom", gone],
+          [gone],
+          ["-drive", `file=${gone},if=floppy`],
+        ]
+      ) {
+        const args = [...line, "-display", "none", "-S"];
+        const qemu = await runCommand("qemu-system-i386", args);
+        const vmkit = await runVmkit(["system-i386", ...args]);
+        assert.notEqual(vmkit.code, 0);
+        const message = (text: string) => text.trim().split("\n").at(-1)!.replace(/^[^:]+: /, "");
+        assert.equal(message(vmkit.stderr), message(qemu.stderr), line.join(" "));
+      }
+    } finally {
+      await cleanup();
+    }
+  },
+});
