@@ -98,6 +98,7 @@ export class FloppyController implements Device, FloppyDrives {
   #track: (p: Promise<void>) => Promise<void>;
   readonly dmaChannel: number;
 
+  // The registers and command state, named as in QEMU's FDCtrl; public for commands.ts.
   sra = 0;
   srb = 0xc0;
   dor = DOR_NRESET | DOR_DMAEN;
@@ -351,6 +352,7 @@ export class FloppyController implements Device, FloppyDrives {
     this.#setFifo(bytes.length);
   }
 
+  /** Answers "invalid command" (ST0 0x80), QEMU's fdctrl_unimplemented. */
   invalid(): void {
     this.reply([SR0_INVCMD]);
   }
@@ -364,11 +366,13 @@ export class FloppyController implements Device, FloppyDrives {
     }
   }
 
+  /** Selects the drive the command's second byte names; returns it. */
   selectFromCommand(): Drive {
     this.curDrv = this.fifo[1] & DOR_SELMASK;
     return this.#cur;
   }
 
+  /** SENSE INTERRUPT STATUS: ST0 and the cylinder, or the four answers a reset owes. */
   senseInterrupt(): void {
     if (this.resetSensei > 0) {
       this.fifo[0] = SR0_RDYCHG + RESET_SENSEI_COUNT - this.resetSensei;
@@ -385,6 +389,7 @@ export class FloppyController implements Device, FloppyDrives {
     this.status0 = SR0_RDYCHG;
   }
 
+  /** READ ID: the next sector under the head, or a missing address mark at the wrong data rate. */
   readId(): void {
     const d = this.#cur;
     d.head = (this.fifo[1] >> 2) & 1;
