@@ -1,8 +1,9 @@
 ; Floppy boot guest: a 1.44 MB boot sector that loads sectors with INT 13h AH=02 (SeaBIOS
 ; drives the FDC and DMA channel 2), reads that span a track, both heads (multi-track) and
-; the last cylinder, then prints per read "R <AH> <AL> <CF> <a> <b>" on debugcon (0xe9), a
-; and b being a Fletcher-16 style sum (a += byte, b += a, 16 bits) of the bytes loaded, and
-; exits through isa-debug-exit (0xf4).
+; the last cylinder, writes some back with AH=03 and reads them again, then prints per call
+; "R <AH> <AL> <CF> <a> <b>" on debugcon (0xe9), a and b being a Fletcher-16 style sum
+; (a += byte, b += a, 16 bits) of the bytes at the call's buffer, and exits through
+; isa-debug-exit (0xf4).
 bits 16
 org 0x7c00
 start:
@@ -15,9 +16,11 @@ start:
   mov [drive], dl
   mov si, reads
 .next:
-  mov al, [si]
-  test al, al
+  mov ah, [si]
+  test ah, ah
   jz .done
+  inc si
+  mov al, [si]
   mov ch, [si + 1]
   mov dh, [si + 2]
   mov cl, [si + 3]
@@ -25,7 +28,6 @@ start:
   mov es, bx
   xor bx, bx
   mov dl, [drive]
-  mov ah, 2
   push si
   int 0x13
   pop si
@@ -79,20 +81,25 @@ putc:
 drive: db 0
 carry: db 0
 status: dw 0
-; count, cylinder, head, sector, destination segment
+; AH (2 read, 3 write), count, cylinder, head, sector, buffer segment
 reads:
-  db 17, 0, 0, 2
+  db 2, 17, 0, 0, 2
   dw 0x1000
-  db 18, 0, 1, 1
+  db 2, 18, 0, 1, 1
   dw 0x2000
-  db 36, 1, 0, 1
+  db 2, 36, 1, 0, 1
   dw 0x3000
-  db 20, 2, 0, 1
+  db 2, 20, 2, 0, 1
   dw 0x4000
-  db 1, 79, 1, 18
+  db 2, 1, 79, 1, 18
   dw 0x5000
-  db 3, 79, 1, 17
+  db 2, 3, 79, 1, 17
   dw 0x6000
+  ; cylinder 1's first three sectors written at C10 H1 S17 (on into cylinder 11), read back
+  db 3, 3, 10, 1, 17
+  dw 0x3000
+  db 2, 3, 10, 1, 17
+  dw 0x7000
   db 0
 times 510 - ($ - $$) db 0
 dw 0xaa55

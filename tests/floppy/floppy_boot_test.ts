@@ -113,8 +113,11 @@ Deno.test({
     const { dir, cleanup } = await tempDir();
     try {
       const image = await buildImage(dir);
-      const qemu = await run("qemu", image, dir);
-      const vmkit = await run("vmkit", image, dir);
+      // Each program writes to its own copy.
+      const copies = { qemu: `${dir}/qemu.img`, vmkit: `${dir}/vmkit.img` };
+      for (const c of Object.values(copies)) await Deno.copyFile(image, c);
+      const qemu = await run("qemu", copies.qemu, dir);
+      const vmkit = await run("vmkit", copies.vmkit, dir);
       assert.deepEqual(vmkit, qemu);
       // The loads the boot sector asks for (floppy_boot.asm's table), summed here: the rest of
       // track 0, head 1, a 36-sector multi-track load, one going past the end of a track
@@ -128,7 +131,22 @@ Deno.test({
       ]);
       // Past the last sector of the disk QEMU's controller steps to cylinder 80 (its track
       // limit is the track count) and reads zeroes there: sectors 17, 18, then nothing.
-      assert.deepEqual(qemu.slice(5), [lineFor([2878, 2879, 2880])]);
+      assert.deepEqual(qemu.slice(5, 6), [lineFor([2878, 2879, 2880])]);
+      // Cylinder 1's first three sectors written at C10 H1 S17 (a multi-track write that
+      // goes on into cylinder 11), then read back.
+      assert.deepEqual(qemu.slice(6), [lineFor([36, 37, 38]), lineFor([36, 37, 38])]);
+      const written = (10 * HEADS + 1) * SPT + 16;
+      const original = Deno.readFileSync(image);
+      for (const c of Object.values(copies)) {
+        const after = Deno.readFileSync(c);
+        assert.deepEqual(
+          after.subarray(written * 512, (written + 3) * 512),
+          original.subarray(36 * 512, 39 * 512),
+        );
+        // Nothing else changed.
+        after.set(original.subarray(written * 512, (written + 3) * 512), written * 512);
+        assert.deepEqual(after, original, c);
+      }
     } finally {
       await cleanup();
     }
