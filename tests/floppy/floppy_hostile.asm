@@ -141,6 +141,12 @@ cases:
   db 0x01, 0, 0, 0xff, 0x01, 0x46, 9, 0xe6, 1, 0, 0, 1, 2, 18, 0x1b, 0xff
   ; a write past the end of a short image (only a short image makes it fail)
   db 0x01, 0, 0, 0xff, 0x01, 0x4a, 9, 0xc5, 0, 70, 0, 1, 2, 1, 0x1b, 0xff
+  ; programmed I/O: a DMA mode that does not fit the command (from memory, for a READ), then
+  ; SPECIFY with DMA off; size code 0 so the data phase is DTL bytes, which the guest reads
+  db 0x01, 0, 0, 0xff, 0x01, 0x4a, 9, 0xe6, 0, 4, 0, 5, 0, 18, 0x1b, 6
+  db 0x01, 0, 0, 0, 0, 0x46, 3, 0x03, 0xaf, 0x03
+  db 0x01, 0, 0, 0, 0, 0x46, 9, 0xe6, 0, 4, 1, 18, 0, 18, 0x1b, 8
+  db 0x01, 0, 0, 0, 0, 0x46, 3, 0x03, 0xaf, 0x02
   db 0xff
 times 510 - ($ - $$) db 0
 dw 0xaa55

@@ -30,6 +30,7 @@ import {
   DSR_SWRESET,
   MSR_CMDBUSY,
   MSR_DIO,
+  MSR_NONDMA,
   MSR_RQM,
   RESET_SENSEI_COUNT,
   SR0_ABNTERM,
@@ -313,6 +314,7 @@ export class FloppyController implements Device, FloppyDrives {
 
   #readData(): number {
     if (!(this.msr & MSR_RQM) || !(this.msr & MSR_DIO)) return 0;
+    if (this.msr & MSR_NONDMA) return this.#readPio();
     const value = this.fifo[this.dataPos % SECTOR_BYTES];
     if (++this.dataPos >= this.dataLen) {
       this.dataPos = 0;
@@ -326,6 +328,7 @@ export class FloppyController implements Device, FloppyDrives {
     if (!(this.dor & DOR_NRESET)) return;
     if (!(this.msr & MSR_RQM) || this.msr & MSR_DIO) return;
     this.dsr &= ~DSR_PWRDOWN;
+    if (this.msr & MSR_NONDMA) return this.#writePio(value);
     if (this.dataPos === 0) {
       this.dataLen = commandFor(value).params + 1;
       this.msr |= MSR_CMDBUSY;
@@ -341,7 +344,8 @@ export class FloppyController implements Device, FloppyDrives {
     this.fifo.set([this.status0, sr1, sr2, d.track, d.head, d.sect, 2]);
     this.dataDir = DIR_READ;
     this.#dma?.release(this.dmaChannel);
-    this.msr |= MSR_RQM | MSR_DIO;
+    this.msr = (this.msr | MSR_RQM | MSR_DIO) & ~MSR_NONDMA;
+    this.#pioStuck = false;
     this.#setFifo(7);
     this.#raiseIrq();
   }
@@ -424,12 +428,13 @@ export class FloppyController implements Device, FloppyDrives {
     }
     this.eot = this.fifo[6];
     const dma = this.#dma;
-    const type = dma ? (dma.mode(this.dmaChannel) >> 2) & 3 : -1;
-    const dmaMatches = (direction === DIR_READ && type === 1) ||
-      (direction === DIR_WRITE && type === 2);
-    if (!(this.dor & DOR_DMAEN) || !dma || !dmaMatches) {
-      // Programmed I/O transfers are not modelled: the command ends with an error status.
-      this.stopTransfer(SR0_ABNTERM, 0, 0);
+    // QEMU 7.2 only logs a DMA mode that does not fit the command and uses DMA anyway.
+    if (!(this.dor & DOR_DMAEN) || !dma) {
+      // Programmed I/O: IRQ 6 says the data phase began; the bytes go through the FIFO.
+      this.msr |= MSR_NONDMA;
+      if (direction !== DIR_WRITE) this.msr |= MSR_DIO;
+      this.#raiseIrq();
+      if (direction === DIR_READ) this.#fetchSector();
       return;
     }
     this.msr &= ~MSR_RQM;
@@ -440,6 +445,76 @@ export class FloppyController implements Device, FloppyDrives {
       dma.release(this.dmaChannel);
       this.#transfer(dma);
     });
+  }
+
+  /**
+   * Loads the sector under the head into the FIFO for a programmed-I/O read (zeroes outside
+   * the image). The host read is asynchronous: RQM is clear until the bytes are there,
+   * where QEMU reads synchronously; a guest that polls RQM before each byte sees the same.
+   */
+  #fetchSector(): void {
+    const d = this.#cur;
+    const offset = linearSector(d) * SECTOR_BYTES;
+    this.fifo.fill(0);
+    if (!d.node || offset < 0 || offset + SECTOR_BYTES > d.node.size()) return;
+    const generation = this.#generation;
+    const sector = new Uint8Array(SECTOR_BYTES);
+    this.msr &= ~MSR_RQM;
+    const ready = () => {
+      if (generation !== this.#generation) return;
+      this.fifo.set(sector);
+      this.msr |= MSR_RQM;
+    };
+    this.pending = this.#track(
+      d.node.read(offset, sector).then(ready, () => {
+        sector.fill(0);
+        ready();
+      }),
+    );
+  }
+
+  /** True once a programmed-I/O transfer could not step to its next sector (QEMU then reads 0). */
+  #pioStuck = false;
+
+  /** One byte of a programmed-I/O read (QEMU's fdctrl_read_data with NONDMA). */
+  #readPio(): number {
+    if (this.#pioStuck) return 0;
+    const value = this.fifo[this.dataPos % SECTOR_BYTES];
+    if (++this.dataPos === this.dataLen) {
+      this.dataPos = 0;
+      this.stopTransfer(0, 0, 0);
+    } else if (this.dataPos % SECTOR_BYTES === 0) {
+      // The next sector now, so its bytes are there when the guest asks.
+      if (this.#nextSector(this.#cur)) this.#fetchSector();
+      else this.#pioStuck = true;
+    }
+    return value;
+  }
+
+  /**
+   * One byte of a programmed-I/O write: a full sector (or the last byte) goes to the image,
+   * RQM clear meanwhile. A sector that cannot be written leaves the transfer where it is,
+   * as QEMU's does (no result phase).
+   */
+  #writePio(value: number): void {
+    const pos = this.dataPos++ % SECTOR_BYTES;
+    this.fifo[pos] = value;
+    if (pos !== SECTOR_BYTES - 1 && this.dataPos !== this.dataLen) return;
+    const d = this.#cur;
+    const offset = linearSector(d) * SECTOR_BYTES;
+    const generation = this.#generation;
+    const sector = this.fifo.slice();
+    this.msr &= ~MSR_RQM;
+    const fits = d.node && !d.readOnly && offset >= 0 && offset + SECTOR_BYTES <= d.node.size();
+    const write = fits ? d.node!.write(offset, sector) : Promise.reject(new RangeError("outside"));
+    this.pending = this.#track(write.then(() => {
+      if (generation !== this.#generation) return;
+      this.msr |= MSR_RQM;
+      if (!this.#nextSector(d)) return;
+      if (this.dataPos === this.dataLen) this.stopTransfer(0, 0, 0);
+    }, () => {
+      if (generation === this.#generation) this.msr |= MSR_RQM;
+    }));
   }
 
   /** QEMU's fdctrl_seek_to_next_sect: false at the end of the cylinder. */

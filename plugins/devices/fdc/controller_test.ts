@@ -225,3 +225,33 @@ Deno.test("FloppyController.loadState() resumes a result phase another controlle
   assert.deepEqual(b.result(7), a.result(7));
   assert.deepEqual(b.fdc.saveState(), a.fdc.saveState());
 });
+
+Deno.test("FloppyController moves data through the FIFO when SPECIFY turns DMA off (programmed I/O)", async () => {
+  const r = rig(MB144);
+  r.command([0x03, 0xaf, 0x03]); // SPECIFY, ND: no DMA
+  // A multi-track WRITE at C1 H0 S1 with EOT 1: sector 1 of head 0, then of head 1 (QEMU's
+  // length for MT), byte by byte, waiting while a sector goes to the image.
+  r.transfer(0xc5, 1, 0, 1, 1);
+  assert.equal(r.irq.level, true, "IRQ 6: the data phase began");
+  const data = Uint8Array.from({ length: 1024 }, (_, i) => (i * 13 + 7) & 0xff);
+  for (const byte of data) {
+    while (!(r.io.in(FDC + 4, 1) & 0x80)) await r.fdc.pending;
+    assert.equal(r.io.in(FDC + 4, 1) & 0x60, 0x20, "non-DMA, host to controller");
+    r.out(FDC + 5, byte);
+  }
+  await r.fdc.pending;
+  assert.deepEqual(r.result(7), [0x20, 0, 0, 2, 0, 1, 2], "then on to cylinder 2");
+  assert.deepEqual(r.disk.bytes.subarray(36 * 512, 37 * 512), data.subarray(0, 512));
+  assert.deepEqual(r.disk.bytes.subarray(54 * 512, 55 * 512), data.subarray(512));
+  // READ them back the same way.
+  r.transfer(0xe6, 1, 0, 1, 1);
+  const back: number[] = [];
+  for (let i = 0; i < 1024; i++) {
+    while (!(r.io.in(FDC + 4, 1) & 0x80)) await r.fdc.pending;
+    assert.equal(r.io.in(FDC + 4, 1) & 0x60, 0x60, "non-DMA, controller to host");
+    back.push(r.io.in(FDC + 5, 1));
+  }
+  assert.deepEqual(Uint8Array.from(back), data);
+  assert.deepEqual(r.result(7), [0x24, 0, 0, 1, 1, 1, 2]);
+  assert.equal(r.disk.outside, 0);
+});

@@ -28,6 +28,7 @@ export const DSR_PWRDOWN = 0x40;
 export const DSR_SWRESET = 0x80;
 
 export const MSR_CMDBUSY = 0x10;
+export const MSR_NONDMA = 0x20;
 export const MSR_DIO = 0x40;
 export const MSR_RQM = 0x80;
 
