@@ -129,7 +129,8 @@ export function fillPcCmos(
   const codes = [...options.bootOrder.slice(0, 3)].map(bootDeviceCode);
   while (codes.length < 3) codes.push(0);
   cmos[0x3d] = (codes[1] << 4) | codes[0];
-  cmos[0x38] = (codes[2] << 4) | 0x01; // bit 0: skip the floppy boot signature check
+  // Bit 0 clear: the BIOS checks a floppy's 0xaa55 boot signature (QEMU's fd-bootchk=on).
+  cmos[0x38] = codes[2] << 4;
 }
 
 /**

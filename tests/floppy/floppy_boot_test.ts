@@ -91,8 +91,11 @@ async function run(
     "none",
     "-drive",
     `file=${image},if=floppy,format=raw`,
+    // A floppy that does not boot ends the run (SeaBIOS reboots at once, -no-reboot exits)
+    // instead of leaving SeaBIOS waiting.
     "-boot",
-    "a",
+    "a,reboot-timeout=0",
+    "-no-reboot",
     "-debugcon",
     `file:${log}`,
     "-device",
@@ -171,6 +174,48 @@ Deno.test({
         assert.equal(qemu.length, 16, `every case answered (${bytes})`);
         assert.deepEqual(vmkit, qemu, `image of ${bytes} bytes`);
       }
+    } finally {
+      await cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "vmkit refuses a floppy without the 0xaa55 boot signature as qemu-system-i386 7.2 does",
+  ignore: missing.length > 0,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const image = `${dir}/blank.img`;
+      await Deno.writeFile(image, new Uint8Array(FLOPPY_BYTES));
+      // graphics=off: SeaBIOS's messages on the serial console.
+      const args = [
+        "-M",
+        "pc,graphics=off",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-net",
+        "none",
+        "-drive",
+        `file=${image},if=floppy,format=raw`,
+        "-boot",
+        "a,reboot-timeout=0",
+        "-no-reboot",
+      ];
+      // SeaBIOS's boot lines, past the terminal escapes it writes first.
+      const lines = (text: string) =>
+        text.split("\n").filter((l) => l.includes("Boot"))
+          .map((l) => l.slice(l.indexOf("Boot")).trim());
+      const qemu = await runCommand("qemu-system-i386", ["-accel", "tcg", ...args]);
+      const vmkit = await runVmkit(["system-i386", ...args]);
+      assert.equal(vmkit.code, 0, vmkit.stderr);
+      assert.deepEqual(lines(vmkit.stdout), lines(qemu.stdout));
+      assert.deepEqual(lines(qemu.stdout).slice(0, 2), [
+        "Booting from Floppy...",
+        "Boot failed: not a bootable disk",
+      ]);
     } finally {
       await cleanup();
     }
