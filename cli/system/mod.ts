@@ -18,6 +18,7 @@ import type { Machine, MachineExit } from "../../core/machine.ts";
 import { writeErr, writeOut } from "../output.ts";
 import { addAccelCommands } from "./accel.ts";
 import { buildSystemSetup } from "./config.ts";
+import { checkMachineProperties } from "./machine_props.ts";
 import { type DisplayServers, startDisplays } from "./display/mod.ts";
 import { nicModelHelp } from "./net.ts";
 import { QEMU_VERSION, versionLine, VMKIT_VERSION } from "../version.ts";
@@ -191,6 +192,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
   if (!descriptor) {
     throw new UsageError("unsupported machine type\nUse -machine help to list supported machines");
   }
+  checkMachineProperties(opts, descriptor.name);
   let machine: Machine | undefined;
   let mux: StdioMux | undefined;
   const specs = monitorSpecs(opts);
