@@ -177,7 +177,7 @@ export function addBuiltinCommands(table: CommandTable): void {
     params: "[-n] [-v] [device]",
     help:
       "show info of one block device or all block devices (-n: show named nodes; -v: show details)",
-    run: (ctx) => blockText(ctx),
+    run: (ctx, args) => blockText(ctx, args.find((a) => !a.startsWith("-"))),
   });
   table.addInfo({
     name: "registers",
@@ -221,9 +221,12 @@ function hex64(value: number): string {
   return Math.floor(value).toString(16).padStart(16, "0");
 }
 
-function blockText(ctx: MonitorContext): string {
+// QEMU's hmp_info_block: with a device name only that drive (nothing for an unknown name),
+// after the blank line that separates it from the drives listed before it.
+function blockText(ctx: MonitorContext, device?: string): string {
   const drives = ctx.machine.config.drives;
   const parts = ctx.host.drives().map((d) => {
+    if (device !== undefined && d.id !== device) return undefined;
     // The tray as the drive has it (eject leaves it open; the guest may lock it).
     const media = ctx.machine.findService(REMOVABLE_MEDIA)?.get(d.id);
     const tray = `    Removable device: ${media?.locked ? "locked" : "not locked"}, tray ${
@@ -239,7 +242,7 @@ function blockText(ctx: MonitorContext): string {
     s += `    Cache mode:       ${d.cache ?? "writeback"}\n`;
     return s;
   });
-  return parts.join("\n");
+  return parts.map((p, i) => (p === undefined ? "" : i === 0 ? p : `\n${p}`)).join("");
 }
 
 const SEG_NAMES = ["ES =", "CS =", "SS =", "DS =", "FS =", "GS =", "LDT=", "TR ="];
