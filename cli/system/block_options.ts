@@ -128,6 +128,24 @@ export function parseDriveOptions(
 }
 
 /**
+ * QEMU 7.2 opens a host device only through its host_device driver: an explicit `file`
+ * driver on one (`driver=file,filename=/dev/null`) is refused, where a bare filename
+ * (`-cdrom /dev/null`) probes its way to host_device. A missing path or a directory is left
+ * to the open, which names it as QEMU's does.
+ */
+function refuseDeviceForFile(where: string, filename: string): void {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.statSync(filename);
+  } catch {
+    return;
+  }
+  if (!st.isFile && !st.isDirectory) {
+    throw new UsageError(`${where}: 'file' driver requires '${filename}' to be a regular file`);
+  }
+}
+
+/**
  * Opens the nodes of `-blockdev` options as drives with `interface: none`, named by
  * `node-name`, for `-device ...,drive=NAME`. A format node sits on a protocol node given
  * inline (`file.driver=file,file.filename=PATH`) or by name (`file=NODE`, another
@@ -153,6 +171,7 @@ export async function openBlockdevs(
       // A protocol node: remembered, opened under the format node that names it.
       const filename = get("filename");
       if (!filename) throw new UsageError(`${where}: Parameter 'filename' is missing`);
+      if (protocol.name === "file") refuseDeviceForFile(where, filename);
       const rest = items.filter((i) => !["driver", "node-name", "filename"].includes(i.key));
       try {
         const options = parseOptions(joinItems(rest), protocol.openOptions ?? []);
@@ -176,6 +195,7 @@ export async function openBlockdevs(
       throw new UsageError(`${where}: ${(e as Error).message}`);
     }
     let filename = get("file.filename");
+    if (get("file.driver") === "file" && filename) refuseDeviceForFile(where, filename);
     let protocolOptions = plugin.protocolOptions;
     if (typeof o.file === "string") {
       const below = protocols.get(o.file);
