@@ -176,8 +176,28 @@ export class VdiNode implements BlockNode {
   }
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
+    // Data goes through the file node's read: a large one then runs off the event loop.
+    for (const [at, from, to] of this.#stored(offset, buf)) {
+      await this.file.read(at, buf.subarray(from, to));
+    }
+  }
+
+  /** {@linkcode read} on the calling thread (the file's positional I/O). */
+  readSync(offset: number, buf: Uint8Array): void {
+    for (const [at, from, to] of this.#stored(offset, buf)) {
+      this.#io.readSync(at, buf.subarray(from, to));
+    }
+  }
+
+  /**
+   * The pieces of `[offset, offset + buf.length)` stored in the file, as
+   * `[file offset, from, to]` within `buf`; the rest of `buf` (unallocated blocks) is
+   * zero-filled here.
+   */
+  #stored(offset: number, buf: Uint8Array): [number, number, number][] {
     this.#checkRange(offset, buf.length);
     const bs = this.#header.blockSize;
+    const pieces: [number, number, number][] = [];
     for (let done = 0; done < buf.length;) {
       const at = offset + done;
       const block = Math.floor(at / bs);
@@ -194,14 +214,20 @@ export class VdiNode implements BlockNode {
           if (e !== entry + (next - block) || e >= VDI_DISCARDED) break;
           n = Math.min(buf.length - done, n + bs);
         }
-        // Data goes through the file node's read: a large one then runs off the event loop.
-        await this.file.read(this.#dataOffset(entry) + inBlock, buf.subarray(done, done + n));
+        pieces.push([this.#dataOffset(entry) + inBlock, done, done + n]);
       }
       done += n;
     }
+    return pieces;
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
+    this.writeSync(offset, data);
+    return Promise.resolve();
+  }
+
+  /** {@linkcode write} on the calling thread (its data and metadata go through positional I/O). */
+  writeSync(offset: number, data: Uint8Array): void {
     this.#checkWritable();
     this.#checkRange(offset, data.length);
     const bs = this.#header.blockSize;
@@ -216,7 +242,6 @@ export class VdiNode implements BlockNode {
       else this.#allocate(block, inBlock, part);
       done += n;
     }
-    return Promise.resolve();
   }
 
   writeZeroes(offset: number, bytes: number): Promise<void> {

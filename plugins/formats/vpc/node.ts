@@ -69,30 +69,55 @@ export class VpcNode implements BlockNode {
   }
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
+    // Data goes through the file node's read: a large one then runs off the event loop.
+    for (const [at, from, to] of this.#stored(offset, buf)) {
+      await this.file.read(at, buf.subarray(from, to));
+    }
+  }
+
+  /** {@linkcode read} on the calling thread (the file's positional I/O). */
+  readSync(offset: number, buf: Uint8Array): void {
+    for (const [at, from, to] of this.#stored(offset, buf)) {
+      this.#io.readSync(at, buf.subarray(from, to));
+    }
+  }
+
+  /**
+   * The pieces of `[offset, offset + buf.length)` stored in the file, as
+   * `[file offset, from, to]` within `buf`; the rest of `buf` (unallocated blocks of a
+   * dynamic disk) is zero-filled here.
+   */
+  #stored(offset: number, buf: Uint8Array): [number, number, number][] {
     this.#checkRange(offset, buf.length);
     const dyn = this.#dyn;
-    // Data goes through the file node's read: a large one then runs off the event loop.
-    if (!dyn) return await this.file.read(offset, buf);
+    if (!dyn) return [[offset, 0, buf.length]];
+    const pieces: [number, number, number][] = [];
     for (let done = 0; done < buf.length;) {
       const at = offset + done;
       const block = Math.floor(at / dyn.blockSize);
       const inBlock = at % dyn.blockSize;
       const n = Math.min(buf.length - done, dyn.blockSize - inBlock);
-      const part = buf.subarray(done, done + n);
       // A dynamic disk has no parent: a sector of an unallocated block reads as zeroes.
-      if (dyn.bat[block] === VHD_BAT_UNUSED) part.fill(0);
-      else await this.file.read(this.#dataOffset(block) + inBlock, part);
+      if (dyn.bat[block] === VHD_BAT_UNUSED) buf.fill(0, done, done + n);
+      else pieces.push([this.#dataOffset(block) + inBlock, done, done + n]);
       done += n;
     }
+    return pieces;
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
+    this.writeSync(offset, data);
+    return Promise.resolve();
+  }
+
+  /** {@linkcode write} on the calling thread (its data and metadata go through positional I/O). */
+  writeSync(offset: number, data: Uint8Array): void {
     this.#checkWritable();
     this.#checkRange(offset, data.length);
     const dyn = this.#dyn;
     if (!dyn) {
       this.#io.writeSync(offset, data);
-      return Promise.resolve();
+      return;
     }
     for (let done = 0; done < data.length;) {
       const at = offset + done;
@@ -103,7 +128,6 @@ export class VpcNode implements BlockNode {
       this.#io.writeSync(this.#dataOffset(block) + inBlock, data.subarray(done, done + n));
       done += n;
     }
-    return Promise.resolve();
   }
 
   writeZeroes(offset: number, bytes: number): Promise<void> {
