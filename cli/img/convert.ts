@@ -105,11 +105,12 @@ export async function convertImages(
     }
     base += source.size();
   }
-  // Where every source reads and the target writes on this thread (raw, vdi, vpc over
-  // host files), one worker copies through synchronous calls: an asynchronous transfer
-  // costs a thread round trip and a promise (~40 us of CPU) where qemu-img's costs a
-  // coroutine switch, and with 8 of them in flight their buffers (8 x 2 MiB, each page
-  // a fault on first touch) fall out of the cache between the read and the write.
+  // Where every source reads and the target writes on this thread (raw, vdi, vpc and
+  // vhdx over host files), one worker copies through synchronous calls, whatever -m
+  // says: an asynchronous transfer costs a trip to Deno's blocking thread pool, a
+  // wake-up of this thread and a promise (~40 us of CPU) where qemu-img's costs a
+  // coroutine switch; synchronous reads with asynchronous writes measured slower still
+  // (docs/img-performance.md, fifth pass). One transfer buffer is touched instead of 4-8.
   const writeSync = options.compress ? undefined : target.syncWriter();
   const sync = writeSync !== undefined && sources.every((s) => s.readSync !== undefined);
   const write: Writer = sync
