@@ -1,6 +1,12 @@
 // The vdi format: VirtualBox disk images (header 1.1, static and dynamic) with their block map
 
-import { requireSyncIo, type SyncIo } from "../../core/block/sync_io.ts";
+import {
+  readStored,
+  readStoredSync,
+  requireSyncIo,
+  type StoredPieces,
+  type SyncIo,
+} from "../../core/block/sync_io.ts";
 import type {
   BlockNode,
   BlockStatus,
@@ -176,17 +182,12 @@ export class VdiNode implements BlockNode {
   }
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
-    // Data goes through the file node's read: a large one then runs off the event loop.
-    for (const [at, from, to] of this.#stored(offset, buf)) {
-      await this.file.read(at, buf.subarray(from, to));
-    }
+    await readStored(this.file, this.#stored(offset, buf), buf);
   }
 
   /** {@linkcode read} on the calling thread (the file's positional I/O). */
   readSync(offset: number, buf: Uint8Array): void {
-    for (const [at, from, to] of this.#stored(offset, buf)) {
-      this.#io.readSync(at, buf.subarray(from, to));
-    }
+    readStoredSync(this.#io, this.#stored(offset, buf), buf);
   }
 
   /**
@@ -194,10 +195,10 @@ export class VdiNode implements BlockNode {
    * `[file offset, from, to]` within `buf`; the rest of `buf` (unallocated blocks) is
    * zero-filled here.
    */
-  #stored(offset: number, buf: Uint8Array): [number, number, number][] {
+  #stored(offset: number, buf: Uint8Array): StoredPieces {
     this.#checkRange(offset, buf.length);
     const bs = this.#header.blockSize;
-    const pieces: [number, number, number][] = [];
+    const pieces: StoredPieces = [];
     for (let done = 0; done < buf.length;) {
       const at = offset + done;
       const block = Math.floor(at / bs);

@@ -1,6 +1,12 @@
 // An opened VHDX image: headers, log replay, the BAT, and payload block reads and writes
 
-import { requireSyncIo, type SyncIo } from "../../../core/block/sync_io.ts";
+import {
+  readStored,
+  readStoredSync,
+  requireSyncIo,
+  type StoredPieces,
+  type SyncIo,
+} from "../../../core/block/sync_io.ts";
 import type {
   BlockNode,
   BlockStatus,
@@ -112,17 +118,12 @@ export class VhdxNode implements BlockNode {
   }
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
-    // Payload goes through the file node's read: a large one then runs off the event loop.
-    for (const [at, from, to] of this.#stored(offset, buf)) {
-      await this.file.read(at, buf.subarray(from, to));
-    }
+    await readStored(this.file, this.#stored(offset, buf), buf);
   }
 
   /** {@linkcode read} on the calling thread (the file's positional I/O). */
   readSync(offset: number, buf: Uint8Array): void {
-    for (const [at, from, to] of this.#stored(offset, buf)) {
-      this.#io.readSync(at, buf.subarray(from, to));
-    }
+    readStoredSync(this.#io, this.#stored(offset, buf), buf);
   }
 
   /**
@@ -130,10 +131,10 @@ export class VhdxNode implements BlockNode {
    * `[file offset, from, to]` within `buf`; the rest of `buf` (blocks in a zero state)
    * is zero-filled here. A block in any other state is refused.
    */
-  #stored(offset: number, buf: Uint8Array): [number, number, number][] {
+  #stored(offset: number, buf: Uint8Array): StoredPieces {
     this.#checkRange(offset, buf.length);
     const bs = this.#s.metadata.blockSize;
-    const pieces: [number, number, number][] = [];
+    const pieces: StoredPieces = [];
     for (let done = 0; done < buf.length;) {
       const at = offset + done;
       const block = Math.floor(at / bs);

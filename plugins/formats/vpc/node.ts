@@ -1,6 +1,12 @@
 // An opened VHD image: fixed (data then footer) or dynamic (BAT, per-block sector bitmaps)
 
-import { requireSyncIo, type SyncIo } from "../../../core/block/sync_io.ts";
+import {
+  readStored,
+  readStoredSync,
+  requireSyncIo,
+  type StoredPieces,
+  type SyncIo,
+} from "../../../core/block/sync_io.ts";
 import type { BlockNode, BlockStatus } from "../../../core/block/driver.ts";
 import { ImageFormatError, IoError, NotSupportedError } from "../../../core/errors.ts";
 import {
@@ -69,17 +75,12 @@ export class VpcNode implements BlockNode {
   }
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
-    // Data goes through the file node's read: a large one then runs off the event loop.
-    for (const [at, from, to] of this.#stored(offset, buf)) {
-      await this.file.read(at, buf.subarray(from, to));
-    }
+    await readStored(this.file, this.#stored(offset, buf), buf);
   }
 
   /** {@linkcode read} on the calling thread (the file's positional I/O). */
   readSync(offset: number, buf: Uint8Array): void {
-    for (const [at, from, to] of this.#stored(offset, buf)) {
-      this.#io.readSync(at, buf.subarray(from, to));
-    }
+    readStoredSync(this.#io, this.#stored(offset, buf), buf);
   }
 
   /**
@@ -87,11 +88,11 @@ export class VpcNode implements BlockNode {
    * `[file offset, from, to]` within `buf`; the rest of `buf` (unallocated blocks of a
    * dynamic disk) is zero-filled here.
    */
-  #stored(offset: number, buf: Uint8Array): [number, number, number][] {
+  #stored(offset: number, buf: Uint8Array): StoredPieces {
     this.#checkRange(offset, buf.length);
     const dyn = this.#dyn;
     if (!dyn) return [[offset, 0, buf.length]];
-    const pieces: [number, number, number][] = [];
+    const pieces: StoredPieces = [];
     for (let done = 0; done < buf.length;) {
       const at = offset + done;
       const block = Math.floor(at / dyn.blockSize);
