@@ -177,9 +177,10 @@ Deno.test("X86Cpu with the block translator runs code another CPU rewrote since 
   const loop = 0x100000;
   ram.set([0x05, ...le32(2), 0x49, 0x75, 0xf8, 0xf4], loop);
   flat(a, loop);
-  a.core.regs[ECX] = 1000;
+  // Enough turns for a block with the wasm tier's threshold (a loop's visit counts 16).
+  a.core.regs[ECX] = 4000;
   assert.equal(a.run(1_000_000), RunExit.HaltNoInterrupts);
-  assert.equal(a.core.regs[EAX], 2000);
+  assert.equal(a.core.regs[EAX], 8000);
   assert.ok(a.blocks!.translated > 0, "the loop was not translated");
   // CPU B, through its own TLB: mov dword [loop + 1], 5; hlt
   ram.set([0xc7, 0x05, ...le32(loop + 1), ...le32(5), 0xf4], 0x200000);
@@ -188,9 +189,9 @@ Deno.test("X86Cpu with the block translator runs code another CPU rewrote since 
   // CPU A runs its loop again: the translation must notice B's store.
   flat(a, loop);
   a.core.regs[EAX] = 0;
-  a.core.regs[ECX] = 1000;
+  a.core.regs[ECX] = 4000;
   a.run(1_000_000);
-  assert.equal(a.core.regs[EAX], 5000);
+  assert.equal(a.core.regs[EAX], 20000);
 });
 
 Deno.test("X86Cpu with the block translator leaves a loop mid-way and resumes with another CPU's rewrite", () => {
