@@ -126,6 +126,11 @@ export class CpuCore {
   modReg = 0;
   modRm = 0;
   eaSeg = DS;
+  /**
+   * The memory operand's offset as an int32 bit pattern (`>>> 0` gives it): a uint32 above
+   * 2^31 (every kernel address) would be a double field, boxed whenever it is passed to a
+   * call V8 did not inline. The accessors below take either form.
+   */
   eaOff = 0;
 
   // Memory and I/O.
