@@ -132,14 +132,7 @@ export class X86Cpu implements CpuBackend {
     const c = new CpuCore(context.memory, context.io, model);
     c.apicId = context.apicId ?? context.index ?? 0;
     c.bsp = (context.index ?? 0) === 0;
-    const topo = context.topology;
-    if (topo) {
-      c.topoCores = topo.cores;
-      c.topoThreads = topo.threads;
-      // The APIC ID bits below the die: thread bits then core bits (QEMU's packing).
-      const bits = (n: number) => (n <= 1 ? 0 : 32 - Math.clz32(n - 1));
-      c.dieOffset = bits(topo.threads) + bits(topo.cores);
-    }
+    if (context.topology) c.topology = { ...context.topology };
     if ((context.cpuCount ?? 1) > 1) c.yieldOnPause = this.#multi = true;
     c.tscClock = context.clock ?? null;
     const tables = opTables();
