@@ -96,3 +96,8 @@ export function parseLines(text: string): CpuidLine[] {
   }
   return out;
 }
+
+/** A register as 8 hex digits, for difference reports. */
+export function hex(x: number): string {
+  return x.toString(16).padStart(8, "0");
+}

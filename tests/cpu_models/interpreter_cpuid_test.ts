@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import type { FeatureWord } from "../../core/x86_cpu_models.ts";
 import { IMPLEMENTED } from "../../plugins/cpus/x86/models.ts";
 import { haveTools } from "../cpu_diff/harness.ts";
-import { buildGuest, type CpuidLine, runGuest } from "./guest.ts";
+import { buildGuest, type CpuidLine, hex, runGuest } from "./guest.ts";
 
 const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), "../../cli/main.ts");
 
@@ -76,10 +76,6 @@ function masked(lines: CpuidLine[]): CpuidLine[] {
     }
     return l;
   });
-}
-
-function hex(x: number): string {
-  return x.toString(16).padStart(8, "0");
 }
 
 Deno.test({
