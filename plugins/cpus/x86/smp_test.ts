@@ -117,6 +117,18 @@ Deno.test("X86Cpu CPUID leaf 1 reports the APIC ID, the logical count and HTT", 
   assert.equal(one.cpus[1].core.regs[EDX] & (1 << 28), 0);
 });
 
+Deno.test("X86Cpu CPUID leaf 1 drops the APIC flag while IA32_APIC_BASE disables the APIC, as QEMU", () => {
+  const { ram, cpus: [, ap] } = cpus(2);
+  // mov ecx, 0x1b; rdmsr; and ah, 0xf7 (clear bit 11); wrmsr; mov eax, 1; cpuid; hlt
+  ram.set([0x66, 0xb9, 0x1b, 0, 0, 0, 0x0f, 0x32, 0x80, 0xe4, 0xf7, 0x0f, 0x30], 0x10000);
+  ram.set([0x66, 0xb8, 1, 0, 0, 0, 0x0f, 0xa2, 0xfa, 0xf4], 0x1000d);
+  ap.startup(0x10);
+  ap.run(100);
+  assert.equal(ap.core.apicBase & 0x800, 0);
+  assert.equal(ap.core.regs[EDX] & (1 << 9), 0);
+  assert.equal(ap.core.regs[EDX] & 1, 1); // the other flags stay (fpu)
+});
+
 Deno.test("X86Cpu CPUID leaf 4 reports QEMU's legacy caches and the cores per package", () => {
   const { ram, cpus: [bsp] } = cpus(2);
   // mov eax, 4; mov ecx, [0x700]; cpuid; hlt
