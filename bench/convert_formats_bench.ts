@@ -49,6 +49,13 @@ const RUNS = Number(Deno.args.find((a) => a.startsWith("--runs="))?.slice("--run
   (SHORT ? 5 : 9);
 const MAIN = path.join(ROOT, "cli", "main.ts");
 
+/**
+ * `--each` prints every timed run (start-up and full, wall and CPU) to stderr: at 1 GiB
+ * a run is either fast or several times slower (the VM's free page reporting, see
+ * docs/img-performance.md), which a median of a few runs hides.
+ */
+const EACH = Deno.args.includes("--each");
+
 function vmkitHasFormat(name: string): boolean {
   return BUILTIN_PLUGINS.some((p) => p.kind === "format" && p.name === name);
 }
@@ -139,6 +146,13 @@ export async function convertFormatRows(): Promise<Row[]> {
           for (const tool of order) {
             samples[tool].start.push(await once(tool, args(tiny, tinyRaw), outTiny));
             samples[tool].full.push(await once(tool, args(src, raw)));
+            if (EACH) {
+              const [st, full] = [samples[tool].start.at(-1)!, samples[tool].full.at(-1)!];
+              console.error(
+                `${label} ${tool}: start-up ${st.wall.toFixed(3)} / ${st.cpu.toFixed(3)} s, ` +
+                  `full ${full.wall.toFixed(3)} / ${full.cpu.toFixed(3)} s (wall / CPU)`,
+              );
+            }
           }
         }
         const speed = (tool: "vmkit" | "qemu", m: keyof ChildTime) => {

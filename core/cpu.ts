@@ -80,6 +80,12 @@ export interface CpuBackend {
    */
   requestExit(): void;
   /**
+   * Whether a spin hint (x86 PAUSE) ends `run` with {@linkcode RunExit.Yield}: the
+   * multiprocessor executor turns it off while no other CPU can run. Optional: a backend
+   * without it yields as its `cpuCount` says.
+   */
+  setPauseYield?(yields: boolean): void;
+  /**
    * Asks `run` to return `RunExit.Reset` at the next instruction boundary; the machine
    * then resets its devices and calls {@linkcode reset}.
    */

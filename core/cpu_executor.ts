@@ -130,11 +130,17 @@ export class RoundRobinExecutor implements CpuExecutor {
       try {
         for (;;) {
           const budget = maxInstructions - total - ran;
-          const slice = this.#othersRunnable(i) && budget > SMP_QUANTUM ? SMP_QUANTUM : budget;
+          const others = this.#othersRunnable(i);
+          const slice = others && budget > SMP_QUANTUM ? SMP_QUANTUM : budget;
+          // PAUSE offers the turn only when another CPU can take it; alone, the spinner
+          // goes on inside `run` (no other CPU becomes runnable without a kick, and a kick
+          // ends the run). Returning on every PAUSE cost a run() call per ~14
+          // instructions while a CPU waited for a halted one (docs/cpu-performance.md).
+          cpu.setPauseYield?.(others);
           const before = cpu.instructionsRetired;
           exit = cpu.run(slice);
           ran += cpu.instructionsRetired - before;
-          // PAUSE with nobody else to run: keep going on this CPU.
+          // PAUSE with nobody else to run (an older backend yields anyway): keep going.
           if (exit !== RunExit.Yield || this.#rotate || this.#othersRunnable(i)) break;
           if (ran + total >= maxInstructions) break;
         }

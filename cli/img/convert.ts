@@ -105,6 +105,17 @@ export async function convertImages(
     }
     base += source.size();
   }
+  // Where every source reads and the target writes on this thread (raw, vdi, vpc and
+  // vhdx over host files), one worker copies through synchronous calls, whatever -m
+  // says: an asynchronous transfer costs a trip to Deno's blocking thread pool, a
+  // wake-up of this thread and a promise (~40 us of CPU) where qemu-img's costs a
+  // coroutine switch; synchronous reads with asynchronous writes measured slower still
+  // (docs/img-performance.md, fifth pass). One transfer buffer is touched instead of 4-8.
+  const writeSync = options.compress ? undefined : target.syncWriter();
+  const sync = writeSync !== undefined && sources.every((s) => s.readSync !== undefined);
+  const write: Writer = sync
+    ? { write: (at, data) => writeSync(at, data), target }
+    : { write: (at, data) => target.write(at, data), target };
   let next = 0;
   let done = 0;
   let writeTurn = 0;
@@ -128,7 +139,9 @@ export async function convertImages(
         for (const [start, length, kind] of plan.runs) {
           if (kind !== "copy") continue;
           try {
-            await e.source.read(e.sourceOffset + start, buf.subarray(start, start + length));
+            const part = buf.subarray(start, start + length);
+            if (sync) e.source.readSync!(e.sourceOffset + start, part);
+            else await e.source.read(e.sourceOffset + start, part);
           } catch (err) {
             // A bug stays a bug; a read that failed is reported as qemu-img reports it.
             if (!(err instanceof VmkitError)) throw err;
@@ -142,7 +155,7 @@ export async function convertImages(
         await new Promise<void>((resolve) => turnWaiters.set(index, resolve));
       }
       try {
-        await writeExtent(target, e, buf, plan, options, clusterSize);
+        await writeExtent(write, e, buf, plan, options, clusterSize);
       } finally {
         if (buf !== NO_BUFFER) free.push(buf);
         writeTurn = index + 1;
@@ -153,7 +166,7 @@ export async function convertImages(
       options.progress?.update(done, total);
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, options.workers) }, worker));
+  await Promise.all(Array.from({ length: sync ? 1 : Math.max(1, options.workers) }, worker));
   // qemu-img signals the end of a compressed stream with an empty compressed write.
   if (options.compress && !options.targetHasBacking && target.root.writeCompressed) {
     await target.writeCompressed(0, new Uint8Array(0));
@@ -272,8 +285,17 @@ async function topStatus(node: BlockNode, offset: number, bytes: number) {
   return { length: s.bytes, present: s.allocated, zero: s.zero };
 }
 
+/**
+ * Where data goes: `write` (a synchronous one returns nothing), and the backend for
+ * zeroes and compressed clusters.
+ */
+interface Writer {
+  write(offset: number, data: Uint8Array): Promise<void> | void;
+  target: BlockBackend;
+}
+
 async function writeExtent(
-  target: BlockBackend,
+  writer: Writer,
   e: Extent,
   buf: Uint8Array,
   plan: Plan,
@@ -299,6 +321,7 @@ async function writeExtent(
       }
     }
     const at = e.offset + start;
+    const target = writer.target;
     if (kind === "skip") continue;
     if (kind === "zero") {
       await target.writeZeroes(at, length, { unmap: true });
@@ -314,7 +337,7 @@ async function writeExtent(
       else await target.write(at, data);
       continue;
     }
-    await writeSparse(target, at, buf.subarray(start, start + length), options, clusterSize);
+    await writeSparse(writer, at, buf.subarray(start, start + length), options, clusterSize);
   }
 }
 
@@ -324,7 +347,7 @@ async function writeExtent(
  * as data and what is left unwritten (or zeroed) as a hole.
  */
 async function writeSparse(
-  target: BlockBackend,
+  writer: Writer,
   offset: number,
   data: Uint8Array,
   options: ConvertOptions,
@@ -334,7 +357,7 @@ async function writeSparse(
   const most = Math.max(WRITE_BYTES, clusterSize);
   const minSectors = Math.floor(options.sparseBytes / SECTOR);
   if (minSectors <= 0) {
-    await writeInPieces(target, offset, data, most);
+    await writeInPieces(writer, offset, data, most);
     return;
   }
   // qemu-img aligns the ends of runs to the largest power of two within -S (its
@@ -346,9 +369,9 @@ async function writeSparse(
     const [used, n] = sparseRun(data, at, sectors - at, minSectors, first + at, alignment);
     const from = at * SECTOR;
     const to = Math.min((at + n) * SECTOR, data.length);
-    if (used) await writeInPieces(target, offset + from, data.subarray(from, to), most);
+    if (used) await writeInPieces(writer, offset + from, data.subarray(from, to), most);
     else if (!options.targetIsZero) {
-      await target.writeZeroes(offset + from, to - from, { unmap: true });
+      await writer.target.writeZeroes(offset + from, to - from, { unmap: true });
     }
     at += n;
   }
@@ -413,14 +436,15 @@ function sparseRun(
  * WRITE_BYTES), so no piece boundary falls inside a target cluster.
  */
 async function writeInPieces(
-  target: BlockBackend,
+  writer: Writer,
   offset: number,
   data: Uint8Array,
   most: number,
 ): Promise<void> {
   for (let o = 0; o < data.length;) {
     const end = Math.min(data.length, (Math.floor((offset + o) / most) + 1) * most - offset);
-    await target.write(offset + o, data.subarray(o, end));
+    const pending = writer.write(offset + o, data.subarray(o, end));
+    if (pending) await pending;
     o = end;
   }
 }

@@ -100,6 +100,25 @@ export class BlockBackend {
     });
   }
 
+  /**
+   * A synchronous {@linkcode write} to the root, where the root offers `writeSync` and
+   * `flushSync` as writethrough needs; else undefined. It bypasses the scheduler (no
+   * queue, no counters): only for a caller with no other request in flight, as `img
+   * convert` copying on its main thread.
+   */
+  syncWriter(): ((offset: number, data: Uint8Array) => void) | undefined {
+    const root = this.root;
+    const writeSync = root.writeSync;
+    if (!writeSync) return undefined;
+    if (!this.cache.writethrough) return (offset, data) => writeSync.call(root, offset, data);
+    const flushSync = root.flushSync;
+    if (!flushSync) return undefined;
+    return (offset, data) => {
+      writeSync.call(root, offset, data);
+      flushSync.call(root);
+    };
+  }
+
   /** Writes one compressed cluster (the format must support it). */
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {
     const root = this.root;

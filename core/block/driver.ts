@@ -161,7 +161,11 @@ export interface BlockNode {
 
   /**
    * Synchronous positional I/O, offered by protocol nodes that can (the file protocol);
-   * formats reach it through `requireSyncIo` in sync_io.ts.
+   * formats reach it through `requireSyncIo` in sync_io.ts. Formats whose data path
+   * needs nothing but such I/O offer it too (raw, vdi, vpc): `img convert` copies
+   * through it on the calling thread, with nothing else waiting on its event loop,
+   * instead of paying a thread round trip and a promise for every large transfer.
+   * Present only where it works: check for the method, not the format.
    */
   readSync?(offset: number, buf: Uint8Array): void;
   writeSync?(offset: number, data: Uint8Array): void;

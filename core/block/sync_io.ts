@@ -39,3 +39,45 @@ export function requireSyncIo(node: BlockNode, format: string): SyncIo {
     flushSync: typeof n.flushSync === "function" ? n.flushSync.bind(n) : () => {},
   };
 }
+
+/**
+ * Pieces of a guest request that a format stores unchanged in its file, as `[file
+ * offset, from, to]` within the request's buffer (the rest of the buffer is the
+ * format's to fill).
+ */
+export type StoredPieces = [number, number, number][];
+
+/**
+ * Reads `pieces` into `buf` through `file`'s read: a large one then runs off the event
+ * loop, which a guest's request wants.
+ */
+export async function readStored(
+  file: BlockNode,
+  pieces: StoredPieces,
+  buf: Uint8Array,
+): Promise<void> {
+  for (const [at, from, to] of pieces) await file.read(at, buf.subarray(from, to));
+}
+
+/**
+ * Reads `pieces` into `buf` on the calling thread (a format's `readSync`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readStoredSync } from "./sync_io.ts";
+ *
+ * const file = new Uint8Array([1, 2, 3, 4, 5, 6]);
+ * const io = {
+ *   readSync: (o: number, b: Uint8Array) => b.set(file.subarray(o, o + b.length)),
+ *   writeSync: () => {},
+ *   flushSync: () => {},
+ * };
+ * const buf = new Uint8Array(4);
+ * readStoredSync(io, [[4, 0, 2], [0, 2, 4]], buf);
+ * assert.deepEqual([...buf], [5, 6, 1, 2]);
+ * ```
+ */
+export function readStoredSync(io: SyncIo, pieces: StoredPieces, buf: Uint8Array): void {
+  for (const [at, from, to] of pieces) io.readSync(at, buf.subarray(from, to));
+}

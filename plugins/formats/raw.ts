@@ -47,10 +47,37 @@ export class RawNode implements BlockNode {
   // alone cannot pass their checks together and combine into another format's header.
   #windowTail: Promise<void> = Promise.resolve();
 
+  /** {@linkcode read} on the calling thread, where the file has positional I/O. */
+  readonly readSync?: (offset: number, buf: Uint8Array) => void;
+  /**
+   * {@linkcode write} on the calling thread, where the file has positional I/O. For a
+   * caller with no other request in flight (`img convert`): a change to the probe
+   * window is checked as `write` checks it, but does not wait for asynchronous ones.
+   */
+  readonly writeSync?: (offset: number, data: Uint8Array) => void;
+
   constructor(readonly file: BlockNode, options: RawNodeOptions = {}) {
     this.#offset = options.offset ?? 0;
     this.#size = options.size;
     this.#probeFormat = options.probeFormat;
+    const { readSync, writeSync } = file;
+    if (readSync && writeSync) {
+      this.readSync = (offset, buf) => {
+        this.#checkRange(offset, buf.length);
+        readSync.call(file, this.#offset + offset, buf);
+      };
+      this.writeSync = (offset, data) => {
+        this.#checkRange(offset, data.length);
+        const at = this.#offset + offset;
+        if (this.#probeFormat && data.length > 0 && at < PROBE_BYTES) {
+          const header = new Uint8Array(PROBE_BYTES);
+          readSync.call(file, 0, header.subarray(0, Math.min(PROBE_BYTES, file.size())));
+          header.set(data.subarray(0, PROBE_BYTES - at), at);
+          this.#refuseOtherFormat(header);
+        }
+        writeSync.call(file, at, data);
+      };
+    }
   }
 
   /** True when writes to the probe window are checked (the format was probed). */
@@ -130,18 +157,23 @@ export class RawNode implements BlockNode {
       const header = new Uint8Array(PROBE_BYTES);
       await this.file.read(0, header.subarray(0, Math.min(PROBE_BYTES, this.file.size())));
       overlay(header);
-      const format = probeFormat(header);
-      if (format !== "raw") {
-        throw new IoError(
-          `Write to block 0 of '${this.filename}' refused: the image would probe as ` +
-            `${format ?? "no known format"}: Operation not permitted`,
-          { code: "EPERM" },
-        );
-      }
+      this.#refuseOtherFormat(header);
       await change();
     });
     this.#windowTail = run.catch(() => {});
     return run;
+  }
+
+  /** Throws QEMU's EPERM when the probe window `header` would probe as another format. */
+  #refuseOtherFormat(header: Uint8Array): void {
+    const format = this.#probeFormat!(header);
+    if (format !== "raw") {
+      throw new IoError(
+        `Write to block 0 of '${this.filename}' refused: the image would probe as ` +
+          `${format ?? "no known format"}: Operation not permitted`,
+        { code: "EPERM" },
+      );
+    }
   }
 
   /** The file's cache (its length); the raw node keeps nothing of its own. */

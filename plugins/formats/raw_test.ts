@@ -97,3 +97,29 @@ Deno.test("raw.open() restricts only a probed image opened read-write, and print
   assert.equal((given as RawNode).restrictsBlockZero, false);
   assert.deepEqual(lines, []);
 });
+
+Deno.test("RawNode.writeSync() refuses what write() refuses and writes the rest synchronously", () => {
+  const { file, node } = probedNode();
+  assert.throws(
+    () => node.writeSync!(0, MAGIC),
+    (e: unknown) => e instanceof IoError && e.code === "EPERM",
+  );
+  assert.deepEqual(file.bytes().subarray(0, 4), new Uint8Array(4), "block 0 unchanged");
+  // Two writes, each harmless alone but combining into the magic, are judged together.
+  node.writeSync!(2, MAGIC.subarray(2));
+  assert.throws(() => node.writeSync!(0, MAGIC.subarray(0, 2)), /probe as evil/);
+  node.writeSync!(4096, MAGIC);
+  const back = new Uint8Array(4);
+  node.readSync!(4096, back);
+  assert.deepEqual(back, MAGIC);
+  assert.throws(() => node.readSync!(8190, new Uint8Array(4)), /out of range/);
+});
+
+Deno.test("RawNode offers readSync/writeSync only over a file that has them", () => {
+  const file = new MemoryFileNode("disk.img", 8192);
+  const plain = { ...file, read: file.read.bind(file), size: () => 8192 } as never;
+  const without = new RawNode(plain);
+  assert.equal(without.readSync, undefined);
+  assert.equal(without.writeSync, undefined);
+  assert.equal(typeof new RawNode(file).readSync, "function");
+});

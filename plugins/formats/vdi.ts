@@ -1,6 +1,12 @@
 // The vdi format: VirtualBox disk images (header 1.1, static and dynamic) with their block map
 
-import { requireSyncIo, type SyncIo } from "../../core/block/sync_io.ts";
+import {
+  readStored,
+  readStoredSync,
+  requireSyncIo,
+  type StoredPieces,
+  type SyncIo,
+} from "../../core/block/sync_io.ts";
 import type {
   BlockNode,
   BlockStatus,
@@ -176,8 +182,23 @@ export class VdiNode implements BlockNode {
   }
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
+    await readStored(this.file, this.#stored(offset, buf), buf);
+  }
+
+  /** {@linkcode read} on the calling thread (the file's positional I/O). */
+  readSync(offset: number, buf: Uint8Array): void {
+    readStoredSync(this.#io, this.#stored(offset, buf), buf);
+  }
+
+  /**
+   * The pieces of `[offset, offset + buf.length)` stored in the file, as
+   * `[file offset, from, to]` within `buf`; the rest of `buf` (unallocated blocks) is
+   * zero-filled here.
+   */
+  #stored(offset: number, buf: Uint8Array): StoredPieces {
     this.#checkRange(offset, buf.length);
     const bs = this.#header.blockSize;
+    const pieces: StoredPieces = [];
     for (let done = 0; done < buf.length;) {
       const at = offset + done;
       const block = Math.floor(at / bs);
@@ -194,14 +215,20 @@ export class VdiNode implements BlockNode {
           if (e !== entry + (next - block) || e >= VDI_DISCARDED) break;
           n = Math.min(buf.length - done, n + bs);
         }
-        // Data goes through the file node's read: a large one then runs off the event loop.
-        await this.file.read(this.#dataOffset(entry) + inBlock, buf.subarray(done, done + n));
+        pieces.push([this.#dataOffset(entry) + inBlock, done, done + n]);
       }
       done += n;
     }
+    return pieces;
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
+    this.writeSync(offset, data);
+    return Promise.resolve();
+  }
+
+  /** {@linkcode write} on the calling thread (its data and metadata go through positional I/O). */
+  writeSync(offset: number, data: Uint8Array): void {
     this.#checkWritable();
     this.#checkRange(offset, data.length);
     const bs = this.#header.blockSize;
@@ -216,7 +243,6 @@ export class VdiNode implements BlockNode {
       else this.#allocate(block, inBlock, part);
       done += n;
     }
-    return Promise.resolve();
   }
 
   writeZeroes(offset: number, bytes: number): Promise<void> {

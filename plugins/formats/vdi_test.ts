@@ -106,3 +106,21 @@ Deno.test("VdiNode.read() reads blocks contiguous in the file in one request and
   assert.equal(part[0], 0xa0);
   assert.equal(part[mb - 1], 0xb1);
 });
+
+Deno.test("VdiNode.readSync() and writeSync() give what read() and write() give", async () => {
+  const { node } = await newImage(4 << 20);
+  const mb = 1 << 20;
+  node.writeSync(2 * mb + 100, new Uint8Array(mb).fill(0x5a)); // blocks 2 and 3
+  node.writeSync(0, new Uint8Array(10).fill(0x11));
+  const sync = new Uint8Array(4 * mb).fill(0xee);
+  node.readSync(0, sync);
+  const viaAsync = new Uint8Array(4 * mb).fill(0xee);
+  await node.read(0, viaAsync);
+  assert.deepEqual(sync, viaAsync);
+  assert.equal(sync[9], 0x11);
+  assert.equal(sync[mb], 0, "block 1 unallocated reads as zeroes");
+  assert.equal(sync[2 * mb + 99], 0);
+  assert.equal(sync[2 * mb + 100], 0x5a);
+  assert.equal(sync[3 * mb + 99], 0x5a);
+  assert.throws(() => node.readSync(4 * mb - 1, new Uint8Array(2)), /out of range|Request/);
+});

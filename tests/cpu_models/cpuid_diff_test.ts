@@ -14,7 +14,7 @@ import {
   x86ModelNames,
 } from "../../core/x86_cpu_models.ts";
 import { haveTools } from "../cpu_diff/harness.ts";
-import { buildGuest, leafList, runOnQemu } from "./guest.ts";
+import { buildGuest, hex, leafList, runOnQemu } from "./guest.ts";
 
 const present = haveTools();
 if (!present) console.log("cpuid_diff_test: skipped: qemu-system-x86_64 or nasm is not installed");
@@ -61,10 +61,6 @@ const CASES: Case[] = [
  * arch-lbr, so a guest reads leftovers of QEMU's own stack (0x0010003d here); vmkit reads 0.
  */
 const KNOWN_DIFFERENCES = new Set([0x1c]);
-
-function hex(x: number): string {
-  return x.toString(16).padStart(8, "0");
-}
 
 Deno.test({
   name: "cpuidLeaf() answers every leaf as QEMU 7.2 TCG does, for the models and topologies chosen",

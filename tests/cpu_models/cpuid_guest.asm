@@ -8,6 +8,7 @@ header:
   dd MB_MAGIC, MB_FLAGS, -(MB_MAGIC + MB_FLAGS)
   dd header, header, end_of_image, end_of_image, start
 start:
+  mov esp, 0x80000 ; multiboot leaves ESP undefined: a stack of our own in low RAM
   mov esi, leaves
 .next:
   mov eax, [esi]

@@ -43,17 +43,31 @@ export async function buildGuest(leaves: Array<[number, number]>, dir: string): 
 }
 
 /** Runs the guest with `-cpu cpu` (and `extra` arguments) under QEMU TCG; returns its CPUID lines and stderr. */
-export async function runOnQemu(
+export function runOnQemu(
   bin: string,
   dir: string,
   cpu: string,
   extra: string[] = [],
 ): Promise<{ lines: CpuidLine[]; stderr: string }> {
+  return runGuest(["qemu-system-x86_64", "-accel", "tcg"], bin, dir, ["-cpu", cpu, ...extra]);
+}
+
+/**
+ * Runs the guest with `command` (a QEMU or vmkit system emulator and its first arguments)
+ * on a 32 MiB pc with `extra` arguments; returns its CPUID lines and stderr.
+ */
+export async function runGuest(
+  command: string[],
+  bin: string,
+  dir: string,
+  extra: string[] = [],
+): Promise<{ lines: CpuidLine[]; stderr: string }> {
   const log = path.join(dir, "debugcon.log");
   await Deno.remove(log).catch(() => {});
-  const child = new Deno.Command("qemu-system-x86_64", {
+  const child = new Deno.Command(command[0], {
     args: [
-      ...["-accel", "tcg", "-M", "pc", "-m", "32", "-cpu", cpu, ...extra],
+      ...command.slice(1),
+      ...["-M", "pc", "-m", "32", ...extra],
       ...["-display", "none", "-serial", "none", "-monitor", "none", "-no-reboot"],
       ...["-debugcon", `file:${log}`, "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"],
       ...["-kernel", bin],
@@ -61,12 +75,13 @@ export async function runOnQemu(
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
   const out = await child.output();
   clearTimeout(timer);
   const stderr = new TextDecoder().decode(out.stderr);
   const text = await Deno.readTextFile(log).catch(() => "");
-  if (!text.includes("\nE\n")) throw new Error(`-cpu ${cpu}: the guest did not finish: ${stderr}`);
+  const label = `${command[0]} ${extra.join(" ")}`;
+  if (!text.includes("\nE\n")) throw new Error(`${label}: the guest did not finish: ${stderr}`);
   return { lines: parseLines(text), stderr };
 }
 
@@ -80,4 +95,9 @@ export function parseLines(text: string): CpuidLine[] {
     out.push({ leaf: n[0], subleaf: n[1], regs: [n[2], n[3], n[4], n[5]] });
   }
   return out;
+}
+
+/** A register as 8 hex digits, for difference reports. */
+export function hex(x: number): string {
+  return x.toString(16).padStart(8, "0");
 }

@@ -140,6 +140,35 @@ export const DIFF_TABLE: Record<string, DiffCase[]> = {
         "out.raw",
       ])
     ),
+    // vdi, vpc, vhdx and raw copy on the main thread through synchronous I/O: the holes
+    // they leave in a raw target, and in their own format from a raw source with zero
+    // islands; writethrough takes the asynchronous path
+    ...["v.vdi", "v.vpc", "v.vhdx"].flatMap((f) =>
+      ["0", "3072"].map((size) =>
+        seq(["convert", "-S", size, "-O", "raw", f, "out.raw"], [
+          "map",
+          "--output=json",
+          "-f",
+          "raw",
+          "out.raw",
+        ])
+      )
+    ),
+    ...["vdi", "vpc", "vhdx"].map((fmt): DiffCase => ({
+      ...seq(["convert", "-S", "1536", "-O", fmt, "islands.raw", `out.${fmt}`], [
+        "map",
+        "--output=json",
+        `out.${fmt}`,
+      ]),
+      masks: ["random-ids"],
+    })),
+    seq(["convert", "-t", "writethrough", "-O", "raw", "v.vpc", "out.raw"], [
+      "map",
+      "--output=json",
+      "-f",
+      "raw",
+      "out.raw",
+    ]),
     c("convert", "-O", "raw", "sparse.raw", "odd.raw", "out.raw"),
     c("convert", "-B", "base.raw", "-F", "raw", "-O", "qcow2", "mid.qcow2", "out.qcow2"),
     { ...c("convert", "-O", "vmdk", "sparse.raw", "out.vmdk"), masks: ["random-ids"] },

@@ -125,20 +125,15 @@ export class X86Cpu implements CpuBackend {
   #c: CpuCore;
   #blocks: BlockCache | null;
   #stats: CpuStats | null;
+  /** One of several CPUs: PAUSE may offer the turn (see {@linkcode setPauseYield}). */
+  #multi = false;
 
   constructor(context: CpuContext, model: CpuModel, options: X86CpuOptions = {}) {
     const c = new CpuCore(context.memory, context.io, model);
     c.apicId = context.apicId ?? context.index ?? 0;
     c.bsp = (context.index ?? 0) === 0;
-    const topo = context.topology;
-    if (topo) {
-      c.topoCores = topo.cores;
-      c.topoThreads = topo.threads;
-      // The APIC ID bits below the die: thread bits then core bits (QEMU's packing).
-      const bits = (n: number) => (n <= 1 ? 0 : 32 - Math.clz32(n - 1));
-      c.dieOffset = bits(topo.threads) + bits(topo.cores);
-    }
-    if ((context.cpuCount ?? 1) > 1) c.yieldOnPause = true;
+    if (context.topology) c.topology = { ...context.topology };
+    if ((context.cpuCount ?? 1) > 1) c.yieldOnPause = this.#multi = true;
     c.tscClock = context.clock ?? null;
     const tables = opTables();
     c.table16 = tables.t16;
@@ -387,6 +382,10 @@ export class X86Cpu implements CpuBackend {
   requestExit(): void {
     this.#c.exitRequested = true;
     this.#c.attention = true;
+  }
+
+  setPauseYield(yields: boolean): void {
+    this.#c.yieldOnPause = yields && this.#multi;
   }
 
   requestReset(): void {

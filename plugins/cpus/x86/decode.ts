@@ -106,7 +106,7 @@ function decodeEa32(c: CpuCore, mod: number, rm: number): void {
   }
   if (mod === 1) off += (fetch8(c) << 24) >> 24;
   else if (mod === 2) off += fetch32(c);
-  c.eaOff = off >>> 0;
+  c.eaOff = off | 0; // int32 bit pattern (see CpuCore.eaOff)
   c.eaSeg = c.segOvr >= 0 ? c.segOvr : seg;
 }
 

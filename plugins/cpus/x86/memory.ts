@@ -177,44 +177,53 @@ export function segFault(c: CpuCore, seg: number): never {
   return fault(c, seg === SS && c.model.family > 2 ? EXC_SS : EXC_GP, 0);
 }
 
-/** Reads a byte at seg:off (`off` unsigned). */
+// The seg:off accessors take `off` unsigned or as an int32 bit pattern (`CpuCore.eaOff`).
+
+/** Reads a byte at seg:off. */
 export function read8(c: CpuCore, seg: number, off: number): number {
+  off = off >>> 0;
   if (off < c.rdLo[seg] || off > c.rdHi[seg]) segFault(c, seg);
   return linRead8(c, (c.segBase[seg] + off) | 0);
 }
 
 /** Reads a word at seg:off. */
 export function read16(c: CpuCore, seg: number, off: number): number {
+  off = off >>> 0;
   if (off < c.rdLo[seg] || off + 1 > c.rdHi[seg]) segFault(c, seg);
   return linRead16(c, (c.segBase[seg] + off) | 0);
 }
 
 /** Reads a dword at seg:off (int32). */
 export function read32(c: CpuCore, seg: number, off: number): number {
+  off = off >>> 0;
   if (off < c.rdLo[seg] || off + 3 > c.rdHi[seg]) segFault(c, seg);
   return linRead32(c, (c.segBase[seg] + off) | 0);
 }
 
 /** Writes a byte at seg:off. */
 export function write8(c: CpuCore, seg: number, off: number, v: number): void {
+  off = off >>> 0;
   if (off < c.wrLo[seg] || off > c.wrHi[seg]) segFault(c, seg);
   linWrite8(c, (c.segBase[seg] + off) | 0, v);
 }
 
 /** Writes a word at seg:off. */
 export function write16(c: CpuCore, seg: number, off: number, v: number): void {
+  off = off >>> 0;
   if (off < c.wrLo[seg] || off + 1 > c.wrHi[seg]) segFault(c, seg);
   linWrite16(c, (c.segBase[seg] + off) | 0, v);
 }
 
 /** Writes a dword at seg:off. */
 export function write32(c: CpuCore, seg: number, off: number, v: number): void {
+  off = off >>> 0;
   if (off < c.wrLo[seg] || off + 3 > c.wrHi[seg]) segFault(c, seg);
   linWrite32(c, (c.segBase[seg] + off) | 0, v);
 }
 
 /** Checks that `size` bytes at seg:off may be written, without writing (for RMW and far pointers). */
 export function checkWrite(c: CpuCore, seg: number, off: number, size: number): void {
+  off = off >>> 0;
   if (off < c.wrLo[seg] || off + size - 1 > c.wrHi[seg]) segFault(c, seg);
 }
 
@@ -225,6 +234,7 @@ export function checkWrite(c: CpuCore, seg: number, off: number, size: number): 
  * they were. The accessed and dirty bits it sets are those the write sets right after.
  */
 export function probeWrite(c: CpuCore, seg: number, off: number, size: number): void {
+  off = off >>> 0;
   if (off < c.wrLo[seg] || off + size - 1 > c.wrHi[seg]) segFault(c, seg);
   const lin = (c.segBase[seg] + off) | 0;
   const pn = lin >>> 12;
@@ -235,6 +245,7 @@ export function probeWrite(c: CpuCore, seg: number, off: number, size: number): 
 
 /** Checks that `size` bytes at seg:off may be read. */
 export function checkRead(c: CpuCore, seg: number, off: number, size: number): void {
+  off = off >>> 0;
   if (off < c.rdLo[seg] || off + size - 1 > c.rdHi[seg]) segFault(c, seg);
 }
 

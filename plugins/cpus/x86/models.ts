@@ -15,8 +15,6 @@ export const FEAT_TSC = 1 << 4, FEAT_MSR = 1 << 5, FEAT_PAE = 1 << 6, FEAT_MCE =
 export const FEAT_CX8 = 1 << 8, FEAT_APIC = 1 << 9, FEAT_SEP = 1 << 11, FEAT_MTRR = 1 << 12;
 export const FEAT_PGE = 1 << 13, FEAT_MCA = 1 << 14, FEAT_CMOV = 1 << 15, FEAT_PAT = 1 << 16;
 export const FEAT_PSE36 = 1 << 17;
-/** Several logical processors per package (with CPUID.1:EBX[23:16]). */
-export const FEAT_HTT = 1 << 28;
 /** CPUID.80000001h:EDX bits. */
 export const EXT_NX = 1 << 20;
 
@@ -42,6 +40,8 @@ export interface CpuModel {
   readonly extFeaturesEcx: number;
   /** The brand string of leaves 0x80000002..4. */
   readonly modelId: string;
+  /** The resolved QEMU model CPUID answers from (core's cpuidLeaf); null without CPUID. */
+  readonly config: X86CpuConfig | null;
 }
 
 /**
@@ -49,7 +49,7 @@ export interface CpuModel {
  * are dropped (with QEMU's "TCG doesn't support requested feature" warning when the user
  * named the model). Grows as the CPU does (mmx, fxsr, sse, sse2, pni, cx16, syscall, lm...).
  */
-const IMPLEMENTED = featureMask([
+export const IMPLEMENTED = featureMask([
   "fpu",
   "de",
   "pse",
@@ -87,6 +87,7 @@ function fromConfig(cpu: X86CpuConfig, description: string): CpuModel {
     extFeatures: (cpu.features["8000_0001_EDX"] ?? 0) | 0,
     extFeaturesEcx: (cpu.features["8000_0001_ECX"] ?? 0) | 0,
     modelId: cpu.modelId,
+    config: cpu,
   };
 }
 
@@ -125,6 +126,7 @@ export const MODEL_286: CpuModel = {
   extFeatures: 0,
   extFeaturesEcx: 0,
   modelId: "",
+  config: null,
 };
 
 /** The model used when `-cpu` is not given. */

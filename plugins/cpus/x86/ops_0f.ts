@@ -37,7 +37,7 @@ function bitOp(c: CpuCore, kind: number, bitOffset: number, fromReg: boolean, si
       off = c.addr32 ? off >>> 0 : off & 0xffff;
     }
     bit = bitOffset & (size - 1);
-    c.eaOff = off;
+    c.eaOff = off | 0;
     v = size === 16 ? read16(c, c.eaSeg, off) : read32(c, c.eaSeg, off);
     if (kind !== 0) probeE(c, size / 8);
   }

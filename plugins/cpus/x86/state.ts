@@ -2,7 +2,7 @@
 
 import type { AddressSpace } from "../../../core/memory/address_space.ts";
 import type { PortIoSpace } from "../../../core/memory/port_io.ts";
-import type { InterruptSource } from "../../../core/cpu.ts";
+import type { CpuTopology, InterruptSource } from "../../../core/cpu.ts";
 import type { CpuModel } from "./models.ts";
 import { FpuState } from "./fpu_state.ts";
 
@@ -126,6 +126,11 @@ export class CpuCore {
   modReg = 0;
   modRm = 0;
   eaSeg = DS;
+  /**
+   * The memory operand's offset as an int32 bit pattern (`>>> 0` gives it): a uint32 above
+   * 2^31 (every kernel address) would be a double field, boxed whenever it is passed to a
+   * call V8 did not inline. The accessors below take either form.
+   */
   eaOff = 0;
 
   // Memory and I/O.
@@ -226,11 +231,8 @@ export class CpuCore {
   yieldOnPause = false;
   /** A PAUSE asked for the yield. */
   yieldRequested = false;
-  /** Cores per die and threads per core (CPUID leaves 1 and 4). */
-  topoCores = 1;
-  topoThreads = 1;
-  /** Bits of the APIC ID below the die field (thread and core bits), for CPUID leaf 4. */
-  dieOffset = 0;
+  /** The machine's `-smp` topology (CPUID leaves 1, 4, 0xB and 0x80000008 describe it). */
+  topology: CpuTopology = { sockets: 1, dies: 1, cores: 1, threads: 1 };
 
   readonly model: CpuModel;
   /** Longest legal instruction in bytes (10 on the 286, 15 later). */

@@ -3,7 +3,8 @@
 import { decodeModrm, readE16, setReg16, writeE16 } from "./decode.ts";
 import { getFlags, setArithFlags } from "./flags.ts";
 import { fetch8, read16, read32, sysWrite32, write16, write32 } from "./memory.ts";
-import { EXT_NX, FEAT_HTT, FEAT_SEP } from "./models.ts";
+import { cpuidLeaf } from "../../../core/x86_cpu_models.ts";
+import { EXT_NX, FEAT_SEP } from "./models.ts";
 import { flushTlb, flushTlbPage } from "./paging.ts";
 import {
   ATTR_P,
@@ -172,75 +173,29 @@ export function writeMsr(c: CpuCore, index: number, lo: number, hi: number): voi
 }
 
 /**
- * The caches CPUID leaf 4 describes, subleaf by subleaf: QEMU's legacy L1d, L1i, L2 and
- * L3 (32 KiB 8-way, 32 KiB 8-way, 4 MiB 16-way, 16 MiB 16-way). `type`: 1 data,
- * 2 instruction, 3 unified; `edx`: bit 0 no WBINVD sharing, 1 inclusive, 2 complex.
+ * CPUID: QEMU 7.2's answer for the resolved model (core's cpuidLeaf, its flags already
+ * limited to what this interpreter implements), with this CPU's APIC ID, the machine's
+ * topology, CR4 and the APIC's global enable (IA32_APIC_BASE bit 11 shows in leaf 1 EDX).
  */
-const LEGACY_CACHES = [
-  { type: 1, level: 1, ways: 8, sets: 64, edx: 1 },
-  { type: 2, level: 1, ways: 8, sets: 64, edx: 1 },
-  { type: 3, level: 2, ways: 16, sets: 4096, edx: 1 },
-  { type: 3, level: 3, ways: 16, sets: 16384, edx: 7 },
-];
-
 function cpuid(c: CpuCore): void {
   const r = c.regs;
-  const m = c.model;
-  const leaf = r[EAX] >>> 0;
-  const vendor = (s: string, i: number) =>
-    s.charCodeAt(i) | (s.charCodeAt(i + 1) << 8) | (s.charCodeAt(i + 2) << 16) |
-    (s.charCodeAt(i + 3) << 24);
-  let a = 0, b = 0, cx = 0, d = 0;
-  if (leaf === 0) {
-    a = m.level;
-    b = vendor(m.vendor, 0);
-    d = vendor(m.vendor, 4);
-    cx = vendor(m.vendor, 8);
-  } else if (leaf === 1 && m.level >= 1) {
-    a = m.signature;
-    b = (8 << 8) | (c.apicId << 24); // CLFLUSH line size 8 * 8 bytes, initial APIC ID
-    cx = m.featuresEcx;
-    d = m.features;
-    // Several logical processors per package: their count and HTT, as QEMU 7.2 reports
-    // cores * threads (-smp 2 is one socket of two cores since QEMU 6.2).
-    const perPackage = c.topoCores * c.topoThreads;
-    if (perPackage > 1) {
-      b |= Math.min(perPackage, 255) << 16;
-      d |= FEAT_HTT;
-    }
-  } else if (leaf === 4 && m.level >= 4) {
-    // Deterministic cache parameters: QEMU's legacy Intel caches, with the cores per
-    // package in EAX[31:26] (Linux counts cores from it, threads from leaf 1).
-    const sub = r[ECX] >>> 0;
-    const cache = LEGACY_CACHES[sub];
-    if (cache !== undefined) {
-      const sharing = sub < 2 ? 1 : sub === 2 ? c.topoThreads : 1 << c.dieOffset;
-      a = cache.type | (cache.level << 5) | (1 << 8) | ((c.topoCores - 1) << 26) |
-        ((sharing - 1) << 14);
-      b = (64 - 1) | ((cache.ways - 1) << 22); // 64-byte lines, one partition
-      cx = cache.sets - 1;
-      d = cache.edx;
-    }
-  } else if (leaf === 2 && m.level >= 2) {
-    a = 1;
-  } else if (leaf === 0x80000000 && m.xlevel !== 0) {
-    a = m.xlevel;
-  } else if (leaf === 0x80000001 && m.xlevel >= 0x80000001) {
-    a = m.signature;
-    cx = m.extFeaturesEcx;
-    d = m.extFeatures;
-  } else if (leaf >= 0x80000002 && leaf <= 0x80000004 && m.xlevel >= leaf) {
-    const s = m.modelId.padEnd(48, "\0");
-    const base = (leaf - 0x80000002) * 16;
-    a = vendor(s, base);
-    b = vendor(s, base + 4);
-    cx = vendor(s, base + 8);
-    d = vendor(s, base + 12);
-  }
-  r[EAX] = a;
-  r[EBX] = b;
-  r[ECX] = cx;
-  r[EDX] = d;
+  const config = c.model.config;
+  if (config === null) ud(c); // no CPUID instruction (the 286 model)
+  const out = cpuidLeaf(
+    config,
+    {
+      apicId: c.apicId,
+      topology: c.topology,
+      cr4: c.cr4,
+      apicEnabled: (c.apicBase & 0x800) !== 0,
+    },
+    r[EAX],
+    r[ECX],
+  );
+  r[EAX] = out[0] | 0;
+  r[EBX] = out[1] | 0;
+  r[ECX] = out[2] | 0;
+  r[EDX] = out[3] | 0;
 }
 
 /** Loads LDTR or TR from a selector (LLDT, LTR). */

@@ -1,6 +1,12 @@
 // An opened VHDX image: headers, log replay, the BAT, and payload block reads and writes
 
-import { requireSyncIo, type SyncIo } from "../../../core/block/sync_io.ts";
+import {
+  readStored,
+  readStoredSync,
+  requireSyncIo,
+  type StoredPieces,
+  type SyncIo,
+} from "../../../core/block/sync_io.ts";
 import type {
   BlockNode,
   BlockStatus,
@@ -112,27 +118,60 @@ export class VhdxNode implements BlockNode {
   }
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
+    await readStored(this.file, this.#stored(offset, buf), buf);
+  }
+
+  /** {@linkcode read} on the calling thread (the file's positional I/O). */
+  readSync(offset: number, buf: Uint8Array): void {
+    readStoredSync(this.#io, this.#stored(offset, buf), buf);
+  }
+
+  /**
+   * The pieces of `[offset, offset + buf.length)` stored in the file, as
+   * `[file offset, from, to]` within `buf`; the rest of `buf` (blocks in a zero state)
+   * is zero-filled here. A block in any other state is refused.
+   */
+  #stored(offset: number, buf: Uint8Array): StoredPieces {
     this.#checkRange(offset, buf.length);
     const bs = this.#s.metadata.blockSize;
+    const pieces: StoredPieces = [];
     for (let done = 0; done < buf.length;) {
       const at = offset + done;
       const block = Math.floor(at / bs);
       const inBlock = at % bs;
       const n = Math.min(buf.length - done, bs - inBlock);
-      const part = buf.subarray(done, done + n);
       const e = this.batEntry(batIndex(this.#s.geometry, block));
-      // Payload goes through the file node's read: a large one then runs off the event loop.
-      if (e.state === PAYLOAD_BLOCK_FULLY_PRESENT) await this.file.read(e.offset + inBlock, part);
-      else if (ZERO_STATES.has(e.state)) part.fill(0);
+      if (e.state === PAYLOAD_BLOCK_FULLY_PRESENT) {
+        pieces.push([e.offset + inBlock, done, done + n]);
+      } else if (ZERO_STATES.has(e.state)) buf.fill(0, done, done + n);
       else throw badState(block, e.state);
       done += n;
     }
+    return pieces;
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
     this.#checkWritable();
     this.#checkRange(offset, data.length);
-    return this.#serialised(() => this.#writeLocked(offset, data));
+    return this.#serialised(async () => {
+      for (const [at, from, to, place] of this.#placed(offset, data.length)) {
+        await this.file.write(at, data.subarray(from, to));
+        place?.();
+      }
+    });
+  }
+
+  /**
+   * {@linkcode write} on the calling thread, for a caller with no other request in
+   * flight (`img convert`): it does not wait for asynchronous writes.
+   */
+  writeSync(offset: number, data: Uint8Array): void {
+    this.#checkWritable();
+    this.#checkRange(offset, data.length);
+    for (const [at, from, to, place] of this.#placed(offset, data.length)) {
+      this.#io.writeSync(at, data.subarray(from, to));
+      place?.();
+    }
   }
 
   writeZeroes(offset: number, bytes: number): Promise<void> {
@@ -237,34 +276,39 @@ export class VhdxNode implements BlockNode {
   }
 
   /**
-   * Payload goes through the file node's write, so a large one runs off the event loop
-   * (reads of the next convert chunk go on meanwhile); it is awaited before the BAT
-   * entry that makes a new block visible is logged, so a crash still leaves either the
-   * old entry or a block whose data is in place.
+   * Where the payload of `[offset, offset + bytes)` goes, block by block, as `[file
+   * offset, from, to, place]`: a new block's space is taken at once, and `place` (the
+   * BAT entry that makes it visible) is called after its data is written, so a crash
+   * still leaves either the old entry or a block whose data is in place. The async
+   * write sends the payload through the file node's write, off the event loop (reads of
+   * the next convert chunk go on meanwhile).
    */
-  async #writeLocked(offset: number, data: Uint8Array): Promise<void> {
+  *#placed(
+    offset: number,
+    bytes: number,
+  ): Generator<[number, number, number, (() => void) | undefined]> {
     this.#s.headers.beforeFirstWrite();
     const bs = this.#s.metadata.blockSize;
-    for (let done = 0; done < data.length;) {
+    for (let done = 0; done < bytes;) {
       const at = offset + done;
       const block = Math.floor(at / bs);
       const inBlock = at % bs;
-      const n = Math.min(data.length - done, bs - inBlock);
+      const n = Math.min(bytes - done, bs - inBlock);
       const index = batIndex(this.#s.geometry, block);
-      let e = this.batEntry(index);
+      const e = this.batEntry(index);
       if (ZERO_STATES.has(e.state)) {
         // A new block at the next 1 MiB boundary of the file; growing the file
         // zero-fills it, so the bytes around this write read as zeroes.
         const blockOffset = Math.ceil(this.file.size() / MiB) * MiB;
         this.#io.writeSync(blockOffset + bs - 1, new Uint8Array(1));
-        await this.file.write(blockOffset + inBlock, data.subarray(done, done + n));
-        this.#setBatEntry(index, blockOffset, PAYLOAD_BLOCK_FULLY_PRESENT);
-        e = this.batEntry(index);
+        yield [blockOffset + inBlock, done, done + n, () => {
+          this.#setBatEntry(index, blockOffset, PAYLOAD_BLOCK_FULLY_PRESENT);
+        }];
       } else if (e.state === PAYLOAD_BLOCK_FULLY_PRESENT) {
         if (e.offset < VHDX_HEADER_SECTION_END) {
           throw new IoError(`VHDX payload block ${block} lies in the header section`);
         }
-        await this.file.write(e.offset + inBlock, data.subarray(done, done + n));
+        yield [e.offset + inBlock, done, done + n, undefined];
       } else {
         throw badState(block, e.state);
       }

@@ -1,6 +1,12 @@
 // An opened VHD image: fixed (data then footer) or dynamic (BAT, per-block sector bitmaps)
 
-import { requireSyncIo, type SyncIo } from "../../../core/block/sync_io.ts";
+import {
+  readStored,
+  readStoredSync,
+  requireSyncIo,
+  type StoredPieces,
+  type SyncIo,
+} from "../../../core/block/sync_io.ts";
 import type { BlockNode, BlockStatus } from "../../../core/block/driver.ts";
 import { ImageFormatError, IoError, NotSupportedError } from "../../../core/errors.ts";
 import {
@@ -69,30 +75,50 @@ export class VpcNode implements BlockNode {
   }
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
+    await readStored(this.file, this.#stored(offset, buf), buf);
+  }
+
+  /** {@linkcode read} on the calling thread (the file's positional I/O). */
+  readSync(offset: number, buf: Uint8Array): void {
+    readStoredSync(this.#io, this.#stored(offset, buf), buf);
+  }
+
+  /**
+   * The pieces of `[offset, offset + buf.length)` stored in the file, as
+   * `[file offset, from, to]` within `buf`; the rest of `buf` (unallocated blocks of a
+   * dynamic disk) is zero-filled here.
+   */
+  #stored(offset: number, buf: Uint8Array): StoredPieces {
     this.#checkRange(offset, buf.length);
     const dyn = this.#dyn;
-    // Data goes through the file node's read: a large one then runs off the event loop.
-    if (!dyn) return await this.file.read(offset, buf);
+    if (!dyn) return [[offset, 0, buf.length]];
+    const pieces: StoredPieces = [];
     for (let done = 0; done < buf.length;) {
       const at = offset + done;
       const block = Math.floor(at / dyn.blockSize);
       const inBlock = at % dyn.blockSize;
       const n = Math.min(buf.length - done, dyn.blockSize - inBlock);
-      const part = buf.subarray(done, done + n);
       // A dynamic disk has no parent: a sector of an unallocated block reads as zeroes.
-      if (dyn.bat[block] === VHD_BAT_UNUSED) part.fill(0);
-      else await this.file.read(this.#dataOffset(block) + inBlock, part);
+      if (dyn.bat[block] === VHD_BAT_UNUSED) buf.fill(0, done, done + n);
+      else pieces.push([this.#dataOffset(block) + inBlock, done, done + n]);
       done += n;
     }
+    return pieces;
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
+    this.writeSync(offset, data);
+    return Promise.resolve();
+  }
+
+  /** {@linkcode write} on the calling thread (its data and metadata go through positional I/O). */
+  writeSync(offset: number, data: Uint8Array): void {
     this.#checkWritable();
     this.#checkRange(offset, data.length);
     const dyn = this.#dyn;
     if (!dyn) {
       this.#io.writeSync(offset, data);
-      return Promise.resolve();
+      return;
     }
     for (let done = 0; done < data.length;) {
       const at = offset + done;
@@ -103,7 +129,6 @@ export class VpcNode implements BlockNode {
       this.#io.writeSync(this.#dataOffset(block) + inBlock, data.subarray(done, done + n));
       done += n;
     }
-    return Promise.resolve();
   }
 
   writeZeroes(offset: number, bytes: number): Promise<void> {
