@@ -2,6 +2,7 @@
 
 import type { CpuContext } from "../../../core/cpu.ts";
 import type { CpuDescriptor } from "../../../core/plugin.ts";
+import { X86_CPU_FAMILY } from "../../../core/x86_cpu_models.ts";
 import { KVM_DEFAULT_MODEL, kvmModelNames, resolveKvmModel } from "./cpuid.ts";
 import { KvmThreadExecutor } from "./threads.ts";
 import { KvmCpu } from "./vcpu.ts";
@@ -23,6 +24,7 @@ export default {
   name: "kvm",
   summary: "KVM: guest code on the host CPU (x86-64 Linux, /dev/kvm)",
   accel: "kvm",
+  family: X86_CPU_FAMILY,
   clock: "host",
   // QEMU 7.2's list (core/x86_cpu_models.ts); `-cpu help` prints it from the same table.
   models: kvmModelNames().map((name) => ({ name, description: "" })),

@@ -2,6 +2,7 @@
 
 import type { CpuContext } from "../../../core/cpu.ts";
 import type { CpuDescriptor } from "../../../core/plugin.ts";
+import { X86_CPU_FAMILY } from "../../../core/x86_cpu_models.ts";
 import { switchFromEnvironment, X86Cpu } from "./cpu.ts";
 import { CPU_MODELS, DEFAULT_MODEL, resolveModel } from "./models.ts";
 import { allocateWasmRam } from "./wasm/ram.ts";
@@ -16,6 +17,7 @@ export default {
   name: "x86",
   summary: "x86 interpreter (i386, TCG)",
   accel: "tcg",
+  family: X86_CPU_FAMILY,
   models: CPU_MODELS.map((m) => ({ name: m.name, description: m.description })),
   options: [],
   // Guest RAM in a WebAssembly.Memory, which the wasm tier compiles code against.
