@@ -3,7 +3,7 @@
 import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
 import { type BlockGraph, probedRawWarning } from "../../core/block/graph.ts";
 import { type Chardev, openChardev, type StdioChardevOptions } from "../../core/chardev.ts";
-import { monitorChardevIds } from "./monitor.ts";
+import { monitorChardevIds } from "./monitor_spec.ts";
 import type { CpuBackend, CpuTopology } from "../../core/cpu.ts";
 import { errorChainMessage, hostIoError, UsageError } from "../../core/errors.ts";
 import type { DriveConfig, KernelConfig, MachineConfig } from "../../core/machine.ts";

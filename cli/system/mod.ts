@@ -26,11 +26,11 @@ import {
   monitorHost,
   MonitorPeers,
   type MonitorServers,
-  monitorSpecs,
   startMonitors,
   StdioMux,
   vcFont,
 } from "./monitor.ts";
+import { monitorSpecs } from "./monitor_spec.ts";
 import { allValues, lastValue, parseSystemArgs, type SystemOpt } from "./options.ts";
 
 /** What the system face needs. */

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { monitorHost, MonitorPeers, monitorSpecs, parseMonitorSpec } from "./monitor.ts";
+import { monitorHost, MonitorPeers } from "./monitor.ts";
+import { monitorSpecs, parseMonitorSpec } from "./monitor_spec.ts";
 import type { RelayConn } from "./relay/socket_relay.ts";
 
 Deno.test("parseMonitorSpec() takes QEMU's -monitor and -qmp forms and refuses others with one line", () => {
