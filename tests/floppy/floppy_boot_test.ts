@@ -72,6 +72,24 @@ function lineFor(lbas: readonly number[]): string {
   return `R 00 ${hex(count, 2)} 00 ${hex(a, 4)} ${hex(b, 4)}`;
 }
 
+/**
+ * No display or NIC, `image` as drive A and booted from; a floppy that does not boot ends
+ * the run (SeaBIOS reboots at once, -no-reboot exits) instead of leaving SeaBIOS waiting.
+ */
+function floppyBootArgs(image: string): string[] {
+  return [
+    "-display",
+    "none",
+    "-net",
+    "none",
+    "-drive",
+    `file=${image},if=floppy,format=raw`,
+    "-boot",
+    "a,reboot-timeout=0",
+    "-no-reboot",
+  ];
+}
+
 async function run(
   program: "qemu" | "vmkit",
   image: string,
@@ -85,17 +103,7 @@ async function run(
     // 8 MiB: an ISA DMA address (24 bits) can point past the end of RAM.
     "-m",
     "8",
-    "-display",
-    "none",
-    "-net",
-    "none",
-    "-drive",
-    `file=${image},if=floppy,format=raw`,
-    // A floppy that does not boot ends the run (SeaBIOS reboots at once, -no-reboot exits)
-    // instead of leaving SeaBIOS waiting.
-    "-boot",
-    "a,reboot-timeout=0",
-    "-no-reboot",
+    ...floppyBootArgs(image),
     "-debugcon",
     `file:${log}`,
     "-device",
@@ -189,21 +197,7 @@ Deno.test({
       const image = `${dir}/blank.img`;
       await Deno.writeFile(image, new Uint8Array(FLOPPY_BYTES));
       // graphics=off: SeaBIOS's messages on the serial console.
-      const args = [
-        "-M",
-        "pc,graphics=off",
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-        "-net",
-        "none",
-        "-drive",
-        `file=${image},if=floppy,format=raw`,
-        "-boot",
-        "a,reboot-timeout=0",
-        "-no-reboot",
-      ];
+      const args = ["-M", "pc,graphics=off", "-serial", "stdio", ...floppyBootArgs(image)];
       // SeaBIOS's boot lines, past the terminal escapes it writes first.
       const lines = (text: string) =>
         text.split("\n").filter((l) => l.includes("Boot"))
