@@ -22,8 +22,6 @@ export const EXT_NX = 1 << 20;
 export interface CpuModel {
   readonly name: string;
   readonly description: string;
-  /** 12-character vendor string (`GenuineIntel`). */
-  readonly vendor: string;
   /** 2 = 80286 (no CPUID, 286 real-mode quirks), 3 = 386, 4 = 486, 5 = Pentium, 6 = P6. */
   readonly family: number;
   readonly model: number;
@@ -32,14 +30,9 @@ export interface CpuModel {
   readonly signature: number;
   /** Highest basic CPUID leaf; -1 when the CPU has no CPUID instruction. */
   readonly level: number;
-  /** Highest extended leaf (0x8000000x) or 0. */
-  readonly xlevel: number;
+  /** CPUID.1:EDX and CPUID.80000001h:EDX within what the interpreter implements (its checks). */
   readonly features: number;
-  readonly featuresEcx: number;
   readonly extFeatures: number;
-  readonly extFeaturesEcx: number;
-  /** The brand string of leaves 0x80000002..4. */
-  readonly modelId: string;
   /** The resolved QEMU model CPUID answers from (core's cpuidLeaf); null without CPUID. */
   readonly config: X86CpuConfig | null;
 }
@@ -75,18 +68,13 @@ function fromConfig(cpu: X86CpuConfig, description: string): CpuModel {
   return {
     name: cpu.name,
     description,
-    vendor: cpu.vendor,
     family: cpu.family,
     model: cpu.model,
     stepping: cpu.stepping,
     signature: x86Signature(cpu.family, cpu.model, cpu.stepping),
     level: cpu.level,
-    xlevel: cpu.xlevel,
     features: (cpu.features["1_EDX"] ?? 0) | 0,
-    featuresEcx: (cpu.features["1_ECX"] ?? 0) | 0,
     extFeatures: (cpu.features["8000_0001_EDX"] ?? 0) | 0,
-    extFeaturesEcx: (cpu.features["8000_0001_ECX"] ?? 0) | 0,
-    modelId: cpu.modelId,
     config: cpu,
   };
 }
@@ -114,18 +102,13 @@ export function resolveModel(text: string): { model: CpuModel; warnings: readonl
 export const MODEL_286: CpuModel = {
   name: "286",
   description: "Intel 80286 (real-mode conformance only)",
-  vendor: "GenuineIntel",
   family: 2,
   model: 0,
   stepping: 0,
   signature: 0x200,
   level: -1,
-  xlevel: 0,
   features: 0,
-  featuresEcx: 0,
   extFeatures: 0,
-  extFeaturesEcx: 0,
-  modelId: "",
   config: null,
 };
 
