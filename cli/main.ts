@@ -101,7 +101,11 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
       ]);
       return await runImg(rest, {
         registry,
-        graph: new BlockGraph(registry, (line) => writeErr(line + "\n")),
+        // A format's warning gets qemu-img's `prefix: ` (QEMU's warn_report).
+        graph: new BlockGraph(
+          registry,
+          (line) => writeErr(`${line.startsWith("warning: ") ? `${program}: ` : ""}${line}\n`),
+        ),
         program: program === "vmkit" ? "vmkit img" : program,
         errorPrefix: program,
       });

@@ -14,6 +14,7 @@ import { ErrorExit, type ImgCommand, type ImgContext } from "./common.ts";
 const IMG_COMMAND_LOADERS: Readonly<Record<string, () => Promise<ImgCommand>>> = {
   amend: () => import("./amend.ts").then((m) => m.amendCommand),
   bench: () => import("./bench.ts").then((m) => m.benchCommand),
+  bitmap: () => import("./bitmap.ts").then((m) => m.bitmapCommand),
   check: () => import("./check.ts").then((m) => m.checkCommand),
   commit: () => import("./commit.ts").then((m) => m.commitCommand),
   compare: () => import("./compare.ts").then((m) => m.compareCommand),
@@ -81,6 +82,14 @@ Command parameters:
   '--output' takes the format in which the output must be done (human or json)
   '-n' skips the target volume creation (useful if the volume is created
        prior to running qemu-img)
+
+Parameters to bitmap subcommand:
+  'bitmap' is the name of the bitmap to manipulate, through one or more
+       actions from '--add', '--remove', '--clear', '--enable', '--disable',
+       or '--merge source'
+  '-g granularity' sets the granularity for '--add' actions
+  '-b source' and '-F src_fmt' tell '--merge' actions to find the source
+       bitmaps from an alternative file
 
 Parameters to check subcommand:
   '-r' tries to repair any inconsistencies that are found during the check.

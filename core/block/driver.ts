@@ -1,6 +1,7 @@
 // The BlockDriver contract: what an opened image or protocol node offers the block layer
 
 import type { OptionSpec, ParsedOptions } from "../options.ts";
+import type { DirtyBitmapHost } from "./dirty_bitmap.ts";
 
 /** The allocation status of a run of bytes, as QEMU's `bdrv_block_status` reports it. */
 export interface BlockStatus {
@@ -232,6 +233,8 @@ export interface BlockNode {
   isDirty?(): boolean;
   /** Driver counters for `bench` and benchmarks (`l2CacheHits`...). */
   stats?(): Record<string, number>;
+  /** Persistent dirty bitmaps (qcow2 v3): present when the format can keep them. */
+  readonly dirtyBitmaps?: DirtyBitmapHost;
 }
 
 /** What {@linkcode BlockNode.amend} gets besides the options. */

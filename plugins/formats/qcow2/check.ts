@@ -19,6 +19,7 @@ import {
 } from "./layout.ts";
 import { maxRefcount, writeRefcount } from "./refcount.ts";
 import { QCOW2_SNAPSHOT_HEADER_BYTES } from "./snapshot.ts";
+import { countBitmapReferences } from "./bitmaps_store.ts";
 
 /** Reference counts computed from the metadata, one per host cluster (grows as needed). */
 class RefTally {
@@ -240,6 +241,8 @@ function calculate(st: CheckState): void {
   inc(st, h.snapshotsOffset, snapshotTableBytes(img));
   const loc = img.refcounts.location;
   inc(st, loc.offset, loc.clusters * cs);
+  // The bitmap directory, tables and data (QEMU's qcow2_check_bitmaps_refcounts).
+  res.corruptions += countBitmapReferences(img, (offset, bytes) => inc(st, offset, bytes));
   // The refcount blocks themselves, each of which must be referenced exactly once.
   const v = readTable(img, loc.offset, loc.clusters * cs);
   for (let i = 0; i < (loc.clusters * cs) / 8; i++) {

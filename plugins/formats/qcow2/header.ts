@@ -39,8 +39,8 @@ export const QCOW2_COMPAT_LAZY_REFCOUNTS = 1n << 0n;
 /** Autoclear feature bits. */
 export const QCOW2_AUTOCLEAR_BITMAPS = 1n << 0n;
 export const QCOW2_AUTOCLEAR_DATA_FILE_RAW = 1n << 1n;
-/** Autoclear bits vmkit keeps when it writes (bitmaps are not maintained, so bit 0 is cleared). */
-export const QCOW2_AUTOCLEAR_MASK = QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+/** Autoclear bits vmkit keeps when it writes: the features it maintains (QEMU's QCOW2_AUTOCLEAR_MASK). */
+export const QCOW2_AUTOCLEAR_MASK = QCOW2_AUTOCLEAR_BITMAPS | QCOW2_AUTOCLEAR_DATA_FILE_RAW;
 
 /** compression_type values. */
 export const QCOW2_COMPRESSION_TYPE_ZLIB = 0;
@@ -103,7 +103,7 @@ export interface Qcow2Header {
   backingFormat?: string;
   dataFile?: string;
   featureTable: FeatureName[];
-  /** The bitmaps extension, kept as is (vmkit does not maintain bitmaps). */
+  /** The bitmaps extension (bitmaps_store.ts reads and rewrites it). */
   bitmapsExtension?: Uint8Array;
   /** The full disk encryption header pointer, if present. */
   cryptoExtension?: Uint8Array;

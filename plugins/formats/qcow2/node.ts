@@ -53,6 +53,7 @@ import {
 import { Refcounts } from "./refcount.ts";
 import { readCheckedHeader } from "./open_header.ts";
 import { readSnapshots, snapshotInfos } from "./snapshot.ts";
+import { bitmapsExtensionOf, Qcow2Bitmaps } from "./bitmaps_store.ts";
 
 const RESOLVED = Promise.resolve();
 /** The largest VM state savevm may store in an image (1 TiB). */
@@ -70,14 +71,17 @@ export class Qcow2Node implements BlockNode {
   #cleanTimer: ReturnType<typeof setInterval> | undefined;
 
   #opts: ParsedOptions;
+  #bitmaps: Qcow2Bitmaps;
 
   constructor(
     img: Qcow2Image,
     caches: CacheSizes,
     dataNode: BlockNode | null,
     opts: ParsedOptions,
+    bitmaps: Qcow2Bitmaps,
   ) {
     this.#img = img;
+    this.#bitmaps = bitmaps;
     this.#opts = opts;
     this.#caches = caches;
     this.#dataNode = dataNode;
@@ -114,6 +118,10 @@ export class Qcow2Node implements BlockNode {
   get clusterSize(): number {
     return this.#img.layout.clusterSize;
   }
+  /** The image's persistent dirty bitmaps. */
+  get dirtyBitmaps(): Qcow2Bitmaps {
+    return this.#bitmaps;
+  }
   /** The external data file node, if the image has one. */
   get dataFile(): BlockNode | null {
     return this.#dataNode;
@@ -136,21 +144,25 @@ export class Qcow2Node implements BlockNode {
 
   write(offset: number, data: Uint8Array): Promise<void> {
     this.#checkWrite(offset, data.length);
+    this.#bitmaps.markDirty(offset, data.length);
     return this.#serialize(() => writeGuest(this.#img, offset, data));
   }
 
   writeZeroes(offset: number, bytes: number, options?: { unmap?: boolean }): Promise<void> {
     this.#checkWrite(offset, bytes);
+    this.#bitmaps.markDirty(offset, bytes);
     return this.#serialize(() => zeroGuest(this.#img, offset, bytes, options?.unmap ?? false));
   }
 
   discard(offset: number, bytes: number): Promise<void> {
     this.#checkWrite(offset, bytes);
+    this.#bitmaps.markDirty(offset, bytes);
     return this.#serialize(() => discardGuest(this.#img, offset, bytes));
   }
 
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {
     this.#checkWrite(offset, data.length);
+    this.#bitmaps.markDirty(offset, data.length);
     if (data.length === 0) {
       // No data: the end of a compressed stream. Like qcow2_co_pwritev_compressed_part,
       // round the file up to a whole sector to ease sector-based readers.
@@ -225,9 +237,12 @@ export class Qcow2Node implements BlockNode {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
-    return this.#serialize(async () =>
-      (await import("./truncate.ts")).truncateImage(this.#img, sizeBytes, options)
-    );
+    return this.#serialize(async () => {
+      // Bitmaps follow the disk's size; one in use cannot (qcow2_truncate_bitmaps_check).
+      this.#bitmaps.checkResizable();
+      await (await import("./truncate.ts")).truncateImage(this.#img, sizeBytes, options);
+      this.#bitmaps.resize(this.#img.header.size);
+    });
   }
 
   allocatedBytes(): number {
@@ -242,6 +257,8 @@ export class Qcow2Node implements BlockNode {
     const img = this.#img;
     try {
       if (!img.readOnly) {
+        // Bitmaps go back to the image first, as QEMU's qcow2_inactivate.
+        await this.#bitmaps.store();
         this.#flushMetadata();
         img.file.syncSync();
         // A lazy-refcount image is consistent again once everything is on disk.
@@ -271,6 +288,20 @@ export class Qcow2Node implements BlockNode {
         "lazy refcounts",
         (h.compatibleFeatures & QCOW2_COMPAT_LAZY_REFCOUNTS) !== 0n,
       );
+      const bitmaps = this.#bitmaps.info();
+      if (bitmaps.length > 0) {
+        data["bitmaps"] = bitmaps.map((b) => ({
+          flags: b.flags,
+          name: b.name,
+          granularity: b.granularity,
+        }));
+        human.push("    bitmaps:");
+        bitmaps.forEach((b, i) => {
+          human.push(`        [${i}]:`, "            flags:");
+          b.flags.forEach((f, j) => human.push(`                [${j}]: ${f}`));
+          human.push(`            name: ${b.name}`, `            granularity: ${b.granularity}`);
+        });
+      }
     }
     add("refcount-bits", "refcount bits", this.#img.layout.refcountBits);
     if (h.version >= 3) {
@@ -341,6 +372,9 @@ export class Qcow2Node implements BlockNode {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
+    if (this.#bitmaps.size > 0) {
+      return Promise.reject(new IoError("Device has active dirty bitmaps"));
+    }
     return this.#serialize(async () => {
       const { applySnapshot } = await import("./snapshot_ops.ts");
       return this.#discardingFreed(() => applySnapshot(this.#img, idOrName));
@@ -405,9 +439,10 @@ export class Qcow2Node implements BlockNode {
       options: { readOnly: img.readOnly, noBacking: img.backing === null },
       openBacking: () => Promise.reject(new IoError("backing file changed")),
       openFile: () => Promise.reject(new IoError("data file changed")),
-    }, { backing: img.backing, dataNode: this.#dataNode }) as Qcow2Node;
+    }, { backing: img.backing, dataNode: this.#dataNode, bitmaps: this.#bitmaps }) as Qcow2Node;
     if (fresh.#cleanTimer !== undefined) clearInterval(fresh.#cleanTimer);
     this.#img = fresh.#img;
+    this.#bitmaps.rebind(this.#img);
     this.#metadataPreallocation = undefined;
   }
 
@@ -422,7 +457,8 @@ export class Qcow2Node implements BlockNode {
     }
     return this.#serialize(async () => {
       const img = this.#img;
-      if (canEmptyCompletely(img)) {
+      // QEMU's qcow2_make_empty rewrites the image only when it has no bitmaps.
+      if (canEmptyCompletely(img) && img.header.bitmapsExtension === undefined) {
         this.#flushMetadata();
         await makeCompletelyEmpty(img);
         await this.#reload();
@@ -447,6 +483,7 @@ export class Qcow2Node implements BlockNode {
         ...options,
         onReplaced: (img) => {
           this.#img = img;
+          this.#bitmaps.rebind(img);
         },
       })
     );
@@ -547,7 +584,7 @@ export async function openQcow2(
   file: BlockNode,
   opts: ParsedOptions,
   ctx: OpenContext,
-  reuse?: { backing: BlockNode | null; dataNode: BlockNode | null },
+  reuse?: { backing: BlockNode | null; dataNode: BlockNode | null; bitmaps?: Qcow2Bitmaps },
 ): Promise<BlockNode> {
   const io = syncFile(file);
   const readOnly = file.readOnly;
@@ -644,13 +681,19 @@ export async function openQcow2(
         }
         markClean(img);
       }
-      if ((h.autoclearFeatures & ~QCOW2_AUTOCLEAR_MASK) !== 0n) {
-        // Bits for features vmkit does not maintain (bitmaps) must be cleared before writing.
-        h.autoclearFeatures &= QCOW2_AUTOCLEAR_MASK;
-        writeHeader(img);
-      }
     }
-    return new Qcow2Node(img, caches, dataNode, opts);
+    // A bitmaps extension that a program without bitmap support may have made stale is
+    // ignored (with QEMU's warning), and dropped from the header when the image is written.
+    const bitmapsExt = reuse ? undefined : bitmapsExtensionOf(img, ctx.report);
+    const staleBitmaps = !reuse && h.bitmapsExtension !== undefined && bitmapsExt === undefined;
+    if (!readOnly && ((h.autoclearFeatures & ~QCOW2_AUTOCLEAR_MASK) !== 0n || staleBitmaps)) {
+      // Bits for features vmkit does not know must be cleared before writing.
+      h.autoclearFeatures &= QCOW2_AUTOCLEAR_MASK;
+      if (staleBitmaps) h.bitmapsExtension = undefined;
+      writeHeader(img);
+    }
+    const bitmaps = reuse?.bitmaps ?? Qcow2Bitmaps.open(img, bitmapsExt);
+    return new Qcow2Node(img, caches, dataNode, opts, bitmaps);
   } catch (e) {
     for (const n of opened) await n.close().catch(() => {});
     throw e;
