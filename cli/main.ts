@@ -101,10 +101,11 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
       ]);
       return await runImg(rest, {
         registry,
-        // A format's warning gets qemu-img's `prefix: ` (QEMU's warn_report).
+        // A format's warning gets qemu-img's `prefix: ` and carries its own line ends
+        // (QEMU's warn_report, then a hint printed without one).
         graph: new BlockGraph(
           registry,
-          (line) => writeErr(`${line.startsWith("warning: ") ? `${program}: ` : ""}${line}\n`),
+          (line) => writeErr(line.startsWith("warning: ") ? `${program}: ${line}` : `${line}\n`),
         ),
         program: program === "vmkit" ? "vmkit img" : program,
         errorPrefix: program,

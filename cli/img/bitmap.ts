@@ -203,3 +203,44 @@ export const bitmapCommand: ImgCommand = {
     "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... [-b source_file [-F source_fmt]] [-g granularity] [--object objectdef] [--image-opts | -f fmt] filename bitmap",
   run,
 };
+
+/**
+ * `convert --bitmaps`, before anything is written: the source must keep bitmaps and
+ * have none in use, unless `--skip-broken-bitmaps` (qemu-img's convert_check_bitmaps).
+ * @returns the message lines of a refusal, or undefined
+ */
+export function convertBitmapsRefusal(source: BlockNode, skipBroken: boolean): string | undefined {
+  const host = source.dirtyBitmaps;
+  if (!host?.supported) return "Source lacks bitmap support";
+  const broken = host.bitmaps().find((b) => b.inconsistent);
+  if (broken && !skipBroken) {
+    return `Cannot copy inconsistent bitmap '${broken.name}'\n` +
+      "Try --skip-broken-bitmaps, or use 'qemu-img bitmap --remove' to delete it";
+  }
+  return undefined;
+}
+
+/**
+ * `convert --bitmaps`, after the data: every bitmap of the source is added to the
+ * target with its granularity and state and filled from the source (qemu-img's
+ * convert_copy_bitmaps); the target stores them when it closes.
+ */
+export async function copyBitmaps(
+  source: BlockNode,
+  target: BlockNode,
+  options: { skipBroken: boolean; warn(line: string): void },
+): Promise<void> {
+  for (const b of source.dirtyBitmaps?.bitmaps() ?? []) {
+    if (options.skipBroken && b.inconsistent) {
+      options.warn(`Skipping inconsistent bitmap '${b.name}'`);
+      continue;
+    }
+    const host = target.dirtyBitmaps!;
+    try {
+      await host.addBitmap(b.name, b.granularity, { disabled: !b.enabled });
+    } catch (e) {
+      throw new VmkitError(`Failed to create bitmap ${b.name}: ${(e as Error).message}`);
+    }
+    find(host, b.name).mergeFrom(b);
+  }
+}

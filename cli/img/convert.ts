@@ -456,8 +456,14 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     { name: "target-is-zero", hasArg: false },
     { name: "salvage", hasArg: false },
     { name: "bitmaps", hasArg: false },
+    { name: "skip-broken-bitmaps", hasArg: false },
   ]);
   if (hasOpt(opts, "h")) return ctx.printHelp();
+  const bitmaps = hasOpt(opts, "bitmaps");
+  const skipBroken = hasOpt(opts, "skip-broken-bitmaps");
+  if (skipBroken && !bitmaps) {
+    throw new UsageError("Use of --skip-broken-bitmaps requires --bitmaps");
+  }
   const outFormat = lastOpt(opts, "O") ?? "raw";
   const optionText = joinedOpt(opts, "o");
   if (optionText !== undefined && isHelpRequest(optionText)) {
@@ -519,6 +525,14 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       );
     }
     const total = sources.reduce((n, s) => n + s.size(), 0);
+    const bitmapTools = bitmaps ? await import("./bitmap.ts") : undefined;
+    if (bitmapTools) {
+      if (sources.length > 1) {
+        throw new UsageError("Copying bitmaps only possible with single source");
+      }
+      const refusal = bitmapTools.convertBitmapsRefusal(sources[0], skipBroken);
+      if (refusal) throw new UsageError(refusal);
+    }
     if (snapshot) {
       // Only the first source is read as the snapshot; a bare id-or-name refuses more sources.
       if (snapshot.kind === "idOrName" && sources.length > 1) {
@@ -552,6 +566,9 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       noBacking: false,
     });
     target = new BlockBackend(node, { cache, maxQueueDepth: workers * 4 });
+    if (bitmapTools && !node.dirtyBitmaps?.supported) {
+      throw new NotSupportedError(`Format driver '${node.driver}' does not support bitmaps`);
+    }
     if (compress && !node.writeCompressed) {
       throw new NotSupportedError("Compression not supported for this file format");
     }
@@ -572,6 +589,12 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       progress,
     });
     progress?.finish();
+    if (bitmapTools) {
+      await bitmapTools.copyBitmaps(sources[0], node, {
+        skipBroken,
+        warn: (line) => writeErr(`${ctx.errorPrefix}: warning: ${line}\n`),
+      });
+    }
   } finally {
     await closeQuietly(...sources, target);
   }

@@ -1,5 +1,6 @@
 // `img measure`: how big a new image would be, for a size or for an existing image
 
+import { persistentBitmapsSize } from "../../core/block/dirty_bitmap.ts";
 import { UsageError } from "../../core/errors.ts";
 import { isHelpRequest, optNumber } from "../../core/options.ts";
 import { getopt, GetoptError, type GetoptResult } from "../getopt.ts";
@@ -67,7 +68,7 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
   const createOpts = parseCreateOptions(ctx, outFormat, optionText ?? "");
   let virtualSize: number;
   let allocated: number;
-  // qemu-img adds the size of persistent bitmaps when both sides are qcow2 (none are copied yet).
+  // qemu-img adds the size of persistent bitmaps when both sides are qcow2.
   let bitmaps: number | undefined;
   if (sizeText !== undefined) {
     virtualSize = parseImageSize(sizeText, ctx);
@@ -81,7 +82,10 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     });
     try {
       if (snapshot) await loadSnapshotParam(node, snapshot);
-      if (node.driver === "qcow2" && outFormat === "qcow2") bitmaps = 0;
+      if (node.driver === "qcow2" && outFormat === "qcow2") {
+        const cs = optNumber(createOpts, "cluster_size") ?? 65536;
+        bitmaps = persistentBitmapsSize(node.dirtyBitmaps?.bitmaps() ?? [], cs);
+      }
       virtualSize = node.size();
       // Count whole target clusters that would hold data, as QEMU's measure walks block status.
       const cluster = optNumber(createOpts, "cluster_size") ?? 65536;

@@ -225,12 +225,33 @@ function clearBitsFrom(data: Uint8Array, bit: number): void {
 }
 
 /**
+ * The bytes persistent bitmaps take in a new qcow2 image of `clusterSize`, each bitmap
+ * counted as wholly dirty, with its table and directory entry (QEMU's
+ * qcow2_get_persistent_dirty_bitmap_size, the "bitmaps size" of `qemu-img measure`).
+ */
+export function persistentBitmapsSize(
+  bitmaps: readonly DirtyBitmap[],
+  clusterSize: number,
+): number {
+  let total = 0;
+  let directory = 0;
+  for (const b of bitmaps) {
+    const clusters = Math.ceil(Math.ceil(b.granules / 8) / clusterSize);
+    total += clusters * clusterSize + Math.ceil((clusters * 8) / clusterSize) * clusterSize;
+    directory += (24 + new TextEncoder().encode(b.name).length + 7) & ~7;
+  }
+  return total + Math.ceil(directory / clusterSize) * clusterSize;
+}
+
+/**
  * What a node with persistent dirty bitmaps offers the block layer (QEMU's
  * `bdrv_co_can_store_new_dirty_bitmap` and `bdrv_co_remove_persistent_dirty_bitmap`).
  * The bitmaps themselves are plain {@linkcode DirtyBitmap}s the node keeps, records
  * writes into, and stores when it closes.
  */
 export interface DirtyBitmapHost {
+  /** True when the image can keep bitmaps at all (a qcow2 v2 image cannot). */
+  readonly supported: boolean;
   /** The node's name in QEMU's messages (an automatic `#block…` name). */
   readonly nodeName: string;
   /** The node's bitmaps, newest first (QEMU's `bs->dirty_bitmaps`). */

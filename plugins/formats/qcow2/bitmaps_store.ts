@@ -61,12 +61,14 @@ export function bitmapsExtensionOf(
   if (!raw) return undefined;
   if (raw.length !== 24) throw new ImageFormatError("bitmaps_ext: Invalid extension length");
   if (img.header.version < 3 || (img.header.autoclearFeatures & QCOW2_AUTOCLEAR_BITMAPS) === 0n) {
+    // One report: the warning line, then QEMU's hint, which ends without a newline.
     report?.(
-      img.header.version < 3
-        ? "warning: This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent"
-        : "warning: a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent",
+      `${
+        img.header.version < 3
+          ? "warning: This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent"
+          : "warning: a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent"
+      }\nSome clusters may be leaked, run 'qemu-img check -r' on the image file to fix.`,
     );
-    report?.("Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.");
     return undefined;
   }
   return parseBitmapsExtension(raw, img.layout.clusterSize);
@@ -134,6 +136,10 @@ export class Qcow2Bitmaps implements DirtyBitmapHost {
       if (needsUpdate) set.#updateInPlace(entries);
     }
     return set;
+  }
+
+  get supported(): boolean {
+    return this.#img.header.version >= 3;
   }
 
   /** Follows the image state after it was read again (invalidateCache, amend). */
@@ -444,19 +450,6 @@ function onesCluster(clusterSize: number): Uint8Array {
     ones = { size: clusterSize, data: new Uint8Array(clusterSize).fill(0xff) };
   }
   return ones.data;
-}
-
-/** The size in bytes the bitmaps of `img` need in a new image of `clusterSize` (QEMU's qcow2_get_persistent_dirty_bitmap_size). */
-export function bitmapsSizeFor(bitmaps: readonly DirtyBitmap[], clusterSize: number): number {
-  let total = 0;
-  let dir = 0;
-  for (const b of bitmaps) {
-    const clusters = Math.ceil(Math.ceil(Math.ceil(b.sizeBytes / b.granularity) / 8) / clusterSize);
-    total += clusters * clusterSize;
-    total += Math.ceil((clusters * 8) / clusterSize) * clusterSize;
-    dir += dirEntryBytes(nameBytes(b.name));
-  }
-  return total + Math.ceil(dir / clusterSize) * clusterSize;
 }
 
 /**
