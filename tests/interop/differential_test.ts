@@ -111,6 +111,7 @@ async function runSide(
 /** The temp directory becomes `$DIR`; masks named by the row apply. */
 function normalise(text: string, dir: string, masks: readonly MaskRule[] = []): string {
   let t = text.replaceAll(dir, "$DIR");
+  if (masks.includes("node-name")) t = t.replace(/#block\d+/g, "#blockN");
   if (masks.includes("bench-time")) {
     t = t.replace(/Run completed in [0-9.]+ seconds\./g, "Run completed in N seconds.");
   }
