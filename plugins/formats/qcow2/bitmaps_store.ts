@@ -81,6 +81,8 @@ export class Qcow2Bitmaps implements DirtyBitmapHost {
   #ext: BitmapsExtension | undefined;
   /** Newest first, as QEMU's bs->dirty_bitmaps. */
   #bitmaps: DirtyBitmap[] = [];
+  /** The directory as loaded (until markInUse). */
+  #entries: BitmapDirEntry[] = [];
   /** Bitmaps whose data is still on disk (read-only opens load it when asked). */
   #pending = new Map<DirtyBitmap, BitmapDirEntry>();
 
@@ -91,16 +93,15 @@ export class Qcow2Bitmaps implements DirtyBitmapHost {
 
   /**
    * Loads the bitmaps of `img` (QEMU's qcow2_load_dirty_bitmaps): the directory and
-   * every bitmap table are checked; opened for writing, each consistent bitmap's data
-   * is read and the bitmap is marked in use in the image until it is stored again.
+   * every bitmap table are checked, nothing is written. A bitmap's data is read when
+   * it is first needed.
    */
-  static open(img: Qcow2Image, ext: BitmapsExtension | undefined): Qcow2Bitmaps {
+  static load(img: Qcow2Image, ext: BitmapsExtension | undefined): Qcow2Bitmaps {
     const set = new Qcow2Bitmaps(img, ext);
     if (!ext) return set;
     const cs = img.layout.clusterSize;
     const entries = readDirectory(img.file, ext, cs, img.header.size);
     checkTablesApart(entries, img.file.size());
-    let needsUpdate = false;
     for (const e of entries) {
       if (set.#bitmaps.some((b) => b.name === e.name)) {
         throw new ImageFormatError(`Bitmap already exists: ${e.name}`);
@@ -126,16 +127,28 @@ export class Qcow2Bitmaps implements DirtyBitmapHost {
           );
         }
         set.#pending.set(bitmap, e);
-        e.flags |= BME_FLAG_IN_USE;
-        needsUpdate = true;
       }
       set.#bitmaps.unshift(bitmap);
     }
-    if (!img.readOnly) {
-      set.#loadAll();
-      if (needsUpdate) set.#updateInPlace(entries);
-    }
+    set.#entries = entries;
     return set;
+  }
+
+  /**
+   * For an image opened for writing: reads every consistent bitmap, then marks each in
+   * use in the directory (in place) until {@linkcode store} writes it back.
+   */
+  markInUse(): void {
+    const entries = this.#entries;
+    this.#entries = [];
+    this.#loadAll();
+    let needsUpdate = false;
+    for (const e of entries) {
+      if ((e.flags & BME_FLAG_IN_USE) !== 0) continue;
+      e.flags |= BME_FLAG_IN_USE;
+      needsUpdate = true;
+    }
+    if (needsUpdate) this.#updateInPlace(entries);
   }
 
   get supported(): boolean {

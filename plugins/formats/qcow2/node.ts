@@ -671,6 +671,13 @@ export async function openQcow2(
         "Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level",
       );
     }
+    // The bitmaps are read and checked before anything is written: a bad directory
+    // leaves the file as it was. An extension that a program without bitmap support
+    // may have made stale is ignored (with QEMU's warning), and dropped from the header
+    // when the image is written.
+    const bitmapsExt = reuse ? undefined : bitmapsExtensionOf(img, ctx.report);
+    const staleBitmaps = !reuse && h.bitmapsExtension !== undefined && bitmapsExt === undefined;
+    const bitmaps = reuse?.bitmaps ?? Qcow2Bitmaps.load(img, bitmapsExt);
     if (!readOnly) {
       if ((h.incompatibleFeatures & QCOW2_INCOMPAT_DIRTY) !== 0n && !forCheck) {
         const { checkImage } = await import("./check.ts");
@@ -681,18 +688,15 @@ export async function openQcow2(
         }
         markClean(img);
       }
+      if ((h.autoclearFeatures & ~QCOW2_AUTOCLEAR_MASK) !== 0n || staleBitmaps) {
+        // Bits for features vmkit does not know must be cleared before writing.
+        h.autoclearFeatures &= QCOW2_AUTOCLEAR_MASK;
+        if (staleBitmaps) h.bitmapsExtension = undefined;
+        writeHeader(img);
+      }
+      // While the image is open for writing, its bitmaps are marked in use on disk.
+      if (!reuse) bitmaps.markInUse();
     }
-    // A bitmaps extension that a program without bitmap support may have made stale is
-    // ignored (with QEMU's warning), and dropped from the header when the image is written.
-    const bitmapsExt = reuse ? undefined : bitmapsExtensionOf(img, ctx.report);
-    const staleBitmaps = !reuse && h.bitmapsExtension !== undefined && bitmapsExt === undefined;
-    if (!readOnly && ((h.autoclearFeatures & ~QCOW2_AUTOCLEAR_MASK) !== 0n || staleBitmaps)) {
-      // Bits for features vmkit does not know must be cleared before writing.
-      h.autoclearFeatures &= QCOW2_AUTOCLEAR_MASK;
-      if (staleBitmaps) h.bitmapsExtension = undefined;
-      writeHeader(img);
-    }
-    const bitmaps = reuse?.bitmaps ?? Qcow2Bitmaps.open(img, bitmapsExt);
     return new Qcow2Node(img, caches, dataNode, opts, bitmaps);
   } catch (e) {
     for (const n of opened) await n.close().catch(() => {});
