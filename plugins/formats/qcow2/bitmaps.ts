@@ -192,7 +192,9 @@ export function readDirectory(
       type !== BT_DIRTY_TRACKING_BITMAP || nameSize > BME_MAX_NAME_SIZE ||
       !dirEntryValid(e, clusterSize, diskBytes)
     ) {
-      throw new ImageFormatError(`Bitmap '${e.name}' doesn't satisfy the constraints`);
+      // QEMU prints the name with %.*s: up to its first NUL.
+      const shown = e.name.split("\0")[0];
+      throw new ImageFormatError(`Bitmap '${shown}' doesn't satisfy the constraints`);
     }
     entries.push(e);
     at = next;
