@@ -2,6 +2,7 @@
 
 import type { BlockNode } from "../../core/block/driver.ts";
 import {
+  autoNodeName,
   defaultBitmapGranularity,
   type DirtyBitmap,
   type DirtyBitmapHost,
@@ -32,7 +33,7 @@ const ACTION_OPTIONS = ["add", "remove", "clear", "enable", "disable"] as const;
 
 /** An automatic node name, for a node that cannot keep bitmaps (QEMU's `#block…`). */
 function nodeNameOf(node: BlockNode): string {
-  return node.dirtyBitmaps?.nodeName ?? `#block${100 + Math.floor(Math.random() * 100)}`;
+  return node.dirtyBitmaps?.nodeName ?? autoNodeName();
 }
 
 function find(host: DirtyBitmapHost | undefined, name: string): DirtyBitmap {

@@ -3,6 +3,11 @@
 /** The largest name a persistent bitmap may have, in bytes (QEMU's BDRV_BITMAP_MAX_NAME_SIZE). */
 export const BDRV_BITMAP_MAX_NAME_SIZE = 1023;
 
+/** A name for a node opened without one, as QEMU makes it: `#block`, a counter and two random digits. */
+export function autoNodeName(): string {
+  return `#block${100 + Math.floor(Math.random() * 100)}`;
+}
+
 /**
  * The granularity a bitmap gets when none is asked for: the cluster size clamped to
  * 4 KiB .. 64 KiB, or 64 KiB for a node without clusters (bdrv_get_default_bitmap_granularity).

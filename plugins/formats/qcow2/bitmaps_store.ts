@@ -1,7 +1,11 @@
 // qcow2 persistent dirty bitmaps in use: loaded when an image opens (marked in use while
 // it is open for writing), fed by every write, stored back when it closes (QEMU's qcow2-bitmap.c)
 
-import { DirtyBitmap, type DirtyBitmapHost } from "../../../core/block/dirty_bitmap.ts";
+import {
+  autoNodeName,
+  DirtyBitmap,
+  type DirtyBitmapHost,
+} from "../../../core/block/dirty_bitmap.ts";
 import { ImageFormatError, IoError, NotSupportedError } from "../../../core/errors.ts";
 import {
   type BitmapDirEntry,
@@ -39,11 +43,6 @@ export interface BitmapInfo {
 /** A directory entry with the in-memory bitmap that will be stored there. */
 interface StoreEntry extends BitmapDirEntry {
   bitmap?: DirtyBitmap;
-}
-
-/** An automatic node name as QEMU makes one (`#block` + a counter + two random digits). */
-function autoNodeName(): string {
-  return `#block${100 + Math.floor(Math.random() * 100)}`;
 }
 
 /**
