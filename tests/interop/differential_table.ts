@@ -359,7 +359,8 @@ export const DIFF_TABLE: Record<string, DiffCase[]> = {
       ["check", "c4k.qcow2"],
       ["bitmap", "--remove", "c4k.qcow2", "small"],
       ["bitmap", "--remove", "c4k.qcow2", "big"],
-      ["info", "c4k.qcow2"],
+      // No `info` here: the holes punched in 4 KiB clusters make ext4's block count (`disk
+      // size`) vary from run to run, for qemu-img as for vmkit.
       ["check", "c4k.qcow2"],
     ),
     // Merging from another image, and the sizes that refuse it
