@@ -75,7 +75,7 @@ export function bitmapsExtensionOf(
 
 /** The persistent bitmaps of one open qcow2 image. */
 export class Qcow2Bitmaps implements DirtyBitmapHost {
-  readonly nodeName = autoNodeName();
+  readonly nodeName: string;
   #img: Qcow2Image;
   #ext: BitmapsExtension | undefined;
   /** Newest first, as QEMU's bs->dirty_bitmaps. */
@@ -85,9 +85,10 @@ export class Qcow2Bitmaps implements DirtyBitmapHost {
   /** Bitmaps whose data is still on disk (read-only opens load it when asked). */
   #pending = new Map<DirtyBitmap, BitmapDirEntry>();
 
-  private constructor(img: Qcow2Image, ext: BitmapsExtension | undefined) {
+  private constructor(img: Qcow2Image, ext: BitmapsExtension | undefined, nodeName?: string) {
     this.#img = img;
     this.#ext = ext;
+    this.nodeName = nodeName ?? autoNodeName();
   }
 
   /**
@@ -95,8 +96,12 @@ export class Qcow2Bitmaps implements DirtyBitmapHost {
    * every bitmap table are checked, nothing is written. A bitmap's data is read when
    * it is first needed.
    */
-  static load(img: Qcow2Image, ext: BitmapsExtension | undefined): Qcow2Bitmaps {
-    const set = new Qcow2Bitmaps(img, ext);
+  static load(
+    img: Qcow2Image,
+    ext: BitmapsExtension | undefined,
+    nodeName?: string,
+  ): Qcow2Bitmaps {
+    const set = new Qcow2Bitmaps(img, ext, nodeName);
     if (!ext) return set;
     const cs = img.layout.clusterSize;
     const entries = readDirectory(img.file, ext, cs, img.header.size);

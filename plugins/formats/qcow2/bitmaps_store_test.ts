@@ -8,6 +8,7 @@ import { Registry } from "../../../core/plugin.ts";
 import fileProtocol from "../../protocols/file.ts";
 import raw from "../raw.ts";
 import qcow2 from "./mod.ts";
+import type { BlockNode } from "../../../core/block/driver.ts";
 import type { Qcow2Node } from "./node.ts";
 
 async function withImage(fn: (g: BlockGraph, img: string) => Promise<void>): Promise<void> {
@@ -22,8 +23,10 @@ async function withImage(fn: (g: BlockGraph, img: string) => Promise<void>): Pro
   }
 }
 
-function flags(node: Qcow2Node): string[][] {
-  return node.dirtyBitmaps.info().map((b) => [b.name, ...b.flags]);
+/** The bitmaps `info` lists: name and flags. */
+function flags(node: BlockNode): string[][] {
+  const bitmaps = (node.formatInfo?.()?.data.bitmaps ?? []) as { name: string; flags: string[] }[];
+  return bitmaps.map((b) => [b.name, ...b.flags]);
 }
 
 Deno.test("Qcow2Bitmaps.store() keeps what writes dirtied, and an open for writing marks bitmaps in use", async () => {
@@ -46,7 +49,7 @@ Deno.test("Qcow2Bitmaps.store() keeps what writes dirtied, and an open for writi
     await reader.close();
 
     node = await g.openImage(img, { readOnly: true }) as Qcow2Node;
-    const [live, frozen] = node.dirtyBitmaps.bitmaps();
+    const [live, frozen] = node.dirtyBitmaps!.bitmaps();
     assert.deepEqual([...live.dirtyRanges()], [[65536, 65536], [3 << 20, 65536], [5 << 20, 65536]]);
     assert.equal(frozen.name, "frozen");
     assert.ok(frozen.isEmpty());

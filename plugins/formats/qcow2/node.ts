@@ -53,7 +53,8 @@ import {
 import { Refcounts } from "./refcount.ts";
 import { readCheckedHeader } from "./open_header.ts";
 import { readSnapshots, snapshotInfos } from "./snapshot.ts";
-import { bitmapsExtensionOf, Qcow2Bitmaps } from "./bitmaps_store.ts";
+import type { DirtyBitmapHost } from "../../../core/block/dirty_bitmap.ts";
+import type { Qcow2Bitmaps } from "./bitmaps_store.ts";
 
 const RESOLVED = Promise.resolve();
 /** The largest VM state savevm may store in an image (1 TiB). */
@@ -71,14 +72,16 @@ export class Qcow2Node implements BlockNode {
   #cleanTimer: ReturnType<typeof setInterval> | undefined;
 
   #opts: ParsedOptions;
-  #bitmaps: Qcow2Bitmaps;
+  /** Loaded with the image when it has bitmaps, else with the first bitmap added. */
+  #bitmaps: Qcow2Bitmaps | undefined;
+  #bitmapHost: DirtyBitmapHost | undefined;
 
   constructor(
     img: Qcow2Image,
     caches: CacheSizes,
     dataNode: BlockNode | null,
     opts: ParsedOptions,
-    bitmaps: Qcow2Bitmaps,
+    bitmaps: Qcow2Bitmaps | undefined,
   ) {
     this.#img = img;
     this.#bitmaps = bitmaps;
@@ -118,9 +121,32 @@ export class Qcow2Node implements BlockNode {
   get clusterSize(): number {
     return this.#img.layout.clusterSize;
   }
-  /** The image's persistent dirty bitmaps. */
-  get dirtyBitmaps(): Qcow2Bitmaps {
-    return this.#bitmaps;
+  /** The image's persistent dirty bitmaps (the code for them loads with the first one). */
+  get dirtyBitmaps(): DirtyBitmapHost {
+    // deno-lint-ignore no-this-alias
+    const node = this;
+    let name: string | undefined;
+    return this.#bitmapHost ??= {
+      get supported() {
+        return node.#img.header.version >= 3;
+      },
+      get nodeName() {
+        // QEMU's automatic node name: `#block`, a counter and two random digits.
+        return node.#bitmaps?.nodeName ??
+          (name ??= `#block${100 + Math.floor(Math.random() * 100)}`);
+      },
+      bitmaps: () => node.#bitmaps?.bitmaps() ?? [],
+      addBitmap: async (bitmap, granularity, options) => {
+        if (!node.#bitmaps) {
+          const { Qcow2Bitmaps } = await import("./bitmaps_store.ts");
+          node.#bitmaps = Qcow2Bitmaps.load(node.#img, undefined, name);
+        }
+        await node.#bitmaps.addBitmap(bitmap, granularity, options);
+      },
+      removeBitmap: async (bitmap) => {
+        await node.#bitmaps?.removeBitmap(bitmap);
+      },
+    };
   }
   /** The external data file node, if the image has one. */
   get dataFile(): BlockNode | null {
@@ -144,25 +170,25 @@ export class Qcow2Node implements BlockNode {
 
   write(offset: number, data: Uint8Array): Promise<void> {
     this.#checkWrite(offset, data.length);
-    this.#bitmaps.markDirty(offset, data.length);
+    this.#bitmaps?.markDirty(offset, data.length);
     return this.#serialize(() => writeGuest(this.#img, offset, data));
   }
 
   writeZeroes(offset: number, bytes: number, options?: { unmap?: boolean }): Promise<void> {
     this.#checkWrite(offset, bytes);
-    this.#bitmaps.markDirty(offset, bytes);
+    this.#bitmaps?.markDirty(offset, bytes);
     return this.#serialize(() => zeroGuest(this.#img, offset, bytes, options?.unmap ?? false));
   }
 
   discard(offset: number, bytes: number): Promise<void> {
     this.#checkWrite(offset, bytes);
-    this.#bitmaps.markDirty(offset, bytes);
+    this.#bitmaps?.markDirty(offset, bytes);
     return this.#serialize(() => discardGuest(this.#img, offset, bytes));
   }
 
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {
     this.#checkWrite(offset, data.length);
-    this.#bitmaps.markDirty(offset, data.length);
+    this.#bitmaps?.markDirty(offset, data.length);
     if (data.length === 0) {
       // No data: the end of a compressed stream. Like qcow2_co_pwritev_compressed_part,
       // round the file up to a whole sector to ease sector-based readers.
@@ -239,9 +265,9 @@ export class Qcow2Node implements BlockNode {
     }
     return this.#serialize(async () => {
       // Bitmaps follow the disk's size; one in use cannot (qcow2_truncate_bitmaps_check).
-      this.#bitmaps.checkResizable();
+      this.#bitmaps?.checkResizable();
       await (await import("./truncate.ts")).truncateImage(this.#img, sizeBytes, options);
-      this.#bitmaps.resize(this.#img.header.size);
+      this.#bitmaps?.resize(this.#img.header.size);
     });
   }
 
@@ -258,7 +284,7 @@ export class Qcow2Node implements BlockNode {
     try {
       if (!img.readOnly) {
         // Bitmaps go back to the image first, as QEMU's qcow2_inactivate.
-        await this.#bitmaps.store();
+        await this.#bitmaps?.store();
         this.#flushMetadata();
         img.file.syncSync();
         // A lazy-refcount image is consistent again once everything is on disk.
@@ -288,7 +314,7 @@ export class Qcow2Node implements BlockNode {
         "lazy refcounts",
         (h.compatibleFeatures & QCOW2_COMPAT_LAZY_REFCOUNTS) !== 0n,
       );
-      const bitmaps = this.#bitmaps.info();
+      const bitmaps = this.#bitmaps?.info() ?? [];
       if (bitmaps.length > 0) {
         data["bitmaps"] = bitmaps.map((b) => ({
           flags: b.flags,
@@ -372,7 +398,7 @@ export class Qcow2Node implements BlockNode {
     if (this.#img.readOnly) {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
-    if (this.#bitmaps.size > 0) {
+    if ((this.#bitmaps?.size ?? 0) > 0) {
       return Promise.reject(new IoError("Device has active dirty bitmaps"));
     }
     return this.#serialize(async () => {
@@ -442,7 +468,7 @@ export class Qcow2Node implements BlockNode {
     }, { backing: img.backing, dataNode: this.#dataNode, bitmaps: this.#bitmaps }) as Qcow2Node;
     if (fresh.#cleanTimer !== undefined) clearInterval(fresh.#cleanTimer);
     this.#img = fresh.#img;
-    this.#bitmaps.rebind(this.#img);
+    this.#bitmaps?.rebind(this.#img);
     this.#metadataPreallocation = undefined;
   }
 
@@ -483,7 +509,7 @@ export class Qcow2Node implements BlockNode {
         ...options,
         onReplaced: (img) => {
           this.#img = img;
-          this.#bitmaps.rebind(img);
+          this.#bitmaps?.rebind(img);
         },
       })
     );
@@ -675,9 +701,14 @@ export async function openQcow2(
     // leaves the file as it was. An extension that a program without bitmap support
     // may have made stale is ignored (with QEMU's warning), and dropped from the header
     // when the image is written.
-    const bitmapsExt = reuse ? undefined : bitmapsExtensionOf(img, ctx.report);
-    const staleBitmaps = !reuse && h.bitmapsExtension !== undefined && bitmapsExt === undefined;
-    const bitmaps = reuse?.bitmaps ?? Qcow2Bitmaps.load(img, bitmapsExt);
+    let bitmaps = reuse?.bitmaps;
+    let staleBitmaps = false;
+    if (!reuse && h.bitmapsExtension !== undefined) {
+      const { bitmapsExtensionOf, Qcow2Bitmaps } = await import("./bitmaps_store.ts");
+      const ext = bitmapsExtensionOf(img, ctx.report);
+      staleBitmaps = ext === undefined;
+      if (ext) bitmaps = Qcow2Bitmaps.load(img, ext);
+    }
     if (!readOnly) {
       if ((h.incompatibleFeatures & QCOW2_INCOMPAT_DIRTY) !== 0n && !forCheck) {
         const { checkImage } = await import("./check.ts");
@@ -695,7 +726,7 @@ export async function openQcow2(
         writeHeader(img);
       }
       // While the image is open for writing, its bitmaps are marked in use on disk.
-      if (!reuse) bitmaps.markInUse();
+      if (!reuse) bitmaps?.markInUse();
     }
     return new Qcow2Node(img, caches, dataNode, opts, bitmaps);
   } catch (e) {
