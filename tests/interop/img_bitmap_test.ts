@@ -361,3 +361,38 @@ for (const attack of ATTACKS) {
     },
   });
 }
+
+Deno.test({
+  name:
+    `img info/check: a bitmap table entry pointing out of the file is read as clean and reported by check, as qemu-img does${NEEDS}`,
+  ignore,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const file = path.join(dir, "h.qcow2");
+      await runToolOk("qemu-img", ["create", "-q", "-f", "qcow2", file, "64M"], dir);
+      await runToolOk("qemu-img", ["bitmap", "--add", file, "b0"], dir);
+      const table = Number(
+        new DataView(readBytes(file).buffer).getBigUint64(bitmapsExt(file).dirOffset),
+      );
+      patch(file, table, be64(2 ** 40));
+      const before = readBytes(file);
+      for (
+        const args of [["info", "h.qcow2"], ["check", "h.qcow2"], [
+          "check",
+          "--output=json",
+          "h.qcow2",
+        ]]
+      ) {
+        const ours = await runTool("vmkit", args, dir);
+        const theirs = await runTool("qemu-img", args, dir);
+        assert.equal(ours.stdout, theirs.stdout, args.join(" "));
+        assert.equal(ours.stderr, theirs.stderr, args.join(" "));
+        assert.equal(ours.code, theirs.code, args.join(" "));
+        assert.deepEqual(readBytes(file), before);
+      }
+    } finally {
+      await cleanup();
+    }
+  },
+});

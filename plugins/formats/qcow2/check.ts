@@ -242,7 +242,9 @@ function calculate(st: CheckState): void {
   const loc = img.refcounts.location;
   inc(st, loc.offset, loc.clusters * cs);
   // The bitmap directory, tables and data (QEMU's qcow2_check_bitmaps_refcounts).
-  res.corruptions += countBitmapReferences(img, (offset, bytes) => inc(st, offset, bytes));
+  // (inc counts its own corruptions: add the directory's after it ran.)
+  const bitmapCorruptions = countBitmapReferences(img, (offset, bytes) => inc(st, offset, bytes));
+  res.corruptions += bitmapCorruptions;
   // The refcount blocks themselves, each of which must be referenced exactly once.
   const v = readTable(img, loc.offset, loc.clusters * cs);
   for (let i = 0; i < (loc.clusters * cs) / 8; i++) {
