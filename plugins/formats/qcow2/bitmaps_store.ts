@@ -471,35 +471,33 @@ function onesCluster(clusterSize: number): Uint8Array {
 
 /**
  * Counts the clusters of the bitmap directory, tables and data for `qemu-img check`
- * (QEMU's qcow2_check_bitmaps_refcounts): `inc` counts a region. A directory QEMU
- * cannot read is a corruption.
- * @returns the number of corruptions found
+ * (QEMU's qcow2_check_bitmaps_refcounts): `inc` counts a region. A directory or table
+ * QEMU cannot load is a corruption, and the check fails there.
  */
 export function countBitmapReferences(
   img: Qcow2Image,
   inc: (offset: number, bytes: number) => void,
-): number {
+): { corruptions: number; failed: boolean } {
   let ext: BitmapsExtension | undefined;
   try {
     ext = bitmapsExtensionOf(img);
   } catch {
-    return 1;
+    return { corruptions: 1, failed: true };
   }
-  if (!ext) return 0;
+  if (!ext) return { corruptions: 0, failed: false };
   const cs = img.layout.clusterSize;
   inc(ext.directoryOffset, ext.directorySize);
   let entries: BitmapDirEntry[];
   try {
     entries = readDirectory(img.file, ext, cs, img.header.size);
   } catch {
-    return 1;
+    return { corruptions: 1, failed: true };
   }
   for (const e of entries) {
     inc(e.tableOffset, e.tableSize * 8);
     const table = readBitmapTable(img.file, e, cs);
-    // QEMU stops at a table it cannot load.
-    if (!table) return 1;
+    if (!table) return { corruptions: 1, failed: true };
     for (const [, t] of table) if (t.offset !== 0) inc(t.offset, cs);
   }
-  return 0;
+  return { corruptions: 0, failed: false };
 }

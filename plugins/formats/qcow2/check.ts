@@ -243,8 +243,13 @@ function calculate(st: CheckState): void {
   inc(st, loc.offset, loc.clusters * cs);
   // The bitmap directory, tables and data (QEMU's qcow2_check_bitmaps_refcounts).
   // (inc counts its own corruptions: add the directory's after it ran.)
-  const bitmapCorruptions = countBitmapReferences(img, (offset, bytes) => inc(st, offset, bytes));
-  res.corruptions += bitmapCorruptions;
+  const bitmaps = countBitmapReferences(img, (offset, bytes) => inc(st, offset, bytes));
+  res.corruptions += bitmaps.corruptions;
+  if (bitmaps.failed) {
+    // QEMU's calculate_refcounts stops there and the check fails.
+    res.failed = "Invalid argument";
+    return;
+  }
   // The refcount blocks themselves, each of which must be referenced exactly once.
   const v = readTable(img, loc.offset, loc.clusters * cs);
   for (let i = 0; i < (loc.clusters * cs) / 8; i++) {
@@ -488,6 +493,7 @@ export async function checkImage(img: Qcow2Image, repair: RepairMode): Promise<C
     freed: [],
   };
   calculate(st);
+  if (res.failed) return res;
   const before = { ...res, messages: [] as string[] };
   let highest = compare(st, false, false);
   if (st.rebuild && fixErrors) {
