@@ -156,7 +156,9 @@ export function infoHuman(info: ImageInfo): string {
   }
   if (info.formatSpecific) {
     lines.push("Format specific information:");
-    lines.push(...info.formatSpecific.humanLines);
+    // One push per line: an image may list tens of thousands (bitmaps), past what a
+    // spread's arguments may hold.
+    for (const line of info.formatSpecific.humanLines) lines.push(line);
   }
   return lines.join("\n") + "\n";
 }

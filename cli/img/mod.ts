@@ -98,6 +98,7 @@ Parameters to check subcommand:
        hiding corruption that has already occurred.
 
 Parameters to convert subcommand:
+  '--bitmaps' copies all top-level persistent bitmaps to destination
   '-m' specifies how many coroutines work in parallel during the convert
        process (defaults to 8)
   '-W' allow to write to the target out of order rather than sequential

@@ -411,3 +411,44 @@ for (const damage of DAMAGE) {
     },
   });
 }
+
+Deno.test({
+  name:
+    `img info: an image listing the most bitmaps QEMU allows, each with its table past the end of the file, is read and listed${NEEDS}`,
+  ignore,
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const file = path.join(dir, "many.qcow2");
+      await runToolOk("qemu-img", ["create", "-q", "-f", "qcow2", file, "64M"], dir);
+      await runToolOk("qemu-img", ["bitmap", "--add", file, "b0"], dir);
+      // 65535 entries of 32 bytes (names m00000..), tables 1 TiB and more into the file.
+      const count = 65535;
+      const entries = new Uint8Array(count * 32);
+      const v = new DataView(entries.buffer);
+      for (let k = 0; k < count; k++) {
+        v.setBigUint64(k * 32, BigInt(2 ** 40 + k * CS));
+        v.setUint32(k * 32 + 8, 1);
+        v.setUint32(k * 32 + 12, 2);
+        entries[k * 32 + 16] = 1;
+        entries[k * 32 + 17] = 16;
+        v.setUint16(k * 32 + 18, 6);
+        entries.set(new TextEncoder().encode(`m${String(k).padStart(5, "0")}`), k * 32 + 24);
+      }
+      const dirOffset = Math.ceil(Deno.statSync(file).size / CS) * CS;
+      patch(file, dirOffset, entries);
+      const ext = bitmapsExt(file);
+      patch(file, ext.at, be32(count));
+      patch(file, ext.at + 8, be64(entries.length));
+      patch(file, ext.at + 16, be64(dirOffset));
+      const info = await runToolOk("vmkit", ["info", "--output=json", "many.qcow2"], dir);
+      const listed = flagsOf(info.stdout);
+      assert.equal(listed.length, count);
+      assert.deepEqual(listed[count - 1], ["m65534", ["auto"], 65536]);
+      const human = await runToolOk("vmkit", ["info", "many.qcow2"], dir);
+      assert.ok(human.stdout.includes("            name: m65534\n"));
+    } finally {
+      await cleanup();
+    }
+  },
+});

@@ -106,10 +106,11 @@ export class Qcow2Bitmaps implements DirtyBitmapHost {
     const cs = img.layout.clusterSize;
     const entries = readDirectory(img.file, ext, cs, img.header.size);
     checkTablesApart(entries, img.file.size());
+    const names = new Set<string>();
+    const loaded: DirtyBitmap[] = [];
     for (const e of entries) {
-      if (set.#bitmaps.some((b) => b.name === e.name)) {
-        throw new ImageFormatError(`Bitmap already exists: ${e.name}`);
-      }
+      if (names.has(e.name)) throw new ImageFormatError(`Bitmap already exists: ${e.name}`);
+      names.add(e.name);
       const bitmap = new DirtyBitmap(e.name, {
         granularity: 2 ** e.granularityBits,
         sizeBytes: img.header.size,
@@ -132,8 +133,9 @@ export class Qcow2Bitmaps implements DirtyBitmapHost {
         }
         set.#pending.set(bitmap, e);
       }
-      set.#bitmaps.unshift(bitmap);
+      loaded.push(bitmap);
     }
+    set.#bitmaps = loaded.reverse();
     set.#entries = entries;
     return set;
   }
@@ -269,6 +271,7 @@ export class Qcow2Bitmaps implements DirtyBitmapHost {
       ? readDirectory(img.file, this.#ext, cs, img.header.size)
       : [];
     const drop: BitmapDirEntry[] = [];
+    const byName = new Map(list.map((e) => [e.name, e]));
     for (const b of writable) {
       const constraint = constraintError(b.name, b.granularity, img.header.size, cs);
       if (constraint) {
@@ -276,10 +279,11 @@ export class Qcow2Bitmaps implements DirtyBitmapHost {
           `Bitmap '${b.name}' doesn't satisfy the constraints: ${constraint}`,
         );
       }
-      let e = list.find((x) => x.name === b.name);
+      let e = byName.get(b.name);
       if (!e) {
         e = { name: b.name, tableOffset: 0, tableSize: 0, flags: 0, granularityBits: 0 };
         list.push(e);
+        byName.set(b.name, e);
       } else {
         if ((e.flags & BME_FLAG_IN_USE) === 0) {
           throw new ImageFormatError(`Bitmap '${b.name}' already exists in the image`);
