@@ -165,6 +165,12 @@ export class DirtyBitmap {
       const data = this.#chunks.get(index)!;
       for (let byte = 0; byte < data.length; byte++) {
         if (data[byte] === 0) continue;
+        const first = index * perChunk + byte * 8;
+        // A full byte that continues the run extends it whole (all-ones bitmaps are common).
+        if (data[byte] === 0xff && first === runEnd) {
+          runEnd += 8;
+          continue;
+        }
         for (let bit = 0; bit < 8; bit++) {
           if ((data[byte] & (1 << bit)) === 0) continue;
           const g = index * perChunk + byte * 8 + bit;
@@ -191,6 +197,13 @@ export class DirtyBitmap {
     if (source.granularity === this.granularity && source.chunkBytes === this.chunkBytes) {
       for (const index of source.chunkIndexes()) {
         const from = source.chunk(index)!;
+        // A clean chunk takes a shared one as it is (copied on its first change), so an
+        // all-ones source costs no memory.
+        if (!this.#chunks.has(index) && source.#shared.has(from)) {
+          this.#shared.add(from);
+          this.#chunks.set(index, from);
+          continue;
+        }
         const to = this.#writableChunk(index);
         for (let i = 0; i < to.length; i++) to[i] |= from[i];
       }

@@ -71,3 +71,18 @@ Deno.test("persistentBitmapsSize() counts data, table and directory clusters as 
   assert.equal(persistentBitmapsSize([x, y], 65536), 327680);
   assert.equal(persistentBitmapsSize([x, y], 512), 2560);
 });
+
+Deno.test("DirtyBitmap.mergeFrom() shares a shared chunk, and dirtyRanges() reads full bytes whole", () => {
+  // 512-byte granules, 512-byte chunks: each chunk covers 2 MiB of a 4 MiB disk.
+  const ones = new Uint8Array(512).fill(0xff);
+  const source = bitmap(512, 4 * MiB);
+  source.loadChunk(0, ones, true);
+  const target = bitmap(512, 4 * MiB);
+  target.mergeFrom(source);
+  assert.equal(target.chunk(0), ones, "shared, not copied");
+  assert.deepEqual([...target.dirtyRanges()], [[0, 2 * MiB]]);
+  target.setDirty(2 * MiB + 512, 1);
+  target.setDirty(100, 1);
+  assert.equal(ones[0], 0xff);
+  assert.deepEqual([...target.dirtyRanges()], [[0, 2 * MiB], [2 * MiB + 512, 512]]);
+});
