@@ -245,6 +245,24 @@ Deno.test({
   },
 });
 
+/**
+ * `h.qcow2` in `dir`: 64 MiB, with the bitmaps `names` added by qemu-img.
+ * @returns its path and the table offset of each bitmap, in directory order
+ */
+async function imageWithBitmaps(
+  dir: string,
+  names: string[],
+): Promise<{ file: string; tables: number[] }> {
+  const file = path.join(dir, "h.qcow2");
+  await runToolOk("qemu-img", ["create", "-q", "-f", "qcow2", file, "64M"], dir);
+  for (const name of names) await runToolOk("qemu-img", ["bitmap", "--add", file, name], dir);
+  const dirOffset = bitmapsExt(file).dirOffset;
+  const entries = new DataView(
+    readBytes(file).slice(dirOffset, dirOffset + 32 * names.length).buffer,
+  );
+  return { file, tables: names.map((_, i) => Number(entries.getBigUint64(i * 32))) };
+}
+
 /** Where the bitmap tables of 'b0' and 'b1' are. */
 interface Tables {
   b0: number;
@@ -323,16 +341,8 @@ for (const attack of ATTACKS) {
     async fn() {
       const { dir, cleanup } = await tempDir();
       try {
-        const file = path.join(dir, "h.qcow2");
-        await runToolOk("qemu-img", ["create", "-q", "-f", "qcow2", file, "64M"], dir);
-        await runToolOk("qemu-img", ["bitmap", "--add", file, "b0"], dir);
-        await runToolOk("qemu-img", ["bitmap", "--add", file, "b1"], dir);
-        const dirOffset = bitmapsExt(file).dirOffset;
-        const entries = new DataView(readBytes(file).slice(dirOffset, dirOffset + 64).buffer);
-        attack.patch(file, {
-          b0: Number(entries.getBigUint64(0)),
-          b1: Number(entries.getBigUint64(32)),
-        });
+        const { file, tables } = await imageWithBitmaps(dir, ["b0", "b1"]);
+        attack.patch(file, { b0: tables[0], b1: tables[1] });
         const before = readBytes(file);
         for (
           const args of [["info", "h.qcow2"], ["check", "h.qcow2"], [
@@ -385,11 +395,8 @@ for (const damage of DAMAGE) {
     async fn() {
       const { dir, cleanup } = await tempDir();
       try {
-        const file = path.join(dir, "h.qcow2");
-        await runToolOk("qemu-img", ["create", "-q", "-f", "qcow2", file, "64M"], dir);
-        await runToolOk("qemu-img", ["bitmap", "--add", file, "b0"], dir);
-        const dirOffset = bitmapsExt(file).dirOffset;
-        damage.patch(file, Number(new DataView(readBytes(file).buffer).getBigUint64(dirOffset)));
+        const { file, tables } = await imageWithBitmaps(dir, ["b0"]);
+        damage.patch(file, tables[0]);
         const before = readBytes(file);
         for (
           const args of [
