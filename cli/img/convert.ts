@@ -329,12 +329,13 @@ async function writeExtent(
     }
     if (options.compress) {
       // One cluster per extent: all-zero clusters stay unallocated, unless -S 0 asked
-      // for no zero detection (qemu-img then compresses zero clusters too).
+      // for no zero detection (qemu-img then compresses zero clusters too). A short
+      // cluster goes as a compressed write too: the format compresses it zero-padded
+      // when it ends the image, as QEMU's qcow2 does.
       const data = buf.subarray(start, start + length);
       if (options.sparseBytes > 0 && isZero(data)) {
         if (!options.targetIsZero) await target.writeZeroes(at, length, { unmap: true });
-      } else if (length === clusterSize) await target.writeCompressed(at, data);
-      else await target.write(at, data);
+      } else await target.writeCompressed(at, data);
       continue;
     }
     await writeSparse(writer, at, buf.subarray(start, start + length), options, clusterSize);

@@ -3,7 +3,7 @@
 import { IoError } from "../../../core/errors.ts";
 import { loadZlib, zlibLoaded } from "../../../core/zlib.ts";
 import { type Mapping, newMapping } from "./cluster.ts";
-import { compressCluster, decompressCluster } from "./compress.ts";
+import { compressCluster, compressNeedsZlib, decompressCluster } from "./compress.ts";
 import { markDirty, type Qcow2Image } from "./image.ts";
 import {
   entryOffset,
@@ -146,9 +146,15 @@ function bitRange(first: number, last: number): number {
   return count >= 32 ? 0xffffffff : (((1 << count) - 1) << first) >>> 0;
 }
 
-/** Writes guest bytes `[offset, offset + data.length)`, cluster by cluster. */
+/**
+ * Writes guest bytes `[offset, offset + data.length)`, cluster by cluster. Clusters
+ * that need a new host cluster get one run of them at once, as QEMU's `handle_alloc`
+ * allocates: where the run lands decides where a new refcount block goes.
+ */
 export async function writeGuest(img: Qcow2Image, offset: number, data: Uint8Array): Promise<void> {
   const cs = img.layout.clusterSize;
+  const lastCluster = Math.floor((offset + data.length - 1) / cs);
+  let run = { next: 0, end: 0 };
   let pos = 0;
   while (pos < data.length) {
     const guest = offset + pos;
@@ -156,9 +162,44 @@ export async function writeGuest(img: Qcow2Image, offset: number, data: Uint8Arr
     const a = guest - c * cs;
     const n = Math.min(cs - a, data.length - pos);
     const chunk = n === data.length ? data : data.subarray(pos, pos + n);
-    if (!writeInPlace(img, c, a, chunk)) await writeAllocating(img, c, a, chunk);
+    if (!writeInPlace(img, c, a, chunk)) {
+      if (run.next === run.end) run = allocateRun(img, c, lastCluster);
+      const target = run.next < run.end ? run.next : undefined;
+      if (target !== undefined) run.next += cs;
+      await writeAllocating(img, c, a, chunk, target);
+    }
     pos += n;
   }
+}
+
+/** True when an L2 entry cannot take a write in place: QEMU's `cluster_needs_new_alloc`. */
+function needsNewCluster(hi: number, lo: number): boolean {
+  if ((hi & QCOW_OFLAG_COMPRESSED_HI) !== 0) return true;
+  return entryOffset(hi, lo) === 0 || (hi & QCOW_OFLAG_COPIED_HI) === 0;
+}
+
+/**
+ * Host clusters for guest clusters `first..` that need new ones, counted up to
+ * `last`, the end of the L2 slice, or the first that does not: one contiguous run
+ * (`next` to `end`), allocated after the slice's L2 table. Empty with a data file or
+ * when `first` itself needs none.
+ */
+function allocateRun(img: Qcow2Image, first: number, last: number): { next: number; end: number } {
+  if (img.hasDataFile) return { next: 0, end: 0 };
+  beforeMetadataChange(img);
+  const L = img.layout;
+  const s = img.map.sliceForWrite(first, img.refcounts, img.lazy);
+  const v = s.entry.view;
+  const room = Math.min(last - first + 1, img.map.sliceEntries - s.index);
+  let count = 0;
+  while (count < room) {
+    const at = (s.index + count) * L.l2EntryBytes;
+    if (!needsNewCluster(v.getUint32(at), v.getUint32(at + 4))) break;
+    count++;
+  }
+  if (count === 0) return { next: 0, end: 0 };
+  const host = img.refcounts.allocClusters(count);
+  return { next: host, end: host + count * L.clusterSize };
 }
 
 // Writes into an allocated cluster this image owns alone (COPIED); false when not possible.
@@ -192,6 +233,7 @@ async function writeAllocating(
   c: number,
   a: number,
   chunk: Uint8Array,
+  fresh?: number,
 ): Promise<void> {
   const L = img.layout;
   const cs = L.clusterSize;
@@ -221,7 +263,7 @@ async function writeAllocating(
     buf.set(chunk, a - r0);
     if (r1 > b) await readClamped(img, base + b, buf.subarray(b - r0));
   }
-  const target = owned ? host : allocData(img, c);
+  const target = owned ? host : fresh ?? allocData(img, c);
   img.data.writeSync(target + r0, buf);
   // Power loss must not leave an L2 entry pointing at data that never reached the disk.
   img.map.cache.setDependsOnFlush();
@@ -247,7 +289,7 @@ async function writeAllocating(
 
 /**
  * Writes one compressed cluster at the cluster-aligned guest `offset`; data that
- * does not compress (or a short last cluster) is written normally, as QEMU does.
+ * does not compress (or a short cluster before the image's end) is written normally, as QEMU does.
  */
 export async function writeCompressedGuest(
   img: Qcow2Image,
@@ -258,9 +300,13 @@ export async function writeCompressedGuest(
   const cs = L.clusterSize;
   if (offset % cs !== 0) throw new IoError("Compressed writes must be cluster aligned");
   if (img.hasDataFile) throw new IoError("Compression is not supported with an external data file");
-  const full = data.length === cs ? data : null;
-  if (full && !zlibLoaded()) await loadZlib();
-  const packed = full ? compressCluster(img.header.compressionType, full, cs) : null;
+  // A short cluster at the end of the image is compressed zero-padded to a whole cluster, as
+  // qcow2_co_pwritev_compressed_task does; a short one elsewhere is written normally.
+  const atEnd = Math.ceil((offset + data.length) / 512) === Math.ceil(img.header.size / 512);
+  const full = data.length === cs ? data : atEnd && data.length < cs ? padded(data, cs) : null;
+  const type = img.header.compressionType;
+  if (full && !zlibLoaded() && compressNeedsZlib(type)) await loadZlib();
+  const packed = full ? compressCluster(type, full, cs) : null;
   if (packed === null) {
     await writeGuest(img, offset, data);
     return;
@@ -289,6 +335,12 @@ export async function writeCompressedGuest(
     releaseOld(img, oldHi, oldLo);
   }
   img.decompressed = null;
+}
+
+function padded(data: Uint8Array, bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  out.set(data);
+  return out;
 }
 
 /** How {@linkcode clearRange} rewrites the entries of whole (sub)clusters. */
