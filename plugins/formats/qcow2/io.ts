@@ -127,7 +127,7 @@ function allocData(img: Qcow2Image, c: number): number {
 }
 
 /** Drops the reference an old L2 entry held (a shared or compressed cluster being replaced). */
-function releaseOld(img: Qcow2Image, hi: number, lo: number): void {
+export function releaseOld(img: Qcow2Image, hi: number, lo: number): void {
   if (img.hasDataFile) return;
   // The L2 entry that dropped the reference reaches the disk before the lower
   // refcount does: a crash in between leaks the cluster instead of freeing one in use.

@@ -201,6 +201,29 @@ export class Refcounts {
   }
 
   /**
+   * Counts the free clusters from `offset` on, up to `count` of them, as
+   * `qcow2_alloc_clusters_at`; it stops at the first one in use.
+   * @returns how many were allocated
+   */
+  allocClustersAt(offset: number, count: number): number {
+    const cs = this.#layout.clusterSize;
+    const first = offset / cs;
+    for (;;) {
+      let n = 0;
+      while (n < count && this.get(first + n) === 0) n++;
+      if (this.#update(offset, n * cs, 1, true)) return n;
+    }
+  }
+
+  /** The last cluster with a reference before `fileBytes`, or -1 (`qcow2_get_last_cluster`). */
+  lastUsedCluster(fileBytes: number): number {
+    for (let c = Math.ceil(fileBytes / this.#layout.clusterSize) - 1; c >= 0; c--) {
+      if (this.get(c) > 0) return c;
+    }
+    return -1;
+  }
+
+  /**
    * Allocates `bytes` (at most one cluster) for compressed data, packing it after
    * the previous compressed cluster as QEMU's `qcow2_alloc_bytes`: every host
    * cluster the data touches gets one more reference.
@@ -319,7 +342,7 @@ export class Refcounts {
    * cluster, past whatever the caller has taken without counting yet; in its own
    * range it counts itself, elsewhere it is counted like any cluster (which may
    * allocate that range's block first). A block beyond the end of the refcount
-   * table makes a new table: see {@linkcode #refcountArea}.
+   * table makes a new table: see {@linkcode refcountArea}.
    */
   #block(c: number): CacheEntry | null {
     const entries = this.#layout.refcountBlockEntries;
@@ -353,7 +376,7 @@ export class Refcounts {
     // The table is too small: a new one goes after the refcount ranges used so far,
     // with the blocks that count it, and takes the new block at index t.
     const blocksUsed = Math.ceil(Math.max(c + 1, fresh + 1) / entries);
-    this.#refcountArea(blocksUsed * entries * cs, 0, true, t, fresh * cs);
+    this.refcountArea(blocksUsed * entries * cs, 0, true, t, fresh * cs);
     return null;
   }
 
@@ -365,7 +388,7 @@ export class Refcounts {
    * The header then points to the new table and the old one is freed.
    * @returns the offset after the new structures
    */
-  #refcountArea(
+  refcountArea(
     start: number,
     additional: number,
     generous: boolean,
