@@ -5,27 +5,7 @@ import * as path from "node:path";
 import { compressCluster } from "../../plugins/formats/qcow2/compress.ts";
 import { Layout } from "../../plugins/formats/qcow2/layout.ts";
 import { haveProgram, runCommand, tempDir } from "../test_util.ts";
-
-/** Words of pseudo-random letters: compressible, but not trivially (deflate's choices show). */
-function textLike(bytes: number, seed: number): Uint8Array {
-  const out = new Uint8Array(bytes);
-  let x = seed | 1;
-  const next = () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>> 0;
-  };
-  const words = Array.from({ length: 300 }, () => {
-    const n = 2 + (next() % 8);
-    return Array.from({ length: n }, () => 97 + (next() % 16));
-  });
-  for (let i = 0; i < bytes;) {
-    for (const c of words[next() % words.length]) if (i < bytes) out[i++] = c;
-    if (i < bytes) out[i++] = next() % 12 === 0 ? 10 : 32;
-  }
-  return out;
-}
+import { textLike } from "./differential_fixtures.ts";
 
 const haveQemuIo = haveProgram("qemu-io") && haveProgram("qemu-img");
 
