@@ -403,6 +403,17 @@ export const DIFF_TABLE: Record<string, DiffCase[]> = {
         ["compare", "odd2.raw", "out.qcow2"],
       )
     ),
+    // A new refcount width: blocks and table laid out as qcow2_change_refcount_order walks
+    ...["1", "64"].map((bits) =>
+      seq(["amend", "-o", `refcount_bits=${bits}`, "a.qcow2"], ["check", "a.qcow2"])
+    ),
+    ...[["512", "64"], ["1024", "4"], ["1024", "1"]].map(([cs, bits]) =>
+      seq(
+        ["convert", "-O", "qcow2", "-o", `cluster_size=${cs}`, "text.raw", "out.qcow2"],
+        ["amend", "-o", `refcount_bits=${bits}`, "out.qcow2"],
+        ["check", "out.qcow2"],
+      )
+    ),
     // Writes of one request each (-d 1): qemu-img's 64 parallel requests complete in an
     // order of their own (docs/img-differences.md, parallel-allocation).
     ...["512", "1024"].map((cs): DiffCase => ({
