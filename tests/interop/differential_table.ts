@@ -414,6 +414,48 @@ export const DIFF_TABLE: Record<string, DiffCase[]> = {
         ["check", "out.qcow2"],
       )
     ),
+    // Zero writes set the zero flag on unallocated clusters too, allocating their L2
+    // tables (zero_in_l2_slice); a shrink allocates them for the discard, then drops
+    // refcount blocks that count nothing (qcow2_shrink_reftable)
+    ...[["cluster_size=512"], [], ["compat=0.10"], ["extended_l2=on"]].map((o) =>
+      seq(
+        ["create", "-f", "qcow2", ...(o.length ? ["-o", ...o] : []), "new.qcow2", "4M"],
+        ["convert", "-n", "-O", "qcow2", "sparse.raw", "new.qcow2"],
+        ["map", "--output=json", "new.qcow2"],
+      )
+    ),
+    seq(
+      ["convert", "-O", "qcow2", "-o", "cluster_size=1024", "text.raw", "out.qcow2"],
+      ["resize", "--shrink", "out.qcow2", "1M"],
+      ["check", "out.qcow2"],
+    ),
+    seq(
+      ["create", "-f", "qcow2", "-o", "cluster_size=1024,refcount_bits=1", "new.qcow2", "20M"],
+      ["resize", "--shrink", "new.qcow2", "100k"],
+      ["check", "new.qcow2"],
+    ),
+    // rebase writes runs of differing sectors, each run allocated at once
+    {
+      ...seq(
+        ["convert", "-O", "qcow2", "-o", "cluster_size=512", "sparse.raw", "b.qcow2"],
+        [
+          "create",
+          "-f",
+          "qcow2",
+          "-o",
+          "cluster_size=512",
+          "-b",
+          "b.qcow2",
+          "-F",
+          "qcow2",
+          "t.qcow2",
+        ],
+        ["bench", "-w", "-d", "1", "-c", "60", "-s", "3k", "-S", "40k", "--pattern=7", "t.qcow2"],
+        ["rebase", "-b", "text.raw", "-F", "raw", "t.qcow2"],
+        ["check", "t.qcow2"],
+      ),
+      masks: ["bench-time"],
+    },
     // Writes of one request each (-d 1): qemu-img's 64 parallel requests complete in an
     // order of their own (docs/img-differences.md, parallel-allocation).
     ...["512", "1024"].map((cs): DiffCase => ({

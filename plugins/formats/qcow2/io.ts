@@ -442,10 +442,6 @@ async function clearRange(
     const host = compressed ? 0 : entryOffset(hi, lo);
     const owned = (hi & QCOW_OFLAG_COPIED_HI) !== 0 && !compressed;
     const allocated = compressed || host !== 0 || (img.hasDataFile && owned);
-    // Unallocated without a backing file already reads as zeroes.
-    if (
-      !allocated && (img.backing === null || mode === "deallocate") && (lo & QCOW_OFLAG_ZERO) === 0
-    ) continue;
     const wholeCluster = inCluster === 0 && n >= Math.min(cs, img.header.size - guest);
     if (L.extendedL2 && !wholeCluster && compressed) {
       await writeZeroBytes(img, guest, n);
@@ -455,9 +451,12 @@ async function clearRange(
       beforeMetadataChange(img);
       metadataChanged = true;
     }
+    // As QEMU's get_cluster_table: the L2 table is allocated (or copied from a
+    // snapshot's) even where no entry changes.
     const s = img.map.sliceForWrite(c, img.refcounts, img.lazy);
     const v = s.entry.view;
     const at = s.index * L.l2EntryBytes;
+    if ((wholeCluster || !L.extendedL2) && entryKept(img, mode, v, at, allocated)) continue;
     const free = allocated && (mode !== "zero" || compressed || !owned);
     if (L.extendedL2 && !wholeCluster) {
       // Some subclusters only: keep the host cluster, flip their bitmap bits.
@@ -486,6 +485,40 @@ async function clearRange(
   }
   img.decompressed = null;
   if (freed.length > 0) await discardFreed(img, freed);
+}
+
+/**
+ * True when a whole cluster's entry already is what {@linkcode clearRange} would make
+ * it, by the rules of QEMU's zero_in_l2_slice and discard_in_l2_slice: a zero write
+ * sets the zero flag (all zero bits) on any cluster, unallocated ones included; a
+ * discard leaves an unallocated cluster alone without a backing file; a deallocation
+ * leaves an entry of nothing alone.
+ */
+function entryKept(
+  img: Qcow2Image,
+  mode: ClearMode,
+  v: DataView,
+  at: number,
+  allocated: boolean,
+): boolean {
+  const ext = img.layout.extendedL2;
+  const hi = v.getUint32(at);
+  const lo = v.getUint32(at + 4);
+  const zeroBits = ext ? v.getUint32(at + 8) : 0;
+  const allocBits = ext ? v.getUint32(at + 12) : 0;
+  const readsZero = ext ? zeroBits === 0xffffffff && allocBits === 0 : (lo & QCOW_OFLAG_ZERO) !== 0;
+  switch (mode) {
+    case "zero":
+      return readsZero && (hi & QCOW_OFLAG_COMPRESSED_HI) === 0;
+    case "zero-unmap":
+      return readsZero && !allocated;
+    case "discard":
+      if (!allocated && img.backing === null) return true;
+      return !allocated && hi === 0 && (ext ? readsZero && lo === 0 : lo === QCOW_OFLAG_ZERO) &&
+        img.header.version >= 3;
+    case "deallocate":
+      return hi === 0 && lo === 0 && zeroBits === 0 && allocBits === 0;
+  }
 }
 
 /**

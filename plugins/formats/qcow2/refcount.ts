@@ -176,6 +176,57 @@ export class Refcounts {
     this.#file.syncSync();
   }
 
+  /**
+   * QEMU's `qcow2_shrink_reftable` after a shrink: refcount blocks that count nothing
+   * (but themselves) leave the table, the whole table is written and synced, and each
+   * dropped block then loses its own reference.
+   * @returns the host offsets of the dropped blocks (to discard, as QEMU does)
+   */
+  shrinkTable(): number[] {
+    const cs = this.#layout.clusterSize;
+    const entries = this.#layout.refcountBlockEntries;
+    const order = this.#layout.refcountOrder;
+    const kept = this.#table.slice();
+    for (let t = 0; t < kept.length; t++) {
+      const block = kept[t];
+      if (block === 0) continue;
+      const own = Math.floor(block / cs / entries) === t ? (block / cs) % entries : -1;
+      const view = this.#cache.get(block).view;
+      let unused = true;
+      for (let i = 0; i < entries && unused; i++) {
+        if (i !== own && readRefcount(view, i, order) !== 0) unused = false;
+      }
+      if (unused) kept[t] = 0;
+    }
+    const bytes = this.#location.clusters * cs;
+    const buf = new Uint8Array(bytes);
+    const view = new DataView(buf.buffer);
+    for (let t = 0; t < kept.length && t * 8 < bytes; t++) {
+      view.setUint32(t * 8, offsetHi(kept[t]));
+      view.setUint32(t * 8 + 4, offsetLo(kept[t]));
+    }
+    this.#file.writeSync(this.#location.offset, buf);
+    this.#file.syncSync();
+    const dropped: number[] = [];
+    for (let t = 0; t < kept.length; t++) {
+      const block = this.#table[t];
+      if (block === 0 || kept[t] !== 0) continue;
+      // qcow2_discard_refcount_block: the block's own refcount, in whichever block counts it.
+      const c = block / cs;
+      const home = this.#table[Math.floor(c / entries)];
+      if (home !== 0) {
+        const e = this.#cache.get(home);
+        writeRefcount(e.view, c % entries, order, 0);
+        this.#cache.markDirty(e);
+        if (c < this.#freeClusterIndex) this.#freeClusterIndex = c;
+      }
+      this.#cache.discard(block);
+      this.#table[t] = 0;
+      dropped.push(block);
+    }
+    return dropped;
+  }
+
   /** Sets the refcount of cluster `index` to `value` (check repair). */
   set(index: number, value: number): void {
     let e: CacheEntry | null = null;

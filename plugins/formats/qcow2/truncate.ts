@@ -41,8 +41,11 @@ export async function truncateImage(
     }
     img.map.cache.flush();
     img.refcounts.flush();
-    // qcow2_shrink_reftable rewrites the whole table, every cluster of it.
-    img.refcounts.rewriteTable();
+    // qcow2_shrink_reftable drops the refcount blocks left counting nothing and
+    // rewrites the whole table, every cluster of it; the dropped blocks are discarded.
+    const dropped = img.refcounts.shrinkTable();
+    img.refcounts.flush();
+    for (const block of dropped) await img.file.node.discard(block, L.clusterSize);
     writeSize(img, sizeBytes);
     await trimFile(img);
     return;
