@@ -130,7 +130,8 @@ async function trimFile(img: Qcow2Image): Promise<void> {
   let last = Math.ceil(img.file.size() / cs) - 1;
   while (last > 0 && img.refcounts.get(last) === 0) last--;
   const end = (last + 1) * cs;
-  if (end < img.file.size()) await img.file.node.truncate(end);
+  // QEMU truncates to the end of the last cluster in use, growing a file that ends inside it.
+  if (end !== img.file.size()) await img.file.node.truncate(end);
 }
 
 /**
