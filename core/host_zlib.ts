@@ -32,6 +32,8 @@ const ZLIB_SYMBOLS = {
     result: "i32",
   },
   deflate: { parameters: ["buffer", "i32"], result: "i32" },
+  // The same call on Deno's blocking thread pool: clusters compress in parallel.
+  deflateAsync: { name: "deflate", parameters: ["buffer", "i32"], result: "i32", nonblocking: true },
   deflateReset: { parameters: ["buffer"], result: "i32" },
 } as const;
 
@@ -45,11 +47,22 @@ const ZSTD_SYMBOLS = {
   ZSTD_createCCtx: { parameters: [], result: "pointer" },
   ZSTD_CCtx_reset: { parameters: ["pointer", "i32"], result: "usize" },
   ZSTD_compressStream2: { parameters: ["pointer", "buffer", "buffer", "i32"], result: "usize" },
+  ZSTD_compressStream2Async: {
+    name: "ZSTD_compressStream2",
+    parameters: ["pointer", "buffer", "buffer", "i32"],
+    result: "usize",
+    nonblocking: true,
+  },
 } as const;
 
 /** One compressor: `input` packed into at most `limit` bytes, or null when it does not fit. */
 export interface HostCompressor {
   compress(input: Uint8Array, limit: number): Uint8Array | null;
+  /**
+   * The same on Deno's blocking thread pool, so several clusters compress at once;
+   * `input` must stay unchanged until the promise settles.
+   */
+  compressAsync(input: Uint8Array, limit: number): Promise<Uint8Array | null>;
 }
 
 /** What a host compressor could not do: the library's return code, for the message. */
@@ -120,17 +133,14 @@ function sizeResult(r: number | bigint): bigint {
   return typeof r === "bigint" ? r : BigInt(r);
 }
 
-class RawDeflater implements HostCompressor {
-  // One stream, reset between calls: deflateReset leaves the same state a fresh
-  // deflateInit2 would, without allocating its 400 KiB of tables again.
-  readonly #stream = new Uint8Array(new ArrayBuffer(Z_STREAM_BYTES));
-  readonly #view = new DataView(this.#stream.buffer);
-  readonly #lib: Libz;
+/** One z_stream, reset between uses: deflateReset leaves the state a fresh deflateInit2 would. */
+class DeflateStream {
+  readonly bytes = new Uint8Array(new ArrayBuffer(Z_STREAM_BYTES));
+  readonly view = new DataView(this.bytes.buffer);
 
   constructor(lib: Libz, level: number, windowBits: number, memLevel: number) {
-    this.#lib = lib;
     const r = lib.deflateInit2_(
-      this.#stream,
+      this.bytes,
       level,
       Z_DEFLATED,
       windowBits,
@@ -142,16 +152,19 @@ class RawDeflater implements HostCompressor {
     if (r !== Z_OK) throw new HostCompressError(`deflateInit2 failed: ${r}`);
   }
 
-  compress(input: Uint8Array, limit: number): Uint8Array | null {
+  /** Points the stream at `input` and a fresh output buffer of `limit` bytes. */
+  arm(input: Uint8Array, limit: number): Uint8Array {
     const out = new Uint8Array(limit);
-    const v = this.#view;
-    v.setBigUint64(NEXT_IN, address(input), true);
-    v.setUint32(AVAIL_IN, input.length, true);
-    v.setBigUint64(NEXT_OUT, address(out), true);
-    v.setUint32(AVAIL_OUT, limit, true);
-    const r = this.#lib.deflate(this.#stream, Z_FINISH);
-    const produced = limit - v.getUint32(AVAIL_OUT, true);
-    this.#lib.deflateReset(this.#stream);
+    this.view.setBigUint64(NEXT_IN, address(input), true);
+    this.view.setUint32(AVAIL_IN, input.length, true);
+    this.view.setBigUint64(NEXT_OUT, address(out), true);
+    this.view.setUint32(AVAIL_OUT, limit, true);
+    return out;
+  }
+
+  /** What one `deflate(Z_FINISH)` returning `r` produced into `out`. */
+  result(r: number, out: Uint8Array): Uint8Array | null {
+    const produced = out.length - this.view.getUint32(AVAIL_OUT, true);
     if (r === Z_STREAM_END) return out.subarray(0, produced);
     // The output did not fit in `limit`: the caller stores the data uncompressed.
     if (r === Z_OK || r === Z_BUF_ERROR) return null;
@@ -159,40 +172,130 @@ class RawDeflater implements HostCompressor {
   }
 }
 
-class ZstdCompressor implements HostCompressor {
-  readonly #lib: Libzstd;
-  readonly #cctx: Deno.PointerValue;
-  readonly #in = new Uint8Array(new ArrayBuffer(ZSTD_BUFFER_BYTES));
-  readonly #out = new Uint8Array(new ArrayBuffer(ZSTD_BUFFER_BYTES));
+class RawDeflater implements HostCompressor {
+  readonly #lib: Libz;
+  readonly #args: [number, number, number];
+  // Streams not in use; one per cluster compressing at once (400 KiB of tables each).
+  readonly #idle: DeflateStream[] = [];
 
-  constructor(lib: Libzstd) {
+  constructor(lib: Libz, level: number, windowBits: number, memLevel: number) {
     this.#lib = lib;
-    this.#cctx = lib.ZSTD_createCCtx();
-    if (this.#cctx === null) throw new HostCompressError("ZSTD_createCCtx failed");
+    this.#args = [level, windowBits, memLevel];
+    this.#idle.push(new DeflateStream(lib, level, windowBits, memLevel));
+  }
+
+  #take(): DeflateStream {
+    return this.#idle.pop() ?? new DeflateStream(this.#lib, ...this.#args);
+  }
+
+  #give(stream: DeflateStream): void {
+    this.#lib.deflateReset(stream.bytes);
+    this.#idle.push(stream);
   }
 
   compress(input: Uint8Array, limit: number): Uint8Array | null {
+    const stream = this.#take();
+    try {
+      const out = stream.arm(input, limit);
+      return stream.result(this.#lib.deflate(stream.bytes, Z_FINISH), out);
+    } finally {
+      this.#give(stream);
+    }
+  }
+
+  async compressAsync(input: Uint8Array, limit: number): Promise<Uint8Array | null> {
+    const stream = this.#take();
+    try {
+      const out = stream.arm(input, limit);
+      return stream.result(await this.#lib.deflateAsync(stream.bytes, Z_FINISH), out);
+    } finally {
+      this.#give(stream);
+    }
+  }
+}
+
+/** One zstd context with its in/out buffer descriptors. */
+class ZstdStream {
+  readonly cctx: Deno.PointerValue;
+  readonly input = new Uint8Array(new ArrayBuffer(ZSTD_BUFFER_BYTES));
+  readonly output = new Uint8Array(new ArrayBuffer(ZSTD_BUFFER_BYTES));
+
+  constructor(lib: Libzstd) {
+    this.cctx = lib.ZSTD_createCCtx();
+    if (this.cctx === null) throw new HostCompressError("ZSTD_createCCtx failed");
+  }
+
+  arm(input: Uint8Array, limit: number): Uint8Array {
     const out = new Uint8Array(limit);
-    const iv = new DataView(this.#in.buffer);
-    const ov = new DataView(this.#out.buffer);
+    const iv = new DataView(this.input.buffer);
+    const ov = new DataView(this.output.buffer);
     iv.setBigUint64(0, address(input), true);
     iv.setBigUint64(8, BigInt(input.length), true);
     iv.setBigUint64(16, 0n, true);
     ov.setBigUint64(0, address(out), true);
     ov.setBigUint64(8, BigInt(limit), true);
     ov.setBigUint64(16, 0n, true);
-    // One call with ZSTD_e_end compresses the whole input into one frame when the output
-    // fits; what it returns is the bytes still to flush (0 once the frame is complete) or
-    // an error code (a huge size_t).
-    const left = sizeResult(
-      this.#lib.ZSTD_compressStream2(this.#cctx, this.#out, this.#in, ZSTD_E_END),
-    );
-    const pos = Number(ov.getBigUint64(16, true));
-    // A frame left unfinished must not leak into the next cluster's.
-    this.#lib.ZSTD_CCtx_reset(this.#cctx, ZSTD_RESET_SESSION_ONLY);
+    return out;
+  }
+
+  /**
+   * One ZSTD_compressStream2(ZSTD_e_end) call compresses the whole input into one frame
+   * when the output fits; it returns the bytes still to flush (0 once the frame is
+   * complete) or an error code (a huge size_t).
+   */
+  result(r: number | bigint, out: Uint8Array): Uint8Array | null {
+    const left = sizeResult(r);
+    const pos = Number(new DataView(this.output.buffer).getBigUint64(16, true));
     if (left === 0n) return out.subarray(0, pos);
-    if (left > BigInt(limit - pos)) return null;
+    if (left > BigInt(out.length - pos)) return null;
     throw new HostCompressError(`ZSTD_compressStream2 left ${left} bytes unflushed`);
+  }
+}
+
+class ZstdCompressor implements HostCompressor {
+  readonly #lib: Libzstd;
+  readonly #idle: ZstdStream[] = [];
+
+  constructor(lib: Libzstd) {
+    this.#lib = lib;
+    this.#idle.push(new ZstdStream(lib));
+  }
+
+  #take(): ZstdStream {
+    return this.#idle.pop() ?? new ZstdStream(this.#lib);
+  }
+
+  #give(stream: ZstdStream): void {
+    // A frame left unfinished must not leak into the next cluster's.
+    this.#lib.ZSTD_CCtx_reset(stream.cctx, ZSTD_RESET_SESSION_ONLY);
+    this.#idle.push(stream);
+  }
+
+  compress(input: Uint8Array, limit: number): Uint8Array | null {
+    const stream = this.#take();
+    try {
+      const out = stream.arm(input, limit);
+      const r = this.#lib.ZSTD_compressStream2(stream.cctx, stream.output, stream.input, ZSTD_E_END);
+      return stream.result(r, out);
+    } finally {
+      this.#give(stream);
+    }
+  }
+
+  async compressAsync(input: Uint8Array, limit: number): Promise<Uint8Array | null> {
+    const stream = this.#take();
+    try {
+      const out = stream.arm(input, limit);
+      const r = await this.#lib.ZSTD_compressStream2Async(
+        stream.cctx,
+        stream.output,
+        stream.input,
+        ZSTD_E_END,
+      );
+      return stream.result(r, out);
+    } finally {
+      this.#give(stream);
+    }
   }
 }
 

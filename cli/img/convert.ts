@@ -154,13 +154,23 @@ export async function convertImages(
       if (!options.outOfOrder && writeTurn !== index) {
         await new Promise<void>((resolve) => turnWaiters.set(index, resolve));
       }
+      let compressing: Promise<void> | undefined;
       try {
-        await writeExtent(write, e, buf, plan, options, clusterSize);
+        compressing = (await writeExtent(write, e, buf, plan, options, clusterSize))?.queued;
       } finally {
-        if (buf !== NO_BUFFER) free.push(buf);
+        if (buf !== NO_BUFFER && compressing === undefined) free.push(buf);
         writeTurn = index + 1;
         turnWaiters.get(index + 1)?.();
         turnWaiters.delete(index + 1);
+      }
+      // A compressed write is in the target's queue, in order, and compresses while the
+      // next extents take their turns; its buffer is reused once it has settled.
+      if (compressing !== undefined) {
+        try {
+          await compressing;
+        } finally {
+          free.push(buf);
+        }
       }
       done += e.length;
       options.progress?.update(done, total);
@@ -294,6 +304,10 @@ interface Writer {
   target: BlockBackend;
 }
 
+/**
+ * Writes one extent's runs. A compressed cluster is only queued: `queued` settles when
+ * it is written (the target keeps the order in which writes were queued).
+ */
 async function writeExtent(
   writer: Writer,
   e: Extent,
@@ -301,7 +315,7 @@ async function writeExtent(
   plan: Plan,
   options: ConvertOptions,
   clusterSize: number,
-): Promise<void> {
+): Promise<{ queued: Promise<void> } | undefined> {
   const isData = (r: number) =>
     r < plan.runs.length && (plan.runs[r][2] === "copy" || plan.runs[r][2] === "fill");
   for (let r = 0; r < plan.runs.length; r++) {
@@ -335,7 +349,12 @@ async function writeExtent(
       const data = buf.subarray(start, start + length);
       if (options.sparseBytes > 0 && isZero(data)) {
         if (!options.targetIsZero) await target.writeZeroes(at, length, { unmap: true });
-      } else await target.writeCompressed(at, data);
+      } else {
+        // Wrapped: an async function would otherwise wait for a promise it returns.
+        const queued = target.writeCompressed(at, data);
+        queued.catch(() => {});
+        return { queued };
+      }
       continue;
     }
     await writeSparse(writer, at, buf.subarray(start, start + length), options, clusterSize);

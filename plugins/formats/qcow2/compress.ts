@@ -2,7 +2,7 @@
 
 import { IoError, NotSupportedError } from "../../../core/errors.ts";
 import { type HostCompressor, hostDeflater, hostZstd } from "../../../core/host_zlib.ts";
-import { zlibSync } from "../../../core/zlib.ts";
+import { loadZlib, zlibLoaded, zlibSync } from "../../../core/zlib.ts";
 import { QCOW2_COMPRESSION_TYPE_ZLIB, QCOW2_COMPRESSION_TYPE_ZSTD } from "./header.ts";
 
 // QEMU deflates with deflateInit2(Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
@@ -77,6 +77,27 @@ export function compressCluster(
     throw new NotSupportedError(`qcow2: unknown compression type: ${type}`);
   }
   return out.length <= limit ? new Uint8Array(out.buffer, out.byteOffset, out.length) : null;
+}
+
+/**
+ * {@linkcode compressCluster} off the main thread where the host library is used, so
+ * several clusters compress at once; `data` must stay unchanged until it settles.
+ */
+export async function compressClusterAsync(
+  type: number,
+  data: Uint8Array,
+  clusterSize: number,
+): Promise<Uint8Array | null> {
+  const host = hostCompressor(type);
+  if (host === null) {
+    if (!zlibLoaded()) await loadZlib();
+    return compressCluster(type, data, clusterSize);
+  }
+  try {
+    return await host.compressAsync(data, clusterSize - 1);
+  } catch (e) {
+    throw new IoError("Could not compress cluster: Input/output error", { cause: e });
+  }
 }
 
 /**

@@ -3,7 +3,12 @@
 import { IoError } from "../../../core/errors.ts";
 import { loadZlib, zlibLoaded } from "../../../core/zlib.ts";
 import { type Mapping, newMapping } from "./cluster.ts";
-import { compressCluster, compressNeedsZlib, decompressCluster } from "./compress.ts";
+import {
+  compressCluster,
+  compressClusterAsync,
+  compressNeedsZlib,
+  decompressCluster,
+} from "./compress.ts";
 import { markDirty, type Qcow2Image } from "./image.ts";
 import {
   entryOffset,
@@ -288,25 +293,55 @@ async function writeAllocating(
 }
 
 /**
- * Writes one compressed cluster at the cluster-aligned guest `offset`; data that
- * does not compress (or a short cluster before the image's end) is written normally, as QEMU does.
+ * The cluster a compressed write at `offset` packs: `data` itself, or a short cluster
+ * at the end of the image zero-padded to a whole one, as qcow2_co_pwritev_compressed_task
+ * does; null for a short one elsewhere (written normally).
+ */
+function fullCluster(img: Qcow2Image, offset: number, data: Uint8Array): Uint8Array | null {
+  const cs = img.layout.clusterSize;
+  if (data.length === cs) return data;
+  const atEnd = Math.ceil((offset + data.length) / 512) === Math.ceil(img.header.size / 512);
+  return atEnd && data.length < cs ? padded(data, cs) : null;
+}
+
+/**
+ * Starts compressing the cluster of a compressed write at `offset` on the host
+ * library's thread pool: the write itself ({@linkcode writeCompressedGuest} with the
+ * result) may then wait its turn while other clusters compress. `data` must stay
+ * unchanged until the promise settles.
+ */
+export function compressAhead(
+  img: Qcow2Image,
+  offset: number,
+  data: Uint8Array,
+): Promise<Uint8Array | null> {
+  const full = fullCluster(img, offset, data);
+  if (full === null || img.hasDataFile) return Promise.resolve(null);
+  return compressClusterAsync(img.header.compressionType, full, img.layout.clusterSize);
+}
+
+/**
+ * Writes one compressed cluster at the cluster-aligned guest `offset` (`prepared`: what
+ * {@linkcode compressAhead} made of it); data that does not compress (or a short
+ * cluster before the image's end) is written normally, as QEMU does.
  */
 export async function writeCompressedGuest(
   img: Qcow2Image,
   offset: number,
   data: Uint8Array,
+  prepared?: Uint8Array | null,
 ): Promise<void> {
   const L = img.layout;
   const cs = L.clusterSize;
   if (offset % cs !== 0) throw new IoError("Compressed writes must be cluster aligned");
   if (img.hasDataFile) throw new IoError("Compression is not supported with an external data file");
-  // A short cluster at the end of the image is compressed zero-padded to a whole cluster, as
-  // qcow2_co_pwritev_compressed_task does; a short one elsewhere is written normally.
-  const atEnd = Math.ceil((offset + data.length) / 512) === Math.ceil(img.header.size / 512);
-  const full = data.length === cs ? data : atEnd && data.length < cs ? padded(data, cs) : null;
-  const type = img.header.compressionType;
-  if (full && !zlibLoaded() && compressNeedsZlib(type)) await loadZlib();
-  const packed = full ? compressCluster(type, full, cs) : null;
+  let packed = prepared;
+  if (packed === undefined) {
+    const full = fullCluster(img, offset, data);
+    const type = img.header.compressionType;
+    if (full && !zlibLoaded() && compressNeedsZlib(type)) await loadZlib();
+    packed = full ? compressCluster(type, full, cs) : null;
+  }
   if (packed === null) {
     await writeGuest(img, offset, data);
     return;

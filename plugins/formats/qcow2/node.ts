@@ -35,6 +35,7 @@ import {
   writeReftableLocation,
 } from "./image.ts";
 import {
+  compressAhead,
   deallocateGuest,
   discardGuest,
   readGuest,
@@ -160,7 +161,11 @@ export class Qcow2Node implements BlockNode {
         if (end % 512 !== 0) return file.truncate(Math.ceil(end / 512) * 512);
       });
     }
-    return this.#serialize(() => writeCompressedGuest(this.#img, offset, data));
+    // Compression starts now, on the host library's threads; the allocation and the
+    // write keep the order of the calls.
+    const packed = compressAhead(this.#img, offset, data);
+    packed.catch(() => {});
+    return this.#serialize(async () => writeCompressedGuest(this.#img, offset, data, await packed));
   }
 
   flush(): Promise<void> {
