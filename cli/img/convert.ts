@@ -168,6 +168,11 @@ export async function convertImages(
       if (compressing !== undefined) {
         try {
           await compressing;
+        } catch (err) {
+          if (!(err instanceof VmkitError)) throw err;
+          throw new IoError(
+            `error while writing at byte ${e.offset}: ${ioErrorText(err.cause ?? err)}`,
+          );
         } finally {
           free.push(buf);
         }
@@ -178,7 +183,7 @@ export async function convertImages(
   };
   await Promise.all(Array.from({ length: sync ? 1 : Math.max(1, options.workers) }, worker));
   // qemu-img signals the end of a compressed stream with an empty compressed write.
-  if (options.compress && !options.targetHasBacking && target.root.writeCompressed) {
+  if (options.compress && target.root.writeCompressed) {
     await target.writeCompressed(0, new Uint8Array(0));
   }
   await target.flush();

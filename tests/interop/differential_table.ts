@@ -380,6 +380,16 @@ export const DIFF_TABLE: Record<string, DiffCase[]> = {
       c("convert", "-O", "qcow2", "-o", o, "sparse.raw", "out.qcow2"),
     ]),
     c("convert", "-c", "-O", "qcow2", "-o", "cluster_size=512", "noise.raw", "out.qcow2"),
+    // The end of a compressed stream is aligned with a backing file too; compression never
+    // overwrites an allocated cluster (EIO, and nothing after it is written)
+    c("convert", "-c", "-O", "qcow2", "-B", "a.qcow2", "-F", "qcow2", "text.raw", "out.qcow2"),
+    seq(["convert", "-n", "-c", "-O", "qcow2", "text.raw", "a.qcow2"], ["check", "a.qcow2"]),
+    seq(
+      ["create", "-f", "qcow2", "-o", "cluster_size=1024", "new.qcow2", "4M"],
+      ["convert", "-n", "-O", "qcow2", "odd2.raw", "new.qcow2"],
+      ["convert", "-n", "-c", "-O", "qcow2", "text.raw", "new.qcow2"],
+      ["check", "new.qcow2"],
+    ),
     ...["cluster_size=512", "cluster_size=1024", "cluster_size=2M", "extended_l2=on"].flatMap((o) =>
       ["metadata", "falloc", "full"].flatMap((pre) => [
         c("create", "-f", "qcow2", "-o", `${o},preallocation=${pre}`, "new.qcow2", "5000000"),

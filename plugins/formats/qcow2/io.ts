@@ -320,6 +320,40 @@ export function compressAhead(
   return compressClusterAsync(img.header.compressionType, full, img.layout.clusterSize);
 }
 
+/** Compressed writes of one image waiting in its queue, and the failure that stops them. */
+const compressedQueues = new WeakMap<Qcow2Image, { pending: number; failure?: unknown }>();
+
+/**
+ * Queues a compressed write through `serialize` (the node's request order), its
+ * compression started at once ({@linkcode compressAhead}). Once one fails, the writes
+ * queued behind it fail too without writing, as qemu-img stops at its first failed
+ * write, until the queue has drained.
+ */
+export function queueCompressedWrite(
+  img: Qcow2Image,
+  offset: number,
+  data: Uint8Array,
+  serialize: (work: () => Promise<void>) => Promise<void>,
+): Promise<void> {
+  const packed = compressAhead(img, offset, data);
+  packed.catch(() => {});
+  let queue = compressedQueues.get(img);
+  if (queue === undefined) compressedQueues.set(img, queue = { pending: 0 });
+  const q = queue;
+  q.pending++;
+  return serialize(async () => {
+    if (q.failure !== undefined) throw q.failure;
+    try {
+      await writeCompressedGuest(img, offset, data, await packed);
+    } catch (e) {
+      q.failure = e;
+      throw e;
+    }
+  }).finally(() => {
+    if (--q.pending === 0) q.failure = undefined;
+  });
+}
+
 /**
  * Writes one compressed cluster at the cluster-aligned guest `offset` (`prepared`: what
  * {@linkcode compressAhead} made of it); data that does not compress (or a short
@@ -352,6 +386,11 @@ export async function writeCompressedGuest(
   const at0 = s0.index * L.l2EntryBytes;
   const oldHi = s0.entry.view.getUint32(at0);
   const oldLo = s0.entry.view.getUint32(at0 + 4);
+  // As qcow2_alloc_compressed_cluster_offset: compression never overwrites a cluster
+  // with host bits (allocated, or compressed).
+  if ((oldHi & 0x00ffffff) !== 0 || (oldLo & ~0x1ff) !== 0) {
+    throw new IoError("Compressed write over an allocated cluster", { cause: { code: "EIO" } });
+  }
   const host = img.refcounts.allocBytes(packed.length);
   img.file.writeSync(host, packed);
   img.map.cache.setDependsOnFlush();

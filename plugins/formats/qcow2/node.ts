@@ -35,11 +35,10 @@ import {
   writeReftableLocation,
 } from "./image.ts";
 import {
-  compressAhead,
   deallocateGuest,
   discardGuest,
+  queueCompressedWrite,
   readGuest,
-  writeCompressedGuest,
   writeGuest,
   zeroGuest,
 } from "./io.ts";
@@ -163,9 +162,7 @@ export class Qcow2Node implements BlockNode {
     }
     // Compression starts now, on the host library's threads; the allocation and the
     // write keep the order of the calls.
-    const packed = compressAhead(this.#img, offset, data);
-    packed.catch(() => {});
-    return this.#serialize(async () => writeCompressedGuest(this.#img, offset, data, await packed));
+    return queueCompressedWrite(this.#img, offset, data, (work) => this.#serialize(work));
   }
 
   flush(): Promise<void> {
