@@ -405,6 +405,8 @@ export const DIFF_TABLE: Record<string, DiffCase[]> = {
       "text.raw",
       "out.qcow2",
     ),
+    c("create", "-f", "qcow2", "-o", "cluster_size=512", "new.qcow2", "64G"),
+    c("create", "-f", "qcow2", "-o", "cluster_size=512", "new.qcow2", "200G"),
     ...["falloc", "full", "metadata"].map((pre) =>
       seq(
         ["convert", "-O", "qcow2", "-o", "extended_l2=on", "odd2.raw", "out.qcow2"],
