@@ -33,7 +33,12 @@ const ZLIB_SYMBOLS = {
   },
   deflate: { parameters: ["buffer", "i32"], result: "i32" },
   // The same call on Deno's blocking thread pool: clusters compress in parallel.
-  deflateAsync: { name: "deflate", parameters: ["buffer", "i32"], result: "i32", nonblocking: true },
+  deflateAsync: {
+    name: "deflate",
+    parameters: ["buffer", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
   deflateReset: { parameters: ["buffer"], result: "i32" },
 } as const;
 
@@ -163,54 +168,12 @@ class DeflateStream {
   }
 
   /** What one `deflate(Z_FINISH)` returning `r` produced into `out`. */
-  result(r: number, out: Uint8Array): Uint8Array | null {
+  result(r: number | bigint, out: Uint8Array): Uint8Array | null {
     const produced = out.length - this.view.getUint32(AVAIL_OUT, true);
     if (r === Z_STREAM_END) return out.subarray(0, produced);
     // The output did not fit in `limit`: the caller stores the data uncompressed.
     if (r === Z_OK || r === Z_BUF_ERROR) return null;
     throw new HostCompressError(`deflate failed: ${r}`);
-  }
-}
-
-class RawDeflater implements HostCompressor {
-  readonly #lib: Libz;
-  readonly #args: [number, number, number];
-  // Streams not in use; one per cluster compressing at once (400 KiB of tables each).
-  readonly #idle: DeflateStream[] = [];
-
-  constructor(lib: Libz, level: number, windowBits: number, memLevel: number) {
-    this.#lib = lib;
-    this.#args = [level, windowBits, memLevel];
-    this.#idle.push(new DeflateStream(lib, level, windowBits, memLevel));
-  }
-
-  #take(): DeflateStream {
-    return this.#idle.pop() ?? new DeflateStream(this.#lib, ...this.#args);
-  }
-
-  #give(stream: DeflateStream): void {
-    this.#lib.deflateReset(stream.bytes);
-    this.#idle.push(stream);
-  }
-
-  compress(input: Uint8Array, limit: number): Uint8Array | null {
-    const stream = this.#take();
-    try {
-      const out = stream.arm(input, limit);
-      return stream.result(this.#lib.deflate(stream.bytes, Z_FINISH), out);
-    } finally {
-      this.#give(stream);
-    }
-  }
-
-  async compressAsync(input: Uint8Array, limit: number): Promise<Uint8Array | null> {
-    const stream = this.#take();
-    try {
-      const out = stream.arm(input, limit);
-      return stream.result(await this.#lib.deflateAsync(stream.bytes, Z_FINISH), out);
-    } finally {
-      this.#give(stream);
-    }
   }
 }
 
@@ -252,51 +215,71 @@ class ZstdStream {
   }
 }
 
-class ZstdCompressor implements HostCompressor {
-  readonly #lib: Libzstd;
-  readonly #idle: ZstdStream[] = [];
+/** A stream a {@linkcode Pooled} compressor lends out: armed for one call, then read. */
+interface Stream {
+  arm(input: Uint8Array, limit: number): Uint8Array;
+  result(r: number | bigint, out: Uint8Array): Uint8Array | null;
+}
 
-  constructor(lib: Libzstd) {
-    this.#lib = lib;
-    this.#idle.push(new ZstdStream(lib));
-  }
+/** What one library call on a stream is, both ways, and how a stream is made and reset. */
+interface StreamCalls<S extends Stream> {
+  make(): S;
+  reset(stream: S): void;
+  call(stream: S): number | bigint;
+  callAsync(stream: S): Promise<number | bigint>;
+}
 
-  #take(): ZstdStream {
-    return this.#idle.pop() ?? new ZstdStream(this.#lib);
-  }
+/** A compressor over a pool of streams: one per cluster compressing at once. */
+class Pooled<S extends Stream> implements HostCompressor {
+  readonly #calls: StreamCalls<S>;
+  readonly #idle: S[] = [];
 
-  #give(stream: ZstdStream): void {
-    // A frame left unfinished must not leak into the next cluster's.
-    this.#lib.ZSTD_CCtx_reset(stream.cctx, ZSTD_RESET_SESSION_ONLY);
-    this.#idle.push(stream);
+  constructor(calls: StreamCalls<S>) {
+    this.#calls = calls;
+    // The first stream is made now, so a library that cannot make one is found out here.
+    this.#idle.push(calls.make());
   }
 
   compress(input: Uint8Array, limit: number): Uint8Array | null {
-    const stream = this.#take();
+    const stream = this.#idle.pop() ?? this.#calls.make();
     try {
       const out = stream.arm(input, limit);
-      const r = this.#lib.ZSTD_compressStream2(stream.cctx, stream.output, stream.input, ZSTD_E_END);
-      return stream.result(r, out);
+      return stream.result(this.#calls.call(stream), out);
     } finally {
-      this.#give(stream);
+      this.#calls.reset(stream);
+      this.#idle.push(stream);
     }
   }
 
   async compressAsync(input: Uint8Array, limit: number): Promise<Uint8Array | null> {
-    const stream = this.#take();
+    const stream = this.#idle.pop() ?? this.#calls.make();
     try {
       const out = stream.arm(input, limit);
-      const r = await this.#lib.ZSTD_compressStream2Async(
-        stream.cctx,
-        stream.output,
-        stream.input,
-        ZSTD_E_END,
-      );
-      return stream.result(r, out);
+      return stream.result(await this.#calls.callAsync(stream), out);
     } finally {
-      this.#give(stream);
+      this.#calls.reset(stream);
+      this.#idle.push(stream);
     }
   }
+}
+
+function rawDeflater(lib: Libz, level: number, windowBits: number, memLevel: number) {
+  return new Pooled<DeflateStream>({
+    make: () => new DeflateStream(lib, level, windowBits, memLevel),
+    reset: (stream) => lib.deflateReset(stream.bytes),
+    call: (stream) => lib.deflate(stream.bytes, Z_FINISH),
+    callAsync: (stream) => lib.deflateAsync(stream.bytes, Z_FINISH),
+  });
+}
+
+function zstdCompressorOf(lib: Libzstd) {
+  return new Pooled<ZstdStream>({
+    make: () => new ZstdStream(lib),
+    // A frame left unfinished must not leak into the next cluster's.
+    reset: (stream) => lib.ZSTD_CCtx_reset(stream.cctx, ZSTD_RESET_SESSION_ONLY),
+    call: (s) => lib.ZSTD_compressStream2(s.cctx, s.output, s.input, ZSTD_E_END),
+    callAsync: (s) => lib.ZSTD_compressStream2Async(s.cctx, s.output, s.input, ZSTD_E_END),
+  });
 }
 
 const deflaters = new Map<string, HostCompressor | null>();
@@ -329,7 +312,7 @@ export function hostDeflater(
   let d: HostCompressor | null = null;
   if (libz !== null) {
     try {
-      d = new RawDeflater(libz, level, windowBits, memLevel);
+      d = rawDeflater(libz, level, windowBits, memLevel);
     } catch {
       // A zlib whose z_stream is not the one above answers Z_VERSION_ERROR: do without it.
     }
@@ -350,7 +333,7 @@ export function hostZstd(): HostCompressor | null {
   zstdCompressor = null;
   if (libzstd !== null) {
     try {
-      zstdCompressor = new ZstdCompressor(libzstd);
+      zstdCompressor = zstdCompressorOf(libzstd);
     } catch {
       // No context (out of memory): do without it.
     }
