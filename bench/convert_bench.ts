@@ -1,4 +1,4 @@
-// Convert throughput: raw->qcow2, qcow2->raw, raw->qcow2 -c on mixed data/zero extents, vs qemu-img
+// Convert throughput: raw->qcow2, qcow2->raw, raw->qcow2 -c (zlib, zstd) on mixed data/zero extents, vs qemu-img
 
 import * as path from "node:path";
 import {
@@ -64,6 +64,10 @@ export async function convertRows(): Promise<Row[]> {
       ["raw -> qcow2", (s) => ["convert", "-f", "raw", "-O", "qcow2", s.raw]],
       ["qcow2 -> raw", (s) => ["convert", "-f", "qcow2", "-O", "raw", s.qcow2]],
       ["raw -> qcow2 -c (zlib)", (s) => ["convert", "-c", "-f", "raw", "-O", "qcow2", s.raw]],
+      [
+        "raw -> qcow2 -c (zstd)",
+        (s) => ["convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "compression_type=zstd", s.raw],
+      ],
     ];
     const out = path.join(dir, "out");
     const once = (tool: "vmkit" | "qemu", args: string[]) =>

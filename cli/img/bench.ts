@@ -5,7 +5,7 @@ import type { BlockBackend } from "../../core/block/backend.ts";
 import { UsageError } from "../../core/errors.ts";
 import { parseSize } from "../../core/options.ts";
 import { getopt } from "../getopt.ts";
-import { writeOut } from "../output.ts";
+import { writeErr, writeOut } from "../output.ts";
 import {
   closeQuietly,
   ErrorExit,
@@ -30,6 +30,13 @@ export interface BenchOptions {
   drain: boolean;
 }
 
+/** A request that failed: qemu-img bench reports it and exits at once, closing nothing. */
+export class BenchRequestFailed extends Error {
+  constructor() {
+    super("Failed request: Input/output error");
+  }
+}
+
 /** Runs the requests; resolves to elapsed seconds. */
 export async function runBench(backend: BlockBackend, o: BenchOptions): Promise<number> {
   const size = backend.size();
@@ -37,9 +44,9 @@ export async function runBench(backend: BlockBackend, o: BenchOptions): Promise<
   let issued = 0;
   const nextOffset = () => {
     const at = offset;
-    // Wrap so requests stay inside the image, as qemu-img bench does.
+    // qemu-img 7.2 wraps modulo the image size, so a wrapped request may run past
+    // the end: that one fails (a request past the end of a qcow2 image is EIO).
     offset = size === 0 ? 0 : (offset + o.stepBytes) % size;
-    if (offset + o.bufferBytes > size) offset = 0;
     return at;
   };
   const start = performance.now();
@@ -49,6 +56,7 @@ export async function runBench(backend: BlockBackend, o: BenchOptions): Promise<
     while (issued < o.count) {
       issued++;
       const at = nextOffset();
+      if (at + o.bufferBytes > size) throw new BenchRequestFailed();
       if (o.write) await backend.write(at, buf);
       else await backend.read(at, buf);
       if (o.flushInterval > 0 && issued % o.flushInterval === 0) {
@@ -128,7 +136,15 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       );
       if (o.flushInterval) writeOut(`Sending flush every ${o.flushInterval} requests\n`);
     }
-    const seconds = await runBench(backend, o);
+    let seconds: number;
+    try {
+      seconds = await runBench(backend, o);
+    } catch (e) {
+      if (!(e instanceof BenchRequestFailed)) throw e;
+      // As bench_cb's exit(): written data stays, cached metadata is not flushed.
+      writeErr(`${ctx.errorPrefix}: ${e.message}\n`);
+      Deno.exit(1);
+    }
     if (!quiet) {
       writeOut(`Run completed in ${seconds.toFixed(3)} seconds.\n`);
     }

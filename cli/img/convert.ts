@@ -154,13 +154,28 @@ export async function convertImages(
       if (!options.outOfOrder && writeTurn !== index) {
         await new Promise<void>((resolve) => turnWaiters.set(index, resolve));
       }
+      let compressing: Promise<void> | undefined;
       try {
-        await writeExtent(write, e, buf, plan, options, clusterSize);
+        compressing = (await writeExtent(write, e, buf, plan, options, clusterSize))?.queued;
       } finally {
-        if (buf !== NO_BUFFER) free.push(buf);
+        if (buf !== NO_BUFFER && compressing === undefined) free.push(buf);
         writeTurn = index + 1;
         turnWaiters.get(index + 1)?.();
         turnWaiters.delete(index + 1);
+      }
+      // A compressed write is in the target's queue, in order, and compresses while the
+      // next extents take their turns; its buffer is reused once it has settled.
+      if (compressing !== undefined) {
+        try {
+          await compressing;
+        } catch (err) {
+          if (!(err instanceof VmkitError)) throw err;
+          throw new IoError(
+            `error while writing at byte ${e.offset}: ${ioErrorText(err.cause ?? err)}`,
+          );
+        } finally {
+          free.push(buf);
+        }
       }
       done += e.length;
       options.progress?.update(done, total);
@@ -168,7 +183,7 @@ export async function convertImages(
   };
   await Promise.all(Array.from({ length: sync ? 1 : Math.max(1, options.workers) }, worker));
   // qemu-img signals the end of a compressed stream with an empty compressed write.
-  if (options.compress && !options.targetHasBacking && target.root.writeCompressed) {
+  if (options.compress && target.root.writeCompressed) {
     await target.writeCompressed(0, new Uint8Array(0));
   }
   await target.flush();
@@ -294,6 +309,10 @@ interface Writer {
   target: BlockBackend;
 }
 
+/**
+ * Writes one extent's runs. A compressed cluster is only queued: `queued` settles when
+ * it is written (the target keeps the order in which writes were queued).
+ */
 async function writeExtent(
   writer: Writer,
   e: Extent,
@@ -301,7 +320,7 @@ async function writeExtent(
   plan: Plan,
   options: ConvertOptions,
   clusterSize: number,
-): Promise<void> {
+): Promise<{ queued: Promise<void> } | undefined> {
   const isData = (r: number) =>
     r < plan.runs.length && (plan.runs[r][2] === "copy" || plan.runs[r][2] === "fill");
   for (let r = 0; r < plan.runs.length; r++) {
@@ -329,12 +348,18 @@ async function writeExtent(
     }
     if (options.compress) {
       // One cluster per extent: all-zero clusters stay unallocated, unless -S 0 asked
-      // for no zero detection (qemu-img then compresses zero clusters too).
+      // for no zero detection (qemu-img then compresses zero clusters too). A short
+      // cluster goes as a compressed write too: the format compresses it zero-padded
+      // when it ends the image, as QEMU's qcow2 does.
       const data = buf.subarray(start, start + length);
       if (options.sparseBytes > 0 && isZero(data)) {
         if (!options.targetIsZero) await target.writeZeroes(at, length, { unmap: true });
-      } else if (length === clusterSize) await target.writeCompressed(at, data);
-      else await target.write(at, data);
+      } else {
+        // Wrapped: an async function would otherwise wait for a promise it returns.
+        const queued = target.writeCompressed(at, data);
+        queued.catch(() => {});
+        return { queued };
+      }
       continue;
     }
     await writeSparse(writer, at, buf.subarray(start, start + length), options, clusterSize);

@@ -9,8 +9,9 @@ import { getopt } from "../getopt.ts";
 import { closeQuietly, hasOpt, type ImgCommand, type ImgContext, lastOpt } from "./common.ts";
 import { Progress } from "./progress.ts";
 
-/** Bytes compared per step; a multiple of every cluster size qemu-img uses. */
-const REBASE_CHUNK_BYTES = 1 << 20;
+/** Bytes compared per step: qemu-img's IO_BUF_SIZE. */
+const REBASE_CHUNK_BYTES = 2 << 20;
+const SECTOR = 512;
 
 async function readClamped(node: BlockNode | null, offset: number, out: Uint8Array) {
   const have = node === null ? 0 : Math.max(0, Math.min(out.length, node.size() - offset));
@@ -35,7 +36,6 @@ export async function copyDifferences(
   onProgress?: (done: number, total: number) => void,
 ): Promise<void> {
   const size = top.size();
-  const unit = top.clusterSize ?? 65536;
   const oldBuf = blockAlignedBuffer(REBASE_CHUNK_BYTES);
   const newBuf = blockAlignedBuffer(REBASE_CHUNK_BYTES);
   for (let pos = 0; pos < size;) {
@@ -46,11 +46,18 @@ export async function copyDifferences(
       const w = newBuf.subarray(0, n);
       await top.read(pos, o);
       await readClamped(next, pos, w);
+      // As qemu-img's compare_buffers: runs of 512-byte sectors that differ (or not)
+      // alike, each differing run one write, so a run allocates its clusters at once.
       for (let at = 0; at < n;) {
-        const step = Math.min(unit - ((pos + at) % unit), n - at);
-        const part = o.subarray(at, at + step);
-        if (!equalBytes(part, w.subarray(at, at + step))) await top.write(pos + at, part);
-        at += step;
+        const differs = !equalBytes(o.subarray(at, at + SECTOR), w.subarray(at, at + SECTOR));
+        let end = Math.min(at + SECTOR, n);
+        while (end < n) {
+          const next = Math.min(end + SECTOR, n);
+          if (!equalBytes(o.subarray(end, next), w.subarray(end, next)) !== differs) break;
+          end = next;
+        }
+        if (differs) await top.write(pos + at, o.subarray(at, end));
+        at = end;
       }
     }
     pos += n;

@@ -16,6 +16,27 @@ function patternBytes(length: number, seed: number): Uint8Array {
   return out;
 }
 
+/** Words of pseudo-random letters: compressible, but not trivially (deflate's choices show). */
+export function textLike(bytes: number, seed: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  let x = seed | 1;
+  const next = () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return x >>> 0;
+  };
+  const words = Array.from({ length: 300 }, () => {
+    const n = 2 + (next() % 8);
+    return Array.from({ length: n }, () => 97 + (next() % 16));
+  });
+  for (let i = 0; i < bytes;) {
+    for (const c of words[next() % words.length]) if (i < bytes) out[i++] = c;
+    if (i < bytes) out[i++] = next() % 12 === 0 ? 10 : 32;
+  }
+  return out;
+}
+
 /** A raw file with data extents at `at` (each `bytes` long) and holes elsewhere. */
 function sparseRaw(file: string, size: number, at: number[], bytes = 8192): void {
   const f = Deno.openSync(file, { write: true, create: true, truncate: true });
@@ -83,6 +104,15 @@ export async function buildFixtures(dir: string): Promise<void> {
   islands.fill(0, 310000, 310000 + 1536);
   islands.fill(0, 330000, 330000 + 6144);
   Deno.writeFileSync(path.join(dir, "islands.raw"), islands);
+  // Compression and allocation rows: text that deflate packs by its own choices (odd
+  // size, so the last cluster is short), and 9 MiB of noise, more than a 512-byte-
+  // cluster image's first refcount table covers.
+  const text = textLike(3 * 1048576 + 5123, 11);
+  for (let at = 1 << 20; at < (1 << 20) + 200_000; at += 4096) {
+    text.set(patternBytes(700, at), at); // incompressible spots
+  }
+  Deno.writeFileSync(path.join(dir, "text.raw"), text);
+  Deno.writeFileSync(path.join(dir, "noise.raw"), patternBytes(9 << 20, 5));
 
   await Promise.all([
     // qcow2 written by qemu-io: zeroes and discards inside allocated data

@@ -22,6 +22,7 @@ import {
   QCOW_OFLAG_ZERO,
 } from "./layout.ts";
 import { maxRefcount, Refcounts, writeRefcount } from "./refcount.ts";
+import { QCOW_MAX_REFTABLE_SIZE } from "./header.ts";
 import { truncateImage } from "./truncate.ts";
 
 export { QCOW2_AMEND_OPTIONS } from "./options.ts";
@@ -259,19 +260,22 @@ async function expandZeroClusters(img: Qcow2Image): Promise<void> {
 }
 
 /**
- * Rebuilds the refcount table and blocks at width `2^order` after the current
- * end of the file, then points the header at them; the old structures become free.
+ * Changes the refcount width as QEMU's `qcow2_change_refcount_order`: walks the
+ * refcounts in new-block-sized ranges, allocating (through the current structures)
+ * a block for every range with a cluster in use and then a table for them, and walks
+ * again until a walk allocates nothing; then fills and writes the new blocks and the
+ * table, points the header at them and frees the old blocks and table.
  */
 export function changeRefcountOrder(img: Qcow2Image, order: number): Qcow2Image {
   settle(img);
   const h = img.header;
   const L = img.layout;
   const cs = L.clusterSize;
-  const fileClusters = Math.ceil(img.file.size() / cs);
-  const counts = new Float64Array(fileClusters);
+  const rc = img.refcounts;
+  const perBlock = (cs * 8) / 2 ** order;
   const max = maxRefcount(order);
-  for (let c = 0; c < fileClusters; c++) {
-    const r = img.refcounts.get(c);
+  for (let c = 0; c < Math.ceil(img.file.size() / cs); c++) {
+    const r = rc.get(c);
     if (r > max) {
       throw new NotSupportedError(
         `Cannot decrease refcount entry width to ${2 ** order} bits: Cluster at offset 0x${
@@ -279,57 +283,68 @@ export function changeRefcountOrder(img: Qcow2Image, order: number): Qcow2Image 
         } has a refcount of ${r}`,
       );
     }
-    counts[c] = r;
   }
-  // The old table and blocks are not referenced once the header moves on.
-  const old = img.refcounts.location;
-  for (let k = 0; k < old.clusters; k++) counts[old.offset / cs + k] = 0;
-  for (const block of img.refcounts.table) if (block !== 0) counts[block / cs] = 0;
-
-  const entries = (cs * 8) / 2 ** order;
-  const start = fileClusters;
-  const used = new Set<number>();
-  for (let c = 0; c < fileClusters; c++) if (counts[c] > 0) used.add(Math.floor(c / entries));
-  // New table clusters, then blocks, from `start`; each may need a block of its own.
-  let total = 0;
-  let blocks: number[] = [];
+  // The walk reads the live refcounts, so what it allocates counts in later ranges.
+  const used = (range: number): boolean => {
+    for (let c = range * perBlock; c < (range + 1) * perBlock; c++) if (rc.get(c) > 0) return true;
+    return false;
+  };
+  const table: number[] = [];
+  let tableOffset = 0;
   let tableClusters = 0;
   for (;;) {
-    const need = new Set(used);
-    for (let c = start; c < start + total; c++) need.add(Math.floor(c / entries));
-    blocks = [...need].sort((a, b) => a - b);
-    const top = blocks.length > 0 ? blocks[blocks.length - 1] + 1 : 1;
-    tableClusters = Math.ceil((top * 8) / cs);
-    const next = tableClusters + blocks.length;
-    if (next <= total) break;
-    total = next;
+    let allocated = false;
+    for (const range of usedRanges(rc, L.refcountBlockEntries, perBlock)) {
+      if (!used(range)) continue;
+      if (range >= table.length) {
+        const size = Math.ceil((range + 1) / (cs / 8)) * (cs / 8);
+        if (size > QCOW_MAX_REFTABLE_SIZE / 8) {
+          throw new NotSupportedError(
+            "This operation would make the refcount table grow beyond the maximum size supported by QEMU, aborting",
+          );
+        }
+        while (table.length < size) table.push(0);
+      }
+      if (table[range] === 0) {
+        table[range] = rc.allocClusters(1);
+        allocated = true;
+      }
+    }
+    if (!allocated) break;
+    if (tableOffset !== 0) rc.free(tableOffset, tableClusters * cs);
+    tableClusters = (table.length * 8) / cs;
+    tableOffset = rc.allocClusters(tableClusters);
   }
-  const table = new Uint8Array(tableClusters * cs);
-  const tv = new DataView(table.buffer);
-  blocks.forEach((t, k) => {
-    const at = (start + tableClusters + k) * cs;
-    tv.setUint32(t * 8, offsetHi(at));
-    tv.setUint32(t * 8 + 4, offsetLo(at));
+  // Fill and write the new blocks from the final refcounts, then the table.
+  const tableBuf = new Uint8Array(tableClusters * cs);
+  const tv = new DataView(tableBuf.buffer);
+  table.forEach((at, range) => {
+    if (at === 0) return;
     const block = new Uint8Array(cs);
     const bv = new DataView(block.buffer);
-    for (let i = 0; i < entries; i++) {
-      const c = t * entries + i;
-      const r = c < fileClusters ? counts[c] : c < start + total ? 1 : 0;
+    for (let i = 0; i < perBlock; i++) {
+      const r = rc.get(range * perBlock + i);
       if (r > 0) writeRefcount(bv, i, order, r);
     }
     img.file.writeSync(at, block);
+    tv.setUint32(range * 8, offsetHi(at));
+    tv.setUint32(range * 8 + 4, offsetLo(at));
   });
-  img.file.writeSync(start * cs, table);
+  img.file.writeSync(tableOffset, tableBuf);
+  rc.flush();
+  // The old structures as they are now: the walk may have added blocks (or moved the table).
+  const old = rc.location;
+  const oldTable = rc.table.slice();
   img.file.syncSync();
   h.refcountOrder = order;
-  h.refcountTableOffset = start * cs;
+  h.refcountTableOffset = tableOffset;
   h.refcountTableClusters = tableClusters;
   writeHeader(img);
 
   const layout = new Layout(h.clusterBits, order, L.extendedL2);
   const refcounts = new Refcounts(layout, img.file, {
-    cacheEntries: img.refcounts.cache.capacity,
-    location: { offset: start * cs, clusters: tableClusters },
+    cacheEntries: rc.cache.capacity,
+    location: { offset: tableOffset, clusters: tableClusters },
     onTableMoved: (loc) => writeReftableLocation(img, loc.offset, loc.clusters),
   });
   refcounts.onFreed = (offset) => {
@@ -337,5 +352,28 @@ export function changeRefcountOrder(img: Qcow2Image, order: number): Qcow2Image 
     for (let s = 0; s < cs; s += img.map.cache.entryBytes) img.map.cache.discard(offset + s);
     refcounts.cache.discard(offset);
   };
+  // The old blocks, then the old table, are freed through the new structures.
+  for (const block of oldTable) if (block !== 0) refcounts.free(block, cs);
+  refcounts.free(old.offset, old.clusters * cs);
+  refcounts.flush();
+  img.file.syncSync();
   return { ...img, layout, refcounts };
+}
+
+/**
+ * The new-block ranges (of `perBlock` clusters) that hold a cluster counted by an
+ * existing refcount block, in order: the others are all zero and the walk skips
+ * them. Read afresh on every call, so blocks allocated meanwhile are seen.
+ */
+function* usedRanges(rc: Refcounts, oldPerBlock: number, perBlock: number): Generator<number> {
+  let last = -1;
+  for (let t = 0; t < rc.table.length; t++) {
+    if (rc.table[t] === 0) continue;
+    const first = Math.floor((t * oldPerBlock) / perBlock);
+    const end = Math.floor(((t + 1) * oldPerBlock - 1) / perBlock);
+    for (let r = Math.max(first, last + 1); r <= end; r++) {
+      last = r;
+      yield r;
+    }
+  }
 }

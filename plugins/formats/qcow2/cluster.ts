@@ -121,6 +121,11 @@ export class ClusterMap {
     this.#l1View = new DataView(this.#l1.buffer);
   }
 
+  /** L2 entries in one cache slice (a whole table unless the cache is smaller than the disk needs). */
+  get sliceEntries(): number {
+    return this.#sliceEntries;
+  }
+
   /** The L2 slice cache. */
   get cache(): MetadataCache {
     return this.#cache;

@@ -1,11 +1,15 @@
 // qcow2 compressed clusters: zlib raw deflate (window 2^12, as QEMU) and zstd frames
 
 import { IoError, NotSupportedError } from "../../../core/errors.ts";
-import { zlibSync } from "../../../core/zlib.ts";
+import { type HostCompressor, hostDeflater, hostZstd } from "../../../core/host_zlib.ts";
+import { loadZlib, zlibLoaded, zlibSync } from "../../../core/zlib.ts";
 import { QCOW2_COMPRESSION_TYPE_ZLIB, QCOW2_COMPRESSION_TYPE_ZSTD } from "./header.ts";
 
-// QEMU deflates with windowBits -12: raw deflate, 4 KiB window (qcow2-threads.c).
+// QEMU deflates with deflateInit2(Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
+// Z_DEFAULT_STRATEGY): raw deflate, 4 KiB window, memory level 9 (qcow2-threads.c).
 const ZLIB_WINDOW_BITS = 12;
+const ZLIB_MEM_LEVEL = 9;
+const Z_DEFAULT_COMPRESSION = -1;
 const ZSTD_MAGIC = 0xfd2fb528;
 
 interface ZstdApi {
@@ -26,24 +30,74 @@ export function compressionTypeName(type: number): string {
   return type === QCOW2_COMPRESSION_TYPE_ZSTD ? "zstd" : "zlib";
 }
 
+/** The host library QEMU links for `type` (docs/img-differences.md), or null. */
+function hostCompressor(type: number): HostCompressor | null {
+  if (type === QCOW2_COMPRESSION_TYPE_ZLIB) {
+    return hostDeflater(Z_DEFAULT_COMPRESSION, -ZLIB_WINDOW_BITS, ZLIB_MEM_LEVEL);
+  }
+  return type === QCOW2_COMPRESSION_TYPE_ZSTD ? hostZstd() : null;
+}
+
+/** True when {@linkcode compressCluster} needs node:zlib (`loadZlib()`) for `type`. */
+export function compressNeedsZlib(type: number): boolean {
+  return hostCompressor(type) === null;
+}
+
 /**
- * Compresses one cluster (after `loadZlib()`). Returns null when the result would not be smaller than
- * the cluster (QEMU then writes the cluster uncompressed).
+ * Compresses one cluster. Returns null when the result would not be smaller than the
+ * cluster: like QEMU, the output may take at most `clusterSize - 1` bytes, and a cluster
+ * that does not fit is written uncompressed. The host's zlib or libzstd (what qemu-img
+ * links) is used where FFI can reach it, so the bytes are qemu-img's; otherwise node:zlib
+ * (after `loadZlib()`), which packs the same data into other bytes.
  */
 export function compressCluster(
   type: number,
   data: Uint8Array,
   clusterSize: number,
 ): Uint8Array | null {
+  const limit = clusterSize - 1;
+  const host = hostCompressor(type);
+  if (host !== null) {
+    try {
+      return host.compress(data, limit);
+    } catch (e) {
+      throw new IoError("Could not compress cluster: Input/output error", { cause: e });
+    }
+  }
   let out: Uint8Array;
   if (type === QCOW2_COMPRESSION_TYPE_ZLIB) {
-    out = zlibSync().deflateRawSync(data, { windowBits: ZLIB_WINDOW_BITS, level: 6 });
+    out = zlibSync().deflateRawSync(data, {
+      windowBits: ZLIB_WINDOW_BITS,
+      level: 6,
+      memLevel: ZLIB_MEM_LEVEL,
+    });
   } else if (type === QCOW2_COMPRESSION_TYPE_ZSTD) {
     out = zstd().zstdCompressSync(data);
   } else {
     throw new NotSupportedError(`qcow2: unknown compression type: ${type}`);
   }
-  return out.length < clusterSize ? new Uint8Array(out.buffer, out.byteOffset, out.length) : null;
+  return out.length <= limit ? new Uint8Array(out.buffer, out.byteOffset, out.length) : null;
+}
+
+/**
+ * {@linkcode compressCluster} off the main thread where the host library is used, so
+ * several clusters compress at once; `data` must stay unchanged until it settles.
+ */
+export async function compressClusterAsync(
+  type: number,
+  data: Uint8Array,
+  clusterSize: number,
+): Promise<Uint8Array | null> {
+  const host = hostCompressor(type);
+  if (host === null) {
+    if (!zlibLoaded()) await loadZlib();
+    return compressCluster(type, data, clusterSize);
+  }
+  try {
+    return await host.compressAsync(data, clusterSize - 1);
+  } catch (e) {
+    throw new IoError("Could not compress cluster: Input/output error", { cause: e });
+  }
 }
 
 /**

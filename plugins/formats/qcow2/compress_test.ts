@@ -20,6 +20,7 @@ Deno.test("compressCluster() output decompresses with trailing bytes after it", 
 Deno.test("compressCluster() returns null when the data does not shrink", () => {
   const noise = new Uint8Array(4096).map(() => Math.floor(Math.random() * 256));
   assert.equal(compressCluster(0, noise, 4096), null);
+  assert.equal(compressCluster(1, noise, 4096), null);
 });
 
 Deno.test("zstdFrameLength() measures exactly one frame", () => {

@@ -115,7 +115,9 @@ export function createSettings(sizeBytes: number, opts: ParsedOptions): CreateSe
   }
   const layout = new Layout(clusterBits, Math.log2(refcountBits), extendedL2);
   if (layout.l1EntriesFor(sizeBytes) > QCOW_MAX_L1_SIZE / 8) {
-    throw new OptionError("The image size is too large (try using a larger cluster size)");
+    throw new OptionError(
+      "The image size is too large for file format 'qcow2' (try using a larger cluster size)",
+    );
   }
   return {
     version,

@@ -3,7 +3,12 @@
 import { IoError } from "../../../core/errors.ts";
 import { loadZlib, zlibLoaded } from "../../../core/zlib.ts";
 import { type Mapping, newMapping } from "./cluster.ts";
-import { compressCluster, decompressCluster } from "./compress.ts";
+import {
+  compressCluster,
+  compressClusterAsync,
+  compressNeedsZlib,
+  decompressCluster,
+} from "./compress.ts";
 import { markDirty, type Qcow2Image } from "./image.ts";
 import {
   entryOffset,
@@ -127,7 +132,7 @@ function allocData(img: Qcow2Image, c: number): number {
 }
 
 /** Drops the reference an old L2 entry held (a shared or compressed cluster being replaced). */
-function releaseOld(img: Qcow2Image, hi: number, lo: number): void {
+export function releaseOld(img: Qcow2Image, hi: number, lo: number): void {
   if (img.hasDataFile) return;
   // The L2 entry that dropped the reference reaches the disk before the lower
   // refcount does: a crash in between leaks the cluster instead of freeing one in use.
@@ -146,9 +151,15 @@ function bitRange(first: number, last: number): number {
   return count >= 32 ? 0xffffffff : (((1 << count) - 1) << first) >>> 0;
 }
 
-/** Writes guest bytes `[offset, offset + data.length)`, cluster by cluster. */
+/**
+ * Writes guest bytes `[offset, offset + data.length)`, cluster by cluster. Clusters
+ * that need a new host cluster get one run of them at once, as QEMU's `handle_alloc`
+ * allocates: where the run lands decides where a new refcount block goes.
+ */
 export async function writeGuest(img: Qcow2Image, offset: number, data: Uint8Array): Promise<void> {
   const cs = img.layout.clusterSize;
+  const lastCluster = Math.floor((offset + data.length - 1) / cs);
+  let run = { next: 0, end: 0 };
   let pos = 0;
   while (pos < data.length) {
     const guest = offset + pos;
@@ -156,9 +167,44 @@ export async function writeGuest(img: Qcow2Image, offset: number, data: Uint8Arr
     const a = guest - c * cs;
     const n = Math.min(cs - a, data.length - pos);
     const chunk = n === data.length ? data : data.subarray(pos, pos + n);
-    if (!writeInPlace(img, c, a, chunk)) await writeAllocating(img, c, a, chunk);
+    if (!writeInPlace(img, c, a, chunk)) {
+      if (run.next === run.end) run = allocateRun(img, c, lastCluster);
+      const target = run.next < run.end ? run.next : undefined;
+      if (target !== undefined) run.next += cs;
+      await writeAllocating(img, c, a, chunk, target);
+    }
     pos += n;
   }
+}
+
+/** True when an L2 entry cannot take a write in place: QEMU's `cluster_needs_new_alloc`. */
+function needsNewCluster(hi: number, lo: number): boolean {
+  if ((hi & QCOW_OFLAG_COMPRESSED_HI) !== 0) return true;
+  return entryOffset(hi, lo) === 0 || (hi & QCOW_OFLAG_COPIED_HI) === 0;
+}
+
+/**
+ * Host clusters for guest clusters `first..` that need new ones, counted up to
+ * `last`, the end of the L2 slice, or the first that does not: one contiguous run
+ * (`next` to `end`), allocated after the slice's L2 table. Empty with a data file or
+ * when `first` itself needs none.
+ */
+function allocateRun(img: Qcow2Image, first: number, last: number): { next: number; end: number } {
+  if (img.hasDataFile) return { next: 0, end: 0 };
+  beforeMetadataChange(img);
+  const L = img.layout;
+  const s = img.map.sliceForWrite(first, img.refcounts, img.lazy);
+  const v = s.entry.view;
+  const room = Math.min(last - first + 1, img.map.sliceEntries - s.index);
+  let count = 0;
+  while (count < room) {
+    const at = (s.index + count) * L.l2EntryBytes;
+    if (!needsNewCluster(v.getUint32(at), v.getUint32(at + 4))) break;
+    count++;
+  }
+  if (count === 0) return { next: 0, end: 0 };
+  const host = img.refcounts.allocClusters(count);
+  return { next: host, end: host + count * L.clusterSize };
 }
 
 // Writes into an allocated cluster this image owns alone (COPIED); false when not possible.
@@ -192,6 +238,7 @@ async function writeAllocating(
   c: number,
   a: number,
   chunk: Uint8Array,
+  fresh?: number,
 ): Promise<void> {
   const L = img.layout;
   const cs = L.clusterSize;
@@ -221,7 +268,7 @@ async function writeAllocating(
     buf.set(chunk, a - r0);
     if (r1 > b) await readClamped(img, base + b, buf.subarray(b - r0));
   }
-  const target = owned ? host : allocData(img, c);
+  const target = owned ? host : fresh ?? allocData(img, c);
   img.data.writeSync(target + r0, buf);
   // Power loss must not leave an L2 entry pointing at data that never reached the disk.
   img.map.cache.setDependsOnFlush();
@@ -246,21 +293,89 @@ async function writeAllocating(
 }
 
 /**
- * Writes one compressed cluster at the cluster-aligned guest `offset`; data that
- * does not compress (or a short last cluster) is written normally, as QEMU does.
+ * The cluster a compressed write at `offset` packs: `data` itself, or a short cluster
+ * at the end of the image zero-padded to a whole one, as qcow2_co_pwritev_compressed_task
+ * does; null for a short one elsewhere (written normally).
+ */
+function fullCluster(img: Qcow2Image, offset: number, data: Uint8Array): Uint8Array | null {
+  const cs = img.layout.clusterSize;
+  if (data.length === cs) return data;
+  const atEnd = Math.ceil((offset + data.length) / 512) === Math.ceil(img.header.size / 512);
+  return atEnd && data.length < cs ? padded(data, cs) : null;
+}
+
+/**
+ * Starts compressing the cluster of a compressed write at `offset` on the host
+ * library's thread pool: the write itself ({@linkcode writeCompressedGuest} with the
+ * result) may then wait its turn while other clusters compress. `data` must stay
+ * unchanged until the promise settles.
+ */
+export function compressAhead(
+  img: Qcow2Image,
+  offset: number,
+  data: Uint8Array,
+): Promise<Uint8Array | null> {
+  const full = fullCluster(img, offset, data);
+  if (full === null || img.hasDataFile) return Promise.resolve(null);
+  return compressClusterAsync(img.header.compressionType, full, img.layout.clusterSize);
+}
+
+/** Compressed writes of one image waiting in its queue, and the failure that stops them. */
+const compressedQueues = new WeakMap<Qcow2Image, { pending: number; failure?: unknown }>();
+
+/**
+ * Queues a compressed write through `serialize` (the node's request order), its
+ * compression started at once ({@linkcode compressAhead}). Once one fails, the writes
+ * queued behind it fail too without writing, as qemu-img stops at its first failed
+ * write, until the queue has drained.
+ */
+export function queueCompressedWrite(
+  img: Qcow2Image,
+  offset: number,
+  data: Uint8Array,
+  serialize: (work: () => Promise<void>) => Promise<void>,
+): Promise<void> {
+  const packed = compressAhead(img, offset, data);
+  packed.catch(() => {});
+  let queue = compressedQueues.get(img);
+  if (queue === undefined) compressedQueues.set(img, queue = { pending: 0 });
+  const q = queue;
+  q.pending++;
+  return serialize(async () => {
+    if (q.failure !== undefined) throw q.failure;
+    try {
+      await writeCompressedGuest(img, offset, data, await packed);
+    } catch (e) {
+      q.failure = e;
+      throw e;
+    }
+  }).finally(() => {
+    if (--q.pending === 0) q.failure = undefined;
+  });
+}
+
+/**
+ * Writes one compressed cluster at the cluster-aligned guest `offset` (`prepared`: what
+ * {@linkcode compressAhead} made of it); data that does not compress (or a short
+ * cluster before the image's end) is written normally, as QEMU does.
  */
 export async function writeCompressedGuest(
   img: Qcow2Image,
   offset: number,
   data: Uint8Array,
+  prepared?: Uint8Array | null,
 ): Promise<void> {
   const L = img.layout;
   const cs = L.clusterSize;
   if (offset % cs !== 0) throw new IoError("Compressed writes must be cluster aligned");
   if (img.hasDataFile) throw new IoError("Compression is not supported with an external data file");
-  const full = data.length === cs ? data : null;
-  if (full && !zlibLoaded()) await loadZlib();
-  const packed = full ? compressCluster(img.header.compressionType, full, cs) : null;
+  let packed = prepared;
+  if (packed === undefined) {
+    const full = fullCluster(img, offset, data);
+    const type = img.header.compressionType;
+    if (full && !zlibLoaded() && compressNeedsZlib(type)) await loadZlib();
+    packed = full ? compressCluster(type, full, cs) : null;
+  }
   if (packed === null) {
     await writeGuest(img, offset, data);
     return;
@@ -271,6 +386,11 @@ export async function writeCompressedGuest(
   const at0 = s0.index * L.l2EntryBytes;
   const oldHi = s0.entry.view.getUint32(at0);
   const oldLo = s0.entry.view.getUint32(at0 + 4);
+  // As qcow2_alloc_compressed_cluster_offset: compression never overwrites a cluster
+  // with host bits (allocated, or compressed).
+  if ((oldHi & 0x00ffffff) !== 0 || (oldLo & ~0x1ff) !== 0) {
+    throw new IoError("Compressed write over an allocated cluster", { cause: { code: "EIO" } });
+  }
   const host = img.refcounts.allocBytes(packed.length);
   img.file.writeSync(host, packed);
   img.map.cache.setDependsOnFlush();
@@ -289,6 +409,12 @@ export async function writeCompressedGuest(
     releaseOld(img, oldHi, oldLo);
   }
   img.decompressed = null;
+}
+
+function padded(data: Uint8Array, bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  out.set(data);
+  return out;
 }
 
 /** How {@linkcode clearRange} rewrites the entries of whole (sub)clusters. */
@@ -390,10 +516,6 @@ async function clearRange(
     const host = compressed ? 0 : entryOffset(hi, lo);
     const owned = (hi & QCOW_OFLAG_COPIED_HI) !== 0 && !compressed;
     const allocated = compressed || host !== 0 || (img.hasDataFile && owned);
-    // Unallocated without a backing file already reads as zeroes.
-    if (
-      !allocated && (img.backing === null || mode === "deallocate") && (lo & QCOW_OFLAG_ZERO) === 0
-    ) continue;
     const wholeCluster = inCluster === 0 && n >= Math.min(cs, img.header.size - guest);
     if (L.extendedL2 && !wholeCluster && compressed) {
       await writeZeroBytes(img, guest, n);
@@ -403,9 +525,12 @@ async function clearRange(
       beforeMetadataChange(img);
       metadataChanged = true;
     }
+    // As QEMU's get_cluster_table: the L2 table is allocated (or copied from a
+    // snapshot's) even where no entry changes.
     const s = img.map.sliceForWrite(c, img.refcounts, img.lazy);
     const v = s.entry.view;
     const at = s.index * L.l2EntryBytes;
+    if ((wholeCluster || !L.extendedL2) && entryKept(img, mode, v, at, allocated)) continue;
     const free = allocated && (mode !== "zero" || compressed || !owned);
     if (L.extendedL2 && !wholeCluster) {
       // Some subclusters only: keep the host cluster, flip their bitmap bits.
@@ -434,6 +559,40 @@ async function clearRange(
   }
   img.decompressed = null;
   if (freed.length > 0) await discardFreed(img, freed);
+}
+
+/**
+ * True when a whole cluster's entry already is what {@linkcode clearRange} would make
+ * it, by the rules of QEMU's zero_in_l2_slice and discard_in_l2_slice: a zero write
+ * sets the zero flag (all zero bits) on any cluster, unallocated ones included; a
+ * discard leaves an unallocated cluster alone without a backing file; a deallocation
+ * leaves an entry of nothing alone.
+ */
+function entryKept(
+  img: Qcow2Image,
+  mode: ClearMode,
+  v: DataView,
+  at: number,
+  allocated: boolean,
+): boolean {
+  const ext = img.layout.extendedL2;
+  const hi = v.getUint32(at);
+  const lo = v.getUint32(at + 4);
+  const zeroBits = ext ? v.getUint32(at + 8) : 0;
+  const allocBits = ext ? v.getUint32(at + 12) : 0;
+  const readsZero = ext ? zeroBits === 0xffffffff && allocBits === 0 : (lo & QCOW_OFLAG_ZERO) !== 0;
+  switch (mode) {
+    case "zero":
+      return readsZero && (hi & QCOW_OFLAG_COMPRESSED_HI) === 0;
+    case "zero-unmap":
+      return readsZero && !allocated;
+    case "discard":
+      if (!allocated && img.backing === null) return true;
+      return !allocated && hi === 0 && (ext ? readsZero && lo === 0 : lo === QCOW_OFLAG_ZERO) &&
+        img.header.version >= 3;
+    case "deallocate":
+      return hi === 0 && lo === 0 && zeroBits === 0 && allocBits === 0;
+  }
 }
 
 /**

@@ -4,6 +4,7 @@ import { OptionError } from "../../../core/errors.ts";
 import type { ParsedOptions } from "../../../core/options.ts";
 import type { MeasureResult } from "../../../core/plugin.ts";
 import { QCOW_MAX_L1_SIZE } from "./header.ts";
+import { refcountMetadata } from "./refcount.ts";
 
 /**
  * Bytes of refcount table and blocks needed to count `clusters` clusters plus
@@ -14,19 +15,8 @@ export function refcountMetadataBytes(
   clusterSize: number,
   refcountOrder: number,
 ): number {
-  const blocksPerTableCluster = clusterSize / 8;
-  const refcountsPerBlock = (clusterSize * 8) / 2 ** refcountOrder;
-  let table = 0;
-  let blocks = 0;
-  let n = 0;
-  let last: number;
-  do {
-    last = n;
-    blocks = Math.ceil((clusters + table + blocks) / refcountsPerBlock);
-    table = Math.ceil(blocks / blocksPerTableCluster);
-    n = clusters + blocks + table;
-  } while (n !== last);
-  return (blocks + table) * clusterSize;
+  const { blocks, tableClusters } = refcountMetadata(clusters, clusterSize, refcountOrder, false);
+  return (blocks + tableClusters) * clusterSize;
 }
 
 /** The file size of a fully allocated image: header, L1, L2, refcounts and data. */

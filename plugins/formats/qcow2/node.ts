@@ -37,8 +37,8 @@ import {
 import {
   deallocateGuest,
   discardGuest,
+  queueCompressedWrite,
   readGuest,
-  writeCompressedGuest,
   writeGuest,
   zeroGuest,
 } from "./io.ts";
@@ -198,7 +198,9 @@ export class Qcow2Node implements BlockNode {
         if (end % 512 !== 0) return file.truncate(Math.ceil(end / 512) * 512);
       });
     }
-    return this.#serialize(() => writeCompressedGuest(this.#img, offset, data));
+    // Compression starts now, on the host library's threads; the allocation and the
+    // write keep the order of the calls.
+    return queueCompressedWrite(this.#img, offset, data, (work) => this.#serialize(work));
   }
 
   flush(): Promise<void> {

@@ -1,6 +1,6 @@
 // qcow2 reference counts: the refcount table, refcount blocks and cluster allocation
 
-import { MetadataCache } from "../../../core/block/metadata_cache.ts";
+import { type CacheEntry, MetadataCache } from "../../../core/block/metadata_cache.ts";
 import { IoError } from "../../../core/errors.ts";
 import { QCOW_MAX_REFTABLE_SIZE } from "./header.ts";
 import {
@@ -155,30 +155,8 @@ export class Refcounts {
    * Refcount blocks are allocated as needed; freed clusters are reported through {@linkcode onFreed}.
    */
   update(offset: number, bytes: number, delta: number): void {
-    if (bytes <= 0) return;
-    const cs = this.#layout.clusterSize;
-    const first = Math.floor(offset / cs);
-    const last = Math.floor((offset + bytes - 1) / cs);
-    const entries = this.#layout.refcountBlockEntries;
-    const order = this.#layout.refcountOrder;
-    const max = maxRefcount(order);
-    for (let c = first; c <= last; c++) {
-      const t = Math.floor(c / entries);
-      if (delta > 0) this.#ensureBlock(t);
-      const block = t < this.#table.length ? this.#table[t] : 0;
-      if (block === 0) throw new IoError(`Refcount of cluster ${c} cannot drop below zero`);
-      const e = this.#cache.get(block);
-      const i = c - t * entries;
-      const value = readRefcount(e.view, i, order) + delta;
-      if (value < 0 || value > max) {
-        throw new IoError(`Refcount of cluster ${c} out of range: ${value}`);
-      }
-      writeRefcount(e.view, i, order, value);
-      this.#cache.markDirty(e);
-      if (value === 0) {
-        if (c < this.#freeClusterIndex) this.#freeClusterIndex = c;
-        this.onFreed?.(c * cs, 1);
-      }
+    while (!this.#update(offset, bytes, delta, true)) {
+      // A refcount block was allocated on the way: count again with it in place.
     }
   }
 
@@ -198,46 +176,102 @@ export class Refcounts {
     this.#file.syncSync();
   }
 
+  /**
+   * QEMU's `qcow2_shrink_reftable` after a shrink: refcount blocks that count nothing
+   * (but themselves) leave the table, the whole table is written and synced, and each
+   * dropped block then loses its own reference.
+   * @returns the host offsets of the dropped blocks (to discard, as QEMU does)
+   */
+  shrinkTable(): number[] {
+    const cs = this.#layout.clusterSize;
+    const entries = this.#layout.refcountBlockEntries;
+    const order = this.#layout.refcountOrder;
+    const kept = this.#table.slice();
+    for (let t = 0; t < kept.length; t++) {
+      const block = kept[t];
+      if (block === 0) continue;
+      const own = Math.floor(block / cs / entries) === t ? (block / cs) % entries : -1;
+      const view = this.#cache.get(block).view;
+      let unused = true;
+      for (let i = 0; i < entries && unused; i++) {
+        if (i !== own && readRefcount(view, i, order) !== 0) unused = false;
+      }
+      if (unused) kept[t] = 0;
+    }
+    const bytes = this.#location.clusters * cs;
+    const buf = new Uint8Array(bytes);
+    const view = new DataView(buf.buffer);
+    for (let t = 0; t < kept.length && t * 8 < bytes; t++) {
+      view.setUint32(t * 8, offsetHi(kept[t]));
+      view.setUint32(t * 8 + 4, offsetLo(kept[t]));
+    }
+    this.#file.writeSync(this.#location.offset, buf);
+    this.#file.syncSync();
+    const dropped: number[] = [];
+    for (let t = 0; t < kept.length; t++) {
+      const block = this.#table[t];
+      if (block === 0 || kept[t] !== 0) continue;
+      // qcow2_discard_refcount_block: the block's own refcount, in whichever block counts it.
+      const c = block / cs;
+      const home = this.#table[Math.floor(c / entries)];
+      if (home !== 0) {
+        const e = this.#cache.get(home);
+        writeRefcount(e.view, c % entries, order, 0);
+        this.#cache.markDirty(e);
+        if (c < this.#freeClusterIndex) this.#freeClusterIndex = c;
+      }
+      this.#cache.discard(block);
+      this.#table[t] = 0;
+      dropped.push(block);
+    }
+    return dropped;
+  }
+
   /** Sets the refcount of cluster `index` to `value` (check repair). */
   set(index: number, value: number): void {
+    let e: CacheEntry | null = null;
+    while (e === null) e = this.#block(index);
     const entries = this.#layout.refcountBlockEntries;
-    const t = Math.floor(index / entries);
-    this.#ensureBlock(t);
-    const e = this.#cache.get(this.#table[t]);
-    writeRefcount(e.view, index - t * entries, this.#layout.refcountOrder, value);
+    writeRefcount(e.view, index % entries, this.#layout.refcountOrder, value);
     this.#cache.markDirty(e);
     if (value === 0 && index < this.#freeClusterIndex) this.#freeClusterIndex = index;
   }
 
   /**
-   * Allocates `count` contiguous free clusters and counts them (refcount 1).
+   * Allocates `count` contiguous free clusters and counts them (refcount 1), as
+   * `qcow2_alloc_clusters`: the first free run from the free-cluster index, searched
+   * again whenever counting it had to place a new refcount block first.
    * @returns the host offset of the first one
    */
   allocClusters(count: number): number {
-    const entries = this.#layout.refcountBlockEntries;
+    const cs = this.#layout.clusterSize;
     for (;;) {
-      const start = this.#findFree(this.#freeClusterIndex, count);
-      // Make sure every block covering the run exists; allocating one may take
-      // clusters from the run, so search again afterwards.
-      let changed = false;
-      for (
-        let t = Math.floor(start / entries);
-        t <= Math.floor((start + count - 1) / entries);
-        t++
-      ) {
-        if (t >= this.#table.length || this.#table[t] === 0) {
-          this.#ensureBlock(t);
-          changed = true;
-        }
-      }
-      if (changed) continue;
-      const cs = this.#layout.clusterSize;
-      this.update(start * cs, count * cs, 1);
-      // Everything before the run is in use (for one cluster) or too fragmented for this
-      // request; like QEMU's free_cluster_index, the next search starts after it.
-      this.#freeClusterIndex = start + count;
-      return start * cs;
+      const start = this.#allocNoref(count);
+      if (this.#update(start * cs, count * cs, 1, true)) return start * cs;
     }
+  }
+
+  /**
+   * Counts the free clusters from `offset` on, up to `count` of them, as
+   * `qcow2_alloc_clusters_at`; it stops at the first one in use.
+   * @returns how many were allocated
+   */
+  allocClustersAt(offset: number, count: number): number {
+    const cs = this.#layout.clusterSize;
+    const first = offset / cs;
+    for (;;) {
+      let n = 0;
+      while (n < count && this.get(first + n) === 0) n++;
+      if (this.#update(offset, n * cs, 1, true)) return n;
+    }
+  }
+
+  /** The last cluster with a reference before `fileBytes`, or -1 (`qcow2_get_last_cluster`). */
+  lastUsedCluster(fileBytes: number): number {
+    for (let c = Math.ceil(fileBytes / this.#layout.clusterSize) - 1; c >= 0; c--) {
+      if (this.get(c) > 0) return c;
+    }
+    return -1;
   }
 
   /**
@@ -248,27 +282,29 @@ export class Refcounts {
   allocBytes(bytes: number): number {
     const cs = this.#layout.clusterSize;
     let offset = this.#freeByteOffset;
-    if (offset !== 0 && offset % cs !== 0 && this.get(Math.floor(offset / cs)) > 0) {
-      const roomInCluster = cs - (offset % cs);
-      if (bytes <= roomInCluster) {
-        this.update(offset, bytes, 1);
-        this.#freeByteOffset = offset + bytes;
-        return offset;
-      }
-      // Spill into the next cluster if it is free, keeping the data contiguous.
-      const next = Math.floor(offset / cs) + 1;
-      if (this.#isFree(next)) {
-        const t = Math.floor(next / this.#layout.refcountBlockEntries);
-        if (t < this.#table.length && this.#table[t] !== 0) {
-          this.update(offset, bytes, 1);
-          if (next === this.#freeClusterIndex) this.#freeClusterIndex = next + 1;
-          this.#freeByteOffset = offset + bytes;
-          return offset;
+    // A cluster whose refcount is already at the maximum takes no more (1-bit refcounts).
+    if (
+      offset !== 0 && this.get(Math.floor(offset / cs)) >= maxRefcount(this.#layout.refcountOrder)
+    ) {
+      offset = 0;
+    }
+    let room = cs - (offset % cs);
+    for (;;) {
+      if (offset === 0 || room < bytes) {
+        const fresh = this.#allocNoref(1) * cs;
+        // Data that spills over goes on in the next cluster only when that one is the
+        // free cluster found; otherwise it starts afresh there.
+        if (offset === 0 || Math.ceil(offset / cs) * cs !== fresh) {
+          offset = fresh;
+          room = cs;
+        } else {
+          room += cs;
         }
       }
+      if (this.#update(offset, bytes, 1, true)) break;
+      offset = 0;
     }
-    offset = this.allocClusters(1);
-    this.#freeByteOffset = offset + bytes;
+    this.#freeByteOffset = (offset + bytes) % cs === 0 ? 0 : offset + bytes;
     return offset;
   }
 
@@ -291,143 +327,216 @@ export class Refcounts {
     this.#freeByteOffset = 0;
   }
 
-  #isFree(index: number): boolean {
-    return this.get(index) === 0;
+  /**
+   * Takes `count` clusters with refcount 0 from the free-cluster index on without
+   * counting them, as `alloc_clusters_noref`: the index moves past every cluster
+   * looked at, so a cluster in use restarts the run after it.
+   * @returns the first cluster's index
+   */
+  #allocNoref(count: number): number {
+    let run = 0;
+    while (run < count) {
+      run = this.get(this.#freeClusterIndex++) === 0 ? run + 1 : 0;
+    }
+    return this.#freeClusterIndex - count;
   }
 
-  #findFree(from: number, count: number): number {
-    let start = from;
-    let run = 0;
-    for (let c = from;; c++) {
-      if (this.#isFree(c)) {
-        if (run === 0) start = c;
-        run++;
-        if (run === count) return start;
-      } else {
-        run = 0;
+  /**
+   * QEMU's `update_refcount`: false (its -EAGAIN) when a refcount block had to be
+   * allocated first; the changes made so far are then undone and the free-cluster
+   * index goes back to the first cluster, so the caller's search finds the clusters
+   * the new block left free. `report` says whether freed clusters reach {@linkcode onFreed}.
+   */
+  #update(offset: number, bytes: number, delta: number, report: boolean): boolean {
+    if (bytes <= 0) return true;
+    const cs = this.#layout.clusterSize;
+    const first = Math.floor(offset / cs);
+    const last = Math.floor((offset + bytes - 1) / cs);
+    const entries = this.#layout.refcountBlockEntries;
+    const order = this.#layout.refcountOrder;
+    const max = maxRefcount(order);
+    let e: CacheEntry | null = null;
+    for (let c = first; c <= last; c++) {
+      if (e === null || c % entries === 0) {
+        if (delta < 0 && !this.#hasBlock(Math.floor(c / entries))) {
+          throw new IoError(`Refcount of cluster ${c} cannot drop below zero`);
+        }
+        e = this.#block(c);
+        if (e === null) {
+          if (this.#freeClusterIndex > first) this.#freeClusterIndex = first;
+          this.#update(offset, c * cs - offset, -delta, false);
+          return false;
+        }
+      }
+      const i = c % entries;
+      const value = readRefcount(e.view, i, order) + delta;
+      if (value < 0 || value > max) {
+        throw new IoError(`Refcount of cluster ${c} out of range: ${value}`);
+      }
+      writeRefcount(e.view, i, order, value);
+      this.#cache.markDirty(e);
+      if (value === 0) {
+        if (c < this.#freeClusterIndex) this.#freeClusterIndex = c;
+        if (report) this.onFreed?.(c * cs, 1);
       }
     }
+    return true;
   }
 
-  /** Makes sure refcount block `t` exists, allocating it (and growing the table) if not. */
-  #ensureBlock(t: number): void {
-    if (t < this.#table.length && this.#table[t] !== 0) return;
-    if (t >= this.#table.length) {
-      this.#growTable(t + 1);
-      if (this.#table[t] !== 0) return;
-    }
-    // Put the block in the first free cluster when an existing block counts it
-    // (as QEMU does); otherwise in the first cluster of its own range, which
-    // is free (no block means refcount 0) and where the block describes itself.
+  #hasBlock(t: number): boolean {
+    return t < this.#table.length && this.#table[t] !== 0;
+  }
+
+  /**
+   * The refcount block counting cluster `c`, or null (QEMU's -EAGAIN from
+   * `alloc_refcount_block`) after allocating it. The new block takes the next free
+   * cluster, past whatever the caller has taken without counting yet; in its own
+   * range it counts itself, elsewhere it is counted like any cluster (which may
+   * allocate that range's block first). A block beyond the end of the refcount
+   * table makes a new table: see {@linkcode refcountArea}.
+   */
+  #block(c: number): CacheEntry | null {
     const entries = this.#layout.refcountBlockEntries;
     const cs = this.#layout.clusterSize;
-    let cluster = this.#findFree(this.#freeClusterIndex, 1);
-    const home = Math.floor(cluster / entries);
-    const countedElsewhere = home !== t && home < this.#table.length && this.#table[home] !== 0;
-    if (home !== t && !countedElsewhere) cluster = t * entries;
-    const offset = cluster * cs;
-    const e = this.#cache.getEmpty(offset);
-    if (countedElsewhere) {
-      this.update(offset, cs, 1);
+    const t = Math.floor(c / entries);
+    if (this.#hasBlock(t)) return this.#cache.get(this.#table[t]);
+    const fresh = this.#allocNoref(1);
+    let e: CacheEntry;
+    if (Math.floor(fresh / entries) === t) {
+      e = this.#cache.getEmpty(fresh * cs);
+      writeRefcount(e.view, fresh % entries, this.#layout.refcountOrder, 1);
     } else {
-      writeRefcount(e.view, cluster - t * entries, this.#layout.refcountOrder, 1);
+      if (!this.#update(fresh * cs, cs, 1, true)) return null;
+      this.#cache.flush();
+      e = this.#cache.getEmpty(fresh * cs);
     }
     this.#cache.markDirty(e);
     // The block must be on disk before the table points to it.
     this.#cache.flush();
     this.#file.syncSync();
-    this.#table[t] = offset;
-    const entry = new Uint8Array(8);
-    const v = new DataView(entry.buffer);
-    v.setUint32(0, offsetHi(offset));
-    v.setUint32(4, offsetLo(offset));
-    this.#file.writeSync(this.#location.offset + t * 8, entry);
-    if (cluster === this.#freeClusterIndex) this.#freeClusterIndex = cluster + 1;
+    if (t < this.#table.length) {
+      this.#table[t] = fresh * cs;
+      const entry = new Uint8Array(8);
+      const v = new DataView(entry.buffer);
+      v.setUint32(0, offsetHi(fresh * cs));
+      v.setUint32(4, offsetLo(fresh * cs));
+      this.#file.writeSync(this.#location.offset + t * 8, entry);
+      this.#file.syncSync();
+      return null;
+    }
+    // The table is too small: a new one goes after the refcount ranges used so far,
+    // with the blocks that count it, and takes the new block at index t.
+    const blocksUsed = Math.ceil(Math.max(c + 1, fresh + 1) / entries);
+    this.refcountArea(blocksUsed * entries * cs, 0, true, t, fresh * cs);
+    return null;
   }
 
   /**
-   * Replaces the refcount table with a larger one of at least `minEntries`
-   * entries, placed with the refcount blocks that describe it at the end of the
-   * covered area; the old table is freed once the header points to the new one.
+   * QEMU's `qcow2_refcount_area`: from `start` (a cluster boundary with nothing
+   * after it), new refcount blocks and a new refcount table that count themselves and
+   * `additional` clusters after them; with `generous`, the table gets half as many
+   * entries again as needed. `newBlock`, when not 0, enters the table at `newIndex`.
+   * The header then points to the new table and the old one is freed.
+   * @returns the offset after the new structures
    */
-  #growTable(minEntries: number): void {
+  refcountArea(
+    start: number,
+    additional: number,
+    generous: boolean,
+    newIndex: number,
+    newBlock: number,
+  ): number {
     const layout = this.#layout;
     const cs = layout.clusterSize;
     const entries = layout.refcountBlockEntries;
-    const perCluster = cs / 8;
-    const oldLength = this.#table.length;
-    const fileClusters = Math.ceil(this.#file.size() / cs);
-    const start = Math.max(fileClusters, oldLength * entries);
-    let tableEntries = Math.max(minEntries, Math.ceil(oldLength * 1.5), oldLength + 1);
-    let blocks = 0;
-    let tableClusters = 0;
-    for (;;) {
-      tableClusters = Math.ceil(tableEntries / perCluster);
-      const areaEnd = start + blocks + tableClusters;
-      const firstT = Math.floor(start / entries);
-      const lastT = Math.floor((areaEnd - 1) / entries);
-      let needBlocks = 0;
-      for (let t = firstT; t <= lastT; t++) {
-        if (t >= oldLength || this.#table[t] === 0) needBlocks++;
-      }
-      const needEntries = Math.max(tableEntries, lastT + 1);
-      if (needBlocks === blocks && needEntries <= tableClusters * perCluster) {
-        tableEntries = tableClusters * perCluster;
-        break;
-      }
-      blocks = needBlocks;
-      tableEntries = needEntries;
-    }
-    if (tableClusters * cs > QCOW_MAX_REFTABLE_SIZE) {
-      throw new IoError(
+    const blockCount =
+      refcountMetadata(start / cs + additional, cs, layout.refcountOrder, generous).blocks;
+    const tooBig = () =>
+      new IoError(
         "This operation would make the refcount table grow beyond the maximum size supported by QEMU, aborting",
       );
-    }
-    const newTable = this.#table.slice();
-    while (newTable.length < tableEntries) newTable.push(0);
-    // Lay out: new refcount blocks first, then the table.
-    const areaStart = start;
-    const areaEnd = start + blocks + tableClusters;
-    let next = areaStart;
-    const newBlocks = new Map<number, Uint8Array>();
-    for (let t = Math.floor(areaStart / entries); t <= Math.floor((areaEnd - 1) / entries); t++) {
-      if (newTable[t] !== 0) continue;
-      newTable[t] = next * cs;
-      newBlocks.set(t, new Uint8Array(cs));
-      next++;
-    }
-    const tableOffset = next * cs;
-    // Count the area's clusters, in the new blocks or in existing ones.
-    for (let c = areaStart; c < areaEnd; c++) {
-      const t = Math.floor(c / entries);
-      const fresh = newBlocks.get(t);
-      if (fresh) {
-        writeRefcount(new DataView(fresh.buffer), c - t * entries, layout.refcountOrder, 1);
+    if (blockCount > QCOW_MAX_REFTABLE_SIZE) throw tooBig();
+    const areaIndex = Math.floor(start / cs / entries);
+    let tableSize = generous ? blockCount + Math.ceil(blockCount / 2) : blockCount;
+    tableSize = Math.ceil(tableSize / (cs / 8)) * (cs / 8);
+    const tableClusters = (tableSize * 8) / cs;
+    if (tableSize > QCOW_MAX_REFTABLE_SIZE) throw tooBig();
+    const table = new Array<number>(tableSize).fill(0);
+    for (let i = 0; i < Math.min(tableSize, this.#table.length); i++) table[i] = this.#table[i];
+    if (newBlock !== 0) table[newIndex] = newBlock;
+    let fresh = 0;
+    for (let i = areaIndex; i < blockCount; i++) if (table[i] === 0) fresh++;
+    const tableOffset = start + fresh * cs;
+    const end = tableOffset + tableClusters * cs;
+    let blockOffset = start;
+    for (let i = areaIndex; i < blockCount; i++) {
+      let e: CacheEntry;
+      if (table[i] !== 0) {
+        e = this.#cache.get(table[i]);
       } else {
-        const e = this.#cache.get(newTable[t]);
-        writeRefcount(e.view, c - t * entries, layout.refcountOrder, 1);
+        e = this.#cache.getEmpty(blockOffset);
+        this.#cache.markDirty(e);
+        table[i] = blockOffset;
+        blockOffset += cs;
+      }
+      const covered = i * entries * cs;
+      if (covered < end) {
+        const from = covered < start ? (start - covered) / cs : 0;
+        const to = Math.min((end - covered) / cs, entries);
+        for (let j = from; j < to; j++) writeRefcount(e.view, j, layout.refcountOrder, 1);
         this.#cache.markDirty(e);
       }
     }
     this.#cache.flush();
-    for (const [t, block] of newBlocks) this.#file.writeSync(newTable[t], block);
-    const tableBuf = new Uint8Array(tableClusters * cs);
-    const tv = new DataView(tableBuf.buffer);
-    newTable.forEach((off, i) => {
-      tv.setUint32(i * 8, offsetHi(off));
-      tv.setUint32(i * 8 + 4, offsetLo(off));
-    });
-    this.#file.writeSync(tableOffset, tableBuf);
+    const buf = new Uint8Array(tableClusters * cs);
+    const view = new DataView(buf.buffer);
+    for (let i = 0; i < tableSize; i++) {
+      view.setUint32(i * 8, offsetHi(table[i]));
+      view.setUint32(i * 8 + 4, offsetLo(table[i]));
+    }
+    this.#file.writeSync(tableOffset, buf);
     this.#file.syncSync();
     const old = this.#location;
-    this.#table = newTable;
+    this.#table = table;
     this.#location = { offset: tableOffset, clusters: tableClusters };
     this.#onTableMoved(this.location);
-    this.update(old.offset, old.clusters * cs, -1);
+    this.#update(old.offset, old.clusters * cs, -1, true);
+    return end;
   }
 
   /** Decodes a refcount table entry read from disk (for check). */
   static entry(hi: number, lo: number): number {
     return entryOffset(hi, lo);
   }
+}
+
+/**
+ * The refcount blocks and table clusters needed to count `clusters` clusters and the
+ * refcount structures themselves: the fixed point `qcow2_refcount_metadata_size`
+ * iterates to. With `generous`, room for a table half as large again is counted too.
+ */
+export function refcountMetadata(
+  clusters: number,
+  clusterSize: number,
+  refcountOrder: number,
+  generous: boolean,
+): { blocks: number; tableClusters: number } {
+  const perTableCluster = clusterSize / 8;
+  const perBlock = (clusterSize * 8) / 2 ** refcountOrder;
+  let table = 0;
+  let blocks = 0;
+  let n = 0;
+  let last: number;
+  do {
+    last = n;
+    blocks = Math.ceil((clusters + table + blocks) / perBlock);
+    table = Math.ceil(blocks / perTableCluster);
+    n = clusters + blocks + table;
+    if (n === last && generous) {
+      clusters += Math.ceil(table / 2);
+      n = 0;
+      generous = false;
+    }
+  } while (n !== last);
+  return { blocks, tableClusters: table };
 }

@@ -21,19 +21,30 @@ Deno.test("readRefcount() puts 1-bit entry 0 in the least significant bit", () =
   assert.deepEqual([0, 1, 2].map((i) => readRefcount(view, i, 0)), [1, 0, 1]);
 });
 
-Deno.test("Refcounts.allocClusters() counts new clusters and grows the table when full", () => {
-  const layout = new Layout(9, 4, false); // 512 B clusters: 256 refcounts per block
+/**
+ * A 512-byte-cluster image's refcounts: the table at cluster 1, one block at cluster 2
+ * counting clusters 0..2 (header, table, block).
+ */
+function smallImage(
+  refcountOrder = 4,
+  onTableMoved: () => void = () => {},
+): Refcounts {
   const store = memoryStore(3 * 512);
   const disk = store.bytes();
-  new DataView(disk.buffer).setUint32(512 + 4, 1024); // table -> block at cluster 2
-  for (let c = 0; c < 3; c++) new DataView(disk.buffer).setUint16(1024 + c * 2, 1);
+  new DataView(disk.buffer).setUint32(512 + 4, 1024);
+  const block = new DataView(disk.buffer, 1024, 512);
+  for (let c = 0; c < 3; c++) writeRefcount(block, c, refcountOrder, 1);
   const file = { ...store, node: null as never, size: () => store.bytes().length };
-  let moved = 0;
-  const rc = new Refcounts(layout, file, {
+  return new Refcounts(new Layout(9, refcountOrder, false), file, {
     cacheEntries: 4,
     location: { offset: 512, clusters: 1 },
-    onTableMoved: () => moved++,
+    onTableMoved,
   });
+}
+
+Deno.test("Refcounts.allocClusters() counts new clusters and grows the table when full", () => {
+  let moved = 0;
+  const rc = smallImage(4, () => moved++);
   const first = rc.allocClusters(1);
   assert.equal(first, 3 * 512);
   assert.equal(rc.get(3), 1);
@@ -42,4 +53,22 @@ Deno.test("Refcounts.allocClusters() counts new clusters and grows the table whe
   assert.ok(moved >= 1);
   assert.equal(rc.get(far / 512), 1);
   assert.equal(rc.get(far / 512 + 64 * 256 - 1), 1);
+});
+
+Deno.test("Refcounts.allocClusters() puts a new refcount block after the run that reached its range", () => {
+  const rc = smallImage();
+  assert.equal(rc.allocClusters(247), 3 * 512); // clusters 3..249
+  // 250..259 crosses into the second block's range (256..511): as QEMU's
+  // alloc_refcount_block, the block takes the first free cluster after the run.
+  assert.equal(rc.allocClusters(10), 250 * 512);
+  assert.equal(rc.table[1], 260 * 512);
+  assert.equal(rc.get(260), 1);
+  assert.equal(rc.allocClusters(1), 261 * 512);
+});
+
+Deno.test("Refcounts.allocBytes() starts a new cluster when 1-bit refcounts are full", () => {
+  const rc = smallImage(0);
+  assert.equal(rc.allocBytes(100), 3 * 512);
+  assert.equal(rc.allocBytes(100), 4 * 512);
+  assert.equal(rc.get(3), 1);
 });

@@ -3,8 +3,8 @@
 import type { Preallocation, TruncateOptions } from "../../../core/block/driver.ts";
 import { IoError, NotSupportedError } from "../../../core/errors.ts";
 import { type Qcow2Image, writeSize } from "./image.ts";
-import { deallocateGuest } from "./io.ts";
-import { offsetHi, offsetLo, QCOW_OFLAG_COPIED_HI } from "./layout.ts";
+import { deallocateGuest, readGuest, releaseOld } from "./io.ts";
+import { entryOffset, offsetHi, offsetLo, QCOW_OFLAG_COPIED_HI } from "./layout.ts";
 
 /** Changes the virtual size as QEMU's `qcow2_co_truncate`. */
 export async function truncateImage(
@@ -41,15 +41,86 @@ export async function truncateImage(
     }
     img.map.cache.flush();
     img.refcounts.flush();
-    // qcow2_shrink_reftable rewrites the whole table, every cluster of it.
-    img.refcounts.rewriteTable();
+    // qcow2_shrink_reftable drops the refcount blocks left counting nothing and
+    // rewrites the whole table, every cluster of it; the dropped blocks are discarded.
+    const dropped = img.refcounts.shrinkTable();
+    img.refcounts.flush();
+    for (const block of dropped) await img.file.node.discard(block, L.clusterSize);
     writeSize(img, sizeBytes);
     await trimFile(img);
     return;
   }
   img.map.growL1(L.l1EntriesFor(sizeBytes), img.refcounts, true);
   writeSize(img, sizeBytes);
-  if (prealloc !== "off" && sizeBytes > old) await preallocate(img, old, sizeBytes, prealloc);
+  if (sizeBytes > old) {
+    if ((prealloc === "falloc" || prealloc === "full") && !img.hasDataFile) {
+      await preallocateData(img, old, sizeBytes, prealloc);
+    } else if (prealloc !== "off") {
+      await preallocate(img, old, sizeBytes, prealloc);
+    }
+  }
+}
+
+/**
+ * `falloc` and `full` growth as QEMU's `qcow2_co_truncate`: refcount structures for
+ * the new data (and its L2 tables) go after the last cluster in use, the data
+ * clusters in one run after them, the file grows over that run with the mode's
+ * preallocation, and only then are L2 tables allocated and linked.
+ */
+async function preallocateData(
+  img: Qcow2Image,
+  old: number,
+  end: number,
+  mode: "falloc" | "full",
+): Promise<void> {
+  const L = img.layout;
+  const cs = L.clusterSize;
+  const last = img.refcounts.lastUsedCluster(img.file.size());
+  const fileEnd = last >= 0 ? (last + 1) * cs : Math.ceil(img.file.size() / cs) * cs;
+  let clusters = Math.ceil(end / cs) - Math.floor(old / cs);
+  const tables = Math.ceil(clusters / L.l2Entries) + 1;
+  const start = img.refcounts.refcountArea(fileEnd, clusters + tables, false, 0, 0);
+  if (img.refcounts.allocClustersAt(start, clusters) !== clusters) {
+    throw new IoError("Failed to allocate data clusters");
+  }
+  img.refcounts.flush();
+  await img.file.node.truncate(start + clusters * cs, { preallocation: mode });
+  // The cluster holding the old end moves too: its data is copied on write into the
+  // first new cluster and the old one is freed, as qcow2_alloc_cluster_link_l2 does.
+  let c = Math.floor(old / cs);
+  const head = old - c * cs;
+  let moved: { hi: number; lo: number; data: Uint8Array } | null = null;
+  if (head > 0) {
+    const data = new Uint8Array(head);
+    await readGuest(img, c * cs, data);
+    const m = img.map.slice(c);
+    const at = m === null ? 0 : m.index * L.l2EntryBytes;
+    const [hi, lo] = m === null
+      ? [0, 0]
+      : [m.entry.view.getUint32(at), m.entry.view.getUint32(at + 4)];
+    moved = { hi, lo, data };
+  }
+  if (moved !== null) img.file.writeSync(start, moved.data);
+  let host = start;
+  while (clusters > 0) {
+    const s = img.map.sliceForWrite(c, img.refcounts, img.lazy);
+    const n = Math.min(clusters, img.map.sliceEntries - s.index);
+    img.map.cache.setDependency(img.refcounts.cache);
+    const v = s.entry.view;
+    for (let i = 0; i < n; i++) {
+      // Extended L2 bitmaps stay as they are: the space is preallocated, not written.
+      const at = (s.index + i) * L.l2EntryBytes;
+      v.setUint32(at, (offsetHi(host + i * cs) | QCOW_OFLAG_COPIED_HI) >>> 0);
+      v.setUint32(at + 4, offsetLo(host + i * cs));
+    }
+    img.map.cache.markDirty(s.entry);
+    c += n;
+    host += n * cs;
+    clusters -= n;
+  }
+  if (moved !== null) releaseOld(img, moved.hi, moved.lo);
+  img.map.cache.flush();
+  img.refcounts.flush();
 }
 
 // Truncates the file after the last cluster still in use (QEMU does the same on shrink).
@@ -59,7 +130,8 @@ async function trimFile(img: Qcow2Image): Promise<void> {
   let last = Math.ceil(img.file.size() / cs) - 1;
   while (last > 0 && img.refcounts.get(last) === 0) last--;
   const end = (last + 1) * cs;
-  if (end < img.file.size()) await img.file.node.truncate(end);
+  // QEMU truncates to the end of the last cluster in use, growing a file that ends inside it.
+  if (end !== img.file.size()) await img.file.node.truncate(end);
 }
 
 /**
@@ -76,6 +148,7 @@ export async function preallocate(
   const L = img.layout;
   const cs = L.clusterSize;
   let lastHostEnd = 0;
+  let lastNew = false;
   let c = Math.floor(start / cs);
   const lastCluster = Math.ceil(end / cs);
   while (c < lastCluster) {
@@ -97,20 +170,29 @@ export async function preallocate(
       const at = s.index * L.l2EntryBytes;
       if (v.getUint32(at) !== 0 || (v.getUint32(at + 4) & ~1) !== 0) continue;
       const target = img.hasDataFile ? k * cs : host;
+      lastNew = k === lastCluster - 1;
       v.setUint32(at, (offsetHi(target) | QCOW_OFLAG_COPIED_HI) >>> 0);
       v.setUint32(at + 4, offsetLo(target));
-      if (L.extendedL2) {
-        v.setUint32(at + 8, 0);
-        v.setUint32(at + 12, 0xffffffff);
-      }
+      // Extended L2 bitmaps stay as they are (QEMU links preallocated clusters so).
       img.map.cache.markDirty(s.entry);
       if (!img.hasDataFile) host += cs;
-      lastHostEnd = Math.max(lastHostEnd, target + cs);
     }
     c = tableEnd;
   }
   img.map.cache.flush();
   img.refcounts.flush();
+  // As preallocate_co: the file reaches the host byte of the request's last guest
+  // byte; when that cluster is new, the copy-on-write of the rest of its last
+  // subcluster (cluster without extended L2) writes zeroes up to that boundary first.
+  const lastGuest = Math.ceil(end / cs) - 1;
+  const m = lastGuest >= Math.floor(start / cs) ? img.map.slice(lastGuest) : null;
+  if (m !== null) {
+    const at = m.index * L.l2EntryBytes;
+    const hostEnd = entryOffset(m.entry.view.getUint32(at), m.entry.view.getUint32(at + 4));
+    const unit = lastNew ? (L.extendedL2 ? L.subclusterSize : cs) : 1;
+    const used = Math.ceil((end - lastGuest * cs) / unit) * unit;
+    if (hostEnd !== 0 || img.hasDataFile) lastHostEnd = hostEnd + used;
+  }
   const data = img.data.node;
   const fileEnd = data.size();
   if (lastHostEnd > fileEnd) {
