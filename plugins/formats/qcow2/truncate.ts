@@ -123,15 +123,16 @@ async function preallocateData(
   img.refcounts.flush();
 }
 
-// Truncates the file after the last cluster still in use (QEMU does the same on shrink).
+// Truncates the file after the last cluster still in use, as QEMU does on shrink: only
+// when that makes it shorter. A file ending inside that cluster (compressed data, or the
+// bitmap directory qemu-img wrote at its last close) stays as it is.
 async function trimFile(img: Qcow2Image): Promise<void> {
   if (img.hasDataFile) return;
   const cs = img.layout.clusterSize;
   let last = Math.ceil(img.file.size() / cs) - 1;
   while (last > 0 && img.refcounts.get(last) === 0) last--;
   const end = (last + 1) * cs;
-  // QEMU truncates to the end of the last cluster in use, growing a file that ends inside it.
-  if (end !== img.file.size()) await img.file.node.truncate(end);
+  if (end < img.file.size()) await img.file.node.truncate(end);
 }
 
 /**
