@@ -4,11 +4,9 @@
 // (`-drive driver=file`), and every -blockdev node opened where it is given; vmkit against
 // real qemu-system-x86_64 on the same command lines
 
+import { skipUnless } from "../../tests/skip.ts";
 import assert from "node:assert/strict";
-import { haveProgram, MAIN } from "../../tests/test_util.ts";
-
-const QEMU = haveProgram("qemu-system-x86_64");
-if (!QEMU) console.log("file_driver_test: skipped: qemu-system-x86_64 is not installed");
+import { MAIN } from "../../tests/test_util.ts";
 
 /** A directory with a 1 MiB raw image `x.img`; the commands run in it. */
 const DIR = Deno.makeTempDirSync({ prefix: "vmkit-file-driver-" });
@@ -141,7 +139,7 @@ const CASES: [string[], { code: number; stderr: string }][] = [
 for (const [args, answer] of CASES) {
   Deno.test({
     name: `vmkit ${args.join(" ")} answers as qemu-system-x86_64 7.2 does`,
-    ignore: !QEMU,
+    ignore: skipUnless(import.meta, "qemu-system-x86_64"),
     async fn() {
       const qemu = await run("qemu", args);
       assert.deepEqual(qemu, answer);

@@ -4,10 +4,11 @@
 // are QEMU 7.2's for the same device, against real qemu-system-x86_64 7.2 on the same
 // command line
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { runCommand, tempDir } from "../test_util.ts";
-import { HAVE_PYTHON, HAVE_QEMU, hmpBoth } from "./session_util.ts";
+import { hmpBoth } from "./session_util.ts";
 
 /** Each PCI function's lines (8 spaces in) by its `addr = XX.Y`. */
 function byAddress(lines: string[]): Map<string, string[]> {
@@ -24,7 +25,7 @@ function byAddress(lines: string[]): Map<string, string[]> {
 
 Deno.test({
   name: "HMP info qtree gives each PCI function QEMU 7.2's PCI properties and identity lines",
-  ignore: !(HAVE_PYTHON && HAVE_QEMU),
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -86,7 +87,7 @@ function isaDevices(lines: string[]): string[][] {
 
 Deno.test({
   name: "HMP info qtree lists the ISA devices on isa.0 with QEMU 7.2's qdev properties",
-  ignore: !(HAVE_PYTHON && HAVE_QEMU),
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
