@@ -219,3 +219,13 @@ Deno.test("BlockGraph.openImage() with autoReadOnly opens a directory read-only 
     await cleanup();
   }
 });
+
+Deno.test("BlockGraph.createImage() on a device goes through host_device, which cannot grow it, as QEMU says", async () => {
+  const g = graph();
+  await assert.rejects(
+    g.createImage("raw", "/dev/null", 1 << 20, {}),
+    (e) => errorChainMessage(e) === "Cannot grow device files",
+  );
+  // Nothing to grow: the device is left as it is and the create succeeds.
+  await g.createImage("raw", "/dev/null", 0, {});
+});
