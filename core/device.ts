@@ -34,6 +34,28 @@ export type DeviceState = { [key: string]: StateValue };
  * and timers when they are created, and keep their state in plain fields and typed
  * arrays so that saving is a copy (as v86's `get_state`/`set_state` do).
  */
+/**
+ * A qdev property's value as `info qtree` prints it: a number as `1016 (0x3f8)`, a string
+ * quoted, a boolean bare, `{ bytes }` (a size property) as `512 (512 B)`.
+ */
+export type QdevValue = number | string | boolean | { readonly bytes: number };
+
+/** One device as `info qtree` lists it: QEMU's model name, properties and child buses. */
+export interface QtreeNode {
+  readonly model: string;
+  /** The properties, in the order QEMU prints them. */
+  readonly properties: readonly (readonly [name: string, value: QdevValue])[];
+  /** Buses below the device (the floppy controller's `floppy-bus.0`), with their devices. */
+  readonly buses?: readonly QtreeBus[];
+}
+
+/** A bus below a device in `info qtree`. */
+export interface QtreeBus {
+  readonly name: string;
+  readonly type: string;
+  readonly devices: readonly QtreeNode[];
+}
+
 export interface Device {
   /** The device id, unique in the machine (`serial0`, `ide0`, `pic-master`). */
   readonly id: string;
@@ -67,6 +89,12 @@ export interface Device {
    * (QEMU's InterruptStatsProvider, printed by the monitor's `info irq` under `name`).
    */
   irqStatistics?(): { name: string; counts: readonly number[] };
+  /**
+   * What `info qtree` shows of the device: the QEMU device(s) it stands for (vmkit's one
+   * i8259 is QEMU's two isa-i8259) and the bus they hang on, `isa` being the ISA bus
+   * behind the PCI-ISA bridge (QEMU's isa.0). Absent: listed on the system bus by model.
+   */
+  qtree?(): { readonly bus: "isa" | "system"; readonly nodes: readonly QtreeNode[] };
 }
 
 /**

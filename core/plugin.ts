@@ -111,6 +111,12 @@ export interface ProtocolDescriptor extends PluginBase {
   /** Opens `filename` as a protocol node. */
   open(filename: string, opts: ProtocolOpenOptions): Promise<BlockNode>;
   /**
+   * Scores how surely `filename` names what this protocol opens when no driver is named
+   * (QEMU's `bdrv_probe_device`): 0 no, 100 certain. `host_device` claims block and
+   * character devices; `file`, the fallback, has none.
+   */
+  probeDevice?(filename: string): number;
+  /**
    * Runtime options a user gives as `file.NAME=` on `-drive` and `-blockdev`; they reach
    * `open` typed, in `opts.options`.
    */
@@ -126,6 +132,11 @@ export interface ProtocolOpenOptions {
   forceShare?: boolean;
   /** Ignore flushes (`cache=unsafe`): also the ordering flushes a format makes. */
   noFlush?: boolean;
+  /**
+   * `auto-read-only` (on for `-drive`): where a read-write open is refused, open read-only
+   * instead of failing.
+   */
+  autoReadOnly?: boolean;
   /** The protocol's own runtime options (`file.locking=off`), typed by its `openOptions`. */
   options?: ParsedOptions;
 }

@@ -9,10 +9,12 @@ import vmdk from "./formats/vmdk/mod.ts";
 import vhdx from "./formats/vhdx/mod.ts";
 import qcow from "./formats/qcow/mod.ts";
 import file from "./protocols/file.ts";
+import hostDevice from "./protocols/host_device.ts";
 
 /** The protocol and format plugins, in the order help listings show them. */
 export const BLOCK_PLUGINS: readonly PluginDescriptor[] = [
   file,
+  hostDevice,
   raw,
   qcow2,
   vdi,

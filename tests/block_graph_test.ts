@@ -9,6 +9,7 @@ import { type FormatDescriptor, Registry } from "../core/plugin.ts";
 import { RawNode } from "../plugins/formats/raw.ts";
 import raw from "../plugins/formats/raw.ts";
 import file from "../plugins/protocols/file.ts";
+import hostDevice from "../plugins/protocols/host_device.ts";
 import { tempDir } from "./test_util.ts";
 
 // A format whose first 512 bytes are "OVLY" + a backing name; guest bytes follow.
@@ -37,7 +38,7 @@ const overlay: FormatDescriptor = {
 };
 
 function graph(): BlockGraph {
-  return new BlockGraph(new Registry().addAll([file, raw, overlay]));
+  return new BlockGraph(new Registry().addAll([file, hostDevice, raw, overlay]));
 }
 
 Deno.test("BlockGraph.openImage() probes raw for a file no format claims", async () => {
@@ -138,4 +139,93 @@ Deno.test("FileNode.writeZeroes() punches a hole that block status reports as ze
   } finally {
     await cleanup();
   }
+});
+
+Deno.test("BlockGraph.openImage() opens a character device through host_device, as QEMU's probe_device chooses", async () => {
+  const g = graph();
+  assert.equal(g.protocolFor("/dev/null").name, "host_device");
+  assert.equal(g.protocolFor("/etc/hostname").name, "file");
+  const node = await g.openImage("/dev/null", { format: "raw", readOnly: true });
+  assert.equal(node.driver, "raw");
+  assert.equal(node.file?.driver, "host_device");
+  assert.equal(node.size(), 0);
+  await node.close();
+});
+
+Deno.test("BlockGraph.openImage() carries a named protocol through, and file refuses a device in QEMU's words", async () => {
+  const g = graph();
+  await assert.rejects(
+    g.openImage("/dev/null", { format: "raw", protocol: "file", readOnly: true }),
+    (e) =>
+      errorChainMessage(e) ===
+        "Could not open '/dev/null': 'file' driver requires '/dev/null' to be a regular file",
+  );
+  const { dir, cleanup } = await tempDir();
+  try {
+    const name = path.join(dir, "a.raw");
+    await g.createImage("raw", name, 1 << 20, {});
+    await assert.rejects(
+      g.openImage(name, { format: "raw", protocol: "host_device" }),
+      (e) =>
+        errorChainMessage(e) ===
+          `Could not open '${name}': 'host_device' driver requires '${name}' to be either a character or block device`,
+    );
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("BlockGraph.openImage() makes the protocol node the image when the format names a protocol (driver=file)", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const g = graph();
+    const name = path.join(dir, "a.raw");
+    await g.createImage("raw", name, 1 << 20, {});
+    const node = await g.openImage(name, { format: "file" });
+    assert.equal(node.driver, "file");
+    assert.equal(node.file, null);
+    assert.equal(node.restrictsBlockZero, undefined);
+    await node.write(0, new Uint8Array(512).fill(1));
+    await node.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("BlockGraph.openImage() keeps the probed raw node's block 0 guard on a host device", async () => {
+  const g = graph();
+  const node = await g.openImage("/dev/null", {});
+  assert.equal(node.driver, "raw");
+  assert.equal(node.restrictsBlockZero, true);
+  await node.close();
+});
+
+Deno.test("BlockGraph.openImage() with autoReadOnly opens a directory read-only and refuses it as no regular file", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const g = graph();
+    await assert.rejects(
+      g.openImage(dir, {}),
+      (e) =>
+        errorChainMessage(e) === `Could not open '${dir}': Could not open '${dir}': Is a directory`,
+    );
+    await assert.rejects(
+      g.openImage(dir, { autoReadOnly: true }),
+      (e) =>
+        errorChainMessage(e) ===
+          `Could not open '${dir}': 'file' driver requires '${dir}' to be a regular file`,
+    );
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("BlockGraph.createImage() on a device goes through host_device, which cannot grow it, as QEMU says", async () => {
+  const g = graph();
+  await assert.rejects(
+    g.createImage("raw", "/dev/null", 1 << 20, {}),
+    (e) => errorChainMessage(e) === "Cannot grow device files",
+  );
+  // Nothing to grow: the device is left as it is and the create succeeds.
+  await g.createImage("raw", "/dev/null", 0, {});
 });

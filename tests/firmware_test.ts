@@ -1,6 +1,7 @@
 // Firmware lookup as a user meets it: -bios and romfile= names in the current directory,
 // VMKIT_FIRMWARE_PATH, -L help, and a machine with no SeaBIOS installed (the demo)
 
+import { SEABIOS, skipUnless } from "./skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { FIRMWARE_PATH_ENV } from "../core/firmware.ts";
@@ -156,7 +157,7 @@ const HAVE_SEABIOS = (() => {
 Deno.test({
   name: "vmkit system-x86_64 -option-rom rom.bin runs ./rom.bin under SeaBIOS, as QEMU does" +
     (HAVE_SEABIOS ? "" : " (ignored: SeaBIOS is not installed: apt-get install seabios)"),
-  ignore: !HAVE_SEABIOS,
+  ignore: skipUnless(import.meta, SEABIOS),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

@@ -1,6 +1,7 @@
 // Loading external plugins as a user does: --plugin PATH|URL and VMKIT_PLUGINS under every
 // name vmkit answers to, bundles evaluated without a module import, and refusals
 
+import { ESBUILD, skipUnless } from "./skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { BUNDLE_MARKER, evaluateBundle, loadPlugins } from "../cli/plugin_loader.ts";
@@ -233,7 +234,7 @@ Deno.test({
   name: HAVE_ESBUILD
     ? "vmkit plugin build bundles a plugin and its own files, and leaves vmkit's API to the host"
     : "vmkit plugin build (ignored: esbuild is not installed; run 'npm ci')",
-  ignore: !HAVE_ESBUILD,
+  ignore: skipUnless(import.meta, ESBUILD),
   fn: async () => {
     await withPlugins(async (dir) => {
       await Deno.writeTextFile(

@@ -1,5 +1,6 @@
 // A guest writing another format's header into block 0 of a probed raw disk, through IDE and virtio-blk
 
+import { skipUnless } from "./skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { BlockGraph, probedRawWarning } from "../core/block/graph.ts";
@@ -7,7 +8,7 @@ import type { Machine } from "../core/machine.ts";
 import { buildRegistry } from "../cli/registry.ts";
 import { buildSystemSetup, type SystemSetup } from "../cli/system/config.ts";
 import { parseSystemArgs } from "../cli/system/options.ts";
-import { HAVE_QEMU_IMG, readBytes, runTool, runVmkit, tempDir } from "./test_util.ts";
+import { readBytes, runTool, runVmkit, tempDir } from "./test_util.ts";
 
 const registry = await buildRegistry();
 const SECTOR = 512;
@@ -282,7 +283,7 @@ Deno.test("a read-only probed raw drive prints no warning (nothing can be writte
 
 Deno.test({
   name: "vmkit system-x86_64 prints QEMU 7.2's probed-raw warning byte for byte",
-  ignore: !HAVE_QEMU_IMG,
+  ignore: skipUnless(import.meta, "qemu-img"),
   async fn() {
     const { dir, cleanup } = await attackDir();
     try {
@@ -310,7 +311,7 @@ Deno.test({
 
 Deno.test({
   name: "img info and convert of a probed raw file are unaffected: no warning, data copied",
-  ignore: !HAVE_QEMU_IMG,
+  ignore: skipUnless(import.meta, "qemu-img"),
   async fn() {
     const { dir, disk, cleanup } = await attackDir();
     try {

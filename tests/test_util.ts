@@ -2,6 +2,7 @@
 
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { haveProgram } from "./skip.ts";
 
 /** The repository root. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -82,15 +83,8 @@ export async function runToolOk(program: string, args: string[], cwd: string): P
   return r;
 }
 
-/** True when a program runs (`qemu-img --version` answers). */
-export function haveProgram(program: string): boolean {
-  try {
-    return new Deno.Command(program, { args: ["--version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
+/** True when a program runs (`qemu-img --version` answers), checked once per process. */
+export { haveProgram };
 
 /** True when esbuild is installed from npm (`npm ci`): `vmkit plugin build` needs it. */
 export const HAVE_ESBUILD = (() => {

@@ -5,7 +5,7 @@ import { UsageError, VmkitError } from "../../core/errors.ts";
 import { getopt } from "../getopt.ts";
 import { writeErr, writeOut } from "../output.ts";
 import { closeQuietly, hasOpt, type ImgCommand, type ImgContext, openImage } from "./common.ts";
-import { snapshotTable } from "./info.ts";
+import { snapshotTable } from "../../core/block/snapshot_table.ts";
 
 type Action = "l" | "c" | "a" | "d";
 

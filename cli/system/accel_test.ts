@@ -1,3 +1,4 @@
+import { skipUnless } from "../../tests/skip.ts";
 import assert from "node:assert/strict";
 import { Registry } from "../../core/plugin.ts";
 import type { CpuDescriptor } from "../../core/plugin.ts";
@@ -89,7 +90,11 @@ Deno.test({
     (CAN_UNSHARE && haveProgram("qemu-system-x86_64")
       ? ""
       : " (ignored: needs root, unshare and qemu-system-x86_64)"),
-  ignore: !CAN_UNSHARE || !haveProgram("qemu-system-x86_64"),
+  ignore: skipUnless(
+    import.meta,
+    { ok: CAN_UNSHARE, missing: "a mount namespace needs root and unshare(1)" },
+    "qemu-system-x86_64",
+  ),
   fn() {
     const cases: [string, string[]][] = [
       // /dev/null in its place: open works, KVM_GET_API_VERSION fails (ENOTTY).
@@ -227,7 +232,7 @@ for (const accel of ["kvm", "tcg"]) {
     name: `info kvm and query-kvm under -accel ${accel} answer as QEMU 7.2 does${
       skip ? " (ignored: /dev/kvm cannot be opened)" : ""
     }`,
-    ignore: skip,
+    ignore: skipUnless(import.meta, { ok: !skip, missing: "/dev/kvm cannot be opened" }),
     async fn() {
       const enabled = accel === "kvm";
       const line = `kvm support: ${enabled ? "enabled" : "disabled"}`;

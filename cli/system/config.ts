@@ -1,7 +1,7 @@
 // Turns a parsed qemu-system command line into a MachineConfig: memory, CPUs, drives, chardevs
 
 import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
-import { type BlockGraph, probedRawWarning } from "../../core/block/graph.ts";
+import { type BlockGraph, probedRawWarning, withoutOpenWrapper } from "../../core/block/graph.ts";
 import { type Chardev, openChardev, type StdioChardevOptions } from "../../core/chardev.ts";
 import { monitorChardevIds } from "./monitor_spec.ts";
 import type { CpuBackend, CpuTopology } from "../../core/cpu.ts";
@@ -247,8 +247,12 @@ export async function openDrives(
     let o;
     let formatOptions;
     let protocolOptions;
+    let protocol;
     try {
-      ({ drive: o, formatOptions, protocolOptions } = parseDriveOptions(spec, graph.registry));
+      ({ drive: o, formatOptions, protocolOptions, protocol } = parseDriveOptions(
+        spec,
+        graph.registry,
+      ));
     } catch (e) {
       throw new UsageError(`${typed}: ${(e as Error).message}`);
     }
@@ -269,7 +273,10 @@ export async function openDrives(
         const flags = parseCacheMode(cache);
         const root = await graph.openImage(file, {
           format: o.format as string | undefined,
+          protocol,
           readOnly,
+          // QEMU's -drive defaults auto-read-only to on (blockdev.c's drive_new).
+          autoReadOnly: o["auto-read-only"] !== false,
           direct: flags.direct,
           noFlush: flags.noFlush,
           formatOptions,
@@ -280,8 +287,8 @@ export async function openDrives(
         // The guest's disk goes through the same backend and scheduler as `img`.
         node = new BlockBackend(root, { cache });
       } catch (e) {
-        // The graph may name the file at two levels: say it once, as QEMU does.
-        const parts = errorChainMessage(e).split(": ");
+        // qemu-system prints why, without qemu-img's `Could not open 'FILE'` before it.
+        const parts = errorChainMessage(withoutOpenWrapper(e)).split(": ");
         const message = parts.filter((p, i) => p !== parts[i - 1]).join(": ");
         throw new UsageError(`${typed}: ${message}`);
       }

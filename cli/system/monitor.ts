@@ -17,7 +17,7 @@ import {
   type MonitorSession,
 } from "../../core/monitor/mod.ts";
 import { addSnapshotCommands } from "../../core/monitor/snapshots.ts";
-import { snapshotTable } from "../img/info.ts";
+import { snapshotTable } from "../../core/block/snapshot_table.ts";
 import type { MonitorSpec } from "./monitor_spec.ts";
 import { type RelayConn, SocketRelay } from "./relay/socket_relay.ts";
 

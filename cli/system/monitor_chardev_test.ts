@@ -1,7 +1,8 @@
 // `info chardev` of -monitor and -qmp sockets, compared with QEMU 7.2 on the same command line
 
+import { skipUnless } from "../../tests/skip.ts";
 import assert from "node:assert/strict";
-import { haveProgram, MAIN } from "../../tests/test_util.ts";
+import { MAIN } from "../../tests/test_util.ts";
 
 /** Loopback ports nobody listens on (taken and released at once). */
 function freePorts(n: number): number[] {
@@ -52,7 +53,7 @@ async function infoChardev(port: number): Promise<string[]> {
 
 Deno.test({
   name: "info chardev names -monitor and -qmp as QEMU does, connected or not",
-  ignore: !haveProgram("qemu-system-x86_64"),
+  ignore: skipUnless(import.meta, "qemu-system-x86_64"),
   async fn() {
     const out: Record<string, string[]> = {};
     for (const vm of ["qemu", "vmkit"]) {

@@ -1,6 +1,7 @@
 // HMP `commit` on an open graph: the running read-only backing node reads what a
 // read-write node of the same file wrote, and the emptied top reads through it
 
+import { skipUnless } from "../../tests/skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { BlockGraph } from "../../core/block/graph.ts";
@@ -8,10 +9,8 @@ import { Registry } from "../../core/plugin.ts";
 import qcow2 from "../../plugins/formats/qcow2/mod.ts";
 import raw from "../../plugins/formats/raw.ts";
 import fileProtocol from "../../plugins/protocols/file.ts";
-import { haveProgram, runCommand, tempDir } from "../../tests/test_util.ts";
+import { runCommand, tempDir } from "../../tests/test_util.ts";
 import { commitToBacking } from "./monitor.ts";
-
-const ready = haveProgram("qemu-img") && haveProgram("qemu-io");
 
 async function run(program: string, args: string[]): Promise<string> {
   const r = await runCommand(program, args);
@@ -27,7 +26,7 @@ function assertFilled(buf: Uint8Array, byte: number, what: string): void {
 
 Deno.test({
   name: "commit: the graph's read-only backing node sees the committed data, the top is empty",
-  ignore: !ready,
+  ignore: skipUnless(import.meta, "qemu-img", "qemu-io"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     const graph = () => new BlockGraph(new Registry().addAll([fileProtocol, raw, qcow2]));

@@ -1,3 +1,4 @@
+import { skipUnless } from "../../tests/skip.ts";
 import assert from "node:assert/strict";
 import { BlockGraph } from "../../core/block/graph.ts";
 import type { PciFunction } from "../../core/device.ts";
@@ -245,8 +246,13 @@ function romBarSize(machine: Machine, slot: number): number {
 Deno.test({
   name: "NICs carry QEMU's iPXE option ROMs in their ROM BAR; romfile= empty gives none, " +
     "a missing romfile= fails with QEMU's message",
-  ignore: !["efi-e1000.rom", "efi-virtio.rom", "efi-rtl8139.rom"]
-    .every((r) => findFirmware(r).path !== null),
+  ignore: skipUnless(
+    import.meta,
+    ...["efi-e1000.rom", "efi-virtio.rom", "efi-rtl8139.rom"].map((r) => ({
+      ok: findFirmware(r).path !== null,
+      missing: `${r} is not found (apt-get install ipxe-qemu)`,
+    })),
+  ),
   fn: async () => {
     // The default ROMs come with a network boot (vmkit's CPU cannot run iPXE yet).
     assert.equal(romBarSize((await boot("-device", "e1000,addr=3")).machine, 3), 0);

@@ -255,8 +255,18 @@ export interface TruncateOptions {
 
 /** How an image is opened through the graph. */
 export interface ImageOpenOptions {
-  /** Format name; probed from the file when absent. */
+  /**
+   * Format name; probed from the file when absent. A protocol's name (`driver=file`)
+   * makes the protocol node itself the image, with no format above it.
+   */
   format?: string;
+  /**
+   * The protocol under the format (`file.driver=host_device`); when absent the graph
+   * chooses by the filename (`host_device` for a device, else `file`).
+   */
+  protocol?: string;
+  /** `auto-read-only` (on for `-drive`): open read-only where read-write is refused. */
+  autoReadOnly?: boolean;
   readOnly?: boolean;
   /** Do not open the backing chain (`-u`, `info` without `--backing-chain` still opens it). */
   noBacking?: boolean;

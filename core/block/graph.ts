@@ -3,7 +3,12 @@
 import { ImageOpenError, UsageError } from "../errors.ts";
 import type { ParsedOptions } from "../options.ts";
 import { parseOptions } from "../options.ts";
-import type { FormatDescriptor, ProtocolOpenOptions, Registry } from "../plugin.ts";
+import type {
+  FormatDescriptor,
+  ProtocolDescriptor,
+  ProtocolOpenOptions,
+  Registry,
+} from "../plugin.ts";
 import type { BlockNode, CreateContext, ImageOpenOptions, OpenContext } from "./driver.ts";
 
 /** Bytes read from the start of a file for format probing (QEMU reads 2048). */
@@ -38,6 +43,35 @@ export class BackingLoopError extends ImageOpenError {
     super(message);
     this.name = "BackingLoopError";
   }
+}
+
+/**
+ * The graph's own `Could not open 'NAME'` around why an image did not open: qemu-img
+ * prints it (its img_open adds the same words), qemu-system does not.
+ */
+export class ImageOpenWrapper extends ImageOpenError {
+  constructor(filename: string, options: ErrorOptions) {
+    super(`Could not open '${filename}'`, options);
+    this.name = "ImageOpenWrapper";
+  }
+}
+
+/**
+ * Why an image did not open, without the graph's `Could not open 'NAME'`
+ * ({@linkcode ImageOpenWrapper}): the words qemu-system-x86_64 prints after `-drive ...:`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ImageOpenWrapper, withoutOpenWrapper } from "./graph.ts";
+ *
+ * const why = new Error("Unsupported qcow2 version 4");
+ * assert.equal(withoutOpenWrapper(new ImageOpenWrapper("a.qcow2", { cause: why })), why);
+ * assert.equal(withoutOpenWrapper(why), why);
+ * ```
+ */
+export function withoutOpenWrapper(error: unknown): unknown {
+  return error instanceof ImageOpenWrapper && error.cause !== undefined ? error.cause : error;
 }
 
 /**
@@ -96,12 +130,37 @@ export class BlockGraph {
     readonly report: (line: string) => void = () => {},
   ) {}
 
-  /** Opens a host file (or other protocol) as a protocol node. */
+  /**
+   * The protocol that opens `filename` when no driver is named, as QEMU's
+   * `bdrv_find_protocol` chooses it: the protocol whose `probeDevice` scores highest
+   * (`host_device` for a block or character device), else `file`.
+   */
+  protocolFor(filename: string): ProtocolDescriptor {
+    let best = this.registry.require("protocol", "file");
+    let bestScore = 0;
+    for (const p of this.registry.list("protocol")) {
+      const score = p.probeDevice?.(filename) ?? 0;
+      if (score > bestScore) {
+        best = p;
+        bestScore = score;
+      }
+    }
+    return best;
+  }
+
+  /**
+   * Opens a host file (or other protocol) as a protocol node, through `driver` when one
+   * is named (`-blockdev driver=host_device`, `file.driver=file`), else through
+   * {@linkcode protocolFor}'s choice.
+   */
   openProtocol(
     filename: string,
     options: ProtocolOpenOptions,
+    driver?: string,
   ): Promise<BlockNode> {
-    const protocol = this.registry.require("protocol", "file");
+    const protocol = driver === undefined
+      ? this.protocolFor(filename)
+      : this.registry.require("protocol", driver);
     return protocol.open(filename, options);
   }
 
@@ -151,6 +210,10 @@ export class BlockGraph {
       );
     }
     const readOnly = options.readOnly ?? false;
+    // `driver=file` (a protocol named where a format goes): the protocol node is the image.
+    const protocolRoot = !isBacking && options.format !== undefined &&
+      !this.registry.get("format", options.format) &&
+      this.registry.get("protocol", options.format) !== undefined;
     let file: BlockNode;
     try {
       file = await this.openProtocol(filename, {
@@ -158,12 +221,38 @@ export class BlockGraph {
         forceShare: options.forceShare,
         direct: options.direct,
         noFlush: options.noFlush,
+        autoReadOnly: isBacking ? undefined : options.autoReadOnly,
         options: isBacking ? undefined : options.protocolOptions,
-      });
+      }, protocolRoot ? options.format : isBacking ? undefined : options.protocol);
     } catch (e) {
       if (isBacking) throw e;
-      throw new ImageOpenError(`Could not open '${filename}'`, { cause: e });
+      throw new ImageOpenWrapper(filename, { cause: e });
     }
+    if (protocolRoot) return file;
+    // auto-read-only fell back to a read-only open: the format must not write either.
+    if (file.readOnly && !readOnly) options = { ...options, readOnly: true };
+    return await this.#openFormat(file, filename, options, chain);
+  }
+
+  /**
+   * Opens an image whose protocol node is already open (`-blockdev driver=qcow2,file=NODE`).
+   * `file` belongs to the image from here on: closing the image closes it, and a failed
+   * open closes it too.
+   */
+  openImageOn(file: BlockNode, options: ImageOpenOptions = {}): Promise<BlockNode> {
+    return this.#openFormat(file, file.filename, options, []);
+  }
+
+  /** Opens the format of one node of a chain on its open protocol node `file`. */
+  async #openFormat(
+    file: BlockNode,
+    filename: string,
+    options: ImageOpenOptions,
+    chain: string[],
+  ): Promise<BlockNode> {
+    const isBacking = chain.length > 0;
+    const readOnly = options.readOnly ?? false;
+    const real = canonical(filename);
     try {
       const format = options.format ? this.format(options.format) : await this.probe(file);
       const formatOptions = options.formatOptions ?? {};
@@ -197,7 +286,7 @@ export class BlockGraph {
     } catch (e) {
       await file.close();
       if (isBacking || (e instanceof BackingLoopError && chain.length > 0)) throw e;
-      throw new ImageOpenError(`Could not open '${filename}'`, { cause: e });
+      throw new ImageOpenWrapper(filename, { cause: e });
     }
   }
 
@@ -205,7 +294,7 @@ export class BlockGraph {
   createContext(): CreateContext {
     return {
       createFile: (filename, sizeBytes, opts) =>
-        this.registry.require("protocol", "file").create(filename, sizeBytes, opts),
+        this.protocolFor(filename).create(filename, sizeBytes, opts),
       openFile: (filename, o) => this.openProtocol(filename, o),
       openImage: (filename, o) => this.openImage(filename, o),
       resolveBacking: resolveBackingName,

@@ -5,8 +5,7 @@ import { X86State } from "../x86_state.ts";
 import { machineRoms } from "../firmware.ts";
 import type { Device, DeviceState } from "../device.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
-import { type PciDeviceInfo, pciDevices } from "./pci_info.ts";
-import type { PciFunction } from "../pci.ts";
+import { qtreeText } from "./qtree.ts";
 
 function hex(value: number, digits: number): string {
   return Math.floor(value).toString(16).padStart(digits, "0");
@@ -304,81 +303,6 @@ export function mtreeFlatText(ctx: MonitorContext): string {
   ]).map((r) => ({ ...r, priority: 0 }));
   out += 'FlatView #1\n AS "I/O", root: io\n Root memory region: io\n';
   return out + io.map(line).join("") + "\n";
-}
-
-// Where a device sits on bus 0: its `devfn`, or else the function whose IDs and class
-// match the configuration space the device holds as `config` (the bridges and the IDE).
-function pciDevfnOf(d: Device, pci: Map<number, PciDeviceInfo>): number | undefined {
-  const own = d as { devfn?: unknown; config?: unknown };
-  if (typeof own.devfn === "number") return pci.has(own.devfn) ? own.devfn : undefined;
-  const config = own.config as PciFunction | undefined;
-  if (typeof config?.configRead !== "function") return undefined;
-  const id = config.configRead(0, 4) >>> 0;
-  const cls = config.configRead(8, 4) >>> 16;
-  for (const [devfn, p] of pci) {
-    if (p.id.vendor === (id & 0xffff) && p.id.device === id >>> 16 && p.class_info.class === cls) {
-      return devfn;
-    }
-  }
-  return undefined;
-}
-
-/**
- * `info qtree`: vmkit's devices. They hang off the system bus, except the PCI functions
- * (found by their devfn), which sit on pci.0 with QEMU's class/address/BAR lines; vmkit
- * has no qdev properties to list.
- */
-export function qtreeText(ctx: MonitorContext): string {
-  const pci = new Map(pciDevices(ctx).map((p) => [p.slot * 8 + p.function, p]));
-  const onPci = new Map<number, Device>();
-  const system: Device[] = [];
-  for (const d of ctx.machine.devices) {
-    const devfn = pciDevfnOf(d, pci);
-    if (devfn !== undefined) onPci.set(devfn, d);
-    else system.push(d);
-  }
-  let out = "bus: main-system-bus\n  type System\n";
-  for (const d of system) out += `  dev: ${d.model}, id "${d.id}"\n`;
-  // The PCI host's bus; its configuration function (00.0) is listed on the bus itself.
-  out += `  dev: i440FX-pcihost, id ""\n    bus: pci.0\n      type PCI\n`;
-  for (const [devfn, p] of [...pci].sort((a, b) => b[0] - a[0])) {
-    const d = onPci.get(devfn);
-    const name = p.class_info.desc ?? `Class ${hex(p.class_info.class, 4)}`;
-    const addr = `${hex(p.slot, 2)}.${p.function}`;
-    out += `      dev: ${d?.model ?? "pci-device"}, id "${d?.id ?? ""}"\n`;
-    out += pciProperties(p, addr, pci);
-    out += `        class ${name}, addr 00:${addr}, pci id ${hex(p.id.vendor, 4)}:${
-      hex(p.id.device, 4)
-    } (sub ${hex(p.id["subsystem-vendor"], 4)}:${hex(p.id.subsystem, 4)})\n`;
-    for (const r of p.regions) {
-      const at = r.address < 0 ? "0xffffffffffffffff" : `0x${hex(r.address, 1)}`;
-      const last = r.address < 0 ? r.size - 2 : r.address + r.size - 1;
-      const kind = r.type === "io" ? "i/o" : "mem";
-      out += `        bar ${r.bar}: ${kind} at ${at} [0x${hex(last, 1)}]\n`;
-    }
-  }
-  return out;
-}
-
-/**
- * The properties every PCI device has in QEMU (its PCIDevice part), as `info qtree` prints
- * them. A NIC's or display's ROM file is the device's own (vmkit maps it only when it is
- * used), so `romfile` and `romsize` are left out there; the other functions have none.
- */
-function pciProperties(p: PciDeviceInfo, addr: string, all: Map<number, PciDeviceInfo>): string {
-  const devfn = p.slot * 8 + p.function;
-  // Function 0 of a slot whose other functions exist is multifunction (PIIX3 on 01.0).
-  const multi = p.function === 0 &&
-    [1, 2, 3, 4, 5, 6, 7].some((f) => all.has(devfn + f));
-  const cls = p.class_info.class >> 8;
-  const ownRom = cls === 0x02 || cls === 0x03 || p.regions.some((r) => r.bar === 6);
-  let out = `        addr = ${addr}\n`;
-  if (!ownRom) out += `        romfile = ""\n        romsize = 4294967295 (0xffffffff)\n`;
-  out += "        rombar = 1 (0x1)\n";
-  out += `        multifunction = ${multi}\n`;
-  out += "        x-pcie-lnksta-dllla = true\n        x-pcie-extcap-init = true\n";
-  out += `        failover_pair_id = ""\n        acpi-index = 0 (0x0)\n`;
-  return out;
 }
 
 /** `info irq`: each interrupt controller's inputs that saw an interrupt, and how many. */

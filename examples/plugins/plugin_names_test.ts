@@ -1,6 +1,7 @@
 // The example format plugins under the names vmkit answers to: qemu-img (with --plugin and
 // VMKIT_PLUGINS) and qemu-system-x86_64, which boots a guest from a qed disk
 
+import { SEABIOS, skipUnless } from "../../tests/skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { bootSector, HAVE_BIOS, runProgramUntil } from "../../tests/boot/boot_util.ts";
@@ -17,7 +18,7 @@ const withoutDiskSize = (t: string) => t.replace(/^disk size: .*$/m, "");
 Deno.test({
   name:
     `vmkit started as qemu-img loads the example formats from --plugin and VMKIT_PLUGINS${NO_QEMU_IMG}`,
-  ignore: !HAVE_QEMU_IMG,
+  ignore: skipUnless(import.meta, "qemu-img"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -50,7 +51,7 @@ Deno.test({
   name:
     "vmkit started as qemu-system-x86_64 boots a boot sector from a qed disk given by --plugin" +
     NO_QEMU_IMG + (HAVE_BIOS ? "" : " (ignored: no SeaBIOS; apt-get install seabios)"),
-  ignore: !HAVE_QEMU_IMG || !HAVE_BIOS,
+  ignore: skipUnless(import.meta, "qemu-img", SEABIOS),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

@@ -1,6 +1,11 @@
 // The `isa-debug-exit` device: a guest write ends vmkit with exit code (value << 1) | 1
 
-import { type Device, type DeviceContext, type DeviceState } from "../../core/device.ts";
+import {
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  type QtreeNode,
+} from "../../core/device.ts";
 import { optNumber } from "../../core/options.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 
@@ -19,6 +24,17 @@ export class DebugExit implements Device {
       read: () => 0xffffffff,
       write: (_port, _size, value) => onExit(((value << 1) | 1) >>> 0),
     });
+  }
+
+  /** What QEMU's `info qtree` lists for this device. */
+  qtree(): { bus: "isa"; nodes: QtreeNode[] } {
+    return {
+      bus: "isa",
+      nodes: [{
+        model: "isa-debug-exit",
+        properties: [["iobase", this.iobase], ["iosize", this.iosize]],
+      }],
+    };
   }
 
   reset(): void {}

@@ -1,7 +1,12 @@
 // The ISA debug console (`isa-debugcon`): bytes written to one port go to a chardev
 
 import type { Chardev } from "../../core/chardev.ts";
-import { type Device, type DeviceContext, type DeviceState } from "../../core/device.ts";
+import {
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  type QtreeNode,
+} from "../../core/device.ts";
 import { optNumber, optString } from "../../core/options.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 
@@ -32,6 +37,21 @@ export class DebugCon implements Device {
   write(value: number): void {
     this.#byte[0] = value;
     this.#chardev?.write(this.#byte);
+  }
+
+  /** What QEMU's `info qtree` lists for this device. */
+  qtree(): { bus: "isa"; nodes: QtreeNode[] } {
+    return {
+      bus: "isa",
+      nodes: [{
+        model: "isa-debugcon",
+        properties: [
+          ["iobase", this.iobase],
+          ["chardev", this.#chardev?.id ?? ""],
+          ["readback", this.readback],
+        ],
+      }],
+    };
   }
 
   reset(): void {}

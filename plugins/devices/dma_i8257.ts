@@ -13,6 +13,7 @@ import {
   type DeviceState,
   ISA_DMA,
   type IsaDma,
+  type QtreeNode,
 } from "../../core/device.ts";
 import type { AddressSpace } from "../../core/memory/address_space.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
@@ -251,6 +252,23 @@ export class DmaI8257 implements Device, IsaDma {
     } finally {
       this.#running = false;
     }
+  }
+
+  /** QEMU's two i8257 (the 16-bit controller listed first, as QEMU's newest-first ISA bus does). */
+  qtree(): { bus: "isa"; nodes: QtreeNode[] } {
+    return {
+      bus: "isa",
+      nodes: [
+        {
+          model: "i8257",
+          properties: [["base", 0xc0], ["page-base", 0x88], ["pageh-base", -1], ["dshift", 1]],
+        },
+        {
+          model: "i8257",
+          properties: [["base", 0x00], ["page-base", 0x80], ["pageh-base", -1], ["dshift", 0]],
+        },
+      ],
+    };
   }
 
   reset(): void {

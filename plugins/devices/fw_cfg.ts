@@ -7,6 +7,7 @@ import {
   type DeviceState,
   type FirmwareConfig,
   FW_CFG,
+  type QtreeNode,
 } from "../../core/device.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 
@@ -249,6 +250,17 @@ export class FwCfg implements Device, FirmwareConfig {
     } catch {
       // the access structure vanished: nothing to report to
     }
+  }
+
+  /** What QEMU's `info qtree` lists for this device. */
+  qtree(): { bus: "system"; nodes: QtreeNode[] } {
+    return {
+      bus: "system",
+      nodes: [{
+        model: "fw_cfg_io",
+        properties: [["dma_enabled", true], ["x-file-slots", 32], ["acpi-mr-restore", true]],
+      }],
+    };
   }
 
   reset(): void {

@@ -1,6 +1,12 @@
 // The i8042 keyboard controller (ports 0x60/0x64) with a PS/2 keyboard and mouse, and port 0x92
 
-import { type Device, type DeviceContext, type DeviceState, ISA_BUS } from "../../core/device.ts";
+import {
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  ISA_BUS,
+  type QtreeNode,
+} from "../../core/device.ts";
 import { KEYBOARD } from "../../core/device.ts";
 import { displayRegistry, type InputEvent } from "../../core/display.ts";
 import type { IrqLine } from "../../core/irq.ts";
@@ -470,6 +476,22 @@ export class I8042 implements Device {
       default:
         this.#auxReply(ACK);
     }
+  }
+
+  /** What QEMU's `info qtree` lists for this device. */
+  qtree(): { bus: "isa"; nodes: QtreeNode[] } {
+    return {
+      bus: "isa",
+      nodes: [{
+        model: "i8042",
+        properties: [
+          ["extended-state", true],
+          ["kbd-throttle", false],
+          ["kbd-irq", 1],
+          ["mouse-irq", 12],
+        ],
+      }],
+    };
   }
 
   reset(): void {

@@ -8,6 +8,7 @@ import {
   type DeviceContext,
   type DeviceState,
   PIC,
+  type QtreeNode,
 } from "../../core/device.ts";
 import type { IrqController } from "../../core/irq.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
@@ -328,6 +329,33 @@ export class PicPair implements Device, IrqController, InterruptSource {
       this.#output = out;
       this.#onOutput(out);
     }
+  }
+
+  /** QEMU's two isa-i8259 (listed slave first, as QEMU's newest-first ISA bus does). */
+  qtree(): { bus: "isa"; nodes: QtreeNode[] } {
+    return {
+      bus: "isa",
+      nodes: [
+        {
+          model: "isa-i8259",
+          properties: [
+            ["iobase", 0xa0],
+            ["elcr_addr", 0x4d1],
+            ["elcr_mask", 0xde],
+            ["master", false],
+          ],
+        },
+        {
+          model: "isa-i8259",
+          properties: [
+            ["iobase", 0x20],
+            ["elcr_addr", 0x4d0],
+            ["elcr_mask", 0xf8],
+            ["master", true],
+          ],
+        },
+      ],
+    };
   }
 
   reset(): void {

@@ -7,6 +7,7 @@ import {
   type DeviceContext,
   type DeviceState,
   ISA_BUS,
+  type QtreeNode,
 } from "../../core/device.ts";
 import type { EventLoop, Timer } from "../../core/event_loop.ts";
 import type { IrqLine } from "../../core/irq.ts";
@@ -85,6 +86,7 @@ export class Pit implements Device {
   #timer: Timer;
   #channels: Channel[] = [newChannel(true), newChannel(true), newChannel(false)];
   #port61 = { speakerData: false };
+  #iobase: number;
 
   constructor(
     readonly id: string,
@@ -96,8 +98,9 @@ export class Pit implements Device {
     this.#loop = loop;
     this.#irq = irq;
     this.#timer = loop.createTimer(`${id}-irq0`, () => this.#onTimer());
+    this.#iobase = options.iobase ?? 0x40;
     if (machine) {
-      const iobase = options.iobase ?? 0x40;
+      const iobase = this.#iobase;
       machine.io.register(id, iobase, 4, {
         read: (port) => this.readPort(port - iobase),
         write: (port, _size, value) => this.writePort(port - iobase, value & 0xff),
@@ -371,6 +374,14 @@ export class Pit implements Device {
   writePort61(value: number): void {
     this.#port61.speakerData = (value & 2) !== 0;
     this.setGate(2, (value & 1) !== 0);
+  }
+
+  /** What QEMU's `info qtree` lists for this device. */
+  qtree(): { bus: "isa"; nodes: QtreeNode[] } {
+    return {
+      bus: "isa",
+      nodes: [{ model: "isa-pit", properties: [["iobase", this.#iobase]] }],
+    };
   }
 
   reset(): void {

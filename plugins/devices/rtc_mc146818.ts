@@ -5,6 +5,7 @@ import {
   type DeviceContext,
   type DeviceState,
   ISA_BUS,
+  type QtreeNode,
   RTC_CMOS,
 } from "../../core/device.ts";
 import type { EventLoop, Timer } from "../../core/event_loop.ts";
@@ -305,6 +306,22 @@ export class Rtc implements Device {
         this.#irq?.raise();
       }
     }
+  }
+
+  /** What QEMU's `info qtree` lists for this device. */
+  qtree(): { bus: "isa"; nodes: QtreeNode[] } {
+    return {
+      bus: "isa",
+      nodes: [{
+        model: "mc146818rtc",
+        properties: [
+          ["base_year", 0],
+          ["iobase", 0x70],
+          ["irq", 8],
+          ["lost_tick_policy", "discard"],
+        ],
+      }],
+    };
   }
 
   reset(): void {

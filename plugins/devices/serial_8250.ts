@@ -1,7 +1,13 @@
 // The 16550A UART (`isa-serial`): registers, 16-byte FIFOs and interrupts, wired to a chardev
 
 import type { Chardev } from "../../core/chardev.ts";
-import { type Device, type DeviceContext, type DeviceState, ISA_BUS } from "../../core/device.ts";
+import {
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  ISA_BUS,
+  type QtreeNode,
+} from "../../core/device.ts";
 import type { IrqLine } from "../../core/irq.ts";
 import { optNumber, optString } from "../../core/options.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
@@ -88,14 +94,20 @@ export class Uart implements Device {
   #irq: IrqLine | null;
   #byte = new Uint8Array(1);
   #onInput: () => void;
+  #qdev: { index: number; iobase: number; irq: number };
 
   constructor(
     readonly id: string,
     chardev: Chardev | null,
     irq: IrqLine | null,
     machine: DeviceContext | null,
-    options: { iobase?: number } = {},
+    options: { iobase?: number; index?: number; irq?: number } = {},
   ) {
+    this.#qdev = {
+      index: options.index ?? 0,
+      iobase: options.iobase ?? 0x3f8,
+      irq: options.irq ?? 4,
+    };
     this.#chardev = chardev;
     this.#irq = irq;
     this.#onInput = () => machine?.loop.wake();
@@ -264,6 +276,18 @@ export class Uart implements Device {
     }
   }
 
+  /** QEMU's isa-serial properties (the chardev is its SerialState's, not listed). */
+  qtree(): { bus: "isa"; nodes: QtreeNode[] } {
+    const q = this.#qdev;
+    return {
+      bus: "isa",
+      nodes: [{
+        model: "isa-serial",
+        properties: [["index", q.index], ["iobase", q.iobase], ["irq", q.irq]],
+      }],
+    };
+  }
+
   reset(): void {
     this.#s = newState();
     this.#irq?.lower();
@@ -308,6 +332,8 @@ export default {
     const irq = m.findService(ISA_BUS)?.irq(irqNumber) ?? null;
     return new Uart(m.freeId("serial"), chardev, irq, m, {
       iobase: optNumber(opts, "iobase") ?? defaults.iobase,
+      index,
+      irq: irqNumber,
     });
   },
 } satisfies DeviceDescriptor;

@@ -1,3 +1,4 @@
+import { skipUnless } from "../../tests/skip.ts";
 import assert from "node:assert/strict";
 import {
   AL,
@@ -232,7 +233,7 @@ Deno.test("Assembler.assemble() resolves backward short and forward near jumps",
 Deno.test({
   name: "Assembler matches nasm -f bin on a 32-bit program using every emitted form" +
     (hasNasm() ? "" : " (ignored: nasm is not installed)"),
-  ignore: !hasNasm(),
+  ignore: skipUnless(import.meta, "nasm"),
   fn() {
     const a = new Assembler({ bits: 32, origin: 0x100000 });
     program32(a);
@@ -243,7 +244,7 @@ Deno.test({
 Deno.test({
   name: "Assembler matches nasm -f bin on 16-bit real-mode code" +
     (hasNasm() ? "" : " (ignored: nasm is not installed)"),
-  ignore: !hasNasm(),
+  ignore: skipUnless(import.meta, "nasm"),
   fn() {
     const a = new Assembler({ bits: 16, origin: 0x7c00 });
     a.label("start").cli().xor(AX, AX).mov(DS, AX).mov(SS, AX).mov(AX, 0x1234).mov(EAX, 1);

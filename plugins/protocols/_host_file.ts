@@ -93,6 +93,11 @@ export class HostFile {
     return this.#file.seekSync(0, Deno.SeekMode.End);
   }
 
+  /** The open file's kind, size and times (`fstat`). */
+  stat(): Deno.FileInfo {
+    return this.#file.statSync();
+  }
+
   /** Bytes the host allocated for the file (`st_blocks` * 512). */
   allocatedBytes(): number {
     return (this.#file.statSync().blocks ?? 0) * 512;

@@ -1,5 +1,6 @@
 // Boot test of -smp 2: Debian's i386 kernel brings up both CPUs (INIT/SIPI, TSC sync, IPIs)
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import { runVmkitUntil } from "./boot_util.ts";
 import { BOOT_TIMEOUT_MS, INITRD, KERNEL, missingFiles } from "./guest_util.ts";
@@ -25,7 +26,6 @@ const FAILURES = [
 const FULL_BOOT = Deno.env.get("VMKIT_LINUX_FULL_BOOT") === "1";
 
 const why = missingFiles([KERNEL, INITRD]);
-if (why) console.log(`linux_smp_test: skipped: ${why}`);
 
 function tail(text: string): string {
   return text.split("\n").slice(-40).join("\n");
@@ -35,7 +35,7 @@ Deno.test({
   name: `vmkit system-x86_64 -smp 2 boots Debian's i386 kernel with both CPUs brought up${
     FULL_BOOT ? " and runs /init" : ""
   }${why ? ` (ignored: ${why})` : ""}`,
-  ignore: why !== "",
+  ignore: skipUnless(import.meta, { ok: why === "", missing: why }),
   async fn() {
     const text = await runVmkitUntil(
       [

@@ -1,20 +1,15 @@
 // Boot tests through the command line: SeaBIOS to its boot menu, and a boot sector the test builds
 
+import { SEABIOS, skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import {
-  bootSector,
-  bootSectorOverlay,
-  HAVE_BIOS,
-  NEEDS_BIOS,
-  runVmkitUntil,
-} from "./boot_util.ts";
+import { bootSector, bootSectorOverlay, NEEDS_BIOS, runVmkitUntil } from "./boot_util.ts";
 import { tempDir } from "../test_util.ts";
 
 Deno.test({
   name:
     `vmkit system-x86_64 -nographic -m 128 prints the SeaBIOS banner and its boot attempts${NEEDS_BIOS}`,
-  ignore: !HAVE_BIOS,
+  ignore: skipUnless(import.meta, SEABIOS),
   async fn() {
     const out = await runVmkitUntil(
       ["system-x86_64", "-nographic", "-m", "128"],
@@ -29,7 +24,7 @@ Deno.test({
 Deno.test({
   name:
     `vmkit system-x86_64 boots a disk whose boot sector the test built and shows its message${NEEDS_BIOS}`,
-  ignore: !HAVE_BIOS,
+  ignore: skipUnless(import.meta, SEABIOS),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -60,7 +55,7 @@ Deno.test({
 Deno.test({
   name:
     `vmkit system-x86_64 boots from a qcow2 overlay whose backing file holds the boot sector${NEEDS_BIOS}`,
-  ignore: !HAVE_BIOS,
+  ignore: skipUnless(import.meta, SEABIOS),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

@@ -1,5 +1,6 @@
 // Boot tests of -smp: SeaBIOS counts the CPUs itself with INIT/SIPI, as under real QEMU
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { MAIN, tempDir } from "../test_util.ts";
@@ -28,8 +29,6 @@ const NEEDS = isFile(BIOS) ? "" : ` (ignored: ${BIOS} is missing; apt-get instal
 const NEEDS_QEMU = haveQemu
   ? ""
   : ` (ignored: ${QEMU} is missing; apt-get install qemu-system-x86)`;
-if (NEEDS) console.log(`seabios_smp_test: skipped:${NEEDS}`);
-if (!haveQemu) console.log(`seabios_smp_test: QEMU comparison skipped:${NEEDS_QEMU}`);
 
 /** SeaBIOS's CPU count line, e.g. `Found 2 cpu(s) max supported 4 cpu(s)`. */
 const FOUND = /Found \d+ cpu\(s\) max supported \d+ cpu\(s\)/;
@@ -57,7 +56,7 @@ for (
 ) {
   Deno.test({
     name: `vmkit system-x86_64 -smp ${smp}: SeaBIOS starts every AP and says '${line}'${NEEDS}`,
-    ignore: NEEDS !== "",
+    ignore: skipUnless(import.meta, { ok: NEEDS === "", missing: NEEDS }),
     async fn() {
       const { dir, cleanup } = await tempDir();
       try {
@@ -79,7 +78,7 @@ for (
 Deno.test({
   name:
     `vmkit system-x86_64 -smp 2 gives SeaBIOS the same CPU count line as QEMU${NEEDS}${NEEDS_QEMU}`,
-  ignore: NEEDS !== "" || !haveQemu,
+  ignore: NEEDS !== "" || skipUnless(import.meta, { ok: haveQemu, missing: NEEDS_QEMU }),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

@@ -1,5 +1,6 @@
 // SeaBIOS runs the VGA BIOS of `-vga std` and `-vga cirrus` as it does under QEMU, and its text lands in VRAM
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import type { BlockIo } from "../../core/block/backend.ts";
@@ -110,7 +111,7 @@ for (const type of ["std", "cirrus"]) {
   Deno.test({
     name: `vmkit system-x86_64 -vga ${type}: SeaBIOS runs the VGA option ROM with the ` +
       `same debug log lines as qemu-system-x86_64${NEEDS_FIRMWARE}${NEEDS_QEMU}`,
-    ignore: NEEDS_FIRMWARE !== "" || !HAVE_QEMU,
+    ignore: NEEDS_FIRMWARE !== "" || skipUnless(import.meta, "qemu-system-x86_64"),
     async fn() {
       const { dir, cleanup } = await tempDir();
       try {
@@ -159,7 +160,7 @@ for (const type of ["std", "cirrus"]) {
   Deno.test({
     name: `createPcMachine() with vga ${type}: the SeaBIOS banner is in VRAM plane 0 ` +
       `where the text mode CRTC reads it${NEEDS_FIRMWARE}`,
-    ignore: NEEDS_FIRMWARE !== "",
+    ignore: skipUnless(import.meta, { ok: NEEDS_FIRMWARE === "", missing: NEEDS_FIRMWARE }),
     async fn() {
       const { core, serial } = await bootToText(type);
       const lines = core.textLines();
@@ -223,7 +224,7 @@ for (const type of ["std", "cirrus"]) {
   Deno.test({
     name: `createPcMachine() with vga ${type}: the VGA BIOS sets VBE mode 0x101 with its ` +
       `linear framebuffer at BAR 0${NEEDS_FIRMWARE}`,
-    ignore: NEEDS_FIRMWARE !== "",
+    ignore: skipUnless(import.meta, { ok: NEEDS_FIRMWARE === "", missing: NEEDS_FIRMWARE }),
     async fn() {
       const image = new Uint8Array(1 << 20);
       image.set(vbeBootSector());

@@ -1,20 +1,15 @@
 // SeaBIOS boots from a virtio-blk disk (a qcow2 overlay on a raw base) next to virtio-net and a balloon
 
+import { SEABIOS, skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import {
-  bootSector,
-  bootSectorOverlay,
-  HAVE_BIOS,
-  NEEDS_BIOS,
-  runVmkitUntil,
-} from "./boot_util.ts";
+import { bootSector, bootSectorOverlay, NEEDS_BIOS, runVmkitUntil } from "./boot_util.ts";
 import { tempDir } from "../test_util.ts";
 
 Deno.test({
   name:
     `vmkit system-x86_64 boots a virtio-blk qcow2 overlay through SeaBIOS's virtio driver${NEEDS_BIOS}`,
-  ignore: !HAVE_BIOS,
+  ignore: skipUnless(import.meta, SEABIOS),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -52,7 +47,7 @@ Deno.test({
 Deno.test({
   name:
     `vmkit system-x86_64 boots -device virtio-blk-pci,disable-modern=on through the legacy interface${NEEDS_BIOS}`,
-  ignore: !HAVE_BIOS,
+  ignore: skipUnless(import.meta, SEABIOS),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

@@ -1,5 +1,6 @@
 // The short differential run: generated x86 programs on real QEMU and on each vmkit CPU tier, dumps compared
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import { CF, DATA_BYTES, Generator, OF, STATUS } from "./gen.ts";
 import {
@@ -56,20 +57,20 @@ async function shortRun(tier: Exclude<Runner, "qemu">, passes: number): Promise<
 Deno.test({
   name: "cpu_diff: generated 32-bit programs end the same on QEMU and the vmkit interpreter" +
     NEEDS,
-  ignore: !HAVE,
+  ignore: skipUnless(import.meta, "qemu-system-x86_64", "nasm"),
   fn: () => shortRun("interp", 2),
 });
 
 Deno.test({
   name: "cpu_diff: generated 32-bit programs end the same on QEMU and vmkit's block translator" +
     NEEDS,
-  ignore: !HAVE,
+  ignore: skipUnless(import.meta, "qemu-system-x86_64", "nasm"),
   fn: () => shortRun("js", 60),
 });
 
 Deno.test({
   name: "cpu_diff: generated 32-bit programs end the same on QEMU and vmkit's wasm tier" + NEEDS,
-  ignore: !HAVE,
+  ignore: skipUnless(import.meta, "qemu-system-x86_64", "nasm"),
   fn: () => shortRun("wasm", 300),
 });
 
@@ -77,7 +78,7 @@ Deno.test({
   name:
     "cpu_diff: a long-mode program with REX, RIP-relative and SSE/SSE2 items runs to its dump on QEMU in 64-bit mode, the same dump twice" +
     NEEDS,
-  ignore: !HAVE,
+  ignore: skipUnless(import.meta, "qemu-system-x86_64", "nasm"),
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "vmkit-cpudiff-" });
     try {

@@ -1,14 +1,12 @@
 // `-cpu help` and `-cpu` errors of `vmkit system-x86_64`/`system-i386` against real qemu-system-*
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
-import { haveProgram, runCommand, runVmkit } from "../test_util.ts";
-
-const QEMU = haveProgram("qemu-system-x86_64");
-if (!QEMU) console.log("cli_test: skipped: qemu-system-x86_64 is not installed");
+import { runCommand, runVmkit } from "../test_util.ts";
 
 Deno.test({
   name: "vmkit system-x86_64 -cpu help prints byte for byte what qemu-system-x86_64 7.2 prints",
-  ignore: !QEMU,
+  ignore: skipUnless(import.meta, "qemu-system-x86_64"),
   async fn() {
     const qemu = await runCommand("qemu-system-x86_64", ["-cpu", "help"]);
     const vmkit = await runVmkit(["system-x86_64", "-cpu", "help"]);
@@ -23,7 +21,7 @@ Deno.test({
 Deno.test({
   name:
     "vmkit system-x86_64 and system-i386 -cpu refuse an unknown model, flag or value with QEMU's message",
-  ignore: !QEMU || !haveProgram("qemu-system-i386"),
+  ignore: skipUnless(import.meta, "qemu-system-x86_64", "qemu-system-i386"),
   async fn() {
     for (const target of ["x86_64", "i386"]) {
       for (

@@ -5,6 +5,7 @@
 // Every register must be equal, and QEMU's warnings must be the ones resolveX86Cpu() gives.
 // VMKIT_CPU_MODELS_ALL=1 runs every model -cpu help lists instead of the chosen few.
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import type { CpuTopology } from "../../core/cpu.ts";
 import {
@@ -13,11 +14,7 @@ import {
   topologyWarnings,
   x86ModelNames,
 } from "../../core/x86_cpu_models.ts";
-import { haveTools } from "../cpu_diff/harness.ts";
 import { buildGuest, hex, leafList, runOnQemu } from "./guest.ts";
-
-const present = haveTools();
-if (!present) console.log("cpuid_diff_test: skipped: qemu-system-x86_64 or nasm is not installed");
 
 interface Case {
   cpu: string;
@@ -64,7 +61,7 @@ const KNOWN_DIFFERENCES = new Set([0x1c]);
 
 Deno.test({
   name: "cpuidLeaf() answers every leaf as QEMU 7.2 TCG does, for the models and topologies chosen",
-  ignore: !present,
+  ignore: skipUnless(import.meta, "qemu-system-x86_64", "nasm"),
   sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "vmkit-cpuid-" });

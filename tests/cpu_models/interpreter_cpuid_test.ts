@@ -6,30 +6,15 @@
 // (models.ts IMPLEMENTED, plus HTT which QEMU sets from the topology); every other
 // register of every leaf must be equal.
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { FeatureWord } from "../../core/x86_cpu_models.ts";
 import { IMPLEMENTED } from "../../plugins/cpus/x86/models.ts";
-import { haveTools } from "../cpu_diff/harness.ts";
 import { buildGuest, type CpuidLine, hex, runGuest } from "./guest.ts";
 
 const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), "../../cli/main.ts");
-
-function haveI386(): boolean {
-  try {
-    new Deno.Command("qemu-system-i386", { args: ["--version"], stdout: "null", stderr: "null" })
-      .outputSync();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const present = haveTools() && haveI386();
-if (!present) {
-  console.log("interpreter_cpuid_test: skipped: qemu-system-x86_64/-i386 or nasm is not installed");
-}
 
 /** Leaves 0-4 (leaf 4 subleaves 0-4), the hypervisor leaves, 0x80000000-0x80000008. */
 function leaves(): Array<[number, number]> {
@@ -80,7 +65,7 @@ function masked(lines: CpuidLine[]): CpuidLine[] {
 
 Deno.test({
   name: "the x86 interpreter's CPUID equals QEMU 7.2 TCG's within the flags it implements",
-  ignore: !present,
+  ignore: skipUnless(import.meta, "qemu-system-x86_64", "qemu-system-i386", "nasm"),
   sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "vmkit-interp-cpuid-" });

@@ -1,5 +1,6 @@
 // VNC Authentication against the real thing: vmkit's client side answers QEMU's server, and vncsnapshot logs in to vmkit's
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { TestRfbClient } from "../../cli/system/display/test_client.ts";
@@ -80,7 +81,7 @@ async function login(port: number, password: string): Promise<string> {
 Deno.test({
   name: "VNC Authentication: the response vmkit computes is the one QEMU's server checks" +
     (haveProgram("qemu-system-x86_64") ? "" : " (ignored: qemu-system-x86_64 is not installed)"),
-  ignore: !haveProgram("qemu-system-x86_64"),
+  ignore: skipUnless(import.meta, "qemu-system-x86_64"),
   async fn() {
     await withPasswordServer("qemu-system-x86_64", [], "tr0ub4dor", async (port) => {
       assert.equal(await login(port, "tr0ub4dor"), "QEMU");
@@ -94,7 +95,7 @@ Deno.test({
   name: "VNC Authentication: vncsnapshot with a password file logs in to vmkit's server " +
     "(password=on, change-vnc-password)" +
     (HAVE_VNCSNAPSHOT ? "" : " (ignored: vncsnapshot is not installed)"),
-  ignore: !HAVE_VNCSNAPSHOT,
+  ignore: skipUnless(import.meta, "vncsnapshot"),
   async fn() {
     await withPasswordServer(
       Deno.execPath(),

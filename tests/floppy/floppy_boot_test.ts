@@ -2,18 +2,13 @@
 // sector (floppy_boot.asm) loads sectors through INT 13h (SeaBIOS -> FDC -> DMA channel 2),
 // across a track, both heads and the last cylinder, and prints a sum of each load on debugcon
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { haveProgram, runCommand, runVmkit, tempDir } from "../test_util.ts";
+import { runCommand, runVmkit, tempDir } from "../test_util.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const QEMU = haveProgram("qemu-system-i386");
-const NASM = haveProgram("nasm");
-const missing = [QEMU ? "" : "qemu-system-i386", NASM ? "" : "nasm"].filter((s) => s);
-if (missing.length) {
-  console.log(`floppy_boot_test: skipped: ${missing.join(" and ")} not installed`);
-}
 
 const FLOPPY_BYTES = 1474560;
 const SPT = 18, HEADS = 2;
@@ -119,7 +114,7 @@ async function run(
 
 Deno.test({
   name: "vmkit -fda boots a floppy whose INT 13h loads match qemu-system-i386 7.2 byte for byte",
-  ignore: missing.length > 0,
+  ignore: skipUnless(import.meta, "qemu-system-i386", "nasm"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -167,7 +162,7 @@ Deno.test({
 Deno.test({
   name:
     "vmkit's FDC answers a guest's bad cylinder, sector, EOT, DMA count and address, absent drive and short-image write as qemu-system-i386 7.2",
-  ignore: missing.length > 0,
+  ignore: skipUnless(import.meta, "qemu-system-i386", "nasm"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -190,7 +185,7 @@ Deno.test({
 
 Deno.test({
   name: "vmkit refuses a floppy without the 0xaa55 boot signature as qemu-system-i386 7.2 does",
-  ignore: missing.length > 0,
+  ignore: skipUnless(import.meta, "qemu-system-i386", "nasm"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

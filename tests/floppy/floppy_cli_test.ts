@@ -1,12 +1,10 @@
 // -fda, -fdb and -drive if=floppy on the command line: `info block`'s floppy lines and the refusal
 // of a third unit, vmkit against real qemu-system-i386 7.2 on the same command line
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
-import { haveProgram, runCommand, runVmkit, tempDir } from "../test_util.ts";
+import { runCommand, runVmkit, tempDir } from "../test_util.ts";
 import { Vm } from "../monitor/vm_util.ts";
-
-const QEMU = haveProgram("qemu-system-x86_64") && haveProgram("qemu-system-i386");
-if (!QEMU) console.log("floppy_cli_test: skipped: qemu-system-x86_64 or -i386 is not installed");
 
 /** The floppy drives of `info block`, without node numbers and QOM paths (vmkit names its own). */
 function floppyBlocks(infoBlock: string): string[] {
@@ -19,7 +17,7 @@ function floppyBlocks(infoBlock: string): string[] {
 
 Deno.test({
   name: "vmkit -fda/-fdb/-drive if=floppy list the floppy drives in info block as QEMU 7.2",
-  ignore: !QEMU,
+  ignore: skipUnless(import.meta, "qemu-system-x86_64", "qemu-system-i386"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -57,7 +55,7 @@ Deno.test({
 
 Deno.test({
   name: "vmkit eject and change on a floppy drive (no tray) show in info block as QEMU 7.2",
-  ignore: !QEMU,
+  ignore: skipUnless(import.meta, "qemu-system-x86_64", "qemu-system-i386"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -98,7 +96,7 @@ Deno.test({
 
 Deno.test({
   name: "vmkit -drive if=floppy,index=2 is refused with QEMU 7.2's message",
-  ignore: !QEMU,
+  ignore: skipUnless(import.meta, "qemu-system-x86_64", "qemu-system-i386"),
   async fn() {
     const args = ["-drive", "if=floppy,index=2", "-display", "none", "-S"];
     const qemu = await runCommand("qemu-system-i386", args);
@@ -112,7 +110,7 @@ Deno.test({
 Deno.test({
   name:
     "vmkit names a missing image by the option that gave it (-fda, -hda, -cdrom, bare, -drive) as QEMU 7.2",
-  ignore: !QEMU,
+  ignore: skipUnless(import.meta, "qemu-system-x86_64", "qemu-system-i386"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

@@ -1,5 +1,6 @@
 // accel=kvm end to end: SeaBIOS, a boot sector from qcow2 and the Multiboot demo guest, each beside QEMU+KVM
 
+import { SEABIOS, skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { bootSector, HAVE_BIOS, runProgramUntil, runVmkitUntil } from "../boot/boot_util.ts";
@@ -41,7 +42,7 @@ for (const irqchip of ["on", "off", "split"]) {
       `vmkit -accel kvm,kernel-irqchip=${irqchip} runs SeaBIOS through its boot menu prompt to its boot attempts as qemu does${NEEDS_KVM}${
         HAVE_BIOS ? "" : " (ignored: no SeaBIOS)"
       }${QEMU_NOTE}`,
-    ignore: !CAN_RUN || !HAVE_BIOS,
+    ignore: skipUnless(import.meta, { ok: CAN_RUN, missing: NEEDS_KVM }, SEABIOS),
     async fn() {
       const args = [
         "-accel",
@@ -70,7 +71,7 @@ Deno.test({
   name: `vmkit -enable-kvm boots a qcow2 disk's boot sector as qemu -enable-kvm does${NEEDS_KVM}${
     HAVE_BIOS ? "" : " (ignored: no SeaBIOS)"
   }${QEMU_NOTE}`,
-  ignore: !CAN_RUN || !HAVE_BIOS,
+  ignore: skipUnless(import.meta, { ok: CAN_RUN, missing: NEEDS_KVM }, SEABIOS),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -111,7 +112,7 @@ for (const irqchip of ["on", "off", "split"]) {
   Deno.test({
     name:
       `vmkit -machine accel=kvm,kernel-irqchip=${irqchip} runs the Multiboot demo guest to its isa-debug-exit with QEMU's output${NEEDS_KVM}${QEMU_NOTE}`,
-    ignore: !CAN_RUN,
+    ignore: skipUnless(import.meta, { ok: CAN_RUN, missing: NEEDS_KVM }),
     async fn() {
       const { dir, cleanup } = await tempDir();
       try {

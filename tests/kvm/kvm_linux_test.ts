@@ -1,5 +1,6 @@
 // accel=kvm with the test Linux guest, where the host's KVM can run a stock kernel
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import { runVmkitUntil } from "../boot/boot_util.ts";
 import {
@@ -33,7 +34,7 @@ const whyNot = NEEDS_KVM ||
 
 Deno.test({
   name: `vmkit -machine type=pc,accel=kvm boots the i386 test kernel to its ready line${whyNot}`,
-  ignore: whyNot !== "",
+  ignore: skipUnless(import.meta, { ok: whyNot === "", missing: whyNot }),
   async fn() {
     const out = await runVmkitUntil(
       [

@@ -1,8 +1,9 @@
 // accel=kvm with -smp 2: SeaBIOS wakes the second vCPU (INIT/SIPI) as under QEMU+KVM; vCPUs on host threads
 
+import { SEABIOS, skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { debugLogUntil, HAVE_BIOS, NEEDS_BIOS } from "../boot/boot_util.ts";
+import { debugLogUntil, NEEDS_BIOS } from "../boot/boot_util.ts";
 import { MAIN, tempDir } from "../test_util.ts";
 import { buildDemoGuest, DEMO_BANNER, DEMO_EXIT_CODE } from "../../tools/demo_guest.ts";
 import { haveQemuKvm, NEEDS_KVM } from "./kvm_util.ts";
@@ -24,7 +25,7 @@ for (const irqchip of ["on", "off", "split"]) {
           ? " as qemu does"
           : " (QEMU's userspace APIC never gets there on this PVM: no comparison)"
       }${NEEDS_KVM}${NEEDS_BIOS}`,
-    ignore: NEEDS_KVM !== "" || !HAVE_BIOS,
+    ignore: skipUnless(import.meta, { ok: NEEDS_KVM === "", missing: NEEDS_KVM }, SEABIOS),
     async fn() {
       const { dir, cleanup } = await tempDir();
       try {
@@ -61,7 +62,7 @@ for (const irqchip of ["on", "off", "split"]) {
   Deno.test({
     name:
       `vmkit -accel kvm,kernel-irqchip=${irqchip} -smp 2 runs the demo guest with a host thread per vCPU${NEEDS_KVM}`,
-    ignore: NEEDS_KVM !== "",
+    ignore: skipUnless(import.meta, { ok: NEEDS_KVM === "", missing: NEEDS_KVM }),
     async fn() {
       const { dir, cleanup } = await tempDir();
       try {

@@ -2,10 +2,10 @@
 // SeaBIOS loads from a virtio disk writes one sector through INT 13h and halts; vmkit and
 // real qemu-system-x86_64 7.2 count the same requests and bytes, and time them
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { MAIN, tempDir } from "../test_util.ts";
-import { HAVE_QEMU } from "./session_util.ts";
 import { QmpClient } from "./vm_util.ts";
 
 /** Writes its own sector to LBA 1 (INT 13h AH=03h, CHS 0/0/2), then halts. */
@@ -77,7 +77,7 @@ async function run(vm: "vmkit" | "qemu", disk: string, sock: string) {
 
 Deno.test({
   name: "query-blockstats counts and times a guest's reads and writes as qemu-system-x86_64 7.2",
-  ignore: !HAVE_QEMU,
+  ignore: skipUnless(import.meta, "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

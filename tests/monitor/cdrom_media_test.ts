@@ -1,12 +1,10 @@
 // `-cdrom /dev/null` (a zero-size medium) and `-cdrom ""` (an empty drive): `info block` and
 // SeaBIOS's CD boot attempt, vmkit against real qemu-system-x86_64 7.2 on the same command line
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
-import { haveProgram, tempDir } from "../test_util.ts";
+import { tempDir } from "../test_util.ts";
 import { Vm } from "./vm_util.ts";
-
-const QEMU = haveProgram("qemu-system-x86_64");
-if (!QEMU) console.log("cdrom_media_test: skipped: qemu-system-x86_64 is not installed");
 
 /** `info block`'s lines for ide1-cd0, without the node number and the QOM path (vmkit names its own). */
 function cdLines(infoBlock: string): string[] {
@@ -19,7 +17,7 @@ for (const medium of ["/dev/null", ""]) {
   Deno.test({
     name:
       `vmkit -cdrom '${medium}' shows the drive in info block and fails the CD boot as QEMU 7.2`,
-    ignore: !QEMU,
+    ignore: skipUnless(import.meta, "qemu-system-x86_64"),
     async fn() {
       const { dir, cleanup } = await tempDir();
       // graphics=off: SeaBIOS writes its boot messages to the serial console.

@@ -2,12 +2,11 @@
 // backing file, compared with qemu-system-x86_64 7.2 doing the same, and judged by real
 // qemu-img check, compare and qemu-io
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { haveProgram, runCommand, tempDir } from "../test_util.ts";
-import { HAVE_PYTHON, HAVE_QEMU, hmpBody, session } from "./session_util.ts";
-
-const ready = HAVE_PYTHON && HAVE_QEMU && haveProgram("qemu-img") && haveProgram("qemu-io");
+import { runCommand, tempDir } from "../test_util.ts";
+import { hmpBody, session } from "./session_util.ts";
 
 async function run(program: string, args: string[]): Promise<string> {
   const r = await runCommand(program, args);
@@ -17,7 +16,7 @@ async function run(program: string, args: string[]): Promise<string> {
 
 Deno.test({
   name: "HMP commit copies a qcow2 disk into its backing file as qemu-system-x86_64 7.2 does",
-  ignore: !ready,
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64", "qemu-img", "qemu-io"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

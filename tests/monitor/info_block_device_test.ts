@@ -2,12 +2,10 @@
 // the first drive), nothing for an unknown name; vmkit against real qemu-system-x86_64 7.2
 // on the same command line
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
-import { haveProgram, tempDir } from "../test_util.ts";
+import { tempDir } from "../test_util.ts";
 import { Vm } from "./vm_util.ts";
-
-const QEMU = haveProgram("qemu-system-x86_64");
-if (!QEMU) console.log("info_block_device_test: skipped: qemu-system-x86_64 is not installed");
 
 const COMMANDS = [
   "info block ide0-hd0",
@@ -23,7 +21,7 @@ const normal = (text: string) =>
 
 Deno.test({
   name: "HMP info block DEVICE prints that drive only, as qemu-system-x86_64 7.2 does",
-  ignore: !QEMU,
+  ignore: skipUnless(import.meta, "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

@@ -2,10 +2,11 @@
 // virtio-net on user networking, virtio-balloon), vmkit against real qemu-system-x86_64
 // 7.2 on the same command line, both stopped at the reset vector (-S) so the state agrees
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { haveProgram, runCommand, tempDir } from "../test_util.ts";
-import { HAVE_PYTHON, HAVE_QEMU, parse, session, shape } from "./session_util.ts";
+import { runCommand, tempDir } from "../test_util.ts";
+import { parse, session, shape } from "./session_util.ts";
 import { ISO } from "../boot/guest_util.ts";
 
 const UUID = "4a1b2c3d-0011-2233-4455-66778899aabb";
@@ -72,8 +73,6 @@ function guideDevices(disk: string): string[] {
   ];
 }
 
-const ready = HAVE_PYTHON && HAVE_QEMU && haveProgram("qemu-img");
-
 /** Each command's output lines: the text between its prompt's echo line and the next prompt. */
 function byCommand(text: string, commands: string[]): Record<string, string[]> {
   const out: Record<string, string[]> = {};
@@ -89,7 +88,7 @@ Deno.test({
   name:
     "HMP info cpus, uuid, blockstats, network, balloon, pic, irq, lapic, roms, qtree and mtree " +
     "keep QEMU 7.2's layouts on the same devices",
-  ignore: !ready,
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64", "qemu-img"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -212,7 +211,7 @@ Deno.test({
 Deno.test({
   name: "QMP query-block, query-blockstats, query-cpus-fast, query-pci, query-uuid, " +
     "query-balloon and balloon answer as qemu-system-x86_64 7.2 does",
-  ignore: !ready,
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64", "qemu-img"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

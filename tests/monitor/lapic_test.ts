@@ -2,9 +2,10 @@
 // masked on the boot CPU too, as QEMU 7.2 resets it), and QEMU's answers to bad ids,
 // vmkit against real qemu-system-x86_64 7.2 on the same command line
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import { tempDir } from "../test_util.ts";
-import { HAVE_PYTHON, HAVE_QEMU, hmpBoth } from "./session_util.ts";
+import { hmpBoth } from "./session_util.ts";
 
 const COMMANDS = [
   "info lapic",
@@ -24,7 +25,7 @@ const COMMANDS = [
 
 Deno.test({
   name: "HMP info lapic shows each CPU's local APIC at reset as qemu-system-x86_64 7.2 does",
-  ignore: !(HAVE_PYTHON && HAVE_QEMU),
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

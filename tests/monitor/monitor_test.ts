@@ -2,10 +2,11 @@
 // standard-library client (tests/monitor/qmp_client.py), and the same sessions against
 // real qemu-system-x86_64 7.2 to compare the shapes of what each prints
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { MAIN, runCommand, tempDir } from "../test_util.ts";
-import { CLIENT, HAVE_PYTHON, HAVE_QEMU, hmpBody, parse, session, shape } from "./session_util.ts";
+import { CLIENT, hmpBody, parse, session, shape } from "./session_util.ts";
 
 const QMP_SCRIPT = [
   '{"execute": "query-status"}',
@@ -29,7 +30,7 @@ const QMP_SCRIPT = [
 
 Deno.test({
   name: "QMP over a unix socket: vmkit answers a real client as qemu-system-x86_64 7.2 does",
-  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -117,7 +118,7 @@ const HMP_SCRIPT = [
 
 Deno.test({
   name: "HMP over a unix socket: banner, prompt and command output as qemu-system-x86_64 7.2",
-  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -159,7 +160,7 @@ Deno.test({
 
 Deno.test({
   name: "HMP info registers, info pci and xp on a paused SeaBIOS machine keep QEMU's layout",
-  ignore: !HAVE_PYTHON,
+  ignore: skipUnless(import.meta, "python3"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -244,7 +245,7 @@ async function nographic(
 
 Deno.test({
   name: "-nographic: Ctrl-A h lists the keys, Ctrl-A c switches to the monitor, Ctrl-A x quits",
-  ignore: !HAVE_QEMU,
+  ignore: skipUnless(import.meta, "qemu-system-x86_64"),
   async fn() {
     const steps = (booted: string) => [
       { send: "\x01h", waitFor: booted },
@@ -276,7 +277,7 @@ Deno.test({
 Deno.test({
   name:
     "QMP on tcp with wait=on: the guest starts once the client connected, and quits on its word",
-  ignore: !HAVE_PYTHON,
+  ignore: skipUnless(import.meta, "python3"),
   async fn() {
     const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = (probe.addr as Deno.NetAddr).port;
@@ -301,7 +302,7 @@ Deno.test({
 
 Deno.test({
   name: "QMP system_powerdown presses the ACPI power button and sends POWERDOWN as QEMU 7.2 does",
-  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -333,7 +334,7 @@ Deno.test({
 
 Deno.test({
   name: "QMP eject and blockdev-change-medium move the CD-ROM tray with QEMU 7.2's events",
-  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -419,7 +420,7 @@ Deno.test({
 
 Deno.test({
   name: "HMP line editing: echo, Backspace, arrows, Delete, Ctrl-A/E and history as QEMU 7.2",
-  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -457,7 +458,7 @@ Deno.test({
 
 Deno.test({
   name: "-chardev socket with -mon mode=control and mode=readline serve QMP and HMP as QEMU 7.2",
-  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

@@ -3,9 +3,10 @@
 // the I/O root answering unassigned ports), and QEMU's answers to bad flags, against
 // real qemu-system-x86_64 7.2 on the same command line
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import { tempDir } from "../test_util.ts";
-import { HAVE_PYTHON, HAVE_QEMU, hmpBoth } from "./session_util.ts";
+import { hmpBoth } from "./session_util.ts";
 
 const BAD = [
   "info mtree -",
@@ -33,7 +34,7 @@ const SHARED = [
 
 Deno.test({
   name: "HMP info mtree -f prints flat views in QEMU 7.2's layout and refuses bad flags alike",
-  ignore: !(HAVE_PYTHON && HAVE_QEMU),
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

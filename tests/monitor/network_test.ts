@@ -2,9 +2,10 @@
 // -net hubs, -netdev with -device, -nic, several NICs and hubs), vmkit against real
 // qemu-system-x86_64 7.2 on the same command line
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import { tempDir } from "../test_util.ts";
-import { HAVE_PYTHON, HAVE_QEMU, hmpBoth } from "./session_util.ts";
+import { hmpBoth } from "./session_util.ts";
 
 const CONFIGS = [
   ["-net", "nic", "-net", "user"],
@@ -56,7 +57,7 @@ function unnamed(line: string): string {
 
 Deno.test({
   name: "HMP info network and info usernet print QEMU 7.2's lines for the same network",
-  ignore: !(HAVE_PYTHON && HAVE_QEMU),
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -81,7 +82,7 @@ Deno.test({
 
 Deno.test({
   name: "HMP info pci shows the e1000 of -net nic with QEMU 7.2's IDs, subsystem and BARs",
-  ignore: !(HAVE_PYTHON && HAVE_QEMU),
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -105,7 +106,7 @@ Deno.test({
 
 Deno.test({
   name: "HMP info usernet lists hostfwd listeners as QEMU 7.2 does (but the host's fd numbers)",
-  ignore: !(HAVE_PYTHON && HAVE_QEMU),
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

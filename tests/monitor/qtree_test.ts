@@ -1,12 +1,14 @@
 // HMP `info qtree`: each PCI function's properties (the PCIDevice part every QEMU PCI
 // device has: addr, romfile, romsize, rombar, multifunction...) and its class and BAR
-// lines are QEMU 7.2's for the same device at the same address, against real
-// qemu-system-x86_64 7.2 on the same command line
+// lines, and each ISA device's qdev properties (iobase, irq, dma...) on the bridge's isa.0,
+// are QEMU 7.2's for the same device, against real qemu-system-x86_64 7.2 on the same
+// command line
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { runCommand, tempDir } from "../test_util.ts";
-import { HAVE_PYTHON, HAVE_QEMU, hmpBoth } from "./session_util.ts";
+import { hmpBoth } from "./session_util.ts";
 
 /** Each PCI function's lines (8 spaces in) by its `addr = XX.Y`. */
 function byAddress(lines: string[]): Map<string, string[]> {
@@ -23,7 +25,7 @@ function byAddress(lines: string[]): Map<string, string[]> {
 
 Deno.test({
   name: "HMP info qtree gives each PCI function QEMU 7.2's PCI properties and identity lines",
-  ignore: !(HAVE_PYTHON && HAVE_QEMU),
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -62,6 +64,78 @@ Deno.test({
       }
       const tail = (lines: string[]) => lines.slice(lines.indexOf("info qtree x"));
       assert.deepEqual(tail(out.vmkit), tail(out.qemu));
+    } finally {
+      await cleanup();
+    }
+  },
+});
+
+/**
+ * The devices on isa.0, each as its lines (nested buses included, gpio lines left out:
+ * vmkit prints none), in the order listed.
+ */
+function isaDevices(lines: string[]): string[][] {
+  const start = lines.indexOf("        bus: isa.0");
+  const out: string[][] = [];
+  for (const l of lines.slice(start + 2)) {
+    if (!l.startsWith("          ")) break;
+    if (l.startsWith("          dev: ")) out.push([]);
+    if (!/^\s*gpio-(in|out) /.test(l)) out[out.length - 1].push(l);
+  }
+  return out;
+}
+
+Deno.test({
+  name: "HMP info qtree lists the ISA devices on isa.0 with QEMU 7.2's qdev properties",
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const a = path.join(dir, "a.img"), b = path.join(dir, "b.img");
+      await Deno.writeFile(a, new Uint8Array(1440 << 10));
+      await Deno.writeFile(b, new Uint8Array(1 << 20));
+      const out = await hmpBoth(dir, "qtree-isa", [
+        "-S",
+        "-chardev",
+        "null,id=dbg",
+        "-device",
+        "isa-debugcon,iobase=0x402,chardev=dbg",
+        "-device",
+        "isa-debug-exit",
+        "-drive",
+        `file=${a},if=floppy,format=raw`,
+        "-drive",
+        `file=${b},if=floppy,index=1,format=raw`,
+        "-serial",
+        "null",
+        "-serial",
+        "null",
+      ], ["info qtree"]);
+      const v = isaDevices(out.vmkit), q = isaDevices(out.qemu);
+      const models = v.map((d) => d[0].trim()).sort();
+      assert.deepEqual(models, [
+        'dev: i8042, id ""',
+        'dev: i8257, id ""',
+        'dev: i8257, id ""',
+        'dev: isa-debug-exit, id ""',
+        'dev: isa-debugcon, id ""',
+        'dev: isa-fdc, id ""',
+        'dev: isa-i8259, id ""',
+        'dev: isa-i8259, id ""',
+        'dev: isa-pit, id ""',
+        'dev: isa-serial, id ""',
+        'dev: isa-serial, id ""',
+        'dev: mc146818rtc, id ""',
+      ]);
+      // Each of vmkit's ISA devices, properties and floppy drives included, is one of
+      // QEMU's, line for line (QEMU has more: port92, vmport, pcspk, parallel).
+      const theirs = q.map((d) => d.join("\n"));
+      for (const d of v) assert.ok(theirs.includes(d.join("\n")), d.join("\n"));
+      // Both i8259s, both i8257s and both serial ports in QEMU's order.
+      for (const model of ["isa-i8259", "i8257", "isa-serial"]) {
+        const of = (list: string[][]) => list.filter((d) => d[0].includes(`dev: ${model},`));
+        assert.deepEqual(of(v), of(q), model);
+      }
     } finally {
       await cleanup();
     }

@@ -3,18 +3,19 @@
 // qemu-system-x86_64 7.2 on the same command line (QEMU also lists its kvmvapic.bin and
 // its ACPI table blobs, which vmkit does not have)
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { tempDir } from "../test_util.ts";
 import { KERNEL } from "../boot/guest_util.ts";
-import { HAVE_PYTHON, HAVE_QEMU, hmpBoth } from "./session_util.ts";
+import { hmpBoth } from "./session_util.ts";
 
 /** QEMU's ROMs vmkit has no counterpart of. */
 const QEMU_ONLY = /^(fw=genroms\/kvmvapic\.bin|\/rom@etc\/)/;
 
 Deno.test({
   name: "HMP info roms names the BIOS, option ROMs and the Linux loader as QEMU 7.2 does",
-  ignore: !(HAVE_PYTHON && HAVE_QEMU),
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

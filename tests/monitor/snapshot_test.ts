@@ -1,14 +1,15 @@
 // savevm, loadvm, delvm and info snapshots over HMP: QEMU 7.2's answers without a disk
 // that can hold a snapshot, and a qcow2 disk that real qemu-img lists and checks
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { MAIN, runCommand, tempDir } from "../test_util.ts";
-import { HAVE_PYTHON, HAVE_QEMU, hmpBody, session } from "./session_util.ts";
+import { hmpBody, session } from "./session_util.ts";
 
 Deno.test({
   name: "HMP savevm, loadvm, delvm and info snapshots answer as QEMU 7.2 without a snapshot disk",
-  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
@@ -48,7 +49,7 @@ Deno.test({
 Deno.test({
   name:
     "savevm into a qcow2 disk: qemu-img lists the VM state and checks clean; -loadvm resumes it",
-  ignore: !HAVE_PYTHON || !HAVE_QEMU,
+  ignore: skipUnless(import.meta, "python3", "qemu-system-x86_64"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {

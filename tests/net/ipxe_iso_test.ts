@@ -4,6 +4,7 @@
 // SeaBIOS goes on to "No bootable device." Real QEMU runs the same line beside it and
 // the console text must agree.
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import { HAVE_BIOS, runProgramUntil, runVmkitUntil } from "../boot/boot_util.ts";
 import { haveProgram } from "../test_util.ts";
@@ -36,7 +37,7 @@ function lines(text: string): string[] {
 Deno.test({
   name: "the iPXE CD: ISOLINUX loads ipxe.krn, iPXE starts and, with no NIC, hands back to " +
     "SeaBIOS, as in QEMU" + (WHY_NOT ? ` (skipped: ${WHY_NOT})` : ""),
-  ignore: WHY_NOT !== "",
+  ignore: skipUnless(import.meta, { ok: WHY_NOT === "", missing: WHY_NOT }),
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {

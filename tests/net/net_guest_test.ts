@@ -4,6 +4,7 @@
 // on 127.0.0.1, and serves HTTP that the test fetches through hostfwd. Every address the
 // test opens is on the loopback.
 
+import { skipUnless } from "../skip.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import * as dgram from "node:dgram";
@@ -180,7 +181,7 @@ for (const nic of ["virtio-net-pci", "e1000", "rtl8139"] as const) {
     name: `Linux on ${nic} gets 10.0.2.15 by DHCP, pings 10.0.2.2, downloads over HTTP, ` +
       `resolves through 10.0.2.3 and serves through hostfwd` +
       (whyNoGuest ? ` (skipped: ${whyNoGuest})` : ""),
-    ignore: whyNoGuest !== "",
+    ignore: skipUnless(import.meta, { ok: whyNoGuest === "", missing: whyNoGuest }),
     sanitizeResources: false,
     sanitizeOps: false,
     fn: () => networkBoot(nic),

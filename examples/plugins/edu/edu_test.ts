@@ -1,6 +1,7 @@
 // The edu example plugin, tested as an outside plugin is: through --plugin, by a guest
 // program, against QEMU's own edu device; and its answers to a hostile guest
 
+import { ESBUILD, skipUnless } from "../../../tests/skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -251,7 +252,7 @@ Deno.test({
   name: HAVE_NASM
     ? "a guest drives edu loaded with --plugin: ID, factorial, DMA and MSI, under vmkit and qemu-system-x86_64"
     : "edu guest test (ignored: nasm is not installed)",
-  ignore: !HAVE_NASM,
+  ignore: skipUnless(import.meta, "nasm"),
   async fn() {
     const dir = await Deno.makeTempDir();
     try {
@@ -289,7 +290,7 @@ Deno.test({
   name: HAVE_NASM && HAVE_QEMU
     ? "the edu guest prints the same report on QEMU 7.2's own edu device"
     : "edu guest on real QEMU (ignored: nasm or qemu-system-x86_64 is not installed)",
-  ignore: !HAVE_NASM || !HAVE_QEMU,
+  ignore: skipUnless(import.meta, "nasm", "qemu-system-x86_64"),
   async fn() {
     const dir = await Deno.makeTempDir();
     try {
@@ -307,7 +308,7 @@ Deno.test({
   name: HAVE_NASM && HAVE_ESBUILD
     ? "the edu plugin bundled by vmkit plugin build drives the same guest"
     : "edu bundle test (ignored: nasm or esbuild (npm ci) is not installed)",
-  ignore: !HAVE_NASM || !HAVE_ESBUILD,
+  ignore: skipUnless(import.meta, "nasm", ESBUILD),
   async fn() {
     const dir = await Deno.makeTempDir();
     try {

@@ -1,6 +1,7 @@
 // The docs/plugins.md tutorial plugins, loaded as a reader would load them, and judged by
 // real qemu-img where it can read the result
 
+import { skipUnless } from "../../../tests/skip.ts";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -40,7 +41,7 @@ Deno.test({
   name: HAVE_QEMU_IMG
     ? "boxed: vmkit --plugin creates, converts and checks; real qemu-img reads the same bytes"
     : "boxed tutorial format (ignored: qemu-img is not installed)",
-  ignore: !HAVE_QEMU_IMG,
+  ignore: skipUnless(import.meta, "qemu-img"),
   async fn() {
     const dir = await Deno.makeTempDir();
     try {

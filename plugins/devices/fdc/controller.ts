@@ -13,6 +13,7 @@ import {
   type DeviceState,
   type FloppyDrives,
   type IsaDma,
+  type QtreeNode,
 } from "../../../core/device.ts";
 import type { BlockIo } from "../../../core/block/backend.ts";
 import type { IrqLine } from "../../../core/irq.ts";
@@ -130,11 +131,8 @@ export class FloppyController implements Device, FloppyDrives {
     readonly id: string,
     host: {
       drives: [
-        { node: BlockIo | null; readOnly: boolean } | null,
-        {
-          node: BlockIo | null;
-          readOnly: boolean;
-        } | null,
+        { node: BlockIo | null; readOnly: boolean; id?: string } | null,
+        { node: BlockIo | null; readOnly: boolean; id?: string } | null,
       ];
       irq: IrqLine | null;
       dma: IsaDma | null;
@@ -149,10 +147,12 @@ export class FloppyController implements Device, FloppyDrives {
       newDrive(host.drives[1]?.node ?? null, host.drives[1]?.readOnly ?? false, !!host.drives[1]),
     ];
     this.#present = [host.drives[0] !== null, host.drives[1] !== null];
+    this.#driveIds = [host.drives[0]?.id ?? "floppy0", host.drives[1]?.id ?? "floppy1"];
     this.#irq = host.irq;
     this.#dma = host.dma;
     this.dmaChannel = host.dmaChannel ?? 2;
     this.#track = host.track ?? ((p) => p);
+    this.#iobase = iobase;
     // 0x3f0-0x3f5 and 0x3f7: 0x3f6 belongs to the IDE controller's device control.
     machine?.io.register(id, iobase, 6, {
       read: (port) => this.readRegister(port - iobase),
@@ -166,6 +166,9 @@ export class FloppyController implements Device, FloppyDrives {
   }
 
   readonly #present: [boolean, boolean];
+  readonly #iobase: number;
+  /** The -drive ids of drives A and B, for `info qtree`. */
+  readonly #driveIds: [string, string];
 
   /**
    * Puts `node` in drive `unit` (null: takes the medium out), as the monitor's change and
@@ -631,6 +634,50 @@ export class FloppyController implements Device, FloppyDrives {
       await node.write(c.offset, sector);
     }
     return -1;
+  }
+
+  /**
+   * QEMU's isa-fdc and the floppy devices on its floppy-bus.0 (unit 1 first: the bus lists
+   * its newest child first), with the drive type the medium gave each.
+   */
+  qtree(): { bus: "isa"; nodes: QtreeNode[] } {
+    const floppies: QtreeNode[] = [];
+    for (const unit of [1, 0]) {
+      if (!this.#present[unit]) continue;
+      floppies.push({
+        model: "floppy",
+        properties: [
+          ["unit", unit],
+          ["drive", this.#driveIds[unit]],
+          ["backend_defaults", "auto"],
+          ["logical_block_size", { bytes: 512 }],
+          ["physical_block_size", { bytes: 512 }],
+          ["min_io_size", { bytes: 0 }],
+          ["opt_io_size", { bytes: 0 }],
+          ["discard_granularity", { bytes: 0xffffffff }],
+          ["write-cache", "auto"],
+          ["share-rw", false],
+          ["account-invalid", "auto"],
+          ["account-failed", "auto"],
+          ["drive-type", this.drives[unit].type],
+        ],
+      });
+    }
+    return {
+      bus: "isa",
+      nodes: [{
+        model: "isa-fdc",
+        properties: [
+          ["iobase", this.#iobase],
+          ["irq", 6],
+          ["dma", this.dmaChannel],
+          ["fdtypeA", "auto"],
+          ["fdtypeB", "auto"],
+          ["fallback", "288"],
+        ],
+        buses: [{ name: "floppy-bus.0", type: "floppy-bus", devices: floppies }],
+      }],
+    };
   }
 
   reset(): void {

@@ -27,15 +27,15 @@ export default {
   create(machine: DeviceContext): FloppyController {
     const floppies = machine.config.drives.filter((d) => d.interface === "floppy");
     const host: [
-      { node: BlockIo | null; readOnly: boolean } | null,
-      { node: BlockIo | null; readOnly: boolean } | null,
+      { node: BlockIo | null; readOnly: boolean; id: string } | null,
+      { node: BlockIo | null; readOnly: boolean; id: string } | null,
     ] = [null, null];
     for (const d of floppies) {
       const unit = d.index ?? 0;
       if (unit > 1) {
         throw new UsageError(`Can't create floppy unit ${unit}, bus supports only 2 units`);
       }
-      host[unit] = { node: d.node, readOnly: d.readOnly };
+      host[unit] = { node: d.node, readOnly: d.readOnly, id: d.id };
     }
     const fdc = new FloppyController("fdc", {
       drives: host,
