@@ -292,6 +292,12 @@ export async function openDrives(
           // QEMU names the option only where the drive's device is made with it (virtio).
           throw new UsageError(iface === "virtio" ? `${typed}: ${denied}` : denied);
         }
+        // An IDE hard disk cannot be read-only in QEMU (ide-hd refuses the node); a CD-ROM,
+        // a floppy and a virtio disk can.
+        if (o.readonly === true && iface === "ide" && media === "disk") {
+          await root.close();
+          throw new UsageError("Block node is read-only");
+        }
         // The guest's disk goes through the same backend and scheduler as `img`.
         node = new BlockBackend(root, { cache });
       } catch (e) {

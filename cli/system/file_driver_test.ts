@@ -134,6 +134,14 @@ const CASES: [string[], { code: number; stderr: string }][] = [
     ],
     { code: 0, stderr: "" },
   ],
+  // An IDE hard disk cannot be read-only; a virtio disk, a floppy and a CD-ROM can.
+  [["-drive", "file=x.img,format=raw,readonly=on"], {
+    code: 1,
+    stderr: "Block node is read-only\n",
+  }],
+  [["-drive", "file=x.img,format=raw,readonly=on,if=virtio"], { code: 0, stderr: "" }],
+  [["-drive", "file=x.img,format=raw,readonly=on,if=floppy"], { code: 0, stderr: "" }],
+  [["-drive", "file=x.img,format=raw,readonly=on,media=cdrom"], { code: 0, stderr: "" }],
 ];
 
 for (const [args, answer] of CASES) {
