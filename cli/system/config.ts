@@ -284,9 +284,24 @@ export async function openDrives(
         });
         // QEMU's warning: block 0 of a probed raw disk is guarded (plugins/formats/raw.ts).
         if (root.restrictsBlockZero) graph.report(probedRawWarning(file));
+        // auto-read-only fell back to a read-only open: a drive whose device writes then fails
+        // QEMU's write-permission check (a CD-ROM and a drive with no device, if=none, do not).
+        if (root.readOnly && !readOnly && iface !== "none") {
+          await root.close();
+          const denied = `Could not open '${file}': Permission denied`;
+          // QEMU names the option only where the drive's device is made with it (virtio).
+          throw new UsageError(iface === "virtio" ? `${typed}: ${denied}` : denied);
+        }
+        // An IDE hard disk cannot be read-only in QEMU (ide-hd refuses the node); a CD-ROM,
+        // a floppy and a virtio disk can.
+        if (o.readonly === true && iface === "ide" && media === "disk") {
+          await root.close();
+          throw new UsageError("Block node is read-only");
+        }
         // The guest's disk goes through the same backend and scheduler as `img`.
         node = new BlockBackend(root, { cache });
       } catch (e) {
+        if (e instanceof UsageError) throw e;
         // qemu-system prints why, without qemu-img's `Could not open 'FILE'` before it.
         const parts = errorChainMessage(withoutOpenWrapper(e)).split(": ");
         const message = parts.filter((p, i) => p !== parts[i - 1]).join(": ");

@@ -134,6 +134,14 @@ const CASES: [string[], { code: number; stderr: string }][] = [
     ],
     { code: 0, stderr: "" },
   ],
+  // An IDE hard disk cannot be read-only; a virtio disk, a floppy and a CD-ROM can.
+  [["-drive", "file=x.img,format=raw,readonly=on"], {
+    code: 1,
+    stderr: "Block node is read-only\n",
+  }],
+  [["-drive", "file=x.img,format=raw,readonly=on,if=virtio"], { code: 0, stderr: "" }],
+  [["-drive", "file=x.img,format=raw,readonly=on,if=floppy"], { code: 0, stderr: "" }],
+  [["-drive", "file=x.img,format=raw,readonly=on,media=cdrom"], { code: 0, stderr: "" }],
 ];
 
 for (const [args, answer] of CASES) {
@@ -144,6 +152,101 @@ for (const [args, answer] of CASES) {
       const qemu = await run("qemu", args);
       assert.deepEqual(qemu, answer);
       assert.deepEqual(await run("vmkit", args), qemu);
+    },
+  });
+}
+
+/**
+ * A user who may read an image but not write it: QEMU's -drive opens it read-only
+ * (auto-read-only) and then refuses a device that writes, in words that depend on the
+ * interface; a CD-ROM and a drive without a device run. As root the commands run as
+ * `nobody` (root may write any file); they need a deno and a checkout `nobody` can read.
+ */
+const RO_DIR = Deno.makeTempDirSync({ prefix: "vmkit-ro-drive-" });
+Deno.chmodSync(RO_DIR, 0o777);
+Deno.writeFileSync(`${RO_DIR}/ro.img`, new Uint8Array(1 << 20), { mode: 0o444 });
+Deno.chmodSync(`${RO_DIR}/ro.img`, 0o444);
+Deno.mkdirSync(`${RO_DIR}/deno-dir`, { mode: 0o777 });
+Deno.chmodSync(`${RO_DIR}/deno-dir`, 0o777);
+globalThis.addEventListener("unload", () => Deno.removeSync(RO_DIR, { recursive: true }));
+
+const AS_ROOT = Deno.uid() === 0;
+
+/** Runs `argv` as an unprivileged user (`nobody` under root, else ourselves). */
+async function runUnprivileged(argv: string[]): Promise<{ code: number; stderr: string }> {
+  const quoted = argv.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+  const script = `cd '${RO_DIR}' && DENO_DIR='${RO_DIR}/deno-dir' HOME='${RO_DIR}' exec ${quoted}`;
+  const child = new Deno.Command(AS_ROOT ? "su" : "sh", {
+    args: AS_ROOT ? ["nobody", "-s", "/bin/sh", "-c", script] : ["-c", script],
+    stdin: "piped",
+    stdout: "null",
+    stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode("quit\n"));
+  await writer.close().catch(() => {});
+  const out = await child.output();
+  const stderr = new TextDecoder().decode(out.stderr).replace(
+    /^(qemu-system-x86_64|vmkit): /gm,
+    "",
+  );
+  return { code: out.code, stderr };
+}
+
+/** Whether the unprivileged user can run deno on this checkout (not when it lives under /root). */
+function unprivilegedCanRun(): boolean {
+  if (!AS_ROOT) return true;
+  try {
+    const probe = new Deno.Command("su", {
+      args: ["nobody", "-s", "/bin/sh", "-c", `test -r '${MAIN}' && test -x '${Deno.execPath()}'`],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    return probe.success;
+  } catch {
+    return false;
+  }
+}
+
+const RO_CASES: [string[], { code: number; stderr: string }][] = [
+  [["-drive", "file=ro.img,format=raw"], {
+    code: 1,
+    stderr: "Could not open 'ro.img': Permission denied\n",
+  }],
+  [["-drive", "file=ro.img,format=raw,if=floppy"], {
+    code: 1,
+    stderr: "Could not open 'ro.img': Permission denied\n",
+  }],
+  [["-drive", "file=ro.img,format=raw,if=virtio"], {
+    code: 1,
+    stderr: "-drive file=ro.img,format=raw,if=virtio: Could not open 'ro.img': Permission denied\n",
+  }],
+  [["-cdrom", "ro.img"], { code: 0, stderr: "" }],
+  [["-drive", "file=ro.img,format=raw,if=none,id=d0"], { code: 0, stderr: "" }],
+];
+
+for (const [args, answer] of RO_CASES) {
+  Deno.test({
+    name: `a read-only image: vmkit ${args.join(" ")} answers as qemu-system-x86_64 7.2 does`,
+    ignore: skipUnless(import.meta, "qemu-system-x86_64", {
+      ok: unprivilegedCanRun(),
+      missing: `user nobody cannot read ${MAIN} or run ${Deno.execPath()}`,
+    }),
+    async fn() {
+      const base = ["-S", "-display", "none", "-net", "none", "-monitor", "stdio", ...args];
+      const qemu = await runUnprivileged(["qemu-system-x86_64", ...base]);
+      assert.deepEqual(qemu, answer);
+      const vmkit = await runUnprivileged([
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--quiet",
+        MAIN,
+        "system-x86_64",
+        ...base,
+      ]);
+      assert.deepEqual(vmkit, qemu);
     },
   });
 }
