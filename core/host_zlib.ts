@@ -340,3 +340,32 @@ export function hostZstd(): HostCompressor | null {
   }
   return zstdCompressor;
 }
+
+/** zlib.h's `Z_DEFAULT_COMPRESSION`, `MAX_WBITS` and `DEF_MEM_LEVEL`: what `compress()` uses. */
+const COMPRESS_LEVEL = -1;
+const COMPRESS_WINDOW_BITS = 15;
+const COMPRESS_MEM_LEVEL = 8;
+
+/**
+ * zlib's `compress()` by the host's zlib: a zlib-wrapped stream (header and Adler-32) at
+ * the default level, window and memory level, as `deflateInit` sets them up, or null where
+ * the library cannot be had (the caller then uses node:zlib's `deflateSync`, which takes
+ * the same parameters but picks other matches). One `deflate(Z_FINISH)` over the whole
+ * input gives the bytes `compress()` gives: it too hands zlib all the input and all the
+ * room at once when both fit in a `uInt`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { hostCompress } from "./host_zlib.ts";
+ *
+ * const z = hostCompress();
+ * if (z !== null) {
+ *   const out = z.compress(new Uint8Array(65536).fill(7), 131072)!;
+ *   assert.equal(out[0], 0x78); // zlib header: deflate, 32 KiB window
+ * }
+ * ```
+ */
+export function hostCompress(): HostCompressor | null {
+  return hostDeflater(COMPRESS_LEVEL, COMPRESS_WINDOW_BITS, COMPRESS_MEM_LEVEL);
+}

@@ -3,6 +3,7 @@
 import type { BlockNode } from "../../../core/block/driver.ts";
 import type { SyncIo } from "../../../core/block/sync_io.ts";
 import { ImageFormatError, IoError } from "../../../core/errors.ts";
+import { hostCompress } from "../../../core/host_zlib.ts";
 import { zlibSync } from "../../../core/zlib.ts";
 import { inflateInto } from "./_inflate.ts";
 import {
@@ -242,9 +243,16 @@ export class SparseExtent implements ExtentCommon {
     out.fill(0, n, this.clusterBytes);
   }
 
-  /** A grain marker (lba, size) followed by the deflated `data`, as QEMU writes a stream grain. */
+  /**
+   * A grain marker (lba, size) followed by the deflated `data`, as QEMU writes a stream
+   * grain: zlib's `compress()` into twice the grain's size. The host's zlib gives
+   * qemu-img's very bytes; without it (no FFI permission, no libz) node:zlib's
+   * `deflateSync` gives a stream as valid but not the same bytes.
+   */
   static compressedGrain(lba: number, data: Uint8Array): Uint8Array {
-    const deflated = zlibSync().deflateSync(data);
+    const host = hostCompress();
+    const deflated = host?.compress(data, Math.max(data.length * 2, 64)) ??
+      zlibSync().deflateSync(data);
     const out = new Uint8Array(12 + deflated.length);
     const v = new DataView(out.buffer);
     v.setBigUint64(0, BigInt(lba), true);

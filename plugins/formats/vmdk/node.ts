@@ -165,9 +165,20 @@ export class VmdkNode implements BlockNode {
     }
   }
 
-  /** `convert -c`: a streamOptimized extent compresses every grain; others write plainly. */
-  writeCompressed(offset: number, data: Uint8Array): Promise<void> {
-    return this.write(offset, data);
+  /**
+   * `convert -c`: a streamOptimized extent compresses every grain; others write plainly.
+   * An empty write is the caller's end-of-stream signal: as QEMU's
+   * vmdk_co_pwritev_compressed, every extent file then grows to a whole sector (a last
+   * grain that did not deflate below its size leaves the file end mid-sector).
+   */
+  async writeCompressed(offset: number, data: Uint8Array): Promise<void> {
+    if (data.length !== 0) return this.write(offset, data);
+    this.#checkWritable();
+    for (const extent of this.#s.extents) {
+      const end = extent.file.size();
+      const aligned = Math.ceil(end / SECTOR_SIZE) * SECTOR_SIZE;
+      if (aligned !== end) await extent.file.truncate(aligned);
+    }
   }
 
   async writeZeroes(offset: number, bytes: number): Promise<void> {

@@ -129,3 +129,24 @@ Deno.test("VmdkNode.read() takes unwritten grains from the backing vmdk", async 
   expected.set([1, 2, 3], 65536 + 10);
   assert.deepEqual(back, expected);
 });
+
+Deno.test("VmdkNode.writeCompressed() of nothing ends a stream at a whole sector, as QEMU", async () => {
+  const { create, files, open } = memoryContexts();
+  await createVmdk("s.vmdk", 2 * 65536, { subformat: "streamOptimized" }, create);
+  const node = await open("s.vmdk");
+  // Incompressible bytes: the record (marker and deflated grain) outgrows its grain and ends
+  // mid-sector.
+  const noise = crypto.getRandomValues(new Uint8Array(65536));
+  await node.writeCompressed(0, noise);
+  const file = files.get("s.vmdk")!;
+  const end = file.size();
+  assert.notEqual(end % 512, 0);
+  await node.writeCompressed(0, new Uint8Array(0));
+  assert.equal(file.size(), Math.ceil(end / 512) * 512);
+  // A second end-of-stream changes nothing; the grain reads back.
+  await node.writeCompressed(0, new Uint8Array(0));
+  assert.equal(file.size(), Math.ceil(end / 512) * 512);
+  const back = new Uint8Array(65536);
+  await (await open("s.vmdk")).read(0, back);
+  assert.deepEqual(back, noise);
+});
