@@ -19,17 +19,23 @@ globalThis.addEventListener("unload", () => Deno.removeSync(DIR, { recursive: tr
  */
 async function run(program: "vmkit" | "qemu", args: string[]) {
   const base = ["-S", "-display", "none", "-net", "none", "-monitor", "stdio", ...args];
-  const child = new Deno.Command(
+  return await quitAndCollect(
     program === "qemu" ? "qemu-system-x86_64" : Deno.execPath(),
-    {
-      args: program === "qemu" ? base : ["run", "-A", "--quiet", MAIN, "system-x86_64", ...base],
-      cwd: DIR,
-      stdin: "piped",
-      stdout: "null",
-      stderr: "piped",
-      signal: AbortSignal.timeout(60_000),
-    },
-  ).spawn();
+    program === "qemu" ? base : ["run", "-A", "--quiet", MAIN, "system-x86_64", ...base],
+    DIR,
+  );
+}
+
+/** Runs `command`, sends `quit` to its monitor on stdin, and gives its exit status and stderr. */
+async function quitAndCollect(command: string, args: string[], cwd?: string) {
+  const child = new Deno.Command(command, {
+    args,
+    cwd,
+    stdin: "piped",
+    stdout: "null",
+    stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
+  }).spawn();
   const writer = child.stdin.getWriter();
   await writer.write(new TextEncoder().encode("quit\n"));
   await writer.close().catch(() => {});
@@ -176,22 +182,9 @@ const AS_ROOT = Deno.uid() === 0;
 async function runUnprivileged(argv: string[]): Promise<{ code: number; stderr: string }> {
   const quoted = argv.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
   const script = `cd '${RO_DIR}' && DENO_DIR='${RO_DIR}/deno-dir' HOME='${RO_DIR}' exec ${quoted}`;
-  const child = new Deno.Command(AS_ROOT ? "su" : "sh", {
-    args: AS_ROOT ? ["nobody", "-s", "/bin/sh", "-c", script] : ["-c", script],
-    stdin: "piped",
-    stdout: "null",
-    stderr: "piped",
-    signal: AbortSignal.timeout(60_000),
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode("quit\n"));
-  await writer.close().catch(() => {});
-  const out = await child.output();
-  const stderr = new TextDecoder().decode(out.stderr).replace(
-    /^(qemu-system-x86_64|vmkit): /gm,
-    "",
-  );
-  return { code: out.code, stderr };
+  return await (AS_ROOT
+    ? quitAndCollect("su", ["nobody", "-s", "/bin/sh", "-c", script])
+    : quitAndCollect("sh", ["-c", script]));
 }
 
 /** Whether the unprivileged user can run deno on this checkout (not when it lives under /root). */
