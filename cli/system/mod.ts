@@ -224,14 +224,23 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
       },
     },
   });
-  const onSignal = () => {
-    writeErr(`${ctx.program}: terminating on signal 2\n`);
-    machine?.requestExit(0);
-    quit();
-  };
+  // SIGINT, SIGHUP and SIGTERM end the run in order, as QEMU's termsig_handler: the disks
+  // close (a qcow2 stores its dirty bitmaps) and the process exits 0.
+  const TERM_SIGNALS = [["SIGINT", 2], ["SIGHUP", 1], ["SIGTERM", 15]] as const;
+  let terminated = false;
+  const onSignals = TERM_SIGNALS.map(([name, number]) => {
+    const handler = () => {
+      terminated = true;
+      writeErr(`${ctx.program}: terminating on signal ${number}\n`);
+      machine?.requestExit(0);
+      quit();
+    };
+    return [name, handler] as const;
+  });
   let monitors: MonitorServers | undefined;
   let vnc: DisplayServers | undefined;
   try {
+    for (const [name, handler] of onSignals) Deno.addSignalListener(name, handler);
     // -nographic: the first serial port shares stdio with the monitor (Ctrl-A c).
     const stdioMonitor = specs.find((s) => s.transport === "stdio");
     const serialStdio = setup.config.serial.findIndex((c) => c.constructor.name === "StdioChardev");
@@ -303,7 +312,8 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
       await machine.realize();
       markBlockStatsBaseline(machine);
     }
-    Deno.addSignalListener("SIGINT", onSignal);
+    // A signal while the machine was being made ends it before it runs.
+    if (terminated) return 0;
     const exit = await machine.run();
     ctx.onExit?.(exit);
     // Under VMKIT_DEBUG, say why the run ended and what the CPU and devices looked like.
@@ -324,7 +334,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     if (exit.reason === "shutdown" && setup.noShutdown) await quitRequested;
     return exit.exitCode;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
+    for (const [name, handler] of onSignals) Deno.removeSignalListener(name, handler);
     await monitors?.close();
     await vnc?.close();
     await machine?.close();
