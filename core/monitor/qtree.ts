@@ -7,7 +7,8 @@ import { sizeToStr } from "../size_text.ts";
 import type { MonitorContext } from "./commands.ts";
 import { type PciDeviceInfo, pciDevices } from "./pci_info.ts";
 
-function hex(value: number, digits: number): string {
+/** `value` in lowercase hex, at least `digits` wide (the monitor's `info` tables). */
+export function hex(value: number, digits: number): string {
   return Math.floor(value).toString(16).padStart(digits, "0");
 }
 
