@@ -15,15 +15,21 @@ function floppyBlocks(infoBlock: string): string[] {
     );
 }
 
+/** A 1.44 MB image `a.img` and a 720 KB image `b.img` in `dir`, both blank. */
+async function floppyImages(dir: string): Promise<{ a: string; b: string }> {
+  const a = `${dir}/a.img`, b = `${dir}/b.img`;
+  await Deno.writeFile(a, new Uint8Array(1474560));
+  await Deno.writeFile(b, new Uint8Array(737280));
+  return { a, b };
+}
+
 Deno.test({
   name: "vmkit -fda/-fdb/-drive if=floppy list the floppy drives in info block as QEMU 7.2",
   ignore: skipUnless(import.meta, "qemu-system-x86_64", "qemu-system-i386"),
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
-      const a = `${dir}/a.img`, b = `${dir}/b.img`;
-      await Deno.writeFile(a, new Uint8Array(1474560));
-      await Deno.writeFile(b, new Uint8Array(737280));
+      const { a, b } = await floppyImages(dir);
       const lines: string[][] = [
         [],
         ["-nodefaults"],
@@ -59,9 +65,7 @@ Deno.test({
   async fn() {
     const { dir, cleanup } = await tempDir();
     try {
-      const a = `${dir}/a.img`, b = `${dir}/b.img`;
-      await Deno.writeFile(a, new Uint8Array(1474560));
-      await Deno.writeFile(b, new Uint8Array(737280));
+      const { a, b } = await floppyImages(dir);
       const args = ["-M", "pc", "-S", "-display", "none", "-net", "none", "-drive"];
       const steps = async (program: "vmkit" | "qemu") => {
         const vm = new Vm(
