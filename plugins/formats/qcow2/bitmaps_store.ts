@@ -176,6 +176,26 @@ export class Qcow2Bitmaps implements DirtyBitmapHost {
     return [...this.#bitmaps];
   }
 
+  /**
+   * Adds the bitmaps to `info`'s format-specific part, as qemu-img prints them: `data` for
+   * JSON, `human` for the indented lines. Nothing when the image has none.
+   */
+  describe(data: Record<string, unknown>, human: string[]): void {
+    const bitmaps = this.info();
+    if (bitmaps.length === 0) return;
+    data["bitmaps"] = bitmaps.map((b) => ({
+      flags: b.flags,
+      name: b.name,
+      granularity: b.granularity,
+    }));
+    human.push("    bitmaps:");
+    bitmaps.forEach((b, i) => {
+      human.push(`        [${i}]:`, "            flags:");
+      b.flags.forEach((f, j) => human.push(`                [${j}]: ${f}`));
+      human.push(`            name: ${b.name}`, `            granularity: ${b.granularity}`);
+    });
+  }
+
   /** The bitmaps as `info` lists them: the directory on disk, in its order. */
   info(): BitmapInfo[] {
     if (!this.#ext) return [];

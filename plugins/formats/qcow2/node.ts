@@ -316,20 +316,7 @@ export class Qcow2Node implements BlockNode {
         "lazy refcounts",
         (h.compatibleFeatures & QCOW2_COMPAT_LAZY_REFCOUNTS) !== 0n,
       );
-      const bitmaps = this.#bitmaps?.info() ?? [];
-      if (bitmaps.length > 0) {
-        data["bitmaps"] = bitmaps.map((b) => ({
-          flags: b.flags,
-          name: b.name,
-          granularity: b.granularity,
-        }));
-        human.push("    bitmaps:");
-        bitmaps.forEach((b, i) => {
-          human.push(`        [${i}]:`, "            flags:");
-          b.flags.forEach((f, j) => human.push(`                [${j}]: ${f}`));
-          human.push(`            name: ${b.name}`, `            granularity: ${b.granularity}`);
-        });
-      }
+      this.#bitmaps?.describe(data, human);
     }
     add("refcount-bits", "refcount bits", this.#img.layout.refcountBits);
     if (h.version >= 3) {
