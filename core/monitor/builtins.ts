@@ -29,6 +29,7 @@ import { addBlockInfoCommands, drivePath, nodeName } from "./block_info.ts";
 import { addMachineInfoCommands } from "./machine_info.ts";
 import { addBalloonCommands } from "./balloon.ts";
 import { addCommitCommands } from "./commit.ts";
+import { hex } from "./hex.ts";
 
 /** Adds the built-in QMP and HMP commands to `table`. */
 export function addBuiltinCommands(table: CommandTable): void {
@@ -213,12 +214,13 @@ function helpText(
   return chosen.map((c) => `${prefix}${c.name} ${c.params} -- ${c.help}\n`).join("");
 }
 
-function hex(value: number, digits: number): string {
-  return (value >>> 0).toString(16).padStart(digits, "0");
+/** A 32-bit register as QEMU's `%08x` prints it (the low 32 bits). */
+function hex32(value: number): string {
+  return hex(value >>> 0, 8);
 }
 
 function hex64(value: number): string {
-  return Math.floor(value).toString(16).padStart(16, "0");
+  return hex(value, 16);
 }
 
 // QEMU's hmp_info_block: with a device name only that drive (nothing for an unknown name),
@@ -256,14 +258,14 @@ function registersText(ctx: MonitorContext, all: boolean): string {
     if (!cpu.getState) {
       out += `\nCPU#${index}\n`;
       out += Object.entries(cpu.registers()).map(([k, v]) =>
-        `${k.toUpperCase()}=${hex(v, 8)}`
+        `${k.toUpperCase()}=${hex32(v)}`
       ).join(" ") + "\n";
       return;
     }
     const st = new X86State();
     cpu.getState(st);
     const long = (st.u64(X86_EFER) & 0x400) !== 0;
-    const reg = (r: number) => (long ? hex64(Number(st.gpr(r))) : hex(st.gpr32(r), 8));
+    const reg = (r: number) => (long ? hex64(Number(st.gpr(r))) : hex32(st.gpr32(r)));
     const names = long
       ? ["RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP"]
       : ["EAX", "EBX", "ECX", "EDX", "ESI", "EDI", "EBP", "ESP"];
@@ -282,25 +284,25 @@ function registersText(ctx: MonitorContext, all: boolean): string {
     const flagText = [[11, "O"], [10, "D"], [7, "S"], [6, "Z"], [4, "A"], [2, "P"], [0, "C"]]
       .map(([bit, ch]) => (fl & (1 << (bit as number)) ? ch : "-")).join("");
     const halted = (st.u16(X86_EVENTS) & X86_EV_HALTED) ? 1 : 0;
-    const ip = long ? `RIP=${hex64(st.rip)}` : `EIP=${hex(st.rip, 8)}`;
+    const ip = long ? `RIP=${hex64(st.rip)}` : `EIP=${hex32(st.rip)}`;
     lines.push(
-      `${ip} ${long ? "RFL" : "EFL"}=${hex(fl, 8)} [${flagText}] CPL=${st.u16(X86_CPL) & 3} II=0 ` +
+      `${ip} ${long ? "RFL" : "EFL"}=${hex32(fl)} [${flagText}] CPL=${st.u16(X86_CPL) & 3} II=0 ` +
         `A20=${ctx.machine.a20 ? 1 : 0} SMM=0 HLT=${halted}`,
     );
     for (let s = 0; s < 8; s++) {
       const o = X86_SEG + s * X86_SEG_SIZE;
-      const base = long ? hex64(st.u64(o + 8)) : hex(st.u64(o + 8), 8);
+      const base = long ? hex64(st.u64(o + 8)) : hex32(st.u64(o + 8));
       const flags = (st.u16(o + 2) & 0xf0ff) << 8;
       lines.push(
-        `${SEG_NAMES[s]}${hex(st.u16(o), 4)} ${base} ${hex(st.u32(o + 4), 8)} ${hex(flags, 8)}`,
+        `${SEG_NAMES[s]}${hex(st.u16(o), 4)} ${base} ${hex32(st.u32(o + 4))} ${hex32(flags)}`,
       );
     }
-    const b = (off: number) => (long ? hex64(st.u64(off)) : hex(st.u64(off), 8));
-    lines.push(`GDT=     ${b(X86_GDTR_BASE)} ${hex(st.u32(X86_GDTR_LIMIT), 8)}`);
-    lines.push(`IDT=     ${b(X86_IDTR_BASE)} ${hex(st.u32(X86_IDTR_LIMIT), 8)}`);
+    const b = (off: number) => (long ? hex64(st.u64(off)) : hex32(st.u64(off)));
+    lines.push(`GDT=     ${b(X86_GDTR_BASE)} ${hex32(st.u32(X86_GDTR_LIMIT))}`);
+    lines.push(`IDT=     ${b(X86_IDTR_BASE)} ${hex32(st.u32(X86_IDTR_LIMIT))}`);
     lines.push(
-      `CR0=${hex(st.u64(X86_CR0), 8)} CR2=${b(X86_CR2)} CR3=${b(X86_CR3)} CR4=${
-        hex(st.u64(X86_CR4), 8)
+      `CR0=${hex32(st.u64(X86_CR0))} CR2=${b(X86_CR2)} CR3=${b(X86_CR3)} CR4=${
+        hex32(st.u64(X86_CR4))
       }`,
     );
     lines.push([0, 1, 2, 3].map((i) => `DR${i}=${hex64(st.u64(X86_DR + 8 * i))}`).join(" ") + " ");

@@ -5,7 +5,8 @@ import { X86State } from "../x86_state.ts";
 import { machineRoms } from "../firmware.ts";
 import type { Device, DeviceState } from "../device.ts";
 import type { CommandTable, MonitorContext } from "./commands.ts";
-import { hex, qtreeText } from "./qtree.ts";
+import { hex } from "./hex.ts";
+import { qtreeText } from "./qtree.ts";
 
 /** query-cpus-fast: the interpreter runs every vCPU on vmkit's main thread (its id is the pid). */
 export function queryCpusFast(ctx: MonitorContext): Record<string, unknown>[] {

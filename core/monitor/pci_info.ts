@@ -2,6 +2,7 @@
 // as QEMU's qmp_query_pci walks its bus, and the HMP layout printed from the same list
 
 import type { CommandTable, MonitorContext } from "./commands.ts";
+import { hex } from "./hex.ts";
 
 /** One BAR of a PCI function as query-pci reports it (bar 6 is the expansion ROM). */
 export interface PciRegionInfo {
@@ -154,10 +155,6 @@ export function pciDevices(ctx: MonitorContext): PciDeviceInfo[] {
     io.out(0xcf8, 4, latch >>> 0);
   }
   return out;
-}
-
-function hex(value: number, digits: number): string {
-  return value.toString(16).padStart(digits, "0");
 }
 
 // An unmapped BAR prints as QEMU's: the address -1 as 64 bits, the end wrapped to size - 2.

@@ -6,11 +6,7 @@ import type { PciFunction } from "../pci.ts";
 import { sizeToStr } from "../size_text.ts";
 import type { MonitorContext } from "./commands.ts";
 import { type PciDeviceInfo, pciDevices } from "./pci_info.ts";
-
-/** `value` in lowercase hex, at least `digits` wide (the monitor's `info` tables). */
-export function hex(value: number, digits: number): string {
-  return Math.floor(value).toString(16).padStart(digits, "0");
-}
+import { hex } from "./hex.ts";
 
 // Where a device sits on bus 0: its `devfn`, or else the function whose IDs and class
 // match the configuration space the device holds as `config` (the bridges and the IDE).
