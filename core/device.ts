@@ -276,6 +276,8 @@ export interface IsaDma {
   writeMemory(channel: number, data: Uint8Array): number;
   /** Fills `out` from guest memory at the channel's position; returns the bytes moved. */
   readMemory(channel: number, out: Uint8Array): number;
+  /** Fills `out` as readMemory would, leaving the channel where it is (a floppy SCAN's compare). */
+  peekMemory(channel: number, out: Uint8Array): number;
 }
 /** The ISA DMA controllers (published by the i8257 device on `-M pc`). */
 export const ISA_DMA: ServiceKey<IsaDma> = serviceKey("isa-dma");

@@ -194,20 +194,30 @@ export class DmaI8257 implements Device, IsaDma {
   }
 
   readMemory(channel: number, out: Uint8Array): number {
+    return this.#read(channel, out, true);
+  }
+
+  peekMemory(channel: number, out: Uint8Array): number {
+    return this.#read(channel, out, false);
+  }
+
+  #read(channel: number, out: Uint8Array, advance: boolean): number {
     out.fill(0);
     return this.#move(channel, out.length, (address, part) => {
       this.#memory?.dmaRead(address, out.subarray(part.start, part.end));
-    });
+    }, advance);
   }
 
   /**
    * Moves up to `bytes` at the channel's position, runs the count down, and marks the
-   * terminal count (reloading the base registers with autoinit).
+   * terminal count (reloading the base registers with autoinit); with `advance` false,
+   * only copies.
    */
   #move(
     channel: number,
     bytes: number,
     copy: (address: number, part: { start: number; end: number }) => void,
+    advance = true,
   ): number {
     const ch = this.#channel(channel);
     const wordShift = channel >> 2;
@@ -230,6 +240,7 @@ export class DmaI8257 implements Device, IsaDma {
         if (!(e instanceof RangeError)) throw e;
       }
     }
+    if (!advance) return n;
     ch.done += Math.ceil(n / (1 << wordShift));
     if (ch.done >= ch.baseCount + 1) {
       this.#controllers[channel >> 2].status |= 1 << (channel & 3);

@@ -71,14 +71,14 @@ function lineFor(lbas: readonly number[]): string {
  * No display or NIC, `image` as drive A and booted from; a floppy that does not boot ends
  * the run (SeaBIOS reboots at once, -no-reboot exits) instead of leaving SeaBIOS waiting.
  */
-function floppyBootArgs(image: string): string[] {
+function floppyBootArgs(image: string, drive = ""): string[] {
   return [
     "-display",
     "none",
     "-net",
     "none",
     "-drive",
-    `file=${image},if=floppy,format=raw`,
+    `file=${image},if=floppy,format=raw${drive}`,
     "-boot",
     "a,reboot-timeout=0",
     "-no-reboot",
@@ -90,6 +90,7 @@ async function run(
   image: string,
   dir: string,
   prefix = "R ",
+  more: { drive?: string; args?: string[] } = {},
 ): Promise<string[]> {
   const log = path.join(dir, `${program}.log`);
   const args = [
@@ -98,7 +99,8 @@ async function run(
     // 8 MiB: an ISA DMA address (24 bits) can point past the end of RAM.
     "-m",
     "8",
-    ...floppyBootArgs(image),
+    ...floppyBootArgs(image, more.drive),
+    ...more.args ?? [],
     "-debugcon",
     `file:${log}`,
     "-device",
@@ -176,6 +178,42 @@ Deno.test({
         const vmkit = await run("vmkit", image, dir, "C ");
         assert.equal(qemu.length, 16, `every case answered (${bytes})`);
         assert.deepEqual(vmkit, qemu, `image of ${bytes} bytes`);
+      }
+    } finally {
+      await cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "vmkit's FDC runs FORMAT TRACK, VERIFY, the SCANs, READ ID, SAVE/RESTORE and DRIVE SPECIFICATION as qemu-system-i386 7.2, and leaves the same image",
+  ignore: skipUnless(import.meta, "qemu-system-i386", "nasm"),
+  async fn() {
+    const { dir, cleanup } = await tempDir();
+    try {
+      // floppy_commands.asm drives the controller itself with DMA and with programmed I/O,
+      // on drive A and on an empty drive B; writable, then read-only.
+      const image = await buildImage(dir, "floppy_commands.asm");
+      const original = Deno.readFileSync(image);
+      for (const drive of ["", ",readonly=on"]) {
+        const copies = { qemu: `${dir}/qemu.img`, vmkit: `${dir}/vmkit.img` };
+        for (const c of Object.values(copies)) await Deno.copyFile(image, c);
+        const more = { drive, args: ["-drive", "if=floppy,index=1"] };
+        const qemu = await run("qemu", copies.qemu, dir, "C ", more);
+        const vmkit = await run("vmkit", copies.vmkit, dir, "C ", more);
+        assert.equal(qemu.length, 38, `every case answered (${drive})`);
+        assert.deepEqual(vmkit, qemu, `drive A${drive}`);
+        // The image each leaves behind, byte for byte.
+        assert.deepEqual(Deno.readFileSync(copies.vmkit), Deno.readFileSync(copies.qemu));
+        // QEMU 7.2's FORMAT TRACK writes nothing (the track reads back as it was); only the
+        // WRITE of C5 H0 S1-S2 changes the image, and not on the read-only medium.
+        const after = Deno.readFileSync(copies.qemu);
+        const written = 5 * HEADS * SPT * 512;
+        after.set(original.subarray(written, written + 1024), written);
+        assert.deepEqual(after, original);
+        const [st0, , st2] = qemu[1].split(" ").slice(1).map((b) => parseInt(b, 16));
+        assert.deepEqual([st0, st2], [0, 0x08], "SCAN EQUAL hits on its first sector");
       }
     } finally {
       await cleanup();

@@ -2,7 +2,19 @@
 
 import type { FloppyController } from "./controller.ts";
 import { type Drive, seek } from "./geometry.ts";
-import { DIR_READ, DIR_WRITE, DOR_DMAEN, FDC_VERSION, SR0_ABNTERM, SR0_SEEK } from "./registers.ts";
+import {
+  DIR_READ,
+  DIR_SCANE,
+  DIR_SCANH,
+  DIR_SCANL,
+  DIR_VERIFY,
+  DIR_WRITE,
+  DOR_DMAEN,
+  FDC_VERSION,
+  SR0_ABNTERM,
+  SR0_SEEK,
+} from "./registers.ts";
+import { startTransfer } from "./transfer.ts";
 
 /** One command: the byte it matches under `mask`, its parameter count and what it does. */
 interface Command {
@@ -19,10 +31,64 @@ function seekCommand(fdc: FloppyController, to: (d: Drive) => number): void {
   fdc.done(true);
 }
 
-/** The command table in QEMU 7.2's order: the first entry whose masked byte matches wins. */
+/** SAVE's 15 bytes: the drives' tracks, timers, geometry, modes (QEMU's fdctrl_handle_save). */
+function saveBytes(f: FloppyController): number[] {
+  const d = f.cur;
+  return [
+    0,
+    0,
+    f.unit(0).track,
+    f.unit(1).track,
+    0,
+    0,
+    f.timer0,
+    f.timer1,
+    d.lastSect,
+    (f.lock << 7) | (d.perpendicular << 2),
+    f.config,
+    f.precompTrack,
+    f.powerDown,
+    0,
+    0,
+  ];
+}
+
+/** RESTORE: takes back what SAVE gave, from its 17 parameter bytes; no result phase. */
+function restore(f: FloppyController): void {
+  const d = f.cur;
+  f.unit(0).track = f.fifo[3];
+  f.unit(1).track = f.fifo[4];
+  f.timer0 = f.fifo[7];
+  f.timer1 = f.fifo[8];
+  d.lastSect = f.fifo[9];
+  f.lock = f.fifo[10] >> 7;
+  d.perpendicular = (f.fifo[10] >> 2) & 0xf;
+  f.config = f.fifo[11];
+  f.precompTrack = f.fifo[12];
+  f.powerDown = f.fifo[13];
+  f.done(false);
+}
+
+/**
+ * DRIVE SPECIFICATION: its last byte's bit 7 ends it, with a 4-byte result when bit 6 is
+ * set. Without bit 7 QEMU 7.2 waits for more bytes it never takes (RQM stays clear): only a
+ * reset ends the command, as there.
+ */
+function driveSpecification(f: FloppyController): void {
+  const last = f.fifo[5];
+  if (!(last & 0x80)) return;
+  if (last & 0x40) f.reply([f.fifo[1], f.fifo[1], 0, 0]);
+  else f.done(false);
+}
+
+/**
+ * The command table in QEMU 7.2's order (hw/block/fdc.c's handlers[]): the first entry
+ * whose masked byte matches wins. Bits 7 (MT), 6 (MFM) and 5 (SK) of the data commands
+ * are outside their masks.
+ */
 const COMMANDS: readonly Command[] = [
-  { value: 0x06, mask: 0x1f, params: 8, run: (f) => f.startTransfer(DIR_READ) },
-  { value: 0x05, mask: 0x3f, params: 8, run: (f) => f.startTransfer(DIR_WRITE) },
+  { value: 0x06, mask: 0x1f, params: 8, run: (f) => startTransfer(f, DIR_READ) },
+  { value: 0x05, mask: 0x3f, params: 8, run: (f) => startTransfer(f, DIR_WRITE) },
   { value: 0x0f, mask: 0xff, params: 2, run: (f) => seekCommand(f, () => f.fifo[2]) },
   { value: 0x08, mask: 0xff, params: 0, run: (f) => f.senseInterrupt() },
   {
@@ -36,7 +102,9 @@ const COMMANDS: readonly Command[] = [
     },
   },
   {
-    // FORMAT TRACK: QEMU takes the sector count as the track's and formats nothing.
+    // FORMAT TRACK: QEMU 7.2 takes the sector count as the track's (until the medium
+    // changes), asks DMA for no ID fields and writes nothing: the result comes at once,
+    // with no check of the medium, its write protection, the size code or DMA.
     value: 0x0d,
     mask: 0xbf,
     params: 5,
@@ -46,19 +114,18 @@ const COMMANDS: readonly Command[] = [
       f.stopTransfer(0, 0, 0);
     },
   },
-  { value: 0x02, mask: 0xbf, params: 8, run: (f) => f.startTransfer(DIR_READ) },
+  { value: 0x02, mask: 0xbf, params: 8, run: (f) => startTransfer(f, DIR_READ) },
+  { value: 0x4e, mask: 0xff, params: 17, run: restore },
+  { value: 0x2e, mask: 0xff, params: 0, run: (f) => f.reply(saveBytes(f)) },
   // READ/WRITE DELETED DATA: never any data, as in QEMU.
   { value: 0x0c, mask: 0x1f, params: 8, run: (f) => f.stopTransfer(SR0_ABNTERM | SR0_SEEK, 0, 0) },
+  { value: 0x11, mask: 0x1f, params: 8, run: (f) => startTransfer(f, DIR_SCANE) },
+  { value: 0x16, mask: 0x1f, params: 8, run: (f) => startTransfer(f, DIR_VERIFY) },
+  { value: 0x19, mask: 0x1f, params: 8, run: (f) => startTransfer(f, DIR_SCANL) },
+  { value: 0x1d, mask: 0x1f, params: 8, run: (f) => startTransfer(f, DIR_SCANH) },
   { value: 0x09, mask: 0x3f, params: 8, run: (f) => f.stopTransfer(SR0_ABNTERM | SR0_SEEK, 0, 0) },
-  {
-    value: 0x0a,
-    mask: 0xbf,
-    params: 1,
-    run: (f) => {
-      f.selectFromCommand();
-      f.readId();
-    },
-  },
+  // READ ID: the current drive (QEMU does not select the one the command names).
+  { value: 0x0a, mask: 0xbf, params: 1, run: (f) => f.readId() },
   {
     value: 0x03,
     mask: 0xff,
@@ -112,12 +179,15 @@ const COMMANDS: readonly Command[] = [
     },
   },
   { value: 0x33, mask: 0xff, params: 1, run: (f) => f.done(false) },
+  { value: 0x8e, mask: 0xff, params: 5, run: driveSpecification },
   {
     value: 0x8f,
     mask: 0xff,
     params: 2,
     run: (f) => seekCommand(f, (d) => f.fifo[2] > d.track ? 0 : d.track - f.fifo[2]),
   },
+  // FORMAT AND WRITE: QEMU 7.2 takes its ten parameter bytes, then answers "invalid".
+  { value: 0xcd, mask: 0xff, params: 10, run: (f) => f.invalid() },
   {
     value: 0xcf,
     mask: 0xff,
@@ -142,10 +212,10 @@ const COMMANDS: readonly Command[] = [
     mask: 0xff,
     params: 0,
     run: (f) => {
-      const d = f.drives[f.curDrv & 1];
+      const d = f.cur;
       f.reply([
-        f.drives[0].track,
-        f.drives[1].track,
+        f.unit(0).track,
+        f.unit(1).track,
         0,
         0,
         f.timer0,
@@ -159,7 +229,7 @@ const COMMANDS: readonly Command[] = [
   },
   { value: 0x10, mask: 0xff, params: 0, run: (f) => f.reply([FDC_VERSION]) },
   { value: 0x18, mask: 0xff, params: 0, run: (f) => f.reply([0x41]) },
-  { value: 0x05, mask: 0x1f, params: 8, run: (f) => f.startTransfer(DIR_WRITE) },
+  { value: 0x05, mask: 0x1f, params: 8, run: (f) => startTransfer(f, DIR_WRITE) },
 ];
 
 /** The unimplemented/unknown command: one byte, "invalid command". */

@@ -17,8 +17,10 @@ import {
 } from "../../../core/device.ts";
 import type { BlockIo } from "../../../core/block/backend.ts";
 import type { IrqLine } from "../../../core/irq.ts";
+import type { Timer } from "../../../core/event_loop.ts";
 
 import {
+  CONFIG_DEFAULT,
   DIR_READ,
   DIR_WRITE,
   DOR_DMAEN,
@@ -33,15 +35,14 @@ import {
   MSR_DIO,
   MSR_NONDMA,
   MSR_RQM,
+  READ_ID_NS,
   RESET_SENSEI_COUNT,
   SR0_ABNTERM,
   SR0_HEAD,
   SR0_INVCMD,
   SR0_RDYCHG,
   SR0_SEEK,
-  SR1_EC,
   SR1_MA,
-  SR1_NW,
   SRA_INTPEND,
   SRA_NDRV2,
   SRB_DR0,
@@ -49,6 +50,7 @@ import {
   SRB_MTR1,
 } from "./registers.ts";
 import { commandFor } from "./commands.ts";
+import { nextSector } from "./transfer.ts";
 import {
   CMOS_DRIVE_TYPE,
   type Drive,
@@ -57,16 +59,6 @@ import {
   SECTOR_BYTES,
   seek,
 } from "./geometry.ts";
-
-/** Data rates (DSR/CCR bits 0-1). */
-
-/** One sector of a transfer: where it is in the image, how much of it moves, and the drive's
- * head, track, sector and ST0 before it (restored when a write stops there). */
-interface Chunk {
-  readonly offset: number;
-  readonly bytes: number;
-  readonly at: [number, number, number, number];
-}
 
 /** The controller's registers savevm keeps, in order. */
 const SAVED_FIELDS = [
@@ -96,8 +88,10 @@ export class FloppyController implements Device, FloppyDrives {
   readonly model = "isa-fdc";
   readonly drives: [Drive, Drive];
   #irq: IrqLine | null;
-  #dma: IsaDma | null;
-  #track: (p: Promise<void>) => Promise<void>;
+  /** ISA DMA, or null (programmed I/O only). */
+  readonly dma: IsaDma | null;
+  /** Hands host I/O to the machine's loop (it waits for it). */
+  readonly track: (p: Promise<void>) => Promise<void>;
   readonly dmaChannel: number;
 
   // The registers and command state, named as in QEMU's FDCtrl; public for commands.ts.
@@ -115,7 +109,8 @@ export class FloppyController implements Device, FloppyDrives {
   multiTrack = false;
   dataDir = DIR_WRITE;
   eot = 0;
-  config = 0;
+  /** CONFIGURE's byte (EIS, EFIFO, POLL, FIFO threshold); SAVE and DUMPREG show it. */
+  config = CONFIG_DEFAULT;
   lock = 0;
   precompTrack = 0;
   powerDown = 0;
@@ -123,7 +118,7 @@ export class FloppyController implements Device, FloppyDrives {
   timer1 = 0;
   resetSensei = 0;
   /** Bumped by every reset: an image transfer begun before it delivers nothing after it. */
-  #generation = 0;
+  generation = 0;
   /** Transfers whose image I/O has not completed (tests wait on this). */
   pending: Promise<void> = Promise.resolve();
 
@@ -149,9 +144,9 @@ export class FloppyController implements Device, FloppyDrives {
     this.#present = [host.drives[0] !== null, host.drives[1] !== null];
     this.#driveIds = [host.drives[0]?.id ?? "floppy0", host.drives[1]?.id ?? "floppy1"];
     this.#irq = host.irq;
-    this.#dma = host.dma;
+    this.dma = host.dma;
     this.dmaChannel = host.dmaChannel ?? 2;
-    this.#track = host.track ?? ((p) => p);
+    this.track = host.track ?? ((p) => p);
     this.#iobase = iobase;
     // 0x3f0-0x3f5 and 0x3f7: 0x3f6 belongs to the IDE controller's device control.
     machine?.io.register(id, iobase, 6, {
@@ -162,9 +157,13 @@ export class FloppyController implements Device, FloppyDrives {
       read: () => this.readRegister(7),
       write: (_port, _size, value) => this.writeRegister(7, value),
     });
+    this.#resultTimer = machine?.loop?.createTimer(`${id}-result`, () => this.#readIdResult()) ??
+      null;
     this.#reset(false);
   }
 
+  /** READ ID's answer comes when it fires. */
+  readonly #resultTimer: Timer | null;
   readonly #present: [boolean, boolean];
   readonly #iobase: number;
   /** The -drive ids of drives A and B, for `info qtree`. */
@@ -195,8 +194,14 @@ export class FloppyController implements Device, FloppyDrives {
     ];
   }
 
-  get #cur(): Drive {
-    return this.drives[this.curDrv & 1];
+  /** The selected drive. */
+  get cur(): Drive {
+    return this.unit(this.curDrv);
+  }
+
+  /** Drive `n` as the controller numbers them: the TDR's boot select swaps A and B (QEMU). */
+  unit(n: number): Drive {
+    return this.drives[(n ^ (this.tdr >> 2)) & 1];
   }
 
   /** Reads register `reg` (0-7 from the base). */
@@ -218,7 +223,7 @@ export class FloppyController implements Device, FloppyDrives {
       case 5:
         return this.#readData();
       case 7:
-        return this.#cur.mediaChanged ? 0x80 : 0;
+        return this.cur.mediaChanged ? 0x80 : 0;
       default:
         return 0xff;
     }
@@ -281,13 +286,14 @@ export class FloppyController implements Device, FloppyDrives {
   }
 
   #reset(doIrq: boolean): void {
-    this.#generation++;
+    this.generation++;
+    this.#resultTimer?.cancel();
     this.#resetIrq();
-    this.#dma?.release(this.dmaChannel);
+    this.dma?.release(this.dmaChannel);
     this.sra = this.#present[1] ? 0 : SRA_NDRV2;
     this.srb = 0xc0;
     this.curDrv = 0;
-    this.dor = DOR_NRESET | (this.#dma ? DOR_DMAEN : 0);
+    this.dor = DOR_NRESET | (this.dma ? DOR_DMAEN : 0);
     this.msr = MSR_RQM;
     this.dataPos = 0;
     this.dataLen = 0;
@@ -301,10 +307,11 @@ export class FloppyController implements Device, FloppyDrives {
     }
   }
 
+  /** Back to the command phase: the FIFO takes a command byte (QEMU's to_command_phase). */
   #resetFifo(): void {
     this.dataDir = DIR_WRITE;
     this.dataPos = 0;
-    this.msr &= ~(MSR_CMDBUSY | MSR_DIO);
+    this.msr = (this.msr & ~(MSR_CMDBUSY | MSR_DIO)) | MSR_RQM;
   }
 
   /** Enters the result phase with `length` bytes of the FIFO to read. */
@@ -337,16 +344,19 @@ export class FloppyController implements Device, FloppyDrives {
       this.msr |= MSR_CMDBUSY;
     }
     this.fifo[this.dataPos++] = value;
-    if (this.dataPos === this.dataLen) commandFor(this.fifo[0]).run(this);
+    if (this.dataPos !== this.dataLen) return;
+    // The execution phase: no byte is taken until the command moves on.
+    this.msr &= ~MSR_RQM;
+    commandFor(this.fifo[0]).run(this);
   }
 
   /** Ends a command: the seven result bytes, and IRQ 6 (QEMU's fdctrl_stop_transfer). */
   stopTransfer(sr0: number, sr1: number, sr2: number): void {
-    const d = this.#cur;
+    const d = this.cur;
     this.status0 = (this.status0 & ~0x07) | (this.curDrv & 1) | (d.head ? SR0_HEAD : 0) | sr0;
     this.fifo.set([this.status0, sr1, sr2, d.track, d.head, d.sect, 2]);
     this.dataDir = DIR_READ;
-    this.#dma?.release(this.dmaChannel);
+    this.dma?.release(this.dmaChannel);
     this.msr = (this.msr | MSR_RQM | MSR_DIO) & ~MSR_NONDMA;
     this.#pioStuck = false;
     this.#setFifo(7);
@@ -376,7 +386,7 @@ export class FloppyController implements Device, FloppyDrives {
   /** Selects the drive the command's second byte names; returns it. */
   selectFromCommand(): Drive {
     this.curDrv = this.fifo[1] & DOR_SELMASK;
-    return this.#cur;
+    return this.cur;
   }
 
   /** SENSE INTERRUPT STATUS: ST0 and the cylinder, or the four answers a reset owes. */
@@ -390,64 +400,40 @@ export class FloppyController implements Device, FloppyDrives {
     } else {
       this.fifo[0] = (this.status0 & ~(SR0_HEAD | 0x03)) | (this.curDrv & 1);
     }
-    this.fifo[1] = this.#cur.track;
+    this.fifo[1] = this.cur.track;
     this.#setFifo(2);
     this.#resetIrq();
     this.status0 = SR0_RDYCHG;
   }
 
-  /** READ ID: the next sector under the head, or a missing address mark at the wrong data rate. */
+  /**
+   * READ ID on the current drive: the head the command names, then the answer a fiftieth
+   * of a second later on the virtual clock (QEMU's result timer); without a machine, at once.
+   */
   readId(): void {
-    const d = this.#cur;
-    d.head = (this.fifo[1] >> 2) & 1;
+    this.cur.head = (this.fifo[1] >> 2) & 1;
+    if (this.#resultTimer) this.#resultTimer.armIn(READ_ID_NS);
+    else this.#readIdResult();
+  }
+
+  /** The READ ID answer: the next sector under the head, or a missing address mark at the wrong data rate. */
+  #readIdResult(): void {
+    const d = this.cur;
     // Pretend the disk spins: the next sector comes under the head (QEMU).
     if (d.lastSect !== 0) d.sect = (d.sect % d.lastSect) + 1;
     if ((this.dsr & DSR_DRATEMASK) !== d.rate) this.stopTransfer(SR0_ABNTERM, SR1_MA, 0);
     else this.stopTransfer(0, 0, 0);
   }
 
-  /** READ or WRITE: seek to the first sector, then wait for the DMA controller (QEMU's start_transfer). */
-  startTransfer(direction: number): void {
-    const d = this.selectFromCommand();
-    const [kt, kh, ks] = [this.fifo[2], this.fifo[3], this.fifo[4]];
-    const fail = (sr1: number) => {
-      this.stopTransfer(SR0_ABNTERM, sr1, 0);
-      this.fifo.set([kt, kh, ks], 3);
-    };
-    const moved = seek(d, kh, kt, ks);
-    if (moved === 2) return fail(0);
-    if (moved === 3) return fail(SR1_EC);
-    if (moved === 1) this.status0 |= SR0_SEEK;
-    if ((this.dsr & DSR_DRATEMASK) !== d.rate) return fail(SR1_MA);
-    this.dataDir = direction;
-    this.dataPos = 0;
-    this.multiTrack = (this.fifo[0] & 0x80) !== 0;
-    if (this.fifo[5] === 0) this.dataLen = this.fifo[8];
-    else {
-      // An end-of-track sector before the first one: QEMU 7.2 refuses it (missing address mark).
-      if (this.fifo[6] - ks + 1 < 0) return fail(SR1_MA);
-      const sectors = this.fifo[6] - ks + 1 + (this.multiTrack ? this.fifo[6] : 0);
-      this.dataLen = (128 << Math.min(this.fifo[5], 7)) * sectors;
-    }
-    this.eot = this.fifo[6];
-    const dma = this.#dma;
-    // QEMU 7.2 only logs a DMA mode that does not fit the command and uses DMA anyway.
-    if (!(this.dor & DOR_DMAEN) || !dma) {
-      // Programmed I/O: IRQ 6 says the data phase began; the bytes go through the FIFO.
-      this.msr |= MSR_NONDMA;
-      if (direction !== DIR_WRITE) this.msr |= MSR_DIO;
-      this.#raiseIrq();
-      if (direction === DIR_READ) this.#fetchSector();
-      return;
-    }
-    this.msr &= ~MSR_RQM;
-    let started = false;
-    dma.hold(this.dmaChannel, () => {
-      if (started) return;
-      started = true;
-      dma.release(this.dmaChannel);
-      this.#transfer(dma);
-    });
+  /**
+   * The programmed-I/O data phase (DMA off): IRQ 6 says it began; the bytes go through the
+   * FIFO, read for every command but WRITE (QEMU's VERIFY and SCANs read out like a READ).
+   */
+  startPio(direction: number): void {
+    this.msr |= MSR_NONDMA | MSR_RQM;
+    if (direction !== DIR_WRITE) this.msr |= MSR_DIO;
+    this.#raiseIrq();
+    if (direction !== DIR_WRITE) this.#fetchSector();
   }
 
   /**
@@ -456,19 +442,19 @@ export class FloppyController implements Device, FloppyDrives {
    * where QEMU reads synchronously; a guest that polls RQM before each byte sees the same.
    */
   #fetchSector(): void {
-    const d = this.#cur;
+    const d = this.cur;
     const offset = linearSector(d) * SECTOR_BYTES;
     this.fifo.fill(0);
     if (!d.node || offset < 0 || offset + SECTOR_BYTES > d.node.size()) return;
-    const generation = this.#generation;
+    const generation = this.generation;
     const sector = new Uint8Array(SECTOR_BYTES);
     this.msr &= ~MSR_RQM;
     const ready = () => {
-      if (generation !== this.#generation) return;
+      if (generation !== this.generation) return;
       this.fifo.set(sector);
       this.msr |= MSR_RQM;
     };
-    this.pending = this.#track(
+    this.pending = this.track(
       d.node.read(offset, sector).then(ready, () => {
         sector.fill(0);
         ready();
@@ -488,7 +474,7 @@ export class FloppyController implements Device, FloppyDrives {
       this.stopTransfer(0, 0, 0);
     } else if (this.dataPos % SECTOR_BYTES === 0) {
       // The next sector now, so its bytes are there when the guest asks.
-      if (this.#nextSector(this.#cur)) this.#fetchSector();
+      if (nextSector(this, this.cur)) this.#fetchSector();
       else this.#pioStuck = true;
     }
     return value;
@@ -503,137 +489,21 @@ export class FloppyController implements Device, FloppyDrives {
     const pos = this.dataPos++ % SECTOR_BYTES;
     this.fifo[pos] = value;
     if (pos !== SECTOR_BYTES - 1 && this.dataPos !== this.dataLen) return;
-    const d = this.#cur;
+    const d = this.cur;
     const offset = linearSector(d) * SECTOR_BYTES;
-    const generation = this.#generation;
+    const generation = this.generation;
     const sector = this.fifo.slice();
     this.msr &= ~MSR_RQM;
     const fits = d.node && !d.readOnly && offset >= 0 && offset + SECTOR_BYTES <= d.node.size();
     const write = fits ? d.node!.write(offset, sector) : Promise.reject(new RangeError("outside"));
-    this.pending = this.#track(write.then(() => {
-      if (generation !== this.#generation) return;
+    this.pending = this.track(write.then(() => {
+      if (generation !== this.generation) return;
       this.msr |= MSR_RQM;
-      if (!this.#nextSector(d)) return;
+      if (!nextSector(this, d)) return;
       if (this.dataPos === this.dataLen) this.stopTransfer(0, 0, 0);
     }, () => {
-      if (generation === this.#generation) this.msr |= MSR_RQM;
+      if (generation === this.generation) this.msr |= MSR_RQM;
     }));
-  }
-
-  /** QEMU's fdctrl_seek_to_next_sect: false at the end of the cylinder. */
-  #nextSector(d: Drive): boolean {
-    let [head, track, sect] = [d.head, d.track, d.sect];
-    let more = true;
-    if (sect >= d.lastSect || sect === this.eot) {
-      sect = 1;
-      if (this.multiTrack) {
-        if (head === 0 && d.heads === 2) head = 1;
-        else {
-          head = 0;
-          track++;
-          this.status0 |= SR0_SEEK;
-          if (d.heads === 1) more = false;
-        }
-      } else {
-        this.status0 |= SR0_SEEK;
-        track++;
-        more = false;
-      }
-    } else sect++;
-    seek(d, head, track, sect);
-    return more;
-  }
-
-  /**
-   * The DMA part of a READ or WRITE: walks the sectors the transfer covers (bounded by the
-   * command and by the DMA count), then does the image I/O, then moves the bytes and ends
-   * the command. The walk happens first so the result names the right sector; no guest
-   * access reaches the controller meanwhile (RQM is clear).
-   */
-  #transfer(dma: IsaDma): void {
-    const d = this.#cur;
-    const total = Math.min(dma.remaining(this.dmaChannel), this.dataLen);
-    const chunks: Chunk[] = [];
-    for (let pos = 0; pos < total;) {
-      const bytes = Math.min(SECTOR_BYTES, total - pos);
-      chunks.push({
-        offset: linearSector(d) * SECTOR_BYTES,
-        bytes,
-        at: [d.head, d.track, d.sect, this.status0],
-      });
-      pos += bytes;
-      if (pos % SECTOR_BYTES === 0 && !this.#nextSector(d)) break;
-    }
-    const node = d.node;
-    const generation = this.#generation;
-    if (!node) {
-      this.stopTransfer(SR0_ABNTERM, 0, 0);
-      return;
-    }
-    if (this.dataDir === DIR_WRITE && d.readOnly) {
-      this.stopTransfer(SR0_ABNTERM | SR0_SEEK, SR1_NW, 0);
-      return;
-    }
-    const size = node.size();
-    const moved = chunks.reduce((n, c) => n + c.bytes, 0);
-    const work = this.dataDir === DIR_READ
-      ? this.#readChunks(node, size, chunks).then((data) => {
-        if (generation !== this.#generation) return;
-        for (const buf of data) dma.writeMemory(this.dmaChannel, buf);
-        this.dataLen -= moved;
-        this.stopTransfer(0, 0, 0);
-      })
-      : this.#writeChunks(node, size, chunks, dma).then((failed) => {
-        if (generation !== this.#generation) return;
-        this.dataLen -= moved;
-        if (failed < 0) return this.stopTransfer(0, 0, 0);
-        // QEMU stops on the sector it could not write: the result names that sector.
-        [d.head, d.track, d.sect, this.status0] = chunks[failed].at;
-        this.stopTransfer(SR0_ABNTERM | SR0_SEEK, 0, 0);
-      });
-    this.pending = this.#track(work.catch(() => {
-      if (generation === this.#generation) this.stopTransfer(SR0_ABNTERM | SR0_SEEK, 0, 0);
-    }));
-  }
-
-  /** Reads whole sectors; outside the image they read as zeroes (QEMU: "image size is too small"). */
-  async #readChunks(
-    node: BlockIo,
-    size: number,
-    chunks: readonly Chunk[],
-  ): Promise<Uint8Array[]> {
-    const out: Uint8Array[] = [];
-    for (const c of chunks) {
-      const sector = new Uint8Array(SECTOR_BYTES);
-      if (c.offset >= 0 && c.offset + SECTOR_BYTES <= size) await node.read(c.offset, sector);
-      out.push(sector.subarray(0, c.bytes));
-    }
-    return out;
-  }
-
-  /**
-   * Takes the bytes from memory now, then writes them in order; the index of the first sector
-   * outside the image (nothing written from it on), or -1 when all were written.
-   */
-  async #writeChunks(
-    node: BlockIo,
-    size: number,
-    chunks: readonly Chunk[],
-    dma: IsaDma,
-  ): Promise<number> {
-    const data = chunks.map((c) => {
-      const buf = new Uint8Array(c.bytes);
-      dma.readMemory(this.dmaChannel, buf);
-      return buf;
-    });
-    for (const [i, c] of chunks.entries()) {
-      if (c.offset < 0 || c.offset + SECTOR_BYTES > size) return i;
-      const sector = new Uint8Array(SECTOR_BYTES);
-      if (c.bytes < SECTOR_BYTES) await node.read(c.offset, sector);
-      sector.set(data[i]);
-      await node.write(c.offset, sector);
-    }
-    return -1;
   }
 
   /**
@@ -685,7 +555,7 @@ export class FloppyController implements Device, FloppyDrives {
     for (const d of this.drives) d.perpendicular = 0;
     this.dsr = 0;
     this.tdr = 0;
-    this.config = 0;
+    this.config = CONFIG_DEFAULT;
     this.lock = 0;
   }
 
@@ -706,6 +576,6 @@ export class FloppyController implements Device, FloppyDrives {
     (state.drives as number[][]).forEach((v, i) => {
       Object.assign(this.drives[i], { head: v[0], track: v[1], sect: v[2], mediaChanged: !!v[3] });
     });
-    this.#generation++;
+    this.generation++;
   }
 }

@@ -174,13 +174,14 @@ Deno.test("FloppyController sizes an oversized image as the fallback drive and s
   assert.deepEqual(r.result(7).slice(0, 2), [0x60, 0x01], "the seek to cylinder 0 happened first");
 });
 
-Deno.test("FloppyController refuses a write to a read-only medium before any DMA", async () => {
+Deno.test("FloppyController refuses a write to a read-only medium on its first sector, counting that sector's DMA bytes as QEMU", async () => {
   const r = rig(MB144, { readOnly: true });
   const before = r.disk.bytes.slice();
-  r.programDma(0x20000, 512, 0x4a);
+  r.programDma(0x20000, 1024, 0x4a);
   r.transfer(0xc5, 0, 0, 1, 18);
   await r.fdc.pending;
-  assert.deepEqual(r.result(2), [0x60, 0x02], "abnormal termination, not writable");
+  assert.deepEqual(r.result(7), [0x60, 0x02, 0, 0, 0, 1, 2], "not writable, at C0 H0 S1");
+  assert.equal(r.dma.remaining(2), 512);
   assert.deepEqual(r.disk.bytes, before);
 });
 

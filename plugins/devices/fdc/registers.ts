@@ -10,6 +10,8 @@ export const SR0_RDYCHG = 0xc0;
 export const SR1_EC = 0x80;
 export const SR1_NW = 0x02;
 export const SR1_MA = 0x01;
+/** Status register 2: scan equal hit (QEMU reports it for every SCAN). */
+export const SR2_SEH = 0x08;
 
 export const SRA_NDRV2 = 0x40;
 export const SRA_INTPEND = 0x80;
@@ -32,10 +34,20 @@ export const MSR_NONDMA = 0x20;
 export const MSR_DIO = 0x40;
 export const MSR_RQM = 0x80;
 
+/** CONFIGURE's byte at power-on: EIS and EFIFO (bits 6 and 5) set, as QEMU's realize sets it. */
+export const CONFIG_DEFAULT = 0x60;
+
 /** Sense-interrupt answers a reset owes the four drive slots. */
 export const RESET_SENSEI_COUNT = 4;
 /** The 82078's answer to VERSION. */
 export const FDC_VERSION = 0x90;
 
-/** Which way a transfer goes: to the host (READ) or to the medium (WRITE). */
-export const DIR_READ = 1, DIR_WRITE = 2;
+/**
+ * What a data command's execution phase does: READ to the host, WRITE to the medium, the
+ * SCANs compare memory with the medium, VERIFY reads the medium and moves nothing.
+ */
+export const DIR_READ = 1, DIR_WRITE = 2, DIR_SCANE = 3, DIR_SCANL = 4, DIR_SCANH = 5;
+export const DIR_VERIFY = 6;
+
+/** How long QEMU's READ ID takes (its result timer: a fiftieth of a second). */
+export const READ_ID_NS = 20_000_000;
