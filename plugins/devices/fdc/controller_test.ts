@@ -44,11 +44,27 @@ class MemDisk implements BlockIo {
   }
 }
 
-function rig(imageBytes: number, options: { readOnly?: boolean } = {}) {
+/** A virtual clock that only arms: `due` lists what is armed, `fire()` runs it. */
+class FakeLoop {
+  due: { delayNs: number; run: () => void }[] = [];
+  createTimer(_name: string, run: () => void) {
+    return {
+      armIn: (delayNs: number) => this.due.push({ delayNs, run }),
+      cancel: () => this.due = this.due.filter((t) => t.run !== run),
+    };
+  }
+  fire(): void {
+    const due = this.due;
+    this.due = [];
+    for (const t of due) t.run();
+  }
+}
+
+function rig(imageBytes: number, options: { readOnly?: boolean; loop?: FakeLoop } = {}) {
   const memory = new AddressSpace();
   const ram = memory.addRam("ram", 0, RAM_BYTES);
   const io = new PortIoSpace();
-  const ctx = { memory, io } as unknown as DeviceContext;
+  const ctx = { memory, io, loop: options.loop } as unknown as DeviceContext;
   const irq = new IrqLine("isa-irq6");
   const dma = new DmaI8257("dma", ctx);
   const disk = new MemDisk(imageBytes);
@@ -255,4 +271,62 @@ Deno.test("FloppyController moves data through the FIFO when SPECIFY turns DMA o
   assert.deepEqual(Uint8Array.from(back), data);
   assert.deepEqual(r.result(7), [0x24, 0, 0, 1, 1, 1, 2]);
   assert.equal(r.disk.outside, 0);
+});
+
+Deno.test("FloppyController SCAN EQUAL stops on the sector memory equals, the DMA count short of it; VERIFY moves no DMA", async () => {
+  const r = rig(MB144);
+  // Memory: a sector of 0xee, then sector 2's bytes; the scan starts at sector 1.
+  r.ram.fill(0xee, 0x20000, 0x20200);
+  r.ram.set(r.disk.bytes.subarray(512, 1024), 0x20200);
+  r.programDma(0x20000, 1536, 0x4a);
+  r.command([0x51, 0, 0, 0, 1, 2, 3, 0x1b, 0xff]);
+  await r.fdc.pending;
+  assert.deepEqual(r.result(7), [0, 0, 0x08, 0, 0, 2, 2], "scan equal hit at sector 2");
+  assert.equal(r.dma.remaining(2), 1024, "only sector 1 counted");
+  // SCAN HIGH OR EQUAL: 0xee against sector 1 (higher or not, QEMU reports SEH).
+  r.programDma(0x20000, 512, 0x4a);
+  r.command([0x5d, 0, 0, 0, 1, 2, 3, 0x1b, 0xff]);
+  await r.fdc.pending;
+  assert.equal(r.result(7)[2], 0x08);
+  // VERIFY of C0 H0 S5-S7: the walk only, no DMA request, the count untouched.
+  r.programDma(0x20000, 512);
+  r.command([0x56, 0, 0, 0, 5, 2, 7, 0x1b, 0xff]);
+  assert.deepEqual(r.result(7), [0x20, 0, 0, 1, 0, 1, 2], "past S7: the next cylinder");
+  assert.equal(r.dma.remaining(2), 512);
+});
+
+Deno.test("FloppyController READ ID answers on the current drive 20 ms later, RQM clear meanwhile", () => {
+  const loop = new FakeLoop();
+  const r = rig(MB144, { loop });
+  // Drive B's head 1 named: QEMU answers for drive A (the DOR's), head 1.
+  r.command([0x4a, 0x05]);
+  assert.equal(r.io.in(FDC + 4, 1), 0x10, "busy, no request for master");
+  assert.deepEqual(loop.due.map((t) => t.delayNs), [20_000_000]);
+  loop.fire();
+  assert.deepEqual(r.result(7), [0x04, 0, 0, 0, 1, 2, 2]);
+  // A reset while READ ID runs takes the answer back.
+  r.command([0x4a, 0x00]);
+  r.out(FDC + 2, 0x00);
+  r.out(FDC + 2, 0x0c);
+  assert.deepEqual(loop.due, []);
+});
+
+Deno.test("FloppyController keeps QEMU's SAVE, RESTORE, DRIVE SPECIFICATION and FORMAT AND WRITE", () => {
+  const r = rig(MB144);
+  r.command([0x4e, 0, 0, 3, 0, 0, 0, 7, 8, 18, 0x04, 0x57, 0, 0, 0, 0, 0, 0]);
+  assert.equal(r.io.in(FDC + 4, 1), 0x80, "RESTORE has no result phase");
+  r.command([0x2e]);
+  assert.deepEqual(r.result(15), [0, 0, 3, 0, 0, 0, 7, 8, 18, 0x04, 0x57, 0, 0, 0, 0]);
+  r.command([0xcd, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.deepEqual(r.result(1), [0x80], "FORMAT AND WRITE: ten bytes, then invalid");
+  r.command([0x8e, 0x21, 2, 3, 4, 0xc0]);
+  assert.deepEqual(r.result(4), [0x21, 0x21, 0, 0]);
+  // Without its end bit the command holds the FIFO (QEMU); only a reset frees it.
+  r.command([0x8e, 0, 0, 0, 0, 0]);
+  r.command([0x10]);
+  assert.equal(r.io.in(FDC + 4, 1) & 0x80, 0, "no byte taken");
+  r.out(FDC + 2, 0x00);
+  r.out(FDC + 2, 0x0c);
+  r.command([0x10]);
+  assert.deepEqual(r.result(1), [0x90]);
 });
