@@ -43,6 +43,11 @@ export type QdevValue = number | string | boolean | { readonly bytes: number };
 /** One device as `info qtree` lists it: QEMU's model name, properties and child buses. */
 export interface QtreeNode {
   readonly model: string;
+  /**
+   * Its GPIO lines as QEMU lists them before the properties: in or out, the list's name
+   * ("" for the unnamed one) and how many lines it has.
+   */
+  readonly gpios?: readonly (readonly [kind: "in" | "out", name: string, count: number])[];
   /** The properties, in the order QEMU prints them. */
   readonly properties: readonly (readonly [name: string, value: QdevValue])[];
   /** Buses below the device (the floppy controller's `floppy-bus.0`), with their devices. */

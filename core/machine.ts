@@ -362,15 +362,28 @@ export class Machine implements DeviceContext {
 
   /**
    * Creates a device through its plugin (`-device model,opts`, or a board's built-in
-   * device) and adds it to the machine.
+   * device) and adds it to the machine. From a `-device` option (`fromDeviceOption`), its
+   * `id` is also the qdev id `info qtree` shows.
    */
-  createDevice(model: string, opts: ParsedOptions = {}): Device {
+  createDevice(model: string, opts: ParsedOptions = {}, fromDeviceOption = false): Device {
     const registry = this.config.registry;
     if (!registry) throw new UsageError(`'${model}' is not a valid device model name`);
     const descriptor = registry.require("device", model);
     const device = descriptor.create(this, opts) as Device;
     if (!this.#devices.includes(device)) this.addDevice(device);
+    if (fromDeviceOption && typeof opts.id === "string") this.#qdevIds.set(device, opts.id);
     return device;
+  }
+
+  /** The ids `-device ...,id=NAME` gave (createDevice's `fromDeviceOption`). */
+  readonly #qdevIds = new WeakMap<Device, string>();
+
+  /**
+   * The id QEMU's qdev would know `device` by: the one `-device ...,id=` gave it, else ""
+   * (what the board makes, and `-net nic,id=` NICs, whose id names only the NIC).
+   */
+  qdevId(device: Device): string {
+    return this.#qdevIds.get(device) ?? "";
   }
 
   /** Wakes the loop and makes the CPUs look at their interrupt source (an IRQ was raised). */

@@ -253,7 +253,7 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
     }
     machine = descriptor.create(setup.config);
     addAccelCommands(machine, setup.accel, ctx.registry);
-    for (const d of setup.devices) machine.createDevice(d.model, d.opts);
+    for (const d of setup.devices) machine.createDevice(d.model, d.opts, true);
     const nameText = lastValue(opts, "name");
     const name = nameText === undefined
       ? undefined

@@ -36,19 +36,20 @@ export function qtreeText(ctx: MonitorContext): string {
   const pci = new Map(pciDevices(ctx).map((p) => [p.slot * 8 + p.function, p]));
   const onPci = new Map<number, Device>();
   const system: Device[] = [];
-  const isa: QtreeNode[] = [];
+  const isa: [QtreeNode, string][] = [];
+  const idOf = (d: Device) => ctx.machine.qdevId(d);
   for (const d of ctx.machine.devices) {
     const devfn = pciDevfnOf(d, pci);
     const own = d.qtree?.();
     if (devfn !== undefined) onPci.set(devfn, d);
-    else if (own?.bus === "isa") isa.unshift(...own.nodes);
+    else if (own?.bus === "isa") isa.unshift(...named(own.nodes, idOf(d)));
     else system.push(d);
   }
   let out = "bus: main-system-bus\n  type System\n";
   for (const d of system) {
     const own = d.qtree?.();
-    if (own) { for (const n of own.nodes) out += nodeText(n, 2); }
-    else out += `  dev: ${d.model}, id "${d.id}"\n`;
+    if (own) { for (const [n, id] of named(own.nodes, idOf(d))) out += nodeText(n, 2, id); }
+    else out += `  dev: ${d.model}, id "${idOf(d)}"\n`;
   }
   // The PCI host's bus; its configuration function (00.0) is listed on the bus itself.
   out += `  dev: i440FX-pcihost, id ""\n    bus: pci.0\n      type PCI\n`;
@@ -56,7 +57,9 @@ export function qtreeText(ctx: MonitorContext): string {
     const d = onPci.get(devfn);
     const name = p.class_info.desc ?? `Class ${hex(p.class_info.class, 4)}`;
     const addr = `${hex(p.slot, 2)}.${p.function}`;
-    out += `      dev: ${d?.model ?? "pci-device"}, id "${d?.id ?? ""}"\n`;
+    // The host bridge's function is QEMU's i440FX device, apart from its i440FX-pcihost.
+    const model = d?.model === "i440FX-pcihost" ? "i440FX" : d?.model ?? "pci-device";
+    out += `      dev: ${model}, id "${d ? idOf(d) : ""}"\n`;
     out += pciProperties(p, addr, pci);
     out += `        class ${name}, addr 00:${addr}, pci id ${hex(p.id.vendor, 4)}:${
       hex(p.id.device, 4)
@@ -70,7 +73,7 @@ export function qtreeText(ctx: MonitorContext): string {
     // The PCI-ISA bridge (class 0601) carries the ISA bus.
     if (p.class_info.class === 0x0601 && isa.length > 0) {
       out += "        bus: isa.0\n          type ISA\n";
-      for (const n of isa) out += nodeText(n, 10);
+      for (const [n, id] of isa) out += nodeText(n, 10, id);
     }
   }
   return out;
@@ -102,10 +105,18 @@ export function qdevValueText(value: QdevValue): string {
   return `${value.bytes} (${sizeToStr(value.bytes)})`;
 }
 
-/** One device with its properties and buses, `indent` spaces in. */
-function nodeText(node: QtreeNode, indent: number): string {
+/** A device's nodes with their qdev ids: `id` names a device that is one node; others have none. */
+function named(nodes: readonly QtreeNode[], id: string): [QtreeNode, string][] {
+  return nodes.map((n) => [n, nodes.length === 1 ? id : ""]);
+}
+
+/** One device (qdev id `id`) with its GPIO lines, properties and buses, `indent` spaces in. */
+function nodeText(node: QtreeNode, indent: number, id = ""): string {
   const pad = " ".repeat(indent);
-  let out = `${pad}dev: ${node.model}, id ""\n`;
+  let out = `${pad}dev: ${node.model}, id "${id}"\n`;
+  for (const [kind, name, count] of node.gpios ?? []) {
+    out += `${pad}  gpio-${kind} "${name}" ${count}\n`;
+  }
   for (const [name, value] of node.properties) out += `${pad}  ${name} = ${qdevValueText(value)}\n`;
   for (const bus of node.buses ?? []) {
     out += `${pad}  bus: ${bus.name}\n${pad}    type ${bus.type}\n`;

@@ -6,7 +6,7 @@ import {
   type DeviceState,
   type QtreeNode,
 } from "../../core/device.ts";
-import { optNumber } from "../../core/options.ts";
+import { optNumber, optString } from "../../core/options.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 
 /** Test harnesses use it to end a run with a status chosen by the guest. */
@@ -55,13 +55,15 @@ export default {
   category: "Misc",
   userCreatable: true,
   options: [
+    { name: "id", type: "string", help: "device id" },
     { name: "iobase", type: "number", help: "I/O base (default 0x501)", default: 0x501 },
     { name: "iosize", type: "number", help: "I/O size (default 2)", default: 2 },
   ],
   create(machine: DeviceContext, opts): DebugExit {
     const m = machine;
+    const id = optString(opts, "id");
     return new DebugExit(
-      m.freeId("debug-exit"),
+      id ?? m.freeId("debug-exit"),
       (code) => m.requestExit(code),
       m,
       optNumber(opts, "iobase") ?? 0x501,

@@ -72,6 +72,7 @@ export default {
   category: "Misc",
   userCreatable: true,
   options: [
+    { name: "id", type: "string", help: "device id" },
     { name: "chardev", type: "string", help: "ID of a chardev to use as a backend" },
     { name: "iobase", type: "number", help: "I/O port (default 0xe9)", default: 0xe9 },
     { name: "readback-value", type: "number", help: "Value port reads return", default: 0xe9 },
@@ -79,8 +80,9 @@ export default {
   create(machine: DeviceContext, opts): DebugCon {
     const m = machine;
     const chardevId = optString(opts, "chardev");
+    const id = optString(opts, "id");
     return new DebugCon(
-      m.freeId("debugcon"),
+      id ?? m.freeId("debugcon"),
       chardevId ? m.chardev(chardevId) : null,
       m,
       optNumber(opts, "iobase") ?? 0xe9,

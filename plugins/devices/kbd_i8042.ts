@@ -484,6 +484,12 @@ export class I8042 implements Device {
       bus: "isa",
       nodes: [{
         model: "i8042",
+        gpios: [
+          ["in", "ps2-mouse-input-irq", 1],
+          ["in", "ps2-kbd-input-irq", 1],
+          ["out", "", 2],
+          ["out", "a20", 1],
+        ],
         properties: [
           ["extended-state", true],
           ["kbd-throttle", false],

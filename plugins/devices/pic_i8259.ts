@@ -338,6 +338,7 @@ export class PicPair implements Device, IrqController, InterruptSource {
       nodes: [
         {
           model: "isa-i8259",
+          gpios: [["in", "", 8], ["out", "", 1]],
           properties: [
             ["iobase", 0xa0],
             ["elcr_addr", 0x4d1],
@@ -347,6 +348,7 @@ export class PicPair implements Device, IrqController, InterruptSource {
         },
         {
           model: "isa-i8259",
+          gpios: [["in", "", 8], ["out", "", 1]],
           properties: [
             ["iobase", 0x20],
             ["elcr_addr", 0x4d0],

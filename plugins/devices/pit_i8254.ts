@@ -380,7 +380,11 @@ export class Pit implements Device {
   qtree(): { bus: "isa"; nodes: QtreeNode[] } {
     return {
       bus: "isa",
-      nodes: [{ model: "isa-pit", properties: [["iobase", this.#iobase]] }],
+      nodes: [{
+        model: "isa-pit",
+        gpios: [["in", "", 1], ["out", "", 1]],
+        properties: [["iobase", this.#iobase]],
+      }],
     };
   }
 

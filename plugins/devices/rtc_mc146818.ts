@@ -314,6 +314,7 @@ export class Rtc implements Device {
       bus: "isa",
       nodes: [{
         model: "mc146818rtc",
+        gpios: [["out", "", 1]],
         properties: [
           ["base_year", 0],
           ["iobase", 0x70],

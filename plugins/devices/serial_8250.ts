@@ -276,6 +276,11 @@ export class Uart implements Device {
     }
   }
 
+  /** The COM port number (QEMU's `index`). */
+  get index(): number {
+    return this.#qdev.index;
+  }
+
   /** QEMU's isa-serial properties (the chardev is its SerialState's, not listed). */
   qtree(): { bus: "isa"; nodes: QtreeNode[] } {
     const q = this.#qdev;
@@ -313,6 +318,7 @@ export default {
   category: "Input",
   userCreatable: true,
   options: [
+    { name: "id", type: "string", help: "device id" },
     { name: "chardev", type: "string", help: "ID of a chardev to use as a backend" },
     { name: "index", type: "number", help: "COM port number (0 = COM1 at 0x3f8, IRQ 4)" },
     { name: "iobase", type: "number", help: "I/O base address" },
@@ -322,15 +328,18 @@ export default {
     const m = machine;
     let index = optNumber(opts, "index");
     if (index === undefined) {
+      // The first index no serial port has (a named one included).
+      const taken = m.devices.filter((d) => d instanceof Uart).map((d) => (d as Uart).index);
       index = 0;
-      while (m.device(`serial${index}`)) index++;
+      while (taken.includes(index)) index++;
     }
     const defaults = SERIAL_ISA_PORTS[index] ?? SERIAL_ISA_PORTS[0];
     const chardevId = optString(opts, "chardev");
     const chardev = chardevId ? m.chardev(chardevId) : null;
     const irqNumber = optNumber(opts, "irq") ?? defaults.irq;
     const irq = m.findService(ISA_BUS)?.irq(irqNumber) ?? null;
-    return new Uart(m.freeId("serial"), chardev, irq, m, {
+    const id = optString(opts, "id");
+    return new Uart(id ?? m.freeId("serial"), chardev, irq, m, {
       iobase: optNumber(opts, "iobase") ?? defaults.iobase,
       index,
       irq: irqNumber,

@@ -41,8 +41,12 @@ Deno.test({
         "-drive",
         `file=${disk},if=virtio,format=qcow2,file.locking=off`,
         "-device",
-        "virtio-balloon",
+        "virtio-balloon,id=bal",
       ], ["info qtree", "info qtree x"]);
+      // Each PCI function's device line, the qdev id -device gave included, is QEMU's.
+      const pciDevs = (lines: string[]) => lines.filter((l) => /^ {6}dev: /.test(l)).sort();
+      assert.deepEqual(pciDevs(out.vmkit), pciDevs(out.qemu));
+      assert.ok(out.vmkit.includes('      dev: virtio-balloon-pci, id "bal"'));
       const v = byAddress(out.vmkit), q = byAddress(out.qemu);
       assert.deepEqual([...v.keys()].sort(), [...q.keys()].sort());
       assert.deepEqual(v.get("01.0")!.slice(0, 5), [
@@ -70,17 +74,14 @@ Deno.test({
   },
 });
 
-/**
- * The devices on isa.0, each as its lines (nested buses included, gpio lines left out:
- * vmkit prints none), in the order listed.
- */
+/** The devices on isa.0, each as its lines (gpio lines and nested buses included), in the order listed. */
 function isaDevices(lines: string[]): string[][] {
   const start = lines.indexOf("        bus: isa.0");
   const out: string[][] = [];
   for (const l of lines.slice(start + 2)) {
     if (!l.startsWith("          ")) break;
     if (l.startsWith("          dev: ")) out.push([]);
-    if (!/^\s*gpio-(in|out) /.test(l)) out[out.length - 1].push(l);
+    out[out.length - 1].push(l);
   }
   return out;
 }
@@ -99,9 +100,9 @@ Deno.test({
         "-chardev",
         "null,id=dbg",
         "-device",
-        "isa-debugcon,iobase=0x402,chardev=dbg",
+        "isa-debugcon,iobase=0x402,chardev=dbg,id=dcon",
         "-device",
-        "isa-debug-exit",
+        "isa-debug-exit,id=dx",
         "-drive",
         `file=${a},if=floppy,format=raw`,
         "-drive",
@@ -110,6 +111,8 @@ Deno.test({
         "null",
         "-serial",
         "null",
+        "-device",
+        "isa-serial,id=com3",
       ], ["info qtree"]);
       const v = isaDevices(out.vmkit), q = isaDevices(out.qemu);
       const models = v.map((d) => d[0].trim()).sort();
@@ -117,18 +120,20 @@ Deno.test({
         'dev: i8042, id ""',
         'dev: i8257, id ""',
         'dev: i8257, id ""',
-        'dev: isa-debug-exit, id ""',
-        'dev: isa-debugcon, id ""',
+        'dev: isa-debug-exit, id "dx"',
+        'dev: isa-debugcon, id "dcon"',
         'dev: isa-fdc, id ""',
         'dev: isa-i8259, id ""',
         'dev: isa-i8259, id ""',
         'dev: isa-pit, id ""',
         'dev: isa-serial, id ""',
         'dev: isa-serial, id ""',
+        'dev: isa-serial, id "com3"',
         'dev: mc146818rtc, id ""',
       ]);
-      // Each of vmkit's ISA devices, properties and floppy drives included, is one of
-      // QEMU's, line for line (QEMU has more: port92, vmport, pcspk, parallel).
+      // Each of vmkit's ISA devices, qdev id, gpio lines, properties and floppy drives
+      // included, is one of QEMU's, line for line (QEMU has more: port92, vmport, vmmouse,
+      // pcspk, parallel).
       const theirs = q.map((d) => d.join("\n"));
       for (const d of v) assert.ok(theirs.includes(d.join("\n")), d.join("\n"));
       // Both i8259s, both i8257s and both serial ports in QEMU's order.
