@@ -565,6 +565,7 @@ export class FloppyController implements Device, FloppyDrives {
       multiTrack: this.multiTrack,
       fifo: this.fifo.slice(),
       drives: this.drives.map((d) => [d.head, d.track, d.sect, d.mediaChanged ? 1 : 0]),
+      readIdPending: this.#resultTimer?.armed ?? false,
     };
   }
 
@@ -577,5 +578,8 @@ export class FloppyController implements Device, FloppyDrives {
       Object.assign(this.drives[i], { head: v[0], track: v[1], sect: v[2], mediaChanged: !!v[3] });
     });
     this.generation++;
+    // A READ ID in flight answers a full 20 ms after the load (QEMU keeps what was left).
+    this.#resultTimer?.cancel();
+    if (state.readIdPending) this.readId();
   }
 }

@@ -48,9 +48,13 @@ class MemDisk implements BlockIo {
 class FakeLoop {
   due: { delayNs: number; run: () => void }[] = [];
   createTimer(_name: string, run: () => void) {
+    const armed = () => this.due.some((t) => t.run === run);
     return {
       armIn: (delayNs: number) => this.due.push({ delayNs, run }),
       cancel: () => this.due = this.due.filter((t) => t.run !== run),
+      get armed() {
+        return armed();
+      },
     };
   }
   fire(): void {
@@ -304,6 +308,16 @@ Deno.test("FloppyController READ ID answers on the current drive 20 ms later, RQ
   assert.deepEqual(loop.due.map((t) => t.delayNs), [20_000_000]);
   loop.fire();
   assert.deepEqual(r.result(7), [0x04, 0, 0, 0, 1, 2, 2]);
+  // savevm while READ ID runs: the loaded controller answers on its own clock.
+  r.command([0x4a, 0x00]);
+  const loop2 = new FakeLoop();
+  const b = rig(MB144, { loop: loop2 });
+  b.fdc.loadState(structuredClone(r.fdc.saveState()));
+  assert.deepEqual(loop2.due.map((t) => t.delayNs), [20_000_000]);
+  loop2.fire();
+  assert.deepEqual(b.result(7), [0x00, 0, 0, 0, 0, 3, 2]);
+  loop.fire();
+  r.result(7);
   // A reset while READ ID runs takes the answer back.
   r.command([0x4a, 0x00]);
   r.out(FDC + 2, 0x00);
