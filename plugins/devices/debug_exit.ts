@@ -55,7 +55,8 @@ export default {
   category: "Misc",
   userCreatable: true,
   options: [
-    { name: "id", type: "string", help: "device id" },
+    // -device accepts an id as QEMU does; its help does not list it.
+    { name: "id", type: "string", help: "device id", hidden: true },
     { name: "iobase", type: "number", help: "I/O base (default 0x501)", default: 0x501 },
     { name: "iosize", type: "number", help: "I/O size (default 2)", default: 2 },
   ],

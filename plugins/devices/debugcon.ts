@@ -72,7 +72,8 @@ export default {
   category: "Misc",
   userCreatable: true,
   options: [
-    { name: "id", type: "string", help: "device id" },
+    // -device accepts an id as QEMU does; its help does not list it.
+    { name: "id", type: "string", help: "device id", hidden: true },
     { name: "chardev", type: "string", help: "ID of a chardev to use as a backend" },
     { name: "iobase", type: "number", help: "I/O port (default 0xe9)", default: 0xe9 },
     { name: "readback-value", type: "number", help: "Value port reads return", default: 0xe9 },

@@ -318,7 +318,8 @@ export default {
   category: "Input",
   userCreatable: true,
   options: [
-    { name: "id", type: "string", help: "device id" },
+    // -device accepts an id as QEMU does; its help does not list it.
+    { name: "id", type: "string", help: "device id", hidden: true },
     { name: "chardev", type: "string", help: "ID of a chardev to use as a backend" },
     { name: "index", type: "number", help: "COM port number (0 = COM1 at 0x3f8, IRQ 4)" },
     { name: "iobase", type: "number", help: "I/O base address" },
