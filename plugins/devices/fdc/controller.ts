@@ -550,13 +550,13 @@ export class FloppyController implements Device, FloppyDrives {
     };
   }
 
+  /**
+   * A system reset: QEMU's isa-fdc reset is the controller's own (fdctrl_reset without an
+   * interrupt); what SPECIFY, CONFIGURE, LOCK, PERPENDICULAR MODE and the DSR and TDR set
+   * stays as the guest left it.
+   */
   reset(): void {
     this.#reset(false);
-    for (const d of this.drives) d.perpendicular = 0;
-    this.dsr = 0;
-    this.tdr = 0;
-    this.config = CONFIG_DEFAULT;
-    this.lock = 0;
   }
 
   saveState(): DeviceState {

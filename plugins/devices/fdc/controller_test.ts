@@ -344,3 +344,17 @@ Deno.test("FloppyController keeps QEMU's SAVE, RESTORE, DRIVE SPECIFICATION and 
   r.command([0x10]);
   assert.deepEqual(r.result(1), [0x90]);
 });
+
+Deno.test("FloppyController keeps CONFIGURE, LOCK, SPECIFY and the data rate across a system reset, as QEMU's isa-fdc", () => {
+  const r = rig(MB144);
+  r.command([0x13, 0, 0x57, 9]);
+  r.command([0x94]);
+  r.result(1);
+  r.command([0x03, 0xaf, 0x02]);
+  r.out(FDC + 7, 0x02);
+  r.fdc.reset();
+  r.command([0x0e]);
+  // tracks, timers (SPECIFY), sectors, LOCK, CONFIGURE, precompensation
+  assert.deepEqual(r.result(10), [0, 0, 0, 0, 0x0a, 0x03, 18, 0x80, 0x57, 9]);
+  assert.equal(r.fdc.dsr & 3, 2);
+});
