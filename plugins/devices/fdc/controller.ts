@@ -295,6 +295,7 @@ export class FloppyController implements Device, FloppyDrives {
     this.curDrv = 0;
     this.dor = DOR_NRESET | (this.dma ? DOR_DMAEN : 0);
     this.msr = MSR_RQM;
+    this.resetSensei = 0;
     this.dataPos = 0;
     this.dataLen = 0;
     this.multiTrack = false;

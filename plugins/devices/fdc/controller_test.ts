@@ -352,7 +352,12 @@ Deno.test("FloppyController keeps CONFIGURE, LOCK, SPECIFY and the data rate acr
   r.result(1);
   r.command([0x03, 0xaf, 0x02]);
   r.out(FDC + 7, 0x02);
+  // A DOR reset owes four sense-interrupt answers; a system reset drops them (QEMU).
+  r.out(FDC + 2, 0x00);
+  r.out(FDC + 2, 0x0c);
   r.fdc.reset();
+  r.command([0x08]);
+  assert.deepEqual(r.result(1), [0x80], "nothing pending");
   r.command([0x0e]);
   // tracks, timers (SPECIFY), sectors, LOCK, CONFIGURE, precompensation
   assert.deepEqual(r.result(10), [0, 0, 0, 0, 0x0a, 0x03, 18, 0x80, 0x57, 9]);
