@@ -48,6 +48,8 @@ export interface QtreeNode {
    * ("" for the unnamed one) and how many lines it has.
    */
   readonly gpios?: readonly (readonly [kind: "in" | "out", name: string, count: number])[];
+  /** A system-bus device's MMIO windows (base, size), listed after its properties. */
+  readonly mmio?: readonly (readonly [base: number, size: number])[];
   /** The properties, in the order QEMU prints them. */
   readonly properties: readonly (readonly [name: string, value: QdevValue])[];
   /** Buses below the device (the floppy controller's `floppy-bus.0`), with their devices. */

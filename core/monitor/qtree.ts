@@ -118,6 +118,9 @@ function nodeText(node: QtreeNode, indent: number, id = ""): string {
     out += `${pad}  gpio-${kind} "${name}" ${count}\n`;
   }
   for (const [name, value] of node.properties) out += `${pad}  ${name} = ${qdevValueText(value)}\n`;
+  for (const [base, size] of node.mmio ?? []) {
+    out += `${pad}  mmio ${hex(base, 16)}/${hex(size, 16)}\n`;
+  }
   for (const bus of node.buses ?? []) {
     out += `${pad}  bus: ${bus.name}\n${pad}    type ${bus.type}\n`;
     for (const d of bus.devices) out += nodeText(d, indent + 4);

@@ -8,6 +8,7 @@ import {
   type DeviceContext,
   type DeviceState,
   PIC,
+  type QtreeNode,
 } from "../../core/device.ts";
 import type { EventLoop, Timer } from "../../core/event_loop.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
@@ -484,6 +485,11 @@ export class LocalApics implements Device {
   /** Connects the IOAPIC's EOI broadcast to every APIC. */
   setEoiListener(listener: (vector: number) => void): void {
     for (const a of this.apics) a.setEoiListener(listener);
+  }
+
+  /** QEMU's local APICs belong to their CPUs, on no bus: `info qtree` lists none. */
+  qtree(): { bus: "system"; nodes: QtreeNode[] } {
+    return { bus: "system", nodes: [] };
   }
 
   reset(): void {

@@ -1,6 +1,12 @@
 // The I/O APIC (MMIO 0xfec00000): 24 redirection entries delivering interrupts to the local APICs
 
-import { type Device, type DeviceContext, type DeviceState, IOAPIC } from "../../core/device.ts";
+import {
+  type Device,
+  type DeviceContext,
+  type DeviceState,
+  IOAPIC,
+  type QtreeNode,
+} from "../../core/device.ts";
 import type { IrqController } from "../../core/irq.ts";
 import type { DeviceDescriptor } from "../../core/plugin.ts";
 import { type ApicMessage, LAPIC } from "./apic_bus.ts";
@@ -9,6 +15,8 @@ import { type ApicMessage, LAPIC } from "./apic_bus.ts";
 export const IOAPIC_DEFAULT_BASE = 0xfec00000;
 /** Inputs of QEMU's IOAPIC. */
 export const IOAPIC_NUM_PINS = 24;
+/** The version register's low byte (QEMU 7.2's default `version` property). */
+const IOAPIC_VERSION = 0x20;
 
 const IOAPIC_LVT_MASKED = 1 << 16;
 const IOAPIC_LVT_TRIGGER_LEVEL = 1 << 15;
@@ -126,7 +134,7 @@ export class IoApic implements Device, IrqController {
     if (offset !== 0x10) return 0;
     const r = this.#select;
     if (r === 0x00) return this.#id << 24;
-    if (r === 0x01) return ((IOAPIC_NUM_PINS - 1) << 16) | 0x20;
+    if (r === 0x01) return ((IOAPIC_NUM_PINS - 1) << 16) | IOAPIC_VERSION;
     if (r === 0x02) return 0;
     if (r >= 0x10 && r < 0x10 + 2 * IOAPIC_NUM_PINS) {
       const pin = (r - 0x10) >> 1;
@@ -167,6 +175,19 @@ export class IoApic implements Device, IrqController {
         }
       }
     }
+  }
+
+  /** QEMU's ioapic on the system bus: its 24 inputs, version and MMIO window. */
+  qtree(): { bus: "system"; nodes: QtreeNode[] } {
+    return {
+      bus: "system",
+      nodes: [{
+        model: "ioapic",
+        gpios: [["in", "", IOAPIC_NUM_PINS]],
+        properties: [["version", IOAPIC_VERSION]],
+        mmio: [[IOAPIC_DEFAULT_BASE, 0x1000]],
+      }],
+    };
   }
 
   reset(): void {

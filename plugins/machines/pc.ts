@@ -14,7 +14,7 @@ import {
 } from "../../core/device.ts";
 import { hostIoError, NotSupportedError, UsageError } from "../../core/errors.ts";
 import { fanOut, type IrqController, IrqLine } from "../../core/irq.ts";
-import type { Device, DeviceState } from "../../core/device.ts";
+import type { Device, DeviceState, QtreeNode } from "../../core/device.ts";
 import { Machine, type MachineConfig } from "../../core/machine.ts";
 import type { MachineDescriptor } from "../../core/plugin.ts";
 import { findFirmware, loadFirmware, recordRom } from "../../core/firmware.ts";
@@ -374,6 +374,10 @@ class IsaIrqLevels implements Device {
   readonly id = "isa-irq";
   readonly model = "isa-irq-lines";
   constructor(readonly lines: readonly IrqLine[]) {}
+  /** Not a device of QEMU's: `info qtree` does not list it. */
+  qtree(): { bus: "system"; nodes: QtreeNode[] } {
+    return { bus: "system", nodes: [] };
+  }
   reset(): void {}
   saveState(): DeviceState {
     return { levels: this.lines.map((l) => l.level) };

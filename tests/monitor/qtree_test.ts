@@ -74,6 +74,20 @@ Deno.test({
   },
 });
 
+/** The devices on the system bus, each as its own lines (its child buses left out). */
+function systemDevices(lines: string[]): string[][] {
+  const out: string[][] = [];
+  let inside = false;
+  for (const l of lines) {
+    if (l.startsWith("  dev: ")) {
+      out.push([l]);
+      inside = true;
+    } else if (!l.startsWith("    ") || l.startsWith("    bus: ")) inside = false;
+    else if (inside) out[out.length - 1].push(l);
+  }
+  return out;
+}
+
 /** The devices on isa.0, each as its lines (gpio lines and nested buses included), in the order listed. */
 function isaDevices(lines: string[]): string[][] {
   const start = lines.indexOf("        bus: isa.0");
@@ -136,6 +150,15 @@ Deno.test({
       // pcspk, parallel).
       const theirs = q.map((d) => d.join("\n"));
       for (const d of v) assert.ok(theirs.includes(d.join("\n")), d.join("\n"));
+      // On the system bus too (vmkit's ioapic with its gpio and mmio lines, fw_cfg_io); the
+      // PCI host lists none of QEMU's i440FX-pcihost properties.
+      const qSystem = systemDevices(out.qemu).map((d) => d.join("\n"));
+      const vSystem = systemDevices(out.vmkit).filter((d) => !d[0].includes("i440FX-pcihost"));
+      assert.deepEqual(vSystem.map((d) => d[0]), [
+        '  dev: ioapic, id ""',
+        '  dev: fw_cfg_io, id ""',
+      ]);
+      for (const d of vSystem) assert.ok(qSystem.includes(d.join("\n")), d.join("\n"));
       // Both i8259s, both i8257s and both serial ports in QEMU's order.
       for (const model of ["isa-i8259", "i8257", "isa-serial"]) {
         const of = (list: string[][]) => list.filter((d) => d[0].includes(`dev: ${model},`));
