@@ -25,6 +25,18 @@ function pciDevfnOf(d: Device, pci: Map<number, PciDeviceInfo>): number | undefi
   return undefined;
 }
 
+/** QEMU 7.2's i440FX-pcihost on `-M pc` and its properties' defaults. */
+const PCI_HOST: QtreeNode = {
+  model: "i440FX-pcihost",
+  properties: [
+    ["pci-hole64-size", { bytes: 2 ** 31 }],
+    ["short_root_bus", 0],
+    ["x-pci-hole64-fix", true],
+    ["x-config-reg-migration-enabled", true],
+    ["bypass-iommu", false],
+  ],
+};
+
 /**
  * `info qtree`: vmkit's devices. The PCI functions (found by their devfn) sit on pci.0 with
  * QEMU's properties and class/address/BAR lines; a device that says what QEMU device(s) it
@@ -51,8 +63,9 @@ export function qtreeText(ctx: MonitorContext): string {
     if (own) { for (const [n, id] of named(own.nodes, idOf(d))) out += nodeText(n, 2, id); }
     else out += `  dev: ${d.model}, id "${idOf(d)}"\n`;
   }
-  // The PCI host's bus; its configuration function (00.0) is listed on the bus itself.
-  out += `  dev: i440FX-pcihost, id ""\n    bus: pci.0\n      type PCI\n`;
+  // The PCI host with its properties and bus; its configuration function (00.0) is listed
+  // on the bus itself.
+  out += nodeText(PCI_HOST, 2) + "    bus: pci.0\n      type PCI\n";
   for (const [devfn, p] of [...pci].sort((a, b) => b[0] - a[0])) {
     const d = onPci.get(devfn);
     const name = p.class_info.desc ?? `Class ${hex(p.class_info.class, 4)}`;
