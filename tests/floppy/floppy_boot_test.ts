@@ -193,9 +193,15 @@ Deno.test({
     const { dir, cleanup } = await tempDir();
     try {
       // floppy_commands.asm drives the controller itself with DMA and with programmed I/O,
-      // on drive A and on an empty drive B: a 1.44 MB medium writable, then read-only, and a
-      // 720 KB one (9 sectors a track, 250 kbit/s).
-      const runs = [[FLOPPY_BYTES, ""], [FLOPPY_BYTES, ",readonly=on"], [737280, ""]];
+      // on drive A and on an empty drive B: a 1.44 MB medium writable, then read-only, a
+      // 720 KB one (9 sectors a track, 250 kbit/s) and a 100 KiB one (the 2.88 MB fallback
+      // geometry, most sectors past its end).
+      const runs = [
+        [FLOPPY_BYTES, ""],
+        [FLOPPY_BYTES, ",readonly=on"],
+        [737280, ""],
+        [100 * 1024, ""],
+      ];
       for (const [bytes, drive] of runs as [number, string][]) {
         const image = await buildImage(dir, "floppy_commands.asm", bytes);
         const original = Deno.readFileSync(image);
