@@ -6,6 +6,8 @@
 // a sector outside the geometry ends the command with an error status; a sector inside the
 // geometry but past the end of a short image reads as zeroes, and a write there fails.
 // Image I/O is asynchronous: the controller stays busy (RQM clear) until it completes.
+// This file keeps the registers, the command and result phases and programmed I/O;
+// commands.ts has the command table, transfer.ts the data commands' DMA execution phase.
 
 import {
   type Device,
