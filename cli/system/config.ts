@@ -1,5 +1,10 @@
 // Turns a parsed qemu-system command line into a MachineConfig: memory, CPUs, drives, chardevs
 
+import {
+  BLK_PERM_CONSISTENT_READ,
+  BLK_PERM_RESIZE,
+  BLK_PERM_WRITE_UNCHANGED,
+} from "../../core/block/perm.ts";
 import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
 import { type BlockGraph, probedRawWarning, withoutOpenWrapper } from "../../core/block/graph.ts";
 import { type Chardev, openChardev, type StdioChardevOptions } from "../../core/chardev.ts";
@@ -59,6 +64,9 @@ export interface SmpConfig {
   /** QEMU's warning for a zero parameter (still accepted, as QEMU 7.2 does). */
   warning?: string;
 }
+
+/** What a guest disk lets other users of its image do: read, and resize (QEMU's default). */
+const GUEST_DISK_SHARED = BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED | BLK_PERM_RESIZE;
 
 const SMP_KEYS = ["cpus", "sockets", "dies", "clusters", "cores", "threads", "maxcpus"];
 /** `-M pc`'s limit (QEMU's `max_cpus` of pc-i440fx-7.2). */
@@ -281,6 +289,9 @@ export async function openDrives(
           noFlush: flags.noFlush,
           formatOptions,
           protocolOptions,
+          // A guest device lets others read and resize, never write (QEMU's
+          // blkconf_apply_backend_options without share-rw); a drive with no device shares all.
+          access: iface === "none" ? undefined : { shared: GUEST_DISK_SHARED },
         });
         // QEMU's warning: block 0 of a probed raw disk is guarded (plugins/formats/raw.ts).
         if (root.restrictsBlockZero) graph.report(probedRawWarning(file));
