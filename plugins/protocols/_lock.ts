@@ -2,6 +2,7 @@
 
 import { ImageOpenError } from "../../core/errors.ts";
 import { BLK_PERM_ALL, BLK_PERM_COUNT, BLK_PERM_NAMES } from "../../core/block/perm.ts";
+import { dlopenLibc } from "./_posix.ts";
 
 /** The lock byte of a permission the node holds is `RAW_LOCK_PERM_BASE + bit`. */
 export const RAW_LOCK_PERM_BASE = 100;
@@ -35,17 +36,7 @@ let libc: LockLibc | null | undefined;
 
 /** libc's locking calls through FFI, or null where FFI is not allowed (no `--allow-ffi`). */
 export function lockLibc(): LockLibc | null {
-  if (libc !== undefined) return libc;
-  libc = null;
-  if (Deno.build.os !== "linux") return libc;
-  for (const path of ["libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"]) {
-    try {
-      libc = Deno.dlopen(path, SYMBOLS).symbols;
-      break;
-    } catch {
-      // Not allowed or not at that path; try the next.
-    }
-  }
+  if (libc === undefined) libc = dlopenLibc(SYMBOLS);
   return libc;
 }
 

@@ -7,25 +7,13 @@ import {
   BLK_PERM_WRITE_UNCHANGED,
 } from "../../core/block/perm.ts";
 import { ImageLock, lockLibc } from "./_lock.ts";
+import { procLockBytes } from "./test_util.ts";
 
 const ignore = lockLibc() === null;
 const NEEDS = ignore ? " (ignored: no FFI or not Linux)" : "";
 const READ = BLK_PERM_CONSISTENT_READ;
 // What qcow2 asks of its file: read (and write, resize), nobody else writes or resizes.
 const QCOW2_SHARED = READ | BLK_PERM_WRITE_UNCHANGED;
-
-/** The OFD lock bytes /proc/locks lists for `file` (every holder), sorted. */
-function procLockBytes(file: string): number[] {
-  const ino = Deno.statSync(file).ino;
-  const out: number[] = [];
-  for (const line of Deno.readTextFileSync("/proc/locks").split("\n")) {
-    const f = line.trim().split(/\s+/);
-    // "1: OFDLCK ADVISORY READ -1 fe:00:123 100 101"
-    if (f[1] !== "OFDLCK" || !f[5]?.endsWith(`:${ino}`)) continue;
-    for (let b = Number(f[6]); b <= Number(f[7]); b++) out.push(b);
-  }
-  return out.sort((a, b) => a - b);
-}
 
 async function withFile(fn: (file: string) => void | Promise<void>): Promise<void> {
   const file = await Deno.makeTempFile({ prefix: "vmkit-lock-" });

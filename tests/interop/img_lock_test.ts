@@ -6,12 +6,14 @@ import {
   HAVE_QEMU_IMG,
   haveProgram,
   MAIN,
+  readBytes,
   runCommand,
   type RunResult,
   runTool,
   stopChild,
   tempDir,
 } from "../test_util.ts";
+import { procLockBytes } from "../../plugins/protocols/test_util.ts";
 
 const ignore = !HAVE_QEMU_IMG || !haveProgram("qemu-system-x86_64") ||
   Deno.build.os !== "linux";
@@ -42,18 +44,6 @@ async function makeImages(dir: string): Promise<void> {
   }
 }
 
-/** The OFD lock bytes every process holds on `file`, sorted (from /proc/locks). */
-function lockBytes(file: string): number[] {
-  const ino = Deno.statSync(file).ino;
-  const out: number[] = [];
-  for (const line of Deno.readTextFileSync("/proc/locks").split("\n")) {
-    const f = line.trim().split(/\s+/);
-    if (f[1] !== "OFDLCK" || !f[5]?.endsWith(`:${ino}`)) continue;
-    for (let b = Number(f[6]); b <= Number(f[7]); b++) out.push(b);
-  }
-  return out.sort((a, b) => a - b);
-}
-
 /** A VM started with `-S` on the drives of `dir`, ready once it holds the locks of both. */
 async function startVm(kind: "qemu" | "vmkit", dir: string): Promise<Deno.ChildProcess> {
   const args = ["-S", "-display", "none", "-nodefaults", ...DRIVES];
@@ -69,8 +59,8 @@ async function startVm(kind: "qemu" | "vmkit", dir: string): Promise<Deno.ChildP
   // Polled, not timed: the VM is ready when both images show its lock bytes.
   for (let i = 0; i < 600; i++) {
     if (
-      lockBytes(path.join(dir, "a.qcow2")).length > 0 &&
-      lockBytes(path.join(dir, "r.img")).length > 0
+      procLockBytes(path.join(dir, "a.qcow2")).length > 0 &&
+      procLockBytes(path.join(dir, "r.img")).length > 0
     ) {
       return child;
     }
@@ -89,6 +79,29 @@ async function stopVm(child: Deno.ChildProcess, signal: Deno.Signal = "SIGKILL")
   }
   const out = await child.output();
   return new TextDecoder().decode(out.stderr);
+}
+
+/**
+ * Runs `fn` with two directories of the same images, `q` held by a running QEMU and `v`
+ * by a VM of `vKind`; the VMs are ended and the directories removed afterwards.
+ */
+async function withTwoVms(
+  vKind: "qemu" | "vmkit",
+  fn: (q: string, v: string) => Promise<void>,
+): Promise<void> {
+  const q = await tempDir();
+  const v = await tempDir();
+  const vms: Deno.ChildProcess[] = [];
+  try {
+    await makeImages(q.dir);
+    await makeImages(v.dir);
+    vms.push(await startVm("qemu", q.dir), await startVm(vKind, v.dir));
+    await fn(q.dir, v.dir);
+  } finally {
+    for (const vm of vms) await stopVm(vm);
+    await q.cleanup();
+    await v.cleanup();
+  }
 }
 
 /** Command lines run against images a VM holds (qcow2 read-write, raw read-write). */
@@ -148,31 +161,22 @@ Deno.test({
   name:
     `vmkit img answers as qemu-img while a qemu-system-x86_64 holds the images (locks, -U, locking=off)${NEEDS}`,
   ignore,
-  async fn() {
-    const q = await tempDir();
-    const v = await tempDir();
-    const vms: Deno.ChildProcess[] = [];
-    try {
-      await makeImages(q.dir);
-      await makeImages(v.dir);
-      vms.push(await startVm("qemu", q.dir), await startVm("qemu", v.dir));
+  fn: () =>
+    withTwoVms("qemu", async (q, v) => {
       for (const line of AGAINST_VM) {
         same(
           line,
-          await runTool("qemu-img", line, q.dir),
-          await runTool("vmkit", line, v.dir),
+          await runTool("qemu-img", line, q),
+          await runTool("vmkit", line, v),
         );
       }
-      // Nothing vmkit was refused changed the held images.
-      for (const f of ["a.qcow2", "r.img"]) {
-        assert.deepEqual(lockBytes(path.join(v.dir, f)), lockBytes(path.join(q.dir, f)), f);
+      // The held images are byte for byte what they are beside qemu-img's refusals, and
+      // both VMs still hold the same lock bytes.
+      for (const f of ["a.qcow2", "r.img", "b.qcow2"]) {
+        assert.deepEqual(readBytes(path.join(v, f)), readBytes(path.join(q, f)), f);
+        assert.deepEqual(procLockBytes(path.join(v, f)), procLockBytes(path.join(q, f)), f);
       }
-    } finally {
-      for (const vm of vms) await stopVm(vm);
-      await q.cleanup();
-      await v.cleanup();
-    }
-  },
+    }),
 });
 
 /** What real qemu-img is asked while a VM of either kind runs. */
@@ -195,27 +199,21 @@ Deno.test({
   name:
     `a running vmkit system-x86_64 holds the lock bytes QEMU holds and qemu-img answers it alike${NEEDS}`,
   ignore,
-  async fn() {
-    const q = await tempDir();
-    const v = await tempDir();
-    const vms: Deno.ChildProcess[] = [];
-    try {
-      await makeImages(q.dir);
-      await makeImages(v.dir);
-      vms.push(await startVm("qemu", q.dir), await startVm("vmkit", v.dir));
+  fn: () =>
+    withTwoVms("vmkit", async (q, v) => {
       for (const f of ["a.qcow2", "r.img"]) {
-        assert.deepEqual(lockBytes(path.join(v.dir, f)), lockBytes(path.join(q.dir, f)), f);
+        assert.deepEqual(procLockBytes(path.join(v, f)), procLockBytes(path.join(q, f)), f);
       }
       for (const line of QEMU_IMG_AGAINST_VM) {
         same(
           line,
-          await runTool("qemu-img", line, q.dir),
-          await runTool("qemu-img", line, v.dir),
+          await runTool("qemu-img", line, q),
+          await runTool("qemu-img", line, v),
         );
       }
       // A second VM on the same disk is refused by both, with the same words.
       const second = ["-S", "-display", "none", "-nodefaults", ...DRIVES.slice(0, 2)];
-      const qq = await runCommand("qemu-system-x86_64", second, { cwd: q.dir });
+      const qq = await runCommand("qemu-system-x86_64", second, { cwd: q });
       const vv = await runCommand(Deno.execPath(), [
         "run",
         "-A",
@@ -225,7 +223,7 @@ Deno.test({
         ...second,
         "-monitor",
         "none",
-      ], { cwd: v.dir });
+      ], { cwd: v });
       assert.notEqual(qq.code, 0);
       assert.equal(vv.code, qq.code);
       assert.equal(
@@ -233,12 +231,7 @@ Deno.test({
         qq.stderr.replace(/^qemu-system-x86_64: /, ""),
       );
       assert.match(vv.stderr, /Failed to get "write" lock\nIs another process using the image/);
-    } finally {
-      for (const vm of vms) await stopVm(vm);
-      await q.cleanup();
-      await v.cleanup();
-    }
-  },
+    }),
 });
 
 Deno.test({
@@ -278,11 +271,11 @@ for (const signal of ["SIGTERM", "SIGINT", "SIGKILL"] as const) {
       try {
         await makeImages(dir);
         const vm = await startVm("vmkit", dir);
-        assert.deepEqual(lockBytes(path.join(dir, "a.qcow2")), [100, 101, 103, 201, 203]);
-        assert.deepEqual(lockBytes(path.join(dir, "r.img")), [100, 101, 201]);
+        assert.deepEqual(procLockBytes(path.join(dir, "a.qcow2")), [100, 101, 103, 201, 203]);
+        assert.deepEqual(procLockBytes(path.join(dir, "r.img")), [100, 101, 201]);
         await stopVm(vm, signal);
-        assert.deepEqual(lockBytes(path.join(dir, "a.qcow2")), []);
-        assert.deepEqual(lockBytes(path.join(dir, "r.img")), []);
+        assert.deepEqual(procLockBytes(path.join(dir, "a.qcow2")), []);
+        assert.deepEqual(procLockBytes(path.join(dir, "r.img")), []);
         const r = await runTool("qemu-img", ["check", "-r", "all", "a.qcow2"], dir);
         assert.equal(r.code, 0, r.stderr);
       } finally {
