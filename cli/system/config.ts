@@ -1,10 +1,6 @@
 // Turns a parsed qemu-system command line into a MachineConfig: memory, CPUs, drives, chardevs
 
-import {
-  BLK_PERM_CONSISTENT_READ,
-  BLK_PERM_RESIZE,
-  BLK_PERM_WRITE_UNCHANGED,
-} from "../../core/block/perm.ts";
+import { GUEST_DISK_SHARED } from "../../core/block/perm.ts";
 import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
 import { type BlockGraph, probedRawWarning, withoutOpenWrapper } from "../../core/block/graph.ts";
 import { type Chardev, openChardev, type StdioChardevOptions } from "../../core/chardev.ts";
@@ -64,9 +60,6 @@ export interface SmpConfig {
   /** QEMU's warning for a zero parameter (still accepted, as QEMU 7.2 does). */
   warning?: string;
 }
-
-/** What a guest disk lets other users of its image do: read, and resize (QEMU's default). */
-const GUEST_DISK_SHARED = BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED | BLK_PERM_RESIZE;
 
 const SMP_KEYS = ["cpus", "sockets", "dies", "clusters", "cores", "threads", "maxcpus"];
 /** `-M pc`'s limit (QEMU's `max_cpus` of pc-i440fx-7.2). */

@@ -21,6 +21,13 @@ export const BLK_PERM_NAMES: readonly string[] = [
   "resize",
 ];
 
+/**
+ * What a guest disk lets other users of its image do: read, and resize; never write
+ * (QEMU's `blkconf_apply_backend_options` without `share-rw=on`).
+ */
+export const GUEST_DISK_SHARED = BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED |
+  BLK_PERM_RESIZE;
+
 /** What a node holds on its file and what it shares with other users of the file. */
 export interface BlockPerm {
   /** `BLK_PERM_*` bits this node uses. */
