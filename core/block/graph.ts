@@ -10,7 +10,13 @@ import type {
   Registry,
 } from "../plugin.ts";
 import type { BlockNode, CreateContext, ImageOpenOptions, OpenContext } from "./driver.ts";
-import { backingPerm, type BlockPerm, filePerm, userPerm } from "./perm.ts";
+import {
+  backingPerm,
+  BLK_PERM_CONSISTENT_READ,
+  type BlockPerm,
+  filePerm,
+  userPerm,
+} from "./perm.ts";
 
 /** Bytes read from the start of a file for format probing (QEMU reads 2048). */
 export const PROBE_BYTES = 2048;
@@ -328,11 +334,14 @@ export class BlockGraph {
         },
         // An image opened read-only opens nothing read-write: its data file and extents
         // follow it, whatever the format (or the image's metadata) asks for.
-        openFile: (name, o) =>
-          this.openProtocol(resolveBackingName(filename, name), {
+        openFile: async (name, o) => {
+          const child = await this.openProtocol(resolveBackingName(filename, name), {
             ...o,
             readOnly: o.readOnly || readOnly,
-          }),
+          });
+          this.#lockDataFile(child, options, perm);
+          return child;
+        },
         report: this.report,
         probed: !options.format,
         probeFormat: (header) => this.registry.probeFormat(header, file.filename)?.name,
@@ -375,6 +384,24 @@ export class BlockGraph {
     };
     if (role === "metadata") take();
     else late.push(take);
+  }
+
+  /**
+   * Takes the locks of a file a format opened beside its own (a vmdk extent, a qcow2
+   * `data_file`), as QEMU locks the file of such a data child: the image's users'
+   * permissions, grown by resize where they write, resize denied to others. A refused
+   * lock closes the file and fails the image's open.
+   */
+  #lockDataFile(child: BlockNode, options: ImageOpenOptions, perm: BlockPerm): void {
+    if (!child.setPerm) return;
+    const held = child.readOnly ? { ...perm, perm: perm.perm & BLK_PERM_CONSISTENT_READ } : perm;
+    const p = filePerm("data", held, { writable: !child.readOnly, forceShare: options.forceShare });
+    try {
+      child.setPerm(p.perm, p.shared);
+    } catch (e) {
+      child.close().catch(() => {});
+      throw e;
+    }
   }
 
   /** The context formats use while creating an image. */

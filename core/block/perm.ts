@@ -55,9 +55,11 @@ export interface ImageAccess {
  * child roles): `filtered` passes its user's permissions through (raw without an
  * offset), `metadata` keeps its own structures in the file (qcow2, vmdk...), so it
  * reads it whenever it does I/O, may write and grow it when writable, and never lets
- * another writer or resizer in.
+ * another writer or resizer in. `data` is a file holding only guest data beside the
+ * image's own (a vmdk's extent, a qcow2's `data_file`): its user's permissions pass
+ * through, writing it may grow it, and nobody else may resize it.
  */
-export type FileRole = "filtered" | "metadata";
+export type FileRole = "filtered" | "metadata" | "data";
 
 /**
  * The permissions the top node of an image holds for its user.
@@ -95,6 +97,9 @@ export function userPerm(readOnly: boolean, access: ImageAccess): BlockPerm {
  * // qcow2 read by qemu-img: lock bytes 100, 201 and 203.
  * const p = filePerm("metadata", userPerm(true, {}), { writable: false });
  * assert.deepEqual(p, { perm: 0b0001, shared: 0b0101 });
+ * // Its data_file, read-write: bytes 100, 101, 103 and 203.
+ * const d = filePerm("data", userPerm(false, {}), { writable: true });
+ * assert.deepEqual(d, { perm: 0b1011, shared: 0b0111 });
  * ```
  */
 export function filePerm(
@@ -109,6 +114,12 @@ export function filePerm(
     if (options.writable) perm |= BLK_PERM_WRITE | BLK_PERM_RESIZE;
     if (!options.noIo) perm |= BLK_PERM_CONSISTENT_READ;
     shared &= ~(BLK_PERM_WRITE | BLK_PERM_RESIZE);
+  } else if (role === "data") {
+    // QEMU's data child: a write through the format may land past the end of the file,
+    // and a copy the format makes is a real write; another resizer would cut the data.
+    if (perm & BLK_PERM_WRITE_UNCHANGED) perm |= BLK_PERM_WRITE;
+    if (perm & BLK_PERM_WRITE) perm |= BLK_PERM_RESIZE;
+    shared &= ~BLK_PERM_RESIZE;
   }
   if (options.forceShare) shared = BLK_PERM_ALL;
   return { perm, shared };
