@@ -6,7 +6,7 @@ import { BlockGraph } from "../../core/block/graph.ts";
 import { buildRegistry } from "../../cli/registry.ts";
 import { lockLibc } from "../../plugins/protocols/_lock.ts";
 import { procLockBytes } from "../../plugins/protocols/test_util.ts";
-import { haveProgram, runCommand, runTool, tempDir } from "../test_util.ts";
+import { haveProgram, MAIN, runCommand, runTool, stopChild, tempDir } from "../test_util.ts";
 
 const ignore = !haveProgram("qemu-img") || !haveProgram("qemu-io") || lockLibc() === null;
 const NEEDS = ignore ? " (ignored: qemu-img, qemu-io and FFI on Linux are needed)" : "";
@@ -143,3 +143,49 @@ for (const c of CASES) {
     },
   });
 }
+
+const noVm = ignore || !haveProgram("qemu-system-x86_64");
+
+Deno.test({
+  name: `system-x86_64 locks a guest disk's vmdk extent and qcow2 data_file as QEMU does${
+    noVm ? " (ignored: qemu-system-x86_64, qemu-img, qemu-io and FFI on Linux are needed)" : ""
+  }`,
+  ignore: noVm,
+  fn: async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      for (const c of CASES) {
+        assert.equal((await runCommand("qemu-img", c.create, { cwd: dir })).code, 0);
+      }
+      const files = CASES.flatMap((c) => [c.image, c.child]).map((f) => path.join(dir, f));
+      const args = ["-S", "-display", "none", "-nodefaults"];
+      for (const c of CASES) args.push("-drive", `file=${c.image},if=virtio`);
+      const held: number[][][] = [];
+      for (const kind of ["qemu", "vmkit"]) {
+        const child = new Deno.Command(kind === "qemu" ? "qemu-system-x86_64" : Deno.execPath(), {
+          args: kind === "qemu"
+            ? args
+            : ["run", "-A", "--quiet", MAIN, "system-x86_64", ...args, "-monitor", "none"],
+          cwd: dir,
+          stdout: "null",
+          stderr: "null",
+        }).spawn();
+        try {
+          // The devices take their disks' permissions after the open, which locked less:
+          // ready once every file is denied to writers (or after a minute).
+          for (let i = 0; i < 1200 && !files.every((f) => procLockBytes(f).includes(201)); i++) {
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          held.push(files.map(procLockBytes));
+        } finally {
+          await stopChild(child);
+        }
+      }
+      // A guest disk denies writers and resizers on the extent and data file too.
+      assert.deepEqual(held[0], files.map(() => [100, 101, 103, 201, 203]));
+      assert.deepEqual(held[1], held[0]);
+    } finally {
+      await cleanup();
+    }
+  },
+});
