@@ -2,6 +2,7 @@
 
 import { X86_CPU_FAMILY } from "./x86_cpu_models.ts";
 import type { BlockNode, CreateContext, OpenContext } from "./block/driver.ts";
+import type { FileRole } from "./block/perm.ts";
 import type { Chardev } from "./chardev.ts";
 import type { CpuBackend, CpuContext } from "./cpu.ts";
 import type { CpuExecutor } from "./cpu_executor.ts";
@@ -79,6 +80,12 @@ export interface FormatDescriptor extends PluginBase {
   open(file: BlockNode, opts: ParsedOptions, ctx: OpenContext): Promise<BlockNode>;
   /** Runtime (open) options such as `l2-cache-size`; the create options are `options`. */
   readonly openOptions?: readonly OptionSpec[];
+  /**
+   * How the format uses its file, for the image locks (core/block/perm.ts): `metadata`
+   * (the default) keeps its own structures there, `filtered` passes guest data straight
+   * through (raw).
+   */
+  readonly fileRole?: FileRole;
   /**
    * `qemu-img measure`: the file size a new image of this format needs for
    * `sizeBytes` of guest data of which `allocatedBytes` are allocated (non-zero).

@@ -1,7 +1,7 @@
 // `img check`: metadata consistency, repair, and qemu-img's report and exit codes
 
 import type { CheckResult, RepairMode } from "../../core/block/driver.ts";
-import { UsageError, VmkitError } from "../../core/errors.ts";
+import { VmkitError } from "../../core/errors.ts";
 import { getopt } from "../getopt.ts";
 import { qdictOrder } from "./qdict_order.ts";
 import { type Json, qemuJson, writeErr, writeOut } from "../output.ts";
@@ -121,9 +121,6 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       );
     }
     repair = repairText;
-  }
-  if (repair !== "none" && hasOpt(opts, "U")) {
-    throw new UsageError("--force-share/-U is not allowed when repairing");
   }
   const quiet = hasOpt(opts, "q");
   const filename = positional[0];

@@ -107,6 +107,9 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
         readOnly: false,
         direct: cache.direct,
         noFlush: cache.noFlush,
+        // The chain above already holds this file's locks (read, writers denied to others);
+        // a second set here would refuse this very process.
+        protocolOptions: { locking: "off" },
       });
       target = baseRw;
     }

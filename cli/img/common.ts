@@ -2,8 +2,9 @@
 
 import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
+import type { ImageAccess } from "../../core/block/perm.ts";
 import { BlockGraph } from "../../core/block/graph.ts";
-import { UsageError, VmkitError } from "../../core/errors.ts";
+import { ImageOpenError, UsageError, VmkitError } from "../../core/errors.ts";
 import {
   type ParsedOptions,
   parseKeyValueList,
@@ -72,26 +73,37 @@ export interface OpenImageOptions {
   formatOptions?: ParsedOptions;
   /** `--image-opts`: the file name is an option string (`driver=qcow2,file.filename=x`). */
   imageOpts?: boolean;
+  /** What the command does with the image, for its locks (default: read, or read and write). */
+  access?: ImageAccess;
+  /** `file.NAME=` options of `--image-opts` (`file.locking=off`), as text. */
+  protocolOptionsText?: string;
 }
 
 /**
  * Splits an `--image-opts` string into the file name, the format and the format's
  * runtime options, as qemu-img reads `driver=qcow2,file.filename=a.qcow2,l2-cache-size=1M`.
  */
-export function parseImageOpts(text: string): { filename: string; format?: string; rest: string } {
+export function parseImageOpts(
+  text: string,
+): { filename: string; format?: string; rest: string; file: string; forceShare?: string } {
   let filename: string | undefined;
   let format: string | undefined;
+  let forceShare: string | undefined;
   const rest: string[] = [];
+  const file: string[] = [];
   for (const item of parseKeyValueList(text)) {
+    const value = item.value.replaceAll(",", ",,");
     if (item.key === "file.filename" || item.key === "filename") filename = item.value;
     else if (item.key === "driver") format = item.value;
     else if (item.key === "file.driver" && item.value !== "file") {
       throw new UsageError(`Unknown protocol '${item.value}'`);
     } else if (item.key === "file.driver") continue;
-    else rest.push(`${item.key}=${item.value.replaceAll(",", ",,")}`);
+    else if (item.key === "force-share") forceShare = item.value;
+    else if (item.key.startsWith("file.")) file.push(`${item.key.slice(5)}=${value}`);
+    else rest.push(`${item.key}=${value}`);
   }
   if (filename === undefined) throw new UsageError('A block device must be specified for "file"');
-  return { filename, format, rest: rest.join(",") };
+  return { filename, format, rest: rest.join(","), file: file.join(","), forceShare };
 }
 
 /** Opens an image as `img` commands do, with typed format options and the cache mode. */
@@ -103,12 +115,23 @@ export async function openImage(
   if (options.imageOpts) {
     const parsed = parseImageOpts(filename);
     const text = filename;
+    // qemu-img's img_open_opts: -U sets force-share=on, and a force-share=off beside it conflicts.
+    if (options.forceShare && parsed.forceShare !== undefined && parsed.forceShare !== "on") {
+      throw new UsageError("--force-share/-U conflicts with image options");
+    }
+    if (parsed.forceShare === "on" && !options.readOnly) {
+      throw new ImageOpenError(
+        `Could not open '${text}': force-share=on can only be used with read-only images`,
+      );
+    }
     try {
       return await openImage(ctx, parsed.filename, {
         ...options,
         imageOpts: false,
+        forceShare: options.forceShare || parsed.forceShare === "on",
         format: parsed.format ?? options.format,
         formatOptionsText: [parsed.rest, options.formatOptionsText].filter(Boolean).join(","),
+        protocolOptionsText: parsed.file || undefined,
       });
     } catch (e) {
       // qemu-img names the option string in the outer message, the file in the inner one.
@@ -117,6 +140,12 @@ export async function openImage(
       }
       throw e;
     }
+  }
+  // QEMU's bdrv_open_common: sharing every permission is for readers only.
+  if (options.forceShare && !options.readOnly) {
+    throw new ImageOpenError(
+      `Could not open '${filename}': force-share=on can only be used with read-only images`,
+    );
   }
   const cache = options.cache ? parseCacheMode(options.cache) : undefined;
   let formatOptions: ParsedOptions | undefined = options.formatOptions;
@@ -127,14 +156,21 @@ export async function openImage(
       into: { ...formatOptions },
     });
   }
+  let protocolOptions: ParsedOptions | undefined;
+  if (options.protocolOptionsText) {
+    const file = ctx.registry.require("protocol", "file");
+    protocolOptions = parseOptions(options.protocolOptionsText, file.openOptions ?? []);
+  }
   const node = await ctx.graph.openImage(filename, {
     format: options.format,
     readOnly: options.readOnly,
     forceShare: options.forceShare,
+    access: options.access,
     direct: cache?.direct,
     noFlush: cache?.noFlush,
     noBacking: options.noBacking,
     formatOptions,
+    protocolOptions,
   });
   if (!options.readOnly && !options.format && node.driver === "raw") {
     writeErr(
@@ -220,6 +256,19 @@ export function outputFormat(opts: readonly ParsedOpt[]): "human" | "json" {
 export function expectArgs(positional: string[], min: number, max = min): void {
   if (positional.length < min || positional.length > max) {
     throw new ErrorExit("Expecting one image file name");
+  }
+}
+
+/**
+ * Awaits an image's creation; a failure reads as qemu-img's `OUT: error while converting
+ * qcow2: WHY` (`context` is the part before the colon), with the failure's exit code.
+ */
+export async function createOrSay(context: string, create: () => Promise<void>): Promise<void> {
+  try {
+    await create();
+  } catch (e) {
+    if (!(e instanceof VmkitError)) throw e;
+    throw new VmkitError(`${context}: ${e.message}`, { cause: e.cause, exitCode: e.exitCode });
   }
 }
 

@@ -1,5 +1,6 @@
 // `img convert`: copy images between formats, sparse, compressed, in parallel
 
+import { BLK_PERM_CONSISTENT_READ, BLK_PERM_WRITE_UNCHANGED } from "../../core/block/perm.ts";
 import { blockAlignedBuffer } from "../../core/block/buffer.ts";
 import { BlockBackend, type CacheMode } from "../../core/block/backend.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
@@ -16,6 +17,7 @@ import { getopt } from "../getopt.ts";
 import { writeErr, writeOut } from "../output.ts";
 import {
   closeQuietly,
+  createOrSay,
   cvtnum,
   hasOpt,
   type ImgCommand,
@@ -546,6 +548,8 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
           readOnly: true,
           forceShare,
           cache: lastOpt(opts, "T"),
+          // qemu-img's convert lets nobody write or resize its sources while it copies.
+          access: { shared: BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED },
         }),
       );
     }
@@ -580,7 +584,10 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
         throw new NotSupportedError("Compression not supported for this file format");
       }
       parsed.size ??= total;
-      await format.create(outName, parsed.size as number, parsed, ctx.graph.createContext());
+      await createOrSay(
+        `${outName}: error while converting ${format.name}`,
+        () => format.create(outName, parsed.size as number, parsed, ctx.graph.createContext()),
+      );
     }
     const cache = (lastOpt(opts, "t") ?? "unsafe") as CacheMode;
     const node = await openImage(ctx, outName, {

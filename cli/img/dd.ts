@@ -7,6 +7,7 @@ import { getopt } from "../getopt.ts";
 import { writeErr } from "../output.ts";
 import {
   closeQuietly,
+  createOrSay,
   cvtnum,
   hasOpt,
   type ImgCommand,
@@ -85,7 +86,10 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
     const outSize = start > end ? 0 : end - start;
     const format = ctx.graph.format(outFormat);
     const createOpts = { size: outSize };
-    await format.create(dd.output, outSize, createOpts, ctx.graph.createContext());
+    await createOrSay(
+      `${dd.output}: error while creating output image`,
+      () => format.create(dd.output!, outSize, createOpts, ctx.graph.createContext()),
+    );
     output = await openImage(ctx, dd.output, { format: outFormat, readOnly: false });
     if (start > end) {
       // qemu-img creates an empty output, says why and still exits 0.

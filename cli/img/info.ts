@@ -142,6 +142,8 @@ async function run(args: string[], ctx: ImgContext): Promise<number> {
       readOnly: true,
       forceShare,
       noBacking: true,
+      // info reads no data (QEMU's BDRV_O_NO_IO): it holds no permission, only denies writers.
+      access: { noIo: true },
       // Only the named image comes as an option string; its backing files are names.
       imageOpts: hasOpt(opts, "image-opts") && infos.length === 0,
     });

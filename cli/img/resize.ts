@@ -44,6 +44,7 @@ async function run(argv: string[], ctx: ImgContext): Promise<number> {
     format: lastOpt(opts, "f"),
     imageOpts: hasOpt(opts, "image-opts"),
     readOnly: false,
+    access: { resize: true },
   });
   try {
     const current = node.size();

@@ -1,5 +1,6 @@
 // -drive and -blockdev options: the drive's own, plus what the format and protocol plugins declare
 
+import { GUEST_DISK_SHARED } from "../../core/block/perm.ts";
 import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import { type BlockGraph, withoutOpenWrapper } from "../../core/block/graph.ts";
@@ -317,6 +318,8 @@ async function openBlockdev(
       ...open,
       format: driver,
       formatOptions: plugin.formatOptions,
+      // A format node is a drive for a -device: locked as a guest disk is.
+      access: { shared: GUEST_DISK_SHARED },
     });
   } else {
     if (!plugin.filename) throw new UsageError("Parameter 'file' is missing");
@@ -326,6 +329,7 @@ async function openBlockdev(
       protocol: fileDriver ?? "file",
       formatOptions: plugin.formatOptions,
       protocolOptions: plugin.protocolOptions,
+      access: { shared: GUEST_DISK_SHARED },
     });
   }
   drives.push({

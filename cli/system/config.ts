@@ -1,5 +1,6 @@
 // Turns a parsed qemu-system command line into a MachineConfig: memory, CPUs, drives, chardevs
 
+import { GUEST_DISK_SHARED } from "../../core/block/perm.ts";
 import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
 import { type BlockGraph, probedRawWarning, withoutOpenWrapper } from "../../core/block/graph.ts";
 import { type Chardev, openChardev, type StdioChardevOptions } from "../../core/chardev.ts";
@@ -281,6 +282,9 @@ export async function openDrives(
           noFlush: flags.noFlush,
           formatOptions,
           protocolOptions,
+          // A guest device lets others read and resize, never write (QEMU's
+          // blkconf_apply_backend_options without share-rw); a drive with no device shares all.
+          access: iface === "none" ? undefined : { shared: GUEST_DISK_SHARED },
         });
         // QEMU's warning: block 0 of a probed raw disk is guarded (plugins/formats/raw.ts).
         if (root.restrictsBlockZero) graph.report(probedRawWarning(file));

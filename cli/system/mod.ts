@@ -284,7 +284,10 @@ export async function runSystem(args: string[], ctx: SystemContext): Promise<num
             setup.backends.push(backend);
             return backend;
           },
-          openImage: (file, format) => graph.openImage(file, { format, readOnly: false }),
+          // The running chain already holds this backing file's locks (commit's target):
+          // a second set from this very process would refuse it.
+          openImage: (file, format) =>
+            graph.openImage(file, { format, readOnly: false, protocolOptions: { locking: "off" } }),
         }),
         {
           startPaused: opts.some((o) => o.name === "S"),

@@ -2,6 +2,7 @@
 
 import type { OptionSpec, ParsedOptions } from "../options.ts";
 import type { DirtyBitmapHost } from "./dirty_bitmap.ts";
+import type { ImageAccess } from "./perm.ts";
 
 /** The allocation status of a run of bytes, as QEMU's `bdrv_block_status` reports it. */
 export interface BlockStatus {
@@ -139,6 +140,14 @@ export interface BlockNode {
    */
   readonly restrictsBlockZero?: boolean;
 
+  /**
+   * Holds the `BLK_PERM_*` bits `perm` on the host file and lets others hold `shared`
+   * (core/block/perm.ts), taking and checking QEMU's image locks; throws QEMU's
+   * `Failed to get "write" lock` when another process (or another open) is in the way.
+   * Only protocol nodes that lock have it.
+   */
+  setPerm?(perm: number, shared: number): void;
+
   /** The virtual size in bytes. */
   size(): number;
   /** Reads `buf.length` bytes at `offset`; reads past the end are an error. */
@@ -270,8 +279,10 @@ export interface ImageOpenOptions {
   readOnly?: boolean;
   /** Do not open the backing chain (`-u`, `info` without `--backing-chain` still opens it). */
   noBacking?: boolean;
-  /** Take no lock (`-U`). */
+  /** Share every permission with other users of the files (`-U`, `force-share=on`). */
   forceShare?: boolean;
+  /** What the image's user does with it, for the image locks (default: read, or read and write). */
+  access?: ImageAccess;
   /** `cache=none|directsync`: bypass the host page cache. */
   direct?: boolean;
   /** `cache=unsafe`: the protocol ignores flushes, including a format's ordering flushes. */

@@ -10,6 +10,13 @@ import type {
   Registry,
 } from "../plugin.ts";
 import type { BlockNode, CreateContext, ImageOpenOptions, OpenContext } from "./driver.ts";
+import {
+  backingPerm,
+  BLK_PERM_CONSISTENT_READ,
+  type BlockPerm,
+  filePerm,
+  userPerm,
+} from "./perm.ts";
 
 /** Bytes read from the start of a file for format probing (QEMU reads 2048). */
 export const PROBE_BYTES = 2048;
@@ -187,14 +194,41 @@ export class BlockGraph {
    * `noBacking`, its backing chain.
    */
   openImage(filename: string, options: ImageOpenOptions = {}): Promise<BlockNode> {
-    return this.#open(filename, options, []);
+    const perm = userPerm(options.readOnly ?? false, options.access ?? {});
+    return this.#locked(filename, (late) => this.#open(filename, options, [], perm, late));
+  }
+
+  /**
+   * Runs an open, then takes the locks a filtering node's file waits for (QEMU takes
+   * those when the image's user attaches, after the whole chain is open, so a refusal
+   * names the top image and not `Could not open backing file`).
+   */
+  async #locked(
+    filename: string,
+    open: (late: (() => void)[]) => Promise<BlockNode>,
+  ): Promise<BlockNode> {
+    const late: (() => void)[] = [];
+    const root = await open(late);
+    try {
+      for (const take of late) take();
+    } catch (e) {
+      await root.close();
+      throw new ImageOpenWrapper(filename, { cause: e });
+    }
+    return root;
   }
 
   /**
    * Opens one node of a chain. Errors read as QEMU's: the top image adds
    * `Could not open 'top'`, a backing image adds `Could not open backing file`.
    */
-  async #open(filename: string, options: ImageOpenOptions, chain: string[]): Promise<BlockNode> {
+  async #open(
+    filename: string,
+    options: ImageOpenOptions,
+    chain: string[],
+    perm: BlockPerm,
+    late: (() => void)[],
+  ): Promise<BlockNode> {
     const isBacking = chain.length > 0;
     const real = canonical(filename);
     if (chain.includes(real)) {
@@ -228,10 +262,22 @@ export class BlockGraph {
       if (isBacking) throw e;
       throw new ImageOpenWrapper(filename, { cause: e });
     }
-    if (protocolRoot) return file;
+    if (protocolRoot) {
+      if (file.setPerm) {
+        const own = filePerm("filtered", perm, {
+          writable: !file.readOnly,
+          forceShare: options.forceShare,
+        });
+        late.push(() => file.setPerm!(own.perm, own.shared));
+      }
+      return file;
+    }
     // auto-read-only fell back to a read-only open: the format must not write either.
-    if (file.readOnly && !readOnly) options = { ...options, readOnly: true };
-    return await this.#openFormat(file, filename, options, chain);
+    if (file.readOnly && !readOnly) {
+      options = { ...options, readOnly: true };
+      perm = userPerm(true, options.access ?? {});
+    }
+    return await this.#openFormat(file, filename, options, chain, perm, late);
   }
 
   /**
@@ -240,7 +286,11 @@ export class BlockGraph {
    * open closes it too.
    */
   openImageOn(file: BlockNode, options: ImageOpenOptions = {}): Promise<BlockNode> {
-    return this.#openFormat(file, file.filename, options, []);
+    const perm = userPerm(options.readOnly ?? false, options.access ?? {});
+    return this.#locked(
+      file.filename,
+      (late) => this.#openFormat(file, file.filename, options, [], perm, late),
+    );
   }
 
   /** Opens the format of one node of a chain on its open protocol node `file`. */
@@ -249,35 +299,49 @@ export class BlockGraph {
     filename: string,
     options: ImageOpenOptions,
     chain: string[],
+    perm: BlockPerm,
+    late: (() => void)[],
   ): Promise<BlockNode> {
     const isBacking = chain.length > 0;
     const readOnly = options.readOnly ?? false;
     const real = canonical(filename);
     try {
       const format = options.format ? this.format(options.format) : await this.probe(file);
+      this.#lockFile(file, format, options, perm, isBacking, late);
       const formatOptions = options.formatOptions ?? {};
       const context: OpenContext = {
         options,
         openBacking: (backingName, backingFormat) => {
           const resolved = resolveBackingName(filename, backingName);
-          return this.#open(resolved, {
-            format: backingFormat,
-            // QEMU opens backing files read-only; commit reopens them read-write.
-            readOnly: options.backingReadWrite ? false : true,
-            forceShare: options.forceShare,
-            direct: options.direct,
-          }, [...chain, real]).catch((e) => {
-            if (e instanceof BackingLoopError) throw e;
-            throw new ImageOpenError("Could not open backing file", { cause: e });
-          });
+          // QEMU opens backing files read-only; commit reopens them read-write.
+          const backingReadOnly = options.backingReadWrite ? false : true;
+          return this.#open(
+            resolved,
+            {
+              format: backingFormat,
+              readOnly: backingReadOnly,
+              forceShare: options.forceShare,
+              direct: options.direct,
+            },
+            [...chain, real],
+            backingReadOnly ? backingPerm(perm) : userPerm(false, {}),
+            late,
+          )
+            .catch((e) => {
+              if (e instanceof BackingLoopError) throw e;
+              throw new ImageOpenError("Could not open backing file", { cause: e });
+            });
         },
         // An image opened read-only opens nothing read-write: its data file and extents
         // follow it, whatever the format (or the image's metadata) asks for.
-        openFile: (name, o) =>
-          this.openProtocol(resolveBackingName(filename, name), {
+        openFile: async (name, o) => {
+          const child = await this.openProtocol(resolveBackingName(filename, name), {
             ...o,
             readOnly: o.readOnly || readOnly,
-          }),
+          });
+          this.#lockDataFile(child, options, perm);
+          return child;
+        },
         report: this.report,
         probed: !options.format,
         probeFormat: (header) => this.registry.probeFormat(header, file.filename)?.name,
@@ -287,6 +351,56 @@ export class BlockGraph {
       await file.close();
       if (isBacking || (e instanceof BackingLoopError && chain.length > 0)) throw e;
       throw new ImageOpenWrapper(filename, { cause: e });
+    }
+  }
+
+  /**
+   * Takes the image locks of `file` for what the format above it does (its role) and
+   * what the format's users ask (`perm`). A format keeping metadata in the file locks
+   * before it reads the file, as QEMU's format drivers do when they attach their file;
+   * a filtering one (raw) passes its users' permissions through, taken with `late`.
+   * A backing file reopened read-write (commit) is first taken read-only, as QEMU opens
+   * it, so another writer is refused with the same words.
+   */
+  #lockFile(
+    file: BlockNode,
+    format: FormatDescriptor,
+    options: ImageOpenOptions,
+    perm: BlockPerm,
+    isBacking: boolean,
+    late: (() => void)[],
+  ): void {
+    if (!file.setPerm) return;
+    const role = format.fileRole ?? "metadata";
+    const writable = !(options.readOnly ?? false);
+    const flags = { noIo: options.access?.noIo, forceShare: options.forceShare };
+    const steps: BlockPerm[] = [];
+    if (isBacking && writable) {
+      steps.push(filePerm(role, backingPerm(perm), { ...flags, writable: false }));
+    }
+    steps.push(filePerm(role, perm, { ...flags, writable }));
+    const take = () => {
+      for (const p of steps) file.setPerm!(p.perm, p.shared);
+    };
+    if (role === "metadata") take();
+    else late.push(take);
+  }
+
+  /**
+   * Takes the locks of a file a format opened beside its own (a vmdk extent, a qcow2
+   * `data_file`), as QEMU locks the file of such a data child: the image's users'
+   * permissions, grown by resize where they write, resize denied to others. A refused
+   * lock closes the file and fails the image's open.
+   */
+  #lockDataFile(child: BlockNode, options: ImageOpenOptions, perm: BlockPerm): void {
+    if (!child.setPerm) return;
+    const held = child.readOnly ? { ...perm, perm: perm.perm & BLK_PERM_CONSISTENT_READ } : perm;
+    const p = filePerm("data", held, { writable: !child.readOnly, forceShare: options.forceShare });
+    try {
+      child.setPerm(p.perm, p.shared);
+    } catch (e) {
+      child.close().catch(() => {});
+      throw e;
     }
   }
 

@@ -234,6 +234,9 @@ export default {
   summary: "Raw disk image",
   options: RAW_CREATE_OPTIONS,
   openOptions: RAW_OPEN_OPTIONS,
+  // Guest data straight through: the file is locked for what raw's user does (QEMU's
+  // filtered child; an offset= or size= window is locked the same way here).
+  fileRole: "filtered",
   // raw claims every file, with the lowest score: it wins only when nothing else does.
   probe: () => 1,
   // Every guest byte is a file byte, allocated or not.

@@ -5,6 +5,7 @@ import { hostIoError, IoError, NotSupportedError } from "../../core/errors.ts";
 import type { OptionSpec } from "../../core/options.ts";
 import type { ProtocolOpenOptions } from "../../core/plugin.ts";
 import { HostFile } from "./_host_file.ts";
+import { ImageLock } from "./_lock.ts";
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
@@ -39,7 +40,7 @@ export const HOST_OPEN_OPTIONS: readonly OptionSpec[] = [
     name: "locking",
     type: "enum",
     values: ["on", "off", "auto"],
-    help: "whether to lock the file (accepted: vmkit takes no host locks)",
+    help: "file locking mode (on/off/auto, default: auto)",
   },
   {
     name: "aio",
@@ -48,6 +49,9 @@ export const HOST_OPEN_OPTIONS: readonly OptionSpec[] = [
     help: "host AIO implementation (accepted: vmkit uses positional I/O)",
   },
 ];
+
+/** The `locking=` mode of a host file node. */
+export type HostLocking = "on" | "off" | "auto";
 
 /** The protocols that open host files and devices through {@linkcode openHostNode}. */
 export type HostProtocol = "file" | "host_device";
@@ -68,17 +72,48 @@ export class FileNode implements BlockNode {
   #inFlight = new Set<Promise<void>>();
 
   #noFlush: boolean;
+  #locking: HostLocking;
+  /** The image locks: undefined until first asked for, null where the host cannot lock. */
+  #lock: ImageLock | null | undefined;
 
   constructor(
     readonly filename: string,
     host: HostFile,
     readonly readOnly: boolean,
-    options: { noFlush?: boolean; driver?: HostProtocol } = {},
+    options: { noFlush?: boolean; driver?: HostProtocol; locking?: HostLocking } = {},
   ) {
     this.driver = options.driver ?? "file";
     this.#host = host;
     this.#noFlush = options.noFlush ?? false;
+    this.#locking = options.locking ?? "auto";
     this.#size = host.size();
+  }
+
+  /**
+   * Takes QEMU's image locks for holding `perm` and sharing `shared` (see `_lock.ts`).
+   * `locking=off` takes none; `auto` takes them where Deno FFI is allowed and goes on
+   * without where it is not (as QEMU's auto does on a host without OFD locks); `on`
+   * without FFI is refused rather than leave the image unguarded.
+   */
+  setPerm(perm: number, shared: number): void {
+    if (this.#locking === "off" || this.#closed) return;
+    if (this.#lock === undefined) {
+      this.#lock = ImageLock.open(this.#host.path, this.filename, !this.readOnly);
+    }
+    if (this.#lock === null) {
+      if (this.#locking === "on") {
+        throw new NotSupportedError(
+          "File lock requested but vmkit cannot take OFD locks without Deno FFI (--allow-ffi)",
+        );
+      }
+      return;
+    }
+    this.#lock.apply(perm, shared);
+  }
+
+  /** The lock bytes held now (QEMU's numbering: 100+perm, 200+denied), for tests. */
+  lockedBytes(): number[] {
+    return this.#lock?.lockedBytes() ?? [];
   }
 
   /** A host file descriptor (opened on first use), or null where there is none (no FFI). */
@@ -336,6 +371,8 @@ export class FileNode implements BlockNode {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
     const closeFd = () => {
+      // The locks go with their descriptor; the data is all written by now.
+      this.#lock?.close();
       try {
         this.#host.close();
       } catch {
@@ -414,7 +451,8 @@ export function openHostNode(
         : `'host_device' driver requires '${filename}' to be either a character or block device`,
     );
   }
-  return new FileNode(filename, host, readOnly, { noFlush: options.noFlush, driver });
+  const locking = (options.options?.locking as HostLocking | undefined) ?? "auto";
+  return new FileNode(filename, host, readOnly, { noFlush: options.noFlush, driver, locking });
 }
 
 /**

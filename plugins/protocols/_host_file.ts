@@ -19,7 +19,10 @@ import {
  */
 const CALLS_BEFORE_FFI = 1024;
 
-/** How {@linkcode HostFile.open} opens: read-only, read-write, or created empty (truncated). */
+/**
+ * How {@linkcode HostFile.open} opens: read-only, read-write, or created where missing
+ * (not truncated: the creator locks the file first, then empties it).
+ */
 export type HostOpenMode = "read" | "write" | "create";
 
 /**
@@ -45,7 +48,6 @@ export class HostFile {
       read: true,
       write: mode !== "read",
       create: mode === "create",
-      truncate: mode === "create",
       mode: 0o644,
     });
     return new HostFile(path, file, mode !== "read");

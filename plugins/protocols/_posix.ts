@@ -37,36 +37,34 @@ type AsyncLibc = Deno.DynamicLibrary<typeof ASYNC_SYMBOLS>["symbols"];
 
 let libc: Libc | null | undefined;
 
-/** The host libc through FFI, or null where FFI is not allowed or libc is not found. */
-export function hostLibc(): Libc | null {
-  if (libc !== undefined) return libc;
-  libc = null;
-  if (Deno.build.os !== "linux") return libc;
+/**
+ * Binds `symbols` of the host libc through FFI; null where FFI is not allowed
+ * (`--allow-ffi` missing), the host is not Linux or libc is not found.
+ */
+export function dlopenLibc<S extends Deno.ForeignLibraryInterface>(
+  symbols: S,
+): Deno.DynamicLibrary<S>["symbols"] | null {
+  if (Deno.build.os !== "linux") return null;
   for (const path of ["libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"]) {
     try {
-      libc = Deno.dlopen(path, SYMBOLS).symbols;
-      break;
+      return Deno.dlopen(path, symbols).symbols;
     } catch {
-      // Not allowed (--allow-ffi missing) or not at that path; try the next.
+      // Not allowed or not at that path; try the next.
     }
   }
+  return null;
+}
+
+/** The host libc through FFI, or null where FFI is not allowed or libc is not found. */
+export function hostLibc(): Libc | null {
+  if (libc === undefined) libc = dlopenLibc(SYMBOLS);
   return libc;
 }
 
 let asyncLibc: AsyncLibc | null | undefined;
 
 function hostAsyncLibc(): AsyncLibc | null {
-  if (asyncLibc !== undefined) return asyncLibc;
-  asyncLibc = null;
-  if (!hostLibc()) return asyncLibc;
-  for (const path of ["libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"]) {
-    try {
-      asyncLibc = Deno.dlopen(path, ASYNC_SYMBOLS).symbols;
-      break;
-    } catch {
-      // As in hostLibc: try the next path.
-    }
-  }
+  if (asyncLibc === undefined) asyncLibc = hostLibc() ? dlopenLibc(ASYNC_SYMBOLS) : null;
   return asyncLibc;
 }
 

@@ -1,5 +1,6 @@
 // The `file` protocol: host files with positional I/O, sparse extents and preallocation
 
+import { BLK_PERM_ALL, BLK_PERM_RESIZE, BLK_PERM_WRITE } from "../../core/block/perm.ts";
 import { hostIoError, NotSupportedError } from "../../core/errors.ts";
 import type { OptionSpec, ParsedOptions } from "../../core/options.ts";
 import type { ProtocolDescriptor, ProtocolOpenOptions } from "../../core/plugin.ts";
@@ -51,6 +52,10 @@ export function createFile(
   sizeBytes = Math.ceil(sizeBytes / 512) * 512;
   const node = new FileNode(filename, host, false);
   try {
+    // QEMU's raw_co_create: lock for writing and resizing (nobody else may resize) before
+    // the file is emptied, so an image in use by a running VM is refused, not truncated.
+    node.setPerm(BLK_PERM_WRITE | BLK_PERM_RESIZE, BLK_PERM_ALL & ~BLK_PERM_RESIZE);
+    node.truncate(0);
     // nocow must be set while the file is still empty to take effect (btrfs).
     const fd = opts.nocow === true ? host.fd() : null;
     if (fd !== null) setNoCow(fd);

@@ -212,11 +212,19 @@ Deno.test({
         );
       }
 
-      // QEMU, same disk, same moment: its screendump is vmkit's VNC frame (but the blinking cursor).
+      // QEMU, same guest, same moment: its screendump is vmkit's VNC frame (but the blinking
+      // cursor). It boots a copy of the disk: the running vmkit holds the disk's image locks,
+      // and QEMU would refuse it as it refuses a disk another QEMU uses.
       const qemuLog = path.join(dir, "qemu-serial.log");
       const qemuDump = path.join(dir, "qemu.ppm");
+      const qemuDisk = path.join(dir, "qemu-disk.img");
+      await Deno.copyFile(disk, qemuDisk);
       await qemuScreendump({
-        args: [...qemuDiskGuestArgs("std", disk, qemuLog), "-global", "apic-common.vapic=off"],
+        args: [
+          ...qemuDiskGuestArgs("std", qemuDisk, qemuLog),
+          "-global",
+          "apic-common.vapic=off",
+        ],
         dir,
         readyFile: qemuLog,
         ready: /READY/,

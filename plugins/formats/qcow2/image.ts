@@ -115,3 +115,20 @@ export function writeReftableLocation(
   img.file.writeSync(48, b);
   img.file.syncSync();
 }
+
+/**
+ * True when more clusters are in use than the file has storage for (by 10%): the image
+ * was preallocated with metadata only, so holes in the file under data clusters read as
+ * zero. QEMU decides the same way before it lets block status look into the file.
+ */
+export function detectMetadataPreallocation(img: Qcow2Image): boolean {
+  const cs = img.layout.clusterSize;
+  const realClusters = Math.floor(img.file.node.allocatedBytes() / cs);
+  const threshold = Math.max(Math.floor(realClusters * 10 / 9), realClusters + 2);
+  const end = Math.ceil(img.file.size() / cs);
+  let inUse = 0;
+  for (let i = 0; i < end && inUse < threshold; i++) {
+    if (img.refcounts.get(i) !== 0) inUse++;
+  }
+  return inUse >= threshold;
+}

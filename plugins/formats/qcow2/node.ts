@@ -28,6 +28,7 @@ import {
   QCOW2_INCOMPAT_DIRTY,
 } from "./header.ts";
 import {
+  detectMetadataPreallocation,
   markClean,
   type Qcow2Image,
   writeHeader,
@@ -55,6 +56,7 @@ import { readCheckedHeader } from "./open_header.ts";
 import { readSnapshots, snapshotInfos } from "./snapshot.ts";
 import type { DirtyBitmapHost } from "../../../core/block/dirty_bitmap.ts";
 import type { Qcow2Bitmaps } from "./bitmaps_store.ts";
+import { bitmapHost } from "./bitmap_host.ts";
 
 const RESOLVED = Promise.resolve();
 /** The largest VM state savevm may store in an image (1 TiB). */
@@ -125,28 +127,18 @@ export class Qcow2Node implements BlockNode {
   get dirtyBitmaps(): DirtyBitmapHost {
     // deno-lint-ignore no-this-alias
     const node = this;
-    let name: string | undefined;
-    return this.#bitmapHost ??= {
-      get supported() {
-        return node.#img.header.version >= 3;
+    return this.#bitmapHost ??= bitmapHost({
+      // Getters: a snapshot apply or cache invalidation replaces the image state.
+      get img() {
+        return node.#img;
       },
-      get nodeName() {
-        // QEMU's automatic node name: `#block`, a counter and two random digits.
-        return node.#bitmaps?.nodeName ??
-          (name ??= `#block${100 + Math.floor(Math.random() * 100)}`);
+      get bitmaps() {
+        return node.#bitmaps;
       },
-      bitmaps: () => node.#bitmaps?.bitmaps() ?? [],
-      addBitmap: async (bitmap, granularity, options) => {
-        if (!node.#bitmaps) {
-          const { Qcow2Bitmaps } = await import("./bitmaps_store.ts");
-          node.#bitmaps = Qcow2Bitmaps.load(node.#img, undefined, name);
-        }
-        await node.#bitmaps.addBitmap(bitmap, granularity, options);
+      set bitmaps(loaded) {
+        node.#bitmaps = loaded;
       },
-      removeBitmap: async (bitmap) => {
-        await node.#bitmaps?.removeBitmap(bitmap);
-      },
-    };
+    });
   }
   /** The external data file node, if the image has one. */
   get dataFile(): BlockNode | null {
@@ -577,23 +569,6 @@ export class Qcow2Node implements BlockNode {
 }
 
 /** Reads cluster 0: enough bytes for the header, its extensions and the backing name. */
-/**
- * True when more clusters are in use than the file has storage for (by 10%): the image
- * was preallocated with metadata only, so holes in the file under data clusters read as
- * zero. QEMU decides the same way before it lets block status look into the file.
- */
-function detectMetadataPreallocation(img: Qcow2Image): boolean {
-  const cs = img.layout.clusterSize;
-  const realClusters = Math.floor(img.file.node.allocatedBytes() / cs);
-  const threshold = Math.max(Math.floor(realClusters * 10 / 9), realClusters + 2);
-  const end = Math.ceil(img.file.size() / cs);
-  let inUse = 0;
-  for (let i = 0; i < end && inUse < threshold; i++) {
-    if (img.refcounts.get(i) !== 0) inUse++;
-  }
-  return inUse >= threshold;
-}
-
 /** Opens the qcow2 image on protocol node `file`, as QEMU's `qcow2_do_open`. */
 export async function openQcow2(
   file: BlockNode,

@@ -1,0 +1,140 @@
+// Differential rows: bitmap
+
+import type { DiffCase } from "../differential_table.ts";
+import { seq, withBench } from "./_helpers.ts";
+
+/** Rows of the differential table (bitmap), keyed by group. */
+export const BITMAP_ROWS: Record<string, DiffCase[]> = {
+  bitmap: [
+    // Made, listed and checked; then a writer (bench -w) dirties the enabled bitmaps,
+    // and every action rewrites the bitmaps in QEMU's cluster order.
+    withBench(
+      ["bitmap", "--add", "a.qcow2", "b0"],
+      ["info", "a.qcow2"],
+      ["info", "--output=json", "a.qcow2"],
+      ["check", "a.qcow2"],
+      ["bitmap", "--add", "-g", "128k", "--disable", "a.qcow2", "b1"],
+      ["bench", "-w", "-c", "4", "-s", "4k", "-S", "1M", "-o", "64k", "a.qcow2"],
+      ["check", "--output=json", "a.qcow2"],
+      ["bitmap", "--merge", "b0", "a.qcow2", "b1"],
+      ["bitmap", "--enable", "a.qcow2", "b1"],
+      ["bench", "-w", "-c", "3", "-s", "8k", "-S", "128k", "-o", "2M", "a.qcow2"],
+      ["bitmap", "--enable", "--clear", "a.qcow2", "b0"],
+      ["bitmap", "--add", "--merge", "b1", "--disable", "a.qcow2", "b2"],
+      ["bitmap", "--remove", "a.qcow2", "b1"],
+      ["info", "a.qcow2"],
+      ["check", "a.qcow2"],
+    ),
+    withBench(
+      ["bitmap", "--add", "-g", "512", "c4k.qcow2", "small"],
+      ["bitmap", "--add", "--granularity=2M", "c4k.qcow2", "big"],
+      ["bench", "-w", "-c", "5", "-s", "1k", "-S", "3k", "-o", "1000", "c4k.qcow2"],
+      ["info", "--output=json", "c4k.qcow2"],
+      ["check", "c4k.qcow2"],
+      ["bitmap", "--remove", "c4k.qcow2", "small"],
+      ["bitmap", "--remove", "c4k.qcow2", "big"],
+      // No `info` here: the holes punched in 4 KiB clusters make ext4's block count (`disk
+      // size`) vary from run to run, for qemu-img as for vmkit.
+      ["check", "c4k.qcow2"],
+    ),
+    // Merging from another image, and the sizes that refuse it
+    withBench(
+      ["bitmap", "--add", "a.qcow2", "src"],
+      ["bench", "-w", "-c", "4", "-s", "4k", "-S", "1M", "-o", "64k", "a.qcow2"],
+      ["create", "-f", "qcow2", "new.qcow2", "4M"],
+      ["bitmap", "--add", "-g", "1M", "new.qcow2", "dst"],
+      ["bitmap", "--merge", "src", "-b", "a.qcow2", "-F", "qcow2", "new.qcow2", "dst"],
+      ["bitmap", "--merge", "src", "-b", "a.qcow2", "-F", "raw", "new.qcow2", "dst"],
+      ["bitmap", "--add", "snap.qcow2", "x"],
+      ["bitmap", "--merge", "x", "--source-file=snap.qcow2", "new.qcow2", "dst"],
+      ["check", "new.qcow2"],
+      // The source is the image being changed: its second (read-only) open is refused by
+      // the first's image locks, as qemu-img refuses it.
+      ["bitmap", "--add", "new.qcow2", "other"],
+      ["bitmap", "--merge", "dst", "-b", "new.qcow2", "new.qcow2", "other"],
+      ["bitmap", "--merge", "dst", "-b", "new.qcow2", "-F", "qcow2", "new.qcow2", "other"],
+      ["info", "new.qcow2"],
+    ),
+    // What other commands do with bitmaps
+    withBench(
+      ["bitmap", "--add", "a.qcow2", "b0"],
+      ["bitmap", "--add", "--disable", "a.qcow2", "b1"],
+      ["bench", "-w", "-c", "4", "-s", "4k", "-S", "1M", "-o", "64k", "a.qcow2"],
+      ["measure", "-O", "qcow2", "a.qcow2"],
+      ["measure", "-O", "qcow2", "--output=json", "a.qcow2"],
+      ["convert", "--bitmaps", "-O", "qcow2", "a.qcow2", "out.qcow2"],
+      ["info", "out.qcow2"],
+      ["check", "out.qcow2"],
+      ["convert", "--bitmaps", "-O", "raw", "a.qcow2", "out.raw"],
+      ["convert", "--bitmaps", "-O", "qcow2", "-o", "compat=0.10", "a.qcow2", "out2.qcow2"],
+      ["convert", "--bitmaps", "-O", "qcow2", "a.qcow2", "a.qcow2", "out3.qcow2"],
+      ["convert", "--bitmaps", "-f", "raw", "-O", "qcow2", "odd.raw", "out4.qcow2"],
+      ["convert", "--skip-broken-bitmaps", "-O", "qcow2", "a.qcow2", "out5.qcow2"],
+      ["resize", "a.qcow2", "8M"],
+      ["resize", "--shrink", "a.qcow2", "2M"],
+      ["info", "a.qcow2"],
+      ["check", "a.qcow2"],
+      ["snapshot", "-a", "nosuch", "a.qcow2"],
+      ["amend", "-o", "compat=0.10", "a.qcow2"],
+      ["info", "a.qcow2"],
+      ["check", "a.qcow2"],
+    ),
+    // Refusals, in qemu-img's words and exit codes
+    ...[
+      ["a.qcow2", "b0"],
+      ["--add", "a.qcow2"],
+      ["--add", "a.qcow2", "b0", "extra"],
+      ["-g", "64k", "--remove", "a.qcow2", "b0"],
+      ["-g", "1x", "--add", "a.qcow2", "b0"],
+      ["-g", "1000", "--add", "a.qcow2", "b0"],
+      ["-g", "256", "--add", "a.qcow2", "b0"],
+      ["-g", "4G", "--add", "a.qcow2", "b0"],
+      ["-g", "4T", "--add", "a.qcow2", "b0"],
+      ["-F", "raw", "--merge", "x", "a.qcow2", "b0"],
+      ["-b", "odd.raw", "--add", "a.qcow2", "b0"],
+      ["--remove", "a.qcow2", "nosuch"],
+      ["--clear", "a.qcow2", "nosuch"],
+      ["--enable", "a.qcow2", "nosuch"],
+      ["--disable", "a.qcow2", "nosuch"],
+      ["--merge", "nosuch", "a.qcow2", "b0"],
+      ["--bogus", "a.qcow2", "b0"],
+      ["-Z", "a.qcow2", "b0"],
+      ["-q", "--add", "a.qcow2", "b0"],
+      ["--merge"],
+      ["-g"],
+      ["--add", "nosuch.qcow2", "b0"],
+      ["--add", "a.qcow2", ""],
+      ["--add", "--image-opts", "driver=qcow2,file.filename=a.qcow2", "b0"],
+      ["--add", "-f", "qcow2", "a.qcow2", "b0"],
+    ].map((args) => seq(["bitmap", ...args])),
+    { ...seq(["bitmap", "--add", "badmagic.qcow2", "b0"]), masks: ["node-name"] },
+    { ...seq(["bitmap", "--add", "-f", "raw", "odd.raw", "b0"]), masks: ["node-name"] },
+    { ...seq(["bitmap", "--add", "vm.qcow2", "x".repeat(1024)]), masks: ["node-name"] },
+    {
+      ...seq(["create", "-f", "qcow2", "-o", "compat=0.10", "new.qcow2", "1M"], [
+        "bitmap",
+        "--add",
+        "new.qcow2",
+        "b0",
+      ]),
+      masks: ["node-name"],
+    },
+    {
+      ...seq(
+        ["create", "-f", "qcow2", "new.qcow2", "1P"],
+        [
+          "bitmap",
+          "--add",
+          "-g",
+          "512",
+          "new.qcow2",
+          "b0",
+        ],
+        ["bitmap", "--add", "-g", "2G", "new.qcow2", "b1"],
+        ["info", "new.qcow2"],
+      ),
+      masks: ["node-name"],
+    },
+    seq(["bitmap", "--add", "a.qcow2", "b0"], ["bitmap", "--add", "a.qcow2", "b0"]),
+  ],
+};
