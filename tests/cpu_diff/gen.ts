@@ -87,8 +87,9 @@ export class Generator extends Operands {
       ["smc", 2, () => this.#smc()],
       ["pf", 2, () => this.#pf()],
     );
-    if (this.mode === "pm32") all.push(["bcd", 4, () => this.#bcd()]);
-    else {
+    if (this.mode === "pm32") {
+      all.push(["bcd", 4, () => this.#bcd()], ["sse", 12, () => sseItem(this)]);
+    } else {
       all.push(
         ["rex", 8, () => rexItem(this)],
         ["rip", 4, () => ripItem(this)],

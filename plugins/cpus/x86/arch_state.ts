@@ -25,6 +25,7 @@ import {
   X86_IDTR_BASE,
   X86_IDTR_LIMIT,
   X86_MSR_INDEX,
+  X86_MXCSR,
   X86_ST,
   X86State,
 } from "../../../core/x86_state.ts";
@@ -94,6 +95,8 @@ export function saveArchState(c: CpuCore, s: X86State): void {
     s.setU32(at + 4, hi);
     s.setU16(at + 8, se);
   }
+  s.setU32(X86_MXCSR, c.sse.mxcsr);
+  for (let i = 0; i < 16; i++) s.xmm(i).set(c.sse.u8.subarray(16 * i, 16 * i + 16));
 }
 
 /**
@@ -160,6 +163,8 @@ export function loadArchState(c: CpuCore, s: X86State): void {
     const at = X86_ST + 16 * i;
     f.regs[(f.top + i) & 7] = fromExtended(s.u32(at), s.u32(at + 4), s.u16(at + 8));
   }
+  c.sse.mxcsr = s.u32(X86_MXCSR) & 0xffff;
+  for (let i = 0; i < 16; i++) c.sse.u8.set(s.xmm(i), 16 * i);
   c.attention = true;
   flushTlb(c);
 }
