@@ -67,6 +67,7 @@ export async function runImage(
   bin: string,
   dir: string,
   timeoutMs = 120_000,
+  extraArgs: string[] = [],
 ): Promise<{ text: string; code: number; timedOut: boolean; stderr: string }> {
   const log = path.join(dir, `${runner}.log`);
   await Deno.remove(log).catch(() => {});
@@ -88,6 +89,7 @@ export async function runImage(
     "isa-debug-exit,iobase=0xf4,iosize=0x04",
     "-kernel",
     bin,
+    ...extraArgs,
   ];
   const cmd = runner === "qemu"
     ? new Deno.Command("qemu-system-x86_64", {

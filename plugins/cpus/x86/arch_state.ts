@@ -34,7 +34,7 @@ import { fromExtended, toExtended } from "./fpu_formats.ts";
 import { flushTlb } from "./paging.ts";
 import { setCpl, setSegCache } from "./segmentation.ts";
 import { type CpuCore, CS } from "./state.ts";
-import { readMsr, readTsc, writeMsr } from "./system.ts";
+import { PLAIN_MSRS, readMsr, readTsc, writeMsr } from "./msr.ts";
 
 /** MSRs the interpreter answers from fields (not from its table of stored MSRs). */
 const MSR_SYSENTER_CS = 0x174, MSR_SYSENTER_ESP = 0x175, MSR_SYSENTER_EIP = 0x176;
@@ -143,6 +143,10 @@ export function loadArchState(c: CpuCore, s: X86State): void {
   c.msrs.clear();
   const pat = s.msr(MSR_PAT) ?? 0n;
   if (pat !== 0n) c.msrs.set(MSR_PAT, [Number(pat & 0xffffffffn) | 0, Number(pat >> 32n) | 0]);
+  for (const index of PLAIN_MSRS) {
+    const v = X86_MSR_INDEX.includes(index) ? s.msr(index) : undefined;
+    if (v) c.msrs.set(index, [Number(v & 0xffffffffn) | 0, Number(v >> 32n) | 0]);
+  }
   for (const index of s.tableMsrs()) {
     if (X86_MSR_INDEX.includes(index)) continue;
     const v = s.msr(index) ?? 0n;

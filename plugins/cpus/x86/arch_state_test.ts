@@ -21,7 +21,9 @@ function machine(image: Uint8Array, jit: boolean) {
     read: () => 0,
     write: (port, _size, value) => void reports.push(`${port.toString(16)}:${value.toString(16)}`),
   });
-  const cpu = new X86Cpu({ memory, io }, findModel("qemu32")!, { jit });
+  // paging.asm turns on EFER.NXE: `qemu32,+nx` as pmode_test.ts runs it (on plain qemu32
+  // QEMU ignores the write and the NX page's bit 63 is a reserved bit).
+  const cpu = new X86Cpu({ memory, io }, findModel("qemu32,+nx")!, { jit });
   cpu.jumpReal(0, 0x7c00);
   return { cpu, ram, reports };
 }
