@@ -3,18 +3,19 @@
 //
 // FXSAVE/FXRSTOR are implemented whatever CPUID says, as real P6-class parts do: firmware
 // such as iPXE's real-mode transition saves the FPU with FXSAVE without asking CPUID first.
-// MXCSR and XMM0..7 are saved and restored whatever CR4.OSFXSR says.
+// MXCSR and XMM0..7 are saved and restored only with CR4.OSFXSR, as QEMU 7.2 TCG does.
 // Layout (Intel SDM vol. 2, FXSAVE, 32-bit form): FCW, FSW, abridged FTW, FOP, FIP, FCS,
 // FDP, FDS, MXCSR, MXCSR_MASK, then ST0..ST7 (stack order) in 16-byte slots at 32.
 
 import { decodeModrm } from "./decode.ts";
 import { readF80, writeF80 } from "./fpu_formats.ts";
 import { TAG_EMPTY, TAG_SPECIAL, TAG_VALID, TAG_ZERO } from "./fpu_state.ts";
-import { checkWrite, read16, read32, read8, write16, write32, write8 } from "./memory.ts";
+import { checkWrite, probeWrite, read16, read32, read8, write16, write32 } from "./memory.ts";
 import {
   type CpuCore,
   CR0_EM,
   CR0_TS,
+  CR4_OSFXSR,
   EXC_GP,
   EXC_NM,
   fault,
@@ -63,30 +64,26 @@ function at(c: CpuCore, n: number): number {
   return c.addr32 ? (c.eaOff + n) >>> 0 : (c.eaOff + n) & 0xffff;
 }
 
+/**
+ * FXSAVE as QEMU 7.2 TCG writes the image: FCW, FSW, the abridged tags, zeros for FIP, FCS,
+ * FDP and FDS, the eight 80-bit registers; MXCSR, MXCSR_MASK and XMM0..7 only with
+ * CR4.OSFXSR. FOP, the reserved bytes of the register slots and bytes 288..511 are left
+ * as they were.
+ */
 function fxsave(c: CpuCore): void {
   const f = c.fpu;
-  // Touch the last byte first: a fault on the image's end leaves memory unchanged.
-  write8(c, c.eaSeg, at(c, FXSAVE_BYTES - 1), 0);
+  // The whole image must be writable first: a fault leaves memory unchanged.
+  probeWrite(c, c.eaSeg, c.eaOff, FXSAVE_BYTES);
   let abridged = 0;
   for (let p = 0; p < 8; p++) if (((f.tag >> (p * 2)) & 3) !== TAG_EMPTY) abridged |= 1 << p;
   write16(c, c.eaSeg, at(c, 0), f.cw);
   write16(c, c.eaSeg, at(c, 2), f.statusWord());
-  write8(c, c.eaSeg, at(c, 4), abridged);
-  write8(c, c.eaSeg, at(c, 5), 0);
-  write16(c, c.eaSeg, at(c, 6), f.fop & 0x7ff);
-  write32(c, c.eaSeg, at(c, 8), f.fip);
-  write32(c, c.eaSeg, at(c, 12), f.fcs & 0xffff);
-  write32(c, c.eaSeg, at(c, 16), f.fdp);
-  write32(c, c.eaSeg, at(c, 20), f.fds & 0xffff);
+  write16(c, c.eaSeg, at(c, 4), abridged);
+  for (let o = 8; o < 24; o += 4) write32(c, c.eaSeg, at(c, o), 0);
+  for (let i = 0; i < 8; i++) writeF80(c, 32 + i * 16, f.regs[(f.top + i) & 7]);
+  if ((c.cr4 & CR4_OSFXSR) === 0) return;
   write32(c, c.eaSeg, at(c, 24), c.sse.mxcsr);
   write32(c, c.eaSeg, at(c, 28), MXCSR_MASK);
-  for (let i = 0; i < 8; i++) {
-    const slot = 32 + i * 16;
-    writeF80(c, slot, f.regs[(f.top + i) & 7]);
-    write16(c, c.eaSeg, at(c, slot + 10), 0);
-    write32(c, c.eaSeg, at(c, slot + 12), 0);
-  }
-  // XMM0..7; bytes 288..511 are left as they were.
   const x = c.sse.i32;
   for (let k = 0; k < 32; k++) write32(c, c.eaSeg, at(c, 160 + 4 * k), x[k]);
 }
@@ -94,7 +91,10 @@ function fxsave(c: CpuCore): void {
 function fxrstor(c: CpuCore): void {
   const f = c.fpu;
   read8(c, c.eaSeg, at(c, FXSAVE_BYTES - 1)); // the whole image must be readable
-  const mxcsr = read32(c, c.eaSeg, at(c, 24)) >>> 0;
+  // MXCSR and XMM0..7 come back only with CR4.OSFXSR (as QEMU's FXRSTOR); reserved
+  // MXCSR bits are #GP(0) as the SDM says (QEMU 7.2 accepts them).
+  const sse = (c.cr4 & CR4_OSFXSR) !== 0;
+  const mxcsr = sse ? read32(c, c.eaSeg, at(c, 24)) >>> 0 : 0;
   if ((mxcsr & ~MXCSR_MASK) !== 0) return fault(c, EXC_GP, 0);
   const cw = read16(c, c.eaSeg, at(c, 0));
   const sw = read16(c, c.eaSeg, at(c, 2));
@@ -108,7 +108,7 @@ function fxrstor(c: CpuCore): void {
   const values: number[] = [];
   for (let i = 0; i < 8; i++) values.push(readF80(c, 32 + i * 16));
   // The XMM area must be readable too: nothing changes before every read succeeded.
-  for (let o = 160; o < 288; o += 4) read32(c, c.eaSeg, at(c, o));
+  if (sse) { for (let o = 160; o < 288; o += 4) read32(c, c.eaSeg, at(c, o)); }
   // Every read succeeded: now change the state.
   f.cw = cw;
   f.sw = sw & ~0x3800;
@@ -129,6 +129,7 @@ function fxrstor(c: CpuCore): void {
     tag |= t << (p * 2);
   }
   f.tag = tag;
+  if (!sse) return;
   c.sse.mxcsr = mxcsr;
   const x = c.sse.i32;
   for (let k = 0; k < 32; k++) x[k] = read32(c, c.eaSeg, at(c, 160 + 4 * k));

@@ -1,9 +1,10 @@
 // SSE/SSE2/SSE3 decoding: the mandatory-prefix table, the OSFXSR/EM/TS handshake, operands, moves
 //
 // Every 0F opcode with an SSE form goes through one table indexed by (opcode, prefix):
-// prefix 0 none, 1 66h, 2 F3h, 3 F2h. As QEMU 7.2 TCG does, 66h wins over F3h/F2h when
-// both are present. A form the table does not hold (the MMX forms without a prefix among
-// them: vmkit has no MMX unit) is #UD. REX will only widen the register numbers.
+// prefix 0 none, 1 66h, 2 F3h, 3 F2h. F3h or F2h (the last of the two) wins over 66h, as
+// the SDM says and QEMU 7.2 TCG does (tests/cpu_diff/sse_probes_test.ts). A form the table
+// does not hold (the MMX forms without a prefix among them: vmkit has no MMX unit) is
+// #UD. REX will only widen the register numbers.
 
 import { decodeModrm } from "./decode.ts";
 import { checkWrite, probeWrite, read32, write32, write8 } from "./memory.ts";
@@ -50,7 +51,7 @@ export function sseEnter(c: CpuCore, need: number): void {
 
 /** The prefix column of the instruction in flight. */
 export function prefixColumn(c: CpuCore): number {
-  return c.op32 !== c.code32 ? P_66 : c.rep === 0xf3 ? P_F3 : c.rep === 0xf2 ? P_F2 : P_NONE;
+  return c.rep === 0xf3 ? P_F3 : c.rep === 0xf2 ? P_F2 : c.op32 !== c.code32 ? P_66 : P_NONE;
 }
 
 /** Installs a dispatcher on every 0F opcode that has an SSE form. */
