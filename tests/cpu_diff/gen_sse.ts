@@ -261,21 +261,22 @@ export function sseItem(o: Operands): string {
         ? ["eax", "ebx", "ecx", "edx", "esi", "edi", "r8d", "r11d"]
         : ["eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "ebx"],
     );
+    // The choice is made first: a memory operand's setup lines belong to the chosen form only.
     return o.put(
       o.rng.pick([
-        `pshufd ${x}, ${xmmOrM128(o)}, ${imm}`,
-        `pshuflw ${x}, ${y}, ${imm}`,
-        `pshufhw ${x}, ${y}, ${imm}`,
-        `shufps ${x}, ${xmmOrM128(o)}, ${imm}`,
-        `shufpd ${x}, ${y}, ${imm & 3}`,
-        `unpcklps ${x}, ${y}`,
-        `unpckhpd ${x}, ${y}`,
-        `pextrw ${r}, ${x}, ${imm & 7}`,
-        `pinsrw ${x}, ${r}, ${imm & 7}`,
-        `pmovmskb ${r}, ${x}`,
-        `movmskps ${r}, ${x}`,
-        `movmskpd ${r}, ${x}`,
-      ]),
+        () => `pshufd ${x}, ${xmmOrM128(o)}, ${imm}`,
+        () => `pshuflw ${x}, ${y}, ${imm}`,
+        () => `pshufhw ${x}, ${y}, ${imm}`,
+        () => `shufps ${x}, ${xmmOrM128(o)}, ${imm}`,
+        () => `shufpd ${x}, ${y}, ${imm & 3}`,
+        () => `unpcklps ${x}, ${y}`,
+        () => `unpckhpd ${x}, ${y}`,
+        () => `pextrw ${r}, ${x}, ${imm & 7}`,
+        () => `pinsrw ${x}, ${r}, ${imm & 7}`,
+        () => `pmovmskb ${r}, ${x}`,
+        () => `movmskps ${r}, ${x}`,
+        () => `movmskpd ${r}, ${x}`,
+      ])(),
     );
   }
   if (k <= 7) {
@@ -336,12 +337,12 @@ function moreItem(o: Operands): string {
   if (form === 1) {
     return o.put(
       o.rng.pick([
-        `movddup ${x}, ${y}`,
-        `movddup ${x}, ${mAny(o, 8)}`,
-        `movshdup ${x}, ${xmmOrM128(o)}`,
-        `movsldup ${x}, ${xmmOrM128(o)}`,
-        `lddqu ${x}, ${mAny(o, 16)}`,
-      ]),
+        () => `movddup ${x}, ${y}`,
+        () => `movddup ${x}, ${mAny(o, 8)}`,
+        () => `movshdup ${x}, ${xmmOrM128(o)}`,
+        () => `movsldup ${x}, ${xmmOrM128(o)}`,
+        () => `lddqu ${x}, ${mAny(o, 16)}`,
+      ])(),
     );
   }
   if (form === 2) {
@@ -357,14 +358,14 @@ function moreItem(o: Operands): string {
     const r = o.rng.pick(o.mode === "long" ? ["eax", "ecx", "r9d"] : ["eax", "ecx", "esi"]);
     return o.put(
       o.rng.pick([
-        `movntdq ${m128(o)}, ${x}`,
-        `movntps ${m128(o)}, ${x}`,
-        `movntpd ${m128(o)}, ${x}`,
-        `movnti ${mAny(o, 4)}, ${r}`,
-        `unpcklpd ${x}, ${xmmOrM128(o)}`,
-        `unpckhps ${x}, ${xmmOrM128(o)}`,
-        `shufpd ${x}, ${xmmOrM128(o)}, ${o.rng.below(4)}`,
-      ]),
+        () => `movntdq ${m128(o)}, ${x}`,
+        () => `movntps ${m128(o)}, ${x}`,
+        () => `movntpd ${m128(o)}, ${x}`,
+        () => `movnti ${mAny(o, 4)}, ${r}`,
+        () => `unpcklpd ${x}, ${xmmOrM128(o)}`,
+        () => `unpckhps ${x}, ${xmmOrM128(o)}`,
+        () => `shufpd ${x}, ${xmmOrM128(o)}, ${o.rng.below(4)}`,
+      ])(),
     );
   }
   // MASKMOVDQU stores to [EDI] / [RDI]: point it into the data area first.

@@ -318,6 +318,9 @@ export async function qemuStateBefore(
     regs: d.regs.filter((_, i) => REGS[spec.mode][i] !== "esp" && REGS[spec.mode][i] !== "rsp"),
     flags: d.flags & 0xcd7 | 0x2,
     data: d.data,
+    // SSE items start from QEMU's XMM registers and MXCSR too.
+    xmm: d.xmm.length > 0 ? d.xmm : undefined,
+    mxcsr: d.mxcsr ?? undefined,
   };
 }
 

@@ -258,7 +258,7 @@ export function arith(op: number, a: number, b: number, single: boolean): number
   if (!Number.isFinite(q)) return finish(q, -q, false);
   const ea = expOf(a), eb = expOf(b);
   const as = scale(a, -ea), bs = scale(b, -eb);
-  if (q === 0) return finish(0, (a < 0) !== (b < 0) ? -1 : 1, false);
+  if (q === 0) return finish(q, (a < 0) !== (b < 0) ? -1 : 1, false); // q keeps its sign
   const qs = scale(q, eb - ea); // exact: q scaled towards 1
   const p = qs * bs;
   const r = (as - p) - productError(qs, bs, p);

@@ -215,6 +215,15 @@ test("SSE floating point: MXCSR's four rounding modes, PE, overflow, FTZ underfl
   assert.equal(tiny(0x1f80).mxcsr, 0x1f80);
   assert.equal(tiny(0x9f80).xmm[0].slice(24), "00000000");
   assert.equal(tiny(0x9f80).mxcsr, 0x9fb0);
+  // A quotient that underflows to zero keeps its sign (-tiny / huge = -0), with UE and PE.
+  const q = fpRun(
+    0x1f80,
+    "  mov dword [data+48], 1\n  mov dword [data+52], 0x80000000\n  movq xmm0, [data+48]\n" +
+      "  mov dword [data+48], 0\n  mov dword [data+52], 0x7fe00000\n  movq xmm1, [data+48]",
+    "  divsd xmm0, xmm1",
+  );
+  assert.equal(q.xmm[0].slice(16), "8000000000000000");
+  assert.equal(q.mxcsr, 0x1fb0);
   // DAZ: a denormal operand is zero.
   assert.equal(
     fpRun(0x1fc0, f32(0, 0x3f800000) + "\n" + f32(1, 0x00000001), "  addss xmm0, xmm1").mxcsr,
