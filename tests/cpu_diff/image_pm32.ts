@@ -10,10 +10,10 @@ import {
   hex,
   IDT,
   MULTIBOOT,
-  MXCSR_VAR,
   type Parts,
   PASSES_VAR,
   SAVE,
+  sseDumpHead,
   STACK_TOP,
   TABLES,
   tables,
@@ -138,27 +138,7 @@ ${
   call hex32
   mov al, 10
   call putc
-  ; MXCSR ("S"), then XMM0..XMM7 ("V n high low")
-  stmxcsr [${hex(MXCSR_VAR)}]
-${Array.from({ length: 8 }, (_, i) => `  movdqu [${hex(XMM_SAVE + 16 * i)}], xmm${i}`).join("\n")}
-  mov al, 'S'
-  call putc
-  mov al, ' '
-  call putc
-  mov eax, [${hex(MXCSR_VAR)}]
-  call hex32
-  mov al, 10
-  call putc
-  xor ebx, ebx
-.v:
-  mov al, 'V'
-  call putc
-  mov al, ' '
-  call putc
-  mov eax, ebx
-  call hex8
-  mov al, ' '
-  call putc
+${sseDumpHead(8)}
   mov edi, ebx
   shl edi, 4
   mov eax, [${hex(XMM_SAVE + 12)} + edi]

@@ -3,10 +3,23 @@
 
 import assert from "node:assert/strict";
 import { skipUnless } from "../skip.ts";
-import { compareDumps, parseDump, runImage } from "./harness.ts";
+import { compareDumps, type Dump, parseDump, runImage } from "./harness.ts";
 import { pm32Source } from "./image_pm32.ts";
 import { DATA_BASE, DATA_BYTES, hex } from "./layout.ts";
 import { assemble } from "./program.ts";
+
+/** Assembles `source` and runs it on QEMU and on the vmkit interpreter: [qemu, vmkit]. */
+async function onBoth(source: string): Promise<[Dump, Dump]> {
+  const dir = await Deno.makeTempDir({ prefix: "vmkit-sse-probe-" });
+  try {
+    const bin = await assemble(source, dir);
+    const qemu = parseDump((await runImage("qemu", bin, dir)).text, "pm32");
+    const vmkit = parseDump((await runImage("interp", bin, dir)).text, "pm32");
+    return [qemu, vmkit];
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
 
 /** Three FXSAVEs over a data area of 0xAA bytes: OSFXSR off (twice), then on with x87 values. */
 function source(): string {
@@ -46,23 +59,16 @@ Deno.test({
   name: "cpu_diff: FXSAVE writes the bytes QEMU writes, with CR4.OSFXSR clear and set",
   ignore: skipUnless(import.meta, "qemu-system-x86_64", "nasm"),
   async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "vmkit-fxsave-" });
-    try {
-      const bin = await assemble(source(), dir);
-      const qemu = parseDump((await runImage("qemu", bin, dir)).text, "pm32");
-      const vmkit = parseDump((await runImage("interp", bin, dir)).text, "pm32");
-      assert.equal(qemu.problem, null);
-      // QEMU leaves MXCSR and the XMM area alone without OSFXSR, and writes them with it.
-      assert.equal(qemu.data[24], 0xaa);
-      assert.equal(new DataView(qemu.data.buffer).getUint32(1024 + 24, true), 0x3fa0);
-      // ECX and EDX hold what the two -kernel loaders left (SeaBIOS's and vmkit's differ).
-      const diffs = compareDumps(qemu, vmkit, "pm32", 0).filter((d) =>
-        d.what !== "ecx" && d.what !== "edx"
-      );
-      assert.deepEqual(diffs, []);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    const [qemu, vmkit] = await onBoth(source());
+    assert.equal(qemu.problem, null);
+    // QEMU leaves MXCSR and the XMM area alone without OSFXSR, and writes them with it.
+    assert.equal(qemu.data[24], 0xaa);
+    assert.equal(new DataView(qemu.data.buffer).getUint32(1024 + 24, true), 0x3fa0);
+    // ECX and EDX hold what the two -kernel loaders left (SeaBIOS's and vmkit's differ).
+    const diffs = compareDumps(qemu, vmkit, "pm32", 0).filter((d) =>
+      d.what !== "ecx" && d.what !== "edx"
+    );
+    assert.deepEqual(diffs, []);
   },
 });
 
@@ -97,17 +103,10 @@ Deno.test({
   name: "cpu_diff: with 66h and F3h/F2h together the F3h/F2h form runs, as on QEMU",
   ignore: skipUnless(import.meta, "qemu-system-x86_64", "nasm"),
   async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "vmkit-prefix-" });
-    try {
-      const bin = await assemble(prefixSource(), dir);
-      const qemu = parseDump((await runImage("qemu", bin, dir)).text, "pm32");
-      const vmkit = parseDump((await runImage("interp", bin, dir)).text, "pm32");
-      assert.equal(qemu.problem, null);
-      assert.equal(qemu.xmm[2], 0x22222222222222222222222211111111n);
-      assert.equal(qemu.xmm[4], 0x22222222222222221111111111111111n);
-      assert.deepEqual(vmkit.xmm, qemu.xmm);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    const [qemu, vmkit] = await onBoth(prefixSource());
+    assert.equal(qemu.problem, null);
+    assert.equal(qemu.xmm[2], 0x22222222222222222222222211111111n);
+    assert.equal(qemu.xmm[4], 0x22222222222222221111111111111111n);
+    assert.deepEqual(vmkit.xmm, qemu.xmm);
   },
 });

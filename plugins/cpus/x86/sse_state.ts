@@ -34,7 +34,7 @@ export const SSE_BYTES = 18 * 16;
  * quiet a signalling NaN on the way through a JavaScript number.
  */
 export class SseState {
-  readonly buffer: ArrayBuffer;
+  readonly buffer: ArrayBufferLike;
   readonly u8: Uint8Array;
   readonly i8: Int8Array;
   readonly u16: Uint16Array;
@@ -46,17 +46,24 @@ export class SseState {
   readonly u64: BigUint64Array;
   mxcsr = MXCSR_RESET;
 
-  constructor(buffer: ArrayBuffer = new ArrayBuffer(SSE_BYTES)) {
+  /**
+   * @param buffer where the file lives (a WebAssembly.Memory's buffer, say)
+   * @param offset its byte offset there, a multiple of 16
+   */
+  constructor(buffer: ArrayBufferLike = new ArrayBuffer(SSE_BYTES), offset = 0) {
+    if (offset % 16 !== 0 || offset + SSE_BYTES > buffer.byteLength) {
+      throw new RangeError(`SseState needs ${SSE_BYTES} bytes at a 16-byte aligned offset`);
+    }
     this.buffer = buffer;
-    this.u8 = new Uint8Array(buffer, 0, SSE_BYTES);
-    this.i8 = new Int8Array(buffer, 0, SSE_BYTES);
-    this.u16 = new Uint16Array(buffer, 0, SSE_BYTES / 2);
-    this.i16 = new Int16Array(buffer, 0, SSE_BYTES / 2);
-    this.i32 = new Int32Array(buffer, 0, SSE_BYTES / 4);
-    this.u32 = new Uint32Array(buffer, 0, SSE_BYTES / 4);
-    this.f32 = new Float32Array(buffer, 0, SSE_BYTES / 4);
-    this.f64 = new Float64Array(buffer, 0, SSE_BYTES / 8);
-    this.u64 = new BigUint64Array(buffer, 0, SSE_BYTES / 8);
+    this.u8 = new Uint8Array(buffer, offset, SSE_BYTES);
+    this.i8 = new Int8Array(buffer, offset, SSE_BYTES);
+    this.u16 = new Uint16Array(buffer, offset, SSE_BYTES / 2);
+    this.i16 = new Int16Array(buffer, offset, SSE_BYTES / 2);
+    this.i32 = new Int32Array(buffer, offset, SSE_BYTES / 4);
+    this.u32 = new Uint32Array(buffer, offset, SSE_BYTES / 4);
+    this.f32 = new Float32Array(buffer, offset, SSE_BYTES / 4);
+    this.f64 = new Float64Array(buffer, offset, SSE_BYTES / 8);
+    this.u64 = new BigUint64Array(buffer, offset, SSE_BYTES / 8);
   }
 
   /** RESET/INIT: XMM registers zero, MXCSR 0x1F80 (SDM vol. 3 table 9-1). */

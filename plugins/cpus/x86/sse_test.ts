@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import { X86_MXCSR, X86State } from "../../../core/x86_state.ts";
+import { SSE_BYTES, SseState } from "./sse_state.ts";
 import { HAVE_NASM, runProgram } from "./test_util.ts";
 
 const why = HAVE_NASM ? "" : " (ignored: nasm is not installed)";
@@ -283,4 +284,15 @@ test("SSE conversions: rounding to integers, truncation, the integer indefinite,
   assert.equal(w.xmm[2].slice(24), "3fc00000");
   assert.equal(w.xmm[3].slice(16), "c01c000000000000");
   assert.equal(w.xmm[4], "000000000000000000000000fffffff9");
+});
+
+Deno.test("SseState can live in a WebAssembly.Memory: its views see the bytes there", () => {
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const x = new SseState(memory.buffer, 4096);
+  x.f64[2] = 1.5; // XMM1 low lane
+  assert.equal(new DataView(memory.buffer).getFloat64(4096 + 16, true), 1.5);
+  x.i32[4 * 15 + 3] = -1; // XMM15's top dword
+  assert.equal(new Uint8Array(memory.buffer)[4096 + 255], 0xff);
+  assert.throws(() => new SseState(memory.buffer, 8), RangeError);
+  assert.throws(() => new SseState(memory.buffer, 65536 - SSE_BYTES + 16), RangeError);
 });

@@ -25,6 +25,7 @@ import {
   CR0_PG,
   CR0_TS,
   CR0_WP,
+  CR4_DE,
   CR4_PAE,
   CR4_PGE,
   CR4_PSE,
@@ -46,6 +47,13 @@ import {
   VM,
   ZF,
 } from "./state.ts";
+
+/** DR4/DR5 alias DR6/DR7, or #UD with CR4.DE (debugging extensions, SDM vol. 3 §18.2.2). */
+function debugRegister(c: CpuCore, n: number): number {
+  if (n !== 4 && n !== 5) return n;
+  if ((c.cr4 & CR4_DE) !== 0) ud(c);
+  return n + 2;
+}
 
 function requireCpl0(c: CpuCore): void {
   if ((c.flags & VM) !== 0 || (isProtected(c) && c.cpl !== 0)) gp(c, 0);
@@ -291,15 +299,13 @@ export function installSystem(t16: OpHandler[], t32: OpHandler[]): void {
   t16[0x121] = t32[0x121] = (c) => {
     const m = fetch8(c);
     requireCpl0(c);
-    let n = (m >> 3) & 7;
-    if (n === 4 || n === 5) n += 2;
+    const n = debugRegister(c, (m >> 3) & 7);
     c.regs[m & 7] = n === 6 ? c.dr[6] | 0xffff0ff0 : n === 7 ? c.dr[7] | 0x400 : c.dr[n];
   };
   t16[0x123] = t32[0x123] = (c) => {
     const m = fetch8(c);
     requireCpl0(c);
-    let n = (m >> 3) & 7;
-    if (n === 4 || n === 5) n += 2;
+    const n = debugRegister(c, (m >> 3) & 7);
     c.dr[n] = c.regs[m & 7];
   };
   t16[0x130] = t32[0x130] = (c) => {
