@@ -194,14 +194,21 @@ Deno.test("compareDumps() reports a differing XMM register and MXCSR of a long-m
   assert.ok(compareDumps(q, v, "long", 0).some((d) => d.what === "xmm15" && d.actual === "none"));
 });
 
-Deno.test("Generator: rex, rip and sse items come in long mode only, with the flags tracked", () => {
+Deno.test("Generator: rex and rip items come in long mode only, sse in both, with the flags tracked", () => {
   const long = new Generator(11, "long"), pm32 = new Generator(11, "pm32");
-  const seen = new Set<string>();
+  const seen = new Set<string>(), seen32 = new Set<string>();
   for (let i = 0; i < 2000; i++) {
     const it = long.next();
     seen.add(it.cls);
     assert.equal(it.undefAfter & ~STATUS, 0);
-    assert.ok(!["rex", "rip", "sse"].includes(pm32.next().cls));
+    const it32 = pm32.next();
+    seen32.add(it32.cls);
+    assert.ok(!["rex", "rip"].includes(it32.cls));
+    // 32-bit SSE items name XMM0..7 only, no REX registers, no RIP-relative operands.
+    if (it32.cls === "sse") {
+      assert.doesNotMatch(it32.lines.join(";"), /xmm(8|9|1\d)|\br\d+d?\b|\brel\b|\br[a-d]x\b/);
+    }
   }
   for (const c of ["rex", "rip", "sse"]) assert.ok(seen.has(c), c);
+  assert.ok(seen32.has("sse"));
 });

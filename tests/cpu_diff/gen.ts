@@ -87,8 +87,9 @@ export class Generator extends Operands {
       ["smc", 2, () => this.#smc()],
       ["pf", 2, () => this.#pf()],
     );
-    if (this.mode === "pm32") all.push(["bcd", 4, () => this.#bcd()]);
-    else {
+    if (this.mode === "pm32") {
+      all.push(["bcd", 4, () => this.#bcd()], ["sse", 12, () => sseItem(this)]);
+    } else {
       all.push(
         ["rex", 8, () => rexItem(this)],
         ["rip", 4, () => ripItem(this)],
@@ -298,7 +299,8 @@ export class Generator extends Operands {
     this.emit(insn);
     if (op === "daa" || op === "das") this.flags(CF | AF, STATUS & ~OF, OF);
     else if (op === "aaa" || op === "aas") this.flags(AF, AF | CF, OF | SF | ZF | PF);
-    else this.flags(0, SF | ZF | PF, OF | AF | CF);
+    else if (insn !== "aam 0") this.flags(0, SF | ZF | PF, OF | AF | CF);
+    // AAM 0 raises #DE and leaves every flag as it was (defined or not).
     return insn;
   }
 

@@ -1,12 +1,25 @@
-// SSE and SSE2 items of the CPU differential generator (long mode): moves, integer and
-// floating-point arithmetic, compares, shuffles, conversions and MXCSR, on XMM0..XMM15
+// SSE and SSE2 items of the CPU differential generator: moves, integer and floating-point
+// arithmetic, compares, shuffles, conversions and MXCSR, on XMM0..XMM15 in long mode and
+// XMM0..XMM7 (no REX, no RIP-relative or 64-bit forms) in 32-bit protected mode
 
 import { DATA_BASE, DATA_BYTES, STATUS } from "./layout.ts";
 import { hex } from "./rng.ts";
-import { low32, type Operands, R64 } from "./gen_operands.ts";
+import { low32, type Operands, R32, R64 } from "./gen_operands.ts";
 
-/** The XMM registers (XMM8..15 need a REX prefix); all sixteen are in the dump. */
-const XMM = Array.from({ length: 16 }, (_, i) => `xmm${i}`);
+/** The XMM registers (XMM8..15 need a REX prefix); all sixteen are in the long-mode dump. */
+const XMM_ALL = Array.from({ length: 16 }, (_, i) => `xmm${i}`);
+const XMM_32 = XMM_ALL.slice(0, 8);
+let XMM = XMM_ALL;
+
+/** The mode's general registers for bases and conversions. */
+function gprs(o: Operands): string[] {
+  return o.mode === "long" ? R64 : R32;
+}
+
+/** `[rel x]` in long mode, `[x]` in 32-bit mode (the choice is drawn in both). */
+function rel(o: Operands): string {
+  return o.mode === "long" ? "rel " : "";
+}
 
 /** Single-precision values at the edges: zeros, denormals, infinities, NaNs, extremes. */
 const EDGE_F32 = [
@@ -121,19 +134,22 @@ const CVT: [string, "x" | "r32" | "r64", "x" | "m64" | "r32" | "r64" | "s32" | "
   ["cvttsd2si", "r64", "s64"],
 ];
 
+/** The conversions 32-bit code has (no 64-bit general registers). */
+const CVT_32 = CVT.filter(([, d, s]) => d !== "r64" && s !== "r64");
+
 /** An aligned 16-byte slot of the data area, in one of the addressing forms. */
 function m128(o: Operands): string {
   const at = DATA_BASE + 16 * o.rng.below(DATA_BYTES / 16 - 8);
   const k = o.rng.below(4);
   if (k === 0) return `oword [${hex(at)}]`;
-  if (k === 1) return `oword [rel ${hex(at)}]`;
-  const base = o.rng.pick(R64);
+  if (k === 1) return `oword [${rel(o)}${hex(at)}]`;
+  const base = o.rng.pick(gprs(o));
   if (k === 2) {
     o.emit(`mov ${base}, ${hex(at)}`);
     return `oword [${base}]`;
   }
   // base + index*scale = at, with a 64-bit base and index.
-  const index = o.rng.pick(R64.filter((r) => r !== base));
+  const index = o.rng.pick(gprs(o).filter((r) => r !== base));
   const scale = o.rng.pick([1, 2, 4, 8]);
   const n = 16 * o.rng.below(4);
   o.emit(`mov ${base}, ${hex(at - n * scale)}`);
@@ -145,7 +161,7 @@ function m128(o: Operands): string {
 function mAny(o: Operands, bytes: 4 | 8 | 16): string {
   const size = { 4: "dword", 8: "qword", 16: "oword" }[bytes];
   const at = DATA_BASE + o.rng.below(DATA_BYTES - 64);
-  return o.rng.chance(0.3) ? `${size} [rel ${hex(at)}]` : `${size} [${hex(at)}]`;
+  return o.rng.chance(0.3) ? `${size} [${rel(o)}${hex(at)}]` : `${size} [${hex(at)}]`;
 }
 
 /** An xmm register or (aligned) memory source. */
@@ -155,7 +171,9 @@ function xmmOrM128(o: Operands): string {
 
 /** Loads an edge single-precision pattern into an XMM register (broadcast or one lane). */
 function edgeInto(o: Operands, x: string): void {
-  const r = o.rng.pick(["eax", "ecx", "edx", "r8d", "r9d"]);
+  const r = o.rng.pick(
+    o.mode === "long" ? ["eax", "ecx", "edx", "r8d", "r9d"] : ["eax", "ecx", "edx"],
+  );
   o.emit(`mov ${r}, ${hex(o.rng.pick(EDGE_F32))}`);
   o.emit(`movd ${x}, ${r}`);
   if (o.rng.chance(0.5)) o.emit(`pshufd ${x}, ${x}, ${o.rng.below(256)}`);
@@ -167,7 +185,9 @@ function edgeInto(o: Operands, x: string): void {
  * A MOVAPS/MOVDQA at an address that is not 16-byte aligned raises #GP(0), on purpose.
  */
 export function sseItem(o: Operands): string {
-  const k = o.rng.below(10);
+  XMM = o.mode === "long" ? XMM_ALL : XMM_32;
+  const k = o.rng.below(11);
+  if (k === 10) return moreItem(o);
   if (k === 0) {
     // MXCSR: a new rounding mode, FTZ, DAZ and sticky flags, all exceptions masked.
     const mx = 0x1f80 | (o.rng.below(4) << 13) | (o.rng.chance(0.3) ? 0x8000 : 0) |
@@ -188,16 +208,11 @@ export function sseItem(o: Operands): string {
     if (form === 3) return o.put(`${o.rng.pick(["movups", "movdqu"])} ${mAny(o, 16)}, ${x}`);
     if (form === 4) return o.put(`${o.rng.pick(["movups", "movdqu"])} ${x}, ${mAny(o, 16)}`);
     if (form === 5) {
-      const r = o.rng.pick(R64);
-      const r32 = low32(r);
-      return o.put(
-        o.rng.pick([
-          `movd ${x}, ${r32}`,
-          `movd ${r32}, ${x}`,
-          `movq ${x}, ${r}`,
-          `movq ${r}, ${x}`,
-        ]),
-      );
+      const r = o.rng.pick(gprs(o));
+      const r32 = o.mode === "long" ? low32(r) : r;
+      const forms = [`movd ${x}, ${r32}`, `movd ${r32}, ${x}`];
+      if (o.mode === "long") forms.push(`movq ${x}, ${r}`, `movq ${r}, ${x}`);
+      return o.put(o.rng.pick(forms));
     }
     if (form === 6) {
       return o.put(
@@ -241,22 +256,27 @@ export function sseItem(o: Operands): string {
     // Shuffles, extracts, inserts and masks.
     const x = o.rng.pick(XMM), y = o.rng.pick(XMM);
     const imm = o.rng.below(256);
-    const r = o.rng.pick(["eax", "ebx", "ecx", "edx", "esi", "edi", "r8d", "r11d"]);
+    const r = o.rng.pick(
+      o.mode === "long"
+        ? ["eax", "ebx", "ecx", "edx", "esi", "edi", "r8d", "r11d"]
+        : ["eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "ebx"],
+    );
+    // The choice is made first: a memory operand's setup lines belong to the chosen form only.
     return o.put(
       o.rng.pick([
-        `pshufd ${x}, ${xmmOrM128(o)}, ${imm}`,
-        `pshuflw ${x}, ${y}, ${imm}`,
-        `pshufhw ${x}, ${y}, ${imm}`,
-        `shufps ${x}, ${xmmOrM128(o)}, ${imm}`,
-        `shufpd ${x}, ${y}, ${imm & 3}`,
-        `unpcklps ${x}, ${y}`,
-        `unpckhpd ${x}, ${y}`,
-        `pextrw ${r}, ${x}, ${imm & 7}`,
-        `pinsrw ${x}, ${r}, ${imm & 7}`,
-        `pmovmskb ${r}, ${x}`,
-        `movmskps ${r}, ${x}`,
-        `movmskpd ${r}, ${x}`,
-      ]),
+        () => `pshufd ${x}, ${xmmOrM128(o)}, ${imm}`,
+        () => `pshuflw ${x}, ${y}, ${imm}`,
+        () => `pshufhw ${x}, ${y}, ${imm}`,
+        () => `shufps ${x}, ${xmmOrM128(o)}, ${imm}`,
+        () => `shufpd ${x}, ${y}, ${imm & 3}`,
+        () => `unpcklps ${x}, ${y}`,
+        () => `unpckhpd ${x}, ${y}`,
+        () => `pextrw ${r}, ${x}, ${imm & 7}`,
+        () => `pinsrw ${x}, ${r}, ${imm & 7}`,
+        () => `pmovmskb ${r}, ${x}`,
+        () => `movmskps ${r}, ${x}`,
+        () => `movmskpd ${r}, ${x}`,
+      ])(),
     );
   }
   if (k <= 7) {
@@ -285,14 +305,14 @@ export function sseItem(o: Operands): string {
     return o.put(`${o.rng.pick(["comiss", "ucomiss", "comisd", "ucomisd"])} ${x}, ${y}`);
   }
   // Conversions between integers, singles and doubles (MXCSR's rounding mode applies).
-  const [op, dst, src] = o.rng.pick(CVT);
+  const [op, dst, src] = o.rng.pick(o.mode === "long" ? CVT : CVT_32);
   const x = o.rng.pick(XMM);
-  const r64 = o.rng.pick(R64);
-  const d = dst === "x" ? x : dst === "r32" ? low32(r64) : r64;
+  const r64 = o.rng.pick(gprs(o));
+  const d = dst === "x" ? x : dst === "r32" ? (o.mode === "long" ? low32(r64) : r64) : r64;
   let s: string;
   if (src === "r32" || src === "r64") {
-    const r = o.rng.pick(R64);
-    s = src === "r32" ? low32(r) : r;
+    const r = o.rng.pick(gprs(o));
+    s = src === "r32" && o.mode === "long" ? low32(r) : r;
   } else if (src === "x" && o.rng.chance(0.2)) s = m128(o).replace(/^oword /, "");
   else if (src !== "x" && o.rng.chance(0.4)) s = mAny(o, src === "s32" ? 4 : 8);
   else {
@@ -300,4 +320,56 @@ export function sseItem(o: Operands): string {
     if (o.rng.chance(0.3)) edgeInto(o, s);
   }
   return o.put(`${op} ${d}, ${s}`);
+}
+
+/**
+ * The rest: SSE3 (QEMU's qemu64 and qemu32 have pni), RCP/RSQRT, the half-register moves,
+ * the non-temporal stores and MASKMOVDQU.
+ */
+function moreItem(o: Operands): string {
+  const x = o.rng.pick(XMM), y = o.rng.pick(XMM);
+  const form = o.rng.below(6);
+  if (form === 0) {
+    if (o.rng.chance(0.3)) edgeInto(o, y);
+    const op = o.rng.pick(["addsubps", "addsubpd", "haddps", "haddpd", "hsubps", "hsubpd"]);
+    return o.put(`${op} ${x}, ${xmmOrM128(o)}`);
+  }
+  if (form === 1) {
+    return o.put(
+      o.rng.pick([
+        () => `movddup ${x}, ${y}`,
+        () => `movddup ${x}, ${mAny(o, 8)}`,
+        () => `movshdup ${x}, ${xmmOrM128(o)}`,
+        () => `movsldup ${x}, ${xmmOrM128(o)}`,
+        () => `lddqu ${x}, ${mAny(o, 16)}`,
+      ])(),
+    );
+  }
+  if (form === 2) {
+    if (o.rng.chance(0.3)) edgeInto(o, y);
+    const op = o.rng.pick(["rcpps", "rsqrtps", "rcpss", "rsqrtss"]);
+    return o.put(`${op} ${x}, ${op.endsWith("ss") ? y : xmmOrM128(o)}`);
+  }
+  if (form === 3) {
+    const op = o.rng.pick(["movlps", "movhps", "movlpd", "movhpd"]);
+    return o.put(o.rng.chance(0.5) ? `${op} ${x}, ${mAny(o, 8)}` : `${op} ${mAny(o, 8)}, ${x}`);
+  }
+  if (form === 4) {
+    const r = o.rng.pick(o.mode === "long" ? ["eax", "ecx", "r9d"] : ["eax", "ecx", "esi"]);
+    return o.put(
+      o.rng.pick([
+        () => `movntdq ${m128(o)}, ${x}`,
+        () => `movntps ${m128(o)}, ${x}`,
+        () => `movntpd ${m128(o)}, ${x}`,
+        () => `movnti ${mAny(o, 4)}, ${r}`,
+        () => `unpcklpd ${x}, ${xmmOrM128(o)}`,
+        () => `unpckhps ${x}, ${xmmOrM128(o)}`,
+        () => `shufpd ${x}, ${xmmOrM128(o)}, ${o.rng.below(4)}`,
+      ])(),
+    );
+  }
+  // MASKMOVDQU stores to [EDI] / [RDI]: point it into the data area first.
+  const di = o.mode === "long" ? "rdi" : "edi";
+  o.emit(`mov ${di}, ${hex(DATA_BASE + o.rng.below(DATA_BYTES - 16))}`);
+  return o.put(`maskmovdqu ${x}, ${y}`);
 }

@@ -67,6 +67,7 @@ export async function runImage(
   bin: string,
   dir: string,
   timeoutMs = 120_000,
+  extraArgs: string[] = [],
 ): Promise<{ text: string; code: number; timedOut: boolean; stderr: string }> {
   const log = path.join(dir, `${runner}.log`);
   await Deno.remove(log).catch(() => {});
@@ -88,6 +89,7 @@ export async function runImage(
     "isa-debug-exit,iobase=0xf4,iosize=0x04",
     "-kernel",
     bin,
+    ...extraArgs,
   ];
   const cmd = runner === "qemu"
     ? new Deno.Command("qemu-system-x86_64", {
@@ -316,6 +318,9 @@ export async function qemuStateBefore(
     regs: d.regs.filter((_, i) => REGS[spec.mode][i] !== "esp" && REGS[spec.mode][i] !== "rsp"),
     flags: d.flags & 0xcd7 | 0x2,
     data: d.data,
+    // SSE items start from QEMU's XMM registers and MXCSR too.
+    xmm: d.xmm.length > 0 ? d.xmm : undefined,
+    mxcsr: d.mxcsr ?? undefined,
   };
 }
 

@@ -10,11 +10,11 @@ import {
   hex,
   IDT,
   MULTIBOOT,
-  MXCSR_VAR,
   type Parts,
   PASSES_VAR,
   REGS,
   SAVE,
+  sseDumpHead,
   STACK_TOP,
   TABLES,
   tables,
@@ -155,27 +155,7 @@ ${saved.map((r, i) => `  mov [${hex(SAVE + 8 * i)}], ${r}`).join("\n")}
   call hex32
   mov al, 10
   call putc
-  ; MXCSR ("S"), then XMM0..XMM15 ("V n high low"), saved before any other use
-  stmxcsr [${hex(MXCSR_VAR)}]
-${Array.from({ length: 16 }, (_, i) => `  movdqu [${hex(XMM_SAVE + 16 * i)}], xmm${i}`).join("\n")}
-  mov al, 'S'
-  call putc
-  mov al, ' '
-  call putc
-  mov eax, [${hex(MXCSR_VAR)}]
-  call hex32
-  mov al, 10
-  call putc
-  xor ebx, ebx
-.v:
-  mov al, 'V'
-  call putc
-  mov al, ' '
-  call putc
-  mov eax, ebx
-  call hex8
-  mov al, ' '
-  call putc
+${sseDumpHead(16)}
   mov rdi, rbx
   shl rdi, 4
   mov rax, [${hex(XMM_SAVE + 8)} + rdi]

@@ -13,9 +13,11 @@ import {
   type Parts,
   PASSES_VAR,
   SAVE,
+  sseDumpHead,
   STACK_TOP,
   TABLES,
   tables,
+  XMM_SAVE,
 } from "./layout.ts";
 
 /** 32-bit protected mode with 4 KiB paging over the first 8 MiB. */
@@ -76,11 +78,16 @@ start:
   or eax, 0x80010022 ; PG, WP, NE, MP
   mov cr0, eax
   fninit
+  mov eax, cr4
+  or eax, 0x600 ; OSFXSR, OSXMMEXCPT (SSE on; unmasked SIMD faults would be #XM)
+  mov cr4, eax
   mov esi, data_init
   mov edi, ${hex(DATA_BASE)}
   mov ecx, ${DATA_BYTES / 4}
   cld
   rep movsd
+  ; XMM0..XMM7 start from the seed's data area
+${Array.from({ length: 8 }, (_, i) => `  movdqu xmm${i}, [${hex(DATA_BASE + 16 * i)}]`).join("\n")}
   mov dword [${hex(PASSES_VAR)}], ${p.passes}
   mov dword [${hex(EXC_COUNT)}], 0
   push dword ${hex(p.flags)}
@@ -131,6 +138,22 @@ ${
   call hex32
   mov al, 10
   call putc
+${sseDumpHead(8)}
+  mov edi, ebx
+  shl edi, 4
+  mov eax, [${hex(XMM_SAVE + 12)} + edi]
+  call hex32
+  mov eax, [${hex(XMM_SAVE + 8)} + edi]
+  call hex32
+  mov eax, [${hex(XMM_SAVE + 4)} + edi]
+  call hex32
+  mov eax, [${hex(XMM_SAVE)} + edi]
+  call hex32
+  mov al, 10
+  call putc
+  inc ebx
+  cmp ebx, 8
+  jb .v
 ${dumpTail("e")}
 ; hex32 / hex8: EAX in hex (8 or 2 digits); every register is kept
 hex32:

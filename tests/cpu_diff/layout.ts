@@ -27,6 +27,35 @@ export const FPU_SW = VARS + 32, FPU_CW = VARS + 40, MXCSR_VAR = VARS + 48;
 export const XMM_SAVE = VARS + 256;
 export const STACK_TOP = 0x70000;
 
+/**
+ * The start of the SIMD part of the dump: MXCSR and XMM0..XMM(n-1) saved (before any other
+ * use), the `S` line, then the `V n ` prefix of each register's line, whose value the
+ * mode's own code prints (register `index` in EBX/RBX) before `tail`, in a loop over n.
+ */
+export function sseDumpHead(n: number): string {
+  return `  ; MXCSR ("S"), then XMM0..XMM${n - 1} ("V n high low"), saved before any other use
+  stmxcsr [${hex(MXCSR_VAR)}]
+${Array.from({ length: n }, (_, i) => `  movdqu [${hex(XMM_SAVE + 16 * i)}], xmm${i}`).join("\n")}
+  mov al, 'S'
+  call putc
+  mov al, ' '
+  call putc
+  mov eax, [${hex(MXCSR_VAR)}]
+  call hex32
+  mov al, 10
+  call putc
+  xor ebx, ebx
+.v:
+  mov al, 'V'
+  call putc
+  mov al, ' '
+  call putc
+  mov eax, ebx
+  call hex8
+  mov al, ' '
+  call putc`;
+}
+
 /** Register order of the `R` line of the dump, per mode. */
 export const REGS: Record<Mode, string[]> = {
   pm32: ["eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp"],

@@ -12,6 +12,29 @@ export interface StartState {
   regs: bigint[];
   flags: number;
   data: Uint8Array;
+  /** XMM registers and MXCSR to start from (a reproducer of an SSE item); else the seed's. */
+  xmm?: bigint[];
+  mxcsr?: number;
+}
+
+/**
+ * Lines that load XMM registers and MXCSR through 16 bytes below the stack pointer
+ * (LEA and MOV leave EFLAGS alone: the start state's flags are already in place).
+ */
+function sseInit(state: StartState, long: boolean): string[] {
+  if (state.xmm === undefined || state.mxcsr === undefined) return [];
+  const sp = long ? "rsp" : "esp";
+  const out = [`lea ${sp}, [${sp}-16]`];
+  state.xmm.forEach((v, i) => {
+    for (let k = 0; k < 4; k++) {
+      const dw = Number((v >> BigInt(32 * k)) & 0xffffffffn);
+      out.push(`mov dword [${sp}+${4 * k}], 0x${dw.toString(16)}`);
+    }
+    out.push(`movdqu xmm${i}, [${sp}]`);
+  });
+  out.push(`mov dword [${sp}], 0x${state.mxcsr.toString(16)}`, `ldmxcsr [${sp}]`);
+  out.push(`lea ${sp}, [${sp}+16]`);
+  return out;
 }
 
 /** Everything that decides one test program; the same spec gives the same bytes. */
@@ -84,7 +107,10 @@ export function buildProgram(spec: ProgramSpec): Program {
   const items = indexes.map((i) => all[i]);
   const state = spec.state ?? seedState(spec.seed, spec.mode);
   const names = REGS[spec.mode].filter((r) => r !== "esp" && r !== "rsp");
-  const init = names.map((r, i) => `mov ${r}, 0x${state.regs[i].toString(16)}`);
+  const init = [
+    ...sseInit(state, long),
+    ...names.map((r, i) => `mov ${r}, 0x${state.regs[i].toString(16)}`),
+  ];
   const body: string[] = [];
   const resume: string[] = [];
   // A single item starts from concrete flags, so nothing it reads is undefined.

@@ -25,6 +25,7 @@ import {
   X86_IDTR_BASE,
   X86_IDTR_LIMIT,
   X86_MSR_INDEX,
+  X86_MXCSR,
   X86_ST,
   X86State,
 } from "../../../core/x86_state.ts";
@@ -33,7 +34,7 @@ import { fromExtended, toExtended } from "./fpu_formats.ts";
 import { flushTlb } from "./paging.ts";
 import { setCpl, setSegCache } from "./segmentation.ts";
 import { type CpuCore, CS } from "./state.ts";
-import { readMsr, readTsc, writeMsr } from "./system.ts";
+import { PLAIN_MSRS, readMsr, readTsc, writeMsr } from "./msr.ts";
 
 /** MSRs the interpreter answers from fields (not from its table of stored MSRs). */
 const MSR_SYSENTER_CS = 0x174, MSR_SYSENTER_ESP = 0x175, MSR_SYSENTER_EIP = 0x176;
@@ -94,6 +95,8 @@ export function saveArchState(c: CpuCore, s: X86State): void {
     s.setU32(at + 4, hi);
     s.setU16(at + 8, se);
   }
+  s.setU32(X86_MXCSR, c.sse.mxcsr);
+  for (let i = 0; i < 16; i++) s.xmm(i).set(c.sse.u8.subarray(16 * i, 16 * i + 16));
 }
 
 /**
@@ -140,6 +143,10 @@ export function loadArchState(c: CpuCore, s: X86State): void {
   c.msrs.clear();
   const pat = s.msr(MSR_PAT) ?? 0n;
   if (pat !== 0n) c.msrs.set(MSR_PAT, [Number(pat & 0xffffffffn) | 0, Number(pat >> 32n) | 0]);
+  for (const index of PLAIN_MSRS) {
+    const v = X86_MSR_INDEX.includes(index) ? s.msr(index) : undefined;
+    if (v) c.msrs.set(index, [Number(v & 0xffffffffn) | 0, Number(v >> 32n) | 0]);
+  }
   for (const index of s.tableMsrs()) {
     if (X86_MSR_INDEX.includes(index)) continue;
     const v = s.msr(index) ?? 0n;
@@ -160,6 +167,8 @@ export function loadArchState(c: CpuCore, s: X86State): void {
     const at = X86_ST + 16 * i;
     f.regs[(f.top + i) & 7] = fromExtended(s.u32(at), s.u32(at + 4), s.u16(at + 8));
   }
+  c.sse.mxcsr = s.u32(X86_MXCSR) & 0xffff;
+  for (let i = 0; i < 16; i++) c.sse.u8.set(s.xmm(i), 16 * i);
   c.attention = true;
   flushTlb(c);
 }

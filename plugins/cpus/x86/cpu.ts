@@ -177,6 +177,7 @@ export class X86Cpu implements CpuBackend {
     c.apicBase = c.bsp ? 0xfee00900 : 0xfee00800; // BSP flag on CPU 0
     c.msrs.clear();
     c.fpu.init();
+    c.sse.reset();
     c.initPending = false;
     c.sipiVector = -1;
   }

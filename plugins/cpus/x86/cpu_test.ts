@@ -328,3 +328,16 @@ Deno.test("X86Cpu.run() counts each REP iteration as an instruction and stops a 
     0x55,
   ]);
 });
+
+Deno.test("MOV from DR4 reads DR6, and is #UD once CR4.DE is set (qemu32 offers de)", () => {
+  // mov eax, dr4; mov ebx, cr4 (0f 20 e3); or bl, 8; mov cr4, ebx; mov eax, dr4; hlt,
+  // with the #UD vector (6) pointing at 0x8000: cli; hlt there.
+  const code = [0x0f, 0x21, 0xe0, 0x0f, 0x20, 0xe3, 0x80, 0xcb, 0x08, 0x0f, 0x22, 0xe3];
+  const { cpu, ram } = machine([...code, 0x0f, 0x21, 0xe0, 0xf4]);
+  ram.set([0xfa, 0xf4], 0x8000);
+  ram.set([0x00, 0x80, 0x00, 0x00], 6 * 4);
+  assert.equal(cpu.run(10), RunExit.HaltNoInterrupts);
+  const r = cpu.registers();
+  assert.equal(r.eax >>> 0, 0xffff0ff0, "DR4 aliases DR6 with CR4.DE clear");
+  assert.equal(r.eip, 0x8002, "the second MOV raised #UD");
+});

@@ -19,11 +19,13 @@ function run(code: number[], gpHandler = [0xb3, 0x77, 0xfa, 0xf4]) {
   return { cpu, ram };
 }
 
+/** mov eax, cr4; or eax, 0x200; mov cr4, eax: CR4.OSFXSR, so the image has MXCSR and XMM. */
+const OSFXSR = [0x0f, 0x20, 0xe0, 0x66, 0x0d, 0x00, 0x02, 0x00, 0x00, 0x0f, 0x22, 0xe0];
 const FNINIT = [0xdb, 0xe3], FLD1 = [0xd9, 0xe8], FLDPI = [0xd9, 0xeb], HALT = [0xfa, 0xf4];
 const fx = (reg: number, addr: number) => [0x0f, 0xae, 0x06 | (reg << 3), addr & 0xff, addr >> 8];
 
 Deno.test("FXSAVE writes the x87 state in the SDM's layout, in stack order", () => {
-  const { ram, cpu } = run([...FNINIT, ...FLD1, ...FLDPI, ...fx(0, 0x1000), ...HALT]);
+  const { ram, cpu } = run([...OSFXSR, ...FNINIT, ...FLD1, ...FLDPI, ...fx(0, 0x1000), ...HALT]);
   const view = new DataView(ram.buffer, ram.byteOffset + 0x1000, 512);
   assert.equal(view.getUint16(0, true), 0x037f, "FCW");
   assert.equal(view.getUint16(2, true), 0x3000, "FSW with TOP = 6");
@@ -75,6 +77,7 @@ Deno.test("FXRSTOR of an image with reserved MXCSR bits raises #GP and leaves th
   // must survive. The #GP handler saves the FPU to 0x1200 before it halts.
   const { ram, cpu } = run(
     [
+      ...OSFXSR,
       ...FNINIT,
       ...FLD1,
       ...[0xc7, 0x06, 0x18, 0x10, 0xff, 0xff], // mov word [0x1018], 0xffff

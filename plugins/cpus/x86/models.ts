@@ -59,6 +59,10 @@ export const IMPLEMENTED = featureMask([
   "cmov",
   "pat",
   "pse36",
+  "fxsr",
+  "sse",
+  "sse2",
+  "pni",
   "nx",
   "hypervisor",
 ]);

@@ -1,6 +1,7 @@
 // Linear to physical translation: 2-level, PSE and PAE/NX page walks and the software TLB
 
 import { PAGE_RAM, PAGE_ROM } from "../../../core/memory/address_space.ts";
+import { FEAT_PSE36 } from "./models.ts";
 import {
   type CpuCore,
   CR0_PG,
@@ -50,6 +51,24 @@ export function checkMemoryGeneration(c: CpuCore): void {
   if (c.memGeneration !== c.mem.generation) flushTlb(c);
 }
 
+/** CPUID 8000_0001h EDX: long mode. */
+const EXT_LM = 1 << 29;
+
+/** The #PF error code's bit for a reserved bit set in a paging entry (with P). */
+const PF_RSVD = 8 | 1;
+
+/**
+ * The reserved bits of a PAE entry's high dword, as QEMU 7.2 TCG checks them: the
+ * address bits from the model's physical width (40 with long mode, else 36 with PSE-36,
+ * else 32) up to bit 51, and bit 63 (XD) while EFER.NXE is clear.
+ */
+function paeHighReserved(c: CpuCore): number {
+  const lm = (c.model.extFeatures & EXT_LM) !== 0; // TCG's default phys-bits is then 40
+  const physBits = lm ? 40 : (c.model.features & FEAT_PSE36) !== 0 ? 36 : 32;
+  const addr = (0xfffff << (physBits - 32)) & 0xfffff;
+  return (addr | ((c.efer & EFER_NXE) === 0 ? 0x80000000 : 0)) | 0;
+}
+
 function pageFault(c: CpuCore, lin: number, code: number): never {
   c.cr2 = lin | 0;
   return fault(c, EXC_PF, code);
@@ -69,8 +88,9 @@ export function translate(c: CpuCore, lin: number, kind: number): number {
   const user = c.tlbUser !== 0;
   const write = kind === ACCESS_WRITE;
   const mem = c.mem;
+  // I/D is reported for fetches only with NX in force (EFER.NXE and PAE), as QEMU does.
   const errBase = (write ? 2 : 0) | (user ? 4 : 0) |
-    (kind === ACCESS_EXEC && (c.efer & EFER_NXE) !== 0 ? 16 : 0);
+    (kind === ACCESS_EXEC && (c.efer & EFER_NXE) !== 0 && (c.cr4 & CR4_PAE) !== 0 ? 16 : 0);
   let perm: number; // bit1 R/W, bit2 U/S, combined over levels
   let phys: number;
   let dirty: boolean;
@@ -79,10 +99,19 @@ export function translate(c: CpuCore, lin: number, kind: number): number {
     const pdptAddr = ((c.cr3 & ~0x1f) + ((lin >>> 30) << 3)) >>> 0;
     const pdpte = mem.read32(pdptAddr & c.a20Mask);
     if ((pdpte & 1) === 0) return pageFault(c, lin, errBase);
+    const rsvdHi = paeHighReserved(c);
+    // A PDPTE also has bits 52..62 reserved, and its XD bit whatever EFER.NXE says.
+    const pdpteHi = mem.read32((pdptAddr + 4) & c.a20Mask);
+    if ((pdpteHi & (rsvdHi | 0xfff00000)) !== 0) return pageFault(c, lin, errBase | PF_RSVD);
     const pdeAddr = ((pdpte & ~0xfff) + (((lin >>> 21) & 0x1ff) << 3)) >>> 0;
     const pde = mem.read32(pdeAddr & c.a20Mask);
     const pdeHi = mem.read32((pdeAddr + 4) & c.a20Mask);
     if ((pde & 1) === 0) return pageFault(c, lin, errBase);
+    if ((pdeHi & rsvdHi) !== 0) return pageFault(c, lin, errBase | PF_RSVD);
+    // A 2 MiB page's address bits 13..20 (bit 12 is PAT) are reserved.
+    if ((pde & 0x80) !== 0 && (pde & 0x1fe000) !== 0) {
+      return pageFault(c, lin, errBase | PF_RSVD);
+    }
     const nxe = (c.efer & EFER_NXE) !== 0;
     if (nxe && (pdeHi & 0x80000000) !== 0) nx = true;
     if ((pde & 0x80) !== 0) {
@@ -100,6 +129,7 @@ export function translate(c: CpuCore, lin: number, kind: number): number {
       const pte = mem.read32(pteAddr & c.a20Mask);
       const pteHi = mem.read32((pteAddr + 4) & c.a20Mask);
       if ((pte & 1) === 0) return pageFault(c, lin, errBase);
+      if ((pteHi & rsvdHi) !== 0) return pageFault(c, lin, errBase | PF_RSVD);
       if (nxe && (pteHi & 0x80000000) !== 0) nx = true;
       perm = pde & pte;
       if (!checkPerm(c, perm, write, user, kind, nx)) return pageFault(c, lin, errBase | 1);

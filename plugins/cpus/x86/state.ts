@@ -5,6 +5,7 @@ import type { PortIoSpace } from "../../../core/memory/port_io.ts";
 import type { CpuTopology, InterruptSource } from "../../../core/cpu.ts";
 import type { CpuModel } from "./models.ts";
 import { FpuState } from "./fpu_state.ts";
+import { SseState } from "./sse_state.ts";
 
 /** General register numbers (REX extends them to 15 later). */
 export const EAX = 0, ECX = 1, EDX = 2, EBX = 3, ESP = 4, EBP = 5, ESI = 6, EDI = 7;
@@ -246,6 +247,10 @@ export class CpuCore {
   sysenterEsp = 0;
   sysenterEip = 0;
   readonly fpu: FpuState = new FpuState();
+  /** The model's SIMD extensions: bit 0 SSE, bit 1 SSE2, bit 2 SSE3 (CPUID.1 EDX/ECX). */
+  readonly sseFeat: number;
+  /** XMM registers and MXCSR (sse_state.ts). */
+  readonly sse: SseState = new SseState();
   /** Called when the A20 gate output of a device changes nothing here; kept for hooks. */
   smmBase = 0x30000;
 
@@ -254,6 +259,9 @@ export class CpuCore {
     this.io = io;
     this.model = model;
     this.maxInstrLen = model.family <= 2 ? 10 : 15;
+    const ecx1 = model.config?.features["1_ECX"] ?? 0;
+    this.sseFeat = ((model.features >>> 25) & 1) | (((model.features >>> 26) & 1) << 1) |
+      ((ecx1 & 1) << 2);
   }
 }
 

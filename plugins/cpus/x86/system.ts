@@ -4,8 +4,9 @@ import { decodeModrm, readE16, setReg16, writeE16 } from "./decode.ts";
 import { getFlags, setArithFlags } from "./flags.ts";
 import { fetch8, read16, read32, sysWrite32, write16, write32 } from "./memory.ts";
 import { cpuidLeaf } from "../../../core/x86_cpu_models.ts";
-import { EXT_NX, FEAT_SEP } from "./models.ts";
+import { FEAT_SEP } from "./models.ts";
 import { flushTlb, flushTlbPage } from "./paging.ts";
+import { readMsr, readTsc, writeMsr } from "./msr.ts";
 import {
   ATTR_P,
   ATTR_S,
@@ -24,6 +25,7 @@ import {
   CR0_PG,
   CR0_TS,
   CR0_WP,
+  CR4_DE,
   CR4_PAE,
   CR4_PGE,
   CR4_PSE,
@@ -33,7 +35,6 @@ import {
   EBX,
   ECX,
   EDX,
-  EFER_NXE,
   ESP,
   gp,
   IF,
@@ -47,28 +48,15 @@ import {
   ZF,
 } from "./state.ts";
 
-/** MSR numbers we know by name (Intel SDM vol. 4). */
-export const MSR_IA32_TSC = 0x10, MSR_IA32_APICBASE = 0x1b, MSR_IA32_SYSENTER_CS = 0x174;
-export const MSR_IA32_SYSENTER_ESP = 0x175, MSR_IA32_SYSENTER_EIP = 0x176;
-export const MSR_IA32_CR_PAT = 0x277, MSR_MTRRcap = 0xfe, MSR_MTRRdefType = 0x2ff;
-export const MSR_EFER = 0xc0000080;
+/** DR4/DR5 alias DR6/DR7, or #UD with CR4.DE (debugging extensions, SDM vol. 3 §18.2.2). */
+function debugRegister(c: CpuCore, n: number): number {
+  if (n !== 4 && n !== 5) return n;
+  if ((c.cr4 & CR4_DE) !== 0) ud(c);
+  return n + 2;
+}
 
 function requireCpl0(c: CpuCore): void {
   if ((c.flags & VM) !== 0 || (isProtected(c) && c.cpl !== 0)) gp(c, 0);
-}
-
-/**
- * The virtual time-stamp counter: the machine's virtual clock (`tscClock`) plus the
- * guest's offset, so every CPU reads one TSC that only moves forward and keeps pace with
- * the other timers across idle periods; a CPU outside a machine counts its own
- * instructions.
- */
-export function readTsc(c: CpuCore): number {
-  return tscBase(c) + c.tscOffset;
-}
-
-function tscBase(c: CpuCore): number {
-  return c.tscClock === null ? c.retired : c.tscClock();
 }
 
 /** Writes CR0, flushing translations and switching modes as needed. */
@@ -89,87 +77,6 @@ export function writeCr4(c: CpuCore, v: number): void {
   const changed = c.cr4 ^ v;
   c.cr4 = v | 0;
   if ((changed & (CR4_PAE | CR4_PSE | CR4_PGE)) !== 0) flushTlb(c);
-}
-
-/** RDMSR: returns [lo, hi] or raises #GP for an unknown MSR. */
-export function readMsr(c: CpuCore, index: number): [number, number] {
-  switch (index) {
-    case MSR_IA32_TSC: {
-      const t = readTsc(c);
-      return [t % 4294967296 | 0, Math.floor(t / 4294967296) | 0];
-    }
-    case MSR_IA32_APICBASE:
-      return [c.apicBase | 0, 0];
-    case MSR_IA32_SYSENTER_CS:
-      return [c.sysenterCs, 0];
-    case MSR_IA32_SYSENTER_ESP:
-      return [c.sysenterEsp, 0];
-    case MSR_IA32_SYSENTER_EIP:
-      return [c.sysenterEip, 0];
-    case MSR_EFER:
-      if ((c.model.extFeatures & EXT_NX) === 0) gp(c, 0);
-      return [c.efer, 0];
-    case MSR_MTRRcap:
-      return [0x508, 0]; // 8 variable ranges, fixed ranges, write-combining
-    case 0x1a0: // IA32_MISC_ENABLE: fast strings, as QEMU resets it
-      return c.msrs.get(index) ?? [1, 0];
-    case 0x3a: // IA32_FEATURE_CONTROL
-    case 0x17: // IA32_PLATFORM_ID
-    case 0x8b: // IA32_BIOS_SIGN_ID
-    case 0x179: // MCG_CAP
-    case 0x17a: // MCG_STATUS
-      return c.msrs.get(index) ?? [0, 0];
-  }
-  if (isMtrrOrPat(index)) {
-    return c.msrs.get(index) ?? (index === MSR_IA32_CR_PAT ? [0x00070406, 0x00070406] : [0, 0]);
-  }
-  return gp(c, 0);
-}
-
-function isMtrrOrPat(index: number): boolean {
-  return (index >= 0x200 && index <= 0x20f) || index === 0x250 || index === 0x258 ||
-    index === 0x259 || (index >= 0x268 && index <= 0x26f) || index === MSR_MTRRdefType ||
-    index === MSR_IA32_CR_PAT;
-}
-
-/** WRMSR. */
-export function writeMsr(c: CpuCore, index: number, lo: number, hi: number): void {
-  switch (index) {
-    case MSR_IA32_TSC:
-      c.tscOffset = (hi >>> 0) * 4294967296 + (lo >>> 0) - tscBase(c);
-      return;
-    case MSR_IA32_APICBASE:
-      c.apicBase = (lo & 0xfffff900) >>> 0;
-      return;
-    case MSR_IA32_SYSENTER_CS:
-      c.sysenterCs = lo & 0xffff;
-      return;
-    case MSR_IA32_SYSENTER_ESP:
-      c.sysenterEsp = lo;
-      return;
-    case MSR_IA32_SYSENTER_EIP:
-      c.sysenterEip = lo;
-      return;
-    case MSR_EFER: {
-      if ((c.model.extFeatures & EXT_NX) === 0 || (lo & ~EFER_NXE) !== 0) gp(c, 0);
-      if (((c.efer ^ lo) & EFER_NXE) !== 0) flushTlb(c);
-      c.efer = lo;
-      return;
-    }
-    case 0x1a0:
-    case 0x3a:
-    case 0x17:
-    case 0x8b:
-    case 0x179:
-    case 0x17a:
-      c.msrs.set(index, [lo, hi]);
-      return;
-  }
-  if (isMtrrOrPat(index)) {
-    c.msrs.set(index, [lo, hi]);
-    return;
-  }
-  gp(c, 0);
 }
 
 /**
@@ -392,15 +299,13 @@ export function installSystem(t16: OpHandler[], t32: OpHandler[]): void {
   t16[0x121] = t32[0x121] = (c) => {
     const m = fetch8(c);
     requireCpl0(c);
-    let n = (m >> 3) & 7;
-    if (n === 4 || n === 5) n += 2;
+    const n = debugRegister(c, (m >> 3) & 7);
     c.regs[m & 7] = n === 6 ? c.dr[6] | 0xffff0ff0 : n === 7 ? c.dr[7] | 0x400 : c.dr[n];
   };
   t16[0x123] = t32[0x123] = (c) => {
     const m = fetch8(c);
     requireCpl0(c);
-    let n = (m >> 3) & 7;
-    if (n === 4 || n === 5) n += 2;
+    const n = debugRegister(c, (m >> 3) & 7);
     c.dr[n] = c.regs[m & 7];
   };
   t16[0x130] = t32[0x130] = (c) => {

@@ -10,6 +10,9 @@ import { installGroups } from "./ops_group.ts";
 import { installString } from "./ops_string.ts";
 import { type CpuCore, type OpHandler, ud } from "./state.ts";
 import { installSystem } from "./system.ts";
+import { installSseFp } from "./sse_fp.ts";
+import { installSseInt } from "./sse_int.ts";
+import { installSseMoves, installSseTable } from "./sse_ops.ts";
 
 /** Opcode tables: 0x000..0x0FF one-byte opcodes, 0x100..0x1FF the 0F xx map. */
 export interface OpTables {
@@ -33,6 +36,10 @@ export function opTables(): OpTables {
   installSystem(t16, t32);
   installFpu(t16, t32);
   installFxsave(t16, t32);
+  installSseMoves();
+  installSseInt();
+  installSseFp();
+  installSseTable(t16, t32);
   installPrefixes(t16, t32);
   cached = { t16, t32 };
   return cached;
