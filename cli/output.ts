@@ -2,9 +2,22 @@
 
 const encoder = new TextEncoder();
 
-/** Writes text to stdout synchronously (keeps order with stderr and progress lines). */
+/** The exit status a shell reports for a program killed by SIGPIPE (128 + 13). */
+export const BROKEN_PIPE_STATUS = 141;
+
+/**
+ * Writes text to stdout synchronously (keeps order with stderr and progress lines).
+ * When the reader has gone (`vmkit img map x | head -1`), the process ends at once and
+ * quietly with status 141, as qemu-img does when SIGPIPE kills it: Deno ignores SIGPIPE,
+ * so the write fails with BrokenPipe instead, which is not vmkit's bug to report.
+ */
 export function writeOut(text: string): void {
-  writeAll(Deno.stdout, encoder.encode(text));
+  try {
+    writeAll(Deno.stdout, encoder.encode(text));
+  } catch (e) {
+    if (e instanceof Deno.errors.BrokenPipe) Deno.exit(BROKEN_PIPE_STATUS);
+    throw e;
+  }
 }
 
 /** Writes text to stderr synchronously. */

@@ -26,3 +26,18 @@ Deno.test("qemuJson() prints nested objects and skips undefined fields", () => {
   );
   assert.equal(qemuJson({}), "{\n}");
 });
+
+Deno.test("a closed stdout ends the program quietly with 141, as SIGPIPE ends qemu-img", async () => {
+  const main = new URL("./main.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", main, "img", "--help"],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // The reader goes before the program has started, so its first write finds no reader.
+  await child.stdout.cancel();
+  const status = await child.status;
+  const stderr = new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
+  assert.equal(stderr, "");
+  assert.equal(status.code, 141);
+});

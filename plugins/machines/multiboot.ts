@@ -397,6 +397,9 @@ export function writeMultibootPlan(plan: MultibootPlan, memory: AddressSpace): v
   }
 }
 
+/** CR0's cache-disable (bit 30) and not-write-through (bit 29) bits, set at reset. */
+const CR0_CD_NW = 0x60000000;
+
 /** The local APIC's register window (its reset address). */
 const LAPIC_BASE = 0xfee00000;
 
@@ -422,7 +425,9 @@ export function multibootBootRom(entry: number, mbiAddress: number): Uint8Array 
   // Real mode after reset: CS base is 0xffff0000, so CS-relative offsets reach this ROM.
   a.label("start16").cli().cld();
   a.lgdt(mem(null, a.address("gdtr") - MULTIBOOT_ROM_BASE, { seg: CS }), { o32: true });
-  a.mov(EAX, CR0).or(AL, 1).mov(CR0, EAX);
+  // Caches on (CD and NW clear) as SeaBIOS leaves them before QEMU's multiboot option ROM
+  // runs: a guest of QEMU's -kernel sees CR0 = 0x11 at the entry, not the reset's CD|NW.
+  a.mov(EAX, CR0).and(EAX, ~CR0_CD_NW).or(AL, 1).mov(CR0, EAX);
   a.jmpFar(0x08, "start32", { bits: 32 });
 
   a.bits(32).align(16).label("start32");

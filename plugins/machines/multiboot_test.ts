@@ -255,6 +255,7 @@ Deno.test({
     assert.equal(regs.cs_base, 0);
     assert.equal(regs.ds_limit, 0xffffffff);
     assert.equal(regs.cr0 & 0x80000001, 1); // PE on, PG off
+    assert.equal(regs.cr0 & 0x60000000, 0); // caches on (CD, NW clear) as after SeaBIOS
     assert.equal(regs.eflags & 0x200, 0); // IF off
     assert.ok(machine.a20);
     assert.equal(MULTIBOOT_BOOTLOADER_MAGIC, 0x2badb002);
