@@ -45,7 +45,8 @@ const latin1 = new TextDecoder("latin1");
 /**
  * `bytes` with the value of its vmdk descriptor's one `CID=` line replaced by `*`: in the
  * descriptor sectors a sparse header (`KDMV`) points at (the region keeps its size: the
- * shorter text is followed by zeroes, so every other byte is compared where it stands),
+ * shorter text is followed by zeroes, so every other byte is compared where it stands;
+ * bytes after the text's NUL are left-overs of a longer CID and are not compared),
  * or in a file that is all descriptor. A file without exactly one CID line throws: the
  * mask never hides more than it names.
  */
@@ -55,7 +56,12 @@ export function maskVmdkCid(bytes: Uint8Array): Uint8Array {
   const start = sparse ? Number(v.getBigUint64(28, true)) * 512 : 0;
   const end = sparse ? start + Number(v.getBigUint64(36, true)) * 512 : bytes.length;
   if (end > bytes.length || start >= end) throw new Error("no vmdk descriptor to mask");
-  const text = latin1.decode(bytes.subarray(start, end));
+  // QEMU rewrites the descriptor in place with a new CID at the first write
+  // (vmdk_write_cid): a value with fewer hex digits leaves the old text's last bytes after
+  // the new text's NUL. The descriptor is the text before its first NUL.
+  const region = latin1.decode(bytes.subarray(start, end));
+  const nul = region.indexOf("\0");
+  const text = sparse && nul >= 0 ? region.slice(0, nul) : region;
   const cid = /^CID=[0-9a-fA-F]+$/gm;
   const found = text.match(cid)?.length ?? 0;
   if (found !== 1) throw new Error(`${found} CID lines in the vmdk descriptor`);
