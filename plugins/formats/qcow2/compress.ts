@@ -25,10 +25,7 @@ function zstd(): ZstdApi {
   return api as ZstdApi;
 }
 
-/** The compression type names as `compression_type=` takes them. */
-export function compressionTypeName(type: number): string {
-  return type === QCOW2_COMPRESSION_TYPE_ZSTD ? "zstd" : "zlib";
-}
+export { compressionTypeName } from "./header.ts";
 
 /** The host library QEMU links for `type` (docs/img-differences.md), or null. */
 function hostCompressor(type: number): HostCompressor | null {

@@ -46,6 +46,11 @@ export const QCOW2_AUTOCLEAR_MASK = QCOW2_AUTOCLEAR_BITMAPS | QCOW2_AUTOCLEAR_DA
 export const QCOW2_COMPRESSION_TYPE_ZLIB = 0;
 export const QCOW2_COMPRESSION_TYPE_ZSTD = 1;
 
+/** The compression type names as `compression_type=` takes them. */
+export function compressionTypeName(type: number): string {
+  return type === QCOW2_COMPRESSION_TYPE_ZSTD ? "zstd" : "zlib";
+}
+
 /** Feature table entry types. */
 export const QCOW2_FEAT_TYPE_INCOMPATIBLE = 0;
 export const QCOW2_FEAT_TYPE_COMPATIBLE = 1;

@@ -3,12 +3,6 @@
 import { IoError } from "../../../core/errors.ts";
 import { loadZlib, zlibLoaded } from "../../../core/zlib.ts";
 import { type Mapping, newMapping } from "./cluster.ts";
-import {
-  compressCluster,
-  compressClusterAsync,
-  compressNeedsZlib,
-  decompressCluster,
-} from "./compress.ts";
 import { markDirty, type Qcow2Image } from "./image.ts";
 import {
   entryOffset,
@@ -24,6 +18,28 @@ import {
 } from "./layout.ts";
 
 /**
+ * The compression code (compress.ts, and the host zlib and zstd bindings it imports):
+ * loaded with the first compressed cluster, as `img info` and most guests never need it.
+ */
+type Codec = typeof import("./compress.ts");
+let codec: Codec | undefined;
+
+async function loadCodec(): Promise<Codec> {
+  // A string literal, so `deno compile` embeds the module.
+  return codec ??= await import("./compress.ts");
+}
+
+/** True once a compressed cluster can be read synchronously (the codec and node:zlib loaded). */
+function readCodecLoaded(): boolean {
+  return codec !== undefined && zlibLoaded();
+}
+
+async function loadReadCodec(): Promise<void> {
+  await loadCodec();
+  await loadZlib();
+}
+
+/**
  * Reads guest bytes `[offset, offset + buf.length)`, which must lie inside the
  * virtual disk. An L2 cache hit on allocated data costs one lookup and one read.
  */
@@ -33,9 +49,9 @@ export function readGuest(img: Qcow2Image, offset: number, buf: Uint8Array): Pro
   let pos = 0;
   while (pos < len) {
     img.map.lookup(offset + pos, len - pos, m);
-    // node:zlib loads with the first compressed cluster read, on the async path.
-    if (m.type === QCOW2_SUBCLUSTER_COMPRESSED && !zlibLoaded()) {
-      return loadZlib().then(() => readRest(img, offset, buf, pos));
+    // The codec and node:zlib load with the first compressed cluster read, on the async path.
+    if (m.type === QCOW2_SUBCLUSTER_COMPRESSED && !readCodecLoaded()) {
+      return loadReadCodec().then(() => readRest(img, offset, buf, pos));
     }
     const n = m.bytes;
     const out = n === len ? buf : buf.subarray(pos, pos + n);
@@ -78,7 +94,7 @@ async function readRest(
   const m = newMapping();
   while (pos < buf.length) {
     img.map.lookup(offset + pos, buf.length - pos, m);
-    if (m.type === QCOW2_SUBCLUSTER_COMPRESSED && !zlibLoaded()) await loadZlib();
+    if (m.type === QCOW2_SUBCLUSTER_COMPRESSED && !readCodecLoaded()) await loadReadCodec();
     const n = m.bytes;
     const out = buf.subarray(pos, pos + n);
     if (!readMapped(img, m, offset + pos, out)) await readBacking(img, offset + pos, out);
@@ -106,7 +122,10 @@ function readCompressed(
   if (cached === null || cached.offset !== host) {
     const input = new Uint8Array(bytes);
     img.file.readSync(host, input);
-    cached = { offset: host, data: decompressCluster(img.header.compressionType, input, cs) };
+    cached = {
+      offset: host,
+      data: codec!.decompressCluster(img.header.compressionType, input, cs),
+    };
     img.decompressed = cached;
   }
   const inCluster = guest % cs;
@@ -317,7 +336,10 @@ export function compressAhead(
 ): Promise<Uint8Array | null> {
   const full = fullCluster(img, offset, data);
   if (full === null || img.hasDataFile) return Promise.resolve(null);
-  return compressClusterAsync(img.header.compressionType, full, img.layout.clusterSize);
+  const { compressionType } = img.header;
+  const cs = img.layout.clusterSize;
+  if (codec !== undefined) return codec.compressClusterAsync(compressionType, full, cs);
+  return loadCodec().then((c) => c.compressClusterAsync(compressionType, full, cs));
 }
 
 /** Compressed writes of one image waiting in its queue, and the failure that stops them. */
@@ -373,8 +395,9 @@ export async function writeCompressedGuest(
   if (packed === undefined) {
     const full = fullCluster(img, offset, data);
     const type = img.header.compressionType;
-    if (full && !zlibLoaded() && compressNeedsZlib(type)) await loadZlib();
-    packed = full ? compressCluster(type, full, cs) : null;
+    const c = codec ?? await loadCodec();
+    if (full && !zlibLoaded() && c.compressNeedsZlib(type)) await loadZlib();
+    packed = full ? c.compressCluster(type, full, cs) : null;
   }
   if (packed === null) {
     await writeGuest(img, offset, data);

@@ -15,11 +15,10 @@ import type {
 import { ImageFormatError, IoError } from "../../../core/errors.ts";
 import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
 import { QCOW2_AMEND_OPTIONS } from "./options.ts";
-import { canEmptyCompletely, makeCompletelyEmpty } from "./make_empty.ts";
 import { type CacheSizes, cacheSizes } from "./cache_options.ts";
 import { ClusterMap, newMapping } from "./cluster.ts";
-import { compressionTypeName } from "./compress.ts";
 import {
+  compressionTypeName,
   QCOW2_AUTOCLEAR_DATA_FILE_RAW,
   QCOW2_AUTOCLEAR_MASK,
   QCOW2_COMPAT_LAZY_REFCOUNTS,
@@ -464,6 +463,8 @@ export class Qcow2Node implements BlockNode {
     }
     return this.#serialize(async () => {
       const img = this.#img;
+      // Loaded here: only `img commit` and `img rebase` empty an image.
+      const { canEmptyCompletely, makeCompletelyEmpty } = await import("./make_empty.ts");
       // QEMU's qcow2_make_empty rewrites the image only when it has no bitmaps.
       if (canEmptyCompletely(img) && img.header.bitmapsExtension === undefined) {
         this.#flushMetadata();

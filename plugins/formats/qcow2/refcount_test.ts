@@ -72,3 +72,39 @@ Deno.test("Refcounts.allocBytes() starts a new cluster when 1-bit refcounts are 
   assert.equal(rc.allocBytes(100), 4 * 512);
   assert.equal(rc.get(3), 1);
 });
+
+/** Refcounts over a table of `clusters` clusters, at cluster 1, whose entries are `entries`. */
+function withTable(
+  clusterBits: number,
+  clusters: number,
+  entries: Record<number, number>,
+): Refcounts {
+  const cs = 1 << clusterBits;
+  const store = memoryStore((1 + clusters) * cs);
+  const view = new DataView(store.bytes().buffer);
+  for (const [i, value] of Object.entries(entries)) {
+    view.setUint32(cs + Number(i) * 8, Math.floor(value / 0x100000000));
+    view.setUint32(cs + Number(i) * 8 + 4, value >>> 0);
+  }
+  const file = { ...store, node: null as never, size: () => store.bytes().length };
+  return new Refcounts(new Layout(clusterBits, 4, false), file, {
+    cacheEntries: 4,
+    location: { offset: cs, clusters },
+    onTableMoved: () => {},
+  });
+}
+
+Deno.test("Refcounts reads every non-zero table entry, wherever the zero runs between them end", () => {
+  // 64 clusters of table: 4096 entries, so entries fall in several scan chunks and sub-chunks.
+  const entries = { 0: 512, 15: 1024, 16: 2 * 512, 511: 0x1_0000_0200, 512: 4096, 4095: 8192 };
+  const rc = withTable(9, 64, entries);
+  const expected = new Array(4096).fill(0);
+  for (const [i, value] of Object.entries(entries)) expected[Number(i)] = value;
+  assert.deepEqual(rc.table, expected);
+});
+
+Deno.test("Refcounts refuses a table entry that is not cluster aligned, far into a zero table", () => {
+  // 64 KiB clusters: one cluster of table holds 8192 entries; entry 7000 points mid-cluster.
+  assert.throws(() => withTable(16, 1, { 7000: 3 * 65536 + 4096 }), /unaligned refblock offset/);
+  assert.equal(withTable(16, 1, { 7000: 3 * 65536 }).table[7000], 3 * 65536);
+});
