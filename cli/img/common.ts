@@ -1,6 +1,7 @@
 // Shared pieces of the `img` subcommands: context, image opening, option helpers
 
-import { BlockBackend, type CacheMode, parseCacheMode } from "../../core/block/backend.ts";
+import type { BlockBackend } from "../../core/block/backend.ts";
+import { type CacheMode, parseCacheMode } from "../../core/block/cache_mode.ts";
 import type { BlockNode } from "../../core/block/driver.ts";
 import type { ImageAccess } from "../../core/block/perm.ts";
 import { BlockGraph } from "../../core/block/graph.ts";
@@ -190,6 +191,8 @@ export async function openBackend(
   options: OpenImageOptions & { maxQueueDepth?: number },
 ): Promise<BlockBackend> {
   const node = await openImage(ctx, filename, options);
+  // Loaded here: `img info` and other commands that only open an image never need it.
+  const { BlockBackend } = await import("../../core/block/backend.ts");
   return new BlockBackend(node, {
     cache: (options.cache ?? "writeback") as CacheMode,
     maxQueueDepth: options.maxQueueDepth,
