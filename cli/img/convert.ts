@@ -49,24 +49,6 @@ const CHUNK_BYTES = 2 << 20;
  */
 const WRITE_BYTES = 1 << 20;
 
-/**
- * Extents whose writes may be in flight at once on the pipelined path (each up to two
- * 1 MiB writes, as qemu-img keeps requests in flight on its thread pool); the buffers
- * touched are this many plus the one being read.
- */
-const PIPELINED_EXTENTS = 2;
-
-/**
- * Whether the synchronous copy may leave `root`'s writes in flight: a raw image on a
- * host file, whose `write` runs large transfers on the thread pool and has no metadata
- * whose order could matter.
- */
-function pipelinesWrites(root: BlockNode): boolean {
-  const file = root.file;
-  return root.driver === "raw" && file !== null &&
-    (file.driver === "file" || file.driver === "host_device");
-}
-
 /** Settings of one conversion. */
 export interface ConvertOptions {
   /** Write every cluster compressed. */
@@ -133,25 +115,9 @@ export async function convertImages(
   // (docs/img-performance.md, fifth pass). One transfer buffer is touched instead of 4-8.
   const writeSync = options.compress ? undefined : target.syncWriter();
   const sync = writeSync !== undefined && sources.every((s) => s.readSync !== undefined);
-  // Into a raw image on a host file, the synchronous copy leaves its large writes in
-  // flight on the thread pool (`pwrite` through FFI) while this thread reads and scans
-  // the next extents, as qemu-img's requests overlap: one core reads, another writes.
-  // Byte ranges never overlap and raw has no metadata, so the order in which they
-  // complete changes nothing; an extent's buffer is reused only once its writes are done.
-  const pipelined = sync && pipelinesWrites(target.root);
-  let extentWrites: Promise<void>[] = [];
-  const write: Writer = pipelined
-    ? {
-      write: (at, data) => {
-        extentWrites.push(target.root.write(at, data));
-      },
-      target,
-    }
-    : sync
+  const write: Writer = sync
     ? { write: (at, data) => writeSync(at, data), target }
     : { write: (at, data) => target.write(at, data), target };
-  /** Extents whose writes are in flight (pipelined): each settles once its buffer is free again. */
-  const inFlight: Promise<void>[] = [];
   let next = 0;
   let done = 0;
   let writeTurn = 0;
@@ -191,28 +157,14 @@ export async function convertImages(
         await new Promise<void>((resolve) => turnWaiters.set(index, resolve));
       }
       let compressing: Promise<void> | undefined;
-      let held = false;
       try {
         compressing = (await writeExtent(write, e, buf, plan, options, clusterSize))?.queued;
       } finally {
-        if (extentWrites.length > 0) {
-          // Pipelined: the buffer goes back once every write from it has completed.
-          const writes = extentWrites;
-          extentWrites = [];
-          const settled = Promise.all(writes).then(() => {
-            if (buf !== NO_BUFFER) free.push(buf);
-          });
-          // Awaited below or at the end; a failure is reported there, never unhandled.
-          settled.catch(() => {});
-          inFlight.push(settled);
-          held = true;
-        }
-        if (buf !== NO_BUFFER && compressing === undefined && !held) free.push(buf);
+        if (buf !== NO_BUFFER && compressing === undefined) free.push(buf);
         writeTurn = index + 1;
         turnWaiters.get(index + 1)?.();
         turnWaiters.delete(index + 1);
       }
-      while (inFlight.length > PIPELINED_EXTENTS) await inFlight.shift();
       // A compressed write is in the target's queue, in order, and compresses while the
       // next extents take their turns; its buffer is reused once it has settled.
       if (compressing !== undefined) {
@@ -231,13 +183,7 @@ export async function convertImages(
       options.progress?.update(done, total);
     }
   };
-  try {
-    await Promise.all(Array.from({ length: sync ? 1 : Math.max(1, options.workers) }, worker));
-  } finally {
-    // Nothing may still write into the target once convert returns, failed or not.
-    await Promise.allSettled(inFlight);
-  }
-  for (const settled of inFlight) await settled;
+  await Promise.all(Array.from({ length: sync ? 1 : Math.max(1, options.workers) }, worker));
   // qemu-img signals the end of a compressed stream with an empty compressed write.
   if (options.compress && target.root.writeCompressed) {
     await target.writeCompressed(0, new Uint8Array(0));

@@ -1,4 +1,4 @@
-// Interop: `img convert` into raw with its writes in flight gives qemu-img's bytes and holes
+// Interop: `img convert` into raw from the formats that copy synchronously gives qemu-img's bytes and holes
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
@@ -17,9 +17,10 @@ async function ok(program: "vmkit" | "qemu-img", args: string[], cwd: string): P
 }
 
 /**
- * 41 MiB whose every MiB holds other random bytes (a buffer reused before its write
- * completed would leave another extent's data behind), with holes, runs of written
- * zeroes and zero runs inside data, so zero writes and data writes interleave.
+ * 41 MiB whose every MiB holds other random bytes (a transfer buffer reused too early
+ * would leave another extent's data behind: the ninth pass of docs/img-performance.md
+ * tried leaving writes in flight), with holes, runs of written zeroes and zero runs
+ * inside data, so zero writes and data writes interleave.
  */
 function writeSource(file: string): Uint8Array {
   const bytes = new Uint8Array(41 * MIB + 3 * 512);
@@ -50,7 +51,7 @@ async function map(file: string, cwd: string): Promise<string> {
 
 Deno.test({
   name:
-    `img convert into raw from vdi, vpc and vhdx: writes left in flight still give every extent's own bytes and qemu-img's holes${NEEDS}`,
+    `img convert into raw from vdi, vpc and vhdx gives every extent's own bytes and qemu-img's holes, fresh, under -S and with -n${NEEDS}`,
   ignore,
   async fn() {
     const { dir, cleanup } = await tempDir();
@@ -72,8 +73,7 @@ Deno.test({
           assert.equal(firstDifference(ours, theirs), -1, `${what}: bytes`);
           assert.equal(await map("v.raw", dir), await map("q.raw", dir), `${what}: holes`);
         }
-        // Onto an existing raw file full of other bytes: its zero runs are written as
-        // zeroes while data writes are still in flight.
+        // Onto an existing raw file full of other bytes: its zero runs are written as zeroes.
         for (const out of ["v.raw", "q.raw"]) {
           Deno.writeFileSync(path.join(dir, out), new Uint8Array(42 * MIB).fill(0xa5));
         }
