@@ -12,7 +12,7 @@ import type {
   SnapshotInfo,
   TruncateOptions,
 } from "../../../core/block/driver.ts";
-import { ImageFormatError, IoError } from "../../../core/errors.ts";
+import { ImageFormatError, InvariantError, IoError } from "../../../core/errors.ts";
 import type { OptionSpec, ParsedOptions } from "../../../core/options.ts";
 import { QCOW2_AMEND_OPTIONS } from "./options.ts";
 import { type CacheSizes, cacheSizes } from "./cache_options.ts";
@@ -35,14 +35,6 @@ import {
   writeReftableLocation,
 } from "./image.ts";
 import {
-  deallocateGuest,
-  discardGuest,
-  queueCompressedWrite,
-  readGuest,
-  writeGuest,
-  zeroGuest,
-} from "./io.ts";
-import {
   QCOW2_SUBCLUSTER_COMPRESSED,
   QCOW2_SUBCLUSTER_NORMAL,
   QCOW2_SUBCLUSTER_UNALLOCATED_ALLOC,
@@ -58,6 +50,25 @@ import type { Qcow2Bitmaps } from "./bitmaps_store.ts";
 import { bitmapHost } from "./bitmap_host.ts";
 
 const RESOLVED = Promise.resolve();
+
+/**
+ * The guest I/O code (io.ts, 25 KB): loaded by the open of a writable image, and by
+ * the first guest read of a read-only one, so `img info`, which reads no guest data,
+ * never loads it. Every write path runs on a writable image, where it is loaded.
+ */
+type GuestIo = typeof import("./io.ts");
+let guestIo: GuestIo | undefined;
+
+async function loadGuestIo(): Promise<GuestIo> {
+  // A string literal, so `deno compile` embeds the module.
+  return guestIo ??= await import("./io.ts");
+}
+
+/** The guest I/O code of a writable image (loaded by its open). */
+function writeIo(): GuestIo {
+  if (guestIo === undefined) throw new InvariantError("qcow2 guest I/O used before it loaded");
+  return guestIo;
+}
 /** The largest VM state savevm may store in an image (1 TiB). */
 const QCOW2_MAX_VMSTATE_BYTES = 2 ** 40;
 
@@ -153,7 +164,10 @@ export class Qcow2Node implements BlockNode {
       return Promise.reject(this.#rangeError(offset, buf.length));
     }
     try {
-      return readGuest(this.#img, offset, buf) ?? RESOLVED;
+      if (guestIo === undefined) {
+        return loadGuestIo().then((io) => io.readGuest(this.#img, offset, buf));
+      }
+      return guestIo.readGuest(this.#img, offset, buf) ?? RESOLVED;
     } catch (e) {
       return Promise.reject(e);
     }
@@ -162,19 +176,21 @@ export class Qcow2Node implements BlockNode {
   write(offset: number, data: Uint8Array): Promise<void> {
     this.#checkWrite(offset, data.length);
     this.#bitmaps?.markDirty(offset, data.length);
-    return this.#serialize(() => writeGuest(this.#img, offset, data));
+    return this.#serialize(() => writeIo().writeGuest(this.#img, offset, data));
   }
 
   writeZeroes(offset: number, bytes: number, options?: { unmap?: boolean }): Promise<void> {
     this.#checkWrite(offset, bytes);
     this.#bitmaps?.markDirty(offset, bytes);
-    return this.#serialize(() => zeroGuest(this.#img, offset, bytes, options?.unmap ?? false));
+    return this.#serialize(() =>
+      writeIo().zeroGuest(this.#img, offset, bytes, options?.unmap ?? false)
+    );
   }
 
   discard(offset: number, bytes: number): Promise<void> {
     this.#checkWrite(offset, bytes);
     this.#bitmaps?.markDirty(offset, bytes);
-    return this.#serialize(() => discardGuest(this.#img, offset, bytes));
+    return this.#serialize(() => writeIo().discardGuest(this.#img, offset, bytes));
   }
 
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {
@@ -191,7 +207,7 @@ export class Qcow2Node implements BlockNode {
     }
     // Compression starts now, on the host library's threads; the allocation and the
     // write keep the order of the calls.
-    return queueCompressedWrite(this.#img, offset, data, (work) => this.#serialize(work));
+    return writeIo().queueCompressedWrite(this.#img, offset, data, (work) => this.#serialize(work));
   }
 
   flush(): Promise<void> {
@@ -337,7 +353,11 @@ export class Qcow2Node implements BlockNode {
       const vmBytes = options?.vmStateSize ?? 0;
       if (vmBytes > 0) {
         const cs = this.#img.layout.clusterSize;
-        await discardGuest(this.#img, this.#vmStateOffset(), Math.ceil(vmBytes / cs) * cs);
+        await writeIo().discardGuest(
+          this.#img,
+          this.#vmStateOffset(),
+          Math.ceil(vmBytes / cs) * cs,
+        );
       }
       return info;
     });
@@ -362,13 +382,19 @@ export class Qcow2Node implements BlockNode {
       return Promise.reject(new IoError(`Cannot write to read-only '${this.filename}'`));
     }
     this.#checkVmState(offset, data.length);
-    return this.#serialize(() => writeGuest(this.#img, this.#vmStateOffset() + offset, data));
+    return this.#serialize(() =>
+      writeIo().writeGuest(this.#img, this.#vmStateOffset() + offset, data)
+    );
   }
 
   readVmState(offset: number, buf: Uint8Array): Promise<void> {
     try {
       this.#checkVmState(offset, buf.length);
-      return readGuest(this.#img, this.#vmStateOffset() + offset, buf) ?? RESOLVED;
+      const at = this.#vmStateOffset() + offset;
+      if (guestIo === undefined) {
+        return loadGuestIo().then((io) => io.readGuest(this.#img, at, buf));
+      }
+      return guestIo.readGuest(this.#img, at, buf) ?? RESOLVED;
     } catch (e) {
       return Promise.reject(e);
     }
@@ -474,7 +500,7 @@ export class Qcow2Node implements BlockNode {
       }
       const cs = img.layout.clusterSize;
       const end = Math.ceil(img.header.size / cs) * cs;
-      await deallocateGuest(img, 0, end);
+      await writeIo().deallocateGuest(img, 0, end);
     });
   }
 
@@ -579,6 +605,7 @@ export async function openQcow2(
 ): Promise<BlockNode> {
   const io = syncFile(file);
   const readOnly = file.readOnly;
+  if (!readOnly) await loadGuestIo();
   const forCheck = opts["x-check"] === true;
   const { header: h, layout } = readCheckedHeader(io, readOnly, forCheck);
   const cs = layout.clusterSize;
