@@ -1,6 +1,5 @@
 // Plugin descriptors for every kind, and the Registry that finds them and prints their help
 
-import { X86_CPU_FAMILY } from "./x86_cpu_models.ts";
 import type { BlockNode, CreateContext, OpenContext } from "./block/driver.ts";
 import type { FileRole } from "./block/perm.ts";
 import type { Chardev } from "./chardev.ts";
@@ -158,7 +157,9 @@ export interface CpuModelInfo {
 
 /**
  * A CPU family (an architecture): what `-cpu help` prints for a machine whose CPUs are of
- * it. A plugin adding another family supplies its own; x86's is {@linkcode X86_CPU_FAMILY}.
+ * it. A plugin adding another family supplies its own; x86's is core/x86_cpu_models.ts's
+ * `X86_CPU_FAMILY`, which this module does not import: QEMU's model table is 78 KB that
+ * `img` and every other command without a CPU would load for nothing.
  */
 export interface CpuFamily {
   /** The name backends and machines refer to it by (`x86`, `riscv`). */
@@ -167,13 +168,17 @@ export interface CpuFamily {
   help(models: readonly CpuModelInfo[]): string;
 }
 
+/** The family of a CPU backend or machine that names none. */
+export const DEFAULT_CPU_FAMILY = "x86";
+
 /** A CPU backend (the x86 interpreter, KVM...). `create` returns the backend object. */
 export interface CpuDescriptor extends PluginBase {
   readonly kind: "cpu";
   /** The `accel=` name this backend answers to (`tcg`, `kvm`). */
   readonly accel: string;
   /**
-   * The family whose CPUs this backend runs; absent means x86 ({@linkcode X86_CPU_FAMILY}),
+   * The family whose CPUs this backend runs; absent means the family named `x86`
+   * (core/x86_cpu_models.ts's `X86_CPU_FAMILY`, which the built-in x86 backends bring),
    * which backends written before families existed are.
    */
   readonly family?: CpuFamily;
@@ -401,14 +406,16 @@ export class Registry {
   /**
    * `-cpu help` for a machine whose CPUs are of `family` (a machine's `cpuFamily`, x86 when
    * absent): the family's own text (for x86 byte for byte what qemu-system-x86_64 7.2
-   * prints), given the models of every backend of that family. A family no backend brings
-   * (a machine plugin loaded without its CPU plugin) gets an empty `Available CPUs:` list.
+   * prints), given the models of every backend of that family. The text comes from the
+   * first backend that names the family; a family no backend names (a machine plugin loaded
+   * without its CPU plugin) gets an empty `Available CPUs:` list.
    */
-  cpuHelp(family = "x86"): string {
-    const backends = this.list("cpu").filter((c) => (c.family ?? X86_CPU_FAMILY).name === family);
+  cpuHelp(family = DEFAULT_CPU_FAMILY): string {
+    const backends = this.list("cpu").filter((c) =>
+      (c.family?.name ?? DEFAULT_CPU_FAMILY) === family
+    );
     const models = backends.flatMap((c) => c.models);
-    const owner = backends.find((c) => c.family)?.family ??
-      (family === X86_CPU_FAMILY.name ? X86_CPU_FAMILY : undefined);
+    const owner = backends.find((c) => c.family)?.family;
     return owner ? owner.help(models) : "Available CPUs:\n";
   }
 
