@@ -64,6 +64,17 @@ Deno.test("plugins/block.ts loads no format's create, check, amend or snapshot c
   }
 });
 
+Deno.test("the command line's eager graph and img's hold no x86 CPU model table", async () => {
+  for (const entry of ["cli/main.ts", "cli/img/mod.ts", "cli/img/info.ts", "plugins/block.ts"]) {
+    const eager = await eagerModules(path.join(ROOT, entry));
+    const names = [...eager.keys()].map((s) => s.replace(pathToFileURL(ROOT).href + "/", ""));
+    if (entry === "cli/main.ts") assert.ok(names.includes("core/plugin.ts"), "no registry");
+    // QEMU's model table (78 KB, ~3 ms of a cold start) is the CPU plugins' and -cpu help's.
+    const models = names.filter((n) => n.startsWith("core/x86_cpu_models"));
+    assert.deepEqual(models, [], `${entry} loads them through core/plugin.ts`);
+  }
+});
+
 Deno.test("deno.json keeps lazy-dynamic-imports, so deno run does not read every plugin at start", async () => {
   const config = JSON.parse(await Deno.readTextFile(path.join(ROOT, "deno.json")));
   assert.ok(
