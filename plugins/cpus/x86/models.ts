@@ -65,6 +65,11 @@ export const IMPLEMENTED = featureMask([
   "pni",
   "nx",
   "hypervisor",
+  "cx16",
+  "syscall",
+  "lm",
+  "lahf-lm",
+  "pdpe1gb",
 ]);
 
 /** A model of core/x86_cpu_models.ts as this interpreter runs it. */

@@ -2,12 +2,14 @@
 
 import { PAGE_RAM, PAGE_ROM } from "../../../core/memory/address_space.ts";
 import { FEAT_PSE36 } from "./models.ts";
+import { translateLong } from "./paging_long.ts";
 import {
   type CpuCore,
   CR0_PG,
   CR0_WP,
   CR4_PAE,
   CR4_PSE,
+  EFER_LMA,
   EFER_NXE,
   EXC_PF,
   fault,
@@ -71,6 +73,7 @@ function paeHighReserved(c: CpuCore): number {
 
 function pageFault(c: CpuCore, lin: number, code: number): never {
   c.cr2 = lin | 0;
+  c.cr2Hi = 0;
   return fault(c, EXC_PF, code);
 }
 
@@ -96,6 +99,7 @@ export function translate(c: CpuCore, lin: number, kind: number): number {
   let dirty: boolean;
   let nx = false;
   if ((c.cr4 & CR4_PAE) !== 0) {
+    if ((c.efer & EFER_LMA) !== 0) return translateLong(c, lin, kind, paeHighReserved(c));
     const pdptAddr = ((c.cr3 & ~0x1f) + ((lin >>> 30) << 3)) >>> 0;
     const pdpte = mem.read32(pdptAddr & c.a20Mask);
     if ((pdpte & 1) === 0) return pageFault(c, lin, errBase);

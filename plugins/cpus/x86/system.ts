@@ -6,6 +6,7 @@ import { fetch8, read16, read32, sysWrite32, write16, write32 } from "./memory.t
 import { cpuidLeaf } from "../../../core/x86_cpu_models.ts";
 import { FEAT_SEP } from "./models.ts";
 import { flushTlb, flushTlbPage } from "./paging.ts";
+import { checkLongModeCr } from "./paging_long.ts";
 import { readMsr, readTsc, writeMsr } from "./msr.ts";
 import {
   ATTR_P,
@@ -63,6 +64,7 @@ function requireCpl0(c: CpuCore): void {
 export function writeCr0(c: CpuCore, v: number): void {
   v |= 0x10; // ET is hardwired on 486 and later
   if ((v & CR0_PG) !== 0 && (v & CR0_PE) === 0) gp(c, 0);
+  checkLongModeCr(c, v, c.cr4);
   const changed = c.cr0 ^ v;
   c.cr0 = v | 0;
   if ((changed & (CR0_PG | CR0_WP | CR0_PE)) !== 0) flushTlb(c);
@@ -74,6 +76,7 @@ export function writeCr0(c: CpuCore, v: number): void {
 
 /** Writes CR4 (paging-related bits flush the TLB). */
 export function writeCr4(c: CpuCore, v: number): void {
+  checkLongModeCr(c, c.cr0, v);
   const changed = c.cr4 ^ v;
   c.cr4 = v | 0;
   if ((changed & (CR4_PAE | CR4_PSE | CR4_PGE)) !== 0) flushTlb(c);
