@@ -1,6 +1,6 @@
 // 64-bit mode decoding: REX, 64-bit and RIP-relative addresses, FS/GS bases, sized operands
 
-import { checkLock, getReg8, setReg8 } from "./decode.ts";
+import { checkLock, getReg8, resetPrefixes, setReg8 } from "./decode.ts";
 import {
   fetch32,
   fetch8,
@@ -212,22 +212,8 @@ function afterPrefix64(c: CpuCore): void {
   const op = fetch8(c);
   if (c.lock && !IS_PREFIX64[op]) checkLock(c, op);
   c.table[op](c);
-  if (c.prefixed) {
-    c.prefixed = false;
-    c.segOvr = -1;
-    c.rep = 0;
-    c.lock = false;
-    c.prefixCount = 0;
-    if (c.lenCheck) {
-      c.lenCheck = false;
-      c.fetchLen = 0;
-    }
-    c.rex = 0x100;
-    c.op32 = true;
-    c.addr32 = true;
-    c.addrOvr = false;
-    c.table = c.table64;
-  }
+  // The instruction may have left 64-bit mode (a far jump): the defaults follow CS.
+  if (c.prefixed) resetPrefixes(c);
 }
 
 /**

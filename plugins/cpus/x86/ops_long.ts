@@ -13,7 +13,7 @@ import {
   writeE,
   writeMem,
 } from "./decode_long.ts";
-import { flagsForPush, popFlags } from "./far.ts";
+import { flagsForPush, jmpFar, popFlags } from "./far.ts";
 import { condition, getAF, getCF, getFlags, getPF, materializeFlags } from "./flags.ts";
 import { fetch32, fetch8 } from "./memory.ts";
 import { canonical, linAt } from "./paging_long.ts";
@@ -555,8 +555,17 @@ function installGroup45(t: OpHandler[]): void {
     const m = fetch8(c);
     const op = (m >> 3) & 7;
     c.eip = at;
+    if (op === 5 && (c.rex & 8) !== 0) { // JMP FAR m16:64
+      decodeModrm(c);
+      if (c.modMod === 3) ud(c);
+      const lo = readMem(c, c.eaSeg, c.eaOff, 64), hi = c.tHi;
+      const sel = readMem(c, c.eaSeg, (c.eaOff + 8) | 0, 16);
+      jmpFar(c, sel, lo);
+      if (c.code64) setRip(c, lo, hi);
+      return;
+    }
     if (op === 3 || op === 5 || op === 7) {
-      far(c);
+      far(c); // the m16:32 forms (CALL FAR m16:64 is not there yet)
       return;
     }
     decodeModrm(c);

@@ -1,0 +1,155 @@
+; Long-mode checks: each stores a result quadword at RESULTS + 8*k, then HLT.
+; The test compares them with what the SDM says (values worked out by hand in long_test.ts).
+%define RESULTS 0x20000
+%include "long_entry.inc"
+main64:
+    ; 0: a 32-bit write zeroes the upper half, 8- and 16-bit ones do not
+    mov rax, -1
+    mov eax, 0x12345678
+    mov [RESULTS + 0], rax
+    mov rbx, -1
+    mov bx, 0x1234
+    mov bl, 0x56
+    mov [RESULTS + 8], rbx
+    ; 2: REX byte registers SIL, R9B; MOVSXD; CQO
+    mov rsi, 0x1111111111111111
+    mov sil, 0x80
+    mov r9, 0
+    mov r9b, sil
+    movsx r10, r9b
+    mov [RESULTS + 16], r10
+    mov ecx, 0x80000000
+    movsxd r11, ecx
+    mov [RESULTS + 24], r11
+    ; 4: RIP-relative load of a constant, with an immediate after the displacement
+    mov qword [rel scratch], 5
+    add qword [rel scratch], 7
+    mov rax, [rel scratch]
+    mov [RESULTS + 32], rax
+    ; 5: 64-bit MUL and DIV
+    mov rax, 0x100000001
+    mov rcx, 0x100000001
+    mul rcx
+    mov [RESULTS + 40], rax
+    mov [RESULTS + 48], rdx
+    mov rdx, 1
+    mov rax, 0
+    mov rcx, 3
+    div rcx
+    mov [RESULTS + 56], rax
+    mov [RESULTS + 64], rdx
+    ; 9: CMPXCHG16B that matches, then one that does not
+    mov rax, 1
+    mov rdx, 2
+    mov [0x30000], rax
+    mov [0x30008], rdx
+    mov rbx, 3
+    mov rcx, 4
+    lock cmpxchg16b [0x30000]
+    setz byte [RESULTS + 72]
+    mov rax, [0x30000]
+    mov [RESULTS + 80], rax
+    mov rax, 9
+    cmpxchg16b [0x30000]
+    mov [RESULTS + 88], rax
+    ; 12: a memory window above 4 GiB: PML4[36] -> a PDPT at 0x14000 whose first entry is the
+    ; identity PD, so linear 0x120000000000 maps physical 0
+    mov dword [0x10000 + 36 * 8], 0x14007
+    mov dword [0x14000], 0x12007
+    mov rax, cr3
+    mov cr3, rax
+    mov rdi, 0x120000000000 + 0x30000
+    mov rax, [rdi]
+    mov [RESULTS + 96], rax
+    mov qword [rdi + 16], 0x77
+    mov rax, [0x30010]
+    mov [RESULTS + 104], rax
+    ; 14: an interrupt through a 16-byte gate, IRETQ back
+    lidt [idtr]
+    int3
+    mov rax, [0x30020]
+    mov [RESULTS + 112], rax
+    ; 15: a non-canonical access raises #GP(0)
+    mov rdi, 0x0000800000000000
+    mov byte [fault_skip], 2
+    mov rax, [rdi]
+    mov rax, [0x30028]
+    mov [RESULTS + 120], rax
+    ; 20: compatibility mode: a far jump to the 32-bit code segment under EFER.LMA and back
+    mov rax, 0xaaaaaaaa00000000
+    jmp far [rel to_compat]
+bits 32
+compat:
+    mov eax, 0x99        ; 32-bit code: the upper half is not reachable here
+    mov [RESULTS + 160], eax
+    jmp 0x18:back64
+bits 64
+back64:
+    mov [RESULTS + 168], rax
+    ; 16: SYSCALL to LSTAR and SYSRET back to 64-bit code at CPL 3
+    mov ecx, 0xc0000081
+    xor eax, eax
+    mov edx, 0x00180018 ; SYSCALL: CS 0x18, SS 0x20; SYSRET: CS 0x28|3, SS 0x20|3
+    wrmsr
+    mov ecx, 0xc0000082
+    mov rax, sys_entry
+    xor edx, edx
+    wrmsr
+    mov ecx, 0xc0000084
+    mov eax, 0x200
+    wrmsr
+    xor r12d, r12d
+    syscall
+after_syscall:
+    hlt
+
+sys_entry:
+    test r12, r12
+    jz .first
+    mov [RESULTS + 128], r11
+    hlt
+.first:
+    mov [RESULTS + 136], rcx
+    mov ax, cs
+    movzx rax, ax
+    mov [RESULTS + 144], rax
+    mov rcx, user_code
+    mov r11, 0x2
+    o64 sysret
+user_code:
+    mov ax, cs
+    movzx rax, ax
+    mov [RESULTS + 152], rax
+    mov r12d, 1
+    stc
+    syscall
+
+bp_handler:
+    mov qword [0x30020], 0x33
+    iretq
+gp_handler:
+    pop rax ; the error code
+    mov [0x30028], rax
+    movzx rax, byte [fault_skip]
+    add [rsp], rax
+    add qword [rsp], 1
+    iretq
+
+align 8
+to_compat: dq compat ; m16:64 (nasm gives JMP FAR [mem] REX.W in 64-bit code)
+    dw 0x08
+align 8
+scratch: dq 0
+fault_skip: db 0
+align 16
+idt:
+    times 3 dq 0, 0
+    dw bp_handler, 0x18, 0x8e00, 0
+    dq 0
+    times 9 dq 0, 0
+    dw gp_handler, 0x18, 0x8e00, 0
+    dq 0
+idt_end:
+idtr:
+    dw idt_end - idt - 1
+    dq idt
