@@ -19,7 +19,7 @@ Deno.test({
     assert.equal(r.exit, RunExit.HaltNoInterrupts);
     const c = r.cpu.core;
     assert.equal(c.code64, true);
-    const got = results(r.ram, 22);
+    const got = results(r.ram, 26);
     assert.deepEqual(got.slice(0, 17), [
       0x12345678n, // a 32-bit write zeroes the upper half
       0xffffffffffff1256n, // 16- and 8-bit writes keep it
@@ -39,7 +39,13 @@ Deno.test({
       0n, // the #GP(0) error code of a non-canonical access
       3n, // SYSCALL from CPL 3 saved RFLAGS (CF set) in R11
     ]);
-    const [rcx, cs0, cs3, compat, back] = got.slice(17);
+    const [rcx, cs0, cs3, compat, back, ...cmpxchg] = got.slice(17);
+    assert.deepEqual(cmpxchg, [
+      0x1111111100000005n, // unequal: the register destination is not written
+      0x5n, // EAX took it, zero-extended
+      0x7n, // equal: EBX went in, zero-extended
+      0x4444444400000005n, // and RAX stayed
+    ]);
     assert.equal(compat, 0x99n); // ran as 32-bit code in compatibility mode
     // 32-bit writes in compatibility mode leave the upper half (the SDM: undefined; QEMU
     // zero-extends them, vmkit keeps 32-bit code free of the upper halves).

@@ -203,21 +203,22 @@ export function installLong0f(t: OpHandler[], t16: OpHandler[], t32: OpHandler[]
     setR(c, c.modReg, s, a, ah);
     if (c.modMod === 3) writeE(c, s, r, rh);
   };
-  // CMPXCHG as QEMU: rAX takes the old value in both cases, after the store to memory
-  // and before the write of a register destination.
+  // CMPXCHG as QEMU 7.2: a memory destination is stored in both cases, then rAX takes the
+  // old value; a register destination is written only when equal, rAX only when not.
   const cmpxchg = (c: CpuCore, s: number) => {
     decodeModrm(c);
     const d = readE(c, s), dh = c.tHi;
     const a = getR(c, EAX, s);
     alu(c, 7, s, a, c.tHi, d, dh);
     let n = d, nh = dh;
-    if (getZF(c)) {
+    const equal = getZF(c) !== 0;
+    if (equal) {
       n = getR(c, c.modReg, s);
       nh = c.tHi;
     }
     if (c.modMod === 3) {
-      setR(c, EAX, s, d, dh);
-      writeE(c, s, n, nh);
+      if (equal) writeE(c, s, n, nh);
+      else setR(c, EAX, s, d, dh);
     } else {
       writeE(c, s, n, nh);
       setR(c, EAX, s, d, dh);

@@ -86,6 +86,18 @@ compat:
 bits 64
 back64:
     mov [RESULTS + 168], rax
+    ; 22: CMPXCHG r/m32 with a register destination (as QEMU 7.2): unequal leaves the
+    ; destination whole and zero-extends EAX; equal writes (zero-extends) the destination
+    mov rbp, 0x1111111100000005
+    mov rax, 0x2222222200000006
+    mov rbx, 0x3333333300000007
+    cmpxchg ebp, ebx
+    mov [RESULTS + 176], rbp
+    mov [RESULTS + 184], rax
+    mov rax, 0x4444444400000005
+    cmpxchg ebp, ebx
+    mov [RESULTS + 192], rbp
+    mov [RESULTS + 200], rax
     ; 16: SYSCALL to LSTAR and SYSRET back to 64-bit code at CPL 3
     mov ecx, 0xc0000081
     xor eax, eax
