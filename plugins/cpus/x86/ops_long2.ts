@@ -1,8 +1,18 @@
 // 64-bit mode: shifts, multiply and divide, string instructions with RSI/RDI/RCX
 
-import { arith, imul32, mul32, setMulFlags, shift } from "./alu.ts";
+import { imul32, mul32, setMulFlags, shift } from "./alu.ts";
 import { decodeModrm } from "./decode.ts";
-import { getR, osz, readE, readM, readMem, setR, writeE, writeMem } from "./decode_long.ts";
+import {
+  fetchImm,
+  getR,
+  osz,
+  readE,
+  readM,
+  readMem,
+  setR,
+  writeE,
+  writeMem,
+} from "./decode_long.ts";
 import { getCF, getZF, materializeFlags } from "./flags.ts";
 import { fetch8 } from "./memory.ts";
 import { alu, setFlags64 } from "./ops_long.ts";
@@ -18,7 +28,6 @@ import {
   OF,
   type OpHandler,
   SEG_LIN,
-  ud,
 } from "./state.ts";
 
 const M64 = (1n << 64n) - 1n;
@@ -154,8 +163,6 @@ function mulFlags64(c: CpuCore, overflow: boolean, lo: bigint): void {
 }
 
 const HI = new Int32Array(1);
-const DIVQ = new Float64Array(2);
-void DIVQ;
 
 function installMulDiv(t: OpHandler[]): void {
   const grp3 = (c: CpuCore, size: number) => {
@@ -170,11 +177,8 @@ function installMulDiv(t: OpHandler[]): void {
       case 1: {
         const a = readE(c, size);
         const ah = c.tHi;
-        const imm = size === 8 ? fetch8(c) : size === 16 ? fetch8(c) | (fetch8(c) << 8) : 0;
-        if (size >= 32) {
-          const v = fetch8(c) | (fetch8(c) << 8) | (fetch8(c) << 16) | (fetch8(c) << 24);
-          alu(c, 4, size, a, ah, v, size === 64 ? v >> 31 : 0);
-        } else alu(c, 4, size, a, ah, imm, 0);
+        const imm = fetchImm(c, size); // imm8/16/32, sign-extended for 64
+        alu(c, 4, size, a, ah, imm, c.tHi);
         return;
       }
       case 2: {
@@ -408,6 +412,4 @@ export function installLong2(t: OpHandler[]): void {
   installShifts(t);
   installMulDiv(t);
   installStrings(t);
-  void arith;
-  void ud;
 }

@@ -1,12 +1,11 @@
 // 64-bit mode two-byte opcodes: the 64-bit forms, and the 32-bit ones that zero upper halves
 
-import { arith } from "./alu.ts";
-import { decodeModrm, getReg8 } from "./decode.ts";
+import { decodeModrm } from "./decode.ts";
 import { getR, osz, readE, readM, readMem, setR, writeE, writeMem } from "./decode_long.ts";
 import { condition, getZF, setArithFlags } from "./flags.ts";
 import { fetch8, probeWrite } from "./memory.ts";
 import { alu, setFlags64 } from "./ops_long.ts";
-import { big, shift64, unbig } from "./ops_long2.ts";
+import { big, unbig } from "./ops_long2.ts";
 import { linAt } from "./paging_long.ts";
 import {
   CF,
@@ -270,7 +269,4 @@ export function installLong0f(t: OpHandler[], t16: OpHandler[], t32: OpHandler[]
       else setR(c, r, 32, sw(c.regs[r]), 0); // 66h is ignored, as QEMU does
     };
   }
-  void arith;
-  void getReg8;
-  void shift64;
 }

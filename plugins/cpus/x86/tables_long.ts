@@ -83,16 +83,12 @@ export function buildTable64(t16: OpHandler[], t32: OpHandler[]): OpHandler[] {
     movdOut(c);
     if (c.modMod === 3 && c.rep === 0) c.regsHi[c.modRm] = 0;
   };
-  t[0xe5] = zeroRegs((c) => (c.op32 ? t32 : t16)[0xe5](c), []);
-  t[0xed] = (c) => {
-    (c.op32 ? t32 : t16)[0xed](c);
-    if (c.op32) c.regsHi[0] = 0;
-  };
-  const inImm = t[0xe5];
-  t[0xe5] = (c) => {
-    inImm(c);
-    if (c.op32) c.regsHi[0] = 0;
-  };
+  for (const op of [0xe5, 0xed]) { // IN eAX: a 32-bit read zero-extends
+    t[op] = (c) => {
+      (c.op32 ? t32 : t16)[op](c);
+      if (c.op32) c.regsHi[0] = 0;
+    };
+  }
   t[0x131] = zeroRegs((c) => t32[0x131](c), [0, 2]); // RDTSC
   t[0x132] = zeroRegs((c) => t32[0x132](c), [0, 2]); // RDMSR
   t[0x1a2] = zeroRegs((c) => t32[0x1a2](c), [0, 1, 2, 3]); // CPUID
