@@ -12,14 +12,15 @@ function results(ram: Uint8Array, count: number): bigint[] {
 
 Deno.test({
   name: "long mode: REX registers, 32-bit writes, RIP-relative, MUL/DIV, CMPXCHG16B, a window " +
-    "above 4 GiB, 16-byte gates with IRETQ, #GP for a non-canonical address, SYSCALL/SYSRET",
+    "above 4 GiB, 16-byte gates with IRETQ, #GP for a non-canonical address, compatibility " +
+    "mode, CMPXCHG, a null SS, RETFQ, SYSCALL/SYSRET",
   ignore: !HAVE_NASM,
   fn() {
     const r = runProgram(assemble("long"), { model: "qemu64", maxInstructions: 200_000 });
     assert.equal(r.exit, RunExit.HaltNoInterrupts);
     const c = r.cpu.core;
     assert.equal(c.code64, true);
-    const got = results(r.ram, 26);
+    const got = results(r.ram, 28);
     assert.deepEqual(got.slice(0, 17), [
       0x12345678n, // a 32-bit write zeroes the upper half
       0xffffffffffff1256n, // 16- and 8-bit writes keep it
@@ -39,7 +40,9 @@ Deno.test({
       0n, // the #GP(0) error code of a non-canonical access
       3n, // SYSCALL from CPL 3 saved RFLAGS (CF set) in R11
     ]);
-    const [rcx, cs0, cs3, compat, back, ...cmpxchg] = got.slice(17);
+    const [rcx, cs0, cs3, compat, back, ...rest] = got.slice(17);
+    const cmpxchg = rest.slice(0, 4);
+    assert.deepEqual(rest.slice(4), [0n, 0x42n]); // MOV SS of a null selector; RETFQ
     assert.deepEqual(cmpxchg, [
       0x1111111100000005n, // unequal: the register destination is not written
       0x5n, // EAX took it, zero-extended

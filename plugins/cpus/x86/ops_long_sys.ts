@@ -155,6 +155,42 @@ function iretLong(c: CpuCore): void {
   setRip(c, rip, (attr & ATTR_L) !== 0 ? ripHi : 0);
 }
 
+/**
+ * Far RET in 64-bit mode (CB, CA imm16): RIP and CS at the operand size (32 unless REX.W),
+ * then RSP and SS too when returning to an outer privilege.
+ */
+function retFarLong(c: CpuCore, imm: number): void {
+  const size = (c.rex & 8) !== 0 ? 64 : c.op32 ? 32 : 16;
+  const n = size >> 3;
+  const rip = peekL(c, 0, size), ripHi = size === 64 ? c.tHi : 0;
+  const cs = peekL(c, n, 16);
+  const rpl = cs & 3;
+  if ((cs & 0xfffc) === 0 || rpl < c.cpl) fault(c, EXC_GP, cs & 0xfffc);
+  readDescriptor(c, cs);
+  const lo = DESC[0], hi = DESC[1];
+  const attr = descAttr(hi);
+  if ((attr & 0x18) !== 0x18) fault(c, EXC_GP, cs & 0xfffc);
+  if ((attr & ATTR_P) === 0) fault(c, EXC_NP, cs & 0xfffc);
+  let sp = 0, spHi = 0, ss = 0;
+  const outer = rpl > c.cpl;
+  if (outer) {
+    sp = peekL(c, 2 * n + imm, size);
+    spHi = size === 64 ? c.tHi : 0;
+    ss = peekL(c, 3 * n + imm, 16);
+  }
+  markAccessed(c);
+  setSegCache(c, CS, cs, descBase(lo, hi), descLimit(lo, hi), attr);
+  setCpl(c, rpl);
+  if (outer) {
+    if ((ss & 0xfffc) === 0) setSegCache(c, SS, ss, 0, 0, 0);
+    else loadSeg(c, SS, ss);
+    c.regs[4] = sp;
+    c.regsHi[4] = spHi;
+    addRsp(c, imm);
+  } else addRsp(c, 2 * n + imm);
+  setRip(c, rip, (attr & ATTR_L) !== 0 ? ripHi : 0);
+}
+
 function msr64(c: CpuCore, index: number): [number, number] {
   return readMsr(c, index);
 }
@@ -200,6 +236,8 @@ function requireCpl0(c: CpuCore): void {
 /** Installs the long-mode system instructions into the 64-bit table `t`. */
 export function installLongSys(t: OpHandler[], t32: OpHandler[]): void {
   t[0xcf] = (c) => iretLong(c);
+  t[0xcb] = (c) => retFarLong(c, 0);
+  t[0xca] = (c) => retFarLong(c, fetch8(c) | (fetch8(c) << 8));
   t[0x105] = (c) => syscall(c);
   t[0x107] = (c) => sysret(c);
   const grp7 = t32[0x101];

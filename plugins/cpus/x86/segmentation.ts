@@ -162,7 +162,8 @@ export function loadSeg(c: CpuCore, s: number, sel: number): void {
     return;
   }
   if ((sel & 0xfffc) === 0) {
-    if (s === SS) fault(c, EXC_GP, 0);
+    // 64-bit mode takes a null SS below CPL 3 (with RPL = CPL).
+    if (s === SS && !(c.code64 && c.cpl !== 3 && (sel & 3) === c.cpl)) fault(c, EXC_GP, 0);
     setSegCache(c, s, sel, 0, 0, 0);
     return;
   }

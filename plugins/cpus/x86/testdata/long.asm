@@ -98,6 +98,20 @@ back64:
     cmpxchg ebp, ebx
     mov [RESULTS + 192], rbp
     mov [RESULTS + 200], rax
+    ; 26: a null SS at CPL 0 (64-bit mode allows it) and a far RETQ to the same privilege
+    xor eax, eax
+    mov ss, ax
+    mov ax, ss
+    mov [RESULTS + 208], rax
+    mov ax, 0x10
+    mov ss, ax
+    push 0x18
+    lea rax, [rel after_retf]
+    push rax
+    o64 retf
+    hlt
+after_retf:
+    mov qword [RESULTS + 216], 0x42
     ; 16: SYSCALL to LSTAR and SYSRET back to 64-bit code at CPL 3
     mov ecx, 0xc0000081
     xor eax, eax
