@@ -2,6 +2,12 @@
 
 import assert from "node:assert/strict";
 import { RunExit } from "../../../core/cpu.ts";
+import { AddressSpace } from "../../../core/memory/address_space.ts";
+import { PortIoSpace } from "../../../core/memory/port_io.ts";
+import { X86Cpu } from "./cpu.ts";
+import { getFlags } from "./flags.ts";
+import { findModel } from "./models.ts";
+import { shift64 } from "./ops_long2.ts";
 import { assemble, HAVE_NASM, runProgram } from "./test_util.ts";
 
 /** The quadwords testdata/long.asm stores at 0x20000, in order. */
@@ -57,4 +63,46 @@ Deno.test({
     assert.equal(cs0, 0x18n);
     assert.equal(cs3, 0x2bn);
   },
+});
+
+Deno.test("shift64 on int32 halves matches a BigInt model (result, CF, OF) for every count", () => {
+  const c = new X86Cpu(
+    { memory: new AddressSpace(), io: new PortIoSpace() },
+    findModel("qemu64")!,
+  ).core;
+  const M = (1n << 64n) - 1n;
+  let seed = 12345;
+  const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) | 0);
+  for (let i = 0; i < 3000; i++) {
+    const lo = rnd(), hi = i % 7 === 0 ? lo >> 31 : rnd();
+    const n = 1 + (i % 63);
+    const a = (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+    const N = BigInt(n);
+    for (const op of [0, 1, 4, 5, 7]) {
+      let r: bigint, cf: number, of: number;
+      if (op === 0 || op === 1) {
+        r = op === 0 ? ((a << N) | (a >> (64n - N))) & M : ((a >> N) | (a << (64n - N))) & M;
+        const top = Number(r >> 63n);
+        cf = op === 0 ? Number(r & 1n) : top;
+        of = op === 0 ? top ^ cf : top ^ Number((r >> 62n) & 1n);
+      } else if (op === 4) {
+        const src = (a << (N - 1n)) & M;
+        r = (src << 1n) & M;
+        cf = Number(src >> 63n);
+        of = Number((src ^ r) >> 63n);
+      } else {
+        const v = op === 7 ? BigInt.asIntN(64, a) : a;
+        const src = BigInt.asUintN(64, v >> (N - 1n));
+        r = BigInt.asUintN(64, (op === 7 ? BigInt.asIntN(64, src) : src) >> 1n);
+        cf = Number(src & 1n);
+        of = Number((src ^ r) >> 63n);
+      }
+      const rl = shift64(c, op, lo, hi, n);
+      const got = (BigInt(c.tHi >>> 0) << 32n) | BigInt(rl >>> 0);
+      const flags = getFlags(c);
+      assert.equal(got, r, `op ${op} of ${a.toString(16)} by ${n}`);
+      assert.equal(flags & 1, cf, `CF of op ${op} by ${n}`);
+      assert.equal((flags >> 11) & 1, of, `OF of op ${op} by ${n}`);
+    }
+  }
 });

@@ -43,76 +43,99 @@ export function unbig(c: CpuCore, v: bigint): number {
   return Number(v & 0xffffffffn) | 0;
 }
 
+/** The upper half of the last {@linkcode shl}/{@linkcode shr} result. */
+let SH = 0;
+
+/** (lo, hi) << n for n in 0..63; the upper half in `SH`. */
+function shl(lo: number, hi: number, n: number): number {
+  if (n === 0) {
+    SH = hi;
+    return lo;
+  }
+  if (n < 32) {
+    SH = (hi << n) | (lo >>> (32 - n));
+    return lo << n;
+  }
+  SH = lo << (n - 32);
+  return 0;
+}
+
+/** (lo, hi) >> n for n in 0..63, arithmetic when `sar`; the upper half in `SH`. */
+function shr(lo: number, hi: number, n: number, sar: boolean): number {
+  if (n === 0) {
+    SH = hi;
+    return lo;
+  }
+  if (n < 32) {
+    SH = sar ? hi >> n : hi >>> n;
+    return (lo >>> n) | (hi << (32 - n));
+  }
+  SH = sar ? hi >> 31 : 0;
+  return sar ? hi >> (n - 32) : hi >>> (n - 32);
+}
+
 /**
  * 64-bit shift or rotate `op` (group-2 order) of (lo, hi) by `count` (masked to 6 bits),
- * with QEMU's flags: for SHL/SHR/SAR, CF the last bit out, OF from the top bits of the
- * value shifted by count-1 and the result, AF clear; rotates change only CF and OF.
+ * on int32 halves, with QEMU's flags: for SHL/SHR/SAR, CF the last bit out, OF from the top
+ * bits of the value shifted by count-1 and of the result, AF clear; rotates change only CF
+ * and OF. RCL/RCR (65-bit rotations, rare) go through BigInt.
  */
 export function shift64(c: CpuCore, op: number, lo: number, hi: number, count: number): number {
   const n = count & 63;
   c.tHi = hi;
   if (n === 0) return lo;
-  const a = big(lo, hi);
-  const N = BigInt(n);
-  let r: bigint;
   switch (op) {
-    case 0: { // ROL
-      r = ((a << N) | (a >> (64n - N))) & M64;
-      const cf = Number(r & 1n);
-      setCfOf(c, cf, Number(r >> 63n) ^ cf);
-      return unbig(c, r);
-    }
-    case 1: { // ROR
-      r = ((a >> N) | (a << (64n - N))) & M64;
-      const top = Number(r >> 63n);
-      setCfOf(c, top, top ^ Number((r >> 62n) & 1n));
-      return unbig(c, r);
+    case 0:
+    case 1: { // ROL, ROR
+      const k = op === 0 ? n : 64 - n;
+      const l1 = shl(lo, hi, k), h1 = SH;
+      const l2 = shr(lo, hi, 64 - k, false), h2 = SH;
+      const rl = l1 | l2, rh = h1 | h2;
+      if (op === 0) setCfOf(c, rl & 1, (rh >>> 31) ^ (rl & 1));
+      else setCfOf(c, rh >>> 31, (rh >>> 31) ^ ((rh >>> 30) & 1));
+      c.tHi = rh;
+      return rl;
     }
     case 2:
-    case 3: { // RCL, RCR through CF (65-bit rotation)
-      let cf = BigInt(getCF(c));
-      r = a;
-      for (let i = 0; i < n; i++) {
-        if (op === 2) {
-          const out = r >> 63n;
-          r = ((r << 1n) | cf) & M64;
-          cf = out;
-        } else {
-          const out = r & 1n;
-          r = (r >> 1n) | (cf << 63n);
-          cf = out;
-        }
-      }
-      const top = Number(r >> 63n);
-      const of = op === 2 ? top ^ Number(cf) : top ^ Number((r >> 62n) & 1n);
-      setCfOf(c, Number(cf), of);
-      return unbig(c, r);
-    }
+    case 3:
+      return rotateCarry64(c, op === 2, lo, hi, n);
     case 4:
     case 6: {
-      const src = (a << (N - 1n)) & M64;
-      r = (src << 1n) & M64;
-      const cf = Number(src >> 63n);
-      const of = Number(((src ^ r) >> 63n) & 1n);
-      const rlo = unbig(c, r);
-      const rhi = c.tHi;
-      setFlags64(c, rlo, rhi, cf | (of << 11));
-      c.tHi = rhi;
-      return rlo;
+      const sl = shl(lo, hi, n - 1), sh = SH;
+      const rl = sl << 1, rh = (sh << 1) | (sl >>> 31);
+      setFlags64(c, rl, rh, (sh >>> 31) | (((sh ^ rh) >>> 31) << 11));
+      c.tHi = rh;
+      return rl;
     }
     default: {
-      const signed = op === 7 ? BigInt.asIntN(64, a) : a;
-      const src = BigInt.asUintN(64, signed >> (N - 1n));
-      r = BigInt.asUintN(64, (op === 7 ? BigInt.asIntN(64, src) : src) >> 1n);
-      const cf = Number(src & 1n);
-      const of = Number(((src ^ r) >> 63n) & 1n);
-      const rlo = unbig(c, r);
-      const rhi = c.tHi;
-      setFlags64(c, rlo, rhi, cf | (of << 11));
-      c.tHi = rhi;
-      return rlo;
+      const sar = op === 7;
+      const sl = shr(lo, hi, n - 1, sar), sh = SH;
+      const rl = (sl >>> 1) | (sh << 31), rh = sar ? sh >> 1 : sh >>> 1;
+      setFlags64(c, rl, rh, (sl & 1) | (((sh ^ rh) >>> 31) << 11));
+      c.tHi = rh;
+      return rl;
     }
   }
+}
+
+/** RCL/RCR of (lo, hi) through CF by `n` (1..63). */
+function rotateCarry64(c: CpuCore, left: boolean, lo: number, hi: number, n: number): number {
+  let cf = BigInt(getCF(c));
+  let r = big(lo, hi);
+  for (let i = 0; i < n; i++) {
+    if (left) {
+      const out = r >> 63n;
+      r = ((r << 1n) | cf) & M64;
+      cf = out;
+    } else {
+      const out = r & 1n;
+      r = (r >> 1n) | (cf << 63n);
+      cf = out;
+    }
+  }
+  const top = Number(r >> 63n);
+  setCfOf(c, Number(cf), left ? top ^ Number(cf) : top ^ Number((r >> 62n) & 1n));
+  return unbig(c, r);
 }
 
 function setCfOf(c: CpuCore, cf: number, of: number): void {
