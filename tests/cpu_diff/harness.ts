@@ -282,9 +282,8 @@ export async function compareProgram(
     if (qemuCache.size > 256) qemuCache.clear();
     qemuCache.set(program.source, qemu);
   }
-  // vmkit's system-x86_64 still defaults to qemu32 (no long mode); QEMU's default is qemu64.
-  const cpu = spec.mode === "long" ? ["-cpu", "qemu64"] : [];
-  const vmkit = dumpOf(await runImage(tier, bin, dir, 120_000, cpu), spec.mode);
+  // Both sides on their default CPU: qemu64 for system-x86_64.
+  const vmkit = dumpOf(await runImage(tier, bin, dir), spec.mode);
   return {
     program,
     qemu,

@@ -7,6 +7,7 @@ import { PortIoSpace } from "../../../core/memory/port_io.ts";
 import { X86Cpu } from "./cpu.ts";
 import { getFlags } from "./flags.ts";
 import { findModel } from "./models.ts";
+import { readMsr } from "./msr.ts";
 import { shift64 } from "./ops_long2.ts";
 import { assemble, HAVE_NASM, runProgram } from "./test_util.ts";
 
@@ -105,4 +106,11 @@ Deno.test("shift64 on int32 halves matches a BigInt model (result, CF, OF) for e
       assert.equal((flags >> 11) & 1, of, `OF of op ${op} by ${n}`);
     }
   }
+});
+
+Deno.test("RDMSR of the microcode revision gives QEMU's per-vendor value (qemu64 is AMD)", () => {
+  const core = (model: string) =>
+    new X86Cpu({ memory: new AddressSpace(), io: new PortIoSpace() }, findModel(model)!).core;
+  assert.deepEqual(readMsr(core("qemu64"), 0x8b), [0x01000065, 0]);
+  assert.deepEqual(readMsr(core("Haswell"), 0x8b), [0, 1]);
 });

@@ -83,8 +83,10 @@ export function readMsr(c: CpuCore, index: number): [number, number] {
         (c.model.features & (FEAT_MCE | FEAT_MCA)) === (FEAT_MCE | FEAT_MCA) ? 0x100010a : 0,
         0,
       ];
-    case MSR_UCODE_REV: // QEMU's microcode revision for an Intel model
-      return [0, c.model.config?.vendor === "GenuineIntel" ? 1 : 0];
+    case MSR_UCODE_REV: { // QEMU's microcode revision: 0x100000000 Intel, 0x01000065 AMD
+      const vendor = c.model.config?.vendor;
+      return vendor === "AuthenticAMD" ? [0x01000065, 0] : [0, vendor === "GenuineIntel" ? 1 : 0];
+    }
     case MSR_IA32_CR_PAT:
       return c.msrs.get(index) ?? [0x00070406, 0x00070406];
   }
