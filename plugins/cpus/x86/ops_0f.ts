@@ -260,4 +260,10 @@ export function install0f(t16: OpHandler[], t32: OpHandler[]): void {
     t16[op] = t32[op] = (c) => decodeModrm(c);
   }
   t16[0x10b] = t32[0x10b] = (c) => ud(c); // UD2
+  // PREFETCH/PREFETCHW (0F 0D /r): a hint QEMU runs as a NOP on every model (Linux uses
+  // PREFETCHW on AMD models such as qemu64); a register operand is #UD.
+  t16[0x10d] = t32[0x10d] = (c) => {
+    decodeModrm(c);
+    if (c.modMod === 3) ud(c);
+  };
 }

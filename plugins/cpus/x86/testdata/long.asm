@@ -80,11 +80,13 @@ main64:
     jmp far [rel to_compat]
 bits 32
 compat:
+    prefetchw [RESULTS + 160] ; 0F 0D: a NOP hint (Linux runs it on AMD models)
     mov eax, 0x99        ; 32-bit code: the upper half is not reachable here
     mov [RESULTS + 160], eax
     jmp 0x18:back64
 bits 64
 back64:
+    prefetchw [rel scratch]
     mov [RESULTS + 168], rax
     ; 22: CMPXCHG r/m32 with a register destination (as QEMU 7.2): unequal leaves the
     ; destination whole and zero-extends EAX; equal writes (zero-extends) the destination
