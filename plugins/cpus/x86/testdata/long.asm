@@ -52,10 +52,12 @@ main64:
     mov rax, 9
     cmpxchg16b [0x30000]
     mov [RESULTS + 88], rax
-    ; 12: a memory window above 4 GiB: PML4[36] -> a PDPT at 0x14000 whose first entry is the
-    ; identity PD, so linear 0x120000000000 maps physical 0
+    ; 12: a memory window above 4 GiB: PML4[36] -> a PDPT at 0x14000 -> a PD at 0x15000,
+    ; so linear 0x120000000000 maps physical 0
     mov dword [0x10000 + 36 * 8], 0x14007
-    mov dword [0x14000], 0x12007
+    mov dword [0x14000], 0x15007
+    mov dword [0x15000], 0x87 ; 2 MiB pages: 0x120000000000 and 0x120000200000 both map 0
+    mov dword [0x15008], 0x87
     mov rax, cr3
     mov cr3, rax
     mov rdi, 0x120000000000 + 0x30000
@@ -64,6 +66,20 @@ main64:
     mov qword [rdi + 16], 0x77
     mov rax, [0x30010]
     mov [RESULTS + 104], rax
+    ; 28: LTR of a 16-byte TSS descriptor whose base is above 4 GiB (its low half alone
+    ; would name zeros); the #GP gate below takes its stack from IST1
+    lea rax, [rel tss + 0x200000] ; linear 0x120000200000 + tss is physical tss
+    mov word [gdt + 0x30], 0x67
+    mov [gdt + 0x32], ax
+    shr eax, 16
+    mov [gdt + 0x34], al
+    mov byte [gdt + 0x35], 0x89
+    mov byte [gdt + 0x36], 0
+    mov [gdt + 0x37], ah
+    mov dword [gdt + 0x38], 0x1200
+    mov dword [gdt + 0x3c], 0
+    mov ax, 0x30
+    ltr ax
     ; 14: an interrupt through a 16-byte gate, IRETQ back
     lidt [idtr]
     int3
@@ -75,6 +91,8 @@ main64:
     mov rax, [rdi]
     mov rax, [0x30028]
     mov [RESULTS + 120], rax
+    mov rax, [0x30030]
+    mov [RESULTS + 224], rax
     ; 20: compatibility mode: a far jump to the 32-bit code segment under EFER.LMA and back
     mov rax, 0xaaaaaaaa00000000
     jmp far [rel to_compat]
@@ -156,6 +174,7 @@ bp_handler:
     mov qword [0x30020], 0x33
     iretq
 gp_handler:
+    mov [0x30030], rsp ; IST1 less the five quadwords and the error code
     pop rax ; the error code
     mov [0x30028], rax
     movzx rax, byte [fault_skip]
@@ -170,12 +189,19 @@ align 8
 scratch: dq 0
 fault_skip: db 0
 align 16
+tss:
+    dd 0
+    dq 0x80000, 0, 0 ; RSP0..2
+    dq 0
+    dq 0x70000 ; IST1
+    times 0x68 - ($ - tss) db 0
+align 16
 idt:
     times 3 dq 0, 0
     dw bp_handler, 0x18, 0x8e00, 0
     dq 0
     times 9 dq 0, 0
-    dw gp_handler, 0x18, 0x8e00, 0
+    dw gp_handler, 0x18, 0x8e01, 0 ; IST1
     dq 0
 idt_end:
 idtr:
