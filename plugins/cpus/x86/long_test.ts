@@ -28,6 +28,11 @@ Deno.test({
     const c = r.cpu.core;
     assert.equal(c.code64, true);
     const got = results(r.ram, 29);
+    // FNSTENV after FLD1; EMMS in compatibility mode: the tag word (bytes 8..9) all empty.
+    assert.equal(
+      new DataView(r.ram.buffer, r.ram.byteOffset).getUint16(0x20000 + 232 + 8, true),
+      0xffff,
+    );
     assert.deepEqual(got.slice(0, 17), [
       0x12345678n, // a 32-bit write zeroes the upper half
       0xffffffffffff1256n, // 16- and 8-bit writes keep it

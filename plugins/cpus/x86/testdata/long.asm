@@ -99,6 +99,9 @@ main64:
 bits 32
 compat:
     prefetchw [RESULTS + 160] ; 0F 0D: a NOP hint (Linux runs it on AMD models)
+    fld1
+    emms ; every x87 tag empty (Linux's AMD FXSAVE-leak workaround)
+    fnstenv [RESULTS + 232]
     mov eax, 0x99        ; 32-bit code: the upper half is not reachable here
     mov [RESULTS + 160], eax
     jmp 0x18:back64
