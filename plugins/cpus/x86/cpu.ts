@@ -15,6 +15,7 @@ import { WasmTier } from "./wasm/runtime.ts";
 import { fetch8 } from "./memory.ts";
 import type { CpuModel } from "./models.ts";
 import { flushTlb } from "./paging.ts";
+import { setWindow } from "./paging_long.ts";
 import { setCpl, setSegCache } from "./segmentation.ts";
 import { CpuCore, CS, EDX, EFER_LMA, FAULT, IF, LDTR, TF, TR } from "./state.ts";
 import { CpuStats, statsFromEnvironment } from "./stats.ts";
@@ -195,7 +196,7 @@ export class X86Cpu implements CpuBackend {
     c.ripHi = 0;
     c.cr2Hi = c.cr8 = 0;
     c.gdtBaseHi = c.idtBaseHi = 0;
-    c.linHi = 0;
+    setWindow(c, 0); // the TLB's window-0 arrays (long mode may have swapped in others)
     const m = c.model;
     c.regs[EDX] = m.signature;
     c.flags = 2;

@@ -57,6 +57,9 @@ Deno.test({
     assert.deepEqual(rest.slice(4, 6), [0n, 0x42n]); // MOV SS of a null selector; RETFQ
     // #GP through an IST1 gate: RSP from the TSS (its base above 4 GiB) less six quadwords.
     assert.equal(rest[6], 0x70000n - 48n);
+    // Stores through six more windows than the TLB keeps, summed through window 0.
+    const dv = new DataView(r.ram.buffer, r.ram.byteOffset);
+    assert.equal(dv.getBigUint64(0x20000 + 268, true), 37n + 38n + 39n + 40n + 41n + 42n);
     assert.deepEqual(cmpxchg, [
       0x1111111100000005n, // unequal: the register destination is not written
       0x5n, // EAX took it, zero-extended

@@ -2,7 +2,7 @@
 
 import { PAGE_RAM, PAGE_ROM } from "../../../core/memory/address_space.ts";
 import { FEAT_PSE36 } from "./models.ts";
-import { translateLong } from "./paging_long.ts";
+import { flushOtherWindows, translateLong } from "./paging_long.ts";
 import {
   type CpuCore,
   CR0_PG,
@@ -29,6 +29,7 @@ export function flushTlb(c: CpuCore): void {
   c.wtlb?.fill(-1);
   c.fetchLen = 0;
   c.memGeneration = c.mem.generation;
+  if (c.tlbSets.length !== 0) flushOtherWindows(c);
 }
 
 /** Forgets the translations of the page holding `lin` (INVLPG). */
@@ -40,6 +41,11 @@ export function flushTlbPage(c: CpuCore, lin: number): void {
     if (c.tlbTagR[i] === pn) c.tlbTagR[i] = -1;
     if (c.tlbTagW[i] === pn) c.tlbTagW[i] = -1;
     if (c.itlbTag[i] === pn) c.itlbTag[i] = -1;
+    for (const s of c.tlbSets) { // long mode's other windows: the same low page, to be safe
+      if (s.tagR[i] === pn) s.tagR[i] = -1;
+      if (s.tagW[i] === pn) s.tagW[i] = -1;
+      if (s.itag[i] === pn) s.itag[i] = -1;
+    }
     const w = c.wtlb;
     if (w !== null && (w[i << 3] === pn || w[(i << 3) + 2] === pn)) {
       w.fill(-1, i << 3, (i << 3) + 4);
@@ -260,7 +266,7 @@ export function tlbFill(c: CpuCore, lin: number, phys: number, writable: boolean
   c.tlbTagR[i] = pn;
   c.tlbTagW[i] = writable && kind === PAGE_RAM && c.codePages[page] !== 1 ? pn : -1;
   const w = c.wtlb;
-  if (w !== null) {
+  if (w !== null && c.linHi === 0) {
     // The wasm mirror: the page number as an i64 (low, high word), the host address.
     const k = i << 3;
     if (bytes.buffer === c.wtlbBuffer) {

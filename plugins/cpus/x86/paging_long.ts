@@ -16,8 +16,9 @@ import {
   fault,
   gp,
   SEG_LIN,
+  TLB_SIZE,
+  type TlbArrays,
 } from "./state.ts";
-import { flushTlb } from "./paging.ts";
 
 /** The L bit (64-bit code) of a code segment's cached attributes (descriptor bit 53). */
 export const ATTR_L = 0x2000;
@@ -58,8 +59,10 @@ export function updateMode(c: CpuCore): void {
       c.addr32 = c.op32 = c.code32;
       c.table = c.code32 ? c.table32 : c.table16;
     }
-    // 32-bit code must see only translations of the low 4 GiB.
+    // 32-bit code sees only translations of the low 4 GiB, and the translators (which mark
+    // the pages holding their code read-only in window 0's TLB only) none of the others'.
     setWindow(c, 0);
+    flushOtherWindows(c);
   }
   c.ripHi = 0;
 }
@@ -83,16 +86,87 @@ export function openLin(c: CpuCore): void {
   }
 }
 
+/** Windows the TLB keeps at once (window 0's arrays among them, never evicted). */
+const WINDOWS = 4;
+let useCounter = 0;
+
+function currentArrays(c: CpuCore, hi: number): TlbArrays {
+  return {
+    hi,
+    used: 0,
+    tagR: c.tlbTagR,
+    tagW: c.tlbTagW,
+    off: c.tlbOff,
+    bytes: c.tlbBytes,
+    u16: c.tlbU16,
+    i32: c.tlbI32,
+    itag: c.itlbTag,
+    iphys: c.itlbPhys,
+  };
+}
+
+function freshArrays(hi: number): TlbArrays {
+  const n = 2 * TLB_SIZE;
+  return {
+    hi,
+    used: 0,
+    tagR: new Int32Array(n).fill(-1),
+    tagW: new Int32Array(n).fill(-1),
+    off: new Int32Array(n),
+    bytes: new Array(n).fill(new Uint8Array(0)),
+    u16: new Array(n).fill(new Uint16Array(0)),
+    i32: new Array(n).fill(new Int32Array(0)),
+    itag: new Int32Array(n).fill(-1),
+    iphys: new Int32Array(n),
+  };
+}
+
+/** Forgets every translation of the windows other than the current one. */
+export function flushOtherWindows(c: CpuCore): void {
+  for (const s of c.tlbSets) {
+    if (s.tagR === c.tlbTagR) continue;
+    s.tagR.fill(-1);
+    s.tagW.fill(-1);
+    s.itag.fill(-1);
+  }
+}
+
 /**
  * Makes the TLB hold translations of the 4 GiB of linear addresses whose upper half is
- * `hi`: the TLB, its fetch side and the fetch window are keyed by the low 32 bits and
- * flushed when the window moves (addresses above 4 GiB work; code that alternates
- * between windows, a kernel at the top reading user memory, pays a flush per move).
+ * `hi`. The TLB's int32 tags (the 32-bit fast paths, the translators and the wasm mirror
+ * are as before) stand for window `linHi`; long mode keeps up to four windows' arrays and
+ * swaps them in (a kernel at the top of the address space and its direct map and user
+ * memory each keep theirs), flushing the least recently used when a fifth is needed.
  */
 export function setWindow(c: CpuCore, hi: number): void {
   if (hi !== c.linHi) {
-    flushTlb(c);
+    const sets = c.tlbSets;
+    if (sets.length === 0) sets.push(currentArrays(c, c.linHi));
+    let next = sets.find((s) => s.hi === hi);
+    if (next === undefined) {
+      if (sets.length < WINDOWS) {
+        next = freshArrays(hi);
+        sets.push(next);
+      } else {
+        next = sets[1];
+        for (const s of sets) if (s !== sets[0] && s.used < next.used) next = s;
+        next.tagR.fill(-1);
+        next.tagW.fill(-1);
+        next.itag.fill(-1);
+        next.hi = hi;
+      }
+    }
+    next.used = ++useCounter;
+    c.tlbTagR = next.tagR;
+    c.tlbTagW = next.tagW;
+    c.tlbOff = next.off;
+    c.tlbBytes = next.bytes;
+    c.tlbU16 = next.u16;
+    c.tlbI32 = next.i32;
+    c.itlbTag = next.itag;
+    c.itlbPhys = next.iphys;
     c.linHi = hi;
+    c.tlbGen++;
   }
   if (c.code64) openLin(c);
 }

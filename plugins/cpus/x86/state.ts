@@ -53,6 +53,20 @@ export const TLB_BITS = 10;
 export const TLB_SIZE = 1 << TLB_BITS;
 export const TLB_MASK = TLB_SIZE - 1;
 
+/** One window's TLB arrays (see {@linkcode CpuCore.tlbSets}). */
+export interface TlbArrays {
+  hi: number;
+  used: number;
+  tagR: Int32Array;
+  tagW: Int32Array;
+  off: Int32Array;
+  bytes: Uint8Array[];
+  u16: Uint16Array[];
+  i32: Int32Array[];
+  itag: Int32Array;
+  iphys: Int32Array;
+}
+
 /** An opcode handler: executes one decoded instruction. */
 export type OpHandler = (c: CpuCore) => void;
 
@@ -182,13 +196,13 @@ export class CpuCore {
   memGeneration = -1;
   a20Mask = -1;
   /** Software TLB: tags per (user half, index), page offset into the backing bytes. */
-  readonly tlbTagR: Int32Array = new Int32Array(2 * TLB_SIZE).fill(-1);
-  readonly tlbTagW: Int32Array = new Int32Array(2 * TLB_SIZE).fill(-1);
-  readonly tlbOff: Int32Array = new Int32Array(2 * TLB_SIZE);
-  readonly tlbBytes: Uint8Array[] = new Array(2 * TLB_SIZE).fill(EMPTY_BYTES);
+  tlbTagR: Int32Array = new Int32Array(2 * TLB_SIZE).fill(-1);
+  tlbTagW: Int32Array = new Int32Array(2 * TLB_SIZE).fill(-1);
+  tlbOff: Int32Array = new Int32Array(2 * TLB_SIZE);
+  tlbBytes: Uint8Array[] = new Array(2 * TLB_SIZE).fill(EMPTY_BYTES);
   /** Word and dword views of the same backing memory, for aligned accesses. */
-  readonly tlbU16: Uint16Array[] = new Array(2 * TLB_SIZE).fill(new Uint16Array(0));
-  readonly tlbI32: Int32Array[] = new Array(2 * TLB_SIZE).fill(new Int32Array(0));
+  tlbU16: Uint16Array[] = new Array(2 * TLB_SIZE).fill(new Uint16Array(0));
+  tlbI32: Int32Array[] = new Array(2 * TLB_SIZE).fill(new Int32Array(0));
   /**
    * The wasm tier's mirror of the TLB (see wasm/ram.ts: eight int32 per entry, page
    * numbers as i64) and the memory whose addresses it holds; null until attached.
@@ -198,8 +212,14 @@ export class CpuCore {
    * privilege as the data TLB: a jump or fall-through to another page maps the fetch
    * window without a page walk. Flushed with the data TLB.
    */
-  readonly itlbTag: Int32Array = new Int32Array(2 * TLB_SIZE).fill(-1);
-  readonly itlbPhys: Int32Array = new Int32Array(2 * TLB_SIZE);
+  itlbTag: Int32Array = new Int32Array(2 * TLB_SIZE).fill(-1);
+  itlbPhys: Int32Array = new Int32Array(2 * TLB_SIZE);
+  /**
+   * Long mode's other TLB windows (paging_long.ts): the arrays above belong to the window
+   * `linHi`; these hold the others' (the first, for window 0, is the arrays the CPU was
+   * built with, which the translators may hold). Empty until 64-bit code leaves window 0.
+   */
+  tlbSets: TlbArrays[] = [];
   /** Counts TLB flushes (whole or one page): chained wasm regions depend on the mappings. */
   tlbGen = 0;
   wtlb: Int32Array | null = null;

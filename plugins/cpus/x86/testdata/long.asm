@@ -66,6 +66,20 @@ main64:
     mov qword [rdi + 16], 0x77
     mov rax, [0x30010]
     mov [RESULTS + 104], rax
+    ; 30: six windows in turn (more than the TLB keeps): PML4[37..42] -> the same PDPT, so
+    ; linear (k << 39) + 0x30100 is physical 0x30100 for each k; each store goes through
+    ; another window, then one load through window 0 sums them
+    mov ecx, 37
+.win:
+    mov dword [0x10000 + rcx * 8], 0x14007
+    mov rdi, rcx
+    shl rdi, 39
+    add [rdi + 0x30100], rcx
+    inc ecx
+    cmp ecx, 43
+    jb .win
+    mov rax, [0x30100]
+    mov [RESULTS + 240 + 28], rax
     ; 28: LTR of a 16-byte TSS descriptor whose base is above 4 GiB (its low half alone
     ; would name zeros); the #GP gate below takes its stack from IST1
     lea rax, [rel tss + 0x200000] ; linear 0x120000200000 + tss is physical tss
