@@ -8,6 +8,7 @@ import { X86Cpu } from "./cpu.ts";
 import { getFlags } from "./flags.ts";
 import { findModel } from "./models.ts";
 import { readMsr } from "./msr.ts";
+import { alu } from "./ops_long.ts";
 import { shift64 } from "./ops_long2.ts";
 import { assemble, HAVE_NASM, runProgram } from "./test_util.ts";
 
@@ -123,4 +124,41 @@ Deno.test("RDMSR of the microcode revision gives QEMU's per-vendor value (qemu64
     new X86Cpu({ memory: new AddressSpace(), io: new PortIoSpace() }, findModel(model)!).core;
   assert.deepEqual(readMsr(core("qemu64"), 0x8b), [0x01000065, 0]);
   assert.deepEqual(readMsr(core("Haswell"), 0x8b), [0, 1]);
+});
+
+Deno.test("64-bit ADD/ADC/SUB/SBB/CMP flags from the halves match a BigInt model", () => {
+  const c = new X86Cpu(
+    { memory: new AddressSpace(), io: new PortIoSpace() },
+    findModel("qemu64")!,
+  ).core;
+  const M = (1n << 64n) - 1n;
+  const u = (lo: number, hi: number) => (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+  let seed = 777;
+  const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) | 0);
+  const edge = [0, -1, 1, 0x7fffffff, -0x80000000];
+  const pick = () => (rnd() & 3) === 0 ? edge[(rnd() >>> 0) % edge.length] : rnd();
+  for (let i = 0; i < 4000; i++) {
+    const alo = pick(), ahi = pick(), blo = pick(), bhi = pick();
+    for (const op of [0, 2, 3, 5, 7]) {
+      const cin = i & 1;
+      c.flags = 2 | cin;
+      c.lzMask = 0;
+      const a = u(alo, ahi), b = u(blo, bhi);
+      const sub = op === 3 || op === 5 || op === 7;
+      const carry = op === 2 || op === 3 ? BigInt(cin) : 0n;
+      const wide = sub ? a - b - carry : a + b + carry;
+      const r = wide & M;
+      const rl = alu(c, op, 64, alo, ahi, blo, bhi);
+      const got = u(rl, c.tHi);
+      assert.equal(got, op === 7 ? a : r, `op ${op}`);
+      const f = getFlags(c);
+      const sa = BigInt.asIntN(64, a), sb = BigInt.asIntN(64, b);
+      const sw = sub ? sa - sb - carry : sa + sb + carry;
+      assert.equal(f & 1, wide < 0n || wide > M ? 1 : 0, `CF op ${op}`);
+      assert.equal((f >> 11) & 1, sw !== BigInt.asIntN(64, r) ? 1 : 0, `OF op ${op}`);
+      assert.equal((f >> 6) & 1, r === 0n ? 1 : 0, `ZF op ${op}`);
+      assert.equal((f >> 7) & 1, Number(r >> 63n), `SF op ${op}`);
+      assert.equal((f >> 4) & 1, Number(((a ^ b ^ r) >> 4n) & 1n), `AF op ${op}`);
+    }
+  }
 });

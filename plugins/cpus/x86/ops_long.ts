@@ -14,11 +14,10 @@ import {
   writeMem,
 } from "./decode_long.ts";
 import { flagsForPush, jmpFar, popFlags } from "./far.ts";
-import { condition, getAF, getCF, getFlags, getPF, materializeFlags } from "./flags.ts";
+import { condition, getCF, getFlags, materializeFlags } from "./flags.ts";
 import { fetch32, fetch8 } from "./memory.ts";
 import { canonical, linAt } from "./paging_long.ts";
 import {
-  AF,
   ARITH_FLAGS,
   CF,
   type CpuCore,
@@ -37,9 +36,9 @@ import {
 
 /**
  * Group-1 operation `op` on (alo, ahi) and (blo, bhi) at `size` bits; the result's upper
- * half in `c.tHi`. A 64-bit operation runs as two 32-bit ones through the lazy-flag ALU
- * (low half, then the high half with its carry or borrow), then ZF, PF and AF are fixed
- * from the low half.
+ * half in `c.tHi`. Below 64 bits the lazy-flag ALU does it; at 64 the six flags are
+ * computed at once from the halves (CF and OF from the upper half with the low half's
+ * carry or borrow, ZF from both, PF and AF from the low byte).
  */
 export function alu(
   c: CpuCore,
@@ -61,12 +60,26 @@ export function alu(
     c.tHi = hi;
     return lo;
   }
-  const add = op === 0 || op === 2;
-  const lo = arith(c, op === 7 ? 5 : op, alo, blo, 32);
-  const af = getAF(c), pf = getPF(c);
-  const hi = arith(c, add ? 2 : 3, ahi, bhi, 32);
-  materializeFlags(c);
-  c.flags = (c.flags & ~(ZF | PF | AF)) | ((lo | hi) === 0 ? ZF : 0) | (pf << 2) | (af << 4);
+  const cin = op === 2 || op === 3 ? getCF(c) : 0;
+  let lo: number, hi: number, cf: number, of: number;
+  if (op === 0 || op === 2) {
+    const l = (alo >>> 0) + (blo >>> 0) + cin;
+    const h = (ahi >>> 0) + (bhi >>> 0) + (l > 0xffffffff ? 1 : 0);
+    lo = l | 0;
+    hi = h | 0;
+    cf = h > 0xffffffff ? 1 : 0;
+    of = ((ahi ^ hi) & (bhi ^ hi)) >>> 31;
+  } else {
+    const l = (alo >>> 0) - (blo >>> 0) - cin;
+    const h = (ahi >>> 0) - (bhi >>> 0) - (l < 0 ? 1 : 0);
+    lo = l | 0;
+    hi = h | 0;
+    cf = h < 0 ? 1 : 0;
+    of = ((ahi ^ bhi) & (ahi ^ hi)) >>> 31;
+  }
+  c.flags = (c.flags & ~ARITH_FLAGS) | cf | (of << 11) | PF_OF(lo) | ((alo ^ blo ^ lo) & 0x10) |
+    ((lo | hi) === 0 ? ZF : 0) | (hi < 0 ? SF : 0);
+  c.lzMask = 0;
   if (op === 7) {
     c.tHi = ahi;
     return alo;
