@@ -28,6 +28,7 @@ Deno.test({
     assert.equal(r.exit, RunExit.HaltNoInterrupts);
     const c = r.cpu.core;
     assert.equal(c.code64, true);
+    assert.deepEqual(r.reports, ["84:64", "88:64"]); // OUT DX, EAX and OUT imm8, EAX
     const got = results(r.ram, 29);
     // FNSTENV after FLD1; EMMS in compatibility mode: the tag word (bytes 8..9) all empty.
     assert.equal(

@@ -149,6 +149,11 @@ back64:
     hlt
 after_retf:
     mov qword [RESULTS + 216], 0x42
+    ; 31: OUT with a dword (0xEF, 0xE7): to the reports ports the test watches
+    mov eax, 0x64
+    mov dx, 0x84
+    out dx, eax
+    out 0x88, eax
     ; 16: SYSCALL to LSTAR and SYSRET back to 64-bit code at CPL 3
     mov ecx, 0xc0000081
     xor eax, eax
