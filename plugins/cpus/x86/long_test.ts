@@ -28,7 +28,8 @@ Deno.test({
     assert.equal(r.exit, RunExit.HaltNoInterrupts);
     const c = r.cpu.core;
     assert.equal(c.code64, true);
-    assert.deepEqual(r.reports, ["84:64", "88:64"]); // OUT DX, EAX and OUT imm8, EAX
+    // OUT DX, EAX; OUT imm8, EAX; REP OUTSB.
+    assert.deepEqual(r.reports, ["84:64", "88:64", "8c:11", "8c:22"]);
     const got = results(r.ram, 29);
     // FNSTENV after FLD1; EMMS in compatibility mode: the tag word (bytes 8..9) all empty.
     assert.equal(

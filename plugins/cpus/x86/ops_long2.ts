@@ -14,7 +14,8 @@ import {
   writeMem,
 } from "./decode_long.ts";
 import { getCF, getZF, materializeFlags } from "./flags.ts";
-import { fetch8 } from "./memory.ts";
+import { fetch8, probeWrite } from "./memory.ts";
+import { checkIoPermission } from "./ops_control.ts";
 import { alu, setFlags64 } from "./ops_long.ts";
 import { linAt } from "./paging_long.ts";
 import {
@@ -341,7 +342,7 @@ function divide(c: CpuCore, signed: boolean, n: bigint, d: bigint, size: number)
   QR[1] = BigInt.asUintN(size, sn % sd);
 }
 
-const MOVS = 0, CMPS = 1, STOS = 2, LODS = 3, SCAS = 4;
+const MOVS = 0, CMPS = 1, STOS = 2, LODS = 3, SCAS = 4, INS = 5, OUTS = 6;
 
 /** A string operand's linear address from index register `r` (RSI/RDI or ESI/EDI with 67h). */
 function strAt(c: CpuCore, r: number, src: boolean): number {
@@ -372,6 +373,7 @@ function stringOp(c: CpuCore, kind: number, size: number): void {
   const rep = c.rep;
   const a32 = c.addrOvr;
   const limit = rep === 0 ? 1 : Math.max(1, Math.min(4096, c.sliceEnd - c.retired));
+  if (kind === INS || kind === OUTS) checkIoPermission(c, c.regs[EDX] & 0xffff, bytes);
   let n = 0;
   for (;;) {
     if (rep !== 0 && c.regs[1] === 0 && (a32 || c.regsHi[1] === 0)) break;
@@ -397,6 +399,23 @@ function stringOp(c: CpuCore, kind: number, size: number): void {
         writeMem(c, SEG_LIN, strAt(c, 7, false), size, c.regs[EAX], c.regsHi[EAX]);
         stepReg(c, 7, step);
         break;
+      case INS: {
+        const at = strAt(c, 7, false);
+        probeWrite(c, SEG_LIN, at, bytes);
+        c.codeEpoch++; // a device may write guest RAM
+        writeMem(c, SEG_LIN, at, size, c.io.in(c.regs[EDX] & 0xffff, bytes as 1 | 2 | 4), 0);
+        c.attention = true;
+        stepReg(c, 7, step);
+        break;
+      }
+      case OUTS: {
+        const v = readMem(c, SEG_LIN, strAt(c, 6, true), size);
+        c.codeEpoch++;
+        c.io.out(c.regs[EDX] & 0xffff, bytes as 1 | 2 | 4, size === 32 ? v >>> 0 : v);
+        c.attention = true;
+        stepReg(c, 6, step);
+        break;
+      }
       case LODS: {
         const v = readMem(c, SEG_LIN, strAt(c, 6, true), size);
         setR(c, EAX, size, v, c.tHi);
@@ -424,9 +443,11 @@ function stringOp(c: CpuCore, kind: number, size: number): void {
 }
 
 function installStrings(t: OpHandler[]): void {
-  for (const [op, kind] of [[0xa4, MOVS], [0xa6, CMPS], [0xaa, STOS], [0xac, LODS], [0xae, SCAS]]) {
+  const ops = [[0xa4, MOVS], [0xa6, CMPS], [0xaa, STOS], [0xac, LODS], [0xae, SCAS]];
+  for (const [op, kind] of [...ops, [0x6c, INS], [0x6e, OUTS]]) {
     t[op] = (c) => stringOp(c, kind, 8);
-    t[op + 1] = (c) => stringOp(c, kind, osz(c));
+    // INS/OUTS move at most a dword (REX.W gives 32 bits).
+    t[op + 1] = (c) => stringOp(c, kind, kind >= INS ? (c.op32 ? 32 : 16) : osz(c));
   }
 }
 

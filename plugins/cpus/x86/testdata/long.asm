@@ -154,6 +154,10 @@ after_retf:
     mov dx, 0x84
     out dx, eax
     out 0x88, eax
+    lea rsi, [rel outs_data] ; REP OUTSB from RSI
+    mov ecx, 2
+    mov dx, 0x8c
+    rep outsb
     ; 16: SYSCALL to LSTAR and SYSRET back to 64-bit code at CPL 3
     mov ecx, 0xc0000081
     xor eax, eax
@@ -207,6 +211,7 @@ gp_handler:
 align 8
 to_compat: dq compat ; m16:64 (nasm gives JMP FAR [mem] REX.W in 64-bit code)
     dw 0x08
+outs_data: db 0x11, 0x22
 align 8
 scratch: dq 0
 fault_skip: db 0
