@@ -63,6 +63,12 @@ Deno.test({
     // Stores through six more windows than the TLB keeps, summed through window 0.
     const dv = new DataView(r.ram.buffer, r.ram.byteOffset);
     assert.equal(dv.getBigUint64(0x20000 + 268, true), 37n + 38n + 39n + 40n + 41n + 42n);
+    // REP STOSQ, REP MOVSQ up and REP MOVSD down over page boundaries: the copies' sum,
+    // RCX at 0, RDI one element below the destination's start.
+    assert.deepEqual(
+      [0, 8, 16].map((o) => dv.getBigUint64(0x20000 + 280 + o, true)),
+      [0x0102030405060708n * 2n, 0n, 0x44000n - 4n],
+    );
     assert.deepEqual(cmpxchg, [
       0x1111111100000005n, // unequal: the register destination is not written
       0x5n, // EAX took it, zero-extended

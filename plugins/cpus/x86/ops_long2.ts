@@ -14,7 +14,7 @@ import {
   writeMem,
 } from "./decode_long.ts";
 import { getCF, getZF, materializeFlags } from "./flags.ts";
-import { fetch8, probeWrite } from "./memory.ts";
+import { fetch8, probeWrite, tlbSlotForRead, tlbSlotForWrite } from "./memory.ts";
 import { checkIoPermission } from "./ops_control.ts";
 import { alu, setFlags64 } from "./ops_long.ts";
 import { linAt } from "./paging_long.ts";
@@ -366,9 +366,76 @@ function stepReg(c: CpuCore, r: number, step: number): void {
   else c.regsHi[r] = (c.regsHi[r] + (t0 > 0xffffffff ? 1 : t0 < 0 ? -1 : 0)) | 0;
 }
 
+/**
+ * REP MOVS/STOS over plain RAM in 64-bit mode: up to the edge of the current page(s) with
+ * typed-array copies, as ops_string.ts's `fastRep` does for 32-bit code. False when the
+ * element loop must run (short counts, other windows, MMIO, code pages, self-overlap).
+ */
+function fastRep64(c: CpuCore, kind: number, bytes: number): boolean {
+  const a32 = c.addrOvr;
+  const count = a32 || c.regsHi[1] === 0 ? c.regs[1] >>> 0 : 0x7fffffff;
+  const budget = Math.min(4096, c.sliceEnd - c.retired);
+  if (count < 8 || budget < 8) return false;
+  const down = (c.flags & DF) !== 0;
+  const room = (lin: number) => {
+    const inPage = lin & 0xfff;
+    if (!down) return Math.floor((4096 - inPage) / bytes);
+    return inPage + bytes > 4096 ? 0 : Math.floor(inPage / bytes) + 1;
+  };
+  let n = Math.min(count, budget);
+  let sLin = 0, sSlot = -1;
+  if (kind === MOVS) {
+    sLin = strAt(c, 6, true);
+    if (c.eaHi !== c.linHi || c.rdHi[SEG_LIN] < 0) return false;
+    n = Math.min(n, room(sLin));
+    if (n < 1) return false;
+    sSlot = tlbSlotForRead(c, sLin);
+    if (sSlot < 0) return false;
+  }
+  const dLin = strAt(c, 7, false);
+  if (c.eaHi !== c.linHi || c.rdHi[SEG_LIN] < 0) return false;
+  n = Math.min(n, room(dLin));
+  if (n < 1) return false;
+  const dSlot = tlbSlotForWrite(c, dLin);
+  if (dSlot < 0) return false;
+  const len = n * bytes;
+  const back = down ? len - bytes : 0;
+  const dst = c.tlbBytes[dSlot];
+  const dp = c.tlbOff[dSlot] + (dLin & 0xfff) - back;
+  if (kind === MOVS) {
+    const src = c.tlbBytes[sSlot];
+    const sp = c.tlbOff[sSlot] + (sLin & 0xfff) - back;
+    if (src === dst && (down ? dp < sp && dp + len > sp : dp > sp && dp < sp + len)) {
+      return false;
+    }
+    if (src === dst) dst.copyWithin(dp, sp, sp + len);
+    else dst.set(src.subarray(sp, sp + len), dp);
+    stepReg(c, 6, down ? -len : len);
+  } else {
+    const lo = c.regs[EAX], hi = c.regsHi[EAX];
+    if (bytes === 1) dst.fill(lo & 0xff, dp, dp + len);
+    else {
+      for (let k = 0; k < len; k += bytes) {
+        for (let b = 0; b < bytes; b++) {
+          dst[dp + k + b] = b < 4 ? lo >> (8 * b) : hi >> (8 * (b - 4));
+        }
+      }
+    }
+  }
+  stepReg(c, 7, down ? -len : len);
+  const t0 = (c.regs[1] >>> 0) - n;
+  c.regs[1] = t0 | 0;
+  if (a32) c.regsHi[1] = 0;
+  else if (t0 < 0) c.regsHi[1] = (c.regsHi[1] - 1) | 0;
+  if (c.regs[1] !== 0 || (!a32 && c.regsHi[1] !== 0)) c.eip = c.instrStart;
+  c.retired += n - 1; // the run loop counts the first
+  return true;
+}
+
 /** MOVS..SCAS at `size` bits with REP over RCX (ECX with 67h), a bounded chunk at a time. */
 function stringOp(c: CpuCore, kind: number, size: number): void {
   const bytes = size >> 3;
+  if (c.rep !== 0 && (kind === MOVS || kind === STOS) && fastRep64(c, kind, bytes)) return;
   const step = (c.flags & DF) !== 0 ? -bytes : bytes;
   const rep = c.rep;
   const a32 = c.addrOvr;

@@ -158,6 +158,26 @@ after_retf:
     mov ecx, 2
     mov dx, 0x8c
     rep outsb
+    ; 32: REP STOSQ and REP MOVSQ over pages (up), REP MOVSD down: the fast paths
+    mov rax, 0x0102030405060708
+    mov edi, 0x40000
+    mov ecx, 1000 ; 8000 bytes, across a page boundary
+    rep stosq
+    mov esi, 0x40000
+    mov edi, 0x42000
+    mov ecx, 1000
+    rep movsq
+    std
+    mov esi, 0x40000 + 4 * 999
+    mov edi, 0x44000 + 4 * 999
+    mov ecx, 1000
+    rep movsd
+    cld
+    mov rax, [0x42000 + 8 * 999]
+    add rax, [0x44000]
+    mov [RESULTS + 280], rax
+    mov [RESULTS + 288], rcx
+    mov [RESULTS + 296], rdi
     ; 16: SYSCALL to LSTAR and SYSRET back to 64-bit code at CPL 3
     mov ecx, 0xc0000081
     xor eax, eax
