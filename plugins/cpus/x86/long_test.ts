@@ -69,6 +69,8 @@ Deno.test({
       [0, 8, 16].map((o) => dv.getBigUint64(0x20000 + 280 + o, true)),
       [0x0102030405060708n * 2n, 0n, 0x44000n - 4n],
     );
+    // REP MOVSQ from page 0x40 to page 0x440 (one TLB slot): the source's bytes arrive.
+    assert.equal(dv.getBigUint64(0x20000 + 304, true), 0x0102030405060708n);
     assert.deepEqual(cmpxchg, [
       0x1111111100000005n, // unequal: the register destination is not written
       0x5n, // EAX took it, zero-extended

@@ -383,14 +383,17 @@ function fastRep64(c: CpuCore, kind: number, bytes: number): boolean {
     return inPage + bytes > 4096 ? 0 : Math.floor(inPage / bytes) + 1;
   };
   let n = Math.min(count, budget);
-  let sLin = 0, sSlot = -1;
+  let sLin = 0, src: Uint8Array | null = null, sOff = 0;
   if (kind === MOVS) {
     sLin = strAt(c, 6, true);
     if (c.eaHi !== c.linHi || c.rdHi[SEG_LIN] < 0) return false;
     n = Math.min(n, room(sLin));
     if (n < 1) return false;
-    sSlot = tlbSlotForRead(c, sLin);
+    const sSlot = tlbSlotForRead(c, sLin);
     if (sSlot < 0) return false;
+    // Taken now: the destination's TLB fill below may reuse the same slot.
+    src = c.tlbBytes[sSlot];
+    sOff = c.tlbOff[sSlot];
   }
   const dLin = strAt(c, 7, false);
   if (c.eaHi !== c.linHi || c.rdHi[SEG_LIN] < 0) return false;
@@ -402,9 +405,8 @@ function fastRep64(c: CpuCore, kind: number, bytes: number): boolean {
   const back = down ? len - bytes : 0;
   const dst = c.tlbBytes[dSlot];
   const dp = c.tlbOff[dSlot] + (dLin & 0xfff) - back;
-  if (kind === MOVS) {
-    const src = c.tlbBytes[sSlot];
-    const sp = c.tlbOff[sSlot] + (sLin & 0xfff) - back;
+  if (src !== null) {
+    const sp = sOff + (sLin & 0xfff) - back;
     if (src === dst && (down ? dp < sp && dp + len > sp : dp > sp && dp < sp + len)) {
       return false;
     }

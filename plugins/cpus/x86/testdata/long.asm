@@ -178,6 +178,14 @@ after_retf:
     mov [RESULTS + 280], rax
     mov [RESULTS + 288], rcx
     mov [RESULTS + 296], rdi
+    ; 33: REP MOVSQ between pages that share a TLB slot (0x40 and 0x440): the destination's
+    ; fill must not change the source the copy reads
+    mov esi, 0x40000
+    mov edi, 0x440000
+    mov ecx, 512
+    rep movsq
+    mov rax, [0x440000 + 8 * 511]
+    mov [RESULTS + 304], rax
     ; 16: SYSCALL to LSTAR and SYSRET back to 64-bit code at CPL 3
     mov ecx, 0xc0000081
     xor eax, eax
