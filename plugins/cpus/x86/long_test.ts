@@ -71,6 +71,8 @@ Deno.test({
     );
     // REP MOVSQ from page 0x40 to page 0x440 (one TLB slot): the source's bytes arrive.
     assert.equal(dv.getBigUint64(0x20000 + 304, true), 0x0102030405060708n);
+    // MOV SS with the GDT above 4 GiB, read while the TLB held window 0.
+    assert.equal(dv.getBigUint64(0x20000 + 312, true), 0x99n);
     assert.deepEqual(cmpxchg, [
       0x1111111100000005n, // unequal: the register destination is not written
       0x5n, // EAX took it, zero-extended

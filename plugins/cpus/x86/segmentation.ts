@@ -1,7 +1,7 @@
 // Segment registers: descriptor tables, cache loads with their checks, and privilege level
 
 import { sysRead32, sysWrite32 } from "./memory.ts";
-import { updateMode } from "./paging_long.ts";
+import { setWindow, updateMode } from "./paging_long.ts";
 import {
   type CpuCore,
   CR0_PE,
@@ -140,6 +140,11 @@ export function readDescriptor(c: CpuCore, sel: number, vector = EXC_GP): void {
     limit = c.gdtLimit;
   }
   if (index + 7 > limit) fault(c, vector, sel & 0xfffc);
+  // Long mode: the table may lie above 4 GiB; its upper half picks the TLB's window.
+  if ((c.efer & EFER_LMA) !== 0) {
+    const hi = (sel & 4) !== 0 ? c.segBaseHi[LDTR] : c.gdtBaseHi;
+    if (hi !== c.linHi) setWindow(c, hi);
+  }
   const lin = (base + index) | 0;
   DESC[0] = sysRead32(c, lin);
   DESC[1] = sysRead32(c, (lin + 4) | 0);

@@ -186,6 +186,23 @@ after_retf:
     rep movsq
     mov rax, [0x440000 + 8 * 511]
     mov [RESULTS + 304], rax
+    ; 34: LGDT of the GDT's alias above 4 GiB (0x120000200000 + gdt is physical gdt), then
+    ; MOV SS while the TLB's window is another one: no #GP (the #GP handler would overwrite
+    ; 0x30028), the descriptor comes from the right place
+    mov qword [0x30028], 0x99
+    sub rsp, 32
+    sgdt [rsp]
+    sgdt [rsp + 16]
+    mov rax, 0x120000200000
+    add [rsp + 18], rax
+    lgdt [rsp + 16]
+    mov rax, [0x30100] ; window 0
+    mov ax, 0x10
+    mov ss, ax
+    lgdt [rsp]
+    add rsp, 32
+    mov rax, [0x30028]
+    mov [RESULTS + 312], rax
     ; 16: SYSCALL to LSTAR and SYSRET back to 64-bit code at CPL 3
     mov ecx, 0xc0000081
     xor eax, eax
