@@ -10,7 +10,12 @@ import { errorChainMessage, hostIoError, UsageError } from "../../core/errors.ts
 import type { DriveConfig, KernelConfig, MachineConfig } from "../../core/machine.ts";
 import { parseKeyValueList, parseNumber, parseOptions, parseSize } from "../../core/options.ts";
 import type { Registry } from "../../core/plugin.ts";
-import { findX86Model, parseCpuOption } from "../../core/x86_cpu_models.ts";
+import {
+  findX86Model,
+  I386_DEFAULT_MODEL,
+  parseCpuOption,
+  X86_64_DEFAULT_MODEL,
+} from "../../core/x86_cpu_models.ts";
 import { accelProperties, chooseAccelerator } from "./accel.ts";
 import { openBlockdevs, parseDriveOptions } from "./block_options.ts";
 import { finishDrives, indexFromBusUnit } from "./drives.ts";
@@ -520,6 +525,10 @@ export async function buildSystemSetup(
   if (cpuModel && !cpuPlugin.models.some((m) => m.name === cpuModel)) {
     throw new UsageError(`unable to find CPU model '${cpuModel}'`);
   }
+  // Without -cpu, QEMU's default for the binary: qemu64 for x86_64, qemu32 for i386 (issue 14).
+  const tcgDefault = cpuPlugin.accel === "tcg"
+    ? (context.target === "i386" ? I386_DEFAULT_MODEL : X86_64_DEFAULT_MODEL)
+    : undefined;
   const nographic = opts.some((o) => o.name === "nographic");
   const chardevs: Chardev[] = [];
   const open = (id: string, spec: string) => {
@@ -624,7 +633,7 @@ export async function buildSystemSetup(
     ...boot,
     createCpu: (machine, index) =>
       cpuPlugin.create(
-        { ...machine.cpuContext(index, cpuModel), cpu: cpuText, warn: context.warn },
+        { ...machine.cpuContext(index, cpuModel ?? tcgDefault), cpu: cpuText, warn: context.warn },
         accelOpts,
       ) as CpuBackend,
   };

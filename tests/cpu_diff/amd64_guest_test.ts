@@ -11,7 +11,6 @@ import {
   ignoredNote,
   kernelArgs,
   logMarkerTime,
-  NO_LONG_MODE,
   NO_TIMER_CHECK,
   type Side,
   whyNoAmd64,
@@ -47,8 +46,15 @@ Deno.test({
   fn: () => plainBoot("qemu"),
 });
 
+/**
+ * vmkit boots it (2026-12-08: VMKIT-GUEST-READY 6.1.0-57-amd64 x86_64, DONE, exit 0, with
+ * `nokaslr` added by hand) in about 9 minutes: long mode runs in the interpreter only, too
+ * slow for the suite. Run it with `--filter "on vmkit"` and this `ignore` dropped.
+ */
+const SLOW = "long mode runs in the interpreter only (about 9 minutes); issue 13/14";
+
 Deno.test({
-  name: "amd64 guest: boots to VMKIT-GUEST-DONE on vmkit" + ignoredNote(NO_LONG_MODE),
+  name: "amd64 guest: boots to VMKIT-GUEST-DONE on vmkit" + ignoredNote(SLOW),
   ignore: true,
   fn: () => plainBoot("vmkit"),
 });

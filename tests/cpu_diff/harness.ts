@@ -282,6 +282,7 @@ export async function compareProgram(
     if (qemuCache.size > 256) qemuCache.clear();
     qemuCache.set(program.source, qemu);
   }
+  // Both sides on their default CPU: qemu64 for system-x86_64.
   const vmkit = dumpOf(await runImage(tier, bin, dir), spec.mode);
   return {
     program,

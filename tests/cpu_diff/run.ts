@@ -4,10 +4,10 @@
 //     [--mode=pm32|long] [--include-known] [--out=DIR] [--jobs=1]
 //
 // --mode=long builds the long-mode variant (REX, 64-bit operands, RIP-relative addressing,
-// CMPXCHG16B, SSE/SSE2 with XMM0..15 and MXCSR in the dump). Since vmkit has no long mode
-// yet (issue 14), it only checks that QEMU runs each program to a whole dump, the same dump
-// twice; --vmkit-long compares with vmkit's tiers instead, as in 32-bit mode:
-//   deno run -A tests/cpu_diff/run.ts --mode=long --vmkit-long --seeds=1..500 --n=2000 --tiers=interp,js,wasm
+// CMPXCHG16B, SSE/SSE2 with XMM0..15 and MXCSR in the dump). Alone it checks that QEMU runs
+// each program to a whole dump, the same dump twice; --vmkit-long compares with vmkit's tiers
+// instead, as in 32-bit mode (vmkit runs long mode in its interpreter on every tier):
+//   deno run -A tests/cpu_diff/run.ts --mode=long --vmkit-long --seeds=1..500 --n=2000 --tiers=interp
 
 import { bisect, checkOnQemu, compareProgram, type Finding, type Runner } from "./harness.ts";
 import { excludeKnown, loadKnown } from "./known.ts";

@@ -33,6 +33,8 @@ interface Case {
 
 const CASES: Case[] = [
   { system: "system-i386", args: [] }, // the default model, qemu32
+  { system: "system-x86_64", args: [] }, // the default model, qemu64 (long mode)
+  { system: "system-x86_64", args: ["-cpu", "qemu64", "-smp", "2"] },
   { system: "system-x86_64", args: ["-cpu", "qemu32"] },
   { system: "system-x86_64", args: ["-cpu", "pentium3"] },
   { system: "system-x86_64", args: ["-cpu", "qemu32,-apic"] },
@@ -41,6 +43,10 @@ const CASES: Case[] = [
 ];
 
 const HTT = 1 << 28;
+/** CPUID.80000001h:ECX CmpLegacy, from the topology like HTT. */
+const CMP_LEGACY = 1 << 1;
+/** The leaf-1 EDX flags an AMD vendor repeats in CPUID.80000001h:EDX. */
+const AMD_ALIASES = 0x0183f3ff;
 
 /** QEMU's answer with the feature words limited to the interpreter's flags. */
 function masked(lines: CpuidLine[]): CpuidLine[] {
@@ -57,7 +63,11 @@ function masked(lines: CpuidLine[]): CpuidLine[] {
       return { ...l, regs: [a, b, (c & m("1_ECX")) >>> 0, (d & (m("1_EDX") | HTT)) >>> 0] };
     }
     if (leaf === 0x80000001) {
-      return { ...l, regs: [a, b, (c & m("8000_0001_ECX")) >>> 0, (d & m("8000_0001_EDX")) >>> 0] };
+      // An AMD vendor (qemu64) repeats leaf 1's EDX flags here (QEMU's
+      // CPUID_EXT2_AMD_ALIASES), and QEMU sets CmpLegacy from the topology as HTT.
+      const ecx = c & (m("8000_0001_ECX") | CMP_LEGACY);
+      const edx = d & (m("8000_0001_EDX") | (m("1_EDX") & AMD_ALIASES));
+      return { ...l, regs: [a, b, ecx >>> 0, edx >>> 0] };
     }
     return l;
   });

@@ -22,10 +22,14 @@ import {
   X86_FTW,
   X86_GDTR_BASE,
   X86_GDTR_LIMIT,
+  X86_GPR,
   X86_IDTR_BASE,
   X86_IDTR_LIMIT,
   X86_MSR_INDEX,
   X86_MXCSR,
+  X86_RIP,
+  X86_SEG,
+  X86_SEG_SIZE,
   X86_ST,
   X86State,
 } from "../../../core/x86_state.ts";
@@ -33,7 +37,8 @@ import { getFlags } from "./flags.ts";
 import { fromExtended, toExtended } from "./fpu_formats.ts";
 import { flushTlb } from "./paging.ts";
 import { setCpl, setSegCache } from "./segmentation.ts";
-import { type CpuCore, CS } from "./state.ts";
+import { type CpuCore, CS, EFER_LMA } from "./state.ts";
+import { updateMode } from "./paging_long.ts";
 import { PLAIN_MSRS, readMsr, readTsc, writeMsr } from "./msr.ts";
 
 /** MSRs the interpreter answers from fields (not from its table of stored MSRs). */
@@ -43,18 +48,18 @@ const MSR_TSC = 0x10, MSR_APIC_BASE = 0x1b, MSR_PAT = 0x277;
 /** Writes the architectural state of `c` into `s` (lazy flags and TSC made concrete). */
 export function saveArchState(c: CpuCore, s: X86State): void {
   s.clear();
-  for (let r = 0; r < 16; r++) s.setGpr32(r, c.regs[r]);
-  s.rip = c.eip >>> 0;
+  for (let r = 0; r < 16; r++) setHalves(s, X86_GPR + 8 * r, c.regs[r], c.regsHi[r]);
+  setHalves(s, X86_RIP, c.eip, c.ripHi);
   s.rflags = getFlags(c) >>> 0;
   s.setU64(X86_CR0, c.cr0 >>> 0);
-  s.setU64(X86_CR2, c.cr2 >>> 0);
+  setHalves(s, X86_CR2, c.cr2, c.cr2Hi);
   s.setU64(X86_CR3, c.cr3 >>> 0);
   s.setU64(X86_CR4, c.cr4 >>> 0);
   s.setU64(X86_EFER, c.efer >>> 0);
   for (let i = 0; i < 8; i++) s.setU64(X86_DR + 8 * i, c.dr[i] >>> 0);
-  s.setU64(X86_GDTR_BASE, c.gdtBase >>> 0);
+  setHalves(s, X86_GDTR_BASE, c.gdtBase, c.gdtBaseHi);
   s.setU32(X86_GDTR_LIMIT, c.gdtLimit);
-  s.setU64(X86_IDTR_BASE, c.idtBase >>> 0);
+  setHalves(s, X86_IDTR_BASE, c.idtBase, c.idtBaseHi);
   s.setU32(X86_IDTR_LIMIT, c.idtLimit);
   s.cpl = c.cpl;
   s.events = (c.halted ? X86_EV_HALTED : 0) | (c.nmiPending ? X86_EV_NMI_PENDING : 0) |
@@ -65,8 +70,9 @@ export function saveArchState(c: CpuCore, s: X86State): void {
       selector: c.segSel[i],
       attributes: c.segAttr[i],
       limit: c.segLimit[i],
-      base: c.segBase[i] >>> 0,
+      base: 0,
     });
+    setHalves(s, X86_SEG + X86_SEG_SIZE * i + 8, c.segBase[i], c.segBaseHi[i]);
   }
   s.setMsr(MSR_SYSENTER_CS, BigInt(c.sysenterCs & 0xffff));
   s.setMsr(MSR_SYSENTER_ESP, BigInt(c.sysenterEsp >>> 0));
@@ -102,22 +108,29 @@ export function saveArchState(c: CpuCore, s: X86State): void {
 /**
  * Loads the architectural state of `s` into `c`: the registers, then everything derived
  * from them (segment ranges, operand size, TLB and fetch window) is rebuilt. The upper
- * halves of 64-bit fields are dropped: this CPU is 32-bit.
+ * halves of the registers, RIP, CR2, the descriptor-table and segment bases load too.
  */
 export function loadArchState(c: CpuCore, s: X86State): void {
-  for (let r = 0; r < 16; r++) c.regs[r] = s.gpr32(r) | 0;
-  c.eip = s.rip | 0;
+  for (let r = 0; r < 16; r++) {
+    c.regs[r] = s.u32(X86_GPR + 8 * r) | 0;
+    c.regsHi[r] = s.u32(X86_GPR + 8 * r + 4) | 0;
+  }
+  c.eip = s.u32(X86_RIP) | 0;
+  c.ripHi = s.u32(X86_RIP + 4) | 0;
   c.flags = (s.rflags | 2) & 0x3f7fd7;
   c.lzMask = 0;
   c.cr0 = s.u64(X86_CR0) | 0;
-  c.cr2 = s.u64(X86_CR2) | 0;
+  c.cr2 = s.u32(X86_CR2) | 0;
+  c.cr2Hi = s.u32(X86_CR2 + 4) | 0;
   c.cr3 = s.u64(X86_CR3) | 0;
   c.cr4 = s.u64(X86_CR4) | 0;
   c.efer = s.u64(X86_EFER) | 0;
   for (let i = 0; i < 8; i++) c.dr[i] = s.u64(X86_DR + 8 * i) | 0;
-  c.gdtBase = s.u64(X86_GDTR_BASE) | 0;
+  c.gdtBase = s.u32(X86_GDTR_BASE) | 0;
+  c.gdtBaseHi = s.u32(X86_GDTR_BASE + 4) | 0;
   c.gdtLimit = s.u32(X86_GDTR_LIMIT) & 0xffff;
-  c.idtBase = s.u64(X86_IDTR_BASE) | 0;
+  c.idtBase = s.u32(X86_IDTR_BASE) | 0;
+  c.idtBaseHi = s.u32(X86_IDTR_BASE + 4) | 0;
   c.idtLimit = s.u32(X86_IDTR_LIMIT) & 0xffff;
   const ev = s.events;
   c.halted = (ev & X86_EV_HALTED) !== 0;
@@ -129,11 +142,13 @@ export function loadArchState(c: CpuCore, s: X86State): void {
     if (i === CS) continue;
     const seg = s.segment(i);
     setSegCache(c, i, seg.selector, seg.base | 0, seg.limit, seg.attributes);
+    c.segBaseHi[i] = s.u32(X86_SEG + X86_SEG_SIZE * i + 12) | 0;
   }
   // CS last: it resets the decoder's operand size for the next instruction.
   const cs = s.segment(CS);
   setSegCache(c, CS, cs.selector, cs.base | 0, cs.limit, cs.attributes);
   setCpl(c, s.cpl);
+  if ((c.efer & EFER_LMA) !== 0) updateMode(c);
   c.sysenterCs = Number(s.msr(MSR_SYSENTER_CS) ?? 0n) & 0xffff;
   c.sysenterEsp = Number(s.msr(MSR_SYSENTER_ESP) ?? 0n) | 0;
   c.sysenterEip = Number(s.msr(MSR_SYSENTER_EIP) ?? 0n) | 0;
@@ -171,4 +186,10 @@ export function loadArchState(c: CpuCore, s: X86State): void {
   for (let i = 0; i < 16; i++) c.sse.u8.set(s.xmm(i), 16 * i);
   c.attention = true;
   flushTlb(c);
+}
+
+/** Writes a 64-bit field from its int32 halves. */
+function setHalves(s: X86State, offset: number, lo: number, hi: number): void {
+  s.setU32(offset, lo);
+  s.setU32(offset + 4, hi);
 }

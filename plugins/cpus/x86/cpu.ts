@@ -15,8 +15,9 @@ import { WasmTier } from "./wasm/runtime.ts";
 import { fetch8 } from "./memory.ts";
 import type { CpuModel } from "./models.ts";
 import { flushTlb } from "./paging.ts";
+import { setWindow } from "./paging_long.ts";
 import { setCpl, setSegCache } from "./segmentation.ts";
-import { CpuCore, CS, EDX, FAULT, IF, LDTR, TF, TR } from "./state.ts";
+import { CpuCore, CS, EDX, EFER_LMA, FAULT, IF, LDTR, TF, TR } from "./state.ts";
 import { CpuStats, statsFromEnvironment } from "./stats.ts";
 import { opTables } from "./tables.ts";
 import "./fpu_core.ts";
@@ -138,6 +139,7 @@ export class X86Cpu implements CpuBackend {
     const tables = opTables();
     c.table16 = tables.t16;
     c.table32 = tables.t32;
+    c.table64 = tables.t64;
     c.table = tables.t16;
     this.#c = c;
     const jit = options.jit ?? switchFromEnvironment("VMKIT_JIT", JIT_DEFAULT);
@@ -190,6 +192,11 @@ export class X86Cpu implements CpuBackend {
   #initState(): void {
     const c = this.#c;
     c.regs.fill(0);
+    c.regsHi.fill(0);
+    c.ripHi = 0;
+    c.cr2Hi = c.cr8 = 0;
+    c.gdtBaseHi = c.idtBaseHi = 0;
+    setWindow(c, 0); // the TLB's window-0 arrays (long mode may have swapped in others)
     const m = c.model;
     c.regs[EDX] = m.signature;
     c.flags = 2;
@@ -293,8 +300,11 @@ export class X86Cpu implements CpuBackend {
             }
           }
           if (c.retired >= end) return RunExit.Budget;
-          if (this.#blocks !== null) executeWithBlocks(c, end, this.#blocks);
-          else execute(c, end);
+          // Long mode (64-bit and compatibility) runs in the interpreter: the translators
+          // decline it for now (jit/ and wasm/ know 32-bit linear addresses only).
+          if (this.#blocks !== null && (c.efer & EFER_LMA) === 0) {
+            executeWithBlocks(c, end, this.#blocks);
+          } else execute(c, end);
         }
       } catch (e) {
         if (e !== FAULT) throw e;

@@ -12,6 +12,7 @@ import {
   write32,
   write8,
 } from "./memory.ts";
+import { decodeLong } from "./decode_long.ts";
 import {
   type CpuCore,
   DS,
@@ -36,6 +37,10 @@ export function decodeModrmByte(c: CpuCore, m: number): void {
   c.modMod = mod;
   c.modReg = (m >> 3) & 7;
   c.modRm = m & 7;
+  if (c.rex !== 0) {
+    decodeLong(c, m);
+    return;
+  }
   if (mod === 3) return;
   if (c.addr32) decodeEa32(c, mod, m & 7);
   else decodeEa16(c, mod, m & 7);
@@ -117,12 +122,14 @@ export function dataSeg(c: CpuCore): number {
 
 /** Reads 8-bit register `r` (AL..BH). */
 export function getReg8(c: CpuCore, r: number): number {
-  return r < 4 ? c.regs[r] & 0xff : (c.regs[r - 4] >> 8) & 0xff;
+  if (r < 4) return c.regs[r] & 0xff;
+  // With a REX prefix 4..7 are SPL, BPL, SIL, DIL and 8..15 R8B..R15B.
+  return (c.rex & 0x40) !== 0 ? c.regs[r] & 0xff : (c.regs[r - 4] >> 8) & 0xff;
 }
 
 /** Writes 8-bit register `r`. */
 export function setReg8(c: CpuCore, r: number, v: number): void {
-  if (r < 4) c.regs[r] = (c.regs[r] & ~0xff) | (v & 0xff);
+  if (r < 4 || (c.rex & 0x40) !== 0) c.regs[r] = (c.regs[r] & ~0xff) | (v & 0xff);
   else c.regs[r - 4] = (c.regs[r - 4] & ~0xff00) | ((v & 0xff) << 8);
 }
 
@@ -202,10 +209,18 @@ export function resetPrefixes(c: CpuCore): void {
   c.segOvr = -1;
   c.rep = 0;
   c.lock = false;
-  c.op32 = c.code32;
-  c.addr32 = c.code32;
-  c.table = c.code32 ? c.table32 : c.table16;
   c.prefixCount = 0;
+  if (c.code64) {
+    c.rex = 0x100;
+    c.op32 = true;
+    c.addr32 = true;
+    c.addrOvr = false;
+    c.table = c.table64;
+  } else {
+    c.op32 = c.code32;
+    c.addr32 = c.code32;
+    c.table = c.code32 ? c.table32 : c.table16;
+  }
   if (c.lenCheck) {
     c.lenCheck = false;
     c.fetchLen = 0;
@@ -230,7 +245,7 @@ LOCKABLE[0x1ba] = 0xe0; // BTS, BTR, BTC with imm8
 LOCKABLE[0x1c7] = 0x02; // CMPXCHG8B
 
 /** #UD for LOCK before an instruction that cannot be locked (386 and later). */
-function checkLock(c: CpuCore, op: number): void {
+export function checkLock(c: CpuCore, op: number): void {
   const start = c.eip;
   const full = op === 0x0f ? 0x100 | fetch8(c) : op;
   const allowed = LOCKABLE[full];

@@ -23,6 +23,7 @@ import {
   CR0_PE,
   CS,
   DS,
+  EFER_LMA,
   ES,
   ESP,
   EXC_DF,
@@ -42,6 +43,7 @@ import {
   VM,
 } from "./state.ts";
 import { TASK_INT, taskSwitch } from "./tasks.ts";
+import { deliverLong } from "./ops_long_sys.ts";
 
 /** How an interrupt arose: it decides DPL checks, v86 handling and error codes. */
 export const INT_EXCEPTION = 0, INT_SOFTWARE = 1, INT_EXTERNAL = 2, INT_SOFT_EXC = 3;
@@ -58,6 +60,10 @@ export function deliverInterrupt(
   errorCode: number,
 ): void {
   c.halted = false;
+  if ((c.efer & EFER_LMA) !== 0) {
+    deliverLong(c, vector, kind, errorCode);
+    return;
+  }
   if ((c.cr0 & CR0_PE) === 0) {
     deliverReal(c, vector);
     return;

@@ -2,7 +2,8 @@
 
 import { PAGE_MMIO, PAGE_RAM, PAGE_ROM } from "../../../core/memory/address_space.ts";
 import { ACCESS_READ, ACCESS_WRITE, tlbFill, translate, translateExec } from "./paging.ts";
-import { type CpuCore, CS, EXC_GP, EXC_SS, fault, SS, TLB_MASK } from "./state.ts";
+import { type CpuCore, CS, EXC_GP, EXC_SS, fault, SEG_LIN, SS, TLB_MASK } from "./state.ts";
+import { linSlow, setWindow } from "./paging_long.ts";
 
 // Translated code re-checks its guest bytes after `codeEpoch` moves (see jit/dispatch.ts):
 // a store through the slow path to a page holding code (which the TLB never maps for
@@ -172,7 +173,9 @@ export function linWrite32(c: CpuCore, lin: number, v: number): void {
 }
 
 /** The fault for a limit or rights violation through segment `seg`: #SS for SS, else #GP. */
-export function segFault(c: CpuCore, seg: number): never {
+export function segFault(c: CpuCore, seg: number): void {
+  // 64-bit mode's flat operand: another 4 GiB window, or a non-canonical address.
+  if (seg === SEG_LIN) return linSlow(c, c.eaStack);
   // The 286 reports real-mode stack limit violations as #GP too (conformance data).
   return fault(c, seg === SS && c.model.family > 2 ? EXC_SS : EXC_GP, 0);
 }
@@ -287,6 +290,7 @@ function fetchSlow(c: CpuCore): number {
   const eip = c.eip >>> 0;
   if (((c.eip - c.instrStart) >>> 0) >= c.maxInstrLen) fault(c, EXC_GP, 0);
   if (eip > c.segLimit[CS]) fault(c, EXC_GP, 0);
+  if (c.code64 && c.ripHi !== c.linHi) setWindow(c, c.ripHi);
   const lin = (c.segBase[CS] + eip) | 0;
   const phys = translateExec(c, lin);
   mapFetch(c, eip, lin, phys);

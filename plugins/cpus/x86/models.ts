@@ -65,6 +65,11 @@ export const IMPLEMENTED = featureMask([
   "pni",
   "nx",
   "hypervisor",
+  "cx16",
+  "syscall",
+  "lm",
+  "lahf-lm",
+  "pdpe1gb",
 ]);
 
 /** A model of core/x86_cpu_models.ts as this interpreter runs it. */
@@ -116,7 +121,10 @@ export const MODEL_286: CpuModel = {
   config: null,
 };
 
-/** The model used when `-cpu` is not given. */
+/**
+ * The model of a CPU created without one (unit tests, machines outside the CLI); the CLI
+ * passes QEMU's default for the binary: qemu64 for system-x86_64, qemu32 for system-i386.
+ */
 export const DEFAULT_MODEL = "qemu32";
 
 /**

@@ -3,8 +3,8 @@
 // Checked against qemu-system-x86_64 -accel tcg with tests/cpu_diff/msr.ts. QEMU's TCG never
 // raises #GP from RDMSR or WRMSR: an MSR it does not know reads as 0 and ignores writes,
 // and EFER keeps only the bits the CPU model has (SCE with syscall, LME with lm, NXE with
-// nx; LMA is read-only and set only on entering long mode, which this CPU does not do
-// yet: a 32-bit guest may set LME and stays in 32-bit paging).
+// nx; LMA is read-only and set only on entering long mode
+// when CR0.PG is set with LME and CR4.PAE, see paging_long.ts).
 
 import { EXT_NX, FEAT_MCA, FEAT_MCE, FEAT_MTRR } from "./models.ts";
 import { flushTlb } from "./paging.ts";
@@ -71,9 +71,9 @@ export function readMsr(c: CpuCore, index: number): [number, number] {
     case MSR_EFER:
       return [c.efer, 0];
     case MSR_FS_BASE:
-      return [c.segBase[FS], 0];
+      return [c.segBase[FS], c.segBaseHi[FS]];
     case MSR_GS_BASE:
-      return [c.segBase[GS], 0];
+      return [c.segBase[GS], c.segBaseHi[GS]];
     case MSR_MTRRcap: // 8 variable ranges, fixed ranges, write-combining
       return [(c.model.features & FEAT_MTRR) !== 0 ? 0x508 : 0, 0];
     case MSR_MISC_ENABLE: // fast strings, as QEMU resets it
@@ -83,8 +83,10 @@ export function readMsr(c: CpuCore, index: number): [number, number] {
         (c.model.features & (FEAT_MCE | FEAT_MCA)) === (FEAT_MCE | FEAT_MCA) ? 0x100010a : 0,
         0,
       ];
-    case MSR_UCODE_REV: // QEMU's microcode revision for an Intel model
-      return [0, c.model.config?.vendor === "GenuineIntel" ? 1 : 0];
+    case MSR_UCODE_REV: { // QEMU's microcode revision: 0x100000000 Intel, 0x01000065 AMD
+      const vendor = c.model.config?.vendor;
+      return vendor === "AuthenticAMD" ? [0x01000065, 0] : [0, vendor === "GenuineIntel" ? 1 : 0];
+    }
     case MSR_IA32_CR_PAT:
       return c.msrs.get(index) ?? [0x00070406, 0x00070406];
   }
@@ -118,10 +120,12 @@ export function writeMsr(c: CpuCore, index: number, lo: number, hi: number): voi
       return;
     }
     case MSR_FS_BASE:
-      c.segBase[FS] = lo; // the upper half waits for long mode
+      c.segBase[FS] = lo;
+      c.segBaseHi[FS] = hi;
       return;
     case MSR_GS_BASE:
       c.segBase[GS] = lo;
+      c.segBaseHi[GS] = hi;
       return;
     case MSR_MISC_ENABLE:
     case MSR_IA32_CR_PAT:

@@ -19,7 +19,21 @@ import {
 } from "./decode.ts";
 import { condition, getZF, materializeFlags, setArithFlags } from "./flags.ts";
 import { checkWrite, fetch8, read16, read32, write32 } from "./memory.ts";
-import { CF, type CpuCore, EAX, EBX, ECX, EDX, type OpHandler, ud, ZF } from "./state.ts";
+import {
+  CF,
+  type CpuCore,
+  CR0_EM,
+  CR0_TS,
+  EAX,
+  EBX,
+  ECX,
+  EDX,
+  EXC_NM,
+  fault,
+  type OpHandler,
+  ud,
+  ZF,
+} from "./state.ts";
 
 /** Bit-test family: 0 BT, 1 BTS, 2 BTR, 3 BTC. */
 function bitOp(c: CpuCore, kind: number, bitOffset: number, fromReg: boolean, size: number): void {
@@ -260,4 +274,16 @@ export function install0f(t16: OpHandler[], t32: OpHandler[]): void {
     t16[op] = t32[op] = (c) => decodeModrm(c);
   }
   t16[0x10b] = t32[0x10b] = (c) => ud(c); // UD2
+  // PREFETCH/PREFETCHW (0F 0D /r): a hint QEMU runs as a NOP on every model (Linux uses
+  // PREFETCHW on AMD models such as qemu64); a register operand is #UD.
+  t16[0x10d] = t32[0x10d] = (c) => {
+    decodeModrm(c);
+    if (c.modMod === 3) ud(c);
+  };
+  // EMMS: every x87 tag empty (#NM with CR0.EM or TS, as QEMU). Linux runs it on AMD models
+  // (qemu64) in its FXSAVE-leak workaround, before FILD, even without the rest of MMX.
+  t16[0x177] = t32[0x177] = (c) => {
+    if ((c.cr0 & (CR0_EM | CR0_TS)) !== 0) fault(c, EXC_NM);
+    c.fpu.tag = 0xffff;
+  };
 }

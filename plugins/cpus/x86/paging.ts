@@ -2,12 +2,14 @@
 
 import { PAGE_RAM, PAGE_ROM } from "../../../core/memory/address_space.ts";
 import { FEAT_PSE36 } from "./models.ts";
+import { flushOtherWindows, translateLong } from "./paging_long.ts";
 import {
   type CpuCore,
   CR0_PG,
   CR0_WP,
   CR4_PAE,
   CR4_PSE,
+  EFER_LMA,
   EFER_NXE,
   EXC_PF,
   fault,
@@ -27,6 +29,7 @@ export function flushTlb(c: CpuCore): void {
   c.wtlb?.fill(-1);
   c.fetchLen = 0;
   c.memGeneration = c.mem.generation;
+  if (c.tlbSets.length !== 0) flushOtherWindows(c);
 }
 
 /** Forgets the translations of the page holding `lin` (INVLPG). */
@@ -38,6 +41,11 @@ export function flushTlbPage(c: CpuCore, lin: number): void {
     if (c.tlbTagR[i] === pn) c.tlbTagR[i] = -1;
     if (c.tlbTagW[i] === pn) c.tlbTagW[i] = -1;
     if (c.itlbTag[i] === pn) c.itlbTag[i] = -1;
+    for (const s of c.tlbSets) { // long mode's other windows: the same low page, to be safe
+      if (s.tagR[i] === pn) s.tagR[i] = -1;
+      if (s.tagW[i] === pn) s.tagW[i] = -1;
+      if (s.itag[i] === pn) s.itag[i] = -1;
+    }
     const w = c.wtlb;
     if (w !== null && (w[i << 3] === pn || w[(i << 3) + 2] === pn)) {
       w.fill(-1, i << 3, (i << 3) + 4);
@@ -71,6 +79,7 @@ function paeHighReserved(c: CpuCore): number {
 
 function pageFault(c: CpuCore, lin: number, code: number): never {
   c.cr2 = lin | 0;
+  c.cr2Hi = 0;
   return fault(c, EXC_PF, code);
 }
 
@@ -96,6 +105,7 @@ export function translate(c: CpuCore, lin: number, kind: number): number {
   let dirty: boolean;
   let nx = false;
   if ((c.cr4 & CR4_PAE) !== 0) {
+    if ((c.efer & EFER_LMA) !== 0) return translateLong(c, lin, kind, paeHighReserved(c));
     const pdptAddr = ((c.cr3 & ~0x1f) + ((lin >>> 30) << 3)) >>> 0;
     const pdpte = mem.read32(pdptAddr & c.a20Mask);
     if ((pdpte & 1) === 0) return pageFault(c, lin, errBase);
@@ -256,7 +266,7 @@ export function tlbFill(c: CpuCore, lin: number, phys: number, writable: boolean
   c.tlbTagR[i] = pn;
   c.tlbTagW[i] = writable && kind === PAGE_RAM && c.codePages[page] !== 1 ? pn : -1;
   const w = c.wtlb;
-  if (w !== null) {
+  if (w !== null && c.linHi === 0) {
     // The wasm mirror: the page number as an i64 (low, high word), the host address.
     const k = i << 3;
     if (bytes.buffer === c.wtlbBuffer) {

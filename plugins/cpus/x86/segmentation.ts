@@ -1,10 +1,12 @@
 // Segment registers: descriptor tables, cache loads with their checks, and privilege level
 
 import { sysRead32, sysWrite32 } from "./memory.ts";
+import { setWindow, updateMode } from "./paging_long.ts";
 import {
   type CpuCore,
   CR0_PE,
   CS,
+  EFER_LMA,
   EXC_GP,
   EXC_NP,
   EXC_SS,
@@ -84,6 +86,7 @@ export function setSegCache(
 ): void {
   c.segSel[s] = sel;
   c.segBase[s] = base | 0;
+  c.segBaseHi[s] = 0;
   c.segLimit[s] = limit;
   c.segAttr[s] = attr;
   updateRanges(c, s);
@@ -95,6 +98,7 @@ export function setSegCache(
       c.op32 = c.addr32 = c.code32;
       c.table = c.code32 ? c.table32 : c.table16;
     }
+    if ((c.efer & EFER_LMA) !== 0 || c.code64) updateMode(c);
   } else if (s === SS) {
     c.stack32 = (attr & ATTR_DB) !== 0;
   }
@@ -136,6 +140,11 @@ export function readDescriptor(c: CpuCore, sel: number, vector = EXC_GP): void {
     limit = c.gdtLimit;
   }
   if (index + 7 > limit) fault(c, vector, sel & 0xfffc);
+  // Long mode: the table may lie above 4 GiB; its upper half picks the TLB's window.
+  if ((c.efer & EFER_LMA) !== 0) {
+    const hi = (sel & 4) !== 0 ? c.segBaseHi[LDTR] : c.gdtBaseHi;
+    if (hi !== c.linHi) setWindow(c, hi);
+  }
   const lin = (base + index) | 0;
   DESC[0] = sysRead32(c, lin);
   DESC[1] = sysRead32(c, (lin + 4) | 0);
@@ -158,7 +167,8 @@ export function loadSeg(c: CpuCore, s: number, sel: number): void {
     return;
   }
   if ((sel & 0xfffc) === 0) {
-    if (s === SS) fault(c, EXC_GP, 0);
+    // 64-bit mode takes a null SS below CPL 3 (with RPL = CPL).
+    if (s === SS && !(c.code64 && c.cpl !== 3 && (sel & 3) === c.cpl)) fault(c, EXC_GP, 0);
     setSegCache(c, s, sel, 0, 0, 0);
     return;
   }
@@ -194,7 +204,9 @@ export function loadCsChecked(c: CpuCore, sel: number, eip: number, cpl: number)
   if ((attr & ATTR_S) === 0 || (attr & ATTR_CODE) === 0) fault(c, EXC_GP, sel & 0xfffc);
   if ((attr & ATTR_P) === 0) fault(c, EXC_NP, sel & 0xfffc);
   const limit = descLimit(lo, hi);
-  if ((eip >>> 0) > limit) fault(c, EXC_GP, 0);
+  // A 64-bit code segment (L under EFER.LMA) has no limit.
+  const flat = (c.efer & EFER_LMA) !== 0 && (attr & 0x2000) !== 0;
+  if ((eip >>> 0) > limit && !flat) fault(c, EXC_GP, 0);
   markAccessed(c);
   setSegCache(c, CS, (sel & 0xfffc) | cpl, descBase(lo, hi), limit, descAttr(DESC[1]));
   setCpl(c, cpl);

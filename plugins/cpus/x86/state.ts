@@ -12,6 +12,12 @@ export const EAX = 0, ECX = 1, EDX = 2, EBX = 3, ESP = 4, EBP = 5, ESI = 6, EDI 
 
 /** Segment register numbers, in ModRM `reg` order; LDTR and TR share the caches. */
 export const ES = 0, CS = 1, SS = 2, DS = 3, FS = 4, GS = 5, LDTR = 6, TR = 7;
+/**
+ * The pseudo segment of 64-bit mode's memory operands: base 0, limits open while the
+ * operand's upper address half (`eaHi`) is the TLB's window (`linHi`), else closed so the
+ * access takes the slow path, which moves the window (see paging_long.ts).
+ */
+export const SEG_LIN = 8;
 
 /** EFLAGS bits (Intel SDM vol. 1 §3.4.3). */
 export const CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, TF = 0x100, IF = 0x200;
@@ -47,6 +53,20 @@ export const TLB_BITS = 10;
 export const TLB_SIZE = 1 << TLB_BITS;
 export const TLB_MASK = TLB_SIZE - 1;
 
+/** One window's TLB arrays (see {@linkcode CpuCore.tlbSets}). */
+export interface TlbArrays {
+  hi: number;
+  used: number;
+  tagR: Int32Array;
+  tagW: Int32Array;
+  off: Int32Array;
+  bytes: Uint8Array[];
+  u16: Uint16Array[];
+  i32: Int32Array[];
+  itag: Int32Array;
+  iphys: Int32Array;
+}
+
 /** An opcode handler: executes one decoded instruction. */
 export type OpHandler = (c: CpuCore) => void;
 
@@ -66,8 +86,16 @@ export class CpuCore {
    * state area in guest RAM's memory (between instructions, values kept).
    */
   regs: Int32Array = new Int32Array(16);
-  /** Offset of the next instruction byte in CS (int32 bit pattern). */
+  /**
+   * The upper halves of the 64-bit registers. Only 64-bit code reads or writes them
+   * (a 32-bit write zeroes its register's upper half in 64-bit mode only), so 32-bit
+   * code pays nothing for them.
+   */
+  readonly regsHi: Int32Array = new Int32Array(16);
+  /** Offset of the next instruction byte in CS (int32 bit pattern); RIP's low half. */
   eip = 0;
+  /** RIP's upper half (64-bit mode). */
+  ripHi = 0;
   /** EIP of the instruction being executed (faults restart from here). */
   instrStart = 0;
 
@@ -82,30 +110,54 @@ export class CpuCore {
   lzSize = 8;
 
   /** Segment caches: selector, base, limit, descriptor attribute bits 8..23 of dword 2. */
-  readonly segSel: Uint16Array = new Uint16Array(8);
-  readonly segBase: Int32Array = new Int32Array(8);
-  readonly segLimit: Float64Array = new Float64Array(8);
-  readonly segAttr: Uint16Array = new Uint16Array(8);
-  /** Valid offset ranges for reads and writes (derived from the caches). */
-  readonly rdLo: Float64Array = new Float64Array(8);
-  readonly rdHi: Float64Array = new Float64Array(8);
-  readonly wrLo: Float64Array = new Float64Array(8);
-  readonly wrHi: Float64Array = new Float64Array(8);
+  readonly segSel: Uint16Array = new Uint16Array(9);
+  readonly segBase: Int32Array = new Int32Array(9);
+  /** Upper halves of the bases (FS, GS, LDTR and TR in long mode). */
+  readonly segBaseHi: Int32Array = new Int32Array(9);
+  readonly segLimit: Float64Array = new Float64Array(9);
+  readonly segAttr: Uint16Array = new Uint16Array(9);
+  /** Valid offset ranges for reads and writes (derived from the caches; 8 is SEG_LIN). */
+  readonly rdLo: Float64Array = new Float64Array(9);
+  readonly rdHi: Float64Array = new Float64Array(9);
+  readonly wrLo: Float64Array = new Float64Array(9);
+  readonly wrHi: Float64Array = new Float64Array(9);
   cpl = 0;
   /** CS.D: default operand and address size 32. */
   code32 = false;
   /** SS.B: the stack pointer is ESP rather than SP. */
   stack32 = false;
 
+  /** CS.L with EFER.LMA: 64-bit mode (the decoder uses `table64`). */
+  code64 = false;
+  /** The upper 32 bits of every linear address the TLB holds (64-bit mode's window). */
+  linHi = 0;
+  /** The upper half of the memory operand's linear address (64-bit mode, SEG_LIN). */
+  eaHi = 0;
+  /**
+   * 0 outside 64-bit mode; in it 0x100 | the REX prefix of the instruction in flight
+   * (0x40..0x4F, or 0 without one). ModRM decoding tests it once for all of long mode.
+   */
+  rex = 0;
+  /** Bytes of immediate after a ModRM operand (RIP-relative addresses end there). */
+  immLen = 0;
+  /** The memory operand is a stack reference (#SS rather than #GP when non-canonical). */
+  eaStack = false;
+  /** Scratch: the upper half of a 64-bit value a helper returns. */
+  tHi = 0;
+
   cr0 = 0x60000010;
   cr2 = 0;
+  cr2Hi = 0;
+  cr8 = 0;
   cr3 = 0;
   cr4 = 0;
   efer = 0;
   readonly dr: Int32Array = new Int32Array(8);
   gdtBase = 0;
+  gdtBaseHi = 0;
   gdtLimit = 0xffff;
   idtBase = 0;
+  idtBaseHi = 0;
   idtLimit = 0x3ff;
 
   // Decoder scratch for the instruction in flight.
@@ -113,8 +165,12 @@ export class CpuCore {
   table: OpHandler[] = [];
   table16: OpHandler[] = [];
   table32: OpHandler[] = [];
+  /** 64-bit mode's table (operand size from REX.W and 66h at run time). */
+  table64: OpHandler[] = [];
   op32 = false;
   addr32 = false;
+  /** 64-bit mode: 67h makes addresses 32-bit (`addr32` stays true there). */
+  addrOvr = false;
   /** Segment override or -1. */
   segOvr = -1;
   /** 0, 0xF2 (REPNE) or 0xF3 (REP/REPE). */
@@ -140,13 +196,13 @@ export class CpuCore {
   memGeneration = -1;
   a20Mask = -1;
   /** Software TLB: tags per (user half, index), page offset into the backing bytes. */
-  readonly tlbTagR: Int32Array = new Int32Array(2 * TLB_SIZE).fill(-1);
-  readonly tlbTagW: Int32Array = new Int32Array(2 * TLB_SIZE).fill(-1);
-  readonly tlbOff: Int32Array = new Int32Array(2 * TLB_SIZE);
-  readonly tlbBytes: Uint8Array[] = new Array(2 * TLB_SIZE).fill(EMPTY_BYTES);
+  tlbTagR: Int32Array = new Int32Array(2 * TLB_SIZE).fill(-1);
+  tlbTagW: Int32Array = new Int32Array(2 * TLB_SIZE).fill(-1);
+  tlbOff: Int32Array = new Int32Array(2 * TLB_SIZE);
+  tlbBytes: Uint8Array[] = new Array(2 * TLB_SIZE).fill(EMPTY_BYTES);
   /** Word and dword views of the same backing memory, for aligned accesses. */
-  readonly tlbU16: Uint16Array[] = new Array(2 * TLB_SIZE).fill(new Uint16Array(0));
-  readonly tlbI32: Int32Array[] = new Array(2 * TLB_SIZE).fill(new Int32Array(0));
+  tlbU16: Uint16Array[] = new Array(2 * TLB_SIZE).fill(new Uint16Array(0));
+  tlbI32: Int32Array[] = new Array(2 * TLB_SIZE).fill(new Int32Array(0));
   /**
    * The wasm tier's mirror of the TLB (see wasm/ram.ts: eight int32 per entry, page
    * numbers as i64) and the memory whose addresses it holds; null until attached.
@@ -156,8 +212,14 @@ export class CpuCore {
    * privilege as the data TLB: a jump or fall-through to another page maps the fetch
    * window without a page walk. Flushed with the data TLB.
    */
-  readonly itlbTag: Int32Array = new Int32Array(2 * TLB_SIZE).fill(-1);
-  readonly itlbPhys: Int32Array = new Int32Array(2 * TLB_SIZE);
+  itlbTag: Int32Array = new Int32Array(2 * TLB_SIZE).fill(-1);
+  itlbPhys: Int32Array = new Int32Array(2 * TLB_SIZE);
+  /**
+   * Long mode's other TLB windows (paging_long.ts): the arrays above belong to the window
+   * `linHi`; these hold the others' (the first, for window 0, is the arrays the CPU was
+   * built with, which the translators may hold). Empty until 64-bit code leaves window 0.
+   */
+  tlbSets: TlbArrays[] = [];
   /** Counts TLB flushes (whole or one page): chained wasm regions depend on the mappings. */
   tlbGen = 0;
   wtlb: Int32Array | null = null;

@@ -2,10 +2,11 @@
 
 import { decodeModrm, readE16, setReg16, writeE16 } from "./decode.ts";
 import { getFlags, setArithFlags } from "./flags.ts";
-import { fetch8, read16, read32, sysWrite32, write16, write32 } from "./memory.ts";
+import { fetch8, read16, read32, sysRead32, sysWrite32, write16, write32 } from "./memory.ts";
 import { cpuidLeaf } from "../../../core/x86_cpu_models.ts";
 import { FEAT_SEP } from "./models.ts";
 import { flushTlb, flushTlbPage } from "./paging.ts";
+import { checkLongModeCr } from "./paging_long.ts";
 import { readMsr, readTsc, writeMsr } from "./msr.ts";
 import {
   ATTR_P,
@@ -35,6 +36,7 @@ import {
   EBX,
   ECX,
   EDX,
+  EFER_LMA,
   ESP,
   gp,
   IF,
@@ -63,6 +65,7 @@ function requireCpl0(c: CpuCore): void {
 export function writeCr0(c: CpuCore, v: number): void {
   v |= 0x10; // ET is hardwired on 486 and later
   if ((v & CR0_PG) !== 0 && (v & CR0_PE) === 0) gp(c, 0);
+  checkLongModeCr(c, v, c.cr4);
   const changed = c.cr0 ^ v;
   c.cr0 = v | 0;
   if ((changed & (CR0_PG | CR0_WP | CR0_PE)) !== 0) flushTlb(c);
@@ -74,6 +77,7 @@ export function writeCr0(c: CpuCore, v: number): void {
 
 /** Writes CR4 (paging-related bits flush the TLB). */
 export function writeCr4(c: CpuCore, v: number): void {
+  checkLongModeCr(c, c.cr0, v);
   const changed = c.cr4 ^ v;
   c.cr4 = v | 0;
   if ((changed & (CR4_PAE | CR4_PSE | CR4_PGE)) !== 0) flushTlb(c);
@@ -116,7 +120,10 @@ function loadSystemSeg(c: CpuCore, s: number, sel: number): void {
   readDescriptor(c, sel);
   const attr = descAttr(DESC[1]);
   const type = attr & 0x1f;
-  if (s === LDTR ? type !== 2 : type !== 1 && type !== 9) gp(c, sel & 0xfffc);
+  // Long mode: 16-byte system descriptors, a 64-bit TSS only (type 9), base bits 32..63 next.
+  const long = (c.efer & EFER_LMA) !== 0;
+  if (s === LDTR ? type !== 2 : type !== 9 && (long || type !== 1)) gp(c, sel & 0xfffc);
+  const baseHi = long ? sysRead32(c, (DESC[2] + 8) | 0) : 0;
   if ((attr & ATTR_P) === 0) gp(c, sel & 0xfffc); // #NP in the SDM; kept simple
   if (s === TR) {
     DESC[1] |= 0x200;
@@ -130,6 +137,7 @@ function loadSystemSeg(c: CpuCore, s: number, sel: number): void {
     descLimit(DESC[0], DESC[1]),
     descAttr(DESC[1]),
   );
+  c.segBaseHi[s] = baseHi;
 }
 
 /** LAR/LSL/VERR/VERW: true when the selector's descriptor is visible at CPL/RPL. */

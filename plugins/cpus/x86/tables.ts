@@ -13,11 +13,14 @@ import { installSystem } from "./system.ts";
 import { installSseFp } from "./sse_fp.ts";
 import { installSseInt } from "./sse_int.ts";
 import { installSseMoves, installSseTable } from "./sse_ops.ts";
+import { buildTable64 } from "./tables_long.ts";
 
 /** Opcode tables: 0x000..0x0FF one-byte opcodes, 0x100..0x1FF the 0F xx map. */
 export interface OpTables {
   readonly t16: OpHandler[];
   readonly t32: OpHandler[];
+  /** 64-bit mode (tables_long.ts). */
+  readonly t64: OpHandler[];
 }
 
 let cached: OpTables | undefined;
@@ -41,6 +44,6 @@ export function opTables(): OpTables {
   installSseFp();
   installSseTable(t16, t32);
   installPrefixes(t16, t32);
-  cached = { t16, t32 };
+  cached = { t16, t32, t64: buildTable64(t16, t32) };
   return cached;
 }
