@@ -16,7 +16,7 @@ import {
   serializeHeader,
 } from "./header.ts";
 import { Layout } from "./layout.ts";
-import { openQcow2 } from "./node.ts";
+import { openQcow2 } from "./open.ts";
 import { QCOW2_CREATE_OPTIONS } from "./options.ts";
 
 export { QCOW2_CREATE_OPTIONS };

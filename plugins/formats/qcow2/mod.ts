@@ -6,7 +6,7 @@ import type { FormatDescriptor } from "../../../core/plugin.ts";
 import { QCOW2_OPEN_OPTIONS } from "./cache_options.ts";
 import { probe } from "./header.ts";
 import { measureQcow2 } from "./measure.ts";
-import { openQcow2 } from "./node.ts";
+import { openQcow2 } from "./open.ts";
 import { QCOW2_AMEND_OPTIONS, QCOW2_CREATE_OPTIONS } from "./options.ts";
 
 export { Qcow2Node } from "./node.ts";
