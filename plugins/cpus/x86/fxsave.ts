@@ -22,12 +22,22 @@ import {
   type OpHandler,
   ud,
 } from "./state.ts";
-import { NEED_SSE, NEED_SSE2, NO_HANDSHAKE, prefixColumn, sseEnter } from "./sse_ops.ts";
+import {
+  NEED_CLFLUSH,
+  NEED_SSE,
+  NEED_SSE2,
+  NO_HANDSHAKE,
+  prefixColumn,
+  sseEnter,
+} from "./sse_ops.ts";
 import { MXCSR_MASK } from "./sse_state.ts";
 
 const FXSAVE_BYTES = 512;
 
-/** LDMXCSR, STMXCSR (memory forms /2, /3) and the fences (register forms /5../7). */
+/**
+ * LDMXCSR, STMXCSR (memory forms /2, /3), CLFLUSH (memory form /7) and the fences (register
+ * forms /5../7).
+ */
 function mxcsrOrFence(c: CpuCore): void {
   if (prefixColumn(c) !== 0) return ud(c);
   const r = c.modReg;
@@ -35,7 +45,10 @@ function mxcsrOrFence(c: CpuCore): void {
     if (r < 5) return ud(c);
     return sseEnter(c, (r === 7 ? NEED_SSE : NEED_SSE2) | NO_HANDSHAKE); // ordering is a no-op here
   }
-  if (r !== 2 && r !== 3) return ud(c); // XSAVE, XRSTOR, XSAVEOPT, CLFLUSH: not offered
+  // CLFLUSH: QEMU 7.2 TCG computes the address and touches nothing, so a not-present page
+  // or a null segment does not fault (tests/cpu_diff/clflush_probe_test.ts shows it).
+  if (r === 7) return sseEnter(c, NEED_CLFLUSH | NO_HANDSHAKE);
+  if (r !== 2 && r !== 3) return ud(c); // XSAVE, XRSTOR, XSAVEOPT: not offered
   sseEnter(c, NEED_SSE);
   if (r === 2) {
     const v = read32(c, c.eaSeg, c.eaOff);
@@ -47,7 +60,10 @@ function mxcsrOrFence(c: CpuCore): void {
   }
 }
 
-/** Installs 0F AE: /0 FXSAVE, /1 FXRSTOR, /2 LDMXCSR, /3 STMXCSR, LFENCE, MFENCE, SFENCE. */
+/**
+ * Installs 0F AE: /0 FXSAVE, /1 FXRSTOR, /2 LDMXCSR, /3 STMXCSR, /7 CLFLUSH, LFENCE, MFENCE,
+ * SFENCE.
+ */
 export function installFxsave(t16: OpHandler[], t32: OpHandler[]): void {
   t16[0x1ae] = t32[0x1ae] = (c: CpuCore) => {
     decodeModrm(c);

@@ -59,6 +59,7 @@ export const IMPLEMENTED = featureMask([
   "cmov",
   "pat",
   "pse36",
+  "clflush",
   "fxsr",
   "sse",
   "sse2",

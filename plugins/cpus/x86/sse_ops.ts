@@ -23,6 +23,8 @@ import { XMM_SRC, XMM_TMP } from "./sse_state.ts";
 
 /** What an entry needs: SSE, SSE2 or SSE3 (CPUID), and whether the handshake applies. */
 export const NEED_SSE = 1, NEED_SSE2 = 2, NEED_SSE3 = 4;
+/** CLFLUSH (CPUID.1:EDX bit 19), checked the same way. */
+export const NEED_CLFLUSH = 8;
 /** No CR0/CR4 handshake (MOVNTI and the fences run whatever CR0.EM, CR0.TS, CR4.OSFXSR say). */
 export const NO_HANDSHAKE = 0x100;
 

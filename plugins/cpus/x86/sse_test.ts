@@ -87,6 +87,15 @@ test("SSE features follow -cpu: qemu32,-sse2 runs ADDPS but PADDB is #UD; qemu32
   assert.deepEqual(run("  paddb mm0, mm1").reports, ["81:6"]);
 });
 
+test("CLFLUSH follows CPUID: qemu64 runs it (whatever CR0.EM says), qemu32 and 66h/F3h are #UD", () => {
+  assert.deepEqual(run("  clflush [data]", { model: "qemu64" }).reports, ["80:ff"]);
+  const em = "  mov eax, cr0\n  or eax, 4\n  mov cr0, eax\n  clflush [data]";
+  assert.deepEqual(run(em, { model: "qemu64" }).reports, ["80:ff"]);
+  assert.deepEqual(run("  clflush [data]", { model: "qemu32" }).reports, ["81:6"]);
+  assert.deepEqual(run("  db 0x66\n  clflush [data]", { model: "qemu64" }).reports, ["81:6"]);
+  assert.deepEqual(run("  db 0xf3\n  clflush [data]", { model: "qemu64" }).reports, ["81:6"]);
+});
+
 test("SIMD exceptions: unmasked divide-by-zero is #XM with OSXMMEXCPT, else #UD; dest unchanged", () => {
   const body = `  mov dword [data+40], 0x1d80 ; ZM unmasked
   ldmxcsr [data+40]
