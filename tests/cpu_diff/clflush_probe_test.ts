@@ -3,35 +3,9 @@
 
 import assert from "node:assert/strict";
 import { skipUnless } from "../skip.ts";
-import { compareDumps, type Dump, parseDump, runImage } from "./harness.ts";
-import { pm32Source } from "./image_pm32.ts";
-import { DATA_BASE, DATA_BYTES, hex, NP_PAGE } from "./layout.ts";
-import { assemble } from "./program.ts";
-
-async function onBoth(source: string): Promise<[Dump, Dump]> {
-  const dir = await Deno.makeTempDir({ prefix: "vmkit-clflush-probe-" });
-  try {
-    const bin = await assemble(source, dir);
-    const qemu = parseDump((await runImage("qemu", bin, dir)).text, "pm32");
-    const vmkit = parseDump((await runImage("interp", bin, dir)).text, "pm32");
-    return [qemu, vmkit];
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-/** Each CLFLUSH form, then a marker in EAX. */
-export function clflushSource(body: string[]): string {
-  return pm32Source({
-    init: ["mov eax, 0"],
-    flags: 2,
-    data: new Array(DATA_BYTES).fill(0x5a),
-    // ECX and EDX hold what the two -kernel loaders left: cleared for the exception hash
-    body: ["  xor ecx, ecx", "  xor edx, edx", ...body, "  mov eax, 0x600df00d"],
-    resume: [],
-    passes: 1,
-  });
-}
+import { compareDumps } from "./harness.ts";
+import { DATA_BASE, hex, NP_PAGE } from "./layout.ts";
+import { onBoth, probeSource } from "./probe.ts";
 
 const CASES: [string, string[]][] = [
   ["data page", [`  clflush [${hex(DATA_BASE + 0x40)}]`, "  mov ebx, 1"]],
@@ -53,7 +27,7 @@ for (const [name, body] of CASES) {
     name: `cpu_diff: CLFLUSH on a ${name} does what QEMU does`,
     ignore: skipUnless(import.meta, "qemu-system-x86_64", "nasm"),
     async fn() {
-      const [qemu, vmkit] = await onBoth(clflushSource(body));
+      const [qemu, vmkit] = await onBoth(probeSource(body));
       if (name.includes("prefix")) assert.equal(qemu.exceptions[0]?.slice(0, 4), "E 06");
       else {
         assert.equal(qemu.problem, null);

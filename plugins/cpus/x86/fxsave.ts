@@ -8,7 +8,7 @@
 // FDP, FDS, MXCSR, MXCSR_MASK, then ST0..ST7 (stack order) in 16-byte slots at 32.
 
 import { decodeModrm } from "./decode.ts";
-import { readF80, writeF80 } from "./fpu_formats.ts";
+import { extendedOf, readExt80, setExtended, writeExt80 } from "./fpu_formats.ts";
 import { TAG_EMPTY, TAG_SPECIAL, TAG_VALID, TAG_ZERO } from "./fpu_state.ts";
 import { checkWrite, probeWrite, read16, read32, read8, write16, write32 } from "./memory.ts";
 import {
@@ -96,7 +96,7 @@ function fxsave(c: CpuCore): void {
   write16(c, c.eaSeg, at(c, 2), f.statusWord());
   write16(c, c.eaSeg, at(c, 4), abridged);
   for (let o = 8; o < 24; o += 4) write32(c, c.eaSeg, at(c, o), 0);
-  for (let i = 0; i < 8; i++) writeF80(c, 32 + i * 16, f.regs[(f.top + i) & 7]);
+  for (let i = 0; i < 8; i++) writeExt80(c, 32 + i * 16, extendedOf(f, (f.top + i) & 7));
   if ((c.cr4 & CR4_OSFXSR) === 0) return;
   write32(c, c.eaSeg, at(c, 24), c.sse.mxcsr);
   write32(c, c.eaSeg, at(c, 28), MXCSR_MASK);
@@ -121,8 +121,8 @@ function fxrstor(c: CpuCore): void {
   const fdp = read32(c, c.eaSeg, at(c, 16)) >>> 0;
   const fds = read16(c, c.eaSeg, at(c, 20));
   const top = (sw >> 11) & 7;
-  const values: number[] = [];
-  for (let i = 0; i < 8; i++) values.push(readF80(c, 32 + i * 16));
+  const values: [number, number, number][] = [];
+  for (let i = 0; i < 8; i++) values.push(readExt80(c, 32 + i * 16));
   // The XMM area must be readable too: nothing changes before every read succeeded.
   if (sse) { for (let o = 160; o < 288; o += 4) read32(c, c.eaSeg, at(c, o)); }
   // Every read succeeded: now change the state.
@@ -137,8 +137,8 @@ function fxrstor(c: CpuCore): void {
   let tag = 0;
   for (let i = 0; i < 8; i++) {
     const p = (top + i) & 7;
-    const v = values[i];
-    f.regs[p] = v;
+    setExtended(f, p, ...values[i]);
+    const v = f.regs[p];
     const t = (abridged >> p) & 1
       ? v === 0 ? TAG_ZERO : Number.isFinite(v) ? TAG_VALID : TAG_SPECIAL
       : TAG_EMPTY;
