@@ -99,11 +99,19 @@ export function writeExt80(c: CpuCore, at: number, x: readonly [number, number, 
 
 /**
  * Physical register `p` set from 80-bit words: its double reading, and the words themselves
- * when the double loses them (exponent all ones), so FXSAVE/FSAVE/FSTP m80 give them back.
+ * when the double loses them (exponent all ones) or `keep` says so (an MMX write), so
+ * FXSAVE/FSAVE/FSTP m80 and MMX reads give them back.
  */
-export function setExtended(f: FpuState, p: number, lo: number, hi: number, se: number): void {
+export function setExtended(
+  f: FpuState,
+  p: number,
+  lo: number,
+  hi: number,
+  se: number,
+  keep = false,
+): void {
   f.regs[p] = fromExtended(lo >>> 0, hi >>> 0, se);
-  if ((se & 0x7fff) !== 0x7fff) {
+  if (!keep && (se & 0x7fff) !== 0x7fff) {
     f.raw &= ~(1 << p);
     return;
   }

@@ -60,6 +60,7 @@ export const IMPLEMENTED = featureMask([
   "pat",
   "pse36",
   "clflush",
+  "mmx",
   "fxsr",
   "sse",
   "sse2",

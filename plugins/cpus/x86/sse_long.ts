@@ -5,6 +5,9 @@ import { decodeModrm } from "./decode.ts";
 import { readE, setR, writeE } from "./decode_long.ts";
 import { big } from "./ops_long2.ts";
 import { type CpuCore, type OpHandler } from "./state.ts";
+import { mmGet, mmSet } from "./mmx.ts";
+import { MMX_OP, NEED_MMX, P_NONE, prefixColumn, sseEnter } from "./sse_ops.ts";
+import { MMX_D } from "./sse_state.ts";
 
 const MX_IE = 0x1, MX_PE = 0x20, MX_DAZ = 0x40;
 
@@ -86,6 +89,11 @@ export function rexWSse(t: OpHandler[]): void {
   // 66 REX.W 0F 6E: MOVQ xmm, r/m64; 66 REX.W 0F 7E: MOVQ r/m64, xmm.
   wrap(0x16e, (c) => {
     decodeModrm(c);
+    if (prefixColumn(c) === P_NONE) { // REX.W 0F 6E: MOVQ mm, r/m64
+      sseEnter(c, NEED_MMX | MMX_OP);
+      const lo = readE(c, 64);
+      return mmSet(c, c.modReg & 7, lo, c.tHi);
+    }
     const lo = readE(c, 64), hi = c.tHi;
     const x = c.sse.i32, at = lane(c.modReg);
     x[at] = lo;
@@ -94,6 +102,11 @@ export function rexWSse(t: OpHandler[]): void {
   });
   wrap(0x17e, (c) => {
     decodeModrm(c);
+    if (prefixColumn(c) === P_NONE) { // REX.W 0F 7E: MOVQ r/m64, mm
+      sseEnter(c, NEED_MMX | MMX_OP);
+      mmGet(c, c.modReg & 7, MMX_D);
+      return writeE(c, 64, c.sse.i32[4 * MMX_D], c.sse.i32[4 * MMX_D + 1]);
+    }
     const x = c.sse.i32, at = lane(c.modReg);
     writeE(c, 64, x[at], x[at + 1]);
   });
