@@ -169,3 +169,67 @@ for (const [name, vector, lines] of ENTRY) {
     },
   });
 }
+
+/** Floats and doubles for the conversions: fractions, halves, out of range, NaN, negative. */
+function cvtData(): number[] {
+  const bytes = new Array(DATA_BYTES).fill(0);
+  const dv = new DataView(new ArrayBuffer(256));
+  [1.5, -2.5, 3e9, -0.49, NaN, 7.75, 2147483647.0, -2147483648.0].forEach((f, i) =>
+    dv.setFloat32(4 * i, f, true)
+  );
+  [2.5, -1.5, 1e10, 0.5, -3.75, NaN, 123456.789, -0.0].forEach((d, i) =>
+    dv.setFloat64(32 + 8 * i, d, true)
+  );
+  [7, -9, 0x7fffffff, -0x80000000].forEach((n, i) => dv.setInt32(96 + 4 * i, n, true));
+  for (let i = 0; i < 256; i++) bytes[i] = dv.getUint8(i);
+  return bytes;
+}
+
+function cvtBody(): string[] {
+  const out: string[] = ["  fninit"];
+  let slot = 0x400;
+  const put = (l: string) => {
+    out.push(l, `  movq [${at(slot)}], mm0`);
+    slot += 8;
+  };
+  const putX = (l: string) => {
+    out.push(l, `  movdqu [${at(slot)}], xmm1`);
+    slot += 16;
+  };
+  for (const rc of [0x1f80, 0x3f80, 0x5f80, 0x7f80]) {
+    out.push(`  mov dword [${at(0x300)}], ${rc}`, `  ldmxcsr [${at(0x300)}]`);
+    for (const k of [0, 8, 16, 24]) {
+      put(`  cvtps2pi mm0, [${at(k)}]`);
+      put(`  cvttps2pi mm0, [${at(k)}]`);
+      out.push(`  movups xmm2, [${at(k)}]`);
+      put("  cvtps2pi mm0, xmm2");
+    }
+    for (const k of [32, 48, 64, 80]) {
+      put(`  cvtpd2pi mm0, [${at(k)}]`);
+      put(`  cvttpd2pi mm0, [${at(k)}]`);
+      out.push(`  movupd xmm2, [${at(k)}]`);
+      put("  cvttpd2pi mm0, xmm2");
+    }
+    out.push(`  movq mm3, [${at(96)}]`, `  movq mm4, [${at(104)}]`, "  pcmpeqb xmm1, xmm1");
+    putX(`  cvtpi2ps xmm1, mm3`);
+    putX(`  cvtpi2ps xmm1, [${at(104)}]`);
+    putX(`  cvtpi2pd xmm1, mm4`);
+    putX(`  cvtpi2pd xmm1, [${at(96)}]`);
+    out.push(`  stmxcsr [${at(slot)}]`);
+    slot += 8;
+  }
+  out.push(`  fxsave [${at(0x1000)}]`, "  fninit");
+  out.push("  fld1", `  cvtpi2ps xmm1, [${at(96)}]`, `  fxsave [${at(0x1200)}]`, "  fninit");
+  return out;
+}
+
+Deno.test({
+  name: "cpu_diff: CVTPI2PS/PD, CVT(T)PS2PI, CVT(T)PD2PI in every rounding mode match QEMU",
+  ignore: skipUnless(import.meta, "qemu-system-x86_64", "nasm"),
+  async fn() {
+    const [qemu, vmkit] = await onBoth(probeSource(cvtBody(), cvtData()));
+    assert.equal(qemu.problem, null);
+    assert.deepEqual(qemu.exceptions, []);
+    assert.deepEqual(compareDumps(qemu, vmkit, "pm32", 0), []);
+  },
+});

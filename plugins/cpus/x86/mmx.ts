@@ -43,6 +43,12 @@ export function mmSet(c: CpuCore, i: number, lo: number, hi: number): void {
   setExtended(f, i, lo | 0, hi | 0, se, true);
 }
 
+/** TOP = 0 and every tag valid: the x87 stack in MMX use (for SSE forms with an MM operand). */
+export function mmxUse(c: CpuCore): void {
+  c.fpu.top = 0;
+  c.fpu.tag = 0;
+}
+
 /** MMi from dwords 0..1 of scratch slot `slot`. */
 function mmFrom(c: CpuCore, i: number, slot: number): void {
   mmSet(c, i, c.sse.i32[4 * slot], c.sse.i32[4 * slot + 1]);
@@ -214,8 +220,7 @@ function installMmxExt(): void {
   def(0xd6, P_F3, NEED_SSE2, (c) => {
     decodeModrm(c);
     if (c.modMod !== 3) return ud(c);
-    c.fpu.top = 0;
-    c.fpu.tag = 0;
+    mmxUse(c);
     const d = c.modReg;
     clear(c, d);
     mmGet(c, c.modRm & 7, d);
@@ -223,8 +228,7 @@ function installMmxExt(): void {
   def(0xd6, P_F2, NEED_SSE2, (c) => {
     decodeModrm(c);
     if (c.modMod !== 3) return ud(c);
-    c.fpu.top = 0;
-    c.fpu.tag = 0;
+    mmxUse(c);
     const v = c.sse.i32, s = 4 * c.modRm;
     mmSet(c, c.modReg & 7, v[s], v[s + 1]);
   });
