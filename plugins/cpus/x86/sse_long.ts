@@ -86,6 +86,12 @@ export function rexWSse(t: OpHandler[]): void {
     const h = t[op];
     t[op] = (c) => ((c.rex & 8) !== 0 ? w : h)(c);
   };
+  // 0F 2A/2C/2D: REX.W widens only the F3h/F2h forms (CVTSI2SS, CVT(T)SS2SI and the SD ones);
+  // CVTPI2PS and the other MMX-operand forms ignore it.
+  const wrapCvt = (op: number, w: OpHandler) => {
+    const h = t[op];
+    t[op] = (c) => ((c.rex & 8) !== 0 && c.rep !== 0 ? w : h)(c);
+  };
   // 66 REX.W 0F 6E: MOVQ xmm, r/m64; 66 REX.W 0F 7E: MOVQ r/m64, xmm.
   wrap(0x16e, (c) => {
     decodeModrm(c);
@@ -110,14 +116,14 @@ export function rexWSse(t: OpHandler[]): void {
     const x = c.sse.i32, at = lane(c.modReg);
     writeE(c, 64, x[at], x[at + 1]);
   });
-  wrap(0x12a, (c) => { // CVTSI2SS / CVTSI2SD xmm, r/m64
+  wrapCvt(0x12a, (c) => { // CVTSI2SS / CVTSI2SD xmm, r/m64
     decodeModrm(c);
     const lo = readE(c, 64), hi = c.tHi;
     if (c.rep === 0xf3) c.sse.f32[lane(c.modReg)] = fromInt64(c, lo, hi, 24);
     else c.sse.f64[2 * c.modReg] = fromInt64(c, lo, hi, 53);
   });
   for (const [op, trunc] of [[0x12c, true], [0x12d, false]] as const) {
-    wrap(op, (c) => {
+    wrapCvt(op, (c) => {
       decodeModrm(c);
       toInt64(c, scalarIn(c, c.rep === 0xf3), trunc, c.modReg);
     });
