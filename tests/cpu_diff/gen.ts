@@ -17,6 +17,7 @@ import { edgeValue, hex, Rng } from "./rng.ts";
 import { x87Item } from "./gen_x87.ts";
 import { rexItem, ripItem } from "./gen_long.ts";
 import { sseItem } from "./gen_sse.ts";
+import { mmxItem } from "./gen_mmx.ts";
 import { LOW8, type Mode, Operands, R32, R64, SIZE, type Width } from "./gen_operands.ts";
 
 export { AF, CF, DATA_BASE, DATA_BYTES, edgeValue, NP_PAGE, OF, PF, Rng, RO_PAGE, SF, STATUS, ZF };
@@ -88,12 +89,17 @@ export class Generator extends Operands {
       ["pf", 2, () => this.#pf()],
     );
     if (this.mode === "pm32") {
-      all.push(["bcd", 4, () => this.#bcd()], ["sse", 12, () => sseItem(this)]);
+      all.push(
+        ["bcd", 4, () => this.#bcd()],
+        ["sse", 12, () => sseItem(this)],
+        ["mmx", 4, () => mmxItem(this)],
+      );
     } else {
       all.push(
         ["rex", 8, () => rexItem(this)],
         ["rip", 4, () => ripItem(this)],
         ["sse", 16, () => sseItem(this)],
+        ["mmx", 4, () => mmxItem(this)],
       );
     }
     return all;

@@ -34,7 +34,7 @@ import {
   X86State,
 } from "../../../core/x86_state.ts";
 import { getFlags } from "./flags.ts";
-import { fromExtended, toExtended } from "./fpu_formats.ts";
+import { extendedOf, setExtended } from "./fpu_formats.ts";
 import { flushTlb } from "./paging.ts";
 import { setCpl, setSegCache } from "./segmentation.ts";
 import { type CpuCore, CS, EFER_LMA } from "./state.ts";
@@ -95,7 +95,7 @@ export function saveArchState(c: CpuCore, s: X86State): void {
   s.setU16(X86_FCS, f.fcs);
   s.setU16(X86_FDS, f.fds);
   for (let i = 0; i < 8; i++) {
-    const [lo, hi, se] = toExtended(f.regs[(f.top + i) & 7]);
+    const [lo, hi, se] = extendedOf(f, (f.top + i) & 7);
     const at = X86_ST + 16 * i;
     s.setU32(at, lo);
     s.setU32(at + 4, hi);
@@ -180,7 +180,7 @@ export function loadArchState(c: CpuCore, s: X86State): void {
   f.fds = s.u16(X86_FDS);
   for (let i = 0; i < 8; i++) {
     const at = X86_ST + 16 * i;
-    f.regs[(f.top + i) & 7] = fromExtended(s.u32(at), s.u32(at + 4), s.u16(at + 8));
+    setExtended(f, (f.top + i) & 7, s.u32(at) | 0, s.u32(at + 4) | 0, s.u16(at + 8));
   }
   c.sse.mxcsr = s.u32(X86_MXCSR) & 0xffff;
   for (let i = 0; i < 16; i++) c.sse.u8.set(s.xmm(i), 16 * i);

@@ -5,15 +5,19 @@ import { materializeFlags } from "./flags.ts";
 import { pendingError, setFpuExec } from "./fpu.ts";
 import { type FpuState, TAG_EMPTY, TAG_SPECIAL, TAG_VALID, TAG_ZERO } from "./fpu_state.ts";
 import {
+  extendedOf,
+  fromExtended,
   off,
+  readExt80,
   readF32,
   readF64,
-  readF80,
   readInt64,
   round,
+  setExtended,
+  toExtended,
+  writeExt80,
   writeF32,
   writeF64,
-  writeF80,
   writeInt,
 } from "./fpu_formats.ts";
 import { read16, read32, read8, write16, write32, write8 } from "./memory.ts";
@@ -49,6 +53,7 @@ function st(f: FpuState, i: number): number {
 function setSt(f: FpuState, i: number, v: number): void {
   const p = (f.top + i) & 7;
   f.regs[p] = v;
+  f.raw &= ~(1 << p);
   setTag(f, p, tagOf(v));
 }
 
@@ -60,6 +65,7 @@ function push(f: FpuState, v: number): void {
   }
   f.top = p;
   f.regs[p] = v;
+  f.raw &= ~(1 << p);
   setTag(f, p, tagOf(v));
 }
 
@@ -467,13 +473,20 @@ function fpuExec(c: CpuCore, op: number): void {
           writeInt(c, st(f, 0), 4, reg === 1);
           if (reg !== 2) pop(f);
           return;
-        case 5:
-          push(f, readF80(c, 0));
+        case 5: { // FLD m80: the words as they are (a NaN's payload included)
+          const [lo, hi, se] = readExt80(c, 0);
+          const full = getTag(f, (f.top - 1) & 7) !== TAG_EMPTY;
+          push(f, fromExtended(lo >>> 0, hi >>> 0, se));
+          if (!full) setExtended(f, f.top, lo, hi, se);
           return;
-        case 7:
-          writeF80(c, 0, st(f, 0));
+        }
+        case 7: { // FSTP m80
+          const empty = getTag(f, f.top) === TAG_EMPTY;
+          const v = st(f, 0);
+          writeExt80(c, 0, empty ? toExtended(v) : extendedOf(f, f.top));
           pop(f);
           return;
+        }
       }
       return ud(c);
     case 0xdd:
@@ -514,15 +527,15 @@ function fpuExec(c: CpuCore, op: number): void {
           const n = loadEnv(c);
           for (let k = 0; k < 8; k++) {
             const p = (f.top + k) & 7;
-            const v = readF80(c, n + k * 10);
-            f.regs[p] = v;
-            if (getTag(f, p) !== TAG_EMPTY) setTag(f, p, tagOf(v));
+            const [lo, hi, se] = readExt80(c, n + k * 10);
+            setExtended(f, p, lo, hi, se);
+            if (getTag(f, p) !== TAG_EMPTY) setTag(f, p, tagOf(f.regs[p]));
           }
           return;
         }
         case 6: { // FNSAVE
           const n = storeEnv(c);
-          for (let k = 0; k < 8; k++) writeF80(c, n + k * 10, f.regs[(f.top + k) & 7]);
+          for (let k = 0; k < 8; k++) writeExt80(c, n + k * 10, extendedOf(f, (f.top + k) & 7));
           f.init();
           return;
         }

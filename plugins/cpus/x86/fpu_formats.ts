@@ -46,14 +46,6 @@ export function off(c: CpuCore, n: number): number {
   return c.addr32 ? (c.eaOff + n) >>> 0 : (c.eaOff + n) & 0xffff;
 }
 
-/** Reads an m80real at operand offset `at`. */
-export function readF80(c: CpuCore, at: number): number {
-  const lo = read32(c, c.eaSeg, off(c, at)) >>> 0;
-  const hi = read32(c, c.eaSeg, off(c, at + 4)) >>> 0;
-  const se = read16(c, c.eaSeg, off(c, at + 8));
-  return fromExtended(lo, hi, se);
-}
-
 /** Converts an 80-bit extended value (mantissa lo/hi, sign+exponent) to a double. */
 export function fromExtended(lo: number, hi: number, se: number): number {
   const sign = (se & 0x8000) !== 0 ? -1 : 1;
@@ -91,12 +83,48 @@ export function toExtended(v: number): [number, number, number] {
   return [lo | 0, hi | 0, sign | (e - 1023 + 16383)];
 }
 
-/** Writes an m80real at operand offset `at`. */
-export function writeF80(c: CpuCore, at: number, v: number): void {
-  const [lo, hi, se] = toExtended(v);
-  write32(c, c.eaSeg, off(c, at), lo);
-  write32(c, c.eaSeg, off(c, at + 4), hi);
-  write16(c, c.eaSeg, off(c, at + 8), se);
+/** Reads an m80real at operand offset `at` as its raw words: [significand lo, hi, sign+exponent]. */
+export function readExt80(c: CpuCore, at: number): [number, number, number] {
+  const lo = read32(c, c.eaSeg, off(c, at));
+  const hi = read32(c, c.eaSeg, off(c, at + 4));
+  return [lo, hi, read16(c, c.eaSeg, off(c, at + 8))];
+}
+
+/** Writes raw 80-bit words at operand offset `at`. */
+export function writeExt80(c: CpuCore, at: number, x: readonly [number, number, number]): void {
+  write32(c, c.eaSeg, off(c, at), x[0]);
+  write32(c, c.eaSeg, off(c, at + 4), x[1]);
+  write16(c, c.eaSeg, off(c, at + 8), x[2]);
+}
+
+/**
+ * Physical register `p` set from 80-bit words: its double reading, and the words themselves
+ * when the double loses them (exponent all ones) or `keep` says so (an MMX write), so
+ * FXSAVE/FSAVE/FSTP m80 and MMX reads give them back.
+ */
+export function setExtended(
+  f: FpuState,
+  p: number,
+  lo: number,
+  hi: number,
+  se: number,
+  keep = false,
+): void {
+  f.regs[p] = fromExtended(lo >>> 0, hi >>> 0, se);
+  if (!keep && (se & 0x7fff) !== 0x7fff) {
+    f.raw &= ~(1 << p);
+    return;
+  }
+  f.raw |= 1 << p;
+  f.rawWords[2 * p] = lo;
+  f.rawWords[2 * p + 1] = hi;
+  f.rawSe[p] = se;
+}
+
+/** Physical register `p` as 80-bit words: [significand lo, hi, sign+exponent]. */
+export function extendedOf(f: FpuState, p: number): [number, number, number] {
+  if (((f.raw >> p) & 1) === 0) return toExtended(f.regs[p]);
+  return [f.rawWords[2 * p], f.rawWords[2 * p + 1], f.rawSe[p]];
 }
 
 /** Writes the m32real operand. */

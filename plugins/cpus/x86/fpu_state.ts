@@ -11,6 +11,15 @@ export const TAG_VALID = 0, TAG_ZERO = 1, TAG_SPECIAL = 2, TAG_EMPTY = 3;
 export class FpuState {
   /** Physical registers R0..R7; ST(i) is R[(top + i) & 7]. */
   readonly regs: Float64Array = new Float64Array(8);
+  /**
+   * Physical registers whose 80-bit contents a double cannot hold (exponent all ones: NaN
+   * payloads, pseudo-infinities, later MMX values): bit p set means {@linkcode rawWords}
+   * (significand low, high) and {@linkcode rawSe} hold register p exactly, and regs[p] is its
+   * double reading. An x87 write clears the bit.
+   */
+  raw = 0;
+  readonly rawWords: Int32Array = new Int32Array(16);
+  readonly rawSe: Uint16Array = new Uint16Array(8);
   /** Tag word, two bits per physical register. */
   tag = 0xffff;
   top = 0;

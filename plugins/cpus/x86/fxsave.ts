@@ -8,7 +8,7 @@
 // FDP, FDS, MXCSR, MXCSR_MASK, then ST0..ST7 (stack order) in 16-byte slots at 32.
 
 import { decodeModrm } from "./decode.ts";
-import { readF80, writeF80 } from "./fpu_formats.ts";
+import { extendedOf, readExt80, setExtended, writeExt80 } from "./fpu_formats.ts";
 import { TAG_EMPTY, TAG_SPECIAL, TAG_VALID, TAG_ZERO } from "./fpu_state.ts";
 import { checkWrite, probeWrite, read16, read32, read8, write16, write32 } from "./memory.ts";
 import {
@@ -22,12 +22,22 @@ import {
   type OpHandler,
   ud,
 } from "./state.ts";
-import { NEED_SSE, NEED_SSE2, NO_HANDSHAKE, prefixColumn, sseEnter } from "./sse_ops.ts";
+import {
+  NEED_CLFLUSH,
+  NEED_SSE,
+  NEED_SSE2,
+  NO_HANDSHAKE,
+  prefixColumn,
+  sseEnter,
+} from "./sse_ops.ts";
 import { MXCSR_MASK } from "./sse_state.ts";
 
 const FXSAVE_BYTES = 512;
 
-/** LDMXCSR, STMXCSR (memory forms /2, /3) and the fences (register forms /5../7). */
+/**
+ * LDMXCSR, STMXCSR (memory forms /2, /3), CLFLUSH (memory form /7) and the fences (register
+ * forms /5../7).
+ */
 function mxcsrOrFence(c: CpuCore): void {
   if (prefixColumn(c) !== 0) return ud(c);
   const r = c.modReg;
@@ -35,7 +45,10 @@ function mxcsrOrFence(c: CpuCore): void {
     if (r < 5) return ud(c);
     return sseEnter(c, (r === 7 ? NEED_SSE : NEED_SSE2) | NO_HANDSHAKE); // ordering is a no-op here
   }
-  if (r !== 2 && r !== 3) return ud(c); // XSAVE, XRSTOR, XSAVEOPT, CLFLUSH: not offered
+  // CLFLUSH: QEMU 7.2 TCG computes the address and touches nothing, so a not-present page
+  // or a null segment does not fault (tests/cpu_diff/clflush_probe_test.ts shows it).
+  if (r === 7) return sseEnter(c, NEED_CLFLUSH | NO_HANDSHAKE);
+  if (r !== 2 && r !== 3) return ud(c); // XSAVE, XRSTOR, XSAVEOPT: not offered
   sseEnter(c, NEED_SSE);
   if (r === 2) {
     const v = read32(c, c.eaSeg, c.eaOff);
@@ -47,7 +60,10 @@ function mxcsrOrFence(c: CpuCore): void {
   }
 }
 
-/** Installs 0F AE: /0 FXSAVE, /1 FXRSTOR, /2 LDMXCSR, /3 STMXCSR, LFENCE, MFENCE, SFENCE. */
+/**
+ * Installs 0F AE: /0 FXSAVE, /1 FXRSTOR, /2 LDMXCSR, /3 STMXCSR, /7 CLFLUSH, LFENCE, MFENCE,
+ * SFENCE.
+ */
 export function installFxsave(t16: OpHandler[], t32: OpHandler[]): void {
   t16[0x1ae] = t32[0x1ae] = (c: CpuCore) => {
     decodeModrm(c);
@@ -80,7 +96,7 @@ function fxsave(c: CpuCore): void {
   write16(c, c.eaSeg, at(c, 2), f.statusWord());
   write16(c, c.eaSeg, at(c, 4), abridged);
   for (let o = 8; o < 24; o += 4) write32(c, c.eaSeg, at(c, o), 0);
-  for (let i = 0; i < 8; i++) writeF80(c, 32 + i * 16, f.regs[(f.top + i) & 7]);
+  for (let i = 0; i < 8; i++) writeExt80(c, 32 + i * 16, extendedOf(f, (f.top + i) & 7));
   if ((c.cr4 & CR4_OSFXSR) === 0) return;
   write32(c, c.eaSeg, at(c, 24), c.sse.mxcsr);
   write32(c, c.eaSeg, at(c, 28), MXCSR_MASK);
@@ -105,8 +121,8 @@ function fxrstor(c: CpuCore): void {
   const fdp = read32(c, c.eaSeg, at(c, 16)) >>> 0;
   const fds = read16(c, c.eaSeg, at(c, 20));
   const top = (sw >> 11) & 7;
-  const values: number[] = [];
-  for (let i = 0; i < 8; i++) values.push(readF80(c, 32 + i * 16));
+  const values: [number, number, number][] = [];
+  for (let i = 0; i < 8; i++) values.push(readExt80(c, 32 + i * 16));
   // The XMM area must be readable too: nothing changes before every read succeeded.
   if (sse) { for (let o = 160; o < 288; o += 4) read32(c, c.eaSeg, at(c, o)); }
   // Every read succeeded: now change the state.
@@ -121,8 +137,8 @@ function fxrstor(c: CpuCore): void {
   let tag = 0;
   for (let i = 0; i < 8; i++) {
     const p = (top + i) & 7;
-    const v = values[i];
-    f.regs[p] = v;
+    setExtended(f, p, ...values[i]);
+    const v = f.regs[p];
     const t = (abridged >> p) & 1
       ? v === 0 ? TAG_ZERO : Number.isFinite(v) ? TAG_VALID : TAG_SPECIAL
       : TAG_EMPTY;

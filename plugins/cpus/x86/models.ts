@@ -59,6 +59,8 @@ export const IMPLEMENTED = featureMask([
   "cmov",
   "pat",
   "pse36",
+  "clflush",
+  "mmx",
   "fxsr",
   "sse",
   "sse2",

@@ -37,6 +37,7 @@ import {
 } from "./sse_fp_core.ts";
 import {
   def,
+  loadM,
   NEED_SSE,
   NEED_SSE2,
   NEED_SSE3,
@@ -47,7 +48,8 @@ import {
   srcScalar,
   srcX,
 } from "./sse_ops.ts";
-import { MX_IE, MX_PE, XMM_TMP } from "./sse_state.ts";
+import { MMX_S, MX_IE, MX_PE, XMM_TMP } from "./sse_state.ts";
+import { mmGet, mmSet, mmxUse } from "./mmx.ts";
 
 const ADD = 0, SUB = 1, MUL = 2, DIV = 3, MIN = 4, MAX = 5, SQRT = 6;
 
@@ -383,6 +385,44 @@ function installConversions(): void {
       else put64(v, t, n);
       commit(c, c.modReg);
     });
+  }
+  // The MMX-operand conversions: every form enters MMX use first, as QEMU 7.2 does.
+  // CVTPI2PS / CVTPI2PD xmm, mm/m64.
+  for (const [p, single] of [[P_NONE, true], [P_66, false]] as const) {
+    def(0x2a, p, single ? NEED_SSE : NEED_SSE2, (c) => {
+      decodeModrm(c);
+      mmxUse(c);
+      const x = c.sse, v = x.i32, t = 4 * XMM_TMP;
+      if (c.modMod === 3) mmGet(c, c.modRm & 7, MMX_S);
+      else loadM(c, MMX_S, 2);
+      const a = v[4 * MMX_S], b = v[4 * MMX_S + 1];
+      fpBegin(x);
+      x.copy(XMM_TMP, c.modReg);
+      if (single) {
+        v[t] = bits32(toSingle(a));
+        v[t + 1] = bits32(toSingle(b));
+      } else {
+        put64(v, t, a);
+        put64(v, t + 2, b);
+      }
+      commit(c, c.modReg);
+    });
+  }
+  // CVT(T)PS2PI mm, xmm/m64 and CVT(T)PD2PI mm, xmm/m128.
+  for (const [op, trunc] of [[0x2d, false], [0x2c, true]] as const) {
+    for (const [p, single] of [[P_NONE, true], [P_66, false]] as const) {
+      def(op, p, single ? NEED_SSE : NEED_SSE2, (c) => {
+        decodeModrm(c);
+        mmxUse(c);
+        const s = 4 * (single ? srcScalar(c, 2) : srcX(c));
+        const x = c.sse, v = x.i32;
+        fpBegin(x);
+        const a = toInt32(single ? cvtIn32(v, s, false) : cvtIn64(v, s, false), trunc);
+        const b = toInt32(single ? cvtIn32(v, s + 1, false) : cvtIn64(v, s + 2, false), trunc);
+        commit(c, -1);
+        mmSet(c, c.modReg & 7, a, b);
+      });
+    }
   }
   // CVT(T)SS2SI / CVT(T)SD2SI r32, xmm/m32 or m64.
   for (const [op, trunc] of [[0x2d, false], [0x2c, true]] as const) {

@@ -80,7 +80,7 @@ function pack(from: 16 | 32, sat: (v: number) => number) {
 }
 
 /** Shift of every `bits` lane of register `d` by `count` (left, logical right, arithmetic right). */
-function shiftLanes(c: CpuCore, d: number, bits: number, kind: number, count: number): void {
+export function shiftLanes(c: CpuCore, d: number, bits: number, kind: number, count: number): void {
   const x = c.sse;
   if (bits === 64) {
     const v = x.u32;
@@ -134,10 +134,18 @@ function shiftBytes(c: CpuCore, d: number, left: boolean, n: number): void {
   }
 }
 
+/**
+ * The lane operations of the 66 0F xx integer instructions by opcode, for the MMX forms
+ * (mmx.ts), which run the same code on the low 8 bytes of scratch slots.
+ */
+export const INT_OPS: Map<number, (c: CpuCore, d: number, s: number) => void> = new Map();
+
 /** Installs the SSE2 integer instructions (66 0F xx) and the SSE ones on XMM. */
 export function installSseInt(): void {
-  const d66 = (op: number, f: (c: CpuCore, d: number, s: number) => void) =>
+  const d66 = (op: number, f: (c: CpuCore, d: number, s: number) => void) => {
+    INT_OPS.set(op, f);
     def(op, P_66, NEED_SSE2, rm(f));
+  };
   d66(0xfc, lanes(8, false, (a, b) => a + b));
   d66(0xfd, lanes(16, false, (a, b) => a + b));
   d66(0xfe, lanes(32, true, (a, b) => a + b));

@@ -5,6 +5,9 @@ import { decodeModrm } from "./decode.ts";
 import { readE, setR, writeE } from "./decode_long.ts";
 import { big } from "./ops_long2.ts";
 import { type CpuCore, type OpHandler } from "./state.ts";
+import { mmGet, mmSet } from "./mmx.ts";
+import { MMX_OP, NEED_MMX, P_NONE, prefixColumn, sseEnter } from "./sse_ops.ts";
+import { MMX_D } from "./sse_state.ts";
 
 const MX_IE = 0x1, MX_PE = 0x20, MX_DAZ = 0x40;
 
@@ -83,9 +86,20 @@ export function rexWSse(t: OpHandler[]): void {
     const h = t[op];
     t[op] = (c) => ((c.rex & 8) !== 0 ? w : h)(c);
   };
+  // 0F 2A/2C/2D: REX.W widens only the F3h/F2h forms (CVTSI2SS, CVT(T)SS2SI and the SD ones);
+  // CVTPI2PS and the other MMX-operand forms ignore it.
+  const wrapCvt = (op: number, w: OpHandler) => {
+    const h = t[op];
+    t[op] = (c) => ((c.rex & 8) !== 0 && c.rep !== 0 ? w : h)(c);
+  };
   // 66 REX.W 0F 6E: MOVQ xmm, r/m64; 66 REX.W 0F 7E: MOVQ r/m64, xmm.
   wrap(0x16e, (c) => {
     decodeModrm(c);
+    if (prefixColumn(c) === P_NONE) { // REX.W 0F 6E: MOVQ mm, r/m64
+      sseEnter(c, NEED_MMX | MMX_OP);
+      const lo = readE(c, 64);
+      return mmSet(c, c.modReg & 7, lo, c.tHi);
+    }
     const lo = readE(c, 64), hi = c.tHi;
     const x = c.sse.i32, at = lane(c.modReg);
     x[at] = lo;
@@ -94,17 +108,22 @@ export function rexWSse(t: OpHandler[]): void {
   });
   wrap(0x17e, (c) => {
     decodeModrm(c);
+    if (prefixColumn(c) === P_NONE) { // REX.W 0F 7E: MOVQ r/m64, mm
+      sseEnter(c, NEED_MMX | MMX_OP);
+      mmGet(c, c.modReg & 7, MMX_D);
+      return writeE(c, 64, c.sse.i32[4 * MMX_D], c.sse.i32[4 * MMX_D + 1]);
+    }
     const x = c.sse.i32, at = lane(c.modReg);
     writeE(c, 64, x[at], x[at + 1]);
   });
-  wrap(0x12a, (c) => { // CVTSI2SS / CVTSI2SD xmm, r/m64
+  wrapCvt(0x12a, (c) => { // CVTSI2SS / CVTSI2SD xmm, r/m64
     decodeModrm(c);
     const lo = readE(c, 64), hi = c.tHi;
     if (c.rep === 0xf3) c.sse.f32[lane(c.modReg)] = fromInt64(c, lo, hi, 24);
     else c.sse.f64[2 * c.modReg] = fromInt64(c, lo, hi, 53);
   });
   for (const [op, trunc] of [[0x12c, true], [0x12d, false]] as const) {
-    wrap(op, (c) => {
+    wrapCvt(op, (c) => {
       decodeModrm(c);
       toInt64(c, scalarIn(c, c.rep === 0xf3), trunc, c.modReg);
     });

@@ -23,6 +23,10 @@ import { XMM_SRC, XMM_TMP } from "./sse_state.ts";
 
 /** What an entry needs: SSE, SSE2 or SSE3 (CPUID), and whether the handshake applies. */
 export const NEED_SSE = 1, NEED_SSE2 = 2, NEED_SSE3 = 4;
+/** CLFLUSH (CPUID.1:EDX bit 19) and MMX (bit 23), checked the same way. */
+export const NEED_CLFLUSH = 8, NEED_MMX = 16;
+/** The MMX handshake instead of SSE's (no CR4.OSFXSR), then the x87 stack enters MMX use. */
+export const MMX_OP = 0x200;
 /** No CR0/CR4 handshake (MOVNTI and the fences run whatever CR0.EM, CR0.TS, CR4.OSFXSR say). */
 export const NO_HANDSHAKE = 0x100;
 
@@ -45,8 +49,20 @@ export function def(op: number, p: number, need: number, h: OpHandler): void {
 export function sseEnter(c: CpuCore, need: number): void {
   if ((c.sseFeat & need) === 0) ud(c);
   if ((need & NO_HANDSHAKE) !== 0) return;
+  if ((need & MMX_OP) !== 0) return mmxEnter(c);
   if ((c.cr0 & CR0_EM) !== 0 || (c.cr4 & CR4_OSFXSR) === 0) ud(c);
   if ((c.cr0 & CR0_TS) !== 0) fault(c, EXC_NM);
+}
+
+/**
+ * An MMX instruction's entry as QEMU 7.2 TCG makes it: #NM with CR0.TS, then #UD with
+ * CR0.EM; then TOP = 0 and every tag valid.
+ */
+export function mmxEnter(c: CpuCore): void {
+  if ((c.cr0 & CR0_TS) !== 0) fault(c, EXC_NM);
+  if ((c.cr0 & CR0_EM) !== 0) ud(c);
+  c.fpu.top = 0;
+  c.fpu.tag = 0;
 }
 
 /** The prefix column of the instruction in flight. */

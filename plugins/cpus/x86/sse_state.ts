@@ -23,8 +23,10 @@ export const XMM_COUNT = 16;
 export const XMM_SRC = 16;
 /** A scratch slot for a result computed before any unmasked exception is known. */
 export const XMM_TMP = 17;
-/** Bytes of the file: 18 slots of 16 bytes. */
-export const SSE_BYTES = 18 * 16;
+/** Two scratch slots for the MMX forms: the destination and the source, in their low 8 bytes. */
+export const MMX_D = 18, MMX_S = 19;
+/** Bytes of the file: 20 slots of 16 bytes. */
+export const SSE_BYTES = 20 * 16;
 
 /**
  * XMM registers and MXCSR. The sixteen registers and two scratch slots live in one

@@ -81,10 +81,32 @@ test("SSE handshake: #UD without CR4.OSFXSR or with CR0.EM, #NM with CR0.TS", ()
   );
 });
 
-test("SSE features follow -cpu: qemu32,-sse2 runs ADDPS but PADDB is #UD; qemu32 has no MMX", () => {
+test("SIMD features follow -cpu: qemu32,-sse2 runs ADDPS but PADDB is #UD; -mmx drops MMX", () => {
   assert.deepEqual(run("  addps xmm0, xmm1", { model: "qemu32,-sse2" }).reports, ["80:ff"]);
   assert.deepEqual(run("  paddb xmm0, xmm1", { model: "qemu32,-sse2" }).reports, ["81:6"]);
-  assert.deepEqual(run("  paddb mm0, mm1").reports, ["81:6"]);
+  assert.deepEqual(run("  paddb mm0, mm1").reports, ["80:ff"]);
+  assert.deepEqual(run("  paddb mm0, mm1", { model: "qemu32,-mmx" }).reports, ["81:6"]);
+  // PADDQ on MM is SSE2's: -sse2 makes it #UD while PADDD on MM still runs.
+  assert.deepEqual(run("  paddq mm0, mm1", { model: "qemu32,-sse2" }).reports, ["81:6"]);
+  assert.deepEqual(run("  paddd mm0, mm1", { model: "qemu32,-sse2" }).reports, ["80:ff"]);
+});
+
+test("MMX: CR0.TS is #NM (before CR0.EM, as QEMU 7.2), CR0.EM is #UD, CR4.OSFXSR not needed", () => {
+  const cr0 = (bits: number) =>
+    `  mov eax, cr0\n  or eax, ${bits}\n  mov cr0, eax\n  pxor mm0, mm0`;
+  assert.deepEqual(run(cr0(8)).reports, ["81:7"]);
+  assert.deepEqual(run(cr0(4)).reports, ["81:6"]);
+  assert.deepEqual(run(cr0(12)).reports, ["81:7"]);
+  assert.deepEqual(run("  pxor mm0, mm0", { cr4: 0 }).reports, ["80:ff"]);
+});
+
+test("CLFLUSH follows CPUID: qemu64 runs it (whatever CR0.EM says), qemu32 and 66h/F3h are #UD", () => {
+  assert.deepEqual(run("  clflush [data]", { model: "qemu64" }).reports, ["80:ff"]);
+  const em = "  mov eax, cr0\n  or eax, 4\n  mov cr0, eax\n  clflush [data]";
+  assert.deepEqual(run(em, { model: "qemu64" }).reports, ["80:ff"]);
+  assert.deepEqual(run("  clflush [data]", { model: "qemu32" }).reports, ["81:6"]);
+  assert.deepEqual(run("  db 0x66\n  clflush [data]", { model: "qemu64" }).reports, ["81:6"]);
+  assert.deepEqual(run("  db 0xf3\n  clflush [data]", { model: "qemu64" }).reports, ["81:6"]);
 });
 
 test("SIMD exceptions: unmasked divide-by-zero is #XM with OSXMMEXCPT, else #UD; dest unchanged", () => {

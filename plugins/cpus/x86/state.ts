@@ -323,7 +323,8 @@ export class CpuCore {
     this.maxInstrLen = model.family <= 2 ? 10 : 15;
     const ecx1 = model.config?.features["1_ECX"] ?? 0;
     this.sseFeat = ((model.features >>> 25) & 1) | (((model.features >>> 26) & 1) << 1) |
-      ((ecx1 & 1) << 2);
+      ((ecx1 & 1) << 2) | (((model.features >>> 19) & 1) << 3) |
+      (((model.features >>> 23) & 1) << 4);
   }
 }
 

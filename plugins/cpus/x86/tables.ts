@@ -12,6 +12,7 @@ import { type CpuCore, type OpHandler, ud } from "./state.ts";
 import { installSystem } from "./system.ts";
 import { installSseFp } from "./sse_fp.ts";
 import { installSseInt } from "./sse_int.ts";
+import { installMmx } from "./mmx.ts";
 import { installSseMoves, installSseTable } from "./sse_ops.ts";
 import { buildTable64 } from "./tables_long.ts";
 
@@ -41,6 +42,7 @@ export function opTables(): OpTables {
   installFxsave(t16, t32);
   installSseMoves();
   installSseInt();
+  installMmx();
   installSseFp();
   installSseTable(t16, t32);
   installPrefixes(t16, t32);

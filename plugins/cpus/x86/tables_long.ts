@@ -76,7 +76,10 @@ export function buildTable64(t16: OpHandler[], t32: OpHandler[]): OpHandler[] {
     const h = t[op];
     t[op] = (c) => {
       h(c);
-      if (c.modMod === 3 || op === 0x12c || op === 0x12d) c.regsHi[c.modReg] = 0;
+      // 0F 2C/2D write a general register only with F3h/F2h (CVT(T)SS2SI, CVT(T)SD2SI);
+      // without, they are CVT(T)PS2PI/CVT(T)PD2PI into an MMX register.
+      const cvt = op === 0x12c || op === 0x12d;
+      if (cvt ? c.rep !== 0 : c.modMod === 3) c.regsHi[c.modReg] = 0;
     };
   }
   // MOVD r/m32, xmm: a register destination's upper half clears.
