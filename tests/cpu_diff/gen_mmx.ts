@@ -5,8 +5,8 @@ import { DATA_BASE, DATA_BYTES } from "./layout.ts";
 import { hex } from "./rng.ts";
 import { type Operands, R32, R64 } from "./gen_operands.ts";
 
-/** MMX forms with an mm/m64 source. */
-const BINARY = [
+/** MMX forms with an mm/m64 source (the probe test runs each too). */
+export const MMX_BINARY = [
   "paddb",
   "paddw",
   "paddd",
@@ -83,7 +83,7 @@ export function mmxItem(o: Operands): string {
   else o.emit(`movd ${s}, ${r32}`);
   const k = o.rng.below(8);
   let insn: string;
-  if (k <= 2) insn = o.put(`${o.rng.pick(BINARY)} ${d}, ${o.rng.chance(0.3) ? m64(o) : s}`);
+  if (k <= 2) insn = o.put(`${o.rng.pick(MMX_BINARY)} ${d}, ${o.rng.chance(0.3) ? m64(o) : s}`);
   else if (k === 3) {
     const [op, max] = o.rng.pick(
       [

@@ -6,6 +6,7 @@ import { skipUnless } from "../skip.ts";
 import { compareDumps } from "./harness.ts";
 import { DATA_BASE, DATA_BYTES, hex } from "./layout.ts";
 import { onBoth, probeSource } from "./probe.ts";
+import { MMX_BINARY as BINARY } from "./gen_mmx.ts";
 
 const at = (n: number) => hex(DATA_BASE + n);
 
@@ -19,65 +20,6 @@ function data(): number[] {
   }
   return bytes;
 }
-
-/** Binary mm, mm/m64 instructions. */
-const BINARY = [
-  "paddb",
-  "paddw",
-  "paddd",
-  "paddq",
-  "psubb",
-  "psubw",
-  "psubd",
-  "psubq",
-  "paddsb",
-  "paddsw",
-  "paddusb",
-  "paddusw",
-  "psubsb",
-  "psubsw",
-  "psubusb",
-  "psubusw",
-  "pmullw",
-  "pmulhw",
-  "pmulhuw",
-  "pmuludq",
-  "pmaddwd",
-  "psadbw",
-  "pavgb",
-  "pavgw",
-  "pminub",
-  "pmaxub",
-  "pminsw",
-  "pmaxsw",
-  "pcmpeqb",
-  "pcmpeqw",
-  "pcmpeqd",
-  "pcmpgtb",
-  "pcmpgtw",
-  "pcmpgtd",
-  "pand",
-  "pandn",
-  "por",
-  "pxor",
-  "packsswb",
-  "packuswb",
-  "packssdw",
-  "punpcklbw",
-  "punpcklwd",
-  "punpckldq",
-  "punpckhbw",
-  "punpckhwd",
-  "punpckhdq",
-  "psrlw",
-  "psrld",
-  "psrlq",
-  "psraw",
-  "psrad",
-  "psllw",
-  "pslld",
-  "psllq",
-];
 
 function body(): string[] {
   const out: string[] = ["  fninit"];

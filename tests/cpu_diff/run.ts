@@ -124,7 +124,7 @@ async function main(): Promise<number> {
 
 /** The long-mode builder checked on QEMU alone. */
 async function qemuOnly(seeds: number[], n: number, passes: number): Promise<number> {
-  console.log("vmkit comparison skipped: long mode not implemented yet (issue 14); QEMU only");
+  console.log("vmkit comparison skipped (no --vmkit-long): QEMU alone, each program twice");
   const dir = await Deno.makeTempDir({ prefix: "vmkit-cpudiff-" });
   let bad = 0;
   try {
