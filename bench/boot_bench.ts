@@ -97,10 +97,11 @@ async function vmkitAmd64(args: string[]): Promise<{ seconds?: number; why?: str
   if (Number.isNaN(probe.secondsToMarker)) {
     const lastLine = oneLine(probe.text.trimEnd().split("\n").at(-1) ?? "").slice(-200);
     const how = probe.timedOut
-      ? `no "Linux version" within ${PROBE_MS / 1000} s`
+      ? `no "Linux version" within ${PROBE_MS / 1000} s (long mode runs in the interpreter ` +
+        `only: about 9 minutes to the shell, docs/x86-long-mode.md)`
       : `vmkit exited ${probe.code} before "Linux version"`;
     return {
-      why: `vmkit cannot run it yet: ${how}${said ? `; vmkit said "${said}"` : ""}${
+      why: `not measured: ${how}${said ? `; vmkit said "${said}"` : ""}${
         lastLine ? `; the console ends "${lastLine}"` : ""
       }`,
     };
