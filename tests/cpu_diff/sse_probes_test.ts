@@ -3,23 +3,10 @@
 
 import assert from "node:assert/strict";
 import { skipUnless } from "../skip.ts";
-import { compareDumps, type Dump, parseDump, runImage } from "./harness.ts";
+import { compareDumps } from "./harness.ts";
+import { onBoth } from "./probe.ts";
 import { pm32Source } from "./image_pm32.ts";
 import { DATA_BASE, DATA_BYTES, hex } from "./layout.ts";
-import { assemble } from "./program.ts";
-
-/** Assembles `source` and runs it on QEMU and on the vmkit interpreter: [qemu, vmkit]. */
-async function onBoth(source: string): Promise<[Dump, Dump]> {
-  const dir = await Deno.makeTempDir({ prefix: "vmkit-sse-probe-" });
-  try {
-    const bin = await assemble(source, dir);
-    const qemu = parseDump((await runImage("qemu", bin, dir)).text, "pm32");
-    const vmkit = parseDump((await runImage("interp", bin, dir)).text, "pm32");
-    return [qemu, vmkit];
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** Three FXSAVEs over a data area of 0xAA bytes: OSFXSR off (twice), then on with x87 values. */
 function source(): string {

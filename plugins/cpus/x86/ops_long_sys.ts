@@ -117,6 +117,19 @@ export function deliverLong(c: CpuCore, vector: number, kind: number, errorCode:
 }
 
 /** IRETQ (and IRETD/IRET in 64-bit mode): RIP, CS, RFLAGS, RSP and SS from the stack. */
+/**
+ * Checks the code segment an IRET or far RET returns to (not null, RPL not below CPL, a
+ * present code segment) and leaves its descriptor in DESC; its attributes.
+ */
+function returnCs(c: CpuCore, cs: number): number {
+  if ((cs & 0xfffc) === 0 || (cs & 3) < c.cpl) fault(c, EXC_GP, cs & 0xfffc);
+  readDescriptor(c, cs);
+  const attr = descAttr(DESC[1]);
+  if ((attr & 0x18) !== 0x18) fault(c, EXC_GP, cs & 0xfffc);
+  if ((attr & ATTR_P) === 0) fault(c, EXC_NP, cs & 0xfffc);
+  return attr;
+}
+
 function iretLong(c: CpuCore): void {
   const size = (c.rex & 8) !== 0 ? 64 : c.op32 ? 32 : 16;
   const n = size >> 3;
@@ -127,17 +140,13 @@ function iretLong(c: CpuCore): void {
   const ss = peekL(c, 4 * n, size) & 0xffff;
   c.nmiBlocked = false;
   const rpl = cs & 3;
-  if ((cs & 0xfffc) === 0 || rpl < c.cpl) fault(c, EXC_GP, cs & 0xfffc);
-  readDescriptor(c, cs);
+  const attr = returnCs(c, cs);
   const lo = DESC[0], hi = DESC[1];
-  const attr = descAttr(hi);
-  if ((attr & 0x18) !== 0x18) fault(c, EXC_GP, cs & 0xfffc);
-  if ((attr & ATTR_P) === 0) fault(c, EXC_NP, cs & 0xfffc);
   writeFlags(c, fl, flagsWriteMask(c, size !== 16));
   markAccessed(c);
   setSegCache(c, CS, cs, descBase(lo, hi), descLimit(lo, hi), attr);
   setCpl(c, rpl);
-  if ((ss & 0xfffc) === 0) setSegCache(c, SS, ss, 0, 0, rpl === 3 ? 0 : 0);
+  if ((ss & 0xfffc) === 0) setSegCache(c, SS, ss, 0, 0, 0);
   else {
     readDescriptor(c, ss);
     markAccessed(c);
@@ -165,12 +174,8 @@ function retFarLong(c: CpuCore, imm: number): void {
   const rip = peekL(c, 0, size), ripHi = size === 64 ? c.tHi : 0;
   const cs = peekL(c, n, 16);
   const rpl = cs & 3;
-  if ((cs & 0xfffc) === 0 || rpl < c.cpl) fault(c, EXC_GP, cs & 0xfffc);
-  readDescriptor(c, cs);
+  const attr = returnCs(c, cs);
   const lo = DESC[0], hi = DESC[1];
-  const attr = descAttr(hi);
-  if ((attr & 0x18) !== 0x18) fault(c, EXC_GP, cs & 0xfffc);
-  if ((attr & ATTR_P) === 0) fault(c, EXC_NP, cs & 0xfffc);
   let sp = 0, spHi = 0, ss = 0;
   const outer = rpl > c.cpl;
   if (outer) {
@@ -191,20 +196,16 @@ function retFarLong(c: CpuCore, imm: number): void {
   setRip(c, rip, (attr & ATTR_L) !== 0 ? ripHi : 0);
 }
 
-function msr64(c: CpuCore, index: number): [number, number] {
-  return readMsr(c, index);
-}
-
 /** SYSCALL (AMD APM vol. 3): RCX and R11 take RIP and RFLAGS; CS/SS from STAR, RIP from LSTAR. */
 function syscall(c: CpuCore): void {
   if ((c.efer & EFER_SCE) === 0) ud(c);
-  const star = msr64(c, MSR_STAR);
+  const star = readMsr(c, MSR_STAR);
   const sel = star[1] & 0xfffc;
   setR(c, 1, 64, c.eip, c.ripHi);
   const flags = getFlags(c);
   setR(c, 11, 64, flags & ~RF, 0);
-  const target = msr64(c, c.code64 ? MSR_LSTAR : MSR_CSTAR);
-  const mask = msr64(c, MSR_FMASK)[0];
+  const target = readMsr(c, c.code64 ? MSR_LSTAR : MSR_CSTAR);
+  const mask = readMsr(c, MSR_FMASK)[0];
   setSegCache(c, CS, sel, 0, 0xffffffff, 0xa09b);
   setSegCache(c, SS, (sel + 8) & 0xffff, 0, 0xffffffff, 0xc093);
   setCpl(c, 0);
@@ -217,7 +218,7 @@ function syscall(c: CpuCore): void {
 function sysret(c: CpuCore): void {
   if ((c.efer & EFER_SCE) === 0) ud(c);
   if (c.cpl !== 0) fault(c, EXC_GP, 0);
-  const base = msr64(c, MSR_STAR)[1] >>> 16;
+  const base = readMsr(c, MSR_STAR)[1] >>> 16;
   const to64 = (c.rex & 8) !== 0;
   if (to64) {
     setSegCache(c, CS, ((base + 16) | 3) & 0xffff, 0, 0xffffffff, 0xa0fb);
